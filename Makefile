@@ -1,0 +1,37 @@
+# The two commands of the README: `make demo` (set up, then run the whole loop) and `make test` (set up, then
+# run the whole test suite).  Everything else here is what those two need.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+FRAMES ?= 400
+
+.PHONY: setup broker demo test bench clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[all]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# A real mosquitto broker for the tests (the demo falls back to an embedded one when this is not possible).
+broker:
+	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
+	  echo "installing mosquitto with apt-get"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mosquitto; }
+
+demo: setup
+	-@$(MAKE) --no-print-directory broker
+	$(VENV)/bin/spectro-edge demo --frames $(FRAMES)
+
+test: setup broker
+	$(PY) -m pytest -q
+
+bench: setup broker
+	$(VENV)/bin/spectro-bench codec --json out/bench-codec.json
+	$(VENV)/bin/spectro-bench preprocess --json out/bench-preprocess.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

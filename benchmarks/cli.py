@@ -1,0 +1,52 @@
+"""Command line of the benchmarks: ``spectro-bench <name> [options] --json PATH``.
+
+Each benchmark lives in ``benchmarks/<name>.py`` with ``add_arguments(parser)`` and ``run(args) -> int``; this
+module only dispatches, importing the chosen one lazily (so ``spectro-bench codec`` never loads TensorFlow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+#: name -> one-line description of each benchmark module.
+BENCHMARKS: dict[str, str] = {
+    "codec": "serial frame encode/decode throughput (MB/s, frames/s)",
+    "preprocess": "preprocessing chain latency, single spectrum and batch of 1,000",
+    "latency": "per-stage edge latency of a bundle against float/Keras/PLS references",
+    "throughput": "sustained frames/s through simulator -> pty -> daemon -> mosquitto -> subscriber",
+    "accuracy": "RMSEP/accuracy of PLS, CNN float and CNN int8 on the shipped protocols",
+    "compare": "two result JSON files side by side with ratios",
+    "soak": "long run through the whole daemon: memory, fd and thread growth, losses",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``spectro-bench``; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="spectro-bench", description="spectrolite benchmarks (figures, not tests)")
+    sub = parser.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    available: dict[str, object] = {}
+    for name, help_text in BENCHMARKS.items():
+        try:
+            module = importlib.import_module(f"benchmarks.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"benchmarks.{name}":
+                raise
+            sub.add_parser(name, help=f"{help_text} [not built yet]")
+            continue
+        available[name] = module
+        module.add_arguments(sub.add_parser(name, help=help_text))  # type: ignore[attr-defined]
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    module = available.get(args.bench)
+    if module is None:
+        print(f"spectro-bench {args.bench}: not built yet", file=sys.stderr)
+        return 2
+    return int(module.run(args))  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""firmware_bridge: the serial protocol between spectrometer firmware and the edge, its transports, adapters for
+existing dialects, and a spectrometer simulator.  Light by design: numpy and pyserial only."""
+
+from __future__ import annotations
+
+from firmware_bridge.errors import AdapterError, BridgeError, FramingError, ProtocolError, TransportError
+from firmware_bridge.frames import (
+    PROTOCOL_VERSION,
+    Ack,
+    Annotation,
+    Command,
+    CommandCode,
+    Dark,
+    Frame,
+    Hello,
+    MsgType,
+    Nack,
+    NackCode,
+    PixelFormat,
+    Reference,
+    Spectrum,
+    SpectrumFlags,
+    Status,
+)
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Ack",
+    "AdapterError",
+    "Annotation",
+    "BridgeError",
+    "Command",
+    "CommandCode",
+    "Dark",
+    "Frame",
+    "FramingError",
+    "Hello",
+    "MsgType",
+    "Nack",
+    "NackCode",
+    "PixelFormat",
+    "ProtocolError",
+    "Reference",
+    "Spectrum",
+    "SpectrumFlags",
+    "Status",
+    "TransportError",
+]
+
+try:  # the codec is added by its own module; keep the package importable while it is being written
+    from firmware_bridge.codec import FrameDecoder, encode
+
+    __all__ += ["FrameDecoder", "encode"]
+except ImportError:  # pragma: no cover
+    pass

@@ -1,0 +1,388 @@
+"""Messages of the spectrolite serial protocol as frozen dataclasses, with their wire codes as IntEnums.
+
+These are plain values: the byte layouts live in :mod:`firmware_bridge.codec` (and in ``PROTOCOL.md``); nothing here
+does I/O.  Units are part of every field name (``timestamp_us``, ``integration_time_us``, ``detector_temp_c``).
+
+Spectra carry their pixel values as a read-only one-dimensional numpy array whose dtype follows the
+``pixel_format`` (``uint16``, ``uint32`` or ``float32``); two spectra are equal when every field is equal and the
+arrays are equal byte for byte, so ``decode(encode(f)) == f`` is an exact statement.
+
+>>> import numpy as np
+>>> s = Spectrum(seq=7, timestamp_us=1_000, integration_time_us=5_000, counts=np.array([1, 2, 3], np.uint16))
+>>> s.pixel_count, s.pixel_format.name
+(3, 'UINT16')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from firmware_bridge.errors import ProtocolError
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "MsgType",
+    "PixelFormat",
+    "SpectrumFlags",
+    "CommandCode",
+    "NackCode",
+    "Spectrum",
+    "Dark",
+    "Reference",
+    "Hello",
+    "Status",
+    "Command",
+    "Ack",
+    "Nack",
+    "Annotation",
+    "Frame",
+    "PIXEL_DTYPES",
+]
+
+#: Version byte carried by every frame; a decoder refuses frames of any other version.
+PROTOCOL_VERSION = 1
+
+
+class MsgType(enum.IntEnum):
+    """Message type byte of a frame."""
+
+    HELLO = 0x01  #: host -> device: who are you?
+    STATUS = 0x02  #: device -> host: identity, pixel count, wavelength calibration, settings
+    SPECTRUM = 0x10  #: device -> host: one sample spectrum
+    DARK = 0x11  #: device -> host: a dark spectrum (shutter closed / lamp off)
+    REFERENCE = 0x12  #: device -> host: a white (100 %) reference spectrum
+    COMMAND = 0x20  #: host -> device: change a setting or ask for something
+    ACK = 0x21  #: device -> host: command accepted
+    NACK = 0x22  #: device -> host: command refused, with a reason
+    ANNOTATION = 0x30  #: simulator -> host: reference values of a spectrum (test benches only)
+
+
+class PixelFormat(enum.IntEnum):
+    """Encoding of the pixel values of a spectrum."""
+
+    UINT16 = 1
+    UINT32 = 2
+    FLOAT32 = 3
+
+
+#: numpy dtype (little-endian) of each pixel format.
+PIXEL_DTYPES: dict[PixelFormat, np.dtype[Any]] = {
+    PixelFormat.UINT16: np.dtype("<u2"),
+    PixelFormat.UINT32: np.dtype("<u4"),
+    PixelFormat.FLOAT32: np.dtype("<f4"),
+}
+
+
+class SpectrumFlags(enum.IntFlag):
+    """Bit flags of a spectrum frame."""
+
+    NONE = 0
+    SATURATED = 0x01  #: at least one pixel reached the ADC's full scale
+    LAMP_OFF = 0x02  #: the light source was off during the exposure
+    TRIGGERED = 0x04  #: the exposure was started by an external or commanded trigger
+    TEMP_UNSTABLE = 0x08  #: the detector temperature was outside its regulation band
+
+
+class CommandCode(enum.IntEnum):
+    """Operation requested by a COMMAND frame; ``value`` is its argument."""
+
+    SET_INTEGRATION_TIME = 0x01  #: value = integration time in microseconds
+    SET_AVERAGING = 0x02  #: value = number of scans averaged per spectrum (>= 1)
+    TRIGGER = 0x03  #: value = number of spectra to acquire now
+    REQUEST_DARK = 0x04  #: acquire and send a DARK frame
+    REQUEST_REFERENCE = 0x05  #: acquire and send a REFERENCE frame
+    START_STREAM = 0x06  #: value = period in microseconds between spectra (0 = as fast as possible)
+    STOP_STREAM = 0x07  #: stop streaming
+
+
+class NackCode(enum.IntEnum):
+    """Reason carried by a NACK frame."""
+
+    UNKNOWN_COMMAND = 0x01
+    VALUE_OUT_OF_RANGE = 0x02
+    BUSY = 0x03
+    NOT_SUPPORTED = 0x04
+    INTERNAL_ERROR = 0x05
+
+
+def _pixel_format_of(counts: npt.NDArray[Any]) -> PixelFormat:
+    for fmt, dtype in PIXEL_DTYPES.items():
+        if counts.dtype.kind == dtype.kind and counts.dtype.itemsize == dtype.itemsize:
+            return fmt
+    raise ProtocolError(f"expected counts of dtype uint16, uint32 or float32, got {counts.dtype}")
+
+
+@dataclass(frozen=True, eq=False)
+class Spectrum:
+    """One spectrum as the detector read it.
+
+    Parameters
+    ----------
+    seq : int
+        Sequence number, uint32, incremented by the device for every spectrum-like frame it sends.
+    timestamp_us : int
+        Device clock at the end of the exposure, microseconds, uint64.
+    integration_time_us : int
+        Exposure time, microseconds, uint32.
+    counts : ndarray, shape (pixel_count,), dtype uint16 | uint32 | float32
+        Raw detector values; stored read-only and little-endian.  ``pixel_format`` follows from the dtype.
+    averages : int
+        Number of scans averaged into this spectrum, uint16 (>= 1).
+    saturated_count : int
+        Number of pixels at the ADC's full scale, uint16.
+    flags : SpectrumFlags
+        Bit flags, uint8.
+    detector_temp_c : float
+        Detector temperature, degrees Celsius, float32 on the wire (NaN when the device has no sensor).
+    """
+
+    MSG_TYPE: ClassVar[MsgType] = MsgType.SPECTRUM
+
+    seq: int
+    timestamp_us: int
+    integration_time_us: int
+    counts: npt.NDArray[Any]
+    averages: int = 1
+    saturated_count: int = 0
+    flags: SpectrumFlags = SpectrumFlags.NONE
+    detector_temp_c: float = float("nan")
+    pixel_format: PixelFormat = field(init=False)
+
+    def __post_init__(self) -> None:
+        counts = np.asarray(self.counts)
+        if counts.ndim != 1:
+            raise ProtocolError(f"expected a one-dimensional counts array, got shape {counts.shape}")
+        fmt = _pixel_format_of(counts)
+        counts = counts.astype(PIXEL_DTYPES[fmt], copy=True)  # own, little-endian copy
+        counts.flags.writeable = False
+        object.__setattr__(self, "counts", counts)
+        object.__setattr__(self, "pixel_format", fmt)
+        object.__setattr__(self, "flags", SpectrumFlags(self.flags))
+
+    @property
+    def pixel_count(self) -> int:
+        """Number of pixels in ``counts``."""
+        return int(self.counts.shape[0])
+
+    def _key(self) -> tuple[Any, ...]:
+        temp = np.float32(self.detector_temp_c).tobytes()  # bitwise, so NaN equals NaN
+        return (
+            type(self),
+            self.seq,
+            self.timestamp_us,
+            self.integration_time_us,
+            self.averages,
+            self.saturated_count,
+            int(self.flags),
+            temp,
+            self.pixel_format,
+            self.counts.tobytes(),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Spectrum):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def replace(self, **changes: Any) -> "Spectrum":
+        """Return a copy with ``changes`` applied (``dataclasses.replace`` minus the derived ``pixel_format``)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, eq=False)
+class Dark(Spectrum):
+    """A dark spectrum: same layout as :class:`Spectrum`, acquired with the light path blocked."""
+
+    MSG_TYPE: ClassVar[MsgType] = MsgType.DARK
+
+
+@dataclass(frozen=True, eq=False)
+class Reference(Spectrum):
+    """A white-reference (100 % transmittance or reflectance) spectrum: same layout as :class:`Spectrum`."""
+
+    MSG_TYPE: ClassVar[MsgType] = MsgType.REFERENCE
+
+
+@dataclass(frozen=True)
+class Hello:
+    """Host -> device greeting; the device answers with a :class:`Status`.
+
+    Parameters
+    ----------
+    nonce : int
+        uint32 chosen by the host, echoed in the :class:`Status` reply.
+    """
+
+    MSG_TYPE: ClassVar[MsgType] = MsgType.HELLO
+
+    nonce: int = 0
+
+
+@dataclass(frozen=True)
+class Status:
+    """Device identity and settings, sent in reply to :class:`Hello` and whenever they change.
+
+    Parameters
+    ----------
+    nonce : int
+        uint32 echoed from the :class:`Hello` this answers (0 when unsolicited).
+    device_id : str
+        Serial number or name, UTF-8, at most 64 bytes.
+    firmware_version : str
+        Firmware version string, UTF-8, at most 32 bytes.
+    pixel_count : int
+        Number of pixels in every spectrum the device sends, uint16.
+    wavelength_coeffs_nm : tuple of float
+        Wavelength calibration polynomial, float64, lowest order first:
+        ``wavelength_nm(i) = sum(c[k] * i**k)`` for pixel index ``i``; 1 to 6 coefficients.
+    integration_time_us : int
+        Current integration time, microseconds, uint32.
+    averages : int
+        Current number of scans averaged, uint16.
+    detector_temp_c : float
+        Detector temperature, degrees Celsius, float32 on the wire.
+    uptime_s : int
+        Seconds since the device started, uint32.
+    """
+
+    MSG_TYPE: ClassVar[MsgType] = MsgType.STATUS
+
+    nonce: int
+    device_id: str
+    firmware_version: str
+    pixel_count: int
+    wavelength_coeffs_nm: tuple[float, ...]
+    integration_time_us: int
+    averages: int = 1
+    detector_temp_c: float = float("nan")
+    uptime_s: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "wavelength_coeffs_nm", tuple(float(c) for c in self.wavelength_coeffs_nm))
+
+    def wavelengths_nm(self) -> npt.NDArray[np.float64]:
+        """Wavelength of each pixel, nm, shape (pixel_count,), from the calibration polynomial."""
+        index = np.arange(self.pixel_count, dtype=np.float64)
+        return np.polynomial.polynomial.polyval(index, np.asarray(self.wavelength_coeffs_nm, dtype=np.float64))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Status):
+            return NotImplemented
+        return _status_key(self) == _status_key(other)
+
+    def __hash__(self) -> int:
+        return hash(_status_key(self))
+
+
+def _status_key(s: Status) -> tuple[Any, ...]:
+    return (
+        s.nonce,
+        s.device_id,
+        s.firmware_version,
+        s.pixel_count,
+        np.asarray(s.wavelength_coeffs_nm, dtype="<f8").tobytes(),
+        s.integration_time_us,
+        s.averages,
+        np.float32(s.detector_temp_c).tobytes(),
+        s.uptime_s,
+    )
+
+
+@dataclass(frozen=True)
+class Command:
+    """Host -> device request; answered by :class:`Ack` or :class:`Nack` carrying the same ``command_id``.
+
+    Parameters
+    ----------
+    command_id : int
+        uint32 chosen by the host to match the reply.
+    code : CommandCode
+        What to do.
+    value : int
+        Argument of the command, uint32 (see :class:`CommandCode`); 0 when unused.
+    """
+
+    MSG_TYPE: ClassVar[MsgType] = MsgType.COMMAND
+
+    command_id: int
+    code: CommandCode
+    value: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code", CommandCode(self.code))
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Device -> host: the command ``command_id`` was carried out."""
+
+    MSG_TYPE: ClassVar[MsgType] = MsgType.ACK
+
+    command_id: int
+    code: CommandCode
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code", CommandCode(self.code))
+
+
+@dataclass(frozen=True)
+class Nack:
+    """Device -> host: the command ``command_id`` was refused for ``reason``; ``detail`` is free UTF-8 text."""
+
+    MSG_TYPE: ClassVar[MsgType] = MsgType.NACK
+
+    command_id: int
+    code: CommandCode
+    reason: NackCode
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code", CommandCode(self.code))
+        object.__setattr__(self, "reason", NackCode(self.reason))
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """Simulator -> host: the known reference values of the spectrum ``seq`` (for scoring on a test bench).
+
+    Real firmware never sends this; the edge ignores it unless asked to record it.
+
+    Parameters
+    ----------
+    seq : int
+        Sequence number of the :class:`Spectrum` these values belong to.
+    values : tuple of float
+        Reference values, float64, one per target, in the dataset's units.
+    """
+
+    MSG_TYPE: ClassVar[MsgType] = MsgType.ANNOTATION
+
+    seq: int
+    values: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", tuple(float(v) for v in self.values))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Annotation):
+            return NotImplemented
+        return (self.seq, np.asarray(self.values, "<f8").tobytes()) == (
+            other.seq,
+            np.asarray(other.values, "<f8").tobytes(),
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.seq, np.asarray(self.values, "<f8").tobytes()))
+
+
+#: Any message of the protocol.
+Frame = Union[Spectrum, Dark, Reference, Hello, Status, Command, Ack, Nack, Annotation]
