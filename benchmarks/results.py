@@ -1,0 +1,90 @@
+"""Shared plumbing of every benchmark: host facts, percentiles, and writing results as JSON plus a markdown table."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["host_facts", "percentiles_us", "write_json", "markdown_table"]
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def host_facts() -> dict[str, Any]:
+    """What the figures were measured on: CPU model, cores, OS, Python, numpy and runtime versions."""
+    return {
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "ai_edge_litert": _version("ai-edge-litert"),
+        "tflite_runtime": _version("tflite-runtime"),
+        "tensorflow": _version("tensorflow"),
+    }
+
+
+def percentiles_us(samples_s: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """p50/p95/p99/max/mean of durations given in seconds, in microseconds."""
+    us = np.asarray(samples_s, dtype=np.float64) * 1e6
+    if us.size == 0:
+        raise ValueError("expected at least one timing sample, got none")
+    p50, p95, p99 = np.percentile(us, [50, 95, 99])
+    return {
+        "p50_us": float(p50),
+        "p95_us": float(p95),
+        "p99_us": float(p99),
+        "max_us": float(us.max()),
+        "mean_us": float(us.mean()),
+        "n": int(us.size),
+    }
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub markdown table; floats get 4 significant digits."""
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return "" if v is None else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_json(path: str | os.PathLike[str] | None, result: Mapping[str, Any], markdown: str | None = None) -> None:
+    """Write ``result`` (with host facts added under ``host``) to ``path``, and ``markdown`` beside it as ``.md``."""
+    if not path:
+        return
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = dict(result)
+    payload.setdefault("host", host_facts())
+    out.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+    if markdown is not None:
+        out.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")

@@ -1,0 +1,83 @@
+"""Frame dataclasses: derived fields, exact equality, and validation of what they hold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from firmware_bridge import (
+    Annotation,
+    Command,
+    CommandCode,
+    Dark,
+    PixelFormat,
+    ProtocolError,
+    Spectrum,
+    SpectrumFlags,
+    Status,
+)
+
+
+def _spectrum(cls: type[Spectrum] = Spectrum, counts: object = None) -> Spectrum:
+    counts = np.arange(8, dtype=np.uint16) if counts is None else counts
+    return cls(seq=3, timestamp_us=10, integration_time_us=500, counts=counts)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "fmt"),
+    [(np.uint16, PixelFormat.UINT16), (np.uint32, PixelFormat.UINT32), (np.float32, PixelFormat.FLOAT32)],
+)
+def test_pixel_format_follows_dtype(dtype: type, fmt: PixelFormat) -> None:
+    s = _spectrum(counts=np.ones(4, dtype=dtype))
+    assert s.pixel_format is fmt
+    assert s.pixel_count == 4
+
+
+def test_counts_are_a_read_only_copy() -> None:
+    source = np.arange(4, dtype=np.uint16)
+    s = _spectrum(counts=source)
+    source[0] = 99
+    assert s.counts[0] == 0
+    with pytest.raises(ValueError):
+        s.counts[0] = 1
+
+
+def test_equality_is_bitwise_and_typed() -> None:
+    a = _spectrum()
+    assert a == _spectrum()
+    assert hash(a) == hash(_spectrum())
+    assert a != _spectrum(Dark)
+    assert a != a.replace(counts=np.arange(8, dtype=np.uint32))  # same numbers, other wire format
+    nan_temp = a.replace(detector_temp_c=float("nan"))
+    assert nan_temp == nan_temp.replace()  # NaN temperatures compare by their bits
+
+
+@pytest.mark.parametrize("counts", [np.zeros((2, 3), np.uint16), np.zeros(3, np.int8), np.zeros(3, np.float64)])
+def test_bad_counts_are_refused_with_the_reason(counts: np.ndarray) -> None:
+    with pytest.raises(ProtocolError, match="expected"):
+        _spectrum(counts=counts)
+
+
+def test_flags_and_codes_become_enums() -> None:
+    s = _spectrum().replace(flags=1)
+    assert s.flags is SpectrumFlags.SATURATED
+    assert Command(command_id=1, code=1).code is CommandCode.SET_INTEGRATION_TIME
+
+
+def test_status_builds_the_wavelength_axis() -> None:
+    st = Status(
+        nonce=1,
+        device_id="sim",
+        firmware_version="1.0",
+        pixel_count=4,
+        wavelength_coeffs_nm=(600, 2.0, 0.001),
+        integration_time_us=1000,
+    )
+    np.testing.assert_allclose(st.wavelengths_nm(), [600.0, 602.001, 604.004, 606.009])
+    assert st == Status(1, "sim", "1.0", 4, (600.0, 2.0, 0.001), 1000)
+
+
+def test_annotation_values_are_floats() -> None:
+    a = Annotation(seq=5, values=(1, 2))
+    assert a.values == (1.0, 2.0)
+    assert a == Annotation(5, (1.0, 2.0))
