@@ -1,0 +1,337 @@
+"""The preprocessing pipeline: an immutable chain of steps behind an input contract, and its JSON spec.
+
+The pipeline is the validation boundary: it checks its input once (shape, channel count, finiteness, wavelength
+axis) and raises :class:`~edge.errors.InputContractError` with a message such as "expected 650 channels, got 512";
+it never reshapes, pads or truncates silently. The steps behind it then run without re-checking.
+
+Spec layout (``spec_version`` 1)::
+
+    {"spec_version": 1,
+     "input": {"n_channels": 650, "wavelength_min": 600.0, "wavelength_max": 1898.0,
+               "wavelength_unit": "nm", "wavelength_tolerance": 1.0},
+     "steps": [{"op": "counts", ...}, {"op": "snv", "ddof": 0}, ...]}
+
+>>> import numpy as np
+>>> from edge.preprocess import SNV, InputContract, Pipeline
+>>> p = Pipeline((SNV(),), InputContract(n_channels=4))
+>>> p.transform(np.array([1.0, 2.0, 3.0, 4.0])).round(3).tolist()
+[-1.342, -0.447, 0.447, 1.342]
+>>> Pipeline.from_json(p.to_json()).to_spec() == p.to_spec()
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.errors import InputContractError, SpecError
+from edge.preprocess import spec as _spec
+from edge.preprocess.spec import FloatArray
+from edge.preprocess.steps import CountsConversion, CountsDiagnostics, Resample, Stack, Step
+
+__all__ = ["InputContract", "Pipeline"]
+
+
+def _fmt(v: float) -> str:
+    return repr(float(v))
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """What a pipeline accepts.
+
+    Attributes
+    ----------
+    n_channels : int or None
+        Channels per input spectrum; None when any count is accepted (a pipeline that starts by resampling
+        takes the device axis as it comes, through ``wavelengths=``).
+    wavelength_min, wavelength_max : float or None
+        Axis range the input must span, in ``wavelength_unit``. For a pipeline without resampling, a
+        ``wavelengths=`` axis passed at transform time must start and end within ``wavelength_tolerance`` of
+        these; with resampling it must cover them.
+    wavelength_unit : str
+        ``"nm"`` (NIR) or ``"cm-1"`` (MIR), used in messages.
+    wavelength_tolerance : float
+        Allowed difference of the axis end points, in ``wavelength_unit``.
+    """
+
+    n_channels: int | None = None
+    wavelength_min: float | None = None
+    wavelength_max: float | None = None
+    wavelength_unit: str = "nm"
+    wavelength_tolerance: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.n_channels is not None and (
+            not isinstance(self.n_channels, int) or isinstance(self.n_channels, bool) or self.n_channels < 1
+        ):
+            raise SpecError(f"expected a positive n_channels or None, got {self.n_channels!r}")
+        for name in ("wavelength_min", "wavelength_max"):
+            v = getattr(self, name)
+            if v is not None:
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                    raise SpecError(f"expected a finite {name} or None, got {v!r}")
+                object.__setattr__(self, name, float(v))
+        if (self.wavelength_min is None) != (self.wavelength_max is None):
+            raise SpecError("expected both wavelength_min and wavelength_max, or neither")
+        if (
+            self.wavelength_min is not None
+            and self.wavelength_max is not None
+            and self.wavelength_min > self.wavelength_max
+        ):
+            raise SpecError(
+                f"expected wavelength_min <= wavelength_max, got {self.wavelength_min}-{self.wavelength_max}"
+            )
+        if not isinstance(self.wavelength_unit, str):
+            raise SpecError(f"expected wavelength_unit as a string, got {self.wavelength_unit!r}")
+        tol = self.wavelength_tolerance
+        if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not (math.isfinite(tol) and tol >= 0):
+            raise SpecError(f"expected a non-negative wavelength_tolerance, got {tol!r}")
+        object.__setattr__(self, "wavelength_tolerance", float(tol))
+
+    @classmethod
+    def from_wavelengths(cls, wavelengths: npt.ArrayLike, *, unit: str = "nm") -> InputContract:
+        """Contract for spectra sampled on ``wavelengths`` (tolerance: half the smallest channel spacing)."""
+        w = np.asarray(wavelengths, dtype=np.float64)
+        if w.ndim != 1 or w.size == 0 or not np.all(np.isfinite(w)):
+            raise SpecError(f"expected a non-empty finite 1-D wavelength axis, got shape {w.shape}")
+        tol = float(np.abs(np.diff(w)).min()) / 2 if w.size > 1 else 0.0
+        return cls(int(w.size), float(w.min()), float(w.max()), unit, tol)
+
+    def to_spec(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "n_channels": self.n_channels,
+            "wavelength_min": self.wavelength_min,
+            "wavelength_max": self.wavelength_max,
+            "wavelength_unit": self.wavelength_unit,
+            "wavelength_tolerance": self.wavelength_tolerance,
+        }
+
+    @classmethod
+    def from_spec(cls, d: object) -> InputContract:
+        """Read the ``input`` object of a spec."""
+        if not isinstance(d, Mapping):
+            raise SpecError(f"expected 'input' as an object, got {type(d).__name__}")
+        allowed = {"n_channels", "wavelength_min", "wavelength_max", "wavelength_unit", "wavelength_tolerance"}
+        extra = sorted(set(d) - allowed)
+        if extra:
+            raise SpecError(f"unknown key(s) {', '.join(extra)} in 'input'; expected {', '.join(sorted(allowed))}")
+        return cls(
+            n_channels=d.get("n_channels"),
+            wavelength_min=d.get("wavelength_min"),
+            wavelength_max=d.get("wavelength_max"),
+            wavelength_unit=d.get("wavelength_unit", "nm"),
+            wavelength_tolerance=d.get("wavelength_tolerance", 0.5),
+        )
+
+
+def _finite(a: FloatArray) -> bool:
+    """True when every value is finite.
+
+    One reduction (a dot product for one spectrum, a sum for a batch) instead of an ``isfinite`` temporary: NaN
+    or inf anywhere makes it non-finite. The exact check runs only then (or on an overflow of huge values).
+    """
+    s = np.dot(a, a) if a.ndim == 1 else np.add.reduce(a, axis=None)
+    return math.isfinite(float(s)) or bool(np.isfinite(a).all())
+
+
+@dataclass(frozen=True, eq=False)
+class Pipeline:
+    """Immutable chain of preprocessing steps with an input contract.
+
+    Parameters
+    ----------
+    steps : sequence of Step
+        Applied in order. A ``resample`` step may only follow steps that keep the input axis; a ``stack`` step
+        must be last.
+    input_contract : InputContract
+        Checked on every :meth:`transform`.
+
+    Raises
+    ------
+    SpecError
+        When the steps do not fit together (widths, order).
+    """
+
+    steps: tuple[Step, ...]
+    input_contract: InputContract = InputContract()
+    _output_shape: tuple[int, ...] | None = field(init=False, repr=False, compare=False)
+    _resamples: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        steps = tuple(self.steps)
+        object.__setattr__(self, "steps", steps)
+        if not isinstance(self.input_contract, InputContract):
+            raise SpecError(f"expected an InputContract, got {type(self.input_contract).__name__}")
+        n: int | None = self.input_contract.n_channels
+        axis_is_input = True
+        for i, s in enumerate(steps):
+            if not isinstance(s, Step):
+                raise SpecError(f"step {i}: expected a Step, got {type(s).__name__}")
+            if isinstance(s, Resample) and not axis_is_input:
+                raise SpecError(f"step {i}: resample must come before any step that changes the axis")
+            if isinstance(s, Stack) and i != len(steps) - 1:
+                raise SpecError(f"step {i}: stack must be the last step")
+            try:
+                n = s.output_length(n)
+            except SpecError as exc:
+                raise SpecError(f"step {i} ({s.op}): {exc}") from None
+            axis_is_input = axis_is_input and s.preserves_axis
+        if steps and isinstance(steps[-1], Stack):
+            shape: tuple[int, ...] | None = None if n is None else (n, len(steps[-1].branches))
+        else:
+            shape = None if n is None else (n,)
+        object.__setattr__(self, "_output_shape", shape)
+        object.__setattr__(self, "_resamples", any(isinstance(s, Resample) for s in steps))
+
+    # ------------------------------------------------------------------------------------------------ shape
+
+    @property
+    def output_shape(self) -> tuple[int, ...] | None:
+        """Shape of the output for one spectrum: ``(n_features,)`` or ``(n_features, n_branches)``; None if it
+        depends on the input (no channel count in the contract)."""
+        return self._output_shape
+
+    @property
+    def transfer_index(self) -> int:
+        """Index where a calibration-transfer (``linear``) step belongs: after the leading ``counts`` and
+        ``resample`` steps, where the data are absorbance on the model grid."""
+        i = 0
+        while i < len(self.steps) and isinstance(self.steps[i], (CountsConversion, Resample)):
+            i += 1
+        return i
+
+    def insert(self, index: int, step: Step) -> Pipeline:
+        """New pipeline with ``step`` inserted before position ``index`` (same contract)."""
+        steps = list(self.steps)
+        steps.insert(index, step)
+        return Pipeline(tuple(steps), self.input_contract)
+
+    # ------------------------------------------------------------------------------------------------ run
+
+    def _check(self, X: npt.ArrayLike, wavelengths: npt.ArrayLike | None) -> FloatArray:
+        try:
+            arr = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InputContractError(f"expected a numeric array of spectra: {exc}") from None
+        if arr.ndim not in (1, 2) or arr.shape[-1] == 0 or (arr.ndim == 2 and arr.shape[0] == 0):
+            raise InputContractError(f"expected one spectrum (n,) or a batch (m, n), got shape {arr.shape}")
+        c = self.input_contract
+        if c.n_channels is not None and arr.shape[-1] != c.n_channels:
+            raise InputContractError(f"expected {c.n_channels} channels, got {arr.shape[-1]}")
+        if not _finite(arr):
+            raise InputContractError(
+                f"expected finite values, got {int(np.count_nonzero(~np.isfinite(arr)))} NaN or inf"
+            )
+        lo_c, hi_c = c.wavelength_min, c.wavelength_max
+        if wavelengths is not None and not self._resamples and lo_c is not None and hi_c is not None:
+            w = np.asarray(wavelengths, dtype=np.float64)
+            if w.ndim != 1 or w.shape[0] != arr.shape[-1]:
+                raise InputContractError(f"expected wavelengths of shape ({arr.shape[-1]},), got {w.shape}")
+            lo, hi = float(w.min()), float(w.max())
+            tol = c.wavelength_tolerance
+            if not (abs(lo - lo_c) <= tol and abs(hi - hi_c) <= tol):
+                raise InputContractError(
+                    f"expected wavelengths {_fmt(lo_c)}-{_fmt(hi_c)} {c.wavelength_unit} "
+                    f"(within {_fmt(tol)}), got {_fmt(lo)}-{_fmt(hi)} {c.wavelength_unit}"
+                )
+        return arr
+
+    def transform(
+        self,
+        X: npt.ArrayLike,
+        *,
+        dark: npt.ArrayLike | None = None,
+        reference: npt.ArrayLike | None = None,
+        wavelengths: npt.ArrayLike | None = None,
+    ) -> FloatArray:
+        """Preprocess one spectrum or a batch.
+
+        Parameters
+        ----------
+        X : array_like of float, shape (n_channels,) or (m, n_channels)
+            Spectra (counts when the pipeline starts with ``counts``, else absorbance).
+        dark, reference : array_like, shape (n_channels,), optional
+            Dark and white-reference counts, for a pipeline that starts from counts.
+        wavelengths : array_like, shape (n_channels,), optional
+            The device axis of ``X``: required by a pipeline that resamples, checked against the contract
+            otherwise.
+
+        Returns
+        -------
+        ndarray of float64, shape ``output_shape`` or ``(m,) + output_shape``
+            A new array, never a view of ``X``.
+
+        Raises
+        ------
+        InputContractError
+            Wrong shape or channel count, NaN/inf, a wavelength axis outside the contract, a missing or zero
+            reference, or data a step cannot handle (a constant spectrum for SNV, ...).
+        """
+        arr = self._check(X, wavelengths)
+        out = arr
+        for step in self.steps:
+            out = step.transform(out, dark=dark, reference=reference, wavelengths=wavelengths)
+            if not step.preserves_axis:
+                wavelengths = None
+        if not _finite(out):
+            raise InputContractError("preprocessing produced NaN or inf; check the input spectra and references")
+        if np.may_share_memory(out, arr):
+            out = out.copy()
+        return out
+
+    def diagnose_counts(
+        self, X: npt.ArrayLike, *, dark: npt.ArrayLike | None = None, reference: npt.ArrayLike | None = None
+    ) -> CountsDiagnostics | None:
+        """Saturated and below-dark pixels seen by the pipeline's counts conversion (None without one)."""
+        for step in self.steps:
+            if isinstance(step, CountsConversion):
+                return step.diagnose(self._check(X, None), dark=dark, reference=reference)
+        return None
+
+    # ------------------------------------------------------------------------------------------------ spec
+
+    def to_spec(self) -> dict[str, Any]:
+        """JSON-ready dict with ``spec_version``, ``input`` and ``steps``."""
+        return {
+            "spec_version": _spec.SPEC_VERSION,
+            "input": self.input_contract.to_spec(),
+            "steps": [s.to_spec() for s in self.steps],
+        }
+
+    @classmethod
+    def from_spec(cls, d: object) -> Pipeline:
+        """Build a pipeline from a spec dict; :class:`SpecError` naming the problem (unknown op, newer version)."""
+        if not isinstance(d, Mapping):
+            raise SpecError(f"expected a spec object, got {type(d).__name__}")
+        if "spec_version" not in d:
+            raise SpecError(f"expected a spec_version (this code reads up to {_spec.SPEC_VERSION})")
+        _spec.check_version(d["spec_version"])
+        extra = sorted(set(d) - {"spec_version", "input", "steps"})
+        if extra:
+            raise SpecError(f"unknown key(s) {', '.join(extra)}; expected input, spec_version, steps")
+        raw_steps = d.get("steps")
+        if not isinstance(raw_steps, Sequence) or isinstance(raw_steps, (str, bytes)):
+            raise SpecError("expected 'steps' as a list of step objects")
+        steps = tuple(_spec.step_from_spec(s, f"step {i}") for i, s in enumerate(raw_steps))
+        return cls(steps, InputContract.from_spec(d.get("input", {})))
+
+    def to_json(self) -> str:
+        """Spec as JSON text (``allow_nan=False``; floats round-trip exactly)."""
+        return _spec.dumps(self.to_spec())
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Pipeline:
+        """Pipeline from JSON text written by :meth:`to_json`."""
+        return cls.from_spec(_spec.loads(text))
+
+    def __repr__(self) -> str:
+        ops = ", ".join(s.op for s in self.steps)
+        return f"Pipeline([{ops}], {self.input_contract!r})"

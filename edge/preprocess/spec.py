@@ -1,0 +1,233 @@
+"""Versioned JSON spec of preprocessing steps: the op registry, ``SPEC_VERSION`` and strict field readers.
+
+A spec is plain JSON written with ``allow_nan=False``. Floats are written by Python's ``repr`` (shortest string that
+round-trips), so every float read back is bit-for-bit the float that was written; arrays are lists of floats
+(matrices: lists of rows). Readers here reject anything unexpected (unknown op, unknown key, wrong type, NaN,
+newer ``spec_version``) with a :class:`~edge.errors.SpecError` naming what is known or expected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.errors import SpecError
+
+if TYPE_CHECKING:
+    from edge.preprocess.steps import Step
+
+__all__ = [
+    "SPEC_VERSION",
+    "SUPPORTED_SPEC_VERSIONS",
+    "FloatArray",
+    "register",
+    "known_ops",
+    "step_class",
+    "step_from_spec",
+    "check_version",
+    "dumps",
+    "loads",
+    "array_to_spec",
+    "read_keys",
+    "read_int",
+    "read_float",
+    "read_optional_float",
+    "read_str",
+    "read_bool",
+    "read_vector",
+    "read_matrix",
+    "read_optional_vector",
+    "read_optional_matrix",
+]
+
+#: Version written by this code. Version 1 is the first public format; every version up to this one still loads.
+SPEC_VERSION = 1
+#: Every ``spec_version`` this code reads.
+SUPPORTED_SPEC_VERSIONS = (1,)
+
+FloatArray = npt.NDArray[np.float64]
+
+_T = TypeVar("_T", bound="type[Step]")
+_REGISTRY: dict[str, type[Step]] = {}
+
+
+def register(op: str) -> Callable[[_T], _T]:
+    """Class decorator adding a step class to the op registry under ``op`` (also set as its ``op`` attribute)."""
+
+    def decorate(cls: _T) -> _T:
+        if op in _REGISTRY:
+            raise RuntimeError(f"op {op!r} registered twice")  # programming error, not data
+        _REGISTRY[op] = cls
+        return cls
+
+    return decorate
+
+
+def known_ops() -> tuple[str, ...]:
+    """Sorted names of every op the registry knows."""
+    return tuple(sorted(_REGISTRY))
+
+
+def step_class(op: object) -> type[Step]:
+    """Step class registered for ``op``; :class:`SpecError` naming the known ops when there is none."""
+    if not isinstance(op, str) or op not in _REGISTRY:
+        raise SpecError(f"unknown op {op!r}; known ops: {', '.join(known_ops())}")
+    return _REGISTRY[op]
+
+
+def step_from_spec(d: object, where: str = "step") -> Step:
+    """Build one step from its spec dict (``{"op": ..., ...}``) through the registry."""
+    if not isinstance(d, Mapping):
+        raise SpecError(f"{where}: expected an object with an 'op' key, got {type(d).__name__}")
+    if "op" not in d:
+        raise SpecError(f"{where}: expected an 'op' key; known ops: {', '.join(known_ops())}")
+    cls = step_class(d["op"])
+    try:
+        return cls.from_spec(d)
+    except SpecError as exc:
+        raise SpecError(f"{where} ({d['op']}): {exc}") from None
+
+
+def check_version(version: object) -> int:
+    """Validate a ``spec_version`` value; newer than this code or not an int gives :class:`SpecError`."""
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise SpecError(f"expected an integer spec_version, got {version!r}")
+    if version > SPEC_VERSION:
+        raise SpecError(
+            f"spec_version {version} is newer than this code supports (up to {SPEC_VERSION}); upgrade spectrolite"
+        )
+    if version not in SUPPORTED_SPEC_VERSIONS:
+        raise SpecError(f"expected spec_version in {list(SUPPORTED_SPEC_VERSIONS)}, got {version}")
+    return version
+
+
+def _reject_constant(name: str) -> float:
+    raise SpecError(f"expected finite numbers in the spec, got {name}")
+
+
+def dumps(obj: Any) -> str:
+    """JSON text with ``allow_nan=False`` and sorted keys; a NaN or inf anywhere raises :class:`SpecError`."""
+    try:
+        return json.dumps(obj, allow_nan=False, sort_keys=True, separators=(",", ":"))
+    except ValueError as exc:
+        raise SpecError(f"cannot write the spec as JSON: {exc}") from None
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON text, rejecting ``NaN``/``Infinity`` tokens with :class:`SpecError`."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"spec is not valid JSON: {exc}") from None
+
+
+def array_to_spec(a: npt.ArrayLike) -> Any:
+    """Nested lists of Python floats (exact: ``float`` repr round-trips) for a float array."""
+    return np.asarray(a, dtype=np.float64).tolist()
+
+
+def read_keys(d: Mapping[str, Any], required: Sequence[str], optional: Sequence[str] = ()) -> None:
+    """Check that ``d`` holds every required key and nothing outside ``op``/required/optional."""
+    missing = [k for k in required if k not in d]
+    if missing:
+        raise SpecError(f"missing key(s) {', '.join(missing)}")
+    allowed = {"op", *required, *optional}
+    extra = sorted(k for k in d if k not in allowed)
+    if extra:
+        raise SpecError(f"unknown key(s) {', '.join(extra)}; expected {', '.join(sorted(allowed))}")
+
+
+def read_int(d: Mapping[str, Any], key: str, *, minimum: int | None = None) -> int:
+    """Integer field (JSON bools rejected), at least ``minimum`` when given."""
+    v = d[key]
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise SpecError(f"expected an integer {key}, got {v!r}")
+    if minimum is not None and v < minimum:
+        raise SpecError(f"expected {key} >= {minimum}, got {v}")
+    return v
+
+
+def read_float(d: Mapping[str, Any], key: str) -> float:
+    """Finite float field (ints accepted and converted exactly)."""
+    v = d[key]
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        raise SpecError(f"expected a finite number {key}, got {v!r}")
+    return float(v)
+
+
+def read_optional_float(d: Mapping[str, Any], key: str) -> float | None:
+    """Finite float field that may be absent or null."""
+    return None if d.get(key) is None else read_float(d, key)
+
+
+def read_str(d: Mapping[str, Any], key: str, choices: Sequence[str]) -> str:
+    """String field restricted to ``choices``."""
+    v = d[key]
+    if v not in choices:
+        raise SpecError(f"expected {key} in {list(choices)}, got {v!r}")
+    return str(v)
+
+
+def read_bool(d: Mapping[str, Any], key: str) -> bool:
+    """Boolean field."""
+    v = d[key]
+    if not isinstance(v, bool):
+        raise SpecError(f"expected true or false for {key}, got {v!r}")
+    return v
+
+
+def _to_array(v: Any, key: str, ndim: int) -> FloatArray:
+    try:
+        a = np.array(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SpecError(
+            f"expected {key} as {'a list' if ndim == 1 else 'a list of equal-length lists'} of numbers"
+        ) from None
+    if a.ndim != ndim or a.size == 0 or a.dtype != np.float64:
+        raise SpecError(f"expected {key} as a non-empty {ndim}-D list of numbers, got shape {a.shape}")
+    if isinstance(v, (str, bytes)) or not np.all(np.isfinite(a)):
+        raise SpecError(f"expected finite numbers in {key}")
+    a.setflags(write=False)
+    return a
+
+
+def read_vector(d: Mapping[str, Any], key: str, length: int | None = None) -> FloatArray:
+    """1-D float array field, of ``length`` values when given; the array is read-only."""
+    v = d[key]
+    if not isinstance(v, list) or any(isinstance(x, (bool, list)) for x in v):
+        raise SpecError(f"expected {key} as a list of numbers")
+    a = _to_array(v, key, 1)
+    if length is not None and a.shape[0] != length:
+        raise SpecError(f"expected {length} values in {key}, got {a.shape[0]}")
+    return a
+
+
+def read_matrix(d: Mapping[str, Any], key: str, shape: tuple[int | None, int | None] = (None, None)) -> FloatArray:
+    """2-D float array field (list of rows), checked against ``shape`` where given; read-only."""
+    v = d[key]
+    if not isinstance(v, list) or not all(isinstance(r, list) for r in v):
+        raise SpecError(f"expected {key} as a list of rows")
+    if any(isinstance(x, bool) for r in v for x in r):
+        raise SpecError(f"expected numbers in {key}, got a boolean")
+    a = _to_array(v, key, 2)
+    for axis, want in enumerate(shape):
+        if want is not None and a.shape[axis] != want:
+            raise SpecError(f"expected {key} of shape {shape}, got {a.shape}")
+    return a
+
+
+def read_optional_vector(d: Mapping[str, Any], key: str, length: int | None = None) -> FloatArray | None:
+    """Like :func:`read_vector`, but absent or null gives ``None``."""
+    return None if d.get(key) is None else read_vector(d, key, length)
+
+
+def read_optional_matrix(
+    d: Mapping[str, Any], key: str, shape: tuple[int | None, int | None] = (None, None)
+) -> FloatArray | None:
+    """Like :func:`read_matrix`, but absent or null gives ``None``."""
+    return None if d.get(key) is None else read_matrix(d, key, shape)
