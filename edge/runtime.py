@@ -1,0 +1,432 @@
+"""TFLite model runtime of the device: finds an interpreter (LiteRT first) and runs int8 or float models.
+
+The interpreter class comes from ``ai_edge_litert.interpreter`` (LiteRT, the maintained runtime), then
+``tflite_runtime.interpreter`` (older devices that only have that wheel), then ``tensorflow.lite`` as a last
+resort on a development machine. Nothing is imported before a model is actually loaded, so ``import edge``
+stays free of TensorFlow.
+
+Int8 scale and zero point are read from the ``.tflite`` tensors' quantization parameters, never stored
+anywhere else, so a bundle cannot carry a model and scales that disagree.
+
+The interpreter is not thread-safe: one :class:`ModelRuntime` must be used by one thread at a time (the daemon
+runs inference on a single worker thread).
+
+Examples
+--------
+>>> info = load_interpreter_class()                      # doctest: +SKIP
+>>> info.description                                     # doctest: +SKIP
+'ai_edge_litert 2.3.0'
+>>> rt = ModelRuntime(model_bytes, num_threads=1)        # doctest: +SKIP
+>>> rt.predict(features)                                 # doctest: +SKIP
+array([100.2], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import threading
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.errors import InputContractError, RuntimeLoadError
+
+__all__ = [
+    "RUNTIME_CANDIDATES",
+    "InterpreterInfo",
+    "ModelRuntime",
+    "load_interpreter_class",
+]
+
+#: (module to import, attribute holding the Interpreter class, distribution name for the version), in order.
+RUNTIME_CANDIDATES: Final[tuple[tuple[str, str, str], ...]] = (
+    ("ai_edge_litert.interpreter", "Interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "Interpreter", "tflite-runtime"),
+    ("tensorflow.lite", "Interpreter", "tensorflow"),
+)
+
+_INT8_MIN: Final[int] = -128
+_INT8_MAX: Final[int] = 127
+
+
+@dataclass(frozen=True)
+class InterpreterInfo:
+    """Which TFLite interpreter implementation was found.
+
+    Attributes
+    ----------
+    name : str
+        Top-level package that provided it: ``ai_edge_litert``, ``tflite_runtime`` or ``tensorflow``.
+    version : str
+        Version of its distribution, or ``"unknown"``.
+    interpreter_class : type
+        The ``Interpreter`` class itself.
+    """
+
+    name: str
+    version: str
+    interpreter_class: type
+
+    @property
+    def description(self) -> str:
+        """``"<name> <version>"``, the line the daemon logs at start-up."""
+        return f"{self.name} {self.version}"
+
+
+_cache_lock = threading.Lock()
+_cache: dict[tuple[tuple[str, str, str], ...], InterpreterInfo] = {}
+
+
+def load_interpreter_class(
+    candidates: tuple[tuple[str, str, str], ...] = RUNTIME_CANDIDATES,
+) -> InterpreterInfo:
+    """Import the first available TFLite interpreter class (LiteRT, then tflite_runtime, then TensorFlow).
+
+    Parameters
+    ----------
+    candidates : tuple of (module, attribute, distribution)
+        Where to look, in order; the default is :data:`RUNTIME_CANDIDATES`.
+
+    Returns
+    -------
+    InterpreterInfo
+        The class with the name and version of the package that provided it (cached per ``candidates``).
+
+    Raises
+    ------
+    RuntimeLoadError
+        When none of the candidates can be imported; the message lists what was tried and why it failed.
+    """
+    with _cache_lock:
+        found = _cache.get(candidates)
+        if found is not None:
+            return found
+        failures: list[str] = []
+        for module_name, attribute, distribution in candidates:
+            try:
+                module = importlib.import_module(module_name)
+                cls = getattr(module, attribute)
+            except (ImportError, AttributeError) as exc:
+                failures.append(f"{module_name}: {exc}")
+                continue
+            try:
+                version = metadata.version(distribution)
+            except metadata.PackageNotFoundError:
+                version = str(getattr(importlib.import_module(module_name.split(".")[0]), "__version__", "unknown"))
+            info = InterpreterInfo(name=module_name.split(".")[0], version=version, interpreter_class=cls)
+            _cache[candidates] = info
+            return info
+        raise RuntimeLoadError(
+            "no TFLite runtime found; expected one of ai-edge-litert, tflite-runtime or tensorflow to be "
+            "installed (tried " + "; ".join(failures) + ")"
+        )
+
+
+@dataclass(frozen=True)
+class _TensorQuant:
+    """Quantization of one tensor: ``real = scale * (q - zero_point)``; ``scale == 0`` means float."""
+
+    dtype: np.dtype[Any]
+    scale: float
+    zero_point: int
+
+    @property
+    def is_quantized(self) -> bool:
+        return self.scale != 0.0
+
+
+def _tensor_quant(details: dict[str, Any], role: str) -> _TensorQuant:
+    dtype = np.dtype(details["dtype"])
+    params = details.get("quantization_parameters") or {}
+    scales = np.asarray(params.get("scales", []), dtype=np.float64)
+    zero_points = np.asarray(params.get("zero_points", []), dtype=np.int64)
+    if dtype == np.float32:
+        return _TensorQuant(dtype=dtype, scale=0.0, zero_point=0)
+    if dtype not in (np.dtype(np.int8), np.dtype(np.uint8)):
+        raise RuntimeLoadError(f"{role} tensor: expected dtype float32, int8 or uint8, got {dtype}")
+    if scales.size != 1 or zero_points.size != 1:
+        raise RuntimeLoadError(
+            f"{role} tensor: expected per-tensor quantization (1 scale, 1 zero point), "
+            f"got {scales.size} scales and {zero_points.size} zero points"
+        )
+    scale = float(scales[0])
+    if not np.isfinite(scale) or scale <= 0.0:
+        raise RuntimeLoadError(f"{role} tensor: expected a positive finite quantization scale, got {scale}")
+    return _TensorQuant(dtype=dtype, scale=scale, zero_point=int(zero_points[0]))
+
+
+class ModelRuntime:
+    """One TFLite model ready to run: quantise, invoke, dequantise with preallocated buffers.
+
+    Parameters
+    ----------
+    model_content : bytes
+        The ``.tflite`` flatbuffer. It must have exactly one input and one output tensor, float32 or
+        per-tensor quantized int8/uint8; the input's first axis is the batch axis (size 1).
+    num_threads : int, optional
+        Interpreter threads (default 1).
+    interpreter_info : InterpreterInfo, optional
+        Which interpreter to use; by default :func:`load_interpreter_class`.
+
+    Raises
+    ------
+    RuntimeLoadError
+        No runtime is installed, the bytes are not a valid model, or its tensors are not supported.
+
+    Notes
+    -----
+    ``predict`` accepts one input of :attr:`input_shape` (the model's input shape without the batch axis;
+    a missing trailing channel axis of size 1 is accepted too) or a batch with one more leading axis. A batch
+    is quantised in one vectorised step and invoked row by row through the same preallocated buffers.
+    """
+
+    def __init__(
+        self,
+        model_content: bytes,
+        *,
+        num_threads: int = 1,
+        interpreter_info: InterpreterInfo | None = None,
+    ) -> None:
+        if not isinstance(model_content, (bytes, bytearray, memoryview)):
+            raise RuntimeLoadError(f"expected the model as bytes, got {type(model_content).__name__}")
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+            raise RuntimeLoadError(f"expected num_threads >= 1, got {num_threads!r}")
+        info = interpreter_info if interpreter_info is not None else load_interpreter_class()
+        self._info = info
+        self._model_content = bytes(model_content)
+        self.num_threads = num_threads
+        try:
+            interpreter = info.interpreter_class(model_content=self._model_content, num_threads=num_threads)
+            interpreter.allocate_tensors()
+            inputs = interpreter.get_input_details()
+            outputs = interpreter.get_output_details()
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise RuntimeLoadError(f"{info.name} could not load the model ({len(model_content)} bytes): {exc}") from exc
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise RuntimeLoadError(
+                f"expected a model with 1 input and 1 output tensor, got {len(inputs)} inputs and {len(outputs)} outputs"
+            )
+        in_det, out_det = inputs[0], outputs[0]
+        in_shape = tuple(int(d) for d in in_det["shape"])
+        out_shape = tuple(int(d) for d in out_det["shape"])
+        if len(in_shape) < 2 or in_shape[0] != 1 or len(out_shape) < 1 or out_shape[0] != 1:
+            raise RuntimeLoadError(
+                f"expected input and output tensors with a leading batch axis of 1, got input {in_shape} "
+                f"and output {out_shape}"
+            )
+        self._interpreter = interpreter
+        self._in_index = int(in_det["index"])
+        self._out_index = int(out_det["index"])
+        self._in_q = _tensor_quant(in_det, "input")
+        self._out_q = _tensor_quant(out_det, "output")
+        self._input_shape: tuple[int, ...] = in_shape[1:]
+        self._output_shape: tuple[int, ...] = out_shape[1:]
+        # Preallocated buffers of the single-sample path.
+        self._in_batch1 = np.zeros(in_shape, dtype=self._in_q.dtype)
+        self._work = np.zeros(self._input_shape, dtype=np.float64)
+        self._out_raw = np.zeros(self._output_shape, dtype=self._out_q.dtype)
+        self._in_inv_scale = 1.0 / self._in_q.scale if self._in_q.is_quantized else 1.0
+        self._in_zero_point = float(self._in_q.zero_point)
+        self._in_min, self._in_max = (
+            (float(np.iinfo(self._in_q.dtype).min), float(np.iinfo(self._in_q.dtype).max))
+            if self._in_q.is_quantized
+            else (0.0, 0.0)
+        )
+
+    # ----------------------------------------------------------------------------------------------- properties
+    @property
+    def runtime_name(self) -> str:
+        """Package providing the interpreter: ``ai_edge_litert``, ``tflite_runtime`` or ``tensorflow``."""
+        return self._info.name
+
+    @property
+    def runtime_version(self) -> str:
+        """Version of that package."""
+        return self._info.version
+
+    @property
+    def runtime_description(self) -> str:
+        """``"<name> <version>"`` for logs and status messages."""
+        return self._info.description
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Model input shape without the batch axis, e.g. ``(650, 1)``."""
+        return self._input_shape
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Model output shape without the batch axis, e.g. ``(1,)`` for one regression target."""
+        return self._output_shape
+
+    @property
+    def is_quantized(self) -> bool:
+        """True when the input tensor is int8/uint8 (full-integer model)."""
+        return self._in_q.is_quantized
+
+    @property
+    def input_dtype(self) -> np.dtype[Any]:
+        """Dtype of the model's input tensor (int8 for a full-integer model, float32 otherwise)."""
+        return self._in_q.dtype
+
+    @property
+    def output_dtype(self) -> np.dtype[Any]:
+        """Dtype of the model's output tensor."""
+        return self._out_q.dtype
+
+    @property
+    def input_quantization(self) -> tuple[float, int]:
+        """``(scale, zero_point)`` of the input tensor as read from the model; ``(0.0, 0)`` for float."""
+        return (self._in_q.scale, self._in_q.zero_point)
+
+    @property
+    def output_quantization(self) -> tuple[float, int]:
+        """``(scale, zero_point)`` of the output tensor as read from the model; ``(0.0, 0)`` for float."""
+        return (self._out_q.scale, self._out_q.zero_point)
+
+    @property
+    def model_content(self) -> bytes:
+        """The ``.tflite`` bytes this runtime was built from."""
+        return self._model_content
+
+    # ----------------------------------------------------------------------------------------------- shapes
+    def _batch_shape(self, x: npt.NDArray[Any]) -> int | None:
+        """None for one sample, n for a batch of n; raises on anything else."""
+        shape = x.shape
+        full = self._input_shape
+        squeezed = full[:-1] if full[-1] == 1 else None
+        if shape == full or (squeezed is not None and shape == squeezed):
+            return None
+        if len(shape) >= 1 and (shape[1:] == full or (squeezed is not None and shape[1:] == squeezed)):
+            return int(shape[0])
+        raise InputContractError(
+            f"expected model input of shape {full} or (n, {', '.join(map(str, full))}), got {shape}"
+        )
+
+    # ----------------------------------------------------------------------------------------------- stages
+    def quantize(self, x: npt.ArrayLike) -> npt.NDArray[Any]:
+        """Convert float features to the model's input dtype with the input tensor's scale and zero point.
+
+        Parameters
+        ----------
+        x : ndarray, shape ``input_shape`` or ``(n, *input_shape)``, float
+            Preprocessed features.
+
+        Returns
+        -------
+        ndarray, same leading shape, dtype ``input_dtype``
+            ``clip(rint(x * (1 / scale)) + zero_point)`` computed in float64 for a quantized model (rounding
+            half to even), or ``x`` as float32 for a float model. For a single sample the returned array is an
+            internal buffer that the next call overwrites.
+        """
+        arr = np.asarray(x)
+        n = self._batch_shape(arr)
+        if n is None:
+            work = self._work.reshape(arr.shape)
+            out = self._in_batch1.reshape(arr.shape)
+        else:
+            work = np.empty(arr.shape, dtype=np.float64)
+            out = np.empty(arr.shape, dtype=self._in_q.dtype)
+        q = self._in_q
+        if not q.is_quantized:
+            np.copyto(out, arr, casting="unsafe")
+            return out.reshape(self._input_shape if n is None else (n, *self._input_shape))
+        # float64 work buffer: no intermediate casts; minimum/maximum are cheaper than np.clip's Python wrapper
+        np.multiply(arr, self._in_inv_scale, out=work)
+        np.rint(work, out=work)
+        np.add(work, self._in_zero_point, out=work)
+        np.minimum(work, self._in_max, out=work)
+        np.maximum(work, self._in_min, out=work)
+        np.copyto(out, work, casting="unsafe")
+        return out.reshape(self._input_shape if n is None else (n, *self._input_shape))
+
+    def invoke_quantized(self, q: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Run the interpreter on already-quantized input(s) and return the raw output tensor(s).
+
+        Parameters
+        ----------
+        q : ndarray, shape ``input_shape`` or ``(n, *input_shape)``, dtype ``input_dtype``
+
+        Returns
+        -------
+        ndarray, shape ``output_shape`` or ``(n, *output_shape)``, dtype ``output_dtype``
+            For a single sample the returned array is an internal buffer that the next call overwrites.
+        """
+        arr = np.asarray(q)
+        if arr.dtype != self._in_q.dtype:
+            raise InputContractError(f"expected {self._in_q.dtype} input, got {arr.dtype}")
+        n = self._batch_shape(arr)
+        interp = self._interpreter
+        if n is None:
+            src = arr.reshape(self._in_batch1.shape)
+            if not np.may_share_memory(src, self._in_batch1):
+                np.copyto(self._in_batch1, src)
+            interp.set_tensor(self._in_index, self._in_batch1)
+            interp.invoke()
+            np.copyto(self._out_raw, interp.get_tensor(self._out_index)[0])
+            return self._out_raw
+        rows = arr.reshape((n, *self._in_batch1.shape))
+        result = np.empty((n, *self._output_shape), dtype=self._out_q.dtype)
+        for i in range(n):
+            interp.set_tensor(self._in_index, rows[i])
+            interp.invoke()
+            result[i] = interp.get_tensor(self._out_index)[0]
+        return result
+
+    def dequantize(self, q: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """Convert raw output(s) to float32 with the output tensor's scale and zero point.
+
+        Parameters
+        ----------
+        q : ndarray, shape ``output_shape`` or ``(n, *output_shape)``, dtype ``output_dtype``
+
+        Returns
+        -------
+        ndarray of float32, same shape
+            ``scale * (q - zero_point)``, or a float32 copy for a float model. Always a new array.
+        """
+        arr = np.asarray(q)
+        oq = self._out_q
+        if not oq.is_quantized:
+            return np.array(arr, dtype=np.float32)
+        out = arr.astype(np.float32)
+        out -= np.float32(oq.zero_point)
+        out *= np.float32(oq.scale)
+        return out
+
+    def predict(self, x: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Quantise, invoke and dequantise one input or a batch.
+
+        Parameters
+        ----------
+        x : ndarray, shape ``input_shape`` or ``(n, *input_shape)``, float
+            Preprocessed features (a trailing channel axis of size 1 may be left out).
+
+        Returns
+        -------
+        ndarray of float32, shape ``output_shape`` or ``(n, *output_shape)``
+            Model outputs in target units (regression) or class probabilities (classification).
+
+        Raises
+        ------
+        InputContractError
+            The shape matches neither one input nor a batch, or the features are not finite.
+        """
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "fiu":
+            raise InputContractError(f"expected numeric features, got dtype {arr.dtype}")
+        # one reduction instead of an isfinite temporary; the exact check runs only when the sum is not finite
+        if not math.isfinite(float(np.add.reduce(arr, axis=None))) and not bool(np.isfinite(arr).all()):
+            raise InputContractError("expected finite features, got NaN or inf")
+        return self.dequantize(self.invoke_quantized(self.quantize(arr)))
+
+    def __repr__(self) -> str:
+        kind = "int8" if self.is_quantized else "float"
+        return (
+            f"ModelRuntime({kind}, input={self._input_shape}, output={self._output_shape}, "
+            f"runtime={self.runtime_description!r}, num_threads={self.num_threads})"
+        )

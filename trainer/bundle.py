@@ -1,0 +1,557 @@
+"""Model bundle writer of the lab side: write a ``.spectrolite`` zip atomically, sign it, make signing keys.
+
+The format is specified in ``docs/bundle.md`` and its constants, schema check and golden-vector check live once,
+in :mod:`edge.bundle`; this module only assembles members. Golden vectors are computed by the edge's own
+pipeline and :class:`edge.runtime.ModelRuntime` on this machine, and every written bundle is re-loaded with
+:func:`edge.bundle.load_bundle` (hashes, schema, self-test, and signature when signing) before it replaces the
+target file, so a bundle that exists at its path has passed the device's own check at least once.
+
+Signing uses Ed25519 from the ``cryptography`` package (keys as PEM files).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import zipfile
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.bundle import (
+    BUNDLE_SUFFIX,
+    DEFAULT_GOLDEN_TOLERANCE,
+    FORMAT_VERSION,
+    GOLDEN,
+    INTERVALS,
+    MANIFEST,
+    METRICS,
+    MODEL,
+    OOD,
+    PREPROCESSING,
+    SIGNATURE,
+    GoldenVectors,
+    load_bundle,
+    pipeline_reads_counts,
+    read_members,
+    sha256_hex,
+    validate_manifest,
+)
+from edge.errors import BundleError, EdgeError, RuntimeLoadError
+from edge.runtime import ModelRuntime
+from trainer.errors import TrainerError
+
+__all__ = [
+    "BundleWriteError",
+    "LIBRARIES",
+    "write_bundle",
+    "sign_bundle",
+    "generate_keypair",
+    "hash_training_data",
+    "collect_library_versions",
+    "make_input_contract",
+]
+
+log = logging.getLogger(__name__)
+
+#: Distributions whose versions are recorded in the manifest (those installed).
+LIBRARIES: tuple[str, ...] = (
+    "spectrolite",
+    "numpy",
+    "tensorflow",
+    "keras",
+    "scikit-learn",
+    "scipy",
+    "ai-edge-litert",
+    "tflite-runtime",
+)
+#: Member order inside the zip (manifest first so a reader can show it early; signature last).
+_MEMBER_ORDER: tuple[str, ...] = (MANIFEST, MODEL, PREPROCESSING, OOD, INTERVALS, METRICS, GOLDEN, SIGNATURE)
+#: Fixed zip timestamp: the bundle's bytes depend on its contents only (creation time is in the manifest).
+_ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+class BundleWriteError(TrainerError, ValueError):
+    """A bundle cannot be written: bad arguments, or the written bundle fails the edge reader's check."""
+
+
+def collect_library_versions(names: Sequence[str] = LIBRARIES) -> dict[str, str]:
+    """Versions of the installed distributions among ``names``, plus ``python`` (nothing is imported)."""
+    versions = {"python": ".".join(map(str, sys.version_info[:3]))}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def hash_training_data(*arrays: npt.ArrayLike) -> str:
+    """SHA-256 over training arrays (dtype, shape and bytes of each, in order), for ``training_data_sha256``.
+
+    Parameters
+    ----------
+    *arrays : array_like
+        E.g. ``X_train, y_train``; object arrays of strings are hashed through their text.
+    """
+    h = hashlib.sha256()
+    for a in arrays:
+        arr = np.asarray(a)
+        if arr.dtype.kind == "O":
+            arr = arr.astype(str)
+        arr = np.ascontiguousarray(arr)
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def make_input_contract(
+    *,
+    pixel_count_min: int,
+    pixel_count_max: int | None = None,
+    wavelength_min: float,
+    wavelength_max: float,
+    pixel_formats: Sequence[str] = ("uint16", "uint32", "float32"),
+    frame_signal: str = "absorbance",
+) -> dict[str, Any]:
+    """Manifest ``input_contract`` section (see :class:`edge.bundle.FrameContract`)."""
+    return {
+        "pixel_count_min": int(pixel_count_min),
+        "pixel_count_max": int(pixel_count_max if pixel_count_max is not None else pixel_count_min),
+        "wavelength_min": float(wavelength_min),
+        "wavelength_max": float(wavelength_max),
+        "pixel_formats": [str(f).lower() for f in pixel_formats],
+        "frame_signal": frame_signal,
+    }
+
+
+def _json_bytes(obj: Any, what: str) -> bytes:
+    try:
+        return (json.dumps(obj, sort_keys=True, indent=2, allow_nan=False) + "\n").encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise BundleWriteError(f"{what}: cannot be written as strict JSON: {exc}") from exc
+
+
+def _finite_or_none(obj: Any) -> Any:
+    """Metrics may hold undefined statistics (NaN r2 on one sample): written as null, never as NaN."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (np.floating,)):
+        return _finite_or_none(float(obj))
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return _finite_or_none(obj.tolist())
+    if isinstance(obj, Mapping):
+        return {str(k): _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def _as_dict(obj: Any, what: str) -> dict[str, Any]:
+    d = obj.to_dict() if hasattr(obj, "to_dict") else obj
+    if not isinstance(d, Mapping):
+        raise BundleWriteError(f"{what}: expected a dict or an object with to_dict(), got {type(obj).__name__}")
+    return dict(d)
+
+
+def _edge_pipeline(pipeline: Any) -> Any:
+    """Accept an edge Pipeline, a trainer pipeline with ``to_edge()``, or a spec dict / JSON text."""
+    from edge.preprocess import Pipeline
+
+    if hasattr(pipeline, "to_edge"):
+        pipeline = pipeline.to_edge()
+    if isinstance(pipeline, Pipeline):
+        return pipeline
+    if isinstance(pipeline, str):
+        return Pipeline.from_json(pipeline)
+    if isinstance(pipeline, Mapping):
+        return Pipeline.from_spec(dict(pipeline))
+    raise BundleWriteError(f"expected an edge Pipeline, a trainer pipeline or a spec, got {type(pipeline).__name__}")
+
+
+def _targets(targets: Sequence[Any], task: str, class_labels: Sequence[str] | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for t in targets:
+        d: dict[str, Any]
+        if isinstance(t, Mapping):
+            d = {"name": str(t["name"]), "unit": str(t.get("unit", ""))}
+            if t.get("labels") is not None:
+                d["labels"] = [str(x) for x in t["labels"]]
+        elif hasattr(t, "to_dict"):
+            d = t.to_dict()
+        else:
+            name, unit = t
+            d = {"name": str(name), "unit": str(unit)}
+        out.append(d)
+    if task == "classification" and class_labels is not None:
+        if len(out) != 1:
+            raise BundleWriteError(f"expected 1 target for classification, got {len(out)}")
+        out[0]["labels"] = [str(x) for x in class_labels]
+    return out
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_zip(path: Path, members: Mapping[str, bytes]) -> None:
+    """Write ``members`` into a new zip at ``path`` (fixed order and timestamps), flushed to disk."""
+    with open(path, "wb") as fh:
+        with zipfile.ZipFile(fh, "w") as zf:
+            for name in _MEMBER_ORDER:
+                if name not in members:
+                    continue
+                info = zipfile.ZipInfo(name, date_time=_ZIP_DATE_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, members[name], compresslevel=9)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _commit(tmp: Path, final: Path, public_key: Any = None) -> None:
+    """Re-load ``tmp`` with the edge reader (self-test on), then atomically move it to ``final``."""
+    try:
+        bundle = load_bundle(tmp, public_key=public_key, self_test=True)
+    except BundleError as exc:
+        tmp.unlink(missing_ok=True)
+        raise BundleWriteError(f"the written bundle fails the edge reader's check: {exc}") from exc
+    assert bundle.self_test is not None
+    log.info("bundle re-loaded by the edge reader: self-test %s", bundle.self_test.summary())
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
+def _tmp_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
+
+
+def write_bundle(
+    path: str | Path,
+    *,
+    model_id: str,
+    model_version: str,
+    task: str,
+    targets: Sequence[Any],
+    wavelengths: npt.ArrayLike,
+    tflite_bytes: bytes,
+    pipeline: Any,
+    metrics: Mapping[str, Any],
+    golden_inputs: npt.ArrayLike,
+    training_data_sha256: str,
+    seed: int,
+    class_labels: Sequence[str] | None = None,
+    wavelength_unit: str = "nm",
+    input_contract: Mapping[str, Any] | None = None,
+    ood: Any = None,
+    intervals: Any = None,
+    golden_dark: npt.ArrayLike | None = None,
+    golden_reference: npt.ArrayLike | None = None,
+    golden_wavelengths: npt.ArrayLike | None = None,
+    golden_tolerance: Mapping[str, float] | None = None,
+    library_versions: Mapping[str, str] | None = None,
+    created_utc: str | None = None,
+    private_key_path: str | Path | None = None,
+) -> Path:
+    """Write a bundle atomically and check it with the edge reader before it replaces ``path``.
+
+    Parameters
+    ----------
+    path : str or Path
+        Target file; must end with ``.spectrolite``. Its folder must exist.
+    model_id, model_version : str
+        Identity (``[A-Za-z0-9][A-Za-z0-9._-]{0,63}``).
+    task : {"regression", "classification"}
+    targets : sequence of (name, unit) pairs, dicts ``{name, unit[, labels]}`` or :class:`edge.bundle.Target`
+        In the order of the model outputs.
+    wavelengths : ndarray, shape (n_points,)
+        The model's wavelength grid (after crop/resampling), in ``wavelength_unit``.
+    tflite_bytes : bytes
+        The ``.tflite`` model (int8 or float).
+    pipeline : edge Pipeline, trainer pipeline with ``to_edge()``, or spec dict / JSON text
+        Preprocessing from raw frame to model input.
+    metrics : dict
+        Training metrics; non-finite numbers are written as null.
+    golden_inputs : ndarray, shape (n, n_channels)
+        Raw inputs (as frames deliver them) of the golden vectors; 4 to 16 real spectra spanning the data are a
+        good choice. Their expected preprocessed values and outputs are computed here by the edge code.
+    training_data_sha256 : str
+        See :func:`hash_training_data`.
+    seed : int
+        Training seed.
+    class_labels : sequence of str, optional
+        Class labels (classification), in output order.
+    wavelength_unit : {"nm", "cm-1"}
+    input_contract : dict, optional
+        See :func:`make_input_contract`; by default: the pipeline's channel count (else the golden inputs'),
+        its wavelength range (else that of ``wavelengths``), any pixel format, ``frame_signal`` ``counts`` when the pipeline starts with a counts
+        conversion, else ``absorbance``.
+    ood, intervals : OodModel / IntervalModel or their dicts, optional
+    golden_dark, golden_reference : ndarray, shape (n_channels,) or (n, n_channels), optional
+        Context for counts-mode pipelines.
+    golden_wavelengths : ndarray, shape (n_channels,), optional
+        Wavelength axis of the raw inputs, passed to the pipeline.
+    golden_tolerance : dict, optional
+        Overrides of :data:`edge.bundle.DEFAULT_GOLDEN_TOLERANCE`.
+    library_versions : dict, optional
+        Overrides the recorded library versions (default: :func:`collect_library_versions`).
+    created_utc : str, optional
+        ISO 8601 UTC time (default now).
+    private_key_path : str or Path, optional
+        Sign the bundle with this Ed25519 private key (PEM) before the check.
+
+    Returns
+    -------
+    Path
+        The written bundle.
+
+    Raises
+    ------
+    BundleWriteError
+        Bad arguments, or the bundle fails the edge reader (the message names what failed).
+    """
+    final = Path(path)
+    if final.suffix != BUNDLE_SUFFIX:
+        raise BundleWriteError(f"expected a bundle path ending in {BUNDLE_SUFFIX}, got {final.name}")
+    if not final.parent.is_dir():
+        raise BundleWriteError(f"folder {final.parent} does not exist")
+    try:
+        edge_pipeline = _edge_pipeline(pipeline)
+    except EdgeError as exc:
+        raise BundleWriteError(f"pipeline: {exc}") from exc
+    try:
+        runtime = ModelRuntime(tflite_bytes)
+    except RuntimeLoadError as exc:
+        raise BundleWriteError(f"model: {exc}") from exc
+
+    raw = np.asarray(golden_inputs, dtype=np.float64)
+    if raw.ndim != 2 or raw.shape[0] < 1:
+        raise BundleWriteError(f"expected golden_inputs of shape (n, n_channels), got {raw.shape}")
+    ctx: dict[str, npt.NDArray[np.float64] | None] = {
+        "dark": None if golden_dark is None else np.asarray(golden_dark, dtype=np.float64),
+        "reference": None if golden_reference is None else np.asarray(golden_reference, dtype=np.float64),
+        "wavelengths": None if golden_wavelengths is None else np.asarray(golden_wavelengths, dtype=np.float64),
+    }
+    partial = GoldenVectors(
+        raw=raw,
+        preprocessed=np.zeros((raw.shape[0], 1)),
+        outputs=np.zeros((raw.shape[0], 1), dtype=np.float32),
+        dark=ctx["dark"],
+        reference=ctx["reference"],
+        wavelengths=ctx["wavelengths"],
+    )
+    pre_rows = []
+    out_rows = []
+    for i in range(raw.shape[0]):
+        try:
+            pre = np.asarray(edge_pipeline.transform(raw[i], **partial.context(i)), dtype=np.float64)
+            out_rows.append(np.array(runtime.predict(pre), dtype=np.float32))
+        except EdgeError as exc:
+            raise BundleWriteError(f"golden vector {i}: {exc}") from exc
+        pre_rows.append(pre)
+    golden = GoldenVectors(
+        raw=raw,
+        preprocessed=np.stack(pre_rows),
+        outputs=np.stack(out_rows),
+        dark=ctx["dark"],
+        reference=ctx["reference"],
+        wavelengths=ctx["wavelengths"],
+    )
+
+    grid = np.asarray(wavelengths, dtype=np.float64)
+    if input_contract is None:
+        pc = edge_pipeline.input_contract
+        input_contract = make_input_contract(
+            pixel_count_min=pc.n_channels if pc.n_channels is not None else raw.shape[1],
+            wavelength_min=pc.wavelength_min if pc.wavelength_min is not None else float(np.min(grid)),
+            wavelength_max=pc.wavelength_max if pc.wavelength_max is not None else float(np.max(grid)),
+            frame_signal="counts" if pipeline_reads_counts(edge_pipeline) else "absorbance",
+        )
+    tolerance = dict(DEFAULT_GOLDEN_TOLERANCE)
+    if golden_tolerance:
+        unknown = set(golden_tolerance) - set(tolerance)
+        if unknown:
+            raise BundleWriteError(f"unknown golden tolerance key(s) {sorted(unknown)}; expected {sorted(tolerance)}")
+        tolerance.update({k: float(v) for k, v in golden_tolerance.items()})
+
+    members: dict[str, bytes] = {
+        MODEL: bytes(tflite_bytes),
+        PREPROCESSING: edge_pipeline.to_json().encode("utf-8"),
+        METRICS: _json_bytes(_finite_or_none(dict(metrics)), METRICS),
+        GOLDEN: golden.to_npz_bytes(),
+    }
+    if ood is not None:
+        members[OOD] = _json_bytes(_as_dict(ood, OOD), OOD)
+    if intervals is not None:
+        members[INTERVALS] = _json_bytes(_as_dict(intervals, INTERVALS), INTERVALS)
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "model_id": model_id,
+        "model_version": model_version,
+        "created_utc": created_utc or _utc_now(),
+        "task": task,
+        "targets": _targets(targets, task, class_labels),
+        "wavelength_grid": {"unit": wavelength_unit, "values": [float(v) for v in grid]},
+        "input_contract": dict(input_contract),
+        "training_data_sha256": training_data_sha256,
+        "library_versions": dict(library_versions if library_versions is not None else collect_library_versions()),
+        "seed": int(seed),
+        "golden": {"count": golden.count, **tolerance},
+        "members": {name: {"sha256": sha256_hex(data), "size": len(data)} for name, data in sorted(members.items())},
+    }
+    try:
+        validate_manifest(manifest)
+    except BundleError as exc:
+        raise BundleWriteError(str(exc)) from exc
+    members[MANIFEST] = _json_bytes(manifest, MANIFEST)
+    public_key = None
+    if private_key_path is not None:
+        private_key = _load_private_key(private_key_path)
+        members[SIGNATURE] = private_key.sign(members[MANIFEST])
+        public_key = private_key.public_key()
+
+    tmp = _tmp_path(final)
+    try:
+        _write_zip(tmp, members)
+        _commit(tmp, final, public_key)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info(
+        "wrote bundle %s (%d bytes, %d golden vectors%s)",
+        final,
+        final.stat().st_size,
+        golden.count,
+        ", signed" if public_key is not None else "",
+    )
+    return final
+
+
+def _load_private_key(private_key_path: str | Path) -> Any:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    p = Path(private_key_path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise BundleWriteError(f"private key {p}: cannot be read: {exc.strerror or exc}") from exc
+    try:
+        key = load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise BundleWriteError(f"private key {p}: not an unencrypted PEM private key ({exc})") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise BundleWriteError(f"private key {p}: expected an Ed25519 key, got {type(key).__name__}")
+    return key
+
+
+def sign_bundle(path: str | Path, private_key_path: str | Path) -> Path:
+    """Add (or replace) ``manifest.sig``: an Ed25519 signature over the bundle's ``manifest.json`` bytes.
+
+    The bundle is first read with the structural checks, re-written with the signature into a temporary file,
+    verified with the matching public key by :func:`edge.bundle.load_bundle` (self-test included) and then
+    atomically moved over ``path``.
+
+    Parameters
+    ----------
+    path : str or Path
+        Bundle to sign.
+    private_key_path : str or Path
+        Unencrypted PEM Ed25519 private key (see :func:`generate_keypair`).
+
+    Returns
+    -------
+    Path
+        The signed bundle.
+
+    Raises
+    ------
+    BundleWriteError
+        Unreadable key or bundle, or the signed bundle fails the check.
+    """
+    final = Path(path)
+    key = _load_private_key(private_key_path)
+    try:
+        members, _ = read_members(final)
+    except BundleError as exc:
+        raise BundleWriteError(f"cannot sign: {exc}") from exc
+    members = dict(members)
+    members[SIGNATURE] = key.sign(members[MANIFEST])
+    tmp = _tmp_path(final)
+    try:
+        _write_zip(tmp, members)
+        _commit(tmp, final, key.public_key())
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("signed bundle %s", final)
+    return final
+
+
+def generate_keypair(out_dir: str | Path, *, name: str = "spectrolite", overwrite: bool = False) -> tuple[Path, Path]:
+    """Create an Ed25519 key pair as PEM files: ``<name>.key.pem`` (private, mode 0600) and ``<name>.pub.pem``.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Folder to write into (created when missing).
+    name : str
+        File name stem.
+    overwrite : bool
+        Replace existing files (default: refuse).
+
+    Returns
+    -------
+    (private_path, public_path) : tuple of Path
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    private_path = directory / f"{name}.key.pem"
+    public_path = directory / f"{name}.pub.pem"
+    for p in (private_path, public_path):
+        if p.exists() and not overwrite:
+            raise BundleWriteError(f"{p} already exists; refusing to overwrite a key (pass overwrite=True)")
+    key = Ed25519PrivateKey.generate()
+    private_pem = key.private_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PrivateFormat.PKCS8,
+        encryption_algorithm=serialization.NoEncryption(),
+    )
+    public_pem = key.public_key().public_bytes(
+        encoding=serialization.Encoding.PEM, format=serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(private_path, flags, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(private_pem)
+    os.chmod(private_path, 0o600)
+    public_path.write_bytes(public_pem)
+    log.info("wrote Ed25519 key pair %s and %s", private_path, public_path)
+    return private_path, public_path
