@@ -1,0 +1,29 @@
+"""Exception tree of the lab side: every expected failure ``trainer`` raises derives from :class:`TrainerError`.
+
+Each error is mixed with the builtin a caller would naturally catch (``ValueError`` for bad data or configuration),
+so ``spectro-train`` can turn any of them into one clear line and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TrainerError", "DataError", "TrainConfigError", "SplitError", "CalibrationError"]
+
+
+class TrainerError(Exception):
+    """Base class of every expected failure raised by ``trainer``."""
+
+
+class DataError(TrainerError, ValueError):
+    """A spectral dataset is unreadable or invalid (NaN, non-monotonic axis, missing targets, too few samples)."""
+
+
+class TrainConfigError(TrainerError, ValueError):
+    """A training configuration is invalid; the message names the key and what was expected."""
+
+
+class SplitError(TrainerError, ValueError):
+    """Rows cannot be split as asked (empty selection, overlapping or leaking train/test rows)."""
+
+
+class CalibrationError(TrainerError, ValueError):
+    """A statistical calibration (PLS, OOD limits, conformal intervals) cannot be fitted on the given rows."""
