@@ -48,8 +48,8 @@ __all__ = [
 ]
 
 try:  # the codec is added by its own module; keep the package importable while it is being written
-    from firmware_bridge.codec import FrameDecoder, encode
+    from firmware_bridge.codec import DecoderStats, FrameDecoder, decode_frame, encode
 
-    __all__ += ["FrameDecoder", "encode"]
+    __all__ += ["DecoderStats", "FrameDecoder", "decode_frame", "encode"]
 except ImportError:  # pragma: no cover
     pass

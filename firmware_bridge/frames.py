@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, TypeVar, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -109,6 +109,17 @@ class NackCode(enum.IntEnum):
     BUSY = 0x03
     NOT_SUPPORTED = 0x04
     INTERNAL_ERROR = 0x05
+
+
+_E = TypeVar("_E", bound=enum.IntEnum)
+
+
+def _enum(cls: type[_E], value: Any, what: str) -> _E:
+    try:
+        return cls(value)
+    except ValueError:
+        known = ", ".join(f"{m.value} ({m.name})" for m in cls)
+        raise ProtocolError(f"expected {what} one of {known}, got {value!r}") from None
 
 
 def _pixel_format_of(counts: npt.NDArray[Any]) -> PixelFormat:
@@ -272,7 +283,8 @@ class Status:
     def wavelengths_nm(self) -> npt.NDArray[np.float64]:
         """Wavelength of each pixel, nm, shape (pixel_count,), from the calibration polynomial."""
         index = np.arange(self.pixel_count, dtype=np.float64)
-        return np.polynomial.polynomial.polyval(index, np.asarray(self.wavelength_coeffs_nm, dtype=np.float64))
+        coeffs = np.asarray(self.wavelength_coeffs_nm, dtype=np.float64)
+        return np.asarray(np.polynomial.polynomial.polyval(index, coeffs), dtype=np.float64)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Status):
@@ -318,7 +330,7 @@ class Command:
     value: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "code", CommandCode(self.code))
+        object.__setattr__(self, "code", _enum(CommandCode, self.code, "a command code"))
 
 
 @dataclass(frozen=True)
@@ -331,7 +343,7 @@ class Ack:
     code: CommandCode
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "code", CommandCode(self.code))
+        object.__setattr__(self, "code", _enum(CommandCode, self.code, "a command code"))
 
 
 @dataclass(frozen=True)
@@ -346,8 +358,8 @@ class Nack:
     detail: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "code", CommandCode(self.code))
-        object.__setattr__(self, "reason", NackCode(self.reason))
+        object.__setattr__(self, "code", _enum(CommandCode, self.code, "a command code"))
+        object.__setattr__(self, "reason", _enum(NackCode, self.reason, "a NACK reason"))
 
 
 @dataclass(frozen=True)

@@ -81,3 +81,8 @@ def test_annotation_values_are_floats() -> None:
     a = Annotation(seq=5, values=(1, 2))
     assert a.values == (1.0, 2.0)
     assert a == Annotation(5, (1.0, 2.0))
+
+
+def test_unknown_codes_are_protocol_errors_naming_the_known_ones() -> None:
+    with pytest.raises(ProtocolError, match=r"expected a command code one of 1 \(SET_INTEGRATION_TIME\).*got 99"):
+        Command(command_id=1, code=99)
