@@ -1,0 +1,427 @@
+"""Remote commands received on ``.../cmd/<name>``: strict parsing, HMAC authentication, replay and path checks.
+
+API (stable; the daemon parses every incoming command with this and answers on ``.../cmd/<name>/response``)::
+
+    parser = CommandParser(cfg.commands, device_id=cfg.device.device_id)
+    cmd = parser.parse(name, payload: bytes) -> RemoteCommand      # raises CommandError("<why>")
+    CommandParser.peek_request_id(payload) -> str | None            # for the error response of a refused command
+    make_command(name, args, *, device_id, ...) -> dict             # client side: build a body
+    sign_command(body, key) -> bytes                                # client side: wrap it in an HMAC envelope
+    load_hmac_key(path) -> bytes
+
+Commands (``args`` of each, all optional; unknown fields are refused):
+
+=========================  ============================================================================
+``reload_bundle``          ``{"path": str}``: a bundle inside ``commands.allowed_dirs`` (default: the
+                           configured ``bundle.path``); the daemon verifies and self-tests it first
+``capture_dark``           ``{"average_frames": int}`` (1..``commands.max_capture_frames``, default 16)
+``capture_reference``      ``{"average_frames": int}`` (white reference, same bounds)
+``set_integration_time``   ``{"integration_time_us": int}`` (required, 1..60,000,000)
+=========================  ============================================================================
+
+Wire format.  An unsigned command is a JSON object (the *body*)::
+
+    {"schema_version": 1, "command": "capture_dark", "device_id": "nir-01", "request_id": "r-17",
+     "issued_at_unix_s": 1767225600.0, "nonce": "5f1c2a9e0b7d4c3a", "args": {"average_frames": 32}}
+
+A signed command wraps the body's exact text in an envelope, so no canonical JSON form is needed::
+
+    {"body": "<the body above as a JSON string>", "hmac_sha256": "<hex HMAC-SHA256(key, body as UTF-8)>"}
+
+``command`` must equal the topic's command name and ``device_id`` this device, so a signature cannot be
+replayed on another command or device; signed bodies need ``issued_at_unix_s`` within
+``commands.max_clock_skew_s`` of the device clock and a ``nonce`` not seen within that window.  Signatures are
+compared in constant time (:func:`hmac.compare_digest`).  Payloads over ``commands.max_payload_bytes`` are
+refused before being parsed; JSON with duplicate keys, NaN or deep nesting is refused.  Nothing here runs a
+shell or opens a file for writing; paths are resolved (symlinks included) and must lie inside an allowed
+directory.
+
+>>> from edge.config import CommandsConfig
+>>> cfg = CommandsConfig(allowed_dirs=(Path("/srv/bundles"),))
+>>> p = CommandParser(cfg, device_id="nir-01")
+>>> body = make_command("capture_dark", {"average_frames": 8}, device_id="nir-01", request_id="r1")
+>>> p.parse("capture_dark", json.dumps(body).encode()).args
+CaptureArgs(average_frames=8)
+>>> p.parse("capture_dark", b'{"schema_version": 1, "command": "capture_dark", "device_id": "nir-01", '
+...         b'"args": {"average_frames": 0}}')
+Traceback (most recent call last):
+...
+edge.errors.CommandError: capture_dark.args.average_frames: expected an integer in 1..256, got 0
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import json
+import math
+import os
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from edge.errors import CommandError
+
+if TYPE_CHECKING:
+    from edge.config import CommandsConfig
+
+__all__ = [
+    "COMMAND_SCHEMA_VERSION",
+    "CommandName",
+    "ReloadBundleArgs",
+    "CaptureArgs",
+    "SetIntegrationTimeArgs",
+    "CommandArgs",
+    "RemoteCommand",
+    "CommandParser",
+    "make_command",
+    "sign_command",
+    "load_hmac_key",
+    "INTEGRATION_TIME_US_MAX",
+    "DEFAULT_AVERAGE_FRAMES",
+    "MIN_HMAC_KEY_BYTES",
+]
+
+#: Version of the command body schema.
+COMMAND_SCHEMA_VERSION = 1
+#: Longest accepted integration time, microseconds (60 s).
+INTEGRATION_TIME_US_MAX = 60_000_000
+#: Frames averaged by a capture command that does not say.
+DEFAULT_AVERAGE_FRAMES = 16
+#: Shortest accepted HMAC key.
+MIN_HMAC_KEY_BYTES = 16
+#: Most nonces remembered for replay protection (older ones expire with the clock-skew window anyway).
+MAX_REMEMBERED_NONCES = 10_000
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+_HEX64_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+_MAX_PATH_CHARS = 1024
+_BODY_KEYS = {"schema_version", "command", "device_id", "request_id", "issued_at_unix_s", "nonce", "args"}
+
+
+class CommandName(str, enum.Enum):
+    """Commands the daemon understands (the last level of ``.../cmd/<name>``)."""
+
+    RELOAD_BUNDLE = "reload_bundle"
+    CAPTURE_DARK = "capture_dark"
+    CAPTURE_REFERENCE = "capture_reference"
+    SET_INTEGRATION_TIME = "set_integration_time"
+
+
+@dataclass(frozen=True)
+class ReloadBundleArgs:
+    """Load ``path`` (resolved, inside an allowed directory) or, when None, the configured bundle again."""
+
+    path: Path | None
+
+
+@dataclass(frozen=True)
+class CaptureArgs:
+    """Capture a dark or white reference averaged over ``average_frames`` frames."""
+
+    average_frames: int
+
+
+@dataclass(frozen=True)
+class SetIntegrationTimeArgs:
+    """Set the detector integration time, microseconds."""
+
+    integration_time_us: int
+
+
+CommandArgs = Union[ReloadBundleArgs, CaptureArgs, SetIntegrationTimeArgs]
+
+
+@dataclass(frozen=True)
+class RemoteCommand:
+    """A validated command, ready to execute."""
+
+    name: CommandName
+    args: CommandArgs
+    request_id: str | None
+    authenticated: bool  #: True when it carried a valid HMAC
+    issued_at_unix_s: float | None
+
+
+def load_hmac_key(path: str | os.PathLike[str]) -> bytes:
+    """Read a shared HMAC key: the file's bytes with surrounding whitespace removed (at least 16 bytes).
+
+    Raises
+    ------
+    CommandError
+        The file cannot be read or the key is too short.
+    """
+    try:
+        key = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise CommandError(f"commands.hmac_key_path: cannot read {path}: {exc.strerror or exc}") from exc
+    if len(key) < MIN_HMAC_KEY_BYTES:
+        raise CommandError(
+            f"commands.hmac_key_path: expected a key of at least {MIN_HMAC_KEY_BYTES} bytes, got {len(key)}")
+    return key
+
+
+def make_command(
+    name: str,
+    args: Mapping[str, Any] | None = None,
+    *,
+    device_id: str,
+    request_id: str | None = None,
+    issued_at_unix_s: float | None = None,
+    nonce: str | None = None,
+) -> dict[str, Any]:
+    """Build a command body (client side); ``issued_at_unix_s`` defaults to now and ``nonce`` to a random one."""
+    body: dict[str, Any] = {
+        "schema_version": COMMAND_SCHEMA_VERSION,
+        "command": name,
+        "device_id": device_id,
+        "issued_at_unix_s": time.time() if issued_at_unix_s is None else issued_at_unix_s,
+        "nonce": secrets.token_hex(16) if nonce is None else nonce,
+        "args": dict(args or {}),
+    }
+    if request_id is not None:
+        body["request_id"] = request_id
+    return body
+
+
+def sign_command(body: Mapping[str, Any] | str | bytes, key: bytes) -> bytes:
+    """Wrap a command body in an HMAC-SHA256 envelope and return the MQTT payload (client side)."""
+    if isinstance(body, Mapping):
+        text = json.dumps(body, separators=(",", ":"), allow_nan=False)
+    elif isinstance(body, bytes):
+        text = body.decode("utf-8")
+    else:
+        text = body
+    mac = hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+    return json.dumps({"body": text, "hmac_sha256": mac}, separators=(",", ":")).encode("utf-8")
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _loads(text: str | bytes, what: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_strict_object, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise CommandError(f"{what}: expected JSON, got nesting too deep") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CommandError(f"{what}: expected a JSON object, got unparsable JSON ({exc})") from None
+
+
+def _int_arg(where: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise CommandError(f"{where}: expected an integer in {lo}..{hi}, got {value!r}")
+    return value
+
+
+class CommandParser:
+    """Validate incoming commands against the ``[commands]`` configuration (thread-safe).
+
+    Parameters
+    ----------
+    config : CommandsConfig
+        Size limit, authentication, clock skew and allowed directories.
+    device_id : str
+        This device's id; a command naming another device is refused.
+    clock : callable returning float
+        Wall clock in Unix seconds (injectable for tests).
+    """
+
+    def __init__(self, config: CommandsConfig, *, device_id: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.device_id = device_id
+        self._clock = clock
+        self._key = load_hmac_key(config.hmac_key_path) if config.hmac_key_path is not None else None
+        self._allowed = tuple(Path(os.path.realpath(d)) for d in config.allowed_dirs)
+        self._nonces: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------------------------------------- entry
+
+    def parse(self, name: str, payload: bytes) -> RemoteCommand:
+        """Validate one command received on ``.../cmd/<name>``.
+
+        Raises
+        ------
+        CommandError
+            With a message naming what is wrong; the command must then change nothing.
+        """
+        try:
+            cmd_name = CommandName(name)
+        except ValueError:
+            known = ", ".join(c.value for c in CommandName)
+            raise CommandError(f"command: expected one of {known}, got {name!r}") from None
+        limit = self.config.max_payload_bytes
+        if len(payload) > limit:
+            raise CommandError(f"payload: expected at most {limit} bytes, got {len(payload)}")
+        outer = _loads(payload, "payload")
+        if not isinstance(outer, dict):
+            raise CommandError(f"payload: expected a JSON object, got {type(outer).__name__}")
+        authenticated = False
+        if "hmac_sha256" in outer or "body" in outer:
+            body_text = self._verify_envelope(outer)
+            body = _loads(body_text, "body")
+            if not isinstance(body, dict):
+                raise CommandError(f"body: expected a JSON object, got {type(body).__name__}")
+            authenticated = True
+        else:
+            if self.config.require_auth:
+                raise CommandError("payload: expected an HMAC-SHA256 envelope {\"body\", \"hmac_sha256\"}: "
+                                   "commands.require_auth is true")
+            body = outer
+        return self._parse_body(cmd_name, body, authenticated)
+
+    @staticmethod
+    def peek_request_id(payload: bytes) -> str | None:
+        """Best-effort ``request_id`` of a (possibly invalid or signed) payload, for the error response."""
+        if len(payload) > 65_536:  # bigger payloads were refused unread; do not parse them here either
+            return None
+        try:
+            obj = json.loads(payload)
+            if isinstance(obj, dict) and isinstance(obj.get("body"), str):
+                obj = json.loads(obj["body"])
+        except (ValueError, RecursionError, UnicodeDecodeError):
+            return None
+        rid = obj.get("request_id") if isinstance(obj, dict) else None
+        return rid if isinstance(rid, str) and _REQUEST_ID_RE.match(rid) else None
+
+    # ------------------------------------------------------------------------------------------ internals
+
+    def _verify_envelope(self, outer: dict[str, Any]) -> str:
+        if set(outer) != {"body", "hmac_sha256"}:
+            raise CommandError(f"payload: expected exactly the keys body and hmac_sha256, got {sorted(outer)}")
+        body, mac = outer["body"], outer["hmac_sha256"]
+        if not isinstance(body, str):
+            raise CommandError(f"body: expected the command body as a JSON string, got {type(body).__name__}")
+        if not isinstance(mac, str) or not _HEX64_RE.match(mac):
+            raise CommandError("hmac_sha256: expected 64 hexadecimal characters")
+        if self._key is None:
+            raise CommandError("hmac_sha256: signed command but no commands.hmac_key_path is configured")
+        expected = hmac.new(self._key, body.encode("utf-8"), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, mac.lower()):
+            raise CommandError("hmac_sha256: signature does not match the body")
+        return body
+
+    def _parse_body(self, name: CommandName, body: dict[str, Any], authenticated: bool) -> RemoteCommand:
+        where = name.value
+        unknown = sorted(set(body) - _BODY_KEYS)
+        if unknown:
+            raise CommandError(f"{where}.{unknown[0]}: unknown field (expected {', '.join(sorted(_BODY_KEYS))})")
+        version = body.get("schema_version")
+        if version != COMMAND_SCHEMA_VERSION or isinstance(version, bool):
+            raise CommandError(f"{where}.schema_version: expected {COMMAND_SCHEMA_VERSION}, got {version!r}")
+        if body.get("command") != name.value:
+            raise CommandError(f"{where}.command: expected {name.value!r} (the topic's command), "
+                               f"got {body.get('command')!r}")
+        if body.get("device_id") != self.device_id:
+            raise CommandError(f"{where}.device_id: expected {self.device_id!r}, got {body.get('device_id')!r}")
+        request_id = body.get("request_id")
+        if request_id is not None and (not isinstance(request_id, str) or not _REQUEST_ID_RE.match(request_id)):
+            raise CommandError(f"{where}.request_id: expected 1-64 characters from A-Z a-z 0-9 . _ : -, "
+                               f"got {request_id!r}")
+        issued = body.get("issued_at_unix_s")
+        nonce = body.get("nonce")
+        if issued is not None or authenticated:
+            issued = self._check_time(where, issued)
+        if nonce is not None or authenticated:
+            if not isinstance(nonce, str) or not _NONCE_RE.match(nonce):
+                raise CommandError(f"{where}.nonce: expected 8-64 characters from A-Z a-z 0-9 _ -, got {nonce!r}")
+        args = body.get("args", {})
+        if not isinstance(args, dict):
+            raise CommandError(f"{where}.args: expected an object, got {type(args).__name__}")
+        parsed = self._parse_args(name, args)
+        if authenticated:
+            self._remember_nonce(where, str(nonce))  # only after everything else is valid
+        return RemoteCommand(name=name, args=parsed, request_id=request_id, authenticated=authenticated,
+                             issued_at_unix_s=issued)
+
+    def _check_time(self, where: str, issued: Any) -> float:
+        if isinstance(issued, bool) or not isinstance(issued, (int, float)) or not math.isfinite(issued):
+            raise CommandError(f"{where}.issued_at_unix_s: expected a Unix time in seconds, got {issued!r}")
+        skew = abs(self._clock() - float(issued))
+        if skew > self.config.max_clock_skew_s:
+            raise CommandError(f"{where}.issued_at_unix_s: expected within {self.config.max_clock_skew_s:g} s "
+                               f"of the device clock, got {skew:.0f} s away (stale or replayed)")
+        return float(issued)
+
+    def _remember_nonce(self, where: str, nonce: str) -> None:
+        now = self._clock()
+        window = self.config.max_clock_skew_s
+        with self._lock:
+            while self._nonces:
+                _oldest, seen = next(iter(self._nonces.items()))
+                if now - seen > 2 * window or len(self._nonces) >= MAX_REMEMBERED_NONCES:
+                    self._nonces.popitem(last=False)
+                else:
+                    break
+            if nonce in self._nonces:
+                raise CommandError(f"{where}.nonce: expected a fresh nonce, got one already used (replay)")
+            self._nonces[nonce] = now
+
+    def _parse_args(self, name: CommandName, args: dict[str, Any]) -> CommandArgs:
+        where = f"{name.value}.args"
+
+        def only(*keys: str) -> None:
+            extra = sorted(set(args) - set(keys))
+            if extra:
+                expected = ", ".join(keys) if keys else "no arguments"
+                raise CommandError(f"{where}.{extra[0]}: unknown argument (expected {expected})")
+
+        if name is CommandName.RELOAD_BUNDLE:
+            only("path")
+            raw = args.get("path")
+            if raw is None:
+                return ReloadBundleArgs(path=None)
+            return ReloadBundleArgs(path=self.confine(raw, f"{where}.path"))
+        if name in (CommandName.CAPTURE_DARK, CommandName.CAPTURE_REFERENCE):
+            only("average_frames")
+            n = args.get("average_frames", DEFAULT_AVERAGE_FRAMES)
+            return CaptureArgs(average_frames=_int_arg(f"{where}.average_frames", n, 1,
+                                                       self.config.max_capture_frames))
+        only("integration_time_us")
+        if "integration_time_us" not in args:
+            raise CommandError(f"{where}.integration_time_us: required argument missing")
+        return SetIntegrationTimeArgs(integration_time_us=_int_arg(
+            f"{where}.integration_time_us", args["integration_time_us"], 1, INTEGRATION_TIME_US_MAX))
+
+    def confine(self, raw: Any, where: str = "path") -> Path:
+        """Resolve ``raw`` (relative to the first allowed directory) and check it is a file inside one of them.
+
+        Raises
+        ------
+        CommandError
+            Not a string, too long, NUL bytes, outside every allowed directory, or not an existing file.
+        """
+        if not isinstance(raw, str) or not raw or len(raw) > _MAX_PATH_CHARS or "\x00" in raw:
+            raise CommandError(f"{where}: expected a path of 1-{_MAX_PATH_CHARS} characters, got {raw!r:.80}")
+        if not self._allowed:
+            raise CommandError(f"{where}: expected no path: no commands.allowed_dirs are configured")
+        candidate = Path(raw)
+        if not candidate.is_absolute():
+            candidate = self._allowed[0] / candidate
+        resolved = Path(os.path.realpath(candidate))
+        if not any(resolved == d or resolved.is_relative_to(d) for d in self._allowed):
+            allowed = ", ".join(str(d) for d in self._allowed)
+            raise CommandError(f"{where}: expected a path inside {allowed}, got {raw!r}")
+        if not resolved.is_file():
+            raise CommandError(f"{where}: expected an existing file, got {raw!r}")
+        return resolved

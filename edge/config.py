@@ -1,0 +1,665 @@
+"""Daemon configuration: a TOML file with environment overrides, validated once into frozen typed dataclasses.
+
+API (stable; the daemon and the CLI call these)::
+
+    load_config(path, env=os.environ) -> EdgeConfig    # raises ConfigError naming the key and what was expected
+    parse_config(data: dict, *, base_dir: Path, env=None) -> EdgeConfig
+    example_config() -> str                             # commented TOML that itself loads
+
+Sections (every field has its unit in its name): ``device``, ``serial``, ``bundle``, ``references``,
+``runtime``, ``queues``, ``mqtt`` (with ``mqtt.tls``), ``outbox``, ``commands``, ``drift``, ``metrics`` and the
+top-level ``log_level``.  The schema *is* the dataclasses below: each field carries its documentation and its
+constraints in ``dataclasses.field(metadata=...)``, and both the validator and :func:`example_config` read them,
+so the example can never drift from what the loader accepts.
+
+Environment overrides have the form ``SPECTROLITE__<SECTION>__<KEY>=value`` (nested tables add levels:
+``SPECTROLITE__MQTT__TLS__CA_PATH=/etc/spectrolite/ca.pem``).  The value is converted to the field's type
+(``true``/``false``/``1``/``0`` for booleans, comma-separated for lists); an override of an unknown key is an
+error, like an unknown key in the file.  Relative paths, in the file or in the environment, are resolved against
+the directory of the configuration file.
+
+Why hand-written rather than pydantic or similar: the device installs only numpy, pyserial, paho-mqtt and a
+TFLite runtime, and the whole validator is one small recursive function over ``dataclasses.fields``.
+
+>>> doc = {"device": {"site": "plant-a", "line": "l1", "device_id": "nir-01"},
+...        "serial": {"port_url": "loop://"}, "bundle": {"path": "model.bundle"}}
+>>> cfg = parse_config(doc, base_dir=Path("/srv"))
+>>> cfg.mqtt.qos, cfg.mqtt.client_id, cfg.outbox.path.name
+(1, 'spectrolite-nir-01', 'outbox.sqlite')
+>>> parse_config({**doc, "mqtt": {"qos": 3}}, base_dir=Path("/srv"))
+Traceback (most recent call last):
+...
+edge.errors.ConfigError: mqtt.qos: expected 0, 1 or 2, got 3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import sys
+import textwrap
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "ENV_PREFIX",
+    "DeviceConfig",
+    "SerialConfig",
+    "BundleConfig",
+    "ReferencesConfig",
+    "RuntimeConfig",
+    "QueuesConfig",
+    "TlsConfig",
+    "MqttConfig",
+    "OutboxConfig",
+    "CommandsConfig",
+    "DriftConfig",
+    "MetricsConfig",
+    "EdgeConfig",
+    "load_config",
+    "parse_config",
+    "example_config",
+]
+
+#: Prefix of environment overrides; levels are separated by a double underscore.
+ENV_PREFIX = "SPECTROLITE__"
+
+_REQUIRED = dataclasses.MISSING
+_EXAMPLE_WIDTH = 100
+#: A topic level (site, line, device id, prefix segment): no MQTT wildcards, separators or control characters.
+_TOPIC_LEVEL_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_TOPIC_PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,7}$")
+
+
+def _opt(
+    default: Any = _REQUIRED,
+    doc: str = "",
+    *,
+    example: Any = _REQUIRED,
+    min: float | None = None,  # noqa: A002 - reads like the TOML
+    max: float | None = None,  # noqa: A002
+    min_exclusive: bool = False,
+    choices: tuple[Any, ...] | None = None,
+    pattern: re.Pattern[str] | None = None,
+    pattern_doc: str = "",
+    must_exist: bool = False,
+) -> Any:
+    """Declare one configuration field with its documentation and constraints."""
+    meta = {
+        "doc": doc,
+        "example": example,
+        "min": min,
+        "max": max,
+        "min_exclusive": min_exclusive,
+        "choices": choices,
+        "pattern": pattern,
+        "pattern_doc": pattern_doc,
+        "must_exist": must_exist,
+    }
+    if default is _REQUIRED:
+        return field(metadata=meta)
+    if isinstance(default, (list, dict, set)):  # pragma: no cover - defensive
+        raise TypeError("mutable defaults are not allowed in frozen configs")
+    return field(default=default, metadata=meta)
+
+
+# --------------------------------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Identity of this device; the three levels become MQTT topic levels."""
+
+    site: str = _opt(doc="plant or site name (one MQTT topic level)", example="plant-a",
+                     pattern=_TOPIC_LEVEL_RE, pattern_doc="1-64 characters from A-Z a-z 0-9 . _ -")
+    line: str = _opt(doc="production line (one MQTT topic level)", example="line-3",
+                     pattern=_TOPIC_LEVEL_RE, pattern_doc="1-64 characters from A-Z a-z 0-9 . _ -")
+    device_id: str = _opt(doc="device id, unique within the line (one MQTT topic level)", example="nir-01",
+                          pattern=_TOPIC_LEVEL_RE, pattern_doc="1-64 characters from A-Z a-z 0-9 . _ -")
+
+
+@dataclass(frozen=True)
+class SerialConfig:
+    """Serial link to the spectrometer (any pyserial URL: a device path, ``socket://``, ``loop://``, ``spy://``)."""
+
+    port_url: str = _opt(doc="pyserial port URL or device path", example="/dev/ttyUSB0")
+    baudrate: int = _opt(115200, "baud rate", min=1, max=20_000_000)
+    read_timeout_s: float = _opt(0.1, "read timeout of one serial read", min=0.0, min_exclusive=True, max=60.0)
+    reconnect_min_delay_s: float = _opt(0.1, "first delay before reopening a vanished port", min=0.0, max=600.0)
+    reconnect_max_delay_s: float = _opt(2.0, "longest delay between reopen attempts (exponential backoff)",
+                                        min=0.0, max=3600.0)
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    """The model bundle to serve and how to verify it."""
+
+    path: Path = _opt(doc="model bundle file", example="/var/lib/spectrolite/model.bundle")
+    public_key_path: Path | None = _opt(
+        None, "Ed25519 public key; when set, only bundles signed with the matching key are loaded",
+        must_exist=True, example="/etc/spectrolite/bundle-signing.pub")
+    watch: bool = _opt(True, "reload the bundle when the file changes (verified and self-tested first)")
+    watch_interval_s: float = _opt(2.0, "how often the bundle file is checked for changes",
+                                   min=0.0, min_exclusive=True, max=3600.0)
+    self_test: bool = _opt(True, "run the bundle's golden vectors before serving it")
+
+
+@dataclass(frozen=True)
+class ReferencesConfig:
+    """Dark and white reference spectra: initial files and how old they may get."""
+
+    dark_path: Path | None = _opt(None, "dark spectrum file loaded at start and written on capture",
+                                  example="/var/lib/spectrolite/dark.npz")
+    white_path: Path | None = _opt(None, "white reference file loaded at start and written on capture",
+                                   example="/var/lib/spectrolite/white.npz")
+    max_age_s: float = _opt(28_800.0, "references older than this flag predictions 'stale_reference'",
+                            min=0.0, min_exclusive=True)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Inference runtime."""
+
+    num_threads: int = _opt(1, "threads of the TFLite interpreter", min=1, max=64)
+
+
+@dataclass(frozen=True)
+class QueuesConfig:
+    """Bounded queues between the reader, inference and publishing threads."""
+
+    frames_max: int = _opt(256, "frames waiting for inference", min=1, max=1_000_000)
+    messages_max: int = _opt(1024, "messages waiting to be stored in the outbox", min=1, max=1_000_000)
+    policy: str = _opt("drop_oldest", "what a full queue does: drop its oldest item, drop the new item, or block "
+                       "the producer (every drop is counted)", choices=("drop_oldest", "drop_newest", "block"))
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS towards the broker: server verification with a CA file and optional client certificate."""
+
+    enabled: bool = _opt(False, "connect with TLS (usually port 8883)")
+    ca_path: Path | None = _opt(None, "CA certificate(s) that signed the broker's certificate; "
+                                "unset uses the system trust store", must_exist=True, example="/etc/spectrolite/ca.pem")
+    cert_path: Path | None = _opt(None, "client certificate (PEM) for mutual TLS", must_exist=True,
+                                  example="/etc/spectrolite/nir-01.pem")
+    key_path: Path | None = _opt(None, "private key of the client certificate (PEM)", must_exist=True,
+                                 example="/etc/spectrolite/nir-01.key")
+    check_hostname: bool = _opt(True, "verify that the broker certificate names mqtt.host")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """Broker connection, session and topics."""
+
+    host: str = _opt("localhost", "broker host name or address")
+    port: int = _opt(1883, "broker port (1883 plain, 8883 TLS)", min=1, max=65535)
+    protocol: str = _opt("3.1.1", "MQTT protocol version", choices=("3.1.1", "5"))
+    qos: int = _opt(1, "QoS of published messages (1: at least once, the store-and-forward default)",
+                    choices=(0, 1, 2))
+    client_id: str = _opt("", "client id; empty means 'spectrolite-<device_id>' (must be stable for a "
+                          "persistent session)", pattern=re.compile(r"^[A-Za-z0-9._-]{0,128}$"),
+                          pattern_doc="0-128 characters from A-Z a-z 0-9 . _ -")
+    username: str | None = _opt(None, "user name for broker authentication", example="nir-01")
+    password: str | None = _opt(None, "password (prefer password_file or SPECTROLITE__MQTT__PASSWORD)")
+    password_file: Path | None = _opt(None, "file whose first line is the password", must_exist=True,
+                                      example="/etc/spectrolite/mqtt.password")
+    keepalive_s: int = _opt(30, "MQTT keepalive", min=5, max=65535)
+    clean_session: bool = _opt(False, "false keeps a persistent session (queued commands survive an outage)")
+    session_expiry_s: int = _opt(604_800, "MQTT 5 session expiry interval for a persistent session",
+                                 min=0, max=4_294_967_295)
+    topic_prefix: str = _opt("spectrolite", "first topic level(s): <prefix>/<site>/<line>/<device>/<kind>",
+                             pattern=_TOPIC_PREFIX_RE,
+                             pattern_doc="1-8 levels of A-Z a-z 0-9 . _ - separated by '/', no wildcards")
+    connect_timeout_s: float = _opt(10.0, "time allowed for the TCP/TLS connection and CONNACK",
+                                    min=0.0, min_exclusive=True, max=600.0)
+    reconnect_min_delay_s: int = _opt(1, "first reconnect delay (doubles up to the maximum)", min=1, max=3600)
+    reconnect_max_delay_s: int = _opt(60, "longest reconnect delay", min=1, max=86_400)
+    tls: TlsConfig = field(default_factory=TlsConfig, metadata={"doc": "TLS settings"})
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """Durable on-disk outbox (SQLite WAL) every outgoing message passes through."""
+
+    path: Path = _opt(Path("outbox.sqlite"), "SQLite database of messages not yet acknowledged by the broker",
+                      example="/var/lib/spectrolite/outbox.sqlite")
+    max_messages: int = _opt(1_000_000, "bound on stored messages", min=1, max=1_000_000_000)
+    max_bytes: int = _opt(268_435_456, "bound on stored topic+payload bytes", min=1024, max=1 << 44)
+    full_policy: str = _opt("drop_oldest", "when full: 'drop_oldest' evicts the oldest lowest-priority messages "
+                            "(metrics, then predictions; never ones more important than the new message); "
+                            "'refuse_new' keeps the backlog and refuses new messages", choices=("drop_oldest", "refuse_new"))
+    drain_rate_msgs_per_s: float = _opt(200.0, "rate at which a backlog is replayed after an outage "
+                                        "(live messages are not limited); 0 means unlimited", min=0.0)
+    max_inflight: int = _opt(64, "messages handed to the broker and not yet acknowledged", min=1, max=65535)
+    synchronous: str = _opt("normal", "SQLite synchronous mode: 'normal' survives a process crash (kill -9), "
+                            "'full' also a power cut at the cost of an fsync per message",
+                            choices=("normal", "full"))
+    flush_timeout_s: float = _opt(10.0, "on shutdown, time allowed to deliver the backlog before going offline",
+                                  min=0.0, max=3600.0)
+
+
+@dataclass(frozen=True)
+class CommandsConfig:
+    """Remote commands on ``.../cmd/<name>``: what is accepted and how it is authenticated."""
+
+    enabled: bool = _opt(True, "subscribe to and execute commands")
+    require_auth: bool = _opt(False, "refuse commands without a valid HMAC-SHA256 (set true in production)")
+    hmac_key_path: Path | None = _opt(None, "file holding the shared HMAC key (at least 16 bytes)",
+                                      must_exist=True, example="/etc/spectrolite/hmac.key")
+    max_payload_bytes: int = _opt(4096, "larger command payloads are refused unread", min=64, max=1_048_576)
+    max_clock_skew_s: float = _opt(300.0, "signed commands must be issued within this many seconds of now",
+                                   min=1.0, max=86_400.0)
+    allowed_dirs: tuple[Path, ...] = _opt((), "directories a command may read bundles from or write "
+                                          "references to; empty means the directory of bundle.path")
+    max_capture_frames: int = _opt(256, "upper bound of average_frames in capture commands", min=1, max=100_000)
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """Windowed drift detection over OOD statistics and predictions, with hysteresis."""
+
+    window_frames: int = _opt(200, "frames in the rolling window of drift statistics", min=2, max=1_000_000)
+    ewma_alpha: float = _opt(0.05, "smoothing factor of the EWMA of each monitored statistic",
+                             min=0.0, min_exclusive=True, max=1.0)
+    raise_ratio: float = _opt(1.0, "raise an alert when the smoothed statistic / its training limit exceeds this",
+                              min=0.0, min_exclusive=True)
+    clear_ratio: float = _opt(0.8, "clear it when the ratio falls below this (must be below raise_ratio)",
+                              min=0.0, min_exclusive=True)
+    min_frames: int = _opt(50, "frames seen before any alert can be raised (warm-up)", min=0)
+    cusum_k_sigma: float = _opt(0.5, "CUSUM slack on standardised predictions, in training standard deviations",
+                                min=0.0)
+    cusum_h_sigma: float = _opt(8.0, "CUSUM decision threshold, in training standard deviations",
+                                min=0.0, min_exclusive=True)
+    dark_level_max_fraction: float = _opt(0.2, "instrument alert when the mean dark exceeds this fraction of "
+                                          "full scale", min=0.0, max=1.0)
+    reference_min_fraction: float = _opt(0.1, "instrument alert when the mean white reference falls below "
+                                         "this fraction of full scale", min=0.0, max=1.0)
+    detector_temp_max_c: float = _opt(60.0, "instrument alert above this detector temperature",
+                                      min=-273.15, max=500.0)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Periodic ``.../metrics`` messages."""
+
+    period_s: float = _opt(30.0, "interval between metrics messages", min=0.0, min_exclusive=True, max=86_400.0)
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """Whole daemon configuration (see the module docstring for the file format)."""
+
+    device: DeviceConfig
+    serial: SerialConfig
+    bundle: BundleConfig
+    references: ReferencesConfig = field(default_factory=ReferencesConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    queues: QueuesConfig = field(default_factory=QueuesConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    commands: CommandsConfig = field(default_factory=CommandsConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log_level: str = _opt("INFO", "logging level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    source: Path | None = field(default=None, compare=False,
+                                metadata={"doc": "file the configuration was read from (not a key)",
+                                          "internal": True})
+
+
+_SECTION_DOCS = {
+    "device": DeviceConfig, "serial": SerialConfig, "bundle": BundleConfig, "references": ReferencesConfig,
+    "runtime": RuntimeConfig, "queues": QueuesConfig, "mqtt": MqttConfig, "outbox": OutboxConfig,
+    "commands": CommandsConfig, "drift": DriftConfig, "metrics": MetricsConfig,
+}
+
+# ------------------------------------------------------------------------------------------------- validation
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return repr(value)
+
+
+def _fmt_choices(choices: tuple[Any, ...]) -> str:
+    items = [repr(c) if isinstance(c, str) else str(c) for c in choices]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _is_optional(tp: Any) -> tuple[bool, Any]:
+    args = typing.get_args(tp)
+    if type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return True, rest[0]
+    return False, tp
+
+
+class _EnvText(str):
+    """A string that came from an environment variable and still needs conversion to the field's type."""
+
+
+def _convert(key: str, tp: Any, raw: Any, meta: Mapping[str, Any], base_dir: Path) -> Any:
+    optional, tp = _is_optional(tp)
+    from_env = isinstance(raw, _EnvText)
+    if optional and (raw is None or (from_env and raw.strip() == "")):
+        return None
+    if tp is bool:
+        if from_env:
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{key}: expected true or false, got {str(raw)!r}")
+        if not isinstance(raw, bool):
+            raise ConfigError(f"{key}: expected true or false, got {_describe(raw)}")
+        return raw
+    if tp is int:
+        value: Any = raw
+        if from_env:
+            try:
+                value = int(raw.strip(), 0)
+            except ValueError:
+                raise ConfigError(f"{key}: expected an integer, got {str(raw)!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {_describe(value)}")
+        return _check_value(key, value, meta)
+    if tp is float:
+        value = raw
+        if from_env:
+            try:
+                value = float(raw.strip())
+            except ValueError:
+                raise ConfigError(f"{key}: expected a number, got {str(raw)!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {_describe(value)}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value}")
+        return _check_value(key, value, meta)
+    if tp is str:
+        value = str(raw) if from_env else raw
+        if isinstance(value, int) and not isinstance(value, bool) and meta.get("choices"):
+            value = str(value)  # protocol = 5
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {_describe(value)}")
+        if "\x00" in value:
+            raise ConfigError(f"{key}: expected a string without NUL characters")
+        pattern = meta.get("pattern")
+        if pattern is not None and not pattern.match(value):
+            raise ConfigError(f"{key}: expected {meta.get('pattern_doc') or pattern.pattern}, got {value!r}")
+        return _check_value(key, value, meta)
+    if tp is Path:
+        if not isinstance(raw, str) or raw == "":
+            raise ConfigError(f"{key}: expected a path (a non-empty string), got {_describe(raw)}")
+        if "\x00" in raw:
+            raise ConfigError(f"{key}: expected a path without NUL characters")
+        path = Path(raw).expanduser()
+        if not path.is_absolute():
+            path = base_dir / path
+        if meta.get("must_exist") and not path.is_file():
+            raise ConfigError(f"{key}: expected an existing file, got {str(path)!r} (not found)")
+        return path
+    if typing.get_origin(tp) is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if from_env:
+            text = raw.strip()
+            items: Any = [s.strip() for s in text.split(",") if s.strip()] if text else []
+        else:
+            items = raw
+        if not isinstance(items, list):
+            raise ConfigError(f"{key}: expected an array, got {_describe(items)}")
+        return tuple(_convert(f"{key}[{i}]", item_tp, v, {}, base_dir) for i, v in enumerate(items))
+    raise TypeError(f"unsupported config field type {tp!r} for {key}")  # pragma: no cover
+
+
+def _check_value(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{key}: expected {_fmt_choices(choices)}, got {_describe(value)}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None:
+        if meta.get("min_exclusive") and not value > lo:
+            raise ConfigError(f"{key}: expected a value > {lo:g}, got {value}")
+        if not meta.get("min_exclusive") and value < lo:
+            raise ConfigError(f"{key}: expected a value >= {lo:g}, got {value}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{key}: expected a value <= {hi:g}, got {value}")
+    return value
+
+
+def _build(cls: type, data: Any, prefix: str, base_dir: Path) -> Any:
+    where = prefix.rstrip(".") or "the configuration"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table, got {_describe(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (known keys in {where}: {', '.join(fields)})")
+    hints = _hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        tp = hints[name]
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, data.get(name, {}), key + ".", base_dir)
+        elif name in data:
+            kwargs[name] = _convert(key, tp, data[name], f.metadata, base_dir)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            example = f.metadata.get("example", _REQUIRED)
+            hint = f", e.g. {name} = {_toml_value(example)}" if example is not _REQUIRED else ""
+            raise ConfigError(f"{key}: required key missing (expected {f.metadata.get('doc', 'a value')}{hint})")
+        elif isinstance(f.default, Path):
+            kwargs[name] = _convert(key, tp, str(f.default), f.metadata, base_dir)
+    return cls(**kwargs)
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with every ``SPECTROLITE__A__B=value`` override applied."""
+    out: dict[str, Any] = _deep_copy(data)
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        if not parts or any(p == "" for p in parts):
+            raise ConfigError(f"{name}: expected SPECTROLITE__<SECTION>__<KEY>, got an empty level")
+        node = out
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"{name}: {'.'.join(parts[:-1])} is not a table")
+            node = child
+        node[parts[-1]] = _EnvText(env[name])
+    return out
+
+
+def _deep_copy(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
+
+
+def _cross_checks(cfg: EdgeConfig) -> EdgeConfig:
+    m, s = cfg.mqtt, cfg.serial
+    if s.reconnect_min_delay_s > s.reconnect_max_delay_s:
+        raise ConfigError(
+            f"serial.reconnect_max_delay_s: expected >= serial.reconnect_min_delay_s "
+            f"({s.reconnect_min_delay_s:g}), got {s.reconnect_max_delay_s:g}")
+    if m.reconnect_min_delay_s > m.reconnect_max_delay_s:
+        raise ConfigError(
+            f"mqtt.reconnect_max_delay_s: expected >= mqtt.reconnect_min_delay_s "
+            f"({m.reconnect_min_delay_s}), got {m.reconnect_max_delay_s}")
+    if m.password is not None and m.password_file is not None:
+        raise ConfigError("mqtt.password_file: expected either mqtt.password or mqtt.password_file, got both")
+    if (m.password is not None or m.password_file is not None) and m.username is None:
+        raise ConfigError("mqtt.username: expected a user name when a password is configured, got none")
+    if (m.tls.cert_path is None) != (m.tls.key_path is None):
+        missing = "mqtt.tls.key_path" if m.tls.key_path is None else "mqtt.tls.cert_path"
+        raise ConfigError(f"{missing}: expected both mqtt.tls.cert_path and mqtt.tls.key_path, or neither")
+    if cfg.drift.clear_ratio >= cfg.drift.raise_ratio:
+        raise ConfigError(
+            f"drift.clear_ratio: expected a value below drift.raise_ratio ({cfg.drift.raise_ratio:g}), "
+            f"got {cfg.drift.clear_ratio:g}")
+    c = cfg.commands
+    if c.enabled and c.require_auth and c.hmac_key_path is None:
+        raise ConfigError("commands.hmac_key_path: expected a key file when commands.require_auth is true")
+    if c.hmac_key_path is not None:
+        key = c.hmac_key_path.read_bytes().strip()
+        if len(key) < 16:
+            raise ConfigError(
+                f"commands.hmac_key_path: expected a key of at least 16 bytes, got {len(key)} bytes")
+    replace: dict[str, Any] = {}
+    if not m.client_id:
+        client_id = f"spectrolite-{cfg.device.device_id}"
+        replace["mqtt"] = dataclasses.replace(m, client_id=client_id)
+    if not c.allowed_dirs:
+        replace["commands"] = dataclasses.replace(c, allowed_dirs=(cfg.bundle.path.parent,))
+    return dataclasses.replace(cfg, **replace) if replace else cfg
+
+
+def parse_config(data: Mapping[str, Any], *, base_dir: Path, env: Mapping[str, str] | None = None,
+                 source: Path | None = None) -> EdgeConfig:
+    """Validate a parsed TOML document (plus environment overrides) into an :class:`EdgeConfig`.
+
+    Parameters
+    ----------
+    data : mapping
+        The TOML document as a dict of tables.
+    base_dir : Path
+        Directory relative paths are resolved against (the configuration file's directory).
+    env : mapping of str to str, optional
+        Environment; only ``SPECTROLITE__*`` names are read.  ``None`` applies no overrides.
+    source : Path, optional
+        Recorded as :attr:`EdgeConfig.source`.
+
+    Raises
+    ------
+    ConfigError
+        On the first invalid, missing or unknown key, naming it and what was expected.
+    """
+    merged = _apply_env(dict(data), env or {})
+    # Required sections default to empty tables so the error names the missing key, not the section.
+    for required in ("device", "serial", "bundle"):
+        merged.setdefault(required, {})
+    cfg: EdgeConfig = _build(EdgeConfig, merged, "", base_dir)
+    cfg = dataclasses.replace(cfg, source=source)
+    return _cross_checks(cfg)
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] = os.environ) -> EdgeConfig:
+    """Read, override and validate a TOML configuration file.
+
+    Parameters
+    ----------
+    path : path-like
+        TOML file.
+    env : mapping of str to str
+        Environment to take ``SPECTROLITE__SECTION__KEY`` overrides from (default: ``os.environ``).
+
+    Returns
+    -------
+    EdgeConfig
+        Frozen, fully validated configuration; relative paths resolved against the file's directory.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, TOML syntax error, or an invalid/missing/unknown key (the message names it).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the configuration file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: expected UTF-8 text, got undecodable bytes at offset {exc.start}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from exc
+    return parse_config(data, base_dir=p.resolve().parent, env=env, source=p)
+
+
+# ------------------------------------------------------------------------------------------------ example
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, (Path, str)):
+        text = str(value)
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")  # pragma: no cover
+
+
+def _example_table(cls: type, name: str, lines: list[str]) -> None:
+    doc = (cls.__doc__ or "").strip().splitlines()[0].replace("``", "")
+    lines += ["", f"# {doc}", f"[{name}]"]
+    nested: list[tuple[str, type]] = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            nested.append((f.name, tp))  # type: ignore[arg-type]
+            continue
+        meta = f.metadata
+        comment = meta.get("doc", "").replace("``", "")
+        if meta.get("choices"):
+            comment += f" ({_fmt_choices(meta['choices'])})"
+        lines += ["# " + line for line in textwrap.wrap(comment, width=_EXAMPLE_WIDTH - 2)]
+        example = meta.get("example", _REQUIRED)
+        if f.default is dataclasses.MISSING and example is _REQUIRED:  # pragma: no cover - schema guard
+            raise TypeError(f"required field {name}.{f.name} needs an example")
+        if f.default is None:  # optional and unset: show it commented out, with an example when there is one
+            shown = _toml_value(example) if example is not _REQUIRED else "..."
+            lines.append(f"# {f.name} = {shown}")
+        else:
+            value = example if example is not _REQUIRED else f.default
+            lines.append(f"{f.name} = {_toml_value(value)}")
+    for sub, tp in nested:
+        _example_table(tp, f"{name}.{sub}", lines)
+
+
+def example_config() -> str:
+    """Return a commented example configuration in TOML that :func:`load_config` accepts as it is.
+
+    Every key appears with its documentation; optional keys without a default appear commented out.
+    """
+    lines = [
+        "# spectrolite edge daemon configuration (spectro-edge run --config FILE)",
+        "# Any key can be overridden from the environment: SPECTROLITE__<SECTION>__<KEY>=value,",
+        "# e.g. SPECTROLITE__MQTT__HOST=broker.plant.local or SPECTROLITE__MQTT__TLS__ENABLED=true.",
+        "# Relative paths are resolved against the directory of this file.",
+        "",
+        "# logging level (" + _fmt_choices(("DEBUG", "INFO", "WARNING", "ERROR")) + ")",
+        'log_level = "INFO"',
+    ]
+    for name, cls in _SECTION_DOCS.items():
+        _example_table(cls, name, lines)
+    return "\n".join(lines) + "\n"

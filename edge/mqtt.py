@@ -1,0 +1,630 @@
+"""MQTT publisher: paho-mqtt 2.x client that sends everything through the durable outbox and receives commands.
+
+API (stable; the daemon calls exactly these)::
+
+    outbox = Outbox.from_config(cfg.outbox)
+    pub = MqttPublisher(cfg, outbox, on_command=handler)   # handler(name: str, payload: bytes) -> None
+    pub.start()                                             # connect in the background, retrying with backoff
+    pub.set_status(encode(status_message(...)))             # retained .../status; re-sent at every connect
+    pub.publish_message(MessageKind.PREDICTION, msg)       # -> outbox id (or None if only sent live)
+    pub.publish_message(MessageKind.COMMAND_RESPONSE, msg, command="capture_dark")
+    pub.publish(topic, payload, qos=None, retain=False, priority=Priority.NORMAL) -> int | None
+    pub.stats() -> PublisherStats, pub.connected, pub.wait_connected(timeout_s), pub.wait_until_drained(timeout_s)
+    pub.stop(flush_timeout_s=None)   # deliver the backlog (bounded), publish 'offline' retained, disconnect
+
+Delivery
+--------
+* Every message is first committed to the :class:`~edge.outbox.Outbox`; it is deleted from there only when the
+  broker acknowledges it: paho's ``on_publish`` (PUBACK for QoS 1, PUBCOMP for QoS 2, the socket write for
+  QoS 0) gives a message id (mid) that is mapped back to the outbox id.  The mapping survives the race where the
+  acknowledgement arrives before ``publish()`` returns, and the lock ``on_publish`` takes is never held while
+  calling into paho (paho runs ``on_publish`` with its own message lock held, so that would deadlock).
+  Acknowledged ids are deleted from the outbox in batches by the drain thread, not on paho's network thread.
+* **Live and backlog.** At every connect the publisher fixes a boundary: what the outbox holds at that moment
+  is the *backlog* (stored during an outage, or by a previous run), everything stored afterwards is *live*.
+  Live messages are sent at once, in id order (one that must wait, because the in-flight window of
+  ``outbox.max_inflight`` is full, makes the newer ones queue behind it).  The backlog is replayed by a drain
+  thread oldest first at ``outbox.drain_rate_msgs_per_s``, using at most three quarters of the window so live
+  data always has room.  Each of the two streams is therefore strictly ordered; they interleave, so a subscriber
+  that needs one global order sorts by ``seq``.
+* **Reconnect.** paho's background loop reconnects with exponential backoff (``mqtt.reconnect_min_delay_s`` to
+  ``mqtt.reconnect_max_delay_s``) and retransmits the messages that were in flight, with DUP set.  Until those are
+  acknowledged (or :data:`RESYNC_TIMEOUT_S` passes) nothing newer is sent, so they keep their place.
+* **Outbox trouble.** If the outbox refuses a message (full under ``refuse_new``, disk full), the message is sent
+  live without durability when connected and counted (``sent_without_outbox``), else counted as lost
+  (``lost_outbox_unavailable``); the daemon never dies on it.  QoS 1 means duplicates are possible after
+  a reconnect or a crash, never losses; subscribers deduplicate on ``(device_id, seq)``.
+* **Status.** ``.../status`` is retained: the last will (registered at connect) says ``offline``, every connect
+  publishes the current ``online`` status, and :meth:`MqttPublisher.stop` publishes ``offline`` before a clean
+  disconnect (which suppresses the will).  Status is never queued in the outbox: a replayed old status would
+  overwrite a newer retained one.
+* **Commands.** With ``commands.enabled`` the client subscribes to ``.../cmd/+`` at QoS 1 (kept in the persistent
+  session, so commands sent during an outage arrive after it) and calls ``on_command(name, payload)`` on paho's
+  network thread: the handler must only hand the command over to another thread.  Retained command messages
+  are ignored (a retained command would run again at every reconnect).
+
+Moving to another broker (a configuration reload): :meth:`MqttPublisher.stop` this publisher and start a new one on
+the same outbox; whatever was not acknowledged by the old broker is replayed to the new one.
+
+Security: TLS with a CA file and an optional client certificate (``ssl.create_default_context``, hostname checked
+unless ``mqtt.tls.check_hostname = false``), username with password or password file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge.errors import OutboxError
+from edge.messages import PRIORITY_OF_KIND, MessageKind, Priority, Topics, encode, status_message
+from edge.outbox import Outbox, OutboxMessage
+
+if TYPE_CHECKING:
+    from edge.config import EdgeConfig
+
+__all__ = ["MqttPublisher", "PublisherStats", "CommandHandler", "RESYNC_TIMEOUT_S", "build_client"]
+
+log = logging.getLogger(__name__)
+
+#: After a reconnect, how long messages in flight before the outage may take to be re-acknowledged before newer
+#: messages are sent anyway.
+RESYNC_TIMEOUT_S = 5.0
+#: How often the drain thread looks at the outbox when nothing wakes it.
+DRAIN_POLL_S = 0.05
+#: Largest payload MQTT can carry.
+MAX_PAYLOAD_BYTES = 268_435_455
+
+CommandHandler = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True)
+class PublisherStats:
+    """Counters since :meth:`MqttPublisher.start` (monotonic, for ``.../metrics``)."""
+
+    connected: bool
+    connects: int  #: successful CONNACKs
+    disconnects: int  #: established connections lost or closed
+    connect_failures: int  #: connection attempts that failed (refused, TLS, auth, network, closed before CONNACK)
+    sent_live: int  #: messages handed to paho as soon as they were stored
+    sent_backlog: int  #: messages replayed from the outbox by the drain thread
+    acked: int  #: outbox messages acknowledged by the broker (and then deleted)
+    rejected: int  #: acknowledgements with an MQTT 5 failure reason code (deleted too: a retry cannot succeed)
+    sent_without_outbox: int  #: sent live although the outbox could not store them
+    lost_outbox_unavailable: int  #: neither stored nor sent (outbox refused while disconnected)
+    outbox_errors: int  #: OutboxError raised by put/ack/pending
+    inflight: int  #: outbox messages handed to paho and not yet acknowledged
+    commands_received: int  #: command messages handed to on_command
+    commands_ignored: int  #: retained command messages, or topics that are not a command
+
+
+def _read_password(cfg: EdgeConfig) -> str | None:
+    m = cfg.mqtt
+    if m.password_file is not None:
+        lines = m.password_file.read_text(encoding="utf-8").splitlines()
+        return lines[0] if lines else ""
+    return m.password
+
+
+def build_client(cfg: EdgeConfig, client_id: str | None = None) -> paho.Client:
+    """Create (not connect) a paho client from ``[mqtt]``: protocol, session, TLS, credentials, backoff.
+
+    Exposed so that tools and tests build subscribers with the same security settings as the daemon.
+    """
+    m = cfg.mqtt
+    v5 = m.protocol == "5"
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id if client_id is not None else m.client_id,
+        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+        clean_session=None if v5 else m.clean_session,
+        reconnect_on_failure=True,
+    )
+    client.reconnect_delay_set(min_delay=m.reconnect_min_delay_s, max_delay=m.reconnect_max_delay_s)
+    client.connect_timeout = m.connect_timeout_s
+    if m.username is not None:
+        client.username_pw_set(m.username, _read_password(cfg))
+    if m.tls.enabled:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
+                                         cafile=str(m.tls.ca_path) if m.tls.ca_path is not None else None)
+        if m.tls.cert_path is not None and m.tls.key_path is not None:
+            ctx.load_cert_chain(str(m.tls.cert_path), str(m.tls.key_path))
+        ctx.check_hostname = m.tls.check_hostname
+        client.tls_set_context(ctx)
+    return client
+
+
+def _connect_kwargs(cfg: EdgeConfig) -> dict[str, Any]:
+    m = cfg.mqtt
+    kwargs: dict[str, Any] = {"host": m.host, "port": m.port, "keepalive": m.keepalive_s}
+    if m.protocol == "5":
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 0 if m.clean_session else m.session_expiry_s
+        kwargs["clean_start"] = m.clean_session
+        kwargs["properties"] = props
+    return kwargs
+
+
+class _TokenBucket:
+    """Rate limiter of the backlog drain: ``rate`` tokens per second, bursts up to one second's worth."""
+
+    def __init__(self, rate_per_s: float) -> None:
+        self.rate = rate_per_s
+        self.capacity = max(1.0, rate_per_s)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def available(self) -> int:
+        if self.rate <= 0:
+            return 1 << 30
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        return math.floor(self.tokens)
+
+    def take(self, n: int) -> None:
+        if self.rate > 0:
+            self.tokens -= n
+
+
+class MqttPublisher:
+    """Store-and-forward MQTT publisher of one device (see the module docstring).
+
+    Parameters
+    ----------
+    config : EdgeConfig
+        Uses ``mqtt`` (connection), ``outbox`` (drain rate, in-flight window, flush timeout), ``device`` (topics)
+        and ``commands.enabled``.
+    outbox : Outbox
+        The durable outbox (opened by the caller, who also closes it after :meth:`stop`).
+    on_command : callable(name, payload), optional
+        Called on paho's network thread for every message on ``.../cmd/<name>``; must not block.
+    client : paho.mqtt.client.Client, optional
+        A pre-built client (tests); default :func:`build_client`.
+    """
+
+    def __init__(self, config: EdgeConfig, outbox: Outbox, *, on_command: CommandHandler | None = None,
+                 client: paho.Client | None = None) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.topics = Topics.from_config(config)
+        self._on_command = on_command
+        self._qos = config.mqtt.qos
+        self._window = config.outbox.max_inflight
+        # The backlog may fill only part of the in-flight window, so live messages always find room.
+        self._drain_window = max(1, (self._window * 3) // 4)
+        self._bucket = _TokenBucket(config.outbox.drain_rate_msgs_per_s)
+        self._client = client if client is not None else build_client(config)
+        self._client.max_inflight_messages_set(self._window)
+        self._client.max_queued_messages_set(0)
+        self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
+        offline = encode(status_message(device_id=config.device.device_id, state="offline",
+                                        last_error="connection lost"))
+        self._client.will_set(self.topics.status, offline, qos=1, retain=True)
+
+        # _map_lock guards the maps, sets and counters below; it is never held while calling into paho or the
+        # outbox.  The live/backlog boundary further down is changed under _publish_lock.
+        self._map_lock = threading.Lock()
+        self._mid_to_oid: dict[int, int | None] = {}
+        self._early_acks: dict[int, ReasonCode | int] = {}
+        self._claimed: dict[int, int] = {}  # outbox id -> qos, handed to paho and not acknowledged
+        self._acked_unflushed: list[int] = []
+        self._acked_set: set[int] = set()
+        self._resync_ids: set[int] = set()
+        self._resync_deadline = 0.0
+        # _publish_lock serialises "store, then maybe send live" (publish) with the drain's live phase, so the live
+        # stream leaves in id order.  Live = ids above _cutoff_id, fixed at each connect; the backlog is the rest.
+        self._publish_lock = threading.Lock()
+        self._cutoff_id = 0
+        self._live_ready = False  # a cutoff was fixed for the current connection
+        self._live_behind = False  # a live message is waiting in the outbox: newer ones must queue behind it
+        self._backlog_done = False
+        self._status_payload: bytes | None = None
+        self._connected = threading.Event()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._drain_thread: threading.Thread | None = None
+        self._started = False
+        self._counts = dict.fromkeys(
+            ("connects", "disconnects", "connect_failures", "sent_live", "sent_backlog", "acked", "rejected",
+             "sent_without_outbox", "lost_outbox_unavailable", "outbox_errors", "commands_received",
+             "commands_ignored"), 0)
+
+    # ------------------------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start connecting in the background (paho loop thread) and the backlog drain thread."""
+        if self._started:
+            raise RuntimeError("MqttPublisher.start() called twice")
+        self._started = True
+        self._client.connect_async(**_connect_kwargs(self.config))
+        self._client.loop_start()
+        self._drain_thread = threading.Thread(target=self._drain_loop, name="mqtt-drain", daemon=True)
+        self._drain_thread.start()
+        m = self.config.mqtt
+        log.info("MQTT %s client %s connecting to %s:%d%s", m.protocol, m.client_id, m.host, m.port,
+                 " over TLS" if m.tls.enabled else "")
+
+    def stop(self, flush_timeout_s: float | None = None) -> None:
+        """Deliver the backlog for at most ``flush_timeout_s`` (default ``outbox.flush_timeout_s``), publish the
+        retained ``offline`` status, disconnect cleanly and stop the threads.  Undelivered messages stay in the
+        outbox for the next start."""
+        if not self._started or self._stopping.is_set():
+            return
+        timeout = self.config.outbox.flush_timeout_s if flush_timeout_s is None else flush_timeout_s
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._connected.is_set() and not self._drained():
+            self._wake.set()
+            time.sleep(DRAIN_POLL_S)
+        self._stopping.set()
+        self._wake.set()
+        if self._drain_thread is not None:
+            self._drain_thread.join()
+        if self._connected.is_set():
+            offline = encode(status_message(device_id=self.config.device.device_id, state="offline",
+                                            last_error=None))
+            info = self._send(self.topics.status, offline, 1, True, None)
+            if info is not None:
+                try:
+                    info.wait_for_publish(timeout=min(2.0, max(timeout, 0.1)))
+                except (RuntimeError, ValueError) as exc:  # not queued or connection lost meanwhile
+                    log.warning("offline status not confirmed: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+        self._live_ready = False
+        self._flush_acks()
+        log.info("MQTT publisher stopped, %d messages left in the outbox", len(self.outbox))
+
+    def __enter__(self) -> MqttPublisher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----------------------------------------------------------------------------------------- publishing
+
+    @property
+    def connected(self) -> bool:
+        """True between a successful CONNACK and the next disconnect."""
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Block until connected or ``timeout_s`` passes; return whether connected."""
+        return self._connected.wait(timeout_s)
+
+    def set_status(self, payload: bytes) -> None:
+        """Set the retained ``.../status`` payload: published now when connected and again at every connect."""
+        with self._map_lock:
+            self._status_payload = bytes(payload)
+        if self._connected.is_set():
+            self._send(self.topics.status, payload, 1, True, None)
+
+    def publish_message(self, kind: MessageKind, message: Mapping[str, Any], *,
+                        command: str | None = None) -> int | None:
+        """Encode and publish a payload built by :mod:`edge.messages` on its topic with its priority.
+
+        ``STATUS`` goes to :meth:`set_status` (never through the outbox) and returns None.
+        """
+        payload = encode(message)
+        if kind is MessageKind.STATUS:
+            self.set_status(payload)
+            return None
+        return self.publish(self.topics.for_kind(kind, command), payload, priority=PRIORITY_OF_KIND[kind])
+
+    def publish(self, topic: str, payload: bytes, *, qos: int | None = None, retain: bool = False,
+                priority: Priority = Priority.NORMAL) -> int | None:
+        """Store ``payload`` in the outbox and send it now if connected; return its outbox id.
+
+        Returns None when the outbox could not store it (it was then sent live without durability if
+        connected, or counted as lost); never raises on broker or disk trouble.
+
+        Raises
+        ------
+        ValueError
+            Caller mistakes: a topic with wildcards or empty, QoS not 0..2, payload too large or not bytes.
+        """
+        q = self._qos if qos is None else qos
+        if q not in (0, 1, 2):
+            raise ValueError(f"qos: expected 0, 1 or 2, got {q!r}")
+        if not topic or "+" in topic or "#" in topic or "\x00" in topic:
+            raise ValueError(f"topic: expected a topic name without wildcards, got {topic!r}")
+        if not isinstance(payload, (bytes, bytearray)) or len(payload) > MAX_PAYLOAD_BYTES:
+            raise ValueError(f"payload: expected at most {MAX_PAYLOAD_BYTES} bytes")
+        with self._publish_lock:
+            try:
+                oid = self.outbox.put(topic, bytes(payload), q, retain, priority)
+            except OutboxError as exc:
+                self._count("outbox_errors")
+                if self._connected.is_set():
+                    log.warning("outbox refused a message (%s); sending it live without durability", exc)
+                    self._count("sent_without_outbox")
+                    self._send(topic, bytes(payload), q, retain, None)
+                else:
+                    log.error("outbox refused a message (%s) while disconnected: message lost", exc)
+                    self._count("lost_outbox_unavailable")
+                return None
+            if (self._connected.is_set() and self._live_ready and not self._live_behind
+                    and self._claim_live(oid, q)):
+                self._count("sent_live")
+                self._send(topic, bytes(payload), q, retain, oid)
+            else:
+                if self._live_ready:
+                    self._live_behind = True
+                self._wake.set()
+        return oid
+
+    def wait_until_drained(self, timeout_s: float) -> bool:
+        """Block until the outbox is empty and nothing is in flight, or ``timeout_s`` passes."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._drained():
+                return True
+            self._wake.set()
+            time.sleep(DRAIN_POLL_S)
+        return self._drained()
+
+    def stats(self) -> PublisherStats:
+        """Snapshot of the counters."""
+        with self._map_lock:
+            counts = dict(self._counts)
+            inflight = len(self._claimed)
+        return PublisherStats(connected=self._connected.is_set(), inflight=inflight, **counts)
+
+    # ------------------------------------------------------------------------------------------- internals
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._map_lock:
+            self._counts[name] += n
+
+    def _drained(self) -> bool:
+        with self._map_lock:
+            busy = bool(self._claimed) or bool(self._acked_unflushed)
+        return not busy and len(self.outbox) == 0
+
+    def _resyncing_locked(self) -> bool:
+        if self._resync_ids and time.monotonic() < self._resync_deadline:
+            return True
+        self._resync_ids.clear()
+        return False
+
+    def _claim_live(self, oid: int, qos: int) -> bool:
+        with self._map_lock:
+            if self._resyncing_locked() or len(self._claimed) >= self._window or oid in self._claimed:
+                return False
+            self._claimed[oid] = qos
+            return True
+
+    def _send(self, topic: str, payload: bytes, qos: int, retain: bool,
+              oid: int | None) -> paho.MQTTMessageInfo | None:
+        """Hand one message to paho and map its mid to the outbox id (``None`` for messages not stored)."""
+        try:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        except (ValueError, TypeError) as exc:
+            log.error("paho refused message %s on %s: %s; dropping it", oid, topic, exc)
+            if oid is not None:
+                self._complete(oid, ReasonCode(PacketTypes.PUBACK, identifier=0x80))
+            return None
+        queued = info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (
+            info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0)
+        if not queued:
+            log.debug("paho did not queue message %s (rc=%s); it stays in the outbox", oid, info.rc)
+            with self._map_lock:
+                if oid is not None:
+                    self._claimed.pop(oid, None)
+            if oid is not None:  # make sure the drain picks it up again
+                if oid > self._cutoff_id:
+                    self._live_behind = True
+                else:
+                    self._backlog_done = False
+            self._wake.set()
+            return None
+        early: ReasonCode | int | None = None
+        with self._map_lock:
+            if info.mid in self._early_acks:
+                early = self._early_acks.pop(info.mid)
+            else:
+                self._mid_to_oid[info.mid] = oid
+        if early is not None:
+            self._complete(oid, early)
+        return info
+
+    def _complete(self, oid: int | None, reason: ReasonCode | int) -> None:
+        failed = isinstance(reason, ReasonCode) and reason.is_failure
+        if failed:
+            log.error("broker refused message %s: %s", oid, reason)
+        if oid is None:
+            return
+        with self._map_lock:
+            self._claimed.pop(oid, None)
+            self._resync_ids.discard(oid)
+            if oid not in self._acked_set:
+                self._acked_set.add(oid)
+                self._acked_unflushed.append(oid)
+            self._counts["rejected" if failed else "acked"] += 1
+        self._wake.set()
+
+    def _flush_acks(self) -> None:
+        with self._map_lock:
+            ids = list(self._acked_unflushed)
+        if not ids:
+            return
+        try:
+            self.outbox.ack(ids)
+        except OutboxError as exc:
+            self._count("outbox_errors")
+            log.error("cannot mark %d delivered messages in the outbox (will retry): %s", len(ids), exc)
+            return
+        with self._map_lock:
+            done = set(ids)
+            self._acked_unflushed = [i for i in self._acked_unflushed if i not in done]
+            self._acked_set -= done
+
+    def _drain_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(DRAIN_POLL_S)
+            self._wake.clear()
+            try:
+                self._flush_acks()
+                if not self._connected.is_set():
+                    continue
+                with self._map_lock:
+                    if self._resyncing_locked():
+                        continue
+                self._drain_live()
+                self._drain_backlog()
+            except OutboxError as exc:
+                self._count("outbox_errors")
+                log.error("outbox drain failed (will retry): %s", exc)
+                self._stopping.wait(1.0)
+            except Exception:  # the drain thread must survive anything; a dead drain loses the backlog
+                log.exception("unexpected error in the outbox drain thread")
+                self._stopping.wait(1.0)
+
+    def _drain_live(self) -> None:
+        """Send live messages that had to wait (window full, resync), in id order, without rate limit."""
+        if not self._live_behind:
+            return
+        with self._publish_lock:
+            with self._map_lock:
+                room = self._window - len(self._claimed)
+                exclude = set(self._claimed) | self._acked_set
+            if room <= 0:
+                return
+            batch = self.outbox.pending(room, exclude=exclude, after_id=self._cutoff_id)
+            if not batch:
+                self._live_behind = False  # caught up: publish() may send directly again
+                return
+            claimed = [m for m in batch if self._claim(m, self._window)]
+        # Sent outside the lock: publish() queues behind us while _live_behind is set.
+        for msg in claimed:
+            self._send(msg.topic, msg.payload, msg.qos, msg.retain, msg.id)
+        if claimed:
+            self._count("sent_live", len(claimed))
+            self._wake.set()
+
+    def _drain_backlog(self) -> None:
+        """Replay the messages stored before this connection, oldest first, rate-limited."""
+        if self._backlog_done:
+            return
+        with self._map_lock:
+            room = self._drain_window - len(self._claimed)
+            exclude = set(self._claimed) | self._acked_set
+        if room <= 0:
+            return
+        budget = min(room, self._bucket.available())
+        if budget <= 0:
+            return
+        batch = self.outbox.pending(budget, exclude=exclude, max_id=self._cutoff_id)
+        if not batch:
+            with self._map_lock:
+                in_flight = any(i <= self._cutoff_id for i in self._claimed)
+            self._backlog_done = not in_flight  # re-checked until the last backlog message is acknowledged
+            return
+        sent = 0
+        for msg in batch:
+            if self._stopping.is_set() or not self._connected.is_set():
+                break
+            if self._claim(msg, self._drain_window):
+                self._send(msg.topic, msg.payload, msg.qos, msg.retain, msg.id)
+                sent += 1
+        self._bucket.take(sent)
+        if sent:
+            self._count("sent_backlog", sent)
+
+    def _claim(self, msg: OutboxMessage, window: int) -> bool:
+        with self._map_lock:
+            if msg.id in self._claimed or msg.id in self._acked_set or len(self._claimed) >= window:
+                return False
+            self._claimed[msg.id] = msg.qos
+            return True
+
+    # ------------------------------------------------------------------------------------- paho callbacks
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: ReasonCode,
+                    properties: Any) -> None:
+        if reason_code.is_failure:
+            self._count("connect_failures")
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        with self._map_lock:
+            self._counts["connects"] += 1
+            self._resync_ids = {oid for oid, q in self._claimed.items() if q > 0}
+            self._resync_deadline = time.monotonic() + RESYNC_TIMEOUT_S
+            status = self._status_payload
+        # Fix the live/backlog boundary before anyone sees the connection.  Taking _publish_lock here is safe:
+        # its holders call paho.publish, which never waits for a lock paho holds while running on_connect.
+        with self._publish_lock:
+            self._cutoff_id = self.outbox.last_id
+            self._backlog_done = False
+            self._live_behind = False
+            self._live_ready = True
+        log.info("connected to the MQTT broker (session present: %s, %d messages to re-send, %d in the outbox)",
+                 getattr(flags, "session_present", "?"), len(self._resync_ids), len(self.outbox))
+        if self.config.commands.enabled and self._on_command is not None:
+            client.subscribe(self.topics.command_filter, qos=1)
+        if status is not None:
+            self._send(self.topics.status, status, 1, True, None)
+        self._connected.set()
+        self._wake.set()
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        self._count("connect_failures")
+        log.warning("cannot connect to the MQTT broker %s:%d; retrying with backoff",
+                    self.config.mqtt.host, self.config.mqtt.port)
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: ReasonCode,
+                       properties: Any) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        self._live_ready = False
+        with self._map_lock:
+            # A connection closed before its CONNACK (a TLS client certificate refused after the handshake, ...)
+            # is a failed attempt, not a disconnect.
+            self._counts["disconnects" if was_connected else "connect_failures"] += 1
+            # QoS 0 messages are not kept by paho across a reconnect: let the drain send them again.
+            for oid in [o for o, q in self._claimed.items() if q == 0]:
+                del self._claimed[oid]
+        if self._stopping.is_set():
+            return
+        if was_connected:
+            log.warning("disconnected from the MQTT broker (%s); messages wait in the outbox", reason_code)
+        else:
+            log.warning("connection to the MQTT broker closed before CONNACK (%s); retrying", reason_code)
+
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason_code: ReasonCode,
+                    properties: Any) -> None:
+        with self._map_lock:
+            if mid not in self._mid_to_oid:
+                self._early_acks[mid] = reason_code  # publish() has not returned yet
+                return
+            oid = self._mid_to_oid.pop(mid)
+        self._complete(oid, reason_code)
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        name = self.topics.parse_command(message.topic)
+        if name is None or message.retain or self._on_command is None:
+            self._count("commands_ignored")
+            log.warning("ignored %s message on %s", "retained" if message.retain else "unexpected", message.topic)
+            return
+        self._count("commands_received")
+        try:
+            self._on_command(name, bytes(message.payload))
+        except Exception:  # a failing handler must not kill paho's network thread
+            log.exception("command handler failed for %s", name)

@@ -1,0 +1,254 @@
+"""Tests of edge.config: loading, defaults, environment overrides and a message naming every bad key."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+import pytest
+
+from edge.config import (
+    EdgeConfig,
+    MqttConfig,
+    OutboxConfig,
+    TlsConfig,
+    example_config,
+    load_config,
+    parse_config,
+)
+from edge.errors import ConfigError
+
+MINIMAL = """
+[device]
+site = "plant-a"
+line = "line-3"
+device_id = "nir-01"
+[serial]
+port_url = "loop://"
+[bundle]
+path = "models/model.bundle"
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "edge.toml"
+    p.write_text(text)
+    return p
+
+
+def _minimal() -> dict[str, typing.Any]:
+    return {"device": {"site": "plant-a", "line": "line-3", "device_id": "nir-01"},
+            "serial": {"port_url": "loop://"}, "bundle": {"path": "model.bundle"}}
+
+
+def test_minimal_file_gets_documented_defaults(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, MINIMAL), env={})
+    assert cfg.mqtt.qos == 1
+    assert cfg.mqtt.protocol == "3.1.1"
+    assert cfg.mqtt.clean_session is False  # persistent session by default
+    assert cfg.mqtt.client_id == "spectrolite-nir-01"
+    assert cfg.bundle.path == tmp_path.resolve() / "models" / "model.bundle"  # relative to the file
+    assert cfg.outbox.path == tmp_path.resolve() / "outbox.sqlite"
+    assert cfg.commands.allowed_dirs == (tmp_path.resolve() / "models",)
+    assert cfg.source == tmp_path / "edge.toml"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.mqtt.port = 1  # type: ignore[misc]
+
+
+def test_example_config_loads_as_printed(tmp_path: Path) -> None:
+    text = example_config()
+    cfg = load_config(_write(tmp_path, text), env={})
+    assert cfg.device.device_id == "nir-01"
+    assert cfg.serial.port_url == "/dev/ttyUSB0"
+    # Every key of every section is documented in the example (commented out when it has no default).
+    for section in ("device", "serial", "bundle", "references", "runtime", "queues", "mqtt", "mqtt.tls",
+                    "outbox", "commands", "drift", "metrics"):
+        assert f"[{section}]" in text
+    for f in dataclasses.fields(MqttConfig):
+        if f.name != "tls":
+            assert f"{f.name} = " in text
+    for f in dataclasses.fields(TlsConfig):
+        assert f"{f.name} = " in text
+
+
+def test_environment_overrides_convert_to_the_field_type(tmp_path: Path) -> None:
+    env = {
+        "SPECTROLITE__MQTT__HOST": "broker.plant.local",
+        "SPECTROLITE__MQTT__PORT": "8883",
+        "SPECTROLITE__MQTT__PROTOCOL": "5",
+        "SPECTROLITE__MQTT__TLS__ENABLED": "true",
+        "SPECTROLITE__OUTBOX__DRAIN_RATE_MSGS_PER_S": "12.5",
+        "SPECTROLITE__COMMANDS__ALLOWED_DIRS": "bundles, /srv/other",
+        "SPECTROLITE__LOG_LEVEL": "DEBUG",
+        "UNRELATED": "ignored",
+    }
+    cfg = load_config(_write(tmp_path, MINIMAL), env=env)
+    assert cfg.mqtt.host == "broker.plant.local"
+    assert cfg.mqtt.port == 8883
+    assert cfg.mqtt.protocol == "5"
+    assert cfg.mqtt.tls.enabled is True
+    assert cfg.outbox.drain_rate_msgs_per_s == 12.5
+    assert cfg.commands.allowed_dirs == (tmp_path.resolve() / "bundles", Path("/srv/other"))
+    assert cfg.log_level == "DEBUG"
+
+
+def test_environment_override_wins_over_the_file(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, MINIMAL + "[mqtt]\nport = 1884\n"), env={"SPECTROLITE__MQTT__PORT": "1885"})
+    assert cfg.mqtt.port == 1885
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SPECTROLITE__MQTT__PORT": "eighty"}, "mqtt.port: expected an integer, got 'eighty'"),
+        ({"SPECTROLITE__MQTT__TLS__ENABLED": "maybe"}, "mqtt.tls.enabled: expected true or false, got 'maybe'"),
+        ({"SPECTROLITE__MQTT__HOTS": "x"}, "mqtt.hots: unknown key"),
+        ({"SPECTROLITE__MQTT__QOS": "3"}, "mqtt.qos: expected 0, 1 or 2, got 3"),
+    ],
+)
+def test_bad_environment_override_names_the_key(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_config(_write(tmp_path, MINIMAL), env=env)
+
+
+# (section, key, bad value, expected fragment of the message)
+BAD_VALUES = [
+    ("mqtt", "qos", 3, "mqtt.qos: expected 0, 1 or 2, got 3"),
+    ("mqtt", "qos", "1", "mqtt.qos: expected an integer, got '1'"),
+    ("mqtt", "port", 0, "mqtt.port: expected a value >= 1, got 0"),
+    ("mqtt", "port", 70000, "mqtt.port: expected a value <= 65535, got 70000"),
+    ("mqtt", "protocol", "4", "mqtt.protocol: expected '3.1.1' or '5', got '4'"),
+    ("mqtt", "keepalive_s", 1, "mqtt.keepalive_s: expected a value >= 5, got 1"),
+    ("mqtt", "clean_session", "no", "mqtt.clean_session: expected true or false, got 'no'"),
+    ("mqtt", "topic_prefix", "a/+/b", "mqtt.topic_prefix: expected 1-8 levels"),
+    ("mqtt", "host", 5, "mqtt.host: expected a string, got 5"),
+    ("serial", "baudrate", 9600.5, "serial.baudrate: expected an integer, got 9600.5"),
+    ("serial", "read_timeout_s", 0, "serial.read_timeout_s: expected a value > 0, got 0"),
+    ("serial", "read_timeout_s", True, "serial.read_timeout_s: expected a number, got true"),
+    ("device", "site", "plant/a", "device.site: expected 1-64 characters"),
+    ("device", "device_id", "#", "device.device_id: expected 1-64 characters"),
+    ("queues", "policy", "drop_all", "queues.policy: expected 'drop_oldest', 'drop_newest' or 'block'"),
+    ("outbox", "full_policy", "pray", "outbox.full_policy: expected 'drop_oldest' or 'refuse_new'"),
+    ("outbox", "max_messages", 0, "outbox.max_messages: expected a value >= 1, got 0"),
+    ("outbox", "synchronous", "off", "outbox.synchronous: expected 'normal' or 'full'"),
+    ("commands", "max_payload_bytes", 10, "commands.max_payload_bytes: expected a value >= 64, got 10"),
+    ("commands", "allowed_dirs", "one", "commands.allowed_dirs: expected an array, got 'one'"),
+    ("commands", "allowed_dirs", [1], "commands.allowed_dirs[0]: expected a path"),
+    ("drift", "ewma_alpha", 1.5, "drift.ewma_alpha: expected a value <= 1, got 1.5"),
+    ("drift", "ewma_alpha", float("nan"), "drift.ewma_alpha: expected a finite number, got nan"),
+    ("metrics", "period_s", -1, "metrics.period_s: expected a value > 0, got -1"),
+    ("runtime", "num_threads", 0, "runtime.num_threads: expected a value >= 1, got 0"),
+    ("references", "max_age_s", "1h", "references.max_age_s: expected a number, got '1h'"),
+    ("bundle", "public_key_path", "missing.pub", "bundle.public_key_path: expected an existing file"),
+    ("bundle", "watch", 1, "bundle.watch: expected true or false, got 1"),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), BAD_VALUES,
+                         ids=[f"{s}.{k}={v!r}" for s, k, v, _ in BAD_VALUES])
+def test_bad_value_names_the_key_and_what_was_expected(tmp_path: Path, section: str, key: str,
+                                                       value: object, message: str) -> None:
+    doc = _minimal()
+    doc.setdefault(section, {})[key] = value
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc, base_dir=tmp_path)
+    assert message in str(err.value)
+
+
+def test_every_scalar_key_rejects_a_table(tmp_path: Path) -> None:
+    """Issue 7: every key wrong in type gets a message naming it (a table is wrong for every scalar key)."""
+    hints_of = typing.get_type_hints
+    checked = 0
+    for sec in dataclasses.fields(EdgeConfig):
+        if sec.name in ("source", "log_level"):
+            continue
+        sec_type = hints_of(EdgeConfig)[sec.name]
+        tables = [(sec.name, sec_type)]
+        for f in dataclasses.fields(sec_type):
+            sub = hints_of(sec_type)[f.name]
+            if dataclasses.is_dataclass(sub):
+                tables.append((f"{sec.name}.{f.name}", sub))
+        for prefix, cls in tables:
+            for f in dataclasses.fields(cls):
+                if dataclasses.is_dataclass(hints_of(cls)[f.name]):
+                    continue
+                doc = _minimal()
+                node = doc
+                for part in prefix.split("."):
+                    node = node.setdefault(part, {})
+                node[f.name] = {"oops": 1}
+                with pytest.raises(ConfigError, match=rf"^{prefix}\.{f.name}: expected "):
+                    parse_config(doc, base_dir=tmp_path)
+                checked += 1
+    assert checked > 60
+
+
+def test_missing_required_key_and_unknown_key(tmp_path: Path) -> None:
+    doc = _minimal()
+    del doc["device"]["line"]
+    with pytest.raises(ConfigError, match=r"device\.line: required key missing"):
+        parse_config(doc, base_dir=tmp_path)
+    doc = _minimal()
+    doc["serial"]["baud"] = 9600
+    with pytest.raises(ConfigError, match=r"serial\.baud: unknown key \(known keys in serial: port_url, baudrate"):
+        parse_config(doc, base_dir=tmp_path)
+    doc = _minimal()
+    doc["mqqt"] = {}
+    with pytest.raises(ConfigError, match=r"mqqt: unknown key"):
+        parse_config(doc, base_dir=tmp_path)
+
+
+def test_cross_field_checks(tmp_path: Path) -> None:
+    key = tmp_path / "hmac.key"
+    key.write_text("short")
+    cases: list[tuple[dict[str, typing.Any], str]] = [
+        ({"mqtt": {"reconnect_min_delay_s": 10, "reconnect_max_delay_s": 5}}, "mqtt.reconnect_max_delay_s"),
+        ({"mqtt": {"username": "u", "password": "p", "password_file": str(key)}}, "mqtt.password_file"),
+        ({"mqtt": {"password": "p"}}, "mqtt.username: expected a user name"),
+        ({"mqtt": {"tls": {"cert_path": str(key)}}}, "mqtt.tls.key_path: expected both"),
+        ({"drift": {"raise_ratio": 1.0, "clear_ratio": 1.0}}, "drift.clear_ratio: expected a value below"),
+        ({"commands": {"require_auth": True}}, "commands.hmac_key_path: expected a key file"),
+        ({"commands": {"hmac_key_path": str(key)}}, "commands.hmac_key_path: expected a key of at least 16"),
+    ]
+    for extra, message in cases:
+        doc = _minimal()
+        for section, values in extra.items():
+            doc[section] = values
+        with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+            parse_config(doc, base_dir=tmp_path)
+
+
+def test_protocol_accepts_the_integer_five(tmp_path: Path) -> None:
+    doc = _minimal()
+    doc["mqtt"] = {"protocol": 5}
+    assert parse_config(doc, base_dir=tmp_path).mqtt.protocol == "5"
+
+
+def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the configuration file"):
+        load_config(tmp_path / "missing.toml", env={})
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(_write(tmp_path, "[device\nsite = 1"), env={})
+    bad = tmp_path / "bin.toml"
+    bad.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="expected UTF-8"):
+        load_config(bad, env={})
+
+
+def test_config_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        parse_config({}, base_dir=Path("."))
+
+
+def test_systemd_unit_runs_the_daemon_and_outwaits_the_flush(repo_root: Path) -> None:
+    import configparser
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read_string((repo_root / "deploy" / "spectrolite-edge.service").read_text())
+    service = unit["Service"]
+    assert "spectro-edge run --config" in service["ExecStart"]
+    assert service["KillSignal"] == "SIGTERM" and service["Restart"] == "always"
+    assert float(service["TimeoutStopSec"]) > OutboxConfig().flush_timeout_s
+    assert unit["Install"]["WantedBy"] == "multi-user.target"

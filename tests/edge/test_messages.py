@@ -1,0 +1,188 @@
+"""Tests of edge.messages: topic layout, payload builders, schema validation and the JSON encoding."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from edge.config import parse_config
+from edge.messages import (
+    PRIORITY_OF_KIND,
+    SCHEMA_VERSION,
+    SCHEMAS,
+    MessageError,
+    MessageKind,
+    OodStats,
+    Priority,
+    Quality,
+    TargetValue,
+    Topics,
+    command_response_message,
+    decode,
+    drift_message,
+    encode,
+    metrics_message,
+    prediction_message,
+    status_message,
+    topic,
+    validate,
+)
+
+TOPICS = Topics(prefix="spectrolite", site="plant-a", line="line-3", device_id="nir-01")
+
+
+def _prediction(**overrides: object) -> dict:
+    kwargs: dict = dict(
+        device_id="nir-01", seq=42, device_timestamp_us=1_234_567, model_id="tablets-pls", model_version="3",
+        targets=[TargetValue("api", "%w/w", 12.5, 12.1, 12.9)],
+        quality_flags=[Quality.STALE_REFERENCE, Quality.OUT_OF_DISTRIBUTION],
+        ood=OodStats(t2=3.0, q=0.1, t2_limit=9.5, q_limit=0.4), interval_coverage=0.9, latency_ms=2.5,
+        time_unix_s=1_700_000_000.0)
+    kwargs.update(overrides)
+    return prediction_message(**kwargs)
+
+
+def test_topic_layout() -> None:
+    base = "spectrolite/plant-a/line-3/nir-01"
+    assert TOPICS.prediction == f"{base}/prediction"
+    assert TOPICS.drift == f"{base}/drift"
+    assert TOPICS.status == f"{base}/status"
+    assert TOPICS.metrics == f"{base}/metrics"
+    assert TOPICS.command("reload_bundle") == f"{base}/cmd/reload_bundle"
+    assert TOPICS.command_response("reload_bundle") == f"{base}/cmd/reload_bundle/response"
+    assert TOPICS.command_filter == f"{base}/cmd/+"
+    assert TOPICS.parse_command(f"{base}/cmd/capture_dark") == "capture_dark"
+    assert TOPICS.parse_command(f"{base}/cmd/capture_dark/response") is None
+    assert TOPICS.parse_command("spectrolite/plant-a/line-3/other/cmd/capture_dark") is None
+    assert TOPICS.for_kind(MessageKind.COMMAND_RESPONSE, "capture_dark").endswith("cmd/capture_dark/response")
+    assert topic("a/b", "s", "l", "d", MessageKind.METRICS) == "a/b/s/l/d/metrics"
+
+
+@pytest.mark.parametrize("bad", ["plant/a", "+", "#", "", "a b", "x" * 65])
+def test_topic_levels_refuse_wildcards_and_separators(bad: str) -> None:
+    with pytest.raises(MessageError):
+        Topics(prefix="spectrolite", site=bad, line="l", device_id="d")
+
+
+def test_topics_from_config(tmp_path: Path) -> None:
+    cfg = parse_config({"device": {"site": "s1", "line": "l1", "device_id": "d1"}, "serial": {"port_url": "loop://"},
+                        "bundle": {"path": "m"}, "mqtt": {"topic_prefix": "acme/nir"}}, base_dir=tmp_path)
+    assert Topics.from_config(cfg).prediction == "acme/nir/s1/l1/d1/prediction"
+
+
+def test_prediction_payload_fields_and_quality_order() -> None:
+    msg = _prediction()
+    assert msg["schema_version"] == SCHEMA_VERSION
+    assert msg["kind"] == "prediction"
+    assert msg["seq"] == 42 and msg["device_timestamp_us"] == 1_234_567
+    assert msg["model"] == {"id": "tablets-pls", "version": "3"}
+    assert msg["values"] == [{"name": "api", "unit": "%w/w", "value": 12.5, "lower": 12.1, "upper": 12.9}]
+    # the most severe flag wins; flags are listed most severe first
+    assert msg["quality"] == "out_of_distribution"
+    assert msg["quality_flags"] == ["out_of_distribution", "stale_reference"]
+    assert _prediction(quality_flags=[])["quality"] == "ok"
+    assert _prediction(quality_flags=["ok"])["quality_flags"] == []
+
+
+def test_encode_decode_roundtrip_is_compact_json() -> None:
+    msg = _prediction()
+    raw = encode(msg)
+    assert b" " not in raw.replace(b"%w/w", b"")
+    assert decode(raw) == msg
+    assert decode(raw, MessageKind.PREDICTION) == msg
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, "12"])
+def test_non_finite_or_non_numeric_values_are_refused(bad: object) -> None:
+    with pytest.raises(MessageError, match="api"):
+        _prediction(targets=[TargetValue("api", "%", bad)])  # type: ignore[arg-type]
+
+
+def test_unknown_quality_flag_is_refused() -> None:
+    with pytest.raises(ValueError):
+        _prediction(quality_flags=["fine"])
+
+
+def test_every_builder_output_validates_and_examples() -> None:
+    msgs = [
+        _prediction(),
+        drift_message(device_id="nir-01", event="raised", detector="t2_ewma", statistic=1.3, threshold=1.0, seq=9,
+                      model_id="m", model_version="1", active_alerts=["t2_ewma"], time_unix_s=1.0),
+        status_message(device_id="nir-01", state="online", model_id="m", model_version="1", runtime="ai_edge_litert",
+                       alerts=["outbox_full"], time_unix_s=1.0),
+        metrics_message(device_id="nir-01", period_s=30, counters={"frames": 10}, gauges={"outbox_pending": 3},
+                        latency_ms={"p50": 1.0, "p99": 4.0}, time_unix_s=1.0),
+        command_response_message(device_id="nir-01", command="capture_dark", request_id="r1", ok=True,
+                                 result={"frames": 16}, time_unix_s=1.0),
+        command_response_message(device_id="nir-01", command="reload_bundle", request_id=None, ok=False,
+                                 error="bundle: signature does not verify", time_unix_s=1.0),
+    ]
+    for msg in msgs:
+        validate(msg)
+        assert decode(encode(msg)) == msg
+    assert {m["kind"] for m in msgs} == set(SCHEMAS)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragment"),
+    [
+        (lambda m: m.pop("seq"), "prediction.seq: required field missing"),
+        (lambda m: m.update(seq="1"), "prediction.seq: expected integer, got str"),
+        (lambda m: m.update(seq=True), "prediction.seq: expected integer, got bool"),
+        (lambda m: m.update(seq=-1), "prediction.seq: expected >= 0"),
+        (lambda m: m.update(quality="great"), "prediction.quality: expected one of"),
+        (lambda m: m["values"][0].pop("unit"), "prediction.values[0].unit: required field missing"),
+        (lambda m: m.update(schema_version=SCHEMA_VERSION + 1), "expected <= 1"),
+        (lambda m: m.update(kind="nope"), "kind: expected one of"),
+    ],
+)
+def test_validation_names_the_offending_field(mutate, fragment: str) -> None:  # type: ignore[no-untyped-def]
+    msg = json.loads(encode(_prediction()))
+    mutate(msg)
+    with pytest.raises(MessageError) as err:
+        validate(msg)
+    assert fragment in str(err.value)
+
+
+def test_unknown_fields_are_allowed_for_forward_compatibility() -> None:
+    msg = _prediction()
+    msg["extra_from_a_newer_producer"] = {"x": 1}
+    validate(msg)
+
+
+@pytest.mark.parametrize("raw", [b"\xff", b"[1]", b"{", b'{"kind": "status", "x": NaN}'])
+def test_decode_refuses_garbage(raw: bytes) -> None:
+    with pytest.raises(MessageError):
+        decode(raw)
+
+
+def test_command_response_consistency() -> None:
+    with pytest.raises(MessageError):
+        command_response_message(device_id="d", command="c", request_id=None, ok=False)
+    with pytest.raises(MessageError):
+        command_response_message(device_id="d", command="c", request_id=None, ok=True, error="x")
+
+
+def test_priorities_put_metrics_lowest_and_alerts_highest() -> None:
+    assert PRIORITY_OF_KIND[MessageKind.METRICS] is Priority.LOW
+    assert PRIORITY_OF_KIND[MessageKind.PREDICTION] is Priority.NORMAL
+    for kind in (MessageKind.DRIFT, MessageKind.STATUS, MessageKind.COMMAND_RESPONSE):
+        assert PRIORITY_OF_KIND[kind] is Priority.HIGH
+    assert set(PRIORITY_OF_KIND) == set(MessageKind)
+
+
+def test_every_json_example_in_the_mqtt_doc_matches_its_schema(repo_root: Path) -> None:
+    import re
+
+    text = (repo_root / "docs" / "mqtt.md").read_text()
+    blocks = re.findall(r"```json\n(.*?)```", text, flags=re.S)
+    kinds = []
+    for block in blocks:
+        obj = json.loads(block)
+        if "kind" in obj:  # payloads the device publishes (command bodies and envelopes have none)
+            validate(obj)
+            kinds.append(obj["kind"])
+    assert set(kinds) == set(SCHEMAS)
