@@ -1,0 +1,326 @@
+"""spectro-sim as a real process on a real pty (and TCP), read by SerialTransport; the device model in-process."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware_bridge.cli import main
+from firmware_bridge.frames import (
+    Ack,
+    Annotation,
+    Command,
+    CommandCode,
+    Dark,
+    Frame,
+    Hello,
+    Nack,
+    NackCode,
+    Reference,
+    Spectrum,
+    SpectrumFlags,
+    Status,
+)
+from firmware_bridge.physics import absorbance_from_counts
+from firmware_bridge.simulator import (
+    DriftConfig,
+    FaultConfig,
+    PtyEndpoint,
+    Simulator,
+    SimulatorConfig,
+    VirtualSpectrometer,
+    load_spectra,
+)
+from firmware_bridge.synthetic import load_npz
+from firmware_bridge.transport import SerialTransport
+
+#: Generous bound for anything that should happen "soon" on a busy 2-core CI machine; not a speed claim.
+PATIENCE_S = 30.0
+#: A provoked band of 0.3 absorbance must show at its centre well above the noise (a few 1e-3).
+DRIFT_VISIBLE = 0.2
+
+
+@contextmanager
+def spectro_sim(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Start ``spectro-sim`` as a subprocess; yield it and the address on its first line; stop it afterwards."""
+    with tempfile.TemporaryFile(mode="w+") as log:  # a file, not a pipe: a chatty child never blocks on it
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "firmware_bridge.cli", *args], stdout=subprocess.PIPE, stderr=log, text=True
+        )
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], PATIENCE_S)
+            assert ready, "spectro-sim printed no address"
+            assert proc.stdout is not None
+            address = proc.stdout.readline().strip()
+            if not address:
+                log.seek(0)
+                pytest.fail(f"spectro-sim exited: {log.read()}")
+            yield proc, address
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(PATIENCE_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def _read(t: SerialTransport, until, patience_s: float = PATIENCE_S) -> list[Frame]:
+    frames: list[Frame] = []
+    deadline = time.monotonic() + patience_s
+    while not until(frames) and time.monotonic() < deadline:
+        frames += t.read_frames(0.5)
+    return frames
+
+
+def _spectra(frames: list[Frame]) -> list[Spectrum]:
+    return [f for f in frames if type(f) is Spectrum]
+
+
+def test_every_frame_arrives_in_order_over_a_pty(datasets_dir: Path) -> None:
+    dataset = datasets_dir / "idrc2002_tablets.npz"
+    count = 120
+    with spectro_sim("--pty", "--dataset", str(dataset), "--split", "test", "--rate", "0", "--count", str(count)) as (
+        proc,
+        link,
+    ):
+        with SerialTransport(link) as t:
+            frames = _read(t, lambda fs: len(_spectra(fs)) >= count and isinstance(fs[-1], Annotation))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(PATIENCE_S) == 0
+    assert not os.path.lexists(link)  # the stable path is removed on a clean stop
+
+    status, dark, reference = frames[:3]
+    assert isinstance(status, Status) and isinstance(dark, Dark) and isinstance(reference, Reference)
+    data = load_npz(dataset)
+    assert status.pixel_count == 650
+    np.testing.assert_allclose(status.wavelengths_nm(), data["wavelengths"], atol=1e-6)
+    spectrum_like = [f for f in frames if isinstance(f, Spectrum)]
+    assert [f.seq for f in spectrum_like] == list(range(len(spectrum_like)))  # contiguous, in order
+    body = frames[3:]
+    assert len(body) == 2 * count
+    expected_y = data["y"][data["split"] == "test"]
+    for k in range(count):
+        spectrum, annotation = body[2 * k], body[2 * k + 1]
+        assert type(spectrum) is Spectrum and isinstance(annotation, Annotation)
+        assert annotation.seq == spectrum.seq
+        np.testing.assert_array_equal(np.asarray(annotation.values, np.float32), expected_y[k])
+        assert spectrum.counts.dtype == np.uint16 and spectrum.pixel_count == 650
+        assert spectrum.integration_time_us == dark.integration_time_us == reference.integration_time_us
+
+
+@pytest.mark.slow
+def test_reader_resumes_after_the_simulator_drops_the_port() -> None:
+    every, count = 40, 120
+    args = (
+        "--pty",
+        "--rate",
+        "100",
+        "--count",
+        str(count),
+        "--disconnect-every",
+        str(every),
+        "--disconnect-for",
+        "0.5",
+    )
+    arrivals: list[tuple[float, int]] = []
+    with spectro_sim(*args) as (_proc, link), SerialTransport(link, reconnect_backoff_s=(0.05, 0.5)) as t:
+        # three sessions (two unplugs; none once done), each opening with DARK + REFERENCE, which take seqs too
+        last_seq = count + 3 * 2 - 1
+        deadline = time.monotonic() + 2 * PATIENCE_S
+        while time.monotonic() < deadline and not (arrivals and arrivals[-1][1] == last_seq):
+            for f in t.read_frames(0.5):
+                if type(f) is Spectrum:
+                    arrivals.append((time.monotonic(), f.seq))
+        stats = t.stats
+    seqs = [s for _, s in arrivals]
+    assert stats.outages >= 2 and stats.reconnects >= 2
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)  # in order, no duplicates
+    assert len(seqs) >= count - 2 * stats.outages  # at most the frames in flight at each unplug are lost
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(arrivals) if b[1] - a[1] > 1]
+    assert len(gaps) >= 2  # frames kept arriving after each outage
+    print(f"resume gaps after outages (s): {[round(g, 2) for g in gaps]}")
+
+
+def test_tcp_hello_and_command_round_trips() -> None:
+    with spectro_sim("--tcp", "0", "--no-autostart", "--seed", "3") as (proc, url):
+        assert url.startswith("socket://127.0.0.1:")
+        with SerialTransport(url) as t:
+            hello = _read(t, lambda fs: any(isinstance(f, Status) for f in fs))
+            assert isinstance(hello[0], Status) and hello[0].nonce == 0  # unsolicited on connect
+
+            def ask(frame: Frame, n: int) -> list[Frame]:
+                t.send(frame)
+                return _read(t, lambda fs: len(fs) >= n)
+
+            status = ask(Hello(nonce=1234), 1)
+            assert isinstance(status[0], Status) and status[0].nonce == 1234 and status[0].pixel_count == 256
+            reply = ask(Command(1, CommandCode.SET_INTEGRATION_TIME, 2000), 2)
+            assert reply[0] == Ack(1, CommandCode.SET_INTEGRATION_TIME)
+            assert isinstance(reply[1], Status) and reply[1].integration_time_us == 2000
+            reply = ask(Command(2, CommandCode.SET_AVERAGING, 0), 1)
+            assert isinstance(reply[0], Nack) and reply[0].reason == NackCode.VALUE_OUT_OF_RANGE
+            assert "expected 1 to" in reply[0].detail
+            reply = ask(Command(3, CommandCode.REQUEST_DARK), 2)
+            assert reply[0] == Ack(3, CommandCode.REQUEST_DARK)
+            assert isinstance(reply[1], Dark) and reply[1].integration_time_us == 2000
+            reply = ask(Command(4, CommandCode.REQUEST_REFERENCE), 2)
+            assert reply[0] == Ack(4, CommandCode.REQUEST_REFERENCE) and isinstance(reply[1], Reference)
+            reply = ask(Command(5, CommandCode.TRIGGER, 3), 7)
+            assert reply[0] == Ack(5, CommandCode.TRIGGER)
+            triggered = _spectra(reply)
+            assert len(triggered) == 3 and all(s.flags & SpectrumFlags.TRIGGERED for s in triggered)
+            assert [a.seq for a in reply if isinstance(a, Annotation)] == [s.seq for s in triggered]
+            reply = ask(Command(6, CommandCode.START_STREAM, 10_000), 7)
+            assert reply[0] == Ack(6, CommandCode.START_STREAM)
+            assert isinstance(reply[1], Dark) and isinstance(reply[2], Reference)
+            assert len(_spectra(reply)) >= 2
+            t.send(Command(7, CommandCode.STOP_STREAM))
+            rest = _read(t, lambda fs: Ack(7, CommandCode.STOP_STREAM) in fs)
+            assert Ack(7, CommandCode.STOP_STREAM) in rest
+            assert t.read_frames(0.3) == []  # stopped: nothing more streams
+        proc.send_signal(signal.SIGINT)  # Ctrl-C stops it as cleanly as SIGTERM
+        assert proc.wait(PATIENCE_S) == 0
+
+
+def test_in_process_simulator_with_bit_flips() -> None:
+    config = SimulatorConfig(rate_hz=0, count=300, seed=5, faults=FaultConfig(bit_flip_rate=2e-4), connect_delay_s=0.1)
+    endpoint = PtyEndpoint()
+    sim = Simulator(config, endpoint)
+    stop = threading.Event()
+    ready = threading.Event()
+    thread = threading.Thread(target=sim.run, args=(stop,), kwargs={"on_ready": lambda _a: ready.set()})
+    thread.start()
+    try:
+        assert ready.wait(PATIENCE_S)
+        with SerialTransport(sim.address) as t:
+            frames: list[Frame] = []
+            deadline = time.monotonic() + PATIENCE_S
+            while time.monotonic() < deadline:
+                more = t.read_frames(0.5)
+                frames += more
+                if sim.device.done and not more:
+                    break
+            decoder = t.stats.decoder
+    finally:
+        stop.set()
+        thread.join(PATIENCE_S)
+    assert not thread.is_alive() and not os.path.lexists(sim.address)
+    assert sim.counters.bits_flipped > 0
+    assert decoder.frames_bad > 0  # some frames were damaged...
+    spectra = _spectra(frames)
+    assert 0 < len(spectra) < 300  # ...and dropped, never returned
+    assert all(s.pixel_count == 256 and s.counts.dtype == np.uint16 for s in spectra)
+    seqs = [s.seq for s in spectra]
+    assert seqs == sorted(seqs)
+    assert decoder.frames_ok + decoder.frames_bad <= sim.counters.frames_sent
+
+
+def test_provoked_drift_and_lamp_ageing_show_in_absorbance() -> None:
+    config = SimulatorConfig(
+        seed=1, synthetic_samples=50, drift=DriftConfig(drift_at_frame=10, drift_kind="band", drift_ramp_frames=5)
+    )
+    device = VirtualSpectrometer.from_config(config)
+    x, _wl, y = load_spectra(config)
+    dark, reference = device.dark(), device.reference()
+    centre = int(np.argmax(device._foreign_band))
+    changes = []
+    for k in range(20):
+        spectrum, annotation = device.spectrum()
+        assert annotation.seq == spectrum.seq and annotation.values == tuple(y[k % len(y)])
+        a = absorbance_from_counts(spectrum.counts, dark.counts, reference.counts)
+        changes.append(a[centre] - x[k % len(x)][centre])
+    assert max(abs(c) for c in changes[:10]) < DRIFT_VISIBLE / 4
+    assert min(changes[15:]) > DRIFT_VISIBLE
+
+    config = SimulatorConfig(seed=1, synthetic_samples=50, drift=DriftConfig(lamp_ageing_per_kframe=0.5))
+    aged = VirtualSpectrometer.from_config(config)
+    dark, reference = aged.dark(), aged.reference()  # taken with a new lamp, then never refreshed
+    for _ in range(2001):
+        spectrum, _annotation = aged.spectrum()  # the last one is index 2000: a quarter of the light left
+    a = absorbance_from_counts(spectrum.counts, dark.counts, reference.counts)
+    offset = float(np.median(a - x[2000 % len(x)]))
+    assert offset == pytest.approx(-np.log10(0.25), abs=0.02)  # a stale reference reads as a baseline offset
+
+
+def test_cli_help_and_bad_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "--disconnect-every" in capsys.readouterr().out
+    assert main(["--pty", "--dataset", str(tmp_path / "missing.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "expected a spectral dataset" in err and "Traceback" not in err
+
+
+def test_firmware_events_change_pixels_and_calibration() -> None:
+    faults = FaultConfig(pixel_change_at=5, pixel_change_to=200, recalibrate_at=8, recalibrate_shift_nm=4.0)
+    device = VirtualSpectrometer.from_config(SimulatorConfig(seed=2, synthetic_samples=20, faults=faults))
+    first = device.status().wavelengths_nm()
+    frames: list[Frame] = []
+    for _ in range(10):
+        frames += device.stream_next()
+    statuses = [f for f in frames if isinstance(f, Status)]
+    assert [s.pixel_count for s in statuses] == [200, 200]
+    np.testing.assert_allclose(statuses[1].wavelengths_nm(), first[:200] + 4.0, atol=1e-6)
+    assert [s.pixel_count for s in _spectra(frames)] == [256] * 5 + [200] * 5
+    refs = [f for f in frames if isinstance(f, (Dark, Reference))]
+    assert [r.pixel_count for r in refs] == [200, 200]  # fresh references for the new pixel count
+
+
+def test_garbage_truncation_and_stalls_cost_only_the_frames_they_hit() -> None:
+    count = 60
+    faults = FaultConfig(garbage_every=10, truncate_every=7, stall_every=25, stall_for_s=0.2)
+    config = SimulatorConfig(rate_hz=0, count=count, seed=9, faults=faults, connect_delay_s=0.1)
+    sim = Simulator(config, PtyEndpoint())
+    stop = threading.Event()
+    ready = threading.Event()
+    thread = threading.Thread(target=sim.run, args=(stop,), kwargs={"on_ready": lambda _a: ready.set()})
+    thread.start()
+    try:
+        assert ready.wait(PATIENCE_S)
+        with SerialTransport(sim.address) as t:
+            frames: list[Frame] = []
+            deadline = time.monotonic() + PATIENCE_S
+            while time.monotonic() < deadline:
+                more = t.read_frames(0.5)
+                frames += more
+                if sim.device.done and not more:
+                    break
+            decoder = t.stats.decoder
+    finally:
+        stop.set()
+        thread.join(PATIENCE_S)
+    c = sim.counters
+    assert (c.frames_truncated, c.garbage_bursts, c.stalls) == (8, 6, 2)
+    spectra = _spectra(frames)
+    assert all(s.pixel_count == 256 for s in spectra)
+    seqs = [s.seq for s in spectra]
+    assert seqs == sorted(seqs) and seqs[-1] == count + 1  # the stream went on to the end (seq 0, 1: DARK, REF)
+    lost = count - len(spectra)
+    assert c.frames_truncated <= lost <= c.frames_truncated + c.garbage_bursts  # noise may take the next frame
+    assert decoder.frames_bad >= c.frames_truncated
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    import firmware_bridge.simulator
+
+    assert doctest.testmod(firmware_bridge.simulator).failed == 0
