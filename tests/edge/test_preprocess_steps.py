@@ -266,11 +266,27 @@ def test_savgol_matches_scipy_for_any_parameters(
     polyorder = min(polyorder, window - 1)
     x = np.random.default_rng(seed).normal(size=(3, 60)).cumsum(axis=1)
     got = SavitzkyGolay(window, polyorder, deriv, delta, mode).transform(x)
-    expected = savgol_filter(x, window, polyorder, deriv=deriv, delta=delta, mode=mode)
     if deriv > polyorder:
         assert np.all(got == 0.0)
+        return
+    # scipy's own kernel drifts by up to ~1e-9 relative at high polyorder (unscaled Vandermonde matrix, see
+    # test_savgol_kernel_is_exact_for_long_windows), so wherever the result is a plain correlation the oracle is
+    # the exact rational kernel on scipy's padding; scipy's polynomial-fit edges of mode="interp" stay the oracle.
+    exact = _exact_kernel(window, polyorder, deriv) / delta**deriv
+    half = window // 2
+    if mode == "interp":
+        expected = savgol_filter(x, window, polyorder, deriv=deriv, delta=delta, mode=mode)
+        padded = x
     else:
-        assert_rel_close(got, expected)
+        expected = np.empty_like(x)
+        pad_mode = {"mirror": "reflect", "nearest": "edge", "wrap": "wrap"}[mode]
+        padded = np.pad(x, ((0, 0), (half, half)), mode=pad_mode)
+    valid = np.stack([np.correlate(row, exact, mode="valid") for row in padded])
+    if mode == "interp":
+        expected[:, half : x.shape[1] - half] = valid
+    else:
+        expected[:] = valid
+    assert_rel_close(got, expected)
 
 
 def _exact_kernel(window: int, polyorder: int, deriv: int) -> np.ndarray:
