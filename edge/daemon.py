@@ -1,0 +1,1143 @@
+"""The edge daemon: serial frames in, int8 predictions with intervals, OOD statistics and drift alerts out over MQTT.
+
+Threads and hand-overs
+----------------------
+::
+
+    serial port --reader--> frames queue --inference--> messages queue --publisher--> outbox (SQLite) --mqtt--> broker
+                                              ^                                             (edge.mqtt drains it)
+                  housekeeping: bundle watch + verified reload, command execution, metrics
+
+- **reader** (``spectro-reader``): :class:`firmware_bridge.transport.SerialTransport` -> decoded frames, stamped
+  with their arrival time, into the *frames queue*.  Serial outages, CRC errors and skipped bytes are counted by
+  the transport and its decoder and reported in the metrics.
+- **inference** (``spectro-inference``): owns the bundle's runtime (a TFLite interpreter is not thread-safe), the
+  references and the drift monitor.  DARK/REFERENCE frames update the references, STATUS frames the wavelength
+  axis, SPECTRUM frames go through :class:`edge.inference.InferenceEngine` and the drift monitor; results go to
+  the *messages queue*.  A new bundle is swapped in here, between two frames, after it was verified elsewhere.
+- **publisher** (``spectro-publisher``): encodes messages and commits them to the durable outbox, which
+  :mod:`edge.mqtt` drains to the broker in order; nothing leaves the device without first being on disk.
+- **housekeeping** (``spectro-housekeeping``): polls the bundle file, loads, verifies and self-tests a new bundle
+  (a reload never stalls inference), executes commands, and publishes metrics every ``metrics.period_s``.
+
+Back-pressure policy
+--------------------
+The frames queue is bounded by ``queues.frames_max`` and applies ``queues.policy`` to spectra (``drop_oldest`` by
+default: under overload the freshest spectra are predicted; simulator ANNOTATION frames may be dropped too);
+reference, status and acknowledgement frames are never dropped.  Every dropped spectrum is counted
+(``frames_dropped_queue_full``), and every gap in the device's sequence numbers is counted too
+(``frames_lost_seq_gap``: frames lost on the wire, to CRC errors or to the queue), next to the decoder's own
+counters (``decoder_*``), so lost frames are visible end to end.  The messages queue (``queues.messages_max``)
+blocks the inference thread when full instead of dropping (a computed prediction or a drift alert is never thrown
+away here); that pushes the overload back onto the frames queue,
+where it is counted.  The outbox has its own bound and policy (``outbox.full_policy``).
+
+Quality and rejections
+----------------------
+A spectrum that does not match the bundle's input contract (pixel count, pixel format, wavelength axis), has
+non-finite counts, or lacks the references its pipeline needs is counted (``frames_rejected_<reason>``) and never
+predicted on.  Every other spectrum gets a prediction whose ``quality`` is the most severe of saturated,
+stale reference, out of distribution and instrument fault (``ok`` when none applies).
+
+Shutdown
+--------
+SIGTERM or SIGINT (or ``stop_event``) stops the reader, lets inference finish what is queued, commits every
+message to the outbox, gives the MQTT client ``outbox.flush_timeout_s`` to deliver the backlog, then publishes
+the retained ``offline`` status and disconnects.  What is not delivered by then stays in the outbox for the next
+start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from edge.drift import CusumConfig, DriftConfig, DriftEvent, DriftMonitor, EwmaConfig, training_stats_from_manifest
+from edge.errors import BundleError, ConfigError, EdgeError
+from edge.inference import InferenceEngine, Prediction, Rejection, RejectReason
+from edge.messages import (
+    MessageKind,
+    Topics,
+    command_response_message,
+    drift_message,
+    metrics_message,
+    status_message,
+)
+from edge.metrics import Counters, LatencyWindow
+from edge.queues import BoundedQueue
+from edge.references import (
+    ReferenceError,
+    ReferenceKind,
+    ReferencePolicy,
+    ReferenceSet,
+    ReferenceSource,
+    ReferenceSpectrum,
+    load_reference_file,
+    save_reference_file,
+)
+from firmware_bridge.errors import BridgeError
+from firmware_bridge.frames import (
+    Ack,
+    Annotation,
+    Command,
+    CommandCode,
+    Dark,
+    Hello,
+    Nack,
+    PixelFormat,
+    Reference,
+    Spectrum,
+    Status,
+)
+
+if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
+    from edge.bundle import Bundle
+    from edge.config import EdgeConfig
+
+__all__ = [
+    "Daemon",
+    "run_daemon",
+    "main",
+    "FULL_SCALE_COUNTS",
+    "drift_config_from",
+]
+
+log = logging.getLogger("edge.daemon")
+
+#: Detector full scale per pixel format (for the instrument-health fractions); float frames have none.
+FULL_SCALE_COUNTS: dict[PixelFormat, float | None] = {
+    PixelFormat.UINT16: 65535.0,
+    PixelFormat.UINT32: 4294967295.0,
+    PixelFormat.FLOAT32: None,
+}
+#: How long a prediction waits for the ANNOTATION frame of the same seq when annotations are forwarded, seconds.
+ANNOTATION_WAIT_S = 0.25
+#: Seconds allowed for a capture command, plus this much per averaged frame.
+CAPTURE_TIMEOUT_S = 5.0
+CAPTURE_TIMEOUT_PER_FRAME_S = 1.0
+#: Longest wait of one serial read; bounds how late the reader notices a stop request, seconds.
+READ_WAIT_S = 0.2
+#: The device normally announces itself (STATUS) and its references when a host opens the port; the daemon asks
+#: (HELLO, REQUEST_DARK/REQUEST_REFERENCE) only when they have not come (or were lost to a CRC error), at most this
+#: often, seconds.
+REQUEST_INTERVAL_S = 5.0
+REFERENCE_REQUEST_INTERVAL_S = 1.0
+#: Seconds after start without a STATUS frame before the daemon greets the device (HELLO).
+HELLO_AFTER_S = 2.0
+
+
+# ---------------------------------------------------------------------------------------------- small values
+@dataclass(frozen=True)
+class _Received:
+    """A frame with its arrival time (``time.monotonic_ns``), as handed from the reader to inference."""
+
+    frame: Any
+    received_ns: int
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    """A message for the publisher: its kind, payload dict and (for command responses) the command name."""
+
+    kind: MessageKind
+    message: dict[str, Any]
+    command: str | None = None
+
+
+@dataclass
+class _Capture:
+    """A capture command in progress (inference thread only)."""
+
+    kind: ReferenceKind
+    needed: int
+    request_id: str | None
+    command: str
+    deadline_s: float
+    collected: list[Any] = dataclasses.field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Swap:
+    """A verified engine to swap in, with what asked for it."""
+
+    engine: InferenceEngine
+    request_id: str | None
+    command: str | None
+    reason: str
+
+
+class Link(Protocol):
+    """What the daemon needs from the MQTT side (implemented over :mod:`edge.mqtt`)."""
+
+    def start(self) -> None: ...
+
+    def publish(self, kind: MessageKind, message: dict[str, Any], *, command: str | None = None) -> None: ...
+
+    def stop(self, flush_timeout_s: float) -> None: ...
+
+    def stats(self) -> Mapping[str, Any]: ...
+
+
+def drift_config_from(cfg: Any) -> DriftConfig:
+    """Translate the ``[drift]`` section of :class:`edge.config.EdgeConfig` into an :class:`edge.drift.DriftConfig`.
+
+    ``ewma_alpha``, ``raise_ratio`` and ``clear_ratio`` drive the EWMA of T2/limit and Q/limit (raised after
+    ``max(1, window_frames // 20)`` consecutive frames above, cleared after twice that below); ``min_frames`` is the
+    warm-up; ``cusum_k_sigma``/``cusum_h_sigma`` the CUSUM of each prediction; the instrument thresholds map one
+    to one.
+    """
+    n_raise = max(1, int(cfg.window_frames) // 20)
+    ood = EwmaConfig(
+        alpha=float(cfg.ewma_alpha),
+        raise_above=float(cfg.raise_ratio),
+        clear_below=float(cfg.clear_ratio),
+        min_raise_samples=n_raise,
+        min_clear_samples=2 * n_raise,
+        warmup_samples=int(cfg.min_frames),
+    )
+    prediction = CusumConfig(
+        k_sigma=float(cfg.cusum_k_sigma), h_sigma=float(cfg.cusum_h_sigma), warmup_samples=int(cfg.min_frames)
+    )
+    return DriftConfig(
+        ood=ood,
+        prediction=prediction,
+        dark_max_fraction=float(cfg.dark_level_max_fraction),
+        reference_min_fraction=float(cfg.reference_min_fraction),
+        detector_temp_max_c=float(cfg.detector_temp_max_c),
+    )
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+# ---------------------------------------------------------------------------------------------------- daemon
+class Daemon:
+    """The running daemon: threads around one transport, one bundle, one outbox-backed MQTT link.
+
+    Parameters
+    ----------
+    config : EdgeConfig
+        Validated configuration.
+    bundle : Bundle
+        The initial, verified bundle.
+    transport : SerialTransport
+        Open (or reconnecting) serial transport.
+    link : Link
+        MQTT side (durable publishing through the outbox, commands in).
+    forward_annotations : bool
+        Put the simulator's ANNOTATION values of a spectrum into its prediction message as ``reference``
+        (test benches and the demo).
+    load_bundle : callable, optional
+        ``load_bundle(path) -> Bundle`` used by reloads (default: :func:`edge.bundle.load_bundle` with the
+        configured public key, self-test and threads).
+    clock : callable
+        Host time, seconds since the epoch.
+    """
+
+    def __init__(
+        self,
+        config: "EdgeConfig",
+        bundle: "Bundle",
+        transport: Any,
+        link: Link,
+        *,
+        forward_annotations: bool = False,
+        load_bundle: Callable[[Path], "Bundle"] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.transport = transport
+        self.link = link
+        self.forward_annotations = forward_annotations
+        self.clock = clock
+        self.topics = Topics.from_config(config)
+        self.device_id = config.device.device_id
+        self.counters = Counters()
+        self.latency = LatencyWindow()
+        self.compute = LatencyWindow()
+        self.reference_policy = ReferencePolicy(max_age_s=float(config.references.max_age_s))
+        self._load_bundle = load_bundle or self._default_loader
+        self.engine = InferenceEngine(bundle, reference_policy=self.reference_policy, clock=clock)
+        self.drift = DriftMonitor(drift_config_from(config.drift), training=self._training_stats(bundle))
+        self.refs = ReferenceSet()
+        self.wavelengths_nm: np.ndarray | None = None
+        self.device_status: Status | None = None
+        self.frames: BoundedQueue[_Received] = BoundedQueue(config.queues.frames_max, config.queues.policy)
+        self.messages: BoundedQueue[_Outgoing] = BoundedQueue(config.queues.messages_max, "block")
+        self.commands: BoundedQueue[Any] = BoundedQueue(64, "drop_newest")
+        self._swaps: BoundedQueue[_Swap] = BoundedQueue(4, "drop_oldest")
+        self._to_inference: BoundedQueue[Any] = BoundedQueue(64, "drop_newest")
+        self._stop_reading = threading.Event()
+        self._stop_inference = threading.Event()
+        self._stop_housekeeping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._last_seq: int | None = None
+        self._held: tuple[Prediction, float, int] | None = None  # prediction, held since (monotonic s), latency ns
+        self._annotations: dict[int, tuple[float, ...]] = {}
+        self._capture: _Capture | None = None
+        self._command_id = 0
+        self._bundle_stamp = _file_stamp(Path(config.bundle.path))
+        self._failed_stamp: tuple[int, int] | None = None
+        self._seen_stamp = self._bundle_stamp
+        self.last_error: str | None = None
+        self.started_unix_s = clock()
+        self._fatal: BaseException | None = None
+        self._parser: Any = None
+        self._last_reference_request = -math.inf
+        self._last_hello = -math.inf
+        self._started_mono = time.monotonic()
+        self._restore_references()
+
+    # ---------------------------------------------------------------------------------------- helpers
+    def _default_loader(self, path: Path) -> "Bundle":
+        from edge.bundle import load_bundle
+
+        return load_bundle(
+            path,
+            public_key=self.config.bundle.public_key_path,
+            self_test=self.config.bundle.self_test,
+            num_threads=self.config.runtime.num_threads,
+        )
+
+    @staticmethod
+    def _training_stats(bundle: "Bundle") -> Any:
+        for source in (getattr(bundle, "metrics", None), getattr(bundle, "manifest", None)):
+            if isinstance(source, Mapping):
+                stats = training_stats_from_manifest(source)
+                if stats is not None:
+                    names = tuple(t.name for t in getattr(bundle, "targets", ()))
+                    if len(names) == len(stats.names):
+                        stats = dataclasses.replace(stats, names=names)
+                    return stats
+        return None
+
+    @property
+    def model_id(self) -> str:
+        return self.engine.model_id
+
+    @property
+    def model_version(self) -> str:
+        return self.engine.model_version
+
+    def runtime_description(self) -> str:
+        rt = self.engine.runtime
+        return f"{rt.runtime_description}, {rt.num_threads} thread(s)"
+
+    def status_payload(self, state: str = "online") -> dict[str, Any]:
+        """The retained ``.../status`` payload describing the daemon now."""
+        alerts = list(self.drift.active())
+        return status_message(
+            device_id=self.device_id,
+            state=state,
+            model_id=self.model_id,
+            model_version=self.model_version,
+            runtime=self.runtime_description(),
+            software_version=_software_version(),
+            alerts=alerts,
+            last_error=self.last_error,
+        )
+
+    def _emit(self, kind: MessageKind, message: dict[str, Any], command: str | None = None) -> None:
+        self.messages.put(_Outgoing(kind, message, command), droppable=False)
+
+    def _state_path(self, kind: ReferenceKind) -> Path:
+        refs = self.config.references
+        configured = refs.dark_path if kind is ReferenceKind.DARK else refs.white_path
+        if configured is not None and configured.suffix.lower() == ".npz":
+            return configured
+        return Path(self.config.outbox.path).parent / f"{self.device_id}.{kind.value}.npz"
+
+    def _restore_references(self) -> None:
+        """Load references at start: the state file written by a previous run, else the configured file."""
+        refs = self.config.references
+        for kind, configured in ((ReferenceKind.DARK, refs.dark_path), (ReferenceKind.WHITE, refs.white_path)):
+            candidates = [self._state_path(kind)]
+            if configured is not None and configured not in candidates:
+                candidates.append(configured)
+            for path in candidates:
+                if not path.is_file():
+                    continue
+                try:
+                    spectrum = load_reference_file(path, kind)
+                except ReferenceError as exc:
+                    log.warning("ignoring %s file %s: %s", kind.value, path, exc)
+                    self.counters.incr("reference_file_errors")
+                    continue
+                self.refs = self.refs.with_spectrum(spectrum)
+                log.info("%s restored from %s (%s)", kind.value, path, spectrum.source.value)
+                break
+
+    # ---------------------------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Start the link and the four threads; greet the device."""
+        rt = self.engine.runtime
+        log.info(
+            "model %s %s; runtime %s, %d interpreter thread(s); %s",
+            self.model_id,
+            self.model_version,
+            rt.runtime_description,
+            rt.num_threads,
+            "references needed" if self.engine.needs_references else "no references needed",
+        )
+        self.link.start()
+        self._emit(MessageKind.STATUS, self.status_payload("online"))
+        for name, target in (
+            ("spectro-publisher", self._publisher_loop),
+            ("spectro-inference", self._inference_loop),
+            ("spectro-reader", self._reader_loop),
+            ("spectro-housekeeping", self._housekeeping_loop),
+        ):
+            t = threading.Thread(target=self._guard(target), name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:  # a bug in a thread must stop the daemon, loudly, not hang it
+                log.exception("thread %s died", threading.current_thread().name)
+                self._fatal = exc
+
+        return run
+
+    @property
+    def failed(self) -> bool:
+        """Whether a thread died (the daemon then exits non-zero)."""
+        return self._fatal is not None
+
+    def stop(self) -> None:
+        """Stop in order: reader, inference (drains its queue), housekeeping, publisher; then flush the link."""
+        by_name = {t.name: t for t in self._threads}
+        self._stop_reading.set()
+        self._join(by_name.get("spectro-reader"))
+        self.frames.close()
+        self._stop_inference.set()
+        self._join(by_name.get("spectro-inference"))
+        self._stop_housekeeping.set()
+        self._join(by_name.get("spectro-housekeeping"))
+        self.messages.close()
+        self._join(by_name.get("spectro-publisher"))
+        try:
+            self.transport.close()
+        except Exception:  # pragma: no cover - closing a broken port
+            log.debug("closing the transport failed", exc_info=True)
+        self.link.stop(float(self.config.outbox.flush_timeout_s))
+
+    @staticmethod
+    def _join(t: threading.Thread | None) -> None:
+        if t is not None:
+            t.join(timeout=30.0)
+            if t.is_alive():  # pragma: no cover - a stuck thread is reported, not waited for forever
+                log.error("thread %s did not stop within 30 s", t.name)
+
+    # ---------------------------------------------------------------------------------------- device
+    def _next_command_id(self) -> int:
+        self._command_id = (self._command_id + 1) & 0xFFFFFFFF
+        return self._command_id
+
+    def _send_device(self, frame: Any) -> bool:
+        try:
+            self.transport.send(frame)
+            self.counters.incr("device_commands_sent")
+            return True
+        except (EdgeError, OSError, ValueError) as exc:
+            self.counters.incr("device_command_errors")
+            log.warning("could not send %s to the device: %s", type(frame).__name__, exc)
+            return False
+
+    # ---------------------------------------------------------------------------------------- reader
+    def _reader_loop(self) -> None:
+        while not self._stop_reading.is_set():
+            try:
+                frames = self.transport.read_frames(READ_WAIT_S)
+            except (BridgeError, OSError, ValueError) as exc:  # the transport reconnects itself; never die here
+                self.counters.incr("serial_read_errors")
+                log.warning("serial read failed: %s", exc)
+                self._stop_reading.wait(READ_WAIT_S)
+                continue
+            now_ns = time.monotonic_ns()
+            for frame in frames:
+                droppable = isinstance(frame, (Spectrum, Annotation)) and not isinstance(frame, (Dark, Reference))
+                self.counters.incr("frames_in")
+                self.frames.put(_Received(frame, now_ns), droppable=droppable)  # drops are counted by the queue
+
+    # ---------------------------------------------------------------------------------------- inference
+    def _inference_loop(self) -> None:
+        while True:
+            swap = self._swaps.get(0.0)
+            if swap is not None:
+                self._apply_swap(swap)
+            order = self._to_inference.get(0.0)
+            if order is not None:
+                self._start_capture(order)
+            if self._capture is not None:
+                self._check_capture_deadline()
+            item = self.frames.get(0.05)
+            if item is None:
+                self._release_held(force=False)
+                if self._stop_inference.is_set() and len(self.frames) == 0:
+                    break
+                continue
+            try:
+                self._handle(item)
+            except (EdgeError, ValueError, ArithmeticError) as exc:  # data never kills the daemon
+                self.counters.incr("frames_errors")
+                log.warning("frame %s could not be processed: %s", type(item.frame).__name__, exc)
+        self._release_held(force=True)
+
+    def _handle(self, item: _Received) -> None:
+        frame = item.frame
+        if isinstance(frame, (Dark, Reference)):
+            self._on_reference(frame)
+        elif isinstance(frame, Spectrum):
+            self._on_spectrum(frame, item.received_ns)
+        elif isinstance(frame, Annotation):
+            self._on_annotation(frame)
+        elif isinstance(frame, Status):
+            self._on_status(frame)
+        elif isinstance(frame, Nack):
+            self.counters.incr("device_nacks")
+            log.warning("device refused command %s (%s): %s", frame.code.name, frame.reason.name, frame.detail)
+            self._fail_capture_on_nack(frame)
+        elif isinstance(frame, Ack):
+            self.counters.incr("device_acks")
+        else:
+            self.counters.incr("frames_ignored")
+
+    def _on_status(self, status: Status) -> None:
+        self.device_status = status
+        try:
+            wl = status.wavelengths_nm()
+        except (ValueError, FloatingPointError):
+            wl = None
+        if wl is not None and wl.shape[0] == status.pixel_count and np.isfinite(wl).all() and wl.shape[0] >= 2:
+            self.wavelengths_nm = wl
+        else:
+            self.wavelengths_nm = None
+        self.counters.incr("device_status_frames")
+        log.info(
+            "device %s firmware %s: %d pixels, integration %d us",
+            status.device_id,
+            status.firmware_version,
+            status.pixel_count,
+            status.integration_time_us,
+        )
+
+    def _on_reference(self, frame: Dark | Reference) -> None:
+        kind = ReferenceKind.DARK if isinstance(frame, Dark) else ReferenceKind.WHITE
+        self.counters.incr(f"{kind.value}_frames")
+        self._track_seq(frame.seq)
+        cap = self._capture
+        full_scale = FULL_SCALE_COUNTS.get(frame.pixel_format)
+        if kind is ReferenceKind.DARK:
+            events = self.drift.observe_dark(frame.seq, frame.counts, full_scale=full_scale)
+        else:
+            events = self.drift.observe_reference(frame.seq, frame.counts, full_scale=full_scale)
+        self._publish_drift(events)
+        if cap is not None and cap.kind is kind:
+            cap.collected.append(frame)
+            if len(cap.collected) < cap.needed:
+                code = CommandCode.REQUEST_DARK if kind is ReferenceKind.DARK else CommandCode.REQUEST_REFERENCE
+                self._send_device(Command(self._next_command_id(), code))
+                return
+            counts = np.mean([np.asarray(f.counts, dtype=np.float64) for f in cap.collected], axis=0)
+            spectrum = ReferenceSpectrum(
+                kind, counts, self.clock(), int(frame.integration_time_us), ReferenceSource.COMMAND, frame.seq,
+                frame.timestamp_us,
+            )
+            self._capture = None
+            self._set_reference(spectrum)
+            self._emit(
+                MessageKind.COMMAND_RESPONSE,
+                command_response_message(
+                    device_id=self.device_id,
+                    command=cap.command,
+                    request_id=cap.request_id,
+                    ok=True,
+                    result={"averaged_frames": len(cap.collected), **spectrum.describe(self.clock())},
+                ),
+                cap.command,
+            )
+            return
+        try:
+            spectrum = ReferenceSpectrum.from_frame(frame, captured_at_s=self.clock())
+        except ReferenceError as exc:
+            self.counters.incr("reference_rejected")
+            log.warning("%s frame %d refused: %s", kind.value, frame.seq, exc)
+            return
+        self._set_reference(spectrum)
+
+    def _set_reference(self, spectrum: ReferenceSpectrum) -> None:
+        self.refs = self.refs.with_spectrum(spectrum)
+        try:
+            save_reference_file(self._state_path(spectrum.kind), spectrum)
+        except OSError as exc:
+            self.counters.incr("reference_save_errors")
+            log.warning("could not save the %s spectrum: %s", spectrum.kind.value, exc)
+        log.info("%s updated from %s (seq %s)", spectrum.kind.value, spectrum.source.value, spectrum.seq)
+
+    def _on_annotation(self, frame: Annotation) -> None:
+        self.counters.incr("annotation_frames")
+        if not self.forward_annotations:
+            return
+        held = self._held
+        if held is not None and held[0].seq == frame.seq:
+            self._held = None
+            self._publish_prediction(held[0], held[2], frame.values)
+        elif self._last_seq is None or frame.seq > self._last_seq:
+            self._annotations[frame.seq] = frame.values  # arrived before its spectrum
+            while len(self._annotations) > 64:
+                self._annotations.pop(next(iter(self._annotations)))
+
+    def _track_seq(self, seq: int) -> None:
+        """Count gaps in the device's sequence numbers (shared by SPECTRUM, DARK and REFERENCE frames)."""
+        last = self._last_seq
+        if last is not None:
+            if seq > last + 1:
+                self.counters.incr("frames_lost_seq_gap", seq - last - 1)
+            elif seq <= last:
+                self.counters.incr("seq_restarts")
+        self._last_seq = seq
+
+    def _on_spectrum(self, frame: Spectrum, received_ns: int) -> None:
+        self._release_held(force=True)
+        self.counters.incr("spectra_in")
+        self._track_seq(frame.seq)
+        self._publish_drift(self.drift.observe_temperature(frame.seq, float(frame.detector_temp_c)))
+        instrument = [d.name for d in (self.drift.dark, self.drift.reference, self.drift.temp) if d.raised]
+        outcome = self.engine.process(
+            frame, self.refs, wavelengths_nm=self.wavelengths_nm, instrument_alerts=instrument
+        )
+        if isinstance(outcome, Rejection):
+            if outcome.reason is RejectReason.MISSING_REFERENCE:
+                self._request_missing_references()
+            self.counters.incr(f"frames_rejected_{outcome.reason.value}")
+            if self.counters.get(f"frames_rejected_{outcome.reason.value}") <= 3 or log.isEnabledFor(logging.DEBUG):
+                log.warning("frame %d rejected (%s): %s", outcome.seq, outcome.reason.value, outcome.detail)
+            self.last_error = f"frame {outcome.seq} rejected: {outcome.detail}"
+            return
+        latency_ns = time.monotonic_ns() - received_ns
+        self.compute.add(outcome.compute_us)
+        for flag in outcome.flags:
+            self.counters.incr(f"predictions_flagged_{flag.value}")
+        self._publish_drift(
+            self.drift.observe_prediction(
+                outcome.seq, t2_ratio=outcome.t2_ratio, q_ratio=outcome.q_ratio, values=outcome.values
+            )
+        )
+        if self.forward_annotations:
+            early = self._annotations.pop(outcome.seq, None)
+            if early is not None:
+                self._publish_prediction(outcome, latency_ns, early)
+            else:
+                self._held = (outcome, time.monotonic(), latency_ns)
+        else:
+            self._publish_prediction(outcome, latency_ns, None)
+
+    def _request_missing_references(self) -> None:
+        """Ask the device for the references it has not sent (at most every REFERENCE_REQUEST_INTERVAL_S)."""
+        now = time.monotonic()
+        if now - self._last_reference_request < REFERENCE_REQUEST_INTERVAL_S or self._capture is not None:
+            return
+        self._last_reference_request = now
+        if self.refs.dark is None:
+            self._send_device(Command(self._next_command_id(), CommandCode.REQUEST_DARK))
+        if self.refs.reference is None:
+            self._send_device(Command(self._next_command_id(), CommandCode.REQUEST_REFERENCE))
+
+    def _release_held(self, *, force: bool) -> None:
+        held = self._held
+        if held is None:
+            return
+        if force or time.monotonic() - held[1] >= ANNOTATION_WAIT_S:
+            self._held = None
+            self._publish_prediction(held[0], held[2], None)
+
+    def _publish_prediction(self, pred: Prediction, latency_ns: int, reference: Sequence[float] | None) -> None:
+        latency_ms = latency_ns / 1e6
+        self.latency.add(latency_ns / 1e3)
+        msg = pred.to_message(device_id=self.device_id, latency_ms=latency_ms, reference=reference)
+        self._emit(MessageKind.PREDICTION, msg)
+        self.counters.incr("predictions")
+
+    def _publish_drift(self, events: Sequence[DriftEvent]) -> None:
+        for ev in events:
+            self.counters.incr(f"drift_{ev.state.value}")
+            log.warning("drift %s: %s", ev.state.value, ev.detail)
+            msg = drift_message(
+                device_id=self.device_id,
+                event=ev.state.value,
+                detector=ev.monitor,
+                statistic=ev.score,
+                threshold=ev.threshold,
+                seq=ev.seq,
+                model_id=self.model_id,
+                model_version=self.model_version,
+                active_alerts=self.drift.active(),
+                detail=ev.detail,
+            )
+            msg["monitor_kind"] = ev.kind.value
+            self._emit(MessageKind.DRIFT, msg)
+
+    def _apply_swap(self, swap: _Swap) -> None:
+        old = (self.model_id, self.model_version)
+        self._release_held(force=True)
+        self.engine = swap.engine
+        self.drift.set_training(self._training_stats(swap.engine.bundle))
+        self.counters.incr("bundle_reloads")
+        self.last_error = None
+        log.info("now serving %s %s (was %s %s; %s)", self.model_id, self.model_version, *old, swap.reason)
+        self._emit(MessageKind.STATUS, self.status_payload("online"))
+        if swap.command is not None:
+            self._emit(
+                MessageKind.COMMAND_RESPONSE,
+                command_response_message(
+                    device_id=self.device_id,
+                    command=swap.command,
+                    request_id=swap.request_id,
+                    ok=True,
+                    result={
+                        "model": {"id": self.model_id, "version": self.model_version},
+                        "previous_model": {"id": old[0], "version": old[1]},
+                        "path": str(swap.engine.bundle.path),
+                    },
+                ),
+                swap.command,
+            )
+
+    # captures ------------------------------------------------------------------------------------------
+    def _start_capture(self, order: _Capture) -> None:
+        if self._capture is not None:
+            self._respond_error(order.command, order.request_id, "another capture is in progress")
+            return
+        code = CommandCode.REQUEST_DARK if order.kind is ReferenceKind.DARK else CommandCode.REQUEST_REFERENCE
+        self._capture = order
+        if not self._send_device(Command(self._next_command_id(), code)):
+            self._capture = None
+            self._respond_error(order.command, order.request_id, "the serial port is not available")
+
+    def _check_capture_deadline(self) -> None:
+        cap = self._capture
+        if cap is not None and time.monotonic() > cap.deadline_s:
+            self._capture = None
+            self._respond_error(
+                cap.command,
+                cap.request_id,
+                f"expected {cap.needed} {cap.kind.value} frame(s) from the device, got {len(cap.collected)} "
+                "before the timeout; references unchanged",
+            )
+
+    def _fail_capture_on_nack(self, nack: Nack) -> None:
+        cap = self._capture
+        if cap is None or nack.code not in (CommandCode.REQUEST_DARK, CommandCode.REQUEST_REFERENCE):
+            return
+        self._capture = None
+        self._respond_error(cap.command, cap.request_id, f"device refused: {nack.reason.name} {nack.detail}".strip())
+
+    def _respond_error(self, command: str, request_id: str | None, error: str) -> None:
+        self.counters.incr("command_errors")
+        self._emit(
+            MessageKind.COMMAND_RESPONSE,
+            command_response_message(
+                device_id=self.device_id, command=command, request_id=request_id, ok=False, error=error
+            ),
+            command,
+        )
+
+    # ---------------------------------------------------------------------------------------- publisher
+    def _publisher_loop(self) -> None:
+        while True:
+            out = self.messages.get(0.5)
+            if out is None:
+                if self.messages.closed:
+                    break
+                continue
+            try:
+                self.link.publish(out.kind, out.message, command=out.command)
+                self.counters.incr(f"messages_{out.kind.value}")
+            except EdgeError as exc:
+                self.counters.incr("messages_failed")
+                log.error("message %s could not be stored or sent: %s", out.kind.value, exc)
+
+    # ---------------------------------------------------------------------------------------- housekeeping
+    def on_command(self, name: str, payload: bytes) -> None:
+        """Validate a command message (paho's thread: parse, then hand over) or answer why it is refused."""
+        from edge.commands import CommandParser
+
+        if self._parser is None:
+            self._parser = CommandParser(self.config.commands, device_id=self.device_id)
+        try:
+            command = self._parser.parse(name, payload)
+        except EdgeError as exc:
+            self.counters.incr("commands_refused")
+            log.warning("command %s refused: %s", name, exc)
+            self._respond_error(name, CommandParser.peek_request_id(payload), str(exc))
+            return
+        self.submit_command(command)
+
+    def submit_command(self, command: Any) -> None:
+        """Queue a validated :class:`edge.commands.RemoteCommand` (called from the MQTT client's thread)."""
+        if not self.commands.put(command):
+            self.counters.incr("commands_dropped")
+
+    def request_reload(self, path: Path | None = None, *, request_id: str | None = None) -> None:
+        """Ask for a verified reload of ``path`` (default: the configured bundle) as if by command."""
+        from edge.commands import CommandName, ReloadBundleArgs, RemoteCommand
+
+        self.submit_command(
+            RemoteCommand(CommandName.RELOAD_BUNDLE, ReloadBundleArgs(path), request_id, False, None)
+        )
+
+    def _housekeeping_loop(self) -> None:
+        period = float(self.config.metrics.period_s)
+        watch_every = float(self.config.bundle.watch_interval_s)
+        next_metrics = time.monotonic() + period
+        next_watch = time.monotonic() + watch_every
+        last_metrics = time.monotonic()
+        while not self._stop_housekeeping.is_set():
+            cmd = self.commands.get(0.1)
+            if cmd is not None:
+                self._execute(cmd)
+            now = time.monotonic()
+            silent = self.device_status is None and now - self._started_mono > HELLO_AFTER_S
+            if silent and now - self._last_hello > REQUEST_INTERVAL_S:
+                self._last_hello = now
+                self._send_device(Hello(nonce=int(self.clock()) & 0xFFFFFFFF))
+            if self.config.bundle.watch and now >= next_watch:
+                next_watch = now + watch_every
+                self._watch_bundle()
+            if now >= next_metrics:
+                self._emit(MessageKind.METRICS, self.metrics_payload(now - last_metrics))
+                last_metrics = now
+                next_metrics = now + period
+        self._emit(MessageKind.METRICS, self.metrics_payload(time.monotonic() - last_metrics))
+
+    def _watch_bundle(self) -> None:
+        path = Path(self.config.bundle.path)
+        stamp = _file_stamp(path)
+        if stamp is None or stamp == self._bundle_stamp or stamp == self._failed_stamp:
+            self._seen_stamp = stamp
+            return
+        if stamp != self._seen_stamp:  # changed since the last look: wait until it is stable (being written)
+            self._seen_stamp = stamp
+            return
+        self._reload(path, request_id=None, command=None, reason="bundle file changed", stamp=stamp)
+
+    def _execute(self, cmd: Any) -> None:
+        from edge.commands import CommandName
+
+        name = cmd.name.value if hasattr(cmd.name, "value") else str(cmd.name)
+        self.counters.incr(f"commands_{name}")
+        log.info("command %s (request %s)", name, cmd.request_id)
+        if cmd.name is CommandName.RELOAD_BUNDLE:
+            path = cmd.args.path if cmd.args.path is not None else Path(self.config.bundle.path)
+            self._reload(Path(path), request_id=cmd.request_id, command=name, reason=f"command {name}")
+        elif cmd.name in (CommandName.CAPTURE_DARK, CommandName.CAPTURE_REFERENCE):
+            kind = ReferenceKind.DARK if cmd.name is CommandName.CAPTURE_DARK else ReferenceKind.WHITE
+            n = int(cmd.args.average_frames)
+            order = _Capture(
+                kind, n, cmd.request_id, name, time.monotonic() + CAPTURE_TIMEOUT_S + CAPTURE_TIMEOUT_PER_FRAME_S * n
+            )
+            if not self._to_inference.put(order):
+                self._respond_error(name, cmd.request_id, "too many commands pending")
+        elif cmd.name is CommandName.SET_INTEGRATION_TIME:
+            value = int(cmd.args.integration_time_us)
+            ok = self._send_device(Command(self._next_command_id(), CommandCode.SET_INTEGRATION_TIME, value))
+            if ok:
+                self._emit(
+                    MessageKind.COMMAND_RESPONSE,
+                    command_response_message(
+                        device_id=self.device_id,
+                        command=name,
+                        request_id=cmd.request_id,
+                        ok=True,
+                        result={
+                            "integration_time_us": value,
+                            "note": "references taken at another integration time now flag predictions "
+                            "stale_reference until new ones are captured",
+                        },
+                    ),
+                    name,
+                )
+            else:
+                self._respond_error(name, cmd.request_id, "the serial port is not available")
+        else:  # pragma: no cover - the parser only yields known commands
+            self._respond_error(name, cmd.request_id, f"unknown command {name}")
+
+    def _reload(
+        self,
+        path: Path,
+        *,
+        request_id: str | None,
+        command: str | None,
+        reason: str,
+        stamp: tuple[int, int] | None = None,
+    ) -> None:
+        """Load, verify and self-test ``path`` off the inference thread; swap it in or report why not."""
+        stamp = stamp if stamp is not None else _file_stamp(path)
+        t0 = time.monotonic()
+        try:
+            bundle = self._load_bundle(path)
+            engine = InferenceEngine(bundle, reference_policy=self.reference_policy, clock=self.clock)
+            self._check_device_fit(bundle)
+        except Exception as exc:  # noqa: BLE001 - a bundle file is untrusted data: whatever it does, keep serving
+            if not isinstance(exc, (EdgeError, OSError, ValueError)):
+                log.exception("unexpected error while loading %s", path)
+            self.counters.incr("bundle_reload_failures")
+            if path == Path(self.config.bundle.path):
+                self._failed_stamp = stamp
+            error = f"bundle {path.name} refused, still serving {self.model_id} {self.model_version}: {exc}"
+            self.last_error = error
+            log.error("%s", error)
+            self._emit(MessageKind.STATUS, self.status_payload("online"))  # carries last_error
+            if command is not None:
+                self._respond_error(command, request_id, error)
+            return
+        if path == Path(self.config.bundle.path):
+            self._bundle_stamp = stamp
+            self._failed_stamp = None
+        log.info("bundle %s verified and self-tested in %.2f s", path, time.monotonic() - t0)
+        self._swaps.put(_Swap(engine, request_id, command, reason), droppable=False)
+
+    def _check_device_fit(self, bundle: "Bundle") -> None:
+        """Refuse a bundle whose input contract the connected device cannot meet (known pixel count/axis)."""
+        status = self.device_status
+        if status is None:
+            return
+        try:
+            bundle.input_contract.check(status.pixel_count, wavelengths=self.wavelengths_nm)
+        except EdgeError as exc:
+            raise BundleError(f"the connected device does not fit this bundle: {exc}") from exc
+
+    # ---------------------------------------------------------------------------------------- metrics
+    def metrics_payload(self, period_s: float) -> dict[str, Any]:
+        """The ``.../metrics`` payload: counters, gauges and latency percentiles (milliseconds)."""
+        counters = self.counters.snapshot()
+        counters["frames_dropped_queue_full"] = self.frames.dropped
+        try:
+            ts = self.transport.stats
+            counters.update(
+                {
+                    "serial_outages": ts.outages,
+                    "serial_reconnects": ts.reconnects,
+                    "serial_bytes_read": ts.bytes_read,
+                    "serial_frames_read": ts.frames_read,
+                }
+            )
+            dec = ts.decoder
+            for field_ in dataclasses.fields(dec):
+                value = getattr(dec, field_.name)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    counters[f"decoder_{field_.name}"] = value
+        except AttributeError:  # pragma: no cover - a transport without stats
+            pass
+        gauges: dict[str, float] = {
+            "frames_queue": float(len(self.frames)),
+            "frames_queue_high_water": float(self.frames.high_water),
+            "messages_queue": float(len(self.messages)),
+            "uptime_s": round(self.clock() - self.started_unix_s, 3),
+        }
+        for name, value in self.link.stats().items():
+            if isinstance(value, (bool, int, float)) and math.isfinite(float(value)):
+                gauges[name] = float(value)
+        now = self.clock()
+        for kind, ref in ((ReferenceKind.DARK, self.refs.dark), (ReferenceKind.WHITE, self.refs.reference)):
+            if ref is not None:
+                gauges[f"{kind.value}_age_s"] = round(now - ref.captured_at_s, 3)
+        for name, snap in self.drift.snapshot().items():
+            gauges[f"drift_{name}"] = float(snap["score"])  # type: ignore[arg-type]
+        lat = self.latency.summary()
+        comp = self.compute.summary()
+        latency_ms = {
+            "count": float(lat["count"]),
+            "p50": lat["p50_us"] / 1000.0,
+            "p95": lat["p95_us"] / 1000.0,
+            "p99": lat["p99_us"] / 1000.0,
+            "max": lat["max_us"] / 1000.0,
+            "compute_p50": comp["p50_us"] / 1000.0,
+            "compute_p99": comp["p99_us"] / 1000.0,
+        }
+        msg = metrics_message(
+            device_id=self.device_id, period_s=max(0.0, period_s), counters=counters, gauges=gauges,
+            latency_ms=latency_ms,
+        )
+        msg["drift_active"] = self.drift.active()
+        return msg
+
+
+def _software_version() -> str | None:
+    try:
+        from importlib import metadata
+
+        return metadata.version("spectrolite")
+    except Exception:  # noqa: BLE001 - not installed as a distribution (a checkout)
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- the MQTT link
+class MqttLink:
+    """:class:`Link` over the durable :class:`edge.outbox.Outbox` and :class:`edge.mqtt.MqttPublisher`.
+
+    Parameters
+    ----------
+    config : EdgeConfig
+        Uses ``outbox`` and ``mqtt`` (through the publisher).
+    on_command : callable(name, payload)
+        Called on paho's network thread for every command message.
+    """
+
+    def __init__(self, config: "EdgeConfig", on_command: Callable[[str, bytes], None]) -> None:
+        from edge.mqtt import MqttPublisher
+        from edge.outbox import Outbox
+
+        self.outbox = Outbox.from_config(config.outbox)
+        try:
+            self.publisher = MqttPublisher(config, self.outbox, on_command=on_command)
+        except BaseException:
+            self.outbox.close()
+            raise
+        if len(self.outbox):
+            log.info("outbox holds %d message(s) from a previous run; they are sent first", len(self.outbox))
+
+    def start(self) -> None:
+        self.publisher.start()
+
+    def publish(self, kind: MessageKind, message: dict[str, Any], *, command: str | None = None) -> None:
+        self.publisher.publish_message(kind, message, command=command)
+
+    def stop(self, flush_timeout_s: float) -> None:
+        try:
+            self.publisher.stop(flush_timeout_s)
+        finally:
+            self.outbox.close()
+
+    def stats(self) -> Mapping[str, Any]:
+        out: dict[str, Any] = {f"mqtt_{k}": v for k, v in dataclasses.asdict(self.publisher.stats()).items()}
+        try:
+            ob = self.outbox.stats()
+        except EdgeError:  # pragma: no cover - a closed or broken outbox
+            return out
+        out.update({f"outbox_{k}": v for k, v in dataclasses.asdict(ob).items()})
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+def run_daemon(
+    config: "EdgeConfig",
+    stop_event: threading.Event | None = None,
+    *,
+    forward_annotations: bool = False,
+) -> int:
+    """Run the daemon until SIGTERM/SIGINT or ``stop_event``; return the process exit code.
+
+    Parameters
+    ----------
+    config : EdgeConfig
+        Validated configuration (:func:`edge.config.load_config`).
+    stop_event : threading.Event, optional
+        Set it to stop the daemon (when run in a thread; signals are only handled in the main thread).
+    forward_annotations : bool
+        Forward the simulator's ANNOTATION values as ``reference`` in prediction messages.
+
+    Returns
+    -------
+    int
+        0 after a clean stop, 2 when the bundle cannot be loaded or a thread died.
+    """
+    from edge.bundle import load_bundle
+    from firmware_bridge.transport import SerialTransport
+
+    stop = stop_event or threading.Event()
+    try:
+        bundle = load_bundle(
+            config.bundle.path,
+            public_key=config.bundle.public_key_path,
+            self_test=config.bundle.self_test,
+            num_threads=config.runtime.num_threads,
+        )
+    except (EdgeError, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    log.info("loaded %s", bundle.path)
+    transport = SerialTransport(
+        config.serial.port_url,
+        baudrate=config.serial.baudrate,
+        read_timeout_s=config.serial.read_timeout_s,
+        reconnect_backoff_s=(
+            max(1e-3, config.serial.reconnect_min_delay_s),
+            max(1e-3, config.serial.reconnect_max_delay_s),
+        ),
+    )
+    holder: list[Daemon] = []
+
+    def on_command(name: str, payload: bytes) -> None:
+        if holder:
+            holder[0].on_command(name, payload)
+
+    try:
+        link = MqttLink(config, on_command)
+    except (EdgeError, OSError) as exc:
+        transport.close()
+        log.error("cannot start: %s", exc)
+        return 2
+    daemon = Daemon(config, bundle, transport, link, forward_annotations=forward_annotations)
+    holder.append(daemon)
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda signum, _frame: stop.set())
+    try:
+        daemon.start()
+        while not stop.wait(0.5):
+            if daemon.failed:
+                break
+    finally:
+        log.info("stopping")
+        daemon.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 2 if daemon.failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m edge.daemon --config FILE [--forward-annotations]``: the daemon with test-bench options."""
+    parser = argparse.ArgumentParser(prog="python -m edge.daemon", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="edge TOML config")
+    parser.add_argument(
+        "--forward-annotations", action="store_true", help="forward simulator ANNOTATION values as 'reference'"
+    )
+    args = parser.parse_args(argv)
+    from edge.config import load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"edge.daemon: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=getattr(logging, config.log_level, logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return run_daemon(config, forward_annotations=args.forward_annotations)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,666 @@
+"""Drift detection: EWMA and CUSUM statistics with hysteresis over OOD scores, predictions and instrument health.
+
+Everything here is pure: plain floats and arrays in, frozen :class:`DriftEvent` values out, no clock and no I/O
+(the daemon supplies sequence numbers and publishes the events).
+
+How it works
+------------
+- :class:`EwmaDetector` (OOD statistics, instrument health): an exponentially weighted moving average
+  ``m_k = (1 - a) m_{k-1} + a x_k`` becomes a score ``s = (m - center) / scale`` (its absolute value when
+  two-sided).  The alert is *raised* once ``s > raise_above`` for ``min_raise_samples`` consecutive samples and
+  *cleared* once ``s < clear_below`` for ``min_clear_samples`` consecutive samples.
+- :class:`CusumDetector` (predictions): a two-sided CUSUM on standardised values ``z = (x - mean) / std`` with
+  slack ``k``: ``S+ = max(0, S+ + z - k)``, ``S- = max(0, S- - z - k)``; raised when ``max(S+, S-) > h``,
+  cleared when it falls below ``clear_below`` (default ``h / 2``).  The sums are capped at ``cap`` (default
+  ``2 h``) so that the end of a long drift is noticed within ``(cap - clear_below) / k`` samples.
+
+The gap between the raise and clear thresholds, the minimum durations and a warm-up (no alert before
+``warmup_samples``) are the hysteresis that keeps an alert from flapping.  EWMA suits the OOD ratios (one
+number of state, a score in the units of the input: a ratio to a limit); CUSUM is the classic detector of a small
+persistent shift of a mean, which is what a drifting prediction looks like.
+
+What :class:`DriftMonitor` watches
+----------------------------------
+- ``ood_t2`` / ``ood_q``: Hotelling T2 and Q (SPE) divided by the bundle's limits.  In distribution both ratios
+  average well below 1 (the limits are upper quantiles), so the EWMA of the ratio crossing 1 means that the
+  typical spectrum now sits beyond the limit: a new interferent, a baseline change, a different product.
+- ``prediction:<target>``: CUSUM of the prediction's z-score against the training targets' mean and standard
+  deviation (when the bundle records them).
+- ``dark_level``: mean dark / full scale, against a maximum fraction (light leak, detector warming).
+- ``reference_intensity``: minimum fraction / (mean white reference / full scale): above 1 when the lamp or the
+  optics lost too much light.
+- ``detector_temp``: detector temperature minus its maximum, degrees Celsius.
+
+>>> det = EwmaDetector("demo", EwmaConfig(alpha=1.0, raise_above=1.0, clear_below=0.5,
+...                                        min_raise_samples=2, min_clear_samples=2))
+>>> [e.state.value for v in (0.2, 1.5, 1.6, 1.7, 0.1, 0.1) if (e := det.update(v, seq=0)) is not None]
+['raised', 'cleared']
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field, replace
+from typing import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.errors import ConfigError
+
+__all__ = [
+    "DriftState",
+    "DriftKind",
+    "EwmaConfig",
+    "DriftEvent",
+    "DetectorState",
+    "ewma_step",
+    "EwmaDetector",
+    "CusumConfig",
+    "CusumState",
+    "cusum_step",
+    "CusumDetector",
+    "DriftConfig",
+    "DriftMonitor",
+    "TrainingStats",
+    "training_stats_from_manifest",
+]
+
+
+class DriftState(str, enum.Enum):
+    """State a drift alert moves to; the value is what goes into the JSON message."""
+
+    RAISED = "raised"
+    CLEARED = "cleared"
+
+
+class DriftKind(str, enum.Enum):
+    """What a monitor watches: the model's inputs/outputs or the instrument itself."""
+
+    MODEL = "model"
+    INSTRUMENT = "instrument"
+
+
+@dataclass(frozen=True)
+class EwmaConfig:
+    """Parameters of one EWMA detector with hysteresis.
+
+    Parameters
+    ----------
+    alpha : float
+        Weight of the newest sample in the moving average, in (0, 1]; the time constant is about ``1/alpha``
+        samples.
+    raise_above : float
+        Score above which (for ``min_raise_samples`` consecutive samples) the alert is raised.
+    clear_below : float
+        Score below which (for ``min_clear_samples`` consecutive samples) a raised alert is cleared; must be
+        ``<= raise_above``.
+    min_raise_samples, min_clear_samples : int
+        Minimum durations, in samples (>= 1).
+    center, scale : float
+        The score is ``(ewma - center) / scale``; ``scale > 0``.
+    two_sided : bool
+        Use the absolute value of the score (deviation either way is drift).
+    warmup_samples : int
+        No alert is raised before this many samples have been seen.
+    """
+
+    alpha: float = 0.1
+    raise_above: float = 1.0
+    clear_below: float = 0.7
+    min_raise_samples: int = 10
+    min_clear_samples: int = 20
+    center: float = 0.0
+    scale: float = 1.0
+    two_sided: bool = False
+    warmup_samples: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.alpha <= 1.0:
+            raise ConfigError(f"expected drift alpha in (0, 1], got {self.alpha}")
+        if not self.clear_below <= self.raise_above:
+            raise ConfigError(
+                f"expected drift clear_below <= raise_above, got clear_below={self.clear_below} "
+                f"and raise_above={self.raise_above}"
+            )
+        if self.min_raise_samples < 1 or self.min_clear_samples < 1:
+            raise ConfigError(
+                f"expected drift min_raise_samples and min_clear_samples >= 1, got "
+                f"{self.min_raise_samples} and {self.min_clear_samples}"
+            )
+        if not (self.scale > 0.0 and math.isfinite(self.scale)):
+            raise ConfigError(f"expected a finite drift scale > 0, got {self.scale}")
+        if self.warmup_samples < 0:
+            raise ConfigError(f"expected drift warmup_samples >= 0, got {self.warmup_samples}")
+
+
+@dataclass(frozen=True)
+class DriftEvent:
+    """A drift alert being raised or cleared.
+
+    Parameters
+    ----------
+    monitor : str
+        Name of the monitor (``ood_t2``, ``ood_q``, ``prediction:<target>``, ``dark_level``,
+        ``reference_intensity``, ``detector_temp``).
+    kind : DriftKind
+        Model or instrument.
+    state : DriftState
+        Raised or cleared.
+    seq : int
+        Sequence number of the frame whose sample completed the transition.
+    score : float
+        The detector's score at the transition (dimensionless; see :class:`EwmaConfig`).
+    threshold : float
+        The threshold that was crossed (``raise_above`` when raised, ``clear_below`` when cleared).
+    samples : int
+        Number of consecutive samples beyond the threshold that completed the transition.
+    detail : str
+        One human-readable sentence.
+    """
+
+    monitor: str
+    kind: DriftKind
+    state: DriftState
+    seq: int
+    score: float
+    threshold: float
+    samples: int
+    detail: str
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-ready dict of the event."""
+        return {
+            "monitor": self.monitor,
+            "kind": self.kind.value,
+            "state": self.state.value,
+            "seq": self.seq,
+            "score": self.score,
+            "threshold": self.threshold,
+            "samples": self.samples,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class DetectorState:
+    """State of one EWMA detector between samples: the average, whether raised, and the current run length."""
+
+    ewma: float | None = None
+    raised: bool = False
+    run_length: int = 0
+    n_samples: int = 0
+
+    def score(self, config: EwmaConfig) -> float | None:
+        """Current score, or ``None`` before the first sample."""
+        if self.ewma is None:
+            return None
+        s = (self.ewma - config.center) / config.scale
+        return abs(s) if config.two_sided else s
+
+
+def ewma_step(config: EwmaConfig, state: DetectorState, value: float) -> tuple[DetectorState, DriftState | None]:
+    """Advance a detector by one sample.
+
+    Parameters
+    ----------
+    config : EwmaConfig
+        Detector parameters.
+    state : DetectorState
+        State before the sample.
+    value : float
+        New sample; a non-finite value is ignored (state returned unchanged).
+
+    Returns
+    -------
+    state : DetectorState
+        State after the sample.
+    transition : DriftState or None
+        ``RAISED`` or ``CLEARED`` when this sample completed a transition, else ``None``.
+    """
+    if not math.isfinite(value):
+        return state, None
+    ewma = value if state.ewma is None else (1.0 - config.alpha) * state.ewma + config.alpha * value
+    new = replace(state, ewma=ewma, n_samples=state.n_samples + 1)
+    score = new.score(config)
+    assert score is not None
+    return _hysteresis(new, score, config.raise_above, config.clear_below, config.min_raise_samples,
+                       config.min_clear_samples, config.warmup_samples)
+
+
+def _hysteresis(
+    new: DetectorState, score: float, raise_above: float, clear_below: float, min_raise: int, min_clear: int,
+    warmup: int,
+) -> tuple[DetectorState, DriftState | None]:
+    """Shared raise/clear state machine of both detectors (``new`` already holds the updated statistic)."""
+    if not new.raised:
+        run = new.run_length + 1 if score > raise_above and new.n_samples > warmup else 0
+        if run >= min_raise:
+            return replace(new, raised=True, run_length=0), DriftState.RAISED
+        return replace(new, run_length=run), None
+    run = new.run_length + 1 if score < clear_below else 0
+    if run >= min_clear:
+        return replace(new, raised=False, run_length=0), DriftState.CLEARED
+    return replace(new, run_length=run), None
+
+
+class _Detector:
+    """Common part of the named detectors: state, events, reset."""
+
+    name: str
+    kind: DriftKind
+    description: str
+    state: DetectorState
+
+    @property
+    def raised(self) -> bool:
+        """Whether the alert is currently raised."""
+        return self.state.raised
+
+    def score(self) -> float | None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _thresholds(self) -> tuple[float, float, int, int]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _event(self, transition: DriftState, seq: int) -> DriftEvent:
+        score = self.score()
+        assert score is not None
+        raise_above, clear_below, min_raise, min_clear = self._thresholds()
+        if transition is DriftState.RAISED:
+            threshold, samples, verb = raise_above, min_raise, "above"
+        else:
+            threshold, samples, verb = clear_below, min_clear, "below"
+        detail = f"{self.name}: {self.description} {score:.3g} {verb} {threshold:.3g} for {samples} samples"
+        return DriftEvent(self.name, self.kind, transition, int(seq), float(score), float(threshold), samples, detail)
+
+    def reset(self) -> None:
+        """Forget the history (a new model or a new baseline); a raised alert is dropped silently."""
+        self.state = DetectorState()
+
+
+class EwmaDetector(_Detector):
+    """A named EWMA detector with hysteresis that turns samples into :class:`DriftEvent` values.
+
+    Parameters
+    ----------
+    name : str
+        Monitor name carried by its events.
+    config : EwmaConfig
+        Parameters.
+    kind : DriftKind
+        Model or instrument.
+    description : str
+        What the score means, used in the events' ``detail``.
+    """
+
+    def __init__(
+        self, name: str, config: EwmaConfig, *, kind: DriftKind = DriftKind.MODEL, description: str = "score"
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.kind = kind
+        self.description = description
+        self.state = DetectorState()
+
+    def score(self) -> float | None:
+        """Current score (``None`` before the first sample)."""
+        return self.state.score(self.config)
+
+    def _thresholds(self) -> tuple[float, float, int, int]:
+        c = self.config
+        return c.raise_above, c.clear_below, c.min_raise_samples, c.min_clear_samples
+
+    def update(self, value: float, *, seq: int) -> DriftEvent | None:
+        """Feed one sample; return the event when it completed a transition."""
+        self.state, transition = ewma_step(self.config, self.state, float(value))
+        return None if transition is None else self._event(transition, seq)
+
+
+@dataclass(frozen=True)
+class CusumConfig:
+    """Parameters of a two-sided CUSUM on standardised values.
+
+    Parameters
+    ----------
+    mean, std : float
+        In-control mean and standard deviation of the input (``std > 0``).
+    k_sigma : float
+        Slack per sample, in standard deviations (typically half the shift to detect).
+    h_sigma : float
+        Decision threshold, in standard deviations.
+    clear_below : float or None
+        The alert clears once the larger sum falls below this (default ``h_sigma / 2``).
+    cap : float or None
+        Upper bound of each sum (default ``2 * h_sigma``).
+    min_clear_samples : int
+        Consecutive samples below ``clear_below`` needed to clear.
+    warmup_samples : int
+        No alert is raised before this many samples.
+    """
+
+    mean: float = 0.0
+    std: float = 1.0
+    k_sigma: float = 0.5
+    h_sigma: float = 8.0
+    clear_below: float | None = None
+    cap: float | None = None
+    min_clear_samples: int = 5
+    warmup_samples: int = 0
+
+    def __post_init__(self) -> None:
+        if not (self.std > 0.0 and math.isfinite(self.std) and math.isfinite(self.mean)):
+            raise ConfigError(f"expected a finite CUSUM mean and std > 0, got mean={self.mean}, std={self.std}")
+        if self.k_sigma < 0.0 or not self.h_sigma > 0.0:
+            raise ConfigError(f"expected CUSUM k_sigma >= 0 and h_sigma > 0, got {self.k_sigma} and {self.h_sigma}")
+        if self.clear_below is not None and not 0.0 <= self.clear_below <= self.h_sigma:
+            raise ConfigError(f"expected CUSUM clear_below in [0, h_sigma={self.h_sigma}], got {self.clear_below}")
+        if self.cap is not None and self.cap < self.h_sigma:
+            raise ConfigError(f"expected CUSUM cap >= h_sigma={self.h_sigma}, got {self.cap}")
+        if self.min_clear_samples < 1 or self.warmup_samples < 0:
+            raise ConfigError(
+                f"expected CUSUM min_clear_samples >= 1 and warmup_samples >= 0, got {self.min_clear_samples} "
+                f"and {self.warmup_samples}"
+            )
+
+    @property
+    def clear_threshold(self) -> float:
+        """Effective clear threshold."""
+        return self.h_sigma / 2.0 if self.clear_below is None else self.clear_below
+
+    @property
+    def cap_value(self) -> float:
+        """Effective cap of the sums."""
+        return 2.0 * self.h_sigma if self.cap is None else self.cap
+
+
+@dataclass(frozen=True)
+class CusumState:
+    """Upper and lower cumulative sums (in standard deviations) plus the shared hysteresis state."""
+
+    upper: float = 0.0
+    lower: float = 0.0
+    base: DetectorState = field(default_factory=DetectorState)
+
+
+def cusum_step(config: CusumConfig, state: CusumState, value: float) -> tuple[CusumState, DriftState | None]:
+    """Advance a two-sided CUSUM by one sample (non-finite samples are ignored); see :func:`ewma_step`."""
+    if not math.isfinite(value):
+        return state, None
+    z = (value - config.mean) / config.std
+    cap = config.cap_value
+    upper = min(cap, max(0.0, state.upper + z - config.k_sigma))
+    lower = min(cap, max(0.0, state.lower - z - config.k_sigma))
+    score = max(upper, lower)
+    base = replace(state.base, ewma=score, n_samples=state.base.n_samples + 1)
+    base, transition = _hysteresis(
+        base, score, config.h_sigma, config.clear_threshold, 1, config.min_clear_samples, config.warmup_samples
+    )
+    return CusumState(upper, lower, base), transition
+
+
+class CusumDetector(_Detector):
+    """A named two-sided CUSUM detector with hysteresis (see :class:`CusumConfig`)."""
+
+    def __init__(
+        self, name: str, config: CusumConfig, *, kind: DriftKind = DriftKind.MODEL, description: str = "CUSUM"
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.kind = kind
+        self.description = description
+        self._cusum = CusumState()
+        self.state = self._cusum.base
+
+    def score(self) -> float | None:
+        """Larger of the two sums, in standard deviations (``None`` before the first sample)."""
+        return self.state.ewma
+
+    def _thresholds(self) -> tuple[float, float, int, int]:
+        c = self.config
+        return c.h_sigma, c.clear_threshold, 1, c.min_clear_samples
+
+    def update(self, value: float, *, seq: int) -> DriftEvent | None:
+        """Feed one sample; return the event when it completed a transition."""
+        self._cusum, transition = cusum_step(self.config, self._cusum, float(value))
+        self.state = self._cusum.base
+        return None if transition is None else self._event(transition, seq)
+
+    def reset(self) -> None:
+        """Forget the sums and the alert."""
+        self._cusum = CusumState()
+        self.state = self._cusum.base
+
+
+@dataclass(frozen=True)
+class TrainingStats:
+    """Distribution of the training targets: per-target mean and standard deviation, in the targets' units."""
+
+    names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not len(self.names) == len(self.mean) == len(self.std):
+            raise ConfigError(
+                f"expected as many target means and stds as names ({len(self.names)}), "
+                f"got {len(self.mean)} and {len(self.std)}"
+            )
+
+
+def _first(mapping: Mapping[str, object], *keys: str) -> object | None:
+    for key in keys:
+        if key in mapping and mapping[key] is not None:
+            return mapping[key]
+    return None
+
+
+def training_stats_from_manifest(manifest: Mapping[str, object]) -> TrainingStats | None:
+    """Training-target statistics recorded in a bundle manifest, or ``None`` when it has none.
+
+    Looks for ``y_mean``/``y_std`` (or ``target_mean``/``target_std``) at the top level or under ``training``,
+    ``train`` or ``metrics``, and target names under ``targets`` (list of names or of ``{"name": ...}``) or
+    ``target_names``.
+    """
+    places: list[Mapping[str, object]] = [manifest]
+    for key in ("training", "train", "metrics", "training_stats"):
+        sub = manifest.get(key)
+        if isinstance(sub, Mapping):
+            places.append(sub)
+    mean = std = None
+    for place in places:
+        mean = _first(place, "y_mean", "target_mean", "targets_mean")
+        std = _first(place, "y_std", "target_std", "targets_std")
+        if mean is not None and std is not None:
+            break
+    if mean is None or std is None:
+        return None
+    try:
+        mean_a = np.atleast_1d(np.asarray(mean, dtype=np.float64))
+        std_a = np.atleast_1d(np.asarray(std, dtype=np.float64))
+    except (TypeError, ValueError):
+        return None
+    names_obj = _first(manifest, "targets", "target_names")
+    names: list[str] = []
+    if isinstance(names_obj, Sequence) and not isinstance(names_obj, str):
+        for item in names_obj:
+            if isinstance(item, Mapping):
+                names.append(str(item.get("name", f"y{len(names)}")))
+            else:
+                names.append(str(item))
+    if len(names) != mean_a.size:
+        names = [f"y{i}" for i in range(mean_a.size)]
+    if mean_a.size != std_a.size:
+        return None
+    return TrainingStats(tuple(names), tuple(float(v) for v in mean_a), tuple(float(v) for v in std_a))
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """Detectors of a :class:`DriftMonitor`; defaults suit a stream of a few to a few hundred spectra per second.
+
+    Parameters
+    ----------
+    ood : EwmaConfig
+        For T2 / limit and Q / limit (one detector each).
+    prediction : CusumConfig
+        For each target (``mean``/``std`` are replaced by the training statistics of that target).
+    dark_max_fraction : float or None
+        Alert when the mean dark exceeds this fraction of the detector's full scale (``None``: not watched).
+    reference_min_fraction : float or None
+        Alert when the mean white reference falls below this fraction of full scale.
+    detector_temp_max_c : float or None
+        Alert when the detector temperature exceeds this, degrees Celsius.
+    instrument_clear_fraction : float
+        Instrument alerts clear at this fraction of their threshold's ratio (hysteresis), e.g. 0.8: a dark alert
+        raised above 20 % of full scale clears below 16 %.
+    detector_temp_clear_c : float
+        The temperature alert clears this many degrees below the maximum.
+    detector_temp_alpha : float
+        EWMA weight of one temperature reading.
+    detector_temp_min_samples : int
+        Consecutive readings needed to raise or clear the temperature alert.
+    """
+
+    ood: EwmaConfig = field(default_factory=lambda: EwmaConfig(0.05, 1.0, 0.8, 10, 20, warmup_samples=50))
+    prediction: CusumConfig = field(default_factory=lambda: CusumConfig(k_sigma=0.5, h_sigma=8.0, warmup_samples=50))
+    dark_max_fraction: float | None = 0.2
+    reference_min_fraction: float | None = 0.1
+    detector_temp_max_c: float | None = 60.0
+    instrument_clear_fraction: float = 0.8
+    detector_temp_clear_c: float = 2.0
+    detector_temp_alpha: float = 0.2
+    detector_temp_min_samples: int = 5
+    monitor_predictions: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.instrument_clear_fraction <= 1.0:
+            raise ConfigError(f"expected instrument_clear_fraction in (0, 1], got {self.instrument_clear_fraction}")
+
+
+class DriftMonitor:
+    """All the drift detectors of one daemon; feed it samples, get :class:`DriftEvent` lists back.
+
+    Parameters
+    ----------
+    config : DriftConfig
+        Detector parameters.
+    training : TrainingStats or None
+        Training-target statistics; without them predictions are not monitored.
+    """
+
+    def __init__(self, config: DriftConfig | None = None, *, training: TrainingStats | None = None) -> None:
+        self.config = c = config or DriftConfig()
+        self.t2 = EwmaDetector("ood_t2", c.ood, description="EWMA of T2/limit")
+        self.q = EwmaDetector("ood_q", c.ood, description="EWMA of Q/limit")
+        hyst = c.instrument_clear_fraction
+        self.dark = EwmaDetector(
+            "dark_level", EwmaConfig(1.0, 1.0, hyst, 1, 1), kind=DriftKind.INSTRUMENT,
+            description="dark level / maximum",
+        )
+        self.reference = EwmaDetector(
+            "reference_intensity", EwmaConfig(1.0, 1.0, hyst, 1, 1), kind=DriftKind.INSTRUMENT,
+            description="minimum / white reference level",
+        )
+        n = c.detector_temp_min_samples
+        self.temp = EwmaDetector(
+            "detector_temp", EwmaConfig(c.detector_temp_alpha, 0.0, -c.detector_temp_clear_c, n, n),
+            kind=DriftKind.INSTRUMENT, description="detector temperature above its maximum (degC)",
+        )
+        self.predictions: list[CusumDetector] = []
+        self.training: TrainingStats | None = None
+        self.set_training(training)
+
+    def set_training(self, training: TrainingStats | None) -> None:
+        """Start over on the model side for a new bundle (its training distribution and OOD limits)."""
+        self.t2.reset()
+        self.q.reset()
+        self.training = training
+        self.predictions = []
+        if training is None or not self.config.monitor_predictions:
+            return
+        for name, mu, sd in zip(training.names, training.mean, training.std):
+            if not (math.isfinite(mu) and math.isfinite(sd) and sd > 0.0):
+                continue
+            cfg = replace(self.config.prediction, mean=mu, std=sd)
+            self.predictions.append(
+                CusumDetector(f"prediction:{name}", cfg, description="CUSUM of the z-score (sigma)")
+            )
+
+    def observe_prediction(
+        self,
+        seq: int,
+        *,
+        t2_ratio: float | None = None,
+        q_ratio: float | None = None,
+        values: Sequence[float] | npt.NDArray[np.float64] | None = None,
+    ) -> list[DriftEvent]:
+        """Feed the OOD ratios (statistic / limit) and predicted values of one frame.
+
+        Parameters
+        ----------
+        seq : int
+            Frame sequence number.
+        t2_ratio, q_ratio : float or None
+            Hotelling T2 and Q divided by their limits (dimensionless); ``None`` when the bundle has no OOD model.
+        values : array_like, shape (n_targets,), or None
+            Predicted values in the targets' units.
+        """
+        events: list[DriftEvent] = []
+        for det, value in ((self.t2, t2_ratio), (self.q, q_ratio)):
+            if value is not None:
+                ev = det.update(float(value), seq=seq)
+                if ev is not None:
+                    events.append(ev)
+        if values is not None and self.predictions:
+            arr = np.asarray(values, dtype=np.float64).reshape(-1)
+            for pdet, v in zip(self.predictions, arr):
+                ev2 = pdet.update(float(v), seq=seq)
+                if ev2 is not None:
+                    events.append(ev2)
+        return events
+
+    def observe_dark(self, seq: int, counts: npt.ArrayLike, *, full_scale: float | None) -> list[DriftEvent]:
+        """Feed a dark spectrum (counts, shape (n_pixels,)); ``full_scale`` is the ADC maximum (``None``: unknown)."""
+        limit = self.config.dark_max_fraction
+        if limit is None or not full_scale or limit <= 0.0:
+            return []
+        level = float(np.mean(np.asarray(counts, dtype=np.float64))) / full_scale
+        ev = self.dark.update(level / limit, seq=seq)
+        return [ev] if ev is not None else []
+
+    def observe_reference(self, seq: int, counts: npt.ArrayLike, *, full_scale: float | None) -> list[DriftEvent]:
+        """Feed a white-reference spectrum (counts, shape (n_pixels,)); see :meth:`observe_dark`."""
+        limit = self.config.reference_min_fraction
+        if limit is None or not full_scale or limit <= 0.0:
+            return []
+        level = float(np.mean(np.asarray(counts, dtype=np.float64))) / full_scale
+        ev = self.reference.update(limit / max(level, 1e-12), seq=seq)
+        return [ev] if ev is not None else []
+
+    def observe_temperature(self, seq: int, temp_c: float) -> list[DriftEvent]:
+        """Feed one detector temperature reading, degrees Celsius (NaN = no sensor, ignored)."""
+        limit = self.config.detector_temp_max_c
+        if limit is None or not math.isfinite(temp_c):
+            return []
+        ev = self.temp.update(float(temp_c) - limit, seq=seq)
+        return [ev] if ev is not None else []
+
+    def detectors(self) -> list[_Detector]:
+        """Every detector, model side first."""
+        return [self.t2, self.q, *self.predictions, self.dark, self.reference, self.temp]
+
+    def active(self) -> list[str]:
+        """Names of the monitors whose alert is raised now."""
+        return [d.name for d in self.detectors() if d.raised]
+
+    def snapshot(self) -> dict[str, dict[str, object]]:
+        """Score and state of each detector that has seen a sample (for the metrics message)."""
+        out: dict[str, dict[str, object]] = {}
+        for det in self.detectors():
+            score = det.score()
+            if score is None:
+                continue
+            out[det.name] = {"score": round(float(score), 4), "raised": det.raised, "samples": det.state.n_samples}
+        return out

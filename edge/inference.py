@@ -1,0 +1,414 @@
+"""The daemon's inference stage as plain values: one spectrum frame and its references in, a prediction or a
+rejection out (preprocess, int8 quantise/invoke/dequantise, OOD T2/Q against the bundle's limits, interval).
+
+No threads, no queues and no I/O live here, so the stage is tested directly on a real bundle and reused by the
+benchmarks; :mod:`edge.daemon` wraps it in its inference thread.
+
+A frame is *rejected* (counted by the daemon, never predicted on) when it cannot be judged against the bundle's
+input contract: a pixel count other than the contract's, a wavelength axis outside it, non-finite counts, or
+missing references for a pipeline that starts from counts.  Everything else becomes a :class:`Prediction` whose
+quality flags say how far to trust it (saturated, stale reference, out of distribution, instrument fault).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.errors import InputContractError
+from edge.messages import OodStats, Quality, TargetValue, prediction_message
+from edge.references import ReferenceCheck, ReferencePolicy, ReferenceQuality, ReferenceSet
+from firmware_bridge.frames import Spectrum, SpectrumFlags
+
+if TYPE_CHECKING:
+    from edge.bundle import Bundle
+
+__all__ = [
+    "RejectReason",
+    "Prediction",
+    "Rejection",
+    "Outcome",
+    "InferenceEngine",
+    "bundle_targets",
+    "bundle_needs_references",
+]
+
+
+class RejectReason(str, enum.Enum):
+    """Why a spectrum was not predicted on; the value names the daemon's counter ``frames_rejected_<value>``."""
+
+    INPUT_CONTRACT = "input_contract"  #: pixel count or wavelength axis does not match the bundle
+    MISSING_REFERENCE = "missing_reference"  #: the pipeline needs a dark/white reference the daemon lacks
+    BAD_INPUT = "bad_input"  #: NaN/inf counts, or preprocessing could not handle the spectrum
+    MODEL_ERROR = "model_error"  #: the runtime refused the features (should not happen with a self-tested bundle)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One spectrum's prediction with everything the message carries.
+
+    Parameters
+    ----------
+    seq, timestamp_us : int
+        The frame's sequence number and device timestamp (microseconds).
+    names, units : tuple of str
+        Target names and units.
+    values : tuple of float
+        Predicted values, in ``units``.
+    lower, upper : tuple of float or None
+        Prediction interval bounds (``None`` when the bundle has no interval model).
+    interval_coverage : float or None
+        Nominal coverage of the interval.
+    ood : OodStats or None
+        T2, Q and their limits (``None`` without an OOD model).
+    flags : tuple of Quality
+        Every quality flag that applies (empty = ok).
+    reasons : tuple of str
+        Human-readable reasons for the flags.
+    compute_us : float
+        Time spent in this stage (preprocess to interval), microseconds.
+    model_id, model_version : str
+        Model that computed it.
+    """
+
+    seq: int
+    timestamp_us: int
+    names: tuple[str, ...]
+    units: tuple[str, ...]
+    values: tuple[float, ...]
+    lower: tuple[float, ...] | None
+    upper: tuple[float, ...] | None
+    interval_coverage: float | None
+    ood: OodStats | None
+    flags: tuple[Quality, ...]
+    reasons: tuple[str, ...]
+    compute_us: float
+    model_id: str
+    model_version: str
+
+    @property
+    def t2_ratio(self) -> float | None:
+        """T2 / its limit (``None`` without OOD model)."""
+        return None if self.ood is None else self.ood.t2 / self.ood.t2_limit
+
+    @property
+    def q_ratio(self) -> float | None:
+        """Q / its limit (``None`` without OOD model)."""
+        return None if self.ood is None else self.ood.q / self.ood.q_limit
+
+    def to_message(
+        self,
+        *,
+        device_id: str,
+        latency_ms: float,
+        reference: Sequence[float] | None = None,
+        time_unix_s: float | None = None,
+    ) -> dict[str, Any]:
+        """The ``.../prediction`` payload (built by :func:`edge.messages.prediction_message`).
+
+        ``reference`` (the simulator's known values, test benches only) is added as an extra field
+        ``reference``; ``reasons`` go into ``quality_reasons``.
+        """
+        targets = [
+            TargetValue(
+                name=n,
+                unit=u,
+                value=v,
+                lower=None if self.lower is None else self.lower[i],
+                upper=None if self.upper is None else self.upper[i],
+            )
+            for i, (n, u, v) in enumerate(zip(self.names, self.units, self.values))
+        ]
+        msg = prediction_message(
+            device_id=device_id,
+            seq=self.seq,
+            device_timestamp_us=self.timestamp_us,
+            model_id=self.model_id,
+            model_version=self.model_version,
+            targets=targets,
+            quality_flags=self.flags,
+            ood=self.ood,
+            interval_coverage=self.interval_coverage,
+            latency_ms=max(0.0, latency_ms),
+            time_unix_s=time_unix_s,
+        )
+        msg["quality_reasons"] = list(self.reasons)
+        msg["compute_us"] = round(self.compute_us, 1)
+        if reference is not None:
+            msg["reference"] = [float(v) if math.isfinite(v) else None for v in reference]
+        return msg
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A spectrum that was not predicted on, and why (``detail`` reads like "expected 650 channels, got 512")."""
+
+    seq: int
+    timestamp_us: int
+    reason: RejectReason
+    detail: str
+
+
+Outcome = Union[Prediction, Rejection]
+
+
+def bundle_needs_references(bundle: Any) -> bool:
+    """Whether a bundle's frames are raw counts (so the pipeline needs a dark and a white reference)."""
+    contract = getattr(bundle, "input_contract", None)
+    if contract is not None and hasattr(contract, "needs_references"):
+        return bool(contract.needs_references)
+    from edge.preprocess import CountsConversion
+
+    return any(isinstance(step, CountsConversion) for step in getattr(bundle.pipeline, "steps", ()))
+
+
+def _target_entry(item: Any, i: int) -> tuple[str, str]:
+    if isinstance(item, Mapping):
+        return str(item.get("name", f"y{i}")), str(item.get("unit", item.get("units", "")))
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        return str(item[0]), str(item[1])
+    name = getattr(item, "name", None)
+    if name is not None:
+        return str(name), str(getattr(item, "unit", getattr(item, "units", "")))
+    return str(item), ""
+
+
+def bundle_targets(bundle: Any, n_outputs: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Target names and units of a bundle (``bundle.targets``: names, ``{"name", "unit"}`` dicts or pairs).
+
+    Falls back to ``y0, y1, ...`` without units when the bundle does not say, so a message is always complete.
+    """
+    if getattr(bundle, "task", "regression") == "classification":
+        labels = tuple(str(x) for x in getattr(bundle, "class_labels", ()))
+        if len(labels) == n_outputs:
+            return labels, ("probability",) * n_outputs
+    raw = getattr(bundle, "targets", None)
+    if raw is None:
+        raw = bundle.manifest.get("targets") if isinstance(getattr(bundle, "manifest", None), Mapping) else None
+    if isinstance(raw, Mapping):  # {"names": [...], "units": [...]}
+        names_raw = raw.get("names", ())
+        units_raw = raw.get("units", ())
+        pairs = [(str(n), str(u)) for n, u in zip(names_raw, list(units_raw) + [""] * len(names_raw))]
+    elif isinstance(raw, Sequence) and not isinstance(raw, (str, bytes)):
+        pairs = [_target_entry(item, i) for i, item in enumerate(raw)]
+    else:
+        pairs = []
+    if len(pairs) != n_outputs:
+        pairs = [(f"y{i}", "") for i in range(n_outputs)]
+    return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+
+
+class InferenceEngine:
+    """One bundle ready to turn spectrum frames into :class:`Prediction` or :class:`Rejection` values.
+
+    Parameters
+    ----------
+    bundle : edge.bundle.Bundle
+        Loaded (and self-tested) bundle: ``pipeline``, ``runtime``, ``ood``, ``intervals``, ``model_id``,
+        ``model_version``, ``targets``.
+    reference_policy : ReferencePolicy, optional
+        Staleness rules; ``require_dark``/``require_reference`` are set from the pipeline.
+    clock : callable, optional
+        Host time in seconds since the epoch (``time.time``), used to age the references.
+    """
+
+    def __init__(
+        self,
+        bundle: "Bundle",
+        *,
+        reference_policy: ReferencePolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bundle = bundle
+        self.pipeline = bundle.pipeline
+        self.runtime = bundle.runtime
+        self.ood = getattr(bundle, "ood", None)
+        self.intervals = getattr(bundle, "intervals", None)
+        self.model_id = str(getattr(bundle, "model_id", "") or "")
+        self.model_version = str(getattr(bundle, "model_version", "") or "")
+        self.needs_references = bundle_needs_references(bundle)
+        base = reference_policy or ReferencePolicy()
+        self.reference_policy = ReferencePolicy(
+            max_age_s=base.max_age_s,
+            require_dark=self.needs_references,
+            require_reference=self.needs_references,
+            match_integration_time=base.match_integration_time,
+            min_dark_margin=base.min_dark_margin,
+        )
+        self.clock = clock
+        self.contract = bundle.input_contract
+        n_out = int(np.prod(self.runtime.output_shape)) if self.runtime.output_shape else 1
+        self.names, self.units = bundle_targets(bundle, n_out)
+        self.coverage = None if self.intervals is None else float(self.intervals.coverage)
+        from edge.preprocess import Resample
+
+        self._resamples = any(isinstance(step, Resample) for step in getattr(self.pipeline, "steps", ()))
+        #: The last device wavelength axis judged (identity: the daemon keeps one array per STATUS frame), and
+        #: why it was refused (None when it passed).
+        self._axis: npt.NDArray[np.float64] | None = None
+        self._axis_error: str | None = None
+
+    # ------------------------------------------------------------------------------------------- checks
+    def check_frame(
+        self, spectrum: Spectrum, wavelengths_nm: npt.NDArray[np.float64] | None
+    ) -> Rejection | None:
+        """Contract checks that need no preprocessing: pixel count and format, device axis, finite counts."""
+        if wavelengths_nm is not None and wavelengths_nm.shape[0] != spectrum.pixel_count:
+            return Rejection(
+                spectrum.seq,
+                spectrum.timestamp_us,
+                RejectReason.INPUT_CONTRACT,
+                f"expected {wavelengths_nm.shape[0]} pixels as the device reported, got {spectrum.pixel_count}",
+            )
+        axis_known = wavelengths_nm is not None and wavelengths_nm is self._axis
+        if axis_known and self._axis_error is not None:
+            return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.INPUT_CONTRACT, self._axis_error)
+        try:
+            self.contract.check(
+                spectrum.pixel_count,
+                wavelengths=None if axis_known else wavelengths_nm,
+                pixel_format=spectrum.pixel_format.name,
+            )
+        except InputContractError as exc:
+            if wavelengths_nm is not None and "wavelength" in str(exc):
+                self._axis, self._axis_error = wavelengths_nm, str(exc)
+            return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.INPUT_CONTRACT, str(exc))
+        if spectrum.counts.dtype.kind == "f" and not np.isfinite(spectrum.counts).all():
+            bad = int(np.count_nonzero(~np.isfinite(spectrum.counts)))
+            return Rejection(
+                spectrum.seq,
+                spectrum.timestamp_us,
+                RejectReason.BAD_INPUT,
+                f"expected finite counts, got {bad} NaN or inf",
+            )
+        return None
+
+    def check_references(self, spectrum: Spectrum, refs: ReferenceSet, now_s: float) -> ReferenceCheck:
+        """Verdict on ``refs`` for this spectrum (OK when the pipeline needs none)."""
+        if not self.needs_references:
+            return ReferenceCheck(ReferenceQuality.OK)
+        return refs.check(
+            pixel_count=spectrum.pixel_count,
+            integration_time_us=spectrum.integration_time_us,
+            now_s=now_s,
+            policy=self.reference_policy,
+        )
+
+    # ------------------------------------------------------------------------------------------- stage
+    def process(
+        self,
+        spectrum: Spectrum,
+        refs: ReferenceSet | None = None,
+        *,
+        wavelengths_nm: npt.NDArray[np.float64] | None = None,
+        now_s: float | None = None,
+        instrument_alerts: Sequence[str] = (),
+    ) -> Outcome:
+        """Predict on one spectrum frame.
+
+        Parameters
+        ----------
+        spectrum : Spectrum
+            The frame (counts, or absorbance for a pipeline that does not start from counts).
+        refs : ReferenceSet, optional
+            Current dark and white references.
+        wavelengths_nm : ndarray, shape (pixel_count,), optional
+            The device's wavelength axis (from its STATUS frame), checked against the contract or used to resample.
+        now_s : float, optional
+            Host time for reference ageing (default ``clock()``).
+        instrument_alerts : sequence of str
+            Active instrument-health alerts; any sets the ``instrument_fault`` flag.
+
+        Returns
+        -------
+        Prediction or Rejection
+        """
+        t0 = time.perf_counter_ns()
+        refs = refs if refs is not None else ReferenceSet()
+        rejected = self.check_frame(spectrum, wavelengths_nm)
+        if rejected is not None:
+            return rejected
+        verdict = self.check_references(spectrum, refs, self.clock() if now_s is None else now_s)
+        if not verdict.usable:
+            return Rejection(
+                spectrum.seq, spectrum.timestamp_us, RejectReason.MISSING_REFERENCE, "; ".join(verdict.reasons)
+            )
+        context = refs.context() if self.needs_references else {"dark": None, "reference": None}
+        # A device axis is checked in full once (bundle contract above, pipeline contract here); after that a
+        # pipeline that does not resample gets no axis (nothing to check again), one that resamples always does.
+        validated = wavelengths_nm is not None and wavelengths_nm is self._axis
+        axis = wavelengths_nm if (self._resamples or not validated) else None
+        try:
+            x_pre = self.pipeline.transform(
+                spectrum.counts,
+                dark=context["dark"],
+                reference=context["reference"],
+                wavelengths=axis,
+            )
+        except InputContractError as exc:
+            text = str(exc)
+            # The pipeline's own contract check (channels, wavelength axis) vs. data it cannot process.
+            if wavelengths_nm is not None and "wavelength" in text:
+                self._axis, self._axis_error = wavelengths_nm, text
+            contract = "wavelength" in text or "channels" in text
+            reason = RejectReason.INPUT_CONTRACT if contract else RejectReason.BAD_INPUT
+            return Rejection(spectrum.seq, spectrum.timestamp_us, reason, text)
+        if wavelengths_nm is not None and not validated:
+            self._axis, self._axis_error = wavelengths_nm, None  # this device axis passed both contracts
+        try:
+            y = np.asarray(self.runtime.predict(x_pre), dtype=np.float64).reshape(-1)
+        except InputContractError as exc:
+            return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.MODEL_ERROR, str(exc))
+        flags: list[Quality] = []
+        reasons: list[str] = []
+        if spectrum.saturated_count > 0 or spectrum.flags & SpectrumFlags.SATURATED:
+            flags.append(Quality.SATURATED)
+            reasons.append(f"{spectrum.saturated_count} saturated pixel(s)")
+        if verdict.quality is ReferenceQuality.STALE:
+            flags.append(Quality.STALE_REFERENCE)
+            reasons.extend(verdict.reasons)
+        ood: OodStats | None = None
+        if self.ood is not None:
+            t2, q = self.ood.score(x_pre)
+            t2f, qf = float(t2), float(q)
+            ood = OodStats(t2=t2f, q=qf, t2_limit=self.ood.t2_limit, q_limit=self.ood.q_limit)
+            if not (math.isfinite(t2f) and math.isfinite(qf)):
+                return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.BAD_INPUT, "non-finite T2 or Q")
+            if t2f > self.ood.t2_limit or qf > self.ood.q_limit:
+                flags.append(Quality.OUT_OF_DISTRIBUTION)
+                reasons.append(
+                    f"T2 {t2f:.3g} (limit {self.ood.t2_limit:.3g}), Q {qf:.3g} (limit {self.ood.q_limit:.3g})"
+                )
+        if instrument_alerts:
+            flags.append(Quality.INSTRUMENT_FAULT)
+            reasons.append("instrument alert: " + ", ".join(instrument_alerts))
+        lower = upper = None
+        if self.intervals is not None:
+            lo, hi = self.intervals.interval(y)
+            lower = tuple(float(v) for v in np.asarray(lo).reshape(-1))
+            upper = tuple(float(v) for v in np.asarray(hi).reshape(-1))
+        if not np.isfinite(y).all():
+            return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.MODEL_ERROR, "non-finite model output")
+        compute_us = (time.perf_counter_ns() - t0) / 1000.0
+        return Prediction(
+            seq=spectrum.seq,
+            timestamp_us=spectrum.timestamp_us,
+            names=self.names,
+            units=self.units,
+            values=tuple(float(v) for v in y),
+            lower=lower,
+            upper=upper,
+            interval_coverage=self.coverage,
+            ood=ood,
+            flags=tuple(flags),
+            reasons=tuple(reasons),
+            compute_us=compute_us,
+            model_id=self.model_id,
+            model_version=self.model_version,
+        )

@@ -1,0 +1,178 @@
+"""Out-of-distribution statistics on the device: Hotelling T2 and Q (squared prediction error) of a frozen PCA model.
+
+The model is fitted by ``trainer.drift.fit_ood`` on preprocessed training spectra and travels in the bundle as a
+plain dict (:meth:`OodModel.to_dict`). Scoring is a few lines of numpy so the device needs nothing else:
+
+- scores ``t = (x - mean) @ components.T`` (``k`` principal components),
+- ``T2 = sum(t**2 / explained_variance)``: distance inside the model plane, in units of the training spread,
+- ``Q = ||(x - mean) - t @ components||**2``: what the model plane cannot explain (a new absorber, a baseline).
+
+A spectrum is out of distribution when ``T2 > t2_limit`` or ``Q > q_limit``; the limits are upper quantiles at
+the false-alarm rate ``alpha`` of the training distribution.
+
+>>> import numpy as np
+>>> m = OodModel(mean=np.zeros(3), components=np.eye(3)[:1], explained_variance=np.array([4.0]),
+...              t2_limit=9.0, q_limit=1.0)
+>>> t2, q = m.score(np.array([2.0, 1.0, 0.0]))
+>>> float(t2), float(q)
+(1.0, 1.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.errors import BundleError, InputContractError
+
+__all__ = ["OOD_FORMAT_VERSION", "OodModel"]
+
+#: Version of the dict layout written by :meth:`OodModel.to_dict`.
+OOD_FORMAT_VERSION = 1
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class OodModel:
+    """A frozen PCA model with Hotelling T2 and Q limits.
+
+    Parameters
+    ----------
+    mean : ndarray, shape feature_shape, float64
+        Mean preprocessed training spectrum; its shape (``(n_features,)`` or ``(n_features, k)`` for stacked
+        inputs) is the shape of one preprocessed spectrum.
+    components : ndarray, shape (n_components, prod(feature_shape)), float64
+        Orthonormal principal axes (rows).
+    explained_variance : ndarray, shape (n_components,), float64
+        Variance of the training scores along each axis (all > 0).
+    t2_limit : float
+        Hotelling T2 upper control limit.
+    q_limit : float
+        Q residual upper control limit.
+    alpha : float
+        False-alarm rate the limits were set for (informational).
+    """
+
+    mean: FloatArray
+    components: FloatArray
+    explained_variance: FloatArray
+    t2_limit: float
+    q_limit: float
+    alpha: float = 0.01
+
+    def __post_init__(self) -> None:
+        mean = np.array(self.mean, dtype=np.float64)
+        comp = np.array(self.components, dtype=np.float64)
+        ev = np.array(self.explained_variance, dtype=np.float64).reshape(-1)
+        n_feat = int(mean.size)
+        if comp.ndim != 2 or comp.shape[1] != n_feat:
+            raise BundleError(f"ood: expected components of shape (k, {n_feat}), got {comp.shape}")
+        if comp.shape[0] < 1:
+            raise BundleError("ood: expected at least one principal component, got 0")
+        if ev.shape != (comp.shape[0],):
+            raise BundleError(f"ood: expected {comp.shape[0]} explained variances, got {ev.shape[0]}")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(comp)) and np.all(np.isfinite(ev))):
+            raise BundleError("ood: mean, components and explained_variance must be finite")
+        if np.any(ev <= 0):
+            raise BundleError("ood: explained variances must all be > 0")
+        for name in ("t2_limit", "q_limit"):
+            v = float(getattr(self, name))
+            if not math.isfinite(v) or v <= 0:
+                raise BundleError(f"ood: expected a finite {name} > 0, got {v!r}")
+        for name, arr in (("mean", mean), ("components", comp), ("explained_variance", ev)):
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+        object.__setattr__(self, "t2_limit", float(self.t2_limit))
+        object.__setattr__(self, "q_limit", float(self.q_limit))
+        object.__setattr__(self, "alpha", float(self.alpha))
+
+    @property
+    def n_components(self) -> int:
+        """Number of principal components."""
+        return int(self.components.shape[0])
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """Shape of one preprocessed spectrum."""
+        return tuple(int(s) for s in self.mean.shape)
+
+    def score(self, X_pre: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """Hotelling T2 and Q of preprocessed spectra.
+
+        Parameters
+        ----------
+        X_pre : array_like, shape feature_shape or (n, *feature_shape)
+            One preprocessed spectrum or a batch.
+
+        Returns
+        -------
+        t2, q : ndarray, shape () for one spectrum or (n,) for a batch, float64
+        """
+        X = np.asarray(X_pre, dtype=np.float64)
+        fs = self.feature_shape
+        single = X.shape == fs
+        if not single and X.shape[1:] != fs:
+            raise InputContractError(f"ood: expected preprocessed spectra of shape {fs} or (n, *{fs}), got {X.shape}")
+        Xc = X.reshape(1 if single else X.shape[0], -1) - self.mean.reshape(1, -1)
+        T = Xc @ self.components.T
+        t2 = np.sum(T * T / self.explained_variance, axis=1)
+        resid = Xc - T @ self.components
+        q = np.sum(resid * resid, axis=1)
+        if single:
+            return t2.reshape(()), q.reshape(())
+        return t2, q
+
+    def is_outlier(self, X_pre: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """True where T2 or Q exceeds its limit; shape () or (n,)."""
+        t2, q = self.score(X_pre)
+        return np.asarray((t2 > self.t2_limit) | (q > self.q_limit))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (lists of floats); :meth:`from_dict` inverts it exactly."""
+        return {
+            "format_version": OOD_FORMAT_VERSION,
+            "kind": "pca_t2_q",
+            "feature_shape": list(self.feature_shape),
+            "mean": self.mean.reshape(-1).tolist(),
+            "components": self.components.tolist(),
+            "explained_variance": self.explained_variance.tolist(),
+            "t2_limit": self.t2_limit,
+            "q_limit": self.q_limit,
+            "alpha": self.alpha,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> OodModel:
+        """Rebuild from :meth:`to_dict` output; :class:`~edge.errors.BundleError` naming what is wrong."""
+        if not isinstance(d, Mapping):
+            raise BundleError(f"ood: expected a table, got {type(d).__name__}")
+        version = d.get("format_version")
+        if not isinstance(version, int) or version < 1 or version > OOD_FORMAT_VERSION:
+            raise BundleError(f"ood: expected format_version 1..{OOD_FORMAT_VERSION}, got {version!r}")
+        missing = [k for k in ("feature_shape", "mean", "components", "explained_variance", "t2_limit", "q_limit")
+                   if k not in d]
+        if missing:
+            raise BundleError(f"ood: missing key(s) {', '.join(missing)}")
+        try:
+            shape = tuple(int(s) for s in d["feature_shape"])
+            mean = np.asarray(d["mean"], dtype=np.float64)
+            if mean.size != int(np.prod(shape)):
+                raise BundleError(f"ood: expected {int(np.prod(shape))} mean values for shape {shape}, got {mean.size}")
+            return cls(
+                mean=mean.reshape(shape),
+                components=np.asarray(d["components"], dtype=np.float64),
+                explained_variance=np.asarray(d["explained_variance"], dtype=np.float64),
+                t2_limit=float(d["t2_limit"]),
+                q_limit=float(d["q_limit"]),
+                alpha=float(d.get("alpha", 0.01)),
+            )
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, BundleError):
+                raise
+            raise BundleError(f"ood: malformed arrays ({exc})") from exc

@@ -1,0 +1,143 @@
+"""Bounded hand-over queue between the daemon's threads, with a drop policy and counters for anything dropped.
+
+:class:`queue.Queue` cannot evict its oldest item or keep some items undroppable, which is what the daemon needs:
+spectra may be dropped under overload (every drop counted), control frames (dark/white references, device
+status, command acknowledgements) never are, because losing one would silently change every later prediction.
+
+Policies (``queues.policy`` in the configuration):
+
+- ``drop_oldest``: a full queue evicts its oldest *droppable* item to make room (freshest data wins; the usual
+  choice for monitoring, where a late prediction is worth less than a current one);
+- ``drop_newest``: a full queue refuses the new droppable item;
+- ``block``: the producer waits until there is room (back-pressure; for the serial reader this pushes the
+  overload into the operating system's serial buffer, where it becomes CRC errors and sequence gaps, which are
+  counted too).
+
+Undroppable items are always accepted, even above the bound (they are rare: one per reference or command).
+
+>>> q = BoundedQueue(2, "drop_oldest")
+>>> [q.put(i) for i in range(3)], q.dropped, q.get(0.0), q.get(0.0)
+([True, True, True], 1, 1, 2)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Generic, TypeVar
+
+__all__ = ["BoundedQueue", "QUEUE_POLICIES"]
+
+#: Accepted values of ``policy``.
+QUEUE_POLICIES = ("drop_oldest", "drop_newest", "block")
+
+T = TypeVar("T")
+
+
+class BoundedQueue(Generic[T]):
+    """Thread-safe FIFO of at most ``maxsize`` droppable items (see the module docstring for the policies).
+
+    Parameters
+    ----------
+    maxsize : int
+        Bound on the number of items (>= 1).
+    policy : str
+        One of :data:`QUEUE_POLICIES`.
+    """
+
+    def __init__(self, maxsize: int, policy: str = "drop_oldest") -> None:
+        if maxsize < 1:
+            raise ValueError(f"expected maxsize >= 1, got {maxsize}")
+        if policy not in QUEUE_POLICIES:
+            raise ValueError(f"expected policy in {QUEUE_POLICIES}, got {policy!r}")
+        self.maxsize = maxsize
+        self.policy = policy
+        self._items: deque[tuple[T, bool]] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.dropped = 0  #: items evicted or refused
+        self.high_water = 0  #: largest length seen
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+    def close(self) -> None:
+        """Wake every waiting producer and consumer; later puts are refused, gets drain what is left."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def put(self, item: T, *, droppable: bool = True, timeout_s: float | None = None) -> bool:
+        """Append ``item``; return False when it was refused (dropped) instead.
+
+        Parameters
+        ----------
+        item : object
+            What to hand over.
+        droppable : bool
+            False for items that must never be dropped (accepted even above the bound).
+        timeout_s : float or None
+            With policy ``block``: longest wait for room (None waits until room or :meth:`close`); when it
+            expires the item is dropped and counted.
+        """
+        with self._cond:
+            if self._closed:
+                if droppable:
+                    self.dropped += 1
+                    return False
+                self._items.append((item, droppable))  # still delivered to a draining consumer
+                self._cond.notify()
+                return True
+            if droppable and self._n_droppable() >= self.maxsize:
+                if self.policy == "drop_newest":
+                    self.dropped += 1
+                    return False
+                if self.policy == "drop_oldest":
+                    self._evict_oldest_droppable()
+                else:  # block
+                    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+                    while self._n_droppable() >= self.maxsize and not self._closed:
+                        remaining = None if deadline is None else deadline - time.monotonic()
+                        if remaining is not None and remaining <= 0.0:
+                            self.dropped += 1
+                            return False
+                        self._cond.wait(remaining)
+                    if self._closed:
+                        self.dropped += 1
+                        return False
+            self._items.append((item, droppable))
+            self.high_water = max(self.high_water, len(self._items))
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout_s: float | None = None) -> T | None:
+        """Pop the oldest item, waiting up to ``timeout_s`` (None: until an item or :meth:`close`); None if none."""
+        with self._cond:
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            while not self._items:
+                if self._closed:
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0.0:
+                    return None
+                self._cond.wait(remaining)
+            item, _ = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def _n_droppable(self) -> int:
+        return sum(1 for _, d in self._items if d) if len(self._items) >= self.maxsize else len(self._items)
+
+    def _evict_oldest_droppable(self) -> None:
+        for i, (_, droppable) in enumerate(self._items):
+            if droppable:
+                del self._items[i]
+                self.dropped += 1
+                return

@@ -1,0 +1,208 @@
+"""Test material of the daemon tests: real bundles built by the demo's builder (trainer code, in a child process),
+a recording MQTT link, a simulator on a real pty in a thread, and the offline replay of the simulator's frames.
+
+Import the fixtures explicitly in a test module::
+
+    from tests.edge.daemon_harness import demo_bundles  # noqa: F401 (fixture)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUILDER = REPO / "examples" / "demo" / "build_bundle.py"
+
+#: Synthetic data shared by the simulator and the bundles (spectro-sim --seed/--synthetic-*).
+SEED = 0
+SAMPLES = 500
+CHANNELS = 256
+#: Deadline of waits for a real process or thread to reach a state (a failure to get there, not a speed goal).
+WAIT_S = 60.0
+
+
+@dataclass(frozen=True)
+class DemoBundles:
+    """Paths of the bundles built once per test session."""
+
+    v1: Path  #: model_version 1.0.0
+    v2: Path  #: model_version 1.1.0 (same data; a good bundle to reload)
+    directory: Path
+
+
+def build_bundles(directory: Path) -> DemoBundles:
+    """Build two real bundles with the trainer's code in one child process (TensorFlow stays out of pytest)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    v1, v2 = directory / "demo-1.0.0.spectrolite", directory / "demo-1.1.0.spectrolite"
+    code = (
+        "import runpy, sys\n"
+        f"m = runpy.run_path({str(BUILDER)!r})\n"
+        f"m['build'](__import__('pathlib').Path(sys.argv[1]), seed={SEED}, samples={SAMPLES}, channels={CHANNELS},"
+        " model_version='1.0.0')\n"
+        f"m['build'](__import__('pathlib').Path(sys.argv[2]), seed={SEED}, samples={SAMPLES}, channels={CHANNELS},"
+        " model_version='1.1.0')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", code, str(v1), str(v2)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return DemoBundles(v1, v2, directory)
+
+
+@pytest.fixture(scope="session")
+def demo_bundles(tmp_path_factory: pytest.TempPathFactory) -> DemoBundles:
+    """Two real int8 bundles for the simulator's synthetic stream, built once per session.
+
+    The fixture is imported by several test modules (each import is its own fixture definition), so the bundles
+    are kept in one session-wide folder and built only by the first module that asks.
+    """
+    directory = tmp_path_factory.getbasetemp() / "demo-bundles"
+    ready = DemoBundles(directory / "demo-1.0.0.spectrolite", directory / "demo-1.1.0.spectrolite", directory)
+    if ready.v1.is_file() and ready.v2.is_file():
+        return ready
+    return build_bundles(directory)
+
+
+@pytest.fixture(scope="session")
+def example_bundle(demo_bundles: DemoBundles) -> Path:
+    """The 1.0.0 bundle."""
+    return demo_bundles.v1
+
+
+# ---------------------------------------------------------------------------------------------------- offline
+def offline_stream(n_spectra: int, *, drift_at: int | None = None) -> dict[str, Any]:
+    """Frames the simulator sends in its first session (no host commands): status, dark, white, spectra, y.
+
+    ``VirtualSpectrometer`` is deterministic for a given config and call sequence, and the daemon sends nothing
+    to the device when the device announces itself, so this is exactly what the pty carried.
+    """
+    from firmware_bridge.frames import Dark, Reference, Status
+    from firmware_bridge.simulator import DriftConfig, SimulatorConfig, VirtualSpectrometer
+
+    cfg = SimulatorConfig(seed=SEED, synthetic_samples=SAMPLES, synthetic_channels=CHANNELS,
+                          drift=DriftConfig(drift_at_frame=drift_at))
+    dev = VirtualSpectrometer.from_config(cfg)
+    start = dev.session_start()
+    status = next(f for f in start if isinstance(f, Status))
+    dark = next(f for f in start if isinstance(f, Dark))
+    white = next(f for f in start if isinstance(f, Reference))
+    spectra, annotations = [], []
+    for _ in range(n_spectra):
+        s, a = dev.stream_next()
+        spectra.append(s)
+        annotations.append(a)
+    return {"status": status, "dark": dark, "white": white, "spectra": spectra, "annotations": annotations}
+
+
+def offline_predictions(bundle_path: Path, stream: Mapping[str, Any]) -> dict[int, np.ndarray]:
+    """seq -> the bundle's prediction (``Bundle.predict_spectra``) for every spectrum of ``stream``."""
+    from edge.bundle import load_bundle
+
+    bundle = load_bundle(bundle_path)
+    wl = stream["status"].wavelengths_nm()
+    counts = np.stack([np.asarray(s.counts, dtype=np.float64) for s in stream["spectra"]])
+    pred = np.asarray(bundle.predict_spectra(counts, dark=np.asarray(stream["dark"].counts, dtype=np.float64),
+                                             reference=np.asarray(stream["white"].counts, dtype=np.float64),
+                                             wavelengths=wl), dtype=np.float64)
+    return {s.seq: pred[i] for i, s in enumerate(stream["spectra"])}
+
+
+# ---------------------------------------------------------------------------------------------------- fakes
+@dataclass
+class RecordingLink:
+    """A :class:`edge.daemon.Link` that keeps every message in memory (for in-process daemon tests)."""
+
+    messages: list[tuple[Any, dict[str, Any], str | None]] = field(default_factory=list)
+    started: bool = False
+    stopped: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        self.started = True
+
+    def publish(self, kind: Any, message: dict[str, Any], *, command: str | None = None) -> None:
+        from edge.messages import encode
+
+        encode(message)  # every payload must pass its schema
+        with self._lock:
+            self.messages.append((kind, message, command))
+
+    def stop(self, flush_timeout_s: float) -> None:
+        self.stopped = True
+
+    def stats(self) -> Mapping[str, Any]:
+        return {"mqtt_connected": True, "outbox_pending_messages": 0}
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [m for k, m, _ in self.messages if k.value == kind]
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
+    """Poll ``predicate`` until true; fail naming ``what`` after ``timeout_s`` (a liveness deadline)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass
+class SimThread:
+    """A :class:`firmware_bridge.simulator.Simulator` on a real pty pair, in a thread."""
+
+    sim: Any
+    thread: threading.Thread
+    stop: threading.Event
+    address: str
+
+
+def start_sim_thread(tmp: Path, *, count: int, rate_hz: float = 0.0, drift_at: int | None = None,
+                     faults: Any = None) -> SimThread:
+    from firmware_bridge.simulator import DriftConfig, FaultConfig, PtyEndpoint, Simulator, SimulatorConfig
+
+    cfg = SimulatorConfig(seed=SEED, synthetic_samples=SAMPLES, synthetic_channels=CHANNELS, count=count,
+                          rate_hz=rate_hz, connect_delay_s=0.3, drift=DriftConfig(drift_at_frame=drift_at),
+                          faults=faults if faults is not None else FaultConfig())
+    sim = Simulator(cfg, PtyEndpoint(tmp / "spectrometer"))
+    stop = threading.Event()
+    ready = threading.Event()
+    t = threading.Thread(target=sim.run, args=(stop,), kwargs={"on_ready": lambda a: ready.set()}, daemon=True)
+    t.start()
+    assert ready.wait(WAIT_S), "simulator did not open its pty"
+    return SimThread(sim, t, stop, sim.address)
+
+
+def edge_config(tmp: Path, *, port_url: str, bundle_path: Path, mqtt_port: int = 1883,
+                **sections: Mapping[str, Any]) -> Any:
+    """A validated :class:`edge.config.EdgeConfig` for tests (sections override the defaults)."""
+    from edge.config import parse_config
+
+    data: dict[str, Any] = {
+        "device": {"site": "test-site", "line": "line-1", "device_id": "sim-01"},
+        "serial": {"port_url": port_url, "read_timeout_s": 0.05, "reconnect_min_delay_s": 0.05,
+                   "reconnect_max_delay_s": 0.5},
+        "bundle": {"path": str(bundle_path), "watch": False, "watch_interval_s": 0.2},
+        "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "reconnect_min_delay_s": 1, "reconnect_max_delay_s": 2},
+        "outbox": {"path": str(tmp / "outbox.sqlite"), "flush_timeout_s": 5.0},
+        "metrics": {"period_s": 0.5},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value}
+    return parse_config(data, base_dir=tmp)
+
+
+def iter_seqs(messages: list[dict[str, Any]]) -> Iterator[int]:
+    for m in messages:
+        yield int(m["seq"])

@@ -1,0 +1,83 @@
+"""Tests of edge.ood: T2/Q scoring by the formulas, single vs batch shapes, dict round trip, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge.errors import BundleError, InputContractError
+from edge.ood import OodModel
+
+SCORE_RTOL = 1e-12
+
+
+def _model() -> OodModel:
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(12, 3)))
+    return OodModel(mean=rng.normal(size=(6, 2)), components=q.T, explained_variance=np.array([3.0, 2.0, 0.5]),
+                    t2_limit=11.0, q_limit=0.7, alpha=0.05)
+
+
+def test_scores_follow_the_formulas() -> None:
+    m = _model()
+    X = np.random.default_rng(1).normal(size=(4, 6, 2))
+    t2, q = m.score(X)
+    xc = X.reshape(4, -1) - m.mean.reshape(-1)
+    t = xc @ m.components.T
+    np.testing.assert_allclose(t2, (t**2 / m.explained_variance).sum(axis=1), rtol=SCORE_RTOL)
+    np.testing.assert_allclose(q, ((xc - t @ m.components) ** 2).sum(axis=1), rtol=SCORE_RTOL)
+    t2_one, q_one = m.score(X[0])
+    assert t2_one.shape == () and q_one.shape == ()
+    assert float(t2_one) == pytest.approx(float(t2[0]))
+    assert m.is_outlier(X).shape == (4,)
+
+
+def test_wrong_shape_is_an_input_contract_error() -> None:
+    with pytest.raises(InputContractError, match=r"expected preprocessed spectra of shape \(6, 2\)"):
+        _model().score(np.zeros((3, 12)))
+
+
+def test_dict_round_trip_through_json() -> None:
+    m = _model()
+    back = OodModel.from_dict(json.loads(json.dumps(m.to_dict(), allow_nan=False)))
+    X = np.random.default_rng(2).normal(size=(5, 6, 2))
+    np.testing.assert_array_equal(back.score(X)[0], m.score(X)[0])
+    assert (back.t2_limit, back.q_limit, back.alpha, back.feature_shape) == (11.0, 0.7, 0.05, (6, 2))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"format_version": 9}, "expected format_version 1..1, got 9"),
+        ({"t2_limit": -1.0}, "expected a finite t2_limit > 0"),
+        ({"explained_variance": [1.0, 2.0]}, "expected 3 explained variances, got 2"),
+        ({"mean": [0.0] * 5}, "expected 12 mean values"),
+        ({"components": [[0.0] * 11] * 3}, r"expected components of shape \(k, 12\)"),
+        ({"explained_variance": [1.0, 0.0, 1.0]}, "explained variances must all be > 0"),
+    ],
+)
+def test_bad_dicts_raise_bundle_errors(change: dict[str, object], message: str) -> None:
+    d = _model().to_dict()
+    d.update(change)
+    with pytest.raises(BundleError, match=message):
+        OodModel.from_dict(d)
+    d = _model().to_dict()
+    del d["q_limit"]
+    with pytest.raises(BundleError, match="missing key\\(s\\) q_limit"):
+        OodModel.from_dict(d)
+
+
+def test_arrays_are_read_only() -> None:
+    with pytest.raises(ValueError):
+        _model().mean[0, 0] = 1.0
+
+
+def test_importing_edge_ood_loads_no_heavy_library() -> None:
+    code = ("import sys, edge.ood, edge.intervals; "
+            "bad = [m for m in ('tensorflow', 'keras', 'sklearn', 'scipy') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
