@@ -37,14 +37,20 @@ def _build_parser() -> argparse.ArgumentParser:
     group.add_argument("--example", action="store_true", help="print a commented example configuration")
     group.add_argument("--validate", metavar="PATH", help="load PATH with environment overrides and print it")
 
-    demo = sub.add_parser("demo", help="run simulator -> daemon -> broker -> subscriber end to end, then summarise")
-    demo.add_argument("demo_args", nargs=argparse.REMAINDER, help="options passed to the demo (see `demo -- --help`)")
+    sub.add_parser(
+        "demo",
+        help="run simulator -> daemon -> broker -> subscriber end to end, then summarise (options: demo --help)",
+        add_help=False,
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``spectro-edge``; returns the process exit code."""
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "demo":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     level = logging.WARNING - 10 * min(args.verbose, 2) if args.command != "run" else logging.INFO
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -68,7 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from edge.demo import main as demo_main
 
-            extra = [a for a in args.demo_args if a != "--"]
             return demo_main(extra)
     except (EdgeError, OSError) as exc:
         print(f"spectro-edge {args.command}: {exc}", file=sys.stderr)
