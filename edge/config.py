@@ -128,6 +128,8 @@ class DeviceConfig:
                      pattern=_TOPIC_LEVEL_RE, pattern_doc="1-64 characters from A-Z a-z 0-9 . _ -")
     device_id: str = _opt(doc="device id, unique within the line (one MQTT topic level)", example="nir-01",
                           pattern=_TOPIC_LEVEL_RE, pattern_doc="1-64 characters from A-Z a-z 0-9 . _ -")
+    forward_annotations: bool = _opt(False, "forward a simulator's reference values (ANNOTATION frames) as "
+                                            "`reference` in prediction messages (test benches only)")
 
 
 @dataclass(frozen=True)

@@ -1043,7 +1043,7 @@ def run_daemon(
     config: "EdgeConfig",
     stop_event: threading.Event | None = None,
     *,
-    forward_annotations: bool = False,
+    forward_annotations: bool | None = None,
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT or ``stop_event``; return the process exit code.
 
@@ -1054,7 +1054,8 @@ def run_daemon(
     stop_event : threading.Event, optional
         Set it to stop the daemon (when run in a thread; signals are only handled in the main thread).
     forward_annotations : bool
-        Forward the simulator's ANNOTATION values as ``reference`` in prediction messages.
+        Forward the simulator's ANNOTATION values as ``reference`` in prediction messages; default: the config's
+        ``device.forward_annotations``.
 
     Returns
     -------
@@ -1097,6 +1098,8 @@ def run_daemon(
         transport.close()
         log.error("cannot start: %s", exc)
         return 2
+    if forward_annotations is None:
+        forward_annotations = config.device.forward_annotations
     daemon = Daemon(config, bundle, transport, link, forward_annotations=forward_annotations)
     holder.append(daemon)
     previous: dict[int, Any] = {}
@@ -1136,7 +1139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return run_daemon(config, forward_annotations=args.forward_annotations)
+    return run_daemon(config, forward_annotations=args.forward_annotations or None)
 
 
 if __name__ == "__main__":  # pragma: no cover
