@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["host_facts", "percentiles_us", "write_json", "markdown_table"]
+__all__ = ["host_facts", "percentiles_us", "write_json", "markdown_table", "peak_rss_mb", "system_load", "jsonable"]
 
 
 def _cpu_model() -> str:
@@ -88,3 +88,38 @@ def write_json(path: str | os.PathLike[str] | None, result: Mapping[str, Any], m
     out.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
     if markdown is not None:
         out.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (``getrusage``; kilobytes on Linux, bytes on macOS)."""
+    import resource
+
+    peak = float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def system_load() -> dict[str, Any]:
+    """Load average (1, 5, 15 min) and CPU count right now, to say how busy the machine was during a run."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:  # pragma: no cover - not on Linux/macOS
+        return {"loadavg_1m": None, "loadavg_5m": None, "loadavg_15m": None, "cpu_count": os.cpu_count()}
+    return {"loadavg_1m": one, "loadavg_5m": five, "loadavg_15m": fifteen, "cpu_count": os.cpu_count()}
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars and arrays turned into Python numbers and lists, and non-finite floats into None."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if np.isfinite(v) else None
+    return obj

@@ -1,0 +1,81 @@
+"""``python -m benchmarks.daemonprof --out DIR -- run --config F``: the daemon under cProfile, one profile per thread.
+
+The daemon's work happens in its threads (reader, inference, publisher, MQTT), which ``python -m cProfile`` does
+not see, so this wraps :meth:`threading.Thread.run` with one :class:`cProfile.Profile` per thread and, when the
+daemon exits (SIGTERM included), writes ``<thread>.prof`` (for ``pstats``/snakeviz) and ``<thread>.txt`` (the top
+functions by own time) into ``DIR``. Profiling slows Python code down, so its figures say where the time goes, not
+how much there is; ``spectro-bench throughput --profile-daemon DIR`` runs one extra, uncounted step this way.
+
+Note that the own time of a C call that releases the GIL (``select``, a lock ``acquire``, a socket ``send``)
+includes waiting to get the GIL back: on a busy machine that is contention, not work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import re
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+#: Functions listed per thread in the text summaries.
+TOP_FUNCTIONS = 25
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``spectro-edge <args>`` with every thread profiled; returns the daemon's exit code."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.daemonprof", description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, required=True, help="folder for the per-thread profiles")
+    p.add_argument("edge_args", nargs=argparse.REMAINDER, help="arguments of spectro-edge, after --")
+    args = p.parse_args(argv)
+    edge_args = [a for a in args.edge_args if a != "--"] if args.edge_args[:1] == ["--"] else list(args.edge_args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    profiles: list[tuple[str, cProfile.Profile]] = []
+    lock = threading.Lock()
+    original = threading.Thread.run
+
+    def profiled_run(self: threading.Thread) -> None:
+        prof = cProfile.Profile()
+        with lock:
+            profiles.append((self.name, prof))
+        prof.enable()
+        try:
+            original(self)
+        finally:
+            prof.disable()
+
+    threading.Thread.run = profiled_run  # type: ignore[method-assign]
+    main_prof = cProfile.Profile()
+    profiles.append(("main", main_prof))
+    from edge.cli import main as edge_main
+
+    main_prof.enable()
+    try:
+        return int(edge_main(edge_args))
+    finally:
+        main_prof.disable()
+        threading.Thread.run = original  # type: ignore[method-assign]
+        _write(profiles, args.out)
+
+
+def _write(profiles: list[tuple[str, Any]], out: Path) -> None:
+    for i, (name, prof) in enumerate(profiles):
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or f"thread{i}"
+        try:
+            prof.dump_stats(str(out / f"{stem}.prof"))
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(TOP_FUNCTIONS)
+            (out / f"{stem}.txt").write_text(buf.getvalue(), encoding="utf-8")
+        except (TypeError, ValueError, OSError) as exc:  # a thread that never ran has no stats
+            print(f"daemonprof: no profile for {name}: {exc}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""``spectro-bench accuracy`` tabulation from the trainer's ``metrics.json`` (``--metrics``: no training here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.accuracy import rows_from_metrics
+from benchmarks.cli import main
+
+REGRESSION = {
+    "task": "regression", "dataset": "idrc2002_tablets", "model_bytes": 93336, "train_seconds": 40.0,
+    "pls_components": {"assay_mg": 8},
+    "comparison": [
+        {"split": "test_inst1", "target": "assay_mg", "pls_rmsep": 4.5, "cnn_int8_rmsep": 6.4, "cnn_float_rmsep": 6.3,
+         "ratio_int8_to_pls": 6.4 / 4.5, "ratio_int8_to_float": 6.4 / 6.3},
+        {"split": "test_inst2", "target": "assay_mg", "pls_rmsep": 5.3, "cnn_int8_rmsep": 8.0, "cnn_float_rmsep": 7.9,
+         "ratio_int8_to_pls": 8.0 / 5.3, "ratio_int8_to_float": 8.0 / 7.9},
+    ],
+}
+CLASSIFICATION = {
+    "task": "classification", "dataset": "coffee_mir", "model_bytes": 5000, "pls_components": {"Varietal": 3},
+    "comparison": [{"split": "test", "target": "Varietal", "pls_accuracy": 1.0, "cnn_int8_accuracy": 0.9,
+                    "cnn_float_accuracy": 0.9, "ratio_int8_to_pls": 0.9, "ratio_int8_to_float": 1.0}],
+}
+
+
+def test_rows_pick_the_task_metric_for_each_model() -> None:
+    reg = rows_from_metrics(REGRESSION, "tablets")
+    assert [(r["split"], r["metric"], r["pls"], r["cnn_float"], r["cnn_int8"]) for r in reg] == [
+        ("test_inst1", "rmsep", 4.5, 6.3, 6.4), ("test_inst2", "rmsep", 5.3, 7.9, 8.0)]
+    assert reg[0]["pls_components"] == 8
+    (cls,) = rows_from_metrics(CLASSIFICATION, "coffee")
+    assert (cls["metric"], cls["pls"], cls["cnn_int8"]) == ("accuracy", 1.0, 0.9)
+
+
+def test_command_tabulates_given_metrics_files(tmp_path: Path, capsys) -> None:
+    paths = []
+    for name, m in (("tablets", REGRESSION), ("coffee", CLASSIFICATION)):
+        (tmp_path / name).mkdir()
+        paths.append(tmp_path / name / "metrics.json")
+        paths[-1].write_text(json.dumps(m))
+    out = tmp_path / "acc.json"
+    assert main(["accuracy", "--metrics", ",".join(map(str, paths)), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [r["protocol"] for r in data["rows"]] == ["tablets", "tablets", "coffee"]
+    assert data["failures"] == {}
+    assert "| tablets | test_inst1 | assay_mg | rmsep | 4.5 | 6.3 | 6.4 |" in capsys.readouterr().out
+
+
+def test_unreadable_metrics_is_a_failure_not_a_crash(tmp_path: Path) -> None:
+    bad = tmp_path / "x" / "metrics.json"
+    bad.parent.mkdir()
+    bad.write_text("{not json")
+    assert main(["accuracy", "--metrics", str(bad), "--json", str(tmp_path / "a.json")]) == 1
+    assert "x" in json.loads((tmp_path / "a.json").read_text())["failures"]

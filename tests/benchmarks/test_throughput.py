@@ -1,0 +1,80 @@
+"""``spectro-bench throughput`` harness with real processes (simulator on a pty, daemon, mosquitto, subscriber), on
+the tiny committed bundle and a few frames: the shape of the output and the loss accounting, not figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.cli import main
+from benchmarks.throughput import cpu_seconds
+
+BUNDLE = Path(__file__).resolve().parents[1] / "data" / "bundles" / "v1_counts_two_targets.spectrolite"
+FRAMES = 60
+#: Keys of the throughput JSON named by issue 6, plus the per-step list.
+KEYS = {"sustained_fps", "frames_sent", "predictions_received", "lost", "p99_latency_ms", "daemon_cpu_pct_per_100fps",
+        "steps", "host", "load", "goals", "setup", "duplicates", "p50_latency_ms"}
+
+
+def _dataset(path: Path) -> Path:
+    """64-channel absorbance spectra on the committed bundle's axis (1000-1630 nm), two Gaussian bands."""
+    rng = np.random.default_rng(3)
+    wl = np.linspace(1000.0, 1630.0, 64)
+    y = rng.uniform(0.2, 1.0, size=(50, 2))
+    A = (0.1 + y[:, :1] * np.exp(-0.5 * ((wl - 1200.0) / 40.0) ** 2)
+         + y[:, 1:] * np.exp(-0.5 * ((wl - 1450.0) / 60.0) ** 2))
+    np.savez(path, X=A, y=y * 10.0, wavelengths=wl, target_names=np.array(["band1", "band2"]))
+    return path
+
+
+@pytest.mark.slow
+def test_throughput_delivers_every_frame_and_writes_the_schema(tmp_path: Path) -> None:
+    out = tmp_path / "tp.json"
+    rc = main(["throughput", "--bundle", str(BUNDLE), "--dataset", str(_dataset(tmp_path / "d.npz")),
+               "--rate", "100", "--frames", str(FRAMES), "--rates", "", "--no-max", "--json", str(out),
+               "--profile-daemon", str(tmp_path / "prof")])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert KEYS <= set(data)
+    assert data["frames_sent"] == FRAMES
+    assert data["predictions_received"] + data["lost"] == FRAMES
+    assert data["lost"] == 0  # QoS 1 on a local broker at 100 frames/s
+    (step,) = data["steps"]
+    assert step["p50_latency_ms"] <= step["p99_latency_ms"] <= step["max_latency_ms"]
+    assert step["min_latency_ms"] > 0  # receipt after the device timestamp: one clock for both
+    assert data["p99_latency_ms"] == step["p99_latency_ms"]
+    assert data["daemon_cpu_pct_per_100fps"] is not None and data["daemon_cpu_pct_per_100fps"] >= 0
+    assert "| offered fps |" in out.with_suffix(".md").read_text()
+    # the profiled step is extra and not counted in the totals; it leaves one profile per daemon thread
+    assert data["profiled_step"]["frames_sent"] == FRAMES
+    assert (tmp_path / "prof" / "main.txt").is_file()
+    assert len(list((tmp_path / "prof").glob("*.prof"))) >= 3
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cpu_seconds_reads_this_process_and_none_for_a_missing_one() -> None:
+    assert cpu_seconds(__import__("os").getpid()) >= 0.0
+    assert cpu_seconds(None) is None
+    assert cpu_seconds(2**22 + 12345) is None
+
+
+def _payload(seq: int, ts_us: int) -> bytes:
+    return json.dumps({"seq": seq, "device_timestamp_us": ts_us}).encode()
+
+
+def test_step_figures_dedup_by_seq_and_count_losses(tmp_path: Path) -> None:
+    from benchmarks.throughput import _keeps_up, _step_figures
+
+    # 10 frames sent at 100 fps (device clock in us); seq 3 lost, seq 5 delivered twice; receipt 2 ms after stamping
+    received = [(1_000_000 + 10_000 * s + 2_000, _payload(s, 1_000_000 + 10_000 * s)) for s in range(10) if s != 3]
+    received.append((1_000_000 + 10_000 * 5 + 9_000, _payload(5, 1_000_000 + 10_000 * 5)))
+    step = _step_figures(100.0, 10, 10, received, None, None, None, None, tmp_path)
+    assert (step["predictions_received"], step["lost"], step["duplicates"]) == (9, 1, 1)
+    assert step["p50_latency_ms"] == pytest.approx(2.0) and step["max_latency_ms"] == pytest.approx(2.0)
+    assert not _keeps_up(step)
+    step_ok = _step_figures(100.0, 10, 10, [r for r in received[:-1]] + [(1_032_000, _payload(3, 1_030_000))], None,
+                            None, None, None, tmp_path)
+    assert step_ok["lost"] == 0 and _keeps_up(step_ok)
