@@ -137,6 +137,7 @@ class Prediction:
             interval_coverage=self.interval_coverage,
             latency_ms=max(0.0, latency_ms),
             time_unix_s=time_unix_s,
+            validate_now=False,  # extended below; edge.messages.encode validates the final payload
         )
         msg["quality_reasons"] = list(self.reasons)
         msg["compute_us"] = round(self.compute_us, 1)

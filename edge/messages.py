@@ -294,6 +294,7 @@ def prediction_message(
     interval_coverage: float | None = None,
     latency_ms: float = 0.0,
     time_unix_s: float | None = None,
+    validate_now: bool = True,
 ) -> dict[str, Any]:
     """Payload of ``.../prediction`` for one spectrum.
 
@@ -313,6 +314,9 @@ def prediction_message(
         Nominal coverage of the intervals, in (0, 1).
     latency_ms : float
         Time from the frame's arrival to this message, milliseconds.
+    validate_now : bool
+        Check the schema here (default).  The daemon passes False for the one message per frame it extends
+        before publishing, because :func:`encode` validates the final payload anyway.
     """
     flags = sorted({Quality(f) for f in quality_flags} - {Quality.OK}, key=_QUALITY_ORDER.index)
     msg = _header(MessageKind.PREDICTION, device_id, time_unix_s)
@@ -327,7 +331,8 @@ def prediction_message(
         "quality_flags": [f.value for f in flags],
         "latency_ms": _num(latency_ms, "latency_ms"),
     })
-    validate(msg)
+    if validate_now:
+        validate(msg)
     return msg
 
 
@@ -531,44 +536,71 @@ def _type_ok(value: Any, name: str) -> bool:
     return isinstance(value, _TYPES[name])
 
 
-def _check(value: Any, schema: Mapping[str, Any], where: str) -> None:
+class _Invalid(Exception):
+    """Internal: a schema violation; the path to the field is filled in while it propagates (no cost on success)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path: list[str] = []
+
+
+def _check(value: Any, schema: Mapping[str, Any]) -> None:
     types = schema.get("type")
     if types is not None:
-        names = [types] if isinstance(types, str) else list(types)
-        if not any(_type_ok(value, n) for n in names):
-            raise MessageError(f"{where}: expected {' or '.join(names)}, got {type(value).__name__}")
+        names = (types,) if isinstance(types, str) else types
+        for name in names:
+            if _type_ok(value, name):
+                break
+        else:
+            raise _Invalid(f"expected {' or '.join(names)}, got {type(value).__name__}")
     if "enum" in schema and value not in schema["enum"]:
-        raise MessageError(f"{where}: expected one of {schema['enum']}, got {value!r}")
+        raise _Invalid(f"expected one of {schema['enum']}, got {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if isinstance(value, float) and not math.isfinite(value):
-            raise MessageError(f"{where}: expected a finite number, got {value}")
+            raise _Invalid(f"expected a finite number, got {value}")
         if "minimum" in schema and value < schema["minimum"]:
-            raise MessageError(f"{where}: expected >= {schema['minimum']}, got {value}")
+            raise _Invalid(f"expected >= {schema['minimum']}, got {value}")
         if "maximum" in schema and value > schema["maximum"]:
-            raise MessageError(f"{where}: expected <= {schema['maximum']}, got {value}")
-    if isinstance(value, str):
+            raise _Invalid(f"expected <= {schema['maximum']}, got {value}")
+    elif isinstance(value, str):
         if len(value) < schema.get("minLength", 0):
-            raise MessageError(f"{where}: expected at least {schema['minLength']} characters, got {len(value)}")
+            raise _Invalid(f"expected at least {schema['minLength']} characters, got {len(value)}")
         if "maxLength" in schema and len(value) > schema["maxLength"]:
-            raise MessageError(f"{where}: expected at most {schema['maxLength']} characters, got {len(value)}")
-    if isinstance(value, dict):
+            raise _Invalid(f"expected at most {schema['maxLength']} characters, got {len(value)}")
+    elif isinstance(value, dict):
         for key in schema.get("required", ()):
             if key not in value:
-                raise MessageError(f"{where}.{key}: required field missing")
+                exc = _Invalid("required field missing")
+                exc.path.append(f".{key}")
+                raise exc
         props = schema.get("properties", {})
         extra = schema.get("additionalProperties", True)
         for key, item in value.items():
             if not isinstance(key, str):
-                raise MessageError(f"{where}: expected string keys, got {key!r}")
-            if key in props:
-                _check(item, props[key], f"{where}.{key}")
-            elif extra is False:
-                raise MessageError(f"{where}.{key}: unknown field")
-            elif isinstance(extra, Mapping):
-                _check(item, extra, f"{where}.{key}")
-    if isinstance(value, (list, tuple)) and "items" in schema:
+                raise _Invalid(f"expected string keys, got {key!r}")
+            sub = props.get(key)
+            if sub is None:
+                if extra is False:
+                    exc = _Invalid("unknown field")
+                    exc.path.append(f".{key}")
+                    raise exc
+                if not isinstance(extra, Mapping):
+                    continue
+                sub = extra
+            try:
+                _check(item, sub)
+            except _Invalid as exc:
+                exc.path.append(f".{key}")
+                raise
+    elif isinstance(value, (list, tuple)) and "items" in schema:
+        items = schema["items"]
         for i, item in enumerate(value):
-            _check(item, schema["items"], f"{where}[{i}]")
+            try:
+                _check(item, items)
+            except _Invalid as exc:
+                exc.path.append(f"[{i}]")
+                raise
 
 
 def validate(message: Mapping[str, Any], kind: MessageKind | str | None = None) -> None:
@@ -588,7 +620,10 @@ def validate(message: Mapping[str, Any], kind: MessageKind | str | None = None) 
     if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
         raise MessageError(
             f"{k}.schema_version: expected <= {SCHEMA_VERSION}, got {message['schema_version']} (newer producer)")
-    _check(message, SCHEMAS[k], k)
+    try:
+        _check(message, SCHEMAS[k])
+    except _Invalid as exc:
+        raise MessageError(f"{k}{''.join(reversed(exc.path))}: {exc.message}") from None
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
