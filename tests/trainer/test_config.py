@@ -1,0 +1,140 @@
+"""Tests of trainer.config: the shipped example configs parse, and bad configs fail naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trainer.config import load_config, parse_config
+from trainer.errors import TrainConfigError
+
+GOOD = """
+seed = 3
+[data]
+path = "spectra.npz"
+targets = ["fat_pct", "protein_pct"]
+[split]
+group = "sample_id"
+train = {split = "cal"}
+select = {split = "val", instrument = [1, 2]}
+[split.test]
+test_a = {split = "test"}
+[preprocessing.candidates]
+snv = [{op = "snv"}]
+sg = [{op = "savgol", window = 11, polyorder = 2, deriv = 1}]
+[model]
+epochs = 5
+"""
+
+
+def test_good_config_parses_into_dataclasses(tmp_path: Path) -> None:
+    cfg = parse_config(GOOD, base_dir=tmp_path)
+    assert cfg.seed == 3
+    assert cfg.data.path == tmp_path / "spectra.npz"
+    assert cfg.data.targets == ("fat_pct", "protein_pct")
+    assert cfg.split.group == "sample_id"
+    assert cfg.split.train is not None and dict(cfg.split.train.where) == {"split": "cal"}
+    assert cfg.split.select is not None and dict(cfg.split.select.where) == {"split": "val", "instrument": [1, 2]}
+    assert [t.name for t in cfg.split.tests] == ["test_a"]
+    assert list(cfg.preprocessing.candidates) == ["snv", "sg"]
+    assert cfg.preprocessing.cnn == "pls_best"
+    assert dict(cfg.model) == {"epochs": 5}
+    assert cfg.intervals.coverage == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("name", ["tablets_assay.toml", "fruit_puree.toml", "wheat_protein.toml", "tecator_fat.toml",
+                                  "olive_oil.toml", "meat_species.toml", "coffee.toml"])
+def test_shipped_examples_parse_and_point_at_data(name: str, repo_root: Path) -> None:
+    cfg = load_config(repo_root / "examples" / name)
+    assert cfg.data.path.name.endswith(".npz")
+    assert cfg.bundle.model_id
+
+
+@pytest.mark.parametrize("name", ["tablets_assay.toml", "fruit_puree.toml", "wheat_protein.toml", "tecator_fat.toml",
+                                  "olive_oil.toml", "meat_species.toml", "coffee.toml"])
+def test_shipped_examples_satisfy_the_model_sections(name: str, repo_root: Path) -> None:
+    """The [model], [augment] and [pruning] tables are validated by the model code's own config classes."""
+    from trainer.pipeline import _build_augment_config, _build_cnn_config, _build_prune_config
+
+    cfg = load_config(repo_root / "examples" / name)
+    assert _build_cnn_config(cfg).task == cfg.task
+    _build_augment_config(cfg)
+    _build_prune_config(cfg)
+
+
+def test_tablets_example_follows_the_protocol(repo_root: Path) -> None:
+    cfg = load_config(repo_root / "examples" / "tablets_assay.toml")
+    assert cfg.data.targets == ("assay_mg",)
+    assert cfg.split.train is not None and dict(cfg.split.train.where) == {"split": "test", "instrument": 1}
+    assert cfg.split.select is not None and dict(cfg.split.select.where) == {"split": "validate", "instrument": 1}
+    tests = {t.name: dict(t.selector.where) for t in cfg.split.tests}
+    assert tests == {
+        "test_inst1": {"split": "calibrate", "instrument": 1},
+        "test_inst2": {"split": "calibrate", "instrument": 2},
+    }
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('seed = 3', 'seed = "x"', "seed: expected an integer"),
+        ('seed = 3', 'colour = 3', "colour: unknown key"),
+        ('targets = ["fat_pct", "protein_pct"]', 'targets = []', "data.targets: expected a non-empty array"),
+        ('targets = ["fat_pct", "protein_pct"]', 'targets = ["a", "a"]', "data.targets: expected distinct"),
+        ('path = "spectra.npz"', 'path = 3', "data.path: expected a string"),
+        ('path = "spectra.npz"', 'path = "s.npz"\ntask = "ranking"', "data.task: expected one of"),
+        ('train = {split = "cal"}', 'train = {}', "split.train: expected at least one column"),
+        ('train = {split = "cal"}', '', "split.train: missing required table"),
+        ('test_a = {split = "test"}', 'test_a = {split = {a = 1}}', "split.test.test_a.split: expected a string"),
+        ('group = "sample_id"', 'method = "random"', "split.method: expected one of"),
+        ('sg = [{op = "savgol", window = 11, polyorder = 2, deriv = 1}]', 'sg = [{window = 11}]',
+         r"preprocessing.candidates.sg\[0\]: expected a table with an 'op'"),
+        ('[model]', '[preprocessing]\ncnn = "nope"\n[model]', "preprocessing.cnn: expected 'pls_best' or a candidate"),
+        ('[model]', '[intervals]\ncoverage = 1.5\n[model]', "intervals.coverage: expected a number strictly between"),
+        ('[model]', '[ood]\nalpha = 0\n[model]', "ood.alpha: expected a number strictly between"),
+        ('[model]', '[cv]\nfolds = 1\n[model]', "cv.folds: expected an integer >= 2"),
+        ('[model]', '[bundle]\nmodel_id = "a b"\n[model]', "bundle.model_id: expected letters"),
+        ('[model]', '[quantize]\nrepresentative = 3\n[model]', "quantize.representative: unknown key"),
+    ],
+)
+def test_bad_configs_name_the_key(old: str, new: str, message: str) -> None:
+    assert old in GOOD
+    with pytest.raises(TrainConfigError, match=message):
+        parse_config(GOOD.replace(old, new, 1))
+
+
+def test_toml_syntax_error_is_a_config_error() -> None:
+    with pytest.raises(TrainConfigError, match="invalid TOML"):
+        parse_config("[data\npath=1")
+
+
+def test_grouped_kfold_split_config() -> None:
+    text = GOOD.split("[split]")[0] + """
+[split]
+method = "grouped_kfold"
+group = "batch"
+folds = 5
+test_fold = 2
+select_fold = 4
+[preprocessing.candidates]
+snv = [{op = "snv"}]
+"""
+    cfg = parse_config(text)
+    assert (cfg.split.method, cfg.split.folds, cfg.split.test_fold, cfg.split.select_fold) == ("grouped_kfold", 5, 2, 4)
+    with pytest.raises(TrainConfigError, match="split.select_fold: must differ"):
+        parse_config(text.replace("select_fold = 4", "select_fold = 2"))
+    with pytest.raises(TrainConfigError, match="split.train: not used with method = 'grouped_kfold'"):
+        parse_config(text.replace('folds = 5', 'folds = 5\ntrain = {split = "a"}'))
+
+
+def test_group_may_combine_columns() -> None:
+    cfg = parse_config(GOOD.replace('group = "sample_id"', 'group = ["sample_id", "batch"]'))
+    assert cfg.split.group == "sample_id+batch"
+    with pytest.raises(TrainConfigError, match="split.group: expected a column name"):
+        parse_config(GOOD.replace('group = "sample_id"', 'group = ["a", 3]'))
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(TrainConfigError, match="cannot read config"):
+        load_config(tmp_path / "nope.toml")

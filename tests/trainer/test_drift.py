@@ -1,0 +1,83 @@
+"""Tests of trainer.drift: PCA agrees with scikit-learn, limits hold their false-alarm rate, new absorbers alarm."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+
+from trainer.drift import fit_ood, q_limit, t2_limit
+from trainer.errors import CalibrationError
+
+#: Same subspace and variances as scikit-learn's PCA, up to the 7 significant digits kept for the bundle.
+PCA_RTOL = 1e-6
+PCA_ATOL = 1e-6
+#: In-distribution false alarms at alpha = 1 %: allow sampling noise on 2000 new spectra plus model error.
+MAX_FALSE_ALARM = 0.04
+N_CHANNELS = 50
+
+
+def _latent_spectra(n: int, seed: int, *, extra_band: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    axis = np.linspace(0, 1, N_CHANNELS)
+    basis = np.stack([np.exp(-((axis - c) ** 2) / 0.01) for c in (0.2, 0.5, 0.8)])
+    X = rng.normal(size=(n, 3)) * np.array([3.0, 2.0, 1.0]) @ basis + rng.normal(0, 0.01, size=(n, N_CHANNELS))
+    if extra_band:
+        X += extra_band * np.exp(-((axis - 0.35) ** 2) / 0.002)
+    return X
+
+
+def test_pca_matches_sklearn() -> None:
+    X = _latent_spectra(300, 0)
+    m = fit_ood(X, n_components=3)
+    ref = PCA(n_components=3).fit(X)
+    np.testing.assert_allclose(m.mean, ref.mean_, rtol=PCA_RTOL, atol=PCA_ATOL)
+    np.testing.assert_allclose(m.explained_variance, ref.explained_variance_, rtol=PCA_RTOL)
+    np.testing.assert_allclose(np.abs(m.components @ ref.components_.T), np.eye(3), atol=PCA_ATOL)
+
+
+def test_variance_rule_picks_the_latent_rank() -> None:
+    assert fit_ood(_latent_spectra(300, 1), variance=0.99).n_components == 3
+
+
+def test_false_alarm_rate_near_alpha_on_new_in_distribution_spectra() -> None:
+    m = fit_ood(_latent_spectra(500, 2), variance=0.99, alpha=0.01)
+    t2, q = m.score(_latent_spectra(2000, 3))
+    assert np.mean(t2 > m.t2_limit) < MAX_FALSE_ALARM
+    assert np.mean(q > m.q_limit) < MAX_FALSE_ALARM
+
+
+def test_new_absorber_raises_q_and_extreme_levels_raise_t2() -> None:
+    m = fit_ood(_latent_spectra(500, 4), variance=0.99)
+    _, q = m.score(_latent_spectra(50, 5, extra_band=0.2))
+    assert np.all(q > m.q_limit)
+    t2, _ = m.score(m.mean + 10 * np.sqrt(m.explained_variance[0]) * m.components[0])
+    assert t2 > m.t2_limit
+
+
+def test_stacked_features_are_flattened() -> None:
+    X = np.stack([_latent_spectra(200, 6), _latent_spectra(200, 6) ** 2], axis=2)
+    m = fit_ood(X, n_components=4)
+    assert m.feature_shape == (N_CHANNELS, 2)
+    t2, q = m.score(X[:5])
+    assert t2.shape == (5,) and q.shape == (5,)
+
+
+def test_limits_against_known_values() -> None:
+    # F(0.99; 2, 98) = 4.8239 -> 2*99*101/(100*98) * 4.8239
+    assert t2_limit(100, 2, 0.01) == pytest.approx(2 * 99 * 101 / (100 * 98) * 4.8239, rel=1e-3)
+    # all residual eigenvalues equal: Q/lambda ~ chi2(m), 99 % quantile of chi2(10) is 23.209
+    assert q_limit(np.full(10, 1.0), 0.01) == pytest.approx(23.2, rel=0.03)
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(CalibrationError, match="expected at least 5 training spectra, got 3"):
+        fit_ood(np.ones((3, 10)))
+    with pytest.raises(CalibrationError, match="no variance"):
+        fit_ood(np.ones((30, 10)))
+    X = _latent_spectra(30, 7)
+    X[2, 3] = np.nan
+    with pytest.raises(CalibrationError, match="NaN"):
+        fit_ood(X)
+    with pytest.raises(CalibrationError, match="ood.n_components: expected at most"):
+        fit_ood(_latent_spectra(30, 8), n_components=40)

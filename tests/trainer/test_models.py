@@ -1,0 +1,172 @@
+"""Tests of trainer.models: a tiny CNN learns synthetic spectra, is deterministic for a seed, ensembles average in
+one graph, the target scaling is folded into the output, and the model survives full-integer int8 conversion."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from trainer.errors import TrainConfigError
+from trainer.models import CNNConfig, build_cnn, train_cnn
+
+N_CHANNELS = 64
+# A trained tiny CNN must explain most of the target variance: RMSE below this fraction of the target's SD.
+MAX_RMSE_FRACTION = 0.35
+# int8 output vs float output of the same model, as a fraction of the target's SD.
+INT8_PARITY_FRACTION = 0.05
+MIN_ACCURACY = 0.9
+
+TINY = CNNConfig(filters=(4,), kernel_sizes=(7,), strides=(4,), dense_units=(), dropout=0.0, l2=1e-4,
+                 batch_norm=False, learning_rate=1e-2, lr_schedule="cosine", epochs=40, batch_size=32,
+                 restore_best=False, log_every=20)
+# restore_best=False above; the classification test checks that selection rows pick the kept epoch.
+
+
+def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Beer-Lambert-like spectra: two bands whose heights are the two targets, a random baseline, noise."""
+    rng = np.random.default_rng(seed)
+    ch = np.linspace(0.0, 1.0, N_CHANNELS)
+    bands = np.stack([np.exp(-((ch - 0.3) ** 2) / 0.005), np.exp(-((ch - 0.7) ** 2) / 0.008)])
+    c = rng.uniform(0.0, 1.0, size=(n, 2))
+    X = c @ bands + rng.normal(0.0, 0.05, size=(n, 1)) + rng.normal(0.0, 0.01, size=(n, N_CHANNELS))
+    y = np.column_stack([150.0 + 80.0 * c[:, 0], 5.0 + 2.0 * c[:, 1]])
+    return X.astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, ...]:
+    X, y = _synthetic(300, seed=0)
+    Xs, ys = _synthetic(60, seed=1)
+    return X, y, Xs, ys
+
+
+@pytest.fixture(scope="module")
+def trained(data: tuple[np.ndarray, ...]):  # type: ignore[no-untyped-def]
+    X, y, Xs, ys = data
+    return train_cnn(X, y[:, 0], Xs, ys[:, 0], config=TINY, seed=3)
+
+
+@pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
+def test_tiny_cnn_learns_a_band_in_reference_units(trained, data) -> None:  # type: ignore[no-untyped-def]
+    _, y, Xs, ys = data
+    pred = np.asarray(trained.model.predict(Xs, verbose=0)).ravel()
+    rmse = float(np.sqrt(np.mean((pred - ys[:, 0]) ** 2)))
+    assert rmse < MAX_RMSE_FRACTION * ys[:, 0].std()
+    # The standardisation is folded into the output layer: predictions come out in reference units.
+    assert abs(pred.mean() - ys[:, 0].mean()) < 0.5 * ys[:, 0].std()
+    assert trained.y_mean.shape == (1,) and trained.y_scale[0] == pytest.approx(y[:, 0].std())
+    assert trained.epochs_run == TINY.epochs and 1 <= trained.best_epoch <= TINY.epochs
+    assert len(trained.history["loss"]) == TINY.epochs and "val_loss" in trained.history
+    assert trained.train_seconds > 0 and trained.n_params == trained.model.count_params()
+    # The fine-tuning loss is the training loss on standardised units times y_scale ** 2 (MSE here).
+    y_pred = pred[:8].reshape(-1, 1).astype(np.float32)
+    y_true = ys[:8, :1].astype(np.float32)
+    expected = np.mean((y_true - y_pred) ** 2)
+    assert float(trained.fine_tune_loss()(y_true, y_pred)) == pytest.approx(expected, rel=1e-4)
+    huber = dataclasses.replace(trained, config=dataclasses.replace(TINY, loss="huber", huber_delta=0.01))
+    r = (y_true - y_pred) / trained.y_scale[0]
+    standard = np.where(np.abs(r) <= 0.01, 0.5 * r ** 2, 0.01 * (np.abs(r) - 0.005))
+    assert float(huber.fine_tune_loss()(y_true, y_pred)) == pytest.approx(
+        np.mean(standard) * trained.y_scale[0] ** 2, rel=1e-4)
+
+
+@pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
+def test_same_seed_gives_identical_weights(data) -> None:  # type: ignore[no-untyped-def]
+    X, y, Xs, ys = data
+    cfg = dataclasses.replace(TINY, epochs=3, dropout=0.2, dense_units=(8,), ensemble_size=2)
+    first = train_cnn(X, y[:, 0], Xs, ys[:, 0], config=cfg, seed=3)
+    again = train_cnn(X, y[:, 0], Xs, ys[:, 0], config=cfg, seed=3)
+    for a, b in zip(first.model.get_weights(), again.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    other = train_cnn(X, y[:, 0], Xs, ys[:, 0], config=cfg, seed=4)
+    assert any(not np.array_equal(a, b) for a, b in zip(first.model.get_weights(), other.model.get_weights()))
+
+
+@pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
+def test_ensemble_is_one_model_averaging_its_members(data) -> None:  # type: ignore[no-untyped-def]
+    X, y, Xs, _ = data
+    cfg = dataclasses.replace(TINY, ensemble_size=3, epochs=10)
+    res = train_cnn(X, y, None, None, config=cfg, seed=0)  # two targets, fixed epochs
+    model = res.model
+    members = [layer for layer in model.layers if layer.name.startswith("cnn")]
+    assert len(members) == 3
+    out = np.asarray(model.predict(Xs, verbose=0))
+    assert out.shape == (len(Xs), 2)
+    mean = np.mean([np.asarray(m.predict(Xs, verbose=0)) for m in members], axis=0)
+    np.testing.assert_allclose(out, mean, rtol=1e-5, atol=1e-4)
+    assert res.best_epoch == cfg.epochs and "val_loss" not in res.history
+
+
+@pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
+def test_classification_softmax(data) -> None:  # type: ignore[no-untyped-def]
+    X, y, Xs, ys = data
+    labels = (y[:, 0] > np.median(y[:, 0])).astype(int)
+    labels_s = (ys[:, 0] > np.median(y[:, 0])).astype(int)
+    cfg = dataclasses.replace(TINY, task="classification", ensemble_size=2, epochs=20, restore_best=True)
+    res = train_cnn(X, labels, Xs, labels_s, config=cfg, seed=0)
+    proba = np.asarray(res.model.predict(Xs, verbose=0))
+    assert proba.shape == (len(Xs), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    assert (proba.argmax(axis=1) == labels_s).mean() >= MIN_ACCURACY
+    best = int(np.argmin(res.history["val_loss"])) + 1
+    assert res.best_epoch == best
+
+
+def test_stacked_channels_input_shape() -> None:
+    model = build_cnn((50, 3), TINY, n_outputs=1, seed=0)
+    assert model.input_shape == (None, 50, 3) and model.output_shape == (None, 1)
+    flat = build_cnn((50,), dataclasses.replace(TINY, batch_norm=True, dense_units=(8,), dropout=0.2),
+                     n_outputs=2, seed=0)
+    assert flat.input_shape == (None, 50) and flat.output_shape == (None, 2)
+
+
+@pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
+def test_int8_model_keeps_the_target_range(trained, data) -> None:  # type: ignore[no-untyped-def]
+    tf = pytest.importorskip("tensorflow")
+    from ai_edge_litert.interpreter import Interpreter
+
+    X, _, Xs, ys = data
+    conv = tf.lite.TFLiteConverter.from_keras_model(trained.model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([X[i:i + 1]] for i in range(100))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    interp = Interpreter(model_content=conv.convert())
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    s_in, z_in = inp["quantization"]
+    s_out, z_out = out["quantization"]
+    preds = []
+    for row in Xs:
+        interp.set_tensor(inp["index"], np.clip(np.round(row / s_in + z_in), -128, 127).astype(np.int8)[None])
+        interp.invoke()
+        preds.append((interp.get_tensor(out["index"]).astype(np.float64) - z_out) * s_out)
+    pred_q = np.concatenate(preds).ravel()
+    pred_f = np.asarray(trained.model.predict(Xs, verbose=0)).ravel()
+    assert np.sqrt(np.mean((pred_q - pred_f) ** 2)) < INT8_PARITY_FRACTION * ys[:, 0].std()
+
+
+def test_config_errors() -> None:
+    with pytest.raises(TrainConfigError, match="equal lengths"):
+        CNNConfig(filters=(4, 8), kernel_sizes=(3,), strides=(1, 1))
+    with pytest.raises(TrainConfigError, match="task"):
+        CNNConfig(task="ranking")
+    with pytest.raises(TrainConfigError, match="dropout"):
+        CNNConfig(dropout=1.0)
+    with pytest.raises(TrainConfigError, match="unknown keys"):
+        CNNConfig.from_dict({"filter": [4]})
+    cfg = CNNConfig.from_dict({"filters": [4, 8], "kernel_sizes": [5, 3], "strides": [2, 2]})
+    assert cfg.filters == (4, 8) and cfg.to_dict()["filters"] == [4, 8]
+
+
+def test_input_errors(data) -> None:  # type: ignore[no-untyped-def]
+    X, y, Xs, ys = data
+    with pytest.raises(ValueError, match="expected 300 rows of y_train"):
+        train_cnn(X, y[:5, 0], None, None, config=TINY, seed=0)
+    with pytest.raises(ValueError, match="both X_sel and y_sel"):
+        train_cnn(X, y[:, 0], Xs, None, config=TINY, seed=0)
+    with pytest.raises(ValueError, match="X_sel rows of shape"):
+        train_cnn(X, y[:, 0], Xs[:, :10], ys[:, 0], config=TINY, seed=0)

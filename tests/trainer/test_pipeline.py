@@ -1,0 +1,167 @@
+"""End-to-end test of trainer.pipeline.fit on a tiny synthetic dataset: bundle, metrics.json, report, edge check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge.bundle import check_command, load_bundle
+from trainer.config import load_config
+from trainer.pipeline import MODELS, classification_metrics, fit, regression_metrics
+
+N_CHANNELS = 64
+#: The int8 model run by the edge must track the float Keras model closely on the same rows.
+INT8_VS_FLOAT_RTOL = 0.10
+#: Magnitude pruning hits its target per kernel up to rounding of the count of weights.
+PRUNE_SPARSITY_ATOL = 0.02
+
+
+def _write_synthetic(path: Path, n: int = 150, seed: int = 0) -> None:
+    """Beer-Lambert mixtures of three bands with baseline offsets; replicates of 50 samples x 3; split column."""
+    rng = np.random.default_rng(seed)
+    wl = np.linspace(900.0, 1100.0, N_CHANNELS)
+    bands = np.stack([np.exp(-((wl - c) ** 2) / 300.0) for c in (950.0, 1000.0, 1050.0)])
+    n_samples = n // 3
+    conc = rng.uniform(0.1, 1.0, size=(n_samples, 3))
+    X = np.repeat(conc @ bands, 3, axis=0)
+    X += rng.normal(0, 0.05, size=(n, 1)) + rng.normal(0, 0.002, size=(n, N_CHANNELS))
+    y = np.repeat(conc[:, :1] * 10.0, 3, axis=0)
+    sample_id = np.repeat(np.array([f"s{i:03d}" for i in range(n_samples)]), 3)
+    split = np.repeat(np.where(np.arange(n_samples) < 30, "cal", np.where(np.arange(n_samples) < 40, "val", "test")), 3)
+    np.savez(path, X=X.astype(np.float32), wavelengths=wl, y=y.astype(np.float32),
+             target_names=np.array(["conc_pct"]), split=split, sample_id=sample_id)
+
+
+CONFIG = """
+seed = 1
+[data]
+path = "synthetic.npz"
+targets = ["conc_pct"]
+[split]
+group = "sample_id"
+train = {split = "cal"}
+select = {split = "val"}
+[split.test]
+test = {split = "test"}
+[cv]
+folds = 5
+max_components = 8
+[preprocessing]
+cnn = "pls_best"
+[preprocessing.candidates]
+snv = [{op = "snv"}]
+sg1 = [{op = "savgol", window = 7, polyorder = 2, deriv = 1}]
+[augment]
+n_copies = 1
+offset_sd_abs = 0.01
+[model]
+filters = [4]
+kernel_sizes = [5]
+strides = [2]
+dense_units = [8]
+epochs = 3
+batch_size = 16
+log_every = 1
+[pruning]
+target_sparsity = 0.5
+epochs = 2
+min_weights = 8
+[quantize]
+representative_samples = 40
+subprocess = false
+[ood]
+n_components = 3
+[intervals]
+coverage = 0.8
+[bundle]
+model_id = "synthetic-conc"
+model_version = "0.0.1"
+units = {conc_pct = "%"}
+"""
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    base = tmp_path_factory.mktemp("fit")
+    _write_synthetic(base / "synthetic.npz")
+    (base / "train.toml").write_text(CONFIG)
+    out = base / "out"
+    metrics = fit(load_config(base / "train.toml"), out)
+    return {"metrics": metrics, "out": out, "base": base}
+
+
+@pytest.mark.slow
+def test_fit_writes_bundle_metrics_and_report(fitted: dict[str, Any]) -> None:
+    out: Path = fitted["out"]
+    bundles = list(out.glob("*.spectrolite"))
+    assert [b.name for b in bundles] == ["synthetic-conc.spectrolite"]
+    assert check_command(bundles[0]) == 0
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk == fitted["metrics"]
+    html = (out / "report" / "index.html").read_text()
+    assert "PLS vs CNN" in html and "pred_vs_ref_test.png" in html
+    for png in ("pred_vs_ref_test.png", "residuals.png", "learning_curves.png", "pls_cv.png", "ood_t2_q.png"):
+        assert (out / "report" / png).stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_metrics_schema(fitted: dict[str, Any]) -> None:
+    m = fitted["metrics"]
+    for key in ("evaluations", "pls_components", "preprocessing", "sparsity", "model_bytes", "bundle_bytes",
+                "train_seconds", "interval_coverage"):
+        assert key in m, key
+    rows = {(e["split"], e["target"], e["model"]) for e in m["evaluations"]}
+    assert rows == {(s, "conc_pct", mod) for s in ("train", "select", "test") for mod in MODELS}
+    for e in m["evaluations"]:
+        assert {"n", "rmsep", "bias", "r2"} <= set(e)
+    assert m["splits"] == {"train": 90, "select": 30, "test": 30}
+    assert m["preprocessing"]["cnn"] in ("snv", "sg1")
+    assert m["bundle_bytes"] == (fitted["out"] / "synthetic-conc.spectrolite").stat().st_size
+    assert 0 < m["interval_coverage"]["test"]["conc_pct"] <= 1
+    assert m["pruning"]["enabled"] and m["sparsity"] == pytest.approx(0.5, abs=PRUNE_SPARSITY_ATOL)
+    assert set(m["pruning"]["accuracy_cost"]["test"]["conc_pct"]) == {"rmsep_dense", "rmsep_pruned"}
+
+
+@pytest.mark.slow
+def test_int8_rows_come_from_the_bundle_on_the_edge(fitted: dict[str, Any]) -> None:
+    """Re-run the bundle here with the edge runtime and recompute the test row: it must equal metrics.json."""
+    base: Path = fitted["base"]
+    bundle = load_bundle(fitted["out"] / "synthetic-conc.spectrolite")
+    with np.load(base / "synthetic.npz") as z:
+        rows = z["split"] == "test"
+        X, y = z["X"][rows].astype(np.float64), z["y"][rows, 0].astype(np.float64)
+    pred = np.asarray(bundle.predict_spectra(X), dtype=np.float64)[:, 0]
+    want = regression_metrics(y, pred)
+    got = next(e for e in fitted["metrics"]["evaluations"] if (e["split"], e["model"]) == ("test", "cnn_int8"))
+    assert got["rmsep"] == pytest.approx(want["rmsep"], rel=1e-9)
+    flt = next(e for e in fitted["metrics"]["evaluations"] if (e["split"], e["model"]) == ("test", "cnn_float"))
+    assert got["rmsep"] == pytest.approx(flt["rmsep"], rel=INT8_VS_FLOAT_RTOL)
+    assert bundle.ood is not None and bundle.ood.n_components == 3
+    assert bundle.intervals is not None and bundle.intervals.coverage == pytest.approx(0.8)
+
+
+def test_metric_helpers() -> None:
+    r = regression_metrics(np.array([1.0, 2.0, 3.0]), np.array([2.0, 3.0, 4.0]))
+    assert (r["n"], r["rmsep"], r["bias"], r["sep"]) == (3, 1.0, 1.0, 0.0)
+    assert r["r2"] == pytest.approx(1 - 3 / 2)
+    assert classification_metrics(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]))["accuracy"] == 0.75
+
+
+@pytest.mark.slow
+def test_cli_keygen_and_sign_make_a_bundle_the_edge_verifies(fitted: dict[str, Any], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from trainer.cli import main
+
+    bundle = tmp_path / "signed.spectrolite"
+    shutil.copy(fitted["out"] / "synthetic-conc.spectrolite", bundle)
+    assert main(["keygen", str(tmp_path / "keys")]) == 0
+    assert main(["sign", str(bundle), "--key", str(tmp_path / "keys" / "spectrolite.key.pem")]) == 0
+    capsys.readouterr()
+    assert check_command(bundle, tmp_path / "keys" / "spectrolite.pub.pem") == 0
+    assert "result: OK" in capsys.readouterr().out

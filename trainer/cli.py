@@ -1,0 +1,138 @@
+"""``spectro-train``: the lab command line (fit a model bundle from a TOML config, sign bundles, make keys).
+
+Subcommands::
+
+    spectro-train fit CONFIG --out DIR      train; writes DIR/<model_id>.spectrolite, DIR/metrics.json, DIR/report/
+    spectro-train sign BUNDLE --key KEY     add an Ed25519 signature (PEM private key) to a bundle
+    spectro-train keygen DIR [--name N]     create DIR/N.key.pem (private) and DIR/N.pub.pem (public)
+
+Progress and diagnostics go to stderr through logging (configured here only); results go to stdout. Expected
+failures (bad data, bad config, a failed check) end as one line ``spectro-train: error: ...`` and exit code 1;
+a bad command line exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("trainer.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``spectro-train``."""
+    p = argparse.ArgumentParser(prog="spectro-train", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    f = sub.add_parser("fit", help="train a bundle from a TOML config")
+    f.add_argument("config", type=Path, help="training config (TOML), e.g. examples/tablets_assay.toml")
+    f.add_argument("--out", type=Path, required=True, help="output folder")
+    f.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    f.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for TensorFlow/BLAS (default: all); set before TensorFlow loads")
+
+    s = sub.add_parser("sign", help="sign a bundle with an Ed25519 private key")
+    s.add_argument("bundle", type=Path)
+    s.add_argument("--key", type=Path, required=True, help="PEM private key (see keygen)")
+
+    k = sub.add_parser("keygen", help="create an Ed25519 signing key pair")
+    k.add_argument("dir", type=Path)
+    k.add_argument("--name", default="spectrolite", help="file name stem (default: spectrolite)")
+    k.add_argument("--force", action="store_true", help="overwrite existing key files")
+    return p
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", force=True)
+    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _limit_threads(n: int) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                "TF_NUM_INTEROP_THREADS"):
+        os.environ[var] = str(n)
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from dataclasses import replace  # noqa: PLC0415
+
+    from trainer.config import load_config  # noqa: PLC0415
+    from trainer.pipeline import fit_full  # noqa: PLC0415
+
+    cfg = load_config(args.config)
+    if args.seed is not None:
+        if args.seed < 0:
+            raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
+        cfg = replace(cfg, seed=args.seed)
+    res = fit_full(cfg, args.out)
+    m = res.metrics
+    key = "accuracy" if m["task"] == "classification" else "rmsep"
+    print(f"bundle: {res.bundle_path} ({m['bundle_bytes']} bytes, model {m['model_bytes']} bytes)")
+    print(f"metrics: {res.metrics_path}")
+    if res.report_path is not None:
+        print(f"report: {res.report_path}")
+    for c in m.get("comparison", []):
+        ratio = c.get("ratio_int8_to_pls")
+        print(f"{c['split']:>12} {c['target']:<14} {key} pls {c[f'pls_{key}']:.4g}  cnn_float "
+              f"{c[f'cnn_float_{key}']:.4g}  cnn_int8 {c[f'cnn_int8_{key}']:.4g}"
+              + (f"  int8/pls {ratio:.3f}" if ratio is not None else ""))
+    print(f"train_seconds: {m['train_seconds']}")
+    return 0
+
+
+def _cmd_sign(args: argparse.Namespace) -> int:
+    from trainer.bundle import sign_bundle  # noqa: PLC0415
+
+    if not args.bundle.is_file():
+        raise FileNotFoundError(f"no such bundle: {args.bundle}")
+    if not args.key.is_file():
+        raise FileNotFoundError(f"no such key file: {args.key}")
+    print(f"signed: {sign_bundle(args.bundle, args.key)}")
+    return 0
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from trainer.bundle import generate_keypair  # noqa: PLC0415
+
+    private, public = generate_keypair(args.dir, name=args.name, overwrite=args.force)
+    print(f"private key: {private}")
+    print(f"public key: {public}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``spectro-train``; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    if getattr(args, "threads", None):
+        _limit_threads(args.threads)
+    handlers = {"fit": _cmd_fit, "sign": _cmd_sign, "keygen": _cmd_keygen}
+    from edge.errors import EdgeError  # noqa: PLC0415
+    from trainer.errors import TrainerError  # noqa: PLC0415
+
+    try:
+        return handlers[args.command](args)
+    except (TrainerError, EdgeError, ValueError, FileNotFoundError, FileExistsError, PermissionError) as exc:
+        if args.verbose:
+            log.exception("failed")
+        print(f"spectro-train: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("spectro-train: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,518 @@
+"""The TOML training configuration of ``spectro-train fit``: frozen dataclasses, validated with messages naming the key.
+
+A config names the data, the targets, which rows train, which select (early stopping, model choice) and which
+test, the grouping column for cross-validation, the preprocessing candidates, and the settings of augmentation,
+the CNN (``[model]``), pruning, quantisation, drift statistics, intervals and the bundle. Relative paths are
+resolved against the config file's folder. The ``augment``, ``model`` and ``pruning`` tables are handed unchanged to the model code
+(:mod:`trainer.augment`, :mod:`trainer.models`, :mod:`trainer.pruning`), which validates them itself.
+
+Examples
+--------
+>>> cfg = parse_config('''
+... seed = 1
+... [data]
+... path = "spectra.npz"
+... targets = ["fat_pct"]
+... [split]
+... train = {split = "calibration"}
+... select = {holdout_fraction = 0.2}
+... [split.test]
+... test = {split = "test"}
+... [preprocessing.candidates]
+... snv = [{op = "snv"}]
+... ''', base_dir=".")
+>>> cfg.split.tests[0].name, cfg.preprocessing.cnn
+('test', 'snv')
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from trainer.errors import TrainConfigError
+
+__all__ = [
+    "DataConfig",
+    "Selector",
+    "TestSet",
+    "SplitConfig",
+    "CVConfig",
+    "PreprocessingConfig",
+    "OodConfig",
+    "IntervalConfig",
+    "QuantizeConfig",
+    "BundleConfig",
+    "TrainConfig",
+    "load_config",
+    "parse_config",
+]
+
+_TASKS = ("regression", "classification")
+_FORMATS = ("npz", "csv", "jcamp")
+_SPLIT_METHODS = ("explicit", "grouped_kfold")
+_SELECTOR_VALUE = (str, int, float, bool)
+
+
+def _table(d: Mapping[str, Any], key: str, where: str, *, required: bool = False) -> dict[str, Any]:
+    full = f"{where}.{key}" if where else key
+    if key not in d:
+        if required:
+            raise TrainConfigError(f"{full}: missing required table")
+        return {}
+    v = d[key]
+    if not isinstance(v, Mapping):
+        raise TrainConfigError(f"{full}: expected a table, got {type(v).__name__}")
+    return dict(v)
+
+
+def _check_keys(d: Mapping[str, Any], where: str, known: set[str] | frozenset[str]) -> None:
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise TrainConfigError(
+            f"{prefix}{unknown[0]}: unknown key; expected one of {', '.join(sorted(known))}"
+        )
+
+
+def _get(d: Mapping[str, Any], key: str, where: str, types: type | tuple[type, ...], default: Any = ...) -> Any:
+    full = f"{where}.{key}" if where else key
+    if key not in d:
+        if default is ...:
+            raise TrainConfigError(f"{full}: missing required key")
+        return default
+    v = d[key]
+    types_t = types if isinstance(types, tuple) else (types,)
+    if isinstance(v, bool) and bool not in types_t:
+        raise TrainConfigError(f"{full}: expected {_type_names(types_t)}, got {v!r}")
+    if float in types_t and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if not isinstance(v, types_t):
+        raise TrainConfigError(f"{full}: expected {_type_names(types_t)}, got {type(v).__name__} {v!r}")
+    return v
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true/false", list: "an array",
+             dict: "a table"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _group(d: Mapping[str, Any], where: str) -> str:
+    """A grouping column name, or several joined by ``+`` (from an array or a ``+`` string)."""
+    g = _get(d, "group", where, (str, list), "row")
+    parts = g if isinstance(g, list) else g.split("+")
+    if not parts or not all(isinstance(p, str) and p.strip() for p in parts):
+        raise TrainConfigError(f"{where}.group: expected a column name or an array of column names, got {g!r}")
+    return "+".join(p.strip() for p in parts)
+
+
+def _positive(v: float, full: str, *, allow_zero: bool = False) -> None:
+    if v < 0 or (v == 0 and not allow_zero):
+        raise TrainConfigError(f"{full}: expected a number {'>=' if allow_zero else '>'} 0, got {v!r}")
+
+
+def _fraction(v: float, full: str) -> None:
+    if not 0.0 < v < 1.0:
+        raise TrainConfigError(f"{full}: expected a number strictly between 0 and 1, got {v!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the spectra are and which targets to learn.
+
+    Parameters
+    ----------
+    path : Path
+        Data file (``.npz``, ``.csv``) or JCAMP-DX file/folder, resolved against the config's folder.
+    targets : tuple of str
+        Target names (columns of ``y``) to learn, in order.
+    format : str or None
+        ``"npz"``, ``"csv"`` or ``"jcamp"``; None infers it from the suffix.
+    task : str
+        ``"regression"`` or ``"classification"``.
+    targets_path : Path or None
+        For JCAMP-DX: CSV with a ``file`` column and one column per target.
+    axis_unit : str
+        Unit of the wavelength axis, ``"nm"`` or ``"cm-1"`` (labels plots and the bundle).
+    min_samples : int
+        Fewest rows accepted.
+    """
+
+    path: Path
+    targets: tuple[str, ...]
+    format: str | None = None
+    task: str = "regression"
+    targets_path: Path | None = None
+    axis_unit: str = "nm"
+    min_samples: int = 10
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], base_dir: Path) -> DataConfig:
+        w = "data"
+        _check_keys(d, w, {"path", "targets", "format", "task", "targets_path", "axis_unit", "min_samples"})
+        path = base_dir / os.path.expandvars(_get(d, "path", w, str))
+        targets = _get(d, "targets", w, (list, str))
+        targets = [targets] if isinstance(targets, str) else targets
+        if not targets or not all(isinstance(t, str) and t for t in targets):
+            raise TrainConfigError(f"data.targets: expected a non-empty array of target names, got {targets!r}")
+        if len(set(targets)) != len(targets):
+            raise TrainConfigError(f"data.targets: expected distinct names, got {targets!r}")
+        fmt = _get(d, "format", w, str, None)
+        if fmt is not None and fmt not in _FORMATS:
+            raise TrainConfigError(f"data.format: expected one of {', '.join(_FORMATS)}, got {fmt!r}")
+        task = _get(d, "task", w, str, "regression")
+        if task not in _TASKS:
+            raise TrainConfigError(f"data.task: expected one of {', '.join(_TASKS)}, got {task!r}")
+        if task == "classification" and len(targets) != 1:
+            raise TrainConfigError(f"data.targets: classification expects exactly one target, got {len(targets)}")
+        tp = _get(d, "targets_path", w, str, None)
+        unit = _get(d, "axis_unit", w, str, "nm")
+        if unit not in ("nm", "cm-1"):
+            raise TrainConfigError(f"data.axis_unit: expected 'nm' or 'cm-1', got {unit!r}")
+        min_samples = _get(d, "min_samples", w, int, 10)
+        if min_samples < 2:
+            raise TrainConfigError(f"data.min_samples: expected an integer >= 2, got {min_samples}")
+        return cls(
+            path=path,
+            targets=tuple(targets),
+            format=fmt,
+            task=task,
+            targets_path=base_dir / os.path.expandvars(tp) if tp else None,
+            axis_unit=unit,
+            min_samples=min_samples,
+        )
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Rows picked by per-row column values, e.g. ``{split = "test", instrument = 1}`` (all conditions hold).
+
+    A value may be a list (any of). ``holdout_fraction`` instead carves a grouped, seeded share out of the
+    training rows (only for the selection rows).
+    """
+
+    where: Mapping[str, Any] = field(default_factory=dict)
+    holdout_fraction: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> Selector:
+        if not isinstance(d, Mapping):
+            raise TrainConfigError(f"{where}: expected a table of column = value conditions, got {d!r}")
+        d = dict(d)
+        frac = d.pop("holdout_fraction", None)
+        if frac is not None:
+            if isinstance(frac, bool) or not isinstance(frac, (int, float)):
+                raise TrainConfigError(f"{where}.holdout_fraction: expected a number, got {frac!r}")
+            _fraction(float(frac), f"{where}.holdout_fraction")
+            if d:
+                raise TrainConfigError(f"{where}: holdout_fraction cannot be combined with column conditions")
+            return cls(where={}, holdout_fraction=float(frac))
+        if not d:
+            raise TrainConfigError(f"{where}: expected at least one column = value condition, got an empty table")
+        for k, v in d.items():
+            values = v if isinstance(v, list) else [v]
+            if not values or not all(isinstance(x, _SELECTOR_VALUE) for x in values):
+                raise TrainConfigError(f"{where}.{k}: expected a string, number or array of them, got {v!r}")
+        return cls(where=d)
+
+    def describe(self) -> str:
+        """Short text such as ``split=test, instrument=1``."""
+        if self.holdout_fraction is not None:
+            return f"holdout {self.holdout_fraction:g} of train"
+        return ", ".join(f"{k}={v}" for k, v in self.where.items())
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """A named set of test rows, reported under ``name`` in ``metrics.json``."""
+
+    name: str
+    selector: Selector
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Which rows train, select and test.
+
+    ``method = "explicit"`` uses selectors over per-row columns; ``"grouped_kfold"`` assigns whole groups to
+    ``folds`` folds (seeded) and takes fold ``test_fold`` as test and fold ``select_fold`` as selection rows.
+    ``group`` names the column keeping replicates together (``"row"``: every row is its own group); several
+    columns together form the group when given as an array or joined by ``+`` (``"meta_sample+meta_supplier"``).
+    """
+
+    method: str = "explicit"
+    group: str = "row"
+    train: Selector | None = None
+    select: Selector | None = None
+    tests: tuple[TestSet, ...] = ()
+    folds: int = 5
+    test_fold: int = 0
+    select_fold: int = 1
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SplitConfig:
+        w = "split"
+        _check_keys(d, w, {"method", "group", "train", "select", "test", "folds", "test_fold", "select_fold"})
+        method = _get(d, "method", w, str, "explicit")
+        if method not in _SPLIT_METHODS:
+            raise TrainConfigError(f"split.method: expected one of {', '.join(_SPLIT_METHODS)}, got {method!r}")
+        group = _group(d, w)
+        folds = _get(d, "folds", w, int, 5)
+        test_fold = _get(d, "test_fold", w, int, 0)
+        select_fold = _get(d, "select_fold", w, int, 1)
+        if method == "grouped_kfold":
+            if folds < 3:
+                raise TrainConfigError(f"split.folds: expected an integer >= 3, got {folds}")
+            for key, v in (("test_fold", test_fold), ("select_fold", select_fold)):
+                if not 0 <= v < folds:
+                    raise TrainConfigError(f"split.{key}: expected an integer in [0, {folds - 1}], got {v}")
+            if test_fold == select_fold:
+                raise TrainConfigError(f"split.select_fold: must differ from split.test_fold ({test_fold})")
+            for key in ("train", "select", "test"):
+                if key in d:
+                    raise TrainConfigError(f"split.{key}: not used with method = 'grouped_kfold'; remove it")
+            return cls(method=method, group=group, folds=folds, test_fold=test_fold, select_fold=select_fold,
+                       tests=(TestSet("test", Selector()),))
+        if "train" not in d:
+            raise TrainConfigError("split.train: missing required table (e.g. train = {split = \"calibrate\"})")
+        train = Selector.from_dict(d["train"], "split.train")
+        if train.holdout_fraction is not None:
+            raise TrainConfigError("split.train: holdout_fraction is only allowed for split.select")
+        select = Selector.from_dict(d["select"], "split.select") if "select" in d else Selector(holdout_fraction=0.2)
+        tests_d = _table(d, "test", w, required=True)
+        if not tests_d:
+            raise TrainConfigError("split.test: expected at least one named test set, e.g. [split.test] test = {...}")
+        tests = []
+        for name, sel in tests_d.items():
+            s = Selector.from_dict(sel, f"split.test.{name}")
+            if s.holdout_fraction is not None:
+                raise TrainConfigError(f"split.test.{name}: holdout_fraction is only allowed for split.select")
+            tests.append(TestSet(name=name, selector=s))
+        return cls(method=method, group=group, train=train, select=select, tests=tuple(tests), folds=folds)
+
+
+@dataclass(frozen=True)
+class CVConfig:
+    """Cross-validation on the training rows for the PLS baseline (latent variables, preprocessing choice)."""
+
+    folds: int = 10
+    group: str | None = None
+    max_components: int = 20
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CVConfig:
+        w = "cv"
+        _check_keys(d, w, {"folds", "group", "max_components"})
+        folds = _get(d, "folds", w, int, 10)
+        if folds < 2:
+            raise TrainConfigError(f"cv.folds: expected an integer >= 2, got {folds}")
+        mc = _get(d, "max_components", w, int, 20)
+        if mc < 1:
+            raise TrainConfigError(f"cv.max_components: expected an integer >= 1, got {mc}")
+        return cls(folds=folds, group=_group(d, w) if "group" in d else None, max_components=mc)
+
+
+@dataclass(frozen=True)
+class PreprocessingConfig:
+    """Named preprocessing candidates (lists of step tables) and which one the CNN uses.
+
+    ``cnn`` names a candidate or is ``"pls_best"`` (the candidate PLS cross-validation chose on training rows).
+    """
+
+    candidates: Mapping[str, tuple[Mapping[str, Any], ...]]
+    cnn: str
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PreprocessingConfig:
+        w = "preprocessing"
+        _check_keys(d, w, {"candidates", "cnn"})
+        cands_d = _table(d, "candidates", w, required=True)
+        if not cands_d:
+            raise TrainConfigError("preprocessing.candidates: expected at least one named candidate")
+        cands: dict[str, tuple[Mapping[str, Any], ...]] = {}
+        for name, steps in cands_d.items():
+            full = f"preprocessing.candidates.{name}"
+            if not isinstance(steps, list):
+                raise TrainConfigError(f"{full}: expected an array of step tables, got {type(steps).__name__}")
+            for i, s in enumerate(steps):
+                if not isinstance(s, Mapping) or not isinstance(s.get("op"), str):
+                    raise TrainConfigError(f"{full}[{i}]: expected a table with an 'op' string, got {s!r}")
+            cands[name] = tuple(dict(s) for s in steps)
+        cnn = _get(d, "cnn", w, str, next(iter(cands)) if len(cands) == 1 else "pls_best")
+        if cnn != "pls_best" and cnn not in cands:
+            raise TrainConfigError(
+                f"preprocessing.cnn: expected 'pls_best' or a candidate name ({', '.join(cands)}), got {cnn!r}"
+            )
+        return cls(candidates=cands, cnn=cnn)
+
+
+@dataclass(frozen=True)
+class OodConfig:
+    """PCA drift statistics: components by count or explained-variance share, and the limits' false-alarm rate."""
+
+    n_components: int | None = None
+    variance: float = 0.99
+    alpha: float = 0.01
+    max_components: int = 20
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> OodConfig:
+        w = "ood"
+        _check_keys(d, w, {"n_components", "variance", "alpha", "max_components"})
+        nc = _get(d, "n_components", w, int, None)
+        if nc is not None and nc < 1:
+            raise TrainConfigError(f"ood.n_components: expected an integer >= 1, got {nc}")
+        var = _get(d, "variance", w, float, 0.99)
+        _fraction(var, "ood.variance")
+        alpha = _get(d, "alpha", w, float, 0.01)
+        _fraction(alpha, "ood.alpha")
+        mc = _get(d, "max_components", w, int, 20)
+        if mc < 1:
+            raise TrainConfigError(f"ood.max_components: expected an integer >= 1, got {mc}")
+        return cls(n_components=nc, variance=var, alpha=alpha, max_components=mc)
+
+
+@dataclass(frozen=True)
+class IntervalConfig:
+    """Split-conformal prediction intervals calibrated on the selection rows."""
+
+    coverage: float = 0.9
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> IntervalConfig:
+        _check_keys(d, "intervals", {"coverage"})
+        cov = _get(d, "coverage", "intervals", float, 0.9)
+        _fraction(cov, "intervals.coverage")
+        return cls(coverage=cov)
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Full-integer int8 conversion: how many preprocessed training spectra form the representative set."""
+
+    representative_samples: int = 200
+    subprocess: bool = True
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> QuantizeConfig:
+        w = "quantize"
+        _check_keys(d, w, {"representative_samples", "subprocess"})
+        n = _get(d, "representative_samples", w, int, 200)
+        if n < 10:
+            raise TrainConfigError(f"quantize.representative_samples: expected an integer >= 10, got {n}")
+        return cls(representative_samples=n, subprocess=_get(d, "subprocess", w, bool, True))
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    """Identity of the model bundle written to the output folder."""
+
+    model_id: str = "model"
+    model_version: str = "0.1.0"
+    description: str = ""
+    units: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BundleConfig:
+        w = "bundle"
+        _check_keys(d, w, {"model_id", "model_version", "description", "units"})
+        mid = _get(d, "model_id", w, str, "model")
+        if not mid or not all(c.isalnum() or c in "-_." for c in mid):
+            raise TrainConfigError(f"bundle.model_id: expected letters, digits, '-', '_' or '.', got {mid!r}")
+        units = _table(d, "units", w)
+        for k, v in units.items():
+            if not isinstance(v, str):
+                raise TrainConfigError(f"bundle.units.{k}: expected a string, got {v!r}")
+        return cls(
+            model_id=mid,
+            model_version=_get(d, "model_version", w, str, "0.1.0"),
+            description=_get(d, "description", w, str, ""),
+            units=units,
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run; see the module docstring and ``examples/*.toml``."""
+
+    data: DataConfig
+    split: SplitConfig
+    cv: CVConfig
+    preprocessing: PreprocessingConfig
+    augment: Mapping[str, Any]
+    model: Mapping[str, Any]
+    pruning: Mapping[str, Any]
+    quantize: QuantizeConfig
+    ood: OodConfig
+    intervals: IntervalConfig
+    bundle: BundleConfig
+    seed: int = 0
+    report: bool = True
+    source: str = "<string>"
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def task(self) -> str:
+        """``"regression"`` or ``"classification"``."""
+        return self.data.task
+
+
+_TOP_KEYS = frozenset(
+    {"seed", "report", "data", "split", "cv", "preprocessing", "augment", "model", "pruning", "quantize", "ood",
+     "intervals", "bundle"}
+)
+
+
+def config_from_dict(d: Mapping[str, Any], *, base_dir: str | Path = ".", source: str = "<dict>") -> TrainConfig:
+    """Validate a parsed TOML document and build the :class:`TrainConfig`."""
+    _check_keys(d, "", _TOP_KEYS)
+    base = Path(base_dir)
+    seed = _get(d, "seed", "", int, 0)
+    if seed < 0:
+        raise TrainConfigError(f"seed: expected an integer >= 0, got {seed}")
+    return TrainConfig(
+        data=DataConfig.from_dict(_table(d, "data", "", required=True), base),
+        split=SplitConfig.from_dict(_table(d, "split", "", required=True)),
+        cv=CVConfig.from_dict(_table(d, "cv", "")),
+        preprocessing=PreprocessingConfig.from_dict(_table(d, "preprocessing", "", required=True)),
+        augment=_table(d, "augment", ""),
+        model=_table(d, "model", ""),
+        pruning=_table(d, "pruning", ""),
+        quantize=QuantizeConfig.from_dict(_table(d, "quantize", "")),
+        ood=OodConfig.from_dict(_table(d, "ood", "")),
+        intervals=IntervalConfig.from_dict(_table(d, "intervals", "")),
+        bundle=BundleConfig.from_dict(_table(d, "bundle", "")),
+        seed=seed,
+        report=_get(d, "report", "", bool, True),
+        source=source,
+        raw=dict(d),
+    )
+
+
+def parse_config(text: str, *, base_dir: str | Path = ".", source: str = "<string>") -> TrainConfig:
+    """Parse TOML text; syntax errors become :class:`TrainConfigError` naming the line."""
+    try:
+        d = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TrainConfigError(f"{source}: invalid TOML: {exc}") from exc
+    return config_from_dict(d, base_dir=base_dir, source=source)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a TOML training config; relative data paths resolve against its folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TrainConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
+    return parse_config(text, base_dir=path.parent, source=str(path))

@@ -1,0 +1,138 @@
+"""Fitting the edge's drift / out-of-distribution model: PCA on preprocessed training spectra with T2 and Q limits.
+
+The PCA comes from numpy's SVD of the centred training matrix (all eigenvalues are needed for the Q limit). The
+Hotelling T2 limit is the F-distribution limit for a new observation,
+``T2_lim = k (n - 1) (n + 1) / (n (n - k)) * F(1 - alpha; k, n - k)``; the Q limit is Jackson and Mudholkar's
+(1979) approximation from the residual eigenvalues ``theta_i = sum_{j > k} lambda_j ** i``. Quantiles come from
+``scipy.stats``. The result is an :class:`edge.ood.OodModel`, which the device scores with numpy only; its arrays
+are rounded to float32 precision (7 significant digits) so the JSON in the bundle stays compact.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from edge.ood import OodModel
+from trainer.errors import CalibrationError
+
+__all__ = ["fit_ood", "t2_limit", "q_limit"]
+
+log = logging.getLogger(__name__)
+
+#: Significant digits kept of the PCA arrays (float32 precision): the bundle's ``ood.json`` is text.
+SIGNIFICANT_DIGITS = 7
+
+
+def t2_limit(n_samples: int, n_components: int, alpha: float) -> float:
+    """Hotelling T2 upper limit for a new observation at false-alarm rate ``alpha``."""
+    from scipy import stats  # noqa: PLC0415
+
+    n, k = n_samples, n_components
+    if n <= k:
+        raise CalibrationError(f"T2 limit: expected more samples than components, got {n} samples, {k} components")
+    f = float(stats.f.ppf(1.0 - alpha, k, n - k))
+    return k * (n - 1) * (n + 1) / (n * (n - k)) * f
+
+
+def q_limit(residual_eigenvalues: np.ndarray, alpha: float) -> float:
+    """Jackson-Mudholkar Q (SPE) upper limit from the eigenvalues of the discarded components."""
+    from scipy import stats  # noqa: PLC0415
+
+    lam = np.asarray(residual_eigenvalues, dtype=np.float64)
+    lam = lam[lam > 0]
+    if lam.size == 0:
+        raise CalibrationError("Q limit: the principal components explain all training variance; use fewer")
+    th1, th2, th3 = (float(np.sum(lam**i)) for i in (1, 2, 3))
+    h0 = 1.0 - 2.0 * th1 * th3 / (3.0 * th2**2)
+    if h0 <= 1e-6:  # degenerate spectrum of eigenvalues: fall back to Box's scaled chi-square
+        g, h = th2 / th1, th1**2 / th2
+        return float(g * stats.chi2.ppf(1.0 - alpha, h))
+    c = float(stats.norm.ppf(1.0 - alpha))
+    inner = c * np.sqrt(2.0 * th2 * h0**2) / th1 + 1.0 + th2 * h0 * (h0 - 1.0) / th1**2
+    return float(th1 * inner ** (1.0 / h0))
+
+
+def _round_significant(a: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> np.ndarray:
+    """Round to ``digits`` significant decimal digits, so the bundle's JSON stays short and round-trips exactly."""
+    flat = [float(f"{v:.{digits}g}") for v in np.asarray(a, dtype=np.float64).ravel()]
+    return np.asarray(flat, dtype=np.float64).reshape(np.shape(a))
+
+
+def fit_ood(
+    X_pre_train: np.ndarray,
+    n_components: int | None = None,
+    variance: float = 0.99,
+    alpha: float = 0.01,
+    *,
+    max_components: int = 20,
+) -> OodModel:
+    """PCA drift model with T2 and Q limits, fitted on preprocessed training spectra.
+
+    Parameters
+    ----------
+    X_pre_train : ndarray, shape (n, *feature_shape)
+        Preprocessed training spectra (stacked channel axes allowed; they are flattened).
+    n_components : int, optional
+        Principal components to keep; None picks the fewest explaining ``variance`` of the variance.
+    variance : float
+        Explained-variance share used when ``n_components`` is None.
+    alpha : float
+        False-alarm rate of both limits.
+    max_components : int
+        Cap on the number of components.
+
+    Returns
+    -------
+    edge.ood.OodModel
+    """
+    X = np.asarray(X_pre_train, dtype=np.float64)
+    if X.ndim < 2:
+        raise CalibrationError(f"OOD model: expected a batch of spectra (n, features), got shape {X.shape}")
+    n = X.shape[0]
+    if n < 5:
+        raise CalibrationError(f"OOD model: expected at least 5 training spectra, got {n}")
+    if not np.all(np.isfinite(X)):
+        raise CalibrationError("OOD model: preprocessed training spectra contain NaN or infinite values")
+    if not 0.0 < alpha < 1.0:
+        raise CalibrationError(f"OOD model: expected 0 < alpha < 1, got {alpha}")
+    feature_shape = X.shape[1:]
+    Xf = X.reshape(n, -1)
+    mean = Xf.mean(axis=0)
+    _, s, vt = np.linalg.svd(Xf - mean, full_matrices=False)
+    eig = s**2 / (n - 1)
+    total = float(eig.sum())
+    if total <= 0:
+        raise CalibrationError("OOD model: training spectra have no variance after preprocessing")
+    limit_k = int(min(max_components, n - 2, np.count_nonzero(eig > total * 1e-12)))
+    if limit_k < 1:
+        raise CalibrationError(f"OOD model: too few samples ({n}) for a PCA model")
+    if n_components is None:
+        k = int(np.searchsorted(np.cumsum(eig) / total, variance) + 1)
+        k = min(k, limit_k)
+    else:
+        if n_components > limit_k:
+            raise CalibrationError(
+                f"ood.n_components: expected at most {limit_k} components for {n} spectra, got {n_components}"
+            )
+        k = n_components
+    model = OodModel(
+        mean=_round_significant(mean).reshape(feature_shape),
+        components=_round_significant(vt[:k]),
+        explained_variance=_round_significant(eig[:k]),
+        t2_limit=t2_limit(n, k, alpha),
+        q_limit=q_limit(eig[k:], alpha),
+        alpha=alpha,
+    )
+    t2, q = model.score(X)
+    log.info(
+        "OOD model: %d components (%.2f%% variance), T2 limit %.3g, Q limit %.3g, training alarms T2 %.1f%% Q %.1f%%",
+        k,
+        100 * eig[:k].sum() / total,
+        model.t2_limit,
+        model.q_limit,
+        100 * np.mean(t2 > model.t2_limit),
+        100 * np.mean(q > model.q_limit),
+    )
+    return model

@@ -1,0 +1,331 @@
+"""The offline HTML report of a training run: ``DIR/report/index.html`` with matplotlib PNG plots beside it.
+
+Plots: predicted vs reference per split and model, residuals, CNN learning curves, PLS cross-validation curves,
+Hotelling T2 vs Q with the limits per split; tables: PLS vs CNN (float and int8) per test split, every evaluation
+row, float vs int8, sparsity, sizes, interval coverage and timings. Everything is local files (no scripts, no
+network), so the folder can be zipped and opened anywhere.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainer.data import SpectralDataset
+from trainer.splits import SplitPlan
+
+__all__ = ["ReportInputs", "write_report"]
+
+log = logging.getLogger(__name__)
+
+_MODEL_STYLE = {"pls": ("tab:blue", "o"), "cnn_float": ("tab:green", "^"), "cnn_int8": ("tab:red", "s")}
+_DPI = 90
+
+
+@dataclass
+class ReportInputs:
+    """Everything the report shows; built by :func:`trainer.pipeline.fit`.
+
+    Parameters
+    ----------
+    title : str
+    config_source : str
+        Path of the TOML config.
+    dataset : SpectralDataset
+    plan : SplitPlan
+    metrics : dict
+        The ``metrics.json`` content.
+    predictions : mapping of (split, model) to ndarray, shape (n_rows_of_split, n_targets)
+        Predicted values (class indices for classification).
+    histories : list of (str, dict)
+        Named Keras histories (CNN training, pruning fine-tuning): ``loss``, ``val_loss``, ... per epoch.
+    pls_curves : mapping of target to mapping of candidate to ndarray, shape (K,)
+        RMSECV (or CV error rate) against latent variables.
+    ood_scores : mapping of split to (t2, q), each ndarray shape (n,)
+    ood_limits : (float, float)
+        T2 and Q limits.
+    intervals : edge.intervals.IntervalModel or None
+    units : mapping of target to unit
+    """
+
+    title: str
+    config_source: str
+    dataset: SpectralDataset
+    plan: SplitPlan
+    metrics: Mapping[str, Any]
+    predictions: Mapping[tuple[str, str], np.ndarray]
+    histories: Sequence[tuple[str, Mapping[str, Sequence[float]]]] = ()
+    pls_curves: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
+    ood_scores: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    ood_limits: tuple[float, float] = (float("nan"), float("nan"))
+    intervals: Any = None
+    units: Mapping[str, str] = field(default_factory=dict)
+
+
+def _plt() -> Any:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    return plt
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, (float, np.floating)):
+        if not np.isfinite(v):
+            return "-"
+        return f"{float(v):.{digits}g}"
+    return html.escape(str(v))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _save(fig: Any, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI)
+    _plt().close(fig)
+    return path.name
+
+
+def _pred_vs_ref(inp: ReportInputs, out: Path, split: str) -> str | None:
+    plt = _plt()
+    ds = inp.dataset
+    rows = inp.plan.roles()[split]
+    t = len(ds.target_names)
+    fig, axes = plt.subplots(1, t, figsize=(4.6 * t, 4.2), squeeze=False)
+    for j, name in enumerate(ds.target_names):
+        ax = axes[0, j]
+        ref = ds.y[rows][:, j]
+        for model, (color, marker) in _MODEL_STYLE.items():
+            pred = inp.predictions.get((split, model))
+            if pred is None:
+                continue
+            rmse = float(np.sqrt(np.mean((pred[:, j] - ref) ** 2)))
+            ax.scatter(ref, pred[:, j], s=14, c=color, marker=marker, alpha=0.6, label=f"{model} (RMSEP {rmse:.3g})")
+        lo, hi = float(np.min(ref)), float(np.max(ref))
+        pad = 0.05 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1)
+        unit = inp.units.get(name, "")
+        ax.set_xlabel(f"reference {name}" + (f" ({unit})" if unit else ""))
+        ax.set_ylabel("predicted")
+        ax.set_title(f"{split}: {name} (n={rows.size})")
+        ax.legend(fontsize=7)
+    return _save(fig, out / f"pred_vs_ref_{split}.png")
+
+
+def _residuals(inp: ReportInputs, out: Path, splits: Sequence[str]) -> str:
+    plt = _plt()
+    ds = inp.dataset
+    t = len(ds.target_names)
+    fig, axes = plt.subplots(len(splits), t, figsize=(4.6 * t, 3.2 * len(splits)), squeeze=False)
+    for i, split in enumerate(splits):
+        rows = inp.plan.roles()[split]
+        for j, name in enumerate(ds.target_names):
+            ax = axes[i, j]
+            ref = ds.y[rows][:, j]
+            for model in ("pls", "cnn_int8"):
+                pred = inp.predictions.get((split, model))
+                if pred is None:
+                    continue
+                color, marker = _MODEL_STYLE[model]
+                ax.scatter(ref, pred[:, j] - ref, s=12, c=color, marker=marker, alpha=0.6, label=model)
+            if inp.intervals is not None and j < inp.intervals.n_targets:
+                q = float(inp.intervals.q_hat[j])
+                ax.axhspan(-q, q, color="0.85", zorder=0, label=f"{inp.intervals.coverage:.0%} interval")
+            ax.axhline(0, color="k", lw=0.8)
+            ax.set_title(f"{split}: {name}")
+            ax.set_xlabel("reference")
+            ax.set_ylabel("prediction - reference")
+            ax.legend(fontsize=7)
+    return _save(fig, out / "residuals.png")
+
+
+def _learning_curves(inp: ReportInputs, out: Path) -> str | None:
+    if not inp.histories:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    offset = 0
+    for name, h in inp.histories:
+        n_epochs = 0
+        for key, values in h.items():
+            if not key.endswith("loss") or not values:
+                continue
+            label = f"{name} " + key.replace("val_loss", "select").replace("loss", "train")
+            x = offset + np.arange(1, len(values) + 1)
+            ax.plot(x, values, lw=1, ls="--" if key.startswith("val") else "-", label=label)
+            n_epochs = max(n_epochs, len(values))
+        offset += n_epochs
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title("CNN learning curves")
+    ax.legend(fontsize=7)
+    return _save(fig, out / "learning_curves.png")
+
+
+def _pls_curves(inp: ReportInputs, out: Path) -> str | None:
+    if not inp.pls_curves:
+        return None
+    plt = _plt()
+    n = len(inp.pls_curves)
+    fig, axes = plt.subplots(1, n, figsize=(4.8 * n, 3.8), squeeze=False)
+    classify = inp.dataset.is_classification
+    for ax, (target, curves) in zip(axes[0], inp.pls_curves.items()):
+        for cand, curve in curves.items():
+            ax.plot(np.arange(1, len(curve) + 1), curve, marker=".", label=cand)
+        ax.set_xlabel("latent variables")
+        ax.set_ylabel("CV error rate" if classify else "RMSECV")
+        ax.set_title(f"PLS cross-validation: {target}")
+        ax.legend(fontsize=7)
+    return _save(fig, out / "pls_cv.png")
+
+
+def _ood_chart(inp: ReportInputs, out: Path) -> str | None:
+    if not inp.ood_scores:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    for split, (t2, q) in inp.ood_scores.items():
+        ax.scatter(np.maximum(t2, 1e-12), np.maximum(q, 1e-12), s=10, alpha=0.6, label=split)
+    t2l, ql = inp.ood_limits
+    ax.axvline(t2l, color="k", ls="--", lw=1, label="T2 limit")
+    ax.axhline(ql, color="k", ls=":", lw=1, label="Q limit")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("Hotelling T2")
+    ax.set_ylabel("Q residual")
+    ax.set_title("Drift statistics of the bundle (edge scoring)")
+    ax.legend(fontsize=7)
+    return _save(fig, out / "ood_t2_q.png")
+
+
+def _confusion(inp: ReportInputs, split: str, model: str) -> str:
+    ds = inp.dataset
+    names = ds.class_names or ()
+    rows = inp.plan.roles()[split]
+    ref = ds.y[rows][:, 0].astype(int)
+    pred = np.asarray(inp.predictions[(split, model)])[:, 0].astype(int)
+    k = len(names)
+    m = np.zeros((k, k), dtype=int)
+    np.add.at(m, (ref, pred), 1)
+    return _table(["reference \\ predicted", *names], [[names[i], *m[i].tolist()] for i in range(k)])
+
+
+_CSS = """
+body { font-family: sans-serif; margin: 2em; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 0.6em 0 1.4em; font-size: 0.9em; }
+th, td { border: 1px solid #bbb; padding: 3px 8px; text-align: right; }
+th { background: #eee; }
+td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #ddd; margin: 0.4em 0 1.2em; }
+.note { color: #555; font-size: 0.9em; }
+"""
+
+
+def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
+    """Write ``report_dir/index.html`` and its PNG plots; return the path of ``index.html``."""
+    out = Path(report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    m = inp.metrics
+    ds = inp.dataset
+    classify = ds.is_classification
+    tests = list(inp.plan.tests)
+    key = "accuracy" if classify else "rmsep"
+    parts: list[str] = [f"<h1>{html.escape(inp.title)}</h1>"]
+    parts.append(
+        f"<p class='note'>Config {html.escape(inp.config_source)}; data {html.escape(ds.source)} "
+        f"({ds.n_samples} spectra x {ds.n_channels} channels, {ds.wavelengths.min():g}-{ds.wavelengths.max():g} "
+        f"{html.escape(ds.axis_unit)}); task {html.escape(str(m.get('task')))}; seed {m.get('seed')}. "
+        "cnn_int8 figures come from the written bundle run by the edge preprocessing and TFLite runtime.</p>"
+    )
+    parts.append("<h2>Rows</h2>")
+    parts.append(_table(["role", "rows"], [[k, v] for k, v in m.get("splits", {}).items()]))
+
+    parts.append("<h2>PLS vs CNN on the test rows</h2>")
+    comp = m.get("comparison", [])
+    parts.append(_table(
+        ["split", "target", f"PLS {key}", f"CNN float {key}", f"CNN int8 {key}", "int8 / PLS", "int8 / float"],
+        [[c["split"], c["target"], c[f"pls_{key}"], c[f"cnn_float_{key}"], c[f"cnn_int8_{key}"],
+          c["ratio_int8_to_pls"], c["ratio_int8_to_float"]] for c in comp],
+    ))
+    parts.append("<p class='note'>PLS: preprocessing " + html.escape(str(m.get("preprocessing", {}).get("pls")))
+                 + ", latent variables " + html.escape(str(m.get("pls_components")))
+                 + " (grouped CV on the training rows). CNN preprocessing: "
+                 + html.escape(str(m.get("preprocessing", {}).get("cnn"))) + ".</p>")
+
+    parts.append("<h2>Model</h2>")
+    pr = m.get("pruning", {})
+    parts.append(_table(["quantity", "value"], [
+        ["CNN parameters", m.get("cnn_params")],
+        ["kernel sparsity reached", m.get("sparsity")],
+        ["pruning", "on" if pr.get("enabled") else "off"],
+        ["int8 model bytes", m.get("model_bytes")],
+        ["bundle bytes", m.get("bundle_bytes")],
+        ["best epochs", m.get("cnn_best_epochs")],
+        ["CNN training seconds", m.get("cnn_train_seconds")],
+        ["runtime", m.get("runtime")],
+    ]))
+    if pr.get("accuracy_cost"):
+        parts.append(f"<p>Accuracy cost of pruning to sparsity {_fmt(pr.get('sparsity'))} (float models, "
+                     f"{key}):</p>")
+        parts.append(_table(["split", "target", "dense", "pruned"],
+                            [[s, t, *v.values()] for s, per in pr["accuracy_cost"].items() for t, v in per.items()]))
+
+    imgs: list[tuple[str, str | None]] = []
+    if classify:
+        for split in tests:
+            parts.append(f"<h2>Confusion, {html.escape(split)} (cnn_int8)</h2>" + _confusion(inp, split, "cnn_int8"))
+            parts.append(f"<h3>Confusion, {html.escape(split)} (PLS-DA)</h3>" + _confusion(inp, split, "pls"))
+    else:
+        for split in [*tests, "select"]:
+            imgs.append((f"Predicted vs reference: {split}", _pred_vs_ref(inp, out, split)))
+        imgs.append(("Residuals (band: conformal interval)", _residuals(inp, out, tests)))
+    imgs.append(("CNN learning curves", _learning_curves(inp, out)))
+    imgs.append(("PLS cross-validation", _pls_curves(inp, out)))
+    imgs.append(("Hotelling T2 / Q", _ood_chart(inp, out)))
+    for title, name in imgs:
+        if name:
+            parts.append(f"<h2>{html.escape(title)}</h2><img src='{html.escape(name)}' alt='{html.escape(title)}'>")
+
+    ood = m.get("ood", {})
+    if ood:
+        parts.append("<h2>Drift statistics</h2>")
+        parts.append(f"<p>{ood.get('n_components')} principal components; T2 limit {_fmt(ood.get('t2_limit'))}, "
+                     f"Q limit {_fmt(ood.get('q_limit'))} at alpha {_fmt(ood.get('alpha'))}.</p>")
+        parts.append(_table(["split", "T2 alarm rate", "Q alarm rate"],
+                            [[s, v["t2"], v["q"]] for s, v in ood.get("alarm_rate", {}).items()]))
+    cov = m.get("interval_coverage") or {}
+    if cov:
+        parts.append("<h2>Prediction intervals (split-conformal on the selection rows)</h2>")
+        parts.append(f"<p>Nominal coverage {_fmt(cov.get('nominal'))} from {cov.get('calibration_rows')} rows; "
+                     f"half-widths {html.escape(str(cov.get('half_widths')))}. The selection rows also chose the "
+                     "CNN's stopping epoch, so the coverage measured on the test rows below is the honest check.</p>")
+        parts.append(_table(["split", *ds.target_names],
+                            [[s, *[v.get(t) for t in ds.target_names]] for s, v in cov.items()
+                             if isinstance(v, Mapping) and s != "half_widths"]))
+    parts.append("<h2>All evaluations</h2>")
+    ev = m.get("evaluations", [])
+    cols = ["split", "target", "model", "n", *(["accuracy"] if classify else ["rmsep", "bias", "sep", "r2"])]
+    parts.append(_table(cols, [[e.get(c) for c in cols] for e in ev]))
+    parts.append("<h2>Timings (s)</h2>")
+    parts.append(_table(["stage", "seconds"], [[k, v] for k, v in (m.get("timings_s") or {}).items()]))
+    doc = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>" + html.escape(inp.title)
+           + "</title><style>" + _CSS + "</style></head><body>" + "\n".join(parts) + "</body></html>\n")
+    index = out / "index.html"
+    index.write_text(doc, encoding="utf-8")
+    log.info("report written to %s", index)
+    return index
