@@ -5,6 +5,8 @@ Subcommands::
     spectro-train fit CONFIG --out DIR      train; writes DIR/<model_id>.spectrolite, DIR/metrics.json, DIR/report/
     spectro-train sign BUNDLE --key KEY     add an Ed25519 signature (PEM private key) to a bundle
     spectro-train keygen DIR [--name N]     create DIR/N.key.pem (private) and DIR/N.pub.pem (public)
+    spectro-train transfer BUNDLE --pairs DATA.npz --out NEW.spectrolite
+                                            DS/PDS calibration transfer to a second instrument (new bundle)
 
 Progress and diagnostics go to stderr through logging (configured here only); results go to stdout. Expected
 failures (bad data, bad config, a failed check) end as one line ``spectro-train: error: ...`` and exit code 1;
@@ -47,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("dir", type=Path)
     k.add_argument("--name", default="spectrolite", help="file name stem (default: spectrolite)")
     k.add_argument("--force", action="store_true", help="overwrite existing key files")
+
+    from trainer.transfer import add_transfer_arguments  # noqa: PLC0415 (numpy only at import)
+
+    add_transfer_arguments(
+        sub.add_parser("transfer", help="write a bundle for a second instrument (DS/PDS from paired spectra)")
+    )
     return p
 
 
@@ -111,6 +119,12 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_transfer(args: argparse.Namespace) -> int:
+    from trainer.transfer import run_transfer_command  # noqa: PLC0415
+
+    return run_transfer_command(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``spectro-train``; returns the process exit code."""
     parser = build_parser()
@@ -118,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose, args.quiet)
     if getattr(args, "threads", None):
         _limit_threads(args.threads)
-    handlers = {"fit": _cmd_fit, "sign": _cmd_sign, "keygen": _cmd_keygen}
+    handlers = {"fit": _cmd_fit, "sign": _cmd_sign, "keygen": _cmd_keygen, "transfer": _cmd_transfer}
     from edge.errors import EdgeError  # noqa: PLC0415
     from trainer.errors import TrainerError  # noqa: PLC0415
 

@@ -263,27 +263,26 @@ def test_finetune_cnn_moves_towards_instrument2(tiny, tablets: dict[str, np.ndar
 
 @pytest.mark.slow
 def test_transfer_command_writes_slave_bundle(tiny, datasets_dir: Path, tmp_path: Path, capsys) -> None:
-    import argparse
-
     from tests.edge._bundle_factory import write_regression_bundle
+    from trainer.cli import main as train_main
 
     master = write_regression_bundle(tiny, tmp_path / "master.spectrolite")
-    parser = argparse.ArgumentParser()
-    T.add_transfer_arguments(parser)
     out = tmp_path / "inst2.spectrolite"
-    args = parser.parse_args([
-        str(master), "--pairs", str(datasets_dir / "idrc2002_tablets.npz"), "--split", "test",
+    pairs = str(datasets_dir / "idrc2002_tablets.npz")
+    code = train_main([
+        "transfer", str(master), "--pairs", pairs, "--split", "test",
         "--n-transfer", str(TABLETS_N_TRANSFER), "--out", str(out), "--model-version", "1.0.0-inst2",
     ])
-    assert T.run_transfer_command(args) == 0
+    assert code == 0
     printed = capsys.readouterr().out
     assert "1.0.0-inst2" in printed and f"pds, {TABLETS_N_TRANSFER} pairs" in printed
     b = load_bundle(out)
     assert b.model_version == "1.0.0-inst2" and b.pipeline.steps[0].op == "linear"
-    bad = parser.parse_args([str(master), "--pairs", str(datasets_dir / "idrc2002_tablets.npz"), "--split", "nope",
-                             "--out", str(tmp_path / "x.spectrolite")])
+    bad = ["transfer", str(master), "--pairs", pairs, "--split", "nope", "--out", str(tmp_path / "x.spectrolite")]
+    assert train_main(bad) == 1
+    assert "no rows of split 'nope'" in capsys.readouterr().err
     with pytest.raises(DataError, match="no rows of split 'nope'"):
-        T.run_transfer_command(bad)
+        T.load_transfer_pairs(datasets_dir / "idrc2002_tablets.npz", split="nope")
 
 
 @pytest.mark.slow
