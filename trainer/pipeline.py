@@ -558,8 +558,21 @@ def fit_full(
     if cfg.report:
         prog.stage("report")
         metrics["timings_s"] = dict(prog.timings)
+        from trainer.explain import explain_run, html_section  # noqa: PLC0415
         from trainer.report import ReportInputs, write_report  # noqa: PLC0415
 
+        # What the network and PLS look at, over the mean spectrum (integrated gradients, occlusion, VIP, kernels).
+        explain_paths = explain_run(
+            out / "report",
+            X_abs_train=X[tr],
+            X_abs_explain=X[sel],
+            wavelengths=ds.wavelengths,
+            target_names=list(ds.class_names) if classify and ds.class_names else list(ds.target_names),
+            unit=ds.axis_unit,
+            keras_model=model,
+            preprocess=pre,
+            pls_baseline=pls,
+        )
         report_path = write_report(
             out / "report",
             ReportInputs(
@@ -577,6 +590,7 @@ def fit_full(
                 ood_limits=(bundle_ood.t2_limit, bundle_ood.q_limit),
                 intervals=bundle.intervals,
                 units=units,
+                extra_html=html_section(explain_paths, out / "report"),
             ),
         )
     prog.end()

@@ -52,6 +52,9 @@ class ReportInputs:
         T2 and Q limits.
     intervals : edge.intervals.IntervalModel or None
     units : mapping of target to unit
+    extra_html : str
+        Ready-made HTML sections appended before the evaluation tables (the interpretability section of
+        :func:`trainer.explain.html_section`).
     """
 
     title: str
@@ -66,6 +69,7 @@ class ReportInputs:
     ood_limits: tuple[float, float] = (float("nan"), float("nan"))
     intervals: Any = None
     units: Mapping[str, str] = field(default_factory=dict)
+    extra_html: str = ""
 
 
 def _plt() -> Any:
@@ -317,6 +321,8 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
         parts.append(_table(["split", *ds.target_names],
                             [[s, *[v.get(t) for t in ds.target_names]] for s, v in cov.items()
                              if isinstance(v, Mapping) and s != "half_widths"]))
+    if inp.extra_html:
+        parts.append(inp.extra_html)
     parts.append("<h2>All evaluations</h2>")
     ev = m.get("evaluations", [])
     cols = ["split", "target", "model", "n", *(["accuracy"] if classify else ["rmsep", "bias", "sep", "r2"])]

@@ -106,6 +106,10 @@ def test_fit_writes_bundle_metrics_and_report(fitted: dict[str, Any]) -> None:
     assert "PLS vs CNN" in html and "pred_vs_ref_test.png" in html
     for png in ("pred_vs_ref_test.png", "residuals.png", "learning_curves.png", "pls_cv.png", "ood_t2_q.png"):
         assert (out / "report" / png).stat().st_size > 1000
+    assert '<section id="interpretability">' in html
+    imgs = [p for p in (out / "report").glob("*.png") if p.name.startswith(("explain", "ig", "occlusion", "pls_",
+                                                                              "kernels", "vip"))]
+    assert imgs, "the interpretability plots are missing"
 
 
 @pytest.mark.slow
