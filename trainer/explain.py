@@ -495,11 +495,54 @@ def explain_pls(
     return {"coef": coef, "vip": vip, "coef_png": coef_png, "vip_png": vip_png}
 
 
-def _feature_axis(n_features: int, wavelengths: np.ndarray, unit: str) -> tuple[np.ndarray, str]:
-    """The wavelength axis when the features keep it, else the feature index (after a crop or a linear step)."""
+#: Preprocessing ops whose output channel i still sits at the input's wavelength i.
+_AXIS_KEEPING_OPS = frozenset({"counts", "snv", "msc", "emsc", "savgol", "detrend", "normalize", "center", "autoscale"})
+
+
+def _steps_axis(steps: Sequence[Any], wavelengths: np.ndarray) -> np.ndarray | None:
+    """Follow the wavelength axis through crop, resample and stack steps; None once a step remaps channels."""
+    w = wavelengths
+    for step in steps:
+        op = getattr(step, "op", None)
+        if op == "crop":
+            w = w[step.start : step.stop]
+        elif op == "resample":
+            w = np.asarray(step.grid, dtype=np.float64)
+        elif op == "stack":
+            axes = [_steps_axis(branch, w) for branch in step.branches]
+            if any(a is None or a.shape != axes[0].shape for a in axes):  # type: ignore[union-attr]
+                return None
+            w = axes[0]  # type: ignore[assignment]
+        elif op == "linear":
+            if np.asarray(step.matrix).shape[0] != np.asarray(step.matrix).shape[1]:
+                return None
+        elif op not in _AXIS_KEEPING_OPS:
+            return None
+    return w
+
+
+def _feature_axis(
+    n_features: int, wavelengths: np.ndarray, unit: str, preprocess: Any = None
+) -> tuple[np.ndarray, str]:
+    """The wavelength axis of the features: the raw axis followed through the preprocessing's crop/resample steps,
+    else the feature index (after a step that remaps channels)."""
+    if preprocess is not None:
+        edge_pipe = preprocess.to_edge() if hasattr(preprocess, "to_edge") else preprocess
+        w = _steps_axis(getattr(edge_pipe, "steps", ()), wavelengths)
+        if w is not None and w.size == n_features:
+            return w, unit
     if wavelengths.size == n_features:
         return wavelengths, unit
     return np.arange(n_features, dtype=np.float64), "index"
+
+
+def _mean_on_axis(X: np.ndarray, wavelengths: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """Mean raw spectrum on ``axis`` (a crop or resampling of ``wavelengths``)."""
+    mean = X.mean(axis=0)
+    if axis.shape == wavelengths.shape and np.array_equal(axis, wavelengths):
+        return mean
+    order = np.argsort(wavelengths)
+    return np.interp(axis, wavelengths[order], mean[order])
 
 
 def explain_run(
@@ -553,8 +596,9 @@ def explain_run(
             raise ExplainError("explaining the CNN needs its fitted preprocessing")
         Pt = np.asarray(preprocess.transform(Xt), dtype=np.float64)
         Pe = np.asarray(preprocess.transform(Xe), dtype=np.float64)
-        axis, u = _feature_axis(Pt.shape[1], w, unit)
-        mean = Xt.mean(axis=0) if u == unit else Pt.reshape(Pt.shape[0], Pt.shape[1], -1).mean(axis=(0, 2))
+        axis, u = _feature_axis(Pt.shape[1], w, unit, preprocess)
+        mean = (_mean_on_axis(Xt, w, axis) if u == unit
+                else Pt.reshape(Pt.shape[0], Pt.shape[1], -1).mean(axis=(0, 2)))
         res = explain_cnn(keras_model, Pt, Pe, wavelengths=axis, mean_spectrum=mean, target_names=target_names,
                           out_dir=out, unit=u, steps=steps, window=window)
         paths["cnn_importance"] = res["importance_png"]
@@ -570,8 +614,8 @@ def explain_run(
                 axis, u = np.arange(flat.shape[1], dtype=np.float64), "index"
                 mean = flat.mean(axis=0)
             else:
-                axis, u = _feature_axis(n_feat, w, unit)
-                mean = Xt.mean(axis=0) if u == unit else flat.mean(axis=0)
+                axis, u = _feature_axis(n_feat, w, unit, m.preprocess)
+                mean = _mean_on_axis(Xt, w, axis) if u == unit else flat.mean(axis=0)
             names = list(m.targets)
             if pls_baseline.task == "classification" and pls_baseline.class_names:
                 names = list(pls_baseline.class_names)  # PLS-DA: one response per class

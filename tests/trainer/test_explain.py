@@ -211,3 +211,23 @@ def test_explain_run_and_html_section(band_cnn: object, band_data: tuple[np.ndar
     assert all(p.parent == tmp_path / "report" and p.is_file() for p in paths.values())
     section = explain.html_section(paths, tmp_path / "report")
     assert section.count("<img") == 4 and 'src="cnn_importance.png"' in section and "/" not in section.split('src="')[1][:20]
+
+
+def test_feature_axis_follows_crop_and_stack_to_wavelengths() -> None:
+    from trainer.explain import _feature_axis
+    from trainer.preprocessing import make_pipeline_from_config
+
+    w = np.linspace(600.0, 1898.0, 650)
+    X = np.random.default_rng(0).normal(1.0, 0.1, (20, 650)).cumsum(axis=1) / 100
+    pre = make_pipeline_from_config(
+        [{"op": "crop", "wavelength_min": 800, "wavelength_max": 1700},
+         {"op": "stack", "branches": [[{"op": "snv"}], [{"op": "snv"}, {"op": "savgol", "window": 15,
+                                                                         "polyorder": 2, "deriv": 1}]]}],
+        w,
+    ).fit(X)
+    n_features = pre.transform(X).shape[1]
+    axis, unit = _feature_axis(n_features, w, "nm", pre)
+    assert unit == "nm" and axis.size == n_features
+    assert axis[0] >= 800.0 - 1.0 and axis[-1] <= 1700.0 + 1.0
+    # a step that remaps channels (a non-square linear map) falls back to the feature index
+    assert _feature_axis(7, w, "nm", None)[1] == "index"
