@@ -316,7 +316,11 @@ class CommandParser:
             raise CommandError("hmac_sha256: expected 64 hexadecimal characters")
         if self._key is None:
             raise CommandError("hmac_sha256: signed command but no commands.hmac_key_path is configured")
-        expected = hmac.new(self._key, body.encode("utf-8"), hashlib.sha256).hexdigest()
+        try:
+            body_bytes = body.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate from a JSON escape: no valid UTF-8 was signed
+            raise CommandError(f"body: expected valid UTF-8 text, got {exc.reason} at position {exc.start}") from None
+        expected = hmac.new(self._key, body_bytes, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, mac.lower()):
             raise CommandError("hmac_sha256: signature does not match the body")
         return body
@@ -413,6 +417,10 @@ class CommandParser:
         """
         if not isinstance(raw, str) or not raw or len(raw) > _MAX_PATH_CHARS or "\x00" in raw:
             raise CommandError(f"{where}: expected a path of 1-{_MAX_PATH_CHARS} characters, got {raw!r:.80}")
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: no file system path can be built from it
+            raise CommandError(f"{where}: expected valid UTF-8 text, got {exc.reason} at position {exc.start}") from None
         if not self._allowed:
             raise CommandError(f"{where}: expected no path: no commands.allowed_dirs are configured")
         candidate = Path(raw)

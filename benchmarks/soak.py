@@ -1,0 +1,323 @@
+"""``spectro-bench soak``: a long run of the whole daemon with a real broker and faults sprinkled in, watching the
+daemon process for resident-memory, file-descriptor and thread growth, and the outbox for what is left.
+
+Usage::
+
+    spectro-bench soak --frames 1000000 [--warmup-frames N] [--bit-flip-rate P] [--broker-restarts K]
+                       [--bundle B] [--json PATH]
+
+Real processes: ``spectro-sim`` on a pty streaming as fast as it can (``--rate 0``) with bit flips on the wire,
+``python -m edge.daemon`` (what ``spectro-edge run`` runs), a real ``mosquitto`` (:mod:`benchmarks.broker`) that
+is stopped and started again ``--broker-restarts`` times at evenly spaced moments, and a paho subscriber in this
+process that keeps only the set of sequence numbers it saw.
+
+Every ``--sample-every-s`` the daemon's ``VmRSS`` and ``Threads`` (``/proc/<pid>/status``) and its open file
+descriptors (``/proc/<pid>/fd``) are sampled. Growth is measured from the first sample after ``--warmup-frames``
+predictions (imports, the interpreter, SQLite's page cache and the queues are warm by then) to the last sample
+before shutdown; ``rss_growth_mb`` uses the median of the last three samples against the median of the first
+three after warm-up, so a single allocation burst does not count as a leak.
+
+JSON keys: ``frames`` (spectra sent), ``predictions`` (unique, deduplicated by ``seq``), ``duplicates``, ``lost``
+(``frames - predictions``), ``lost_on_wire`` (frames the daemon counted as lost to sequence gaps or rejected, from
+its last metrics message: bit flips destroy frames by design), ``lost_unexplained`` (``lost - lost_on_wire``),
+``daemon_predictions`` and ``lost_after_daemon`` (predictions the daemon made that the subscriber did not see: the
+bench broker has no persistence, so a broker restart drops what arrives before the subscriber is back), ``rss_growth_mb``, ``fd_growth``, ``thread_growth``, ``outbox_left`` (rows in the outbox after the
+daemon's clean stop, must be 0), ``fps``, ``seconds``, ``broker_restarts``, ``samples``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+#: Issue 7 goal: resident memory growth after warm-up, MB.
+GOAL_RSS_GROWTH_MB = 10.0
+#: Liveness deadlines (a failure to get there, not figures).
+START_TIMEOUT_S = 120.0
+IDLE_END_S = 20.0
+#: No prediction for this long while the simulator still streams ends the run as ``stalled``.
+STALL_S = 60.0
+SITE, LINE, DEVICE = "soak", "line-1", "soak-01"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``spectro-bench soak``."""
+    parser.add_argument("--frames", type=int, default=100_000, help="spectra to stream (default 100,000)")
+    parser.add_argument("--warmup-frames", type=int, default=None,
+                        help="predictions before the memory baseline (default min(20,000, frames/10))")
+    parser.add_argument("--bit-flip-rate", type=float, default=2e-6,
+                        help="probability of a bit flip per byte on the wire (default 2e-6: ~0.1%% of frames)")
+    parser.add_argument("--broker-restarts", type=int, default=1, help="broker stop/start cycles during the run")
+    parser.add_argument("--broker-down-s", type=float, default=3.0, help="seconds the broker stays down each time")
+    parser.add_argument("--sample-every-s", type=float, default=2.0, help="seconds between process samples")
+    parser.add_argument("--bundle", type=Path, default=None, help="bundle (default: the synthetic demo bundle)")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep logs and the outbox here")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
+
+
+# --------------------------------------------------------------------------------------------------- probes
+def proc_sample(pid: int) -> dict[str, float]:
+    """``rss_mb``, ``threads`` and ``fds`` of a live process from ``/proc``."""
+    rss_kb, threads = 0.0, 0.0
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                rss_kb = float(line.split()[1])
+            elif line.startswith("Threads:"):
+                threads = float(line.split()[1])
+    fds = float(len(os.listdir(f"/proc/{pid}/fd")))
+    return {"t": time.monotonic(), "rss_mb": rss_kb / 1024.0, "threads": threads, "fds": fds}
+
+
+class SeqSubscriber:
+    """paho subscriber keeping the set of prediction seqs and the last metrics payload (bounded memory)."""
+
+    def __init__(self, port: int, prefix: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        from edge.messages import MessageKind, topic
+
+        self.pred_topic = topic(prefix, SITE, LINE, DEVICE, MessageKind.PREDICTION)
+        self.metrics_topic = topic(prefix, SITE, LINE, DEVICE, MessageKind.METRICS)
+        self.seqs: set[int] = set()
+        self.received = 0
+        self.metrics: dict[str, Any] | None = None
+        self.lock = threading.Lock()
+        self.last_receipt = time.monotonic()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="spectro-soak-sub", clean_session=True)
+        self.client.reconnect_delay_set(0.05, 0.5)  # type: ignore[arg-type]  # paho takes floats at run time
+        self.client.max_inflight_messages_set(100)
+
+        def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any = None) -> None:
+            client.subscribe([(self.pred_topic, 1), (self.metrics_topic, 1)])
+
+        def on_message(client: Any, userdata: Any, msg: Any) -> None:
+            body = json.loads(msg.payload)
+            with self.lock:
+                if msg.topic == self.pred_topic:
+                    self.last_receipt = time.monotonic()  # predictions only: metrics arrive every period
+                    self.received += 1
+                    self.seqs.add(int(body["seq"]))
+                else:
+                    self.metrics = body
+
+        self.client.on_connect = on_connect
+        self.client.on_message = on_message
+        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.loop_start()
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.seqs)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _config(path: Path, *, port_url: str, bundle: Path, mqtt_port: int, workdir: Path) -> Path:
+    path.write_text(f"""log_level = "WARNING"
+[device]
+site = "{SITE}"
+line = "{LINE}"
+device_id = "{DEVICE}"
+[serial]
+port_url = "{port_url}"
+read_timeout_s = 0.05
+reconnect_min_delay_s = 0.05
+reconnect_max_delay_s = 0.5
+[bundle]
+path = "{bundle}"
+watch = false
+[mqtt]
+host = "127.0.0.1"
+port = {mqtt_port}
+reconnect_min_delay_s = 1
+reconnect_max_delay_s = 2
+[outbox]
+path = "{workdir / 'outbox.sqlite'}"
+drain_rate_msgs_per_s = 0.0
+flush_timeout_s = 60.0
+[queues]
+policy = "block"
+[commands]
+enabled = false
+[metrics]
+period_s = 1.0
+""", encoding="utf-8")
+    return path
+
+
+def _bundle(args: argparse.Namespace) -> Path:
+    if args.bundle is not None:
+        return Path(args.bundle)
+    from benchmarks.throughput import resolve_setup
+
+    ns = argparse.Namespace(bundle=None, dataset=None, synthetic=True, cache=None, epochs=None)
+    return resolve_setup(ns).bundle
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the soak and return the figures (see the module docstring)."""
+    from benchmarks.broker import Mosquitto
+    from benchmarks.throughput import _end, _readline
+
+    bundle = _bundle(args)
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="spectro-soak-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    n = int(args.frames)
+    warmup = args.warmup_frames if args.warmup_frames is not None else min(20_000, max(1, n // 10))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+
+    broker = Mosquitto(workdir / "broker").start()
+    sub = SeqSubscriber(broker.port, "spectrolite")
+    sim = daemon = None
+    sim_log = open(workdir / "sim.log", "wb")  # noqa: SIM115 - closed in the finally below
+    daemon_log = open(workdir / "daemon.log", "wb")  # noqa: SIM115
+    samples: list[dict[str, float]] = []
+    restarts = 0
+    try:
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "firmware_bridge.cli", "--pty", "--link", str(workdir / "tty"), "--rate", "0",
+             "--count", str(n), "--bit-flip-rate", str(args.bit_flip_rate), "--exit-when-done", "--linger", "5"],
+            env=env, stdout=subprocess.PIPE, stderr=sim_log)
+        port_url = _readline(sim, START_TIMEOUT_S)
+        cfg = _config(workdir / "edge.toml", port_url=port_url, bundle=bundle, mqtt_port=broker.port, workdir=workdir)
+        daemon = subprocess.Popen([sys.executable, "-m", "edge.daemon", "--config", str(cfg)], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=daemon_log)
+        t0 = time.monotonic()
+        stalled = False
+        baseline_at: int | None = None
+        restart_marks = [int(n * (k + 1) / (args.broker_restarts + 1)) for k in range(args.broker_restarts)]
+        next_sample = time.monotonic()
+        last_print = 0.0
+        while True:
+            if daemon.poll() is not None:
+                raise RuntimeError(f"the daemon exited with {daemon.returncode}; see {workdir / 'daemon.log'}")
+            got = sub.count()
+            now = time.monotonic()
+            if now >= next_sample:
+                next_sample = now + args.sample_every_s
+                s = proc_sample(daemon.pid)
+                s["predictions"] = float(got)
+                s["streaming"] = float(sim.poll() is None)
+                samples.append(s)
+                if baseline_at is None and got >= warmup:
+                    baseline_at = len(samples) - 1
+            if restart_marks and got >= restart_marks[0]:
+                restart_marks.pop(0)
+                broker.stop()
+                time.sleep(args.broker_down_s)
+                broker.start()
+                restarts += 1
+            if now - last_print > 10.0:
+                last_print = now
+                print(f"  {got:>9} predictions  {got / max(now - t0, 1e-9):7.0f}/s  rss "
+                      f"{samples[-1]['rss_mb']:.1f} MB  fds {samples[-1]['fds']:.0f}  "
+                      f"threads {samples[-1]['threads']:.0f}", flush=True)
+            with sub.lock:
+                idle = now - sub.last_receipt
+            if got >= n or (sim.poll() is not None and idle > IDLE_END_S):
+                break
+            if idle > STALL_S:  # nothing arrives although the simulator still runs: report it, do not hang
+                stalled = True
+                print(f"  no prediction for {STALL_S:.0f} s with the simulator running: stalled", flush=True)
+                break
+            time.sleep(0.2)
+        elapsed = time.monotonic() - t0
+        samples.append({**proc_sample(daemon.pid), "predictions": float(sub.count()),
+                        "streaming": float(sim.poll() is None)})
+        time.sleep(2.0)  # one more metrics period, so the last metrics message carries the final counters
+        metrics = sub.metrics or {}
+    finally:
+        rc = _end(daemon, timeout_s=90.0)
+        _end(sim)
+        sub.close()
+        broker.stop()
+        sim_log.close()
+        daemon_log.close()
+    outbox_left = -1
+    db = workdir / "outbox.sqlite"
+    if db.is_file():
+        with sqlite3.connect(db) as con:
+            outbox_left = int(con.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+    counters = metrics.get("counters", {})
+    lost_on_wire = int(counters.get("frames_lost_seq_gap", 0)) + sum(
+        int(v) for k, v in counters.items() if k.startswith("frames_rejected_"))
+    predictions = len(sub.seqs)
+    base = samples[baseline_at:baseline_at + 3] if baseline_at is not None else samples[:3]
+    # the end of the run is judged while the simulator still streams: once it exits, the daemon closes its pty
+    # and waits for the device, which would read as an fd *drop*
+    streaming = [s for s in samples if s.get("streaming")]
+    tail = streaming[-3:] if len(streaming) >= 3 else samples[-3:]
+
+    def growth(key: str) -> float:
+        return _median([s[key] for s in tail]) - _median([s[key] for s in base])
+
+    return {
+        "benchmark": "soak",
+        "frames": n,
+        "predictions": predictions,
+        "duplicates": sub.received - predictions,
+        "lost": n - predictions,
+        "lost_on_wire": lost_on_wire,
+        "lost_unexplained": n - predictions - lost_on_wire,
+        # predictions the daemon made (and its outbox handed to the broker) that this subscriber never saw: the
+        # broker runs without persistence, so a restart drops what it accepts before the clean-session
+        # subscriber has subscribed again (a property of this bench's broker, not of the daemon)
+        "daemon_predictions": int(counters.get("predictions", 0)),
+        "lost_after_daemon": int(counters.get("predictions", 0)) - predictions,
+        "rss_growth_mb": round(growth("rss_mb"), 3),
+        "fd_growth": int(growth("fds")),
+        "thread_growth": int(growth("threads")),
+        "rss_mb_at_warmup": round(_median([s["rss_mb"] for s in base]), 3),
+        "rss_mb_at_end": round(_median([s["rss_mb"] for s in tail]), 3),
+        "warmup_predictions": warmup,
+        "outbox_left": outbox_left,
+        "daemon_exit_code": rc,
+        "seconds": round(elapsed, 1),
+        "fps": round(predictions / elapsed, 1) if elapsed else 0.0,
+        "bit_flip_rate_per_byte": args.bit_flip_rate,
+        "broker_restarts": restarts,
+        "stalled": stalled,
+        "daemon_counters": counters,
+        "decoder_crc_errors": int(counters.get("decoder_crc_errors", 0)),
+        "samples": [{k: round(v, 3) for k, v in s.items() if k != "t"} for s in samples],
+        "workdir": str(workdir),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the soak, print a summary, write JSON; exit 1 when something was lost unexplained or leaked."""
+    r = measure(args)
+    rows = [("frames", r["frames"]), ("predictions (unique)", r["predictions"]), ("duplicates", r["duplicates"]),
+            ("lost (on the wire, counted)", r["lost_on_wire"]), ("lost unexplained", r["lost_unexplained"]),
+            ("  of which after the daemon", r["lost_after_daemon"]),
+            ("rss growth after warm-up (MB)", r["rss_growth_mb"]), ("fd growth", r["fd_growth"]),
+            ("thread growth", r["thread_growth"]), ("outbox left", r["outbox_left"]),
+            ("broker restarts", r["broker_restarts"]), ("stalled", r["stalled"]), ("frames/s", r["fps"]), ("seconds", r["seconds"])]
+    for name, value in rows:
+        print(f"{name:<32} {value}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        out = {k: v for k, v in r.items() if k != "workdir"}
+        args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    ok = (not r["stalled"] and r["lost_unexplained"] <= 0 and r["rss_growth_mb"] <= GOAL_RSS_GROWTH_MB and r["fd_growth"] <= 0
+          and r["thread_growth"] <= 0 and r["outbox_left"] == 0)
+    return 0 if ok else 1
