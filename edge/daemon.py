@@ -296,6 +296,7 @@ class Daemon:
         self._failed_stamp: tuple[int, int] | None = None
         self._seen_stamp = self._bundle_stamp
         self.last_error: str | None = None
+        self._outbox_full = False
         self.started_unix_s = clock()
         self._fatal: BaseException | None = None
         self._parser: Any = None
@@ -342,6 +343,8 @@ class Daemon:
     def status_payload(self, state: str = "online") -> dict[str, Any]:
         """The retained ``.../status`` payload describing the daemon now."""
         alerts = list(self.drift.active())
+        if self._outbox_full:
+            alerts.append("outbox_full")
         return status_message(
             device_id=self.device_id,
             state=state,
@@ -823,11 +826,25 @@ class Daemon:
             if self.config.bundle.watch and now >= next_watch:
                 next_watch = now + watch_every
                 self._watch_bundle()
+            self._check_outbox_full()
             if now >= next_metrics:
                 self._emit(MessageKind.METRICS, self.metrics_payload(now - last_metrics))
                 last_metrics = now
                 next_metrics = now + period
         self._emit(MessageKind.METRICS, self.metrics_payload(time.monotonic() - last_metrics))
+
+    def _check_outbox_full(self) -> None:
+        """Publish a status whose ``alerts`` carry ``outbox_full`` when the outbox's alert flag rises or clears.
+
+        The status is retained and never queued in the outbox, so the alert reaches subscribers even while the
+        full outbox refuses or evicts other messages (see docs/mqtt.md, "When the outbox is full").
+        """
+        full = bool(self.link.stats().get("outbox_full", False))
+        if full != self._outbox_full:
+            self._outbox_full = full
+            self.counters.incr("outbox_full_raised" if full else "outbox_full_cleared")
+            (log.warning if full else log.info)("outbox full alert %s", "raised" if full else "cleared")
+            self._emit(MessageKind.STATUS, self.status_payload("online"))
 
     def _watch_bundle(self) -> None:
         path = Path(self.config.bundle.path)
