@@ -57,7 +57,7 @@ from benchmarks.results import (
     peak_rss_mb,
     percentiles_us,
     system_load,
-    write_json,
+    publish,
 )
 from firmware_bridge.frames import Spectrum
 
@@ -599,16 +599,9 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, RuntimeError) as exc:
         print(f"spectro-bench latency: {exc}", file=sys.stderr)
         return 1
-    text = render(result)
-    print(text)
-    plot_path = args.plot or (Path(args.json).with_suffix(".png") if args.json else None)
-    if plot_path is not None:
-        from benchmarks.plots import plot_latency
+    from benchmarks.plots import plot_latency
 
-        written = plot_latency(result, plot_path)
-        if written is not None:
-            result["plot"] = str(written)
-    write_json(args.json, result, markdown=text)
+    publish(args, result, render(result), plot_latency)
     return 0
 
 

@@ -12,7 +12,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["host_facts", "percentiles_us", "write_json", "markdown_table", "peak_rss_mb", "system_load", "jsonable"]
+__all__ = [
+    "publish","host_facts", "percentiles_us", "write_json", "markdown_table", "peak_rss_mb", "system_load", "jsonable"]
 
 
 def _cpu_model() -> str:
@@ -123,3 +124,14 @@ def jsonable(obj: Any) -> Any:
         v = float(obj)
         return v if np.isfinite(v) else None
     return obj
+
+
+def publish(args: Any, result: dict[str, Any], text: str, plot: Any = None) -> None:
+    """Print ``text``, draw ``plot(result, path)`` beside ``--json`` (or at ``--plot``), and write the JSON + .md."""
+    print(text)
+    plot_path = getattr(args, "plot", None) or (Path(args.json).with_suffix(".png") if args.json else None)
+    if plot is not None and plot_path is not None:
+        written = plot(result, plot_path)
+        if written is not None:
+            result["plot"] = str(written)
+    write_json(args.json, result, markdown=text)

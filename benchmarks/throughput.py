@@ -57,7 +57,7 @@ from benchmarks.results import (
     jsonable,
     markdown_table,
     system_load,
-    write_json,
+    publish,
 )
 
 log = logging.getLogger(__name__)
@@ -592,16 +592,9 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, RuntimeError) as exc:
         print(f"spectro-bench throughput: {exc}", file=sys.stderr)
         return 1
-    text = render(result)
-    print(text)
-    plot_path = args.plot or (Path(args.json).with_suffix(".png") if args.json else None)
-    if plot_path is not None:
-        from benchmarks.plots import plot_throughput
+    from benchmarks.plots import plot_throughput
 
-        written = plot_throughput(result, plot_path)
-        if written is not None:
-            result["plot"] = str(written)
-    write_json(args.json, result, markdown=text)
+    publish(args, result, render(result), plot_throughput)
     return 0 if result["predictions_received"] > 0 else 1
 
 

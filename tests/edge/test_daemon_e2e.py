@@ -94,8 +94,11 @@ def start_sim(tmp: Path, *, count: int, rate_hz: float, extra: tuple[str, ...] =
     return Proc(popen, log), line
 
 
-def write_config(tmp: Path, *, port_url: str, bundle: Path, mqtt_port: int, drain_rate: float = 200.0) -> Path:
-    path = tmp / "edge.toml"
+def write_config(tmp: Path, *, port_url: str, bundle: Path, mqtt_port: int, drain_rate: float = 200.0,
+                 name: str = "edge.toml", outbox: str = "", flush_timeout_s: float = 10.0) -> Path:
+    """A daemon config on ``port_url`` and a local broker; ``outbox`` adds lines to the ``[outbox]`` table."""
+    path = tmp / name
+    (tmp / "state").mkdir(exist_ok=True)
     path.write_text(
         f"""
 log_level = "INFO"
@@ -119,13 +122,13 @@ reconnect_max_delay_s = 2
 [outbox]
 path = "{tmp / 'state' / 'outbox.sqlite'}"
 drain_rate_msgs_per_s = {drain_rate}
-flush_timeout_s = 10.0
+flush_timeout_s = {flush_timeout_s}
+{outbox}
 [metrics]
 period_s = 1.0
 """,
         encoding="utf-8",
     )
-    (tmp / "state").mkdir(exist_ok=True)
     return path
 
 

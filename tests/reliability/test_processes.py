@@ -24,7 +24,8 @@ import pytest
 
 from tests.edge.daemon_harness import DemoBundles, demo_bundles, wait_for  # noqa: F401 (fixture)
 from tests.edge.mqtt_broker import MosquittoBroker, mosquitto_factory  # noqa: F401 (fixture)
-from tests.edge.test_daemon_e2e import DEVICE, Proc, Subscriber, start_daemon, start_sim
+from tests.edge.test_daemon_e2e import Proc, Subscriber, start_daemon, start_sim
+from tests.edge.test_daemon_e2e import write_config as e2e_write_config
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -45,36 +46,9 @@ SESSION_GAP = 3
 
 def write_config(tmp: Path, *, port_url: str, bundle: Path, mqtt_port: int, name: str = "edge.toml",
                  outbox: str = "", drain_rate: float = 0.0) -> Path:
-    path = tmp / name
-    (tmp / "state").mkdir(exist_ok=True)
-    path.write_text(f"""
-log_level = "INFO"
-[device]
-site = "{DEVICE['site']}"
-line = "{DEVICE['line']}"
-device_id = "{DEVICE['device_id']}"
-[serial]
-port_url = "{port_url}"
-read_timeout_s = 0.05
-reconnect_min_delay_s = 0.05
-reconnect_max_delay_s = 0.5
-[bundle]
-path = "{bundle}"
-watch = false
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
-reconnect_min_delay_s = 1
-reconnect_max_delay_s = 2
-[outbox]
-path = "{tmp / 'state' / 'outbox.sqlite'}"
-drain_rate_msgs_per_s = {drain_rate}
-flush_timeout_s = 2.0
-{outbox}
-[metrics]
-period_s = 1.0
-""", encoding="utf-8")
-    return path
+    """The end-to-end tests' config, with an unthrottled drain and a short shutdown flush."""
+    return e2e_write_config(tmp, port_url=port_url, bundle=bundle, mqtt_port=mqtt_port, drain_rate=drain_rate,
+                            name=name, outbox=outbox, flush_timeout_s=2.0)
 
 
 @pytest.fixture
