@@ -3,7 +3,7 @@
 Usage::
 
     spectro-bench accuracy [--configs examples/a.toml,examples/b.toml] [--out DIR] [--reuse] [--epochs E]
-                           [--metrics m1.json,m2.json] [--json PATH]
+                           [--metrics m1.json,m2.json] [--json PATH] [--no-transfer]
 
 Each config (default: every ``examples/*.toml``) is trained by the trainer's own orchestration
 (:func:`trainer.pipeline.fit`) in its own child process (TensorFlow's memory does not pile up across protocols),
@@ -12,6 +12,14 @@ split and target with the PLS, CNN float and CNN int8 figure; the int8 figure co
 the edge runtime). ``--reuse`` tabulates an existing ``metrics.json`` instead of training again; ``--metrics``
 tabulates given files without training at all. ``--epochs`` overrides the configs' epochs for a quick look (the
 figures are then not those of the protocol, and the table says so). This is slow: minutes per protocol.
+
+Calibration transfer (issue 8): for a dataset measured on two instruments (columns ``instrument`` and
+``sample_id``, i.e. the tablets), the child also evaluates DS and PDS transfer from 5, 10 and 20 transfer samples
+taken from the training split only (``split`` ``"test"``), tested on split ``"calibrate"``, for PLS, the int8 CNN
+and fine-tuning the CNN on the transfer samples (:func:`trainer.transfer.transfer_rows_for_run`), and writes the
+rows to ``transfer.json`` beside ``metrics.json``; they come out under the result's ``transfer`` key (keys
+``method``, ``n_transfer``, ``model``, ``rmsep_inst1``, ``rmsep_inst2``) and as a second table. ``--no-transfer``
+skips that computation.
 """
 
 from __future__ import annotations
@@ -37,7 +45,18 @@ from benchmarks.results import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["add_arguments", "main", "rows_from_metrics", "run"]
+__all__ = [
+    "TRANSFER_FILE", "add_arguments", "main", "rows_from_metrics", "run", "transfer_rows", "transfer_rows_from_file",
+]
+
+#: Written by the child beside ``metrics.json``: ``{"rows": [...]}``, the protocol's calibration-transfer rows.
+TRANSFER_FILE = "transfer.json"
+#: Transfer split (transfer samples come from it) and test split of a two-instrument dataset (the tablets).
+TRANSFER_POOL_SPLIT = "test"
+TRANSFER_TEST_SPLIT = "calibrate"
+#: Transfer-set sizes, and fine-tuning epochs of the CNN on them (few: one fine-tuning and int8 conversion each).
+TRANSFER_SIZES = (5, 10, 20)
+FINETUNE_EPOCHS = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse DIR/<stem>/metrics.json when present")
     parser.add_argument("--epochs", type=int, default=None, help="override the configs' CNN epochs (quick look)")
     parser.add_argument("--json", metavar="PATH", default=None, help="write the table as JSON (and .md beside)")
+    parser.add_argument("--no-transfer", action="store_true",
+                        help="skip the calibration-transfer rows (two-instrument datasets only)")
 
 
 def rows_from_metrics(metrics: dict[str, Any], protocol: str) -> list[dict[str, Any]]:
@@ -73,7 +94,15 @@ def rows_from_metrics(metrics: dict[str, Any], protocol: str) -> list[dict[str, 
     return rows
 
 
-def _fit_child(config: Path, out: Path, epochs: int | None) -> int:
+def transfer_rows_from_file(path: Path, protocol: str) -> list[dict[str, Any]]:
+    """The rows of a child's ``transfer.json`` with ``protocol`` added; none when the file is absent."""
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return [{"protocol": protocol, **r} for r in data.get("rows", [])]
+
+
+def _fit_child(config: Path, out: Path, epochs: int | None, transfer: bool = True) -> int:
     """Train one protocol in a child process; returns its exit code."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     root = str(Path(__file__).resolve().parents[1])
@@ -81,6 +110,8 @@ def _fit_child(config: Path, out: Path, epochs: int | None) -> int:
     cmd = [sys.executable, "-m", "benchmarks.accuracy", "--fit", str(config), "--out", str(out)]
     if epochs is not None:
         cmd += ["--epochs", str(epochs)]
+    if not transfer:
+        cmd.append("--no-transfer")
     return subprocess.run(cmd, env=env, check=False).returncode
 
 
@@ -99,6 +130,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from benchmarks.artifacts import repo_root
 
     rows: list[dict[str, Any]] = []
+    transfer: list[dict[str, Any]] = []
     failures: dict[str, str] = {}
     sources: list[tuple[str, Path]] = [(p.parent.name or p.stem, p) for p in _split(args.metrics)]
     if not args.metrics:
@@ -112,10 +144,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if not (args.reuse and metrics.is_file()):
                 log.info("training %s into %s", cfg, out)
                 t0 = time.perf_counter()
-                rc = _fit_child(cfg, out, args.epochs)
+                rc = _fit_child(cfg, out, args.epochs, transfer=not args.no_transfer)
                 log.info("%s: exit code %d after %.0f s", cfg.name, rc, time.perf_counter() - t0)
                 if rc != 0 or not metrics.is_file():
-                    failures[cfg.stem] = f"training failed (exit code {rc})"
+                    failures[cfg.stem] = f"training (or its transfer rows) failed (exit code {rc})"
                     continue
             sources.append((cfg.stem, metrics))
     for name, path in sources:
@@ -125,10 +157,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             failures[name] = f"cannot read {path}: {exc}"
             continue
         rows += rows_from_metrics(metrics, name)
+        if not args.no_transfer:
+            try:
+                transfer += transfer_rows_from_file(path.with_name(TRANSFER_FILE), name)
+            except (OSError, ValueError) as exc:
+                failures[name] = f"cannot read {path.with_name(TRANSFER_FILE)}: {exc}"
     return jsonable({
         "benchmark": "accuracy",
         "epochs_override": args.epochs,
         "rows": rows,
+        "transfer": transfer,
         "failures": failures,
         "load": system_load(),
         "host": host_facts(),
@@ -145,6 +183,15 @@ def render(result: dict[str, Any]) -> str:
          for r in result["rows"]],
     )
     parts = [table]
+    if result.get("transfer"):
+        parts.append("\nCalibration transfer (instrument 1 -> 2; transfer samples from the training split):\n")
+        parts.append(markdown_table(
+            ["protocol", "target", "model", "method", "n transfer", "RMSEP inst1", "RMSEP inst2", "inst2/inst1",
+             "PDS window"],
+            [[r["protocol"], r.get("target"), r["model"], r["method"], r["n_transfer"], r["rmsep_inst1"],
+              r["rmsep_inst2"], r["rmsep_inst2"] / r["rmsep_inst1"] if r["rmsep_inst1"] else None, r.get("window")]
+             for r in result["transfer"]],
+        ))
     if result["epochs_override"] is not None:
         parts.append(f"\nCNN epochs overridden to {result['epochs_override']}: not the protocols' own figures.")
     for name, why in result["failures"].items():
@@ -166,15 +213,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Child-process entry: ``python -m benchmarks.accuracy --fit CONFIG --out DIR [--epochs E]``."""
+    """Child-process entry: ``python -m benchmarks.accuracy --fit CONFIG --out DIR [--epochs E] [--no-transfer]``."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.accuracy")
     p.add_argument("--fit", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--no-transfer", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     from trainer.config import config_from_dict, load_config
-    from trainer.pipeline import fit
+    from trainer.pipeline import fit_full
 
     cfg = load_config(args.fit)
     if args.epochs is not None:
@@ -182,8 +230,76 @@ def main(argv: Sequence[str] | None = None) -> int:
         raw["model"] = {**dict(raw.get("model", {})), "epochs": int(args.epochs)}
         raw["report"] = False
         cfg = config_from_dict(raw, base_dir=args.fit.parent, source=f"{args.fit} (epochs={args.epochs})")
-    fit(cfg, args.out)
+    stale = args.out / TRANSFER_FILE
+    if stale.is_file():
+        stale.unlink()
+    result = fit_full(cfg, args.out)
+    if not args.no_transfer:
+        trained = result.extras.get("trained")
+        rows = transfer_rows(cfg, pls=result.extras.get("pls"), bundle_path=result.bundle_path,
+                             keras_model=None if trained is None else trained.model)
+        if rows is not None:
+            write_json(stale, jsonable({"rows": rows}))
     return 0
+
+
+def transfer_rows(
+    cfg: Any,
+    *,
+    pls: Any = None,
+    bundle_path: Path | None = None,
+    keras_model: Any = None,
+    n_transfer: Sequence[int] = TRANSFER_SIZES,
+    finetune_epochs: int = FINETUNE_EPOCHS,
+) -> list[dict[str, Any]] | None:
+    """Calibration-transfer rows of one trained protocol, one block per target; None for a one-instrument dataset.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        The protocol's config (its data is loaded again here, all rows and columns).
+    pls : PlsBaseline, optional
+        The run's PLS baseline (rows with ``model`` ``pls``).
+    bundle_path : Path, optional
+        The run's bundle (rows with ``model`` ``cnn_int8``).
+    keras_model : keras.Model, optional
+        The run's float CNN; fine-tuning rows (``method`` ``finetune``) for a single-target regression only.
+    n_transfer, finetune_epochs
+        As :func:`trainer.transfer.transfer_rows_for_run`.
+
+    Returns
+    -------
+    list of dict or None
+        Rows with keys ``target``, ``method``, ``n_transfer``, ``model``, ``rmsep_inst1``, ``rmsep_inst2`` (and
+        ``window`` for PDS).
+    """
+    import numpy as np
+
+    from trainer.data import load_dataset
+    from trainer.transfer import transfer_rows_for_run
+
+    if cfg.task != "regression":
+        return None
+    ds = load_dataset(cfg.data.path, targets=list(cfg.data.targets), fmt=cfg.data.format, task=cfg.data.task,
+                      targets_path=cfg.data.targets_path, axis_unit=cfg.data.axis_unit,
+                      min_samples=cfg.data.min_samples)
+    cols = ds.columns
+    if not all(c in cols for c in ("instrument", "sample_id", "split")):
+        return None
+    split = np.asarray(cols["split"]).astype(str)
+    Y = np.asarray(ds.y, dtype=np.float64).reshape(ds.n_samples, -1)
+    rows: list[dict[str, Any]] = []
+    for j, target in enumerate(ds.target_names):
+        log.info("calibration transfer for %s", target)
+        got = transfer_rows_for_run(
+            ds.X, Y[:, j], instrument=cols["instrument"], sample_id=cols["sample_id"],
+            train_rows=split == TRANSFER_POOL_SPLIT, test_rows=split == TRANSFER_TEST_SPLIT,
+            pls_predict=None if pls is None else pls.predict, bundle_path=bundle_path,
+            keras_model=keras_model if Y.shape[1] == 1 else None, n_transfer=n_transfer,
+            finetune_epochs=finetune_epochs, seed=cfg.seed, output=j,
+        )
+        rows += [{"target": target, **r} for r in got]
+    return rows
 
 
 if __name__ == "__main__":  # pragma: no cover

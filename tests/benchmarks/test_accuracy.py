@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.accuracy import rows_from_metrics
+from benchmarks.accuracy import TRANSFER_FILE, rows_from_metrics
 from benchmarks.cli import main
 
 REGRESSION = {
@@ -23,6 +23,14 @@ CLASSIFICATION = {
     "comparison": [{"split": "test", "target": "Varietal", "pls_accuracy": 1.0, "cnn_int8_accuracy": 0.9,
                     "cnn_float_accuracy": 0.9, "ratio_int8_to_pls": 0.9, "ratio_int8_to_float": 1.0}],
 }
+
+TRANSFER_ROWS = [
+    {"target": "assay_mg", "method": "none", "n_transfer": 0, "model": "pls", "rmsep_inst1": 4.4, "rmsep_inst2": 4.6},
+    {"target": "assay_mg", "method": "pds", "n_transfer": 10, "model": "cnn_int8", "rmsep_inst1": 4.0,
+     "rmsep_inst2": 5.0, "window": 3},
+    {"target": "assay_mg", "method": "finetune", "n_transfer": 10, "model": "cnn_int8", "rmsep_inst1": 4.2,
+     "rmsep_inst2": 4.3},
+]
 
 
 def test_rows_pick_the_task_metric_for_each_model() -> None:
@@ -54,3 +62,46 @@ def test_unreadable_metrics_is_a_failure_not_a_crash(tmp_path: Path) -> None:
     bad.write_text("{not json")
     assert main(["accuracy", "--metrics", str(bad), "--json", str(tmp_path / "a.json")]) == 1
     assert "x" in json.loads((tmp_path / "a.json").read_text())["failures"]
+
+
+def _write_protocols(tmp_path: Path) -> list[Path]:
+    """tablets (with the child's transfer.json beside its metrics.json) and coffee (one instrument: none)."""
+    paths = []
+    for name, m in (("tablets", REGRESSION), ("coffee", CLASSIFICATION)):
+        (tmp_path / name).mkdir()
+        paths.append(tmp_path / name / "metrics.json")
+        paths[-1].write_text(json.dumps(m))
+    (tmp_path / "tablets" / TRANSFER_FILE).write_text(json.dumps({"rows": TRANSFER_ROWS}))
+    return paths
+
+
+def test_transfer_rows_are_tabulated_under_their_own_key(tmp_path: Path, capsys) -> None:
+    paths = _write_protocols(tmp_path)
+    out = tmp_path / "acc.json"
+    assert main(["accuracy", "--metrics", ",".join(map(str, paths)), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["transfer"] == [{"protocol": "tablets", **r} for r in TRANSFER_ROWS]
+    for row in data["transfer"]:
+        assert {"method", "n_transfer", "model", "rmsep_inst1", "rmsep_inst2"} <= set(row)
+    assert [r["protocol"] for r in data["rows"]] == ["tablets", "tablets", "coffee"]
+    printed = capsys.readouterr().out
+    assert "| tablets | assay_mg | cnn_int8 | pds | 10 | 4 | 5 | 1.25 | 3 |" in printed
+    assert "| tablets | assay_mg | cnn_int8 | pds | 10 |" in out.with_suffix(".md").read_text()
+
+
+def test_no_transfer_flag_leaves_the_transfer_rows_out(tmp_path: Path, capsys) -> None:
+    paths = _write_protocols(tmp_path)
+    out = tmp_path / "acc.json"
+    assert main(["accuracy", "--metrics", ",".join(map(str, paths)), "--json", str(out), "--no-transfer"]) == 0
+    assert json.loads(out.read_text())["transfer"] == []
+    assert "finetune" not in capsys.readouterr().out
+
+
+def test_unreadable_transfer_file_is_a_failure_not_a_crash(tmp_path: Path) -> None:
+    paths = _write_protocols(tmp_path)
+    (tmp_path / "tablets" / TRANSFER_FILE).write_text("{not json")
+    out = tmp_path / "acc.json"
+    assert main(["accuracy", "--metrics", ",".join(map(str, paths)), "--json", str(out)]) == 1
+    data = json.loads(out.read_text())
+    assert "tablets" in data["failures"] and data["transfer"] == []
+    assert len(data["rows"]) == 3

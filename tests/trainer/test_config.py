@@ -43,16 +43,16 @@ def test_good_config_parses_into_dataclasses(tmp_path: Path) -> None:
     assert cfg.intervals.coverage == pytest.approx(0.9)
 
 
-@pytest.mark.parametrize("name", ["tablets_assay.toml", "fruit_puree.toml", "wheat_protein.toml", "tecator_fat.toml",
-                                  "olive_oil.toml", "meat_species.toml", "coffee.toml"])
+@pytest.mark.parametrize("name", ["tablets_assay.toml", "tablets_multi.toml", "fruit_puree.toml", "wheat_protein.toml",
+                                  "tecator_fat.toml", "olive_oil.toml", "meat_species.toml", "coffee.toml"])
 def test_shipped_examples_parse_and_point_at_data(name: str, repo_root: Path) -> None:
     cfg = load_config(repo_root / "examples" / name)
     assert cfg.data.path.name.endswith(".npz")
     assert cfg.bundle.model_id
 
 
-@pytest.mark.parametrize("name", ["tablets_assay.toml", "fruit_puree.toml", "wheat_protein.toml", "tecator_fat.toml",
-                                  "olive_oil.toml", "meat_species.toml", "coffee.toml"])
+@pytest.mark.parametrize("name", ["tablets_assay.toml", "tablets_multi.toml", "fruit_puree.toml", "wheat_protein.toml",
+                                  "tecator_fat.toml", "olive_oil.toml", "meat_species.toml", "coffee.toml"])
 def test_shipped_examples_satisfy_the_model_sections(name: str, repo_root: Path) -> None:
     """The [model], [augment] and [pruning] tables are validated by the model code's own config classes."""
     from trainer.pipeline import _build_augment_config, _build_cnn_config, _build_prune_config
@@ -73,6 +73,17 @@ def test_tablets_example_follows_the_protocol(repo_root: Path) -> None:
         "test_inst1": {"split": "calibrate", "instrument": 1},
         "test_inst2": {"split": "calibrate", "instrument": 2},
     }
+
+
+def test_tablets_multi_example_has_three_targets_and_the_assay_protocol(repo_root: Path) -> None:
+    """One network for weight, hardness and assay, under the very protocol of the one-target assay config."""
+    multi = load_config(repo_root / "examples" / "tablets_multi.toml")
+    single = load_config(repo_root / "examples" / "tablets_assay.toml")
+    assert multi.data.targets == ("weight_mg", "hardness", "assay_mg")
+    assert multi.data.path == single.data.path
+    assert multi.split == single.split
+    assert dict(multi.model) == dict(single.model)
+    assert multi.bundle.model_id != single.bundle.model_id
 
 
 @pytest.mark.parametrize(
