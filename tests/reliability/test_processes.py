@@ -134,7 +134,7 @@ def test_ten_sigkills_and_broker_restarts_lose_nothing(
     procs: list[Proc], subscribers: list[Subscriber],
 ) -> None:
     """The daemon is SIGKILLed 10 times at seeded random moments (the device frozen first, so no frame is
-    half-read), the broker is restarted at other random moments; with a rate-limited drain there is a backlog in
+    half-read, and until the next daemon holds the port), the broker is restarted at other random moments; with a rate-limited drain there is a backlog in
     the outbox at most kills, and every prediction still arrives."""
     rng = random.Random(SEED)
     broker = mosquitto_factory()
@@ -157,9 +157,14 @@ def test_ten_sigkills_and_broker_restarts_lose_nothing(
         time.sleep(SETTLE_S)
         daemon.end(signal.SIGKILL)
         assert daemon.popen.returncode == -signal.SIGKILL
-        _thaw(sim)
         daemon = start_daemon(tmp_path, cfg, k + 1)
         procs.append(daemon)
+        # The device stays frozen until the new daemon holds the port: bytes a device sends while no process
+        # has the port open are flushed by the next open (a real streaming device loses them the same way, and
+        # the daemon counts them as sequence gaps); what this test proves is that the outbox loses nothing.
+        wait_for(lambda: "interpreter thread" in daemon.text() or not daemon.alive(),
+                 "the restarted daemon holding the port", timeout_s=120.0)
+        _thaw(sim)
     wait_for(lambda: sub.count() >= n or not daemon.alive() or _no_progress(sub, QUIET_S),
              f"all {n} predictions or no progress for {QUIET_S:.0f} s", timeout_s=240.0)
     assert daemon.alive(), daemon.text()
