@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from firmware_bridge.adapters.lines import LineSplitter
 from firmware_bridge.errors import AdapterError
 from firmware_bridge.frames import Ack, Command, CommandCode, Frame, Nack, NackCode, Spectrum, Status
 
@@ -140,8 +141,7 @@ class AS7265xAdapter:
         self._clock_us = clock_us or (lambda: time.monotonic_ns() // 1000)
         self._pending: deque[_Pending] = deque()
         self._awaiting_ok = False
-        self._buffer = bytearray()
-        self._discarding = False
+        self._lines = LineSplitter(MAX_LINE_BYTES)
         self._seq = 0
         self._spectra = 0
         self._acks = 0
@@ -196,7 +196,7 @@ class AS7265xAdapter:
         n = len(self._pending)
         self._pending.clear()
         self._awaiting_ok = False
-        self._buffer.clear()
+        self._lines.drop_partial()
         return n
 
     # ------------------------------------------------------------------ commands
@@ -274,28 +274,11 @@ class AS7265xAdapter:
     def feed(self, data: bytes) -> list[Frame]:
         """Consume reply bytes (any chunking) and return the frames they complete, in order."""
         out: list[Frame] = []
-        data = bytes(data)
-        start = 0
-        while True:
-            end = data.find(b"\n", start)
-            if end < 0:
-                break
-            chunk = data[start:end]
-            start = end + 1
-            if self._discarding:
-                self._discarding = False
-                self._buffer.clear()
-                continue
-            self._buffer += chunk
-            line = bytes(self._buffer)
-            self._buffer.clear()
+        lines, overflow = self._lines.split(data)
+        for line in lines:
             self._line(line, out)
-        if not self._discarding:
-            self._buffer += data[start:]
-            if len(self._buffer) > MAX_LINE_BYTES:
-                self._buffer.clear()
-                self._discarding = True
-                self._reject(f"expected a reply line of at most {MAX_LINE_BYTES} bytes, got more")
+        if overflow:
+            self._reject(f"expected a reply line of at most {MAX_LINE_BYTES} bytes, got more")
         return out
 
     def _line(self, raw: bytes, out: list[Frame]) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from firmware_bridge.adapters.lines import LineSplitter
 from firmware_bridge.errors import AdapterError
 from firmware_bridge.frames import Spectrum, SpectrumFlags, Status
 
@@ -108,8 +109,7 @@ class C12880Adapter:
         self.strict = strict
         self._clock_us = clock_us or (lambda: time.monotonic_ns() // 1000)
         self._seq = 0
-        self._buffer = bytearray()
-        self._discarding = False
+        self._lines = LineSplitter(MAX_LINE_BYTES)
         self._ok = 0
         self._bad = 0
         self._ignored = 0
@@ -123,8 +123,7 @@ class C12880Adapter:
 
     def reset(self) -> None:
         """Drop a partially received line (after a reconnect); it is not counted."""
-        self._buffer.clear()
-        self._discarding = False
+        self._lines.reset()
 
     def status(self, nonce: int = 0) -> Status:
         """A :class:`Status` describing this reader (pixel count, calibration, exposure)."""
@@ -194,30 +193,13 @@ class C12880Adapter:
         """
         self._fed += len(data)
         out: list[Spectrum] = []
-        start = 0
-        data = bytes(data)
-        while True:
-            end = data.find(b"\n", start)
-            if end < 0:
-                break
-            chunk = data[start:end]
-            start = end + 1
-            if self._discarding:
-                self._discarding = False
-                self._buffer.clear()
-                continue
-            self._buffer += chunk
-            line = bytes(self._buffer)
-            self._buffer.clear()
+        lines, overflow = self._lines.split(data)
+        for line in lines:
             spectrum = self._line(line)
             if spectrum is not None:
                 out.append(spectrum)
-        if not self._discarding:
-            self._buffer += data[start:]
-            if len(self._buffer) > MAX_LINE_BYTES:
-                self._buffer.clear()
-                self._discarding = True
-                self._reject(f"expected a line of at most {MAX_LINE_BYTES} bytes, got more")
+        if overflow:
+            self._reject(f"expected a line of at most {MAX_LINE_BYTES} bytes, got more")
         return out
 
     def _line(self, line: bytes) -> Spectrum | None:
