@@ -2,7 +2,8 @@
 
 Usage::
 
-    spectro-bench throughput [--rate HZ] [--frames N] [--rates 250,500,1000,2000] [--max-frames N] [--qos 1]
+    spectro-bench throughput [--rate HZ] [--frames N] [--rates 250,500,1000,1250,1500,2000] [--max-frames N]
+                             [--qos 1] [--broker-nagle]
                              [--bundle B --dataset NPZ | --synthetic] [--json PATH]
 
 Real processes only: the simulator (:mod:`benchmarks.simproc`, the simulator's own code on a pty, stamping frames
@@ -84,7 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", type=Path, help="npz the simulator streams (must match --bundle)")
     parser.add_argument("--rate", type=float, default=100.0, help="reference rate for latency/CPU (default 100)")
     parser.add_argument("--frames", type=int, default=1000, help="spectra in the reference-rate step (default 1000)")
-    parser.add_argument("--rates", default="250,500,1000,2000", help="rates to search upwards, frames/s")
+    parser.add_argument("--rates", default="250,500,1000,1250,1500,2000",
+                        help="rates to search upwards, frames/s")
+    parser.add_argument("--broker-nagle", action="store_true",
+                        help="run mosquitto with its default set_tcp_nodelay false (see docs/mqtt.md)")
     parser.add_argument("--step-seconds", type=float, default=4.0, help="length of each search step (default 4)")
     parser.add_argument("--max-frames", type=int, default=4000, help="spectra of the as-fast-as-possible step")
     parser.add_argument("--no-max", action="store_true", help="skip the as-fast-as-possible step")
@@ -230,7 +234,7 @@ def write_daemon_config(path: Path, *, port_url: str, bundle: Path, mqtt_port: i
     """The daemon's TOML for one step (no bundle watching, no commands, unlimited outbox drain)."""
     sections: dict[str, dict[str, Any]] = {
         "device": {"site": SITE, "line": LINE, "device_id": DEVICE},
-        "serial": {"port_url": port_url, "read_timeout_s": 0.05, "reconnect_min_delay_s": 0.05,
+        "serial": {"port_url": port_url, "reconnect_min_delay_s": 0.05,
                    "reconnect_max_delay_s": 0.5},
         "bundle": {"path": str(bundle), "watch": False},
         "runtime": {"num_threads": threads},
@@ -453,7 +457,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     profile_step: dict[str, Any] | None = None
     try:
-        with Mosquitto(work / "broker") as broker:
+        with Mosquitto(work / "broker", tcp_nodelay=not args.broker_nagle) as broker:
             sub = Subscriber(broker.host, broker.port, "spectrolite", args.qos)
             try:
                 plan: list[tuple[float, int]] = [(float(args.rate), int(args.frames))]
@@ -504,7 +508,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "benchmark": "throughput",
         "setup": {"bundle": str(setup.bundle), "dataset": None if setup.dataset is None else str(setup.dataset),
-                  "description": setup.description, "qos": args.qos, "daemon_threads": args.threads},
+                  "description": setup.description, "qos": args.qos, "daemon_threads": args.threads,
+                  "broker_tcp_nodelay": not args.broker_nagle},
         "sustained_fps": None if best is None else best["delivered_fps"],
         "sustained_step_rate_hz": None if best is None else best["rate_hz"],
         "limited_by": limited_by,
@@ -566,7 +571,8 @@ def render(result: dict[str, Any]) -> str:
         return "n/a" if v is None else ("met" if v else "NOT met")
 
     summary = [
-        ["setup", f"{result['setup']['description']}, QoS {result['setup']['qos']}"],
+        ["setup", f"{result['setup']['description']}, QoS {result['setup']['qos']}, mosquitto set_tcp_nodelay "
+                  f"{'true' if result['setup'].get('broker_tcp_nodelay', True) else 'false'}"],
         ["sustained fps with zero loss", result["sustained_fps"]],
         ["limited by", result["limited_by"]],
         [f"goal >= {g['sustained_fps_min']:g} fps", verdict(g["sustained_met"])],

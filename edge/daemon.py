@@ -4,19 +4,23 @@ Threads and hand-overs
 ----------------------
 ::
 
-    serial port --reader--> frames queue --inference--> messages queue --publisher--> outbox (SQLite) --mqtt--> broker
-                                              ^                                             (edge.mqtt drains it)
+    serial port --reader--> frames queue --inference--> outbox (SQLite) --mqtt--> broker
+                                                              ^            (edge.mqtt drains it)
                   housekeeping: bundle watch + verified reload, command execution, metrics
+                                --> messages queue --publisher--^
 
 - **reader** (``spectro-reader``): :class:`firmware_bridge.transport.SerialTransport` -> decoded frames, stamped
   with their arrival time, into the *frames queue*.  Serial outages, CRC errors and skipped bytes are counted by
   the transport and its decoder and reported in the metrics.
 - **inference** (``spectro-inference``): owns the bundle's runtime (a TFLite interpreter is not thread-safe), the
   references and the drift monitor.  DARK/REFERENCE frames update the references, STATUS frames the wavelength
-  axis, SPECTRUM frames go through :class:`edge.inference.InferenceEngine` and the drift monitor; results go to
-  the *messages queue*.  A new bundle is swapped in here, between two frames, after it was verified elsewhere.
-- **publisher** (``spectro-publisher``): encodes messages and commits them to the durable outbox, which
-  :mod:`edge.mqtt` drains to the broker in order; nothing leaves the device without first being on disk.
+  axis, SPECTRUM frames go through :class:`edge.inference.InferenceEngine` and the drift monitor; the resulting
+  predictions and drift alerts are encoded and committed to the outbox by this thread itself (one thread
+  hand-over less per frame; see docs/daemon.md).  A new bundle is swapped in here, between two frames, after it
+  was verified elsewhere.
+- **publisher** (``spectro-publisher``): encodes the messages of the other threads (metrics, status, command
+  responses) and commits them to the durable outbox, which :mod:`edge.mqtt` drains to the broker in order;
+  nothing leaves the device without first being on disk.
 - **housekeeping** (``spectro-housekeeping``): polls the bundle file, loads, verifies and self-tests a new bundle
   (a reload never stalls inference), executes commands, and publishes metrics every ``metrics.period_s``.
 
@@ -27,10 +31,10 @@ default: under overload the freshest spectra are predicted; simulator ANNOTATION
 reference, status and acknowledgement frames are never dropped.  Every dropped spectrum is counted
 (``frames_dropped_queue_full``), and every gap in the device's sequence numbers is counted too
 (``frames_lost_seq_gap``: frames lost on the wire, to CRC errors or to the queue), next to the decoder's own
-counters (``decoder_*``), so lost frames are visible end to end.  The messages queue (``queues.messages_max``)
-blocks the inference thread when full instead of dropping (a computed prediction or a drift alert is never thrown
-away here); that pushes the overload back onto the frames queue,
-where it is counted.  The outbox has its own bound and policy (``outbox.full_policy``).
+counters (``decoder_*``), so lost frames are visible end to end.  The inference thread waits for its outbox
+commits (a computed prediction or a drift alert is never thrown away here); a slow disk pushes the overload back
+onto the frames queue, where it is counted.  The messages queue (``queues.messages_max``) blocks the other
+threads when full, never dropping.  The outbox has its own bound and policy (``outbox.full_policy``).
 
 Quality and rejections
 ----------------------
@@ -128,6 +132,12 @@ CAPTURE_TIMEOUT_S = 5.0
 CAPTURE_TIMEOUT_PER_FRAME_S = 1.0
 #: Longest wait of one serial read; bounds how late the reader notices a stop request, seconds.
 READ_WAIT_S = 0.2
+#: Reader coalescing (see _reader_loop): frames closer together than this (ns) make the reader pause COALESCE_S
+#: before its next read.  At 100 frames/s nothing changes; at 1,000 frames/s a read returns 2-3 frames.
+COALESCE_BELOW_NS = 3_000_000
+COALESCE_S = 0.002
+#: Longest wait of the inference thread for a frame before it looks at held predictions and capture deadlines.
+INFERENCE_POLL_S = 0.1
 #: The device normally announces itself (STATUS) and its references when a host opens the port; the daemon asks
 #: (HELLO, REQUEST_DARK/REQUEST_REFERENCE) only when they have not come (or were lost to a CRC error), at most this
 #: often, seconds.
@@ -303,6 +313,7 @@ class Daemon:
         self._last_reference_request = -math.inf
         self._last_hello = -math.inf
         self._started_mono = time.monotonic()
+        self._inference_ident: int | None = None
         self._restore_references()
 
     # ---------------------------------------------------------------------------------------- helpers
@@ -357,7 +368,19 @@ class Daemon:
         )
 
     def _emit(self, kind: MessageKind, message: dict[str, Any], command: str | None = None) -> None:
-        self.messages.put(_Outgoing(kind, message, command), droppable=False)
+        out = _Outgoing(kind, message, command)
+        if threading.get_ident() == self._inference_ident:
+            self._publish(out)
+        else:
+            self.messages.put(out, droppable=False)
+
+    def _publish(self, out: _Outgoing) -> None:
+        try:
+            self.link.publish(out.kind, out.message, command=out.command)
+            self.counters.incr(f"messages_{out.kind.value}")
+        except EdgeError as exc:
+            self.counters.incr("messages_failed")
+            log.error("message %s could not be stored or sent: %s", out.kind.value, exc)
 
     def _state_path(self, kind: ReferenceKind) -> Path:
         refs = self.config.references
@@ -467,6 +490,7 @@ class Daemon:
 
     # ---------------------------------------------------------------------------------------- reader
     def _reader_loop(self) -> None:
+        last_ns = 0
         while not self._stop_reading.is_set():
             try:
                 frames = self.transport.read_frames(READ_WAIT_S)
@@ -475,14 +499,22 @@ class Daemon:
                 log.warning("serial read failed: %s", exc)
                 self._stop_reading.wait(READ_WAIT_S)
                 continue
+            if not frames:
+                continue
             now_ns = time.monotonic_ns()
             for frame in frames:
                 droppable = isinstance(frame, (Spectrum, Annotation)) and not isinstance(frame, (Dark, Reference))
                 self.counters.incr("frames_in")
                 self.frames.put(_Received(frame, now_ns), droppable=droppable)  # drops are counted by the queue
+            # Coalescing: when frames come faster than one per COALESCE_BELOW_NS, let a few gather before the next
+            # read, so the reader and the inference thread wake once per burst instead of once per frame.
+            if now_ns - last_ns < COALESCE_BELOW_NS:
+                time.sleep(COALESCE_S)
+            last_ns = now_ns
 
     # ---------------------------------------------------------------------------------------- inference
     def _inference_loop(self) -> None:
+        self._inference_ident = threading.get_ident()
         while True:
             swap = self._swaps.get(0.0)
             if swap is not None:
@@ -492,7 +524,7 @@ class Daemon:
                 self._start_capture(order)
             if self._capture is not None:
                 self._check_capture_deadline()
-            item = self.frames.get(0.05)
+            item = self.frames.get(INFERENCE_POLL_S)
             if item is None:
                 self._release_held(force=False)
                 if self._stop_inference.is_set() and len(self.frames) == 0:
@@ -772,12 +804,7 @@ class Daemon:
                 if self.messages.closed:
                     break
                 continue
-            try:
-                self.link.publish(out.kind, out.message, command=out.command)
-                self.counters.incr(f"messages_{out.kind.value}")
-            except EdgeError as exc:
-                self.counters.incr("messages_failed")
-                log.error("message %s could not be stored or sent: %s", out.kind.value, exc)
+            self._publish(out)
 
     # ---------------------------------------------------------------------------------------- housekeeping
     def on_command(self, name: str, payload: bytes) -> None:

@@ -222,7 +222,7 @@ def ewma_step(config: EwmaConfig, state: DetectorState, value: float) -> tuple[D
     if not math.isfinite(value):
         return state, None
     ewma = value if state.ewma is None else (1.0 - config.alpha) * state.ewma + config.alpha * value
-    new = replace(state, ewma=ewma, n_samples=state.n_samples + 1)
+    new = DetectorState(ewma, state.raised, state.run_length, state.n_samples + 1)  # not replace(): hot path
     score = new.score(config)
     assert score is not None
     return _hysteresis(new, score, config.raise_above, config.clear_below, config.min_raise_samples,
@@ -237,12 +237,12 @@ def _hysteresis(
     if not new.raised:
         run = new.run_length + 1 if score > raise_above and new.n_samples > warmup else 0
         if run >= min_raise:
-            return replace(new, raised=True, run_length=0), DriftState.RAISED
-        return replace(new, run_length=run), None
+            return DetectorState(new.ewma, True, 0, new.n_samples), DriftState.RAISED
+        return DetectorState(new.ewma, False, run, new.n_samples), None
     run = new.run_length + 1 if score < clear_below else 0
     if run >= min_clear:
-        return replace(new, raised=False, run_length=0), DriftState.CLEARED
-    return replace(new, run_length=run), None
+        return DetectorState(new.ewma, False, 0, new.n_samples), DriftState.CLEARED
+    return DetectorState(new.ewma, True, run, new.n_samples), None
 
 
 class _Detector:
@@ -393,7 +393,7 @@ def cusum_step(config: CusumConfig, state: CusumState, value: float) -> tuple[Cu
     upper = min(cap, max(0.0, state.upper + z - config.k_sigma))
     lower = min(cap, max(0.0, state.lower - z - config.k_sigma))
     score = max(upper, lower)
-    base = replace(state.base, ewma=score, n_samples=state.base.n_samples + 1)
+    base = DetectorState(score, state.base.raised, state.base.run_length, state.base.n_samples + 1)
     base, transition = _hysteresis(
         base, score, config.h_sigma, config.clear_threshold, 1, config.min_clear_samples, config.warmup_samples
     )

@@ -32,7 +32,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -530,12 +530,6 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _type_ok(value: Any, name: str) -> bool:
-    if name in ("integer", "number") and isinstance(value, bool):
-        return False
-    return isinstance(value, _TYPES[name])
-
-
 class _Invalid(Exception):
     """Internal: a schema violation; the path to the field is filled in while it propagates (no cost on success)."""
 
@@ -545,62 +539,78 @@ class _Invalid(Exception):
         self.path: list[str] = []
 
 
-def _check(value: Any, schema: Mapping[str, Any]) -> None:
+def _compile(schema: Mapping[str, Any]) -> Callable[[Any], None]:
+    """A checker for ``schema`` (the subset of JSON Schema used above) that raises :class:`_Invalid`.
+
+    Compiled once per schema, so a message is checked by one closure call per field instead of re-reading the
+    schema's keys for every value (the daemon validates every prediction it publishes).
+    """
     types = schema.get("type")
-    if types is not None:
-        names = (types,) if isinstance(types, str) else types
-        for name in names:
-            if _type_ok(value, name):
-                break
-        else:
-            raise _Invalid(f"expected {' or '.join(names)}, got {type(value).__name__}")
-    if "enum" in schema and value not in schema["enum"]:
-        raise _Invalid(f"expected one of {schema['enum']}, got {value!r}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise _Invalid(f"expected a finite number, got {value}")
-        if "minimum" in schema and value < schema["minimum"]:
-            raise _Invalid(f"expected >= {schema['minimum']}, got {value}")
-        if "maximum" in schema and value > schema["maximum"]:
-            raise _Invalid(f"expected <= {schema['maximum']}, got {value}")
-    elif isinstance(value, str):
-        if len(value) < schema.get("minLength", 0):
-            raise _Invalid(f"expected at least {schema['minLength']} characters, got {len(value)}")
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            raise _Invalid(f"expected at most {schema['maxLength']} characters, got {len(value)}")
-    elif isinstance(value, dict):
-        for key in schema.get("required", ()):
-            if key not in value:
-                exc = _Invalid("required field missing")
-                exc.path.append(f".{key}")
-                raise exc
-        props = schema.get("properties", {})
-        extra = schema.get("additionalProperties", True)
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise _Invalid(f"expected string keys, got {key!r}")
-            sub = props.get(key)
-            if sub is None:
-                if extra is False:
-                    exc = _Invalid("unknown field")
+    names: tuple[str, ...] | None = None if types is None else ((types,) if isinstance(types, str) else tuple(types))
+    allowed = None if names is None else tuple(t for n in names for t in _TYPES[n])
+    bool_ok = names is None or "boolean" in names  # bool is an int in Python, not an integer in JSON Schema
+    type_text = "" if names is None else " or ".join(names)
+    enum = schema.get("enum")
+    minimum, maximum = schema.get("minimum"), schema.get("maximum")
+    min_len, max_len = schema.get("minLength", 0), schema.get("maxLength")
+    required = tuple(schema.get("required", ()))
+    props = {k: _compile(v) for k, v in schema.get("properties", {}).items()}
+    extra = schema.get("additionalProperties", True)
+    extra_check = _compile(extra) if isinstance(extra, Mapping) else None
+    items = _compile(schema["items"]) if "items" in schema else None
+
+    def check(value: Any) -> None:
+        if allowed is not None and (not isinstance(value, allowed) or (not bool_ok and type(value) is bool)):
+            raise _Invalid(f"expected {type_text}, got {type(value).__name__}")
+        if enum is not None and value not in enum:
+            raise _Invalid(f"expected one of {enum}, got {value!r}")
+        if isinstance(value, (int, float)) and type(value) is not bool:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise _Invalid(f"expected a finite number, got {value}")
+            if minimum is not None and value < minimum:
+                raise _Invalid(f"expected >= {minimum}, got {value}")
+            if maximum is not None and value > maximum:
+                raise _Invalid(f"expected <= {maximum}, got {value}")
+        elif isinstance(value, str):
+            if len(value) < min_len:
+                raise _Invalid(f"expected at least {min_len} characters, got {len(value)}")
+            if max_len is not None and len(value) > max_len:
+                raise _Invalid(f"expected at most {max_len} characters, got {len(value)}")
+        elif isinstance(value, dict):
+            for key in required:
+                if key not in value:
+                    exc = _Invalid("required field missing")
                     exc.path.append(f".{key}")
                     raise exc
-                if not isinstance(extra, Mapping):
-                    continue
-                sub = extra
-            try:
-                _check(item, sub)
-            except _Invalid as exc:
-                exc.path.append(f".{key}")
-                raise
-    elif isinstance(value, (list, tuple)) and "items" in schema:
-        items = schema["items"]
-        for i, item in enumerate(value):
-            try:
-                _check(item, items)
-            except _Invalid as exc:
-                exc.path.append(f"[{i}]")
-                raise
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise _Invalid(f"expected string keys, got {key!r}")
+                sub = props.get(key)
+                if sub is None:
+                    if extra is False:
+                        exc = _Invalid("unknown field")
+                        exc.path.append(f".{key}")
+                        raise exc
+                    if extra_check is None:
+                        continue
+                    sub = extra_check
+                try:
+                    sub(item)
+                except _Invalid as exc:
+                    exc.path.append(f".{key}")
+                    raise
+        elif items is not None and isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                try:
+                    items(item)
+                except _Invalid as exc:
+                    exc.path.append(f"[{i}]")
+                    raise
+
+    return check
+
+
+_CHECKERS: dict[str, Callable[[Any], None]] = {k: _compile(v) for k, v in SCHEMAS.items()}
 
 
 def validate(message: Mapping[str, Any], kind: MessageKind | str | None = None) -> None:
@@ -621,7 +631,7 @@ def validate(message: Mapping[str, Any], kind: MessageKind | str | None = None) 
         raise MessageError(
             f"{k}.schema_version: expected <= {SCHEMA_VERSION}, got {message['schema_version']} (newer producer)")
     try:
-        _check(message, SCHEMAS[k])
+        _CHECKERS[k](message)
     except _Invalid as exc:
         raise MessageError(f"{k}{''.join(reversed(exc.path))}: {exc.message}") from None
 

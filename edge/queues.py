@@ -119,6 +119,8 @@ class BoundedQueue(Generic[T]):
 
     def get(self, timeout_s: float | None = None) -> T | None:
         """Pop the oldest item, waiting up to ``timeout_s`` (None: until an item or :meth:`close`); None if none."""
+        if timeout_s is not None and timeout_s <= 0.0 and not self._items:
+            return None  # a poll of an empty queue needs no lock (reading a deque's length is atomic)
         with self._cond:
             deadline = None if timeout_s is None else time.monotonic() + timeout_s
             while not self._items:

@@ -23,9 +23,11 @@ and the decoder's own) are in :attr:`SerialTransport.stats`.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -54,6 +56,38 @@ _PORT_ERRORS: tuple[type[BaseException], ...] = (
     AttributeError,
     ValueError,  # select() on the fd -1 of a port closed by another thread
 )
+
+
+#: pyserial's class for device paths on POSIX (None elsewhere); read by :func:`_read_posix`.
+_PosixSerial: Any = getattr(getattr(serial, "serialposix", None), "Serial", None)
+#: errno values of a read that found nothing after all (pyserial ignores the same ones).
+_RETRY_ERRNOS = frozenset((errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR))
+
+
+def _read_posix(port: Any, timeout_s: float) -> bytes:
+    """Whatever a POSIX serial port holds, waiting up to ``timeout_s`` for the first byte: one ``select`` and one
+    ``read`` per burst.
+
+    pyserial's ``read(n)`` waits until ``n`` bytes arrived, so reading "what is there" through it costs an
+    ``in_waiting`` ioctl and a one-byte read first (three system calls and two passes through the decoder per
+    frame).  Only for ports of exactly pyserial's POSIX class (URL handlers such as ``spy://`` or ``socket://``
+    go through their own ``read``); errors are pyserial's: a port that selects readable but returns no data is
+    gone.
+    """
+    ready, _, _ = select.select([port.fd], [], [], timeout_s)
+    if not ready:
+        return b""
+    try:
+        data = os.read(port.fd, _MAX_READ_BYTES)
+    except OSError as exc:
+        if exc.errno in _RETRY_ERRNOS:
+            return b""
+        raise serial.SerialException(f"read failed: {exc}") from exc
+    if not data:
+        raise serial.SerialException(
+            "device reports readiness to read but returned no data (device disconnected or multiple access on port?)"
+        )
+    return data
 
 
 class ByteDecoder(Protocol):
@@ -349,8 +383,11 @@ class SerialTransport:
                     self._closed.wait(wait)
                 return b""
         try:
-            waiting = port.in_waiting
-            data = port.read(min(max(1, int(waiting)), _MAX_READ_BYTES))
+            if type(port) is _PosixSerial:
+                data = _read_posix(port, self.read_timeout_s)
+            else:
+                waiting = port.in_waiting
+                data = port.read(min(max(1, int(waiting)), _MAX_READ_BYTES))
         except _PORT_ERRORS as exc:
             if not self._closed.is_set():
                 self._mark_down(port, exc)
