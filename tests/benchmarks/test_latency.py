@@ -66,6 +66,11 @@ def test_every_stage_is_present_with_ordered_percentiles(result: tuple[dict, Pat
         assert s["n"] == FRAMES
     for key in ("compute", "compute_cpu", "frame_total", "daemon_stage"):
         assert _ordered(data[key]), key
+    paced = data["daemon_stage_paced"]
+    assert paced["pause_ms"] == 10.0 and paced["frames"] == FRAMES
+    for key in ("cpu_back_to_back", "cpu_paced"):
+        assert _ordered(paced[key]) and paced[key]["n"] == FRAMES, key
+    assert paced["paced_over_back_to_back_p50"] > 0
 
 
 def test_json_schema_is_stable(result: tuple[dict, Path]) -> None:
