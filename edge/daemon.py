@@ -198,6 +198,32 @@ class Link(Protocol):
 
     def stats(self) -> Mapping[str, Any]: ...
 
+    def switch_broker(self, config: "EdgeConfig") -> None: ...
+
+
+#: ``[mqtt]`` keys a configuration reload (SIGHUP) applies to the running daemon; any other change is logged and
+#: needs a restart.  Topics and QoS stay: subscribers and stored messages depend on them.
+LIVE_MQTT_KEYS = frozenset({
+    "host", "port", "protocol", "client_id", "username", "password", "password_file", "keepalive_s",
+    "clean_session", "session_expiry_s", "connect_timeout_s", "reconnect_min_delay_s", "reconnect_max_delay_s",
+    "tls",
+})
+
+
+def config_changes(old: "EdgeConfig", new: "EdgeConfig") -> list[str]:
+    """Dotted names of the keys whose values differ between two configurations (``mqtt.port``, ...)."""
+    out: list[str] = []
+    for section in dataclasses.fields(old):
+        if section.metadata.get("internal"):
+            continue
+        a, b = getattr(old, section.name), getattr(new, section.name)
+        if dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
+            out += [f"{section.name}.{f.name}" for f in dataclasses.fields(a)
+                    if getattr(a, f.name) != getattr(b, f.name)]
+        elif a != b:
+            out.append(section.name)
+    return out
+
 
 def drift_config_from(cfg: Any) -> DriftConfig:
     """Translate the ``[drift]`` section of :class:`edge.config.EdgeConfig` into an :class:`edge.drift.DriftConfig`.
@@ -860,6 +886,47 @@ class Daemon:
                 next_metrics = now + period
         self._emit(MessageKind.METRICS, self.metrics_payload(time.monotonic() - last_metrics))
 
+    def reload_config(self) -> bool:
+        """Re-read the configuration file and apply what can change at runtime (SIGHUP; ``systemctl reload``).
+
+        The broker connection settings (:data:`LIVE_MQTT_KEYS`) switch over without losing a message (see
+        :meth:`edge.mqtt.MqttPublisher.switch_broker`); other changed keys are logged by name as needing a restart
+        and left as they are.  An unreadable or invalid file, or broker settings that cannot be loaded (a missing
+        certificate), change nothing: the error is logged, counted (``config_reload_failures``) and published as
+        the status's ``last_error``.  Returns whether the new broker settings (if any) were applied.
+        """
+        from edge.config import load_config
+
+        path = self.config.source
+        if path is None:
+            log.warning("configuration reload ignored: the configuration was not read from a file")
+            return False
+        try:
+            new = load_config(path)
+            changed = config_changes(self.config, new)
+            live = [k for k in changed if k.startswith("mqtt.") and k[5:] in LIVE_MQTT_KEYS]
+            later = [k for k in changed if k not in live]
+            if later:
+                log.warning("configuration reload: %s changed; restart the daemon to apply %s", ", ".join(later),
+                            "it" if len(later) == 1 else "them")
+            if not live:
+                log.info("configuration reload: no broker setting changed")
+                self.counters.incr("config_reloads")
+                return True
+            mqtt = dataclasses.replace(self.config.mqtt, **{k[5:]: getattr(new.mqtt, k[5:]) for k in live})
+            merged = dataclasses.replace(self.config, mqtt=mqtt)
+            self.link.switch_broker(merged)
+        except (EdgeError, OSError, ValueError, RuntimeError) as exc:  # ssl.SSLError is an OSError
+            self.counters.incr("config_reload_failures")
+            self.last_error = f"configuration reload refused: {exc}"
+            log.error("%s (the running settings stay)", self.last_error)
+            self._emit(MessageKind.STATUS, self.status_payload("online"))
+            return False
+        self.config = merged
+        self.counters.incr("config_reloads")
+        log.info("configuration reload: applied %s", ", ".join(live))
+        return True
+
     def _check_outbox_full(self) -> None:
         """Publish a status whose ``alerts`` carry ``outbox_full`` when the outbox's alert flag rises or clears.
 
@@ -1072,6 +1139,9 @@ class MqttLink:
         finally:
             self.outbox.close()
 
+    def switch_broker(self, config: "EdgeConfig") -> None:
+        self.publisher.switch_broker(config)
+
     def stats(self) -> Mapping[str, Any]:
         out: dict[str, Any] = {f"mqtt_{k}": v for k, v in dataclasses.asdict(self.publisher.stats()).items()}
         try:
@@ -1090,6 +1160,8 @@ def run_daemon(
     forward_annotations: bool | None = None,
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT or ``stop_event``; return the process exit code.
+
+    SIGHUP re-reads the configuration file and applies the broker settings (:meth:`Daemon.reload_config`).
 
     Parameters
     ----------
@@ -1147,14 +1219,21 @@ def run_daemon(
     daemon = Daemon(config, bundle, transport, link, forward_annotations=forward_annotations)
     holder.append(daemon)
     previous: dict[int, Any] = {}
+    reload = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda signum, _frame: stop.set())
+        if hasattr(signal, "SIGHUP"):
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda signum, _frame: reload.set())
     try:
         daemon.start()
         while not stop.wait(0.5):
             if daemon.failed:
                 break
+            if reload.is_set():
+                reload.clear()
+                log.info("SIGHUP: reloading %s", config.source)
+                daemon.reload_config()
     finally:
         log.info("stopping")
         daemon.stop()

@@ -110,6 +110,7 @@ class PublisherStats:
     inflight: int  #: outbox messages handed to paho and not yet acknowledged
     commands_received: int  #: command messages handed to on_command
     commands_ignored: int  #: retained command messages, or topics that are not a command
+    broker_switches: int  #: connections moved to new broker settings by :meth:`MqttPublisher.switch_broker`
 
 
 def _read_password(cfg: EdgeConfig) -> str | None:
@@ -208,17 +209,7 @@ class MqttPublisher:
         # The backlog may fill only part of the in-flight window, so live messages always find room.
         self._drain_window = max(1, (self._window * 3) // 4)
         self._bucket = _TokenBucket(config.outbox.drain_rate_msgs_per_s)
-        self._client = client if client is not None else build_client(config)
-        self._client.max_inflight_messages_set(self._window)
-        self._client.max_queued_messages_set(0)
-        self._client.on_connect = self._on_connect
-        self._client.on_connect_fail = self._on_connect_fail
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_publish = self._on_publish
-        self._client.on_message = self._on_message
-        offline = encode(status_message(device_id=config.device.device_id, state="offline",
-                                        last_error="connection lost"))
-        self._client.will_set(self.topics.status, offline, qos=1, retain=True)
+        self._client = self._attach(client if client is not None else build_client(config))
 
         # _map_lock guards the maps, sets and counters below; it is never held while calling into paho or the
         # outbox.  The live/backlog boundary further down is changed under _publish_lock.
@@ -246,7 +237,23 @@ class MqttPublisher:
         self._counts = dict.fromkeys(
             ("connects", "disconnects", "connect_failures", "sent_live", "sent_backlog", "acked", "rejected",
              "sent_without_outbox", "lost_outbox_unavailable", "outbox_errors", "commands_received",
-             "commands_ignored"), 0)
+             "commands_ignored", "broker_switches"), 0)
+        self._pending_switch: tuple[paho.Client, EdgeConfig] | None = None
+        self._switching = False
+
+    def _attach(self, client: paho.Client) -> paho.Client:
+        """Set the in-flight window, callbacks and last will of a new paho client."""
+        client.max_inflight_messages_set(self._window)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        offline = encode(status_message(device_id=self.config.device.device_id, state="offline",
+                                        last_error="connection lost"))
+        client.will_set(self.topics.status, offline, qos=1, retain=True)
+        return client
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
@@ -293,6 +300,66 @@ class MqttPublisher:
         self._live_ready = False
         self._flush_acks()
         log.info("MQTT publisher stopped, %d messages left in the outbox", len(self.outbox))
+
+    def switch_broker(self, config: EdgeConfig) -> None:
+        """Move to the connection settings in ``config.mqtt`` (host, port, TLS, credentials, ...) without losing a
+        message; used by the daemon's configuration reload (SIGHUP).
+
+        The new client is built here, so settings that cannot work (a missing certificate, an unreadable password
+        file) raise before anything changes.  The drain thread then disconnects the old client, forgets what was in
+        flight on it (those messages were not acknowledged, so they are still in the outbox and go out again as
+        backlog: duplicates at most, never a loss) and connects the new one; live publishing waits in the outbox
+        meanwhile.  Topics (``topic_prefix``, the device levels) and ``qos`` are not switched: they need a restart.
+
+        Raises
+        ------
+        ssl.SSLError, OSError, ValueError
+            The new TLS or credential settings cannot be loaded; the old connection is untouched.
+        RuntimeError
+            The publisher is not running.
+        """
+        if not self._started or self._stopping.is_set():
+            raise RuntimeError("switch_broker() needs a running publisher")
+        client = build_client(config)
+        with self._map_lock:
+            self._pending_switch = (client, config)
+        self._wake.set()
+
+    def _do_switch(self) -> None:
+        """In the drain thread: replace the client by the pending one (see :meth:`switch_broker`)."""
+        with self._map_lock:
+            pending, self._pending_switch = self._pending_switch, None
+        if pending is None:
+            return
+        client, config = pending
+        old = self._client
+        self._live_ready = False  # publish() stores only, from now until the new connection's cutoff
+        self._switching = True
+        try:
+            # Not under _publish_lock: the old loop thread may be in _on_connect, which takes it.
+            old.disconnect()
+            old.loop_stop()
+        finally:
+            self._switching = False
+        with self._publish_lock:
+            self._connected.clear()
+            self._live_ready = False
+            with self._map_lock:
+                dropped = len(self._claimed)
+                self._claimed.clear()
+                self._mid_to_oid.clear()
+                self._early_acks.clear()
+                self._resync_ids.clear()
+                self._counts["broker_switches"] += 1
+            self._backlog_done = False
+            self._live_behind = False
+            self.config = config
+            self._client = self._attach(client)
+        m = config.mqtt
+        log.info("switching to the MQTT broker %s:%d%s (%d unacknowledged message(s) will be sent again)",
+                 m.host, m.port, " over TLS" if m.tls.enabled else "", dropped)
+        client.connect_async(**_connect_kwargs(config))
+        client.loop_start()
 
     def __enter__(self) -> MqttPublisher:
         self.start()
@@ -489,6 +556,8 @@ class MqttPublisher:
             self._wake.wait(DRAIN_POLL_S)
             self._wake.clear()
             try:
+                if self._pending_switch is not None:
+                    self._do_switch()
                 self._flush_acks()
                 if not self._connected.is_set():
                     continue
@@ -611,7 +680,9 @@ class MqttPublisher:
                 del self._claimed[oid]
         if self._stopping.is_set():
             return
-        if was_connected:
+        if self._switching:
+            log.info("disconnected from the old MQTT broker to switch brokers")
+        elif was_connected:
             log.warning("disconnected from the MQTT broker (%s); messages wait in the outbox", reason_code)
         else:
             log.warning("connection to the MQTT broker closed before CONNACK (%s); retrying", reason_code)

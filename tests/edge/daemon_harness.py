@@ -125,6 +125,7 @@ class RecordingLink:
     messages: list[tuple[Any, dict[str, Any], str | None]] = field(default_factory=list)
     started: bool = False
     stopped: bool = False
+    switched: list[Any] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
@@ -139,6 +140,9 @@ class RecordingLink:
 
     def stop(self, flush_timeout_s: float) -> None:
         self.stopped = True
+
+    def switch_broker(self, config: Any) -> None:
+        self.switched.append(config)
 
     def stats(self) -> Mapping[str, Any]:
         return {"mqtt_connected": True, "outbox_pending_messages": 0}

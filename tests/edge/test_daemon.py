@@ -280,3 +280,64 @@ def test_unplugged_device_is_reopened_and_every_lost_frame_counted(tmp_path: Pat
     assert len(preds) + daemon.counters.get("frames_lost_seq_gap") == n
     assert daemon.transport.stats.reconnects >= 3 and sim.sim.counters.sessions >= 4
     assert not daemon.failed
+
+
+def _write_toml(path: Path, bundle: Path, *, port: int, frames_max: int = 256, tls_ca: Path | None = None) -> Path:
+    tls = f'\n[mqtt.tls]\nenabled = true\nca_path = "{tls_ca}"\n' if tls_ca is not None else ""
+    path.write_text(
+        f'[device]\nsite = "s"\nline = "l"\ndevice_id = "d"\n'
+        f'[serial]\nport_url = "loop://"\n'
+        f'[bundle]\npath = "{bundle}"\nwatch = false\n'
+        f'[queues]\nframes_max = {frames_max}\n'
+        f'[outbox]\npath = "{path.parent / "outbox.sqlite"}"\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n{tls}',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_config_reload_switches_broker_settings_and_names_the_rest(
+        tmp_path: Path, example_bundle: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from edge.config import load_config
+
+    path = _write_toml(tmp_path / "edge.toml", example_bundle, port=1883)
+    link = RecordingLink()
+    daemon = Daemon(load_config(path), load_bundle(example_bundle), None, link)
+
+    _write_toml(path, example_bundle, port=1884, frames_max=64)
+    assert daemon.reload_config()
+    assert [c.mqtt.port for c in link.switched] == [1884]
+    assert daemon.config.mqtt.port == 1884
+    assert daemon.config.queues.frames_max == 256  # needs a restart: named, not applied
+    assert "queues.frames_max changed; restart the daemon to apply it" in caplog.text
+    assert daemon.counters.get("config_reloads") == 1
+
+    path.write_text("[mqtt\nport = ", encoding="utf-8")  # a half-written file
+    assert not daemon.reload_config()
+    _write_toml(path, example_bundle, port=0)  # out of range
+    assert not daemon.reload_config()
+    assert "mqtt.port" in (daemon.last_error or "")
+    assert daemon.counters.get("config_reload_failures") == 2
+    assert daemon.config.mqtt.port == 1884 and len(link.switched) == 1  # the running settings stay
+    status = daemon.messages.get(0.0)
+    assert status is not None and "configuration reload refused" in status.message["last_error"]
+
+
+def test_config_reload_refuses_tls_settings_that_cannot_load(tmp_path: Path, example_bundle: Path) -> None:
+    from edge.config import load_config
+    from edge.daemon import MqttLink
+
+    path = _write_toml(tmp_path / "edge.toml", example_bundle, port=1)  # nothing listens: never connects
+    config = load_config(path)
+    link = MqttLink(config, lambda name, payload: None)
+    daemon = Daemon(config, load_bundle(example_bundle), None, link)
+    link.start()
+    try:
+        ca = tmp_path / "ca.pem"
+        ca.write_text("not a certificate\n", encoding="utf-8")
+        _write_toml(path, example_bundle, port=8883, tls_ca=ca)
+        assert not daemon.reload_config()
+        assert daemon.config.mqtt.port == 1 and not daemon.config.mqtt.tls.enabled
+        assert link.publisher.stats().broker_switches == 0
+    finally:
+        link.stop(0.0)
