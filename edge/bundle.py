@@ -339,8 +339,13 @@ def read_members(path: str | Path) -> tuple[dict[str, bytes], str]:
         size = p.stat().st_size
         if size > MAX_BUNDLE_BYTES:
             raise BundleError(f"bundle {p.name}: {size} bytes exceeds the limit of {MAX_BUNDLE_BYTES} bytes")
-        with p.open("rb") as fh:
-            raw = fh.read(MAX_BUNDLE_BYTES + 1)
+        chunks: list[bytes] = []
+        total = 0
+        with p.open("rb") as fh:  # in chunks: a file growing while read is still cut at the limit
+            while total <= MAX_BUNDLE_BYTES and (chunk := fh.read(_MiB)):
+                chunks.append(chunk)
+                total += len(chunk)
+        raw = b"".join(chunks)
     except OSError as exc:
         raise BundleError(f"bundle {p}: cannot be read: {exc.strerror or exc}") from exc
     if len(raw) > MAX_BUNDLE_BYTES:
