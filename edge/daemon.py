@@ -136,8 +136,11 @@ READ_WAIT_S = 0.2
 #: before its next read.  At 100 frames/s nothing changes; at 1,000 frames/s a read returns 2-3 frames.
 COALESCE_BELOW_NS = 3_000_000
 COALESCE_S = 0.002
+#: Longest wait of the housekeeping thread for a command before it looks at metrics, the bundle file and the outbox
+#: alert (commands wake it at once).  Every idle wake-up costs CPU: the daemon's threads poll only a few times a second.
+HOUSEKEEPING_POLL_S = 0.25
 #: Longest wait of the inference thread for a frame before it looks at held predictions and capture deadlines.
-INFERENCE_POLL_S = 0.1
+INFERENCE_POLL_S = 0.25
 #: The device normally announces itself (STATUS) and its references when a host opens the port; the daemon asks
 #: (HELLO, REQUEST_DARK/REQUEST_REFERENCE) only when they have not come (or were lost to a CRC error), at most this
 #: often, seconds.
@@ -868,7 +871,7 @@ class Daemon:
         next_watch = time.monotonic() + watch_every
         last_metrics = time.monotonic()
         while not self._stop_housekeeping.is_set():
-            cmd = self.commands.get(0.1)
+            cmd = self.commands.get(HOUSEKEEPING_POLL_S)
             if cmd is not None:
                 self._execute(cmd)
             now = time.monotonic()

@@ -82,7 +82,7 @@ log = logging.getLogger(__name__)
 #: messages are sent anyway.
 RESYNC_TIMEOUT_S = 5.0
 #: How often the drain thread looks at the outbox when nothing wakes it.
-DRAIN_POLL_S = 0.1
+DRAIN_POLL_S = 0.25
 #: Acknowledged messages the drain deletes in one transaction before it is woken for them (otherwise it deletes
 #: them on its next poll, at most DRAIN_POLL_S after their PUBACK: one commit per poll instead of per message).
 ACK_BATCH_MAX = 64
