@@ -182,7 +182,8 @@ class QueuesConfig:
     """Bounded queues between the reader, inference and publishing threads."""
 
     frames_max: int = _opt(256, "frames waiting for inference", min=1, max=1_000_000)
-    messages_max: int = _opt(1024, "messages waiting to be stored in the outbox", min=1, max=1_000_000)
+    messages_max: int = _opt(1024, "metrics, status and command responses waiting to be stored in the outbox "
+                             "(predictions are stored by the inference thread itself)", min=1, max=1_000_000)
     policy: str = _opt("drop_oldest", "what a full queue does: drop its oldest item, drop the new item, or block "
                        "the producer (every drop is counted)", choices=("drop_oldest", "drop_newest", "block"))
 
