@@ -10,20 +10,21 @@ FRAMES ?= 400
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[all]'
+	@echo "setting up $(VENV): pip, then spectrolite with its dependencies (TensorFlow is the large one; a few minutes)"
+	$(PY) -m pip install --progress-bar on --upgrade pip
+	$(PY) -m pip install --progress-bar on -e '.[all]'
 	touch $@
 
 setup: $(VENV)/.installed
 
-# A real mosquitto broker for the tests (the demo falls back to an embedded one when this is not possible).
+# A real mosquitto broker for the tests.  The demo needs none: without mosquitto on PATH it starts the embedded
+# amqtt broker, an install requirement, so `make demo` needs neither root nor apt.
 broker:
 	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
 	  echo "installing mosquitto with apt-get"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mosquitto; }
 
 demo: setup
-	-@$(MAKE) --no-print-directory broker
 	$(VENV)/bin/spectro-edge demo --frames $(FRAMES)
 
 test: setup broker
