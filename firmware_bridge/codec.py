@@ -57,6 +57,7 @@ from firmware_bridge.frames import (
     NackCode,
     PixelFormat,
     Reference,
+    SignalKind,
     Spectrum,
     SpectrumFlags,
     Status,
@@ -73,6 +74,7 @@ __all__ = [
     "MAX_WAVELENGTH_COEFFS",
     "MAX_NACK_DETAIL_BYTES",
     "MAX_ANNOTATION_VALUES",
+    "STATUS_TRAILER_BYTES",
     "DELIMITER",
     "BytesLike",
     "CrcError",
@@ -150,7 +152,9 @@ _HELLO = struct.Struct(
     "I"  # nonce: uint32, echoed by the STATUS reply
 )
 
-#: STATUS: this header, then ``n_coeffs`` float64 coefficients, then the two UTF-8 strings (no terminator).
+#: STATUS: this header, then ``n_coeffs`` float64 coefficients, then the two UTF-8 strings (no terminator), then
+#: :data:`_STATUS_TRAILER`.  The trailer is optional on decoding: a STATUS that ends right after the strings (firmware
+#: written before it existed) reads as ``signal=COUNTS, boot_id=0``.  The encoder always writes it.
 _STATUS = struct.Struct(
     "<"
     "I"  # nonce: uint32, echoed from the HELLO this answers, 0 when unsolicited
@@ -163,6 +167,13 @@ _STATUS = struct.Struct(
     "B"  # device_id_len: uint8, bytes of the device id string, 0..MAX_DEVICE_ID_BYTES
     "B"  # firmware_version_len: uint8, bytes of the firmware version string, 0..MAX_FIRMWARE_VERSION_BYTES
 )  # 23 bytes
+_STATUS_TRAILER = struct.Struct(
+    "<"
+    "B"  # signal: uint8, SignalKind of the SPECTRUM pixels (0 = raw counts, 1 = absorbance, 2 = reflectance)
+    "I"  # boot_id: uint32, drawn at random by the device at every boot, never 0 when sent (0 = unknown)
+)  # 5 bytes
+#: Size of the STATUS trailer (``signal`` u8 + ``boot_id`` u32) after the firmware version string.
+STATUS_TRAILER_BYTES: Final = _STATUS_TRAILER.size
 _F64 = struct.Struct("<d")  # one float64 (wavelength coefficient in nm per pixel**k, annotation value)
 
 #: Longest device id of a STATUS frame, UTF-8 bytes.
@@ -211,6 +222,7 @@ _U8, _U16, _U32, _U64 = 0xFF, 0xFFFF, 0xFFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF
 _COMMAND_CODES: Final = frozenset(int(c) for c in CommandCode)
 _NACK_CODES: Final = frozenset(int(c) for c in NackCode)
 _PIXEL_FORMATS: Final = {int(f): f for f in PixelFormat}
+_SIGNAL_KINDS: Final = {int(k): k for k in SignalKind}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -431,7 +443,10 @@ def _payload_status(frame: Status) -> bytes:
         len(firmware),
     )
     temp = _float32("detector_temp_c", frame.detector_temp_c)
-    return b"".join((header[:16], temp, header[20:], struct.pack(f"<{len(coeffs)}d", *coeffs), device_id, firmware))
+    trailer = _STATUS_TRAILER.pack(_uint("signal", int(frame.signal), _U8), _uint("boot_id", frame.boot_id, _U32))
+    return b"".join(
+        (header[:16], temp, header[20:], struct.pack(f"<{len(coeffs)}d", *coeffs), device_id, firmware, trailer)
+    )
 
 
 def _command_code(value: object) -> int:
@@ -591,7 +606,12 @@ def _decode_status(payload: bytes) -> Status:
     nonce, integration_us, uptime_s, pixel_count, averages, temp, n_coeffs, id_len, fw_len = _STATUS.unpack_from(
         payload
     )
-    _check_size("STATUS", payload, _STATUS.size + 8 * n_coeffs + id_len + fw_len)
+    end = _STATUS.size + 8 * n_coeffs + id_len + fw_len  # where the strings end and the optional trailer starts
+    if len(payload) not in (end, end + _STATUS_TRAILER.size):
+        raise FramingError(
+            f"expected a STATUS payload of {end} bytes, or {end + _STATUS_TRAILER.size} with its signal/boot_id "
+            f"trailer, got {len(payload)}"
+        )
     if not 1 <= n_coeffs <= MAX_WAVELENGTH_COEFFS:
         raise ProtocolError(f"expected 1..{MAX_WAVELENGTH_COEFFS} wavelength coefficients, got {n_coeffs}")
     if id_len > MAX_DEVICE_ID_BYTES or fw_len > MAX_FIRMWARE_VERSION_BYTES:
@@ -607,7 +627,15 @@ def _decode_status(payload: bytes) -> Status:
         raise ProtocolError(f"expected finite wavelength coefficients, got {coeffs}")
     offset += 8 * n_coeffs
     device_id = _text("device_id", payload[offset : offset + id_len])
-    firmware = _text("firmware_version", payload[offset + id_len :])
+    firmware = _text("firmware_version", payload[offset + id_len : end])
+    signal, boot_id = SignalKind.COUNTS, 0  # a STATUS without the trailer: raw counts, boot unknown
+    if len(payload) > end:
+        signal_code, boot_id = _STATUS_TRAILER.unpack_from(payload, end)
+        found = _SIGNAL_KINDS.get(signal_code)
+        if found is None:
+            known = ", ".join(f"{int(k)} ({k.name})" for k in SignalKind)
+            raise ProtocolError(f"expected a STATUS signal of {known}, got {signal_code}")
+        signal = found
     return Status(
         nonce=nonce,
         device_id=device_id,
@@ -618,6 +646,8 @@ def _decode_status(payload: bytes) -> Status:
         averages=averages,
         detector_temp_c=temp,
         uptime_s=uptime_s,
+        signal=signal,
+        boot_id=boot_id,
     )
 
 

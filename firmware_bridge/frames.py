@@ -32,6 +32,7 @@ __all__ = [
     "SpectrumFlags",
     "CommandCode",
     "NackCode",
+    "SignalKind",
     "Spectrum",
     "Dark",
     "Reference",
@@ -111,6 +112,18 @@ class NackCode(enum.IntEnum):
     INTERNAL_ERROR = 0x05
 
 
+class SignalKind(enum.IntEnum):
+    """What the pixel values of a device's SPECTRUM frames are, as its :class:`Status` announces.
+
+    Only :attr:`COUNTS` needs DARK and REFERENCE frames on the host; the processed kinds arrive ready for a model
+    trained on the same kind, as float32 pixels.
+    """
+
+    COUNTS = 0  #: raw detector values (or any signal linear in the light); the host needs DARK + REFERENCE
+    ABSORBANCE = 1  #: decadic absorbance, -log10(T), processed on the device; float32 pixels
+    REFLECTANCE = 2  #: reflectance R = I / I_white (1.0 = the white standard), processed on the device; float32
+
+
 _E = TypeVar("_E", bound=enum.IntEnum)
 
 
@@ -142,7 +155,9 @@ class Spectrum:
     integration_time_us : int
         Exposure time, microseconds, uint32.
     counts : ndarray, shape (pixel_count,), dtype uint16 | uint32 | float32
-        Raw detector values; stored read-only and little-endian.  ``pixel_format`` follows from the dtype.
+        Pixel values; stored read-only and little-endian.  ``pixel_format`` follows from the dtype.  What they
+        mean is the device's :attr:`Status.signal`: raw detector values for :attr:`SignalKind.COUNTS` (the
+        default, and every device that does not say), or an already processed absorbance or reflectance.
     averages : int
         Number of scans averaged into this spectrum, uint16 (>= 1).
     saturated_count : int
@@ -263,6 +278,14 @@ class Status:
         Detector temperature, degrees Celsius, float32 on the wire.
     uptime_s : int
         Seconds since the device started, uint32.
+    signal : SignalKind
+        What the device's SPECTRUM frames carry: raw detector counts (which need DARK and REFERENCE frames) or an
+        already processed absorbance or reflectance; uint8 on the wire.  :attr:`SignalKind.COUNTS` for devices
+        that do not say (a STATUS without its trailer).
+    boot_id : int
+        uint32 the device draws at random at every boot (power-up, reset); never 0 when sent, 0 = unknown (a
+        STATUS without its trailer).  ``seq`` restarts at 0 when a device reboots, so ``(device_id, boot_id, seq)``
+        is the key that tells two spectra apart across reboots.
     """
 
     MSG_TYPE: ClassVar[MsgType] = MsgType.STATUS
@@ -276,9 +299,12 @@ class Status:
     averages: int = 1
     detector_temp_c: float = float("nan")
     uptime_s: int = 0
+    signal: SignalKind = SignalKind.COUNTS
+    boot_id: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "wavelength_coeffs_nm", tuple(float(c) for c in self.wavelength_coeffs_nm))
+        object.__setattr__(self, "signal", _enum(SignalKind, self.signal, "a signal kind"))
 
     def wavelengths_nm(self) -> npt.NDArray[np.float64]:
         """Wavelength of each pixel, nm, shape (pixel_count,), from the calibration polynomial."""
@@ -306,6 +332,8 @@ def _status_key(s: Status) -> tuple[Any, ...]:
         s.averages,
         np.float32(s.detector_temp_c).tobytes(),
         s.uptime_s,
+        int(s.signal),
+        s.boot_id,
     )
 
 

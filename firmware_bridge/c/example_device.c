@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <time.h>
 
 #define N_PIXELS 650u
 
@@ -23,6 +24,21 @@ static uint32_t integration_time_us = 20000u;
 static uint16_t averages = 1u;
 static uint32_t seq = 0u;
 static uint64_t clock_us = 1000000u;
+static uint32_t boot_id; /* drawn once per boot: lets the host tell this boot's seq 0 from the last boot's */
+
+/* A random, non-zero id for this boot.  On a microcontroller, read the hardware RNG (STM32 RNG, SAMD TRNG, ESP32
+ * esp_random) or hash the chip's unique id with a boot counter kept in flash and a free-running timer; never derive
+ * it from anything that repeats at every power-up.  This hosted example mixes the wall clock and the CPU clock. */
+static uint32_t draw_boot_id(void)
+{
+    uint32_t x = (uint32_t)time(NULL) ^ ((uint32_t)clock() * 0x9E3779B9u);
+    x ^= x >> 16; /* murmur3 finaliser: spread the few changing bits over the word */
+    x *= 0x85EBCA6Bu;
+    x ^= x >> 13;
+    x *= 0xC2B2AE35u;
+    x ^= x >> 16;
+    return x != 0u ? x : 1u;
+}
 
 static void send(long n)
 {
@@ -49,6 +65,8 @@ static void send_status(uint32_t nonce)
     s.device_id_len = (uint8_t)(sizeof device_id - 1u);
     s.firmware_version = firmware;
     s.firmware_version_len = (uint8_t)(sizeof firmware - 1u);
+    s.signal = SLP_SIGNAL_COUNTS; /* raw ADC counts: the host takes DARK and REFERENCE frames to compute absorbance */
+    s.boot_id = boot_id;
     send(slp_encode_status(tx_buf, sizeof tx_buf, &s));
 }
 
@@ -144,6 +162,7 @@ int main(void)
     slp_rx rx;
     int c;
     slp_rx_init(&rx, rx_buf, sizeof rx_buf);
+    boot_id = draw_boot_id();
     send_status(0u); /* unsolicited STATUS at boot */
     while ((c = getchar()) != EOF) {
         long n = slp_rx_push(&rx, (uint8_t)c);

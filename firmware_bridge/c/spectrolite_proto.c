@@ -240,10 +240,12 @@ long slp_encode_status(uint8_t *out, size_t cap, const slp_status *s)
     uint8_t i;
     size_t payload_len;
     if (s->n_coeffs < 1u || s->n_coeffs > SLP_MAX_WAVELENGTH_COEFFS || s->averages == 0u ||
-        s->device_id_len > SLP_MAX_DEVICE_ID_BYTES || s->firmware_version_len > SLP_MAX_FIRMWARE_VERSION_BYTES) {
+        s->device_id_len > SLP_MAX_DEVICE_ID_BYTES || s->firmware_version_len > SLP_MAX_FIRMWARE_VERSION_BYTES ||
+        s->signal > SLP_SIGNAL_REFLECTANCE) {
         return SLP_ERR_RANGE;
     }
-    payload_len = SLP_STATUS_HEADER_BYTES + 8u * s->n_coeffs + s->device_id_len + s->firmware_version_len;
+    payload_len = SLP_STATUS_HEADER_BYTES + 8u * s->n_coeffs + s->device_id_len + s->firmware_version_len +
+                  SLP_STATUS_TRAILER_BYTES;
     w_begin(&w, out, cap);
     w_envelope(&w, SLP_MSG_STATUS, payload_len);
     w_u32(&w, s->nonce);
@@ -260,6 +262,8 @@ long slp_encode_status(uint8_t *out, size_t cap, const slp_status *s)
     }
     w_bytes(&w, s->device_id, s->device_id_len);
     w_bytes(&w, s->firmware_version, s->firmware_version_len);
+    w_u8(&w, s->signal); /* trailer: hosts that predate it read a STATUS without it as COUNTS, boot unknown */
+    w_u32(&w, s->boot_id);
     return w_finish(&w);
 }
 

@@ -29,6 +29,7 @@
 
 #define SLP_SPECTRUM_HEADER_BYTES 28u
 #define SLP_STATUS_HEADER_BYTES 23u
+#define SLP_STATUS_TRAILER_BYTES 5u          /* signal u8 + boot_id u32, after the firmware version string */
 #define SLP_MAX_DEVICE_ID_BYTES 64u
 #define SLP_MAX_FIRMWARE_VERSION_BYTES 32u
 #define SLP_MAX_WAVELENGTH_COEFFS 6u
@@ -48,6 +49,13 @@ typedef enum {
 } slp_msg_type;
 
 typedef enum { SLP_PIXEL_UINT16 = 1, SLP_PIXEL_UINT32 = 2, SLP_PIXEL_FLOAT32 = 3 } slp_pixel_format;
+
+/* What the pixels of the device's SPECTRUM frames are (STATUS signal field). */
+typedef enum {
+    SLP_SIGNAL_COUNTS = 0,     /* raw detector values: the host needs DARK and REFERENCE frames */
+    SLP_SIGNAL_ABSORBANCE = 1, /* decadic absorbance computed on the device; send SLP_PIXEL_FLOAT32 */
+    SLP_SIGNAL_REFLECTANCE = 2 /* reflectance (1.0 = white standard) computed on the device; SLP_PIXEL_FLOAT32 */
+} slp_signal_kind;
 
 typedef enum {
     SLP_FLAG_SATURATED = 0x01,
@@ -100,7 +108,8 @@ typedef struct {
     float detector_temp_c;        /* degrees Celsius, NAN when unknown */
 } slp_spectrum_header;
 
-/* Fields of a STATUS frame; strings are UTF-8, not NUL-terminated on the wire. */
+/* Fields of a STATUS frame; strings are UTF-8, not NUL-terminated on the wire.  signal and boot_id form the
+ * trailer every STATUS now ends with: firmware that fills this struct field by field must set them too. */
 typedef struct {
     uint32_t nonce;               /* echoed from HELLO, 0 when unsolicited */
     uint32_t integration_time_us; /* current integration time, microseconds */
@@ -114,6 +123,8 @@ typedef struct {
     uint8_t device_id_len;        /* 0..SLP_MAX_DEVICE_ID_BYTES */
     const char *firmware_version; /* firmware_version_len bytes */
     uint8_t firmware_version_len; /* 0..SLP_MAX_FIRMWARE_VERSION_BYTES */
+    uint8_t signal;               /* slp_signal_kind of the SPECTRUM pixels */
+    uint32_t boot_id;             /* drawn at random (hardware RNG) at every boot, never 0; 0 = unknown */
 } slp_status;
 
 /* CRC-32/IEEE 802.3 (reflected 0xEDB88320, init and final xor 0xFFFFFFFF), the same as zlib's crc32(). */

@@ -32,6 +32,7 @@ from firmware_bridge.frames import (
     Nack,
     NackCode,
     PixelFormat,
+    SignalKind,
     Spectrum,
     SpectrumFlags,
     Status,
@@ -117,7 +118,7 @@ def encode_request(frame: Frame) -> str:
         fields = [
             frame.MSG_TYPE, frame.nonce, frame.integration_time_us, frame.uptime_s, frame.pixel_count,
             frame.averages, f32, len(frame.wavelength_coeffs_nm), *_f64_bits(frame.wavelength_coeffs_nm),
-            _hex(frame.device_id.encode()), _hex(frame.firmware_version.encode()),
+            _hex(frame.device_id.encode()), _hex(frame.firmware_version.encode()), int(frame.signal), frame.boot_id,
         ]  # fmt: skip
     elif isinstance(frame, Command):
         fields = [frame.MSG_TYPE, frame.command_id, int(frame.code), frame.value]
@@ -148,6 +149,9 @@ def test_c_encoder_matches_python_byte_for_byte(driver: Path) -> None:
     frames = vectors()
     assert {type(f) for f in frames} >= {type(g) for g in samples.GOLDEN.values()}
     assert {f.MSG_TYPE for f in frames} == set(MsgType)
+    statuses = [f for f in frames if isinstance(f, Status)]
+    assert {s.signal for s in statuses} == set(SignalKind)  # every signal kind and a spread of boot ids
+    assert len({s.boot_id for s in statuses}) > 10
     out = run_driver(driver, [encode_request(f) for f in frames])
     mismatches = [(i, f) for i, (f, line) in enumerate(zip(frames, out)) if line != encode(f).hex()]
     assert not mismatches, f"{len(mismatches)} of {len(frames)} differ, first: {mismatches[0]}"
@@ -248,7 +252,8 @@ def test_c_encoder_refuses_what_python_refuses(driver: Path) -> None:
         "E 16 1 2 3 1 4 1 0 5 7fc00000 0100010001000100": spectrum.replace(saturated_count=5),
         "E 16 1 2 3 1 0 1 0 0 7fc00000 -": spectrum.replace(counts=np.ones(0, np.uint16)),
         "E 16 1 2 3 1 4 9 0 0 7fc00000 0100010001000100": None,  # no such pixel format
-        "E 2 1 2 3 4 1 7fc00000 0 - -": Status(1, "", "", 4, (), 2, uptime_s=3),  # no wavelength coefficient
+        "E 2 1 2 3 4 1 7fc00000 0 - - 0 0": Status(1, "", "", 4, (), 2, uptime_s=3),  # no wavelength coefficient
+        "E 2 1 2 3 4 1 7fc00000 1 3ff0000000000000 - - 3 1": None,  # no such signal kind (Status refuses it below)
         encode_request(Nack(command_id=1, code=CommandCode.TRIGGER, reason=NackCode.BUSY, detail="z" * 129)): Nack(
             command_id=1, code=CommandCode.TRIGGER, reason=NackCode.BUSY, detail="z" * 129
         ),
@@ -259,6 +264,23 @@ def test_c_encoder_refuses_what_python_refuses(driver: Path) -> None:
         if frame is not None:
             with pytest.raises((codec.ProtocolError, codec.FramingError)):
                 encode(frame)
+    with pytest.raises(codec.ProtocolError):
+        Status(1, "", "", 4, (1.0,), 2, uptime_s=3, signal=3)  # type: ignore[arg-type]
+
+
+def test_c_status_carries_the_trailer_like_python(driver: Path) -> None:
+    status = samples.GOLDEN["status_signal"]
+    assert isinstance(status, Status)
+    cases = [
+        replace(status, signal=kind, boot_id=boot_id)
+        for kind in SignalKind
+        for boot_id in (0, 1, 0x8BADF00D, 0xFFFF_FFFF)
+    ]
+    out = run_driver(driver, [encode_request(f) for f in cases])
+    assert out == [encode(f).hex() for f in cases]
+    request = encode_request(status).split()
+    assert request[-2:] == ["1", str(0x8BADF00D)]  # the driver line ends with signal and boot_id
+    assert bytes.fromhex(out[0]) != (FRAMES_DIR / "status.bin").read_bytes()  # the trailer is always written
 
 
 def test_c_header_constants_match_python() -> None:
@@ -273,6 +295,7 @@ def test_c_header_constants_match_python() -> None:
     assert define("SLP_MAX_FRAME_BYTES") == codec.MAX_FRAME_BYTES
     assert define("SLP_SPECTRUM_HEADER_BYTES") == codec._SPECTRUM.size
     assert define("SLP_STATUS_HEADER_BYTES") == codec._STATUS.size
+    assert define("SLP_STATUS_TRAILER_BYTES") == codec.STATUS_TRAILER_BYTES
     assert define("SLP_MAX_DEVICE_ID_BYTES") == codec.MAX_DEVICE_ID_BYTES
     assert define("SLP_MAX_FIRMWARE_VERSION_BYTES") == codec.MAX_FIRMWARE_VERSION_BYTES
     assert define("SLP_MAX_WAVELENGTH_COEFFS") == codec.MAX_WAVELENGTH_COEFFS
@@ -289,6 +312,8 @@ def test_c_header_constants_match_python() -> None:
         in_c = {k[len(prefix) :]: v for k, v in enums.items() if k.startswith(prefix)}
         in_py = {str(m.name): int(m.value) for m in enum if m.value}  # type: ignore[attr-defined]
         assert in_c == in_py, prefix
+    in_c = {k[len("SLP_SIGNAL_") :]: v for k, v in enums.items() if k.startswith("SLP_SIGNAL_")}
+    assert in_c == {m.name: int(m.value) for m in SignalKind}  # COUNTS = 0 included
 
 
 def test_example_device_talks_to_the_python_codec(tmp_path: Path) -> None:
@@ -319,7 +344,10 @@ def test_example_device_talks_to_the_python_codec(tmp_path: Path) -> None:
         averages=1,
         detector_temp_c=24.5,
         uptime_s=1,
+        signal=SignalKind.COUNTS,
+        boot_id=frames[0].boot_id if isinstance(frames[0], Status) else -1,
     )
+    assert boot.boot_id != 0  # drawn at boot, never 0, the same for the whole boot
     assert frames[:3] == [boot, replace(boot, nonce=7), Ack(command_id=1, code=CommandCode.TRIGGER)]
     spectra, rest = frames[3:5], frames[5:]
     assert [type(s) for s in spectra] == [Spectrum, Spectrum]

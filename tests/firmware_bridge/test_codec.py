@@ -6,6 +6,7 @@ import doctest
 import importlib.util
 import math
 import os
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -24,6 +25,7 @@ from firmware_bridge.codec import (
     MAX_FRAME_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_PIXELS,
+    STATUS_TRAILER_BYTES,
     CrcError,
     DecoderStats,
     FrameDecoder,
@@ -53,6 +55,7 @@ from firmware_bridge.frames import (
     NackCode,
     PixelFormat,
     Reference,
+    SignalKind,
     Spectrum,
     SpectrumFlags,
     Status,
@@ -130,6 +133,8 @@ statuses = st.builds(
     averages=st.integers(1, 0xFFFF),
     detector_temp_c=f32,
     uptime_s=u32,
+    signal=st.sampled_from(list(SignalKind)),
+    boot_id=u32,
 )
 command_codes = st.sampled_from(list(CommandCode))
 frames_strategy: st.SearchStrategy[Frame] = st.one_of(
@@ -510,7 +515,7 @@ def test_stats_is_a_frozen_snapshot() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 _SPEC = Spectrum(seq=1, timestamp_us=2, integration_time_us=3, counts=np.arange(1, 11, dtype=np.uint16))
-_STATUS = samples.GOLDEN["status"]
+_STATUS = samples.GOLDEN["status_signal"]
 
 
 @pytest.mark.parametrize(
@@ -557,6 +562,8 @@ _STATUS = samples.GOLDEN["status"]
             "expected finite wavelength coefficients",
         ),
         (Status(**{**_STATUS.__dict__, "pixel_count": 70_000}), ProtocolError, "expected pixel_count in 0..65535"),
+        (Status(**{**_STATUS.__dict__, "boot_id": 2**32}), ProtocolError, "expected boot_id in 0..4294967295"),
+        (Status(**{**_STATUS.__dict__, "boot_id": -1}), ProtocolError, "expected boot_id in 0..4294967295, got -1"),
         (Command(command_id=1, code=CommandCode.TRIGGER, value=-1), ProtocolError, "expected value in 0..4294967295"),
         (
             Nack(command_id=1, code=CommandCode.TRIGGER, reason=NackCode.BUSY, detail="y" * 129),
@@ -590,6 +597,91 @@ def test_golden_frames_byte_for_byte(name: str) -> None:
     golden = path.read_bytes()
     assert encode(frame) == golden
     assert decode_frame(golden) == frame
+
+
+@pytest.mark.parametrize("name", sorted(samples.LEGACY))
+def test_legacy_golden_frames_still_decode(name: str) -> None:
+    golden = (FRAMES_DIR / f"{name}.bin").read_bytes()
+    frame = samples.LEGACY[name]
+    assert decode_frame(golden) == frame
+    assert FrameDecoder().feed(golden) == [frame]
+    assert name not in samples.GOLDEN  # never rewritten by samples.py
+
+
+def test_legacy_status_reads_as_counts_of_an_unknown_boot() -> None:
+    status = decode_frame((FRAMES_DIR / "status.bin").read_bytes())
+    assert isinstance(status, Status)
+    assert status.signal is SignalKind.COUNTS and status.boot_id == 0
+
+
+def test_status_encoding_is_the_legacy_layout_plus_the_trailer() -> None:
+    old_body = cobs_decode((FRAMES_DIR / "status.bin").read_bytes()[:-1])
+    legacy = decode_body(old_body)
+    old_payload = old_body[4:-4]
+    for signal, boot_id in [(SignalKind.COUNTS, 0), (SignalKind.REFLECTANCE, 0xFEDCBA98)]:
+        frame = Status(**{**legacy.__dict__, "signal": signal, "boot_id": boot_id})
+        trailer = struct.pack("<BI", int(signal), boot_id)
+        assert len(trailer) == STATUS_TRAILER_BYTES
+        expected = body_with_crc(
+            struct.pack("<BBH", PROTOCOL_VERSION, MsgType.STATUS, len(old_payload) + STATUS_TRAILER_BYTES)
+            + old_payload
+            + trailer
+        )
+        assert encode_body(frame) == expected
+        assert decode_body(expected) == frame
+
+
+def test_golden_status_signal_bytes() -> None:
+    body = cobs_decode((FRAMES_DIR / "status_signal.bin").read_bytes()[:-1])
+    assert body[-4 - STATUS_TRAILER_BYTES : -4] == bytes.fromhex("01 0d f0 ad 8b")  # ABSORBANCE, 0x8badf00d LE
+    status = decode_body(body)
+    assert isinstance(status, Status)
+    assert (status.signal, status.boot_id) == (SignalKind.ABSORBANCE, 0x8BADF00D)
+
+
+def _status_payload(trailer: bytes) -> bytes:
+    legacy = cobs_decode((FRAMES_DIR / "status.bin").read_bytes()[:-1])
+    payload = legacy[4:-4] + trailer
+    return body_with_crc(struct.pack("<BBH", PROTOCOL_VERSION, MsgType.STATUS, len(payload)) + payload)
+
+
+@pytest.mark.parametrize("code", [3, 0x7F, 0xFF])
+def test_status_with_an_unknown_signal_is_refused_and_counted(code: int) -> None:
+    body = _status_payload(struct.pack("<BI", code, 1))
+    with pytest.raises(ProtocolError, match=rf"^expected a STATUS signal of 0 \(COUNTS\), .*, got {code}$"):
+        decode_body(body)
+    assert _counted(cobs_encode(body) + b"\x00").malformed == 1
+
+
+@pytest.mark.parametrize("trailer_bytes", [1, 2, 4, 6, 9, 10])
+def test_status_with_a_trailer_of_the_wrong_length_is_refused_and_counted(trailer_bytes: int) -> None:
+    body = _status_payload(bytes([1] * trailer_bytes))
+    end = len(body) - 8 - trailer_bytes
+    message = (
+        f"expected a STATUS payload of {end} bytes, or {end + STATUS_TRAILER_BYTES} with its signal/boot_id trailer, "
+        f"got {end + trailer_bytes}"
+    )
+    with pytest.raises(FramingError, match="^" + re.escape(message) + "$"):
+        decode_body(body)
+    assert _counted(cobs_encode(body) + b"\x00").malformed == 1
+
+
+def test_status_signal_must_be_a_signal_kind() -> None:
+    assert Status(**{**_STATUS.__dict__, "signal": 2}).signal is SignalKind.REFLECTANCE
+    with pytest.raises(ProtocolError, match="^expected a signal kind one of 0 \\(COUNTS\\)"):
+        Status(**{**_STATUS.__dict__, "signal": 9})
+
+
+def test_status_equality_includes_signal_and_boot_id() -> None:
+    assert _STATUS != Status(**{**_STATUS.__dict__, "signal": SignalKind.COUNTS})
+    assert _STATUS != Status(**{**_STATUS.__dict__, "boot_id": _STATUS.boot_id + 1})
+    assert hash(_STATUS) == hash(Status(**_STATUS.__dict__))
+
+
+def test_status_defaults_keep_old_callers_working() -> None:
+    status = Status(1, "dev", "fw", 10, (500.0, 1.0), 1000)
+    assert (status.signal, status.boot_id) == (SignalKind.COUNTS, 0)
+    assert decode_frame(encode(status)) == status
 
 
 def test_golden_set_covers_every_message_type() -> None:

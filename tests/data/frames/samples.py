@@ -7,6 +7,9 @@ purpose with::
 
     python tests/data/frames/samples.py
 
+:data:`LEGACY` holds frames that older firmware sends and today's encoder no longer writes (a STATUS without its
+signal/boot_id trailer): their ``.bin`` files are never regenerated, and the tests check that they still decode.
+
 Every value is written out in integers (no ``exp``/``sin``), so the frames are identical on every platform.
 :func:`random_frame` draws small frames of every message type from a numpy ``Generator``; the bit-flip stream test
 and the C reference test use it.
@@ -32,6 +35,7 @@ from firmware_bridge.frames import (
     Nack,
     NackCode,
     Reference,
+    SignalKind,
     Spectrum,
     SpectrumFlags,
     Status,
@@ -94,16 +98,19 @@ GOLDEN: dict[str, Frame] = {
         detector_temp_c=-10.25,
     ),
     "hello": Hello(nonce=0xDEADBEEF),
-    "status": Status(
-        nonce=0xDEADBEEF,
+    # a STATUS with its trailer: a device that streams processed absorbance, and the id of its current boot
+    "status_signal": Status(
+        nonce=0,
         device_id="spectro-\u00b5-0042",
-        firmware_version="1.4.0-rc1",
+        firmware_version="1.5.0",
         pixel_count=650,
         wavelength_coeffs_nm=(899.5, 1.25, -2.5e-5, 3.0e-9),
         integration_time_us=20_000,
         averages=4,
         detector_temp_c=24.5,
         uptime_s=86_400,
+        signal=SignalKind.ABSORBANCE,
+        boot_id=0x8BADF00D,
     ),
     "command_set_integration_time": Command(
         command_id=17, code=CommandCode.SET_INTEGRATION_TIME, value=50_000
@@ -117,6 +124,24 @@ GOLDEN: dict[str, Frame] = {
         detail="expected averages in 1..1000, got 0",
     ),
     "annotation": Annotation(seq=1234, values=(12.5, -0.125, float("nan"), 1e300)),
+}
+
+#: name -> frame as older firmware encodes it; ``<name>.bin`` is pinned (never rewritten) and must keep decoding.
+LEGACY: dict[str, Frame] = {
+    # a STATUS written before the signal/boot_id trailer existed: it reads as raw counts, boot unknown
+    "status": Status(
+        nonce=0xDEADBEEF,
+        device_id="spectro-\u00b5-0042",
+        firmware_version="1.4.0-rc1",
+        pixel_count=650,
+        wavelength_coeffs_nm=(899.5, 1.25, -2.5e-5, 3.0e-9),
+        integration_time_us=20_000,
+        averages=4,
+        detector_temp_c=24.5,
+        uptime_s=86_400,
+        signal=SignalKind.COUNTS,
+        boot_id=0,
+    ),
 }
 
 
@@ -164,6 +189,8 @@ def random_frame(rng: np.random.Generator, *, max_pixels: int = 48) -> Frame:
             averages=int(rng.integers(1, 2**16)),
             detector_temp_c=_f32(rng),
             uptime_s=u32(),
+            signal=SignalKind(int(rng.integers(len(SignalKind)))),
+            boot_id=u32(),
         )
     codes = list(CommandCode)
     code = codes[int(rng.integers(len(codes)))]
@@ -189,7 +216,10 @@ def f32_bits(value: float) -> int:
 
 
 def main() -> int:
-    """Rewrite every golden ``.bin`` file from :data:`GOLDEN` (only when the protocol changes on purpose)."""
+    """Rewrite every golden ``.bin`` file from :data:`GOLDEN` (only when the protocol changes on purpose).
+
+    The :data:`LEGACY` files are left alone: they are what old firmware sends.
+    """
     from firmware_bridge.codec import encode
 
     for name, frame in GOLDEN.items():
