@@ -28,11 +28,12 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
 
+from edge.drift import TrainingStats
 from edge.errors import BundleError, InputContractError
 from edge.runtime import ModelRuntime
 
@@ -45,6 +46,7 @@ __all__ = [
     "BUNDLE_SUFFIX",
     "FORMAT_VERSION",
     "SUPPORTED_FORMAT_VERSIONS",
+    "TargetStats",
     "MANIFEST",
     "SIGNATURE",
     "MODEL",
@@ -60,6 +62,8 @@ __all__ = [
     "TASKS",
     "FRAME_SIGNALS",
     "PIXEL_FORMATS",
+    "OFFLINE_DARK_COUNTS",
+    "OFFLINE_WHITE_COUNTS",
     "DEFAULT_GOLDEN_TOLERANCE",
     "GOLDEN_MAX_ARRAY_BYTES",
     "Target",
@@ -80,8 +84,9 @@ __all__ = [
 ]
 
 #: Version of the bundle format this code writes; every version in SUPPORTED_FORMAT_VERSIONS still loads.
-FORMAT_VERSION: Final[int] = 1
-SUPPORTED_FORMAT_VERSIONS: Final[tuple[int, ...]] = (1,)
+FORMAT_VERSION: Final[int] = 2
+#: Version 2 adds ``targets[i].training`` (the training targets' statistics) and the ``reflectance`` frame signal.
+SUPPORTED_FORMAT_VERSIONS: Final[tuple[int, ...]] = (1, 2)
 #: Suffix of a bundle file.
 BUNDLE_SUFFIX: Final[str] = ".spectrolite"
 
@@ -112,10 +117,13 @@ OPTIONAL_MEMBERS: Final[tuple[str, ...]] = (OOD, INTERVALS, SIGNATURE)
 MAX_BUNDLE_BYTES: Final[int] = sum(MEMBER_LIMITS_BYTES.values()) + _MiB
 
 TASKS: Final[tuple[str, ...]] = ("regression", "classification")
-#: What raw frames carry (the counts->absorbance mode): ``counts`` are raw detector counts that the pipeline's
-#: leading ``counts`` step converts with dark and white reference spectra; ``absorbance`` frames already carry
-#: absorbance (dataset replay, simulators) and need no references.
-FRAME_SIGNALS: Final[tuple[str, ...]] = ("counts", "absorbance")
+#: What raw frames carry, as the device announces it (``firmware_bridge.frames.SignalKind``, lower case): ``counts``
+#: are raw detector counts that the pipeline's leading ``counts`` step converts with dark and white reference
+#: spectra; ``absorbance`` and ``reflectance`` frames carry an already processed signal and need no references.
+FRAME_SIGNALS: Final[tuple[str, ...]] = ("counts", "absorbance", "reflectance")
+#: Flat dark and white levels (counts) with which :meth:`Bundle.frames_from_signal` expresses spectra as counts.
+OFFLINE_DARK_COUNTS: Final[float] = 1000.0
+OFFLINE_WHITE_COUNTS: Final[float] = 50000.0
 #: Pixel formats a contract may accept (names of ``firmware_bridge.frames.PixelFormat``, lower case).
 PIXEL_FORMATS: Final[tuple[str, ...]] = ("uint16", "uint32", "float32")
 #: Largest total size of the arrays inside ``golden.npz`` once inflated.
@@ -160,6 +168,42 @@ def sha256_hex(data: bytes) -> str:
 
 # ------------------------------------------------------------------------------------------------ typed manifest
 @dataclass(frozen=True)
+class TargetStats:
+    """Distribution of one regression target over the training rows (manifest ``targets[i].training``).
+
+    Written by the trainer, read by the edge's prediction-drift monitor (a CUSUM of each prediction's z-score
+    against ``mean`` and ``std``).
+
+    Attributes
+    ----------
+    mean, std : float
+        Mean and standard deviation (ddof 0) of the training reference values, in the target's unit; ``std > 0``.
+    n : int
+        Training rows they were computed on.
+    """
+
+    mean: float
+    std: float
+    n: int
+
+    _KEYS: ClassVar[frozenset[str]] = frozenset({"mean", "std", "n"})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Manifest form."""
+        return {"mean": float(self.mean), "std": float(self.std), "n": int(self.n)}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "training") -> TargetStats:
+        """Parse and check the manifest form; :class:`~edge.errors.BundleError` names the field that is wrong."""
+        _expect(isinstance(d, dict) and set(d) == cls._KEYS, f"expected {where} fields {sorted(cls._KEYS)}, got {d!r}")
+        _expect(_is_number(d["mean"]), f"expected {where}.mean to be a finite number, got {d['mean']!r}")
+        _expect(_is_number(d["std"]) and d["std"] > 0, f"expected {where}.std > 0, got {d['std']!r}")
+        n = d["n"]
+        _expect(isinstance(n, int) and not isinstance(n, bool) and n >= 2, f"expected {where}.n >= 2, got {n!r}")
+        return cls(mean=float(d["mean"]), std=float(d["std"]), n=int(n))
+
+
+@dataclass(frozen=True)
 class Target:
     """One model output: name and unit (regression), or the class labels (classification).
 
@@ -176,13 +220,27 @@ class Target:
     name: str
     unit: str
     labels: tuple[str, ...] = ()
+    training: TargetStats | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Manifest form."""
         d: dict[str, Any] = {"name": self.name, "unit": self.unit}
         if self.labels:
             d["labels"] = list(self.labels)
+        if self.training is not None:
+            d["training"] = self.training.to_dict()
         return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Target:
+        """From the manifest form (validated by :func:`validate_manifest`)."""
+        stats = d.get("training")
+        return cls(
+            name=str(d["name"]),
+            unit=str(d["unit"]),
+            labels=tuple(d.get("labels", ())),
+            training=TargetStats.from_dict(stats) if stats is not None else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -457,8 +515,12 @@ def validate_manifest(manifest: Any) -> None:
     _expect(isinstance(targets, list) and len(targets) >= 1, f"expected a non-empty list of targets, got {targets!r}")
     for i, t in enumerate(targets):
         _expect(isinstance(t, dict), f"expected targets[{i}] to be an object, got {t!r}")
-        extra = set(t) - {"name", "unit", "labels"}
+        allowed = {"name", "unit", "labels"} | ({"training"} if version >= 2 else set())
+        extra = set(t) - allowed
         _expect(not extra, f"unknown field(s) {sorted(extra)} in targets[{i}]")
+        if "training" in t:
+            _expect(task == "regression", f"targets[{i}].training is only allowed for regression")
+            TargetStats.from_dict(t["training"], f"targets[{i}].training")
         _expect(isinstance(t.get("name"), str) and bool(t.get("name")), f"expected targets[{i}].name, got {t.get('name')!r}")
         _expect(isinstance(t.get("unit"), str), f"expected targets[{i}].unit to be a string, got {t.get('unit')!r}")
         labels = t.get("labels")
@@ -503,9 +565,10 @@ def validate_manifest(manifest: Any) -> None:
         isinstance(fmts, list) and len(fmts) >= 1 and all(f in PIXEL_FORMATS for f in fmts),
         f"expected input_contract.pixel_formats to be a non-empty subset of {list(PIXEL_FORMATS)}, got {fmts!r}",
     )
+    signals = FRAME_SIGNALS if version >= 2 else ("counts", "absorbance")
     _expect(
-        contract["frame_signal"] in FRAME_SIGNALS,
-        f"expected input_contract.frame_signal in {list(FRAME_SIGNALS)}, got {contract['frame_signal']!r}",
+        contract["frame_signal"] in signals,
+        f"expected input_contract.frame_signal in {list(signals)}, got {contract['frame_signal']!r}",
     )
 
     sha = manifest["training_data_sha256"]
@@ -921,8 +984,19 @@ class Bundle:
     @property
     def targets(self) -> tuple[Target, ...]:
         """Targets in the order of the model outputs (names, units, class labels)."""
-        return tuple(
-            Target(name=t["name"], unit=t["unit"], labels=tuple(t.get("labels", ()))) for t in self.manifest["targets"]
+        return tuple(Target.from_dict(t) for t in self.manifest["targets"])
+
+    @property
+    def training_stats(self) -> TrainingStats | None:
+        """The training targets' distribution for the prediction-drift monitor, or None when the bundle has none
+        (classification, or a format-1 bundle)."""
+        targets = self.targets
+        if self.task != "regression" or any(t.training is None for t in targets):
+            return None
+        return TrainingStats(
+            names=tuple(t.name for t in targets),
+            mean=tuple(t.training.mean for t in targets if t.training is not None),
+            std=tuple(t.training.std for t in targets if t.training is not None),
         )
 
     @property
@@ -978,6 +1052,48 @@ class Bundle:
             Predictions in target units, or class probabilities.
         """
         return self.predict_features(self.preprocess(X, **context))
+
+    def frames_from_signal(
+        self, X: npt.ArrayLike, wavelengths: npt.ArrayLike | None = None
+    ) -> tuple[npt.NDArray[np.float64], dict[str, Any]]:
+        """What a device would send for spectra given in the bundle's processed signal, for offline evaluation.
+
+        A counts bundle gets counts against flat references (:data:`OFFLINE_DARK_COUNTS`,
+        :data:`OFFLINE_WHITE_COUNTS`), which its leading ``counts`` step turns back into the same signal; any other
+        bundle gets the spectra unchanged. ``wavelengths`` (the spectra's axis, default the model grid) goes into the
+        context, as the device's STATUS axis does on the line.
+
+        Parameters
+        ----------
+        X : ndarray, shape (n_channels,) or (n, n_channels)
+            Absorbance (or reflectance, as the counts step computes) on ``wavelengths``.
+        wavelengths : ndarray, shape (n_channels,), optional
+
+        Returns
+        -------
+        frames : ndarray of float64, shape of ``X``
+        context : dict
+            ``dark``, ``reference`` and ``wavelengths`` keywords for :meth:`predict_spectra` / :meth:`preprocess`.
+        """
+        from edge.preprocess import CountsConversion
+
+        A = np.asarray(X, dtype=np.float64)
+        wl = self.wavelengths if wavelengths is None else np.asarray(wavelengths, dtype=np.float64)
+        ctx: dict[str, Any] = {"wavelengths": wl}
+        steps = getattr(self.pipeline, "steps", ())
+        if steps and isinstance(steps[0], CountsConversion):
+            n = A.shape[-1]
+            dark = np.full(n, OFFLINE_DARK_COUNTS)
+            white = np.full(n, OFFLINE_WHITE_COUNTS)
+            ratio = np.power(10.0, -A) if steps[0].quantity == "absorbance" else A
+            A = dark + (white - dark) * ratio
+            ctx.update(dark=dark, reference=white)
+        return A, ctx
+
+    def predict_signal(self, X: npt.ArrayLike, wavelengths: npt.ArrayLike | None = None) -> npt.NDArray[np.float32]:
+        """:meth:`predict_spectra` on spectra given in the processed signal (see :meth:`frames_from_signal`)."""
+        frames, ctx = self.frames_from_signal(X, wavelengths)
+        return self.predict_spectra(frames, **ctx)
 
     def describe(self) -> str:
         """Multi-line human summary of the manifest (what ``spectro-edge check`` prints)."""

@@ -43,6 +43,8 @@ from trainer.errors import TrainConfigError
 
 __all__ = [
     "DataConfig",
+    "SyntheticConfig",
+    "InstrumentConfig",
     "Selector",
     "TestSet",
     "SplitConfig",
@@ -132,8 +134,9 @@ class DataConfig:
 
     Parameters
     ----------
-    path : Path
-        Data file (``.npz``, ``.csv``) or JCAMP-DX file/folder, resolved against the config's folder.
+    path : Path or None
+        Data file (``.npz``, ``.csv``) or JCAMP-DX file/folder, resolved against the config's folder; None when
+        ``synthetic`` is given instead.
     targets : tuple of str
         Target names (columns of ``y``) to learn, in order.
     format : str or None
@@ -146,21 +149,31 @@ class DataConfig:
         Unit of the wavelength axis, ``"nm"`` or ``"cm-1"`` (labels plots and the bundle).
     min_samples : int
         Fewest rows accepted.
+    synthetic : SyntheticConfig or None
+        Generated spectra instead of a file (the demo's data).
     """
 
-    path: Path
+    path: Path | None
     targets: tuple[str, ...]
     format: str | None = None
     task: str = "regression"
     targets_path: Path | None = None
     axis_unit: str = "nm"
     min_samples: int = 10
+    synthetic: SyntheticConfig | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], base_dir: Path) -> DataConfig:
         w = "data"
-        _check_keys(d, w, {"path", "targets", "format", "task", "targets_path", "axis_unit", "min_samples"})
-        path = base_dir / os.path.expandvars(_get(d, "path", w, str))
+        _check_keys(d, w, {"path", "targets", "format", "task", "targets_path", "axis_unit", "min_samples",
+                           "synthetic"})
+        if ("path" in d) == ("synthetic" in d):
+            raise TrainConfigError(
+                "data: expected exactly one of path (a data file) or synthetic (the simulator's generated spectra), "
+                f"got {'both' if 'path' in d else 'neither'}"
+            )
+        synthetic = SyntheticConfig.from_dict(_table(d, "synthetic", w)) if "synthetic" in d else None
+        path = base_dir / os.path.expandvars(_get(d, "path", w, str)) if synthetic is None else None
         targets = _get(d, "targets", w, (list, str))
         targets = [targets] if isinstance(targets, str) else targets
         if not targets or not all(isinstance(t, str) and t for t in targets):
@@ -190,7 +203,77 @@ class DataConfig:
             targets_path=base_dir / os.path.expandvars(tp) if tp else None,
             axis_unit=unit,
             min_samples=min_samples,
+            synthetic=synthetic,
         )
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """``[data] synthetic = {samples, channels, seed}``: train on the spectra ``spectro-sim`` streams without
+    ``--dataset`` (:func:`firmware_bridge.synthetic.make_synthetic_dataset` with the same arguments as its
+    ``--synthetic-samples``, ``--synthetic-channels`` and ``--seed``); rows carry a ``split`` column
+    (``calibration`` / ``test``)."""
+
+    samples: int = 500
+    channels: int = 256
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SyntheticConfig:
+        w = "data.synthetic"
+        _check_keys(d, w, {"samples", "channels", "seed"})
+        samples = _get(d, "samples", w, int, 500)
+        channels = _get(d, "channels", w, int, 256)
+        seed = _get(d, "seed", w, int, 0)
+        if samples < 20:
+            raise TrainConfigError(f"data.synthetic.samples: expected an integer >= 20, got {samples}")
+        if channels < 16:
+            raise TrainConfigError(f"data.synthetic.channels: expected an integer >= 16, got {channels}")
+        if seed < 0:
+            raise TrainConfigError(f"data.synthetic.seed: expected an integer >= 0, got {seed}")
+        return cls(samples=samples, channels=channels, seed=seed)
+
+
+#: What an instrument on the line may send (``firmware_bridge.frames.SignalKind`` in lower case).
+SIGNALS = ("counts", "absorbance", "reflectance")
+#: What the training spectra may hold (and what a counts bundle computes from counts).
+QUANTITIES = ("absorbance", "reflectance")
+
+
+@dataclass(frozen=True)
+class InstrumentConfig:
+    """``[instrument]``: what the spectrometer on the line sends, and what the training spectra hold.
+
+    Parameters
+    ----------
+    signal : {"counts", "absorbance", "reflectance"}
+        What the device's SPECTRUM frames carry (it announces it in STATUS). ``counts`` (the default, what the
+        protocol's firmware and ``spectro-sim`` send): the bundle's preprocessing starts with the counts ->
+        ``quantity`` conversion and needs the device's DARK and REFERENCE frames. Otherwise the device sends the
+        processed signal itself, which must then equal ``quantity``.
+    quantity : {"absorbance", "reflectance"}
+        What the training spectra hold (absorbance = log10(1/T) or log10(1/R); reflectance = R as a fraction).
+    """
+
+    signal: str = "counts"
+    quantity: str = "absorbance"
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> InstrumentConfig:
+        w = "instrument"
+        _check_keys(d, w, {"signal", "quantity"})
+        signal = _get(d, "signal", w, str, "counts")
+        if signal not in SIGNALS:
+            raise TrainConfigError(f"instrument.signal: expected one of {', '.join(SIGNALS)}, got {signal!r}")
+        quantity = _get(d, "quantity", w, str, "absorbance")
+        if quantity not in QUANTITIES:
+            raise TrainConfigError(f"instrument.quantity: expected one of {', '.join(QUANTITIES)}, got {quantity!r}")
+        if signal != "counts" and signal != quantity:
+            raise TrainConfigError(
+                f"instrument.signal: the device sends {signal} but the training spectra hold {quantity}; expected "
+                f"signal = \"counts\" or signal = \"{quantity}\""
+            )
+        return cls(signal=signal, quantity=quantity)
 
 
 @dataclass(frozen=True)
@@ -456,6 +539,7 @@ class TrainConfig:
     ood: OodConfig
     intervals: IntervalConfig
     bundle: BundleConfig
+    instrument: InstrumentConfig = field(default_factory=InstrumentConfig)
     seed: int = 0
     report: bool = True
     source: str = "<string>"
@@ -468,8 +552,8 @@ class TrainConfig:
 
 
 _TOP_KEYS = frozenset(
-    {"seed", "report", "data", "split", "cv", "preprocessing", "augment", "model", "pruning", "quantize", "ood",
-     "intervals", "bundle"}
+    {"seed", "report", "data", "instrument", "split", "cv", "preprocessing", "augment", "model", "pruning",
+     "quantize", "ood", "intervals", "bundle"}
 )
 
 
@@ -492,6 +576,7 @@ def config_from_dict(d: Mapping[str, Any], *, base_dir: str | Path = ".", source
         ood=OodConfig.from_dict(_table(d, "ood", "")),
         intervals=IntervalConfig.from_dict(_table(d, "intervals", "")),
         bundle=BundleConfig.from_dict(_table(d, "bundle", "")),
+        instrument=InstrumentConfig.from_dict(_table(d, "instrument", "")),
         seed=seed,
         report=_get(d, "report", "", bool, True),
         source=source,

@@ -33,6 +33,8 @@ __all__ = [
     "MIN_SAMPLES",
     "SpectralDataset",
     "load_dataset",
+    "load_configured",
+    "load_synthetic",
     "load_npz",
     "load_csv",
     "load_jcamp",
@@ -217,9 +219,25 @@ def load_npz(path: str | Path, *, axis_unit: str = "nm", min_samples: int = MIN_
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+    return _from_arrays(arrays, str(path), path.name, axis_unit=axis_unit, min_samples=min_samples)
+
+
+def load_synthetic(samples: int, channels: int, seed: int, *, min_samples: int = MIN_SAMPLES) -> SpectralDataset:
+    """The spectra ``spectro-sim`` streams without ``--dataset``: :func:`firmware_bridge.synthetic.make_synthetic_dataset`
+    with ``--synthetic-samples``, ``--synthetic-channels`` and ``--seed`` (absorbance, nm; a ``split`` column)."""
+    from firmware_bridge.synthetic import make_synthetic_dataset  # noqa: PLC0415
+
+    arrays = {k: np.asarray(v) for k, v in make_synthetic_dataset(samples, seed=seed, n_channels=channels).items()}
+    name = f"synthetic(samples={samples}, channels={channels}, seed={seed})"
+    return _from_arrays(arrays, name, name, axis_unit="nm", min_samples=min_samples)
+
+
+def _from_arrays(
+    arrays: Mapping[str, np.ndarray], where: str, source: str, *, axis_unit: str, min_samples: int
+) -> SpectralDataset:
     for key in ("X", "wavelengths", "y"):
         if key not in arrays:
-            raise DataError(f"{path}: expected an array named {key!r}; found {', '.join(sorted(arrays))}")
+            raise DataError(f"{where}: expected an array named {key!r}; found {', '.join(sorted(arrays))}")
     X = np.asarray(arrays["X"], dtype=np.float64)
     y_raw = np.asarray(arrays["y"])
     y_raw = y_raw[:, None] if y_raw.ndim == 1 else y_raw
@@ -238,7 +256,7 @@ def load_npz(path: str | Path, *, axis_unit: str = "nm", min_samples: int = MIN_
         target_names=target_names,
         class_names=class_names,
         columns=columns,
-        source=path.name,
+        source=source,
         axis_unit=axis_unit,
     )
     return validate_dataset(ds, min_samples=min_samples)
@@ -515,3 +533,21 @@ def load_dataset(
             min_samples=min_samples,
         )
     raise DataError(f"unknown data format {fmt!r}; expected one of npz, csv, jcamp")
+
+
+def load_configured(data: Any) -> SpectralDataset:
+    """Load what a config's ``[data]`` table names (:class:`trainer.config.DataConfig`): a file, or synthetic
+    spectra."""
+    if data.synthetic is not None:
+        ds = load_synthetic(data.synthetic.samples, data.synthetic.channels, data.synthetic.seed,
+                            min_samples=data.min_samples)
+        return ds.select_targets(list(data.targets)) if data.targets else ds
+    return load_dataset(
+        data.path,
+        targets=list(data.targets),
+        fmt=data.format,
+        task=data.task,
+        targets_path=data.targets_path,
+        axis_unit=data.axis_unit,
+        min_samples=data.min_samples,
+    )

@@ -1,7 +1,9 @@
 """Fitting the edge's drift / out-of-distribution model: PCA on preprocessed training spectra with T2 and Q limits.
 
-The PCA comes from numpy's SVD of the centred training matrix (all eigenvalues are needed for the Q limit). The
-Hotelling T2 limit is the F-distribution limit for a new observation,
+The PCA comes from numpy's SVD of the centred training matrix. The limits are empirical quantiles of out-of-fold
+T2 and Q (each row scored by a PCA fitted without its fold), so they hold their false-alarm rate on spectra the
+model was not fitted on. For small training sets the analytic limits remain: the Hotelling T2 limit is the
+F-distribution limit for a new observation,
 ``T2_lim = k (n - 1) (n + 1) / (n (n - k)) * F(1 - alpha; k, n - k)``; the Q limit is Jackson and Mudholkar's
 (1979) approximation from the residual eigenvalues ``theta_i = sum_{j > k} lambda_j ** i``. Quantiles come from
 ``scipy.stats``. The result is an :class:`edge.ood.OodModel`, which the device scores with numpy only; its arrays
@@ -17,7 +19,7 @@ import numpy as np
 from edge.ood import OodModel
 from trainer.errors import CalibrationError
 
-__all__ = ["fit_ood", "t2_limit", "q_limit"]
+__all__ = ["fit_ood", "t2_limit", "q_limit", "out_of_fold_scores", "empirical_limit"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,70 @@ def _round_significant(a: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> np.nd
     return np.asarray(flat, dtype=np.float64).reshape(np.shape(a))
 
 
+#: Folds of the out-of-fold scores that set the limits.
+OOF_FOLDS = 10
+#: Fewest rows for out-of-fold limits; below it the analytic limits are used (and the log says so).
+MIN_OOF_ROWS = 30
+
+
+def _pca(Xf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, eigenvalues (variance per component) and components of a 2-D matrix."""
+    mean = Xf.mean(axis=0)
+    _, s, vt = np.linalg.svd(Xf - mean, full_matrices=False)
+    return mean, s**2 / (Xf.shape[0] - 1), vt
+
+
+def _scores(Xf: np.ndarray, mean: np.ndarray, eig: np.ndarray, vt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    Xc = Xf - mean
+    T = Xc @ vt.T
+    resid = Xc - T @ vt
+    return np.sum(T * T / eig, axis=1), np.sum(resid * resid, axis=1)
+
+
+def out_of_fold_scores(
+    Xf: np.ndarray, k: int, *, groups: np.ndarray | None = None, folds: int = OOF_FOLDS, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """T2 and Q of every row from a k-component PCA fitted without its fold (grouped when ``groups`` is given).
+
+    Parameters
+    ----------
+    Xf : ndarray, shape (n, n_features)
+    k : int
+        Principal components.
+    groups : ndarray, shape (n,), optional
+        Rows of one group (one sample's replicates) stay in one fold.
+    folds : int
+    seed : int
+        Seeds the assignment of groups to folds.
+
+    Returns
+    -------
+    t2, q : ndarray, shape (n,)
+    """
+    n = Xf.shape[0]
+    labels = np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    n_groups = int(labels.max()) + 1
+    folds = max(2, min(folds, n_groups))
+    fold_of_group = np.random.default_rng(seed).permutation(n_groups) % folds
+    fold = fold_of_group[labels]
+    t2 = np.empty(n)
+    q = np.empty(n)
+    for f in range(folds):
+        held = fold == f
+        mean, eig, vt = _pca(Xf[~held])
+        kk = min(k, int(np.count_nonzero(eig > 0)))
+        t2[held], q[held] = _scores(Xf[held], mean, eig[:kk], vt[:kk])
+    return t2, q
+
+
+def empirical_limit(scores: np.ndarray, alpha: float) -> float:
+    """The ``ceil((n + 1)(1 - alpha))``-th smallest of ``n`` held-out scores: a new in-distribution score exceeds
+    it with probability at most ``alpha`` (split-conformal quantile); the largest score when ``n`` is too small."""
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    rank = int(np.ceil((s.size + 1) * (1.0 - alpha)))
+    return float(s[min(rank, s.size) - 1])
+
+
 def fit_ood(
     X_pre_train: np.ndarray,
     n_components: int | None = None,
@@ -67,8 +133,15 @@ def fit_ood(
     alpha: float = 0.01,
     *,
     max_components: int = 20,
+    groups: np.ndarray | None = None,
+    seed: int = 0,
 ) -> OodModel:
     """PCA drift model with T2 and Q limits, fitted on preprocessed training spectra.
+
+    The limits are empirical quantiles of out-of-fold scores (:func:`out_of_fold_scores`, then
+    :func:`empirical_limit`): the analytic F and Jackson-Mudholkar limits assume scores of spectra the PCA was fitted
+    on, which are systematically smaller than those of new spectra, so they alarm far above ``alpha`` on new
+    in-distribution data. With fewer than :data:`MIN_OOF_ROWS` rows the analytic limits are used.
 
     Parameters
     ----------
@@ -82,6 +155,10 @@ def fit_ood(
         False-alarm rate of both limits.
     max_components : int
         Cap on the number of components.
+    groups : ndarray, shape (n,), optional
+        Group of each row (replicates of one sample), kept in one fold of the out-of-fold scores.
+    seed : int
+        Seeds the folds.
 
     Returns
     -------
@@ -117,12 +194,19 @@ def fit_ood(
                 f"ood.n_components: expected at most {limit_k} components for {n} spectra, got {n_components}"
             )
         k = n_components
+    t2_lim, q_lim = t2_limit(n, k, alpha), q_limit(eig[k:], alpha)
+    if n >= MIN_OOF_ROWS:
+        t2_oof, q_oof = out_of_fold_scores(Xf, k, groups=groups, seed=seed)
+        t2_lim, q_lim = empirical_limit(t2_oof, alpha), empirical_limit(q_oof, alpha)
+    else:
+        log.warning("OOD model: %d training spectra, fewer than %d: analytic limits (they alarm above alpha on new "
+                    "spectra)", n, MIN_OOF_ROWS)
     model = OodModel(
         mean=_round_significant(mean).reshape(feature_shape),
         components=_round_significant(vt[:k]),
         explained_variance=_round_significant(eig[:k]),
-        t2_limit=t2_limit(n, k, alpha),
-        q_limit=q_limit(eig[k:], alpha),
+        t2_limit=t2_lim,
+        q_limit=q_lim,
         alpha=alpha,
     )
     t2, q = model.score(X)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from trainer.config import TrainConfig
-from trainer.data import load_dataset
+from trainer.data import load_configured
 from trainer.errors import TrainConfigError, TrainerError
 from trainer.splits import group_labels, make_split_plan
 
@@ -161,6 +161,67 @@ def _golden_rows(y: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
     order = rows[np.argsort(y[rows, 0], kind="stable")]
     pick = np.unique(np.linspace(0, order.size - 1, min(n, order.size)).round().astype(int))
     return order[pick]
+
+
+def _bundle_targets(names: Sequence[str], units: Mapping[str, str], y_train: np.ndarray | None) -> list[Any]:
+    """The manifest's targets, each regression target with its training distribution (read by the edge's
+    prediction-drift monitor)."""
+    from edge.bundle import Target, TargetStats  # noqa: PLC0415
+
+    out = []
+    for j, name in enumerate(names):
+        stats = None
+        if y_train is not None and y_train.shape[0] >= 2 and float(np.std(y_train[:, j])) > 0:
+            stats = TargetStats(mean=float(np.mean(y_train[:, j])), std=float(np.std(y_train[:, j])),
+                                n=int(y_train.shape[0]))
+        out.append(Target(name=str(name), unit=units.get(name, ""), training=stats))
+    return out
+
+
+def _line_pipeline(
+    edge_pipe: Any, cfg: TrainConfig, wavelengths: np.ndarray, unit: str, X_golden: np.ndarray
+) -> tuple[Any, dict[str, Any]]:
+    """The bundle's pipeline from what the device sends to the model's input, and golden vectors expressed that way.
+
+    The trained preprocessing is preceded by a resampling onto the training axis (a device whose calibrated axis
+    differs from it but covers it is served on the model's grid; one that does not cover it is refused) and, when
+    the instrument sends counts, by the counts -> ``quantity`` conversion with the device's dark and white
+    references.
+    """
+    from edge.bundle import OFFLINE_DARK_COUNTS, OFFLINE_WHITE_COUNTS  # noqa: PLC0415
+    from edge.preprocess import CountsConversion, InputContract, Pipeline, Resample  # noqa: PLC0415
+
+    grid = np.asarray(wavelengths, dtype=np.float64)
+    steps: list[Any] = [Resample(grid=grid, unit=unit), *edge_pipe.steps]
+    golden: dict[str, Any] = {"golden_inputs": X_golden, "golden_wavelengths": grid}
+    if cfg.instrument.signal == "counts":
+        quantity = cfg.instrument.quantity
+        steps.insert(0, CountsConversion(quantity=quantity))
+        n = X_golden.shape[1]
+        dark, white = np.full(n, OFFLINE_DARK_COUNTS), np.full(n, OFFLINE_WHITE_COUNTS)
+        ratio = np.power(10.0, -X_golden) if quantity == "absorbance" else X_golden
+        golden.update(golden_inputs=dark + (white - dark) * ratio, golden_dark=dark, golden_reference=white)
+    # Any pixel count: the resampling step reads the device's axis; the range is what it must cover.
+    contract = InputContract(None, float(grid.min()), float(grid.max()), unit)
+    return Pipeline(tuple(steps), contract), golden
+
+
+#: Largest pixel count a device may send (uint16 pixels in the protocol's largest frame).
+_MAX_DEVICE_PIXELS = 5614
+
+
+def _line_contract(pipe: Any, cfg: TrainConfig, wavelengths: np.ndarray) -> dict[str, Any]:
+    """Input contract of a bundle that resamples: any device axis covering the training range with at least as
+    many pixels as the training axis, in the signal the instrument sends."""
+    from trainer.bundle import make_input_contract  # noqa: PLC0415
+
+    return make_input_contract(
+        pixel_count_min=int(len(wavelengths)),
+        pixel_count_max=max(_MAX_DEVICE_PIXELS, int(len(wavelengths))),
+        wavelength_min=float(np.min(wavelengths)),
+        wavelength_max=float(np.max(wavelengths)),
+        frame_signal=cfg.instrument.signal,
+    )
 
 
 def _sparsity(model: Any) -> float:
@@ -312,15 +373,7 @@ def fit_full(
     prune_cfg = _build_prune_config(cfg)
 
     prog.stage("load data")
-    ds = load_dataset(
-        cfg.data.path,
-        targets=list(cfg.data.targets),
-        fmt=cfg.data.format,
-        task=cfg.data.task,
-        targets_path=cfg.data.targets_path,
-        axis_unit=cfg.data.axis_unit,
-        min_samples=cfg.data.min_samples,
-    )
+    ds = load_configured(cfg.data)
     log.info("data: %s, %d spectra x %d channels, targets %s", ds.source, ds.n_samples, ds.n_channels,
              ", ".join(ds.target_names))
 
@@ -402,7 +455,7 @@ def fit_full(
     from trainer.drift import fit_ood  # noqa: PLC0415
 
     ood = fit_ood(X_train_pre, cfg.ood.n_components, cfg.ood.variance, cfg.ood.alpha,
-                  max_components=cfg.ood.max_components)
+                  max_components=cfg.ood.max_components, groups=cv_groups[tr], seed=cfg.seed)
     intervals = None
     if not classify:
         rt = ModelRuntime(tflite_int8)
@@ -421,8 +474,9 @@ def fit_full(
     from trainer.bundle import hash_training_data, write_bundle  # noqa: PLC0415
 
     units = dict(cfg.bundle.units)
-    targets = [(t, units.get(t, "")) for t in ds.target_names]
+    targets = _bundle_targets(ds.target_names, units, None if classify else Y[tr].astype(np.float64))
     golden_rows = _golden_rows(Y.astype(np.float64), tr, N_GOLDEN)
+    line_pipe, golden = _line_pipeline(edge_pipe, cfg, ds.wavelengths, ds.axis_unit, X[golden_rows])
     bundle_path = out / f"{cfg.bundle.model_id}.spectrolite"
     for stale in out.glob("*.spectrolite"):
         if stale != bundle_path:
@@ -435,8 +489,9 @@ def fit_full(
         targets=targets,
         wavelengths=_model_grid(steps, ds.wavelengths),
         tflite_bytes=tflite_int8,
-        pipeline=edge_pipe,
-        golden_inputs=X[golden_rows],
+        pipeline=line_pipe,
+        input_contract=_line_contract(line_pipe, cfg, ds.wavelengths),
+        **golden,
         training_data_sha256=hash_training_data(X[tr], Y[tr]),
         seed=cfg.seed,
         class_labels=list(ds.class_names) if ds.class_names else None,
@@ -455,9 +510,10 @@ def fit_full(
     bundle_ood = bundle.ood
     ood_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for role, rows in roles.items():
-        out_q = np.asarray(bundle.predict_spectra(X[rows]), dtype=np.float64).reshape(rows.size, -1)
+        frames, ctx = bundle.frames_from_signal(X[rows], ds.wavelengths)  # as the device sends them
+        out_q = np.asarray(bundle.predict_spectra(frames, **ctx), dtype=np.float64).reshape(rows.size, -1)
         preds[(role, "cnn_int8")] = np.argmax(out_q, axis=1)[:, None].astype(np.float64) if classify else out_q
-        ood_scores[role] = bundle_ood.score(bundle.preprocess(X[rows]))
+        ood_scores[role] = bundle_ood.score(bundle.preprocess(frames, **ctx))
 
     evaluations: list[dict[str, Any]] = []
     for role, rows in roles.items():
@@ -547,8 +603,8 @@ def fit_full(
     write_bundle(bundle_path, metrics=_clean_json(metrics), **common)
     final = load_bundle(bundle_path)
     check_rows = next(iter(plan.tests.values()))
-    again = np.asarray(final.predict_spectra(X[check_rows]), dtype=np.float64).reshape(check_rows.size, -1)
-    first = np.asarray(bundle.predict_spectra(X[check_rows]), dtype=np.float64).reshape(check_rows.size, -1)
+    again = np.asarray(final.predict_signal(X[check_rows], ds.wavelengths), dtype=np.float64).reshape(check_rows.size, -1)
+    first = np.asarray(bundle.predict_signal(X[check_rows], ds.wavelengths), dtype=np.float64).reshape(check_rows.size, -1)
     if not np.allclose(again, first, rtol=0, atol=_REPRODUCE_ATOL):
         raise TrainerError("the final bundle predicts differently from the evaluated one")
     metrics["bundle_bytes"] = bundle_path.stat().st_size

@@ -402,6 +402,11 @@ class Crop(Step):
         return cls(start=read_int(d, "start", minimum=0), stop=read_int(d, "stop", minimum=1))
 
 
+#: Share of the grid's span by which a device axis may miss the grid's ends and still count as covering it (the
+#: ends are then taken from the device's first/last pixel): rounding of a calibration polynomial, not extrapolation.
+AXIS_SLACK = 1e-6
+
+
 @register("resample")
 @dataclass(frozen=True, eq=False)
 class Resample(Step):
@@ -463,7 +468,8 @@ class Resample(Step):
             X = X[..., ::-1]
         elif not np.all(dw > 0):
             raise InputContractError("expected a strictly monotonic wavelength axis")
-        if w[0] > lo or w[-1] < hi:
+        slack = AXIS_SLACK * (hi - lo)  # a polynomial calibration may miss the grid's ends by rounding
+        if w[0] > lo + slack or w[-1] < hi - slack:
             raise InputContractError(
                 f"expected wavelengths covering {lo!r}-{hi!r} {self.unit}, "
                 f"got {float(w[0])!r}-{float(w[-1])!r} {self.unit}"
