@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "preprocess": "preprocessing chain latency, single spectrum and batch of 1,000",
     "latency": "per-stage edge latency of a bundle against float/Keras/PLS references",
     "throughput": "sustained frames/s through simulator -> pty -> daemon -> mosquitto -> subscriber",
+    "loop": "a trained bundle through simulator -> spectro-edge run -> broker -> subscriber, scored against offline",
     "accuracy": "RMSEP/accuracy of PLS, CNN float and CNN int8 on the shipped protocols",
     "compare": "two result JSON files side by side with ratios",
     "soak": "long run through the whole daemon: memory, fd and thread growth, losses",

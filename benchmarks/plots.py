@@ -9,7 +9,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["plot_latency", "plot_throughput"]
+__all__ = ["plot_latency", "plot_loop", "plot_throughput"]
 
 
 def _pyplot() -> Any:
@@ -84,8 +84,10 @@ def plot_throughput(result: Mapping[str, Any], path: str | Path) -> Path | None:
     plt = _pyplot()
     if plt is None:
         return None
-    steps = [s for s in result.get("steps", []) if s.get("rate_hz")]
+    # A step that delivered fewer than two predictions has no rate or latency: it is left out, never a KeyError.
+    steps = [s for s in result.get("steps", []) if s.get("rate_hz") and s.get("delivered_fps") is not None]
     if not steps:
+        log.warning("no step delivered predictions: no throughput plot written")
         return None
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.0, 3.8))
     offered = [s["rate_hz"] for s in steps]
@@ -96,8 +98,8 @@ def plot_throughput(result: Mapping[str, Any], path: str | Path) -> Path | None:
             a1.annotate(f"lost {s['lost']}", (s["rate_hz"], s["delivered_fps"]), fontsize=7)
     for s in result.get("steps", []):
         if not s.get("rate_hz") and s.get("delivered_fps"):
-            a1.text(0.02, 0.97, f"as fast as possible: {s['delivered_fps']:.0f} fps delivered, lost {s['lost']}, "
-                    f"p99 {s.get('p99_latency_ms', float('nan')):.3g} ms", transform=a1.transAxes, va="top",
+            a1.text(0.02, 0.97, f"as fast as possible: {s['delivered_fps']:.0f} fps delivered, lost {s.get('lost')}, "
+                    f"p99 {s.get('p99_latency_ms') or float('nan'):.3g} ms", transform=a1.transAxes, va="top",
                     fontsize=7)
     a1.set_xlabel("offered frames/s")
     a1.set_ylabel("predictions/s at the subscriber")
@@ -116,3 +118,60 @@ def plot_throughput(result: Mapping[str, Any], path: str | Path) -> Path | None:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_loop(result: Mapping[str, Any], path: str | Path) -> Path | None:
+    """Predicted against reference values per target: the loop's predictions and the same bundle offline.
+
+    Parameters
+    ----------
+    result : dict
+        The ``spectro-bench loop`` result with its ``_points`` (``loop_pred``, ``loop_ref``, ``offline_pred``,
+        ``offline_ref`` (n, n_targets) and ``names``).
+    path : str or Path
+        PNG file to write.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    points = result.get("_points")
+    if plt is None or not points or not points.get("names"):
+        return None
+    names = list(points["names"])
+
+    def arr(key: str) -> Any:
+        a = np.asarray([[np.nan if v is None else v for v in row] for row in points.get(key, [])], dtype=float)
+        return a.reshape(-1, len(names)) if a.size else np.full((0, len(names)), np.nan)
+
+    lp, lr, op, orf = arr("loop_pred"), arr("loop_ref"), arr("offline_pred"), arr("offline_ref")
+    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 4.4), squeeze=False)
+    for j, (name, ax) in enumerate(zip(names, axes[0])):
+        unit = result.get("units", {}).get(name, "")
+        ax.scatter(orf[:, j], op[:, j], s=14, marker="s", facecolors="none", edgecolors="tab:gray",
+                   label=f"offline (RMSEP {_fmt(result.get('offline_rmsep', {}).get(name))})")
+        ax.scatter(lr[:, j], lp[:, j], s=10, color="tab:blue", alpha=0.8,
+                   label=f"loop (RMSEP {_fmt(result.get('loop_rmsep', {}).get(name))})")
+        both = np.concatenate([v[:, j][np.isfinite(v[:, j])] for v in (lp, lr, op, orf)])
+        if both.size:
+            lo, hi = float(both.min()), float(both.max())
+            ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xlabel(f"reference {name} ({unit})")
+        ax.set_ylabel(f"predicted {name} ({unit})")
+        ax.legend(fontsize=8, loc="upper left")
+        ax.grid(alpha=0.3)
+    s = result.get("setup", {})
+    fig.suptitle(f"{s.get('model_id', '')} {s.get('model_version', '')}: {result.get('predictions')} predictions "
+                 f"through the loop, lost {result.get('lost')}, OOD alarms {_fmt(result.get('ood_alarm_rate'), pct=True)}",
+                 fontsize=9)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.1%}" if pct else f"{v:.4g}"

@@ -1,0 +1,308 @@
+"""``spectro-bench loop``: a trained bundle scored through the whole loop against the same bundle run offline.
+
+Usage::
+
+    spectro-bench loop --config examples/tablets_assay.toml [--test test_inst1] [--json PATH]
+    spectro-bench loop --bundle B --dataset NPZ [--select split=calibrate --select instrument=1] [--json PATH]
+
+With ``--config`` the config is trained first with ``spectro-train fit`` in a child process (cached under a key made
+of the config's SHA-256, see :func:`benchmarks.harness.ensure_trained`; ``--retrain`` trains again), and the rows
+streamed are a test set of its ``[split.test]`` (the first unless ``--test`` names one) from its own dataset (a
+``.npz`` or ``[data] synthetic``).  With ``--bundle`` the rows are those of ``--dataset`` matching every
+``--select COLUMN=VALUE`` (all rows without one).
+
+The rows, with the bundle's targets as reference values, go through the loop of :mod:`benchmarks.harness`:
+``spectro-sim`` on a pty (it converts each spectrum to raw detector counts with its own detector noise and sends
+dark and white references, ANNOTATION frames carry the reference values) -> ``spectro-edge run`` (the production
+entry point, ``forward_annotations = true``) -> a real ``mosquitto`` (the embedded broker when none is installed) ->
+a paho subscriber.  Before anything streams, the bundle's input contract (pixel count, wavelength range, signal) is
+checked against what the simulator will send: a mismatch is one line and exit code 2.
+
+Figures (JSON keys, per target where it applies):
+
+- ``predictions`` (unique sequence numbers received), ``sent``, ``lost`` (= sent - predictions), ``duplicates``;
+- ``loop_rmsep``: RMSEP of the received predictions against the reference values they carry;
+- ``offline_rmsep``: the same bundle on the same rows offline, with the edge's own code
+  (``edge.bundle.load_bundle(...).predict_spectra``) on noise-free raw input: what the loop would give without the
+  simulator's detector noise; ``ratio`` = loop / offline (goal <= 1.05);
+- ``ood_alarm_rate``: share of received predictions flagged ``out_of_distribution`` (goal <= 3 %);
+  ``offline_ood_alarm_rate`` the same share offline.
+
+The table goes to stdout, the JSON to ``--json`` (with ``.md`` beside), and a plot of predicted against reference
+values (loop and offline, per target) to ``PATH.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.results import host_facts, jsonable, markdown_table, publish, system_load
+
+log = logging.getLogger(__name__)
+
+#: Goals of issue 13 (on examples/tablets_assay.toml, instrument-1 test tablets).
+GOAL_RMSEP_RATIO_MAX = 1.05
+GOAL_LOST = 0
+GOAL_OOD_ALARM_RATE_MAX = 0.03
+#: Exit code of a run refused before streaming (nothing could be measured).
+EXIT_REFUSED = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``spectro-bench loop``."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", type=Path, help="training config to train (cached) and stream a test set of")
+    src.add_argument("--bundle", type=Path, help="an existing bundle (with --dataset)")
+    parser.add_argument("--dataset", type=Path, help="dataset .npz whose rows are streamed (with --bundle)")
+    parser.add_argument("--test", help="test set of the config's [split.test] to stream (default: the first)")
+    parser.add_argument("--select", action="append", default=[], metavar="COLUMN=VALUE",
+                        help="stream only rows with this column value (repeatable; with --bundle)")
+    parser.add_argument("--frames", type=int, default=0, help="spectra to stream (default: every selected row once)")
+    parser.add_argument("--rate", type=float, default=100.0, help="spectra per second (default 100)")
+    parser.add_argument("--seed", type=int, default=0, help="simulator seed (its detector noise)")
+    parser.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto",
+                        help="auto: mosquitto when installed, else the embedded amqtt broker")
+    parser.add_argument("--cache", type=Path, help="folder of trained models (default: the user cache)")
+    parser.add_argument("--retrain", action="store_true", help="train the config again even when cached")
+    parser.add_argument("--workdir", type=Path, help="keep the run's files (configs, logs, outbox) here")
+    parser.add_argument("--plot", type=Path, help="PNG of predicted vs reference (default: beside --json)")
+    parser.add_argument("--json", metavar="PATH", default=None, help="write the figures as JSON (and .md beside)")
+
+
+class Refused(Exception):
+    """The run cannot measure anything (the message says why)."""
+
+
+def _rmsep(pred: np.ndarray, ref: np.ndarray) -> float | None:
+    ok = np.isfinite(pred) & np.isfinite(ref)
+    return float(np.sqrt(np.mean((pred[ok] - ref[ok]) ** 2))) if ok.any() else None
+
+
+def _prepare(args: argparse.Namespace, work: Path) -> tuple[Any, Path, Any, dict[str, Any]]:
+    """(bundle, bundle path, stream, setup facts); raises Refused when the run cannot measure anything."""
+    from benchmarks import harness
+    from edge.bundle import load_bundle
+    from edge.errors import EdgeError
+    from firmware_bridge.synthetic import SyntheticDataError, load_npz
+
+    setup: dict[str, Any] = {}
+    if args.config is not None:
+        cfg = harness.load_training_config(args.config)
+        if args.select:
+            raise Refused("expected --test NAME with --config (rows come from its [split.test]), got --select")
+        data, source = harness._dataset_of_config(cfg, args.config.resolve().parent)
+        test_name, selectors = harness.selectors_of_test_set(cfg, args.test)
+        print(f"training {args.config} with spectro-train fit (cached by the config's hash) ...", flush=True)
+        trained = harness.ensure_trained(args.config, args.cache, rebuild=args.retrain,
+                                         echo=lambda line: log.info("spectro-train: %s", line))
+        bundle_path = trained.bundle
+        setup.update({"config": str(args.config), "config_sha256_16": harness.config_digest(args.config),
+                      "trained_cached": trained.cached, "train_seconds": trained.train_seconds,
+                      "metrics": str(trained.metrics), "test_set": test_name})
+    else:
+        if args.dataset is None:
+            raise Refused("expected --dataset NPZ with --bundle (the rows to stream), got none")
+        bundle_path = args.bundle
+        try:
+            data = load_npz(args.dataset)
+        except SyntheticDataError as exc:
+            raise Refused(str(exc)) from exc
+        source = str(args.dataset)
+        selectors = harness.parse_selectors(args.select)
+        test_name = None
+    try:
+        bundle = load_bundle(bundle_path)
+    except (EdgeError, OSError) as exc:
+        raise Refused(f"expected a valid bundle at {bundle_path}: {exc}") from exc
+    if bundle.task != "regression":
+        raise Refused(f"expected a regression bundle (the loop scores RMSEP), got {bundle.task}")
+    rows = harness.select_rows(data, selectors) if selectors else np.arange(len(data["X"]))
+    sel = ", ".join(f"{k} == {v!r}" for k, v in selectors.items()) or "all rows"
+    stream = harness.stream_rows(work / "stream.npz", data, rows, [t.name for t in bundle.targets],
+                                 f"{source}, {sel} ({rows.size} rows)")
+    harness.check_contract(bundle, stream)
+    setup.update({"bundle": str(bundle_path), "model_id": bundle.model_id, "model_version": bundle.model_version,
+                  "frame_signal": bundle.input_contract.frame_signal, "rows": stream.description,
+                  "selectors": selectors, "n_rows": int(rows.size)})
+    return bundle, Path(bundle_path), stream, setup
+
+
+def _offline(bundle: Any, stream: Any) -> dict[str, Any]:
+    from benchmarks import harness
+
+    X, ctx = harness.offline_inputs(bundle, stream.absorbance)
+    pred = np.asarray(bundle.predict_spectra(X, wavelengths=stream.wavelengths, **ctx),
+                      dtype=np.float64).reshape(len(X), -1)
+    ood = None
+    if bundle.ood is not None:
+        flags = np.asarray(bundle.ood.is_outlier(bundle.preprocess(X, wavelengths=stream.wavelengths, **ctx)))
+        ood = float(flags.mean())
+    return {"pred": pred, "ood_alarm_rate": ood}
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Prepare, stream, score; returns the result dict (the JSON).  Raises Refused before streaming."""
+    from benchmarks import harness
+
+    own = args.workdir is None
+    work = Path(tempfile.mkdtemp(prefix="spectro-bench-loop-")) if own else args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        bundle, bundle_path, stream, setup = _prepare(args, work)
+        frames = int(args.frames) if args.frames > 0 else int(stream.y.shape[0])
+        offline = _offline(bundle, stream)
+        load_before = system_load()
+        with harness.Processes() as procs:
+            broker = harness.start_broker(procs, work, args.broker)
+            print(f"broker: {broker.description}", flush=True)
+            sub = harness.Subscriber(broker)
+            try:
+                sim_cmd = harness.simulator_command(work / "run" / "spectrometer", count=frames, rate_hz=args.rate,
+                                                    dataset=stream.path, seed=args.seed)
+                print(f"streaming {frames} spectra at {args.rate:g}/s: {stream.description}", flush=True)
+                run = harness.run_loop(procs, broker, sub, bundle=bundle_path, sim_cmd=sim_cmd, workdir=work / "run",
+                                       frames=frames, rate_hz=args.rate)
+            finally:
+                sub.close()
+        return jsonable(_score(run, bundle, stream, offline, setup, broker, args, frames, load_before))
+    finally:
+        if own:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _score(run: Any, bundle: Any, stream: Any, offline: dict[str, Any], setup: dict[str, Any], broker: Any,
+           args: argparse.Namespace, frames: int, load_before: Any) -> dict[str, Any]:
+    names = [t.name for t in bundle.targets]
+    units = {t.name: t.unit for t in bundle.targets}
+    seqs = sorted(run.predictions)
+    pred = np.full((len(seqs), len(names)), np.nan)
+    ref = np.full((len(seqs), len(names)), np.nan)
+    flagged = 0
+    for i, s in enumerate(seqs):
+        body = run.predictions[s]
+        values = {v["name"]: v["value"] for v in body["values"]}
+        refs = body.get("reference") or []
+        for j, n in enumerate(names):
+            pred[i, j] = values.get(n, np.nan)
+            if j < len(refs) and refs[j] is not None:
+                ref[i, j] = refs[j]
+        flagged += "out_of_distribution" in body.get("quality_flags", [])
+    loop_rmsep = {n: _rmsep(pred[:, j], ref[:, j]) for j, n in enumerate(names)}
+    offline_rmsep = {n: _rmsep(offline["pred"][:, j], stream.y[:, j]) for j, n in enumerate(names)}
+    ratio = {n: (loop_rmsep[n] / offline_rmsep[n] if loop_rmsep[n] is not None and offline_rmsep[n] else None)
+             for n in names}
+    n_pred = len(seqs)
+    sent = run.sent if run.sent is not None else frames
+    ood_rate = flagged / n_pred if n_pred else None
+    counters = (run.metrics or {}).get("counters", {})
+    result: dict[str, Any] = {
+        "benchmark": "loop",
+        "setup": {**setup, "broker": broker.description, "rate_hz": args.rate, "frames_requested": frames,
+                  "simulator_seed": args.seed},
+        "sent": sent,
+        "predictions": n_pred,
+        "lost": max(0, sent - n_pred),
+        "duplicates": run.duplicates,
+        "with_reference": int(np.isfinite(ref).all(axis=1).sum()),
+        "loop_rmsep": loop_rmsep,
+        "offline_rmsep": offline_rmsep,
+        "ratio": ratio,
+        "units": units,
+        "ood_alarm_rate": ood_rate,
+        "offline_ood_alarm_rate": offline["ood_alarm_rate"],
+        "quality": _quality_counts(run.predictions),
+        "daemon_counters": {k: v for k, v in counters.items() if v and any(
+            w in k for w in ("reject", "drop", "lost", "error", "crc", "mismatch"))},
+        "daemon_exit_code": run.daemon_exit_code,
+        "drift_alerts": [{k: d.get(k) for k in ("event", "detector", "seq")} for d in run.drift],
+        "wall_s": run.wall_s,
+        "load": {"before": load_before, "after": system_load()},
+        "host": host_facts(),
+        # for the plot only (dropped from the JSON by run())
+        "_points": {"loop_pred": pred, "loop_ref": ref, "offline_pred": offline["pred"], "offline_ref": stream.y,
+                    "names": names},
+    }
+    worst = max((r for r in ratio.values() if r is not None), default=None)
+    result["goals"] = {
+        "rmsep_ratio_max": GOAL_RMSEP_RATIO_MAX, "lost_max": GOAL_LOST, "ood_alarm_rate_max": GOAL_OOD_ALARM_RATE_MAX,
+        "rmsep_met": None if worst is None else worst <= GOAL_RMSEP_RATIO_MAX,
+        "lost_met": result["lost"] <= GOAL_LOST and n_pred > 0,
+        "ood_met": None if ood_rate is None else ood_rate <= GOAL_OOD_ALARM_RATE_MAX,
+    }
+    return result
+
+
+def _quality_counts(predictions: dict[int, dict[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for body in predictions.values():
+        out[body.get("quality", "?")] = out.get(body.get("quality", "?"), 0) + 1
+    return dict(sorted(out.items()))
+
+
+def _num(v: Any, fmt: str = "{:.4g}") -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
+
+
+def render(result: dict[str, Any]) -> str:
+    """Markdown tables: per target RMSEPs, then the loop's accounting and the goals."""
+    rows = [[n, result["units"].get(n, ""), result["loop_rmsep"][n], result["offline_rmsep"][n], result["ratio"][n]]
+            for n in result["loop_rmsep"]]
+    g = result["goals"]
+
+    def verdict(v: Any) -> str:
+        return "n/a" if v is None else ("met" if v else "NOT met")
+
+    s = result["setup"]
+    summary = [
+        ["bundle", f"{s['model_id']} {s['model_version']} ({s['frame_signal']} frames)"],
+        ["rows", s["rows"]],
+        ["loop", f"spectro-sim (pty) -> spectro-edge run -> {s['broker']} -> subscriber, {s['rate_hz']:g} spectra/s"],
+        ["sent / predictions / lost / duplicates",
+         f"{result['sent']} / {result['predictions']} / {result['lost']} / {result['duplicates']}"],
+        ["predictions carrying a reference value", result["with_reference"]],
+        ["OOD alarm rate, loop / offline", f"{_num(result['ood_alarm_rate'], '{:.1%}')} / "
+                                           f"{_num(result['offline_ood_alarm_rate'], '{:.1%}')}"],
+        ["quality of the predictions", ", ".join(f"{k} {v}" for k, v in result["quality"].items()) or "-"],
+        [f"goal loop RMSEP <= {g['rmsep_ratio_max']:g} x offline", verdict(g["rmsep_met"])],
+        ["goal zero lost", verdict(g["lost_met"])],
+        [f"goal OOD alarm rate <= {g['ood_alarm_rate_max']:.0%}", verdict(g["ood_met"])],
+    ]
+    if result["daemon_counters"]:
+        summary.append(["daemon counters (rejections, drops, errors)", result["daemon_counters"]])
+    return "\n".join([markdown_table(["target", "unit", "loop RMSEP", "offline RMSEP", "loop / offline"], rows), "",
+                      markdown_table(["loop", "value"], summary)])
+
+
+def run(args: argparse.Namespace) -> int:
+    """``spectro-bench loop``: 0 when every goal is met, 1 when a goal is missed, 2 when the run was refused."""
+    from benchmarks.harness import HarnessError
+    from benchmarks.plots import plot_loop
+
+    try:
+        result = measure(args)
+    except (Refused, HarnessError) as exc:
+        print(f"spectro-bench loop: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    points = result.pop("_points")
+
+    def plot(res: dict[str, Any], path: Path) -> Path | None:
+        return plot_loop({**res, "_points": points}, path)
+
+    publish(args, result, render(result), plot)
+    goals = result["goals"]
+    return 0 if all(goals[k] for k in ("rmsep_met", "lost_met", "ood_met")) else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from benchmarks.cli import main
+
+    sys.exit(main(["loop", *sys.argv[1:]]))
