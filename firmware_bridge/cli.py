@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from firmware_bridge.errors import BridgeError
+from firmware_bridge.frames import SignalKind
 from firmware_bridge.simulator import (
     DRIFT_KINDS,
     DriftConfig,
@@ -77,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--integration-time-us", type=int, help="exposure (default: fills 80%% of the ADC)")
     run.add_argument("--averages", type=int, default=1, help="scans averaged per spectrum")
     run.add_argument("--device-id", default="SIM-0001")
+    run.add_argument(
+        "--signal",
+        choices=[k.name.lower() for k in SignalKind],
+        default="counts",
+        help="what SPECTRUM frames carry: raw detector counts with DARK/REFERENCE frames (default), or the "
+        "processed absorbance or reflectance as float32 (announced in STATUS)",
+    )
     run.add_argument("--no-autostart", action="store_true", help="wait for a START_STREAM command")
     run.add_argument("--exit-when-done", action="store_true", help="exit after --count spectra (and --linger)")
     run.add_argument("--linger", type=float, default=1.0, metavar="S", help="wait before exiting when done")
@@ -117,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--pixel-change-to", type=int, default=0, metavar="N", help="pixel count after the change")
     faults.add_argument("--recalibrate-at", type=int, metavar="FRAME", help="announce a new wavelength calibration")
     faults.add_argument("--recalibrate-shift-nm", type=float, default=5.0, help="shift of the new calibration, nm")
+    faults.add_argument(
+        "--reboot-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="reboot the firmware after every N spectra: new boot id, seq and uptime from 0, unsolicited STATUS",
+    )
 
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-v info, -vv debug)")
     return p
@@ -134,6 +149,7 @@ def _config(args: argparse.Namespace) -> SimulatorConfig:
         integration_time_us=args.integration_time_us,
         averages=args.averages,
         device_id=args.device_id,
+        signal=SignalKind[args.signal.upper()],
         autostart=not args.no_autostart,
         connect_delay_s=args.connect_delay,
         exit_when_done=args.exit_when_done,
@@ -163,6 +179,7 @@ def _config(args: argparse.Namespace) -> SimulatorConfig:
             pixel_change_to=args.pixel_change_to,
             recalibrate_at=args.recalibrate_at,
             recalibrate_shift_nm=args.recalibrate_shift_nm,
+            reboot_every=args.reboot_every,
         ),
     )
 
@@ -191,10 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     def _ready(address: str) -> None:
         print(address, flush=True)
         _LOG.info(
-            "serving %d-pixel spectra at %s (integration time %d us)",
+            "serving %d-pixel spectra of %s at %s (integration time %d us, boot_id 0x%08x)",
             sim.device.pixel_count,
+            sim.device.signal.name.lower(),
             address,
             sim.device.integration_time_us,
+            sim.device.boot_id,
         )
 
     try:

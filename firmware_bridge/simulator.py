@@ -19,6 +19,16 @@ Arduino resets on open), then sends a delimiter, an unsolicited STATUS and, whil
 so the host can compute absorbance from the first spectrum.  Sequence numbers count every spectrum-like frame
 (SPECTRUM, DARK, REFERENCE) and continue across sessions.
 
+Signal and boots.  By default the device sends raw detector counts (``SimulatorConfig.signal`` COUNTS, announced in
+its STATUS), which the host turns back into absorbance with the DARK and REFERENCE frames.  With ``signal``
+ABSORBANCE or REFLECTANCE it plays a device that processes on board: SPECTRUM frames carry the float32 signal
+itself (the dataset row with the configured drifts, without detector noise), and there are no DARK or REFERENCE
+frames (requests for them are refused with NACK NOT_SUPPORTED).  Every device instance draws a random non-zero
+``boot_id`` (from :mod:`secrets`, never from ``seed``, so two runs differ); ``FaultConfig.reboot_every`` simulates
+a reboot of the firmware (the link stays up, as on a UART): a new ``boot_id``, ``seq`` and the device clock
+restart at 0, settings go back to their boot values, and an unsolicited STATUS (plus DARK and REFERENCE for counts)
+announces it.
+
 Disconnects and a stable device path.  A pty disappears with its master: when the simulator "unplugs"
 (``disconnect_every``) it closes the master, so the host's reads fail exactly as with a USB unplug, and removes the
 symlink (``link_path``); after ``disconnect_for_s`` it creates a NEW pty pair and atomically points the symlink at
@@ -33,6 +43,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import secrets
 import select
 import socket
 import tempfile
@@ -60,6 +71,7 @@ from firmware_bridge.frames import (
     Nack,
     NackCode,
     Reference,
+    SignalKind,
     Spectrum,
     SpectrumFlags,
     Status,
@@ -77,6 +89,7 @@ __all__ = [
     "SimulatorError",
     "TcpEndpoint",
     "VirtualSpectrometer",
+    "draw_boot_id",
     "fit_wavelength_polynomial",
     "load_spectra",
 ]
@@ -100,6 +113,18 @@ class SimulatorError(BridgeError, ValueError):
 
 class _HostGone(Exception):
     """The host closed its side of the link (internal signal of the endpoints)."""
+
+
+def draw_boot_id(previous: int = 0) -> int:
+    """A random boot id, uint32, never 0 and never ``previous``, from the OS's entropy (not from any seed).
+
+    >>> 0 < draw_boot_id() <= 0xFFFF_FFFF
+    True
+    """
+    while True:
+        boot_id = secrets.randbits(32)
+        if boot_id not in (0, previous):
+            return boot_id
 
 
 # ---------------------------------------------------------------------------------------------------- configuration
@@ -189,6 +214,11 @@ class FaultConfig:
         unsolicited STATUS; the spectra themselves do not change.
     recalibrate_shift_nm : float
         Shift of the announced calibration, nm.
+    reboot_every : int
+        Reboot the firmware after every this many streamed spectra (0: never): a new random ``boot_id``, ``seq``
+        and the device clock (``uptime_s``, ``timestamp_us``) restart at 0, integration time, averaging and
+        streaming go back to their boot values, and an unsolicited STATUS (then DARK and REFERENCE, for counts)
+        follows.  The link stays up, as on a UART; ``disconnect_every`` plays a USB unplug.
     """
 
     bit_flip_rate: float = 0.0
@@ -203,13 +233,21 @@ class FaultConfig:
     pixel_change_to: int = 0
     recalibrate_at: int | None = None
     recalibrate_shift_nm: float = 5.0
+    reboot_every: int = 0
 
     def __post_init__(self) -> None:
         for name in ("bit_flip_rate", "drop_byte_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise SimulatorError(f"expected {name} between 0 and 1, got {value}")
-        for name in ("disconnect_every", "disconnect_for_s", "garbage_every", "truncate_every", "stall_every"):
+        for name in (
+            "disconnect_every",
+            "disconnect_for_s",
+            "garbage_every",
+            "truncate_every",
+            "stall_every",
+            "reboot_every",
+        ):
             if getattr(self, name) < 0:
                 raise SimulatorError(f"expected a non-negative {name}, got {getattr(self, name)}")
         if self.stall_for_s < 0:
@@ -254,6 +292,12 @@ class SimulatorConfig:
         Grace period before returning when done, seconds (lets the host read the tail).
     synthetic_samples, synthetic_channels : int
         Size of the synthetic dataset when no ``dataset_path`` is given.
+    signal : SignalKind
+        What SPECTRUM frames carry: raw detector ``COUNTS`` (uint16, with DARK and REFERENCE frames; the default), or
+        the processed ``ABSORBANCE`` or ``REFLECTANCE`` as float32 (no DARK or REFERENCE).  Announced in STATUS.
+    boot_id : int or None
+        Boot id of the first boot, 1..2**32-1; None (the default) draws a random one (:func:`draw_boot_id`).  Later
+        boots (``faults.reboot_every``) always draw theirs.
     drift : DriftConfig
     faults : FaultConfig
     """
@@ -275,10 +319,19 @@ class SimulatorConfig:
     linger_s: float = 1.0
     synthetic_samples: int = 500
     synthetic_channels: int = 256
+    signal: SignalKind = SignalKind.COUNTS
+    boot_id: int | None = None
     drift: DriftConfig = field(default_factory=DriftConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "signal", SignalKind(self.signal))
+        except ValueError:
+            known = ", ".join(f"{int(k)} ({k.name})" for k in SignalKind)
+            raise SimulatorError(f"expected a signal kind of {known}, got {self.signal!r}") from None
+        if self.boot_id is not None and not 1 <= self.boot_id <= 0xFFFF_FFFF:
+            raise SimulatorError(f"expected a boot_id in 1..4294967295, got {self.boot_id}")
         if self.rate_hz < 0:
             raise SimulatorError(f"expected a rate of 0 or more spectra per second, got {self.rate_hz}")
         if self.count < 0:
@@ -379,6 +432,9 @@ class VirtualSpectrometer:
         self._order = order
         start = time.monotonic_ns()
         self._clock_us = clock_us or (lambda: (time.monotonic_ns() - start) // 1000)
+        self._boot_at_us = 0  # reading of _clock_us at the latest reboot: the device clock counts from there
+        self.boot_id = draw_boot_id() if self.config.boot_id is None else int(self.config.boot_id)
+        self.reboots = 0
         if self.config.integration_time_us is None:
             floor = float(np.nanpercentile(x, 1.0)) - 0.05
             self.integration_time_us = self.model.auto_integration_time_us(floor)
@@ -396,6 +452,7 @@ class VirtualSpectrometer:
         lo = float(self.wavelengths_nm.min())
         self._foreign_band = absorption_band(self.wavelengths_nm, lo + 0.6 * span, 0.08 * span, 1.0)
         self.active_pixels = self.pixel_count
+        self._boot_integration_time_us = self.integration_time_us
 
     @classmethod
     def from_config(cls, config: SimulatorConfig) -> VirtualSpectrometer:
@@ -408,6 +465,20 @@ class VirtualSpectrometer:
     def pixel_count(self) -> int:
         """Pixels per spectrum."""
         return int(self.wavelengths_nm.size)
+
+    @property
+    def signal(self) -> SignalKind:
+        """What this device's SPECTRUM frames carry (see :class:`~firmware_bridge.frames.SignalKind`)."""
+        return self.config.signal
+
+    @property
+    def processed(self) -> bool:
+        """Whether the device sends a processed signal (absorbance, reflectance) rather than raw counts."""
+        return self.config.signal is not SignalKind.COUNTS
+
+    def _now_us(self) -> int:
+        """Device clock, microseconds since the latest boot."""
+        return int(self._clock_us()) - self._boot_at_us
 
     @property
     def done(self) -> bool:
@@ -449,7 +520,9 @@ class VirtualSpectrometer:
             integration_time_us=self.integration_time_us,
             averages=self.averages,
             detector_temp_c=self._temperature_c(shift),
-            uptime_s=int(self._clock_us() // 1_000_000),
+            uptime_s=int(self._now_us() // 1_000_000),
+            signal=self.config.signal,
+            boot_id=self.boot_id,
         )
 
     # ------------------------------------------------------------------ acquisitions
@@ -465,7 +538,7 @@ class VirtualSpectrometer:
         acq = self.model.dark(self.integration_time_us, self._rng, averages=self.averages, temp_c=None)
         return Dark(
             seq=self._next_seq(),
-            timestamp_us=int(self._clock_us()),
+            timestamp_us=self._now_us(),
             integration_time_us=acq.integration_time_us,
             counts=acq.counts[: self.active_pixels],
             averages=acq.averages,
@@ -481,7 +554,7 @@ class VirtualSpectrometer:
         acq = self.model.reference(self.integration_time_us, self._rng, averages=self.averages, lamp_scale=lamp)
         return Reference(
             seq=self._next_seq(),
-            timestamp_us=int(self._clock_us()),
+            timestamp_us=self._now_us(),
             integration_time_us=acq.integration_time_us,
             counts=acq.counts[: self.active_pixels],
             averages=acq.averages,
@@ -504,6 +577,10 @@ class VirtualSpectrometer:
         index = self.spectra_sent
         row = int(self._order[index % len(self._order)])
         lamp, shift, _, _ = self._drift_state(index)
+        if self.processed:
+            spectrum = self._processed_spectrum(index, shift, triggered=triggered)
+            self.spectra_sent += 1
+            return spectrum, Annotation(seq=spectrum.seq, values=tuple(self.reference_values[row]))
         acq = self.model.measure(
             self.sample_absorbance(index), self.integration_time_us, self._rng, averages=self.averages, lamp_scale=lamp
         )
@@ -513,7 +590,7 @@ class VirtualSpectrometer:
         seq = self._next_seq()
         spectrum = Spectrum(
             seq=seq,
-            timestamp_us=int(self._clock_us()),
+            timestamp_us=self._now_us(),
             integration_time_us=acq.integration_time_us,
             counts=acq.counts[: self.active_pixels],
             averages=acq.averages,
@@ -524,11 +601,58 @@ class VirtualSpectrometer:
         self.spectra_sent += 1
         return spectrum, Annotation(seq=seq, values=tuple(self.reference_values[row]))
 
+    def _processed_spectrum(self, index: int, shift_nm: float, *, triggered: bool) -> Spectrum:
+        """A SPECTRUM of float32 absorbance or reflectance, as a device that processes on board sends it."""
+        a = self.sample_absorbance(index)[: self.active_pixels]
+        values = a if self.config.signal is SignalKind.ABSORBANCE else np.power(10.0, -a)
+        return Spectrum(
+            seq=self._next_seq(),
+            timestamp_us=self._now_us(),
+            integration_time_us=self.integration_time_us,
+            counts=values.astype(np.float32),
+            averages=self.averages,
+            flags=SpectrumFlags.TRIGGERED if triggered else SpectrumFlags.NONE,
+            detector_temp_c=self._temperature_c(shift_nm),
+        )
+
+    def _references(self) -> list[Frame]:
+        """DARK and REFERENCE for a host that computes the signal from counts; none for a processed signal."""
+        if self.processed:
+            return []
+        return [self.dark(), self.reference()]
+
+    def reboot(self) -> list[Frame]:
+        """Reboot the firmware: new boot id, ``seq`` and clock from 0, boot-time settings; returns what it sends.
+
+        The dataset position, drifts, pixel count and calibration carry on (they belong to the sample, the optics
+        and the flash, not to the running firmware).
+        """
+        self.boot_id = draw_boot_id(self.boot_id)
+        self.reboots += 1
+        self.seq = 0
+        self._boot_at_us = int(self._clock_us())
+        self.integration_time_us = self._boot_integration_time_us
+        self.averages = int(self.config.averages)
+        self.period_s = 0.0 if self.config.rate_hz == 0 else 1.0 / self.config.rate_hz
+        self.streaming = bool(self.config.autostart)
+        _LOG.info("firmware event: reboot %d, boot_id 0x%08x", self.reboots, self.boot_id)
+        frames: list[Frame] = [self.status()]
+        if self.streaming:
+            frames += self._references()
+        return frames
+
     def stream_next(self) -> list[Frame]:
         """The next streamed sample as ``[Spectrum, Annotation]`` (empty when ``done``)."""
         if self.done:
             return []
-        frames: list[Frame] = self._firmware_events(self.spectra_sent)
+        every = self.config.faults.reboot_every
+        if every and self.streamed and self.streamed % every == 0:
+            frames: list[Frame] = self.reboot()
+            if not self.streaming:  # a device that waits for START_STREAM after boot
+                return frames
+        else:
+            frames = []
+        frames += self._firmware_events(self.spectra_sent)
         spectrum, annotation = self.spectrum()
         self.streamed += 1
         frames += [spectrum, annotation]
@@ -541,7 +665,7 @@ class VirtualSpectrometer:
         if faults.pixel_change_at is not None and index == faults.pixel_change_at:
             self.active_pixels = min(self.pixel_count, faults.pixel_change_to)
             _LOG.info("firmware event: pixel count now %d", self.active_pixels)
-            out += [self.status(), self.dark(), self.reference()]
+            out += [self.status(), *self._references()]
         if faults.recalibrate_at is not None and index == faults.recalibrate_at:
             coeffs = list(self.coeffs_nm)
             coeffs[0] += faults.recalibrate_shift_nm
@@ -551,10 +675,10 @@ class VirtualSpectrometer:
         return out
 
     def session_start(self) -> list[Frame]:
-        """Frames a device sends when a host connects: STATUS, and DARK + REFERENCE while streaming."""
+        """Frames a device sends when a host connects: STATUS, and DARK + REFERENCE while streaming counts."""
         frames: list[Frame] = [self.status()]
         if self.streaming and not self.done:
-            frames += [self.dark(), self.reference()]
+            frames += self._references()
         return frames
 
     def iter_frames(self, count: int | None = None) -> Iterator[Frame]:
@@ -611,6 +735,11 @@ class VirtualSpectrometer:
             for _ in range(n):
                 out.extend(self.spectrum(triggered=True))
             return out
+        if code in (CommandCode.REQUEST_DARK, CommandCode.REQUEST_REFERENCE) and self.processed:
+            return nack(
+                NackCode.NOT_SUPPORTED,
+                f"expected no dark or reference request: this device sends {self.config.signal.name.lower()}",
+            )
         if code == CommandCode.REQUEST_DARK:
             return [ack, self.dark()]
         if code == CommandCode.REQUEST_REFERENCE:
@@ -618,7 +747,7 @@ class VirtualSpectrometer:
         if code == CommandCode.START_STREAM:
             self.period_s = value / 1e6
             self.streaming = True
-            return [ack, self.dark(), self.reference()]
+            return [ack, *self._references()]
         if code == CommandCode.STOP_STREAM:
             self.streaming = False
             return [ack]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_bridge.cli import main
+from firmware_bridge.cli import _config, build_parser, main
 from firmware_bridge.frames import (
     Ack,
     Annotation,
@@ -30,6 +30,7 @@ from firmware_bridge.frames import (
     Nack,
     NackCode,
     Reference,
+    SignalKind,
     Spectrum,
     SpectrumFlags,
     Status,
@@ -41,6 +42,7 @@ from firmware_bridge.simulator import (
     PtyEndpoint,
     Simulator,
     SimulatorConfig,
+    SimulatorError,
     VirtualSpectrometer,
     load_spectra,
 )
@@ -110,6 +112,7 @@ def test_every_frame_arrives_in_order_over_a_pty(datasets_dir: Path) -> None:
     assert isinstance(status, Status) and isinstance(dark, Dark) and isinstance(reference, Reference)
     data = load_npz(dataset)
     assert status.pixel_count == 650
+    assert status.signal is SignalKind.COUNTS and status.boot_id != 0  # raw counts, from this boot
     np.testing.assert_allclose(status.wavelengths_nm(), data["wavelengths"], atol=1e-6)
     spectrum_like = [f for f in frames if isinstance(f, Spectrum)]
     assert [f.seq for f in spectrum_like] == list(range(len(spectrum_like)))  # contiguous, in order
@@ -324,3 +327,162 @@ def test_docstring_examples() -> None:
     import firmware_bridge.simulator
 
     assert doctest.testmod(firmware_bridge.simulator).failed == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Signal kind and boot id
+# ---------------------------------------------------------------------------------------------------------------
+
+#: float32 holds a dataset's absorbance to about 6e-8 relative; the processed frames must be that exact.
+F32_RTOL = 1e-7
+
+
+class _Clock:
+    """A device clock the test moves by hand, microseconds."""
+
+    def __init__(self) -> None:
+        self.now_us = 5_000_000
+
+    def __call__(self) -> int:
+        return self.now_us
+
+
+def test_status_announces_counts_and_a_random_boot_id_not_taken_from_the_seed() -> None:
+    config = SimulatorConfig(seed=7, synthetic_samples=10, synthetic_channels=32)
+    ids = set()
+    for _ in range(3):
+        device = VirtualSpectrometer.from_config(config)
+        status = device.status()
+        assert status.signal is SignalKind.COUNTS
+        assert 0 < status.boot_id <= 0xFFFF_FFFF and status.boot_id == device.boot_id
+        assert device.handle(Hello(nonce=9))[0].boot_id == status.boot_id  # the same for the whole boot
+        ids.add(status.boot_id)
+    assert len(ids) == 3  # same seed, three boots, three ids (a collision has odds of about 1e-9)
+    assert VirtualSpectrometer.from_config(SimulatorConfig(synthetic_samples=5, boot_id=0x1234)).boot_id == 0x1234
+    with pytest.raises(SimulatorError, match="expected a boot_id in 1..4294967295, got 0"):
+        SimulatorConfig(boot_id=0)
+    with pytest.raises(SimulatorError, match="expected a signal kind of 0 \\(COUNTS\\)"):
+        SimulatorConfig(signal=7)  # type: ignore[arg-type]
+
+
+def test_two_spectro_sim_processes_boot_with_different_ids() -> None:
+    ids = []
+    for _ in range(2):
+        with spectro_sim("--tcp", "0", "--no-autostart", "--seed", "3") as (_proc, url), SerialTransport(url) as t:
+            frames = _read(t, lambda fs: any(isinstance(f, Status) for f in fs))
+            status = next(f for f in frames if isinstance(f, Status))
+            assert status.signal is SignalKind.COUNTS and status.boot_id != 0
+            ids.append(status.boot_id)
+    assert ids[0] != ids[1]
+
+
+def test_default_frames_are_unchanged_by_the_signal_option() -> None:
+    base = SimulatorConfig(seed=4, synthetic_samples=8, synthetic_channels=24, boot_id=77)
+    explicit = SimulatorConfig(seed=4, synthetic_samples=8, synthetic_channels=24, boot_id=77, signal=SignalKind.COUNTS)
+    clock_a, clock_b = _Clock(), _Clock()
+    a = list(VirtualSpectrometer(*load_spectra(base), base, clock_us=clock_a).iter_frames(6))
+    b = list(VirtualSpectrometer(*load_spectra(explicit), explicit, clock_us=clock_b).iter_frames(6))
+    assert a == b
+    assert [type(f).__name__ for f in a[:5]] == ["Status", "Dark", "Reference", "Spectrum", "Annotation"]
+    assert all(f.counts.dtype == np.uint16 for f in a if type(f) is Spectrum)
+
+
+def test_spectro_sim_streams_float32_absorbance_equal_to_the_dataset_rows(datasets_dir: Path) -> None:
+    dataset = datasets_dir / "idrc2002_tablets.npz"
+    count = 25
+    args = ("--pty", "--dataset", str(dataset), "--split", "test", "--rate", "0", "--count", str(count))
+    with spectro_sim(*args, "--signal", "absorbance") as (_proc, link), SerialTransport(link) as t:
+        frames = _read(t, lambda fs: len(_spectra(fs)) >= count and isinstance(fs[-1], Annotation))
+        t.send(Command(1, CommandCode.REQUEST_DARK))
+        reply = _read(t, lambda fs: any(isinstance(f, Nack) for f in fs))
+    status = frames[0]
+    assert isinstance(status, Status) and status.signal is SignalKind.ABSORBANCE and status.boot_id != 0
+    assert not any(isinstance(f, (Dark, Reference)) for f in frames)  # a processed signal needs no references
+    data = load_npz(dataset)
+    rows = data["X"][data["split"] == "test"]
+    ys = data["y"][data["split"] == "test"]
+    spectra = _spectra(frames)
+    assert len(spectra) == count and [s.seq for s in spectra] == list(range(count))
+    for k, spectrum in enumerate(spectra):
+        assert spectrum.pixel_format.name == "FLOAT32" and spectrum.pixel_count == rows.shape[1]
+        np.testing.assert_allclose(spectrum.counts, rows[k], rtol=F32_RTOL, atol=0)
+        np.testing.assert_array_equal(spectrum.counts, rows[k].astype(np.float32))
+    annotations = [f for f in frames if isinstance(f, Annotation)]
+    np.testing.assert_array_equal(np.asarray([a.values for a in annotations], np.float32), ys[:count])
+    nack = next(f for f in reply if isinstance(f, Nack))
+    assert nack.command_id == 1 and nack.reason == NackCode.NOT_SUPPORTED and "absorbance" in nack.detail
+
+
+def test_reflectance_signal_and_commands_of_a_processing_device() -> None:
+    config = SimulatorConfig(
+        seed=3, synthetic_samples=6, synthetic_channels=20, signal=SignalKind.REFLECTANCE, autostart=False
+    )
+    device = VirtualSpectrometer.from_config(config)
+    x, _wl, _y = load_spectra(config)
+    assert device.status().signal is SignalKind.REFLECTANCE
+    assert isinstance(device.session_start()[0], Status)
+    assert len(device.session_start()) == 1  # STATUS only: nothing to compute the signal from on the host
+    reply = device.handle(Command(1, CommandCode.START_STREAM, 0))
+    assert reply == [Ack(1, CommandCode.START_STREAM)]
+    reply = device.handle(Command(2, CommandCode.REQUEST_REFERENCE))
+    assert isinstance(reply[0], Nack) and reply[0].reason == NackCode.NOT_SUPPORTED
+    reply = device.handle(Command(3, CommandCode.TRIGGER, 2))
+    triggered = _spectra(reply)
+    assert [s.flags for s in triggered] == [SpectrumFlags.TRIGGERED] * 2
+    for k, spectrum in enumerate(triggered):
+        np.testing.assert_allclose(spectrum.counts, 10.0 ** -x[k], rtol=F32_RTOL)
+
+
+def test_reboot_restarts_seq_and_uptime_and_draws_a_new_boot_id() -> None:
+    config = SimulatorConfig(
+        seed=6, synthetic_samples=12, synthetic_channels=16, faults=FaultConfig(reboot_every=4), boot_id=0xB007
+    )
+    clock = _Clock()
+    device = VirtualSpectrometer(*load_spectra(config), config, clock_us=clock)
+    x, _wl, y = load_spectra(config)
+    frames: list[Frame] = []
+    frames += device.session_start()
+    device.handle(Command(1, CommandCode.SET_AVERAGING, 8))  # a setting the reboot forgets
+    for _ in range(10):
+        clock.now_us += 3_000_000
+        frames += device.stream_next()
+    statuses = [f for f in frames if isinstance(f, Status)]
+    assert [s.boot_id for s in statuses][0] == 0xB007
+    assert len(statuses) == 3 == device.reboots + 1  # boot, then reboots after spectra 4 and 8
+    assert len({s.boot_id for s in statuses}) == 3 and all(s.boot_id for s in statuses)
+    assert all(s.nonce == 0 and s.signal is SignalKind.COUNTS for s in statuses)  # unsolicited
+    assert [s.uptime_s for s in statuses] == [5, 0, 0]  # the injected clock starts at 5 s; each reboot restarts it
+    assert [s.averages for s in statuses] == [1, 1, 1]
+    # seq restarts at 0 at each boot (DARK 0, REFERENCE 1, then the spectra); (boot_id, seq) stays unique
+    keys, boot = [], statuses[0].boot_id
+    for f in frames:
+        if isinstance(f, Status):
+            boot = f.boot_id
+        elif isinstance(f, Spectrum):
+            keys.append((boot, f.seq))
+    assert [seq for _b, seq in keys] == [0, 1, 2, 3, 4, 5] + [0, 1, 2, 3, 4, 5] + [0, 1, 2, 3]
+    assert len(set(keys)) == len(keys)
+    spectra = _spectra(frames)
+    assert [s.averages for s in spectra] == [8] * 4 + [1] * 6  # boot-time settings after the reboot
+    assert spectra[4].timestamp_us < spectra[3].timestamp_us  # the device clock restarted
+    # the dataset goes on across reboots: annotations follow the rows in order
+    assert [a.values for a in frames if isinstance(a, Annotation)] == [tuple(y[k]) for k in range(10)]
+
+
+def test_cli_maps_signal_and_reboot_options() -> None:
+    config = _config(build_parser().parse_args(["--pty", "--signal", "absorbance", "--reboot-every", "50"]))
+    assert config.signal is SignalKind.ABSORBANCE and config.faults.reboot_every == 50
+    default = _config(build_parser().parse_args(["--pty"]))
+    assert default.signal is SignalKind.COUNTS and default.faults.reboot_every == 0 and default.boot_id is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--pty", "--signal", "transmittance"])
+
+
+def test_spectro_sim_reboots_on_a_live_link() -> None:
+    args = ("--tcp", "0", "--rate", "0", "--count", "12", "--reboot-every", "5", "--synthetic-samples", "20")
+    with spectro_sim(*args) as (_proc, url), SerialTransport(url) as t:
+        frames = _read(t, lambda fs: len(_spectra(fs)) >= 12 and isinstance(fs[-1], Annotation))
+    statuses = [f for f in frames if isinstance(f, Status)]
+    assert len(statuses) == 3 and len({s.boot_id for s in statuses}) == 3 and all(s.boot_id for s in statuses)
+    seqs = [f.seq for f in frames if isinstance(f, Spectrum)]  # DARK, REFERENCE and spectra of each boot
+    assert seqs == list(range(7)) + list(range(7)) + list(range(4))
