@@ -72,6 +72,7 @@ from edge.errors import BundleError, ConfigError, EdgeError
 from edge.inference import InferenceEngine, Prediction, Rejection, RejectReason
 from edge.messages import (
     MessageKind,
+    Quality,
     Topics,
     command_response_message,
     drift_message,
@@ -110,6 +111,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
     from edge.config import EdgeConfig
 
 __all__ = [
+    "ActiveAlerts",
     "Daemon",
     "run_daemon",
     "main",
@@ -190,6 +192,54 @@ class _Swap:
     reason: str
 
 
+class ActiveAlerts:
+    """The conditions active now (``signal_mismatch``, ``outbox_full``, ``stale_reference``, ``missing_reference``,
+    ``drift:<detector>``; see :data:`edge.messages.ALERTS`), shared by the daemon's threads.
+
+    Every change says whether the set changed, so the retained status is re-published exactly when it does.
+
+    >>> a = ActiveAlerts()
+    >>> a.set("outbox_full", True), a.set("outbox_full", True), a.names()
+    (True, False, ['outbox_full'])
+    >>> a.replace_prefix("drift:", ["drift:ood_q"]), a.names(), a.set("outbox_full", False), a.names()
+    (True, ['drift:ood_q', 'outbox_full'], True, ['drift:ood_q'])
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: set[str] = set()
+
+    def set(self, name: str, active: bool) -> bool:
+        """Raise or clear ``name``; return whether that changed anything."""
+        with self._lock:
+            if active == (name in self._active):
+                return False
+            if active:
+                self._active.add(name)
+            else:
+                self._active.discard(name)
+            return True
+
+    def replace_prefix(self, prefix: str, names: Sequence[str]) -> bool:
+        """Make the alerts starting with ``prefix`` exactly ``names``; return whether that changed anything."""
+        new = set(names)
+        with self._lock:
+            old = {n for n in self._active if n.startswith(prefix)}
+            if old == new:
+                return False
+            self._active = (self._active - old) | new
+            return True
+
+    def active(self, name: str) -> bool:
+        with self._lock:
+            return name in self._active
+
+    def names(self) -> list[str]:
+        """The active alerts, sorted."""
+        with self._lock:
+            return sorted(self._active)
+
+
 class Link(Protocol):
     """What the daemon needs from the MQTT side (implemented over :mod:`edge.mqtt`)."""
 
@@ -257,6 +307,15 @@ def drift_config_from(cfg: Any) -> DriftConfig:
     )
 
 
+def status_signal(status: Status) -> str:
+    """What a STATUS frame says the device's spectra carry: ``counts``, ``absorbance`` or ``reflectance``
+    (``Status.signal.name.lower()``); ``counts`` for a device that does not say (protocol v1)."""
+    signal_kind = getattr(status, "signal", None)
+    if signal_kind is None:
+        return "counts"
+    return str(getattr(signal_kind, "name", signal_kind)).lower()
+
+
 def _file_stamp(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
@@ -317,6 +376,13 @@ class Daemon:
         self.refs = ReferenceSet()
         self.wavelengths_nm: np.ndarray | None = None
         self.device_status: Status | None = None
+        #: What the device's spectra carry: ``counts`` until a STATUS frame says otherwise (protocol v1).
+        self.device_signal = "counts"
+        #: The device's boot id from its last STATUS (None when it sent none): the de-duplication key's middle part.
+        self.device_boot_id: int | None = None
+        self.alerts = ActiveAlerts()
+        self._signal_error: str | None = None
+        self._status_lock = threading.Lock()
         self.frames: BoundedQueue[_Received] = BoundedQueue(config.queues.frames_max, config.queues.policy)
         self.messages: BoundedQueue[_Outgoing] = BoundedQueue(config.queues.messages_max, "block")
         self.commands: BoundedQueue[Any] = BoundedQueue(64, "drop_newest")
@@ -335,7 +401,6 @@ class Daemon:
         self._failed_stamp: tuple[int, int] | None = None
         self._seen_stamp = self._bundle_stamp
         self.last_error: str | None = None
-        self._outbox_full = False
         self.started_unix_s = clock()
         self._fatal: BaseException | None = None
         self._parser: Any = None
@@ -381,10 +446,8 @@ class Daemon:
         return f"{rt.runtime_description}, {rt.num_threads} thread(s)"
 
     def status_payload(self, state: str = "online") -> dict[str, Any]:
-        """The retained ``.../status`` payload describing the daemon now."""
-        alerts = list(self.drift.active())
-        if self._outbox_full:
-            alerts.append("outbox_full")
+        """The retained ``.../status`` payload describing the daemon now (any thread; the MQTT client calls it at
+        every connect, so a reconnect publishes the current alerts with a fresh time, not a start-up copy)."""
         return status_message(
             device_id=self.device_id,
             state=state,
@@ -392,9 +455,26 @@ class Daemon:
             model_version=self.model_version,
             runtime=self.runtime_description(),
             software_version=_software_version(),
-            alerts=alerts,
+            alerts=self.alerts.names(),
             last_error=self.last_error,
+            device_signal=self.device_signal if self.device_status is not None else None,
+            device_boot_id=self.device_boot_id,
         )
+
+    def _publish_status(self) -> None:
+        """Publish the status because something in it changed (any thread; see :meth:`_publish`)."""
+        self._emit(MessageKind.STATUS, self.status_payload("online"))
+
+    def _set_alert(self, name: str, active: bool) -> None:
+        """Raise or clear an alert; publish the status when the set of alerts changed."""
+        if self.alerts.set(name, active):
+            self.counters.incr(f"{name}_{'raised' if active else 'cleared'}")
+            (log.warning if active else log.info)("alert %s %s", name, "raised" if active else "cleared")
+            self._publish_status()
+
+    def _sync_drift_alerts(self) -> None:
+        if self.alerts.replace_prefix("drift:", [f"drift:{name}" for name in self.drift.active()]):
+            self._publish_status()
 
     def _emit(self, kind: MessageKind, message: dict[str, Any], command: str | None = None) -> None:
         out = _Outgoing(kind, message, command)
@@ -404,6 +484,16 @@ class Daemon:
             self.messages.put(out, droppable=False)
 
     def _publish(self, out: _Outgoing) -> None:
+        if out.kind is MessageKind.STATUS:
+            # Built again now, under a lock: the last status published is the last one built, so the retained
+            # status is never older than the state it describes (one queued by another thread could otherwise
+            # overtake a newer one).
+            with self._status_lock:
+                self._send(_Outgoing(MessageKind.STATUS, self.status_payload(out.message.get("state", "online"))))
+            return
+        self._send(out)
+
+    def _send(self, out: _Outgoing) -> None:
         try:
             self.link.publish(out.kind, out.message, command=out.command)
             self.counters.incr(f"messages_{out.kind.value}")
@@ -451,7 +541,7 @@ class Daemon:
             "references needed" if self.engine.needs_references else "no references needed",
         )
         self.link.start()
-        self._emit(MessageKind.STATUS, self.status_payload("online"))
+        self._publish_status()
         for name, target in (
             ("spectro-publisher", self._publisher_loop),
             ("spectro-inference", self._inference_loop),
@@ -586,7 +676,17 @@ class Daemon:
             self.counters.incr("frames_ignored")
 
     def _on_status(self, status: Status) -> None:
+        signal_now = status_signal(status)
+        boot_id = int(getattr(status, "boot_id", 0) or 0) or None
+        changed = self.device_status is None or (signal_now, boot_id) != (self.device_signal, self.device_boot_id)
+        if boot_id != self.device_boot_id and self.device_boot_id is not None:
+            log.info("device rebooted (boot id %s -> %s): its sequence numbers start again", self.device_boot_id,
+                     boot_id)
         self.device_status = status
+        self.device_signal, self.device_boot_id = signal_now, boot_id
+        self._check_signal()
+        if changed:
+            self._publish_status()  # the device's signal and boot id are part of the retained status
         try:
             wl = status.wavelengths_nm()
         except (ValueError, FloatingPointError):
@@ -597,11 +697,13 @@ class Daemon:
             self.wavelengths_nm = None
         self.counters.incr("device_status_frames")
         log.info(
-            "device %s firmware %s: %d pixels, integration %d us",
+            "device %s firmware %s: %d pixels, integration %d us, sends %s, boot id %s",
             status.device_id,
             status.firmware_version,
             status.pixel_count,
             status.integration_time_us,
+            self.device_signal,
+            self.device_boot_id,
         )
 
     def _on_reference(self, frame: Dark | Reference) -> None:
@@ -687,10 +789,17 @@ class Daemon:
         self._publish_drift(self.drift.observe_temperature(frame.seq, float(frame.detector_temp_c)))
         instrument = [d.name for d in (self.drift.dark, self.drift.reference, self.drift.temp) if d.raised]
         outcome = self.engine.process(
-            frame, self.refs, wavelengths_nm=self.wavelengths_nm, instrument_alerts=instrument
+            frame, self.refs, wavelengths_nm=self.wavelengths_nm, instrument_alerts=instrument,
+            frame_signal=self.device_signal,
         )
         if isinstance(outcome, Rejection):
+            if outcome.reason is RejectReason.SIGNAL_MISMATCH:
+                if self._signal_error is None:  # no STATUS yet: the device is taken to send counts (protocol v1)
+                    self._check_signal()
+                self.counters.incr(f"frames_rejected_{outcome.reason.value}")
+                return
             if outcome.reason is RejectReason.MISSING_REFERENCE:
+                self._set_alert("missing_reference", True)
                 self._request_missing_references()
             self.counters.incr(f"frames_rejected_{outcome.reason.value}")
             if self.counters.get(f"frames_rejected_{outcome.reason.value}") <= 3 or log.isEnabledFor(logging.DEBUG):
@@ -699,6 +808,8 @@ class Daemon:
             return
         latency_ns = time.monotonic_ns() - received_ns
         self.compute.add(outcome.compute_us)
+        self._set_alert("missing_reference", False)
+        self._set_alert("stale_reference", Quality.STALE_REFERENCE in outcome.flags)
         for flag in outcome.flags:
             self.counters.incr(f"predictions_flagged_{flag.value}")
         self._publish_drift(
@@ -714,6 +825,31 @@ class Daemon:
                 self._held = (outcome, time.monotonic(), latency_ns)
         else:
             self._publish_prediction(outcome, latency_ns, None)
+
+    def _check_signal(self) -> None:
+        """Raise or clear ``signal_mismatch`` for the bundle in service and what the device sends (inference thread).
+
+        While raised, every spectrum is rejected (``frames_rejected_signal_mismatch``) by the engine itself; the
+        mismatch is the status's ``last_error`` until it is resolved.
+        """
+        device = self.device_status.device_id if self.device_status is not None else self.device_id
+        error = self.engine.signal_mismatch(self.device_signal, device)
+        if error is not None and self.device_status is None:
+            error += " (it sent no STATUS yet, so protocol v1 counts are assumed)"
+        previous, self._signal_error = self._signal_error, error
+        if error is not None:
+            if error != previous:
+                log.error("%s: no prediction is made until the device or the bundle changes", error)
+            self.last_error = error
+        elif previous is not None and self.last_error == previous:
+            self.last_error = None
+        if not self.alerts.set("signal_mismatch", error is not None) and error == previous:
+            return
+        self.counters.incr("signal_mismatch_raised" if error is not None and previous is None else
+                           "signal_mismatch_cleared" if error is None else "signal_mismatch_changed")
+        if error is None:
+            log.info("signal mismatch resolved: the device sends %s, the bundle takes it", self.device_signal)
+        self._publish_status()
 
     def _request_missing_references(self) -> None:
         """Ask the device for the references it has not sent (at most every REFERENCE_REQUEST_INTERVAL_S)."""
@@ -737,7 +873,9 @@ class Daemon:
     def _publish_prediction(self, pred: Prediction, latency_ns: int, reference: Sequence[float] | None) -> None:
         latency_ms = latency_ns / 1e6
         self.latency.add(latency_ns / 1e3)
-        msg = pred.to_message(device_id=self.device_id, latency_ms=latency_ms, reference=reference)
+        msg = pred.to_message(
+            device_id=self.device_id, latency_ms=latency_ms, reference=reference, device_boot_id=self.device_boot_id
+        )
         self._emit(MessageKind.PREDICTION, msg)
         self.counters.incr("predictions")
 
@@ -756,9 +894,12 @@ class Daemon:
                 model_version=self.model_version,
                 active_alerts=self.drift.active(),
                 detail=ev.detail,
+                monitor_kind=ev.kind.value,
+                device_boot_id=self.device_boot_id,
             )
-            msg["monitor_kind"] = ev.kind.value
             self._emit(MessageKind.DRIFT, msg)
+        if events:
+            self._sync_drift_alerts()
 
     def _apply_swap(self, swap: _Swap) -> None:
         old = (self.model_id, self.model_version)
@@ -768,7 +909,10 @@ class Daemon:
         self.counters.incr("bundle_reloads")
         self.last_error = None
         log.info("now serving %s %s (was %s %s; %s)", self.model_id, self.model_version, *old, swap.reason)
-        self._emit(MessageKind.STATUS, self.status_payload("online"))
+        if self.device_status is not None or self._signal_error is not None:
+            self._check_signal()
+        self.alerts.replace_prefix("drift:", [f"drift:{name}" for name in self.drift.active()])
+        self._publish_status()
         if swap.command is not None:
             self._emit(
                 MessageKind.COMMAND_RESPONSE,
@@ -923,7 +1067,7 @@ class Daemon:
             self.counters.incr("config_reload_failures")
             self.last_error = f"configuration reload refused: {exc}"
             log.error("%s (the running settings stay)", self.last_error)
-            self._emit(MessageKind.STATUS, self.status_payload("online"))
+            self._publish_status()
             return False
         self.config = merged
         self.counters.incr("config_reloads")
@@ -937,11 +1081,7 @@ class Daemon:
         full outbox refuses or evicts other messages (see docs/mqtt.md, "When the outbox is full").
         """
         full = bool(self.link.stats().get("outbox_full", False))
-        if full != self._outbox_full:
-            self._outbox_full = full
-            self.counters.incr("outbox_full_raised" if full else "outbox_full_cleared")
-            (log.warning if full else log.info)("outbox full alert %s", "raised" if full else "cleared")
-            self._emit(MessageKind.STATUS, self.status_payload("online"))
+        self._set_alert("outbox_full", full)
 
     def _watch_bundle(self) -> None:
         path = Path(self.config.bundle.path)
@@ -1010,7 +1150,7 @@ class Daemon:
         try:
             bundle = self._load_bundle(path)
             engine = InferenceEngine(bundle, reference_policy=self.reference_policy, clock=self.clock)
-            self._check_device_fit(bundle)
+            self._check_device_fit(bundle, engine)
         except Exception as exc:  # noqa: BLE001 - a bundle file is untrusted data: whatever it does, keep serving
             if not isinstance(exc, (EdgeError, OSError, ValueError)):
                 log.exception("unexpected error while loading %s", path)
@@ -1020,7 +1160,7 @@ class Daemon:
             error = f"bundle {path.name} refused, still serving {self.model_id} {self.model_version}: {exc}"
             self.last_error = error
             log.error("%s", error)
-            self._emit(MessageKind.STATUS, self.status_payload("online"))  # carries last_error
+            self._publish_status()  # carries last_error
             if command is not None:
                 self._respond_error(command, request_id, error)
             return
@@ -1030,9 +1170,16 @@ class Daemon:
         log.info("bundle %s verified and self-tested in %.2f s", path, time.monotonic() - t0)
         self._swaps.put(_Swap(engine, request_id, command, reason), droppable=False)
 
-    def _check_device_fit(self, bundle: "Bundle") -> None:
-        """Refuse a bundle whose input contract the connected device cannot meet (known pixel count/axis)."""
+    def _check_device_fit(self, bundle: "Bundle", engine: InferenceEngine | None = None) -> None:
+        """Refuse a bundle whose input contract the connected device cannot meet: the signal its spectra carry
+        (``counts`` until the device's STATUS says otherwise, as protocol v1 has it), its pixel count and axis."""
         status = self.device_status
+        engine = engine if engine is not None else InferenceEngine(bundle, reference_policy=self.reference_policy)
+        device = status.device_id if status is not None else self.device_id
+        mismatch = engine.signal_mismatch(self.device_signal, device)
+        if mismatch is not None:
+            self.counters.incr("bundle_reload_signal_mismatch")
+            raise BundleError(f"the connected device does not fit this bundle: {mismatch}")
         if status is None:
             return
         try:
@@ -1088,12 +1235,10 @@ class Daemon:
             "compute_p50": comp["p50_us"] / 1000.0,
             "compute_p99": comp["p99_us"] / 1000.0,
         }
-        msg = metrics_message(
+        return metrics_message(
             device_id=self.device_id, period_s=max(0.0, period_s), counters=counters, gauges=gauges,
-            latency_ms=latency_ms,
+            latency_ms=latency_ms, drift_active=[a[len("drift:"):] for a in self.alerts.names() if a.startswith("drift:")],
         )
-        msg["drift_active"] = self.drift.active()
-        return msg
 
 
 def _software_version() -> str | None:
@@ -1115,15 +1260,22 @@ class MqttLink:
         Uses ``outbox`` and ``mqtt`` (through the publisher).
     on_command : callable(name, payload)
         Called on paho's network thread for every command message.
+    status_source : callable() -> dict, optional
+        Builds the current status payload; the publisher calls it at every (re)connect.
     """
 
-    def __init__(self, config: "EdgeConfig", on_command: Callable[[str, bytes], None]) -> None:
+    def __init__(
+        self,
+        config: "EdgeConfig",
+        on_command: Callable[[str, bytes], None],
+        status_source: Callable[[], Mapping[str, Any] | None] | None = None,
+    ) -> None:
         from edge.mqtt import MqttPublisher
         from edge.outbox import Outbox
 
         self.outbox = Outbox.from_config(config.outbox)
         try:
-            self.publisher = MqttPublisher(config, self.outbox, on_command=on_command)
+            self.publisher = MqttPublisher(config, self.outbox, on_command=on_command, status_source=status_source)
         except BaseException:
             self.outbox.close()
             raise
@@ -1211,8 +1363,11 @@ def run_daemon(
         if holder:
             holder[0].on_command(name, payload)
 
+    def current_status() -> dict[str, Any] | None:
+        return holder[0].status_payload("online") if holder else None
+
     try:
-        link = MqttLink(config, on_command)
+        link = MqttLink(config, on_command, current_status)
     except (EdgeError, OSError) as exc:
         transport.close()
         log.error("cannot start: %s", exc)

@@ -5,7 +5,8 @@ No threads, no queues and no I/O live here, so the stage is tested directly on a
 benchmarks; :mod:`edge.daemon` wraps it in its inference thread.
 
 A frame is *rejected* (counted by the daemon, never predicted on) when it cannot be judged against the bundle's
-input contract: a pixel count other than the contract's, a wavelength axis outside it, non-finite counts, or
+input contract: another signal than the bundle takes (counts vs absorbance vs reflectance), a pixel count other
+than the contract's, a wavelength axis outside it, non-finite counts, or
 missing references for a pipeline that starts from counts.  Everything else becomes a :class:`Prediction` whose
 quality flags say how far to trust it (saturated, stale reference, out of distribution, instrument fault).
 """
@@ -44,6 +45,7 @@ class RejectReason(str, enum.Enum):
     """Why a spectrum was not predicted on; the value names the daemon's counter ``frames_rejected_<value>``."""
 
     INPUT_CONTRACT = "input_contract"  #: pixel count or wavelength axis does not match the bundle
+    SIGNAL_MISMATCH = "signal_mismatch"  #: the device sends another signal (counts, absorbance, ...) than the bundle takes
     MISSING_REFERENCE = "missing_reference"  #: the pipeline needs a dark/white reference the daemon lacks
     BAD_INPUT = "bad_input"  #: NaN/inf counts, or preprocessing could not handle the spectrum
     MODEL_ERROR = "model_error"  #: the runtime refused the features (should not happen with a self-tested bundle)
@@ -108,12 +110,13 @@ class Prediction:
         device_id: str,
         latency_ms: float,
         reference: Sequence[float] | None = None,
+        device_boot_id: int | None = None,
         time_unix_s: float | None = None,
     ) -> dict[str, Any]:
         """The ``.../prediction`` payload (built by :func:`edge.messages.prediction_message`).
 
-        ``reference`` (the simulator's known values, test benches only) is added as an extra field
-        ``reference``; ``reasons`` go into ``quality_reasons``.
+        ``reference`` (the simulator's known values, test benches only) becomes the field ``reference``;
+        ``reasons`` go into ``quality_reasons``; ``device_boot_id`` is the boot id of the device's last STATUS.
         """
         targets = [
             TargetValue(
@@ -136,13 +139,13 @@ class Prediction:
             ood=self.ood,
             interval_coverage=self.interval_coverage,
             latency_ms=max(0.0, latency_ms),
+            device_boot_id=device_boot_id,
+            quality_reasons=self.reasons,
+            compute_us=round(self.compute_us, 1),
+            reference=reference,
             time_unix_s=time_unix_s,
-            validate_now=False,  # extended below; edge.messages.encode validates the final payload
+            validate_now=False,  # edge.messages.encode validates the final payload once, when it is published
         )
-        msg["quality_reasons"] = list(self.reasons)
-        msg["compute_us"] = round(self.compute_us, 1)
-        if reference is not None:
-            msg["reference"] = [float(v) if math.isfinite(v) else None for v in reference]
         return msg
 
 
@@ -256,10 +259,30 @@ class InferenceEngine:
         self._axis_error: str | None = None
 
     # ------------------------------------------------------------------------------------------- checks
+    def signal_mismatch(self, frame_signal: str, device: str = "") -> str | None:
+        """Why frames carrying ``frame_signal`` (``counts``, ``absorbance``, ...) cannot be predicted on by this
+        bundle, or None when the bundle takes them, e.g. "bundle tablets-api 1.2.0 expects absorbance frames, the
+        device SIM-0001 sends counts".
+        """
+        want = str(self.contract.frame_signal)
+        if frame_signal == want:
+            return None
+        who = f"the device {device}" if device else "the device"
+        return f"bundle {self.model_id} {self.model_version} expects {want} frames, {who} sends {frame_signal}"
+
     def check_frame(
-        self, spectrum: Spectrum, wavelengths_nm: npt.NDArray[np.float64] | None
+        self,
+        spectrum: Spectrum,
+        wavelengths_nm: npt.NDArray[np.float64] | None,
+        *,
+        frame_signal: str | None = None,
     ) -> Rejection | None:
-        """Contract checks that need no preprocessing: pixel count and format, device axis, finite counts."""
+        """Contract checks that need no preprocessing: the signal the device announced, pixel count and format,
+        device axis, finite counts."""
+        if frame_signal is not None:
+            mismatch = self.signal_mismatch(frame_signal)
+            if mismatch is not None:
+                return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.SIGNAL_MISMATCH, mismatch)
         if wavelengths_nm is not None and wavelengths_nm.shape[0] != spectrum.pixel_count:
             return Rejection(
                 spectrum.seq,
@@ -310,6 +333,7 @@ class InferenceEngine:
         wavelengths_nm: npt.NDArray[np.float64] | None = None,
         now_s: float | None = None,
         instrument_alerts: Sequence[str] = (),
+        frame_signal: str | None = None,
     ) -> Outcome:
         """Predict on one spectrum frame.
 
@@ -325,6 +349,11 @@ class InferenceEngine:
             Host time for reference ageing (default ``clock()``).
         instrument_alerts : sequence of str
             Active instrument-health alerts; any sets the ``instrument_fault`` flag.
+        frame_signal : str, optional
+            What the device says its spectra carry (``counts``, ``absorbance``, ``reflectance``; the daemon passes
+            ``counts`` until the device's STATUS says otherwise, as protocol v1 has it).  A spectrum whose signal is
+            not the bundle's ``input_contract.frame_signal`` is rejected (``signal_mismatch``), never predicted on.
+            None: not checked (offline callers that know their data).
 
         Returns
         -------
@@ -332,7 +361,7 @@ class InferenceEngine:
         """
         t0 = time.perf_counter_ns()
         refs = refs if refs is not None else ReferenceSet()
-        rejected = self.check_frame(spectrum, wavelengths_nm)
+        rejected = self.check_frame(spectrum, wavelengths_nm, frame_signal=frame_signal)
         if rejected is not None:
             return rejected
         verdict = self.check_references(spectrum, refs, self.clock() if now_s is None else now_s)

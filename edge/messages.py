@@ -11,7 +11,8 @@ API (stable; the daemon builds every outgoing payload with these)::
     PRIORITY_OF_KIND[MessageKind] -> Priority          # outbox eviction class of each kind
 
 Every payload is a JSON object with ``schema_version`` (:data:`SCHEMA_VERSION`), ``kind`` and ``device_id``.
-A consumer must ignore unknown fields; a change that removes or retypes a field bumps ``schema_version``.
+The producer sends exactly the fields its schema lists (:func:`encode` refuses any other); a consumer must ignore
+unknown fields (:func:`decode` does); a change that removes or retypes a field bumps ``schema_version``.
 The schemas are a subset of JSON Schema (type, properties, required, additionalProperties, items, enum,
 minimum, maximum, minLength, maxLength) checked by the small :func:`validate` below, so the device needs no
 ``jsonschema`` package; ``docs/mqtt.md`` shows an example of every payload.
@@ -22,7 +23,7 @@ minimum, maximum, minLength, maxLength) checked by the small :func:`validate` be
 >>> msg = status_message(device_id="nir-01", state="online", time_unix_s=1.5)
 >>> encode(msg)
 b'{"schema_version":1,"kind":"status","device_id":"nir-01","time_unix_s":1.5,"state":"online","model":null,\
-"runtime":null,"software_version":null,"alerts":[],"last_error":null}'
+"runtime":null,"software_version":null,"alerts":[],"last_error":null,"device_signal":null,"device_boot_id":null}'
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ __all__ = [
     "metrics_message",
     "command_response_message",
     "SCHEMAS",
+    "DEVICE_SIGNALS",
+    "ALERTS",
     "validate",
     "encode",
     "decode",
@@ -97,6 +100,17 @@ class Quality(str, enum.Enum):
 
 
 _QUALITY_ORDER = list(Quality)
+
+#: Alerts the retained ``.../status`` lists while their condition holds (``drift:<detector>`` for each drift
+#: detector in alert, e.g. ``drift:ood_q``, ``drift:prediction:api``, ``drift:dark_level``).
+ALERTS: dict[str, str] = {
+    "signal_mismatch": "the bundle expects another signal (counts, absorbance, reflectance) than the device sends; "
+                       "no prediction is made",
+    "outbox_full": "the outbox reached its bounds: messages are evicted or refused",
+    "missing_reference": "the bundle needs a dark or white reference the daemon does not have; no prediction is made",
+    "stale_reference": "a reference is older than references.max_age_s or from another integration time",
+    "drift:<detector>": "a drift detector is in alert (see .../drift)",
+}
 
 
 class Priority(enum.IntEnum):
@@ -266,6 +280,15 @@ def _opt_num(value: Any, what: str) -> float | None:
     return None if value is None else _num(value, what)
 
 
+def _boot_id(value: int | None) -> int | None:
+    """The wire form of a device boot id: a uint32, or None when the device sent none (0 or no STATUS)."""
+    if value is None or value == 0:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 0xFFFFFFFF:
+        raise MessageError(f"device_boot_id: expected a uint32 or None, got {value!r}")
+    return value
+
+
 def _now(time_unix_s: float | None) -> float:
     return round(time.time(), 6) if time_unix_s is None else float(time_unix_s)
 
@@ -293,6 +316,10 @@ def prediction_message(
     ood: OodStats | None = None,
     interval_coverage: float | None = None,
     latency_ms: float = 0.0,
+    device_boot_id: int | None = None,
+    quality_reasons: Sequence[str] = (),
+    compute_us: float | None = None,
+    reference: Sequence[float | None] | None = None,
     time_unix_s: float | None = None,
     validate_now: bool = True,
 ) -> dict[str, Any]:
@@ -301,7 +328,8 @@ def prediction_message(
     Parameters
     ----------
     seq : int
-        The frame's sequence number (subscribers deduplicate on ``(device_id, seq)``).
+        The frame's sequence number; restarts when the device reboots, so subscribers deduplicate on
+        ``(device_id, device_boot_id, seq)``.
     device_timestamp_us : int
         The frame's device timestamp, microseconds.
     targets : sequence of TargetValue
@@ -314,6 +342,15 @@ def prediction_message(
         Nominal coverage of the intervals, in (0, 1).
     latency_ms : float
         Time from the frame's arrival to this message, milliseconds.
+    device_boot_id : int, optional
+        The device's boot id from its last STATUS frame (uint32, random per boot); ``None`` (JSON null) when the
+        device announced none (0 on the wire, or no STATUS yet).
+    quality_reasons : sequence of str
+        Why each flag was set, in words.
+    compute_us : float, optional
+        Time spent preprocessing, running the model and scoring, microseconds.
+    reference : sequence of float or None, optional
+        Known reference values of the spectrum (test benches: the simulator's ANNOTATION frame); omitted when None.
     validate_now : bool
         Check the schema here (default).  The daemon passes False for the one message per frame it extends
         before publishing, because :func:`encode` validates the final payload anyway.
@@ -330,9 +367,14 @@ def prediction_message(
         "quality": flags[0].value if flags else Quality.OK.value,
         "quality_flags": [f.value for f in flags],
         "latency_ms": _num(latency_ms, "latency_ms"),
+        "device_boot_id": _boot_id(device_boot_id),
+        "quality_reasons": [str(r) for r in quality_reasons],
+        "compute_us": _opt_num(compute_us, "compute_us"),
     })
+    if reference is not None:
+        msg["reference"] = [None if v is None or not math.isfinite(float(v)) else float(v) for v in reference]
     if validate_now:
-        validate(msg)
+        validate(msg, strict=True)
     return msg
 
 
@@ -348,14 +390,17 @@ def drift_message(
     model_version: str | None = None,
     active_alerts: Sequence[str] = (),
     detail: str = "",
+    monitor_kind: str = "model",
+    device_boot_id: int | None = None,
     time_unix_s: float | None = None,
 ) -> dict[str, Any]:
     """Payload of ``.../drift``: an alert ``raised`` or ``cleared`` by one detector.
 
-    ``detector`` names what is monitored (for example ``t2_ewma``, ``q_ewma``, ``prediction_cusum.moisture``,
-    ``instrument.dark_level``); ``statistic`` is its current value and ``threshold`` the level crossed
+    ``detector`` names what is monitored (``ood_t2``, ``ood_q``, ``prediction:<target>``, ``dark_level``,
+    ``reference_intensity``, ``detector_temp``); ``monitor_kind`` says whether it watches the ``model`` (inputs and
+    outputs) or the ``instrument``; ``statistic`` is its current value and ``threshold`` the level crossed
     (the raise level for ``raised``, the clear level for ``cleared``); ``active_alerts`` lists every detector
-    in alert after this event.
+    in alert after this event; ``device_boot_id`` is the device's boot id (see :func:`prediction_message`).
     """
     msg = _header(MessageKind.DRIFT, device_id, time_unix_s)
     msg.update({
@@ -367,8 +412,10 @@ def drift_message(
         "model": _model(model_id, model_version),
         "active_alerts": list(active_alerts),
         "detail": detail,
+        "monitor_kind": monitor_kind,
+        "device_boot_id": _boot_id(device_boot_id),
     })
-    validate(msg)
+    validate(msg, strict=True)
     return msg
 
 
@@ -382,12 +429,17 @@ def status_message(
     software_version: str | None = None,
     alerts: Sequence[str] = (),
     last_error: str | None = None,
+    device_signal: str | None = None,
+    device_boot_id: int | None = None,
     time_unix_s: float | None = None,
 ) -> dict[str, Any]:
     """Payload of ``.../status`` (retained): ``online`` at connect and on changes, ``offline`` as last will.
 
-    ``alerts`` lists active conditions (for example ``outbox_full``, ``stale_reference``, ``drift``);
-    ``last_error`` the most recent failure an operator should see (a refused bundle reload, ...).
+    ``alerts`` lists the conditions active now (see :data:`ALERTS`: ``signal_mismatch``, ``outbox_full``,
+    ``stale_reference``, ``missing_reference``, ``drift:<detector>``); ``last_error`` the most recent failure an
+    operator should see (a refused bundle reload, ...); ``device_signal`` what the device's STATUS says its spectra
+    carry (``counts``, ``absorbance``, ``reflectance``; null before the first STATUS) and ``device_boot_id`` its
+    boot id (null when it sent none).
     """
     msg = _header(MessageKind.STATUS, device_id, time_unix_s)
     msg.update({
@@ -397,8 +449,10 @@ def status_message(
         "software_version": software_version,
         "alerts": list(alerts),
         "last_error": last_error,
+        "device_signal": device_signal,
+        "device_boot_id": _boot_id(device_boot_id),
     })
-    validate(msg)
+    validate(msg, strict=True)
     return msg
 
 
@@ -409,11 +463,13 @@ def metrics_message(
     counters: Mapping[str, int],
     gauges: Mapping[str, float] | None = None,
     latency_ms: Mapping[str, float] | None = None,
+    drift_active: Sequence[str] = (),
     time_unix_s: float | None = None,
 ) -> dict[str, Any]:
     """Payload of ``.../metrics``: monotonically increasing counters, gauges, and latency percentiles.
 
-    ``latency_ms`` holds keys such as ``p50``, ``p90``, ``p99``, ``max`` (milliseconds) and ``count``.
+    ``latency_ms`` holds keys such as ``p50``, ``p95``, ``p99``, ``max`` (milliseconds) and ``count``;
+    ``drift_active`` names the drift detectors in alert.
     """
     msg = _header(MessageKind.METRICS, device_id, time_unix_s)
     msg.update({
@@ -421,8 +477,9 @@ def metrics_message(
         "counters": {str(k): int(v) for k, v in counters.items()},
         "gauges": {str(k): _num(v, f"gauges.{k}") for k, v in (gauges or {}).items()},
         "latency_ms": {str(k): _num(v, f"latency_ms.{k}") for k, v in (latency_ms or {}).items()},
+        "drift_active": [str(d) for d in drift_active],
     })
-    validate(msg)
+    validate(msg, strict=True)
     return msg
 
 
@@ -444,7 +501,7 @@ def command_response_message(
     msg = _header(MessageKind.COMMAND_RESPONSE, device_id, time_unix_s)
     msg.update({"command": command, "request_id": request_id, "ok": bool(ok), "error": error,
                 "result": dict(result or {})})
-    validate(msg)
+    validate(msg, strict=True)
     return msg
 
 
@@ -455,6 +512,10 @@ _NUM = {"type": "number"}
 _NAME_LIST = {"type": "array", "items": {"type": "string", "maxLength": 128}}
 _MODEL = {"type": ["object", "null"], "required": ["id", "version"], "additionalProperties": False,
           "properties": {"id": _STR, "version": _STR}}
+_BOOT_ID = {"type": ["integer", "null"], "minimum": 1, "maximum": 0xFFFFFFFF}
+
+#: What a device's STATUS frame may say its spectra carry (``Status.signal.name.lower()``), as in bundle contracts.
+DEVICE_SIGNALS = ("counts", "absorbance", "reflectance")
 
 
 def _schema(kind: MessageKind, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -469,34 +530,45 @@ def _schema(kind: MessageKind, props: dict[str, Any], required: list[str]) -> di
         "type": "object",
         "required": ["schema_version", "kind", "device_id", "time_unix_s", *required],
         "properties": {**base, **props},
-        "additionalProperties": True,  # consumers ignore unknown fields; producers add them without a bump
+        # The producer's contract: every field it sends is listed here (encode() refuses any other), so this
+        # module, docs/mqtt.md and the payloads cannot drift apart.  Consumers (decode) ignore unknown fields.
+        "additionalProperties": False,
     }
 
 
-#: JSON Schema (subset) of each payload kind, keyed by ``MessageKind.value``.
+#: JSON Schema (subset) of each payload kind, keyed by ``MessageKind.value``.  These are the producer's schemas:
+#: objects with fixed fields refuse unknown ones (``additionalProperties: false``); :func:`validate` with
+#: ``strict=False`` (the default, for consumers) ignores unknown fields instead.
 SCHEMAS: dict[str, dict[str, Any]] = {
     MessageKind.PREDICTION.value: _schema(MessageKind.PREDICTION, {
         "seq": {"type": "integer", "minimum": 0},
         "device_timestamp_us": {"type": "integer", "minimum": 0},
+        "device_boot_id": _BOOT_ID,
         "model": _MODEL,
         "values": {"type": "array", "items": {
-            "type": "object", "required": ["name", "unit", "value", "lower", "upper"],
+            "type": "object", "required": ["name", "unit", "value", "lower", "upper"], "additionalProperties": False,
             "properties": {"name": _STR, "unit": _STR, "value": _NUM,
                            "lower": {"type": ["number", "null"]}, "upper": {"type": ["number", "null"]}}}},
         "interval_coverage": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
-        "ood": {"type": ["object", "null"], "required": ["t2", "q", "t2_limit", "q_limit"], "properties": {
-            "t2": _NUM, "q": _NUM, "t2_limit": _NUM, "q_limit": _NUM,
-            "ae_score": {"type": ["number", "null"]}, "ae_limit": {"type": ["number", "null"]}}},
+        "ood": {"type": ["object", "null"], "required": ["t2", "q", "t2_limit", "q_limit"],
+                "additionalProperties": False, "properties": {
+                    "t2": _NUM, "q": _NUM, "t2_limit": _NUM, "q_limit": _NUM,
+                    "ae_score": {"type": ["number", "null"]}, "ae_limit": {"type": ["number", "null"]}}},
         "quality": {"enum": [q.value for q in Quality]},
         "quality_flags": {"type": "array", "items": {"enum": [q.value for q in Quality if q is not Quality.OK]}},
+        "quality_reasons": {"type": "array", "items": {"type": "string", "maxLength": 1024}},
         "latency_ms": {"type": "number", "minimum": 0},
+        "compute_us": {"type": ["number", "null"], "minimum": 0},
+        "reference": {"type": "array", "items": {"type": ["number", "null"]}},
     }, ["seq", "device_timestamp_us", "model", "values", "quality", "quality_flags", "latency_ms"]),
     MessageKind.DRIFT.value: _schema(MessageKind.DRIFT, {
         "event": {"enum": ["raised", "cleared"]},
         "detector": {"type": "string", "minLength": 1, "maxLength": 128},
+        "monitor_kind": {"enum": ["model", "instrument"]},
         "statistic": _NUM,
         "threshold": _NUM,
         "seq": {"type": ["integer", "null"], "minimum": 0},
+        "device_boot_id": _BOOT_ID,
         "model": _MODEL,
         "active_alerts": _NAME_LIST,
         "detail": {"type": "string", "maxLength": 1024},
@@ -508,12 +580,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "software_version": {"type": ["string", "null"], "maxLength": 64},
         "alerts": _NAME_LIST,
         "last_error": {"type": ["string", "null"], "maxLength": 2048},
+        "device_signal": {"enum": [*DEVICE_SIGNALS, None]},
+        "device_boot_id": _BOOT_ID,
     }, ["state", "alerts"]),
     MessageKind.METRICS.value: _schema(MessageKind.METRICS, {
         "period_s": {"type": "number", "minimum": 0},
         "counters": {"type": "object", "additionalProperties": {"type": "integer"}},
         "gauges": {"type": "object", "additionalProperties": _NUM},
         "latency_ms": {"type": "object", "additionalProperties": _NUM},
+        "drift_active": _NAME_LIST,
     }, ["period_s", "counters", "gauges", "latency_ms"]),
     MessageKind.COMMAND_RESPONSE.value: _schema(MessageKind.COMMAND_RESPONSE, {
         "command": {"type": "string", "minLength": 1, "maxLength": 32},
@@ -539,7 +614,7 @@ class _Invalid(Exception):
         self.path: list[str] = []
 
 
-def _compile(schema: Mapping[str, Any]) -> Callable[[Any], None]:
+def _compile(schema: Mapping[str, Any], strict: bool = True) -> Callable[[Any], None]:
     """A checker for ``schema`` (the subset of JSON Schema used above) that raises :class:`_Invalid`.
 
     Compiled once per schema, so a message is checked by one closure call per field instead of re-reading the
@@ -554,10 +629,12 @@ def _compile(schema: Mapping[str, Any]) -> Callable[[Any], None]:
     minimum, maximum = schema.get("minimum"), schema.get("maximum")
     min_len, max_len = schema.get("minLength", 0), schema.get("maxLength")
     required = tuple(schema.get("required", ()))
-    props = {k: _compile(v) for k, v in schema.get("properties", {}).items()}
+    props = {k: _compile(v, strict) for k, v in schema.get("properties", {}).items()}
     extra = schema.get("additionalProperties", True)
-    extra_check = _compile(extra) if isinstance(extra, Mapping) else None
-    items = _compile(schema["items"]) if "items" in schema else None
+    if extra is False and not strict:
+        extra = True  # a consumer ignores fields it does not know
+    extra_check = _compile(extra, strict) if isinstance(extra, Mapping) else None
+    items = _compile(schema["items"], strict) if "items" in schema else None
 
     def check(value: Any) -> None:
         if allowed is not None and (not isinstance(value, allowed) or (not bool_ok and type(value) is bool)):
@@ -610,11 +687,16 @@ def _compile(schema: Mapping[str, Any]) -> Callable[[Any], None]:
     return check
 
 
-_CHECKERS: dict[str, Callable[[Any], None]] = {k: _compile(v) for k, v in SCHEMAS.items()}
+_CHECKERS: dict[str, Callable[[Any], None]] = {k: _compile(v, strict=False) for k, v in SCHEMAS.items()}
+_STRICT_CHECKERS: dict[str, Callable[[Any], None]] = {k: _compile(v, strict=True) for k, v in SCHEMAS.items()}
 
 
-def validate(message: Mapping[str, Any], kind: MessageKind | str | None = None) -> None:
+def validate(message: Mapping[str, Any], kind: MessageKind | str | None = None, *, strict: bool = False) -> None:
     """Check ``message`` against the schema of its ``kind`` (or of ``kind`` when given).
+
+    ``strict=True`` (the producer's check, done by :func:`encode`) also refuses fields the schema does not list;
+    the default (a consumer's check, done by :func:`decode`) ignores them, so a newer producer's additions do not
+    break an older consumer.
 
     Raises
     ------
@@ -631,14 +713,15 @@ def validate(message: Mapping[str, Any], kind: MessageKind | str | None = None) 
         raise MessageError(
             f"{k}.schema_version: expected <= {SCHEMA_VERSION}, got {message['schema_version']} (newer producer)")
     try:
-        _CHECKERS[k](message)
+        (_STRICT_CHECKERS if strict else _CHECKERS)[k](message)
     except _Invalid as exc:
         raise MessageError(f"{k}{''.join(reversed(exc.path))}: {exc.message}") from None
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
-    """Validate and serialise a payload as compact UTF-8 JSON (NaN and infinities are refused)."""
-    validate(message)
+    """Validate (strictly: no field the schema does not list) and serialise a payload as compact UTF-8 JSON (NaN and
+    infinities are refused)."""
+    validate(message, strict=True)
     try:
         return json.dumps(message, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode("utf-8")
     except (TypeError, ValueError) as exc:

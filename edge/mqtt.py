@@ -5,7 +5,8 @@ API (stable; the daemon calls exactly these)::
     outbox = Outbox.from_config(cfg.outbox)
     pub = MqttPublisher(cfg, outbox, on_command=handler)   # handler(name: str, payload: bytes) -> None
     pub.start()                                             # connect in the background, retrying with backoff
-    pub.set_status(encode(status_message(...)))             # retained .../status; re-sent at every connect
+    pub.set_status(encode(status_message(...)))             # retained .../status, published now
+    MqttPublisher(..., status_source=daemon.status_payload) # builds the status sent at every (re)connect
     pub.publish_message(MessageKind.PREDICTION, msg)       # -> outbox id (or None if only sent live)
     pub.publish_message(MessageKind.COMMAND_RESPONSE, msg, command="capture_dark")
     pub.publish(topic, payload, qos=None, retain=False, priority=Priority.NORMAL) -> int | None
@@ -35,7 +36,7 @@ Delivery
   (``lost_outbox_unavailable``); the daemon never dies on it.  QoS 1 means duplicates are possible after
   a reconnect or a crash, never losses; subscribers deduplicate on ``(device_id, seq)``.
 * **Status.** ``.../status`` is retained: the last will (registered at connect) says ``offline``, every connect
-  publishes the current ``online`` status, and :meth:`MqttPublisher.stop` publishes ``offline`` before a clean
+  publishes the current ``online`` status (built then by ``status_source``: current alerts, fresh time), and :meth:`MqttPublisher.stop` publishes ``offline`` before a clean
   disconnect (which suppresses the will).  Status is never queued in the outbox: a replayed old status would
   overwrite a newer retained one.
 * **Commands.** With ``commands.enabled`` the client subscribes to ``.../cmd/+`` at QoS 1 (kept in the persistent
@@ -196,10 +197,15 @@ class MqttPublisher:
         Called on paho's network thread for every message on ``.../cmd/<name>``; must not block.
     client : paho.mqtt.client.Client, optional
         A pre-built client (tests); default :func:`build_client`.
+    status_source : callable() -> dict, optional
+        Builds the current ``online`` status payload (:func:`edge.messages.status_message`); called on paho's
+        network thread at every connect, so a reconnect publishes the state and alerts of now with a fresh
+        time.  Without it (or when it returns None or fails) the last payload given to :meth:`set_status` is sent.
     """
 
     def __init__(self, config: EdgeConfig, outbox: Outbox, *, on_command: CommandHandler | None = None,
-                 client: paho.Client | None = None) -> None:
+                 client: paho.Client | None = None,
+                 status_source: Callable[[], Mapping[str, Any] | None] | None = None) -> None:
         self.config = config
         self.outbox = outbox
         self.topics = Topics.from_config(config)
@@ -229,6 +235,10 @@ class MqttPublisher:
         self._live_behind = False  # a live message is waiting in the outbox: newer ones must queue behind it
         self._backlog_done = False
         self._status_payload: bytes | None = None
+        self._status_source = status_source
+        # _status_lock orders set_status against the status sent at connect: the last one sent is the newest.
+        self._status_lock = threading.Lock()
+        self._status_online = False
         self._connected = threading.Event()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -285,6 +295,8 @@ class MqttPublisher:
         self._wake.set()
         if self._drain_thread is not None:
             self._drain_thread.join()
+        with self._status_lock:
+            self._status_online = False  # from now on the retained status says offline
         if self._connected.is_set():
             offline = encode(status_message(device_id=self.config.device.device_id, state="offline",
                                             last_error=None))
@@ -380,11 +392,12 @@ class MqttPublisher:
         return self._connected.wait(timeout_s)
 
     def set_status(self, payload: bytes) -> None:
-        """Set the retained ``.../status`` payload: published now when connected and again at every connect."""
-        with self._map_lock:
+        """Set the retained ``.../status`` payload: published now when connected; at every connect the
+        ``status_source`` builds a fresh one (this payload is the fallback)."""
+        with self._status_lock:
             self._status_payload = bytes(payload)
-        if self._connected.is_set():
-            self._send(self.topics.status, payload, 1, True, None)
+            if self._status_online:
+                self._send(self.topics.status, bytes(payload), 1, True, None)
 
     def publish_message(self, kind: MessageKind, message: Mapping[str, Any], *,
                         command: str | None = None) -> int | None:
@@ -644,7 +657,6 @@ class MqttPublisher:
             self._counts["connects"] += 1
             self._resync_ids = {oid for oid, q in self._claimed.items() if q > 0}
             self._resync_deadline = time.monotonic() + RESYNC_TIMEOUT_S
-            status = self._status_payload
         # Fix the live/backlog boundary before anyone sees the connection.  Taking _publish_lock here is safe:
         # its holders call paho.publish, which never waits for a lock paho holds while running on_connect.
         with self._publish_lock:
@@ -656,10 +668,23 @@ class MqttPublisher:
                  getattr(flags, "session_present", "?"), len(self._resync_ids), len(self.outbox))
         if self.config.commands.enabled and self._on_command is not None:
             client.subscribe(self.topics.command_filter, qos=1)
-        if status is not None:
-            self._send(self.topics.status, status, 1, True, None)
+        self._send_status_at_connect()
         self._connected.set()
         self._wake.set()
+
+    def _send_status_at_connect(self) -> None:
+        """Publish the current status (fresh from ``status_source`` when there is one) on a new connection."""
+        with self._status_lock:
+            if self._status_source is not None:
+                try:
+                    fresh = self._status_source()
+                    if fresh is not None:
+                        self._status_payload = encode(fresh)
+                except Exception:  # noqa: BLE001 - a failing source must not cost the connection its status
+                    log.exception("cannot build the current status; re-sending the last one")
+            if self._status_payload is not None:
+                self._send(self.topics.status, self._status_payload, 1, True, None)
+            self._status_online = True
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self._count("connect_failures")
@@ -671,6 +696,8 @@ class MqttPublisher:
         was_connected = self._connected.is_set()
         self._connected.clear()
         self._live_ready = False
+        with self._status_lock:
+            self._status_online = False
         with self._map_lock:
             # A connection closed before its CONNACK (a TLS client certificate refused after the handshake, ...)
             # is a failed attempt, not a disconnect.

@@ -317,7 +317,7 @@ def test_live_data_flows_when_the_outbox_cannot_store(tmp_path: Path, mosquitto_
         pages = outbox._conn.execute("PRAGMA page_count").fetchone()[0]
         outbox._conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
         big = prediction(7)
-        big["padding"] = "x" * 20_000  # needs new pages
+        big["quality_reasons"] = ["x" * 1000] * 20  # 20 kB of schema-valid text: needs new pages
         assert pub.publish_message(MessageKind.PREDICTION, big) is None
         wait_for(lambda: 7 in sub.seqs(), "live prediction despite the full outbox")
         stats = pub.stats()
