@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from edge.drift import CusumConfig, DriftConfig, DriftEvent, DriftMonitor, EwmaConfig, training_stats_from_manifest
+from edge.drift import CusumConfig, DriftConfig, DriftEvent, DriftMonitor, EwmaConfig, TrainingStats
 from edge.errors import BundleError, ConfigError, EdgeError
 from edge.inference import InferenceEngine, Prediction, Rejection, RejectReason
 from edge.messages import (
@@ -422,16 +422,10 @@ class Daemon:
         )
 
     @staticmethod
-    def _training_stats(bundle: "Bundle") -> Any:
-        for source in (getattr(bundle, "metrics", None), getattr(bundle, "manifest", None)):
-            if isinstance(source, Mapping):
-                stats = training_stats_from_manifest(source)
-                if stats is not None:
-                    names = tuple(t.name for t in getattr(bundle, "targets", ()))
-                    if len(names) == len(stats.names):
-                        stats = dataclasses.replace(stats, names=names)
-                    return stats
-        return None
+    def _training_stats(bundle: "Bundle") -> "TrainingStats | None":
+        """The training targets' statistics for the prediction CUSUM: the bundle's typed field, written by the
+        trainer (:attr:`edge.bundle.Bundle.training_stats`); None turns the prediction monitor off."""
+        return bundle.training_stats
 
     @property
     def model_id(self) -> str:

@@ -34,7 +34,7 @@ Delivery
 * **Outbox trouble.** If the outbox refuses a message (full under ``refuse_new``, disk full), the message is sent
   live without durability when connected and counted (``sent_without_outbox``), else counted as lost
   (``lost_outbox_unavailable``); the daemon never dies on it.  QoS 1 means duplicates are possible after
-  a reconnect or a crash, never losses; subscribers deduplicate on ``(device_id, seq)``.
+  a reconnect or a crash, never losses; subscribers deduplicate on ``(device_id, device_boot_id, seq)``.
 * **Status.** ``.../status`` is retained: the last will (registered at connect) says ``offline``, every connect
   publishes the current ``online`` status (built then by ``status_source``: current alerts, fresh time), and :meth:`MqttPublisher.stop` publishes ``offline`` before a clean
   disconnect (which suppresses the will).  Status is never queued in the outbox: a replayed old status would
