@@ -4,8 +4,8 @@
 through :func:`trainer.pipeline.fit_full`, with fewer epochs by default so a benchmark starts in minutes) and writes
 next to the trainer's own outputs (the absorbance bundle and ``metrics.json``):
 
-- ``tablets-assay-counts.spectrolite``: the same int8 model, OOD model and intervals behind a pipeline that starts
-  with the counts -> absorbance conversion, i.e. what a device that sends raw detector counts runs;
+- the trainer's bundle itself (``artifacts.json`` names it under ``bundle``): its pipeline starts with the
+  counts -> absorbance conversion (``[instrument] signal = "counts"``), i.e. what a device sending raw counts runs;
 - ``model.keras`` (the float Keras model), ``model_float.tflite`` (:func:`trainer.quantize.convert_float`),
   ``model_int8.tflite`` (the bundle's model), ``model_pruned_int8.tflite`` (magnitude pruning with
   :mod:`trainer.pruning` at 50 % sparsity, then int8; only when that module is installed);
@@ -42,6 +42,8 @@ __all__ = [
     "build_tablets",
     "datasets_dir",
     "default_cache_dir",
+    "deployed_bundle",
+    "ensure_demo",
     "ensure_tablets",
     "find_references",
     "main",
@@ -55,10 +57,9 @@ INT8_NAME = "model_int8.tflite"
 PRUNED_NAME = "model_pruned_int8.tflite"
 PLS_NAME = "pls.npz"
 PLS_PRE_NAME = "pls_preprocessing.json"
-COUNTS_BUNDLE_NAME = "tablets-assay-counts.spectrolite"
 MANIFEST_NAME = "artifacts.json"
 #: Format of ``artifacts.json``; a cache with another version is rebuilt.
-ARTIFACTS_VERSION = 2
+ARTIFACTS_VERSION = 3
 #: Default training epochs of the benchmark's tablets model (the shipped protocol uses 200).
 DEFAULT_EPOCHS = 60
 #: Kernel sparsity of the pruned reference model.
@@ -147,6 +148,17 @@ def _affine_map(predict: Any, n_features: int) -> tuple[Any, Any]:
     return W, b
 
 
+def _features(bundle: Any, absorbance: Any) -> Any:
+    """The model's input features for absorbance rows (made into noise-free counts for a counts bundle)."""
+    import numpy as np
+
+    if bundle.input_contract.frame_signal != "counts":
+        return bundle.preprocess(absorbance)
+    n = np.asarray(absorbance).shape[1]
+    return bundle.preprocess(absorbance_to_counts(absorbance), dark=np.full(n, DARK_COUNTS),
+                             reference=np.full(n, WHITE_COUNTS), wavelengths=bundle.wavelengths)
+
+
 def build_tablets(out_dir: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0) -> dict[str, Any]:
     """Train the tablets protocol and write every artifact of the module docstring into ``out_dir``.
 
@@ -155,8 +167,6 @@ def build_tablets(out_dir: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0)
     import numpy as np
 
     from edge.bundle import load_bundle
-    from edge.preprocess import CountsConversion
-    from trainer.bundle import write_bundle
     from trainer.config import config_from_dict
     from trainer.data import load_dataset
     from trainer.pipeline import fit_full
@@ -206,32 +216,12 @@ def build_tablets(out_dir: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0)
     (out / PLS_PRE_NAME).write_text(edge_pls_pre.to_json(), encoding="utf-8")
     info["pls"] = {"candidate": m0.candidate, "n_components": int(m0.n_components)}
 
-    # The deployed model behind a counts pipeline (what a device sending raw counts runs).
-    counts_pipe = bundle.pipeline.insert(0, CountsConversion(quantity="absorbance"))
-    n_ch = bundle.golden.raw.shape[1]
-    dark = np.full(n_ch, DARK_COUNTS)
-    white = np.full(n_ch, WHITE_COUNTS)
-    m = bundle.manifest
-    write_bundle(
-        out / COUNTS_BUNDLE_NAME,
-        model_id=bundle.model_id,
-        model_version=bundle.model_version,
-        task=bundle.task,
-        targets=[{"name": t.name, "unit": t.unit} for t in bundle.targets],
-        wavelengths=bundle.wavelengths,
-        tflite_bytes=bundle.runtime.model_content,
-        pipeline=counts_pipe,
-        metrics=bundle.metrics,
-        golden_inputs=absorbance_to_counts(bundle.golden.raw),
-        golden_dark=dark,
-        golden_reference=white,
-        training_data_sha256=m["training_data_sha256"],
-        seed=int(m.get("seed", seed)),
-        wavelength_unit=str(m["wavelength_grid"]["unit"]),
-        ood=bundle.ood,
-        intervals=bundle.intervals,
-    )
-    info["counts_bundle"] = COUNTS_BUNDLE_NAME
+    # The trainer's bundle is what a device sending raw counts runs ([instrument] signal = "counts" by default:
+    # its spec starts with the counts -> absorbance step); no second, hand-made bundle.
+    if bundle.input_contract.frame_signal != "counts":
+        missing["counts_bundle"] = (f"the trained bundle expects {bundle.input_contract.frame_signal} frames, "
+                                    "not raw counts")
+    info["counts_bundle"] = result.bundle_path.name
 
     # Pruned reference (trainer.pruning is optional: it may not be installed or finished).
     try:
@@ -241,8 +231,8 @@ def build_tablets(out_dir: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0)
                           targets_path=cfg.data.targets_path, axis_unit=cfg.data.axis_unit,
                           min_samples=cfg.data.min_samples)
         tr, sel = plan.train_rows, plan.select_rows
-        X_tr = bundle.preprocess(ds.X[tr])
-        X_sel = bundle.preprocess(ds.X[sel])
+        X_tr = _features(bundle, ds.X[tr])
+        X_sel = _features(bundle, ds.X[sel])
         y_tr = ds.y[tr]
         pcfg = pruning.PruneConfig.from_dict({"target_sparsity": PRUNED_SPARSITY})
         pr = pruning.prune_model(model, X_tr, y_tr, config=pcfg, seed=seed, X_sel=X_sel, y_sel=ds.y[sel])
@@ -255,7 +245,7 @@ def build_tablets(out_dir: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0)
         pruned_rt = ModelRuntime(pruned_bytes)
         rmsep: dict[str, dict[str, float]] = {}
         for name, rows in plan.tests.items():
-            X_te = bundle.preprocess(ds.X[rows])
+            X_te = _features(bundle, ds.X[rows])
             y_te = np.asarray(ds.y[rows], dtype=np.float64).reshape(rows.size, -1)
             for label, rt in (("int8", bundle.runtime), ("pruned_int8", pruned_rt)):
                 pred = np.asarray(rt.predict(X_te), dtype=np.float64).reshape(rows.size, -1)
@@ -269,6 +259,25 @@ def build_tablets(out_dir: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0)
     info["build_seconds"] = round(time.perf_counter() - t0, 1)
     (out / MANIFEST_NAME).write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
     return info
+
+
+def deployed_bundle(root: Path) -> Path:
+    """The bundle of a folder written by :func:`build_tablets` (named in its ``artifacts.json``)."""
+    info = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
+    return root / str(info["bundle"])
+
+
+def ensure_demo(cache_dir: Path | None = None, *, rebuild: bool = False) -> Any:
+    """The demo model: ``spectro-train fit examples/demo.toml`` in a child process, cached by the config's hash.
+
+    Returns a :class:`benchmarks.harness.TrainedModel` (``.bundle``, ``.metrics``, ``.directory``).
+    """
+    from benchmarks.harness import ensure_trained
+
+    config = repo_root() / "examples" / "demo.toml"
+    if not config.is_file():
+        raise FileNotFoundError(f"expected the demo config at {config}; pass --bundle")
+    return ensure_trained(config, cache_dir, rebuild=rebuild)
 
 
 def ensure_tablets(cache_dir: Path | None = None, *, epochs: int = DEFAULT_EPOCHS, rebuild: bool = False) -> Path:

@@ -28,7 +28,7 @@ affine map (alone, and with its own preprocessing). ``speedup_vs_keras`` is the 
 
 Without ``--bundle``, the tablets protocol (``examples/tablets_assay.toml``) is trained once with the trainer's code
 (:mod:`benchmarks.artifacts`, cached) and its int8 model is benchmarked behind a counts pipeline, on raw frames made
-from the real IDRC 2002 tablet spectra. ``--synthetic`` builds the demo's small bundle instead (256 synthetic
+from the real IDRC 2002 tablet spectra. ``--synthetic`` uses the demo model (``spectro-train fit examples/demo.toml``, cached) instead (256 synthetic
 channels, seconds). With ``--bundle``, frames come from ``--dataset`` when its channel count matches, else from the
 bundle's golden vectors; references are looked for next to the bundle by the names of :mod:`benchmarks.artifacts`.
 
@@ -349,22 +349,12 @@ def _resolve_bundle(args: argparse.Namespace) -> tuple[Path, Path | None, Path |
         return args.bundle, args.bundle.parent, args.dataset, "given"
     cache = args.cache or artifacts.default_cache_dir()
     if args.synthetic:
-        out = cache / "synthetic-demo.spectrolite"
-        if args.rebuild or not out.is_file():
-            builder = artifacts.repo_root() / "examples" / "demo" / "build_bundle.py"
-            if not builder.is_file():
-                raise FileNotFoundError(f"expected the demo bundle builder at {builder}; pass --bundle")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-            proc = subprocess.run([sys.executable, str(builder), "--out", str(out)], env=env, check=False,
-                                  stdout=subprocess.DEVNULL)
-            if proc.returncode != 0:
-                raise RuntimeError(f"the demo bundle builder failed (exit code {proc.returncode})")
-        return out, None, None, "synthetic demo bundle (PLS as one int8 dense layer, 256 channels)"
+        demo = artifacts.ensure_demo(rebuild=args.rebuild)
+        return demo.bundle, None, None, "the demo model (spectro-train fit examples/demo.toml), synthetic spectra"
     epochs = args.epochs or artifacts.DEFAULT_EPOCHS
     root = artifacts.ensure_tablets(cache, epochs=epochs, rebuild=args.rebuild)
     dataset = args.dataset or artifacts.datasets_dir() / "idrc2002_tablets.npz"
-    return root / artifacts.COUNTS_BUNDLE_NAME, root, dataset, f"tablets protocol, {epochs} epochs, counts pipeline"
+    return artifacts.deployed_bundle(root), root, dataset, f"tablets protocol, {epochs} epochs, counts pipeline"
 
 
 def _model_bytes_from(path: Path) -> bytes:
@@ -536,6 +526,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     keras_p50 = references["keras_call"].get("p50_us")
     speedup = keras_p50 / compute["p50_us"] if keras_p50 else None
+    # Why there is no speed-up figure, said on the console and in the JSON rather than a bare null.
+    speedup_reason = None if speedup is not None else (
+        f"no Keras reference: {references['keras_call'].get('reason') or 'its timing failed'}")
+    if speedup_reason is not None:
+        log.warning("speedup_vs_keras not measured: %s (pass --keras MODEL.keras, or build the references with "
+                    "python -m benchmarks.artifacts)", speedup_reason)
     result: dict[str, Any] = {
         "benchmark": "latency",
         "bundle": {
@@ -566,6 +562,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "keras_per_frame_p50_us": keras_p50,
         "keras_predict_p50_us": references["keras_predict"].get("p50_us"),
         "speedup_vs_keras": speedup,
+        "speedup_vs_keras_reason": speedup_reason,
         "speedup_definition": "p50 of model(x, training=False) per frame / p50 of compute (preprocess..interval)",
         "threads": thread_rows,
         "sizes_bytes": sizes,
@@ -621,7 +618,7 @@ def render(result: dict[str, Any]) -> str:
          f"{result['compute_cpu']['p50_us']:.1f} / {result['compute_cpu']['p99_us']:.1f}"],
         [f"goal compute p99 <= {g['compute_p99_us_max']:g} us", "met" if g["compute_met"] else "NOT met"],
         ["Keras per-frame call p50 (us)", result["keras_per_frame_p50_us"]],
-        ["speedup vs Keras (p50/p50)", sp],
+        ["speedup vs Keras (p50/p50)", sp if sp is not None else f"not measured: {result.get('speedup_vs_keras_reason')}"],
         [f"goal speedup >= {g['speedup_vs_keras_min']:g}",
          "n/a" if g["speedup_met"] is None else ("met" if g["speedup_met"] else "NOT met")],
         *([[f"daemon stage CPU time p50, back to back / {pc['pause_ms']:g} ms apart (us)",

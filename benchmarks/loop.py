@@ -25,6 +25,10 @@ Figures (JSON keys, per target where it applies):
 - ``offline_rmsep``: the same bundle on the same rows offline, with the edge's own code
   (``edge.bundle.load_bundle(...).predict_spectra``) on noise-free raw input: what the loop would give without the
   simulator's detector noise; ``ratio`` = loop / offline (goal <= 1.05);
+- ``replay_rmsep``: the same bundle offline on the very frames the simulator sent (rebuilt from its seed), and
+  ``loop_vs_replay_max_abs_diff``, the largest difference between a received prediction and the replayed one: the
+  loop itself (pty, daemon, broker) adds nothing when it is 0, and ``loop_rmsep`` - ``offline_rmsep`` is then the
+  simulator's detector (noise, exposure, saturation) alone;
 - ``ood_alarm_rate``: share of received predictions flagged ``out_of_distribution`` (goal <= 3 %);
   ``offline_ood_alarm_rate`` the same share offline.
 
@@ -69,6 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=0, help="spectra to stream (default: every selected row once)")
     parser.add_argument("--rate", type=float, default=100.0, help="spectra per second (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="simulator seed (its detector noise)")
+    parser.add_argument("--averages", type=int, default=1,
+                        help="scans the simulator averages per spectrum (spectro-sim --averages; default 1)")
     parser.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto",
                         help="auto: mosquitto when installed, else the embedded amqtt broker")
     parser.add_argument("--cache", type=Path, help="folder of trained models (default: the user cache)")
@@ -142,11 +148,34 @@ def _offline(bundle: Any, stream: Any) -> dict[str, Any]:
     X, ctx = harness.offline_inputs(bundle, stream.absorbance)
     pred = np.asarray(bundle.predict_spectra(X, wavelengths=stream.wavelengths, **ctx),
                       dtype=np.float64).reshape(len(X), -1)
-    ood = None
+    flags = None
     if bundle.ood is not None:
         flags = np.asarray(bundle.ood.is_outlier(bundle.preprocess(X, wavelengths=stream.wavelengths, **ctx)))
-        ood = float(flags.mean())
-    return {"pred": pred, "ood_alarm_rate": ood}
+    return {"pred": pred, "ood_flags": flags}
+
+
+def _replay(bundle: Any, stream: Any, *, seed: int, averages: int, frames: int) -> dict[int, np.ndarray]:
+    """seq -> the bundle's offline prediction of the very frames the simulator sent.
+
+    :class:`firmware_bridge.simulator.VirtualSpectrometer` is deterministic for a given config (the daemon sends
+    nothing to a device that announces itself and streams), so its first session is rebuilt here frame for frame:
+    the status, dark and white frames, then ``frames`` spectra.
+    """
+    from firmware_bridge.frames import Dark, Reference, Status
+    from firmware_bridge.simulator import SimulatorConfig, VirtualSpectrometer
+
+    dev = VirtualSpectrometer.from_config(SimulatorConfig(dataset_path=str(stream.path), seed=seed,
+                                                          averages=averages))
+    start = dev.session_start()
+    status = next(f for f in start if isinstance(f, Status))
+    dark = np.asarray(next(f for f in start if isinstance(f, Dark)).counts, dtype=np.float64)
+    white = np.asarray(next(f for f in start if isinstance(f, Reference)).counts, dtype=np.float64)
+    spectra = [dev.stream_next()[0] for _ in range(frames)]
+    counts = np.stack([np.asarray(s.counts, dtype=np.float64) for s in spectra])
+    ctx = {"dark": dark, "reference": white} if bundle.input_contract.frame_signal == "counts" else {}
+    pred = np.asarray(bundle.predict_spectra(counts, wavelengths=status.wavelengths_nm(), **ctx),
+                      dtype=np.float64).reshape(frames, -1)
+    return {int(s.seq): pred[i] for i, s in enumerate(spectra)}
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,6 +189,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         bundle, bundle_path, stream, setup = _prepare(args, work)
         frames = int(args.frames) if args.frames > 0 else int(stream.y.shape[0])
         offline = _offline(bundle, stream)
+        try:
+            offline["replay"] = _replay(bundle, stream, seed=args.seed, averages=args.averages, frames=frames)
+        except Exception as exc:  # noqa: BLE001 - a diagnostic figure: its failure is reported, not fatal
+            log.warning("could not replay the simulator's frames offline: %s: %s", type(exc).__name__, exc)
+            offline["replay"] = {}
         load_before = system_load()
         with harness.Processes() as procs:
             broker = harness.start_broker(procs, work, args.broker)
@@ -167,7 +201,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             sub = harness.Subscriber(broker)
             try:
                 sim_cmd = harness.simulator_command(work / "run" / "spectrometer", count=frames, rate_hz=args.rate,
-                                                    dataset=stream.path, seed=args.seed)
+                                                    dataset=stream.path, seed=args.seed,
+                                                    extra=["--averages", str(args.averages)])
                 print(f"streaming {frames} spectra at {args.rate:g}/s: {stream.description}", flush=True)
                 run = harness.run_loop(procs, broker, sub, bundle=bundle_path, sim_cmd=sim_cmd, workdir=work / "run",
                                        frames=frames, rate_hz=args.rate)
@@ -197,7 +232,15 @@ def _score(run: Any, bundle: Any, stream: Any, offline: dict[str, Any], setup: d
                 ref[i, j] = refs[j]
         flagged += "out_of_distribution" in body.get("quality_flags", [])
     loop_rmsep = {n: _rmsep(pred[:, j], ref[:, j]) for j, n in enumerate(names)}
-    offline_rmsep = {n: _rmsep(offline["pred"][:, j], stream.y[:, j]) for j, n in enumerate(names)}
+    replay = offline.get("replay") or {}
+    both = [i for i, s in enumerate(seqs) if s in replay]
+    rep = np.array([replay[seqs[i]] for i in both], dtype=np.float64).reshape(len(both), len(names))
+    replay_rmsep = {n: _rmsep(rep[:, j], ref[both, j]) for j, n in enumerate(names)} if both else None
+    replay_diff = float(np.nanmax(np.abs(rep - pred[both]))) if both else None
+    # The rows in the order the simulator streamed them (in order, cycled when --frames exceeds the rows).
+    order = np.arange(frames) % len(stream.y)
+    off_pred, off_ref = offline["pred"][order], stream.y[order]
+    offline_rmsep = {n: _rmsep(off_pred[:, j], off_ref[:, j]) for j, n in enumerate(names)}
     ratio = {n: (loop_rmsep[n] / offline_rmsep[n] if loop_rmsep[n] is not None and offline_rmsep[n] else None)
              for n in names}
     n_pred = len(seqs)
@@ -207,7 +250,7 @@ def _score(run: Any, bundle: Any, stream: Any, offline: dict[str, Any], setup: d
     result: dict[str, Any] = {
         "benchmark": "loop",
         "setup": {**setup, "broker": broker.description, "rate_hz": args.rate, "frames_requested": frames,
-                  "simulator_seed": args.seed},
+                  "simulator_seed": args.seed, "simulator_averages": args.averages},
         "sent": sent,
         "predictions": n_pred,
         "lost": max(0, sent - n_pred),
@@ -216,9 +259,12 @@ def _score(run: Any, bundle: Any, stream: Any, offline: dict[str, Any], setup: d
         "loop_rmsep": loop_rmsep,
         "offline_rmsep": offline_rmsep,
         "ratio": ratio,
+        "replay_rmsep": replay_rmsep,
+        "loop_vs_replay_max_abs_diff": replay_diff,
+        "replayed": len(both),
         "units": units,
         "ood_alarm_rate": ood_rate,
-        "offline_ood_alarm_rate": offline["ood_alarm_rate"],
+        "offline_ood_alarm_rate": None if offline["ood_flags"] is None else float(offline["ood_flags"][order].mean()),
         "quality": _quality_counts(run.predictions),
         "daemon_counters": {k: v for k, v in counters.items() if v and any(
             w in k for w in ("reject", "drop", "lost", "error", "crc", "mismatch"))},
@@ -228,7 +274,7 @@ def _score(run: Any, bundle: Any, stream: Any, offline: dict[str, Any], setup: d
         "load": {"before": load_before, "after": system_load()},
         "host": host_facts(),
         # for the plot only (dropped from the JSON by run())
-        "_points": {"loop_pred": pred, "loop_ref": ref, "offline_pred": offline["pred"], "offline_ref": stream.y,
+        "_points": {"loop_pred": pred, "loop_ref": ref, "offline_pred": off_pred, "offline_ref": off_ref,
                     "names": names},
     }
     worst = max((r for r in ratio.values() if r is not None), default=None)
@@ -254,8 +300,9 @@ def _num(v: Any, fmt: str = "{:.4g}") -> str:
 
 def render(result: dict[str, Any]) -> str:
     """Markdown tables: per target RMSEPs, then the loop's accounting and the goals."""
-    rows = [[n, result["units"].get(n, ""), result["loop_rmsep"][n], result["offline_rmsep"][n], result["ratio"][n]]
-            for n in result["loop_rmsep"]]
+    rr = result.get("replay_rmsep") or {}
+    rows = [[n, result["units"].get(n, ""), result["loop_rmsep"][n], result["offline_rmsep"][n], result["ratio"][n],
+             rr.get(n)] for n in result["loop_rmsep"]]
     g = result["goals"]
 
     def verdict(v: Any) -> str:
@@ -265,10 +312,13 @@ def render(result: dict[str, Any]) -> str:
     summary = [
         ["bundle", f"{s['model_id']} {s['model_version']} ({s['frame_signal']} frames)"],
         ["rows", s["rows"]],
-        ["loop", f"spectro-sim (pty) -> spectro-edge run -> {s['broker']} -> subscriber, {s['rate_hz']:g} spectra/s"],
+        ["loop", f"spectro-sim (pty, {s['simulator_averages']} scan(s) averaged) -> spectro-edge run -> {s['broker']} "
+                 f"-> subscriber, {s['rate_hz']:g} spectra/s"],
         ["sent / predictions / lost / duplicates",
          f"{result['sent']} / {result['predictions']} / {result['lost']} / {result['duplicates']}"],
         ["predictions carrying a reference value", result["with_reference"]],
+        ["largest |loop - offline replay of the same frames|", f"{_num(result['loop_vs_replay_max_abs_diff'])} "
+                                                                f"({result['replayed']} frames replayed)"],
         ["OOD alarm rate, loop / offline", f"{_num(result['ood_alarm_rate'], '{:.1%}')} / "
                                            f"{_num(result['offline_ood_alarm_rate'], '{:.1%}')}"],
         ["quality of the predictions", ", ".join(f"{k} {v}" for k, v in result["quality"].items()) or "-"],
@@ -278,7 +328,8 @@ def render(result: dict[str, Any]) -> str:
     ]
     if result["daemon_counters"]:
         summary.append(["daemon counters (rejections, drops, errors)", result["daemon_counters"]])
-    return "\n".join([markdown_table(["target", "unit", "loop RMSEP", "offline RMSEP", "loop / offline"], rows), "",
+    return "\n".join([markdown_table(["target", "unit", "loop RMSEP", "offline RMSEP", "loop / offline",
+                                     "offline RMSEP, same frames as sent"], rows), "",
                       markdown_table(["loop", "value"], summary)])
 
 

@@ -197,28 +197,40 @@ def resolve_setup(args: argparse.Namespace) -> Setup:
     from benchmarks import artifacts
 
     if args.bundle is not None:
-        if args.dataset is None:
-            log.warning("--bundle without --dataset: the simulator streams its synthetic spectra")
         return Setup(args.bundle, args.dataset, "given")
     cache = args.cache or artifacts.default_cache_dir()
     if args.synthetic:
-        out = cache / "synthetic-demo.spectrolite"
-        if not out.is_file():
-            builder = artifacts.repo_root() / "examples" / "demo" / "build_bundle.py"
-            if not builder.is_file():
-                raise FileNotFoundError(f"expected the demo bundle builder at {builder}; pass --bundle")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-            proc = subprocess.run([sys.executable, str(builder), "--out", str(out)], env=env, check=False,
-                                  stdout=subprocess.DEVNULL)
-            if proc.returncode != 0:
-                raise RuntimeError(f"the demo bundle builder failed (exit code {proc.returncode})")
-        return Setup(out, None, "synthetic demo bundle (PLS as one int8 dense layer, 256 channels)")
+        demo = artifacts.ensure_demo()
+        return Setup(demo.bundle, None, "the demo model (spectro-train fit examples/demo.toml), synthetic spectra")
     epochs = args.epochs or artifacts.DEFAULT_EPOCHS
     root = artifacts.ensure_tablets(cache, epochs=epochs)
     dataset = args.dataset or artifacts.datasets_dir() / "idrc2002_tablets.npz"
-    return Setup(root / artifacts.COUNTS_BUNDLE_NAME, dataset,
+    return Setup(artifacts.deployed_bundle(root), dataset,
                  f"tablets protocol CNN int8 ({epochs} epochs, counts pipeline), IDRC 2002 tablet spectra")
+
+
+def check_setup(setup: Setup) -> None:
+    """Refuse (:class:`benchmarks.harness.HarnessError`) a run whose bundle rejects what the simulator will send.
+
+    The simulator's spectra (``setup.dataset``, or its synthetic ones) are checked against the bundle's input
+    contract (pixel count, wavelength range, signal) before anything streams: a mismatch would stream thousands
+    of frames the daemon rejects and measure nothing.
+    """
+    from benchmarks.harness import HarnessError, Stream, check_contract
+    from edge.bundle import load_bundle
+    from edge.errors import EdgeError
+    from firmware_bridge.simulator import SimulatorConfig, load_spectra
+
+    try:
+        bundle = load_bundle(setup.bundle)
+    except (EdgeError, OSError) as exc:
+        raise HarnessError(f"expected a valid bundle at {setup.bundle}: {exc}") from exc
+    try:
+        x, wl, y = load_spectra(SimulatorConfig(dataset_path=None if setup.dataset is None else str(setup.dataset)))
+    except (ValueError, OSError) as exc:
+        raise HarnessError(f"the simulator cannot stream {setup.dataset}: {exc}") from exc
+    what = f"{setup.dataset}" if setup.dataset is not None else "its synthetic spectra (no --dataset given)"
+    check_contract(bundle, Stream(setup.dataset or Path("synthetic"), x, wl, y, (), what))
 
 
 def _toml(v: Any) -> str:
@@ -451,6 +463,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from benchmarks.broker import Mosquitto
 
     setup = resolve_setup(args)
+    check_setup(setup)
     load_before = system_load()
     work = Path(tempfile.mkdtemp(prefix="spectro-bench-tp-")) if args.keep is None else args.keep
     work.mkdir(parents=True, exist_ok=True)
@@ -593,8 +606,13 @@ def render(result: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """``spectro-bench throughput``: run the steps, print the tables, write JSON, markdown and the PNG plot."""
+    from benchmarks.harness import HarnessError
+
     try:
         result = measure(args)
+    except HarnessError as exc:  # refused before streaming: nothing could be measured
+        print(f"spectro-bench throughput: {exc}", file=sys.stderr)
+        return 2
     except (FileNotFoundError, RuntimeError) as exc:
         print(f"spectro-bench throughput: {exc}", file=sys.stderr)
         return 1
