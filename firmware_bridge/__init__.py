@@ -22,6 +22,7 @@ from firmware_bridge.frames import (
     Spectrum,
     SpectrumFlags,
     Status,
+    draw_boot_id,
 )
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "SpectrumFlags",
     "Status",
     "TransportError",
+    "draw_boot_id",
 ]
 
 try:  # the codec is added by its own module; keep the package importable while it is being written

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, Union
 
@@ -44,6 +45,7 @@ __all__ = [
     "Annotation",
     "Frame",
     "PIXEL_DTYPES",
+    "draw_boot_id",
 ]
 
 #: Version byte carried by every frame; a decoder refuses frames of any other version.
@@ -319,6 +321,18 @@ class Status:
 
     def __hash__(self) -> int:
         return hash(_status_key(self))
+
+
+def draw_boot_id(previous: int = 0) -> int:
+    """A fresh :attr:`Status.boot_id`: a random uint32 from the OS's entropy (never a seed), never 0 or ``previous``.
+
+    >>> 0 < draw_boot_id() <= 0xFFFF_FFFF
+    True
+    """
+    while True:
+        boot_id = secrets.randbits(32)
+        if boot_id not in (0, previous):
+            return boot_id
 
 
 def _status_key(s: Status) -> tuple[Any, ...]:

@@ -24,10 +24,10 @@ its STATUS), which the host turns back into absorbance with the DARK and REFEREN
 ABSORBANCE or REFLECTANCE it plays a device that processes on board: SPECTRUM frames carry the float32 signal
 itself (the dataset row with the configured drifts, without detector noise), and there are no DARK or REFERENCE
 frames (requests for them are refused with NACK NOT_SUPPORTED).  Every device instance draws a random non-zero
-``boot_id`` (from :mod:`secrets`, never from ``seed``, so two runs differ); ``FaultConfig.reboot_every`` simulates
-a reboot of the firmware (the link stays up, as on a UART): a new ``boot_id``, ``seq`` and the device clock
-restart at 0, settings go back to their boot values, and an unsolicited STATUS (plus DARK and REFERENCE for counts)
-announces it.
+``boot_id`` (:func:`~firmware_bridge.frames.draw_boot_id`, never from ``seed``, so two runs differ);
+``FaultConfig.reboot_every`` simulates a reboot of the firmware (the link stays up, as on a UART): a new
+``boot_id``, ``seq`` and the device clock restart at 0, settings go back to their boot values, and an unsolicited
+STATUS (plus DARK and REFERENCE for counts) announces it.
 
 Disconnects and a stable device path.  A pty disappears with its master: when the simulator "unplugs"
 (``disconnect_every``) it closes the master, so the host's reads fail exactly as with a USB unplug, and removes the
@@ -43,7 +43,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import secrets
 import select
 import socket
 import tempfile
@@ -75,6 +74,7 @@ from firmware_bridge.frames import (
     Spectrum,
     SpectrumFlags,
     Status,
+    draw_boot_id,
 )
 from firmware_bridge.physics import DetectorModel
 from firmware_bridge.synthetic import absorption_band, load_npz, make_synthetic_dataset
@@ -89,7 +89,6 @@ __all__ = [
     "SimulatorError",
     "TcpEndpoint",
     "VirtualSpectrometer",
-    "draw_boot_id",
     "fit_wavelength_polynomial",
     "load_spectra",
 ]
@@ -113,19 +112,6 @@ class SimulatorError(BridgeError, ValueError):
 
 class _HostGone(Exception):
     """The host closed its side of the link (internal signal of the endpoints)."""
-
-
-def draw_boot_id(previous: int = 0) -> int:
-    """A random boot id, uint32, never 0 and never ``previous``, from the OS's entropy (not from any seed).
-
-    >>> 0 < draw_boot_id() <= 0xFFFF_FFFF
-    True
-    """
-    while True:
-        boot_id = secrets.randbits(32)
-        if boot_id not in (0, previous):
-            return boot_id
-
 
 # ---------------------------------------------------------------------------------------------------- configuration
 @dataclass(frozen=True)
@@ -296,8 +282,8 @@ class SimulatorConfig:
         What SPECTRUM frames carry: raw detector ``COUNTS`` (uint16, with DARK and REFERENCE frames; the default), or
         the processed ``ABSORBANCE`` or ``REFLECTANCE`` as float32 (no DARK or REFERENCE).  Announced in STATUS.
     boot_id : int or None
-        Boot id of the first boot, 1..2**32-1; None (the default) draws a random one (:func:`draw_boot_id`).  Later
-        boots (``faults.reboot_every``) always draw theirs.
+        Boot id of the first boot, 1..2**32-1; None (the default) draws a random one
+        (:func:`~firmware_bridge.frames.draw_boot_id`).  Later boots (``faults.reboot_every``) always draw theirs.
     drift : DriftConfig
     faults : FaultConfig
     """

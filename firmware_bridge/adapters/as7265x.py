@@ -13,6 +13,14 @@ The channel centres are not evenly spaced, so :meth:`AS7265xAdapter.status` carr
 the pixel index (off by up to 12 nm: six coefficients cannot follow 18 irregular centres); the exact axis is
 :data:`AS7265X_WAVELENGTHS_NM`.
 
+Signal: ``ATCDATA`` values are *calibrated* (the sensor's factory correction to uW/cm2), not raw ADC counts, but
+they are still an intensity of the light on the sensor, linear in it, with the sensor's dark offset included.  They
+are neither absorbance nor reflectance: a model needs them ratioed to a white reference (and a dark) like any raw
+counts, so :meth:`AS7265xAdapter.status` says :attr:`~firmware_bridge.frames.SignalKind.COUNTS`, the kind whose host
+processing (DARK + REFERENCE) they need; REQUEST_DARK and REQUEST_REFERENCE take those readings (see
+:meth:`AS7265xAdapter.command_bytes`).  Boot id: the dialect has neither sequence numbers nor boots; the adapter
+numbers the spectra itself, so its status carries a random ``boot_id`` drawn when the adapter is made.
+
 >>> a = AS7265xAdapter(clock_us=lambda: 0)
 >>> a.request_spectrum()
 b'ATCDATA\\r\\n'
@@ -33,7 +41,18 @@ import numpy as np
 
 from firmware_bridge.adapters.lines import LineSplitter
 from firmware_bridge.errors import AdapterError
-from firmware_bridge.frames import Ack, Command, CommandCode, Frame, Nack, NackCode, Spectrum, Status
+from firmware_bridge.frames import (
+    Ack,
+    Command,
+    CommandCode,
+    Frame,
+    Nack,
+    NackCode,
+    SignalKind,
+    Spectrum,
+    Status,
+    draw_boot_id,
+)
 
 __all__ = [
     "AS7265X_CHANNEL_NM",
@@ -121,6 +140,8 @@ class AS7265xAdapter:
         When true :meth:`feed` raises :class:`AdapterError` on a bad reply; otherwise it counts and skips it.
     clock_us : callable, optional
         Host clock for ``timestamp_us``, microseconds (default: monotonic clock).
+    boot_id : int, optional
+        ``boot_id`` of :meth:`status`, 1..2**32-1, naming this adapter's sequence numbering (default: random).
     """
 
     line_end = b"\r\n"
@@ -133,7 +154,11 @@ class AS7265xAdapter:
         gain_code: int = 1,
         strict: bool = False,
         clock_us: Callable[[], int] | None = None,
+        boot_id: int | None = None,
     ) -> None:
+        if boot_id is not None and not 1 <= boot_id <= 0xFFFF_FFFF:
+            raise AdapterError(f"expected a boot_id in 1..4294967295, got {boot_id}")
+        self.boot_id = draw_boot_id() if boot_id is None else int(boot_id)
         self.device_id = device_id
         self.integration_time_steps = _check_steps(integration_time_steps)
         self.gain_code = _check_gain(gain_code)
@@ -172,7 +197,7 @@ class AS7265xAdapter:
         )
 
     def status(self, nonce: int = 0) -> Status:
-        """A :class:`Status` for this sensor: 18 pixels, fitted wavelength polynomial, current exposure."""
+        """A :class:`Status` for this sensor: 18 pixels, fitted polynomial, current exposure, an intensity signal."""
         return Status(
             nonce=nonce,
             device_id=self.device_id,
@@ -180,6 +205,8 @@ class AS7265xAdapter:
             pixel_count=len(AS7265X_WAVELENGTHS_NM),
             wavelength_coeffs_nm=self._coeffs,
             integration_time_us=self.integration_time_us,
+            signal=SignalKind.COUNTS,
+            boot_id=self.boot_id,
         )
 
     @staticmethod

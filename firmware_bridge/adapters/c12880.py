@@ -8,6 +8,12 @@ dialect carries neither) and offers a :class:`~firmware_bridge.frames.Status` wi
 calibration (the C12880MA's fifth-order polynomial in the pixel index; the default is typical, each unit's own
 coefficients come on its test sheet).
 
+Signal: the values are the Arduino ADC's raw readings of the sensor's VIDEO output, so the status says
+:attr:`~firmware_bridge.frames.SignalKind.COUNTS` and the host needs DARK and REFERENCE spectra (lamp off, white
+standard) to compute absorbance or reflectance.  Boot id: the dialect has neither sequence numbers nor boots; the
+adapter numbers the spectra itself from 0, so its status carries a random ``boot_id`` drawn when the adapter is
+made, which names that numbering: ``(device_id, boot_id, seq)`` stays unique when the host process restarts.
+
 >>> a = C12880Adapter(clock_us=lambda: 0)
 >>> frames = a.feed(b"C12880MA reader v1\\r\\n" + b",".join([b"512"] * 288) + b"\\r\\n")
 >>> len(frames), frames[0].pixel_count, int(frames[0].counts[0]), a.stats.lines_ignored
@@ -25,7 +31,7 @@ import numpy as np
 
 from firmware_bridge.adapters.lines import LineSplitter
 from firmware_bridge.errors import AdapterError
-from firmware_bridge.frames import Spectrum, SpectrumFlags, Status
+from firmware_bridge.frames import SignalKind, Spectrum, SpectrumFlags, Status, draw_boot_id
 
 __all__ = ["C12880_DEFAULT_COEFFS_NM", "C12880_PIXELS", "MAX_LINE_BYTES", "C12880Adapter", "C12880Stats"]
 
@@ -84,6 +90,8 @@ class C12880Adapter:
         When true :meth:`feed` raises :class:`AdapterError` on a bad line; otherwise it counts and skips it.
     clock_us : callable, optional
         Host clock for ``timestamp_us``, microseconds (default: monotonic clock).
+    boot_id : int, optional
+        ``boot_id`` of :meth:`status`, 1..2**32-1, naming this adapter's sequence numbering (default: random).
     """
 
     def __init__(
@@ -96,6 +104,7 @@ class C12880Adapter:
         device_id: str = "c12880ma",
         strict: bool = False,
         clock_us: Callable[[], int] | None = None,
+        boot_id: int | None = None,
     ) -> None:
         if not 1 <= pixel_count <= 65535:
             raise AdapterError(f"expected 1 to 65535 pixels, got {pixel_count}")
@@ -107,6 +116,9 @@ class C12880Adapter:
         self.wavelength_coeffs_nm = tuple(float(c) for c in wavelength_coeffs_nm)
         self.device_id = device_id
         self.strict = strict
+        if boot_id is not None and not 1 <= boot_id <= 0xFFFF_FFFF:
+            raise AdapterError(f"expected a boot_id in 1..4294967295, got {boot_id}")
+        self.boot_id = draw_boot_id() if boot_id is None else int(boot_id)
         self._clock_us = clock_us or (lambda: time.monotonic_ns() // 1000)
         self._seq = 0
         self._lines = LineSplitter(MAX_LINE_BYTES)
@@ -126,7 +138,7 @@ class C12880Adapter:
         self._lines.reset()
 
     def status(self, nonce: int = 0) -> Status:
-        """A :class:`Status` describing this reader (pixel count, calibration, exposure)."""
+        """A :class:`Status` describing this reader (pixel count, calibration, exposure; raw ADC counts)."""
         return Status(
             nonce=nonce,
             device_id=self.device_id,
@@ -134,6 +146,8 @@ class C12880Adapter:
             pixel_count=self.pixel_count,
             wavelength_coeffs_nm=self.wavelength_coeffs_nm,
             integration_time_us=self.integration_time_us,
+            signal=SignalKind.COUNTS,
+            boot_id=self.boot_id,
         )
 
     def wavelengths_nm(self) -> np.ndarray:

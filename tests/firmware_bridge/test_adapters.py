@@ -13,7 +13,8 @@ from firmware_bridge.adapters import AS7265X_WAVELENGTHS_NM, AS7265xAdapter, C12
 from firmware_bridge.adapters.as7265x import AS7265X_CHANNEL_NM, AS7265X_CHANNEL_ORDER
 from firmware_bridge.adapters.c12880 import MAX_LINE_BYTES
 from firmware_bridge.errors import AdapterError, BridgeError
-from firmware_bridge.frames import Ack, Command, CommandCode, Nack, NackCode, Spectrum, SpectrumFlags
+from firmware_bridge.codec import decode_frame, encode
+from firmware_bridge.frames import Ack, Command, CommandCode, Nack, NackCode, SignalKind, Spectrum, SpectrumFlags
 
 DIALECTS = Path(__file__).resolve().parents[1] / "data" / "dialects"
 #: Calibrated AS7265x values are printed with two decimals and carried as float32.
@@ -107,6 +108,20 @@ def test_c12880_status_carries_the_calibration() -> None:
     assert status.nonce == 9 and status.pixel_count == 288
     assert wl.shape == (288,) and np.all(np.diff(wl) > 0)
     assert 300 < wl[0] < 340 and 840 < wl[-1] < 900
+
+
+@pytest.mark.parametrize("make", [C12880Adapter, AS7265xAdapter], ids=["c12880", "as7265x"])
+def test_adapter_status_says_counts_and_names_its_numbering(make: type) -> None:
+    adapter = make()
+    status = adapter.status()
+    # C12880: raw ADC counts; AS7265x: calibrated intensities, which need DARK + REFERENCE just like counts
+    assert status.signal is SignalKind.COUNTS
+    assert status.boot_id == adapter.boot_id != 0 and adapter.status(nonce=3).boot_id == status.boot_id
+    assert make().boot_id != adapter.boot_id  # a new adapter numbers its spectra from 0 again, under a new id
+    assert make(boot_id=0xABC).status().boot_id == 0xABC
+    assert decode_frame(encode(status)) == status
+    with pytest.raises(AdapterError, match="expected a boot_id in 1..4294967295, got 0"):
+        make(boot_id=0)
 
 
 @settings(max_examples=150, deadline=None)

@@ -12,9 +12,11 @@ from firmware_bridge import (
     Dark,
     PixelFormat,
     ProtocolError,
+    SignalKind,
     Spectrum,
     SpectrumFlags,
     Status,
+    draw_boot_id,
 )
 
 
@@ -86,3 +88,30 @@ def test_annotation_values_are_floats() -> None:
 def test_unknown_codes_are_protocol_errors_naming_the_known_ones() -> None:
     with pytest.raises(ProtocolError, match=r"expected a command code one of 1 \(SET_INTEGRATION_TIME\).*got 99"):
         Command(command_id=1, code=99)
+
+
+def test_signal_kind_wire_codes() -> None:
+    assert {k.name: int(k) for k in SignalKind} == {"COUNTS": 0, "ABSORBANCE": 1, "REFLECTANCE": 2}
+
+
+def test_status_signal_and_boot_id_default_to_counts_of_an_unknown_boot() -> None:
+    st = Status(1, "sim", "1.0", 4, (600.0, 2.0), 1000)
+    assert st.signal is SignalKind.COUNTS and st.boot_id == 0
+    assert Status(1, "sim", "1.0", 4, (600.0, 2.0), 1000, signal=1).signal is SignalKind.ABSORBANCE
+    with pytest.raises(ProtocolError, match=r"expected a signal kind one of 0 \(COUNTS\), .*got 3"):
+        Status(1, "sim", "1.0", 4, (600.0, 2.0), 1000, signal=3)
+
+
+def test_boot_ids_are_random_non_zero_and_new() -> None:
+    ids = {draw_boot_id() for _ in range(50)}
+    assert len(ids) == 50 and all(0 < i <= 0xFFFF_FFFF for i in ids)
+    assert all(draw_boot_id(previous=i) != i for i in ids)
+
+
+def test_frames_docstring_examples() -> None:
+    import doctest
+
+    import firmware_bridge.frames
+
+    result = doctest.testmod(firmware_bridge.frames)
+    assert result.attempted > 0 and result.failed == 0
