@@ -138,7 +138,11 @@ def test_int8_rows_come_from_the_bundle_on_the_edge(fitted: dict[str, Any]) -> N
     with np.load(base / "synthetic.npz") as z:
         rows = z["split"] == "test"
         X, y = z["X"][rows].astype(np.float64), z["y"][rows, 0].astype(np.float64)
-    pred = np.asarray(bundle.predict_spectra(X), dtype=np.float64)[:, 0]
+        wl = z["wavelengths"].astype(np.float64)
+    # The config names no [instrument]: the bundle takes counts, as the protocol's firmware sends them.
+    assert bundle.input_contract.frame_signal == "counts"
+    counts, ctx = bundle.frames_from_signal(X, wl)
+    pred = np.asarray(bundle.predict_spectra(counts, **ctx), dtype=np.float64)[:, 0]
     want = regression_metrics(y, pred)
     got = next(e for e in fitted["metrics"]["evaluations"] if (e["split"], e["model"]) == ("test", "cnn_int8"))
     assert got["rmsep"] == pytest.approx(want["rmsep"], rel=1e-9)
