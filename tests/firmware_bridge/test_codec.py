@@ -696,6 +696,29 @@ def test_module_doctest_frame_matches_protocol_md_example() -> None:
     assert f"MAX_FRAME_BYTES = {MAX_FRAME_BYTES:_}" in protocol_md.replace(",", "_")
 
 
+def test_protocol_md_quotes_the_status_trailer_errors_and_sizes() -> None:
+    protocol_md = (Path(codec.__file__).parent / "PROTOCOL.md").read_text(encoding="utf-8")
+    for body in (_status_payload(b"\x01\x02"), _status_payload(struct.pack("<BI", 7, 1))):
+        with pytest.raises((FramingError, ProtocolError)) as exc:
+            decode_body(body)
+        assert f"`{exc.value}`" in protocol_md
+    largest = Status(
+        nonce=1,
+        device_id="d" * codec.MAX_DEVICE_ID_BYTES,
+        firmware_version="f" * codec.MAX_FIRMWARE_VERSION_BYTES,
+        pixel_count=1,
+        wavelength_coeffs_nm=(1.0,) * codec.MAX_WAVELENGTH_COEFFS,
+        integration_time_us=1,
+        signal=SignalKind.REFLECTANCE,
+        boot_id=1,
+    )
+    covered = len(encode_body(largest)) - codec._CRC.size
+    payload = covered - 4
+    assert f"at most {payload} bytes" in protocol_md and f"STATUS (≤ {covered} bytes covered" in protocol_md
+    assert covered * 8 <= 2_974  # inside the CRC's HD = 5 range, as the table there says
+    assert f"({STATUS_TRAILER_BYTES} bytes, `STATUS_TRAILER_BYTES`" in protocol_md
+
+
 def test_crc32_keeps_hamming_distance_4_over_the_largest_frame() -> None:
     # Undetected errors of a CRC are the multiples of its generator G.  Walk x^k mod G for k = 1, 2, ...: the first
     # k with x^k + x^a + 1 = 0 (mod G) for some 0 < a < k is the shortest weight-3 codeword; below it every error of
