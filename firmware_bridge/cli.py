@@ -7,6 +7,11 @@ symlink is removed); exit code 0 on a clean stop, 2 on bad arguments or an unrea
 Example::
 
     spectro-sim --pty --dataset ../shared/datasets/idrc2002_tablets.npz --rate 20 --count 200 --drift-at 100
+
+By default the device sends raw detector counts (STATUS ``signal`` COUNTS, with DARK and REFERENCE frames);
+``--signal absorbance`` (or ``reflectance``) plays a device that processes on board and streams float32 spectra of
+that signal.  Each run boots with a random ``boot_id``; ``--reboot-every N`` reboots the firmware after every N
+spectra (new ``boot_id``, ``seq`` and uptime from 0, an unsolicited STATUS).
 """
 
 from __future__ import annotations
