@@ -1,9 +1,11 @@
-"""Shared pytest fixtures: where the real datasets are, and the tolerances every test names."""
+"""Shared pytest fixtures: where the real datasets are, the demo model trained by ``spectro-train fit``, and the
+tolerances every test names."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -15,6 +17,9 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 settings.load_profile(os.environ.get("SPECTROLITE_HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+if TYPE_CHECKING:
+    from benchmarks.harness import TrainedModel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,3 +45,23 @@ def datasets_dir() -> Path:
 def repo_root() -> Path:
     """Root of the repository checkout."""
     return REPO_ROOT
+
+
+#: The shipped config of the demo model: the simulator's own synthetic spectra, trained in well under a minute.
+DEMO_CONFIG = REPO_ROOT / "examples" / "demo.toml"
+
+
+@pytest.fixture(scope="session")
+def demo_model(tmp_path_factory: pytest.TempPathFactory) -> "TrainedModel":
+    """``spectro-train fit examples/demo.toml`` run once per session (a child process: TensorFlow stays out of
+    pytest), into a session folder; its bundle expects raw counts with dark and white frames, exactly what
+    ``spectro-sim`` sends for ``--seed 0 --synthetic-samples 500 --synthetic-channels 256``."""
+    from benchmarks.harness import train
+
+    return train(DEMO_CONFIG, tmp_path_factory.getbasetemp() / "demo-model")
+
+
+@pytest.fixture(scope="session")
+def demo_bundle(demo_model: "TrainedModel") -> Path:
+    """Path of the trainer-built demo bundle (``<model_id>.spectrolite``)."""
+    return demo_model.bundle

@@ -79,6 +79,7 @@ def test_json_schema_is_stable(result: tuple[dict, Path]) -> None:
     assert data["benchmark"] == "latency"
     assert data["compute_p99_us"] == data["compute"]["p99_us"]
     assert data["keras_per_frame_p50_us"] is None and data["speedup_vs_keras"] is None  # --no-keras
+    assert data["speedup_vs_keras_reason"] == "no Keras reference: --no-keras"
     assert data["references"]["keras_call"]["available"] is False
     assert [r["num_threads"] for r in data["threads"]] == [1, 2]
     assert data["bundle"]["frame_signal"] == "counts" and data["bundle"]["ood"] and data["bundle"]["intervals"]
@@ -117,3 +118,16 @@ def test_building_the_cli_parser_loads_no_tensorflow() -> None:
     proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_missing_keras_model_is_said_on_the_console_and_in_the_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "lat.json"
+    rc = main(["latency", "--bundle", str(BUNDLE), "--frames", str(FRAMES), "--warmup", str(WARMUP),
+               "--threads", "1", "--pace-frames", "5", "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert data["speedup_vs_keras"] is None
+    assert data["speedup_vs_keras_reason"] == "no Keras reference: no model.keras next to the bundle"
+    assert "not measured: no Keras reference: no model.keras next to the bundle" in capsys.readouterr().out
+    assert any("speedup_vs_keras not measured" in r.getMessage() for r in caplog.records)

@@ -78,3 +78,41 @@ def test_step_figures_dedup_by_seq_and_count_losses(tmp_path: Path) -> None:
     step_ok = _step_figures(100.0, 10, 10, [r for r in received[:-1]] + [(1_032_000, _payload(3, 1_030_000))], None,
                             None, None, None, tmp_path)
     assert step_ok["lost"] == 0 and _keeps_up(step_ok)
+
+
+@pytest.mark.parametrize("dataset", [False, True], ids=["synthetic-256-channels", "tablets-650-channels"])
+def test_throughput_refuses_a_bundle_that_rejects_the_simulators_spectra(
+        tmp_path: Path, dataset: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    # The committed bundle takes 64 pixels: the simulator's synthetic spectra (256) or a 650-channel dataset would
+    # stream thousands of frames it rejects.  Refused before anything starts: one line, exit code 2, no JSON.
+    from firmware_bridge.synthetic import make_synthetic_dataset
+
+    args = ["throughput", "--bundle", str(BUNDLE), "--frames", str(FRAMES), "--rates", "", "--no-max",
+            "--json", str(tmp_path / "tp.json")]
+    want = "expected 64 pixels, got 256"
+    if dataset:
+        d = make_synthetic_dataset(30, seed=0, n_channels=650)
+        np.savez(tmp_path / "d.npz", **{k: np.asarray(v) for k, v in d.items()})
+        args += ["--dataset", str(tmp_path / "d.npz")]
+        want = "expected 64 pixels, got 650"
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert want in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "tp.json").exists()
+
+
+def test_throughput_plot_skips_steps_without_predictions(tmp_path: Path) -> None:
+    from benchmarks.plots import plot_throughput
+
+    # A step whose frames were all rejected has no delivered_fps: no KeyError, no plot of nothing.
+    empty = {"steps": [{"rate_hz": 100.0, "frames_sent": 60, "predictions_received": 0, "lost": 60}]}
+    assert plot_throughput(empty, tmp_path / "p.png") is None
+    ok = _step_ok(tmp_path)
+    assert plot_throughput({"steps": [ok, empty["steps"][0]]}, tmp_path / "q.png") == tmp_path / "q.png"
+
+
+def _step_ok(tmp_path: Path) -> dict:
+    from benchmarks.throughput import _step_figures
+
+    received = [(1_000_000 + 10_000 * s + 2_000, _payload(s, 1_000_000 + 10_000 * s)) for s in range(10)]
+    return _step_figures(100.0, 10, 10, received, None, None, None, None, tmp_path)
