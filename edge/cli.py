@@ -8,12 +8,106 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from typing import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
 
 from edge.errors import EdgeError
 
 log = logging.getLogger("spectro-edge")
+
+#: pyserial URL schemes (``serial.serial_for_url``) whose rest is a local device path that must exist.
+SERIAL_PATH_SCHEMES = ("spy", "alt")
+#: pyserial URL schemes accepted as they are by ``config --validate`` (nothing to look at without opening them).
+SERIAL_URL_SCHEMES = ("loop", "socket", "rfc2217", "hwgrep", "cp2110", *SERIAL_PATH_SCHEMES)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of ``spectro-edge config --validate``: what was checked, whether it passed, and what was found."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'OK' if self.ok else 'FAIL':<5} {self.name:<7} {self.detail}"
+
+
+def check_serial(port_url: str) -> Check:
+    """Whether the configured serial device exists: a device path that exists, or a pyserial URL (accepted as it
+    is, with a note; ``spy://`` and ``alt://`` URLs must name an existing device)."""
+    if "://" in port_url:
+        scheme, rest = port_url.split("://", 1)
+        if scheme.lower() not in SERIAL_URL_SCHEMES:
+            return Check("serial", False, f"{port_url}: expected a device path or a pyserial URL "
+                         f"({', '.join(s + '://' for s in SERIAL_URL_SCHEMES)}), got the scheme {scheme}://")
+        if scheme.lower() in SERIAL_PATH_SCHEMES:
+            path = rest.split("?", 1)[0]
+            if not os.path.exists(path):
+                return Check("serial", False, f"{port_url}: no such device {path}")
+            return Check("serial", True, f"{port_url}: {path} exists")
+        return Check("serial", True, f"{port_url}: a pyserial URL, accepted as it is (not opened)")
+    if not os.path.exists(port_url):
+        return Check("serial", False, f"{port_url}: no such device (is the spectrometer plugged in, or the "
+                     "simulator's pty link created?)")
+    kind = "a character device" if Path(port_url).is_char_device() else "exists, but is not a character device"
+    return Check("serial", True, f"{port_url}: {kind}")
+
+
+def check_bundle(config: Any) -> Check:
+    """Whether the configured bundle exists, verifies (hashes, signature with the configured key) and passes its
+    golden-vector self-test."""
+    path = Path(config.bundle.path)
+    if not path.is_file():
+        return Check("bundle", False, f"{path}: no such file")
+    from edge.bundle import load_bundle
+
+    try:
+        bundle = load_bundle(
+            path, public_key=config.bundle.public_key_path, self_test=True, num_threads=config.runtime.num_threads
+        )
+    except (EdgeError, OSError, ValueError) as exc:
+        return Check("bundle", False, f"{path}: {exc}")
+    summary = bundle.self_test.summary() if bundle.self_test is not None else "no self-test"
+    return Check("bundle", True, f"{path}: {bundle.model_id} {bundle.model_version}, takes "
+                 f"{bundle.input_contract.frame_signal} frames; self-test {summary}")
+
+
+def validate_command(path: str, *, show_config: bool = False) -> int:
+    """``spectro-edge config --validate PATH``: print one OK/FAIL line per check and the verdict; 0 when all pass.
+
+    Checks the configuration (syntax, keys, environment overrides), the bundle it names (exists, loads, self-tests)
+    and the serial device (exists, or is a pyserial URL).
+    """
+    from edge.config import load_config
+
+    checks: list[Check] = []
+    try:
+        config = load_config(path)
+    except EdgeError as exc:
+        checks.append(Check("config", False, str(exc)))
+        config = None
+    else:
+        d = config.device
+        checks.append(Check("config", True, f"{path}: device {d.site}/{d.line}/{d.device_id}, broker "
+                            f"{config.mqtt.host}:{config.mqtt.port}"))
+        checks.append(check_bundle(config))
+        checks.append(check_serial(config.serial.port_url))
+    for check in checks:
+        print(check.line())
+    failed = [c.name for c in checks if not c.ok]
+    if config is None:
+        print("verdict: FAIL (the configuration does not load; bundle and serial device not checked)")
+    elif failed:
+        print(f"verdict: FAIL ({', '.join(failed)})")
+    else:
+        print(f"verdict: OK ({len(checks)} checks)")
+    if show_config and config is not None:
+        print(config)
+    return 1 if failed else 0
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -35,7 +129,12 @@ def _build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print or validate a daemon configuration")
     group = config.add_mutually_exclusive_group(required=True)
     group.add_argument("--example", action="store_true", help="print a commented example configuration")
-    group.add_argument("--validate", metavar="PATH", help="load PATH with environment overrides and print it")
+    group.add_argument(
+        "--validate",
+        metavar="PATH",
+        help="check PATH (with environment overrides), the bundle it names (loads and self-tests it) and the serial "
+        "device; one OK/FAIL line per check, exit code 1 on any FAIL (-v also prints the effective configuration)",
+    )
 
     sub.add_parser(
         "demo",
@@ -68,9 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if args.example:
                 sys.stdout.write(edge_config.example_config())
-            else:
-                print(edge_config.load_config(args.validate))
-            return 0
+                return 0
+            return validate_command(args.validate, show_config=args.verbose > 0)
         if args.command == "demo":
             from edge.demo import main as demo_main
 
