@@ -382,7 +382,7 @@ def _dataset_of_config(cfg: Mapping[str, Any], base_dir: Path) -> tuple[dict[str
     if "path" not in data:
         raise HarnessError("expected [data] path or [data] synthetic in the training config, found neither")
     path = Path(data["path"])
-    path = path if path.is_absolute() else base_dir / path
+    path = path if path.is_absolute() else (base_dir / path).resolve()
     if not path.is_file() and os.environ.get("SPECTROLITE_DATASETS"):
         path = Path(os.environ["SPECTROLITE_DATASETS"]) / path.name
     if path.suffix != ".npz":
