@@ -126,36 +126,14 @@ class SeqSubscriber:
 
 
 def _config(path: Path, *, port_url: str, bundle: Path, mqtt_port: int, workdir: Path) -> Path:
-    path.write_text(f"""log_level = "WARNING"
-[device]
-site = "{SITE}"
-line = "{LINE}"
-device_id = "{DEVICE}"
-[serial]
-port_url = "{port_url}"
-read_timeout_s = 0.05
-reconnect_min_delay_s = 0.05
-reconnect_max_delay_s = 0.5
-[bundle]
-path = "{bundle}"
-watch = false
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
-reconnect_min_delay_s = 1
-reconnect_max_delay_s = 2
-[outbox]
-path = "{workdir / 'outbox.sqlite'}"
-drain_rate_msgs_per_s = 0.0
-flush_timeout_s = 60.0
-[queues]
-policy = "block"
-[commands]
-enabled = false
-[metrics]
-period_s = 1.0
-""", encoding="utf-8")
-    return path
+    """The daemon's TOML (:func:`benchmarks.harness.write_edge_config`) with a blocking frame queue and a long flush."""
+    from benchmarks.harness import write_edge_config
+
+    return write_edge_config(path, port_url=port_url, bundle=bundle, mqtt_port=mqtt_port, forward_annotations=False,
+                             log_level="WARNING", device={"site": SITE, "line": LINE, "device_id": DEVICE},
+                             mqtt={"client_id": f"spectrolite-soak-{workdir.name}"},
+                             outbox={"path": str(workdir / "outbox.sqlite"), "flush_timeout_s": 60.0},
+                             queues={"policy": "block"})
 
 
 def _bundle(args: argparse.Namespace) -> Path:
@@ -174,6 +152,7 @@ def _median(values: list[float]) -> float:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run the soak and return the figures (see the module docstring)."""
     from benchmarks.broker import Mosquitto
+    from benchmarks.harness import daemon_command
     from benchmarks.throughput import _end, _readline
 
     bundle = _bundle(args)
@@ -199,7 +178,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             env=env, stdout=subprocess.PIPE, stderr=sim_log)
         port_url = _readline(sim, START_TIMEOUT_S)
         cfg = _config(workdir / "edge.toml", port_url=port_url, bundle=bundle, mqtt_port=broker.port, workdir=workdir)
-        daemon = subprocess.Popen([sys.executable, "-m", "edge.daemon", "--config", str(cfg)], env=env,
+        daemon = subprocess.Popen(daemon_command(cfg), env=env,
                                   stdout=subprocess.DEVNULL, stderr=daemon_log)
         t0 = time.monotonic()
         stalled = False

@@ -38,9 +38,7 @@ import argparse
 import json
 import logging
 import os
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -74,7 +72,7 @@ IDLE_END_S = 4.0
 #: Liveness deadlines (failures to get there, not figures).
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
-SITE, LINE, DEVICE = "bench", "line-1", "bench-01"
+from benchmarks.harness import DEVICE, LINE, SITE, daemon_command  # noqa: E402 - the one harness's identity
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -233,68 +231,30 @@ def check_setup(setup: Setup) -> None:
     check_contract(bundle, Stream(setup.dataset or Path("synthetic"), x, wl, y, (), what))
 
 
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    return json.dumps(str(v))
-
-
 def write_daemon_config(path: Path, *, port_url: str, bundle: Path, mqtt_port: int, qos: int, threads: int,
                         workdir: Path) -> Path:
-    """The daemon's TOML for one step (no bundle watching, no commands, unlimited outbox drain)."""
-    sections: dict[str, dict[str, Any]] = {
-        "device": {"site": SITE, "line": LINE, "device_id": DEVICE},
-        "serial": {"port_url": port_url, "reconnect_min_delay_s": 0.05,
-                   "reconnect_max_delay_s": 0.5},
-        "bundle": {"path": str(bundle), "watch": False},
-        "runtime": {"num_threads": threads},
-        "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "qos": qos, "client_id": f"spectro-bench-{workdir.name}",
-                 "clean_session": True, "reconnect_min_delay_s": 1, "reconnect_max_delay_s": 2},
-        "outbox": {"path": str(workdir / "outbox.sqlite"), "drain_rate_msgs_per_s": 0.0, "flush_timeout_s": 10.0},
-        "commands": {"enabled": False},
-        "metrics": {"period_s": 1.0},
-    }
-    lines = ['log_level = "WARNING"', ""]
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
-        lines.append("")
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    """The daemon's TOML for one step (:func:`benchmarks.harness.write_edge_config`: no bundle watching, no
+    commands, unlimited outbox drain), with this step's QoS, interpreter threads and client id."""
+    from benchmarks.harness import write_edge_config
+
+    return write_edge_config(path, port_url=port_url, bundle=bundle, mqtt_port=mqtt_port, forward_annotations=False,
+                             log_level="WARNING", runtime={"num_threads": threads},
+                             mqtt={"qos": qos, "client_id": f"spectro-bench-{workdir.name}"},
+                             outbox={"path": str(workdir / "outbox.sqlite")})
 
 
 def _readline(proc: subprocess.Popen[bytes], timeout_s: float) -> str:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout_s
-    buf = b""
-    while time.monotonic() < deadline:
-        if proc.poll() is not None and not buf:
-            break
-        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
-        if ready:
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            buf += chunk
-            if b"\n" in buf:
-                return buf.split(b"\n", 1)[0].decode()
-    raise RuntimeError("the simulator did not print its pty path")
+    """The simulator's first stdout line (its pty path)."""
+    from benchmarks.harness import read_first_line
+
+    return read_first_line(proc, "the simulator", timeout_s)
 
 
 def _end(proc: subprocess.Popen[bytes] | None, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
     """SIGTERM, wait, SIGKILL when it does not stop: for processes this benchmark started."""
-    if proc is None:
-        return None
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout_s)
-    return proc.returncode
+    from benchmarks.harness import end_process
+
+    return end_process(proc, timeout_s)
 
 
 # --------------------------------------------------------------------------------------------------- steps
@@ -322,8 +282,7 @@ def run_step(setup: Setup, broker: Any, sub: Subscriber, *, rate: float, frames:
         port_url = _readline(sim, START_TIMEOUT_S)
         cfg = write_daemon_config(workdir / "edge.toml", port_url=port_url, bundle=setup.bundle, mqtt_port=broker.port,
                                   qos=qos, threads=threads, workdir=workdir)
-        argv = (daemon_argv(cfg) if daemon_argv is not None
-                else [sys.executable, "-m", "edge.cli", "run", "--config", str(cfg)])
+        argv = daemon_argv(cfg) if daemon_argv is not None else daemon_command(cfg)
         daemon = subprocess.Popen(argv,
                                   stdout=daemon_log, stderr=subprocess.STDOUT, env=env)
         expected_s = frames / rate if rate > 0 else frames / 500.0
