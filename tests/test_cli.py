@@ -38,3 +38,10 @@ def test_edge_check_of_a_missing_bundle_is_one_clear_line(tmp_path, capsys: pyte
     captured = capsys.readouterr()
     assert "missing.spectrolite" in captured.out + captured.err
     assert "Traceback" not in captured.err
+
+
+def test_bench_lists_the_loop_benchmark() -> None:
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.cli", "loop", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--config" in proc.stdout and "--bundle" in proc.stdout and "--select" in proc.stdout
