@@ -421,6 +421,7 @@ class VirtualSpectrometer:
         self._boot_at_us = 0  # reading of _clock_us at the latest reboot: the device clock counts from there
         self.boot_id = draw_boot_id() if self.config.boot_id is None else int(self.config.boot_id)
         self.reboots = 0
+        self._rebooted_at = 0  # ``streamed`` at the latest scheduled reboot
         if self.config.integration_time_us is None:
             floor = float(np.nanpercentile(x, 1.0)) - 0.05
             self.integration_time_us = self.model.auto_integration_time_us(floor)
@@ -632,7 +633,8 @@ class VirtualSpectrometer:
         if self.done:
             return []
         every = self.config.faults.reboot_every
-        if every and self.streamed and self.streamed % every == 0:
+        if every and self.streamed and self.streamed % every == 0 and self.streamed != self._rebooted_at:
+            self._rebooted_at = self.streamed  # once per point in the stream, however often stream_next is called
             frames: list[Frame] = self.reboot()
             if not self.streaming:  # a device that waits for START_STREAM after boot
                 return frames
@@ -1115,10 +1117,12 @@ class Simulator:
                         out.extend(device.handle(frame))
                     self._send(out, stop)
                     if device.streaming and not device.done and time.monotonic() >= next_due:
+                        streamed_before = device.streamed
                         self._send(device.stream_next(), stop)
                         period = device.period_s
                         next_due = max(next_due + period, time.monotonic() - period) if period else time.monotonic()
-                        self._after_spectrum(stop)
+                        if device.streamed != streamed_before:  # not when a reboot left the device waiting
+                            self._after_spectrum(stop)
                         every = self.config.faults.disconnect_every
                         if (
                             every

@@ -486,3 +486,20 @@ def test_spectro_sim_reboots_on_a_live_link() -> None:
     assert len(statuses) == 3 and len({s.boot_id for s in statuses}) == 3 and all(s.boot_id for s in statuses)
     seqs = [f.seq for f in frames if isinstance(f, Spectrum)]  # DARK, REFERENCE and spectra of each boot
     assert seqs == list(range(7)) + list(range(7)) + list(range(4))
+
+
+def test_a_device_without_autostart_waits_for_start_stream_after_a_reboot() -> None:
+    config = SimulatorConfig(
+        seed=2, synthetic_samples=6, synthetic_channels=12, autostart=False, faults=FaultConfig(reboot_every=2)
+    )
+    device = VirtualSpectrometer.from_config(config)
+    first_boot = device.boot_id
+    assert device.handle(Command(1, CommandCode.START_STREAM, 0))[0] == Ack(1, CommandCode.START_STREAM)
+    frames = device.stream_next() + device.stream_next()
+    assert [f.seq for f in _spectra(frames)] == [2, 3]  # after DARK 0 and REFERENCE 1
+    rebooted = device.stream_next()
+    assert len(rebooted) == 1 and isinstance(rebooted[0], Status) and rebooted[0].boot_id not in (0, first_boot)
+    assert not device.streaming and device.streamed == 2  # nothing streamed until the host asks again
+    again = device.handle(Command(2, CommandCode.START_STREAM, 0))
+    assert [type(f) for f in again] == [Ack, Dark, Reference] and [f.seq for f in again[1:]] == [0, 1]
+    assert [f.seq for f in _spectra(device.stream_next())] == [2]
