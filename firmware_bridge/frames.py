@@ -122,8 +122,8 @@ class SignalKind(enum.IntEnum):
     """
 
     COUNTS = 0  #: raw detector values (or any signal linear in the light); the host needs DARK + REFERENCE
-    ABSORBANCE = 1  #: decadic absorbance, -log10(T), processed on the device; float32 pixels
-    REFLECTANCE = 2  #: reflectance R = I / I_white (1.0 = the white standard), processed on the device; float32
+    ABSORBANCE = 1  #: decadic absorbance -log10(R), computed on the device; float32 pixels
+    REFLECTANCE = 2  #: reflectance R = (S - D) / (W - D), 1.0 = the white standard, computed on the device; float32
 
 
 _E = TypeVar("_E", bound=enum.IntEnum)
