@@ -72,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def rows_from_metrics(metrics: dict[str, Any], protocol: str) -> list[dict[str, Any]]:
-    """One row per test split and target: ``metric`` (rmsep or accuracy), ``pls``, ``cnn_float``, ``cnn_int8``."""
+    """One row per test split and target: ``metric`` (rmsep or accuracy), ``pls``, ``cnn_float``, ``cnn_int8``,
+    ``deployed`` (the bundle as the edge runs it) and ``deployed_model`` (``cnn`` or ``pls``)."""
     key = "accuracy" if metrics.get("task") == "classification" else "rmsep"
     rows = []
     for c in metrics.get("comparison", []):
@@ -85,7 +86,10 @@ def rows_from_metrics(metrics: dict[str, Any], protocol: str) -> list[dict[str, 
             "pls": c.get(f"pls_{key}"),
             "cnn_float": c.get(f"cnn_float_{key}"),
             "cnn_int8": c.get(f"cnn_int8_{key}"),
+            "deployed": c.get(f"deployed_{key}"),
+            "deployed_model": metrics.get("deployed_model"),
             "ratio_int8_to_pls": c.get("ratio_int8_to_pls"),
+            "ratio_deployed_to_pls": c.get("ratio_deployed_to_pls"),
             "ratio_int8_to_float": c.get("ratio_int8_to_float"),
             "pls_components": (metrics.get("pls_components") or {}).get(c.get("target")),
             "model_bytes": metrics.get("model_bytes"),
@@ -176,10 +180,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     """Markdown table of every row, plus failures."""
     table = markdown_table(
-        ["protocol", "test split", "target", "metric", "PLS", "CNN float", "CNN int8", "int8/PLS", "int8/float",
-         "PLS LVs", "int8 bytes"],
+        ["protocol", "test split", "target", "metric", "PLS", "CNN float", "CNN int8", "deployed", "deployed/PLS",
+         "int8/PLS", "int8/float", "PLS LVs", "model bytes"],
         [[r["protocol"], r["split"], r["target"], r["metric"], r["pls"], r["cnn_float"], r["cnn_int8"],
-          r["ratio_int8_to_pls"], r["ratio_int8_to_float"], r["pls_components"], r["model_bytes"]]
+          f"{r.get('deployed_model')} {r['deployed']:.4g}" if r.get("deployed") is not None else None,
+          r.get("ratio_deployed_to_pls"), r["ratio_int8_to_pls"], r["ratio_int8_to_float"], r["pls_components"],
+          r["model_bytes"]]
          for r in result["rows"]],
     )
     parts = [table]
@@ -275,14 +281,12 @@ def transfer_rows(
     """
     import numpy as np
 
-    from trainer.data import load_dataset
+    from trainer.data import load_configured
     from trainer.transfer import transfer_rows_for_run
 
     if cfg.task != "regression":
         return None
-    ds = load_dataset(cfg.data.path, targets=list(cfg.data.targets), fmt=cfg.data.format, task=cfg.data.task,
-                      targets_path=cfg.data.targets_path, axis_unit=cfg.data.axis_unit,
-                      min_samples=cfg.data.min_samples)
+    ds = load_configured(cfg.data)
     cols = ds.columns
     if not all(c in cols for c in ("instrument", "sample_id", "split")):
         return None

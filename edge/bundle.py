@@ -1060,8 +1060,9 @@ class Bundle:
 
         A counts bundle gets counts against flat references (:data:`OFFLINE_DARK_COUNTS`,
         :data:`OFFLINE_WHITE_COUNTS`), which its leading ``counts`` step turns back into the same signal; any other
-        bundle gets the spectra unchanged. ``wavelengths`` (the spectra's axis, default the model grid) goes into the
-        context, as the device's STATUS axis does on the line.
+        bundle gets the spectra unchanged. ``wavelengths`` (the spectra's axis; default the axis of the golden vectors,
+        i.e. the training axis, else the model grid) goes into the context, as the device's STATUS axis does on the
+        line.
 
         Parameters
         ----------
@@ -1078,7 +1079,10 @@ class Bundle:
         from edge.preprocess import CountsConversion
 
         A = np.asarray(X, dtype=np.float64)
-        wl = self.wavelengths if wavelengths is None else np.asarray(wavelengths, dtype=np.float64)
+        if wavelengths is None:
+            wl = self.golden.wavelengths if self.golden.wavelengths is not None else self.wavelengths
+        else:
+            wl = np.asarray(wavelengths, dtype=np.float64)
         ctx: dict[str, Any] = {"wavelengths": wl}
         steps = getattr(self.pipeline, "steps", ())
         if steps and isinstance(steps[0], CountsConversion):
@@ -1089,6 +1093,11 @@ class Bundle:
             A = dark + (white - dark) * ratio
             ctx.update(dark=dark, reference=white)
         return A, ctx
+
+    def preprocess_signal(self, X: npt.ArrayLike, wavelengths: npt.ArrayLike | None = None) -> npt.NDArray[np.float64]:
+        """:meth:`preprocess` on spectra given in the processed signal (see :meth:`frames_from_signal`)."""
+        frames, ctx = self.frames_from_signal(X, wavelengths)
+        return self.preprocess(frames, **ctx)
 
     def predict_signal(self, X: npt.ArrayLike, wavelengths: npt.ArrayLike | None = None) -> npt.NDArray[np.float32]:
         """:meth:`predict_spectra` on spectra given in the processed signal (see :meth:`frames_from_signal`)."""

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("config", type=Path, help="training config (TOML), e.g. examples/tablets_assay.toml")
     f.add_argument("--out", type=Path, required=True, help="output folder")
     f.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    f.add_argument("--model", choices=("auto", "cnn", "pls"), default=None,
+                   help="which model the bundle carries: auto (the champion rule, the default), or force cnn / pls")
     f.add_argument("--threads", type=int, default=None,
                    help="CPU threads for TensorFlow/BLAS (default: all); set before TensorFlow loads")
 
@@ -83,6 +85,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         if args.seed < 0:
             raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
         cfg = replace(cfg, seed=args.seed)
+    if args.model is not None:
+        cfg = replace(cfg, selection=replace(cfg.selection, model=args.model))
     res = fit_full(cfg, args.out)
     m = res.metrics
     key = "accuracy" if m["task"] == "classification" else "rmsep"
@@ -95,6 +99,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(f"{c['split']:>12} {c['target']:<14} {key} pls {c[f'pls_{key}']:.4g}  cnn_float "
               f"{c[f'cnn_float_{key}']:.4g}  cnn_int8 {c[f'cnn_int8_{key}']:.4g}"
               + (f"  int8/pls {ratio:.3f}" if ratio is not None else ""))
+    sel = m.get("selection") or {}
+    print(f"deployed: {m.get('deployed_model')} ({sel.get('reason', '')})")
     print(f"train_seconds: {m['train_seconds']}")
     return 0
 

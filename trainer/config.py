@@ -45,6 +45,7 @@ __all__ = [
     "DataConfig",
     "SyntheticConfig",
     "InstrumentConfig",
+    "SelectionConfig",
     "Selector",
     "TestSet",
     "SplitConfig",
@@ -440,6 +441,41 @@ class PreprocessingConfig:
 
 
 @dataclass(frozen=True)
+class SelectionConfig:
+    """``[selection]``: which model the bundle carries (:mod:`trainer.champion`).
+
+    Parameters
+    ----------
+    model : {"auto", "cnn", "pls"}
+        ``auto`` (default) applies the champion rule; ``cnn``/``pls`` force one (``spectro-train fit --model``).
+    cnn_cv_folds : int
+        Grouped folds of the CNN's cross-validation (each trains the recipe once more); the PLS figure uses
+        ``[cv] folds``.
+    tie_margin : float
+        The CNN must beat PLS by more than this share (geometric mean over targets) to be deployed.
+    """
+
+    model: str = "auto"
+    cnn_cv_folds: int = 5
+    tie_margin: float = 0.02
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SelectionConfig:
+        w = "selection"
+        _check_keys(d, w, {"model", "cnn_cv_folds", "tie_margin"})
+        model = _get(d, "model", w, str, "auto")
+        if model not in ("auto", "cnn", "pls"):
+            raise TrainConfigError(f"selection.model: expected auto, cnn or pls, got {model!r}")
+        folds = _get(d, "cnn_cv_folds", w, int, 5)
+        if folds < 2:
+            raise TrainConfigError(f"selection.cnn_cv_folds: expected an integer >= 2, got {folds}")
+        margin = _get(d, "tie_margin", w, float, 0.02)
+        if not 0.0 <= margin < 0.5:
+            raise TrainConfigError(f"selection.tie_margin: expected a number in [0, 0.5), got {margin}")
+        return cls(model=model, cnn_cv_folds=folds, tie_margin=float(margin))
+
+
+@dataclass(frozen=True)
 class OodConfig:
     """PCA drift statistics: components by count or explained-variance share, and the limits' false-alarm rate."""
 
@@ -540,6 +576,7 @@ class TrainConfig:
     intervals: IntervalConfig
     bundle: BundleConfig
     instrument: InstrumentConfig = field(default_factory=InstrumentConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     seed: int = 0
     report: bool = True
     source: str = "<string>"
@@ -552,7 +589,7 @@ class TrainConfig:
 
 
 _TOP_KEYS = frozenset(
-    {"seed", "report", "data", "instrument", "split", "cv", "preprocessing", "augment", "model", "pruning",
+    {"seed", "report", "data", "instrument", "selection", "split", "cv", "preprocessing", "augment", "model", "pruning",
      "quantize", "ood", "intervals", "bundle"}
 )
 
@@ -577,6 +614,7 @@ def config_from_dict(d: Mapping[str, Any], *, base_dir: str | Path = ".", source
         intervals=IntervalConfig.from_dict(_table(d, "intervals", "")),
         bundle=BundleConfig.from_dict(_table(d, "bundle", "")),
         instrument=InstrumentConfig.from_dict(_table(d, "instrument", "")),
+        selection=SelectionConfig.from_dict(_table(d, "selection", "")),
         seed=seed,
         report=_get(d, "report", "", bool, True),
         source=source,

@@ -1,22 +1,32 @@
-"""The ``spectro-train fit`` orchestration: data -> splits -> PLS baseline -> CNN -> pruning -> int8 -> OOD and
-intervals -> bundle -> evaluation through the edge runtime -> ``metrics.json`` and the HTML report.
+"""The ``spectro-train fit`` orchestration: data -> splits -> PLS baseline -> CNN cross-validation -> CNN -> pruning ->
+int8 -> champion (CNN or PLS) -> OOD and intervals -> bundle -> evaluation through the edge runtime ->
+``metrics.json`` and the HTML report.
 
-Only the training rows fit anything (preprocessing, PLS, CNN weights, OOD model); the selection rows drive early
-stopping and calibrate the conformal intervals; the test rows are only predicted, and the deployed model's test
-figures (``cnn_int8``) come from loading the written bundle with :func:`edge.bundle.load_bundle` and running
-:meth:`edge.bundle.Bundle.predict_spectra`, i.e. the edge's own preprocessing and LiteRT runtime.
+Only the training rows fit anything (preprocessing, PLS, CNN weights, OOD model) and score the candidates by grouped
+cross-validation (:mod:`trainer.champion`); the selection rows drive early stopping, measure the CNN's int8 cost and
+calibrate the conformal intervals; the test rows are only predicted. The bundle carries the winner, behind the
+steps that turn what the instrument sends (``[instrument] signal``: counts by default) into the model's input:
+counts -> absorbance with the device's dark and white references, then resampling of the device's axis onto the
+training grid. The ``deployed`` figures come from loading the written bundle with :func:`edge.bundle.load_bundle`
+and feeding it what a device would send (:meth:`edge.bundle.Bundle.frames_from_signal`), i.e. the edge's own
+preprocessing and LiteRT runtime.
 
 ``metrics.json`` (read by benchmarks and other tools):
 
 - ``evaluations``: one row per (split, target, model) with ``split`` (``train``, ``select`` and every named test
-  set), ``target``, ``model`` (``pls``, ``cnn_float``, ``cnn_int8``), ``n`` and ``rmsep``, ``bias``
+  set), ``target``, ``model`` (``pls``, ``cnn_float``, ``cnn_int8``, ``deployed``), ``n`` and ``rmsep``, ``bias``
   (mean of prediction - reference), ``sep``, ``r2`` for regression or ``accuracy`` for classification;
-- ``comparison``: per test split and target, the three models' figure and the ratios int8/PLS and int8/float;
+- ``deployed_model`` (``cnn`` or ``pls``) and ``selection`` (``winner``, ``mode``, ``rule``, ``reason``,
+  ``cv_rmse`` per candidate and target, ``int8_cost``, ``ratio_cnn_to_pls``, ``folds``); ``deployed_pls``
+  (candidate and latent variables) when PLS is deployed;
+- ``comparison``: per test split and target, the four models' figure and the ratios int8/PLS, int8/float and
+  deployed/PLS;
 - ``pls_components`` (target -> latent variables), ``preprocessing`` (``cnn`` candidate, ``pls`` candidate per
-  target, all ``candidates``), ``sparsity`` (share of zero kernel weights of the deployed model), ``pruning``,
-  ``model_bytes`` (int8 ``.tflite``), ``bundle_bytes``, ``train_seconds`` (wall time of the whole fit),
-  ``timings_s`` per stage, ``interval_coverage`` (nominal, half-widths, and measured coverage per test split and
-  target), ``ood`` (components, limits, alarm rates per split), ``splits`` (rows per role).
+  target, all ``candidates``), ``sparsity`` (share of zero kernel weights of the CNN), ``pruning``,
+  ``model_bytes`` (the deployed ``.tflite``), ``cnn_model_bytes`` (the int8 CNN), ``bundle_bytes``,
+  ``train_seconds`` (wall time of the whole fit), ``timings_s`` per stage, ``interval_coverage`` (nominal,
+  half-widths, and measured coverage of the deployed model per test split and target), ``ood`` (components,
+  limits, alarm rates per split), ``splits`` (rows per role).
 """
 
 from __future__ import annotations
@@ -42,13 +52,16 @@ __all__ = ["fit", "FitResult", "regression_metrics", "classification_metrics", "
 log = logging.getLogger(__name__)
 
 #: Model names of the ``evaluations`` rows of ``metrics.json``.
-MODELS = ("pls", "cnn_float", "cnn_int8")
+MODELS = ("pls", "cnn_float", "cnn_int8", "deployed")
 #: Golden vectors stored in the bundle (real training spectra spanning the target range).
 N_GOLDEN = 4
+#: Fewest selection rows on which the int8 cost of the CNN (int8 RMSE / float RMSE) is measured.
+_MIN_COST_ROWS = 5
 #: The cnn_int8 predictions of the re-written final bundle must equal those of the first one (same model bytes).
 _REPRODUCE_ATOL = 0.0
 
-_STAGES = ("load data", "split rows", "PLS baseline", "train CNN", "prune", "int8 conversion", "OOD + intervals",
+_STAGES = ("load data", "split rows", "PLS baseline", "cross-validate CNN", "train CNN", "prune", "int8 conversion",
+           "choose the deployed model", "OOD + intervals",
            "bundle", "evaluate through the edge runtime", "report")
 
 
@@ -404,14 +417,32 @@ def fit_full(
         make_preprocess=make_pre,
     )
 
-    prog.stage("train CNN")
     cand = cfg.preprocessing.cnn
     if cand == "pls_best":
         cand = pls.models[0].candidate
     steps = cfg.preprocessing.candidates[cand]
+    from trainer.augment import augment  # noqa: PLC0415
+    from trainer.champion import choose_model, cnn_cv_rmse, deployable_pls, pls_cv_rmse  # noqa: PLC0415
+    from trainer.models import train_cnn  # noqa: PLC0415
+
+    mode = cfg.selection.model
+    cnn_cv = None
+    if mode == "auto" and not classify:
+        prog.stage("cross-validate CNN")
+        cnn_cv = cnn_cv_rmse(
+            X[tr], Y[tr].astype(np.float64), cv_groups[tr],
+            make_pre=lambda: make_pre(steps),
+            augment_fn=lambda Xa, ya, sd: augment(Xa, ya, aug_cfg, seed=sd),
+            train_fn=lambda Xp, yp, sd: train_cnn(Xp, yp, None, None, config=cnn_cfg, seed=sd).model,
+            predict_fn=_keras_predict,
+            folds=cfg.selection.cnn_cv_folds,
+            seed=cfg.seed,
+            progress=progress,
+        )
+
+    prog.stage("train CNN")
     pre = make_pre(steps).fit(X[tr])
     edge_pipe = pre.to_edge()
-    from trainer.augment import augment  # noqa: PLC0415
 
     y_tr = Y[tr][:, 0] if classify else Y[tr]
     y_sel = Y[sel][:, 0] if classify else Y[sel]
@@ -420,8 +451,6 @@ def fit_full(
     X_sel_pre = pre.transform(X[sel])
     log.info("CNN input: preprocessing %s, %d training spectra (%d after augmentation), input shape %s",
              cand, tr.size, X_aug.shape[0], X_tr_pre.shape[1:])
-    from trainer.models import train_cnn  # noqa: PLC0415
-
     trained = train_cnn(X_tr_pre, y_aug, X_sel_pre, y_sel, config=cnn_cfg, seed=cfg.seed)
     roles = plan.roles()
     role_pre = {role: pre.transform(X[rows]) for role, rows in roles.items()}
@@ -449,26 +478,54 @@ def fit_full(
     rep = X_train_pre[np.sort(rng.choice(X_train_pre.shape[0], n_rep, replace=False))]
     tflite_int8 = convert_int8(model, rep, subprocess=cfg.quantize.subprocess, seed=cfg.seed)
 
-    prog.stage("OOD + intervals")
     from edge.runtime import ModelRuntime  # noqa: PLC0415
-    from trainer.conformal import empirical_coverage, fit_intervals  # noqa: PLC0415
-    from trainer.drift import fit_ood  # noqa: PLC0415
 
-    ood = fit_ood(X_train_pre, cfg.ood.n_components, cfg.ood.variance, cfg.ood.alpha,
-                  max_components=cfg.ood.max_components, groups=cv_groups[tr], seed=cfg.seed)
-    intervals = None
-    if not classify:
-        rt = ModelRuntime(tflite_int8)
-        sel_pred = np.asarray(rt.predict(edge_pipe.transform(X[sel])), dtype=np.float64).reshape(sel.size, -1)
-        intervals = fit_intervals(Y[sel] - sel_pred, cfg.intervals.coverage, target_names=ds.target_names)
-        log.info("conformal half-widths at %.0f%%: %s", 100 * cfg.intervals.coverage,
-                 ", ".join(f"{t} +/-{q:.4g}" for t, q in zip(ds.target_names, intervals.q_hat)))
-
-    # Predictions of PLS and the float CNN on every role.
+    # Predictions of PLS, the float CNN and the int8 CNN (edge preprocessing and LiteRT) on every role.
     preds: dict[tuple[str, str], np.ndarray] = {}
+    rt_cnn = ModelRuntime(tflite_int8)
     for role, rows in roles.items():
         preds[(role, "pls")] = pls.predict(X[rows]).astype(np.float64)
         preds[(role, "cnn_float")] = cnn_predict(model, role_pre[role])
+        out_q = np.asarray(rt_cnn.predict(edge_pipe.transform(X[rows])), dtype=np.float64).reshape(rows.size, -1)
+        preds[(role, "cnn_int8")] = np.argmax(out_q, axis=1)[:, None].astype(np.float64) if classify else out_q
+
+    prog.stage("choose the deployed model")
+    int8_cost = None
+    if not classify and sel.size >= _MIN_COST_ROWS:
+        err_f = np.sqrt(np.mean((preds[("select", "cnn_float")] - Y[sel]) ** 2, axis=0))
+        err_q = np.sqrt(np.mean((preds[("select", "cnn_int8")] - Y[sel]) ** 2, axis=0))
+        int8_cost = np.where(err_f > 0, err_q / np.where(err_f > 0, err_f, 1.0), 1.0)
+    selection = choose_model(
+        ds.target_names, mode=mode, tie_margin=cfg.selection.tie_margin,
+        pls_rmse=None if classify else pls_cv_rmse(pls), cnn_rmse=cnn_cv, int8_cost=int8_cost,
+        folds=cfg.selection.cnn_cv_folds if cnn_cv is not None else 0, classification=classify,
+    )
+    log.info("deployed model: %s (%s)", selection.winner, selection.reason)
+    if selection.winner == "pls":
+        dep = deployable_pls(pls, X[tr], Y[tr].astype(np.float64), candidates=cfg.preprocessing.candidates,
+                             make_pre=make_pre)
+        from trainer.quantize import convert_float  # noqa: PLC0415
+
+        dep_tflite = convert_float(dep.keras_model(), subprocess=cfg.quantize.subprocess)
+        dep_steps = cfg.preprocessing.candidates[dep.candidate]
+        dep_edge_pipe = dep.preprocess.to_edge()
+        dep_train_pre = dep.preprocess.transform(X[tr])
+    else:
+        dep_tflite, dep_steps, dep_edge_pipe, dep_train_pre = tflite_int8, steps, edge_pipe, X_train_pre
+
+    prog.stage("OOD + intervals")
+    from trainer.conformal import empirical_coverage, fit_intervals  # noqa: PLC0415
+    from trainer.drift import fit_ood  # noqa: PLC0415
+
+    ood = fit_ood(dep_train_pre, cfg.ood.n_components, cfg.ood.variance, cfg.ood.alpha,
+                  max_components=cfg.ood.max_components, groups=cv_groups[tr], seed=cfg.seed)
+    intervals = None
+    if not classify:
+        rt = ModelRuntime(dep_tflite)
+        sel_pred = np.asarray(rt.predict(dep_edge_pipe.transform(X[sel])), dtype=np.float64).reshape(sel.size, -1)
+        intervals = fit_intervals(Y[sel] - sel_pred, cfg.intervals.coverage, target_names=ds.target_names)
+        log.info("conformal half-widths at %.0f%%: %s", 100 * cfg.intervals.coverage,
+                 ", ".join(f"{t} +/-{q:.4g}" for t, q in zip(ds.target_names, intervals.q_hat)))
 
     prog.stage("bundle")
     from trainer.bundle import hash_training_data, write_bundle  # noqa: PLC0415
@@ -476,7 +533,7 @@ def fit_full(
     units = dict(cfg.bundle.units)
     targets = _bundle_targets(ds.target_names, units, None if classify else Y[tr].astype(np.float64))
     golden_rows = _golden_rows(Y.astype(np.float64), tr, N_GOLDEN)
-    line_pipe, golden = _line_pipeline(edge_pipe, cfg, ds.wavelengths, ds.axis_unit, X[golden_rows])
+    line_pipe, golden = _line_pipeline(dep_edge_pipe, cfg, ds.wavelengths, ds.axis_unit, X[golden_rows])
     bundle_path = out / f"{cfg.bundle.model_id}.spectrolite"
     for stale in out.glob("*.spectrolite"):
         if stale != bundle_path:
@@ -487,8 +544,8 @@ def fit_full(
         model_version=cfg.bundle.model_version,
         task=cfg.task,
         targets=targets,
-        wavelengths=_model_grid(steps, ds.wavelengths),
-        tflite_bytes=tflite_int8,
+        wavelengths=_model_grid(dep_steps, ds.wavelengths),
+        tflite_bytes=dep_tflite,
         pipeline=line_pipe,
         input_contract=_line_contract(line_pipe, cfg, ds.wavelengths),
         **golden,
@@ -512,7 +569,7 @@ def fit_full(
     for role, rows in roles.items():
         frames, ctx = bundle.frames_from_signal(X[rows], ds.wavelengths)  # as the device sends them
         out_q = np.asarray(bundle.predict_spectra(frames, **ctx), dtype=np.float64).reshape(rows.size, -1)
-        preds[(role, "cnn_int8")] = np.argmax(out_q, axis=1)[:, None].astype(np.float64) if classify else out_q
+        preds[(role, "deployed")] = np.argmax(out_q, axis=1)[:, None].astype(np.float64) if classify else out_q
         ood_scores[role] = bundle_ood.score(bundle.preprocess(frames, **ctx))
 
     evaluations: list[dict[str, Any]] = []
@@ -529,7 +586,7 @@ def fit_full(
         coverage = {"nominal": cfg.intervals.coverage, "calibration_rows": int(sel.size),
                     "half_widths": dict(zip(ds.target_names, bundle.intervals.q_hat.tolist()))}
         for name, rows in plan.tests.items():
-            cov = empirical_coverage(bundle.intervals, Y[rows], preds[(name, "cnn_int8")])
+            cov = empirical_coverage(bundle.intervals, Y[rows], preds[(name, "deployed")])
             coverage[name] = dict(zip(ds.target_names, cov.tolist()))
 
     def _metric(role: str, model_name: str, target: str, key: str) -> float:
@@ -545,10 +602,12 @@ def fit_full(
             a = _metric(name, "pls", t, key)
             b = _metric(name, "cnn_int8", t, key)
             f = _metric(name, "cnn_float", t, key)
+            d = _metric(name, "deployed", t, key)
             comparison.append({"split": name, "target": t, f"pls_{key}": a, f"cnn_int8_{key}": b,
-                               f"cnn_float_{key}": f,
+                               f"cnn_float_{key}": f, f"deployed_{key}": d,
                                "ratio_int8_to_pls": b / a if a else None,
-                               "ratio_int8_to_float": b / f if f else None})
+                               "ratio_int8_to_float": b / f if f else None,
+                               "ratio_deployed_to_pls": d / a if a else None})
     if dense_preds:
         cost: dict[str, dict[str, dict[str, float]]] = {}
         for role, rows in roles.items():
@@ -568,7 +627,7 @@ def fit_full(
         "alarm_rate": {r: {"t2": float(np.mean(s[0] > bundle_ood.t2_limit)),
                            "q": float(np.mean(s[1] > bundle_ood.q_limit))} for r, s in ood_scores.items()},
     }
-    model_bytes = len(tflite_int8)
+    model_bytes = len(dep_tflite)
     metrics: dict[str, Any] = {
         "schema_version": 1,
         "task": cfg.task,
@@ -581,12 +640,17 @@ def fit_full(
         "splits": {r: int(rows.size) for r, rows in roles.items()},
         "evaluations": evaluations,
         "comparison": comparison,
+        "deployed_model": selection.winner,
+        "selection": selection.to_dict(),
+        "deployed_pls": ({"candidate": dep.candidate, "n_components": dict(dep.n_components)}
+                         if selection.winner == "pls" else None),
         "pls_components": pls.components,
         "preprocessing": {"cnn": cand, "pls": pls.candidates,
                           "candidates": {k: [dict(s) for s in v] for k, v in cfg.preprocessing.candidates.items()}},
         "sparsity": sparsity,
         "pruning": pruning_info,
         "model_bytes": model_bytes,
+        "cnn_model_bytes": len(tflite_int8),
         "bundle_bytes": 0,
         "train_seconds": 0.0,
         "cnn_train_seconds": float(trained.train_seconds),

@@ -254,17 +254,37 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
         f"<p class='note'>Config {html.escape(inp.config_source)}; data {html.escape(ds.source)} "
         f"({ds.n_samples} spectra x {ds.n_channels} channels, {ds.wavelengths.min():g}-{ds.wavelengths.max():g} "
         f"{html.escape(ds.axis_unit)}); task {html.escape(str(m.get('task')))}; seed {m.get('seed')}. "
-        "cnn_int8 figures come from the written bundle run by the edge preprocessing and TFLite runtime.</p>"
+        "cnn_int8 figures come from the int8 CNN run by the edge preprocessing and TFLite runtime; deployed "
+        "figures from the written bundle, loaded and run by the edge's own code.</p>"
     )
+    sel = m.get("selection") or {}
+    if sel:
+        parts.append("<h2>Deployed model</h2>")
+        parts.append(
+            f"<p><b>{html.escape(str(m.get('deployed_model', '')).upper())}</b> is deployed: "
+            f"{html.escape(str(sel.get('reason', '')))}.</p><p class='note'>Rule: {html.escape(str(sel.get('rule', '')))}"
+            ".</p>"
+        )
+        cv = sel.get("cv_rmse") or {}
+        if cv:
+            models = list(cv)
+            names = list(next(iter(cv.values())))
+            parts.append(_table(
+                ["target", *[f"CV RMSE {mname}" for mname in models], "int8 cost", "CNN / PLS"],
+                [[t, *[cv[mname].get(t) for mname in models], (sel.get("int8_cost") or {}).get(t),
+                  (sel.get("ratio_cnn_to_pls") or {}).get(t)] for t in names],
+            ))
     parts.append("<h2>Rows</h2>")
     parts.append(_table(["role", "rows"], [[k, v] for k, v in m.get("splits", {}).items()]))
 
     parts.append("<h2>PLS vs CNN on the test rows</h2>")
     comp = m.get("comparison", [])
     parts.append(_table(
-        ["split", "target", f"PLS {key}", f"CNN float {key}", f"CNN int8 {key}", "int8 / PLS", "int8 / float"],
+        ["split", "target", f"PLS {key}", f"CNN float {key}", f"CNN int8 {key}", f"deployed {key}", "int8 / PLS",
+         "int8 / float", "deployed / PLS"],
         [[c["split"], c["target"], c[f"pls_{key}"], c[f"cnn_float_{key}"], c[f"cnn_int8_{key}"],
-          c["ratio_int8_to_pls"], c["ratio_int8_to_float"]] for c in comp],
+          c.get(f"deployed_{key}"), c["ratio_int8_to_pls"], c["ratio_int8_to_float"], c.get("ratio_deployed_to_pls")]
+         for c in comp],
     ))
     parts.append("<p class='note'>PLS: preprocessing " + html.escape(str(m.get("preprocessing", {}).get("pls")))
                  + ", latent variables " + html.escape(str(m.get("pls_components")))

@@ -961,12 +961,14 @@ def transfer_rows_for_run(
         from edge.bundle import load_bundle
 
         bundle = load_bundle(bundle_path)
+        cnn_bundle = bundle.metrics.get("deployed_model", "cnn") == "cnn"
         finetune = None
-        if keras_model is not None:
+        if keras_model is not None and cnn_bundle:
             if int(keras_model.output_shape[-1]) != 1:
                 raise CalibrationError("fine-tuning comparison needs a single-output CNN; pass keras_model=None")
             finetune = _int8_finetuner(keras_model, bundle, Xa[pm], pool_y, finetune_epochs, seed)
-        rows += evaluate_transfer(bundle.predict_spectra, model="cnn_int8", y_pool=pool_y, finetune=finetune, **common)
+        rows += evaluate_transfer(bundle.predict_signal, model="cnn_int8" if cnn_bundle else "pls_bundle", y_pool=pool_y,
+                                  finetune=finetune, **common)
     return rows
 
 
@@ -978,14 +980,14 @@ def _int8_finetuner(
     from trainer.quantize import convert_int8
 
     shape = tuple(int(v) for v in keras_model.input_shape[1:])
-    anchor_pre = bundle.preprocess(X_anchor).reshape((-1, *shape))
+    anchor_pre = bundle.preprocess_signal(X_anchor).reshape((-1, *shape))
 
     def run(Xs: FloatArray, ys: FloatArray, Xm: FloatArray) -> Callable[[FloatArray], npt.ArrayLike]:
         tuned = finetune_cnn(
-            keras_model, bundle.preprocess(Xs).reshape((-1, *shape)), ys, X_anchor_pre=anchor_pre, y_anchor=y_anchor,
+            keras_model, bundle.preprocess_signal(Xs).reshape((-1, *shape)), ys, X_anchor_pre=anchor_pre, y_anchor=y_anchor,
             epochs=epochs, seed=seed,
         )
         runtime = ModelRuntime(convert_int8(tuned, anchor_pre, subprocess=False))
-        return lambda A: runtime.predict(bundle.preprocess(A).reshape((-1, *shape)))
+        return lambda A: runtime.predict(bundle.preprocess_signal(A).reshape((-1, *shape)))
 
     return run

@@ -1,0 +1,69 @@
+"""Tests of trainer.champion: the champion rule, and PLS as a deployable linear map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer.champion import choose_model, deployable_pls
+from trainer.errors import TrainConfigError
+from trainer.pls import fit_pls_baseline
+from trainer.preprocessing import make_pipeline_from_config
+
+NAMES = ("a", "b")
+
+
+def _choose(cnn: list[float], pls: list[float], *, cost: list[float] | None = None, mode: str = "auto") -> str:
+    sel = choose_model(NAMES, mode=mode, tie_margin=0.02, pls_rmse=np.array(pls), cnn_rmse=np.array(cnn),
+                       int8_cost=None if cost is None else np.array(cost), folds=5)
+    return sel.winner
+
+
+def test_cnn_must_win_every_target_and_by_more_than_the_margin() -> None:
+    assert _choose([0.8, 0.9], [1.0, 1.0]) == "cnn"
+    assert _choose([0.8, 1.01], [1.0, 1.0]) == "pls"  # worse on one target
+    assert _choose([0.99, 0.99], [1.0, 1.0]) == "pls"  # a tie: the simpler model
+    assert _choose([0.8, 0.9], [1.0, 1.0], cost=[1.0, 1.2]) == "pls"  # int8 costs it the second target
+
+
+def test_forced_modes_and_classification() -> None:
+    assert _choose([2.0, 2.0], [1.0, 1.0], mode="cnn") == "cnn"
+    assert _choose([0.1, 0.1], [1.0, 1.0], mode="pls") == "pls"
+    sel = choose_model(("c",), mode="auto", tie_margin=0.02, pls_rmse=None, cnn_rmse=None, int8_cost=None, folds=0,
+                       classification=True)
+    assert sel.winner == "cnn" and "classification" in sel.reason
+    with pytest.raises(TrainConfigError, match="expected one of auto, cnn, pls, got 'best'"):
+        _choose([1, 1], [1, 1], mode="best")
+    with pytest.raises(TrainConfigError, match="needs cross-validation scores"):
+        choose_model(NAMES, mode="auto", tie_margin=0.02, pls_rmse=np.ones(2), cnn_rmse=None, int8_cost=None, folds=0)
+
+
+def test_selection_reports_scores_and_reason() -> None:
+    sel = choose_model(NAMES, mode="auto", tie_margin=0.02, pls_rmse=np.array([1.0, 2.0]),
+                       cnn_rmse=np.array([0.5, 1.0]), int8_cost=np.array([1.1, 1.0]), folds=5)
+    d = sel.to_dict()
+    assert d["winner"] == "cnn" and d["folds"] == 5
+    assert d["cv_rmse"]["pls"] == {"a": 1.0, "b": 2.0}
+    assert d["ratio_cnn_to_pls"] == pytest.approx({"a": 0.55, "b": 0.5})
+    assert "geometric mean" in d["reason"] and "simpler model wins a tie" in d["rule"]
+
+
+def test_deployable_pls_is_the_same_linear_model() -> None:
+    rng = np.random.default_rng(0)
+    wl = np.linspace(900.0, 1100.0, 40)
+    bands = np.stack([np.exp(-((wl - c) ** 2) / 200.0) for c in (950.0, 1000.0, 1050.0)])
+    conc = rng.uniform(0, 1, (80, 3))
+    X = conc @ bands + rng.normal(0, 0.01, (80, 1)) + rng.normal(0, 1e-3, (80, 40))
+    Y = conc[:, :2] * 10
+
+    def make(steps):  # noqa: ANN001, ANN202
+        return make_pipeline_from_config([dict(s) for s in steps], wl)
+
+    cands = {"center": [{"op": "center"}], "sg1": [{"op": "savgol", "window": 7, "polyorder": 2, "deriv": 1}]}
+    pls = fit_pls_baseline(X, Y, candidates=cands, groups=np.arange(80), target_names=NAMES, folds=5,
+                           max_components=6, make_preprocess=make)
+    dep = deployable_pls(pls, X, Y, candidates=cands, make_pre=make)
+    if len({m.candidate for m in pls.models}) == 1:
+        np.testing.assert_allclose(dep.predict(X), pls.predict(X), rtol=1e-9, atol=1e-9)
+    keras_out = np.asarray(dep.keras_model()(dep.preprocess.transform(X).astype(np.float32)))
+    np.testing.assert_allclose(keras_out, dep.predict(X), rtol=1e-4, atol=1e-4)

@@ -1,0 +1,273 @@
+"""Which model the bundle carries: the CNN or PLS, chosen by grouped cross-validation on the training rows, and PLS
+made deployable through the same bundle and edge runtime.
+
+The rule (documented in docs/training.md, reported in ``metrics.json`` under ``selection``):
+
+- each candidate is scored per target by its out-of-fold RMSE on the training rows, with the same grouped folds:
+  PLS by the RMSECV of its chosen preprocessing and latent variables (:mod:`trainer.pls`), the CNN by training the
+  configured recipe (preprocessing fitted per fold, augmentation, fixed epochs, no early stopping: the held-out fold
+  is never seen) on each fold's fitting rows;
+- the CNN's figure is multiplied by its int8 cost (int8 RMSE / float RMSE of the final model on the selection rows,
+  when there are any), because the int8 model is what would be deployed;
+- the CNN is deployed only when it is no worse than PLS on every target and better by more than ``tie_margin`` on
+  their geometric mean; otherwise PLS, the simpler model, is deployed. ``--model cnn|pls`` forces a choice (the
+  scores are then still reported when computed).
+
+Classification always deploys the CNN: PLS-DA responses are not class probabilities, so they are not deployed.
+
+A deployed PLS model is its preprocessing (the edge steps, as for the CNN) and one dense layer holding the PLS
+regression coefficients and intercepts, converted to a float32 ``.tflite`` so it runs in the same LiteRT runtime,
+with the same OOD statistics, intervals, drift monitors and golden self-test as a CNN bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from trainer.errors import TrainConfigError
+from trainer.pls import PlsBaseline, flatten_features
+from trainer.splits import grouped_folds
+
+__all__ = ["MODES", "Selection", "DeployablePls", "cnn_cv_rmse", "pls_cv_rmse", "choose_model", "deployable_pls"]
+
+log = logging.getLogger(__name__)
+
+#: ``--model`` choices.
+MODES = ("auto", "cnn", "pls")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The decision and what it rests on (``metrics.json`` ``selection``)."""
+
+    winner: str
+    mode: str
+    rule: str
+    reason: str
+    cv_rmse: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    int8_cost: Mapping[str, float] = field(default_factory=dict)
+    ratio_cnn_to_pls: Mapping[str, float] = field(default_factory=dict)
+    folds: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "winner": self.winner,
+            "mode": self.mode,
+            "rule": self.rule,
+            "reason": self.reason,
+            "cv_rmse": {m: dict(v) for m, v in self.cv_rmse.items()},
+            "int8_cost": dict(self.int8_cost),
+            "ratio_cnn_to_pls": dict(self.ratio_cnn_to_pls),
+            "folds": self.folds,
+        }
+
+
+def rule_text(tie_margin: float) -> str:
+    """The champion rule in one sentence."""
+    return (
+        "out-of-fold RMSE on the training rows (grouped folds), the CNN's times its int8/float cost; the CNN is "
+        f"deployed only if no worse than PLS on every target and better by more than {100 * tie_margin:g} % on "
+        "their geometric mean, otherwise PLS (the simpler model wins a tie)"
+    )
+
+
+def pls_cv_rmse(pls: PlsBaseline) -> np.ndarray:
+    """RMSECV of each target's chosen PLS model (candidate and latent variables), shape (n_targets,)."""
+    out = []
+    for m in pls.models:
+        curve = np.asarray(m.cv_curves[m.candidate], dtype=np.float64)
+        out.append(float(curve[m.n_components - 1]))
+    return np.asarray(out)
+
+
+def cnn_cv_rmse(
+    X: np.ndarray,
+    Y: np.ndarray,
+    groups: np.ndarray,
+    *,
+    make_pre: Callable[[], Any],
+    augment_fn: Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+    train_fn: Callable[[np.ndarray, np.ndarray, int], Any],
+    predict_fn: Callable[[Any, np.ndarray], np.ndarray],
+    folds: int,
+    seed: int,
+    progress: Callable[[str], None] | None = None,
+) -> np.ndarray:
+    """Out-of-fold RMSE per target of the CNN recipe, shape (n_targets,).
+
+    Parameters
+    ----------
+    X, Y : ndarray, shapes (n, n_channels) and (n, n_targets)
+        Training spectra (absorbance) and reference values.
+    groups : ndarray, shape (n,)
+        Rows of a group stay in one fold.
+    make_pre : callable
+        Returns an unfitted preprocessing estimator (``fit(X)``, ``transform(X)``).
+    augment_fn, train_fn, predict_fn : callable
+        ``augment_fn(X, y, seed) -> (X_aug, y_aug)``, ``train_fn(X_pre, y, seed) -> model``,
+        ``predict_fn(model, X_pre) -> (n, n_targets)``.
+    folds, seed : int
+    progress : callable, optional
+        Called with one line per fold.
+    """
+    fold_list = grouped_folds(groups, folds, seed=seed)
+    pred = np.full(Y.shape, np.nan)
+    for i, (fit_idx, held_idx) in enumerate(fold_list):
+        pre = make_pre().fit(X[fit_idx])
+        X_aug, y_aug = augment_fn(X[fit_idx], Y[fit_idx], seed + i)
+        model = train_fn(pre.transform(X_aug), y_aug, seed + i)
+        pred[held_idx] = np.asarray(predict_fn(model, pre.transform(X[held_idx])), dtype=np.float64).reshape(
+            held_idx.size, -1
+        )
+        rmse = np.sqrt(np.nanmean((pred[held_idx] - Y[held_idx]) ** 2, axis=0))
+        msg = f"CNN CV fold {i + 1}/{len(fold_list)}: RMSE " + ", ".join(f"{v:.4g}" for v in rmse)
+        log.info(msg)
+        if progress is not None:
+            progress(msg)
+    return np.sqrt(np.mean((pred - Y) ** 2, axis=0))
+
+
+def choose_model(
+    target_names: Sequence[str],
+    *,
+    mode: str,
+    tie_margin: float,
+    pls_rmse: np.ndarray | None,
+    cnn_rmse: np.ndarray | None,
+    int8_cost: np.ndarray | None,
+    folds: int,
+    classification: bool = False,
+) -> Selection:
+    """Apply the champion rule (module docstring) or a forced ``mode``."""
+    if mode not in MODES:
+        raise TrainConfigError(f"model: expected one of {', '.join(MODES)}, got {mode!r}")
+    names = [str(t) for t in target_names]
+    rule = rule_text(tie_margin)
+    scores: dict[str, dict[str, float]] = {}
+    if pls_rmse is not None:
+        scores["pls"] = dict(zip(names, map(float, pls_rmse)))
+    cost = np.ones(len(names)) if int8_cost is None else np.asarray(int8_cost, dtype=np.float64)
+    ratios: dict[str, float] = {}
+    if cnn_rmse is not None:
+        scores["cnn_float"] = dict(zip(names, map(float, cnn_rmse)))
+        scores["cnn_int8_estimate"] = dict(zip(names, map(float, np.asarray(cnn_rmse) * cost)))
+        if pls_rmse is not None:
+            ratios = dict(zip(names, map(float, np.asarray(cnn_rmse) * cost / np.asarray(pls_rmse))))
+    common = dict(mode=mode, rule=rule, cv_rmse=scores, int8_cost=dict(zip(names, map(float, cost))),
+                  ratio_cnn_to_pls=ratios, folds=folds)
+    if classification:
+        return Selection(winner="cnn", reason="classification: PLS-DA is not deployable; the CNN is deployed", **common)
+    if mode != "auto":
+        return Selection(winner=mode, reason=f"forced by --model {mode}", **common)
+    if not ratios:
+        raise TrainConfigError("model selection needs cross-validation scores of both PLS and the CNN")
+    r = np.asarray(list(ratios.values()))
+    geo = float(np.exp(np.mean(np.log(r))))
+    worst = max(ratios, key=lambda t: ratios[t])
+    if r.max() <= 1.0 and geo < 1.0 - tie_margin:
+        reason = (f"CNN better in cross-validation: CNN/PLS RMSE {geo:.3f} (geometric mean), worst target {worst} "
+                  f"{ratios[worst]:.3f}")
+        return Selection(winner="cnn", reason=reason, **common)
+    if r.max() > 1.0:
+        reason = f"PLS better in cross-validation on {worst}: CNN/PLS RMSE {ratios[worst]:.3f}"
+    else:
+        reason = f"a tie within {100 * tie_margin:g} %: CNN/PLS RMSE {geo:.3f} (geometric mean); the simpler model wins"
+    return Selection(winner="pls", reason=reason, **common)
+
+
+@dataclass(frozen=True)
+class DeployablePls:
+    """PLS as the bundle carries it: fitted preprocessing (trainer pipeline with ``to_edge()``) and one linear map.
+
+    Attributes
+    ----------
+    candidate : str
+        Preprocessing candidate shared by every target.
+    n_components : dict of str to int
+        Latent variables per target.
+    preprocess : object
+        Fitted on the training rows.
+    coef : ndarray, shape (n_features, n_targets)
+        Regression coefficients on the flattened preprocessed spectrum.
+    intercept : ndarray, shape (n_targets,)
+    feature_shape : tuple of int
+        Shape of one preprocessed spectrum.
+    """
+
+    candidate: str
+    n_components: Mapping[str, int]
+    preprocess: Any
+    coef: np.ndarray
+    intercept: np.ndarray
+    feature_shape: tuple[int, ...]
+
+    def predict(self, X_abs: np.ndarray) -> np.ndarray:
+        """Predictions (n, n_targets) in float64, for absorbance spectra."""
+        Xp = flatten_features(self.preprocess.transform(np.asarray(X_abs, dtype=np.float64)))
+        return Xp @ self.coef + self.intercept
+
+    def keras_model(self) -> Any:
+        """One dense layer with the coefficients (after a flatten for stacked inputs)."""
+        import keras  # noqa: PLC0415
+
+        inp = keras.Input(self.feature_shape)
+        x = keras.layers.Flatten()(inp) if len(self.feature_shape) > 1 else inp
+        dense = keras.layers.Dense(self.coef.shape[1], name="pls")
+        model = keras.Model(inp, dense(x), name="pls")
+        dense.set_weights([self.coef.astype(np.float32), self.intercept.astype(np.float32)])
+        return model
+
+
+def deployable_pls(
+    pls: PlsBaseline,
+    X: np.ndarray,
+    Y: np.ndarray,
+    *,
+    candidates: Mapping[str, Sequence[Mapping[str, Any]]],
+    make_pre: Callable[[Sequence[Mapping[str, Any]]], Any],
+) -> DeployablePls:
+    """One preprocessing for all targets and each target's PLS1 on it, as one linear map.
+
+    When the targets chose different candidates, the shared one is the candidate whose RMSECV, relative to each
+    target's best, is smallest on average; each target keeps its own latent variables, chosen on that candidate's
+    cross-validation curve.
+    """
+    from sklearn.cross_decomposition import PLSRegression  # noqa: PLC0415
+
+    models = pls.models
+    chosen = {m.candidate for m in models}
+    if len(chosen) == 1:
+        cand = next(iter(chosen))
+    else:
+        def cost(c: str) -> float:
+            return float(np.mean([np.min(m.cv_curves[c]) / min(np.min(v) for v in m.cv_curves.values())
+                                  for m in models]))
+        cand = min(candidates, key=cost)
+        log.info("deployable PLS: targets chose %s; one preprocessing for all: %s", sorted(chosen), cand)
+    pre = make_pre(candidates[cand]).fit(X)
+    P = pre.transform(X)
+    Xp = flatten_features(P)
+    coefs, intercepts, ks = [], [], {}
+    for j, m in enumerate(models):
+        k = int(np.argmin(m.cv_curves[cand])) + 1 if cand != m.candidate else m.n_components
+        k = min(k, Xp.shape[0] - 1, Xp.shape[1])
+        reg = PLSRegression(n_components=k, scale=False).fit(Xp, Y[:, j])
+        b0 = np.asarray(reg.predict(np.zeros((1, Xp.shape[1]))), dtype=np.float64).reshape(-1)[0]
+        # The fitted model is exactly linear: its coefficients are its responses to unit vectors.
+        c = np.asarray(reg.predict(np.eye(Xp.shape[1])), dtype=np.float64).reshape(-1) - b0
+        coefs.append(c)
+        intercepts.append(b0)
+        ks[m.targets[0]] = k
+    return DeployablePls(
+        candidate=cand,
+        n_components=ks,
+        preprocess=pre,
+        coef=np.stack(coefs, axis=1),
+        intercept=np.asarray(intercepts),
+        feature_shape=tuple(int(s) for s in P.shape[1:]),
+    )
