@@ -64,7 +64,6 @@ __all__ = [
     "DriftConfig",
     "DriftMonitor",
     "TrainingStats",
-    "training_stats_from_manifest",
 ]
 
 
@@ -447,53 +446,6 @@ class TrainingStats:
                 f"expected as many target means and stds as names ({len(self.names)}), "
                 f"got {len(self.mean)} and {len(self.std)}"
             )
-
-
-def _first(mapping: Mapping[str, object], *keys: str) -> object | None:
-    for key in keys:
-        if key in mapping and mapping[key] is not None:
-            return mapping[key]
-    return None
-
-
-def training_stats_from_manifest(manifest: Mapping[str, object]) -> TrainingStats | None:
-    """Training-target statistics recorded in a bundle manifest, or ``None`` when it has none.
-
-    Looks for ``y_mean``/``y_std`` (or ``target_mean``/``target_std``) at the top level or under ``training``,
-    ``train`` or ``metrics``, and target names under ``targets`` (list of names or of ``{"name": ...}``) or
-    ``target_names``.
-    """
-    places: list[Mapping[str, object]] = [manifest]
-    for key in ("training", "train", "metrics", "training_stats"):
-        sub = manifest.get(key)
-        if isinstance(sub, Mapping):
-            places.append(sub)
-    mean = std = None
-    for place in places:
-        mean = _first(place, "y_mean", "target_mean", "targets_mean")
-        std = _first(place, "y_std", "target_std", "targets_std")
-        if mean is not None and std is not None:
-            break
-    if mean is None or std is None:
-        return None
-    try:
-        mean_a = np.atleast_1d(np.asarray(mean, dtype=np.float64))
-        std_a = np.atleast_1d(np.asarray(std, dtype=np.float64))
-    except (TypeError, ValueError):
-        return None
-    names_obj = _first(manifest, "targets", "target_names")
-    names: list[str] = []
-    if isinstance(names_obj, Sequence) and not isinstance(names_obj, str):
-        for item in names_obj:
-            if isinstance(item, Mapping):
-                names.append(str(item.get("name", f"y{len(names)}")))
-            else:
-                names.append(str(item))
-    if len(names) != mean_a.size:
-        names = [f"y{i}" for i in range(mean_a.size)]
-    if mean_a.size != std_a.size:
-        return None
-    return TrainingStats(tuple(names), tuple(float(v) for v in mean_a), tuple(float(v) for v in std_a))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from edge.drift import (
     TrainingStats,
     cusum_step,
     ewma_step,
-    training_stats_from_manifest,
 )
 from edge.errors import ConfigError
 
@@ -201,19 +200,3 @@ def test_warmup_delays_alerts() -> None:
     assert [(e.state, e.seq) for e in events] == [(DriftState.RAISED, 5)]
 
 
-@pytest.mark.parametrize(
-    "manifest, expected",
-    [
-        ({"targets": ["a", "b"], "training": {"y_mean": [1, 2], "y_std": [0.5, 1]}}, (("a", "b"), (1.0, 2.0))),
-        ({"targets": [{"name": "fat", "unit": "%"}], "y_mean": 3.0, "y_std": 1.0}, (("fat",), (3.0,))),
-        ({"y_mean": [1, 2], "y_std": [1, 1]}, (("y0", "y1"), (1.0, 2.0))),
-    ],
-)
-def test_training_stats_from_manifest(manifest: dict, expected: tuple) -> None:
-    stats = training_stats_from_manifest(manifest)
-    assert stats is not None and (stats.names, stats.mean) == expected
-
-
-def test_training_stats_absent() -> None:
-    assert training_stats_from_manifest({"targets": ["a"]}) is None
-    assert training_stats_from_manifest({"y_mean": [1, 2], "y_std": [1]}) is None
