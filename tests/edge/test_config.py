@@ -252,3 +252,75 @@ def test_systemd_unit_runs_the_daemon_and_outwaits_the_flush(repo_root: Path) ->
     assert service["KillSignal"] == "SIGTERM" and service["Restart"] == "always"
     assert float(service["TimeoutStopSec"]) > OutboxConfig().flush_timeout_s
     assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+# ------------------------------------------------------------------------------------- spectro-edge config --validate
+from tests.edge.daemon_harness import DemoBundles, demo_bundles  # noqa: E402,F401 (fixture)
+
+
+def _validate(tmp_path: Path, capsys: pytest.CaptureFixture[str], *, bundle: Path, port_url: str) -> tuple[int, str]:
+    from edge.cli import main
+
+    path = _write(tmp_path, MINIMAL.replace('"loop://"', f'"{port_url}"').replace('"models/model.bundle"',
+                                                                                    f'"{bundle}"'))
+    code = main(["config", "--validate", str(path)])
+    return code, capsys.readouterr().out
+
+
+def test_validate_checks_the_bundle_and_the_serial_device(tmp_path: Path, demo_bundles: DemoBundles,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    master, slave = os.openpty()
+    try:
+        code, out = _validate(tmp_path, capsys, bundle=demo_bundles.v1, port_url=os.ttyname(slave))
+    finally:
+        os.close(master)
+        os.close(slave)
+    lines = out.splitlines()
+    assert code == 0, out
+    assert [line.split()[:2] for line in lines[:3]] == [["OK", "config"], ["OK", "bundle"], ["OK", "serial"]]
+    assert "synthetic-demo 1.0.0" in lines[1] and "self-test PASSED" in lines[1] and "takes counts frames" in lines[1]
+    assert "a character device" in lines[2]
+    assert lines[3].startswith("verdict: OK")
+
+    code, out = _validate(tmp_path, capsys, bundle=demo_bundles.v1, port_url="socket://192.0.2.1:7000")
+    assert code == 0 and "accepted as it is (not opened)" in out
+
+
+@pytest.mark.parametrize(
+    ("problem", "port_url", "fragment"),
+    [
+        ("missing bundle", "loop://", "FAIL  bundle"),
+        ("tampered bundle", "loop://", "FAIL  bundle"),
+        ("no device", "/dev/ttyNOPE-spectrolite", "FAIL  serial  /dev/ttyNOPE-spectrolite: no such device"),
+        ("unknown scheme", "ftp://x", "FAIL  serial  ftp://x: expected a device path or a pyserial URL"),
+        ("spy of no device", "spy:///dev/ttyNOPE-spectrolite", "FAIL  serial"),
+    ],
+)
+def test_validate_fails_with_one_line_per_failed_check(tmp_path: Path, demo_bundles: DemoBundles,
+                                                       capsys: pytest.CaptureFixture[str], problem: str,
+                                                       port_url: str, fragment: str) -> None:
+    bundle = demo_bundles.v1
+    if problem == "missing bundle":
+        bundle = tmp_path / "absent.spectrolite"
+    elif problem == "tampered bundle":
+        data = bytearray(demo_bundles.v1.read_bytes())
+        data[len(data) // 3] ^= 0x01
+        bundle = tmp_path / "tampered.spectrolite"
+        bundle.write_bytes(bytes(data))
+    code, out = _validate(tmp_path, capsys, bundle=bundle, port_url=port_url)
+    assert code == 1, out
+    assert fragment in out
+    assert out.splitlines()[-1].startswith("verdict: FAIL")
+    assert sum(line.startswith("FAIL") for line in out.splitlines()) == 1
+
+
+def test_validate_of_a_broken_configuration_is_one_fail_line(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.cli import main
+
+    path = _write(tmp_path, "[device]\nsite = 3\n")
+    assert main(["config", "--validate", str(path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("FAIL  config") and out[-1].startswith("verdict: FAIL (the configuration does not load")
