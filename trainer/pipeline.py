@@ -314,6 +314,28 @@ def _build_prune_config(cfg: TrainConfig) -> Any:
     return pcfg
 
 
+def _check_rows(cfg: TrainConfig, tr: np.ndarray, sel: np.ndarray, groups: np.ndarray, classify: bool) -> None:
+    """Refuse, before anything trains, a split that leaves too few rows for cross-validation, the OOD model or the
+    intervals (the message gives the numbers)."""
+    from trainer.conformal import min_calibration_rows  # noqa: PLC0415
+
+    problems = []
+    n_groups = int(np.unique(groups[tr]).size)
+    folds = max(cfg.cv.folds, cfg.selection.cnn_cv_folds if cfg.selection.model == "auto" and not classify else 2)
+    if n_groups < folds:
+        problems.append(f"cross-validation with {folds} folds needs at least {folds} groups of training rows, "
+                        f"got {n_groups}")
+    if tr.size < 5:
+        problems.append(f"the OOD model needs at least 5 training rows, got {tr.size}")
+    if not classify:
+        need = min_calibration_rows(cfg.intervals.coverage)
+        if sel.size < need:
+            problems.append(f"intervals at coverage {cfg.intervals.coverage:g} need at least {need} selection rows, "
+                            f"got {sel.size}")
+    if problems:
+        raise TrainConfigError("split: " + "; ".join(problems) + " (nothing was trained)")
+
+
 def _prune(trained: Any, pcfg: Any, cfg: TrainConfig, X_tr: np.ndarray, y_tr: np.ndarray, X_sel: np.ndarray,
            y_sel: np.ndarray) -> tuple[Any, dict[str, Any]]:
     """Magnitude pruning with fine-tuning (:func:`trainer.pruning.prune_model`) when configured.
@@ -323,7 +345,9 @@ def _prune(trained: Any, pcfg: Any, cfg: TrainConfig, X_tr: np.ndarray, y_tr: np
     """
     model = trained.model
     if pcfg is None:
-        return model, {"enabled": False}
+        why = "the [pruning] table is empty" if not cfg.pruning else "target_sparsity is 0 or enabled = false"
+        log.info("pruning off (%s): the CNN is converted dense", why)
+        return model, {"enabled": False, "reason": why}
     from trainer.pruning import prune_model  # noqa: PLC0415
 
     if hasattr(trained, "fine_tune_loss"):
@@ -394,6 +418,8 @@ def fit_full(
     plan = make_split_plan(ds, cfg.split, seed=cfg.seed)
     tr, sel = plan.train_rows, plan.select_rows
     X, Y = ds.X, ds.y
+    cv_groups = group_labels(ds, cfg.cv.group or cfg.split.group)
+    _check_rows(cfg, tr, sel, cv_groups, classify)
 
     from trainer.preprocessing import make_pipeline_from_config  # noqa: PLC0415
 
@@ -403,7 +429,6 @@ def fit_full(
     prog.stage("PLS baseline")
     from trainer.pls import fit_pls_baseline  # noqa: PLC0415
 
-    cv_groups = group_labels(ds, cfg.cv.group or cfg.split.group)
     pls = fit_pls_baseline(
         X[tr], Y[tr],
         candidates=cfg.preprocessing.candidates,

@@ -11,6 +11,7 @@ import pytest
 
 from edge.bundle import check_command, load_bundle
 from trainer.config import load_config
+from trainer.errors import TrainConfigError
 from trainer.pipeline import MODELS, classification_metrics, fit, regression_metrics
 
 N_CHANNELS = 64
@@ -179,3 +180,12 @@ def test_cli_keygen_and_sign_make_a_bundle_the_edge_verifies(fitted: dict[str, A
     capsys.readouterr()
     assert check_command(bundle, tmp_path / "keys" / "spectrolite.pub.pem") == 0
     assert "result: OK" in capsys.readouterr().out
+
+
+def test_a_split_too_small_for_the_intervals_is_refused_before_training(tmp_path: Path) -> None:
+    _write_synthetic(tmp_path / "synthetic.npz")
+    (tmp_path / "train.toml").write_text(CONFIG.replace("coverage = 0.8", "coverage = 0.99"))
+    with pytest.raises(TrainConfigError, match=r"intervals at coverage 0.99 need at least 99 selection rows, got 30 "
+                                                r"\(nothing was trained\)"):
+        fit(load_config(tmp_path / "train.toml"), tmp_path / "out")
+    assert not (tmp_path / "out" / "synthetic-conc.spectrolite").exists()
