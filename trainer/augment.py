@@ -67,7 +67,7 @@ class AugmentConfig:
             raise TrainConfigError(f"augment.n_copies: expected an integer >= 0, got {self.n_copies!r}")
         for name in ("offset_sd_abs", "slope_sd_abs", "scale_sd", "noise_sd_abs", "shift_sd_channels"):
             value = getattr(self, name)
-            if not np.isfinite(value) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
                 raise TrainConfigError(f"augment.{name}: expected a finite number >= 0, got {value!r}")
         if not self.include_original and self.n_copies == 0:
             raise TrainConfigError("augment: include_original=false needs n_copies >= 1, got 0")

@@ -3,10 +3,11 @@ made deployable through the same bundle and edge runtime.
 
 The rule (documented in docs/training.md, reported in ``metrics.json`` under ``selection``):
 
-- each candidate is scored per target by its out-of-fold RMSE on the training rows, with the same grouped folds:
-  PLS by the RMSECV of its chosen preprocessing and latent variables (:mod:`trainer.pls`), the CNN by training the
-  configured recipe (preprocessing fitted per fold, augmentation, fixed epochs, no early stopping: the held-out fold
-  is never seen) on each fold's fitting rows;
+- each candidate is scored per target by its out-of-fold RMSE on the training rows, grouped by the same column:
+  PLS by the RMSECV of its chosen preprocessing and latent variables (:mod:`trainer.pls`, ``[cv] folds``), the CNN
+  by training the configured recipe (preprocessing fitted per fold, augmentation, no selection rows: the held-out
+  fold is never seen, not even for choosing the kept epoch) on each fold's fitting rows (``[selection]
+  cnn_cv_folds``);
 - the CNN's figure is multiplied by its int8 cost (int8 RMSE / float RMSE of the final model on the selection rows,
   when there are any), because the int8 model is what would be deployed;
 - the CNN is deployed only when it is no worse than PLS on every target and better by more than ``tie_margin`` on

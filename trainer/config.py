@@ -545,16 +545,24 @@ class BundleConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> BundleConfig:
         w = "bundle"
         _check_keys(d, w, {"model_id", "model_version", "description", "units"})
+        import re  # noqa: PLC0415
+
+        ident = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # the bundle manifest's rule (docs/bundle.md)
         mid = _get(d, "model_id", w, str, "model")
-        if not mid or not all(c.isalnum() or c in "-_." for c in mid):
-            raise TrainConfigError(f"bundle.model_id: expected letters, digits, '-', '_' or '.', got {mid!r}")
+        version = _get(d, "model_version", w, str, "0.1.0")
+        for key, value in (("model_id", mid), ("model_version", version)):
+            if not ident.match(value):
+                raise TrainConfigError(
+                    f"bundle.{key}: expected 1-64 letters, digits, '.', '_' or '-' starting with a letter or digit, "
+                    f"got {value!r}"
+                )
         units = _table(d, "units", w)
         for k, v in units.items():
             if not isinstance(v, str):
                 raise TrainConfigError(f"bundle.units.{k}: expected a string, got {v!r}")
         return cls(
             model_id=mid,
-            model_version=_get(d, "model_version", w, str, "0.1.0"),
+            model_version=version,
             description=_get(d, "description", w, str, ""),
             units=units,
         )

@@ -345,7 +345,10 @@ def _prune(trained: Any, pcfg: Any, cfg: TrainConfig, X_tr: np.ndarray, y_tr: np
     """
     model = trained.model
     if pcfg is None:
-        why = "the [pruning] table is empty" if not cfg.pruning else "target_sparsity is 0 or enabled = false"
+        p = dict(cfg.pruning)
+        why = ("enabled = false" if p.pop("enabled", True) is False
+               else "the [pruning] table sets nothing (give target_sparsity to prune)" if not p
+               else "target_sparsity is 0")
         log.info("pruning off (%s): the CNN is converted dense", why)
         return model, {"enabled": False, "reason": why}
     from trainer.pruning import prune_model  # noqa: PLC0415

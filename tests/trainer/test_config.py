@@ -105,7 +105,8 @@ def test_tablets_multi_example_has_three_targets_and_the_assay_protocol(repo_roo
         ('[model]', '[intervals]\ncoverage = 1.5\n[model]', "intervals.coverage: expected a number strictly between"),
         ('[model]', '[ood]\nalpha = 0\n[model]', "ood.alpha: expected a number strictly between"),
         ('[model]', '[cv]\nfolds = 1\n[model]', "cv.folds: expected an integer >= 2"),
-        ('[model]', '[bundle]\nmodel_id = "a b"\n[model]', "bundle.model_id: expected letters"),
+        ('[model]', '[bundle]\nmodel_id = "a b"\n[model]', "bundle.model_id: expected 1-64 letters"),
+        ('[model]', '[bundle]\nmodel_version = "1.0 beta"\n[model]', "bundle.model_version: expected 1-64 letters"),
         ('[model]', '[quantize]\nrepresentative = 3\n[model]', "quantize.representative: unknown key"),
     ],
 )
