@@ -3,7 +3,7 @@
 One harness for the demo (``spectro-edge demo``), the benchmarks (``spectro-bench loop``) and the end-to-end tests:
 
 - :func:`ensure_trained` trains a training config with ``spectro-train fit`` in a child process (TensorFlow never
-  enters the caller) and caches the result under a key made of the config's SHA-256;
+  enters the caller) and caches the result under a key made of the config's SHA-256 (and the trainer's sources');
 - :func:`stream_rows` picks the rows a loop streams (a test split of a config, or column selectors on a dataset)
   and writes them as the ``.npz`` that ``spectro-sim --dataset`` reads, with the bundle's targets as ``y`` in the
   bundle's order, so the simulator's ANNOTATION frames carry the reference value of every prediction;
@@ -55,6 +55,7 @@ __all__ = [
     "Stream",
     "Subscriber",
     "TrainedModel",
+    "cache_key",
     "config_digest",
     "daemon_command",
     "default_cache_dir",
@@ -276,6 +277,27 @@ def config_digest(path: Path) -> str:
         raise HarnessError(f"expected a training config at {path}, could not read it: {exc}") from exc
 
 
+def trainer_digest() -> str:
+    """First 8 hex digits of the SHA-256 over the trainer's sources (``trainer/**/*.py``), so that a cached model
+    is retrained when the code that trained it changed (a ``git pull``), not only when its config did."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("trainer")
+    if spec is None or not spec.submodule_search_locations:
+        return "none"
+    h = hashlib.sha256()
+    root = Path(next(iter(spec.submodule_search_locations)))
+    for p in sorted(root.rglob("*.py")):
+        h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:8]
+
+
+def cache_key(config: Path) -> str:
+    """``<config stem>-<config digest>-t<trainer digest>``: the folder name of a config's cached model."""
+    config = Path(config)
+    return f"{config.stem}-{config_digest(config)}-t{trainer_digest()}"
+
+
 @dataclass(frozen=True)
 class TrainedModel:
     """What ``spectro-train fit`` wrote for one config."""
@@ -335,12 +357,13 @@ def train(config: Path, out_dir: Path, *, threads: int | None = None, echo: Call
 
 def ensure_trained(config: Path, cache_dir: Path | None = None, *, rebuild: bool = False, threads: int | None = None,
                    echo: Callable[[str], None] | None = None) -> TrainedModel:
-    """The trained model of ``config``, from ``<cache>/trained/<config stem>-<config digest>/`` or trained there.
+    """The trained model of ``config``, from ``<cache>/trained/<cache_key(config)>/`` or trained there.
 
-    A changed config (any byte) gets a new key, so a cached model always belongs to the config as it is now.
+    A changed config (any byte) or a changed trainer gets a new key, so a cached model always belongs to the config
+    and the trainer as they are now.
     """
     config = Path(config)
-    directory = (cache_dir or default_cache_dir()) / "trained" / f"{config.stem}-{config_digest(config)}"
+    directory = (cache_dir or default_cache_dir()) / "trained" / cache_key(config)
     found = None if rebuild else _trained_in(directory)
     if found is not None:
         return TrainedModel(found[0], found[1], directory, True, None)

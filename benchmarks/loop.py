@@ -112,6 +112,7 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Any, Path, Any, dict
                                          echo=lambda line: log.info("spectro-train: %s", line))
         bundle_path = trained.bundle
         setup.update({"config": str(args.config), "config_sha256_16": harness.config_digest(args.config),
+                      "cache_key": harness.cache_key(args.config),
                       "trained_cached": trained.cached, "train_seconds": trained.train_seconds,
                       "metrics": str(trained.metrics), "test_set": test_name})
     else:

@@ -5,8 +5,9 @@ What runs (every process is started here and stopped here, whatever happens), th
 benchmarks and the tests use (:mod:`benchmarks.harness`):
 
 1. the model: ``spectro-train fit examples/demo.toml`` in a child process (TensorFlow never enters the daemon or
-   this process), cached in ``~/.cache/spectrolite/trained/`` under the SHA-256 of the config, so a second demo
-   starts at once and an edited config trains again (``--bundle`` serves an existing bundle instead);
+   this process), cached in ``~/.cache/spectrolite/trained/`` under the SHA-256 of the config (and of the trainer's
+   sources), so a second demo starts at once and an edited config trains again (``--bundle`` serves an existing
+   bundle instead);
 2. a broker: ``mosquitto`` when it is on PATH (or in /usr/sbin), otherwise the embedded ``amqtt`` broker (an
    install requirement, so no root and no apt are needed), on a free local port;
 3. ``spectro-sim`` on a pty, streaming the config's test rows (the simulator's own synthetic spectra, as raw
@@ -138,8 +139,7 @@ def _bundle(args: argparse.Namespace) -> Path:
 
     if args.bundle:
         return Path(args.bundle)
-    digest = harness.config_digest(args.config)
-    print(f"model: spectro-train fit {args.config} (cache key {digest}) ...", flush=True)
+    print(f"model: spectro-train fit {args.config} (cache key {harness.cache_key(args.config)}) ...", flush=True)
     t0 = time.monotonic()
 
     def echo(line: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.harness import TrainedModel, config_digest, find_mosquitto
+from benchmarks.harness import TrainedModel, cache_key, config_digest, find_mosquitto
 from tests.conftest import DEMO_CONFIG, REPO_ROOT
 
 #: Spectra of the short demo runs.
@@ -51,11 +51,12 @@ def test_demo_trains_its_config_and_reuses_the_model_cached_by_the_config_hash(
     # The session's `spectro-train fit examples/demo.toml` output, placed where the demo's cache key points: the
     # demo must find it there (no second training) and serve it.
     cache = tmp_path / "cache"
-    key = f"{DEMO_CONFIG.stem}-{config_digest(DEMO_CONFIG)}"
+    key = cache_key(DEMO_CONFIG)
+    assert key.startswith(f"demo-{config_digest(DEMO_CONFIG)}-t")
     shutil.copytree(demo_model.directory, cache / "trained" / key)
     proc = _demo("--frames", str(FRAMES), "--rate", "100", env=dict(os.environ, SPECTROLITE_CACHE=str(cache)))
     out = _assert_loop_worked(proc, FRAMES)
-    assert f"spectro-train fit {DEMO_CONFIG} (cache key {config_digest(DEMO_CONFIG)})" in out
+    assert f"spectro-train fit {DEMO_CONFIG} (cache key {key})" in out
     assert f"{cache / 'trained' / key / demo_model.bundle.name} (cached)" in out
 
 
