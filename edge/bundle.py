@@ -157,6 +157,9 @@ _MANIFEST_KEYS: Final[frozenset[str]] = frozenset(
         "members",
     }
 )
+#: Optional manifest fields of format 2: ``output_transform`` {scale, offset} per model output (the model emits
+#: standardised targets; the edge turns them into units in float).
+_OPTIONAL_KEYS_V2: Final[frozenset[str]] = frozenset({"output_transform"})
 _ED25519_SIGNATURE_BYTES: Final[int] = 64
 _ED25519_PUBLIC_BYTES: Final[int] = 32
 
@@ -496,7 +499,7 @@ def validate_manifest(manifest: Any) -> None:
         )
     keys = set(manifest)
     missing = sorted(_MANIFEST_KEYS - keys)
-    unknown = sorted(keys - _MANIFEST_KEYS)
+    unknown = sorted(keys - _MANIFEST_KEYS - (_OPTIONAL_KEYS_V2 if version >= 2 else frozenset()))
     _expect(not missing, f"missing field(s) {', '.join(missing)}")
     _expect(not unknown, f"unknown field(s) {', '.join(unknown)}; expected only {sorted(_MANIFEST_KEYS)}")
 
@@ -570,6 +573,19 @@ def validate_manifest(manifest: Any) -> None:
         contract["frame_signal"] in signals,
         f"expected input_contract.frame_signal in {list(signals)}, got {contract['frame_signal']!r}",
     )
+
+    if "output_transform" in manifest:
+        ot = manifest["output_transform"]
+        _expect(isinstance(ot, dict) and set(ot) == {"scale", "offset"}, "expected output_transform {scale, offset}")
+        n_out = len(targets) if task == "regression" else None
+        _expect(task == "regression", "output_transform is only allowed for regression")
+        for key in ("scale", "offset"):
+            v = ot[key]
+            _expect(
+                isinstance(v, list) and len(v) == n_out and all(_is_number(x) for x in v),
+                f"expected output_transform.{key} to list {n_out} finite numbers (one per target), got {v!r}",
+            )
+        _expect(all(x != 0 for x in ot["scale"]), "expected non-zero output_transform.scale values")
 
     sha = manifest["training_data_sha256"]
     _expect(isinstance(sha, str) and bool(_SHA_RE.match(sha)), f"expected training_data_sha256 as 64 hex digits, got {sha!r}")
@@ -864,7 +880,8 @@ def run_golden(
     BundleError
         ``golden vector i: ...`` naming the first vector, stage and value that is out of tolerance.
     """
-    scale, _ = runtime.output_quantization
+    step = runtime.output_step
+    max_lsb = 0.0
     max_pre = 0.0
     max_out = 0.0
     bitwise = True
@@ -895,10 +912,10 @@ def run_golden(
         if out.shape != want_out.shape:
             raise BundleError(f"golden vector {i}: expected output shape {want_out.shape}, got {out.shape}")
         odiff = np.abs(out.astype(np.float64) - want_out.astype(np.float64))
-        if runtime.is_quantized and scale > 0:
-            limit = tolerance.output_int8_lsb * scale * (1 + 1e-6)
-            obad = np.flatnonzero(~(odiff <= limit))
-            what = f"{tolerance.output_int8_lsb:g} int8 LSB ({limit:.4g})"
+        if step is not None and np.all(step > 0):
+            limits = tolerance.output_int8_lsb * step.reshape(odiff.shape) * (1 + 1e-6)
+            obad = np.flatnonzero(~(odiff <= limits))
+            what = f"{tolerance.output_int8_lsb:g} int8 LSB ({float(limits.flat[obad[0]]) if obad.size else 0.0:.4g})"
         else:
             obound = tolerance.output_float_atol + tolerance.output_float_rtol * np.abs(want_out.astype(np.float64))
             obad = np.flatnonzero(~(odiff <= obound))
@@ -910,12 +927,14 @@ def run_golden(
                 f"(differs by {float(odiff.flat[j]):.4g}, more than {what})"
             )
         max_out = max(max_out, float(odiff.max(initial=0.0)))
+        if step is not None and np.all(step > 0):
+            max_lsb = max(max_lsb, float((odiff / step.reshape(odiff.shape)).max(initial=0.0)))
         bitwise = bitwise and bool(np.array_equal(out, want_out))
     return SelfTestReport(
         n_vectors=golden.count,
         max_preprocessed_abs_diff=max_pre,
         max_output_abs_diff=max_out,
-        max_output_lsb=(max_out / scale) if runtime.is_quantized and scale > 0 else None,
+        max_output_lsb=max_lsb if step is not None and np.all(step > 0) else None,
         bitwise_identical=bitwise,
     )
 
@@ -1291,7 +1310,9 @@ def load_bundle(
 
     pipeline = _build_pipeline(members[PREPROCESSING])
     try:
-        runtime = ModelRuntime(members[MODEL], num_threads=num_threads)
+        ot = manifest.get("output_transform")
+        affine = (ot["scale"], ot["offset"]) if ot is not None else None
+        runtime = ModelRuntime(members[MODEL], num_threads=num_threads, output_affine=affine)
     except Exception as exc:  # noqa: BLE001 - see _TRUST_BOUNDARY (RuntimeLoadError when merely invalid)
         raise BundleError(f"member {MODEL}: cannot be loaded: {exc}") from exc
     ood = _build_ood(members[OOD]) if OOD in members else None

@@ -190,6 +190,7 @@ class ModelRuntime:
         *,
         num_threads: int = 1,
         interpreter_info: InterpreterInfo | None = None,
+        output_affine: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
     ) -> None:
         if not isinstance(model_content, (bytes, bytearray, memoryview)):
             raise RuntimeLoadError(f"expected the model as bytes, got {type(model_content).__name__}")
@@ -225,6 +226,17 @@ class ModelRuntime:
         self._out_q = _tensor_quant(out_det, "output")
         self._input_shape: tuple[int, ...] = in_shape[1:]
         self._output_shape: tuple[int, ...] = out_shape[1:]
+        self._affine: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
+        if output_affine is not None:
+            a = np.asarray(output_affine[0], dtype=np.float64)
+            b = np.asarray(output_affine[1], dtype=np.float64)
+            if a.shape != self._output_shape or b.shape != self._output_shape:
+                raise RuntimeLoadError(
+                    f"expected an output transform of shape {self._output_shape}, got scale {a.shape} and offset {b.shape}"
+                )
+            if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and np.all(a != 0)):
+                raise RuntimeLoadError("expected a finite output transform with non-zero scales")
+            self._affine = (a.astype(np.float32), b.astype(np.float32))
         # Preallocated buffers of the single-sample path.
         self._in_batch1 = np.zeros(in_shape, dtype=self._in_q.dtype)
         self._work = np.zeros(self._input_shape, dtype=np.float64)
@@ -287,6 +299,20 @@ class ModelRuntime:
     def output_quantization(self) -> tuple[float, int]:
         """``(scale, zero_point)`` of the output tensor as read from the model; ``(0.0, 0)`` for float."""
         return (self._out_q.scale, self._out_q.zero_point)
+
+    @property
+    def output_affine(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
+        """``(scale, offset)`` applied in float after dequantisation (target units = output * scale + offset), or
+        None: a model that emits standardised targets keeps its int8 output step small (bundle ``output_transform``)."""
+        return self._affine
+
+    @property
+    def output_step(self) -> npt.NDArray[np.float64] | None:
+        """One int8 output step per output, in the units :meth:`predict` returns; None for a float model."""
+        if not self._out_q.is_quantized:
+            return None
+        step = np.full(self._output_shape, float(self._out_q.scale))
+        return step * np.abs(self._affine[0]) if self._affine is not None else step
 
     @property
     def model_content(self) -> bytes:
@@ -387,15 +413,20 @@ class ModelRuntime:
         Returns
         -------
         ndarray of float32, same shape
-            ``scale * (q - zero_point)``, or a float32 copy for a float model. Always a new array.
+            ``scale * (q - zero_point)``, or a float32 copy for a float model, then ``* a + b`` when the runtime has an
+            :attr:`output_affine` ``(a, b)``. Always a new array.
         """
         arr = np.asarray(q)
         oq = self._out_q
         if not oq.is_quantized:
-            return np.array(arr, dtype=np.float32)
-        out = arr.astype(np.float32)
-        out -= np.float32(oq.zero_point)
-        out *= np.float32(oq.scale)
+            out = np.array(arr, dtype=np.float32)
+        else:
+            out = arr.astype(np.float32)
+            out -= np.float32(oq.zero_point)
+            out *= np.float32(oq.scale)
+        if self._affine is not None:
+            out *= self._affine[0]
+            out += self._affine[1]
         return out
 
     def predict(self, x: npt.ArrayLike) -> npt.NDArray[np.float32]:

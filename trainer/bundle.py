@@ -275,6 +275,7 @@ def write_bundle(
     golden_reference: npt.ArrayLike | None = None,
     golden_wavelengths: npt.ArrayLike | None = None,
     golden_tolerance: Mapping[str, float] | None = None,
+    output_transform: Mapping[str, Sequence[float]] | None = None,
     library_versions: Mapping[str, str] | None = None,
     created_utc: str | None = None,
     private_key_path: str | Path | None = None,
@@ -319,6 +320,9 @@ def write_bundle(
         Wavelength axis of the raw inputs, passed to the pipeline.
     golden_tolerance : dict, optional
         Overrides of :data:`edge.bundle.DEFAULT_GOLDEN_TOLERANCE`.
+    output_transform : dict, optional
+        ``{"scale": [...], "offset": [...]}``, one per output, for a model that emits standardised targets: the
+        edge computes ``output * scale + offset`` in float (manifest ``output_transform``).
     library_versions : dict, optional
         Overrides the recorded library versions (default: :func:`collect_library_versions`).
     created_utc : str, optional
@@ -346,7 +350,8 @@ def write_bundle(
     except EdgeError as exc:
         raise BundleWriteError(f"pipeline: {exc}") from exc
     try:
-        runtime = ModelRuntime(tflite_bytes)
+        affine = (output_transform["scale"], output_transform["offset"]) if output_transform is not None else None
+        runtime = ModelRuntime(tflite_bytes, output_affine=affine)
     except RuntimeLoadError as exc:
         raise BundleWriteError(f"model: {exc}") from exc
 
@@ -425,6 +430,8 @@ def write_bundle(
         "golden": {"count": golden.count, **tolerance},
         "members": {name: {"sha256": sha256_hex(data), "size": len(data)} for name, data in sorted(members.items())},
     }
+    if output_transform is not None:
+        manifest["output_transform"] = {k: [float(v) for v in output_transform[k]] for k in ("scale", "offset")}
     try:
         validate_manifest(manifest)
     except BundleError as exc:

@@ -374,6 +374,30 @@ def _fold_output_scaling(member: Any, y_mean: np.ndarray, y_scale: np.ndarray) -
     out.set_weights([kernel * y_scale[None, :], bias * y_scale + y_mean])
 
 
+def standardised_output_copy(model: Any, y_mean: np.ndarray, y_scale: np.ndarray) -> Any:
+    """A copy of a regression CNN (one member or an averaged ensemble) whose last Dense layer(s) emit standardised
+    targets ``(y - y_mean) / y_scale`` instead of units: the int8 output tensor then spans a few standard deviations
+    around 0 for every target instead of ``[0, max(y)]``, so its rounding step stays far below the model's error.
+    The edge multiplies back in float (bundle ``output_transform``).
+    """
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    heads = [copy.layers[-1]] if isinstance(copy.layers[-1], keras.layers.Dense) else [
+        layer.layers[-1] for layer in copy.layers
+        if isinstance(layer, keras.Model) and isinstance(layer.layers[-1], keras.layers.Dense)
+    ]
+    if not heads:
+        raise ValueError("expected a model ending in a Dense layer (or an average of such members)")
+    mean = np.asarray(y_mean, dtype=np.float64).reshape(-1)
+    scale = np.asarray(y_scale, dtype=np.float64).reshape(-1)
+    for head in heads:
+        kernel, bias = head.get_weights()
+        head.set_weights([(kernel / scale[None, :]).astype(kernel.dtype), ((bias - mean) / scale).astype(bias.dtype)])
+    return copy
+
+
 def average_members(members: list[Any], input_shape: tuple[int, ...], name: str = "ensemble") -> Any:
     """Wrap trained member models into one model whose output is their mean (a single member is returned as is)."""
     import keras

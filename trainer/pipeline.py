@@ -23,7 +23,9 @@ preprocessing and LiteRT runtime.
   deployed/PLS;
 - ``pls_components`` (target -> latent variables), ``preprocessing`` (``cnn`` candidate, ``pls`` candidate per
   target, all ``candidates``), ``sparsity`` (share of zero kernel weights of the CNN), ``pruning``,
-  ``model_bytes`` (the deployed ``.tflite``), ``cnn_model_bytes`` (the int8 CNN), ``bundle_bytes``,
+  ``model_bytes`` (the deployed ``.tflite``), ``cnn_model_bytes`` (the int8 CNN), ``cnn_int8_output_step``
+  (target -> one int8 output step of the CNN in target units; its outputs are standardised targets, turned into
+  units in float by the bundle's ``output_transform``), ``bundle_bytes``,
   ``train_seconds`` (wall time of the whole fit), ``timings_s`` per stage, ``interval_coverage`` (nominal,
   half-widths, and measured coverage of the deployed model per test split and target), ``ood`` (components,
   limits, alarm rates per split), ``splits`` (rows per role).
@@ -504,13 +506,26 @@ def fit_full(
     rng = np.random.default_rng(cfg.seed)
     n_rep = min(cfg.quantize.representative_samples, X_train_pre.shape[0])
     rep = X_train_pre[np.sort(rng.choice(X_train_pre.shape[0], n_rep, replace=False))]
-    tflite_int8 = convert_int8(model, rep, subprocess=cfg.quantize.subprocess, seed=cfg.seed)
+    # Regression: the int8 model emits standardised targets, the edge turns them into units in float.
+    cnn_transform = None
+    to_convert = model
+    if not classify:
+        from trainer.models import standardised_output_copy  # noqa: PLC0415
+
+        to_convert = standardised_output_copy(model, trained.y_mean, trained.y_scale)
+        cnn_transform = {"scale": [float(v) for v in np.reshape(trained.y_scale, -1)],
+                         "offset": [float(v) for v in np.reshape(trained.y_mean, -1)]}
+    tflite_int8 = convert_int8(to_convert, rep, subprocess=cfg.quantize.subprocess, seed=cfg.seed)
 
     from edge.runtime import ModelRuntime  # noqa: PLC0415
 
     # Predictions of PLS, the float CNN and the int8 CNN (edge preprocessing and LiteRT) on every role.
     preds: dict[tuple[str, str], np.ndarray] = {}
-    rt_cnn = ModelRuntime(tflite_int8)
+    rt_cnn = ModelRuntime(tflite_int8, output_affine=None if cnn_transform is None
+                          else (cnn_transform["scale"], cnn_transform["offset"]))
+    output_step = rt_cnn.output_step
+    if output_step is not None and not classify:
+        log.info("int8 output step: %s", ", ".join(f"{t} {v:.3g}" for t, v in zip(ds.target_names, output_step)))
     for role, rows in roles.items():
         preds[(role, "pls")] = pls.predict(X[rows]).astype(np.float64)
         preds[(role, "cnn_float")] = cnn_predict(model, role_pre[role])
@@ -538,8 +553,10 @@ def fit_full(
         dep_steps = cfg.preprocessing.candidates[dep.candidate]
         dep_edge_pipe = dep.preprocess.to_edge()
         dep_train_pre = dep.preprocess.transform(X[tr])
+        dep_transform = None
     else:
         dep_tflite, dep_steps, dep_edge_pipe, dep_train_pre = tflite_int8, steps, edge_pipe, X_train_pre
+        dep_transform = cnn_transform
 
     prog.stage("OOD + intervals")
     from trainer.conformal import empirical_coverage, fit_intervals  # noqa: PLC0415
@@ -549,7 +566,8 @@ def fit_full(
                   max_components=cfg.ood.max_components, groups=cv_groups[tr], seed=cfg.seed)
     intervals = None
     if not classify:
-        rt = ModelRuntime(dep_tflite)
+        rt = ModelRuntime(dep_tflite, output_affine=None if dep_transform is None
+                          else (dep_transform["scale"], dep_transform["offset"]))
         sel_pred = np.asarray(rt.predict(dep_edge_pipe.transform(X[sel])), dtype=np.float64).reshape(sel.size, -1)
         intervals = fit_intervals(Y[sel] - sel_pred, cfg.intervals.coverage, target_names=ds.target_names)
         log.info("conformal half-widths at %.0f%%: %s", 100 * cfg.intervals.coverage,
@@ -575,6 +593,7 @@ def fit_full(
         wavelengths=_model_grid(dep_steps, ds.wavelengths),
         tflite_bytes=dep_tflite,
         pipeline=line_pipe,
+        output_transform=dep_transform,
         input_contract=_line_contract(line_pipe, cfg, ds.wavelengths),
         **golden,
         training_data_sha256=hash_training_data(X[tr], Y[tr]),
@@ -679,6 +698,8 @@ def fit_full(
         "pruning": pruning_info,
         "model_bytes": model_bytes,
         "cnn_model_bytes": len(tflite_int8),
+        "cnn_int8_output_step": (dict(zip(ds.target_names, map(float, output_step)))
+                                 if output_step is not None and not classify else None),
         "bundle_bytes": 0,
         "train_seconds": 0.0,
         "cnn_train_seconds": float(trained.train_seconds),
