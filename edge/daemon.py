@@ -38,10 +38,17 @@ threads when full, never dropping.  The outbox has its own bound and policy (``o
 
 Quality and rejections
 ----------------------
-A spectrum that does not match the bundle's input contract (pixel count, pixel format, wavelength axis), has
-non-finite counts, or lacks the references its pipeline needs is counted (``frames_rejected_<reason>``) and never
-predicted on.  Every other spectrum gets a prediction whose ``quality`` is the most severe of saturated,
+A spectrum that does not match the bundle's input contract (the signal the device announced in its STATUS, counts
+until it does; pixel count, pixel format, wavelength axis), has non-finite counts, or lacks the references its
+pipeline needs is counted (``frames_rejected_<reason>``) and never predicted on.  A signal mismatch is also an
+alert (``signal_mismatch``) of the retained status, and a reload that would introduce one is refused.  Every other spectrum gets a prediction whose ``quality`` is the most severe of saturated,
 stale reference, out of distribution and instrument fault (``ok`` when none applies).
+
+Retained status
+---------------
+:class:`ActiveAlerts` holds the conditions active now (signal mismatch, outbox full, missing or stale reference,
+each drift detector in alert); every change of that set, of the model, of the device's signal or boot id re-publishes
+the retained status, which is built at the moment it is sent (and by the MQTT client at every reconnect).
 
 Shutdown
 --------

@@ -158,7 +158,8 @@ def test_frames_breaking_the_input_contract_are_counted_never_predicted(tmp_path
     stream = offline_stream(3)
     daemon.start()
     try:
-        for frame in (stream["dark"], stream["white"], stream["spectra"][0]):
+        # The device announces itself first (its wavelength axis: the bundle resamples it onto the model's grid).
+        for frame in (stream["status"], stream["dark"], stream["white"], stream["spectra"][0]):
             transport.write(encode(frame))
         wait_for(lambda: len(link.of_kind("prediction")) == 1, "the good spectrum's prediction")
         short = Spectrum(seq=100, timestamp_us=1, integration_time_us=stream["spectra"][1].integration_time_us,
@@ -181,13 +182,14 @@ def test_engine_rejects_missing_references_and_flags_stale_ones(example_bundle: 
     stream = offline_stream(2)
     engine = InferenceEngine(load_bundle(example_bundle), reference_policy=ReferencePolicy(max_age_s=10.0))
     spectrum = stream["spectra"][0]
-    out = engine.process(spectrum, ReferenceSet(), now_s=0.0)
+    wl = stream["status"].wavelengths_nm()  # the device's axis (trainer bundles resample it onto the model's grid)
+    out = engine.process(spectrum, ReferenceSet(), wavelengths_nm=wl, now_s=0.0)
     assert isinstance(out, Rejection) and out.reason is RejectReason.MISSING_REFERENCE
     refs = ReferenceSet()
     for f in (stream["dark"], stream["white"]):
         refs = refs.with_spectrum(ReferenceSpectrum.from_frame(f, captured_at_s=0.0))
-    fresh = engine.process(spectrum, refs, now_s=1.0)
-    stale = engine.process(spectrum, refs, now_s=100.0)
+    fresh = engine.process(spectrum, refs, wavelengths_nm=wl, now_s=1.0)
+    stale = engine.process(spectrum, refs, wavelengths_nm=wl, now_s=100.0)
     assert not isinstance(fresh, Rejection) and not isinstance(stale, Rejection)
     assert fresh.flags == () and [f.value for f in stale.flags] == ["stale_reference"]
     assert fresh.values == stale.values
@@ -195,12 +197,12 @@ def test_engine_rejects_missing_references_and_flags_stale_ones(example_bundle: 
     out = engine.process(spectrum, refs, wavelengths_nm=shifted, now_s=1.0)
     assert isinstance(out, Rejection) and out.reason is RejectReason.INPUT_CONTRACT and "wavelength" in out.detail
     assert not isinstance(engine.process(spectrum, refs, wavelengths_nm=shifted - 50.0, now_s=1.0), Rejection)
-    saturated = engine.process(spectrum.replace(saturated_count=3), refs, now_s=1.0)
+    saturated = engine.process(spectrum.replace(saturated_count=3), refs, wavelengths_nm=wl, now_s=1.0)
     assert not isinstance(saturated, Rejection) and saturated.flags[0].value == "saturated"
     bad_white = Reference(seq=9, timestamp_us=0, integration_time_us=stream["white"].integration_time_us,
                           counts=np.asarray(stream["dark"].counts))
     dark_above = refs.with_spectrum(ReferenceSpectrum.from_frame(bad_white, captured_at_s=0.0))
-    out = engine.process(spectrum, dark_above, now_s=1.0)
+    out = engine.process(spectrum, dark_above, wavelengths_nm=wl, now_s=1.0)
     assert isinstance(out, Rejection) and out.reason is RejectReason.BAD_INPUT and "dark" in out.detail
 
 
