@@ -76,11 +76,11 @@ def check_bundle(config: Any) -> Check:
                  f"{bundle.input_contract.frame_signal} frames; self-test {summary}")
 
 
-def validate_command(path: str, *, show_config: bool = False) -> int:
+def validate_command(path: str, *, show_config: bool = False, check_device: bool = True) -> int:
     """``spectro-edge config --validate PATH``: print one OK/FAIL line per check and the verdict; 0 when all pass.
 
     Checks the configuration (syntax, keys, environment overrides), the bundle it names (exists, loads, self-tests)
-    and the serial device (exists, or is a pyserial URL).
+    and the serial device (exists, or is a pyserial URL; skipped when ``check_device`` is false).
     """
     from edge.config import load_config
 
@@ -95,9 +95,12 @@ def validate_command(path: str, *, show_config: bool = False) -> int:
         checks.append(Check("config", True, f"{path}: device {d.site}/{d.line}/{d.device_id}, broker "
                             f"{config.mqtt.host}:{config.mqtt.port}"))
         checks.append(check_bundle(config))
-        checks.append(check_serial(config.serial.port_url))
+        if check_device:
+            checks.append(check_serial(config.serial.port_url))
     for check in checks:
         print(check.line())
+    if config is not None and not check_device:
+        print(f"{'SKIP':<5} {'serial':<7} {config.serial.port_url}: not checked (--skip-serial)")
     failed = [c.name for c in checks if not c.ok]
     if config is None:
         print("verdict: FAIL (the configuration does not load; bundle and serial device not checked)")
@@ -135,6 +138,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="check PATH (with environment overrides), the bundle it names (loads and self-tests it) and the serial "
         "device; one OK/FAIL line per check, exit code 1 on any FAIL (-v also prints the effective configuration)",
     )
+    config.add_argument(
+        "--skip-serial",
+        action="store_true",
+        help="with --validate: do not check the serial device (a pre-start check of a service whose spectrometer "
+        "may be plugged in later: the daemon waits for it)",
+    )
 
     sub.add_parser(
         "demo",
@@ -168,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.example:
                 sys.stdout.write(edge_config.example_config())
                 return 0
-            return validate_command(args.validate, show_config=args.verbose > 0)
+            return validate_command(args.validate, show_config=args.verbose > 0, check_device=not args.skip_serial)
         if args.command == "demo":
             from edge.demo import main as demo_main
 

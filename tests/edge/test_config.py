@@ -324,3 +324,16 @@ def test_validate_of_a_broken_configuration_is_one_fail_line(tmp_path: Path,
     assert main(["config", "--validate", str(path)]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("FAIL  config") and out[-1].startswith("verdict: FAIL (the configuration does not load")
+
+
+def test_validate_can_leave_the_serial_device_to_the_daemon(tmp_path: Path, demo_bundles: DemoBundles,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A service's pre-start check: the spectrometer may be plugged in after the daemon started (it waits)."""
+    from edge.cli import main
+
+    path = _write(tmp_path, MINIMAL.replace('"loop://"', '"/dev/ttyNOPE-spectrolite"').replace(
+        '"models/model.bundle"', f'"{demo_bundles.v1}"'))
+    assert main(["config", "--validate", str(path), "--skip-serial"]) == 0
+    out = capsys.readouterr().out
+    assert "SKIP  serial  /dev/ttyNOPE-spectrolite: not checked" in out and "FAIL" not in out
+    assert main(["config", "--validate", str(path)]) == 1
