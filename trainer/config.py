@@ -145,13 +145,25 @@ class DataConfig:
     task : str
         ``"regression"`` or ``"classification"``.
     targets_path : Path or None
-        For JCAMP-DX: CSV with a ``file`` column and one column per target.
-    axis_unit : str
-        Unit of the wavelength axis, ``"nm"`` or ``"cm-1"`` (labels plots and the bundle).
+        CSV of reference values joined to the spectra (CSV or JCAMP-DX) on ``join_on``.
+    axis_unit : str or None
+        Unit of the wavelength axis, ``"nm"`` or ``"cm-1"`` (labels plots and the bundle); None takes the unit
+        written in the CSV header cells, else nm.
     min_samples : int
         Fewest rows accepted.
     synthetic : SyntheticConfig or None
         Generated spectra instead of a file (the demo's data).
+    join_on : str or None
+        Column of the spectra and of ``targets_path`` that pairs them; None means ``"sample_id"`` (CSV) or
+        ``"file"`` (JCAMP-DX).
+    delimiter : str
+        CSV field separator: ``"auto"``, ``","``, ``";"`` or ``"\\t"`` (``"tab"`` is accepted for it).
+    decimal : str
+        CSV decimal mark: ``"auto"`` (a comma too when the delimiter is not a comma), ``"."`` or ``","``.
+    exclude : mapping of str to tuple
+        Rows to drop before splitting: per-row column name to the values whose rows go.
+    missing_reference : str
+        Rows without a reference value: ``"error"`` refuses them, ``"drop"`` drops them with a logged count.
     """
 
     path: Path | None
@@ -159,15 +171,20 @@ class DataConfig:
     format: str | None = None
     task: str = "regression"
     targets_path: Path | None = None
-    axis_unit: str = "nm"
+    axis_unit: str | None = None
     min_samples: int = 10
     synthetic: SyntheticConfig | None = None
+    join_on: str | None = None
+    delimiter: str = "auto"
+    decimal: str = "auto"
+    exclude: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    missing_reference: str = "error"
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], base_dir: Path) -> DataConfig:
         w = "data"
         _check_keys(d, w, {"path", "targets", "format", "task", "targets_path", "axis_unit", "min_samples",
-                           "synthetic"})
+                           "synthetic", "join_on", "delimiter", "decimal", "exclude", "missing_reference"})
         if ("path" in d) == ("synthetic" in d):
             raise TrainConfigError(
                 "data: expected exactly one of path (a data file) or synthetic (the simulator's generated spectra), "
@@ -190,12 +207,41 @@ class DataConfig:
         if task == "classification" and len(targets) != 1:
             raise TrainConfigError(f"data.targets: classification expects exactly one target, got {len(targets)}")
         tp = _get(d, "targets_path", w, str, None)
-        unit = _get(d, "axis_unit", w, str, "nm")
-        if unit not in ("nm", "cm-1"):
+        unit = _get(d, "axis_unit", w, str, None)
+        if unit is not None and unit not in ("nm", "cm-1"):
             raise TrainConfigError(f"data.axis_unit: expected 'nm' or 'cm-1', got {unit!r}")
         min_samples = _get(d, "min_samples", w, int, 10)
         if min_samples < 2:
             raise TrainConfigError(f"data.min_samples: expected an integer >= 2, got {min_samples}")
+        join_on = _get(d, "join_on", w, str, None)
+        if join_on is not None and not tp:
+            raise TrainConfigError(
+                f"data.join_on: expected targets_path (the CSV to join) beside it, got {join_on!r} alone"
+            )
+        if join_on is not None and not join_on.strip():
+            raise TrainConfigError("data.join_on: expected a column name, got ''")
+        delimiter = _get(d, "delimiter", w, str, "auto")
+        delimiter = "\t" if delimiter == "tab" else delimiter
+        if delimiter not in ("auto", ",", ";", "\t"):
+            raise TrainConfigError(f"data.delimiter: expected 'auto', ',', ';' or '\\t' (tab), got {delimiter!r}")
+        decimal = _get(d, "decimal", w, str, "auto")
+        if decimal not in ("auto", ".", ","):
+            raise TrainConfigError(f"data.decimal: expected 'auto', '.' or ',', got {decimal!r}")
+        if decimal == "," and delimiter == ",":
+            raise TrainConfigError(
+                "data.decimal: expected delimiter ';' or '\\t' with decimal = ',', got delimiter ','"
+            )
+        exclude: dict[str, tuple[Any, ...]] = {}
+        for col, v in _table(d, "exclude", w).items():
+            values = v if isinstance(v, list) else [v]
+            if not values or not all(isinstance(x, _SELECTOR_VALUE) for x in values):
+                raise TrainConfigError(
+                    f"data.exclude.{col}: expected a string, number, true/false or a non-empty array of them, got {v!r}"
+                )
+            exclude[col] = tuple(values)
+        missing_reference = _get(d, "missing_reference", w, str, "error")
+        if missing_reference not in ("error", "drop"):
+            raise TrainConfigError(f"data.missing_reference: expected 'error' or 'drop', got {missing_reference!r}")
         return cls(
             path=path,
             targets=tuple(targets),
@@ -205,6 +251,11 @@ class DataConfig:
             axis_unit=unit,
             min_samples=min_samples,
             synthetic=synthetic,
+            join_on=join_on,
+            delimiter=delimiter,
+            decimal=decimal,
+            exclude=exclude,
+            missing_reference=missing_reference,
         )
 
 
