@@ -382,7 +382,11 @@ def standardised_output_copy(model: Any, y_mean: np.ndarray, y_scale: np.ndarray
     """
     import keras
 
-    copy = keras.models.clone_model(model)
+    # From the architecture alone: clone_model would also re-compile a compiled model, and the training loss
+    # (a closure) cannot be deserialised.
+    copy = type(model).from_config(model.get_config()) if isinstance(model, keras.Model) else None
+    if copy is None or len(copy.weights) != len(model.weights):
+        raise ValueError(f"expected a functional Keras model, got {type(model).__name__}")
     copy.set_weights(model.get_weights())
     heads = [copy.layers[-1]] if isinstance(copy.layers[-1], keras.layers.Dense) else [
         layer.layers[-1] for layer in copy.layers

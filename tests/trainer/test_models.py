@@ -170,3 +170,25 @@ def test_input_errors(data) -> None:  # type: ignore[no-untyped-def]
         train_cnn(X, y[:, 0], Xs, None, config=TINY, seed=0)
     with pytest.raises(ValueError, match="X_sel rows of shape"):
         train_cnn(X, y[:, 0], Xs[:, :10], ys[:, 0], config=TINY, seed=0)
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_standardised_output_copy_emits_standardised_targets(members: int) -> None:
+    """The int8 conversion's input: the same network, last Dense layer(s) emitting (y - mean) / scale; also for a
+    model compiled with a closure loss (as after pruning), which clone_model could not re-compile."""
+    import keras
+
+    from trainer.models import CNNConfig, standardised_output_copy, train_cnn
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 32))
+    y = np.stack([X[:, :4].sum(1) * 3 + 200, X[:, 4:8].sum(1) + 10], 1)
+    cfg = CNNConfig.from_dict({"filters": [4], "kernel_sizes": [5], "strides": [2], "dense_units": [], "epochs": 2,
+                               "ensemble_size": members})
+    t = train_cnn(X, y, None, None, config=cfg, seed=0)
+    t.model.compile(optimizer="adam", loss=lambda a, b: keras.ops.mean((a - b) ** 2))
+    copy = standardised_output_copy(t.model, t.y_mean, t.y_scale)
+    units = np.asarray(t.model(X.astype(np.float32)), dtype=np.float64)
+    std = np.asarray(copy(X.astype(np.float32)), dtype=np.float64)
+    np.testing.assert_allclose(std * t.y_scale + t.y_mean, units, rtol=0, atol=1e-3)
+    assert np.abs(std.mean(axis=0)).max() < 1.0  # standardised, not units
