@@ -120,3 +120,16 @@ def test_every_counter_and_gauge_a_running_daemon_publishes_is_documented(
     assert any(n.startswith("mqtt_") for n in metrics["gauges"]) and any(n.startswith("drift_") for n in
                                                                           metrics["gauges"])
     assert metrics["drift_active"] == [a[len("drift:"):] for a in daemon.alerts.names() if a.startswith("drift:")]
+
+
+def test_every_documented_payload_example_has_only_schema_fields() -> None:
+    import json
+
+    from edge.messages import validate
+
+    blocks = re.findall(r"```json\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)
+    examples = [json.loads(b) for b in blocks]
+    payloads = [e for e in examples if "kind" in e]  # command bodies and envelopes have no kind
+    for payload in payloads:
+        validate(payload, strict=True)
+    assert {p["kind"] for p in payloads} == set(SCHEMAS)
