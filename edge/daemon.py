@@ -685,8 +685,7 @@ class Daemon:
                      boot_id)
         self.device_status = status
         self.device_signal, self.device_boot_id = signal_now, boot_id
-        self._check_signal()
-        if changed:
+        if not self._check_signal() and changed:
             self._publish_status()  # the device's signal and boot id are part of the retained status
         try:
             wl = status.wavelengths_nm()
@@ -827,8 +826,9 @@ class Daemon:
         else:
             self._publish_prediction(outcome, latency_ns, None)
 
-    def _check_signal(self) -> None:
-        """Raise or clear ``signal_mismatch`` for the bundle in service and what the device sends (inference thread).
+    def _check_signal(self) -> bool:
+        """Raise or clear ``signal_mismatch`` for the bundle in service and what the device sends (inference thread);
+        return whether that published the status.
 
         While raised, every spectrum is rejected (``frames_rejected_signal_mismatch``) by the engine itself; the
         mismatch is the status's ``last_error`` until it is resolved.
@@ -845,12 +845,13 @@ class Daemon:
         elif previous is not None and self.last_error == previous:
             self.last_error = None
         if not self.alerts.set("signal_mismatch", error is not None) and error == previous:
-            return
+            return False
         self.counters.incr("signal_mismatch_raised" if error is not None and previous is None else
                            "signal_mismatch_cleared" if error is None else "signal_mismatch_changed")
         if error is None:
             log.info("signal mismatch resolved: the device sends %s, the bundle takes it", self.device_signal)
         self._publish_status()
+        return True
 
     def _request_missing_references(self) -> None:
         """Ask the device for the references it has not sent (at most every REFERENCE_REQUEST_INTERVAL_S)."""
