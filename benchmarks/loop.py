@@ -73,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=0, help="spectra to stream (default: every selected row once)")
     parser.add_argument("--rate", type=float, default=100.0, help="spectra per second (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="simulator seed (its detector noise)")
+    parser.add_argument("--signal", choices=("auto", "counts", "absorbance", "reflectance"), default="auto",
+                        help="what the simulator's SPECTRUM frames carry (spectro-sim --signal; default auto: what "
+                             "the bundle expects); a signal the bundle does not take is refused before streaming")
     parser.add_argument("--averages", type=int, default=1,
                         help="scans the simulator averages per spectrum (spectro-sim --averages; default 1)")
     parser.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto",
@@ -136,9 +139,11 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Any, Path, Any, dict
     sel = ", ".join(f"{k} == {v!r}" for k, v in selectors.items()) or "all rows"
     stream = harness.stream_rows(work / "stream.npz", data, rows, [t.name for t in bundle.targets],
                                  f"{source}, {sel} ({rows.size} rows)")
-    harness.check_contract(bundle, stream)
+    sends = bundle.input_contract.frame_signal if args.signal == "auto" else args.signal
+    harness.check_contract(bundle, stream, sends=sends)
     setup.update({"bundle": str(bundle_path), "model_id": bundle.model_id, "model_version": bundle.model_version,
-                  "frame_signal": bundle.input_contract.frame_signal, "rows": stream.description,
+                  "frame_signal": bundle.input_contract.frame_signal, "simulator_signal": sends,
+                  "rows": stream.description,
                   "selectors": selectors, "n_rows": int(rows.size)})
     return bundle, Path(bundle_path), stream, setup
 
@@ -155,25 +160,27 @@ def _offline(bundle: Any, stream: Any) -> dict[str, Any]:
     return {"pred": pred, "ood_flags": flags}
 
 
-def _replay(bundle: Any, stream: Any, *, seed: int, averages: int, frames: int) -> dict[int, np.ndarray]:
+def _replay(bundle: Any, stream: Any, *, seed: int, averages: int, frames: int,
+            signal: str = "counts") -> dict[int, np.ndarray]:
     """seq -> the bundle's offline prediction of the very frames the simulator sent.
 
     :class:`firmware_bridge.simulator.VirtualSpectrometer` is deterministic for a given config (the daemon sends
     nothing to a device that announces itself and streams), so its first session is rebuilt here frame for frame:
     the status, dark and white frames, then ``frames`` spectra.
     """
-    from firmware_bridge.frames import Dark, Reference, Status
+    from firmware_bridge.frames import Dark, Reference, SignalKind, Status
     from firmware_bridge.simulator import SimulatorConfig, VirtualSpectrometer
 
     dev = VirtualSpectrometer.from_config(SimulatorConfig(dataset_path=str(stream.path), seed=seed,
-                                                          averages=averages))
+                                                          averages=averages, signal=SignalKind[signal.upper()]))
     start = dev.session_start()
     status = next(f for f in start if isinstance(f, Status))
-    dark = np.asarray(next(f for f in start if isinstance(f, Dark)).counts, dtype=np.float64)
-    white = np.asarray(next(f for f in start if isinstance(f, Reference)).counts, dtype=np.float64)
+    ctx: dict[str, np.ndarray] = {}
+    if signal == "counts":
+        ctx["dark"] = np.asarray(next(f for f in start if isinstance(f, Dark)).counts, dtype=np.float64)
+        ctx["reference"] = np.asarray(next(f for f in start if isinstance(f, Reference)).counts, dtype=np.float64)
     spectra = [dev.stream_next()[0] for _ in range(frames)]
     counts = np.stack([np.asarray(s.counts, dtype=np.float64) for s in spectra])
-    ctx = {"dark": dark, "reference": white} if bundle.input_contract.frame_signal == "counts" else {}
     pred = np.asarray(bundle.predict_spectra(counts, wavelengths=status.wavelengths_nm(), **ctx),
                       dtype=np.float64).reshape(frames, -1)
     return {int(s.seq): pred[i] for i, s in enumerate(spectra)}
@@ -191,7 +198,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         frames = int(args.frames) if args.frames > 0 else int(stream.y.shape[0])
         offline = _offline(bundle, stream)
         try:
-            offline["replay"] = _replay(bundle, stream, seed=args.seed, averages=args.averages, frames=frames)
+            offline["replay"] = _replay(bundle, stream, seed=args.seed, averages=args.averages, frames=frames,
+                                        signal=setup["simulator_signal"])
         except Exception as exc:  # noqa: BLE001 - a diagnostic figure: its failure is reported, not fatal
             log.warning("could not replay the simulator's frames offline: %s: %s", type(exc).__name__, exc)
             offline["replay"] = {}
@@ -203,7 +211,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 sim_cmd = harness.simulator_command(work / "run" / "spectrometer", count=frames, rate_hz=args.rate,
                                                     dataset=stream.path, seed=args.seed,
-                                                    extra=["--averages", str(args.averages)])
+                                                    extra=["--averages", str(args.averages),
+                                                           "--signal", setup["simulator_signal"]])
                 print(f"streaming {frames} spectra at {args.rate:g}/s: {stream.description}", flush=True)
                 run = harness.run_loop(procs, broker, sub, bundle=bundle_path, sim_cmd=sim_cmd, workdir=work / "run",
                                        frames=frames, rate_hz=args.rate)
@@ -311,7 +320,8 @@ def render(result: dict[str, Any]) -> str:
 
     s = result["setup"]
     summary = [
-        ["bundle", f"{s['model_id']} {s['model_version']} ({s['frame_signal']} frames)"],
+        ["bundle", f"{s['model_id']} {s['model_version']} (takes {s['frame_signal']} frames; the simulator sends "
+                   f"{s['simulator_signal']})"],
         ["rows", s["rows"]],
         ["loop", f"spectro-sim (pty, {s['simulator_averages']} scan(s) averaged) -> spectro-edge run -> {s['broker']} "
                  f"-> subscriber, {s['rate_hz']:g} spectra/s"],

@@ -106,3 +106,11 @@ def test_loop_takes_the_rows_of_a_configs_test_set() -> None:
     tablets = load_training_config(DEMO_CONFIG.parent / "tablets_assay.toml")
     assert selectors_of_test_set(tablets) == ("test_inst1", {"split": "calibrate", "instrument": 1})
     assert selectors_of_test_set(tablets, "test_inst2")[1] == {"split": "calibrate", "instrument": 2}
+
+
+def test_loop_refuses_a_signal_the_bundle_does_not_take(tmp_path: Path, demo_bundle: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["loop", "--bundle", str(demo_bundle), "--dataset", str(_synthetic_npz(tmp_path / "syn.npz")),
+               "--select", "split=test", "--signal", "absorbance"])
+    assert rc == EXIT_REFUSED
+    assert "expects counts frames, got a simulator sending absorbance" in capsys.readouterr().err
