@@ -287,6 +287,14 @@ def _score(run: Any, bundle: Any, stream: Any, offline: dict[str, Any], setup: d
         "_points": {"loop_pred": pred, "loop_ref": ref, "offline_pred": off_pred, "offline_ref": off_ref,
                     "names": names},
     }
+    if n_pred < sent or run.daemon_exit_code not in (0, None):
+        # Something was lost or the daemon failed: keep its last words with the figures.
+        try:
+            result["daemon_log_tail"] = (run.workdir / "daemon.log").read_text(errors="replace")[-3000:]
+        except OSError:
+            result["daemon_log_tail"] = None
+        log.warning("%d of %d spectra got no prediction (daemon exit code %s); daemon log tail:\n%s", sent - n_pred,
+                    sent, run.daemon_exit_code, result["daemon_log_tail"])
     worst = max((r for r in ratio.values() if r is not None), default=None)
     result["goals"] = {
         "rmsep_ratio_max": GOAL_RMSEP_RATIO_MAX, "lost_max": GOAL_LOST, "ood_alarm_rate_max": GOAL_OOD_ALARM_RATE_MAX,
