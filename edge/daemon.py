@@ -61,6 +61,7 @@ start.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import logging
 import math
@@ -157,6 +158,10 @@ REQUEST_INTERVAL_S = 5.0
 REFERENCE_REQUEST_INTERVAL_S = 1.0
 #: Seconds after start without a STATUS frame before the daemon greets the device (HELLO).
 HELLO_AFTER_S = 2.0
+#: How long spectra wait for the device's STATUS when the bundle needs the device's wavelength axis (a pipeline that
+#: resamples it), seconds.  A device announces itself when a host opens the port, but not to a daemon restarted
+#: while the port stayed open: the daemon then greets it at once and predicts the waiting spectra when it answers.
+STATUS_WAIT_S = 5.0
 
 
 # ---------------------------------------------------------------------------------------------- small values
@@ -401,6 +406,8 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._last_seq: int | None = None
         self._held: tuple[Prediction, float, int] | None = None  # prediction, held since (monotonic s), latency ns
+        self._parked: collections.deque[_Received] = collections.deque()  # spectra waiting for the device's STATUS
+        self._parked_since = 0.0
         self._annotations: dict[int, tuple[float, ...]] = {}
         self._capture: _Capture | None = None
         self._command_id = 0
@@ -644,6 +651,8 @@ class Daemon:
                 self._start_capture(order)
             if self._capture is not None:
                 self._check_capture_deadline()
+            if self._parked and time.monotonic() - self._parked_since > STATUS_WAIT_S:
+                self._release_parked("no STATUS from the device")
             item = self.frames.get(INFERENCE_POLL_S)
             if item is None:
                 self._release_held(force=False)
@@ -655,6 +664,7 @@ class Daemon:
             except (EdgeError, ValueError, ArithmeticError) as exc:  # data never kills the daemon
                 self.counters.incr("frames_errors")
                 log.warning("frame %s could not be processed: %s", type(item.frame).__name__, exc)
+        self._release_parked("stopping")
         self._release_held(force=True)
 
     def _handle(self, item: _Received) -> None:
@@ -662,7 +672,10 @@ class Daemon:
         if isinstance(frame, (Dark, Reference)):
             self._on_reference(frame)
         elif isinstance(frame, Spectrum):
-            self._on_spectrum(frame, item.received_ns)
+            if self.device_status is None and self.engine.needs_device_axis:
+                self._park(item)
+            else:
+                self._on_spectrum(frame, item.received_ns)
         elif isinstance(frame, Annotation):
             self._on_annotation(frame)
         elif isinstance(frame, Status):
@@ -675,6 +688,32 @@ class Daemon:
             self.counters.incr("device_acks")
         else:
             self.counters.incr("frames_ignored")
+
+    def _park(self, item: _Received) -> None:
+        """Keep a spectrum until the device's STATUS gives its wavelength axis (at most ``queues.frames_max`` of
+        them, at most :data:`STATUS_WAIT_S`); greet the device so that it answers now."""
+        if not self._parked:
+            self._parked_since = time.monotonic()
+            log.info("spectra wait for the device's STATUS (the bundle needs its wavelength axis); greeting it")
+            if time.monotonic() - self._last_hello > REFERENCE_REQUEST_INTERVAL_S:
+                self._last_hello = time.monotonic()
+                self._send_device(Hello(nonce=int(self.clock()) & 0xFFFFFFFF))
+        self._parked.append(item)
+        self.counters.incr("spectra_waited_for_status")
+        if len(self._parked) > int(self.config.queues.frames_max):
+            old = self._parked.popleft()
+            self._on_spectrum(old.frame, old.received_ns)  # rejected (no axis) and counted, never silently lost
+
+    def _release_parked(self, why: str) -> None:
+        """Predict on the spectra that waited for the device's STATUS (rejected, and counted, if none came)."""
+        if not self._parked:
+            return
+        if self.device_status is None:
+            log.warning("%d spectra waited %.1f s for the device's STATUS in vain (%s)", len(self._parked),
+                        time.monotonic() - self._parked_since, why)
+        while self._parked:
+            item = self._parked.popleft()
+            self._on_spectrum(item.frame, item.received_ns)
 
     def _on_status(self, status: Status) -> None:
         signal_now = status_signal(status)
@@ -705,6 +744,7 @@ class Daemon:
             self.device_signal,
             self.device_boot_id,
         )
+        self._release_parked("STATUS received")
 
     def _on_reference(self, frame: Dark | Reference) -> None:
         kind = ReferenceKind.DARK if isinstance(frame, Dark) else ReferenceKind.WHITE

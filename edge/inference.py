@@ -258,6 +258,12 @@ class InferenceEngine:
         self._axis: npt.NDArray[np.float64] | None = None
         self._axis_error: str | None = None
 
+    @property
+    def needs_device_axis(self) -> bool:
+        """Whether spectra can only be predicted on with the device's wavelength axis (the pipeline resamples it
+        onto the model's grid); the daemon has it from the device's STATUS frame."""
+        return self._resamples
+
     # ------------------------------------------------------------------------------------------- checks
     def signal_mismatch(self, frame_signal: str, device: str = "") -> str | None:
         """Why frames carrying ``frame_signal`` (``counts``, ``absorbance``, ...) cannot be predicted on by this

@@ -116,13 +116,14 @@ def _reload(daemon: Daemon, link: RecordingLink, path: Path, request_id: str) ->
 
 class _PtyDevice:
     """The device end of a real pty pair, written by the test frame by frame (what the device announces is the
-    test's choice); whatever the daemon sends to the device is read and discarded."""
+    test's choice); whatever the daemon sends to the device is read and decoded into :attr:`received`."""
 
     def __init__(self) -> None:
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
         tty.setraw(self.master)
         self.path = os.ttyname(self.slave)
+        self.received: list[Any] = []
         self._stop = threading.Event()
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
@@ -130,11 +131,14 @@ class _PtyDevice:
     def _drain(self) -> None:
         import select
 
+        from firmware_bridge.codec import FrameDecoder
+
+        decoder = FrameDecoder()
         while not self._stop.is_set():
             ready, _, _ = select.select([self.master], [], [], 0.1)
             if ready:
                 try:
-                    os.read(self.master, 4096)
+                    self.received.extend(decoder.feed(os.read(self.master, 4096)))
                 except OSError:
                     return
 
