@@ -2,7 +2,8 @@
 
 The PCA comes from numpy's SVD of the centred training matrix. The limits are empirical quantiles of out-of-fold
 T2 and Q (each row scored by a PCA fitted without its fold), so they hold their false-alarm rate on spectra the
-model was not fitted on. For small training sets the analytic limits remain: the Hotelling T2 limit is the
+model was not fitted on; each is set at ``alpha / 2``, so the OOD flag (either over its limit) alarms on at most
+``alpha`` of in-distribution spectra. For small training sets the analytic limits remain: the Hotelling T2 limit is the
 F-distribution limit for a new observation,
 ``T2_lim = k (n - 1) (n + 1) / (n (n - k)) * F(1 - alpha; k, n - k)``; the Q limit is Jackson and Mudholkar's
 (1979) approximation from the residual eigenvalues ``theta_i = sum_{j > k} lambda_j ** i``. Quantiles come from
@@ -152,7 +153,7 @@ def fit_ood(
     variance : float
         Explained-variance share used when ``n_components`` is None.
     alpha : float
-        False-alarm rate of both limits.
+        False-alarm rate of the OOD flag (T2 or Q over its limit): each limit is set at ``alpha / 2``.
     max_components : int
         Cap on the number of components.
     groups : ndarray, shape (n,), optional
@@ -194,10 +195,13 @@ def fit_ood(
                 f"ood.n_components: expected at most {limit_k} components for {n} spectra, got {n_components}"
             )
         k = n_components
-    t2_lim, q_lim = t2_limit(n, k, alpha), q_limit(eig[k:], alpha)
+    # A spectrum is flagged when either statistic exceeds its limit: each gets alpha / 2 (Bonferroni), so the flag's
+    # false-alarm rate is at most alpha.
+    a_each = alpha / 2.0
+    t2_lim, q_lim = t2_limit(n, k, a_each), q_limit(eig[k:], a_each)
     if n >= MIN_OOF_ROWS:
         t2_oof, q_oof = out_of_fold_scores(Xf, k, groups=groups, seed=seed)
-        t2_lim, q_lim = empirical_limit(t2_oof, alpha), empirical_limit(q_oof, alpha)
+        t2_lim, q_lim = empirical_limit(t2_oof, a_each), empirical_limit(q_oof, a_each)
     else:
         log.warning("OOD model: %d training spectra, fewer than %d: analytic limits (they alarm above alpha on new "
                     "spectra)", n, MIN_OOF_ROWS)

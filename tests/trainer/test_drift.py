@@ -81,3 +81,21 @@ def test_bad_inputs() -> None:
         fit_ood(X)
     with pytest.raises(CalibrationError, match="ood.n_components: expected at most"):
         fit_ood(_latent_spectra(30, 8), n_components=40)
+
+
+def test_out_of_fold_limits_hold_the_flag_rate_with_few_rows_and_many_channels() -> None:
+    """60 rows, 200 noisy channels: the out-of-fold limits (alpha / 2 each) keep the OOD flag (T2 or Q) near alpha
+    on new in-distribution spectra, and a new absorber still raises it."""
+
+    def spectra(n: int, seed: int, band: float = 0.0) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        axis = np.linspace(0, 1, 200)
+        basis = np.stack([np.exp(-((axis - c) ** 2) / 0.005) for c in (0.2, 0.4, 0.6, 0.8)])
+        X = rng.normal(size=(n, 4)) @ basis + rng.normal(0, 0.05, size=(n, 200))
+        return X + band * np.exp(-((axis - 0.5) ** 2) / 0.002)
+
+    m = fit_ood(spectra(60, 10), n_components=4, alpha=0.01)
+    t2, q = m.score(spectra(4000, 11))
+    assert np.mean((t2 > m.t2_limit) | (q > m.q_limit)) < MAX_FALSE_ALARM
+    t2, q = m.score(spectra(50, 12, band=0.5))
+    assert np.mean((t2 > m.t2_limit) | (q > m.q_limit)) > 0.9
