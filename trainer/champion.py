@@ -140,6 +140,7 @@ def choose_model(
     tie_margin: float,
     pls_rmse: np.ndarray | None,
     cnn_rmse: np.ndarray | None,
+    pls_tuned_rmse: np.ndarray | None = None,
     int8_cost: np.ndarray | None,
     folds: int,
     classification: bool = False,
@@ -152,6 +153,8 @@ def choose_model(
     scores: dict[str, dict[str, float]] = {}
     if pls_rmse is not None:
         scores["pls"] = dict(zip(names, map(float, pls_rmse)))
+    if pls_tuned_rmse is not None:
+        scores["pls_per_target_preprocessing"] = dict(zip(names, map(float, pls_tuned_rmse)))
     cost = np.ones(len(names)) if int8_cost is None else np.asarray(int8_cost, dtype=np.float64)
     ratios: dict[str, float] = {}
     if cnn_rmse is not None:
@@ -198,6 +201,9 @@ class DeployablePls:
     intercept : ndarray, shape (n_targets,)
     feature_shape : tuple of int
         Shape of one preprocessed spectrum.
+    cv_rmse : ndarray, shape (n_targets,)
+        Cross-validated RMSE of this deployable model per target (its candidate's curve at its latent variables):
+        what the champion rule compares the CNN with.
     """
 
     candidate: str
@@ -206,6 +212,7 @@ class DeployablePls:
     coef: np.ndarray
     intercept: np.ndarray
     feature_shape: tuple[int, ...]
+    cv_rmse: np.ndarray
 
     def predict(self, X_abs: np.ndarray) -> np.ndarray:
         """Predictions (n, n_targets) in float64, for absorbance spectra."""
@@ -236,7 +243,8 @@ def deployable_pls(
 
     When the targets chose different candidates, the shared one is the candidate whose RMSECV, relative to each
     target's best, is smallest on average; each target keeps its own latent variables, chosen on that candidate's
-    cross-validation curve.
+    cross-validation curve. The champion rule compares the CNN with this model (``cv_rmse``), the one that would
+    be deployed, not with the per-target tuned PLS baseline.
     """
     from sklearn.cross_decomposition import PLSRegression  # noqa: PLC0415
 
@@ -253,9 +261,10 @@ def deployable_pls(
     pre = make_pre(candidates[cand]).fit(X)
     P = pre.transform(X)
     Xp = flatten_features(P)
-    coefs, intercepts, ks = [], [], {}
+    coefs, intercepts, ks, cv = [], [], {}, []
     for j, m in enumerate(models):
         k = int(np.argmin(m.cv_curves[cand])) + 1 if cand != m.candidate else m.n_components
+        cv.append(float(np.asarray(m.cv_curves[cand])[k - 1]))
         k = min(k, Xp.shape[0] - 1, Xp.shape[1])
         reg = PLSRegression(n_components=k, scale=False).fit(Xp, Y[:, j])
         b0 = np.asarray(reg.predict(np.zeros((1, Xp.shape[1]))), dtype=np.float64).reshape(-1)[0]
@@ -271,4 +280,5 @@ def deployable_pls(
         coef=np.stack(coefs, axis=1),
         intercept=np.asarray(intercepts),
         feature_shape=tuple(int(s) for s in P.shape[1:]),
+        cv_rmse=np.asarray(cv),
     )

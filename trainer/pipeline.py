@@ -193,8 +193,40 @@ def _bundle_targets(names: Sequence[str], units: Mapping[str, str], y_train: np.
     return out
 
 
+#: Largest absorbance a counts -> absorbance conversion is asked to produce: 10 decades of attenuation, far beyond
+#: any spectrometer's dynamic range. Training spectra above it are not absorbance.
+_MAX_ABSORBANCE = 10.0
+#: Default floor of the counts ratio (absorbance at most 6); lowered to cover the training spectra.
+_MIN_RATIO = 1e-6
+
+
+def _check_signal(cfg: TrainConfig, X: np.ndarray, source: str) -> float:
+    """The counts conversion's ratio floor for these training spectra; refuses spectra a counts -> ``quantity``
+    conversion cannot produce (they are another quantity: set ``[instrument] signal`` to what the device sends)."""
+    if cfg.instrument.signal != "counts":
+        return _MIN_RATIO
+    hint = ("; if the line instrument sends this processed signal itself, set [instrument] signal = "
+            f"\"{cfg.instrument.quantity}\", else give the quantity the spectra hold")
+    if cfg.instrument.quantity == "absorbance":
+        top = float(np.max(X))
+        if top > _MAX_ABSORBANCE:
+            raise TrainConfigError(
+                f"instrument: expected absorbance spectra (at most {_MAX_ABSORBANCE:g}) for a counts instrument, "
+                f"got values up to {top:.4g} in {source}" + hint
+            )
+        return min(_MIN_RATIO, 0.1 * 10.0 ** (-top))
+    low, top = float(np.min(X)), float(np.max(X))
+    if low <= 0 or top > 2.0:
+        raise TrainConfigError(
+            f"instrument: expected reflectance as a fraction (0 < R <= 2) for a counts instrument, got {low:.4g} to "
+            f"{top:.4g} in {source}" + hint
+        )
+    return min(_MIN_RATIO, 0.1 * low)
+
+
 def _line_pipeline(
-    edge_pipe: Any, cfg: TrainConfig, wavelengths: np.ndarray, unit: str, X_golden: np.ndarray
+    edge_pipe: Any, cfg: TrainConfig, wavelengths: np.ndarray, unit: str, X_golden: np.ndarray,
+    min_ratio: float = _MIN_RATIO,
 ) -> tuple[Any, dict[str, Any]]:
     """The bundle's pipeline from what the device sends to the model's input, and golden vectors expressed that way.
 
@@ -211,7 +243,7 @@ def _line_pipeline(
     golden: dict[str, Any] = {"golden_inputs": X_golden, "golden_wavelengths": grid}
     if cfg.instrument.signal == "counts":
         quantity = cfg.instrument.quantity
-        steps.insert(0, CountsConversion(quantity=quantity))
+        steps.insert(0, CountsConversion(quantity=quantity, min_ratio=min_ratio))
         n = X_golden.shape[1]
         dark, white = np.full(n, OFFLINE_DARK_COUNTS), np.full(n, OFFLINE_WHITE_COUNTS)
         ratio = np.power(10.0, -X_golden) if quantity == "absorbance" else X_golden
@@ -425,6 +457,7 @@ def fit_full(
     X, Y = ds.X, ds.y
     cv_groups = group_labels(ds, cfg.cv.group or cfg.split.group)
     _check_rows(cfg, tr, sel, cv_groups, classify)
+    min_ratio = _check_signal(cfg, X, ds.source)
 
     from trainer.preprocessing import make_pipeline_from_config  # noqa: PLC0415
 
@@ -538,15 +571,17 @@ def fit_full(
         err_f = np.sqrt(np.mean((preds[("select", "cnn_float")] - Y[sel]) ** 2, axis=0))
         err_q = np.sqrt(np.mean((preds[("select", "cnn_int8")] - Y[sel]) ** 2, axis=0))
         int8_cost = np.where(err_f > 0, err_q / np.where(err_f > 0, err_f, 1.0), 1.0)
+    dep = None if classify else deployable_pls(pls, X[tr], Y[tr].astype(np.float64),
+                                               candidates=cfg.preprocessing.candidates, make_pre=make_pre)
     selection = choose_model(
         ds.target_names, mode=mode, tie_margin=cfg.selection.tie_margin,
-        pls_rmse=None if classify else pls_cv_rmse(pls), cnn_rmse=cnn_cv, int8_cost=int8_cost,
+        pls_rmse=None if dep is None else dep.cv_rmse, pls_tuned_rmse=None if classify else pls_cv_rmse(pls),
+        cnn_rmse=cnn_cv, int8_cost=int8_cost,
         folds=cfg.selection.cnn_cv_folds if cnn_cv is not None else 0, classification=classify,
     )
     log.info("deployed model: %s (%s)", selection.winner, selection.reason)
     if selection.winner == "pls":
-        dep = deployable_pls(pls, X[tr], Y[tr].astype(np.float64), candidates=cfg.preprocessing.candidates,
-                             make_pre=make_pre)
+        assert dep is not None
         from trainer.quantize import convert_float  # noqa: PLC0415
 
         dep_tflite = convert_float(dep.keras_model(), subprocess=cfg.quantize.subprocess)
@@ -579,7 +614,7 @@ def fit_full(
     units = dict(cfg.bundle.units)
     targets = _bundle_targets(ds.target_names, units, None if classify else Y[tr].astype(np.float64))
     golden_rows = _golden_rows(Y.astype(np.float64), tr, N_GOLDEN)
-    line_pipe, golden = _line_pipeline(dep_edge_pipe, cfg, ds.wavelengths, ds.axis_unit, X[golden_rows])
+    line_pipe, golden = _line_pipeline(dep_edge_pipe, cfg, ds.wavelengths, ds.axis_unit, X[golden_rows], min_ratio)
     bundle_path = out / f"{cfg.bundle.model_id}.spectrolite"
     for stale in out.glob("*.spectrolite"):
         if stale != bundle_path:
@@ -690,7 +725,7 @@ def fit_full(
         "deployed_model": selection.winner,
         "selection": selection.to_dict(),
         "deployed_pls": ({"candidate": dep.candidate, "n_components": dict(dep.n_components)}
-                         if selection.winner == "pls" else None),
+                         if selection.winner == "pls" and dep is not None else None),
         "pls_components": pls.components,
         "preprocessing": {"cnn": cand, "pls": pls.candidates,
                           "candidates": {k: [dict(s) for s in v] for k, v in cfg.preprocessing.candidates.items()}},

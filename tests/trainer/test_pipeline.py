@@ -189,3 +189,22 @@ def test_a_split_too_small_for_the_intervals_is_refused_before_training(tmp_path
                                                 r"\(nothing was trained\)"):
         fit(load_config(tmp_path / "train.toml"), tmp_path / "out")
     assert not (tmp_path / "out" / "synthetic-conc.spectrolite").exists()
+
+
+def test_spectra_a_counts_conversion_cannot_produce_are_refused(tmp_path: Path) -> None:
+    """Values up to ~50 are not absorbance: a counts bundle would floor them all; the config must say the device
+    sends its processed signal."""
+    _write_synthetic(tmp_path / "base.npz")
+    with np.load(tmp_path / "base.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["X"] = arrays["X"] * 50.0
+    np.savez(tmp_path / "synthetic.npz", **arrays)
+    (tmp_path / "train.toml").write_text(CONFIG)
+    with pytest.raises(TrainConfigError, match=r"expected absorbance spectra \(at most 10\) for a counts instrument, "
+                                                r"got values up to .* set \[instrument\] signal = \"absorbance\""):
+        fit(load_config(tmp_path / "train.toml"), tmp_path / "out")
+    # The same spectra, declared as a processed signal the device sends, train.
+    (tmp_path / "train.toml").write_text(CONFIG.replace("[split]", '[instrument]\nsignal = "absorbance"\n[split]', 1))
+    from trainer.config import load_config as load
+
+    assert load(tmp_path / "train.toml").instrument.signal == "absorbance"
