@@ -168,7 +168,7 @@ def build_tablets(out_dir: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0)
 
     from edge.bundle import load_bundle
     from trainer.config import config_from_dict
-    from trainer.data import load_dataset
+    from trainer.data import load_configured
     from trainer.pipeline import fit_full
     from trainer.quantize import convert_float, convert_int8
 
@@ -227,9 +227,7 @@ def build_tablets(out_dir: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0)
     try:
         from trainer import pruning  # type: ignore[import-not-found,unused-ignore]
 
-        ds = load_dataset(cfg.data.path, targets=list(cfg.data.targets), fmt=cfg.data.format, task=cfg.data.task,
-                          targets_path=cfg.data.targets_path, axis_unit=cfg.data.axis_unit,
-                          min_samples=cfg.data.min_samples)
+        ds = load_configured(cfg.data)
         tr, sel = plan.train_rows, plan.select_rows
         X_tr = _features(bundle, ds.X[tr])
         X_sel = _features(bundle, ds.X[sel])

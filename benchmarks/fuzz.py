@@ -108,6 +108,7 @@ def _frames_strategy() -> Any:
         NackCode,
         PixelFormat,
         Reference,
+        SignalKind,
         Spectrum,
         Status,
     )
@@ -138,7 +139,8 @@ def _frames_strategy() -> Any:
         st.builds(Status, nonce=u32, device_id=st.text(max_size=16), firmware_version=st.text(max_size=8),
                   pixel_count=st.integers(1, 4096), wavelength_coeffs_nm=st.lists(
                       st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=4).map(tuple),
-                  integration_time_us=u32, detector_temp_c=st.floats(width=32)),
+                  integration_time_us=u32, detector_temp_c=st.floats(width=32),
+                  signal=st.sampled_from(list(SignalKind)), boot_id=u32),
     )
     return st.one_of(spectrum(), simple)
 

@@ -503,7 +503,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     thread_rows = []
     for t in threads:
-        rt = ModelRuntime(bundle.runtime.model_content, num_threads=t)
+        rt = ModelRuntime(bundle.runtime.model_content, num_threads=t, output_affine=bundle.runtime.output_affine)
         qs = [np.array(rt.quantize(f)) for f in features]
         inv = _summary(_time_calls(rt.invoke_quantized, qs, n, warmup))
         pred = _summary(_time_calls(rt.predict, features, n, warmup))
