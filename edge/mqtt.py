@@ -36,7 +36,8 @@ Delivery
   (``lost_outbox_unavailable``); the daemon never dies on it.  QoS 1 means duplicates are possible after
   a reconnect or a crash, never losses; subscribers deduplicate on ``(device_id, device_boot_id, seq)``.
 * **Status.** ``.../status`` is retained: the last will (registered at connect) says ``offline``, every connect
-  publishes the current ``online`` status (built then by ``status_source``: current alerts, fresh time), and :meth:`MqttPublisher.stop` publishes ``offline`` before a clean
+  publishes the current ``online`` status (built then by ``status_source``: current alerts, fresh time; sent by
+  the drain thread, before anything else), and :meth:`MqttPublisher.stop` publishes ``offline`` before a clean
   disconnect (which suppresses the will).  Status is never queued in the outbox: a replayed old status would
   overwrite a newer retained one.
 * **Commands.** With ``commands.enabled`` the client subscribes to ``.../cmd/+`` at QoS 1 (kept in the persistent
@@ -236,9 +237,12 @@ class MqttPublisher:
         self._backlog_done = False
         self._status_payload: bytes | None = None
         self._status_source = status_source
-        # _status_lock orders set_status against the status sent at connect: the last one sent is the newest.
+        # _status_lock orders set_status against the status sent at connect (by the drain thread, never in a paho
+        # callback: paho holds its callback lock there, which its publish() may take too): the last one sent is the
+        # newest.  _status_online and _status_due are plain flags the paho callbacks set without a lock.
         self._status_lock = threading.Lock()
         self._status_online = False
+        self._status_due = False
         self._connected = threading.Event()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -571,6 +575,8 @@ class MqttPublisher:
             try:
                 if self._pending_switch is not None:
                     self._do_switch()
+                if self._status_due and self._connected.is_set():
+                    self._send_status_at_connect()
                 self._flush_acks()
                 if not self._connected.is_set():
                     continue
@@ -668,13 +674,15 @@ class MqttPublisher:
                  getattr(flags, "session_present", "?"), len(self._resync_ids), len(self.outbox))
         if self.config.commands.enabled and self._on_command is not None:
             client.subscribe(self.topics.command_filter, qos=1)
-        self._send_status_at_connect()
+        self._status_due = True  # the drain thread publishes the current status first thing
         self._connected.set()
         self._wake.set()
 
     def _send_status_at_connect(self) -> None:
-        """Publish the current status (fresh from ``status_source`` when there is one) on a new connection."""
+        """Publish the current status (fresh from ``status_source`` when there is one) on a new connection (drain
+        thread)."""
         with self._status_lock:
+            self._status_due = False
             if self._status_source is not None:
                 try:
                     fresh = self._status_source()
@@ -684,7 +692,7 @@ class MqttPublisher:
                     log.exception("cannot build the current status; re-sending the last one")
             if self._status_payload is not None:
                 self._send(self.topics.status, self._status_payload, 1, True, None)
-            self._status_online = True
+            self._status_online = self._connected.is_set()
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self._count("connect_failures")
@@ -696,8 +704,8 @@ class MqttPublisher:
         was_connected = self._connected.is_set()
         self._connected.clear()
         self._live_ready = False
-        with self._status_lock:
-            self._status_online = False
+        self._status_online = False  # no lock here: paho holds its callback lock, which publish() may take
+        self._status_due = False
         with self._map_lock:
             # A connection closed before its CONNACK (a TLS client certificate refused after the handshake, ...)
             # is a failed attempt, not a disconnect.
