@@ -34,7 +34,8 @@ from trainer.errors import TrainConfigError
 from trainer.pls import PlsBaseline, flatten_features
 from trainer.splits import grouped_folds
 
-__all__ = ["MODES", "Selection", "DeployablePls", "cnn_cv_rmse", "pls_cv_rmse", "choose_model", "deployable_pls"]
+__all__ = ["MODES", "Selection", "DeployablePls", "cnn_cv_predictions", "pls_cv_rmse", "choose_model",
+           "deployable_pls", "pls_cv_predictions"]
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def pls_cv_rmse(pls: PlsBaseline) -> np.ndarray:
     return np.asarray(out)
 
 
-def cnn_cv_rmse(
+def cnn_cv_predictions(
     X: np.ndarray,
     Y: np.ndarray,
     groups: np.ndarray,
@@ -99,7 +100,7 @@ def cnn_cv_rmse(
     seed: int,
     progress: Callable[[str], None] | None = None,
 ) -> np.ndarray:
-    """Out-of-fold RMSE per target of the CNN recipe, shape (n_targets,).
+    """Out-of-fold predictions of the CNN recipe, shape (n, n_targets) (the RMSE per target is the CV score).
 
     Parameters
     ----------
@@ -130,7 +131,34 @@ def cnn_cv_rmse(
         log.info(msg)
         if progress is not None:
             progress(msg)
-    return np.sqrt(np.mean((pred - Y) ** 2, axis=0))
+    return pred
+
+
+def pls_cv_predictions(
+    dep: DeployablePls,
+    X: np.ndarray,
+    Y: np.ndarray,
+    groups: np.ndarray,
+    *,
+    steps: Sequence[Mapping[str, Any]],
+    make_pre: Callable[[Sequence[Mapping[str, Any]]], Any],
+    folds: int,
+    seed: int,
+) -> np.ndarray:
+    """Out-of-fold predictions (n, n_targets) of the deployable PLS recipe (its preprocessing and each target's
+    latent variables), with grouped folds."""
+    from sklearn.cross_decomposition import PLSRegression  # noqa: PLC0415
+
+    pred = np.full(Y.shape, np.nan)
+    for fit_idx, held_idx in grouped_folds(groups, folds, seed=seed):
+        pre = make_pre(steps).fit(X[fit_idx])
+        Xf = flatten_features(pre.transform(X[fit_idx]))
+        Xh = flatten_features(pre.transform(X[held_idx]))
+        for j, k in enumerate(dep.n_components.values()):
+            kk = min(k, Xf.shape[0] - 1, Xf.shape[1])
+            reg = PLSRegression(n_components=kk, scale=False).fit(Xf, Y[fit_idx, j])
+            pred[held_idx, j] = np.asarray(reg.predict(Xh), dtype=np.float64).reshape(-1)
+    return pred
 
 
 def choose_model(

@@ -3,8 +3,9 @@ int8 -> champion (CNN or PLS) -> OOD and intervals -> bundle -> evaluation throu
 ``metrics.json`` and the HTML report.
 
 Only the training rows fit anything (preprocessing, PLS, CNN weights, OOD model) and score the candidates by grouped
-cross-validation (:mod:`trainer.champion`); the selection rows drive early stopping, measure the CNN's int8 cost and
-calibrate the conformal intervals; the test rows are only predicted. The bundle carries the winner, behind the
+cross-validation (:mod:`trainer.champion`); the selection rows pick the CNN's kept epoch and measure its int8 cost;
+the conformal intervals come from the held-out residuals of every calibration row (the selection rows, and the
+training rows out of fold, the deployed recipe cross-validated); the test rows are only predicted. The bundle carries the winner, behind the
 steps that turn what the instrument sends (``[instrument] signal``: counts by default) into the model's input:
 counts -> absorbance with the device's dark and white references, then resampling of the device's axis onto the
 training grid. The ``deployed`` figures come from loading the written bundle with :func:`edge.bundle.load_bundle`
@@ -27,7 +28,8 @@ preprocessing and LiteRT runtime.
   (target -> one int8 output step of the CNN in target units; its outputs are standardised targets, turned into
   units in float by the bundle's ``output_transform``), ``bundle_bytes``,
   ``train_seconds`` (wall time of the whole fit), ``timings_s`` per stage, ``interval_coverage`` (nominal,
-  half-widths, and measured coverage of the deployed model per test split and target), ``ood`` (components,
+  ``calibration_rows`` and where they come from, half-widths, and measured coverage of the deployed model per test
+  split and target), ``ood`` (components,
   limits, alarm rates per split), ``splits`` (rows per role).
 """
 
@@ -485,14 +487,20 @@ def fit_full(
         cand = pls.models[0].candidate
     steps = cfg.preprocessing.candidates[cand]
     from trainer.augment import augment  # noqa: PLC0415
-    from trainer.champion import choose_model, cnn_cv_rmse, deployable_pls, pls_cv_rmse  # noqa: PLC0415
+    from trainer.champion import (  # noqa: PLC0415
+        choose_model,
+        cnn_cv_predictions,
+        deployable_pls,
+        pls_cv_predictions,
+        pls_cv_rmse,
+    )
     from trainer.models import train_cnn  # noqa: PLC0415
 
     mode = cfg.selection.model
-    cnn_cv = None
+    cnn_cv = cnn_oof = None
     if mode == "auto" and not classify:
         prog.stage("cross-validate CNN")
-        cnn_cv = cnn_cv_rmse(
+        cnn_oof = cnn_cv_predictions(
             X[tr], Y[tr].astype(np.float64), cv_groups[tr],
             make_pre=lambda: make_pre(steps),
             augment_fn=lambda Xa, ya, sd: augment(Xa, ya, aug_cfg, seed=sd),
@@ -502,6 +510,7 @@ def fit_full(
             seed=cfg.seed,
             progress=progress,
         )
+        cnn_cv = np.sqrt(np.mean((cnn_oof - Y[tr]) ** 2, axis=0))
 
     prog.stage("train CNN")
     pre = make_pre(steps).fit(X[tr])
@@ -604,9 +613,23 @@ def fit_full(
         rt = ModelRuntime(dep_tflite, output_affine=None if dep_transform is None
                           else (dep_transform["scale"], dep_transform["offset"]))
         sel_pred = np.asarray(rt.predict(dep_edge_pipe.transform(X[sel])), dtype=np.float64).reshape(sel.size, -1)
-        intervals = fit_intervals(Y[sel] - sel_pred, cfg.intervals.coverage, target_names=ds.target_names)
-        log.info("conformal half-widths at %.0f%%: %s", 100 * cfg.intervals.coverage,
-                 ", ".join(f"{t} +/-{q:.4g}" for t, q in zip(ds.target_names, intervals.q_hat)))
+        # Held-out residuals of every calibration row: the selection rows (final model) and the training rows
+        # out of fold (the deployed recipe cross-validated), not the selection rows alone.
+        oof = None
+        if selection.winner == "pls" and dep is not None:
+            oof = pls_cv_predictions(dep, X[tr], Y[tr].astype(np.float64), cv_groups[tr],
+                                     steps=cfg.preprocessing.candidates[dep.candidate], make_pre=make_pre,
+                                     folds=cfg.cv.folds, seed=cfg.seed)
+        elif cnn_oof is not None:
+            oof = cnn_oof
+        resid = Y[sel] - sel_pred
+        interval_rows = {"select": int(sel.size), "train_out_of_fold": 0}
+        if oof is not None and np.all(np.isfinite(oof)):
+            resid = np.concatenate([resid, Y[tr] - oof])
+            interval_rows["train_out_of_fold"] = int(tr.size)
+        intervals = fit_intervals(resid, cfg.intervals.coverage, target_names=ds.target_names)
+        log.info("conformal half-widths at %.0f%% from %d held-out residuals: %s", 100 * cfg.intervals.coverage,
+                 resid.shape[0], ", ".join(f"{t} +/-{q:.4g}" for t, q in zip(ds.target_names, intervals.q_hat)))
 
     prog.stage("bundle")
     from trainer.bundle import hash_training_data, write_bundle  # noqa: PLC0415
@@ -665,7 +688,8 @@ def fit_full(
     coverage: dict[str, Any] = {}
     if intervals is not None:
         assert bundle.intervals is not None
-        coverage = {"nominal": cfg.intervals.coverage, "calibration_rows": int(sel.size),
+        coverage = {"nominal": cfg.intervals.coverage, "calibration_rows": sum(interval_rows.values()),
+                    "calibration": interval_rows,
                     "half_widths": dict(zip(ds.target_names, bundle.intervals.q_hat.tolist()))}
         for name, rows in plan.tests.items():
             cov = empirical_coverage(bundle.intervals, Y[rows], preds[(name, "deployed")])

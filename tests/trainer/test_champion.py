@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.champion import choose_model, deployable_pls
+from trainer.champion import choose_model, deployable_pls, pls_cv_predictions
 from trainer.errors import TrainConfigError
 from trainer.pls import fit_pls_baseline
 from trainer.preprocessing import make_pipeline_from_config
@@ -67,3 +67,7 @@ def test_deployable_pls_is_the_same_linear_model() -> None:
         np.testing.assert_allclose(dep.predict(X), pls.predict(X), rtol=1e-9, atol=1e-9)
     keras_out = np.asarray(dep.keras_model()(dep.preprocess.transform(X).astype(np.float32)))
     np.testing.assert_allclose(keras_out, dep.predict(X), rtol=1e-4, atol=1e-4)
+
+    # Its out-of-fold predictions (the intervals' residuals) reproduce the CV score the rule compared.
+    oof = pls_cv_predictions(dep, X, Y, np.arange(80), steps=cands[dep.candidate], make_pre=make, folds=5, seed=0)
+    np.testing.assert_allclose(np.sqrt(np.mean((oof - Y) ** 2, axis=0)), dep.cv_rmse, rtol=1e-6)
