@@ -211,7 +211,7 @@ def test_hostile_frames_through_the_daemon_never_crash_it(tmp_path: Path, exampl
     base = np.asarray(good.counts)
     daemon.start()
     try:
-        transport.write(encode(stream["dark"]) + encode(stream["white"]))
+        transport.write(encode(stream["status"]) + encode(stream["dark"]) + encode(stream["white"]))
         seq = 1000
         for name in sorted(HOSTILE):
             counts, kw = HOSTILE[name](base)
