@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.harness import find_mosquitto
 from benchmarks.loop import EXIT_REFUSED
 from tests.conftest import DEMO_CONFIG
 
@@ -36,7 +35,6 @@ def _synthetic_npz(path: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto (make broker)")
 def test_loop_loses_nothing_and_predicts_what_the_bundle_predicts_offline(tmp_path: Path, demo_bundle: Path) -> None:
     out = tmp_path / "loop.json"
     rc = main(["loop", "--bundle", str(demo_bundle), "--dataset", str(_synthetic_npz(tmp_path / "syn.npz")),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.harness import TrainedModel, cache_key, config_digest, find_mosquitto
+from benchmarks.harness import TrainedModel, cache_key, config_digest
 from tests.conftest import DEMO_CONFIG, REPO_ROOT
 
 #: Spectra of the short demo runs.
@@ -37,7 +37,6 @@ def _assert_loop_worked(proc: subprocess.CompletedProcess[str], frames: int) -> 
     return out
 
 
-@pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto (make broker)")
 def test_demo_runs_the_whole_loop_and_exits_zero(tmp_path: Path, demo_bundle: Path) -> None:
     proc = _demo("--frames", str(FRAMES), "--rate", "100", "--bundle", str(demo_bundle), "--broker", "mosquitto",
                  "--workdir", str(tmp_path / "run"))
