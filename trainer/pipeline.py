@@ -589,8 +589,7 @@ def fit_full(
         folds=cfg.selection.cnn_cv_folds if cnn_cv is not None else 0, classification=classify,
     )
     log.info("deployed model: %s (%s)", selection.winner, selection.reason)
-    if selection.winner == "pls":
-        assert dep is not None
+    if selection.winner == "pls" and dep is not None:  # dep is None only for classification, which deploys the CNN
         from trainer.quantize import convert_float  # noqa: PLC0415
 
         dep_tflite = convert_float(dep.keras_model(), subprocess=cfg.quantize.subprocess)
