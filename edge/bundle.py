@@ -64,6 +64,7 @@ __all__ = [
     "PIXEL_FORMATS",
     "OFFLINE_DARK_COUNTS",
     "OFFLINE_WHITE_COUNTS",
+    "counts_from_signal",
     "DEFAULT_GOLDEN_TOLERANCE",
     "GOLDEN_MAX_ARRAY_BYTES",
     "Target",
@@ -167,6 +168,18 @@ _ED25519_PUBLIC_BYTES: Final[int] = 32
 def sha256_hex(data: bytes) -> str:
     """Lower-case hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+def counts_from_signal(
+    X: npt.ArrayLike, quantity: str
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Counts (and the flat dark and white references) that a ``counts`` step with ``quantity`` turns back into
+    ``X``: ``dark + (white - dark) * ratio``, the ratio being ``10 ** -X`` for absorbance, ``X`` otherwise."""
+    A = np.asarray(X, dtype=np.float64)
+    n = A.shape[-1]
+    dark, white = np.full(n, OFFLINE_DARK_COUNTS), np.full(n, OFFLINE_WHITE_COUNTS)
+    ratio = np.power(10.0, -A) if quantity == "absorbance" else A
+    return dark + (white - dark) * ratio, dark, white
 
 
 # ------------------------------------------------------------------------------------------------ typed manifest
@@ -1105,11 +1118,7 @@ class Bundle:
         ctx: dict[str, Any] = {"wavelengths": wl}
         steps = getattr(self.pipeline, "steps", ())
         if steps and isinstance(steps[0], CountsConversion):
-            n = A.shape[-1]
-            dark = np.full(n, OFFLINE_DARK_COUNTS)
-            white = np.full(n, OFFLINE_WHITE_COUNTS)
-            ratio = np.power(10.0, -A) if steps[0].quantity == "absorbance" else A
-            A = dark + (white - dark) * ratio
+            A, dark, white = counts_from_signal(A, steps[0].quantity)
             ctx.update(dark=dark, reference=white)
         return A, ctx
 

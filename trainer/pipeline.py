@@ -237,7 +237,7 @@ def _line_pipeline(
     the instrument sends counts, by the counts -> ``quantity`` conversion with the device's dark and white
     references.
     """
-    from edge.bundle import OFFLINE_DARK_COUNTS, OFFLINE_WHITE_COUNTS  # noqa: PLC0415
+    from edge.bundle import counts_from_signal  # noqa: PLC0415
     from edge.preprocess import CountsConversion, InputContract, Pipeline, Resample  # noqa: PLC0415
 
     grid = np.asarray(wavelengths, dtype=np.float64)
@@ -246,10 +246,8 @@ def _line_pipeline(
     if cfg.instrument.signal == "counts":
         quantity = cfg.instrument.quantity
         steps.insert(0, CountsConversion(quantity=quantity, min_ratio=min_ratio))
-        n = X_golden.shape[1]
-        dark, white = np.full(n, OFFLINE_DARK_COUNTS), np.full(n, OFFLINE_WHITE_COUNTS)
-        ratio = np.power(10.0, -X_golden) if quantity == "absorbance" else X_golden
-        golden.update(golden_inputs=dark + (white - dark) * ratio, golden_dark=dark, golden_reference=white)
+        counts, dark, white = counts_from_signal(X_golden, quantity)
+        golden.update(golden_inputs=counts, golden_dark=dark, golden_reference=white)
     # Any pixel count: the resampling step reads the device's axis; the range is what it must cover.
     contract = InputContract(None, float(grid.min()), float(grid.max()), unit)
     return Pipeline(tuple(steps), contract), golden
