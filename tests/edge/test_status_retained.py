@@ -35,7 +35,9 @@ def read_retained(port: int, topic: str) -> dict[str, Any] | None:
     done = threading.Event()
 
     def on_message(client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if msg.retain and not got:
+        # A status published while this client subscribes arrives live (retain flag 0 by MQTT 3.1.1) but is the
+        # same retained message every later subscriber gets: the publisher sends its status only retained.
+        if not got:
             got.append(json.loads(msg.payload.decode()))
             done.set()
 
