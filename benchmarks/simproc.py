@@ -26,6 +26,7 @@ def host_clock_us() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve ``--count`` spectra at ``--rate`` on a pty published at ``--link``; exit when done."""
+    from firmware_bridge.signals import events_on_signals
     from firmware_bridge.simulator import (
         PtyEndpoint,
         Simulator,
@@ -48,9 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = VirtualSpectrometer(x, wl, y, cfg, clock_us=host_clock_us)
     sim = Simulator(cfg, PtyEndpoint(args.link), device=device)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    rc = sim.run(stop, on_ready=lambda address: print(address, flush=True))
+    with events_on_signals({signal.SIGTERM: stop, signal.SIGINT: stop}):
+        rc = sim.run(stop, on_ready=lambda address: print(address, flush=True))
     print(f"sent {device.streamed}", file=sys.stderr, flush=True)
     return int(rc or 0)
 

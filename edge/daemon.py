@@ -100,6 +100,7 @@ from edge.references import (
     save_reference_file,
 )
 from firmware_bridge.errors import BridgeError
+from firmware_bridge.signals import events_on_signals
 from firmware_bridge.frames import (
     Ack,
     Annotation,
@@ -1418,27 +1419,23 @@ def run_daemon(
         forward_annotations = config.device.forward_annotations
     daemon = Daemon(config, bundle, transport, link, forward_annotations=forward_annotations)
     holder.append(daemon)
-    previous: dict[int, Any] = {}
     reload = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, lambda signum, _frame: stop.set())
-        if hasattr(signal, "SIGHUP"):
-            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda signum, _frame: reload.set())
-    try:
-        daemon.start()
-        while not stop.wait(0.5):
-            if daemon.failed:
-                break
-            if reload.is_set():
-                reload.clear()
-                log.info("SIGHUP: reloading %s", config.source)
-                daemon.reload_config()
-    finally:
-        log.info("stopping")
-        daemon.stop()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    wanted = {signal.SIGTERM: stop, signal.SIGINT: stop}
+    if hasattr(signal, "SIGHUP"):
+        wanted[signal.SIGHUP] = reload
+    with events_on_signals(wanted):
+        try:
+            daemon.start()
+            while not stop.wait(0.5):
+                if daemon.failed:
+                    break
+                if reload.is_set():
+                    reload.clear()
+                    log.info("SIGHUP: reloading %s", config.source)
+                    daemon.reload_config()
+        finally:
+            log.info("stopping")
+            daemon.stop()
     return 2 if daemon.failed else 0
 
 

@@ -22,10 +22,10 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from firmware_bridge.errors import BridgeError
 from firmware_bridge.frames import SignalKind
+from firmware_bridge.signals import events_on_signals
 from firmware_bridge.simulator import (
     DRIFT_KINDS,
     DriftConfig,
@@ -204,12 +204,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stop = threading.Event()
 
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        _LOG.info("signal %d: stopping", signum)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-
     def _ready(address: str) -> None:
         print(address, flush=True)
         _LOG.info(
@@ -222,14 +216,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     try:
-        return sim.run(stop, on_ready=_ready)
+        with events_on_signals({signal.SIGTERM: stop, signal.SIGINT: stop}):
+            return sim.run(stop, on_ready=_ready)
     except OSError as exc:
         print(f"spectro-sim: {exc}", file=sys.stderr)
         return 1
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
