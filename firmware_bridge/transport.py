@@ -60,6 +60,15 @@ _PORT_ERRORS: tuple[type[BaseException], ...] = (
 
 #: pyserial's class for device paths on POSIX (None elsewhere); read by :func:`_read_posix`.
 _PosixSerial: Any = getattr(getattr(serial, "serialposix", None), "Serial", None)
+#: pyserial's ``socket://`` class: its ``in_waiting`` is 0 or 1 (a zero-timeout ``select``), so reading
+#: ``in_waiting`` bytes reads one byte per call; :func:`_read_fd` reads what the socket holds instead.
+_SocketSerial: Any = None
+try:
+    from serial.urlhandler import protocol_socket as _protocol_socket
+
+    _SocketSerial = _protocol_socket.Serial
+except ImportError:  # pragma: no cover - pyserial always ships it
+    pass
 #: errno values of a read that found nothing after all (pyserial ignores the same ones).
 _RETRY_ERRNOS = frozenset((errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR))
 
@@ -70,22 +79,29 @@ def _read_posix(port: Any, timeout_s: float) -> bytes:
 
     pyserial's ``read(n)`` waits until ``n`` bytes arrived, so reading "what is there" through it costs an
     ``in_waiting`` ioctl and a one-byte read first (three system calls and two passes through the decoder per
-    frame).  Only for ports of exactly pyserial's POSIX class (URL handlers such as ``spy://`` or ``socket://``
-    go through their own ``read``); errors are pyserial's: a port that selects readable but returns no data is
-    gone.
+    frame).  Only for ports of exactly pyserial's POSIX class (``socket://`` goes through :func:`_read_fd` on its
+    socket, other URL handlers such as ``spy://`` or ``loop://`` through their own ``read``); errors are
+    pyserial's: a port that selects readable but returns no data is gone.
     """
-    ready, _, _ = select.select([port.fd], [], [], timeout_s)
+    return _read_fd(port.fd, timeout_s)
+
+
+def _read_fd(fd: int, timeout_s: float) -> bytes:
+    """Up to :data:`_MAX_READ_BYTES` of what the file descriptor ``fd`` (a tty or a connected socket) holds,
+    waiting up to ``timeout_s`` for the first byte; end of file means the peer is gone (``SerialException``)."""
+    ready, _, _ = select.select([fd], [], [], timeout_s)
     if not ready:
         return b""
     try:
-        data = os.read(port.fd, _MAX_READ_BYTES)
+        data = os.read(fd, _MAX_READ_BYTES)
     except OSError as exc:
         if exc.errno in _RETRY_ERRNOS:
             return b""
         raise serial.SerialException(f"read failed: {exc}") from exc
     if not data:
         raise serial.SerialException(
-            "device reports readiness to read but returned no data (device disconnected or multiple access on port?)"
+            "device reports readiness to read but returned no data (device disconnected, socket closed by the peer "
+            "or multiple access on port?)"
         )
     return data
 
@@ -385,9 +401,10 @@ class SerialTransport:
         try:
             if type(port) is _PosixSerial:
                 data = _read_posix(port, self.read_timeout_s)
+            elif type(port) is _SocketSerial and os.name == "posix":
+                data = _read_fd(port.fileno(), self.read_timeout_s)
             else:
-                waiting = port.in_waiting
-                data = port.read(min(max(1, int(waiting)), _MAX_READ_BYTES))
+                data = _read_buffered(port)
         except _PORT_ERRORS as exc:
             if not self._closed.is_set():
                 self._mark_down(port, exc)
@@ -470,6 +487,17 @@ class SerialTransport:
         self._path_was_present = self._is_path and os.path.exists(self.url)
         _LOG.warning("serial port %s lost (%s); reconnecting", self.url, self._last_error)
         _quiet_close(port)
+
+
+def _read_buffered(port: Any) -> bytes:
+    """What any other pyserial port holds, in blocks: ``read(in_waiting)`` (at least one byte, waiting up to the
+    port's read timeout for it), then whatever arrived meanwhile, up to :data:`_MAX_READ_BYTES`."""
+    data = port.read(min(max(1, int(port.in_waiting)), _MAX_READ_BYTES))
+    if data and len(data) < _MAX_READ_BYTES:
+        more = int(port.in_waiting)
+        if more > 0:
+            data = bytes(data) + port.read(min(more, _MAX_READ_BYTES - len(data)))
+    return bytes(data)
 
 
 def _describe(exc: BaseException) -> str:
