@@ -343,22 +343,31 @@ class Stack(_EdgeStepEstimator):
         return ep.Stack(tuple(tuple(e.step_ for e in b) for b in fitted))
 
 
-#: Config op name -> estimator class.
-ESTIMATORS: dict[str, type[_EdgeStepEstimator]] = {
-    "counts": CountsConversion,
-    "crop": Crop,
-    "resample": Resample,
-    "snv": SNV,
-    "msc": MSC,
-    "emsc": EMSC,
-    "savgol": SavitzkyGolay,
-    "detrend": Detrend,
-    "normalize": Normalize,
-    "center": MeanCenter,
-    "autoscale": Autoscale,
-    "linear": LinearTransfer,
-    "stack": Stack,
-}
+#: Each edge step class and the estimator that fits it.
+_FITS: tuple[tuple[type[ep.Step], type[_EdgeStepEstimator]], ...] = (
+    (ep.CountsConversion, CountsConversion),
+    (ep.Crop, Crop),
+    (ep.Resample, Resample),
+    (ep.SNV, SNV),
+    (ep.MSC, MSC),
+    (ep.EMSC, EMSC),
+    (ep.SavitzkyGolay, SavitzkyGolay),
+    (ep.Detrend, Detrend),
+    (ep.Normalize, Normalize),
+    (ep.MeanCenter, MeanCenter),
+    (ep.Autoscale, Autoscale),
+    (ep.LinearTransfer, LinearTransfer),
+    (ep.Stack, Stack),
+)
+
+#: Config op name -> estimator class; the op names are the edge registry's (``edge.preprocess.known_ops``), not
+#: written a second time here.
+ESTIMATORS: dict[str, type[_EdgeStepEstimator]] = {step.op: est for step, est in _FITS}
+if set(ESTIMATORS) != set(ep.known_ops()):  # pragma: no cover - a programming error caught at import
+    raise RuntimeError(
+        f"edge ops without a trainer estimator: {sorted(set(ep.known_ops()) - set(ESTIMATORS))}; "
+        f"estimators without an edge op: {sorted(set(ESTIMATORS) - set(ep.known_ops()))}"
+    )
 
 
 def make_estimator(config: Mapping[str, Any], wavelengths: npt.ArrayLike | None = None) -> _EdgeStepEstimator:

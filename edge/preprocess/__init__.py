@@ -6,15 +6,15 @@ rebuilt from the spec, so training and deployment compute the same function by c
 
 from __future__ import annotations
 
+from edge.preprocess.base import known_ops, step_class, step_from_spec
 from edge.preprocess.pipeline import InputContract, Pipeline
-from edge.preprocess.spec import SPEC_VERSION, SUPPORTED_SPEC_VERSIONS, known_ops, step_class, step_from_spec
+from edge.preprocess.spec import SPEC_VERSION, SUPPORTED_SPEC_VERSIONS
 from edge.preprocess.steps import (
     EMSC,
     MSC,
     SNV,
     Autoscale,
     CountsConversion,
-    CountsDiagnostics,
     Crop,
     Detrend,
     LinearTransfer,
@@ -31,7 +31,6 @@ __all__ = [
     "SUPPORTED_SPEC_VERSIONS",
     "Autoscale",
     "CountsConversion",
-    "CountsDiagnostics",
     "Crop",
     "Detrend",
     "EMSC",

@@ -32,8 +32,10 @@ import numpy.typing as npt
 
 from edge.errors import InputContractError, SpecError
 from edge.preprocess import spec as _spec
+from edge.preprocess.base import Step, step_from_spec
+from edge.preprocess.instrument import CountsConversion, Resample
 from edge.preprocess.spec import FloatArray
-from edge.preprocess.steps import CountsConversion, CountsDiagnostics, Resample, Stack, Step
+from edge.preprocess.stack import Stack
 
 __all__ = ["InputContract", "Pipeline"]
 
@@ -287,15 +289,6 @@ class Pipeline:
             out = out.copy()
         return out
 
-    def diagnose_counts(
-        self, X: npt.ArrayLike, *, dark: npt.ArrayLike | None = None, reference: npt.ArrayLike | None = None
-    ) -> CountsDiagnostics | None:
-        """Saturated and below-dark pixels seen by the pipeline's counts conversion (None without one)."""
-        for step in self.steps:
-            if isinstance(step, CountsConversion):
-                return step.diagnose(self._check(X, None), dark=dark, reference=reference)
-        return None
-
     # ------------------------------------------------------------------------------------------------ spec
 
     def to_spec(self) -> dict[str, Any]:
@@ -320,7 +313,7 @@ class Pipeline:
         raw_steps = d.get("steps")
         if not isinstance(raw_steps, Sequence) or isinstance(raw_steps, (str, bytes)):
             raise SpecError("expected 'steps' as a list of step objects")
-        steps = tuple(_spec.step_from_spec(s, f"step {i}") for i, s in enumerate(raw_steps))
+        steps = tuple(step_from_spec(s, f"step {i}") for i, s in enumerate(raw_steps))
         return cls(steps, InputContract.from_spec(d.get("input", {})))
 
     def to_json(self) -> str:

@@ -10,25 +10,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from edge.errors import SpecError
 
-if TYPE_CHECKING:
-    from edge.preprocess.steps import Step
-
 __all__ = [
     "SPEC_VERSION",
     "SUPPORTED_SPEC_VERSIONS",
     "FloatArray",
-    "register",
-    "known_ops",
-    "step_class",
-    "step_from_spec",
     "check_version",
     "dumps",
     "loads",
@@ -51,47 +44,6 @@ SPEC_VERSION = 1
 SUPPORTED_SPEC_VERSIONS = (1,)
 
 FloatArray = npt.NDArray[np.float64]
-
-_T = TypeVar("_T", bound="type[Step]")
-_REGISTRY: dict[str, type[Step]] = {}
-
-
-def register(op: str) -> Callable[[_T], _T]:
-    """Class decorator adding a step class to the op registry under ``op`` (also set as its ``op`` attribute)."""
-
-    def decorate(cls: _T) -> _T:
-        if op in _REGISTRY:
-            raise RuntimeError(f"op {op!r} registered twice")  # programming error, not data
-        _REGISTRY[op] = cls
-        return cls
-
-    return decorate
-
-
-def known_ops() -> tuple[str, ...]:
-    """Sorted names of every op the registry knows."""
-    return tuple(sorted(_REGISTRY))
-
-
-def step_class(op: object) -> type[Step]:
-    """Step class registered for ``op``; :class:`SpecError` naming the known ops when there is none."""
-    if not isinstance(op, str) or op not in _REGISTRY:
-        raise SpecError(f"unknown op {op!r}; known ops: {', '.join(known_ops())}")
-    return _REGISTRY[op]
-
-
-def step_from_spec(d: object, where: str = "step") -> Step:
-    """Build one step from its spec dict (``{"op": ..., ...}``) through the registry."""
-    if not isinstance(d, Mapping):
-        raise SpecError(f"{where}: expected an object with an 'op' key, got {type(d).__name__}")
-    if "op" not in d:
-        raise SpecError(f"{where}: expected an 'op' key; known ops: {', '.join(known_ops())}")
-    cls = step_class(d["op"])
-    try:
-        return cls.from_spec(d)
-    except SpecError as exc:
-        raise SpecError(f"{where} ({d['op']}): {exc}") from None
-
 
 def check_version(version: object) -> int:
     """Validate a ``spec_version`` value; newer than this code or not an int gives :class:`SpecError`."""

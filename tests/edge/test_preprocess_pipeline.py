@@ -195,12 +195,6 @@ def test_missing_or_zero_reference(tablets: tuple[np.ndarray, np.ndarray]) -> No
         p.transform(S, dark=D, reference=np.zeros(650))
     with pytest.raises(InputContractError, match="at or below dark"):
         p.transform(S, dark=D, reference=D)
-    diag = p.diagnose_counts(np.where(np.arange(650) < 5, 65535.0, S[0]), dark=D, reference=W)
-    assert diag is not None and diag.n_saturated == 0  # no saturation level configured: nothing reported
-    p2 = Pipeline((CountsConversion(saturation_counts=65535.0),), InputContract(650))
-    diag2 = p2.diagnose_counts(np.where(np.arange(650) < 5, 65535.0, S[0]), dark=D, reference=W)
-    assert diag2 is not None and diag2.n_saturated == 5
-    assert Pipeline((SNV(),)).diagnose_counts(S, dark=D, reference=W) is None
 
 
 # ------------------------------------------------------------------------------------------------ bad specs
@@ -338,3 +332,22 @@ def test_importing_edge_preprocess_stays_light() -> None:
 def test_docstring_examples_run() -> None:
     result = doctest.testmod(importlib.import_module("edge.preprocess.pipeline"))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_preprocess_modules_import_one_way() -> None:
+    """base <- step modules <- pipeline: no step module reaches back into the pipeline or the facade."""
+    import ast
+    from pathlib import Path
+
+    import edge.preprocess as pkg
+
+    root = Path(pkg.__file__).parent
+    upward = {"edge.preprocess.pipeline", "edge.preprocess.steps", "edge.preprocess.Pipeline"}
+    for name in ("spec", "base", "savgol", "instrument", "scatter", "filters", "scaling", "stack"):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+                     for a in n.names}
+        assert not imported & upward, (name, imported & upward)
+    spec_imports = (root / "spec.py").read_text()
+    assert "edge.preprocess.base" not in spec_imports and "edge.preprocess.steps" not in spec_imports

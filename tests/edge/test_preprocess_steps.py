@@ -85,7 +85,7 @@ def test_counts_to_absorbance_matches_textbook(tablets: tuple[np.ndarray, np.nda
     assert_rel_close(ratio, (S[0] - D) / (W - D))
 
 
-def test_counts_guards_below_dark_and_reports_saturation() -> None:
+def test_counts_floors_signal_below_dark() -> None:
     D = np.full(5, 100.0)
     W = np.full(5, 1100.0)
     S = np.array([[50.0, 100.0, 600.0, 1100.0, 5000.0]])
@@ -93,10 +93,7 @@ def test_counts_guards_below_dark_and_reports_saturation() -> None:
     out = step.transform(S, dark=D, reference=W)
     assert np.all(np.isfinite(out))
     assert out[0, 0] == out[0, 1] == pytest.approx(4.0)  # floored at min_ratio, not NaN/inf
-    diag = step.diagnose(S, dark=D, reference=W)
-    assert diag.n_below_dark == 2 and diag.below_dark[0, :2].all()
-    assert diag.n_saturated == 1 and diag.saturated[0, 4]
-    assert diag.n_reference_saturated == 0
+    assert out[0, 4] == pytest.approx(-np.log10(4.9))  # saturation is the device's flag; the value is as computed
 
 
 @pytest.mark.parametrize(

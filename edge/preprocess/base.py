@@ -1,0 +1,170 @@
+"""What every preprocessing step is: the :class:`Step` interface, the op registry, and the array helpers the steps
+share.
+
+A step module defines a frozen dataclass subclassing :class:`Step` and registers it under its op name with
+:func:`register`; :func:`step_from_spec` rebuilds any registered step from its JSON spec. The registry is the one
+list of ops: the trainer's estimators are checked against it (``trainer.preprocessing``).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.errors import SpecError
+from edge.preprocess.spec import FloatArray
+
+__all__ = [
+    "Step",
+    "register",
+    "known_ops",
+    "step_class",
+    "step_from_spec",
+    "readonly",
+    "all_positive",
+    "is_immutable",
+    "vecdot",
+    "as_float",
+    "check_width",
+]
+
+
+def readonly(a: npt.ArrayLike, name: str, ndim: int) -> FloatArray:
+    """Read-only float64 copy of ``a`` with ``ndim`` dimensions and finite values (construction-time check)."""
+    arr = np.array(a, dtype=np.float64)
+    if arr.ndim != ndim or arr.size == 0:
+        raise SpecError(f"expected {name} as a non-empty {ndim}-D array, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise SpecError(f"expected finite values in {name}")
+    arr.setflags(write=False)
+    return arr
+
+
+def all_positive(a: FloatArray) -> bool:
+    """True when every value of ``a`` is > 0 (NaN counts as not positive); cheap for one value."""
+    if a.size == 1:
+        return bool(a.item() > 0.0)
+    return bool(a.min() > 0.0)
+
+
+def is_immutable(a: object) -> bool:
+    """True for an ndarray that is read-only all the way down to memory nobody can write (None or bytes)."""
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            return False
+        a = a.base
+    return a is None or isinstance(a, bytes)
+
+
+def vecdot(a: FloatArray, b: FloatArray) -> Any:
+    """Dot product along the last axis (``numpy.vecdot`` where available, numpy >= 2.0)."""
+    if _HAVE_VECDOT:
+        return np.vecdot(a, b)
+    return np.einsum("...i,...i->...", a, b)
+
+
+_HAVE_VECDOT = hasattr(np, "vecdot")
+
+
+def as_float(X: npt.ArrayLike) -> FloatArray:
+    return np.asarray(X, dtype=np.float64)
+
+
+class Step(abc.ABC):
+    """One preprocessing operation. Subclasses are frozen dataclasses registered under their ``op`` name."""
+
+    op: ClassVar[str]
+    #: True when output channel i is input channel i (the wavelength axis is unchanged).
+    preserves_axis: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def transform(
+        self,
+        X: npt.ArrayLike,
+        *,
+        dark: npt.ArrayLike | None = None,
+        reference: npt.ArrayLike | None = None,
+        wavelengths: npt.ArrayLike | None = None,
+    ) -> FloatArray:
+        """Apply the step.
+
+        Parameters
+        ----------
+        X : array_like of float, shape (n,) or (m, n)
+            One spectrum or a batch, on this step's input axis.
+        dark, reference : array_like of float, shape (n,), optional
+            Dark and white-reference detector counts (used by ``counts`` only).
+        wavelengths : array_like of float, shape (n,), optional
+            The device axis of ``X`` (used by ``resample`` only).
+
+        Returns
+        -------
+        ndarray of float64, shape (k,) or (m, k)
+            A new array (``X`` is never modified).
+        """
+
+    @abc.abstractmethod
+    def to_spec(self) -> dict[str, Any]:
+        """JSON-ready dict with ``"op"`` and every parameter needed to rebuild the step exactly."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_spec(cls, d: Mapping[str, Any]) -> Step:
+        """Rebuild the step from :meth:`to_spec` output; :class:`SpecError` on anything malformed."""
+
+    def output_length(self, n_in: int | None) -> int | None:
+        """Channel count produced from ``n_in`` input channels (None = not known until run time).
+
+        Raises :class:`SpecError` when the step cannot take ``n_in`` channels.
+        """
+        return n_in
+
+
+def check_width(step: str, expected: int, n_in: int | None) -> None:
+    if n_in is not None and n_in != expected:
+        raise SpecError(f"{step} expects {expected} input channels, but the previous step gives {n_in}")
+
+
+_T = TypeVar("_T", bound="type[Step]")
+_REGISTRY: dict[str, type[Step]] = {}
+
+
+def register(op: str) -> Callable[[_T], _T]:
+    """Class decorator adding a step class to the op registry under ``op`` (also set as its ``op`` attribute)."""
+
+    def decorate(cls: _T) -> _T:
+        if op in _REGISTRY:
+            raise RuntimeError(f"op {op!r} registered twice")  # programming error, not data
+        _REGISTRY[op] = cls
+        return cls
+
+    return decorate
+
+
+def known_ops() -> tuple[str, ...]:
+    """Sorted names of every op the registry knows."""
+    return tuple(sorted(_REGISTRY))
+
+
+def step_class(op: object) -> type[Step]:
+    """Step class registered for ``op``; :class:`SpecError` naming the known ops when there is none."""
+    if not isinstance(op, str) or op not in _REGISTRY:
+        raise SpecError(f"unknown op {op!r}; known ops: {', '.join(known_ops())}")
+    return _REGISTRY[op]
+
+
+def step_from_spec(d: object, where: str = "step") -> Step:
+    """Build one step from its spec dict (``{"op": ..., ...}``) through the registry."""
+    if not isinstance(d, Mapping):
+        raise SpecError(f"{where}: expected an object with an 'op' key, got {type(d).__name__}")
+    if "op" not in d:
+        raise SpecError(f"{where}: expected an 'op' key; known ops: {', '.join(known_ops())}")
+    cls = step_class(d["op"])
+    try:
+        return cls.from_spec(d)
+    except SpecError as exc:
+        raise SpecError(f"{where} ({d['op']}): {exc}") from None
