@@ -99,6 +99,8 @@ def cnn_cv_predictions(
     folds: int,
     seed: int,
     progress: Callable[[str], None] | None = None,
+    fold_seed: int | None = None,
+    on_fold: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """Out-of-fold predictions of the CNN recipe, shape (n, n_targets) (the RMSE per target is the CV score).
 
@@ -114,10 +116,19 @@ def cnn_cv_predictions(
         ``augment_fn(X, y, seed) -> (X_aug, y_aug)``, ``train_fn(X_pre, y, seed) -> model``,
         ``predict_fn(model, X_pre) -> (n, n_targets)``.
     folds, seed : int
+        Fold count; ``seed`` seeds the folds (unless ``fold_seed``), the augmentation and the training
+        (``seed + fold``).
     progress : callable, optional
         Called with one line per fold.
+    fold_seed : int, optional
+        Seed of the fold assignment when it differs from ``seed`` (the same folds, other training seeds: the
+        seed-to-seed spread of :mod:`trainer.search`).
+    on_fold : callable, optional
+        ``on_fold(i, pred, done)`` after fold ``i`` (0-based): the predictions so far (NaN where not yet predicted)
+        and a boolean mask of the rows predicted so far. It may raise to stop (the search prunes trials this way).
     """
-    fold_list = grouped_folds(groups, folds, seed=seed)
+    fold_list = grouped_folds(groups, folds, seed=seed if fold_seed is None else fold_seed)
+    done = np.zeros(Y.shape[0], dtype=bool)
     pred = np.full(Y.shape, np.nan)
     for i, (fit_idx, held_idx) in enumerate(fold_list):
         pre = make_pre().fit(X[fit_idx])
@@ -131,6 +142,9 @@ def cnn_cv_predictions(
         log.info(msg)
         if progress is not None:
             progress(msg)
+        done[held_idx] = True
+        if on_fold is not None:
+            on_fold(i, pred, done)
     return pred
 
 

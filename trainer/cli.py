@@ -3,6 +3,7 @@
 Subcommands::
 
     spectro-train fit CONFIG --out DIR      train; writes DIR/<model_id>.spectrolite, DIR/metrics.json, DIR/report/
+    spectro-train search CONFIG --out DIR   run CNN recipe search trials only (one worker of a shared Optuna study)
     spectro-train sign BUNDLE --key KEY     add an Ed25519 signature (PEM private key) to a bundle
     spectro-train keygen DIR [--name N]     create DIR/N.key.pem (private) and DIR/N.pub.pem (public)
     spectro-train transfer BUNDLE --pairs DATA.npz --out NEW.spectrolite
@@ -21,6 +22,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main", "build_parser"]
 
@@ -42,6 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which model the bundle carries: auto (the champion rule, the default), or force cnn / pls")
     f.add_argument("--threads", type=int, default=None,
                    help="CPU threads for TensorFlow/BLAS (default: all); set before TensorFlow loads")
+    f.add_argument("--budget-min", type=float, default=None, metavar="M",
+                   help="minutes for the CNN recipe search ([search] budget_min); 0 trains the configured recipe, "
+                        "M > 0 searches even without a [search] table")
+
+    r = sub.add_parser("search", help="run CNN recipe search trials into a (shared) Optuna study, no bundle")
+    r.add_argument("config", type=Path, help="training config (TOML)")
+    r.add_argument("--out", type=Path, required=True, help="output folder (holds the default SQLite study file)")
+    r.add_argument("--budget-min", type=float, default=None, metavar="M", help="minutes this worker searches")
+    r.add_argument("--trials", type=int, default=None, help="most trials this worker runs")
+    r.add_argument("--storage", default=None,
+                   help="Optuna storage URL (postgresql://, mysql+pymysql://, sqlite:///) or SQLite file name")
+    r.add_argument("--study-name", default=None, help="study name (default: derived from the config and data)")
+    r.add_argument("--worker", type=int, default=0, help="index of this worker (seeds its sampler apart)")
+    r.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    r.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow/BLAS (default: all)")
 
     s = sub.add_parser("sign", help="sign a bundle with an Ed25519 private key")
     s.add_argument("bundle", type=Path)
@@ -87,6 +104,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         cfg = replace(cfg, seed=args.seed)
     if args.model is not None:
         cfg = replace(cfg, selection=replace(cfg.selection, model=args.model))
+    cfg = _apply_search_overrides(cfg, args.budget_min)
     res = fit_full(cfg, args.out)
     m = res.metrics
     key = "accuracy" if m["task"] == "classification" else "rmsep"
@@ -101,7 +119,79 @@ def _cmd_fit(args: argparse.Namespace) -> int:
               + (f"  int8/pls {ratio:.3f}" if ratio is not None else ""))
     sel = m.get("selection") or {}
     print(f"deployed: {m.get('deployed_model')} ({sel.get('reason', '')})")
+    srch = m.get("search") or {}
+    if srch.get("ran"):
+        print(_search_line(srch))
     print(f"train_seconds: {m['train_seconds']}")
+    return 0
+
+
+def _apply_search_overrides(cfg: Any, budget_min: float | None, trials: int | None = None,
+                            storage: str | None = None, study_name: str | None = None) -> Any:
+    """The config with ``--budget-min`` and the ``search`` command's options applied; ``--budget-min M > 0``
+    turns the search on (with the defaults of an empty ``[search]`` table when the config has none)."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from trainer.config import SearchConfig  # noqa: PLC0415
+
+    sc = cfg.search
+    if budget_min is not None:
+        if not budget_min >= 0:
+            raise ValueError(f"--budget-min: expected minutes >= 0, got {budget_min}")
+        if budget_min > 0 and not sc.enabled and "search" not in cfg.raw:
+            sc = SearchConfig.from_dict({})
+        sc = replace(sc, budget_min=float(budget_min))
+    if trials is not None:
+        if trials < 1:
+            raise ValueError(f"--trials: expected an integer >= 1, got {trials}")
+        sc = replace(sc, trials=trials)
+    if storage is not None:
+        sc = replace(sc, storage=storage)
+    if study_name is not None:
+        sc = replace(sc, study_name=study_name)
+    return replace(cfg, search=sc)
+
+
+def _search_line(srch: dict[str, Any]) -> str:
+    spread = srch.get("seed_spread") or {}
+    parts = [f"search: {srch.get('trials_run')} trials ({srch.get('trials_pruned')} pruned) in "
+             f"{srch.get('budget_used_s', 0):.0f} s, best trial {srch.get('best_trial')}"
+             + (" (the configured recipe)" if srch.get("best_is_configured") else "")]
+    if srch.get("best_score") is not None:
+        conf = srch.get("configured_score")
+        parts.append(f"score {srch['best_score']:.4g}" + (f" vs configured {conf:.4g}" if conf is not None else ""))
+    if spread.get("mean"):
+        parts.append("seed spread " + ", ".join(f"{t} {spread['mean'][t]:.4g} +/- {spread['std'][t]:.2g}"
+                                                for t in spread["mean"]))
+    return "; ".join(parts)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from dataclasses import replace  # noqa: PLC0415
+
+    from trainer.config import load_config  # noqa: PLC0415
+    from trainer.search import prepare_inputs, run_search  # noqa: PLC0415
+
+    cfg = load_config(args.config)
+    if args.seed is not None:
+        if args.seed < 0:
+            raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
+        cfg = replace(cfg, seed=args.seed)
+    if args.worker < 0:
+        raise ValueError(f"--worker: expected an integer >= 0, got {args.worker}")
+    cfg = _apply_search_overrides(cfg, args.budget_min, args.trials, args.storage, args.study_name)
+    if "search" not in cfg.raw and not cfg.search.enabled:
+        cfg = replace(cfg, search=replace(cfg.search, enabled=True))
+    if not cfg.search.active:
+        raise ValueError("search: nothing to do (enabled = false, budget_min = 0 or trials = 0)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    res = run_search(cfg, prepare_inputs(cfg), args.out, worker=args.worker, spread=False)
+    print(f"study: {res.study_name} ({res.storage_kind})")
+    print(f"trials: {res.trials_run} run by this worker ({res.trials_pruned} pruned, {res.trials_failed} failed), "
+          f"{res.trials_in_study} in the study")
+    if res.best_value is not None:
+        print(f"best: trial {res.best_trial}, score {res.best_value:.4g}, CV RMSE "
+              + ", ".join(f"{k} {v:.4g}" for k, v in (res.best_cv_rmse or {}).items()))
     return 0
 
 
@@ -138,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose, args.quiet)
     if getattr(args, "threads", None):
         _limit_threads(args.threads)
-    handlers = {"fit": _cmd_fit, "sign": _cmd_sign, "keygen": _cmd_keygen, "transfer": _cmd_transfer}
+    handlers = {"fit": _cmd_fit, "search": _cmd_search, "sign": _cmd_sign, "keygen": _cmd_keygen,
+                "transfer": _cmd_transfer}
     from edge.errors import EdgeError  # noqa: PLC0415
     from trainer.errors import TrainerError  # noqa: PLC0415
 

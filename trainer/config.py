@@ -46,6 +46,7 @@ __all__ = [
     "SyntheticConfig",
     "InstrumentConfig",
     "SelectionConfig",
+    "SearchConfig",
     "Selector",
     "TestSet",
     "SplitConfig",
@@ -527,6 +528,85 @@ class SelectionConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """``[search]``: the Optuna search of the CNN recipe (:mod:`trainer.search`), scored by the champion rule's
+    grouped cross-validation.
+
+    Without a ``[search]`` table the search is off and the configured recipe (``[model]``, ``[augment]``,
+    ``[preprocessing] cnn``) is trained, as before; a table (even an empty one) turns it on with these defaults.
+
+    Parameters
+    ----------
+    enabled : bool
+        ``false`` keeps the configured recipe.
+    trials : int
+        Most trials this process runs (0: no search). Trials already in the study (an earlier run into the same
+        output folder, or other workers) are not counted.
+    budget_min : float
+        Wall-clock minutes this process spends on the search, the seed-spread retraining included (0: no search).
+        ``spectro-train fit --budget-min`` overrides it.
+    storage : str
+        An Optuna storage URL (``postgresql://...``, ``mysql+pymysql://...``, ``sqlite:///...``) shared by several
+        workers, or a SQLite file name, relative to the output folder (default ``search.db``).
+    study_name : str or None
+        None: derived from the config and the training data (a changed config or data starts a new study).
+    folds : int or None
+        Grouped folds of each trial's cross-validation; None: ``[selection] cnn_cv_folds`` (the champion's, so the
+        best trial's out-of-fold predictions are reused by the champion rule).
+    spread_seeds : int
+        Training seeds the chosen recipe is cross-validated with (its own included) to report seed-to-seed spread.
+    seed : int or None
+        Seed of the TPE sampler; None: the top-level ``seed``.
+    """
+
+    enabled: bool = False
+    trials: int = 40
+    budget_min: float = 5.0
+    storage: str = "search.db"
+    study_name: str | None = None
+    folds: int | None = None
+    spread_seeds: int = 3
+    seed: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> SearchConfig:
+        """``None`` (no ``[search]`` table): the search is off."""
+        if d is None:
+            return cls(enabled=False)
+        w = "search"
+        _check_keys(d, w, {"enabled", "trials", "budget_min", "storage", "study_name", "folds", "spread_seeds",
+                           "seed"})
+        trials = _get(d, "trials", w, int, 40)
+        if trials < 0:
+            raise TrainConfigError(f"search.trials: expected an integer >= 0, got {trials}")
+        budget = _get(d, "budget_min", w, float, 5.0)
+        if not budget >= 0 or budget == float("inf"):
+            raise TrainConfigError(f"search.budget_min: expected a finite number >= 0, got {budget!r}")
+        storage = _get(d, "storage", w, str, "search.db")
+        if not storage.strip():
+            raise TrainConfigError("search.storage: expected a storage URL or a file name, got ''")
+        name = _get(d, "study_name", w, str, None)
+        if name is not None and not name.strip():
+            raise TrainConfigError("search.study_name: expected a non-empty name, got ''")
+        folds = _get(d, "folds", w, int, None)
+        if folds is not None and folds < 2:
+            raise TrainConfigError(f"search.folds: expected an integer >= 2, got {folds}")
+        spread = _get(d, "spread_seeds", w, int, 3)
+        if spread < 1:
+            raise TrainConfigError(f"search.spread_seeds: expected an integer >= 1, got {spread}")
+        seed = _get(d, "seed", w, int, None)
+        if seed is not None and seed < 0:
+            raise TrainConfigError(f"search.seed: expected an integer >= 0, got {seed}")
+        return cls(enabled=_get(d, "enabled", w, bool, True), trials=trials, budget_min=float(budget),
+                   storage=storage, study_name=name, folds=folds, spread_seeds=spread, seed=seed)
+
+    @property
+    def active(self) -> bool:
+        """Whether a search runs: enabled, with a budget and at least one trial."""
+        return self.enabled and self.trials > 0 and self.budget_min > 0
+
+
+@dataclass(frozen=True)
 class OodConfig:
     """PCA drift statistics: components by count or explained-variance share, and the limits' false-alarm rate."""
 
@@ -636,6 +716,7 @@ class TrainConfig:
     bundle: BundleConfig
     instrument: InstrumentConfig = field(default_factory=InstrumentConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     seed: int = 0
     report: bool = True
     source: str = "<string>"
@@ -648,8 +729,8 @@ class TrainConfig:
 
 
 _TOP_KEYS = frozenset(
-    {"seed", "report", "data", "instrument", "selection", "split", "cv", "preprocessing", "augment", "model", "pruning",
-     "quantize", "ood", "intervals", "bundle"}
+    {"seed", "report", "data", "instrument", "selection", "search", "split", "cv", "preprocessing", "augment",
+     "model", "pruning", "quantize", "ood", "intervals", "bundle"}
 )
 
 
@@ -674,6 +755,7 @@ def config_from_dict(d: Mapping[str, Any], *, base_dir: str | Path = ".", source
         bundle=BundleConfig.from_dict(_table(d, "bundle", "")),
         instrument=InstrumentConfig.from_dict(_table(d, "instrument", "")),
         selection=SelectionConfig.from_dict(_table(d, "selection", "")),
+        search=SearchConfig.from_dict(_table(d, "search", "") if "search" in d else None),
         seed=seed,
         report=_get(d, "report", "", bool, True),
         source=source,

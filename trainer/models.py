@@ -98,6 +98,10 @@ class CNNConfig:
         Huber threshold in standardised target units (1.0 = one standard deviation of ``y_train``).
     n_classes : int or None
         Classification only: number of classes (default: largest label in ``y_train`` plus one).
+    linear_path : bool
+        A linear path beside the convolutions: the flattened input is concatenated with the last hidden features
+        before the output layer, so the output is a linear model of the spectrum (as PLS is) plus the network's
+        nonlinear correction, and can extrapolate as PLS does. The output layer's kernel then gets the L2 penalty.
     """
 
     task: str = "regression"
@@ -122,6 +126,7 @@ class CNNConfig:
     loss: str = "mse"
     huber_delta: float = 1.0
     n_classes: int | None = None
+    linear_path: bool = False
 
     def __post_init__(self) -> None:
         for name in ("filters", "kernel_sizes", "strides", "dense_units"):
@@ -304,10 +309,14 @@ def build_cnn(input_shape: tuple[int, ...], config: CNNConfig, *, n_outputs: int
                          name=f"{name}_dense{i}")(h)
     if config.dropout > 0:
         h = layers.Dropout(config.dropout, seed=next(seeds), name=f"{name}_drop_out")(h)
+    if config.linear_path:
+        # The output stays one Dense layer (output scaling folds into it as before): W_h h + W_x x + b.
+        lin = layers.Flatten(name=f"{name}_lin_flat")(inputs) if len(input_shape) == 2 else inputs
+        h = layers.Concatenate(name=f"{name}_with_linear")([h, lin])
     out_act = "softmax" if config.task == "classification" else None
     outputs = layers.Dense(
         n_outputs, activation=out_act, kernel_initializer=keras.initializers.GlorotUniform(seed=next(seeds)),
-        name=f"{name}_out",
+        kernel_regularizer=reg if config.linear_path else None, name=f"{name}_out",
     )(h)
     return keras.Model(inputs, outputs, name=name)
 

@@ -40,7 +40,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ _MIN_COST_ROWS = 5
 #: The cnn_int8 predictions of the re-written final bundle must equal those of the first one (same model bytes).
 _REPRODUCE_ATOL = 0.0
 
-_STAGES = ("load data", "split rows", "PLS baseline", "cross-validate CNN", "train CNN", "prune", "int8 conversion",
+_STAGES = ("load data", "split rows", "PLS baseline", "search CNN recipe", "cross-validate CNN", "train CNN", "prune", "int8 conversion",
            "choose the deployed model", "OOD + intervals",
            "bundle", "evaluate through the edge runtime", "report")
 
@@ -355,7 +355,8 @@ def _check_rows(cfg: TrainConfig, tr: np.ndarray, sel: np.ndarray, groups: np.nd
 
     problems = []
     n_groups = int(np.unique(groups[tr]).size)
-    folds = max(cfg.cv.folds, cfg.selection.cnn_cv_folds if cfg.selection.model == "auto" and not classify else 2)
+    folds = max(cfg.cv.folds, cfg.selection.cnn_cv_folds if cfg.selection.model == "auto" and not classify else 2,
+                (cfg.search.folds or cfg.selection.cnn_cv_folds) if cfg.search.active and not classify else 2)
     if n_groups < folds:
         problems.append(f"cross-validation with {folds} folds needs at least {folds} groups of training rows, "
                         f"got {n_groups}")
@@ -401,6 +402,38 @@ def _prune(trained: Any, pcfg: Any, cfg: TrainConfig, X_tr: np.ndarray, y_tr: np
         "history": dict(result.history),
     }
     return result.model, info
+
+
+def _search_recipe(
+    cfg: TrainConfig, X_tr: np.ndarray, Y_tr: np.ndarray, groups_tr: np.ndarray, target_names: Sequence[str],
+    cand: str, make_pre: Callable[[Sequence[Mapping[str, Any]]], Any], out: Path, prog: _Progress,
+    progress: Callable[[str], None] | None,
+) -> tuple[dict[str, Any], np.ndarray | None, int]:
+    """The ``[search]`` stage (:mod:`trainer.search`): ``(metrics.json search, the best trial's out-of-fold
+    predictions or None, its folds)``. Skipped (the configured recipe) when the search is off, for classification
+    and for ``--model pls``."""
+    sc = cfg.search
+    why = ("no [search] table" if not sc.enabled and "search" not in cfg.raw
+           else "enabled = false" if not sc.enabled
+           else "budget_min = 0" if sc.budget_min <= 0
+           else "trials = 0" if sc.trials <= 0
+           else "classification is not searched" if cfg.task == "classification"
+           else "--model pls: the CNN is not deployed" if cfg.selection.model == "pls"
+           else None)
+    if why is not None:
+        log.info("CNN recipe search off (%s): the configured recipe is trained", why)
+        return {"ran": False, "reason": why}, None, 0
+    prog.stage("search CNN recipe")
+    from trainer.search import SearchInputs, run_search  # noqa: PLC0415
+
+    model = dict(cfg.model)
+    model["task"] = cfg.task
+    inputs = SearchInputs(X=X_tr, Y=np.asarray(Y_tr, dtype=np.float64), groups=groups_tr,
+                          target_names=tuple(target_names), make_pre=make_pre,
+                          candidates=cfg.preprocessing.candidates, base_candidate=cand, base_model=model,
+                          base_augment=dict(cfg.augment))
+    result = run_search(cfg, inputs, out, progress=progress)
+    return result.to_dict(), result.oof, result.folds
 
 
 def fit(
@@ -483,6 +516,15 @@ def fit_full(
     cand = cfg.preprocessing.cnn
     if cand == "pls_best":
         cand = pls.models[0].candidate
+    search_info, search_oof, search_folds = _search_recipe(cfg, X[tr], Y[tr], cv_groups[tr], ds.target_names, cand,
+                                                           make_pre, out, prog, progress)
+    if search_info.get("best_recipe") is not None:
+        recipe = search_info["best_recipe"]
+        cand = recipe["candidate"]
+        cnn_cfg = _build_cnn_config(replace(cfg, model=recipe["model"]))
+        aug_cfg = _build_augment_config(replace(cfg, augment=recipe["augment"]))
+        log.info("CNN recipe from the search (trial %s): preprocessing %s, model %s, augment %s",
+                 search_info.get("best_trial"), cand, recipe["model"], recipe["augment"])
     steps = cfg.preprocessing.candidates[cand]
     from trainer.augment import augment  # noqa: PLC0415
     from trainer.champion import (  # noqa: PLC0415
@@ -496,7 +538,13 @@ def fit_full(
 
     mode = cfg.selection.model
     cnn_cv = cnn_oof = None
-    if mode == "auto" and not classify:
+    if search_oof is not None and search_folds == cfg.selection.cnn_cv_folds and mode != "pls":
+        # The best trial ran exactly this cross-validation (same folds, seeds and recipe): reuse it.
+        prog.stage("cross-validate CNN")
+        log.info("CNN cross-validation: the out-of-fold predictions of search trial %s", search_info.get("best_trial"))
+        cnn_oof = search_oof
+        cnn_cv = np.sqrt(np.mean((cnn_oof - Y[tr]) ** 2, axis=0))
+    elif mode == "auto" and not classify:
         prog.stage("cross-validate CNN")
         cnn_oof = cnn_cv_predictions(
             X[tr], Y[tr].astype(np.float64), cv_groups[tr],
@@ -745,6 +793,7 @@ def fit_full(
         "comparison": comparison,
         "deployed_model": selection.winner,
         "selection": selection.to_dict(),
+        "search": search_info,
         "deployed_pls": ({"candidate": dep.candidate, "n_components": dict(dep.n_components)}
                          if selection.winner == "pls" and dep is not None else None),
         "pls_components": pls.components,

@@ -1,0 +1,533 @@
+"""The Optuna search of the CNN recipe, scored by the champion rule's grouped cross-validation.
+
+A trial is one recipe: the CNN architecture (depth, filters, kernels, strides, a hidden dense layer, a linear path
+beside the convolutions), its regularisation (dropout, L2), the augmentation strength (offset, slope,
+multiplicative scale, noise, axis shift), the input preprocessing (one of the config's candidates), the learning
+rate, the epochs and the ensemble size. Its score is what :func:`trainer.champion.cnn_cv_predictions` gives on the
+training rows (grouped folds, preprocessing fitted per fold, no selection rows): the geometric mean over targets of
+the out-of-fold RMSE divided by the target's standard deviation (for one target, the RMSE in standard deviations).
+The first trial of a new study is the configured recipe itself, so the search can only report a recipe that beat it
+in the same cross-validation.
+
+Optuna runs it: a seeded TPE sampler, a median pruner fed the running out-of-fold score after each fold (a trial
+worse than the median of earlier trials at the same fold stops there), a wall-clock budget and a trial count. The
+study lives in an Optuna storage: a SQLite file in the output folder by default, or an RDB URL (PostgreSQL, MySQL)
+that several workers (``spectro-train search``) on several machines fill at once; each trial stores its whole
+recipe and, when complete, its out-of-fold predictions, so ``spectro-train fit`` reuses the best trial of any
+worker without retraining it.
+
+After the search the chosen recipe is cross-validated with ``spread_seeds - 1`` more training seeds on the same
+folds: the seed-to-seed spread of its CV RMSE is reported (``metrics.json`` ``search.seed_spread``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainer.config import SearchConfig, TrainConfig
+from trainer.errors import TrainConfigError
+
+__all__ = ["SearchInputs", "SearchResult", "SEARCH_SPACE_VERSION", "prepare_inputs", "resolve_storage", "run_search",
+           "score", "study_name_for", "suggest_recipe"]
+
+log = logging.getLogger(__name__)
+
+#: Bumped when the search space or the score changes (part of the default study name: old studies are not mixed in).
+SEARCH_SPACE_VERSION = 1
+#: Random (TPE start-up) trials before TPE models the good and bad recipes.
+_TPE_STARTUP_TRIALS = 8
+#: Trials that run every fold before the median pruner stops any; folds reported before it may prune.
+_PRUNER_STARTUP_TRIALS = 4
+_PRUNER_WARMUP_FOLDS = 1
+#: Seconds a SQLite writer waits for another worker's lock.
+_SQLITE_TIMEOUT_S = 60
+#: Heartbeat of running trials in an RDB storage: a worker that dies leaves a trial marked failed after 2 beats.
+_HEARTBEAT_S = 60
+#: User attribute marking the configured recipe's trial.
+_CONFIGURED = "configured"
+
+# The search space (kept to what trainer.models and trainer.augment build).
+_DEPTHS = (1, 3)
+_FIRST_FILTERS = (4, 8, 16)
+_GROWTH = (1, 2)
+_MAX_FILTERS = 64
+_KERNELS = (3, 5, 7, 9, 15, 21)
+_STRIDES = (1, 2, 4)
+_DENSE = (0, 16, 32, 64)
+_DROPOUT = (0.0, 0.3)
+_L2 = (1e-6, 1e-2)
+_LR = (3e-4, 1e-2)
+_ENSEMBLE = (1, 3)
+_COPIES = (0, 1, 2, 4)
+#: Augmentation spreads: offset, slope and noise in units of the training spectra's baseline spread (the standard
+#: deviation of the per-spectrum mean absorbance), the scale as a fraction, the shift in channels.
+_AUG_OFFSET = (0.0, 0.5)
+_AUG_SLOPE = (0.0, 0.5)
+_AUG_NOISE = (0.0, 0.05)
+_AUG_SCALE = (0.0, 0.05)
+_AUG_SHIFT = (0.0, 2.0)
+
+
+@dataclass(frozen=True)
+class SearchInputs:
+    """What every trial trains on: the training rows (absorbance), their targets and CV groups, the preprocessing
+    factory and the configured recipe.
+
+    Attributes
+    ----------
+    X : ndarray, shape (n, n_channels)
+    Y : ndarray, shape (n, n_targets), float64
+    groups : ndarray, shape (n,)
+    target_names : tuple of str
+    make_pre : callable
+        ``make_pre(steps)`` -> an unfitted preprocessing estimator.
+    candidates : mapping of str to step lists
+    base_candidate : str
+        The configured CNN input (``pls_best`` resolved by the caller).
+    base_model, base_augment : dict
+        The configured ``[model]`` (with ``task``) and ``[augment]`` tables.
+    """
+
+    X: np.ndarray
+    Y: np.ndarray
+    groups: np.ndarray
+    target_names: tuple[str, ...]
+    make_pre: Callable[[Sequence[Mapping[str, Any]]], Any]
+    candidates: Mapping[str, Sequence[Mapping[str, Any]]]
+    base_candidate: str
+    base_model: Mapping[str, Any]
+    base_augment: Mapping[str, Any]
+
+    @property
+    def y_sd(self) -> np.ndarray:
+        """Standard deviation of each target on the training rows (1 where constant): the score's unit."""
+        sd = np.std(self.Y, axis=0)
+        return np.where(sd > 0, sd, 1.0)
+
+    @property
+    def baseline_sd_abs(self) -> float:
+        """Spread of the training spectra's baselines (sd of the per-spectrum mean absorbance): the augmentation's
+        unit for offset, slope and noise."""
+        s = float(np.std(np.mean(self.X, axis=1)))
+        return s if s > 0 else float(np.std(self.X)) or 1.0
+
+
+@dataclass
+class SearchResult:
+    """The outcome of :func:`run_search` (``metrics.json`` ``search`` is :meth:`to_dict`)."""
+
+    study_name: str
+    storage_kind: str
+    recipe: dict[str, Any] | None
+    best_trial: int | None
+    best_value: float | None
+    best_cv_rmse: dict[str, float] | None
+    best_params: dict[str, Any]
+    configured_value: float | None
+    oof: np.ndarray | None
+    folds: int
+    trials_run: int
+    trials_pruned: int
+    trials_failed: int
+    trials_in_study: int
+    budget_s: float
+    budget_used_s: float
+    seed_spread: dict[str, Any] | None = None
+    trial_log: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ran": True,
+            "study_name": self.study_name,
+            "storage": self.storage_kind,
+            "trials_run": self.trials_run,
+            "trials_pruned": self.trials_pruned,
+            "trials_failed": self.trials_failed,
+            "trials_in_study": self.trials_in_study,
+            "folds": self.folds,
+            "best_trial": self.best_trial,
+            "best_is_configured": self.recipe is not None and bool(self.recipe.get(_CONFIGURED)),
+            "best_score": self.best_value,
+            "configured_score": self.configured_value,
+            "best_cv_rmse": self.best_cv_rmse,
+            "best_params": self.best_params,
+            "best_recipe": None if self.recipe is None else {k: v for k, v in self.recipe.items() if k != _CONFIGURED},
+            "seed_spread": self.seed_spread,
+            "budget_s": self.budget_s,
+            "budget_used_s": round(self.budget_used_s, 2),
+            "score": "geometric mean over targets of out-of-fold RMSE / target sd (lower is better)",
+            "trials": self.trial_log,
+        }
+
+
+def score(pred: np.ndarray, Y: np.ndarray, y_sd: np.ndarray, rows: np.ndarray | None = None) -> float:
+    """Geometric mean over targets of RMSE / sd on ``rows`` (all rows by default); inf when not finite."""
+    p, y = (pred, Y) if rows is None else (pred[rows], Y[rows])
+    rmse = np.sqrt(np.mean((p - y) ** 2, axis=0)) / y_sd
+    if not np.all(np.isfinite(rmse)):
+        return math.inf
+    return float(np.exp(np.mean(np.log(np.maximum(rmse, 1e-12)))))
+
+
+def configured_recipe(inputs: SearchInputs) -> dict[str, Any]:
+    """The recipe the config describes (the first trial of a new study)."""
+    return {"candidate": inputs.base_candidate, "model": dict(inputs.base_model),
+            "augment": dict(inputs.base_augment), _CONFIGURED: True}
+
+
+def suggest_recipe(trial: Any, inputs: SearchInputs) -> dict[str, Any]:
+    """Sample one recipe; keys of ``[model]`` the search does not set (batch size, schedule, loss, ...) keep their
+    configured values."""
+    names = list(inputs.candidates)
+    cand = trial.suggest_categorical("preprocessing", names) if len(names) > 1 else names[0]
+    depth = trial.suggest_int("depth", *_DEPTHS)
+    f0 = trial.suggest_categorical("filters", _FIRST_FILTERS)
+    growth = trial.suggest_categorical("filter_growth", _GROWTH)
+    filters = [min(_MAX_FILTERS, f0 * growth**i) for i in range(depth)]
+    kernels = [trial.suggest_categorical(f"kernel{i}", _KERNELS) for i in range(depth)]
+    strides = [trial.suggest_categorical(f"stride{i}", _STRIDES) for i in range(depth)]
+    dense = trial.suggest_categorical("dense_units", _DENSE)
+    epochs_max = int(inputs.base_model.get("epochs", 200))
+    epochs_min = max(5, epochs_max // 4)
+    model = dict(inputs.base_model)
+    model.update(
+        filters=filters,
+        kernel_sizes=kernels,
+        strides=strides,
+        dense_units=[dense] if dense else [],
+        linear_path=trial.suggest_categorical("linear_path", (False, True)),
+        dropout=trial.suggest_float("dropout", *_DROPOUT),
+        l2=trial.suggest_float("l2", *_L2, log=True),
+        learning_rate=trial.suggest_float("learning_rate", *_LR, log=True),
+        epochs=trial.suggest_int("epochs", epochs_min, epochs_max, log=True) if epochs_max > epochs_min
+        else epochs_max,
+        ensemble_size=trial.suggest_int("ensemble_size", *_ENSEMBLE),
+    )
+    copies = trial.suggest_categorical("aug_copies", _COPIES)
+    augment: dict[str, Any] = {"n_copies": copies}
+    if copies:
+        unit = inputs.baseline_sd_abs
+        augment.update(
+            offset_sd_abs=trial.suggest_float("aug_offset", *_AUG_OFFSET) * unit,
+            slope_sd_abs=trial.suggest_float("aug_slope", *_AUG_SLOPE) * unit,
+            noise_sd_abs=trial.suggest_float("aug_noise", *_AUG_NOISE) * unit,
+            scale_sd=trial.suggest_float("aug_scale", *_AUG_SCALE),
+            shift_sd_channels=trial.suggest_float("aug_shift", *_AUG_SHIFT),
+        )
+    return {"candidate": cand, "model": model, "augment": augment}
+
+
+def cv_predictions(recipe: Mapping[str, Any], inputs: SearchInputs, *, folds: int, seed: int,
+                   fold_seed: int | None = None,
+                   on_fold: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> np.ndarray:
+    """Out-of-fold predictions of a recipe by :func:`trainer.champion.cnn_cv_predictions` (the champion's CV)."""
+    from trainer.augment import AugmentConfig, augment  # noqa: PLC0415
+    from trainer.champion import cnn_cv_predictions  # noqa: PLC0415
+    from trainer.models import CNNConfig, train_cnn  # noqa: PLC0415
+
+    cnn_cfg = CNNConfig.from_dict(dict(recipe["model"]))
+    aug_cfg = AugmentConfig.from_dict(dict(recipe["augment"]))
+    steps = inputs.candidates[recipe["candidate"]]
+
+    def predict(model: Any, Xp: np.ndarray) -> np.ndarray:
+        out = model.predict(np.asarray(Xp, dtype=np.float32), batch_size=256, verbose=0)
+        return np.asarray(out, dtype=np.float64).reshape(Xp.shape[0], -1)
+
+    return cnn_cv_predictions(
+        inputs.X, inputs.Y, inputs.groups,
+        make_pre=lambda: inputs.make_pre(steps),
+        augment_fn=lambda Xa, ya, sd: augment(Xa, ya, aug_cfg, seed=sd),
+        train_fn=lambda Xp, yp, sd: train_cnn(Xp, yp, None, None, config=cnn_cfg, seed=sd).model,
+        predict_fn=predict,
+        folds=folds,
+        seed=seed,
+        fold_seed=fold_seed,
+        on_fold=on_fold,
+    )
+
+
+def resolve_storage(storage: str, out_dir: str | Path) -> tuple[str, str]:
+    """``(url, kind)``: a URL as given (kind = its scheme, e.g. ``postgresql``), or a SQLite file relative to
+    ``out_dir`` (kind ``sqlite``)."""
+    if "://" in storage:
+        scheme = storage.split("://", 1)[0].split("+", 1)[0].lower()
+        return storage, scheme
+    path = Path(storage)
+    if not path.is_absolute():
+        path = Path(out_dir) / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path.resolve()}", "sqlite"
+
+
+def _open_storage(url: str) -> Any:
+    import optuna  # noqa: PLC0415
+
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": _SQLITE_TIMEOUT_S}}
+    return optuna.storages.RDBStorage(url, heartbeat_interval=_HEARTBEAT_S, **kwargs)
+
+
+def study_name_for(cfg: TrainConfig, inputs: SearchInputs, folds: int) -> str:
+    """The default study name: the model id and a hash of everything a trial's score depends on (the config's
+    data, split, CV, preprocessing, model and augmentation tables, the seed, the folds, the training rows and the
+    search space version)."""
+    raw = {k: cfg.raw.get(k) for k in ("data", "split", "cv", "preprocessing", "model", "augment")}
+    h = hashlib.sha256()
+    h.update(json.dumps({"raw": raw, "seed": cfg.seed, "folds": folds, "version": SEARCH_SPACE_VERSION},
+                        sort_keys=True, default=str).encode())
+    h.update(np.ascontiguousarray(inputs.X, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(inputs.Y, dtype=np.float64).tobytes())
+    return f"{cfg.bundle.model_id}-{h.hexdigest()[:12]}"
+
+
+def prepare_inputs(cfg: TrainConfig) -> SearchInputs:
+    """Load the data and split it as ``spectro-train fit`` does, for a search on its own (``spectro-train search``).
+
+    The configured CNN input ``pls_best`` (chosen by PLS in ``fit``) is taken as the first candidate here; the
+    search samples the candidates anyway."""
+    from trainer.data import load_configured  # noqa: PLC0415
+    from trainer.preprocessing import make_pipeline_from_config  # noqa: PLC0415
+    from trainer.splits import group_labels, make_split_plan  # noqa: PLC0415
+
+    if cfg.task != "regression":
+        raise TrainConfigError("search: the recipe search scores regression RMSE; classification is not searched")
+    ds = load_configured(cfg.data)
+    plan = make_split_plan(ds, cfg.split, seed=cfg.seed)
+    tr = plan.train_rows
+    groups = group_labels(ds, cfg.cv.group or cfg.split.group)
+
+    def make_pre(steps: Sequence[Mapping[str, Any]]) -> Any:
+        return make_pipeline_from_config([dict(s) for s in steps], ds.wavelengths, unit=ds.axis_unit)
+
+    cand = cfg.preprocessing.cnn
+    if cand == "pls_best":
+        cand = next(iter(cfg.preprocessing.candidates))
+    model = dict(cfg.model)
+    model["task"] = cfg.task
+    return SearchInputs(X=ds.X[tr], Y=np.asarray(ds.y[tr], dtype=np.float64), groups=groups[tr],
+                        target_names=tuple(ds.target_names), make_pre=make_pre,
+                        candidates=cfg.preprocessing.candidates, base_candidate=cand, base_model=model,
+                        base_augment=dict(cfg.augment))
+
+
+def _cv_rmse(pred: np.ndarray, Y: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    return dict(zip(names, map(float, np.sqrt(np.mean((pred - Y) ** 2, axis=0)))))
+
+
+def _clear_keras() -> None:
+    try:
+        import keras  # noqa: PLC0415
+
+        keras.backend.clear_session()
+    except Exception:  # noqa: BLE001 - only frees memory between trials
+        log.debug("keras clear_session failed", exc_info=True)
+
+
+def run_search(
+    cfg: TrainConfig,
+    inputs: SearchInputs,
+    out_dir: str | Path,
+    *,
+    search: SearchConfig | None = None,
+    folds: int | None = None,
+    worker: int = 0,
+    spread: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Run (or continue) the study and return the best recipe, its out-of-fold predictions and the seed spread.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    inputs : SearchInputs
+    out_dir : path
+        Where a relative SQLite storage file goes.
+    search : SearchConfig, optional
+        Defaults to ``cfg.search`` (the CLI's overrides are applied by the caller).
+    folds : int, optional
+        Defaults to ``search.folds`` or ``[selection] cnn_cv_folds``.
+    worker : int
+        Index of this worker: its sampler is seeded with ``seed + 1000 * worker``, so workers sharing a study do
+        not sample the same recipes.
+    spread : bool
+        Cross-validate the chosen recipe with ``spread_seeds - 1`` more seeds (``spectro-train fit``); workers of
+        ``spectro-train search`` skip it.
+    progress : callable, optional
+        Called with one line per trial.
+    """
+    import optuna  # noqa: PLC0415
+
+    sc = cfg.search if search is None else search
+    folds = int(folds or sc.folds or cfg.selection.cnn_cv_folds)
+    seed = cfg.seed if sc.seed is None else sc.seed
+    budget_s = 60.0 * sc.budget_min
+    t0 = time.monotonic()
+    y_sd = inputs.y_sd
+    url, kind = resolve_storage(sc.storage, out_dir)
+    name = sc.study_name or study_name_for(cfg, inputs, folds)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from here instead
+    sampler = optuna.samplers.TPESampler(seed=seed + 1000 * worker, n_startup_trials=_TPE_STARTUP_TRIALS)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=_PRUNER_STARTUP_TRIALS, n_warmup_steps=_PRUNER_WARMUP_FOLDS)
+    study = None
+    for attempt in range(5):  # several workers may create the same SQLite tables at once
+        try:
+            study = optuna.create_study(storage=_open_storage(url), study_name=name, sampler=sampler, pruner=pruner,
+                                        direction="minimize", load_if_exists=True)
+            break
+        except Exception as exc:  # noqa: BLE001 - sqlalchemy's OperationalError etc.; retried, then raised
+            if attempt == 4:
+                raise TrainConfigError(f"search.storage: cannot open the study {name!r} in {kind} storage ({exc})") \
+                    from exc
+            time.sleep(0.5 + attempt)
+    assert study is not None
+    log.info("search: study %s in %s storage, %d trial(s) already there; budget %.1f min, at most %d trials, "
+             "%d folds", name, kind, len(study.trials), sc.budget_min, sc.trials, folds)
+    if not any(t.user_attrs.get(_CONFIGURED) for t in study.trials):
+        study.enqueue_trial({}, user_attrs={_CONFIGURED: True})
+
+    best_duration = [0.0]
+    reserve_runs = (sc.spread_seeds - 1) if spread else 0
+
+    def remaining_s() -> float:
+        """Budget left for trials (the seed-spread runs of the best recipe so far are reserved)."""
+        return budget_s - (time.monotonic() - t0) - reserve_runs * best_duration[0]
+
+    def objective(trial: Any) -> float:
+        t_start = time.monotonic()
+        recipe = configured_recipe(inputs) if trial.user_attrs.get(_CONFIGURED) else suggest_recipe(trial, inputs)
+        trial.set_user_attr("recipe", recipe)
+
+        def on_fold(i: int, pred: np.ndarray, done: np.ndarray) -> None:
+            value = score(pred, inputs.Y, y_sd, done)
+            trial.report(value, i)
+            if trial.should_prune():
+                trial.set_user_attr("stopped", "pruned")
+                raise optuna.TrialPruned(f"fold {i + 1}: running score {value:.4g} worse than the median")
+            if i + 1 < folds and remaining_s() <= 0:
+                trial.set_user_attr("stopped", "budget")
+                raise optuna.TrialPruned(f"fold {i + 1}: budget spent")
+
+        try:
+            pred = cv_predictions(recipe, inputs, folds=folds, seed=seed, on_fold=on_fold)
+        finally:
+            _clear_keras()
+        value = score(pred, inputs.Y, y_sd)
+        if math.isfinite(value):
+            trial.set_user_attr("oof", np.round(pred, 10).tolist())
+            trial.set_user_attr("cv_rmse", _cv_rmse(pred, inputs.Y, inputs.target_names))
+            trial.set_user_attr("seconds", round(time.monotonic() - t_start, 2))
+        return value
+
+    counts = {"run": 0, "pruned": 0, "failed": 0}
+    trial_log: list[dict[str, Any]] = []
+
+    def callback(st: Any, trial: Any) -> None:
+        counts["run"] += 1
+        state = trial.state.name.lower()
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            counts["pruned"] += 1
+        elif trial.state == optuna.trial.TrialState.FAIL:
+            counts["failed"] += 1
+        elapsed = time.monotonic() - t0
+        try:
+            best = st.best_trial
+        except ValueError:
+            best = None
+        if best is not None and best.number == trial.number:
+            best_duration[0] = float(trial.user_attrs.get("seconds", elapsed))
+        value = trial.value if trial.value is not None else (
+            trial.intermediate_values[max(trial.intermediate_values)] if trial.intermediate_values else None)
+        why = trial.user_attrs.get("stopped", "")
+        entry = {"trial": trial.number, "state": state, "value": value, "stopped": why or None,
+                 "configured": bool(trial.user_attrs.get(_CONFIGURED)),
+                 "seconds": round((trial.datetime_complete - trial.datetime_start).total_seconds(), 2)
+                 if trial.datetime_complete and trial.datetime_start else None}
+        trial_log.append(entry)
+        msg = (f"search trial {trial.number}{' (configured recipe)' if entry['configured'] else ''}: {state}"
+               + (f" ({why})" if why and why != state else "")
+               + (f", score {value:.4g}" if value is not None else "")
+               + (f" in {entry['seconds']:.0f} s" if entry["seconds"] is not None else "")
+               + (f"; best {best.value:.4g} (trial {best.number})" if best is not None else "")
+               + f"; {elapsed:.0f} s elapsed, {max(0.0, remaining_s()):.0f} s of budget left for trials")
+        log.info(msg)
+        if progress is not None:
+            progress(msg)
+        if remaining_s() <= 0:
+            st.stop()
+
+    study.optimize(objective, n_trials=sc.trials, timeout=max(1.0, budget_s), callbacks=[callback],
+                   catch=(ValueError, TrainConfigError), gc_after_trial=True)
+
+    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                if t.value is not None and math.isfinite(t.value) and "recipe" in t.user_attrs]
+    configured = [t for t in complete if t.user_attrs.get(_CONFIGURED)]
+    result = SearchResult(
+        study_name=name, storage_kind=kind, recipe=None, best_trial=None, best_value=None, best_cv_rmse=None,
+        best_params={}, configured_value=float(configured[0].value) if configured else None, oof=None, folds=folds,
+        trials_run=counts["run"], trials_pruned=counts["pruned"], trials_failed=counts["failed"],
+        trials_in_study=len(study.trials), budget_s=budget_s, budget_used_s=0.0, trial_log=trial_log,
+    )
+    if complete:
+        best = min(complete, key=lambda t: (t.value, t.number))
+        result.recipe = dict(best.user_attrs["recipe"])
+        result.best_trial = best.number
+        result.best_value = float(best.value)
+        result.best_params = dict(best.params)
+        result.best_cv_rmse = dict(best.user_attrs.get("cv_rmse", {}))
+        oof = best.user_attrs.get("oof")
+        if oof is not None:
+            arr = np.asarray(oof, dtype=np.float64).reshape(inputs.Y.shape)
+            result.oof = arr if np.all(np.isfinite(arr)) else None
+        log.info("search: best trial %d, score %.4g%s (configured recipe %s), CV RMSE %s", best.number, best.value,
+                 " (the configured recipe)" if best.user_attrs.get(_CONFIGURED) else "",
+                 "n/a" if result.configured_value is None else f"{result.configured_value:.4g}",
+                 ", ".join(f"{k} {v:.4g}" for k, v in result.best_cv_rmse.items()))
+        if spread and result.oof is not None:
+            result.seed_spread = _seed_spread(result, inputs, folds=folds, seed=seed, n_seeds=sc.spread_seeds,
+                                              progress=progress)
+    else:
+        log.warning("search: no trial completed; the configured recipe is trained")
+    result.budget_used_s = time.monotonic() - t0
+    return result
+
+
+def _seed_spread(result: SearchResult, inputs: SearchInputs, *, folds: int, seed: int, n_seeds: int,
+                 progress: Callable[[str], None] | None) -> dict[str, Any]:
+    """CV RMSE of the chosen recipe over ``n_seeds`` training seeds on the same folds (the search's run is seed 0)."""
+    assert result.recipe is not None and result.oof is not None
+    runs = [result.oof]
+    seeds = [seed]
+    for k in range(1, n_seeds):
+        msg = f"search: seed spread, chosen recipe with training seed {seed + k} ({k + 1}/{n_seeds})"
+        log.info(msg)
+        if progress is not None:
+            progress(msg)
+        try:
+            runs.append(cv_predictions(result.recipe, inputs, folds=folds, seed=seed + k, fold_seed=seed))
+        finally:
+            _clear_keras()
+        seeds.append(seed + k)
+    rmse = np.stack([np.sqrt(np.mean((p - inputs.Y) ** 2, axis=0)) for p in runs])  # (seeds, targets)
+    scores = [score(p, inputs.Y, inputs.y_sd) for p in runs]
+    names = inputs.target_names
+    out = {
+        "seeds": seeds,
+        "cv_rmse": {t: [float(v) for v in rmse[:, j]] for j, t in enumerate(names)},
+        "mean": dict(zip(names, map(float, rmse.mean(axis=0)))),
+        "std": dict(zip(names, map(float, rmse.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(len(names))))),
+        "score": [float(s) for s in scores],
+    }
+    log.info("search: seed spread of the chosen recipe over %d seeds: %s", len(runs),
+             ", ".join(f"{t} {out['mean'][t]:.4g} +/- {out['std'][t]:.2g}" for t in names))
+    return out
