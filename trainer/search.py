@@ -272,10 +272,14 @@ def resolve_storage(storage: str, out_dir: str | Path) -> tuple[str, str]:
 def _open_storage(url: str) -> Any:
     import optuna  # noqa: PLC0415
 
+    import warnings  # noqa: PLC0415
+
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": _SQLITE_TIMEOUT_S}}
-    return optuna.storages.RDBStorage(url, heartbeat_interval=_HEARTBEAT_S, **kwargs)
+    with warnings.catch_warnings():  # heartbeat_interval is marked experimental; it is what fails a dead worker's trial
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=_HEARTBEAT_S, **kwargs)
 
 
 def study_name_for(cfg: TrainConfig, inputs: SearchInputs, folds: int) -> str:
@@ -407,6 +411,7 @@ def run_search(
         t_start = time.monotonic()
         recipe = configured_recipe(inputs) if trial.user_attrs.get(_CONFIGURED) else suggest_recipe(trial, inputs)
         trial.set_user_attr("recipe", recipe)
+        trial.set_user_attr("worker", worker)
 
         def on_fold(i: int, pred: np.ndarray, done: np.ndarray) -> None:
             value = score(pred, inputs.Y, y_sd, done)

@@ -1,0 +1,362 @@
+"""Tests of trainer.search (the Optuna search of the CNN recipe), its [search] config, its CLI and the linear path
+of trainer.models.
+
+The study mechanics (configured recipe first, pruning, budget, best trial, seed spread, resuming a study) run with a
+stand-in for the cross-validation, so they need no TensorFlow; the CLI tests train tiny CNNs on the simulator's
+synthetic spectra in child processes (two workers filling one SQLite study, a fit that searches, a fit whose budget
+is 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from trainer.config import SearchConfig, parse_config
+from trainer.errors import TrainConfigError
+
+optuna = pytest.importorskip("optuna")
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: A config small enough for a CNN cross-validation in seconds: 60 synthetic spectra of 32 channels, 6 epochs.
+TINY = """
+seed = 0
+report = false
+[data]
+synthetic = { samples = 60, channels = 32, seed = 0 }
+targets = ["analyte_a_pct", "analyte_b_pct"]
+[split]
+train = { split = "calibration" }
+select = { holdout_fraction = 0.25 }
+[split.test]
+test = { split = "test" }
+[selection]
+cnn_cv_folds = 2
+[cv]
+folds = 3
+max_components = 4
+[preprocessing.candidates]
+center = [{ op = "center" }]
+snv = [{ op = "snv" }, { op = "autoscale" }]
+[model]
+filters = [4]
+kernel_sizes = [5]
+strides = [2]
+dense_units = []
+epochs = 4
+log_every = 100
+[intervals]
+coverage = 0.8
+"""
+
+SEARCH_TABLE = """
+[search]
+trials = 2
+budget_min = 5
+spread_seeds = 2
+"""
+
+
+def _cfg(extra: str = "") -> Any:
+    return parse_config(TINY + extra, base_dir=".")
+
+
+# ------------------------------------------------------------------------------------------------- config and CLI
+def test_no_search_table_means_no_search() -> None:
+    sc = _cfg().search
+    assert not sc.enabled and not sc.active
+
+
+def test_empty_search_table_turns_it_on_with_defaults() -> None:
+    sc = _cfg("[search]\n").search
+    assert sc.active
+    assert (sc.trials, sc.budget_min, sc.storage, sc.spread_seeds) == (40, 5.0, "search.db", 3)
+    assert sc.folds is None and sc.study_name is None and sc.seed is None
+
+
+@pytest.mark.parametrize("body", ["enabled = false", "budget_min = 0", "trials = 0"])
+def test_search_off_by_key(body: str) -> None:
+    assert not _cfg(f"[search]\n{body}\n").search.active
+
+
+@pytest.mark.parametrize(("body", "key"), [("trials = -1", "search.trials"), ("budget_min = -2", "search.budget_min"),
+                                         ("folds = 1", "search.folds"), ("spread_seeds = 0", "search.spread_seeds"),
+                                         ("storage = ''", "search.storage"), ("budget = 3", "search.budget")])
+def test_bad_search_keys_are_named(body: str, key: str) -> None:
+    with pytest.raises(TrainConfigError, match=key.replace(".", r"\.")):
+        _cfg(f"[search]\n{body}\n")
+
+
+def test_budget_min_flag_overrides_the_config() -> None:
+    from trainer.cli import _apply_search_overrides
+
+    on = _cfg("[search]\nbudget_min = 4\n")
+    assert _apply_search_overrides(on, 0.0).search.active is False
+    assert _apply_search_overrides(on, 1.5).search.budget_min == 1.5
+    # --budget-min M > 0 searches a config without a [search] table, with the table's defaults otherwise.
+    off = _cfg()
+    forced = _apply_search_overrides(off, 2.0).search
+    assert forced.active and forced.budget_min == 2.0 and forced.trials == SearchConfig.from_dict({}).trials
+    # An explicit enabled = false is respected.
+    assert not _apply_search_overrides(_cfg("[search]\nenabled = false\n"), 2.0).search.active
+    with pytest.raises(ValueError, match="--budget-min"):
+        _apply_search_overrides(on, -1.0)
+
+
+def test_storage_resolution(tmp_path: Path) -> None:
+    from trainer.search import resolve_storage
+
+    url, kind = resolve_storage("search.db", tmp_path / "out")
+    assert kind == "sqlite" and url == f"sqlite:///{(tmp_path / 'out' / 'search.db').resolve()}"
+    assert resolve_storage("postgresql://u:p@db.example:5432/studies", tmp_path) == (
+        "postgresql://u:p@db.example:5432/studies", "postgresql")
+    assert resolve_storage("mysql+pymysql://u@h/s", tmp_path)[1] == "mysql"
+
+
+# ------------------------------------------------------------------------------------------------- linear path
+def test_linear_path_feeds_the_input_to_the_output_layer() -> None:
+    pytest.importorskip("keras")
+    from trainer.models import CNNConfig, build_cnn
+
+    cfg = CNNConfig(filters=(2,), kernel_sizes=(3,), strides=(4,), dense_units=(), dropout=0.0, batch_norm=False,
+                    linear_path=True)
+    model = build_cnn((16, 2), cfg, n_outputs=3)
+    kernel = model.layers[-1].get_weights()[0]
+    assert kernel.shape == (4 * 2 + 16 * 2, 3)  # conv features (16/4 x 2 filters) + the flattened input
+    plain = build_cnn((16, 2), CNNConfig(filters=(2,), kernel_sizes=(3,), strides=(4,), dense_units=()), n_outputs=3)
+    assert plain.layers[-1].get_weights()[0].shape == (8, 3)
+    # Conv weights at zero: the output is exactly the linear path, W_x x + b.
+    for layer in model.layers:
+        if layer.name.endswith("_conv0"):
+            layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    x = np.random.default_rng(0).normal(size=(5, 16, 2)).astype(np.float32)
+    w, b = model.layers[-1].get_weights()
+    expected = x.reshape(5, -1) @ w[8:] + b
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------- the CV hooks
+def test_cnn_cv_hooks_report_each_fold_and_keep_folds_with_fold_seed() -> None:
+    from trainer.champion import cnn_cv_predictions
+
+    rng = np.random.default_rng(0)
+    X, Y, groups = rng.normal(size=(30, 4)), rng.normal(size=(30, 1)), np.arange(30)
+
+    class Identity:
+        def fit(self, X: np.ndarray) -> Identity:
+            return self
+
+        def transform(self, X: np.ndarray) -> np.ndarray:
+            return X
+
+    def run(seed: int, fold_seed: int | None) -> list[np.ndarray]:
+        masks: list[np.ndarray] = []
+        cnn_cv_predictions(X, Y, groups, make_pre=Identity, augment_fn=lambda a, b, s: (a, b),
+                           train_fn=lambda a, b, s: None, predict_fn=lambda m, a: np.zeros((a.shape[0], 1)),
+                           folds=3, seed=seed, fold_seed=fold_seed,
+                           on_fold=lambda i, pred, done: masks.append(done.copy()))
+        return masks
+
+    masks = run(0, None)
+    assert [int(m.sum()) for m in masks] == [10, 20, 30]
+    same = run(5, 0)
+    assert all(np.array_equal(a, b) for a, b in zip(masks, same))
+    assert not all(np.array_equal(a, b) for a, b in zip(masks, run(5, None)))
+
+
+# ------------------------------------------------------------------------------------------------- the study
+def _inputs() -> Any:
+    from trainer.search import SearchInputs
+
+    rng = np.random.default_rng(1)
+    Y = rng.normal(size=(40, 2)) * [1.0, 10.0]
+    return SearchInputs(X=rng.normal(size=(40, 8)), Y=Y, groups=np.arange(40), target_names=("a", "b"),
+                        make_pre=lambda steps: None, candidates={"c1": [], "c2": [{"op": "snv"}]},
+                        base_candidate="c1", base_model={"task": "regression", "learning_rate": 3e-3, "epochs": 40},
+                        base_augment={})
+
+
+def _fake_cv(calls: list[dict[str, Any]], sleep_s: float = 0.0) -> Callable[..., np.ndarray]:
+    """Stand-in for trainer.search.cv_predictions: the error grows with the distance of the learning rate from 3e-3
+    (the configured one), reported fold by fold as the real CV does."""
+
+    def cv(recipe: dict[str, Any], inputs: Any, *, folds: int, seed: int, fold_seed: int | None = None,
+           on_fold: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> np.ndarray:
+        calls.append({"seed": seed, "fold_seed": fold_seed, "recipe": recipe})
+        lr = float(recipe["model"]["learning_rate"])
+        err = 0.05 + abs(np.log10(lr / 3e-3)) + 0.01 * (seed % 7)
+        noise = np.random.default_rng(seed).normal(size=inputs.Y.shape)
+        full = inputs.Y + err * inputs.y_sd * noise
+        pred = np.full(inputs.Y.shape, np.nan)
+        done = np.zeros(inputs.Y.shape[0], dtype=bool)
+        for i, held in enumerate(np.array_split(np.arange(inputs.Y.shape[0]), folds)):
+            time.sleep(sleep_s)
+            pred[held] = full[held]
+            done[held] = True
+            if on_fold is not None:
+                on_fold(i, pred, done)
+        return pred
+
+    return cv
+
+
+def test_study_runs_configured_recipe_first_prunes_and_returns_the_best(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainer.search as search
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(search, "cv_predictions", _fake_cv(calls))
+    cfg = _cfg("[search]\ntrials = 14\nbudget_min = 10\nspread_seeds = 3\nfolds = 3\n")
+    lines: list[str] = []
+    res = search.run_search(cfg, _inputs(), tmp_path, progress=lines.append)
+
+    assert res.trials_run == 14 and res.trials_in_study == 14
+    assert res.trial_log[0]["configured"] and res.trial_log[0]["state"] == "complete"
+    assert calls[0]["recipe"]["model"]["learning_rate"] == 3e-3
+    assert res.trials_pruned >= 1 and any(t["stopped"] == "pruned" for t in res.trial_log)
+    assert sum(line.startswith("search trial ") for line in lines) == 14
+    assert "budget left" in lines[0]
+
+    study = optuna.load_study(study_name=res.study_name, storage=f"sqlite:///{tmp_path / 'search.db'}")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = min(complete, key=lambda t: t.value)
+    assert res.best_trial == best.number and res.best_value == pytest.approx(best.value)
+    assert res.recipe == best.user_attrs["recipe"]
+    assert res.configured_value == pytest.approx(study.trials[0].value)
+    assert res.best_value <= res.configured_value
+    # The best trial's out-of-fold predictions come back (for the champion rule) and score as the study says.
+    assert res.oof is not None and res.oof.shape == (40, 2)
+    inputs = _inputs()
+    assert search.score(res.oof, inputs.Y, inputs.y_sd) == pytest.approx(res.best_value)
+    # Seed spread: the chosen recipe again with seeds 1 and 2, on the folds of seed 0.
+    spread_calls = calls[-2:]
+    assert [(c["seed"], c["fold_seed"]) for c in spread_calls] == [(1, 0), (2, 0)]
+    assert all(c["recipe"] == res.recipe for c in spread_calls)
+    assert res.seed_spread is not None and res.seed_spread["seeds"] == [0, 1, 2]
+    assert set(res.seed_spread["std"]) == {"a", "b"} and all(v > 0 for v in res.seed_spread["std"].values())
+    d = res.to_dict()
+    assert d["ran"] and d["storage"] == "sqlite" and d["trials_run"] == 14 and d["best_params"] == res.best_params
+    json.dumps(d, allow_nan=False)
+
+    # A second run continues the same study: the configured recipe is not queued again.
+    again = search.run_search(cfg, _inputs(), tmp_path, search=cfg.search.__class__(
+        enabled=True, trials=2, budget_min=10, folds=3, spread_seeds=1))
+    assert again.study_name == res.study_name and again.trials_in_study == 16 and again.trials_run == 2
+    study = optuna.load_study(study_name=res.study_name, storage=f"sqlite:///{tmp_path / 'search.db'}")
+    assert sum(bool(t.user_attrs.get("configured")) for t in study.trials) == 1
+
+
+def test_budget_stops_the_search_inside_a_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainer.search as search
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(search, "cv_predictions", _fake_cv(calls, sleep_s=0.05))
+    cfg = _cfg("[search]\ntrials = 10\nbudget_min = 0.0005\nfolds = 3\n")  # 30 ms: spent within the first fold
+    res = search.run_search(cfg, _inputs(), tmp_path)
+    assert res.trials_run == 1 and res.trial_log[0]["stopped"] == "budget"
+    assert res.recipe is None and res.oof is None and res.seed_spread is None  # fit then trains the configured recipe
+
+
+def test_study_name_follows_config_and_data() -> None:
+    from trainer.search import study_name_for
+
+    inputs = _inputs()
+    a = study_name_for(_cfg(), inputs, 3)
+    assert a == study_name_for(_cfg(), inputs, 3)
+    assert a != study_name_for(_cfg().__class__(**{**_cfg().__dict__, "seed": 1}), inputs, 3)
+    assert a != study_name_for(_cfg(), inputs, 4)
+    changed = inputs.__class__(**{**inputs.__dict__, "Y": inputs.Y + 1})
+    assert a != study_name_for(_cfg(), changed, 3)
+
+
+# ------------------------------------------------------------------------------------------------- child processes
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", TF_NUM_INTRAOP_THREADS="1",
+                TF_NUM_INTEROP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+
+
+@pytest.mark.slow
+def test_two_workers_fill_one_sqlite_study(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY + SEARCH_TABLE, encoding="utf-8")
+    out = tmp_path / "out"
+    procs = [subprocess.Popen([sys.executable, "-m", "trainer.cli", "search", str(config), "--out", str(out),
+                               "--trials", "2", "--worker", str(k), "--threads", "1"],
+                              cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k in (0, 1)]
+    results = [p.communicate(timeout=600) for p in procs]
+    for p, (stdout, stderr) in zip(procs, results):
+        assert p.returncode == 0, stderr[-4000:]
+        assert "2 run by this worker" in stdout
+    names = {line.split()[1] for stdout, _ in results for line in stdout.splitlines() if line.startswith("study:")}
+    assert len(names) == 1, names  # both workers derived the same study name
+
+    storage = f"sqlite:///{out / 'search.db'}"
+    summaries = optuna.get_all_study_summaries(storage)
+    assert [s.study_name for s in summaries] == list(names)
+    study = optuna.load_study(study_name=names.pop(), storage=storage)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == 4
+    assert sorted(t.user_attrs["worker"] for t in finished) == [0, 0, 1, 1]
+    assert any(t.user_attrs.get("configured") for t in finished)
+    best = study.best_trial
+    assert best.user_attrs["recipe"]["candidate"] in ("center", "snv")
+    oof = np.asarray(best.user_attrs["oof"])  # readable: the out-of-fold predictions, one row per training spectrum
+    assert oof.ndim == 2 and oof.shape[1] == 2 and np.isfinite(oof).all()
+
+
+def _fit(config: Path, out: Path, *extra: str) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-m", "trainer.cli", "fit", str(config), "--out", str(out),
+                           "--threads", "1", *extra], cwd=REPO, env=_env(), capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics["_stdout"] = proc.stdout
+    metrics["_stderr"] = proc.stderr
+    return metrics
+
+
+@pytest.mark.slow
+def test_fit_uses_the_searched_recipe_and_reports_it(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY + SEARCH_TABLE, encoding="utf-8")
+    m = _fit(config, tmp_path / "out")
+    s = m["search"]
+    assert s["ran"] and s["trials_run"] == 2 and s["storage"] == "sqlite" and s["folds"] == 2
+    assert (tmp_path / "out" / "search.db").is_file()
+    assert s["best_recipe"]["candidate"] == m["preprocessing"]["cnn"]
+    # The champion's CNN figure is the best trial's cross-validation.
+    assert m["selection"]["cv_rmse"]["cnn_float"] == pytest.approx(s["best_cv_rmse"])
+    assert s["seed_spread"]["seeds"] == [0, 1] and set(s["seed_spread"]["mean"]) == set(m["targets"])
+    assert s["budget_used_s"] > 0 and len(s["trials"]) == 2
+    assert "search trial 0 (configured recipe)" in m["_stderr"]
+    assert "search: 2 trials" in m["_stdout"]
+
+
+@pytest.mark.slow
+def test_budget_zero_trains_the_configured_recipe_as_before(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.toml"
+    plain.write_text(TINY, encoding="utf-8")
+    searched = tmp_path / "searched.toml"
+    searched.write_text(TINY + SEARCH_TABLE, encoding="utf-8")
+    a = _fit(plain, tmp_path / "a")
+    b = _fit(searched, tmp_path / "b", "--budget-min", "0")
+    assert a["search"] == {"ran": False, "reason": "no [search] table"}
+    assert b["search"] == {"ran": False, "reason": "budget_min = 0"}
+    assert not (tmp_path / "b" / "search.db").exists()
+
+    def figures(m: dict[str, Any]) -> list[tuple[str, str, str, float]]:
+        return sorted((e["split"], e["target"], e["model"], e["rmsep"]) for e in m["evaluations"])
+
+    assert figures(a) == figures(b)
+    assert a["selection"]["cv_rmse"] == b["selection"]["cv_rmse"]
