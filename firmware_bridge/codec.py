@@ -47,6 +47,7 @@ from firmware_bridge.frames import (
     PROTOCOL_VERSION,
     Ack,
     Annotation,
+    AxisUnit,
     Command,
     CommandCode,
     Dark,
@@ -75,6 +76,7 @@ __all__ = [
     "MAX_NACK_DETAIL_BYTES",
     "MAX_ANNOTATION_VALUES",
     "STATUS_TRAILER_BYTES",
+    "STATUS_AXIS_UNIT_BYTES",
     "DELIMITER",
     "BytesLike",
     "CrcError",
@@ -153,8 +155,11 @@ _HELLO = struct.Struct(
 )
 
 #: STATUS: this header, then ``n_coeffs`` float64 coefficients, then the two UTF-8 strings (no terminator), then
-#: :data:`_STATUS_TRAILER`.  The trailer is optional on decoding: a STATUS that ends right after the strings (firmware
-#: written before it existed) reads as ``signal=COUNTS, boot_id=0``.  The encoder always writes it.
+#: :data:`_STATUS_TRAILER`, then, for a device whose axis is not in nm, :data:`_STATUS_AXIS_UNIT`.  The trailer is
+#: optional on decoding: a STATUS that ends right after the strings (firmware written before it existed) reads as
+#: ``signal=COUNTS, boot_id=0``.  The encoder always writes it, and the axis unit byte only when it is not nm, so an
+#: nm device's STATUS is byte for byte what it was before the byte existed, and a host that predates it refuses a
+#: cm-1 STATUS (a payload size it does not know) rather than reading wavenumbers as nm.
 _STATUS = struct.Struct(
     "<"
     "I"  # nonce: uint32, echoed from the HELLO this answers, 0 when unsolicited
@@ -174,7 +179,13 @@ _STATUS_TRAILER = struct.Struct(
 )  # 5 bytes
 #: Size of the STATUS trailer (``signal`` u8 + ``boot_id`` u32) after the firmware version string.
 STATUS_TRAILER_BYTES: Final = _STATUS_TRAILER.size
-_F64 = struct.Struct("<d")  # one float64 (wavelength coefficient in nm per pixel**k, annotation value)
+_STATUS_AXIS_UNIT = struct.Struct(
+    "<"
+    "B"  # axis_unit: uint8, AxisUnit of the polynomial (1 = cm-1); absent = 0 = nm, never written as 0
+)  # 1 byte, after the trailer
+#: Size of the STATUS ``axis_unit`` byte that follows the trailer when the device's axis is not in nm.
+STATUS_AXIS_UNIT_BYTES: Final = _STATUS_AXIS_UNIT.size
+_F64 = struct.Struct("<d")  # one float64 (axis coefficient in nm or cm-1 per pixel**k, annotation value)
 
 #: Longest device id of a STATUS frame, UTF-8 bytes.
 MAX_DEVICE_ID_BYTES: Final = 64
@@ -223,6 +234,7 @@ _COMMAND_CODES: Final = frozenset(int(c) for c in CommandCode)
 _NACK_CODES: Final = frozenset(int(c) for c in NackCode)
 _PIXEL_FORMATS: Final = {int(f): f for f in PixelFormat}
 _SIGNAL_KINDS: Final = {int(k): k for k in SignalKind}
+_AXIS_UNITS: Final = {int(u): u for u in AxisUnit}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -444,8 +456,19 @@ def _payload_status(frame: Status) -> bytes:
     )
     temp = _float32("detector_temp_c", frame.detector_temp_c)
     trailer = _STATUS_TRAILER.pack(_uint("signal", int(frame.signal), _U8), _uint("boot_id", frame.boot_id, _U32))
+    unit = _uint("axis_unit", int(frame.axis_unit), _U8)
+    axis_unit = b"" if unit == AxisUnit.NM else _STATUS_AXIS_UNIT.pack(unit)  # nm: the bytes of every older device
     return b"".join(
-        (header[:16], temp, header[20:], struct.pack(f"<{len(coeffs)}d", *coeffs), device_id, firmware, trailer)
+        (
+            header[:16],
+            temp,
+            header[20:],
+            struct.pack(f"<{len(coeffs)}d", *coeffs),
+            device_id,
+            firmware,
+            trailer,
+            axis_unit,
+        )
     )
 
 
@@ -607,10 +630,12 @@ def _decode_status(payload: bytes) -> Status:
         payload
     )
     end = _STATUS.size + 8 * n_coeffs + id_len + fw_len  # where the strings end and the optional trailer starts
-    if len(payload) not in (end, end + _STATUS_TRAILER.size):
+    with_trailer = end + _STATUS_TRAILER.size
+    with_axis_unit = with_trailer + _STATUS_AXIS_UNIT.size
+    if len(payload) not in (end, with_trailer, with_axis_unit):
         raise FramingError(
-            f"expected a STATUS payload of {end} bytes, or {end + _STATUS_TRAILER.size} with its signal/boot_id "
-            f"trailer, got {len(payload)}"
+            f"expected a STATUS payload of {end} bytes, or {with_trailer} with its signal/boot_id trailer, or "
+            f"{with_axis_unit} with its axis_unit, got {len(payload)}"
         )
     if not 1 <= n_coeffs <= MAX_WAVELENGTH_COEFFS:
         raise ProtocolError(f"expected 1..{MAX_WAVELENGTH_COEFFS} wavelength coefficients, got {n_coeffs}")
@@ -636,6 +661,16 @@ def _decode_status(payload: bytes) -> Status:
             known = ", ".join(f"{int(k)} ({k.name})" for k in SignalKind)
             raise ProtocolError(f"expected a STATUS signal of {known}, got {signal_code}")
         signal = found
+    axis_unit = AxisUnit.NM  # no axis_unit byte: nm, as every device before it
+    if len(payload) == with_axis_unit:
+        (unit_code,) = _STATUS_AXIS_UNIT.unpack_from(payload, with_trailer)
+        unit = _AXIS_UNITS.get(unit_code)
+        if unit is AxisUnit.NM:  # nm is never written: one encoding per STATUS, and nm devices' bytes unchanged
+            raise ProtocolError("expected no STATUS axis_unit byte for nm, got an explicit 0 (nm is sent as no byte)")
+        if unit is None:
+            known = ", ".join(f"{int(u)} ({u.symbol})" for u in AxisUnit if u is not AxisUnit.NM)
+            raise ProtocolError(f"expected a STATUS axis_unit of {known}, got {unit_code}")
+        axis_unit = unit
     return Status(
         nonce=nonce,
         device_id=device_id,
@@ -648,6 +683,7 @@ def _decode_status(payload: bytes) -> Status:
         uptime_s=uptime_s,
         signal=signal,
         boot_id=boot_id,
+        axis_unit=axis_unit,
     )
 
 

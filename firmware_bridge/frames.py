@@ -34,6 +34,8 @@ __all__ = [
     "CommandCode",
     "NackCode",
     "SignalKind",
+    "AxisUnit",
+    "NM_PER_CM_1",
     "Spectrum",
     "Dark",
     "Reference",
@@ -124,6 +126,54 @@ class SignalKind(enum.IntEnum):
     COUNTS = 0  #: raw detector values (or any signal linear in the light); the host needs DARK + REFERENCE
     ABSORBANCE = 1  #: decadic absorbance -log10(R), computed on the device; float32 pixels
     REFLECTANCE = 2  #: reflectance R = (S - D) / (W - D), 1.0 = the white standard, computed on the device; float32
+
+
+#: ``wavelength_nm = NM_PER_CM_1 / wavenumber_cm_1`` (and back): 1 cm = 10**7 nm.
+NM_PER_CM_1 = 1e7
+
+
+class AxisUnit(enum.IntEnum):
+    """Unit of a device's spectral axis, as its :class:`Status` announces it: the calibration polynomial is in it.
+
+    Grating spectrometers (NIR, Vis) are calibrated in wavelength, nm; FTIR instruments (MIR) sample evenly in
+    wavenumber, cm-1, and ``1e7 / nm`` is hyperbolic in the pixel index, so no low-order polynomial in nm could
+    state their axis.  :attr:`symbol` is the unit's name in bundles and configs (``"nm"``, ``"cm-1"``).
+
+    >>> AxisUnit.CM_1.symbol, AxisUnit.from_symbol("nm")
+    ('cm-1', <AxisUnit.NM: 0>)
+    >>> AxisUnit.CM_1.to_nm(np.array([1000.0, 2000.0])).tolist()
+    [10000.0, 5000.0]
+    """
+
+    NM = 0  #: wavelength, nanometres
+    CM_1 = 1  #: wavenumber, reciprocal centimetres (cm-1)
+
+    @property
+    def symbol(self) -> str:
+        """The unit as bundles and training configs write it: ``"nm"`` or ``"cm-1"``."""
+        return "nm" if self is AxisUnit.NM else "cm-1"
+
+    @classmethod
+    def from_symbol(cls, symbol: str) -> AxisUnit:
+        """The unit named ``"nm"`` or ``"cm-1"``; :class:`ProtocolError` naming the known ones otherwise."""
+        for unit in cls:
+            if unit.symbol == symbol:
+                return unit
+        known = ", ".join(repr(u.symbol) for u in cls)
+        raise ProtocolError(f"expected an axis unit of {known}, got {symbol!r}")
+
+    def to_nm(self, axis: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Wavelengths, nm, of an axis given in this unit (a new float64 array; a zero wavenumber gives inf)."""
+        values = np.asarray(axis, dtype=np.float64)
+        if self is AxisUnit.NM:
+            return values.copy()
+        with np.errstate(divide="ignore"):
+            return np.asarray(NM_PER_CM_1 / values, dtype=np.float64)
+
+    def from_nm(self, wavelengths_nm: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The axis in this unit of wavelengths given in nm (a new float64 array).  The reciprocal is its own
+        inverse, so ``u.from_nm(u.to_nm(a))`` gives ``a`` back to a few units in the last place."""
+        return self.to_nm(wavelengths_nm)  # 1e7 / x both ways; nm stays nm
 
 
 _E = TypeVar("_E", bound=enum.IntEnum)
@@ -270,8 +320,9 @@ class Status:
     pixel_count : int
         Number of pixels in every spectrum the device sends, uint16.
     wavelength_coeffs_nm : tuple of float
-        Wavelength calibration polynomial, float64, lowest order first:
-        ``wavelength_nm(i) = sum(c[k] * i**k)`` for pixel index ``i``; 1 to 6 coefficients.
+        Calibration polynomial of the spectral axis, float64, lowest order first: ``axis(i) = sum(c[k] * i**k)``
+        for pixel index ``i``, in ``axis_unit``; 1 to 6 coefficients.  The name is the protocol's first one: the
+        values are nm for every device that does not announce another unit (and then ``wavelength_nm(i)``).
     integration_time_us : int
         Current integration time, microseconds, uint32.
     averages : int
@@ -288,6 +339,14 @@ class Status:
         uint32 the device draws at random at every boot (power-up, reset); never 0 when sent, 0 = unknown (a
         STATUS without its trailer).  ``seq`` restarts at 0 when a device reboots, so ``(device_id, boot_id, seq)``
         is the key that tells two spectra apart across reboots.
+    axis_unit : AxisUnit
+        Unit of the calibration polynomial: :attr:`AxisUnit.NM` (wavelength; every device that does not say) or
+        :attr:`AxisUnit.CM_1` (wavenumber, FTIR instruments); uint8 on the wire, written only when not nm.
+        :meth:`axis` gives the axis in this unit, :meth:`wavelengths_nm` always in nm.
+
+    >>> ftir = Status(0, "ftir", "1.0", 3, (1000.0, 1000.0), 1000, axis_unit=AxisUnit.CM_1)
+    >>> ftir.axis().tolist(), ftir.wavelengths_nm().tolist()
+    ([1000.0, 2000.0, 3000.0], [10000.0, 5000.0, 3333.3333333333335])
     """
 
     MSG_TYPE: ClassVar[MsgType] = MsgType.STATUS
@@ -303,16 +362,32 @@ class Status:
     uptime_s: int = 0
     signal: SignalKind = SignalKind.COUNTS
     boot_id: int = 0
+    axis_unit: AxisUnit = AxisUnit.NM
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "wavelength_coeffs_nm", tuple(float(c) for c in self.wavelength_coeffs_nm))
         object.__setattr__(self, "signal", _enum(SignalKind, self.signal, "a signal kind"))
+        object.__setattr__(self, "axis_unit", _enum(AxisUnit, self.axis_unit, "an axis unit"))
 
-    def wavelengths_nm(self) -> npt.NDArray[np.float64]:
-        """Wavelength of each pixel, nm, shape (pixel_count,), from the calibration polynomial."""
+    def axis(self) -> npt.NDArray[np.float64]:
+        """Spectral axis of each pixel in :attr:`axis_unit` (nm or cm-1), shape (pixel_count,): the polynomial."""
         index = np.arange(self.pixel_count, dtype=np.float64)
         coeffs = np.asarray(self.wavelength_coeffs_nm, dtype=np.float64)
         return np.asarray(np.polynomial.polynomial.polyval(index, coeffs), dtype=np.float64)
+
+    def wavelengths_nm(self) -> npt.NDArray[np.float64]:
+        """Wavelength of each pixel, nm, shape (pixel_count,): the polynomial, or ``1e7 / wavenumber`` for a cm-1
+        device (a descending axis for an ascending wavenumber one; a zero wavenumber gives inf)."""
+        axis = self.axis()
+        return axis if self.axis_unit is AxisUnit.NM else self.axis_unit.to_nm(axis)
+
+    def axis_in(self, unit: AxisUnit | str) -> npt.NDArray[np.float64]:
+        """The axis in ``unit`` (an :class:`AxisUnit` or its symbol ``"nm"``/``"cm-1"``), shape (pixel_count,):
+        the polynomial itself when ``unit`` is the device's own, else converted through nm."""
+        target = AxisUnit.from_symbol(unit) if isinstance(unit, str) else _enum(AxisUnit, unit, "an axis unit")
+        if target is self.axis_unit:
+            return self.axis()
+        return target.from_nm(self.wavelengths_nm())
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Status):
@@ -348,6 +423,7 @@ def _status_key(s: Status) -> tuple[Any, ...]:
         s.uptime_s,
         int(s.signal),
         s.boot_id,
+        int(s.axis_unit),
     )
 
 

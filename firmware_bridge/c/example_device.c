@@ -67,6 +67,7 @@ static void send_status(uint32_t nonce)
     s.firmware_version_len = (uint8_t)(sizeof firmware - 1u);
     s.signal = SLP_SIGNAL_COUNTS; /* raw ADC counts: the host takes DARK and REFERENCE frames to compute absorbance */
     s.boot_id = boot_id;
+    s.axis_unit = SLP_AXIS_NM; /* a grating spectrometer: the polynomial above is in nm (an FTIR sends cm-1) */
     send(slp_encode_status(tx_buf, sizeof tx_buf, &s));
 }
 

@@ -17,7 +17,7 @@
  *            temp_f32bits pixels_le_hex
  *   1  nonce
  *   2  nonce integration_time_us uptime_s pixel_count averages temp_f32bits n_coeffs coeff_f64bits...
- *      device_id_hex firmware_version_hex signal boot_id
+ *      device_id_hex firmware_version_hex signal boot_id axis_unit
  *   32 command_id code value          33 command_id code
  *   34 command_id code reason detail_hex
  *   48 seq n_values value_f64bits...
@@ -202,6 +202,7 @@ static long encode_line(void)
         fw_len = next_hex((uint8_t *)text_b, sizeof text_b);
         s.signal = (uint8_t)next_uint(10);
         s.boot_id = (uint32_t)next_uint(10);
+        s.axis_unit = (uint8_t)next_uint(10);
         if (!parse_ok || id_len < 0 || fw_len < 0) {
             return -100;
         }

@@ -241,11 +241,11 @@ long slp_encode_status(uint8_t *out, size_t cap, const slp_status *s)
     size_t payload_len;
     if (s->n_coeffs < 1u || s->n_coeffs > SLP_MAX_WAVELENGTH_COEFFS || s->averages == 0u ||
         s->device_id_len > SLP_MAX_DEVICE_ID_BYTES || s->firmware_version_len > SLP_MAX_FIRMWARE_VERSION_BYTES ||
-        s->signal > SLP_SIGNAL_REFLECTANCE) {
+        s->signal > SLP_SIGNAL_REFLECTANCE || s->axis_unit > SLP_AXIS_CM_1) {
         return SLP_ERR_RANGE;
     }
     payload_len = SLP_STATUS_HEADER_BYTES + 8u * s->n_coeffs + s->device_id_len + s->firmware_version_len +
-                  SLP_STATUS_TRAILER_BYTES;
+                  SLP_STATUS_TRAILER_BYTES + (s->axis_unit != SLP_AXIS_NM ? SLP_STATUS_AXIS_UNIT_BYTES : 0u);
     w_begin(&w, out, cap);
     w_envelope(&w, SLP_MSG_STATUS, payload_len);
     w_u32(&w, s->nonce);
@@ -264,6 +264,9 @@ long slp_encode_status(uint8_t *out, size_t cap, const slp_status *s)
     w_bytes(&w, s->firmware_version, s->firmware_version_len);
     w_u8(&w, s->signal); /* trailer: hosts that predate it read a STATUS without it as COUNTS, boot unknown */
     w_u32(&w, s->boot_id);
+    if (s->axis_unit != SLP_AXIS_NM) { /* nm is sent as no byte: an nm STATUS keeps its older bytes */
+        w_u8(&w, s->axis_unit);
+    }
     return w_finish(&w);
 }
 

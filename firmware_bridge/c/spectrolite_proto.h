@@ -30,6 +30,7 @@
 #define SLP_SPECTRUM_HEADER_BYTES 28u
 #define SLP_STATUS_HEADER_BYTES 23u
 #define SLP_STATUS_TRAILER_BYTES 5u          /* signal u8 + boot_id u32, after the firmware version string */
+#define SLP_STATUS_AXIS_UNIT_BYTES 1u        /* axis_unit u8 after the trailer, only when the axis is not in nm */
 #define SLP_MAX_DEVICE_ID_BYTES 64u
 #define SLP_MAX_FIRMWARE_VERSION_BYTES 32u
 #define SLP_MAX_WAVELENGTH_COEFFS 6u
@@ -56,6 +57,13 @@ typedef enum {
     SLP_SIGNAL_ABSORBANCE = 1, /* decadic absorbance computed on the device; send SLP_PIXEL_FLOAT32 */
     SLP_SIGNAL_REFLECTANCE = 2 /* reflectance (1.0 = white standard) computed on the device; SLP_PIXEL_FLOAT32 */
 } slp_signal_kind;
+
+/* Unit of the STATUS axis polynomial (axis_unit field).  SLP_AXIS_NM is sent as no byte at all, so an nm device's
+ * STATUS is what it was before the field existed; a cm-1 STATUS is one byte longer, which older hosts refuse. */
+typedef enum {
+    SLP_AXIS_NM = 0,  /* wavelength, nm: grating spectrometers (Vis, NIR) */
+    SLP_AXIS_CM_1 = 1 /* wavenumber, cm-1: FTIR instruments, whose axis is even in wavenumber */
+} slp_axis_unit;
 
 typedef enum {
     SLP_FLAG_SATURATED = 0x01,
@@ -109,7 +117,8 @@ typedef struct {
 } slp_spectrum_header;
 
 /* Fields of a STATUS frame; strings are UTF-8, not NUL-terminated on the wire.  signal and boot_id form the
- * trailer every STATUS now ends with: firmware that fills this struct field by field must set them too. */
+ * trailer every STATUS now ends with, and axis_unit follows it when not SLP_AXIS_NM: firmware that fills this struct
+ * field by field must set all three (axis_unit = SLP_AXIS_NM for a wavelength-calibrated device). */
 typedef struct {
     uint32_t nonce;               /* echoed from HELLO, 0 when unsolicited */
     uint32_t integration_time_us; /* current integration time, microseconds */
@@ -117,7 +126,7 @@ typedef struct {
     uint16_t pixel_count;         /* pixels per spectrum */
     uint16_t averages;            /* scans averaged, >= 1 */
     float detector_temp_c;        /* degrees Celsius, NAN when unknown */
-    const double *wavelength_coeffs_nm; /* calibration polynomial, lowest order first */
+    const double *wavelength_coeffs_nm; /* axis calibration polynomial, lowest order first, in axis_unit */
     uint8_t n_coeffs;             /* 1..SLP_MAX_WAVELENGTH_COEFFS */
     const char *device_id;        /* device_id_len bytes */
     uint8_t device_id_len;        /* 0..SLP_MAX_DEVICE_ID_BYTES */
@@ -125,6 +134,7 @@ typedef struct {
     uint8_t firmware_version_len; /* 0..SLP_MAX_FIRMWARE_VERSION_BYTES */
     uint8_t signal;               /* slp_signal_kind of the SPECTRUM pixels */
     uint32_t boot_id;             /* drawn at random (hardware RNG) at every boot, never 0; 0 = unknown */
+    uint8_t axis_unit;            /* slp_axis_unit of wavelength_coeffs_nm: SLP_AXIS_NM or SLP_AXIS_CM_1 */
 } slp_status;
 
 /* CRC-32/IEEE 802.3 (reflected 0xEDB88320, init and final xor 0xFFFFFFFF), the same as zlib's crc32(). */

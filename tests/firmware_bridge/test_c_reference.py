@@ -23,6 +23,7 @@ from firmware_bridge.frames import (
     PROTOCOL_VERSION,
     Ack,
     Annotation,
+    AxisUnit,
     Command,
     CommandCode,
     Dark,
@@ -119,6 +120,7 @@ def encode_request(frame: Frame) -> str:
             frame.MSG_TYPE, frame.nonce, frame.integration_time_us, frame.uptime_s, frame.pixel_count,
             frame.averages, f32, len(frame.wavelength_coeffs_nm), *_f64_bits(frame.wavelength_coeffs_nm),
             _hex(frame.device_id.encode()), _hex(frame.firmware_version.encode()), int(frame.signal), frame.boot_id,
+            int(frame.axis_unit),
         ]  # fmt: skip
     elif isinstance(frame, Command):
         fields = [frame.MSG_TYPE, frame.command_id, int(frame.code), frame.value]
@@ -151,6 +153,7 @@ def test_c_encoder_matches_python_byte_for_byte(driver: Path) -> None:
     assert {f.MSG_TYPE for f in frames} == set(MsgType)
     statuses = [f for f in frames if isinstance(f, Status)]
     assert {s.signal for s in statuses} == set(SignalKind)  # every signal kind and a spread of boot ids
+    assert {s.axis_unit for s in statuses} == set(AxisUnit)  # nm (no axis_unit byte) and cm-1 (one more byte)
     assert len({s.boot_id for s in statuses}) > 10
     out = run_driver(driver, [encode_request(f) for f in frames])
     mismatches = [(i, f) for i, (f, line) in enumerate(zip(frames, out)) if line != encode(f).hex()]
@@ -252,8 +255,9 @@ def test_c_encoder_refuses_what_python_refuses(driver: Path) -> None:
         "E 16 1 2 3 1 4 1 0 5 7fc00000 0100010001000100": spectrum.replace(saturated_count=5),
         "E 16 1 2 3 1 0 1 0 0 7fc00000 -": spectrum.replace(counts=np.ones(0, np.uint16)),
         "E 16 1 2 3 1 4 9 0 0 7fc00000 0100010001000100": None,  # no such pixel format
-        "E 2 1 2 3 4 1 7fc00000 0 - - 0 0": Status(1, "", "", 4, (), 2, uptime_s=3),  # no wavelength coefficient
-        "E 2 1 2 3 4 1 7fc00000 1 3ff0000000000000 - - 3 1": None,  # no such signal kind (Status refuses it below)
+        "E 2 1 2 3 4 1 7fc00000 0 - - 0 0 0": Status(1, "", "", 4, (), 2, uptime_s=3),  # no wavelength coefficient
+        "E 2 1 2 3 4 1 7fc00000 1 3ff0000000000000 - - 3 1 0": None,  # no such signal kind (Status refuses it below)
+        "E 2 1 2 3 4 1 7fc00000 1 3ff0000000000000 - - 0 1 2": None,  # no such axis unit (Status refuses it below)
         encode_request(Nack(command_id=1, code=CommandCode.TRIGGER, reason=NackCode.BUSY, detail="z" * 129)): Nack(
             command_id=1, code=CommandCode.TRIGGER, reason=NackCode.BUSY, detail="z" * 129
         ),
@@ -266,6 +270,8 @@ def test_c_encoder_refuses_what_python_refuses(driver: Path) -> None:
                 encode(frame)
     with pytest.raises(codec.ProtocolError):
         Status(1, "", "", 4, (1.0,), 2, uptime_s=3, signal=3)  # type: ignore[arg-type]
+    with pytest.raises(codec.ProtocolError):
+        Status(1, "", "", 4, (1.0,), 2, uptime_s=3, axis_unit=2)  # type: ignore[arg-type]
 
 
 def test_c_status_carries_the_trailer_like_python(driver: Path) -> None:
@@ -279,8 +285,22 @@ def test_c_status_carries_the_trailer_like_python(driver: Path) -> None:
     out = run_driver(driver, [encode_request(f) for f in cases])
     assert out == [encode(f).hex() for f in cases]
     request = encode_request(status).split()
-    assert request[-2:] == ["1", str(0x8BADF00D)]  # the driver line ends with signal and boot_id
+    assert request[-3:] == ["1", str(0x8BADF00D), "0"]  # the driver line ends with signal, boot_id and axis_unit
     assert bytes.fromhex(out[0]) != (FRAMES_DIR / "status.bin").read_bytes()  # the trailer is always written
+
+
+def test_c_status_writes_the_axis_unit_byte_only_for_cm1_like_python(driver: Path) -> None:
+    ftir = samples.GOLDEN["status_cm1"]
+    assert isinstance(ftir, Status) and ftir.axis_unit is AxisUnit.CM_1
+    cases = [replace(ftir, axis_unit=unit, signal=kind) for unit in AxisUnit for kind in SignalKind]
+    out = run_driver(driver, [encode_request(f) for f in cases])
+    assert out == [encode(f).hex() for f in cases]
+    golden = cases.index(ftir)  # cm-1, absorbance: the golden frame itself
+    assert bytes.fromhex(out[golden]) == (FRAMES_DIR / "status_cm1.bin").read_bytes()
+    nm_wire, cm1_wire = (bytes.fromhex(out[cases.index(replace(ftir, axis_unit=u))]) for u in AxisUnit)
+    nm_body, cm1_body = (codec.cobs_decode(w[:-1]) for w in (nm_wire, cm1_wire))
+    assert cm1_body[4:-4] == nm_body[4:-4] + bytes([AxisUnit.CM_1])  # nm: no byte at all
+    assert len(cm1_body) - len(nm_body) == codec.STATUS_AXIS_UNIT_BYTES
 
 
 def test_c_header_constants_match_python() -> None:
@@ -296,6 +316,7 @@ def test_c_header_constants_match_python() -> None:
     assert define("SLP_SPECTRUM_HEADER_BYTES") == codec._SPECTRUM.size
     assert define("SLP_STATUS_HEADER_BYTES") == codec._STATUS.size
     assert define("SLP_STATUS_TRAILER_BYTES") == codec.STATUS_TRAILER_BYTES
+    assert define("SLP_STATUS_AXIS_UNIT_BYTES") == codec.STATUS_AXIS_UNIT_BYTES
     assert define("SLP_MAX_DEVICE_ID_BYTES") == codec.MAX_DEVICE_ID_BYTES
     assert define("SLP_MAX_FIRMWARE_VERSION_BYTES") == codec.MAX_FIRMWARE_VERSION_BYTES
     assert define("SLP_MAX_WAVELENGTH_COEFFS") == codec.MAX_WAVELENGTH_COEFFS
@@ -314,6 +335,8 @@ def test_c_header_constants_match_python() -> None:
         assert in_c == in_py, prefix
     in_c = {k[len("SLP_SIGNAL_") :]: v for k, v in enums.items() if k.startswith("SLP_SIGNAL_")}
     assert in_c == {m.name: int(m.value) for m in SignalKind}  # COUNTS = 0 included
+    in_c = {k[len("SLP_AXIS_") :]: v for k, v in enums.items() if k.startswith("SLP_AXIS_")}
+    assert in_c == {m.name: int(m.value) for m in AxisUnit}  # NM = 0 included
 
 
 def test_example_device_talks_to_the_python_codec(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from firmware_bridge.codec import (
     MAX_FRAME_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_PIXELS,
+    STATUS_AXIS_UNIT_BYTES,
     STATUS_TRAILER_BYTES,
     CrcError,
     DecoderStats,
@@ -44,6 +45,7 @@ from firmware_bridge.frames import (
     PROTOCOL_VERSION,
     Ack,
     Annotation,
+    AxisUnit,
     Command,
     CommandCode,
     Dark,
@@ -134,6 +136,7 @@ statuses = st.builds(
     uptime_s=u32,
     signal=st.sampled_from(list(SignalKind)),
     boot_id=u32,
+    axis_unit=st.sampled_from(list(AxisUnit)),
 )
 command_codes = st.sampled_from(list(CommandCode))
 frames_strategy: st.SearchStrategy[Frame] = st.one_of(
@@ -650,17 +653,71 @@ def test_status_with_an_unknown_signal_is_refused_and_counted(code: int) -> None
     assert _counted(cobs_encode(body) + b"\x00").malformed == 1
 
 
-@pytest.mark.parametrize("trailer_bytes", [1, 2, 4, 6, 9, 10])
+@pytest.mark.parametrize("trailer_bytes", [1, 2, 4, 7, 9, 10])
 def test_status_with_a_trailer_of_the_wrong_length_is_refused_and_counted(trailer_bytes: int) -> None:
     body = _status_payload(bytes([1] * trailer_bytes))
     end = len(body) - 8 - trailer_bytes
     message = (
         f"expected a STATUS payload of {end} bytes, or {end + STATUS_TRAILER_BYTES} with its signal/boot_id trailer, "
-        f"got {end + trailer_bytes}"
+        f"or {end + STATUS_TRAILER_BYTES + STATUS_AXIS_UNIT_BYTES} with its axis_unit, got {end + trailer_bytes}"
     )
     with pytest.raises(FramingError, match="^" + re.escape(message) + "$"):
         decode_body(body)
     assert _counted(cobs_encode(body) + b"\x00").malformed == 1
+
+
+def test_golden_status_cm1_bytes() -> None:
+    body = cobs_decode((FRAMES_DIR / "status_cm1.bin").read_bytes()[:-1])
+    end = len(body) - 4 - STATUS_TRAILER_BYTES - STATUS_AXIS_UNIT_BYTES
+    assert body[end:-4] == bytes.fromhex("01 fe ca ad 0b 01")  # ABSORBANCE, 0x0badcafe LE, then axis_unit 1 = cm-1
+    status = decode_body(body)
+    assert isinstance(status, Status)
+    assert status.axis_unit is AxisUnit.CM_1
+    np.testing.assert_array_equal(status.axis()[[0, 1, 234]], [899.25, 903.125, 899.25 + 3.875 * 234])
+    np.testing.assert_allclose(status.wavelengths_nm()[[0, 234]], [1e7 / 899.25, 1e7 / 1806.0], rtol=1e-15)
+
+
+def test_nm_status_is_written_without_the_axis_unit_byte() -> None:
+    """An nm device's STATUS is byte for byte the layout before the axis unit existed: trailer last."""
+    for name in ("status_signal", "status_cm1"):
+        status = samples.GOLDEN[name]
+        assert isinstance(status, Status)
+        nm = Status(**{**status.__dict__, "axis_unit": AxisUnit.NM})
+        cm1 = Status(**{**status.__dict__, "axis_unit": AxisUnit.CM_1})
+        nm_payload, cm1_payload = encode_body(nm)[4:-4], encode_body(cm1)[4:-4]
+        assert cm1_payload == nm_payload + bytes([AxisUnit.CM_1])
+        assert len(cm1_payload) - len(nm_payload) == STATUS_AXIS_UNIT_BYTES
+        assert decode_body(encode_body(nm)).axis_unit is AxisUnit.NM
+        assert decode_body(encode_body(cm1)) == cm1 != nm
+
+
+def test_a_cm1_status_is_not_a_size_an_older_host_accepts() -> None:
+    """Hosts before the axis unit byte accepted a STATUS of ``end`` or ``end + 5`` bytes only: they count a cm-1
+    STATUS as malformed instead of reading its wavenumbers as nm."""
+    body = encode_body(samples.GOLDEN["status_cm1"])
+    payload = body[4:-4]
+    _, _, _, _, _, _, n_coeffs, id_len, fw_len = codec._STATUS.unpack_from(payload)
+    end = codec._STATUS.size + 8 * n_coeffs + id_len + fw_len
+    assert len(payload) not in (end, end + STATUS_TRAILER_BYTES)
+
+
+@pytest.mark.parametrize("code", [0, 2, 0x7F, 0xFF])
+def test_status_with_an_unknown_or_explicit_nm_axis_unit_is_refused_and_counted(code: int) -> None:
+    body = _status_payload(struct.pack("<BIB", 1, 1, code))
+    if code == 0:
+        message = r"^expected no STATUS axis_unit byte for nm, got an explicit 0 \(nm is sent as no byte\)$"
+    else:
+        message = rf"^expected a STATUS axis_unit of 1 \(cm-1\), got {code}$"
+    with pytest.raises(ProtocolError, match=message):
+        decode_body(body)
+    assert _counted(cobs_encode(body) + b"\x00").malformed == 1
+    assert decode_body(_status_payload(struct.pack("<BIB", 1, 1, 1))).axis_unit is AxisUnit.CM_1  # the known one
+
+
+def test_status_axis_unit_must_be_an_axis_unit() -> None:
+    assert Status(**{**_STATUS.__dict__, "axis_unit": 1}).axis_unit is AxisUnit.CM_1
+    with pytest.raises(ProtocolError, match=r"^expected an axis unit one of 0 \(NM\), 1 \(CM_1\), got 5$"):
+        Status(**{**_STATUS.__dict__, "axis_unit": 5})
 
 
 def test_status_signal_must_be_a_signal_kind() -> None:
@@ -669,15 +726,16 @@ def test_status_signal_must_be_a_signal_kind() -> None:
         Status(**{**_STATUS.__dict__, "signal": 9})
 
 
-def test_status_equality_includes_signal_and_boot_id() -> None:
+def test_status_equality_includes_signal_boot_id_and_axis_unit() -> None:
     assert _STATUS != Status(**{**_STATUS.__dict__, "signal": SignalKind.COUNTS})
     assert _STATUS != Status(**{**_STATUS.__dict__, "boot_id": _STATUS.boot_id + 1})
+    assert _STATUS != Status(**{**_STATUS.__dict__, "axis_unit": AxisUnit.CM_1})
     assert hash(_STATUS) == hash(Status(**_STATUS.__dict__))
 
 
 def test_status_defaults_keep_old_callers_working() -> None:
     status = Status(1, "dev", "fw", 10, (500.0, 1.0), 1000)
-    assert (status.signal, status.boot_id) == (SignalKind.COUNTS, 0)
+    assert (status.signal, status.boot_id, status.axis_unit) == (SignalKind.COUNTS, 0, AxisUnit.NM)
     assert decode_frame(encode(status)) == status
 
 
@@ -695,7 +753,11 @@ def test_module_doctest_frame_matches_protocol_md_example() -> None:
 
 def test_protocol_md_quotes_the_status_trailer_errors_and_sizes() -> None:
     protocol_md = (Path(codec.__file__).parent / "PROTOCOL.md").read_text(encoding="utf-8")
-    for body in (_status_payload(b"\x01\x02"), _status_payload(struct.pack("<BI", 7, 1))):
+    for body in (
+        _status_payload(b"\x01\x02"),
+        _status_payload(struct.pack("<BI", 7, 1)),
+        _status_payload(struct.pack("<BIB", 1, 1, 2)),
+    ):
         with pytest.raises((FramingError, ProtocolError)) as exc:
             decode_body(body)
         assert f"`{exc.value}`" in protocol_md
@@ -708,12 +770,14 @@ def test_protocol_md_quotes_the_status_trailer_errors_and_sizes() -> None:
         integration_time_us=1,
         signal=SignalKind.REFLECTANCE,
         boot_id=1,
+        axis_unit=AxisUnit.CM_1,
     )
     covered = len(encode_body(largest)) - codec._CRC.size
     payload = covered - 4
     assert f"at most {payload} bytes" in protocol_md and f"STATUS (≤ {covered} bytes covered" in protocol_md
     assert covered * 8 <= 2_974  # inside the CRC's HD = 5 range, as the table there says
     assert f"({STATUS_TRAILER_BYTES} bytes, `STATUS_TRAILER_BYTES`" in protocol_md
+    assert f"({STATUS_AXIS_UNIT_BYTES} byte, `STATUS_AXIS_UNIT_BYTES`" in protocol_md
 
 
 def test_crc32_keeps_hamming_distance_4_over_the_largest_frame() -> None:

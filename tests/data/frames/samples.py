@@ -27,6 +27,7 @@ import numpy as np
 from firmware_bridge.frames import (
     Ack,
     Annotation,
+    AxisUnit,
     Command,
     CommandCode,
     Dark,
@@ -112,6 +113,22 @@ GOLDEN: dict[str, Frame] = {
         signal=SignalKind.ABSORBANCE,
         boot_id=0x8BADF00D,
     ),
+    # an FTIR device: its axis is even in wavenumber, so the polynomial is in cm-1 and the STATUS ends with the
+    # axis_unit byte (1 = cm-1) after the trailer
+    "status_cm1": Status(
+        nonce=0x01020304,
+        device_id="ftir-mir-0007",
+        firmware_version="2.0.1",
+        pixel_count=235,
+        wavelength_coeffs_nm=(899.25, 3.875),
+        integration_time_us=250_000,
+        averages=32,
+        detector_temp_c=24.25,
+        uptime_s=3_600,
+        signal=SignalKind.ABSORBANCE,
+        boot_id=0x0BADCAFE,
+        axis_unit=AxisUnit.CM_1,
+    ),
     "command_set_integration_time": Command(
         command_id=17, code=CommandCode.SET_INTEGRATION_TIME, value=50_000
     ),
@@ -191,6 +208,7 @@ def random_frame(rng: np.random.Generator, *, max_pixels: int = 48) -> Frame:
             uptime_s=u32(),
             signal=SignalKind(int(rng.integers(len(SignalKind)))),
             boot_id=u32(),
+            axis_unit=AxisUnit(int(rng.integers(len(AxisUnit)))),
         )
     codes = list(CommandCode)
     code = codes[int(rng.integers(len(codes)))]
