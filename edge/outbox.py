@@ -41,12 +41,13 @@ the standard library's ``sqlite3`` does the hard part.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,13 +66,26 @@ log = logging.getLogger(__name__)
 FULL_POLICIES = ("drop_oldest", "refuse_new")
 #: The ``full`` alert clears when both message count and bytes fall below this fraction of their bounds.
 CLEAR_FRACTION = 0.9
-#: On "disk full" (policy drop_oldest) this fraction of the stored messages, at least DISK_FULL_EVICT_MIN, is
-#: evicted before retrying, up to DISK_FULL_RETRIES times.
+#: On "disk full" (policy drop_oldest) this fraction of the messages that may be evicted, at least
+#: DISK_FULL_EVICT_MIN, is evicted before retrying, up to DISK_FULL_RETRIES times.
 DISK_FULL_EVICT_FRACTION = 0.1
 DISK_FULL_EVICT_MIN = 8
 DISK_FULL_RETRIES = 3
 #: After a full disk the alert clears when the stored bytes fall below this fraction of the level it filled at.
 DISK_FULL_CLEAR_FRACTION = 0.8
+#: Bound on the write-ahead log, as a fraction of the filesystem, clamped to [WAL_BOUND_MIN_BYTES,
+#: WAL_BOUND_MAX_BYTES]: ``wal_autocheckpoint`` (pages) and ``journal_size_limit`` (bytes) are set from it.
+WAL_BOUND_FRACTION = 1 / 64
+WAL_BOUND_MIN_BYTES = 64 * 1024
+WAL_BOUND_MAX_BYTES = 4 * 1024 * 1024
+#: Size of the reserve file (``<outbox>-reserve``), in WAL bounds: released when the disk is full so that a
+#: checkpoint and an eviction always have room, re-created once there is room again.
+RESERVE_WAL_BOUNDS = 2
+#: Free space kept on the filesystem besides the reserve, in WAL bounds: below it the database stops growing
+#: (new messages reuse the pages of evicted ones) and the WAL and its checkpoints keep room to work.
+HEADROOM_WAL_BOUNDS = 3
+#: At most one log line per kind of event (eviction, refusal, disk error) and interval, with a count.
+LOG_INTERVAL_S = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -127,6 +141,41 @@ def _is_disk_full(exc: sqlite3.Error) -> bool:
     return code == sqlite3.SQLITE_FULL if code is not None else "full" in str(exc).lower()
 
 
+class _LogLimiter:
+    """At most one log line per kind of event and ``interval_s``; the events in between are summed into the next
+    line, so a disk that stays full logs a line a minute with counts, not a line per message."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float]) -> None:
+        self.interval_s = interval_s
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._events: dict[str, int] = {}
+        self._amount: dict[str, int] = {}
+
+    def event(self, kind: str, amount: int = 1) -> tuple[int, int] | None:
+        """Count one event; return (events, summed amount) since the last line when a line is due, else None."""
+        self._events[kind] = self._events.get(kind, 0) + 1
+        self._amount[kind] = self._amount.get(kind, 0) + int(amount)
+        now = self.clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self.interval_s:
+            return None
+        self._last[kind] = now
+        return self._events.pop(kind), self._amount.pop(kind)
+
+
+def _wal_bound_bytes(directory: Path) -> int:
+    """Bound on the write-ahead log for a database in ``directory``: WAL_BOUND_FRACTION of its filesystem,
+    clamped to [WAL_BOUND_MIN_BYTES, WAL_BOUND_MAX_BYTES] (the maximum when the filesystem cannot be asked)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        st = os.statvfs(directory)
+    except (OSError, AttributeError):
+        return WAL_BOUND_MAX_BYTES
+    total = int(st.f_blocks) * int(st.f_frsize)
+    return int(min(WAL_BOUND_MAX_BYTES, max(WAL_BOUND_MIN_BYTES, total * WAL_BOUND_FRACTION)))
+
+
 class Outbox:
     """Durable, bounded, ordered message store (thread-safe; one connection guarded by a lock).
 
@@ -168,7 +217,20 @@ class Outbox:
         self._full = False
         self._disk_full_at_bytes = 0  # stored bytes when the disk last filled up (0: not full)
         self._closed = False
+        #: clock of the log rate limit (tests may replace it)
+        self._clock: Callable[[], float] = time.monotonic
+        self._logs = _LogLimiter(LOG_INTERVAL_S, lambda: self._clock())
+        self._wal_bound_bytes = _wal_bound_bytes(self.path.parent)
+        self._reserve_path = self.path.with_name(self.path.name + "-reserve")
+        self._reserve_bytes = RESERVE_WAL_BOUNDS * self._wal_bound_bytes
+        self._headroom_bytes = HEADROOM_WAL_BOUNDS * self._wal_bound_bytes
+        self._reserve_held = False
         self._conn = self._open()
+        self._page_size = int(self._conn.execute("PRAGMA page_size").fetchone()[0])
+        self._reserve_held = self._make_reserve()
+        if not self._reserve_held:
+            log.warning("outbox %s: no room for its %d-byte disk reserve (%s bytes free); a full disk may stop "
+                        "evictions until there is room", self.path, self._reserve_bytes, self._free_bytes())
         row = self._conn.execute("SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM messages").fetchone()
         self._count, self._bytes = int(row[0]), int(row[1])
         seq = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
@@ -191,6 +253,11 @@ class Outbox:
             if str(mode).lower() != "wal":
                 raise OutboxError(f"{self.path}: expected SQLite WAL journal mode, got {mode!r}")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            # Bound the WAL: checkpoint every wal_bound bytes of frames, and truncate a WAL that an unusually large
+            # transaction grew back to that size once it is reset, so its file is reused instead of growing.
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            conn.execute(f"PRAGMA wal_autocheckpoint={max(8, self._wal_bound_bytes // page_size)}")
+            conn.execute(f"PRAGMA journal_size_limit={self._wal_bound_bytes}")
             conn.executescript(_SCHEMA)
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
@@ -230,7 +297,8 @@ class Outbox:
             return conn
 
     def close(self) -> None:
-        """Checkpoint and close the database; further calls raise OutboxError."""
+        """Checkpoint and close the database (the disk reserve file stays for the next open); further calls raise
+        OutboxError."""
         with self._lock:
             if self._closed:
                 return
@@ -291,32 +359,66 @@ class Outbox:
                         f"outbox full ({self._count} messages, {self._bytes} bytes; bounds "
                         f"{self.max_messages}, {self.max_bytes}); policy {self.full_policy} refused a "
                         f"{prio.name.lower()}-priority message")
+            if not self._disk_has_room(size):
+                # The filesystem is down to its headroom: the database must not grow, so the message needs pages
+                # of evicted (or delivered) messages.  drop_oldest evicts; refuse_new keeps the backlog.
+                self._note_disk_full()
+                if self.full_policy == "refuse_new" or not self._evict_for_disk(prio):
+                    raise self._store_error(
+                        f"disk nearly full ({self._free_bytes()} bytes free, {self._headroom_bytes} kept for the "
+                        f"write-ahead log); policy {self.full_policy} refused a {prio.name.lower()}-priority "
+                        "message")
             try:
                 msg_id = self._insert(topic, blob, qos, retain, prio, size)
             except sqlite3.Error as exc:
-                retried = False
-                if _is_disk_full(exc):
-                    self._full = True
-                    self._disk_full_at_bytes = max(self._disk_full_at_bytes, self._bytes)
-                if _is_disk_full(exc) and self.full_policy == "drop_oldest":
-                    for _attempt in range(DISK_FULL_RETRIES):
-                        batch = max(DISK_FULL_EVICT_MIN, int(self._count * DISK_FULL_EVICT_FRACTION))
-                        if not self._evict(prio, batch, 0, partial_ok=True):
-                            break
-                        try:
-                            msg_id = self._insert(topic, blob, qos, retain, prio, size)
-                        except sqlite3.Error as exc2:
-                            exc = exc2
-                            continue
-                        retried = True
-                        break
-                if not retried:
-                    self._store_errors += 1
-                    self._full = True
-                    raise OutboxError(f"{self.path}: cannot store the message: {exc}") from exc
+                msg_id = self._insert_on_full_disk(exc, topic, blob, qos, retain, prio, size)
             self._stored += 1
+            if not self._reserve_held:
+                self._restore_reserve()
             self._update_full_flag()
             return msg_id
+
+    def _insert_on_full_disk(self, exc: sqlite3.Error, topic: str, blob: bytes, qos: int, retain: bool,
+                             prio: Priority, size: int) -> int:
+        """The insert failed: with drop_oldest on a full disk, release the reserve, checkpoint, evict and retry;
+        otherwise (or when that fails too) count a store error and raise OutboxError."""
+        if _is_disk_full(exc):
+            self._note_disk_full()
+        if _is_disk_full(exc) and self.full_policy == "drop_oldest":
+            # refuse_new never spends the reserve on new messages: it is what lets ack() delete the backlog.
+            self._release_reserve()
+            self._checkpoint()
+            for _attempt in range(DISK_FULL_RETRIES):
+                if not self._evict_for_disk(prio):
+                    break
+                self._checkpoint()
+                try:
+                    return self._insert(topic, blob, qos, retain, prio, size)
+                except sqlite3.Error as exc2:
+                    exc = exc2
+                    if not _is_disk_full(exc2):
+                        break
+        raise self._store_error(f"cannot store the message: {exc}") from exc
+
+    def _store_error(self, reason: str) -> OutboxError:
+        """Count a message the disk could not take, log it (rate-limited) and return the error to raise."""
+        self._store_errors += 1
+        self._full = True
+        due = self._logs.event("store_error")
+        if due is not None:
+            log.error("outbox %s cannot store messages: %s (%d message(s) not stored since the last report, "
+                      "%d in all)", self.path, reason, due[0], self._store_errors)
+        return OutboxError(f"{self.path}: {reason}")
+
+    def _note_disk_full(self) -> None:
+        self._full = True
+        self._disk_full_at_bytes = max(self._disk_full_at_bytes, self._bytes)
+
+    def _evict_for_disk(self, prio: Priority) -> bool:
+        """Evict the oldest DISK_FULL_EVICT_FRACTION of the messages (at least DISK_FULL_EVICT_MIN) that a message
+        of priority ``prio`` may evict; True if any were."""
+        batch = max(DISK_FULL_EVICT_MIN, int(self._count * DISK_FULL_EVICT_FRACTION))
+        return self._evict(prio, batch, 0, partial_ok=True)
 
     def _insert(self, topic: str, blob: bytes, qos: int, retain: bool, prio: Priority, size: int) -> int:
         try:
@@ -339,35 +441,87 @@ class Outbox:
                 pass
 
     def _evict(self, prio: Priority, need_msgs: int, need_bytes: int, *, partial_ok: bool = False) -> bool:
-        """Delete the oldest messages of priority <= ``prio`` (lowest first) to free room; True if enough."""
-        freed_msgs = freed_bytes = 0
-        victims: list[int] = []
+        """Delete the oldest messages of priority <= ``prio`` (lowest first) to free room; True if enough.
+
+        A deleted message's page is written to the WAL, so the victims go in transactions of at most half the WAL
+        bound each: the WAL is checkpointed and reused between them instead of growing by all they held."""
+        picked_msgs = picked_bytes = 0
+        victims: list[tuple[int, int]] = []
         rows = self._conn.execute(
             "SELECT id, size_bytes FROM messages WHERE priority <= ? ORDER BY priority, id", (int(prio),))
         for msg_id, size in rows:
-            if freed_msgs >= need_msgs and freed_bytes >= need_bytes:
+            if picked_msgs >= need_msgs and picked_bytes >= need_bytes:
                 break
-            victims.append(int(msg_id))
-            freed_msgs += 1
-            freed_bytes += int(size)
+            victims.append((int(msg_id), int(size)))
+            picked_msgs += 1
+            picked_bytes += int(size)
         rows.close()
-        enough = freed_msgs >= need_msgs and freed_bytes >= need_bytes
+        enough = picked_msgs >= need_msgs and picked_bytes >= need_bytes
         if not victims or (not enough and not partial_ok):
             return False
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("DELETE FROM messages WHERE id = ?", [(v,) for v in victims])
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            log.error("outbox eviction failed: %s", exc)
+        freed_msgs = freed_bytes = 0
+        chunk: list[int] = []
+        chunk_bytes = 0
+        for i, (msg_id, size) in enumerate(victims):
+            chunk.append(msg_id)
+            chunk_bytes += size + self._page_size // 8
+            if chunk_bytes < self._wal_bound_bytes // 2 and i + 1 < len(victims):
+                continue
+            try:
+                n, nbytes = self._delete_on_any_disk(chunk)
+            except sqlite3.Error as exc:
+                due = self._logs.event("evict_error")
+                if due is not None:
+                    log.error("outbox %s: eviction failed: %s (%d failure(s) since the last report)", self.path,
+                              exc, due[0])
+                break
+            freed_msgs += n
+            freed_bytes += nbytes
+            chunk, chunk_bytes = [], 0
+        if freed_msgs == 0:
             return False
         self._count -= freed_msgs
         self._bytes -= freed_bytes
         self._evicted += freed_msgs
-        log.warning("outbox full: evicted %d oldest messages (priority <= %s, %d bytes)",
-                    freed_msgs, prio.name.lower(), freed_bytes)
-        return True
+        due = self._logs.event("evicted", freed_msgs)
+        if due is not None:
+            log.warning("outbox full: evicted the oldest messages (priority <= %s): %d message(s) in %d eviction(s) "
+                        "since the last report, %d in all; %d messages, %d bytes kept",
+                        prio.name.lower(), due[1], due[0], self._evicted, self._count, self._bytes)
+        return partial_ok or (freed_msgs >= need_msgs and freed_bytes >= need_bytes)
+
+    def _delete(self, ids: list[int]) -> tuple[int, int]:
+        """Delete ``ids`` in one transaction; return (messages, bytes) that were stored."""
+        removed = removed_bytes = 0
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                n, nbytes = self._conn.execute(
+                    f"SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM messages WHERE id IN ({marks})",
+                    chunk).fetchone()
+                self._conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
+                removed += int(n)
+                removed_bytes += int(nbytes)
+            self._conn.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback()
+            raise
+        return removed, removed_bytes
+
+    def _delete_on_any_disk(self, ids: list[int]) -> tuple[int, int]:
+        """:meth:`_delete`, and on a full disk release the reserve, checkpoint and try once more: a delete needs
+        room in the write-ahead log, and the reserve is kept for exactly this."""
+        try:
+            return self._delete(ids)
+        except sqlite3.Error as exc:
+            if not _is_disk_full(exc):
+                raise
+            self._note_disk_full()
+            self._release_reserve()
+            self._checkpoint()
+            return self._delete(ids)
 
     def _update_full_flag(self) -> None:
         """Clear the alert once usage is below CLEAR_FRACTION of the bounds (and DISK_FULL_CLEAR_FRACTION of the
@@ -432,20 +586,8 @@ class Outbox:
         with self._lock:
             self._check_open()
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                removed = removed_bytes = 0
-                for start in range(0, len(id_list), 500):
-                    chunk = [int(i) for i in id_list[start:start + 500]]
-                    marks = ",".join("?" * len(chunk))
-                    n, nbytes = self._conn.execute(
-                        f"SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM messages WHERE id IN ({marks})",
-                        chunk).fetchone()
-                    self._conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
-                    removed += int(n)
-                    removed_bytes += int(nbytes)
-                self._conn.execute("COMMIT")
+                removed, removed_bytes = self._delete_on_any_disk([int(i) for i in id_list])
             except sqlite3.Error as exc:
-                self._rollback()
                 raise OutboxError(f"{self.path}: cannot mark messages delivered: {exc}") from exc
             self._count -= removed
             self._bytes -= removed_bytes
@@ -453,15 +595,120 @@ class Outbox:
             self._update_full_flag()
             if self._count == 0:
                 self._shrink()
+            if not self._reserve_held:
+                self._restore_reserve()
             return removed
 
     def _shrink(self) -> None:
         try:
             free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
             if free > 1024:
-                self._conn.execute("PRAGMA incremental_vacuum")
+                self._conn.execute("PRAGMA incremental_vacuum").fetchall()
         except sqlite3.Error as exc:  # pragma: no cover - best effort
             log.debug("outbox incremental vacuum failed: %s", exc)
+
+    # ------------------------------------------------------------------------------ disk space and reserve
+
+    def _free_bytes(self) -> int | None:
+        """Bytes available on the outbox's filesystem (None when it cannot be asked)."""
+        try:
+            st = os.statvfs(self.path.parent)
+        except (OSError, AttributeError):  # AttributeError: no statvfs on this platform
+            return None
+        return int(st.f_bavail) * int(st.f_frsize)
+
+    def _disk_has_room(self, size: int) -> bool:
+        """Whether a message of ``size`` bytes may be stored without eating into the headroom: there is more
+        free space than the headroom, or the database has enough free pages (of evicted or delivered messages)."""
+        free = self._free_bytes()  # one statvfs, under a microsecond: a put costs tens
+        if free is None or free >= self._headroom_bytes:
+            return True
+        try:
+            free_pages = int(self._conn.execute("PRAGMA freelist_count").fetchone()[0])
+        except sqlite3.Error:
+            return False
+        return free_pages >= (size + self._page_size - 1) // self._page_size + 2
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it (best effort: frees the WAL's space on a full disk)."""
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            log.debug("outbox checkpoint failed: %s", exc)
+
+    def _make_reserve(self) -> bool:
+        """Allocate the reserve file (real blocks, not a sparse file); True when it holds its full size."""
+        try:
+            st = os.stat(self._reserve_path)
+            if st.st_size >= self._reserve_bytes and st.st_blocks * 512 >= self._reserve_bytes:
+                return True
+        except OSError:
+            pass
+        try:
+            fd = os.open(self._reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
+        except OSError as exc:
+            log.debug("outbox reserve %s cannot be created: %s", self._reserve_path, exc)
+            return False
+        try:
+            try:
+                os.posix_fallocate(fd, 0, self._reserve_bytes)
+            except (AttributeError, OSError) as exc:  # no fallocate here, or not on this filesystem
+                if isinstance(exc, OSError) and exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+                chunk = b"\0" * 65536
+                for offset in range(0, self._reserve_bytes, len(chunk)):
+                    os.pwrite(fd, chunk[:self._reserve_bytes - offset], offset)
+            os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            self._reserve_path.unlink(missing_ok=True)
+            log.debug("outbox reserve %s: no room (%s)", self._reserve_path, exc)
+            return False
+        os.close(fd)
+        return True
+
+    def _release_reserve(self) -> None:
+        """Give the reserve's space back to the filesystem (the disk is full)."""
+        if not self._reserve_held:
+            return
+        try:
+            self._reserve_path.unlink(missing_ok=True)
+        except OSError as exc:  # pragma: no cover - a directory we could write to a moment ago
+            log.debug("outbox reserve %s cannot be removed: %s", self._reserve_path, exc)
+            return
+        self._reserve_held = False
+        due = self._logs.event("reserve")
+        if due is not None:
+            log.warning("outbox %s: disk full; released the %d-byte disk reserve to evict and checkpoint "
+                        "(%d time(s) since the last report)", self.path, self._reserve_bytes, due[0])
+
+    def _restore_reserve(self) -> None:
+        """Re-create the reserve once the filesystem has room for it and for the WAL; with too little room, give
+        free database pages back to the filesystem first (incremental vacuum, in steps the WAL can hold)."""
+        free = self._free_bytes()
+        if free is None:
+            return
+        want = self._reserve_bytes + self._wal_bound_bytes
+        for _step in range(64):
+            if free >= want:
+                break
+            try:
+                free_pages = int(self._conn.execute("PRAGMA freelist_count").fetchone()[0])
+            except sqlite3.Error:
+                return
+            # moving a page writes it and its parent to the WAL: stay within half of what is free
+            step = min(free_pages, (want - free) // self._page_size + 1, free // (4 * self._page_size))
+            if step < 1:
+                return
+            try:
+                self._conn.execute(f"PRAGMA incremental_vacuum({int(step)})").fetchall()
+            except sqlite3.Error as exc:
+                log.debug("outbox incremental vacuum failed: %s", exc)
+                return
+            self._checkpoint()
+            free = self._free_bytes() or 0
+        if free >= want:
+            self._reserve_held = self._make_reserve()
 
     # ----------------------------------------------------------------------------------------- inspection
 
