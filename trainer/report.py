@@ -240,6 +240,34 @@ img { max-width: 100%; border: 1px solid #ddd; margin: 0.4em 0 1.2em; }
 """
 
 
+def _search_paragraph(srch: Mapping[str, Any]) -> str:
+    """One paragraph on the CNN recipe search (``metrics.json`` ``search``): which recipe the CNN figures come from."""
+    if not srch.get("ran"):
+        return (f"<p class='note'>CNN recipe: as configured (no recipe search: "
+                f"{html.escape(str(srch.get('reason', 'off')))}).</p>")
+    text = (f"CNN recipe search (Optuna, {html.escape(str(srch.get('storage')))} study "
+            f"{html.escape(str(srch.get('study_name')))}): {srch.get('trials_run')} trials run here "
+            f"({srch.get('trials_pruned')} pruned) in {float(srch.get('budget_used_s') or 0):.0f} s, "
+            f"{srch.get('trials_in_study')} in the study. ")
+    if srch.get("best_trial") is None:
+        return f"<p class='note'>{text}No trial completed: the configured recipe was trained.</p>"
+    conf = srch.get("configured_score")
+    text += (f"Trained: trial {srch.get('best_trial')}"
+             + (" (the configured recipe)" if srch.get("best_is_configured") else "")
+             + f", score {float(srch['best_score']):.4g}"
+             + (f" against {float(conf):.4g} for the configured recipe" if conf is not None else "")
+             + " (out-of-fold RMSE / target sd, geometric mean).")
+    spread = srch.get("seed_spread") or {}
+    if spread.get("mean"):
+        text += (f" Seed-to-seed spread of its CV RMSE over {len(spread.get('seeds', []))} seeds: "
+                 + ", ".join(f"{html.escape(str(t))} {float(v):.4g} +/- {float(spread['std'][t]):.2g}"
+                             for t, v in spread["mean"].items()) + ".")
+    recipe = srch.get("best_recipe") or {}
+    if recipe:
+        text += f" Preprocessing {html.escape(str(recipe.get('candidate')))}."
+    return f"<p class='note'>{text}</p>"
+
+
 def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
     """Write ``report_dir/index.html`` and its PNG plots; return the path of ``index.html``."""
     out = Path(report_dir)
@@ -274,6 +302,7 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
                 [[t, *[cv[mname].get(t) for mname in models], (sel.get("int8_cost") or {}).get(t),
                   (sel.get("ratio_cnn_to_pls") or {}).get(t)] for t in names],
             ))
+        parts.append(_search_paragraph(m.get("search") or {}))
     parts.append("<h2>Rows</h2>")
     parts.append(_table(["role", "rows"], [[k, v] for k, v in m.get("splits", {}).items()]))
 

@@ -360,3 +360,16 @@ def test_budget_zero_trains_the_configured_recipe_as_before(tmp_path: Path) -> N
 
     assert figures(a) == figures(b)
     assert a["selection"]["cv_rmse"] == b["selection"]["cv_rmse"]
+
+
+def test_report_says_which_recipe_was_trained() -> None:
+    from trainer.report import _search_paragraph
+
+    assert "as configured" in _search_paragraph({"ran": False, "reason": "no [search] table"})
+    text = _search_paragraph({"ran": True, "storage": "sqlite", "study_name": "m-1", "trials_run": 9,
+                              "trials_pruned": 3, "budget_used_s": 61.2, "trials_in_study": 9, "best_trial": 4,
+                              "best_is_configured": False, "best_score": 0.21, "configured_score": 0.3,
+                              "seed_spread": {"seeds": [0, 1, 2], "mean": {"fat": 0.8}, "std": {"fat": 0.05}},
+                              "best_recipe": {"candidate": "snv"}})
+    assert "trial 4" in text and "0.21 against 0.3" in text and "fat 0.8 +/- 0.05" in text and "snv" in text
+    assert "No trial completed" in _search_paragraph({"ran": True, "best_trial": None})
