@@ -27,10 +27,20 @@ Guarantees
   messages), :meth:`put` raises :class:`OutboxFullError`.  Every eviction and refusal is counted and raises
   the :attr:`full` alert flag, which clears when usage falls below 90 % of both bounds (and, after a full disk,
   below 80 % of the bytes stored when the disk filled up).
-* **Disk full.** ``sqlite3.OperationalError`` ("database or disk is full", I/O errors) never escapes: with
-  ``drop_oldest`` the outbox evicts the oldest 10 % of the messages it may evict (same rule as above), whose
-  pages SQLite reuses, and retries (up to three times); otherwise :meth:`put` raises :class:`OutboxError` (counted as ``store_errors``, ``full`` raised).  The
-  publisher then sends the message live without durability (see :mod:`edge.mqtt`), so live data keeps flowing.
+* **Disk full.** The disk is a bound like the others, and the policy holds on it too.  The write-ahead log is
+  bounded to 1/64 of the filesystem (64 KiB to 4 MiB: ``wal_autocheckpoint`` and ``journal_size_limit``), so it is
+  checkpointed and its file reused instead of filling a small disk.  Below a headroom of free space (three WAL
+  bounds) the database stops growing: a new message must fit in pages freed by delivered or evicted messages,
+  so ``drop_oldest`` evicts the oldest 10 % of the messages it may evict (same priority rule as above), in
+  transactions of half a WAL bound each (a deleted message's page is written to the WAL), and ``refuse_new``
+  refuses the new message.  A reserve file ``<outbox>-reserve`` (two WAL bounds, preallocated) is released
+  when the disk fills up anyway (another writer): it gives a checkpoint, an eviction and an :meth:`ack` the room
+  a delete needs, and it is re-created (after an incremental vacuum if need be) once there is room; ``refuse_new``
+  never spends it on new messages, so a backlog can always be delivered.  ``sqlite3.OperationalError``
+  ("database or disk is full", I/O errors) never escapes: a message the policy or the disk refuses makes
+  :meth:`put` raise :class:`OutboxError` (counted as ``store_errors``, ``full`` raised).  The publisher then
+  sends the message live without durability (see :mod:`edge.mqtt`), so live data keeps flowing.  Evictions,
+  refusals and reserve releases log at most one line per kind a minute (LOG_INTERVAL_S), with counts.
 * **One process.** The database is opened in exclusive locking mode: a second daemon on the same file gets a
   clear :class:`OutboxError` instead of sending every message twice.  A file that is not a database is moved
   aside (``<name>.corrupt-<unix time>``) and a fresh outbox is started, counted as ``recovered_corrupt``.
