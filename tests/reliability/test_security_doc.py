@@ -4,8 +4,13 @@ one that tests/edge/test_mqtt.py runs against a real broker."""
 from __future__ import annotations
 
 import re
-import tomllib
+import sys
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (Jetson): the tomli backport, an install requirement there
+    import tomli as tomllib
 
 from edge.config import parse_config
 
