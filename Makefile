@@ -25,9 +25,10 @@ broker:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mosquitto; }
 
 demo: setup
-	$(VENV)/bin/spectro-edge demo --frames $(FRAMES)
+	$(VENV)/bin/spectro-bench demo --frames $(FRAMES)
 
 test: setup broker
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 bench: setup broker

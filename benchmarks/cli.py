@@ -14,6 +14,7 @@ from typing import Sequence
 
 #: name -> one-line description of each benchmark module.
 BENCHMARKS: dict[str, str] = {
+    "demo": "train the demo model, run the whole loop on one machine, summarise (what `make demo` runs)",
     "codec": "serial frame encode/decode throughput (MB/s, frames/s)",
     "preprocess": "preprocessing chain latency, single spectrum and batch of 1,000",
     "latency": "per-stage edge latency of a bundle against float/Keras/PLS references",

@@ -1,6 +1,6 @@
 """The whole loop on one machine, started as production starts it: broker, simulator, ``spectro-edge run``, subscriber.
 
-One harness for the demo (``spectro-edge demo``), the benchmarks (``spectro-bench loop``) and the end-to-end tests:
+One harness for the demo (``spectro-bench demo``), the benchmarks (``spectro-bench loop``) and the end-to-end tests:
 
 - :func:`ensure_trained` trains a training config with ``spectro-train fit`` in a child process (TensorFlow never
   enters the caller) and caches the result under a key made of the config's SHA-256 (and the trainer's sources');

@@ -1,4 +1,6 @@
-"""Command line of the device side: ``spectro-edge check | run | config | demo``.
+"""Command line of the device side: ``spectro-edge check | run | config``.
+
+The demo, which trains a model, is ``spectro-bench demo`` (the device side never imports the trainer).
 
 Data goes to stdout, diagnostics to logging on stderr; expected failures end as one clear line and a non-zero
 exit code.  Every subcommand imports its module lazily, so ``spectro-edge --help`` stays instant on a Pi.
@@ -145,20 +147,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "may be plugged in later: the daemon waits for it)",
     )
 
-    sub.add_parser(
-        "demo",
-        help="run simulator -> daemon -> broker -> subscriber end to end, then summarise (options: demo --help)",
-        add_help=False,
-    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``spectro-edge``; returns the process exit code."""
     parser = _build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "demo":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2) if args.command != "run" else logging.INFO
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -178,10 +173,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stdout.write(edge_config.example_config())
                 return 0
             return validate_command(args.validate, show_config=args.verbose > 0, check_device=not args.skip_serial)
-        if args.command == "demo":
-            from edge.demo import main as demo_main
-
-            return demo_main(extra)
     except (EdgeError, OSError) as exc:
         print(f"spectro-edge {args.command}: {exc}", file=sys.stderr)
         return 2

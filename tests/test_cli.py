@@ -19,14 +19,16 @@ def test_help_exits_zero(module: str) -> None:
     assert "usage:" in proc.stdout
 
 
-def test_edge_demo_options_reach_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_demo_options_reach_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.cli import main as bench_main
+
     with pytest.raises(SystemExit) as exc:
-        edge_main(["demo", "--help"])
+        bench_main(["demo", "--help"])
     assert exc.value.code == 0
     assert "--frames" in capsys.readouterr().out
 
 
-def test_edge_rejects_unknown_options_outside_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
+def test_edge_rejects_unknown_options(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         edge_main(["check", "x.spectrolite", "--frames", "3"])
     assert exc.value.code == 2

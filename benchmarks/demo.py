@@ -1,4 +1,4 @@
-"""``spectro-edge demo``: train the demo model, run the whole loop on one machine, then a summary; exit 0 only if
+"""``spectro-bench demo`` (what ``make demo`` runs): train the demo model, run the whole loop on one machine, then a summary; exit 0 only if
 the loop worked.
 
 What runs (every process is started here and stopped here, whatever happens), through the one harness the
@@ -37,7 +37,7 @@ from typing import IO, Any, Sequence
 
 __all__ = ["main", "find_mosquitto"]
 
-log = logging.getLogger("edge.demo")
+log = logging.getLogger(__name__)
 
 _REPO = Path(__file__).resolve().parents[1]
 #: The demo's training config (synthetic spectra the simulator streams).
@@ -112,10 +112,24 @@ def _rmsep(predictions: dict[int, dict[str, Any]], seqs: Sequence[int]) -> dict[
     return {k: math.sqrt(sum(v) / len(v)) for k, v in sums.items() if v}
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="spectro-edge demo", description=__doc__.splitlines()[0])
-    p.add_argument("--frames", type=int, default=300, help="spectra the simulator streams (default %(default)s)")
-    p.add_argument("--rate", type=float, default=50.0, help="spectra per second (default %(default)s)")
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected --frames >= 1, got {value}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected --rate > 0, got {value:g}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The demo's options (``spectro-bench demo --help``)."""
+    p.add_argument("--frames", type=_at_least_one, default=300, help="spectra the simulator streams (default %(default)s)")
+    p.add_argument("--rate", type=_positive, default=50.0, help="spectra per second (default %(default)s)")
     p.add_argument("--drift-at", type=int, help="spectrum index of the provoked drift (default: halfway; -1: none)")
     p.add_argument("--drift-kind", default="band", help="band, baseline, shift or lamp (default %(default)s)")
     p.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto",
@@ -126,12 +140,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rebuild", action="store_true", help="train the config again even if cached")
     p.add_argument("--workdir", help="keep the run's files (config, logs, outbox) here instead of a temporary folder")
     p.add_argument("--print-every", type=int, default=0, help="print every Nth prediction (default: about 25 lines)")
-    args = p.parse_args(argv)
-    if args.frames < 1:
-        p.error(f"expected --frames >= 1, got {args.frames}")
-    if args.rate <= 0:
-        p.error(f"expected --rate > 0, got {args.rate}")
-    return args
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="spectro-bench demo", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return p.parse_args(argv)
 
 
 def _bundle(args: argparse.Namespace) -> Path:
@@ -153,12 +167,16 @@ def _bundle(args: argparse.Namespace) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo (see the module docstring); returns 0 when the loop worked, 1 when it did not, 2 on setup errors."""
+    """``python -m benchmarks.demo``: the demo (see the module docstring); its exit code as :func:`run` says."""
+    return run(_parse(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo with parsed options; 0 when the loop worked, 1 when it did not, 2 on bad options or setup."""
     from benchmarks import harness
     from edge.bundle import load_bundle
     from edge.errors import EdgeError
 
-    args = _parse(argv)
     drift_at = args.frames // 2 if args.drift_at is None else (None if args.drift_at < 0 else args.drift_at)
     own_dir = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="spectrolite-demo-")) if own_dir else Path(args.workdir)
@@ -196,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sub.close()
         return _summary(run, args, drift_at, workdir)
     except (harness.HarnessError, EdgeError, OSError) as exc:
-        print(f"spectro-edge demo: {exc}", file=sys.stderr)
+        print(f"spectro-bench demo: {exc}", file=sys.stderr)
         return 2
     finally:
         if own_dir:

@@ -1,4 +1,4 @@
-"""``spectro-edge demo`` end to end in a child process: the trainer-built demo model, a real broker (mosquitto, or
+"""``spectro-bench demo`` (what ``make demo`` runs) end to end in a child process: the trainer-built demo model, a real broker (mosquitto, or
 the embedded amqtt one), the real pty simulator and the daemon started as ``spectro-edge run``."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ FRAMES = 120
 
 def _demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     run_env = dict(env or os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "edge.demo", *args], cwd=REPO_ROOT, env=run_env,
+    return subprocess.run([sys.executable, "-m", "benchmarks.demo", *args], cwd=REPO_ROOT, env=run_env,
                           capture_output=True, text=True, timeout=600)
 
 
