@@ -12,6 +12,14 @@ By default the device sends raw detector counts (STATUS ``signal`` COUNTS, with 
 ``--signal absorbance`` (or ``reflectance``) plays a device that processes on board and streams float32 spectra of
 that signal.  Each run boots with a random ``boot_id``; ``--reboot-every N`` reboots the firmware after every N
 spectra (new ``boot_id``, ``seq`` and uptime from 0, an unsolicited STATUS).
+
+The STATUS announces the dataset's axis as a polynomial in the axis's own unit: ``--axis-unit cm-1`` for an FTIR
+dataset (the MIR sets of ``../shared/datasets``, whose ``.npz`` files do not say their unit; their READMEs do),
+``nm`` for a grating one; the default ``auto`` takes the dataset's ``axis_unit`` entry (synthetic datasets carry
+one), else nm.  No range can decide it: those NIR sets span 600-1898 nm and the FTIR ones 799-1911 cm-1.
+Example::
+
+    spectro-sim --pty --dataset ../shared/datasets/fruit_puree_mir.npz --axis-unit cm-1 --signal absorbance
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import threading
 from collections.abc import Sequence
 
 from firmware_bridge.errors import BridgeError
-from firmware_bridge.frames import SignalKind
+from firmware_bridge.frames import AxisUnit, SignalKind
 from firmware_bridge.signals import events_on_signals
 from firmware_bridge.simulator import (
     DRIFT_KINDS,
@@ -73,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--shuffle", action="store_true", help="stream rows in a seeded random order")
     data.add_argument("--synthetic-samples", type=int, default=500, help="size of the synthetic dataset")
     data.add_argument("--synthetic-channels", type=int, default=256, help="pixels of the synthetic dataset")
+    data.add_argument(
+        "--axis-unit",
+        choices=["auto", *(u.symbol for u in AxisUnit)],
+        default="auto",
+        help="unit of the dataset's wavelengths and of the axis the STATUS announces: nm (grating, NIR) or cm-1 "
+        "(FTIR, MIR); auto (default): the dataset's axis_unit entry, else nm (the shared MIR .npz files have none: "
+        "give cm-1 for them)",
+    )
 
     run = p.add_argument_group("acquisition")
     run.add_argument(
@@ -103,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--wavelength-shift-nm-per-kframe",
         type=float,
         default=0.0,
-        metavar="NM",
-        help="wavelength drift per 1000 spectra",
+        metavar="SHIFT",
+        help="axis drift per 1000 spectra, in the axis unit (nm, or cm-1 with --axis-unit cm-1)",
     )
     drift.add_argument("--baseline-offset", type=float, default=0.0, help="absorbance added to every spectrum")
     drift.add_argument("--baseline-drift-per-kframe", type=float, default=0.0, help="absorbance added per 1000 spectra")
@@ -129,7 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--pixel-change-at", type=int, metavar="FRAME", help="change the pixel count at this spectrum")
     faults.add_argument("--pixel-change-to", type=int, default=0, metavar="N", help="pixel count after the change")
     faults.add_argument("--recalibrate-at", type=int, metavar="FRAME", help="announce a new wavelength calibration")
-    faults.add_argument("--recalibrate-shift-nm", type=float, default=5.0, help="shift of the new calibration, nm")
+    faults.add_argument(
+        "--recalibrate-shift-nm",
+        type=float,
+        default=5.0,
+        help="shift of the new calibration, in the axis unit (nm, or cm-1 with --axis-unit cm-1)",
+    )
     faults.add_argument(
         "--reboot-every",
         type=int,
@@ -161,6 +182,7 @@ def _config(args: argparse.Namespace) -> SimulatorConfig:
         linger_s=args.linger,
         synthetic_samples=args.synthetic_samples,
         synthetic_channels=args.synthetic_channels,
+        axis_unit=None if args.axis_unit == "auto" else AxisUnit.from_symbol(args.axis_unit),
         drift=DriftConfig(
             lamp_ageing_per_kframe=args.lamp_ageing,
             wavelength_shift_nm_per_kframe=args.wavelength_shift_nm_per_kframe,
@@ -207,9 +229,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     def _ready(address: str) -> None:
         print(address, flush=True)
         _LOG.info(
-            "serving %d-pixel spectra of %s at %s (integration time %d us, boot_id 0x%08x)",
+            "serving %d-pixel spectra of %s on a %s axis at %s (integration time %d us, boot_id 0x%08x)",
             sim.device.pixel_count,
             sim.device.signal.name.lower(),
+            sim.device.axis_unit.symbol,
             address,
             sim.device.integration_time_us,
             sim.device.boot_id,

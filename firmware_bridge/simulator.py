@@ -29,6 +29,16 @@ frames (requests for them are refused with NACK NOT_SUPPORTED).  Every device in
 ``boot_id``, ``seq`` and the device clock restart at 0, settings go back to their boot values, and an unsolicited
 STATUS (plus DARK and REFERENCE for counts) announces it.
 
+Spectral axis.  The device announces the dataset's axis as a polynomial of the pixel index in the axis's own unit:
+nm for grating instruments (NIR), cm-1 for FTIR ones (MIR), whose axis is even in wavenumber and which no
+low-order polynomial in nm can state.  The unit is ``SimulatorConfig.axis_unit``, or, when that is None, the
+dataset's own ``axis_unit`` entry (a 0-d string array ``"nm"`` or ``"cm-1"``, as
+:func:`~firmware_bridge.synthetic.make_synthetic_dataset` writes it), else nm.  The ``.npz`` files of
+``../shared/datasets`` carry no unit (their READMEs say which are in cm-1), and their ranges overlap (600-1898 nm,
+799-1911 cm-1), so no range can tell them apart: serve an FTIR one with ``axis_unit`` cm-1 (``spectro-sim
+--axis-unit cm-1``).  The detector model always works in true nm (``1e7 / wavenumber``); drifts and
+recalibrations of the axis are in the axis's unit.
+
 Disconnects and a stable device path.  A pty disappears with its master: when the simulator "unplugs"
 (``disconnect_every``) it closes the master, so the host's reads fail exactly as with a USB unplug, and removes the
 symlink (``link_path``); after ``disconnect_for_s`` it creates a NEW pty pair and atomically points the symlink at
@@ -40,6 +50,7 @@ port.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -62,6 +73,7 @@ from firmware_bridge.errors import BridgeError
 from firmware_bridge.frames import (
     Ack,
     Annotation,
+    AxisUnit,
     Command,
     CommandCode,
     Dark,
@@ -89,15 +101,17 @@ __all__ = [
     "SimulatorError",
     "TcpEndpoint",
     "VirtualSpectrometer",
+    "dataset_axis_unit",
     "fit_wavelength_polynomial",
     "load_spectra",
 ]
 
 _LOG = logging.getLogger(__name__)
 
-#: Kinds of provoked drift and their default size (absorbance, absorbance, nm, fraction of lamp output lost).
+#: Kinds of provoked drift and their default size (absorbance, absorbance, axis unit (nm or cm-1), fraction of lamp
+#: output lost).
 DRIFT_KINDS: dict[str, float] = {"band": 0.3, "baseline": 0.2, "shift": 3.0, "lamp": 0.3}
-#: Wavelength shift per degree of detector temperature, nm/degC (reported temperature follows the shift).
+#: Axis shift per degree of detector temperature, axis unit (nm or cm-1) per degC (reported temperature follows it).
 TEMP_COEFF_NM_PER_C = 0.05
 #: Limits of the settings a COMMAND may ask for.
 MAX_INTEGRATION_TIME_US = 60_000_000
@@ -123,7 +137,8 @@ class DriftConfig:
     lamp_ageing_per_kframe : float
         Fraction of lamp output lost per 1000 spectra (compounded).
     wavelength_shift_nm_per_kframe : float
-        Wavelength shift of the spectra per 1000 spectra, nm (the reported detector temperature follows it).
+        Axis shift of the spectra per 1000 spectra, in the device's axis unit (nm, or cm-1 for a cm-1 device; the
+        reported detector temperature follows it).
     baseline_offset : float
         Constant absorbance added to every spectrum.
     baseline_drift_per_kframe : float
@@ -132,7 +147,7 @@ class DriftConfig:
         Index of the spectrum (0-based) at which the provoked drift starts; None for none.
     drift_kind : str
         One of :data:`DRIFT_KINDS`: a foreign absorption ``band`` grows in, a ``baseline`` offset, a wavelength
-        ``shift`` in nm, or a ``lamp`` losing a fraction of its output.
+        ``shift`` in the axis unit (nm or cm-1), or a ``lamp`` losing a fraction of its output.
     drift_size : float or None
         Full size of the provoked drift in the kind's unit; None for the kind's default.
     drift_ramp_frames : int
@@ -199,7 +214,7 @@ class FaultConfig:
         At this spectrum index, announce a new wavelength calibration (shifted by ``recalibrate_shift_nm``) in an
         unsolicited STATUS; the spectra themselves do not change.
     recalibrate_shift_nm : float
-        Shift of the announced calibration, nm.
+        Shift of the announced calibration, in the device's axis unit (nm, or cm-1 for a cm-1 device).
     reboot_every : int
         Reboot the firmware after every this many streamed spectra (0: never): a new random ``boot_id``, ``seq``
         and the device clock (``uptime_s``, ``timestamp_us``) restart at 0, integration time, averaging and
@@ -284,6 +299,10 @@ class SimulatorConfig:
     boot_id : int or None
         Boot id of the first boot, 1..2**32-1; None (the default) draws a random one
         (:func:`~firmware_bridge.frames.draw_boot_id`).  Later boots (``faults.reboot_every``) always draw theirs.
+    axis_unit : AxisUnit or None
+        Unit of the dataset's ``wavelengths`` and of the polynomial the STATUS announces (``NM`` or ``CM_1``; the
+        symbols ``"nm"``/``"cm-1"`` are accepted too); None (the default) takes the dataset's ``axis_unit`` entry,
+        else nm (see :func:`dataset_axis_unit`).  The synthetic spectra are labelled with it.
     drift : DriftConfig
     faults : FaultConfig
     """
@@ -307,6 +326,7 @@ class SimulatorConfig:
     synthetic_channels: int = 256
     signal: SignalKind = SignalKind.COUNTS
     boot_id: int | None = None
+    axis_unit: AxisUnit | None = None
     drift: DriftConfig = field(default_factory=DriftConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
 
@@ -316,6 +336,8 @@ class SimulatorConfig:
         except ValueError:
             known = ", ".join(f"{int(k)} ({k.name})" for k in SignalKind)
             raise SimulatorError(f"expected a signal kind of {known}, got {self.signal!r}") from None
+        if self.axis_unit is not None:
+            object.__setattr__(self, "axis_unit", _axis_unit(self.axis_unit))
         if self.boot_id is not None and not 1 <= self.boot_id <= 0xFFFF_FFFF:
             raise SimulatorError(f"expected a boot_id in 1..4294967295, got {self.boot_id}")
         if self.rate_hz < 0:
@@ -326,15 +348,53 @@ class SimulatorConfig:
             raise SimulatorError(f"expected 1 to {MAX_AVERAGES} averages, got {self.averages}")
 
 
+def _axis_unit(value: object) -> AxisUnit:
+    """An :class:`AxisUnit` from itself, its wire code or its symbol; :class:`SimulatorError` otherwise."""
+    try:
+        if isinstance(value, str):
+            return AxisUnit.from_symbol(value)
+        return AxisUnit(value)
+    except (ValueError, TypeError):
+        known = ", ".join(f"{u.symbol!r}" for u in AxisUnit)
+        raise SimulatorError(f"expected an axis unit of {known}, got {value!r}") from None
+
+
 # ---------------------------------------------------------------------------------------------------- dataset
-def load_spectra(
+def dataset_axis_unit(data: dict[str, npt.NDArray[Any]], configured: AxisUnit | None = None) -> AxisUnit:
+    """Unit of a dataset's ``wavelengths``: ``configured`` when given, else the dataset's ``axis_unit`` entry (a 0-d
+    string array ``"nm"`` or ``"cm-1"``), else nm.
+
+    No range check can do better: the shared NIR sets (600-1898 nm) and FTIR sets (799-1911 cm-1) overlap, so a
+    dataset that does not say is taken as nm and a cm-1 one must be named (``--axis-unit cm-1``).
+
+    >>> dataset_axis_unit({"axis_unit": np.array("cm-1")}), dataset_axis_unit({}, AxisUnit.CM_1).symbol
+    (<AxisUnit.CM_1: 1>, 'cm-1')
+    """
+    if configured is not None:
+        return _axis_unit(configured)
+    stated = data.get("axis_unit")
+    if stated is None:
+        return AxisUnit.NM
+    raw = np.asarray(stated)
+    if raw.ndim != 0 or raw.dtype.kind not in "US":
+        raise SimulatorError(f"expected the dataset's axis_unit as one string 'nm' or 'cm-1', got {raw!r}")
+    return _axis_unit(str(raw))
+
+
+def _load_dataset(
     config: SimulatorConfig,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Absorbance rows, wavelength axis and reference values to stream: ``(X (n, p), wavelengths (p,), y (n, k))``."""
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], AxisUnit]:
+    """:func:`load_spectra` plus the unit of the axis (:func:`dataset_axis_unit`)."""
     if config.dataset_path is None:
-        data = make_synthetic_dataset(config.synthetic_samples, seed=config.seed, n_channels=config.synthetic_channels)
+        data = make_synthetic_dataset(
+            config.synthetic_samples,
+            seed=config.seed,
+            n_channels=config.synthetic_channels,
+            axis_unit=(config.axis_unit or AxisUnit.NM).symbol,
+        )
     else:
         data = load_npz(config.dataset_path)
+    unit = dataset_axis_unit(data, config.axis_unit)
     x = np.asarray(data["X"], dtype=np.float64)
     y = np.asarray(data["y"], dtype=np.float64)
     y = y.reshape(len(y), -1)
@@ -351,22 +411,57 @@ def load_spectra(
         keep = keep[config.rows]
         if keep.size == 0:
             raise SimulatorError(f"expected at least one row in {config.rows}, got none")
-    return x[keep], wl, y[keep]
+    return x[keep], wl, y[keep], unit
+
+
+def load_spectra(
+    config: SimulatorConfig,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Absorbance rows, spectral axis and reference values to stream: ``(X (n, p), wavelengths (p,), y (n, k))``.
+
+    ``wavelengths`` is in the dataset's own unit (nm, or cm-1: :func:`dataset_axis_unit`).
+    """
+    x, wl, y, _ = _load_dataset(config)
+    return x, wl, y
 
 
 def fit_wavelength_polynomial(wavelengths_nm: npt.ArrayLike, *, tolerance_nm: float = 1e-3) -> tuple[float, ...]:
     """Lowest-degree (1 to 5) polynomial of the pixel index reproducing the axis within ``tolerance_nm``.
 
-    Returns the coefficients lowest order first (the :class:`~firmware_bridge.frames.Status` convention); when no
-    degree reaches the tolerance, the degree-5 least-squares fit.
+    Works in whatever unit the axis is in (nm, or cm-1 for a wavenumber axis; ``tolerance_nm`` is then in cm-1).
+    The polynomial passes through the first and the last pixel (least squares under that constraint), so the
+    announced axis spans exactly the dataset's range: a host that checks that a device covers a model's range, as
+    the edge does, never refuses the dataset's own axis for rounding in its last decimals (the FTIR sets are
+    rounded to 1e-3 cm-1).  Returns the coefficients lowest order first (the :class:`~firmware_bridge.frames.Status`
+    convention); when no degree reaches the tolerance, the degree-5 fit.
+
+    >>> axis = np.round(899.327 + 3.8575 * np.arange(235), 3)  # an FTIR axis, rounded as in fruit_puree_mir.npz
+    >>> c = fit_wavelength_polynomial(axis)
+    >>> ends = np.polynomial.polynomial.polyval([0.0, 234.0], c)
+    >>> len(c), bool(ends[0] == axis[0]), bool(abs(ends[1] - axis[-1]) < 1e-9)
+    (2, True, True)
     """
     wl = np.asarray(wavelengths_nm, dtype=np.float64)
-    index = np.arange(wl.size, dtype=np.float64)
+    if wl.size < 2:
+        return tuple(float(v) for v in wl)
+    last = float(wl.size - 1)
+    t = np.arange(wl.size, dtype=np.float64) / last  # pixel index scaled to 0..1: a well-conditioned fit
+    first, span = float(wl[0]), float(wl[-1] - wl[0])
+    rest = wl - (first + span * t)  # what the straight line through both ends leaves
+    powers = last ** np.arange(6, dtype=np.float64)
     best: tuple[float, ...] = ()
     for degree in range(1, min(5, wl.size - 1) + 1):
-        poly = np.polynomial.Polynomial.fit(index, wl, degree).convert()
-        coeffs = tuple(float(c) for c in poly.coef)
+        a = np.zeros(degree + 1)
+        a[0], a[1] = first, span
+        if degree >= 2:  # t (t - 1) t^k vanishes at both ends: t^(k+2) - t^(k+1)
+            basis = np.stack([t * (t - 1.0) * t**k for k in range(degree - 1)], axis=1)
+            q = np.linalg.lstsq(basis, rest, rcond=None)[0]
+            for k, qk in enumerate(q):
+                a[k + 2] += qk
+                a[k + 1] -= qk
+        coeffs = tuple(float(c) for c in a / powers[: degree + 1])  # in powers of the pixel index
         best = coeffs
+        index = t * last
         if np.max(np.abs(np.polynomial.polynomial.polyval(index, coeffs) - wl)) <= tolerance_nm:
             break
     return best
@@ -380,12 +475,13 @@ class VirtualSpectrometer:
     ----------
     absorbance : ndarray, shape (n_rows, n_pixels)
         Sample spectra to cycle through, decadic absorbance.
-    wavelengths_nm : ndarray, shape (n_pixels,)
-        Their axis.
+    axis : ndarray, shape (n_pixels,)
+        Their spectral axis, in ``config.axis_unit`` (nm when that is None; :meth:`from_config` resolves it from
+        the dataset): strictly monotonic, and positive for cm-1.
     reference_values : ndarray, shape (n_rows, n_targets)
         The ``y`` rows carried by ANNOTATION frames.
     config : SimulatorConfig
-        Settings (seed, exposure, averaging, drifts, identity, ...).
+        Settings (seed, exposure, averaging, drifts, identity, axis unit, ...).
     clock_us : callable, optional
         Device clock, microseconds since start (default: monotonic).
     """
@@ -393,7 +489,7 @@ class VirtualSpectrometer:
     def __init__(
         self,
         absorbance: npt.NDArray[np.float64],
-        wavelengths_nm: npt.NDArray[np.float64],
+        axis: npt.NDArray[np.float64],
         reference_values: npt.NDArray[np.float64],
         config: SimulatorConfig | None = None,
         *,
@@ -406,10 +502,22 @@ class VirtualSpectrometer:
         if x.shape[1] > 65535:
             raise SimulatorError(f"expected at most 65535 pixels, got {x.shape[1]}")
         self.absorbance = x
-        self.wavelengths_nm = np.asarray(wavelengths_nm, dtype=np.float64)
+        #: Unit of :attr:`axis` and of the polynomial the STATUS announces.
+        self.axis_unit = self.config.axis_unit or AxisUnit.NM
+        #: The dataset's axis in :attr:`axis_unit`; :attr:`wavelengths_nm` is the same axis in nm.
+        self.axis = np.asarray(axis, dtype=np.float64)
+        if self.axis.shape != (x.shape[1],):
+            raise SimulatorError(f"expected an axis of {x.shape[1]} points, got shape {self.axis.shape}")
+        steps = np.diff(self.axis)
+        if not (np.isfinite(self.axis).all() and (np.all(steps > 0) or np.all(steps < 0))):
+            raise SimulatorError("expected a finite, strictly monotonic spectral axis")
+        if self.axis_unit is AxisUnit.CM_1 and not np.all(self.axis > 0):
+            raise SimulatorError(f"expected positive wavenumbers, got down to {float(self.axis.min())} cm-1")
+        self.wavelengths_nm = self.axis_unit.to_nm(self.axis)
         self.reference_values = np.asarray(reference_values, dtype=np.float64).reshape(len(x), -1)
-        self.model = DetectorModel(self.wavelengths_nm)
-        self.coeffs_nm = fit_wavelength_polynomial(self.wavelengths_nm)
+        self.model = DetectorModel(self.wavelengths_nm)  # lamp and detector live in wavelength, whatever the unit
+        #: Calibration polynomial of :attr:`axis`, in :attr:`axis_unit` (what the STATUS announces).
+        self.axis_coeffs = fit_wavelength_polynomial(self.axis)
         seed = self.config.seed
         self._rng = np.random.default_rng([seed, 0])
         order = np.arange(len(x))
@@ -435,23 +543,26 @@ class VirtualSpectrometer:
         self.seq = 0
         self.spectra_sent = 0  # streamed and triggered
         self.streamed = 0  # streamed only (what ``count`` limits)
-        span = float(self.wavelengths_nm.max() - self.wavelengths_nm.min())
-        lo = float(self.wavelengths_nm.min())
-        self._foreign_band = absorption_band(self.wavelengths_nm, lo + 0.6 * span, 0.08 * span, 1.0)
+        span = float(self.axis.max() - self.axis.min())
+        lo = float(self.axis.min())
+        self._foreign_band = absorption_band(self.axis, lo + 0.6 * span, 0.08 * span, 1.0)
         self.active_pixels = self.pixel_count
         self._boot_integration_time_us = self.integration_time_us
 
     @classmethod
     def from_config(cls, config: SimulatorConfig) -> VirtualSpectrometer:
-        """Load the dataset named in ``config`` (or make the synthetic one) and build the device."""
-        x, wl, y = load_spectra(config)
-        return cls(x, wl, y, config)
+        """Load the dataset named in ``config`` (or make the synthetic one) and build the device, in the unit
+        ``config.axis_unit`` names or, when it names none, the dataset's (:func:`dataset_axis_unit`)."""
+        x, axis, y, unit = _load_dataset(config)
+        if config.axis_unit is not unit:
+            config = dataclasses.replace(config, axis_unit=unit)
+        return cls(x, axis, y, config)
 
     # ------------------------------------------------------------------ state
     @property
     def pixel_count(self) -> int:
         """Pixels per spectrum."""
-        return int(self.wavelengths_nm.size)
+        return int(self.axis.size)
 
     @property
     def signal(self) -> SignalKind:
@@ -473,7 +584,7 @@ class VirtualSpectrometer:
         return self.config.count > 0 and self.streamed >= self.config.count
 
     def _drift_state(self, index: int) -> tuple[float, float, float, float]:
-        """(lamp_scale, shift_nm, baseline, band_height) for spectrum ``index``."""
+        """(lamp_scale, shift, baseline, band_height) for spectrum ``index`` (shift in the axis unit)."""
         d = self.config.drift
         k = index / 1000.0
         lamp = (1.0 - d.lamp_ageing_per_kframe) ** k
@@ -492,24 +603,25 @@ class VirtualSpectrometer:
                 lamp *= 1.0 - w * min(d.size, 0.99)
         return lamp, shift, baseline, band
 
-    def _temperature_c(self, shift_nm: float) -> float:
-        return float(25.0 + shift_nm / TEMP_COEFF_NM_PER_C + self._rng.normal(0.0, 0.02))
+    def _temperature_c(self, shift: float) -> float:
+        return float(25.0 + shift / TEMP_COEFF_NM_PER_C + self._rng.normal(0.0, 0.02))
 
     def status(self, nonce: int = 0) -> Status:
-        """The device's STATUS (identity, pixel count, wavelength polynomial, settings)."""
+        """The device's STATUS (identity, pixel count, axis polynomial and its unit, settings)."""
         _, shift, _, _ = self._drift_state(self.spectra_sent)
         return Status(
             nonce=nonce,
             device_id=self.config.device_id,
             firmware_version=self.config.firmware_version,
             pixel_count=self.active_pixels,
-            wavelength_coeffs_nm=self.coeffs_nm,
+            wavelength_coeffs_nm=self.axis_coeffs,
             integration_time_us=self.integration_time_us,
             averages=self.averages,
             detector_temp_c=self._temperature_c(shift),
             uptime_s=int(self._now_us() // 1_000_000),
             signal=self.config.signal,
             boot_id=self.boot_id,
+            axis_unit=self.axis_unit,
         )
 
     # ------------------------------------------------------------------ acquisitions
@@ -556,7 +668,10 @@ class VirtualSpectrometer:
         a = self.absorbance[row]
         _, shift, baseline, band = self._drift_state(index)
         if shift:
-            a = np.interp(self.wavelengths_nm + shift, self.wavelengths_nm, a)
+            if self.axis[-1] < self.axis[0]:  # np.interp wants an ascending axis
+                a = np.interp(self.axis[::-1] + shift, self.axis[::-1], a[::-1])[::-1]
+            else:
+                a = np.interp(self.axis + shift, self.axis, a)
         return np.asarray(a + baseline + band * self._foreign_band, dtype=np.float64)
 
     def spectrum(self, *, triggered: bool = False) -> tuple[Spectrum, Annotation]:
@@ -588,7 +703,7 @@ class VirtualSpectrometer:
         self.spectra_sent += 1
         return spectrum, Annotation(seq=seq, values=tuple(self.reference_values[row]))
 
-    def _processed_spectrum(self, index: int, shift_nm: float, *, triggered: bool) -> Spectrum:
+    def _processed_spectrum(self, index: int, shift: float, *, triggered: bool) -> Spectrum:
         """A SPECTRUM of float32 absorbance or reflectance, as a device that processes on board sends it."""
         a = self.sample_absorbance(index)[: self.active_pixels]
         values = a if self.config.signal is SignalKind.ABSORBANCE else np.power(10.0, -a)
@@ -599,7 +714,7 @@ class VirtualSpectrometer:
             counts=values.astype(np.float32),
             averages=self.averages,
             flags=SpectrumFlags.TRIGGERED if triggered else SpectrumFlags.NONE,
-            detector_temp_c=self._temperature_c(shift_nm),
+            detector_temp_c=self._temperature_c(shift),
         )
 
     def _references(self) -> list[Frame]:
@@ -655,10 +770,12 @@ class VirtualSpectrometer:
             _LOG.info("firmware event: pixel count now %d", self.active_pixels)
             out += [self.status(), *self._references()]
         if faults.recalibrate_at is not None and index == faults.recalibrate_at:
-            coeffs = list(self.coeffs_nm)
+            coeffs = list(self.axis_coeffs)
             coeffs[0] += faults.recalibrate_shift_nm
-            self.coeffs_nm = tuple(coeffs)
-            _LOG.info("firmware event: wavelength calibration shifted by %.2f nm", faults.recalibrate_shift_nm)
+            self.axis_coeffs = tuple(coeffs)
+            _LOG.info(
+                "firmware event: axis calibration shifted by %.2f %s", faults.recalibrate_shift_nm, self.axis_unit.symbol
+            )
             out.append(self.status())
         return out
 

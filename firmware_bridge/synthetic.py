@@ -6,8 +6,9 @@ on top of a matrix background that every sample shares, an unlabelled interferen
 multiplicative scatter and a little measurement noise.  The concentrations of the analytes are the targets ``y``.
 
 The returned dict has the keys of ``../shared/datasets/*.npz`` (``X``, ``wavelengths``, ``y``, ``target_names``)
-plus ``pure_absorptivity`` and ``split``, so it can be saved with :func:`save_npz` and read back by anything that
-reads those files (the simulator among them).  Written here rather than borrowed because the point is control:
+plus ``pure_absorptivity``, ``split`` and ``axis_unit`` (the unit of ``wavelengths``, which the shared files leave to
+their READMEs), so it can be saved with :func:`save_npz` and read back by anything that reads those files (the
+simulator among them, which announces the axis in that unit).  Written here rather than borrowed because the point is control:
 known ground truth, a chosen difficulty and no download.
 
 >>> d = make_synthetic_dataset(10, seed=1, n_channels=50)
@@ -102,6 +103,7 @@ def make_synthetic_dataset(
     scatter_sd: float = 0.03,
     interferent_max: float = 0.1,
     test_fraction: float = 0.25,
+    axis_unit: str = "nm",
 ) -> dict[str, npt.NDArray[Any]]:
     """Make a seeded synthetic absorbance dataset with known analyte concentrations.
 
@@ -114,7 +116,7 @@ def make_synthetic_dataset(
     n_channels : int
         Number of wavelengths.
     wavelength_range_nm : (float, float)
-        First and last wavelength, nm (evenly spaced).
+        First and last point of the axis (evenly spaced), in ``axis_unit``: nm by default.
     concentration_ranges_pct : tuple of (float, float)
         Uniform range of each analyte's concentration, percent; one analyte per range.
     path_length_cm : float
@@ -129,13 +131,17 @@ def make_synthetic_dataset(
         Peak absorbance of an unlabelled interferent at its highest level (drawn uniformly from 0).
     test_fraction : float
         Fraction of samples labelled ``"test"`` in ``split`` (the rest ``"calibration"``).
+    axis_unit : {"nm", "cm-1"}
+        Unit of the axis: ``"cm-1"`` makes a wavenumber axis, even in cm-1 as an FTIR instrument samples it (the
+        same numbers and spectra: the bands are drawn on the axis, whatever its unit).
 
     Returns
     -------
     dict
-        ``X`` (n_samples, n_channels) float32 absorbance; ``wavelengths`` (n_channels,) float64 nm; ``y``
-        (n_samples, n_analytes) float32 concentrations, percent; ``target_names`` (n_analytes,) str;
-        ``pure_absorptivity`` (n_analytes, n_channels) float64, absorbance per % per cm; ``split`` (n_samples,) str.
+        ``X`` (n_samples, n_channels) float32 absorbance; ``wavelengths`` (n_channels,) float64, in ``axis_unit``;
+        ``y`` (n_samples, n_analytes) float32 concentrations, percent; ``target_names`` (n_analytes,) str;
+        ``pure_absorptivity`` (n_analytes, n_channels) float64, absorbance per % per cm; ``split`` (n_samples,) str;
+        ``axis_unit`` () str, ``"nm"`` or ``"cm-1"``.
     """
     if n_samples < 1:
         raise SyntheticDataError(f"expected at least 1 sample, got {n_samples}")
@@ -148,6 +154,10 @@ def make_synthetic_dataset(
         raise SyntheticDataError(f"expected an increasing wavelength range, got {wavelength_range_nm}")
     if not 0.0 <= test_fraction < 1.0:
         raise SyntheticDataError(f"expected 0 <= test_fraction < 1, got {test_fraction}")
+    if axis_unit not in ("nm", "cm-1"):
+        raise SyntheticDataError(f"expected axis_unit 'nm' or 'cm-1', got {axis_unit!r}")
+    if axis_unit == "cm-1" and not lo_nm > 0:
+        raise SyntheticDataError(f"expected positive wavenumbers, got a range from {lo_nm} cm-1")
 
     rng = np.random.default_rng(seed)
     wl = np.linspace(float(lo_nm), float(hi_nm), n_channels)
@@ -180,6 +190,7 @@ def make_synthetic_dataset(
         "target_names": names,
         "pure_absorptivity": pure,
         "split": split,
+        "axis_unit": np.array(axis_unit),
     }
 
 

@@ -18,6 +18,7 @@ from firmware_bridge import (
     Status,
     draw_boot_id,
 )
+from firmware_bridge.frames import AxisUnit
 
 
 def _spectrum(cls: type[Spectrum] = Spectrum, counts: object = None) -> Spectrum:
@@ -100,6 +101,28 @@ def test_status_signal_and_boot_id_default_to_counts_of_an_unknown_boot() -> Non
     assert Status(1, "sim", "1.0", 4, (600.0, 2.0), 1000, signal=1).signal is SignalKind.ABSORBANCE
     with pytest.raises(ProtocolError, match=r"expected a signal kind one of 0 \(COUNTS\), .*got 3"):
         Status(1, "sim", "1.0", 4, (600.0, 2.0), 1000, signal=3)
+
+
+def test_axis_unit_wire_codes_and_symbols() -> None:
+    assert {u.name: int(u) for u in AxisUnit} == {"NM": 0, "CM_1": 1}
+    assert [u.symbol for u in AxisUnit] == ["nm", "cm-1"]
+    assert all(AxisUnit.from_symbol(u.symbol) is u for u in AxisUnit)
+    with pytest.raises(ProtocolError, match=r"^expected an axis unit of 'nm', 'cm-1', got 'cm\^-1'$"):
+        AxisUnit.from_symbol("cm^-1")
+
+
+def test_a_cm1_status_gives_its_axis_in_cm1_and_true_nm() -> None:
+    st = Status(1, "ftir", "1.0", 4, (1000.0, 250.0), 1000, axis_unit=AxisUnit.CM_1)
+    np.testing.assert_array_equal(st.axis(), [1000.0, 1250.0, 1500.0, 1750.0])
+    np.testing.assert_allclose(st.wavelengths_nm(), [10_000.0, 8_000.0, 1e7 / 1500.0, 1e7 / 1750.0], rtol=1e-15)
+    np.testing.assert_array_equal(st.axis_in("cm-1"), st.axis())  # its own unit: the polynomial itself
+    np.testing.assert_array_equal(st.axis_in(AxisUnit.NM), st.wavelengths_nm())
+    nm = Status(1, "grating", "1.0", 3, (900.0, 100.0), 1000)
+    assert nm.axis_unit is AxisUnit.NM
+    np.testing.assert_array_equal(nm.wavelengths_nm(), nm.axis())
+    np.testing.assert_allclose(nm.axis_in("cm-1"), [1e7 / 900.0, 1e4, 1e7 / 1100.0], rtol=1e-15)
+    with np.errstate(all="raise"):  # a zero wavenumber is inf nm, not an exception (the host refuses the axis)
+        assert np.isinf(Status(1, "x", "", 2, (0.0, 1.0), 1, axis_unit=1).wavelengths_nm()[0])
 
 
 def test_boot_ids_are_random_non_zero_and_new() -> None:
