@@ -331,7 +331,7 @@ class CommandParser:
         if unknown:
             raise CommandError(f"{where}.{unknown[0]}: unknown field (expected {', '.join(sorted(_BODY_KEYS))})")
         version = body.get("schema_version")
-        if version != COMMAND_SCHEMA_VERSION or isinstance(version, bool):
+        if type(version) is not int or version != COMMAND_SCHEMA_VERSION:  # 1.0 and True equal 1 in Python
             raise CommandError(f"{where}.schema_version: expected {COMMAND_SCHEMA_VERSION}, got {version!r}")
         if body.get("command") != name.value:
             raise CommandError(f"{where}.command: expected {name.value!r} (the topic's command), "

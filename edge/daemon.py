@@ -50,6 +50,16 @@ Retained status
 each drift detector in alert); every change of that set, of the model, of the device's signal or boot id re-publishes
 the retained status, which is built at the moment it is sent (and by the MQTT client at every reconnect).
 
+Watchdog
+--------
+The main thread checks the daemon every :data:`WATCHDOG_POLL_S` (:meth:`Daemon.health`): a stage thread that ended
+(reader, inference, publisher, housekeeping), an inference loop that has not come round for
+:data:`INFERENCE_STALL_S`, or a dead MQTT network or drain thread (:meth:`edge.mqtt.MqttPublisher.failure`) ends the
+daemon with exit code 2, so that systemd's ``Restart=always`` starts a fresh one instead of leaving a process that
+predicts into an outbox nothing drains.  Under systemd (``$NOTIFY_SOCKET``) it sends ``READY=1`` once started and,
+with ``WatchdogSec=`` in the unit, ``WATCHDOG=1`` only while every stage is healthy (:mod:`edge.sdnotify`), which
+also covers a main thread that hangs.
+
 Shutdown
 --------
 SIGTERM or SIGINT (or ``stop_event``) stops the reader, lets inference finish what is queued, commits every
@@ -63,6 +73,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import hashlib
 import logging
 import math
 import signal
@@ -99,6 +110,7 @@ from edge.references import (
     load_reference_file,
     save_reference_file,
 )
+from edge.sdnotify import SdNotifier
 from firmware_bridge.errors import BridgeError
 from firmware_bridge.signals import events_on_signals
 from firmware_bridge.frames import (
@@ -163,6 +175,17 @@ HELLO_AFTER_S = 2.0
 #: resamples it), seconds.  A device announces itself when a host opens the port, but not to a daemon restarted
 #: while the port stayed open: the daemon then greets it at once and predicts the waiting spectra when it answers.
 STATUS_WAIT_S = 5.0
+#: A forward jump of the device's sequence number larger than this is not counted as lost frames (one forged
+#: ``seq = 0xFFFFFFF0`` would add 4.29e9 to ``frames_lost_seq_gap`` forever) but as a resynchronisation
+#: (``seq_jumps``); at 1,000 spectra/s it is 100 s of frames.
+SEQ_GAP_MAX = 100_000
+#: Longest device-supplied text (device id, firmware version, NACK detail) written to the log, characters.
+DEVICE_TEXT_MAX = 80
+#: How often the main thread's watchdog looks at the stages, seconds.
+WATCHDOG_POLL_S = 0.5
+#: An inference loop that has not come round for this long is stuck (one frame takes milliseconds; a loop without
+#: frames comes round every INFERENCE_POLL_S): the watchdog ends the daemon, seconds.
+INFERENCE_STALL_S = 120.0
 
 
 # ---------------------------------------------------------------------------------------------- small values
@@ -329,6 +352,54 @@ def status_signal(status: Status) -> str:
     return str(getattr(signal_kind, "name", signal_kind)).lower()
 
 
+def printable(text: object, limit: int = DEVICE_TEXT_MAX) -> str:
+    """Device-supplied text made safe for one log line: control characters (newline, ESC of ANSI sequences, ...)
+    escaped as ``\\xNN``/``\\uNNNN``, cut to ``limit`` characters.  A hostile device cannot forge log lines.
+
+    >>> printable("SIM-01\\n2026-01-01 INFO edge.daemon: forged\\x1b[2J")
+    'SIM-01\\\\n2026-01-01 INFO edge.daemon: forged\\\\x1b[2J'
+    >>> printable("x" * 100, limit=5)
+    'xxxxx...'
+    """
+    s = str(text)
+    cut = len(s) > limit
+    s = s[:limit]
+    out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in s)
+    return out + ("..." if cut else "")
+
+
+def status_axis_problem(status: Status) -> tuple[str | None, np.ndarray | None]:
+    """Check the calibration a STATUS frame announces: ``(problem, None)`` when it cannot be a detector's
+    wavelength axis (fewer than 2 pixels, a polynomial that overflows or gives NaN, an axis that is not strictly
+    monotonic), else ``(None, wavelengths_nm)``."""
+    n = int(status.pixel_count)
+    if n < 2:
+        return f"expected at least 2 pixels, got {n}", None
+    try:
+        with np.errstate(all="ignore"):
+            wl = np.asarray(status.wavelengths_nm(), dtype=np.float64)
+    except (ValueError, FloatingPointError, OverflowError, TypeError) as exc:
+        return f"the wavelength polynomial cannot be evaluated: {exc}", None
+    if wl.shape != (n,):
+        return f"expected a wavelength axis of {n} pixels, got shape {wl.shape}", None
+    if not np.isfinite(wl).all():
+        bad = int(np.argmin(np.isfinite(wl)))
+        return f"the wavelength polynomial is not finite at pixel {bad} ({wl[bad]})", None
+    d = np.diff(wl)
+    if not ((d > 0).all() or (d < 0).all()):
+        return "the wavelength axis is not strictly monotonic", None
+    return None, wl
+
+
+def _file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, hex, read in blocks (raises OSError)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _file_stamp(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
@@ -395,6 +466,8 @@ class Daemon:
         self.device_boot_id: int | None = None
         self.alerts = ActiveAlerts()
         self._signal_error: str | None = None
+        #: Why the device's last STATUS was refused (None once a valid one arrived): spectra are rejected meanwhile.
+        self._status_error: str | None = None
         self._status_lock = threading.Lock()
         self.frames: BoundedQueue[_Received] = BoundedQueue(config.queues.frames_max, config.queues.policy)
         self.messages: BoundedQueue[_Outgoing] = BoundedQueue(config.queues.messages_max, "block")
@@ -415,6 +488,7 @@ class Daemon:
         self._bundle_stamp = _file_stamp(Path(config.bundle.path))
         self._failed_stamp: tuple[int, int] | None = None
         self._seen_stamp = self._bundle_stamp
+        self._last_reload_mono = -math.inf  # last reload attempt that loaded a file (rate limit)
         self.last_error: str | None = None
         self.started_unix_s = clock()
         self._fatal: BaseException | None = None
@@ -423,6 +497,8 @@ class Daemon:
         self._last_hello = -math.inf
         self._started_mono = time.monotonic()
         self._inference_ident: int | None = None
+        self._inference_beat = time.monotonic()  # last turn of the inference loop (watchdog)
+        self._stopping = False
         self._restore_references()
 
     # ---------------------------------------------------------------------------------------- helpers
@@ -576,8 +652,30 @@ class Daemon:
         """Whether a thread died (the daemon then exits non-zero)."""
         return self._fatal is not None
 
+    def health(self) -> str | None:
+        """What makes the running daemon unable to do its job now, or None when every stage is healthy (the
+        watchdog of :func:`run_daemon`; any thread).
+
+        Unhealthy: a stage thread ended or died, the inference loop has not come round for
+        :data:`INFERENCE_STALL_S`, or the link's own threads died (``link.failure()``, when the link has it).
+        """
+        if self._stopping or not self._threads:
+            return None
+        if self._fatal is not None:
+            return f"a daemon thread died: {type(self._fatal).__name__}: {self._fatal}"
+        for t in self._threads:
+            if not t.is_alive():
+                return f"thread {t.name} ended"
+        stalled = time.monotonic() - self._inference_beat
+        if stalled > INFERENCE_STALL_S:
+            return f"the inference loop has not come round for {stalled:.0f} s"
+        failure = getattr(self.link, "failure", None)
+        problem = failure() if callable(failure) else None
+        return str(problem) if problem else None
+
     def stop(self) -> None:
         """Stop in order: reader, inference (drains its queue), housekeeping, publisher; then flush the link."""
+        self._stopping = True
         by_name = {t.name: t for t in self._threads}
         self._stop_reading.set()
         self._join(by_name.get("spectro-reader"))
@@ -644,6 +742,7 @@ class Daemon:
     def _inference_loop(self) -> None:
         self._inference_ident = threading.get_ident()
         while True:
+            self._inference_beat = time.monotonic()
             swap = self._swaps.get(0.0)
             if swap is not None:
                 self._apply_swap(swap)
@@ -673,7 +772,7 @@ class Daemon:
         if isinstance(frame, (Dark, Reference)):
             self._on_reference(frame)
         elif isinstance(frame, Spectrum):
-            if self.device_status is None and self.engine.needs_device_axis:
+            if self.device_status is None and self._status_error is None and self.engine.needs_device_axis:
                 self._park(item)
             else:
                 self._on_spectrum(frame, item.received_ns)
@@ -683,7 +782,8 @@ class Daemon:
             self._on_status(frame)
         elif isinstance(frame, Nack):
             self.counters.incr("device_nacks")
-            log.warning("device refused command %s (%s): %s", frame.code.name, frame.reason.name, frame.detail)
+            log.warning("device refused command %s (%s): %s", frame.code.name, frame.reason.name,
+                        printable(frame.detail))
             self._fail_capture_on_nack(frame)
         elif isinstance(frame, Ack):
             self.counters.incr("device_acks")
@@ -717,6 +817,16 @@ class Daemon:
             self._on_spectrum(item.frame, item.received_ns)
 
     def _on_status(self, status: Status) -> None:
+        problem, wl = status_axis_problem(status)
+        if problem is not None:
+            self._refuse_status(status, problem)
+            return
+        if self._status_error is not None:
+            log.info("device %s: valid STATUS received, spectra are predicted on again", printable(status.device_id))
+            if self.last_error is not None and self.last_error.startswith("STATUS refused"):
+                self.last_error = None
+            self._status_error = None
+            self.device_status = None  # published below as a change
         signal_now = status_signal(status)
         boot_id = int(getattr(status, "boot_id", 0) or 0) or None
         changed = self.device_status is None or (signal_now, boot_id) != (self.device_signal, self.device_boot_id)
@@ -725,27 +835,36 @@ class Daemon:
                      boot_id)
         self.device_status = status
         self.device_signal, self.device_boot_id = signal_now, boot_id
+        self.wavelengths_nm = wl
         if not self._check_signal() and changed:
             self._publish_status()  # the device's signal and boot id are part of the retained status
-        try:
-            wl = status.wavelengths_nm()
-        except (ValueError, FloatingPointError):
-            wl = None
-        if wl is not None and wl.shape[0] == status.pixel_count and np.isfinite(wl).all() and wl.shape[0] >= 2:
-            self.wavelengths_nm = wl
-        else:
-            self.wavelengths_nm = None
         self.counters.incr("device_status_frames")
         log.info(
             "device %s firmware %s: %d pixels, integration %d us, sends %s, boot id %s",
-            status.device_id,
-            status.firmware_version,
+            printable(status.device_id),
+            printable(status.firmware_version),
             status.pixel_count,
             status.integration_time_us,
             self.device_signal,
             self.device_boot_id,
         )
         self._release_parked("STATUS received")
+
+    def _refuse_status(self, status: Status, problem: str) -> None:
+        """Refuse a STATUS whose calibration is broken: no axis is better than a wrong one, and a device that
+        announces a broken calibration is not measuring what the bundle was trained on.  Every spectrum is rejected
+        (``frames_rejected_device_status_invalid``) until a valid STATUS arrives (inference thread)."""
+        self.counters.incr("device_status_refused")
+        first = self._status_error is None
+        self._status_error = problem
+        self.wavelengths_nm = None
+        self.last_error = (f"STATUS refused from device {printable(status.device_id)}: {problem}; spectra are "
+                           "rejected until a valid STATUS arrives")
+        if first or self.counters.get("device_status_refused") <= 3:
+            log.error("%s", self.last_error)
+        if first:
+            self._publish_status()  # carries last_error
+        self._release_parked("STATUS refused")
 
     def _on_reference(self, frame: Dark | Reference) -> None:
         kind = ReferenceKind.DARK if isinstance(frame, Dark) else ReferenceKind.WHITE
@@ -817,7 +936,12 @@ class Daemon:
         """Count gaps in the device's sequence numbers (shared by SPECTRUM, DARK and REFERENCE frames)."""
         last = self._last_seq
         if last is not None:
-            if seq > last + 1:
+            if seq > last + 1 + SEQ_GAP_MAX:  # implausible: a forged or corrupted seq, not lost frames
+                self.counters.incr("seq_jumps")
+                if self.counters.get("seq_jumps") <= 3:
+                    log.warning("sequence number jumped from %d to %d: counted as a resynchronisation "
+                                "(seq_jumps), not as %d lost frames", last, seq, seq - last - 1)
+            elif seq > last + 1:
                 self.counters.incr("frames_lost_seq_gap", seq - last - 1)
             elif seq <= last:
                 self.counters.incr("seq_restarts")
@@ -827,6 +951,9 @@ class Daemon:
         self._release_held(force=True)
         self.counters.incr("spectra_in")
         self._track_seq(frame.seq)
+        if self._status_error is not None:  # the device's last STATUS was refused: fail closed
+            self.counters.incr("frames_rejected_device_status_invalid")
+            return
         self._publish_drift(self.drift.observe_temperature(frame.seq, float(frame.detector_temp_c)))
         instrument = [d.name for d in (self.drift.dark, self.drift.reference, self.drift.temp) if d.raised]
         outcome = self.engine.process(
@@ -874,7 +1001,7 @@ class Daemon:
         While raised, every spectrum is rejected (``frames_rejected_signal_mismatch``) by the engine itself; the
         mismatch is the status's ``last_error`` until it is resolved.
         """
-        device = self.device_status.device_id if self.device_status is not None else self.device_id
+        device = printable(self.device_status.device_id) if self.device_status is not None else self.device_id
         error = self.engine.signal_mismatch(self.device_signal, device)
         if error is not None and self.device_status is None:
             error += " (it sent no STATUS yet, so protocol v1 counts are assumed)"
@@ -947,8 +1074,15 @@ class Daemon:
     def _apply_swap(self, swap: _Swap) -> None:
         old = (self.model_id, self.model_version)
         self._release_held(force=True)
+        new = swap.engine.bundle
+        # The model's detectors start over: alerts they had raised end here with an explicit cleared event, sent
+        # under the old model's name (the model they were raised for).
+        ended = self.drift.set_training(
+            self._training_stats(new), seq=self._last_seq or 0,
+            reason=f"model changed from {old[0]} {old[1]} to {new.model_id} {new.model_version} ({swap.reason}); "
+                   "the model's detectors start over")
+        self._publish_drift(ended)
         self.engine = swap.engine
-        self.drift.set_training(self._training_stats(swap.engine.bundle))
         self.counters.incr("bundle_reloads")
         self.last_error = None
         log.info("now serving %s %s (was %s %s; %s)", self.model_id, self.model_version, *old, swap.reason)
@@ -1187,8 +1321,48 @@ class Daemon:
         reason: str,
         stamp: tuple[int, int] | None = None,
     ) -> None:
-        """Load, verify and self-test ``path`` off the inference thread; swap it in or report why not."""
+        """Load, verify and self-test ``path`` off the inference thread; swap it in or report why not.
+
+        The same bytes as the bundle in service are a no-op (said in the log and the command response: nothing is
+        reset, drift detectors and alerts stay); otherwise at most one reload per ``bundle.min_reload_interval_s``
+        (a command sooner is refused and counted, ``bundle_reloads_rate_limited``; a file change waits).
+        """
         stamp = stamp if stamp is not None else _file_stamp(path)
+        watched = path == Path(self.config.bundle.path)
+        serving = self.engine.bundle
+        try:
+            digest = _file_sha256(path)
+        except OSError:
+            digest = None  # the load below reports why
+        if digest is not None and digest == serving.file_sha256:
+            if watched:
+                self._bundle_stamp = stamp
+                self._failed_stamp = None
+            self.counters.incr("bundle_reloads_unchanged")
+            log.info("bundle %s is the one in service (%s %s, sha256 %s): nothing reloaded, drift state kept (%s)",
+                     path, self.model_id, self.model_version, digest[:16], reason)
+            if command is not None:
+                self._emit(MessageKind.COMMAND_RESPONSE, command_response_message(
+                    device_id=self.device_id, command=command, request_id=request_id, ok=True,
+                    result={"unchanged": True, "model": {"id": self.model_id, "version": self.model_version},
+                            "sha256": digest, "note": "the same bytes are in service; nothing was reloaded"}),
+                    command)
+            return
+        now = time.monotonic()
+        interval = float(self.config.bundle.min_reload_interval_s)
+        wait_s = self._last_reload_mono + interval - now
+        if wait_s > 0:
+            if command is None:  # a file change: tried again at the next look, once the interval has passed
+                log.debug("bundle file change waits %.1f s (bundle.min_reload_interval_s)", wait_s)
+                return
+            self.counters.incr("bundle_reloads_rate_limited")
+            error = (f"reload refused: at most one reload every {interval:g} s (bundle.min_reload_interval_s); "
+                     f"try again in {wait_s:.1f} s; still serving {self.model_id} {self.model_version}")
+            if self.counters.get("bundle_reloads_rate_limited") <= 3 or log.isEnabledFor(logging.DEBUG):
+                log.warning("%s", error)
+            self._respond_error(command, request_id, error)
+            return
+        self._last_reload_mono = now
         t0 = time.monotonic()
         try:
             bundle = self._load_bundle(path)
@@ -1218,7 +1392,7 @@ class Daemon:
         (``counts`` until the device's STATUS says otherwise, as protocol v1 has it), its pixel count and axis."""
         status = self.device_status
         engine = engine if engine is not None else InferenceEngine(bundle, reference_policy=self.reference_policy)
-        device = status.device_id if status is not None else self.device_id
+        device = printable(status.device_id) if status is not None else self.device_id
         mismatch = engine.signal_mismatch(self.device_signal, device)
         if mismatch is not None:
             self.counters.incr("bundle_reload_signal_mismatch")
@@ -1340,6 +1514,10 @@ class MqttLink:
     def switch_broker(self, config: "EdgeConfig") -> None:
         self.publisher.switch_broker(config)
 
+    def failure(self) -> str | None:
+        """Why the MQTT side can no longer deliver (a dead network or drain thread), or None."""
+        return self.publisher.failure()
+
     def stats(self) -> Mapping[str, Any]:
         out: dict[str, Any] = {f"mqtt_{k}": v for k, v in dataclasses.asdict(self.publisher.stats()).items()}
         try:
@@ -1374,7 +1552,8 @@ def run_daemon(
     Returns
     -------
     int
-        0 after a clean stop, 2 when the bundle cannot be loaded or a thread died.
+        0 after a clean stop, 2 when the bundle cannot be loaded, a thread died or the watchdog found a stage
+        broken (:meth:`Daemon.health`).
     """
     from edge.bundle import load_bundle
     from firmware_bridge.transport import SerialTransport
@@ -1423,20 +1602,29 @@ def run_daemon(
     wanted = {signal.SIGTERM: stop, signal.SIGINT: stop}
     if hasattr(signal, "SIGHUP"):
         wanted[signal.SIGHUP] = reload
+    notifier = SdNotifier.from_environ()
+    unhealthy: str | None = None
     with events_on_signals(wanted):
         try:
             daemon.start()
-            while not stop.wait(0.5):
-                if daemon.failed:
+            notifier.notify("READY=1")
+            while not stop.wait(WATCHDOG_POLL_S):
+                unhealthy = daemon.health()
+                if unhealthy is not None:
+                    log.critical("watchdog: %s; exiting (code 2) so that the service manager restarts the daemon",
+                                 unhealthy)
                     break
+                notifier.ping_watchdog()  # only while every stage is healthy
                 if reload.is_set():
                     reload.clear()
                     log.info("SIGHUP: reloading %s", config.source)
                     daemon.reload_config()
         finally:
             log.info("stopping")
+            notifier.notify("STOPPING=1")
             daemon.stop()
-    return 2 if daemon.failed else 0
+            notifier.close()
+    return 2 if daemon.failed or unhealthy is not None else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

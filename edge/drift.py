@@ -275,8 +275,20 @@ class _Detector:
         return DriftEvent(self.name, self.kind, transition, int(seq), float(score), float(threshold), samples, detail)
 
     def reset(self) -> None:
-        """Forget the history (a new model or a new baseline); a raised alert is dropped silently."""
+        """Forget the history (a new model or a new baseline); a raised alert is dropped silently (use
+        :meth:`end_alert` first to say so)."""
         self.state = DetectorState()
+
+    def end_alert(self, seq: int, reason: str) -> DriftEvent | None:
+        """The ``cleared`` event of a raised alert that ends for ``reason`` (not because the statistic came back),
+        or None when no alert is raised.  The state is left as it is: :meth:`reset` follows."""
+        if not self.raised:
+            return None
+        score = self.score()
+        _raise_above, clear_below, _min_raise, _min_clear = self._thresholds()
+        return DriftEvent(self.name, self.kind, DriftState.CLEARED, int(seq),
+                          float(score) if score is not None and math.isfinite(score) else 0.0, float(clear_below), 0,
+                          f"{self.name}: alert ended without the statistic clearing: {reason}")
 
 
 class EwmaDetector(_Detector):
@@ -524,14 +536,21 @@ class DriftMonitor:
         self.training: TrainingStats | None = None
         self.set_training(training)
 
-    def set_training(self, training: TrainingStats | None) -> None:
-        """Start over on the model side for a new bundle (its training distribution and OOD limits)."""
+    def set_training(self, training: TrainingStats | None, *, seq: int = 0,
+                     reason: str = "a new model is in service") -> list[DriftEvent]:
+        """Start over on the model side for a new bundle (its training distribution and OOD limits).
+
+        Returns the ``cleared`` events of the model-side alerts that were raised (their detectors start over, so
+        each such alert ends here, explicitly, with ``reason``, never silently); ``seq`` is the last frame's.
+        """
+        ended = [ev for det in (self.t2, self.q, *self.predictions)
+                 if (ev := det.end_alert(seq, reason)) is not None]
         self.t2.reset()
         self.q.reset()
         self.training = training
         self.predictions = []
         if training is None or not self.config.monitor_predictions:
-            return
+            return ended
         for name, mu, sd in zip(training.names, training.mean, training.std):
             if not (math.isfinite(mu) and math.isfinite(sd) and sd > 0.0):
                 continue
@@ -539,6 +558,7 @@ class DriftMonitor:
             self.predictions.append(
                 CusumDetector(f"prediction:{name}", cfg, description="CUSUM of the z-score (sigma)")
             )
+        return ended
 
     def observe_prediction(
         self,

@@ -44,6 +44,14 @@ Delivery
   session, so commands sent during an outage arrive after it) and calls ``on_command(name, payload)`` on paho's
   network thread: the handler must only hand the command over to another thread.  Retained command messages
   are ignored (a retained command would run again at every reconnect).
+* **Bounded input.** With MQTT 5 the CONNECT carries the Maximum Packet Size property
+  (:func:`max_incoming_packet_bytes`: ``commands.max_payload_bytes`` plus :data:`PACKET_OVERHEAD_BYTES`), so the
+  broker drops, instead of delivering, any message too large to be a command; paho would otherwise buffer the whole
+  packet (hundreds of MB) before the command parser can refuse it.  MQTT 3.1.1 has no such property: there the
+  broker's own limit (mosquitto ``max_packet_size``) is the bound (docs/security.md).
+* **Health.** :meth:`MqttPublisher.failure` says when paho's network thread or the drain thread has died (a
+  ``MemoryError`` in paho's reader, say): the daemon's watchdog then ends the process so that the service manager
+  restarts it, instead of predicting into an outbox that nothing drains any more.
 
 Moving to another broker (a configuration reload): :meth:`MqttPublisher.stop` this publisher and start a new one on
 the same outbox; whatever was not acknowledged by the old broker is replayed to the new one.
@@ -76,7 +84,8 @@ from edge.outbox import Outbox, OutboxMessage
 if TYPE_CHECKING:
     from edge.config import EdgeConfig
 
-__all__ = ["MqttPublisher", "PublisherStats", "CommandHandler", "RESYNC_TIMEOUT_S", "build_client"]
+__all__ = ["MqttPublisher", "PublisherStats", "CommandHandler", "RESYNC_TIMEOUT_S", "build_client",
+           "max_incoming_packet_bytes", "PACKET_OVERHEAD_BYTES"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +99,8 @@ DRAIN_POLL_S = 0.25
 ACK_BATCH_MAX = 64
 #: Largest payload MQTT can carry.
 MAX_PAYLOAD_BYTES = 268_435_455
+#: Room for the fixed header, the topic and the properties of a command message on top of its payload, bytes.
+PACKET_OVERHEAD_BYTES = 8192
 
 CommandHandler = Callable[[str, bytes], None]
 
@@ -151,12 +162,31 @@ def build_client(cfg: EdgeConfig, client_id: str | None = None) -> paho.Client:
     return client
 
 
+def max_incoming_packet_bytes(cfg: EdgeConfig) -> int:
+    """Largest MQTT packet the daemon accepts from the broker, bytes (the MQTT 5 Maximum Packet Size it announces).
+
+    The daemon subscribes to its command topics only, and refuses a command payload above
+    ``commands.max_payload_bytes``; a packet may add :data:`PACKET_OVERHEAD_BYTES` for its header, topic and
+    properties.
+
+    >>> from pathlib import Path
+    >>> from edge.config import parse_config
+    >>> cfg = parse_config({"device": {"site": "a", "line": "b", "device_id": "c"}, "serial": {"port_url": "loop://"},
+    ...                     "bundle": {"path": "m.spectrolite"}}, base_dir=Path("/srv"))
+    >>> max_incoming_packet_bytes(cfg)
+    12288
+    """
+    return int(cfg.commands.max_payload_bytes) + PACKET_OVERHEAD_BYTES
+
+
 def _connect_kwargs(cfg: EdgeConfig) -> dict[str, Any]:
     m = cfg.mqtt
     kwargs: dict[str, Any] = {"host": m.host, "port": m.port, "keepalive": m.keepalive_s}
     if m.protocol == "5":
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 0 if m.clean_session else m.session_expiry_s
+        # The broker must not send a larger packet (MQTT 5, 3.1.2.11.4): it discards it instead.
+        props.MaximumPacketSize = max_incoming_packet_bytes(cfg)
         kwargs["clean_start"] = m.clean_session
         kwargs["properties"] = props
     return kwargs
@@ -254,6 +284,7 @@ class MqttPublisher:
              "commands_ignored", "broker_switches"), 0)
         self._pending_switch: tuple[paho.Client, EdgeConfig] | None = None
         self._switching = False
+        self._replacing_client = False  # _do_switch is between stopping the old client and starting the new one
 
     def _attach(self, client: paho.Client) -> paho.Client:
         """Set the in-flight window, callbacks and last will of a new paho client."""
@@ -290,6 +321,8 @@ class MqttPublisher:
         outbox for the next start."""
         if not self._started or self._stopping.is_set():
             return
+        if self.failure() is not None:  # nothing can be delivered: do not wait for a flush that cannot happen
+            self._connected.clear()
         timeout = self.config.outbox.flush_timeout_s if flush_timeout_s is None else flush_timeout_s
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self._connected.is_set() and not self._drained():
@@ -316,6 +349,26 @@ class MqttPublisher:
         self._live_ready = False
         self._flush_acks()
         log.info("MQTT publisher stopped, %d messages left in the outbox", len(self.outbox))
+
+    def failure(self) -> str | None:
+        """Why this running publisher can no longer deliver anything (a thread of it died), or None when healthy.
+
+        paho's network thread (``loop_start``) ends only on :meth:`stop` or a broker switch; anything else that ends
+        it (a ``MemoryError`` while it buffers an incoming packet, a bug) leaves a client that never reconnects.
+        The daemon's watchdog polls this and exits non-zero, so the service manager restarts the process.
+        """
+        if not self._started or self._stopping.is_set():
+            return None
+        drain = self._drain_thread
+        if drain is not None and not drain.is_alive():
+            return "the MQTT outbox drain thread died"
+        if self._replacing_client or self._pending_switch is not None:
+            return None
+        # paho 2.x keeps its loop thread in Client._thread and sets it to None when the thread ends.
+        network = getattr(self._client, "_thread", None)
+        if network is None or not network.is_alive():
+            return "the MQTT network thread (paho) died"
+        return None
 
     def switch_broker(self, config: EdgeConfig) -> None:
         """Move to the connection settings in ``config.mqtt`` (host, port, TLS, credentials, ...) without losing a
@@ -348,6 +401,13 @@ class MqttPublisher:
         if pending is None:
             return
         client, config = pending
+        self._replacing_client = True
+        try:
+            self._replace_client(client, config)
+        finally:
+            self._replacing_client = False
+
+    def _replace_client(self, client: paho.Client, config: EdgeConfig) -> None:
         old = self._client
         self._live_ready = False  # publish() stores only, from now until the new connection's cutoff
         self._switching = True
