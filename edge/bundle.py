@@ -36,6 +36,7 @@ import numpy.typing as npt
 from edge.drift import TrainingStats
 from edge.errors import BundleError, InputContractError
 from edge.runtime import ModelRuntime
+from firmware_bridge.frames import AxisUnit
 
 if TYPE_CHECKING:
     from edge.intervals import IntervalModel
@@ -270,7 +271,8 @@ class FrameContract:
     wavelength_min, wavelength_max : float
         Range (in ``wavelength_unit``) that the instrument's wavelength axis must cover.
     wavelength_unit : str
-        ``nm`` or ``cm-1``.
+        ``nm`` or ``cm-1``: the unit of the bundle's wavelength grid (``wavelength_grid.unit``), in which a device's
+        axis is judged (:meth:`axis_from_nm` converts one given in nm).
     pixel_formats : tuple of str
         Accepted pixel formats (see :data:`PIXEL_FORMATS`).
     frame_signal : str
@@ -290,12 +292,22 @@ class FrameContract:
         """True when frames are raw counts that need dark and white reference spectra."""
         return self.frame_signal == "counts"
 
+    def axis_from_nm(self, wavelengths_nm: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """A device axis given in nm (``Status.wavelengths_nm()``) in ``wavelength_unit`` (``1e7 / nm`` for cm-1).
+
+        >>> c = FrameContract(1, 10, 900.0, 1800.0, "cm-1", ("uint16",), "counts")
+        >>> c.axis_from_nm([10_000.0, 5_000.0]).tolist()
+        [1000.0, 2000.0]
+        """
+        return AxisUnit.from_symbol(self.wavelength_unit).from_nm(wavelengths_nm)
+
     def check(
         self,
         n_pixels: int,
         *,
         wavelengths: npt.ArrayLike | None = None,
         pixel_format: str | None = None,
+        wavelengths_nm: npt.ArrayLike | None = None,
     ) -> None:
         """Raise :class:`~edge.errors.InputContractError` when a frame does not match this contract.
 
@@ -307,7 +319,25 @@ class FrameContract:
             The instrument's wavelength axis in ``wavelength_unit``; it must cover the contract's range.
         pixel_format : str, optional
             Pixel format name of the frame (case-insensitive, e.g. ``UINT16``).
+        wavelengths_nm : ndarray, shape (n_pixels,), optional
+            The instrument's axis in nm instead (``Status.wavelengths_nm()``), converted with :meth:`axis_from_nm`
+            and checked as ``wavelengths``; the message then also names the axis in nm.  Not both.
         """
+        if wavelengths_nm is not None:
+            if wavelengths is not None:
+                raise TypeError("expected wavelengths= (in wavelength_unit) or wavelengths_nm=, got both")
+            nm = np.asarray(wavelengths_nm, dtype=np.float64)
+            try:
+                self.check(n_pixels, wavelengths=self.axis_from_nm(nm), pixel_format=pixel_format)
+            except InputContractError as exc:
+                if self.wavelength_unit == "nm" or "wavelength" not in str(exc) or nm.size == 0:
+                    raise
+                with np.errstate(all="ignore"):
+                    lo, hi = float(np.nanmin(nm)), float(np.nanmax(nm))
+                raise InputContractError(
+                    f"{exc} (the device's axis, {lo:g}-{hi:g} nm, in the bundle's {self.wavelength_unit})"
+                ) from None
+            return
         if not self.pixel_count_min <= n_pixels <= self.pixel_count_max:
             want = (
                 f"{self.pixel_count_min}"

@@ -7,7 +7,12 @@ benchmarks; :mod:`edge.daemon` wraps it in its inference thread.
 A frame is *rejected* (counted by the daemon, never predicted on) when it cannot be judged against the bundle's
 input contract: another signal than the bundle takes (counts vs absorbance vs reflectance), a pixel count other
 than the contract's, a wavelength axis outside it, non-finite counts, or
-missing references for a pipeline that starts from counts.  Everything else becomes a :class:`Prediction` whose
+missing references for a pipeline that starts from counts.
+
+The device's axis comes in nm (``Status.wavelengths_nm()``, whatever unit the device calibrates in) and is
+converted here, once per axis array, into the unit of the bundle's wavelength grid (``wavelength_grid.unit``:
+``nm`` or ``cm-1``, ``1e7 / nm``): the bundle's frame contract, the pipeline's input contract and its resampling
+step all see it in that unit.  Everything else becomes a :class:`Prediction` whose
 quality flags say how far to trust it (saturated, stale reference, out of distribution, instrument fault).
 """
 
@@ -25,7 +30,7 @@ import numpy.typing as npt
 from edge.errors import InputContractError
 from edge.messages import OodStats, Quality, TargetValue, prediction_message
 from edge.references import ReferenceCheck, ReferencePolicy, ReferenceQuality, ReferenceSet
-from firmware_bridge.frames import Spectrum, SpectrumFlags
+from firmware_bridge.frames import AxisUnit, Spectrum, SpectrumFlags
 
 if TYPE_CHECKING:
     from edge.bundle import Bundle
@@ -253,8 +258,14 @@ class InferenceEngine:
         from edge.preprocess import Resample
 
         self._resamples = any(isinstance(step, Resample) for step in getattr(self.pipeline, "steps", ()))
-        #: The last device wavelength axis judged (identity: the daemon keeps one array per STATUS frame), and
-        #: why it was refused (None when it passed).
+        #: Unit of the bundle's wavelength grid: the device axis (nm) is converted into it once per array.
+        self.axis_unit = AxisUnit.from_symbol(str(getattr(self.contract, "wavelength_unit", "nm")))
+        #: The last device axis converted (identity: the daemon keeps one nm array per STATUS frame) and the
+        #: converted, read-only array, in ``axis_unit``.
+        self._axis_nm: npt.NDArray[np.float64] | None = None
+        self._axis_in_unit: npt.NDArray[np.float64] | None = None
+        #: The last device axis judged, in ``axis_unit`` (identity, as above), and why it was refused (None when it
+        #: passed).
         self._axis: npt.NDArray[np.float64] | None = None
         self._axis_error: str | None = None
 
@@ -263,6 +274,29 @@ class InferenceEngine:
         """Whether spectra can only be predicted on with the device's wavelength axis (the pipeline resamples it
         onto the model's grid); the daemon has it from the device's STATUS frame."""
         return self._resamples
+
+    def device_axis(self, wavelengths_nm: npt.NDArray[np.float64] | None) -> npt.NDArray[np.float64] | None:
+        """The device's axis, given in nm, in the unit of the bundle's grid (:attr:`axis_unit`), shape unchanged.
+
+        An nm bundle gets the array itself; a cm-1 bundle ``1e7 / wavelengths_nm``, computed once per array (the
+        same array object passed again gets the same converted, read-only array back, so the identity caches of
+        the checks below keep working).  None stays None.
+        """
+        if wavelengths_nm is None or self.axis_unit is AxisUnit.NM:
+            return wavelengths_nm
+        if wavelengths_nm is not self._axis_nm or self._axis_in_unit is None:
+            converted = self.axis_unit.from_nm(wavelengths_nm)
+            converted.flags.writeable = False
+            self._axis_nm, self._axis_in_unit = wavelengths_nm, converted
+        return self._axis_in_unit
+
+    def _axis_detail(self, text: str, wavelengths_nm: npt.NDArray[np.float64] | None) -> str:
+        """``text`` plus the device's own axis in nm when it was converted for the check (messages name both)."""
+        if wavelengths_nm is None or self.axis_unit is AxisUnit.NM or wavelengths_nm.size == 0:
+            return text
+        with np.errstate(all="ignore"):
+            lo, hi = float(np.nanmin(wavelengths_nm)), float(np.nanmax(wavelengths_nm))
+        return f"{text} (the device's axis, {lo:g}-{hi:g} nm, in the bundle's {self.axis_unit.symbol})"
 
     # ------------------------------------------------------------------------------------------- checks
     def signal_mismatch(self, frame_signal: str, device: str = "") -> str | None:
@@ -284,31 +318,34 @@ class InferenceEngine:
         frame_signal: str | None = None,
     ) -> Rejection | None:
         """Contract checks that need no preprocessing: the signal the device announced, pixel count and format,
-        device axis, finite counts."""
+        device axis (``wavelengths_nm``, in nm; checked in the bundle's unit), finite counts."""
+        axis = self.device_axis(wavelengths_nm)
         if frame_signal is not None:
             mismatch = self.signal_mismatch(frame_signal)
             if mismatch is not None:
                 return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.SIGNAL_MISMATCH, mismatch)
-        if wavelengths_nm is not None and wavelengths_nm.shape[0] != spectrum.pixel_count:
+        if axis is not None and axis.shape[0] != spectrum.pixel_count:
             return Rejection(
                 spectrum.seq,
                 spectrum.timestamp_us,
                 RejectReason.INPUT_CONTRACT,
-                f"expected {wavelengths_nm.shape[0]} pixels as the device reported, got {spectrum.pixel_count}",
+                f"expected {axis.shape[0]} pixels as the device reported, got {spectrum.pixel_count}",
             )
-        axis_known = wavelengths_nm is not None and wavelengths_nm is self._axis
+        axis_known = axis is not None and axis is self._axis
         if axis_known and self._axis_error is not None:
             return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.INPUT_CONTRACT, self._axis_error)
         try:
             self.contract.check(
                 spectrum.pixel_count,
-                wavelengths=None if axis_known else wavelengths_nm,
+                wavelengths=None if axis_known else axis,
                 pixel_format=spectrum.pixel_format.name,
             )
         except InputContractError as exc:
-            if wavelengths_nm is not None and "wavelength" in str(exc):
-                self._axis, self._axis_error = wavelengths_nm, str(exc)
-            return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.INPUT_CONTRACT, str(exc))
+            text = str(exc)
+            if axis is not None and "wavelength" in text:
+                text = self._axis_detail(text, wavelengths_nm)
+                self._axis, self._axis_error = axis, text
+            return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.INPUT_CONTRACT, text)
         if spectrum.counts.dtype.kind == "f" and not np.isfinite(spectrum.counts).all():
             bad = int(np.count_nonzero(~np.isfinite(spectrum.counts)))
             return Rejection(
@@ -350,7 +387,8 @@ class InferenceEngine:
         refs : ReferenceSet, optional
             Current dark and white references.
         wavelengths_nm : ndarray, shape (pixel_count,), optional
-            The device's wavelength axis (from its STATUS frame), checked against the contract or used to resample.
+            The device's wavelength axis in nm (``Status.wavelengths_nm()``, whatever unit the device calibrates
+            in), converted once into the bundle's grid unit, then checked against the contract or used to resample.
         now_s : float, optional
             Host time for reference ageing (default ``clock()``).
         instrument_alerts : sequence of str
@@ -378,8 +416,9 @@ class InferenceEngine:
         context = refs.context() if self.needs_references else {"dark": None, "reference": None}
         # A device axis is checked in full once (bundle contract above, pipeline contract here); after that a
         # pipeline that does not resample gets no axis (nothing to check again), one that resamples always does.
-        validated = wavelengths_nm is not None and wavelengths_nm is self._axis
-        axis = wavelengths_nm if (self._resamples or not validated) else None
+        device_axis = self.device_axis(wavelengths_nm)  # in the bundle's unit; the same array check_frame judged
+        validated = device_axis is not None and device_axis is self._axis
+        axis = device_axis if (self._resamples or not validated) else None
         try:
             x_pre = self.pipeline.transform(
                 spectrum.counts,
@@ -390,13 +429,14 @@ class InferenceEngine:
         except InputContractError as exc:
             text = str(exc)
             # The pipeline's own contract check (channels, wavelength axis) vs. data it cannot process.
-            if wavelengths_nm is not None and "wavelength" in text:
-                self._axis, self._axis_error = wavelengths_nm, text
+            if device_axis is not None and "wavelength" in text:
+                text = self._axis_detail(text, wavelengths_nm)
+                self._axis, self._axis_error = device_axis, text
             contract = "wavelength" in text or "channels" in text
             reason = RejectReason.INPUT_CONTRACT if contract else RejectReason.BAD_INPUT
             return Rejection(spectrum.seq, spectrum.timestamp_us, reason, text)
-        if wavelengths_nm is not None and not validated:
-            self._axis, self._axis_error = wavelengths_nm, None  # this device axis passed both contracts
+        if device_axis is not None and not validated:
+            self._axis, self._axis_error = device_axis, None  # this device axis passed both contracts
         try:
             y = np.asarray(self.runtime.predict(x_pre), dtype=np.float64).reshape(-1)
         except InputContractError as exc:
