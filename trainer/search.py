@@ -498,9 +498,18 @@ def run_search(
                  " (the configured recipe)" if best.user_attrs.get(_CONFIGURED) else "",
                  "n/a" if result.configured_value is None else f"{result.configured_value:.4g}",
                  ", ".join(f"{k} {v:.4g}" for k, v in result.best_cv_rmse.items()))
-        if spread and result.oof is not None:
-            result.seed_spread = _seed_spread(result, inputs, folds=folds, seed=seed, n_seeds=sc.spread_seeds,
+        if spread and result.oof is not None and sc.spread_seeds > 1:
+            # Each further seed costs about one run of the best trial; run those that fit in the budget.
+            run_s = float(best.user_attrs.get("seconds", 0.0))
+            left = budget_s - (time.monotonic() - t0)
+            fits = sc.spread_seeds - 1 if run_s <= 0 else int(max(0.0, left) // run_s)
+            n_seeds = 1 + min(sc.spread_seeds - 1, fits)
+            result.seed_spread = _seed_spread(result, inputs, folds=folds, seed=seed, n_seeds=n_seeds,
                                               progress=progress)
+            if n_seeds < sc.spread_seeds:
+                result.seed_spread["note"] = (f"{n_seeds} of {sc.spread_seeds} seeds: one more run of the chosen "
+                                              f"recipe (about {run_s:.0f} s) did not fit in the {left:.0f} s left")
+                log.warning("search: seed spread over %d of %d seeds (budget)", n_seeds, sc.spread_seeds)
     else:
         log.warning("search: no trial completed; the configured recipe is trained")
     result.budget_used_s = time.monotonic() - t0
