@@ -1277,6 +1277,18 @@ def _check_consistency(
             + ("starts with a counts conversion" if counts else "has no counts conversion")
         )
     pc = getattr(pipeline, "input_contract", None)
+    # The edge converts a device's axis into the grid's unit once, for every check and the resampling: the
+    # pipeline's axis must be in that unit too.
+    unit = manifest["wavelength_grid"]["unit"]
+    axis_units = [(f"resample step {i}", getattr(s, "unit", unit)) for i, s in enumerate(getattr(pipeline, "steps", ()))
+                  if getattr(s, "op", None) == "resample"]
+    if getattr(pc, "wavelength_min", None) is not None:
+        axis_units.append(("input contract", getattr(pc, "wavelength_unit", unit)))
+    for where, got in axis_units:
+        if got != unit:
+            raise BundleError(
+                f"member {PREPROCESSING}: the pipeline's {where} is in {got!r}, the wavelength grid in {unit!r}"
+            )
     n_channels = getattr(pc, "n_channels", None)
     if n_channels is not None and not (contract["pixel_count_min"] == contract["pixel_count_max"] == n_channels):
         raise BundleError(

@@ -223,3 +223,17 @@ def test_frame_contract_converts_an_nm_axis_to_its_unit() -> None:
         nm.check(3, wavelengths_nm=wl + np.array([100.0, 0.0, 0.0]))  # nm: no conversion, no extra words
     with pytest.raises(TypeError, match="got both"):
         nm.check(3, wavelengths=wl, wavelengths_nm=wl)
+
+
+def test_a_bundle_whose_pipeline_axis_is_in_another_unit_than_its_grid_is_refused(ftir: dict[str, Any]) -> None:
+    """The engine converts to the grid's unit only: a resample step in another unit would be fed the wrong axis."""
+    from edge.bundle import _check_consistency
+    from edge.errors import BundleError
+    from edge.preprocess import Pipeline
+
+    bundle = ftir["bundle"]
+    _check_consistency(bundle.manifest, bundle.pipeline, bundle.runtime)  # as trained: consistent
+    steps = tuple(Resample(s.grid, unit="nm") if isinstance(s, Resample) else s for s in bundle.pipeline.steps)
+    wrong = Pipeline(steps, bundle.pipeline.input_contract)
+    with pytest.raises(BundleError, match=r"the pipeline's resample step 1 is in 'nm', the wavelength grid in 'cm-1'$"):
+        _check_consistency(bundle.manifest, wrong, bundle.runtime)
