@@ -267,6 +267,20 @@ def test_budget_stops_the_search_inside_a_trial(tmp_path: Path, monkeypatch: pyt
     assert res.recipe is None and res.oof is None and res.seed_spread is None  # fit then trains the configured recipe
 
 
+def test_seed_spread_gets_only_the_seeds_that_fit_in_the_budget(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainer.search as search
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(search, "cv_predictions", _fake_cv(calls, sleep_s=0.1))
+    # 0.6 s: the configured trial (3 folds of 0.1 s) completes, then at most one more run of it fits, not two.
+    cfg = _cfg("[search]\ntrials = 10\nbudget_min = 0.01\nfolds = 3\nspread_seeds = 3\n")
+    res = search.run_search(cfg, _inputs(), tmp_path)
+    assert res.trials_run == 1 and res.best_trial == 0 and res.oof is not None
+    assert res.seed_spread is not None and len(res.seed_spread["seeds"]) < 3
+    assert "did not fit" in res.seed_spread["note"]
+
+
 def test_study_name_follows_config_and_data() -> None:
     from trainer.search import study_name_for
 
