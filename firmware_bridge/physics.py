@@ -89,7 +89,8 @@ class DetectorModel:
     Parameters
     ----------
     wavelengths_nm : ndarray, shape (n_pixels,)
-        Wavelength of each pixel, nm (any increasing axis works; only the shapes of lamp and response use it).
+        Wavelength of each pixel, nm (any monotonic axis works, descending too, as a cm-1 axis is in nm; only the
+        shapes of lamp and response use it).
     full_scale_counts : int
         ADC full scale, counts (65535 for a 16-bit ADC).
     bias_counts : float
