@@ -3,7 +3,8 @@ converts it once, in the inference engine, into the unit of the bundle's wavelen
 
 Real parts: a cm-1 bundle trained by ``spectro-train fit`` (a child process) on a synthetic FTIR dataset that
 ``make_synthetic_dataset`` writes in cm-1, the simulator's device serving that dataset (its STATUS through the
-codec), the real :class:`~edge.inference.InferenceEngine`, ``FrameContract``, ``Pipeline`` and ``Resample``.
+codec), the real :class:`~edge.inference.InferenceEngine`, ``FrameContract``, ``Pipeline`` and ``Resample``; and
+the daemon itself (in process, with a recording MQTT link) reading that simulator on a real pty.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def ftir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )  # fmt: skip
     bundle_path = out / "synthetic-ftir.spectrolite"
     assert proc.returncode == 0 and bundle_path.is_file(), proc.stderr[-4000:]
-    return {"npz": npz, "bundle": load_bundle(bundle_path), "axis": data["wavelengths"]}
+    return {"npz": npz, "bundle": load_bundle(bundle_path), "path": bundle_path, "axis": data["wavelengths"]}
 
 
 def _received(frames: list[Frame]) -> list[Frame]:
@@ -237,3 +238,70 @@ def test_a_bundle_whose_pipeline_axis_is_in_another_unit_than_its_grid_is_refuse
     wrong = Pipeline(steps, bundle.pipeline.input_contract)
     with pytest.raises(BundleError, match=r"the pipeline's resample step 1 is in 'nm', the wavelength grid in 'cm-1'$"):
         _check_consistency(bundle.manifest, wrong, bundle.runtime)
+
+
+#: Predictions the daemon test waits for, and how far each may be from the simulator's reference value: the
+#: bundle's PLS predicts the synthetic analytes to a few tenths of a percent; a prediction on a wrongly scaled axis
+#: is refused, not merely off.
+N_DAEMON_PREDICTIONS = 15
+DAEMON_ABS_ERROR_PCT = 2.0
+
+
+def _serve(tmp: Path, npz: Path, bundle: Path, axis_unit: str | None) -> tuple[Any, Any, list[str]]:
+    """The simulator serving ``npz`` on a pty (``axis_unit`` None: the dataset's own) and the daemon reading it with
+    ``bundle``; returns the daemon, its recording link and a stopper (call ``stop()``)."""
+    import threading
+
+    from edge.daemon import Daemon
+    from firmware_bridge.simulator import PtyEndpoint, Simulator
+    from firmware_bridge.transport import SerialTransport
+    from tests.edge.daemon_harness import RecordingLink, edge_config
+
+    config = SimulatorConfig(dataset_path=str(npz), seed=1, shuffle=True, rate_hz=50.0, connect_delay_s=0.3,
+                             axis_unit=axis_unit)  # type: ignore[arg-type]
+    sim = Simulator(config, PtyEndpoint(tmp / "spectrometer"))
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=sim.run, args=(stop,), kwargs={"on_ready": lambda a: ready.set()}, daemon=True)
+    thread.start()
+    assert ready.wait(60), "simulator did not open its pty"
+    cfg = edge_config(tmp, port_url=sim.address, bundle_path=bundle)
+    link = RecordingLink()
+    transport = SerialTransport(sim.address, read_timeout_s=0.05)
+    daemon = Daemon(cfg, load_bundle(bundle), transport, link, forward_annotations=True)
+    daemon.start()
+
+    class _Stop:
+        def stop(self) -> None:
+            daemon.stop()
+            stop.set()
+            thread.join(timeout=10)
+
+    return daemon, link, _Stop()
+
+
+def test_the_daemon_serves_a_cm1_device_with_a_cm1_bundle(tmp_path: Path, ftir: dict[str, Any]) -> None:
+    from tests.edge.daemon_harness import wait_for
+
+    daemon, link, stopper = _serve(tmp_path, ftir["npz"], ftir["path"], None)
+    try:
+        wait_for(lambda: len(link.of_kind("prediction")) >= N_DAEMON_PREDICTIONS, "predictions of the cm-1 device")
+    finally:
+        stopper.stop()
+    assert daemon.counters.get("frames_rejected_input_contract") == 0
+    predictions = link.of_kind("prediction")
+    values = np.array([[t["value"] for t in m["values"]] for m in predictions])
+    reference = np.array([m["reference"] for m in predictions], dtype=np.float64)  # the simulator's y rows
+    assert values.shape == reference.shape == (len(predictions), 3)
+    np.testing.assert_allclose(values, reference, atol=DAEMON_ABS_ERROR_PCT)
+
+
+def test_the_daemon_refuses_a_device_announcing_the_cm1_numbers_as_nm(tmp_path: Path, ftir: dict[str, Any]) -> None:
+    """What spectro-sim did before the axis unit: cm-1 values in an nm polynomial. Now every frame is refused."""
+    from tests.edge.daemon_harness import wait_for
+
+    daemon, link, stopper = _serve(tmp_path, ftir["npz"], ftir["path"], "nm")
+    try:
+        wait_for(lambda: daemon.counters.get("frames_rejected_input_contract") >= 5, "refused frames")
+    finally:
+        stopper.stop()
+    assert link.of_kind("prediction") == [] and daemon.counters.get("predictions") == 0
