@@ -7,13 +7,13 @@ benchmarks; :mod:`edge.daemon` wraps it in its inference thread.
 A frame is *rejected* (counted by the daemon, never predicted on) when it cannot be judged against the bundle's
 input contract: another signal than the bundle takes (counts vs absorbance vs reflectance), a pixel count other
 than the contract's, a wavelength axis outside it, non-finite counts, or
-missing references for a pipeline that starts from counts.
+missing references for a pipeline that starts from counts.  Everything else becomes a :class:`Prediction` whose
+quality flags say how far to trust it (saturated, stale reference, out of distribution, instrument fault).
 
 The device's axis comes in nm (``Status.wavelengths_nm()``, whatever unit the device calibrates in) and is
 converted here, once per axis array, into the unit of the bundle's wavelength grid (``wavelength_grid.unit``:
 ``nm`` or ``cm-1``, ``1e7 / nm``): the bundle's frame contract, the pipeline's input contract and its resampling
-step all see it in that unit.  Everything else becomes a :class:`Prediction` whose
-quality flags say how far to trust it (saturated, stale reference, out of distribution, instrument fault).
+step all see it in that unit.
 """
 
 from __future__ import annotations
