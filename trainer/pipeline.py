@@ -1,4 +1,5 @@
-"""The ``spectro-train fit`` orchestration: data -> splits -> PLS baseline -> CNN cross-validation -> CNN -> pruning ->
+"""The ``spectro-train fit`` orchestration: data -> splits -> PLS baseline -> CNN recipe search (with ``[search]``,
+:mod:`trainer.search`) -> CNN cross-validation -> CNN -> pruning ->
 int8 -> champion (CNN or PLS) -> OOD and intervals -> bundle -> evaluation through the edge runtime ->
 ``metrics.json`` and the HTML report.
 
@@ -30,7 +31,9 @@ preprocessing and LiteRT runtime.
   ``train_seconds`` (wall time of the whole fit), ``timings_s`` per stage, ``interval_coverage`` (nominal,
   ``calibration_rows`` and where they come from, half-widths, and measured coverage of the deployed model per test
   split and target), ``ood`` (components,
-  limits, alarm rates per split), ``splits`` (rows per role).
+  limits, alarm rates per split), ``splits`` (rows per role);
+- ``search``: the CNN recipe search (:meth:`trainer.search.SearchResult.to_dict`), or ``{"ran": false, "reason"}``.
+  When it ran, the CNN figures come from its best recipe, and the champion's CNN cross-validation is its best trial's.
 """
 
 from __future__ import annotations
@@ -64,8 +67,8 @@ _MIN_COST_ROWS = 5
 #: The cnn_int8 predictions of the re-written final bundle must equal those of the first one (same model bytes).
 _REPRODUCE_ATOL = 0.0
 
-_STAGES = ("load data", "split rows", "PLS baseline", "search CNN recipe", "cross-validate CNN", "train CNN", "prune", "int8 conversion",
-           "choose the deployed model", "OOD + intervals",
+_STAGES = ("load data", "split rows", "PLS baseline", "search CNN recipe", "cross-validate CNN", "train CNN", "prune",
+           "int8 conversion", "choose the deployed model", "OOD + intervals",
            "bundle", "evaluate through the edge runtime", "report")
 
 

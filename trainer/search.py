@@ -374,14 +374,15 @@ def run_search(
 
     sc = cfg.search if search is None else search
     folds = int(folds or sc.folds or cfg.selection.cnn_cv_folds)
-    seed = cfg.seed if sc.seed is None else sc.seed
+    seed = cfg.seed  # folds, augmentation and training: the champion's cross-validation exactly
+    sampler_seed = cfg.seed if sc.seed is None else sc.seed
     budget_s = 60.0 * sc.budget_min
     t0 = time.monotonic()
     y_sd = inputs.y_sd
     url, kind = resolve_storage(sc.storage, out_dir)
     name = sc.study_name or study_name_for(cfg, inputs, folds)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from here instead
-    sampler = optuna.samplers.TPESampler(seed=seed + 1000 * worker, n_startup_trials=_TPE_STARTUP_TRIALS)
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed + 1000 * worker, n_startup_trials=_TPE_STARTUP_TRIALS)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=_PRUNER_STARTUP_TRIALS, n_warmup_steps=_PRUNER_WARMUP_FOLDS)
     study = None
     for attempt in range(5):  # several workers may create the same SQLite tables at once
