@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 SEARCH_SPACE_VERSION = 1
 #: Random (TPE start-up) trials before TPE models the good and bad recipes.
 _TPE_STARTUP_TRIALS = 8
-#: Trials that run every fold before the median pruner stops any; folds reported before it may prune.
-_PRUNER_STARTUP_TRIALS = 4
+#: Completed trials before the median pruner stops any (few: on two cores a budget holds only a few trials), and
+#: folds a trial always runs.
+_PRUNER_STARTUP_TRIALS = 2
 _PRUNER_WARMUP_FOLDS = 1
 #: Seconds a SQLite writer waits for another worker's lock.
 _SQLITE_TIMEOUT_S = 60
@@ -420,7 +421,8 @@ def run_search(
             if trial.should_prune():
                 trial.set_user_attr("stopped", "pruned")
                 raise optuna.TrialPruned(f"fold {i + 1}: running score {value:.4g} worse than the median")
-            if i + 1 < folds and remaining_s() <= 0:
+            per_fold_s = (time.monotonic() - t_start) / (i + 1)
+            if i + 1 < folds and remaining_s() < per_fold_s:  # the next fold would overrun the budget
                 trial.set_user_attr("stopped", "budget")
                 raise optuna.TrialPruned(f"fold {i + 1}: budget spent")
 
@@ -469,7 +471,7 @@ def run_search(
         log.info(msg)
         if progress is not None:
             progress(msg)
-        if remaining_s() <= 0:
+        if remaining_s() <= best_duration[0] / folds:  # not even one fold of the best recipe fits
             st.stop()
 
     study.optimize(objective, n_trials=sc.trials, timeout=max(1.0, budget_s), callbacks=[callback],
