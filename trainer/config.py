@@ -561,7 +561,7 @@ class SearchConfig:
 
     enabled: bool = False
     trials: int = 40
-    budget_min: float = 10.0
+    budget_min: float = 8.0
     storage: str = "search.db"
     study_name: str | None = None
     folds: int | None = None
@@ -579,7 +579,7 @@ class SearchConfig:
         trials = _get(d, "trials", w, int, 40)
         if trials < 0:
             raise TrainConfigError(f"search.trials: expected an integer >= 0, got {trials}")
-        budget = _get(d, "budget_min", w, float, 10.0)
+        budget = _get(d, "budget_min", w, float, 8.0)
         if not budget >= 0 or budget == float("inf"):
             raise TrainConfigError(f"search.budget_min: expected a finite number >= 0, got {budget!r}")
         storage = _get(d, "storage", w, str, "search.db")

@@ -80,7 +80,7 @@ def test_no_search_table_means_no_search() -> None:
 def test_empty_search_table_turns_it_on_with_defaults() -> None:
     sc = _cfg("[search]\n").search
     assert sc.active
-    assert (sc.trials, sc.budget_min, sc.storage, sc.spread_seeds) == (40, 10.0, "search.db", 3)
+    assert (sc.trials, sc.budget_min, sc.storage, sc.spread_seeds) == (40, 8.0, "search.db", 3)
     assert sc.folds is None and sc.study_name is None and sc.seed is None
 
 
