@@ -157,8 +157,9 @@ class BundleConfig:
                                    min=0.0, min_exclusive=True, max=3600.0)
     self_test: bool = _opt(True, "run the bundle's golden vectors before serving it")
     min_reload_interval_s: float = _opt(
-        10.0, "at most one bundle reload per this many seconds: a reload command sooner is refused (answered and "
-        "counted), a file change waits; a reload of the bytes in service is a no-op either way; 0 disables the limit",
+        10.0, "at most one model change (bundle swapped in) per this many seconds: a reload command sooner is "
+        "refused (answered and counted), a file change waits; a refused bundle does not count; a reload of the bytes "
+        "in service is a no-op either way; 0 disables the limit",
         min=0.0, max=86_400.0)
 
 

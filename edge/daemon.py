@@ -488,7 +488,7 @@ class Daemon:
         self._bundle_stamp = _file_stamp(Path(config.bundle.path))
         self._failed_stamp: tuple[int, int] | None = None
         self._seen_stamp = self._bundle_stamp
-        self._last_reload_mono = -math.inf  # last reload attempt that loaded a file (rate limit)
+        self._last_reload_mono = -math.inf  # last reload that swapped a new bundle in (rate limit)
         self.last_error: str | None = None
         self.started_unix_s = clock()
         self._fatal: BaseException | None = None
@@ -1324,8 +1324,9 @@ class Daemon:
         """Load, verify and self-test ``path`` off the inference thread; swap it in or report why not.
 
         The same bytes as the bundle in service are a no-op (said in the log and the command response: nothing is
-        reset, drift detectors and alerts stay); otherwise at most one reload per ``bundle.min_reload_interval_s``
-        (a command sooner is refused and counted, ``bundle_reloads_rate_limited``; a file change waits).
+        reset, drift detectors and alerts stay); otherwise at most one model change per
+        ``bundle.min_reload_interval_s`` (a command sooner is refused and counted, ``bundle_reloads_rate_limited``; a
+        file change waits).  A refused bundle does not start the interval: the operator may send a good one at once.
         """
         stamp = stamp if stamp is not None else _file_stamp(path)
         watched = path == Path(self.config.bundle.path)
@@ -1362,7 +1363,6 @@ class Daemon:
                 log.warning("%s", error)
             self._respond_error(command, request_id, error)
             return
-        self._last_reload_mono = now
         t0 = time.monotonic()
         try:
             bundle = self._load_bundle(path)
@@ -1385,6 +1385,7 @@ class Daemon:
             self._bundle_stamp = stamp
             self._failed_stamp = None
         log.info("bundle %s verified and self-tested in %.2f s", path, time.monotonic() - t0)
+        self._last_reload_mono = time.monotonic()
         self._swaps.put(_Swap(engine, request_id, command, reason), droppable=False)
 
     def _check_device_fit(self, bundle: "Bundle", engine: InferenceEngine | None = None) -> None:
