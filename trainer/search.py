@@ -54,6 +54,8 @@ _PRUNER_WARMUP_FOLDS = 1
 _SQLITE_TIMEOUT_S = 60
 #: Heartbeat of running trials in an RDB storage: a worker that dies leaves a trial marked failed after 2 beats.
 _HEARTBEAT_S = 60
+#: The search's clock (seconds; tests substitute one that only the trials advance).
+_clock = time.monotonic
 #: User attribute marking the configured recipe's trial.
 _CONFIGURED = "configured"
 
@@ -378,7 +380,7 @@ def run_search(
     seed = cfg.seed  # folds, augmentation and training: the champion's cross-validation exactly
     sampler_seed = cfg.seed if sc.seed is None else sc.seed
     budget_s = 60.0 * sc.budget_min
-    t0 = time.monotonic()
+    t0 = _clock()
     y_sd = inputs.y_sd
     url, kind = resolve_storage(sc.storage, out_dir)
     name = sc.study_name or study_name_for(cfg, inputs, folds)
@@ -407,10 +409,10 @@ def run_search(
 
     def remaining_s() -> float:
         """Budget left for trials (the seed-spread runs of the best recipe so far are reserved)."""
-        return budget_s - (time.monotonic() - t0) - reserve_runs * best_duration[0]
+        return budget_s - (_clock() - t0) - reserve_runs * best_duration[0]
 
     def objective(trial: Any) -> float:
-        t_start = time.monotonic()
+        t_start = _clock()
         recipe = configured_recipe(inputs) if trial.user_attrs.get(_CONFIGURED) else suggest_recipe(trial, inputs)
         trial.set_user_attr("recipe", recipe)
         trial.set_user_attr("worker", worker)
@@ -421,7 +423,7 @@ def run_search(
             if trial.should_prune():
                 trial.set_user_attr("stopped", "pruned")
                 raise optuna.TrialPruned(f"fold {i + 1}: running score {value:.4g} worse than the median")
-            per_fold_s = (time.monotonic() - t_start) / (i + 1)
+            per_fold_s = (_clock() - t_start) / (i + 1)
             if i + 1 < folds and remaining_s() < per_fold_s:  # the next fold would overrun the budget
                 trial.set_user_attr("stopped", "budget")
                 raise optuna.TrialPruned(f"fold {i + 1}: budget spent")
@@ -434,7 +436,7 @@ def run_search(
         if math.isfinite(value):
             trial.set_user_attr("oof", np.round(pred, 10).tolist())
             trial.set_user_attr("cv_rmse", _cv_rmse(pred, inputs.Y, inputs.target_names))
-            trial.set_user_attr("seconds", round(time.monotonic() - t_start, 2))
+            trial.set_user_attr("seconds", round(_clock() - t_start, 2))
         return value
 
     counts = {"run": 0, "pruned": 0, "failed": 0}
@@ -447,7 +449,7 @@ def run_search(
             counts["pruned"] += 1
         elif trial.state == optuna.trial.TrialState.FAIL:
             counts["failed"] += 1
-        elapsed = time.monotonic() - t0
+        elapsed = _clock() - t0
         try:
             best = st.best_trial
         except ValueError:
@@ -504,7 +506,7 @@ def run_search(
         if spread and result.oof is not None and sc.spread_seeds > 1:
             # Each further seed costs about one run of the best trial; run those that fit in the budget.
             run_s = float(best.user_attrs.get("seconds", 0.0))
-            left = budget_s - (time.monotonic() - t0)
+            left = budget_s - (_clock() - t0)
             fits = sc.spread_seeds - 1 if run_s <= 0 else int(max(0.0, left) // run_s)
             n_seeds = 1 + min(sc.spread_seeds - 1, fits)
             result.seed_spread = _seed_spread(result, inputs, folds=folds, seed=seed, n_seeds=n_seeds,
@@ -515,7 +517,7 @@ def run_search(
                 log.warning("search: seed spread over %d of %d seeds (budget)", n_seeds, sc.spread_seeds)
     else:
         log.warning("search: no trial completed; the configured recipe is trained")
-    result.budget_used_s = time.monotonic() - t0
+    result.budget_used_s = _clock() - t0
     return result
 
 

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -186,7 +185,18 @@ def _inputs() -> Any:
                         base_augment={})
 
 
-def _fake_cv(calls: list[dict[str, Any]], sleep_s: float = 0.0) -> Callable[..., np.ndarray]:
+class _Clock:
+    """The search's clock in these tests: only the stand-in cross-validation advances it (a fold takes ``step_s``),
+    so budgets are met or missed the same way however busy the machine is."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _fake_cv(calls: list[dict[str, Any]], clock: _Clock | None = None, step_s: float = 0.0) -> Callable[..., np.ndarray]:
     """Stand-in for trainer.search.cv_predictions: the error grows with the distance of the learning rate from 3e-3
     (the configured one), reported fold by fold as the real CV does."""
 
@@ -200,7 +210,8 @@ def _fake_cv(calls: list[dict[str, Any]], sleep_s: float = 0.0) -> Callable[...,
         pred = np.full(inputs.Y.shape, np.nan)
         done = np.zeros(inputs.Y.shape[0], dtype=bool)
         for i, held in enumerate(np.array_split(np.arange(inputs.Y.shape[0]), folds)):
-            time.sleep(sleep_s)
+            if clock is not None:
+                clock.now += step_s
             pred[held] = full[held]
             done[held] = True
             if on_fold is not None:
@@ -260,7 +271,9 @@ def test_budget_stops_the_search_inside_a_trial(tmp_path: Path, monkeypatch: pyt
     import trainer.search as search
 
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(search, "cv_predictions", _fake_cv(calls, sleep_s=0.05))
+    clock = _Clock()
+    monkeypatch.setattr(search, "_clock", clock)
+    monkeypatch.setattr(search, "cv_predictions", _fake_cv(calls, clock, step_s=0.05))
     cfg = _cfg("[search]\ntrials = 10\nbudget_min = 0.0005\nfolds = 3\n")  # 30 ms: spent within the first fold
     res = search.run_search(cfg, _inputs(), tmp_path)
     assert res.trials_run == 1 and res.trial_log[0]["stopped"] == "budget"
@@ -272,12 +285,14 @@ def test_seed_spread_gets_only_the_seeds_that_fit_in_the_budget(tmp_path: Path,
     import trainer.search as search
 
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(search, "cv_predictions", _fake_cv(calls, sleep_s=0.1))
-    # 0.6 s: the configured trial (3 folds of 0.1 s) completes, then at most one more run of it fits, not two.
-    cfg = _cfg("[search]\ntrials = 10\nbudget_min = 0.01\nfolds = 3\nspread_seeds = 3\n")
+    clock = _Clock()
+    monkeypatch.setattr(search, "_clock", clock)
+    monkeypatch.setattr(search, "cv_predictions", _fake_cv(calls, clock, step_s=0.1))
+    # 0.81 s: the configured trial (3 folds of 0.1 s) completes, then one more run of it fits, not two.
+    cfg = _cfg("[search]\ntrials = 10\nbudget_min = 0.0135\nfolds = 3\nspread_seeds = 3\n")
     res = search.run_search(cfg, _inputs(), tmp_path)
     assert res.trials_run == 1 and res.best_trial == 0 and res.oof is not None
-    assert res.seed_spread is not None and len(res.seed_spread["seeds"]) < 3
+    assert res.seed_spread is not None and res.seed_spread["seeds"] == [0, 1]
     assert "did not fit" in res.seed_spread["note"]
 
 
