@@ -191,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
             test_name, selectors = harness.selectors_of_test_set(cfg)
             rows = harness.select_rows(data, selectors)
             stream = harness.stream_rows(workdir / "stream.npz", data, rows, [t.name for t in bundle.targets],
-                                         f"{source}, test set {test_name!r} ({rows.size} rows)")
+                                         f"{source}, test set {test_name!r} ({rows.size} rows)",
+                                         axis_unit=bundle.input_contract.wavelength_unit)
             harness.check_contract(bundle, stream)
             broker = harness.start_broker(procs, workdir, args.broker)
             print(f"broker: {broker.description}")

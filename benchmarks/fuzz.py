@@ -100,6 +100,7 @@ def _frames_strategy() -> Any:
     from firmware_bridge.frames import (
         Ack,
         Annotation,
+        AxisUnit,
         Command,
         CommandCode,
         Dark,
@@ -140,7 +141,8 @@ def _frames_strategy() -> Any:
                   pixel_count=st.integers(1, 4096), wavelength_coeffs_nm=st.lists(
                       st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=4).map(tuple),
                   integration_time_us=u32, detector_temp_c=st.floats(width=32),
-                  signal=st.sampled_from(list(SignalKind)), boot_id=u32),
+                  signal=st.sampled_from(list(SignalKind)), boot_id=u32,
+                  axis_unit=st.sampled_from(list(AxisUnit))),
     )
     return st.one_of(spectrum(), simple)
 

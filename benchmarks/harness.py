@@ -462,8 +462,11 @@ def parse_selectors(items: Sequence[str]) -> dict[str, Any]:
 
 
 def stream_rows(out: Path, data: Mapping[str, np.ndarray], rows: np.ndarray, target_names: Sequence[str],
-                description: str) -> Stream:
-    """Write ``rows`` of ``data`` as a dataset ``.npz`` whose ``y`` holds ``target_names`` in that order."""
+                description: str, *, axis_unit: str = "nm") -> Stream:
+    """Write ``rows`` of ``data`` as a dataset ``.npz`` whose ``y`` holds ``target_names`` in that order.
+
+    ``axis_unit`` (``"nm"`` or ``"cm-1"``, the unit of ``data["wavelengths"]``; pass the bundle's
+    ``input_contract.wavelength_unit``) is written into the file, so ``spectro-sim`` announces the axis in it."""
     names = [str(n) for n in np.asarray(data.get("target_names", [])).reshape(-1)]
     y_all = np.asarray(data["y"], dtype=np.float64).reshape(len(data["X"]), -1)
     cols = []
@@ -475,7 +478,7 @@ def stream_rows(out: Path, data: Mapping[str, np.ndarray], rows: np.ndarray, tar
     y = y_all[rows][:, cols]
     wl = np.asarray(data["wavelengths"], dtype=np.float64)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, X=X, y=y, wavelengths=wl, target_names=np.array(list(target_names)))
+    np.savez(out, X=X, y=y, wavelengths=wl, target_names=np.array(list(target_names)), axis_unit=np.array(axis_unit))
     return Stream(out, X, wl, y, tuple(target_names), description)
 
 

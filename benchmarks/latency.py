@@ -42,7 +42,6 @@ import argparse
 import gc
 import logging
 import os
-import subprocess
 import sys
 import time
 import zlib
@@ -311,6 +310,7 @@ def _daemon_stage_fn(bundle: Any, frames: _Frames) -> tuple[Callable[[Any], Any]
     """``InferenceEngine.process`` bound to the benchmark's references, and the decoded spectra to call it on."""
     from edge.inference import InferenceEngine, Prediction
     from edge.references import ReferenceKind, ReferenceSet, ReferenceSpectrum
+    from firmware_bridge.frames import AxisUnit
 
     spectra = _decode_spectra(frames)
     now = time.time()
@@ -320,10 +320,14 @@ def _daemon_stage_fn(bundle: Any, frames: _Frames) -> tuple[Callable[[Any], Any]
     if frames.white is not None:
         refs = refs.with_spectrum(ReferenceSpectrum(ReferenceKind.WHITE, frames.white, now, 10_000))
     engine = InferenceEngine(bundle, clock=lambda: now)
-    first = engine.process(spectra[0], refs, wavelengths_nm=frames.wavelengths, now_s=now)
+    # The frames' axis is in the bundle's unit; a device states it in nm (STATUS), as the engine expects.
+    axis_nm = None
+    if frames.wavelengths is not None:
+        axis_nm = AxisUnit.from_symbol(bundle.input_contract.wavelength_unit).to_nm(frames.wavelengths)
+    first = engine.process(spectra[0], refs, wavelengths_nm=axis_nm, now_s=now)
     if not isinstance(first, Prediction):
         raise RuntimeError(f"the daemon's inference stage rejected the benchmark frame: {first}")
-    return (lambda s: engine.process(s, refs, wavelengths_nm=frames.wavelengths, now_s=now)), spectra
+    return (lambda s: engine.process(s, refs, wavelengths_nm=axis_nm, now_s=now)), spectra
 
 
 def _time_daemon_stage(bundle: Any, frames: _Frames, n: int, warmup: int) -> np.ndarray:

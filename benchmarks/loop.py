@@ -138,7 +138,8 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Any, Path, Any, dict
     rows = harness.select_rows(data, selectors) if selectors else np.arange(len(data["X"]))
     sel = ", ".join(f"{k} == {v!r}" for k, v in selectors.items()) or "all rows"
     stream = harness.stream_rows(work / "stream.npz", data, rows, [t.name for t in bundle.targets],
-                                 f"{source}, {sel} ({rows.size} rows)")
+                                 f"{source}, {sel} ({rows.size} rows)",
+                                 axis_unit=bundle.input_contract.wavelength_unit)
     sends = bundle.input_contract.frame_signal if args.signal == "auto" else args.signal
     harness.check_contract(bundle, stream, sends=sends)
     setup.update({"bundle": str(bundle_path), "model_id": bundle.model_id, "model_version": bundle.model_version,
@@ -181,7 +182,7 @@ def _replay(bundle: Any, stream: Any, *, seed: int, averages: int, frames: int,
         ctx["reference"] = np.asarray(next(f for f in start if isinstance(f, Reference)).counts, dtype=np.float64)
     spectra = [dev.stream_next()[0] for _ in range(frames)]
     counts = np.stack([np.asarray(s.counts, dtype=np.float64) for s in spectra])
-    pred = np.asarray(bundle.predict_spectra(counts, wavelengths=status.wavelengths_nm(), **ctx),
+    pred = np.asarray(bundle.predict_spectra(counts, wavelengths=status.axis_in(bundle.input_contract.wavelength_unit), **ctx),
                       dtype=np.float64).reshape(frames, -1)
     return {int(s.seq): pred[i] for i, s in enumerate(spectra)}
 

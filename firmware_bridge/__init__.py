@@ -7,6 +7,7 @@ from firmware_bridge.errors import AdapterError, BridgeError, FramingError, Prot
 from firmware_bridge.frames import (
     PROTOCOL_VERSION,
     Ack,
+    AxisUnit,
     Annotation,
     Command,
     CommandCode,
@@ -28,6 +29,7 @@ from firmware_bridge.frames import (
 __all__ = [
     "PROTOCOL_VERSION",
     "Ack",
+    "AxisUnit",
     "AdapterError",
     "Annotation",
     "BridgeError",
