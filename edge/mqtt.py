@@ -364,8 +364,11 @@ class MqttPublisher:
             return "the MQTT outbox drain thread died"
         if self._replacing_client or self._pending_switch is not None:
             return None
-        # paho 2.x keeps its loop thread in Client._thread and sets it to None when the thread ends.
-        network = getattr(self._client, "_thread", None)
+        # paho 2.x keeps its loop thread in Client._thread and sets it to None when the thread ends; a paho without
+        # that attribute cannot be watched this way (never taken for a dead thread).
+        if not hasattr(self._client, "_thread"):
+            return None
+        network = self._client._thread
         if network is None or not network.is_alive():
             return "the MQTT network thread (paho) died"
         return None
