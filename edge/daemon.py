@@ -1401,7 +1401,7 @@ class Daemon:
         if status is None:
             return
         try:
-            bundle.input_contract.check(status.pixel_count, wavelengths=self.wavelengths_nm)
+            bundle.input_contract.check(status.pixel_count, wavelengths_nm=self.wavelengths_nm)
         except EdgeError as exc:
             raise BundleError(f"the connected device does not fit this bundle: {exc}") from exc
 
