@@ -122,6 +122,18 @@ def test_every_counter_and_gauge_a_running_daemon_publishes_is_documented(
     assert metrics["drift_active"] == [a[len("drift:"):] for a in daemon.alerts.names() if a.startswith("drift:")]
 
 
+def test_every_counter_name_in_the_edge_sources_is_documented() -> None:
+    """Counters appear in ``metrics`` only once they move, so a running daemon cannot show the rare ones (a refused
+    STATUS, a rate-limited reload): every literal ``counters.incr("...")`` name in ``edge/`` must be documented."""
+    counter_patterns = _patterns(_tables(_section(DOC.read_text(encoding="utf-8"), "### `.../metrics`"))[1])
+    names = set()
+    for path in (REPO / "edge").rglob("*.py"):
+        names |= set(re.findall(r"\.incr\(\s*\"([a-z0-9_]+)\"", path.read_text(encoding="utf-8")))
+    assert len(names) > 20  # the scan finds the daemon's counters
+    undocumented = sorted(n for n in names if not any(p.match(n) for p in counter_patterns))
+    assert undocumented == [], f"counters missing from docs/mqtt.md: {undocumented}"
+
+
 def test_every_documented_payload_example_has_only_schema_fields() -> None:
     import json
 
