@@ -79,7 +79,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.errors import OutboxError
 from edge.messages import PRIORITY_OF_KIND, MessageKind, Priority, Topics, encode, status_message
-from edge.outbox import Outbox, OutboxMessage
+from edge.outbox import LOG_INTERVAL_S, LogLimiter, Outbox, OutboxMessage
 
 if TYPE_CHECKING:
     from edge.config import EdgeConfig
@@ -261,6 +261,7 @@ class MqttPublisher:
         # _publish_lock serialises "store, then maybe send live" (publish) with the drain's live phase, so the live
         # stream leaves in id order.  Live = ids above _cutoff_id, fixed at each connect; the backlog is the rest.
         self._publish_lock = threading.Lock()
+        self._refusal_logs = LogLimiter(LOG_INTERVAL_S, time.monotonic)  # one line a minute, with counts
         self._cutoff_id = 0
         self._live_ready = False  # a cutoff was fixed for the current connection
         self._live_behind = False  # a live message is waiting in the outbox: newer ones must queue behind it
@@ -503,11 +504,17 @@ class MqttPublisher:
             except OutboxError as exc:
                 self._count("outbox_errors")
                 if self._connected.is_set():
-                    log.warning("outbox refused a message (%s); sending it live without durability", exc)
+                    due = self._refusal_logs.event("sent_without_outbox")
+                    if due is not None:
+                        log.warning("outbox refused %d message(s) in the last %.0f s (last: %s); sent live without "
+                                    "durability", due[0], LOG_INTERVAL_S, exc)
                     self._count("sent_without_outbox")
                     self._send(topic, bytes(payload), q, retain, None)
                 else:
-                    log.error("outbox refused a message (%s) while disconnected: message lost", exc)
+                    due = self._refusal_logs.event("lost")
+                    if due is not None:
+                        log.error("outbox refused %d message(s) in the last %.0f s (last: %s) while disconnected: "
+                                  "lost (counter mqtt_lost_outbox_unavailable)", due[0], LOG_INTERVAL_S, exc)
                     self._count("lost_outbox_unavailable")
                 return None
             if (self._connected.is_set() and self._live_ready and not self._live_behind

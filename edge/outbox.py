@@ -68,7 +68,8 @@ from edge.messages import Priority
 if TYPE_CHECKING:
     from edge.config import OutboxConfig
 
-__all__ = ["Outbox", "OutboxMessage", "OutboxStats", "OutboxFullError", "FULL_POLICIES", "CLEAR_FRACTION"]
+__all__ = ["Outbox", "OutboxMessage", "OutboxStats", "OutboxFullError", "FULL_POLICIES", "CLEAR_FRACTION", "LogLimiter",
+           "LOG_INTERVAL_S"]
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def _is_disk_full(exc: sqlite3.Error) -> bool:
     return code == sqlite3.SQLITE_FULL if code is not None else "full" in str(exc).lower()
 
 
-class _LogLimiter:
+class LogLimiter:
     """At most one log line per kind of event and ``interval_s``; the events in between are summed into the next
     line, so a disk that stays full logs a line a minute with counts, not a line per message."""
 
@@ -229,7 +230,7 @@ class Outbox:
         self._closed = False
         #: clock of the log rate limit (tests may replace it)
         self._clock: Callable[[], float] = time.monotonic
-        self._logs = _LogLimiter(LOG_INTERVAL_S, lambda: self._clock())
+        self._logs = LogLimiter(LOG_INTERVAL_S, lambda: self._clock())
         self._wal_bound_bytes = _wal_bound_bytes(self.path.parent)
         self._reserve_path = self.path.with_name(self.path.name + "-reserve")
         self._reserve_bytes = RESERVE_WAL_BOUNDS * self._wal_bound_bytes

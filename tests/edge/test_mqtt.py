@@ -329,6 +329,33 @@ def test_live_data_flows_when_the_outbox_cannot_store(tmp_path: Path, mosquitto_
         sub.close()
 
 
+def test_messages_lost_on_a_full_outbox_while_disconnected_are_counted_and_logged_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: the publisher stays disconnected
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = make_config(tmp_path, port)
+    outbox = Outbox(cfg.outbox.path, full_policy="refuse_new")
+    pub = MqttPublisher(cfg, outbox)
+    try:
+        pages = outbox._conn.execute("PRAGMA page_count").fetchone()[0]
+        outbox._conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
+        big = prediction(7)
+        big["quality_reasons"] = ["x" * 1000] * 20  # needs new pages
+        with caplog.at_level(logging.ERROR, logger="edge.mqtt"):
+            for _ in range(200):
+                assert pub.publish_message(MessageKind.PREDICTION, big) is None
+        assert pub.stats().lost_outbox_unavailable == 200  # every loss counted
+        lines = [r for r in caplog.records if r.name == "edge.mqtt" and "lost" in r.getMessage()]
+        assert len(lines) == 1, [r.getMessage() for r in lines]  # not one line per lost message
+    finally:
+        pub.stop()
+        outbox.close()
+
+
 def _tls_broker(mosquitto_factory: Callable[..., MosquittoBroker], pki: TestPki) -> MosquittoBroker:
     return mosquitto_factory(tls=pki, require_certificate=True, passwords={"nir-01": "s3cret", "ops": "ops-pw"})
 
