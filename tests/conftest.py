@@ -18,6 +18,14 @@ settings.register_profile(
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 settings.load_profile(os.environ.get("SPECTROLITE_HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
+#: Fixtures of tests/support, for every test module (they import helpers only, never fixtures).
+pytest_plugins = [
+    "tests.support.daemon",
+    "tests.support.broker",
+    "tests.support.processes",
+    "tests.support.pty_device",
+]
+
 if TYPE_CHECKING:
     from benchmarks.harness import TrainedModel
 

@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from benchmarks.harness import TrainedModel, cache_key, config_digest
 from tests.conftest import DEMO_CONFIG, REPO_ROOT
 

@@ -21,7 +21,7 @@ import pytest
 
 from edge.bundle import Bundle, FrameContract, load_bundle
 from edge.errors import InputContractError
-from edge.inference import InferenceEngine, Prediction, RejectReason, Rejection
+from edge.inference import InferenceEngine, Prediction, Rejection, RejectReason
 from edge.preprocess import Resample
 from edge.references import ReferenceSet, ReferenceSpectrum
 from firmware_bridge.codec import decode_frame, encode
@@ -255,7 +255,7 @@ def _serve(tmp: Path, npz: Path, bundle: Path, axis_unit: str | None) -> tuple[A
     from edge.daemon import Daemon
     from firmware_bridge.simulator import PtyEndpoint, Simulator
     from firmware_bridge.transport import SerialTransport
-    from tests.edge.daemon_harness import RecordingLink, edge_config
+    from tests.support.daemon import RecordingLink, edge_config
 
     config = SimulatorConfig(dataset_path=str(npz), seed=1, shuffle=True, rate_hz=50.0, connect_delay_s=0.3,
                              axis_unit=axis_unit)  # type: ignore[arg-type]
@@ -280,9 +280,8 @@ def _serve(tmp: Path, npz: Path, bundle: Path, axis_unit: str | None) -> tuple[A
 
 
 def test_the_daemon_serves_a_cm1_device_with_a_cm1_bundle(tmp_path: Path, ftir: dict[str, Any]) -> None:
-    from tests.edge.daemon_harness import wait_for
-
     from edge.bundle import load_bundle
+    from tests.support.daemon import wait_for
 
     daemon, link, stopper = _serve(tmp_path, ftir["npz"], ftir["path"], None)
     try:
@@ -300,7 +299,7 @@ def test_the_daemon_serves_a_cm1_device_with_a_cm1_bundle(tmp_path: Path, ftir: 
 
 def test_the_daemon_refuses_a_device_announcing_the_cm1_numbers_as_nm(tmp_path: Path, ftir: dict[str, Any]) -> None:
     """What spectro-sim did before the axis unit: cm-1 values in an nm polynomial. Now every frame is refused."""
-    from tests.edge.daemon_harness import wait_for
+    from tests.support.daemon import wait_for
 
     daemon, link, stopper = _serve(tmp_path, ftir["npz"], ftir["path"], "nm")
     try:

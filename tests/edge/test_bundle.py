@@ -25,14 +25,14 @@ from edge.bundle import (
     MEMBER_LIMITS_BYTES,
     SUPPORTED_FORMAT_VERSIONS,
     Bundle,
-    GoldenVectors,
     FrameContract,
+    GoldenVectors,
     check_command,
     load_bundle,
     read_members,
 )
 from edge.errors import BundleError, EdgeError, InputContractError
-from tests.edge._bundle_factory import (
+from tests.support.bundles import (
     TinyModels,
     flip_byte,
     member_data_offsets,

@@ -255,7 +255,7 @@ def test_systemd_unit_runs_the_daemon_and_outwaits_the_flush(repo_root: Path) ->
 
 
 # ------------------------------------------------------------------------------------- spectro-edge config --validate
-from tests.edge.daemon_harness import DemoBundles, demo_bundles  # noqa: E402,F401 (fixture)
+from tests.support.daemon import DemoBundles
 
 
 def _validate(tmp_path: Path, capsys: pytest.CaptureFixture[str], *, bundle: Path, port_url: str) -> tuple[int, str]:

@@ -16,12 +16,10 @@ from edge.inference import InferenceEngine, Rejection, RejectReason
 from firmware_bridge.codec import encode
 from firmware_bridge.frames import Reference, Spectrum
 from firmware_bridge.transport import SerialTransport
-from tests.edge.daemon_harness import (  # noqa: F401 (fixtures)
+from tests.support.daemon import (
     DemoBundles,
     RecordingLink,
-    demo_bundles,
     edge_config,
-    example_bundle,
     offline_predictions,
     offline_stream,
     start_sim_thread,

@@ -28,18 +28,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.edge.daemon_harness import DemoBundles, demo_bundles, wait_for  # noqa: F401 (fixture)
-from tests.edge.mqtt_broker import MosquittoBroker, mosquitto_broker, mosquitto_factory  # noqa: F401 (fixture)
-from tests.edge.test_daemon_e2e import (  # noqa: F401 (fixtures)
-    BASE_TOPIC,
-    REPO,
-    Proc,
-    Subscriber,
-    _env,
-    procs,
-    start_sim,
-    write_config,
-)
+from tests.support.broker import MosquittoBroker
+from tests.support.daemon import DemoBundles, wait_for
+from tests.support.processes import BASE_TOPIC, REPO, Proc, Subscriber, process_env, start_sim, write_config
 
 #: Size of the hostile command message: tens of MB, far above the 4 KiB command limit.
 OVERSIZED_BYTES = 100 * 1024 * 1024
@@ -78,7 +69,7 @@ def _start(tmp: Path, bundle: Path, broker: MosquittoBroker, procs: list[Proc], 
     cfg.write_text(text.replace("[mqtt]\n", f'[mqtt]\nprotocol = "{protocol}"\n', 1), encoding="utf-8")
     log = tmp / "daemon.log"
     popen = subprocess.Popen([sys.executable, "-m", "edge.daemon", "--config", str(cfg)], cwd=REPO,
-                             env={**_env(), **(env or {})}, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+                             env={**process_env(), **(env or {})}, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
     daemon = Proc(popen, log)
     procs.append(daemon)
     return daemon

@@ -23,16 +23,9 @@ from typing import Any, Iterator
 import pytest
 
 from firmware_bridge.codec import encode
-from tests.edge.daemon_harness import DemoBundles, demo_bundles, offline_stream, wait_for  # noqa: F401 (fixture)
-from tests.edge.mqtt_broker import MosquittoBroker, mosquitto_broker  # noqa: F401 (fixture)
-from tests.edge.test_daemon_e2e import (  # noqa: F401 (fixtures)
-    Proc,
-    Subscriber,
-    procs,
-    start_daemon,
-    subscriber,
-    write_config,
-)
+from tests.support.broker import MosquittoBroker
+from tests.support.daemon import DemoBundles, offline_stream, wait_for
+from tests.support.processes import Proc, Subscriber, start_daemon, write_config
 
 #: Spectra sent in each phase of a test.
 PHASE = 20

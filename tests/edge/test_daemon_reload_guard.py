@@ -21,19 +21,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.commands import make_command
-from tests.edge.daemon_harness import DemoBundles, demo_bundles, wait_for  # noqa: F401 (fixture)
-from tests.edge.mqtt_broker import MosquittoBroker, mosquitto_broker  # noqa: F401 (fixture)
-from tests.edge.test_daemon_e2e import (  # noqa: F401 (fixtures)
-    BASE_TOPIC,
-    DEVICE,
-    Proc,
-    Subscriber,
-    procs,
-    start_daemon,
-    start_sim,
-    subscriber,
-    write_config,
-)
+from tests.support.broker import MosquittoBroker
+from tests.support.daemon import DemoBundles, wait_for
+from tests.support.processes import BASE_TOPIC, DEVICE, Proc, Subscriber, start_daemon, start_sim, write_config
 
 #: Spectrum index at which the simulator starts its provoked drift (after the detectors' warm-up).
 DRIFT_AT = 60

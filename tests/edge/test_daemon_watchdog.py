@@ -20,7 +20,7 @@ from edge.bundle import load_bundle
 from edge.daemon import Daemon
 from edge.sdnotify import SdNotifier
 from firmware_bridge.transport import SerialTransport
-from tests.edge.daemon_harness import RecordingLink, edge_config, example_bundle, wait_for  # noqa: F401 (fixture)
+from tests.support.daemon import RecordingLink, edge_config, wait_for
 
 
 class BreakableLink(RecordingLink):

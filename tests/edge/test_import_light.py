@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.edge.daemon_harness import demo_bundles, example_bundle  # noqa: F401 (fixtures)
-
 #: Top-level packages that must never be imported on the device.
 HEAVY = ("tensorflow", "keras", "tf_keras", "sklearn", "scipy")
 

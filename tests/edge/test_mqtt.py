@@ -1,6 +1,5 @@
 """Tests of edge.mqtt against a real mosquitto: delivery, outages, kill -9, status, commands, TLS and passwords."""
 
-# ruff: noqa: F811  (the broker fixtures are imported from tests.edge.mqtt_broker and used as arguments)
 
 from __future__ import annotations
 
@@ -32,13 +31,7 @@ from edge.messages import (
 )
 from edge.mqtt import MqttPublisher, build_client
 from edge.outbox import Outbox
-from tests.edge.mqtt_broker import (  # noqa: F401 - fixtures
-    MosquittoBroker,
-    TestPki,
-    make_test_pki,
-    mosquitto_broker,
-    mosquitto_factory,
-)
+from tests.support.broker import MosquittoBroker, TestPki, make_test_pki
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Deadline for something that must eventually happen (delivery, reconnection); never a speed goal.

@@ -13,7 +13,7 @@ import pytest
 
 from edge.errors import InputContractError, RuntimeLoadError
 from edge.runtime import RUNTIME_CANDIDATES, ModelRuntime, load_interpreter_class
-from tests.edge._bundle_factory import TinyModels, tiny_models
+from tests.support.bundles import TinyModels, tiny_models
 
 #: int8 and float models of the same network may differ by this many output LSBs on real test spectra
 #: (rounding of 650 quantised inputs and of every activation; measured: under 1 LSB).

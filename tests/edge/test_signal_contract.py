@@ -16,18 +16,14 @@ import re
 import subprocess
 import sys
 import threading
-import tty
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from edge.bundle import load_bundle
 from edge.daemon import Daemon
-from firmware_bridge.codec import encode as encode_frame
 from firmware_bridge.frames import SignalKind
-from firmware_bridge.transport import SerialTransport
-from tests.edge.daemon_harness import (  # noqa: F401 (fixtures)
+from tests.support.daemon import (
     CHANNELS,
     REPO,
     SAMPLES,
@@ -35,11 +31,10 @@ from tests.edge.daemon_harness import (  # noqa: F401 (fixtures)
     WAIT_S,
     DemoBundles,
     RecordingLink,
-    demo_bundles,
-    edge_config,
     offline_stream,
     wait_for,
 )
+from tests.support.pty_device import PtyDevice, serve_daemon
 
 #: Spectra each test waits for (enough to see that none of them is predicted on, few enough to be quick).
 N_SPECTRA = 40
@@ -94,15 +89,6 @@ def _start_sim(tmp: Path, *, signal: SignalKind, rate_hz: float = 100.0) -> _Sim
     return _Sim(sim, t, stop, sim.address)
 
 
-def _daemon(tmp: Path, port_url: str, bundle: Path, **sections: Any) -> tuple[Daemon, RecordingLink]:
-    cfg = edge_config(tmp, port_url=port_url, bundle_path=bundle, **sections)
-    link = RecordingLink()
-    transport = SerialTransport(port_url, read_timeout_s=0.05, reconnect_backoff_s=(0.05, 0.5))
-    daemon = Daemon(cfg, load_bundle(bundle), transport, link)
-    daemon.start()
-    return daemon, link
-
-
 def _last_status(link: RecordingLink) -> dict[str, Any]:
     return link.of_kind("status")[-1]
 
@@ -114,58 +100,10 @@ def _reload(daemon: Daemon, link: RecordingLink, path: Path, request_id: str) ->
     return next(m for m in link.of_kind("command_response") if m["request_id"] == request_id)
 
 
-class _PtyDevice:
-    """The device end of a real pty pair, written by the test frame by frame (what the device announces is the
-    test's choice); whatever the daemon sends to the device is read and decoded into :attr:`received`."""
-
-    def __init__(self) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        tty.setraw(self.master)
-        self.path = os.ttyname(self.slave)
-        self.received: list[Any] = []
-        self._stop = threading.Event()
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-
-    def _drain(self) -> None:
-        import select
-
-        from firmware_bridge.codec import FrameDecoder
-
-        decoder = FrameDecoder()
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self.master], [], [], 0.1)
-            if ready:
-                try:
-                    self.received.extend(decoder.feed(os.read(self.master, 4096)))
-                except OSError:
-                    return
-
-    def send(self, *frames: Any) -> None:
-        for frame in frames:
-            os.write(self.master, encode_frame(frame))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._reader.join(timeout=5)
-        os.close(self.master)
-        os.close(self.slave)
-
-
-@pytest.fixture
-def pty_device() -> Iterator[_PtyDevice]:
-    dev = _PtyDevice()
-    try:
-        yield dev
-    finally:
-        dev.close()
-
-
 # ---------------------------------------------------------------------------------------------------- tests
 def test_absorbance_device_and_counts_bundle_publish_no_prediction(tmp_path: Path, demo_bundles: DemoBundles) -> None:
     sim = _start_sim(tmp_path, signal=SignalKind.ABSORBANCE)
-    daemon, link = _daemon(tmp_path, sim.address, demo_bundles.v1)
+    daemon, link = serve_daemon(tmp_path, sim.address, demo_bundles.v1)
     try:
         wait_for(lambda: daemon.counters.get("frames_rejected_signal_mismatch") >= N_SPECTRA,
                  f"{N_SPECTRA} spectra rejected for their signal")
@@ -187,10 +125,10 @@ def test_absorbance_device_and_counts_bundle_publish_no_prediction(tmp_path: Pat
 
 
 def test_device_re_announcing_its_signal_clears_the_alert_and_boot_ids_tag_predictions(
-        tmp_path: Path, demo_bundles: DemoBundles, pty_device: _PtyDevice) -> None:
+        tmp_path: Path, demo_bundles: DemoBundles, pty_device: PtyDevice) -> None:
     stream = offline_stream(2 * N_SPECTRA)
     spectra = stream["spectra"]
-    daemon, link = _daemon(tmp_path, pty_device.path, demo_bundles.v1)
+    daemon, link = serve_daemon(tmp_path, pty_device.path, demo_bundles.v1)
     try:
         # A protocol v1 device: its STATUS says nothing of its signal (counts) and carries no boot id.
         v1 = dataclasses.replace(stream["status"], signal=SignalKind.COUNTS, boot_id=0)
@@ -228,9 +166,9 @@ def test_device_re_announcing_its_signal_clears_the_alert_and_boot_ids_tag_predi
 
 
 def test_before_any_status_a_device_is_taken_to_send_counts(
-        tmp_path: Path, absorbance_bundle: Path, pty_device: _PtyDevice) -> None:
+        tmp_path: Path, absorbance_bundle: Path, pty_device: PtyDevice) -> None:
     stream = offline_stream(N_SPECTRA)
-    daemon, link = _daemon(tmp_path, pty_device.path, absorbance_bundle)
+    daemon, link = serve_daemon(tmp_path, pty_device.path, absorbance_bundle)
     try:
         pty_device.send(*stream["spectra"])  # no STATUS: protocol v1 counts, not what this bundle takes
         wait_for(lambda: daemon.counters.get("frames_rejected_signal_mismatch") == N_SPECTRA,
@@ -253,7 +191,7 @@ def test_before_any_status_a_device_is_taken_to_send_counts(
 def test_reload_that_would_mismatch_is_refused_and_the_old_bundle_keeps_serving(
         tmp_path: Path, demo_bundles: DemoBundles, absorbance_bundle: Path) -> None:
     sim = _start_sim(tmp_path, signal=SignalKind.COUNTS)
-    daemon, link = _daemon(tmp_path, sim.address, demo_bundles.v1)
+    daemon, link = serve_daemon(tmp_path, sim.address, demo_bundles.v1)
     try:
         wait_for(lambda: len(link.of_kind("prediction")) >= 20, "first predictions")
         answer = _reload(daemon, link, absorbance_bundle, "r-absorbance")
@@ -279,7 +217,7 @@ def test_reload_that_would_mismatch_is_refused_and_the_old_bundle_keeps_serving(
 def test_matching_bundle_ends_a_mismatch_and_a_mismatched_one_is_refused(
         tmp_path: Path, demo_bundles: DemoBundles, absorbance_bundle: Path) -> None:
     sim = _start_sim(tmp_path, signal=SignalKind.ABSORBANCE)
-    daemon, link = _daemon(tmp_path, sim.address, demo_bundles.v1)
+    daemon, link = serve_daemon(tmp_path, sim.address, demo_bundles.v1)
     try:
         wait_for(lambda: "signal_mismatch" in _last_status(link)["alerts"], "the mismatch alert")
         refused = _reload(daemon, link, demo_bundles.v2, "r-counts")  # counts again: still a mismatch, refused
@@ -305,7 +243,7 @@ def test_spectro_sim_absorbance_end_to_end_publishes_no_prediction(
         tmp_path: Path, demo_bundles: DemoBundles, mosquitto_broker: Any, subscriber: Any, procs: list[Any]) -> None:
     """``spectro-sim --signal absorbance`` -> ``python -m edge.daemon`` with a counts bundle -> mosquitto: the
     retained status carries the alert, the metrics count the rejected spectra, and no prediction arrives."""
-    from tests.edge.test_daemon_e2e import start_daemon, start_sim, write_config
+    from tests.support.processes import start_daemon, start_sim, write_config
 
     sim, path = start_sim(tmp_path, count=0, rate_hz=50.0, extra=("--signal", "absorbance"))
     procs.append(sim)
@@ -332,6 +270,4 @@ def test_spectro_sim_absorbance_end_to_end_publishes_no_prediction(
 
 
 # The end-to-end test uses the broker, subscriber and process fixtures of the daemon's end-to-end tests.
-from tests.edge.mqtt_broker import mosquitto_broker  # noqa: E402,F401 (fixture)
-from tests.edge.test_daemon_e2e import procs, subscriber  # noqa: E402,F401 (fixtures)
 

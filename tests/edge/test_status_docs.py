@@ -16,14 +16,8 @@ from edge.bundle import load_bundle
 from edge.daemon import Daemon, MqttLink
 from edge.messages import SCHEMAS
 from firmware_bridge.transport import SerialTransport
-from tests.edge.daemon_harness import (  # noqa: F401 (fixtures)
-    DemoBundles,
-    demo_bundles,
-    edge_config,
-    start_sim_thread,
-    wait_for,
-)
-from tests.edge.mqtt_broker import MosquittoBroker, mosquitto_broker  # noqa: F401 (fixture)
+from tests.support.broker import MosquittoBroker
+from tests.support.daemon import DemoBundles, edge_config, start_sim_thread, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "mqtt.md"

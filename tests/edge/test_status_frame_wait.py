@@ -14,16 +14,16 @@ import pytest
 
 import edge.daemon
 from firmware_bridge.frames import Hello
-from tests.edge.daemon_harness import DemoBundles, demo_bundles, offline_stream, wait_for  # noqa: F401 (fixture)
-from tests.edge.test_signal_contract import _daemon, _PtyDevice, pty_device  # noqa: F401 (fixture)
+from tests.support.daemon import DemoBundles, offline_stream, wait_for
+from tests.support.pty_device import PtyDevice, serve_daemon
 
 N_SPECTRA = 30
 
 
 def test_spectra_before_the_status_wait_for_it_and_are_all_predicted(
-        tmp_path: Path, demo_bundles: DemoBundles, pty_device: _PtyDevice) -> None:
+        tmp_path: Path, demo_bundles: DemoBundles, pty_device: PtyDevice) -> None:
     stream = offline_stream(N_SPECTRA)
-    daemon, link = _daemon(tmp_path, pty_device.path, demo_bundles.v1)
+    daemon, link = serve_daemon(tmp_path, pty_device.path, demo_bundles.v1)
     try:
         assert daemon.engine.needs_device_axis
         pty_device.send(stream["dark"], stream["white"], *stream["spectra"])  # mid-stream: no STATUS
@@ -39,10 +39,10 @@ def test_spectra_before_the_status_wait_for_it_and_are_all_predicted(
 
 
 def test_spectra_are_rejected_and_counted_when_no_status_comes(
-        tmp_path: Path, demo_bundles: DemoBundles, pty_device: _PtyDevice, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, demo_bundles: DemoBundles, pty_device: PtyDevice, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(edge.daemon, "STATUS_WAIT_S", 0.5)
     stream = offline_stream(5)
-    daemon, link = _daemon(tmp_path, pty_device.path, demo_bundles.v1)
+    daemon, link = serve_daemon(tmp_path, pty_device.path, demo_bundles.v1)
     try:
         pty_device.send(stream["dark"], stream["white"], *stream["spectra"])
         wait_for(lambda: daemon.counters.get("frames_rejected_input_contract") == 5, "the spectra rejected")

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.bundle import load_bundle
-from tests.edge.daemon_harness import DemoBundles, demo_bundles, offline_stream, wait_for  # noqa: F401 (fixture)
-from tests.edge.test_signal_contract import _daemon, _PtyDevice, pty_device  # noqa: F401 (fixture)
+from tests.support.daemon import DemoBundles, offline_stream, wait_for
+from tests.support.pty_device import PtyDevice, serve_daemon
 
 #: The target whose predictions are pushed up, and the share of the samples with its highest values that does it.
 TARGET_INDEX = 0
@@ -28,7 +28,7 @@ BOOT_ID = 0x5EED
 
 
 def test_high_predictions_raise_the_prediction_drift_alert_and_it_clears(
-        tmp_path: Path, demo_bundles: DemoBundles, pty_device: _PtyDevice) -> None:
+        tmp_path: Path, demo_bundles: DemoBundles, pty_device: PtyDevice) -> None:
     bundle = load_bundle(demo_bundles.v1)
     stats = bundle.training_stats
     assert stats is not None, "a trainer-built bundle carries its training targets' statistics"
@@ -43,7 +43,7 @@ def test_high_predictions_raise_the_prediction_drift_alert_and_it_clears(
     spectra = [dataclasses.replace(s, seq=100 + i) for i, s in enumerate(order)]  # a device numbers them in order
     first_high, first_after = spectra[N_BEFORE].seq, spectra[N_BEFORE + len(raised_part)].seq
 
-    daemon, link = _daemon(tmp_path, pty_device.path, demo_bundles.v1, queues={"frames_max": 4096})
+    daemon, link = serve_daemon(tmp_path, pty_device.path, demo_bundles.v1, queues={"frames_max": 4096})
     try:
         status = dataclasses.replace(stream["status"], boot_id=BOOT_ID)
         pty_device.send(status, stream["dark"], stream["white"])

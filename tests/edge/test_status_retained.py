@@ -21,9 +21,9 @@ from edge.config import parse_config
 from edge.messages import decode, encode, status_message
 from edge.mqtt import MqttPublisher
 from edge.outbox import Outbox
-from tests.edge.daemon_harness import DemoBundles, demo_bundles, wait_for  # noqa: F401 (fixture)
-from tests.edge.mqtt_broker import MosquittoBroker, mosquitto_broker  # noqa: F401 (fixture)
-from tests.edge.test_daemon_e2e import BASE_TOPIC, procs, start_daemon, start_sim, subscriber, write_config  # noqa: F401
+from tests.support.broker import MosquittoBroker
+from tests.support.daemon import DemoBundles, wait_for
+from tests.support.processes import BASE_TOPIC, start_daemon, start_sim, write_config
 
 #: Deadline of one read of a retained message (a failure to arrive, not a speed goal).
 RETAINED_WAIT_S = 10.0

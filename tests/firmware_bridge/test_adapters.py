@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from firmware_bridge.adapters import AS7265X_WAVELENGTHS_NM, AS7265xAdapter, C12880Adapter
 from firmware_bridge.adapters.as7265x import AS7265X_CHANNEL_NM, AS7265X_CHANNEL_ORDER
 from firmware_bridge.adapters.c12880 import MAX_LINE_BYTES
-from firmware_bridge.errors import AdapterError, BridgeError
 from firmware_bridge.codec import decode_frame, encode
+from firmware_bridge.errors import AdapterError, BridgeError
 from firmware_bridge.frames import Ack, Command, CommandCode, Nack, NackCode, SignalKind, Spectrum, SpectrumFlags
 
 DIALECTS = Path(__file__).resolve().parents[1] / "data" / "dialects"

@@ -29,14 +29,11 @@ from edge.references import ReferenceSet, ReferenceSpectrum
 from firmware_bridge.codec import encode
 from firmware_bridge.frames import Dark, Spectrum
 from firmware_bridge.transport import SerialTransport
-from tests.edge._bundle_factory import read_zip, rehash_manifest, write_zip
-from tests.edge.daemon_harness import (  # noqa: F401 (fixtures)
-    CHANNELS,
+from tests.support.bundles import read_zip, rehash_manifest, write_zip
+from tests.support.daemon import (
     DemoBundles,
     RecordingLink,
-    demo_bundles,
     edge_config,
-    example_bundle,
     offline_stream,
     start_sim_thread,
     wait_for,

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.edge.daemon_harness import DemoBundles, demo_bundles, wait_for  # noqa: F401 (fixture)
-from tests.edge.mqtt_broker import MosquittoBroker, mosquitto_factory  # noqa: F401 (fixture)
-from tests.edge.test_daemon_e2e import Proc, Subscriber, start_daemon, start_sim
-from tests.edge.test_daemon_e2e import write_config as e2e_write_config
+from tests.support.broker import MosquittoBroker
+from tests.support.daemon import DemoBundles, wait_for
+from tests.support.processes import Proc, Subscriber, start_daemon, start_sim
+from tests.support.processes import write_config as e2e_write_config
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 

@@ -14,7 +14,7 @@ import pytest
 
 from edge.bundle import FORMAT_VERSION, load_bundle
 from edge.errors import BundleError
-from tests.edge._bundle_factory import (
+from tests.support.bundles import (
     DARK_COUNTS,
     FIXED_LIBS,
     FIXED_UTC,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge.runtime import ModelRuntime
-from tests.edge._bundle_factory import SEED, TinyModels, tiny_models
+from tests.support.bundles import SEED, TinyModels, tiny_models
 from trainer.errors import TrainerError
 from trainer.quantize import MIN_REPRESENTATIVE_SAMPLES, QuantizeError, convert_int8
 

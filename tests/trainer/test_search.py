@@ -296,6 +296,24 @@ def test_seed_spread_gets_only_the_seeds_that_fit_in_the_budget(tmp_path: Path,
     assert "did not fit" in res.seed_spread["note"]
 
 
+def test_a_recipe_that_cannot_train_fails_its_trial_not_the_search(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainer.search as search
+
+    calls: list[dict[str, Any]] = []
+    good = _fake_cv(calls)
+
+    def cv(recipe: dict[str, Any], inputs: Any, **kw: Any) -> np.ndarray:
+        if not recipe.get("configured"):
+            raise RuntimeError("out of memory")  # what TensorFlow may raise for a sampled recipe
+        return good(recipe, inputs, **kw)
+
+    monkeypatch.setattr(search, "cv_predictions", cv)
+    res = search.run_search(_cfg("[search]\ntrials = 3\nfolds = 3\nspread_seeds = 1\n"), _inputs(), tmp_path)
+    assert res.trials_run == 3 and res.trials_failed == 2 and res.best_trial == 0
+    assert [t["state"] for t in res.trial_log] == ["complete", "fail", "fail"]
+
+
 def test_study_name_follows_config_and_data() -> None:
     from trainer.search import study_name_for
 

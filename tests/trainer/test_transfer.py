@@ -212,14 +212,14 @@ def test_tablets_pls_instrument2_rmsep_improves(tablets: dict[str, np.ndarray]) 
 @pytest.fixture(scope="module")
 def tiny(datasets_dir: Path):
     pytest.importorskip("tensorflow")
-    from tests.edge._bundle_factory import tiny_models
+    from tests.support.bundles import tiny_models
 
     return tiny_models(datasets_dir)
 
 
 @pytest.mark.slow
 def test_transferred_bundle_passes_self_test(tiny, tablets: dict[str, np.ndarray], tmp_path: Path) -> None:
-    from tests.edge._bundle_factory import write_regression_bundle
+    from tests.support.bundles import write_regression_bundle
 
     master = write_regression_bundle(tiny, tmp_path / "master.spectrolite")
     X = tablets["X"].astype(np.float64)
@@ -263,7 +263,7 @@ def test_finetune_cnn_moves_towards_instrument2(tiny, tablets: dict[str, np.ndar
 
 @pytest.mark.slow
 def test_transfer_command_writes_slave_bundle(tiny, datasets_dir: Path, tmp_path: Path, capsys) -> None:
-    from tests.edge._bundle_factory import write_regression_bundle
+    from tests.support.bundles import write_regression_bundle
     from trainer.cli import main as train_main
 
     master = write_regression_bundle(tiny, tmp_path / "master.spectrolite")
@@ -290,7 +290,7 @@ def test_transfer_rows_for_run(tiny, tablets: dict[str, np.ndarray], tmp_path: P
     """The accuracy benchmark's rows: PLS, int8 bundle through the edge runtime, and int8 fine-tuning."""
     from sklearn.cross_decomposition import PLSRegression
 
-    from tests.edge._bundle_factory import write_regression_bundle
+    from tests.support.bundles import write_regression_bundle
 
     X = tablets["X"].astype(np.float64)
     y = tablets["y"][:, list(tablets["target_names"]).index("assay_mg")].astype(np.float64)
@@ -318,12 +318,7 @@ def test_transfer_rows_for_run(tiny, tablets: dict[str, np.ndarray], tmp_path: P
 @pytest.mark.slow
 def test_transfer_bundle_of_a_counts_pipeline(tiny, tablets: dict[str, np.ndarray], tmp_path: Path) -> None:
     """Frames carry counts: the transfer step sits after the counts conversion, on absorbance."""
-    from tests.edge._bundle_factory import (
-        DARK_COUNTS,
-        WHITE_COUNTS,
-        absorbance_to_counts,
-        write_regression_bundle,
-    )
+    from tests.support.bundles import DARK_COUNTS, WHITE_COUNTS, absorbance_to_counts, write_regression_bundle
     from trainer.bundle import make_input_contract
 
     dark, white = np.full(650, DARK_COUNTS), np.full(650, WHITE_COUNTS)

@@ -1,8 +1,9 @@
 """A real ``mosquitto`` broker for tests: start/stop/kill/restart on a free port, with optional TLS, passwords, ACL.
 
-Importable helper plus pytest fixtures, for any test that needs a broker::
+Importable helper plus pytest fixtures (``mosquitto_broker``, ``mosquitto_factory``, registered for every test through
+``pytest_plugins`` in tests/conftest.py), for any test that needs a broker::
 
-    from tests.edge.mqtt_broker import MosquittoBroker, make_test_pki, mosquitto_broker  # noqa: F401 (fixture)
+    from tests.support.broker import MosquittoBroker, make_test_pki
 
     def test_x(mosquitto_broker):                 # plain listener on 127.0.0.1:<free port>, persistence on
         port = mosquitto_broker.port

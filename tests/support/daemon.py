@@ -2,9 +2,8 @@
 session fixture ``demo_model`` of tests/conftest.py, a child process), a recording MQTT link, a simulator on a real
 pty in a thread, and the offline replay of the simulator's frames.
 
-Import the fixtures explicitly in a test module::
-
-    from tests.edge.daemon_harness import demo_bundles  # noqa: F401 (fixture)
+Its fixtures (``demo_bundles``, ``example_bundle``) reach every test through ``pytest_plugins`` in
+tests/conftest.py; import only the helpers.
 """
 
 from __future__ import annotations

@@ -1,0 +1,185 @@
+"""Real processes for end-to-end tests: ``spectro-sim`` and the daemon as subprocesses, their edge config, and a
+paho subscriber recording what the broker delivers (fixtures ``procs`` and ``subscriber``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.support.broker import MosquittoBroker
+from tests.support.daemon import CHANNELS, REPO, SAMPLES, SEED, wait_for
+
+DEVICE = {"site": "plant-a", "line": "line-1", "device_id": "sim-01"}
+BASE_TOPIC = "spectrolite/plant-a/line-1/sim-01"
+
+
+def process_env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-6000:]
+        except OSError:
+            return ""
+
+    def end(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
+        if self.popen.poll() is None:
+            if sig != signal.SIGKILL:
+                self.popen.send_signal(signal.SIGCONT)  # a paused process could not handle sig
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+        return int(self.popen.returncode)
+
+
+def start_sim(tmp: Path, *, count: int, rate_hz: float, extra: tuple[str, ...] = ()) -> tuple[Proc, str]:
+    log = tmp / "sim.log"
+    cmd = [sys.executable, "-m", "firmware_bridge.cli", "--pty", "--link", str(tmp / "spectrometer"),
+           "--seed", str(SEED), "--synthetic-samples", str(SAMPLES), "--synthetic-channels", str(CHANNELS),
+           "--rate", str(rate_hz), "--count", str(count), "-v", *extra]
+    popen = subprocess.Popen(cmd, cwd=REPO, env=process_env(), stdout=subprocess.PIPE, stderr=open(log, "wb"))
+    assert popen.stdout is not None
+    line = popen.stdout.readline().decode().strip()
+    assert line, f"spectro-sim printed no device path:\n{log.read_text(errors='replace')}"
+    return Proc(popen, log), line
+
+
+def write_config(tmp: Path, *, port_url: str, bundle: Path, mqtt_port: int, drain_rate: float = 200.0,
+                 name: str = "edge.toml", outbox: str = "", flush_timeout_s: float = 10.0) -> Path:
+    """A daemon config on ``port_url`` and a local broker; ``outbox`` adds lines to the ``[outbox]`` table."""
+    path = tmp / name
+    (tmp / "state").mkdir(exist_ok=True)
+    path.write_text(
+        f"""
+log_level = "INFO"
+[device]
+site = "{DEVICE['site']}"
+line = "{DEVICE['line']}"
+device_id = "{DEVICE['device_id']}"
+[serial]
+port_url = "{port_url}"
+read_timeout_s = 0.05
+reconnect_min_delay_s = 0.05
+reconnect_max_delay_s = 0.5
+[bundle]
+path = "{bundle}"
+watch = false
+[mqtt]
+host = "127.0.0.1"
+port = {mqtt_port}
+reconnect_min_delay_s = 1
+reconnect_max_delay_s = 2
+[outbox]
+path = "{tmp / 'state' / 'outbox.sqlite'}"
+drain_rate_msgs_per_s = {drain_rate}
+flush_timeout_s = {flush_timeout_s}
+{outbox}
+[metrics]
+period_s = 1.0
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def start_daemon(tmp: Path, config: Path, n: int = 0) -> Proc:
+    """The daemon as production starts it: ``spectro-edge run --config`` (the systemd unit's command line)."""
+    log = tmp / f"daemon-{n}.log"
+    popen = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)], cwd=REPO,
+                             env=process_env(), stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+    return Proc(popen, log)
+
+
+# ------------------------------------------------------------------------------------------------ subscriber
+@dataclass
+class Subscriber:
+    """A paho client with a persistent session collecting everything under the device's topics."""
+
+    port: int
+    client_id: str = "e2e-subscriber"
+    predictions: dict[int, dict[str, Any]] = field(default_factory=dict)
+    duplicates: int = 0
+    received: int = 0
+    other: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False)
+        c.on_connect = lambda cl, ud, fl, rc, pr=None: cl.subscribe(f"{BASE_TOPIC}/#", qos=1)
+        c.on_message = self._on_message
+        c.reconnect_delay_set(0.2, 1.0)
+        c.connect_async("127.0.0.1", self.port, keepalive=10)
+        c.loop_start()
+        self.client = c
+
+    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        body = json.loads(msg.payload.decode())
+        with self.lock:
+            if msg.topic.endswith("/prediction"):
+                self.received += 1
+                if body["seq"] in self.predictions:
+                    self.duplicates += 1
+                else:
+                    self.predictions[body["seq"]] = body
+            else:
+                self.other.append((msg.topic, body))
+
+    def kind(self, suffix: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [b for t, b in self.other if t.endswith(suffix)]
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.predictions)
+
+    def max_seq(self) -> int:
+        with self.lock:
+            return max(self.predictions, default=-1)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def subscriber(mosquitto_broker: MosquittoBroker) -> Iterator[Subscriber]:
+    sub = Subscriber(mosquitto_broker.port)
+    wait_for(lambda: sub.client.is_connected(), "the subscriber to connect")
+    try:
+        yield sub
+    finally:
+        sub.close()
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    """Every process a test starts; all ended at teardown (SIGTERM, then SIGKILL)."""
+    started: list[Proc] = []
+    try:
+        yield started
+    finally:
+        for p in reversed(started):
+            p.end(signal.SIGTERM, timeout_s=15)
