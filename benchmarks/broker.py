@@ -1,6 +1,6 @@
 """A throw-away ``mosquitto`` broker for benchmarks: started on a free local port, stopped and cleaned up after.
 
-The test suite has a richer helper (``tests/edge/mqtt_broker.py``: TLS, passwords, restarts) built on pytest; the
+The test suite has a richer helper (``tests/support/broker.py``: TLS, passwords, restarts) built on pytest; the
 benchmarks must run from an installed package without the tests, so this is the few lines they need.
 """
 
