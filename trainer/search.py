@@ -404,7 +404,10 @@ def run_search(
     if not any(t.user_attrs.get(_CONFIGURED) for t in study.trials):
         study.enqueue_trial({}, user_attrs={_CONFIGURED: True})
 
-    best_duration = [0.0]
+    try:  # a continued study: the best trial so far sets the seed-spread reserve until this run beats it
+        best_duration = [float(study.best_trial.user_attrs.get("seconds", 0.0))]
+    except ValueError:
+        best_duration = [0.0]
     reserve_runs = (sc.spread_seeds - 1) if spread else 0
 
     def remaining_s() -> float:
@@ -477,7 +480,8 @@ def run_search(
             st.stop()
 
     study.optimize(objective, n_trials=sc.trials, timeout=max(1.0, budget_s), callbacks=[callback],
-                   catch=(ValueError, TrainConfigError), gc_after_trial=True)
+                   # A sampled recipe that cannot train fails its trial (Optuna logs why), not the search.
+                   catch=(Exception,), gc_after_trial=True)
 
     complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
                 if t.value is not None and math.isfinite(t.value) and "recipe" in t.user_attrs]
