@@ -14,9 +14,12 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from edge.errors import EdgeError
+
+if TYPE_CHECKING:
+    from edge.config import EdgeConfig
 
 log = logging.getLogger("spectro-edge")
 
@@ -87,12 +90,13 @@ def validate_command(path: str, *, show_config: bool = False, check_device: bool
     from edge.config import load_config
 
     checks: list[Check] = []
+    config: EdgeConfig | None = None
     try:
-        config = load_config(path)
+        loaded = load_config(path)
     except EdgeError as exc:
         checks.append(Check("config", False, str(exc)))
-        config = None
     else:
+        config = loaded
         d = config.device
         checks.append(Check("config", True, f"{path}: device {d.site}/{d.line}/{d.device_id}, broker "
                             f"{config.mqtt.host}:{config.mqtt.port}"))

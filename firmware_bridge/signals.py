@@ -30,7 +30,7 @@ def _ignore(signum: int, _frame: FrameType | None) -> None:
 
 
 @contextmanager
-def events_on_signals(events: Mapping[int, threading.Event]) -> Iterator[None]:
+def events_on_signals(events: Mapping[signal.Signals, threading.Event]) -> Iterator[None]:
     """Within the block, each signal in ``events`` sets its event; handlers and wakeup fd are restored afterwards.
 
     Outside the main thread (where Python cannot install handlers) this does nothing, so callers that run in a

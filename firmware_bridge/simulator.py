@@ -353,10 +353,12 @@ def _axis_unit(value: object) -> AxisUnit:
     try:
         if isinstance(value, str):
             return AxisUnit.from_symbol(value)
-        return AxisUnit(value)
+        if isinstance(value, int):
+            return AxisUnit(value)
     except (ValueError, TypeError):
-        known = ", ".join(f"{u.symbol!r}" for u in AxisUnit)
-        raise SimulatorError(f"expected an axis unit of {known}, got {value!r}") from None
+        pass
+    known = ", ".join(f"{u.symbol!r}" for u in AxisUnit)
+    raise SimulatorError(f"expected an axis unit of {known}, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------------------------- dataset
@@ -774,7 +776,9 @@ class VirtualSpectrometer:
             coeffs[0] += faults.recalibrate_shift_nm
             self.axis_coeffs = tuple(coeffs)
             _LOG.info(
-                "firmware event: axis calibration shifted by %.2f %s", faults.recalibrate_shift_nm, self.axis_unit.symbol
+                "firmware event: axis calibration shifted by %.2f %s",
+                faults.recalibrate_shift_nm,
+                self.axis_unit.symbol,
             )
             out.append(self.status())
         return out
