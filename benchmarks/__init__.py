@@ -1,1 +1,4 @@
-"""benchmarks: latency and throughput profiling of spectrolite, per stage; every command prints figures and writes JSON."""
+"""benchmarks: latency and throughput profiling of spectrolite, per stage.
+
+Every command prints figures and writes JSON.
+"""

@@ -1,5 +1,5 @@
-"""``spectro-bench demo`` (what ``make demo`` runs): train the demo model, run the whole loop on one machine, then a summary; exit 0 only if
-the loop worked.
+"""``spectro-bench demo`` (what ``make demo`` runs): train the demo model, run the whole loop on one machine, then a
+summary; exit 0 only if the loop worked.
 
 What runs (every process is started here and stopped here, whatever happens), through the one harness the
 benchmarks and the tests use (:mod:`benchmarks.harness`):
@@ -128,7 +128,8 @@ def _positive(text: str) -> float:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The demo's options (``spectro-bench demo --help``)."""
-    p.add_argument("--frames", type=_at_least_one, default=300, help="spectra the simulator streams (default %(default)s)")
+    p.add_argument("--frames", type=_at_least_one, default=300,
+                   help="spectra the simulator streams (default %(default)s)")
     p.add_argument("--rate", type=_positive, default=50.0, help="spectra per second (default %(default)s)")
     p.add_argument("--drift-at", type=int, help="spectrum index of the provoked drift (default: halfway; -1: none)")
     p.add_argument("--drift-kind", default="band", help="band, baseline, shift or lamp (default %(default)s)")

@@ -24,13 +24,15 @@ References, on the same preprocessed features in the same run: the int8 ``.tflit
 float32 ``.tflite``, the pruned int8 ``.tflite``, the Keras model called per frame (``model(x, training=False)``,
 and ``model.predict`` on a shorter run because that is how many people call it), and the PLS baseline as a numpy
 affine map (alone, and with its own preprocessing). ``speedup_vs_keras`` is the p50 of the per-frame Keras call
-(timed on at most ``--keras-frames`` frames) divided by the p50 of ``compute``. Interpreter threads 1..N are timed on ``invoke`` and ``predict``.
+(timed on at most ``--keras-frames`` frames) divided by the p50 of ``compute``. Interpreter threads 1..N are timed on
+``invoke`` and ``predict``.
 
 Without ``--bundle``, the tablets protocol (``examples/tablets_assay.toml``) is trained once with the trainer's code
 (:mod:`benchmarks.artifacts`, cached) and its int8 model is benchmarked behind a counts pipeline, on raw frames made
-from the real IDRC 2002 tablet spectra. ``--synthetic`` uses the demo model (``spectro-train fit examples/demo.toml``, cached) instead (256 synthetic
-channels, seconds). With ``--bundle``, frames come from ``--dataset`` when its channel count matches, else from the
-bundle's golden vectors; references are looked for next to the bundle by the names of :mod:`benchmarks.artifacts`.
+from the real IDRC 2002 tablet spectra. ``--synthetic`` uses the demo model (``spectro-train fit examples/demo.toml``,
+cached) instead (256 synthetic channels, seconds). With ``--bundle``, frames come from ``--dataset`` when its channel
+count matches, else from the bundle's golden vectors; references are looked for next to the bundle by the names of
+:mod:`benchmarks.artifacts`.
 
 TensorFlow is imported only for the Keras reference, after the edge stages were timed and the edge-only peak
 RSS was read, so ``peak_rss_mb_edge`` is what a device running the daemon's stages pays.
@@ -57,8 +59,8 @@ from benchmarks.results import (
     markdown_table,
     peak_rss_mb,
     percentiles_us,
-    system_load,
     publish,
+    system_load,
 )
 from firmware_bridge.frames import Spectrum
 
@@ -622,7 +624,8 @@ def render(result: dict[str, Any]) -> str:
          f"{result['compute_cpu']['p50_us']:.1f} / {result['compute_cpu']['p99_us']:.1f}"],
         [f"goal compute p99 <= {g['compute_p99_us_max']:g} us", "met" if g["compute_met"] else "NOT met"],
         ["Keras per-frame call p50 (us)", result["keras_per_frame_p50_us"]],
-        ["speedup vs Keras (p50/p50)", sp if sp is not None else f"not measured: {result.get('speedup_vs_keras_reason')}"],
+        ["speedup vs Keras (p50/p50)",
+         sp if sp is not None else f"not measured: {result.get('speedup_vs_keras_reason')}"],
         [f"goal speedup >= {g['speedup_vs_keras_min']:g}",
          "n/a" if g["speedup_met"] is None else ("met" if g["speedup_met"] else "NOT met")],
         *([[f"daemon stage CPU time p50, back to back / {pc['pause_ms']:g} ms apart (us)",

@@ -182,7 +182,8 @@ def _replay(bundle: Any, stream: Any, *, seed: int, averages: int, frames: int,
         ctx["reference"] = np.asarray(next(f for f in start if isinstance(f, Reference)).counts, dtype=np.float64)
     spectra = [dev.stream_next()[0] for _ in range(frames)]
     counts = np.stack([np.asarray(s.counts, dtype=np.float64) for s in spectra])
-    pred = np.asarray(bundle.predict_spectra(counts, wavelengths=status.axis_in(bundle.input_contract.wavelength_unit), **ctx),
+    wavelengths = status.axis_in(bundle.input_contract.wavelength_unit)
+    pred = np.asarray(bundle.predict_spectra(counts, wavelengths=wavelengths, **ctx),
                       dtype=np.float64).reshape(frames, -1)
     return {int(s.seq): pred[i] for i, s in enumerate(spectra)}
 

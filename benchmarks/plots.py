@@ -161,7 +161,8 @@ def plot_loop(result: Mapping[str, Any], path: str | Path) -> Path | None:
         ax.grid(alpha=0.3)
     s = result.get("setup", {})
     fig.suptitle(f"{s.get('model_id', '')} {s.get('model_version', '')}: {result.get('predictions')} predictions "
-                 f"through the loop, lost {result.get('lost')}, OOD alarms {_fmt(result.get('ood_alarm_rate'), pct=True)}",
+                 f"through the loop, lost {result.get('lost')}, "
+                 f"OOD alarms {_fmt(result.get('ood_alarm_rate'), pct=True)}",
                  fontsize=9)
     fig.tight_layout()
     out = Path(path)

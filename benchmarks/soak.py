@@ -21,8 +21,9 @@ JSON keys: ``frames`` (spectra sent), ``predictions`` (unique, deduplicated by `
 (``frames - predictions``), ``lost_on_wire`` (frames the daemon counted as lost to sequence gaps or rejected, from
 its last metrics message: bit flips destroy frames by design), ``lost_unexplained`` (``lost - lost_on_wire``),
 ``daemon_predictions`` and ``lost_after_daemon`` (predictions the daemon made that the subscriber did not see: the
-bench broker has no persistence, so a broker restart drops what arrives before the subscriber is back), ``rss_growth_mb``, ``fd_growth``, ``thread_growth``, ``outbox_left`` (rows in the outbox after the
-daemon's clean stop, must be 0), ``fps``, ``seconds``, ``broker_restarts``, ``samples``.
+bench broker has no persistence, so a broker restart drops what arrives before the subscriber is back),
+``rss_growth_mb``, ``fd_growth``, ``thread_growth``, ``outbox_left`` (rows in the outbox after the daemon's clean
+stop, must be 0), ``fps``, ``seconds``, ``broker_restarts``, ``samples``.
 """
 
 from __future__ import annotations
@@ -290,13 +291,14 @@ def run(args: argparse.Namespace) -> int:
             ("  of which after the daemon", r["lost_after_daemon"]),
             ("rss growth after warm-up (MB)", r["rss_growth_mb"]), ("fd growth", r["fd_growth"]),
             ("thread growth", r["thread_growth"]), ("outbox left", r["outbox_left"]),
-            ("broker restarts", r["broker_restarts"]), ("stalled", r["stalled"]), ("frames/s", r["fps"]), ("seconds", r["seconds"])]
+            ("broker restarts", r["broker_restarts"]), ("stalled", r["stalled"]), ("frames/s", r["fps"]),
+            ("seconds", r["seconds"])]
     for name, value in rows:
         print(f"{name:<32} {value}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         out = {k: v for k, v in r.items() if k != "workdir"}
         args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    ok = (not r["stalled"] and r["lost_unexplained"] <= 0 and r["rss_growth_mb"] <= GOAL_RSS_GROWTH_MB and r["fd_growth"] <= 0
-          and r["thread_growth"] <= 0 and r["outbox_left"] == 0)
+    ok = (not r["stalled"] and r["lost_unexplained"] <= 0 and r["rss_growth_mb"] <= GOAL_RSS_GROWTH_MB
+          and r["fd_growth"] <= 0 and r["thread_growth"] <= 0 and r["outbox_left"] == 0)
     return 0 if ok else 1

@@ -55,8 +55,8 @@ from benchmarks.results import (
     host_facts,
     jsonable,
     markdown_table,
-    system_load,
     publish,
+    system_load,
 )
 
 log = logging.getLogger(__name__)

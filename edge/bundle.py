@@ -474,7 +474,9 @@ def read_members(path: str | Path) -> tuple[dict[str, bytes], str]:
             if info.flag_bits & 0x1:
                 raise BundleError(f"member {name}: is encrypted")
             if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                raise BundleError(f"member {name}: expected stored or deflated, got compression method {info.compress_type}")
+                raise BundleError(
+                    f"member {name}: expected stored or deflated, got compression method {info.compress_type}"
+                )
             if info.file_size > limit:
                 raise BundleError(f"member {name}: {info.file_size} bytes exceeds the limit of {limit} bytes")
             try:
@@ -567,7 +569,10 @@ def validate_manifest(manifest: Any) -> None:
         if "training" in t:
             _expect(task == "regression", f"targets[{i}].training is only allowed for regression")
             TargetStats.from_dict(t["training"], f"targets[{i}].training")
-        _expect(isinstance(t.get("name"), str) and bool(t.get("name")), f"expected targets[{i}].name, got {t.get('name')!r}")
+        _expect(
+            isinstance(t.get("name"), str) and bool(t.get("name")),
+            f"expected targets[{i}].name, got {t.get('name')!r}",
+        )
         _expect(isinstance(t.get("unit"), str), f"expected targets[{i}].unit to be a string, got {t.get('unit')!r}")
         labels = t.get("labels")
         if task == "classification":
@@ -598,14 +603,23 @@ def validate_manifest(manifest: Any) -> None:
     _expect(set(contract) == want, f"expected input_contract fields {sorted(want)}, got {sorted(contract)}")
     for key in ("pixel_count_min", "pixel_count_max"):
         v = contract[key]
-        _expect(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"expected input_contract.{key} >= 1, got {v!r}")
+        _expect(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+            f"expected input_contract.{key} >= 1, got {v!r}",
+        )
     _expect(
         contract["pixel_count_min"] <= contract["pixel_count_max"],
         "expected input_contract.pixel_count_min <= pixel_count_max",
     )
     for key in ("wavelength_min", "wavelength_max"):
-        _expect(_is_number(contract[key]), f"expected input_contract.{key} to be a finite number, got {contract[key]!r}")
-    _expect(contract["wavelength_min"] < contract["wavelength_max"], "expected input_contract.wavelength_min < wavelength_max")
+        _expect(
+            _is_number(contract[key]),
+            f"expected input_contract.{key} to be a finite number, got {contract[key]!r}",
+        )
+    _expect(
+        contract["wavelength_min"] < contract["wavelength_max"],
+        "expected input_contract.wavelength_min < wavelength_max",
+    )
     fmts = contract["pixel_formats"]
     _expect(
         isinstance(fmts, list) and len(fmts) >= 1 and all(f in PIXEL_FORMATS for f in fmts),
@@ -631,7 +645,10 @@ def validate_manifest(manifest: Any) -> None:
         _expect(all(x != 0 for x in ot["scale"]), "expected non-zero output_transform.scale values")
 
     sha = manifest["training_data_sha256"]
-    _expect(isinstance(sha, str) and bool(_SHA_RE.match(sha)), f"expected training_data_sha256 as 64 hex digits, got {sha!r}")
+    _expect(
+        isinstance(sha, str) and bool(_SHA_RE.match(sha)),
+        f"expected training_data_sha256 as 64 hex digits, got {sha!r}",
+    )
     libs = manifest["library_versions"]
     _expect(
         isinstance(libs, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in libs.items()),
@@ -645,7 +662,10 @@ def validate_manifest(manifest: Any) -> None:
     gkeys = set(DEFAULT_GOLDEN_TOLERANCE) | {"count"}
     _expect(set(golden) == gkeys, f"expected golden fields {sorted(gkeys)}, got {sorted(golden)}")
     count = golden["count"]
-    _expect(isinstance(count, int) and not isinstance(count, bool) and count >= 1, f"expected golden.count >= 1, got {count!r}")
+    _expect(
+        isinstance(count, int) and not isinstance(count, bool) and count >= 1,
+        f"expected golden.count >= 1, got {count!r}",
+    )
     GoldenTolerance.from_dict(golden)
 
     members = manifest["members"]
@@ -664,7 +684,10 @@ def validate_manifest(manifest: Any) -> None:
             f"expected members[{name!r}].sha256 as 64 hex digits",
         )
         size = entry["size"]
-        _expect(isinstance(size, int) and not isinstance(size, bool) and size >= 0, f"expected members[{name!r}].size >= 0")
+        _expect(
+            isinstance(size, int) and not isinstance(size, bool) and size >= 0,
+            f"expected members[{name!r}].size >= 0",
+        )
 
 
 def _check_member_hashes(manifest: Mapping[str, Any], members: Mapping[str, bytes]) -> None:
@@ -742,14 +765,17 @@ def verify_signature(manifest_bytes: bytes, signature: bytes | None, public_key:
         raise BundleError(f"member {SIGNATURE}: missing, but a public key is configured (the bundle is not signed)")
     if len(signature) != _ED25519_SIGNATURE_BYTES:
         raise BundleError(
-            f"member {SIGNATURE}: expected a {_ED25519_SIGNATURE_BYTES}-byte Ed25519 signature, got {len(signature)} bytes"
+            f"member {SIGNATURE}: expected a {_ED25519_SIGNATURE_BYTES}-byte Ed25519 signature, "
+            f"got {len(signature)} bytes"
         )
     from cryptography.exceptions import InvalidSignature
 
     try:
         key.verify(signature, manifest_bytes)
     except InvalidSignature as exc:
-        raise BundleError(f"member {SIGNATURE}: bad signature (manifest.json was not signed by the configured key)") from exc
+        raise BundleError(
+            f"member {SIGNATURE}: bad signature (manifest.json was not signed by the configured key)"
+        ) from exc
 
 
 # ------------------------------------------------------------------------------------------------ golden vectors
@@ -827,10 +853,14 @@ class GoldenVectors:
         names = [i.filename[:-4] if i.filename.endswith(".npy") else i.filename for i in infos]
         unknown = sorted(set(names) - allowed)
         if unknown or len(set(names)) != len(names):
-            raise BundleError(f"member {GOLDEN}: unknown or repeated array(s) {unknown or names}; expected {sorted(allowed)}")
+            raise BundleError(
+                f"member {GOLDEN}: unknown or repeated array(s) {unknown or names}; expected {sorted(allowed)}"
+            )
         total = sum(i.file_size for i in infos)
         if total > GOLDEN_MAX_ARRAY_BYTES:
-            raise BundleError(f"member {GOLDEN}: arrays of {total} bytes exceed the limit of {GOLDEN_MAX_ARRAY_BYTES} bytes")
+            raise BundleError(
+                f"member {GOLDEN}: arrays of {total} bytes exceed the limit of {GOLDEN_MAX_ARRAY_BYTES} bytes"
+            )
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 arrays = {k: np.asarray(npz[k]) for k in npz.files}
@@ -1175,7 +1205,9 @@ class Bundle:
         ]
         for t in self.targets:
             lines.append(
-                f"target: {t.name}" + (f" [{t.unit}]" if t.unit else "") + (f" classes {list(t.labels)}" if t.labels else "")
+                f"target: {t.name}"
+                + (f" [{t.unit}]" if t.unit else "")
+                + (f" classes {list(t.labels)}" if t.labels else "")
             )
         lines += [
             f"wavelength grid: {wl.size} points, {wl.min():g}-{wl.max():g} {c.wavelength_unit}",
@@ -1301,7 +1333,9 @@ def _check_consistency(
         if out_size != n_labels:
             raise BundleError(f"member {MODEL}: expected {n_labels} outputs (one per class label), got {out_size}")
     elif out_size != len(manifest["targets"]):
-        raise BundleError(f"member {MODEL}: expected {len(manifest['targets'])} outputs (one per target), got {out_size}")
+        raise BundleError(
+            f"member {MODEL}: expected {len(manifest['targets'])} outputs (one per target), got {out_size}"
+        )
     pshape = _pipeline_output_shape(pipeline)
     if pshape is not None:
         ishape = runtime.input_shape
@@ -1311,11 +1345,15 @@ def _check_consistency(
                 f"member {PREPROCESSING}: pipeline output shape {pshape} does not match the model input {ishape}"
             )
         if ood is not None and tuple(ood.feature_shape) != pshape:
-            raise BundleError(f"member {OOD}: expected feature shape {pshape} (the pipeline's output), got {ood.feature_shape}")
+            raise BundleError(
+                f"member {OOD}: expected feature shape {pshape} (the pipeline's output), got {ood.feature_shape}"
+            )
     if intervals is not None:
         want = 1 if manifest["task"] == "classification" else len(manifest["targets"])
         if manifest["task"] == "regression" and intervals.n_targets != want:
-            raise BundleError(f"member {INTERVALS}: expected {want} half-widths (one per target), got {intervals.n_targets}")
+            raise BundleError(
+                f"member {INTERVALS}: expected {want} half-widths (one per target), got {intervals.n_targets}"
+            )
 
 
 def load_bundle(

@@ -420,7 +420,9 @@ class CommandParser:
         try:
             raw.encode("utf-8")
         except UnicodeEncodeError as exc:  # a lone surrogate: no file system path can be built from it
-            raise CommandError(f"{where}: expected valid UTF-8 text, got {exc.reason} at position {exc.start}") from None
+            raise CommandError(
+                f"{where}: expected valid UTF-8 text, got {exc.reason} at position {exc.start}"
+            ) from None
         if not self._allowed:
             raise CommandError(f"{where}: expected no path: no commands.allowed_dirs are configured")
         candidate = Path(raw)

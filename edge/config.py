@@ -247,7 +247,8 @@ class OutboxConfig:
     max_bytes: int = _opt(268_435_456, "bound on stored topic+payload bytes", min=1024, max=1 << 44)
     full_policy: str = _opt("drop_oldest", "when full: 'drop_oldest' evicts the oldest lowest-priority messages "
                             "(metrics, then predictions; never ones more important than the new message); "
-                            "'refuse_new' keeps the backlog and refuses new messages", choices=("drop_oldest", "refuse_new"))
+                            "'refuse_new' keeps the backlog and refuses new messages",
+                            choices=("drop_oldest", "refuse_new"))
     drain_rate_msgs_per_s: float = _opt(200.0, "rate at which a backlog is replayed after an outage "
                                         "(live messages are not limited); 0 means unlimited", min=0.0)
     max_inflight: int = _opt(64, "messages handed to the broker and not yet acknowledged", min=1, max=65535)
@@ -634,7 +635,7 @@ def _example_table(cls: type, name: str, lines: list[str]) -> None:
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            nested.append((f.name, tp))  # type: ignore[arg-type]
+            nested.append((f.name, tp))  # type: ignore[arg-type]  # is_dataclass narrows to an instance or a class
             continue
         meta = f.metadata
         comment = meta.get("doc", "").replace("``", "")

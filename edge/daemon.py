@@ -41,8 +41,9 @@ Quality and rejections
 A spectrum that does not match the bundle's input contract (the signal the device announced in its STATUS, counts
 until it does; pixel count, pixel format, wavelength axis), has non-finite counts, or lacks the references its
 pipeline needs is counted (``frames_rejected_<reason>``) and never predicted on.  A signal mismatch is also an
-alert (``signal_mismatch``) of the retained status, and a reload that would introduce one is refused.  Every other spectrum gets a prediction whose ``quality`` is the most severe of saturated,
-stale reference, out of distribution and instrument fault (``ok`` when none applies).
+alert (``signal_mismatch``) of the retained status, and a reload that would introduce one is refused.  Every other
+spectrum gets a prediction whose ``quality`` is the most severe of saturated, stale reference, out of distribution
+and instrument fault (``ok`` when none applies).
 
 Retained status
 ---------------
@@ -112,7 +113,6 @@ from edge.references import (
 )
 from edge.sdnotify import SdNotifier
 from firmware_bridge.errors import BridgeError
-from firmware_bridge.signals import events_on_signals
 from firmware_bridge.frames import (
     Ack,
     Annotation,
@@ -126,6 +126,7 @@ from firmware_bridge.frames import (
     Spectrum,
     Status,
 )
+from firmware_bridge.signals import events_on_signals
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
     from edge.bundle import Bundle
@@ -1441,7 +1442,7 @@ class Daemon:
             if ref is not None:
                 gauges[f"{kind.value}_age_s"] = round(now - ref.captured_at_s, 3)
         for name, snap in self.drift.snapshot().items():
-            gauges[f"drift_{name}"] = float(snap["score"])  # type: ignore[arg-type]
+            gauges[f"drift_{name}"] = float(snap["score"])  # type: ignore[arg-type]  # snapshot values: float|str|None
         lat = self.latency.summary()
         comp = self.compute.summary()
         latency_ms = {
@@ -1455,7 +1456,8 @@ class Daemon:
         }
         return metrics_message(
             device_id=self.device_id, period_s=max(0.0, period_s), counters=counters, gauges=gauges,
-            latency_ms=latency_ms, drift_active=[a[len("drift:"):] for a in self.alerts.names() if a.startswith("drift:")],
+            latency_ms=latency_ms,
+            drift_active=[a[len("drift:"):] for a in self.alerts.names() if a.startswith("drift:")],
         )
 
 

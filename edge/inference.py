@@ -50,7 +50,8 @@ class RejectReason(str, enum.Enum):
     """Why a spectrum was not predicted on; the value names the daemon's counter ``frames_rejected_<value>``."""
 
     INPUT_CONTRACT = "input_contract"  #: pixel count or wavelength axis does not match the bundle
-    SIGNAL_MISMATCH = "signal_mismatch"  #: the device sends another signal (counts, absorbance, ...) than the bundle takes
+    #: the device sends another signal (counts, absorbance, ...) than the bundle takes
+    SIGNAL_MISMATCH = "signal_mismatch"
     MISSING_REFERENCE = "missing_reference"  #: the pipeline needs a dark/white reference the daemon lacks
     BAD_INPUT = "bad_input"  #: NaN/inf counts, or preprocessing could not handle the spectrum
     MODEL_ERROR = "model_error"  #: the runtime refused the features (should not happen with a self-tested bundle)

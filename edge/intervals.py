@@ -92,7 +92,9 @@ class IntervalModel:
         elif p.ndim >= 1 and p.shape[-1] == t:
             half = self.q_hat
         else:
-            raise InputContractError(f"intervals: expected predictions with {t} targets in the last axis, got {p.shape}")
+            raise InputContractError(
+                f"intervals: expected predictions with {t} targets in the last axis, got {p.shape}"
+            )
         return p - half, p + half
 
     def to_dict(self) -> dict[str, Any]:

@@ -183,7 +183,7 @@ def _connect_kwargs(cfg: EdgeConfig) -> dict[str, Any]:
     m = cfg.mqtt
     kwargs: dict[str, Any] = {"host": m.host, "port": m.port, "keepalive": m.keepalive_s}
     if m.protocol == "5":
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho's Properties is untyped
         props.SessionExpiryInterval = 0 if m.clean_session else m.session_expiry_s
         # The broker must not send a larger packet (MQTT 5, 3.1.2.11.4): it discards it instead.
         props.MaximumPacketSize = max_incoming_packet_bytes(cfg)

@@ -209,7 +209,8 @@ class ModelRuntime:
             raise RuntimeLoadError(f"{info.name} could not load the model ({len(model_content)} bytes): {exc}") from exc
         if len(inputs) != 1 or len(outputs) != 1:
             raise RuntimeLoadError(
-                f"expected a model with 1 input and 1 output tensor, got {len(inputs)} inputs and {len(outputs)} outputs"
+                f"expected a model with 1 input and 1 output tensor, got {len(inputs)} inputs "
+                f"and {len(outputs)} outputs"
             )
         in_det, out_det = inputs[0], outputs[0]
         in_shape = tuple(int(d) for d in in_det["shape"])
@@ -232,7 +233,8 @@ class ModelRuntime:
             b = np.asarray(output_affine[1], dtype=np.float64)
             if a.shape != self._output_shape or b.shape != self._output_shape:
                 raise RuntimeLoadError(
-                    f"expected an output transform of shape {self._output_shape}, got scale {a.shape} and offset {b.shape}"
+                    f"expected an output transform of shape {self._output_shape}, got scale {a.shape} "
+                    f"and offset {b.shape}"
                 )
             if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and np.all(a != 0)):
                 raise RuntimeLoadError("expected a finite output transform with non-zero scales")

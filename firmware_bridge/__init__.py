@@ -7,8 +7,8 @@ from firmware_bridge.errors import AdapterError, BridgeError, FramingError, Prot
 from firmware_bridge.frames import (
     PROTOCOL_VERSION,
     Ack,
-    AxisUnit,
     Annotation,
+    AxisUnit,
     Command,
     CommandCode,
     Dark,

@@ -8,8 +8,8 @@ multiplicative scatter and a little measurement noise.  The concentrations of th
 The returned dict has the keys of ``../shared/datasets/*.npz`` (``X``, ``wavelengths``, ``y``, ``target_names``)
 plus ``pure_absorptivity``, ``split`` and ``axis_unit`` (the unit of ``wavelengths``, which the shared files leave to
 their READMEs), so it can be saved with :func:`save_npz` and read back by anything that reads those files (the
-simulator among them, which announces the axis in that unit).  Written here rather than borrowed because the point is control:
-known ground truth, a chosen difficulty and no download.
+simulator among them, which announces the axis in that unit).  Written here rather than borrowed because the point
+is control: known ground truth, a chosen difficulty and no download.
 
 >>> d = make_synthetic_dataset(10, seed=1, n_channels=50)
 >>> d["X"].shape, d["y"].shape, d["target_names"].tolist()
@@ -202,7 +202,7 @@ def save_npz(dataset: dict[str, npt.NDArray[Any]], path: str | Path) -> Path:
         if arr.dtype == object:
             raise SyntheticDataError(f"expected plain arrays, got object dtype for {key!r}")
     with path.open("wb") as fh:
-        np.savez(fh, **arrays)  # type: ignore[arg-type]
+        np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds narrower than savez takes
     return path
 
 

@@ -92,7 +92,7 @@ class SavitzkyGolay(Step):
         elif self.edge_left is not None or self.edge_right is not None:
             raise SpecError(f"edge_left/edge_right apply to mode 'interp' only, got mode {self.mode!r}")
         else:
-            left = right = None  # type: ignore[assignment]
+            left = right = None  # type: ignore[assignment]  # no edge matrices outside 'interp'
         for a in (kernel, left, right):
             if a is not None:
                 a.setflags(write=False)
@@ -169,11 +169,11 @@ class SavitzkyGolay(Step):
             "deriv": self.deriv,
             "delta": self.delta,
             "mode": self.mode,
-            "kernel": array_to_spec(self.kernel),  # type: ignore[arg-type]
+            "kernel": array_to_spec(self.kernel),  # type: ignore[arg-type]  # set by __post_init__
         }
         if self.mode == "interp":
-            d["edge_left"] = array_to_spec(self.edge_left) if self.window > 1 else []  # type: ignore[arg-type]
-            d["edge_right"] = array_to_spec(self.edge_right) if self.window > 1 else []  # type: ignore[arg-type]
+            d["edge_left"] = array_to_spec(self.edge_left) if self.window > 1 else []  # type: ignore[arg-type]  # set
+            d["edge_right"] = array_to_spec(self.edge_right) if self.window > 1 else []  # type: ignore[arg-type]  # set
         return d
 
     @classmethod

@@ -1,5 +1,6 @@
-"""``spectro-bench demo`` (what ``make demo`` runs) end to end in a child process: the trainer-built demo model, a real broker (mosquitto, or
-the embedded amqtt one), the real pty simulator and the daemon started as ``spectro-edge run``."""
+"""``spectro-bench demo`` (what ``make demo`` runs) end to end in a child process: the trainer-built demo model, a
+real broker (mosquitto, or the embedded amqtt one), the real pty simulator and the daemon started as
+``spectro-edge run``."""
 
 from __future__ import annotations
 

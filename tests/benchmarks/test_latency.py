@@ -25,7 +25,8 @@ PERCENTILE_KEYS = ("p50_us", "p95_us", "p99_us", "max_us", "mean_us")
 TOP_KEYS = {
     "stages", "compute_p99_us", "keras_per_frame_p50_us", "speedup_vs_keras", "benchmark", "bundle", "runtime",
     "frames", "warmup", "data", "compute", "compute_p50_us", "frame_total", "daemon_stage", "references",
-    "threads", "sizes_bytes", "compute_cpu", "compute_cpu_p99_us", "peak_rss_mb_edge", "peak_rss_mb", "load", "goals", "host", "stage_sum_p50_us",
+    "threads", "sizes_bytes", "compute_cpu", "compute_cpu_p99_us", "peak_rss_mb_edge", "peak_rss_mb", "load", "goals",
+    "host", "stage_sum_p50_us",
 }
 
 

@@ -60,7 +60,8 @@ def ftir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
     out = directory / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "trainer.cli", "fit", str(config), "--out", str(out), "--model", "pls", "--threads", "1"],
+        [sys.executable, "-m", "trainer.cli", "fit", str(config), "--out", str(out), "--model", "pls",
+         "--threads", "1"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     bundle_path = out / "synthetic-ftir.spectrolite"
@@ -160,7 +161,9 @@ def test_another_cm1_grid_covering_the_model_is_resampled_onto_it(ftir: dict[str
     refs = (
         ReferenceSet()
         .with_spectrum(ReferenceSpectrum.from_frame(Dark(1, 0, 1000, dark.astype(np.uint16)), captured_at_s=NOW_S))
-        .with_spectrum(ReferenceSpectrum.from_frame(Reference(2, 0, 1000, white.astype(np.uint16)), captured_at_s=NOW_S))
+        .with_spectrum(
+            ReferenceSpectrum.from_frame(Reference(2, 0, 1000, white.astype(np.uint16)), captured_at_s=NOW_S)
+        )
     )
     outcome = _engine(bundle).process(
         Spectrum(3, 0, 1000, counts), refs, wavelengths_nm=status.wavelengths_nm(), frame_signal="counts"
@@ -203,7 +206,9 @@ def test_an_nm_device_covering_the_cm1_range_is_served(ftir: dict[str, Any]) -> 
     refs = (
         ReferenceSet()
         .with_spectrum(ReferenceSpectrum.from_frame(Dark(1, 0, 1000, dark.astype(np.uint16)), captured_at_s=NOW_S))
-        .with_spectrum(ReferenceSpectrum.from_frame(Reference(2, 0, 1000, white.astype(np.uint16)), captured_at_s=NOW_S))
+        .with_spectrum(
+            ReferenceSpectrum.from_frame(Reference(2, 0, 1000, white.astype(np.uint16)), captured_at_s=NOW_S)
+        )
     )
     outcome = _engine(bundle).process(
         Spectrum(3, 0, 1000, counts), refs, wavelengths_nm=status.wavelengths_nm(), frame_signal="counts"
@@ -220,7 +225,8 @@ def test_frame_contract_converts_an_nm_axis_to_its_unit() -> None:
     wl = np.array([1000.0, 1500.0, 2000.0])
     np.testing.assert_array_equal(nm.axis_from_nm(wl), wl)
     nm.check(3, wavelengths_nm=wl)
-    with pytest.raises(InputContractError, match=r"^expected a wavelength axis covering 1000-2000 nm, got 1100-2000 nm$"):
+    with pytest.raises(InputContractError,
+                       match=r"^expected a wavelength axis covering 1000-2000 nm, got 1100-2000 nm$"):
         nm.check(3, wavelengths_nm=wl + np.array([100.0, 0.0, 0.0]))  # nm: no conversion, no extra words
     with pytest.raises(TypeError, match="got both"):
         nm.check(3, wavelengths=wl, wavelengths_nm=wl)

@@ -70,7 +70,8 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def good(models: TinyModels, tmp_path_factory: pytest.TempPathFactory, keys: tuple[Path, Path]) -> Path:
     """A signed, valid bundle (copy it before changing anything)."""
-    return write_regression_bundle(models, tmp_path_factory.mktemp("good") / "good.spectrolite", private_key_path=keys[0])
+    return write_regression_bundle(models, tmp_path_factory.mktemp("good") / "good.spectrolite",
+                                   private_key_path=keys[0])
 
 
 def _copy(good: Path, tmp_path: Path) -> Path:
@@ -259,7 +260,8 @@ def test_newer_format_version_names_the_supported_ones(good: Path, tmp_path: Pat
     path = _edited(good, tmp_path, lambda m: m.update(format_version=max(SUPPORTED_FORMAT_VERSIONS) + 1))
     newer = max(SUPPORTED_FORMAT_VERSIONS) + 1
     supported = ", ".join(map(str, SUPPORTED_FORMAT_VERSIONS))
-    with pytest.raises(BundleError, match=rf"format_version {newer} is newer than this code supports \(supported: {supported}\)"):
+    with pytest.raises(BundleError,
+                       match=rf"format_version {newer} is newer than this code supports \(supported: {supported}\)"):
         load_bundle(path)
 
 

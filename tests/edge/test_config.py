@@ -18,6 +18,7 @@ from edge.config import (
     parse_config,
 )
 from edge.errors import ConfigError
+from tests.support.daemon import DemoBundles
 
 MINIMAL = """
 [device]
@@ -255,9 +256,6 @@ def test_systemd_unit_runs_the_daemon_and_outwaits_the_flush(repo_root: Path) ->
 
 
 # ------------------------------------------------------------------------------------- spectro-edge config --validate
-from tests.support.daemon import DemoBundles
-
-
 def _validate(tmp_path: Path, capsys: pytest.CaptureFixture[str], *, bundle: Path, port_url: str) -> tuple[int, str]:
     from edge.cli import main
 

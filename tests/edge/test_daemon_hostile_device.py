@@ -138,7 +138,8 @@ def test_a_broken_calibration_status_is_refused_until_a_valid_one_arrives(
 
     device.send(device.status())  # the instrument comes back sane
     again = device.spectra()
-    wait_for(lambda: set(again) <= set(subscriber.predictions) or not daemon.alive(), "predictions after a valid STATUS")
+    wait_for(lambda: set(again) <= set(subscriber.predictions) or not daemon.alive(),
+             "predictions after a valid STATUS")
     assert daemon.end(signal.SIGTERM) == 0, daemon.text()
 
 

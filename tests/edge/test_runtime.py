@@ -182,7 +182,9 @@ def test_float_model_matches_keras(models: TinyModels, float_rt: ModelRuntime) -
     np.testing.assert_array_equal(float_rt.dequantize(float_rt.invoke_quantized(q)), got[0])
 
 
-def test_int8_vs_float_parity_on_real_spectra(models: TinyModels, int8_rt: ModelRuntime, float_rt: ModelRuntime) -> None:
+def test_int8_vs_float_parity_on_real_spectra(
+    models: TinyModels, int8_rt: ModelRuntime, float_rt: ModelRuntime
+) -> None:
     p8 = int8_rt.predict(models.X_pre_test)[:, 0].astype(np.float64)
     pf = float_rt.predict(models.X_pre_test)[:, 0].astype(np.float64)
     scale, _ = int8_rt.output_quantization

@@ -82,11 +82,11 @@ def _rejected(daemon: Daemon) -> int:
 
 # ------------------------------------------------------------------------------------------------ serial faults
 def test_noisy_line_every_spectrum_predicted_or_counted(tmp_path: Path, example_bundle: Path) -> None:
-    """Bit flips on 1 % of the frames, garbage bursts, truncated frames, stalls and unplugs: nothing crashes, nothing is unaccounted.
+    """Bit flips on 1 % of the frames, garbage bursts, truncated frames, stalls and unplugs: nothing crashes.
 
-    Every spectrum the simulator sent is either predicted once, or counted (lost on the wire as a sequence gap,
-    or rejected with a reason); a bit flip that survived the CRC would show as a prediction on changed counts,
-    so the predicted ones are also checked against a clean offline replay.
+    Nothing is unaccounted: every spectrum the simulator sent is either predicted once, or counted (lost on the wire
+    as a sequence gap, or rejected with a reason); a bit flip that survived the CRC would show as a prediction on
+    changed counts, so the predicted ones are also checked against a clean offline replay.
     """
     from firmware_bridge.simulator import FaultConfig
 

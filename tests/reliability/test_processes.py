@@ -133,8 +133,8 @@ def test_ten_sigkills_and_broker_restarts_lose_nothing(
     procs: list[Proc], subscribers: list[Subscriber],
 ) -> None:
     """The daemon is SIGKILLed 10 times at seeded random moments (the device frozen first, so no frame is
-    half-read, and until the next daemon holds the port), the broker is restarted at other random moments; with a rate-limited drain there is a backlog in
-    the outbox at most kills, and every prediction still arrives."""
+    half-read, and until the next daemon holds the port), the broker is restarted at other random moments; with a
+    rate-limited drain there is a backlog in the outbox at most kills, and every prediction still arrives."""
     rng = random.Random(SEED)
     broker = mosquitto_factory()
     sub = _subscriber(broker, subscribers, "historian")
