@@ -311,8 +311,8 @@ def write_bundle(
     wavelength_unit : {"nm", "cm-1"}
     input_contract : dict, optional
         See :func:`make_input_contract`; by default: the pipeline's channel count (else the golden inputs'),
-        its wavelength range (else that of ``wavelengths``), any pixel format, ``frame_signal`` ``counts`` when the pipeline starts with a counts
-        conversion, else ``absorbance``.
+        its wavelength range (else that of ``wavelengths``), any pixel format, ``frame_signal`` ``counts`` when
+        the pipeline starts with a counts conversion, else ``absorbance``.
     ood, intervals : OodModel / IntervalModel or their dicts, optional
     golden_dark, golden_reference : ndarray, shape (n_channels,) or (n, n_channels), optional
         Context for counts-mode pipelines.

@@ -3,8 +3,9 @@
 A config names the data, the targets, which rows train, which select (early stopping, model choice) and which
 test, the grouping column for cross-validation, the preprocessing candidates, and the settings of augmentation,
 the CNN (``[model]``), pruning, quantisation, drift statistics, intervals and the bundle. Relative paths are
-resolved against the config file's folder. The ``augment``, ``model`` and ``pruning`` tables are handed unchanged to the model code
-(:mod:`trainer.augment`, :mod:`trainer.models`, :mod:`trainer.pruning`), which validates them itself.
+resolved against the config file's folder. The ``augment``, ``model`` and ``pruning`` tables are handed unchanged
+to the model code (:mod:`trainer.augment`, :mod:`trainer.models`, :mod:`trainer.pruning`), which validates them
+itself.
 
 Examples
 --------

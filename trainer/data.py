@@ -636,9 +636,10 @@ def load_synthetic(
     min_samples: int = MIN_SAMPLES,
     exclude: Mapping[str, Any] | None = None,
 ) -> SpectralDataset:
-    """The spectra ``spectro-sim`` streams without ``--dataset``: :func:`firmware_bridge.synthetic.make_synthetic_dataset`
-    with ``--synthetic-samples``, ``--synthetic-channels`` and ``--seed`` (absorbance, nm; a ``split`` column);
-    ``exclude`` as in :func:`load_csv`."""
+    """The spectra ``spectro-sim`` streams without ``--dataset``.
+
+    :func:`firmware_bridge.synthetic.make_synthetic_dataset` with ``--synthetic-samples``, ``--synthetic-channels``
+    and ``--seed`` (absorbance, nm; a ``split`` column); ``exclude`` as in :func:`load_csv`."""
     from firmware_bridge.synthetic import make_synthetic_dataset  # noqa: PLC0415
 
     arrays = {k: np.asarray(v) for k, v in make_synthetic_dataset(samples, seed=seed, n_channels=channels).items()}
@@ -998,7 +999,9 @@ def _jcamp_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in _JCAMP_SUFFIXES)
         if not files:
-            raise DataError(f"{path}: expected JCAMP-DX files ({', '.join(_JCAMP_SUFFIXES)}) in this folder, found none")
+            raise DataError(
+                f"{path}: expected JCAMP-DX files ({', '.join(_JCAMP_SUFFIXES)}) in this folder, found none"
+            )
         return files
     if not path.is_file():
         raise DataError(f"{path}: no such JCAMP-DX file or folder")

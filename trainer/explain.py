@@ -242,7 +242,10 @@ def _conv_layers(model: Any) -> list[Any]:
 
 
 def first_layer_kernels(keras_model: Any) -> FloatArray:
-    """Kernels of the first ``Conv1D`` layer (of the first ensemble member), shape (kernel_size, in_channels, filters)."""
+    """Kernels of the first ``Conv1D`` layer (of the first ensemble member).
+
+    Shape (kernel_size, in_channels, filters).
+    """
     convs = _conv_layers(keras_model)
     if not convs:
         raise ExplainError("the model has no Conv1D layer")
@@ -422,7 +425,9 @@ def explain_cnn(
     ig = np.stack(
         [
             importance_profile(
-                integrated_gradients(keras_model, X_pre_explain, baseline=baseline, X_train=X_pre_train, steps=steps, output=j)
+                integrated_gradients(
+                    keras_model, X_pre_explain, baseline=baseline, X_train=X_pre_train, steps=steps, output=j
+                )
             )
             for j in range(n_out)
         ],
@@ -657,6 +662,9 @@ def html_section(paths: Mapping[str, Path], report_dir: str | Path) -> str:
         except ValueError:
             src = Path(p).name
         text = html.escape(cap + (f" Target: {suffix}." if suffix else ""))
-        parts.append(f'<figure><img src="{html.escape(src)}" alt="{html.escape(key)}"><figcaption>{text}</figcaption></figure>')
+        parts.append(
+            f'<figure><img src="{html.escape(src)}" alt="{html.escape(key)}">'
+            f"<figcaption>{text}</figcaption></figure>"
+        )
     parts.append("</section>")
     return "\n".join(parts)

@@ -256,7 +256,9 @@ def set_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def build_cnn(input_shape: tuple[int, ...], config: CNNConfig, *, n_outputs: int, seed: int = 0, name: str = "cnn") -> Any:
+def build_cnn(
+    input_shape: tuple[int, ...], config: CNNConfig, *, n_outputs: int, seed: int = 0, name: str = "cnn"
+) -> Any:
     """Build (uncompiled) one compact 1D CNN.
 
     Parameters
@@ -472,7 +474,9 @@ def train_cnn(
         ys: np.ndarray | None = None if y_sel is None else np.asarray(y_sel).astype(np.int64).ravel()
         for name, lab in (("y_train", yt), ("y_sel", ys)):
             if lab is not None and (lab.min() < 0 or lab.max() >= n_outputs):
-                raise ValueError(f"expected class indices in 0..{n_outputs - 1} in {name}, got {lab.min()}..{lab.max()}")
+                raise ValueError(
+                    f"expected class indices in 0..{n_outputs - 1} in {name}, got {lab.min()}..{lab.max()}"
+                )
         y_mean = np.zeros(n_outputs)
         y_scale = np.ones(n_outputs)
         loss: Any = "sparse_categorical_crossentropy"
@@ -500,7 +504,9 @@ def train_cnn(
     t0 = time.perf_counter()
     # All members train jointly in one graph (one output per member, losses summed, gradients independent):
     # one optimizer step serves every member, so an ensemble costs far less than k separate fits on few cores.
-    members = [build_cnn(input_shape, config, n_outputs=n_outputs, seed=int(seed) + i, name=f"cnn{i}") for i in range(k)]
+    members = [
+        build_cnn(input_shape, config, n_outputs=n_outputs, seed=int(seed) + i, name=f"cnn{i}") for i in range(k)
+    ]
     inputs = keras.Input(shape=input_shape, name="train_in")
     joint = keras.Model(inputs, [m(inputs) for m in members], name="joint")
     if config.lr_schedule == "cosine":
@@ -540,7 +546,8 @@ def train_cnn(
     model = average_members(members, input_shape)
     log.info("cnn trained %d member(s) in %.1f s (%d epochs, kept epoch %d)", k, train_seconds, n_run, best_epoch)
     return TrainedCNN(
-        model=model, history=history, best_epoch=best_epoch, epochs_run=n_run, train_seconds=train_seconds, config=config,
-        seed=int(seed), y_mean=np.asarray(y_mean, dtype=np.float64), y_scale=np.asarray(y_scale, dtype=np.float64),
+        model=model, history=history, best_epoch=best_epoch, epochs_run=n_run, train_seconds=train_seconds,
+        config=config, seed=int(seed), y_mean=np.asarray(y_mean, dtype=np.float64),
+        y_scale=np.asarray(y_scale, dtype=np.float64),
         n_params=int(model.count_params()),
     )

@@ -6,12 +6,12 @@ int8 -> champion (CNN or PLS) -> OOD and intervals -> bundle -> evaluation throu
 Only the training rows fit anything (preprocessing, PLS, CNN weights, OOD model) and score the candidates by grouped
 cross-validation (:mod:`trainer.champion`); the selection rows pick the CNN's kept epoch and measure its int8 cost;
 the conformal intervals come from the held-out residuals of every calibration row (the selection rows, and the
-training rows out of fold, the deployed recipe cross-validated); the test rows are only predicted. The bundle carries the winner, behind the
-steps that turn what the instrument sends (``[instrument] signal``: counts by default) into the model's input:
-counts -> absorbance with the device's dark and white references, then resampling of the device's axis onto the
-training grid. The ``deployed`` figures come from loading the written bundle with :func:`edge.bundle.load_bundle`
-and feeding it what a device would send (:meth:`edge.bundle.Bundle.frames_from_signal`), i.e. the edge's own
-preprocessing and LiteRT runtime.
+training rows out of fold, the deployed recipe cross-validated); the test rows are only predicted. The bundle
+carries the winner, behind the steps that turn what the instrument sends (``[instrument] signal``: counts by
+default) into the model's input: counts -> absorbance with the device's dark and white references, then
+resampling of the device's axis onto the training grid. The ``deployed`` figures come from loading the written
+bundle with :func:`edge.bundle.load_bundle` and feeding it what a device would send
+(:meth:`edge.bundle.Bundle.frames_from_signal`), i.e. the edge's own preprocessing and LiteRT runtime.
 
 ``metrics.json`` (read by benchmarks and other tools):
 
@@ -731,7 +731,9 @@ def fit_full(
             for m in MODELS:
                 p = preds[(role, m)][:, j]
                 row: dict[str, Any] = {"split": role, "target": target, "model": m}
-                row.update(classification_metrics(Y[rows][:, j], p) if classify else regression_metrics(Y[rows][:, j], p))
+                row.update(
+                    classification_metrics(Y[rows][:, j], p) if classify else regression_metrics(Y[rows][:, j], p)
+                )
                 evaluations.append(row)
     coverage: dict[str, Any] = {}
     if intervals is not None:
@@ -824,8 +826,12 @@ def fit_full(
     write_bundle(bundle_path, metrics=_clean_json(metrics), **common)
     final = load_bundle(bundle_path)
     check_rows = next(iter(plan.tests.values()))
-    again = np.asarray(final.predict_signal(X[check_rows], ds.wavelengths), dtype=np.float64).reshape(check_rows.size, -1)
-    first = np.asarray(bundle.predict_signal(X[check_rows], ds.wavelengths), dtype=np.float64).reshape(check_rows.size, -1)
+    again = np.asarray(
+        final.predict_signal(X[check_rows], ds.wavelengths), dtype=np.float64
+    ).reshape(check_rows.size, -1)
+    first = np.asarray(
+        bundle.predict_signal(X[check_rows], ds.wavelengths), dtype=np.float64
+    ).reshape(check_rows.size, -1)
     if not np.allclose(again, first, rtol=0, atol=_REPRODUCE_ATOL):
         raise TrainerError("the final bundle predicts differently from the evaluated one")
     metrics["bundle_bytes"] = bundle_path.stat().st_size

@@ -130,7 +130,9 @@ class PruneResult:
     prune_seconds: float
 
 
-def sparsity_at(step: int, *, initial: float, final: float, begin_step: int, end_step: int, power: float = 3.0) -> float:
+def sparsity_at(
+    step: int, *, initial: float, final: float, begin_step: int, end_step: int, power: float = 3.0
+) -> float:
     """Sparsity of the polynomial schedule at optimizer step ``step`` (constant before and after the ramp)."""
     if end_step <= begin_step:
         return float(final) if step >= begin_step else float(initial)

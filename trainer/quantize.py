@@ -75,7 +75,9 @@ def _prepare_representative(representative_X: npt.ArrayLike, input_shape: tuple[
     elif X.ndim >= 1 and input_shape and input_shape[-1] == 1 and X.shape[1:] == input_shape[:-1]:
         X = X[..., None]
     else:
-        raise QuantizeError(f"expected representative data of shape (n, {', '.join(map(str, input_shape))}), got {X.shape}")
+        raise QuantizeError(
+            f"expected representative data of shape (n, {', '.join(map(str, input_shape))}), got {X.shape}"
+        )
     if X.shape[0] < MIN_REPRESENTATIVE_SAMPLES:
         raise QuantizeError(
             f"expected at least {MIN_REPRESENTATIVE_SAMPLES} representative spectra (real preprocessed training "

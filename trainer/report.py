@@ -290,7 +290,8 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
         parts.append("<h2>Deployed model</h2>")
         parts.append(
             f"<p><b>{html.escape(str(m.get('deployed_model', '')).upper())}</b> is deployed: "
-            f"{html.escape(str(sel.get('reason', '')))}.</p><p class='note'>Rule: {html.escape(str(sel.get('rule', '')))}"
+            f"{html.escape(str(sel.get('reason', '')))}.</p>"
+            f"<p class='note'>Rule: {html.escape(str(sel.get('rule', '')))}"
             ".</p>"
         )
         cv = sel.get("cv_rmse") or {}

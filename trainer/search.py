@@ -273,9 +273,9 @@ def resolve_storage(storage: str, out_dir: str | Path) -> tuple[str, str]:
 
 
 def _open_storage(url: str) -> Any:
-    import optuna  # noqa: PLC0415
-
     import warnings  # noqa: PLC0415
+
+    import optuna  # noqa: PLC0415
 
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):

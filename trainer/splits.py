@@ -1,4 +1,6 @@
-"""Row splits that cannot leak: selectors over per-row columns, grouped K-fold, and the checks that replicates stay together.
+"""Row splits that cannot leak.
+
+Selectors over per-row columns, grouped K-fold, and the checks that replicates stay together.
 
 A :class:`SplitPlan` names the training, selection and test rows of one run. Whatever produced it, the plan is
 checked so that no row and no group (sample id, batch, day, ...) sits on two sides: training vs selection,

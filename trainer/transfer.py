@@ -404,7 +404,8 @@ def paired_rows(
         uniq, counts = np.unique(sid[rr], return_counts=True)
         if np.any(counts > 1):
             raise DataError(
-                f"sample id {uniq[counts > 1][0].item()!r} repeats on the {name} instrument; expected one row per sample"
+                f"sample id {uniq[counts > 1][0].item()!r} repeats on the {name} instrument; "
+                "expected one row per sample"
             )
     slave_of = dict(zip(sid[s_rows].tolist(), s_rows.tolist()))
     pm: list[int] = []
@@ -548,7 +549,9 @@ def transfer_bundle(
     new_pipeline = insert_transfer(old.pipeline, transfer)
     m = old.manifest
     metrics = dict(old.metrics)
-    metrics["transfer"] = {**transfer.to_dict(), "parent_model_version": old.model_version, "parent_sha256": old.file_sha256}
+    metrics["transfer"] = {
+        **transfer.to_dict(), "parent_model_version": old.model_version, "parent_sha256": old.file_sha256
+    }
     members, _ = read_members(old.path)
     tflite = members[MODEL]
     g = old.golden
@@ -632,7 +635,9 @@ def load_transfer_pairs(
             raise DataError(f"{p}: no 'split' array to select split {split!r}")
         rows = arrays["split"] == split
         if not rows.any():
-            raise DataError(f"{p}: no rows of split {split!r}; splits are {', '.join(map(str, np.unique(arrays['split'])))}")
+            raise DataError(
+                f"{p}: no rows of split {split!r}; splits are {', '.join(map(str, np.unique(arrays['split'])))}"
+            )
     Xm, Xs, ids = pair_by_sample_id(arrays["X"], inst, arrays["sample_id"], master=master, slave=slave, rows=rows)
     if n is not None:
         idx = select_transfer_samples(Xm, n, method=selection, seed=seed)
@@ -843,7 +848,10 @@ def evaluate_transfer(
 
     r1 = rmsep(y, pred(predict, X1))
     rows: list[dict[str, Any]] = [
-        {"method": "none", "n_transfer": 0, "model": model, "rmsep_inst1": r1, "rmsep_inst2": rmsep(y, pred(predict, X2))}
+        {
+            "method": "none", "n_transfer": 0, "model": model, "rmsep_inst1": r1,
+            "rmsep_inst2": rmsep(y, pred(predict, X2)),
+        }
     ]
     order = select_transfer_samples(Pm, max(n_transfer), method=selection, seed=seed)
     for n in n_transfer:
@@ -967,8 +975,8 @@ def transfer_rows_for_run(
             if int(keras_model.output_shape[-1]) != 1:
                 raise CalibrationError("fine-tuning comparison needs a single-output CNN; pass keras_model=None")
             finetune = _int8_finetuner(keras_model, bundle, Xa[pm], pool_y, finetune_epochs, seed)
-        rows += evaluate_transfer(bundle.predict_signal, model="cnn_int8" if cnn_bundle else "pls_bundle", y_pool=pool_y,
-                                  finetune=finetune, **common)
+        rows += evaluate_transfer(bundle.predict_signal, model="cnn_int8" if cnn_bundle else "pls_bundle",
+                                  y_pool=pool_y, finetune=finetune, **common)
     return rows
 
 
@@ -984,8 +992,8 @@ def _int8_finetuner(
 
     def run(Xs: FloatArray, ys: FloatArray, Xm: FloatArray) -> Callable[[FloatArray], npt.ArrayLike]:
         tuned = finetune_cnn(
-            keras_model, bundle.preprocess_signal(Xs).reshape((-1, *shape)), ys, X_anchor_pre=anchor_pre, y_anchor=y_anchor,
-            epochs=epochs, seed=seed,
+            keras_model, bundle.preprocess_signal(Xs).reshape((-1, *shape)), ys, X_anchor_pre=anchor_pre,
+            y_anchor=y_anchor, epochs=epochs, seed=seed,
         )
         runtime = ModelRuntime(convert_int8(tuned, anchor_pre, subprocess=False))
         return lambda A: runtime.predict(bundle.preprocess_signal(A).reshape((-1, *shape)))

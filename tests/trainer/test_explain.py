@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
 from sklearn.cross_decomposition import PLSRegression
 
 from trainer import explain
+
+pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
 
 N_CHANNELS = 120
 WAVELENGTHS = 1000.0 + 2.0 * np.arange(N_CHANNELS)
@@ -184,7 +184,9 @@ def test_first_layer_kernels_and_plots(band_cnn: object, band_data: tuple[np.nda
         steps=8, window=5,
     )
     pls = PLSRegression(n_components=3, scale=False).fit(X, y)
-    out_pls = explain.explain_pls(pls, wavelengths=WAVELENGTHS, mean_spectrum=X.mean(0), target_names=["y"], out_dir=tmp_path)
+    out_pls = explain.explain_pls(
+        pls, wavelengths=WAVELENGTHS, mean_spectrum=X.mean(0), target_names=["y"], out_dir=tmp_path
+    )
     for p in (out["importance_png"], out["kernels_png"], out_pls["coef_png"], out_pls["vip_png"]):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out["ig"].shape == (N_CHANNELS, 1) and out["occlusion"].shape == (N_CHANNELS, 1)
@@ -210,7 +212,11 @@ def test_explain_run_and_html_section(band_cnn: object, band_data: tuple[np.ndar
     assert set(paths) == {"cnn_importance", "cnn_kernels", "pls_coefficients_y", "pls_vip_y"}
     assert all(p.parent == tmp_path / "report" and p.is_file() for p in paths.values())
     section = explain.html_section(paths, tmp_path / "report")
-    assert section.count("<img") == 4 and 'src="cnn_importance.png"' in section and "/" not in section.split('src="')[1][:20]
+    assert (
+        section.count("<img") == 4
+        and 'src="cnn_importance.png"' in section
+        and "/" not in section.split('src="')[1][:20]
+    )
 
 
 def test_feature_axis_follows_crop_and_stack_to_wavelengths() -> None:

@@ -196,7 +196,9 @@ class _Clock:
         return self.now
 
 
-def _fake_cv(calls: list[dict[str, Any]], clock: _Clock | None = None, step_s: float = 0.0) -> Callable[..., np.ndarray]:
+def _fake_cv(
+    calls: list[dict[str, Any]], clock: _Clock | None = None, step_s: float = 0.0
+) -> Callable[..., np.ndarray]:
     """Stand-in for trainer.search.cv_predictions: the error grows with the distance of the learning rate from 3e-3
     (the configured one), reported fold by fold as the real CV does."""
 
