@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FRAMES ?= 400
 
-.PHONY: setup broker demo test bench clean
+.PHONY: setup broker demo test lint bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,14 @@ broker:
 demo: setup
 	$(VENV)/bin/spectro-bench demo --frames $(FRAMES)
 
-test: setup broker
-	$(VENV)/bin/lint-imports
+test: setup broker lint
 	$(PY) -m pytest -q
+
+# The cheapest reviewers: ruff (pyproject.toml), mypy --strict on the device side, import-linter (.importlinter).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: setup broker
 	$(VENV)/bin/spectro-bench codec --json out/bench-codec.json
