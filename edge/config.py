@@ -55,6 +55,8 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "ENV_PREFIX",
+    "SECURITY_WARNINGS",
+    "security_warnings",
     "DeviceConfig",
     "SerialConfig",
     "BundleConfig",
@@ -325,6 +327,30 @@ class EdgeConfig:
     source: Path | None = field(default=None, compare=False,
                                 metadata={"doc": "file the configuration was read from (not a key)",
                                           "internal": True})
+
+
+#: Insecure settings the daemon names at start (WARNING) and in its retained status (``security``), with the fix.
+SECURITY_WARNINGS: dict[str, str] = {
+    "commands_unauthenticated": "commands are accepted without an HMAC (set commands.require_auth = true and "
+    "commands.hmac_key_path, or commands.enabled = false)",
+    "mqtt_plaintext": "MQTT without TLS: predictions and commands travel in clear text (set mqtt.tls.enabled)",
+    "mqtt_anonymous": "MQTT without a user name: the broker cannot tell this device apart (set mqtt.username)",
+    "bundles_unsigned": "bundles are loaded without a signature check (set bundle.public_key_path)",
+}
+
+
+def security_warnings(config: EdgeConfig) -> tuple[str, ...]:
+    """Names (keys of :data:`SECURITY_WARNINGS`) of the insecure settings of ``config``, in a fixed order."""
+    found = []
+    if config.commands.enabled and not config.commands.require_auth:
+        found.append("commands_unauthenticated")
+    if not config.mqtt.tls.enabled:
+        found.append("mqtt_plaintext")
+    if config.mqtt.username is None:
+        found.append("mqtt_anonymous")
+    if config.bundle.public_key_path is None:
+        found.append("bundles_unsigned")
+    return tuple(found)
 
 
 _SECTION_DOCS = {

@@ -87,6 +87,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from edge.config import SECURITY_WARNINGS, security_warnings
 from edge.drift import CusumConfig, DriftConfig, DriftEvent, DriftMonitor, EwmaConfig, TrainingStats
 from edge.errors import BundleError, ConfigError, EdgeError
 from edge.inference import InferenceEngine, Prediction, Rejection, RejectReason
@@ -545,6 +546,7 @@ class Daemon:
             last_error=self.last_error,
             device_signal=self.device_signal if self.device_status is not None else None,
             device_boot_id=self.device_boot_id,
+            security=security_warnings(self.config),
         )
 
     def _publish_status(self) -> None:
@@ -626,6 +628,8 @@ class Daemon:
             rt.num_threads,
             "references needed" if self.engine.needs_references else "no references needed",
         )
+        for name in security_warnings(self.config):
+            log.warning("insecure setting: %s", SECURITY_WARNINGS[name])
         self.link.start()
         self._publish_status()
         for name, target in (

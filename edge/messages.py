@@ -23,7 +23,8 @@ minimum, maximum, minLength, maxLength) checked by the small :func:`validate` be
 >>> msg = status_message(device_id="nir-01", state="online", time_unix_s=1.5)
 >>> encode(msg)
 b'{"schema_version":1,"kind":"status","device_id":"nir-01","time_unix_s":1.5,"state":"online","model":null,\
-"runtime":null,"software_version":null,"alerts":[],"last_error":null,"device_signal":null,"device_boot_id":null}'
+"runtime":null,"software_version":null,"alerts":[],"last_error":null,"device_signal":null,"device_boot_id":null,\
+"security":[]}'
 """
 
 from __future__ import annotations
@@ -431,6 +432,7 @@ def status_message(
     last_error: str | None = None,
     device_signal: str | None = None,
     device_boot_id: int | None = None,
+    security: Sequence[str] = (),
     time_unix_s: float | None = None,
 ) -> dict[str, Any]:
     """Payload of ``.../status`` (retained): ``online`` at connect and on changes, ``offline`` as last will.
@@ -439,7 +441,8 @@ def status_message(
     ``stale_reference``, ``missing_reference``, ``drift:<detector>``); ``last_error`` the most recent failure an
     operator should see (a refused bundle reload, ...); ``device_signal`` what the device's STATUS says its spectra
     carry (``counts``, ``absorbance``, ``reflectance``; null before the first STATUS) and ``device_boot_id`` its
-    boot id (null when it sent none).
+    boot id (null when it sent none); ``security`` the insecure settings in force (``edge.config.SECURITY_WARNINGS``:
+    ``commands_unauthenticated``, ``mqtt_plaintext``, ``mqtt_anonymous``, ``bundles_unsigned``).
     """
     msg = _header(MessageKind.STATUS, device_id, time_unix_s)
     msg.update({
@@ -451,6 +454,7 @@ def status_message(
         "last_error": last_error,
         "device_signal": device_signal,
         "device_boot_id": _boot_id(device_boot_id),
+        "security": list(security),
     })
     validate(msg, strict=True)
     return msg
@@ -582,6 +586,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "last_error": {"type": ["string", "null"], "maxLength": 2048},
         "device_signal": {"enum": [*DEVICE_SIGNALS, None]},
         "device_boot_id": _BOOT_ID,
+        "security": _NAME_LIST,
     }, ["state", "alerts"]),
     MessageKind.METRICS.value: _schema(MessageKind.METRICS, {
         "period_s": {"type": "number", "minimum": 0},
