@@ -92,6 +92,12 @@ log = logging.getLogger(__name__)
 #: After a reconnect, how long messages in flight before the outage may take to be re-acknowledged before newer
 #: messages are sent anyway.
 RESYNC_TIMEOUT_S = 5.0
+#: MQTT 5 DISCONNECT reason "Session taken over": another client connected with this client id.
+SESSION_TAKEN_OVER = 0x8E
+#: A connection lost this soon after its CONNACK, SHORT_SESSIONS_HINT times in a row, is reported as a likely
+#: client-id clash too (MQTT 3.1.1 brokers just close the older connection, with no reason).
+SHORT_SESSION_S = 5.0
+SHORT_SESSIONS_HINT = 3
 #: How often the drain thread looks at the outbox when nothing wakes it.
 DRAIN_POLL_S = 0.25
 #: Acknowledged messages the drain deletes in one transaction before it is woken for them (otherwise it deletes
@@ -124,6 +130,7 @@ class PublisherStats:
     commands_received: int  #: command messages handed to on_command
     commands_ignored: int  #: retained command messages, or topics that are not a command
     broker_switches: int  #: connections moved to new broker settings by :meth:`MqttPublisher.switch_broker`
+    sessions_taken_over: int  #: connections the broker closed because another client connected with this client id
 
 
 def _read_password(cfg: EdgeConfig) -> str | None:
@@ -282,7 +289,10 @@ class MqttPublisher:
         self._counts = dict.fromkeys(
             ("connects", "disconnects", "connect_failures", "sent_live", "sent_backlog", "acked", "rejected",
              "sent_without_outbox", "lost_outbox_unavailable", "outbox_errors", "commands_received",
-             "commands_ignored", "broker_switches"), 0)
+             "commands_ignored", "broker_switches", "sessions_taken_over"), 0)
+        self._connected_at = 0.0
+        self._short_sessions = 0  # consecutive connections lost within SHORT_SESSION_S (3.1.1 takeover hint)
+        self._takeover_logs = LogLimiter(LOG_INTERVAL_S, time.monotonic)
         self._pending_switch: tuple[paho.Client, EdgeConfig] | None = None
         self._switching = False
         self._replacing_client = False  # _do_switch is between stopping the old client and starting the new one
@@ -731,6 +741,7 @@ class MqttPublisher:
             return
         with self._map_lock:
             self._counts["connects"] += 1
+            self._connected_at = time.monotonic()
             self._resync_ids = {oid for oid, q in self._claimed.items() if q > 0}
             self._resync_deadline = time.monotonic() + RESYNC_TIMEOUT_S
         # Fix the live/backlog boundary before anyone sees the connection.  Taking _publish_lock here is safe:
@@ -785,12 +796,36 @@ class MqttPublisher:
                 del self._claimed[oid]
         if self._stopping.is_set():
             return
+        if was_connected and not self._switching:
+            self._check_takeover(reason_code)
         if self._switching:
             log.info("disconnected from the old MQTT broker to switch brokers")
         elif was_connected:
             log.warning("disconnected from the MQTT broker (%s); messages wait in the outbox", reason_code)
         else:
             log.warning("connection to the MQTT broker closed before CONNACK (%s); retrying", reason_code)
+
+    def _check_takeover(self, reason_code: ReasonCode) -> None:
+        """Say so when another client with this client id (a second daemon with the same device_id) keeps knocking
+        this one off the broker: MQTT 5 gives the reason; under 3.1.1, repeated short sessions are the hint."""
+        client_id = self.config.mqtt.client_id
+        if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER:
+            self._count("sessions_taken_over")
+            due = self._takeover_logs.event("taken_over")
+            if due is not None:
+                log.error("the broker closed this connection %d time(s) in the last %.0f s because another client "
+                          "connected with the same client id %r: is a second daemon running with this device_id? "
+                          "Give each device its own device.device_id (or mqtt.client_id)", due[0], LOG_INTERVAL_S,
+                          client_id)
+            return
+        if time.monotonic() - self._connected_at >= SHORT_SESSION_S:
+            self._short_sessions = 0
+            return
+        self._short_sessions += 1
+        if self._short_sessions >= SHORT_SESSIONS_HINT and self._takeover_logs.event("short") is not None:
+            log.error("%d connections in a row lost within %.0f s of connecting: another client using the client id "
+                      "%r (a second daemon with this device_id?) or the broker refusing this client",
+                      self._short_sessions, SHORT_SESSION_S, client_id)
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason_code: ReasonCode,
                     properties: Any) -> None:
