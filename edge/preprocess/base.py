@@ -71,6 +71,7 @@ _HAVE_VECDOT = hasattr(np, "vecdot")
 
 
 def as_float(X: npt.ArrayLike) -> FloatArray:
+    """``X`` as float64 (no copy when it already is)."""
     return np.asarray(X, dtype=np.float64)
 
 

@@ -13,7 +13,7 @@ from edge.bundle import load_bundle
 from edge.config import SECURITY_WARNINGS, security_warnings
 from edge.daemon import Daemon
 from firmware_bridge.transport import SerialTransport
-from tests.support.daemon import RecordingLink, edge_config, start_sim_thread
+from tests.support.daemon import RecordingLink, edge_config, start_sim_thread, wait_for
 
 
 def test_a_hardened_configuration_names_no_insecure_setting(tmp_path: Path, example_bundle: Path) -> None:
@@ -43,6 +43,7 @@ def test_the_daemon_names_each_insecure_setting_at_start_and_in_its_status(
     with caplog.at_level(logging.WARNING, logger="edge.daemon"):
         daemon.start()
     try:
+        wait_for(lambda: bool(link.of_kind("status")), "the first status (delivered by the publisher thread)")
         status = link.of_kind("status")[-1]
     finally:
         daemon.stop()

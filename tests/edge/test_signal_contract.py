@@ -93,6 +93,12 @@ def _last_status(link: RecordingLink) -> dict[str, Any]:
     return link.of_kind("status")[-1]
 
 
+def _alerts(link: RecordingLink) -> list[str] | None:
+    """Alerts of the last status published, None before the publisher thread has delivered the first one."""
+    statuses = link.of_kind("status")
+    return statuses[-1]["alerts"] if statuses else None
+
+
 def _reload(daemon: Daemon, link: RecordingLink, path: Path, request_id: str) -> dict[str, Any]:
     daemon.request_reload(path, request_id=request_id)
     wait_for(lambda: any(m["request_id"] == request_id for m in link.of_kind("command_response")),
@@ -144,6 +150,7 @@ def test_device_re_announcing_its_signal_clears_the_alert_and_boot_ids_tag_predi
         wait_for(lambda: daemon.counters.get("frames_rejected_signal_mismatch") == N_SPECTRA - 1,
                  "the announced absorbance spectra rejected")
         assert len(link.of_kind("prediction")) == 1
+        wait_for(lambda: "signal_mismatch" in (_alerts(link) or []), "the status with the alert")
         status = _last_status(link)
         assert "signal_mismatch" in status["alerts"] and status["device_signal"] == "absorbance"
         assert status["device_boot_id"] == 0x1111
@@ -173,13 +180,14 @@ def test_before_any_status_a_device_is_taken_to_send_counts(
         pty_device.send(*stream["spectra"])  # no STATUS: protocol v1 counts, not what this bundle takes
         wait_for(lambda: daemon.counters.get("frames_rejected_signal_mismatch") == N_SPECTRA,
                  "every spectrum rejected for its signal")
+        wait_for(lambda: "signal_mismatch" in (_alerts(link) or []), "the status with the alert")
         status = _last_status(link)
         assert "signal_mismatch" in status["alerts"] and status["device_signal"] is None
         assert "expects absorbance frames" in status["last_error"] and "no STATUS yet" in status["last_error"]
         # The device then announces absorbance: the mismatch is resolved.
         announced = dataclasses.replace(stream["status"], signal=SignalKind.ABSORBANCE, boot_id=7)
         pty_device.send(announced)
-        wait_for(lambda: "signal_mismatch" not in _last_status(link)["alerts"], "the alert to clear")
+        wait_for(lambda: _alerts(link) is not None and "signal_mismatch" not in _alerts(link), "the alert to clear")
     finally:
         daemon.stop()
     assert link.of_kind("prediction") == []
@@ -219,7 +227,7 @@ def test_matching_bundle_ends_a_mismatch_and_a_mismatched_one_is_refused(
     sim = _start_sim(tmp_path, signal=SignalKind.ABSORBANCE)
     daemon, link = serve_daemon(tmp_path, sim.address, demo_bundles.v1)
     try:
-        wait_for(lambda: "signal_mismatch" in _last_status(link)["alerts"], "the mismatch alert")
+        wait_for(lambda: "signal_mismatch" in (_alerts(link) or []), "the mismatch alert")
         refused = _reload(daemon, link, demo_bundles.v2, "r-counts")  # counts again: still a mismatch, refused
         rejected_before = daemon.counters.get("frames_rejected_signal_mismatch")
         accepted = _reload(daemon, link, absorbance_bundle, "r-absorbance")
