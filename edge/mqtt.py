@@ -28,8 +28,10 @@ Delivery
   thread oldest first at ``outbox.drain_rate_msgs_per_s``, using at most three quarters of the window so live
   data always has room.  Each of the two streams is therefore strictly ordered; they interleave, so a subscriber
   that needs one global order sorts by ``seq``.
-* **Reconnect.** paho's background loop reconnects with exponential backoff (``mqtt.reconnect_min_delay_s`` to
-  ``mqtt.reconnect_max_delay_s``) and retransmits the messages that were in flight, with DUP set.  Until those are
+* **Reconnect.** paho's background loop reconnects after a delay drawn with full jitter between
+  ``mqtt.reconnect_min_delay_s`` and ``mqtt.reconnect_max_delay_s`` (a window that doubles with every failed attempt,
+  :mod:`firmware_bridge.backoff`; paho's own backoff has none, and a site's devices that lost the broker together
+  would otherwise come back together) and retransmits the messages that were in flight, with DUP set.  Until those are
   acknowledged (or :data:`RESYNC_TIMEOUT_S` passes) nothing newer is sent, so they keep their place.
 * **Outbox trouble.** If the outbox refuses a message (full under ``refuse_new``, disk full), the message is sent
   live without durability when connected and counted (``sent_without_outbox``), else counted as lost
@@ -64,6 +66,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import ssl
 import threading
 import time
@@ -80,6 +83,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge.errors import OutboxError
 from edge.messages import PRIORITY_OF_KIND, MessageKind, Priority, Topics, encode, status_message
 from edge.outbox import LOG_INTERVAL_S, LogLimiter, Outbox, OutboxMessage
+from firmware_bridge.backoff import Backoff
 
 if TYPE_CHECKING:
     from edge.config import EdgeConfig
@@ -239,11 +243,14 @@ class MqttPublisher:
         Builds the current ``online`` status payload (:func:`edge.messages.status_message`); called on paho's
         network thread at every connect, so a reconnect publishes the state and alerts of now with a fresh
         time.  Without it (or when it returns None or fails) the last payload given to :meth:`set_status` is sent.
+    rng : random.Random, optional
+        Random source of the reconnect jitter (tests pin it); default seeded by the OS, so that devices differ.
     """
 
     def __init__(self, config: EdgeConfig, outbox: Outbox, *, on_command: CommandHandler | None = None,
                  client: paho.Client | None = None,
-                 status_source: Callable[[], Mapping[str, Any] | None] | None = None) -> None:
+                 status_source: Callable[[], Mapping[str, Any] | None] | None = None,
+                 rng: random.Random | None = None) -> None:
         self.config = config
         self.outbox = outbox
         self.topics = Topics.from_config(config)
@@ -294,6 +301,9 @@ class MqttPublisher:
         self._short_sessions = 0  # consecutive connections lost within SHORT_SESSION_S (3.1.1 takeover hint)
         self._takeover_logs = LogLimiter(LOG_INTERVAL_S, time.monotonic)
         self._pending_switch: tuple[paho.Client, EdgeConfig] | None = None
+        self._rng = rng if rng is not None else random.Random()
+        self._backoff = Backoff((float(config.mqtt.reconnect_min_delay_s), float(config.mqtt.reconnect_max_delay_s)),
+                                self._rng)
         self._switching = False
         self._replacing_client = False  # _do_switch is between stopping the old client and starting the new one
 
@@ -739,6 +749,7 @@ class MqttPublisher:
             self._count("connect_failures")
             log.error("broker refused the connection: %s", reason_code)
             return
+        self._backoff.reset()
         with self._map_lock:
             self._counts["connects"] += 1
             self._connected_at = time.monotonic()
@@ -775,8 +786,21 @@ class MqttPublisher:
                 self._send(self.topics.status, self._status_payload, 1, True, None)
             self._status_online = self._connected.is_set()
 
+    def _schedule_retry(self, client: paho.Client) -> None:
+        """Draw the delay before paho's next connection attempt with full jitter (paho's own backoff has none, so a
+        fleet that lost its broker at once would retry in lock-step): paho waits ``min_delay`` after a failure, and
+        this runs in its network thread right before that wait (on_connect_fail, on_disconnect)."""
+        m = self.config.mqtt
+        bounds = (float(m.reconnect_min_delay_s), float(m.reconnect_max_delay_s))
+        if self._backoff.bounds_s != bounds:  # another broker's settings since the last failure
+            self._backoff = Backoff(bounds, self._rng)
+        delay = self._backoff.next_delay_s()
+        # paho hints int seconds; it only adds the value to time.monotonic() and sleeps, so a float is exact.
+        client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
+
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self._count("connect_failures")
+        self._schedule_retry(client)
         log.warning("cannot connect to the MQTT broker %s:%d; retrying with backoff",
                     self.config.mqtt.host, self.config.mqtt.port)
 
@@ -796,6 +820,7 @@ class MqttPublisher:
                 del self._claimed[oid]
         if self._stopping.is_set():
             return
+        self._schedule_retry(client)
         if was_connected and not self._switching:
             self._check_takeover(reason_code)
         if self._switching:

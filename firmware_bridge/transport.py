@@ -6,13 +6,13 @@ by ``read_timeout_s``, so no call blocks longer than the wait it was given plus 
 
 When the port disappears (USB unplugged, pty master closed, socket closed by the peer) the transport closes it,
 logs a warning, counts an outage, drops the partial frame in the decoder and tries to open the URL again after a
-backoff that doubles from ``reconnect_backoff_s[0]`` up to ``reconnect_backoff_s[1]`` with random jitter (never
-above the upper bound), so a fleet of readers does not hammer a port in lock-step.  Reconnection happens inside
-:meth:`SerialTransport.read_frames` / :meth:`SerialTransport.send`, in the caller's thread; nothing runs in the
-background.  For a device path (not a URL) the transport also checks once per read timeout whether the path has
-(re)appeared, and tries at once when it has, so a replugged device or a restarted simulator is found within a read
-timeout whatever the backoff has grown to.  Counters (outages, reconnects, last error, seconds disconnected, bytes,
-and the decoder's own) are in :attr:`SerialTransport.stats`.
+backoff with full jitter between ``reconnect_backoff_s[0]`` and ``reconnect_backoff_s[1]`` (a window that doubles
+with every failed attempt, :mod:`firmware_bridge.backoff`), so a fleet of readers does not retry in lock-step.
+Reconnection happens inside :meth:`SerialTransport.read_frames` / :meth:`SerialTransport.send`, in the caller's
+thread; nothing runs in the background.  For a device path (not a URL) the transport also checks once per read
+timeout whether the path has (re)appeared, and tries at once when it has, so a replugged device or a restarted
+simulator is found within a read timeout whatever the backoff has grown to.  Counters (outages, reconnects, last
+error, seconds disconnected, bytes, and the decoder's own) are in :attr:`SerialTransport.stats`.
 
 >>> from firmware_bridge.frames import Hello
 >>> with SerialTransport("loop://") as t:
@@ -36,11 +36,12 @@ from typing import Any, Protocol, TypeVar
 
 import serial
 
+from firmware_bridge.backoff import Backoff
 from firmware_bridge.codec import DecoderStats, FrameDecoder, encode
 from firmware_bridge.errors import TransportError
 from firmware_bridge.frames import Frame
 
-__all__ = ["ByteDecoder", "SerialTransport", "TransportStats", "backoff_delay_s"]
+__all__ = ["ByteDecoder", "SerialTransport", "TransportStats"]
 
 _T = TypeVar("_T", bound="SerialTransport")
 
@@ -155,17 +156,6 @@ class TransportStats:
     decoder: DecoderStats | Any
 
 
-def backoff_delay_s(attempt: int, bounds_s: tuple[float, float], jitter: float, rng: random.Random) -> float:
-    """Delay before reconnection attempt ``attempt`` (0-based), seconds.
-
-    ``bounds_s[0] * 2**attempt`` capped at ``bounds_s[1]``, then scaled by a uniform factor in ``[1 - jitter, 1]``;
-    always within ``[bounds_s[0] * (1 - jitter), bounds_s[1]]``.
-    """
-    lo, hi = bounds_s
-    base = min(hi, lo * 2.0 ** min(attempt, 32))
-    return base * (1.0 - jitter * rng.random())
-
-
 class SerialTransport:
     """Protocol frames over a pyserial URL, surviving disconnections.
 
@@ -180,9 +170,8 @@ class SerialTransport:
     write_timeout_s : float
         Longest blocking write, seconds.
     reconnect_backoff_s : (float, float)
-        First and largest delay between reconnection attempts, seconds.
-    jitter : float
-        Relative random reduction of each delay, 0 to 1.
+        Shortest and longest delay between reconnection attempts, seconds; each delay is drawn with full jitter
+        (:mod:`firmware_bridge.backoff`).
     open_now : bool
         Try to open the port in the constructor (a failure is an outage, not an exception).
     seed : int, optional
@@ -206,7 +195,6 @@ class SerialTransport:
         read_timeout_s: float = 0.1,
         write_timeout_s: float = 2.0,
         reconnect_backoff_s: tuple[float, float] = (0.1, 2.0),
-        jitter: float = 0.25,
         open_now: bool = True,
         seed: int | None = None,
         decoder: ByteDecoder | None = None,
@@ -216,15 +204,12 @@ class SerialTransport:
             raise TransportError(f"expected 0 < first backoff <= largest backoff, got {reconnect_backoff_s}")
         if not read_timeout_s > 0.0:
             raise TransportError(f"expected a positive read timeout in seconds, got {read_timeout_s}")
-        if not 0.0 <= jitter < 1.0:
-            raise TransportError(f"expected 0 <= jitter < 1, got {jitter}")
         self.url = url
         self.baudrate = int(baudrate)
         self.read_timeout_s = float(read_timeout_s)
         self.write_timeout_s = float(write_timeout_s)
         self.reconnect_backoff_s = (lo, hi)
-        self.jitter = float(jitter)
-        self._rng = random.Random(seed)
+        self._backoff = Backoff((lo, hi), random.Random(seed))
         self._decoder: Any = FrameDecoder() if decoder is None else decoder
         self._port: Any = None
         self._lock = threading.RLock()  # guards _port and the counters
@@ -232,7 +217,6 @@ class SerialTransport:
         self._write_lock = threading.Lock()
         self._closed = threading.Event()
         self._ever_connected = False
-        self._attempt = 0
         self._next_attempt = time.monotonic()
         self._down_since: float | None = time.monotonic()
         self._down_total_s = 0.0
@@ -457,7 +441,7 @@ class SerialTransport:
                 self._reconnects += 1
                 _LOG.info("serial port %s reconnected after %.2f s", self.url, outage_s)
             self._ever_connected = True
-            self._attempt = 0
+            self._backoff.reset()
         reset = getattr(self._decoder, "reset", None)
         if reset is not None:
             reset()  # callers hold the read lock: the decoder is the reader's
@@ -468,8 +452,7 @@ class SerialTransport:
         with self._lock:
             self._open_failures += 1
             self._last_error = _describe(exc)
-            delay = backoff_delay_s(self._attempt, self.reconnect_backoff_s, self.jitter, self._rng)
-            self._attempt += 1
+            delay = self._backoff.next_delay_s()
             self._next_attempt = self._clock() + delay
         _LOG.debug("cannot open %s (%s); next attempt in %.2f s", self.url, self._last_error, delay)
 
@@ -482,8 +465,8 @@ class SerialTransport:
             self._outages += 1
             self._last_error = _describe(exc)
             self._down_since = self._clock()
-            self._attempt = 0
-            self._next_attempt = self._clock() + backoff_delay_s(0, self.reconnect_backoff_s, self.jitter, self._rng)
+            self._backoff.reset()
+            self._next_attempt = self._clock() + self._backoff.next_delay_s()
         self._path_was_present = self._is_path and os.path.exists(self.url)
         _LOG.warning("serial port %s lost (%s); reconnecting", self.url, self._last_error)
         _quiet_close(port)

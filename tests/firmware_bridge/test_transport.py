@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import socket
 import threading
 import time
@@ -12,13 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from firmware_bridge.codec import encode
 from firmware_bridge.errors import TransportError
 from firmware_bridge.frames import Hello, Spectrum, Status
-from firmware_bridge.transport import SerialTransport, backoff_delay_s
+from firmware_bridge.transport import SerialTransport
 
 #: Generous bound for anything that should happen "soon" (CI runs on 2 busy cores); not a speed claim.
 PATIENCE_S = 20.0
@@ -228,14 +225,6 @@ def test_tcp_socket_url_and_peer_close() -> None:
     finally:
         server.close()
 
-
-@given(st.integers(0, 100), st.floats(0.01, 1.0), st.floats(1.0, 10.0), st.floats(0.0, 0.99), st.integers())
-def test_backoff_is_bounded_and_grows(attempt: int, lo: float, factor: float, jitter: float, seed: int) -> None:
-    hi = lo * factor
-    rng = random.Random(seed)
-    delay = backoff_delay_s(attempt, (lo, hi), jitter, rng)
-    assert lo * (1 - jitter) - 1e-12 <= delay <= hi + 1e-12
-    assert backoff_delay_s(100, (lo, hi), 0.0, rng) == pytest.approx(hi)
 
 
 def test_docstring_examples() -> None:
