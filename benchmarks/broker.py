@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["Mosquitto", "find_free_port", "mosquitto_executable"]
@@ -37,7 +38,8 @@ def find_free_port(host: str = "127.0.0.1") -> int:
 
 
 class Mosquitto:
-    """One mosquitto process on ``127.0.0.1:<free port>`` without persistence; a context manager.
+    """One mosquitto process on ``127.0.0.1:<free port>``, without persistence unless ``config`` sets it; a context
+    manager.
 
     Parameters
     ----------
@@ -48,10 +50,16 @@ class Mosquitto:
         With mosquitto's default (Nagle's algorithm on), a small message can wait for the subscriber's delayed
         TCP acknowledgement, up to 40 ms on Linux: at 100 messages/s that put a 25-40 ms stall into about one
         message in a hundred (measured: p99 28 ms against 4 ms).  docs/mqtt.md recommends the setting.
+    config : callable(broker) -> str, optional
+        Writes the whole configuration instead (for a shipped file localised to this broker's ``port`` and
+        ``workdir``, :func:`benchmarks.bridge.localise`); ``tcp_nodelay`` is then ignored.  With a ``workdir``
+        given, :meth:`stop` keeps it, so a :meth:`start` after it finds the persistence database again.
     """
 
-    def __init__(self, workdir: Path | None = None, *, tcp_nodelay: bool = True) -> None:
+    def __init__(self, workdir: Path | None = None, *, tcp_nodelay: bool = True,
+                 config: Callable[[Mosquitto], str] | None = None) -> None:
         self.tcp_nodelay = tcp_nodelay
+        self._config = config
         self._own = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="spectro-bench-mqtt-")) if workdir is None else Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -74,7 +82,8 @@ class Mosquitto:
                  f"set_tcp_nodelay {'true' if self.tcp_nodelay else 'false'}"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             lines.append("user root")  # otherwise mosquitto switches to 'mosquitto' and cannot write its log
-        conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        conf.write_text(self._config(self) if self._config is not None else "\n".join(lines) + "\n",
+                        encoding="utf-8")
         self._proc = subprocess.Popen([mosquitto_executable(), "-c", str(conf)], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE)
         deadline = time.monotonic() + READY_TIMEOUT_S

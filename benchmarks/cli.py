@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "accuracy": "RMSEP/accuracy of PLS, CNN float and CNN int8 on the shipped protocols",
     "compare": "two result JSON files side by side with ratios",
     "soak": "long run through the whole daemon: memory, fd and thread growth, losses",
+    "fleet": "N devices through a site broker bridged to a central one: a central outage, a site restart, losses",
     "fuzz": "Hypothesis fuzzing of the untrusted-input parsers (decoder, adapters, commands, bundle reader)",
 }
 
