@@ -201,3 +201,22 @@ def test_cli_verify_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert capsys.readouterr().out.startswith("FAIL: audit-000001.jsonl line 2 (seq 2, command_result)")
     assert edge_main(["audit", "export", str(d), "--out", str(tmp_path / "y.jsonl")]) == 1
     assert not (tmp_path / "y.jsonl").exists()
+
+
+def test_a_verified_bundle_names_its_signing_key(repo_root: Path) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
+
+    from edge.audit import key_id
+    from edge.bundle import load_bundle
+    from edge.daemon import bundle_audit, signer_key_id
+
+    data = repo_root / "tests" / "data" / "bundles"
+    pem = data / "v1_signing.pub.pem"
+    raw = load_pem_public_key(pem.read_bytes()).public_bytes(Encoding.Raw, PublicFormat.Raw)
+    expected = key_id("ed25519", raw)
+    assert signer_key_id(pem) == expected and signer_key_id(None) is None
+    signed = load_bundle(data / "v1_counts_two_targets.spectrolite", public_key=pem, self_test=False)
+    details = bundle_audit(signed, signer_key_id(pem))
+    assert details["signer"] == expected and details["sha256"] == signed.file_sha256
+    unverified = load_bundle(data / "v1_counts_two_targets.spectrolite", self_test=False)
+    assert bundle_audit(unverified, None)["signer"] == "signed, not verified (no bundle.public_key_path)"
