@@ -1,4 +1,4 @@
-"""Command line of the device side: ``spectro-edge check | run | config``.
+"""Command line of the device side: ``spectro-edge check | run | config | audit``.
 
 The demo, which trains a model, is ``spectro-bench demo`` (the device side never imports the trainer).
 
@@ -151,7 +151,40 @@ def _build_parser() -> argparse.ArgumentParser:
         "may be plugged in later: the daemon waits for it)",
     )
 
+    audit = sub.add_parser("audit", help="verify or export the daemon's hash-chained audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = audit_sub.add_parser(
+        "verify", help="check the chain; exit 0 with a one-line summary, 1 naming the first record where it breaks")
+    verify.add_argument("path", help="an audit-NNNNNN.jsonl file or the directory of rotated files (audit.path)")
+    verify.add_argument("--expect-head", metavar="HASH",
+                        help="a head hash exported earlier (a retained status's audit_head): it must be in the log")
+    export = audit_sub.add_parser("export", help="verify, then write the records in order as one JSON-lines file")
+    export.add_argument("path", help="an audit file or the directory of rotated files")
+    export.add_argument("--out", required=True, help="output file (JSON lines); '-' for stdout")
+
     return parser
+
+
+def audit_command(args: argparse.Namespace) -> int:
+    """``spectro-edge audit verify|export PATH``: 0 when the chain is intact (and, for export, written)."""
+    import json
+
+    from edge.audit import verify
+
+    report = verify(args.path, expect_head=getattr(args, "expect_head", None))
+    if not report.ok:
+        print(report.summary(), file=sys.stdout if args.audit_command == "verify" else sys.stderr)
+        return 1
+    if args.audit_command == "verify":
+        print(report.summary())
+        return 0
+    lines = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=True) + "\n" for r in report.records_list)
+    if args.out == "-":
+        sys.stdout.write(lines)
+    else:
+        Path(args.out).write_text(lines, encoding="ascii")
+        print(f"{report.records} records written to {args.out}; {report.summary()}", file=sys.stderr)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stdout.write(edge_config.example_config())
                 return 0
             return validate_command(args.validate, show_config=args.verbose > 0, check_device=not args.skip_serial)
+        if args.command == "audit":
+            return audit_command(args)
     except (EdgeError, OSError) as exc:
         print(f"spectro-edge {args.command}: {exc}", file=sys.stderr)
         return 2

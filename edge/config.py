@@ -7,8 +7,8 @@ API (stable; the daemon and the CLI call these)::
     example_config() -> str                             # commented TOML that itself loads
 
 Sections (every field has its unit in its name): ``device``, ``serial``, ``bundle``, ``references``,
-``runtime``, ``queues``, ``mqtt`` (with ``mqtt.tls``), ``outbox``, ``commands``, ``drift``, ``metrics`` and the
-top-level ``log_level``.  The schema *is* the dataclasses below: each field carries its documentation and its
+``runtime``, ``queues``, ``mqtt`` (with ``mqtt.tls``), ``outbox``, ``commands``, ``drift``, ``metrics``, ``audit``
+and the top-level ``log_level``.  The schema *is* the dataclasses below: each field carries its documentation and its
 constraints in ``dataclasses.field(metadata=...)``, and both the validator and :func:`example_config` read them,
 so the example can never drift from what the loader accepts.
 
@@ -69,6 +69,7 @@ __all__ = [
     "CommandsConfig",
     "DriftConfig",
     "MetricsConfig",
+    "AuditConfig",
     "EdgeConfig",
     "load_config",
     "parse_config",
@@ -309,6 +310,20 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """Audit trail: an append-only, hash-chained log of what the daemon did (``edge.audit``; docs/security.md)."""
+
+    enabled: bool = _opt(True, "record starts, bundle loads and reloads, commands and their verdicts, configuration "
+                         "reloads, alerts and stops in the audit log")
+    path: Path | None = _opt(None, "directory of the audit log files; unset means the directory 'audit' beside "
+                             "outbox.path", example="/var/lib/spectrolite/audit")
+    max_bytes: int = _opt(1_048_576, "a log file is rotated before it grows past this size", min=4096,
+                          max=1 << 34)
+    keep_files: int = _opt(10, "log files kept, the one being written included; the oldest are deleted beyond "
+                           "this (forward or export the log before they are)", min=1, max=100_000)
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     """Whole daemon configuration (see the module docstring for the file format)."""
 
@@ -323,6 +338,7 @@ class EdgeConfig:
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     log_level: str = _opt("INFO", "logging level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     source: Path | None = field(default=None, compare=False,
                                 metadata={"doc": "file the configuration was read from (not a key)",
@@ -356,7 +372,7 @@ def security_warnings(config: EdgeConfig) -> tuple[str, ...]:
 _SECTION_DOCS = {
     "device": DeviceConfig, "serial": SerialConfig, "bundle": BundleConfig, "references": ReferencesConfig,
     "runtime": RuntimeConfig, "queues": QueuesConfig, "mqtt": MqttConfig, "outbox": OutboxConfig,
-    "commands": CommandsConfig, "drift": DriftConfig, "metrics": MetricsConfig,
+    "commands": CommandsConfig, "drift": DriftConfig, "metrics": MetricsConfig, "audit": AuditConfig,
 }
 
 # ------------------------------------------------------------------------------------------------- validation
@@ -571,6 +587,8 @@ def _cross_checks(cfg: EdgeConfig) -> EdgeConfig:
         replace["mqtt"] = dataclasses.replace(m, client_id=client_id)
     if not c.allowed_dirs:
         replace["commands"] = dataclasses.replace(c, allowed_dirs=(cfg.bundle.path.parent,))
+    if cfg.audit.path is None:
+        replace["audit"] = dataclasses.replace(cfg.audit, path=cfg.outbox.path.parent / "audit")
     return dataclasses.replace(cfg, **replace) if replace else cfg
 
 

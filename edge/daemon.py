@@ -87,6 +87,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from edge.audit import AuditError, AuditLog, RefusalGate
 from edge.config import SECURITY_WARNINGS, security_warnings
 from edge.drift import CusumConfig, DriftConfig, DriftEvent, DriftMonitor, EwmaConfig, TrainingStats
 from edge.errors import BundleError, ConfigError, EdgeError
@@ -243,9 +244,10 @@ class ActiveAlerts:
     (True, ['drift:ood_q', 'outbox_full'], True, ['drift:ood_q'])
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[str, bool], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._active: set[str] = set()
+        self._on_change = on_change  #: told ``(name, active)`` of every alert raised or cleared (the audit trail)
 
     def set(self, name: str, active: bool) -> bool:
         """Raise or clear ``name``; return whether that changed anything."""
@@ -256,7 +258,9 @@ class ActiveAlerts:
                 self._active.add(name)
             else:
                 self._active.discard(name)
-            return True
+        if self._on_change is not None:
+            self._on_change(name, active)
+        return True
 
     def replace_prefix(self, prefix: str, names: Sequence[str]) -> bool:
         """Make the alerts starting with ``prefix`` exactly ``names``; return whether that changed anything."""
@@ -266,7 +270,12 @@ class ActiveAlerts:
             if old == new:
                 return False
             self._active = (self._active - old) | new
-            return True
+        if self._on_change is not None:
+            for name in sorted(new - old):
+                self._on_change(name, True)
+            for name in sorted(old - new):
+                self._on_change(name, False)
+        return True
 
     def active(self, name: str) -> bool:
         with self._lock:
@@ -402,6 +411,42 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def signer_key_id(public_key_path: Path | None) -> str | None:
+    """The audit trail's name of the bundle-signing key (:func:`edge.audit.key_id` of its raw Ed25519 bytes), or
+    None when no key is configured or it cannot be read (the bundle load then says why)."""
+    if public_key_path is None:
+        return None
+    try:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        from edge.audit import key_id
+        from edge.bundle import load_public_key
+
+        raw = load_public_key(public_key_path).public_bytes(Encoding.Raw, PublicFormat.Raw)
+    except (EdgeError, ImportError, ValueError):
+        return None
+    return key_id("ed25519", bytes(raw))
+
+
+def bundle_audit(bundle: "Bundle", key_id: str | None) -> dict[str, Any]:
+    """What the audit trail records of a bundle: path, SHA-256 of the file, model and signer (the configured
+    key's id when the signature was verified, ``unsigned``, or ``signed, not verified`` without a key)."""
+    if bundle.signature_verified:
+        signer = key_id or "ed25519 (configured key)"
+    else:
+        signer = "signed, not verified (no bundle.public_key_path)" if bundle.signed else "unsigned"
+    return {"path": str(bundle.path), "sha256": bundle.file_sha256,
+            "model": {"id": bundle.model_id, "version": bundle.model_version}, "signer": signer}
+
+
+def _sha256_or_none(path: Path | None) -> str | None:
+    """:func:`_file_sha256`, or None when the file cannot be read (for the audit trail)."""
+    try:
+        return _file_sha256(Path(path)) if path is not None else None
+    except OSError:
+        return None
+
+
 def _file_stamp(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
@@ -432,6 +477,9 @@ class Daemon:
         configured public key, self-test and threads).
     clock : callable
         Host time, seconds since the epoch.
+    audit : AuditLog, optional
+        The audit trail (:mod:`edge.audit`): bundle reloads, commands and their verdicts, configuration reloads and
+        alerts are recorded in it; its head is the status's ``audit_head``.
     """
 
     def __init__(
@@ -444,8 +492,12 @@ class Daemon:
         forward_annotations: bool = False,
         load_bundle: Callable[[Path], "Bundle"] | None = None,
         clock: Callable[[], float] = time.time,
+        audit: AuditLog | None = None,
     ) -> None:
         self.config = config
+        self.audit = audit
+        self._refusals = RefusalGate()
+        self._signer_key_id = signer_key_id(config.bundle.public_key_path) if audit is not None else None
         self.transport = transport
         self.link = link
         self.forward_annotations = forward_annotations
@@ -466,7 +518,7 @@ class Daemon:
         self.device_signal = "counts"
         #: The device's boot id from its last STATUS (None when it sent none): the de-duplication key's middle part.
         self.device_boot_id: int | None = None
-        self.alerts = ActiveAlerts()
+        self.alerts = ActiveAlerts(on_change=self._audit_alert)
         self._signal_error: str | None = None
         #: Why the device's last STATUS was refused (None once a valid one arrived): spectra are rejected meanwhile.
         self._status_error: str | None = None
@@ -547,6 +599,7 @@ class Daemon:
             device_signal=self.device_signal if self.device_status is not None else None,
             device_boot_id=self.device_boot_id,
             security=security_warnings(self.config),
+            audit_head=self.audit.head if self.audit is not None else None,
         )
 
     def _publish_status(self) -> None:
@@ -565,11 +618,48 @@ class Daemon:
             self._publish_status()
 
     def _emit(self, kind: MessageKind, message: dict[str, Any], command: str | None = None) -> None:
+        if kind is MessageKind.COMMAND_RESPONSE:
+            self._audit_command_result(message)  # every command's verdict passes here, accepted or refused
         out = _Outgoing(kind, message, command)
         if threading.get_ident() == self._inference_ident:
             self._publish(out)
         else:
             self.messages.put(out, droppable=False)
+
+    def _audit(self, event: str, details: Mapping[str, Any]) -> None:
+        """Write one audit record (any thread); a failure is counted and logged, never raised."""
+        if self.audit is None:
+            return
+        try:
+            self.audit.append(event, details)
+            self.counters.incr("audit_records")
+        except (OSError, AuditError) as exc:
+            self.counters.incr("audit_write_errors")
+            if self.counters.get("audit_write_errors") <= 3 or log.isEnabledFor(logging.DEBUG):
+                log.error("audit record %s could not be written: %s", event, exc)
+
+    def _audit_alert(self, name: str, active: bool) -> None:
+        self._audit("alert", {"alert": name, "state": "raised" if active else "cleared",
+                              "model": {"id": self.model_id, "version": self.model_version}})
+
+    def _audit_command_result(self, message: Mapping[str, Any]) -> None:
+        """Record a command's verdict (its response); refusals beyond :class:`edge.audit.RefusalGate`'s rate are
+        counted (``audit_refusals_unrecorded``) and recorded as one count."""
+        ok = bool(message.get("ok"))
+        if not ok:
+            admit, unrecorded = self._refusals.admit(time.monotonic())
+            if unrecorded:
+                self._audit("command_refusals_unrecorded", {"count": unrecorded})
+            if not admit:
+                self.counters.incr("audit_refusals_unrecorded")
+                return
+        details: dict[str, Any] = {"command": message.get("command"), "request_id": message.get("request_id"),
+                                   "verdict": "ok" if ok else "refused"}
+        if ok:
+            details["result"] = message.get("result")
+        else:
+            details["reason"] = message.get("error")
+        self._audit("command_result", details)
 
     def _publish(self, out: _Outgoing) -> None:
         if out.kind is MessageKind.STATUS:
@@ -696,6 +786,9 @@ class Daemon:
         except Exception:  # pragma: no cover - closing a broken port
             log.debug("closing the transport failed", exc_info=True)
         self.link.stop(float(self.config.outbox.flush_timeout_s))
+        unrecorded = self._refusals.drain()
+        if unrecorded:
+            self._audit("command_refusals_unrecorded", {"count": unrecorded})
 
     @staticmethod
     def _join(t: threading.Thread | None) -> None:
@@ -1090,6 +1183,10 @@ class Daemon:
         self.engine = swap.engine
         self.counters.incr("bundle_reloads")
         self.last_error = None
+        self._audit("bundle_load", {**bundle_audit(new, self._signer_key_id), "trigger": swap.reason,
+                                    "request_id": swap.request_id, "verdict": "accepted",
+                                    "previous_model": {"id": old[0], "version": old[1]},
+                                    "device_seq": self._last_seq, "device_boot_id": self.device_boot_id})
         log.info("now serving %s %s (was %s %s; %s)", self.model_id, self.model_version, *old, swap.reason)
         if self.device_status is not None or self._signal_error is not None:
             self._check_signal()
@@ -1241,6 +1338,9 @@ class Daemon:
             if not live:
                 log.info("configuration reload: no broker setting changed")
                 self.counters.incr("config_reloads")
+                self._audit("config_reload", {"path": str(path), "sha256": _sha256_or_none(path), "verdict": "applied",
+                                              "applied": [], "restart_needed": later,
+                                              "security": list(security_warnings(self.config))})
                 return True
             mqtt = dataclasses.replace(self.config.mqtt, **{k[5:]: getattr(new.mqtt, k[5:]) for k in live})
             merged = dataclasses.replace(self.config, mqtt=mqtt)
@@ -1249,11 +1349,16 @@ class Daemon:
             self.counters.incr("config_reload_failures")
             self.last_error = f"configuration reload refused: {exc}"
             log.error("%s (the running settings stay)", self.last_error)
+            self._audit("config_reload", {"path": str(path), "sha256": _sha256_or_none(path), "verdict": "refused",
+                                          "reason": self.last_error})
             self._publish_status()
             return False
         self.config = merged
         self.counters.incr("config_reloads")
         log.info("configuration reload: applied %s", ", ".join(live))
+        self._audit("config_reload", {"path": str(path), "sha256": _sha256_or_none(path), "verdict": "applied",
+                                      "applied": live, "restart_needed": later,
+                                      "security": list(security_warnings(self.config))})
         return True
 
     def _check_outbox_full(self) -> None:
@@ -1282,6 +1387,10 @@ class Daemon:
         name = cmd.name.value if hasattr(cmd.name, "value") else str(cmd.name)
         self.counters.incr(f"commands_{name}")
         log.info("command %s (request %s)", name, cmd.request_id)
+        self._audit("command_accepted", {"command": name, "request_id": cmd.request_id,
+                                         "authenticated": bool(cmd.authenticated),
+                                         "signer": "hmac-sha256 (commands.hmac_key_path)" if cmd.authenticated
+                                         else "none", "issued_at_unix_s": cmd.issued_at_unix_s})
         if cmd.name is CommandName.RELOAD_BUNDLE:
             path = cmd.args.path if cmd.args.path is not None else Path(self.config.bundle.path)
             self._reload(Path(path), request_id=cmd.request_id, command=name, reason=f"command {name}")
@@ -1345,6 +1454,9 @@ class Daemon:
                 self._bundle_stamp = stamp
                 self._failed_stamp = None
             self.counters.incr("bundle_reloads_unchanged")
+            self._audit("bundle_load", {"path": str(path), "sha256": digest, "trigger": reason,
+                                        "request_id": request_id, "verdict": "unchanged",
+                                        "reason": "the same bytes are in service"})
             log.info("bundle %s is the one in service (%s %s, sha256 %s): nothing reloaded, drift state kept (%s)",
                      path, self.model_id, self.model_version, digest[:16], reason)
             if command is not None:
@@ -1364,6 +1476,8 @@ class Daemon:
             self.counters.incr("bundle_reloads_rate_limited")
             error = (f"reload refused: at most one reload every {interval:g} s (bundle.min_reload_interval_s); "
                      f"try again in {wait_s:.1f} s; still serving {self.model_id} {self.model_version}")
+            self._audit("bundle_load", {"path": str(path), "sha256": digest, "trigger": reason,
+                                        "request_id": request_id, "verdict": "refused", "reason": error})
             if self.counters.get("bundle_reloads_rate_limited") <= 3 or log.isEnabledFor(logging.DEBUG):
                 log.warning("%s", error)
             self._respond_error(command, request_id, error)
@@ -1381,6 +1495,8 @@ class Daemon:
                 self._failed_stamp = stamp
             error = f"bundle {path.name} refused, still serving {self.model_id} {self.model_version}: {exc}"
             self.last_error = error
+            self._audit("bundle_load", {"path": str(path), "sha256": digest, "trigger": reason,
+                                        "request_id": request_id, "verdict": "refused", "reason": error})
             log.error("%s", error)
             self._publish_status()  # carries last_error
             if command is not None:
@@ -1567,6 +1683,12 @@ def run_daemon(
 
     stop = stop_event or threading.Event()
     try:
+        trail = _open_audit(config)
+    except AuditError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    key_id = signer_key_id(config.bundle.public_key_path) if trail is not None else None
+    try:
         bundle = load_bundle(
             config.bundle.path,
             public_key=config.bundle.public_key_path,
@@ -1575,8 +1697,15 @@ def run_daemon(
         )
     except (EdgeError, OSError) as exc:
         log.error("cannot start: %s", exc)
+        _audit_to(trail, "bundle_load", {"path": str(config.bundle.path),
+                                         "sha256": _sha256_or_none(Path(config.bundle.path)), "trigger": "start",
+                                         "verdict": "refused", "reason": str(exc)})
+        _audit_to(trail, "daemon_stopped", {"exit_code": 2, "reason": f"cannot start: {exc}"})
+        if trail is not None:
+            trail.close()
         return 2
     log.info("loaded %s", bundle.path)
+    _audit_to(trail, "bundle_load", {**bundle_audit(bundle, key_id), "trigger": "start", "verdict": "accepted"})
     transport = SerialTransport(
         config.serial.port_url,
         baudrate=config.serial.baudrate,
@@ -1600,10 +1729,13 @@ def run_daemon(
     except (EdgeError, OSError) as exc:
         transport.close()
         log.error("cannot start: %s", exc)
+        _audit_to(trail, "daemon_stopped", {"exit_code": 2, "reason": f"cannot start: {exc}"})
+        if trail is not None:
+            trail.close()
         return 2
     if forward_annotations is None:
         forward_annotations = config.device.forward_annotations
-    daemon = Daemon(config, bundle, transport, link, forward_annotations=forward_annotations)
+    daemon = Daemon(config, bundle, transport, link, forward_annotations=forward_annotations, audit=trail)
     holder.append(daemon)
     reload = threading.Event()
     wanted = {signal.SIGTERM: stop, signal.SIGINT: stop}
@@ -1631,7 +1763,55 @@ def run_daemon(
             notifier.notify("STOPPING=1")
             daemon.stop()
             notifier.close()
-    return 2 if daemon.failed or unhealthy is not None else 0
+    code = 2 if daemon.failed or unhealthy is not None else 0
+    reason = unhealthy or (f"a daemon thread died: {daemon._fatal!r}" if daemon.failed else "stopped")
+    _audit_to(trail, "daemon_stopped", {"exit_code": code, "reason": reason})
+    if trail is not None:
+        trail.close()
+    return code
+
+
+def _open_audit(config: "EdgeConfig") -> AuditLog | None:
+    """Open the audit log (``[audit]``) and record the start: the configuration file and its SHA-256, the names of
+    the environment overrides in force (not their values), the software version and the insecure settings.
+    None when ``audit.enabled`` is false.
+
+    Raises
+    ------
+    AuditError
+        The log cannot be opened: the daemon does not run without the audit trail it was configured to keep.
+    """
+    import os
+
+    from edge.config import ENV_PREFIX
+
+    if not config.audit.enabled:
+        return None
+    directory = Path(config.audit.path or Path(config.outbox.path).parent / "audit")
+    trail = AuditLog.open(directory, max_bytes=config.audit.max_bytes, keep_files=config.audit.keep_files)
+    warnings = security_warnings(config)
+    _audit_to(trail, "daemon_started", {
+        "config_path": str(config.source) if config.source is not None else None,
+        "config_sha256": _sha256_or_none(config.source),
+        "env_overrides": sorted(k for k in os.environ if k.startswith(ENV_PREFIX)),
+        "software_version": _software_version(),
+        "device": {"site": config.device.site, "line": config.device.line, "device_id": config.device.device_id},
+        "security": list(warnings),
+        "pid": os.getpid(),
+    })
+    for name in warnings:
+        _audit_to(trail, "security_warning", {"warning": name, "detail": SECURITY_WARNINGS[name]})
+    return trail
+
+
+def _audit_to(trail: AuditLog | None, event: str, details: Mapping[str, Any]) -> None:
+    """Write one audit record outside a :class:`Daemon` (start and stop); a failure is logged, never raised."""
+    if trail is None:
+        return
+    try:
+        trail.append(event, details)
+    except (OSError, AuditError) as exc:
+        log.error("audit record %s could not be written: %s", event, exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

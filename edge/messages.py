@@ -24,7 +24,7 @@ minimum, maximum, minLength, maxLength) checked by the small :func:`validate` be
 >>> encode(msg)
 b'{"schema_version":1,"kind":"status","device_id":"nir-01","time_unix_s":1.5,"state":"online","model":null,\
 "runtime":null,"software_version":null,"alerts":[],"last_error":null,"device_signal":null,"device_boot_id":null,\
-"security":[]}'
+"security":[],"audit_head":null}'
 """
 
 from __future__ import annotations
@@ -433,6 +433,7 @@ def status_message(
     device_signal: str | None = None,
     device_boot_id: int | None = None,
     security: Sequence[str] = (),
+    audit_head: str | None = None,
     time_unix_s: float | None = None,
 ) -> dict[str, Any]:
     """Payload of ``.../status`` (retained): ``online`` at connect and on changes, ``offline`` as last will.
@@ -442,7 +443,9 @@ def status_message(
     operator should see (a refused bundle reload, ...); ``device_signal`` what the device's STATUS says its spectra
     carry (``counts``, ``absorbance``, ``reflectance``; null before the first STATUS) and ``device_boot_id`` its
     boot id (null when it sent none); ``security`` the insecure settings in force (``edge.config.SECURITY_WARNINGS``:
-    ``commands_unauthenticated``, ``mqtt_plaintext``, ``mqtt_anonymous``, ``bundles_unsigned``).
+    ``commands_unauthenticated``, ``mqtt_plaintext``, ``mqtt_anonymous``, ``bundles_unsigned``); ``audit_head``
+    the hash of the last record of the audit log when the status was built (null without an audit log), an
+    anchor to check the log against (``spectro-edge audit verify --expect-head``).
     """
     msg = _header(MessageKind.STATUS, device_id, time_unix_s)
     msg.update({
@@ -455,6 +458,7 @@ def status_message(
         "device_signal": device_signal,
         "device_boot_id": _boot_id(device_boot_id),
         "security": list(security),
+        "audit_head": audit_head,
     })
     validate(msg, strict=True)
     return msg
@@ -587,6 +591,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "device_signal": {"enum": [*DEVICE_SIGNALS, None]},
         "device_boot_id": _BOOT_ID,
         "security": _NAME_LIST,
+        "audit_head": {"type": ["string", "null"], "minLength": 64, "maxLength": 64},
     }, ["state", "alerts"]),
     MessageKind.METRICS.value: _schema(MessageKind.METRICS, {
         "period_s": {"type": "number", "minimum": 0},

@@ -223,12 +223,14 @@ GOLDEN: dict[str, tuple[object, bytes]] = {
             device_id="nir-01", state="online", **GOLDEN_MODEL, runtime="ai_edge_litert 1.2.0, 1 thread(s)",
             software_version="0.1.0", alerts=["drift:ood_q", "signal_mismatch"],
             last_error="bundle x 1 expects absorbance frames, the device SIM-0001 sends counts",
-            device_signal="counts", device_boot_id=GOLDEN_BOOT, security=["mqtt_plaintext"], time_unix_s=GOLDEN_T),
+            device_signal="counts", device_boot_id=GOLDEN_BOOT, security=["mqtt_plaintext"],
+            audit_head="9b3e5d8f0a1c2e4b6d8f0a1c2e4b6d8f0a1c2e4b6d8f0a1c2e4b6d8f0a1c2e4b", time_unix_s=GOLDEN_T),
         b'{"schema_version":1,"kind":"status","device_id":"nir-01","time_unix_s":1767225600.25,"state":"online",'
         b'"model":{"id":"tablets-api-cnn","version":"2026.11.3"},"runtime":"ai_edge_litert 1.2.0, 1 thread(s)",'
         b'"software_version":"0.1.0","alerts":["drift:ood_q","signal_mismatch"],'
         b'"last_error":"bundle x 1 expects absorbance frames, the device SIM-0001 sends counts",'
-        b'"device_signal":"counts","device_boot_id":2882400001,"security":["mqtt_plaintext"]}'),
+        b'"device_signal":"counts","device_boot_id":2882400001,"security":["mqtt_plaintext"],'
+        b'"audit_head":"9b3e5d8f0a1c2e4b6d8f0a1c2e4b6d8f0a1c2e4b6d8f0a1c2e4b6d8f0a1c2e4b"}'),
     "metrics": (
         lambda: metrics_message(
             device_id="nir-01", period_s=30.0, counters={"frames_in": 3, "frames_rejected_signal_mismatch": 2},
