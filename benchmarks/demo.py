@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
             bundle_path = _bundle(args)
             bundle = load_bundle(bundle_path)
             cfg = harness.load_training_config(args.config)
-            data, source = harness._dataset_of_config(cfg, Path(args.config).resolve().parent)
+            data, source = harness.dataset_of_config(cfg, Path(args.config).resolve().parent)
             test_name, selectors = harness.selectors_of_test_set(cfg)
             rows = harness.select_rows(data, selectors)
             stream = harness.stream_rows(workdir / "stream.npz", data, rows, [t.name for t in bundle.targets],

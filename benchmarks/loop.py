@@ -108,7 +108,7 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Any, Path, Any, dict
         cfg = harness.load_training_config(args.config)
         if args.select:
             raise Refused("expected --test NAME with --config (rows come from its [split.test]), got --select")
-        data, source = harness._dataset_of_config(cfg, args.config.resolve().parent)
+        data, source = harness.dataset_of_config(cfg, args.config.resolve().parent)
         test_name, selectors = harness.selectors_of_test_set(cfg, args.test)
         print(f"training {args.config} with spectro-train fit (cached by the config's hash) ...", flush=True)
         trained = harness.ensure_trained(args.config, args.cache, rebuild=args.retrain,

@@ -1,5 +1,5 @@
 /* slp_vectors.c: test-vector driver of the C reference codec; reads commands on stdin, one per line, and
- * prints one result line each, so tests can compare it byte for byte with firmware_bridge/codec.py.
+ * prints one result line each, so tests can compare it byte for byte with firmware_bridge/codec/.
  *
  *   E <msg_type> <fields...>   encode; prints the wire frame in hex (delimiter included) or "ERR <code>"
  *   C <cap> <msg_type> <fields...>   encode into a buffer of only cap bytes; prints as E, or "OVERRUN" when

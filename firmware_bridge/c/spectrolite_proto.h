@@ -16,7 +16,7 @@
 
 #define SLP_PROTOCOL_VERSION 1u
 
-/* Sizes, identical to firmware_bridge/codec.py. */
+/* Sizes, identical to firmware_bridge/codec/layouts.py. */
 #define SLP_ENVELOPE_BYTES 4u                /* version, msg_type, payload_len */
 #define SLP_CRC_BYTES 4u                     /* crc32, little-endian */
 #define SLP_MAX_FRAME_BYTES 11264u           /* envelope + payload + crc, before stuffing */

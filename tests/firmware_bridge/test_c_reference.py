@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from firmware_bridge import codec
-from firmware_bridge.codec import MAX_PIXELS, FrameDecoder, cobs_encode, encode, encode_body
+from firmware_bridge.codec import MAX_PIXELS, FrameDecoder, cobs_encode, encode, encode_body, layouts
 from firmware_bridge.frames import (
     PIXEL_DTYPES,
     PROTOCOL_VERSION,
@@ -313,8 +313,8 @@ def test_c_header_constants_match_python() -> None:
 
     assert define("SLP_PROTOCOL_VERSION") == PROTOCOL_VERSION
     assert define("SLP_MAX_FRAME_BYTES") == codec.MAX_FRAME_BYTES
-    assert define("SLP_SPECTRUM_HEADER_BYTES") == codec._SPECTRUM.size
-    assert define("SLP_STATUS_HEADER_BYTES") == codec._STATUS.size
+    assert define("SLP_SPECTRUM_HEADER_BYTES") == layouts._SPECTRUM.size
+    assert define("SLP_STATUS_HEADER_BYTES") == layouts._STATUS.size
     assert define("SLP_STATUS_TRAILER_BYTES") == codec.STATUS_TRAILER_BYTES
     assert define("SLP_STATUS_AXIS_UNIT_BYTES") == codec.STATUS_AXIS_UNIT_BYTES
     assert define("SLP_MAX_DEVICE_ID_BYTES") == codec.MAX_DEVICE_ID_BYTES

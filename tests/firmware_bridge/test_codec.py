@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import doctest
+import importlib
 import importlib.util
 import math
+import pkgutil
 import re
 import struct
 import zlib
@@ -38,6 +40,7 @@ from firmware_bridge.codec import (
     decode_frame,
     encode,
     encode_body,
+    layouts,
 )
 from firmware_bridge.errors import BridgeError, FramingError, ProtocolError
 from firmware_bridge.frames import (
@@ -696,8 +699,8 @@ def test_a_cm1_status_is_not_a_size_an_older_host_accepts() -> None:
     STATUS as malformed instead of reading its wavenumbers as nm."""
     body = encode_body(samples.GOLDEN["status_cm1"])
     payload = body[4:-4]
-    _, _, _, _, _, _, n_coeffs, id_len, fw_len = codec._STATUS.unpack_from(payload)
-    end = codec._STATUS.size + 8 * n_coeffs + id_len + fw_len
+    _, _, _, _, _, _, n_coeffs, id_len, fw_len = layouts._STATUS.unpack_from(payload)
+    end = layouts._STATUS.size + 8 * n_coeffs + id_len + fw_len
     assert len(payload) not in (end, end + STATUS_TRAILER_BYTES)
 
 
@@ -745,14 +748,14 @@ def test_golden_set_covers_every_message_type() -> None:
 
 
 def test_module_doctest_frame_matches_protocol_md_example() -> None:
-    protocol_md = (Path(codec.__file__).parent / "PROTOCOL.md").read_text(encoding="utf-8")
+    protocol_md = (Path(firmware_bridge.__file__).parent / "PROTOCOL.md").read_text(encoding="utf-8")
     wire = encode(Command(command_id=1, code=CommandCode.TRIGGER, value=3))
     assert wire.hex(" ") in protocol_md
     assert f"MAX_FRAME_BYTES = {MAX_FRAME_BYTES:_}" in protocol_md.replace(",", "_")
 
 
 def test_protocol_md_quotes_the_status_trailer_errors_and_sizes() -> None:
-    protocol_md = (Path(codec.__file__).parent / "PROTOCOL.md").read_text(encoding="utf-8")
+    protocol_md = (Path(firmware_bridge.__file__).parent / "PROTOCOL.md").read_text(encoding="utf-8")
     for body in (
         _status_payload(b"\x01\x02"),
         _status_payload(struct.pack("<BI", 7, 1)),
@@ -772,7 +775,7 @@ def test_protocol_md_quotes_the_status_trailer_errors_and_sizes() -> None:
         boot_id=1,
         axis_unit=AxisUnit.CM_1,
     )
-    covered = len(encode_body(largest)) - codec._CRC.size
+    covered = len(encode_body(largest)) - layouts._CRC.size
     payload = covered - 4
     assert f"at most {payload} bytes" in protocol_md and f"STATUS (≤ {covered} bytes covered" in protocol_md
     assert covered * 8 <= 2_974  # inside the CRC's HD = 5 range, as the table there says
@@ -799,7 +802,7 @@ def test_crc32_keeps_hamming_distance_4_over_the_largest_frame() -> None:
         seen.setdefault(r, k)
     # codeword of n bits = data + 32 CRC bits holds the pattern when n > first_weight3
     assert first_weight3 - 32 == CRC32_HD4_MAX_DATA_BITS
-    assert (MAX_FRAME_BYTES - codec._CRC.size) * 8 <= CRC32_HD4_MAX_DATA_BITS
+    assert (MAX_FRAME_BYTES - layouts._CRC.size) * 8 <= CRC32_HD4_MAX_DATA_BITS
 
     # and the bound is real for zlib's CRC-32: one bit past it, a 3-bit error goes unnoticed
     a = seen[r ^ 1]
@@ -821,5 +824,8 @@ def test_package_exports_the_codec() -> None:
 
 
 def test_codec_docstring_examples_hold() -> None:
-    result = doctest.testmod(codec, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
+    modules = [codec] + [
+        importlib.import_module(info.name) for info in pkgutil.iter_modules(codec.__path__, codec.__name__ + ".")
+    ]
+    results = [doctest.testmod(module, optionflags=doctest.ELLIPSIS) for module in modules]
+    assert sum(r.attempted for r in results) > 0 and sum(r.failed for r in results) == 0

@@ -323,10 +323,18 @@ def test_garbage_truncation_and_stalls_cost_only_the_frames_they_hit() -> None:
 
 def test_docstring_examples() -> None:
     import doctest
+    import importlib
+    import pkgutil
 
     import firmware_bridge.simulator
 
-    assert doctest.testmod(firmware_bridge.simulator).failed == 0
+    package = firmware_bridge.simulator
+    modules = [package] + [
+        importlib.import_module(info.name) for info in pkgutil.iter_modules(package.__path__, package.__name__ + ".")
+    ]
+    results = [doctest.testmod(module) for module in modules]
+    assert sum(r.failed for r in results) == 0
+    assert sum(r.attempted for r in results) > 0
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,97 @@
+"""The whole loop on one machine, started as production starts it: broker, simulator, ``spectro-edge run``, subscriber.
+
+One harness for the demo (``spectro-bench demo``), the benchmarks (``spectro-bench loop``) and the end-to-end tests:
+
+- :func:`ensure_trained` trains a training config with ``spectro-train fit`` in a child process (TensorFlow never
+  enters the caller) and caches the result under a key made of the config's SHA-256 (and the trainer's sources');
+- :func:`stream_rows` picks the rows a loop streams (a test split of a config, or column selectors on a dataset)
+  and writes them as the ``.npz`` that ``spectro-sim --dataset`` reads, with the bundle's targets as ``y`` in the
+  bundle's order, so the simulator's ANNOTATION frames carry the reference value of every prediction;
+- :func:`start_broker` starts ``mosquitto`` on a free local port, or the embedded ``amqtt`` broker (an install
+  requirement) when no mosquitto is installed;
+- :func:`simulator_command` is ``spectro-sim --pty`` (the production simulator's command line);
+- :func:`write_edge_config` writes the daemon's TOML in the form ``spectro-edge config --example`` prints, and
+  :func:`daemon_command` is ``spectro-edge run --config`` (``python -m edge.cli run``);
+- :class:`Subscriber` is a paho-mqtt client collecting predictions (deduplicated by ``seq``), drift alerts and the
+  retained status;
+- :func:`run_loop` streams once through all of them and returns what arrived (:class:`LoopRun`).
+
+``python -m benchmarks.harness --embedded-broker PORT`` runs the embedded broker (what :func:`start_broker` starts).
+"""
+
+from __future__ import annotations
+
+from benchmarks.harness.broker import Broker, find_mosquitto, start_broker
+from benchmarks.harness.commands import (
+    daemon_command,
+    frames_sent,
+    read_first_line,
+    simulator_command,
+    write_edge_config,
+)
+from benchmarks.harness.errors import HarnessError
+from benchmarks.harness.loop_run import LoopRun, run_loop
+from benchmarks.harness.processes import Processes, child_env, end_process, free_port, repo_root
+from benchmarks.harness.rows import (
+    Stream,
+    check_contract,
+    dataset_of_config,
+    offline_inputs,
+    parse_selectors,
+    select_rows,
+    selectors_of_test_set,
+    stream_rows,
+)
+from benchmarks.harness.settings import DARK_COUNTS, DEVICE, LINE, SITE, TOPIC_PREFIX, WHITE_COUNTS
+from benchmarks.harness.subscriber import Inbox, Subscriber
+from benchmarks.harness.training import (
+    TrainedModel,
+    cache_key,
+    config_digest,
+    default_cache_dir,
+    ensure_trained,
+    load_training_config,
+    train,
+)
+
+__all__ = [
+    "DARK_COUNTS",
+    "DEVICE",
+    "LINE",
+    "SITE",
+    "TOPIC_PREFIX",
+    "WHITE_COUNTS",
+    "Broker",
+    "HarnessError",
+    "Inbox",
+    "LoopRun",
+    "Processes",
+    "Stream",
+    "Subscriber",
+    "TrainedModel",
+    "cache_key",
+    "check_contract",
+    "child_env",
+    "config_digest",
+    "daemon_command",
+    "dataset_of_config",
+    "default_cache_dir",
+    "end_process",
+    "ensure_trained",
+    "find_mosquitto",
+    "frames_sent",
+    "free_port",
+    "load_training_config",
+    "offline_inputs",
+    "parse_selectors",
+    "read_first_line",
+    "repo_root",
+    "run_loop",
+    "select_rows",
+    "selectors_of_test_set",
+    "simulator_command",
+    "start_broker",
+    "stream_rows",
+    "train",
+    "write_edge_config",
+]

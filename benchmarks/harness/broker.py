@@ -1,0 +1,89 @@
+"""The MQTT broker of a harness run: ``mosquitto`` on a free local port, or the embedded ``amqtt`` broker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.harness.errors import HarnessError
+from benchmarks.harness.processes import Processes, free_port, wait_port
+
+__all__ = ["Broker", "find_mosquitto", "run_embedded_broker", "start_broker"]
+
+
+def find_mosquitto() -> str | None:
+    """Path of a ``mosquitto`` executable on PATH or in the usual sbin folders, or None."""
+    return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin:/opt/homebrew/sbin")
+
+
+@dataclass(frozen=True)
+class Broker:
+    """A broker started by :func:`start_broker`."""
+
+    kind: str  #: ``mosquitto`` or ``amqtt``
+    host: str
+    port: int
+    pid: int
+    description: str
+
+
+def start_broker(procs: Processes, workdir: Path, choice: str = "auto", *, tcp_nodelay: bool = True) -> Broker:
+    """Start a broker on a free local port: mosquitto (``auto`` when installed, or ``mosquitto``), else ``embedded``.
+
+    mosquitto runs without persistence and with ``set_tcp_nodelay`` (see docs/mqtt.md); the embedded broker is
+    :mod:`amqtt` in a child process (``python -m benchmarks.harness --embedded-broker PORT``).
+    """
+    if choice not in ("auto", "mosquitto", "embedded"):
+        raise HarnessError(f"expected broker auto, mosquitto or embedded, got {choice!r}")
+    host, port = "127.0.0.1", free_port()
+    exe = find_mosquitto() if choice in ("auto", "mosquitto") else None
+    if choice == "mosquitto" and exe is None:
+        raise HarnessError("expected a mosquitto executable on PATH (apt install mosquitto), found none")
+    if exe is not None:
+        conf = workdir / "mosquitto.conf"
+        lines = [f"listener {port} {host}", "allow_anonymous true", "persistence false", "log_dest stderr",
+                 "log_type error", "log_type warning", "max_queued_messages 1000000",
+                 f"set_tcp_nodelay {'true' if tcp_nodelay else 'false'}"]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            lines.append("user root")  # otherwise mosquitto drops to the 'mosquitto' user
+        conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        log_path = workdir / "mosquitto.log"
+        proc = procs.start("mosquitto", [exe, "-c", str(conf)], log_path)
+        wait_port(host, port, proc, "mosquitto", log_path)
+        return Broker("mosquitto", host, port, proc.pid, f"mosquitto ({exe}) on {host}:{port}")
+    import importlib.util
+
+    if importlib.util.find_spec("amqtt") is None:
+        raise HarnessError("expected mosquitto on PATH or the embedded broker (pip install amqtt), found neither")
+    log_path = workdir / "amqtt.log"
+    proc = procs.start("amqtt", [sys.executable, "-m", "benchmarks.harness", "--embedded-broker", str(port)],
+                       log_path)
+    wait_port(host, port, proc, "the embedded amqtt broker", log_path)
+    return Broker("amqtt", host, port, proc.pid, f"embedded amqtt broker on {host}:{port}")
+
+
+def run_embedded_broker(port: int) -> int:
+    """Serve MQTT on 127.0.0.1:``port`` with amqtt until SIGTERM."""
+    import asyncio
+
+    from amqtt.broker import Broker as AmqttBroker
+
+    async def serve() -> None:
+        broker = AmqttBroker({
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        })
+        await broker.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await broker.shutdown()
+
+    asyncio.run(serve())
+    return 0

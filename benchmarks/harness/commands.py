@@ -1,0 +1,107 @@
+"""Command lines and configs of the loop's processes: ``spectro-sim --pty``, ``spectro-edge run`` and its TOML."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness.errors import HarnessError
+from benchmarks.harness.settings import DEVICE, LINE, SITE, START_TIMEOUT_S, TOPIC_PREFIX
+
+__all__ = ["daemon_command", "frames_sent", "read_first_line", "simulator_command", "write_edge_config"]
+
+
+def simulator_command(link: Path, *, count: int, rate_hz: float, dataset: Path | None = None, seed: int = 0,
+                      synthetic: tuple[int, int] | None = None, linger_s: float = 1.0,
+                      extra: Sequence[str] = ()) -> list[str]:
+    """``spectro-sim --pty`` streaming ``count`` spectra at ``rate_hz`` from ``dataset`` (or synthetic spectra)."""
+    cmd = [sys.executable, "-m", "firmware_bridge.cli", "--pty", "--link", str(link), "--count", str(count),
+           "--rate", f"{rate_hz:g}", "--seed", str(seed), "--exit-when-done", "--linger", f"{linger_s:g}", "-v"]
+    if dataset is not None:
+        cmd += ["--dataset", str(dataset)]
+    elif synthetic is not None:
+        cmd += ["--synthetic-samples", str(synthetic[0]), "--synthetic-channels", str(synthetic[1])]
+    return cmd + list(extra)
+
+
+def daemon_command(config: Path) -> list[str]:
+    """``spectro-edge run --config CONFIG``, the production entry point."""
+    return [sys.executable, "-m", "edge.cli", "run", "--config", str(config)]
+
+
+def _toml(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return json.dumps(str(v))
+
+
+def write_edge_config(path: Path, *, port_url: str, bundle: Path, mqtt_port: int, forward_annotations: bool = True,
+                      log_level: str = "INFO", **sections: Mapping[str, Any]) -> Path:
+    """The daemon's TOML, as ``spectro-edge config --example`` lays it out, for a harness run.
+
+    Defaults: the harness identity, the given serial port and bundle (no watch), the local broker at QoS 1, an
+    outbox beside ``path``, commands off, metrics every second; ``sections`` override keys per section.
+    """
+    workdir = path.parent
+    data: dict[str, dict[str, Any]] = {
+        "device": {"site": SITE, "line": LINE, "device_id": DEVICE, "forward_annotations": forward_annotations},
+        "serial": {"port_url": port_url, "read_timeout_s": 0.05, "reconnect_min_delay_s": 0.05,
+                   "reconnect_max_delay_s": 0.5},
+        "bundle": {"path": str(bundle), "watch": False},
+        "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "qos": 1, "client_id": f"spectrolite-{workdir.name}",
+                 "clean_session": True, "topic_prefix": TOPIC_PREFIX, "reconnect_min_delay_s": 1,
+                 "reconnect_max_delay_s": 2},
+        "outbox": {"path": str(workdir / "outbox.sqlite"), "drain_rate_msgs_per_s": 0.0, "flush_timeout_s": 10.0},
+        "commands": {"enabled": False},
+        "metrics": {"period_s": 1.0},
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    lines = ["# spectrolite edge daemon configuration (spectro-edge run --config FILE), written by benchmarks.harness",
+             f"log_level = {_toml(log_level)}", ""]
+    for name, values in data.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def read_first_line(proc: subprocess.Popen[bytes], what: str, timeout_s: float = START_TIMEOUT_S) -> str:
+    """The first stdout line of ``proc`` (e.g. the simulator's pty path), within ``timeout_s``."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout_s
+    buf = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            buf += chunk
+            if b"\n" in buf:
+                return buf.split(b"\n", 1)[0].decode().strip()
+        elif proc.poll() is not None:
+            break
+    raise HarnessError(f"{what} printed no first line within {timeout_s:g} s (exit code {proc.poll()})")
+
+
+def frames_sent(sim_log: Path) -> int | None:
+    """Spectra the simulator reports having streamed (``simulator stopped: N spectra`` in its ``-v`` log)."""
+    try:
+        found = re.findall(r"simulator stopped: (\d+) spectra", sim_log.read_text(errors="replace"))
+    except OSError:
+        return None
+    return int(found[-1]) if found else None
