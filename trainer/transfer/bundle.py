@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy.typing as npt
+
 from trainer.errors import CalibrationError
 from trainer.transfer.ds_pds import fit_transfer
 from trainer.transfer.model import TransferModel
@@ -91,7 +92,7 @@ def transfer_bundle(
     """
     from edge.bundle import MODEL, load_bundle, read_members
     from edge.errors import EdgeError
-    from trainer.bundle import write_bundle
+    from trainer.bundle import BundleIdentity, FitArtefacts, GoldenInputs, write_bundle
 
     try:
         old = load_bundle(bundle_path, public_key=public_key)
@@ -108,28 +109,25 @@ def transfer_bundle(
     tflite = members[MODEL]
     g = old.golden
     tol = {k: v for k, v in m["golden"].items() if k != "count"}
-    return write_bundle(
-        out_path,
+    identity = BundleIdentity(
         model_id=old.model_id,
         model_version=model_version or _next_version(old.model_version),
         task=old.task,
         targets=[t.to_dict() for t in old.targets],
-        wavelengths=old.wavelengths,
-        tflite_bytes=tflite,
-        pipeline=new_pipeline,
-        metrics=metrics,
-        golden_inputs=g.raw,
         training_data_sha256=m["training_data_sha256"],
         seed=int(m["seed"]),
         class_labels=list(old.class_labels) or None,
+        library_versions=m.get("library_versions"),
+    )
+    artefacts = FitArtefacts(
+        tflite_bytes=tflite,
+        pipeline=new_pipeline,
+        wavelengths=old.wavelengths,
         wavelength_unit=m["wavelength_grid"]["unit"],
         input_contract=m["input_contract"],
         ood=old.ood,
         intervals=old.intervals,
-        golden_dark=g.dark,
-        golden_reference=g.reference,
-        golden_wavelengths=g.wavelengths,
-        golden_tolerance=tol,
-        library_versions=m.get("library_versions"),
-        private_key_path=private_key_path,
     )
+    golden = GoldenInputs(inputs=g.raw, dark=g.dark, reference=g.reference, wavelengths=g.wavelengths, tolerance=tol)
+    return write_bundle(out_path, identity=identity, artefacts=artefacts, golden=golden, metrics=metrics,
+                        private_key_path=private_key_path)
