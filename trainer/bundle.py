@@ -20,6 +20,7 @@ import os
 import sys
 import zipfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,10 @@ from edge.runtime import ModelRuntime
 from trainer.errors import TrainerError
 
 __all__ = [
+    "BundleIdentity",
     "BundleWriteError",
+    "FitArtefacts",
+    "GoldenInputs",
     "LIBRARIES",
     "write_bundle",
     "sign_bundle",
@@ -252,32 +256,104 @@ def _tmp_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.{os.getpid()}.tmp")
 
 
+@dataclass(frozen=True)
+class BundleIdentity:
+    """Who the bundle is and where it came from (the manifest's identity and provenance).
+
+    Attributes
+    ----------
+    model_id, model_version : str
+        Identity (``[A-Za-z0-9][A-Za-z0-9._-]{0,63}``).
+    task : {"regression", "classification"}
+    targets : sequence of (name, unit) pairs, dicts ``{name, unit[, labels]}`` or :class:`edge.bundle.Target`
+        In the order of the model outputs.
+    training_data_sha256 : str
+        See :func:`hash_training_data`.
+    seed : int
+        Training seed.
+    class_labels : sequence of str, optional
+        Class labels (classification), in output order.
+    library_versions : dict, optional
+        Overrides the recorded library versions (default: :func:`collect_library_versions`).
+    created_utc : str, optional
+        ISO 8601 UTC time (default now).
+    """
+
+    model_id: str
+    model_version: str
+    task: str
+    targets: Sequence[Any]
+    training_data_sha256: str
+    seed: int
+    class_labels: Sequence[str] | None = None
+    library_versions: Mapping[str, str] | None = None
+    created_utc: str | None = None
+
+
+@dataclass(frozen=True)
+class FitArtefacts:
+    """What a fit produced for the device: the model, the preprocessing in front of it and its monitors.
+
+    Attributes
+    ----------
+    tflite_bytes : bytes
+        The ``.tflite`` model (int8 or float).
+    pipeline : edge Pipeline, trainer pipeline with ``to_edge()``, or spec dict / JSON text
+        Preprocessing from raw frame to model input.
+    wavelengths : ndarray, shape (n_points,)
+        The model's wavelength grid (after crop/resampling), in ``wavelength_unit``.
+    wavelength_unit : {"nm", "cm-1"}
+    input_contract : dict, optional
+        See :func:`make_input_contract`; by default: the pipeline's channel count (else the golden inputs'),
+        its wavelength range (else that of ``wavelengths``), any pixel format, ``frame_signal`` ``counts`` when
+        the pipeline starts with a counts conversion, else ``absorbance``.
+    output_transform : dict, optional
+        ``{"scale": [...], "offset": [...]}``, one per output, for a model that emits standardised targets: the
+        edge computes ``output * scale + offset`` in float (manifest ``output_transform``).
+    ood, intervals : OodModel / IntervalModel or their dicts, optional
+    """
+
+    tflite_bytes: bytes
+    pipeline: Any
+    wavelengths: npt.ArrayLike
+    wavelength_unit: str = "nm"
+    input_contract: Mapping[str, Any] | None = None
+    output_transform: Mapping[str, Sequence[float]] | None = None
+    ood: Any = None
+    intervals: Any = None
+
+
+@dataclass(frozen=True)
+class GoldenInputs:
+    """Raw inputs of the golden vectors, as frames deliver them; their expected preprocessed values and outputs
+    are computed by the writer with the edge code.
+
+    Attributes
+    ----------
+    inputs : ndarray, shape (n, n_channels)
+        4 to 16 real spectra spanning the data are a good choice.
+    dark, reference : ndarray, shape (n_channels,) or (n, n_channels), optional
+        Context for counts-mode pipelines.
+    wavelengths : ndarray, shape (n_channels,), optional
+        Wavelength axis of the raw inputs, passed to the pipeline.
+    tolerance : dict, optional
+        Overrides of :data:`edge.bundle.DEFAULT_GOLDEN_TOLERANCE`.
+    """
+
+    inputs: npt.ArrayLike
+    dark: npt.ArrayLike | None = None
+    reference: npt.ArrayLike | None = None
+    wavelengths: npt.ArrayLike | None = None
+    tolerance: Mapping[str, float] | None = None
+
+
 def write_bundle(
     path: str | Path,
     *,
-    model_id: str,
-    model_version: str,
-    task: str,
-    targets: Sequence[Any],
-    wavelengths: npt.ArrayLike,
-    tflite_bytes: bytes,
-    pipeline: Any,
+    identity: BundleIdentity,
+    artefacts: FitArtefacts,
+    golden: GoldenInputs,
     metrics: Mapping[str, Any],
-    golden_inputs: npt.ArrayLike,
-    training_data_sha256: str,
-    seed: int,
-    class_labels: Sequence[str] | None = None,
-    wavelength_unit: str = "nm",
-    input_contract: Mapping[str, Any] | None = None,
-    ood: Any = None,
-    intervals: Any = None,
-    golden_dark: npt.ArrayLike | None = None,
-    golden_reference: npt.ArrayLike | None = None,
-    golden_wavelengths: npt.ArrayLike | None = None,
-    golden_tolerance: Mapping[str, float] | None = None,
-    output_transform: Mapping[str, Sequence[float]] | None = None,
-    library_versions: Mapping[str, str] | None = None,
-    created_utc: str | None = None,
     private_key_path: str | Path | None = None,
 ) -> Path:
     """Write a bundle atomically and check it with the edge reader before it replaces ``path``.
@@ -286,47 +362,14 @@ def write_bundle(
     ----------
     path : str or Path
         Target file; must end with ``.spectrolite``. Its folder must exist.
-    model_id, model_version : str
-        Identity (``[A-Za-z0-9][A-Za-z0-9._-]{0,63}``).
-    task : {"regression", "classification"}
-    targets : sequence of (name, unit) pairs, dicts ``{name, unit[, labels]}`` or :class:`edge.bundle.Target`
-        In the order of the model outputs.
-    wavelengths : ndarray, shape (n_points,)
-        The model's wavelength grid (after crop/resampling), in ``wavelength_unit``.
-    tflite_bytes : bytes
-        The ``.tflite`` model (int8 or float).
-    pipeline : edge Pipeline, trainer pipeline with ``to_edge()``, or spec dict / JSON text
-        Preprocessing from raw frame to model input.
+    identity : BundleIdentity
+        Identity, targets and provenance.
+    artefacts : FitArtefacts
+        Model, pipeline, grid, input contract, output transform, OOD model and intervals.
+    golden : GoldenInputs
+        Raw inputs (and their context) of the golden vectors.
     metrics : dict
         Training metrics; non-finite numbers are written as null.
-    golden_inputs : ndarray, shape (n, n_channels)
-        Raw inputs (as frames deliver them) of the golden vectors; 4 to 16 real spectra spanning the data are a
-        good choice. Their expected preprocessed values and outputs are computed here by the edge code.
-    training_data_sha256 : str
-        See :func:`hash_training_data`.
-    seed : int
-        Training seed.
-    class_labels : sequence of str, optional
-        Class labels (classification), in output order.
-    wavelength_unit : {"nm", "cm-1"}
-    input_contract : dict, optional
-        See :func:`make_input_contract`; by default: the pipeline's channel count (else the golden inputs'),
-        its wavelength range (else that of ``wavelengths``), any pixel format, ``frame_signal`` ``counts`` when
-        the pipeline starts with a counts conversion, else ``absorbance``.
-    ood, intervals : OodModel / IntervalModel or their dicts, optional
-    golden_dark, golden_reference : ndarray, shape (n_channels,) or (n, n_channels), optional
-        Context for counts-mode pipelines.
-    golden_wavelengths : ndarray, shape (n_channels,), optional
-        Wavelength axis of the raw inputs, passed to the pipeline.
-    golden_tolerance : dict, optional
-        Overrides of :data:`edge.bundle.DEFAULT_GOLDEN_TOLERANCE`.
-    output_transform : dict, optional
-        ``{"scale": [...], "offset": [...]}``, one per output, for a model that emits standardised targets: the
-        edge computes ``output * scale + offset`` in float (manifest ``output_transform``).
-    library_versions : dict, optional
-        Overrides the recorded library versions (default: :func:`collect_library_versions`).
-    created_utc : str, optional
-        ISO 8601 UTC time (default now).
     private_key_path : str or Path, optional
         Sign the bundle with this Ed25519 private key (PEM) before the check.
 
@@ -340,6 +383,10 @@ def write_bundle(
     BundleWriteError
         Bad arguments, or the bundle fails the edge reader (the message names what failed).
     """
+    idn, art, gold = identity, artefacts, golden
+    pipeline, tflite_bytes, output_transform, input_contract = (
+        art.pipeline, art.tflite_bytes, art.output_transform, art.input_contract
+    )
     final = Path(path)
     if final.suffix != BUNDLE_SUFFIX:
         raise BundleWriteError(f"expected a bundle path ending in {BUNDLE_SUFFIX}, got {final.name}")
@@ -355,13 +402,13 @@ def write_bundle(
     except RuntimeLoadError as exc:
         raise BundleWriteError(f"model: {exc}") from exc
 
-    raw = np.asarray(golden_inputs, dtype=np.float64)
+    raw = np.asarray(gold.inputs, dtype=np.float64)
     if raw.ndim != 2 or raw.shape[0] < 1:
         raise BundleWriteError(f"expected golden_inputs of shape (n, n_channels), got {raw.shape}")
     ctx: dict[str, npt.NDArray[np.float64] | None] = {
-        "dark": None if golden_dark is None else np.asarray(golden_dark, dtype=np.float64),
-        "reference": None if golden_reference is None else np.asarray(golden_reference, dtype=np.float64),
-        "wavelengths": None if golden_wavelengths is None else np.asarray(golden_wavelengths, dtype=np.float64),
+        "dark": None if gold.dark is None else np.asarray(gold.dark, dtype=np.float64),
+        "reference": None if gold.reference is None else np.asarray(gold.reference, dtype=np.float64),
+        "wavelengths": None if gold.wavelengths is None else np.asarray(gold.wavelengths, dtype=np.float64),
     }
     partial = GoldenVectors(
         raw=raw,
@@ -380,7 +427,7 @@ def write_bundle(
         except EdgeError as exc:
             raise BundleWriteError(f"golden vector {i}: {exc}") from exc
         pre_rows.append(pre)
-    golden = GoldenVectors(
+    vectors = GoldenVectors(
         raw=raw,
         preprocessed=np.stack(pre_rows),
         outputs=np.stack(out_rows),
@@ -389,7 +436,7 @@ def write_bundle(
         wavelengths=ctx["wavelengths"],
     )
 
-    grid = np.asarray(wavelengths, dtype=np.float64)
+    grid = np.asarray(art.wavelengths, dtype=np.float64)
     if input_contract is None:
         pc = edge_pipeline.input_contract
         input_contract = make_input_contract(
@@ -399,35 +446,37 @@ def write_bundle(
             frame_signal="counts" if pipeline_reads_counts(edge_pipeline) else "absorbance",
         )
     tolerance = dict(DEFAULT_GOLDEN_TOLERANCE)
-    if golden_tolerance:
-        unknown = set(golden_tolerance) - set(tolerance)
+    if gold.tolerance:
+        unknown = set(gold.tolerance) - set(tolerance)
         if unknown:
             raise BundleWriteError(f"unknown golden tolerance key(s) {sorted(unknown)}; expected {sorted(tolerance)}")
-        tolerance.update({k: float(v) for k, v in golden_tolerance.items()})
+        tolerance.update({k: float(v) for k, v in gold.tolerance.items()})
 
     members: dict[str, bytes] = {
         MODEL: bytes(tflite_bytes),
         PREPROCESSING: edge_pipeline.to_json().encode("utf-8"),
         METRICS: _json_bytes(_finite_or_none(dict(metrics)), METRICS),
-        GOLDEN: golden.to_npz_bytes(),
+        GOLDEN: vectors.to_npz_bytes(),
     }
-    if ood is not None:
-        members[OOD] = _json_bytes(_as_dict(ood, OOD), OOD)
-    if intervals is not None:
-        members[INTERVALS] = _json_bytes(_as_dict(intervals, INTERVALS), INTERVALS)
+    if art.ood is not None:
+        members[OOD] = _json_bytes(_as_dict(art.ood, OOD), OOD)
+    if art.intervals is not None:
+        members[INTERVALS] = _json_bytes(_as_dict(art.intervals, INTERVALS), INTERVALS)
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "model_id": model_id,
-        "model_version": model_version,
-        "created_utc": created_utc or _utc_now(),
-        "task": task,
-        "targets": _targets(targets, task, class_labels),
-        "wavelength_grid": {"unit": wavelength_unit, "values": [float(v) for v in grid]},
+        "model_id": idn.model_id,
+        "model_version": idn.model_version,
+        "created_utc": idn.created_utc or _utc_now(),
+        "task": idn.task,
+        "targets": _targets(idn.targets, idn.task, idn.class_labels),
+        "wavelength_grid": {"unit": art.wavelength_unit, "values": [float(v) for v in grid]},
         "input_contract": dict(input_contract),
-        "training_data_sha256": training_data_sha256,
-        "library_versions": dict(library_versions if library_versions is not None else collect_library_versions()),
-        "seed": int(seed),
-        "golden": {"count": golden.count, **tolerance},
+        "training_data_sha256": idn.training_data_sha256,
+        "library_versions": dict(
+            idn.library_versions if idn.library_versions is not None else collect_library_versions()
+        ),
+        "seed": int(idn.seed),
+        "golden": {"count": vectors.count, **tolerance},
         "members": {name: {"sha256": sha256_hex(data), "size": len(data)} for name, data in sorted(members.items())},
     }
     if output_transform is not None:
@@ -453,7 +502,7 @@ def write_bundle(
         "wrote bundle %s (%d bytes, %d golden vectors%s)",
         final,
         final.stat().st_size,
-        golden.count,
+        vectors.count,
         ", signed" if public_key is not None else "",
     )
     return final

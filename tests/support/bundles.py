@@ -14,7 +14,7 @@ import io
 import json
 import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,21 @@ def write_regression_bundle(m: TinyModels, path: Path, **overrides: Any) -> Path
         library_versions=FIXED_LIBS,
     )
     kwargs.update(overrides)
-    return write_bundle(path, **kwargs)
+    return write_bundle(path, **bundle_parts(kwargs))
+
+
+def bundle_parts(flat: dict[str, Any]) -> dict[str, Any]:
+    """:func:`trainer.bundle.write_bundle`'s keyword arguments from one flat dict of field names (``golden_*`` for
+    the golden inputs), so a test can override any one field."""
+    from trainer.bundle import BundleIdentity, FitArtefacts, GoldenInputs
+
+    rest = dict(flat)
+    parts: dict[str, Any] = {}
+    for key, cls, prefix in (("identity", BundleIdentity, ""), ("artefacts", FitArtefacts, ""),
+                             ("golden", GoldenInputs, "golden_")):
+        names = {prefix + f.name: f.name for f in fields(cls)}
+        parts[key] = cls(**{names[k]: rest.pop(k) for k in list(rest) if k in names})
+    return {**parts, **rest}
 
 
 # ------------------------------------------------------------------------------------------------ zip surgery

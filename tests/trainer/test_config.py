@@ -55,12 +55,12 @@ def test_shipped_examples_parse_and_point_at_data(name: str, repo_root: Path) ->
                                   "tecator_fat.toml", "olive_oil.toml", "meat_species.toml", "coffee.toml"])
 def test_shipped_examples_satisfy_the_model_sections(name: str, repo_root: Path) -> None:
     """The [model], [augment] and [pruning] tables are validated by the model code's own config classes."""
-    from trainer.pipeline import _build_augment_config, _build_cnn_config, _build_prune_config
+    from trainer.pipeline.recipe import build_augment_config, build_cnn_config, build_prune_config
 
     cfg = load_config(repo_root / "examples" / name)
-    assert _build_cnn_config(cfg).task == cfg.task
-    _build_augment_config(cfg)
-    _build_prune_config(cfg)
+    assert build_cnn_config(cfg).task == cfg.task
+    build_augment_config(cfg)
+    build_prune_config(cfg)
 
 
 def test_tablets_example_follows_the_protocol(repo_root: Path) -> None:

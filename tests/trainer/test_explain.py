@@ -220,7 +220,7 @@ def test_explain_run_and_html_section(band_cnn: object, band_data: tuple[np.ndar
 
 
 def test_feature_axis_follows_crop_and_stack_to_wavelengths() -> None:
-    from trainer.explain import _feature_axis
+    from trainer.explain.run import _feature_axis
     from trainer.preprocessing import make_pipeline_from_config
 
     w = np.linspace(600.0, 1898.0, 650)

@@ -43,7 +43,15 @@ def main() -> int:
     from edge.intervals import IntervalModel
     from edge.ood import OodModel
     from edge.preprocess import SNV, Autoscale, CountsConversion, InputContract, Pipeline
-    from trainer.bundle import generate_keypair, hash_training_data, make_input_contract, write_bundle
+    from trainer.bundle import (
+        BundleIdentity,
+        FitArtefacts,
+        GoldenInputs,
+        generate_keypair,
+        hash_training_data,
+        make_input_contract,
+        write_bundle,
+    )
     from trainer.quantize import convert_int8
 
     rng = np.random.default_rng(SEED)
@@ -78,27 +86,28 @@ def main() -> int:
         private, public = generate_keypair(tmp, name="v1_signing")
         path = write_bundle(
             HERE / "v1_counts_two_targets.spectrolite",
-            model_id="golden-v1",
-            model_version="1.0.0",
-            task="regression",
-            targets=[("band1", "AU"), ("band2", "AU")],
-            wavelengths=wl,
-            tflite_bytes=tflite,
-            pipeline=pipeline,
+            identity=BundleIdentity(
+                model_id="golden-v1",
+                model_version="1.0.0",
+                task="regression",
+                targets=[("band1", "AU"), ("band2", "AU")],
+                training_data_sha256=hash_training_data(counts, y),
+                seed=SEED,
+                created_utc="2026-11-22T00:00:00Z",
+                library_versions={"python": "3.11", "numpy": np.__version__, "tensorflow": "2.21.0"},
+            ),
+            artefacts=FitArtefacts(
+                tflite_bytes=tflite,
+                pipeline=pipeline,
+                wavelengths=wl,
+                input_contract=make_input_contract(pixel_count_min=N_CHANNELS, wavelength_min=1000.0,
+                                                   wavelength_max=1630.0, pixel_formats=["uint16"],
+                                                   frame_signal="counts"),
+                ood=ood,
+                intervals=intervals,
+            ),
+            golden=GoldenInputs(inputs=counts[:4], dark=dark, reference=white, wavelengths=wl),
             metrics={"note": "golden bundle of format version 1 for the reader tests"},
-            golden_inputs=counts[:4],
-            golden_dark=dark,
-            golden_reference=white,
-            golden_wavelengths=wl,
-            training_data_sha256=hash_training_data(counts, y),
-            seed=SEED,
-            input_contract=make_input_contract(pixel_count_min=N_CHANNELS, wavelength_min=1000.0,
-                                               wavelength_max=1630.0, pixel_formats=["uint16"],
-                                               frame_signal="counts"),
-            ood=ood,
-            intervals=intervals,
-            created_utc="2026-11-22T00:00:00Z",
-            library_versions={"python": "3.11", "numpy": np.__version__, "tensorflow": "2.21.0"},
             private_key_path=private,
         )
         (HERE / "v1_signing.pub.pem").write_bytes(public.read_bytes())

@@ -1,0 +1,103 @@
+"""``[ood]``, ``[intervals]``, ``[quantize]`` and ``[bundle]``: what the written bundle carries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainer.config.tables import _check_keys, _fraction, _get, _table
+from trainer.errors import TrainConfigError
+
+
+@dataclass(frozen=True)
+class OodConfig:
+    """PCA drift statistics: components by count or explained-variance share, and the limits' false-alarm rate."""
+
+    n_components: int | None = None
+    variance: float = 0.99
+    alpha: float = 0.01
+    max_components: int = 20
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> OodConfig:
+        w = "ood"
+        _check_keys(d, w, {"n_components", "variance", "alpha", "max_components"})
+        nc = _get(d, "n_components", w, int, None)
+        if nc is not None and nc < 1:
+            raise TrainConfigError(f"ood.n_components: expected an integer >= 1, got {nc}")
+        var = _get(d, "variance", w, float, 0.99)
+        _fraction(var, "ood.variance")
+        alpha = _get(d, "alpha", w, float, 0.01)
+        _fraction(alpha, "ood.alpha")
+        mc = _get(d, "max_components", w, int, 20)
+        if mc < 1:
+            raise TrainConfigError(f"ood.max_components: expected an integer >= 1, got {mc}")
+        return cls(n_components=nc, variance=var, alpha=alpha, max_components=mc)
+
+
+@dataclass(frozen=True)
+class IntervalConfig:
+    """Split-conformal prediction intervals calibrated on the selection rows."""
+
+    coverage: float = 0.9
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> IntervalConfig:
+        _check_keys(d, "intervals", {"coverage"})
+        cov = _get(d, "coverage", "intervals", float, 0.9)
+        _fraction(cov, "intervals.coverage")
+        return cls(coverage=cov)
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Full-integer int8 conversion: how many preprocessed training spectra form the representative set."""
+
+    representative_samples: int = 200
+    subprocess: bool = True
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> QuantizeConfig:
+        w = "quantize"
+        _check_keys(d, w, {"representative_samples", "subprocess"})
+        n = _get(d, "representative_samples", w, int, 200)
+        if n < 10:
+            raise TrainConfigError(f"quantize.representative_samples: expected an integer >= 10, got {n}")
+        return cls(representative_samples=n, subprocess=_get(d, "subprocess", w, bool, True))
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    """Identity of the model bundle written to the output folder."""
+
+    model_id: str = "model"
+    model_version: str = "0.1.0"
+    description: str = ""
+    units: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BundleConfig:
+        w = "bundle"
+        _check_keys(d, w, {"model_id", "model_version", "description", "units"})
+        import re  # noqa: PLC0415
+
+        ident = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # the bundle manifest's rule (docs/bundle.md)
+        mid = _get(d, "model_id", w, str, "model")
+        version = _get(d, "model_version", w, str, "0.1.0")
+        for key, value in (("model_id", mid), ("model_version", version)):
+            if not ident.match(value):
+                raise TrainConfigError(
+                    f"bundle.{key}: expected 1-64 letters, digits, '.', '_' or '-' starting with a letter or digit, "
+                    f"got {value!r}"
+                )
+        units = _table(d, "units", w)
+        for k, v in units.items():
+            if not isinstance(v, str):
+                raise TrainConfigError(f"bundle.units.{k}: expected a string, got {v!r}")
+        return cls(
+            model_id=mid,
+            model_version=version,
+            description=_get(d, "description", w, str, ""),
+            units=units,
+        )

@@ -1,0 +1,55 @@
+"""The ``spectro-train fit`` orchestration: data -> splits -> PLS baseline -> CNN recipe search (with ``[search]``,
+:mod:`trainer.search`) -> CNN cross-validation -> CNN -> pruning ->
+int8 -> champion (CNN or PLS) -> OOD and intervals -> bundle -> evaluation through the edge runtime ->
+``metrics.json`` and the HTML report.
+
+Only the training rows fit anything (preprocessing, PLS, CNN weights, OOD model) and score the candidates by grouped
+cross-validation (:mod:`trainer.champion`); the selection rows pick the CNN's kept epoch and measure its int8 cost;
+the conformal intervals come from the held-out residuals of every calibration row (the selection rows, and the
+training rows out of fold, the deployed recipe cross-validated); the test rows are only predicted. The bundle
+carries the winner, behind the steps that turn what the instrument sends (``[instrument] signal``: counts by
+default) into the model's input: counts -> absorbance with the device's dark and white references, then
+resampling of the device's axis onto the training grid. The ``deployed`` figures come from loading the written
+bundle with :func:`edge.bundle.load_bundle` and feeding it what a device would send
+(:meth:`edge.bundle.Bundle.frames_from_signal`), i.e. the edge's own preprocessing and LiteRT runtime.
+
+The stages are functions with narrow inputs and outputs (frozen dataclasses), run in order by
+:func:`~trainer.pipeline.fit.fit_full`: :mod:`~trainer.pipeline.prepare` (load, split, check),
+:mod:`~trainer.pipeline.recipe` (model configs and the ``[search]``), :mod:`~trainer.pipeline.cnn` (cross-validate,
+train, prune), :mod:`~trainer.pipeline.int8` (conversion and the candidates' predictions),
+:mod:`~trainer.pipeline.choose` (the deployed model), :mod:`~trainer.pipeline.calibrate` (OOD and intervals),
+:mod:`~trainer.pipeline.write` (the bundle), :mod:`~trainer.pipeline.evaluate` (through the edge runtime),
+:mod:`~trainer.pipeline.summary` (``metrics.json``) and :mod:`~trainer.pipeline.run_report` (the HTML report);
+:mod:`~trainer.pipeline.progress` numbers the stages and :mod:`~trainer.pipeline.scores` holds the figures.
+
+``metrics.json`` (read by benchmarks and other tools):
+
+- ``evaluations``: one row per (split, target, model) with ``split`` (``train``, ``select`` and every named test
+  set), ``target``, ``model`` (``pls``, ``cnn_float``, ``cnn_int8``, ``deployed``), ``n`` and ``rmsep``, ``bias``
+  (mean of prediction - reference), ``sep``, ``r2`` for regression or ``accuracy`` for classification;
+- ``deployed_model`` (``cnn`` or ``pls``) and ``selection`` (``winner``, ``mode``, ``rule``, ``reason``,
+  ``cv_rmse`` per candidate and target, ``int8_cost``, ``ratio_cnn_to_pls``, ``folds``); ``deployed_pls``
+  (candidate and latent variables) when PLS is deployed;
+- ``comparison``: per test split and target, the four models' figure and the ratios int8/PLS, int8/float and
+  deployed/PLS;
+- ``pls_components`` (target -> latent variables), ``preprocessing`` (``cnn`` candidate, ``pls`` candidate per
+  target, all ``candidates``), ``sparsity`` (share of zero kernel weights of the CNN), ``pruning``,
+  ``model_bytes`` (the deployed ``.tflite``), ``cnn_model_bytes`` (the int8 CNN), ``cnn_int8_output_step``
+  (target -> one int8 output step of the CNN in target units; its outputs are standardised targets, turned into
+  units in float by the bundle's ``output_transform``), ``bundle_bytes``,
+  ``train_seconds`` (wall time of the whole fit), ``timings_s`` per stage, ``interval_coverage`` (nominal,
+  ``calibration_rows`` and where they come from, half-widths, and measured coverage of the deployed model per test
+  split and target), ``ood`` (components,
+  limits, alarm rates per split), ``splits`` (rows per role);
+- ``search``: the CNN recipe search (:meth:`trainer.search.SearchResult.to_dict`), or ``{"ran": false, "reason"}``.
+  When it ran, the CNN figures come from its best recipe, and the champion's CNN cross-validation is its best trial's.
+"""
+
+from __future__ import annotations
+
+from trainer.pipeline.evaluate import MODELS
+from trainer.pipeline.fit import FitResult, fit, fit_full
+from trainer.pipeline.scores import classification_metrics, regression_metrics
+from trainer.pipeline.write import N_GOLDEN
+
+__all__ = ["fit", "fit_full", "FitResult", "regression_metrics", "classification_metrics", "MODELS", "N_GOLDEN"]

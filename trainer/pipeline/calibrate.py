@@ -1,0 +1,66 @@
+"""Stage "OOD + intervals": the deployed model's OOD model (PCA on its preprocessed training spectra) and, for
+regression, conformal intervals from the held-out residuals of every calibration row."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from trainer.config import TrainConfig
+from trainer.pipeline.choose import Deployed
+from trainer.pipeline.cnn import CnnCv
+from trainer.pipeline.prepare import Prepared
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The ``ood`` model, the ``intervals`` (None for classification) and where their calibration rows came
+    from (``rows``: ``select`` and ``train_out_of_fold`` counts; empty for classification)."""
+
+    ood: Any
+    intervals: Any = None
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -> Calibration:
+    """Fit the OOD model and the intervals of the deployed model."""
+    from trainer.champion import pls_cv_predictions  # noqa: PLC0415
+    from trainer.conformal import fit_intervals  # noqa: PLC0415
+    from trainer.drift import fit_ood  # noqa: PLC0415
+
+    X, Y, tr, sel = data.ds.X, data.ds.y, data.plan.train_rows, data.plan.select_rows
+    target_names = data.ds.target_names
+    ood = fit_ood(deployed.train_pre, cfg.ood.n_components, cfg.ood.variance, cfg.ood.alpha,
+                  max_components=cfg.ood.max_components, groups=data.groups[tr], seed=cfg.seed)
+    if data.classify:
+        return Calibration(ood=ood)
+    from edge.runtime import ModelRuntime  # noqa: PLC0415
+
+    transform = deployed.output_transform
+    rt = ModelRuntime(deployed.tflite, output_affine=None if transform is None
+                      else (transform["scale"], transform["offset"]))
+    sel_pred = np.asarray(rt.predict(deployed.edge_pipe.transform(X[sel])), dtype=np.float64).reshape(sel.size, -1)
+    # Held-out residuals of every calibration row: the selection rows (final model) and the training rows
+    # out of fold (the deployed recipe cross-validated), not the selection rows alone.
+    oof = None
+    if deployed.is_pls:
+        dep = deployed.pls
+        oof = pls_cv_predictions(dep, X[tr], Y[tr].astype(np.float64), data.groups[tr],
+                                 steps=cfg.preprocessing.candidates[dep.candidate], make_pre=data.make_pre,
+                                 folds=cfg.cv.folds, seed=cfg.seed)
+    elif cv.oof is not None:
+        oof = cv.oof
+    resid = Y[sel] - sel_pred
+    interval_rows = {"select": int(sel.size), "train_out_of_fold": 0}
+    if oof is not None and np.all(np.isfinite(oof)):
+        resid = np.concatenate([resid, Y[tr] - oof])
+        interval_rows["train_out_of_fold"] = int(tr.size)
+    intervals = fit_intervals(resid, cfg.intervals.coverage, target_names=target_names)
+    log.info("conformal half-widths at %.0f%% from %d held-out residuals: %s", 100 * cfg.intervals.coverage,
+             resid.shape[0], ", ".join(f"{t} +/-{q:.4g}" for t, q in zip(target_names, intervals.q_hat)))
+    return Calibration(ood=ood, intervals=intervals, rows=interval_rows)

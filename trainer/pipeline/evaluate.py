@@ -1,0 +1,121 @@
+"""Stage "evaluate through the edge runtime": the written bundle loaded with :func:`edge.bundle.load_bundle` and fed
+what a device would send, then the ``evaluations``, ``comparison`` and ``interval_coverage`` of ``metrics.json``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainer.config import TrainConfig
+from trainer.errors import TrainerError
+from trainer.pipeline.calibrate import Calibration
+from trainer.pipeline.int8 import Predictions
+from trainer.pipeline.prepare import Prepared
+from trainer.pipeline.scores import classification_metrics, regression_metrics
+
+#: Model names of the ``evaluations`` rows of ``metrics.json``.
+MODELS = ("pls", "cnn_float", "cnn_int8", "deployed")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The loaded ``bundle``, every model's ``preds`` per role (now with ``deployed``), the OOD scores ``(t2, q)``
+    per role, and the ``metrics.json`` entries ``evaluations``, ``comparison`` and ``coverage``."""
+
+    bundle: Any
+    preds: Predictions
+    ood_scores: dict[str, tuple[np.ndarray, np.ndarray]]
+    evaluations: list[dict[str, Any]]
+    comparison: list[dict[str, Any]]
+    coverage: dict[str, Any]
+
+    def metric(self, role: str, model_name: str, target: str, key: str) -> float:
+        """One figure of the ``evaluations`` rows (NaN when absent)."""
+        return _metric(self.evaluations, role, model_name, target, key)
+
+
+def _metric(evaluations: list[dict[str, Any]], role: str, model_name: str, target: str, key: str) -> float:
+    for e in evaluations:
+        if (e["split"], e["model"], e["target"]) == (role, model_name, target):
+            return float(e[key])
+    return float("nan")
+
+
+def score_key(classify: bool) -> str:
+    """The figure models are compared on."""
+    return "accuracy" if classify else "rmsep"
+
+
+def evaluate_bundle(cfg: TrainConfig, data: Prepared, bundle_path: Path, preds: Predictions,
+                    calibration: Calibration) -> Evaluation:
+    """Predict every role through the written bundle and score all four models."""
+    from edge.bundle import load_bundle  # noqa: PLC0415
+    from trainer.conformal import empirical_coverage  # noqa: PLC0415
+
+    ds, plan, classify = data.ds, data.plan, data.classify
+    Y = ds.y
+    roles = plan.roles()
+    bundle = load_bundle(bundle_path)
+    if bundle.ood is None:
+        raise TrainerError(f"{bundle_path.name}: the written bundle carries no OOD model")
+    bundle_ood = bundle.ood
+    preds = dict(preds)
+    ood_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for role, rows in roles.items():
+        frames, ctx = bundle.frames_from_signal(ds.X[rows], ds.wavelengths)  # as the device sends them
+        out_q = np.asarray(bundle.predict_spectra(frames, **ctx), dtype=np.float64).reshape(rows.size, -1)
+        preds[(role, "deployed")] = np.argmax(out_q, axis=1)[:, None].astype(np.float64) if classify else out_q
+        ood_scores[role] = bundle_ood.score(bundle.preprocess(frames, **ctx))
+
+    evaluations: list[dict[str, Any]] = []
+    for role, rows in roles.items():
+        for j, target in enumerate(ds.target_names):
+            for m in MODELS:
+                p = preds[(role, m)][:, j]
+                row: dict[str, Any] = {"split": role, "target": target, "model": m}
+                row.update(
+                    classification_metrics(Y[rows][:, j], p) if classify else regression_metrics(Y[rows][:, j], p)
+                )
+                evaluations.append(row)
+    coverage: dict[str, Any] = {}
+    if calibration.intervals is not None:
+        assert bundle.intervals is not None
+        coverage = {"nominal": cfg.intervals.coverage, "calibration_rows": sum(calibration.rows.values()),
+                    "calibration": calibration.rows,
+                    "half_widths": dict(zip(ds.target_names, bundle.intervals.q_hat.tolist()))}
+        for name, rows in plan.tests.items():
+            cov = empirical_coverage(bundle.intervals, Y[rows], preds[(name, "deployed")])
+            coverage[name] = dict(zip(ds.target_names, cov.tolist()))
+    key = score_key(classify)
+    comparison = []
+    for name in plan.tests:
+        for t in ds.target_names:
+            a = _metric(evaluations, name, "pls", t, key)
+            b = _metric(evaluations, name, "cnn_int8", t, key)
+            f = _metric(evaluations, name, "cnn_float", t, key)
+            d = _metric(evaluations, name, "deployed", t, key)
+            comparison.append({"split": name, "target": t, f"pls_{key}": a, f"cnn_int8_{key}": b,
+                               f"cnn_float_{key}": f, f"deployed_{key}": d,
+                               "ratio_int8_to_pls": b / a if a else None,
+                               "ratio_int8_to_float": b / f if f else None,
+                               "ratio_deployed_to_pls": d / a if a else None})
+    return Evaluation(bundle=bundle, preds=preds, ood_scores=ood_scores, evaluations=evaluations,
+                      comparison=comparison, coverage=coverage)
+
+
+def pruning_cost(data: Prepared, dense_preds: dict[str, np.ndarray], ev: Evaluation) -> dict[str, Any]:
+    """Per role and target, the figure of the dense (unpruned) CNN beside the pruned one."""
+    classify, Y = data.classify, data.ds.y
+    key = score_key(classify)
+    cost: dict[str, dict[str, dict[str, float]]] = {}
+    for role, rows in data.plan.roles().items():
+        for j, t in enumerate(data.ds.target_names):
+            d = dense_preds[role][:, j]
+            before = (classification_metrics(Y[rows][:, j], d) if classify
+                      else regression_metrics(Y[rows][:, j], d))[key]
+            cost.setdefault(role, {})[t] = {f"{key}_dense": before,
+                                            f"{key}_pruned": ev.metric(role, "cnn_float", t, key)}
+    return cost

@@ -1,0 +1,122 @@
+"""The first stages of a fit: load the data, split its rows, and refuse, before anything trains, a split or a signal
+the rest cannot use."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from trainer.config import TrainConfig
+from trainer.data import SpectralDataset, load_configured
+from trainer.errors import TrainConfigError
+from trainer.splits import SplitPlan, group_labels, make_split_plan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The checked data of a fit.
+
+    Attributes
+    ----------
+    ds : SpectralDataset
+    plan : SplitPlan
+        Rows per role (training, selection, named test sets).
+    groups : ndarray, shape (n,)
+        Cross-validation group of every row (``[cv] group``, else ``[split] group``).
+    min_ratio : float
+        Ratio floor of the counts conversion for these spectra.
+    classify : bool
+        Classification task.
+    make_pre : callable
+        Preprocessing steps (``[preprocessing]`` candidate) -> unfitted trainer pipeline on the data's axis.
+    """
+
+    ds: SpectralDataset
+    plan: SplitPlan
+    groups: np.ndarray
+    min_ratio: float
+    classify: bool
+    make_pre: Callable[[Sequence[Mapping[str, Any]]], Any]
+
+
+def prepare_data(cfg: TrainConfig, stage: Callable[[str], None]) -> Prepared:
+    """Stages "load data" and "split rows"."""
+    classify = cfg.task == "classification"
+    stage("load data")
+    ds = load_configured(cfg.data)
+    log.info("data: %s, %d spectra x %d channels, targets %s", ds.source, ds.n_samples, ds.n_channels,
+             ", ".join(ds.target_names))
+
+    stage("split rows")
+    plan = make_split_plan(ds, cfg.split, seed=cfg.seed)
+    cv_groups = group_labels(ds, cfg.cv.group or cfg.split.group)
+    _check_rows(cfg, plan.train_rows, plan.select_rows, cv_groups, classify)
+    min_ratio = _check_signal(cfg, ds.X, ds.source)
+
+    from trainer.preprocessing import make_pipeline_from_config  # noqa: PLC0415
+
+    def make_pre(steps: Sequence[Mapping[str, Any]]) -> Any:
+        return make_pipeline_from_config([dict(s) for s in steps], ds.wavelengths, unit=ds.axis_unit)
+
+    return Prepared(ds=ds, plan=plan, groups=cv_groups, min_ratio=min_ratio, classify=classify, make_pre=make_pre)
+
+
+#: Largest absorbance a counts -> absorbance conversion is asked to produce: 10 decades of attenuation, far beyond
+#: any spectrometer's dynamic range. Training spectra above it are not absorbance.
+_MAX_ABSORBANCE = 10.0
+#: Default floor of the counts ratio (absorbance at most 6); lowered to cover the training spectra.
+MIN_RATIO = 1e-6
+
+
+def _check_signal(cfg: TrainConfig, X: np.ndarray, source: str) -> float:
+    """The counts conversion's ratio floor for these training spectra; refuses spectra a counts -> ``quantity``
+    conversion cannot produce (they are another quantity: set ``[instrument] signal`` to what the device sends)."""
+    if cfg.instrument.signal != "counts":
+        return MIN_RATIO
+    hint = ("; if the line instrument sends this processed signal itself, set [instrument] signal = "
+            f"\"{cfg.instrument.quantity}\", else give the quantity the spectra hold")
+    if cfg.instrument.quantity == "absorbance":
+        top = float(np.max(X))
+        if top > _MAX_ABSORBANCE:
+            raise TrainConfigError(
+                f"instrument: expected absorbance spectra (at most {_MAX_ABSORBANCE:g}) for a counts instrument, "
+                f"got values up to {top:.4g} in {source}" + hint
+            )
+        return min(MIN_RATIO, 0.1 * 10.0 ** (-top))
+    low, top = float(np.min(X)), float(np.max(X))
+    if low <= 0 or top > 2.0:
+        raise TrainConfigError(
+            f"instrument: expected reflectance as a fraction (0 < R <= 2) for a counts instrument, got {low:.4g} to "
+            f"{top:.4g} in {source}" + hint
+        )
+    return min(MIN_RATIO, 0.1 * low)
+
+
+
+def _check_rows(cfg: TrainConfig, tr: np.ndarray, sel: np.ndarray, groups: np.ndarray, classify: bool) -> None:
+    """Refuse, before anything trains, a split that leaves too few rows for cross-validation, the OOD model or the
+    intervals (the message gives the numbers)."""
+    from trainer.conformal import min_calibration_rows  # noqa: PLC0415
+
+    problems = []
+    n_groups = int(np.unique(groups[tr]).size)
+    folds = max(cfg.cv.folds, cfg.selection.cnn_cv_folds if cfg.selection.model == "auto" and not classify else 2,
+                (cfg.search.folds or cfg.selection.cnn_cv_folds) if cfg.search.active and not classify else 2)
+    if n_groups < folds:
+        problems.append(f"cross-validation with {folds} folds needs at least {folds} groups of training rows, "
+                        f"got {n_groups}")
+    if tr.size < 5:
+        problems.append(f"the OOD model needs at least 5 training rows, got {tr.size}")
+    if not classify:
+        need = min_calibration_rows(cfg.intervals.coverage)
+        if sel.size < need:
+            problems.append(f"intervals at coverage {cfg.intervals.coverage:g} need at least {need} selection rows, "
+                            f"got {sel.size}")
+    if problems:
+        raise TrainConfigError("split: " + "; ".join(problems) + " (nothing was trained)")

@@ -1,0 +1,43 @@
+"""Numbered stage lines of a fit on the ``trainer.pipeline`` logger (shown by the CLI), and their timings."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+#: Where the stage lines go: the package's logger, whichever stage module announces them.
+log = logging.getLogger("trainer.pipeline")
+
+STAGES = ("load data", "split rows", "PLS baseline", "search CNN recipe", "cross-validate CNN", "train CNN", "prune",
+          "int8 conversion", "choose the deployed model", "OOD + intervals",
+          "bundle", "evaluate through the edge runtime", "report")
+
+
+class Progress:
+    """Numbered stage lines on the ``trainer.pipeline`` logger (the CLI shows them on stderr)."""
+
+    def __init__(self, callback: Callable[[str], None] | None) -> None:
+        self.t0 = time.perf_counter()
+        self.stage_t0 = self.t0
+        self.timings: dict[str, float] = {}
+        self.current: str | None = None
+        self.callback = callback
+
+    def stage(self, name: str) -> None:
+        self.end()
+        self.current = name
+        self.stage_t0 = time.perf_counter()
+        msg = f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name}"
+        log.info(msg)
+        if self.callback is not None:
+            self.callback(msg)
+
+    def end(self) -> None:
+        if self.current is not None:
+            self.timings[self.current] = round(time.perf_counter() - self.stage_t0, 3)
+            self.current = None
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.t0

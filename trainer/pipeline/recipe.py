@@ -1,0 +1,139 @@
+"""The CNN recipe of a fit: the ``[model]``, ``[augment]`` and ``[pruning]`` tables as the trainer's configs, and
+the ``[search]`` stage that may replace the configured recipe with the best one found."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainer.config import TrainConfig
+from trainer.errors import TrainConfigError
+from trainer.pipeline.prepare import Prepared
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the CNN is trained: preprocessing candidate, model, augmentation and pruning configs, and what the
+    search said (``search`` for ``metrics.json``; the best trial's out-of-fold predictions and folds, if any)."""
+
+    candidate: str
+    steps: Sequence[Mapping[str, Any]]
+    cnn: Any
+    augment: Any
+    prune: Any
+    search: dict[str, Any]
+    search_oof: np.ndarray | None = None
+    search_folds: int = 0
+
+
+def build_cnn_config(cfg: TrainConfig) -> Any:
+    from trainer.models import CNNConfig  # noqa: PLC0415
+
+    d = dict(cfg.model)
+    if "task" in d and d["task"] != cfg.task:
+        raise TrainConfigError(f"model.task: expected {cfg.task!r} (data.task), got {d['task']!r}")
+    d["task"] = cfg.task
+    return CNNConfig.from_dict(d)
+
+
+def build_augment_config(cfg: TrainConfig) -> Any:
+    from trainer.augment import AugmentConfig  # noqa: PLC0415
+
+    return AugmentConfig.from_dict(dict(cfg.augment))
+
+
+def build_prune_config(cfg: TrainConfig) -> Any:
+    """The ``[pruning]`` table as :class:`trainer.pruning.PruneConfig`, or None when pruning is off.
+
+    Pruning is on when the table sets ``target_sparsity > 0`` and does not say ``enabled = false``.
+    """
+    p = dict(cfg.pruning)
+    enabled = p.pop("enabled", True)
+    if not isinstance(enabled, bool):
+        raise TrainConfigError(f"pruning.enabled: expected true/false, got {enabled!r}")
+    from trainer.pruning import PruneConfig  # noqa: PLC0415
+
+    pcfg = PruneConfig.from_dict(p)
+    if not enabled or not p or pcfg.target_sparsity <= 0.0:
+        return None
+    return pcfg
+
+
+def _run_search(
+    cfg: TrainConfig, X_tr: np.ndarray, Y_tr: np.ndarray, groups_tr: np.ndarray, target_names: Sequence[str],
+    cand: str, make_pre: Callable[[Sequence[Mapping[str, Any]]], Any], out: Path, stage: Callable[[str], None],
+    progress: Callable[[str], None] | None,
+) -> tuple[dict[str, Any], np.ndarray | None, int]:
+    """The ``[search]`` stage (:mod:`trainer.search`): ``(metrics.json search, the best trial's out-of-fold
+    predictions or None, its folds)``. Skipped (the configured recipe) when the search is off, for classification
+    and for ``--model pls``."""
+    sc = cfg.search
+    why = ("no [search] table" if not sc.enabled and "search" not in cfg.raw
+           else "enabled = false" if not sc.enabled
+           else "budget_min = 0" if sc.budget_min <= 0
+           else "trials = 0" if sc.trials <= 0
+           else "classification is not searched" if cfg.task == "classification"
+           else "--model pls: the CNN is not deployed" if cfg.selection.model == "pls"
+           else None)
+    if why is not None:
+        log.info("CNN recipe search off (%s): the configured recipe is trained", why)
+        return {"ran": False, "reason": why}, None, 0
+    stage("search CNN recipe")
+    from trainer.search import SearchInputs, run_search  # noqa: PLC0415
+
+    model = dict(cfg.model)
+    model["task"] = cfg.task
+    inputs = SearchInputs(X=X_tr, Y=np.asarray(Y_tr, dtype=np.float64), groups=groups_tr,
+                          target_names=tuple(target_names), make_pre=make_pre,
+                          candidates=cfg.preprocessing.candidates, base_candidate=cand, base_model=model,
+                          base_augment=dict(cfg.augment))
+    result = run_search(cfg, inputs, out, progress=progress)
+    return result.to_dict(), result.oof, result.folds
+
+
+
+@dataclass(frozen=True)
+class ModelConfigs:
+    """The configured ``[model]``, ``[augment]`` and ``[pruning]`` tables, checked (``prune`` None: pruning off)."""
+
+    cnn: Any
+    augment: Any
+    prune: Any
+
+
+def build_model_configs(cfg: TrainConfig) -> ModelConfigs:
+    """Validate the model sections before anything expensive runs."""
+    return ModelConfigs(cnn=build_cnn_config(cfg), augment=build_augment_config(cfg), prune=build_prune_config(cfg))
+
+
+def choose_recipe(
+    cfg: TrainConfig, configs: ModelConfigs, data: Prepared, pls_candidate: str, out: Path,
+    stage: Callable[[str], None], progress: Callable[[str], None] | None,
+) -> Recipe:
+    """The configured recipe (``[preprocessing] cnn = "pls_best"`` takes the PLS baseline's best candidate), or
+    the ``[search]``'s best one when the search runs."""
+    cnn_cfg, aug_cfg = configs.cnn, configs.augment
+    cand = cfg.preprocessing.cnn
+    if cand == "pls_best":
+        cand = pls_candidate
+    tr = data.plan.train_rows
+    search_info, search_oof, search_folds = _run_search(cfg, data.ds.X[tr], data.ds.y[tr], data.groups[tr],
+                                                        data.ds.target_names, cand, data.make_pre, out, stage,
+                                                        progress)
+    if search_info.get("best_recipe") is not None:
+        recipe = search_info["best_recipe"]
+        cand = recipe["candidate"]
+        cnn_cfg = build_cnn_config(replace(cfg, model=recipe["model"]))
+        aug_cfg = build_augment_config(replace(cfg, augment=recipe["augment"]))
+        log.info("CNN recipe from the search (trial %s): preprocessing %s, model %s, augment %s",
+                 search_info.get("best_trial"), cand, recipe["model"], recipe["augment"])
+    return Recipe(candidate=cand, steps=cfg.preprocessing.candidates[cand], cnn=cnn_cfg, augment=aug_cfg,
+                  prune=configs.prune, search=search_info, search_oof=search_oof,
+                  search_folds=search_folds)

@@ -1,0 +1,69 @@
+"""The ``metrics.json`` of a fit (keys in :mod:`trainer.pipeline`), from each stage's result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from trainer.config import TrainConfig
+from trainer.pipeline.choose import Deployed
+from trainer.pipeline.cnn import TrainedNetwork, best_epochs
+from trainer.pipeline.evaluate import Evaluation
+from trainer.pipeline.int8 import Int8Network
+from trainer.pipeline.prepare import Prepared
+from trainer.pipeline.recipe import Recipe
+
+
+def summarise(cfg: TrainConfig, data: Prepared, recipe: Recipe, pls: Any, net: TrainedNetwork, pruning: dict[str, Any],
+              int8: Int8Network, deployed: Deployed, ev: Evaluation) -> dict[str, Any]:
+    """``metrics.json`` before the final bundle is written (``bundle_bytes`` and ``train_seconds`` still 0)."""
+    ds, classify = data.ds, data.classify
+    bundle = ev.bundle
+    bundle_ood = bundle.ood
+    selection, dep = deployed.selection, deployed.pls
+    trained = net.trained
+    ood_summary = {
+        "n_components": bundle_ood.n_components,
+        "t2_limit": bundle_ood.t2_limit,
+        "q_limit": bundle_ood.q_limit,
+        "alpha": bundle_ood.alpha,
+        "alarm_rate": {r: {"t2": float(np.mean(s[0] > bundle_ood.t2_limit)),
+                           "q": float(np.mean(s[1] > bundle_ood.q_limit))} for r, s in ev.ood_scores.items()},
+    }
+    return {
+        "schema_version": 1,
+        "task": cfg.task,
+        "dataset": ds.source,
+        "targets": list(ds.target_names),
+        "class_names": list(ds.class_names) if ds.class_names else None,
+        "model_id": cfg.bundle.model_id,
+        "model_version": cfg.bundle.model_version,
+        "seed": cfg.seed,
+        "splits": {r: int(rows.size) for r, rows in data.plan.roles().items()},
+        "evaluations": ev.evaluations,
+        "comparison": ev.comparison,
+        "deployed_model": selection.winner,
+        "selection": selection.to_dict(),
+        "search": recipe.search,
+        "deployed_pls": ({"candidate": dep.candidate, "n_components": dict(dep.n_components)}
+                         if deployed.is_pls else None),
+        "pls_components": pls.components,
+        "preprocessing": {"cnn": recipe.candidate, "pls": pls.candidates,
+                          "candidates": {k: [dict(s) for s in v] for k, v in cfg.preprocessing.candidates.items()}},
+        "sparsity": net.sparsity,
+        "pruning": pruning,
+        "model_bytes": len(deployed.tflite),
+        "cnn_model_bytes": len(int8.tflite),
+        "cnn_int8_output_step": (dict(zip(ds.target_names, map(float, int8.output_step)))
+                                 if int8.output_step is not None and not classify else None),
+        "bundle_bytes": 0,
+        "train_seconds": 0.0,
+        "cnn_train_seconds": float(trained.train_seconds),
+        "cnn_params": int(getattr(trained, "n_params", 0)),
+        "cnn_best_epochs": best_epochs(trained),
+        "cnn_epochs_run": getattr(trained, "epochs_run", None),
+        "interval_coverage": ev.coverage,
+        "ood": ood_summary,
+        "runtime": bundle.runtime.runtime_description if hasattr(bundle.runtime, "runtime_description") else "",
+    }
