@@ -1,4 +1,4 @@
-"""Command line of the device side: ``spectro-edge check | run | config | audit``.
+"""Command line of the device side: ``spectro-edge check | run | config | keys | sign-command | audit``.
 
 The demo, which trains a model, is ``spectro-bench demo`` (the device side never imports the trainer).
 
@@ -27,6 +27,10 @@ log = logging.getLogger("spectro-edge")
 SERIAL_PATH_SCHEMES = ("spy", "alt")
 #: pyserial URL schemes accepted as they are by ``config --validate`` (nothing to look at without opening them).
 SERIAL_URL_SCHEMES = ("loop", "socket", "rfc2217", "hwgrep", "cp2110", *SERIAL_PATH_SCHEMES)
+
+
+class EdgeArgumentError(EdgeError, ValueError):
+    """A command-line argument is malformed (the message names it and what was expected)."""
 
 
 @dataclass(frozen=True)
@@ -84,10 +88,11 @@ def check_bundle(config: Any) -> Check:
 def validate_command(path: str, *, show_config: bool = False, check_device: bool = True) -> int:
     """``spectro-edge config --validate PATH``: print one OK/FAIL line per check and the verdict; 0 when all pass.
 
-    Checks the configuration (syntax, keys, environment overrides), the bundle it names (exists, loads, self-tests)
+    Checks the configuration (syntax, keys, environment overrides; its insecure settings are named, see
+    :func:`edge.config.security_warnings`), the bundle it names (exists, loads, self-tests)
     and the serial device (exists, or is a pyserial URL; skipped when ``check_device`` is false).
     """
-    from edge.config import load_config
+    from edge.config import load_config, security_warnings
 
     checks: list[Check] = []
     config: EdgeConfig | None = None
@@ -98,8 +103,11 @@ def validate_command(path: str, *, show_config: bool = False, check_device: bool
     else:
         config = loaded
         d = config.device
+        insecure = security_warnings(config)
+        security = f"insecure settings (a WARNING each at start): {', '.join(insecure)}" if insecure else \
+            "no insecure setting"
         checks.append(Check("config", True, f"{path}: device {d.site}/{d.line}/{d.device_id}, broker "
-                            f"{config.mqtt.host}:{config.mqtt.port}"))
+                            f"{config.mqtt.host}:{config.mqtt.port}; {security}"))
         checks.append(check_bundle(config))
         if check_device:
             checks.append(check_serial(config.serial.port_url))
@@ -161,6 +169,19 @@ def _build_parser() -> argparse.ArgumentParser:
     export = audit_sub.add_parser("export", help="verify, then write the records in order as one JSON-lines file")
     export.add_argument("path", help="an audit file or the directory of rotated files")
     export.add_argument("--out", required=True, help="output file (JSON lines); '-' for stdout")
+    keys = sub.add_parser("keys", help="create key files (the Ed25519 bundle signing pair is made in the lab by "
+                          "`spectro-train keygen`)")
+    kinds = keys.add_subparsers(dest="kind", required=True, metavar="KIND")
+    hmac_key = kinds.add_parser("hmac", help="create the shared HMAC key of signed commands (commands.hmac_key_path)")
+    hmac_key.add_argument("--out", required=True, type=Path,
+                          help="file to create (mode 0600; an existing file is never overwritten)")
+
+    sign = sub.add_parser("sign-command", help="print a signed command payload, e.g. for `mosquitto_pub -s`")
+    sign.add_argument("name", help="command name (the last topic level .../cmd/NAME)")
+    sign.add_argument("--device-id", required=True, help="device.device_id of the device to command")
+    sign.add_argument("--key", required=True, type=Path, help="the device's HMAC key file (commands.hmac_key_path)")
+    sign.add_argument("--args", default="{}", help="the command's arguments as a JSON object (default: {})")
+    sign.add_argument("--request-id", help="echoed in the command's response")
 
     return parser
 
@@ -184,6 +205,36 @@ def audit_command(args: argparse.Namespace) -> int:
     else:
         Path(args.out).write_text(lines, encoding="ascii")
         print(f"{report.records} records written to {args.out}; {report.summary()}", file=sys.stderr)
+    return 0
+
+
+def keys_command(out: Path) -> int:
+    """``spectro-edge keys hmac --out FILE``: create a new key file and say where it goes."""
+    from edge.keys import HMAC_KEY_BYTES, write_hmac_key
+
+    path = write_hmac_key(out)
+    print(f"wrote a {HMAC_KEY_BYTES}-byte HMAC key to {path} (mode 0600): set commands.hmac_key_path = \"{path}\" "
+          "and give the same file to whoever signs commands")
+    return 0
+
+
+def sign_command_command(name: str, *, device_id: str, key: Path, args_json: str, request_id: str | None) -> int:
+    """``spectro-edge sign-command NAME ...``: print one signed command payload (one line) to stdout."""
+    import json
+
+    from edge.commands import CommandName, load_hmac_key, make_command, sign_command
+
+    known = [c.value for c in CommandName]
+    if name not in known:
+        raise EdgeArgumentError(f"NAME: expected one of {', '.join(known)}, got {name!r}")
+    try:
+        args = json.loads(args_json)
+    except ValueError as exc:
+        raise EdgeArgumentError(f"--args: expected a JSON object, got unparsable JSON ({exc})") from None
+    if not isinstance(args, dict):
+        raise EdgeArgumentError(f"--args: expected a JSON object, got {type(args).__name__}")
+    body = make_command(name, args, device_id=device_id, request_id=request_id)
+    print(sign_command(body, load_hmac_key(key)).decode("utf-8"))
     return 0
 
 
@@ -212,6 +263,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return validate_command(args.validate, show_config=args.verbose > 0, check_device=not args.skip_serial)
         if args.command == "audit":
             return audit_command(args)
+        if args.command == "keys":
+            return keys_command(args.out)
+        if args.command == "sign-command":
+            return sign_command_command(args.name, device_id=args.device_id, key=args.key, args_json=args.args,
+                                        request_id=args.request_id)
     except (EdgeError, OSError) as exc:
         print(f"spectro-edge {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -37,10 +37,15 @@ shell or opens a file for writing; paths are resolved (symlinks included) and mu
 directory.
 
 >>> from edge.config import CommandsConfig
->>> cfg = CommandsConfig(allowed_dirs=(Path("/srv/bundles"),))
->>> p = CommandParser(cfg, device_id="nir-01")
 >>> body = make_command("capture_dark", {"average_frames": 8}, device_id="nir-01", request_id="r1")
->>> p.parse("capture_dark", json.dumps(body).encode()).args
+>>> unsigned = json.dumps(body).encode()
+>>> CommandParser(CommandsConfig(), device_id="nir-01").parse("capture_dark", unsigned)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+edge.errors.CommandError: payload: expected an HMAC-SHA256 envelope ...: commands.require_auth is true
+>>> cfg = CommandsConfig(require_auth=False, allowed_dirs=(Path("/srv/bundles"),))  # the explicit opt-out
+>>> p = CommandParser(cfg, device_id="nir-01")
+>>> p.parse("capture_dark", unsigned).args
 CaptureArgs(average_frames=8)
 >>> p.parse("capture_dark", b'{"schema_version": 1, "command": "capture_dark", "device_id": "nir-01", '
 ...         b'"args": {"average_frames": 0}}')

@@ -12,6 +12,10 @@ and the top-level ``log_level``.  The schema *is* the dataclasses below: each fi
 constraints in ``dataclasses.field(metadata=...)``, and both the validator and :func:`example_config` read them,
 so the example can never drift from what the loader accepts.
 
+Safe by default: remote commands (which change acquisition or the model) are off, and once on they need an HMAC
+unless ``commands.require_auth = false`` opts out explicitly; on without a key is a :class:`ConfigError` that says
+how to create one.  Every insecure setting left in force is listed by :func:`security_warnings`.
+
 Environment overrides have the form ``SPECTROLITE__<SECTION>__<KEY>=value`` (nested tables add levels:
 ``SPECTROLITE__MQTT__TLS__CA_PATH=/etc/spectrolite/ca.pem``).  The value is converted to the field's type
 (``true``/``false``/``1``/``0`` for booleans, comma-separated for lists); an override of an unknown key is an
@@ -98,8 +102,12 @@ def _opt(
     pattern: re.Pattern[str] | None = None,
     pattern_doc: str = "",
     must_exist: bool = False,
+    missing_hint: str = "",
 ) -> Any:
-    """Declare one configuration field with its documentation and constraints."""
+    """Declare one configuration field with its documentation and constraints.
+
+    ``missing_hint`` ends the error of a ``must_exist`` file that is missing (``{path}`` is replaced by its path).
+    """
     meta = {
         "doc": doc,
         "example": example,
@@ -110,6 +118,7 @@ def _opt(
         "pattern": pattern,
         "pattern_doc": pattern_doc,
         "must_exist": must_exist,
+        "missing_hint": missing_hint,
     }
     if default is _REQUIRED:
         return field(metadata=meta)
@@ -153,8 +162,12 @@ class BundleConfig:
 
     path: Path = _opt(doc="model bundle file", example="/var/lib/spectrolite/model.bundle")
     public_key_path: Path | None = _opt(
-        None, "Ed25519 public key; when set, only bundles signed with the matching key are loaded",
-        must_exist=True, example="/etc/spectrolite/bundle-signing.pub")
+        None, "Ed25519 public key; when set, only bundles signed with the matching key are loaded (make the key "
+        "pair in the lab with `spectro-train keygen DIR`, sign bundles with `spectro-train sign BUNDLE --key "
+        "DIR/spectrolite.key.pem` and copy DIR/spectrolite.pub.pem here)",
+        must_exist=True, example="/etc/spectrolite/bundle-signing.pub.pem",
+        missing_hint="make the key pair in the lab with `spectro-train keygen DIR` and copy DIR/spectrolite.pub.pem "
+        "to {path}")
     watch: bool = _opt(True, "reload the bundle when the file changes (verified and self-tested first)")
     watch_interval_s: float = _opt(2.0, "how often the bundle file is checked for changes",
                                    min=0.0, min_exclusive=True, max=3600.0)
@@ -200,7 +213,7 @@ class QueuesConfig:
 class TlsConfig:
     """TLS towards the broker: server verification with a CA file and optional client certificate."""
 
-    enabled: bool = _opt(False, "connect with TLS (usually port 8883)")
+    enabled: bool = _opt(False, "connect with TLS (usually port 8883)", example=True)
     ca_path: Path | None = _opt(None, "CA certificate(s) that signed the broker's certificate; "
                                 "unset uses the system trust store", must_exist=True, example="/etc/spectrolite/ca.pem")
     cert_path: Path | None = _opt(None, "client certificate (PEM) for mutual TLS", must_exist=True,
@@ -215,7 +228,7 @@ class MqttConfig:
     """Broker connection, session and topics."""
 
     host: str = _opt("localhost", "broker host name or address")
-    port: int = _opt(1883, "broker port (1883 plain, 8883 TLS)", min=1, max=65535)
+    port: int = _opt(1883, "broker port (1883 plain, 8883 TLS)", min=1, max=65535, example=8883)
     protocol: str = _opt("3.1.1", "MQTT protocol version", choices=("3.1.1", "5"))
     qos: int = _opt(1, "QoS of published messages (1: at least once, the store-and-forward default)",
                     choices=(0, 1, 2))
@@ -266,10 +279,17 @@ class OutboxConfig:
 class CommandsConfig:
     """Remote commands on ``.../cmd/<name>``: what is accepted and how it is authenticated."""
 
-    enabled: bool = _opt(True, "subscribe to and execute commands")
-    require_auth: bool = _opt(False, "refuse commands without a valid HMAC-SHA256 (set true in production)")
-    hmac_key_path: Path | None = _opt(None, "file holding the shared HMAC key (at least 16 bytes)",
-                                      must_exist=True, example="/etc/spectrolite/hmac.key")
+    enabled: bool = _opt(False, "subscribe to and execute commands (capture references, set the integration time, "
+                         "reload the bundle); off by default, and on they need commands.hmac_key_path unless "
+                         "require_auth is false")
+    require_auth: bool = _opt(True, "refuse commands without a valid HMAC-SHA256; false accepts unsigned commands "
+                              "from anyone who may publish on .../cmd/+ (an explicit opt-out for test benches, named "
+                              "in a WARNING at start and in the status)")
+    hmac_key_path: Path | None = _opt(None, "file holding the shared HMAC key (at least 16 bytes); create it with "
+                                      "`spectro-edge keys hmac --out FILE` and give the same file to whoever signs "
+                                      "commands (`spectro-edge sign-command`)",
+                                      must_exist=True, example="/etc/spectrolite/hmac.key",
+                                      missing_hint="create it with `spectro-edge keys hmac --out {path}`")
     max_payload_bytes: int = _opt(4096, "larger command payloads are refused unread", min=64, max=1_048_576)
     max_clock_skew_s: float = _opt(300.0, "signed commands must be issued within this many seconds of now",
                                    min=1.0, max=86_400.0)
@@ -347,8 +367,8 @@ class EdgeConfig:
 
 #: Insecure settings the daemon names at start (WARNING) and in its retained status (``security``), with the fix.
 SECURITY_WARNINGS: dict[str, str] = {
-    "commands_unauthenticated": "commands are accepted without an HMAC (set commands.require_auth = true and "
-    "commands.hmac_key_path, or commands.enabled = false)",
+    "commands_unauthenticated": "commands are accepted without an HMAC (commands.require_auth = false: remove it "
+    "and set commands.hmac_key_path, or set commands.enabled = false)",
     "mqtt_plaintext": "MQTT without TLS: predictions and commands travel in clear text (set mqtt.tls.enabled)",
     "mqtt_anonymous": "MQTT without a user name: the broker cannot tell this device apart (set mqtt.username)",
     "bundles_unsigned": "bundles are loaded without a signature check (set bundle.public_key_path)",
@@ -471,7 +491,8 @@ def _convert(key: str, tp: Any, raw: Any, meta: Mapping[str, Any], base_dir: Pat
         if not path.is_absolute():
             path = base_dir / path
         if meta.get("must_exist") and not path.is_file():
-            raise ConfigError(f"{key}: expected an existing file, got {str(path)!r} (not found)")
+            hint = "; " + meta["missing_hint"].format(path=path) if meta.get("missing_hint") else ""
+            raise ConfigError(f"{key}: expected an existing file, got {str(path)!r} (not found{hint})")
         return path
     if typing.get_origin(tp) is tuple:
         (item_tp, _ellipsis) = typing.get_args(tp)
@@ -575,7 +596,11 @@ def _cross_checks(cfg: EdgeConfig) -> EdgeConfig:
             f"got {cfg.drift.clear_ratio:g}")
     c = cfg.commands
     if c.enabled and c.require_auth and c.hmac_key_path is None:
-        raise ConfigError("commands.hmac_key_path: expected a key file when commands.require_auth is true")
+        raise ConfigError(
+            "commands.hmac_key_path: expected a key file: commands.enabled is true and commands need an HMAC "
+            "(commands.require_auth, true by default); create a key with `spectro-edge keys hmac --out "
+            "/etc/spectrolite/hmac.key` and set commands.hmac_key_path to it, or set commands.require_auth = false "
+            "to accept unsigned commands (insecure, named in a WARNING at start)")
     if c.hmac_key_path is not None:
         key = c.hmac_key_path.read_bytes().strip()
         if len(key) < 16:
@@ -709,6 +734,18 @@ def example_config() -> str:
         "# Any key can be overridden from the environment: SPECTROLITE__<SECTION>__<KEY>=value,",
         "# e.g. SPECTROLITE__MQTT__HOST=broker.plant.local or SPECTROLITE__MQTT__TLS__ENABLED=true.",
         "# Relative paths are resolved against the directory of this file.",
+        "#",
+        "# Security (docs/security.md). As printed, this file is as safe as it can be without the files only you",
+        "# can make: MQTT uses TLS, and commands are off; turned on (commands.enabled = true) every command needs",
+        "# an HMAC made with the key in commands.hmac_key_path. Create that key with",
+        "#     spectro-edge keys hmac --out /etc/spectrolite/hmac.key",
+        "# and sign commands with `spectro-edge sign-command` (or edge.commands.sign_command, docs/mqtt.md).",
+        "# Until the following are set, the daemon names them in a WARNING at start and in its retained status",
+        "# (security: [...]):",
+        "#   mqtt_anonymous    set mqtt.username and mqtt.password_file: one broker account per device (docs/mqtt.md)",
+        "#   bundles_unsigned  set bundle.public_key_path: `spectro-train keygen DIR` (in the lab) makes the key pair;",
+        "#                     sign bundles with `spectro-train sign BUNDLE --key DIR/spectrolite.key.pem`",
+        "# commands.require_auth = false accepts unsigned commands: test benches only (commands_unauthenticated).",
         "",
         "# logging level (" + _fmt_choices(("DEBUG", "INFO", "WARNING", "ERROR")) + ")",
         'log_level = "INFO"',

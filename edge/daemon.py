@@ -720,6 +720,9 @@ class Daemon:
         )
         for name in security_warnings(self.config):
             log.warning("insecure setting: %s", SECURITY_WARNINGS[name])
+        cmds = self.config.commands
+        log.info("commands: %s", "on, each signed with the HMAC key" if cmds.enabled and cmds.require_auth
+                 else "on, unsigned accepted" if cmds.enabled else "off (commands.enabled = false)")
         self.link.start()
         self._publish_status()
         for name, target in (

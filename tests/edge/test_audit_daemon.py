@@ -79,7 +79,9 @@ def test_the_daemon_keeps_a_verifiable_audit_trail(
         by_event.setdefault(r["event"], []).append(r["details"])
     assert records[0]["event"] == "daemon_started" and records[-1]["event"] == "daemon_stopped"
     started = by_event["daemon_started"][0]
-    assert started["config_sha256"] == _sha256(cfg) and "commands_unauthenticated" in started["security"]
+    # Commands are signed (safe defaults): the settings still open are named, commands are not among them.
+    assert started["config_sha256"] == _sha256(cfg) and "commands_unauthenticated" not in started["security"]
+    assert "mqtt_plaintext" in started["security"]
     assert {d["warning"] for d in by_event["security_warning"]} == set(started["security"])
     loads = by_event["bundle_load"]
     assert loads[0] == {"path": str(live), "sha256": _sha256(live), "model": {"id": loads[0]["model"]["id"],
@@ -89,8 +91,9 @@ def test_the_daemon_keeps_a_verifiable_audit_trail(
     assert reload[0]["sha256"] == _sha256(newer) and reload[0]["model"]["version"] == "1.0.1"
     assert reload[0]["previous_model"]["version"] == "1.0.0" and reload[0]["request_id"] == "r-reload"
     accepted = [d for d in by_event["command_accepted"] if d["request_id"] == "r-reload"]
-    assert accepted == [{"command": "reload_bundle", "request_id": "r-reload", "authenticated": False,
-                         "signer": "none", "issued_at_unix_s": accepted[0]["issued_at_unix_s"]}]
+    assert accepted == [{"command": "reload_bundle", "request_id": "r-reload", "authenticated": True,
+                         "signer": "hmac-sha256 (commands.hmac_key_path)",
+                         "issued_at_unix_s": accepted[0]["issued_at_unix_s"]}]
     results = {d["request_id"]: d for d in by_event["command_result"]}
     assert results["r-reload"]["verdict"] == "ok"
     assert results["r-bad"]["verdict"] == "refused" and "average_frames" in results["r-bad"]["reason"]

@@ -209,7 +209,8 @@ def test_cross_field_checks(tmp_path: Path) -> None:
         ({"mqtt": {"password": "p"}}, "mqtt.username: expected a user name"),
         ({"mqtt": {"tls": {"cert_path": str(key)}}}, "mqtt.tls.key_path: expected both"),
         ({"drift": {"raise_ratio": 1.0, "clear_ratio": 1.0}}, "drift.clear_ratio: expected a value below"),
-        ({"commands": {"require_auth": True}}, "commands.hmac_key_path: expected a key file"),
+        ({"commands": {"enabled": True}}, "commands.hmac_key_path: expected a key file"),
+        ({"commands": {"enabled": True, "require_auth": True}}, "commands.hmac_key_path: expected a key file"),
         ({"commands": {"hmac_key_path": str(key)}}, "commands.hmac_key_path: expected a key of at least 16"),
     ]
     for extra, message in cases:

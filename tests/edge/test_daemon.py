@@ -220,23 +220,25 @@ def _single_thread(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_commands_capture_references_set_integration_time_and_refuse_malformed(
     tmp_path: Path, example_bundle: Path
 ) -> None:
-    import json
+    from edge.commands import make_command, sign_command
 
-    from edge.commands import make_command
-
-    daemon, link, sim = _run_daemon(tmp_path, example_bundle, count=0, rate_hz=100.0, forward=False)
+    key = b"in-process-hmac-key-0123456789"
+    (tmp_path / "hmac.key").write_bytes(key)
+    daemon, link, sim = _run_daemon(tmp_path, example_bundle, count=0, rate_hz=100.0, forward=False,
+                                    commands={"enabled": True, "hmac_key_path": str(tmp_path / "hmac.key")})
 
     def responses(name: str) -> list[dict[str, Any]]:
         return [m for m in link.of_kind("command_response") if m["command"] == name]
 
     def send(name: str, args: dict[str, Any], rid: str) -> None:
         body = make_command(name, args, device_id="sim-01", request_id=rid)
-        daemon.on_command(name, json.dumps(body).encode())
+        daemon.on_command(name, sign_command(body, key))
 
     try:
         wait_for(lambda: len(link.of_kind("prediction")) >= 10, "first predictions")
         dark_before = daemon.refs.dark
-        daemon.on_command("capture_dark", b'{"schema_version": 1, "command": "capture_dark", "args": {"x": 1}}')
+        daemon.on_command("capture_dark", sign_command('{"schema_version": 1, "command": "capture_dark", "args": '
+                                                       '{"x": 1}}', key))
         wait_for(lambda: len(responses("capture_dark")) == 1, "the refusal of a malformed command")
         assert responses("capture_dark")[0]["ok"] is False and daemon.refs.dark is dark_before
 

@@ -9,7 +9,6 @@ one takes over without losing frames.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -30,7 +29,16 @@ from tests.support.daemon import (
     offline_stream,
     wait_for,
 )
-from tests.support.processes import BASE_TOPIC, DEVICE, Proc, Subscriber, start_daemon, start_sim, write_config
+from tests.support.processes import (
+    BASE_TOPIC,
+    DEVICE,
+    Proc,
+    Subscriber,
+    signed,
+    start_daemon,
+    start_sim,
+    write_config,
+)
 
 #: Exact equality of the published values with the offline run (same runtime, same float32 inputs).
 VALUE_ATOL = 0.0
@@ -50,7 +58,7 @@ def _send_command(port: int, name: str, args: dict[str, Any], request_id: str) -
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"operator-{request_id}")
     c.connect("127.0.0.1", port)
     c.loop_start()
-    info = c.publish(f"{BASE_TOPIC}/cmd/{name}", json.dumps(body).encode(), qos=1)
+    info = c.publish(f"{BASE_TOPIC}/cmd/{name}", signed(body), qos=1)
     info.wait_for_publish(timeout=10)
     c.loop_stop()
     c.disconnect()

@@ -11,7 +11,6 @@ the bundle in service.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -24,7 +23,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.commands import make_command
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
-from tests.support.processes import BASE_TOPIC, DEVICE, Proc, Subscriber, start_daemon, start_sim, write_config
+from tests.support.processes import (
+    BASE_TOPIC,
+    DEVICE,
+    Proc,
+    Subscriber,
+    signed,
+    start_daemon,
+    start_sim,
+    write_config,
+)
 
 #: Spectrum index at which the simulator starts its provoked drift (after the detectors' warm-up).
 DRIFT_AT = 60
@@ -37,7 +45,7 @@ def _publish(port: int, name: str, body: dict[str, Any]) -> None:
     c.connect("127.0.0.1", port)
     c.loop_start()
     try:
-        c.publish(f"{BASE_TOPIC}/cmd/{name}", json.dumps(body).encode(), qos=1).wait_for_publish(timeout=10)
+        c.publish(f"{BASE_TOPIC}/cmd/{name}", signed(body), qos=1).wait_for_publish(timeout=10)
     finally:
         c.loop_stop()
         c.disconnect()

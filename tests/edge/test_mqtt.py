@@ -49,6 +49,10 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = EVENTU
 
 
 def make_config(tmp_path: Path, port: int, **mqtt: Any) -> EdgeConfig:
+    """A config for the publisher alone; commands on (the publisher subscribes to them), signed with a test key."""
+    key = tmp_path / "hmac.key"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    key.write_bytes(b"mqtt-test-hmac-key-0123456789")
     doc: dict[str, Any] = {
         "device": {"site": "plant-a", "line": "line-3", "device_id": "nir-01"},
         "serial": {"port_url": "loop://"},
@@ -56,6 +60,7 @@ def make_config(tmp_path: Path, port: int, **mqtt: Any) -> EdgeConfig:
         "mqtt": {"host": "127.0.0.1", "port": port, "reconnect_min_delay_s": 1, "reconnect_max_delay_s": 1,
                  "keepalive_s": 5, **mqtt},
         "outbox": {"path": "outbox.sqlite", "drain_rate_msgs_per_s": 0, "flush_timeout_s": 10},
+        "commands": {"enabled": True, "hmac_key_path": str(key)},
     }
     return parse_config(doc, base_dir=tmp_path)
 

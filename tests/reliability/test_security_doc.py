@@ -12,7 +12,7 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10 (Jetson): the tomli backport, an install requirement there
     import tomli as tomllib
 
-from edge.config import parse_config
+from edge.config import parse_config, security_warnings
 
 
 def _blocks(path: Path) -> list[str]:
@@ -57,3 +57,4 @@ def test_the_production_settings_are_valid_configuration(repo_root: Path, tmp_pa
     data["serial"] = {"port_url": "loop://"}
     cfg = parse_config(data, base_dir=tmp_path)
     assert cfg.mqtt.tls.enabled and cfg.commands.require_auth and cfg.bundle.public_key_path is not None
+    assert cfg.commands.enabled and security_warnings(cfg) == ()  # the documented production block names nothing

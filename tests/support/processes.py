@@ -11,7 +11,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -22,6 +22,16 @@ from tests.support.daemon import CHANNELS, REPO, SAMPLES, SEED, wait_for
 
 DEVICE = {"site": "plant-a", "line": "line-1", "device_id": "sim-01"}
 BASE_TOPIC = "spectrolite/plant-a/line-1/sim-01"
+#: The HMAC key of the daemons :func:`write_config` configures: tests sign their commands with it (:func:`signed`),
+#: as an operator does; commands are off by default and need an HMAC when on.
+HMAC_KEY = b"spectrolite-test-hmac-key-0123456789"
+
+
+def signed(body: Mapping[str, Any]) -> bytes:
+    """The MQTT payload of a command body signed with :data:`HMAC_KEY` (``edge.commands.sign_command``)."""
+    from edge.commands import sign_command
+
+    return sign_command(body, HMAC_KEY)
 
 
 def process_env() -> dict[str, str]:
@@ -69,9 +79,14 @@ def start_sim(tmp: Path, *, count: int, rate_hz: float, extra: tuple[str, ...] =
 
 def write_config(tmp: Path, *, port_url: str, bundle: Path, mqtt_port: int, drain_rate: float = 200.0,
                  name: str = "edge.toml", outbox: str = "", flush_timeout_s: float = 10.0) -> Path:
-    """A daemon config on ``port_url`` and a local broker; ``outbox`` adds lines to the ``[outbox]`` table."""
+    """A daemon config on ``port_url`` and a local broker; ``outbox`` adds lines to the ``[outbox]`` table.
+
+    Commands are on, each to be signed with :data:`HMAC_KEY` (written to ``tmp/hmac.key``).
+    """
     path = tmp / name
     (tmp / "state").mkdir(exist_ok=True)
+    key = tmp / "hmac.key"
+    key.write_bytes(HMAC_KEY)
     path.write_text(
         f"""
 log_level = "INFO"
@@ -97,6 +112,9 @@ path = "{tmp / 'state' / 'outbox.sqlite'}"
 drain_rate_msgs_per_s = {drain_rate}
 flush_timeout_s = {flush_timeout_s}
 {outbox}
+[commands]
+enabled = true
+hmac_key_path = "{key}"
 [metrics]
 period_s = 1.0
 """,
