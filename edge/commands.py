@@ -29,8 +29,11 @@ A signed command wraps the body's exact text in an envelope, so no canonical JSO
     {"body": "<the body above as a JSON string>", "hmac_sha256": "<hex HMAC-SHA256(key, body as UTF-8)>"}
 
 ``command`` must equal the topic's command name and ``device_id`` this device, so a signature cannot be
-replayed on another command or device; signed bodies need ``issued_at_unix_s`` within
-``commands.max_clock_skew_s`` of the device clock and a ``nonce`` not seen within that window.  Signatures are
+replayed on another command or device.  Every body needs ``issued_at_unix_s``: within
+``commands.max_clock_skew_s`` of the device clock, and a command more than ``commands.max_age_s`` old is refused
+(:class:`~edge.errors.StaleCommandError`: it waited in the broker's persistent session during an outage; for an
+unsigned command, whose time anyone can write, this stops stale commands, not forged ones).  Signed bodies also need
+a ``nonce`` not seen within the skew window.  Signatures are
 compared in constant time (:func:`hmac.compare_digest`).  Payloads over ``commands.max_payload_bytes`` are
 refused before being parsed; JSON with duplicate keys, NaN or deep nesting is refused.  Nothing here runs a
 shell or opens a file for writing; paths are resolved (symlinks included) and must lie inside an allowed
@@ -47,8 +50,8 @@ edge.errors.CommandError: payload: expected an HMAC-SHA256 envelope ...: command
 >>> p = CommandParser(cfg, device_id="nir-01")
 >>> p.parse("capture_dark", unsigned).args
 CaptureArgs(average_frames=8)
->>> p.parse("capture_dark", b'{"schema_version": 1, "command": "capture_dark", "device_id": "nir-01", '
-...         b'"args": {"average_frames": 0}}')
+>>> bad = make_command("capture_dark", {"average_frames": 0}, device_id="nir-01")
+>>> p.parse("capture_dark", json.dumps(bad).encode())
 Traceback (most recent call last):
 ...
 edge.errors.CommandError: capture_dark.args.average_frames: expected an integer in 1..256, got 0
@@ -72,7 +75,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from edge.errors import CommandError
+from edge.errors import CommandError, StaleCommandError
 
 if TYPE_CHECKING:
     from edge.config import CommandsConfig
@@ -347,10 +350,8 @@ class CommandParser:
         if request_id is not None and (not isinstance(request_id, str) or not _REQUEST_ID_RE.match(request_id)):
             raise CommandError(f"{where}.request_id: expected 1-64 characters from A-Z a-z 0-9 . _ : -, "
                                f"got {request_id!r}")
-        issued = body.get("issued_at_unix_s")
+        issued = self._check_time(where, body.get("issued_at_unix_s"))
         nonce = body.get("nonce")
-        if issued is not None or authenticated:
-            issued = self._check_time(where, issued)
         if nonce is not None or authenticated:
             if not isinstance(nonce, str) or not _NONCE_RE.match(nonce):
                 raise CommandError(f"{where}.nonce: expected 8-64 characters from A-Z a-z 0-9 _ -, got {nonce!r}")
@@ -364,12 +365,23 @@ class CommandParser:
                              issued_at_unix_s=issued)
 
     def _check_time(self, where: str, issued: Any) -> float:
+        """Every command says when it was issued: within ``max_clock_skew_s`` of the device clock either way, and
+        at most ``max_age_s`` ago (:class:`StaleCommandError`: it waited in the broker, e.g. during an outage)."""
+        max_age_s = self.config.max_age_s
+        if issued is None:
+            raise CommandError(f"{where}.issued_at_unix_s: required (the Unix time the command was issued; commands "
+                               f"older than commands.max_age_s = {max_age_s:g} s are refused)")
         if isinstance(issued, bool) or not isinstance(issued, (int, float)) or not math.isfinite(issued):
             raise CommandError(f"{where}.issued_at_unix_s: expected a Unix time in seconds, got {issued!r}")
-        skew = abs(self._clock() - float(issued))
-        if skew > self.config.max_clock_skew_s:
-            raise CommandError(f"{where}.issued_at_unix_s: expected within {self.config.max_clock_skew_s:g} s "
-                               f"of the device clock, got {skew:.0f} s away (stale or replayed)")
+        age_s = self._clock() - float(issued)
+        if abs(age_s) > self.config.max_clock_skew_s:
+            error = StaleCommandError if age_s > 0 else CommandError
+            raise error(f"{where}.issued_at_unix_s: expected within {self.config.max_clock_skew_s:g} s "
+                        f"of the device clock, got {abs(age_s):.0f} s away (stale or replayed)")
+        if age_s > max_age_s:
+            raise StaleCommandError(f"{where}.issued_at_unix_s: expected a command at most {max_age_s:g} s old "
+                                    f"(commands.max_age_s), got one issued {age_s:.1f} s ago (stale: it waited in "
+                                    "the broker); send it again if it is still wanted")
         return float(issued)
 
     def _remember_nonce(self, where: str, nonce: str) -> None:

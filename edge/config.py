@@ -293,6 +293,9 @@ class CommandsConfig:
     max_payload_bytes: int = _opt(4096, "larger command payloads are refused unread", min=64, max=1_048_576)
     max_clock_skew_s: float = _opt(300.0, "signed commands must be issued within this many seconds of now",
                                    min=1.0, max=86_400.0)
+    max_age_s: float = _opt(60.0, "every command must carry issued_at_unix_s; one delivered more than this many "
+                            "seconds after it was issued (queued in the broker during an outage) is refused: for "
+                            "unsigned commands this stops stale commands, not forged ones", min=1.0, max=86_400.0)
     allowed_dirs: tuple[Path, ...] = _opt((), "directories a command may read bundles from or write "
                                           "references to; empty means the directory of bundle.path")
     max_capture_frames: int = _opt(256, "upper bound of average_frames in capture commands", min=1, max=100_000)

@@ -88,9 +88,10 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 
 from edge.audit import AuditError, AuditLog, RefusalGate
+from edge.command_queue import CommandQueue, RefusalReason, Refusals
 from edge.config import SECURITY_WARNINGS, security_warnings
 from edge.drift import CusumConfig, DriftConfig, DriftEvent, DriftMonitor, EwmaConfig, TrainingStats
-from edge.errors import BundleError, ConfigError, EdgeError
+from edge.errors import BundleError, ConfigError, EdgeError, StaleCommandError
 from edge.inference import InferenceEngine, Prediction, Rejection, RejectReason
 from edge.messages import (
     MessageKind,
@@ -133,6 +134,7 @@ from firmware_bridge.signals import events_on_signals
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
     from edge.bundle import Bundle
     from edge.config import EdgeConfig
+    from edge.mqtt import CommandHandler
 
 __all__ = [
     "ActiveAlerts",
@@ -496,7 +498,7 @@ class Daemon:
     ) -> None:
         self.config = config
         self.audit = audit
-        self._refusals = RefusalGate()
+        self._audit_refusals = RefusalGate()
         self._signer_key_id = signer_key_id(config.bundle.public_key_path) if audit is not None else None
         self.transport = transport
         self.link = link
@@ -525,7 +527,9 @@ class Daemon:
         self._status_lock = threading.Lock()
         self.frames: BoundedQueue[_Received] = BoundedQueue(config.queues.frames_max, config.queues.policy)
         self.messages: BoundedQueue[_Outgoing] = BoundedQueue(config.queues.messages_max, "block")
-        self.commands: BoundedQueue[Any] = BoundedQueue(64, "drop_newest")
+        self.commands = CommandQueue()  # signed commands first; a full lane refuses (edge.command_queue)
+        self._refusals = Refusals(count=self.counters.incr, respond=self._respond_error,
+                                  unanswered=self._audit_unanswered_refusal)
         self._swaps: BoundedQueue[_Swap] = BoundedQueue(4, "drop_oldest")
         self._to_inference: BoundedQueue[Any] = BoundedQueue(64, "drop_newest")
         self._stop_reading = threading.Event()
@@ -642,12 +646,17 @@ class Daemon:
         self._audit("alert", {"alert": name, "state": "raised" if active else "cleared",
                               "model": {"id": self.model_id, "version": self.model_version}})
 
+    def _audit_unanswered_refusal(self, command: str, request_id: str | None, error: str) -> None:
+        """A refusal past the response budget is not in a response, but its verdict is recorded all the same."""
+        self._audit_command_result({"command": command, "request_id": request_id, "ok": False,
+                                    "error": f"{error} (not answered: response budget spent)"})
+
     def _audit_command_result(self, message: Mapping[str, Any]) -> None:
         """Record a command's verdict (its response); refusals beyond :class:`edge.audit.RefusalGate`'s rate are
         counted (``audit_refusals_unrecorded``) and recorded as one count."""
         ok = bool(message.get("ok"))
         if not ok:
-            admit, unrecorded = self._refusals.admit(time.monotonic())
+            admit, unrecorded = self._audit_refusals.admit(time.monotonic())
             if unrecorded:
                 self._audit("command_refusals_unrecorded", {"count": unrecorded})
             if not admit:
@@ -789,7 +798,7 @@ class Daemon:
         except Exception:  # pragma: no cover - closing a broken port
             log.debug("closing the transport failed", exc_info=True)
         self.link.stop(float(self.config.outbox.flush_timeout_s))
-        unrecorded = self._refusals.drain()
+        unrecorded = self._audit_refusals.drain()
         if unrecorded:
             self._audit("command_refusals_unrecorded", {"count": unrecorded})
 
@@ -1262,25 +1271,36 @@ class Daemon:
             self._publish(out)
 
     # ---------------------------------------------------------------------------------------- housekeeping
-    def on_command(self, name: str, payload: bytes) -> None:
-        """Validate a command message (paho's thread: parse, then hand over) or answer why it is refused."""
+    def on_command(self, name: str, payload: bytes, *, retained: bool = False) -> None:
+        """Validate a command message (paho's thread: parse, then hand over) or refuse it (:meth:`Refusals.refuse`:
+        counted, logged, answered within a budget).  A retained message is refused unread: it would run again at
+        every reconnect."""
         from edge.commands import CommandParser
 
+        if retained:
+            self._refusals.refuse(
+                RefusalReason.RETAINED, name, CommandParser.peek_request_id(payload),
+                "refused: delivered as a retained MQTT message, which the broker would deliver again at every "
+                "reconnect; publish commands with retain=false and clear this one with an empty retained message")
+            return
         if self._parser is None:
             self._parser = CommandParser(self.config.commands, device_id=self.device_id)
         try:
             command = self._parser.parse(name, payload)
         except EdgeError as exc:
-            self.counters.incr("commands_refused")
-            log.warning("command %s refused: %s", name, exc)
-            self._respond_error(name, CommandParser.peek_request_id(payload), str(exc))
+            reason = RefusalReason.STALE if isinstance(exc, StaleCommandError) else RefusalReason.INVALID
+            self._refusals.refuse(reason, name, CommandParser.peek_request_id(payload), str(exc))
             return
         self.submit_command(command)
 
     def submit_command(self, command: Any) -> None:
-        """Queue a validated :class:`edge.commands.RemoteCommand` (called from the MQTT client's thread)."""
+        """Queue a validated :class:`edge.commands.RemoteCommand` (any thread) or refuse it when its lane is full."""
         if not self.commands.put(command):
-            self.counters.incr("commands_dropped")
+            n = self.commands.pending(command.authenticated)
+            lane = "signed" if command.authenticated else "unsigned"
+            self._refusals.refuse(RefusalReason.QUEUE_FULL, command.name.value, command.request_id,
+                                  f"too many commands pending ({n} {lane} command(s) queued); try again later",
+                                  authenticated=command.authenticated)
 
     def request_reload(self, path: Path | None = None, *, request_id: str | None = None) -> None:
         """Ask for a verified reload of ``path`` (default: the configured bundle) as if by command."""
@@ -1601,8 +1621,8 @@ class MqttLink:
     ----------
     config : EdgeConfig
         Uses ``outbox`` and ``mqtt`` (through the publisher).
-    on_command : callable(name, payload)
-        Called on paho's network thread for every command message.
+    on_command : callable(name, payload, *, retained=False)
+        Called on paho's network thread for every command message (:class:`edge.mqtt.CommandHandler`).
     status_source : callable() -> dict, optional
         Builds the current status payload; the publisher calls it at every (re)connect.
     """
@@ -1610,7 +1630,7 @@ class MqttLink:
     def __init__(
         self,
         config: "EdgeConfig",
-        on_command: Callable[[str, bytes], None],
+        on_command: "CommandHandler",
         status_source: Callable[[], Mapping[str, Any] | None] | None = None,
     ) -> None:
         from edge.mqtt import MqttPublisher
@@ -1720,9 +1740,9 @@ def run_daemon(
     )
     holder: list[Daemon] = []
 
-    def on_command(name: str, payload: bytes) -> None:
+    def on_command(name: str, payload: bytes, *, retained: bool = False) -> None:
         if holder:
-            holder[0].on_command(name, payload)
+            holder[0].on_command(name, payload, retained=retained)
 
     def current_status() -> dict[str, Any] | None:
         return holder[0].status_payload("online") if holder else None

@@ -10,6 +10,7 @@ __all__ = [
     "RuntimeLoadError",
     "ConfigError",
     "CommandError",
+    "StaleCommandError",
     "OutboxError",
 ]
 
@@ -40,6 +41,10 @@ class ConfigError(EdgeError, ValueError):
 
 class CommandError(EdgeError, ValueError):
     """A remote command is malformed, too large, unauthenticated or not allowed."""
+
+
+class StaleCommandError(CommandError):
+    """A remote command arrived more than ``commands.max_age_s`` after it was issued (queued during an outage)."""
 
 
 class OutboxError(EdgeError, OSError):

@@ -44,8 +44,10 @@ Delivery
   overwrite a newer retained one.
 * **Commands.** With ``commands.enabled`` the client subscribes to ``.../cmd/+`` at QoS 1 (kept in the persistent
   session, so commands sent during an outage arrive after it) and calls ``on_command(name, payload)`` on paho's
-  network thread: the handler must only hand the command over to another thread.  Retained command messages
-  are ignored (a retained command would run again at every reconnect).
+  network thread: the handler must only hand the command over to another thread.  A retained command message
+  is handed over with ``retained=True`` for the handler to refuse (it would run again at every reconnect); with
+  MQTT 5 the subscription asks for Retain As Published, so one published retained while the daemon is subscribed
+  keeps its flag too (MQTT 3.1.1 brokers clear it on that live delivery: it then reads as an ordinary command).
 * **Bounded input.** With MQTT 5 the CONNECT carries the Maximum Packet Size property
   (:func:`max_incoming_packet_bytes`: ``commands.max_payload_bytes`` plus :data:`PACKET_OVERHEAD_BYTES`), so the
   broker drops, instead of delivering, any message too large to be a command; paho would otherwise buffer the whole
@@ -72,13 +74,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.errors import OutboxError
 from edge.messages import PRIORITY_OF_KIND, MessageKind, Priority, Topics, encode, status_message
@@ -112,7 +115,11 @@ MAX_PAYLOAD_BYTES = 268_435_455
 #: Room for the fixed header, the topic and the properties of a command message on top of its payload, bytes.
 PACKET_OVERHEAD_BYTES = 8192
 
-CommandHandler = Callable[[str, bytes], None]
+class CommandHandler(Protocol):
+    """``on_command(name, payload)`` for a command message; ``retained=True`` is added for a retained one (which
+    the handler must refuse: the broker delivers it again at every subscribe)."""
+
+    def __call__(self, name: str, payload: bytes, *, retained: bool = False) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -131,8 +138,8 @@ class PublisherStats:
     lost_outbox_unavailable: int  #: neither stored nor sent (outbox refused while disconnected)
     outbox_errors: int  #: OutboxError raised by put/ack/pending
     inflight: int  #: outbox messages handed to paho and not yet acknowledged
-    commands_received: int  #: command messages handed to on_command
-    commands_ignored: int  #: retained command messages, or topics that are not a command
+    commands_received: int  #: command messages handed to on_command (retained ones too: it refuses them)
+    commands_ignored: int  #: messages on topics that are not a command (or with no on_command)
     broker_switches: int  #: connections moved to new broker settings by :meth:`MqttPublisher.switch_broker`
     sessions_taken_over: int  #: connections the broker closed because another client connected with this client id
 
@@ -765,7 +772,12 @@ class MqttPublisher:
         log.info("connected to the MQTT broker (session present: %s, %d messages to re-send, %d in the outbox)",
                  getattr(flags, "session_present", "?"), len(self._resync_ids), len(self.outbox))
         if self.config.commands.enabled and self._on_command is not None:
-            client.subscribe(self.topics.command_filter, qos=1)
+            if self.config.mqtt.protocol == "5":
+                # Retain As Published: a retained command published while subscribed keeps its retain flag, so it
+                # is refused like one delivered at subscribe (MQTT 3.1.1 clears the flag on live delivery).
+                client.subscribe(self.topics.command_filter, options=SubscribeOptions(qos=1, retainAsPublished=True))
+            else:
+                client.subscribe(self.topics.command_filter, qos=1)
         self._status_due = True  # the drain thread publishes the current status first thing
         self._connected.set()
         self._wake.set()
@@ -863,12 +875,15 @@ class MqttPublisher:
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         name = self.topics.parse_command(message.topic)
-        if name is None or message.retain or self._on_command is None:
+        if name is None or self._on_command is None:
             self._count("commands_ignored")
-            log.warning("ignored %s message on %s", "retained" if message.retain else "unexpected", message.topic)
+            log.warning("ignored unexpected message on %s", message.topic)
             return
         self._count("commands_received")
         try:
-            self._on_command(name, bytes(message.payload))
+            if message.retain:
+                self._on_command(name, bytes(message.payload), retained=True)
+            else:
+                self._on_command(name, bytes(message.payload))
         except Exception:  # a failing handler must not kill paho's network thread
             log.exception("command handler failed for %s", name)

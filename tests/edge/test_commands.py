@@ -20,7 +20,7 @@ from edge.commands import (
     sign_command,
 )
 from edge.config import CommandsConfig
-from edge.errors import CommandError
+from edge.errors import CommandError, StaleCommandError
 
 KEY = b"0123456789abcdef0123456789abcdef"
 NOW_S = 1_800_000_000.0
@@ -230,3 +230,22 @@ def test_the_documented_command_body_parses(repo_root: Path, tmp_path: Path, bun
     clock.now = body["issued_at_unix_s"]
     cmd = _parser(tmp_path, bundles, clock=clock).parse("capture_dark", json.dumps(body).encode())
     assert cmd.args == CaptureArgs(16) and cmd.request_id == "ops-18"
+
+
+def test_every_command_says_when_it_was_issued_and_a_stale_one_is_refused(tmp_path: Path, bundles: Path) -> None:
+    """Finding 7: an unsigned command queued in the broker for hours must not run late; ``issued_at_unix_s`` is
+    required and one more than ``commands.max_age_s`` (60 s) old is refused as stale, signed or not."""
+    p = _parser(tmp_path, bundles)
+    body = _body("capture_dark")
+    del body["issued_at_unix_s"]
+    with pytest.raises(CommandError, match="issued_at_unix_s: required"):
+        p.parse("capture_dark", _raw(body))
+    assert p.parse("capture_dark", _raw(_body("capture_dark", issued_at_unix_s=NOW_S - 59))).issued_at_unix_s
+    for payload in (_raw(_body("capture_dark", issued_at_unix_s=NOW_S - 61)),
+                    sign_command(_body("capture_dark", issued_at_unix_s=NOW_S - 61), KEY),
+                    _raw(_body("capture_dark", issued_at_unix_s=NOW_S - 3600))):
+        with pytest.raises(StaleCommandError, match="issued_at_unix_s: expected"):
+            p.parse("capture_dark", payload)
+    with pytest.raises(CommandError) as err:  # from the future: a clock problem, not a stale command
+        p.parse("capture_dark", _raw(_body("capture_dark", issued_at_unix_s=NOW_S + 301)))
+    assert not isinstance(err.value, StaleCommandError)

@@ -277,29 +277,41 @@ def test_clean_stop_publishes_offline_retained(tmp_path: Path, mosquitto_broker:
         late.close()
 
 
-def test_commands_reach_the_handler_and_retained_ones_are_ignored(tmp_path: Path,
-                                                                  mosquitto_broker: MosquittoBroker) -> None:
-    cfg = make_config(tmp_path, mosquitto_broker.port)
-    received: list[tuple[str, bytes]] = []
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_commands_reach_the_handler_and_retained_ones_are_flagged(tmp_path: Path, mosquitto_broker: MosquittoBroker,
+                                                                  protocol: str) -> None:
+    """Retained command messages reach the handler with ``retained=True`` (it refuses them); with MQTT 5 (Retain As
+    Published) also one published retained while the daemon is subscribed, which MQTT 3.1.1 delivers unflagged."""
+    cfg = make_config(tmp_path, mosquitto_broker.port, protocol=protocol)
+    received: list[tuple[str, bytes, bool]] = []
     topics = Topics.from_config(cfg)
     sender = paho.Client(CallbackAPIVersion.VERSION2, client_id="operator")
     sender.connect(mosquitto_broker.host, mosquitto_broker.port)
     sender.loop_start()
+
+    def handler(name: str, payload: bytes, *, retained: bool = False) -> None:
+        received.append((name, payload, retained))
+
     with Outbox.from_config(cfg.outbox) as outbox:
-        pub = MqttPublisher(cfg, outbox, on_command=lambda name, payload: received.append((name, payload)))
+        pub = MqttPublisher(cfg, outbox, on_command=handler)
         try:
             sender.publish(topics.command("capture_dark"), b'{"retained": true}', qos=1, retain=True).wait_for_publish()
             pub.start()
             assert pub.wait_connected(EVENTUALLY_S)
-            wait_for(lambda: pub.stats().commands_ignored >= 1, "retained command ignored")
+            wait_for(lambda: len(received) == 1, "the retained command handed over")
             sender.publish(topics.command("capture_dark"), b'{"x": 1}', qos=1).wait_for_publish()
             sender.publish(topics.command_response("capture_dark"), b"{}", qos=1).wait_for_publish()
             sender.publish(topics.command("reload_bundle"), b'{"y": 2}', qos=1).wait_for_publish()
-            wait_for(lambda: len(received) == 2, "two commands handed over")
-            assert received == [("capture_dark", b'{"x": 1}'), ("reload_bundle", b'{"y": 2}')]
+            sender.publish(topics.command("set_integration_time"), b'{"z": 3}', qos=1, retain=True).wait_for_publish()
+            wait_for(lambda: len(received) == 4, "three more commands handed over")
+            assert received == [("capture_dark", b'{"retained": true}', True), ("capture_dark", b'{"x": 1}', False),
+                                ("reload_bundle", b'{"y": 2}', False),
+                                ("set_integration_time", b'{"z": 3}', protocol == "5")]
+            assert pub.stats().commands_received == 4
         finally:
             pub.stop()
-            sender.publish(topics.command("capture_dark"), b"", qos=1, retain=True).wait_for_publish()  # clear
+            for name in ("capture_dark", "set_integration_time"):  # clear
+                sender.publish(topics.command(name), b"", qos=1, retain=True).wait_for_publish()
             sender.disconnect()
             sender.loop_stop()
 
