@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "compare": "two result JSON files side by side with ratios",
     "soak": "long run through the whole daemon: memory, fd and thread growth, losses",
     "fuzz": "Hypothesis fuzzing of the untrusted-input parsers (decoder, adapters, commands, bundle reader)",
+    "attack": "the high and medium findings of #18 replayed against a running daemon: held or not, losses",
 }
 
 
