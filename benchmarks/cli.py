@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "soak": "long run through the whole daemon: memory, fd and thread growth, losses",
     "fleet": "N devices through a site broker bridged to a central one: a central outage, a site restart, losses",
     "fuzz": "Hypothesis fuzzing of the untrusted-input parsers (decoder, adapters, commands, bundle reader)",
+    "attack": "the high and medium findings of #18 replayed against a running daemon: held or not, losses",
 }
 
 

@@ -361,6 +361,39 @@ class FrameContract:
                     f"{self.wavelength_unit}, got {lo:g}-{hi:g} {self.wavelength_unit}"
                 )
 
+    def unmet_by_devices_of(self, other: FrameContract) -> str | None:
+        """Why a device that meets ``other`` may not meet this contract, or None when every such device does.
+
+        The daemon uses it for a reload before the device has announced itself: what the bundle in service accepts
+        is then the best knowledge of the device, and a bundle that accepts less may refuse every frame.
+
+        >>> a = FrameContract(256, 256, 900.0, 1700.0, "nm", ("uint16",), "counts")
+        >>> a.unmet_by_devices_of(a) is None
+        True
+        >>> FrameContract(512, 512, 900.0, 1700.0, "nm", ("uint16",), "counts").unmet_by_devices_of(a)
+        'expected 512 pixels, the bundle in service takes 256'
+        """
+
+        def count(c: FrameContract) -> str:
+            lo, hi = c.pixel_count_min, c.pixel_count_max
+            return f"{lo}" if lo == hi else f"{lo} to {hi}"
+
+        if self.frame_signal != other.frame_signal:
+            return f"expected {self.frame_signal} frames, the bundle in service takes {other.frame_signal}"
+        if not (self.pixel_count_min <= other.pixel_count_min and other.pixel_count_max <= self.pixel_count_max):
+            return f"expected {count(self)} pixels, the bundle in service takes {count(other)}"
+        missing = sorted(set(other.pixel_formats) - set(self.pixel_formats))
+        if missing:
+            return f"expected pixel formats {list(self.pixel_formats)}, the bundle in service also takes {missing}"
+        if self.wavelength_unit != other.wavelength_unit:
+            return f"expected an axis in {self.wavelength_unit}, the bundle in service has {other.wavelength_unit}"
+        slack = 1e-9 * max(1.0, abs(self.wavelength_max))
+        if self.wavelength_min < other.wavelength_min - slack or self.wavelength_max > other.wavelength_max + slack:
+            return (f"expected an axis covering {self.wavelength_min:g}-{self.wavelength_max:g} "
+                    f"{self.wavelength_unit}, the bundle in service needs only {other.wavelength_min:g}-"
+                    f"{other.wavelength_max:g} {other.wavelength_unit}")
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         """Manifest form (without the unit, which lives in ``wavelength_grid``)."""
         return {

@@ -177,6 +177,10 @@ class BundleConfig:
         "refused (answered and counted), a file change waits; a refused bundle does not count; a reload of the bytes "
         "in service is a no-op either way; 0 disables the limit",
         min=0.0, max=86_400.0)
+    allow_rollback: bool = _opt(
+        False, "accept a signed bundle older than the newest one of the same model_id served on this device (by "
+        "model_version, then created_utc; remembered across restarts beside the outbox); false refuses it, at a "
+        "reload and at start")
 
 
 @dataclass(frozen=True)

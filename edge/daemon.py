@@ -114,6 +114,7 @@ from edge.references import (
     load_reference_file,
     save_reference_file,
 )
+from edge.rollback import RollbackGuard
 from edge.sdnotify import SdNotifier
 from firmware_bridge.errors import BridgeError
 from firmware_bridge.frames import (
@@ -547,6 +548,11 @@ class Daemon:
         self._failed_stamp: tuple[int, int] | None = None
         self._seen_stamp = self._bundle_stamp
         self._last_reload_mono = -math.inf  # last reload that swapped a new bundle in (rate limit)
+        #: The watched file was refused because the device had not announced itself: its STATUS retries it.
+        self._watch_waits_for_status = False
+        #: Anti-rollback of signed bundles (bundle.allow_rollback); the bundle in service is its first record.
+        self.rollback = RollbackGuard.from_config(config)
+        self._record_version(bundle)
         self.last_error: str | None = None
         self.started_unix_s = clock()
         self._fatal: BaseException | None = None
@@ -1194,6 +1200,7 @@ class Daemon:
         self._publish_drift(ended)
         self.engine = swap.engine
         self.counters.incr("bundle_reloads")
+        self._record_version(new)
         self.last_error = None
         self._audit("bundle_load", {**bundle_audit(new, self._signer_key_id), "trigger": swap.reason,
                                     "request_id": swap.request_id, "verdict": "accepted",
@@ -1396,6 +1403,9 @@ class Daemon:
     def _watch_bundle(self) -> None:
         path = Path(self.config.bundle.path)
         stamp = _file_stamp(path)
+        if self._watch_waits_for_status and self.device_status is not None:
+            self._watch_waits_for_status = False  # refused before the device announced itself: try it again now
+            self._failed_stamp = None
         if stamp is None or stamp == self._bundle_stamp or stamp == self._failed_stamp:
             self._seen_stamp = stamp
             return
@@ -1509,7 +1519,8 @@ class Daemon:
         try:
             bundle = self._load_bundle(path)
             engine = InferenceEngine(bundle, reference_policy=self.reference_policy, clock=self.clock)
-            self._check_device_fit(bundle, engine)
+            self._check_rollback(bundle)
+            self._check_device_fit(bundle, engine, watched=watched)
         except Exception as exc:  # noqa: BLE001 - a bundle file is untrusted data: whatever it does, keep serving
             if not isinstance(exc, (EdgeError, OSError, ValueError)):
                 log.exception("unexpected error while loading %s", path)
@@ -1532,10 +1543,41 @@ class Daemon:
         self._last_reload_mono = time.monotonic()
         self._swaps.put(_Swap(engine, request_id, command, reason), droppable=False)
 
-    def _check_device_fit(self, bundle: "Bundle", engine: InferenceEngine | None = None) -> None:
+    def _check_rollback(self, bundle: "Bundle") -> None:
+        """Refuse a signed bundle older than the newest one of its model served here (:mod:`edge.rollback`)."""
+        problem = self.rollback.problem(bundle)
+        if problem is not None:
+            self.counters.incr("bundle_reloads_rollback_refused")
+            raise BundleError(problem)
+
+    def _record_version(self, bundle: "Bundle") -> None:
+        """Remember a signed bundle put in service as its model's newest (a state file beside the outbox)."""
+        try:
+            self.rollback.record(bundle)
+        except OSError as exc:
+            self.counters.incr("bundle_version_mark_write_failures")
+            log.error("cannot write the bundle version mark %s: %s; after a restart an older signed bundle of %s "
+                      "may be accepted", self.rollback.path, exc, bundle.model_id)
+
+    def _check_device_fit(self, bundle: "Bundle", engine: InferenceEngine | None = None, *,
+                          watched: bool = False) -> None:
         """Refuse a bundle whose input contract the connected device cannot meet: the signal its spectra carry
-        (``counts`` until the device's STATUS says otherwise, as protocol v1 has it), its pixel count and axis."""
+        (``counts`` until the device's STATUS says otherwise, as protocol v1 has it), its pixel count and axis.
+
+        Before the device has announced itself (no valid STATUS yet), what the bundle in service accepts is the
+        best knowledge of the device: a bundle that accepts less (another pixel count, signal, unit, pixel format or
+        a wider axis) is refused (``bundle_reload_device_unknown``); the watched file is tried again at the STATUS.
+        """
         status = self.device_status
+        if status is None:
+            unmet = bundle.input_contract.unmet_by_devices_of(self.engine.bundle.input_contract)
+            if unmet is not None:
+                self.counters.incr("bundle_reload_device_unknown")
+                self._watch_waits_for_status = self._watch_waits_for_status or watched
+                raise BundleError(
+                    f"the device has not announced itself yet (no valid STATUS), so the new bundle must accept every "
+                    f"device the bundle in service accepts: {unmet}; reload it again once the device has sent its "
+                    "STATUS")
         engine = engine if engine is not None else InferenceEngine(bundle, reference_policy=self.reference_policy)
         device = printable(status.device_id) if status is not None else self.device_id
         mismatch = engine.signal_mismatch(self.device_signal, device)
@@ -1718,6 +1760,7 @@ def run_daemon(
             self_test=config.bundle.self_test,
             num_threads=config.runtime.num_threads,
         )
+        RollbackGuard.from_config(config).check(bundle)
     except (EdgeError, OSError) as exc:
         log.error("cannot start: %s", exc)
         _audit_to(trail, "bundle_load", {"path": str(config.bundle.path),

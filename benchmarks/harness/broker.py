@@ -31,15 +31,17 @@ class Broker:
     description: str
 
 
-def start_broker(procs: Processes, workdir: Path, choice: str = "auto", *, tcp_nodelay: bool = True) -> Broker:
-    """Start a broker on a free local port: mosquitto (``auto`` when installed, or ``mosquitto``), else ``embedded``.
+def start_broker(procs: Processes, workdir: Path, choice: str = "auto", *, tcp_nodelay: bool = True,
+                 port: int | None = None) -> Broker:
+    """Start a broker on a free local port (or ``port``: the same one again after a stop): mosquitto (``auto`` when
+    installed, or ``mosquitto``), else ``embedded``.
 
     mosquitto runs without persistence and with ``set_tcp_nodelay`` (see docs/mqtt.md); the embedded broker is
     :mod:`amqtt` in a child process (``python -m benchmarks.harness --embedded-broker PORT``).
     """
     if choice not in ("auto", "mosquitto", "embedded"):
         raise HarnessError(f"expected broker auto, mosquitto or embedded, got {choice!r}")
-    host, port = "127.0.0.1", free_port()
+    host, port = "127.0.0.1", port or free_port()
     exe = find_mosquitto() if choice in ("auto", "mosquitto") else None
     if choice == "mosquitto" and exe is None:
         raise HarnessError("expected a mosquitto executable on PATH (apt install mosquitto), found none")

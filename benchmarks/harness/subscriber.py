@@ -28,6 +28,7 @@ class Inbox:
     drift: list[dict[str, Any]] = field(default_factory=list)
     status: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] | None = None
+    responses: list[dict[str, Any]] = field(default_factory=list)  #: command responses (``.../cmd/<name>/response``)
 
     def count(self) -> int:
         with self.lock:
@@ -90,6 +91,9 @@ class Subscriber:
         elif kind == "metrics":
             with inbox.lock:
                 inbox.metrics = body
+        elif kind == "response":
+            with inbox.lock:
+                inbox.responses.append(body)
 
     def reset(self) -> None:
         """Forget what arrived (between runs on one broker)."""

@@ -1,0 +1,486 @@
+"""``spectro-bench attack``: the high and medium findings of issue #18 replayed against a running daemon.
+
+Each attack starts its own broker, device (``spectro-sim`` on a pty, or a hostile device played here on a pty pair)
+and ``spectro-edge run`` (:mod:`benchmarks.harness`, as production starts it), attacks, and reports whether the
+daemon ``held``, how many predictions were lost that the daemon's policy does not allow (a loss that is counted in
+its metrics, or one while no daemon ran after a crash, is allowed; a silent one is not), and what it saw.
+
+Command settings are the project's defaults (``[commands]`` as ``spectro-edge config --example`` has them), plus an
+HMAC key file where an attack needs an authenticated command, so the figures follow the defaults as they change.
+A daemon that exits is restarted after 2 s, as ``deploy/spectrolite-edge.service`` (``Restart=always``) does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import tty
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import (
+    DEVICE,
+    Broker,
+    HarnessError,
+    Processes,
+    Subscriber,
+    daemon_command,
+    end_process,
+    ensure_trained,
+    read_first_line,
+    repo_root,
+    simulator_command,
+    start_broker,
+    write_edge_config,
+)
+
+#: The attacks, in the order they run.
+ATTACKS = ("oversized", "unauthenticated", "disk_full", "reload_flood", "command_flood", "hostile_status")
+#: A daemon must deliver predictions again within this long after an oversized message, seconds.
+REDELIVER_LIMIT_S = 30.0
+#: ``RestartSec`` of deploy/spectrolite-edge.service.
+RESTART_S = 2.0
+#: Liveness deadline of one step (a daemon that never gets there is a result, not a hang), seconds.
+STEP_S = 60.0
+RATE_HZ = 50.0
+
+
+@dataclass
+class Result:
+    """One attack's outcome (``held`` None: skipped, ``detail`` says why)."""
+
+    name: str
+    held: bool | None
+    lost: int = 0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "held": self.held, "lost": self.lost, "detail": self.detail}
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())
+
+
+class Rig:
+    """Broker, subscriber, device and a supervised daemon for one attack, in ``workdir``."""
+
+    def __init__(self, workdir: Path, bundle: Path) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.bundle = Path(shutil.copy(bundle, workdir / "model.spectrolite"))
+        self.procs = Processes()
+        self.broker: Broker = start_broker(self.procs, workdir, "mosquitto")
+        self.sub = Subscriber(self.broker, client_id=f"attack-{workdir.name}")
+        self.base = self.sub.base
+        self.key = workdir / "hmac.key"
+        self.key.write_text(secrets.token_hex(32), encoding="ascii")  # text: the daemon strips whitespace
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self._config: Path | None = None
+        self._stop = threading.Event()
+        self._watch: threading.Thread | None = None
+
+    # ------------------------------------------------------------------------------------------ processes
+    def start_sim(self, extra: tuple[str, ...] = (), rate_hz: float = RATE_HZ) -> str:
+        cmd = simulator_command(self.workdir / "spectrometer", count=0, rate_hz=rate_hz, synthetic=(500, 256),
+                                extra=extra)
+        cmd.remove("--exit-when-done")
+        sim = self.procs.start("spectro-sim", cmd, self.workdir / "sim.log", stdout=subprocess.PIPE)
+        return read_first_line(sim, "spectro-sim")
+
+    def start_daemon(self, port_url: str, **sections: Mapping[str, Any]) -> None:
+        sections = {"commands": {"enabled": True, "hmac_key_path": str(self.key)}, **sections}
+        self._config = write_edge_config(self.workdir / "edge.toml", port_url=port_url, bundle=self.bundle,
+                                         mqtt_port=self.broker.port, **sections)
+        self._spawn()
+        self._watch = threading.Thread(target=self._supervise, daemon=True)
+        self._watch.start()
+
+    def _spawn(self) -> None:
+        assert self._config is not None
+        self.daemon = self.procs.start("spectro-edge run", daemon_command(self._config),
+                                       self.workdir / f"daemon-{self.restarts}.log")
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(0.2):
+            if self.daemon is not None and self.daemon.poll() is not None:
+                if self._stop.wait(RESTART_S):
+                    return
+                self.restarts += 1
+                self._spawn()
+
+    def daemon_log(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("daemon-*.log")))
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.join(timeout=5)
+        self.sub.close()
+        self.procs.stop_all()
+
+    # ------------------------------------------------------------------------------------------ messages
+    def publish(self, command: str, payload: bytes, qos: int = 1) -> None:
+        import paho.mqtt.client as mqtt
+
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"attacker-{secrets.token_hex(4)}")
+        c.connect(self.broker.host, self.broker.port)
+        c.loop_start()
+        try:
+            c.publish(f"{self.base}/cmd/{command}", payload, qos=qos).wait_for_publish(timeout=60)
+        finally:
+            c.loop_stop()
+            c.disconnect()
+
+    def command(self, name: str, args: Mapping[str, Any], request_id: str, *, signed: bool = False) -> bytes:
+        from edge.commands import make_command, sign_command
+
+        body = make_command(name, dict(args), device_id=DEVICE, request_id=request_id)
+        return sign_command(body, self.key.read_bytes()) if signed else json.dumps(body).encode()
+
+    def response(self, request_id: str) -> dict[str, Any] | None:
+        with self.sub.inbox.lock:
+            return next((r for r in self.sub.inbox.responses if r.get("request_id") == request_id), None)
+
+    def predictions(self) -> dict[int, dict[str, Any]]:
+        with self.sub.inbox.lock:
+            return dict(self.sub.inbox.predictions)
+
+    def counters(self) -> dict[str, int]:
+        with self.sub.inbox.lock:
+            m = self.sub.inbox.metrics
+        return dict(m.get("counters", {})) if m else {}
+
+    def status(self) -> dict[str, Any]:
+        with self.sub.inbox.lock:
+            return dict(self.sub.inbox.status[-1]) if self.sub.inbox.status else {}
+
+    def flowing(self, n: int = 20) -> bool:
+        have = self.sub.inbox.count()
+        return _wait(lambda: self.sub.inbox.count() >= have + n, STEP_S)
+
+    def gaps(self) -> int:
+        """Sequence numbers missing between the first and the last prediction received."""
+        seqs = sorted(self.predictions())
+        return (seqs[-1] - seqs[0] + 1 - len(seqs)) if seqs else 0
+
+    def unexplained(self) -> int:
+        """Sequence gaps the daemon's counters do not explain: reference frames (a capture takes sequence numbers
+        too), rejected, dropped or evicted frames and messages, each counted in its metrics."""
+        _wait(lambda: bool(self.counters()), 5.0)
+        c = self.counters()
+        explained = sum(v for k, v in c.items() if k.startswith(("frames_rejected", "frames_dropped", "outbox_evict",
+                                                                     "outbox_refus", "lost_outbox", "messages_")))
+        explained += c.get("dark_frames", 0) + c.get("white_frames", 0)
+        return max(0, self.gaps() - explained)
+
+
+# ---------------------------------------------------------------------------------------------------- attacks
+def oversized(rig: Rig, size_mb: int) -> Result:
+    rig.start_daemon(rig.start_sim())
+    if not rig.flowing():
+        return Result("oversized", False, detail={"error": "no predictions before the attack"})
+    t0 = time.monotonic()
+    rig.publish("reload_bundle", b"x" * (size_mb << 20), qos=1)
+    sent_s = time.monotonic() - t0
+    before = set(rig.predictions())
+    t1 = time.monotonic()
+    came = _wait(lambda: bool(set(rig.predictions()) - before), REDELIVER_LIMIT_S)
+    redeliver_s = time.monotonic() - t1 if came else None
+    rig.flowing(10)
+    lost = 0 if rig.restarts else rig.unexplained()
+    return Result("oversized", bool(came), lost, {
+        "size_mb": size_mb, "publish_s": round(sent_s, 2),
+        "redeliver_after_oversized_s": None if redeliver_s is None else round(redeliver_s, 2),
+        "daemon_restarts": rig.restarts, "seq_gaps": rig.gaps(),
+        "note": "seq gaps while a crashed daemon restarts are allowed (the device's frames have no reader)"})
+
+
+def unauthenticated(rig: Rig) -> Result:
+    rig.start_daemon(rig.start_sim())
+    rig.flowing()
+    sent = {"set_integration_time": {"integration_time_us": 1000}, "reload_bundle": {"path": str(rig.bundle)},
+            "capture_dark": {"average_frames": 1}}
+    for name, args in sent.items():
+        rig.publish(name, rig.command(name, args, f"unauth-{name}"))
+    _wait(lambda: all(rig.response(f"unauth-{n}") is not None for n in sent), 20.0)
+    answers = {n: rig.response(f"unauth-{n}") for n in sent}
+    executed = sorted(n for n, r in answers.items() if r is not None and r.get("ok"))
+    return Result("unauthenticated", not executed, rig.unexplained(), {
+        "executed": executed,
+        "answers": {n: (None if r is None else {"ok": r.get("ok"), "error": r.get("error")}) for n, r in
+                    answers.items()},
+        "commands_refused": rig.counters().get("commands_refused", 0)})
+
+
+@contextlib.contextmanager
+def _tmpfs(where: Path, size_bytes: int) -> Iterator[str | None]:
+    """Mount a tmpfs at ``where``; yields None when mounted, else the reason it could not be."""
+    where.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        yield "mounting a tmpfs needs root and mount(8)"
+        return
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(where)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        yield f"cannot mount a tmpfs: {done.stderr.strip()}"
+        return
+    try:
+        yield None
+    finally:
+        if subprocess.run(["umount", str(where)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
+
+
+def disk_full(rig: Rig, size_mb: int) -> Result:
+    fs = rig.workdir / "outbox-fs"
+    with _tmpfs(fs, size_mb << 20) as why:
+        if why is not None:
+            return Result("disk_full", None, detail={"skipped": why})
+        port = rig.broker.port
+        end_process(next(p for n, p in rig.procs.items if n == "mosquitto"))  # the broker is down: nothing drains
+        with open(fs / "filler", "wb") as fh:  # leave 1 MiB: the outbox fills it within seconds
+            fh.write(b"\0" * max(0, shutil.disk_usage(fs).free - (1 << 20)))
+        rig.start_daemon(rig.start_sim(rate_hz=2 * RATE_HZ), outbox={"path": str(fs / "outbox.sqlite")})
+        full = _wait(lambda: shutil.disk_usage(fs).free < (128 << 10), STEP_S)
+        time.sleep(5.0)  # predictions keep coming on a full disk
+        rig.broker = start_broker(rig.procs, rig.workdir, "mosquitto", port=port)
+        rig.sub.close()  # its reconnect delay has grown during the outage: a fresh one, subscribed at once
+        rig.sub = Subscriber(rig.broker, client_id=f"attack-{rig.workdir.name}-2")
+        before = set(rig.predictions())
+        came = _wait(lambda: len(set(rig.predictions()) - before) >= 20, REDELIVER_LIMIT_S)
+        alive = rig.daemon is not None and rig.daemon.poll() is None
+        _wait(lambda: bool(rig.counters()), 5.0)
+        counters = rig.counters()
+        counted = sum(v for k, v in counters.items()
+                      if k.startswith("outbox_") and any(w in k for w in ("evict", "refus", "lost", "error")))
+        counted += counters.get("lost_outbox_unavailable", 0) + counters.get("messages_failed", 0)
+        gaps = rig.gaps()
+        return Result("disk_full", bool(came and alive and rig.restarts == 0), rig.unexplained(), {
+            "tmpfs_mb": size_mb, "disk_filled": full, "daemon_alive": alive, "daemon_restarts": rig.restarts,
+            "delivered_after_broker_back": came, "seq_gaps": gaps, "losses_counted": counted,
+            "outbox_full_alert_seen": any("outbox_full" in s.get("alerts", []) for s in rig.sub.inbox.status)})
+
+
+def reload_flood(rig: Rig, reloads: int) -> Result:
+    rig.start_daemon(rig.start_sim(("--drift-at", "60")))  # bundle.min_reload_interval_s: the default
+
+    def raised() -> set[str]:
+        return {a for a in rig.status().get("alerts", []) if a.startswith("drift:")}
+
+    if not _wait(lambda: bool(raised()), 120.0):
+        return Result("reload_flood", None, detail={"skipped": "no drift alert was raised to silence"})
+    before = raised()
+    answers = []
+    for i in range(reloads):
+        rid = f"flood-{i}"
+        rig.publish("reload_bundle", rig.command("reload_bundle", {"path": str(rig.bundle)}, rid, signed=True))
+        _wait(lambda r=rid: rig.response(r) is not None, 5.0)  # type: ignore[misc]
+        answers.append(rig.response(rid))
+        time.sleep(3.0)
+    with rig.sub.inbox.lock:
+        cleared = {f"drift:{e['detector']}" for e in rig.sub.inbox.drift if e.get("event") == "cleared"}
+    still = raised()
+    silenced = sorted(before - still - cleared)
+    return Result("reload_flood", not silenced, rig.unexplained(), {
+        "reloads": reloads, "alerts_before": sorted(before), "alerts_after": sorted(still),
+        "cleared_with_event": sorted(before & cleared), "silenced": silenced,
+        "reloads_executed": sum(1 for a in answers if a is not None and a.get("ok"))})
+
+
+def command_flood(rig: Rig, flood: int) -> Result:
+    rig.start_daemon(rig.start_sim())
+    rig.flowing()
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="attacker-flood")
+    c.connect(rig.broker.host, rig.broker.port)
+    c.loop_start()
+    try:
+        infos = [c.publish(f"{rig.base}/cmd/reload_bundle",
+                           rig.command("reload_bundle", {"path": str(rig.bundle)}, f"f{i}"), qos=1)
+                 for i in range(flood)]
+        for info in infos:
+            info.wait_for_publish(timeout=60)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    rig.publish("set_integration_time", rig.command("set_integration_time", {"integration_time_us": 5000},
+                                                    "authenticated", signed=True))
+    _wait(lambda: rig.response("authenticated") is not None, 30.0)
+    answer = rig.response("authenticated")
+    ran = bool(answer and answer.get("ok"))
+    _wait(lambda: bool(rig.counters()), 5.0)
+    counters = rig.counters()
+    return Result("command_flood", ran, rig.unexplained(), {
+        "flood": flood, "authenticated_answer": answer and {"ok": answer.get("ok"), "error": answer.get("error")},
+        "commands_refused": counters.get("commands_refused", 0),
+        "commands_dropped": counters.get("commands_dropped", 0)})
+
+
+class _HostileDevice:
+    """The device end of a pty pair, written frame by frame (the simulator's first session, then altered)."""
+
+    def __init__(self) -> None:
+        from firmware_bridge.frames import Dark, Reference, Status
+        from firmware_bridge.simulator import SimulatorConfig, VirtualSpectrometer
+
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        tty.setraw(self.master)
+        self.path = os.ttyname(self.slave)
+        dev = VirtualSpectrometer.from_config(SimulatorConfig(seed=0, synthetic_samples=500, synthetic_channels=256))
+        start = dev.session_start()
+        self.status = next(f for f in start if isinstance(f, Status))
+        self.refs = [f for f in start if isinstance(f, (Dark, Reference))]
+        self.spectra = [dev.stream_next()[0] for _ in range(20)]
+        self.seq = 0
+        self._stop = threading.Event()
+        self._drain = threading.Thread(target=self._read, daemon=True)
+        self._drain.start()
+
+    def _read(self) -> None:
+        import select
+
+        while not self._stop.is_set():
+            if select.select([self.master], [], [], 0.2)[0]:
+                try:
+                    os.read(self.master, 4096)
+                except OSError:
+                    return
+
+    def send(self, *frames: Any) -> None:
+        from firmware_bridge.codec import encode
+
+        for f in frames:
+            os.write(self.master, encode(f))
+
+    def session(self, **status: Any) -> list[int]:
+        """A STATUS (with ``status`` changed), the references and 20 spectra; returns the spectra's seqs."""
+        import dataclasses
+
+        self.send(dataclasses.replace(self.status, **status))
+        for f in self.refs:
+            self.send(dataclasses.replace(f, seq=self.seq))
+            self.seq += 1
+        seqs = []
+        for s in self.spectra:
+            self.send(dataclasses.replace(s, seq=self.seq))
+            seqs.append(self.seq)
+            self.seq += 1
+        return seqs
+
+    def close(self) -> None:
+        self._stop.set()
+        self._drain.join(timeout=5)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+def hostile_status(rig: Rig) -> Result:
+    dev = _HostileDevice()
+    try:
+        rig.start_daemon(dev.path)
+        _wait(lambda: rig.status().get("state") == "online", STEP_S)
+        time.sleep(1.0)
+        sane = dev.session()
+        _wait(lambda: set(sane) <= set(rig.predictions()), STEP_S)
+        hostile = dev.session(wavelength_coeffs_nm=(900.0, 1e308, 1e308)) + dev.session(pixel_count=1)
+        _wait(lambda: rig.counters().get("spectra_in", 0) >= 60, STEP_S)
+        preds = rig.predictions()
+        ok_on_hostile = sorted(s for s in hostile if s in preds and preds[s].get("quality") == "ok")
+        counters = rig.counters()
+        refused = counters.get("device_status_refused", 0)
+        return Result("hostile_status", refused >= 2 and not ok_on_hostile, 0, {
+            "status_refused": refused, "spectra_after_hostile_status": len(hostile),
+            "predicted_ok_on_hostile": len(ok_on_hostile),
+            "rejected_device_status_invalid": counters.get("frames_rejected_device_status_invalid", 0),
+            "sane_predicted": len(set(sane) & set(preds))})
+    finally:
+        dev.close()
+
+
+# ---------------------------------------------------------------------------------------------------- run
+def run_attacks(names: tuple[str, ...], bundle: Path, workdir: Path, *, size_mb: int = 64, flood: int = 200,
+                reloads: int = 5, tmpfs_mb: int = 2, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run ``names`` (each on its own rig under ``workdir``) and return the report (the JSON's content)."""
+    steps: dict[str, Callable[[Rig], Result]] = {
+        "oversized": lambda r: oversized(r, size_mb), "unauthenticated": unauthenticated,
+        "disk_full": lambda r: disk_full(r, tmpfs_mb), "reload_flood": lambda r: reload_flood(r, reloads),
+        "command_flood": lambda r: command_flood(r, flood), "hostile_status": hostile_status}
+    results: list[Result] = []
+    for name in names:
+        if name not in steps:
+            raise HarnessError(f"expected attacks among {list(ATTACKS)}, got {name!r}")
+        echo(f"attack {name} ...")
+        t0 = time.monotonic()
+        rig = Rig(workdir / name, bundle)
+        try:
+            result = steps[name](rig)
+        except HarnessError as exc:
+            result = Result(name, False, detail={"error": str(exc)})
+        finally:
+            rig.close()
+        result.detail["wall_s"] = round(time.monotonic() - t0, 1)
+        results.append(result)
+    ran = [r for r in results if r.held is not None]
+    over = next((r for r in results if r.name == "oversized"), None)
+    return {
+        "attacks": [r.to_dict() for r in results],
+        "all_held": bool(ran) and all(r.held for r in ran),
+        "predictions_lost_unallowed": sum(r.lost for r in results),
+        "redeliver_after_oversized_s": over.detail.get("redeliver_after_oversized_s") if over else None,
+    }
+
+
+def table(report: Mapping[str, Any]) -> str:
+    lines = ["| attack | held | lost | detail |", "|---|---|---|---|"]
+    for a in report["attacks"]:
+        held = "skipped" if a["held"] is None else ("yes" if a["held"] else "**no**")
+        detail = ", ".join(f"{k}={v}" for k, v in a["detail"].items() if k not in ("answers", "note"))
+        lines.append(f"| {a['name']} | {held} | {a['lost']} | {detail} |")
+    lines.append(f"\nall held: {report['all_held']}; predictions lost (not allowed): "
+                 f"{report['predictions_lost_unallowed']}; redelivery after the oversized message: "
+                 f"{report['redeliver_after_oversized_s']} s")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--attacks", default=",".join(ATTACKS), help="comma-separated subset of: " + ", ".join(ATTACKS))
+    p.add_argument("--size-mb", type=int, default=64, help="size of the oversized command message")
+    p.add_argument("--flood", type=int, default=200, help="unauthenticated reloads before the authenticated command")
+    p.add_argument("--reloads", type=int, default=5, help="reloads of the bundle in service, one every 3 s")
+    p.add_argument("--tmpfs-mb", type=int, default=2, help="size of the outbox's filesystem in the disk-full attack")
+    p.add_argument("--bundle", type=Path, help="bundle to serve (default: the demo model, trained once and cached)")
+    p.add_argument("--json", type=Path, help="write the report here (and the table as PATH.md)")
+
+
+def run(args: argparse.Namespace) -> int:
+    bundle = args.bundle or ensure_trained(repo_root() / "examples" / "demo.toml", echo=lambda s: None).bundle
+    names = tuple(n.strip() for n in args.attacks.split(",") if n.strip())
+    with tempfile.TemporaryDirectory(prefix="spectro-attack-") as tmp:
+        report = run_attacks(names, Path(bundle), Path(tmp), size_mb=args.size_mb, flood=args.flood,
+                             reloads=args.reloads, tmpfs_mb=args.tmpfs_mb)
+    text = table(report)
+    print(text)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        Path(f"{args.json}.md").write_text(text + "\n", encoding="utf-8")
+    return 0
