@@ -1,4 +1,4 @@
-"""Command line of the device side: ``spectro-edge check | run | config``.
+"""Command line of the device side: ``spectro-edge check | run | config | schemas``.
 
 The demo, which trains a model, is ``spectro-bench demo`` (the device side never imports the trainer).
 
@@ -151,6 +151,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "may be plugged in later: the daemon waits for it)",
     )
 
+    schemas = sub.add_parser("schemas", help="write the JSON Schema (draft 2020-12) file of every MQTT payload")
+    schemas.add_argument("--out", required=True, help="folder to write <kind>.schema.json into (e.g. schemas/v1)")
+
     return parser
 
 
@@ -177,6 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stdout.write(edge_config.example_config())
                 return 0
             return validate_command(args.validate, show_config=args.verbose > 0, check_device=not args.skip_serial)
+        if args.command == "schemas":
+            from edge.json_schema import write_all
+
+            for path in write_all(args.out):
+                print(path)
+            return 0
     except (EdgeError, OSError) as exc:
         print(f"spectro-edge {args.command}: {exc}", file=sys.stderr)
         return 2
