@@ -303,9 +303,13 @@ class DriftConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    """Periodic ``.../metrics`` messages."""
+    """Periodic ``.../metrics`` messages, and the optional Prometheus endpoint serving the same figures."""
 
     period_s: float = _opt(30.0, "interval between metrics messages", min=0.0, min_exclusive=True, max=86_400.0)
+    prometheus_port: int = _opt(0, "serve the metrics to Prometheus at http://<prometheus_bind>:<port>/metrics "
+                                "(0: off; needs the prometheus extra)", min=0, max=65535)
+    prometheus_bind: str = _opt("127.0.0.1", "address the Prometheus endpoint listens on (127.0.0.1: this host "
+                                "only; 0.0.0.0 or the LAN address for a remote Prometheus, behind a firewall)")
 
 
 @dataclass(frozen=True)

@@ -1595,9 +1595,17 @@ def run_daemon(
     def current_status() -> dict[str, Any] | None:
         return holder[0].status_payload("online") if holder else None
 
+    from edge.prometheus import exporter_from_config
+
+    exporter = None
     try:
+        exporter = exporter_from_config(config, lambda: holder[0].metrics_payload(0.0) if holder else None)
+        if exporter is not None:
+            exporter.start()
         link = MqttLink(config, on_command, current_status)
     except (EdgeError, OSError) as exc:
+        if exporter is not None:
+            exporter.stop()
         transport.close()
         log.error("cannot start: %s", exc)
         return 2
@@ -1630,6 +1638,8 @@ def run_daemon(
             log.info("stopping")
             notifier.notify("STOPPING=1")
             daemon.stop()
+            if exporter is not None:
+                exporter.stop()
             notifier.close()
     return 2 if daemon.failed or unhealthy is not None else 0
 
