@@ -7,10 +7,10 @@ API (stable; the daemon and the CLI call these)::
     example_config() -> str                             # commented TOML that itself loads
 
 Sections (every field has its unit in its name): ``device``, ``serial``, ``bundle``, ``references``,
-``runtime``, ``queues``, ``mqtt`` (with ``mqtt.tls``), ``outbox``, ``commands``, ``drift``, ``metrics`` and the
-top-level ``log_level``.  The schema *is* the dataclasses below: each field carries its documentation and its
-constraints in ``dataclasses.field(metadata=...)``, and both the validator and :func:`example_config` read them,
-so the example can never drift from what the loader accepts.
+``runtime``, ``queues``, ``mqtt`` (with ``mqtt.tls``), ``outbox``, ``commands``, ``drift``, ``metrics``,
+``homeassistant`` and the top-level ``log_level``.  The schema *is* the dataclasses below: each field carries its
+documentation and its constraints in ``dataclasses.field(metadata=...)``, and both the validator and
+:func:`example_config` read them, so the example can never drift from what the loader accepts.
 
 Environment overrides have the form ``SPECTROLITE__<SECTION>__<KEY>=value`` (nested tables add levels:
 ``SPECTROLITE__MQTT__TLS__CA_PATH=/etc/spectrolite/ca.pem``).  The value is converted to the field's type
@@ -69,6 +69,7 @@ __all__ = [
     "CommandsConfig",
     "DriftConfig",
     "MetricsConfig",
+    "HomeAssistantConfig",
     "EdgeConfig",
     "load_config",
     "parse_config",
@@ -313,6 +314,16 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class HomeAssistantConfig:
+    """Home Assistant MQTT discovery: retained entity configurations published at every connect."""
+
+    enabled: bool = _opt(False, "publish discovery configurations (one sensor per target, quality, out of "
+                         "distribution, alerts) so Home Assistant adds the device by itself")
+    discovery_prefix: str = _opt("homeassistant", "Home Assistant's discovery prefix (its MQTT integration setting)",
+                                 pattern=_TOPIC_PREFIX_RE, pattern_doc="1-8 topic levels of A-Z a-z 0-9 . _ -")
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     """Whole daemon configuration (see the module docstring for the file format)."""
 
@@ -327,6 +338,7 @@ class EdgeConfig:
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     log_level: str = _opt("INFO", "logging level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     source: Path | None = field(default=None, compare=False,
                                 metadata={"doc": "file the configuration was read from (not a key)",
@@ -361,6 +373,7 @@ _SECTION_DOCS = {
     "device": DeviceConfig, "serial": SerialConfig, "bundle": BundleConfig, "references": ReferencesConfig,
     "runtime": RuntimeConfig, "queues": QueuesConfig, "mqtt": MqttConfig, "outbox": OutboxConfig,
     "commands": CommandsConfig, "drift": DriftConfig, "metrics": MetricsConfig,
+    "homeassistant": HomeAssistantConfig,
 }
 
 # ------------------------------------------------------------------------------------------------- validation
