@@ -1,4 +1,5 @@
-"""Command line of the device side: ``spectro-edge check | run | config | keys | sign-command | audit``.
+"""Command line of the device side: ``spectro-edge check | run | config | keys | sign-command | audit |
+schemas``.
 
 The demo, which trains a model, is ``spectro-bench demo`` (the device side never imports the trainer).
 
@@ -182,6 +183,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--key", required=True, type=Path, help="the device's HMAC key file (commands.hmac_key_path)")
     sign.add_argument("--args", default="{}", help="the command's arguments as a JSON object (default: {})")
     sign.add_argument("--request-id", help="echoed in the command's response")
+    schemas = sub.add_parser("schemas", help="write the JSON Schema (draft 2020-12) file of every MQTT payload")
+    schemas.add_argument("--out", required=True, help="folder to write <kind>.schema.json into (e.g. schemas/v1)")
 
     return parser
 
@@ -268,6 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sign-command":
             return sign_command_command(args.name, device_id=args.device_id, key=args.key, args_json=args.args,
                                         request_id=args.request_id)
+        if args.command == "schemas":
+            from edge.json_schema import write_all
+
+            for path in write_all(args.out):
+                print(path)
+            return 0
     except (EdgeError, OSError) as exc:
         print(f"spectro-edge {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -7,10 +7,10 @@ API (stable; the daemon and the CLI call these)::
     example_config() -> str                             # commented TOML that itself loads
 
 Sections (every field has its unit in its name): ``device``, ``serial``, ``bundle``, ``references``,
-``runtime``, ``queues``, ``mqtt`` (with ``mqtt.tls``), ``outbox``, ``commands``, ``drift``, ``metrics``, ``audit``
-and the top-level ``log_level``.  The schema *is* the dataclasses below: each field carries its documentation and its
-constraints in ``dataclasses.field(metadata=...)``, and both the validator and :func:`example_config` read them,
-so the example can never drift from what the loader accepts.
+``runtime``, ``queues``, ``mqtt`` (with ``mqtt.tls``), ``outbox``, ``commands``, ``drift``, ``metrics``, ``audit``,
+``homeassistant`` and the top-level ``log_level``.  The schema *is* the dataclasses below: each field carries its
+documentation and its constraints in ``dataclasses.field(metadata=...)``, and both the validator and
+:func:`example_config` read them, so the example can never drift from what the loader accepts.
 
 Safe by default: remote commands (which change acquisition or the model) are off, and once on they need an HMAC
 unless ``commands.require_auth = false`` opts out explicitly; on without a key is a :class:`ConfigError` that says
@@ -74,6 +74,7 @@ __all__ = [
     "DriftConfig",
     "MetricsConfig",
     "AuditConfig",
+    "HomeAssistantConfig",
     "EdgeConfig",
     "load_config",
     "parse_config",
@@ -331,9 +332,23 @@ class DriftConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    """Periodic ``.../metrics`` messages."""
+    """Periodic ``.../metrics`` messages, and the optional Prometheus endpoint serving the same figures."""
 
     period_s: float = _opt(30.0, "interval between metrics messages", min=0.0, min_exclusive=True, max=86_400.0)
+    prometheus_port: int = _opt(0, "serve the metrics to Prometheus at http://<prometheus_bind>:<port>/metrics "
+                                "(0: off; needs the prometheus extra)", min=0, max=65535)
+    prometheus_bind: str = _opt("127.0.0.1", "address the Prometheus endpoint listens on (127.0.0.1: this host "
+                                "only; 0.0.0.0 or the LAN address for a remote Prometheus, behind a firewall)")
+
+
+@dataclass(frozen=True)
+class HomeAssistantConfig:
+    """Home Assistant MQTT discovery: retained entity configurations published at every connect."""
+
+    enabled: bool = _opt(False, "publish discovery configurations (one sensor per target, quality, out of "
+                         "distribution, alerts) so Home Assistant adds the device by itself")
+    discovery_prefix: str = _opt("homeassistant", "Home Assistant's discovery prefix (its MQTT integration setting)",
+                                 pattern=_TOPIC_PREFIX_RE, pattern_doc="1-8 topic levels of A-Z a-z 0-9 . _ -")
 
 
 @dataclass(frozen=True)
@@ -366,6 +381,7 @@ class EdgeConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     log_level: str = _opt("INFO", "logging level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     source: Path | None = field(default=None, compare=False,
                                 metadata={"doc": "file the configuration was read from (not a key)",
@@ -400,6 +416,7 @@ _SECTION_DOCS = {
     "device": DeviceConfig, "serial": SerialConfig, "bundle": BundleConfig, "references": ReferencesConfig,
     "runtime": RuntimeConfig, "queues": QueuesConfig, "mqtt": MqttConfig, "outbox": OutboxConfig,
     "commands": CommandsConfig, "drift": DriftConfig, "metrics": MetricsConfig, "audit": AuditConfig,
+    "homeassistant": HomeAssistantConfig,
 }
 
 # ------------------------------------------------------------------------------------------------- validation

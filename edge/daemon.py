@@ -1667,6 +1667,8 @@ class MqttLink:
         Called on paho's network thread for every command message (:class:`edge.mqtt.CommandHandler`).
     status_source : callable() -> dict, optional
         Builds the current status payload; the publisher calls it at every (re)connect.
+    retained_source : callable(full=bool) -> list of (topic, payload), optional
+        Further retained messages sent with the status (Home Assistant discovery; :class:`edge.mqtt.MqttPublisher`).
     """
 
     def __init__(
@@ -1674,13 +1676,15 @@ class MqttLink:
         config: "EdgeConfig",
         on_command: "CommandHandler",
         status_source: Callable[[], Mapping[str, Any] | None] | None = None,
+        retained_source: Callable[..., list[tuple[str, bytes]]] | None = None,
     ) -> None:
         from edge.mqtt import MqttPublisher
         from edge.outbox import Outbox
 
         self.outbox = Outbox.from_config(config.outbox)
         try:
-            self.publisher = MqttPublisher(config, self.outbox, on_command=on_command, status_source=status_source)
+            self.publisher = MqttPublisher(config, self.outbox, on_command=on_command, status_source=status_source,
+                                           retained_source=retained_source)
         except BaseException:
             self.outbox.close()
             raise
@@ -1790,9 +1794,20 @@ def run_daemon(
     def current_status() -> dict[str, Any] | None:
         return holder[0].status_payload("online") if holder else None
 
+    from edge.homeassistant import discovery_from_config, info_of_engine
+    from edge.prometheus import exporter_from_config
+
+    exporter = None
     try:
-        link = MqttLink(config, on_command, current_status)
+        exporter = exporter_from_config(config, lambda: holder[0].metrics_payload(0.0) if holder else None)
+        if exporter is not None:
+            exporter.start()
+        discovery = discovery_from_config(
+            config, lambda: info_of_engine(holder[0].engine, _software_version()) if holder else None)
+        link = MqttLink(config, on_command, current_status, discovery.due if discovery is not None else None)
     except (EdgeError, OSError) as exc:
+        if exporter is not None:
+            exporter.stop()
         transport.close()
         log.error("cannot start: %s", exc)
         _audit_to(trail, "daemon_stopped", {"exit_code": 2, "reason": f"cannot start: {exc}"})
@@ -1828,6 +1843,8 @@ def run_daemon(
             log.info("stopping")
             notifier.notify("STOPPING=1")
             daemon.stop()
+            if exporter is not None:
+                exporter.stop()
             notifier.close()
     code = 2 if daemon.failed or unhealthy is not None else 0
     reason = unhealthy or (f"a daemon thread died: {daemon._fatal!r}" if daemon.failed else "stopped")

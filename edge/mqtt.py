@@ -252,12 +252,16 @@ class MqttPublisher:
         time.  Without it (or when it returns None or fails) the last payload given to :meth:`set_status` is sent.
     rng : random.Random, optional
         Random source of the reconnect jitter (tests pin it); default seeded by the OS, so that devices differ.
+    retained_source : callable(full=bool) -> list of (topic, payload), optional
+        Further retained messages (Home Assistant discovery): all of them (``full=True``) are published with the
+        status at every connect, the changed ones (``full=False``) with every later status.
     """
 
     def __init__(self, config: EdgeConfig, outbox: Outbox, *, on_command: CommandHandler | None = None,
                  client: paho.Client | None = None,
                  status_source: Callable[[], Mapping[str, Any] | None] | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 retained_source: Callable[..., list[tuple[str, bytes]]] | None = None) -> None:
         self.config = config
         self.outbox = outbox
         self.topics = Topics.from_config(config)
@@ -289,6 +293,7 @@ class MqttPublisher:
         self._backlog_done = False
         self._status_payload: bytes | None = None
         self._status_source = status_source
+        self._retained_source = retained_source  # e.g. edge.homeassistant.Discovery.due
         # _status_lock orders set_status against the status sent at connect (by the drain thread, never in a paho
         # callback: paho holds its callback lock there, which its publish() may take too): the last one sent is the
         # newest.  _status_online and _status_due are plain flags the paho callbacks set without a lock.
@@ -492,6 +497,7 @@ class MqttPublisher:
         with self._status_lock:
             self._status_payload = bytes(payload)
             if self._status_online:
+                self._send_retained(full=False)
                 self._send(self.topics.status, bytes(payload), 1, True, None)
 
     def publish_message(self, kind: MessageKind, message: Mapping[str, Any], *,
@@ -794,9 +800,20 @@ class MqttPublisher:
                         self._status_payload = encode(fresh)
                 except Exception:  # noqa: BLE001 - a failing source must not cost the connection its status
                     log.exception("cannot build the current status; re-sending the last one")
+            self._send_retained(full=True)
             if self._status_payload is not None:
                 self._send(self.topics.status, self._status_payload, 1, True, None)
             self._status_online = self._connected.is_set()
+
+    def _send_retained(self, *, full: bool) -> None:
+        """Publish the ``retained_source``'s messages that are due (under ``_status_lock``)."""
+        if self._retained_source is None:
+            return
+        try:
+            for topic, payload in self._retained_source(full=full):
+                self._send(topic, payload, 1, True, None)
+        except Exception:  # noqa: BLE001 - a failing source must not cost the connection its status
+            log.exception("cannot build the retained messages of the retained_source")
 
     def _schedule_retry(self, client: paho.Client) -> None:
         """Draw the delay before paho's next connection attempt with full jitter (paho's own backoff has none, so a

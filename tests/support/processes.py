@@ -35,7 +35,10 @@ def signed(body: Mapping[str, Any]) -> bytes:
 
 
 def process_env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    """The environment of a child process: this checkout first on its path, then the caller's PYTHONPATH (so
+    optional packages the tests found, e.g. prometheus_client, are found by the daemon too)."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 
 
 @dataclass
