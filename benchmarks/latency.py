@@ -332,6 +332,18 @@ def _daemon_stage_fn(bundle: Any, frames: _Frames) -> tuple[Callable[[Any], Any]
     return (lambda s: engine.process(s, refs, wavelengths_nm=axis_nm, now_s=now)), spectra
 
 
+def compute_back_to_back_us(bundle_path: Path, dataset: Path | None, n: int = 500) -> float:
+    """p50 thread CPU time of the daemon's compute per frame (``InferenceEngine.process``: preprocessing, quantise,
+    invoke, OOD, interval), back to back, in microseconds: ``daemon_stage_paced.cpu_back_to_back.p50_us`` of this
+    command, for ``spectro-bench throughput``'s ``overhead_ratio``."""
+    from edge.bundle import load_bundle
+
+    bundle = load_bundle(bundle_path)
+    fn, spectra = _daemon_stage_fn(bundle, make_frames(bundle, dataset))
+    _time_paced(fn, spectra, min(n, 100), 0.0)  # warm-up
+    return float(_summary(_time_paced(fn, spectra, n, 0.0))["p50_us"])
+
+
 def _time_daemon_stage(bundle: Any, frames: _Frames, n: int, warmup: int) -> np.ndarray:
     """``InferenceEngine.process`` per frame (wall clock), with the references as a ``ReferenceSet``."""
     fn, spectra = _daemon_stage_fn(bundle, frames)
