@@ -26,7 +26,10 @@ among steps with zero loss that kept up with the simulator; ``limited_by`` says 
 use of the simulator and the daemon: on a busy machine neither may get a full core).
 
 JSON keys: ``sustained_fps``, ``frames_sent``, ``predictions_received``, ``lost`` (totals over all steps),
-``p99_latency_ms`` and ``p50_latency_ms`` and ``daemon_cpu_pct_per_100fps`` (from the ``--rate`` step), ``steps``.
+``p99_latency_ms`` and ``p50_latency_ms`` and ``daemon_cpu_pct_per_100fps`` (from the ``--rate`` step), ``steps``;
+``compute_us_back_to_back`` (the daemon's compute per frame, back to back, thread CPU p50, measured in this
+process as ``spectro-bench latency`` does), ``daemon_cpu_us_per_frame_at_sustained`` (the daemon's CPU per frame in
+the step that set ``sustained_fps``) and ``overhead_ratio``, the second over the first.
 
 ``--profile-daemon DIR`` adds one uncounted step at ``--rate`` with the daemon run by :mod:`benchmarks.daemonprof`
 (cProfile per thread) and leaves the profiles in ``DIR``: where the daemon's CPU per frame goes.
@@ -375,6 +378,7 @@ def _step_figures(rate: float, frames: int, sent: int, received: list[tuple[int,
         fps = step.get("delivered_fps")
         if fps and "daemon_cpu_pct" in step:
             step["daemon_cpu_pct_per_100fps"] = step["daemon_cpu_pct"] / (fps / 100.0)
+            step["daemon_cpu_us_per_frame"] = step["daemon_cpu_pct"] * 1e4 / fps
     if metrics is not None:
         try:
             counters = json.loads(metrics).get("counters", {})
@@ -424,6 +428,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     setup = resolve_setup(args)
     check_setup(setup)
     load_before = system_load()
+    from benchmarks.latency import compute_back_to_back_us
+
+    compute_us = compute_back_to_back_us(setup.bundle, setup.dataset)
+    log.info("daemon compute per frame, back to back: %.1f us (thread CPU, p50)", compute_us)
     work = Path(tempfile.mkdtemp(prefix="spectro-bench-tp-")) if args.keep is None else args.keep
     work.mkdir(parents=True, exist_ok=True)
     steps: list[dict[str, Any]] = []
@@ -494,6 +502,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "p99_latency_ms": ref.get("p99_latency_ms"),
         "daemon_cpu_pct": ref.get("daemon_cpu_pct"),
         "daemon_cpu_pct_per_100fps": ref.get("daemon_cpu_pct_per_100fps"),
+        "compute_us_back_to_back": compute_us,
+        "daemon_cpu_us_per_frame_at_sustained": None if best is None else best.get("daemon_cpu_us_per_frame"),
+        "overhead_ratio": None if best is None or not best.get("daemon_cpu_us_per_frame") or not compute_us
+        else best["daemon_cpu_us_per_frame"] / compute_us,
         "steps": steps,
         "profiled_step": profile_step,
         "profile_dir": None if args.profile_daemon is None else str(args.profile_daemon),
@@ -553,6 +565,9 @@ def render(result: dict[str, Any]) -> str:
         [f"goal p99 <= {g['p99_latency_ms_max_at_100fps']:g} ms at 100 fps", verdict(g["latency_met"])],
         ["daemon CPU % of one core at the reference rate", result["daemon_cpu_pct"]],
         ["daemon CPU % per 100 fps", result["daemon_cpu_pct_per_100fps"]],
+        ["daemon CPU per frame at the sustained rate / compute back to back (us)",
+         f"{_num(result['daemon_cpu_us_per_frame_at_sustained'])} / {_num(result['compute_us_back_to_back'])}"],
+        ["overhead_ratio (goal <= 3)", result["overhead_ratio"]],
         [f"goal daemon < {g['daemon_cpu_pct_max_at_100fps']:g} % at 100 fps", verdict(g["cpu_met"])],
         ["frames sent / received / lost / duplicates",
          f"{result['frames_sent']} / {result['predictions_received']} / {result['lost']} / {result['duplicates']}"],

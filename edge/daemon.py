@@ -170,6 +170,10 @@ COALESCE_S = 0.002
 HOUSEKEEPING_POLL_S = 0.25
 #: Longest wait of the inference thread for a frame before it looks at held predictions and capture deadlines.
 INFERENCE_POLL_S = 0.25
+#: Most frames the inference thread takes off the frames queue at once (a micro-batch): what queued up while it
+#: worked, never waiting for more; consecutive spectra of a batch are predicted together and the batch's messages
+#: are committed to the outbox in one transaction.
+INFERENCE_BATCH_MAX = 64
 #: The device normally announces itself (STATUS) and its references when a host opens the port; the daemon asks
 #: (HELLO, REQUEST_DARK/REQUEST_REFERENCE) only when they have not come (or were lost to a CRC error), at most this
 #: often, seconds.
@@ -290,12 +294,21 @@ class ActiveAlerts:
             return sorted(self._active)
 
 
+#: One message for :meth:`Link.publish_many`: kind, payload dict, command name (command responses) or None.
+OutgoingTuple = tuple[MessageKind, dict[str, Any], "str | None"]
+
+
 class Link(Protocol):
     """What the daemon needs from the MQTT side (implemented over :mod:`edge.mqtt`)."""
 
     def start(self) -> None: ...
 
     def publish(self, kind: MessageKind, message: dict[str, Any], *, command: str | None = None) -> None: ...
+
+    def publish_many(self, messages: Sequence[OutgoingTuple]) -> list[EdgeError | None]:
+        """Publish several non-STATUS messages in order (one outbox transaction); per message the error that kept
+        it from being stored or sent, or None."""
+        ...
 
     def stop(self, flush_timeout_s: float) -> None: ...
 
@@ -539,6 +552,8 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._last_seq: int | None = None
         self._held: tuple[Prediction, float, int] | None = None  # prediction, held since (monotonic s), latency ns
+        #: Messages the inference thread emitted during the batch it is working on (None between batches).
+        self._batch_out: list[_Outgoing] | None = None
         self._parked: collections.deque[_Received] = collections.deque()  # spectra waiting for the device's STATUS
         self._parked_since = 0.0
         self._annotations: dict[int, tuple[float, ...]] = {}
@@ -632,7 +647,10 @@ class Daemon:
             self._audit_command_result(message)  # every command's verdict passes here, accepted or refused
         out = _Outgoing(kind, message, command)
         if threading.get_ident() == self._inference_ident:
-            self._publish(out)
+            if self._batch_out is not None:
+                self._batch_out.append(out)  # published, in order, when the batch ends (_flush_batch)
+            else:
+                self._publish(out)
         else:
             self.messages.put(out, droppable=False)
 
@@ -675,6 +693,31 @@ class Daemon:
         else:
             details["reason"] = message.get("error")
         self._audit("command_result", details)
+    def _flush_batch(self) -> None:
+        """Publish what the inference thread emitted during one batch, in order: runs of outbox messages through
+        ``link.publish_many`` (one outbox transaction each), a status on its own (inference thread)."""
+        pending, self._batch_out = self._batch_out or [], None
+        run: list[_Outgoing] = []
+        for out in [*pending, None]:
+            if out is not None and out.kind is not MessageKind.STATUS:
+                run.append(out)
+                continue
+            publish_many: Callable[[list[OutgoingTuple]], list[EdgeError | None]] | None = getattr(
+                self.link, "publish_many", None)  # a test's link may lack it
+            if len(run) == 1 or (run and publish_many is None):
+                for o in run:
+                    self._send(o)
+            elif run and publish_many is not None:
+                errors = publish_many([(o.kind, o.message, o.command) for o in run])
+                for o, exc in zip(run, errors):
+                    if exc is None:
+                        self.counters.incr(f"messages_{o.kind.value}")
+                    else:
+                        self.counters.incr("messages_failed")
+                        log.error("message %s could not be stored or sent: %s", o.kind.value, exc)
+            run = []
+            if out is not None:
+                self._publish(out)
 
     def _publish(self, out: _Outgoing) -> None:
         if out.kind is MessageKind.STATUS:
@@ -869,19 +912,65 @@ class Daemon:
                 self._check_capture_deadline()
             if self._parked and time.monotonic() - self._parked_since > STATUS_WAIT_S:
                 self._release_parked("no STATUS from the device")
-            item = self.frames.get(INFERENCE_POLL_S)
-            if item is None:
+            items = self.frames.get_many(INFERENCE_BATCH_MAX, INFERENCE_POLL_S)
+            if not items:
                 self._release_held(force=False)
                 if self._stop_inference.is_set() and len(self.frames) == 0:
                     break
                 continue
+            self._batch_out = []
             try:
-                self._handle(item)
-            except (EdgeError, ValueError, ArithmeticError) as exc:  # data never kills the daemon
-                self.counters.incr("frames_errors")
-                log.warning("frame %s could not be processed: %s", type(item.frame).__name__, exc)
+                self._handle_batch(items)
+            finally:
+                self._flush_batch()
         self._release_parked("stopping")
         self._release_held(force=True)
+
+    def _handle_batch(self, items: Sequence[_Received]) -> None:
+        """Handle the frames of one batch in order; consecutive spectra that need nothing but the model are
+        predicted together (:meth:`_on_spectra`)."""
+        run: list[_Received] = []
+        for item in [*items, None]:
+            if item is not None and self._batchable(item):
+                run.append(item)
+                continue
+            if run:
+                self._guarded(self._on_spectra, run)
+                run = []
+            if item is not None:
+                self._guarded(self._handle, item)
+
+    def _guarded(self, handler: Callable[[Any], None], arg: Any) -> None:
+        try:
+            handler(arg)
+        except (EdgeError, ValueError, ArithmeticError) as exc:  # data never kills the daemon
+            self.counters.incr("frames_errors")
+            what = arg[0].frame if isinstance(arg, list) else arg.frame
+            log.warning("frame %s could not be processed: %s", type(what).__name__, exc)
+
+    def _batchable(self, item: _Received) -> bool:
+        """A spectrum that goes straight to the model: not a reference, not waiting for the device's STATUS, not
+        held for its annotation."""
+        frame = item.frame
+        return (isinstance(frame, Spectrum) and not isinstance(frame, (Dark, Reference))
+                and not self.forward_annotations
+                and not (self.device_status is None and self._status_error is None and self.engine.needs_device_axis))
+
+    def _on_spectra(self, items: Sequence[_Received]) -> None:
+        """Spectra in a row with one device state (references, axis, signal and model change only between
+        batches or on other frames): the engine predicts them as one batch (:meth:`InferenceEngine.process_many`,
+        the same values as one by one), then each goes through :meth:`_on_spectrum` in order, so counters, drift
+        and messages are exactly those of frames handled one at a time."""
+        if len(items) < 2 or self._status_error is not None:
+            for item in items:
+                self._on_spectrum(item.frame, item.received_ns)
+            return
+        outcomes = self.engine.process_many(
+            [item.frame for item in items], self.refs, wavelengths_nm=self.wavelengths_nm,
+            frame_signal=self.device_signal,
+        )
+        for item, outcome in zip(items, outcomes):
+            self._on_spectrum(item.frame, item.received_ns, outcome)
 
     def _handle(self, item: _Received) -> None:
         frame = item.frame
@@ -1063,7 +1152,9 @@ class Daemon:
                 self.counters.incr("seq_restarts")
         self._last_seq = seq
 
-    def _on_spectrum(self, frame: Spectrum, received_ns: int) -> None:
+    def _on_spectrum(self, frame: Spectrum, received_ns: int, computed: Any = None) -> None:
+        """One spectrum: counters, sequence gaps, temperature drift, the engine's outcome (``computed`` by
+        :meth:`_on_spectra` for a batch, without instrument flags, else computed here), its message."""
         self._release_held(force=True)
         self.counters.incr("spectra_in")
         self._track_seq(frame.seq)
@@ -1072,10 +1163,13 @@ class Daemon:
             return
         self._publish_drift(self.drift.observe_temperature(frame.seq, float(frame.detector_temp_c)))
         instrument = [d.name for d in (self.drift.dark, self.drift.reference, self.drift.temp) if d.raised]
-        outcome = self.engine.process(
-            frame, self.refs, wavelengths_nm=self.wavelengths_nm, instrument_alerts=instrument,
-            frame_signal=self.device_signal,
-        )
+        if computed is None:
+            outcome = self.engine.process(
+                frame, self.refs, wavelengths_nm=self.wavelengths_nm, instrument_alerts=instrument,
+                frame_signal=self.device_signal,
+            )
+        else:
+            outcome = computed.with_instrument_alerts(instrument) if isinstance(computed, Prediction) else computed
         if isinstance(outcome, Rejection):
             if outcome.reason is RejectReason.SIGNAL_MISMATCH:
                 if self._signal_error is None:  # no STATUS yet: the device is taken to send counts (protocol v1)
@@ -1696,6 +1790,9 @@ class MqttLink:
 
     def publish(self, kind: MessageKind, message: dict[str, Any], *, command: str | None = None) -> None:
         self.publisher.publish_message(kind, message, command=command)
+
+    def publish_many(self, messages: Sequence[OutgoingTuple]) -> list[EdgeError | None]:
+        return [r if isinstance(r, EdgeError) else None for r in self.publisher.publish_messages(messages)]
 
     def stop(self, flush_timeout_s: float) -> None:
         try:

@@ -18,6 +18,7 @@ step all see it in that unit.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import time
@@ -109,6 +110,15 @@ class Prediction:
     def q_ratio(self) -> float | None:
         """Q / its limit (``None`` without OOD model)."""
         return None if self.ood is None else self.ood.q / self.ood.q_limit
+
+    def with_instrument_alerts(self, alerts: Sequence[str]) -> "Prediction":
+        """This prediction with the ``instrument_fault`` flag (last) and its reason when ``alerts`` names any
+        active instrument-health alert; itself when none."""
+        if not alerts:
+            return self
+        return dataclasses.replace(
+            self, flags=(*self.flags, Quality.INSTRUMENT_FAULT),
+            reasons=(*self.reasons, "instrument alert: " + ", ".join(alerts)))
 
     def to_message(
         self,
@@ -442,6 +452,93 @@ class InferenceEngine:
             y = np.asarray(self.runtime.predict(x_pre), dtype=np.float64).reshape(-1)
         except InputContractError as exc:
             return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.MODEL_ERROR, str(exc))
+        return self._finish(spectrum, verdict, x_pre, y, instrument_alerts, t0)
+
+    def process_many(
+        self,
+        spectra: Sequence[Spectrum],
+        refs: ReferenceSet | None = None,
+        *,
+        wavelengths_nm: npt.NDArray[np.float64] | None = None,
+        now_s: float | None = None,
+        instrument_alerts: Sequence[str] = (),
+        frame_signal: str | None = None,
+    ) -> list[Outcome]:
+        """Predict on several spectrum frames of one device state (same references, axis and signal) at once.
+
+        Each outcome is the one :meth:`process` gives that frame alone, value for value (only ``compute_us``
+        differs: the batch's shared work is split evenly between its predictions): the contract checks run per
+        frame, preprocessing runs on the batch (:meth:`edge.preprocess.Pipeline.transform_rows`, bit for bit
+        the single-spectrum result), the interpreter on each row, OOD and the interval per row.  References are
+        aged at one ``now_s`` for the batch.  A batch the pipeline or the model refuses as a whole (one bad row)
+        is processed frame by frame, so only that frame is rejected; so is a batch of one, or one whose device
+        axis has not been judged yet.
+
+        Parameters
+        ----------
+        spectra : sequence of Spectrum
+        refs, wavelengths_nm, now_s, instrument_alerts, frame_signal
+            As :meth:`process`, for every frame.
+
+        Returns
+        -------
+        list of Prediction or Rejection, one per frame, in order
+        """
+        t0 = time.perf_counter_ns()
+        refs = refs if refs is not None else ReferenceSet()
+        now = self.clock() if now_s is None else now_s
+        outcomes: list[Outcome | None] = [None] * len(spectra)
+        accepted: list[tuple[int, ReferenceCheck]] = []
+        for i, spectrum in enumerate(spectra):
+            rejected = self.check_frame(spectrum, wavelengths_nm, frame_signal=frame_signal)
+            if rejected is not None:
+                outcomes[i] = rejected
+                continue
+            verdict = self.check_references(spectrum, refs, now)
+            if not verdict.usable:
+                outcomes[i] = Rejection(
+                    spectrum.seq, spectrum.timestamp_us, RejectReason.MISSING_REFERENCE, "; ".join(verdict.reasons))
+                continue
+            accepted.append((i, verdict))
+        device_axis = self.device_axis(wavelengths_nm)
+        judged = device_axis is None or device_axis is self._axis
+        batch: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
+        if len(accepted) >= 2 and judged:
+            context = refs.context() if self.needs_references else {"dark": None, "reference": None}
+            try:
+                x_pre = self.pipeline.transform_rows(
+                    np.stack([spectra[i].counts for i, _ in accepted]),
+                    dark=context["dark"],
+                    reference=context["reference"],
+                    wavelengths=device_axis if self._resamples else None,
+                )
+                y = np.asarray(self.runtime.predict(x_pre), dtype=np.float64).reshape(len(accepted), -1)
+                batch = (x_pre, y)
+            except InputContractError:
+                batch = None  # one frame spoils the batch: each frame alone, so that only it is rejected
+        if batch is None:
+            for i, _ in accepted:
+                outcomes[i] = self.process(spectra[i], refs, wavelengths_nm=wavelengths_nm, now_s=now,
+                                           instrument_alerts=instrument_alerts, frame_signal=frame_signal)
+        else:
+            x_pre, y = batch
+            share_ns = (time.perf_counter_ns() - t0) // len(accepted)
+            for k, (i, verdict) in enumerate(accepted):
+                outcomes[i] = self._finish(spectra[i], verdict, x_pre[k], y[k], instrument_alerts,
+                                           time.perf_counter_ns() - share_ns)
+        return [o for o in outcomes if o is not None]
+
+    def _finish(
+        self,
+        spectrum: Spectrum,
+        verdict: ReferenceCheck,
+        x_pre: npt.NDArray[np.float64],
+        y: npt.NDArray[np.float64],
+        instrument_alerts: Sequence[str],
+        t0: int,
+    ) -> Outcome:
+        """Quality flags, OOD, interval and the :class:`Prediction` of one preprocessed spectrum ``x_pre`` whose
+        model output is ``y`` (shared by :meth:`process` and :meth:`process_many`, so both give the same values)."""
         flags: list[Quality] = []
         reasons: list[str] = []
         if spectrum.saturated_count > 0 or spectrum.flags & SpectrumFlags.SATURATED:
@@ -462,9 +559,6 @@ class InferenceEngine:
                 reasons.append(
                     f"T2 {t2f:.3g} (limit {self.ood.t2_limit:.3g}), Q {qf:.3g} (limit {self.ood.q_limit:.3g})"
                 )
-        if instrument_alerts:
-            flags.append(Quality.INSTRUMENT_FAULT)
-            reasons.append("instrument alert: " + ", ".join(instrument_alerts))
         lower = upper = None
         if self.intervals is not None:
             lo, hi = self.intervals.interval(y)
@@ -473,7 +567,7 @@ class InferenceEngine:
         if not np.isfinite(y).all():
             return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.MODEL_ERROR, "non-finite model output")
         compute_us = (time.perf_counter_ns() - t0) / 1000.0
-        return Prediction(
+        pred = Prediction(
             seq=spectrum.seq,
             timestamp_us=spectrum.timestamp_us,
             names=self.names,
@@ -489,3 +583,4 @@ class InferenceEngine:
             model_id=self.model_id,
             model_version=self.model_version,
         )
+        return pred.with_instrument_alerts(instrument_alerts)

@@ -72,7 +72,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -84,7 +84,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.errors import OutboxError
-from edge.messages import PRIORITY_OF_KIND, MessageKind, Priority, Topics, encode, status_message
+from edge.messages import PRIORITY_OF_KIND, MessageError, MessageKind, Priority, Topics, encode, status_message
 from edge.outbox import LOG_INTERVAL_S, LogLimiter, Outbox, OutboxMessage
 from firmware_bridge.backoff import Backoff
 
@@ -533,31 +533,71 @@ class MqttPublisher:
             raise ValueError(f"payload: expected at most {MAX_PAYLOAD_BYTES} bytes")
         with self._publish_lock:
             try:
-                oid = self.outbox.put(topic, bytes(payload), q, retain, priority)
+                stored: int | OutboxError = self.outbox.put(topic, bytes(payload), q, retain, priority)
             except OutboxError as exc:
-                self._count("outbox_errors")
-                if self._connected.is_set():
-                    due = self._refusal_logs.event("sent_without_outbox")
-                    if due is not None:
-                        log.warning("outbox refused %d message(s) in the last %.0f s (last: %s); sent live without "
-                                    "durability", due[0], LOG_INTERVAL_S, exc)
-                    self._count("sent_without_outbox")
-                    self._send(topic, bytes(payload), q, retain, None)
-                else:
-                    due = self._refusal_logs.event("lost")
-                    if due is not None:
-                        log.error("outbox refused %d message(s) in the last %.0f s (last: %s) while disconnected: "
-                                  "lost (counter mqtt_lost_outbox_unavailable)", due[0], LOG_INTERVAL_S, exc)
-                    self._count("lost_outbox_unavailable")
-                return None
-            if (self._connected.is_set() and self._live_ready and not self._live_behind
-                    and self._claim_live(oid, q)):
-                self._count("sent_live")
-                self._send(topic, bytes(payload), q, retain, oid)
+                stored = exc
+            return self._after_put(topic, bytes(payload), q, retain, stored)
+
+    def publish_messages(self, messages: Sequence[tuple[MessageKind, Mapping[str, Any], str | None]],
+                         ) -> list[int | None | MessageError]:
+        """Encode and publish several payloads (not ``STATUS``) in order: one outbox transaction for all of them
+        (:meth:`edge.outbox.Outbox.put_many`), then each is sent as :meth:`publish` would.
+
+        Returns, per message, its outbox id, None (not stored: sent live or counted as lost, as :meth:`publish`),
+        or the :class:`edge.errors.MessageError` that kept it from being encoded (the others go out regardless).
+        """
+        results: list[int | None | MessageError] = [None] * len(messages)
+        batch: list[tuple[int, str, bytes, Priority]] = []
+        for i, (kind, message, command) in enumerate(messages):
+            if kind is MessageKind.STATUS:
+                raise ValueError("publish_messages: expected no STATUS message (those go to set_status)")
+            try:
+                payload = encode(message)
+            except MessageError as exc:
+                results[i] = exc
+                continue
+            if len(payload) > MAX_PAYLOAD_BYTES:
+                raise ValueError(f"payload: expected at most {MAX_PAYLOAD_BYTES} bytes")
+            batch.append((i, self.topics.for_kind(kind, command), payload, PRIORITY_OF_KIND[kind]))
+        if not batch:
+            return results
+        q = self._qos
+        with self._publish_lock:
+            stored = self.outbox.put_many([(t, p, q, False, prio) for _, t, p, prio in batch])
+            for (i, topic, payload, _), outcome in zip(batch, stored):
+                results[i] = self._after_put(topic, payload, q, False, outcome)
+        return results
+
+    def _after_put(self, topic: str, payload: bytes, q: int, retain: bool, stored: int | OutboxError) -> int | None:
+        """What follows the outbox's answer for one message (called under ``_publish_lock``): send it live when
+        the way is clear, leave it to the drain otherwise; a message the outbox refused is sent live without
+        durability when connected, else counted as lost."""
+        if isinstance(stored, OutboxError):
+            exc = stored
+            self._count("outbox_errors")
+            if self._connected.is_set():
+                due = self._refusal_logs.event("sent_without_outbox")
+                if due is not None:
+                    log.warning("outbox refused %d message(s) in the last %.0f s (last: %s); sent live without "
+                                "durability", due[0], LOG_INTERVAL_S, exc)
+                self._count("sent_without_outbox")
+                self._send(topic, payload, q, retain, None)
             else:
-                if self._live_ready:
-                    self._live_behind = True
-                self._wake.set()
+                due = self._refusal_logs.event("lost")
+                if due is not None:
+                    log.error("outbox refused %d message(s) in the last %.0f s (last: %s) while disconnected: "
+                              "lost (counter mqtt_lost_outbox_unavailable)", due[0], LOG_INTERVAL_S, exc)
+                self._count("lost_outbox_unavailable")
+            return None
+        oid = stored
+        if (self._connected.is_set() and self._live_ready and not self._live_behind
+                and self._claim_live(oid, q)):
+            self._count("sent_live")
+            self._send(topic, payload, q, retain, oid)
+        else:
+            if self._live_ready:
+                self._live_behind = True
+            self._wake.set()
         return oid
 
     def wait_until_drained(self, timeout_s: float) -> bool:

@@ -5,6 +5,7 @@ API (stable; :mod:`edge.mqtt` drains it, the daemon only needs :meth:`Outbox.fro
     ob = Outbox(path, max_messages=..., max_bytes=..., full_policy="drop_oldest", synchronous="normal")
     ob = Outbox.from_config(cfg.outbox)
     ob.put(topic, payload: bytes, qos=1, retain=False, priority=Priority.NORMAL) -> int   # id, committed
+    ob.put_many([(topic, payload, qos, retain, priority), ...]) -> list[int | OutboxError]  # one transaction
     ob.pending(limit=100, exclude=frozenset(), *, after_id=0, max_id=None) -> list[OutboxMessage]  # oldest first
     ob.ack(ids) -> int                      # delivered: deleted (call only once the broker acknowledged)
     len(ob), ob.last_id, ob.pending_bytes, ob.stats() -> OutboxStats, ob.full -> bool, ob.close()
@@ -14,6 +15,8 @@ Guarantees
 * **Crash safety.** ``put`` returns only after its transaction is committed to the write-ahead log; a process
   crash (``kill -9``) at any moment loses nothing that was committed and never corrupts the database
   (``synchronous="normal"``).  ``synchronous="full"`` also survives a power cut, at one fsync per message.
+  :meth:`put_many` commits a batch in one transaction: a crash before it returns loses the whole batch (none of
+  it was committed, none of it was reported stored), never part of what it reported.
 * **Order.** Ids increase with insertion; :meth:`pending` returns the oldest first, so a backlog replays in the
   order it was produced.  A message is removed only by :meth:`ack`, which the publisher calls when the broker
   acknowledged it (PUBACK for QoS 1, PUBCOMP for QoS 2, the socket write for QoS 0); anything unacknowledged
@@ -57,7 +60,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -185,6 +188,19 @@ def _wal_bound_bytes(directory: Path) -> int:
         return WAL_BOUND_MAX_BYTES
     total = int(st.f_blocks) * int(st.f_frsize)
     return int(min(WAL_BOUND_MAX_BYTES, max(WAL_BOUND_MIN_BYTES, total * WAL_BOUND_FRACTION)))
+
+
+def _checked(topic: str, payload: bytes, qos: int) -> tuple[bytes, int]:
+    """The payload as bytes and the message's size (topic + payload bytes); ValueError/TypeError on caller
+    mistakes (QoS not 0..2, empty topic, a payload that is not bytes)."""
+    if qos not in (0, 1, 2):
+        raise ValueError(f"qos: expected 0, 1 or 2, got {qos!r}")
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise TypeError(f"payload: expected bytes, got {type(payload).__name__}")
+    if not topic:
+        raise ValueError("topic: expected a non-empty topic, got ''")
+    blob = bytes(payload)
+    return blob, len(topic.encode("utf-8")) + len(blob)
 
 
 class Outbox:
@@ -345,15 +361,8 @@ class Outbox:
         OutboxError
             The disk refused the write (counted in ``store_errors``).
         """
-        if qos not in (0, 1, 2):
-            raise ValueError(f"qos: expected 0, 1 or 2, got {qos!r}")
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise TypeError(f"payload: expected bytes, got {type(payload).__name__}")
-        if not topic:
-            raise ValueError("topic: expected a non-empty topic, got ''")
+        blob, size = _checked(topic, payload, qos)
         prio = Priority(priority)
-        blob = bytes(payload)
-        size = len(topic.encode("utf-8")) + len(blob)
         with self._lock:
             self._check_open()
             if size > self.max_bytes:
@@ -388,6 +397,74 @@ class Outbox:
                 self._restore_reserve()
             self._update_full_flag()
             return msg_id
+
+    def put_many(
+        self, messages: Sequence[tuple[str, bytes, int, bool, Priority | int]],
+    ) -> list[int | OutboxError]:
+        """Commit several messages, in order, in one transaction when they fit; return each one's id or the error
+        that refused it (what :meth:`put` would have raised).
+
+        The batch is one transaction when it fits within the bounds and the disk's headroom as a whole (one
+        commit instead of one per message: what lets the daemon store thousands of predictions a second).
+        Otherwise, or when that transaction fails, each message goes through :meth:`put` in turn, so evictions,
+        refusals and a full disk are handled and counted exactly as for single messages.
+
+        Parameters
+        ----------
+        messages : sequence of (topic, payload, qos, retain, priority)
+
+        Raises
+        ------
+        ValueError, TypeError
+            Caller mistakes, as :meth:`put` (checked for every message before anything is written).
+        """
+        rows: list[tuple[str, bytes, int, int, int, int]] = []
+        for topic, payload, qos, retain, priority in messages:
+            blob, size = _checked(topic, payload, qos)
+            rows.append((topic, blob, qos, int(bool(retain)), int(Priority(priority)), size))
+        if not rows:
+            return []
+        with self._lock:
+            self._check_open()
+            total = sum(r[5] for r in rows)
+            fits = (self._count + len(rows) <= self.max_messages and self._bytes + total <= self.max_bytes
+                    and self._disk_has_room(total))
+            if fits:
+                ids = self._insert_many(rows)
+                if ids is not None:
+                    self._stored += len(ids)
+                    if not self._reserve_held:
+                        self._restore_reserve()
+                    self._update_full_flag()
+                    return list(ids)
+        out: list[int | OutboxError] = []
+        for topic, blob, qos, retain_flag, prio, _size in rows:
+            try:
+                out.append(self.put(topic, blob, qos, bool(retain_flag), prio))
+            except OutboxError as exc:
+                out.append(exc)
+        return out
+
+    def _insert_many(self, rows: list[tuple[str, bytes, int, int, int, int]]) -> list[int] | None:
+        """Insert ``rows`` in one transaction; their ids, or None (rolled back, nothing counted) on any error."""
+        now = time.time()
+        ids: list[int] = []
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for topic, blob, qos, retain, prio, size in rows:
+                cur = self._conn.execute(
+                    "INSERT INTO messages (topic, payload, qos, retain, priority, created_unix_s, size_bytes) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", (topic, blob, qos, retain, prio, now, size))
+                ids.append(int(cur.lastrowid or 0))
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            log.debug("outbox batch of %d not committed (%s); storing its messages one by one", len(rows), exc)
+            return None
+        self._count += len(rows)
+        self._bytes += sum(r[5] for r in rows)
+        self._last_id = ids[-1]
+        return ids
 
     def _insert_on_full_disk(self, exc: sqlite3.Error, topic: str, blob: bytes, qos: int, retain: bool,
                              prio: Priority, size: int) -> int:

@@ -134,6 +134,28 @@ class BoundedQueue(Generic[T]):
             self._cond.notify_all()
             return item
 
+    def get_many(self, max_items: int, timeout_s: float | None = None) -> list[T]:
+        """Pop up to ``max_items`` of the oldest items, waiting up to ``timeout_s`` for the first one (None: until
+        an item or :meth:`close`); an empty list if none came.  Never waits for more than one: a lone item is
+        returned at once, and whatever queued up meanwhile comes with it (the daemon's micro-batches)."""
+        if max_items < 1:
+            raise ValueError(f"expected max_items >= 1, got {max_items}")
+        if timeout_s is not None and timeout_s <= 0.0 and not self._items:
+            return []
+        with self._cond:
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            while not self._items:
+                if self._closed:
+                    return []
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0.0:
+                    return []
+                self._cond.wait(remaining)
+            n = min(max_items, len(self._items))
+            out = [self._items.popleft()[0] for _ in range(n)]
+            self._cond.notify_all()
+            return out
+
     def _n_droppable(self) -> int:
         return sum(1 for _, d in self._items if d) if len(self._items) >= self.maxsize else len(self._items)
 

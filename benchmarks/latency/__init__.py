@@ -53,6 +53,7 @@ from benchmarks.latency.frames import make_frames
 from benchmarks.latency.references import keras_references, model_bytes_from, pls_reference, resolve_bundle
 from benchmarks.latency.timing import (
     STAGES,
+    compute_back_to_back_us,
     daemon_stage_paced,
     skipped,
     summary_of,
@@ -69,7 +70,7 @@ from benchmarks.results import (
     system_load,
 )
 
-__all__ = ["STAGES", "add_arguments", "measure", "render", "run"]
+__all__ = ["STAGES", "add_arguments", "compute_back_to_back_us", "measure", "render", "run"]
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -176,6 +177,19 @@ def _daemon_stage_fn(bundle: Any, frames: Frames) -> tuple[Callable[[Any], Any],
     if not isinstance(first, Prediction):
         raise RuntimeError(f"the daemon's inference stage rejected the benchmark frame: {first}")
     return (lambda s: engine.process(s, refs, wavelengths_nm=axis_nm, now_s=now)), spectra
+
+
+def compute_back_to_back_us(bundle_path: Path, dataset: Path | None, n: int = 500) -> float:
+    """p50 thread CPU time of the daemon's compute per frame (``InferenceEngine.process``: preprocessing, quantise,
+    invoke, OOD, interval), back to back, in microseconds: ``daemon_stage_paced.cpu_back_to_back.p50_us`` of this
+    command, for ``spectro-bench throughput``'s ``overhead_ratio``."""
+    from benchmarks.latency.frames import make_frames
+    from edge.bundle import load_bundle
+
+    bundle = load_bundle(bundle_path)
+    fn, spectra = _daemon_stage_fn(bundle, make_frames(bundle, dataset))
+    _time_paced(fn, spectra, min(n, 100), 0.0)  # warm-up
+    return float(summary_of(_time_paced(fn, spectra, n, 0.0))["p50_us"])
 
 
 def time_daemon_stage(bundle: Any, frames: Frames, n: int, warmup: int) -> np.ndarray:

@@ -81,6 +81,10 @@ class Step(abc.ABC):
     op: ClassVar[str]
     #: True when output channel i is input channel i (the wavelength axis is unchanged).
     preserves_axis: ClassVar[bool] = True
+    #: True when a batch gives every row the very bits that row gives alone (elementwise arithmetic and reductions
+    #: along each row); False for steps built on matrix products or convolutions, whose summation order BLAS may
+    #: change with the batch size.  :meth:`edge.preprocess.Pipeline.transform_rows` batches only the former.
+    row_exact: ClassVar[bool] = False
 
     @abc.abstractmethod
     def transform(

@@ -58,6 +58,7 @@ class CountsConversion(Step):
     min_ratio: float = 1e-6
     saturation_counts: float | None = None
     op: ClassVar[str] = "counts"
+    row_exact: ClassVar[bool] = True
     _cache: tuple[Any, Any, FloatArray, FloatArray] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -164,6 +165,7 @@ class Crop(Step):
     start: int
     stop: int
     op: ClassVar[str] = "crop"
+    row_exact: ClassVar[bool] = True
     preserves_axis: ClassVar[bool] = False
 
     def __post_init__(self) -> None:

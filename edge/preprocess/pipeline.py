@@ -144,6 +144,13 @@ def _finite(a: FloatArray) -> bool:
     return math.isfinite(float(s)) or bool(np.isfinite(a).all())
 
 
+def _finished(out: FloatArray, arr: FloatArray) -> FloatArray:
+    """The steps' output ``out`` of input ``arr``, checked finite and never a view of the input."""
+    if not _finite(out):
+        raise InputContractError("preprocessing produced NaN or inf; check the input spectra and references")
+    return out.copy() if np.may_share_memory(out, arr) else out
+
+
 @dataclass(frozen=True, eq=False)
 class Pipeline:
     """Immutable chain of preprocessing steps with an input contract.
@@ -283,11 +290,50 @@ class Pipeline:
             out = step.transform(out, dark=dark, reference=reference, wavelengths=wavelengths)
             if not step.preserves_axis:
                 wavelengths = None
-        if not _finite(out):
-            raise InputContractError("preprocessing produced NaN or inf; check the input spectra and references")
-        if np.may_share_memory(out, arr):
-            out = out.copy()
-        return out
+        return _finished(out, arr)
+
+    def transform_rows(
+        self,
+        X: npt.ArrayLike,
+        *,
+        dark: npt.ArrayLike | None = None,
+        reference: npt.ArrayLike | None = None,
+        wavelengths: npt.ArrayLike | None = None,
+    ) -> FloatArray:
+        """Preprocess a batch so that every row gets the very bits :meth:`transform` gives it alone.
+
+        Steps that are :attr:`~edge.preprocess.base.Step.row_exact` run on the whole batch in one call; the others
+        (matrix products, convolutions) run row by row on a fresh copy of each row, as for a single spectrum.  The
+        daemon's micro-batches use this, so a prediction does not depend on the frames it was batched with.
+
+        Parameters
+        ----------
+        X : array_like of float, shape (m, n_channels)
+        dark, reference, wavelengths
+            As :meth:`transform`.
+
+        Returns
+        -------
+        ndarray of float64, shape ``(m,) + output_shape``
+
+        Raises
+        ------
+        InputContractError
+            As :meth:`transform`, for the batch as a whole (one bad row fails it).
+        """
+        arr = self._check(X, wavelengths)
+        if arr.ndim != 2:
+            raise InputContractError(f"expected a batch of spectra (m, n), got shape {arr.shape}")
+        out = arr
+        for step in self.steps:
+            if step.row_exact:
+                out = step.transform(out, dark=dark, reference=reference, wavelengths=wavelengths)
+            else:
+                out = np.stack([step.transform(np.array(row), dark=dark, reference=reference,
+                                               wavelengths=wavelengths) for row in out])
+            if not step.preserves_axis:
+                wavelengths = None
+        return _finished(out, arr)
 
     # ------------------------------------------------------------------------------------------------ spec
 

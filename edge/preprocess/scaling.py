@@ -23,6 +23,7 @@ class MeanCenter(Step):
 
     mean: FloatArray
     op: ClassVar[str] = "center"
+    row_exact: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mean", readonly(self.mean, "mean", 1))
@@ -59,6 +60,7 @@ class Autoscale(Step):
     mean: FloatArray
     scale: FloatArray
     op: ClassVar[str] = "autoscale"
+    row_exact: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         mean = readonly(self.mean, "mean", 1)

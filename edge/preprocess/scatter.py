@@ -36,6 +36,7 @@ class SNV(Step):
 
     ddof: int = 0
     op: ClassVar[str] = "snv"
+    row_exact: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.ddof not in (0, 1):
@@ -295,6 +296,7 @@ class Normalize(Step):
 
     norm: str = "vector"
     op: ClassVar[str] = "normalize"
+    row_exact: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.norm not in _NORMS:

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pytest
@@ -129,6 +129,22 @@ class RecordingLink:
         encode(message)  # every payload must pass its schema
         with self._lock:
             self.messages.append((kind, message, command))
+
+    def publish_many(self, messages: Sequence[tuple[Any, dict[str, Any], str | None]]) -> list[Any]:
+        from edge.errors import EdgeError
+        from edge.messages import encode
+
+        errors: list[Any] = []
+        for kind, message, command in messages:
+            try:
+                encode(message)
+            except EdgeError as exc:
+                errors.append(exc)
+                continue
+            errors.append(None)
+            with self._lock:
+                self.messages.append((kind, message, command))
+        return errors
 
     def stop(self, flush_timeout_s: float) -> None:
         self.stopped = True
