@@ -30,7 +30,9 @@ Figures (JSON keys, per target where it applies):
   loop itself (pty, daemon, broker) adds nothing when it is 0, and ``loop_rmsep`` - ``offline_rmsep`` is then the
   simulator's detector (noise, exposure, saturation) alone;
 - ``ood_alarm_rate``: share of received predictions flagged ``out_of_distribution`` (goal <= 3 %);
-  ``offline_ood_alarm_rate`` the same share offline.
+  ``ood_alarm_rate_by_statistic`` the shares over the T2 and over the Q limit (which statistic fires);
+  ``offline_ood_alarm_rate`` the same share offline (noise-free input), ``replay_ood_alarm_rate`` on the replayed
+  frames (the simulator's detector noise included).
 
 The table goes to stdout, the JSON to ``--json`` (with ``.md`` beside), and a plot of predicted against reference
 values (loop and offline, per target) to ``PATH.png``.
@@ -162,8 +164,9 @@ def _offline(bundle: Any, stream: Any) -> dict[str, Any]:
 
 
 def _replay(bundle: Any, stream: Any, *, seed: int, averages: int, frames: int,
-            signal: str = "counts") -> dict[int, np.ndarray]:
-    """seq -> the bundle's offline prediction of the very frames the simulator sent.
+            signal: str = "counts", ood_flags: list[bool] | None = None) -> dict[int, np.ndarray]:
+    """seq -> the bundle's offline prediction of the very frames the simulator sent (their OOD flags are appended
+    to ``ood_flags`` when given).
 
     :class:`firmware_bridge.simulator.VirtualSpectrometer` is deterministic for a given config (the daemon sends
     nothing to a device that announces itself and streams), so its first session is rebuilt here frame for frame:
@@ -185,6 +188,9 @@ def _replay(bundle: Any, stream: Any, *, seed: int, averages: int, frames: int,
     wavelengths = status.axis_in(bundle.input_contract.wavelength_unit)
     pred = np.asarray(bundle.predict_spectra(counts, wavelengths=wavelengths, **ctx),
                       dtype=np.float64).reshape(frames, -1)
+    if bundle.ood is not None and ood_flags is not None:
+        ood_flags.extend(bool(f) for f in np.atleast_1d(
+            bundle.ood.is_outlier(bundle.preprocess(counts, wavelengths=wavelengths, **ctx))))
     return {int(s.seq): pred[i] for i, s in enumerate(spectra)}
 
 
@@ -200,8 +206,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         frames = int(args.frames) if args.frames > 0 else int(stream.y.shape[0])
         offline = _offline(bundle, stream)
         try:
+            replay_flags: list[bool] = []
             offline["replay"] = _replay(bundle, stream, seed=args.seed, averages=args.averages, frames=frames,
-                                        signal=setup["simulator_signal"])
+                                        signal=setup["simulator_signal"], ood_flags=replay_flags)
+            offline["replay_ood_alarm_rate"] = float(np.mean(replay_flags)) if replay_flags else None
         except Exception as exc:  # noqa: BLE001 - a diagnostic figure: its failure is reported, not fatal
             log.warning("could not replay the simulator's frames offline: %s: %s", type(exc).__name__, exc)
             offline["replay"] = {}
@@ -234,6 +242,7 @@ def _score(run: Any, bundle: Any, stream: Any, offline: dict[str, Any], setup: d
     pred = np.full((len(seqs), len(names)), np.nan)
     ref = np.full((len(seqs), len(names)), np.nan)
     flagged = 0
+    over = {"t2": 0, "q": 0}  # which statistic fired: the OOD stats each prediction carries against its limits
     for i, s in enumerate(seqs):
         body = run.predictions[s]
         values = {v["name"]: v["value"] for v in body["values"]}
@@ -243,6 +252,10 @@ def _score(run: Any, bundle: Any, stream: Any, offline: dict[str, Any], setup: d
             if j < len(refs) and refs[j] is not None:
                 ref[i, j] = refs[j]
         flagged += "out_of_distribution" in body.get("quality_flags", [])
+        stats = body.get("ood") or {}
+        for key in over:
+            if stats.get(key) is not None and stats.get(f"{key}_limit") is not None:
+                over[key] += stats[key] > stats[f"{key}_limit"]
     loop_rmsep = {n: _rmsep(pred[:, j], ref[:, j]) for j, n in enumerate(names)}
     replay = offline.get("replay") or {}
     both = [i for i, s in enumerate(seqs) if s in replay]
@@ -276,7 +289,9 @@ def _score(run: Any, bundle: Any, stream: Any, offline: dict[str, Any], setup: d
         "replayed": len(both),
         "units": units,
         "ood_alarm_rate": ood_rate,
+        "ood_alarm_rate_by_statistic": {k: v / n_pred for k, v in over.items()} if n_pred else None,
         "offline_ood_alarm_rate": None if offline["ood_flags"] is None else float(offline["ood_flags"][order].mean()),
+        "replay_ood_alarm_rate": offline.get("replay_ood_alarm_rate"),
         "quality": _quality_counts(run.predictions),
         "daemon_counters": {k: v for k, v in counters.items() if v and any(
             w in k for w in ("reject", "drop", "lost", "error", "crc", "mismatch"))},
@@ -340,8 +355,11 @@ def render(result: dict[str, Any]) -> str:
         ["predictions carrying a reference value", result["with_reference"]],
         ["largest |loop - offline replay of the same frames|", f"{_num(result['loop_vs_replay_max_abs_diff'])} "
                                                                 f"({result['replayed']} frames replayed)"],
-        ["OOD alarm rate, loop / offline", f"{_num(result['ood_alarm_rate'], '{:.1%}')} / "
-                                           f"{_num(result['offline_ood_alarm_rate'], '{:.1%}')}"],
+        ["OOD alarm rate, loop / offline / offline replay of the sent frames",
+         f"{_num(result['ood_alarm_rate'], '{:.1%}')} / {_num(result['offline_ood_alarm_rate'], '{:.1%}')} / "
+         f"{_num(result.get('replay_ood_alarm_rate'), '{:.1%}')}"],
+        ["loop spectra over the T2 / Q limit",
+         " / ".join(_num(v, "{:.1%}") for v in (result.get("ood_alarm_rate_by_statistic") or {}).values()) or "-"],
         ["quality of the predictions", ", ".join(f"{k} {v}" for k, v in result["quality"].items()) or "-"],
         [f"goal loop RMSEP <= {g['rmsep_ratio_max']:g} x offline", verdict(g["rmsep_met"])],
         ["goal zero lost", verdict(g["lost_met"])],

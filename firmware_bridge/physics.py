@@ -206,6 +206,12 @@ class DetectorModel:
         dark_rate = float(np.max(self.dark_mean_counts(1.0) - self.bias_counts))
         return max(1, int(usable / (peak_rate + dark_rate)))
 
+    def integration_time_for(self, absorbance: npt.ArrayLike) -> int:
+        """Exposure, microseconds, the simulator chooses for a set of spectra: the 1st percentile of their
+        absorbance, less 0.05, fills ``fill_fraction`` of the ADC (a few brighter pixels may saturate)."""
+        floor = float(np.nanpercentile(np.asarray(absorbance, dtype=np.float64), 1.0)) - 0.05
+        return self.auto_integration_time_us(floor)
+
     # ------------------------------------------------------------------ noisy read-outs
     def measure(
         self,

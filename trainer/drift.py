@@ -2,9 +2,11 @@
 
 The PCA comes from numpy's SVD of the centred training matrix. The limits are empirical quantiles of out-of-fold
 T2 and Q (each row scored by a PCA fitted without its fold), so they hold their false-alarm rate on spectra the
-model was not fitted on; each is set at ``alpha / 2``, so the OOD flag (either over its limit) alarms on at most
-``alpha`` of in-distribution spectra. For small training sets the analytic limits remain: the Hotelling T2 limit is the
-F-distribution limit for a new observation,
+model was not fitted on; with a declared line detector (``[instrument.noise]``) the rows scored are noisy copies of
+the training spectra as that detector measures them, so the rate holds on the line, where the detector's noise
+comes on top of the lab spectra's own. Each limit is set at ``alpha / 2``, so the OOD flag (either over its limit)
+alarms on at most ``alpha`` of in-distribution spectra. For small training sets the analytic limits remain: the
+Hotelling T2 limit is the F-distribution limit for a new observation,
 ``T2_lim = k (n - 1) (n + 1) / (n (n - k)) * F(1 - alpha; k, n - k)``; the Q limit is Jackson and Mudholkar's
 (1979) approximation from the residual eigenvalues ``theta_i = sum_{j > k} lambda_j ** i``. Quantiles come from
 ``scipy.stats``. The result is an :class:`edge.ood.OodModel`, which the device scores with numpy only; its arrays
@@ -84,13 +86,15 @@ def _scores(Xf: np.ndarray, mean: np.ndarray, eig: np.ndarray, vt: np.ndarray) -
 
 
 def out_of_fold_scores(
-    Xf: np.ndarray, k: int, *, groups: np.ndarray | None = None, folds: int = OOF_FOLDS, seed: int = 0
+    Xf: np.ndarray, k: int, *, groups: np.ndarray | None = None, folds: int = OOF_FOLDS, seed: int = 0,
+    scored: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """T2 and Q of every row from a k-component PCA fitted without its fold (grouped when ``groups`` is given).
 
     Parameters
     ----------
     Xf : ndarray, shape (n, n_features)
+        The rows the PCA of each fold is fitted on.
     k : int
         Principal components.
     groups : ndarray, shape (n,), optional
@@ -98,10 +102,13 @@ def out_of_fold_scores(
     folds : int
     seed : int
         Seeds the assignment of groups to folds.
+    scored : ndarray, shape (c, n, n_features), optional
+        What is scored instead of ``Xf`` itself: ``c`` versions of every row (the rows as the line instrument
+        measures them), each scored by the PCA fitted without the row's fold.
 
     Returns
     -------
-    t2, q : ndarray, shape (n,)
+    t2, q : ndarray, shape (n,), or (c, n) with ``scored``
     """
     n = Xf.shape[0]
     labels = np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
@@ -109,14 +116,16 @@ def out_of_fold_scores(
     folds = max(2, min(folds, n_groups))
     fold_of_group = np.random.default_rng(seed).permutation(n_groups) % folds
     fold = fold_of_group[labels]
-    t2 = np.empty(n)
-    q = np.empty(n)
+    S = Xf[None] if scored is None else np.asarray(scored, dtype=np.float64).reshape(-1, *Xf.shape)
+    t2 = np.empty(S.shape[:2])
+    q = np.empty(S.shape[:2])
     for f in range(folds):
         held = fold == f
         mean, eig, vt = _pca(Xf[~held])
         kk = min(k, int(np.count_nonzero(eig > 0)))
-        t2[held], q[held] = _scores(Xf[held], mean, eig[:kk], vt[:kk])
-    return t2, q
+        for c in range(S.shape[0]):
+            t2[c, held], q[c, held] = _scores(S[c, held], mean, eig[:kk], vt[:kk])
+    return (t2[0], q[0]) if scored is None else (t2, q)
 
 
 def empirical_limit(scores: np.ndarray, alpha: float) -> float:
@@ -136,6 +145,7 @@ def fit_ood(
     max_components: int = 20,
     groups: np.ndarray | None = None,
     seed: int = 0,
+    X_pre_line: np.ndarray | None = None,
 ) -> OodModel:
     """PCA drift model with T2 and Q limits, fitted on preprocessed training spectra.
 
@@ -160,6 +170,11 @@ def fit_ood(
         Group of each row (replicates of one sample), kept in one fold of the out-of-fold scores.
     seed : int
         Seeds the folds.
+    X_pre_line : ndarray, shape (c, n, *feature_shape), optional
+        The same training spectra as the line instrument measures them (``c`` noisy copies through its detector,
+        :func:`trainer.line_noise.line_spectra`, then preprocessed). The PCA stays fitted on ``X_pre_train``; the
+        limits become quantiles of the out-of-fold scores of these copies, so they hold ``alpha`` on the line's
+        in-distribution spectra, detector noise included, rather than on noise-free lab spectra.
 
     Returns
     -------
@@ -199,9 +214,21 @@ def fit_ood(
     # false-alarm rate is at most alpha.
     a_each = alpha / 2.0
     t2_lim, q_lim = t2_limit(n, k, a_each), q_limit(eig[k:], a_each)
+    line = None
+    if X_pre_line is not None:
+        line = np.asarray(X_pre_line, dtype=np.float64)
+        if line.ndim != X.ndim + 1 or line.shape[1:] != X.shape:
+            raise CalibrationError(f"OOD model: expected line copies of shape (c, {', '.join(map(str, X.shape))}), "
+                                   f"got {line.shape}")
+        if not np.all(np.isfinite(line)):
+            raise CalibrationError("OOD model: preprocessed line copies contain NaN or infinite values")
+        line = line.reshape(line.shape[0], n, -1)
     if n >= MIN_OOF_ROWS:
-        t2_oof, q_oof = out_of_fold_scores(Xf, k, groups=groups, seed=seed)
-        t2_lim, q_lim = empirical_limit(t2_oof, a_each), empirical_limit(q_oof, a_each)
+        t2_oof, q_oof = out_of_fold_scores(Xf, k, groups=groups, seed=seed, scored=line)
+        t2_lim, q_lim = empirical_limit(t2_oof.ravel(), a_each), empirical_limit(q_oof.ravel(), a_each)
+    elif line is not None:
+        raise CalibrationError(f"OOD model: limits on line copies need at least {MIN_OOF_ROWS} training spectra, "
+                               f"got {n}")
     else:
         log.warning("OOD model: %d training spectra, fewer than %d: analytic limits (they alarm above alpha on new "
                     "spectra)", n, MIN_OOF_ROWS)

@@ -125,8 +125,7 @@ class VirtualSpectrometer:
         self.reboots = 0
         self._rebooted_at = 0  # ``streamed`` at the latest scheduled reboot
         if self.config.integration_time_us is None:
-            floor = float(np.nanpercentile(x, 1.0)) - 0.05
-            self.integration_time_us = self.model.auto_integration_time_us(floor)
+            self.integration_time_us = self.model.integration_time_for(x)
         else:
             self.integration_time_us = int(self.config.integration_time_us)
         if not 1 <= self.integration_time_us <= MAX_INTEGRATION_TIME_US:

@@ -52,6 +52,11 @@ def test_loop_loses_nothing_and_predicts_what_the_bundle_predicts_offline(tmp_pa
     for name in TARGETS:
         assert data["loop_rmsep"][name] == pytest.approx(data["offline_rmsep"][name], rel=RMSEP_RATIO_TOLERANCE)
     assert 0.0 <= data["ood_alarm_rate"] <= 1.0
+    # The loop's alarms are those of the very frames sent, and a flag means T2 or Q over its limit.
+    assert data["replay_ood_alarm_rate"] == data["ood_alarm_rate"]
+    by_stat = data["ood_alarm_rate_by_statistic"]
+    assert set(by_stat) == {"t2", "q"}
+    assert max(by_stat.values()) <= data["ood_alarm_rate"] <= by_stat["t2"] + by_stat["q"]
     assert "| loop RMSEP |" in out.with_suffix(".md").read_text().replace("| target | unit ", "|")
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 

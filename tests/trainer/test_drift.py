@@ -99,3 +99,34 @@ def test_out_of_fold_limits_hold_the_flag_rate_with_few_rows_and_many_channels()
     assert np.mean((t2 > m.t2_limit) | (q > m.q_limit)) < MAX_FALSE_ALARM
     t2, q = m.score(spectra(50, 12, band=0.5))
     assert np.mean((t2 > m.t2_limit) | (q > m.q_limit)) > 0.9
+
+
+def _line(X: np.ndarray, sd: float, seed: int, copies: int = 1) -> np.ndarray:
+    """``copies`` versions of ``X`` with a line detector's white noise of ``sd`` on top of the lab spectra's own."""
+    return X[None] + np.random.default_rng(seed).normal(0.0, sd, size=(copies, *X.shape))
+
+
+LINE_SD = 0.05  # 5 x the generator's own channel noise (0.01)
+
+
+def test_limits_fitted_on_line_copies_hold_alpha_on_new_line_spectra() -> None:
+    X = _latent_spectra(400, 20)
+    m = fit_ood(X, n_components=3, alpha=0.01, X_pre_line=_line(X, LINE_SD, 21, copies=5))
+    new = _line(_latent_spectra(3000, 22), LINE_SD, 23)[0]
+    assert np.mean(m.is_outlier(new)) <= MAX_FALSE_ALARM
+    # Without them the same new line spectra alarm nearly always (Q holds the extra noise): the case this fixes.
+    plain = fit_ood(X, n_components=3, alpha=0.01)
+    assert np.mean(plain.is_outlier(new)) > 0.5
+
+
+def test_limits_fitted_on_line_copies_still_flag_a_new_absorber() -> None:
+    X = _latent_spectra(400, 24)
+    m = fit_ood(X, n_components=3, alpha=0.01, X_pre_line=_line(X, LINE_SD, 25, copies=5))
+    shifted = _line(_latent_spectra(500, 26, extra_band=2.0), LINE_SD, 27)[0]
+    assert np.mean(m.is_outlier(shifted)) > 0.9
+
+
+def test_line_copies_must_match_the_training_spectra() -> None:
+    X = _latent_spectra(100, 28)
+    with pytest.raises(CalibrationError, match=r"expected line copies of shape \(c, 100, 50\)"):
+        fit_ood(X, n_components=3, X_pre_line=X)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from trainer.config.outputs import BundleConfig, IntervalConfig, OodConfig, QuantizeConfig
 from trainer.config.selection import PreprocessingConfig, SearchConfig, SelectionConfig
-from trainer.config.sources import QUANTITIES, SIGNALS, DataConfig, InstrumentConfig, SyntheticConfig
+from trainer.config.sources import QUANTITIES, SIGNALS, DataConfig, InstrumentConfig, LineNoiseConfig, SyntheticConfig
 from trainer.config.split import CVConfig, Selector, SplitConfig, TestSet
 from trainer.config.train import TrainConfig, config_from_dict, load_config, parse_config
 
@@ -43,6 +43,7 @@ __all__ = [
     "DataConfig",
     "SyntheticConfig",
     "InstrumentConfig",
+    "LineNoiseConfig",
     "SelectionConfig",
     "SearchConfig",
     "Selector",

@@ -178,6 +178,55 @@ QUANTITIES = ("absorbance", "reflectance")
 
 
 @dataclass(frozen=True)
+class LineNoiseConfig:
+    """``[instrument.noise]``: the detector noise of the line instrument, declared so that the OOD limits are set on
+    spectra as the line will measure them (``trainer.line_noise``).
+
+    The training spectra already carry the lab instrument's noise; a line spectrometer that sends counts adds its
+    own (shot and read noise, one exposure per spectrum). The model is ``firmware_bridge.physics.DetectorModel``,
+    the detector of ``spectro-sim``, with its default parameters unless given here.
+
+    Parameters
+    ----------
+    averages : int
+        Scans the line instrument averages per spectrum (``spectro-sim --averages``; noise falls as 1/sqrt).
+    copies : int
+        Noisy copies of each training spectrum the limits are fitted on.
+    read_noise_counts, electrons_per_count, white_peak_counts_per_ms : float, optional
+        Detector parameters (``DetectorModel``); None keeps the simulator's.
+    """
+
+    averages: int = 1
+    copies: int = 5
+    read_noise_counts: float | None = None
+    electrons_per_count: float | None = None
+    white_peak_counts_per_ms: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LineNoiseConfig:
+        w = "instrument.noise"
+        detector = ("read_noise_counts", "electrons_per_count", "white_peak_counts_per_ms")
+        _check_keys(d, w, {"averages", "copies", *detector})
+        averages = _get(d, "averages", w, int, 1)
+        copies = _get(d, "copies", w, int, 5)
+        for key, v in (("averages", averages), ("copies", copies)):
+            if v < 1:
+                raise TrainConfigError(f"{w}.{key}: expected an integer >= 1, got {v}")
+        values = {}
+        for key in detector:
+            v = _get(d, key, w, float, None)
+            if v is not None and not (0.0 < v < float("inf")) and not (key == "read_noise_counts" and v == 0.0):
+                raise TrainConfigError(f"{w}.{key}: expected a finite number > 0, got {v!r}")
+            values[key] = v
+        return cls(averages=averages, copies=copies, **values)
+
+    def detector_parameters(self) -> dict[str, float]:
+        """The ``DetectorModel`` keyword arguments set here."""
+        return {k: v for k in ("read_noise_counts", "electrons_per_count", "white_peak_counts_per_ms")
+                if (v := getattr(self, k)) is not None}
+
+
+@dataclass(frozen=True)
 class InstrumentConfig:
     """``[instrument]``: what the spectrometer on the line sends, and what the training spectra hold.
 
@@ -190,15 +239,20 @@ class InstrumentConfig:
         processed signal itself, which must then equal ``quantity``.
     quantity : {"absorbance", "reflectance"}
         What the training spectra hold (absorbance = log10(1/T) or log10(1/R); reflectance = R as a fraction).
+    noise : LineNoiseConfig, optional
+        ``[instrument.noise]``, only with ``signal = "counts"``: the line detector's noise, which the OOD limits
+        then hold their false-alarm rate under. None (no table): the limits are set on the training spectra as
+        they are.
     """
 
     signal: str = "counts"
     quantity: str = "absorbance"
+    noise: LineNoiseConfig | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> InstrumentConfig:
         w = "instrument"
-        _check_keys(d, w, {"signal", "quantity"})
+        _check_keys(d, w, {"signal", "quantity", "noise"})
         signal = _get(d, "signal", w, str, "counts")
         if signal not in SIGNALS:
             raise TrainConfigError(f"instrument.signal: expected one of {', '.join(SIGNALS)}, got {signal!r}")
@@ -210,4 +264,8 @@ class InstrumentConfig:
                 f"instrument.signal: the device sends {signal} but the training spectra hold {quantity}; expected "
                 f"signal = \"counts\" or signal = \"{quantity}\""
             )
-        return cls(signal=signal, quantity=quantity)
+        noise = LineNoiseConfig.from_dict(_table(d, "noise", w)) if "noise" in d else None
+        if noise is not None and signal != "counts":
+            raise TrainConfigError(f"instrument.noise: expected signal = \"counts\" (a detector to model), got "
+                                   f"signal = {signal!r}")
+        return cls(signal=signal, quantity=quantity, noise=noise)

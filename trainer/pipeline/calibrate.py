@@ -27,6 +27,18 @@ class Calibration:
     rows: dict[str, int] = field(default_factory=dict)
 
 
+def line_copies(cfg: TrainConfig, data: Prepared, rows: np.ndarray, *, seed_offset: int = 0) -> np.ndarray:
+    """``rows`` of the dataset as the declared line detector (``[instrument.noise]``) measures them, shape
+    (copies, n, channels), in the training quantity."""
+    from trainer.line_noise import line_spectra  # noqa: PLC0415
+
+    assert cfg.instrument.noise is not None
+    wl = np.asarray(data.ds.wavelengths, dtype=np.float64)
+    wl_nm = 1e7 / wl if data.ds.axis_unit == "cm-1" else wl
+    return line_spectra(data.ds.X[rows], wl_nm, cfg.instrument.noise, quantity=cfg.instrument.quantity,
+                        min_ratio=data.min_ratio, seed=cfg.seed + seed_offset)
+
+
 def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -> Calibration:
     """Fit the OOD model and the intervals of the deployed model."""
     from trainer.champion import pls_cv_predictions  # noqa: PLC0415
@@ -35,8 +47,12 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
 
     X, Y, tr, sel = data.ds.X, data.ds.y, data.plan.train_rows, data.plan.select_rows
     target_names = data.ds.target_names
+    line_pre = None
+    if cfg.instrument.noise is not None:
+        copies = line_copies(cfg, data, tr)
+        line_pre = np.stack([deployed.edge_pipe.transform(c) for c in copies])
     ood = fit_ood(deployed.train_pre, cfg.ood.n_components, cfg.ood.variance, cfg.ood.alpha,
-                  max_components=cfg.ood.max_components, groups=data.groups[tr], seed=cfg.seed)
+                  max_components=cfg.ood.max_components, groups=data.groups[tr], seed=cfg.seed, X_pre_line=line_pre)
     if data.classify:
         return Calibration(ood=ood)
     from edge.runtime import ModelRuntime  # noqa: PLC0415

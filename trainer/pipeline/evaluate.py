@@ -3,7 +3,7 @@ what a device would send, then the ``evaluations``, ``comparison`` and ``interva
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from trainer.config import TrainConfig
 from trainer.errors import TrainerError
-from trainer.pipeline.calibrate import Calibration
+from trainer.pipeline.calibrate import Calibration, line_copies
 from trainer.pipeline.int8 import Predictions
 from trainer.pipeline.prepare import Prepared
 from trainer.pipeline.scores import classification_metrics, regression_metrics
@@ -23,7 +23,8 @@ MODELS = ("pls", "cnn_float", "cnn_int8", "deployed")
 @dataclass(frozen=True)
 class Evaluation:
     """The loaded ``bundle``, every model's ``preds`` per role (now with ``deployed``), the OOD scores ``(t2, q)``
-    per role, and the ``metrics.json`` entries ``evaluations``, ``comparison`` and ``coverage``."""
+    per role (and through the line detector), and the ``metrics.json`` entries ``evaluations``, ``comparison``
+    and ``coverage``."""
 
     bundle: Any
     preds: Predictions
@@ -31,6 +32,9 @@ class Evaluation:
     evaluations: list[dict[str, Any]]
     comparison: list[dict[str, Any]]
     coverage: dict[str, Any]
+    #: OOD scores ``(t2, q)`` per role of the rows through the declared line detector (``[instrument.noise]``,
+    #: every copy); empty without one.
+    ood_line_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def metric(self, role: str, model_name: str, target: str, key: str) -> float:
         """One figure of the ``evaluations`` rows (NaN when absent)."""
@@ -64,11 +68,16 @@ def evaluate_bundle(cfg: TrainConfig, data: Prepared, bundle_path: Path, preds: 
     bundle_ood = bundle.ood
     preds = dict(preds)
     ood_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for role, rows in roles.items():
+    ood_line_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for i, (role, rows) in enumerate(roles.items()):
         frames, ctx = bundle.frames_from_signal(ds.X[rows], ds.wavelengths)  # as the device sends them
         out_q = np.asarray(bundle.predict_spectra(frames, **ctx), dtype=np.float64).reshape(rows.size, -1)
         preds[(role, "deployed")] = np.argmax(out_q, axis=1)[:, None].astype(np.float64) if classify else out_q
         ood_scores[role] = bundle_ood.score(bundle.preprocess(frames, **ctx))
+        if cfg.instrument.noise is not None:  # the same rows through the declared line detector
+            copies = line_copies(cfg, data, rows, seed_offset=1000 + i).reshape(-1, ds.X.shape[1])
+            frames, ctx = bundle.frames_from_signal(copies, ds.wavelengths)
+            ood_line_scores[role] = bundle_ood.score(bundle.preprocess(frames, **ctx))
 
     evaluations: list[dict[str, Any]] = []
     for role, rows in roles.items():
@@ -102,7 +111,8 @@ def evaluate_bundle(cfg: TrainConfig, data: Prepared, bundle_path: Path, preds: 
                                "ratio_int8_to_pls": b / a if a else None,
                                "ratio_int8_to_float": b / f if f else None,
                                "ratio_deployed_to_pls": d / a if a else None})
-    return Evaluation(bundle=bundle, preds=preds, ood_scores=ood_scores, evaluations=evaluations,
+    return Evaluation(bundle=bundle, preds=preds, ood_scores=ood_scores, ood_line_scores=ood_line_scores,
+                      evaluations=evaluations,
                       comparison=comparison, coverage=coverage)
 
 

@@ -15,6 +15,13 @@ from trainer.pipeline.prepare import Prepared
 from trainer.pipeline.recipe import Recipe
 
 
+def alarm_rates(scores: tuple[np.ndarray, np.ndarray], ood: Any) -> dict[str, float]:
+    """Share of spectra over the T2 limit, over the Q limit, and flagged (either), from their ``(t2, q)``."""
+    t2, q = (np.asarray(s, dtype=np.float64).ravel() for s in scores)
+    over_t2, over_q = t2 > ood.t2_limit, q > ood.q_limit
+    return {"t2": float(np.mean(over_t2)), "q": float(np.mean(over_q)), "either": float(np.mean(over_t2 | over_q))}
+
+
 def summarise(cfg: TrainConfig, data: Prepared, recipe: Recipe, pls: Any, net: TrainedNetwork, pruning: dict[str, Any],
               int8: Int8Network, deployed: Deployed, ev: Evaluation) -> dict[str, Any]:
     """``metrics.json`` before the final bundle is written (``bundle_bytes`` and ``train_seconds`` still 0)."""
@@ -28,8 +35,12 @@ def summarise(cfg: TrainConfig, data: Prepared, recipe: Recipe, pls: Any, net: T
         "t2_limit": bundle_ood.t2_limit,
         "q_limit": bundle_ood.q_limit,
         "alpha": bundle_ood.alpha,
-        "alarm_rate": {r: {"t2": float(np.mean(s[0] > bundle_ood.t2_limit)),
-                           "q": float(np.mean(s[1] > bundle_ood.q_limit))} for r, s in ev.ood_scores.items()},
+        "alarm_rate": {r: alarm_rates(s, bundle_ood) for r, s in ev.ood_scores.items()},
+        # The same rows through the declared line detector ([instrument.noise]): what the line alarms on.
+        "line_noise": (None if cfg.instrument.noise is None else
+                       {"averages": cfg.instrument.noise.averages, "copies": cfg.instrument.noise.copies,
+                        "limits_fitted_on": "line copies of the training spectra, out of fold"}),
+        "alarm_rate_line": {r: alarm_rates(s, bundle_ood) for r, s in ev.ood_line_scores.items()},
     }
     return {
         "schema_version": 1,

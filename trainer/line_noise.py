@@ -1,0 +1,62 @@
+"""Training spectra as the line instrument would measure them: through the detector of ``[instrument.noise]``.
+
+Each copy is one session of :class:`firmware_bridge.physics.DetectorModel` (the detector of ``spectro-sim``): a
+noisy dark and white reference, then every spectrum turned into counts with shot and read noise, ``averages`` scans
+averaged, rounded by the 16-bit ADC, and back to the training quantity with ``-log10((S - D) / (W - D))`` (ratio
+floored at ``min_ratio``, as the bundle's counts step does). The exposure is the one the simulator picks for these
+spectra (:meth:`~firmware_bridge.physics.DetectorModel.integration_time_for`). The OOD limits are then fitted on
+out-of-fold scores of these copies (:func:`trainer.drift.fit_ood`, ``X_pre_line``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trainer.config.sources import LineNoiseConfig
+from trainer.errors import CalibrationError
+
+__all__ = ["line_spectra"]
+
+
+def line_spectra(X: np.ndarray, wavelengths: np.ndarray, noise: LineNoiseConfig, *, quantity: str = "absorbance",
+                 min_ratio: float = 1e-6, seed: int = 0) -> np.ndarray:
+    """``noise.copies`` noisy copies of every spectrum, each copy one session of the line detector.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, n_channels)
+        Training spectra, in ``quantity`` (absorbance, or reflectance as a fraction).
+    wavelengths : ndarray, shape (n_channels,)
+        Their axis in nm (the lamp and the detector response depend on it).
+    noise : LineNoiseConfig
+    quantity : {"absorbance", "reflectance"}
+    min_ratio : float
+        Floor of ``(S - D) / (W - D)``.
+    seed : int
+
+    Returns
+    -------
+    ndarray, shape (noise.copies, n, n_channels), float64
+    """
+    from firmware_bridge.physics import DetectorModel  # noqa: PLC0415
+
+    A = np.asarray(X, dtype=np.float64)
+    if A.ndim != 2:
+        raise CalibrationError(f"line noise: expected spectra of shape (n, channels), got {A.shape}")
+    if quantity == "reflectance":
+        if np.any(A <= 0):
+            raise CalibrationError("line noise: expected reflectance > 0")
+        A = -np.log10(A)
+    model = DetectorModel(np.asarray(wavelengths, dtype=np.float64), **noise.detector_parameters())
+    t_us = model.integration_time_for(A)
+    rng = np.random.default_rng([seed, 13])
+    out = np.empty((noise.copies, *A.shape))
+    av = noise.averages
+    for c in range(noise.copies):
+        dark = model.dark(t_us, rng, averages=av).counts.astype(np.float64)
+        white = model.reference(t_us, rng, averages=av).counts.astype(np.float64)
+        counts = np.stack([model.measure(a, t_us, rng, averages=av).counts for a in A]).astype(np.float64)
+        ratio = np.maximum((counts - dark) / np.where(white - dark > 0, white - dark, np.nan), min_ratio)
+        ratio = np.nan_to_num(ratio, nan=min_ratio)
+        out[c] = ratio if quantity == "reflectance" else -np.log10(ratio)
+    return out
