@@ -1,21 +1,39 @@
 # The two commands of the README: `make demo` (set up, then run the whole loop) and `make test` (set up, then
-# run the whole test suite).  Everything else here is what those two need.
+# run the whole test suite).  Everything else here is what those two need, and `make test-fast` for developers.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The edge-only environment: `.[edge,prometheus,dev]`, no TensorFlow, as on a device.
+EDGE_VENV ?= .venv-edge
+EDGE_PY := $(EDGE_VENV)/bin/python
+EDGE_SUITES := tests/edge tests/firmware_bridge
+# What `make test-fast` runs (any pytest paths or node ids).
+TESTS ?= $(EDGE_SUITES)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FRAMES ?= 400
+comma := ,
 
-.PHONY: setup broker demo test lint bench clean
+.PHONY: setup setup-edge broker demo test test-edge test-fast lint bench clean
+
+# A virtual environment $(1) with spectrolite installed (editable) with the extras $(2).
+define make_venv
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --progress-bar on --upgrade pip
+	$(1)/bin/python -m pip install --progress-bar on -e '.[$(2)]'
+	touch $@
+endef
 
 $(VENV)/.installed: setup.cfg pyproject.toml
-	$(PYTHON) -m venv $(VENV)
 	@echo "setting up $(VENV): pip, then spectrolite with its dependencies (TensorFlow is the large one; a few minutes)"
-	$(PY) -m pip install --progress-bar on --upgrade pip
-	$(PY) -m pip install --progress-bar on -e '.[all]'
-	touch $@
+	$(call make_venv,$(VENV),all)
 
 setup: $(VENV)/.installed
+
+$(EDGE_VENV)/.installed: setup.cfg pyproject.toml
+	@echo "setting up $(EDGE_VENV): spectrolite with only its edge, prometheus and dev extras (no TensorFlow)"
+	$(call make_venv,$(EDGE_VENV),edge$(comma)prometheus$(comma)dev)
+
+setup-edge: $(EDGE_VENV)/.installed
 
 # A real mosquitto broker for the tests.  The demo needs none: without mosquitto on PATH it starts the embedded
 # amqtt broker, an install requirement, so `make demo` needs neither root nor apt.
@@ -27,8 +45,19 @@ broker:
 demo: setup
 	$(VENV)/bin/spectro-bench demo --frames $(FRAMES)
 
-test: setup broker lint
-	$(PY) -m pytest -q
+# First the edge and firmware_bridge suites in the edge-only environment, on the trainer-built bundles committed
+# in tests/data/trained (SPECTROLITE_EDGE_ONLY=1: tests/conftest.py refuses to run if TensorFlow is importable),
+# then everything else in the full one (trainer, benchmarks, reliability, integration).
+test: setup broker lint test-edge
+	$(PY) -m pytest -q --ignore=tests/edge --ignore=tests/firmware_bridge
+
+test-edge: setup-edge broker
+	SPECTROLITE_EDGE_ONLY=1 $(EDGE_PY) -m pytest -q $(EDGE_SUITES)
+
+# The developer's quick loop, in the full environment: the edge and firmware_bridge suites (or TESTS=...) without
+# the slow and fault-injection tests, stopping at the first failure, last run's failures first.
+test-fast: setup broker
+	$(PY) -m pytest -q -x --ff -m "not slow and not reliability" $(TESTS)
 
 # The cheapest reviewers: ruff (pyproject.toml), mypy --strict on the device side, import-linter (.importlinter).
 lint: setup
@@ -41,4 +70,4 @@ bench: setup broker
 	$(VENV)/bin/spectro-bench preprocess --json out/bench-preprocess.json
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(EDGE_VENV) build *.egg-info .pytest_cache .hypothesis

@@ -31,6 +31,25 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+#: Set by ``make test-edge``: the run is in the edge-only environment (``.[edge,prometheus,dev]``), which must hold no trainer
+#: dependency, so that the edge and firmware_bridge suites prove they run where the device's runtime does.
+EDGE_ONLY_ENV = "SPECTROLITE_EDGE_ONLY"
+#: What the edge-only environment must not be able to import.
+TRAINER_ONLY_MODULES = ("tensorflow", "keras", "tf_keras")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In the edge-only run, refuse to start when a trainer dependency is importable (the run would prove
+    nothing)."""
+    if os.environ.get(EDGE_ONLY_ENV) != "1":
+        return
+    import importlib.util
+
+    found = [m for m in TRAINER_ONLY_MODULES if importlib.util.find_spec(m) is not None]
+    if found:
+        raise pytest.UsageError(f"expected an environment without {', '.join(TRAINER_ONLY_MODULES)} "
+                                f"({EDGE_ONLY_ENV}=1), got {', '.join(found)} importable")
+
 
 def datasets_path() -> Path:
     """Folder of the shared real datasets: ``$SPECTROLITE_DATASETS`` or ``../shared/datasets`` beside the repo."""

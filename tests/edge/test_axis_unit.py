@@ -1,18 +1,14 @@
 """A device's axis reaches a bundle in the bundle's unit (issue 13): the edge gets it in nm from the STATUS and
 converts it once, in the inference engine, into the unit of the bundle's wavelength grid (nm or cm-1).
 
-Real parts: a cm-1 bundle trained by ``spectro-train fit`` (a child process) on a synthetic FTIR dataset that
-``make_synthetic_dataset`` writes in cm-1, the simulator's device serving that dataset (its STATUS through the
-codec), the real :class:`~edge.inference.InferenceEngine`, ``FrameContract``, ``Pipeline`` and ``Resample``; and
-the daemon itself (in process, with a recording MQTT link) reading that simulator on a real pty.
+Real parts: a cm-1 bundle trained by ``spectro-train fit`` (committed in tests/data/trained by its generator) on a
+synthetic FTIR dataset that ``make_synthetic_dataset`` writes in cm-1, the simulator's device serving that dataset
+(its STATUS through the codec), the real :class:`~edge.inference.InferenceEngine`, ``FrameContract``, ``Pipeline``
+and ``Resample``; and the daemon itself (in process, with a recording MQTT link) reading that simulator on a real pty.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +24,11 @@ from firmware_bridge.codec import decode_frame, encode
 from firmware_bridge.frames import AxisUnit, Dark, Frame, Reference, Spectrum, Status
 from firmware_bridge.simulator import SimulatorConfig, VirtualSpectrometer
 from firmware_bridge.synthetic import make_synthetic_dataset, save_npz
+from tests.support.trained import FTIR_BUNDLE, FTIR_PIXELS, FTIR_RANGE_CM1, FTIR_ROWS, FTIR_SEED, committed
 
 REPO = Path(__file__).resolve().parents[2]
 #: The synthetic FTIR dataset: rows, pixels, and its wavenumber range (cm-1).
-N_ROWS, N_PIXELS, RANGE_CM1 = 200, 128, (900.0, 1800.0)
+N_ROWS, N_PIXELS, RANGE_CM1 = FTIR_ROWS, FTIR_PIXELS, FTIR_RANGE_CM1
 #: Spectra predicted per test.
 N_SPECTRA = 5
 #: Relative rounding of ``1e7 / (1e7 / x)`` in float64.
@@ -45,27 +42,14 @@ PREDICTION_RTOL, PREDICTION_ATOL = 1e-5, 1e-5
 
 @pytest.fixture(scope="module")
 def ftir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The dataset (.npz, axis in cm-1) and a bundle trained on it by ``spectro-train fit`` (PLS; few epochs for
-    the CNN it also trains: accuracy is not tested here)."""
-    directory = tmp_path_factory.mktemp("ftir-bundle")
-    data = make_synthetic_dataset(N_ROWS, seed=0, n_channels=N_PIXELS, wavelength_range_nm=RANGE_CM1, axis_unit="cm-1")
+    """The dataset (.npz, axis in cm-1, rebuilt: it is deterministic) and the bundle trained on it by
+    ``spectro-train fit`` (PLS; few epochs for the CNN it also trains: accuracy is not tested here), committed in
+    tests/data/trained by its generator."""
+    directory = tmp_path_factory.mktemp("ftir-dataset")
+    data = make_synthetic_dataset(N_ROWS, seed=FTIR_SEED, n_channels=N_PIXELS, wavelength_range_nm=RANGE_CM1,
+                                  axis_unit="cm-1")
     npz = save_npz(data, directory / "ftir.npz")
-    text = (REPO / "examples" / "demo.toml").read_text(encoding="utf-8")
-    text, n_data = re.subn(r"(?m)^synthetic = .*$", f'path = "{npz.as_posix()}"\naxis_unit = "cm-1"', text)
-    text, n_id = re.subn(r'(?m)^model_id = ".*"$', 'model_id = "synthetic-ftir"', text)
-    text = re.sub(r"(?m)^epochs = \d+$", "epochs = 3", text)
-    assert n_data == 1 and n_id == 1, "examples/demo.toml changed shape: update this fixture"
-    config = directory / "ftir.toml"
-    config.write_text(text, encoding="utf-8")
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
-    out = directory / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "trainer.cli", "fit", str(config), "--out", str(out), "--model", "pls",
-         "--threads", "1"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    bundle_path = out / "synthetic-ftir.spectrolite"
-    assert proc.returncode == 0 and bundle_path.is_file(), proc.stderr[-4000:]
+    bundle_path = committed(FTIR_BUNDLE)
     return {"npz": npz, "bundle": load_bundle(bundle_path), "path": bundle_path, "axis": data["wavelengths"]}
 
 

@@ -32,16 +32,8 @@ from edge.bundle import (
     read_members,
 )
 from edge.errors import BundleError, EdgeError, InputContractError
-from tests.support.bundles import (
-    TinyModels,
-    flip_byte,
-    member_data_offsets,
-    read_zip,
-    rehash_manifest,
-    tiny_models,
-    write_regression_bundle,
-    write_zip,
-)
+from tests.support.bundles import flip_byte, member_data_offsets, read_zip, rehash_manifest, write_zip
+from tests.support.trained import TABLETS_BUNDLE, TABLETS_PUBLIC_KEY, TabletModels, committed, tablet_models
 
 ALL_MEMBERS = ("manifest.json", "model.tflite", "preprocessing.json", "ood.json", "intervals.json", "metrics.json",
                "golden.npz", "manifest.sig")
@@ -56,22 +48,21 @@ DEEP_FUZZ_MEMBERS = ("manifest.json", "preprocessing.json", "ood.json", "interva
 
 
 @pytest.fixture(scope="module")
-def models(datasets_dir: Path) -> TinyModels:
-    return tiny_models(datasets_dir)
+def models(datasets_dir: Path) -> TabletModels:
+    return tablet_models(datasets_dir)
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from trainer.bundle import generate_keypair
-
-    return generate_keypair(tmp_path_factory.mktemp("keys"))
+def public_key() -> Path:
+    """The public half of the key that signed the committed bundle (its private half was thrown away)."""
+    return committed(TABLETS_PUBLIC_KEY)
 
 
 @pytest.fixture(scope="module")
-def good(models: TinyModels, tmp_path_factory: pytest.TempPathFactory, keys: tuple[Path, Path]) -> Path:
-    """A signed, valid bundle (copy it before changing anything)."""
-    return write_regression_bundle(models, tmp_path_factory.mktemp("good") / "good.spectrolite",
-                                   private_key_path=keys[0])
+def good() -> Path:
+    """A signed, valid bundle written by the trainer's ``write_bundle`` (committed, tests/data/trained; copy it
+    before changing anything)."""
+    return committed(TABLETS_BUNDLE)
 
 
 def _copy(good: Path, tmp_path: Path) -> Path:
@@ -85,8 +76,8 @@ def _rewrite(good: Path, tmp_path: Path, members: dict[str, bytes]) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ good bundle
-def test_good_bundle_loads_and_serves(good: Path, models: TinyModels, keys: tuple[Path, Path]) -> None:
-    b = load_bundle(good, public_key=keys[1])
+def test_good_bundle_loads_and_serves(good: Path, models: TabletModels, public_key: Path) -> None:
+    b = load_bundle(good, public_key=public_key)
     assert isinstance(b, Bundle)
     assert b.signed and b.signature_verified
     assert b.self_test is not None and b.self_test.bitwise_identical
@@ -121,7 +112,7 @@ def test_input_contract_checks_frames(good: Path) -> None:
         ).check(650, pixel_format="float32")
 
 
-def test_predict_spectra_refuses_wrong_channel_count(good: Path, models: TinyModels) -> None:
+def test_predict_spectra_refuses_wrong_channel_count(good: Path, models: TabletModels) -> None:
     b = load_bundle(good, self_test=False)
     with pytest.raises(InputContractError, match="expected 650 channels, got 649"):
         b.predict_spectra(models.X_test[0][:649])
@@ -162,25 +153,25 @@ def test_one_byte_changed_in_the_file_names_the_member(good: Path, tmp_path: Pat
         load_bundle(path)
 
 
-def test_tampered_manifest_with_key_is_a_bad_signature(good: Path, tmp_path: Path, keys: tuple[Path, Path]) -> None:
+def test_tampered_manifest_with_key_is_a_bad_signature(good: Path, tmp_path: Path, public_key: Path) -> None:
     members = read_zip(good)
     members["manifest.json"] = members["manifest.json"].replace(b'"1.0.0"', b'"1.0.1"')
     path = _rewrite(good, tmp_path, members)
     with pytest.raises(BundleError, match="^member manifest.sig: bad signature"):
-        load_bundle(path, public_key=keys[1])
+        load_bundle(path, public_key=public_key)
     # without a key the edited manifest is self-consistent and loads: that is what signatures are for
     assert load_bundle(path).model_version == "1.0.1"
 
 
 def test_rehashed_tampered_model_with_key_is_a_bad_signature(
-    good: Path, tmp_path: Path, keys: tuple[Path, Path]
+    good: Path, tmp_path: Path, public_key: Path
 ) -> None:
     members = read_zip(good)
     members["model.tflite"] = flip_byte(members["model.tflite"], 200)
     rehash_manifest(members)
     path = _rewrite(good, tmp_path, members)
     with pytest.raises(BundleError, match="bad signature"):
-        load_bundle(path, public_key=keys[1])
+        load_bundle(path, public_key=public_key)
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.1, 0.5, 0.9, 0.999])
@@ -198,29 +189,32 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ signatures
-def test_missing_signature_when_key_configured(good: Path, tmp_path: Path, keys: tuple[Path, Path]) -> None:
+def test_missing_signature_when_key_configured(good: Path, tmp_path: Path, public_key: Path) -> None:
     members = read_zip(good)
     del members["manifest.sig"]
     path = _rewrite(good, tmp_path, members)
     with pytest.raises(BundleError, match="^member manifest.sig: missing, but a public key is configured"):
-        load_bundle(path, public_key=keys[1])
+        load_bundle(path, public_key=public_key)
     assert not load_bundle(path).signed
 
 
 def test_signature_by_another_key(good: Path, tmp_path: Path) -> None:
-    from trainer.bundle import generate_keypair
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    _, other_pub = generate_keypair(tmp_path / "other")
+    other_pub = Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     with pytest.raises(BundleError, match="bad signature"):
         load_bundle(good, public_key=other_pub)
 
 
-def test_malformed_signature(good: Path, tmp_path: Path, keys: tuple[Path, Path]) -> None:
+def test_malformed_signature(good: Path, tmp_path: Path, public_key: Path) -> None:
     members = read_zip(good)
     members["manifest.sig"] = members["manifest.sig"][:10]
     path = _rewrite(good, tmp_path, members)
     with pytest.raises(BundleError, match="expected a 64-byte Ed25519 signature, got 10 bytes"):
-        load_bundle(path, public_key=keys[1])
+        load_bundle(path, public_key=public_key)
 
 
 @pytest.mark.parametrize(
@@ -509,8 +503,8 @@ def test_golden_npz_bomb_is_refused(good: Path, tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ check command
-def test_check_command_ok(good: Path, keys: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    assert check_command(good, str(keys[1])) == 0
+def test_check_command_ok(good: Path, public_key: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert check_command(good, str(public_key)) == 0
     out = capsys.readouterr().out
     assert "model: tablets-assay 1.0.0 (regression)" in out
     assert "target: assay_mg [mg]" in out
@@ -541,13 +535,13 @@ def test_check_command_through_the_cli(good: Path, repo_root: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ imports
-def test_loading_a_bundle_loads_no_tensorflow(good: Path, repo_root: Path, keys: tuple[Path, Path]) -> None:
+def test_loading_a_bundle_loads_no_tensorflow(good: Path, repo_root: Path, public_key: Path) -> None:
     code = textwrap.dedent(
         f"""
         import sys
         import edge.bundle
         before = sorted(m for m in ("tensorflow", "keras", "sklearn", "scipy", "cryptography") if m in sys.modules)
-        b = edge.bundle.load_bundle({str(good)!r}, public_key={str(keys[1])!r})
+        b = edge.bundle.load_bundle({str(good)!r}, public_key={str(public_key)!r})
         after = sorted(m for m in ("tensorflow", "keras", "sklearn", "scipy") if m in sys.modules)
         print(before, after, b.self_test.bitwise_identical)
         """

@@ -3,18 +3,14 @@ spectra carry (counts, absorbance, reflectance), a bundle declares what it takes
 and the daemon never publishes a prediction on a frame whose signal the bundle does not take.
 
 Real parts: the simulator on a real pty (in a thread, or ``spectro-sim`` as a process), hand-written frames on a
-real pty pair where the test must choose what the device announces, real bundles run by LiteRT (the demo builder's
-counts bundles, and an absorbance bundle trained by ``spectro-train fit`` in a child process), and for the end to
-end test ``python -m edge.daemon`` with a real mosquitto.
+real pty pair where the test must choose what the device announces, real bundles run by LiteRT (the demo's
+counts bundles and an absorbance bundle, trained by ``spectro-train fit`` and committed in tests/data/trained),
+and for the end to end test ``python -m edge.daemon`` with a real mosquitto.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,7 +21,6 @@ from edge.daemon import Daemon
 from firmware_bridge.frames import SignalKind
 from tests.support.daemon import (
     CHANNELS,
-    REPO,
     SAMPLES,
     SEED,
     WAIT_S,
@@ -35,6 +30,7 @@ from tests.support.daemon import (
     wait_for,
 )
 from tests.support.pty_device import PtyDevice, serve_daemon
+from tests.support.trained import DEMO_ABSORBANCE, committed
 
 #: Spectra each test waits for (enough to see that none of them is predicted on, few enough to be quick).
 N_SPECTRA = 40
@@ -44,26 +40,11 @@ SIM_DEVICE = "SIM-0001"
 
 # ------------------------------------------------------------------------------------------------- material
 @pytest.fixture(scope="session")
-def absorbance_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def absorbance_bundle() -> Path:
     """A bundle that takes absorbance frames of the simulator's synthetic stream, trained by ``spectro-train fit``
-    from the shipped demo config with ``[instrument] signal = "absorbance"`` (few epochs: accuracy is not tested)."""
-    directory = tmp_path_factory.getbasetemp() / "absorbance-bundle"
-    bundle = directory / "out" / "synthetic-demo.spectrolite"
-    if bundle.is_file():
-        return bundle
-    directory.mkdir(parents=True, exist_ok=True)
-    text = (REPO / "examples" / "demo.toml").read_text(encoding="utf-8")
-    text, n_signal = re.subn(r'(?m)^signal = "counts".*$', 'signal = "absorbance"', text)
-    text, n_version = re.subn(r'(?m)^model_version = ".*"$', 'model_version = "2.0.0-absorbance"', text)
-    text = re.sub(r"(?m)^epochs = \d+$", "epochs = 5", text)
-    assert n_signal == 1 and n_version == 1, "examples/demo.toml changed shape: update this fixture"
-    config = directory / "demo-absorbance.toml"
-    config.write_text(text, encoding="utf-8")
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-m", "trainer.cli", "fit", str(config), "--out", str(directory / "out")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0 and bundle.is_file(), proc.stderr[-4000:]
-    return bundle
+    from the shipped demo config with ``[instrument] signal = "absorbance"`` (few epochs: accuracy is not tested;
+    committed in tests/data/trained by its generator)."""
+    return committed(DEMO_ABSORBANCE)
 
 
 @dataclasses.dataclass

@@ -2,8 +2,10 @@
 tablets spectra, its real int8 and float ``.tflite`` conversions, the edge pipeline in front of it, and helpers
 that rebuild a bundle zip with one member changed.
 
-Everything expensive is built once per pytest process (``functools.lru_cache``), so the four test files that use
-it pay for TensorFlow and one short training only once.
+Everything expensive is built once per pytest process (``functools.lru_cache``), so the test files that use it pay
+for TensorFlow and one short training only once. Those are the trainer's and the integration tests: the edge tests
+serve the same models' committed conversions (:mod:`tests.support.trained`), and import from here only the
+numpy-only helpers (the tablets material, zip surgery).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ FIXED_LIBS = {"python": "3", "numpy": "2"}
 
 
 @dataclass(frozen=True)
-class TinyModels:
-    """Real data, a real fitted edge pipeline and a real trained model with its conversions."""
+class TabletModels:
+    """Real tablets spectra, the edge pipeline fitted on them and real models trained on them, as ``.tflite``."""
 
     X_train: np.ndarray  # absorbance, (n, 650)
     y_train: np.ndarray  # assay_mg, (n,)
@@ -43,12 +45,18 @@ class TinyModels:
     counts_pipeline: Any  # the same with a leading counts conversion
     X_pre_train: np.ndarray
     X_pre_test: np.ndarray
-    keras_model: Any
     int8_bytes: bytes
     float_bytes: bytes
-    class_keras_model: Any
     class_int8_bytes: bytes
     class_labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TinyModels(TabletModels):
+    """The same with the Keras models the conversions came from (trained in this process)."""
+
+    keras_model: Any
+    class_keras_model: Any
 
 
 def _load_tablets(datasets_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -68,13 +76,14 @@ def absorbance_to_counts(A: np.ndarray) -> np.ndarray:
     return DARK_COUNTS + (WHITE_COUNTS - DARK_COUNTS) * np.power(10.0, -A)
 
 
-@functools.lru_cache(maxsize=None)
-def tiny_models(datasets_dir: Path) -> TinyModels:
-    """Build (once per process) the tiny regression and classification models and their conversions."""
-    import keras
+#: Labels of the tiny classification model (training target above / below the median assay).
+CLASS_LABELS = ("low", "high")
 
+
+def tablets_material(datasets_dir: Path) -> dict[str, Any]:
+    """The tablets spectra and the edge pipeline fitted on them (numpy and ``edge`` only): the fields of
+    :class:`TinyModels` that need no Keras, shared with the committed models of tests/support/trained.py."""
     from edge.preprocess import SNV, Autoscale, CountsConversion, InputContract, Pipeline
-    from trainer.quantize import convert_float, convert_int8
 
     X_tr, y_tr, X_te, y_te, wl = _load_tablets(datasets_dir)
     contract = InputContract.from_wavelengths(wl)
@@ -84,8 +93,22 @@ def tiny_models(datasets_dir: Path) -> TinyModels:
     steps = (SNV(), Autoscale(mean=mean, scale=scale))
     pipeline = Pipeline(steps, contract)
     counts_pipeline = Pipeline((CountsConversion(quantity="absorbance"), *steps), contract)
-    P_tr = pipeline.transform(X_tr)
-    P_te = pipeline.transform(X_te)
+    return dict(X_train=X_tr, y_train=y_tr, X_test=X_te, y_test=y_te, wavelengths=wl, pipeline=pipeline,
+                counts_pipeline=counts_pipeline, X_pre_train=pipeline.transform(X_tr),
+                X_pre_test=pipeline.transform(X_te))
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_models(datasets_dir: Path) -> TinyModels:
+    """Build (once per process) the tiny regression and classification models and their conversions (Keras: the
+    trainer tests and tests/data/trained/make_trained.py; the edge tests read the committed conversions through
+    :func:`tests.support.trained.tablet_models`)."""
+    import keras
+
+    from trainer.quantize import convert_float, convert_int8
+
+    material = tablets_material(datasets_dir)
+    P_tr, y_tr = material["X_pre_train"], material["y_train"]
 
     keras.utils.set_random_seed(SEED)
     n = P_tr.shape[1]
@@ -101,7 +124,7 @@ def tiny_models(datasets_dir: Path) -> TinyModels:
     int8_bytes = convert_int8(model, P_tr, subprocess=False, seed=SEED)
     float_bytes = convert_float(model)
 
-    labels = ("low", "high")
+    labels = CLASS_LABELS
     y_cls = (y_tr > np.median(y_tr)).astype(np.int64)
     keras.utils.set_random_seed(SEED)
     inp = keras.Input((n, 1))
@@ -114,15 +137,7 @@ def tiny_models(datasets_dir: Path) -> TinyModels:
     cls_int8 = convert_int8(cls_model, P_tr, subprocess=False, seed=SEED)
 
     return TinyModels(
-        X_train=X_tr,
-        y_train=y_tr,
-        X_test=X_te,
-        y_test=y_te,
-        wavelengths=wl,
-        pipeline=pipeline,
-        counts_pipeline=counts_pipeline,
-        X_pre_train=P_tr,
-        X_pre_test=P_te,
+        **material,
         keras_model=model,
         int8_bytes=int8_bytes,
         float_bytes=float_bytes,

@@ -1,6 +1,6 @@
-"""Test material of the daemon tests: real bundles trained by ``spectro-train fit examples/demo.toml`` (the
-session fixture ``demo_model`` of tests/conftest.py, a child process), a recording MQTT link, a simulator on a real
-pty in a thread, and the offline replay of the simulator's frames.
+"""Test material of the daemon tests: real bundles trained by ``spectro-train fit examples/demo.toml`` (committed
+in tests/data/trained by its generator, so that the edge tests need no TensorFlow), a recording MQTT link, a
+simulator on a real pty in a thread, and the offline replay of the simulator's frames.
 
 Its fixtures (``demo_bundles``, ``example_bundle``) reach every test through ``pytest_plugins`` in
 tests/conftest.py; import only the helpers.
@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import pytest
 
+from tests.support.trained import DEMO_V1, DEMO_V2, committed
+
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / "examples" / "demo.toml"
 
@@ -29,46 +31,28 @@ CHANNELS = 256
 WAIT_S = 60.0
 
 
+@dataclass(frozen=True)
 class DemoBundles:
-    """The trainer-built demo bundles of the session.
+    """The trainer-built demo bundles, committed in tests/data/trained (no TensorFlow in the edge tests).
 
     ``v1`` is ``spectro-train fit examples/demo.toml`` (model_version 1.0.0); ``v2`` the same config with
-    model_version 1.1.0 (a good bundle to reload), trained the first time a test asks for it.
+    model_version 1.1.0 (a good bundle to reload). tests/data/trained/make_trained.py writes both.
     """
 
-    def __init__(self, v1: Path, directory: Path) -> None:
-        self.v1 = v1
-        self.directory = directory
-        self._lock = threading.Lock()
-
-    @property
-    def v2(self) -> Path:
-        from benchmarks.harness import train
-
-        with self._lock:
-            out = self.directory / "demo-1.1.0"
-            done = sorted(out.glob("*.spectrolite")) if out.is_dir() else []
-            if done:
-                return done[0]
-            self.directory.mkdir(parents=True, exist_ok=True)
-            config = self.directory / "demo-1.1.0.toml"
-            text = DEMO_CONFIG.read_text(encoding="utf-8")
-            assert 'model_version = "1.0.0"' in text, f"expected model_version 1.0.0 in {DEMO_CONFIG}"
-            config.write_text(text.replace('model_version = "1.0.0"', 'model_version = "1.1.0"'), encoding="utf-8")
-            # The copy sits elsewhere: its relative paths (none today) would need the original's folder.
-            return train(config, out).bundle
+    v1: Path
+    v2: Path
 
 
 @pytest.fixture(scope="session")
-def demo_bundles(demo_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoBundles:
-    """The trainer-built bundles for the simulator's synthetic stream (``demo_bundle`` of tests/conftest.py)."""
-    return DemoBundles(demo_bundle, tmp_path_factory.getbasetemp() / "demo-bundles")
+def demo_bundles() -> DemoBundles:
+    """The trainer-built bundles for the simulator's synthetic stream (committed; tests/support/trained.py)."""
+    return DemoBundles(committed(DEMO_V1), committed(DEMO_V2))
 
 
 @pytest.fixture(scope="session")
-def example_bundle(demo_bundle: Path) -> Path:
+def example_bundle(demo_bundles: DemoBundles) -> Path:
     """The 1.0.0 bundle."""
-    return demo_bundle
+    return demo_bundles.v1
 
 
 # ---------------------------------------------------------------------------------------------------- offline
