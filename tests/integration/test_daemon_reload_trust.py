@@ -1,6 +1,7 @@
 """Issue 18, finding 7, with real processes: ``spectro-edge run`` on a real pty played by the test, a real mosquitto,
 a paho subscriber, trainer-built bundles and real Ed25519 signatures.  Reloads go through the watched bundle file, as
-a deployment tool would.
+a deployment tool would.  (In the integration suite: the 512-channel bundle is trained fresh by ``spectro-train fit``,
+which needs TensorFlow.)
 
 * Before the device has announced itself (no STATUS), a bundle for another channel count is refused (it would
   refuse every frame once the device speaks): the status says why, the refusal is counted, and the file is tried
