@@ -6,7 +6,6 @@ field that is wrong; :class:`Target` and :class:`TargetStats` are its ``targets`
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from edge.bundle.archive import MANIFEST, MEMBER_LIMITS_BYTES, SIGNATURE
 from edge.bundle.contract import FRAME_SIGNALS, PIXEL_FORMATS
 from edge.bundle.golden import DEFAULT_GOLDEN_TOLERANCE, GoldenTolerance
 from edge.errors import BundleError
+from edge.jsonstrict import loads_strict
 
 __all__ = [
     "FORMAT_VERSION",
@@ -138,15 +138,11 @@ class Target:
         )
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name} is not allowed")
-
-
 def parse_json_member(name: str, data: bytes) -> Any:
-    """Parse the JSON member ``name`` (no ``NaN``/``Infinity``), or raise a BundleError."""
+    """Parse the JSON member ``name`` strictly (:func:`edge.jsonstrict.loads_strict`), or raise a BundleError."""
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return loads_strict(data)
+    except ValueError as exc:
         raise BundleError(f"member {name}: not valid JSON: {exc}") from exc
 
 
