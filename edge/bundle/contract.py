@@ -113,21 +113,8 @@ class FrameContract:
             The instrument's axis in nm instead (``Status.wavelengths_nm()``), converted with :meth:`axis_from_nm`
             and checked as ``wavelengths``; the message then also names the axis in nm.  Not both.
         """
-        if wavelengths_nm is not None:
-            if wavelengths is not None:
-                raise TypeError("expected wavelengths= (in wavelength_unit) or wavelengths_nm=, got both")
-            nm = np.asarray(wavelengths_nm, dtype=np.float64)
-            try:
-                self.check(n_pixels, wavelengths=self.axis_from_nm(nm), pixel_format=pixel_format)
-            except InputContractError as exc:
-                if self.wavelength_unit == "nm" or "wavelength" not in str(exc) or nm.size == 0:
-                    raise
-                with np.errstate(all="ignore"):
-                    lo, hi = float(np.nanmin(nm)), float(np.nanmax(nm))
-                raise InputContractError(
-                    f"{exc} (the device's axis, {lo:g}-{hi:g} nm, in the bundle's {self.wavelength_unit})"
-                ) from None
-            return
+        if wavelengths_nm is not None and wavelengths is not None:
+            raise TypeError("expected wavelengths= (in wavelength_unit) or wavelengths_nm=, got both")
         if not self.pixel_count_min <= n_pixels <= self.pixel_count_max:
             want = (
                 f"{self.pixel_count_min}"
@@ -137,19 +124,35 @@ class FrameContract:
             raise InputContractError(f"expected {want} pixels, got {n_pixels}")
         if pixel_format is not None and pixel_format.lower() not in self.pixel_formats:
             raise InputContractError(f"expected pixel format in {list(self.pixel_formats)}, got {pixel_format.lower()}")
-        if wavelengths is not None:
-            wl = np.asarray(wavelengths, dtype=np.float64)
-            if wl.shape != (n_pixels,):
-                raise InputContractError(f"expected {n_pixels} wavelengths, got shape {wl.shape}")
-            if not np.isfinite(wl).all():
-                raise InputContractError("expected finite wavelengths, got NaN or inf")
+        if wavelengths_nm is not None:
+            nm = np.asarray(wavelengths_nm, dtype=np.float64)
+            self._check_axis(n_pixels, self.axis_from_nm(nm), nm)
+        elif wavelengths is not None:
+            self._check_axis(n_pixels, np.asarray(wavelengths, dtype=np.float64), None)
+
+    def _check_axis(self, n_pixels: int, wl: npt.NDArray[np.float64], nm: npt.NDArray[np.float64] | None) -> None:
+        """The axis ``wl`` (in ``wavelength_unit``) against the contract; ``nm``, the device's axis in nm it was
+        converted from, is named in the message too when the contract's unit is another."""
+        problem = None
+        if wl.shape != (n_pixels,):
+            problem = f"expected {n_pixels} wavelengths, got shape {wl.shape}"
+        elif not np.isfinite(wl).all():
+            problem = "expected finite wavelengths, got NaN or inf"
+        else:
             lo, hi = float(wl.min()), float(wl.max())
             slack = 1e-9 * max(1.0, abs(self.wavelength_max))
             if lo > self.wavelength_min + slack or hi < self.wavelength_max - slack:
-                raise InputContractError(
+                problem = (
                     f"expected a wavelength axis covering {self.wavelength_min:g}-{self.wavelength_max:g} "
                     f"{self.wavelength_unit}, got {lo:g}-{hi:g} {self.wavelength_unit}"
                 )
+        if problem is None:
+            return
+        if nm is not None and self.wavelength_unit != "nm" and nm.size > 0:
+            with np.errstate(all="ignore"):
+                nm_lo, nm_hi = float(np.nanmin(nm)), float(np.nanmax(nm))
+            problem += f" (the device's axis, {nm_lo:g}-{nm_hi:g} nm, in the bundle's {self.wavelength_unit})"
+        raise InputContractError(problem)
 
     def unmet_by_devices_of(self, other: FrameContract) -> str | None:
         """Why a device that meets ``other`` may not meet this contract, or None when every such device does.
