@@ -87,7 +87,7 @@ class GoldenVectors:
     Attributes
     ----------
     raw : ndarray, shape (n, n_channels), float64
-        Raw inputs, as a frame delivers them (counts or absorbance, per the input contract).
+        Raw inputs, as a frame delivers them (counts, absorbance or reflectance, per the input contract).
     preprocessed : ndarray, shape (n, *pipeline output), float64
         Expected output of the bundle's pipeline.
     outputs : ndarray, shape (n, *model output), float32

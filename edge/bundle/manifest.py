@@ -110,6 +110,8 @@ class Target:
         Unit of the predicted values, e.g. ``mg``; empty for classification.
     labels : tuple of str
         Class labels in the order of the model's outputs (classification only, else empty).
+    training : TargetStats or None
+        Distribution of the training reference values (format 2, regression only; None when not recorded).
     """
 
     name: str
