@@ -35,12 +35,6 @@ class Counters:
         with self._lock:
             self._values[name] += n
 
-    def set_max(self, name: str, value: int) -> None:
-        """Raise counter ``name`` to ``value`` if it is lower (a high-water mark)."""
-        with self._lock:
-            if value > self._values[name]:
-                self._values[name] = value
-
     def get(self, name: str) -> int:
         """Current value of ``name`` (0 when never incremented)."""
         with self._lock:

@@ -32,7 +32,7 @@ from edge.errors import EdgeError
 from firmware_bridge.frames import Dark, Reference
 
 __all__ = [
-    "ReferenceError",
+    "ReferenceSpectrumError",
     "ReferenceKind",
     "ReferenceSource",
     "ReferenceQuality",
@@ -45,8 +45,16 @@ __all__ = [
 ]
 
 
-class ReferenceError(EdgeError, ValueError):
+class ReferenceSpectrumError(EdgeError, ValueError):
     """A dark or white reference cannot be used: unreadable file, wrong shape, non-finite values."""
+
+
+def __getattr__(name: str) -> type[ReferenceSpectrumError]:
+    # ``ReferenceError``, the old name of ReferenceSpectrumError, shadowed the builtin; it stays importable (without
+    # being bound in this module) while edge.daemon imports it. New code uses ReferenceSpectrumError.
+    if name == "ReferenceError":
+        return ReferenceSpectrumError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ReferenceKind(str, enum.Enum):
@@ -106,11 +114,11 @@ class ReferenceSpectrum:
     def __post_init__(self) -> None:
         counts = np.array(self.counts, dtype=np.float64, copy=True)
         if counts.ndim != 1 or counts.size == 0:
-            raise ReferenceError(f"expected a non-empty one-dimensional {self.kind.value} spectrum, "
-                                 f"got shape {counts.shape}")
+            raise ReferenceSpectrumError(f"expected a non-empty one-dimensional {self.kind.value} spectrum, "
+                                         f"got shape {counts.shape}")
         if not np.all(np.isfinite(counts)):
-            raise ReferenceError(f"expected finite {self.kind.value} counts, got {int(np.sum(~np.isfinite(counts)))} "
-                                 "non-finite values")
+            raise ReferenceSpectrumError(f"expected finite {self.kind.value} counts, got "
+                                         f"{int(np.sum(~np.isfinite(counts)))} non-finite values")
         counts.flags.writeable = False
         object.__setattr__(self, "counts", counts)
         object.__setattr__(self, "kind", ReferenceKind(self.kind))
@@ -141,7 +149,7 @@ class ReferenceSpectrum:
         """Build a reference from a DARK or REFERENCE frame of the serial protocol."""
         kind = ReferenceKind.DARK if isinstance(frame, Dark) else ReferenceKind.WHITE
         if not isinstance(frame, (Dark, Reference)):
-            raise ReferenceError(f"expected a Dark or Reference frame, got {type(frame).__name__}")
+            raise ReferenceSpectrumError(f"expected a Dark or Reference frame, got {type(frame).__name__}")
         return cls(
             kind,
             np.asarray(frame.counts, dtype=np.float64),
@@ -314,7 +322,7 @@ def load_reference_file(
 
     Raises
     ------
-    ReferenceError
+    ReferenceSpectrumError
         Unreadable file, unknown suffix, wrong shape or non-finite values.
     """
     p = Path(path)
@@ -333,7 +341,7 @@ def load_reference_file(
                 elif len(names) == 1:
                     counts = data[names[0]]
                 else:
-                    raise ReferenceError(f"expected an array 'counts' in {p.name}, got {names}")
+                    raise ReferenceSpectrumError(f"expected an array 'counts' in {p.name}, got {names}")
                 if "integration_time_us" in data:
                     value = int(data["integration_time_us"])
                     integration = value if value > 0 else None
@@ -346,14 +354,14 @@ def load_reference_file(
             delimiter = "," if suffix == ".csv" else None
             table = np.loadtxt(io.StringIO(text), delimiter=delimiter, ndmin=2, comments="#")
             if table.shape[1] not in (1, 2):
-                raise ReferenceError(f"expected 1 or 2 columns in {p.name}, got {table.shape[1]}")
+                raise ReferenceSpectrumError(f"expected 1 or 2 columns in {p.name}, got {table.shape[1]}")
             counts = table[:, -1]
         else:
-            raise ReferenceError(f"expected a .npy, .npz, .csv or .txt reference file, got {p.name}")
-    except ReferenceError:
+            raise ReferenceSpectrumError(f"expected a .npy, .npz, .csv or .txt reference file, got {p.name}")
+    except ReferenceSpectrumError:
         raise
     except (OSError, ValueError) as exc:
-        raise ReferenceError(f"cannot read {kind.value} file {p}: {exc}") from exc
+        raise ReferenceSpectrumError(f"cannot read {kind.value} file {p}: {exc}") from exc
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim == 2 and 1 in counts.shape:
         counts = counts.reshape(-1)

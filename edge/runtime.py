@@ -49,9 +49,6 @@ RUNTIME_CANDIDATES: Final[tuple[tuple[str, str, str], ...]] = (
     ("tensorflow.lite", "Interpreter", "tensorflow"),
 )
 
-_INT8_MIN: Final[int] = -128
-_INT8_MAX: Final[int] = 127
-
 
 @dataclass(frozen=True)
 class InterpreterInfo:
@@ -256,11 +253,6 @@ class ModelRuntime:
     def runtime_name(self) -> str:
         """Package providing the interpreter: ``ai_edge_litert``, ``tflite_runtime`` or ``tensorflow``."""
         return self._info.name
-
-    @property
-    def runtime_version(self) -> str:
-        """Version of that package."""
-        return self._info.version
 
     @property
     def runtime_description(self) -> str:

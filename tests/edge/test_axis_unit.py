@@ -218,7 +218,7 @@ def test_frame_contract_converts_an_nm_axis_to_its_unit() -> None:
 
 def test_a_bundle_whose_pipeline_axis_is_in_another_unit_than_its_grid_is_refused(ftir: dict[str, Any]) -> None:
     """The engine converts to the grid's unit only: a resample step in another unit would be fed the wrong axis."""
-    from edge.bundle import _check_consistency
+    from edge.bundle.loader import _check_consistency
     from edge.errors import BundleError
     from edge.preprocess import Pipeline
 

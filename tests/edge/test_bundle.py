@@ -299,6 +299,15 @@ def test_manifest_with_nan_is_refused(good: Path, tmp_path: Path) -> None:
         load_bundle(_rewrite(good, tmp_path, members))
 
 
+def test_manifest_with_a_repeated_key_is_refused(good: Path, tmp_path: Path) -> None:
+    # Python's json keeps the last of two equal keys; another reader may keep the first: refuse the ambiguity.
+    members = read_zip(good)
+    assert b'"seed": 7' in members["manifest.json"]
+    members["manifest.json"] = members["manifest.json"].replace(b'"seed": 7', b'"seed": 8, "seed": 7')
+    with pytest.raises(BundleError, match="member manifest.json: not valid JSON: expected unique keys .*'seed' twice"):
+        load_bundle(_rewrite(good, tmp_path, members))
+
+
 # ------------------------------------------------------------------------------------------------ zip members
 def test_unknown_member(good: Path, tmp_path: Path) -> None:
     members = read_zip(good)

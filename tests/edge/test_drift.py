@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import doctest
+
 import numpy as np
 import pytest
 
+import edge.drift.detectors
 from edge.drift import (
     CusumConfig,
     CusumDetector,
     CusumState,
     DetectorState,
-    DriftConfig,
     DriftKind,
     DriftMonitor,
+    DriftMonitorConfig,
     DriftState,
     EwmaConfig,
     EwmaDetector,
@@ -24,6 +27,11 @@ from edge.errors import ConfigError
 
 #: Samples of in-distribution noise fed before any shift.
 N_STABLE = 500
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(edge.drift.detectors).attempted > 0
+    assert doctest.testmod(edge.drift.detectors).failed == 0
 
 
 def _run(det: EwmaDetector, values: np.ndarray, start_seq: int = 0) -> list:
@@ -69,7 +77,7 @@ def test_raise_needs_min_duration_and_clear_needs_hysteresis() -> None:
 
 def test_noisy_signal_near_threshold_does_not_flap() -> None:
     rng = np.random.default_rng(0)
-    cfg = DriftConfig().ood
+    cfg = DriftMonitorConfig().ood
     det = EwmaDetector("ood_q", cfg)
     stable = np.abs(rng.normal(0.4, 0.15, N_STABLE))
     shifted = np.abs(rng.normal(2.0, 0.4, 300))
@@ -140,7 +148,7 @@ def test_monitor_watches_predictions_against_training_targets() -> None:
 
 
 def test_monitor_instrument_health() -> None:
-    mon = DriftMonitor(DriftConfig(dark_max_fraction=0.2, reference_min_fraction=0.1, detector_temp_max_c=40.0))
+    mon = DriftMonitor(DriftMonitorConfig(dark_max_fraction=0.2, reference_min_fraction=0.1, detector_temp_max_c=40.0))
     full = 65535.0
     assert mon.observe_dark(0, np.full(64, 1000.0), full_scale=full) == []
     ev = mon.observe_dark(1, np.full(64, 0.25 * full), full_scale=full)

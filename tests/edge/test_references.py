@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from edge.references import (
-    ReferenceError,
     ReferenceKind,
     ReferencePolicy,
     ReferenceQuality,
     ReferenceSet,
     ReferenceSource,
     ReferenceSpectrum,
+    ReferenceSpectrumError,
     load_reference_file,
     save_reference_file,
 )
@@ -88,9 +88,9 @@ def test_dark_above_reference_is_stale() -> None:
 
 
 def test_bad_arrays_are_refused() -> None:
-    with pytest.raises(ReferenceError, match="expected finite dark counts"):
+    with pytest.raises(ReferenceSpectrumError, match="expected finite dark counts"):
         ReferenceSpectrum.from_counts(ReferenceKind.DARK, [1.0, float("nan")], captured_at_s=0.0)
-    with pytest.raises(ReferenceError, match="one-dimensional"):
+    with pytest.raises(ReferenceSpectrumError, match="one-dimensional"):
         ReferenceSpectrum.from_counts(ReferenceKind.WHITE, np.ones((2, 3)), captured_at_s=0.0)
 
 
@@ -128,7 +128,21 @@ def test_load_npy_and_csv(tmp_path: Path) -> None:
 )
 def test_bad_files_are_refused(tmp_path: Path, name: str, content: bytes, message: str) -> None:
     (tmp_path / name).write_bytes(content)
-    with pytest.raises(ReferenceError, match=message):
+    with pytest.raises(ReferenceSpectrumError, match=message):
         load_reference_file(tmp_path / name, ReferenceKind.DARK)
-    with pytest.raises(ReferenceError, match="cannot read"):
+    with pytest.raises(ReferenceSpectrumError, match="cannot read"):
         load_reference_file(tmp_path / "absent.npy", ReferenceKind.DARK)
+
+
+def test_the_error_does_not_shadow_the_builtin_and_the_old_name_still_imports() -> None:
+    import builtins
+
+    import edge.references
+    from edge.errors import EdgeError
+    from edge.references import ReferenceError as OldName  # the deprecated name, still imported by edge.daemon
+
+    assert OldName is ReferenceSpectrumError and issubclass(OldName, (EdgeError, ValueError))
+    assert "ReferenceError" not in vars(edge.references)  # the module's own code sees the builtin
+    assert edge.references.ReferenceError is not builtins.ReferenceError
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        _ = edge.references.Nope

@@ -1,7 +1,7 @@
-"""Drift detection: EWMA and CUSUM statistics with hysteresis over OOD scores, predictions and instrument health.
+"""Drift statistics: EWMA and CUSUM detectors with hysteresis that turn samples into raise and clear events.
 
-Everything here is pure: plain floats and arrays in, frozen :class:`DriftEvent` values out, no clock and no I/O
-(the daemon supplies sequence numbers and publishes the events).
+Everything here is pure: plain floats in, frozen :class:`DriftEvent` values out, no clock and no I/O (the caller
+supplies sequence numbers and publishes the events).
 
 How it works
 ------------
@@ -19,18 +19,6 @@ The gap between the raise and clear thresholds, the minimum durations and a warm
 number of state, a score in the units of the input: a ratio to a limit); CUSUM is the classic detector of a small
 persistent shift of a mean, which is what a drifting prediction looks like.
 
-What :class:`DriftMonitor` watches
-----------------------------------
-- ``ood_t2`` / ``ood_q``: Hotelling T2 and Q (SPE) divided by the bundle's limits.  In distribution both ratios
-  average well below 1 (the limits are upper quantiles), so the EWMA of the ratio crossing 1 means that the
-  typical spectrum now sits beyond the limit: a new interferent, a baseline change, a different product.
-- ``prediction:<target>``: CUSUM of the prediction's z-score against the training targets' mean and standard
-  deviation (when the bundle records them).
-- ``dark_level``: mean dark / full scale, against a maximum fraction (light leak, detector warming).
-- ``reference_intensity``: minimum fraction / (mean white reference / full scale): above 1 when the lamp or the
-  optics lost too much light.
-- ``detector_temp``: detector temperature minus its maximum, degrees Celsius.
-
 >>> det = EwmaDetector("demo", EwmaConfig(alpha=1.0, raise_above=1.0, clear_below=0.5,
 ...                                        min_raise_samples=2, min_clear_samples=2))
 >>> [e.state.value for v in (0.2, 1.5, 1.6, 1.7, 0.1, 0.1) if (e := det.update(v, seq=0)) is not None]
@@ -41,11 +29,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field, replace
-from typing import Sequence
-
-import numpy as np
-import numpy.typing as npt
+from dataclasses import dataclass, field
 
 from edge.errors import ConfigError
 
@@ -56,14 +40,12 @@ __all__ = [
     "DriftEvent",
     "DetectorState",
     "ewma_step",
+    "Detector",
     "EwmaDetector",
     "CusumConfig",
     "CusumState",
     "cusum_step",
     "CusumDetector",
-    "DriftConfig",
-    "DriftMonitor",
-    "TrainingStats",
 ]
 
 
@@ -244,7 +226,7 @@ def _hysteresis(
     return DetectorState(new.ewma, True, run, new.n_samples), None
 
 
-class _Detector:
+class Detector:
     """Common part of the named detectors: state, events, reset."""
 
     name: str
@@ -291,7 +273,7 @@ class _Detector:
                           f"{self.name}: alert ended without the statistic clearing: {reason}")
 
 
-class EwmaDetector(_Detector):
+class EwmaDetector(Detector):
     """A named EWMA detector with hysteresis that turns samples into :class:`DriftEvent` values.
 
     Parameters
@@ -411,7 +393,7 @@ def cusum_step(config: CusumConfig, state: CusumState, value: float) -> tuple[Cu
     return CusumState(upper, lower, base), transition
 
 
-class CusumDetector(_Detector):
+class CusumDetector(Detector):
     """A named two-sided CUSUM detector with hysteresis (see :class:`CusumConfig`)."""
 
     def __init__(
@@ -442,197 +424,3 @@ class CusumDetector(_Detector):
         """Forget the sums and the alert."""
         self._cusum = CusumState()
         self.state = self._cusum.base
-
-
-@dataclass(frozen=True)
-class TrainingStats:
-    """Distribution of the training targets: per-target mean and standard deviation, in the targets' units."""
-
-    names: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    def __post_init__(self) -> None:
-        if not len(self.names) == len(self.mean) == len(self.std):
-            raise ConfigError(
-                f"expected as many target means and stds as names ({len(self.names)}), "
-                f"got {len(self.mean)} and {len(self.std)}"
-            )
-
-
-@dataclass(frozen=True)
-class DriftConfig:
-    """Detectors of a :class:`DriftMonitor`; defaults suit a stream of a few to a few hundred spectra per second.
-
-    Parameters
-    ----------
-    ood : EwmaConfig
-        For T2 / limit and Q / limit (one detector each).
-    prediction : CusumConfig
-        For each target (``mean``/``std`` are replaced by the training statistics of that target).
-    dark_max_fraction : float or None
-        Alert when the mean dark exceeds this fraction of the detector's full scale (``None``: not watched).
-    reference_min_fraction : float or None
-        Alert when the mean white reference falls below this fraction of full scale.
-    detector_temp_max_c : float or None
-        Alert when the detector temperature exceeds this, degrees Celsius.
-    instrument_clear_fraction : float
-        Instrument alerts clear at this fraction of their threshold's ratio (hysteresis), e.g. 0.8: a dark alert
-        raised above 20 % of full scale clears below 16 %.
-    detector_temp_clear_c : float
-        The temperature alert clears this many degrees below the maximum.
-    detector_temp_alpha : float
-        EWMA weight of one temperature reading.
-    detector_temp_min_samples : int
-        Consecutive readings needed to raise or clear the temperature alert.
-    """
-
-    ood: EwmaConfig = field(default_factory=lambda: EwmaConfig(0.05, 1.0, 0.8, 10, 20, warmup_samples=50))
-    prediction: CusumConfig = field(default_factory=lambda: CusumConfig(k_sigma=0.5, h_sigma=8.0, warmup_samples=50))
-    dark_max_fraction: float | None = 0.2
-    reference_min_fraction: float | None = 0.1
-    detector_temp_max_c: float | None = 60.0
-    instrument_clear_fraction: float = 0.8
-    detector_temp_clear_c: float = 2.0
-    detector_temp_alpha: float = 0.2
-    detector_temp_min_samples: int = 5
-    monitor_predictions: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.instrument_clear_fraction <= 1.0:
-            raise ConfigError(f"expected instrument_clear_fraction in (0, 1], got {self.instrument_clear_fraction}")
-
-
-class DriftMonitor:
-    """All the drift detectors of one daemon; feed it samples, get :class:`DriftEvent` lists back.
-
-    Parameters
-    ----------
-    config : DriftConfig
-        Detector parameters.
-    training : TrainingStats or None
-        Training-target statistics; without them predictions are not monitored.
-    """
-
-    def __init__(self, config: DriftConfig | None = None, *, training: TrainingStats | None = None) -> None:
-        self.config = c = config or DriftConfig()
-        self.t2 = EwmaDetector("ood_t2", c.ood, description="EWMA of T2/limit")
-        self.q = EwmaDetector("ood_q", c.ood, description="EWMA of Q/limit")
-        hyst = c.instrument_clear_fraction
-        self.dark = EwmaDetector(
-            "dark_level", EwmaConfig(1.0, 1.0, hyst, 1, 1), kind=DriftKind.INSTRUMENT,
-            description="dark level / maximum",
-        )
-        self.reference = EwmaDetector(
-            "reference_intensity", EwmaConfig(1.0, 1.0, hyst, 1, 1), kind=DriftKind.INSTRUMENT,
-            description="minimum / white reference level",
-        )
-        n = c.detector_temp_min_samples
-        self.temp = EwmaDetector(
-            "detector_temp", EwmaConfig(c.detector_temp_alpha, 0.0, -c.detector_temp_clear_c, n, n),
-            kind=DriftKind.INSTRUMENT, description="detector temperature above its maximum (degC)",
-        )
-        self.predictions: list[CusumDetector] = []
-        self.training: TrainingStats | None = None
-        self.set_training(training)
-
-    def set_training(self, training: TrainingStats | None, *, seq: int = 0,
-                     reason: str = "a new model is in service") -> list[DriftEvent]:
-        """Start over on the model side for a new bundle (its training distribution and OOD limits).
-
-        Returns the ``cleared`` events of the model-side alerts that were raised (their detectors start over, so
-        each such alert ends here, explicitly, with ``reason``, never silently); ``seq`` is the last frame's.
-        """
-        ended = [ev for det in (self.t2, self.q, *self.predictions)
-                 if (ev := det.end_alert(seq, reason)) is not None]
-        self.t2.reset()
-        self.q.reset()
-        self.training = training
-        self.predictions = []
-        if training is None or not self.config.monitor_predictions:
-            return ended
-        for name, mu, sd in zip(training.names, training.mean, training.std):
-            if not (math.isfinite(mu) and math.isfinite(sd) and sd > 0.0):
-                continue
-            cfg = replace(self.config.prediction, mean=mu, std=sd)
-            self.predictions.append(
-                CusumDetector(f"prediction:{name}", cfg, description="CUSUM of the z-score (sigma)")
-            )
-        return ended
-
-    def observe_prediction(
-        self,
-        seq: int,
-        *,
-        t2_ratio: float | None = None,
-        q_ratio: float | None = None,
-        values: Sequence[float] | npt.NDArray[np.float64] | None = None,
-    ) -> list[DriftEvent]:
-        """Feed the OOD ratios (statistic / limit) and predicted values of one frame.
-
-        Parameters
-        ----------
-        seq : int
-            Frame sequence number.
-        t2_ratio, q_ratio : float or None
-            Hotelling T2 and Q divided by their limits (dimensionless); ``None`` when the bundle has no OOD model.
-        values : array_like, shape (n_targets,), or None
-            Predicted values in the targets' units.
-        """
-        events: list[DriftEvent] = []
-        for det, value in ((self.t2, t2_ratio), (self.q, q_ratio)):
-            if value is not None:
-                ev = det.update(float(value), seq=seq)
-                if ev is not None:
-                    events.append(ev)
-        if values is not None and self.predictions:
-            arr = np.asarray(values, dtype=np.float64).reshape(-1)
-            for pdet, v in zip(self.predictions, arr):
-                ev2 = pdet.update(float(v), seq=seq)
-                if ev2 is not None:
-                    events.append(ev2)
-        return events
-
-    def observe_dark(self, seq: int, counts: npt.ArrayLike, *, full_scale: float | None) -> list[DriftEvent]:
-        """Feed a dark spectrum (counts, shape (n_pixels,)); ``full_scale`` is the ADC maximum (``None``: unknown)."""
-        limit = self.config.dark_max_fraction
-        if limit is None or not full_scale or limit <= 0.0:
-            return []
-        level = float(np.mean(np.asarray(counts, dtype=np.float64))) / full_scale
-        ev = self.dark.update(level / limit, seq=seq)
-        return [ev] if ev is not None else []
-
-    def observe_reference(self, seq: int, counts: npt.ArrayLike, *, full_scale: float | None) -> list[DriftEvent]:
-        """Feed a white-reference spectrum (counts, shape (n_pixels,)); see :meth:`observe_dark`."""
-        limit = self.config.reference_min_fraction
-        if limit is None or not full_scale or limit <= 0.0:
-            return []
-        level = float(np.mean(np.asarray(counts, dtype=np.float64))) / full_scale
-        ev = self.reference.update(limit / max(level, 1e-12), seq=seq)
-        return [ev] if ev is not None else []
-
-    def observe_temperature(self, seq: int, temp_c: float) -> list[DriftEvent]:
-        """Feed one detector temperature reading, degrees Celsius (NaN = no sensor, ignored)."""
-        limit = self.config.detector_temp_max_c
-        if limit is None or not math.isfinite(temp_c):
-            return []
-        ev = self.temp.update(float(temp_c) - limit, seq=seq)
-        return [ev] if ev is not None else []
-
-    def detectors(self) -> list[_Detector]:
-        """Every detector, model side first."""
-        return [self.t2, self.q, *self.predictions, self.dark, self.reference, self.temp]
-
-    def active(self) -> list[str]:
-        """Names of the monitors whose alert is raised now."""
-        return [d.name for d in self.detectors() if d.raised]
-
-    def snapshot(self) -> dict[str, dict[str, object]]:
-        """Score and state of each detector that has seen a sample (for the metrics message)."""
-        out: dict[str, dict[str, object]] = {}
-        for det in self.detectors():
-            score = det.score()
-            if score is None:
-                continue
-            out[det.name] = {"score": round(float(score), 4), "raised": det.raised, "samples": det.state.n_samples}
-        return out
