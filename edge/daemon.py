@@ -1560,6 +1560,16 @@ class Daemon:
                 )
             else:
                 self._respond_error(name, cmd.request_id, "the serial port is not available")
+        elif cmd.name is CommandName.TAG_SAMPLE:
+            if self.archive is None:
+                self._respond_error(name, cmd.request_id, "expected [archive] enabled = true, got the archive off: "
+                                    "there is nothing to tag")
+            else:
+                at = self.archive.tag(cmd.args.sample_id, int(cmd.args.frames), cmd.request_id)
+                self._emit(MessageKind.COMMAND_RESPONSE, command_response_message(
+                    device_id=self.device_id, command=name, request_id=cmd.request_id, ok=True,
+                    result={"sample_id": cmd.args.sample_id, "frames": int(cmd.args.frames), "tagged_unix_s": at}),
+                    name)
         else:  # pragma: no cover - the parser only yields known commands
             self._respond_error(name, cmd.request_id, f"unknown command {name}")
 
