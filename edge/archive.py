@@ -314,7 +314,9 @@ class Archive:
         self.max_bytes = int(max_bytes)
         self.max_age_s = float(max_age_days) * 86_400.0
         self.clock = clock
-        self._queue: queue.Queue[ArchiveRecord | None] = queue.Queue(maxsize=queue_max)
+        self._queue: queue.Queue[ArchiveRecord] = queue.Queue(maxsize=queue_max)
+        self._closing = threading.Event()
+        self._axis: tuple[Any, npt.NDArray[np.float64] | None] = (None, None)  # (bundle, its grid) of the last offer
         self._lock = threading.Lock()
         self._before: collections.deque[ArchiveRecord] = collections.deque(maxlen=max(policy.window_frames, 1))
         self._tag_events: list[tuple[str, float, int, str | None]] = []
@@ -352,11 +354,12 @@ class Archive:
     def offer(self, frame: Any, outcome: Union[Prediction, Rejection], refs: "ReferenceSet", *, signal: str,
               boot_id: int | None, wavelengths_nm: npt.NDArray[np.float64] | None, bundle: Any) -> None:
         """Archive one judged spectrum if the policy or a tag says so; never blocks (a full queue drops it)."""
-        counts = getattr(frame, "counts", None)
         axis = wavelengths_nm
-        if axis is None:
-            grid = getattr(bundle, "wavelengths", None)
-            axis = grid if grid is not None and counts is not None and len(grid) == len(counts) else None
+        if axis is None:  # the device sent no axis: the bundle's grid when it has one point per pixel
+            if self._axis[0] is not bundle:  # Bundle.wavelengths builds a new array at every call
+                self._axis = (bundle, getattr(bundle, "wavelengths", None))
+            grid = self._axis[1]
+            axis = grid if grid is not None and len(grid) == len(frame.counts) else None
         record = ArchiveRecord(
             frame=frame, outcome=outcome, dark=refs.dark, white=refs.reference, wavelengths_nm=axis, signal=signal,
             boot_id=boot_id, model_id=str(bundle.model_id), model_version=str(bundle.model_version),
@@ -406,16 +409,17 @@ class Archive:
                     "archive_tags_pending": float(self.policy.tags_pending)}
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Write what is queued, then stop the writer and close the file."""
+        """Write what is queued and every tag, then stop the writer and close the file (at most ``timeout_s``
+        waiting for a stuck disk: what is still queued then is reported, not waited for)."""
+        self._closing.set()
         if self._thread is not None:
-            self._queue.put(None)  # may wait for room: the writer is draining
             self._thread.join(timeout=timeout_s)
             if self._thread.is_alive():  # pragma: no cover - a stuck disk is reported, not waited for forever
-                log.error("archive writer did not stop within %.0f s", timeout_s)
+                log.error("archive writer did not stop within %.0f s; %d record(s) not written", timeout_s,
+                          self._queue.qsize())
                 return
             self._thread = None
-        else:
-            self._write_tags()
+        self._write_tags()  # those given while the writer drained, or without a writer
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -423,22 +427,17 @@ class Archive:
     # ------------------------------------------------------------------------------------------ writer side
 
     def _writer(self) -> None:
+        """Write batches until :meth:`close` is called and the queue is empty."""
         last_age_check = -AGE_CHECK_INTERVAL_S
         stop = False
         while not stop:
             batch: list[ArchiveRecord] = []
             try:
-                item = self._queue.get(timeout=1.0)
-                while True:
-                    if item is None:
-                        stop = True
-                        break
-                    batch.append(item)
-                    if len(batch) >= WRITE_BATCH:
-                        break
-                    item = self._queue.get_nowait()
+                batch.append(self._queue.get(timeout=0.2))
+                while len(batch) < WRITE_BATCH:
+                    batch.append(self._queue.get_nowait())
             except queue.Empty:
-                pass
+                stop = not batch and self._closing.is_set()
             self._write_tags()
             if batch:
                 self._write(batch)

@@ -843,10 +843,10 @@ class Daemon:
         self.frames.close()
         self._stop_inference.set()
         self._join(by_name.get("spectro-inference"))
-        if self.archive is not None:  # nothing offers any more: write what is queued
-            self.archive.close()
         self._stop_housekeeping.set()
         self._join(by_name.get("spectro-housekeeping"))
+        if self.archive is not None:  # nothing offers or tags any more: write what is queued
+            self.archive.close()
         self.messages.close()
         self._join(by_name.get("spectro-publisher"))
         try:
