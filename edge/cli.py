@@ -1,4 +1,4 @@
-"""Command line of the device side: ``spectro-edge check | run | config | keys | sign-command | audit |
+"""Command line of the device side: ``spectro-edge check | run | config | keys | sign-command | audit | export |
 schemas``.
 
 The demo, which trains a model, is ``spectro-bench demo`` (the device side never imports the trainer).
@@ -183,6 +183,14 @@ def _build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--key", required=True, type=Path, help="the device's HMAC key file (commands.hmac_key_path)")
     sign.add_argument("--args", default="{}", help="the command's arguments as a JSON object (default: {})")
     sign.add_argument("--request-id", help="echoed in the command's response")
+    archive_export = sub.add_parser(
+        "export", help="write archived spectra ([archive]) as a dataset .npz (the ../shared/datasets layout; "
+        "docs/daemon.md, \"Spectrum archive\")")
+    archive_export.add_argument("archive", help="the archive file (archive.path)")
+    archive_export.add_argument("--since", help="first receive time, ISO 8601 (no zone: UTC); default: the oldest")
+    archive_export.add_argument("--until", help="last receive time, ISO 8601 (no zone: UTC); default: the newest")
+    archive_export.add_argument("--sample-id", help="only the spectra tagged with this lab sample id")
+    archive_export.add_argument("--out", required=True, help="output .npz file")
     schemas = sub.add_parser("schemas", help="write the JSON Schema (draft 2020-12) file of every MQTT payload")
     schemas.add_argument("--out", required=True, help="folder to write <kind>.schema.json into (e.g. schemas/v1)")
 
@@ -271,6 +279,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sign-command":
             return sign_command_command(args.name, device_id=args.device_id, key=args.key, args_json=args.args,
                                         request_id=args.request_id)
+        if args.command == "export":
+            from edge.archive import export_npz, parse_time
+
+            n = export_npz(args.archive, args.out, sample_id=args.sample_id,
+                           since_unix_s=None if args.since is None else parse_time(args.since, "--since"),
+                           until_unix_s=None if args.until is None else parse_time(args.until, "--until"))
+            print(f"{n} spectra written to {args.out}", file=sys.stderr)
+            return 0
         if args.command == "schemas":
             from edge.json_schema import write_all
 

@@ -17,6 +17,9 @@ Commands (``args`` of each, all optional; unknown fields are refused):
 ``capture_dark``           ``{"average_frames": int}`` (1..``commands.max_capture_frames``, default 16)
 ``capture_reference``      ``{"average_frames": int}`` (white reference, same bounds)
 ``set_integration_time``   ``{"integration_time_us": int}`` (required, 1..60,000,000)
+``tag_sample``             ``{"sample_id": str, "frames": int}``: the next ``frames`` (1..1000, default 1)
+                           archived spectra are those of lab sample ``sample_id`` (required; 1-64
+                           printable ASCII characters, no leading or trailing space); needs ``[archive]``
 =========================  ============================================================================
 
 Wire format.  An unsigned command is a JSON object (the *body*)::
@@ -86,6 +89,7 @@ __all__ = [
     "ReloadBundleArgs",
     "CaptureArgs",
     "SetIntegrationTimeArgs",
+    "TagSampleArgs",
     "CommandArgs",
     "RemoteCommand",
     "CommandParser",
@@ -95,6 +99,7 @@ __all__ = [
     "INTEGRATION_TIME_US_MAX",
     "DEFAULT_AVERAGE_FRAMES",
     "MIN_HMAC_KEY_BYTES",
+    "MAX_TAG_FRAMES",
 ]
 
 #: Version of the command body schema.
@@ -105,12 +110,15 @@ INTEGRATION_TIME_US_MAX = 60_000_000
 DEFAULT_AVERAGE_FRAMES = 16
 #: Shortest accepted HMAC key.
 MIN_HMAC_KEY_BYTES = 16
+#: Most spectra one ``tag_sample`` command tags.
+MAX_TAG_FRAMES = 1000
 #: Most nonces remembered for replay protection (older ones expire with the clock-skew window anyway).
 MAX_REMEMBERED_NONCES = 10_000
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _HEX64_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+_SAMPLE_ID_RE = re.compile(r"^[!-~](?:[ -~]{0,62}[!-~])?$")  # printable ASCII, no space at either end
 _MAX_PATH_CHARS = 1024
 _BODY_KEYS = {"schema_version", "command", "device_id", "request_id", "issued_at_unix_s", "nonce", "args"}
 
@@ -122,6 +130,7 @@ class CommandName(str, enum.Enum):
     CAPTURE_DARK = "capture_dark"
     CAPTURE_REFERENCE = "capture_reference"
     SET_INTEGRATION_TIME = "set_integration_time"
+    TAG_SAMPLE = "tag_sample"
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,15 @@ class SetIntegrationTimeArgs:
     integration_time_us: int
 
 
-CommandArgs = Union[ReloadBundleArgs, CaptureArgs, SetIntegrationTimeArgs]
+@dataclass(frozen=True)
+class TagSampleArgs:
+    """The next ``frames`` archived spectra are those of lab sample ``sample_id`` (:meth:`edge.archive.Archive.tag`)."""
+
+    sample_id: str
+    frames: int
+
+
+CommandArgs = Union[ReloadBundleArgs, CaptureArgs, SetIntegrationTimeArgs, TagSampleArgs]
 
 
 @dataclass(frozen=True)
@@ -418,6 +435,14 @@ class CommandParser:
             n = args.get("average_frames", DEFAULT_AVERAGE_FRAMES)
             return CaptureArgs(average_frames=_int_arg(f"{where}.average_frames", n, 1,
                                                        self.config.max_capture_frames))
+        if name is CommandName.TAG_SAMPLE:
+            only("sample_id", "frames")
+            sample_id = args.get("sample_id")
+            if not isinstance(sample_id, str) or not _SAMPLE_ID_RE.match(sample_id):
+                raise CommandError(f"{where}.sample_id: expected 1-64 printable ASCII characters without a space at "
+                                   f"either end, got {sample_id!r:.80}")
+            return TagSampleArgs(sample_id=sample_id,
+                                 frames=_int_arg(f"{where}.frames", args.get("frames", 1), 1, MAX_TAG_FRAMES))
         only("integration_time_us")
         if "integration_time_us" not in args:
             raise CommandError(f"{where}.integration_time_us: required argument missing")

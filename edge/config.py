@@ -8,8 +8,8 @@ API (stable; the daemon and the CLI call these)::
 
 Sections (every field has its unit in its name): ``device``, ``serial``, ``bundle``, ``references``,
 ``runtime``, ``queues``, ``mqtt`` (with ``mqtt.tls``), ``outbox``, ``commands``, ``drift``, ``metrics``, ``audit``,
-``homeassistant`` and the top-level ``log_level``.  The schema *is* the dataclasses below: each field carries its
-documentation and its constraints in ``dataclasses.field(metadata=...)``, and both the validator and
+``homeassistant``, ``archive`` and the top-level ``log_level``.  The schema *is* the dataclasses below: each field
+carries its documentation and its constraints in ``dataclasses.field(metadata=...)``, and both the validator and
 :func:`example_config` read them, so the example can never drift from what the loader accepts.
 
 Safe by default: remote commands (which change acquisition or the model) are off, and once on they need an HMAC
@@ -74,6 +74,7 @@ __all__ = [
     "DriftConfig",
     "MetricsConfig",
     "AuditConfig",
+    "ArchiveConfig",
     "HomeAssistantConfig",
     "EdgeConfig",
     "load_config",
@@ -366,6 +367,29 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class ArchiveConfig:
+    """Archive of raw spectra with their predictions, for calibration updates (``edge.archive``; docs/daemon.md)."""
+
+    enabled: bool = _opt(False, "keep spectra as received, with references, predictions and sample tags, in an "
+                         "on-disk archive (written on a background thread; never slows inference)")
+    path: Path | None = _opt(None, "SQLite file of the archive; unset means 'archive.sqlite' beside outbox.path",
+                             example="/var/lib/spectrolite/archive.sqlite")
+    policy: str = _opt("all", "which spectra are kept: 'all', 'every_nth' (every every_n-th), 'flagged' (quality "
+                       "not ok, out of distribution, or rejected) or 'tagged' (only around a tag_sample command: "
+                       "window_frames before and after); a tagged spectrum is always kept",
+                       choices=("all", "every_nth", "flagged", "tagged"))
+    every_n: int = _opt(10, "with policy 'every_nth', keep one spectrum in this many", min=1, max=1_000_000)
+    max_bytes: int = _opt(1_073_741_824, "bound on stored bytes (spectra, references, predictions); the oldest "
+                          "spectra are evicted beyond it", min=65_536, max=1 << 44)
+    max_age_days: float = _opt(90.0, "spectra older than this are evicted", min=0.0, min_exclusive=True,
+                               max=36_500.0)
+    window_frames: int = _opt(5, "with policy 'tagged', spectra kept before and after the tagged ones", min=0,
+                              max=10_000)
+    queue_max: int = _opt(1024, "records waiting for the archive writer; beyond it records are dropped "
+                          "(archive_dropped), never frames", min=1, max=1_000_000)
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     """Whole daemon configuration (see the module docstring for the file format)."""
 
@@ -382,6 +406,7 @@ class EdgeConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     log_level: str = _opt("INFO", "logging level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     source: Path | None = field(default=None, compare=False,
                                 metadata={"doc": "file the configuration was read from (not a key)",
@@ -416,7 +441,7 @@ _SECTION_DOCS = {
     "device": DeviceConfig, "serial": SerialConfig, "bundle": BundleConfig, "references": ReferencesConfig,
     "runtime": RuntimeConfig, "queues": QueuesConfig, "mqtt": MqttConfig, "outbox": OutboxConfig,
     "commands": CommandsConfig, "drift": DriftConfig, "metrics": MetricsConfig, "audit": AuditConfig,
-    "homeassistant": HomeAssistantConfig,
+    "homeassistant": HomeAssistantConfig, "archive": ArchiveConfig,
 }
 
 # ------------------------------------------------------------------------------------------------- validation
@@ -638,6 +663,8 @@ def _cross_checks(cfg: EdgeConfig) -> EdgeConfig:
         replace["commands"] = dataclasses.replace(c, allowed_dirs=(cfg.bundle.path.parent,))
     if cfg.audit.path is None:
         replace["audit"] = dataclasses.replace(cfg.audit, path=cfg.outbox.path.parent / "audit")
+    if cfg.archive.path is None:
+        replace["archive"] = dataclasses.replace(cfg.archive, path=cfg.outbox.path.parent / "archive.sqlite")
     return dataclasses.replace(cfg, **replace) if replace else cfg
 
 

@@ -87,6 +87,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from edge.archive import Archive
 from edge.audit import AuditError, AuditLog, RefusalGate
 from edge.command_queue import CommandQueue, RefusalReason, Refusals
 from edge.config import SECURITY_WARNINGS, security_warnings
@@ -579,6 +580,8 @@ class Daemon:
         self._inference_beat = time.monotonic()  # last turn of the inference loop (watchdog)
         self._stopping = False
         self._restore_references()
+        #: The spectrum archive (edge.archive; [archive]): offered every judged spectrum, None when disabled.
+        self.archive = Archive.from_config(config.archive, clock=clock) if config.archive.enabled else None
 
     # ---------------------------------------------------------------------------------------- helpers
     def _default_loader(self, path: Path) -> "Bundle":
@@ -783,6 +786,8 @@ class Daemon:
                  else "on, unsigned accepted" if cmds.enabled else "off (commands.enabled = false)")
         self.link.start()
         self._publish_status()
+        if self.archive is not None:
+            self.archive.start()
         for name, target in (
             ("spectro-publisher", self._publisher_loop),
             ("spectro-inference", self._inference_loop),
@@ -840,6 +845,8 @@ class Daemon:
         self._join(by_name.get("spectro-inference"))
         self._stop_housekeeping.set()
         self._join(by_name.get("spectro-housekeeping"))
+        if self.archive is not None:  # nothing offers or tags any more: write what is queued
+            self.archive.close()
         self.messages.close()
         self._join(by_name.get("spectro-publisher"))
         try:
@@ -1170,6 +1177,9 @@ class Daemon:
             )
         else:
             outcome = computed.with_instrument_alerts(instrument) if isinstance(computed, Prediction) else computed
+        if self.archive is not None:  # never blocks: a full archive queue drops the record (archive_dropped)
+            self.archive.offer(frame, outcome, self.refs, signal=self.device_signal, boot_id=self.device_boot_id,
+                               wavelengths_nm=self.wavelengths_nm, bundle=self.engine.bundle)
         if isinstance(outcome, Rejection):
             if outcome.reason is RejectReason.SIGNAL_MISMATCH:
                 if self._signal_error is None:  # no STATUS yet: the device is taken to send counts (protocol v1)
@@ -1550,6 +1560,16 @@ class Daemon:
                 )
             else:
                 self._respond_error(name, cmd.request_id, "the serial port is not available")
+        elif cmd.name is CommandName.TAG_SAMPLE:
+            if self.archive is None:
+                self._respond_error(name, cmd.request_id, "expected [archive] enabled = true, got the archive off: "
+                                    "there is nothing to tag")
+            else:
+                at = self.archive.tag(cmd.args.sample_id, int(cmd.args.frames), cmd.request_id)
+                self._emit(MessageKind.COMMAND_RESPONSE, command_response_message(
+                    device_id=self.device_id, command=name, request_id=cmd.request_id, ok=True,
+                    result={"sample_id": cmd.args.sample_id, "frames": int(cmd.args.frames), "tagged_unix_s": at}),
+                    name)
         else:  # pragma: no cover - the parser only yields known commands
             self._respond_error(name, cmd.request_id, f"unknown command {name}")
 
@@ -1716,6 +1736,9 @@ class Daemon:
         for name, value in self.link.stats().items():
             if isinstance(value, (bool, int, float)) and math.isfinite(float(value)):
                 gauges[name] = float(value)
+        if self.archive is not None:
+            counters.update(self.archive.counters())
+            gauges.update(self.archive.gauges())
         now = self.clock()
         for kind, ref in ((ReferenceKind.DARK, self.refs.dark), (ReferenceKind.WHITE, self.refs.reference)):
             if ref is not None:

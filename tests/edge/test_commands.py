@@ -11,11 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.commands import (
+    MAX_TAG_FRAMES,
     CaptureArgs,
     CommandName,
     CommandParser,
     ReloadBundleArgs,
     SetIntegrationTimeArgs,
+    TagSampleArgs,
     make_command,
     sign_command,
 )
@@ -74,6 +76,21 @@ def test_each_command_parses_to_typed_args(tmp_path: Path, bundles: Path) -> Non
     assert p.parse("reload_bundle", _raw(_body("reload_bundle"))).args == ReloadBundleArgs(None)
     got = p.parse("reload_bundle", _raw(_body("reload_bundle", {"path": "good.bundle"}))).args
     assert got == ReloadBundleArgs(Path(os.path.realpath(bundles / "good.bundle")))
+
+
+def test_tag_sample_parses_a_bounded_printable_sample_id_and_a_frame_count(tmp_path: Path, bundles: Path) -> None:
+    p = _parser(tmp_path, bundles)
+    cmd = p.parse("tag_sample", _raw(_body("tag_sample", {"sample_id": "LAB 2026/12-04#7", "frames": 3})))
+    assert cmd.name is CommandName.TAG_SAMPLE and cmd.args == TagSampleArgs("LAB 2026/12-04#7", 3)
+    assert p.parse("tag_sample", _raw(_body("tag_sample", {"sample_id": "x" * 64}))).args == TagSampleArgs("x" * 64, 1)
+    for bad in ("", " LAB", "LAB ", "x" * 65, "caf\u00e9", "a\nb", 42, None):
+        with pytest.raises(CommandError, match="tag_sample.args.sample_id: expected 1-64 printable ASCII"):
+            p.parse("tag_sample", _raw(_body("tag_sample", {"sample_id": bad})))
+    for frames in (0, MAX_TAG_FRAMES + 1, True, 1.5):
+        with pytest.raises(CommandError, match=f"tag_sample.args.frames: expected an integer in 1..{MAX_TAG_FRAMES}"):
+            p.parse("tag_sample", _raw(_body("tag_sample", {"sample_id": "S", "frames": frames})))
+    with pytest.raises(CommandError, match="tag_sample.args.path: unknown argument"):
+        p.parse("tag_sample", _raw(_body("tag_sample", {"sample_id": "S", "path": "/etc"})))
 
 
 @pytest.mark.parametrize(

@@ -258,6 +258,11 @@ def test_commands_capture_references_set_integration_time_and_refuse_malformed(
         assert responses("set_integration_time")[0]["ok"] is True
         wait_for(lambda: any("stale_reference" in m["quality_flags"] for m in link.of_kind("prediction")),
                  "predictions flagged stale_reference after the exposure change")
+
+        send("tag_sample", {"sample_id": "LAB-1"}, "c4")  # [archive] is off: nothing to tag, and it says so
+        wait_for(lambda: len(responses("tag_sample")) == 1, "the tag_sample response")
+        refused = responses("tag_sample")[0]
+        assert refused["ok"] is False and "[archive] enabled = true" in refused["error"], refused
     finally:
         _stop(daemon, sim)
     assert daemon.counters.get("commands_refused") == 1
