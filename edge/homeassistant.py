@@ -38,7 +38,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from edge.messages import Quality, Topics
+from edge.publish.schema import Quality
+from edge.publish.topics import Topics
 
 if TYPE_CHECKING:
     from edge.config import EdgeConfig

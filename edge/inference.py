@@ -29,7 +29,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import InputContractError
-from edge.messages import OodStats, Quality, TargetValue, prediction_message
+from edge.publish.messages import OodStats, TargetValue, prediction_message
+from edge.publish.schema import Quality
 from edge.references import ReferenceCheck, ReferencePolicy, ReferenceQuality, ReferenceSet
 from firmware_bridge.frames import AxisUnit, Spectrum, SpectrumFlags
 

@@ -7,33 +7,30 @@ The files are written by tests/data/messages/make_messages.py (never by a test):
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edge.messages import SCHEMAS, MessageError, decode, encode, validate
+from edge.publish.schema import SCHEMAS, MessageError, decode, encode, validate
+from tests.support.golden_messages import GOLDEN_DIR, golden_names, golden_payload
 from tests.support.scripts import load_script
 
-MESSAGES_DIR = Path(__file__).resolve().parents[1] / "data" / "messages"
-
-
-GENERATOR = load_script(MESSAGES_DIR / "make_messages.py", "make_messages")
+GENERATOR = load_script(GOLDEN_DIR / "make_messages.py", "make_messages")
 CASES: dict[str, Callable[[], dict[str, Any]]] = GENERATOR.CASES
-FILES = sorted(p.name for p in MESSAGES_DIR.glob("v1_*.json"))
+FILES = golden_names()
 
 
 def test_every_case_has_its_file_and_every_file_its_case() -> None:
-    assert FILES == sorted(f"v1_{name}.json" for name in CASES)
+    assert FILES == sorted(CASES)
 
 
 def test_every_kind_has_a_golden() -> None:
-    assert {decode(GENERATOR.path_of(name).read_bytes())["kind"] for name in CASES} == set(SCHEMAS)
+    assert {decode(golden_payload(name))["kind"] for name in CASES} == set(SCHEMAS)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden_payload_byte_for_byte(name: str) -> None:
-    golden = GENERATOR.path_of(name).read_bytes()
+    golden = golden_payload(name)
     built = CASES[name]()
     assert encode(built) == golden
     assert decode(golden) == built

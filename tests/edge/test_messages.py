@@ -9,27 +9,19 @@ from pathlib import Path
 import pytest
 
 from edge.config import parse_config
-from edge.messages import (
+from edge.publish.messages import (
     PRIORITY_OF_KIND,
-    SCHEMA_VERSION,
-    SCHEMAS,
-    MessageError,
-    MessageKind,
     OodStats,
     Priority,
-    Quality,
     TargetValue,
-    Topics,
     command_response_message,
-    decode,
     drift_message,
-    encode,
     metrics_message,
     prediction_message,
     status_message,
-    topic,
-    validate,
 )
+from edge.publish.schema import SCHEMA_VERSION, SCHEMAS, MessageError, MessageKind, Quality, decode, encode, validate
+from edge.publish.topics import Topics, topic
 
 TOPICS = Topics(prefix="spectrolite", site="plant-a", line="line-3", device_id="nir-01")
 
@@ -195,3 +187,15 @@ def test_boot_id_is_a_uint32_or_null() -> None:
     for bad in (-1, 1 << 32, True, "7"):
         with pytest.raises(MessageError, match="device_boot_id"):
             _prediction(device_boot_id=bad)
+
+
+def test_the_publish_modules_doctests_hold() -> None:
+    import doctest
+
+    import edge.publish.client
+    import edge.publish.messages
+    import edge.publish.topics
+
+    for module in (edge.publish.messages, edge.publish.topics, edge.publish.client):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

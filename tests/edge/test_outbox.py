@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from edge.errors import OutboxError
-from edge.messages import Priority
-from edge.outbox import CLEAR_FRACTION, Outbox, OutboxFullError
+from edge.publish.messages import Priority
+from edge.publish.outbox import CLEAR_FRACTION, Outbox, OutboxFullError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Messages a killed writer must have committed before it is killed (enough to kill it mid-stream).

@@ -16,16 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge.messages import (
+from edge.publish.messages import (
     OodStats,
     TargetValue,
     command_response_message,
     drift_message,
-    encode,
     metrics_message,
     prediction_message,
     status_message,
 )
+from edge.publish.schema import encode
 
 HERE = Path(__file__).resolve().parent
 
