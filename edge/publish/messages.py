@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from edge.publish.schema import QUALITY_ORDER, SCHEMA_VERSION, MessageError, MessageKind, Quality, validate
 
@@ -37,6 +37,8 @@ __all__ = [
     "TargetValue",
     "OodStats",
     "prediction_message",
+    "PredictionFields",
+    "prediction_message_of",
     "drift_message",
     "status_message",
     "metrics_message",
@@ -197,8 +199,8 @@ def prediction_message(
     reference : sequence of float or None, optional
         Known reference values of the spectrum (test benches: the simulator's ANNOTATION frame); omitted when None.
     validate_now : bool
-        Check the schema here (default).  The daemon passes False for the one message per frame it extends
-        before publishing, because :func:`encode` validates the final payload anyway.
+        Check the schema here (default).  A caller that encodes the message at once (the daemon, once per frame)
+        passes False: :func:`edge.publish.schema.encode` validates it strictly anyway.
     """
     flags = sorted({Quality(f) for f in quality_flags} - {Quality.OK}, key=QUALITY_ORDER.index)
     msg = _header(MessageKind.PREDICTION, device_id, time_unix_s)
@@ -221,6 +223,70 @@ def prediction_message(
     if validate_now:
         validate(msg, strict=True)
     return msg
+
+
+class PredictionFields(Protocol):
+    """What :func:`prediction_message_of` reads from a prediction (``edge.inference.Prediction`` has it), so that
+    the domain value needs no knowledge of the wire format and this module none of inference."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def timestamp_us(self) -> int: ...
+    @property
+    def names(self) -> tuple[str, ...]: ...
+    @property
+    def units(self) -> tuple[str, ...]: ...
+    @property
+    def values(self) -> tuple[float, ...]: ...
+    @property
+    def lower(self) -> tuple[float, ...] | None: ...
+    @property
+    def upper(self) -> tuple[float, ...] | None: ...
+    @property
+    def interval_coverage(self) -> float | None: ...
+    @property
+    def ood(self) -> OodStats | None: ...
+    @property
+    def flags(self) -> tuple[Quality, ...]: ...
+    @property
+    def reasons(self) -> tuple[str, ...]: ...
+    @property
+    def compute_us(self) -> float: ...
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def model_version(self) -> str: ...
+
+
+def prediction_message_of(
+    pred: PredictionFields,
+    *,
+    device_id: str,
+    latency_ms: float,
+    reference: Sequence[float | None] | None = None,
+    device_boot_id: int | None = None,
+    time_unix_s: float | None = None,
+    validate_now: bool = True,
+) -> dict[str, Any]:
+    """The ``.../prediction`` payload of one prediction (see :func:`prediction_message` for the fields).
+
+    ``pred.reasons`` become ``quality_reasons``; ``compute_us`` is rounded to 0.1 us; a negative ``latency_ms``
+    (clock steps) is sent as 0; ``reference`` (the simulator's known values, test benches only) becomes the field
+    ``reference``; ``device_boot_id`` is the boot id of the device's last STATUS.
+    """
+    targets = [
+        TargetValue(name=n, unit=u, value=v,
+                    lower=None if pred.lower is None else pred.lower[i],
+                    upper=None if pred.upper is None else pred.upper[i])
+        for i, (n, u, v) in enumerate(zip(pred.names, pred.units, pred.values))
+    ]
+    return prediction_message(
+        device_id=device_id, seq=pred.seq, device_timestamp_us=pred.timestamp_us, model_id=pred.model_id,
+        model_version=pred.model_version, targets=targets, quality_flags=pred.flags, ood=pred.ood,
+        interval_coverage=pred.interval_coverage, latency_ms=max(0.0, latency_ms), device_boot_id=device_boot_id,
+        quality_reasons=pred.reasons, compute_us=round(pred.compute_us, 1), reference=reference,
+        time_unix_s=time_unix_s, validate_now=validate_now)
 
 
 def drift_message(

@@ -199,3 +199,20 @@ def test_the_publish_modules_doctests_hold() -> None:
     for module in (edge.publish.messages, edge.publish.topics, edge.publish.client):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_a_prediction_becomes_its_payload_without_knowing_the_wire_format() -> None:
+    from edge.inference import Prediction
+    from edge.publish.messages import prediction_message_of
+
+    pred = Prediction(
+        seq=42, timestamp_us=1_234_567, names=("api",), units=("%w/w",), values=(12.5,), lower=(12.1,),
+        upper=(12.9,), interval_coverage=0.9, ood=OodStats(t2=3.0, q=0.1, t2_limit=9.5, q_limit=0.4),
+        flags=(Quality.STALE_REFERENCE, Quality.OUT_OF_DISTRIBUTION), reasons=("white 4000 s old", "T2"),
+        compute_us=812.46, model_id="tablets-pls", model_version="3")
+    msg = prediction_message_of(pred, device_id="nir-01", latency_ms=-0.5, reference=[12.4], device_boot_id=7,
+                                time_unix_s=1_700_000_000.0)
+    assert msg == _prediction(latency_ms=0.0, quality_reasons=["white 4000 s old", "T2"], compute_us=812.5,
+                              reference=[12.4], device_boot_id=7)
+    assert pred.to_message(device_id="nir-01", latency_ms=-0.5, reference=[12.4], device_boot_id=7,
+                           time_unix_s=1_700_000_000.0) == msg  # the daemon's call until it uses the builder
