@@ -87,9 +87,10 @@ from edge.publish.client import (
     build_client,
     connect_kwargs,
 )
+from edge.publish.inflight import InFlight
 from edge.publish.log_limit import LOG_INTERVAL_S, LogLimiter
 from edge.publish.messages import PRIORITY_OF_KIND, Priority, status_message
-from edge.publish.outbox import Outbox, OutboxMessage
+from edge.publish.outbox import Outbox
 from edge.publish.schema import MessageError, MessageKind, encode
 from edge.publish.topics import Topics
 from firmware_bridge.backoff import Backoff
@@ -182,16 +183,10 @@ class MqttPublisher:
         self._bucket = TokenBucket(config.outbox.drain_rate_msgs_per_s)
         self._client = self._attach(client if client is not None else build_client(config))
 
-        # _map_lock guards the maps, sets and counters below; it is never held while calling into paho or the
-        # outbox.  The live/backlog boundary further down is changed under _publish_lock.
-        self._map_lock = threading.Lock()
-        self._mid_to_oid: dict[int, int | None] = {}
-        self._early_acks: dict[int, ReasonCode | int] = {}
-        self._claimed: dict[int, int] = {}  # outbox id -> qos, handed to paho and not acknowledged
-        self._acked_unflushed: list[int] = []
-        self._acked_set: set[int] = set()
-        self._resync_ids: set[int] = set()
-        self._resync_deadline = 0.0
+        # The in-flight ledger and the counters; its lock (also guarding _pending_switch) is never held while calling
+        # into paho or the outbox.  The live/backlog boundary further down is changed under _publish_lock.
+        self._inflight = InFlight()
+        self._map_lock = self._inflight.lock
         # _publish_lock serialises "store, then maybe send live" (publish) with the drain's live phase, so the live
         # stream leaves in id order.  Live = ids above _cutoff_id, fixed at each connect; the backlog is the rest.
         self._publish_lock = threading.Lock()
@@ -214,10 +209,6 @@ class MqttPublisher:
         self._stopping = threading.Event()
         self._drain_thread: threading.Thread | None = None
         self._started = False
-        self._counts = dict.fromkeys(
-            ("connects", "disconnects", "connect_failures", "sent_live", "sent_backlog", "acked", "rejected",
-             "sent_without_outbox", "lost_outbox_unavailable", "outbox_errors", "commands_received",
-             "commands_ignored", "broker_switches", "sessions_taken_over"), 0)
         self._takeover = TakeoverWatch()
         self._pending_switch: tuple[paho.Client, EdgeConfig] | None = None
         self._rng = rng if rng is not None else random.Random()
@@ -363,13 +354,7 @@ class MqttPublisher:
         with self._publish_lock:
             self._connected.clear()
             self._live_ready = False
-            with self._map_lock:
-                dropped = len(self._claimed)
-                self._claimed.clear()
-                self._mid_to_oid.clear()
-                self._early_acks.clear()
-                self._resync_ids.clear()
-                self._counts["broker_switches"] += 1
+            dropped = self._inflight.forget()
             self._backlog_done = False
             self._live_behind = False
             self.config = config
@@ -481,25 +466,25 @@ class MqttPublisher:
         durability when connected, else counted as lost."""
         if isinstance(stored, OutboxError):
             exc = stored
-            self._count("outbox_errors")
+            self._inflight.count("outbox_errors")
             if self._connected.is_set():
                 due = self._refusal_logs.event("sent_without_outbox")
                 if due is not None:
                     log.warning("outbox refused %d message(s) in the last %.0f s (last: %s); sent live without "
                                 "durability", due[0], LOG_INTERVAL_S, exc)
-                self._count("sent_without_outbox")
+                self._inflight.count("sent_without_outbox")
                 self._send(topic, payload, q, retain, None)
             else:
                 due = self._refusal_logs.event("lost")
                 if due is not None:
                     log.error("outbox refused %d message(s) in the last %.0f s (last: %s) while disconnected: "
                               "lost (counter mqtt_lost_outbox_unavailable)", due[0], LOG_INTERVAL_S, exc)
-                self._count("lost_outbox_unavailable")
+                self._inflight.count("lost_outbox_unavailable")
             return None
         oid = stored
         if (self._connected.is_set() and self._live_ready and not self._live_behind
-                and self._claim_live(oid, q)):
-            self._count("sent_live")
+                and self._inflight.claim(oid, q, self._window, live=True)):
+            self._inflight.count("sent_live")
             self._send(topic, payload, q, retain, oid)
         else:
             if self._live_ready:
@@ -519,34 +504,13 @@ class MqttPublisher:
 
     def stats(self) -> PublisherStats:
         """Snapshot of the counters."""
-        with self._map_lock:
-            counts = dict(self._counts)
-            inflight = len(self._claimed)
+        counts, inflight = self._inflight.snapshot()
         return PublisherStats(connected=self._connected.is_set(), inflight=inflight, **counts)
 
     # ------------------------------------------------------------------------------------------- internals
 
-    def _count(self, name: str, n: int = 1) -> None:
-        with self._map_lock:
-            self._counts[name] += n
-
     def _drained(self) -> bool:
-        with self._map_lock:
-            busy = bool(self._claimed) or bool(self._acked_unflushed)
-        return not busy and len(self.outbox) == 0
-
-    def _resyncing_locked(self) -> bool:
-        if self._resync_ids and time.monotonic() < self._resync_deadline:
-            return True
-        self._resync_ids.clear()
-        return False
-
-    def _claim_live(self, oid: int, qos: int) -> bool:
-        with self._map_lock:
-            if self._resyncing_locked() or len(self._claimed) >= self._window or oid in self._claimed:
-                return False
-            self._claimed[oid] = qos
-            return True
+        return not self._inflight.busy() and len(self.outbox) == 0
 
     def _send(self, topic: str, payload: bytes, qos: int, retain: bool,
               oid: int | None) -> paho.MQTTMessageInfo | None:
@@ -562,22 +526,15 @@ class MqttPublisher:
             info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0)
         if not queued:
             log.debug("paho did not queue message %s (rc=%s); it stays in the outbox", oid, info.rc)
-            with self._map_lock:
-                if oid is not None:
-                    self._claimed.pop(oid, None)
             if oid is not None:  # make sure the drain picks it up again
+                self._inflight.unclaim(oid)
                 if oid > self._cutoff_id:
                     self._live_behind = True
                 else:
                     self._backlog_done = False
             self._wake.set()
             return None
-        early: ReasonCode | int | None = None
-        with self._map_lock:
-            if info.mid in self._early_acks:
-                early = self._early_acks.pop(info.mid)
-            else:
-                self._mid_to_oid[info.mid] = oid
+        early = self._inflight.sent(info.mid, oid)
         if early is not None:
             self._complete(oid, early)
         return info
@@ -588,35 +545,24 @@ class MqttPublisher:
             log.error("broker refused message %s: %s", oid, reason)
         if oid is None:
             return
-        with self._map_lock:
-            self._claimed.pop(oid, None)
-            self._resync_ids.discard(oid)
-            if oid not in self._acked_set:
-                self._acked_set.add(oid)
-                self._acked_unflushed.append(oid)
-            self._counts["rejected" if failed else "acked"] += 1
-            # The drain deletes acknowledged messages in batches on its next poll; it is woken now only when
-            # the freed slot lets it send something, or when the batch is full.
-            urgent = (self._live_behind or not self._backlog_done or bool(self._resync_ids)
-                      or len(self._acked_unflushed) >= ACK_BATCH_MAX)
-        if urgent:
+        unflushed = self._inflight.complete(oid, failed=failed)
+        # The drain deletes acknowledged messages in batches on its next poll; it is woken now only when the freed
+        # slot lets it send something, or when the batch is full.
+        if (self._live_behind or not self._backlog_done or self._inflight.resync_pending()
+                or unflushed >= ACK_BATCH_MAX):
             self._wake.set()
 
     def _flush_acks(self) -> None:
-        with self._map_lock:
-            ids = list(self._acked_unflushed)
+        ids = self._inflight.unflushed()
         if not ids:
             return
         try:
             self.outbox.ack(ids)
         except OutboxError as exc:
-            self._count("outbox_errors")
+            self._inflight.count("outbox_errors")
             log.error("cannot mark %d delivered messages in the outbox (will retry): %s", len(ids), exc)
             return
-        with self._map_lock:
-            done = set(ids)
-            self._acked_unflushed = [i for i in self._acked_unflushed if i not in done]
-            self._acked_set -= done
+        self._inflight.flushed(ids)
 
     def _drain_loop(self) -> None:
         while not self._stopping.is_set():
@@ -630,13 +576,12 @@ class MqttPublisher:
                 self._flush_acks()
                 if not self._connected.is_set():
                     continue
-                with self._map_lock:
-                    if self._resyncing_locked():
-                        continue
+                if self._inflight.resyncing():
+                    continue
                 self._drain_live()
                 self._drain_backlog()
             except OutboxError as exc:
-                self._count("outbox_errors")
+                self._inflight.count("outbox_errors")
                 log.error("outbox drain failed (will retry): %s", exc)
                 self._stopping.wait(1.0)
             except Exception:  # the drain thread must survive anything; a dead drain loses the backlog
@@ -648,30 +593,26 @@ class MqttPublisher:
         if not self._live_behind:
             return
         with self._publish_lock:
-            with self._map_lock:
-                room = self._window - len(self._claimed)
-                exclude = set(self._claimed) | self._acked_set
+            room, exclude = self._inflight.room(self._window)
             if room <= 0:
                 return
             batch = self.outbox.pending(room, exclude=exclude, after_id=self._cutoff_id)
             if not batch:
                 self._live_behind = False  # caught up: publish() may send directly again
                 return
-            claimed = [m for m in batch if self._claim(m, self._window)]
+            claimed = [m for m in batch if self._inflight.claim(m.id, m.qos, self._window, live=False)]
         # Sent outside the lock: publish() queues behind us while _live_behind is set.
         for msg in claimed:
             self._send(msg.topic, msg.payload, msg.qos, msg.retain, msg.id)
         if claimed:
-            self._count("sent_live", len(claimed))
+            self._inflight.count("sent_live", len(claimed))
             self._wake.set()
 
     def _drain_backlog(self) -> None:
         """Replay the messages stored before this connection, oldest first, rate-limited."""
         if self._backlog_done:
             return
-        with self._map_lock:
-            room = self._drain_window - len(self._claimed)
-            exclude = set(self._claimed) | self._acked_set
+        room, exclude = self._inflight.room(self._drain_window)
         if room <= 0:
             return
         budget = min(room, self._bucket.available())
@@ -679,42 +620,31 @@ class MqttPublisher:
             return
         batch = self.outbox.pending(budget, exclude=exclude, max_id=self._cutoff_id)
         if not batch:
-            with self._map_lock:
-                in_flight = any(i <= self._cutoff_id for i in self._claimed)
-            self._backlog_done = not in_flight  # re-checked until the last backlog message is acknowledged
+            # re-checked until the last backlog message is acknowledged
+            self._backlog_done = not self._inflight.any_in_flight_up_to(self._cutoff_id)
             return
         sent = 0
         for msg in batch:
             if self._stopping.is_set() or not self._connected.is_set():
                 break
-            if self._claim(msg, self._drain_window):
+            if self._inflight.claim(msg.id, msg.qos, self._drain_window, live=False):
                 self._send(msg.topic, msg.payload, msg.qos, msg.retain, msg.id)
                 sent += 1
         self._bucket.take(sent)
         if sent:
-            self._count("sent_backlog", sent)
-
-    def _claim(self, msg: OutboxMessage, window: int) -> bool:
-        with self._map_lock:
-            if msg.id in self._claimed or msg.id in self._acked_set or len(self._claimed) >= window:
-                return False
-            self._claimed[msg.id] = msg.qos
-            return True
+            self._inflight.count("sent_backlog", sent)
 
     # ------------------------------------------------------------------------------------- paho callbacks
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: ReasonCode,
                     properties: Any) -> None:
         if reason_code.is_failure:
-            self._count("connect_failures")
+            self._inflight.count("connect_failures")
             log.error("broker refused the connection: %s", reason_code)
             return
         self._backoff.reset()
-        with self._map_lock:
-            self._counts["connects"] += 1
-            self._takeover.connected()
-            self._resync_ids = {oid for oid, q in self._claimed.items() if q > 0}
-            self._resync_deadline = time.monotonic() + RESYNC_TIMEOUT_S
+        resending = self._inflight.connected(RESYNC_TIMEOUT_S)
+        self._takeover.connected()
         # Fix the live/backlog boundary before anyone sees the connection.  Taking _publish_lock here is safe:
         # its holders call paho.publish, which never waits for a lock paho holds while running on_connect.
         with self._publish_lock:
@@ -723,7 +653,7 @@ class MqttPublisher:
             self._live_behind = False
             self._live_ready = True
         log.info("connected to the MQTT broker (session present: %s, %d messages to re-send, %d in the outbox)",
-                 getattr(flags, "session_present", "?"), len(self._resync_ids), len(self.outbox))
+                 getattr(flags, "session_present", "?"), resending, len(self.outbox))
         if self.config.commands.enabled and self._on_command is not None:
             if self.config.mqtt.protocol == "5":
                 # Retain As Published: a retained command published while subscribed keeps its retain flag, so it
@@ -775,7 +705,7 @@ class MqttPublisher:
         client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        self._count("connect_failures")
+        self._inflight.count("connect_failures")
         self._schedule_retry(client)
         log.warning("cannot connect to the MQTT broker %s:%d; retrying with backoff",
                     self.config.mqtt.host, self.config.mqtt.port)
@@ -787,20 +717,16 @@ class MqttPublisher:
         self._live_ready = False
         self._status_online = False  # no lock here: paho holds its callback lock, which publish() may take
         self._status_due = False
-        with self._map_lock:
-            # A connection closed before its CONNACK (a TLS client certificate refused after the handshake, ...)
-            # is a failed attempt, not a disconnect.
-            self._counts["disconnects" if was_connected else "connect_failures"] += 1
-            # QoS 0 messages are not kept by paho across a reconnect: let the drain send them again.
-            for oid in [o for o, q in self._claimed.items() if q == 0]:
-                del self._claimed[oid]
+        # A connection closed before its CONNACK (a TLS client certificate refused after the handshake, ...) is a
+        # failed attempt, not a disconnect.
+        self._inflight.disconnected(was_connected=was_connected)
         if self._stopping.is_set():
             return
         self._schedule_retry(client)
         if was_connected and not self._switching:
             before = self._takeover.taken_over
             self._takeover.disconnected(reason_code, self.config.mqtt.client_id)
-            self._count("sessions_taken_over", self._takeover.taken_over - before)
+            self._inflight.count("sessions_taken_over", self._takeover.taken_over - before)
         if self._switching:
             log.info("disconnected from the old MQTT broker to switch brokers")
         elif was_connected:
@@ -810,20 +736,17 @@ class MqttPublisher:
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason_code: ReasonCode,
                     properties: Any) -> None:
-        with self._map_lock:
-            if mid not in self._mid_to_oid:
-                self._early_acks[mid] = reason_code  # publish() has not returned yet
-                return
-            oid = self._mid_to_oid.pop(mid)
-        self._complete(oid, reason_code)
+        known, oid = self._inflight.acknowledged(mid, reason_code)
+        if known:  # else publish() has not returned yet: InFlight.sent completes it
+            self._complete(oid, reason_code)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         name = self.topics.parse_command(message.topic)
         if name is None or self._on_command is None:
-            self._count("commands_ignored")
+            self._inflight.count("commands_ignored")
             log.warning("ignored unexpected message on %s", message.topic)
             return
-        self._count("commands_received")
+        self._inflight.count("commands_received")
         try:
             if message.retain:
                 self._on_command(name, bytes(message.payload), retained=True)
