@@ -226,7 +226,7 @@ def test_put_many_commits_in_order_and_falls_back_to_put_when_full(tmp_path: Pat
 
 BATCH_WRITER = textwrap.dedent(f"""
     import sys
-    from edge.outbox import Outbox
+    from edge.publish.outbox import Outbox
     ob = Outbox(sys.argv[1])
     b = 0
     while True:

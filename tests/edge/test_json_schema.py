@@ -39,7 +39,8 @@ def test_committed_files_are_what_the_generator_writes(repo_root: Path) -> None:
     missing = sorted(set(expected) - set(committed))
     differ = sorted(n for n in set(expected) & set(committed) if expected[n] != committed[n])
     assert not (stale or missing or differ), (
-        f"schemas/v1 is out of date with edge.messages.SCHEMAS (missing {missing}, stale {stale}, differ {differ}): "
+        f"schemas/v1 is out of date with edge.publish.schema.SCHEMAS (missing {missing}, stale {stale}, "
+        f"differ {differ}): "
         f"regenerate with `{REGENERATE}` and commit the files")
     assert set(expected) == {f"{kind}.schema.json" for kind in SCHEMAS}
 

@@ -1,4 +1,5 @@
-"""Tests of edge.messages: topic layout, payload builders, schema validation and the JSON encoding."""
+"""Tests of edge.publish (topics, schema, messages): topic layout, payload builders, schema validation and the
+JSON encoding."""
 
 from __future__ import annotations
 

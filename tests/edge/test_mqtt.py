@@ -1,4 +1,5 @@
-"""Tests of edge.mqtt against a real mosquitto: delivery, outages, kill -9, status, commands, TLS and passwords."""
+"""Tests of edge.publish.mqtt against a real mosquitto: delivery, outages, kill -9, status, commands, TLS and
+passwords."""
 
 
 from __future__ import annotations
@@ -180,9 +181,10 @@ CRASHING_PUBLISHER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from edge.config import parse_config
-    from edge.messages import MessageKind, TargetValue, prediction_message
-    from edge.mqtt import MqttPublisher
-    from edge.outbox import Outbox
+    from edge.publish.messages import TargetValue, prediction_message
+    from edge.publish.mqtt import MqttPublisher
+    from edge.publish.outbox import Outbox
+    from edge.publish.schema import MessageKind
     tmp, port, first, count = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     cfg = parse_config({
         "device": {"site": "plant-a", "line": "line-3", "device_id": "nir-01"},

@@ -1,4 +1,4 @@
-"""Tests of edge.outbox: order, acknowledgement, kill -9 safety, the size bound policy and a full disk."""
+"""Tests of edge.publish.outbox: order, acknowledgement, kill -9 safety, the size bound policy and a full disk."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
 
 WRITER = textwrap.dedent("""
     import sys
-    from edge.outbox import Outbox
+    from edge.publish.outbox import Outbox
     ob = Outbox(sys.argv[1])
     i = 0
     while True:

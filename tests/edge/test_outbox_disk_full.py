@@ -41,7 +41,7 @@ MIN_USED_FRACTION = 0.4
 #: While the broker is up: a new prediction per step, and everything pending acknowledged every ACK_EVERY steps.
 ACK_EVERY = 10
 PENDING_BATCH = 200
-#: Log lines allowed from edge.outbox per phase (one per kind of event: eviction, reserve, store error).
+#: Log lines allowed from edge.publish.outbox per phase (one per kind of event: eviction, reserve, store error).
 MAX_LOG_LINES = 3
 EVICTION_LINE = re.compile(r"(\d+) message\(s\) in (\d+) eviction\(s\)")
 

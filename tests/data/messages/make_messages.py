@@ -1,4 +1,5 @@
-"""Writes the golden version-1 MQTT payloads (``v1_<name>.json``): what each builder of ``edge.messages`` emits.
+"""Writes the golden version-1 MQTT payloads (``v1_<name>.json``): what each builder of ``edge.publish.messages``
+emits.
 
 Each file holds ``encode(builder(...))`` byte for byte (compact UTF-8 JSON, no trailing newline) for the inputs
 in :data:`CASES`.  ``tests/edge/test_message_goldens.py`` builds every case again and compares it with its file,
