@@ -1,14 +1,16 @@
 """Building the daemon's paho client from ``[mqtt]`` (protocol, session, TLS, credentials), its CONNECT
-arguments, and the small helpers of the publisher's connection: the backlog's rate limit and the detection of a
-second client with the same client id (see :mod:`edge.publish.mqtt`)."""
+arguments, and the small helpers of the publisher's connection: the backlog's rate limit, the reconnect jitter, the
+detection of a second client with the same client id, and the command handler's signature (see
+:mod:`edge.publish.mqtt`)."""
 
 from __future__ import annotations
 
 import logging
 import math
+import random
 import ssl
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -17,12 +19,14 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.publish.log_limit import LOG_INTERVAL_S, LogLimiter
+from firmware_bridge.backoff import Backoff
 
 if TYPE_CHECKING:
-    from edge.config import EdgeConfig
+    from edge.config import EdgeConfig, MqttConfig
 
-__all__ = ["build_client", "max_incoming_packet_bytes", "connect_kwargs", "PACKET_OVERHEAD_BYTES", "TokenBucket",
-           "TakeoverWatch", "SESSION_TAKEN_OVER", "SHORT_SESSION_S", "SHORT_SESSIONS_HINT"]
+__all__ = ["CommandHandler", "ReconnectJitter", "build_client", "max_incoming_packet_bytes", "connect_kwargs",
+           "PACKET_OVERHEAD_BYTES", "TokenBucket", "TakeoverWatch", "SESSION_TAKEN_OVER", "SHORT_SESSION_S",
+           "SHORT_SESSIONS_HINT"]
 
 log = logging.getLogger("edge.publish.mqtt")
 
@@ -158,3 +162,34 @@ class TakeoverWatch:
             log.error("%d connections in a row lost within %.0f s of connecting: another client using the client id "
                       "%r (a second daemon with this device_id?) or the broker refusing this client",
                       self._short_sessions, SHORT_SESSION_S, client_id)
+
+
+class CommandHandler(Protocol):
+    """``on_command(name, payload)`` for a command message; ``retained=True`` is added for a retained one (which
+    the handler must refuse: the broker delivers it again at every subscribe)."""
+
+    def __call__(self, name: str, payload: bytes, *, retained: bool = False) -> None: ...
+
+
+class ReconnectJitter:
+    """The delay before paho's next connection attempt, drawn with full jitter (:mod:`firmware_bridge.backoff`):
+    paho's own backoff has none, so a fleet that lost its broker at once would retry in lock-step."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self._backoff: Backoff | None = None
+
+    def reset(self) -> None:
+        """A connection succeeded: the next outage starts from the smallest window again."""
+        if self._backoff is not None:
+            self._backoff.reset()
+
+    def schedule(self, client: paho.Client, m: MqttConfig) -> None:
+        """Set the delay of ``client``'s next attempt: paho waits ``min_delay`` after a failure, and this runs in its
+        network thread right before that wait (on_connect_fail, on_disconnect)."""
+        bounds = (float(m.reconnect_min_delay_s), float(m.reconnect_max_delay_s))
+        if self._backoff is None or self._backoff.bounds_s != bounds:  # first failure, or another broker's settings
+            self._backoff = Backoff(bounds, self._rng)
+        delay = self._backoff.next_delay_s()
+        # paho hints int seconds; it only adds the value to time.monotonic() and sleeps, so a float is exact.
+        client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]

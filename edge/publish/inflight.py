@@ -10,15 +10,38 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from paho.mqtt.reasoncodes import ReasonCode
 
-__all__ = ["InFlight", "COUNTERS"]
+__all__ = ["InFlight", "PublisherStats", "COUNTERS"]
 
 #: The publisher's counters (see ``edge.publish.mqtt.PublisherStats``).
 COUNTERS = ("connects", "disconnects", "connect_failures", "sent_live", "sent_backlog", "acked", "rejected",
             "sent_without_outbox", "lost_outbox_unavailable", "outbox_errors", "commands_received",
             "commands_ignored", "broker_switches", "sessions_taken_over")
+
+
+@dataclass(frozen=True)
+class PublisherStats:
+    """Counters since :meth:`MqttPublisher.start` (monotonic, for ``.../metrics``)."""
+
+    connected: bool
+    connects: int  #: successful CONNACKs
+    disconnects: int  #: established connections lost or closed
+    connect_failures: int  #: connection attempts that failed (refused, TLS, auth, network, closed before CONNACK)
+    sent_live: int  #: messages handed to paho as soon as they were stored
+    sent_backlog: int  #: messages replayed from the outbox by the drain thread
+    acked: int  #: outbox messages acknowledged by the broker (and then deleted)
+    rejected: int  #: acknowledgements with an MQTT 5 failure reason code (deleted too: a retry cannot succeed)
+    sent_without_outbox: int  #: sent live although the outbox could not store them
+    lost_outbox_unavailable: int  #: neither stored nor sent (outbox refused while disconnected)
+    outbox_errors: int  #: OutboxError raised by put/ack/pending
+    inflight: int  #: outbox messages handed to paho and not yet acknowledged
+    commands_received: int  #: command messages handed to on_command (retained ones too: it refuses them)
+    commands_ignored: int  #: messages on topics that are not a command (or with no on_command)
+    broker_switches: int  #: connections moved to new broker settings by :meth:`MqttPublisher.switch_broker`
+    sessions_taken_over: int  #: connections the broker closed because another client connected with this client id
 
 
 class InFlight:
@@ -39,10 +62,10 @@ class InFlight:
         with self.lock:
             self._counts[name] += n
 
-    def snapshot(self) -> tuple[dict[str, int], int]:
-        """The counters and the number of messages in flight."""
+    def stats(self, *, connected: bool) -> PublisherStats:
+        """Snapshot of the counters."""
         with self.lock:
-            return dict(self._counts), len(self._claimed)
+            return PublisherStats(connected=connected, inflight=len(self._claimed), **self._counts)
 
     def busy(self) -> bool:
         """Something is in flight, or acknowledged and not yet deleted from the outbox."""

@@ -61,7 +61,11 @@ Moving to another broker (a configuration reload): :meth:`MqttPublisher.stop` th
 the same outbox; whatever was not acknowledged by the old broker is replayed to the new one.
 
 Security: TLS with a CA file and an optional client certificate (``ssl.create_default_context``, hostname checked
-unless ``mqtt.tls.check_hostname = false``), username with password or password file.
+unless ``mqtt.tls.check_hostname = false``), username with password or password file (:mod:`edge.publish.client`).
+
+Parts: the paho client, its CONNECT arguments, the reconnect jitter and the takeover detection are in
+:mod:`edge.publish.client`; the in-flight ledger and the counters in :mod:`edge.publish.inflight`; the retained
+status in :mod:`edge.publish.status`.  This module keeps the live/backlog order, the drain and paho's callbacks.
 """
 
 from __future__ import annotations
@@ -71,8 +75,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
@@ -82,18 +85,20 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.errors import OutboxError
 from edge.publish.client import (
+    CommandHandler,
+    ReconnectJitter,
     TakeoverWatch,
     TokenBucket,
     build_client,
     connect_kwargs,
 )
-from edge.publish.inflight import InFlight
+from edge.publish.inflight import InFlight, PublisherStats
 from edge.publish.log_limit import LOG_INTERVAL_S, LogLimiter
 from edge.publish.messages import PRIORITY_OF_KIND, Priority, status_message
 from edge.publish.outbox import Outbox
 from edge.publish.schema import MessageError, MessageKind, encode
+from edge.publish.status import StatusChannel
 from edge.publish.topics import Topics
-from firmware_bridge.backoff import Backoff
 
 if TYPE_CHECKING:
     from edge.config import EdgeConfig
@@ -112,35 +117,6 @@ DRAIN_POLL_S = 0.25
 ACK_BATCH_MAX = 64
 #: Largest payload MQTT can carry.
 MAX_PAYLOAD_BYTES = 268_435_455
-
-class CommandHandler(Protocol):
-    """``on_command(name, payload)`` for a command message; ``retained=True`` is added for a retained one (which
-    the handler must refuse: the broker delivers it again at every subscribe)."""
-
-    def __call__(self, name: str, payload: bytes, *, retained: bool = False) -> None: ...
-
-
-@dataclass(frozen=True)
-class PublisherStats:
-    """Counters since :meth:`MqttPublisher.start` (monotonic, for ``.../metrics``)."""
-
-    connected: bool
-    connects: int  #: successful CONNACKs
-    disconnects: int  #: established connections lost or closed
-    connect_failures: int  #: connection attempts that failed (refused, TLS, auth, network, closed before CONNACK)
-    sent_live: int  #: messages handed to paho as soon as they were stored
-    sent_backlog: int  #: messages replayed from the outbox by the drain thread
-    acked: int  #: outbox messages acknowledged by the broker (and then deleted)
-    rejected: int  #: acknowledgements with an MQTT 5 failure reason code (deleted too: a retry cannot succeed)
-    sent_without_outbox: int  #: sent live although the outbox could not store them
-    lost_outbox_unavailable: int  #: neither stored nor sent (outbox refused while disconnected)
-    outbox_errors: int  #: OutboxError raised by put/ack/pending
-    inflight: int  #: outbox messages handed to paho and not yet acknowledged
-    commands_received: int  #: command messages handed to on_command (retained ones too: it refuses them)
-    commands_ignored: int  #: messages on topics that are not a command (or with no on_command)
-    broker_switches: int  #: connections moved to new broker settings by :meth:`MqttPublisher.switch_broker`
-    sessions_taken_over: int  #: connections the broker closed because another client connected with this client id
-
 
 class MqttPublisher:
     """Store-and-forward MQTT publisher of one device (see the module docstring).
@@ -195,15 +171,7 @@ class MqttPublisher:
         self._live_ready = False  # a cutoff was fixed for the current connection
         self._live_behind = False  # a live message is waiting in the outbox: newer ones must queue behind it
         self._backlog_done = False
-        self._status_payload: bytes | None = None
-        self._status_source = status_source
-        self._retained_source = retained_source  # e.g. edge.homeassistant.Discovery.due
-        # _status_lock orders set_status against the status sent at connect (by the drain thread, never in a paho
-        # callback: paho holds its callback lock there, which its publish() may take too): the last one sent is the
-        # newest.  _status_online and _status_due are plain flags the paho callbacks set without a lock.
-        self._status_lock = threading.Lock()
-        self._status_online = False
-        self._status_due = False
+        self._status = StatusChannel(self.topics.status, self._send_retained_message, status_source, retained_source)
         self._connected = threading.Event()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -211,9 +179,7 @@ class MqttPublisher:
         self._started = False
         self._takeover = TakeoverWatch()
         self._pending_switch: tuple[paho.Client, EdgeConfig] | None = None
-        self._rng = rng if rng is not None else random.Random()
-        self._backoff = Backoff((float(config.mqtt.reconnect_min_delay_s), float(config.mqtt.reconnect_max_delay_s)),
-                                self._rng)
+        self._retry = ReconnectJitter(rng if rng is not None else random.Random())
         self._switching = False
         self._replacing_client = False  # _do_switch is between stopping the old client and starting the new one
 
@@ -263,8 +229,7 @@ class MqttPublisher:
         self._wake.set()
         if self._drain_thread is not None:
             self._drain_thread.join()
-        with self._status_lock:
-            self._status_online = False  # from now on the retained status says offline
+        self._status.going_offline()
         if self._connected.is_set():
             offline = encode(status_message(device_id=self.config.device.device_id, state="offline",
                                             last_error=None))
@@ -386,11 +351,7 @@ class MqttPublisher:
     def set_status(self, payload: bytes) -> None:
         """Set the retained ``.../status`` payload: published now when connected; at every connect the
         ``status_source`` builds a fresh one (this payload is the fallback)."""
-        with self._status_lock:
-            self._status_payload = bytes(payload)
-            if self._status_online:
-                self._send_retained(full=False)
-                self._send(self.topics.status, bytes(payload), 1, True, None)
+        self._status.set(payload)
 
     def publish_message(self, kind: MessageKind, message: Mapping[str, Any], *,
                         command: str | None = None) -> int | None:
@@ -504,8 +465,7 @@ class MqttPublisher:
 
     def stats(self) -> PublisherStats:
         """Snapshot of the counters."""
-        counts, inflight = self._inflight.snapshot()
-        return PublisherStats(connected=self._connected.is_set(), inflight=inflight, **counts)
+        return self._inflight.stats(connected=self._connected.is_set())
 
     # ------------------------------------------------------------------------------------------- internals
 
@@ -539,6 +499,10 @@ class MqttPublisher:
             self._complete(oid, early)
         return info
 
+    def _send_retained_message(self, topic: str, payload: bytes) -> paho.MQTTMessageInfo | None:
+        """Send a retained message at QoS 1 outside the outbox (the status and what goes with it)."""
+        return self._send(topic, payload, 1, True, None)
+
     def _complete(self, oid: int | None, reason: ReasonCode | int) -> None:
         failed = isinstance(reason, ReasonCode) and reason.is_failure
         if failed:
@@ -571,8 +535,8 @@ class MqttPublisher:
             try:
                 if self._pending_switch is not None:
                     self._do_switch()
-                if self._status_due and self._connected.is_set():
-                    self._send_status_at_connect()
+                if self._status.due and self._connected.is_set():
+                    self._status.send_at_connect(self._connected.is_set)
                 self._flush_acks()
                 if not self._connected.is_set():
                     continue
@@ -642,7 +606,7 @@ class MqttPublisher:
             self._inflight.count("connect_failures")
             log.error("broker refused the connection: %s", reason_code)
             return
-        self._backoff.reset()
+        self._retry.reset()
         resending = self._inflight.connected(RESYNC_TIMEOUT_S)
         self._takeover.connected()
         # Fix the live/backlog boundary before anyone sees the connection.  Taking _publish_lock here is safe:
@@ -661,52 +625,13 @@ class MqttPublisher:
                 client.subscribe(self.topics.command_filter, options=SubscribeOptions(qos=1, retainAsPublished=True))
             else:
                 client.subscribe(self.topics.command_filter, qos=1)
-        self._status_due = True  # the drain thread publishes the current status first thing
+        self._status.due = True  # the drain thread publishes the current status first thing
         self._connected.set()
         self._wake.set()
 
-    def _send_status_at_connect(self) -> None:
-        """Publish the current status (fresh from ``status_source`` when there is one) on a new connection (drain
-        thread)."""
-        with self._status_lock:
-            self._status_due = False
-            if self._status_source is not None:
-                try:
-                    fresh = self._status_source()
-                    if fresh is not None:
-                        self._status_payload = encode(fresh)
-                except Exception:  # noqa: BLE001 - a failing source must not cost the connection its status
-                    log.exception("cannot build the current status; re-sending the last one")
-            self._send_retained(full=True)
-            if self._status_payload is not None:
-                self._send(self.topics.status, self._status_payload, 1, True, None)
-            self._status_online = self._connected.is_set()
-
-    def _send_retained(self, *, full: bool) -> None:
-        """Publish the ``retained_source``'s messages that are due (under ``_status_lock``)."""
-        if self._retained_source is None:
-            return
-        try:
-            for topic, payload in self._retained_source(full=full):
-                self._send(topic, payload, 1, True, None)
-        except Exception:  # noqa: BLE001 - a failing source must not cost the connection its status
-            log.exception("cannot build the retained messages of the retained_source")
-
-    def _schedule_retry(self, client: paho.Client) -> None:
-        """Draw the delay before paho's next connection attempt with full jitter (paho's own backoff has none, so a
-        fleet that lost its broker at once would retry in lock-step): paho waits ``min_delay`` after a failure, and
-        this runs in its network thread right before that wait (on_connect_fail, on_disconnect)."""
-        m = self.config.mqtt
-        bounds = (float(m.reconnect_min_delay_s), float(m.reconnect_max_delay_s))
-        if self._backoff.bounds_s != bounds:  # another broker's settings since the last failure
-            self._backoff = Backoff(bounds, self._rng)
-        delay = self._backoff.next_delay_s()
-        # paho hints int seconds; it only adds the value to time.monotonic() and sleeps, so a float is exact.
-        client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
-
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self._inflight.count("connect_failures")
-        self._schedule_retry(client)
+        self._retry.schedule(client, self.config.mqtt)
         log.warning("cannot connect to the MQTT broker %s:%d; retrying with backoff",
                     self.config.mqtt.host, self.config.mqtt.port)
 
@@ -715,14 +640,13 @@ class MqttPublisher:
         was_connected = self._connected.is_set()
         self._connected.clear()
         self._live_ready = False
-        self._status_online = False  # no lock here: paho holds its callback lock, which publish() may take
-        self._status_due = False
+        self._status.connection_lost()
         # A connection closed before its CONNACK (a TLS client certificate refused after the handshake, ...) is a
         # failed attempt, not a disconnect.
         self._inflight.disconnected(was_connected=was_connected)
         if self._stopping.is_set():
             return
-        self._schedule_retry(client)
+        self._retry.schedule(client, self.config.mqtt)
         if was_connected and not self._switching:
             before = self._takeover.taken_over
             self._takeover.disconnected(reason_code, self.config.mqtt.client_id)
