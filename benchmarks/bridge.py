@@ -8,10 +8,11 @@ Used by ``spectro-bench fleet`` and by the loopback test of the bridge (tests/re
   loopback has no certificates); every other line (persistence, queue limits, session, QoS, topics, reconnect
   timing) is used verbatim;
 - :class:`BrokerPair` starts the central broker and the site broker bridged to it, and stops and starts each;
-- :class:`SimulatedFleet` is N devices, each the daemon's own publishing stack (an :class:`edge.outbox.Outbox` and
-  an :class:`edge.mqtt.MqttPublisher` built from an :class:`edge.config.EdgeConfig`) publishing ``prediction``
-  messages with consecutive ``seq`` to the site broker; the spectrometer, the pty and the model are left out, so
-  20 devices fit on a small machine (20 daemons with their simulators do not, on 2 cores);
+- :class:`SimulatedFleet` is N devices, each the daemon's own publishing stack (an
+  :class:`edge.publish.outbox.Outbox` and an :class:`edge.publish.mqtt.MqttPublisher` built from an
+  :class:`edge.config.EdgeConfig`) publishing ``prediction`` messages with consecutive ``seq`` to the site broker;
+  the spectrometer, the pty and the model are left out, so 20 devices fit on a small machine (20 daemons with
+  their simulators do not, on 2 cores);
 - :class:`CentralConsumer` is a paho client with a persistent session on the central broker, QoS 1, collecting
   ``(device_id, seq)`` of every prediction;
 - :func:`warm_up`, :func:`outage`, :func:`settle` and :func:`tally` are the steps of a run: data flowing end to
@@ -33,9 +34,10 @@ from typing import Any
 
 from benchmarks.broker import Mosquitto
 from edge.config import parse_config
-from edge.messages import MessageKind, TargetValue, prediction_message
-from edge.mqtt import MqttPublisher
-from edge.outbox import Outbox
+from edge.publish.messages import TargetValue, prediction_message
+from edge.publish.mqtt import MqttPublisher
+from edge.publish.outbox import Outbox
+from edge.publish.schema import MessageKind
 
 log = logging.getLogger(__name__)
 

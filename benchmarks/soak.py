@@ -86,7 +86,8 @@ class SeqSubscriber:
     def __init__(self, port: int, prefix: str) -> None:
         import paho.mqtt.client as mqtt
 
-        from edge.messages import MessageKind, topic
+        from edge.publish.schema import MessageKind
+        from edge.publish.topics import topic
 
         self.pred_topic = topic(prefix, SITE, LINE, DEVICE, MessageKind.PREDICTION)
         self.metrics_topic = topic(prefix, SITE, LINE, DEVICE, MessageKind.METRICS)

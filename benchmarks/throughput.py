@@ -145,7 +145,8 @@ class Subscriber:
     def __init__(self, host: str, port: int, prefix: str, qos: int) -> None:
         import paho.mqtt.client as mqtt
 
-        from edge.messages import MessageKind, topic
+        from edge.publish.schema import MessageKind
+        from edge.publish.topics import topic
 
         self.inbox = _Inbox()
         self.pred_topic = topic(prefix, SITE, LINE, DEVICE, MessageKind.PREDICTION)

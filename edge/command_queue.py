@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from edge.outbox import LOG_INTERVAL_S, LogLimiter
+from edge.publish.log_limit import LOG_INTERVAL_S, LogLimiter
 
 __all__ = [
     "CommandQueue",

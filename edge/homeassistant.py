@@ -19,7 +19,7 @@ device id (``.`` becomes ``_``), so a broker ACL can confine a device to ``homea
 When the bundle changes (a reload), the configurations that changed are published again and entities of targets
 that disappeared are removed (an empty retained payload), see :meth:`Discovery.due`.
 
->>> from edge.messages import Topics
+>>> from edge.publish.topics import Topics
 >>> d = Discovery("homeassistant", Topics("spectrolite", "plant-a", "line-3", "nir-01"),
 ...               lambda: DeviceInfo("tablets", "3", (("api", "%w/w"),), "0.1.0"))
 >>> [topic for topic, _ in d.due(full=True)][0]
@@ -38,7 +38,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from edge.messages import Quality, Topics
+from edge.publish.schema import Quality
+from edge.publish.topics import Topics
 
 if TYPE_CHECKING:
     from edge.config import EdgeConfig

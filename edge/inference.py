@@ -29,7 +29,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import InputContractError
-from edge.messages import OodStats, Quality, TargetValue, prediction_message
+from edge.publish.messages import OodStats, prediction_message_of
+from edge.publish.schema import Quality
 from edge.references import ReferenceCheck, ReferencePolicy, ReferenceQuality, ReferenceSet
 from firmware_bridge.frames import AxisUnit, Spectrum, SpectrumFlags
 
@@ -129,40 +130,16 @@ class Prediction:
         device_boot_id: int | None = None,
         time_unix_s: float | None = None,
     ) -> dict[str, Any]:
-        """The ``.../prediction`` payload (built by :func:`edge.messages.prediction_message`).
+        """The ``.../prediction`` payload: :func:`edge.publish.messages.prediction_message_of` of this prediction.
 
-        ``reference`` (the simulator's known values, test benches only) becomes the field ``reference``;
-        ``reasons`` go into ``quality_reasons``; ``device_boot_id`` is the boot id of the device's last STATUS.
+        Kept for callers written before the builder moved out of the domain value (the daemon); new code calls
+        ``prediction_message_of(pred, ...)``.
         """
-        targets = [
-            TargetValue(
-                name=n,
-                unit=u,
-                value=v,
-                lower=None if self.lower is None else self.lower[i],
-                upper=None if self.upper is None else self.upper[i],
-            )
-            for i, (n, u, v) in enumerate(zip(self.names, self.units, self.values))
-        ]
-        msg = prediction_message(
-            device_id=device_id,
-            seq=self.seq,
-            device_timestamp_us=self.timestamp_us,
-            model_id=self.model_id,
-            model_version=self.model_version,
-            targets=targets,
-            quality_flags=self.flags,
-            ood=self.ood,
-            interval_coverage=self.interval_coverage,
-            latency_ms=max(0.0, latency_ms),
-            device_boot_id=device_boot_id,
-            quality_reasons=self.reasons,
-            compute_us=round(self.compute_us, 1),
-            reference=reference,
+        return prediction_message_of(
+            self, device_id=device_id, latency_ms=latency_ms, reference=reference, device_boot_id=device_boot_id,
             time_unix_s=time_unix_s,
-            validate_now=False,  # edge.messages.encode validates the final payload once, when it is published
+            validate_now=False,  # edge.publish.schema.encode validates the final payload once, when it is published
         )
-        return msg
 
 
 @dataclass(frozen=True)

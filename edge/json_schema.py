@@ -1,6 +1,6 @@
 """Standard JSON Schema (draft 2020-12) files of every payload the daemon publishes, for consumers.
 
-``edge.messages.SCHEMAS`` is the producer's contract, checked by the daemon's own small validator.  This module
+``edge.publish.schema.SCHEMAS`` is the producer's contract, checked by the daemon's own small validator.  This module
 writes it as one standard JSON Schema file per payload kind (``schemas/v1/<kind>.schema.json`` in the repository,
 regenerated with ``spectro-edge schemas --out schemas/v1``), so a consumer in any language validates what it
 receives with an off-the-shelf validator.
@@ -8,7 +8,7 @@ receives with an off-the-shelf validator.
 The files are the *consumer's* form of each schema: they list every field the producer sends, with its type,
 bounds and whether it is required, but allow fields they do not list (``additionalProperties: false`` of the
 producer's fixed-field objects is left out), because fields are added within a schema version and an older
-consumer must keep accepting a newer producer's payloads (``edge.messages.validate`` without ``strict`` checks the
+consumer must keep accepting a newer producer's payloads (``edge.publish.schema.validate`` without ``strict`` checks the
 same).  Maps with free keys (``counters``, ``gauges``, ``latency_ms``) keep their value schema.
 
 >>> doc = consumer_schema("status")
@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edge.messages import SCHEMA_VERSION, SCHEMAS
+from edge.publish.schema import SCHEMA_VERSION, SCHEMAS
 
 __all__ = ["DRAFT", "DESCRIPTIONS", "consumer_schema", "file_name", "render", "render_all", "write_all"]
 
@@ -55,7 +55,7 @@ def _consumer_form(node: Any) -> Any:
 
 
 def consumer_schema(kind: str) -> dict[str, Any]:
-    """The draft 2020-12 document of payload ``kind`` (a key of ``edge.messages.SCHEMAS``).
+    """The draft 2020-12 document of payload ``kind`` (a key of ``edge.publish.schema.SCHEMAS``).
 
     Raises
     ------
@@ -70,8 +70,9 @@ def consumer_schema(kind: str) -> dict[str, Any]:
         "$id": body.pop("$id"),
         "title": f"spectrolite {kind} payload, schema_version {SCHEMA_VERSION}",
         "description": DESCRIPTIONS[kind],
-        "$comment": "Generated from edge.messages.SCHEMAS by `spectro-edge schemas --out schemas/v1`; do not edit. "
-                    "Fields not listed here may appear (they are added within a schema version): ignore them.",
+        "$comment": "Generated from edge.publish.schema.SCHEMAS by `spectro-edge schemas --out schemas/v1`; "
+                    "do not edit. Fields not listed here may appear (they are added within a schema version): "
+                    "ignore them.",
     }
     return {**head, **body}
 

@@ -26,7 +26,8 @@ DEVICE_ID = "bench-01"
 def time_stages(bundle: Any, frames: Frames, n: int, warmup: int) -> dict[str, Any]:
     """The per-stage loop; returns arrays of seconds per stage plus the compute and total spans."""
     from edge.inference import bundle_targets
-    from edge.messages import OodStats, TargetValue, encode, prediction_message
+    from edge.publish.messages import OodStats, TargetValue, prediction_message
+    from edge.publish.schema import encode
     from firmware_bridge.codec import FrameDecoder
 
     rt = bundle.runtime

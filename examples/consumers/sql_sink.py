@@ -14,11 +14,11 @@ What makes it lose nothing and store nothing twice (docs/mqtt.md, "A historian i
   re-sending after its own outage, is counted as a duplicate and stored once.  A device that sends no boot id is
   keyed with boot id 0.
 
-Every payload is validated with :func:`edge.messages.decode` (the schema of ``schemas/v1/prediction.schema.json``);
-one that does not validate is counted, logged and acknowledged (it would fail again).  Two tables: ``predictions``
-(one row per spectrum, with the whole payload as JSON) and ``prediction_values`` (one row per target, the long form
-a trend chart or a SQL join wants).  Prints ``{"subscribed": ...}`` once subscribed; stops on SIGTERM or SIGINT
-and prints its counts as JSON on stdout.
+Every payload is validated with :func:`edge.publish.schema.decode` (the schema of
+``schemas/v1/prediction.schema.json``); one that does not validate is counted, logged and acknowledged (it would
+fail again).  Two tables: ``predictions`` (one row per spectrum, with the whole payload as JSON) and
+``prediction_values`` (one row per target, the long form a trend chart or a SQL join wants).  Prints
+``{"subscribed": ...}`` once subscribed; stops on SIGTERM or SIGINT and prints its counts as JSON on stdout.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.errors import EdgeError
-from edge.messages import decode
+from edge.publish.schema import decode
 
 log = logging.getLogger("sql_sink")
 

@@ -20,11 +20,11 @@ from edge.bundle import load_bundle
 from edge.daemon import INFERENCE_BATCH_MAX, Daemon, _Received
 from edge.errors import OutboxError
 from edge.inference import InferenceEngine, Prediction, Rejection
-from edge.messages import Priority
-from edge.outbox import Outbox, OutboxFullError
 from edge.preprocess import SNV, Autoscale, CountsConversion, InputContract, LinearTransfer, Normalize, Pipeline
 from edge.preprocess.filters import SavitzkyGolay
 from edge.preprocess.scaling import MeanCenter
+from edge.publish.messages import Priority
+from edge.publish.outbox import Outbox, OutboxFullError
 from edge.queues import BoundedQueue
 from edge.references import ReferenceKind, ReferenceSet, ReferenceSpectrum
 from firmware_bridge.frames import Spectrum
@@ -226,7 +226,7 @@ def test_put_many_commits_in_order_and_falls_back_to_put_when_full(tmp_path: Pat
 
 BATCH_WRITER = textwrap.dedent(f"""
     import sys
-    from edge.outbox import Outbox
+    from edge.publish.outbox import Outbox
     ob = Outbox(sys.argv[1])
     b = 0
     while True:

@@ -336,3 +336,12 @@ def test_validate_can_leave_the_serial_device_to_the_daemon(tmp_path: Path, demo
     out = capsys.readouterr().out
     assert "SKIP  serial  /dev/ttyNOPE-spectrolite: not checked" in out and "FAIL" not in out
     assert main(["config", "--validate", str(path)]) == 1
+
+
+def test_the_config_modules_doctests_hold() -> None:
+    import doctest
+
+    import edge.config
+
+    result = doctest.testmod(edge.config)
+    assert result.attempted > 0 and result.failed == 0

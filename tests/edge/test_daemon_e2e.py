@@ -197,7 +197,7 @@ def test_broker_outage_then_daemon_sigkill_lose_nothing(
     wait_for(lambda: _daemon_idle(subscriber, stopped_at), "the daemon to commit everything it read")
     daemon.end(signal.SIGKILL)
     assert daemon.popen.returncode == -signal.SIGKILL
-    from edge.outbox import Outbox
+    from edge.publish.outbox import Outbox
 
     with Outbox(tmp_path / "state" / "outbox.sqlite") as outbox:  # what the crash left undelivered
         backlog_left = len(outbox)

@@ -20,10 +20,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.config import parse_config
 from edge.errors import ConfigError
 from edge.homeassistant import DeviceInfo, Discovery, discovery_configs, discovery_from_config, target_template
-from edge.messages import Topics
-from tests.edge.test_messages import GOLDEN
+from edge.publish.topics import Topics
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
+from tests.support.golden_messages import golden_payload
 from tests.support.processes import BASE_TOPIC, Proc, Subscriber, start_daemon, start_sim, write_config
 
 TOPICS = Topics("spectrolite", "plant-a", "line-3", "nir-01")
@@ -68,8 +68,8 @@ def test_one_sensor_per_target_and_the_quality_entities() -> None:
 
 
 def test_templates_yield_the_values_of_real_payloads() -> None:
-    prediction = GOLDEN["prediction"][1]
-    status = GOLDEN["status"][1]
+    prediction = golden_payload("prediction")
+    status = golden_payload("status_online")
     assert isinstance(prediction, bytes) and isinstance(status, bytes)
     configs = discovery_configs("homeassistant", TOPICS, INFO)
     api = configs["homeassistant/sensor/nir-01/plant-a_line-3_api/config"]

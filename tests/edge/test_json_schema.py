@@ -16,10 +16,15 @@ from typing import Any
 import pytest
 
 from edge.json_schema import DRAFT, render_all, write_all
-from edge.messages import SCHEMAS
-from tests.edge.test_messages import GOLDEN
+from edge.publish.schema import SCHEMAS
+from tests.support.golden_messages import golden_names, golden_payload
 
 REGENERATE = "spectro-edge schemas --out schemas/v1"
+
+
+def _golden(name: str) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(golden_payload(name))
+    return payload
 
 
 def _schema_dir(repo_root: Path) -> Path:
@@ -34,7 +39,8 @@ def test_committed_files_are_what_the_generator_writes(repo_root: Path) -> None:
     missing = sorted(set(expected) - set(committed))
     differ = sorted(n for n in set(expected) & set(committed) if expected[n] != committed[n])
     assert not (stale or missing or differ), (
-        f"schemas/v1 is out of date with edge.messages.SCHEMAS (missing {missing}, stale {stale}, differ {differ}): "
+        f"schemas/v1 is out of date with edge.publish.schema.SCHEMAS (missing {missing}, stale {stale}, "
+        f"differ {differ}): "
         f"regenerate with `{REGENERATE}` and commit the files")
     assert set(expected) == {f"{kind}.schema.json" for kind in SCHEMAS}
 
@@ -71,20 +77,20 @@ def _validator(repo_root: Path, kind: str) -> Any:
     return js.Draft202012Validator(doc)
 
 
-@pytest.mark.parametrize("kind", sorted(SCHEMAS))
-def test_golden_payloads_validate_against_the_files(repo_root: Path, kind: str) -> None:
-    validator = _validator(repo_root, kind)
-    _, golden = GOLDEN[kind]
-    payload = json.loads(golden)  # type: ignore[arg-type]
+@pytest.mark.parametrize("name", golden_names())
+def test_golden_payloads_validate_against_the_files(repo_root: Path, name: str) -> None:
+    payload = _golden(name)
+    validator = _validator(repo_root, payload["kind"])
     assert list(validator.iter_errors(payload)) == []
     # consumers ignore fields they do not know (new fields are added within a version)
     assert list(validator.iter_errors({**payload, "added_later": {"x": 1}})) == []
 
 
-@pytest.mark.parametrize("kind", sorted(SCHEMAS))
-def test_the_files_refuse_what_the_producer_refuses(repo_root: Path, kind: str) -> None:
+@pytest.mark.parametrize("name", golden_names())
+def test_the_files_refuse_what_the_producer_refuses(repo_root: Path, name: str) -> None:
+    payload = _golden(name)
+    kind = payload["kind"]
     validator = _validator(repo_root, kind)
-    payload = json.loads(GOLDEN[kind][1])  # type: ignore[arg-type]
     for field in ("schema_version", "device_id", "time_unix_s"):
         bad = copy.deepcopy(payload)
         del bad[field]
@@ -95,7 +101,7 @@ def test_the_files_refuse_what_the_producer_refuses(repo_root: Path, kind: str) 
 
 
 def test_wrong_nested_values_are_refused(repo_root: Path) -> None:
-    prediction = json.loads(GOLDEN["prediction"][1])  # type: ignore[arg-type]
+    prediction = _golden("prediction")
     v = _validator(repo_root, "prediction")
     bad = copy.deepcopy(prediction)
     bad["values"][0]["value"] = "12.4"
@@ -105,7 +111,7 @@ def test_wrong_nested_values_are_refused(repo_root: Path) -> None:
     assert not v.is_valid(bad)
     assert not v.is_valid({**prediction, "quality": "fine"})
     assert not v.is_valid({**prediction, "device_boot_id": 1 << 32})
-    metrics = json.loads(GOLDEN["metrics"][1])  # type: ignore[arg-type]
+    metrics = _golden("metrics")
     assert not _validator(repo_root, "metrics").is_valid({**metrics, "counters": {"frames_in": 1.5}})
 
 

@@ -1,4 +1,5 @@
-"""Tests of edge.mqtt against a real mosquitto: delivery, outages, kill -9, status, commands, TLS and passwords."""
+"""Tests of edge.publish.mqtt against a real mosquitto: delivery, outages, kill -9, status, commands, TLS and
+passwords."""
 
 
 from __future__ import annotations
@@ -20,17 +21,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import EdgeConfig, parse_config
-from edge.messages import (
-    MessageKind,
-    TargetValue,
-    Topics,
-    decode,
-    encode,
-    prediction_message,
-    status_message,
-)
-from edge.mqtt import MqttPublisher, build_client
-from edge.outbox import Outbox
+from edge.publish.client import build_client
+from edge.publish.messages import TargetValue, prediction_message, status_message
+from edge.publish.mqtt import MqttPublisher
+from edge.publish.outbox import Outbox
+from edge.publish.schema import MessageKind, decode, encode
+from edge.publish.topics import Topics
 from tests.support.broker import MosquittoBroker, TestPki, make_test_pki
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -185,9 +181,10 @@ CRASHING_PUBLISHER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from edge.config import parse_config
-    from edge.messages import MessageKind, TargetValue, prediction_message
-    from edge.mqtt import MqttPublisher
-    from edge.outbox import Outbox
+    from edge.publish.messages import TargetValue, prediction_message
+    from edge.publish.mqtt import MqttPublisher
+    from edge.publish.outbox import Outbox
+    from edge.publish.schema import MessageKind
     tmp, port, first, count = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     cfg = parse_config({
         "device": {"site": "plant-a", "line": "line-3", "device_id": "nir-01"},
@@ -355,11 +352,11 @@ def test_messages_lost_on_a_full_outbox_while_disconnected_are_counted_and_logge
         outbox._conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
         big = prediction(7)
         big["quality_reasons"] = ["x" * 1000] * 20  # needs new pages
-        with caplog.at_level(logging.ERROR, logger="edge.mqtt"):
+        with caplog.at_level(logging.ERROR, logger="edge.publish.mqtt"):
             for _ in range(200):
                 assert pub.publish_message(MessageKind.PREDICTION, big) is None
         assert pub.stats().lost_outbox_unavailable == 200  # every loss counted
-        lines = [r for r in caplog.records if r.name == "edge.mqtt" and "lost" in r.getMessage()]
+        lines = [r for r in caplog.records if r.name == "edge.publish.mqtt" and "lost" in r.getMessage()]
         assert len(lines) == 1, [r.getMessage() for r in lines]  # not one line per lost message
     finally:
         pub.stop()
@@ -378,7 +375,7 @@ def test_two_daemons_with_one_device_id_are_told_why_they_knock_each_other_off(
     second = MqttPublisher(make_config(tmp_path / "b", mosquitto_broker.port, protocol=protocol),
                            Outbox.from_config(make_config(tmp_path / "b", mosquitto_broker.port).outbox))
     try:
-        with caplog.at_level(logging.ERROR, logger="edge.mqtt"):
+        with caplog.at_level(logging.ERROR, logger="edge.publish.mqtt"):
             first.start()
             assert first.wait_connected(EVENTUALLY_S)
             second.start()  # same device_id, so the same client id: the broker takes the session over

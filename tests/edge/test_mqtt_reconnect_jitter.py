@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from edge.config import parse_config
-from edge.mqtt import MqttPublisher
-from edge.outbox import Outbox
+from edge.publish.mqtt import MqttPublisher
+from edge.publish.outbox import Outbox
 from tests.support.broker import MosquittoBroker
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Tests of edge.outbox: order, acknowledgement, kill -9 safety, the size bound policy and a full disk."""
+"""Tests of edge.publish.outbox: order, acknowledgement, kill -9 safety, the size bound policy and a full disk."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from edge.errors import OutboxError
-from edge.messages import Priority
-from edge.outbox import CLEAR_FRACTION, Outbox, OutboxFullError
+from edge.publish.messages import Priority
+from edge.publish.outbox import CLEAR_FRACTION, Outbox, OutboxFullError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Messages a killed writer must have committed before it is killed (enough to kill it mid-stream).
@@ -76,7 +76,7 @@ def test_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
 
 WRITER = textwrap.dedent("""
     import sys
-    from edge.outbox import Outbox
+    from edge.publish.outbox import Outbox
     ob = Outbox(sys.argv[1])
     i = 0
     while True:

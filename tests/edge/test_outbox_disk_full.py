@@ -25,22 +25,11 @@ from pathlib import Path
 import pytest
 
 from edge.errors import OutboxError
-from edge.messages import (
-    OodStats,
-    Quality,
-    TargetValue,
-    decode,
-    encode,
-    prediction_message,
-)
-from edge.outbox import (
-    LOG_INTERVAL_S,
-    RESERVE_WAL_BOUNDS,
-    WAL_BOUND_FRACTION,
-    WAL_BOUND_MAX_BYTES,
-    WAL_BOUND_MIN_BYTES,
-    Outbox,
-)
+from edge.publish.disk_space import RESERVE_WAL_BOUNDS, WAL_BOUND_FRACTION, WAL_BOUND_MAX_BYTES, WAL_BOUND_MIN_BYTES
+from edge.publish.log_limit import LOG_INTERVAL_S
+from edge.publish.messages import OodStats, TargetValue, prediction_message
+from edge.publish.outbox import Outbox
+from edge.publish.schema import Quality, decode, encode
 
 MIB = 1024 * 1024
 TOPIC = "spectrolite/plant-a/line-3/nir-01/prediction"
@@ -52,7 +41,7 @@ MIN_USED_FRACTION = 0.4
 #: While the broker is up: a new prediction per step, and everything pending acknowledged every ACK_EVERY steps.
 ACK_EVERY = 10
 PENDING_BATCH = 200
-#: Log lines allowed from edge.outbox per phase (one per kind of event: eviction, reserve, store error).
+#: Log lines allowed from edge.publish.outbox per phase (one per kind of event: eviction, reserve, store error).
 MAX_LOG_LINES = 3
 EVICTION_LINE = re.compile(r"(\d+) message\(s\) in (\d+) eviction\(s\)")
 
@@ -104,7 +93,7 @@ def _wal_bound(size_bytes: int) -> int:
 
 
 def _outbox_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "edge.outbox"]
+    return [r for r in caplog.records if r.name == "edge.publish.outbox"]
 
 
 def _open(path: Path, clock: ManualClock, **kwargs: object) -> Outbox:
@@ -137,7 +126,7 @@ def test_drop_oldest_on_a_full_disk_keeps_the_newest_and_delivers_them(
     size = size_mib * MIB
     n_down = int(size * PUTS_PER_FS_BYTE)
     clock = ManualClock()
-    caplog.set_level(logging.DEBUG, logger="edge.outbox")
+    caplog.set_level(logging.DEBUG, logger="edge.publish.outbox")
     with _tmpfs(tmp_path / "fs", size) as fs:
         ob = _open(fs / "outbox.sqlite", clock)
         try:
@@ -195,7 +184,7 @@ def test_refuse_new_on_a_full_disk_keeps_the_backlog_and_can_still_deliver_it(
     size = 2 * MIB
     n_down = int(size * PUTS_PER_FS_BYTE)
     clock = ManualClock()
-    caplog.set_level(logging.DEBUG, logger="edge.outbox")
+    caplog.set_level(logging.DEBUG, logger="edge.publish.outbox")
     with _tmpfs(tmp_path / "fs", size) as fs:
         ob = _open(fs / "outbox.sqlite", clock, full_policy="refuse_new")
         try:
@@ -230,7 +219,7 @@ def test_drop_oldest_when_another_writer_fills_the_disk(tmp_path: Path, caplog: 
     """Something else fills the filesystem to the last byte: the reserve lets the outbox evict and checkpoint."""
     size = 8 * MIB
     clock = ManualClock()
-    caplog.set_level(logging.DEBUG, logger="edge.outbox")
+    caplog.set_level(logging.DEBUG, logger="edge.publish.outbox")
     with _tmpfs(tmp_path / "fs", size) as fs:
         ob = _open(fs / "outbox.sqlite", clock)
         try:

@@ -27,9 +27,9 @@ else:  # Python 3.10 (Jetson): the tomli backport, an install requirement there
 from edge.config import parse_config
 from edge.errors import ConfigError
 from edge.prometheus import PrometheusExporter, exporter_from_config, families, metric_name
-from tests.edge.test_messages import GOLDEN
 from tests.support.broker import MosquittoBroker, find_free_port
 from tests.support.daemon import DemoBundles, edge_config, wait_for
+from tests.support.golden_messages import golden_payload
 from tests.support.processes import Proc, Subscriber, start_daemon, start_sim, write_config
 
 #: Deadline of one HTTP scrape (a failure to answer, not a speed goal).
@@ -54,7 +54,7 @@ def test_off_by_default_and_on_this_host_only_when_on(tmp_path: Path) -> None:
 
 
 def test_families_name_every_counter_and_gauge_of_the_payload() -> None:
-    payload = json.loads(GOLDEN["metrics"][1])  # type: ignore[arg-type]
+    payload = json.loads(golden_payload("metrics"))
     fams = {f.name: f for f in families(payload)}
     for name, value in payload["counters"].items():
         assert fams[metric_name(name)].kind == "counter"

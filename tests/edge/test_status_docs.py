@@ -14,7 +14,7 @@ import pytest
 
 from edge.bundle import load_bundle
 from edge.daemon import Daemon, MqttLink
-from edge.messages import SCHEMAS
+from edge.publish.schema import SCHEMAS
 from firmware_bridge.transport import SerialTransport
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, edge_config, start_sim_thread, wait_for
@@ -69,7 +69,7 @@ def test_documented_payload_fields_are_the_schema_fields(kind: str) -> None:
 
 
 def test_documented_alerts_are_the_known_alerts() -> None:
-    from edge.messages import ALERTS
+    from edge.publish.messages import ALERTS
 
     status = _tables(_section(DOC.read_text(encoding="utf-8"), "### `.../status`"))
     alerts = {name for row in status[1] for name in _names(row[0])}
@@ -131,7 +131,7 @@ def test_every_counter_name_in_the_edge_sources_is_documented() -> None:
 def test_every_documented_payload_example_has_only_schema_fields() -> None:
     import json
 
-    from edge.messages import validate
+    from edge.publish.schema import validate
 
     blocks = re.findall(r"```json\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)
     examples = [json.loads(b) for b in blocks]

@@ -2,7 +2,7 @@
 they change, and a reconnect publishes the current state with a fresh time, not a copy of an older status.
 
 Real parts: a real mosquitto (stopped and started again on the same port, retained messages persisted), the
-publisher of :mod:`edge.mqtt`, and for the daemon ``spectro-sim`` with a provoked drift on a real pty ->
+publisher of :mod:`edge.publish.mqtt`, and for the daemon ``spectro-sim`` with a provoked drift on a real pty ->
 ``python -m edge.daemon`` -> the broker -> fresh subscribers that read the retained status as a newcomer would.
 """
 
@@ -18,9 +18,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import parse_config
-from edge.messages import decode, encode, status_message
-from edge.mqtt import MqttPublisher
-from edge.outbox import Outbox
+from edge.publish.messages import status_message
+from edge.publish.mqtt import MqttPublisher
+from edge.publish.outbox import Outbox
+from edge.publish.schema import decode, encode
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
 from tests.support.processes import BASE_TOPIC, start_daemon, start_sim, write_config

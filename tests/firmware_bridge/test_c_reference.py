@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 import shutil
@@ -11,7 +10,6 @@ import subprocess
 import zlib
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -38,6 +36,7 @@ from firmware_bridge.frames import (
     SpectrumFlags,
     Status,
 )
+from tests.support.scripts import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 C_DIR = REPO / "firmware_bridge" / "c"
@@ -53,15 +52,7 @@ ERR_OVERSIZE, ERR_CRC, ERR_VERSION, ERR_LENGTH = -5, -6, -7, -8
 DRIVER_TIMEOUT_S = 60
 
 
-def _load_samples() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("frame_samples_c", FRAMES_DIR / "samples.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-samples = _load_samples()
+samples = load_script(FRAMES_DIR / "samples.py", "frame_samples_c")
 
 
 def compile_c(out_dir: Path, main_source: str) -> Path:

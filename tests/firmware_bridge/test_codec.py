@@ -11,7 +11,6 @@ import re
 import struct
 import zlib
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -64,6 +63,7 @@ from firmware_bridge.frames import (
     SpectrumFlags,
     Status,
 )
+from tests.support.scripts import load_script
 
 FRAMES_DIR = Path(__file__).resolve().parents[1] / "data" / "frames"
 
@@ -78,15 +78,7 @@ CRC32_POLY = 0x1_04C1_1DB7
 CRC32_HD4_MAX_DATA_BITS = 91_607
 
 
-def _load_samples() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("frame_samples", FRAMES_DIR / "samples.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-samples = _load_samples()
+samples = load_script(FRAMES_DIR / "samples.py", "frame_samples")
 
 # ---------------------------------------------------------------------------------------------------------------
 # Strategies

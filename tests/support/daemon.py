@@ -108,7 +108,7 @@ class RecordingLink:
         self.started = True
 
     def publish(self, kind: Any, message: dict[str, Any], *, command: str | None = None) -> None:
-        from edge.messages import encode
+        from edge.publish.schema import encode
 
         encode(message)  # every payload must pass its schema
         with self._lock:
@@ -116,7 +116,7 @@ class RecordingLink:
 
     def publish_many(self, messages: Sequence[tuple[Any, dict[str, Any], str | None]]) -> list[Any]:
         from edge.errors import EdgeError
-        from edge.messages import encode
+        from edge.publish.schema import encode
 
         errors: list[Any] = []
         for kind, message, command in messages:

@@ -1,0 +1,72 @@
+"""The commented example configuration (``spectro-edge config --example``), printed from the schema in
+:mod:`edge.config_sections` so it can never drift from what :func:`edge.config.load_config` accepts."""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+
+from edge.config_sections import REQUIRED, SECTIONS, field_hints, fmt_choices, toml_value
+
+__all__ = ["example_config"]
+
+_EXAMPLE_WIDTH = 100
+
+
+def _example_table(cls: type, name: str, lines: list[str]) -> None:
+    doc = (cls.__doc__ or "").strip().splitlines()[0].replace("``", "")
+    lines += ["", f"# {doc}", f"[{name}]"]
+    nested: list[tuple[str, type]] = []
+    hints = field_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            nested.append((f.name, tp))  # type: ignore[arg-type]  # is_dataclass narrows to an instance or a class
+            continue
+        meta = f.metadata
+        comment = meta.get("doc", "").replace("``", "")
+        if meta.get("choices"):
+            comment += f" ({fmt_choices(meta['choices'])})"
+        lines += ["# " + line for line in textwrap.wrap(comment, width=_EXAMPLE_WIDTH - 2)]
+        example = meta.get("example", REQUIRED)
+        if f.default is dataclasses.MISSING and example is REQUIRED:  # pragma: no cover - schema guard
+            raise TypeError(f"required field {name}.{f.name} needs an example")
+        if f.default is None:  # optional and unset: show it commented out, with an example when there is one
+            shown = toml_value(example) if example is not REQUIRED else "..."
+            lines.append(f"# {f.name} = {shown}")
+        else:
+            value = example if example is not REQUIRED else f.default
+            lines.append(f"{f.name} = {toml_value(value)}")
+    for sub, tp in nested:
+        _example_table(tp, f"{name}.{sub}", lines)
+
+
+def example_config() -> str:
+    """Return a commented example configuration in TOML that :func:`load_config` accepts as it is.
+
+    Every key appears with its documentation; optional keys without a default appear commented out.
+    """
+    lines = [
+        "# spectrolite edge daemon configuration (spectro-edge run --config FILE)",
+        "# Any key can be overridden from the environment: SPECTROLITE__<SECTION>__<KEY>=value,",
+        "# e.g. SPECTROLITE__MQTT__HOST=broker.plant.local or SPECTROLITE__MQTT__TLS__ENABLED=true.",
+        "# Relative paths are resolved against the directory of this file.",
+        "#",
+        "# Security (docs/security.md). As printed, this file is as safe as it can be without the files only you",
+        "# can make: MQTT uses TLS, and commands are off; turned on (commands.enabled = true) every command needs",
+        "# an HMAC made with the key in commands.hmac_key_path. Create that key with",
+        "#     spectro-edge keys hmac --out /etc/spectrolite/hmac.key",
+        "# and sign commands with `spectro-edge sign-command` (or edge.commands.sign_command, docs/mqtt.md).",
+        "# Until the following are set, the daemon names them in a WARNING at start and in its retained status",
+        "# (security: [...]):",
+        "#   mqtt_anonymous    set mqtt.username and mqtt.password_file: one broker account per device (docs/mqtt.md)",
+        "#   bundles_unsigned  set bundle.public_key_path: `spectro-train keygen DIR` (in the lab) makes the key pair;",
+        "#                     sign bundles with `spectro-train sign BUNDLE --key DIR/spectrolite.key.pem`",
+        "# commands.require_auth = false accepts unsigned commands: test benches only (commands_unauthenticated).",
+        "",
+        "# logging level (" + fmt_choices(("DEBUG", "INFO", "WARNING", "ERROR")) + ")",
+        'log_level = "INFO"',
+    ]
+    for name, cls in SECTIONS.items():
+        _example_table(cls, name, lines)
+    return "\n".join(lines) + "\n"

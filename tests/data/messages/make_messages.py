@@ -1,0 +1,159 @@
+"""Writes the golden version-1 MQTT payloads (``v1_<name>.json``): what each builder of ``edge.publish.messages``
+emits.
+
+Each file holds ``encode(builder(...))`` byte for byte (compact UTF-8 JSON, no trailing newline) for the inputs
+in :data:`CASES`.  ``tests/edge/test_message_goldens.py`` builds every case again and compares it with its file,
+so a change to what a builder emits (a field added, renamed, reordered or retyped) fails there and has to be made
+on purpose, in ``docs/mqtt.md`` too.  Golden files are written once and never overwritten: to add one, add a case
+below and run ``python tests/data/messages/make_messages.py NAME``; to change one on purpose (a new schema
+version), delete its file first and say why in the commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge.publish.messages import (
+    OodStats,
+    TargetValue,
+    command_response_message,
+    drift_message,
+    metrics_message,
+    prediction_message,
+    status_message,
+)
+from edge.publish.schema import encode
+
+HERE = Path(__file__).resolve().parent
+
+T = 1767225600.25
+BOOT = 2882400001
+MODEL = {"model_id": "tablets-api-cnn", "model_version": "2026.11.3"}
+AUDIT_HEAD = "9b3e5d8f0a1c2e4b6d8f0a1c2e4b6d8f0a1c2e4b6d8f0a1c2e4b6d8f0a1c2e4b"
+
+
+def prediction_interval_ood() -> dict[str, Any]:
+    """A prediction with an interval and OOD statistics, flagged for a stale reference."""
+    return prediction_message(
+        device_id="nir-01", seq=1042, device_timestamp_us=86400123456, **MODEL,
+        targets=[TargetValue("api", "%w/w", 12.41, 12.02, 12.8)], quality_flags=["stale_reference"],
+        ood=OodStats(4.21, 0.0132, 11.3, 0.031), interval_coverage=0.9, latency_ms=3.8,
+        device_boot_id=BOOT, quality_reasons=["white reference is 4000 s old (max 3600 s)"],
+        compute_us=812.5, time_unix_s=T)
+
+
+def prediction_plain() -> dict[str, Any]:
+    """A bundle without interval or OOD model, two targets, a device that sent no boot id, no compute time."""
+    return prediction_message(
+        device_id="nir-01", seq=7, device_timestamp_us=1500000, model_id="blend-pls", model_version="4",
+        targets=[TargetValue("moisture", "%", 3.25), TargetValue("fat", "%", 11.5)], latency_ms=1.25,
+        time_unix_s=T)
+
+
+def prediction_autoencoder_reference() -> dict[str, Any]:
+    """Every flag that can stack, an autoencoder OOD score, the simulator's known reference values."""
+    return prediction_message(
+        device_id="sim-01", seq=3, device_timestamp_us=0, **MODEL,
+        targets=[TargetValue("api", "%w/w", 14.0, 13.5, 14.5)],
+        quality_flags=["instrument_fault", "out_of_distribution", "saturated"],
+        ood=OodStats(30.5, 0.25, 11.3, 0.031, ae_score=0.75, ae_limit=0.5), interval_coverage=0.95, latency_ms=0.0,
+        device_boot_id=1, quality_reasons=["12 pixels at full scale", "T2 30.5 > 11.3", "instrument alert: lamp"],
+        compute_us=0.0, reference=[13.9, None], time_unix_s=T)
+
+
+def drift_raised() -> dict[str, Any]:
+    return drift_message(
+        device_id="nir-01", event="raised", detector="ood_t2", statistic=1.27, threshold=1.0, seq=1042,
+        **MODEL, active_alerts=["ood_t2"], detail="ood_t2: EWMA", monitor_kind="model",
+        device_boot_id=BOOT, time_unix_s=T)
+
+
+def drift_cleared() -> dict[str, Any]:
+    """An instrument monitor clearing, no model loaded, no frame sequence."""
+    return drift_message(
+        device_id="nir-01", event="cleared", detector="dark_level", statistic=0.4, threshold=0.8,
+        monitor_kind="instrument", detail="dark_level back below 0.8", time_unix_s=T)
+
+
+def status_online() -> dict[str, Any]:
+    """Online with alerts, a last error, the device's signal and boot id, an insecure setting, the audit head."""
+    return status_message(
+        device_id="nir-01", state="online", **MODEL, runtime="ai_edge_litert 1.2.0, 1 thread(s)",
+        software_version="0.1.0", alerts=["drift:ood_q", "signal_mismatch"],
+        last_error="bundle x 1 expects absorbance frames, the device SIM-0001 sends counts",
+        device_signal="counts", device_boot_id=BOOT, security=["mqtt_plaintext"], audit_head=AUDIT_HEAD,
+        time_unix_s=T)
+
+
+def status_online_secure() -> dict[str, Any]:
+    """Online, no alert, no insecure setting, before the device's first STATUS."""
+    return status_message(
+        device_id="nir-01", state="online", **MODEL, runtime="ai_edge_litert 1.2.0, 1 thread(s)",
+        software_version="0.1.0", time_unix_s=T)
+
+
+def status_offline() -> dict[str, Any]:
+    """The last will the publisher registers at connect."""
+    return status_message(device_id="nir-01", state="offline", last_error="connection lost", time_unix_s=T)
+
+
+def metrics() -> dict[str, Any]:
+    return metrics_message(
+        device_id="nir-01", period_s=30.0, counters={"frames_in": 3, "frames_rejected_signal_mismatch": 2},
+        gauges={"outbox_full": 0}, latency_ms={"p50": 3.1}, drift_active=["ood_q"], time_unix_s=T)
+
+
+def command_response_ok() -> dict[str, Any]:
+    return command_response_message(
+        device_id="nir-01", command="capture_dark", request_id="ops-16", ok=True,
+        result={"frames": 16, "integration_time_us": 5000}, time_unix_s=T)
+
+
+def command_response_error() -> dict[str, Any]:
+    return command_response_message(device_id="nir-01", command="reload_bundle", request_id="ops-17", ok=False,
+                                    error="refused", time_unix_s=T)
+
+
+#: Golden name (the file is ``v1_<name>.json``) -> the builder call it holds.
+CASES: dict[str, Callable[[], dict[str, Any]]] = {
+    "prediction": prediction_interval_ood,
+    "prediction_plain": prediction_plain,
+    "prediction_autoencoder_reference": prediction_autoencoder_reference,
+    "drift_raised": drift_raised,
+    "drift_cleared": drift_cleared,
+    "status_online": status_online,
+    "status_online_secure": status_online_secure,
+    "status_offline": status_offline,
+    "metrics": metrics,
+    "command_response_ok": command_response_ok,
+    "command_response_error": command_response_error,
+}
+
+
+def path_of(name: str) -> Path:
+    return HERE / f"v1_{name}.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("names", nargs="+", help=f"golden names: {', '.join(CASES)}")
+    args = parser.parse_args(argv)
+    for name in args.names:
+        if name not in CASES:
+            print(f"{name}: expected one of {', '.join(CASES)}", file=sys.stderr)
+            return 2
+        path = path_of(name)
+        if path.exists():
+            print(f"{path.name} exists; golden files are never overwritten", file=sys.stderr)
+            return 1
+        path.write_bytes(encode(CASES[name]()))
+        print(f"wrote {path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
