@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
-
 from edge.audit import AuditLog
 from edge.command_queue import CommandQueue, Refusals
 from edge.config import SECURITY_WARNINGS, security_warnings
@@ -231,10 +229,6 @@ class Daemon:
     @property
     def device_boot_id(self) -> int | None:
         return self.inference.device_boot_id
-
-    @property
-    def wavelengths_nm(self) -> np.ndarray | None:
-        return self.inference.wavelengths_nm
 
     @property
     def last_error(self) -> str | None:
