@@ -156,7 +156,6 @@ class Daemon:
             state_dir=Path(config.outbox.path).parent, device_id=self.device_id, counters=self.counters,
             send_command=self._send_command, emit=self.outbound.emit, respond_error=self._respond_error, clock=clock)
         self.reader = Reader(transport, self.frames, self.counters, self._stop_reading)
-        #: Anti-rollback of signed bundles (bundle.allow_rollback); the bundle in service is its first record.
         self.reloader = BundleReloader(
             config=lambda: self.config, serving=lambda: self.engine, device=lambda: self.inference.device_view(),
             load_bundle=load_bundle or self._default_loader, swap=lambda s: self._swaps.put(s, droppable=False),
@@ -182,8 +181,9 @@ class Daemon:
             order_capture=self._to_inference.put, send_command=self._send_command, emit=self.outbound.emit,
             respond_error=self._respond_error)
         self.config_reloader = ConfigReloader(
-            config=lambda: self.config, apply=self._apply_config, switch_broker=link.switch_broker,
+            config=lambda: self.config, apply=self._apply_config, switch_broker=lambda c: self.link.switch_broker(c),
             counters=self.counters, audit=self.hooks.record, refused=self._refused)
+        #: Anti-rollback of signed bundles (bundle.allow_rollback); the bundle in service is its first record.
         self.rollback = self.reloader.rollback
         self.reloader.record_version(bundle)
         self.started_unix_s = clock()
