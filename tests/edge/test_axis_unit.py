@@ -276,7 +276,7 @@ def test_the_daemon_serves_a_cm1_device_with_a_cm1_bundle(tmp_path: Path, ftir: 
     daemon, link, stopper = _serve(tmp_path, ftir["npz"], ftir["path"], None)
     try:
         wait_for(lambda: len(link.of_kind("prediction")) >= N_DAEMON_PREDICTIONS, "predictions of the cm-1 device")
-        daemon._check_device_fit(load_bundle(ftir["path"]))  # a reload of a cm-1 bundle fits this cm-1 device
+        daemon.reloader.check_device_fit(load_bundle(ftir["path"]))  # a reload of a cm-1 bundle fits this cm-1 device
     finally:
         stopper.stop()
     assert daemon.counters.get("frames_rejected_input_contract") == 0

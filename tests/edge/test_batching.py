@@ -141,7 +141,7 @@ def _handle(tmp: Path, bundle: Path, frames: list[Any], *, batched: bool) -> tup
     link = RecordingLink()
     daemon = Daemon(edge_config(tmp, port_url="loop://", bundle_path=bundle), load_bundle(bundle), _NoDevice(),
                     link, clock=lambda: 1_700_000_000.0)
-    daemon._inference_ident = threading.get_ident()
+    daemon.outbound.inference_ident = threading.get_ident()
     sizes: list[int] = []
     process_many = daemon.engine.process_many
 
@@ -153,12 +153,12 @@ def _handle(tmp: Path, bundle: Path, frames: list[Any], *, batched: bool) -> tup
     items = [_Received(f, 0) for f in frames]
     if batched:
         for start in range(0, len(items), INFERENCE_BATCH_MAX):
-            daemon._batch_out = []
-            daemon._handle_batch(items[start:start + INFERENCE_BATCH_MAX])
-            daemon._flush_batch()
+            daemon.outbound.begin_batch()
+            daemon.inference.handle_batch(items[start:start + INFERENCE_BATCH_MAX])
+            daemon.outbound.flush_batch()
     else:
         for item in items:
-            daemon._handle(item)
+            daemon.inference.handle(item)
     return daemon, link, sizes
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import edge.daemon as daemon_mod
+import edge.daemon.app
 from edge.bundle import load_bundle
 from edge.daemon import Daemon
 from edge.sdnotify import SdNotifier
@@ -57,8 +58,8 @@ def test_health_names_a_dead_link_and_a_stuck_inference_loop(
         assert daemon.health() == "the MQTT network thread (paho) died"
         link.broken = None
 
-        monkeypatch.setattr(daemon_mod, "INFERENCE_STALL_S", 0.5)
-        monkeypatch.setattr(daemon, "_handle", stuck)
+        monkeypatch.setattr(edge.daemon.app, "INFERENCE_STALL_S", 0.5)
+        monkeypatch.setattr(daemon.inference, "handle", stuck)
         daemon.frames.put(daemon_mod._Received(object(), 0), droppable=False)
         wait_for(entered.is_set, "the inference thread to take the frame")
         wait_for(lambda: daemon.health() is not None, "the watchdog to see the stuck loop")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import edge.daemon
+import edge.daemon.frames
 from firmware_bridge.frames import Hello
 from tests.support.daemon import DemoBundles, offline_stream, wait_for
 from tests.support.pty_device import PtyDevice, serve_daemon
@@ -40,7 +40,7 @@ def test_spectra_before_the_status_wait_for_it_and_are_all_predicted(
 
 def test_spectra_are_rejected_and_counted_when_no_status_comes(
         tmp_path: Path, demo_bundles: DemoBundles, pty_device: PtyDevice, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(edge.daemon, "STATUS_WAIT_S", 0.5)
+    monkeypatch.setattr(edge.daemon.frames, "STATUS_WAIT_S", 0.5)
     stream = offline_stream(5)
     daemon, link = serve_daemon(tmp_path, pty_device.path, demo_bundles.v1)
     try:

@@ -1,0 +1,164 @@
+"""Remote commands: :class:`CommandControl` validates each command message on paho's thread (or refuses it:
+counted, logged, answered), queues it in its lane (:mod:`edge.command_queue`) and executes it on the housekeeping
+thread: a bundle reload, a reference capture (an order for the inference thread) or a device setting."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from edge.command_queue import CommandQueue, RefusalReason, Refusals
+from edge.daemon.capture import capture_order
+from edge.daemon.values import _Capture
+from edge.errors import EdgeError, StaleCommandError
+from edge.messages import MessageKind, command_response_message
+from edge.metrics import Counters
+from edge.references import ReferenceKind
+from firmware_bridge.frames import CommandCode
+
+if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
+    from edge.config import EdgeConfig
+
+log = logging.getLogger("edge.daemon")
+
+
+class CommandControl:
+    """Commands in, from validation to execution.
+
+    Parameters
+    ----------
+    config : callable() -> EdgeConfig
+        The configuration now (``commands.*`` for the parser, ``bundle.path`` for a reload without a path).
+    device_id : str
+        This daemon's device id (commands name it; responses carry it).
+    queue : CommandQueue
+        The command lanes (signed commands first).
+    refusals : Refusals
+        Refuses a command: counted, logged, answered within a budget.
+    counters : Counters
+        Where executed commands are counted (``commands_<name>``).
+    audit : callable(event, details)
+        Writes an audit record (every accepted command).
+    reload : callable(path, *, request_id, command, reason)
+        A verified bundle reload (:meth:`edge.daemon.reload.BundleReloader.reload`).
+    order_capture : callable(_Capture) -> bool
+        Hands a capture order to the inference thread; False when too many are pending.
+    send_command : callable(code, value) -> bool
+        Sends a command to the device; False when the serial port is not available.
+    emit : callable(kind, message, command)
+        Sends a message (a command response).
+    respond_error : callable(command, request_id, error)
+        Answers a command with an error.
+    """
+
+    def __init__(self, *, config: Callable[[], "EdgeConfig"], device_id: str, queue: CommandQueue,
+                 refusals: Refusals, counters: Counters, audit: Callable[[str, Mapping[str, Any]], None],
+                 reload: Callable[..., None], order_capture: Callable[[_Capture], bool],
+                 send_command: Callable[[CommandCode, int], bool],
+                 emit: Callable[[MessageKind, dict[str, Any], str | None], None],
+                 respond_error: Callable[[str, str | None, str], None],
+                 tag_sample: Callable[[str, int, str | None], float] | None = None) -> None:
+        self._config = config
+        self._device_id = device_id
+        self.queue = queue
+        self._refusals = refusals
+        self._counters = counters
+        self._audit = audit
+        self._reload = reload
+        self._order_capture = order_capture
+        self._send_command = send_command
+        self._emit = emit
+        self._respond_error = respond_error
+        self._tag_sample = tag_sample  # edge.archive.Archive.tag; None when [archive] is off
+        self._parser: Any = None
+
+    def on_command(self, name: str, payload: bytes, *, retained: bool = False) -> None:
+        """Validate a command message (paho's thread: parse, then hand over) or refuse it (:meth:`Refusals.refuse`:
+        counted, logged, answered within a budget).  A retained message is refused unread: it would run again at
+        every reconnect."""
+        from edge.commands import CommandParser
+
+        if retained:
+            self._refusals.refuse(
+                RefusalReason.RETAINED, name, CommandParser.peek_request_id(payload),
+                "refused: delivered as a retained MQTT message, which the broker would deliver again at every "
+                "reconnect; publish commands with retain=false and clear this one with an empty retained message")
+            return
+        if self._parser is None:
+            self._parser = CommandParser(self._config().commands, device_id=self._device_id)
+        try:
+            command = self._parser.parse(name, payload)
+        except EdgeError as exc:
+            reason = RefusalReason.STALE if isinstance(exc, StaleCommandError) else RefusalReason.INVALID
+            self._refusals.refuse(reason, name, CommandParser.peek_request_id(payload), str(exc))
+            return
+        self.submit(command)
+
+    def submit(self, command: Any) -> None:
+        """Queue a validated :class:`edge.commands.RemoteCommand` (any thread) or refuse it when its lane is full."""
+        if not self.queue.put(command):
+            n = self.queue.pending(command.authenticated)
+            lane = "signed" if command.authenticated else "unsigned"
+            self._refusals.refuse(RefusalReason.QUEUE_FULL, command.name.value, command.request_id,
+                                  f"too many commands pending ({n} {lane} command(s) queued); try again later",
+                                  authenticated=command.authenticated)
+
+    def request_reload(self, path: Path | None = None, *, request_id: str | None = None) -> None:
+        """Ask for a verified reload of ``path`` (default: the configured bundle) as if by command."""
+        from edge.commands import CommandName, ReloadBundleArgs, RemoteCommand
+
+        self.submit(RemoteCommand(CommandName.RELOAD_BUNDLE, ReloadBundleArgs(path), request_id, False, None))
+
+    def execute(self, cmd: Any) -> None:
+        """Carry out one queued command (housekeeping thread)."""
+        from edge.commands import CommandName
+
+        name = cmd.name.value if hasattr(cmd.name, "value") else str(cmd.name)
+        self._counters.incr(f"commands_{name}")
+        log.info("command %s (request %s)", name, cmd.request_id)
+        self._audit("command_accepted", {"command": name, "request_id": cmd.request_id,
+                                         "authenticated": bool(cmd.authenticated),
+                                         "signer": "hmac-sha256 (commands.hmac_key_path)" if cmd.authenticated
+                                         else "none", "issued_at_unix_s": cmd.issued_at_unix_s})
+        if cmd.name is CommandName.RELOAD_BUNDLE:
+            path = cmd.args.path if cmd.args.path is not None else Path(self._config().bundle.path)
+            self._reload(Path(path), request_id=cmd.request_id, command=name, reason=f"command {name}")
+        elif cmd.name in (CommandName.CAPTURE_DARK, CommandName.CAPTURE_REFERENCE):
+            kind = ReferenceKind.DARK if cmd.name is CommandName.CAPTURE_DARK else ReferenceKind.WHITE
+            order = capture_order(kind, int(cmd.args.average_frames), cmd.request_id, name)
+            if not self._order_capture(order):
+                self._respond_error(name, cmd.request_id, "too many commands pending")
+        elif cmd.name is CommandName.SET_INTEGRATION_TIME:
+            value = int(cmd.args.integration_time_us)
+            ok = self._send_command(CommandCode.SET_INTEGRATION_TIME, value)
+            if ok:
+                self._emit(
+                    MessageKind.COMMAND_RESPONSE,
+                    command_response_message(
+                        device_id=self._device_id,
+                        command=name,
+                        request_id=cmd.request_id,
+                        ok=True,
+                        result={
+                            "integration_time_us": value,
+                            "note": "references taken at another integration time now flag predictions "
+                            "stale_reference until new ones are captured",
+                        },
+                    ),
+                    name,
+                )
+            else:
+                self._respond_error(name, cmd.request_id, "the serial port is not available")
+        elif cmd.name is CommandName.TAG_SAMPLE:
+            if self._tag_sample is None:
+                self._respond_error(name, cmd.request_id, "expected [archive] enabled = true, got the archive off: "
+                                    "there is nothing to tag")
+            else:
+                at = self._tag_sample(cmd.args.sample_id, int(cmd.args.frames), cmd.request_id)
+                self._emit(MessageKind.COMMAND_RESPONSE, command_response_message(
+                    device_id=self._device_id, command=name, request_id=cmd.request_id, ok=True,
+                    result={"sample_id": cmd.args.sample_id, "frames": int(cmd.args.frames), "tagged_unix_s": at}),
+                    name)
+        else:  # pragma: no cover - the parser only yields known commands
+            self._respond_error(name, cmd.request_id, f"unknown command {name}")

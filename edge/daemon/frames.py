@@ -1,0 +1,545 @@
+"""The inference thread: :class:`InferenceStage` takes the frames off the frames queue in micro-batches and
+dispatches each: STATUS frames give the device's signal and wavelength axis, DARK/REFERENCE frames the references,
+SPECTRUM frames go through :class:`edge.inference.InferenceEngine` and the drift monitor, and the predictions and
+drift alerts they make are committed to the outbox by this thread itself.  A verified bundle is swapped in here,
+between two batches."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from edge.daemon.auditing import bundle_audit
+from edge.daemon.capture import REFERENCE_REQUEST_INTERVAL_S, ReferenceCapture
+from edge.daemon.device import (
+    FULL_SCALE_COUNTS,
+    DeviceView,
+    Greeter,
+    printable,
+    status_axis_problem,
+    status_signal,
+)
+from edge.daemon.outbound import Outbound
+from edge.daemon.status import ActiveAlerts, LastError
+from edge.daemon.values import _Capture, _Received, _Swap
+from edge.drift import DriftEvent, DriftMonitor
+from edge.errors import EdgeError
+from edge.inference import InferenceEngine, Prediction, Rejection, RejectReason
+from edge.messages import MessageKind, Quality, command_response_message, drift_message
+from edge.metrics import Counters, LatencyWindow
+from edge.queues import BoundedQueue
+from edge.references import ReferenceKind
+from firmware_bridge.frames import Ack, Annotation, Dark, Nack, Reference, Spectrum, Status
+
+if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
+    from edge.archive import Archive
+    from edge.bundle import Bundle
+
+log = logging.getLogger("edge.daemon")
+
+#: How long a prediction waits for the ANNOTATION frame of the same seq when annotations are forwarded, seconds.
+ANNOTATION_WAIT_S = 0.25
+#: Longest wait of the inference thread for a frame before it looks at held predictions and capture deadlines.
+INFERENCE_POLL_S = 0.25
+#: Most frames the inference thread takes off the frames queue at once (a micro-batch): what queued up while it
+#: worked, never waiting for more; consecutive spectra of a batch are predicted together and the batch's messages
+#: are committed to the outbox in one transaction.
+INFERENCE_BATCH_MAX = 64
+#: How long spectra wait for the device's STATUS when the bundle needs the device's wavelength axis (a pipeline that
+#: resamples it), seconds.  A device announces itself when a host opens the port, but not to a daemon restarted
+#: while the port stayed open: the daemon then greets it at once and predicts the waiting spectra when it answers.
+STATUS_WAIT_S = 5.0
+#: A forward jump of the device's sequence number larger than this is not counted as lost frames (one forged
+#: ``seq = 0xFFFFFFF0`` would add 4.29e9 to ``frames_lost_seq_gap`` forever) but as a resynchronisation
+#: (``seq_jumps``); at 1,000 spectra/s it is 100 s of frames.
+SEQ_GAP_MAX = 100_000
+
+
+class InferenceStage:
+    """The ``spectro-inference`` thread and the state only it changes: the engine in service, the drift monitor,
+    what the device announced, held and parked spectra.
+
+    Parameters
+    ----------
+    engine : InferenceEngine
+        The engine of the bundle in service (a TFLite interpreter is not thread-safe: only this thread runs it).
+    drift : DriftMonitor
+        The drift detectors.
+    references : ReferenceCapture
+        The references and the capture in progress.
+    frames, swaps, orders : BoundedQueue
+        Frames from the reader, verified engines from the reloader, capture orders from the commands.
+    stop : threading.Event
+        Set to finish what is queued and end the loop.
+    outbound : Outbound
+        Where messages go (committed by this thread at the end of each batch).
+    alerts : ActiveAlerts
+        The active alerts; ``set_alert(name, active)`` raises or clears one (published, counted).
+    last_error : LastError
+        The status's ``last_error``.
+    counters, latency, compute : Counters, LatencyWindow, LatencyWindow
+        Frame counters; end-to-end and compute latency of predictions.
+    greeter : Greeter
+        Greets the device when spectra wait for its STATUS.
+    record_version : callable(Bundle)
+        Records a bundle put in service (anti-rollback).
+    audit : callable(event, details)
+        Writes an audit record (a bundle swapped in).
+    signer_key_id : str or None
+        The audit trail's name of the bundle-signing key.
+    device_id : str
+        This daemon's device id.
+    frames_max : int
+        At most this many spectra wait for the device's STATUS (``queues.frames_max``).
+    forward_annotations : bool
+        Hold each prediction for the ANNOTATION frame of its seq (test benches and the demo).
+    clock : callable() -> float
+        Host time, seconds since the epoch.
+    """
+
+    def __init__(self, *, engine: InferenceEngine, drift: DriftMonitor, references: ReferenceCapture,
+                 frames: BoundedQueue[_Received], swaps: BoundedQueue[_Swap], orders: BoundedQueue[_Capture],
+                 stop: threading.Event, outbound: Outbound, alerts: ActiveAlerts,
+                 set_alert: Callable[[str, bool], None], last_error: LastError, counters: Counters,
+                 latency: LatencyWindow, compute: LatencyWindow, greeter: Greeter,
+                 record_version: Callable[["Bundle"], None], audit: Callable[[str, Mapping[str, Any]], None],
+                 signer_key_id: str | None, device_id: str, frames_max: int, forward_annotations: bool,
+                 clock: Callable[[], float], archive: "Archive | None" = None) -> None:
+        self.engine = engine
+        self._archive = archive  # offered every judged spectrum (edge.archive); None when [archive] is off
+        self.drift = drift
+        self.references = references
+        self.frames = frames
+        self._swaps = swaps
+        self._orders = orders
+        self._stop = stop
+        self._outbound = outbound
+        self._emit = outbound.emit
+        self._publish_status = outbound.publish_status
+        self.alerts = alerts
+        self._set_alert = set_alert
+        self._last_error = last_error
+        self.counters = counters
+        self.latency = latency
+        self.compute = compute
+        self._greeter = greeter
+        self._record_version = record_version
+        self._audit = audit
+        self._signer_key_id = signer_key_id
+        self.device_id = device_id
+        self._frames_max = frames_max
+        self.forward_annotations = forward_annotations
+        self.clock = clock
+        self.wavelengths_nm: np.ndarray | None = None
+        self.device_status: Status | None = None
+        #: What the device's spectra carry: ``counts`` until a STATUS frame says otherwise (protocol v1).
+        self.device_signal = "counts"
+        #: The device's boot id from its last STATUS (None when it sent none): the de-duplication key's middle part.
+        self.device_boot_id: int | None = None
+        self._signal_error: str | None = None
+        #: Why the device's last STATUS was refused (None once a valid one arrived): spectra are rejected meanwhile.
+        self._status_error: str | None = None
+        self._last_seq: int | None = None
+        self._held: tuple[Prediction, float, int] | None = None  # prediction, held since (monotonic s), latency ns
+        self._parked: collections.deque[_Received] = collections.deque()  # spectra waiting for the device's STATUS
+        self._parked_since = 0.0
+        self._annotations: dict[int, tuple[float, ...]] = {}
+        self.beat = time.monotonic()  # last turn of the loop (watchdog)
+
+    @property
+    def model_id(self) -> str:
+        return self.engine.model_id
+
+    @property
+    def model_version(self) -> str:
+        return self.engine.model_version
+
+    def device_view(self) -> DeviceView:
+        """What the device has announced (any thread; a reload must fit it)."""
+        return DeviceView(self.device_status, self.device_signal, self.wavelengths_nm)
+
+    # ---------------------------------------------------------------------------------------- the loop
+    def run(self) -> None:
+        self._outbound.inference_ident = threading.get_ident()
+        while True:
+            self.beat = time.monotonic()
+            swap = self._swaps.get(0.0)
+            if swap is not None:
+                self._apply_swap(swap)
+            order = self._orders.get(0.0)
+            if order is not None:
+                self.references.start(order)
+            if self.references.busy:
+                self.references.check_deadline()
+            if self._parked and time.monotonic() - self._parked_since > STATUS_WAIT_S:
+                self._release_parked("no STATUS from the device")
+            items = self.frames.get_many(INFERENCE_BATCH_MAX, INFERENCE_POLL_S)
+            if not items:
+                self._release_held(force=False)
+                if self._stop.is_set() and len(self.frames) == 0:
+                    break
+                continue
+            self._outbound.begin_batch()
+            try:
+                self.handle_batch(items)
+            finally:
+                self._outbound.flush_batch()
+        self._release_parked("stopping")
+        self._release_held(force=True)
+
+    def handle_batch(self, items: Sequence[_Received]) -> None:
+        """Handle the frames of one batch in order; consecutive spectra that need nothing but the model are
+        predicted together (:meth:`_on_spectra`)."""
+        run: list[_Received] = []
+        for item in [*items, None]:
+            if item is not None and self._batchable(item):
+                run.append(item)
+                continue
+            if run:
+                self._guarded(self._on_spectra, run)
+                run = []
+            if item is not None:
+                self._guarded(self.handle, item)
+
+    def _guarded(self, handler: Callable[[Any], None], arg: Any) -> None:
+        try:
+            handler(arg)
+        except (EdgeError, ValueError, ArithmeticError) as exc:  # data never kills the daemon
+            self.counters.incr("frames_errors")
+            what = arg[0].frame if isinstance(arg, list) else arg.frame
+            log.warning("frame %s could not be processed: %s", type(what).__name__, exc)
+
+    def _batchable(self, item: _Received) -> bool:
+        """A spectrum that goes straight to the model: not a reference, not waiting for the device's STATUS, not
+        held for its annotation."""
+        frame = item.frame
+        return (isinstance(frame, Spectrum) and not isinstance(frame, (Dark, Reference))
+                and not self.forward_annotations
+                and not (self.device_status is None and self._status_error is None and self.engine.needs_device_axis))
+
+    def _on_spectra(self, items: Sequence[_Received]) -> None:
+        """Spectra in a row with one device state (references, axis, signal and model change only between
+        batches or on other frames): the engine predicts them as one batch (:meth:`InferenceEngine.process_many`,
+        the same values as one by one), then each goes through :meth:`_on_spectrum` in order, so counters, drift
+        and messages are exactly those of frames handled one at a time."""
+        if len(items) < 2 or self._status_error is not None:
+            for item in items:
+                self._on_spectrum(item.frame, item.received_ns)
+            return
+        outcomes = self.engine.process_many(
+            [item.frame for item in items], self.references.refs, wavelengths_nm=self.wavelengths_nm,
+            frame_signal=self.device_signal,
+        )
+        for item, outcome in zip(items, outcomes):
+            self._on_spectrum(item.frame, item.received_ns, outcome)
+
+    def handle(self, item: _Received) -> None:
+        """One frame, whatever its kind (inference thread)."""
+        frame = item.frame
+        if isinstance(frame, (Dark, Reference)):
+            self._on_reference(frame)
+        elif isinstance(frame, Spectrum):
+            if self.device_status is None and self._status_error is None and self.engine.needs_device_axis:
+                self._park(item)
+            else:
+                self._on_spectrum(frame, item.received_ns)
+        elif isinstance(frame, Annotation):
+            self._on_annotation(frame)
+        elif isinstance(frame, Status):
+            self._on_status(frame)
+        elif isinstance(frame, Nack):
+            self.counters.incr("device_nacks")
+            log.warning("device refused command %s (%s): %s", frame.code.name, frame.reason.name,
+                        printable(frame.detail))
+            self.references.fail_on_nack(frame)
+        elif isinstance(frame, Ack):
+            self.counters.incr("device_acks")
+        else:
+            self.counters.incr("frames_ignored")
+
+    # ---------------------------------------------------------------------------------------- the device's STATUS
+    def _park(self, item: _Received) -> None:
+        """Keep a spectrum until the device's STATUS gives its wavelength axis (at most ``queues.frames_max`` of
+        them, at most :data:`STATUS_WAIT_S`); greet the device so that it answers now."""
+        if not self._parked:
+            self._parked_since = time.monotonic()
+            log.info("spectra wait for the device's STATUS (the bundle needs its wavelength axis); greeting it")
+            self._greeter.greet(REFERENCE_REQUEST_INTERVAL_S)
+        self._parked.append(item)
+        self.counters.incr("spectra_waited_for_status")
+        if len(self._parked) > self._frames_max:
+            old = self._parked.popleft()
+            self._on_spectrum(old.frame, old.received_ns)  # rejected (no axis) and counted, never silently lost
+
+    def _release_parked(self, why: str) -> None:
+        """Predict on the spectra that waited for the device's STATUS (rejected, and counted, if none came)."""
+        if not self._parked:
+            return
+        if self.device_status is None:
+            log.warning("%d spectra waited %.1f s for the device's STATUS in vain (%s)", len(self._parked),
+                        time.monotonic() - self._parked_since, why)
+        while self._parked:
+            item = self._parked.popleft()
+            self._on_spectrum(item.frame, item.received_ns)
+
+    def _on_status(self, status: Status) -> None:
+        problem, wl = status_axis_problem(status)
+        if problem is not None:
+            self._refuse_status(status, problem)
+            return
+        if self._status_error is not None:
+            log.info("device %s: valid STATUS received, spectra are predicted on again", printable(status.device_id))
+            if self._last_error.text is not None and self._last_error.text.startswith("STATUS refused"):
+                self._last_error.text = None
+            self._status_error = None
+            self.device_status = None  # published below as a change
+        signal_now = status_signal(status)
+        boot_id = int(getattr(status, "boot_id", 0) or 0) or None
+        changed = self.device_status is None or (signal_now, boot_id) != (self.device_signal, self.device_boot_id)
+        if boot_id != self.device_boot_id and self.device_boot_id is not None:
+            log.info("device rebooted (boot id %s -> %s): its sequence numbers start again", self.device_boot_id,
+                     boot_id)
+        self.device_status = status
+        self.device_signal, self.device_boot_id = signal_now, boot_id
+        self.wavelengths_nm = wl
+        if not self._check_signal() and changed:
+            self._publish_status()  # the device's signal and boot id are part of the retained status
+        self.counters.incr("device_status_frames")
+        log.info(
+            "device %s firmware %s: %d pixels, integration %d us, sends %s, boot id %s",
+            printable(status.device_id),
+            printable(status.firmware_version),
+            status.pixel_count,
+            status.integration_time_us,
+            self.device_signal,
+            self.device_boot_id,
+        )
+        self._release_parked("STATUS received")
+
+    def _refuse_status(self, status: Status, problem: str) -> None:
+        """Refuse a STATUS whose calibration is broken: no axis is better than a wrong one, and a device that
+        announces a broken calibration is not measuring what the bundle was trained on.  Every spectrum is rejected
+        (``frames_rejected_device_status_invalid``) until a valid STATUS arrives (inference thread)."""
+        self.counters.incr("device_status_refused")
+        first = self._status_error is None
+        self._status_error = problem
+        self.wavelengths_nm = None
+        self._last_error.text = (f"STATUS refused from device {printable(status.device_id)}: {problem}; spectra are "
+                                 "rejected until a valid STATUS arrives")
+        if first or self.counters.get("device_status_refused") <= 3:
+            log.error("%s", self._last_error.text)
+        if first:
+            self._publish_status()  # carries last_error
+        self._release_parked("STATUS refused")
+
+    def _check_signal(self) -> bool:
+        """Raise or clear ``signal_mismatch`` for the bundle in service and what the device sends (inference thread);
+        return whether that published the status.
+
+        While raised, every spectrum is rejected (``frames_rejected_signal_mismatch``) by the engine itself; the
+        mismatch is the status's ``last_error`` until it is resolved.
+        """
+        device = printable(self.device_status.device_id) if self.device_status is not None else self.device_id
+        error = self.engine.signal_mismatch(self.device_signal, device)
+        if error is not None and self.device_status is None:
+            error += " (it sent no STATUS yet, so protocol v1 counts are assumed)"
+        previous, self._signal_error = self._signal_error, error
+        if error is not None:
+            if error != previous:
+                log.error("%s: no prediction is made until the device or the bundle changes", error)
+            self._last_error.text = error
+        elif previous is not None and self._last_error.text == previous:
+            self._last_error.text = None
+        if not self.alerts.set("signal_mismatch", error is not None) and error == previous:
+            return False
+        self.counters.incr("signal_mismatch_raised" if error is not None and previous is None else
+                           "signal_mismatch_cleared" if error is None else "signal_mismatch_changed")
+        if error is None:
+            log.info("signal mismatch resolved: the device sends %s, the bundle takes it", self.device_signal)
+        self._publish_status()
+        return True
+
+    # ---------------------------------------------------------------------------------------- references
+    def _on_reference(self, frame: Dark | Reference) -> None:
+        kind = ReferenceKind.DARK if isinstance(frame, Dark) else ReferenceKind.WHITE
+        self.counters.incr(f"{kind.value}_frames")
+        self._track_seq(frame.seq)
+        full_scale = FULL_SCALE_COUNTS.get(frame.pixel_format)
+        if kind is ReferenceKind.DARK:
+            events = self.drift.observe_dark(frame.seq, frame.counts, full_scale=full_scale)
+        else:
+            events = self.drift.observe_reference(frame.seq, frame.counts, full_scale=full_scale)
+        self._publish_drift(events)
+        self.references.take(frame, kind)
+
+    def _on_annotation(self, frame: Annotation) -> None:
+        self.counters.incr("annotation_frames")
+        if not self.forward_annotations:
+            return
+        held = self._held
+        if held is not None and held[0].seq == frame.seq:
+            self._held = None
+            self._publish_prediction(held[0], held[2], frame.values)
+        elif self._last_seq is None or frame.seq > self._last_seq:
+            self._annotations[frame.seq] = frame.values  # arrived before its spectrum
+            while len(self._annotations) > 64:
+                self._annotations.pop(next(iter(self._annotations)))
+
+    def _track_seq(self, seq: int) -> None:
+        """Count gaps in the device's sequence numbers (shared by SPECTRUM, DARK and REFERENCE frames)."""
+        last = self._last_seq
+        if last is not None:
+            if seq > last + 1 + SEQ_GAP_MAX:  # implausible: a forged or corrupted seq, not lost frames
+                self.counters.incr("seq_jumps")
+                if self.counters.get("seq_jumps") <= 3:
+                    log.warning("sequence number jumped from %d to %d: counted as a resynchronisation "
+                                "(seq_jumps), not as %d lost frames", last, seq, seq - last - 1)
+            elif seq > last + 1:
+                self.counters.incr("frames_lost_seq_gap", seq - last - 1)
+            elif seq <= last:
+                self.counters.incr("seq_restarts")
+        self._last_seq = seq
+
+    # ---------------------------------------------------------------------------------------- spectra
+    def _on_spectrum(self, frame: Spectrum, received_ns: int, computed: Any = None) -> None:
+        """One spectrum: counters, sequence gaps, temperature drift, the engine's outcome (``computed`` by
+        :meth:`_on_spectra` for a batch, without instrument flags, else computed here), its message."""
+        self._release_held(force=True)
+        self.counters.incr("spectra_in")
+        self._track_seq(frame.seq)
+        if self._status_error is not None:  # the device's last STATUS was refused: fail closed
+            self.counters.incr("frames_rejected_device_status_invalid")
+            return
+        self._publish_drift(self.drift.observe_temperature(frame.seq, float(frame.detector_temp_c)))
+        instrument = [d.name for d in (self.drift.dark, self.drift.reference, self.drift.temp) if d.raised]
+        if computed is None:
+            outcome = self.engine.process(
+                frame, self.references.refs, wavelengths_nm=self.wavelengths_nm, instrument_alerts=instrument,
+                frame_signal=self.device_signal,
+            )
+        else:
+            outcome = computed.with_instrument_alerts(instrument) if isinstance(computed, Prediction) else computed
+        if self._archive is not None:  # never blocks: a full archive queue drops the record (archive_dropped)
+            self._archive.offer(frame, outcome, self.references.refs, signal=self.device_signal,
+                                boot_id=self.device_boot_id, wavelengths_nm=self.wavelengths_nm,
+                                bundle=self.engine.bundle)
+        if isinstance(outcome, Rejection):
+            if outcome.reason is RejectReason.SIGNAL_MISMATCH:
+                if self._signal_error is None:  # no STATUS yet: the device is taken to send counts (protocol v1)
+                    self._check_signal()
+                self.counters.incr(f"frames_rejected_{outcome.reason.value}")
+                return
+            if outcome.reason is RejectReason.MISSING_REFERENCE:
+                self._set_alert("missing_reference", True)
+                self.references.request_missing()
+            self.counters.incr(f"frames_rejected_{outcome.reason.value}")
+            if self.counters.get(f"frames_rejected_{outcome.reason.value}") <= 3 or log.isEnabledFor(logging.DEBUG):
+                log.warning("frame %d rejected (%s): %s", outcome.seq, outcome.reason.value, outcome.detail)
+            self._last_error.text = f"frame {outcome.seq} rejected: {outcome.detail}"
+            return
+        latency_ns = time.monotonic_ns() - received_ns
+        self.compute.add(outcome.compute_us)
+        self._set_alert("missing_reference", False)
+        self._set_alert("stale_reference", Quality.STALE_REFERENCE in outcome.flags)
+        for flag in outcome.flags:
+            self.counters.incr(f"predictions_flagged_{flag.value}")
+        self._publish_drift(
+            self.drift.observe_prediction(
+                outcome.seq, t2_ratio=outcome.t2_ratio, q_ratio=outcome.q_ratio, values=outcome.values
+            )
+        )
+        if self.forward_annotations:
+            early = self._annotations.pop(outcome.seq, None)
+            if early is not None:
+                self._publish_prediction(outcome, latency_ns, early)
+            else:
+                self._held = (outcome, time.monotonic(), latency_ns)
+        else:
+            self._publish_prediction(outcome, latency_ns, None)
+
+    def _release_held(self, *, force: bool) -> None:
+        held = self._held
+        if held is None:
+            return
+        if force or time.monotonic() - held[1] >= ANNOTATION_WAIT_S:
+            self._held = None
+            self._publish_prediction(held[0], held[2], None)
+
+    def _publish_prediction(self, pred: Prediction, latency_ns: int, reference: Sequence[float] | None) -> None:
+        latency_ms = latency_ns / 1e6
+        self.latency.add(latency_ns / 1e3)
+        msg = pred.to_message(
+            device_id=self.device_id, latency_ms=latency_ms, reference=reference, device_boot_id=self.device_boot_id
+        )
+        self._emit(MessageKind.PREDICTION, msg)
+        self.counters.incr("predictions")
+
+    def _publish_drift(self, events: Sequence[DriftEvent]) -> None:
+        for ev in events:
+            self.counters.incr(f"drift_{ev.state.value}")
+            log.warning("drift %s: %s", ev.state.value, ev.detail)
+            msg = drift_message(
+                device_id=self.device_id,
+                event=ev.state.value,
+                detector=ev.monitor,
+                statistic=ev.score,
+                threshold=ev.threshold,
+                seq=ev.seq,
+                model_id=self.model_id,
+                model_version=self.model_version,
+                active_alerts=self.drift.active(),
+                detail=ev.detail,
+                monitor_kind=ev.kind.value,
+                device_boot_id=self.device_boot_id,
+            )
+            self._emit(MessageKind.DRIFT, msg)
+        if events:
+            if self.alerts.replace_prefix("drift:", [f"drift:{name}" for name in self.drift.active()]):
+                self._publish_status()
+
+    # ---------------------------------------------------------------------------------------- bundle swap
+    def _apply_swap(self, swap: _Swap) -> None:
+        old = (self.model_id, self.model_version)
+        self._release_held(force=True)
+        new = swap.engine.bundle
+        # The model's detectors start over: alerts they had raised end here with an explicit cleared event, sent
+        # under the old model's name (the model they were raised for).
+        ended = self.drift.set_training(
+            new.training_stats, seq=self._last_seq or 0,
+            reason=f"model changed from {old[0]} {old[1]} to {new.model_id} {new.model_version} ({swap.reason}); "
+                   "the model's detectors start over")
+        self._publish_drift(ended)
+        self.engine = swap.engine
+        self.counters.incr("bundle_reloads")
+        self._record_version(new)
+        self._last_error.text = None
+        self._audit("bundle_load", {**bundle_audit(new, self._signer_key_id), "trigger": swap.reason,
+                                    "request_id": swap.request_id, "verdict": "accepted",
+                                    "previous_model": {"id": old[0], "version": old[1]},
+                                    "device_seq": self._last_seq, "device_boot_id": self.device_boot_id})
+        log.info("now serving %s %s (was %s %s; %s)", self.model_id, self.model_version, *old, swap.reason)
+        if self.device_status is not None or self._signal_error is not None:
+            self._check_signal()
+        self.alerts.replace_prefix("drift:", [f"drift:{name}" for name in self.drift.active()])
+        self._publish_status()
+        if swap.command is not None:
+            self._emit(
+                MessageKind.COMMAND_RESPONSE,
+                command_response_message(
+                    device_id=self.device_id,
+                    command=swap.command,
+                    request_id=swap.request_id,
+                    ok=True,
+                    result={
+                        "model": {"id": self.model_id, "version": self.model_version},
+                        "previous_model": {"id": old[0], "version": old[1]},
+                        "path": str(swap.engine.bundle.path),
+                    },
+                ),
+                swap.command,
+            )
