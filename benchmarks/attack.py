@@ -6,7 +6,9 @@ daemon ``held``, how many predictions were lost that the daemon's policy does no
 its metrics, or one while no daemon ran after a crash, is allowed; a silent one is not), and what it saw.
 
 Command settings are the project's defaults (``[commands]`` as ``spectro-edge config --example`` has them), plus an
-HMAC key file where an attack needs an authenticated command, so the figures follow the defaults as they change.
+HMAC key file (and ``enabled = true``: off, every attack on commands holds trivially), so the figures follow the
+defaults as they change; ``command_flood_unsigned`` states ``require_auth = false`` (the flood the command lanes
+protect against).
 A daemon that exits is restarted after 2 s, as ``deploy/spectrolite-edge.service`` (``Restart=always``) does.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -45,7 +48,8 @@ from benchmarks.harness import (
 )
 
 #: The attacks, in the order they run.
-ATTACKS = ("oversized", "unauthenticated", "disk_full", "reload_flood", "command_flood", "hostile_status")
+ATTACKS = ("oversized", "oversized_mqtt311", "unauthenticated", "disk_full", "reload_flood", "command_flood",
+           "command_flood_unsigned", "hostile_status", "forged_frames", "stale_retained")
 #: A daemon must deliver predictions again within this long after an oversized message, seconds.
 REDELIVER_LIMIT_S = 30.0
 #: ``RestartSec`` of deploy/spectrolite-edge.service.
@@ -92,6 +96,7 @@ class Rig:
         self.key.write_text(secrets.token_hex(32), encoding="ascii")  # text: the daemon strips whitespace
         self.daemon: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self.exit_codes: list[int] = []  #: of each daemon that exited (and was restarted)
         self._config: Path | None = None
         self._stop = threading.Event()
         self._watch: threading.Thread | None = None
@@ -120,6 +125,7 @@ class Rig:
     def _supervise(self) -> None:
         while not self._stop.wait(0.2):
             if self.daemon is not None and self.daemon.poll() is not None:
+                self.exit_codes.append(int(self.daemon.returncode))
                 if self._stop.wait(RESTART_S):
                     return
                 self.restarts += 1
@@ -136,22 +142,30 @@ class Rig:
         self.procs.stop_all()
 
     # ------------------------------------------------------------------------------------------ messages
-    def publish(self, command: str, payload: bytes, qos: int = 1) -> None:
+    def publish(self, command: str, payload: bytes, qos: int = 1, *, retain: bool = False) -> None:
+        with self.attacker() as c:
+            c.publish(f"{self.base}/cmd/{command}", payload, qos=qos, retain=retain).wait_for_publish(timeout=60)
+
+    @contextlib.contextmanager
+    def attacker(self) -> Iterator[Any]:
+        """A connected paho client (its network loop running) for floods published back to back."""
         import paho.mqtt.client as mqtt
 
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"attacker-{secrets.token_hex(4)}")
         c.connect(self.broker.host, self.broker.port)
         c.loop_start()
         try:
-            c.publish(f"{self.base}/cmd/{command}", payload, qos=qos).wait_for_publish(timeout=60)
+            yield c
         finally:
             c.loop_stop()
             c.disconnect()
 
-    def command(self, name: str, args: Mapping[str, Any], request_id: str, *, signed: bool = False) -> bytes:
+    def command(self, name: str, args: Mapping[str, Any], request_id: str, *, signed: bool = False,
+                issued_at_unix_s: float | None = None) -> bytes:
         from edge.commands import make_command, sign_command
 
-        body = make_command(name, dict(args), device_id=DEVICE, request_id=request_id)
+        body = make_command(name, dict(args), device_id=DEVICE, request_id=request_id,
+                            issued_at_unix_s=issued_at_unix_s)
         return sign_command(body, self.key.read_bytes()) if signed else json.dumps(body).encode()
 
     def response(self, request_id: str) -> dict[str, Any] | None:
@@ -166,6 +180,19 @@ class Rig:
         with self.sub.inbox.lock:
             m = self.sub.inbox.metrics
         return dict(m.get("counters", {})) if m else {}
+
+    def gauges(self) -> dict[str, float]:
+        """The last metrics message's gauges: the outbox's and the publisher's own counts are there
+        (``outbox_evicted``, ``mqtt_lost_outbox_unavailable``, ...), since this process opened the outbox."""
+        with self.sub.inbox.lock:
+            m = self.sub.inbox.metrics
+        return dict(m.get("gauges", {})) if m else {}
+
+    def outbox_losses(self) -> int:
+        """Messages the outbox evicted or refused and messages neither stored nor sent, as the daemon counts them
+        (predictions and lower-priority metrics together: an upper bound on the predictions among them)."""
+        g = self.gauges()
+        return int(sum(g.get(k, 0.0) for k in ("outbox_evicted", "outbox_refused", "mqtt_lost_outbox_unavailable")))
 
     def status(self) -> dict[str, Any]:
         with self.sub.inbox.lock:
@@ -187,15 +214,43 @@ class Rig:
         c = self.counters()
         explained = sum(v for k, v in c.items() if k.startswith(("frames_rejected", "frames_dropped", "outbox_evict",
                                                                      "outbox_refus", "lost_outbox", "messages_")))
-        explained += c.get("dark_frames", 0) + c.get("white_frames", 0)
+        explained += c.get("dark_frames", 0) + c.get("white_frames", 0) + self.outbox_losses()
         return max(0, self.gaps() - explained)
 
 
 # ---------------------------------------------------------------------------------------------------- attacks
-def oversized(rig: Rig, size_mb: int) -> Result:
-    rig.start_daemon(rig.start_sim())
-    if not rig.flowing():
-        return Result("oversized", False, detail={"error": "no predictions before the attack"})
+#: The daemon's address space is capped at what it maps plus this much before the oversized message (RLIMIT_AS,
+#: as systemd's MemoryMax would cap it), so a message larger than this cannot simply be buffered, bytes.
+MEMORY_HEADROOM_BYTES = 32 << 20
+
+
+def _limit_memory(pid: int) -> int | None:
+    """Cap ``pid``'s address space at what it maps now plus MEMORY_HEADROOM_BYTES; returns the cap, or None where
+    it cannot be set (no ``/proc`` or ``prlimit``)."""
+    import resource
+
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+        vm_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmSize:")))
+        _soft, hard = resource.prlimit(pid, resource.RLIMIT_AS)
+        cap = vm_kb * 1024 + MEMORY_HEADROOM_BYTES
+        resource.prlimit(pid, resource.RLIMIT_AS, (cap, hard))
+    except (OSError, AttributeError, StopIteration, ValueError):
+        return None
+    return cap
+
+
+def oversized(rig: Rig, size_mb: int, protocol: str) -> Result:
+    """A ``size_mb`` message on ``.../cmd/reload_bundle`` while the daemon (MQTT ``protocol``, no broker packet
+    bound) runs under a memory limit.  MQTT 5: the daemon's Maximum Packet Size makes the broker drop it, so the
+    daemon must keep delivering without a restart.  MQTT 3.1.1 (the default protocol) has no such bound: the
+    message may kill paho's network thread, and the watchdog must then end the daemon (exit code 2) so that it is
+    restarted; either way predictions must flow again within REDELIVER_LIMIT_S."""
+    name = "oversized" if protocol == "5" else "oversized_mqtt311"
+    rig.start_daemon(rig.start_sim(), mqtt={"protocol": protocol})
+    if not rig.flowing() or rig.daemon is None:
+        return Result(name, False, detail={"error": "no predictions before the attack"})
+    cap = _limit_memory(rig.daemon.pid)
     t0 = time.monotonic()
     rig.publish("reload_bundle", b"x" * (size_mb << 20), qos=1)
     sent_s = time.monotonic() - t0
@@ -205,10 +260,13 @@ def oversized(rig: Rig, size_mb: int) -> Result:
     redeliver_s = time.monotonic() - t1 if came else None
     rig.flowing(10)
     lost = 0 if rig.restarts else rig.unexplained()
-    return Result("oversized", bool(came), lost, {
-        "size_mb": size_mb, "publish_s": round(sent_s, 2),
+    # MQTT 5: the bound holds, no restart.  3.1.1: a restart is allowed, only after the watchdog's exit code 2.
+    held = bool(came) and (rig.restarts == 0 if protocol == "5" else all(c == 2 for c in rig.exit_codes))
+    return Result(name, held, lost, {
+        "size_mb": size_mb, "mqtt_protocol": protocol, "publish_s": round(sent_s, 2),
+        "memory_limit_mb": None if cap is None else round(cap / (1 << 20)),
         "redeliver_after_oversized_s": None if redeliver_s is None else round(redeliver_s, 2),
-        "daemon_restarts": rig.restarts, "seq_gaps": rig.gaps(),
+        "daemon_restarts": rig.restarts, "daemon_exit_codes": list(rig.exit_codes), "seq_gaps": rig.gaps(),
         "note": "seq gaps while a crashed daemon restarts are allowed (the device's frames have no reader)"})
 
 
@@ -248,33 +306,81 @@ def _tmpfs(where: Path, size_bytes: int) -> Iterator[str | None]:
             subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
 
 
+def _fill(path: Path) -> None:
+    """Another writer: append to ``path`` until its filesystem is full (ENOSPC), in halving chunks down to 512 B."""
+    chunk = 1 << 20
+    with open(path, "ab", buffering=0) as fh:
+        while chunk >= 512:
+            try:
+                if fh.write(b"\0" * chunk) == 0:
+                    chunk //= 2
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                chunk //= 2
+
+
 def disk_full(rig: Rig, size_mb: int) -> Result:
+    """The outbox's filesystem (a tmpfs of ``size_mb``) really full while the broker is down, policy drop_oldest.
+
+    The broker is down from the start, so every prediction waits in the outbox, whose bounds (the defaults, far
+    above the tmpfs) leave the disk as the bound.  After 5 s another writer fills the filesystem to ENOSPC, and the
+    daemon runs 8 s more on the full disk.  Then the broker comes back and the device stops; the attack holds if
+    the daemon stayed up, delivered again, kept the newest predictions (what it lost is the oldest: the delivered
+    ones have no gap up to the last) and counted every prediction lost (outbox evictions and refusals, messages
+    neither stored nor sent).
+    """
     fs = rig.workdir / "outbox-fs"
     with _tmpfs(fs, size_mb << 20) as why:
         if why is not None:
             return Result("disk_full", None, detail={"skipped": why})
         port = rig.broker.port
         end_process(next(p for n, p in rig.procs.items if n == "mosquitto"))  # the broker is down: nothing drains
-        with open(fs / "filler", "wb") as fh:  # leave 1 MiB: the outbox fills it within seconds
-            fh.write(b"\0" * max(0, shutil.disk_usage(fs).free - (1 << 20)))
-        rig.start_daemon(rig.start_sim(rate_hz=2 * RATE_HZ), outbox={"path": str(fs / "outbox.sqlite")})
-        full = _wait(lambda: shutil.disk_usage(fs).free < (128 << 10), STEP_S)
-        time.sleep(5.0)  # predictions keep coming on a full disk
+        sim_url = rig.start_sim(rate_hz=2 * RATE_HZ)
+        # A fixed reconnect delay of 5 s: the fresh subscriber below is subscribed before the daemon reconnects.
+        rig.start_daemon(sim_url, outbox={"path": str(fs / "outbox.sqlite"), "full_policy": "drop_oldest"},
+                         mqtt={"reconnect_min_delay_s": 5, "reconnect_max_delay_s": 5})
+        time.sleep(5.0)
+        _fill(fs / "ballast")
+        free_after_fill = shutil.disk_usage(fs).free
+        free_min = free_after_fill
+        deadline = time.monotonic() + 8.0  # predictions keep coming on the full disk
+        while time.monotonic() < deadline:
+            free_min = min(free_min, shutil.disk_usage(fs).free)
+            time.sleep(0.05)
         rig.broker = start_broker(rig.procs, rig.workdir, "mosquitto", port=port)
         rig.sub.close()  # its reconnect delay has grown during the outage: a fresh one, subscribed at once
         rig.sub = Subscriber(rig.broker, client_id=f"attack-{rig.workdir.name}-2")
-        before = set(rig.predictions())
-        came = _wait(lambda: len(set(rig.predictions()) - before) >= 20, REDELIVER_LIMIT_S)
+        came = _wait(lambda: rig.sub.inbox.count() >= 20, REDELIVER_LIMIT_S)
+        end_process(next(p for n, p in rig.procs.items if n == "spectro-sim"))  # no new predictions: settle
+
+        def produced() -> int:
+            return int(rig.counters().get("predictions", 0))
+
+        def settled() -> bool:
+            n, c = rig.sub.inbox.count(), produced()
+            time.sleep(2.5)  # metrics come every second
+            return c > 0 and produced() == c and rig.sub.inbox.count() == n
+        _wait(settled, STEP_S)
         alive = rig.daemon is not None and rig.daemon.poll() is None
-        _wait(lambda: bool(rig.counters()), 5.0)
-        counters = rig.counters()
-        counted = sum(v for k, v in counters.items()
-                      if k.startswith("outbox_") and any(w in k for w in ("evict", "refus", "lost", "error")))
-        counted += counters.get("lost_outbox_unavailable", 0) + counters.get("messages_failed", 0)
-        gaps = rig.gaps()
-        return Result("disk_full", bool(came and alive and rig.restarts == 0), rig.unexplained(), {
-            "tmpfs_mb": size_mb, "disk_filled": full, "daemon_alive": alive, "daemon_restarts": rig.restarts,
-            "delivered_after_broker_back": came, "seq_gaps": gaps, "losses_counted": counted,
+        made, got = produced(), rig.sub.inbox.count()
+        counted = rig.outbox_losses()
+        c = rig.counters()
+        other = sum(v for k, v in c.items() if k.startswith(("frames_rejected", "frames_dropped", "messages_")))
+        other += c.get("dark_frames", 0) + c.get("white_frames", 0)
+        newest_kept = rig.gaps() <= other  # the delivered predictions run without a gap up to the last
+        g = rig.gauges()
+        lost = max(0, made - got)
+        unexplained = max(0, lost - counted)
+        held = bool(came and alive and rig.restarts == 0 and newest_kept and unexplained == 0)
+        return Result("disk_full", held, unexplained, {
+            "tmpfs_mb": size_mb, "disk_free_after_fill_b": free_after_fill, "disk_free_min_b": free_min,
+            "full_policy": "drop_oldest", "daemon_alive": alive, "daemon_restarts": rig.restarts,
+            "delivered_after_broker_back": came, "predictions_made": made, "predictions_delivered": got,
+            "newest_kept": newest_kept, "seq_gaps": rig.gaps(), "losses_counted": counted,
+            "outbox_evicted": int(g.get("outbox_evicted", 0)),
+            "outbox_store_errors": int(g.get("outbox_store_errors", 0)),
+            "lost_outbox_unavailable": int(g.get("mqtt_lost_outbox_unavailable", 0)),
             "outbox_full_alert_seen": any("outbox_full" in s.get("alerts", []) for s in rig.sub.inbox.status)})
 
 
@@ -305,22 +411,16 @@ def reload_flood(rig: Rig, reloads: int) -> Result:
 
 
 def command_flood(rig: Rig, flood: int) -> Result:
+    """A flood of unsigned reloads, then a signed command, with the default command settings (unsigned commands
+    are refused by authentication before they queue)."""
     rig.start_daemon(rig.start_sim())
     rig.flowing()
-    import paho.mqtt.client as mqtt
-
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="attacker-flood")
-    c.connect(rig.broker.host, rig.broker.port)
-    c.loop_start()
-    try:
+    with rig.attacker() as c:
         infos = [c.publish(f"{rig.base}/cmd/reload_bundle",
                            rig.command("reload_bundle", {"path": str(rig.bundle)}, f"f{i}"), qos=1)
                  for i in range(flood)]
         for info in infos:
             info.wait_for_publish(timeout=60)
-    finally:
-        c.loop_stop()
-        c.disconnect()
     rig.publish("set_integration_time", rig.command("set_integration_time", {"integration_time_us": 5000},
                                                     "authenticated", signed=True))
     _wait(lambda: rig.response("authenticated") is not None, 30.0)
@@ -332,6 +432,63 @@ def command_flood(rig: Rig, flood: int) -> Result:
         "flood": flood, "authenticated_answer": answer and {"ok": answer.get("ok"), "error": answer.get("error")},
         "commands_refused": counters.get("commands_refused", 0),
         "commands_dropped": counters.get("commands_dropped", 0)})
+
+
+#: Size of the sparse file the first command of the unsigned flood asks to reload: hashing it keeps the daemon's
+#: command thread busy while the rest of the flood arrives, so the queue is full when the signed command comes
+#: (deterministically, not by a race with that thread; as tests/edge/test_command_flood.py does).
+SLOW_FILE_BYTES = 1 << 30
+
+
+def command_flood_unsigned(rig: Rig, flood: int) -> Result:
+    """The flood the command lanes protect against: ``commands.require_auth = false`` stated explicitly, so the
+    unsigned reloads queue.  The first asks for a large sparse file (slow to hash), the rest arrive while it is
+    read, then a signed reload.  Holds if the signed command ran before every queued unsigned one and each
+    command of the flood was answered or counted (ran, dropped, or its refusal response suppressed)."""
+    with open(rig.workdir / "slow.bin", "wb") as fh:  # sparse: costs no disk, but hashing reads every byte
+        fh.truncate(SLOW_FILE_BYTES)
+    rig.start_daemon(rig.start_sim(), commands={"enabled": True, "hmac_key_path": str(rig.key), "require_auth": False})
+    rig.flowing()
+    topic = f"{rig.base}/cmd/reload_bundle"
+    with rig.attacker() as c:
+        c.publish(topic, rig.command("reload_bundle", {"path": "slow.bin"}, "u-0"), qos=1).wait_for_publish(60)
+        if not _wait(lambda: "command reload_bundle (request u-0)" in rig.daemon_log(), STEP_S):
+            return Result("command_flood_unsigned", False, detail={"error": "the slow reload never started"})
+        infos = [c.publish(topic, rig.command("reload_bundle", {"path": str(rig.bundle)}, f"u-{i}"), qos=1)
+                 for i in range(1, flood)]
+        infos.append(c.publish(topic, rig.command("reload_bundle", {"path": str(rig.bundle)}, "signed", signed=True),
+                               qos=1))
+        for info in infos:
+            info.wait_for_publish(timeout=60)
+    _wait(lambda: rig.response("signed") is not None, STEP_S)
+    answer = rig.response("signed")
+
+    def answered() -> int:
+        with rig.sub.inbox.lock:
+            return len({r.get("request_id") for r in rig.sub.inbox.responses
+                        if str(r.get("request_id", "")).startswith("u-")})
+
+    def accounted() -> int:
+        return answered() + rig.counters().get("command_responses_suppressed", 0)
+
+    def settled() -> bool:
+        k = rig.counters()
+        return k.get("commands_reload_bundle", 0) + k.get("commands_dropped", 0) >= flood + 1
+
+    _wait(lambda: accounted() >= flood and settled(), 2 * STEP_S)
+    with rig.sub.inbox.lock:
+        order = [r.get("request_id") for r in rig.sub.inbox.responses if r.get("ok")]
+    counters = rig.counters()
+    first = next((rid for rid in order if rid != "u-0"), None)  # u-0 may finish (refused or run) first
+    ran = bool(answer and answer.get("ok"))
+    held = ran and first == "signed" and accounted() == flood and settled()
+    return Result("command_flood_unsigned", held, rig.unexplained(), {
+        "flood": flood, "require_auth": False,
+        "signed_answer": answer and {"ok": answer.get("ok"), "error": answer.get("error")},
+        "signed_ran_first": first == "signed", "flood_accounted": accounted(),
+        "commands_run": counters.get("commands_reload_bundle", 0),
+        "commands_dropped": counters.get("commands_dropped", 0),
+        "command_responses_suppressed": counters.get("command_responses_suppressed", 0)})
 
 
 class _HostileDevice:
@@ -393,14 +550,20 @@ class _HostileDevice:
         os.close(self.slave)
 
 
+def _sane_start(rig: Rig, dev: _HostileDevice) -> list[int]:
+    """Start the daemon on ``dev``, wait until it is online, play one sane session; returns its spectra's seqs."""
+    rig.start_daemon(dev.path)
+    _wait(lambda: rig.status().get("state") == "online", STEP_S)
+    time.sleep(1.0)
+    sane = dev.session()
+    _wait(lambda: set(sane) <= set(rig.predictions()), STEP_S)
+    return sane
+
+
 def hostile_status(rig: Rig) -> Result:
     dev = _HostileDevice()
     try:
-        rig.start_daemon(dev.path)
-        _wait(lambda: rig.status().get("state") == "online", STEP_S)
-        time.sleep(1.0)
-        sane = dev.session()
-        _wait(lambda: set(sane) <= set(rig.predictions()), STEP_S)
+        sane = _sane_start(rig, dev)
         hostile = dev.session(wavelength_coeffs_nm=(900.0, 1e308, 1e308)) + dev.session(pixel_count=1)
         _wait(lambda: rig.counters().get("spectra_in", 0) >= 60, STEP_S)
         preds = rig.predictions()
@@ -416,14 +579,80 @@ def hostile_status(rig: Rig) -> Result:
         dev.close()
 
 
+#: Device text that would forge a log line and clear an operator's terminal if logged as sent (finding 7).
+FORGED_DEVICE_ID = "X\nCRITICAL forged\x1b[2J"
+#: A forged sequence number (finding 7): counted as lost frames it would add 4.29e9 to ``frames_lost_seq_gap``.
+FORGED_SEQ = 0xFFFFFFF0
+#: Age of the stale command, seconds: above ``commands.max_age_s`` (60) and within the clock skew (300).
+STALE_AGE_S = 120.0
+
+
+def forged_frames(rig: Rig) -> Result:
+    """A device id with a newline and an ANSI escape in STATUS, then a spectrum with seq 0xFFFFFFF0.  Holds if the
+    log has neither the raw escape nor a line the device wrote, the jump is counted as a resynchronisation
+    (``seq_jumps``) and not as billions of lost frames, and the daemon stays up."""
+    dev = _HostileDevice()
+    try:
+        _sane_start(rig, dev)
+        dev.session(device_id=FORGED_DEVICE_ID)
+        import dataclasses
+
+        dev.send(dataclasses.replace(dev.spectra[0], seq=FORGED_SEQ))
+        _wait(lambda: rig.counters().get("spectra_in", 0) >= 41, STEP_S)
+        time.sleep(2.0)  # the next metrics message
+        counters = rig.counters()
+        log_text = rig.daemon_log()
+        forged_line = any(line.startswith("CRITICAL forged") for line in log_text.splitlines())
+        lost_gap = counters.get("frames_lost_seq_gap", 0)
+        alive = rig.daemon is not None and rig.daemon.poll() is None
+        held = alive and rig.restarts == 0 and "\x1b" not in log_text and not forged_line \
+            and lost_gap < FORGED_SEQ // 2 and counters.get("seq_jumps", 0) >= 1
+        return Result("forged_frames", held, 0, {
+            "raw_escape_in_log": "\x1b" in log_text, "forged_log_line": forged_line,
+            "frames_lost_seq_gap": lost_gap, "seq_jumps": counters.get("seq_jumps", 0), "daemon_alive": alive,
+            "daemon_restarts": rig.restarts})
+    finally:
+        dev.close()
+
+
+def stale_retained(rig: Rig) -> Result:
+    """A signed command left retained on the broker (delivered at every subscribe), then a signed command issued
+    2 minutes ago (one that waited in a persistent session), then a fresh signed one as the control.  Holds if
+    neither of the first two ran, each was refused and counted, and the fresh one ran."""
+    args = {"integration_time_us": 5000}
+    rig.publish("set_integration_time", rig.command("set_integration_time", args, "retained", signed=True),
+                retain=True)
+    rig.start_daemon(rig.start_sim())
+    rig.flowing()
+    rig.publish("set_integration_time", rig.command("set_integration_time", args, "stale", signed=True,
+                                                    issued_at_unix_s=time.time() - STALE_AGE_S))
+    rig.publish("set_integration_time", rig.command("set_integration_time", args, "fresh", signed=True))
+    _wait(lambda: all(rig.response(r) is not None for r in ("retained", "stale", "fresh")), STEP_S)
+    answers = {r: rig.response(r) for r in ("retained", "stale", "fresh")}
+    _wait(lambda: rig.counters().get("commands_refused_stale", 0) >= 1, 5.0)
+    counters = rig.counters()
+    ok = {r: bool(a and a.get("ok")) for r, a in answers.items()}
+    held = not ok["retained"] and not ok["stale"] and ok["fresh"] \
+        and counters.get("commands_refused_retained", 0) >= 1 and counters.get("commands_refused_stale", 0) >= 1
+    return Result("stale_retained", held, rig.unexplained(), {
+        "answers": {r: (None if a is None else {"ok": a.get("ok"), "error": a.get("error")})
+                    for r, a in answers.items()},
+        "retained_ran": ok["retained"], "stale_ran": ok["stale"], "fresh_ran": ok["fresh"],
+        "commands_refused_retained": counters.get("commands_refused_retained", 0),
+        "commands_refused_stale": counters.get("commands_refused_stale", 0)})
+
+
 # ---------------------------------------------------------------------------------------------------- run
 def run_attacks(names: tuple[str, ...], bundle: Path, workdir: Path, *, size_mb: int = 64, flood: int = 200,
                 reloads: int = 5, tmpfs_mb: int = 2, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run ``names`` (each on its own rig under ``workdir``) and return the report (the JSON's content)."""
     steps: dict[str, Callable[[Rig], Result]] = {
-        "oversized": lambda r: oversized(r, size_mb), "unauthenticated": unauthenticated,
+        "oversized": lambda r: oversized(r, size_mb, "5"),
+        "oversized_mqtt311": lambda r: oversized(r, size_mb, "3.1.1"), "unauthenticated": unauthenticated,
         "disk_full": lambda r: disk_full(r, tmpfs_mb), "reload_flood": lambda r: reload_flood(r, reloads),
-        "command_flood": lambda r: command_flood(r, flood), "hostile_status": hostile_status}
+        "command_flood": lambda r: command_flood(r, flood),
+        "command_flood_unsigned": lambda r: command_flood_unsigned(r, flood), "hostile_status": hostile_status,
+        "forged_frames": forged_frames, "stale_retained": stale_retained}
     results: list[Result] = []
     for name in names:
         if name not in steps:
@@ -440,12 +669,13 @@ def run_attacks(names: tuple[str, ...], bundle: Path, workdir: Path, *, size_mb:
         result.detail["wall_s"] = round(time.monotonic() - t0, 1)
         results.append(result)
     ran = [r for r in results if r.held is not None]
-    over = next((r for r in results if r.name == "oversized"), None)
+    # The slowest redelivery of the oversized attacks run (None: none ran, or one never delivered again).
+    over = [r.detail.get("redeliver_after_oversized_s") for r in results if r.name.startswith("oversized")]
     return {
         "attacks": [r.to_dict() for r in results],
         "all_held": bool(ran) and all(r.held for r in ran),
         "predictions_lost_unallowed": sum(r.lost for r in results),
-        "redeliver_after_oversized_s": over.detail.get("redeliver_after_oversized_s") if over else None,
+        "redeliver_after_oversized_s": max(over) if over and None not in over else None,
     }
 
 

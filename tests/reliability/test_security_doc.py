@@ -1,5 +1,6 @@
-"""docs/security.md stays true: its production settings are valid configuration keys, and its mosquitto ACL is the
-one that tests/edge/test_mqtt.py runs against a real broker."""
+"""docs/security.md stays true: its production settings are valid configuration keys, its mosquitto ACL is the
+one that tests/edge/test_mqtt.py runs against a real broker, and its table of the issue #18 findings names tests
+and ``spectro-bench attack`` attacks that exist."""
 
 from __future__ import annotations
 
@@ -58,3 +59,34 @@ def test_the_production_settings_are_valid_configuration(repo_root: Path, tmp_pa
     cfg = parse_config(data, base_dir=tmp_path)
     assert cfg.mqtt.tls.enabled and cfg.commands.require_auth and cfg.bundle.public_key_path is not None
     assert cfg.commands.enabled and security_warnings(cfg) == ()  # the documented production block names nothing
+
+
+def _findings_rows(repo_root: Path) -> list[str]:
+    text = (repo_root / "docs" / "security.md").read_text(encoding="utf-8")
+    section = text.split("## Issue #18", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if re.match(r"\| \d\. ", line)]
+
+
+def test_each_finding_names_tests_that_exist_and_attacks_that_run(repo_root: Path) -> None:
+    """The findings table of docs/security.md: every ``file::test`` it names is a test function in that file (a
+    bare ``::test`` belongs to the file named before it), every finding 1-7 has one, and every attack it names is
+    one ``spectro-bench attack`` runs."""
+    from benchmarks.attack import ATTACKS
+
+    rows = _findings_rows(repo_root)
+    assert {int(r[2]) for r in rows} == set(range(1, 8)), rows
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == 5, row
+        named, current = [], None
+        for file, name in re.findall(r"`(tests/[\w/]+\.py)?::(test_\w+)`", cells[2]):
+            current = file or current
+            assert current is not None, row
+            named.append((current, name))
+        assert named, f"expected a test named for {cells[0]!r}"
+        for file, name in named:
+            source = (repo_root / file).read_text(encoding="utf-8")
+            assert re.search(rf"^def {name}\(", source, re.MULTILINE), f"expected {file}::{name}, found none"
+        attacks = re.findall(r"`(\w+)`", cells[4])
+        assert set(attacks) <= set(ATTACKS), (attacks, ATTACKS)
+    assert {a for r in rows for a in re.findall(r"`(\w+)`", r.split("|")[-2])} == set(ATTACKS)
