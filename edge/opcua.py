@@ -42,7 +42,7 @@ The mapping (:class:`NodeModel`) is plain Python; only :class:`OpcUaServer` need
 >>> m = NodeModel("nir-01")
 >>> [(v.path, v.value, v.status) for v in m.apply_prediction({"time_unix_s": 1.0, "seq": 7,
 ...  "device_timestamp_us": 5, "device_boot_id": None, "quality": "out_of_distribution",
-...  "model": {"model_id": "m", "model_version": "1"},
+...  "model": {"id": "m", "version": "1"},
 ...  "values": [{"name": "api", "unit": "%w/w", "value": 2.5, "lower": 2.0, "upper": 3.0}]})][:3]
 [('Targets.api.Value', 2.5, 'Uncertain'), ('Targets.api.Lower', 2.0, 'Uncertain'), ('Targets.api.Upper', 3.0, \
 'Uncertain')]
@@ -168,8 +168,8 @@ class NodeModel:
             NodeValue("DeviceBootId", 0 if boot is None else int(boot),
                       "BadWaitingForInitialData" if boot is None else "Good", t),
             NodeValue("Quality", quality, "Good", t),
-            NodeValue("ModelId", str(model.get("model_id", "")), "Good", t),
-            NodeValue("ModelVersion", str(model.get("model_version", "")), "Good", t),
+            NodeValue("ModelId", str(model.get("id", "")), "Good", t),
+            NodeValue("ModelVersion", str(model.get("version", "")), "Good", t),
         ]
         if not self._online:  # a prediction before the first status message (statuses go through the outbox)
             out.append(NodeValue("State", "online", "Good", t))
@@ -187,8 +187,8 @@ class NodeModel:
         out = [NodeValue("State", state, "Good", t), NodeValue("Alerts", alerts, "Good", t)]
         model = message.get("model")
         if model:
-            out += [NodeValue("ModelId", str(model.get("model_id", "")), "Good", t),
-                    NodeValue("ModelVersion", str(model.get("model_version", "")), "Good", t)]
+            out += [NodeValue("ModelId", str(model.get("id", "")), "Good", t),
+                    NodeValue("ModelVersion", str(model.get("version", "")), "Good", t)]
         boot = message.get("device_boot_id")
         if boot is not None:
             out.append(NodeValue("DeviceBootId", int(boot), "Good", t))
