@@ -13,6 +13,7 @@ import doctest
 import logging
 import math
 import os
+import re
 import signal
 import socket
 import sys
@@ -21,6 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (Jetson): the tomli backport, an install requirement there
+    import tomli as tomllib
 
 import edge.opcua
 from edge.config import parse_config
@@ -144,6 +150,15 @@ def test_off_by_default_and_on_this_host_only_when_on(tmp_path: Path) -> None:
     assert with_opcua(cfg, link) is link  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"opcua.port: expected a value <= 65535, got 70000"):
         _config(tmp_path, port=70000)
+
+
+def test_the_documented_settings_are_valid_configuration(repo_root: Path, tmp_path: Path) -> None:
+    text = (repo_root / "docs" / "daemon.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", text, flags=re.S) if "[opcua]" in b]
+    cfg = _config(tmp_path, **tomllib.loads(block)["opcua"])
+    assert cfg.opcua.enabled is True and (cfg.opcua.host, cfg.opcua.port) == ("127.0.0.1", 4840)
+    for path in ("State", "Alerts", "ModelId", "LastSeq", "DeviceBootId", "Targets/<name>/Value"):  # the node table
+        assert f"| `{path}" in text, path
 
 
 def test_a_missing_package_is_a_clear_error_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
