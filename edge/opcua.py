@@ -298,6 +298,13 @@ class OpcUaServer:
             return
         self._notify()
 
+    def failure(self) -> str | None:
+        """Why the server no longer serves although it was not stopped (its thread ended), or None."""
+        t = self._thread
+        if t is None or self._stopping or t.is_alive():
+            return None
+        return "the OPC UA server thread ended"
+
     def stats(self) -> dict[str, int]:
         with self._lock:
             return {"opcua_updates": self.updates, "opcua_coalesced": self.coalesced, "opcua_errors": self.errors}
@@ -514,8 +521,9 @@ class OpcUaLink:
         self.link.switch_broker(config)
 
     def failure(self) -> str | None:
+        """The wrapped link's failure, else the server's (the daemon's watchdog then exits for a restart)."""
         failure: Callable[[], str | None] | None = getattr(self.link, "failure", None)
-        return failure() if failure is not None else None
+        return (failure() if failure is not None else None) or self.server.failure()
 
 
 def with_opcua(config: EdgeConfig, link: _Link, targets: Iterable[Any] = ()) -> _Link:

@@ -253,6 +253,29 @@ def test_a_client_reads_the_latest_values_and_cannot_write() -> None:
         socket.create_connection(("127.0.0.1", server.port), timeout=CLIENT_TIMEOUT_S).close()
 
 
+def test_a_dead_server_thread_is_a_link_failure_for_the_watchdog() -> None:
+    _asyncua()
+    from edge.opcua import OpcUaLink
+
+    class Link:
+        def failure(self) -> None:
+            return None
+
+    server = OpcUaServer("nir-01", host="127.0.0.1", port=find_free_port(), namespace=NS)
+    server.start()
+    link = OpcUaLink(Link(), server)  # type: ignore[arg-type]
+    try:
+        assert link.failure() is None
+        loop = server._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(loop.stop)  # the server's loop ends under it, as on a crash
+        wait_for(lambda: link.failure() is not None, "the dead server thread to be reported")
+        assert link.failure() == "the OPC UA server thread ended"
+    finally:
+        server.stop()
+    assert server.failure() is None  # stopped on purpose: not a failure
+
+
 # ------------------------------------------------------------------------------------------- a real daemon
 @pytest.mark.slow
 def test_a_real_daemon_serves_each_prediction_to_an_opcua_client(
