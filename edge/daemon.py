@@ -1925,8 +1925,9 @@ def run_daemon(
             exporter.start()
         discovery = discovery_from_config(
             config, lambda: info_of_engine(holder[0].engine, _software_version()) if holder else None)
-        link = with_opcua(config, MqttLink(config, on_command, current_status,  # with_opcua: the [opcua] server's
-                                           discovery.due if discovery is not None else None), bundle.targets)  # feed
+        # the MQTT link itself, or one that also feeds every prediction and status to the [opcua] server
+        link = with_opcua(config, MqttLink(config, on_command, current_status,
+                                           discovery.due if discovery is not None else None), bundle.targets)
     except (EdgeError, OSError) as exc:
         if exporter is not None:
             exporter.stop()
