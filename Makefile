@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The edge-only environment: `.[edge,prometheus,dev]`, no TensorFlow, as on a device.
+# The edge-only environment: `.[edge,prometheus,opcua,dev]`, no TensorFlow, as on a device.
 EDGE_VENV ?= .venv-edge
 EDGE_PY := $(EDGE_VENV)/bin/python
 EDGE_SUITES := tests/edge tests/firmware_bridge
@@ -30,8 +30,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 setup: $(VENV)/.installed
 
 $(EDGE_VENV)/.installed: setup.cfg pyproject.toml
-	@echo "setting up $(EDGE_VENV): spectrolite with only its edge, prometheus and dev extras (no TensorFlow)"
-	$(call make_venv,$(EDGE_VENV),edge$(comma)prometheus$(comma)dev)
+	@echo "setting up $(EDGE_VENV): spectrolite with only its edge, prometheus, opcua and dev extras (no TensorFlow)"
+	$(call make_venv,$(EDGE_VENV),edge$(comma)prometheus$(comma)opcua$(comma)dev)
 
 setup-edge: $(EDGE_VENV)/.installed
 

@@ -8,7 +8,7 @@ API (stable; the daemon and the CLI call these)::
 
 Sections (every field has its unit in its name): ``device``, ``serial``, ``bundle``, ``references``,
 ``runtime``, ``queues``, ``mqtt`` (with ``mqtt.tls``), ``outbox``, ``commands``, ``drift``, ``metrics``, ``audit``,
-``homeassistant``, ``archive`` and the top-level ``log_level``.  The schema *is* the dataclasses of
+``homeassistant``, ``archive``, ``opcua`` and the top-level ``log_level``.  The schema *is* the dataclasses of
 :mod:`edge.config_sections` (re-exported here): each field carries its documentation and its constraints in
 ``dataclasses.field(metadata=...)``, and both the validator below and :func:`example_config`
 (:mod:`edge.config_example`) read them, so the example can never drift from what the loader accepts.
@@ -62,6 +62,7 @@ from edge.config_sections import (
     HomeAssistantConfig,
     MetricsConfig,
     MqttConfig,
+    OpcUaConfig,
     OutboxConfig,
     QueuesConfig,
     ReferencesConfig,
@@ -99,6 +100,7 @@ __all__ = [
     "AuditConfig",
     "ArchiveConfig",
     "HomeAssistantConfig",
+    "OpcUaConfig",
     "EdgeConfig",
     "load_config",
     "parse_config",

@@ -35,6 +35,7 @@ __all__ = [
     "AuditConfig",
     "ArchiveConfig",
     "HomeAssistantConfig",
+    "OpcUaConfig",
     "EdgeConfig",
 ]
 
@@ -306,6 +307,20 @@ class HomeAssistantConfig:
 
 
 @dataclass(frozen=True)
+class OpcUaConfig:
+    """Optional OPC UA server: each target's latest value, interval and quality and the status as read-only nodes
+    (``edge.opcua``; docs/daemon.md)."""
+
+    enabled: bool = _opt(False, "serve the predictions and the status at opc.tcp://<host>:<port>/ (needs the opcua "
+                         "extra; no OPC UA security: see docs/security.md)")
+    host: str = _opt("127.0.0.1", "address the OPC UA server listens on (127.0.0.1: this host only; the LAN "
+                     "address for a control system, behind a firewall)")
+    port: int = _opt(4840, "TCP port of the OPC UA server (4840: the OPC UA default)", min=1, max=65535)
+    namespace: str = _opt("", "namespace URI of the device's nodes; empty means urn:spectrolite:<device_id>",
+                          example="urn:spectrolite:nir-01")
+
+
+@dataclass(frozen=True)
 class AuditConfig:
     """Audit trail: an append-only, hash-chained log of what the daemon did (``edge.audit``; docs/security.md)."""
 
@@ -360,6 +375,7 @@ class EdgeConfig:
     audit: AuditConfig = field(default_factory=AuditConfig)
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    opcua: OpcUaConfig = field(default_factory=OpcUaConfig)
     log_level: str = _opt("INFO", "logging level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     source: Path | None = field(default=None, compare=False,
                                 metadata={"doc": "file the configuration was read from (not a key)",
@@ -395,7 +411,7 @@ SECTIONS: dict[str, type] = {
     "device": DeviceConfig, "serial": SerialConfig, "bundle": BundleConfig, "references": ReferencesConfig,
     "runtime": RuntimeConfig, "queues": QueuesConfig, "mqtt": MqttConfig, "outbox": OutboxConfig,
     "commands": CommandsConfig, "drift": DriftConfig, "metrics": MetricsConfig, "audit": AuditConfig,
-    "homeassistant": HomeAssistantConfig, "archive": ArchiveConfig,
+    "homeassistant": HomeAssistantConfig, "archive": ArchiveConfig, "opcua": OpcUaConfig,
 }
 
 

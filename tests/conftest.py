@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-#: Set by ``make test-edge``: the run is in the edge-only environment (``.[edge,prometheus,dev]``), which must hold
-#: no trainer dependency, so that the edge and firmware_bridge suites prove they run where the device's runtime does.
+#: Set by ``make test-edge``: the run is in the edge-only environment (``.[edge,prometheus,opcua,dev]``), which must
+#: hold no trainer dependency, so that the edge and firmware_bridge suites prove they run where the device's runtime
+#: does.
 EDGE_ONLY_ENV = "SPECTROLITE_EDGE_ONLY"
 #: What the edge-only environment must not be able to import.
 TRAINER_ONLY_MODULES = ("tensorflow", "keras", "tf_keras")

@@ -108,6 +108,7 @@ def run_daemon(
         return holder[0].status_payload("online") if holder else None
 
     from edge.homeassistant import discovery_from_config, info_of_engine
+    from edge.opcua import with_opcua
     from edge.prometheus import exporter_from_config
 
     exporter = None
@@ -117,7 +118,9 @@ def run_daemon(
             exporter.start()
         discovery = discovery_from_config(
             config, lambda: info_of_engine(holder[0].engine, software_version()) if holder else None)
-        link = MqttLink(config, on_command, current_status, discovery.due if discovery is not None else None)
+        # the MQTT link itself, or one that also feeds every prediction and status to the [opcua] server
+        link = with_opcua(config, MqttLink(config, on_command, current_status,
+                                           discovery.due if discovery is not None else None), bundle.targets)
     except (EdgeError, OSError) as exc:
         if exporter is not None:
             exporter.stop()

@@ -12,6 +12,10 @@ from pathlib import Path
 #: Top-level packages that must never be imported on the device.
 HEAVY = ("tensorflow", "keras", "tf_keras", "sklearn", "scipy")
 
+#: Optional packages loaded only when their feature is switched on (the opcua extra's server): importing every edge
+#: module must not load them.
+OPTIONAL = ("asyncua",)
+
 #: Modules that exist only for the trainer-facing side or a CLI and may be skipped by the walk (none today).
 SKIP_MODULES: tuple[str, ...] = ()
 
@@ -28,13 +32,14 @@ for pkg_name in ("firmware_bridge", "edge"):
         except Exception as exc:  # a module that fails to import is reported, not hidden
             failed[info.name] = repr(exc)
 heavy = sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))
-print(json.dumps({"heavy": heavy, "failed": failed, "n": len(sys.modules)}))
+optional = sorted({m.split(".")[0] for m in sys.modules} & set(OPTIONAL))
+print(json.dumps({"heavy": heavy, "optional": optional, "failed": failed, "n": len(sys.modules)}))
 """
 
 
 def _run(code: str, repo_root: Path, *extra: str) -> dict:
     env = dict(os.environ, PYTHONPATH=str(repo_root), OMP_NUM_THREADS="1")
-    prog = f"HEAVY = {HEAVY!r}\nSKIP = {SKIP_MODULES!r}\n" + code
+    prog = f"HEAVY = {HEAVY!r}\nOPTIONAL = {OPTIONAL!r}\nSKIP = {SKIP_MODULES!r}\n" + code
     proc = subprocess.run(
         [sys.executable, "-c", prog, *extra], cwd=repo_root, env=env, capture_output=True, text=True, timeout=300
     )
@@ -55,6 +60,7 @@ def test_every_edge_and_bridge_module_imports_light(repo_root: Path) -> None:
     out = _run(_WALK, repo_root)
     assert out["failed"] == {}
     assert out["heavy"] == []
+    assert out["optional"] == []  # edge.opcua imports asyncua only when the server starts
 
 
 _DAEMON_PATH = r"""
