@@ -15,8 +15,8 @@ Why SQLite (WAL) rather than append-only segment files and an index: the export 
 sample id (two indexes), eviction by size and age removes the oldest rows in one transaction, references are stored
 once and shared by many rows (a table keyed by content hash, garbage-collected when their last row goes), and a
 crash at any moment leaves a consistent file, all of which segment files would have to re-implement; the standard
-library's ``sqlite3`` is already what :mod:`edge.outbox` relies on.  Unlike the outbox, the file is not opened in
-exclusive mode, so ``spectro-edge export`` can read it while the daemon runs.
+library's ``sqlite3`` is already what :mod:`edge.publish.outbox` relies on.  Unlike the outbox, the file is not
+opened in exclusive mode, so ``spectro-edge export`` can read it while the daemon runs.
 
 What is stored, per spectrum (table ``frames``): the values exactly as received (``dtype`` ``<u2``, ``<u4`` or
 ``<f4``, little-endian, and the pixel count), the device's ``signal`` (counts, absorbance, ...), ``seq``, the device
@@ -64,7 +64,7 @@ import numpy.typing as npt
 
 from edge.errors import EdgeError
 from edge.inference import Prediction, Rejection
-from edge.messages import Quality
+from edge.publish.schema import Quality
 
 if TYPE_CHECKING:
     from edge.config import ArchiveConfig

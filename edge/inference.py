@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import InputContractError
-from edge.publish.messages import OodStats, prediction_message_of
+from edge.publish.messages import OodStats
 from edge.publish.schema import Quality
 from edge.references import ReferenceCheck, ReferencePolicy, ReferenceQuality, ReferenceSet
 from firmware_bridge.frames import AxisUnit, Spectrum, SpectrumFlags
@@ -120,26 +120,6 @@ class Prediction:
         return dataclasses.replace(
             self, flags=(*self.flags, Quality.INSTRUMENT_FAULT),
             reasons=(*self.reasons, "instrument alert: " + ", ".join(alerts)))
-
-    def to_message(
-        self,
-        *,
-        device_id: str,
-        latency_ms: float,
-        reference: Sequence[float] | None = None,
-        device_boot_id: int | None = None,
-        time_unix_s: float | None = None,
-    ) -> dict[str, Any]:
-        """The ``.../prediction`` payload: :func:`edge.publish.messages.prediction_message_of` of this prediction.
-
-        Kept for callers written before the builder moved out of the domain value (the daemon); new code calls
-        ``prediction_message_of(pred, ...)``.
-        """
-        return prediction_message_of(
-            self, device_id=device_id, latency_ms=latency_ms, reference=reference, device_boot_id=device_boot_id,
-            time_unix_s=time_unix_s,
-            validate_now=False,  # edge.publish.schema.encode validates the final payload once, when it is published
-        )
 
 
 @dataclass(frozen=True)

@@ -60,11 +60,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from edge.errors import ConfigError, EdgeError
-from edge.messages import MessageKind
+from edge.publish.schema import MessageKind
 
 if TYPE_CHECKING:
     from edge.config import EdgeConfig
-    from edge.messages import MessageKind as _Kind
+    from edge.publish.schema import MessageKind as _Kind
 
 __all__ = ["NodeValue", "NodeModel", "status_of_quality", "OpcUaServer", "OpcUaLink", "with_opcua",
            "DEVICE_VARIABLES", "TARGET_VARIABLES"]

@@ -25,7 +25,7 @@ Threads and hand-overs
 ::
 
     serial port --reader--> frames queue --inference--> outbox (SQLite) --mqtt--> broker
-                                                              ^            (edge.mqtt drains it)
+                                                              ^            (edge.publish drains it)
                   housekeeping: bundle watch + verified reload, command execution, metrics
                                 --> messages queue --publisher--^
 
@@ -39,7 +39,7 @@ Threads and hand-overs
   hand-over less per frame; see docs/daemon.md).  A new bundle is swapped in here, between two frames, after it
   was verified elsewhere.
 - **publisher** (``spectro-publisher``): encodes the messages of the other threads (metrics, status, command
-  responses) and commits them to the durable outbox, which :mod:`edge.mqtt` drains to the broker in order;
+  responses) and commits them to the durable outbox, which :mod:`edge.publish.mqtt` drains to the broker in order;
   nothing leaves the device without first being on disk.
 - **housekeeping** (``spectro-housekeeping``): polls the bundle file, loads, verifies and self-tests a new bundle
   (a reload never stalls inference), executes commands, and publishes metrics every ``metrics.period_s``.
@@ -75,12 +75,12 @@ at every reconnect).
 Watchdog
 --------
 The main thread checks the daemon every :data:`WATCHDOG_POLL_S` (:meth:`Daemon.health`): a stage thread that ended
-(reader, inference, publisher, housekeeping), an inference loop that has not come round for
-:data:`INFERENCE_STALL_S`, or a dead MQTT network or drain thread (:meth:`edge.mqtt.MqttPublisher.failure`) ends the
-daemon with exit code 2, so that systemd's ``Restart=always`` starts a fresh one instead of leaving a process that
-predicts into an outbox nothing drains.  Under systemd (``$NOTIFY_SOCKET``) it sends ``READY=1`` once started and,
-with ``WatchdogSec=`` in the unit, ``WATCHDOG=1`` only while every stage is healthy (:mod:`edge.sdnotify`), which
-also covers a main thread that hangs.
+(reader, inference, publisher, housekeeping), an inference loop that has not come round for :data:`INFERENCE_STALL_S`,
+or a dead MQTT network or drain thread (:meth:`edge.publish.mqtt.MqttPublisher.failure`) ends the daemon with exit
+code 2, so that systemd's ``Restart=always`` starts a fresh one instead of leaving a process that predicts into an
+outbox nothing drains.  Under systemd (``$NOTIFY_SOCKET``) it sends ``READY=1`` once started and, with
+``WatchdogSec=`` in the unit, ``WATCHDOG=1`` only while every stage is healthy (:mod:`edge.sdnotify`), which also
+covers a main thread that hangs.
 
 Shutdown
 --------

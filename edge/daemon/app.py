@@ -29,8 +29,10 @@ from edge.daemon.values import _Capture, _Received, _Swap
 from edge.drift import CusumConfig, DriftConfig, DriftMonitor, EwmaConfig
 from edge.errors import EdgeError
 from edge.inference import InferenceEngine
-from edge.messages import MessageKind, Topics, command_response_message, status_message
 from edge.metrics import Counters, LatencyWindow
+from edge.publish.messages import command_response_message, status_message
+from edge.publish.schema import MessageKind
+from edge.publish.topics import Topics
 from edge.queues import BoundedQueue
 from edge.references import ReferencePolicy, ReferenceSet
 from edge.rollback import RollbackGuard

@@ -13,8 +13,9 @@ from typing import Any, Callable
 import numpy as np
 
 from edge.daemon.values import _Capture
-from edge.messages import MessageKind, command_response_message
 from edge.metrics import Counters
+from edge.publish.messages import command_response_message
+from edge.publish.schema import MessageKind
 from edge.references import (
     ReferenceError,
     ReferenceKind,

@@ -53,7 +53,7 @@ class ConfigReloader:
     apply : callable(EdgeConfig)
         Makes the merged configuration the daemon's.
     switch_broker : callable(EdgeConfig)
-        Switches the MQTT client to the new broker settings (:meth:`edge.mqtt.MqttPublisher.switch_broker`).
+        Switches the MQTT client to the new broker settings (:meth:`edge.publish.mqtt.MqttPublisher.switch_broker`).
     counters : Counters
         Where reloads and failures are counted.
     audit : callable(event, details)
@@ -76,10 +76,10 @@ class ConfigReloader:
         """Re-read the configuration file and apply what can change at runtime (SIGHUP; ``systemctl reload``).
 
         The broker connection settings (:data:`LIVE_MQTT_KEYS`) switch over without losing a message (see
-        :meth:`edge.mqtt.MqttPublisher.switch_broker`); other changed keys are logged by name as needing a restart
-        and left as they are.  An unreadable or invalid file, or broker settings that cannot be loaded (a missing
-        certificate), change nothing: the error is logged, counted (``config_reload_failures``) and published as
-        the status's ``last_error``.  Returns whether the new broker settings (if any) were applied.
+        :meth:`edge.publish.mqtt.MqttPublisher.switch_broker`); other changed keys are logged by name as needing a
+        restart and left as they are.  An unreadable or invalid file, or broker settings that cannot be loaded (a
+        missing certificate), change nothing: the error is logged, counted (``config_reload_failures``) and published
+        as the status's ``last_error``.  Returns whether the new broker settings (if any) were applied.
         """
         from edge.config import load_config
 

@@ -12,8 +12,9 @@ from edge.command_queue import CommandQueue, RefusalReason, Refusals
 from edge.daemon.capture import capture_order
 from edge.daemon.values import _Capture
 from edge.errors import EdgeError, StaleCommandError
-from edge.messages import MessageKind, command_response_message
 from edge.metrics import Counters
+from edge.publish.messages import command_response_message
+from edge.publish.schema import MessageKind
 from edge.references import ReferenceKind
 from firmware_bridge.frames import CommandCode
 

@@ -30,8 +30,9 @@ from edge.daemon.values import _Capture, _Received, _Swap
 from edge.drift import DriftEvent, DriftMonitor
 from edge.errors import EdgeError
 from edge.inference import InferenceEngine, Prediction, Rejection, RejectReason
-from edge.messages import MessageKind, Quality, command_response_message, drift_message
 from edge.metrics import Counters, LatencyWindow
+from edge.publish.messages import command_response_message, drift_message, prediction_message_of
+from edge.publish.schema import MessageKind, Quality
 from edge.queues import BoundedQueue
 from edge.references import ReferenceKind
 from firmware_bridge.frames import Ack, Annotation, Dark, Nack, Reference, Spectrum, Status
@@ -473,9 +474,9 @@ class InferenceStage:
     def _publish_prediction(self, pred: Prediction, latency_ns: int, reference: Sequence[float] | None) -> None:
         latency_ms = latency_ns / 1e6
         self.latency.add(latency_ns / 1e3)
-        msg = pred.to_message(
-            device_id=self.device_id, latency_ms=latency_ms, reference=reference, device_boot_id=self.device_boot_id
-        )
+        # encode() validates the final payload once, when it is published
+        msg = prediction_message_of(pred, device_id=self.device_id, latency_ms=latency_ms, reference=reference,
+                                    device_boot_id=self.device_boot_id, validate_now=False)
         self._emit(MessageKind.PREDICTION, msg)
         self.counters.incr("predictions")
 

@@ -1,5 +1,5 @@
 """The MQTT side of the daemon: :class:`Link`, what the daemon needs of it, and :class:`MqttLink`, that link over
-the durable outbox (:mod:`edge.outbox`) and the MQTT client (:mod:`edge.mqtt`)."""
+the durable outbox (:mod:`edge.publish.outbox`) and the MQTT client (:mod:`edge.publish.mqtt`)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 from edge.daemon.values import OutgoingTuple
 from edge.errors import EdgeError
-from edge.messages import MessageKind
+from edge.publish.schema import MessageKind
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
     from edge.config import EdgeConfig
-    from edge.mqtt import CommandHandler
+    from edge.publish.mqtt import CommandHandler
 
 log = logging.getLogger("edge.daemon")
 
 
 class Link(Protocol):
-    """What the daemon needs from the MQTT side (implemented over :mod:`edge.mqtt`)."""
+    """What the daemon needs from the MQTT side (implemented over :mod:`edge.publish.mqtt`)."""
 
     def start(self) -> None: ...
 
@@ -38,18 +38,19 @@ class Link(Protocol):
 
 
 class MqttLink:
-    """:class:`Link` over the durable :class:`edge.outbox.Outbox` and :class:`edge.mqtt.MqttPublisher`.
+    """:class:`Link` over the durable :class:`edge.publish.outbox.Outbox` and :class:`edge.publish.mqtt.MqttPublisher`.
 
     Parameters
     ----------
     config : EdgeConfig
         Uses ``outbox`` and ``mqtt`` (through the publisher).
     on_command : callable(name, payload, *, retained=False)
-        Called on paho's network thread for every command message (:class:`edge.mqtt.CommandHandler`).
+        Called on paho's network thread for every command message (:class:`edge.publish.mqtt.CommandHandler`).
     status_source : callable() -> dict, optional
         Builds the current status payload; the publisher calls it at every (re)connect.
     retained_source : callable(full=bool) -> list of (topic, payload), optional
-        Further retained messages sent with the status (Home Assistant discovery; :class:`edge.mqtt.MqttPublisher`).
+        Further retained messages sent with the status (Home Assistant discovery;
+        :class:`edge.publish.mqtt.MqttPublisher`).
     """
 
     def __init__(
@@ -59,8 +60,8 @@ class MqttLink:
         status_source: Callable[[], Mapping[str, Any] | None] | None = None,
         retained_source: Callable[..., list[tuple[str, bytes]]] | None = None,
     ) -> None:
-        from edge.mqtt import MqttPublisher
-        from edge.outbox import Outbox
+        from edge.publish.mqtt import MqttPublisher
+        from edge.publish.outbox import Outbox
 
         self.outbox = Outbox.from_config(config.outbox)
         try:

@@ -11,8 +11,8 @@ from typing import Any, Callable, Mapping
 from edge.daemon.link import Link
 from edge.daemon.values import OutgoingTuple, _Outgoing
 from edge.errors import EdgeError
-from edge.messages import MessageKind
 from edge.metrics import Counters
+from edge.publish.schema import MessageKind
 from edge.queues import BoundedQueue
 
 log = logging.getLogger("edge.daemon")

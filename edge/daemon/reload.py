@@ -15,8 +15,9 @@ from edge.daemon.device import DeviceView, printable
 from edge.daemon.values import _Swap
 from edge.errors import BundleError, EdgeError
 from edge.inference import InferenceEngine
-from edge.messages import MessageKind, command_response_message
 from edge.metrics import Counters
+from edge.publish.messages import command_response_message
+from edge.publish.schema import MessageKind
 from edge.references import ReferencePolicy
 from edge.rollback import RollbackGuard
 

@@ -10,8 +10,8 @@ import threading
 from typing import Any, Callable, Mapping, Sequence
 
 from edge.drift import DriftMonitor
-from edge.messages import metrics_message
 from edge.metrics import Counters, LatencyWindow
+from edge.publish.messages import metrics_message
 from edge.queues import BoundedQueue
 from edge.references import ReferenceKind, ReferenceSet
 
@@ -26,7 +26,7 @@ class LastError:
 
 class ActiveAlerts:
     """The conditions active now (``signal_mismatch``, ``outbox_full``, ``stale_reference``, ``missing_reference``,
-    ``drift:<detector>``; see :data:`edge.messages.ALERTS`), shared by the daemon's threads.
+    ``drift:<detector>``; see :data:`edge.publish.messages.ALERTS`), shared by the daemon's threads.
 
     Every change says whether the set changed, so the retained status is re-published exactly when it does.
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.inference import InferenceEngine
-from edge.messages import MessageKind
+from edge.publish.schema import MessageKind
 from edge.references import ReferenceKind
 
 #: One message for :meth:`edge.daemon.link.Link.publish_many`: kind, payload dict, command name (command responses)

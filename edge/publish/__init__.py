@@ -12,5 +12,4 @@
   :mod:`~edge.publish.status` (the retained status).
 - :mod:`edge.publish.log_limit`: rate-limited logging of repeated events.
 
-``edge.messages``, ``edge.outbox`` and ``edge.mqtt`` re-export the old names for the daemon.
 """

@@ -13,7 +13,8 @@ import pytest
 
 from edge.archive import Archive, ArchiveError, ArchivePolicy, export_npz, parse_time
 from edge.inference import Prediction, Rejection, RejectReason
-from edge.messages import OodStats, Quality
+from edge.publish.messages import OodStats
+from edge.publish.schema import Quality
 from edge.references import ReferenceKind, ReferenceSet, ReferenceSpectrum
 from firmware_bridge.frames import Spectrum
 

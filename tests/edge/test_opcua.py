@@ -31,8 +31,9 @@ else:  # Python 3.10 (Jetson): the tomli backport, an install requirement there
 import edge.opcua
 from edge.config import parse_config
 from edge.errors import ConfigError
-from edge.messages import MessageKind, TargetValue, prediction_message, status_message
 from edge.opcua import NodeModel, OpcUaServer, status_of_quality, with_opcua
+from edge.publish.messages import TargetValue, prediction_message, status_message
+from edge.publish.schema import MessageKind
 from tests.support.broker import MosquittoBroker, find_free_port
 from tests.support.daemon import DemoBundles, edge_config, wait_for
 from tests.support.processes import DEVICE, Proc, Subscriber, start_daemon, start_sim, write_config
@@ -42,7 +43,7 @@ CLIENT_TIMEOUT_S = 20.0
 NS = "urn:spectrolite:nir-01"
 
 MODEL = {"model_id": "tablets-api-cnn", "model_version": "2026.11.3"}
-#: Payloads as the daemon builds them (the builders of edge.messages: the wire contract the server reads).
+#: Payloads as the daemon builds them (the builders of edge.publish.messages: the wire contract the server reads).
 PREDICTION: dict[str, Any] = prediction_message(
     device_id="nir-01", time_unix_s=1767225600.25, seq=1042, device_timestamp_us=86400123456,
     device_boot_id=2882400001, **MODEL,
