@@ -6,7 +6,9 @@ pipeline and :class:`edge.runtime.ModelRuntime` on this machine, and every writt
 :func:`edge.bundle.load_bundle` (hashes, schema, self-test, and signature when signing) before it replaces the
 target file, so a bundle that exists at its path has passed the device's own check at least once.
 
-Signing uses Ed25519 from the ``cryptography`` package (keys as PEM files).
+Signing uses Ed25519 from the ``cryptography`` package (keys as PEM files); it lives in :mod:`trainer.signing`
+and :func:`sign_bundle` and :func:`generate_keypair` are re-exported here. The atomic zip write and the edge check
+before the replace live in :mod:`trainer.bundle_zip`.
 """
 
 from __future__ import annotations
@@ -16,9 +18,7 @@ import hashlib
 import json
 import logging
 import math
-import os
 import sys
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -41,15 +41,15 @@ from edge.bundle import (
     PREPROCESSING,
     SIGNATURE,
     GoldenVectors,
-    load_bundle,
     pipeline_reads_counts,
-    read_members,
     sha256_hex,
     validate_manifest,
 )
 from edge.errors import BundleError, EdgeError, RuntimeLoadError
 from edge.runtime import ModelRuntime
-from trainer.errors import TrainerError
+from trainer.bundle_zip import commit_bundle, temp_path_for, write_zip
+from trainer.errors import BundleWriteError
+from trainer.signing import generate_keypair, load_private_key, sign_bundle
 
 __all__ = [
     "BundleIdentity",
@@ -78,14 +78,6 @@ LIBRARIES: tuple[str, ...] = (
     "ai-edge-litert",
     "tflite-runtime",
 )
-#: Member order inside the zip (manifest first so a reader can show it early; signature last).
-_MEMBER_ORDER: tuple[str, ...] = (MANIFEST, MODEL, PREPROCESSING, OOD, INTERVALS, METRICS, GOLDEN, SIGNATURE)
-#: Fixed zip timestamp: the bundle's bytes depend on its contents only (creation time is in the manifest).
-_ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
-
-
-class BundleWriteError(TrainerError, ValueError):
-    """A bundle cannot be written: bad arguments, or the written bundle fails the edge reader's check."""
 
 
 def collect_library_versions(names: Sequence[str] = LIBRARIES) -> dict[str, str]:
@@ -209,51 +201,6 @@ def _targets(targets: Sequence[Any], task: str, class_labels: Sequence[str] | No
 
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _write_zip(path: Path, members: Mapping[str, bytes]) -> None:
-    """Write ``members`` into a new zip at ``path`` (fixed order and timestamps), flushed to disk."""
-    with open(path, "wb") as fh:
-        with zipfile.ZipFile(fh, "w") as zf:
-            for name in _MEMBER_ORDER:
-                if name not in members:
-                    continue
-                info = zipfile.ZipInfo(name, date_time=_ZIP_DATE_TIME)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                zf.writestr(info, members[name], compresslevel=9)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def _commit(tmp: Path, final: Path, public_key: Any = None) -> None:
-    """Re-load ``tmp`` with the edge reader (self-test on), then atomically move it to ``final``."""
-    try:
-        bundle = load_bundle(tmp, public_key=public_key, self_test=True)
-    except BundleError as exc:
-        tmp.unlink(missing_ok=True)
-        raise BundleWriteError(f"the written bundle fails the edge reader's check: {exc}") from exc
-    assert bundle.self_test is not None
-    log.info("bundle re-loaded by the edge reader: self-test %s", bundle.self_test.summary())
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
-
-
-def _tmp_path(final: Path) -> Path:
-    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
 
 
 @dataclass(frozen=True)
@@ -488,14 +435,14 @@ def write_bundle(
     members[MANIFEST] = _json_bytes(manifest, MANIFEST)
     public_key = None
     if private_key_path is not None:
-        private_key = _load_private_key(private_key_path)
+        private_key = load_private_key(private_key_path)
         members[SIGNATURE] = private_key.sign(members[MANIFEST])
         public_key = private_key.public_key()
 
-    tmp = _tmp_path(final)
+    tmp = temp_path_for(final)
     try:
-        _write_zip(tmp, members)
-        _commit(tmp, final, public_key)
+        write_zip(tmp, members)
+        commit_bundle(tmp, final, public_key)
     finally:
         tmp.unlink(missing_ok=True)
     log.info(
@@ -506,108 +453,3 @@ def write_bundle(
         ", signed" if public_key is not None else "",
     )
     return final
-
-
-def _load_private_key(private_key_path: str | Path) -> Any:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    p = Path(private_key_path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise BundleWriteError(f"private key {p}: cannot be read: {exc.strerror or exc}") from exc
-    try:
-        key = load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise BundleWriteError(f"private key {p}: not an unencrypted PEM private key ({exc})") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise BundleWriteError(f"private key {p}: expected an Ed25519 key, got {type(key).__name__}")
-    return key
-
-
-def sign_bundle(path: str | Path, private_key_path: str | Path) -> Path:
-    """Add (or replace) ``manifest.sig``: an Ed25519 signature over the bundle's ``manifest.json`` bytes.
-
-    The bundle is first read with the structural checks, re-written with the signature into a temporary file,
-    verified with the matching public key by :func:`edge.bundle.load_bundle` (self-test included) and then
-    atomically moved over ``path``.
-
-    Parameters
-    ----------
-    path : str or Path
-        Bundle to sign.
-    private_key_path : str or Path
-        Unencrypted PEM Ed25519 private key (see :func:`generate_keypair`).
-
-    Returns
-    -------
-    Path
-        The signed bundle.
-
-    Raises
-    ------
-    BundleWriteError
-        Unreadable key or bundle, or the signed bundle fails the check.
-    """
-    final = Path(path)
-    key = _load_private_key(private_key_path)
-    try:
-        members, _ = read_members(final)
-    except BundleError as exc:
-        raise BundleWriteError(f"cannot sign: {exc}") from exc
-    members = dict(members)
-    members[SIGNATURE] = key.sign(members[MANIFEST])
-    tmp = _tmp_path(final)
-    try:
-        _write_zip(tmp, members)
-        _commit(tmp, final, key.public_key())
-    finally:
-        tmp.unlink(missing_ok=True)
-    log.info("signed bundle %s", final)
-    return final
-
-
-def generate_keypair(out_dir: str | Path, *, name: str = "spectrolite", overwrite: bool = False) -> tuple[Path, Path]:
-    """Create an Ed25519 key pair as PEM files: ``<name>.key.pem`` (private, mode 0600) and ``<name>.pub.pem``.
-
-    Parameters
-    ----------
-    out_dir : str or Path
-        Folder to write into (created when missing).
-    name : str
-        File name stem.
-    overwrite : bool
-        Replace existing files (default: refuse).
-
-    Returns
-    -------
-    (private_path, public_path) : tuple of Path
-    """
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    directory = Path(out_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    private_path = directory / f"{name}.key.pem"
-    public_path = directory / f"{name}.pub.pem"
-    for p in (private_path, public_path):
-        if p.exists() and not overwrite:
-            raise BundleWriteError(f"{p} already exists; refusing to overwrite a key (pass overwrite=True)")
-    key = Ed25519PrivateKey.generate()
-    private_pem = key.private_bytes(
-        encoding=serialization.Encoding.PEM,
-        format=serialization.PrivateFormat.PKCS8,
-        encryption_algorithm=serialization.NoEncryption(),
-    )
-    public_pem = key.public_key().public_bytes(
-        encoding=serialization.Encoding.PEM, format=serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    fd = os.open(private_path, flags, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(private_pem)
-    os.chmod(private_path, 0o600)
-    public_path.write_bytes(public_pem)
-    log.info("wrote Ed25519 key pair %s and %s", private_path, public_path)
-    return private_path, public_path

@@ -6,7 +6,7 @@ so ``spectro-train`` can turn any of them into one clear line and a non-zero exi
 
 from __future__ import annotations
 
-__all__ = ["TrainerError", "DataError", "TrainConfigError", "SplitError", "CalibrationError"]
+__all__ = ["TrainerError", "DataError", "TrainConfigError", "SplitError", "CalibrationError", "BundleWriteError"]
 
 
 class TrainerError(Exception):
@@ -27,3 +27,7 @@ class SplitError(TrainerError, ValueError):
 
 class CalibrationError(TrainerError, ValueError):
     """A statistical calibration (PLS, OOD limits, conformal intervals) cannot be fitted on the given rows."""
+
+
+class BundleWriteError(TrainerError, ValueError):
+    """A bundle cannot be written: bad arguments, or the written bundle fails the edge reader's check."""

@@ -13,52 +13,13 @@ API (stable; the daemon calls exactly these)::
     pub.stats() -> PublisherStats, pub.connected, pub.wait_connected(timeout_s), pub.wait_until_drained(timeout_s)
     pub.stop(flush_timeout_s=None)   # deliver the backlog (bounded), publish 'offline' retained, disconnect
 
-Delivery
---------
-* Every message is first committed to the :class:`~edge.publish.outbox.Outbox`; it is deleted from there only when the
-  broker acknowledges it: paho's ``on_publish`` (PUBACK for QoS 1, PUBCOMP for QoS 2, the socket write for
-  QoS 0) gives a message id (mid) that is mapped back to the outbox id.  The mapping survives the race where the
-  acknowledgement arrives before ``publish()`` returns, and the lock ``on_publish`` takes is never held while
-  calling into paho (paho runs ``on_publish`` with its own message lock held, so that would deadlock).
-  Acknowledged ids are deleted from the outbox in batches by the drain thread, not on paho's network thread.
-* **Live and backlog.** At every connect the publisher fixes a boundary: what the outbox holds at that moment
-  is the *backlog* (stored during an outage, or by a previous run), everything stored afterwards is *live*.
-  Live messages are sent at once, in id order (one that must wait, because the in-flight window of
-  ``outbox.max_inflight`` is full, makes the newer ones queue behind it).  The backlog is replayed by a drain
-  thread oldest first at ``outbox.drain_rate_msgs_per_s``, using at most three quarters of the window so live
-  data always has room.  Each of the two streams is therefore strictly ordered; they interleave, so a subscriber
-  that needs one global order sorts by ``seq``.
-* **Reconnect.** paho's background loop reconnects after a delay drawn with full jitter between
-  ``mqtt.reconnect_min_delay_s`` and ``mqtt.reconnect_max_delay_s`` (a window that doubles with every failed attempt,
-  :mod:`firmware_bridge.backoff`; paho's own backoff has none, and a site's devices that lost the broker together
-  would otherwise come back together) and retransmits the messages that were in flight, with DUP set.  Until those are
-  acknowledged (or :data:`RESYNC_TIMEOUT_S` passes) nothing newer is sent, so they keep their place.
-* **Outbox trouble.** If the outbox refuses a message (full under ``refuse_new``, disk full), the message is sent
-  live without durability when connected and counted (``sent_without_outbox``), else counted as lost
-  (``lost_outbox_unavailable``); the daemon never dies on it.  QoS 1 means duplicates are possible after
-  a reconnect or a crash, never losses; subscribers deduplicate on ``(device_id, device_boot_id, seq)``.
-* **Status.** ``.../status`` is retained: the last will (registered at connect) says ``offline``, every connect
-  publishes the current ``online`` status (built then by ``status_source``: current alerts, fresh time; sent by
-  the drain thread, before anything else), and :meth:`MqttPublisher.stop` publishes ``offline`` before a clean
-  disconnect (which suppresses the will).  Status is never queued in the outbox: a replayed old status would
-  overwrite a newer retained one.
-* **Commands.** With ``commands.enabled`` the client subscribes to ``.../cmd/+`` at QoS 1 (kept in the persistent
-  session, so commands sent during an outage arrive after it) and calls ``on_command(name, payload)`` on paho's
-  network thread: the handler must only hand the command over to another thread.  A retained command message
-  is handed over with ``retained=True`` for the handler to refuse (it would run again at every reconnect); with
-  MQTT 5 the subscription asks for Retain As Published, so one published retained while the daemon is subscribed
-  keeps its flag too (MQTT 3.1.1 brokers clear it on that live delivery: it then reads as an ordinary command).
-* **Bounded input.** With MQTT 5 the CONNECT carries the Maximum Packet Size property
-  (:func:`max_incoming_packet_bytes`: ``commands.max_payload_bytes`` plus :data:`PACKET_OVERHEAD_BYTES`), so the
-  broker drops, instead of delivering, any message too large to be a command; paho would otherwise buffer the whole
-  packet (hundreds of MB) before the command parser can refuse it.  MQTT 3.1.1 has no such property: there the
-  broker's own limit (mosquitto ``max_packet_size``) is the bound (docs/security.md).
-* **Health.** :meth:`MqttPublisher.failure` says when paho's network thread or the drain thread has died (a
-  ``MemoryError`` in paho's reader, say): the daemon's watchdog then ends the process so that the service manager
-  restarts it, instead of predicting into an outbox that nothing drains any more.
-
-Moving to another broker (a configuration reload): :meth:`MqttPublisher.stop` this publisher and start a new one on
-the same outbox; whatever was not acknowledged by the old broker is replayed to the new one.
+Delivery: every message is committed to the :class:`~edge.publish.outbox.Outbox` first and deleted only when the
+broker acknowledges it; live messages and the backlog (what the outbox held at connect) are two ordered streams;
+paho reconnects with full jitter (:mod:`firmware_bridge.backoff`) and retransmits what was in flight (nothing newer
+goes out until those are acknowledged or :data:`RESYNC_TIMEOUT_S` passes); the retained ``.../status`` never goes
+through the outbox; commands reach ``on_command`` on paho's network thread.  How each of these works (the mid to
+outbox id mapping and its locks, outbox trouble, status, commands, bounded input, health, moving to another broker)
+is in ``docs/mqtt.md``, "How the publisher delivers".
 
 Security: TLS with a CA file and an optional client certificate (``ssl.create_default_context``, hostname checked
 unless ``mqtt.tls.check_hostname = false``), username with password or password file (:mod:`edge.publish.client`).

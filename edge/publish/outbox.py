@@ -46,7 +46,8 @@ Guarantees
   sends the message live without durability (see :mod:`edge.publish.mqtt`), so live data keeps flowing.  Evictions,
   refusals and reserve releases log at most one line per kind a minute (LOG_INTERVAL_S), with counts.
   The disk bounds and the reserve file are :mod:`edge.publish.disk_space`; opening the database (and moving an
-  unreadable file aside) is :mod:`edge.publish.outbox_db`.
+  unreadable file aside) is :mod:`edge.publish.outbox_db`; the records it returns (:class:`OutboxMessage`,
+  :class:`OutboxStats`) and :class:`OutboxFullError` are :mod:`edge.publish.outbox_records` (re-exported here).
 * **One process.** The database is opened in exclusive locking mode: a second daemon on the same file gets a
   clear :class:`OutboxError` instead of sending every message twice.  A file that is not a database is moved
   aside (``<name>.corrupt-<unix time>``) and a fresh outbox is started, counted as ``recovered_corrupt``.
@@ -63,7 +64,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,6 +72,7 @@ from edge.publish.disk_space import DiskSpace, checkpoint
 from edge.publish.log_limit import LOG_INTERVAL_S, LogLimiter
 from edge.publish.messages import Priority
 from edge.publish.outbox_db import is_disk_full, open_database
+from edge.publish.outbox_records import OutboxFullError, OutboxMessage, OutboxStats, checked_message
 
 if TYPE_CHECKING:
     from edge.config import OutboxConfig
@@ -91,51 +92,6 @@ DISK_FULL_EVICT_MIN = 8
 DISK_FULL_RETRIES = 3
 #: After a full disk the alert clears when the stored bytes fall below this fraction of the level it filled at.
 DISK_FULL_CLEAR_FRACTION = 0.8
-class OutboxFullError(OutboxError):
-    """The outbox is at its bound and the policy refuses the new message."""
-
-
-@dataclass(frozen=True)
-class OutboxMessage:
-    """One stored message, as returned by :meth:`Outbox.pending`."""
-
-    id: int
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    priority: Priority
-    created_unix_s: float
-
-
-@dataclass(frozen=True)
-class OutboxStats:
-    """Counters since this process opened the outbox, and the current backlog."""
-
-    pending_messages: int
-    pending_bytes: int
-    max_messages: int
-    max_bytes: int
-    full: bool  #: alert flag: evicting/refusing or disk full, until usage is back below CLEAR_FRACTION
-    stored: int  #: messages committed by put
-    delivered: int  #: messages removed by ack
-    evicted: int  #: messages dropped to make room (policy drop_oldest)
-    refused: int  #: puts refused because the outbox was full
-    store_errors: int  #: puts that failed on the disk (full, I/O error)
-    recovered_corrupt: int  #: unreadable database files moved aside at open
-
-
-def _checked(topic: str, payload: bytes, qos: int) -> tuple[bytes, int]:
-    """The payload as bytes and the message's size (topic + payload bytes); ValueError/TypeError on caller
-    mistakes (QoS not 0..2, empty topic, a payload that is not bytes)."""
-    if qos not in (0, 1, 2):
-        raise ValueError(f"qos: expected 0, 1 or 2, got {qos!r}")
-    if not isinstance(payload, (bytes, bytearray, memoryview)):
-        raise TypeError(f"payload: expected bytes, got {type(payload).__name__}")
-    if not topic:
-        raise ValueError("topic: expected a non-empty topic, got ''")
-    blob = bytes(payload)
-    return blob, len(topic.encode("utf-8")) + len(blob)
 
 
 class Outbox:
@@ -241,7 +197,7 @@ class Outbox:
         OutboxError
             The disk refused the write (counted in ``store_errors``).
         """
-        blob, size = _checked(topic, payload, qos)
+        blob, size = checked_message(topic, payload, qos)
         prio = Priority(priority)
         with self._lock:
             self._check_open()
@@ -301,7 +257,7 @@ class Outbox:
         """
         rows: list[tuple[str, bytes, int, int, int, int]] = []
         for topic, payload, qos, retain, priority in messages:
-            blob, size = _checked(topic, payload, qos)
+            blob, size = checked_message(topic, payload, qos)
             rows.append((topic, blob, qos, int(bool(retain)), int(Priority(priority)), size))
         if not rows:
             return []

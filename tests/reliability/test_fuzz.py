@@ -14,6 +14,9 @@ import json
 import pytest
 
 from benchmarks import fuzz
+from benchmarks.fuzz import bundle as fuzz_bundle
+from benchmarks.fuzz import commands as fuzz_commands
+from benchmarks.fuzz.target import mutate
 
 EXAMPLES = fuzz.examples_from_env()
 
@@ -38,32 +41,32 @@ def test_bundle_reader_refuses_every_mutation() -> None:
 
 
 def test_mutation_helper() -> None:
-    assert fuzz._mutate(b"\x00\x00\x00", [(4, 0xFF)], None) == b"\x00\xff\x00"
-    assert fuzz._mutate(b"abcdef", [], 3) == b"abc"
-    assert fuzz._mutate(b"", [(1, 1)], 2) == b""
+    assert mutate(b"\x00\x00\x00", [(4, 0xFF)], None) == b"\x00\xff\x00"
+    assert mutate(b"abcdef", [], 3) == b"abc"
+    assert mutate(b"", [(1, 1)], 2) == b""
 
 
 def test_a_real_signed_bundle_passes_the_bundle_check() -> None:
     """The seed is good: the unmutated bundle loads with its key (so refusals above are due to the mutations)."""
-    raw, _ = fuzz._seed_bundle()
-    fuzz.bundle_strategy()
-    assert fuzz.bundle_check((("anywhere", ([], None)), True)) == "ok-unchanged"
-    assert raw == fuzz.SEED_BUNDLE.read_bytes()
+    raw, _ = fuzz_bundle.seed_bundle()
+    fuzz_bundle.bundle_strategy()
+    assert fuzz_bundle.bundle_check((("anywhere", ([], None)), True)) == "ok-unchanged"
+    assert raw == fuzz_bundle.SEED_BUNDLE.read_bytes()
 
 
 def test_bundle_memory_bound_tracks_the_reader_buffer() -> None:
     from edge.bundle import MAX_BUNDLE_BYTES
 
-    assert fuzz.BUNDLE_READ_BUFFER_BYTES == MAX_BUNDLE_BYTES + 1
+    assert fuzz_bundle.BUNDLE_READ_BUFFER_BYTES == MAX_BUNDLE_BYTES + 1
 
 
 def test_command_path_with_a_lone_surrogate_is_refused_with_a_command_error() -> None:
     # Found by spectro-bench fuzz: a lone surrogate used to escape as a bare UnicodeEncodeError.
     from edge.errors import CommandError
 
-    body = {"schema_version": 1, "command": "reload_bundle", "device_id": fuzz.DEVICE_ID,
-            "issued_at_unix_s": fuzz.NOW_S, "nonce": "0123456789abcdef", "args": {"path": "a\udd81"}}
-    parser, _ = fuzz._command_parser(False)
+    body = {"schema_version": 1, "command": "reload_bundle", "device_id": fuzz_commands.DEVICE_ID,
+            "issued_at_unix_s": fuzz_commands.NOW_S, "nonce": "0123456789abcdef", "args": {"path": "a\udd81"}}
+    parser, _ = fuzz_commands.command_parser(False)
     with pytest.raises(CommandError, match="valid UTF-8"):
         parser.parse("reload_bundle", json.dumps(body).encode())
 
@@ -72,6 +75,6 @@ def test_envelope_body_with_a_lone_surrogate_is_refused_with_a_command_error() -
     # Found by spectro-bench fuzz: the body was UTF-8 encoded, before authentication, without a guard.
     from edge.errors import CommandError
 
-    parser, _ = fuzz._command_parser(True)
+    parser, _ = fuzz_commands.command_parser(True)
     with pytest.raises(CommandError, match="valid UTF-8"):
         parser.parse("capture_dark", b'{"body": "\\ud997", "hmac_sha256": "' + b"0" * 64 + b'"}')
