@@ -244,10 +244,15 @@ def test_bad_specs(spec: Any, message: str) -> None:
 
 
 def test_nan_is_refused_in_json_both_ways() -> None:
-    with pytest.raises(SpecError, match="expected finite numbers in the spec, got NaN"):
+    with pytest.raises(SpecError, match="spec is not valid JSON: expected finite numbers, got NaN"):
         Pipeline.from_json('{"spec_version": 1, "steps": [{"op": "center", "mean": [NaN, 1.0]}]}')
     with pytest.raises(SpecError, match="not valid JSON"):
         Pipeline.from_json('{"spec_version": 1, "steps": [')
+
+
+def test_a_duplicate_key_in_spec_json_is_refused() -> None:
+    with pytest.raises(SpecError, match="expected unique keys in a JSON object, got 'op' twice"):
+        Pipeline.from_json('{"spec_version": 1, "steps": [{"op": "center", "op": "snv", "mean": [1.0]}]}')
     with pytest.raises(SpecError):
         MeanCenter(np.array([np.nan, 1.0]))
 
