@@ -356,3 +356,22 @@ def test_preprocess_modules_import_one_way() -> None:
         assert not imported & upward, (name, imported & upward)
     spec_imports = (root / "spec.py").read_text()
     assert "edge.preprocess.base" not in spec_imports and "edge.preprocess.steps" not in spec_imports
+
+
+def test_check_axis_is_the_contract_check_that_transform_runs() -> None:
+    """One axis check (#14): ``check_axis`` refuses what ``transform(wavelengths=)`` refuses, with the same words;
+    a pipeline that resamples leaves the axis to its resample step."""
+    axis = np.linspace(900.0, 1700.0, 5)
+    p = Pipeline((SNV(),), InputContract.from_wavelengths(axis))
+    p.check_axis(axis, 5)
+    wide = np.linspace(700.0, 1700.0, 5)  # the tolerance is half the spacing, 100 nm
+    with pytest.raises(InputContractError) as direct:
+        p.check_axis(wide, 5)
+    assert "expected wavelengths 900.0-1700.0 nm" in str(direct.value)
+    with pytest.raises(InputContractError) as through:
+        p.transform(np.arange(1.0, 6.0), wavelengths=wide)
+    assert str(through.value) == str(direct.value)
+    with pytest.raises(InputContractError, match=r"expected wavelengths of shape \(4,\), got \(5,\)"):
+        p.check_axis(axis, 4)
+    resampling = Pipeline((Resample(axis), SNV()), InputContract(None, 900.0, 1700.0))
+    resampling.check_axis(wide, 5)
