@@ -79,6 +79,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from edge.errors import CommandError, StaleCommandError
+from edge.jsonstrict import loads_strict
 
 if TYPE_CHECKING:
     from edge.config import CommandsConfig
@@ -229,25 +230,10 @@ def sign_command(body: Mapping[str, Any] | str | bytes, key: bytes) -> bytes:
     return json.dumps({"body": text, "hmac_sha256": mac}, separators=(",", ":")).encode("utf-8")
 
 
-def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _loads(text: str | bytes, what: str) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_strict_object, parse_constant=_refuse_constant)
-    except RecursionError:
-        raise CommandError(f"{what}: expected JSON, got nesting too deep") from None
-    except (UnicodeDecodeError, ValueError) as exc:
+        return loads_strict(text)
+    except ValueError as exc:
         raise CommandError(f"{what}: expected a JSON object, got unparsable JSON ({exc})") from None
 
 

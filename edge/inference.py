@@ -309,11 +309,7 @@ class InferenceEngine:
                 pixel_format=spectrum.pixel_format.name,
             )
         except InputContractError as exc:
-            text = str(exc)
-            if axis is not None and "wavelength" in text:
-                text = self._axis_detail(text, wavelengths_nm)
-                self._axis, self._axis_error = axis, text
-            return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.INPUT_CONTRACT, text)
+            return self._contract_rejection(spectrum, exc, axis, wavelengths_nm)
         if spectrum.counts.dtype.kind == "f" and not np.isfinite(spectrum.counts).all():
             bad = int(np.count_nonzero(~np.isfinite(spectrum.counts)))
             return Rejection(
@@ -322,7 +318,29 @@ class InferenceEngine:
                 RejectReason.BAD_INPUT,
                 f"expected finite counts, got {bad} NaN or inf",
             )
+        if axis is not None and not axis_known:
+            # One verdict per device axis, made here: the bundle's frame contract above, the pipeline's input
+            # contract now; the pipeline then gets the axis again only to resample it.
+            try:
+                self.pipeline.check_axis(axis, spectrum.pixel_count)
+            except InputContractError as exc:
+                return self._contract_rejection(spectrum, exc, axis, wavelengths_nm)
+            self._axis, self._axis_error = axis, None  # this device axis passed both contracts
         return None
+
+    def _contract_rejection(
+        self,
+        spectrum: Spectrum,
+        exc: InputContractError,
+        axis: npt.NDArray[np.float64] | None,
+        wavelengths_nm: npt.NDArray[np.float64] | None,
+    ) -> Rejection:
+        """The ``input_contract`` rejection of ``spectrum``; a refused device axis is remembered with its reason."""
+        text = str(exc)
+        if axis is not None and "wavelength" in text:
+            text = self._axis_detail(text, wavelengths_nm)
+            self._axis, self._axis_error = axis, text
+        return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.INPUT_CONTRACT, text)
 
     def check_references(self, spectrum: Spectrum, refs: ReferenceSet, now_s: float) -> ReferenceCheck:
         """Verdict on ``refs`` for this spectrum (OK when the pipeline needs none)."""
@@ -382,17 +400,15 @@ class InferenceEngine:
                 spectrum.seq, spectrum.timestamp_us, RejectReason.MISSING_REFERENCE, "; ".join(verdict.reasons)
             )
         context = refs.context() if self.needs_references else {"dark": None, "reference": None}
-        # A device axis is checked in full once (bundle contract above, pipeline contract here); after that a
-        # pipeline that does not resample gets no axis (nothing to check again), one that resamples always does.
+        # check_frame judged the device axis against both contracts (once per axis): a pipeline that does not
+        # resample gets no axis (nothing to check again), one that resamples always does.
         device_axis = self.device_axis(wavelengths_nm)  # in the bundle's unit; the same array check_frame judged
-        validated = device_axis is not None and device_axis is self._axis
-        axis = device_axis if (self._resamples or not validated) else None
         try:
             x_pre = self.pipeline.transform(
                 spectrum.counts,
                 dark=context["dark"],
                 reference=context["reference"],
-                wavelengths=axis,
+                wavelengths=device_axis if self._resamples else None,
             )
         except InputContractError as exc:
             text = str(exc)
@@ -403,8 +419,6 @@ class InferenceEngine:
             contract = "wavelength" in text or "channels" in text
             reason = RejectReason.INPUT_CONTRACT if contract else RejectReason.BAD_INPUT
             return Rejection(spectrum.seq, spectrum.timestamp_us, reason, text)
-        if device_axis is not None and not validated:
-            self._axis, self._axis_error = device_axis, None  # this device axis passed both contracts
         try:
             y = np.asarray(self.runtime.predict(x_pre), dtype=np.float64).reshape(-1)
         except InputContractError as exc:
@@ -428,8 +442,7 @@ class InferenceEngine:
         frame, preprocessing runs on the batch (:meth:`edge.preprocess.Pipeline.transform_rows`, bit for bit
         the single-spectrum result), the interpreter on each row, OOD and the interval per row.  References are
         aged at one ``now_s`` for the batch.  A batch the pipeline or the model refuses as a whole (one bad row)
-        is processed frame by frame, so only that frame is rejected; so is a batch of one, or one whose device
-        axis has not been judged yet.
+        is processed frame by frame, so only that frame is rejected; so is a batch of one.
 
         Parameters
         ----------
@@ -457,10 +470,9 @@ class InferenceEngine:
                     spectrum.seq, spectrum.timestamp_us, RejectReason.MISSING_REFERENCE, "; ".join(verdict.reasons))
                 continue
             accepted.append((i, verdict))
-        device_axis = self.device_axis(wavelengths_nm)
-        judged = device_axis is None or device_axis is self._axis
+        device_axis = self.device_axis(wavelengths_nm)  # judged by check_frame when any frame was accepted
         batch: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
-        if len(accepted) >= 2 and judged:
+        if len(accepted) >= 2:
             context = refs.context() if self.needs_references else {"dark": None, "reference": None}
             try:
                 x_pre = self.pipeline.transform_rows(

@@ -239,19 +239,33 @@ class Pipeline:
             raise InputContractError(
                 f"expected finite values, got {int(np.count_nonzero(~np.isfinite(arr)))} NaN or inf"
             )
-        lo_c, hi_c = c.wavelength_min, c.wavelength_max
-        if wavelengths is not None and not self._resamples and lo_c is not None and hi_c is not None:
-            w = np.asarray(wavelengths, dtype=np.float64)
-            if w.ndim != 1 or w.shape[0] != arr.shape[-1]:
-                raise InputContractError(f"expected wavelengths of shape ({arr.shape[-1]},), got {w.shape}")
-            lo, hi = float(w.min()), float(w.max())
-            tol = c.wavelength_tolerance
-            if not (abs(lo - lo_c) <= tol and abs(hi - hi_c) <= tol):
-                raise InputContractError(
-                    f"expected wavelengths {_fmt(lo_c)}-{_fmt(hi_c)} {c.wavelength_unit} "
-                    f"(within {_fmt(tol)}), got {_fmt(lo)}-{_fmt(hi)} {c.wavelength_unit}"
-                )
+        if wavelengths is not None:
+            self.check_axis(wavelengths, arr.shape[-1])
         return arr
+
+    def check_axis(self, wavelengths: npt.ArrayLike, n_channels: int) -> None:
+        """Raise :class:`~edge.errors.InputContractError` when the input axis ``wavelengths`` of spectra with
+        ``n_channels`` channels is not the one the contract names (end points within ``wavelength_tolerance``).
+
+        A pipeline that resamples takes any axis here (its ``resample`` step judges it against the model grid),
+        and so does a contract without a wavelength range.  :meth:`transform` runs this check on every
+        ``wavelengths=`` it is given; a caller that judges one device axis for many frames (the daemon's
+        :class:`edge.inference.InferenceEngine`) runs it once per axis and then passes none.
+        """
+        c = self.input_contract
+        lo_c, hi_c = c.wavelength_min, c.wavelength_max
+        if self._resamples or lo_c is None or hi_c is None:
+            return
+        w = np.asarray(wavelengths, dtype=np.float64)
+        if w.ndim != 1 or w.shape[0] != n_channels:
+            raise InputContractError(f"expected wavelengths of shape ({n_channels},), got {w.shape}")
+        lo, hi = float(w.min()), float(w.max())
+        tol = c.wavelength_tolerance
+        if not (abs(lo - lo_c) <= tol and abs(hi - hi_c) <= tol):
+            raise InputContractError(
+                f"expected wavelengths {_fmt(lo_c)}-{_fmt(hi_c)} {c.wavelength_unit} "
+                f"(within {_fmt(tol)}), got {_fmt(lo)}-{_fmt(hi)} {c.wavelength_unit}"
+            )
 
     def transform(
         self,

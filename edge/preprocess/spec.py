@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import SpecError
+from edge.jsonstrict import loads_strict
 
 __all__ = [
     "SPEC_VERSION",
@@ -58,10 +59,6 @@ def check_version(version: object) -> int:
     return version
 
 
-def _reject_constant(name: str) -> float:
-    raise SpecError(f"expected finite numbers in the spec, got {name}")
-
-
 def dumps(obj: Any) -> str:
     """JSON text with ``allow_nan=False`` and sorted keys; a NaN or inf anywhere raises :class:`SpecError`."""
     try:
@@ -71,10 +68,11 @@ def dumps(obj: Any) -> str:
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON text, rejecting ``NaN``/``Infinity`` tokens with :class:`SpecError`."""
+    """Parse JSON text strictly (:func:`edge.jsonstrict.loads_strict`: no ``NaN``/``Infinity`` tokens, no duplicate
+    keys); a refusal raises :class:`SpecError`."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
+        return loads_strict(text)
+    except ValueError as exc:
         raise SpecError(f"spec is not valid JSON: {exc}") from None
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from edge.errors import EdgeError
+from edge.jsonstrict import loads_strict
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -303,18 +304,15 @@ def decode(payload: bytes, kind: MessageKind | str | None = None) -> dict[str, A
     Raises
     ------
     MessageError
-        Not UTF-8 JSON, not an object, or not matching its schema.
+        Not strict UTF-8 JSON (:func:`edge.jsonstrict.loads_strict`: ``NaN``/``Infinity``, a duplicate key or too
+        deep nesting is refused), not an object, or not matching its schema (unknown fields are tolerated here).
     """
     try:
-        obj = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        obj = loads_strict(payload)
+    except ValueError as exc:
         raise MessageError(f"payload: expected UTF-8 JSON, got an unparsable payload ({exc})") from None
     if not isinstance(obj, dict):
         raise MessageError(f"payload: expected a JSON object, got {type(obj).__name__}")
     validate(obj, kind)
     return obj
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 

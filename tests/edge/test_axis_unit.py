@@ -297,3 +297,28 @@ def test_the_daemon_refuses_a_device_announcing_the_cm1_numbers_as_nm(tmp_path: 
     finally:
         stopper.stop()
     assert link.of_kind("prediction") == [] and daemon.counters.get("predictions") == 0
+
+
+def test_the_engine_judges_a_device_axis_against_both_contracts_once(ftir: dict[str, Any]) -> None:
+    """One verdict per device axis (#14): ``check_frame`` runs the bundle's FrameContract and the pipeline's input
+    contract on a new axis once, then neither again for the frames that follow."""
+    bundle = ftir["bundle"]
+    status, refs, spectra = _device_frames(ftir["npz"])
+    wavelengths_nm = status.wavelengths_nm()
+    engine = _engine(bundle)
+    checked: list[Any] = []
+    real = engine.pipeline
+
+    class _Counting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def check_axis(self, wavelengths: Any, n_channels: int) -> None:
+            checked.append(wavelengths)
+            real.check_axis(wavelengths, n_channels)
+
+    engine.pipeline = _Counting()  # type: ignore[assignment]
+    outcomes = engine.process_many(spectra, refs, wavelengths_nm=wavelengths_nm, frame_signal="counts")
+    outcomes += [engine.process(s, refs, wavelengths_nm=wavelengths_nm, frame_signal="counts") for s in spectra]
+    assert all(isinstance(o, Prediction) for o in outcomes), outcomes
+    assert len(checked) == 1 and checked[0] is engine.device_axis(wavelengths_nm)

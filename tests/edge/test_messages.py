@@ -152,6 +152,14 @@ def test_decode_refuses_garbage(raw: bytes) -> None:
         decode(raw)
 
 
+def test_decode_refuses_a_duplicate_key_but_tolerates_an_unknown_field() -> None:
+    """Parse is strict (one reading of the bytes), schema is tolerant (a newer producer may add fields)."""
+    raw = encode(_prediction())
+    assert decode(raw[:-1] + b',"from_a_newer_producer":1}')["from_a_newer_producer"] == 1
+    with pytest.raises(MessageError, match="expected unique keys in a JSON object, got 'seq' twice"):
+        decode(raw[:-1] + b',"seq":2}')
+
+
 def test_command_response_consistency() -> None:
     with pytest.raises(MessageError):
         command_response_message(device_id="d", command="c", request_id=None, ok=False)

@@ -244,10 +244,15 @@ def test_bad_specs(spec: Any, message: str) -> None:
 
 
 def test_nan_is_refused_in_json_both_ways() -> None:
-    with pytest.raises(SpecError, match="expected finite numbers in the spec, got NaN"):
+    with pytest.raises(SpecError, match="spec is not valid JSON: expected finite numbers, got NaN"):
         Pipeline.from_json('{"spec_version": 1, "steps": [{"op": "center", "mean": [NaN, 1.0]}]}')
     with pytest.raises(SpecError, match="not valid JSON"):
         Pipeline.from_json('{"spec_version": 1, "steps": [')
+
+
+def test_a_duplicate_key_in_spec_json_is_refused() -> None:
+    with pytest.raises(SpecError, match="expected unique keys in a JSON object, got 'op' twice"):
+        Pipeline.from_json('{"spec_version": 1, "steps": [{"op": "center", "op": "snv", "mean": [1.0]}]}')
     with pytest.raises(SpecError):
         MeanCenter(np.array([np.nan, 1.0]))
 
@@ -351,3 +356,22 @@ def test_preprocess_modules_import_one_way() -> None:
         assert not imported & upward, (name, imported & upward)
     spec_imports = (root / "spec.py").read_text()
     assert "edge.preprocess.base" not in spec_imports and "edge.preprocess.steps" not in spec_imports
+
+
+def test_check_axis_is_the_contract_check_that_transform_runs() -> None:
+    """One axis check (#14): ``check_axis`` refuses what ``transform(wavelengths=)`` refuses, with the same words;
+    a pipeline that resamples leaves the axis to its resample step."""
+    axis = np.linspace(900.0, 1700.0, 5)
+    p = Pipeline((SNV(),), InputContract.from_wavelengths(axis))
+    p.check_axis(axis, 5)
+    wide = np.linspace(700.0, 1700.0, 5)  # the tolerance is half the spacing, 100 nm
+    with pytest.raises(InputContractError) as direct:
+        p.check_axis(wide, 5)
+    assert "expected wavelengths 900.0-1700.0 nm" in str(direct.value)
+    with pytest.raises(InputContractError) as through:
+        p.transform(np.arange(1.0, 6.0), wavelengths=wide)
+    assert str(through.value) == str(direct.value)
+    with pytest.raises(InputContractError, match=r"expected wavelengths of shape \(4,\), got \(5,\)"):
+        p.check_axis(axis, 4)
+    resampling = Pipeline((Resample(axis), SNV()), InputContract(None, 900.0, 1700.0))
+    resampling.check_axis(wide, 5)

@@ -18,6 +18,7 @@ import edge.preprocess as ep
 from edge.errors import InputContractError, SpecError
 from trainer.preprocessing import (
     EMSC,
+    ESTIMATORS,
     MSC,
     SNV,
     Autoscale,
@@ -51,6 +52,13 @@ def tablets(datasets_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     with np.load(datasets_dir / "idrc2002_tablets.npz") as d:
         X = d["X"][d["instrument"] == 1].astype(np.float64)
         return X[:60], X[60:80], d["wavelengths"].astype(np.float64)
+
+
+def test_the_trainer_fits_exactly_the_edge_registry_ops() -> None:
+    """One op registry (#14): the trainer's op list is the edge's ``@register`` list, each keyed by its step class."""
+    assert set(ESTIMATORS) == set(ep.known_ops())
+    for op, est in ESTIMATORS.items():
+        assert ep.step_class(op).op == op, (op, est)
 
 
 def test_typical_chain_matches_scipy_and_sklearn(tablets: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
