@@ -440,9 +440,11 @@ class InferenceEngine:
         Each outcome is the one :meth:`process` gives that frame alone, value for value (only ``compute_us``
         differs: the batch's shared work is split evenly between its predictions): the contract checks run per
         frame, preprocessing runs on the batch (:meth:`edge.preprocess.Pipeline.transform_rows`, bit for bit
-        the single-spectrum result), the interpreter on each row, OOD and the interval per row.  References are
-        aged at one ``now_s`` for the batch.  A batch the pipeline or the model refuses as a whole (one bad row)
-        is processed frame by frame, so only that frame is rejected; so is a batch of one.
+        the single-spectrum result), the interpreter once per chunk of rows
+        (:meth:`edge.runtime.ModelRuntime.invoke_quantized`: bit for bit the single-row outputs, or row by row for a
+        model that is not), OOD and the interval per row.  References are aged at one ``now_s`` for the batch.  A
+        batch the pipeline or the model refuses as a whole (one bad row) is processed frame by frame, so only that
+        frame is rejected; so is a batch of one.
 
         Parameters
         ----------

@@ -36,6 +36,7 @@ import numpy.typing as npt
 from edge.errors import InputContractError, RuntimeLoadError
 
 __all__ = [
+    "BATCH_SIZES",
     "RUNTIME_CANDIDATES",
     "InterpreterInfo",
     "ModelRuntime",
@@ -48,6 +49,18 @@ RUNTIME_CANDIDATES: Final[tuple[tuple[str, str, str], ...]] = (
     ("tflite_runtime.interpreter", "Interpreter", "tflite-runtime"),
     ("tensorflow.lite", "Interpreter", "tensorflow"),
 )
+
+
+#: Batch sizes a runtime allocates an interpreter for (one each, made on first use); a batch runs in chunks of at
+#: most the largest, each on the smallest size that holds it, the rows past its end left as padding.
+BATCH_SIZES: Final[tuple[int, ...]] = (2, 4, 8, 16, 32, 64)
+
+#: Rows of the probe that compares batched with single-row invokes (:meth:`ModelRuntime.check_batching`).
+_PROBE_ROWS: Final = 64
+
+
+class _BatchRefused(Exception):
+    """The model cannot run a batch in one invoke (fixed batch axis, or results that differ from single rows)."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +191,11 @@ class ModelRuntime:
     -----
     ``predict`` accepts one input of :attr:`input_shape` (the model's input shape without the batch axis;
     a missing trailing channel axis of size 1 is accepted too) or a batch with one more leading axis. A batch
-    is quantised in one vectorised step and invoked row by row through the same preallocated buffers.
+    is quantised in one vectorised step and invoked in one interpreter call per chunk of up to
+    ``max(BATCH_SIZES)`` rows, on a second interpreter whose input is resized to the chunk's size (see
+    :data:`BATCH_SIZES`). Before its first batch the runtime checks (:meth:`check_batching`) that the model accepts
+    a batch axis and that a batch gives every row bit for bit the single-row output; a model that fails either runs
+    its batches row by row, and :attr:`batch_refusal` says why.
     """
 
     def __init__(
@@ -236,6 +253,9 @@ class ModelRuntime:
             if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and np.all(a != 0)):
                 raise RuntimeLoadError("expected a finite output transform with non-zero scales")
             self._affine = (a.astype(np.float32), b.astype(np.float32))
+        self._batch_interps: dict[int, tuple[Any, npt.NDArray[Any]]] = {}
+        self._batch_ok: bool | None = None  # None: not checked yet
+        self._batch_refusal: str | None = None
         # Preallocated buffers of the single-sample path.
         self._in_batch1 = np.zeros(in_shape, dtype=self._in_q.dtype)
         self._work = np.zeros(self._input_shape, dtype=np.float64)
@@ -313,6 +333,100 @@ class ModelRuntime:
         """The ``.tflite`` bytes this runtime was built from."""
         return self._model_content
 
+    @property
+    def batch_refusal(self) -> str | None:
+        """Why batches run row by row (the model refused a batch axis, or a batch differed from single rows), or
+        None when they run batched or have not been checked yet."""
+        return self._batch_refusal
+
+    @property
+    def batches_invoked_whole(self) -> bool | None:
+        """True when a batch is one interpreter call per chunk, False when row by row, None before the check."""
+        return self._batch_ok
+
+    # ----------------------------------------------------------------------------------------------- batching
+    def _batch_interpreter(self, size: int) -> tuple[Any, npt.NDArray[Any]]:
+        """The interpreter whose input is resized to ``size`` rows, and its preallocated input buffer."""
+        found = self._batch_interps.get(size)
+        if found is not None:
+            return found
+        try:
+            interp = self._info.interpreter_class(model_content=self._model_content, num_threads=self.num_threads)
+            interp.resize_tensor_input(self._in_index, [size, *self._input_shape], strict=True)
+            interp.allocate_tensors()
+            out_shape = tuple(int(d) for d in interp.get_output_details()[0]["shape"])
+        except (ValueError, RuntimeError, TypeError, IndexError, KeyError) as exc:
+            raise _BatchRefused(f"{self._info.name} cannot resize the input to {size} rows: {exc}") from exc
+        if out_shape != (size, *self._output_shape):
+            raise _BatchRefused(
+                f"expected an output of shape {(size, *self._output_shape)} for {size} rows, got {out_shape}")
+        buf = np.zeros((size, *self._input_shape), dtype=self._in_q.dtype)
+        found = (interp, buf)
+        self._batch_interps[size] = found
+        return found
+
+    def _invoke_rows(self, rows: npt.NDArray[Any], result: npt.NDArray[Any]) -> None:
+        interp = self._interpreter
+        for i in range(rows.shape[0]):
+            interp.set_tensor(self._in_index, rows[i : i + 1])
+            interp.invoke()
+            result[i] = interp.get_tensor(self._out_index)[0]
+
+    def _invoke_batched(self, rows: npt.NDArray[Any], result: npt.NDArray[Any]) -> None:
+        largest = BATCH_SIZES[-1]
+        for start in range(0, rows.shape[0], largest):
+            chunk = rows[start : start + largest]
+            m = chunk.shape[0]
+            size = next(s for s in BATCH_SIZES if s >= m)
+            interp, buf = self._batch_interpreter(size)
+            buf[:m] = chunk  # rows m.. keep the previous chunk's values: padding, rows do not affect each other
+            interp.set_tensor(self._in_index, buf)
+            interp.invoke()
+            result[start : start + m] = interp.get_tensor(self._out_index)[:m]
+
+    def check_batching(self, features: npt.ArrayLike | None = None) -> bool:
+        """Check once whether batches may run in one invoke: the model must accept a resized batch axis and give
+        every row of a batch bit for bit its single-row output.
+
+        The probe is ``features`` (e.g. the bundle's preprocessed golden vectors) quantised, followed by
+        deterministic pseudo-random inputs over the input range up to 64 rows, run as batches of 64, 7 (padded to
+        8) and 2 against single-row invokes. Done on the first batch when not called before; later calls return the
+        first answer.
+
+        Returns
+        -------
+        bool
+            True when batches run whole; False when they run row by row (:attr:`batch_refusal` says why).
+        """
+        if self._batch_ok is not None:
+            return self._batch_ok
+        rng = np.random.default_rng(20260)
+        if self._in_q.is_quantized:
+            info = np.iinfo(self._in_q.dtype)
+            noise = rng.integers(info.min, info.max, size=(_PROBE_ROWS, *self._input_shape), endpoint=True)
+            probe = noise.astype(self._in_q.dtype)
+        else:
+            probe = rng.standard_normal((_PROBE_ROWS, *self._input_shape)).astype(np.float32)
+        if features is not None:
+            given = np.asarray(features, dtype=np.float64)
+            given = given.reshape((-1, *self._input_shape))[:_PROBE_ROWS]
+            probe[: given.shape[0]] = self.quantize(given).reshape((-1, *self._input_shape))
+        single = np.empty((_PROBE_ROWS, *self._output_shape), dtype=self._out_q.dtype)
+        self._invoke_rows(probe, single)
+        try:
+            for n in (_PROBE_ROWS, 7, 2):
+                batched = np.empty((n, *self._output_shape), dtype=self._out_q.dtype)
+                self._invoke_batched(probe[:n], batched)
+                if not np.array_equal(batched, single[:n]):
+                    row = int(np.flatnonzero(~np.all((batched == single[:n]).reshape(n, -1), axis=1))[0])
+                    raise _BatchRefused(f"a batch of {n} gives row {row} another output than a single-row invoke")
+        except _BatchRefused as exc:
+            self._batch_interps.clear()
+            self._batch_ok, self._batch_refusal = False, str(exc)
+            return False
+        self._batch_ok = True
+        return True
+
     # ----------------------------------------------------------------------------------------------- shapes
     def _batch_shape(self, x: npt.NDArray[Any]) -> int | None:
         """None for one sample, n for a batch of n; raises on anything else."""
@@ -374,7 +488,9 @@ class ModelRuntime:
         Returns
         -------
         ndarray, shape ``output_shape`` or ``(n, *output_shape)``, dtype ``output_dtype``
-            For a single sample the returned array is an internal buffer that the next call overwrites.
+            For a single sample the returned array is an internal buffer that the next call overwrites. A batch
+            runs in one interpreter call per chunk of up to ``max(BATCH_SIZES)`` rows when :meth:`check_batching`
+            allows it, row by row otherwise; either way each row's output is the single-row one.
         """
         arr = np.asarray(q)
         if arr.dtype != self._in_q.dtype:
@@ -389,12 +505,12 @@ class ModelRuntime:
             interp.invoke()
             np.copyto(self._out_raw, interp.get_tensor(self._out_index)[0])
             return self._out_raw
-        rows = arr.reshape((n, *self._in_batch1.shape))
+        rows = arr.reshape((n, *self._input_shape))
         result = np.empty((n, *self._output_shape), dtype=self._out_q.dtype)
-        for i in range(n):
-            interp.set_tensor(self._in_index, rows[i])
-            interp.invoke()
-            result[i] = interp.get_tensor(self._out_index)[0]
+        if n >= 2 and self.check_batching():
+            self._invoke_batched(rows, result)
+        else:
+            self._invoke_rows(rows, result)
         return result
 
     def dequantize(self, q: npt.NDArray[Any]) -> npt.NDArray[np.float32]:

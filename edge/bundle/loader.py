@@ -263,6 +263,9 @@ class Bundle:
             f"runtime: {self.runtime.runtime_description}, {kind} model, input {self.runtime.input_shape}, "
             f"output {self.runtime.output_shape}"
         )
+        whole, refusal = self.runtime.batches_invoked_whole, self.runtime.batch_refusal
+        lines.append("batches: " + ("one invoke per chunk of rows" if whole else "not checked" if whole is None
+                                    else f"row by row ({refusal})"))
         lines.append(f"ood statistics: {'yes' if self.ood is not None else 'no'}")
         lines.append(f"prediction intervals: {'yes' if self.intervals is not None else 'no'}")
         return "\n".join(lines)
@@ -447,6 +450,7 @@ def load_bundle(
     report = None
     if self_test:
         report = run_golden(golden, pipeline, runtime, GoldenTolerance.from_dict(manifest["golden"]))
+        runtime.check_batching(golden.preprocessed)  # batches run whole only if bit-exact on these rows too
     return Bundle(
         path=p,
         file_sha256=file_sha,
