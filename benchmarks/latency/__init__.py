@@ -54,6 +54,7 @@ from benchmarks.latency.references import keras_references, model_bytes_from, pl
 from benchmarks.latency.timing import (
     STAGES,
     compute_back_to_back_us,
+    daemon_stage_batch,
     daemon_stage_paced,
     skipped,
     summary_of,
@@ -147,6 +148,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     compute_cpu = summary_of(st["compute_cpu"])
     total = summary_of(st["frame_total"])
     daemon = summary_of(time_daemon_stage(bundle, frames, n, warmup))
+    daemon_batch = daemon_stage_batch(bundle, frames, n, warmup)
     paced = (daemon_stage_paced(bundle, frames, min(n, args.pace_frames), args.pace_ms / 1e3)
              if args.pace_ms > 0 else None)
     features = [f for f in st["features"]]
@@ -243,6 +245,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "frame_total": total,
         "daemon_stage": daemon,
         "daemon_stage_paced": paced,
+        "daemon_stage_batch": daemon_batch,
+        "batch_us_per_frame": daemon_batch["batch_us_per_frame"],
         "references": references,
         "agreement": agreement,
         "keras_per_frame_p50_us": keras_p50,
@@ -311,6 +315,8 @@ def render(result: dict[str, Any]) -> str:
         *([[f"daemon stage CPU time p50, back to back / {pc['pause_ms']:g} ms apart (us)",
              f"{pc['cpu_back_to_back']['p50_us']:.1f} / {pc['cpu_paced']['p50_us']:.1f} "
              f"({pc['paced_over_back_to_back_p50']:.1f}x)"]] if (pc := result.get("daemon_stage_paced")) else []),
+        *([[f"daemon stage per frame in batches of {db['frames_per_batch']} (us; interpreter {db['interpreter']})",
+             f"{db['batch_us_per_frame']:.1f}"]] if (db := result.get("daemon_stage_batch")) else []),
         ["peak RSS edge only / whole run (MB)", f"{result['peak_rss_mb_edge']:.1f} / {result['peak_rss_mb']:.1f}"],
         ["sizes (bytes)", ", ".join(f"{k} {v}" for k, v in result["sizes_bytes"].items())],
         ["load average before / after", (f"{result['load']['before']['loadavg_1m']:.2f} / "

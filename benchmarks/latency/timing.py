@@ -14,11 +14,13 @@ from benchmarks.latency.frames import Frames
 from benchmarks.results import percentiles_us
 from firmware_bridge.frames import Spectrum
 
-__all__ = ["DEVICE_ID", "STAGES", "daemon_stage_paced", "decode_spectra", "skipped", "summary_of", "time_calls",
-           "time_daemon_stage", "time_stages"]
+__all__ = ["BATCH_FRAMES", "DEVICE_ID", "STAGES", "daemon_stage_batch", "daemon_stage_paced", "decode_spectra",
+           "skipped", "summary_of", "time_calls", "time_daemon_stage", "time_stages"]
 
 #: Stage names, in pipeline order (the keys of ``stages`` in the JSON).
 STAGES = ("decode", "preprocess", "quantize", "invoke", "dequantize", "ood", "interval", "message")
+#: Frames of one ``InferenceEngine.process_many`` call in ``daemon_stage_batch`` (the inference thread's largest batch).
+BATCH_FRAMES = 64
 #: Device id written into the benchmark's prediction messages.
 DEVICE_ID = "bench-01"
 
@@ -156,7 +158,22 @@ def daemon_stage_paced(bundle: Any, frames: Frames, n: int, pause_s: float) -> d
             "paced_over_back_to_back_p50": p["p50_us"] / b["p50_us"] if b["p50_us"] else None}
 
 
-def _daemon_stage_fn(bundle: Any, frames: Frames) -> tuple[Callable[[Any], Any], list[Any]]:
+def daemon_stage_batch(bundle: Any, frames: Frames, n: int, warmup: int) -> dict[str, Any]:
+    """``InferenceEngine.process_many`` on batches of :data:`BATCH_FRAMES` frames (what the inference thread calls
+    under load), wall clock per batch; ``batch_us_per_frame`` is the p50 batch divided by its frames."""
+    fn, spectra = _daemon_stage_fn(bundle, frames, many=True)
+    batch = [spectra[i % len(spectra)] for i in range(BATCH_FRAMES)]
+    batches = max(1, n // BATCH_FRAMES)
+    samples = time_calls(fn, [batch], batches, max(1, warmup // BATCH_FRAMES))
+    summary = summary_of(samples)
+    rt = bundle.runtime
+    return {"frames_per_batch": BATCH_FRAMES, "batches": batches, "per_batch": summary,
+            "batch_us_per_frame": summary["p50_us"] / BATCH_FRAMES,
+            "interpreter": ("one invoke per chunk of rows" if rt.batches_invoked_whole
+                            else f"row by row ({rt.batch_refusal})" if rt.batch_refusal else "not checked")}
+
+
+def _daemon_stage_fn(bundle: Any, frames: Frames, *, many: bool = False) -> tuple[Callable[[Any], Any], list[Any]]:
     """``InferenceEngine.process`` bound to the benchmark's references, and the decoded spectra to call it on."""
     from edge.inference import InferenceEngine, Prediction
     from edge.references import ReferenceKind, ReferenceSet, ReferenceSpectrum
@@ -177,6 +194,8 @@ def _daemon_stage_fn(bundle: Any, frames: Frames) -> tuple[Callable[[Any], Any],
     first = engine.process(spectra[0], refs, wavelengths_nm=axis_nm, now_s=now)
     if not isinstance(first, Prediction):
         raise RuntimeError(f"the daemon's inference stage rejected the benchmark frame: {first}")
+    if many:
+        return (lambda batch: engine.process_many(batch, refs, wavelengths_nm=axis_nm, now_s=now)), spectra
     return (lambda s: engine.process(s, refs, wavelengths_nm=axis_nm, now_s=now)), spectra
 
 

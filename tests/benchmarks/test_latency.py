@@ -26,7 +26,7 @@ TOP_KEYS = {
     "stages", "compute_p99_us", "keras_per_frame_p50_us", "speedup_vs_keras", "benchmark", "bundle", "runtime",
     "frames", "warmup", "data", "compute", "compute_p50_us", "frame_total", "daemon_stage", "references",
     "threads", "sizes_bytes", "compute_cpu", "compute_cpu_p99_us", "peak_rss_mb_edge", "peak_rss_mb", "load", "goals",
-    "host", "stage_sum_p50_us",
+    "host", "stage_sum_p50_us", "batch_us_per_frame",
 }
 
 
@@ -72,6 +72,11 @@ def test_every_stage_is_present_with_ordered_percentiles(result: tuple[dict, Pat
     for key in ("cpu_back_to_back", "cpu_paced"):
         assert _ordered(paced[key]) and paced[key]["n"] == FRAMES, key
     assert paced["paced_over_back_to_back_p50"] > 0
+    batch = data["daemon_stage_batch"]
+    assert batch["frames_per_batch"] == 64 and batch["batches"] == 1 and _ordered(batch["per_batch"])
+    assert data["batch_us_per_frame"] == batch["per_batch"]["p50_us"] / 64 > 0
+    assert batch["interpreter"] in ("one invoke per chunk of rows", "not checked") or batch["interpreter"].startswith(
+        "row by row (")
 
 
 def test_json_schema_is_stable(result: tuple[dict, Path]) -> None:
