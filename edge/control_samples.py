@@ -52,6 +52,14 @@ def verdict_of(z: float, recent: Sequence[float], *, warning_sigmas: float, acti
     return IN_CONTROL, "within limits"
 
 
+def check_targets(standards: Sequence["ControlStandardConfig"], target_names: Sequence[str]) -> None:
+    """Raise ConfigError naming the first standard whose target is not one of ``target_names`` (the bundle's)."""
+    for s in standards:
+        if s.target not in target_names:
+            raise ConfigError(f"control.standards {s.name!r}: expected target to be one of the bundle's targets "
+                              f"({', '.join(target_names)}), got {s.target!r}")
+
+
 @dataclass(frozen=True)
 class ControlResult:
     """One judged measurement of a standard."""
@@ -86,10 +94,7 @@ class ControlCharts:
 
     def check_targets(self, target_names: Sequence[str]) -> None:
         """Raise ConfigError naming the first standard whose target the bundle does not predict."""
-        for s in self.standards.values():
-            if s.target not in target_names:
-                raise ConfigError(f"control.standards {s.name!r}: expected target to be one of the bundle's targets "
-                                 f"({', '.join(target_names)}), got {s.target!r}")
+        check_targets(tuple(self.standards.values()), target_names)
 
     def arm(self, name: str, frames: int, request_id: str | None = None) -> None:
         """The next ``frames`` predictions are measurements of standard ``name`` (after any already armed)."""

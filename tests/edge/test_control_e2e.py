@@ -117,3 +117,20 @@ def test_measure_control_publishes_judged_measurements_and_the_status_alert(
              and last_status(subscriber)["control"]["near"]["bias"] == near[-1]["bias"], "the status after the run")
     assert "control_out_of_control:far" in last_status(subscriber)["alerts"], "a verdict clears only its own alert"
     assert daemon.end(signal.SIGTERM) == 0, daemon.text()
+
+
+def test_a_standard_of_a_target_the_bundle_does_not_predict_refuses_the_start(
+    tmp_path: Path, demo_bundles: DemoBundles, mosquitto_broker: MosquittoBroker, procs: list[Proc],
+) -> None:
+    sim, device = start_sim(tmp_path, count=0, rate_hz=50.0)
+    procs.append(sim)
+    config = write_config(tmp_path, port_url=device, bundle=demo_bundles.v1, mqtt_port=mosquitto_broker.port)
+    config.write_text(config.read_text(encoding="utf-8") + CONTROL_STANDARDS.replace(
+        'name = "far"\ntarget = "analyte_a_pct"', 'name = "far"\ntarget = "assay_mg"'), encoding="utf-8")
+    daemon = start_daemon(tmp_path, config)
+    procs.append(daemon)
+    wait_for(lambda: not daemon.alive(), "the daemon to refuse to start")
+    assert daemon.end(signal.SIGTERM) == 2, daemon.text()
+    assert ("control.standards 'far': expected target to be one of the bundle's targets (analyte_a_pct, "
+            "analyte_b_pct, analyte_c_pct), got 'assay_mg'") in daemon.text()
+    assert "Traceback" not in daemon.text()
