@@ -4,6 +4,7 @@ on, the ``[control]`` configuration and the ``measure_control`` command's argume
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,3 +134,41 @@ def test_control_message_and_status_field_are_strict() -> None:
                         control={"check-A": {"verdict": WARNING, "last_time_unix_s": 1.0, "bias": 5.0}})
     assert st["control"] == {"check-A": {"verdict": WARNING, "last_time_unix_s": 1.0, "bias": 5.0}}
     assert "control" not in status_message(device_id="nir-01", state="online", time_unix_s=1.0)
+
+
+def _control(charts: ControlCharts | None, tag: Any) -> tuple[Any, list[tuple[str, dict[str, Any]]]]:
+    from edge.command_queue import CommandQueue, Refusals
+    from edge.daemon.control import CommandControl
+    from edge.metrics import Counters
+
+    out: list[tuple[str, dict[str, Any]]] = []
+
+    def respond_error(command: str, request_id: str | None, error: str) -> None:
+        out.append(("error", {"command": command, "request_id": request_id, "error": error}))
+
+    control = CommandControl(
+        config=lambda: None,  # not read by measure_control
+        device_id="nir-01", queue=CommandQueue(), refusals=Refusals(count=lambda n: None, respond=respond_error),
+        counters=Counters(), audit=lambda e, d: None, reload=lambda *a, **k: None, order_capture=lambda o: True,
+        send_command=lambda c, v: True, emit=lambda kind, msg, cmd: out.append(("ok", msg)),
+        respond_error=respond_error, tag_sample=tag, control=charts)
+    return control, out
+
+
+def test_measure_control_arms_the_charts_and_tags_the_archive() -> None:
+    from edge.commands import RemoteCommand
+
+    tags: list[tuple[str, int, str | None]] = []
+    charts = ControlCharts([std()], clock=lambda: 0.0)
+    control, out = _control(charts, lambda sample_id, frames, rid: tags.append((sample_id, frames, rid)) or 5.0)
+    cmd = RemoteCommand(CommandName.MEASURE_CONTROL, MeasureControlArgs("check-A", 3), "qc-1", True, None)
+    control.execute(cmd)
+    assert charts.pending() == 3 and tags == [("control:check-A", 3, "qc-1")]
+    assert out[-1][1]["ok"] is True and out[-1][1]["result"] == {
+        "standard": "check-A", "frames": 3, "pending": 3, "archive_tagged_unix_s": 5.0}
+    control.execute(RemoteCommand(CommandName.MEASURE_CONTROL, MeasureControlArgs("nope", 1), "qc-2", True, None))
+    assert out[-1][0] == "error" and "got 'nope'" in str(out[-1][1]["error"]) and charts.pending() == 3
+
+    unconfigured, out2 = _control(None, None)
+    unconfigured.execute(cmd)
+    assert out2[-1][0] == "error" and "expected [[control.standards]]" in str(out2[-1][1]["error"])
