@@ -20,6 +20,8 @@ Commands (``args`` of each, all optional; unknown fields are refused):
 ``tag_sample``             ``{"sample_id": str, "frames": int}``: the next ``frames`` (1..1000, default 1)
                            archived spectra are those of lab sample ``sample_id`` (required; 1-64
                            printable ASCII characters, no leading or trailing space); needs ``[archive]``
+``measure_control``        ``{"name": str, "frames": int}``: the next ``frames`` (1..1000, default 1)
+                           predictions measure the ``[[control.standards]]`` standard ``name`` (required)
 =========================  ============================================================================
 
 Wire format.  An unsigned command is a JSON object (the *body*)::
@@ -91,6 +93,7 @@ __all__ = [
     "CaptureArgs",
     "SetIntegrationTimeArgs",
     "TagSampleArgs",
+    "MeasureControlArgs",
     "CommandArgs",
     "RemoteCommand",
     "CommandParser",
@@ -120,6 +123,7 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _HEX64_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 _SAMPLE_ID_RE = re.compile(r"^[!-~](?:[ -~]{0,62}[!-~])?$")  # printable ASCII, no space at either end
+_STANDARD_RE = re.compile(r"^[A-Za-z0-9._-]{1,48}$")  # as control.standards.name
 _MAX_PATH_CHARS = 1024
 _BODY_KEYS = {"schema_version", "command", "device_id", "request_id", "issued_at_unix_s", "nonce", "args"}
 
@@ -132,6 +136,7 @@ class CommandName(str, enum.Enum):
     CAPTURE_REFERENCE = "capture_reference"
     SET_INTEGRATION_TIME = "set_integration_time"
     TAG_SAMPLE = "tag_sample"
+    MEASURE_CONTROL = "measure_control"
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,15 @@ class TagSampleArgs:
     frames: int
 
 
-CommandArgs = Union[ReloadBundleArgs, CaptureArgs, SetIntegrationTimeArgs, TagSampleArgs]
+@dataclass(frozen=True)
+class MeasureControlArgs:
+    """The next ``frames`` predictions measure check standard ``name`` (:mod:`edge.control_samples`)."""
+
+    name: str
+    frames: int
+
+
+CommandArgs = Union[ReloadBundleArgs, CaptureArgs, SetIntegrationTimeArgs, TagSampleArgs, MeasureControlArgs]
 
 
 @dataclass(frozen=True)
@@ -429,6 +442,13 @@ class CommandParser:
                                    f"either end, got {sample_id!r:.80}")
             return TagSampleArgs(sample_id=sample_id,
                                  frames=_int_arg(f"{where}.frames", args.get("frames", 1), 1, MAX_TAG_FRAMES))
+        if name is CommandName.MEASURE_CONTROL:
+            only("name", "frames")
+            std = args.get("name")
+            if not isinstance(std, str) or not _STANDARD_RE.match(std):
+                raise CommandError(f"{where}.name: expected 1-48 of A-Z a-z 0-9 . _ -, got {std!r:.80}")
+            return MeasureControlArgs(name=std,
+                                      frames=_int_arg(f"{where}.frames", args.get("frames", 1), 1, MAX_TAG_FRAMES))
         only("integration_time_us")
         if "integration_time_us" not in args:
             raise CommandError(f"{where}.integration_time_us: required argument missing")

@@ -56,6 +56,8 @@ from edge.config_sections import (
     AuditConfig,
     BundleConfig,
     CommandsConfig,
+    ControlConfig,
+    ControlStandardConfig,
     DeviceConfig,
     DriftConfig,
     EdgeConfig,
@@ -101,6 +103,8 @@ __all__ = [
     "ArchiveConfig",
     "HomeAssistantConfig",
     "OpcUaConfig",
+    "ControlConfig",
+    "ControlStandardConfig",
     "EdgeConfig",
     "load_config",
     "parse_config",
@@ -200,6 +204,8 @@ def _convert(key: str, tp: Any, raw: Any, meta: Mapping[str, Any], base_dir: Pat
             hint = "; " + meta["missing_hint"].format(path=path) if meta.get("missing_hint") else ""
             raise ConfigError(f"{key}: expected an existing file, got {str(path)!r} (not found{hint})")
         return path
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # an item of an array of tables
+        return _build(tp, raw, key + ".", base_dir)
     if typing.get_origin(tp) is tuple:
         (item_tp, _ellipsis) = typing.get_args(tp)
         if from_env:
@@ -300,6 +306,15 @@ def _cross_checks(cfg: EdgeConfig) -> EdgeConfig:
         raise ConfigError(
             f"drift.clear_ratio: expected a value below drift.raise_ratio ({cfg.drift.raise_ratio:g}), "
             f"got {cfg.drift.clear_ratio:g}")
+    seen: set[str] = set()
+    for i, std in enumerate(cfg.control.standards):
+        if std.name in seen:
+            raise ConfigError(f"control.standards[{i}].name: expected a name not used by another standard, "
+                              f"got {std.name!r} twice")
+        seen.add(std.name)
+        if std.action_sigmas <= std.warning_sigmas:
+            raise ConfigError(f"control.standards[{i}].action_sigmas: expected a value above warning_sigmas "
+                              f"({std.warning_sigmas:g}), got {std.action_sigmas:g}")
     c = cfg.commands
     if c.enabled and c.require_auth and c.hmac_key_path is None:
         raise ConfigError(

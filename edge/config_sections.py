@@ -36,6 +36,8 @@ __all__ = [
     "ArchiveConfig",
     "HomeAssistantConfig",
     "OpcUaConfig",
+    "ControlConfig",
+    "ControlStandardConfig",
     "EdgeConfig",
 ]
 
@@ -335,6 +337,29 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class ControlStandardConfig:
+    """One check standard (``[[control.standards]]``): a sample of known value measured now and then."""
+
+    name: str = _opt(doc="the standard's name (commands and messages use it)", example="check-A",
+                     pattern=re.compile(r"^[A-Za-z0-9._-]{1,48}$"), pattern_doc="1-48 of A-Z a-z 0-9 . _ -")
+    target: str = _opt(doc="the bundle target the standard's known value is of", example="assay_mg")
+    value: float = _opt(doc="the standard's known value, in the target's unit", example=200.0)
+    sigma: float = _opt(doc="the measurement's standard deviation on this standard (the lab's repeatability), in the "
+                        "target's unit", example=1.5, min=0.0, min_exclusive=True)
+    warning_sigmas: float = _opt(2.0, "Shewhart warning limit, in sigmas", min=0.0, min_exclusive=True, max=100.0)
+    action_sigmas: float = _opt(3.0, "Shewhart action limit (out of control), in sigmas; above warning_sigmas",
+                                min=0.0, min_exclusive=True, max=100.0)
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """``[control]``: check standards the ``measure_control`` command measures."""
+
+    standards: tuple[ControlStandardConfig, ...] = _opt((), "the check standards, one [[control.standards]] table "
+                                                        "each (name, target, value, sigma)")
+
+
+@dataclass(frozen=True)
 class ArchiveConfig:
     """Archive of raw spectra with their predictions, for calibration updates (``edge.archive``; docs/daemon.md)."""
 
@@ -376,6 +401,7 @@ class EdgeConfig:
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     opcua: OpcUaConfig = field(default_factory=OpcUaConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
     log_level: str = _opt("INFO", "logging level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     source: Path | None = field(default=None, compare=False,
                                 metadata={"doc": "file the configuration was read from (not a key)",
@@ -412,6 +438,7 @@ SECTIONS: dict[str, type] = {
     "runtime": RuntimeConfig, "queues": QueuesConfig, "mqtt": MqttConfig, "outbox": OutboxConfig,
     "commands": CommandsConfig, "drift": DriftConfig, "metrics": MetricsConfig, "audit": AuditConfig,
     "homeassistant": HomeAssistantConfig, "archive": ArchiveConfig, "opcua": OpcUaConfig,
+    "control": ControlConfig,
 }
 
 

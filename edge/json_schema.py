@@ -42,6 +42,8 @@ DESCRIPTIONS: dict[str, str] = {
     "metrics": "Counters (monotonic since the daemon started), gauges and latency percentiles on .../metrics, "
                "every metrics.period_s.",
     "command_response": "The response to a command, on .../cmd/<name>/response.",
+    "control": "One measurement of a check standard (measure_control) judged against its known value, on "
+               ".../control.",
 }
 
 

@@ -14,6 +14,7 @@ from edge.archive import Archive
 from edge.audit import AuditLog
 from edge.command_queue import CommandQueue, Refusals
 from edge.config import SECURITY_WARNINGS, security_warnings
+from edge.control_samples import ControlCharts
 from edge.daemon.auditing import AuditHooks, signer_key_id
 from edge.daemon.capture import ReferenceCapture
 from edge.daemon.config_reload import ConfigReloader
@@ -161,6 +162,11 @@ class Daemon:
         self.reader = Reader(transport, self.frames, self.counters, self._stop_reading)
         #: The spectrum archive (edge.archive; [archive]): offered every judged spectrum, None when disabled.
         self.archive = Archive.from_config(config.archive, clock=clock) if config.archive.enabled else None
+        #: Check standards ([control]) that measure_control measures; None when none are declared.
+        self.control_charts = (ControlCharts(config.control.standards, clock, count=self.counters.incr)
+                               if config.control.standards else None)
+        if self.control_charts is not None:
+            self.control_charts.check_targets([t.name for t in bundle.targets])
         self.reloader = BundleReloader(
             config=lambda: self.config, serving=lambda: self.engine, device=lambda: self.inference.device_view(),
             load_bundle=load_bundle or self._default_loader, swap=lambda s: self._swaps.put(s, droppable=False),
@@ -176,7 +182,7 @@ class Daemon:
             greeter=self.greeter, record_version=self.reloader.record_version, audit=self.hooks.record,
             signer_key_id=signer_key_id(config.bundle.public_key_path) if audit is not None else None,
             device_id=self.device_id, frames_max=int(config.queues.frames_max),
-            forward_annotations=forward_annotations, clock=clock, archive=self.archive)
+            forward_annotations=forward_annotations, clock=clock, archive=self.archive, control=self.control_charts)
         self.commands = CommandQueue()  # signed commands first; a full lane refuses (edge.command_queue)
         self.control = CommandControl(
             config=lambda: self.config, device_id=self.device_id, queue=self.commands,
@@ -184,7 +190,8 @@ class Daemon:
                               unanswered=self.hooks.unanswered_refusal),
             counters=self.counters, audit=self.hooks.record, reload=self.reloader.reload,
             order_capture=self._to_inference.put, send_command=self._send_command, emit=self.outbound.emit,
-            respond_error=self._respond_error, tag_sample=self.archive.tag if self.archive is not None else None)
+            respond_error=self._respond_error, tag_sample=self.archive.tag if self.archive is not None else None,
+            control=self.control_charts)
         self.config_reloader = ConfigReloader(
             config=lambda: self.config, apply=self._apply_config, switch_broker=lambda c: self.link.switch_broker(c),
             counters=self.counters, audit=self.hooks.record, refused=self._refused)
@@ -273,6 +280,7 @@ class Daemon:
             device_boot_id=self.device_boot_id,
             security=security_warnings(self.config),
             audit_head=self.audit.head if self.audit is not None else None,
+            control=self.control_charts.summary() if self.control_charts is not None else None,
         )
 
     def _set_alert(self, name: str, active: bool) -> None:

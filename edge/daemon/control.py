@@ -20,6 +20,7 @@ from firmware_bridge.frames import CommandCode
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
     from edge.config import EdgeConfig
+    from edge.control_samples import ControlCharts
 
 log = logging.getLogger("edge.daemon")
 
@@ -59,7 +60,8 @@ class CommandControl:
                  send_command: Callable[[CommandCode, int], bool],
                  emit: Callable[[MessageKind, dict[str, Any], str | None], None],
                  respond_error: Callable[[str, str | None, str], None],
-                 tag_sample: Callable[[str, int, str | None], float] | None = None) -> None:
+                 tag_sample: Callable[[str, int, str | None], float] | None = None,
+                 control: "ControlCharts | None" = None) -> None:
         self._config = config
         self._device_id = device_id
         self.queue = queue
@@ -72,6 +74,7 @@ class CommandControl:
         self._emit = emit
         self._respond_error = respond_error
         self._tag_sample = tag_sample  # edge.archive.Archive.tag; None when [archive] is off
+        self._control = control  # edge.control_samples.ControlCharts; None when [control] declares no standard
         self._parser: Any = None
 
     def on_command(self, name: str, payload: bytes, *, retained: bool = False) -> None:
@@ -161,5 +164,28 @@ class CommandControl:
                     device_id=self._device_id, command=name, request_id=cmd.request_id, ok=True,
                     result={"sample_id": cmd.args.sample_id, "frames": int(cmd.args.frames), "tagged_unix_s": at}),
                     name)
+        elif cmd.name is CommandName.MEASURE_CONTROL:
+            self._measure_control(name, cmd)
         else:  # pragma: no cover - the parser only yields known commands
             self._respond_error(name, cmd.request_id, f"unknown command {name}")
+
+    def _measure_control(self, name: str, cmd: Any) -> None:
+        """Arm the next ``frames`` predictions as measurements of a check standard; tag them in the archive
+        (``control:<name>``) when it is on."""
+        std, frames = cmd.args.name, int(cmd.args.frames)
+        if self._control is None:
+            self._respond_error(name, cmd.request_id, "expected [[control.standards]] in the configuration, got none: "
+                                "there is no standard to measure")
+            return
+        if std not in self._control.standards:
+            self._respond_error(name, cmd.request_id, f"args.name: expected one of the configured control standards "
+                                f"({', '.join(sorted(self._control.standards))}), got {std!r}")
+            return
+        self._control.arm(std, frames, cmd.request_id)
+        tagged = None
+        if self._tag_sample is not None:
+            tagged = self._tag_sample(f"control:{std}", frames, cmd.request_id)
+        self._emit(MessageKind.COMMAND_RESPONSE, command_response_message(
+            device_id=self._device_id, command=name, request_id=cmd.request_id, ok=True,
+            result={"standard": std, "frames": frames, "pending": self._control.pending(),
+                    "archive_tagged_unix_s": tagged}), name)

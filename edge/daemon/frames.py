@@ -31,7 +31,7 @@ from edge.drift import DriftEvent, DriftMonitor
 from edge.errors import EdgeError
 from edge.inference import InferenceEngine, Prediction, Rejection, RejectReason
 from edge.metrics import Counters, LatencyWindow
-from edge.publish.messages import command_response_message, drift_message, prediction_message_of
+from edge.publish.messages import command_response_message, control_message, drift_message, prediction_message_of
 from edge.publish.schema import MessageKind, Quality
 from edge.queues import BoundedQueue
 from edge.references import ReferenceKind
@@ -40,6 +40,7 @@ from firmware_bridge.frames import Ack, Annotation, Dark, Nack, Reference, Spect
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
     from edge.archive import Archive
     from edge.bundle import Bundle
+    from edge.control_samples import ControlCharts
 
 log = logging.getLogger("edge.daemon")
 
@@ -110,8 +111,10 @@ class InferenceStage:
                  latency: LatencyWindow, compute: LatencyWindow, greeter: Greeter,
                  record_version: Callable[["Bundle"], None], audit: Callable[[str, Mapping[str, Any]], None],
                  signer_key_id: str | None, device_id: str, frames_max: int, forward_annotations: bool,
-                 clock: Callable[[], float], archive: "Archive | None" = None) -> None:
+                 clock: Callable[[], float], archive: "Archive | None" = None,
+                 control: "ControlCharts | None" = None) -> None:
         self.engine = engine
+        self.control = control  # check-standard measurements armed by measure_control (edge.control_samples)
         self._archive = archive  # offered every judged spectrum (edge.archive); None when [archive] is off
         self.drift = drift
         self.references = references
@@ -454,6 +457,8 @@ class InferenceStage:
                 outcome.seq, t2_ratio=outcome.t2_ratio, q_ratio=outcome.q_ratio, values=outcome.values
             )
         )
+        if self.control is not None:
+            self._observe_control(outcome)
         if self.forward_annotations:
             early = self._annotations.pop(outcome.seq, None)
             if early is not None:
@@ -462,6 +467,31 @@ class InferenceStage:
                 self._held = (outcome, time.monotonic(), latency_ns)
         else:
             self._publish_prediction(outcome, latency_ns, None)
+
+    def _observe_control(self, pred: Prediction) -> None:
+        """A prediction that measures a check standard (armed by ``measure_control``): its control message, the
+        ``control_out_of_control:<name>`` alert, an audit record and the retained status (which carries the verdict);
+        the prediction is published as usual."""
+        assert self.control is not None
+        result = self.control.observe(pred.names, pred.values)
+        if result is None:
+            return
+        self.counters.incr(f"control_{result.verdict}")
+        unit = pred.units[pred.names.index(result.target)]
+        self._emit(MessageKind.CONTROL, control_message(
+            device_id=self.device_id, standard=result.name, target=result.target, unit=unit,
+            measured=result.measured, known=result.known, sigma=result.sigma, bias=result.bias,
+            bias_sigmas=result.bias_sigmas, verdict=result.verdict, rule=result.rule,
+            warning_sigmas=result.warning_sigmas, action_sigmas=result.action_sigmas, seq=pred.seq,
+            device_boot_id=self.device_boot_id, model_id=pred.model_id, model_version=pred.model_version,
+            request_id=result.request_id))
+        self._audit("control_verdict", {"standard": result.name, "target": result.target, "seq": pred.seq,
+                                        "measured": result.measured, "known": result.known, "bias": result.bias,
+                                        "bias_sigmas": result.bias_sigmas, "verdict": result.verdict,
+                                        "rule": result.rule, "request_id": result.request_id})
+        if result.verdict != "warning":  # a warning neither raises nor clears the alert
+            self._set_alert(f"control_out_of_control:{result.name}", result.verdict == "out_of_control")
+        self._publish_status()  # the status's control field carries the verdict
 
     def _release_held(self, *, force: bool) -> None:
         held = self._held

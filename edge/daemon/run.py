@@ -107,12 +107,14 @@ def run_daemon(
     def current_status() -> dict[str, Any] | None:
         return holder[0].status_payload("online") if holder else None
 
+    from edge.control_samples import check_targets
     from edge.homeassistant import discovery_from_config, info_of_engine
     from edge.opcua import with_opcua
     from edge.prometheus import exporter_from_config
 
     exporter = None
     try:
+        check_targets(config.control.standards, [t.name for t in bundle.targets])  # refuse to start, clearly
         exporter = exporter_from_config(config, lambda: holder[0].metrics_payload(0.0) if holder else None)
         if exporter is not None:
             exporter.start()

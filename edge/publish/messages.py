@@ -43,6 +43,7 @@ __all__ = [
     "status_message",
     "metrics_message",
     "command_response_message",
+    "control_message",
 ]
 
 #: Alerts the retained ``.../status`` lists while their condition holds (``drift:<detector>`` for each drift
@@ -54,6 +55,8 @@ ALERTS: dict[str, str] = {
     "missing_reference": "the bundle needs a dark or white reference the daemon does not have; no prediction is made",
     "stale_reference": "a reference is older than references.max_age_s or from another integration time",
     "drift:<detector>": "a drift detector is in alert (see .../drift)",
+    "control_out_of_control:<standard>": "the last measurement of a check standard was out of control (see "
+                                         ".../control); cleared by its next in-control measurement",
 }
 
 
@@ -71,6 +74,7 @@ PRIORITY_OF_KIND: dict[MessageKind, Priority] = {
     MessageKind.DRIFT: Priority.HIGH,
     MessageKind.STATUS: Priority.HIGH,
     MessageKind.COMMAND_RESPONSE: Priority.HIGH,
+    MessageKind.CONTROL: Priority.HIGH,
 }
 
 
@@ -344,6 +348,7 @@ def status_message(
     device_boot_id: int | None = None,
     security: Sequence[str] = (),
     audit_head: str | None = None,
+    control: Mapping[str, Mapping[str, Any]] | None = None,
     time_unix_s: float | None = None,
 ) -> dict[str, Any]:
     """Payload of ``.../status`` (retained): ``online`` at connect and on changes, ``offline`` as last will.
@@ -355,7 +360,9 @@ def status_message(
     boot id (null when it sent none); ``security`` the insecure settings in force (``edge.config.SECURITY_WARNINGS``:
     ``commands_unauthenticated``, ``mqtt_plaintext``, ``mqtt_anonymous``, ``bundles_unsigned``); ``audit_head``
     the hash of the last record of the audit log when the status was built (null without an audit log), an
-    anchor to check the log against (``spectro-edge audit verify --expect-head``).
+    anchor to check the log against (``spectro-edge audit verify --expect-head``); ``control`` (only when
+    ``[control]`` declares standards) the last verdict of each check standard measured since the start,
+    ``{name: {verdict, last_time_unix_s, bias}}``.
     """
     msg = _header(MessageKind.STATUS, device_id, time_unix_s)
     msg.update({
@@ -370,6 +377,10 @@ def status_message(
         "security": list(security),
         "audit_head": audit_head,
     })
+    if control is not None:
+        msg["control"] = {str(k): {"verdict": v["verdict"], "last_time_unix_s": _num(v["last_time_unix_s"],
+                                                                                 "last_time_unix_s"),
+                                   "bias": _num(v["bias"], "bias")} for k, v in control.items()}
     validate(msg, strict=True)
     return msg
 
@@ -419,5 +430,54 @@ def command_response_message(
     msg = _header(MessageKind.COMMAND_RESPONSE, device_id, time_unix_s)
     msg.update({"command": command, "request_id": request_id, "ok": bool(ok), "error": error,
                 "result": dict(result or {})})
+    validate(msg, strict=True)
+    return msg
+
+
+def control_message(
+    *,
+    device_id: str,
+    standard: str,
+    target: str,
+    unit: str,
+    measured: float,
+    known: float,
+    sigma: float,
+    bias: float,
+    bias_sigmas: float,
+    verdict: str,
+    rule: str,
+    warning_sigmas: float,
+    action_sigmas: float,
+    seq: int,
+    device_boot_id: int | None = None,
+    model_id: str | None = None,
+    model_version: str | None = None,
+    request_id: str | None = None,
+    time_unix_s: float | None = None,
+) -> dict[str, Any]:
+    """Payload of ``.../control``: one measurement of a check standard (``measure_control``) judged against its
+    known value: ``bias = measured - known``, ``bias_sigmas = bias / sigma`` and the ``verdict``
+    (``in_control``, ``warning``, ``out_of_control``) with the ``rule`` that decided it (:mod:`edge.control_samples`).
+    ``measured`` is the ``value`` of the prediction of the same ``seq`` (published too)."""
+    msg = _header(MessageKind.CONTROL, device_id, time_unix_s)
+    msg.update({
+        "standard": standard,
+        "target": target,
+        "unit": unit,
+        "measured": _num(measured, "measured"),
+        "known": _num(known, "known"),
+        "sigma": _num(sigma, "sigma"),
+        "bias": _num(bias, "bias"),
+        "bias_sigmas": _num(bias_sigmas, "bias_sigmas"),
+        "verdict": verdict,
+        "rule": rule,
+        "warning_sigmas": _num(warning_sigmas, "warning_sigmas"),
+        "action_sigmas": _num(action_sigmas, "action_sigmas"),
+        "seq": int(seq),
+        "device_boot_id": _boot_id(device_boot_id),
+        "model": _model(model_id, model_version),
+        "request_id": request_id,
+    })
     validate(msg, strict=True)
     return msg

@@ -56,6 +56,7 @@ class MessageKind(str, enum.Enum):
     STATUS = "status"
     METRICS = "metrics"
     COMMAND_RESPONSE = "command_response"
+    CONTROL = "control"
 
 
 class Quality(str, enum.Enum):
@@ -84,6 +85,8 @@ _BOOT_ID = {"type": ["integer", "null"], "minimum": 1, "maximum": 0xFFFFFFFF}
 
 #: What a device's STATUS frame may say its spectra carry (``Status.signal.name.lower()``), as in bundle contracts.
 DEVICE_SIGNALS = ("counts", "absorbance", "reflectance")
+#: Verdicts of a control-sample measurement (:mod:`edge.control_samples`).
+CONTROL_VERDICTS = ("in_control", "warning", "out_of_control")
 
 
 def _schema(kind: MessageKind, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -152,6 +155,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "device_boot_id": _BOOT_ID,
         "security": _NAME_LIST,
         "audit_head": {"type": ["string", "null"], "minLength": 64, "maxLength": 64},
+        "control": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["verdict", "last_time_unix_s", "bias"], "additionalProperties": False,
+            "properties": {"verdict": {"enum": list(CONTROL_VERDICTS)}, "last_time_unix_s": _NUM, "bias": _NUM}}},
     }, ["state", "alerts"]),
     MessageKind.METRICS.value: _schema(MessageKind.METRICS, {
         "period_s": {"type": "number", "minimum": 0},
@@ -167,6 +173,24 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "error": {"type": ["string", "null"], "maxLength": 2048},
         "result": {"type": "object"},
     }, ["command", "request_id", "ok", "error", "result"]),
+    MessageKind.CONTROL.value: _schema(MessageKind.CONTROL, {
+        "standard": {"type": "string", "minLength": 1, "maxLength": 48},
+        "target": _STR,
+        "unit": _STR,
+        "measured": _NUM,
+        "known": _NUM,
+        "sigma": {"type": "number", "minimum": 0},
+        "bias": _NUM,
+        "bias_sigmas": _NUM,
+        "verdict": {"enum": list(CONTROL_VERDICTS)},
+        "rule": {"type": "string", "maxLength": 256},
+        "warning_sigmas": _NUM,
+        "action_sigmas": _NUM,
+        "seq": {"type": "integer", "minimum": 0},
+        "device_boot_id": _BOOT_ID,
+        "model": _MODEL,
+        "request_id": {"type": ["string", "null"], "maxLength": 64},
+    }, ["standard", "target", "measured", "known", "sigma", "bias", "bias_sigmas", "verdict", "seq"]),
 }
 
 _TYPES: dict[str, tuple[type, ...]] = {

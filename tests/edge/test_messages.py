@@ -16,6 +16,7 @@ from edge.publish.messages import (
     Priority,
     TargetValue,
     command_response_message,
+    control_message,
     drift_message,
     metrics_message,
     prediction_message,
@@ -112,6 +113,9 @@ def test_every_builder_output_validates_and_examples() -> None:
                                  result={"frames": 16}, time_unix_s=1.0),
         command_response_message(device_id="nir-01", command="reload_bundle", request_id=None, ok=False,
                                  error="bundle: signature does not verify", time_unix_s=1.0),
+        control_message(device_id="nir-01", standard="check-A", target="api", unit="%", measured=12.5, known=12.0,
+                        sigma=0.2, bias=0.5, bias_sigmas=2.5, verdict="warning", rule="shewhart_warning",
+                        warning_sigmas=2.0, action_sigmas=3.0, seq=9, time_unix_s=1.0),
     ]
     for msg in msgs:
         validate(msg)

@@ -21,6 +21,7 @@ from edge.publish.messages import (
     OodStats,
     TargetValue,
     command_response_message,
+    control_message,
     drift_message,
     metrics_message,
     prediction_message,
@@ -96,6 +97,25 @@ def status_online_secure() -> dict[str, Any]:
         software_version="0.1.0", time_unix_s=T)
 
 
+def status_online_control() -> dict[str, Any]:
+    """Online with [control] standards: one out of control (its alert listed), one in control."""
+    return status_message(
+        device_id="nir-01", state="online", **MODEL, runtime="ai_edge_litert 1.2.0, 1 thread(s)",
+        software_version="0.1.0", alerts=["control_out_of_control:check-A"], device_signal="counts",
+        device_boot_id=BOOT, time_unix_s=T,
+        control={"check-A": {"verdict": "out_of_control", "last_time_unix_s": T - 60.0, "bias": 7.25},
+                 "check-B": {"verdict": "in_control", "last_time_unix_s": T - 30.0, "bias": -0.5}})
+
+
+def control_out() -> dict[str, Any]:
+    """A check standard measured 3.625 sigma above its known value: out of control by the action limit."""
+    return control_message(
+        device_id="nir-01", standard="check-A", target="api", unit="%w/w", measured=12.725, known=12.0,
+        sigma=0.2, bias=0.725, bias_sigmas=3.625, verdict="out_of_control",
+        rule="shewhart_action: |bias| > 3 sigma", warning_sigmas=2.0, action_sigmas=3.0, seq=1042,
+        device_boot_id=BOOT, **MODEL, request_id="qc-7", time_unix_s=T)
+
+
 def status_offline() -> dict[str, Any]:
     """The last will the publisher registers at connect."""
     return status_message(device_id="nir-01", state="offline", last_error="connection lost", time_unix_s=T)
@@ -127,6 +147,8 @@ CASES: dict[str, Callable[[], dict[str, Any]]] = {
     "drift_cleared": drift_cleared,
     "status_online": status_online,
     "status_online_secure": status_online_secure,
+    "status_online_control": status_online_control,
+    "control_out_of_control": control_out,
     "status_offline": status_offline,
     "metrics": metrics,
     "command_response_ok": command_response_ok,
