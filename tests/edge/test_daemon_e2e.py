@@ -205,7 +205,14 @@ def test_broker_outage_then_daemon_sigkill_lose_nothing(
 
     daemon2 = start_daemon(tmp_path, cfg, 1)
     procs.append(daemon2)
-    wait_for(lambda: subscriber.count() >= n or not daemon2.alive(), f"all {n} predictions", timeout_s=180.0)
+    try:
+        wait_for(lambda: subscriber.count() >= n or not daemon2.alive(), f"all {n} predictions", timeout_s=180.0)
+    except AssertionError as exc:  # say which predictions are missing and what the daemon counted
+        missing = sorted(set(range(1, max(subscriber.predictions, default=0) + 1)) - set(subscriber.predictions))
+        last = subscriber.kind("/metrics")[-1:] or [{}]
+        raise AssertionError(f"{exc}: {subscriber.count()} arrived, backlog left by the SIGKILL {backlog_left}, "
+                             f"missing seqs {missing[:50]} ({len(missing)}), daemon counters "
+                             f"{last[0].get('counters')}") from None
     assert daemon2.alive(), daemon2.text()
     assert daemon2.end(signal.SIGTERM) == 0
     seqs = sorted(subscriber.predictions)
