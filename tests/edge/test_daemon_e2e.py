@@ -164,6 +164,22 @@ def _daemon_idle(sub: Subscriber, since_unix_s: float) -> bool:
     return idle and a["counters"].get("spectra_in") == b["counters"].get("spectra_in")
 
 
+def _holds_open(pid: int, link: str | Path) -> bool:
+    """True when process ``pid`` has the pty behind the simulator's ``link`` open (Linux ``/proc``)."""
+    target = os.path.realpath(link)
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _stable(sub: Subscriber, quiet_s: float = 1.5) -> bool:
     """True once the subscriber's count did not change for ``quiet_s`` (used to let in-flight frames finish)."""
     before = sub.count()
@@ -201,10 +217,13 @@ def test_broker_outage_then_daemon_sigkill_lose_nothing(
 
     with Outbox(tmp_path / "state" / "outbox.sqlite") as outbox:  # what the crash left undelivered
         backlog_left = len(outbox)
-    os.kill(sim.popen.pid, signal.SIGCONT)
-
+    # The device resumes only once the new daemon holds the port open: a spectrum written to a port nobody has open
+    # is gone (pyserial's open flushes what the tty buffered), as on a real serial line, and it would be the test's
+    # loss, not the daemon's (the simulator can be frozen between its "host present" check and its write).
     daemon2 = start_daemon(tmp_path, cfg, 1)
     procs.append(daemon2)
+    wait_for(lambda: _holds_open(daemon2.popen.pid, path) or not daemon2.alive(), "the new daemon to open the port")
+    os.kill(sim.popen.pid, signal.SIGCONT)
     try:
         wait_for(lambda: subscriber.count() >= n or not daemon2.alive(), f"all {n} predictions", timeout_s=180.0)
     except AssertionError as exc:  # say which predictions are missing and what the daemon counted
