@@ -118,6 +118,11 @@ def _original_tests(old_metrics: dict[str, Any], new_metrics: dict[str, Any], sk
     return out
 
 
+def _totals(figures: dict[str, Any]) -> dict[str, Any]:
+    """The figures per target without their rolling series (a copy)."""
+    return {t: {k: v for k, v in f.items() if k != "rolling"} for t, f in figures.items()}
+
+
 def run_update(opts: UpdateOptions) -> UpdateResult:
     """The whole command (module docstring); raises on bad input with a message naming what is wrong."""
     from edge.bundle import load_bundle  # noqa: PLC0415
@@ -163,18 +168,16 @@ def run_update(opts: UpdateOptions) -> UpdateResult:
         new_fig = line_figures(join, new_ev.pred, line.received_unix_s, rows=placed.test, window=opts.rolling)
         line_cmp: dict[str, Any] = {}
         if placed.test.size:
-            line_cmp["held_out"] = {"old": old_fig, "new": new_fig}
-        line_cmp["all_joined"] = {"old": summary["deployed_on_line"]["figures"],
-                                  "new": line_figures(join, new_ev.pred, line.received_unix_s, window=opts.rolling)}
-        for block in line_cmp.values():
-            for fig in block.values():
-                for f in fig.values():
-                    f.pop("rolling", None)
+            line_cmp["held_out"] = {"old": _totals(old_fig), "new": _totals(new_fig)}
+        line_cmp["all_joined"] = {
+            "old": _totals(summary["deployed_on_line"]["figures"]),
+            "new": _totals(line_figures(join, new_ev.pred, line.received_unix_s, window=opts.rolling))}
         summary["new_bundle"] = {"file": res.bundle_path.name, "model_id": new_bundle.model_id,
                                  "model_version": new_bundle.model_version, "sha256": new_bundle.file_sha256,
                                  "deployed_model": res.metrics.get("deployed_model"),
                                  "selection": (res.metrics.get("selection") or {}).get("reason"),
-                                 "self_test": "passed", "rejected_on_line": dict(new_ev.rejected)}
+                                 "self_test": "passed" if new_bundle.self_test is not None else "skipped",
+                                 "rejected_on_line": dict(new_ev.rejected)}
         summary["line_rows"] = placed.summary()
         summary["comparison"] = {
             "note": ("held_out: lab samples the new model did not train on (a fair comparison); all_joined includes "
