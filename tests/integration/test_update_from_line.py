@@ -61,9 +61,13 @@ def _line_export(tmp: Path, bundle: Path, broker: MosquittoBroker, subscriber: S
     wait_for(lambda: subscriber.count() >= 5 or not daemon.alive(), "first predictions")
     assert daemon.alive(), daemon.text()
     for k in range(TAGGED + 1):
-        n = subscriber.count()
+        before = subscriber.count()
         _tag(broker.port, UNREPORTED if k == TAGGED else f"LAB-{k}", f"tag-{k}", subscriber)
-        wait_for(lambda n=n: subscriber.count() >= n + 3 or not daemon.alive(), "predictions after a tag")
+
+        def three_more(before: int = before) -> bool:
+            return subscriber.count() >= before + 3 or not daemon.alive()
+
+        wait_for(three_more, "predictions after a tag")
     wait_for(lambda: any(m["counters"].get("archive_tagged", 0) >= TAGGED + 1 for m in subscriber.kind("/metrics")),
              "the tags in the archive counters")
     assert daemon.end(signal.SIGTERM) == 0, daemon.text()

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ class LabJoin:
     untagged: int = 0
     lims_rows: int = 0
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> dict[str, Any]:
         """Counts for ``update.json`` and the command's output."""
         return {
             "lims_rows": self.lims_rows,
