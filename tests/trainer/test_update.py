@@ -262,3 +262,14 @@ def test_an_export_that_is_not_one_is_refused(tmp_path: Path) -> None:
 def test_next_version() -> None:
     assert [next_version(v) for v in ("1.0.0", "1.9", "2.0.0-absorbance", "beta")] == [
         "1.0.1", "1.10", "2.0.1-absorbance", "beta-update1"]
+
+
+def test_a_sampling_time_never_joins_a_tagged_spectrum(line: Line, tmp_path: Path) -> None:
+    """A time that falls on a lab sample's tagged spectrum joins no spectrum (that one belongs to its id; the
+    nearest untagged one is beyond the window), and the id row still joins both replicates."""
+    first = min(q for q, s in line.sample.items() if s == "LAB-1")
+    lims = _write(tmp_path / "lims.csv", ["sample_id", "sampled_at", *line.targets],
+                  [["LAB-1", "", *line.y[first]], ["", _iso(line.received[first]), *line.y[first]]])
+    join = join_references(load_line_archive(line.export), lims, line.targets, window_s=15.0)
+    assert list(join.how) == ["sample_id"] * REPLICATES and set(join.sample) == {"LAB-1"}
+    assert join.summary()["lims_rows_unmatched"] == 1 and "no spectrum within 15 s" in join.unmatched_rows[0]

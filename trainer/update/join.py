@@ -4,9 +4,10 @@ command put on them, or, when a row has only a sampling time, on the nearest arc
 A row of ``lims.csv`` has a sample id column (default ``sample_id``) and/or a sampling time column (default
 ``sampled_at``, ISO 8601; no zone means UTC), and one column per target of the bundle it reports (named as the
 bundle's targets; an empty cell or ``NA`` is a value the lab did not measure). A row with a sample id joins every
-archived spectrum tagged with it (the replicates of that sample); a row with only a time joins the one archived
-spectrum received nearest to it, if within the window. Spectra tagged ``control:<name>`` (check standards) and
-rejected spectra are never joined on time. Every refusal names the file, line and column.
+archived spectrum tagged with it (the replicates of that sample); a row with only a time joins the one untagged
+spectrum received nearest to it, if within the window: a tagged spectrum (a lab sample's, or a check standard's,
+``control:<name>``) is joined only on its id, and a rejected spectrum never on time. Every refusal names the file,
+line and column.
 """
 
 from __future__ import annotations
@@ -133,9 +134,9 @@ def join_references(line: LineArchive, lims: str | Path, targets: Sequence[str],
     for i, sid in enumerate(line.sample_id):
         if sid:
             by_id.setdefault(str(sid), []).append(i)
-    # spectra a sampling time may join: predicted, untagged or tagged with a lab id, never a check standard
-    timed = np.flatnonzero(np.array([not str(s).startswith(CONTROL_PREFIX) for s in line.sample_id])
-                           & (line.outcome == "prediction"))
+    # spectra a sampling time may join: predicted and untagged (a tagged one belongs to its sample id, a check
+    # standard's included)
+    timed = np.flatnonzero((line.sample_id == "") & (line.outcome == "prediction"))
     order = timed[np.argsort(line.received_unix_s[timed], kind="stable")]
     times = line.received_unix_s[order]
 

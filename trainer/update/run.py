@@ -140,6 +140,10 @@ def run_update(opts: UpdateOptions) -> UpdateResult:
     join = join_references(line, opts.references, targets, id_column=opts.id_column, time_column=opts.time_column,
                            window_s=opts.window_s)
     old_ev = evaluate_on_line(bundle, line, join)
+    if old_ev.reproduced is None:
+        log.warning("none of the joined spectra was predicted on the device by %s (%s %s); the figures are those "
+                    "it would have given (the archive names bundle(s) %s)", opts.bundle.name, bundle.model_id,
+                    bundle.model_version, ", ".join(sorted(set(line.model_version[join.rows]))))
     t_s = line.received_unix_s[join.rows]
     summary: dict[str, Any] = {
         "schema_version": 1, "targets": list(targets), "archive": line.path.name, "references": opts.references.name,
