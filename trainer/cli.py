@@ -8,6 +8,9 @@ Subcommands::
     spectro-train keygen DIR [--name N]     create DIR/N.key.pem (private) and DIR/N.pub.pem (public)
     spectro-train transfer BUNDLE --pairs DATA.npz --out NEW.spectrolite
                                             DS/PDS calibration transfer to a second instrument (new bundle)
+    spectro-train update BUNDLE --archive F.npz --references lims.csv --config CONFIG --out DIR
+                                            lab values joined to archived line spectra: the deployed model's
+                                            figures, then a retrained bundle compared with it
 
 Progress and diagnostics go to stderr through logging (configured here only); results go to stdout. Expected
 failures (bad data, bad config, a failed check) end as one line ``spectro-train: error: ...`` and exit code 1;
@@ -74,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_transfer_arguments(
         sub.add_parser("transfer", help="write a bundle for a second instrument (DS/PDS from paired spectra)")
     )
+    from trainer.update import add_update_arguments  # noqa: PLC0415 (no TensorFlow at import)
+
+    add_update_arguments(sub.add_parser("update", help="join lab values to archived line spectra, evaluate the "
+                                                       "deployed bundle on them and retrain on old + new"))
     return p
 
 
@@ -221,6 +228,12 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
     return run_transfer_command(args)
 
 
+def _cmd_update(args: argparse.Namespace) -> int:
+    from trainer.update import run_update_command  # noqa: PLC0415
+
+    return run_update_command(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``spectro-train``; returns the process exit code."""
     parser = build_parser()
@@ -229,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "threads", None):
         _limit_threads(args.threads)
     handlers = {"fit": _cmd_fit, "search": _cmd_search, "sign": _cmd_sign, "keygen": _cmd_keygen,
-                "transfer": _cmd_transfer}
+                "transfer": _cmd_transfer, "update": _cmd_update}
     from edge.errors import EdgeError  # noqa: PLC0415
     from trainer.errors import TrainerError  # noqa: PLC0415
 

@@ -73,15 +73,17 @@ def fit_full(
     out_dir: str | Path,
     *,
     progress: Callable[[str], None] | None = None,
+    prepared: Prepared | None = None,
 ) -> FitResult:
-    """:func:`fit`, returning the paths and in-memory results as well."""
+    """:func:`fit`, returning the paths and in-memory results as well; ``prepared`` (from
+    :func:`~trainer.pipeline.prepare.prepared_from`) replaces the stages that load and split ``[data]``."""
     cfg = config
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prog = Progress(progress)
     configs = build_model_configs(cfg)  # the model sections are checked before anything expensive runs
 
-    data = prepare_data(cfg, prog.stage)
+    data = prepare_data(cfg, prog.stage) if prepared is None else prepared
     prog.stage("PLS baseline")
     pls = _fit_pls(cfg, data)
     recipe = choose_recipe(cfg, configs, data, pls.models[0].candidate, out, prog.stage, progress)

@@ -47,7 +47,6 @@ class Prepared:
 
 def prepare_data(cfg: TrainConfig, stage: Callable[[str], None]) -> Prepared:
     """Stages "load data" and "split rows"."""
-    classify = cfg.task == "classification"
     stage("load data")
     ds = load_configured(cfg.data)
     log.info("data: %s, %d spectra x %d channels, targets %s", ds.source, ds.n_samples, ds.n_channels,
@@ -55,7 +54,13 @@ def prepare_data(cfg: TrainConfig, stage: Callable[[str], None]) -> Prepared:
 
     stage("split rows")
     plan = make_split_plan(ds, cfg.split, seed=cfg.seed)
-    cv_groups = group_labels(ds, cfg.cv.group or cfg.split.group)
+    return prepared_from(cfg, ds, plan, group_labels(ds, cfg.cv.group or cfg.split.group))
+
+
+def prepared_from(cfg: TrainConfig, ds: SpectralDataset, plan: SplitPlan, cv_groups: np.ndarray) -> Prepared:
+    """The checked :class:`Prepared` of data already loaded and split (``spectro-train update`` appends the line's
+    rows to the configured data and its plan); refuses what :func:`prepare_data` refuses."""
+    classify = cfg.task == "classification"
     _check_rows(cfg, plan.train_rows, plan.select_rows, cv_groups, classify)
     min_ratio = _check_signal(cfg, ds.X, ds.source)
 
