@@ -166,9 +166,10 @@ class TakeoverWatch:
 
 class CommandHandler(Protocol):
     """``on_command(name, payload)`` for a command message; ``retained=True`` is added for a retained one (which
-    the handler must refuse: the broker delivers it again at every subscribe)."""
+    the handler must refuse: the broker delivers it again at every subscribe); ``group`` names the deployment group
+    (``deploy.groups``) whose topic it came on, None for the device's own ``.../cmd/<name>``."""
 
-    def __call__(self, name: str, payload: bytes, *, retained: bool = False) -> None: ...
+    def __call__(self, name: str, payload: bytes, *, retained: bool = False, group: str | None = None) -> None: ...
 
 
 class ReconnectJitter:
