@@ -86,8 +86,7 @@ class CommandControl:
         every reconnect.  A message on a deployment group's topic (``group``) must be a deploy command whose
         ``device_id`` is ``group:<group>``."""
         from edge.commands import CommandParser
-        from edge.daemon.deploy import chunk_payload_limit
-        from edge.deploy.args import DEPLOY_COMMANDS
+        from edge.deploy.args import DEPLOY_COMMANDS, chunk_payload_limit
 
         if retained:
             self._refusals.refuse(

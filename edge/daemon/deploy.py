@@ -28,15 +28,6 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
 
 log = logging.getLogger("edge.daemon")
 
-#: Bytes of a signed ``deploy_chunk`` payload beyond its base64 data (the body's other fields, the envelope).
-CHUNK_PAYLOAD_OVERHEAD = 2048
-
-
-def chunk_payload_limit(max_chunk_bytes: int) -> int:
-    """Largest ``deploy_chunk`` payload accepted for chunks of at most ``max_chunk_bytes`` bytes."""
-    return 4 * -(-max_chunk_bytes // 3) + CHUNK_PAYLOAD_OVERHEAD
-
-
 class DeployControl:
     """The deploy commands of one daemon.
 

@@ -29,7 +29,7 @@ from typing import Any, Union
 from edge.errors import CommandError
 
 __all__ = ["DEPLOY_COMMANDS", "DeployArgs", "DeployBeginArgs", "DeployChunkArgs", "DeployCommitArgs", "chunk_count",
-           "parse_deploy_args", "MAX_TRANSFER_BYTES", "MAX_CHUNK_BYTES", "MIN_CHUNK_BYTES"]
+           "parse_deploy_args", "chunk_payload_limit", "MAX_TRANSFER_BYTES", "MAX_CHUNK_BYTES", "MIN_CHUNK_BYTES"]
 
 #: The commands of a transfer, in the order a sender uses them.
 DEPLOY_COMMANDS = ("deploy_begin", "deploy_chunk", "deploy_commit")
@@ -37,6 +37,8 @@ DEPLOY_COMMANDS = ("deploy_begin", "deploy_chunk", "deploy_commit")
 MAX_TRANSFER_BYTES = 1_073_741_824
 MAX_CHUNK_BYTES = 262_144
 MIN_CHUNK_BYTES = 256
+#: Bytes of a signed ``deploy_chunk`` payload beyond its base64 data (the body's other fields, the envelope).
+CHUNK_PAYLOAD_OVERHEAD = 2048
 
 _TRANSFER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -85,6 +87,16 @@ def chunk_count(size: int, chunk_size: int) -> int:
     (4, 4)
     """
     return -(-size // chunk_size)
+
+
+def chunk_payload_limit(max_chunk_bytes: int) -> int:
+    """Largest signed ``deploy_chunk`` payload for chunks of at most ``max_chunk_bytes`` bytes (base64 plus
+    :data:`CHUNK_PAYLOAD_OVERHEAD`).
+
+    >>> chunk_payload_limit(32_768)
+    45740
+    """
+    return 4 * chunk_count(max_chunk_bytes, 3) + CHUNK_PAYLOAD_OVERHEAD
 
 
 def _int(where: str, value: Any, lo: int, hi: int) -> int:
