@@ -161,6 +161,26 @@ def test_a_bundle_pushed_over_mqtt_is_checked_signed_resumed_and_served(
     assert live.read_bytes() == good.read_bytes()  # persisted: a restart serves it
     assert (live.parent / "model.spectrolite.previous").read_bytes() == demo_bundles.v1.read_bytes()
 
+    status = _fleet(port, tmp_path, "status", DEVICE["device_id"])
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["deploy"]["transfer"]["state"] == "installed"
+    watched = _fleet(port, tmp_path, "watch", "--duration", "1.5")
+    assert watched.returncode == 0 and "synthetic-demo 1.1.0 deploy " + transfer + " installed" in watched.stdout, \
+        watched.stdout + watched.stderr
+
+    # Only deploy commands are taken on a group topic: anything else is refused, answered on the device's topic.
+    body = make_command("reload_bundle", {}, device_id=f"group:{GROUP}", request_id="group-reload")
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="group-operator")
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    c.publish(f"spectrolite/group/{GROUP}/cmd/reload_bundle", signed(body), qos=1).wait_for_publish(timeout=10)
+    c.loop_stop()
+    c.disconnect()
+    wait_for(lambda: any(r["request_id"] == "group-reload" for r in subscriber.kind("/cmd/reload_bundle/response")),
+             "the answer to a reload on the group topic")
+    answer = next(r for r in subscriber.kind("/cmd/reload_bundle/response") if r["request_id"] == "group-reload")
+    assert answer["ok"] is False and "on the group topic" in answer["error"], answer
+
     # The reload guards apply: an older signed bundle of the same model is refused (anti-rollback).
     run = _fleet(port, tmp_path, "push", str(older), "--to", DEVICE["device_id"], "--chunk-size", str(CHUNK))
     assert run.returncode == 1 and "rollback refused" in run.stdout, run.stdout + run.stderr
