@@ -198,10 +198,15 @@ class SimulatedFleet:
         The devices' ``mqtt.reconnect_*`` settings (full jitter between them).
     seed : int
         Seeds each device's reconnect jitter (``seed + i``), so a run can be repeated.
+    extra_config : mapping of section to table, optional
+        More configuration of every device (``commands``, ``deploy``: :mod:`benchmarks.rollout`).
+    command_handler : callable(config, emit) -> on_command, optional
+        Makes each device's command handler; ``emit(kind, message, command)`` publishes through that device.
     """
 
     def __init__(self, workdir: Path, port: int, devices: int, *, reconnect_min_delay_s: int = 1,
-                 reconnect_max_delay_s: int = 8, seed: int = 0) -> None:
+                 reconnect_max_delay_s: int = 8, seed: int = 0, extra_config: dict[str, Any] | None = None,
+                 command_handler: Callable[[Any, Callable[..., None]], Any] | None = None) -> None:
         if devices < 1:
             raise ValueError(f"devices: expected at least 1, got {devices}")
         self.reconnect_window_s = (float(reconnect_min_delay_s), 2.0 * reconnect_min_delay_s)
@@ -218,13 +223,22 @@ class SimulatedFleet:
                 "mqtt": {"host": "127.0.0.1", "port": port, "reconnect_min_delay_s": reconnect_min_delay_s,
                          "reconnect_max_delay_s": reconnect_max_delay_s},
                 "outbox": {"path": f"outbox-{device_id}.sqlite"},
+                **(extra_config or {}),
             }, base_dir=workdir)
             outbox = Outbox.from_config(cfg.outbox)
-            self._devices.append(_Device(device_id, MqttPublisher(cfg, outbox, rng=random.Random(seed + i)), outbox))
+            holder: list[MqttPublisher] = []
+            on_command = None if command_handler is None else command_handler(
+                cfg, lambda kind, msg, command=None, h=holder: h[0].publish_message(kind, msg, command=command))
+            holder.append(MqttPublisher(cfg, outbox, rng=random.Random(seed + i), on_command=on_command))
+            self._devices.append(_Device(device_id, holder[0], outbox))
 
     @property
     def device_ids(self) -> list[str]:
         return [d.device_id for d in self._devices]
+
+    def topics(self) -> list[tuple[str, str, str]]:
+        """``(site, line, device_id)`` of every device."""
+        return [(SITE, d.publisher.topics.line, d.device_id) for d in self._devices]
 
     def start(self) -> None:
         """Connect every device; raises RuntimeError naming those that did not connect."""

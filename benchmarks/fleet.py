@@ -17,11 +17,18 @@ The run: devices publish; once every device's data reaches the consumer, the cen
 (every device loses its broker and reconnects after its jittered delay); publishing stops and the run waits until
 everything has arrived or nothing more comes.
 
+Rollout: once data flows, one signed bundle (``--rollout-bundle``, default the committed demo bundle 1.1.0) is pushed
+from the central broker to the site's deployment group (``spectro-fleet``'s pusher, through the bridge) while the
+devices keep publishing; each device runs the daemon's deploy stack (:mod:`benchmarks.rollout`: signed commands,
+staging, SHA-256 checks, trusted signature, load and self-test), not its inference.
+
 JSON keys: ``devices``, ``rate_hz`` (per device), ``outage_s``, ``predictions_sent``,
 ``predictions_received_central`` (distinct), ``lost``, ``duplicates``, ``reconnect_spread_s`` (last minus first
 device back after the site-broker restart), ``reconnect_window_s`` (``[min, 2 x min]`` of the devices' first
 jittered delay), ``reconnect_first_s``/``reconnect_last_s`` (from the site broker's stop), ``devices_not_back``,
-and ``rollout_devices_updated``/``rollback_devices_restored``: null, with ``not_measured`` saying why.
+``rollout_devices_updated`` (devices that installed the pushed bundle; ``rollout_devices_not_updated`` says why
+for the others, ``rollout_s`` how long the push took, ``rollout_bundle_bytes``, ``rollout_chunks``), and
+``rollback_devices_restored``: null, with ``not_measured`` saying why.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import Any
 
 from benchmarks.bridge import BrokerPair, CentralConsumer, SimulatedFleet, outage, settle, tally, warm_up
 from benchmarks.results import markdown_table, publish, system_load
+from benchmarks.rollout import DEFAULT_BUNDLE, Rollout
 
 #: Deadlines (a failure to get there, not figures).
 RECONNECT_TIMEOUT_S = 60.0
@@ -42,8 +50,8 @@ SETTLE_S = 120.0
 #: Seconds of publishing after the site broker is back, so live and backlog data mix.
 AFTER_RESTART_S = 2.0
 
-NOT_MEASURED = ("model rollout (staged, canary, rollback) is not implemented yet; these keys are reported as null "
-                "until it is, never as an estimate")
+NOT_MEASURED = ("staged rollout with a canary and automatic rollback is not implemented yet; this key is reported as "
+                "null until it is, never as an estimate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,21 +63,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="devices' mqtt.reconnect_min_delay_s (default 1: jitter window 1-2 s)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the devices' reconnect jitter")
     parser.add_argument("--workdir", type=Path, default=None, help="keep broker logs and outboxes here")
+    parser.add_argument("--rollout-bundle", type=Path, default=DEFAULT_BUNDLE,
+                        help="the bundle pushed to every device during the run (signed here with a key made for it; "
+                        "default the committed demo bundle 1.1.0)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
 
 
 def measure(workdir: Path, *, devices: int, outage_s: float, rate_hz: float, reconnect_min_delay_s: int = 1,
-            seed: int = 0) -> dict[str, Any]:
+            seed: int = 0, rollout_bundle: Path | None = DEFAULT_BUNDLE) -> dict[str, Any]:
     """One run (see the module docstring); returns the JSON figures."""
+    rollout = Rollout.create(workdir / "rollout", rollout_bundle) if rollout_bundle is not None else None
     with BrokerPair(workdir / "brokers") as pair:
         consumer = CentralConsumer(pair.central.port)
         fleet = SimulatedFleet(workdir / "devices", pair.site.port, devices,
                                reconnect_min_delay_s=reconnect_min_delay_s,
-                               reconnect_max_delay_s=max(8, 8 * reconnect_min_delay_s), seed=seed)
+                               reconnect_max_delay_s=max(8, 8 * reconnect_min_delay_s), seed=seed,
+                               extra_config=rollout.device_config() if rollout is not None else None,
+                               command_handler=rollout.receivers() if rollout is not None else None)
+        pushed: dict[str, Any] = {"rollout_devices_updated": None}
         try:
             fleet.start()
             fleet.start_publishing(rate_hz)
             warm_up(fleet, consumer, pair)
+            if rollout is not None:  # through the central broker and the bridge, while the devices publish
+                pushed = rollout.push(pair.central.port, fleet.topics())
             outage(pair.central, outage_s)
             before = fleet.connects()
             stopped_at = time.monotonic()
@@ -96,10 +113,11 @@ def measure(workdir: Path, *, devices: int, outage_s: float, rate_hz: float, rec
         "reconnect_last_s": max(times) if times else None,
         "reconnect_window_s": list(fleet.reconnect_window_s),
         "devices_not_back": sum(t is None for t in back),
-        "rollout_devices_updated": None,
+        **pushed,
         "rollback_devices_restored": None,
-        "not_measured": {"rollout_devices_updated": NOT_MEASURED, "rollback_devices_restored": NOT_MEASURED},
-        "devices_are": "in-process publishing stacks (outbox + MqttPublisher from an EdgeConfig), not daemons",
+        "not_measured": {"rollback_devices_restored": NOT_MEASURED},
+        "devices_are": "in-process publishing stacks (outbox + MqttPublisher from an EdgeConfig), not daemons; for "
+                       "the rollout each runs the daemon's deploy stack (benchmarks/rollout.py), not its inference",
     }
 
 
@@ -117,8 +135,10 @@ def render(result: dict[str, Any]) -> str:
         ("reconnect spread after a site-broker restart, s", result["reconnect_spread_s"]),
         ("jitter window of the first retry, s", f"{window[0]:g}-{window[1]:g}"),
         ("devices not back", result["devices_not_back"]),
-        ("rollout devices updated", "not measured (no rollout yet)"),
-        ("rollback devices restored", "not measured (no rollout yet)"),
+        ("rollout devices updated (one signed bundle to the site group)",
+         "not measured" if result.get("rollout_devices_updated") is None
+         else f"{result['rollout_devices_updated']} of {result['devices']} in {result['rollout_s']:.1f} s"),
+        ("rollback devices restored", "not measured (no staged rollout yet)"),
     ]
     return markdown_table(("figure", "value"), rows)
 
@@ -132,11 +152,13 @@ def run(args: argparse.Namespace) -> int:
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         result = measure(args.workdir, devices=args.devices, outage_s=args.outage_s, rate_hz=args.rate_hz,
-                         reconnect_min_delay_s=args.reconnect_min_delay_s, seed=args.seed)
+                         reconnect_min_delay_s=args.reconnect_min_delay_s, seed=args.seed,
+                         rollout_bundle=args.rollout_bundle)
     else:
         with tempfile.TemporaryDirectory(prefix="spectro-bench-fleet-") as tmp:
             result = measure(Path(tmp), devices=args.devices, outage_s=args.outage_s, rate_hz=args.rate_hz,
-                             reconnect_min_delay_s=args.reconnect_min_delay_s, seed=args.seed)
+                             reconnect_min_delay_s=args.reconnect_min_delay_s, seed=args.seed,
+                             rollout_bundle=args.rollout_bundle)
     result["load"] = system_load()
     publish(args, result, render(result))
     return 0 if result["lost"] == 0 and result["devices_not_back"] == 0 else 1

@@ -22,6 +22,9 @@ Commands (``args`` of each, all optional; unknown fields are refused):
                            printable ASCII characters, no leading or trailing space); needs ``[archive]``
 ``measure_control``        ``{"name": str, "frames": int}``: the next ``frames`` (1..1000, default 1)
                            predictions measure the ``[[control.standards]]`` standard ``name`` (required)
+``deploy_begin``,          a bundle sent in chunks (:mod:`edge.deploy.args`; ``[deploy]``, docs/daemon.md); also
+``deploy_chunk``,          accepted on the group topics ``<prefix>/group/<group>/cmd/<name>`` of ``deploy.groups``,
+``deploy_commit``          with ``device_id`` ``"group:<group>"``
 =========================  ============================================================================
 
 Wire format.  An unsigned command is a JSON object (the *body*)::
@@ -80,6 +83,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
+from edge.deploy.args import DEPLOY_COMMANDS, DeployArgs, parse_deploy_args
 from edge.errors import CommandError, StaleCommandError
 from edge.jsonstrict import loads_strict
 
@@ -137,6 +141,9 @@ class CommandName(str, enum.Enum):
     SET_INTEGRATION_TIME = "set_integration_time"
     TAG_SAMPLE = "tag_sample"
     MEASURE_CONTROL = "measure_control"
+    DEPLOY_BEGIN = "deploy_begin"
+    DEPLOY_CHUNK = "deploy_chunk"
+    DEPLOY_COMMIT = "deploy_commit"
 
 
 @dataclass(frozen=True)
@@ -176,7 +183,8 @@ class MeasureControlArgs:
     frames: int
 
 
-CommandArgs = Union[ReloadBundleArgs, CaptureArgs, SetIntegrationTimeArgs, TagSampleArgs, MeasureControlArgs]
+CommandArgs = Union[ReloadBundleArgs, CaptureArgs, SetIntegrationTimeArgs, TagSampleArgs, MeasureControlArgs,
+                    DeployArgs]
 
 
 @dataclass(frozen=True)
@@ -267,11 +275,14 @@ class CommandParser:
         This device's id; a command naming another device is refused.
     clock : callable returning float
         Wall clock in Unix seconds (injectable for tests).
+    payload_limits : mapping of command name to bytes, optional
+        A larger payload bound for some commands than ``max_payload_bytes`` (``deploy_chunk`` carries a chunk).
     """
 
     def __init__(self, config: CommandsConfig, *, device_id: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, payload_limits: Mapping[str, int] | None = None) -> None:
         self.config = config
+        self._payload_limits = dict(payload_limits or {})
         self.device_id = device_id
         self._clock = clock
         self._key = load_hmac_key(config.hmac_key_path) if config.hmac_key_path is not None else None
@@ -294,7 +305,7 @@ class CommandParser:
         except ValueError:
             known = ", ".join(c.value for c in CommandName)
             raise CommandError(f"command: expected one of {known}, got {name!r}") from None
-        limit = self.config.max_payload_bytes
+        limit = max(self.config.max_payload_bytes, self._payload_limits.get(name, 0))
         if len(payload) > limit:
             raise CommandError(f"payload: expected at most {limit} bytes, got {len(payload)}")
         outer = _loads(payload, "payload")
@@ -449,6 +460,8 @@ class CommandParser:
                 raise CommandError(f"{where}.name: expected 1-48 of A-Z a-z 0-9 . _ -, got {std!r:.80}")
             return MeasureControlArgs(name=std,
                                       frames=_int_arg(f"{where}.frames", args.get("frames", 1), 1, MAX_TAG_FRAMES))
+        if name.value in DEPLOY_COMMANDS:
+            return parse_deploy_args(name.value, args)
         only("integration_time_us")
         if "integration_time_us" not in args:
             raise CommandError(f"{where}.integration_time_us: required argument missing")

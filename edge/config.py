@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
 import typing
 from collections.abc import Mapping
@@ -58,6 +59,7 @@ from edge.config_sections import (
     CommandsConfig,
     ControlConfig,
     ControlStandardConfig,
+    DeployConfig,
     DeviceConfig,
     DriftConfig,
     EdgeConfig,
@@ -105,6 +107,7 @@ __all__ = [
     "OpcUaConfig",
     "ControlConfig",
     "ControlStandardConfig",
+    "DeployConfig",
     "EdgeConfig",
     "load_config",
     "parse_config",
@@ -327,6 +330,7 @@ def _cross_checks(cfg: EdgeConfig) -> EdgeConfig:
         if len(key) < 16:
             raise ConfigError(
                 f"commands.hmac_key_path: expected a key of at least 16 bytes, got {len(key)} bytes")
+    _check_deploy(cfg)
     replace: dict[str, Any] = {}
     if not m.client_id:
         client_id = f"spectrolite-{cfg.device.device_id}"
@@ -338,6 +342,36 @@ def _cross_checks(cfg: EdgeConfig) -> EdgeConfig:
     if cfg.archive.path is None:
         replace["archive"] = dataclasses.replace(cfg.archive, path=cfg.outbox.path.parent / "archive.sqlite")
     return dataclasses.replace(cfg, **replace) if replace else cfg
+
+
+#: A deployment group: 1-4 topic levels (``plant-a``, ``plant-a/line-1``).
+_GROUP_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,3}$")
+
+
+def _check_deploy(cfg: EdgeConfig) -> None:
+    """``[deploy]``: on only with commands, a trusted key, and valid group names (:mod:`edge.daemon.deploy`)."""
+    d = cfg.deploy
+    for i, group in enumerate(d.groups):
+        if not _GROUP_RE.match(group):
+            raise ConfigError(f"deploy.groups[{i}]: expected 1-4 topic levels of A-Z a-z 0-9 . _ - separated by /, "
+                              f"got {group!r}")
+    if len(set(d.groups)) != len(d.groups):
+        raise ConfigError(f"deploy.groups: expected each group once, got {list(d.groups)}")
+    if not d.enabled:
+        return
+    if not cfg.commands.enabled:
+        raise ConfigError("deploy.enabled: expected commands.enabled = true as well (bundles travel as commands), "
+                          "got commands off")
+    if cfg.bundle.public_key_path is not None and d.trusted_keys:
+        raise ConfigError("deploy.trusted_keys: expected none when bundle.public_key_path is set (that key decides "
+                          f"what is trusted, here and at a restart), got {len(d.trusted_keys)}")
+    if cfg.bundle.public_key_path is None and not d.trusted_keys:
+        raise ConfigError("deploy.trusted_keys: expected at least one Ed25519 public key (PEM file): a bundle sent "
+                          "over MQTT must be signed by a trusted key whatever the local policy (bundle.public_key_path "
+                          "is not set), got none")
+    for i, key in enumerate(d.trusted_keys):
+        if not key.is_file():
+            raise ConfigError(f"deploy.trusted_keys[{i}]: expected an existing file, got {str(key)!r} (not found)")
 
 
 def parse_config(data: Mapping[str, Any], *, base_dir: Path, env: Mapping[str, str] | None = None,

@@ -38,6 +38,7 @@ __all__ = [
     "OpcUaConfig",
     "ControlConfig",
     "ControlStandardConfig",
+    "DeployConfig",
     "EdgeConfig",
 ]
 
@@ -383,6 +384,27 @@ class ArchiveConfig:
 
 
 @dataclass(frozen=True)
+class DeployConfig:
+    """[deploy]: bundles sent over MQTT in signed chunks (deploy_begin, deploy_chunk, deploy_commit)."""
+
+    enabled: bool = _opt(False, "accept bundles sent over MQTT in chunks (needs commands.enabled); each must be "
+                         "signed (Ed25519) by a trusted key whatever bundle.public_key_path says, and is installed "
+                         "through the verified reload (self-test, device fit, anti-rollback)")
+    groups: tuple[str, ...] = _opt((), "groups this device also takes deployments for, each 1-4 topic levels (e.g. "
+                                   "\"plant-a\", \"plant-a/line-1\", \"fleet\"): commands on "
+                                   "<prefix>/group/<group>/cmd/deploy_* reach every member")
+    trusted_keys: tuple[Path, ...] = _opt((), "Ed25519 public keys (PEM) a sent bundle may be signed with; empty "
+                                          "means bundle.public_key_path, which must then be set; with "
+                                          "bundle.public_key_path set, leave this empty (that key decides)")
+    max_bundle_bytes: int = _opt(16_777_216, "larger transfers are refused at deploy_begin", min=1024,
+                                 max=1_073_741_824)
+    max_chunk_bytes: int = _opt(32_768, "largest chunk_size a transfer may use (a chunk travels base64-encoded in "
+                                "one signed command)", min=256, max=262_144)
+    persist: bool = _opt(True, "copy an installed bundle over bundle.path so a restart serves it (the file "
+                         "replaced is kept as <bundle.path>.previous); false serves it until the next restart")
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     """Whole daemon configuration (see the module docstring for the file format)."""
 
@@ -402,6 +424,7 @@ class EdgeConfig:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     opcua: OpcUaConfig = field(default_factory=OpcUaConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
     log_level: str = _opt("INFO", "logging level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     source: Path | None = field(default=None, compare=False,
                                 metadata={"doc": "file the configuration was read from (not a key)",
@@ -438,7 +461,7 @@ SECTIONS: dict[str, type] = {
     "runtime": RuntimeConfig, "queues": QueuesConfig, "mqtt": MqttConfig, "outbox": OutboxConfig,
     "commands": CommandsConfig, "drift": DriftConfig, "metrics": MetricsConfig, "audit": AuditConfig,
     "homeassistant": HomeAssistantConfig, "archive": ArchiveConfig, "opcua": OpcUaConfig,
-    "control": ControlConfig,
+    "control": ControlConfig, "deploy": DeployConfig,
 }
 
 

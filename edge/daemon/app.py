@@ -19,6 +19,7 @@ from edge.daemon.auditing import AuditHooks, signer_key_id
 from edge.daemon.capture import ReferenceCapture
 from edge.daemon.config_reload import ConfigReloader
 from edge.daemon.control import CommandControl
+from edge.daemon.deploy import DeployControl
 from edge.daemon.device import Greeter
 from edge.daemon.frames import InferenceStage
 from edge.daemon.link import Link
@@ -27,6 +28,7 @@ from edge.daemon.reader import Reader
 from edge.daemon.reload import BundleReloader
 from edge.daemon.status import ActiveAlerts, LastError, metrics_payload, software_version
 from edge.daemon.values import _Capture, _Received, _Swap
+from edge.deploy.staging import StagingArea
 from edge.drift import CusumConfig, DriftConfig, DriftMonitor, EwmaConfig
 from edge.errors import EdgeError
 from edge.inference import InferenceEngine
@@ -183,6 +185,13 @@ class Daemon:
             signer_key_id=signer_key_id(config.bundle.public_key_path) if audit is not None else None,
             device_id=self.device_id, frames_max=int(config.queues.frames_max),
             forward_annotations=forward_annotations, clock=clock, archive=self.archive, control=self.control_charts)
+        #: Bundles sent over MQTT ([deploy]; edge.daemon.deploy); None when off.
+        self.deploy = DeployControl(
+            config=lambda: self.config, device_id=self.device_id,
+            staging=StagingArea(Path(config.outbox.path).parent / "deploy"), counters=self.counters,
+            emit=self.outbound.emit, respond_error=self._respond_error, reload=self.reloader.reload,
+            load_with_key=self._key_loader, publish_status=self.outbound.publish_status,
+            clock=clock) if config.deploy.enabled else None
         self.commands = CommandQueue()  # signed commands first; a full lane refuses (edge.command_queue)
         self.control = CommandControl(
             config=lambda: self.config, device_id=self.device_id, queue=self.commands,
@@ -191,7 +200,7 @@ class Daemon:
             counters=self.counters, audit=self.hooks.record, reload=self.reloader.reload,
             order_capture=self._to_inference.put, send_command=self._send_command, emit=self.outbound.emit,
             respond_error=self._respond_error, tag_sample=self.archive.tag if self.archive is not None else None,
-            control=self.control_charts)
+            control=self.control_charts, deploy=self.deploy.execute if self.deploy is not None else None)
         self.config_reloader = ConfigReloader(
             config=lambda: self.config, apply=self._apply_config, switch_broker=lambda c: self.link.switch_broker(c),
             counters=self.counters, audit=self.hooks.record, refused=self._refused)
@@ -214,6 +223,13 @@ class Daemon:
             self_test=self.config.bundle.self_test,
             num_threads=self.config.runtime.num_threads,
         )
+
+    def _key_loader(self, path: Path, public_key: Path) -> "Bundle":
+        """Load a bundle as the default loader does, verified with ``public_key`` (a deployed bundle's signer)."""
+        from edge.bundle import load_bundle
+
+        return load_bundle(path, public_key=public_key, self_test=self.config.bundle.self_test,
+                           num_threads=self.config.runtime.num_threads)
 
     @property
     def engine(self) -> InferenceEngine:
@@ -281,6 +297,7 @@ class Daemon:
             security=security_warnings(self.config),
             audit_head=self.audit.head if self.audit is not None else None,
             control=self.control_charts.summary() if self.control_charts is not None else None,
+            deploy=self.deploy.summary() if self.deploy is not None else None,
         )
 
     def _set_alert(self, name: str, active: bool) -> None:
@@ -427,9 +444,9 @@ class Daemon:
         return self._send_device(Command(self._command_id, code, value))
 
     # ---------------------------------------------------------------------------------------- commands, config
-    def on_command(self, name: str, payload: bytes, *, retained: bool = False) -> None:
+    def on_command(self, name: str, payload: bytes, *, retained: bool = False, group: str | None = None) -> None:
         """A command message from the broker (paho's thread): :meth:`CommandControl.on_command`."""
-        self.control.on_command(name, payload, retained=retained)
+        self.control.on_command(name, payload, retained=retained, group=group)
 
     def submit_command(self, command: Any) -> None:
         """Queue a validated :class:`edge.commands.RemoteCommand` (any thread) or refuse it when its lane is full."""

@@ -56,12 +56,13 @@ class CommandControl:
 
     def __init__(self, *, config: Callable[[], "EdgeConfig"], device_id: str, queue: CommandQueue,
                  refusals: Refusals, counters: Counters, audit: Callable[[str, Mapping[str, Any]], None],
-                 reload: Callable[..., None], order_capture: Callable[[_Capture], bool],
+                 reload: Callable[..., object], order_capture: Callable[[_Capture], bool],
                  send_command: Callable[[CommandCode, int], bool],
                  emit: Callable[[MessageKind, dict[str, Any], str | None], None],
                  respond_error: Callable[[str, str | None, str], None],
                  tag_sample: Callable[[str, int, str | None], float] | None = None,
-                 control: "ControlCharts | None" = None) -> None:
+                 control: "ControlCharts | None" = None,
+                 deploy: Callable[[str, Any], None] | None = None) -> None:
         self._config = config
         self._device_id = device_id
         self.queue = queue
@@ -76,12 +77,16 @@ class CommandControl:
         self._tag_sample = tag_sample  # edge.archive.Archive.tag; None when [archive] is off
         self._control = control  # edge.control_samples.ControlCharts; None when [control] declares no standard
         self._parser: Any = None
+        self._deploy = deploy  # edge.daemon.deploy.DeployControl.execute; None when [deploy] is off
+        self._group_parsers: dict[str, Any] = {}
 
-    def on_command(self, name: str, payload: bytes, *, retained: bool = False) -> None:
+    def on_command(self, name: str, payload: bytes, *, retained: bool = False, group: str | None = None) -> None:
         """Validate a command message (paho's thread: parse, then hand over) or refuse it (:meth:`Refusals.refuse`:
         counted, logged, answered within a budget).  A retained message is refused unread: it would run again at
-        every reconnect."""
+        every reconnect.  A message on a deployment group's topic (``group``) must be a deploy command whose
+        ``device_id`` is ``group:<group>``."""
         from edge.commands import CommandParser
+        from edge.deploy.args import DEPLOY_COMMANDS, chunk_payload_limit
 
         if retained:
             self._refusals.refuse(
@@ -89,10 +94,21 @@ class CommandControl:
                 "refused: delivered as a retained MQTT message, which the broker would deliver again at every "
                 "reconnect; publish commands with retain=false and clear this one with an empty retained message")
             return
+        if group is not None and name not in DEPLOY_COMMANDS:
+            self._refusals.refuse(RefusalReason.INVALID, name, CommandParser.peek_request_id(payload),
+                                  f"command: expected one of {', '.join(DEPLOY_COMMANDS)} on the group topic of "
+                                  f"{group!r}, got {name!r} (other commands go to one device)")
+            return
+        config = self._config()
+        limits = {"deploy_chunk": chunk_payload_limit(config.deploy.max_chunk_bytes)} if config.deploy.enabled else {}
+        if group is not None and group not in self._group_parsers:
+            self._group_parsers[group] = CommandParser(config.commands, device_id=f"group:{group}",
+                                                       payload_limits=limits)
         if self._parser is None:
-            self._parser = CommandParser(self._config().commands, device_id=self._device_id)
+            self._parser = CommandParser(config.commands, device_id=self._device_id, payload_limits=limits)
+        parser = self._parser if group is None else self._group_parsers[group]
         try:
-            command = self._parser.parse(name, payload)
+            command = parser.parse(name, payload)
         except EdgeError as exc:
             reason = RefusalReason.STALE if isinstance(exc, StaleCommandError) else RefusalReason.INVALID
             self._refusals.refuse(reason, name, CommandParser.peek_request_id(payload), str(exc))
@@ -117,6 +133,7 @@ class CommandControl:
     def execute(self, cmd: Any) -> None:
         """Carry out one queued command (housekeeping thread)."""
         from edge.commands import CommandName
+        from edge.deploy.args import DEPLOY_COMMANDS
 
         name = cmd.name.value if hasattr(cmd.name, "value") else str(cmd.name)
         self._counters.incr(f"commands_{name}")
@@ -166,6 +183,12 @@ class CommandControl:
                     name)
         elif cmd.name is CommandName.MEASURE_CONTROL:
             self._measure_control(name, cmd)
+        elif name in DEPLOY_COMMANDS:
+            if self._deploy is None:
+                self._respond_error(name, cmd.request_id, "expected [deploy] enabled = true, got deployment off on "
+                                    "this device")
+            else:
+                self._deploy(name, cmd)
         else:  # pragma: no cover - the parser only yields known commands
             self._respond_error(name, cmd.request_id, f"unknown command {name}")
 

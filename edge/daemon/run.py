@@ -100,9 +100,9 @@ def run_daemon(
     )
     holder: list[Daemon] = []
 
-    def on_command(name: str, payload: bytes, *, retained: bool = False) -> None:
+    def on_command(name: str, payload: bytes, *, retained: bool = False, group: str | None = None) -> None:
         if holder:
-            holder[0].on_command(name, payload, retained=retained)
+            holder[0].on_command(name, payload, retained=retained, group=group)
 
     def current_status() -> dict[str, Any] | None:
         return holder[0].status_payload("online") if holder else None

@@ -80,8 +80,8 @@ def max_incoming_packet_bytes(cfg: EdgeConfig) -> int:
     """Largest MQTT packet the daemon accepts from the broker, bytes (the MQTT 5 Maximum Packet Size it announces).
 
     The daemon subscribes to its command topics only, and refuses a command payload above
-    ``commands.max_payload_bytes``; a packet may add :data:`PACKET_OVERHEAD_BYTES` for its header, topic and
-    properties.
+    ``commands.max_payload_bytes`` (a ``deploy_chunk`` above its own bound, with ``[deploy]`` on); a packet may
+    add :data:`PACKET_OVERHEAD_BYTES` for its header, topic and properties.
 
     >>> from pathlib import Path
     >>> from edge.config import parse_config
@@ -90,7 +90,12 @@ def max_incoming_packet_bytes(cfg: EdgeConfig) -> int:
     >>> max_incoming_packet_bytes(cfg)
     12288
     """
-    return int(cfg.commands.max_payload_bytes) + PACKET_OVERHEAD_BYTES
+    largest = int(cfg.commands.max_payload_bytes)
+    if cfg.deploy.enabled:  # a bundle chunk is a larger command
+        from edge.deploy.args import chunk_payload_limit
+
+        largest = max(largest, chunk_payload_limit(int(cfg.deploy.max_chunk_bytes)))
+    return largest + PACKET_OVERHEAD_BYTES
 
 
 def connect_kwargs(cfg: EdgeConfig) -> dict[str, Any]:
@@ -166,9 +171,10 @@ class TakeoverWatch:
 
 class CommandHandler(Protocol):
     """``on_command(name, payload)`` for a command message; ``retained=True`` is added for a retained one (which
-    the handler must refuse: the broker delivers it again at every subscribe)."""
+    the handler must refuse: the broker delivers it again at every subscribe); ``group`` names the deployment group
+    (``deploy.groups``) whose topic it came on, None for the device's own ``.../cmd/<name>``."""
 
-    def __call__(self, name: str, payload: bytes, *, retained: bool = False) -> None: ...
+    def __call__(self, name: str, payload: bytes, *, retained: bool = False, group: str | None = None) -> None: ...
 
 
 class ReconnectJitter:

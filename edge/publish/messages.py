@@ -349,6 +349,7 @@ def status_message(
     security: Sequence[str] = (),
     audit_head: str | None = None,
     control: Mapping[str, Mapping[str, Any]] | None = None,
+    deploy: Mapping[str, Any] | None = None,
     time_unix_s: float | None = None,
 ) -> dict[str, Any]:
     """Payload of ``.../status`` (retained): ``online`` at connect and on changes, ``offline`` as last will.
@@ -362,7 +363,9 @@ def status_message(
     the hash of the last record of the audit log when the status was built (null without an audit log), an
     anchor to check the log against (``spectro-edge audit verify --expect-head``); ``control`` (only when
     ``[control]`` declares standards) the last verdict of each check standard measured since the start,
-    ``{name: {verdict, last_time_unix_s, bias}}``.
+    ``{name: {verdict, last_time_unix_s, bias}}``; ``deploy`` (only when ``[deploy]`` is on) the deployment
+    groups and the last bundle transfer, ``{groups, transfer: {transfer_id, name, size, sha256, chunks, received,
+    state, error, updated_unix_s} or null}`` (state ``receiving``, ``complete``, ``installed`` or ``refused``).
     """
     msg = _header(MessageKind.STATUS, device_id, time_unix_s)
     msg.update({
@@ -381,6 +384,9 @@ def status_message(
         msg["control"] = {str(k): {"verdict": v["verdict"], "last_time_unix_s": _num(v["last_time_unix_s"],
                                                                                  "last_time_unix_s"),
                                    "bias": _num(v["bias"], "bias")} for k, v in control.items()}
+    if deploy is not None:
+        msg["deploy"] = {"groups": list(deploy["groups"]),
+                         "transfer": dict(deploy["transfer"]) if deploy.get("transfer") is not None else None}
     validate(msg, strict=True)
     return msg
 

@@ -586,6 +586,9 @@ class MqttPublisher:
                 client.subscribe(self.topics.command_filter, options=SubscribeOptions(qos=1, retainAsPublished=True))
             else:
                 client.subscribe(self.topics.command_filter, qos=1)
+            if self.config.deploy.enabled:  # deployments sent to a group this device belongs to
+                for group in self.config.deploy.groups:
+                    client.subscribe(self.topics.group_command_filter(group), qos=1)
         self._status.due = True  # the drain thread publishes the current status first thing
         self._connected.set()
         self._wake.set()
@@ -627,6 +630,15 @@ class MqttPublisher:
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         name = self.topics.parse_command(message.topic)
+        grouped = None if name is not None else self.topics.parse_group_command(message.topic,
+                                                                                  self.config.deploy.groups)
+        if grouped is not None and self._on_command is not None:
+            self._inflight.count("commands_received")
+            try:  # a group's command: the handler answers on this device's own response topic
+                self._on_command(grouped[1], bytes(message.payload), retained=bool(message.retain), group=grouped[0])
+            except Exception:  # a failing handler must not kill paho's network thread
+                log.exception("command handler failed for %s", grouped[1])
+            return
         if name is None or self._on_command is None:
             self._inflight.count("commands_ignored")
             log.warning("ignored unexpected message on %s", message.topic)

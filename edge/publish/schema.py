@@ -87,6 +87,10 @@ _BOOT_ID = {"type": ["integer", "null"], "minimum": 1, "maximum": 0xFFFFFFFF}
 DEVICE_SIGNALS = ("counts", "absorbance", "reflectance")
 #: Verdicts of a control-sample measurement (:mod:`edge.control_samples`).
 CONTROL_VERDICTS = ("in_control", "warning", "out_of_control")
+#: States of a bundle transfer in the status's ``deploy.transfer`` (:mod:`edge.deploy.staging`).
+DEPLOY_STATES = ("receiving", "complete", "installed", "refused")
+DEPLOY_TRANSFER_FIELDS = ("transfer_id", "name", "size", "sha256", "chunks", "received", "state", "error",
+                          "updated_unix_s")
 
 
 def _schema(kind: MessageKind, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -158,6 +162,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "control": {"type": "object", "additionalProperties": {
             "type": "object", "required": ["verdict", "last_time_unix_s", "bias"], "additionalProperties": False,
             "properties": {"verdict": {"enum": list(CONTROL_VERDICTS)}, "last_time_unix_s": _NUM, "bias": _NUM}}},
+        "deploy": {"type": "object", "required": ["groups", "transfer"], "additionalProperties": False, "properties": {
+            "groups": {"type": "array", "items": {"type": "string", "maxLength": 256}},
+            "transfer": {"type": ["object", "null"], "required": [*DEPLOY_TRANSFER_FIELDS],
+                         "additionalProperties": False, "properties": {
+                             "transfer_id": {"type": "string", "minLength": 8, "maxLength": 64},
+                             "name": {"type": ["string", "null"], "maxLength": 128},
+                             "size": {"type": "integer", "minimum": 1},
+                             "sha256": {"type": "string", "minLength": 64, "maxLength": 64},
+                             "chunks": {"type": "integer", "minimum": 1},
+                             "received": {"type": "integer", "minimum": 0},
+                             "state": {"enum": list(DEPLOY_STATES)},
+                             "error": {"type": ["string", "null"], "maxLength": 2048},
+                             "updated_unix_s": _NUM}}}},
     }, ["state", "alerts"]),
     MessageKind.METRICS.value: _schema(MessageKind.METRICS, {
         "period_s": {"type": "number", "minimum": 0},

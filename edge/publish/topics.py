@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from edge.publish.schema import MessageError, MessageKind
 
@@ -105,6 +105,23 @@ class Topics:
             return None
         name = topic_name[len(head):]
         return name if COMMAND_NAME_RE.match(name) else None
+
+    def group_command_filter(self, group: str) -> str:
+        """Subscription filter of the commands sent to deployment group ``group`` (1-4 levels, ``deploy.groups``):
+        ``<prefix>/group/<group>/cmd/+``."""
+        for level in group.split("/"):
+            _check_level("group level", level)
+        return f"{self.prefix}/group/{group}/cmd/+"
+
+    def parse_group_command(self, topic_name: str, groups: Iterable[str]) -> tuple[str, str] | None:
+        """``(group, command name)`` of a topic ``<prefix>/group/<group>/cmd/<name>`` of one of ``groups``, or None."""
+        head = f"{self.prefix}/group/"
+        if not topic_name.startswith(head):
+            return None
+        group, sep, name = topic_name[len(head):].rpartition("/cmd/")
+        if not sep or group not in set(groups) or not COMMAND_NAME_RE.match(name):
+            return None
+        return group, name
 
     def for_kind(self, kind: MessageKind, command: str | None = None) -> str:
         """Topic of a message kind (``command`` names the command of a COMMAND_RESPONSE)."""

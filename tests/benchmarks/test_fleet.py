@@ -28,7 +28,10 @@ def test_fleet_loses_nothing_and_writes_the_issue_keys(tmp_path: Path) -> None:
     assert data["predictions_sent"] >= 3 * 5 * 3
     assert data["lost"] == 0 and data["predictions_received_central"] == data["predictions_sent"]
     assert data["devices_not_back"] == 0 and data["reconnect_spread_s"] is not None
-    # The rollout does not exist yet: no figure, and a reason.
-    assert data["rollout_devices_updated"] is None and data["rollback_devices_restored"] is None
-    assert "not implemented" in data["not_measured"]["rollout_devices_updated"]
+    # One signed bundle pushed to the site's group through the central broker and the bridge: every device has it.
+    assert data["rollout_devices_updated"] == 3, data["rollout_devices_not_updated"]
+    assert data["rollout_devices_not_updated"] == {} and data["rollout_chunks"] >= 1
+    # The staged rollout with rollback does not exist yet: no figure, and a reason.
+    assert data["rollback_devices_restored"] is None
+    assert "not implemented" in data["not_measured"]["rollback_devices_restored"]
     assert out.with_suffix(".md").read_text().startswith("| figure | value |")
