@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.broker import Mosquitto
+from benchmarks.harness.mosquitto import Mosquitto
 from edge.config import parse_config
 from edge.publish.messages import TargetValue, prediction_message
 from edge.publish.mqtt import MqttPublisher

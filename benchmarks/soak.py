@@ -7,9 +7,9 @@ Usage::
                        [--bundle B] [--json PATH]
 
 Real processes: ``spectro-sim`` on a pty streaming as fast as it can (``--rate 0``) with bit flips on the wire,
-``python -m edge.daemon`` (what ``spectro-edge run`` runs), a real ``mosquitto`` (:mod:`benchmarks.broker`) that
-is stopped and started again ``--broker-restarts`` times at evenly spaced moments, and a paho subscriber in this
-process that keeps only the set of sequence numbers it saw.
+``python -m edge.daemon`` (what ``spectro-edge run`` runs), a real ``mosquitto``
+(:mod:`benchmarks.harness.mosquitto`) that is stopped and started again ``--broker-restarts`` times at evenly
+spaced moments, and a paho subscriber in this process that keeps only the set of sequence numbers it saw.
 
 Every ``--sample-every-s`` the daemon's ``VmRSS`` and ``Threads`` (``/proc/<pid>/status``) and its open file
 descriptors (``/proc/<pid>/fd``) are sampled. Growth is measured from the first sample after ``--warmup-frames``
@@ -153,8 +153,8 @@ def _median(values: list[float]) -> float:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run the soak and return the figures (see the module docstring)."""
-    from benchmarks.broker import Mosquitto
     from benchmarks.harness import daemon_command
+    from benchmarks.harness.mosquitto import Mosquitto
     from benchmarks.throughput import _end, _readline
 
     bundle = _bundle(args)

@@ -8,7 +8,9 @@ One harness for the demo (``spectro-bench demo``), the benchmarks (``spectro-ben
   and writes them as the ``.npz`` that ``spectro-sim --dataset`` reads, with the bundle's targets as ``y`` in the
   bundle's order, so the simulator's ANNOTATION frames carry the reference value of every prediction;
 - :func:`start_broker` starts ``mosquitto`` on a free local port, or the embedded ``amqtt`` broker (an install
-  requirement) when no mosquitto is installed;
+  requirement) when no mosquitto is installed; :class:`Mosquitto` is one mosquitto process with its lifecycle
+  (stop, kill, restart on the same port), which the benchmarks and the tests' broker (with TLS, passwords and an
+  ACL added) use;
 - :func:`simulator_command` is ``spectro-sim --pty`` (the production simulator's command line);
 - :func:`write_edge_config` writes the daemon's TOML in the form ``spectro-edge config --example`` prints, and
   :func:`daemon_command` is ``spectro-edge run --config`` (``python -m edge.cli run``);
@@ -21,7 +23,7 @@ One harness for the demo (``spectro-bench demo``), the benchmarks (``spectro-ben
 
 from __future__ import annotations
 
-from benchmarks.harness.broker import Broker, find_mosquitto, start_broker
+from benchmarks.harness.broker import Broker, start_broker
 from benchmarks.harness.commands import (
     daemon_command,
     frames_sent,
@@ -31,6 +33,7 @@ from benchmarks.harness.commands import (
 )
 from benchmarks.harness.errors import HarnessError
 from benchmarks.harness.loop_run import LoopRun, run_loop
+from benchmarks.harness.mosquitto import Mosquitto, find_mosquitto
 from benchmarks.harness.processes import Processes, child_env, end_process, free_port, repo_root
 from benchmarks.harness.rows import (
     Stream,
@@ -62,6 +65,7 @@ __all__ = [
     "TOPIC_PREFIX",
     "WHITE_COUNTS",
     "Broker",
+    "Mosquitto",
     "HarnessError",
     "Inbox",
     "LoopRun",

@@ -1,23 +1,19 @@
-"""The MQTT broker of a harness run: ``mosquitto`` on a free local port, or the embedded ``amqtt`` broker."""
+"""The MQTT broker of a harness run: ``mosquitto`` on a free local port (configured by
+:func:`benchmarks.harness.mosquitto.mosquitto_conf`, run as one of the run's :class:`Processes`), or the embedded
+``amqtt`` broker."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.harness.errors import HarnessError
+from benchmarks.harness.mosquitto import find_mosquitto, mosquitto_conf
 from benchmarks.harness.processes import Processes, free_port, wait_port
 
-__all__ = ["Broker", "find_mosquitto", "run_embedded_broker", "start_broker"]
-
-
-def find_mosquitto() -> str | None:
-    """Path of a ``mosquitto`` executable on PATH or in the usual sbin folders, or None."""
-    return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin:/opt/homebrew/sbin")
+__all__ = ["Broker", "run_embedded_broker", "start_broker"]
 
 
 @dataclass(frozen=True)
@@ -47,11 +43,7 @@ def start_broker(procs: Processes, workdir: Path, choice: str = "auto", *, tcp_n
         raise HarnessError("expected a mosquitto executable on PATH (apt install mosquitto), found none")
     if exe is not None:
         conf = workdir / "mosquitto.conf"
-        lines = [f"listener {port} {host}", "allow_anonymous true", "persistence false", "log_dest stderr",
-                 "log_type error", "log_type warning", "max_queued_messages 1000000",
-                 f"set_tcp_nodelay {'true' if tcp_nodelay else 'false'}"]
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            lines.append("user root")  # otherwise mosquitto drops to the 'mosquitto' user
+        lines = mosquitto_conf(port, host=host, log_dest="stderr", tcp_nodelay=tcp_nodelay) + ["allow_anonymous true"]
         conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
         log_path = workdir / "mosquitto.log"
         proc = procs.start("mosquitto", [exe, "-c", str(conf)], log_path)

@@ -452,10 +452,6 @@ class Daemon:
         """Queue a validated :class:`edge.commands.RemoteCommand` (any thread) or refuse it when its lane is full."""
         self.control.submit(command)
 
-    def request_reload(self, path: Path | None = None, *, request_id: str | None = None) -> None:
-        """Ask for a verified reload of ``path`` (default: the configured bundle) as if by command."""
-        self.control.request_reload(path, request_id=request_id)
-
     def reload_config(self) -> bool:
         """Re-read the configuration file and apply the broker settings (SIGHUP): :meth:`ConfigReloader.reload`."""
         return self.config_reloader.reload()

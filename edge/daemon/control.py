@@ -124,12 +124,6 @@ class CommandControl:
                                   f"too many commands pending ({n} {lane} command(s) queued); try again later",
                                   authenticated=command.authenticated)
 
-    def request_reload(self, path: Path | None = None, *, request_id: str | None = None) -> None:
-        """Ask for a verified reload of ``path`` (default: the configured bundle) as if by command."""
-        from edge.commands import CommandName, ReloadBundleArgs, RemoteCommand
-
-        self.submit(RemoteCommand(CommandName.RELOAD_BUNDLE, ReloadBundleArgs(path), request_id, False, None))
-
     def execute(self, cmd: Any) -> None:
         """Carry out one queued command (housekeeping thread)."""
         from edge.commands import CommandName

@@ -8,8 +8,9 @@
   :mod:`~edge.publish.outbox_db` (opening the database) and :mod:`~edge.publish.disk_space` (WAL bound, headroom,
   reserve file).
 - :mod:`edge.publish.mqtt`: the MQTT publisher draining the outbox, with :mod:`~edge.publish.client` (the paho
-  client, reconnect jitter, takeover detection), :mod:`~edge.publish.inflight` (messages in flight, counters) and
-  :mod:`~edge.publish.status` (the retained status).
+  client, reconnect jitter, takeover detection), :mod:`~edge.publish.inflight` (messages in flight, counters),
+  :mod:`~edge.publish.status` (the retained status) and :mod:`~edge.publish.outgoing` (the checks of what a caller
+  publishes, refused messages).
 - :mod:`edge.publish.log_limit`: rate-limited logging of repeated events.
 
 """

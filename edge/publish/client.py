@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.publish.log_limit import LOG_INTERVAL_S, LogLimiter
 from firmware_bridge.backoff import Backoff
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
     from edge.config import EdgeConfig, MqttConfig
 
 __all__ = ["CommandHandler", "ReconnectJitter", "build_client", "max_incoming_packet_bytes", "connect_kwargs",
-           "PACKET_OVERHEAD_BYTES", "TokenBucket", "TakeoverWatch", "SESSION_TAKEN_OVER", "SHORT_SESSION_S",
-           "SHORT_SESSIONS_HINT"]
+           "network_thread_died", "subscribe_commands", "PACKET_OVERHEAD_BYTES", "TokenBucket", "TakeoverWatch",
+           "SESSION_TAKEN_OVER", "SHORT_SESSION_S", "SHORT_SESSIONS_HINT"]
 
 log = logging.getLogger("edge.publish.mqtt")
 
@@ -96,6 +97,26 @@ def max_incoming_packet_bytes(cfg: EdgeConfig) -> int:
 
         largest = max(largest, chunk_payload_limit(int(cfg.deploy.max_chunk_bytes)))
     return largest + PACKET_OVERHEAD_BYTES
+
+
+def network_thread_died(client: paho.Client) -> bool:
+    """Whether the network thread of a started client (``loop_start``) has ended."""
+    # paho 2.x keeps its loop thread in Client._thread and sets it to None when the thread ends; a paho without
+    # that attribute cannot be watched this way (never taken for a dead thread).
+    if not hasattr(client, "_thread"):
+        return False
+    network = client._thread
+    return network is None or not network.is_alive()
+
+
+def subscribe_commands(client: paho.Client, command_filter: str, protocol: str) -> None:
+    """Subscribe to the command topics at QoS 1."""
+    if protocol == "5":
+        # Retain As Published: a retained command published while subscribed keeps its retain flag, so it
+        # is refused like one delivered at subscribe (MQTT 3.1.1 clears the flag on live delivery).
+        client.subscribe(command_filter, options=SubscribeOptions(qos=1, retainAsPublished=True))
+    else:
+        client.subscribe(command_filter, qos=1)
 
 
 def connect_kwargs(cfg: EdgeConfig) -> dict[str, Any]:

@@ -26,7 +26,8 @@ unless ``mqtt.tls.check_hostname = false``), username with password or password 
 
 Parts: the paho client, its CONNECT arguments, the reconnect jitter and the takeover detection are in
 :mod:`edge.publish.client`; the in-flight ledger and the counters in :mod:`edge.publish.inflight`; the retained
-status in :mod:`edge.publish.status`.  This module keeps the live/backlog order, the drain and paho's callbacks.
+status in :mod:`edge.publish.status`; the checks of what a caller publishes and the accounting of what the outbox
+refuses in :mod:`edge.publish.outgoing`.  This module keeps the live/backlog order, the drain and paho's callbacks.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.errors import OutboxError
 from edge.publish.client import (
@@ -52,13 +52,15 @@ from edge.publish.client import (
     TokenBucket,
     build_client,
     connect_kwargs,
+    network_thread_died,
+    subscribe_commands,
 )
 from edge.publish.inflight import InFlight, PublisherStats
-from edge.publish.log_limit import LOG_INTERVAL_S, LogLimiter
-from edge.publish.messages import PRIORITY_OF_KIND, Priority, status_message
+from edge.publish.messages import PRIORITY_OF_KIND, Priority
 from edge.publish.outbox import Outbox
+from edge.publish.outgoing import OutboxRefusals, check_publish, encode_batch
 from edge.publish.schema import MessageError, MessageKind, encode
-from edge.publish.status import StatusChannel
+from edge.publish.status import StatusChannel, offline_status
 from edge.publish.topics import Topics
 
 if TYPE_CHECKING:
@@ -76,8 +78,6 @@ DRAIN_POLL_S = 0.25
 #: Acknowledged messages the drain deletes in one transaction before it is woken for them (otherwise it deletes
 #: them on its next poll, at most DRAIN_POLL_S after their PUBACK: one commit per poll instead of per message).
 ACK_BATCH_MAX = 64
-#: Largest payload MQTT can carry.
-MAX_PAYLOAD_BYTES = 268_435_455
 
 class MqttPublisher:
     """Store-and-forward MQTT publisher of one device (see the module docstring).
@@ -127,7 +127,7 @@ class MqttPublisher:
         # _publish_lock serialises "store, then maybe send live" (publish) with the drain's live phase, so the live
         # stream leaves in id order.  Live = ids above _cutoff_id, fixed at each connect; the backlog is the rest.
         self._publish_lock = threading.Lock()
-        self._refusal_logs = LogLimiter(LOG_INTERVAL_S, time.monotonic)  # one line a minute, with counts
+        self._refusals = OutboxRefusals(self._inflight.count)  # counted, one log line a minute
         self._cutoff_id = 0
         self._live_ready = False  # a cutoff was fixed for the current connection
         self._live_behind = False  # a live message is waiting in the outbox: newer ones must queue behind it
@@ -153,9 +153,8 @@ class MqttPublisher:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
-        offline = encode(status_message(device_id=self.config.device.device_id, state="offline",
-                                        last_error="connection lost"))
-        client.will_set(self.topics.status, offline, qos=1, retain=True)
+        client.will_set(self.topics.status, offline_status(self.config.device.device_id, "connection lost"), qos=1,
+                        retain=True)
         return client
 
     # ------------------------------------------------------------------------------------------- lifecycle
@@ -192,9 +191,7 @@ class MqttPublisher:
             self._drain_thread.join()
         self._status.going_offline()
         if self._connected.is_set():
-            offline = encode(status_message(device_id=self.config.device.device_id, state="offline",
-                                            last_error=None))
-            info = self._send(self.topics.status, offline, 1, True, None)
+            info = self._send(self.topics.status, offline_status(self.config.device.device_id, None), 1, True, None)
             if info is not None:
                 try:
                     info.wait_for_publish(timeout=min(2.0, max(timeout, 0.1)))
@@ -221,12 +218,7 @@ class MqttPublisher:
             return "the MQTT outbox drain thread died"
         if self._replacing_client or self._pending_switch is not None:
             return None
-        # paho 2.x keeps its loop thread in Client._thread and sets it to None when the thread ends; a paho without
-        # that attribute cannot be watched this way (never taken for a dead thread).
-        if not hasattr(self._client, "_thread"):
-            return None
-        network = self._client._thread
-        if network is None or not network.is_alive():
+        if network_thread_died(self._client):
             return "the MQTT network thread (paho) died"
         return None
 
@@ -339,12 +331,7 @@ class MqttPublisher:
             Caller mistakes: a topic with wildcards or empty, QoS not 0..2, payload too large or not bytes.
         """
         q = self._qos if qos is None else qos
-        if q not in (0, 1, 2):
-            raise ValueError(f"qos: expected 0, 1 or 2, got {q!r}")
-        if not topic or "+" in topic or "#" in topic or "\x00" in topic:
-            raise ValueError(f"topic: expected a topic name without wildcards, got {topic!r}")
-        if not isinstance(payload, (bytes, bytearray)) or len(payload) > MAX_PAYLOAD_BYTES:
-            raise ValueError(f"payload: expected at most {MAX_PAYLOAD_BYTES} bytes")
+        check_publish(topic, payload, q)
         with self._publish_lock:
             try:
                 stored: int | OutboxError = self.outbox.put(topic, bytes(payload), q, retain, priority)
@@ -360,19 +347,7 @@ class MqttPublisher:
         Returns, per message, its outbox id, None (not stored: sent live or counted as lost, as :meth:`publish`),
         or the :class:`edge.errors.MessageError` that kept it from being encoded (the others go out regardless).
         """
-        results: list[int | None | MessageError] = [None] * len(messages)
-        batch: list[tuple[int, str, bytes, Priority]] = []
-        for i, (kind, message, command) in enumerate(messages):
-            if kind is MessageKind.STATUS:
-                raise ValueError("publish_messages: expected no STATUS message (those go to set_status)")
-            try:
-                payload = encode(message)
-            except MessageError as exc:
-                results[i] = exc
-                continue
-            if len(payload) > MAX_PAYLOAD_BYTES:
-                raise ValueError(f"payload: expected at most {MAX_PAYLOAD_BYTES} bytes")
-            batch.append((i, self.topics.for_kind(kind, command), payload, PRIORITY_OF_KIND[kind]))
+        results, batch = encode_batch(messages, self.topics)
         if not batch:
             return results
         q = self._qos
@@ -387,21 +362,10 @@ class MqttPublisher:
         the way is clear, leave it to the drain otherwise; a message the outbox refused is sent live without
         durability when connected, else counted as lost."""
         if isinstance(stored, OutboxError):
-            exc = stored
-            self._inflight.count("outbox_errors")
-            if self._connected.is_set():
-                due = self._refusal_logs.event("sent_without_outbox")
-                if due is not None:
-                    log.warning("outbox refused %d message(s) in the last %.0f s (last: %s); sent live without "
-                                "durability", due[0], LOG_INTERVAL_S, exc)
-                self._inflight.count("sent_without_outbox")
+            connected = self._connected.is_set()
+            self._refusals.refused(stored, connected=connected)
+            if connected:
                 self._send(topic, payload, q, retain, None)
-            else:
-                due = self._refusal_logs.event("lost")
-                if due is not None:
-                    log.error("outbox refused %d message(s) in the last %.0f s (last: %s) while disconnected: "
-                              "lost (counter mqtt_lost_outbox_unavailable)", due[0], LOG_INTERVAL_S, exc)
-                self._inflight.count("lost_outbox_unavailable")
             return None
         oid = stored
         if (self._connected.is_set() and self._live_ready and not self._live_behind
@@ -580,15 +544,10 @@ class MqttPublisher:
         log.info("connected to the MQTT broker (session present: %s, %d messages to re-send, %d in the outbox)",
                  getattr(flags, "session_present", "?"), resending, len(self.outbox))
         if self.config.commands.enabled and self._on_command is not None:
-            if self.config.mqtt.protocol == "5":
-                # Retain As Published: a retained command published while subscribed keeps its retain flag, so it
-                # is refused like one delivered at subscribe (MQTT 3.1.1 clears the flag on live delivery).
-                client.subscribe(self.topics.command_filter, options=SubscribeOptions(qos=1, retainAsPublished=True))
-            else:
-                client.subscribe(self.topics.command_filter, qos=1)
+            subscribe_commands(client, self.topics.command_filter, self.config.mqtt.protocol)
             if self.config.deploy.enabled:  # deployments sent to a group this device belongs to
                 for group in self.config.deploy.groups:
-                    client.subscribe(self.topics.group_command_filter(group), qos=1)
+                    subscribe_commands(client, self.topics.group_command_filter(group), self.config.mqtt.protocol)
         self._status.due = True  # the drain thread publishes the current status first thing
         self._connected.set()
         self._wake.set()

@@ -8,14 +8,20 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from edge.publish.messages import status_message
 from edge.publish.schema import encode
 
-__all__ = ["StatusChannel"]
+__all__ = ["StatusChannel", "offline_status"]
 
 log = logging.getLogger("edge.publish.mqtt")
 
 #: Sends one retained message on a topic at QoS 1 (the publisher's send, outside the outbox).
 Send = Callable[[str, bytes], object]
+
+
+def offline_status(device_id: str, last_error: str | None) -> bytes:
+    """The encoded retained ``offline`` status (the last will, and what a clean stop publishes)."""
+    return encode(status_message(device_id=device_id, state="offline", last_error=last_error))
 
 
 class StatusChannel:

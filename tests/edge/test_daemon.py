@@ -16,6 +16,7 @@ from edge.inference import InferenceEngine, Rejection, RejectReason
 from firmware_bridge.codec import encode
 from firmware_bridge.frames import Reference, Spectrum
 from firmware_bridge.transport import SerialTransport
+from tests.support.commands import commands_section, send_signed
 from tests.support.daemon import (
     DemoBundles,
     RecordingLink,
@@ -113,14 +114,15 @@ def test_reload_tampered_keeps_old_model_and_good_one_takes_over(tmp_path: Path,
     live = tmp_path / "live.spectrolite"
     shutil.copy(demo_bundles.v1, live)
     daemon, link, sim = _run_daemon(tmp_path, live, count=0, rate_hz=100.0, forward=False,
-                                    bundle={"watch": True, "watch_interval_s": 0.1})
+                                    bundle={"watch": True, "watch_interval_s": 0.1},
+                                    commands=commands_section(tmp_path))
     try:
         wait_for(lambda: len(link.of_kind("prediction")) >= 20, "first predictions")
         data = bytearray(demo_bundles.v2.read_bytes())
         data[len(data) // 2] ^= 0xFF  # one byte changed somewhere in the members
         tampered = tmp_path / "tampered.spectrolite"
         tampered.write_bytes(bytes(data))
-        daemon.request_reload(tampered, request_id="r-bad")
+        send_signed(daemon, "reload_bundle", {"path": str(tampered)}, "r-bad")
         wait_for(lambda: any(m["request_id"] == "r-bad" for m in link.of_kind("command_response")), "refusal")
         refusal = next(m for m in link.of_kind("command_response") if m["request_id"] == "r-bad")
         assert refusal["ok"] is False and "refused" in refusal["error"] and "1.0.0" in refusal["error"]

@@ -1,6 +1,6 @@
-"""Tests of edge.publish.mqtt against a real mosquitto: delivery, outages, kill -9, status, commands, TLS and
-passwords."""
-
+"""Tests of edge.publish.mqtt against a real mosquitto: delivery, outages, kill -9, status, commands, an outbox
+that cannot store, client-id clashes, the backlog's rate limit (TLS, passwords and the ACL: test_mqtt_security.py;
+moving to another broker: test_mqtt_switch.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,93 +18,22 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import EdgeConfig, parse_config
-from edge.publish.client import build_client
-from edge.publish.messages import TargetValue, prediction_message, status_message
+from edge.publish.messages import status_message
 from edge.publish.mqtt import MqttPublisher
 from edge.publish.outbox import Outbox
-from edge.publish.schema import MessageKind, decode, encode
+from edge.publish.schema import MessageKind, encode
 from edge.publish.topics import Topics
-from tests.support.broker import MosquittoBroker, TestPki, make_test_pki
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-#: Deadline for something that must eventually happen (delivery, reconnection); never a speed goal.
-EVENTUALLY_S = 30.0
-PREFIX = "spectrolite/plant-a/line-3/nir-01"
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = EVENTUALLY_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"never happened within {timeout_s} s: {what}")
-
-
-def make_config(tmp_path: Path, port: int, **mqtt: Any) -> EdgeConfig:
-    """A config for the publisher alone; commands on (the publisher subscribes to them), signed with a test key."""
-    key = tmp_path / "hmac.key"
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    key.write_bytes(b"mqtt-test-hmac-key-0123456789")
-    doc: dict[str, Any] = {
-        "device": {"site": "plant-a", "line": "line-3", "device_id": "nir-01"},
-        "serial": {"port_url": "loop://"},
-        "bundle": {"path": "model.bundle"},
-        "mqtt": {"host": "127.0.0.1", "port": port, "reconnect_min_delay_s": 1, "reconnect_max_delay_s": 1,
-                 "keepalive_s": 5, **mqtt},
-        "outbox": {"path": "outbox.sqlite", "drain_rate_msgs_per_s": 0, "flush_timeout_s": 10},
-        "commands": {"enabled": True, "hmac_key_path": str(key)},
-    }
-    return parse_config(doc, base_dir=tmp_path)
-
-
-def prediction(seq: int) -> dict[str, Any]:
-    return prediction_message(device_id="nir-01", seq=seq, device_timestamp_us=seq * 1000, model_id="m",
-                              model_version="1", targets=[TargetValue("api", "%", float(seq))])
-
-
-class Subscriber:
-    """A persistent-session QoS 1 subscriber recording every message under the device's topics."""
-
-    def __init__(self, broker: MosquittoBroker, client: paho.Client | None = None, client_id: str = "test-sub",
-                 topic_filter: str = f"{PREFIX}/#") -> None:
-        self.messages: list[paho.MQTTMessage] = []
-        self._lock = threading.Lock()
-        self.subscribed = threading.Event()
-        self.client = client or paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
-        self.client.reconnect_delay_set(1, 1)
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic_filter, qos=1)
-        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect_async(broker.host, broker.port, keepalive=5)
-        self.client.loop_start()
-        assert self.subscribed.wait(EVENTUALLY_S), "subscriber never subscribed"
-
-    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append(msg)
-
-    def of_kind(self, kind: str) -> list[dict[str, Any]]:
-        with self._lock:
-            msgs = list(self.messages)
-        return [decode(bytes(m.payload)) for m in msgs if m.topic.endswith("/" + kind)]
-
-    def seqs(self) -> list[int]:
-        return [m["seq"] for m in self.of_kind("prediction")]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def first_arrivals(seqs: list[int]) -> list[int]:
-    seen: set[int] = set()
-    out = []
-    for s in seqs:
-        if s not in seen:
-            seen.add(s)
-            out.append(s)
-    return out
+from tests.support.broker import MosquittoBroker
+from tests.support.mqtt_cases import (
+    EVENTUALLY_S,
+    PREFIX,
+    REPO_ROOT,
+    Subscriber,
+    first_arrivals,
+    make_config,
+    prediction,
+    wait_for,
+)
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
@@ -390,61 +316,6 @@ def test_two_daemons_with_one_device_id_are_told_why_they_knock_each_other_off(
     assert lost >= 3
 
 
-def _tls_broker(mosquitto_factory: Callable[..., MosquittoBroker], pki: TestPki) -> MosquittoBroker:
-    return mosquitto_factory(tls=pki, require_certificate=True, passwords={"nir-01": "s3cret", "ops": "ops-pw"})
-
-
-def test_tls_with_client_certificate_and_password(tmp_path: Path,
-                                                  mosquitto_factory: Callable[..., MosquittoBroker]) -> None:
-    pki = make_test_pki(tmp_path / "pki")
-    broker = _tls_broker(mosquitto_factory, pki)
-    pw = tmp_path / "mqtt.pw"
-    pw.write_text("s3cret\n")
-    tls = {"enabled": True, "ca_path": str(pki.ca_cert), "cert_path": str(pki.client_cert),
-           "key_path": str(pki.client_key)}
-    cfg = make_config(tmp_path, broker.port, username="nir-01", password_file=str(pw), tls=tls, protocol="5")
-    sub_cfg = make_config(tmp_path, broker.port, username="ops", password="ops-pw", tls=tls)
-    sub = Subscriber(broker, client=build_client(sub_cfg, client_id="ops-sub"))
-    with Outbox.from_config(cfg.outbox) as outbox:
-        pub = MqttPublisher(cfg, outbox)
-        try:
-            pub.start()
-            for i in range(5):
-                pub.publish_message(MessageKind.PREDICTION, prediction(i))
-            wait_for(lambda: set(sub.seqs()) == set(range(5)), "predictions over mutual TLS")
-            assert pub.wait_until_drained(EVENTUALLY_S)
-        finally:
-            pub.stop()
-            sub.close()
-
-
-@pytest.mark.parametrize("fault", ["wrong_password", "unknown_ca", "no_client_cert"])
-def test_bad_credentials_never_connect_and_keep_the_outbox(tmp_path: Path, fault: str,
-                                                           mosquitto_factory: Callable[..., MosquittoBroker]) -> None:
-    pki = make_test_pki(tmp_path / "pki")
-    broker = _tls_broker(mosquitto_factory, pki)
-    tls: dict[str, Any] = {"enabled": True, "ca_path": str(pki.ca_cert), "cert_path": str(pki.client_cert),
-                           "key_path": str(pki.client_key)}
-    password = "s3cret"
-    if fault == "wrong_password":
-        password = "guess"
-    elif fault == "unknown_ca":
-        tls["ca_path"] = str(pki.other_ca_cert)
-    else:
-        del tls["cert_path"], tls["key_path"]
-    cfg = make_config(tmp_path, broker.port, username="nir-01", password=password, tls=tls)
-    with Outbox.from_config(cfg.outbox) as outbox:
-        pub = MqttPublisher(cfg, outbox)
-        try:
-            pub.start()
-            pub.publish_message(MessageKind.PREDICTION, prediction(1))
-            wait_for(lambda: pub.stats().connect_failures >= 1, f"{fault} refused")
-            assert not pub.connected
-            assert len(outbox) == 1  # kept for when the credentials are fixed
-        finally:
-            pub.stop(flush_timeout_s=0)
-
-
 def test_payloads_on_the_wire_are_the_encoded_json(tmp_path: Path, mosquitto_broker: MosquittoBroker) -> None:
     cfg = make_config(tmp_path, mosquitto_broker.port)
     sub = Subscriber(mosquitto_broker)
@@ -496,169 +367,3 @@ def _doc_of(cfg: EdgeConfig) -> dict[str, Any]:
             "serial": {"port_url": cfg.serial.port_url}, "bundle": {"path": str(cfg.bundle.path)},
             "mqtt": {"host": cfg.mqtt.host, "port": cfg.mqtt.port, "keepalive_s": cfg.mqtt.keepalive_s,
                      "reconnect_min_delay_s": 1, "reconnect_max_delay_s": 1}}
-
-
-def _documented_acl(repo_root: Path) -> str:
-    blocks: list[str] = []
-    current: list[str] | None = None
-    for line in (repo_root / "docs" / "mqtt.md").read_text().splitlines():
-        if line.strip().startswith("```"):
-            if current is None:
-                current = []
-            else:
-                blocks.append("\n".join(current) + "\n")
-                current = None
-        elif current is not None:
-            current.append(line)
-    blocks = [b for b in blocks if b.startswith("# /etc/mosquitto/acl")]
-    assert len(blocks) == 1, "expected one ACL example in docs/mqtt.md"
-    return blocks[0]
-
-
-def test_documented_acl_confines_a_device_to_its_own_topics(tmp_path: Path, repo_root: Path,
-                                                             mosquitto_factory: Callable[..., MosquittoBroker]) -> None:
-    broker = mosquitto_factory(passwords={"nir-01": "pw1", "nir-02": "pw2", "ops": "pw-ops"},
-                               acl=_documented_acl(repo_root))
-    ops = paho.Client(CallbackAPIVersion.VERSION2, client_id="ops-sub", clean_session=False)
-    ops.username_pw_set("ops", "pw-ops")
-    sub = Subscriber(broker, client=ops, topic_filter="spectrolite/#")
-    rogue = paho.Client(CallbackAPIVersion.VERSION2, client_id="rogue")
-    rogue.username_pw_set("nir-01", "pw1")
-    rogue.connect(broker.host, broker.port)
-    rogue.loop_start()
-    other = "spectrolite/plant-a/line-3/nir-02"
-    try:
-        # forbidden first, then an allowed marker on the same connection: if the forbidden messages had been
-        # accepted they would arrive before the marker
-        rogue.publish(f"{other}/prediction", b"impersonation", qos=1).wait_for_publish()
-        rogue.publish(f"{PREFIX}/cmd/reload_bundle", b"self-command", qos=1).wait_for_publish()
-        rogue.publish(f"{other}/cmd/reload_bundle", b"command to another device", qos=1).wait_for_publish()
-        rogue.publish(f"{PREFIX}/metrics", b"marker", qos=1).wait_for_publish()
-        wait_for(lambda: any(m.payload == b"marker" for m in sub.messages), "allowed marker")
-        assert [m.payload for m in sub.messages] == [b"marker"]
-        # the daemon's own publisher works under the same ACL
-        cfg = make_config(tmp_path, broker.port, username="nir-01", password="pw1")
-        with Outbox.from_config(cfg.outbox) as outbox:
-            pub = MqttPublisher(cfg, outbox)
-            try:
-                pub.start()
-                pub.publish_message(MessageKind.PREDICTION, prediction(5))
-                wait_for(lambda: 5 in sub.seqs(), "own prediction")
-            finally:
-                pub.stop()
-    finally:
-        rogue.disconnect()
-        rogue.loop_stop()
-        sub.close()
-
-
-def test_moving_to_a_broker_on_another_port_replays_what_the_old_one_missed(
-        tmp_path: Path, mosquitto_factory: Callable[..., MosquittoBroker]) -> None:
-    old_broker = mosquitto_factory()
-    new_broker = mosquitto_factory()
-    old_sub, new_sub = Subscriber(old_broker), Subscriber(new_broker)
-    cfg_old = make_config(tmp_path, old_broker.port)
-    try:
-        with Outbox.from_config(cfg_old.outbox) as outbox:
-            pub = MqttPublisher(cfg_old, outbox)
-            pub.start()
-            assert pub.wait_connected(EVENTUALLY_S)
-            for i in range(10):
-                pub.publish_message(MessageKind.PREDICTION, prediction(i))
-            wait_for(lambda: set(old_sub.seqs()) == set(range(10)), "first 10 on the old broker")
-            old_broker.stop()
-            wait_for(lambda: not pub.connected, "outage noticed")
-            for i in range(10, 20):
-                pub.publish_message(MessageKind.PREDICTION, prediction(i))
-            pub.stop(flush_timeout_s=0)
-            assert len(outbox) == 10
-            # configuration reload: same outbox, new broker address
-            pub = MqttPublisher(make_config(tmp_path, new_broker.port), outbox)
-            try:
-                pub.start()
-                wait_for(lambda: set(new_sub.seqs()) == set(range(10, 20)), "the stored 10 on the new broker")
-                assert pub.wait_until_drained(EVENTUALLY_S)
-            finally:
-                pub.stop()
-    finally:
-        old_sub.close()
-        new_sub.close()
-
-
-def test_switch_broker_live_while_publishing_loses_nothing(
-        tmp_path: Path, mosquitto_factory: Callable[..., MosquittoBroker]) -> None:
-    """The configuration reload path: one running publisher moves to a broker on another port while messages keep
-    coming; whatever the old broker had not acknowledged goes out again to the new one."""
-    old_broker, new_broker = mosquitto_factory(), mosquitto_factory()
-    old_sub, new_sub = Subscriber(old_broker), Subscriber(new_broker)
-    cfg_old = make_config(tmp_path, old_broker.port)
-    n = 600
-    try:
-        with Outbox.from_config(cfg_old.outbox) as outbox:
-            pub = MqttPublisher(cfg_old, outbox)
-            pub.start()
-            try:
-                assert pub.wait_connected(EVENTUALLY_S)
-                pub.set_status(encode(status_message(device_id="nir-01", state="online")))
-                for i in range(n):
-                    pub.publish_message(MessageKind.PREDICTION, prediction(i))
-                    if i == n // 3:
-                        pub.switch_broker(make_config(tmp_path, new_broker.port))
-                    if i == 2 * n // 3:
-                        old_broker.stop()
-                    time.sleep(0.002)
-                wait_for(lambda: set(old_sub.seqs()) | set(new_sub.seqs()) == set(range(n)),
-                         "every message on one of the brokers")
-                assert pub.wait_until_drained(EVENTUALLY_S)
-                assert len(outbox) == 0
-                stats = pub.stats()
-                assert stats.broker_switches == 1 and stats.connected
-                assert max(new_sub.seqs()) == n - 1 and min(new_sub.seqs()) <= n // 3 + 1
-                status = [m for m in new_sub.messages if m.topic.endswith("/status")]
-                assert status and decode(bytes(status[-1].payload))["state"] == "online"  # re-sent at connect
-            finally:
-                pub.stop()
-    finally:
-        old_sub.close()
-        new_sub.close()
-
-
-def test_switch_broker_with_settings_that_cannot_load_changes_nothing(
-        tmp_path: Path, mosquitto_broker: MosquittoBroker) -> None:
-    sub = Subscriber(mosquitto_broker)
-    cfg = make_config(tmp_path, mosquitto_broker.port)
-    ca = tmp_path / "ca.pem"
-    ca.write_text("not a certificate\n", encoding="utf-8")
-    bad = make_config(tmp_path, 8883, tls={"enabled": True, "ca_path": str(ca)})
-    try:
-        with Outbox.from_config(cfg.outbox) as outbox:
-            pub = MqttPublisher(cfg, outbox)
-            pub.start()
-            try:
-                assert pub.wait_connected(EVENTUALLY_S)
-                with pytest.raises(OSError):  # ssl.SSLError: the CA file is not PEM
-                    pub.switch_broker(bad)
-                pub.publish_message(MessageKind.PREDICTION, prediction(1))
-                wait_for(lambda: sub.seqs() == [1], "delivery over the old connection")
-                assert pub.stats().broker_switches == 0 and pub.connected
-            finally:
-                pub.stop()
-    finally:
-        sub.close()
-
-
-def test_mqtt5_refusal_is_counted_and_not_retried_forever(tmp_path: Path, repo_root: Path,
-                                                          mosquitto_factory: Callable[..., MosquittoBroker]) -> None:
-    broker = mosquitto_factory(passwords={"nir-01": "pw1"}, acl=_documented_acl(repo_root))
-    cfg = make_config(tmp_path, broker.port, username="nir-01", password="pw1", protocol="5")
-    with Outbox.from_config(cfg.outbox) as outbox:
-        pub = MqttPublisher(cfg, outbox)
-        try:
-            pub.start()
-            assert pub.wait_connected(EVENTUALLY_S)
-            pub.publish("spectrolite/plant-a/line-3/nir-02/prediction", b"{}")  # another device's topic
-            assert pub.wait_until_drained(EVENTUALLY_S)
-            stats = pub.stats()
-            assert (stats.rejected, stats.acked) == (1, 0)
-        finally:
-            pub.stop()

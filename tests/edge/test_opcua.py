@@ -29,12 +29,13 @@ else:  # Python 3.10 (Jetson): the tomli backport, an install requirement there
     import tomli as tomllib
 
 import edge.opcua
+from benchmarks.harness import free_port
 from edge.config import parse_config
 from edge.errors import ConfigError
 from edge.opcua import NodeModel, OpcUaServer, status_of_quality, with_opcua
 from edge.publish.messages import TargetValue, prediction_message, status_message
 from edge.publish.schema import MessageKind
-from tests.support.broker import MosquittoBroker, find_free_port
+from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, edge_config, wait_for
 from tests.support.processes import DEVICE, Proc, Subscriber, start_daemon, start_sim, write_config
 
@@ -197,7 +198,7 @@ def test_a_client_reads_the_latest_values_and_cannot_write() -> None:
     _asyncua()
     from asyncua import ua
 
-    server = OpcUaServer("nir-01", host="127.0.0.1", port=find_free_port(), namespace=NS, targets=[("api", "%w/w")])
+    server = OpcUaServer("nir-01", host="127.0.0.1", port=free_port(), namespace=NS, targets=[("api", "%w/w")])
     server.start()
     try:
         before = _client(server.url, lambda c: _read(c, NS, "nir-01", "Targets.api.Value", "State"))
@@ -262,7 +263,7 @@ def test_a_dead_server_thread_is_a_link_failure_for_the_watchdog() -> None:
         def failure(self) -> None:
             return None
 
-    server = OpcUaServer("nir-01", host="127.0.0.1", port=find_free_port(), namespace=NS)
+    server = OpcUaServer("nir-01", host="127.0.0.1", port=free_port(), namespace=NS)
     server.start()
     link = OpcUaLink(Link(), server)  # type: ignore[arg-type]
     try:
@@ -286,7 +287,7 @@ def test_a_real_daemon_serves_each_prediction_to_an_opcua_client(
     _asyncua()
     sim, path = start_sim(tmp_path, count=0, rate_hz=20.0)
     procs.append(sim)
-    port = find_free_port()
+    port = free_port()
     cfg = write_config(tmp_path, port_url=path, bundle=demo_bundles.v1, mqtt_port=mosquitto_broker.port)
     cfg.write_text(cfg.read_text(encoding="utf-8") + f"[opcua]\nenabled = true\nport = {port}\n", encoding="utf-8")
     daemon = start_daemon(tmp_path, cfg)

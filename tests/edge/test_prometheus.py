@@ -24,10 +24,11 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10 (Jetson): the tomli backport, an install requirement there
     import tomli as tomllib
 
+from benchmarks.harness import free_port
 from edge.config import parse_config
 from edge.errors import ConfigError
 from edge.prometheus import PrometheusExporter, exporter_from_config, families, metric_name
-from tests.support.broker import MosquittoBroker, find_free_port
+from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, edge_config, wait_for
 from tests.support.golden_messages import golden_payload
 from tests.support.processes import Proc, Subscriber, start_daemon, start_sim, write_config
@@ -106,7 +107,7 @@ def test_a_failing_source_is_counted_and_the_endpoint_keeps_answering() -> None:
         calls.append(1)
         raise RuntimeError("boom")
 
-    exporter = PrometheusExporter(broken, bind="127.0.0.1", port=find_free_port())  # type: ignore[arg-type]
+    exporter = PrometheusExporter(broken, bind="127.0.0.1", port=free_port())  # type: ignore[arg-type]
     exporter.start()
     try:
         for expected in (1.0, 2.0):
@@ -133,7 +134,7 @@ def test_a_real_daemon_serves_the_metrics_payload_to_prometheus(
 
     sim, path = start_sim(tmp_path, count=0, rate_hz=50.0)
     procs.append(sim)
-    port = find_free_port()
+    port = free_port()
     cfg = write_config(tmp_path, port_url=path, bundle=demo_bundles.v1, mqtt_port=mosquitto_broker.port)
     cfg.write_text(cfg.read_text(encoding="utf-8") + f"prometheus_port = {port}\n", encoding="utf-8")  # [metrics]
     daemon = start_daemon(tmp_path, cfg)

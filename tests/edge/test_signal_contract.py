@@ -19,6 +19,7 @@ import pytest
 
 from edge.daemon import Daemon
 from firmware_bridge.frames import SignalKind
+from tests.support.commands import commands_section, send_signed
 from tests.support.daemon import (
     CHANNELS,
     SAMPLES,
@@ -81,7 +82,7 @@ def _alerts(link: RecordingLink) -> list[str] | None:
 
 
 def _reload(daemon: Daemon, link: RecordingLink, path: Path, request_id: str) -> dict[str, Any]:
-    daemon.request_reload(path, request_id=request_id)
+    send_signed(daemon, "reload_bundle", {"path": str(path)}, request_id)
     wait_for(lambda: any(m["request_id"] == request_id for m in link.of_kind("command_response")),
              f"the response to {request_id}")
     return next(m for m in link.of_kind("command_response") if m["request_id"] == request_id)
@@ -180,7 +181,8 @@ def test_before_any_status_a_device_is_taken_to_send_counts(
 def test_reload_that_would_mismatch_is_refused_and_the_old_bundle_keeps_serving(
         tmp_path: Path, demo_bundles: DemoBundles, absorbance_bundle: Path) -> None:
     sim = _start_sim(tmp_path, signal=SignalKind.COUNTS)
-    daemon, link = serve_daemon(tmp_path, sim.address, demo_bundles.v1)
+    daemon, link = serve_daemon(tmp_path, sim.address, demo_bundles.v1,
+                                 commands=commands_section(tmp_path, absorbance_bundle.parent, demo_bundles.v2.parent))
     try:
         wait_for(lambda: len(link.of_kind("prediction")) >= 20, "first predictions")
         answer = _reload(daemon, link, absorbance_bundle, "r-absorbance")
@@ -206,7 +208,8 @@ def test_reload_that_would_mismatch_is_refused_and_the_old_bundle_keeps_serving(
 def test_matching_bundle_ends_a_mismatch_and_a_mismatched_one_is_refused(
         tmp_path: Path, demo_bundles: DemoBundles, absorbance_bundle: Path) -> None:
     sim = _start_sim(tmp_path, signal=SignalKind.ABSORBANCE)
-    daemon, link = serve_daemon(tmp_path, sim.address, demo_bundles.v1)
+    daemon, link = serve_daemon(tmp_path, sim.address, demo_bundles.v1,
+                                 commands=commands_section(tmp_path, absorbance_bundle.parent, demo_bundles.v2.parent))
     try:
         wait_for(lambda: "signal_mismatch" in (_alerts(link) or []), "the mismatch alert")
         refused = _reload(daemon, link, demo_bundles.v2, "r-counts")  # counts again: still a mismatch, refused

@@ -30,6 +30,7 @@ from firmware_bridge.codec import encode
 from firmware_bridge.frames import Dark, Spectrum
 from firmware_bridge.transport import SerialTransport
 from tests.support.bundles import read_zip, rehash_manifest, write_zip
+from tests.support.commands import commands_section, send_signed
 from tests.support.daemon import (
     DemoBundles,
     RecordingLink,
@@ -289,7 +290,8 @@ def test_bad_bundles_are_refused_and_the_old_model_keeps_serving(tmp_path: Path,
     bundles.mkdir()
     live = Path(shutil.copy(signing["v1"], bundles / "model.spectrolite"))
     cfg = edge_config(tmp_path, port_url="loop://", bundle_path=live,
-                      bundle={"public_key_path": str(signing["pub"])})
+                      bundle={"public_key_path": str(signing["pub"])},
+                      commands=commands_section(tmp_path, signing["v1"].parent))
     link = RecordingLink()
     transport = SerialTransport("loop://", read_timeout_s=0.05)
     daemon = Daemon(cfg, load_bundle(live, public_key=signing["pub"]), transport, link)
@@ -307,7 +309,7 @@ def test_bad_bundles_are_refused_and_the_old_model_keeps_serving(tmp_path: Path,
         # the device announces itself first: a bundle for another wavelength range is checked against its axis
         transport.write(encode(stream["status"]) + encode(stream["dark"]) + encode(stream["white"]))
         for i, name in enumerate(variants):
-            daemon.request_reload(signing[name], request_id=f"r{i}")
+            send_signed(daemon, "reload_bundle", {"path": str(signing[name])}, f"r{i}")
             wait_for(lambda i=i: len(responses()) == i + 1, f"the response to reloading {name}")
             answer = responses()[-1]
             assert answer["ok"] is False, f"{name} was accepted"
@@ -321,7 +323,7 @@ def test_bad_bundles_are_refused_and_the_old_model_keeps_serving(tmp_path: Path,
                      f"a prediction after {name}")
             assert next(m for m in link.of_kind("prediction") if m["seq"] == seq)["model"]["version"] == "1.0.0"
             seq += 1
-        daemon.request_reload(signing["v2"], request_id="good")
+        send_signed(daemon, "reload_bundle", {"path": str(signing["v2"])}, "good")
         wait_for(lambda: responses()[-1]["request_id"] == "good", "the good reload")
         assert responses()[-1]["ok"] is True
         transport.write(encode(good.replace(seq=seq)))

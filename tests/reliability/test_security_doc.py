@@ -1,6 +1,6 @@
 """docs/security.md stays true: its production settings are valid configuration keys, its mosquitto ACL is the
-one that tests/edge/test_mqtt.py runs against a real broker, and its table of the issue #18 findings names tests
-and ``spectro-bench attack`` attacks that exist."""
+one that tests/edge/test_mqtt_security.py runs against a real broker, and its table of the issue #18 findings names
+tests and ``spectro-bench attack`` attacks that exist."""
 
 from __future__ import annotations
 

@@ -13,8 +13,10 @@ Importable helper plus pytest fixtures (``mosquitto_broker``, ``mosquitto_factor
         pki = make_test_pki(tmp_path / "pki")
         broker = mosquitto_factory(tls=pki, require_certificate=True, passwords={"dev": "secret"})
 
-Every process started here is stopped by the fixture (or by ``MosquittoBroker.close()``); nothing is left
-running.  Waiting for the broker to listen is a readiness poll with a generous deadline, not a timing assertion.
+:class:`MosquittoBroker` is the harness's :class:`benchmarks.harness.mosquitto.Mosquitto` (one mosquitto for the
+demo, the benchmarks and the tests: its configuration, readiness wait, stop, kill, restart on the same port) with
+what only tests need: persistence on by default, TLS from a throw-away PKI, passwords and an ACL.  Every process
+started here is stopped by the fixture (or by ``MosquittoBroker.close()``); nothing is left running.
 """
 
 from __future__ import annotations
@@ -23,13 +25,7 @@ import base64
 import datetime
 import hashlib
 import ipaddress
-import os
 import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,34 +33,9 @@ from typing import Any
 
 import pytest
 
-__all__ = [
-    "MosquittoBroker",
-    "TestPki",
-    "find_free_port",
-    "make_test_pki",
-    "mosquitto_executable",
-    "mosquitto_broker",
-    "mosquitto_factory",
-    "READY_TIMEOUT_S",
-]
+from benchmarks.harness.mosquitto import Mosquitto
 
-#: Deadline for a started broker to accept TCP connections (a failure to start, not a speed goal).
-READY_TIMEOUT_S = 15.0
-
-
-def mosquitto_executable() -> str:
-    """Path of the mosquitto binary (PATH, then /usr/sbin); fails the test with a clear message when missing."""
-    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        pytest.fail("expected the 'mosquitto' broker on PATH or in /usr/sbin (apt install mosquitto), found none")
-    return found
-
-
-def find_free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+__all__ = ["MosquittoBroker", "TestPki", "make_test_pki", "mosquitto_broker", "mosquitto_factory"]
 
 
 def _mosquitto_password_hash(password: str) -> str:
@@ -158,8 +129,9 @@ def make_test_pki(directory: Path, *, client_cn: str = "nir-01") -> TestPki:
     )
 
 
-class MosquittoBroker:
-    """One mosquitto process with a generated configuration in ``workdir``.
+class MosquittoBroker(Mosquitto):
+    """One mosquitto process with a generated configuration in ``workdir`` (:class:`Mosquitto`, with mosquitto's
+    own ``set_tcp_nodelay`` default and verbose logs).
 
     Parameters
     ----------
@@ -177,36 +149,24 @@ class MosquittoBroker:
         Content of an ACL file (mosquitto syntax).
     persistence : bool
         Keep retained messages, sessions and queued QoS>0 messages across restarts.
+    extra_conf : str
+        Lines appended to the configuration.
     """
 
     def __init__(self, workdir: Path, *, port: int | None = None, tls: TestPki | None = None,
                  require_certificate: bool = False, passwords: Mapping[str, str] | None = None,
                  acl: str | None = None, persistence: bool = True, extra_conf: str = "") -> None:
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.host = "127.0.0.1"
-        self.port = port if port is not None else find_free_port()
+        super().__init__(Path(workdir), port=port, tcp_nodelay=None, persistence=persistence,
+                         max_queued_messages=100_000, log_types=("error", "warning", "notice", "information"),
+                         extra_conf=extra_conf)
         self.tls = tls
         self.require_certificate = require_certificate
         self.passwords = dict(passwords or {})
         self.acl = acl
-        self.persistence = persistence
-        self.extra_conf = extra_conf
-        self.log_path = self.workdir / "mosquitto.log"
-        self.conf_path = self.workdir / "mosquitto.conf"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
 
-    # ----------------------------------------------------------------------------------------------- config
-
-    def _write_conf(self) -> None:
-        lines = [f"listener {self.port} {self.host}", f"log_dest file {self.log_path}",
-                 "log_type error", "log_type warning", "log_type notice", "log_type information",
-                 "connection_messages true", "max_queued_messages 100000", "max_inflight_messages 100"]
-        if os.geteuid() == 0:
-            lines.append("user root")  # otherwise mosquitto switches to 'mosquitto' and cannot write workdir
-        if self.persistence:
-            lines += ["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"]
+    def access_lines(self) -> list[str]:
+        """TLS, passwords (else anonymous access) and the ACL."""
+        lines: list[str] = []
         if self.tls is not None:
             lines += [f"cafile {self.tls.ca_cert}", f"certfile {self.tls.server_cert}",
                       f"keyfile {self.tls.server_key}",
@@ -223,84 +183,23 @@ class MosquittoBroker:
             acl_path.write_text(self.acl)
             acl_path.chmod(0o600)
             lines.append(f"acl_file {acl_path}")
-        if self.extra_conf:
-            lines.append(self.extra_conf)
-        self.conf_path.write_text("\n".join(lines) + "\n")
-
-    # -------------------------------------------------------------------------------------------- lifecycle
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return lines
 
     def start(self) -> MosquittoBroker:
-        """Start mosquitto and wait until it accepts connections."""
-        if self.running:
-            return self
-        self._write_conf()
-        self._proc = subprocess.Popen([mosquitto_executable(), "-c", str(self.conf_path)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.starts += 1
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-                self._proc = None
-                raise RuntimeError(f"mosquitto exited at start: {err.strip()}\n{self.log()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"mosquitto did not listen on {self.host}:{self.port} within {READY_TIMEOUT_S} s\n"
-                           f"{self.log()}")
-
-    def stop(self) -> None:
-        """Stop gracefully (SIGTERM: mosquitto saves its persistence database) and wait for the exit."""
-        self._end(signal.SIGTERM)
-
-    def kill(self) -> None:
-        """Stop abruptly (SIGKILL): state since the last autosave is lost, as in a crash."""
-        self._end(signal.SIGKILL)
-
-    def _end(self, sig: signal.Signals) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        """Start mosquitto and wait until it accepts connections; fails the test when mosquitto is not installed."""
+        try:
+            super().start()
+        except FileNotFoundError as exc:
+            pytest.fail(str(exc))
+        return self
 
     def restart(self, *, port: int | None = None) -> MosquittoBroker:
         """Stop gracefully and start again (on ``port`` when given, else the same port)."""
-        self.stop()
-        if port is not None:
-            self.port = port
-        return self.start()
-
-    def close(self) -> None:
-        """Stop the process if it runs (idempotent)."""
-        self.stop()
+        super().restart(port=port)
+        return self
 
     def __enter__(self) -> MosquittoBroker:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def log(self) -> str:
-        """The broker's log so far (for failure messages)."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
 
 
 @pytest.fixture

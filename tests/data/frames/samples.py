@@ -2,8 +2,8 @@
 
 Each ``<name>.bin`` holds ``firmware_bridge.codec.encode(GOLDEN[name])`` exactly as it goes on the wire (COBS body
 plus the ``0x00`` delimiter).  They are the protocol's memory: a change of any byte layout makes
-``tests/firmware_bridge/test_codec.py`` fail until the protocol version is bumped and the files are regenerated on
-purpose with::
+``tests/firmware_bridge/test_codec_golden.py`` fail until the protocol version is bumped and the files are
+regenerated on purpose with::
 
     python tests/data/frames/samples.py
 
