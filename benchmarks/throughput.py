@@ -9,7 +9,7 @@ Usage::
 Real processes only: the simulator (:mod:`benchmarks.simproc`, the simulator's own code on a pty, stamping frames
 with ``CLOCK_MONOTONIC`` so the frame's device timestamp and the subscriber's receipt share one clock), the daemon
 (``python -m edge.cli run --config <generated TOML>``, i.e. ``spectro-edge run``), a real ``mosquitto`` on a free
-port (:mod:`benchmarks.broker`), and a paho-mqtt subscriber in this process at the same QoS.
+port (:mod:`benchmarks.harness.mosquitto`), and a paho-mqtt subscriber in this process at the same QoS.
 
 Each *step* streams a fixed number of spectra at one offered rate through a freshly started simulator and daemon
 (the broker and subscriber stay), and reports what reached the subscriber: unique predictions (deduplicated by
@@ -424,7 +424,7 @@ def _rates(text: str) -> list[float]:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run every step and return the result dict (the JSON)."""
-    from benchmarks.broker import Mosquitto
+    from benchmarks.harness.mosquitto import Mosquitto
 
     setup = resolve_setup(args)
     check_setup(setup)
