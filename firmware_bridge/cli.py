@@ -8,6 +8,9 @@ Example::
 
     spectro-sim --pty --dataset ../shared/datasets/idrc2002_tablets.npz --rate 20 --count 200 --drift-at 100
 
+``--line-spectra N`` plays a line-scan (push-broom) camera: LINE frames of N consecutive spectra each, numbered
+per spectrum (the rate still counts spectra; no ANNOTATION frames).
+
 By default the device sends raw detector counts (STATUS ``signal`` COUNTS, with DARK and REFERENCE frames);
 ``--signal absorbance`` (or ``reflectance``) plays a device that processes on board and streams float32 spectra of
 that signal.  Each run boots with a random ``boot_id``; ``--reboot-every N`` reboots the firmware after every N
