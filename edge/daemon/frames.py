@@ -282,7 +282,8 @@ class InferenceStage:
             log.info("spectra wait for the device's STATUS (the bundle needs its wavelength axis); greeting it")
             self._greeter.greet(REFERENCE_REQUEST_INTERVAL_S)
         self._parked.append(item)
-        self.counters.incr("spectra_waited_for_status")
+        self.counters.incr("spectra_waited_for_status",
+                           item.frame.spectrum_count if isinstance(item.frame, Line) else 1)
         if len(self._parked) > self._frames_max:
             self._on_parked(self._parked.popleft())  # rejected (no axis) and counted, never silently lost
 

@@ -12,8 +12,9 @@ from benchmarks.cli import main
 from tests.benchmarks.test_throughput import BUNDLE, _dataset
 
 #: Keys of the line-frame steps (benchmarks/throughput_line.py).
-LINE_KEYS = {"line_spectra", "line_spectra_per_s", "line_lost", "line_spectra_sent", "line_predictions_received",
-             "line_duplicates", "line_limited_by", "line_daemon_cpu_us_per_spectrum", "line_steps", "line_goals"}
+LINE_KEYS = {"line_spectra", "line_spectra_per_s", "line_kept_up", "line_lost", "line_spectra_sent",
+             "line_predictions_received", "line_duplicates", "line_limited_by", "line_daemon_cpu_us_per_spectrum",
+             "line_steps", "line_goals"}
 PER_LINE = 32
 
 
@@ -31,8 +32,7 @@ def test_line_steps_deliver_every_spectrum_and_write_their_keys(tmp_path: Path) 
     assert data["line_spectra_sent"] == 1000 + 200  # 2000 spectra/s for 0.5 s, then the max step
     assert data["line_predictions_received"] + data["line_lost"] == data["line_spectra_sent"]
     assert data["line_lost"] == 0 and data["line_duplicates"] == 0  # QoS 1 on a local broker
-    # a figure, not a behaviour: None when no step kept up with the simulator (a busy machine), else a rate
-    assert data["line_spectra_per_s"] is None or data["line_spectra_per_s"] > 0
+    assert data["line_spectra_per_s"] > 0  # the best zero-loss step (whether or not it kept up: a figure)
     assert all(s["predictions_received"] == s["frames_sent"] for s in data["line_steps"])
     assert data["line_goals"]["met"] is None  # lines of 32: the goal names 256+
     assert "| offered spectra/s |" in out.with_suffix(".md").read_text()

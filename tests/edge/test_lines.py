@@ -181,3 +181,18 @@ def test_line_frames_end_to_end_every_spectrum_once_with_offline_values(
     counters = next(m for m in reversed(subscriber.kind("/metrics")) if m["counters"].get("lines_in"))["counters"]
     assert counters["spectra_in"] == E2E_SPECTRA and counters.get("lines_rejected", 0) == 0
     assert counters.get("frames_lost_seq_gap", 0) == 0
+
+
+def test_lines_before_the_device_status_wait_for_it_and_are_predicted_then(
+        tmp_path: Path, demo_bundles: DemoBundles) -> None:
+    stream = offline_stream(PER_LINE * 2)
+    spectra = stream["spectra"]
+    lines = [_line_of(spectra[:PER_LINE]), _line_of(spectra[PER_LINE:])]
+    daemon, link, sizes = _daemon(tmp_path / "d", demo_bundles.v1)
+    assert daemon.engine.needs_device_axis  # the demo bundle resamples the device's axis onto its grid
+    _feed(daemon, [stream["dark"], stream["white"], *lines])  # no STATUS yet: the lines wait for it
+    assert link.of_kind("prediction") == []
+    assert daemon.counters.snapshot()["spectra_waited_for_status"] == 2 * PER_LINE
+    _feed(daemon, [stream["status"]])
+    assert [m["seq"] for m in link.of_kind("prediction")] == [s.seq for s in spectra]
+    assert sizes == [PER_LINE, PER_LINE]
