@@ -40,10 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dataset", help="dataset .npz (default: the simulator's synthetic spectra)")
     p.add_argument("--rate", type=float, default=100.0, help="spectra per second (0: as fast as possible)")
     p.add_argument("--count", type=int, required=True, help="spectra to send")
+    p.add_argument("--line-spectra", type=int, default=0, help="send LINE frames of N spectra (0: SPECTRUM frames)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--linger", type=float, default=2.0, help="seconds to stay up after the last spectrum")
     args = p.parse_args(argv)
     cfg = SimulatorConfig(dataset_path=args.dataset, rate_hz=args.rate, count=args.count, seed=args.seed,
+                          line_spectra=args.line_spectra,
                           exit_when_done=True, linger_s=args.linger, connect_delay_s=0.25)
     x, wl, y = load_spectra(cfg)
     device = VirtualSpectrometer(x, wl, y, cfg, clock_us=host_clock_us)

@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import throughput_line  # the line-frame steps, kept in their own module
 from benchmarks.results import (
     host_facts,
     jsonable,
@@ -102,6 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run one extra, uncounted step at --rate with the daemon under cProfile (per thread)")
     parser.add_argument("--plot", type=Path, help="PNG of delivered rate and latency (default: beside --json)")
     parser.add_argument("--json", metavar="PATH", default=None, help="write the figures as JSON (and .md beside)")
+    throughput_line.add_arguments(parser)  # --line-spectra N: the line-frame steps (benchmarks/throughput_line.py)
 
 
 # --------------------------------------------------------------------------------------------------- probes
@@ -263,8 +265,10 @@ def _end(proc: subprocess.Popen[bytes] | None, timeout_s: float = STOP_TIMEOUT_S
 
 # --------------------------------------------------------------------------------------------------- steps
 def run_step(setup: Setup, broker: Any, sub: Subscriber, *, rate: float, frames: int, qos: int, threads: int,
-             workdir: Path, daemon_argv: Callable[[Path], list[str]] | None = None) -> dict[str, Any]:
-    """One step: fresh simulator and daemon, ``frames`` spectra at ``rate`` (0: as fast as possible).
+             workdir: Path, daemon_argv: Callable[[Path], list[str]] | None = None,
+             sim_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One step: fresh simulator and daemon, ``frames`` spectra at ``rate`` (0: as fast as possible); ``sim_args``
+    are more options of the simulator (``--line-spectra N``).
 
     ``daemon_argv(config_path)`` gives the daemon's command line (default ``python -m edge.cli run --config``),
     e.g. to run it under a profiler.
@@ -275,7 +279,7 @@ def run_step(setup: Setup, broker: Any, sub: Subscriber, *, rate: float, frames:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     sub.inbox.reset()
     sim_cmd = [sys.executable, "-m", "benchmarks.simproc", "--link", str(workdir / "tty"), "--rate", str(rate),
-               "--count", str(frames), "--linger", "1.0"]
+               "--count", str(frames), "--linger", "1.0", *sim_args]
     if setup.dataset is not None:
         sim_cmd += ["--dataset", str(setup.dataset)]
     sim_err = open(workdir / "simulator.log", "wb")  # noqa: SIM115 - closed in finally
@@ -470,6 +474,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                                             qos=args.qos, threads=args.threads, workdir=work / "profiled",
                                             daemon_argv=profiled)
                     log.info("profiled step (figures include the profiler): %s", _one_line(profile_step))
+                line_keys = throughput_line.line_steps(args, setup, broker, sub, work) if args.line_spectra else {}
             finally:
                 sub.close()
     finally:
@@ -522,6 +527,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             else ref["daemon_cpu_pct"] < GOAL_DAEMON_CPU_PCT_AT_100,
         },
         "host": host_facts(),
+        **line_keys,
     }
     return jsonable(result)
 
@@ -541,7 +547,7 @@ def run(args: argparse.Namespace) -> int:
     from benchmarks.harness import HarnessError
 
     try:
-        result = measure(args)
+        result = throughput_line.measure_lines(args) if args.line_only else measure(args)
     except HarnessError as exc:  # refused before streaming: nothing could be measured
         print(f"spectro-bench throughput: {exc}", file=sys.stderr)
         return 2
@@ -550,6 +556,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from benchmarks.plots import plot_throughput
 
+    if args.line_only:
+        publish(args, result, throughput_line.render_lines(result))
+        return 0 if result["line_predictions_received"] > 0 else 1
     publish(args, result, render(result), plot_throughput)
     return 0 if result["predictions_received"] > 0 else 1
 

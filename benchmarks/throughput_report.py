@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.results import markdown_table
+from benchmarks import throughput_line  # the line steps' tables, appended when the run had any
 
 __all__ = ["render"]
 
@@ -49,4 +50,5 @@ def render(result: dict[str, Any]) -> str:
                                          f"{result['load']['after']['loadavg_1m']:.2f} on "
                                          f"{result['load']['after']['cpu_count']} CPUs")],
     ]
-    return "\n".join(["Steps", markdown_table(head, rows), "", markdown_table(["summary", "value"], summary)])
+    return "\n".join(["Steps", markdown_table(head, rows), "", markdown_table(["summary", "value"], summary)]) + (
+        throughput_line.render_lines(result))

@@ -8,6 +8,9 @@ Example::
 
     spectro-sim --pty --dataset ../shared/datasets/idrc2002_tablets.npz --rate 20 --count 200 --drift-at 100
 
+``--line-spectra N`` plays a line-scan (push-broom) camera: LINE frames of N consecutive spectra each, numbered
+per spectrum (the rate still counts spectra; no ANNOTATION frames).
+
 By default the device sends raw detector counts (STATUS ``signal`` COUNTS, with DARK and REFERENCE frames);
 ``--signal absorbance`` (or ``reflectance``) plays a device that processes on board and streams float32 spectra of
 that signal.  Each run boots with a random ``boot_id``; ``--reboot-every N`` reboots the firmware after every N
@@ -95,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate", type=float, default=10.0, metavar="HZ", help="spectra per second (0: as fast as possible)"
     )
     run.add_argument("--count", type=int, default=0, metavar="N", help="spectra to stream (0: endless)")
+    run.add_argument(
+        "--line-spectra",
+        type=int,
+        default=0,
+        metavar="N",
+        help="stream LINE frames of N spectra each, as a push-broom camera (no ANNOTATIONs; --rate counts spectra)",
+    )
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--integration-time-us", type=int, help="exposure (default: fills 80%% of the ADC)")
     run.add_argument("--averages", type=int, default=1, help="scans averaged per spectrum")
@@ -171,6 +181,7 @@ def _config(args: argparse.Namespace) -> SimulatorConfig:
         shuffle=args.shuffle,
         rate_hz=args.rate,
         count=args.count,
+        line_spectra=args.line_spectra,
         seed=args.seed,
         integration_time_us=args.integration_time_us,
         averages=args.averages,

@@ -39,6 +39,8 @@ __all__ = [
     "Spectrum",
     "Dark",
     "Reference",
+    "Line",
+    "LINE_SEQ_MODULUS",
     "Hello",
     "Status",
     "Command",
@@ -62,6 +64,7 @@ class MsgType(enum.IntEnum):
     SPECTRUM = 0x10  #: device -> host: one sample spectrum
     DARK = 0x11  #: device -> host: a dark spectrum (shutter closed / lamp off)
     REFERENCE = 0x12  #: device -> host: a white (100 %) reference spectrum
+    LINE = 0x13  #: device -> host: many spectra of one exposure (a push-broom line), one seq per spectrum
     COMMAND = 0x20  #: host -> device: change a setting or ask for something
     ACK = 0x21  #: device -> host: command accepted
     NACK = 0x22  #: device -> host: command refused, with a reason
@@ -290,6 +293,121 @@ class Reference(Spectrum):
     MSG_TYPE: ClassVar[MsgType] = MsgType.REFERENCE
 
 
+#: Sequence numbers wrap at 2**32: the spectrum ``i`` of a :class:`Line` has ``seq = (line.seq + i) % 2**32``.
+LINE_SEQ_MODULUS = 1 << 32
+
+
+@dataclass(frozen=True, eq=False)
+class Line:
+    """One line of a line-scan (push-broom, hyperspectral) camera: ``spectrum_count`` spectra of the same pixel count
+    exposed together, sent as one frame and predicted as one batch.
+
+    The line numbers its spectra: spectrum ``i`` has ``seq = (seq + i) % 2**32``, and the device's next
+    spectrum-like frame carries ``seq + spectrum_count``, so gap detection and the de-duplication key
+    ``(device_id, boot_id, seq)`` work per spectrum exactly as for :class:`Spectrum` frames.
+
+    Parameters
+    ----------
+    seq : int
+        Sequence number of the line's first spectrum, uint32.
+    timestamp_us : int
+        Device clock at the end of the line's exposure, microseconds, uint64 (every spectrum of the line shares it).
+    integration_time_us : int
+        Exposure time, microseconds, uint32.
+    counts : ndarray, shape (spectrum_count, pixel_count), dtype uint16 | uint32 | float32
+        Pixel values, spectrum 0 first; stored read-only, C-contiguous and little-endian.
+    averages : int
+        Scans averaged into each spectrum, uint16 (>= 1).
+    flags : SpectrumFlags
+        Bit flags of the whole line, uint8: SATURATED means some pixel of the line reached full scale (the line
+        carries no per-spectrum count, so every spectrum of it is taken as saturated).
+    detector_temp_c : float
+        Detector temperature, degrees Celsius, float32 on the wire (NaN when unknown).
+
+    >>> line = Line(seq=10, timestamp_us=0, integration_time_us=1_000, counts=np.ones((3, 4), np.uint16))
+    >>> line.spectrum_count, line.pixel_count, [s.seq for s in line.spectra()]
+    (3, 4, [10, 11, 12])
+    """
+
+    MSG_TYPE: ClassVar[MsgType] = MsgType.LINE
+
+    seq: int
+    timestamp_us: int
+    integration_time_us: int
+    counts: npt.NDArray[Any]
+    averages: int = 1
+    flags: SpectrumFlags = SpectrumFlags.NONE
+    detector_temp_c: float = float("nan")
+    pixel_format: PixelFormat = field(init=False)
+
+    def __post_init__(self) -> None:
+        counts = np.asarray(self.counts)
+        if counts.ndim != 2:
+            raise ProtocolError(f"expected a two-dimensional (spectra, pixels) counts array, got shape {counts.shape}")
+        fmt = _pixel_format_of(counts)
+        counts = np.ascontiguousarray(counts.astype(PIXEL_DTYPES[fmt], copy=True))  # own, little-endian copy
+        counts.flags.writeable = False
+        object.__setattr__(self, "counts", counts)
+        object.__setattr__(self, "pixel_format", fmt)
+        object.__setattr__(self, "flags", SpectrumFlags(self.flags))
+
+    @property
+    def spectrum_count(self) -> int:
+        """Number of spectra in the line (rows of ``counts``)."""
+        return int(self.counts.shape[0])
+
+    @property
+    def pixel_count(self) -> int:
+        """Number of pixels of each spectrum (columns of ``counts``)."""
+        return int(self.counts.shape[1])
+
+    def seq_of(self, index: int) -> int:
+        """Sequence number of the line's spectrum ``index``: ``(seq + index) % 2**32``."""
+        return (self.seq + index) % LINE_SEQ_MODULUS
+
+    def spectra(self) -> tuple[Spectrum, ...]:
+        """The line's spectra as :class:`Spectrum` values, in order, each with its own ``seq`` (:meth:`seq_of`) and
+        the line's timestamp, integration time, averages, flags and temperature (``saturated_count`` 0: the line
+        has none per spectrum; its SATURATED flag is kept)."""
+        return tuple(
+            Spectrum(
+                seq=self.seq_of(i),
+                timestamp_us=self.timestamp_us,
+                integration_time_us=self.integration_time_us,
+                counts=row,
+                averages=self.averages,
+                flags=self.flags,
+                detector_temp_c=self.detector_temp_c,
+            )
+            for i, row in enumerate(self.counts)
+        )
+
+    def _key(self) -> tuple[Any, ...]:
+        return (
+            self.seq,
+            self.timestamp_us,
+            self.integration_time_us,
+            self.averages,
+            int(self.flags),
+            np.float32(self.detector_temp_c).tobytes(),  # bitwise, so NaN equals NaN
+            self.pixel_format,
+            self.counts.shape,
+            self.counts.tobytes(),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Line):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def replace(self, **changes: Any) -> "Line":
+        """Return a copy with ``changes`` applied (``dataclasses.replace`` minus the derived ``pixel_format``)."""
+        return dataclasses.replace(self, **changes)
+
+
 @dataclass(frozen=True)
 class Hello:
     """Host -> device greeting; the device answers with a :class:`Status`.
@@ -515,4 +633,4 @@ class Annotation:
 
 
 #: Any message of the protocol.
-Frame = Union[Spectrum, Dark, Reference, Hello, Status, Command, Ack, Nack, Annotation]
+Frame = Union[Spectrum, Dark, Reference, Line, Hello, Status, Command, Ack, Nack, Annotation]

@@ -227,8 +227,9 @@ class DetectorModel:
 
         Parameters
         ----------
-        absorbance : array_like, shape (n_pixels,), or None
-            Sample absorbance; ``None`` for the open beam.
+        absorbance : array_like, shape (n_pixels,) or (n_spectra, n_pixels), or None
+            Sample absorbance (one spectrum, or the rows of a line read together: counts of the same shape, and
+            ``saturated_count`` over all of them); ``None`` for the open beam.
         integration_time_us : int
             Exposure of each scan, microseconds.
         rng : numpy.random.Generator
@@ -245,7 +246,7 @@ class DetectorModel:
         mean = self.expected_counts(absorbance, integration_time_us, lamp_scale=lamp_scale, temp_c=temp_c)
         above_bias = np.maximum(mean - self.bias_counts, 0.0)
         sigma = np.sqrt(above_bias / self.electrons_per_count + self.read_noise_counts**2)
-        scans = mean + sigma * rng.standard_normal((averages, mean.size))
+        scans = mean + sigma * rng.standard_normal((averages, *mean.shape))
         scans = np.clip(np.rint(scans), 0.0, float(self.full_scale_counts))
         saturated = np.any(scans >= self.full_scale_counts, axis=0)
         counts = np.clip(np.rint(scans.mean(axis=0)), 0, self.full_scale_counts).astype(np.uint16)
@@ -287,8 +288,10 @@ class DetectorModel:
     # ------------------------------------------------------------------ helpers
     def _check_absorbance(self, absorbance: npt.ArrayLike) -> FloatArray:
         a = np.asarray(absorbance, dtype=np.float64)
-        if a.shape != (self.n_pixels,):
-            raise PhysicsError(f"expected absorbance of shape ({self.n_pixels},), got {a.shape}")
+        if a.ndim not in (1, 2) or a.shape[-1] != self.n_pixels:  # one spectrum, or the rows of a line
+            raise PhysicsError(
+                f"expected absorbance of shape ({self.n_pixels},) or (n_spectra, {self.n_pixels}), got {a.shape}"
+            )
         # NaN would poison the ADC model; treat it as opaque (what a detector sees through a blocked path).
         return np.nan_to_num(a, nan=50.0, posinf=50.0, neginf=-5.0).clip(-5.0, 50.0)
 

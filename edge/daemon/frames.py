@@ -24,6 +24,7 @@ from edge.daemon.device import (
     status_axis_problem,
     status_signal,
 )
+from edge.daemon.lines import LineInFlight, line_rejections, split_line
 from edge.daemon.outbound import Outbound
 from edge.daemon.status import ActiveAlerts, LastError
 from edge.daemon.values import _Capture, _Received, _Swap
@@ -35,7 +36,7 @@ from edge.publish.messages import command_response_message, control_message, dri
 from edge.publish.schema import MessageKind, Quality
 from edge.queues import BoundedQueue
 from edge.references import ReferenceKind
-from firmware_bridge.frames import Ack, Annotation, Dark, Nack, Reference, Spectrum, Status
+from firmware_bridge.frames import Ack, Annotation, Dark, Line, Nack, Reference, Spectrum, Status
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
     from edge.archive import Archive
@@ -153,6 +154,7 @@ class InferenceStage:
         self._parked: collections.deque[_Received] = collections.deque()  # spectra waiting for the device's STATUS
         self._parked_since = 0.0
         self._annotations: dict[int, tuple[float, ...]] = {}
+        self._line = LineInFlight()  # the LINE frame being predicted on (its spectra's messages say where they sat)
         self.beat = time.monotonic()  # last turn of the loop (watchdog)
 
     @property
@@ -252,6 +254,11 @@ class InferenceStage:
                 self._park(item)
             else:
                 self._on_spectrum(frame, item.received_ns)
+        elif isinstance(frame, Line):
+            if self.device_status is None and self._status_error is None and self.engine.needs_device_axis:
+                self._park(item)
+            else:
+                self._on_line(item)
         elif isinstance(frame, Annotation):
             self._on_annotation(frame)
         elif isinstance(frame, Status):
@@ -275,10 +282,10 @@ class InferenceStage:
             log.info("spectra wait for the device's STATUS (the bundle needs its wavelength axis); greeting it")
             self._greeter.greet(REFERENCE_REQUEST_INTERVAL_S)
         self._parked.append(item)
-        self.counters.incr("spectra_waited_for_status")
+        self.counters.incr("spectra_waited_for_status",
+                           item.frame.spectrum_count if isinstance(item.frame, Line) else 1)
         if len(self._parked) > self._frames_max:
-            old = self._parked.popleft()
-            self._on_spectrum(old.frame, old.received_ns)  # rejected (no axis) and counted, never silently lost
+            self._on_parked(self._parked.popleft())  # rejected (no axis) and counted, never silently lost
 
     def _release_parked(self, why: str) -> None:
         """Predict on the spectra that waited for the device's STATUS (rejected, and counted, if none came)."""
@@ -288,8 +295,34 @@ class InferenceStage:
             log.warning("%d spectra waited %.1f s for the device's STATUS in vain (%s)", len(self._parked),
                         time.monotonic() - self._parked_since, why)
         while self._parked:
-            item = self._parked.popleft()
+            self._on_parked(self._parked.popleft())
+
+    def _on_parked(self, item: _Received) -> None:
+        if isinstance(item.frame, Line):
+            self._on_line(item)
+        else:
             self._on_spectrum(item.frame, item.received_ns)
+
+    def _on_line(self, item: _Received) -> None:
+        """A LINE frame: judged against the contract once (a line that fails is rejected whole, each spectrum
+        counted as if it had come alone), else predicted as one batch, one message per spectrum
+        (:mod:`edge.daemon.lines`)."""
+        line: Line = item.frame
+        self.counters.incr("lines_in")
+        items = split_line(line, item.received_ns)
+        rejections = None
+        if self._status_error is None:
+            rejections = line_rejections(self.engine, items, self.wavelengths_nm, self.device_signal)
+        if rejections is not None:
+            self.counters.incr("lines_rejected")
+            for spectrum, rejection in zip(items, rejections):
+                self._on_spectrum(spectrum.frame, spectrum.received_ns, rejection)
+            return
+        self._line.start(line)
+        try:
+            self._on_spectra(items)
+        finally:
+            self._line.end()
 
     def _on_status(self, status: Status) -> None:
         problem, wl = status_axis_problem(status)
@@ -459,7 +492,7 @@ class InferenceStage:
         )
         if self.control is not None:
             self._observe_control(outcome)
-        if self.forward_annotations:
+        if self.forward_annotations and not self._line.active:  # a line's spectra have no ANNOTATION frames
             early = self._annotations.pop(outcome.seq, None)
             if early is not None:
                 self._publish_prediction(outcome, latency_ns, early)
@@ -506,7 +539,8 @@ class InferenceStage:
         self.latency.add(latency_ns / 1e3)
         # encode() validates the final payload once, when it is published
         msg = prediction_message_of(pred, device_id=self.device_id, latency_ms=latency_ms, reference=reference,
-                                    device_boot_id=self.device_boot_id, validate_now=False)
+                                    device_boot_id=self.device_boot_id, validate_now=False,
+                                    line=self._line.position(pred.seq))
         self._emit(MessageKind.PREDICTION, msg)
         self.counters.incr("predictions")
 

@@ -12,7 +12,7 @@ from edge.daemon.values import _Received
 from edge.metrics import Counters
 from edge.queues import BoundedQueue
 from firmware_bridge.errors import BridgeError
-from firmware_bridge.frames import Annotation, Dark, Reference, Spectrum
+from firmware_bridge.frames import Annotation, Dark, Line, Reference, Spectrum
 
 log = logging.getLogger("edge.daemon")
 
@@ -51,7 +51,7 @@ class Reader:
                 continue
             now_ns = time.monotonic_ns()
             for frame in frames:
-                droppable = isinstance(frame, (Spectrum, Annotation)) and not isinstance(frame, (Dark, Reference))
+                droppable = isinstance(frame, (Spectrum, Line, Annotation)) and not isinstance(frame, (Dark, Reference))
                 self._counters.incr("frames_in")
                 self._frames.put(_Received(frame, now_ns), droppable=droppable)  # drops are counted by the queue
             # Coalescing: when frames come faster than one per COALESCE_BELOW_NS, let a few gather before the next

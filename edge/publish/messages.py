@@ -36,6 +36,7 @@ __all__ = [
     "PRIORITY_OF_KIND",
     "TargetValue",
     "OodStats",
+    "LinePosition",
     "prediction_message",
     "PredictionFields",
     "prediction_message_of",
@@ -94,6 +95,19 @@ class TargetValue:
         return {"name": self.name, "unit": self.unit, "value": _num(self.value, self.name),
                 "lower": _opt_num(self.lower, f"{self.name}.lower"),
                 "upper": _opt_num(self.upper, f"{self.name}.upper")}
+
+
+@dataclass(frozen=True)
+class LinePosition:
+    """Where a spectrum sat in the LINE frame it came in (a push-broom line): the line's first ``seq``, this
+    spectrum's ``index`` in it (its own ``seq`` is ``(line_seq + index) % 2**32``) and the line's spectrum count."""
+
+    line_seq: int
+    index: int
+    spectra: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.line_seq, "index": self.index, "spectra": self.spectra}
 
 
 @dataclass(frozen=True)
@@ -173,14 +187,15 @@ def prediction_message(
     reference: Sequence[float | None] | None = None,
     time_unix_s: float | None = None,
     validate_now: bool = True,
+    line: LinePosition | None = None,
 ) -> dict[str, Any]:
     """Payload of ``.../prediction`` for one spectrum.
 
     Parameters
     ----------
     seq : int
-        The frame's sequence number; restarts when the device reboots, so subscribers deduplicate on
-        ``(device_id, device_boot_id, seq)``.
+        The spectrum's sequence number (a spectrum of a LINE frame: the line's ``seq`` plus its index); restarts
+        when the device reboots, so subscribers deduplicate on ``(device_id, device_boot_id, seq)``.
     device_timestamp_us : int
         The frame's device timestamp, microseconds.
     targets : sequence of TargetValue
@@ -202,6 +217,9 @@ def prediction_message(
         Time spent preprocessing, running the model and scoring, microseconds.
     reference : sequence of float or None, optional
         Known reference values of the spectrum (test benches: the simulator's ANNOTATION frame); omitted when None.
+    line : LinePosition, optional
+        For a spectrum that came in a LINE frame: the field ``line`` (``{"seq", "index", "spectra"}``); omitted
+        for a SPECTRUM frame.
     validate_now : bool
         Check the schema here (default).  A caller that encodes the message at once (the daemon, once per frame)
         passes False: :func:`edge.publish.schema.encode` validates it strictly anyway.
@@ -224,6 +242,8 @@ def prediction_message(
     })
     if reference is not None:
         msg["reference"] = [None if v is None or not math.isfinite(float(v)) else float(v) for v in reference]
+    if line is not None:
+        msg["line"] = line.to_dict()
     if validate_now:
         validate(msg, strict=True)
     return msg
@@ -272,6 +292,7 @@ def prediction_message_of(
     device_boot_id: int | None = None,
     time_unix_s: float | None = None,
     validate_now: bool = True,
+    line: LinePosition | None = None,
 ) -> dict[str, Any]:
     """The ``.../prediction`` payload of one prediction (see :func:`prediction_message` for the fields).
 
@@ -290,7 +311,7 @@ def prediction_message_of(
         model_version=pred.model_version, targets=targets, quality_flags=pred.flags, ood=pred.ood,
         interval_coverage=pred.interval_coverage, latency_ms=max(0.0, latency_ms), device_boot_id=device_boot_id,
         quality_reasons=pred.reasons, compute_us=round(pred.compute_us, 1), reference=reference,
-        time_unix_s=time_unix_s, validate_now=validate_now)
+        time_unix_s=time_unix_s, validate_now=validate_now, line=line)
 
 
 def drift_message(

@@ -135,6 +135,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "latency_ms": {"type": "number", "minimum": 0},
         "compute_us": {"type": ["number", "null"], "minimum": 0},
         "reference": {"type": "array", "items": {"type": ["number", "null"]}},
+        "line": {"type": "object", "required": ["seq", "index", "spectra"], "additionalProperties": False,
+                 "properties": {"seq": {"type": "integer", "minimum": 0, "maximum": 4294967295},
+                                "index": {"type": "integer", "minimum": 0, "maximum": 1023},
+                                "spectra": {"type": "integer", "minimum": 1, "maximum": 1024}}},
     }, ["seq", "device_timestamp_us", "model", "values", "quality", "quality_flags", "latency_ms"]),
     MessageKind.DRIFT.value: _schema(MessageKind.DRIFT, {
         "event": {"enum": ["raised", "cleared"]},

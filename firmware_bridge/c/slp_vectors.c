@@ -9,12 +9,14 @@
  *   D <hex>                    decode a wire frame; prints "OK <body hex>" (plus "HELLO <nonce>" or
  *                              "COMMAND <id> <code> <value>" for those types) or "ERR <code>"
  *
- * A hex blob holds at most SLP_MAX_WIRE_BYTES + 16 bytes (so an R stream is limited to that); longer lines give
+ * A hex blob holds at most VECTOR_MAX_BYTES + 16 bytes (so an R stream is limited to that); longer lines give
  * one "ERR -100".
  *
  * Fields of E (integers in decimal; floats as the hex of their IEEE bits; byte strings in hex, "-" if empty):
  *   16|17|18 seq timestamp_us integration_time_us averages pixel_count pixel_format flags saturated_count
  *            temp_f32bits pixels_le_hex
+ *   19 seq timestamp_us integration_time_us averages pixel_count pixel_format flags spectrum_count temp_f32bits
+ *      pixels_le_hex   (LINE; blobs of up to VECTOR_MAX_BYTES, so a LINE past the 65,535-byte payload_len fits)
  *   1  nonce
  *   2  nonce integration_time_us uptime_s pixel_count averages temp_f32bits n_coeffs coeff_f64bits...
  *      device_id_hex firmware_version_hex signal boot_id axis_unit
@@ -30,16 +32,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LINE_BYTES (4u * SLP_MAX_WIRE_BYTES) /* hex of the largest blob, with room for the fields */
-#define MAX_BLOB (SLP_MAX_WIRE_BYTES + 16u)
+#define VECTOR_MAX_BYTES 100000u /* largest pixel blob: a LINE past the saturated payload_len, not the 4 MiB limit */
+#define LINE_BYTES (4u * VECTOR_MAX_BYTES) /* hex of the largest blob, with room for the fields */
+#define MAX_BLOB (VECTOR_MAX_BYTES + 16u)
 
 static char line[LINE_BYTES];
 static uint8_t blob[MAX_BLOB];
-static uint8_t wire[SLP_MAX_WIRE_BYTES];
+static uint8_t wire[SLP_WIRE_BYTES(VECTOR_MAX_BYTES)];
 static uint8_t body[SLP_MAX_FRAME_BYTES];
-static uint16_t px16[SLP_MAX_PAYLOAD_BYTES / 2u];
-static uint32_t px32[SLP_MAX_PAYLOAD_BYTES / 4u];
-static float pxf32[SLP_MAX_PAYLOAD_BYTES / 4u];
+static uint16_t px16[MAX_BLOB / 2u];
+static uint32_t px32[MAX_BLOB / 4u];
+static float pxf32[MAX_BLOB / 4u];
 static char text_a[256];
 static char text_b[256];
 static double doubles[SLP_MAX_ANNOTATION_VALUES + 1u];
@@ -134,6 +137,28 @@ static void print_hex(const uint8_t *p, size_t n)
     }
 }
 
+/* pixels arrive little-endian; hand them to the encoder as native arrays, as firmware would */
+static const void *native_pixels(uint8_t pixel_format, size_t n_bytes)
+{
+    size_t i;
+    if (pixel_format == SLP_PIXEL_UINT16) {
+        for (i = 0; i < n_bytes / 2u; ++i) {
+            px16[i] = (uint16_t)(blob[2u * i] | (blob[2u * i + 1u] << 8));
+        }
+        return px16;
+    }
+    if (pixel_format == SLP_PIXEL_UINT32) {
+        for (i = 0; i < n_bytes / 4u; ++i) {
+            px32[i] = le32(blob + 4u * i);
+        }
+        return px32;
+    }
+    for (i = 0; i < n_bytes / 4u; ++i) {
+        pxf32[i] = f32_of_bits(le32(blob + 4u * i));
+    }
+    return pxf32;
+}
+
 static long encode_line(void)
 {
     unsigned long long type = next_uint(10);
@@ -141,6 +166,23 @@ static long encode_line(void)
     size_t i;
     if (!parse_ok) {
         return -100;
+    }
+    if (type == SLP_MSG_LINE) {
+        slp_line_header h;
+        h.seq = (uint32_t)next_uint(10);
+        h.timestamp_us = (uint64_t)next_uint(10);
+        h.integration_time_us = (uint32_t)next_uint(10);
+        h.averages = (uint16_t)next_uint(10);
+        h.pixel_count = (uint16_t)next_uint(10);
+        h.pixel_format = (uint8_t)next_uint(10);
+        h.flags = (uint8_t)next_uint(10);
+        h.spectrum_count = (uint16_t)next_uint(10);
+        h.detector_temp_c = f32_of_bits(next_uint(16));
+        hex_len = next_hex(blob, sizeof blob);
+        if (!parse_ok || hex_len < 0) {
+            return -100;
+        }
+        return slp_encode_line(wire, wire_cap, &h, native_pixels(h.pixel_format, (size_t)hex_len));
     }
     if (type == SLP_MSG_SPECTRUM || type == SLP_MSG_DARK || type == SLP_MSG_REFERENCE) {
         slp_spectrum_header h;

@@ -225,6 +225,47 @@ long slp_encode_spectrum(uint8_t *out, size_t cap, uint8_t msg_type, const slp_s
     return w_finish(&w);
 }
 
+long slp_encode_line(uint8_t *out, size_t cap, const slp_line_header *h, const void *pixels)
+{
+    slp_writer w;
+    uint32_t item = (uint32_t)pixel_bytes(h->pixel_format);
+    uint32_t values;
+    uint32_t payload_len;
+    uint32_t i;
+    if (item == 0u || h->pixel_count == 0u || h->averages == 0u || h->spectrum_count == 0u ||
+        h->spectrum_count > SLP_MAX_LINE_SPECTRA ||
+        SLP_SPECTRUM_HEADER_BYTES + item * h->pixel_count > SLP_MAX_PAYLOAD_BYTES) {
+        return SLP_ERR_RANGE;
+    }
+    values = (uint32_t)h->spectrum_count * h->pixel_count;
+    payload_len = SLP_LINE_HEADER_BYTES + item * values;
+    if (payload_len > SLP_MAX_LINE_PAYLOAD_BYTES) {
+        return SLP_ERR_RANGE;
+    }
+    w_begin(&w, out, cap);
+    w_envelope(&w, SLP_MSG_LINE,
+               payload_len > SLP_LINE_PAYLOAD_LEN_SATURATED ? SLP_LINE_PAYLOAD_LEN_SATURATED : payload_len);
+    w_u32(&w, h->seq);
+    w_u64(&w, h->timestamp_us);
+    w_u32(&w, h->integration_time_us);
+    w_u16(&w, h->averages);
+    w_u16(&w, h->pixel_count);
+    w_u8(&w, h->pixel_format);
+    w_u8(&w, h->flags);
+    w_u16(&w, h->spectrum_count);
+    w_f32(&w, h->detector_temp_c);
+    for (i = 0; i < values && !w.overflow; ++i) {
+        if (h->pixel_format == SLP_PIXEL_UINT16) {
+            w_u16(&w, ((const uint16_t *)pixels)[i]);
+        } else if (h->pixel_format == SLP_PIXEL_UINT32) {
+            w_u32(&w, ((const uint32_t *)pixels)[i]);
+        } else {
+            w_f32(&w, ((const float *)pixels)[i]);
+        }
+    }
+    return w_finish(&w);
+}
+
 long slp_encode_hello(uint8_t *out, size_t cap, uint32_t nonce)
 {
     slp_writer w;

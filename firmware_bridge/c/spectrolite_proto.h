@@ -36,6 +36,14 @@
 #define SLP_MAX_WAVELENGTH_COEFFS 6u
 #define SLP_MAX_NACK_DETAIL_BYTES 128u
 #define SLP_MAX_ANNOTATION_VALUES 64u
+/* LINE frames (many spectra of one push-broom line) are the one message allowed past SLP_MAX_FRAME_BYTES; their
+ * 16-bit payload_len saturates at 0xFFFF ("65,535 bytes or more: the frame's length says").  Past 11,450 covered
+ * bytes the CRC-32 detects every error of 1 or 2 bits (Hamming distance 3) and every burst of up to 32 bits. */
+#define SLP_LINE_HEADER_BYTES 28u
+#define SLP_MAX_LINE_SPECTRA 1024u
+#define SLP_MAX_LINE_FRAME_BYTES 4194304uL   /* 4 MiB: envelope + payload + crc of a LINE, before stuffing */
+#define SLP_MAX_LINE_PAYLOAD_BYTES (SLP_MAX_LINE_FRAME_BYTES - SLP_ENVELOPE_BYTES - SLP_CRC_BYTES)
+#define SLP_LINE_PAYLOAD_LEN_SATURATED 0xFFFFu
 
 typedef enum {
     SLP_MSG_HELLO = 0x01,
@@ -43,6 +51,7 @@ typedef enum {
     SLP_MSG_SPECTRUM = 0x10,
     SLP_MSG_DARK = 0x11,
     SLP_MSG_REFERENCE = 0x12,
+    SLP_MSG_LINE = 0x13,
     SLP_MSG_COMMAND = 0x20,
     SLP_MSG_ACK = 0x21,
     SLP_MSG_NACK = 0x22,
@@ -116,6 +125,21 @@ typedef struct {
     float detector_temp_c;        /* degrees Celsius, NAN when unknown */
 } slp_spectrum_header;
 
+/* Header fields of a LINE frame: spectrum_count spectra of pixel_count pixels each, exposed together (one line of a
+ * line-scan camera).  Spectrum i of the line has seq + i (mod 2^32); the next frame the device sends carries
+ * seq + spectrum_count. */
+typedef struct {
+    uint32_t seq;                 /* seq of the line's first spectrum */
+    uint64_t timestamp_us;        /* device clock at the end of the line's exposure, microseconds */
+    uint32_t integration_time_us; /* exposure time, microseconds */
+    uint16_t averages;            /* scans averaged, >= 1 */
+    uint16_t pixel_count;         /* pixels of each spectrum */
+    uint8_t pixel_format;         /* slp_pixel_format */
+    uint8_t flags;                /* slp_spectrum_flag bits of the whole line */
+    uint16_t spectrum_count;      /* 1..SLP_MAX_LINE_SPECTRA */
+    float detector_temp_c;        /* degrees Celsius, NAN when unknown */
+} slp_line_header;
+
 /* Fields of a STATUS frame; strings are UTF-8, not NUL-terminated on the wire.  signal and boot_id form the
  * trailer every STATUS now ends with, and axis_unit follows it when not SLP_AXIS_NM: firmware that fills this struct
  * field by field must set all three (axis_unit = SLP_AXIS_NM for a wavelength-calibrated device). */
@@ -144,6 +168,9 @@ uint32_t slp_crc32(const uint8_t *data, size_t len);
  * points at pixel_count values of uint16_t, uint32_t or float (native byte order) per pixel_format. */
 long slp_encode_spectrum(uint8_t *out, size_t cap, uint8_t msg_type, const slp_spectrum_header *header,
                          const void *pixels);
+/* pixels points at spectrum_count * pixel_count values (spectrum 0 first), native byte order, per pixel_format.
+ * A buffer of SLP_WIRE_BYTES(SLP_LINE_HEADER_BYTES + spectrum_count * pixel_count * bytes per pixel) suffices. */
+long slp_encode_line(uint8_t *out, size_t cap, const slp_line_header *header, const void *pixels);
 long slp_encode_hello(uint8_t *out, size_t cap, uint32_t nonce);
 long slp_encode_status(uint8_t *out, size_t cap, const slp_status *status);
 long slp_encode_command(uint8_t *out, size_t cap, uint32_t command_id, uint8_t code, uint32_t value);

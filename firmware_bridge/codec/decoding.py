@@ -18,6 +18,8 @@ from firmware_bridge.codec.layouts import (
     _CRC,
     _ENVELOPE,
     _HELLO,
+    _LINE,
+    _LINE_PAYLOAD_LEN_SATURATED,
     _MIN_FRAME_BYTES,
     _NACK,
     _SPECTRUM,
@@ -30,6 +32,9 @@ from firmware_bridge.codec.layouts import (
     MAX_ENCODED_BYTES,
     MAX_FIRMWARE_VERSION_BYTES,
     MAX_FRAME_BYTES,
+    MAX_LINE_ENCODED_BYTES,
+    MAX_LINE_FRAME_BYTES,
+    MAX_LINE_SPECTRA,
     MAX_NACK_DETAIL_BYTES,
     MAX_PIXELS,
     MAX_WAVELENGTH_COEFFS,
@@ -47,6 +52,7 @@ from firmware_bridge.frames import (
     Dark,
     Frame,
     Hello,
+    Line,
     MsgType,
     Nack,
     NackCode,
@@ -58,7 +64,7 @@ from firmware_bridge.frames import (
     Status,
 )
 
-__all__ = ["decode_body", "decode_frame"]
+__all__ = ["decode_body", "decode_frame", "max_body_bytes", "max_encoded_bytes"]
 
 _COMMAND_CODES: Final = frozenset(int(c) for c in CommandCode)
 _NACK_CODES: Final = frozenset(int(c) for c in NackCode)
@@ -102,6 +108,33 @@ def _decode_spectrum(cls: type[Spectrum], payload: bytes) -> Spectrum:
         counts=counts,
         averages=averages,
         saturated_count=saturated,
+        flags=SpectrumFlags(flags),
+        detector_temp_c=temp,
+    )
+
+
+def _decode_line(payload: bytes) -> Line:
+    if len(payload) < _LINE.size:
+        raise FramingError(f"expected a LINE payload of at least {_LINE.size} bytes, got {len(payload)}")
+    seq, timestamp_us, integration_us, averages, pixels, fmt_code, flags, n, temp = _LINE.unpack_from(payload)
+    fmt = _PIXEL_FORMATS.get(fmt_code)
+    if fmt is None:
+        raise ProtocolError(f"expected pixel_format 1, 2 or 3, got {fmt_code}")
+    if not 1 <= n <= MAX_LINE_SPECTRA:
+        raise ProtocolError(f"expected 1..{MAX_LINE_SPECTRA} spectra in a LINE, got {n}")
+    if not 1 <= pixels <= MAX_PIXELS[fmt]:
+        raise ProtocolError(f"expected 1..{MAX_PIXELS[fmt]} pixels per spectrum, got {pixels}")
+    dtype = PIXEL_DTYPES[fmt]
+    _check_size("LINE", payload, _LINE.size + n * pixels * dtype.itemsize)
+    if averages < 1:
+        raise ProtocolError(f"expected averages >= 1, got {averages}")
+    counts = np.frombuffer(payload, dtype=dtype, count=n * pixels, offset=_LINE.size).reshape(n, pixels)
+    return Line(
+        seq=seq,
+        timestamp_us=timestamp_us,
+        integration_time_us=integration_us,
+        counts=counts,
+        averages=averages,
         flags=SpectrumFlags(flags),
         detector_temp_c=temp,
     )
@@ -227,6 +260,7 @@ _DECODERS: Final[dict[int, Callable[[bytes], Frame]]] = {
     MsgType.SPECTRUM: lambda p: _decode_spectrum(Spectrum, p),
     MsgType.DARK: lambda p: _decode_spectrum(Dark, p),
     MsgType.REFERENCE: lambda p: _decode_spectrum(Reference, p),
+    MsgType.LINE: _decode_line,
     MsgType.HELLO: _decode_hello,
     MsgType.STATUS: _decode_status,
     MsgType.COMMAND: _decode_command,
@@ -234,6 +268,22 @@ _DECODERS: Final[dict[int, Callable[[bytes], Frame]]] = {
     MsgType.NACK: _decode_nack,
     MsgType.ANNOTATION: _decode_annotation,
 }
+
+
+def max_body_bytes(body: BytesLike) -> int:
+    """Size limit of a frame body that starts with ``body``: :data:`MAX_LINE_FRAME_BYTES` for a LINE (its second
+    byte, read before the CRC is checked: the CRC is checked right after, so a corrupted type byte cannot make a
+    frame pass), :data:`MAX_FRAME_BYTES` for everything else."""
+    return MAX_LINE_FRAME_BYTES if len(body) > 1 and body[1] == MsgType.LINE else MAX_FRAME_BYTES
+
+
+def max_encoded_bytes(encoded: BytesLike) -> int:
+    """Size limit of a COBS-encoded frame (no delimiter) that starts with ``encoded``: :data:`MAX_LINE_ENCODED_BYTES`
+    when its body's type byte is LINE (a first COBS code of 3 or more puts the body's first two bytes right after
+    it), else :data:`MAX_ENCODED_BYTES`.  Only the size limit depends on it; every check still follows."""
+    if len(encoded) > 2 and encoded[0] >= 3 and encoded[2] == MsgType.LINE:
+        return MAX_LINE_ENCODED_BYTES
+    return MAX_ENCODED_BYTES
 
 
 def decode_body(body: BytesLike) -> Frame:
@@ -251,7 +301,7 @@ def decode_body(body: BytesLike) -> Frame:
     Raises
     ------
     OversizeError
-        Longer than :data:`MAX_FRAME_BYTES`.
+        Longer than :data:`MAX_FRAME_BYTES` (a LINE: :data:`MAX_LINE_FRAME_BYTES`).
     CrcError
         The CRC does not match (checked before any other field is trusted).
     FramingError
@@ -263,8 +313,9 @@ def decode_body(body: BytesLike) -> Frame:
     if not isinstance(body, bytes):
         body = bytes(body)
     n = len(body)
-    if n > MAX_FRAME_BYTES:
-        raise OversizeError(f"expected a frame of at most {MAX_FRAME_BYTES} bytes, got {n}")
+    limit = max_body_bytes(body)
+    if n > limit:
+        raise OversizeError(f"expected a frame of at most {limit} bytes, got {n}")
     if n < _MIN_FRAME_BYTES:
         raise FramingError(f"expected a frame of at least {_MIN_FRAME_BYTES} bytes, got {n}")
     crc = zlib.crc32(memoryview(body)[:-4])
@@ -274,7 +325,13 @@ def decode_body(body: BytesLike) -> Frame:
     version, msg_type, payload_len = _ENVELOPE.unpack_from(body)
     if version != PROTOCOL_VERSION:
         raise VersionError(f"expected protocol version {PROTOCOL_VERSION}, got {version}")
-    if payload_len != n - _MIN_FRAME_BYTES:
+    if msg_type == MsgType.LINE:  # its 16-bit length saturates: 0xFFFF says "the frame's length"
+        expected_len = min(n - _MIN_FRAME_BYTES, _LINE_PAYLOAD_LEN_SATURATED)
+        if payload_len != expected_len:
+            raise FramingError(
+                f"expected a LINE payload_len of {expected_len} (from the frame size), got {payload_len}"
+            )
+    elif payload_len != n - _MIN_FRAME_BYTES:
         raise FramingError(f"expected payload_len {n - _MIN_FRAME_BYTES} (from the frame size), got {payload_len}")
     decoder = _DECODERS.get(msg_type)
     if decoder is None:
@@ -310,6 +367,7 @@ def decode_frame(body: BytesLike) -> Frame:
     raw = bytes(body)
     if raw.endswith(DELIMITER):
         raw = raw[:-1]
-    if len(raw) > MAX_ENCODED_BYTES:
-        raise OversizeError(f"expected an encoded frame of at most {MAX_ENCODED_BYTES} bytes, got {len(raw)}")
+    limit = max_encoded_bytes(raw)
+    if len(raw) > limit:
+        raise OversizeError(f"expected an encoded frame of at most {limit} bytes, got {len(raw)}")
     return decode_body(cobs_decode(raw))

@@ -16,6 +16,8 @@ from firmware_bridge.codec.layouts import (
     _CRC,
     _ENVELOPE,
     _HELLO,
+    _LINE,
+    _LINE_PAYLOAD_LEN_SATURATED,
     _NACK,
     _SPECTRUM,
     _STATUS,
@@ -25,6 +27,8 @@ from firmware_bridge.codec.layouts import (
     MAX_ANNOTATION_VALUES,
     MAX_DEVICE_ID_BYTES,
     MAX_FIRMWARE_VERSION_BYTES,
+    MAX_LINE_PAYLOAD_BYTES,
+    MAX_LINE_SPECTRA,
     MAX_NACK_DETAIL_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_PIXELS,
@@ -40,6 +44,7 @@ from firmware_bridge.frames import (
     Dark,
     Frame,
     Hello,
+    Line,
     Nack,
     Reference,
     Spectrum,
@@ -97,6 +102,33 @@ def _payload_spectrum(frame: Spectrum) -> bytes:
         0.0,
     )
     # float32 packed separately for a precise error; counts are already little-endian (see frames.Spectrum)
+    return header[:-4] + _float32("detector_temp_c", frame.detector_temp_c) + frame.counts.tobytes()
+
+
+def _payload_line(frame: Line) -> bytes:
+    fmt = frame.pixel_format
+    n, pixels = frame.spectrum_count, frame.pixel_count
+    if not 1 <= n <= MAX_LINE_SPECTRA:
+        raise FramingError(f"expected 1..{MAX_LINE_SPECTRA} spectra in a LINE, got {n}")
+    if not 1 <= pixels <= MAX_PIXELS[fmt]:
+        raise FramingError(f"expected 1..{MAX_PIXELS[fmt]} pixels of {fmt.name.lower()} per spectrum, got {pixels}")
+    size = _LINE.size + frame.counts.nbytes
+    if size > MAX_LINE_PAYLOAD_BYTES:
+        raise FramingError(
+            f"expected a LINE payload of at most {MAX_LINE_PAYLOAD_BYTES} bytes, got {size} "
+            f"({n} spectra of {pixels} {fmt.name.lower()} pixels)"
+        )
+    header = _LINE.pack(
+        _uint("seq", frame.seq, _U32),
+        _uint("timestamp_us", frame.timestamp_us, _U64),
+        _uint("integration_time_us", frame.integration_time_us, _U32),
+        _uint("averages", frame.averages, _U16, 1),
+        pixels,
+        int(fmt),
+        _uint("flags", int(frame.flags), _U8),
+        n,
+        0.0,
+    )
     return header[:-4] + _float32("detector_temp_c", frame.detector_temp_c) + frame.counts.tobytes()
 
 
@@ -179,6 +211,7 @@ _ENCODERS: Final[dict[type, Callable[..., bytes]]] = {
     Spectrum: _payload_spectrum,
     Dark: _payload_spectrum,
     Reference: _payload_spectrum,
+    Line: _payload_line,
     Hello: _payload_hello,
     Status: _payload_status,
     Command: _payload_command,
@@ -206,7 +239,8 @@ def encode_body(frame: Frame) -> bytes:
     ProtocolError
         When a field is out of the range its wire type can carry (message names the field and the range).
     FramingError
-        When the frame would exceed :data:`MAX_FRAME_BYTES` (too many pixels).
+        When the frame would exceed :data:`MAX_FRAME_BYTES` (too many pixels), or a :class:`Line`
+        :data:`MAX_LINE_FRAME_BYTES` or :data:`MAX_LINE_SPECTRA`.
     TypeError
         When ``frame`` is not a message of the protocol.
     """
@@ -215,9 +249,12 @@ def encode_body(frame: Frame) -> bytes:
     except KeyError:
         raise TypeError(f"expected a protocol message (Spectrum, Hello, ...), got {type(frame).__name__}") from None
     payload = payload_of(frame)
-    if len(payload) > MAX_PAYLOAD_BYTES:  # pragma: no cover - every layout above bounds itself
-        raise FramingError(f"expected a payload of at most {MAX_PAYLOAD_BYTES} bytes, got {len(payload)}")
-    head = _ENVELOPE.pack(PROTOCOL_VERSION, int(frame.MSG_TYPE), len(payload)) + payload
+    payload_len = len(payload)
+    if isinstance(frame, Line):  # the one message past MAX_FRAME_BYTES: its 16-bit length field saturates
+        payload_len = min(payload_len, _LINE_PAYLOAD_LEN_SATURATED)
+    elif payload_len > MAX_PAYLOAD_BYTES:  # pragma: no cover - every layout above bounds itself
+        raise FramingError(f"expected a payload of at most {MAX_PAYLOAD_BYTES} bytes, got {payload_len}")
+    head = _ENVELOPE.pack(PROTOCOL_VERSION, int(frame.MSG_TYPE), payload_len) + payload
     return head + _CRC.pack(zlib.crc32(head))
 
 

@@ -26,6 +26,10 @@ __all__ = [
     "MAX_ENCODED_BYTES",
     "MAX_FIRMWARE_VERSION_BYTES",
     "MAX_FRAME_BYTES",
+    "MAX_LINE_ENCODED_BYTES",
+    "MAX_LINE_FRAME_BYTES",
+    "MAX_LINE_PAYLOAD_BYTES",
+    "MAX_LINE_SPECTRA",
     "MAX_NACK_DETAIL_BYTES",
     "MAX_PAYLOAD_BYTES",
     "MAX_PIXELS",
@@ -86,6 +90,34 @@ _SPECTRUM = struct.Struct(
 MAX_PIXELS: Final = {
     fmt: min(0xFFFF, (MAX_PAYLOAD_BYTES - _SPECTRUM.size) // dtype.itemsize) for fmt, dtype in PIXEL_DTYPES.items()
 }
+
+#: LINE: this header, then ``spectrum_count`` spectra of ``pixel_count`` pixels each in ``pixel_format``, spectrum 0
+#: first.  The same 28 bytes as :data:`_SPECTRUM` with ``saturated_count`` replaced by ``spectrum_count``.
+_LINE = struct.Struct(
+    "<"
+    "I"  # seq: uint32 of the line's first spectrum; spectrum i has seq + i (mod 2**32)
+    "Q"  # timestamp_us: uint64, device clock at the end of the line's exposure, microseconds
+    "I"  # integration_time_us: uint32, exposure time, microseconds
+    "H"  # averages: uint16, scans averaged into each spectrum, >= 1
+    "H"  # pixel_count: uint16, pixels of each spectrum, 1..MAX_PIXELS[pixel_format]
+    "B"  # pixel_format: uint8, PixelFormat (1 = uint16, 2 = uint32, 3 = float32)
+    "B"  # flags: uint8, SpectrumFlags bits of the whole line
+    "H"  # spectrum_count: uint16, spectra that follow, 1..MAX_LINE_SPECTRA
+    "f"  # detector_temp_c: float32, degrees Celsius, NaN when unknown
+)  # 28 bytes; the pixels start 32 bytes into the frame body (4-byte aligned), little-endian
+
+#: Most spectra of one LINE frame.
+MAX_LINE_SPECTRA: Final = 1024
+#: Largest body of a LINE frame (the only message allowed past :data:`MAX_FRAME_BYTES`): 4 MiB, e.g. 1,024 spectra
+#: of 2,047 uint16 pixels.  Past 11,450 covered bytes CRC-32/IEEE has Hamming distance 3 (every error of 1 or 2 bits
+#: and every burst of up to 32 bits detected), not 4.
+MAX_LINE_FRAME_BYTES: Final = 4 * 1024 * 1024
+#: Largest payload of a LINE frame.
+MAX_LINE_PAYLOAD_BYTES: Final = MAX_LINE_FRAME_BYTES - _ENVELOPE.size - _CRC.size
+#: Largest COBS-encoded LINE frame without its delimiter.
+MAX_LINE_ENCODED_BYTES: Final = MAX_LINE_FRAME_BYTES + MAX_LINE_FRAME_BYTES // 254 + 1
+#: A LINE's envelope ``payload_len`` saturates here: 0xFFFF means "65,535 bytes or more, the frame's length says".
+_LINE_PAYLOAD_LEN_SATURATED: Final = 0xFFFF
 
 _HELLO = struct.Struct(
     "<"

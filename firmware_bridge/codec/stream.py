@@ -6,9 +6,9 @@ import struct
 from dataclasses import dataclass
 
 from firmware_bridge.codec.cobs import _cobs_decode_nonzero
-from firmware_bridge.codec.decoding import decode_body
+from firmware_bridge.codec.decoding import decode_body, max_encoded_bytes
 from firmware_bridge.codec.errors import CrcError, OversizeError, UnknownTypeError, VersionError
-from firmware_bridge.codec.layouts import MAX_ENCODED_BYTES, BytesLike
+from firmware_bridge.codec.layouts import BytesLike
 from firmware_bridge.errors import FramingError, ProtocolError
 from firmware_bridge.frames import Frame
 
@@ -30,7 +30,8 @@ class DecoderStats:
     crc_errors : int
         Frames whose CRC-32 did not match.
     oversize : int
-        Frames longer than :data:`MAX_ENCODED_BYTES` on the wire, dropped while they streamed in.
+        Frames longer than :data:`MAX_ENCODED_BYTES` on the wire (a LINE: :data:`MAX_LINE_ENCODED_BYTES`), dropped
+        while they streamed in.
     unknown_type : int
         Frames with a valid CRC and an unknown message type.
     malformed : int
@@ -79,8 +80,9 @@ class FrameDecoder:
     A frame ends at each ``0x00`` delimiter; the start of the stream counts as a delimiter.  A frame that fails
     any check is counted in :attr:`stats` and skipped, and decoding resumes after the next delimiter, so one bad
     frame never costs more than itself (and, when its delimiter is hit, its successor).  The buffer never holds
-    more than :data:`MAX_ENCODED_BYTES`: a longer frame is dropped while it streams in and counted as oversize
-    when its delimiter arrives.  :meth:`feed` does not raise on any data.
+    more than :data:`MAX_ENCODED_BYTES` (:data:`MAX_LINE_ENCODED_BYTES` for a frame whose first bytes say LINE): a
+    longer frame is dropped while it streams in and counted as oversize when its delimiter arrives.  :meth:`feed`
+    does not raise on any data.
 
     >>> from firmware_bridge.codec import encode
     >>> from firmware_bridge.frames import Hello
@@ -158,7 +160,7 @@ class FrameDecoder:
                 self._pending += data[start:end]
                 segment = bytes(self._pending)
                 self._pending = bytearray()
-                if self._discarding or len(segment) > MAX_ENCODED_BYTES:
+                if self._discarding or len(segment) > max_encoded_bytes(segment):
                     self._discarding = False
                     self._oversize += 1
                     self._bytes_skipped += len(segment) + 1
@@ -174,7 +176,7 @@ class FrameDecoder:
         if rest:
             if self._discarding:
                 self._bytes_skipped += rest
-            elif len(self._pending) + rest > MAX_ENCODED_BYTES:
+            elif len(self._pending) + rest > self._limit(data, start):
                 self._bytes_skipped += len(self._pending) + rest
                 self._pending = bytearray()
                 self._discarding = True
@@ -182,12 +184,18 @@ class FrameDecoder:
                 self._pending += data[start:]
         return frames
 
+    def _limit(self, data: bytes | bytearray, start: int) -> int:
+        """The size limit of the frame being buffered: its first bytes are ``_pending``, or ``data[start:]``."""
+        head = self._pending[:3] if len(self._pending) >= 3 else bytes(self._pending) + data[start : start + 3]
+        return max_encoded_bytes(head)
+
     def _segment(self, segment: bytes | bytearray, frames: list[Frame]) -> None:
         """Decode one non-empty frame (without its delimiter), counting the outcome."""
         size = len(segment) + 1  # with its delimiter
         try:
-            if size > MAX_ENCODED_BYTES + 1:
-                raise OversizeError(f"expected at most {MAX_ENCODED_BYTES} bytes, got {size - 1}")
+            limit = max_encoded_bytes(segment)
+            if size > limit + 1:
+                raise OversizeError(f"expected at most {limit} bytes, got {size - 1}")
             frame = decode_body(_cobs_decode_nonzero(segment))
         except CrcError:
             self._crc_errors += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from firmware_bridge.codec.layouts import MAX_LINE_SPECTRA
 from firmware_bridge.errors import BridgeError
 from firmware_bridge.frames import AxisUnit, SignalKind
 
@@ -182,6 +183,10 @@ class SimulatorConfig:
         Spectra per second while streaming; 0 for as fast as the link takes them.
     count : int
         Spectra to stream in total (0: endless); triggered spectra do not count.
+    line_spectra : int
+        0 (the default): stream SPECTRUM frames, each followed by its ANNOTATION.  N >= 1: stream LINE frames of N
+        consecutive spectra each, as a push-broom camera does (the last line of a ``count`` may be shorter; no
+        ANNOTATION frames; ``rate_hz`` still counts spectra, so lines come at ``rate_hz / N`` per second).
     seed : int
         Seed of the noise, the synthetic dataset, the row order and the faults.
     integration_time_us : int or None
@@ -220,6 +225,7 @@ class SimulatorConfig:
     shuffle: bool = False
     rate_hz: float = 10.0
     count: int = 0
+    line_spectra: int = 0
     seed: int = 0
     integration_time_us: int | None = None
     averages: int = 1
@@ -251,6 +257,10 @@ class SimulatorConfig:
             raise SimulatorError(f"expected a rate of 0 or more spectra per second, got {self.rate_hz}")
         if self.count < 0:
             raise SimulatorError(f"expected a count of 0 (endless) or more, got {self.count}")
+        if not 0 <= self.line_spectra <= MAX_LINE_SPECTRA:
+            raise SimulatorError(
+                f"expected 0 (SPECTRUM frames) to {MAX_LINE_SPECTRA} spectra per line, got {self.line_spectra}"
+            )
         if not 1 <= self.averages <= MAX_AVERAGES:
             raise SimulatorError(f"expected 1 to {MAX_AVERAGES} averages, got {self.averages}")
 

@@ -36,6 +36,7 @@ from firmware_bridge.frames import (
     Dark,
     Frame,
     Hello,
+    Line,
     Nack,
     NackCode,
     Reference,
@@ -310,6 +311,30 @@ class VirtualSpectrometer:
             detector_temp_c=self._temperature_c(shift),
         )
 
+    def line(self, n: int) -> Line:
+        """Acquire the next ``n`` samples as one LINE (a push-broom line read in one exposure): the rows the next
+        ``n`` SPECTRUM frames would carry (dataset order, drifts), read together; its seqs are the next ``n``."""
+        index = self.spectra_sent
+        lamp, shift, _, _ = self._drift_state(index)
+        absorbance = np.stack([self.sample_absorbance(index + k) for k in range(n)])
+        seq = self.seq
+        self.seq = (self.seq + n) & 0xFFFFFFFF
+        flags = SpectrumFlags.NONE
+        if self.processed:
+            a = absorbance[:, : self.active_pixels]
+            values = a if self.config.signal is SignalKind.ABSORBANCE else np.power(10.0, -a)
+            counts, integration_us, averages = values.astype(np.float32), self.integration_time_us, self.averages
+        else:
+            acq = self.model.measure(absorbance, self.integration_time_us, self._rng, averages=self.averages,
+                                     lamp_scale=lamp)
+            counts = acq.counts[:, : self.active_pixels]
+            integration_us, averages = acq.integration_time_us, acq.averages
+            if acq.saturated:
+                flags |= SpectrumFlags.SATURATED
+        self.spectra_sent += n
+        return Line(seq=seq, timestamp_us=self._now_us(), integration_time_us=integration_us, counts=counts,
+                    averages=averages, flags=flags, detector_temp_c=self._temperature_c(shift))
+
     def _references(self) -> list[Frame]:
         """DARK and REFERENCE for a host that computes the signal from counts; none for a processed signal."""
         if self.processed:
@@ -337,7 +362,8 @@ class VirtualSpectrometer:
         return frames
 
     def stream_next(self) -> list[Frame]:
-        """The next streamed sample as ``[Spectrum, Annotation]`` (empty when ``done``)."""
+        """The next streamed sample as ``[Spectrum, Annotation]``, or the next ``[Line]`` of ``line_spectra``
+        samples (empty when ``done``)."""
         if self.done:
             return []
         every = self.config.faults.reboot_every
@@ -349,6 +375,12 @@ class VirtualSpectrometer:
         else:
             frames = []
         frames += self._firmware_events(self.spectra_sent)
+        per_line = self.config.line_spectra
+        if per_line:
+            n = per_line if not self.config.count else min(per_line, self.config.count - self.streamed)
+            frames.append(self.line(n))
+            self.streamed += n
+            return frames
         spectrum, annotation = self.spectrum()
         self.streamed += 1
         frames += [spectrum, annotation]

@@ -187,7 +187,7 @@ class Simulator:
                     if device.streaming and not device.done and time.monotonic() >= next_due:
                         streamed_before = device.streamed
                         self._send(device.stream_next(), stop)
-                        period = device.period_s
+                        period = device.period_s * max(1, device.streamed - streamed_before)  # a LINE: n spectra
                         next_due = max(next_due + period, time.monotonic() - period) if period else time.monotonic()
                         if device.streamed != streamed_before:  # not when a reboot left the device waiting
                             self._after_spectrum(stop)

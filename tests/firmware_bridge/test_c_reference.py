@@ -27,6 +27,7 @@ from firmware_bridge.frames import (
     Dark,
     Frame,
     Hello,
+    Line,
     MsgType,
     Nack,
     NackCode,
@@ -102,6 +103,12 @@ def encode_request(frame: Frame) -> str:
         fields = [
             frame.MSG_TYPE, frame.seq, frame.timestamp_us, frame.integration_time_us, frame.averages,
             frame.pixel_count, int(frame.pixel_format), int(frame.flags), frame.saturated_count, f32,
+            _hex(frame.counts.tobytes()),
+        ]  # fmt: skip
+    elif isinstance(frame, Line):
+        fields = [
+            frame.MSG_TYPE, frame.seq, frame.timestamp_us, frame.integration_time_us, frame.averages,
+            frame.pixel_count, int(frame.pixel_format), int(frame.flags), frame.spectrum_count, f32,
             _hex(frame.counts.tobytes()),
         ]  # fmt: skip
     elif isinstance(frame, Hello):

@@ -33,6 +33,7 @@ from firmware_bridge.frames import (
     Dark,
     Frame,
     Hello,
+    Line,
     Nack,
     NackCode,
     Reference,
@@ -97,6 +98,18 @@ GOLDEN: dict[str, Frame] = {
         saturated_count=1,
         flags=SpectrumFlags.SATURATED | SpectrumFlags.TEMP_UNSTABLE,
         detector_temp_c=-10.25,
+    ),
+    # one line of a push-broom camera: 4 spectra of 48 uint16 pixels, each row its own hump; seqs 4000..4003
+    "line_u16": Line(
+        seq=4000,
+        timestamp_us=1_700_000_323_456,
+        integration_time_us=2_500,
+        counts=np.stack(
+            [(1_000 + r * 500 + 20_000 - (_PIX[:48] - 24) ** 2 * 30 + _PIX[:48] * 7 % 13) for r in range(4)]
+        ).astype(np.uint16),
+        averages=2,
+        flags=SpectrumFlags.TRIGGERED,
+        detector_temp_c=21.5,
     ),
     "hello": Hello(nonce=0xDEADBEEF),
     # a STATUS with its trailer: a device that streams processed absorbance, and the id of its current boot

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.publish.messages import (
+    LinePosition,
     OodStats,
     TargetValue,
     command_response_message,
@@ -64,6 +65,15 @@ def prediction_autoencoder_reference() -> dict[str, Any]:
         ood=OodStats(30.5, 0.25, 11.3, 0.031, ae_score=0.75, ae_limit=0.5), interval_coverage=0.95, latency_ms=0.0,
         device_boot_id=1, quality_reasons=["12 pixels at full scale", "T2 30.5 > 11.3", "instrument alert: lamp"],
         compute_us=0.0, reference=[13.9, None], time_unix_s=T)
+
+
+def prediction_line() -> dict[str, Any]:
+    """The spectrum at index 3 of a 256-spectrum LINE frame whose first seq is 4294967294: its own seq wrapped to 1."""
+    return prediction_message(
+        device_id="hsi-01", seq=1, device_timestamp_us=5000000, **MODEL,
+        targets=[TargetValue("api", "%w/w", 12.5, 12.1, 12.9)], ood=OodStats(2.5, 0.011, 11.3, 0.031),
+        interval_coverage=0.9, latency_ms=6.5, device_boot_id=BOOT, compute_us=41.5, time_unix_s=T,
+        line=LinePosition(line_seq=4294967294, index=3, spectra=256))
 
 
 def drift_raised() -> dict[str, Any]:
@@ -143,6 +153,7 @@ CASES: dict[str, Callable[[], dict[str, Any]]] = {
     "prediction": prediction_interval_ood,
     "prediction_plain": prediction_plain,
     "prediction_autoencoder_reference": prediction_autoencoder_reference,
+    "prediction_line": prediction_line,
     "drift_raised": drift_raised,
     "drift_cleared": drift_cleared,
     "status_online": status_online,

@@ -1,0 +1,174 @@
+"""Line-frame steps of ``spectro-bench throughput``: spectra/s end to end when the device sends LINE frames.
+
+Usage::
+
+    spectro-bench throughput --line-spectra 256 [--line-rates 20000,40000] [--line-seconds 4]
+                             [--line-max-spectra 60000] [--line-only] [--json PATH]
+
+The same real processes as the other steps (:func:`benchmarks.throughput.run_step`): the simulator
+(:mod:`benchmarks.simproc` with ``--line-spectra N``: LINE frames of N consecutive spectra, the rate still counted
+in spectra) on a pty, ``spectro-edge run``, a real mosquitto and the paho subscriber at the run's QoS, which
+de-duplicates on ``seq`` (each spectrum of a line has its own). Steps: every rate of ``--line-rates`` (spectra/s)
+upwards for ``--line-seconds`` each, until one loses spectra or falls behind the simulator, then one step as fast as
+possible (``--line-max-spectra`` spectra; 0 skips it).
+
+JSON keys (beside the other steps' keys; ``--line-only`` runs these steps alone): ``line_spectra`` (spectra per
+line), ``line_spectra_per_s`` (the highest delivered rate, unique predictions / time from the first line's device
+timestamp to the last receipt, among line steps with zero loss; None when every step lost spectra),
+``line_kept_up`` (whether that step also kept up with the simulator: when it did not, the daemon was the limit and
+the pty and the frames queue held the backlog, without loss), ``line_lost``, ``line_spectra_sent``,
+``line_predictions_received``, ``line_duplicates`` (totals over the line steps), ``line_limited_by``,
+``line_daemon_cpu_us_per_spectrum`` (in the step that set ``line_spectra_per_s``), ``line_steps`` and
+``line_goals``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.results import host_facts, jsonable, markdown_table, system_load
+
+log = logging.getLogger(__name__)
+
+#: Goal of issue 17 for line frames of 256 or more spectra, spectra per second end to end with zero loss.
+GOAL_LINE_SPECTRA_PER_S = 20_000.0
+#: The goal holds for lines of at least this many spectra.
+GOAL_LINE_MIN_SPECTRA = 256
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the line-frame steps (``spectro-bench throughput``)."""
+    g = parser.add_argument_group("line frames (push-broom lines, many spectra per frame)")
+    g.add_argument("--line-spectra", type=int, default=0, metavar="N",
+                   help="add line-frame steps with N spectra per LINE frame (0: none; the goal names 256+)")
+    g.add_argument("--line-rates", default="20000,40000", help="offered spectra/s of the line steps, searched upwards")
+    g.add_argument("--line-seconds", type=float, default=4.0, help="length of each line step (default 4)")
+    g.add_argument("--line-max-spectra", type=int, default=60_000,
+                   help="spectra of the as-fast-as-possible line step (0: skip it)")
+    g.add_argument("--line-only", action="store_true", help="run only the line-frame steps")
+
+
+def line_steps(args: argparse.Namespace, setup: Any, broker: Any, sub: Any, work: Path) -> dict[str, Any]:
+    """Run the line steps with the run's broker and subscriber; return their JSON keys."""
+    from benchmarks.throughput import _keeps_up, _limited_by, _one_line, _rates, _simulator_reached, run_step
+
+    per_line = int(args.line_spectra)
+    sim_args = ("--line-spectra", str(per_line))
+    steps: list[dict[str, Any]] = []
+    rates = _rates(args.line_rates)
+    for i, rate in enumerate(rates):
+        spectra = max(4 * per_line, int(rate * args.line_seconds))
+        log.info("line step %d: %d spectra in lines of %d at %g spectra/s", i, spectra, per_line, rate)
+        step = run_step(setup, broker, sub, rate=rate, frames=spectra, qos=args.qos, threads=args.threads,
+                        workdir=work / f"line{i}-{rate:g}hz", sim_args=sim_args)
+        steps.append(step)
+        log.info("line step %d: %s", i, _one_line(step))
+        if not (_keeps_up(step) and _simulator_reached(step)):
+            break
+    if args.line_max_spectra > 0:
+        log.info("line step %d: %d spectra in lines of %d as fast as possible", len(steps), args.line_max_spectra,
+                 per_line)
+        step = run_step(setup, broker, sub, rate=0.0, frames=int(args.line_max_spectra), qos=args.qos,
+                        threads=args.threads, workdir=work / "line-max", sim_args=sim_args)
+        steps.append(step)
+        log.info("line max step: %s", _one_line(step))
+    good = [s for s in steps if s["lost"] == 0 and s.get("delivered_fps")]
+    best = max(good, key=lambda s: s["delivered_fps"]) if good else None
+    limited_by = None
+    if best is not None:
+        if not _keeps_up(best):
+            limited_by = "daemon (behind the simulator without loss: the pty and the frames queue held the backlog)"
+        elif best["rate_hz"] == 0:
+            limited_by = _limited_by(best)
+        elif not _simulator_reached(best):
+            limited_by = "the simulator did not reach the offered rate"
+        else:
+            limited_by = "largest rate tried"
+    rate = None if best is None else float(best["delivered_fps"])
+    return {
+        "line_spectra": per_line,
+        "line_spectra_per_s": rate,
+        "line_step_rate_hz": None if best is None else best["rate_hz"],
+        "line_kept_up": None if best is None else _keeps_up(best),
+        "line_limited_by": limited_by,
+        "line_lost": int(sum(s["lost"] for s in steps)),
+        "line_spectra_sent": int(sum(s["frames_sent"] for s in steps)),
+        "line_predictions_received": int(sum(s["predictions_received"] for s in steps)),
+        "line_duplicates": int(sum(s["duplicates"] for s in steps)),
+        "line_daemon_cpu_us_per_spectrum": None if best is None else best.get("daemon_cpu_us_per_frame"),
+        "line_steps": steps,
+        "line_goals": {
+            "spectra_per_s_min": GOAL_LINE_SPECTRA_PER_S,
+            "line_spectra_min": GOAL_LINE_MIN_SPECTRA,
+            "met": None if per_line < GOAL_LINE_MIN_SPECTRA else (rate is not None and rate >= GOAL_LINE_SPECTRA_PER_S),
+        },
+    }
+
+
+def measure_lines(args: argparse.Namespace) -> dict[str, Any]:
+    """``--line-only``: the line steps alone, with their own broker and subscriber (the result dict, the JSON)."""
+    from benchmarks.broker import Mosquitto
+    from benchmarks.throughput import Subscriber, check_setup, resolve_setup
+
+    setup = resolve_setup(args)
+    check_setup(setup)
+    load_before = system_load()
+    work = Path(tempfile.mkdtemp(prefix="spectro-bench-tp-line-")) if args.keep is None else args.keep
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        with Mosquitto(work / "broker", tcp_nodelay=not args.broker_nagle) as broker:
+            sub = Subscriber(broker.host, broker.port, "spectrolite", args.qos)
+            try:
+                keys = line_steps(args, setup, broker, sub, work)
+            finally:
+                sub.close()
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return jsonable({
+        "benchmark": "throughput",
+        "setup": {"bundle": str(setup.bundle), "dataset": None if setup.dataset is None else str(setup.dataset),
+                  "description": setup.description, "qos": args.qos, "daemon_threads": args.threads,
+                  "broker_tcp_nodelay": not args.broker_nagle},
+        **keys,
+        "load": {"before": load_before, "after": system_load()},
+        "host": host_facts(),
+    })
+
+
+def render_lines(result: dict[str, Any]) -> str:
+    """Markdown tables of the line steps and their summary ("" when the run had none)."""
+    steps = result.get("line_steps")
+    if not steps:
+        return ""
+    rows = [["max" if s["rate_hz"] == 0 else s["rate_hz"], s["frames_sent"], s["predictions_received"], s["lost"],
+             s["duplicates"], s.get("delivered_fps"), s.get("simulator_fps"), s.get("p50_latency_ms"),
+             s.get("p99_latency_ms"), s.get("daemon_cpu_pct"), s.get("simulator_cpu_pct"), s.get("broker_cpu_pct")]
+            for s in steps]
+    head = ["offered spectra/s", "sent", "received", "lost", "dups", "delivered spectra/s", "sim spectra/s",
+            "p50 ms", "p99 ms", "daemon CPU %", "sim CPU %", "broker CPU %"]
+    goals = result["line_goals"]
+    met = goals["met"]
+    summary = [
+        ["spectra per LINE frame", result["line_spectra"]],
+        ["spectra/s end to end with zero loss (line_spectra_per_s)", result["line_spectra_per_s"]],
+        ["kept up with the simulator", result["line_kept_up"]],
+        ["limited by", result["line_limited_by"]],
+        [f"goal >= {goals['spectra_per_s_min']:g} spectra/s with lines of {goals['line_spectra_min']}+",
+         "n/a" if met is None else ("met" if met else "NOT met")],
+        ["daemon CPU per spectrum at that rate (us)", result["line_daemon_cpu_us_per_spectrum"]],
+        ["spectra sent / received / lost / duplicates",
+         f"{result['line_spectra_sent']} / {result['line_predictions_received']} / {result['line_lost']} / "
+         f"{result['line_duplicates']}"],
+    ]
+    if "load" in result and "steps" not in result:  # --line-only: say the load here
+        load = result["load"]
+        summary.append(["load average before / after", f"{load['before']['loadavg_1m']:.2f} / "
+                        f"{load['after']['loadavg_1m']:.2f} on {load['after']['cpu_count']} CPUs"])
+    return "\n".join(["", "Line-frame steps", markdown_table(head, rows), "",
+                      markdown_table(["line frames", "value"], summary)])
