@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.results import markdown_table
 from benchmarks import throughput_line  # the line steps' tables, appended when the run had any
+from benchmarks.results import markdown_table
 
 __all__ = ["render"]
 
