@@ -22,6 +22,10 @@ Commands (``args`` of each, all optional; unknown fields are refused):
                            printable ASCII characters, no leading or trailing space); needs ``[archive]``
 ``measure_control``        ``{"name": str, "frames": int}``: the next ``frames`` (1..1000, default 1)
                            predictions measure the ``[[control.standards]]`` standard ``name`` (required)
+``load_challenger``        ``{"path": str, "promote": {rule}}``: run a second bundle in shadow mode
+                           (:mod:`edge.shadow`; ``promote`` optional); ``promote_challenger`` and
+                           ``drop_challenger`` take no arguments; ``reference_value`` ``{"seq": int,
+                           "values": {target: number}, "device_boot_id": int}`` (lab values for RMSEP)
 =========================  ============================================================================
 
 Wire format.  An unsigned command is a JSON object (the *body*)::
@@ -82,6 +86,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from edge.errors import CommandError, StaleCommandError
 from edge.jsonstrict import loads_strict
+from edge.shadow import LoadChallengerArgs, NoArgs, ReferenceValueArgs, parse_shadow_args
 
 if TYPE_CHECKING:
     from edge.config import CommandsConfig
@@ -137,6 +142,14 @@ class CommandName(str, enum.Enum):
     SET_INTEGRATION_TIME = "set_integration_time"
     TAG_SAMPLE = "tag_sample"
     MEASURE_CONTROL = "measure_control"
+    LOAD_CHALLENGER = "load_challenger"  # shadow mode (edge.shadow, edge.daemon.shadow)
+    PROMOTE_CHALLENGER = "promote_challenger"
+    DROP_CHALLENGER = "drop_challenger"
+    REFERENCE_VALUE = "reference_value"
+
+
+_SHADOW_COMMANDS = (CommandName.LOAD_CHALLENGER, CommandName.PROMOTE_CHALLENGER, CommandName.DROP_CHALLENGER,
+                    CommandName.REFERENCE_VALUE)
 
 
 @dataclass(frozen=True)
@@ -176,7 +189,8 @@ class MeasureControlArgs:
     frames: int
 
 
-CommandArgs = Union[ReloadBundleArgs, CaptureArgs, SetIntegrationTimeArgs, TagSampleArgs, MeasureControlArgs]
+CommandArgs = Union[ReloadBundleArgs, CaptureArgs, SetIntegrationTimeArgs, TagSampleArgs, MeasureControlArgs,
+                    LoadChallengerArgs, NoArgs, ReferenceValueArgs]
 
 
 @dataclass(frozen=True)
@@ -449,6 +463,8 @@ class CommandParser:
                 raise CommandError(f"{where}.name: expected 1-48 of A-Z a-z 0-9 . _ -, got {std!r:.80}")
             return MeasureControlArgs(name=std,
                                       frames=_int_arg(f"{where}.frames", args.get("frames", 1), 1, MAX_TAG_FRAMES))
+        if name in _SHADOW_COMMANDS:
+            return parse_shadow_args(name.value, args, self.confine)
         only("integration_time_us")
         if "integration_time_us" not in args:
             raise CommandError(f"{where}.integration_time_us: required argument missing")
