@@ -86,7 +86,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from edge.errors import CommandError, StaleCommandError
 from edge.jsonstrict import loads_strict
-from edge.shadow import LoadChallengerArgs, NoArgs, ReferenceValueArgs, parse_shadow_args
+from edge.shadow import LoadChallengerArgs, NoArgs, PromoteArgs, ReferenceValueArgs, parse_shadow_args
 
 if TYPE_CHECKING:
     from edge.config import CommandsConfig
@@ -190,7 +190,7 @@ class MeasureControlArgs:
 
 
 CommandArgs = Union[ReloadBundleArgs, CaptureArgs, SetIntegrationTimeArgs, TagSampleArgs, MeasureControlArgs,
-                    LoadChallengerArgs, NoArgs, ReferenceValueArgs]
+                    LoadChallengerArgs, NoArgs, PromoteArgs, ReferenceValueArgs]
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ __all__ = [
     "ShadowComparison",
     "LoadChallengerArgs",
     "NoArgs",
+    "PromoteArgs",
     "ReferenceValueArgs",
 ]
 
@@ -364,7 +365,15 @@ class LoadChallengerArgs:
 
 @dataclass(frozen=True)
 class NoArgs:
-    """A command without arguments (``promote_challenger``, ``drop_challenger``)."""
+    """A command without arguments (``drop_challenger``)."""
+
+
+@dataclass(frozen=True)
+class PromoteArgs:
+    """``promote_challenger`` (no arguments on the wire); ``by_rule`` is the met rule's verdict when the daemon
+    queued it itself."""
+
+    by_rule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -379,8 +388,8 @@ class ReferenceValueArgs:
 _TARGET_KEY_MAX = 128
 
 
-def parse_shadow_args(name: str, args: Mapping[str, Any],
-                      confine: Callable[[Any, str], Path]) -> "LoadChallengerArgs | NoArgs | ReferenceValueArgs":
+def parse_shadow_args(name: str, args: Mapping[str, Any], confine: Callable[[Any, str], Path]
+                      ) -> "LoadChallengerArgs | NoArgs | PromoteArgs | ReferenceValueArgs":
     """The arguments of a shadow-mode command (``load_challenger``, ``promote_challenger``, ``drop_challenger``,
     ``reference_value``); ``confine(raw, where)`` resolves a path inside the allowed directories.
 
@@ -423,4 +432,4 @@ def parse_shadow_args(name: str, args: Mapping[str, Any],
                                   device_boot_id=None if boot is None else _integer(
                                       f"{where}.device_boot_id", boot, 1, 0xFFFFFFFF))
     only()
-    return NoArgs()
+    return PromoteArgs() if name == "promote_challenger" else NoArgs()

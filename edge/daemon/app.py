@@ -25,6 +25,7 @@ from edge.daemon.link import Link
 from edge.daemon.outbound import Outbound
 from edge.daemon.reader import Reader
 from edge.daemon.reload import BundleReloader
+from edge.daemon.shadow import ShadowMode
 from edge.daemon.status import ActiveAlerts, LastError, metrics_payload, software_version
 from edge.daemon.values import _Capture, _Received, _Swap
 from edge.drift import CusumConfig, DriftConfig, DriftMonitor, EwmaConfig
@@ -183,6 +184,15 @@ class Daemon:
             signer_key_id=signer_key_id(config.bundle.public_key_path) if audit is not None else None,
             device_id=self.device_id, frames_max=int(config.queues.frames_max),
             forward_annotations=forward_annotations, clock=clock, archive=self.archive, control=self.control_charts)
+        #: Shadow mode (load_challenger): a challenger bundle run after the serving one; idle until commanded.
+        self.shadow = ShadowMode(
+            load_bundle=load_bundle or self._default_loader, reference_policy=self.reference_policy,
+            check_fit=lambda b, e: self.reloader.check_device_fit(b, e),
+            rollback_problem=self.reloader.rollback.problem,
+            serving=lambda: self.engine, reload=self.reloader.reload, request_promotion=self._promote_by_rule,
+            outbound=self.outbound, publish_status=self.outbound.publish_status, device_id=self.device_id,
+            counters=self.counters, audit=self.hooks.record, respond_error=self._respond_error, clock=clock)
+        self.inference.shadow = self.shadow
         self.commands = CommandQueue()  # signed commands first; a full lane refuses (edge.command_queue)
         self.control = CommandControl(
             config=lambda: self.config, device_id=self.device_id, queue=self.commands,
@@ -191,7 +201,7 @@ class Daemon:
             counters=self.counters, audit=self.hooks.record, reload=self.reloader.reload,
             order_capture=self._to_inference.put, send_command=self._send_command, emit=self.outbound.emit,
             respond_error=self._respond_error, tag_sample=self.archive.tag if self.archive is not None else None,
-            control=self.control_charts)
+            control=self.control_charts, shadow=self.shadow.execute)
         self.config_reloader = ConfigReloader(
             config=lambda: self.config, apply=self._apply_config, switch_broker=lambda c: self.link.switch_broker(c),
             counters=self.counters, audit=self.hooks.record, refused=self._refused)
@@ -281,6 +291,7 @@ class Daemon:
             security=security_warnings(self.config),
             audit_head=self.audit.head if self.audit is not None else None,
             control=self.control_charts.summary() if self.control_charts is not None else None,
+            challenger=self.shadow.status(),
         )
 
     def _set_alert(self, name: str, active: bool) -> None:
@@ -294,6 +305,15 @@ class Daemon:
         """Something was refused (a bundle, a configuration): say so in the status's ``last_error``, published."""
         self.last_error = error
         self.outbound.publish_status()  # carries last_error
+
+    def _promote_by_rule(self, request_id: str | None, authenticated: bool, verdict: str) -> None:
+        """Queue ``promote_challenger`` for a met promotion rule (the inference thread finds it met; the housekeeping
+        thread runs it like the command, in the lane of the load_challenger that stated the rule)."""
+        from edge.commands import CommandName, RemoteCommand
+        from edge.shadow import PromoteArgs
+
+        self.control.submit(RemoteCommand(CommandName.PROMOTE_CHALLENGER, PromoteArgs(by_rule=verdict), request_id,
+                                          authenticated, None))
 
     def _respond_error(self, command: str, request_id: str | None, error: str) -> None:
         self.counters.incr("command_errors")
@@ -312,7 +332,7 @@ class Daemon:
             device_id=self.device_id, period_s=period_s, counters=self.counters, frames=self.frames,
             messages=self.messages, transport=self.transport, link_stats=self.link.stats(), refs=self.refs,
             drift=self.drift, latency=self.latency, compute=self.compute, alerts=self.alerts.names(),
-            uptime_s=uptime_s, now=self.clock(), archive=self.archive)
+            uptime_s=uptime_s, now=self.clock(), archive=self.archive, challenger=self.shadow.metrics())
 
     # ---------------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:

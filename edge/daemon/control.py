@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from edge.command_queue import CommandQueue, RefusalReason, Refusals
 from edge.daemon.capture import capture_order
+from edge.daemon.shadow import SHADOW_COMMANDS
 from edge.daemon.values import _Capture
 from edge.errors import EdgeError, StaleCommandError
 from edge.metrics import Counters
@@ -56,12 +57,13 @@ class CommandControl:
 
     def __init__(self, *, config: Callable[[], "EdgeConfig"], device_id: str, queue: CommandQueue,
                  refusals: Refusals, counters: Counters, audit: Callable[[str, Mapping[str, Any]], None],
-                 reload: Callable[..., None], order_capture: Callable[[_Capture], bool],
+                 reload: Callable[..., object], order_capture: Callable[[_Capture], bool],
                  send_command: Callable[[CommandCode, int], bool],
                  emit: Callable[[MessageKind, dict[str, Any], str | None], None],
                  respond_error: Callable[[str, str | None, str], None],
                  tag_sample: Callable[[str, int, str | None], float] | None = None,
-                 control: "ControlCharts | None" = None) -> None:
+                 control: "ControlCharts | None" = None,
+                 shadow: Callable[[str, Any], None] | None = None) -> None:
         self._config = config
         self._device_id = device_id
         self.queue = queue
@@ -75,6 +77,7 @@ class CommandControl:
         self._respond_error = respond_error
         self._tag_sample = tag_sample  # edge.archive.Archive.tag; None when [archive] is off
         self._control = control  # edge.control_samples.ControlCharts; None when [control] declares no standard
+        self._shadow = shadow  # edge.daemon.shadow.ShadowMode.execute: load/promote/drop_challenger, reference_value
         self._parser: Any = None
 
     def on_command(self, name: str, payload: bytes, *, retained: bool = False) -> None:
@@ -166,6 +169,8 @@ class CommandControl:
                     name)
         elif cmd.name is CommandName.MEASURE_CONTROL:
             self._measure_control(name, cmd)
+        elif name in SHADOW_COMMANDS and self._shadow is not None:
+            self._shadow(name, cmd)
         else:  # pragma: no cover - the parser only yields known commands
             self._respond_error(name, cmd.request_id, f"unknown command {name}")
 

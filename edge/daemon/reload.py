@@ -122,8 +122,9 @@ class BundleReloader:
         command: str | None,
         reason: str,
         stamp: tuple[int, int] | None = None,
-    ) -> None:
-        """Load, verify and self-test ``path`` off the inference thread; swap it in or report why not.
+    ) -> bool:
+        """Load, verify and self-test ``path`` off the inference thread; swap it in or report why not.  Returns
+        whether a new engine was handed to the inference thread.
 
         The same bytes as the bundle in service are a no-op (said in the log and the command response: nothing is
         reset, drift detectors and alerts stay); otherwise at most one model change per
@@ -154,14 +155,14 @@ class BundleReloader:
                     result={"unchanged": True, "model": {"id": serving.model_id, "version": serving.model_version},
                             "sha256": digest, "note": "the same bytes are in service; nothing was reloaded"}),
                     command)
-            return
+            return False
         now = time.monotonic()
         interval = float(config.bundle.min_reload_interval_s)
         wait_s = self._last_reload_mono + interval - now
         if wait_s > 0:
             if command is None:  # a file change: tried again at the next look, once the interval has passed
                 log.debug("bundle file change waits %.1f s (bundle.min_reload_interval_s)", wait_s)
-                return
+                return False
             self._counters.incr("bundle_reloads_rate_limited")
             error = (f"reload refused: at most one reload every {interval:g} s (bundle.min_reload_interval_s); "
                      f"try again in {wait_s:.1f} s; still serving {serving.model_id} {serving.model_version}")
@@ -170,7 +171,7 @@ class BundleReloader:
             if self._counters.get("bundle_reloads_rate_limited") <= 3 or log.isEnabledFor(logging.DEBUG):
                 log.warning("%s", error)
             self._respond_error(command, request_id, error)
-            return
+            return False
         t0 = time.monotonic()
         try:
             bundle = self._load_bundle(path)
@@ -191,13 +192,14 @@ class BundleReloader:
             self._refused(error)  # the status's last_error, published
             if command is not None:
                 self._respond_error(command, request_id, error)
-            return
+            return False
         if path == Path(self._config().bundle.path):
             self._bundle_stamp = stamp
             self._failed_stamp = None
         log.info("bundle %s verified and self-tested in %.2f s", path, time.monotonic() - t0)
         self._last_reload_mono = time.monotonic()
         self._swap(_Swap(engine, request_id, command, reason))
+        return True
 
     def check_rollback(self, bundle: "Bundle") -> None:
         """Refuse a signed bundle older than the newest one of its model served here (:mod:`edge.rollback`)."""
