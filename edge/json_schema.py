@@ -44,6 +44,8 @@ DESCRIPTIONS: dict[str, str] = {
     "command_response": "The response to a command, on .../cmd/<name>/response.",
     "control": "One measurement of a check standard (measure_control) judged against its known value, on "
                ".../control.",
+    "challenger_prediction": "Shadow mode: a challenger bundle's prediction of the spectrum the serving bundle "
+                             "predicted on .../prediction (same seq), on .../challenger_prediction.",
 }
 
 

@@ -109,7 +109,7 @@ def _schema(kind: MessageKind, props: dict[str, Any], required: list[str]) -> di
 
 
 #: Shadow mode (edge.shadow): what a challenger runs through, step by step, as the retained status says.
-CHALLENGER_STATES = ("shadowing", "promoting", "promoted", "dropped", "refused")
+CHALLENGER_STATES = ("shadowing", "promoting", "promoted", "dropped")
 _COUNT = {"type": "integer", "minimum": 0}
 _OPT_NUM = {"type": ["number", "null"]}
 _SHADOW_SIDE = {"type": "object", "required": ["predictions", "rejected", "alarms", "alarm_rate", "flagged"],
