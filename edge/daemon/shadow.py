@@ -161,11 +161,15 @@ class ShadowMode:
         if ch is None:
             return None
         comp = ch.compute.summary()
+        summary = ch.comparison.summary()
+        verdict = ch.rule_verdict
+        if ch.rule is not None and not ch.promotion_requested:
+            verdict = ch.rule.verdict(summary)[1]  # of this very summary (the inference thread checks it per turn)
         return {"model": ch.model, "serving_model": ch.serving_model, "request_id": ch.request_id,
-                "since_unix_s": ch.since_unix_s, **ch.comparison.summary(),
+                "since_unix_s": ch.since_unix_s, **summary,
                 "compute_ms": {"p50": comp["p50_us"] / 1000.0, "p99": comp["p99_us"] / 1000.0,
                                "total": round(ch.compute_total_us / 1000.0, 3)},
-                "rule": ch.rule.to_dict() if ch.rule is not None else None, "rule_verdict": ch.rule_verdict}
+                "rule": ch.rule.to_dict() if ch.rule is not None else None, "rule_verdict": verdict}
 
     def _set_step(self, state: str, ch: _Challenger, detail: str | None) -> None:
         with self._lock:
