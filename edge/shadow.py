@@ -231,10 +231,13 @@ class ShadowComparison:
 
 
 def _number(where: str, value: Any, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not (
-            lo <= value <= hi):
+    try:  # a JSON integer may lie beyond float range (OverflowError): not a number here either
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:
+        number = math.nan
+    if not math.isfinite(number) or not lo <= number <= hi:
         raise CommandError(f"{where}: expected a number in {lo:g}..{hi:g}, got {value!r:.80}")
-    return float(value)
+    return number
 
 
 def _integer(where: str, value: Any, lo: int, hi: int) -> int:

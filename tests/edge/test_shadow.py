@@ -170,6 +170,9 @@ def test_the_shadow_commands_parse_to_typed_args(tmp_path: Path) -> None:
         ("reference_value", {"seq": -1, "values": {"a": 1}}, "reference_value.args.seq: expected an integer"),
         ("reference_value", {"seq": 1, "values": {}}, "reference_value.args.values: expected an object"),
         ("reference_value", {"seq": 1, "values": {"a": "1"}}, "reference_value.args.values.a: expected a number"),
+        ("reference_value", {"seq": 1, "values": {"a": 2 ** 1024}}, "reference_value.args.values.a: expected a number"),
+        ("load_challenger", {"path": "new.spectrolite", "promote": {"min_spectra": 1, "max_rmsep_ratio": 2 ** 1024}},
+         "load_challenger.args.promote.max_rmsep_ratio: expected a number in 0..1e"),
         ("reference_value", {"seq": 1, "values": {"a": 1}, "device_boot_id": 0},
          "reference_value.args.device_boot_id: expected an integer in 1..4294967295, got 0"),
     ):
@@ -244,3 +247,44 @@ def test_one_challenger_at_a_time_and_none_that_is_the_bundle_in_service() -> No
     shadow.execute("drop_challenger", _Cmd(NoArgs(), "drop"))
     assert not shadow.active and shadow.status()["state"] == "dropped"
     assert out.sent[-1][1]["result"]["comparison"]["compared"] == 0
+
+
+def _json_values() -> Any:
+    from hypothesis import strategies as st
+
+    leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(min_value=2 ** 1024), st.floats(),
+                     st.text(max_size=12))  # ints beyond float range are valid JSON
+    return st.recursive(leaf, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+                        max_leaves=10)
+
+
+def test_arbitrary_shadow_arguments_only_raise_command_error(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Whatever JSON a command's ``args`` hold, the parser answers with typed args or a CommandError, never another
+    exception (a bad argument changes nothing)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    allowed = tmp_path_factory.mktemp("bundles")
+    (allowed / "b.spectrolite").write_bytes(b"x")
+    parser = CommandParser(CommandsConfig(require_auth=False, allowed_dirs=(allowed,)), device_id="nir-01")
+    values = _json_values()
+    keys = st.sampled_from(["path", "promote", "seq", "values", "device_boot_id", "min_spectra", "x"])
+    args = st.one_of(
+        st.dictionaries(keys, values, max_size=4),
+        st.fixed_dictionaries({"path": st.just("b.spectrolite"), "promote": st.one_of(
+            values, st.fixed_dictionaries({"min_spectra": st.integers(1, 9)}, optional={
+                k: values for k in [*PromotionRule.KEYS[1:], "x"]}))}),
+        st.fixed_dictionaries({"seq": st.one_of(st.integers(0, 9), values), "values": st.one_of(
+            values, st.dictionaries(st.text(max_size=140), values, min_size=1, max_size=3))}),
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(["load_challenger", "promote_challenger", "drop_challenger", "reference_value"]), args)
+    def check(name: str, body_args: dict[str, Any]) -> None:
+        payload = json.dumps(make_command(name, body_args, device_id="nir-01")).encode()
+        try:
+            parser.parse(name, payload)
+        except CommandError:
+            pass
+
+    check()
