@@ -35,6 +35,13 @@ log = logging.getLogger("edge.daemon")
 
 #: Commands this module executes.
 SHADOW_COMMANDS = ("load_challenger", "promote_challenger", "drop_challenger", "reference_value")
+#: Longest ``detail`` and ``rule_verdict`` text and ``path`` the payloads carry (their schemas' bounds).
+TEXT_MAX, PATH_MAX = 2048, 1024
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, ending in an ellipsis when cut (a rule over many targets says much)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass
@@ -165,6 +172,7 @@ class ShadowMode:
         verdict = ch.rule_verdict
         if ch.rule is not None and not ch.promotion_requested:
             verdict = ch.rule.verdict(summary)[1]  # of this very summary (the inference thread checks it per turn)
+        verdict = None if verdict is None else _clip(verdict, TEXT_MAX)
         return {"model": ch.model, "serving_model": ch.serving_model, "request_id": ch.request_id,
                 "since_unix_s": ch.since_unix_s, **summary,
                 "compute_ms": {"p50": comp["p50_us"] / 1000.0, "p99": comp["p99_us"] / 1000.0,
@@ -173,9 +181,10 @@ class ShadowMode:
 
     def _set_step(self, state: str, ch: _Challenger, detail: str | None) -> None:
         with self._lock:
-            self._step = {"state": state, "model": ch.model, "path": str(ch.path), "request_id": ch.request_id,
-                          "since_unix_s": self._clock(), "rule": ch.rule.to_dict() if ch.rule is not None else None,
-                          "detail": detail}
+            self._step = {"state": state, "model": ch.model, "path": _clip(str(ch.path), PATH_MAX),
+                          "request_id": ch.request_id, "since_unix_s": self._clock(),
+                          "rule": ch.rule.to_dict() if ch.rule is not None else None,
+                          "detail": None if detail is None else _clip(detail, TEXT_MAX)}
         log.info("challenger %s %s: %s%s", ch.engine.model_id, ch.engine.model_version, state,
                  f" ({detail})" if detail else "")
         self._publish_status()
@@ -328,8 +337,7 @@ class ShadowMode:
             ch.comparison = ShadowComparison(serving.names, serving.units, ch.engine.names, ch.engine.units)
             ch.serving_sha256 = serving.bundle.file_sha256
             ch.serving_model = {"id": serving.model_id, "version": serving.model_version}
-            self._counters.incr("challenger_comparison_resets")
-            observed = []  # judged by the bundle that left
+            self._counters.incr("challenger_comparison_resets")  # the spectra observed since were judged by it
         if not observed:
             return
         self._outbound.begin_batch()

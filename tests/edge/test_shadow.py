@@ -288,3 +288,41 @@ def test_arbitrary_shadow_arguments_only_raise_command_error(tmp_path_factory: p
             pass
 
     check()
+
+
+def test_a_serving_bundle_reloaded_meanwhile_starts_the_comparison_afresh(tmp_path: Path,
+                                                                          demo_bundles: Any) -> None:
+    """In process (real simulator on a pty, LiteRT, a recording link): while a challenger shadows 1.0.0, a reload of
+    1.1.0 makes the comparison start over against 1.1.0, counting every spectrum 1.1.0 judged from its first one."""
+    from edge.bundle import load_bundle
+    from edge.commands import CommandName, ReloadBundleArgs, RemoteCommand
+    from edge.daemon import Daemon
+    from firmware_bridge.transport import SerialTransport
+    from tests.support.daemon import RecordingLink, edge_config, start_sim_thread, wait_for
+
+    sim = start_sim_thread(tmp_path, count=0, rate_hz=100.0)
+    link = RecordingLink()
+    daemon = Daemon(edge_config(tmp_path, port_url=sim.address, bundle_path=demo_bundles.v1),
+                    load_bundle(demo_bundles.v1), SerialTransport(sim.address, read_timeout_s=0.05), link)
+    daemon.start()
+    try:
+        wait_for(lambda: len(link.of_kind("prediction")) >= 5, "first predictions")
+        daemon.submit_command(RemoteCommand(CommandName.LOAD_CHALLENGER, LoadChallengerArgs(DEMO_CNN, None), "c-1",
+                                            True, None))
+        wait_for(lambda: len(link.of_kind("challenger_prediction")) >= 20, "challenger predictions")
+        daemon.submit_command(RemoteCommand(CommandName.RELOAD_BUNDLE, ReloadBundleArgs(demo_bundles.v2), "r-1",
+                                            True, None))
+        wait_for(lambda: sum(m["serving_model"]["version"] == "1.1.0" for m in link.of_kind("challenger_prediction"))
+                 >= 20, "challenger predictions beside 1.1.0")
+    finally:
+        daemon.stop()  # the inference thread runs the challenger on what it judged last, then ends
+        sim.stop.set()
+        sim.thread.join(timeout=10)
+    metrics = daemon.metrics_payload(1.0)
+    comparison = metrics["challenger"]
+    assert comparison["serving_model"] == {"id": "synthetic-demo", "version": "1.1.0"}
+    assert metrics["counters"]["challenger_comparison_resets"] == 1
+    beside_v2 = [m["seq"] for m in link.of_kind("challenger_prediction") if m["serving_model"]["version"] == "1.1.0"]
+    first_v2 = min(m["seq"] for m in link.of_kind("prediction") if m["model"]["version"] == "1.1.0")
+    assert min(beside_v2) == first_v2  # not one spectrum judged by 1.1.0 is left out of its comparison
+    assert comparison["compared"] == len(beside_v2) == len(set(beside_v2))
