@@ -15,7 +15,7 @@ same).  Maps with free keys (``counters``, ``gauges``, ``latency_ms``) keep thei
 >>> doc["$schema"], doc["$id"], "additionalProperties" in doc
 ('https://json-schema.org/draft/2020-12/schema', 'spectrolite/status/v1', False)
 >>> sorted(render_all())[:2]
-['command_response.schema.json', 'drift.schema.json']
+['challenger_prediction.schema.json', 'command_response.schema.json']
 """
 
 from __future__ import annotations
