@@ -25,6 +25,10 @@ Commands (``args`` of each, all optional; unknown fields are refused):
 ``deploy_begin``,          a bundle sent in chunks (:mod:`edge.deploy.args`; ``[deploy]``, docs/daemon.md); also
 ``deploy_chunk``,          accepted on the group topics ``<prefix>/group/<group>/cmd/<name>`` of ``deploy.groups``,
 ``deploy_commit``          with ``device_id`` ``"group:<group>"``
+``load_challenger``        ``{"path": str, "promote": {rule}}``: run a second bundle in shadow mode
+                           (:mod:`edge.shadow`; ``promote`` optional); ``promote_challenger`` and
+                           ``drop_challenger`` take no arguments; ``reference_value`` ``{"seq": int,
+                           "values": {target: number}, "device_boot_id": int}`` (lab values for RMSEP)
 =========================  ============================================================================
 
 Wire format.  An unsigned command is a JSON object (the *body*)::
@@ -86,6 +90,7 @@ from typing import TYPE_CHECKING, Any, Union
 from edge.deploy.args import DEPLOY_COMMANDS, DeployArgs, parse_deploy_args
 from edge.errors import CommandError, StaleCommandError
 from edge.jsonstrict import loads_strict
+from edge.shadow import LoadChallengerArgs, NoArgs, PromoteArgs, ReferenceValueArgs, parse_shadow_args
 
 if TYPE_CHECKING:
     from edge.config import CommandsConfig
@@ -144,6 +149,14 @@ class CommandName(str, enum.Enum):
     DEPLOY_BEGIN = "deploy_begin"
     DEPLOY_CHUNK = "deploy_chunk"
     DEPLOY_COMMIT = "deploy_commit"
+    LOAD_CHALLENGER = "load_challenger"  # shadow mode (edge.shadow, edge.daemon.shadow)
+    PROMOTE_CHALLENGER = "promote_challenger"
+    DROP_CHALLENGER = "drop_challenger"
+    REFERENCE_VALUE = "reference_value"
+
+
+_SHADOW_COMMANDS = (CommandName.LOAD_CHALLENGER, CommandName.PROMOTE_CHALLENGER, CommandName.DROP_CHALLENGER,
+                    CommandName.REFERENCE_VALUE)
 
 
 @dataclass(frozen=True)
@@ -184,7 +197,7 @@ class MeasureControlArgs:
 
 
 CommandArgs = Union[ReloadBundleArgs, CaptureArgs, SetIntegrationTimeArgs, TagSampleArgs, MeasureControlArgs,
-                    DeployArgs]
+                    DeployArgs, LoadChallengerArgs, NoArgs, PromoteArgs, ReferenceValueArgs]
 
 
 @dataclass(frozen=True)
@@ -462,6 +475,8 @@ class CommandParser:
                                       frames=_int_arg(f"{where}.frames", args.get("frames", 1), 1, MAX_TAG_FRAMES))
         if name.value in DEPLOY_COMMANDS:
             return parse_deploy_args(name.value, args)
+        if name in _SHADOW_COMMANDS:
+            return parse_shadow_args(name.value, args, self.confine)
         only("integration_time_us")
         if "integration_time_us" not in args:
             raise CommandError(f"{where}.integration_time_us: required argument missing")

@@ -15,7 +15,7 @@ same).  Maps with free keys (``counters``, ``gauges``, ``latency_ms``) keep thei
 >>> doc["$schema"], doc["$id"], "additionalProperties" in doc
 ('https://json-schema.org/draft/2020-12/schema', 'spectrolite/status/v1', False)
 >>> sorted(render_all())[:2]
-['command_response.schema.json', 'drift.schema.json']
+['challenger_prediction.schema.json', 'command_response.schema.json']
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ DESCRIPTIONS: dict[str, str] = {
     "command_response": "The response to a command, on .../cmd/<name>/response.",
     "control": "One measurement of a check standard (measure_control) judged against its known value, on "
                ".../control.",
+    "challenger_prediction": "Shadow mode: a challenger bundle's prediction of the spectrum the serving bundle "
+                             "predicted on .../prediction (same seq), on .../challenger_prediction.",
 }
 
 

@@ -26,6 +26,7 @@ from edge.daemon.link import Link
 from edge.daemon.outbound import Outbound
 from edge.daemon.reader import Reader
 from edge.daemon.reload import BundleReloader
+from edge.daemon.shadow import ShadowMode
 from edge.daemon.status import ActiveAlerts, LastError, metrics_payload, software_version
 from edge.daemon.values import _Capture, _Received, _Swap
 from edge.deploy.staging import StagingArea
@@ -192,6 +193,15 @@ class Daemon:
             emit=self.outbound.emit, respond_error=self._respond_error, reload=self.reloader.reload,
             load_with_key=self._key_loader, publish_status=self.outbound.publish_status,
             clock=clock) if config.deploy.enabled else None
+        #: Shadow mode (load_challenger): a challenger bundle run after the serving one; idle until commanded.
+        self.shadow = ShadowMode(
+            load_bundle=load_bundle or self._default_loader, reference_policy=self.reference_policy,
+            check_fit=lambda b, e: self.reloader.check_device_fit(b, e),
+            rollback_problem=self.reloader.rollback.problem,
+            serving=lambda: self.engine, reload=self.reloader.reload, request_promotion=self._promote_by_rule,
+            outbound=self.outbound, publish_status=self.outbound.publish_status, device_id=self.device_id,
+            counters=self.counters, audit=self.hooks.record, respond_error=self._respond_error, clock=clock)
+        self.inference.shadow = self.shadow
         self.commands = CommandQueue()  # signed commands first; a full lane refuses (edge.command_queue)
         self.control = CommandControl(
             config=lambda: self.config, device_id=self.device_id, queue=self.commands,
@@ -200,7 +210,8 @@ class Daemon:
             counters=self.counters, audit=self.hooks.record, reload=self.reloader.reload,
             order_capture=self._to_inference.put, send_command=self._send_command, emit=self.outbound.emit,
             respond_error=self._respond_error, tag_sample=self.archive.tag if self.archive is not None else None,
-            control=self.control_charts, deploy=self.deploy.execute if self.deploy is not None else None)
+            control=self.control_charts, deploy=self.deploy.execute if self.deploy is not None else None,
+            shadow=self.shadow.execute)
         self.config_reloader = ConfigReloader(
             config=lambda: self.config, apply=self._apply_config, switch_broker=lambda c: self.link.switch_broker(c),
             counters=self.counters, audit=self.hooks.record, refused=self._refused)
@@ -298,6 +309,7 @@ class Daemon:
             audit_head=self.audit.head if self.audit is not None else None,
             control=self.control_charts.summary() if self.control_charts is not None else None,
             deploy=self.deploy.summary() if self.deploy is not None else None,
+            challenger=self.shadow.status(),
         )
 
     def _set_alert(self, name: str, active: bool) -> None:
@@ -311,6 +323,15 @@ class Daemon:
         """Something was refused (a bundle, a configuration): say so in the status's ``last_error``, published."""
         self.last_error = error
         self.outbound.publish_status()  # carries last_error
+
+    def _promote_by_rule(self, request_id: str | None, authenticated: bool, verdict: str) -> None:
+        """Queue ``promote_challenger`` for a met promotion rule (the inference thread finds it met; the housekeeping
+        thread runs it like the command, in the lane of the load_challenger that stated the rule)."""
+        from edge.commands import CommandName, RemoteCommand
+        from edge.shadow import PromoteArgs
+
+        self.control.submit(RemoteCommand(CommandName.PROMOTE_CHALLENGER, PromoteArgs(by_rule=verdict), request_id,
+                                          authenticated, None))
 
     def _respond_error(self, command: str, request_id: str | None, error: str) -> None:
         self.counters.incr("command_errors")
@@ -329,7 +350,7 @@ class Daemon:
             device_id=self.device_id, period_s=period_s, counters=self.counters, frames=self.frames,
             messages=self.messages, transport=self.transport, link_stats=self.link.stats(), refs=self.refs,
             drift=self.drift, latency=self.latency, compute=self.compute, alerts=self.alerts.names(),
-            uptime_s=uptime_s, now=self.clock(), archive=self.archive)
+            uptime_s=uptime_s, now=self.clock(), archive=self.archive, challenger=self.shadow.metrics())
 
     # ---------------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from edge.command_queue import CommandQueue, RefusalReason, Refusals
 from edge.daemon.capture import capture_order
+from edge.daemon.shadow import SHADOW_COMMANDS
 from edge.daemon.values import _Capture
 from edge.errors import EdgeError, StaleCommandError
 from edge.metrics import Counters
@@ -62,7 +63,8 @@ class CommandControl:
                  respond_error: Callable[[str, str | None, str], None],
                  tag_sample: Callable[[str, int, str | None], float] | None = None,
                  control: "ControlCharts | None" = None,
-                 deploy: Callable[[str, Any], None] | None = None) -> None:
+                 deploy: Callable[[str, Any], None] | None = None,
+                 shadow: Callable[[str, Any], None] | None = None) -> None:
         self._config = config
         self._device_id = device_id
         self.queue = queue
@@ -76,6 +78,7 @@ class CommandControl:
         self._respond_error = respond_error
         self._tag_sample = tag_sample  # edge.archive.Archive.tag; None when [archive] is off
         self._control = control  # edge.control_samples.ControlCharts; None when [control] declares no standard
+        self._shadow = shadow  # edge.daemon.shadow.ShadowMode.execute: load/promote/drop_challenger, reference_value
         self._parser: Any = None
         self._deploy = deploy  # edge.daemon.deploy.DeployControl.execute; None when [deploy] is off
         self._group_parsers: dict[str, Any] = {}
@@ -183,6 +186,8 @@ class CommandControl:
                                     "this device")
             else:
                 self._deploy(name, cmd)
+        elif name in SHADOW_COMMANDS and self._shadow is not None:
+            self._shadow(name, cmd)
         else:  # pragma: no cover - the parser only yields known commands
             self._respond_error(name, cmd.request_id, f"unknown command {name}")
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
     from edge.archive import Archive
     from edge.bundle import Bundle
     from edge.control_samples import ControlCharts
+    from edge.daemon.shadow import ShadowMode
 
 log = logging.getLogger("edge.daemon")
 
@@ -113,8 +114,9 @@ class InferenceStage:
                  record_version: Callable[["Bundle"], None], audit: Callable[[str, Mapping[str, Any]], None],
                  signer_key_id: str | None, device_id: str, frames_max: int, forward_annotations: bool,
                  clock: Callable[[], float], archive: "Archive | None" = None,
-                 control: "ControlCharts | None" = None) -> None:
+                 control: "ControlCharts | None" = None, shadow: "ShadowMode | None" = None) -> None:
         self.engine = engine
+        self.shadow = shadow  # a challenger run after the serving bundle (edge.daemon.shadow); None: never
         self.control = control  # check-standard measurements armed by measure_control (edge.control_samples)
         self._archive = archive  # offered every judged spectrum (edge.archive); None when [archive] is off
         self.drift = drift
@@ -174,6 +176,8 @@ class InferenceStage:
         self._outbound.inference_ident = threading.get_ident()
         while True:
             self.beat = time.monotonic()
+            if self.shadow is not None:  # the challenger judges the last batch's spectra, its messages after
+                self.shadow.flush()
             swap = self._swaps.get(0.0)
             if swap is not None:
                 self._apply_swap(swap)
@@ -197,6 +201,8 @@ class InferenceStage:
                 self._outbound.flush_batch()
         self._release_parked("stopping")
         self._release_held(force=True)
+        if self.shadow is not None:
+            self.shadow.flush()
 
     def handle_batch(self, items: Sequence[_Received]) -> None:
         """Handle the frames of one batch in order; consecutive spectra that need nothing but the model are
@@ -461,6 +467,10 @@ class InferenceStage:
             )
         else:
             outcome = computed.with_instrument_alerts(instrument) if isinstance(computed, Prediction) else computed
+        if self.shadow is not None:
+            self.shadow.observe(frame, outcome, received_ns, refs=self.references.refs,
+                                wavelengths_nm=self.wavelengths_nm, signal=self.device_signal, instrument=instrument,
+                                boot_id=self.device_boot_id)
         if self._archive is not None:  # never blocks: a full archive queue drops the record (archive_dropped)
             self._archive.offer(frame, outcome, self.references.refs, signal=self.device_signal,
                                 boot_id=self.device_boot_id, wavelengths_nm=self.wavelengths_nm,
@@ -543,6 +553,8 @@ class InferenceStage:
                                     line=self._line.position(pred.seq))
         self._emit(MessageKind.PREDICTION, msg)
         self.counters.incr("predictions")
+        if self.shadow is not None and reference is not None:
+            self.shadow.observe_reference(pred.seq, reference)
 
     def _publish_drift(self, events: Sequence[DriftEvent]) -> None:
         for ev in events:

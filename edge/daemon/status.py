@@ -107,12 +107,14 @@ def metrics_payload(
     uptime_s: float,
     now: float,
     archive: Any = None,
+    challenger: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``.../metrics`` payload: counters, gauges and latency percentiles (milliseconds).
 
     ``frames``/``messages`` are the daemon's queues, ``transport`` the serial transport (its ``stats``),
     ``link_stats`` the link's, ``alerts`` the active alerts' names, ``now`` host time (seconds since the epoch),
-    ``archive`` the spectrum archive (:class:`edge.archive.Archive`, its counters and gauges) or None.
+    ``archive`` the spectrum archive (:class:`edge.archive.Archive`, its counters and gauges) or None, ``challenger``
+    the shadow-mode comparison (:meth:`edge.daemon.shadow.ShadowMode.metrics`) or None.
     """
     snapshot = counters.snapshot()
     snapshot["frames_dropped_queue_full"] = frames.dropped
@@ -165,4 +167,5 @@ def metrics_payload(
         device_id=device_id, period_s=max(0.0, period_s), counters=snapshot, gauges=gauges,
         latency_ms=latency_ms,
         drift_active=[a[len("drift:"):] for a in alerts if a.startswith("drift:")],
+        challenger=challenger,
     )

@@ -45,6 +45,7 @@ __all__ = [
     "metrics_message",
     "command_response_message",
     "control_message",
+    "challenger_prediction_message_of",
 ]
 
 #: Alerts the retained ``.../status`` lists while their condition holds (``drift:<detector>`` for each drift
@@ -76,6 +77,7 @@ PRIORITY_OF_KIND: dict[MessageKind, Priority] = {
     MessageKind.STATUS: Priority.HIGH,
     MessageKind.COMMAND_RESPONSE: Priority.HIGH,
     MessageKind.CONTROL: Priority.HIGH,
+    MessageKind.CHALLENGER_PREDICTION: Priority.LOW,  # shadow mode: evicted before the serving predictions
 }
 
 
@@ -371,6 +373,7 @@ def status_message(
     audit_head: str | None = None,
     control: Mapping[str, Mapping[str, Any]] | None = None,
     deploy: Mapping[str, Any] | None = None,
+    challenger: Mapping[str, Any] | None = None,
     time_unix_s: float | None = None,
 ) -> dict[str, Any]:
     """Payload of ``.../status`` (retained): ``online`` at connect and on changes, ``offline`` as last will.
@@ -386,7 +389,9 @@ def status_message(
     ``[control]`` declares standards) the last verdict of each check standard measured since the start,
     ``{name: {verdict, last_time_unix_s, bias}}``; ``deploy`` (only when ``[deploy]`` is on) the deployment
     groups and the last bundle transfer, ``{groups, transfer: {transfer_id, name, size, sha256, chunks, received,
-    state, error, updated_unix_s} or null}`` (state ``receiving``, ``complete``, ``installed`` or ``refused``).
+    state, error, updated_unix_s} or null}`` (state ``receiving``, ``complete``, ``installed`` or ``refused``);
+    ``challenger`` (only once a challenger was commanded since the start: shadow mode, :mod:`edge.daemon.shadow`)
+    its last step, ``{state, model, path, request_id, since_unix_s, rule, detail}``.
     """
     msg = _header(MessageKind.STATUS, device_id, time_unix_s)
     msg.update({
@@ -408,6 +413,11 @@ def status_message(
     if deploy is not None:
         msg["deploy"] = {"groups": list(deploy["groups"]),
                          "transfer": dict(deploy["transfer"]) if deploy.get("transfer") is not None else None}
+    if challenger is not None:
+        msg["challenger"] = {"state": challenger["state"], "model": challenger["model"], "path": challenger["path"],
+                             "request_id": challenger["request_id"],
+                             "since_unix_s": _num(challenger["since_unix_s"], "challenger.since_unix_s"),
+                             "rule": challenger["rule"], "detail": challenger["detail"]}
     validate(msg, strict=True)
     return msg
 
@@ -420,12 +430,15 @@ def metrics_message(
     gauges: Mapping[str, float] | None = None,
     latency_ms: Mapping[str, float] | None = None,
     drift_active: Sequence[str] = (),
+    challenger: Mapping[str, Any] | None = None,
     time_unix_s: float | None = None,
 ) -> dict[str, Any]:
     """Payload of ``.../metrics``: monotonically increasing counters, gauges, and latency percentiles.
 
     ``latency_ms`` holds keys such as ``p50``, ``p95``, ``p99``, ``max`` (milliseconds) and ``count``;
-    ``drift_active`` names the drift detectors in alert.
+    ``drift_active`` names the drift detectors in alert; ``challenger`` (only while a challenger runs in shadow
+    mode) the comparison with the serving bundle (:meth:`edge.shadow.ShadowComparison.summary` with the two
+    models, the challenger's compute time and the promotion rule's verdict).
     """
     msg = _header(MessageKind.METRICS, device_id, time_unix_s)
     msg.update({
@@ -435,6 +448,10 @@ def metrics_message(
         "latency_ms": {str(k): _num(v, f"latency_ms.{k}") for k, v in (latency_ms or {}).items()},
         "drift_active": [str(d) for d in drift_active],
     })
+    if challenger is not None:
+        msg["challenger"] = {k: challenger[k] for k in (
+            "model", "serving_model", "request_id", "since_unix_s", "spectra", "compared", "serving", "challenger",
+            "targets", "compute_ms", "rule", "rule_verdict")}
     validate(msg, strict=True)
     return msg
 
@@ -507,4 +524,28 @@ def control_message(
         "request_id": request_id,
     })
     validate(msg, strict=True)
+    return msg
+
+
+def challenger_prediction_message_of(
+    pred: PredictionFields,
+    *,
+    device_id: str,
+    latency_ms: float,
+    serving_model_id: str,
+    serving_model_version: str,
+    device_boot_id: int | None = None,
+    time_unix_s: float | None = None,
+    validate_now: bool = True,
+) -> dict[str, Any]:
+    """Payload of ``.../challenger_prediction``: a challenger bundle's prediction of one spectrum in shadow mode,
+    with the fields of ``.../prediction`` (values with their intervals, OOD statistics, quality; ``model`` is the
+    challenger) and ``serving_model``, the bundle in service that predicted the same ``seq`` on ``.../prediction``.
+    ``latency_ms`` runs from the frame's arrival to this message (after the serving prediction)."""
+    msg = prediction_message_of(pred, device_id=device_id, latency_ms=latency_ms, device_boot_id=device_boot_id,
+                                time_unix_s=time_unix_s, validate_now=False)
+    msg["kind"] = MessageKind.CHALLENGER_PREDICTION.value
+    msg["serving_model"] = _model(serving_model_id, serving_model_version)
+    if validate_now:
+        validate(msg, strict=True)
     return msg

@@ -57,6 +57,7 @@ class MessageKind(str, enum.Enum):
     METRICS = "metrics"
     COMMAND_RESPONSE = "command_response"
     CONTROL = "control"
+    CHALLENGER_PREDICTION = "challenger_prediction"  #: shadow mode: a challenger bundle's prediction
 
 
 class Quality(str, enum.Enum):
@@ -109,6 +110,36 @@ def _schema(kind: MessageKind, props: dict[str, Any], required: list[str]) -> di
         # module, docs/mqtt.md and the payloads cannot drift apart.  Consumers (decode) ignore unknown fields.
         "additionalProperties": False,
     }
+
+
+#: Shadow mode (edge.shadow): what a challenger runs through, step by step, as the retained status says.
+CHALLENGER_STATES = ("shadowing", "promoting", "promoted", "dropped")
+_COUNT = {"type": "integer", "minimum": 0}
+_OPT_NUM = {"type": ["number", "null"]}
+_SHADOW_SIDE = {"type": "object", "required": ["predictions", "rejected", "alarms", "alarm_rate", "flagged"],
+                "additionalProperties": False, "properties": {
+                    "predictions": _COUNT, "rejected": _COUNT, "alarms": _COUNT,
+                    "alarm_rate": {"type": ["number", "null"], "minimum": 0, "maximum": 1}, "flagged": _COUNT}}
+_SHADOW_TARGET = {"type": "object", "additionalProperties": False, "required": [
+    "unit", "compared", "mean_abs_diff", "max_abs_diff", "mean_diff", "within_serving_interval", "references",
+    "rmsep_serving", "rmsep_challenger"], "properties": {
+        "unit": _STR, "compared": _COUNT, "mean_abs_diff": _OPT_NUM, "max_abs_diff": _OPT_NUM, "mean_diff": _OPT_NUM,
+        "within_serving_interval": {"type": ["number", "null"], "minimum": 0, "maximum": 1}, "references": _COUNT,
+        "rmsep_serving": _OPT_NUM, "rmsep_challenger": _OPT_NUM}}
+_SHADOW_METRICS = {"type": "object", "additionalProperties": False, "required": [
+    "model", "serving_model", "since_unix_s", "spectra", "compared", "serving", "challenger", "targets",
+    "compute_ms", "rule", "rule_verdict"], "properties": {
+        "model": _MODEL, "serving_model": _MODEL, "request_id": {"type": ["string", "null"], "maxLength": 64},
+        "since_unix_s": _NUM, "spectra": _COUNT, "compared": _COUNT, "serving": _SHADOW_SIDE,
+        "challenger": _SHADOW_SIDE, "targets": {"type": "object", "additionalProperties": _SHADOW_TARGET},
+        "compute_ms": {"type": "object", "required": ["p50", "p99", "total"], "additionalProperties": False,
+                       "properties": {"p50": _NUM, "p99": _NUM, "total": _NUM}},
+        "rule": {"type": ["object", "null"]}, "rule_verdict": {"type": ["string", "null"], "maxLength": 2048}}}
+_SHADOW_STATUS = {"type": "object", "additionalProperties": False, "required": [
+    "state", "model", "path", "request_id", "since_unix_s", "rule", "detail"], "properties": {
+        "state": {"enum": list(CHALLENGER_STATES)}, "model": _MODEL, "path": {"type": "string", "maxLength": 1024},
+        "request_id": {"type": ["string", "null"], "maxLength": 64}, "since_unix_s": _NUM,
+        "rule": {"type": ["object", "null"]}, "detail": {"type": ["string", "null"], "maxLength": 2048}}}
 
 
 #: JSON Schema (subset) of each payload kind, keyed by ``MessageKind.value``.  These are the producer's schemas:
@@ -179,6 +210,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                              "state": {"enum": list(DEPLOY_STATES)},
                              "error": {"type": ["string", "null"], "maxLength": 2048},
                              "updated_unix_s": _NUM}}}},
+        "challenger": _SHADOW_STATUS,
     }, ["state", "alerts"]),
     MessageKind.METRICS.value: _schema(MessageKind.METRICS, {
         "period_s": {"type": "number", "minimum": 0},
@@ -186,6 +218,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "gauges": {"type": "object", "additionalProperties": _NUM},
         "latency_ms": {"type": "object", "additionalProperties": _NUM},
         "drift_active": _NAME_LIST,
+        "challenger": _SHADOW_METRICS,
     }, ["period_s", "counters", "gauges", "latency_ms"]),
     MessageKind.COMMAND_RESPONSE.value: _schema(MessageKind.COMMAND_RESPONSE, {
         "command": {"type": "string", "minLength": 1, "maxLength": 32},
@@ -213,6 +246,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "request_id": {"type": ["string", "null"], "maxLength": 64},
     }, ["standard", "target", "measured", "known", "sigma", "bias", "bias_sigmas", "verdict", "seq"]),
 }
+
+# A challenger's prediction: the prediction's fields (no test-bench ``reference``) and the model it shadows.
+SCHEMAS[MessageKind.CHALLENGER_PREDICTION.value] = _schema(MessageKind.CHALLENGER_PREDICTION, {
+    **{k: v for k, v in SCHEMAS[MessageKind.PREDICTION.value]["properties"].items()
+       if k not in ("schema_version", "kind", "device_id", "time_unix_s", "reference")},
+    "serving_model": _MODEL,
+}, ["seq", "device_timestamp_us", "model", "serving_model", "values", "quality", "quality_flags", "latency_ms"])
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,), "array": (list, tuple), "string": (str,), "boolean": (bool,), "null": (type(None),),

@@ -100,6 +100,30 @@ def test_unknown_quality_flag_is_refused() -> None:
         _prediction(quality_flags=["fine"])
 
 
+def _challenger_prediction() -> dict[str, object]:
+    from edge.inference import Prediction
+    from edge.publish.messages import challenger_prediction_message_of
+
+    pred = Prediction(seq=9, timestamp_us=5, names=("api",), units=("%",), values=(12.5,), lower=None, upper=None,
+                      interval_coverage=None, ood=None, flags=(), reasons=(), compute_us=3.04, model_id="c",
+                      model_version="2")
+    return challenger_prediction_message_of(pred, device_id="nir-01", latency_ms=2.0, serving_model_id="m",
+                                            serving_model_version="1", time_unix_s=1.0)
+
+
+def test_a_challenger_prediction_has_the_prediction_fields_and_the_serving_model() -> None:
+    """Shadow mode: the challenger's payload carries every field of a prediction (no test-bench reference) plus the
+    model it shadows, under its own kind; the prediction's own schema is unchanged."""
+    msg = _challenger_prediction()
+    assert msg["kind"] == "challenger_prediction" and msg["model"] == {"id": "c", "version": "2"}
+    assert msg["serving_model"] == {"id": "m", "version": "1"}
+    plain = {k for k in SCHEMAS["prediction"]["properties"] if k != "reference"}
+    assert set(SCHEMAS["challenger_prediction"]["properties"]) == plain | {"serving_model"}
+    assert "serving_model" not in SCHEMAS["prediction"]["properties"]
+    with pytest.raises(MessageError, match="serving_model"):
+        validate({k: v for k, v in msg.items() if k != "serving_model"})
+
+
 def test_every_builder_output_validates_and_examples() -> None:
     msgs = [
         _prediction(),
@@ -116,6 +140,7 @@ def test_every_builder_output_validates_and_examples() -> None:
         control_message(device_id="nir-01", standard="check-A", target="api", unit="%", measured=12.5, known=12.0,
                         sigma=0.2, bias=0.5, bias_sigmas=2.5, verdict="warning", rule="shewhart_warning",
                         warning_sigmas=2.0, action_sigmas=3.0, seq=9, time_unix_s=1.0),
+        _challenger_prediction(),
     ]
     for msg in msgs:
         validate(msg)

@@ -25,6 +25,9 @@ DEMO_V1 = TRAINED / "synthetic-demo-1.0.0.spectrolite"
 DEMO_V2 = TRAINED / "synthetic-demo-1.1.0.spectrolite"
 #: The demo config with ``[instrument] signal = "absorbance"``, model_version 2.0.0-absorbance, 5 epochs.
 DEMO_ABSORBANCE = TRAINED / "synthetic-demo-absorbance.spectrolite"
+#: The demo config with ``--model cnn`` and model_version 1.2.0: fits the same device as 1.0.0 (a PLS), predicts
+#: otherwise (a shadow-mode challenger).
+DEMO_CNN = TRAINED / "synthetic-demo-1.2.0-cnn.spectrolite"
 #: The demo config on the synthetic FTIR dataset below (axis in cm-1), ``--model pls``, 3 epochs.
 FTIR_BUNDLE = TRAINED / "synthetic-ftir.spectrolite"
 #: The synthetic FTIR dataset (``make_synthetic_dataset(FTIR_ROWS, seed=FTIR_SEED, n_channels=FTIR_PIXELS,
@@ -41,7 +44,7 @@ TABLETS_BUNDLE = TRAINED / "tablets-assay.spectrolite"
 TABLETS_PUBLIC_KEY = TRAINED / "tablets-assay.pub.pem"
 
 #: Every committed artefact, for the staleness check and the generator's summary.
-ALL = (DEMO_V1, DEMO_V2, DEMO_ABSORBANCE, FTIR_BUNDLE, TABLETS_INT8, TABLETS_FLOAT, TABLETS_CLASS_INT8,
+ALL = (DEMO_V1, DEMO_V2, DEMO_ABSORBANCE, DEMO_CNN, FTIR_BUNDLE, TABLETS_INT8, TABLETS_FLOAT, TABLETS_CLASS_INT8,
        TABLETS_BUNDLE, TABLETS_PUBLIC_KEY)
 
 

@@ -21,6 +21,7 @@ from edge.publish.messages import (
     LinePosition,
     OodStats,
     TargetValue,
+    challenger_prediction_message_of,
     command_response_message,
     control_message,
     drift_message,
@@ -126,6 +127,50 @@ def control_out() -> dict[str, Any]:
         device_boot_id=BOOT, **MODEL, request_id="qc-7", time_unix_s=T)
 
 
+def challenger_prediction() -> dict[str, Any]:
+    """Shadow mode: a challenger's prediction of seq 1042 (flagged out of distribution), beside the serving one."""
+    from edge.inference import Prediction
+    from edge.publish.schema import Quality
+
+    pred = Prediction(seq=1042, timestamp_us=86400123456, names=("api",), units=("%w/w",), values=(12.93,),
+                      lower=(12.4,), upper=(13.46,), interval_coverage=0.9, ood=OodStats(14.5, 0.0291, 11.3, 0.031),
+                      flags=(Quality.OUT_OF_DISTRIBUTION,), reasons=("T2 14.5 (limit 11.3), Q 0.0291 (limit 0.031)",),
+                      compute_us=1530.04, model_id="tablets-api-cnn", model_version="2026.12.1")
+    return challenger_prediction_message_of(pred, device_id="nir-01", latency_ms=5.25,
+                                            serving_model_id="tablets-api-cnn", serving_model_version="2026.11.3",
+                                            device_boot_id=BOOT, time_unix_s=T)
+
+
+def status_online_challenger() -> dict[str, Any]:
+    """Online with a challenger in shadow mode and the promotion rule its load_challenger stated."""
+    return status_message(
+        device_id="nir-01", state="online", **MODEL, runtime="ai_edge_litert 1.2.0, 1 thread(s)",
+        software_version="0.1.0", device_signal="counts", device_boot_id=BOOT, time_unix_s=T,
+        challenger={"state": "shadowing", "model": {"id": "tablets-api-cnn", "version": "2026.12.1"},
+                    "path": "/srv/bundles/tablets-api-2026.12.1.spectrolite", "request_id": "rollout-9",
+                    "since_unix_s": T - 3600.0, "rule": {"min_spectra": 5000, "max_alarm_rate": 0.02},
+                    "detail": "promoted by itself once its rule is met"})
+
+
+def metrics_challenger() -> dict[str, Any]:
+    """Metrics while a challenger runs: its comparison with the serving bundle, two references so far."""
+    return metrics_message(
+        device_id="nir-01", period_s=30.0, counters={"predictions": 1200, "challenger_predictions": 1198},
+        gauges={}, latency_ms={"p50": 3.1}, time_unix_s=T, challenger={
+            "model": {"id": "tablets-api-cnn", "version": "2026.12.1"},
+            "serving_model": {"id": "tablets-api-cnn", "version": "2026.11.3"}, "request_id": "rollout-9",
+            "since_unix_s": T - 3600.0, "spectra": 1200, "compared": 1198,
+            "serving": {"predictions": 1200, "rejected": 0, "alarms": 12, "alarm_rate": 0.01, "flagged": 12},
+            "challenger": {"predictions": 1198, "rejected": 2, "alarms": 6, "alarm_rate": 0.005008347245409015,
+                           "flagged": 6},
+            "targets": {"api": {"unit": "%w/w", "compared": 1198, "mean_abs_diff": 0.21, "max_abs_diff": 0.93,
+                                "mean_diff": -0.04, "within_serving_interval": 0.97, "references": 2,
+                                "rmsep_serving": 0.31, "rmsep_challenger": 0.22}},
+            "compute_ms": {"p50": 1.5, "p99": 2.75, "total": 1830.5},
+            "rule": {"min_spectra": 5000, "max_alarm_rate": 0.02},
+            "rule_verdict": "waiting: 1198 of 5000 spectra compared"})
+
+
 def status_offline() -> dict[str, Any]:
     """The last will the publisher registers at connect."""
     return status_message(device_id="nir-01", state="offline", last_error="connection lost", time_unix_s=T)
@@ -160,6 +205,9 @@ CASES: dict[str, Callable[[], dict[str, Any]]] = {
     "status_online_secure": status_online_secure,
     "status_online_control": status_online_control,
     "control_out_of_control": control_out,
+    "challenger_prediction": challenger_prediction,
+    "status_online_challenger": status_online_challenger,
+    "metrics_challenger": metrics_challenger,
     "status_offline": status_offline,
     "metrics": metrics,
     "command_response_ok": command_response_ok,

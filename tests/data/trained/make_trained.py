@@ -7,8 +7,9 @@ The edge and firmware_bridge tests run in an environment without TensorFlow (``m
 these committed files instead of training their own. What each file is, and the settings that made it, are in
 tests/support/trained.py:
 
-- four bundles written by ``spectro-train fit`` (a child process): examples/demo.toml as it is (1.0.0), with
-  model_version 1.1.0, with ``signal = "absorbance"``, and on a synthetic FTIR dataset in cm-1 (``--model pls``);
+- five bundles written by ``spectro-train fit`` (a child process): examples/demo.toml as it is (1.0.0), with
+  model_version 1.1.0, with ``signal = "absorbance"``, with ``--model cnn`` and model_version 1.2.0 (a challenger
+  whose predictions differ from 1.0.0's, a PLS), and on a synthetic FTIR dataset in cm-1 (``--model pls``);
 - the tiny Keras models of tests/support/bundles.py on real tablets spectra, converted by trainer.quantize (int8,
   float, an int8 classifier), and the signed regression bundle ``write_regression_bundle`` makes of them, with the
   public half of a key pair made for the occasion (the private half is thrown away).
@@ -78,6 +79,14 @@ def build_absorbance(out: Path, work: Path) -> None:
     shutil.copyfile(_fit(text, work, "demo-absorbance"), out / trained.DEMO_ABSORBANCE.name)
 
 
+def build_cnn(out: Path, work: Path) -> None:
+    """The demo config fitted as a CNN (``auto`` picks PLS for 1.0.0), model_version 1.2.0: the same device
+    contract as 1.0.0, other predictions (a shadow-mode challenger)."""
+    text = DEMO_CONFIG.read_text(encoding="utf-8")
+    text = _sub(text, r'^model_version = ".*"$', 'model_version = "1.2.0"')
+    shutil.copyfile(_fit(text, work, "demo-cnn", "--model", "cnn"), out / trained.DEMO_CNN.name)
+
+
 def build_ftir(out: Path, work: Path) -> None:
     """The cm-1 bundle: the demo config on the synthetic FTIR dataset (written beside the config, named by a
     relative path so that no machine path reaches the bundle)."""
@@ -110,10 +119,11 @@ def build_tablets(out: Path, work: Path) -> None:
 
 
 #: Each group of artefacts and its builder (the staleness test rebuilds one group at a time).
-BUILDERS = {"demo": build_demo, "absorbance": build_absorbance, "ftir": build_ftir, "tablets": build_tablets}
+BUILDERS = {"demo": build_demo, "absorbance": build_absorbance, "cnn": build_cnn, "ftir": build_ftir,
+            "tablets": build_tablets}
 
 
-def build(out: Path, groups: tuple[str, ...] = ("demo", "ftir", "tablets")) -> None:
+def build(out: Path, groups: tuple[str, ...] = ("demo", "cnn", "ftir", "tablets")) -> None:
     """Write the artefacts of ``groups`` into ``out`` (file names as in tests/support/trained.py)."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
