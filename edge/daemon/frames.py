@@ -470,7 +470,7 @@ class InferenceStage:
         if self.shadow is not None:
             self.shadow.observe(frame, outcome, received_ns, refs=self.references.refs,
                                 wavelengths_nm=self.wavelengths_nm, signal=self.device_signal, instrument=instrument,
-                                boot_id=self.device_boot_id)
+                                boot_id=self.device_boot_id, line=self._line.position(frame.seq))
         if self._archive is not None:  # never blocks: a full archive queue drops the record (archive_dropped)
             self._archive.offer(frame, outcome, self.references.refs, signal=self.device_signal,
                                 boot_id=self.device_boot_id, wavelengths_nm=self.wavelengths_nm,

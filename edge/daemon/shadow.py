@@ -22,7 +22,7 @@ from edge.daemon.auditing import _file_sha256
 from edge.daemon.outbound import Outbound
 from edge.inference import InferenceEngine, Outcome, Prediction, Rejection
 from edge.metrics import Counters, LatencyWindow
-from edge.publish.messages import challenger_prediction_message_of, command_response_message
+from edge.publish.messages import LinePosition, challenger_prediction_message_of, command_response_message
 from edge.publish.schema import MessageKind, Quality
 from edge.references import ReferencePolicy, ReferenceSet
 from edge.shadow import Judged, PromotionRule, ShadowComparison
@@ -80,6 +80,7 @@ class _Observed:
     signal: str
     instrument: tuple[str, ...]
     boot_id: int | None
+    line: LinePosition | None = None  #: where it sat in a LINE frame (None for a SPECTRUM frame)
 
     def context(self) -> tuple[int, int, str, tuple[str, ...]]:
         return (id(self.refs), id(self.wavelengths_nm), self.signal, self.instrument)
@@ -303,12 +304,13 @@ class ShadowMode:
 
     # ---------------------------------------------------------------------------------------- inference thread
     def observe(self, frame: "Spectrum", outcome: Outcome, received_ns: int, *, refs: ReferenceSet,
-                wavelengths_nm: Any, signal: str, instrument: Sequence[str], boot_id: int | None) -> None:
+                wavelengths_nm: Any, signal: str, instrument: Sequence[str], boot_id: int | None,
+                line: LinePosition | None = None) -> None:
         """A spectrum the serving bundle judged (inference thread): the challenger judges it at :meth:`flush`."""
         self._boot_id = boot_id
         if self._challenger is not None:
             self._observed.append(_Observed(frame, outcome, received_ns, refs, wavelengths_nm, signal,
-                                            tuple(instrument), boot_id))
+                                            tuple(instrument), boot_id, line))
 
     def observe_reference(self, seq: int, values: Sequence[float | None]) -> None:
         """Known reference values of spectrum ``seq`` in the serving bundle's target order (the simulator's
@@ -387,7 +389,7 @@ class ShadowMode:
             msg = challenger_prediction_message_of(
                 outcome, device_id=self._device_id, latency_ms=(time.monotonic_ns() - obs.received_ns) / 1e6,
                 serving_model_id=serving.model_id, serving_model_version=serving.model_version,
-                device_boot_id=obs.boot_id, validate_now=False)
+                device_boot_id=obs.boot_id, validate_now=False, line=obs.line)
             self._outbound.emit(MessageKind.CHALLENGER_PREDICTION, msg)
             self._counters.incr("challenger_predictions")
 

@@ -537,13 +537,14 @@ def challenger_prediction_message_of(
     device_boot_id: int | None = None,
     time_unix_s: float | None = None,
     validate_now: bool = True,
+    line: LinePosition | None = None,
 ) -> dict[str, Any]:
     """Payload of ``.../challenger_prediction``: a challenger bundle's prediction of one spectrum in shadow mode,
     with the fields of ``.../prediction`` (values with their intervals, OOD statistics, quality; ``model`` is the
     challenger) and ``serving_model``, the bundle in service that predicted the same ``seq`` on ``.../prediction``.
     ``latency_ms`` runs from the frame's arrival to this message (after the serving prediction)."""
     msg = prediction_message_of(pred, device_id=device_id, latency_ms=latency_ms, device_boot_id=device_boot_id,
-                                time_unix_s=time_unix_s, validate_now=False)
+                                time_unix_s=time_unix_s, validate_now=False, line=line)
     msg["kind"] = MessageKind.CHALLENGER_PREDICTION.value
     msg["serving_model"] = _model(serving_model_id, serving_model_version)
     if validate_now:
