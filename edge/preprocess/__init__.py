@@ -7,7 +7,8 @@ rebuilt from the spec, so training and deployment compute the same function by c
 from __future__ import annotations
 
 from edge.preprocess.base import known_ops, step_class, step_from_spec
-from edge.preprocess.pipeline import InputContract, Pipeline
+from edge.preprocess.contract import FRAME_SIGNALS, PIXEL_FORMATS, InputContract
+from edge.preprocess.pipeline import Pipeline
 from edge.preprocess.spec import SPEC_VERSION, SUPPORTED_SPEC_VERSIONS
 from edge.preprocess.steps import (
     EMSC,
@@ -27,6 +28,8 @@ from edge.preprocess.steps import (
 )
 
 __all__ = [
+    "FRAME_SIGNALS",
+    "PIXEL_FORMATS",
     "SPEC_VERSION",
     "SUPPORTED_SPEC_VERSIONS",
     "Autoscale",

@@ -13,8 +13,9 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import InputContractError, SpecError
+from edge.errors import AxisContractError, InputContractError, SpecError
 from edge.preprocess.base import Step, as_float, is_immutable, readonly, register
+from edge.preprocess.contract import covering_problem
 from edge.preprocess.spec import (
     FloatArray,
     array_to_spec,
@@ -219,7 +220,7 @@ class Resample(Step):
 
     Context (keyword, required): ``wavelengths``, the device axis of ``X``, shape (n,), strictly monotonic
     (ascending or descending), covering the whole grid; otherwise :class:`InputContractError`, for example
-    "expected wavelengths covering 600.0-1898.0 nm, got 610.0-1890.0 nm". No extrapolation ever happens.
+    "expected a wavelength axis covering 600-1898 nm, got 610-1890 nm". No extrapolation ever happens.
     """
 
     grid: FloatArray
@@ -252,26 +253,24 @@ class Resample(Step):
         X = as_float(X)
         lo, hi = self._lo, self._hi
         if wavelengths is None:
-            raise InputContractError(
+            raise AxisContractError(
                 f"resampling needs wavelengths= (the device axis covering {lo!r}-{hi!r} {self.unit}), got none"
             )
         w = as_float(wavelengths)
         if w.ndim != 1 or w.shape[0] != X.shape[-1]:
-            raise InputContractError(f"expected wavelengths of shape ({X.shape[-1]},), got {w.shape}")
+            raise AxisContractError(f"expected wavelengths of shape ({X.shape[-1]},), got {w.shape}")
         if w.shape[0] < 2 or not np.all(np.isfinite(w)):
-            raise InputContractError("expected at least 2 finite wavelengths")
+            raise AxisContractError("expected at least 2 finite wavelengths")
         dw = np.diff(w)
         if np.all(dw < 0):
             w = w[::-1]
             X = X[..., ::-1]
         elif not np.all(dw > 0):
-            raise InputContractError("expected a strictly monotonic wavelength axis")
-        slack = AXIS_SLACK * (hi - lo)  # a polynomial calibration may miss the grid's ends by rounding
-        if w[0] > lo + slack or w[-1] < hi - slack:
-            raise InputContractError(
-                f"expected wavelengths covering {lo!r}-{hi!r} {self.unit}, "
-                f"got {float(w[0])!r}-{float(w[-1])!r} {self.unit}"
-            )
+            raise AxisContractError("expected a strictly monotonic wavelength axis")
+        # A polynomial calibration may miss the grid's ends by rounding (AXIS_SLACK of the grid's span).
+        problem = covering_problem(float(w[0]), float(w[-1]), lo, hi, self.unit, AXIS_SLACK * (hi - lo))
+        if problem is not None:
+            raise AxisContractError(problem)
         if X.ndim == 1:
             out1: FloatArray = np.interp(self.grid, w, X)
             return out1
