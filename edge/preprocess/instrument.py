@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import AxisContractError, InputContractError, SpecError
-from edge.preprocess.base import Step, as_float, is_immutable, readonly, register
+from edge.preprocess.base import Axis, Step, as_float, is_immutable, readonly, register
 from edge.preprocess.contract import covering_problem
 from edge.preprocess.spec import (
     FloatArray,
@@ -167,16 +167,16 @@ class Crop(Step):
     stop: int
     op: ClassVar[str] = "crop"
     row_exact: ClassVar[bool] = True
-    preserves_axis: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if not (0 <= self.start < self.stop):
             raise SpecError(f"expected 0 <= start < stop, got start={self.start}, stop={self.stop}")
 
-    def output_length(self, n_in: int | None) -> int | None:
+    def output_axis(self, axis: Axis) -> Axis:
+        n_in = axis.n_channels
         if n_in is not None and self.stop > n_in:
             raise SpecError(f"crop stop={self.stop} is beyond the {n_in} input channels")
-        return self.stop - self.start
+        return Axis(self.stop - self.start, device=False)
 
     def transform(
         self,
@@ -228,7 +228,6 @@ class Resample(Step):
     op: ClassVar[str] = "resample"
     _lo: float = field(init=False, repr=False, compare=False)
     _hi: float = field(init=False, repr=False, compare=False)
-    preserves_axis: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         g = readonly(self.grid, "grid", 1)
@@ -239,8 +238,8 @@ class Resample(Step):
         object.__setattr__(self, "_lo", float(g.min()))
         object.__setattr__(self, "_hi", float(g.max()))
 
-    def output_length(self, n_in: int | None) -> int | None:
-        return int(self.grid.shape[0])
+    def output_axis(self, axis: Axis) -> Axis:
+        return Axis(int(self.grid.shape[0]), device=False)  # the model's grid from here on
 
     def transform(
         self,

@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from edge.errors import InputContractError, SpecError
 from edge.preprocess import spec as _spec
-from edge.preprocess.base import Step, step_from_spec
+from edge.preprocess.base import Axis, Step, step_from_spec
 from edge.preprocess.contract import InputContract
 from edge.preprocess.instrument import CountsConversion, Resample
 from edge.preprocess.spec import FloatArray
@@ -81,26 +81,29 @@ class Pipeline:
     input_contract: InputContract = InputContract()
     _output_shape: tuple[int, ...] | None = field(init=False, repr=False, compare=False)
     _resamples: bool = field(init=False, repr=False, compare=False)
+    _on_device_axis: tuple[bool, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         steps = tuple(self.steps)
         object.__setattr__(self, "steps", steps)
         if not isinstance(self.input_contract, InputContract):
             raise SpecError(f"expected an InputContract, got {type(self.input_contract).__name__}")
-        n: int | None = self.input_contract.n_channels
-        axis_is_input = True
+        axis = Axis(self.input_contract.n_channels)
+        on_device_axis = []  # whether step i sees the device's channels (and gets ``wavelengths=``)
         for i, s in enumerate(steps):
             if not isinstance(s, Step):
                 raise SpecError(f"step {i}: expected a Step, got {type(s).__name__}")
-            if isinstance(s, Resample) and not axis_is_input:
+            if isinstance(s, Resample) and not axis.device:
                 raise SpecError(f"step {i}: resample must come before any step that changes the axis")
             if isinstance(s, Stack) and i != len(steps) - 1:
                 raise SpecError(f"step {i}: stack must be the last step")
+            on_device_axis.append(axis.device)
             try:
-                n = s.output_length(n)
+                axis = s.output_axis(axis)
             except SpecError as exc:
                 raise SpecError(f"step {i} ({s.op}): {exc}") from None
-            axis_is_input = axis_is_input and s.preserves_axis
+        object.__setattr__(self, "_on_device_axis", tuple(on_device_axis))
+        n = axis.n_channels
         if steps and isinstance(steps[-1], Stack):
             shape: tuple[int, ...] | None = None if n is None else (n, len(steps[-1].branches))
         else:
@@ -196,10 +199,9 @@ class Pipeline:
         """
         arr = self._check(X, wavelengths)
         out = arr
-        for step in self.steps:
-            out = step.transform(out, dark=dark, reference=reference, wavelengths=wavelengths)
-            if not step.preserves_axis:
-                wavelengths = None
+        for step, on_device_axis in zip(self.steps, self._on_device_axis):
+            out = step.transform(out, dark=dark, reference=reference,
+                                 wavelengths=wavelengths if on_device_axis else None)
         return _finished(out, arr)
 
     def transform_rows(
@@ -235,14 +237,13 @@ class Pipeline:
         if arr.ndim != 2:
             raise InputContractError(f"expected a batch of spectra (m, n), got shape {arr.shape}")
         out = arr
-        for step in self.steps:
+        for step, on_device_axis in zip(self.steps, self._on_device_axis):
+            w = wavelengths if on_device_axis else None
             if step.row_exact:
-                out = step.transform(out, dark=dark, reference=reference, wavelengths=wavelengths)
+                out = step.transform(out, dark=dark, reference=reference, wavelengths=w)
             else:
                 out = np.stack([step.transform(np.array(row), dark=dark, reference=reference,
-                                               wavelengths=wavelengths) for row in out])
-            if not step.preserves_axis:
-                wavelengths = None
+                                               wavelengths=w) for row in out])
         return _finished(out, arr)
 
     # ------------------------------------------------------------------------------------------------ spec

@@ -21,6 +21,7 @@ from edge.preprocess import (
     MSC,
     SNV,
     Autoscale,
+    Axis,
     CountsConversion,
     Crop,
     Detrend,
@@ -396,7 +397,7 @@ def test_stack_adds_a_trailing_channel_axis(tablets: tuple[np.ndarray, np.ndarra
     assert np.array_equal(out[..., 2], sg.transform(snv.transform(A)))
     assert Stack(((), (snv,))).transform(A[0]).shape == (650, 2)
     with pytest.raises(SpecError, match="different lengths"):
-        Stack(((), (Crop(0, 10),))).output_length(650)
+        Stack(((), (Crop(0, 10),))).output_axis(Axis(650))
     with pytest.raises(SpecError, match="cannot contain another stack"):
         Stack(((Stack(((),)),),))
 
