@@ -12,7 +12,6 @@ message.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -21,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import AxisContractError, InputContractError, SpecError
+from edge.validation import require_enum, require_int, require_number, require_str
 from firmware_bridge.frames import AxisUnit
 
 __all__ = ["FRAME_SIGNALS", "PIXEL_FORMATS", "InputContract", "covering_problem"]
@@ -115,16 +115,12 @@ class InputContract:
     frame_signal: str | None = None
 
     def __post_init__(self) -> None:
-        if self.n_channels is not None and (
-            not isinstance(self.n_channels, int) or isinstance(self.n_channels, bool) or self.n_channels < 1
-        ):
-            raise SpecError(f"expected a positive n_channels or None, got {self.n_channels!r}")
+        E = SpecError
+        if self.n_channels is not None:
+            require_int(self.n_channels, "n_channels", E, minimum=1)
         for name in ("wavelength_min", "wavelength_max"):
-            v = getattr(self, name)
-            if v is not None:
-                if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-                    raise SpecError(f"expected a finite {name} or None, got {v!r}")
-                object.__setattr__(self, name, float(v))
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, require_number(getattr(self, name), name, E))
         if (self.wavelength_min is None) != (self.wavelength_max is None):
             raise SpecError("expected both wavelength_min and wavelength_max, or neither")
         if (
@@ -135,23 +131,19 @@ class InputContract:
             raise SpecError(
                 f"expected wavelength_min <= wavelength_max, got {self.wavelength_min}-{self.wavelength_max}"
             )
-        if not isinstance(self.wavelength_unit, str):
-            raise SpecError(f"expected wavelength_unit as a string, got {self.wavelength_unit!r}")
-        tol = self.wavelength_tolerance
-        if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not (math.isfinite(tol) and tol >= 0):
-            raise SpecError(f"expected a non-negative wavelength_tolerance, got {tol!r}")
-        object.__setattr__(self, "wavelength_tolerance", float(tol))
+        require_str(self.wavelength_unit, "wavelength_unit", E)
+        tol = require_number(self.wavelength_tolerance, "wavelength_tolerance", E, minimum=0.0)
+        object.__setattr__(self, "wavelength_tolerance", tol)
         if (self.pixel_count_min is None) != (self.pixel_count_max is None):
             raise SpecError("expected both pixel_count_min and pixel_count_max, or neither")
         if self.pixel_count_min is not None and self.pixel_count_max is not None:
-            if not 1 <= self.pixel_count_min <= self.pixel_count_max:
-                raise SpecError(
-                    f"expected 1 <= pixel_count_min <= pixel_count_max, got {self.pixel_count_min}-"
-                    f"{self.pixel_count_max}"
-                )
+            require_int(self.pixel_count_min, "pixel_count_min", E, minimum=1)
+            require_int(self.pixel_count_max, "pixel_count_max", E, minimum=self.pixel_count_min)
         object.__setattr__(self, "pixel_formats", tuple(self.pixel_formats))
-        if self.frame_signal is not None and self.frame_signal not in FRAME_SIGNALS:
-            raise SpecError(f"expected frame_signal in {list(FRAME_SIGNALS)}, got {self.frame_signal!r}")
+        for fmt in self.pixel_formats:
+            require_enum(fmt, "pixel_formats", E, PIXEL_FORMATS)
+        if self.frame_signal is not None:
+            require_enum(self.frame_signal, "frame_signal", E, FRAME_SIGNALS)
 
     # ------------------------------------------------------------------------------------------- build
     @classmethod

@@ -279,10 +279,10 @@ def test_newer_format_version_names_the_supported_ones(good: Path, tmp_path: Pat
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda m: m.update(task="clustering"), "expected task in"),
-        (lambda m: m.pop("seed"), "missing field"),
-        (lambda m: m.update(extra=1), "unknown field"),
-        (lambda m: m.update(model_id=""), "expected model_id"),
+        (lambda m: m.update(task="clustering"), "task: expected one of"),
+        (lambda m: m.pop("seed"), "missing key"),
+        (lambda m: m.update(extra=1), "unknown key"),
+        (lambda m: m.update(model_id=""), "model_id: expected"),
         (lambda m: m.update(created_utc="yesterday"), "created_utc"),
         (lambda m: m.update(targets=[]), "non-empty list of targets"),
         (lambda m: m["wavelength_grid"].update(values=[3.0, 2.0, 2.5]), "strictly monotonic"),
