@@ -103,13 +103,15 @@ def require_mapping(value: Any, where: str, error: type[Exception]) -> Mapping[s
 
 def require_keys(
     d: Mapping[str, Any], where: str, error: type[Exception], required: Collection[str],
-    optional: Collection[str] = (),
+    optional: Collection[str] = (), *, allow_unknown: bool = False,
 ) -> None:
-    """``d`` holds every ``required`` key and nothing outside ``required`` and ``optional``: "missing key(s) a, b" or
-    "unknown key(s) x; expected a, b, c"."""
+    """``d`` holds every ``required`` key and (unless ``allow_unknown``) nothing outside ``required`` and
+    ``optional``: "missing key(s) a, b" or "unknown key(s) x; expected a, b, c"."""
     missing = sorted(k for k in required if k not in d)
     if missing:
         raise error(f"{_where(where)}missing key(s) {', '.join(missing)}")
+    if allow_unknown:
+        return
     allowed = {*required, *optional}
     extra = sorted(str(k) for k in d if k not in allowed)
     if extra:

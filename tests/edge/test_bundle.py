@@ -460,7 +460,7 @@ def test_broken_model_member(good: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("member", "payload", "message"),
     [
-        ("ood.json", b'{"format_version": 9}', "member ood.json: ood: expected format_version"),
+        ("ood.json", b'{"format_version": 9}', "member ood.json: ood: format_version: expected"),
         ("intervals.json", b"[]", "member intervals.json"),
         ("metrics.json", b"[1, 2]", "member metrics.json: expected a JSON object"),
         ("golden.npz", b"not a zip", "member golden.npz: unreadable"),
