@@ -7,6 +7,7 @@ __all__ = [
     "SpecError",
     "InputContractError",
     "AxisContractError",
+    "ChannelCountError",
     "BundleError",
     "RuntimeLoadError",
     "ConfigError",
@@ -31,6 +32,10 @@ class InputContractError(EdgeError, ValueError):
 class AxisContractError(InputContractError):
     """A device's wavelength axis does not fit the input contract (shape, NaN, range): a verdict on the axis, the
     same for every frame on it."""
+
+
+class ChannelCountError(InputContractError):
+    """Spectra have a channel count the pipeline or one of its steps cannot take."""
 
 
 class BundleError(EdgeError, ValueError):

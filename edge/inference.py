@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import AxisContractError, InputContractError
+from edge.errors import AxisContractError, ChannelCountError, InputContractError
 from edge.publish.messages import OodStats
 from edge.publish.schema import Quality
 from edge.references import ReferenceCheck, ReferencePolicy, ReferenceQuality, ReferenceSet
@@ -411,7 +411,7 @@ class InferenceEngine:
             if device_axis is not None and isinstance(exc, AxisContractError):
                 text = self._axis_detail(text, wavelengths_nm)
                 self._axis, self._axis_error = device_axis, text
-            contract = isinstance(exc, AxisContractError) or "channels" in text
+            contract = isinstance(exc, (AxisContractError, ChannelCountError))
             reason = RejectReason.INPUT_CONTRACT if contract else RejectReason.BAD_INPUT
             return Rejection(spectrum.seq, spectrum.timestamp_us, reason, text)
         try:

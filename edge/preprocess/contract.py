@@ -19,7 +19,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import AxisContractError, InputContractError, SpecError
+from edge.errors import AxisContractError, ChannelCountError, InputContractError, SpecError
 from edge.validation import require_enum, require_int, require_number, require_str
 from firmware_bridge.frames import AxisUnit
 
@@ -237,7 +237,7 @@ class InputContract:
         """Raise :class:`~edge.errors.InputContractError` when spectra of ``n_channels`` channels are not what the
         pipeline takes ("expected 650 channels, got 512")."""
         if self.n_channels is not None and n_channels != self.n_channels:
-            raise InputContractError(f"expected {self.n_channels} channels, got {n_channels}")
+            raise ChannelCountError(f"expected {self.n_channels} channels, got {n_channels}")
 
     def check(
         self,

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import InputContractError, SpecError
+from edge.errors import ChannelCountError, SpecError
 from edge.preprocess import savgol as _sg
 from edge.preprocess.base import Axis, Step, readonly, register
 from edge.preprocess.spec import (
@@ -150,7 +150,7 @@ class SavitzkyGolay(Step):
         w = self.window
         half = w // 2
         if n < w:
-            raise InputContractError(f"expected at least {w} channels for the savgol window, got {n}")
+            raise ChannelCountError(f"expected at least {w} channels for the savgol window, got {n}")
         kr = self._kernel_rev
         if self.mode != "interp":
             padded = np.ascontiguousarray(X[..., self._pad_index(n)])

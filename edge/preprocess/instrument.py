@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import AxisContractError, InputContractError, SpecError
+from edge.errors import AxisContractError, ChannelCountError, InputContractError, SpecError
 from edge.preprocess.base import Axis, Step, as_float, is_immutable, readonly, register
 from edge.preprocess.contract import covering_problem
 from edge.preprocess.spec import (
@@ -188,7 +188,7 @@ class Crop(Step):
     ) -> FloatArray:
         X = as_float(X)
         if X.shape[-1] < self.stop:
-            raise InputContractError(f"expected at least {self.stop} channels to crop, got {X.shape[-1]}")
+            raise ChannelCountError(f"expected at least {self.stop} channels to crop, got {X.shape[-1]}")
         out: FloatArray = X[..., self.start : self.stop]
         return out
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import InputContractError, SpecError
+from edge.errors import ChannelCountError, SpecError
 from edge.preprocess.base import Axis, Step, as_float, check_width, readonly, register
 from edge.preprocess.spec import FloatArray, array_to_spec, read_keys, read_matrix, read_optional_vector, read_vector
 
@@ -135,7 +135,7 @@ class LinearTransfer(Step):
     ) -> FloatArray:
         X = as_float(X)
         if X.shape[-1] != self.matrix.shape[0]:
-            raise InputContractError(f"expected {self.matrix.shape[0]} channels, got {X.shape[-1]}")
+            raise ChannelCountError(f"expected {self.matrix.shape[0]} channels, got {X.shape[-1]}")
         out: FloatArray = X @ self.matrix
         if self.offset is not None:
             out += self.offset

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import InputContractError, SpecError
+from edge.errors import ChannelCountError, InputContractError, SpecError
 from edge.preprocess.base import Axis, Step, all_positive, as_float, check_width, readonly, register, vecdot
 from edge.preprocess.spec import (
     FloatArray,
@@ -53,7 +53,7 @@ class SNV(Step):
         X = as_float(X)
         n = X.shape[-1]
         if n - self.ddof < 1:
-            raise InputContractError(f"expected at least {self.ddof + 1} channels for SNV, got {n}")
+            raise ChannelCountError(f"expected at least {self.ddof + 1} channels for SNV, got {n}")
         mean = np.add.reduce(X, axis=-1) / n
         out: FloatArray
         if X.ndim == 1:
@@ -272,7 +272,7 @@ class Detrend(Step):
     ) -> FloatArray:
         X = as_float(X)
         if X.shape[-1] != self.n_channels:
-            raise InputContractError(f"expected {self.n_channels} channels for detrend, got {X.shape[-1]}")
+            raise ChannelCountError(f"expected {self.n_channels} channels for detrend, got {X.shape[-1]}")
         out: FloatArray = X - (X @ self._proj_t) @ self._vander_t
         return out
 

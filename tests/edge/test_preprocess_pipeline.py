@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.errors import InputContractError, SpecError
+from edge.errors import AxisContractError, ChannelCountError, InputContractError, SpecError
 from edge.preprocess import (
     EMSC,
     MSC,
@@ -375,3 +375,34 @@ def test_check_axis_is_the_contract_check_that_transform_runs() -> None:
         p.check_axis(axis, 4)
     resampling = Pipeline((Resample(axis), SNV()), InputContract(None, 900.0, 1700.0))
     resampling.check_axis(wide, 5)
+
+
+def test_contract_refusals_are_typed_for_the_daemon() -> None:
+    """The daemon tells a device that does not fit (counted as ``input_contract``) from data a step cannot process
+    (``bad_input``) by the error's type, not its words (#14): every channel-count refusal is a ChannelCountError,
+    every axis refusal an AxisContractError, and data a step cannot handle neither."""
+    axis = np.linspace(900.0, 1700.0, 20)
+    x = np.linspace(1.0, 2.0, 20)
+    channel_refusals = [
+        (Pipeline((SNV(),), InputContract(21)), x),
+        (Pipeline((Crop(0, 25),), InputContract()), x),
+        (Pipeline((SavitzkyGolay(31, 2),), InputContract()), x),
+        (Pipeline((LinearTransfer(np.eye(21)),), InputContract()), x),
+        (Pipeline((Detrend(1, 21),), InputContract()), x),
+    ]
+    for pipeline, data in channel_refusals:
+        with pytest.raises(ChannelCountError, match=r"expected .*channels"):
+            pipeline.transform(data)
+    resampling = Pipeline((Resample(axis),), InputContract(None, 900.0, 1700.0))
+    matching = Pipeline((SNV(),), InputContract.from_wavelengths(axis))
+    for pipeline, wavelengths, words in [
+        (resampling, axis + 10.0, "expected a wavelength axis covering 900-1700 nm, got 910-1710 nm"),
+        (resampling, None, "resampling needs wavelengths="),
+        (matching, axis + 30.0, "expected wavelengths 900.0-1700.0 nm"),
+        (matching, axis[:19], r"expected wavelengths of shape \(20,\), got \(19,\)"),
+    ]:
+        with pytest.raises(AxisContractError, match=words):
+            pipeline.transform(x, wavelengths=wavelengths)
+    with pytest.raises(InputContractError, match="standard deviation is 0") as exc:
+        Pipeline((SNV(),), InputContract(20)).transform(np.ones(20))
+    assert not isinstance(exc.value, (ChannelCountError, AxisContractError))
