@@ -406,3 +406,9 @@ def test_contract_refusals_are_typed_for_the_daemon() -> None:
     with pytest.raises(InputContractError, match="standard deviation is 0") as exc:
         Pipeline((SNV(),), InputContract(20)).transform(np.ones(20))
     assert not isinstance(exc.value, (ChannelCountError, AxisContractError))
+
+
+def test_contract_and_axis_docstring_examples_run() -> None:
+    for name in ("edge.preprocess.contract", "edge.preprocess.base"):
+        result = doctest.testmod(importlib.import_module(name))
+        assert result.attempted > 0 and result.failed == 0, name
