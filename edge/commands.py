@@ -75,7 +75,6 @@ import enum
 import hashlib
 import hmac
 import json
-import math
 import os
 import re
 import secrets
@@ -91,6 +90,7 @@ from edge.deploy.args import DEPLOY_COMMANDS, DeployArgs, parse_deploy_args
 from edge.errors import CommandError, StaleCommandError
 from edge.jsonstrict import loads_strict
 from edge.shadow import LoadChallengerArgs, NoArgs, PromoteArgs, ReferenceValueArgs, parse_shadow_args
+from edge.validation import is_number, require, require_int, require_mapping
 
 if TYPE_CHECKING:
     from edge.config import CommandsConfig
@@ -272,9 +272,7 @@ def _loads(text: str | bytes, what: str) -> Any:
 
 
 def _int_arg(where: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise CommandError(f"{where}: expected an integer in {lo}..{hi}, got {value!r}")
-    return value
+    return require_int(value, where, CommandError, minimum=lo, maximum=hi)
 
 
 class CommandParser:
@@ -396,8 +394,7 @@ class CommandParser:
             if not isinstance(nonce, str) or not _NONCE_RE.match(nonce):
                 raise CommandError(f"{where}.nonce: expected 8-64 characters from A-Z a-z 0-9 _ -, got {nonce!r}")
         args = body.get("args", {})
-        if not isinstance(args, dict):
-            raise CommandError(f"{where}.args: expected an object, got {type(args).__name__}")
+        require_mapping(args, f"{where}.args", CommandError)
         parsed = self._parse_args(name, args)
         if authenticated:
             self._remember_nonce(where, str(nonce))  # only after everything else is valid
@@ -411,8 +408,7 @@ class CommandParser:
         if issued is None:
             raise CommandError(f"{where}.issued_at_unix_s: required (the Unix time the command was issued; commands "
                                f"older than commands.max_age_s = {max_age_s:g} s are refused)")
-        if isinstance(issued, bool) or not isinstance(issued, (int, float)) or not math.isfinite(issued):
-            raise CommandError(f"{where}.issued_at_unix_s: expected a Unix time in seconds, got {issued!r}")
+        require(is_number(issued), CommandError, f"{where}.issued_at_unix_s", "a Unix time in seconds", issued)
         age_s = self._clock() - float(issued)
         if abs(age_s) > self.config.max_clock_skew_s:
             error = StaleCommandError if age_s > 0 else CommandError

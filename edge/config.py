@@ -40,7 +40,6 @@ edge.errors.ConfigError: mqtt.qos: expected 0, 1 or 2, got 3
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import sys
@@ -79,6 +78,7 @@ from edge.config_sections import (
     toml_value,
 )
 from edge.errors import ConfigError
+from edge.validation import describe, require, require_bool, require_int, require_number, require_range, require_str
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -120,18 +120,6 @@ ENV_PREFIX = "SPECTROLITE__"
 
 # ------------------------------------------------------------------------------------------------- validation
 
-def _describe(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return repr(value)
-
-
 def _is_optional(tp: Any) -> tuple[bool, Any]:
     args = typing.get_args(tp)
     if type(None) in args:
@@ -157,9 +145,7 @@ def _convert(key: str, tp: Any, raw: Any, meta: Mapping[str, Any], base_dir: Pat
             if low in ("0", "false", "no", "off"):
                 return False
             raise ConfigError(f"{key}: expected true or false, got {str(raw)!r}")
-        if not isinstance(raw, bool):
-            raise ConfigError(f"{key}: expected true or false, got {_describe(raw)}")
-        return raw
+        return require_bool(raw, key, ConfigError)
     if tp is int:
         value: Any = raw
         if from_env:
@@ -167,9 +153,7 @@ def _convert(key: str, tp: Any, raw: Any, meta: Mapping[str, Any], base_dir: Pat
                 value = int(raw.strip(), 0)
             except ValueError:
                 raise ConfigError(f"{key}: expected an integer, got {str(raw)!r}") from None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {_describe(value)}")
-        return _check_value(key, value, meta)
+        return _check_value(key, require_int(value, key, ConfigError), meta)
     if tp is float:
         value = raw
         if from_env:
@@ -177,27 +161,23 @@ def _convert(key: str, tp: Any, raw: Any, meta: Mapping[str, Any], base_dir: Pat
                 value = float(raw.strip())
             except ValueError:
                 raise ConfigError(f"{key}: expected a number, got {str(raw)!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {_describe(value)}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ConfigError(f"{key}: expected a finite number, got {value}")
-        return _check_value(key, value, meta)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        return _check_value(key, require_number(value, key, ConfigError), meta)
     if tp is str:
         value = str(raw) if from_env else raw
         if isinstance(value, int) and not isinstance(value, bool) and meta.get("choices"):
             value = str(value)  # protocol = 5
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {_describe(value)}")
-        if "\x00" in value:
-            raise ConfigError(f"{key}: expected a string without NUL characters")
+        require_str(value, key, ConfigError)
+        require("\x00" not in value, ConfigError, key, "a string without NUL characters")
         pattern = meta.get("pattern")
-        if pattern is not None and not pattern.match(value):
-            raise ConfigError(f"{key}: expected {meta.get('pattern_doc') or pattern.pattern}, got {value!r}")
+        if pattern is not None:
+            doc = meta.get("pattern_doc") or pattern.pattern
+            require_str(value, key, ConfigError, pattern=pattern, pattern_doc=doc)
         return _check_value(key, value, meta)
     if tp is Path:
         if not isinstance(raw, str) or raw == "":
-            raise ConfigError(f"{key}: expected a path (a non-empty string), got {_describe(raw)}")
+            raise ConfigError(f"{key}: expected a path (a non-empty string), got {describe(raw)}")
         if "\x00" in raw:
             raise ConfigError(f"{key}: expected a path without NUL characters")
         path = Path(raw).expanduser()
@@ -217,30 +197,25 @@ def _convert(key: str, tp: Any, raw: Any, meta: Mapping[str, Any], base_dir: Pat
         else:
             items = raw
         if not isinstance(items, list):
-            raise ConfigError(f"{key}: expected an array, got {_describe(items)}")
+            raise ConfigError(f"{key}: expected an array, got {describe(items)}")
         return tuple(_convert(f"{key}[{i}]", item_tp, v, {}, base_dir) for i, v in enumerate(items))
     raise TypeError(f"unsupported config field type {tp!r} for {key}")  # pragma: no cover
 
 
 def _check_value(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
     choices = meta.get("choices")
-    if choices is not None and value not in choices:
-        raise ConfigError(f"{key}: expected {fmt_choices(choices)}, got {_describe(value)}")
-    lo, hi = meta.get("min"), meta.get("max")
-    if lo is not None:
-        if meta.get("min_exclusive") and not value > lo:
-            raise ConfigError(f"{key}: expected a value > {lo:g}, got {value}")
-        if not meta.get("min_exclusive") and value < lo:
-            raise ConfigError(f"{key}: expected a value >= {lo:g}, got {value}")
-    if hi is not None and value > hi:
-        raise ConfigError(f"{key}: expected a value <= {hi:g}, got {value}")
+    if choices is not None:
+        require(value in choices, ConfigError, key, fmt_choices(choices), value)
+    if not isinstance(value, str):
+        require_range(value, key, ConfigError, minimum=meta.get("min"), maximum=meta.get("max"),
+                      min_exclusive=bool(meta.get("min_exclusive")))
     return value
 
 
 def _build(cls: type, data: Any, prefix: str, base_dir: Path) -> Any:
     where = prefix.rstrip(".") or "the configuration"
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table, got {_describe(data)}")
+        raise ConfigError(f"{where}: expected a table, got {describe(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     unknown = sorted(set(data) - set(fields))
     if unknown:

@@ -6,6 +6,8 @@ __all__ = [
     "EdgeError",
     "SpecError",
     "InputContractError",
+    "AxisContractError",
+    "ChannelCountError",
     "BundleError",
     "RuntimeLoadError",
     "ConfigError",
@@ -25,6 +27,15 @@ class SpecError(EdgeError, ValueError):
 
 class InputContractError(EdgeError, ValueError):
     """A spectrum does not match what a pipeline or model expects (channel count, wavelength range, NaN, ...)."""
+
+
+class AxisContractError(InputContractError):
+    """A device's wavelength axis does not fit the input contract (shape, NaN, range): a verdict on the axis, the
+    same for every frame on it."""
+
+
+class ChannelCountError(InputContractError):
+    """Spectra have a channel count the pipeline or one of its steps cannot take."""
 
 
 class BundleError(EdgeError, ValueError):

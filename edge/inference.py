@@ -12,8 +12,8 @@ quality flags say how far to trust it (saturated, stale reference, out of distri
 
 The device's axis comes in nm (``Status.wavelengths_nm()``, whatever unit the device calibrates in) and is
 converted here, once per axis array, into the unit of the bundle's wavelength grid (``wavelength_grid.unit``:
-``nm`` or ``cm-1``, ``1e7 / nm``): the bundle's frame contract, the pipeline's input contract and its resampling
-step all see it in that unit.
+``nm`` or ``cm-1``, ``1e7 / nm``): the bundle's input contract and the pipeline's resampling step both see it
+in that unit.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import InputContractError
+from edge.errors import AxisContractError, ChannelCountError, InputContractError
 from edge.publish.messages import OodStats
 from edge.publish.schema import Quality
 from edge.references import ReferenceCheck, ReferencePolicy, ReferenceQuality, ReferenceSet
@@ -285,8 +285,9 @@ class InferenceEngine:
         *,
         frame_signal: str | None = None,
     ) -> Rejection | None:
-        """Contract checks that need no preprocessing: the signal the device announced, pixel count and format,
-        device axis (``wavelengths_nm``, in nm; checked in the bundle's unit), finite counts."""
+        """Contract checks that need no preprocessing: the signal the device announced, then the bundle's one input
+        contract (pixel count and format, and the device axis, ``wavelengths_nm`` in nm judged in the bundle's unit,
+        once per axis), finite counts."""
         axis = self.device_axis(wavelengths_nm)
         if frame_signal is not None:
             mismatch = self.signal_mismatch(frame_signal)
@@ -310,6 +311,8 @@ class InferenceEngine:
             )
         except InputContractError as exc:
             return self._contract_rejection(spectrum, exc, axis, wavelengths_nm)
+        if axis is not None and not axis_known:
+            self._axis, self._axis_error = axis, None  # one verdict per device axis: this one passed the contract
         if spectrum.counts.dtype.kind == "f" and not np.isfinite(spectrum.counts).all():
             bad = int(np.count_nonzero(~np.isfinite(spectrum.counts)))
             return Rejection(
@@ -318,14 +321,6 @@ class InferenceEngine:
                 RejectReason.BAD_INPUT,
                 f"expected finite counts, got {bad} NaN or inf",
             )
-        if axis is not None and not axis_known:
-            # One verdict per device axis, made here: the bundle's frame contract above, the pipeline's input
-            # contract now; the pipeline then gets the axis again only to resample it.
-            try:
-                self.pipeline.check_axis(axis, spectrum.pixel_count)
-            except InputContractError as exc:
-                return self._contract_rejection(spectrum, exc, axis, wavelengths_nm)
-            self._axis, self._axis_error = axis, None  # this device axis passed both contracts
         return None
 
     def _contract_rejection(
@@ -337,7 +332,7 @@ class InferenceEngine:
     ) -> Rejection:
         """The ``input_contract`` rejection of ``spectrum``; a refused device axis is remembered with its reason."""
         text = str(exc)
-        if axis is not None and "wavelength" in text:
+        if axis is not None and isinstance(exc, AxisContractError):
             text = self._axis_detail(text, wavelengths_nm)
             self._axis, self._axis_error = axis, text
         return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.INPUT_CONTRACT, text)
@@ -400,7 +395,7 @@ class InferenceEngine:
                 spectrum.seq, spectrum.timestamp_us, RejectReason.MISSING_REFERENCE, "; ".join(verdict.reasons)
             )
         context = refs.context() if self.needs_references else {"dark": None, "reference": None}
-        # check_frame judged the device axis against both contracts (once per axis): a pipeline that does not
+        # check_frame judged the device axis against the contract (once per axis): a pipeline that does not
         # resample gets no axis (nothing to check again), one that resamples always does.
         device_axis = self.device_axis(wavelengths_nm)  # in the bundle's unit; the same array check_frame judged
         try:
@@ -413,10 +408,10 @@ class InferenceEngine:
         except InputContractError as exc:
             text = str(exc)
             # The pipeline's own contract check (channels, wavelength axis) vs. data it cannot process.
-            if device_axis is not None and "wavelength" in text:
+            if device_axis is not None and isinstance(exc, AxisContractError):
                 text = self._axis_detail(text, wavelengths_nm)
                 self._axis, self._axis_error = device_axis, text
-            contract = "wavelength" in text or "channels" in text
+            contract = isinstance(exc, (AxisContractError, ChannelCountError))
             reason = RejectReason.INPUT_CONTRACT if contract else RejectReason.BAD_INPUT
             return Rejection(spectrum.seq, spectrum.timestamp_us, reason, text)
         try:

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import BundleError, InputContractError
+from edge.validation import require_int, require_keys, require_mapping
 
 __all__ = ["INTERVALS_FORMAT_VERSION", "IntervalModel"]
 
@@ -111,14 +112,10 @@ class IntervalModel:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> IntervalModel:
         """Rebuild from :meth:`to_dict` output; :class:`~edge.errors.BundleError` naming what is wrong."""
-        if not isinstance(d, Mapping):
-            raise BundleError(f"intervals: expected a table, got {type(d).__name__}")
-        version = d.get("format_version")
-        if not isinstance(version, int) or version < 1 or version > INTERVALS_FORMAT_VERSION:
-            raise BundleError(f"intervals: expected format_version 1..{INTERVALS_FORMAT_VERSION}, got {version!r}")
-        for key in ("q_hat", "coverage"):
-            if key not in d:
-                raise BundleError(f"intervals: missing key {key!r}")
+        require_mapping(d, "intervals", BundleError)
+        require_int(d.get("format_version"), "intervals: format_version", BundleError, minimum=1,
+                    maximum=INTERVALS_FORMAT_VERSION)
+        require_keys(d, "intervals", BundleError, ("q_hat", "coverage"), allow_unknown=True)
         names: Sequence[Any] = d.get("target_names", ())
         try:
             return cls(

@@ -20,7 +20,6 @@ the false-alarm rate ``alpha`` of the training distribution.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import BundleError, InputContractError
+from edge.validation import require_int, require_keys, require_mapping, require_number
 
 __all__ = ["OOD_FORMAT_VERSION", "OodModel"]
 
@@ -82,9 +82,7 @@ class OodModel:
         if np.any(ev <= 0):
             raise BundleError("ood: explained variances must all be > 0")
         for name in ("t2_limit", "q_limit"):
-            v = float(getattr(self, name))
-            if not math.isfinite(v) or v <= 0:
-                raise BundleError(f"ood: expected a finite {name} > 0, got {v!r}")
+            require_number(float(getattr(self, name)), f"ood: {name}", BundleError, minimum=0.0, min_exclusive=True)
         for name, arr in (("mean", mean), ("components", comp), ("explained_variance", ev)):
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
@@ -150,15 +148,10 @@ class OodModel:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OodModel:
         """Rebuild from :meth:`to_dict` output; :class:`~edge.errors.BundleError` naming what is wrong."""
-        if not isinstance(d, Mapping):
-            raise BundleError(f"ood: expected a table, got {type(d).__name__}")
-        version = d.get("format_version")
-        if not isinstance(version, int) or version < 1 or version > OOD_FORMAT_VERSION:
-            raise BundleError(f"ood: expected format_version 1..{OOD_FORMAT_VERSION}, got {version!r}")
-        missing = [k for k in ("feature_shape", "mean", "components", "explained_variance", "t2_limit", "q_limit")
-                   if k not in d]
-        if missing:
-            raise BundleError(f"ood: missing key(s) {', '.join(missing)}")
+        require_mapping(d, "ood", BundleError)
+        require_int(d.get("format_version"), "ood: format_version", BundleError, minimum=1, maximum=OOD_FORMAT_VERSION)
+        require_keys(d, "ood", BundleError, ("feature_shape", "mean", "components", "explained_variance", "t2_limit",
+                                             "q_limit"), allow_unknown=True)
         try:
             shape = tuple(int(s) for s in d["feature_shape"])
             mean = np.asarray(d["mean"], dtype=np.float64)

@@ -119,7 +119,7 @@ def make_input_contract(
     pixel_formats: Sequence[str] = ("uint16", "uint32", "float32"),
     frame_signal: str = "absorbance",
 ) -> dict[str, Any]:
-    """Manifest ``input_contract`` section (see :class:`edge.bundle.FrameContract`)."""
+    """Manifest ``input_contract`` section (read by :func:`edge.bundle.bundle_input_contract`)."""
     return {
         "pixel_count_min": int(pixel_count_min),
         "pixel_count_max": int(pixel_count_max if pixel_count_max is not None else pixel_count_min),

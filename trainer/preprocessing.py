@@ -481,7 +481,7 @@ class TrainerPipeline(TransformerMixin, BaseEstimator):  # type: ignore[misc]
                 raise SpecError(f"expected preprocessing estimators, got {type(est).__name__}")
             est.fit(Xc, **ctx)
             Xc = est.transform(Xc, **ctx)
-            if not est.step_.preserves_axis:
+            if not est.step_.keeps_device_axis:
                 ctx.pop("wavelengths", None)
         self.n_features_in_ = arr.shape[1]
         self.pipeline_ = ep.Pipeline(tuple(e.step_ for e in self.steps), self._contract(arr))

@@ -16,7 +16,7 @@ signature has to be verified (hand-written Ed25519 would be a liability), and th
 :mod:`edge.runtime`.
 
 Layout: :mod:`edge.bundle.archive` (zip reading, member caps and hashes), :mod:`edge.bundle.manifest` (schema and
-typed targets), :mod:`edge.bundle.contract` (the frame contract), :mod:`edge.bundle.signature` (Ed25519),
+typed targets), :mod:`edge.bundle.contract` (the bundle's input contract), :mod:`edge.bundle.signature` (Ed25519),
 :mod:`edge.bundle.golden` (golden vectors and the self-test) and :mod:`edge.bundle.loader` (:class:`Bundle`,
 :func:`load_bundle`, :func:`check_command`). Every public name is importable from :mod:`edge.bundle` itself.
 """
@@ -45,7 +45,8 @@ from edge.bundle.contract import (
     OFFLINE_DARK_COUNTS,
     OFFLINE_WHITE_COUNTS,
     PIXEL_FORMATS,
-    FrameContract,
+    InputContract,
+    bundle_input_contract,
     counts_from_signal,
 )
 from edge.bundle.golden import (
@@ -93,7 +94,8 @@ __all__ = [
     "DEFAULT_GOLDEN_TOLERANCE",
     "GOLDEN_MAX_ARRAY_BYTES",
     "Target",
-    "FrameContract",
+    "InputContract",
+    "bundle_input_contract",
     "GoldenTolerance",
     "GoldenVectors",
     "SelfTestReport",

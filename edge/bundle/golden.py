@@ -7,7 +7,6 @@ checks that this device's pipeline and runtime reproduce them within the manifes
 from __future__ import annotations
 
 import io
-import math
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import numpy.typing as npt
 
 from edge.bundle.archive import GOLDEN
 from edge.errors import BundleError
+from edge.validation import require_number
 
 if TYPE_CHECKING:
     from edge.runtime import ModelRuntime
@@ -67,12 +67,10 @@ class GoldenTolerance:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GoldenTolerance:
         """Read the tolerance keys of the manifest's ``golden`` section."""
-        values = {}
-        for key in DEFAULT_GOLDEN_TOLERANCE:
-            v = d.get(key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise BundleError(f"manifest: expected golden.{key} to be a finite number >= 0, got {v!r}")
-            values[key] = float(v)
+        values = {
+            key: require_number(d.get(key), f"manifest: golden.{key}", BundleError, minimum=0.0)
+            for key in DEFAULT_GOLDEN_TOLERANCE
+        }
         return cls(**values)
 
     def to_dict(self) -> dict[str, float]:

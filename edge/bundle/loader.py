@@ -28,7 +28,7 @@ from edge.bundle.archive import (
     check_member_hashes,
     read_members,
 )
-from edge.bundle.contract import FrameContract, counts_from_signal
+from edge.bundle.contract import InputContract, bundle_input_contract, counts_from_signal
 from edge.bundle.golden import GoldenTolerance, GoldenVectors, SelfTestReport, run_golden
 from edge.bundle.manifest import Target, parse_json_member, validate_manifest
 from edge.bundle.signature import verify_signature
@@ -133,18 +133,13 @@ class Bundle:
         return np.asarray(self.manifest["wavelength_grid"]["values"], dtype=np.float64)
 
     @property
-    def input_contract(self) -> FrameContract:
-        """Raw-frame input contract."""
-        c = self.manifest["input_contract"]
-        return FrameContract(
-            pixel_count_min=int(c["pixel_count_min"]),
-            pixel_count_max=int(c["pixel_count_max"]),
-            wavelength_min=float(c["wavelength_min"]),
-            wavelength_max=float(c["wavelength_max"]),
-            wavelength_unit=str(self.manifest["wavelength_grid"]["unit"]),
-            pixel_formats=tuple(c["pixel_formats"]),
-            frame_signal=str(c["frame_signal"]),
-        )
+    def input_contract(self) -> InputContract:
+        """The bundle's one input contract (:func:`~edge.bundle.contract.bundle_input_contract`): the pipeline's,
+        with what the manifest says raw frames must look like; the daemon judges every device against it."""
+        pipeline_contract = getattr(self.pipeline, "input_contract", None)
+        if not isinstance(pipeline_contract, InputContract):
+            pipeline_contract = InputContract()
+        return bundle_input_contract(self.manifest, pipeline_contract)
 
     @property
     def golden_tolerance(self) -> GoldenTolerance:
@@ -361,6 +356,17 @@ def _check_consistency(
             f"manifest: input_contract pixel count {contract['pixel_count_min']}-{contract['pixel_count_max']} "
             f"does not match the pipeline's {n_channels} channels"
         )
+    # One input contract judges a device: a pipeline that does not resample matches the device's axis to its own
+    # range, which must then be the range the manifest says frames cover.
+    lo, hi = getattr(pc, "wavelength_min", None), getattr(pc, "wavelength_max", None)
+    if lo is not None and hi is not None and not getattr(pc, "resamples", True):
+        slack = 1e-9 * max(1.0, abs(hi))
+        m_lo, m_hi = contract["wavelength_min"], contract["wavelength_max"]
+        if abs(m_lo - lo) > slack or abs(m_hi - hi) > slack:
+            raise BundleError(
+                f"manifest: input_contract wavelength range {m_lo:g}-{m_hi:g} {unit} does not match the pipeline's "
+                f"{lo:g}-{hi:g} {unit} (a pipeline that does not resample takes only its own axis)"
+            )
     out_size = int(np.prod(runtime.output_shape))
     if manifest["task"] == "classification":
         n_labels = len(manifest["targets"][0]["labels"])

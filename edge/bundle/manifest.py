@@ -6,7 +6,6 @@ field that is wrong; :class:`Target` and :class:`TargetStats` are its ``targets`
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,16 @@ from edge.bundle.contract import FRAME_SIGNALS, PIXEL_FORMATS
 from edge.bundle.golden import DEFAULT_GOLDEN_TOLERANCE, GoldenTolerance
 from edge.errors import BundleError
 from edge.jsonstrict import loads_strict
+from edge.validation import (
+    is_number,
+    require,
+    require_enum,
+    require_int,
+    require_keys,
+    require_mapping,
+    require_number,
+    require_str,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -90,12 +99,13 @@ class TargetStats:
     @classmethod
     def from_dict(cls, d: Any, where: str = "training") -> TargetStats:
         """Parse and check the manifest form; :class:`~edge.errors.BundleError` names the field that is wrong."""
-        _expect(isinstance(d, dict) and set(d) == cls._KEYS, f"expected {where} fields {sorted(cls._KEYS)}, got {d!r}")
-        _expect(_is_number(d["mean"]), f"expected {where}.mean to be a finite number, got {d['mean']!r}")
-        _expect(_is_number(d["std"]) and d["std"] > 0, f"expected {where}.std > 0, got {d['std']!r}")
-        n = d["n"]
-        _expect(isinstance(n, int) and not isinstance(n, bool) and n >= 2, f"expected {where}.n >= 2, got {n!r}")
-        return cls(mean=float(d["mean"]), std=float(d["std"]), n=int(n))
+        E = BundleError
+        d = require_mapping(d, _at(where), E)
+        require_keys(d, _at(where), E, sorted(cls._KEYS))
+        mean = require_number(d["mean"], _at(f"{where}.mean"), E)
+        std = require_number(d["std"], _at(f"{where}.std"), E, minimum=0.0, min_exclusive=True)
+        n = require_int(d["n"], _at(f"{where}.n"), E, minimum=2)
+        return cls(mean=mean, std=std, n=n)
 
 
 @dataclass(frozen=True)
@@ -148,13 +158,11 @@ def parse_json_member(name: str, data: bytes) -> Any:
         raise BundleError(f"member {name}: not valid JSON: {exc}") from exc
 
 
-def _expect(cond: bool, message: str) -> None:
-    if not cond:
-        raise BundleError(f"manifest: {message}")
+_M = "manifest"  # the prefix of every manifest message
 
 
-def _is_number(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+def _at(field: str) -> str:
+    return f"{_M}: {field}"
 
 
 def validate_manifest(manifest: Any) -> None:
@@ -171,161 +179,110 @@ def validate_manifest(manifest: Any) -> None:
         A newer ``format_version`` than :data:`SUPPORTED_FORMAT_VERSIONS` (the message names the supported ones),
         or any field missing, unknown, of the wrong type or out of range (the message names the field).
     """
-    _expect(isinstance(manifest, dict), f"expected a JSON object, got {type(manifest).__name__}")
+    E = BundleError
+    manifest = require_mapping(manifest, _M, E)
     version = manifest.get("format_version")
-    _expect(
-        isinstance(version, int) and not isinstance(version, bool),
-        f"expected an integer format_version, got {version!r}",
-    )
+    require_int(version, _at("format_version"), E)
     if version not in SUPPORTED_FORMAT_VERSIONS:
         newer = " is newer than this code supports" if version > max(SUPPORTED_FORMAT_VERSIONS) else " is not supported"
         raise BundleError(
             f"manifest: format_version {version}{newer} (supported: "
             f"{', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}); upgrade spectrolite on this device"
         )
-    keys = set(manifest)
-    missing = sorted(_MANIFEST_KEYS - keys)
-    unknown = sorted(keys - _MANIFEST_KEYS - (_OPTIONAL_KEYS_V2 if version >= 2 else frozenset()))
-    _expect(not missing, f"missing field(s) {', '.join(missing)}")
-    _expect(not unknown, f"unknown field(s) {', '.join(unknown)}; expected only {sorted(_MANIFEST_KEYS)}")
+    require_keys(manifest, _M, E, sorted(_MANIFEST_KEYS), _OPTIONAL_KEYS_V2 if version >= 2 else ())
 
     for key in ("model_id", "model_version"):
-        v = manifest[key]
-        _expect(isinstance(v, str) and bool(_ID_RE.match(v)), f"expected {key} matching {_ID_RE.pattern}, got {v!r}")
-    created = manifest["created_utc"]
-    _expect(
-        isinstance(created, str) and bool(_UTC_RE.match(created)),
-        f"expected created_utc like 2026-01-31T12:00:00Z, got {created!r}",
-    )
-    task = manifest["task"]
-    _expect(task in TASKS, f"expected task in {list(TASKS)}, got {task!r}")
+        require_str(manifest[key], _at(key), E, pattern=_ID_RE)
+    require_str(manifest["created_utc"], _at("created_utc"), E, pattern=_UTC_RE,
+                pattern_doc="a UTC time like 2026-01-31T12:00:00Z")
+    task = require_enum(manifest["task"], _at("task"), E, TASKS)
 
     targets = manifest["targets"]
-    _expect(isinstance(targets, list) and len(targets) >= 1, f"expected a non-empty list of targets, got {targets!r}")
+    require(isinstance(targets, list) and len(targets) >= 1, E, _at("targets"), "a non-empty list of targets", targets)
     for i, t in enumerate(targets):
-        _expect(isinstance(t, dict), f"expected targets[{i}] to be an object, got {t!r}")
-        allowed = {"name", "unit", "labels"} | ({"training"} if version >= 2 else set())
-        extra = set(t) - allowed
-        _expect(not extra, f"unknown field(s) {sorted(extra)} in targets[{i}]")
+        where = f"targets[{i}]"
+        require_mapping(t, _at(where), E)
+        require_keys(t, _at(where), E, ("name", "unit"), ("labels",) + (("training",) if version >= 2 else ()))
         if "training" in t:
-            _expect(task == "regression", f"targets[{i}].training is only allowed for regression")
-            TargetStats.from_dict(t["training"], f"targets[{i}].training")
-        _expect(
-            isinstance(t.get("name"), str) and bool(t.get("name")),
-            f"expected targets[{i}].name, got {t.get('name')!r}",
-        )
-        _expect(isinstance(t.get("unit"), str), f"expected targets[{i}].unit to be a string, got {t.get('unit')!r}")
+            require(task == "regression", E, _at(f"{where}.training"), "only for regression")
+            TargetStats.from_dict(t["training"], f"{where}.training")
+        require_str(t["name"], _at(f"{where}.name"), E, non_empty=True)
+        require_str(t["unit"], _at(f"{where}.unit"), E)
         labels = t.get("labels")
         if task == "classification":
-            _expect(
+            require(
                 isinstance(labels, list) and len(labels) >= 2 and all(isinstance(x, str) for x in labels),
-                f"expected targets[{i}].labels to list at least 2 class labels, got {labels!r}",
+                E, _at(f"{where}.labels"), "at least 2 class labels", labels,
             )
-            _expect(len(set(labels)) == len(labels), f"expected distinct class labels in targets[{i}], got {labels!r}")
+            require(len(set(labels)) == len(labels), E, _at(f"{where}.labels"), "distinct class labels", labels)
         else:
-            _expect(labels is None, f"targets[{i}].labels is only allowed for classification")
+            require(labels is None, E, _at(f"{where}.labels"), "no labels for regression", labels)
     if task == "classification":
-        _expect(len(targets) == 1, f"expected exactly 1 target for classification, got {len(targets)}")
+        require(len(targets) == 1, E, _at("targets"), "exactly 1 target for classification", len(targets))
 
-    grid = manifest["wavelength_grid"]
-    _expect(isinstance(grid, dict) and set(grid) == {"unit", "values"}, "expected wavelength_grid {unit, values}")
-    _expect(grid["unit"] in ("nm", "cm-1"), f"expected wavelength_grid.unit nm or cm-1, got {grid['unit']!r}")
+    grid = require_mapping(manifest["wavelength_grid"], _at("wavelength_grid"), E)
+    require_keys(grid, _at("wavelength_grid"), E, ("unit", "values"))
+    require_enum(grid["unit"], _at("wavelength_grid.unit"), E, ("nm", "cm-1"))
     values = grid["values"]
-    _expect(
-        isinstance(values, list) and len(values) >= 2 and all(_is_number(v) for v in values),
-        "expected wavelength_grid.values to be a list of at least 2 finite numbers",
+    require(
+        isinstance(values, list) and len(values) >= 2 and all(is_number(v) for v in values),
+        E, _at("wavelength_grid.values"), "a list of at least 2 finite numbers",
     )
     diffs = np.diff(np.asarray(values, dtype=np.float64))
-    _expect(bool(np.all(diffs > 0) or np.all(diffs < 0)), "expected wavelength_grid.values to be strictly monotonic")
+    require(bool(np.all(diffs > 0) or np.all(diffs < 0)), E, _at("wavelength_grid.values"), "strictly monotonic values")
 
-    contract = manifest["input_contract"]
-    want = {"pixel_count_min", "pixel_count_max", "wavelength_min", "wavelength_max", "pixel_formats", "frame_signal"}
-    _expect(isinstance(contract, dict), "expected input_contract to be an object")
-    _expect(set(contract) == want, f"expected input_contract fields {sorted(want)}, got {sorted(contract)}")
+    contract = require_mapping(manifest["input_contract"], _at("input_contract"), E)
+    require_keys(contract, _at("input_contract"), E, ("pixel_count_min", "pixel_count_max", "wavelength_min",
+                                                      "wavelength_max", "pixel_formats", "frame_signal"))
     for key in ("pixel_count_min", "pixel_count_max"):
-        v = contract[key]
-        _expect(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-            f"expected input_contract.{key} >= 1, got {v!r}",
-        )
-    _expect(
-        contract["pixel_count_min"] <= contract["pixel_count_max"],
-        "expected input_contract.pixel_count_min <= pixel_count_max",
-    )
+        require_int(contract[key], _at(f"input_contract.{key}"), E, minimum=1)
+    require(contract["pixel_count_min"] <= contract["pixel_count_max"], E, _at("input_contract"),
+            "pixel_count_min <= pixel_count_max", f"{contract['pixel_count_min']} > {contract['pixel_count_max']}")
     for key in ("wavelength_min", "wavelength_max"):
-        _expect(
-            _is_number(contract[key]),
-            f"expected input_contract.{key} to be a finite number, got {contract[key]!r}",
-        )
-    _expect(
-        contract["wavelength_min"] < contract["wavelength_max"],
-        "expected input_contract.wavelength_min < wavelength_max",
-    )
+        require_number(contract[key], _at(f"input_contract.{key}"), E)
+    require(contract["wavelength_min"] < contract["wavelength_max"], E, _at("input_contract"),
+            "wavelength_min < wavelength_max")
     fmts = contract["pixel_formats"]
-    _expect(
+    require(
         isinstance(fmts, list) and len(fmts) >= 1 and all(f in PIXEL_FORMATS for f in fmts),
-        f"expected input_contract.pixel_formats to be a non-empty subset of {list(PIXEL_FORMATS)}, got {fmts!r}",
+        E, _at("input_contract.pixel_formats"), f"a non-empty subset of {list(PIXEL_FORMATS)}", fmts,
     )
     signals = FRAME_SIGNALS if version >= 2 else ("counts", "absorbance")
-    _expect(
-        contract["frame_signal"] in signals,
-        f"expected input_contract.frame_signal in {list(signals)}, got {contract['frame_signal']!r}",
-    )
+    require_enum(contract["frame_signal"], _at("input_contract.frame_signal"), E, signals)
 
     if "output_transform" in manifest:
-        ot = manifest["output_transform"]
-        _expect(isinstance(ot, dict) and set(ot) == {"scale", "offset"}, "expected output_transform {scale, offset}")
-        n_out = len(targets) if task == "regression" else None
-        _expect(task == "regression", "output_transform is only allowed for regression")
+        ot = require_mapping(manifest["output_transform"], _at("output_transform"), E)
+        require_keys(ot, _at("output_transform"), E, ("scale", "offset"))
+        require(task == "regression", E, _at("output_transform"), "only for regression")
+        n_out = len(targets)
         for key in ("scale", "offset"):
             v = ot[key]
-            _expect(
-                isinstance(v, list) and len(v) == n_out and all(_is_number(x) for x in v),
-                f"expected output_transform.{key} to list {n_out} finite numbers (one per target), got {v!r}",
+            require(
+                isinstance(v, list) and len(v) == n_out and all(is_number(x) for x in v),
+                E, _at(f"output_transform.{key}"), f"{n_out} finite numbers (one per target)", v,
             )
-        _expect(all(x != 0 for x in ot["scale"]), "expected non-zero output_transform.scale values")
+        require(all(x != 0 for x in ot["scale"]), E, _at("output_transform.scale"), "non-zero values", ot["scale"])
 
-    sha = manifest["training_data_sha256"]
-    _expect(
-        isinstance(sha, str) and bool(_SHA_RE.match(sha)),
-        f"expected training_data_sha256 as 64 hex digits, got {sha!r}",
-    )
+    require_str(manifest["training_data_sha256"], _at("training_data_sha256"), E, pattern=_SHA_RE,
+                pattern_doc="64 hex digits")
     libs = manifest["library_versions"]
-    _expect(
+    require(
         isinstance(libs, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in libs.items()),
-        "expected library_versions to map names to version strings",
+        E, _at("library_versions"), "an object mapping names to version strings",
     )
-    seed = manifest["seed"]
-    _expect(isinstance(seed, int) and not isinstance(seed, bool), f"expected an integer seed, got {seed!r}")
+    require_int(manifest["seed"], _at("seed"), E)
 
-    golden = manifest["golden"]
-    _expect(isinstance(golden, dict), "expected golden to be an object")
-    gkeys = set(DEFAULT_GOLDEN_TOLERANCE) | {"count"}
-    _expect(set(golden) == gkeys, f"expected golden fields {sorted(gkeys)}, got {sorted(golden)}")
-    count = golden["count"]
-    _expect(
-        isinstance(count, int) and not isinstance(count, bool) and count >= 1,
-        f"expected golden.count >= 1, got {count!r}",
-    )
+    golden = require_mapping(manifest["golden"], _at("golden"), E)
+    require_keys(golden, _at("golden"), E, sorted({*DEFAULT_GOLDEN_TOLERANCE, "count"}))
+    require_int(golden["count"], _at("golden.count"), E, minimum=1)
     GoldenTolerance.from_dict(golden)
 
-    members = manifest["members"]
-    _expect(isinstance(members, dict), "expected members to be an object")
+    members = require_mapping(manifest["members"], _at("members"), E)
     for name, entry in members.items():
-        _expect(
-            name in MEMBER_LIMITS_BYTES and name not in (MANIFEST, SIGNATURE),
-            f"unknown entry {name!r} in members",
-        )
-        _expect(
-            isinstance(entry, dict) and set(entry) == {"sha256", "size"},
-            f"expected members[{name!r}] to be {{sha256, size}}",
-        )
-        _expect(
-            isinstance(entry["sha256"], str) and bool(_SHA_RE.match(entry["sha256"])),
-            f"expected members[{name!r}].sha256 as 64 hex digits",
-        )
-        size = entry["size"]
-        _expect(
-            isinstance(size, int) and not isinstance(size, bool) and size >= 0,
-            f"expected members[{name!r}].size >= 0",
-        )
+        where = f"members[{name!r}]"
+        require(name in MEMBER_LIMITS_BYTES and name not in (MANIFEST, SIGNATURE), E, _at("members"),
+                "known bundle members", name)
+        require_mapping(entry, _at(where), E)
+        require_keys(entry, _at(where), E, ("sha256", "size"))
+        require_str(entry["sha256"], _at(f"{where}.sha256"), E, pattern=_SHA_RE, pattern_doc="64 hex digits")
+        require_int(entry["size"], _at(f"{where}.size"), E, minimum=0)

@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, field
 
 from edge.errors import ConfigError
+from edge.validation import require_number, require_range
 
 __all__ = [
     "DriftState",
@@ -98,8 +99,7 @@ class EwmaConfig:
     warmup_samples: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.alpha <= 1.0:
-            raise ConfigError(f"expected drift alpha in (0, 1], got {self.alpha}")
+        require_number(self.alpha, "drift alpha", ConfigError, minimum=0.0, min_exclusive=True, maximum=1.0)
         if not self.clear_below <= self.raise_above:
             raise ConfigError(
                 f"expected drift clear_below <= raise_above, got clear_below={self.clear_below} "
@@ -110,10 +110,8 @@ class EwmaConfig:
                 f"expected drift min_raise_samples and min_clear_samples >= 1, got "
                 f"{self.min_raise_samples} and {self.min_clear_samples}"
             )
-        if not (self.scale > 0.0 and math.isfinite(self.scale)):
-            raise ConfigError(f"expected a finite drift scale > 0, got {self.scale}")
-        if self.warmup_samples < 0:
-            raise ConfigError(f"expected drift warmup_samples >= 0, got {self.warmup_samples}")
+        require_number(self.scale, "drift scale", ConfigError, minimum=0.0, min_exclusive=True)
+        require_range(self.warmup_samples, "drift warmup_samples", ConfigError, minimum=0)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from edge.drift.detectors import CusumConfig, CusumDetector, Detector, DriftEvent, DriftKind, EwmaConfig, EwmaDetector
 from edge.errors import ConfigError
+from edge.validation import require_number
 
 __all__ = ["TrainingStats", "DriftMonitorConfig", "DriftMonitor"]
 
@@ -87,8 +88,8 @@ class DriftMonitorConfig:
     monitor_predictions: bool = True
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.instrument_clear_fraction <= 1.0:
-            raise ConfigError(f"expected instrument_clear_fraction in (0, 1], got {self.instrument_clear_fraction}")
+        require_number(self.instrument_clear_fraction, "drift instrument_clear_fraction", ConfigError, minimum=0.0,
+                       min_exclusive=True, maximum=1.0)
 
 
 class DriftMonitor:

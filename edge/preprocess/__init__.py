@@ -6,8 +6,9 @@ rebuilt from the spec, so training and deployment compute the same function by c
 
 from __future__ import annotations
 
-from edge.preprocess.base import known_ops, step_class, step_from_spec
-from edge.preprocess.pipeline import InputContract, Pipeline
+from edge.preprocess.base import Axis, known_ops, step_class, step_from_spec
+from edge.preprocess.contract import FRAME_SIGNALS, PIXEL_FORMATS, InputContract
+from edge.preprocess.pipeline import Pipeline
 from edge.preprocess.spec import SPEC_VERSION, SUPPORTED_SPEC_VERSIONS
 from edge.preprocess.steps import (
     EMSC,
@@ -27,9 +28,12 @@ from edge.preprocess.steps import (
 )
 
 __all__ = [
+    "FRAME_SIGNALS",
+    "PIXEL_FORMATS",
     "SPEC_VERSION",
     "SUPPORTED_SPEC_VERSIONS",
     "Autoscale",
+    "Axis",
     "CountsConversion",
     "Crop",
     "Detrend",

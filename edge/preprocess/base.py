@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -19,6 +20,7 @@ from edge.errors import SpecError
 from edge.preprocess.spec import FloatArray
 
 __all__ = [
+    "Axis",
     "Step",
     "register",
     "known_ops",
@@ -75,12 +77,31 @@ def as_float(X: npt.ArrayLike) -> FloatArray:
     return np.asarray(X, dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class Axis:
+    """The channel axis between two steps, as :meth:`Step.output_axis` follows it through a pipeline.
+
+    Attributes
+    ----------
+    n_channels : int or None
+        Channels per spectrum; None when known only at run time (a pipeline that takes any device axis).
+    device : bool
+        True while channel i is still the device's channel i, so the device's wavelength axis (``wavelengths=``)
+        still describes it and reaches the step; False once a step has cropped, resampled or projected it.
+
+    >>> from edge.preprocess import SNV, Crop
+    >>> Crop(2, 10).output_axis(SNV().output_axis(Axis(650)))
+    Axis(n_channels=8, device=False)
+    """
+
+    n_channels: int | None = None
+    device: bool = True
+
+
 class Step(abc.ABC):
     """One preprocessing operation. Subclasses are frozen dataclasses registered under their ``op`` name."""
 
     op: ClassVar[str]
-    #: True when output channel i is input channel i (the wavelength axis is unchanged).
-    preserves_axis: ClassVar[bool] = True
     #: True when a batch gives every row the very bits that row gives alone (elementwise arithmetic and reductions
     #: along each row); False for steps built on matrix products or convolutions, whose summation order BLAS may
     #: change with the batch size.  :meth:`edge.preprocess.Pipeline.transform_rows` batches only the former.
@@ -121,12 +142,20 @@ class Step(abc.ABC):
     def from_spec(cls, d: Mapping[str, Any]) -> Step:
         """Rebuild the step from :meth:`to_spec` output; :class:`SpecError` on anything malformed."""
 
-    def output_length(self, n_in: int | None) -> int | None:
-        """Channel count produced from ``n_in`` input channels (None = not known until run time).
+    def output_axis(self, axis: Axis) -> Axis:
+        """The axis this step gives from its input ``axis``: the one place a step says how it transforms the
+        channel axis (how many channels, and whether they are still the device's, see :class:`Axis`).  The
+        pipeline, a stack's branches and the trainer follow the axis through the steps with it; the default keeps
+        the axis as it is (an elementwise or per-spectrum operation).
 
-        Raises :class:`SpecError` when the step cannot take ``n_in`` channels.
+        Raises :class:`SpecError` when the step cannot take ``axis.n_channels`` channels.
         """
-        return n_in
+        return axis
+
+    @property
+    def keeps_device_axis(self) -> bool:
+        """True when output channel i is input channel i (:meth:`output_axis` of the device's axis keeps it)."""
+        return self.output_axis(Axis()).device
 
 
 def check_width(step: str, expected: int, n_in: int | None) -> None:

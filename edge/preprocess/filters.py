@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import InputContractError, SpecError
+from edge.errors import ChannelCountError, SpecError
 from edge.preprocess import savgol as _sg
-from edge.preprocess.base import Step, readonly, register
+from edge.preprocess.base import Axis, Step, readonly, register
 from edge.preprocess.spec import (
     FloatArray,
     array_to_spec,
@@ -122,10 +122,11 @@ class SavitzkyGolay(Step):
             raise SpecError(f"{name} does not match window/polyorder/deriv/delta")
         return np.array(arr)
 
-    def output_length(self, n_in: int | None) -> int | None:
+    def output_axis(self, axis: Axis) -> Axis:
+        n_in = axis.n_channels
         if n_in is not None and n_in < self.window:
             raise SpecError(f"savgol window {self.window} is longer than the {n_in} input channels")
-        return n_in
+        return axis
 
     def _pad_index(self, n: int) -> npt.NDArray[np.intp]:
         cache = self._pad_cache
@@ -149,7 +150,7 @@ class SavitzkyGolay(Step):
         w = self.window
         half = w // 2
         if n < w:
-            raise InputContractError(f"expected at least {w} channels for the savgol window, got {n}")
+            raise ChannelCountError(f"expected at least {w} channels for the savgol window, got {n}")
         kr = self._kernel_rev
         if self.mode != "interp":
             padded = np.ascontiguousarray(X[..., self._pad_index(n)])

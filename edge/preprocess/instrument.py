@@ -13,8 +13,9 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import InputContractError, SpecError
-from edge.preprocess.base import Step, as_float, is_immutable, readonly, register
+from edge.errors import AxisContractError, ChannelCountError, InputContractError, SpecError
+from edge.preprocess.base import Axis, Step, as_float, is_immutable, readonly, register
+from edge.preprocess.contract import covering_problem
 from edge.preprocess.spec import (
     FloatArray,
     array_to_spec,
@@ -166,16 +167,16 @@ class Crop(Step):
     stop: int
     op: ClassVar[str] = "crop"
     row_exact: ClassVar[bool] = True
-    preserves_axis: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if not (0 <= self.start < self.stop):
             raise SpecError(f"expected 0 <= start < stop, got start={self.start}, stop={self.stop}")
 
-    def output_length(self, n_in: int | None) -> int | None:
+    def output_axis(self, axis: Axis) -> Axis:
+        n_in = axis.n_channels
         if n_in is not None and self.stop > n_in:
             raise SpecError(f"crop stop={self.stop} is beyond the {n_in} input channels")
-        return self.stop - self.start
+        return Axis(self.stop - self.start, device=False)
 
     def transform(
         self,
@@ -187,7 +188,7 @@ class Crop(Step):
     ) -> FloatArray:
         X = as_float(X)
         if X.shape[-1] < self.stop:
-            raise InputContractError(f"expected at least {self.stop} channels to crop, got {X.shape[-1]}")
+            raise ChannelCountError(f"expected at least {self.stop} channels to crop, got {X.shape[-1]}")
         out: FloatArray = X[..., self.start : self.stop]
         return out
 
@@ -219,7 +220,7 @@ class Resample(Step):
 
     Context (keyword, required): ``wavelengths``, the device axis of ``X``, shape (n,), strictly monotonic
     (ascending or descending), covering the whole grid; otherwise :class:`InputContractError`, for example
-    "expected wavelengths covering 600.0-1898.0 nm, got 610.0-1890.0 nm". No extrapolation ever happens.
+    "expected a wavelength axis covering 600-1898 nm, got 610-1890 nm". No extrapolation ever happens.
     """
 
     grid: FloatArray
@@ -227,7 +228,6 @@ class Resample(Step):
     op: ClassVar[str] = "resample"
     _lo: float = field(init=False, repr=False, compare=False)
     _hi: float = field(init=False, repr=False, compare=False)
-    preserves_axis: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         g = readonly(self.grid, "grid", 1)
@@ -238,8 +238,8 @@ class Resample(Step):
         object.__setattr__(self, "_lo", float(g.min()))
         object.__setattr__(self, "_hi", float(g.max()))
 
-    def output_length(self, n_in: int | None) -> int | None:
-        return int(self.grid.shape[0])
+    def output_axis(self, axis: Axis) -> Axis:
+        return Axis(int(self.grid.shape[0]), device=False)  # the model's grid from here on
 
     def transform(
         self,
@@ -252,26 +252,24 @@ class Resample(Step):
         X = as_float(X)
         lo, hi = self._lo, self._hi
         if wavelengths is None:
-            raise InputContractError(
+            raise AxisContractError(
                 f"resampling needs wavelengths= (the device axis covering {lo!r}-{hi!r} {self.unit}), got none"
             )
         w = as_float(wavelengths)
         if w.ndim != 1 or w.shape[0] != X.shape[-1]:
-            raise InputContractError(f"expected wavelengths of shape ({X.shape[-1]},), got {w.shape}")
+            raise AxisContractError(f"expected wavelengths of shape ({X.shape[-1]},), got {w.shape}")
         if w.shape[0] < 2 or not np.all(np.isfinite(w)):
-            raise InputContractError("expected at least 2 finite wavelengths")
+            raise AxisContractError("expected at least 2 finite wavelengths")
         dw = np.diff(w)
         if np.all(dw < 0):
             w = w[::-1]
             X = X[..., ::-1]
         elif not np.all(dw > 0):
-            raise InputContractError("expected a strictly monotonic wavelength axis")
-        slack = AXIS_SLACK * (hi - lo)  # a polynomial calibration may miss the grid's ends by rounding
-        if w[0] > lo + slack or w[-1] < hi - slack:
-            raise InputContractError(
-                f"expected wavelengths covering {lo!r}-{hi!r} {self.unit}, "
-                f"got {float(w[0])!r}-{float(w[-1])!r} {self.unit}"
-            )
+            raise AxisContractError("expected a strictly monotonic wavelength axis")
+        # A polynomial calibration may miss the grid's ends by rounding (AXIS_SLACK of the grid's span).
+        problem = covering_problem(float(w[0]), float(w[-1]), lo, hi, self.unit, AXIS_SLACK * (hi - lo))
+        if problem is not None:
+            raise AxisContractError(problem)
         if X.ndim == 1:
             out1: FloatArray = np.interp(self.grid, w, X)
             return out1

@@ -22,6 +22,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,106 +33,13 @@ import numpy.typing as npt
 
 from edge.errors import InputContractError, SpecError
 from edge.preprocess import spec as _spec
-from edge.preprocess.base import Step, step_from_spec
+from edge.preprocess.base import Axis, Step, step_from_spec
+from edge.preprocess.contract import InputContract
 from edge.preprocess.instrument import CountsConversion, Resample
 from edge.preprocess.spec import FloatArray
 from edge.preprocess.stack import Stack
 
 __all__ = ["InputContract", "Pipeline"]
-
-
-def _fmt(v: float) -> str:
-    return repr(float(v))
-
-
-@dataclass(frozen=True)
-class InputContract:
-    """What a pipeline accepts.
-
-    Attributes
-    ----------
-    n_channels : int or None
-        Channels per input spectrum; None when any count is accepted (a pipeline that starts by resampling
-        takes the device axis as it comes, through ``wavelengths=``).
-    wavelength_min, wavelength_max : float or None
-        Axis range the input must span, in ``wavelength_unit``. For a pipeline without resampling, a
-        ``wavelengths=`` axis passed at transform time must start and end within ``wavelength_tolerance`` of
-        these; with resampling it must cover them.
-    wavelength_unit : str
-        ``"nm"`` (NIR) or ``"cm-1"`` (MIR), used in messages.
-    wavelength_tolerance : float
-        Allowed difference of the axis end points, in ``wavelength_unit``.
-    """
-
-    n_channels: int | None = None
-    wavelength_min: float | None = None
-    wavelength_max: float | None = None
-    wavelength_unit: str = "nm"
-    wavelength_tolerance: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.n_channels is not None and (
-            not isinstance(self.n_channels, int) or isinstance(self.n_channels, bool) or self.n_channels < 1
-        ):
-            raise SpecError(f"expected a positive n_channels or None, got {self.n_channels!r}")
-        for name in ("wavelength_min", "wavelength_max"):
-            v = getattr(self, name)
-            if v is not None:
-                if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-                    raise SpecError(f"expected a finite {name} or None, got {v!r}")
-                object.__setattr__(self, name, float(v))
-        if (self.wavelength_min is None) != (self.wavelength_max is None):
-            raise SpecError("expected both wavelength_min and wavelength_max, or neither")
-        if (
-            self.wavelength_min is not None
-            and self.wavelength_max is not None
-            and self.wavelength_min > self.wavelength_max
-        ):
-            raise SpecError(
-                f"expected wavelength_min <= wavelength_max, got {self.wavelength_min}-{self.wavelength_max}"
-            )
-        if not isinstance(self.wavelength_unit, str):
-            raise SpecError(f"expected wavelength_unit as a string, got {self.wavelength_unit!r}")
-        tol = self.wavelength_tolerance
-        if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not (math.isfinite(tol) and tol >= 0):
-            raise SpecError(f"expected a non-negative wavelength_tolerance, got {tol!r}")
-        object.__setattr__(self, "wavelength_tolerance", float(tol))
-
-    @classmethod
-    def from_wavelengths(cls, wavelengths: npt.ArrayLike, *, unit: str = "nm") -> InputContract:
-        """Contract for spectra sampled on ``wavelengths`` (tolerance: half the smallest channel spacing)."""
-        w = np.asarray(wavelengths, dtype=np.float64)
-        if w.ndim != 1 or w.size == 0 or not np.all(np.isfinite(w)):
-            raise SpecError(f"expected a non-empty finite 1-D wavelength axis, got shape {w.shape}")
-        tol = float(np.abs(np.diff(w)).min()) / 2 if w.size > 1 else 0.0
-        return cls(int(w.size), float(w.min()), float(w.max()), unit, tol)
-
-    def to_spec(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {
-            "n_channels": self.n_channels,
-            "wavelength_min": self.wavelength_min,
-            "wavelength_max": self.wavelength_max,
-            "wavelength_unit": self.wavelength_unit,
-            "wavelength_tolerance": self.wavelength_tolerance,
-        }
-
-    @classmethod
-    def from_spec(cls, d: object) -> InputContract:
-        """Read the ``input`` object of a spec."""
-        if not isinstance(d, Mapping):
-            raise SpecError(f"expected 'input' as an object, got {type(d).__name__}")
-        allowed = {"n_channels", "wavelength_min", "wavelength_max", "wavelength_unit", "wavelength_tolerance"}
-        extra = sorted(set(d) - allowed)
-        if extra:
-            raise SpecError(f"unknown key(s) {', '.join(extra)} in 'input'; expected {', '.join(sorted(allowed))}")
-        return cls(
-            n_channels=d.get("n_channels"),
-            wavelength_min=d.get("wavelength_min"),
-            wavelength_max=d.get("wavelength_max"),
-            wavelength_unit=d.get("wavelength_unit", "nm"),
-            wavelength_tolerance=d.get("wavelength_tolerance", 0.5),
-        )
 
 
 def _finite(a: FloatArray) -> bool:
@@ -173,32 +81,38 @@ class Pipeline:
     input_contract: InputContract = InputContract()
     _output_shape: tuple[int, ...] | None = field(init=False, repr=False, compare=False)
     _resamples: bool = field(init=False, repr=False, compare=False)
+    _on_device_axis: tuple[bool, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         steps = tuple(self.steps)
         object.__setattr__(self, "steps", steps)
         if not isinstance(self.input_contract, InputContract):
             raise SpecError(f"expected an InputContract, got {type(self.input_contract).__name__}")
-        n: int | None = self.input_contract.n_channels
-        axis_is_input = True
+        axis = Axis(self.input_contract.n_channels)
+        on_device_axis = []  # whether step i sees the device's channels (and gets ``wavelengths=``)
         for i, s in enumerate(steps):
             if not isinstance(s, Step):
                 raise SpecError(f"step {i}: expected a Step, got {type(s).__name__}")
-            if isinstance(s, Resample) and not axis_is_input:
+            if isinstance(s, Resample) and not axis.device:
                 raise SpecError(f"step {i}: resample must come before any step that changes the axis")
             if isinstance(s, Stack) and i != len(steps) - 1:
                 raise SpecError(f"step {i}: stack must be the last step")
+            on_device_axis.append(axis.device)
             try:
-                n = s.output_length(n)
+                axis = s.output_axis(axis)
             except SpecError as exc:
                 raise SpecError(f"step {i} ({s.op}): {exc}") from None
-            axis_is_input = axis_is_input and s.preserves_axis
+        object.__setattr__(self, "_on_device_axis", tuple(on_device_axis))
+        n = axis.n_channels
         if steps and isinstance(steps[-1], Stack):
             shape: tuple[int, ...] | None = None if n is None else (n, len(steps[-1].branches))
         else:
             shape = None if n is None else (n,)
         object.__setattr__(self, "_output_shape", shape)
-        object.__setattr__(self, "_resamples", any(isinstance(s, Resample) for s in steps))
+        resamples = any(isinstance(s, Resample) for s in steps)
+        object.__setattr__(self, "_resamples", resamples)
+        if self.input_contract.resamples != resamples:  # the steps say how the device's axis is judged
+            object.__setattr__(self, "input_contract", dataclasses.replace(self.input_contract, resamples=resamples))
 
     # ------------------------------------------------------------------------------------------------ shape
 
@@ -232,9 +146,7 @@ class Pipeline:
             raise InputContractError(f"expected a numeric array of spectra: {exc}") from None
         if arr.ndim not in (1, 2) or arr.shape[-1] == 0 or (arr.ndim == 2 and arr.shape[0] == 0):
             raise InputContractError(f"expected one spectrum (n,) or a batch (m, n), got shape {arr.shape}")
-        c = self.input_contract
-        if c.n_channels is not None and arr.shape[-1] != c.n_channels:
-            raise InputContractError(f"expected {c.n_channels} channels, got {arr.shape[-1]}")
+        self.input_contract.check_channels(arr.shape[-1])
         if not _finite(arr):
             raise InputContractError(
                 f"expected finite values, got {int(np.count_nonzero(~np.isfinite(arr)))} NaN or inf"
@@ -244,28 +156,15 @@ class Pipeline:
         return arr
 
     def check_axis(self, wavelengths: npt.ArrayLike, n_channels: int) -> None:
-        """Raise :class:`~edge.errors.InputContractError` when the input axis ``wavelengths`` of spectra with
-        ``n_channels`` channels is not the one the contract names (end points within ``wavelength_tolerance``).
+        """Raise :class:`~edge.errors.AxisContractError` when the input axis ``wavelengths`` of spectra with
+        ``n_channels`` channels is not the one the contract names (end points within ``wavelength_tolerance``):
+        :meth:`InputContract.check_axis <edge.preprocess.contract.InputContract.check_axis>`.
 
         A pipeline that resamples takes any axis here (its ``resample`` step judges it against the model grid),
         and so does a contract without a wavelength range.  :meth:`transform` runs this check on every
-        ``wavelengths=`` it is given; a caller that judges one device axis for many frames (the daemon's
-        :class:`edge.inference.InferenceEngine`) runs it once per axis and then passes none.
+        ``wavelengths=`` it is given.
         """
-        c = self.input_contract
-        lo_c, hi_c = c.wavelength_min, c.wavelength_max
-        if self._resamples or lo_c is None or hi_c is None:
-            return
-        w = np.asarray(wavelengths, dtype=np.float64)
-        if w.ndim != 1 or w.shape[0] != n_channels:
-            raise InputContractError(f"expected wavelengths of shape ({n_channels},), got {w.shape}")
-        lo, hi = float(w.min()), float(w.max())
-        tol = c.wavelength_tolerance
-        if not (abs(lo - lo_c) <= tol and abs(hi - hi_c) <= tol):
-            raise InputContractError(
-                f"expected wavelengths {_fmt(lo_c)}-{_fmt(hi_c)} {c.wavelength_unit} "
-                f"(within {_fmt(tol)}), got {_fmt(lo)}-{_fmt(hi)} {c.wavelength_unit}"
-            )
+        self.input_contract.check_axis(wavelengths, n_channels)
 
     def transform(
         self,
@@ -300,10 +199,9 @@ class Pipeline:
         """
         arr = self._check(X, wavelengths)
         out = arr
-        for step in self.steps:
-            out = step.transform(out, dark=dark, reference=reference, wavelengths=wavelengths)
-            if not step.preserves_axis:
-                wavelengths = None
+        for step, on_device_axis in zip(self.steps, self._on_device_axis):
+            out = step.transform(out, dark=dark, reference=reference,
+                                 wavelengths=wavelengths if on_device_axis else None)
         return _finished(out, arr)
 
     def transform_rows(
@@ -339,14 +237,13 @@ class Pipeline:
         if arr.ndim != 2:
             raise InputContractError(f"expected a batch of spectra (m, n), got shape {arr.shape}")
         out = arr
-        for step in self.steps:
+        for step, on_device_axis in zip(self.steps, self._on_device_axis):
+            w = wavelengths if on_device_axis else None
             if step.row_exact:
-                out = step.transform(out, dark=dark, reference=reference, wavelengths=wavelengths)
+                out = step.transform(out, dark=dark, reference=reference, wavelengths=w)
             else:
                 out = np.stack([step.transform(np.array(row), dark=dark, reference=reference,
-                                               wavelengths=wavelengths) for row in out])
-            if not step.preserves_axis:
-                wavelengths = None
+                                               wavelengths=w) for row in out])
         return _finished(out, arr)
 
     # ------------------------------------------------------------------------------------------------ spec

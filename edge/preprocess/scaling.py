@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import InputContractError, SpecError
-from edge.preprocess.base import Step, as_float, check_width, readonly, register
+from edge.errors import ChannelCountError, SpecError
+from edge.preprocess.base import Axis, Step, as_float, check_width, readonly, register
 from edge.preprocess.spec import FloatArray, array_to_spec, read_keys, read_matrix, read_optional_vector, read_vector
 
 __all__ = ["MeanCenter", "Autoscale", "LinearTransfer"]
@@ -28,9 +28,9 @@ class MeanCenter(Step):
     def __post_init__(self) -> None:
         object.__setattr__(self, "mean", readonly(self.mean, "mean", 1))
 
-    def output_length(self, n_in: int | None) -> int | None:
-        check_width("center", self.mean.shape[0], n_in)
-        return int(self.mean.shape[0])
+    def output_axis(self, axis: Axis) -> Axis:
+        check_width("center", self.mean.shape[0], axis.n_channels)
+        return Axis(int(self.mean.shape[0]), axis.device)
 
     def transform(
         self,
@@ -72,9 +72,9 @@ class Autoscale(Step):
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "scale", scale)
 
-    def output_length(self, n_in: int | None) -> int | None:
-        check_width("autoscale", self.mean.shape[0], n_in)
-        return int(self.mean.shape[0])
+    def output_axis(self, axis: Axis) -> Axis:
+        check_width("autoscale", self.mean.shape[0], axis.n_channels)
+        return Axis(int(self.mean.shape[0]), axis.device)
 
     def transform(
         self,
@@ -111,7 +111,6 @@ class LinearTransfer(Step):
     matrix: FloatArray
     offset: FloatArray | None = None
     op: ClassVar[str] = "linear"
-    preserves_axis: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         m = readonly(self.matrix, "matrix", 2)
@@ -122,9 +121,9 @@ class LinearTransfer(Step):
                 raise SpecError(f"expected offset of length {m.shape[1]}, got {b.shape[0]}")
             object.__setattr__(self, "offset", b)
 
-    def output_length(self, n_in: int | None) -> int | None:
-        check_width("linear", self.matrix.shape[0], n_in)
-        return int(self.matrix.shape[1])
+    def output_axis(self, axis: Axis) -> Axis:
+        check_width("linear", self.matrix.shape[0], axis.n_channels)
+        return Axis(int(self.matrix.shape[1]), device=False)  # each output mixes every input channel
 
     def transform(
         self,
@@ -136,7 +135,7 @@ class LinearTransfer(Step):
     ) -> FloatArray:
         X = as_float(X)
         if X.shape[-1] != self.matrix.shape[0]:
-            raise InputContractError(f"expected {self.matrix.shape[0]} channels, got {X.shape[-1]}")
+            raise ChannelCountError(f"expected {self.matrix.shape[0]} channels, got {X.shape[-1]}")
         out: FloatArray = X @ self.matrix
         if self.offset is not None:
             out += self.offset

@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import InputContractError, SpecError
-from edge.preprocess.base import Step, all_positive, as_float, check_width, readonly, register, vecdot
+from edge.errors import ChannelCountError, InputContractError, SpecError
+from edge.preprocess.base import Axis, Step, all_positive, as_float, check_width, readonly, register, vecdot
 from edge.preprocess.spec import (
     FloatArray,
     array_to_spec,
@@ -53,7 +53,7 @@ class SNV(Step):
         X = as_float(X)
         n = X.shape[-1]
         if n - self.ddof < 1:
-            raise InputContractError(f"expected at least {self.ddof + 1} channels for SNV, got {n}")
+            raise ChannelCountError(f"expected at least {self.ddof + 1} channels for SNV, got {n}")
         mean = np.add.reduce(X, axis=-1) / n
         out: FloatArray
         if X.ndim == 1:
@@ -105,9 +105,9 @@ class MSC(Step):
         object.__setattr__(self, "_rc_scaled", rc_scaled)
         object.__setattr__(self, "_ref_mean", float(r.mean()))
 
-    def output_length(self, n_in: int | None) -> int | None:
-        check_width("msc", self.reference.shape[0], n_in)
-        return int(self.reference.shape[0])
+    def output_axis(self, axis: Axis) -> Axis:
+        check_width("msc", self.reference.shape[0], axis.n_channels)
+        return Axis(int(self.reference.shape[0]), axis.device)
 
     def transform(
         self,
@@ -194,9 +194,9 @@ class EMSC(Step):
         object.__setattr__(self, "_proj_t", proj_t)
         object.__setattr__(self, "_baseline_t", baseline_t)
 
-    def output_length(self, n_in: int | None) -> int | None:
-        check_width("emsc", self.reference.shape[0], n_in)
-        return int(self.reference.shape[0])
+    def output_axis(self, axis: Axis) -> Axis:
+        check_width("emsc", self.reference.shape[0], axis.n_channels)
+        return Axis(int(self.reference.shape[0]), axis.device)
 
     def transform(
         self,
@@ -258,9 +258,9 @@ class Detrend(Step):
         object.__setattr__(self, "_proj_t", proj_t)
         object.__setattr__(self, "_vander_t", vander_t)
 
-    def output_length(self, n_in: int | None) -> int | None:
-        check_width("detrend", self.n_channels, n_in)
-        return self.n_channels
+    def output_axis(self, axis: Axis) -> Axis:
+        check_width("detrend", self.n_channels, axis.n_channels)
+        return Axis(self.n_channels, axis.device)
 
     def transform(
         self,
@@ -272,7 +272,7 @@ class Detrend(Step):
     ) -> FloatArray:
         X = as_float(X)
         if X.shape[-1] != self.n_channels:
-            raise InputContractError(f"expected {self.n_channels} channels for detrend, got {X.shape[-1]}")
+            raise ChannelCountError(f"expected {self.n_channels} channels for detrend, got {X.shape[-1]}")
         out: FloatArray = X - (X @ self._proj_t) @ self._vander_t
         return out
 

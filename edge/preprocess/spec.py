@@ -9,7 +9,6 @@ newer ``spec_version``) with a :class:`~edge.errors.SpecError` naming what is kn
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy.typing as npt
 
 from edge.errors import SpecError
 from edge.jsonstrict import loads_strict
+from edge.validation import require_bool, require_enum, require_int, require_keys, require_number
 
 __all__ = [
     "SPEC_VERSION",
@@ -46,16 +46,16 @@ SUPPORTED_SPEC_VERSIONS = (1,)
 
 FloatArray = npt.NDArray[np.float64]
 
+
 def check_version(version: object) -> int:
     """Validate a ``spec_version`` value; newer than this code or not an int gives :class:`SpecError`."""
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise SpecError(f"expected an integer spec_version, got {version!r}")
+    version = require_int(version, "spec_version", SpecError)
     if version > SPEC_VERSION:
         raise SpecError(
             f"spec_version {version} is newer than this code supports (up to {SPEC_VERSION}); upgrade spectrolite"
         )
     if version not in SUPPORTED_SPEC_VERSIONS:
-        raise SpecError(f"expected spec_version in {list(SUPPORTED_SPEC_VERSIONS)}, got {version}")
+        require_enum(version, "spec_version", SpecError, SUPPORTED_SPEC_VERSIONS)
     return version
 
 
@@ -83,31 +83,17 @@ def array_to_spec(a: npt.ArrayLike) -> Any:
 
 def read_keys(d: Mapping[str, Any], required: Sequence[str], optional: Sequence[str] = ()) -> None:
     """Check that ``d`` holds every required key and nothing outside ``op``/required/optional."""
-    missing = [k for k in required if k not in d]
-    if missing:
-        raise SpecError(f"missing key(s) {', '.join(missing)}")
-    allowed = {"op", *required, *optional}
-    extra = sorted(k for k in d if k not in allowed)
-    if extra:
-        raise SpecError(f"unknown key(s) {', '.join(extra)}; expected {', '.join(sorted(allowed))}")
+    require_keys(d, "", SpecError, required, ("op", *optional))
 
 
 def read_int(d: Mapping[str, Any], key: str, *, minimum: int | None = None) -> int:
     """Integer field (JSON bools rejected), at least ``minimum`` when given."""
-    v = d[key]
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise SpecError(f"expected an integer {key}, got {v!r}")
-    if minimum is not None and v < minimum:
-        raise SpecError(f"expected {key} >= {minimum}, got {v}")
-    return v
+    return require_int(d[key], key, SpecError, minimum=minimum)
 
 
 def read_float(d: Mapping[str, Any], key: str) -> float:
     """Finite float field (ints accepted and converted exactly)."""
-    v = d[key]
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-        raise SpecError(f"expected a finite number {key}, got {v!r}")
-    return float(v)
+    return require_number(d[key], key, SpecError)
 
 
 def read_optional_float(d: Mapping[str, Any], key: str) -> float | None:
@@ -117,18 +103,12 @@ def read_optional_float(d: Mapping[str, Any], key: str) -> float | None:
 
 def read_str(d: Mapping[str, Any], key: str, choices: Sequence[str]) -> str:
     """String field restricted to ``choices``."""
-    v = d[key]
-    if v not in choices:
-        raise SpecError(f"expected {key} in {list(choices)}, got {v!r}")
-    return str(v)
+    return str(require_enum(d[key], key, SpecError, choices))
 
 
 def read_bool(d: Mapping[str, Any], key: str) -> bool:
     """Boolean field."""
-    v = d[key]
-    if not isinstance(v, bool):
-        raise SpecError(f"expected true or false for {key}, got {v!r}")
-    return v
+    return require_bool(d[key], key, SpecError)
 
 
 def _to_array(v: Any, key: str, ndim: int) -> FloatArray:

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import InputContractError, SpecError
-from edge.preprocess.base import Step, as_float, register, step_from_spec
+from edge.preprocess.base import Axis, Step, as_float, register, step_from_spec
 from edge.preprocess.instrument import CountsConversion, Resample
 from edge.preprocess.spec import FloatArray, read_keys
 
@@ -28,7 +28,7 @@ def run_steps(
     """Apply ``steps`` in order; ``wavelengths`` reaches a step only while the axis is still the input axis."""
     for step in steps:
         X = step.transform(X, dark=dark, reference=reference, wavelengths=wavelengths)
-        if not step.preserves_axis:
+        if not step.keeps_device_axis:
             wavelengths = None
     return X
 
@@ -45,7 +45,6 @@ class Stack(Step):
 
     branches: tuple[tuple[Step, ...], ...]
     op: ClassVar[str] = "stack"
-    preserves_axis: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         branches = tuple(tuple(b) for b in self.branches)
@@ -61,19 +60,19 @@ class Stack(Step):
                     raise SpecError(f"op {s.op!r} belongs before the stack, not inside a branch")
         object.__setattr__(self, "branches", branches)
 
-    def output_length(self, n_in: int | None) -> int | None:
+    def output_axis(self, axis: Axis) -> Axis:
         lengths = []
         for b in self.branches:
-            n = n_in
+            a = axis
             for s in b:
-                n = s.output_length(n)
-            lengths.append(n)
+                a = s.output_axis(a)
+            lengths.append(a.n_channels)
         known = {n for n in lengths if n is not None}
         if len(known) > 1:
             raise SpecError(f"stack branches give different lengths {lengths}; expected equal lengths")
         if not known or None in lengths:
-            return None
-        return known.pop()
+            return Axis(None, device=False)
+        return Axis(known.pop(), device=False)  # a new trailing axis of branches
 
     def transform(
         self,

@@ -3,7 +3,7 @@ converts it once, in the inference engine, into the unit of the bundle's wavelen
 
 Real parts: a cm-1 bundle trained by ``spectro-train fit`` (committed in tests/data/trained by its generator) on a
 synthetic FTIR dataset that ``make_synthetic_dataset`` writes in cm-1, the simulator's device serving that dataset
-(its STATUS through the codec), the real :class:`~edge.inference.InferenceEngine`, ``FrameContract``, ``Pipeline``
+(its STATUS through the codec), the real :class:`~edge.inference.InferenceEngine`, ``InputContract``, ``Pipeline``
 and ``Resample``; and the daemon itself (in process, with a recording MQTT link) reading that simulator on a real pty.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge.bundle import Bundle, FrameContract, load_bundle
+from edge.bundle import Bundle, InputContract, load_bundle
 from edge.errors import InputContractError
 from edge.inference import InferenceEngine, Prediction, Rejection, RejectReason
 from edge.preprocess import Resample
@@ -118,7 +118,7 @@ def test_a_cm1_axis_from_a_status_reaches_the_cm1_contracts_and_resample(ftir: d
     assert converted is engine.device_axis(wavelengths_nm)  # converted once per STATUS array
     assert converted is not None and not converted.flags.writeable
     np.testing.assert_allclose(converted, status.axis(), rtol=RECIPROCAL_RTOL)
-    assert contract_spy.axes[0] is converted  # the bundle's FrameContract judged the cm-1 axis (once, then cached)
+    assert contract_spy.axes[0] is converted  # the bundle's input contract judged the cm-1 axis (once, then cached)
     assert all(a is None for a in contract_spy.axes[1:])
     assert len(pipeline_spy.axes) == N_SPECTRA and all(a is converted for a in pipeline_spy.axes)  # Resample too
 
@@ -202,10 +202,11 @@ def test_an_nm_device_covering_the_cm1_range_is_served(ftir: dict[str, Any]) -> 
 
 
 def test_frame_contract_converts_an_nm_axis_to_its_unit() -> None:
-    cm1 = FrameContract(2, 10, 1000.0, 2000.0, "cm-1", ("uint16",), "counts")
+    frames = {"pixel_count_min": 2, "pixel_count_max": 10, "pixel_formats": ("uint16",), "frame_signal": "counts"}
+    cm1 = InputContract(None, 1000.0, 2000.0, "cm-1", resamples=True).with_frames(**frames)
     np.testing.assert_allclose(cm1.axis_from_nm([10_000.0, 5_000.0]), [1000.0, 2000.0], rtol=RECIPROCAL_RTOL)
     cm1.check(3, wavelengths_nm=np.array([10_000.0, 7_000.0, 5_000.0]))  # 1000-2000 cm-1: covered
-    nm = FrameContract(2, 10, 1000.0, 2000.0, "nm", ("uint16",), "counts")
+    nm = InputContract(None, 1000.0, 2000.0, "nm", resamples=True).with_frames(**frames)
     wl = np.array([1000.0, 1500.0, 2000.0])
     np.testing.assert_array_equal(nm.axis_from_nm(wl), wl)
     nm.check(3, wavelengths_nm=wl)
@@ -299,25 +300,26 @@ def test_the_daemon_refuses_a_device_announcing_the_cm1_numbers_as_nm(tmp_path: 
     assert link.of_kind("prediction") == [] and daemon.counters.get("predictions") == 0
 
 
-def test_the_engine_judges_a_device_axis_against_both_contracts_once(ftir: dict[str, Any]) -> None:
-    """One verdict per device axis (#14): ``check_frame`` runs the bundle's FrameContract and the pipeline's input
-    contract on a new axis once, then neither again for the frames that follow."""
+def test_the_engine_judges_a_device_axis_against_the_one_contract_once(ftir: dict[str, Any]) -> None:
+    """One verdict per device axis (#14): ``check_frame`` runs the bundle's one input contract (the manifest's range
+    and the pipeline's axis rule) on a new axis once, then not again for the frames that follow."""
     bundle = ftir["bundle"]
     status, refs, spectra = _device_frames(ftir["npz"])
     wavelengths_nm = status.wavelengths_nm()
     engine = _engine(bundle)
     checked: list[Any] = []
-    real = engine.pipeline
+    real = engine.contract
 
     class _Counting:
         def __getattr__(self, name: str) -> Any:
             return getattr(real, name)
 
-        def check_axis(self, wavelengths: Any, n_channels: int) -> None:
-            checked.append(wavelengths)
-            real.check_axis(wavelengths, n_channels)
+        def check(self, n_pixels: int, **kwargs: Any) -> None:
+            if kwargs.get("wavelengths") is not None:
+                checked.append(kwargs["wavelengths"])
+            real.check(n_pixels, **kwargs)
 
-    engine.pipeline = _Counting()  # type: ignore[assignment]
+    engine.contract = _Counting()  # type: ignore[assignment]
     outcomes = engine.process_many(spectra, refs, wavelengths_nm=wavelengths_nm, frame_signal="counts")
     outcomes += [engine.process(s, refs, wavelengths_nm=wavelengths_nm, frame_signal="counts") for s in spectra]
     assert all(isinstance(o, Prediction) for o in outcomes), outcomes

@@ -25,13 +25,13 @@ from edge.bundle import (
     MEMBER_LIMITS_BYTES,
     SUPPORTED_FORMAT_VERSIONS,
     Bundle,
-    FrameContract,
     GoldenVectors,
+    InputContract,
     check_command,
     load_bundle,
     read_members,
 )
-from edge.errors import BundleError, EdgeError, InputContractError
+from edge.errors import AxisContractError, BundleError, EdgeError, InputContractError
 from tests.support.bundles import flip_byte, member_data_offsets, read_zip, rehash_manifest, write_zip
 from tests.support.trained import TABLETS_BUNDLE, TABLETS_PUBLIC_KEY, TabletModels, committed, tablet_models
 
@@ -99,7 +99,7 @@ def test_unsigned_load_without_key_reports_signature_not_verified(good: Path) ->
 
 def test_input_contract_checks_frames(good: Path) -> None:
     c = load_bundle(good, self_test=False).input_contract
-    assert isinstance(c, FrameContract) and not c.needs_references
+    assert isinstance(c, InputContract) and not c.needs_references
     wl = np.linspace(600.0, 1898.0, 650)
     c.check(650, wavelengths=wl, pixel_format="UINT16")
     with pytest.raises(InputContractError, match="expected 650 pixels, got 512"):
@@ -108,8 +108,25 @@ def test_input_contract_checks_frames(good: Path) -> None:
         c.check(650, wavelengths=np.linspace(700.0, 1898.0, 650))
     with pytest.raises(InputContractError, match="pixel format"):
         load_bundle(good, self_test=False).input_contract.__class__(
-            650, 650, 600.0, 1898.0, "nm", ("uint16",), "absorbance"
+            650, 600.0, 1898.0, "nm", pixel_count_min=650, pixel_count_max=650, pixel_formats=("uint16",),
+            frame_signal="absorbance",
         ).check(650, pixel_format="float32")
+
+
+def test_the_bundle_contract_is_the_pipelines_contract_with_the_manifests_frames(good: Path) -> None:
+    """One input contract (#14): a bundle whose pipeline does not resample judges a device axis by the manifest's
+    range (covered) and the pipeline's end points (within its tolerance) in one check, the one the daemon's reload
+    runs too, and says which axis rule failed by its type."""
+    b = load_bundle(good, self_test=False)
+    c = b.input_contract
+    assert (c.n_channels, c.wavelength_tolerance, c.resamples) == (650, 1.0, False)
+    assert c == b.pipeline.input_contract.with_frames(
+        pixel_count_min=650, pixel_count_max=650, pixel_formats=c.pixel_formats, frame_signal="absorbance")
+    wide = np.linspace(598.0, 1898.0, 650)  # covers 600-1898 nm, but starts 2 nm early
+    with pytest.raises(AxisContractError, match=r"^expected wavelengths 600.0-1898.0 nm \(within 1.0\), got 598.0-"):
+        c.check(650, wavelengths=wide)
+    with pytest.raises(AxisContractError, match=r"^expected wavelengths of shape \(650,\), got \(649,\)$"):
+        c.check(650, wavelengths=wide[:649])
 
 
 def test_predict_spectra_refuses_wrong_channel_count(good: Path, models: TabletModels) -> None:
@@ -262,16 +279,18 @@ def test_newer_format_version_names_the_supported_ones(good: Path, tmp_path: Pat
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda m: m.update(task="clustering"), "expected task in"),
-        (lambda m: m.pop("seed"), "missing field"),
-        (lambda m: m.update(extra=1), "unknown field"),
-        (lambda m: m.update(model_id=""), "expected model_id"),
+        (lambda m: m.update(task="clustering"), "task: expected one of"),
+        (lambda m: m.pop("seed"), "missing key"),
+        (lambda m: m.update(extra=1), "unknown key"),
+        (lambda m: m.update(model_id=""), "model_id: expected"),
         (lambda m: m.update(created_utc="yesterday"), "created_utc"),
         (lambda m: m.update(targets=[]), "non-empty list of targets"),
         (lambda m: m["wavelength_grid"].update(values=[3.0, 2.0, 2.5]), "strictly monotonic"),
         (lambda m: m["input_contract"].update(frame_signal="volts"), "frame_signal"),
         (lambda m: m["input_contract"].update(pixel_count_min=700), "pixel_count_min <= pixel_count_max"),
         (lambda m: m["input_contract"].update(pixel_count_min=600), "does not match the pipeline's 650 channels"),
+        (lambda m: m["input_contract"].update(wavelength_min=601.0),
+         r"wavelength range 601-1898 nm does not match the pipeline's 600-1898 nm"),
         (lambda m: m["golden"].update(output_int8_lsb=-1), "golden.output_int8_lsb"),
         (lambda m: m["golden"].update(count=5), "manifest says 5 vectors, got 6"),
         (lambda m: m["members"].pop("ood.json"), "member ood.json: present in the archive but not listed"),
@@ -441,7 +460,7 @@ def test_broken_model_member(good: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("member", "payload", "message"),
     [
-        ("ood.json", b'{"format_version": 9}', "member ood.json: ood: expected format_version"),
+        ("ood.json", b'{"format_version": 9}', "member ood.json: ood: format_version: expected"),
         ("intervals.json", b"[]", "member intervals.json"),
         ("metrics.json", b"[1, 2]", "member metrics.json: expected a JSON object"),
         ("golden.npz", b"not a zip", "member golden.npz: unreadable"),

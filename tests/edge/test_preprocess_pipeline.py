@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.errors import InputContractError, SpecError
+from edge.errors import AxisContractError, ChannelCountError, InputContractError, SpecError
 from edge.preprocess import (
     EMSC,
     MSC,
@@ -182,7 +182,7 @@ def test_resample_axis_out_of_range(tablets: tuple[np.ndarray, np.ndarray]) -> N
     p = Pipeline((Resample(np.linspace(600.0, 1898.0, 650)),), InputContract(None, 600.0, 1898.0))
     with pytest.raises(InputContractError) as exc:
         p.transform(A[0, :640], wavelengths=np.linspace(610.0, 1890.0, 640))
-    assert str(exc.value) == "expected wavelengths covering 600.0-1898.0 nm, got 610.0-1890.0 nm"
+    assert str(exc.value) == "expected a wavelength axis covering 600-1898 nm, got 610-1890 nm"
 
 
 def test_missing_or_zero_reference(tablets: tuple[np.ndarray, np.ndarray]) -> None:
@@ -212,12 +212,12 @@ def _spec(steps: list[dict[str, Any]], version: Any = SPEC_VERSION) -> dict[str,
             _spec([{"op": "snv"}], SPEC_VERSION + 1),
             f"spec_version {SPEC_VERSION + 1} is newer than this code supports (up to {SPEC_VERSION})",
         ),
-        (_spec([{"op": "snv"}], "1"), "expected an integer spec_version"),
+        (_spec([{"op": "snv"}], "1"), "spec_version: expected an integer"),
         ({"input": {}, "steps": []}, "expected a spec_version"),
         (_spec([{"no_op": 1}]), "expected an 'op' key"),
         (_spec([{"op": "snv", "dof": 1}]), "unknown key(s) dof; expected ddof, op"),
         (_spec([{"op": "savgol", "window": 4, "polyorder": 2}]), "expected an odd window"),
-        (_spec([{"op": "savgol", "window": 5.0, "polyorder": 2}]), "expected an integer window"),
+        (_spec([{"op": "savgol", "window": 5.0, "polyorder": 2}]), "window: expected an integer"),
         (_spec([{"op": "savgol", "window": 5, "polyorder": 2, "kernel": [0.0] * 5}]), "kernel does not match"),
         (_spec([{"op": "autoscale", "mean": [0.0] * 10, "scale": [1.0] * 9}]), "expected scale of shape (10,)"),
         (
@@ -231,7 +231,7 @@ def _spec(steps: list[dict[str, Any]], version: Any = SPEC_VERSION) -> dict[str,
             _spec([{"op": "crop", "start": 0, "stop": 5}, {"op": "resample", "grid": [1.0, 2.0]}]),
             "resample must come before",
         ),
-        (_spec([{"op": "normalize", "norm": "l3"}]), "expected norm in ['vector', 'area', 'max']"),
+        (_spec([{"op": "normalize", "norm": "l3"}]), "norm: expected one of ['vector', 'area', 'max']"),
         ({**_spec([]), "extra": 1}, "unknown key(s) extra"),
         ({**_spec([]), "input": {"n_channel": 10}}, "unknown key(s) n_channel in 'input'"),
         ([], "expected a spec object"),
@@ -375,3 +375,40 @@ def test_check_axis_is_the_contract_check_that_transform_runs() -> None:
         p.check_axis(axis, 4)
     resampling = Pipeline((Resample(axis), SNV()), InputContract(None, 900.0, 1700.0))
     resampling.check_axis(wide, 5)
+
+
+def test_contract_refusals_are_typed_for_the_daemon() -> None:
+    """The daemon tells a device that does not fit (counted as ``input_contract``) from data a step cannot process
+    (``bad_input``) by the error's type, not its words (#14): every channel-count refusal is a ChannelCountError,
+    every axis refusal an AxisContractError, and data a step cannot handle neither."""
+    axis = np.linspace(900.0, 1700.0, 20)
+    x = np.linspace(1.0, 2.0, 20)
+    channel_refusals = [
+        (Pipeline((SNV(),), InputContract(21)), x),
+        (Pipeline((Crop(0, 25),), InputContract()), x),
+        (Pipeline((SavitzkyGolay(31, 2),), InputContract()), x),
+        (Pipeline((LinearTransfer(np.eye(21)),), InputContract()), x),
+        (Pipeline((Detrend(1, 21),), InputContract()), x),
+    ]
+    for pipeline, data in channel_refusals:
+        with pytest.raises(ChannelCountError, match=r"expected .*channels"):
+            pipeline.transform(data)
+    resampling = Pipeline((Resample(axis),), InputContract(None, 900.0, 1700.0))
+    matching = Pipeline((SNV(),), InputContract.from_wavelengths(axis))
+    for pipeline, wavelengths, words in [
+        (resampling, axis + 10.0, "expected a wavelength axis covering 900-1700 nm, got 910-1710 nm"),
+        (resampling, None, "resampling needs wavelengths="),
+        (matching, axis + 30.0, "expected wavelengths 900.0-1700.0 nm"),
+        (matching, axis[:19], r"expected wavelengths of shape \(20,\), got \(19,\)"),
+    ]:
+        with pytest.raises(AxisContractError, match=words):
+            pipeline.transform(x, wavelengths=wavelengths)
+    with pytest.raises(InputContractError, match="standard deviation is 0") as exc:
+        Pipeline((SNV(),), InputContract(20)).transform(np.ones(20))
+    assert not isinstance(exc.value, (ChannelCountError, AxisContractError))
+
+
+def test_contract_and_axis_docstring_examples_run() -> None:
+    for name in ("edge.preprocess.contract", "edge.preprocess.base"):
+        result = doctest.testmod(importlib.import_module(name))
+        assert result.attempted > 0 and result.failed == 0, name
