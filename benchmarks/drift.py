@@ -30,8 +30,9 @@ Figures (JSON keys):
 - ``scenarios.<name>.detectors.<detector>``: ``detected`` (an alert went up at or after the onset),
   ``delay_spectra`` (from the first spectrum at full size; negative while ramping), ``delay_from_onset_spectra``,
   ``false_alarms_before_onset``; ``detected_by`` and ``best_delay_spectra`` per scenario;
-- ``detectors.<detector>``: ``false_alarm_rate`` (share of in-distribution spectra under that detector's alert),
-  ``alerts_raised``; ``flag_rate`` for T2 and Q;
+- ``detectors.<detector>``: ``false_alarm_rate`` (share of in-distribution spectra under that detector's alert:
+  the in-distribution streams and every scenario's spectra before its onset), ``alerts_raised``, the same split
+  into ``clean_streams`` and ``before_onset``; ``flag_rate`` (spectra over the limit) for T2 and Q;
 - ``goals``: every scenario detected by at least one detector within 50 spectra of full size; false alarms <= 1 %
   of in-distribution spectra for every detector; the autoencoder's compute cost (null: ``not_built``).
 
@@ -92,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onset", type=int, default=200, help="spectra before the drift starts (default 200)")
     parser.add_argument("--ramp", type=int, default=100, help="spectra to reach full size (default 100)")
     parser.add_argument("--hold", type=int, default=200, help="spectra at full size (default 200)")
-    parser.add_argument("--clean-streams", type=int, default=3, help="in-distribution streams (default 3)")
+    parser.add_argument("--clean-streams", type=int, default=10, help="in-distribution streams (default 10)")
     parser.add_argument("--clean-frames", type=int, default=1000, help="spectra per in-distribution stream")
     parser.add_argument("--rate", type=float, default=100.0, help="spectra per second (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="simulator seed of the first stream")
@@ -252,21 +253,32 @@ def score(runs: dict[str, dict[str, Any]], clean: list[dict[str, Any]], *, names
             "status_alerts": run["status_alerts"], "drift_messages": run["drift_messages"],
         }
     n_clean = sum(r["predictions"] for r in clean)
+    pre = [runs[n] for n in names]  # the spectra before each scenario's onset are in distribution too
+    n_pre = sum(min(onset, r["predictions"]) for r in pre)
     detectors: dict[str, Any] = {}
     for det in DETECTORS:
         if det in unavailable:
             detectors[det] = None
             continue
-        under = sum(int(r["mask"][det].sum()) for r in clean)
-        entry: dict[str, Any] = {"false_alarm_rate": under / n_clean if n_clean else None,
-                                 "spectra_under_alert": under,
-                                 "alerts_raised": sum(len(r["raised"][det]) for r in clean)}
+        under_clean = sum(int(r["mask"][det].sum()) for r in clean)
+        under_pre = sum(int(r["mask"][det][:onset].sum()) for r in pre)
+        raised_clean = sum(len(r["raised"][det]) for r in clean)
+        raised_pre = sum(sum(1 for i in r["raised"][det] if i < onset) for r in pre)
+        n = n_clean + n_pre
+        entry: dict[str, Any] = {
+            "false_alarm_rate": (under_clean + under_pre) / n if n else None,
+            "spectra_under_alert": under_clean + under_pre, "alerts_raised": raised_clean + raised_pre,
+            "clean_streams": {"false_alarm_rate": under_clean / n_clean if n_clean else None,
+                              "alerts_raised": raised_clean},
+            "before_onset": {"false_alarm_rate": under_pre / n_pre if n_pre else None, "alerts_raised": raised_pre},
+        }
         if det in ("t2", "q"):
             over = sum(int(np.sum(r["ratios"][det] > 1.0)) for r in clean)
-            entry["flag_rate"] = over / n_clean if n_clean else None
+            over += sum(int(np.sum(r["ratios"][det][:onset] > 1.0)) for r in pre)
+            entry["flag_rate"] = over / n if n else None
         detectors[det] = entry
-    in_dist = {"spectra": n_clean, "streams": [{k: r[k] for k in ("sent", "predictions", "lost", "status_alerts")}
-                                               for r in clean]}
+    in_dist = {"spectra": n_clean + n_pre, "clean_stream_spectra": n_clean, "before_onset_spectra": n_pre,
+               "streams": [{k: r[k] for k in ("sent", "predictions", "lost", "status_alerts")} for r in clean]}
     result: dict[str, Any] = {"benchmark": "drift", "setup": setup, "scenarios": scenarios, "detectors": detectors,
                               "in_distribution": in_dist, "unavailable": unavailable}
     result["goals"] = _goals(scenarios, detectors, unavailable)
@@ -295,9 +307,11 @@ def _goals(scenarios: dict[str, Any], detectors: dict[str, Any], unavailable: di
 def _cell(entry: dict[str, Any] | None, reason: str | None) -> str:
     if entry is None:
         return f"n/a ({reason})"
+    early = entry["false_alarms_before_onset"]
+    note = f" ({early} before onset)" if early else ""
     if not entry["detected"]:
-        return "-"
-    return f"{entry['delay_spectra']:+d}"
+        return "-" + note
+    return f"{entry['delay_spectra']:+d}" + note
 
 
 def render(result: dict[str, Any]) -> str:
@@ -331,12 +345,14 @@ def render(result: dict[str, Any]) -> str:
     ]
     head = (f"{s['model_id']} {s['model_version']}: {s['rows']}; drift from spectrum {s['onset_spectrum']}, full size "
             f"after {s['ramp_spectra']} more, held {s['hold_spectra']}; {result['in_distribution']['spectra']} "
-            f"in-distribution spectra")
+            f"in-distribution spectra ({result['in_distribution']['clean_stream_spectra']} in "
+            f"{s['clean_streams']} streams without drift, {result['in_distribution']['before_onset_spectra']} before "
+            f"the onsets)")
     return "\n".join([
         head, "",
         "Detection delay in spectra after the drift reached full size (negative: while ramping; -: not detected)", "",
         markdown_table(["scenario", "drift", *DETECTORS, "best", "predictions"], rows), "",
-        markdown_table(["detector", "false alarm rate (spectra under alert)", "alerts raised",
+        markdown_table(["detector", "false alarm rate (in-distribution spectra under alert)", "alerts raised",
                         "spectra over the limit (per-spectrum flag)"], fa), "",
         markdown_table(["goal", "verdict"], goals)])
 

@@ -56,7 +56,9 @@ def test_a_large_baseline_offset_is_detected_and_clean_spectra_raise_nothing(tmp
     assert {"t2", "q"} & set(scenario["detected_by"])
     assert scenario["best_delay_spectra"] <= data["goals"]["detection"]["max_delay_spectra"]
     assert any(a in scenario["status_alerts"] for a in ("drift:ood_t2", "drift:ood_q"))  # the retained status too
-    assert data["in_distribution"]["spectra"] == CLEAN
+    # In distribution: the stream without drift and the scenario's spectra before its onset.
+    assert (data["in_distribution"]["spectra"], data["in_distribution"]["clean_stream_spectra"]) == (CLEAN + ONSET,
+                                                                                                     CLEAN)
     goals = data["goals"]
     assert goals["detection"]["per_scenario"] == {"baseline_offset": True} and goals["detection"]["pass"] is True
     assert goals["false_alarms"]["per_detector"]["autoencoder"] is None
