@@ -97,6 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clean-frames", type=int, default=1000, help="spectra per in-distribution stream")
     parser.add_argument("--rate", type=float, default=100.0, help="spectra per second (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="simulator seed of the first stream")
+    parser.add_argument("--averages", type=int, default=1,
+                        help="scans the simulator averages per spectrum (spectro-sim --averages; default 1)")
     parser.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto",
                         help="auto: mosquitto when installed, else the embedded amqtt broker")
     parser.add_argument("--cache", type=Path, help="folder of trained models (default: the user cache)")
@@ -132,12 +134,14 @@ def _plan(args: argparse.Namespace) -> tuple[list[str], dict[str, float]]:
 
 
 def _stream(harness: Any, procs: Any, broker: Any, sub: Any, *, name: str, bundle_path: Path, stream: Any,
-            work: Path, frames: int, seed: int, signal: str, rate_hz: float, drift: list[str]) -> dict[str, Any]:
+            work: Path, frames: int, seed: int, signal: str, rate_hz: float, averages: int,
+            drift: list[str]) -> dict[str, Any]:
     """One run through the loop; returns the received predictions (by seq), drift messages and status alerts."""
     sub.reset()
     sim_cmd = harness.simulator_command(work / name / "spectrometer", count=frames, rate_hz=rate_hz,
                                         dataset=stream.path, seed=seed,
-                                        extra=["--shuffle", "--signal", signal, *drift])
+                                        extra=["--shuffle", "--signal", signal, "--averages", str(averages),
+                                               *drift])
     run = harness.run_loop(procs, broker, sub, bundle=bundle_path, sim_cmd=sim_cmd, workdir=work / name,
                            frames=frames, rate_hz=rate_hz)
     seqs = sorted(run.predictions)
@@ -194,17 +198,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                         drift += ["--drift-size", f"{sizes[name]:g}"]
                     runs[name] = _stream(harness, procs, broker, sub, name=name, bundle_path=bundle_path,
                                          stream=stream, work=work, frames=total, seed=args.seed + k, signal=signal,
-                                         rate_hz=args.rate, drift=drift)
+                                         rate_hz=args.rate, averages=args.averages, drift=drift)
                 for k in range(args.clean_streams):
                     clean.append(_stream(harness, procs, broker, sub, name=f"in_distribution_{k}",
                                          bundle_path=bundle_path, stream=stream, work=work,
                                          frames=args.clean_frames, seed=args.seed + 100 + k, signal=signal,
-                                         rate_hz=args.rate, drift=[]))
+                                         rate_hz=args.rate, averages=args.averages, drift=[]))
             finally:
                 sub.close()
         setup.update({"broker": broker.description, "rate_hz": args.rate, "onset_spectrum": onset,
                       "ramp_spectra": ramp, "hold_spectra": args.hold, "clean_streams": args.clean_streams,
                       "clean_frames": args.clean_frames, "simulator_seed": args.seed,
+                      "simulator_averages": args.averages,
                       "drift_settings": "the daemon's defaults ([drift] of spectro-edge config --example)"})
         result = score(runs, clean, names=names, sizes=sizes, onset=onset, ramp=ramp,
                        cusum_available=bundle.training_stats is not None, setup=setup)
