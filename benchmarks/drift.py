@@ -154,7 +154,8 @@ def _stream(harness: Any, procs: Any, broker: Any, sub: Any, *, name: str, bundl
     ae_seen = any((p.get("ood") or {}).get("ae_score") is not None for p in run.predictions.values())
     print(f"  {name}: {len(seqs)}/{frames} predictions, {len(run.drift)} drift messages, {run.wall_s:.1f} s",
           flush=True)
-    return {"sent": run.sent if run.sent is not None else frames, "predictions": len(seqs), "lost": run.lost,
+    return {"seed": seed, "sent": run.sent if run.sent is not None else frames, "predictions": len(seqs),
+            "lost": run.lost,
             "daemon_exit_code": run.daemon_exit_code, "raised": raised, "mask": mask,
             "ratios": flag_ratios(run.predictions), "status_alerts": status_alerts, "ae_seen": ae_seen,
             "drift_messages": [{k: d.get(k) for k in ("event", "detector", "seq", "statistic", "threshold")}
@@ -251,8 +252,8 @@ def score(runs: dict[str, dict[str, Any]], clean: list[dict[str, Any]], *, names
         found = {d: v["delay_spectra"] for d, v in per.items() if v is not None and v["detected"]}
         scenarios[name] = {
             "kind": kind, "size": sizes.get(name, DRIFT_KINDS[kind]), "unit": SCENARIOS[name][1],
-            "onset_spectrum": onset, "full_size_spectrum": full_at, "spectra": run["sent"],
-            "predictions": run["predictions"], "lost": run["lost"], "detectors": per,
+            "onset_spectrum": onset, "full_size_spectrum": full_at, "simulator_seed": run["seed"],
+            "spectra": run["sent"], "predictions": run["predictions"], "lost": run["lost"], "detectors": per,
             "detected_by": sorted(found, key=lambda d: found[d]),
             "best_delay_spectra": min(found.values()) if found else None,
             "status_alerts": run["status_alerts"], "drift_messages": run["drift_messages"],
@@ -283,7 +284,8 @@ def score(runs: dict[str, dict[str, Any]], clean: list[dict[str, Any]], *, names
             entry["flag_rate"] = over / n if n else None
         detectors[det] = entry
     in_dist = {"spectra": n_clean + n_pre, "clean_stream_spectra": n_clean, "before_onset_spectra": n_pre,
-               "streams": [{k: r[k] for k in ("sent", "predictions", "lost", "status_alerts")} for r in clean]}
+               "streams": [{k: r[k] for k in ("seed", "sent", "predictions", "lost", "status_alerts")}
+                           for r in clean]}
     result: dict[str, Any] = {"benchmark": "drift", "setup": setup, "scenarios": scenarios, "detectors": detectors,
                               "in_distribution": in_dist, "unavailable": unavailable}
     result["goals"] = _goals(scenarios, detectors, unavailable)
