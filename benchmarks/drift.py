@@ -33,8 +33,9 @@ Figures (JSON keys):
 - ``detectors.<detector>``: ``false_alarm_rate`` (share of in-distribution spectra under that detector's alert:
   the in-distribution streams and every scenario's spectra before its onset), ``alerts_raised``, the same split
   into ``clean_streams`` and ``before_onset``; ``flag_rate`` (spectra over the limit) for T2 and Q;
-- ``goals``: every scenario detected by at least one detector within 50 spectra of full size; false alarms <= 1 %
-  of in-distribution spectra for every detector; the autoencoder's compute cost (null: ``not_built``).
+- ``goals``: every scenario detected by at least one detector within 50 spectra of full size (``detection``, and
+  ``detection_by_quiet_detectors``: the same counting only the detectors that meet the next goal); false alarms
+  <= 1 % of in-distribution spectra for every detector; the autoencoder's compute cost (null: ``not_built``).
 
 The tables go to stdout, the JSON to ``--json`` (``.md`` beside), and a plot of T2 and Q over their limits along
 each stream with the onset, the full size and every alert to ``PATH.png``.
@@ -296,14 +297,23 @@ def score(runs: dict[str, dict[str, Any]], clean: list[dict[str, Any]], *, names
 
 
 def _goals(scenarios: dict[str, Any], detectors: dict[str, Any], unavailable: dict[str, str]) -> dict[str, Any]:
-    per_scenario = {n: s["best_delay_spectra"] is not None and s["best_delay_spectra"] <= GOAL_DELAY_SPECTRA_MAX
-                    for n, s in scenarios.items()}
+    def within(delay: int | None) -> bool:
+        return delay is not None and delay <= GOAL_DELAY_SPECTRA_MAX
+
+    per_scenario = {n: within(s["best_delay_spectra"]) for n, s in scenarios.items()}
     per_detector = {d: None if v is None or v["false_alarm_rate"] is None
                     else v["false_alarm_rate"] <= GOAL_FALSE_ALARM_RATE_MAX for d, v in detectors.items()}
     measured = [v for v in per_detector.values() if v is not None]
+    # A detection by a detector that also alarms on in-distribution spectra says little: the same goal again,
+    # counting only the detectors that meet the false-alarm goal.
+    quiet = [d for d, ok in per_detector.items() if ok]
+    per_scenario_quiet = {n: any(within((s["detectors"][d] or {}).get("delay_spectra")) for d in quiet)
+                          for n, s in scenarios.items()}
     return {
         "detection": {"max_delay_spectra": GOAL_DELAY_SPECTRA_MAX, "per_scenario": per_scenario,
                       "pass": bool(per_scenario) and all(per_scenario.values())},
+        "detection_by_quiet_detectors": {"detectors": quiet, "per_scenario": per_scenario_quiet,
+                                         "pass": bool(per_scenario_quiet) and all(per_scenario_quiet.values())},
         "false_alarms": {"max_rate": GOAL_FALSE_ALARM_RATE_MAX, "per_detector": per_detector,
                          "pass": bool(measured) and all(measured)},
         "autoencoder_compute": {"max_added_p50_us": GOAL_AUTOENCODER_COMPUTE_US_MAX, "pass": None,
@@ -345,6 +355,9 @@ def render(result: dict[str, Any]) -> str:
     goals = [
         [f"every scenario detected within {g['detection']['max_delay_spectra']} spectra of full size",
          verdict(g["detection"]["pass"])],
+        ["the same, counting only the detectors that meet the false-alarm goal ("
+         f"{', '.join(g['detection_by_quiet_detectors']['detectors']) or 'none'})",
+         verdict(g["detection_by_quiet_detectors"]["pass"])],
         [f"false alarms <= {g['false_alarms']['max_rate']:.0%} of in-distribution spectra, every detector",
          verdict(g["false_alarms"]["pass"])],
         [f"autoencoder adds <= {g['autoencoder_compute']['max_added_p50_us']:g} us to compute p50",

@@ -62,6 +62,8 @@ def test_a_large_baseline_offset_is_detected_and_clean_spectra_raise_nothing(tmp
     goals = data["goals"]
     assert goals["detection"]["per_scenario"] == {"baseline_offset": True} and goals["detection"]["pass"] is True
     assert goals["false_alarms"]["per_detector"]["autoencoder"] is None
+    quiet = goals["detection_by_quiet_detectors"]  # the same goal, from the detectors that met the false-alarm one
+    assert set(quiet["detectors"]) == set(DETECTORS) - {"autoencoder"} and quiet["pass"] is True
     assert goals["autoencoder_compute"] == {"max_added_p50_us": 50.0, "pass": None, "reason": NOT_BUILT}
     assert "| baseline_offset | baseline 0.5 |" in out.with_suffix(".md").read_text()
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
