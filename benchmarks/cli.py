@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "fleet": "N devices through a site broker bridged to a central one: a central outage, a site restart, losses",
     "fuzz": "Hypothesis fuzzing of the untrusted-input parsers (decoder, adapters, commands, bundle reader)",
     "attack": "the high and medium findings of #18 replayed against a running daemon: held or not, losses",
+    "drift": "scripted drifts from the simulator through the loop: each detector's delay and false-alarm rate",
 }
 
 

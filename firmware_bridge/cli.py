@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--drift-kind", choices=sorted(DRIFT_KINDS), default="band", help="kind of provoked drift")
     drift.add_argument("--drift-size", type=float, help="size of the provoked drift (default per kind)")
     drift.add_argument("--drift-ramp", type=int, default=20, metavar="FRAMES", help="spectra to reach full size")
+    drift.add_argument("--product-dataset", metavar="NPZ",
+                       help="the other product of --drift-kind product (default: synthetic spectra, another seed)")
+    drift.add_argument("--product-split", help="only the other product's rows whose 'split' equals this")
 
     faults = p.add_argument_group("fault injection")
     faults.add_argument("--bit-flip-rate", type=float, default=0.0, help="probability of a bit flip per byte")
@@ -203,6 +206,8 @@ def _config(args: argparse.Namespace) -> SimulatorConfig:
             drift_kind=args.drift_kind,
             drift_size=args.drift_size,
             drift_ramp_frames=args.drift_ramp,
+            product_dataset=args.product_dataset,
+            product_split=args.product_split,
         ),
         faults=FaultConfig(
             bit_flip_rate=args.bit_flip_rate,

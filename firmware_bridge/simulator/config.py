@@ -22,8 +22,9 @@ __all__ = [
 ]
 
 #: Kinds of provoked drift and their default size (absorbance, absorbance, axis unit (nm or cm-1), fraction of lamp
-#: output lost).
-DRIFT_KINDS: dict[str, float] = {"band": 0.3, "baseline": 0.2, "shift": 3.0, "lamp": 0.3}
+#: output lost, standard deviation of added noise in absorbance, fraction of the other product in the mixture).
+DRIFT_KINDS: dict[str, float] = {"band": 0.3, "baseline": 0.2, "shift": 3.0, "lamp": 0.3, "noise": 0.01,
+                                 "product": 1.0}
 #: Axis shift per degree of detector temperature, axis unit (nm or cm-1) per degC (reported temperature follows it).
 TEMP_COEFF_NM_PER_C = 0.05
 #: Limits of the settings a COMMAND may ask for.
@@ -55,11 +56,18 @@ class DriftConfig:
         Index of the spectrum (0-based) at which the provoked drift starts; None for none.
     drift_kind : str
         One of :data:`DRIFT_KINDS`: a foreign absorption ``band`` grows in, a ``baseline`` offset, a wavelength
-        ``shift`` in the axis unit (nm or cm-1), or a ``lamp`` losing a fraction of its output.
+        ``shift`` in the axis unit (nm or cm-1; the reported detector temperature follows it), a ``lamp`` losing a
+        fraction of its output, detector ``noise`` rising (standard deviation in absorbance), or a ``product``
+        change (the fraction of another product mixed in; see :mod:`firmware_bridge.simulator.scenarios`).
     drift_size : float or None
         Full size of the provoked drift in the kind's unit; None for the kind's default.
     drift_ramp_frames : int
         Spectra over which the provoked drift ramps up to full size (1 = a step).
+    product_dataset : str or None
+        ``.npz`` of the other product (``product`` kind; resampled onto the device's axis); None for synthetic
+        spectra with another seed.
+    product_split : str or None
+        Take only the other product's rows whose ``split`` equals this.
     """
 
     lamp_ageing_per_kframe: float = 0.0
@@ -70,6 +78,8 @@ class DriftConfig:
     drift_kind: str = "band"
     drift_size: float | None = None
     drift_ramp_frames: int = 20
+    product_dataset: str | None = None
+    product_split: str | None = None
 
     def __post_init__(self) -> None:
         if self.drift_kind not in DRIFT_KINDS:
@@ -78,6 +88,10 @@ class DriftConfig:
             raise SimulatorError(f"expected a drift ramp of at least 1 frame, got {self.drift_ramp_frames}")
         if not 0.0 <= self.lamp_ageing_per_kframe < 1.0:
             raise SimulatorError(f"expected 0 <= lamp ageing per 1000 frames < 1, got {self.lamp_ageing_per_kframe}")
+        if self.drift_kind == "product" and not 0.0 < self.size <= 1.0:
+            raise SimulatorError(f"expected a product change size (fraction mixed in) in (0, 1], got {self.size}")
+        if self.drift_kind == "noise" and self.size < 0.0:
+            raise SimulatorError(f"expected a non-negative noise size (absorbance), got {self.size}")
 
     def provoked_weight(self, index: int) -> float:
         """Fraction (0 to 1) of the provoked drift present in spectrum ``index``."""

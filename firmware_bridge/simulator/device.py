@@ -56,6 +56,7 @@ from firmware_bridge.simulator.config import (
     SimulatorError,
 )
 from firmware_bridge.simulator.dataset import fit_wavelength_polynomial, load_dataset
+from firmware_bridge.simulator.scenarios import ProvokedSpectrumDrift
 from firmware_bridge.synthetic import absorption_band
 
 __all__ = ["VirtualSpectrometer"]
@@ -140,6 +141,7 @@ class VirtualSpectrometer:
         span = float(self.axis.max() - self.axis.min())
         lo = float(self.axis.min())
         self._foreign_band = absorption_band(self.axis, lo + 0.6 * span, 0.08 * span, 1.0)
+        self._spectrum_drift = ProvokedSpectrumDrift.of(self.config, self.axis)  # noise, product change
         self.active_pixels = self.pixel_count
         self._boot_integration_time_us = self.integration_time_us
 
@@ -193,7 +195,7 @@ class VirtualSpectrometer:
                 baseline += w * d.size
             elif d.drift_kind == "shift":
                 shift += w * d.size
-            else:
+            elif d.drift_kind == "lamp":
                 lamp *= 1.0 - w * min(d.size, 0.99)
         return lamp, shift, baseline, band
 
@@ -266,7 +268,8 @@ class VirtualSpectrometer:
                 a = np.interp(self.axis[::-1] + shift, self.axis[::-1], a[::-1])[::-1]
             else:
                 a = np.interp(self.axis + shift, self.axis, a)
-        return np.asarray(a + baseline + band * self._foreign_band, dtype=np.float64)
+        a = np.asarray(a + baseline + band * self._foreign_band, dtype=np.float64)
+        return self._spectrum_drift.apply(index, a)
 
     def spectrum(self, *, triggered: bool = False) -> tuple[Spectrum, Annotation]:
         """Acquire the next sample: a SPECTRUM and its ANNOTATION (same seq, the dataset's y row)."""
