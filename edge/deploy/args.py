@@ -6,11 +6,13 @@
                    (the last one shorter); the same ``transfer_id`` again resumes it
 ``deploy_chunk``   ``{"transfer_id", "index", "sha256", "data_b64"}``: chunk ``index`` (from 0), its SHA-256 and
                    its bytes in base64
-``deploy_commit``  ``{"transfer_id"}``: every chunk is there: check the whole, its signature, and install it
+``deploy_commit``  ``{"transfer_id", "probation"?}``: every chunk is there: check the whole, its signature, and
+                   install it; ``probation`` (:mod:`edge.deploy.probation`) judges the new bundle over its first
+                   spectra and returns to the bundle that served before when it fails
 =================  ==========================================================================================
 
 >>> parse_deploy_args("deploy_commit", {"transfer_id": "t-0123456789"})
-DeployCommitArgs(transfer_id='t-0123456789')
+DeployCommitArgs(transfer_id='t-0123456789', probation=None)
 >>> parse_deploy_args("deploy_begin", {"transfer_id": "t-0123456789", "size": 1000, "sha256": "0" * 64,
 ...                                    "chunk_size": 256, "chunks": 3})
 Traceback (most recent call last):
@@ -26,6 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Union
 
+from edge.deploy.probation import ProbationRule, parse_probation
 from edge.errors import CommandError
 
 __all__ = ["DEPLOY_COMMANDS", "DeployArgs", "DeployBeginArgs", "DeployChunkArgs", "DeployCommitArgs", "chunk_count",
@@ -72,9 +75,10 @@ class DeployChunkArgs:
 
 @dataclass(frozen=True)
 class DeployCommitArgs:
-    """Every chunk of ``transfer_id`` has arrived: verify the whole and install it."""
+    """Every chunk of ``transfer_id`` has arrived: verify the whole and install it (on ``probation`` when given)."""
 
     transfer_id: str
+    probation: ProbationRule | None = None
 
 
 DeployArgs = Union[DeployBeginArgs, DeployChunkArgs, DeployCommitArgs]
@@ -162,7 +166,8 @@ def parse_deploy_args(name: str, args: dict[str, Any]) -> DeployArgs:
             index=_int(f"{where}.index", args["index"], 0, MAX_TRANSFER_BYTES),
             sha256=_match(f"{where}.sha256", args["sha256"], _HEX64_RE, hex_doc), data=data)
     if name == "deploy_commit":
-        _only(where, args, ("transfer_id",))
+        _only(where, args, ("transfer_id",), ("probation",))
+        rule = None if args.get("probation") is None else parse_probation(f"{where}.probation", args["probation"])
         return DeployCommitArgs(transfer_id=_match(f"{where}.transfer_id", args["transfer_id"], _TRANSFER_ID_RE,
-                                                   tid_doc))
+                                                   tid_doc), probation=rule)
     raise CommandError(f"command: expected one of {', '.join(DEPLOY_COMMANDS)}, got {name!r}")

@@ -365,7 +365,11 @@ def status_message(
     ``[control]`` declares standards) the last verdict of each check standard measured since the start,
     ``{name: {verdict, last_time_unix_s, bias}}``; ``deploy`` (only when ``[deploy]`` is on) the deployment
     groups and the last bundle transfer, ``{groups, transfer: {transfer_id, name, size, sha256, chunks, received,
-    state, error, updated_unix_s} or null}`` (state ``receiving``, ``complete``, ``installed`` or ``refused``).
+    state, error, updated_unix_s} or null}`` (state ``receiving``, ``complete``, ``installed`` or ``refused``) and,
+    once a transfer was committed, ``rollout``: the last install and its probation, ``{state, transfer_id, sha256,
+    model, previous_model, rule, spectra, ood, rejected, reason, detail, updated_unix_s}`` (state ``installed``,
+    ``probation``, ``passed``, ``rolling_back``, ``rolled_back``, ``rollback_failed``, ``refused`` or
+    ``superseded``; :mod:`edge.daemon.probation`).
     """
     msg = _header(MessageKind.STATUS, device_id, time_unix_s)
     msg.update({
@@ -387,6 +391,8 @@ def status_message(
     if deploy is not None:
         msg["deploy"] = {"groups": list(deploy["groups"]),
                          "transfer": dict(deploy["transfer"]) if deploy.get("transfer") is not None else None}
+        if deploy.get("rollout") is not None:
+            msg["deploy"]["rollout"] = dict(deploy["rollout"])
     validate(msg, strict=True)
     return msg
 
