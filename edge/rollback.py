@@ -167,7 +167,7 @@ class RollbackGuard:
     def permit_return(self, permit: Return | None) -> None:
         """Let exactly one return through (:class:`Return`), until :meth:`record` sees it served or None revokes it;
         a new permit replaces the old."""
-        if permit is not None:
+        if permit is not None and permit != self._return:
             log.info("anti-rollback: the return to %s (sha256 %s) is allowed once (probation of %s failed)",
                      permit.to.describe(), permit.sha256[:16], permit.from_model_id)
         self._return = permit

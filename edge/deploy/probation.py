@@ -8,8 +8,10 @@ and passes when ``N`` spectra have been judged without that.  Rates are shares o
 spectrum counts in the window and is never an OOD alarm).
 
 >>> rule = parse_probation("deploy_commit.args.probation", {"window_spectra": 20, "max_ood_rate": 0.1})
->>> verdict(rule, Tally(spectra=5, ood=3, rejected=0))
-('failed', 'ood_rate', '3 of 20 spectra flagged out_of_distribution (15%), above max_ood_rate 0.1 (at most 2)')
+>>> verdict(rule, Tally(spectra=5, ood=3, rejected=0))[:2]
+('failed', 'ood_rate')
+>>> print(verdict(rule, Tally(spectra=5, ood=3, rejected=0))[2])
+3 of the first 5 spectra flagged out_of_distribution: more than max_ood_rate 0.1 of the window of 20 allows (2)
 >>> verdict(rule, Tally(spectra=20, ood=2, rejected=0))[0]
 'passed'
 >>> verdict(rule, Tally(spectra=19, ood=2, rejected=0))[0] is None
@@ -106,8 +108,8 @@ def verdict(rule: ProbationRule, tally: Tally) -> tuple[str | None, str | None, 
             continue
         allowed = math.floor(limit * n + 1e-9)
         if seen > allowed:
-            return ("failed", reason, f"{seen} of {n} spectra {what} ({100.0 * seen / n:.0f}%), above "
-                    f"max_{reason} {limit:g} (at most {allowed})")
+            return ("failed", reason, f"{seen} of the first {tally.spectra} spectra {what}: more than max_{reason} "
+                    f"{limit:g} of the window of {n} allows ({allowed})")
     if tally.spectra >= n:
         return ("passed", None, f"{tally.spectra} spectra judged: {tally.ood} flagged out_of_distribution, "
                 f"{tally.rejected} rejected")

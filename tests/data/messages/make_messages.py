@@ -122,8 +122,8 @@ def status_online_rollback() -> dict[str, Any]:
                             "previous_model": {"id": "tablets-api-cnn", "version": "2026.11.3"},
                             "rule": {"window_spectra": 50, "max_ood_rate": 0.1, "max_rejected_rate": None},
                             "spectra": 6, "ood": 6, "rejected": 0, "reason": "ood_rate",
-                            "detail": "6 of 50 spectra flagged out_of_distribution (12%), above max_ood_rate 0.1 "
-                                      "(at most 5)", "updated_unix_s": T - 5.0}})
+                            "detail": "6 of the first 6 spectra flagged out_of_distribution: more than "
+                                      "max_ood_rate 0.1 of the window of 50 allows (5)", "updated_unix_s": T - 5.0}})
 
 
 def control_out() -> dict[str, Any]:
