@@ -168,7 +168,7 @@ class RollbackGuard:
         """Let exactly one return through (:class:`Return`), until :meth:`record` sees it served or None revokes it;
         a new permit replaces the old."""
         if permit is not None and permit != self._return:
-            log.info("anti-rollback: the return to %s (sha256 %s) is allowed once (probation of %s failed)",
+            log.info("anti-rollback: the return to %s (sha256 %s) is allowed once (leaving a deployed %s)",
                      permit.to.describe(), permit.sha256[:16], permit.from_model_id)
         self._return = permit
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from edge.daemon.probation import Probation, refusal_reason
-from edge.deploy.args import DeployBeginArgs, DeployChunkArgs, DeployCommitArgs
+from edge.deploy.args import DeployBeginArgs, DeployChunkArgs, DeployCommitArgs, DeployRollbackArgs
 from edge.deploy.staging import DeployError, StagingArea, Transfer, TransferState
 from edge.deploy.trust import signing_key, trusted_keys_of
 from edge.metrics import Counters
@@ -132,6 +132,10 @@ class DeployControl:
                 self._chunk(name, cmd.request_id, args)
             elif isinstance(args, DeployCommitArgs):
                 self._commit(name, cmd.request_id, args)
+            elif isinstance(args, DeployRollbackArgs):
+                if self.probation is None:
+                    raise DeployError("deploy_rollback: this device keeps no bundle to return to")
+                self._answer(name, cmd.request_id, self.probation.return_on_command(args.transfer_id))
             else:  # pragma: no cover - the parser pairs names and arguments
                 raise DeployError(f"unexpected arguments {type(args).__name__} for {name}")
         except DeployError as exc:
@@ -179,6 +183,12 @@ class DeployControl:
                 self.probation.refused(t.transfer_id, t.sha256, "untrusted", str(exc), args.probation)
             self._finish(TransferState.REFUSED, str(exc))
             raise
+        if self.probation is not None and self.probation.serving_sha256() == t.sha256:
+            # The bytes serve already (a commit sent again): answered as unchanged; a probation goes on untouched.
+            self._reload(path, request_id=request_id, command=name, reason=f"deployed over MQTT (transfer "
+                         f"{t.transfer_id}, sent again)")
+            self._finish(TransferState.INSTALLED, None)
+            return
         previous, kept = self.probation.keep_previous() if self.probation is not None else (None, False)
         if args.probation is not None and (self.probation is None or not kept):
             raise DeployError("deploy_commit.args.probation: expected the bundle in service on disk to return to if "

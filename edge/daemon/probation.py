@@ -32,6 +32,7 @@ OOD_COUNTER = "predictions_flagged_out_of_distribution"
 _REJECTED_PREFIX = "frames_rejected_"
 _STATE = "rollout.json"
 _PREVIOUS = "previous.spectrolite"
+_CANDIDATE = "previous.next.spectrolite"  # the copy made for an install being tried
 _FORMAT = 1
 #: Progress of a probation is published this many times over its window at most (the status is retained).
 PROGRESS_STEPS = 5
@@ -183,39 +184,49 @@ class Probation:
         self._audit = audit
         self._publish_status = publish_status
         self._clock = clock
-        self.current: Rollout | None = None
+        self.current: Rollout | None = None  #: the last install (what a return starts from)
+        self.refusal: Rollout | None = None  #: an install refused since (the old bundle serves on)
         self._baseline: Tally | None = None  # the counters when the new bundle was first seen serving
         self._earlier = Tally(0, 0, 0)  # counted before a restart
         self._published_spectra = 0
         self._handed = False  # the return was handed to the inference thread
+        self._resumed = False  # a probation left by the previous run: its bundle must be the one that started
         self._load()
 
     @property
     def previous_path(self) -> Path:
         return self.directory / _PREVIOUS
 
+    def serving_sha256(self) -> str:
+        """The SHA-256 of the bundle file in service."""
+        return str(self._serving().file_sha256)
+
     def summary(self) -> dict[str, Any] | None:
-        r = self.current
+        """The status's ``deploy.rollout``: the last install, or a refused one after it (never over a probation or
+        a return under way, which a refused commit does not touch)."""
+        r, f = self.current, self.refusal
+        if f is not None and (r is None or (r.state not in (RolloutState.PROBATION, RolloutState.ROLLING_BACK)
+                                            and f.updated_unix_s >= r.updated_unix_s)):
+            return f.summary()
         return r.summary() if r is not None else None
 
     # ------------------------------------------------------------------------------------------ install
 
     def keep_previous(self) -> tuple["Bundle", bool]:
-        """Copy the bytes of the bundle in service to :attr:`previous_path` (the bundle a failed probation returns
-        to); return it and whether the copy was made (its file may be gone: the install may go on, without a
-        return)."""
+        """Copy the bytes of the bundle in service aside (the bundle a failed probation of the install about to be
+        tried returns to; it replaces the copy of the last install only once the new one is installed); return it
+        and whether the copy was made (its file may be gone: the install may go on, without a return)."""
         serving = self._serving()
-        if self.previous_path.is_file() and _sha256(self.previous_path) == serving.file_sha256:
-            return serving, True
         bundle_path = self._bundle_path()
-        for source in (Path(serving.path), bundle_path, bundle_path.with_name(bundle_path.name + ".previous")):
+        for source in (self.previous_path, Path(serving.path), bundle_path,
+                       bundle_path.with_name(bundle_path.name + ".previous")):
             try:
                 if not source.is_file() or _sha256(source) != serving.file_sha256:
                     continue
                 self.directory.mkdir(parents=True, exist_ok=True)
-                tmp = self.directory / (_PREVIOUS + ".tmp")
+                tmp = self.directory / (_CANDIDATE + ".tmp")
                 shutil.copyfile(source, tmp)
-                os.replace(tmp, self.previous_path)
+                os.replace(tmp, self.directory / _CANDIDATE)
                 return serving, True
             except OSError as exc:
                 log.warning("deploy: cannot keep a copy of the bundle in service (%s): %s", source, exc)
@@ -224,9 +235,13 @@ class Probation:
     def installed(self, transfer_id: str, sha256: str, new: "Bundle", previous: "Bundle", kept: bool,
                   rule: ProbationRule | None, mark_before: BundleVersion | None) -> None:
         """The verified reload took ``new`` (handed to the inference thread); ``rule`` puts it on probation."""
-        if rule is not None and not kept:
-            raise DeployError("deploy_commit.args.probation: expected the bundle in service to be on disk to return "
-                              "to, got none of its files with its SHA-256 (bundle.path, .previous)")
+        if kept:
+            try:
+                os.replace(self.directory / _CANDIDATE, self.previous_path)
+            except OSError as exc:
+                kept = False
+                log.error("deploy: cannot keep the copy of %s %s in %s (%s): a failed probation cannot return to it",
+                          previous.model_id, previous.model_version, self.directory, exc)
         self.current = Rollout(
             state=RolloutState.PROBATION if rule is not None else RolloutState.INSTALLED, transfer_id=transfer_id,
             sha256=sha256, model=_model(new), previous_model=_model(previous), rule=rule,
@@ -234,6 +249,7 @@ class Probation:
             previous_sha256=previous.file_sha256 if kept else None,
             restore_mark=mark_before if new.model_id == previous.model_id or mark_before is not None else None)
         self._baseline, self._earlier, self._published_spectra = None, Tally(0, 0, 0), 0
+        self.refusal = None
         if rule is not None:
             self._counters.incr("deploy_probation_started")
             log.info("deploy: %s %s on probation for %d spectra (max_ood_rate %s, max_rejected_rate %s); it returns "
@@ -247,11 +263,51 @@ class Probation:
     def refused(self, transfer_id: str, sha256: str, reason: str, error: str, rule: ProbationRule | None) -> None:
         """The install was refused (``reason``): the bundle in service stays, and the status says why."""
         serving = self._serving()
-        self.current = Rollout(state=RolloutState.REFUSED, transfer_id=transfer_id, sha256=sha256, model=None,
+        self.refusal = Rollout(state=RolloutState.REFUSED, transfer_id=transfer_id, sha256=sha256, model=None,
                                previous_model=_model(serving), rule=rule, reason=reason, detail=error,
                                updated_unix_s=self._clock())
         self._counters.incr(f"deploy_refused_{reason}")
+        try:
+            (self.directory / _CANDIDATE).unlink(missing_ok=True)
+        except OSError as exc:
+            log.debug("cannot remove the unused copy: %s", exc)
         self._save()
+
+    def return_on_command(self, transfer_id: str | None) -> dict[str, Any]:
+        """``deploy_rollback``: return to the bundle that served before the last install (``transfer_id`` when
+        given), as a failed probation does (the same single return through the guard); the answer says where it
+        returns to.
+
+        Raises
+        ------
+        DeployError
+            Another transfer is the last install, it does not serve (refused, rolled back, superseded), or no copy
+            of the bundle before it was kept.
+        """
+        r = self.current
+        if r is None:
+            raise DeployError("deploy_rollback: expected a bundle installed over MQTT to return from, got none")
+        if transfer_id is not None and r.transfer_id != transfer_id:
+            raise DeployError(f"deploy_rollback.args.transfer_id: expected the last transfer installed here "
+                              f"({r.transfer_id}), got {transfer_id!r}")
+        if r.state not in (RolloutState.INSTALLED, RolloutState.PROBATION, RolloutState.PASSED) \
+                or self.serving_sha256() != r.sha256:
+            raise DeployError(f"deploy_rollback: the last transfer installed ({r.transfer_id}) is {r.state}, not in "
+                              "service: there is nothing to return from")
+        if r.previous is None or not self.previous_path.is_file():
+            raise DeployError(f"deploy_rollback: no copy of the bundle that served before transfer {r.transfer_id} "
+                              "was kept")
+        transfer_id = r.transfer_id
+        self._counters.incr("deploy_rollback_commands")
+        log.warning("deploy: deploy_rollback: returning from %s %s to %s %s", *(r.model or {}).values(),
+                    *(r.previous_model or {}).values())
+        self._audit("deploy_rollback", {"verdict": "requested", "transfer_id": transfer_id,
+                                        "from_model": r.model, "to_model": r.previous_model})
+        self._handed = False
+        self._set(r, RolloutState.ROLLING_BACK, "command", f"deploy_rollback after {r.tally.spectra} spectra "
+                  f"({r.state})")
+        self._returning(r)
+        return {"transfer_id": transfer_id, "state": r.state, "returning_to": r.previous_model}
 
     # ------------------------------------------------------------------------------------------ watching
 
@@ -276,7 +332,12 @@ class Probation:
         if self._baseline is None:
             if serving == r.sha256:  # the inference thread swapped it in: the window starts now
                 self._baseline = self._tally()
+                self._resumed = False
                 log.info("deploy: probation of %s started counting", r.transfer_id)
+            elif self._resumed:  # restarted with another bundle in service (deploy.persist = false)
+                self._resumed = False
+                self._set(r, RolloutState.SUPERSEDED, None, "the daemon restarted serving another bundle (the one "
+                          "on probation was not persisted): the probation ended")
             return
         if serving != r.sha256:
             self._set(r, RolloutState.SUPERSEDED, None, "another bundle was put in service during the probation")
@@ -377,12 +438,12 @@ class Probation:
         self._publish_status()
 
     def _save(self) -> None:
-        if self.current is None:
-            return
+        doc = {"current": self.current.to_json() if self.current is not None else None,
+               "refusal": self.refusal.to_json() if self.refusal is not None else None}
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             tmp = self.directory / (_STATE + ".tmp")
-            tmp.write_text(json.dumps(self.current.to_json()), encoding="utf-8")
+            tmp.write_text(json.dumps(doc), encoding="utf-8")
             os.replace(tmp, self.directory / _STATE)
         except OSError as exc:  # the status says it anyway; only a restart loses it
             log.warning("deploy: cannot record the rollout state in %s: %s", self.directory, exc)
@@ -392,13 +453,18 @@ class Probation:
         if not path.is_file():
             return
         try:
-            r = Rollout.from_json(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            r = Rollout.from_json(doc["current"]) if doc.get("current") is not None else None
+            self.refusal = Rollout.from_json(doc["refusal"]) if doc.get("refusal") is not None else None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("deploy: ignoring the unreadable rollout state %s: %s", path, exc)
             return
         self.current = r
+        if r is None:
+            return
         if r.state == RolloutState.PROBATION:
             self._earlier = r.tally
+            self._resumed = True
             log.info("deploy: the probation of transfer %s goes on (%d spectra judged before the restart)",
                      r.transfer_id, r.tally.spectra)
         elif r.state == RolloutState.ROLLING_BACK:

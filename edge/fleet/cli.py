@@ -1,4 +1,4 @@
-"""Command line of the fleet: ``spectro-fleet list | push | rollout | status | watch``.
+"""Command line of the fleet: ``spectro-fleet list | push | rollout | rollback | status | watch``.
 
 Data goes to stdout, diagnostics and progress to logging on stderr; expected failures end as one clear line and a
 non-zero exit code (2: a usage, key or broker problem; 1: a device refused or did not answer, or did not pass its
@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     ro.add_argument("--chunk-size", type=int, default=16_384, help="bytes per chunk (default 16384)")
     ro.add_argument("--ack-timeout", type=float, default=10.0, help="seconds to wait for each step's answers")
     ro.add_argument("--json", action="store_true", help="print the outcome per device as JSON")
+    rb = sub.add_parser("rollback", help="ask devices to return to the bundle that served before their last install")
+    rb_to = rb.add_mutually_exclusive_group(required=True)
+    rb_to.add_argument("--to", action="append", help="a device (device_id or site/line/device_id); repeat it")
+    rb_to.add_argument("--group", help="the online devices whose retained status lists this deployment group")
+    rb.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the devices to return")
+    rb.add_argument("--json", action="store_true", help="print the outcome per device as JSON")
     watch = sub.add_parser("watch", help="print every status change (a rollout's progress) until interrupted")
     watch.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     return p
@@ -133,6 +139,8 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         if args.command == "rollout":
             return _rollout(client, args, key)
+        if args.command == "rollback":
+            return _rollback(client, args)
         return _push(client, args, key)
     finally:
         client.close()
@@ -192,13 +200,7 @@ def _rollout(client: Any, args: argparse.Namespace, key: bytes | None) -> int:
         parse_probation("--window-spectra/--max-ood-rate/--max-rejected-rate", rule)
     except EdgeError as exc:
         raise FleetError(str(exc)) from None
-    if args.group is not None:
-        devices = [d for d in client.devices().values() if args.group in d.groups and d.online]
-        if not devices:
-            raise FleetError(f"--group: expected online devices whose retained status lists the group "
-                             f"{args.group!r} (deploy.groups), got none")
-    else:
-        devices = [client.find(t) for t in dict.fromkeys(args.to)]
+    devices = _targets(client, args)
     bundle = Bundle.read(args.bundle, args.chunk_size)
     staged = StagedRollout(client, bundle, devices, canaries=canary_count(args.canary, len(devices)),
                            probation=rule, max_failures=max(0, args.max_failures), timeout_s=args.timeout,
@@ -219,6 +221,32 @@ def _rollout(client: Any, args: argparse.Namespace, key: bytes | None) -> int:
     if staged.stopped:
         return EXIT_STOPPED
     return 0 if len(summary["updated"]) == len(results) else EXIT_REFUSED
+
+
+def _targets(client: Any, args: argparse.Namespace) -> list[Any]:
+    """The devices of ``--group`` (online, listing it) or of each ``--to``."""
+    from edge.fleet.client import FleetError
+
+    if args.group is not None:
+        devices = [d for d in client.devices().values() if args.group in d.groups and d.online]
+        if not devices:
+            raise FleetError(f"--group: expected online devices whose retained status lists the group "
+                             f"{args.group!r} (deploy.groups), got none")
+        return devices
+    return [client.find(t) for t in dict.fromkeys(args.to)]
+
+
+def _rollback(client: Any, args: argparse.Namespace) -> int:
+    from edge.fleet.rollout import roll_back
+
+    results = roll_back(client, _targets(client, args), timeout_s=args.timeout,
+                        report=lambda line: log.info("%s", line))
+    if args.json:
+        print(json.dumps({"devices": [r.as_dict() for r in results.values()]}, indent=2))
+    else:
+        for r in results.values():
+            print(f"{r.device_id}: {r.state}" + (f": {r.detail}" if r.detail else ""))
+    return 0 if all(r.state == "rolled_back" for r in results.values()) else EXIT_REFUSED
 
 
 def _print_table(devices: list[Any]) -> None:

@@ -172,3 +172,56 @@ class StagedRollout:
         for r in self.results.values():
             out[r.category].append(r.device_id)
         return out
+
+
+def roll_back(client: FleetClient, devices: list[Device], *, ack_timeout_s: float = 10.0,
+              timeout_s: float = 120.0, report: Callable[[str], None] | None = None) -> dict[str, DeviceResult]:
+    """``spectro-fleet rollback``: ask each device (signed ``deploy_rollback``) to return to the bundle that served
+    before its last install, and wait until its retained ``deploy.rollout`` says ``rolled_back`` (or why not).
+
+    The command names the transfer the device's status shows in service (none when it shows another state: the
+    device then answers whether its last install serves); a device that refuses it is ``refused``, with why.
+    """
+    say = report or (lambda line: log.info("%s", line))
+    results = {d.device_id: DeviceResult(d.device_id, "rollback") for d in devices}
+    before: dict[str, dict[str, Any]] = {}
+    sent: dict[str, str] = {}
+    for d in devices:
+        rollout = (d.status.get("deploy") or {}).get("rollout")
+        rollout = rollout if isinstance(rollout, dict) else {}
+        before[d.device_id] = dict(rollout)
+        serves = rollout.get("state") in ("installed", "probation", "passed")
+        rid = f"rollback-{d.device_id}-{int(time.time())}"[:64]
+        client.send("deploy_rollback", {"transfer_id": rollout["transfer_id"]} if serves else {}, request_id=rid,
+                    device=d)
+        sent[d.device_id] = rid
+    for device_id, rid in sent.items():
+        got = client.wait_responses(rid, {device_id}, ack_timeout_s).get(device_id)
+        client.forget(rid)
+        r = results[device_id]
+        if got is None or not got.ok:
+            r.state = "refused" if got is not None else "failed"
+            r.detail = str(got.error) if got is not None else f"no answer within {ack_timeout_s:g} s"
+            say(f"{device_id}: {r.state}: {r.detail}")
+            before.pop(device_id)
+        else:
+            r.state = "rolling_back"
+    end = time.monotonic() + timeout_s
+    waiting = set(before)
+    while waiting and time.monotonic() < end:
+        for device_id in sorted(waiting):
+            seen = client.devices().get(device_id)
+            now = ((seen.status.get("deploy") or {}).get("rollout") if seen is not None else None) or {}
+            if now.get("state") in ("rolled_back", "rollback_failed"):
+                waiting.discard(device_id)
+                r = results[device_id]
+                r.rollout, r.state, r.reason = dict(now), str(now["state"]), now.get("reason")
+                r.detail = str(now.get("detail") or "")
+                prev = now.get("previous_model") or {}
+                say(f"{device_id}: {r.state}" + (f" to {prev.get('id')} {prev.get('version')}" if prev else "")
+                    + (f": {r.detail}" if r.state != "rolled_back" else ""))
+        time.sleep(0.2)
+    for device_id in waiting:
+        results[device_id].state = "failed"
+        results[device_id].detail = f"not rolled back within {timeout_s:g} s"
+    return results

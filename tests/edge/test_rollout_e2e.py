@@ -138,7 +138,7 @@ def test_a_canary_raising_ood_alarms_rolls_back_by_itself_and_the_rollout_stops_
     assert "model synthetic-demo 1.0.0" in d0.text(), d0.text()
 
 
-def test_a_good_bundle_passes_its_probation_and_a_contract_mismatch_is_refused_with_its_reason(
+def test_a_good_bundle_passes_its_probation_a_contract_mismatch_is_refused_and_the_operator_rolls_back(
     tmp_path: Path, demo_bundles: DemoBundles, mosquitto_broker: MosquittoBroker, subscriber: Subscriber,
     procs: list[Proc],
 ) -> None:
@@ -176,6 +176,26 @@ def test_a_good_bundle_passes_its_probation_and_a_contract_mismatch_is_refused_w
     assert rollout["state"] == "refused" and rollout["reason"] == "signal_contract", rollout
     assert "absorbance" in rollout["detail"], rollout
     seq = subscriber.max_seq()
-    wait_for(lambda: [p["model"]["version"] for s, p in list(subscriber.predictions.items()) if s > seq][-5:]
-             == ["1.1.0"] * 5, "the passed bundle still serving")
+    wait_for(lambda: _versions_after(subscriber, seq)[-5:] == ["1.1.0"] * 5, "the passed bundle still serving")
+
+    # The operator takes the passed bundle back (a signed deploy_rollback): the device returns to the one before it,
+    # through the same single return the guard allows, and its mark is 1.0.0 again.
+    run = _fleet(port, tmp_path, "rollback", "--to", DEVICE["device_id"], "--timeout", "60")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"{DEVICE['device_id']}: rolled_back" in run.stdout, run.stdout
+    seq = subscriber.max_seq()
+    wait_for(lambda: _versions_after(subscriber, seq)[-5:] == ["1.0.0"] * 5, "the bundle before serving again")
+    rollout = _statuses(port)[DEVICE["device_id"]]["deploy"]["rollout"]
+    assert rollout["state"] == "rolled_back" and rollout["reason"] == "command", rollout
+    assert live.read_bytes() == old.read_bytes()
+    assert _marks(state, DEVICE["device_id"])["synthetic-demo"]["model_version"] == "1.0.0"
+    # Nothing more to take back: a second rollback is refused by the device, with the reason.
+    run = _fleet(port, tmp_path, "rollback", "--to", DEVICE["device_id"], "--timeout", "10")
+    assert run.returncode == 1 and "refused" in run.stdout and "is rolled_back, not in service" in run.stdout, \
+        run.stdout
     assert daemon.alive(), daemon.text()
+
+
+def _versions_after(sub: Subscriber, seq: int) -> list[str]:
+    with sub.lock:
+        return [p["model"]["version"] for s, p in sorted(sub.predictions.items()) if s > seq]
