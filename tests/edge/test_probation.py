@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 import edge.deploy.probation
+import edge.deploy.staging as edge_staging
+import edge.metrics as edge_metrics
 from edge.daemon.probation import Rollout, RolloutState, refusal_reason
 from edge.deploy.args import DeployCommitArgs, parse_deploy_args
 from edge.deploy.probation import ProbationRule, Tally, parse_probation, verdict
@@ -118,3 +120,133 @@ def test_the_rollout_state_survives_a_round_trip_through_its_file() -> None:
     assert Rollout.from_json(json.loads(json.dumps(r.to_json()))) == r
     with pytest.raises(ValueError, match="expected a state in"):
         Rollout.from_json({**r.to_json(), "state": "lost"})
+
+
+# ------------------------------------------------------------------------------------------------ Probation, with fakes
+class _Device:
+    """The daemon around :class:`edge.daemon.probation.Probation`: the bundle in service, its reload (which can be
+    told to wait for the rate limit, as the real one does), the guard, the audit trail and the bundle file."""
+
+    def __init__(self, tmp: Path) -> None:
+        import hashlib
+
+        self.tmp = tmp
+        self.bundles = {}
+        for name, version, created in (("old", "1.0.0", T0), ("new", "1.1.0", T1)):
+            path = tmp / f"{name}.spectrolite"
+            path.write_bytes(name.encode() * 100)
+            self.bundles[name] = SimpleNamespace(
+                path=path, file_sha256=hashlib.sha256(path.read_bytes()).hexdigest(), model_id="m",
+                model_version=version, signature_verified=True,
+                manifest={"model_id": "m", "model_version": version, "created_utc": created})
+        self.bundle_path = tmp / "model.spectrolite"
+        self.bundle_path.write_bytes(self.bundles["old"].path.read_bytes())
+        self.serving = self.bundles["old"]
+        self.counters = edge_metrics.Counters()
+        self.guard = RollbackGuard(tmp / "dev.bundle-versions.json")
+        self.guard.record(self.serving)
+        self.audit: list[tuple[str, dict[str, Any]]] = []
+        self.waits = 0  # reloads answered "waits" (bundle.min_reload_interval_s) before one goes through
+        self.reloads: list[Path] = []
+
+    def probation(self) -> Any:
+        from edge.daemon.probation import Probation
+
+        return Probation(directory=self.tmp / "deploy" / "rollout", counters=self.counters,
+                         serving=lambda: self.serving, bundle_path=lambda: self.bundle_path, persist=lambda: True,
+                         reload=self.reload, load_previous=self.load, guard=self.guard,
+                         audit=lambda e, d: self.audit.append((e, dict(d))), publish_status=lambda: None,
+                         clock=lambda: 1000.0 + len(self.audit))
+
+    def load(self, path: Path) -> Any:
+        data = path.read_bytes()
+        return next(b for b in self.bundles.values() if b.path.read_bytes() == data)
+
+    def reload(self, path: Path, *, request_id: Any, command: Any, reason: str, loader: Any) -> str | None:
+        self.reloads.append(path)
+        if self.waits:
+            self.waits -= 1
+            return "waits 1.0 s (bundle.min_reload_interval_s)"
+        bundle = loader(path)
+        problem = self.guard.problem(bundle)
+        if problem is not None:
+            return problem
+        self.swap(bundle)
+        return None
+
+    def swap(self, bundle: Any) -> None:
+        self.serving = bundle
+        self.guard.record(bundle)
+
+    def spectra(self, n: int, ood: int = 0) -> None:
+        self.counters.incr("spectra_in", n)
+        self.counters.incr("predictions_flagged_out_of_distribution", ood)
+
+
+def _install(dev: _Device, p: Any, rule: ProbationRule) -> None:
+    previous, kept = p.keep_previous()
+    mark = dev.guard.mark("m")
+    dev.swap(dev.bundles["new"])
+    dev.bundle_path.write_bytes(dev.bundles["new"].path.read_bytes())  # deploy.persist
+    p.installed(TID, dev.bundles["new"].file_sha256, dev.bundles["new"], previous, kept, rule, mark)
+
+
+def test_a_failed_probation_waits_for_the_rate_limit_then_returns_and_restores_file_and_mark(tmp_path: Path) -> None:
+    dev = _Device(tmp_path)
+    p = dev.probation()
+    _install(dev, p, ProbationRule(10, 0.2))
+    dev.spectra(5)  # before the first look: not counted (the window starts when the new bundle is seen serving)
+    p.tick()
+    dev.spectra(3, ood=3)
+    dev.waits = 2
+    p.tick()
+    assert p.summary()["state"] == "rolling_back" and p.summary()["reason"] == "ood_rate", p.summary()
+    assert p.summary()["spectra"] == 3 and dev.serving is dev.bundles["new"]
+    p.tick()
+    p.tick()  # the rate limit let it through: swapped in and recorded by the guard
+    p.tick()
+    assert p.summary()["state"] == "rolled_back" and dev.serving is dev.bundles["old"]
+    assert len(dev.reloads) == 3 and dev.bundle_path.read_bytes() == dev.bundles["old"].path.read_bytes()
+    assert dev.guard.mark("m") == BundleVersion.of(dev.bundles["old"]) and dev.guard.pending_return is None
+    assert dev.counters.get("deploy_probation_failed") == 1 and dev.counters.get("deploy_rolled_back") == 1
+    assert [(e, d["verdict"]) for e, d in dev.audit] == [("deploy_probation", "started"),
+                                                          ("deploy_probation", "failed"),
+                                                          ("deploy_rollback", "returned")]
+
+
+def test_a_probation_goes_on_after_a_restart_and_a_refused_install_does_not_hide_or_end_it(tmp_path: Path) -> None:
+    dev = _Device(tmp_path)
+    p = dev.probation()
+    _install(dev, p, ProbationRule(20, 0.2))
+    p.tick()
+    dev.spectra(8, ood=2)
+    p.tick()  # 8 >= 20 / 5: the progress is saved (and published)
+    assert p.keep_previous()[1]  # another commit comes: the bundle in service (the new one) is copied aside...
+    p.refused("b16384-" + "c" * 32, "c" * 64, "self_test", "golden vector 1: outputs differ", None)  # ...refused
+    assert p.summary()["state"] == "probation" and p.summary()["spectra"] == 8
+    again = dev.probation()  # the daemon restarts, serving the persisted new bundle
+    again.tick()
+    dev.spectra(12, ood=2)
+    again.tick()
+    assert again.summary()["state"] == "passed" and again.summary()["spectra"] == 20, again.summary()
+    assert again.summary()["ood"] == 4  # 2 before the restart, 2 after: exactly floor(0.2 * 20), allowed
+    # The operator takes it back later: the copy of the bundle before it is still there (the refused install's copy
+    # did not replace it).
+    answer = again.return_on_command(TID)
+    assert answer["returning_to"] == {"id": "m", "version": "1.0.0"}
+    again.tick()
+    assert again.summary()["state"] == "rolled_back" and again.summary()["reason"] == "command"
+    assert dev.serving is dev.bundles["old"]
+    with pytest.raises(edge_staging.DeployError, match="is rolled_back, not in service"):
+        again.return_on_command(None)
+
+
+def test_a_probation_whose_bundle_does_not_serve_after_a_restart_ends_as_superseded(tmp_path: Path) -> None:
+    dev = _Device(tmp_path)
+    p = dev.probation()
+    _install(dev, p, ProbationRule(20, 0.2))
+    p.tick()
+    dev.serving = dev.bundles["old"]  # restarted with deploy.persist = false: bundle.path serves
+    again = dev.probation()
+    again.tick()
+    assert again.summary()["state"] == "superseded", again.summary()
