@@ -85,7 +85,7 @@ def _expand(ranges: Any, chunks: int) -> set[int]:
 
 
 class Pusher:
-    """Push one :class:`Bundle` to ``devices``, through a device topic (one device) or a group topic.
+    """Push one :class:`Bundle` to ``devices``, through their own topics or a group topic.
 
     Parameters
     ----------
@@ -94,7 +94,7 @@ class Pusher:
     bundle : Bundle
         The file.
     devices : list of Device
-        The targets (one, or the members of ``group``).
+        The targets: the members of ``group``, or devices each sent to on its own topic.
     group : str or None
         Send to ``<prefix>/group/<group>/cmd/...`` (once for every member) instead of each device's own topic.
     window : int
