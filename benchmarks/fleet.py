@@ -17,18 +17,26 @@ The run: devices publish; once every device's data reaches the consumer, the cen
 (every device loses its broker and reconnects after its jittered delay); publishing stops and the run waits until
 everything has arrived or nothing more comes.
 
-Rollout: once data flows, one signed bundle (``--rollout-bundle``, default the committed demo bundle 1.1.0) is pushed
-from the central broker to the site's deployment group (``spectro-fleet``'s pusher, through the bridge) while the
-devices keep publishing; each device runs the daemon's deploy stack (:mod:`benchmarks.rollout`: signed commands,
-staging, SHA-256 checks, trusted signature, load and self-test), not its inference.
+Rollout: once data flows, a staged rollout of one signed bundle (``--rollout-bundle``, default the committed demo
+bundle 1.1.0; every device serves the demo bundle 1.0.0, signed with the same key, at the start) goes from the central
+broker through the bridge while the devices keep publishing (``spectro-fleet rollout``'s code): 10% of the devices
+as canaries first, on probation (at most 20% of the first 20 spectra flagged out_of_distribution), then the rest
+unless more than one canary failed.  The first device (``nir-00``, a canary) sees a stream the new bundle flags
+out_of_distribution, so it fails its probation and returns by itself to the bundle that served before.  Each device
+runs the daemon's deploy and probation code (:mod:`benchmarks.rollout`: signed commands, staging, SHA-256 checks,
+trusted signature, load and self-test, probation, the return through the anti-rollback guard), not its inference:
+the spectra judged and their OOD flags are synthesised counts (see :mod:`benchmarks.rollout`).
 
 JSON keys: ``devices``, ``rate_hz`` (per device), ``outage_s``, ``predictions_sent``,
 ``predictions_received_central`` (distinct), ``lost``, ``duplicates``, ``reconnect_spread_s`` (last minus first
 device back after the site-broker restart), ``reconnect_window_s`` (``[min, 2 x min]`` of the devices' first
 jittered delay), ``reconnect_first_s``/``reconnect_last_s`` (from the site broker's stop), ``devices_not_back``,
-``rollout_devices_updated`` (devices that installed the pushed bundle; ``rollout_devices_not_updated`` says why
-for the others, ``rollout_s`` how long the push took, ``rollout_bundle_bytes``, ``rollout_chunks``), and
-``rollback_devices_restored``: null, with ``not_measured`` saying why.
+``rollout_devices_updated`` (devices that passed their probation with the new bundle; ``rollout_devices_not_updated``
+says why for the others), ``rollback_devices_restored`` (devices that failed their probation and serve the bundle
+that served before again), ``rollout_as_rule_says`` (every failing device restored, every other one updated, none
+left behind unless the rule stopped the rollout), ``rollout_canaries``, ``rollout_failing_devices``,
+``rollout_stopped``, ``rollout_probation``, ``rollout_s`` (the whole staged rollout), ``rollout_bundle_bytes``,
+``rollout_chunks``.
 """
 
 from __future__ import annotations
@@ -50,8 +58,8 @@ SETTLE_S = 120.0
 #: Seconds of publishing after the site broker is back, so live and backlog data mix.
 AFTER_RESTART_S = 2.0
 
-NOT_MEASURED = ("staged rollout with a canary and automatic rollback is not implemented yet; this key is reported as "
-                "null until it is, never as an estimate")
+#: The device whose stream the rolled-out bundle flags out_of_distribution (the first canary).
+FAILING_DEVICE = "nir-00"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,21 +80,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def measure(workdir: Path, *, devices: int, outage_s: float, rate_hz: float, reconnect_min_delay_s: int = 1,
             seed: int = 0, rollout_bundle: Path | None = DEFAULT_BUNDLE) -> dict[str, Any]:
     """One run (see the module docstring); returns the JSON figures."""
-    rollout = Rollout.create(workdir / "rollout", rollout_bundle) if rollout_bundle is not None else None
+    rollout = (Rollout.create(workdir / "rollout", rollout_bundle, failing=frozenset({FAILING_DEVICE}))
+               if rollout_bundle is not None else None)
     with BrokerPair(workdir / "brokers") as pair:
         consumer = CentralConsumer(pair.central.port)
         fleet = SimulatedFleet(workdir / "devices", pair.site.port, devices,
                                reconnect_min_delay_s=reconnect_min_delay_s,
                                reconnect_max_delay_s=max(8, 8 * reconnect_min_delay_s), seed=seed,
                                extra_config=rollout.device_config() if rollout is not None else None,
-                               command_handler=rollout.receivers() if rollout is not None else None)
-        pushed: dict[str, Any] = {"rollout_devices_updated": None}
+                               command_handler=rollout.receivers(rate_hz) if rollout is not None else None)
+        pushed: dict[str, Any] = {"rollout_devices_updated": None, "rollback_devices_restored": None}
         try:
             fleet.start()
             fleet.start_publishing(rate_hz)
             warm_up(fleet, consumer, pair)
             if rollout is not None:  # through the central broker and the bridge, while the devices publish
-                pushed = rollout.push(pair.central.port, fleet.topics())
+                pushed = rollout.staged(pair.central.port, fleet.topics())
             outage(pair.central, outage_s)
             before = fleet.connects()
             stopped_at = time.monotonic()
@@ -114,10 +123,9 @@ def measure(workdir: Path, *, devices: int, outage_s: float, rate_hz: float, rec
         "reconnect_window_s": list(fleet.reconnect_window_s),
         "devices_not_back": sum(t is None for t in back),
         **pushed,
-        "rollback_devices_restored": None,
-        "not_measured": {"rollback_devices_restored": NOT_MEASURED},
         "devices_are": "in-process publishing stacks (outbox + MqttPublisher from an EdgeConfig), not daemons; for "
-                       "the rollout each runs the daemon's deploy stack (benchmarks/rollout.py), not its inference",
+                       "the rollout each runs the daemon's deploy and probation code (benchmarks/rollout.py), not its "
+                       "inference: spectra judged and their OOD flags are synthesised counts",
     }
 
 
@@ -135,10 +143,14 @@ def render(result: dict[str, Any]) -> str:
         ("reconnect spread after a site-broker restart, s", result["reconnect_spread_s"]),
         ("jitter window of the first retry, s", f"{window[0]:g}-{window[1]:g}"),
         ("devices not back", result["devices_not_back"]),
-        ("rollout devices updated (one signed bundle to the site group)",
+        ("rollout devices updated (staged: canaries on probation, then the rest)",
          "not measured" if result.get("rollout_devices_updated") is None
          else f"{result['rollout_devices_updated']} of {result['devices']} in {result['rollout_s']:.1f} s"),
-        ("rollback devices restored", "not measured (no staged rollout yet)"),
+        ("rollback devices restored (failed their probation)",
+         "not measured" if result.get("rollback_devices_restored") is None
+         else f"{result['rollback_devices_restored']} ({', '.join(result['rollout_failing_devices'])} failing)"),
+        ("every device updated or restored as the rule says",
+         "not measured" if result.get("rollout_as_rule_says") is None else str(result["rollout_as_rule_says"])),
     ]
     return markdown_table(("figure", "value"), rows)
 
@@ -161,4 +173,5 @@ def run(args: argparse.Namespace) -> int:
                              rollout_bundle=args.rollout_bundle)
     result["load"] = system_load()
     publish(args, result, render(result))
-    return 0 if result["lost"] == 0 and result["devices_not_back"] == 0 else 1
+    rule_kept = result.get("rollout_as_rule_says") is not False
+    return 0 if result["lost"] == 0 and result["devices_not_back"] == 0 and rule_kept else 1

@@ -24,7 +24,8 @@ Commands (``args`` of each, all optional; unknown fields are refused):
                            predictions measure the ``[[control.standards]]`` standard ``name`` (required)
 ``deploy_begin``,          a bundle sent in chunks (:mod:`edge.deploy.args`; ``[deploy]``, docs/daemon.md); also
 ``deploy_chunk``,          accepted on the group topics ``<prefix>/group/<group>/cmd/<name>`` of ``deploy.groups``,
-``deploy_commit``          with ``device_id`` ``"group:<group>"``
+``deploy_commit``,         with ``device_id`` ``"group:<group>"``; ``deploy_rollback`` returns to the bundle that
+``deploy_rollback``        served before an installed transfer (:mod:`edge.daemon.probation`)
 ``load_challenger``        ``{"path": str, "promote": {rule}}``: run a second bundle in shadow mode
                            (:mod:`edge.shadow`; ``promote`` optional); ``promote_challenger`` and
                            ``drop_challenger`` take no arguments; ``reference_value`` ``{"seq": int,
@@ -149,6 +150,7 @@ class CommandName(str, enum.Enum):
     DEPLOY_BEGIN = "deploy_begin"
     DEPLOY_CHUNK = "deploy_chunk"
     DEPLOY_COMMIT = "deploy_commit"
+    DEPLOY_ROLLBACK = "deploy_rollback"
     LOAD_CHALLENGER = "load_challenger"  # shadow mode (edge.shadow, edge.daemon.shadow)
     PROMOTE_CHALLENGER = "promote_challenger"
     DROP_CHALLENGER = "drop_challenger"

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from edge.bundle import Bundle
     from edge.config import EdgeConfig
 
-__all__ = ["BundleVersion", "RollbackGuard", "compare_versions", "release_number"]
+__all__ = ["BundleVersion", "Return", "RollbackGuard", "compare_versions", "release_number"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,24 @@ class BundleVersion:
 
     def describe(self) -> str:
         return f"{self.model_id} {self.model_version} (created {self.created_utc})"
+
+
+@dataclass(frozen=True)
+class Return:
+    """The one rollback the guard lets through whatever the marks say: back to the bundle that served before a
+    deployed bundle failed its probation (:mod:`edge.daemon.probation`), those exact bytes and nothing else.
+
+    ``to`` and ``sha256`` name the bundle returned to; ``from_model_id`` is the model of the failed bundle, whose
+    mark goes back to ``restore_mark`` (what it was before the failed bundle was installed; None: no mark).
+    """
+
+    to: BundleVersion
+    sha256: str
+    from_model_id: str
+    restore_mark: BundleVersion | None
+
+    def admits(self, bundle: Bundle) -> bool:
+        return BundleVersion.of(bundle) == self.to and bundle.file_sha256 == self.sha256
 
 
 def release_number(version: str) -> tuple[int, ...] | None:
@@ -110,6 +128,7 @@ class RollbackGuard:
         self.path = path
         self.allow_rollback = allow_rollback
         self._marks = self._read()
+        self._return: Return | None = None
 
     @classmethod
     def from_config(cls, config: EdgeConfig) -> RollbackGuard:
@@ -145,10 +164,26 @@ class RollbackGuard:
         """The newest signed version of ``model_id`` served here, or None."""
         return self._marks.get(model_id)
 
+    def permit_return(self, permit: Return | None) -> None:
+        """Let exactly one return through (:class:`Return`), until :meth:`record` sees it served or None revokes it;
+        a new permit replaces the old."""
+        if permit is not None and permit != self._return:
+            log.info("anti-rollback: the return to %s (sha256 %s) is allowed once (leaving a deployed %s)",
+                     permit.to.describe(), permit.sha256[:16], permit.from_model_id)
+        self._return = permit
+
+    @property
+    def pending_return(self) -> Return | None:
+        """The permitted return not yet seen served (None: none)."""
+        return self._return
+
     def problem(self, bundle: Bundle) -> str | None:
-        """Why ``bundle`` is a refused rollback, or None (unsigned or unverified, another model, not older, or
-        rollbacks allowed)."""
+        """Why ``bundle`` is a refused rollback, or None (unsigned or unverified, another model, not older,
+        rollbacks allowed, or the permitted :class:`Return`)."""
         if not bundle.signature_verified or self.allow_rollback:
+            return None
+        permit = self._return
+        if permit is not None and permit.admits(bundle):
             return None
         new = BundleVersion.of(bundle)
         mark = self._marks.get(new.model_id)
@@ -172,6 +207,19 @@ class RollbackGuard:
         OSError
             The state file cannot be written (the caller logs and counts it; the mark in memory holds).
         """
+        permit = self._return
+        if permit is not None and permit.admits(bundle):  # the permitted return: the failed model's mark goes back
+            self._return = None
+            if permit.restore_mark is None:
+                self._marks.pop(permit.from_model_id, None)
+            else:
+                self._marks[permit.from_model_id] = permit.restore_mark
+            if permit.from_model_id != permit.to.model_id and bundle.signature_verified:
+                mark = self._marks.get(permit.to.model_id)
+                if mark is None or compare_versions(permit.to, mark) > 0:
+                    self._marks[permit.to.model_id] = permit.to
+            self._write()
+            return
         if not bundle.signature_verified:
             return
         new = BundleVersion.of(bundle)
@@ -179,6 +227,9 @@ class RollbackGuard:
         if mark == new or (mark is not None and not self.allow_rollback and compare_versions(new, mark) <= 0):
             return
         self._marks[new.model_id] = new
+        self._write()
+
+    def _write(self) -> None:
         doc = {"format": STATE_FORMAT, "marks": {k: {"model_version": v.model_version, "created_utc": v.created_utc}
                                                  for k, v in sorted(self._marks.items())}}
         tmp = self.path.with_name(self.path.name + ".tmp")

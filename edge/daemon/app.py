@@ -192,7 +192,8 @@ class Daemon:
             staging=StagingArea(Path(config.outbox.path).parent / "deploy"), counters=self.counters,
             emit=self.outbound.emit, respond_error=self._respond_error, reload=self.reloader.reload,
             load_with_key=self._key_loader, publish_status=self.outbound.publish_status,
-            clock=clock) if config.deploy.enabled else None
+            clock=clock, serving=lambda: self.engine.bundle, load_bundle=load_bundle or self._default_loader,
+            guard=self.reloader.rollback, audit=self.hooks.record) if config.deploy.enabled else None
         #: Shadow mode (load_challenger): a challenger bundle run after the serving one; idle until commanded.
         self.shadow = ShadowMode(
             load_bundle=load_bundle or self._default_loader, reference_policy=self.reference_policy,
@@ -491,6 +492,8 @@ class Daemon:
             cmd = self.commands.get(HOUSEKEEPING_POLL_S)
             if cmd is not None:
                 self.control.execute(cmd)
+            if self.deploy is not None:  # a deployed bundle on probation (edge.daemon.probation)
+                self.deploy.tick()
             now = time.monotonic()
             if self.device_status is None and now - self._started_mono > HELLO_AFTER_S:
                 self.greeter.greet(REQUEST_INTERVAL_S)

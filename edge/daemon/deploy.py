@@ -2,7 +2,8 @@
 ``deploy_chunk`` and ``deploy_commit`` on the housekeeping thread (the staging on disk is :mod:`edge.deploy.staging`),
 answers every step, counts it, keeps the retained status's ``deploy`` current, and hands a complete bundle signed by
 a trusted key (:mod:`edge.deploy.trust`) to the verified reload, whose guards (self-test, device fit, anti-rollback,
-rate limit) all apply."""
+rate limit) all apply; a ``probation`` rule in ``deploy_commit`` puts the new bundle on probation
+(:mod:`edge.daemon.probation`), which returns to the bundle that served before when it fails."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from edge.deploy.args import DeployBeginArgs, DeployChunkArgs, DeployCommitArgs
+from edge.daemon.probation import Probation, refusal_reason
+from edge.deploy.args import DeployBeginArgs, DeployChunkArgs, DeployCommitArgs, DeployRollbackArgs
 from edge.deploy.staging import DeployError, StagingArea, Transfer, TransferState
 from edge.deploy.trust import signing_key, trusted_keys_of
 from edge.metrics import Counters
@@ -25,6 +27,7 @@ from edge.publish.schema import MessageKind
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
     from edge.bundle import Bundle
     from edge.config import EdgeConfig
+    from edge.rollback import RollbackGuard
 
 log = logging.getLogger("edge.daemon")
 
@@ -53,13 +56,24 @@ class DeployControl:
         Publishes the retained status (it carries :meth:`summary`).
     clock : callable() -> float
         Unix seconds.
+    serving : callable() -> Bundle, optional
+        The bundle in service; with it, installs may go on probation (:class:`edge.daemon.probation.Probation`,
+        kept in ``<staging>/rollout``).
+    load_bundle : callable(path) -> Bundle, optional
+        The configured loader (a return to a bundle no trusted key signed).
+    guard : RollbackGuard, optional
+        The anti-rollback guard (a failed probation's return is let through it, nothing else).
+    audit : callable(event, details), optional
+        Writes an audit record (probation verdicts, returns).
     """
 
     def __init__(self, *, config: Callable[[], "EdgeConfig"], device_id: str, staging: StagingArea,
                  counters: Counters, emit: Callable[[MessageKind, dict[str, Any], str | None], None],
                  respond_error: Callable[[str, str | None, str], None], reload: Callable[..., str | None],
                  load_with_key: Callable[[Path, Path], "Bundle"], publish_status: Callable[[], None],
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], serving: Callable[[], "Bundle"] | None = None,
+                 load_bundle: Callable[[Path], "Bundle"] | None = None, guard: "RollbackGuard | None" = None,
+                 audit: Callable[[str, Mapping[str, Any]], None] | None = None) -> None:
         self._config = config
         self._device_id = device_id
         self._staging = staging
@@ -72,6 +86,14 @@ class DeployControl:
         self._clock = clock
         self._lock = threading.Lock()  # summary() is read on other threads
         self._logs = LogLimiter(LOG_INTERVAL_S, time.monotonic)
+        self._guard = guard
+        self._load_bundle = load_bundle
+        #: The probation of installed bundles (None without ``serving``: installs are not judged).
+        self.probation = Probation(
+            directory=staging.directory / "rollout", counters=counters, serving=serving,
+            bundle_path=lambda: Path(self._config().bundle.path), persist=lambda: bool(self._config().deploy.persist),
+            reload=reload, load_previous=self._load_previous, guard=guard, audit=audit or (lambda e, d: None),
+            publish_status=publish_status, clock=clock) if serving is not None else None
         with self._lock:
             restored = staging.load()
         if restored is not None:
@@ -85,7 +107,16 @@ class DeployControl:
             return None
         with self._lock:
             t = self._staging.current
-            return {"groups": list(config.deploy.groups), "transfer": t.summary() if t is not None else None}
+            out = {"groups": list(config.deploy.groups), "transfer": t.summary() if t is not None else None}
+        rollout = self.probation.summary() if self.probation is not None else None
+        if rollout is not None:
+            out["rollout"] = rollout
+        return out
+
+    def tick(self) -> None:
+        """Look at a probation in progress (housekeeping thread, between commands)."""
+        if self.probation is not None:
+            self.probation.tick()
 
     def execute(self, name: str, cmd: Any) -> None:
         """Carry out one validated deploy command (housekeeping thread); answer it whatever happens."""
@@ -101,6 +132,10 @@ class DeployControl:
                 self._chunk(name, cmd.request_id, args)
             elif isinstance(args, DeployCommitArgs):
                 self._commit(name, cmd.request_id, args)
+            elif isinstance(args, DeployRollbackArgs):
+                if self.probation is None:
+                    raise DeployError("deploy_rollback: this device keeps no bundle to return to")
+                self._answer(name, cmd.request_id, self.probation.return_on_command(args.transfer_id))
             else:  # pragma: no cover - the parser pairs names and arguments
                 raise DeployError(f"unexpected arguments {type(args).__name__} for {name}")
         except DeployError as exc:
@@ -144,13 +179,36 @@ class DeployControl:
             key = signing_key(path, trusted_keys_of(config))
         except DeployError as exc:
             self._counters.incr("deploy_untrusted")
+            if self.probation is not None:
+                self.probation.refused(t.transfer_id, t.sha256, "untrusted", str(exc), args.probation)
             self._finish(TransferState.REFUSED, str(exc))
             raise
+        if self.probation is not None and self.probation.serving_sha256() == t.sha256:
+            # The bytes serve already (a commit sent again): answered as unchanged; a probation goes on untouched.
+            self._reload(path, request_id=request_id, command=name, reason=f"deployed over MQTT (transfer "
+                         f"{t.transfer_id}, sent again)")
+            self._finish(TransferState.INSTALLED, None)
+            return
+        previous, kept = self.probation.keep_previous() if self.probation is not None else (None, False)
+        if args.probation is not None and (self.probation is None or not kept):
+            raise DeployError("deploy_commit.args.probation: expected the bundle in service on disk to return to if "
+                              "the probation fails, got none of its files with its SHA-256 (bundle.path, .previous)")
+        loaded: list[tuple["Bundle", Any]] = []
+
+        def load(p: Path) -> "Bundle":
+            bundle = self._load_with_key(p, key)
+            loaded.append((bundle, self._guard.mark(bundle.model_id) if self._guard is not None else None))
+            return bundle
+
+        before = self._counters.snapshot()
         error = self._reload(path, request_id=request_id, command=name,
-                             reason=f"deployed over MQTT (transfer {t.transfer_id})",
-                             loader=lambda p: self._load_with_key(p, key))
+                             reason=f"deployed over MQTT (transfer {t.transfer_id})", loader=load)
         if error is not None:  # answered, counted and audited by the reload
             self._counters.incr("deploy_install_refused")
+            if self.probation is not None:
+                after = self._counters.snapshot()
+                raised = {k: v - before.get(k, 0) for k, v in after.items()}
+                self.probation.refused(t.transfer_id, t.sha256, refusal_reason(error, raised), error, args.probation)
             self._finish(TransferState.REFUSED, error)
             return
         self._counters.incr("deploy_installed")
@@ -158,7 +216,23 @@ class DeployControl:
                  t.sha256[:16], key.name)
         if config.deploy.persist:
             self._persist(path, Path(config.bundle.path))
+        if self.probation is not None and previous is not None:
+            if loaded:
+                new, mark_before = loaded[-1]
+                self.probation.installed(t.transfer_id, t.sha256, new, previous, kept, args.probation, mark_before)
+            else:  # the same bytes were in service already: nothing to judge
+                self.probation.installed(t.transfer_id, t.sha256, previous, previous, kept, None, None)
         self._finish(TransferState.INSTALLED, None)
+
+    def _load_previous(self, path: Path) -> "Bundle":
+        """Load the bundle that served before with the trusted key that signed it, else the configured loader."""
+        try:
+            key = signing_key(path, trusted_keys_of(self._config()))
+        except DeployError:
+            if self._load_bundle is None:
+                raise
+            return self._load_bundle(path)
+        return self._load_with_key(path, key)
 
     # ------------------------------------------------------------------------------------------ helpers
 

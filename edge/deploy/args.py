@@ -1,16 +1,20 @@
-"""The arguments of the three ``deploy_*`` commands, validated (pure: no I/O).
+"""The arguments of the four ``deploy_*`` commands, validated (pure: no I/O).
 
-=================  ==========================================================================================
-``deploy_begin``   ``{"transfer_id", "size", "sha256", "chunk_size", "chunks", "name"?}``: a transfer of
-                   ``size`` bytes whose SHA-256 is ``sha256``, cut in ``chunks`` chunks of ``chunk_size`` bytes
-                   (the last one shorter); the same ``transfer_id`` again resumes it
-``deploy_chunk``   ``{"transfer_id", "index", "sha256", "data_b64"}``: chunk ``index`` (from 0), its SHA-256 and
-                   its bytes in base64
-``deploy_commit``  ``{"transfer_id"}``: every chunk is there: check the whole, its signature, and install it
-=================  ==========================================================================================
+===================  ========================================================================================
+``deploy_begin``     ``{"transfer_id", "size", "sha256", "chunk_size", "chunks", "name"?}``: a transfer of
+                     ``size`` bytes whose SHA-256 is ``sha256``, cut in ``chunks`` chunks of ``chunk_size``
+                     bytes (the last one shorter); the same ``transfer_id`` again resumes it
+``deploy_chunk``     ``{"transfer_id", "index", "sha256", "data_b64"}``: chunk ``index`` (from 0), its SHA-256
+                     and its bytes in base64
+``deploy_commit``    ``{"transfer_id", "probation"?}``: every chunk is there: check the whole, its signature,
+                     and install it; ``probation`` (:mod:`edge.deploy.probation`) judges the new bundle over its
+                     first spectra and returns to the bundle that served before when it fails
+``deploy_rollback``  ``{"transfer_id"?}``: return to the bundle that served before the last transfer installed
+                     (that one when given; it must still be the one in service)
+===================  ========================================================================================
 
 >>> parse_deploy_args("deploy_commit", {"transfer_id": "t-0123456789"})
-DeployCommitArgs(transfer_id='t-0123456789')
+DeployCommitArgs(transfer_id='t-0123456789', probation=None)
 >>> parse_deploy_args("deploy_begin", {"transfer_id": "t-0123456789", "size": 1000, "sha256": "0" * 64,
 ...                                    "chunk_size": 256, "chunks": 3})
 Traceback (most recent call last):
@@ -26,13 +30,15 @@ import re
 from dataclasses import dataclass
 from typing import Any, Union
 
+from edge.deploy.probation import ProbationRule, parse_probation
 from edge.errors import CommandError
 
-__all__ = ["DEPLOY_COMMANDS", "DeployArgs", "DeployBeginArgs", "DeployChunkArgs", "DeployCommitArgs", "chunk_count",
+__all__ = ["DEPLOY_COMMANDS", "DeployArgs", "DeployBeginArgs", "DeployChunkArgs", "DeployCommitArgs",
+           "DeployRollbackArgs", "chunk_count",
            "parse_deploy_args", "chunk_payload_limit", "MAX_TRANSFER_BYTES", "MAX_CHUNK_BYTES", "MIN_CHUNK_BYTES"]
 
-#: The commands of a transfer, in the order a sender uses them.
-DEPLOY_COMMANDS = ("deploy_begin", "deploy_chunk", "deploy_commit")
+#: The commands of a transfer, in the order a sender uses them, and the return from an installed one.
+DEPLOY_COMMANDS = ("deploy_begin", "deploy_chunk", "deploy_commit", "deploy_rollback")
 #: Bounds the parser applies whatever the configuration says (``[deploy]`` narrows them).
 MAX_TRANSFER_BYTES = 1_073_741_824
 MAX_CHUNK_BYTES = 262_144
@@ -72,12 +78,20 @@ class DeployChunkArgs:
 
 @dataclass(frozen=True)
 class DeployCommitArgs:
-    """Every chunk of ``transfer_id`` has arrived: verify the whole and install it."""
+    """Every chunk of ``transfer_id`` has arrived: verify the whole and install it (on ``probation`` when given)."""
 
     transfer_id: str
+    probation: ProbationRule | None = None
 
 
-DeployArgs = Union[DeployBeginArgs, DeployChunkArgs, DeployCommitArgs]
+@dataclass(frozen=True)
+class DeployRollbackArgs:
+    """Return to the bundle that served before the last transfer installed (``transfer_id`` when given)."""
+
+    transfer_id: str | None = None
+
+
+DeployArgs = Union[DeployBeginArgs, DeployChunkArgs, DeployCommitArgs, DeployRollbackArgs]
 
 
 def chunk_count(size: int, chunk_size: int) -> int:
@@ -162,7 +176,13 @@ def parse_deploy_args(name: str, args: dict[str, Any]) -> DeployArgs:
             index=_int(f"{where}.index", args["index"], 0, MAX_TRANSFER_BYTES),
             sha256=_match(f"{where}.sha256", args["sha256"], _HEX64_RE, hex_doc), data=data)
     if name == "deploy_commit":
-        _only(where, args, ("transfer_id",))
+        _only(where, args, ("transfer_id",), ("probation",))
+        rule = None if args.get("probation") is None else parse_probation(f"{where}.probation", args["probation"])
         return DeployCommitArgs(transfer_id=_match(f"{where}.transfer_id", args["transfer_id"], _TRANSFER_ID_RE,
-                                                   tid_doc))
+                                                   tid_doc), probation=rule)
+    if name == "deploy_rollback":
+        _only(where, args, (), ("transfer_id",))
+        tid = args.get("transfer_id")
+        return DeployRollbackArgs(None if tid is None else _match(f"{where}.transfer_id", tid, _TRANSFER_ID_RE,
+                                                                  tid_doc))
     raise CommandError(f"command: expected one of {', '.join(DEPLOY_COMMANDS)}, got {name!r}")

@@ -85,7 +85,7 @@ def _expand(ranges: Any, chunks: int) -> set[int]:
 
 
 class Pusher:
-    """Push one :class:`Bundle` to ``devices``, through a device topic (one device) or a group topic.
+    """Push one :class:`Bundle` to ``devices``, through their own topics or a group topic.
 
     Parameters
     ----------
@@ -94,9 +94,9 @@ class Pusher:
     bundle : Bundle
         The file.
     devices : list of Device
-        The targets (one, or the members of ``group``).
+        The targets: the members of ``group``, or devices each sent to on its own topic.
     group : str or None
-        Send to ``<prefix>/group/<group>/cmd/...`` (once for every member) instead of the device's own topic.
+        Send to ``<prefix>/group/<group>/cmd/...`` (once for every member) instead of each device's own topic.
     window : int
         Chunks in flight at most.
     ack_timeout_s : float
@@ -105,15 +105,16 @@ class Pusher:
         How long to wait for ``deploy_commit`` (verification and self-test on the device).
     progress : callable(sent, total)
         Told after every chunk acknowledged.
+    commit_args : mapping, optional
+        More arguments of ``deploy_commit`` (``probation``: :mod:`edge.deploy.probation`).
     """
 
     def __init__(self, client: FleetClient, bundle: Bundle, devices: list[Device], *, group: str | None = None,
                  window: int = DEFAULT_WINDOW, ack_timeout_s: float = 10.0, commit_timeout_s: float = 120.0,
-                 progress: Callable[[int, int], None] | None = None) -> None:
+                 progress: Callable[[int, int], None] | None = None,
+                 commit_args: dict[str, Any] | None = None) -> None:
         if not devices:
             raise FleetError("expected at least one device to push to, got none")
-        if group is None and len(devices) != 1:
-            raise FleetError(f"expected one device without a group, got {len(devices)}")
         self.client = client
         self.bundle = bundle
         self.devices = {d.device_id: d for d in devices}
@@ -122,6 +123,7 @@ class Pusher:
         self.ack_timeout_s = ack_timeout_s
         self.commit_timeout_s = commit_timeout_s
         self.progress = progress
+        self.commit_args = dict(commit_args or {})
         self.outcomes = {d: Outcome(d) for d in self.devices}
         self.chunks_sent = 0
         self.chunks_acknowledged = 0  #: chunk answers from a device that lacked the chunk
@@ -135,7 +137,7 @@ class Pusher:
         b = self.bundle
         log.info("pushing %s (%d bytes, sha256 %s, %d chunk(s) of %d bytes) to %s", b.path.name, len(b.data),
                  b.sha256[:16], b.chunks, b.chunk_size,
-                 f"group {self.group} ({len(self.devices)} device(s))" if self.group else next(iter(self.devices)))
+                 f"group {self.group} ({len(self.devices)} device(s))" if self.group else ", ".join(self.devices))
         first = True
         idle = 0
         while True:
@@ -173,11 +175,12 @@ class Pusher:
     def _active(self) -> list[str]:
         return [d for d, o in self.outcomes.items() if o.state == "pending"]
 
-    def _send(self, name: str, args: dict[str, Any], rid: str) -> None:
+    def _send(self, name: str, args: dict[str, Any], rid: str, targets: list[str] | None = None) -> None:
         if self.group is not None:
             self.client.send(name, args, request_id=rid, group=self.group)
-        else:
-            self.client.send(name, args, request_id=rid, device=next(iter(self.devices.values())))
+        else:  # each device on its own topic (the active ones: a device done or given up gets no more)
+            for d in targets if targets is not None else self._active():
+                self.client.send(name, args, request_id=rid, device=self.devices[d])
 
     def _begin(self, first: bool) -> None:
         b = self.bundle
@@ -254,7 +257,7 @@ class Pusher:
         if not ready:
             return
         rid = self._rid("commit")
-        self._send("deploy_commit", {"transfer_id": self.bundle.transfer_id}, rid)
+        self._send("deploy_commit", {"transfer_id": self.bundle.transfer_id, **self.commit_args}, rid, ready)
         got = self.client.wait_responses(rid, set(ready), self.commit_timeout_s)
         self.client.forget(rid)
         for d in ready:

@@ -389,7 +389,11 @@ def status_message(
     ``[control]`` declares standards) the last verdict of each check standard measured since the start,
     ``{name: {verdict, last_time_unix_s, bias}}``; ``deploy`` (only when ``[deploy]`` is on) the deployment
     groups and the last bundle transfer, ``{groups, transfer: {transfer_id, name, size, sha256, chunks, received,
-    state, error, updated_unix_s} or null}`` (state ``receiving``, ``complete``, ``installed`` or ``refused``);
+    state, error, updated_unix_s} or null}`` (state ``receiving``, ``complete``, ``installed`` or ``refused``) and,
+    once a transfer was committed, ``rollout``: the last install and its probation, ``{state, transfer_id, sha256,
+    model, previous_model, rule, spectra, ood, rejected, reason, detail, updated_unix_s}`` (state ``installed``,
+    ``probation``, ``passed``, ``rolling_back``, ``rolled_back``, ``rollback_failed``, ``refused`` or
+    ``superseded``; :mod:`edge.daemon.probation`);
     ``challenger`` (only once a challenger was commanded since the start: shadow mode, :mod:`edge.daemon.shadow`)
     its last step, ``{state, model, path, request_id, since_unix_s, rule, detail}``.
     """
@@ -413,6 +417,8 @@ def status_message(
     if deploy is not None:
         msg["deploy"] = {"groups": list(deploy["groups"]),
                          "transfer": dict(deploy["transfer"]) if deploy.get("transfer") is not None else None}
+        if deploy.get("rollout") is not None:
+            msg["deploy"]["rollout"] = dict(deploy["rollout"])
     if challenger is not None:
         msg["challenger"] = {"state": challenger["state"], "model": challenger["model"], "path": challenger["path"],
                              "request_id": challenger["request_id"],

@@ -90,6 +90,12 @@ DEVICE_SIGNALS = ("counts", "absorbance", "reflectance")
 CONTROL_VERDICTS = ("in_control", "warning", "out_of_control")
 #: States of a bundle transfer in the status's ``deploy.transfer`` (:mod:`edge.deploy.staging`).
 DEPLOY_STATES = ("receiving", "complete", "installed", "refused")
+#: States of the last install in the status's ``deploy.rollout`` (:mod:`edge.daemon.probation`).
+ROLLOUT_STATES = ("installed", "probation", "passed", "rolling_back", "rolled_back", "rollback_failed", "refused",
+                  "superseded")
+ROLLOUT_FIELDS = ("state", "transfer_id", "sha256", "model", "previous_model", "rule", "spectra", "ood", "rejected",
+                  "reason", "detail", "updated_unix_s")
+_RATE = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
 DEPLOY_TRANSFER_FIELDS = ("transfer_id", "name", "size", "sha256", "chunks", "received", "state", "error",
                           "updated_unix_s")
 
@@ -209,7 +215,25 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                              "received": {"type": "integer", "minimum": 0},
                              "state": {"enum": list(DEPLOY_STATES)},
                              "error": {"type": ["string", "null"], "maxLength": 2048},
-                             "updated_unix_s": _NUM}}}},
+                             "updated_unix_s": _NUM}},
+            "rollout": {"type": "object", "required": [*ROLLOUT_FIELDS], "additionalProperties": False,
+                        "properties": {
+                            "state": {"enum": list(ROLLOUT_STATES)},
+                            "transfer_id": {"type": "string", "minLength": 8, "maxLength": 64},
+                            "sha256": {"type": "string", "minLength": 64, "maxLength": 64},
+                            "model": _MODEL,
+                            "previous_model": _MODEL,
+                            "rule": {"type": ["object", "null"], "required": ["window_spectra", "max_ood_rate",
+                                                                              "max_rejected_rate"],
+                                     "additionalProperties": False, "properties": {
+                                         "window_spectra": {"type": "integer", "minimum": 1},
+                                         "max_ood_rate": _RATE, "max_rejected_rate": _RATE}},
+                            "spectra": {"type": "integer", "minimum": 0},
+                            "ood": {"type": "integer", "minimum": 0},
+                            "rejected": {"type": "integer", "minimum": 0},
+                            "reason": {"type": ["string", "null"], "maxLength": 64},
+                            "detail": {"type": ["string", "null"], "maxLength": 2048},
+                            "updated_unix_s": _NUM}}}},
         "challenger": _SHADOW_STATUS,
     }, ["state", "alerts"]),
     MessageKind.METRICS.value: _schema(MessageKind.METRICS, {

@@ -28,10 +28,13 @@ def test_fleet_loses_nothing_and_writes_the_issue_keys(tmp_path: Path) -> None:
     assert data["predictions_sent"] >= 3 * 5 * 3
     assert data["lost"] == 0 and data["predictions_received_central"] == data["predictions_sent"]
     assert data["devices_not_back"] == 0 and data["reconnect_spread_s"] is not None
-    # One signed bundle pushed to the site's group through the central broker and the bridge: every device has it.
-    assert data["rollout_devices_updated"] == 3, data["rollout_devices_not_updated"]
-    assert data["rollout_devices_not_updated"] == {} and data["rollout_chunks"] >= 1
-    # The staged rollout with rollback does not exist yet: no figure, and a reason.
-    assert data["rollback_devices_restored"] is None
-    assert "not implemented" in data["not_measured"]["rollback_devices_restored"]
+    # A staged rollout through the central broker and the bridge: the one canary (nir-00, 10% of 3) sees a stream the
+    # new bundle flags out_of_distribution, fails its probation and returns by itself; one failed canary is allowed,
+    # so the other two get the bundle and pass.
+    assert data["rollout_canaries"] == ["nir-00"] and data["rollout_failing_devices"] == ["nir-00"]
+    assert data["rollback_devices_restored"] == 1, data["rollout_devices_not_updated"]
+    assert data["rollout_devices_updated"] == 2, data["rollout_devices_not_updated"]
+    assert set(data["rollout_devices_not_updated"]) == {"nir-00"}
+    assert data["rollout_devices_not_updated"]["nir-00"].startswith("rolled_back: "), data
+    assert data["rollout_as_rule_says"] is True and data["rollout_stopped"] is None and data["rollout_chunks"] >= 1
     assert out.with_suffix(".md").read_text().startswith("| figure | value |")

@@ -118,6 +118,25 @@ def status_online_control() -> dict[str, Any]:
                  "check-B": {"verdict": "in_control", "last_time_unix_s": T - 30.0, "bias": -0.5}})
 
 
+def status_online_rollback() -> dict[str, Any]:
+    """Online with [deploy]: the pushed bundle failed its probation (OOD alarms) and the one before serves again."""
+    sha = "5" * 64
+    return status_message(
+        device_id="nir-01", state="online", **MODEL, runtime="ai_edge_litert 1.2.0, 1 thread(s)",
+        software_version="0.1.0", device_signal="counts", device_boot_id=BOOT, time_unix_s=T,
+        deploy={"groups": ["plant-a"],
+                "transfer": {"transfer_id": "b16384-" + sha[:32], "name": "tablets-api-cnn-2026.12.1.spectrolite",
+                             "size": 48_213, "sha256": sha, "chunks": 3, "received": 3, "state": "installed",
+                             "error": None, "updated_unix_s": T - 40.0},
+                "rollout": {"state": "rolled_back", "transfer_id": "b16384-" + sha[:32], "sha256": sha,
+                            "model": {"id": "tablets-api-cnn", "version": "2026.12.1"},
+                            "previous_model": {"id": "tablets-api-cnn", "version": "2026.11.3"},
+                            "rule": {"window_spectra": 50, "max_ood_rate": 0.1, "max_rejected_rate": None},
+                            "spectra": 6, "ood": 6, "rejected": 0, "reason": "ood_rate",
+                            "detail": "6 of the first 6 spectra flagged out_of_distribution: more than "
+                                      "max_ood_rate 0.1 of the window of 50 allows (5)", "updated_unix_s": T - 5.0}})
+
+
 def control_out() -> dict[str, Any]:
     """A check standard measured 3.625 sigma above its known value: out of control by the action limit."""
     return control_message(
@@ -204,6 +223,7 @@ CASES: dict[str, Callable[[], dict[str, Any]]] = {
     "status_online": status_online,
     "status_online_secure": status_online_secure,
     "status_online_control": status_online_control,
+    "status_online_rollback": status_online_rollback,
     "control_out_of_control": control_out,
     "challenger_prediction": challenger_prediction,
     "status_online_challenger": status_online_challenger,
