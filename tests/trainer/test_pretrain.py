@@ -18,7 +18,7 @@ from trainer.errors import DataError, TrainConfigError
 #: A fit small enough for seconds: 60 synthetic spectra of 32 channels, a two-member CNN of two blocks.
 TINY = """
 seed = 0
-report = false
+report = true
 [data]
 synthetic = { samples = 60, channels = 32, seed = 0 }
 targets = ["analyte_a_pct", "analyte_b_pct"]
@@ -333,6 +333,8 @@ def test_the_fine_tuned_model_converts_to_int8_and_the_bundle_loads_on_the_edge(
     assert p["ran"] and p["source"] == "dataset" and p["task"] == ["masked_bands", "denoise"] and p["epochs"] == 2
     assert p["rows"] == 60 and len(p["loss_per_epoch"]) == 2 and p["reconstruction_loss"] > 0
     assert "pretrain CNN trunk" in m["timings_s"]
+    html = (out / "report" / "index.html").read_text()
+    assert "CNN trunk pretrained (masked_bands+denoise) on 60 unlabeled spectra from dataset for 2 epochs" in html
 
 
 def test_the_pretraining_is_given_spectra_only_through_the_preprocessing_fitted_on_the_training_rows(
