@@ -210,14 +210,18 @@ def test_an_export_of_counts_is_converted_with_its_own_references(tmp_path: Path
     dark, white = np.full(6, 100.0), np.full(6, 10100.0)
     absorbance = np.array([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.6, 0.5, 0.4, 0.3, 0.2, 0.1], [0.3] * 6])
     counts = dark + (white - dark) * 10.0 ** (-absorbance)
+    # y is an object array: reading it without pickle raises, so a loader that touched y would fail here.
+    poisoned_y = np.array([{"reference": 1.0}] * 3, dtype=object)
     np.savez(tmp_path / "export.npz", X=counts.astype(np.float32), wavelengths=grid,
-             y=np.full((3, 1), np.nan), signal=np.array(["counts"] * 3), axis_is_pixel_index=np.array(False),
+             y=poisoned_y, signal=np.array(["counts"] * 3), axis_is_pixel_index=np.array(False),
              dark_spectra=dark[None], dark_index=np.array([0, 0, -1]), white_spectra=white[None],
              white_index=np.array([0, 0, 0]))
     cfg = PretrainConfig(enabled=True, source="export.npz", path=tmp_path / "export.npz")
     got = load_unlabeled(cfg, np.zeros((3, 6)), grid, unit="nm", quantity="absorbance", min_ratio=1e-6)
     np.testing.assert_allclose(got.X, absorbance[:2], atol=1e-4)  # float32 counts
     assert got.skipped == 1  # the row without a dark reference
+    with np.load(tmp_path / "export.npz", allow_pickle=False) as z, pytest.raises(ValueError):
+        z["y"]  # what reading the reference values would have done
 
 
 def test_unusable_sources_are_refused_with_the_file_named(tmp_path: Path) -> None:
