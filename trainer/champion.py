@@ -101,6 +101,7 @@ def cnn_cv_predictions(
     progress: Callable[[str], None] | None = None,
     fold_seed: int | None = None,
     on_fold: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+    pretrain_fn: Callable[[Any, int], Any] | None = None,
 ) -> np.ndarray:
     """Out-of-fold predictions of the CNN recipe, shape (n, n_targets) (the RMSE per target is the CV score).
 
@@ -126,6 +127,9 @@ def cnn_cv_predictions(
     on_fold : callable, optional
         ``on_fold(i, pred, done)`` after fold ``i`` (0-based): the predictions so far (NaN where not yet predicted)
         and a boolean mask of the rows predicted so far. It may raise to stop (the search prunes trials this way).
+    pretrain_fn : callable, optional
+        ``pretrain_fn(pre, seed) -> trunks`` with the fold's fitted preprocessing: pretrained trunks
+        (:mod:`trainer.pretrain`), then handed to ``train_fn(X_pre, y, seed, trunks)``.
     """
     fold_list = grouped_folds(groups, folds, seed=seed if fold_seed is None else fold_seed)
     done = np.zeros(Y.shape[0], dtype=bool)
@@ -133,7 +137,10 @@ def cnn_cv_predictions(
     for i, (fit_idx, held_idx) in enumerate(fold_list):
         pre = make_pre().fit(X[fit_idx])
         X_aug, y_aug = augment_fn(X[fit_idx], Y[fit_idx], seed + i)
-        model = train_fn(pre.transform(X_aug), y_aug, seed + i)
+        if pretrain_fn is None:
+            model = train_fn(pre.transform(X_aug), y_aug, seed + i)
+        else:
+            model = train_fn(pre.transform(X_aug), y_aug, seed + i, pretrain_fn(pre, seed + i))
         pred[held_idx] = np.asarray(predict_fn(model, pre.transform(X[held_idx])), dtype=np.float64).reshape(
             held_idx.size, -1
         )

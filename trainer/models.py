@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -40,7 +41,8 @@ import numpy as np
 
 from trainer.errors import TrainConfigError
 
-__all__ = ["CNNConfig", "TrainedCNN", "average_members", "build_cnn", "set_determinism", "train_cnn"]
+__all__ = ["CNNConfig", "TrainedCNN", "average_members", "build_cnn", "build_trunk", "load_trunk", "set_determinism",
+           "train_cnn", "trunk_layer_names"]
 
 log = logging.getLogger(__name__)
 
@@ -292,17 +294,7 @@ def build_cnn(
         return keras.initializers.HeNormal(seed=next(seeds))
 
     inputs = keras.Input(shape=tuple(int(v) for v in input_shape), name=f"{name}_in")
-    h = inputs
-    if len(input_shape) == 1:
-        h = layers.Reshape((int(input_shape[0]), 1), name=f"{name}_reshape")(h)
-    for i, (f, k, s) in enumerate(zip(config.filters, config.kernel_sizes, config.strides)):
-        h = layers.Conv1D(
-            f, k, strides=s, padding="same", use_bias=not config.batch_norm, kernel_initializer=init(),
-            kernel_regularizer=reg, name=f"{name}_conv{i}",
-        )(h)
-        if config.batch_norm:
-            h = layers.BatchNormalization(name=f"{name}_bn{i}")(h)
-        h = layers.Activation(config.activation, name=f"{name}_act{i}")(h)
+    h = build_trunk(inputs, input_shape, config, name=name, init=init, reg=reg)
     h = layers.Flatten(name=f"{name}_flat")(h)
     for i, units in enumerate(config.dense_units):
         if config.dropout > 0:
@@ -321,6 +313,51 @@ def build_cnn(
         kernel_regularizer=reg if config.linear_path else None, name=f"{name}_out",
     )(h)
     return keras.Model(inputs, outputs, name=name)
+
+
+def build_trunk(inputs: Any, input_shape: tuple[int, ...], config: CNNConfig, *, name: str, init: Any,
+                reg: Any = None) -> Any:
+    """The convolutional trunk of :func:`build_cnn` on ``inputs``: output ``(batch, length, config.filters[-1])``.
+
+    Its layers with weights are named :func:`trunk_layer_names` (``{name}_conv{i}``, ``{name}_bn{i}``), so weights
+    pretrained on a trunk built with the same ``name`` (:mod:`trainer.pretrain`) load into the CNN by name.
+    ``init()`` returns each convolution's kernel initialiser in turn.
+    """
+    from keras import layers
+
+    h = inputs
+    if len(input_shape) == 1:
+        h = layers.Reshape((int(input_shape[0]), 1), name=f"{name}_reshape")(h)
+    for i, (f, k, s) in enumerate(zip(config.filters, config.kernel_sizes, config.strides)):
+        h = layers.Conv1D(
+            f, k, strides=s, padding="same", use_bias=not config.batch_norm, kernel_initializer=init(),
+            kernel_regularizer=reg, name=f"{name}_conv{i}",
+        )(h)
+        if config.batch_norm:
+            h = layers.BatchNormalization(name=f"{name}_bn{i}")(h)
+        h = layers.Activation(config.activation, name=f"{name}_act{i}")(h)
+    return h
+
+
+def trunk_layer_names(config: CNNConfig, name: str) -> tuple[str, ...]:
+    """Names of the trunk's layers that hold weights (convolutions, then batch norms if any)."""
+    convs = tuple(f"{name}_conv{i}" for i in range(len(config.filters)))
+    return convs + (tuple(f"{name}_bn{i}" for i in range(len(config.filters))) if config.batch_norm else ())
+
+
+def load_trunk(member: Any, weights: Mapping[str, Sequence[np.ndarray]]) -> None:
+    """Set the trunk layers of ``member`` (a :func:`build_cnn` model) from ``{layer name: weights}``; a layer name
+    or weight shape that does not match is a ``ValueError`` naming it."""
+    for lname, w in weights.items():
+        try:
+            layer = member.get_layer(lname)
+        except ValueError as exc:
+            raise ValueError(f"expected a trunk layer {lname!r} in {member.name}, got none") from exc
+        have = [tuple(v.shape) for v in layer.get_weights()]
+        got = [tuple(np.shape(v)) for v in w]
+        if have != got:
+            raise ValueError(f"expected weights of shapes {have} for {lname}, got {got}")
+        layer.set_weights([np.asarray(v) for v in w])
 
 
 class _Progress:
@@ -433,6 +470,7 @@ def train_cnn(
     *,
     config: CNNConfig,
     seed: int,
+    trunks: Sequence[Mapping[str, Sequence[np.ndarray]]] | None = None,
 ) -> TrainedCNN:
     """Train a CNN (or an averaged ensemble of ``config.ensemble_size`` CNNs) on preprocessed spectra.
 
@@ -447,6 +485,9 @@ def train_cnn(
     config : CNNConfig
     seed : int
         Seeds shuffling; member ``i`` uses ``seed + i`` for its initialisers and dropout.
+    trunks : sequence of mappings, optional
+        One per member: pretrained trunk weights ``{layer name: weights}`` (:mod:`trainer.pretrain`) that replace
+        the member's initial convolution (and batch-norm) weights; every weight stays trainable.
 
     Returns
     -------
@@ -507,6 +548,11 @@ def train_cnn(
     members = [
         build_cnn(input_shape, config, n_outputs=n_outputs, seed=int(seed) + i, name=f"cnn{i}") for i in range(k)
     ]
+    if trunks is not None:
+        if len(trunks) != k:
+            raise ValueError(f"expected {k} pretrained trunks (one per ensemble member), got {len(trunks)}")
+        for member, weights in zip(members, trunks):
+            load_trunk(member, weights)
     inputs = keras.Input(shape=input_shape, name="train_in")
     joint = keras.Model(inputs, [m(inputs) for m in members], name="joint")
     if config.lr_schedule == "cosine":

@@ -268,6 +268,18 @@ def _search_paragraph(srch: Mapping[str, Any]) -> str:
     return f"<p class='note'>{text}</p>"
 
 
+def _pretrain_paragraph(pt: Mapping[str, Any]) -> str:
+    """One paragraph on the trunk pretraining (``metrics.json`` ``pretrain``)."""
+    if not pt.get("ran"):
+        return (f"<p class='note'>CNN trunk: randomly initialised (no pretraining: "
+                f"{html.escape(str(pt.get('reason', 'off')))}).</p>")
+    return (f"<p class='note'>CNN trunk pretrained ({html.escape('+'.join(pt.get('task') or []))}) on "
+            f"{pt.get('rows')} unlabeled spectra from {html.escape(str(pt.get('source')))} for {pt.get('epochs')} "
+            f"epochs: reconstruction loss {_fmt(pt.get('reconstruction_loss'))} (returning the corrupted input: "
+            f"{_fmt(pt.get('identity_loss'))}), then fine-tuned on the labeled rows with "
+            f"{html.escape(str(pt.get('fine_tune')))}.</p>")
+
+
 def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
     """Write ``report_dir/index.html`` and its PNG plots; return the path of ``index.html``."""
     out = Path(report_dir)
@@ -325,6 +337,7 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
     pr = m.get("pruning", {})
     parts.append(_table(["quantity", "value"], [
         ["CNN parameters", m.get("cnn_params")],
+        ["trunk pretraining", "on" if (m.get("pretrain") or {}).get("ran") else "off"],
         ["kernel sparsity reached", m.get("sparsity")],
         ["pruning", "on" if pr.get("enabled") else "off"],
         ["int8 model bytes", m.get("model_bytes")],
@@ -333,6 +346,7 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
         ["CNN training seconds", m.get("cnn_train_seconds")],
         ["runtime", m.get("runtime")],
     ]))
+    parts.append(_pretrain_paragraph(m.get("pretrain") or {}))
     if pr.get("accuracy_cost"):
         parts.append(f"<p>Accuracy cost of pruning to sparsity {_fmt(pr.get('sparsity'))} (float models, "
                      f"{key}):</p>")

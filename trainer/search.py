@@ -3,11 +3,12 @@
 A trial is one recipe: the CNN architecture (depth, filters, kernels, strides, a hidden dense layer, a linear path
 beside the convolutions), its regularisation (dropout, L2), the augmentation strength (offset, slope,
 multiplicative scale, noise, axis shift), the input preprocessing (one of the config's candidates), the learning
-rate, the epochs and the ensemble size. Its score is what :func:`trainer.champion.cnn_cv_predictions` gives on the
-training rows (grouped folds, preprocessing fitted per fold, no selection rows): the geometric mean over targets of
-the out-of-fold RMSE divided by the target's standard deviation (for one target, the RMSE in standard deviations).
-The first trial of a new study is the configured recipe itself, so the search can only report a recipe that beat it
-in the same cross-validation.
+rate, the epochs, the ensemble size and, with ``[pretrain]`` enabled, whether the CNN trunk is pretrained on the
+unlabeled spectra (:mod:`trainer.pretrain`; each fold pretrains through its own fitted preprocessing). Its score
+is what :func:`trainer.champion.cnn_cv_predictions` gives on the training rows (grouped folds, preprocessing fitted
+per fold, no selection rows): the geometric mean over targets of the out-of-fold RMSE divided by the target's
+standard deviation (for one target, the RMSE in standard deviations). The first trial of a new study is the
+configured recipe itself, so the search can only report a recipe that beat it in the same cross-validation.
 
 Optuna runs it: a seeded TPE sampler, a median pruner fed the running out-of-fold score after each fold (a trial
 worse than the median of earlier trials at the same fold stops there), a wall-clock budget and a trial count. The
@@ -99,6 +100,9 @@ class SearchInputs:
         The configured CNN input (``pls_best`` resolved by the caller).
     base_model, base_augment : dict
         The configured ``[model]`` (with ``task``) and ``[augment]`` tables.
+    pretrain : trainer.pretrain.PretrainPlan or None
+        With ``[pretrain]`` enabled: the pretraining settings and unlabeled spectra; ``pretrain`` (on/off) is then a
+        parameter of the search.
     """
 
     X: np.ndarray
@@ -110,6 +114,7 @@ class SearchInputs:
     base_candidate: str
     base_model: Mapping[str, Any]
     base_augment: Mapping[str, Any]
+    pretrain: Any = None
 
     @property
     def y_sd(self) -> np.ndarray:
@@ -184,8 +189,11 @@ def score(pred: np.ndarray, Y: np.ndarray, y_sd: np.ndarray, rows: np.ndarray | 
 
 def configured_recipe(inputs: SearchInputs) -> dict[str, Any]:
     """The recipe the config describes (the first trial of a new study)."""
-    return {"candidate": inputs.base_candidate, "model": dict(inputs.base_model),
-            "augment": dict(inputs.base_augment), _CONFIGURED: True}
+    recipe = {"candidate": inputs.base_candidate, "model": dict(inputs.base_model),
+              "augment": dict(inputs.base_augment), _CONFIGURED: True}
+    if inputs.pretrain is not None:
+        recipe["pretrain"] = True
+    return recipe
 
 
 def suggest_recipe(trial: Any, inputs: SearchInputs) -> dict[str, Any]:
@@ -227,7 +235,10 @@ def suggest_recipe(trial: Any, inputs: SearchInputs) -> dict[str, Any]:
             scale_sd=trial.suggest_float("aug_scale", *_AUG_SCALE),
             shift_sd_channels=trial.suggest_float("aug_shift", *_AUG_SHIFT),
         )
-    return {"candidate": cand, "model": model, "augment": augment}
+    recipe = {"candidate": cand, "model": model, "augment": augment}
+    if inputs.pretrain is not None:
+        recipe["pretrain"] = trial.suggest_categorical("pretrain", (False, True))
+    return recipe
 
 
 def cv_predictions(recipe: Mapping[str, Any], inputs: SearchInputs, *, folds: int, seed: int,
@@ -250,13 +261,25 @@ def cv_predictions(recipe: Mapping[str, Any], inputs: SearchInputs, *, folds: in
         inputs.X, inputs.Y, inputs.groups,
         make_pre=lambda: inputs.make_pre(steps),
         augment_fn=lambda Xa, ya, sd: augment(Xa, ya, aug_cfg, seed=sd),
-        train_fn=lambda Xp, yp, sd: train_cnn(Xp, yp, None, None, config=cnn_cfg, seed=sd).model,
+        train_fn=lambda Xp, yp, sd, trunks=None: train_cnn(Xp, yp, None, None, config=cnn_cfg, seed=sd,
+                                                            trunks=trunks).model,
         predict_fn=predict,
         folds=folds,
         seed=seed,
         fold_seed=fold_seed,
         on_fold=on_fold,
+        pretrain_fn=_pretrain_fn(recipe, inputs, cnn_cfg),
     )
+
+
+def _pretrain_fn(recipe: Mapping[str, Any], inputs: SearchInputs, cnn_cfg: Any) -> Callable[[Any, int], Any] | None:
+    """Each fold pretrains the trunks through its own fitted preprocessing when the recipe says ``pretrain``."""
+    plan = inputs.pretrain
+    if plan is None or not recipe.get("pretrain"):
+        return None
+    from trainer.pretrain import pretrain_for  # noqa: PLC0415
+
+    return lambda pre, sd: pretrain_for(pre, plan, cnn_cfg, sd).trunks
 
 
 def resolve_storage(storage: str, out_dir: str | Path) -> tuple[str, str]:
@@ -290,6 +313,8 @@ def study_name_for(cfg: TrainConfig, inputs: SearchInputs, folds: int) -> str:
     data, split, CV, preprocessing, model and augmentation tables, the seed, the folds, the training rows and the
     search space version)."""
     raw = {k: cfg.raw.get(k) for k in ("data", "split", "cv", "preprocessing", "model", "augment")}
+    if cfg.pretrain.enabled:  # only then: the names of studies without pretraining stay as they were
+        raw["pretrain"] = cfg.raw.get("pretrain")
     h = hashlib.sha256()
     h.update(json.dumps({"raw": raw, "seed": cfg.seed, "folds": folds, "version": SEARCH_SPACE_VERSION},
                         sort_keys=True, default=str).encode())
@@ -310,8 +335,8 @@ def prepare_inputs(cfg: TrainConfig) -> SearchInputs:
     if cfg.task != "regression":
         raise TrainConfigError("search: the recipe search scores regression RMSE; classification is not searched")
     ds = load_configured(cfg.data)
-    plan = make_split_plan(ds, cfg.split, seed=cfg.seed)
-    tr = plan.train_rows
+    plan_rows = make_split_plan(ds, cfg.split, seed=cfg.seed)
+    tr = plan_rows.train_rows
     groups = group_labels(ds, cfg.cv.group or cfg.split.group)
 
     def make_pre(steps: Sequence[Mapping[str, Any]]) -> Any:
@@ -322,10 +347,16 @@ def prepare_inputs(cfg: TrainConfig) -> SearchInputs:
         cand = next(iter(cfg.preprocessing.candidates))
     model = dict(cfg.model)
     model["task"] = cfg.task
+    plan = None
+    if cfg.pretrain.enabled:
+        from trainer.pipeline.prepare import prepared_from  # noqa: PLC0415
+        from trainer.pipeline.recipe import pretrain_plan  # noqa: PLC0415
+
+        plan = pretrain_plan(cfg, prepared_from(cfg, ds, plan_rows, groups))
     return SearchInputs(X=ds.X[tr], Y=np.asarray(ds.y[tr], dtype=np.float64), groups=groups[tr],
                         target_names=tuple(ds.target_names), make_pre=make_pre,
                         candidates=cfg.preprocessing.candidates, base_candidate=cand, base_model=model,
-                        base_augment=dict(cfg.augment))
+                        base_augment=dict(cfg.augment), pretrain=plan)
 
 
 def _cv_rmse(pred: np.ndarray, Y: np.ndarray, names: Sequence[str]) -> dict[str, float]:

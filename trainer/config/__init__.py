@@ -9,7 +9,8 @@ itself.
 
 Layout: :mod:`~trainer.config.tables` (reading tables), :mod:`~trainer.config.sources` (``[data]``,
 ``[instrument]``), :mod:`~trainer.config.split` (``[split]``, ``[cv]``), :mod:`~trainer.config.selection`
-(``[preprocessing]``, ``[selection]``, ``[search]``), :mod:`~trainer.config.outputs` (``[ood]``, ``[intervals]``,
+(``[preprocessing]``, ``[selection]``, ``[search]``), :mod:`~trainer.config.pretrain` (``[pretrain]``),
+:mod:`~trainer.config.outputs` (``[ood]``, ``[intervals]``,
 ``[quantize]``, ``[bundle]``) and :mod:`~trainer.config.train` (the whole run and its readers).
 
 Examples
@@ -34,6 +35,7 @@ Examples
 from __future__ import annotations
 
 from trainer.config.outputs import BundleConfig, IntervalConfig, OodConfig, QuantizeConfig
+from trainer.config.pretrain import PRETRAIN_TASKS, PretrainConfig
 from trainer.config.selection import PreprocessingConfig, SearchConfig, SelectionConfig
 from trainer.config.sources import QUANTITIES, SIGNALS, DataConfig, InstrumentConfig, LineNoiseConfig, SyntheticConfig
 from trainer.config.split import CVConfig, Selector, SplitConfig, TestSet
@@ -46,6 +48,8 @@ __all__ = [
     "LineNoiseConfig",
     "SelectionConfig",
     "SearchConfig",
+    "PretrainConfig",
+    "PRETRAIN_TASKS",
     "Selector",
     "TestSet",
     "SplitConfig",

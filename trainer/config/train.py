@@ -14,6 +14,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from trainer.config.outputs import BundleConfig, IntervalConfig, OodConfig, QuantizeConfig
+from trainer.config.pretrain import PretrainConfig
 from trainer.config.selection import PreprocessingConfig, SearchConfig, SelectionConfig
 from trainer.config.sources import DataConfig, InstrumentConfig
 from trainer.config.split import CVConfig, SplitConfig
@@ -39,6 +40,7 @@ class TrainConfig:
     instrument: InstrumentConfig = field(default_factory=InstrumentConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     seed: int = 0
     report: bool = True
     source: str = "<string>"
@@ -52,7 +54,7 @@ class TrainConfig:
 
 _TOP_KEYS = frozenset(
     {"seed", "report", "data", "instrument", "selection", "search", "split", "cv", "preprocessing", "augment",
-     "model", "pruning", "quantize", "ood", "intervals", "bundle"}
+     "model", "pruning", "quantize", "ood", "intervals", "bundle", "pretrain"}
 )
 
 
@@ -78,6 +80,7 @@ def config_from_dict(d: Mapping[str, Any], *, base_dir: str | Path = ".", source
         instrument=InstrumentConfig.from_dict(_table(d, "instrument", "")),
         selection=SelectionConfig.from_dict(_table(d, "selection", "")),
         search=SearchConfig.from_dict(_table(d, "search", "") if "search" in d else None),
+        pretrain=PretrainConfig.from_dict(_table(d, "pretrain", ""), base),
         seed=seed,
         report=_get(d, "report", "", bool, True),
         source=source,

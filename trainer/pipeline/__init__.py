@@ -1,5 +1,5 @@
 """The ``spectro-train fit`` orchestration: data -> splits -> PLS baseline -> CNN recipe search (with ``[search]``,
-:mod:`trainer.search`) -> CNN cross-validation -> CNN -> pruning ->
+:mod:`trainer.search`) -> CNN cross-validation -> trunk pretraining (``[pretrain]``) -> CNN -> pruning ->
 int8 -> champion (CNN or PLS) -> OOD and intervals -> bundle -> evaluation through the edge runtime ->
 ``metrics.json`` and the HTML report.
 
@@ -41,6 +41,8 @@ train, prune), :mod:`~trainer.pipeline.int8` (conversion and the candidates' pre
   ``calibration_rows`` and where they come from, half-widths, and measured coverage of the deployed model per test
   split and target), ``ood`` (components,
   limits, alarm rates per split), ``splits`` (rows per role);
+- ``pretrain``: the CNN trunk pretraining on unlabeled spectra (:mod:`trainer.pretrain`): ``{"ran": false,
+  "reason"}``, or its source, rows, task, epochs, settings and reconstruction losses;
 - ``search``: the CNN recipe search (:meth:`trainer.search.SearchResult.to_dict`), or ``{"ran": false, "reason"}``.
   When it ran, the CNN figures come from its best recipe, and the champion's CNN cross-validation is its best trial's.
 """

@@ -33,7 +33,8 @@ class TrainedNetwork:
     ``pre`` is the fitted trainer preprocessing (``edge_pipe`` its edge form), ``trained`` what
     :func:`trainer.models.train_cnn` returned, ``model`` the (pruned) Keras model, ``role_pre`` the preprocessed
     spectra of every role, ``dense_preds`` the unpruned network's predictions per role (empty without pruning),
-    ``pruning`` the ``metrics.json`` pruning entry and ``sparsity`` the share of zero kernel weights.
+    ``pruning`` the ``metrics.json`` pruning entry, ``sparsity`` the share of zero kernel weights and ``pretrain``
+    the ``metrics.json`` pretraining entry.
     """
 
     pre: Any
@@ -44,6 +45,7 @@ class TrainedNetwork:
     dense_preds: dict[str, np.ndarray]
     pruning: dict[str, Any]
     sparsity: float
+    pretrain: dict[str, Any] | None = None
 
 
 def cross_validate_cnn(
@@ -70,11 +72,13 @@ def cross_validate_cnn(
             X[tr], Y[tr].astype(np.float64), data.groups[tr],
             make_pre=lambda: data.make_pre(recipe.steps),
             augment_fn=lambda Xa, ya, sd: augment(Xa, ya, recipe.augment, seed=sd),
-            train_fn=lambda Xp, yp, sd: train_cnn(Xp, yp, None, None, config=recipe.cnn, seed=sd).model,
+            train_fn=lambda Xp, yp, sd, trunks=None: train_cnn(Xp, yp, None, None, config=recipe.cnn, seed=sd,
+                                                                trunks=trunks).model,
             predict_fn=keras_predict,
             folds=cfg.selection.cnn_cv_folds,
             seed=cfg.seed,
             progress=progress,
+            pretrain_fn=pretrain_fn(recipe),
         )
     else:
         return CnnCv()
@@ -82,13 +86,20 @@ def cross_validate_cnn(
 
 
 def train_network(cfg: TrainConfig, data: Prepared, recipe: Recipe, stage: Callable[[str], None]) -> TrainedNetwork:
-    """Stages "train CNN" and "prune"."""
+    """Stages "pretrain CNN trunk" (with ``[pretrain]``), "train CNN" and "prune"."""
     from trainer.augment import augment  # noqa: PLC0415
     from trainer.models import train_cnn  # noqa: PLC0415
 
-    stage("train CNN")
     X, Y, tr, sel, classify = data.ds.X, data.ds.y, data.plan.train_rows, data.plan.select_rows, data.classify
-    pre = data.make_pre(recipe.steps).fit(X[tr])
+    pre = data.make_pre(recipe.steps).fit(X[tr])  # on the labeled training rows only
+    trunks, pretrain_info = None, {"ran": False, "reason": recipe.pretrain_off}
+    if recipe.pretrain is not None:
+        from trainer.pretrain import pretrain_for  # noqa: PLC0415
+
+        stage("pretrain CNN trunk")
+        result = pretrain_for(pre, recipe.pretrain, recipe.cnn, cfg.seed)  # unlabeled spectra through that pre
+        trunks, pretrain_info = result.trunks, recipe.pretrain.summary(result)
+    stage("train CNN")
     edge_pipe = pre.to_edge()
 
     y_tr = Y[tr][:, 0] if classify else Y[tr]
@@ -98,7 +109,7 @@ def train_network(cfg: TrainConfig, data: Prepared, recipe: Recipe, stage: Calla
     X_sel_pre = pre.transform(X[sel])
     log.info("CNN input: preprocessing %s, %d training spectra (%d after augmentation), input shape %s",
              recipe.candidate, tr.size, X_aug.shape[0], X_tr_pre.shape[1:])
-    trained = train_cnn(X_tr_pre, y_aug, X_sel_pre, y_sel, config=recipe.cnn, seed=cfg.seed)
+    trained = train_cnn(X_tr_pre, y_aug, X_sel_pre, y_sel, config=recipe.cnn, seed=cfg.seed, trunks=trunks)
     role_pre = {role: pre.transform(X[rows]) for role, rows in data.plan.roles().items()}
 
     # Dense (unpruned) predictions first: pruning fine-tunes the same model object in place.
@@ -112,7 +123,18 @@ def train_network(cfg: TrainConfig, data: Prepared, recipe: Recipe, stage: Calla
     pruning_info["sparsity_all_kernels"] = sparsity(model)
     log.info("kernel sparsity %.1f%%", 100 * sparsity_)
     return TrainedNetwork(pre=pre, edge_pipe=edge_pipe, trained=trained, model=model, role_pre=role_pre,
-                          dense_preds=dense_preds, pruning=pruning_info, sparsity=sparsity_)
+                          dense_preds=dense_preds, pruning=pruning_info, sparsity=sparsity_, pretrain=pretrain_info)
+
+
+def pretrain_fn(recipe: Recipe) -> Callable[[Any, int], Any] | None:
+    """``pretrain_fn(fitted_pre, seed) -> trunks`` for :func:`trainer.champion.cnn_cv_predictions` when the recipe
+    pretrains (each fold pretrains through its own fitted preprocessing), else None."""
+    plan = recipe.pretrain
+    if plan is None:
+        return None
+    from trainer.pretrain import pretrain_for  # noqa: PLC0415
+
+    return lambda pre, sd: pretrain_for(pre, plan, recipe.cnn, sd).trunks
 
 
 def cnn_predict(keras_model: Any, Xp: np.ndarray, classify: bool) -> np.ndarray:

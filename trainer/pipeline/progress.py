@@ -9,7 +9,8 @@ from collections.abc import Callable
 #: Where the stage lines go: the package's logger, whichever stage module announces them.
 log = logging.getLogger("trainer.pipeline")
 
-STAGES = ("load data", "split rows", "PLS baseline", "search CNN recipe", "cross-validate CNN", "train CNN", "prune",
+STAGES = ("load data", "split rows", "PLS baseline", "search CNN recipe", "cross-validate CNN", "pretrain CNN trunk",
+          "train CNN", "prune",
           "int8 conversion", "choose the deployed model", "OOD + intervals",
           "bundle", "evaluate through the edge runtime", "report")
 

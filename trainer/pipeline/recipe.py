@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Recipe:
-    """How the CNN is trained: preprocessing candidate, model, augmentation and pruning configs, and what the
-    search said (``search`` for ``metrics.json``; the best trial's out-of-fold predictions and folds, if any)."""
+    """How the CNN is trained: preprocessing candidate, model, augmentation and pruning configs, what the search
+    said (``search`` for ``metrics.json``; the best trial's out-of-fold predictions and folds, if any), and the
+    trunk pretraining (:class:`trainer.pretrain.PretrainPlan`, or None and why in ``pretrain_off``)."""
 
     candidate: str
     steps: Sequence[Mapping[str, Any]]
@@ -31,6 +32,8 @@ class Recipe:
     search: dict[str, Any]
     search_oof: np.ndarray | None = None
     search_folds: int = 0
+    pretrain: Any = None
+    pretrain_off: str = "enabled = false"
 
 
 def build_cnn_config(cfg: TrainConfig) -> Any:
@@ -69,7 +72,7 @@ def build_prune_config(cfg: TrainConfig) -> Any:
 def _run_search(
     cfg: TrainConfig, X_tr: np.ndarray, Y_tr: np.ndarray, groups_tr: np.ndarray, target_names: Sequence[str],
     cand: str, make_pre: Callable[[Sequence[Mapping[str, Any]]], Any], out: Path, stage: Callable[[str], None],
-    progress: Callable[[str], None] | None,
+    progress: Callable[[str], None] | None, pretrain: Any = None,
 ) -> tuple[dict[str, Any], np.ndarray | None, int]:
     """The ``[search]`` stage (:mod:`trainer.search`): ``(metrics.json search, the best trial's out-of-fold
     predictions or None, its folds)``. Skipped (the configured recipe) when the search is off, for classification
@@ -93,7 +96,7 @@ def _run_search(
     inputs = SearchInputs(X=X_tr, Y=np.asarray(Y_tr, dtype=np.float64), groups=groups_tr,
                           target_names=tuple(target_names), make_pre=make_pre,
                           candidates=cfg.preprocessing.candidates, base_candidate=cand, base_model=model,
-                          base_augment=dict(cfg.augment))
+                          base_augment=dict(cfg.augment), pretrain=pretrain)
     result = run_search(cfg, inputs, out, progress=progress)
     return result.to_dict(), result.oof, result.folds
 
@@ -124,16 +127,36 @@ def choose_recipe(
     if cand == "pls_best":
         cand = pls_candidate
     tr = data.plan.train_rows
+    plan = pretrain_plan(cfg, data)
     search_info, search_oof, search_folds = _run_search(cfg, data.ds.X[tr], data.ds.y[tr], data.groups[tr],
                                                         data.ds.target_names, cand, data.make_pre, out, stage,
-                                                        progress)
+                                                        progress, plan)
+    pretrain, off = plan, "enabled = false"
     if search_info.get("best_recipe") is not None:
         recipe = search_info["best_recipe"]
         cand = recipe["candidate"]
         cnn_cfg = build_cnn_config(replace(cfg, model=recipe["model"]))
         aug_cfg = build_augment_config(replace(cfg, augment=recipe["augment"]))
-        log.info("CNN recipe from the search (trial %s): preprocessing %s, model %s, augment %s",
-                 search_info.get("best_trial"), cand, recipe["model"], recipe["augment"])
+        if plan is not None and not recipe.get("pretrain", True):
+            pretrain, off = None, "the search's best recipe trains without pretraining"
+        log.info("CNN recipe from the search (trial %s): preprocessing %s, model %s, augment %s%s",
+                 search_info.get("best_trial"), cand, recipe["model"], recipe["augment"],
+                 "" if plan is None else f", pretrain {pretrain is not None}")
     return Recipe(candidate=cand, steps=cfg.preprocessing.candidates[cand], cnn=cnn_cfg, augment=aug_cfg,
                   prune=configs.prune, search=search_info, search_oof=search_oof,
-                  search_folds=search_folds)
+                  search_folds=search_folds, pretrain=pretrain, pretrain_off=off)
+
+
+def pretrain_plan(cfg: TrainConfig, data: Prepared) -> Any:
+    """The ``[pretrain]`` settings and their unlabeled spectra (:class:`trainer.pretrain.PretrainPlan`), or None
+    when pretraining is off. Only the spectra of ``[data]`` are handed over, never its reference values."""
+    if not cfg.pretrain.enabled:
+        return None
+    from trainer.pretrain import PretrainPlan, load_unlabeled  # noqa: PLC0415
+
+    ds = data.ds
+    unlabeled = load_unlabeled(cfg.pretrain, ds.X, ds.wavelengths, unit=ds.axis_unit,
+                               quantity=cfg.instrument.quantity, min_ratio=data.min_ratio)
+    log.info("pretrain: %d unlabeled spectra from %s (%s), %d epochs", unlabeled.rows, unlabeled.source,
+             "+".join(cfg.pretrain.tasks), cfg.pretrain.epochs)
+    return PretrainPlan(config=cfg.pretrain, unlabeled=unlabeled)

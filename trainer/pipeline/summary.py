@@ -57,6 +57,7 @@ def summarise(cfg: TrainConfig, data: Prepared, recipe: Recipe, pls: Any, net: T
         "deployed_model": selection.winner,
         "selection": selection.to_dict(),
         "search": recipe.search,
+        "pretrain": net.pretrain,
         "deployed_pls": ({"candidate": dep.candidate, "n_components": dict(dep.n_components)}
                          if deployed.is_pls else None),
         "pls_components": pls.components,
