@@ -140,6 +140,11 @@ class BundleConfig:
         False, "accept a signed bundle older than the newest one of the same model_id served on this device (by "
         "model_version, then created_utc; remembered across restarts beside the outbox); false refuses it, at a "
         "reload and at start")
+    persist: bool = _opt(
+        True, "write a bundle put in service from another file (reload_bundle with a path, a challenger's promotion) "
+        "over this path, the file there kept as <name>.previous, so that a restart serves it; false leaves this file "
+        "alone: a restart serves it again, and with signed bundles the anti-rollback guard then refuses it when it "
+        "is older (the daemon does not start)")
 
 
 @dataclass(frozen=True)

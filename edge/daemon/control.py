@@ -141,7 +141,8 @@ class CommandControl:
                                          else "none", "issued_at_unix_s": cmd.issued_at_unix_s})
         if cmd.name is CommandName.RELOAD_BUNDLE:
             path = cmd.args.path if cmd.args.path is not None else Path(self._config().bundle.path)
-            self._reload(Path(path), request_id=cmd.request_id, command=name, reason=f"command {name}")
+            self._reload(Path(path), request_id=cmd.request_id, command=name, reason=f"command {name}",
+                         persist=cmd.args.path is not None)
         elif cmd.name in (CommandName.CAPTURE_DARK, CommandName.CAPTURE_REFERENCE):
             kind = ReferenceKind.DARK if cmd.name is CommandName.CAPTURE_DARK else ReferenceKind.WHITE
             order = capture_order(kind, int(cmd.args.average_frames), cmd.request_id, name)

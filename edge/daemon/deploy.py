@@ -8,13 +8,12 @@ rate limit) all apply; a ``probation`` rule in ``deploy_commit`` puts the new bu
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from edge.daemon.install import install_over
 from edge.daemon.probation import Probation, refusal_reason
 from edge.deploy.args import DeployBeginArgs, DeployChunkArgs, DeployCommitArgs, DeployRollbackArgs
 from edge.deploy.staging import DeployError, StagingArea, Transfer, TransferState
@@ -238,14 +237,8 @@ class DeployControl:
 
     def _persist(self, source: Path, target: Path) -> None:
         """Copy the installed bundle over ``bundle.path`` (atomically; the old file kept as ``.previous``)."""
-        tmp = target.with_name(f".{target.name}.deploy-tmp")
         try:
-            if target.is_file():
-                shutil.copy2(target, target.with_name(target.name + ".previous"))
-            shutil.copyfile(source, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
+            install_over(source, target)
         except OSError as exc:
             self._counters.incr("deploy_persist_failures")
             log.error("deploy: the installed bundle is served but cannot be written to %s (%s): a restart serves "

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from edge.daemon.install import install_over
 from edge.deploy.probation import ProbationRule, Tally, verdict
 from edge.deploy.staging import DeployError
 from edge.metrics import Counters
@@ -407,10 +408,8 @@ class Probation:
         self._counters.incr("deploy_rolled_back")
         if self._persist():
             target = self._bundle_path()
-            tmp = target.with_name(f".{target.name}.rollback-tmp")
             try:
-                shutil.copyfile(self.previous_path, tmp)
-                os.replace(tmp, target)
+                install_over(self.previous_path, target, keep_previous=False)
             except OSError as exc:
                 self._counters.incr("deploy_persist_failures")
                 log.error("deploy: returned to the previous bundle, but cannot write it to %s (%s): a restart serves "

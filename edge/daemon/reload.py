@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from edge.daemon.auditing import _file_sha256
 from edge.daemon.device import DeviceView, printable
+from edge.daemon.install import install_over
 from edge.daemon.values import _Swap
 from edge.errors import BundleError, EdgeError
 from edge.inference import InferenceEngine
@@ -123,12 +124,15 @@ class BundleReloader:
         reason: str,
         stamp: tuple[int, int] | None = None,
         loader: Callable[[Path], "Bundle"] | None = None,
+        persist: bool = False,
     ) -> str | None:
         """Load, verify and self-test ``path`` off the inference thread; swap it in or report why not.
 
         Returns None when ``path`` is handed to the inference thread (or is the bundle in service already), else
         why not (the refusal is answered, counted and audited here).  ``loader`` replaces the configured loader (a
         deployed bundle is loaded with the trusted key that signed it, so the anti-rollback guard applies).
+        ``persist`` (a command's ``path``, a challenger's promotion): once handed over, the file is also written over
+        ``bundle.path`` (``bundle.persist``; :mod:`edge.daemon.install`) so that a restart serves it.
 
         The same bytes as the bundle in service are a no-op (said in the log and the command response: nothing is
         reset, drift detectors and alerts stay); otherwise at most one model change per
@@ -203,7 +207,26 @@ class BundleReloader:
         log.info("bundle %s verified and self-tested in %.2f s", path, time.monotonic() - t0)
         self._last_reload_mono = time.monotonic()
         self._swap(_Swap(engine, request_id, command, reason))
+        if persist and config.bundle.persist:
+            self._install(path, Path(config.bundle.path))
         return None
+
+    def _install(self, path: Path, target: Path) -> None:
+        """Write the bundle just handed over over ``bundle.path`` (the old file kept as ``.previous``), so a restart
+        serves it; the watched file then holds the bytes in service (no reload of its own)."""
+        try:
+            if install_over(path, target):
+                self._counters.incr("bundle_installed_over_path")
+                log.info("bundle %s written over %s (the file there kept as %s.previous): a restart serves it",
+                         path, target, target.name)
+        except OSError as exc:
+            self._counters.incr("bundle_persist_failures")
+            log.error("bundle %s is served but cannot be written over %s (%s): a restart serves the file there "
+                      "(with signed bundles an older one is refused by the anti-rollback guard)", path, target,
+                      exc.strerror or exc)
+            return
+        self._bundle_stamp = self._seen_stamp = _file_stamp(target)
+        self._failed_stamp = None
 
     def check_rollback(self, bundle: "Bundle") -> None:
         """Refuse a signed bundle older than the newest one of its model served here (:mod:`edge.rollback`)."""

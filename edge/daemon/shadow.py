@@ -270,7 +270,7 @@ class ShadowMode:
                                              "serving_model": ch.serving_model, "comparison": summary})
         self._set_step("promoting", ch, f"by {trigger}")
         if self._reload(ch.path, request_id=cmd.request_id, command=name,
-                        reason=f"challenger promoted by {trigger}") is None:
+                        reason=f"challenger promoted by {trigger}", persist=True) is None:
             return  # the inference thread swaps it in; its next turn ends the shadow run (_promoted)
         self._counters.incr("challenger_promotions_refused")
         self._set_step("shadowing", ch, "promotion refused by the reload (see the response and last_error); "

@@ -32,13 +32,13 @@ from firmware_bridge.transport import SerialTransport
 from tests.support.bundles import read_zip, rehash_manifest, write_zip
 from tests.support.commands import commands_section, send_signed
 from tests.support.daemon import (
-    DemoBundles,
     RecordingLink,
     edge_config,
     offline_stream,
     start_sim_thread,
     wait_for,
 )
+from tests.support.trained import DEMO_V1, DEMO_V2, committed
 
 pytestmark = pytest.mark.reliability
 
@@ -231,7 +231,7 @@ def test_hostile_frames_through_the_daemon_never_crash_it(tmp_path: Path, exampl
 
 # ------------------------------------------------------------------------------------------------ bundles
 @pytest.fixture(scope="module")
-def signing(tmp_path_factory: pytest.TempPathFactory, demo_bundles: DemoBundles) -> dict[str, Path]:
+def signing(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The demo bundles signed with a fresh Ed25519 key, plus refused variants of the 1.1.0 one."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -247,8 +247,8 @@ def signing(tmp_path_factory: pytest.TempPathFactory, demo_bundles: DemoBundles)
         members["manifest.sig"] = k.sign(members["manifest.json"])
         return write_zip(path, members)
 
-    out = {"pub": pub, "v1": signed(read_zip(demo_bundles.v1), d / "v1.spectrolite"),
-           "v2": signed(read_zip(demo_bundles.v2), d / "v2.spectrolite")}
+    out = {"pub": pub, "v1": signed(read_zip(committed(DEMO_V1)), d / "v1.spectrolite"),
+           "v2": signed(read_zip(committed(DEMO_V2)), d / "v2.spectrolite")}
     good = read_zip(out["v2"])
     raw = out["v2"].read_bytes()
     (d / "truncated.spectrolite").write_bytes(raw[: len(raw) // 2])

@@ -8,6 +8,7 @@ tests/conftest.py; import only the helpers.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import pytest
 
-from tests.support.trained import DEMO_V1, DEMO_V2, committed
+from tests.support.trained import DEMO_V1, DEMO_V2, TRAINED, committed
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / "examples" / "demo.toml"
@@ -43,13 +44,19 @@ class DemoBundles:
     v2: Path
 
 
-@pytest.fixture(scope="session")
-def demo_bundles() -> DemoBundles:
-    """The trainer-built bundles for the simulator's synthetic stream (committed; tests/support/trained.py)."""
-    return DemoBundles(committed(DEMO_V1), committed(DEMO_V2))
+@pytest.fixture
+def demo_bundles(tmp_path_factory: pytest.TempPathFactory) -> DemoBundles:
+    """The trainer-built bundles for the simulator's synthetic stream (committed; tests/support/trained.py), as
+    copies of the test's own with every committed bundle beside them (a command's relative ``path`` finds them
+    there): a daemon writes a bundle it put in service from another file over ``bundle.path`` (``bundle.persist``),
+    and must never write over the committed files nor over another test's bundle."""
+    directory = tmp_path_factory.mktemp("trained")
+    for source in (committed(DEMO_V1), committed(DEMO_V2), *sorted(TRAINED.glob("*.spectrolite"))):
+        shutil.copyfile(source, directory / source.name)
+    return DemoBundles(directory / DEMO_V1.name, directory / DEMO_V2.name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def example_bundle(demo_bundles: DemoBundles) -> Path:
     """The 1.0.0 bundle."""
     return demo_bundles.v1
@@ -202,3 +209,19 @@ def edge_config(tmp: Path, *, port_url: str, bundle_path: Path, mqtt_port: int =
 def iter_seqs(messages: list[dict[str, Any]]) -> Iterator[int]:
     for m in messages:
         yield int(m["seq"])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def committed_bundles_untouched() -> Iterator[None]:
+    """Fails the session if any test wrote over a committed trainer-built file (a daemon pointed at one: a bundle it
+    puts in service from another file is written over ``bundle.path``); tests serve copies (:func:`demo_bundles`)."""
+    import hashlib
+
+    def digests() -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(TRAINED.iterdir()) if p.is_file()}
+
+    before = digests()
+    yield
+    after = digests()
+    changed = sorted(n for n in before.keys() | after.keys() if before.get(n) != after.get(n))
+    assert not changed, f"tests changed committed files in tests/data/trained: {changed} (restore them with git)"

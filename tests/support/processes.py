@@ -105,6 +105,7 @@ reconnect_max_delay_s = 0.5
 [bundle]
 path = "{bundle}"
 watch = false
+persist = false
 [mqtt]
 host = "127.0.0.1"
 port = {mqtt_port}
