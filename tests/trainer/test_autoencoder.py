@@ -114,7 +114,8 @@ def test_a_bundle_whose_autoencoder_golden_outputs_differ_is_refused(ae_fit: dic
                             ae_outputs=golden.ae_outputs + np.float32(1.0))
     members["golden.npz"] = shifted.to_npz_bytes()
     manifest = json.loads(members["manifest.json"])
-    manifest["members"]["golden.npz"] = {"sha256": sha256_hex(members["golden.npz"]), "size": len(members["golden.npz"])}
+    new = members["golden.npz"]
+    manifest["members"]["golden.npz"] = {"sha256": sha256_hex(new), "size": len(new)}
     members["manifest.json"] = json.dumps(manifest).encode()
     bad = tmp_path / "bad.spectrolite"
     write_zip(bad, members)
