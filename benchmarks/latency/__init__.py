@@ -9,10 +9,10 @@ Each of ``--frames`` raw frames (after ``--warmup`` untimed ones) goes through t
 timed on its own with ``time.perf_counter_ns``: ``decode`` (serial bytes -> :class:`~firmware_bridge.frames.Spectrum`
 by :class:`firmware_bridge.codec.FrameDecoder`), ``preprocess`` (the bundle's pipeline, with read-only dark and white
 references as the daemon holds them), ``quantize``, ``invoke``, ``dequantize`` (:class:`edge.runtime.ModelRuntime`),
-``ood`` (Hotelling T2 and Q), ``autoencoder`` (the bundle's autoencoder score, when it has one: what it
-adds to ``compute``; goal <= 50 us at p50, #16), ``interval`` (conformal bounds) and ``message`` (prediction
-payload built, validated and encoded as the publisher does). ``compute`` is the span from the start of
-``preprocess`` to the end of ``interval`` of the same frame, read from the same clock: one timed span per frame, not a sum of percentiles;
+``ood`` (Hotelling T2 and Q), ``autoencoder`` (the bundle's autoencoder score, when it has one: what it adds to
+``compute``; goal <= 50 us at p50, #16), ``interval`` (conformal bounds) and ``message`` (prediction payload built,
+validated and encoded as the publisher does). ``compute`` is the span from the start of ``preprocess`` to the end of
+``interval`` of the same frame, read from the same clock: one timed span per frame, not a sum of percentiles;
 ``compute_cpu`` is the same span in thread CPU time (``time.thread_time_ns``), which leaves out the time the thread
 was preempted, so on a busy machine it shows what the work itself costs (its tail still includes cache and
 frequency effects of the other load).
