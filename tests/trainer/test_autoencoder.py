@@ -153,3 +153,8 @@ def test_bad_autoencoder_options_are_refused(line: str, message: str, tmp_path: 
     (tmp_path / "train.toml").write_text(CONFIG.replace("[ood]\n", f"[ood]\n{line}\n"))
     with pytest.raises(TrainConfigError, match=message):
         load_config(tmp_path / "train.toml")
+
+
+def test_the_report_shows_the_autoencoder(ae_fit: dict[str, Any]) -> None:
+    html = (ae_fit["bundle"].parent / "report" / "index.html").read_text()
+    assert "Autoencoder (reconstruction error" in html and "autoencoder alarm rate" in html
