@@ -21,8 +21,9 @@ detector noise and row order).
 Detectors (:data:`benchmarks.drift_scoring.DETECTORS`) and what counts as their alarm: ``t2`` and ``q`` the
 daemon's drift alerts ``ood_t2`` / ``ood_q`` (EWMA of the statistic over its limit), ``prediction_cusum`` any
 ``prediction:<target>`` alert, ``instrument_health`` any instrument alert (``dark_level``,
-``reference_intensity``, ``detector_temp``), ``autoencoder`` null with the reason ``not_built`` while no prediction
-carries an autoencoder score.  The per-spectrum ``out_of_distribution`` flag (T2 or Q over its limit on one spectrum)
+``reference_intensity``, ``detector_temp``), ``autoencoder`` the alert ``ood_ae`` (the autoencoder's reconstruction
+error over its limit, #16), null with the reason ``not_built`` while no prediction carries an autoencoder score
+(a bundle without one).  The per-spectrum ``out_of_distribution`` flag (a statistic over its limit on one spectrum)
 is reported beside them (``flag_share_at_full_size``, ``flag_rate``) but is not the detectors' decision.
 
 Figures (JSON keys):
@@ -32,7 +33,8 @@ Figures (JSON keys):
   ``false_alarms_before_onset``; ``detected_by`` and ``best_delay_spectra`` per scenario;
 - ``detectors.<detector>``: ``false_alarm_rate`` (share of in-distribution spectra under that detector's alert:
   the in-distribution streams and every scenario's spectra before its onset), ``alerts_raised``, the same split
-  into ``clean_streams`` and ``before_onset``; ``flag_rate`` (spectra over the limit) for T2 and Q;
+  into ``clean_streams`` and ``before_onset``; ``flag_rate`` (spectra over the limit) for T2, Q and
+  the autoencoder;
 - ``goals``: every scenario detected by at least one detector within 50 spectra of full size (``detection``, and
   ``detection_by_quiet_detectors``: the same counting only the detectors that meet the next goal); false alarms
   <= 1 % of in-distribution spectra for every detector; the autoencoder's compute cost (null: ``not_built``).
@@ -279,7 +281,7 @@ def score(runs: dict[str, dict[str, Any]], clean: list[dict[str, Any]], *, names
                               "alerts_raised": raised_clean},
             "before_onset": {"false_alarm_rate": under_pre / n_pre if n_pre else None, "alerts_raised": raised_pre},
         }
-        if det in ("t2", "q"):
+        if det in ("t2", "q", "autoencoder") and det not in unavailable:
             over = sum(int(np.sum(r["ratios"][det] > 1.0)) for r in clean)
             over += sum(int(np.sum(r["ratios"][det][:onset] > 1.0)) for r in pre)
             entry["flag_rate"] = over / n if n else None

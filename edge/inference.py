@@ -1,5 +1,6 @@
 """The daemon's inference stage as plain values: one spectrum frame and its references in, a prediction or a
-rejection out (preprocess, int8 quantise/invoke/dequantise, OOD T2/Q against the bundle's limits, interval).
+rejection out (preprocess, int8 quantise/invoke/dequantise, OOD T2/Q and, when the bundle has one, the autoencoder's
+reconstruction error against the bundle's limits, interval).
 
 No threads, no queues and no I/O live here, so the stage is tested directly on a real bundle and reused by the
 benchmarks; :mod:`edge.daemon` wraps it in its inference thread.
@@ -112,6 +113,13 @@ class Prediction:
         """Q / its limit (``None`` without OOD model)."""
         return None if self.ood is None else self.ood.q / self.ood.q_limit
 
+    @property
+    def ae_ratio(self) -> float | None:
+        """Autoencoder reconstruction error / its limit (``None`` without an autoencoder in the bundle)."""
+        if self.ood is None or self.ood.ae_score is None or not self.ood.ae_limit:
+            return None
+        return self.ood.ae_score / self.ood.ae_limit
+
     def with_instrument_alerts(self, alerts: Sequence[str]) -> "Prediction":
         """This prediction with the ``instrument_fault`` flag (last) and its reason when ``alerts`` names any
         active instrument-health alert; itself when none."""
@@ -206,6 +214,8 @@ class InferenceEngine:
         self.pipeline = bundle.pipeline
         self.runtime = bundle.runtime
         self.ood = getattr(bundle, "ood", None)
+        #: The bundle's autoencoder (:class:`edge.autoencoder.AutoencoderModel`), or None.
+        self.autoencoder = getattr(bundle, "autoencoder", None)
         self.intervals = getattr(bundle, "intervals", None)
         self.model_id = str(getattr(bundle, "model_id", "") or "")
         self.model_version = str(getattr(bundle, "model_version", "") or "")
@@ -416,9 +426,10 @@ class InferenceEngine:
             return Rejection(spectrum.seq, spectrum.timestamp_us, reason, text)
         try:
             y = np.asarray(self.runtime.predict(x_pre), dtype=np.float64).reshape(-1)
+            ae_score = None if self.autoencoder is None else float(self.autoencoder.score(x_pre))
         except InputContractError as exc:
             return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.MODEL_ERROR, str(exc))
-        return self._finish(spectrum, verdict, x_pre, y, instrument_alerts, t0)
+        return self._finish(spectrum, verdict, x_pre, y, instrument_alerts, t0, ae_score)
 
     def process_many(
         self,
@@ -437,9 +448,9 @@ class InferenceEngine:
         frame, preprocessing runs on the batch (:meth:`edge.preprocess.Pipeline.transform_rows`, bit for bit
         the single-spectrum result), the interpreter once per chunk of rows
         (:meth:`edge.runtime.ModelRuntime.invoke_quantized`: bit for bit the single-row outputs, or row by row for a
-        model that is not), OOD and the interval per row.  References are aged at one ``now_s`` for the batch.  A
-        batch the pipeline or the model refuses as a whole (one bad row) is processed frame by frame, so only that
-        frame is rejected; so is a batch of one.
+        model that is not), the autoencoder likewise, OOD and the interval per row.  References are aged at one
+        ``now_s`` for the batch.  A batch the pipeline or the model refuses as a whole (one bad row) is processed
+        frame by frame, so only that frame is rejected; so is a batch of one.
 
         Parameters
         ----------
@@ -468,7 +479,7 @@ class InferenceEngine:
                 continue
             accepted.append((i, verdict))
         device_axis = self.device_axis(wavelengths_nm)  # judged by check_frame when any frame was accepted
-        batch: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
+        batch: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], list[float | None]] | None = None
         if len(accepted) >= 2:
             context = refs.context() if self.needs_references else {"dark": None, "reference": None}
             try:
@@ -479,7 +490,9 @@ class InferenceEngine:
                     wavelengths=device_axis if self._resamples else None,
                 )
                 y = np.asarray(self.runtime.predict(x_pre), dtype=np.float64).reshape(len(accepted), -1)
-                batch = (x_pre, y)
+                ae: list[float | None] = ([None] * len(accepted) if self.autoencoder is None
+                                          else [float(v) for v in self.autoencoder.score(x_pre)])
+                batch = (x_pre, y, ae)
             except InputContractError:
                 batch = None  # one frame spoils the batch: each frame alone, so that only it is rejected
         if batch is None:
@@ -487,11 +500,11 @@ class InferenceEngine:
                 outcomes[i] = self.process(spectra[i], refs, wavelengths_nm=wavelengths_nm, now_s=now,
                                            instrument_alerts=instrument_alerts, frame_signal=frame_signal)
         else:
-            x_pre, y = batch
+            x_pre, y, ae = batch
             share_ns = (time.perf_counter_ns() - t0) // len(accepted)
             for k, (i, verdict) in enumerate(accepted):
                 outcomes[i] = self._finish(spectra[i], verdict, x_pre[k], y[k], instrument_alerts,
-                                           time.perf_counter_ns() - share_ns)
+                                           time.perf_counter_ns() - share_ns, ae[k])
         return [o for o in outcomes if o is not None]
 
     def _finish(
@@ -502,9 +515,11 @@ class InferenceEngine:
         y: npt.NDArray[np.float64],
         instrument_alerts: Sequence[str],
         t0: int,
+        ae_score: float | None = None,
     ) -> Outcome:
         """Quality flags, OOD, interval and the :class:`Prediction` of one preprocessed spectrum ``x_pre`` whose
-        model output is ``y`` (shared by :meth:`process` and :meth:`process_many`, so both give the same values)."""
+        model output is ``y`` and autoencoder score ``ae_score`` (None without an autoencoder) (shared by
+        :meth:`process` and :meth:`process_many`, so both give the same values)."""
         flags: list[Quality] = []
         reasons: list[str] = []
         if spectrum.saturated_count > 0 or spectrum.flags & SpectrumFlags.SATURATED:
@@ -514,17 +529,27 @@ class InferenceEngine:
             flags.append(Quality.STALE_REFERENCE)
             reasons.extend(verdict.reasons)
         ood: OodStats | None = None
+        ae_limit = None if self.autoencoder is None or ae_score is None else float(self.autoencoder.limit)
         if self.ood is not None:
             t2, q = self.ood.score(x_pre)
             t2f, qf = float(t2), float(q)
-            ood = OodStats(t2=t2f, q=qf, t2_limit=self.ood.t2_limit, q_limit=self.ood.q_limit)
             if not (math.isfinite(t2f) and math.isfinite(qf)):
                 return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.BAD_INPUT, "non-finite T2 or Q")
+            ood = OodStats(t2=t2f, q=qf, t2_limit=self.ood.t2_limit, q_limit=self.ood.q_limit,
+                           ae_score=ae_score if ae_limit is not None else None, ae_limit=ae_limit)
             if t2f > self.ood.t2_limit or qf > self.ood.q_limit:
                 flags.append(Quality.OUT_OF_DISTRIBUTION)
                 reasons.append(
                     f"T2 {t2f:.3g} (limit {self.ood.t2_limit:.3g}), Q {qf:.3g} (limit {self.ood.q_limit:.3g})"
                 )
+        if ae_score is not None and ae_limit is not None:
+            if not math.isfinite(ae_score):
+                return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.BAD_INPUT,
+                                 "non-finite autoencoder score")
+            if ae_score > ae_limit:
+                if Quality.OUT_OF_DISTRIBUTION not in flags:
+                    flags.append(Quality.OUT_OF_DISTRIBUTION)
+                reasons.append(f"autoencoder reconstruction error {ae_score:.3g} (limit {ae_limit:.3g})")
         lower = upper = None
         if self.intervals is not None:
             lo, hi = self.intervals.interval(y)

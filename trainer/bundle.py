@@ -29,6 +29,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.bundle import (
+    AUTOENCODER,
+    AUTOENCODER_FORMAT_VERSION,
     BUNDLE_SUFFIX,
     DEFAULT_GOLDEN_TOLERANCE,
     FORMAT_VERSION,
@@ -258,6 +260,9 @@ class FitArtefacts:
         ``{"scale": [...], "offset": [...]}``, one per output, for a model that emits standardised targets: the
         edge computes ``output * scale + offset`` in float (manifest ``output_transform``).
     ood, intervals : OodModel / IntervalModel or their dicts, optional
+    autoencoder : trainer.autoencoder.FittedAutoencoder, optional
+        The int8 autoencoder of the preprocessed features and its limit (member ``autoencoder.tflite``, manifest
+        ``autoencoder``, format 3); its golden reconstructions are computed here with the edge runtime.
     """
 
     tflite_bytes: bytes
@@ -268,6 +273,7 @@ class FitArtefacts:
     output_transform: Mapping[str, Sequence[float]] | None = None
     ood: Any = None
     intervals: Any = None
+    autoencoder: Any = None
 
 
 @dataclass(frozen=True)
@@ -292,6 +298,21 @@ class GoldenInputs:
     reference: npt.ArrayLike | None = None
     wavelengths: npt.ArrayLike | None = None
     tolerance: Mapping[str, float] | None = None
+
+
+def _autoencoder_outputs(tflite: bytes, preprocessed: np.ndarray) -> np.ndarray:
+    """The autoencoder's golden reconstructions: each preprocessed golden vector through the edge runtime alone,
+    as the device's self-test runs it."""
+    try:
+        rt = ModelRuntime(tflite)
+    except RuntimeLoadError as exc:
+        raise BundleWriteError(f"{AUTOENCODER}: {exc}") from exc
+    n_features = int(np.prod(rt.input_shape))
+    flat = preprocessed.reshape(preprocessed.shape[0], -1)
+    if flat.shape[1] != n_features:
+        raise BundleWriteError(f"{AUTOENCODER}: expected {flat.shape[1]} inputs (the pipeline's output), "
+                               f"got {n_features}")
+    return np.stack([np.array(rt.predict(row), dtype=np.float32).reshape(-1) for row in flat])
 
 
 def write_bundle(
@@ -374,6 +395,9 @@ def write_bundle(
         except EdgeError as exc:
             raise BundleWriteError(f"golden vector {i}: {exc}") from exc
         pre_rows.append(pre)
+    ae_outputs = None
+    if art.autoencoder is not None:
+        ae_outputs = _autoencoder_outputs(art.autoencoder.tflite, np.stack(pre_rows))
     vectors = GoldenVectors(
         raw=raw,
         preprocessed=np.stack(pre_rows),
@@ -381,6 +405,7 @@ def write_bundle(
         dark=ctx["dark"],
         reference=ctx["reference"],
         wavelengths=ctx["wavelengths"],
+        ae_outputs=ae_outputs,
     )
 
     grid = np.asarray(art.wavelengths, dtype=np.float64)
@@ -409,8 +434,10 @@ def write_bundle(
         members[OOD] = _json_bytes(_as_dict(art.ood, OOD), OOD)
     if art.intervals is not None:
         members[INTERVALS] = _json_bytes(_as_dict(art.intervals, INTERVALS), INTERVALS)
+    if art.autoencoder is not None:
+        members[AUTOENCODER] = bytes(art.autoencoder.tflite)
     manifest: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if art.autoencoder is None else AUTOENCODER_FORMAT_VERSION,
         "model_id": idn.model_id,
         "model_version": idn.model_version,
         "created_utc": idn.created_utc or _utc_now(),
@@ -428,6 +455,8 @@ def write_bundle(
     }
     if output_transform is not None:
         manifest["output_transform"] = {k: [float(v) for v in output_transform[k]] for k in ("scale", "offset")}
+    if art.autoencoder is not None:
+        manifest["autoencoder"] = art.autoencoder.manifest_section()
     try:
         validate_manifest(manifest)
     except BundleError as exc:

@@ -15,7 +15,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edge.bundle import GOLDEN, INTERVALS, MANIFEST, METRICS, MODEL, OOD, PREPROCESSING, SIGNATURE, load_bundle
+from edge.bundle import (
+    AUTOENCODER,
+    GOLDEN,
+    INTERVALS,
+    MANIFEST,
+    METRICS,
+    MODEL,
+    OOD,
+    PREPROCESSING,
+    SIGNATURE,
+    load_bundle,
+)
 from edge.errors import BundleError
 from trainer.errors import BundleWriteError
 
@@ -24,13 +35,17 @@ __all__ = ["write_zip", "commit_bundle", "temp_path_for"]
 log = logging.getLogger(__name__)
 
 #: Member order inside the zip (manifest first so a reader can show it early; signature last).
-_MEMBER_ORDER: tuple[str, ...] = (MANIFEST, MODEL, PREPROCESSING, OOD, INTERVALS, METRICS, GOLDEN, SIGNATURE)
+_MEMBER_ORDER: tuple[str, ...] = (MANIFEST, MODEL, PREPROCESSING, OOD, INTERVALS, AUTOENCODER, METRICS, GOLDEN,
+                                  SIGNATURE)
 #: Fixed zip timestamp: the bundle's bytes depend on its contents only (creation time is in the manifest).
 _ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 def write_zip(path: Path, members: Mapping[str, bytes]) -> None:
     """Write ``members`` into a new zip at ``path`` (fixed order and timestamps), flushed to disk."""
+    unknown = sorted(set(members) - set(_MEMBER_ORDER))
+    if unknown:
+        raise BundleWriteError(f"expected bundle members among {list(_MEMBER_ORDER)}, got {unknown}")
     with open(path, "wb") as fh:
         with zipfile.ZipFile(fh, "w") as zf:
             for name in _MEMBER_ORDER:

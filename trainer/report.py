@@ -386,6 +386,13 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
             parts.append(_table(["split", "T2 alarm rate", "Q alarm rate", "flagged (either)"],
                                 [[s, v["t2"], v["q"], v.get("either")]
                                  for s, v in ood["alarm_rate_line"].items()]))
+        ae = ood.get("autoencoder")
+        if ae:
+            parts.append(f"<p>Autoencoder (reconstruction error, a third statistic): limit {_fmt(ae.get('limit'))} at "
+                         f"alpha {_fmt(ae.get('alpha'))}, from {ae.get('held_out_rows')} held-out training spectra "
+                         f"(trained on {ae.get('fit_rows')}).</p>")
+            parts.append(_table(["split", "autoencoder alarm rate", "flagged (T2, Q or autoencoder)"],
+                                [[s, v["autoencoder"], v["any"]] for s, v in ae.get("alarm_rate", {}).items()]))
     cov = m.get("interval_coverage") or {}
     if cov:
         parts.append("<h2>Prediction intervals (split-conformal on the selection rows)</h2>")

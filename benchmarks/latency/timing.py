@@ -18,7 +18,7 @@ __all__ = ["BATCH_FRAMES", "DEVICE_ID", "STAGES", "daemon_stage_batch", "daemon_
            "skipped", "summary_of", "time_calls", "time_daemon_stage", "time_stages"]
 
 #: Stage names, in pipeline order (the keys of ``stages`` in the JSON).
-STAGES = ("decode", "preprocess", "quantize", "invoke", "dequantize", "ood", "interval", "message")
+STAGES = ("decode", "preprocess", "quantize", "invoke", "dequantize", "ood", "autoencoder", "interval", "message")
 #: Frames of one ``InferenceEngine.process_many`` call in ``daemon_stage_batch`` (the inference thread's largest batch).
 BATCH_FRAMES = 64
 #: Device id written into the benchmark's prediction messages.
@@ -35,6 +35,7 @@ def time_stages(bundle: Any, frames: Frames, n: int, warmup: int) -> dict[str, A
     rt = bundle.runtime
     pipe = bundle.pipeline
     ood = bundle.ood
+    ae = getattr(bundle, "autoencoder", None)
     intervals = bundle.intervals
     n_out = int(np.prod(rt.output_shape)) if rt.output_shape else 1
     names, units = bundle_targets(bundle, n_out)
@@ -45,7 +46,7 @@ def time_stages(bundle: Any, frames: Frames, n: int, warmup: int) -> dict[str, A
     m = len(encoded)
     clock = time.perf_counter_ns
     cpu_clock = time.thread_time_ns
-    T = np.zeros((n, 9), dtype=np.int64)
+    T = np.zeros((n, 10), dtype=np.int64)
     C = np.zeros(n, dtype=np.int64)
     features = []
     outputs = []
@@ -69,6 +70,14 @@ def time_stages(bundle: Any, frames: Frames, n: int, warmup: int) -> dict[str, A
             t2v, qv = ood.score(x)
             stats = OodStats(t2=float(t2v), q=float(qv), t2_limit=ood.t2_limit, q_limit=ood.q_limit)
         t6 = clock()
+        if ae is not None:  # the bundle's autoencoder: quantise, invoke, dequantise, mean squared error
+            ae_score = float(ae.score(x))
+            if stats is not None:
+                stats = OodStats(t2=stats.t2, q=stats.q, t2_limit=stats.t2_limit, q_limit=stats.q_limit,
+                                 ae_score=ae_score, ae_limit=ae.limit)
+            t6a = clock()
+        else:
+            t6a = t6  # no stage: the compute span stays the sum of the other stages
         lo = hi = None
         if intervals is not None:
             lo, hi = intervals.interval(y)
@@ -86,16 +95,16 @@ def time_stages(bundle: Any, frames: Frames, n: int, warmup: int) -> dict[str, A
         encode(msg)
         t8 = clock()
         if i >= 0:
-            T[i] = (t0, t1, t2, t3, t4, t5, t6, t7, t8)
+            T[i] = (t0, t1, t2, t3, t4, t5, t6, t6a, t7, t8)
             C[i] = c7 - c1
             if i < m:
                 features.append(np.array(x, dtype=np.float64))
                 outputs.append(np.array(y, dtype=np.float64).reshape(-1))
     d = np.diff(T, axis=1) * 1e-9
     res: dict[str, Any] = {name: d[:, k] for k, name in enumerate(STAGES)}
-    res["compute"] = (T[:, 7] - T[:, 1]) * 1e-9
+    res["compute"] = (T[:, 8] - T[:, 1]) * 1e-9
     res["compute_cpu"] = C * 1e-9
-    res["frame_total"] = (T[:, 8] - T[:, 0]) * 1e-9
+    res["frame_total"] = (T[:, 9] - T[:, 0]) * 1e-9
     res["features"] = np.stack(features)
     res["outputs"] = np.stack(outputs)
     return res

@@ -24,6 +24,7 @@ typed targets), :mod:`edge.bundle.contract` (the bundle's input contract), :mod:
 from __future__ import annotations
 
 from edge.bundle.archive import (
+    AUTOENCODER,
     BUNDLE_SUFFIX,
     GOLDEN,
     INTERVALS,
@@ -59,6 +60,7 @@ from edge.bundle.golden import (
 )
 from edge.bundle.loader import Bundle, check_command, load_bundle, pipeline_reads_counts
 from edge.bundle.manifest import (
+    AUTOENCODER_FORMAT_VERSION,
     FORMAT_VERSION,
     SUPPORTED_FORMAT_VERSIONS,
     TASKS,
@@ -71,6 +73,8 @@ from edge.bundle.signature import load_public_key, verify_signature
 __all__ = [
     "BUNDLE_SUFFIX",
     "FORMAT_VERSION",
+    "AUTOENCODER_FORMAT_VERSION",
+    "AUTOENCODER",
     "SUPPORTED_FORMAT_VERSIONS",
     "TargetStats",
     "MANIFEST",

@@ -27,6 +27,7 @@ __all__ = [
     "INTERVALS",
     "METRICS",
     "GOLDEN",
+    "AUTOENCODER",
     "MEMBER_LIMITS_BYTES",
     "REQUIRED_MEMBERS",
     "OPTIONAL_MEMBERS",
@@ -47,6 +48,8 @@ OOD: Final[str] = "ood.json"
 INTERVALS: Final[str] = "intervals.json"
 METRICS: Final[str] = "metrics.json"
 GOLDEN: Final[str] = "golden.npz"
+#: The optional int8 autoencoder of the preprocessed features (format 3; :mod:`edge.autoencoder`).
+AUTOENCODER: Final[str] = "autoencoder.tflite"
 
 _MiB: Final[int] = 1024 * 1024
 #: Largest uncompressed size accepted for each member (a zip bomb or a hostile file stops at its cap).
@@ -59,9 +62,10 @@ MEMBER_LIMITS_BYTES: Final[Mapping[str, int]] = {
     INTERVALS: 1 * _MiB,
     METRICS: 4 * _MiB,
     GOLDEN: 16 * _MiB,
+    AUTOENCODER: 16 * _MiB,
 }
 REQUIRED_MEMBERS: Final[tuple[str, ...]] = (MANIFEST, MODEL, PREPROCESSING, METRICS, GOLDEN)
-OPTIONAL_MEMBERS: Final[tuple[str, ...]] = (OOD, INTERVALS, SIGNATURE)
+OPTIONAL_MEMBERS: Final[tuple[str, ...]] = (OOD, INTERVALS, AUTOENCODER, SIGNATURE)
 #: Largest bundle file accepted (sum of the member caps plus zip overhead).
 MAX_BUNDLE_BYTES: Final[int] = sum(MEMBER_LIMITS_BYTES.values()) + _MiB
 

@@ -94,6 +94,9 @@ class GoldenVectors:
         Dark and white reference spectra passed to the pipeline (counts modes only).
     wavelengths : ndarray, shape (n_channels,), or None
         Wavelength axis of the raw inputs, passed to the pipeline when present.
+    ae_outputs : ndarray, shape (n, n_features), float32, or None
+        Expected (dequantised) reconstructions of the preprocessed vectors by the bundle's autoencoder (format 3,
+        only with an ``autoencoder.tflite``).
     """
 
     raw: npt.NDArray[np.float64]
@@ -102,6 +105,7 @@ class GoldenVectors:
     dark: npt.NDArray[np.float64] | None = None
     reference: npt.NDArray[np.float64] | None = None
     wavelengths: npt.NDArray[np.float64] | None = None
+    ae_outputs: npt.NDArray[np.float32] | None = None
 
     @property
     def count(self) -> int:
@@ -122,7 +126,7 @@ class GoldenVectors:
     def to_npz_bytes(self) -> bytes:
         """Serialise as ``golden.npz`` (no pickles; fixed timestamps, so equal arrays give equal bytes)."""
         arrays: dict[str, np.ndarray] = {"raw": self.raw, "preprocessed": self.preprocessed, "outputs": self.outputs}
-        for key in ("dark", "reference", "wavelengths"):
+        for key in ("dark", "reference", "wavelengths", "ae_outputs"):
             arr = getattr(self, key)
             if arr is not None:
                 arrays[key] = arr
@@ -143,7 +147,7 @@ class GoldenVectors:
         The ``.npz`` is itself a zip: its entries are checked (known names, declared sizes within
         :data:`GOLDEN_MAX_ARRAY_BYTES` in total) before numpy inflates anything, so it cannot be a zip bomb.
         """
-        allowed = {"raw", "preprocessed", "outputs", "dark", "reference", "wavelengths"}
+        allowed = {"raw", "preprocessed", "outputs", "dark", "reference", "wavelengths", "ae_outputs"}
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as inner:
                 infos = inner.infolist()
@@ -190,6 +194,9 @@ class GoldenVectors:
         wl = arrays.get("wavelengths")
         if wl is not None and wl.shape != (ch,):
             raise BundleError(f"member {GOLDEN}: expected wavelengths of shape ({ch},), got {wl.shape}")
+        ae = arrays.get("ae_outputs")
+        if ae is not None and (ae.ndim != 2 or ae.shape[0] != n):
+            raise BundleError(f"member {GOLDEN}: expected ae_outputs of shape ({n}, n_features), got {ae.shape}")
         return cls(
             raw=raw,
             preprocessed=pre,
@@ -197,6 +204,7 @@ class GoldenVectors:
             dark=ctx["dark"],
             reference=ctx["reference"],
             wavelengths=None if wl is None else wl.astype(np.float64),
+            ae_outputs=None if ae is None else ae.astype(np.float32),
         )
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.bundle.archive import (
+    AUTOENCODER,
     GOLDEN,
     INTERVALS,
     MANIFEST,
@@ -37,6 +38,7 @@ from edge.errors import BundleError
 from edge.runtime import ModelRuntime
 
 if TYPE_CHECKING:
+    from edge.autoencoder import AutoencoderModel
     from edge.intervals import IntervalModel
     from edge.ood import OodModel
     from edge.preprocess import Pipeline
@@ -74,6 +76,8 @@ class Bundle:
         True when the bundle carries ``manifest.sig`` (verified or not).
     self_test : SelfTestReport or None
         Result of the golden-vector self-test (None when it was skipped).
+    autoencoder : edge.autoencoder.AutoencoderModel or None
+        The reconstruction-error OOD statistic and its limit (format 3; None when the bundle has none).
     """
 
     path: Path
@@ -88,6 +92,7 @@ class Bundle:
     signature_verified: bool
     signed: bool
     self_test: SelfTestReport | None = field(default=None)
+    autoencoder: AutoencoderModel | None = field(default=None)
 
     @property
     def model_id(self) -> str:
@@ -262,6 +267,9 @@ class Bundle:
         lines.append("batches: " + ("one invoke per chunk of rows" if whole else "not checked" if whole is None
                                     else f"row by row ({refusal})"))
         lines.append(f"ood statistics: {'yes' if self.ood is not None else 'no'}")
+        ae = self.autoencoder
+        lines.append("autoencoder: " + ("no" if ae is None else
+                                        f"{ae.n_features} features, limit {ae.limit:.4g} (alpha {ae.alpha:g})"))
         lines.append(f"prediction intervals: {'yes' if self.intervals is not None else 'no'}")
         return "\n".join(lines)
 
@@ -302,6 +310,17 @@ def _build_intervals(data: bytes) -> IntervalModel:
         return IntervalModel.from_dict(d)
     except Exception as exc:  # noqa: BLE001 - see _TRUST_BOUNDARY
         raise BundleError(f"member {INTERVALS}: {exc}") from exc
+
+
+def _build_autoencoder(manifest: Mapping[str, Any], data: bytes, pipeline: Any, num_threads: int) -> AutoencoderModel:
+    from edge.autoencoder import autoencoder_from_manifest
+
+    try:
+        runtime = ModelRuntime(data, num_threads=num_threads)
+    except Exception as exc:  # noqa: BLE001 - see _TRUST_BOUNDARY (RuntimeLoadError when merely invalid)
+        raise BundleError(f"member {AUTOENCODER}: cannot be loaded: {exc}") from exc
+    shape = _pipeline_output_shape(pipeline)
+    return autoencoder_from_manifest(manifest["autoencoder"], runtime, None if shape is None else int(np.prod(shape)))
 
 
 def _pipeline_output_shape(pipeline: Any) -> tuple[int, ...] | None:
@@ -447,6 +466,8 @@ def load_bundle(
     ood = _build_ood(members[OOD]) if OOD in members else None
     intervals = _build_intervals(members[INTERVALS]) if INTERVALS in members else None
     _check_consistency(manifest, pipeline, runtime, ood, intervals)
+    autoencoder = (_build_autoencoder(manifest, members[AUTOENCODER], pipeline, num_threads)
+                   if AUTOENCODER in members else None)
     metrics = parse_json_member(METRICS, members[METRICS])
     if not isinstance(metrics, dict):
         raise BundleError(f"member {METRICS}: expected a JSON object, got {type(metrics).__name__}")
@@ -457,6 +478,12 @@ def load_bundle(
     if self_test:
         report = run_golden(golden, pipeline, runtime, GoldenTolerance.from_dict(manifest["golden"]))
         runtime.check_batching(golden.preprocessed)  # batches run whole only if bit-exact on these rows too
+        if autoencoder is not None:
+            if golden.ae_outputs is None:
+                raise BundleError(f"member {GOLDEN}: the bundle has an autoencoder but no ae_outputs to test it on")
+            tol = GoldenTolerance.from_dict(manifest["golden"])
+            autoencoder.check_golden(golden.preprocessed, golden.ae_outputs, tol.output_int8_lsb)
+            autoencoder.runtime.check_batching(golden.preprocessed.reshape(golden.count, -1))
     return Bundle(
         path=p,
         file_sha256=file_sha,
@@ -470,6 +497,7 @@ def load_bundle(
         signature_verified=public_key is not None,
         signed=signature is not None,
         self_test=report,
+        autoencoder=autoencoder,
     )
 
 

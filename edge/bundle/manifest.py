@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Final
 
 import numpy as np
 
-from edge.bundle.archive import MANIFEST, MEMBER_LIMITS_BYTES, SIGNATURE
+from edge.bundle.archive import AUTOENCODER, MANIFEST, MEMBER_LIMITS_BYTES, SIGNATURE
 from edge.bundle.contract import FRAME_SIGNALS, PIXEL_FORMATS
 from edge.bundle.golden import DEFAULT_GOLDEN_TOLERANCE, GoldenTolerance
 from edge.errors import BundleError
@@ -31,6 +31,7 @@ from edge.validation import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "AUTOENCODER_FORMAT_VERSION",
     "SUPPORTED_FORMAT_VERSIONS",
     "TASKS",
     "TargetStats",
@@ -42,7 +43,10 @@ __all__ = [
 #: Version of the bundle format this code writes; every version in SUPPORTED_FORMAT_VERSIONS still loads.
 FORMAT_VERSION: Final[int] = 2
 #: Version 2 adds ``targets[i].training`` (the training targets' statistics) and the ``reflectance`` frame signal.
-SUPPORTED_FORMAT_VERSIONS: Final[tuple[int, ...]] = (1, 2)
+#: Version 3 adds the optional autoencoder (member ``autoencoder.tflite``, manifest ``autoencoder``); a bundle
+#: without one is still written as version 2, so devices that read version 2 keep loading it.
+AUTOENCODER_FORMAT_VERSION: Final[int] = 3
+SUPPORTED_FORMAT_VERSIONS: Final[tuple[int, ...]] = (1, 2, 3)
 
 TASKS: Final[tuple[str, ...]] = ("regression", "classification")
 
@@ -69,6 +73,9 @@ _MANIFEST_KEYS: Final[frozenset[str]] = frozenset(
 #: Optional manifest fields of format 2: ``output_transform`` {scale, offset} per model output (the model emits
 #: standardised targets; the edge turns them into units in float).
 _OPTIONAL_KEYS_V2: Final[frozenset[str]] = frozenset({"output_transform"})
+#: Optional manifest field of format 3: ``autoencoder`` {limit, alpha, held_out_rows, score} of the member
+#: ``autoencoder.tflite`` (checked by :func:`edge.autoencoder.autoencoder_from_manifest`).
+_OPTIONAL_KEYS_V3: Final[frozenset[str]] = _OPTIONAL_KEYS_V2 | {"autoencoder"}
 
 
 @dataclass(frozen=True)
@@ -189,7 +196,8 @@ def validate_manifest(manifest: Any) -> None:
             f"manifest: format_version {version}{newer} (supported: "
             f"{', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}); upgrade spectrolite on this device"
         )
-    require_keys(manifest, _M, E, sorted(_MANIFEST_KEYS), _OPTIONAL_KEYS_V2 if version >= 2 else ())
+    optional = _OPTIONAL_KEYS_V3 if version >= 3 else _OPTIONAL_KEYS_V2 if version >= 2 else frozenset()
+    require_keys(manifest, _M, E, sorted(_MANIFEST_KEYS), optional)
 
     for key in ("model_id", "model_version"):
         require_str(manifest[key], _at(key), E, pattern=_ID_RE)
@@ -286,3 +294,7 @@ def validate_manifest(manifest: Any) -> None:
         require_keys(entry, _at(where), E, ("sha256", "size"))
         require_str(entry["sha256"], _at(f"{where}.sha256"), E, pattern=_SHA_RE, pattern_doc="64 hex digits")
         require_int(entry["size"], _at(f"{where}.size"), E, minimum=0)
+    has_ae, declared_ae = AUTOENCODER in members, "autoencoder" in manifest
+    require(has_ae == declared_ae, E, _at("autoencoder"),
+            f"the autoencoder section and the member {AUTOENCODER} together or neither",
+            f"{'the member' if has_ae else 'the section'} alone")

@@ -497,7 +497,8 @@ class InferenceStage:
             self.counters.incr(f"predictions_flagged_{flag.value}")
         self._publish_drift(
             self.drift.observe_prediction(
-                outcome.seq, t2_ratio=outcome.t2_ratio, q_ratio=outcome.q_ratio, values=outcome.values
+                outcome.seq, t2_ratio=outcome.t2_ratio, q_ratio=outcome.q_ratio, values=outcome.values,
+                ae_ratio=outcome.ae_ratio,
             )
         )
         if self.control is not None:

@@ -10,6 +10,8 @@ What :class:`DriftMonitor` watches
 - ``dark_level``: mean dark / full scale, against a maximum fraction (light leak, detector warming).
 - ``reference_intensity``: minimum fraction / (mean white reference / full scale): above 1 when the lamp or the
   optics lost too much light.
+- ``ood_ae``: the autoencoder's reconstruction error divided by its limit, watched like T2 and Q (only when the
+  bundle carries an autoencoder: it sees no sample otherwise).
 - ``detector_temp``: detector temperature minus its maximum, degrees Celsius.
 
 Everything here is pure: samples in, :class:`~edge.drift.detectors.DriftEvent` lists out, no clock and no I/O.
@@ -107,6 +109,7 @@ class DriftMonitor:
         self.config = c = config or DriftMonitorConfig()
         self.t2 = EwmaDetector("ood_t2", c.ood, description="EWMA of T2/limit")
         self.q = EwmaDetector("ood_q", c.ood, description="EWMA of Q/limit")
+        self.ae = EwmaDetector("ood_ae", c.ood, description="EWMA of autoencoder error/limit")
         hyst = c.instrument_clear_fraction
         self.dark = EwmaDetector(
             "dark_level", EwmaConfig(1.0, 1.0, hyst, 1, 1), kind=DriftKind.INSTRUMENT,
@@ -132,10 +135,11 @@ class DriftMonitor:
         Returns the ``cleared`` events of the model-side alerts that were raised (their detectors start over, so
         each such alert ends here, explicitly, with ``reason``, never silently); ``seq`` is the last frame's.
         """
-        ended = [ev for det in (self.t2, self.q, *self.predictions)
+        ended = [ev for det in (self.t2, self.q, self.ae, *self.predictions)
                  if (ev := det.end_alert(seq, reason)) is not None]
         self.t2.reset()
         self.q.reset()
+        self.ae.reset()
         self.training = training
         self.predictions = []
         if training is None or not self.config.monitor_predictions:
@@ -156,6 +160,7 @@ class DriftMonitor:
         t2_ratio: float | None = None,
         q_ratio: float | None = None,
         values: Sequence[float] | npt.NDArray[np.float64] | None = None,
+        ae_ratio: float | None = None,
     ) -> list[DriftEvent]:
         """Feed the OOD ratios (statistic / limit) and predicted values of one frame.
 
@@ -167,9 +172,11 @@ class DriftMonitor:
             Hotelling T2 and Q divided by their limits (dimensionless); ``None`` when the bundle has no OOD model.
         values : array_like, shape (n_targets,), or None
             Predicted values in the targets' units.
+        ae_ratio : float or None
+            The autoencoder's reconstruction error divided by its limit; ``None`` when the bundle has none.
         """
         events: list[DriftEvent] = []
-        for det, value in ((self.t2, t2_ratio), (self.q, q_ratio)):
+        for det, value in ((self.t2, t2_ratio), (self.q, q_ratio), (self.ae, ae_ratio)):
             if value is not None:
                 ev = det.update(float(value), seq=seq)
                 if ev is not None:
@@ -210,7 +217,7 @@ class DriftMonitor:
 
     def detectors(self) -> list[Detector]:
         """Every detector, model side first."""
-        return [self.t2, self.q, *self.predictions, self.dark, self.reference, self.temp]
+        return [self.t2, self.q, self.ae, *self.predictions, self.dark, self.reference, self.temp]
 
     def active(self) -> list[str]:
         """Names of the monitors whose alert is raised now."""

@@ -100,3 +100,25 @@ def test_alerts_follow_raise_and_clear_across_the_monitors_of_one_detector() -> 
         "detected": True, "delay_spectra": 1, "delay_from_onset_spectra": 3, "raised_at_spectrum": 13,
         "false_alarms_before_onset": 1}
     assert score_scenario([], onset=10, full_at=12)["detected"] is False
+
+
+@pytest.mark.slow
+def test_a_bundle_with_an_autoencoder_has_it_measured_as_a_detector(tmp_path: Path) -> None:
+    """#16: with the committed bundle that carries an autoencoder, the ``autoencoder`` detector is scored like T2
+    and Q (its ``ood_ae`` alert, its per-spectrum flag rate) instead of null ``not_built``."""
+    from tests.support.trained import DEMO_AE
+
+    out = tmp_path / "drift.json"
+    rc = main(["drift", "--bundle", str(committed(DEMO_AE)), "--dataset", str(_synthetic_npz(tmp_path / "s.npz")),
+               "--select", "split=test", "--scenarios", "baseline_offset", "--size", f"baseline_offset={LARGE_OFFSET}",
+               "--onset", str(ONSET), "--ramp", str(RAMP), "--hold", str(HOLD), "--clean-streams", "1",
+               "--clean-frames", str(CLEAN), "--broker", "mosquitto", "--json", str(out)])
+    assert rc in (0, 1)
+    data = json.loads(out.read_text())
+    assert data["unavailable"] == {}
+    ae = data["scenarios"]["baseline_offset"]["detectors"]["autoencoder"]
+    assert DETECTOR_KEYS <= set(ae) and ae["detected"] is True  # the offset is far from every training spectrum
+    assert ae["flag_share_at_full_size"] == 1.0
+    assert data["detectors"]["autoencoder"]["false_alarm_rate"] == 0.0
+    assert 0.0 <= data["detectors"]["autoencoder"]["flag_rate"] <= GOAL_FALSE_ALARM_RATE_MAX
+    assert data["goals"]["autoencoder_compute"]["reason"] == "measured by spectro-bench latency"

@@ -61,7 +61,10 @@ def result(tmp_path_factory: pytest.TempPathFactory, pls_reference: Path) -> tup
 def test_every_stage_is_present_with_ordered_percentiles(result: tuple[dict, Path]) -> None:
     data, _ = result
     assert set(data["stages"]) == set(STAGES)
+    assert data["stages"]["autoencoder"]["skipped"] is True  # this bundle has none (timed: the test below)
     for name, s in data["stages"].items():
+        if name == "autoencoder":
+            continue
         assert set(PERCENTILE_KEYS) <= set(s), name
         assert _ordered(s), (name, s)
         assert s["n"] == FRAMES
@@ -105,6 +108,8 @@ def test_compute_span_covers_its_stages_frame_by_frame(result: tuple[dict, Path]
     """The compute span is measured, not summed: its mean equals the sum of its stages' means (same frames)."""
     data, _ = result
     parts = ("preprocess", "quantize", "invoke", "dequantize", "ood", "interval")
+    if not data["stages"]["autoencoder"].get("skipped"):
+        parts += ("autoencoder",)
     assert data["compute"]["mean_us"] == pytest.approx(sum(data["stages"][p]["mean_us"] for p in parts), rel=1e-9)
 
 
@@ -137,3 +142,20 @@ def test_a_missing_keras_model_is_said_on_the_console_and_in_the_json(
     assert data["speedup_vs_keras_reason"] == "no Keras reference: no model.keras next to the bundle"
     assert "not measured: no Keras reference: no model.keras next to the bundle" in capsys.readouterr().out
     assert any("speedup_vs_keras not measured" in r.getMessage() for r in caplog.records)
+
+
+def test_the_autoencoder_of_a_bundle_is_a_stage_of_the_compute_span(tmp_path: Path) -> None:
+    """A bundle with an autoencoder (#16): its stage is timed inside the compute span, and the goal is judged."""
+    from tests.support import trained
+
+    out = tmp_path / "lat-ae.json"
+    rc = main(["latency", "--bundle", str(trained.committed(trained.DEMO_AE)), "--frames", str(FRAMES), "--warmup",
+               str(WARMUP), "--threads", "1", "--no-keras", "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    ae = data["stages"]["autoencoder"]
+    assert not ae.get("skipped") and _ordered(ae) and ae["p50_us"] > 0
+    parts = ("preprocess", "quantize", "invoke", "dequantize", "ood", "autoencoder", "interval")
+    assert data["compute"]["mean_us"] == pytest.approx(sum(data["stages"][p]["mean_us"] for p in parts), rel=1e-9)
+    assert data["bundle"]["autoencoder"] is True and isinstance(data["goals"]["autoencoder_met"], bool)
+    assert "goal autoencoder stage p50 <= 50 us" in out.with_suffix(".md").read_text()

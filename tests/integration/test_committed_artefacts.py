@@ -118,6 +118,7 @@ def test_demo_bundles_are_what_spectro_train_fit_writes(demo_bundle: Path) -> No
 @pytest.mark.parametrize(("group", "files"), [
     ("absorbance", (trained.DEMO_ABSORBANCE,)),
     ("cnn", (trained.DEMO_CNN,)),
+    ("autoencoder", (trained.DEMO_AE,)),
     ("ftir", (trained.FTIR_BUNDLE,)),
 ])
 def test_fitted_bundles_are_what_the_generator_writes(group: str, files: tuple[Path, ...], tmp_path: Path) -> None:

@@ -28,6 +28,9 @@ DEMO_ABSORBANCE = TRAINED / "synthetic-demo-absorbance.spectrolite"
 #: The demo config with ``--model cnn`` and model_version 1.2.0: fits the same device as 1.0.0 (a PLS), predicts
 #: otherwise (a shadow-mode challenger).
 DEMO_CNN = TRAINED / "synthetic-demo-1.2.0-cnn.spectrolite"
+#: The demo config with ``[ood] autoencoder = true`` (``autoencoder_epochs = 150``), ``--model pls`` and
+#: model_version 1.3.0-ae: the same device contract as 1.0.0, with the int8 autoencoder (format 3).
+DEMO_AE = TRAINED / "synthetic-demo-1.3.0-ae.spectrolite"
 #: The demo config on the synthetic FTIR dataset below (axis in cm-1), ``--model pls``, 3 epochs.
 FTIR_BUNDLE = TRAINED / "synthetic-ftir.spectrolite"
 #: The synthetic FTIR dataset (``make_synthetic_dataset(FTIR_ROWS, seed=FTIR_SEED, n_channels=FTIR_PIXELS,
@@ -44,8 +47,8 @@ TABLETS_BUNDLE = TRAINED / "tablets-assay.spectrolite"
 TABLETS_PUBLIC_KEY = TRAINED / "tablets-assay.pub.pem"
 
 #: Every committed artefact, for the staleness check and the generator's summary.
-ALL = (DEMO_V1, DEMO_V2, DEMO_ABSORBANCE, DEMO_CNN, FTIR_BUNDLE, TABLETS_INT8, TABLETS_FLOAT, TABLETS_CLASS_INT8,
-       TABLETS_BUNDLE, TABLETS_PUBLIC_KEY)
+ALL = (DEMO_V1, DEMO_V2, DEMO_ABSORBANCE, DEMO_CNN, DEMO_AE, FTIR_BUNDLE, TABLETS_INT8, TABLETS_FLOAT,
+       TABLETS_CLASS_INT8, TABLETS_BUNDLE, TABLETS_PUBLIC_KEY)
 
 
 def committed(path: Path) -> Path:

@@ -12,17 +12,23 @@ from trainer.errors import TrainConfigError
 
 @dataclass(frozen=True)
 class OodConfig:
-    """PCA drift statistics: components by count or explained-variance share, and the limits' false-alarm rate."""
+    """PCA drift statistics: components by count or explained-variance share, and the limits' false-alarm rate;
+    optionally the int8 autoencoder of :mod:`trainer.autoencoder` (``autoencoder``, trained for
+    ``autoencoder_epochs`` epochs with a bottleneck of ``autoencoder_bottleneck`` units)."""
 
     n_components: int | None = None
     variance: float = 0.99
     alpha: float = 0.01
     max_components: int = 20
+    autoencoder: bool = False
+    autoencoder_epochs: int = 300
+    autoencoder_bottleneck: int = 8
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OodConfig:
         w = "ood"
-        _check_keys(d, w, {"n_components", "variance", "alpha", "max_components"})
+        _check_keys(d, w, {"n_components", "variance", "alpha", "max_components", "autoencoder", "autoencoder_epochs",
+                           "autoencoder_bottleneck"})
         nc = _get(d, "n_components", w, int, None)
         if nc is not None and nc < 1:
             raise TrainConfigError(f"ood.n_components: expected an integer >= 1, got {nc}")
@@ -33,7 +39,14 @@ class OodConfig:
         mc = _get(d, "max_components", w, int, 20)
         if mc < 1:
             raise TrainConfigError(f"ood.max_components: expected an integer >= 1, got {mc}")
-        return cls(n_components=nc, variance=var, alpha=alpha, max_components=mc)
+        ae = _get(d, "autoencoder", w, bool, False)
+        ae_epochs = _get(d, "autoencoder_epochs", w, int, 300)
+        ae_bottleneck = _get(d, "autoencoder_bottleneck", w, int, 8)
+        for key, v in (("autoencoder_epochs", ae_epochs), ("autoencoder_bottleneck", ae_bottleneck)):
+            if v < 1:
+                raise TrainConfigError(f"ood.{key}: expected an integer >= 1, got {v}")
+        return cls(n_components=nc, variance=var, alpha=alpha, max_components=mc, autoencoder=ae,
+                   autoencoder_epochs=ae_epochs, autoencoder_bottleneck=ae_bottleneck)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ train, prune), :mod:`~trainer.pipeline.int8` (conversion and the candidates' pre
   ``train_seconds`` (wall time of the whole fit), ``timings_s`` per stage, ``interval_coverage`` (nominal,
   ``calibration_rows`` and where they come from, half-widths, and measured coverage of the deployed model per test
   split and target), ``ood`` (components,
-  limits, alarm rates per split), ``splits`` (rows per role);
+  limits, alarm rates per split; ``ood.autoencoder``: the autoencoder's limit, rows and alarm rates, or null),
+  ``splits`` (rows per role);
 - ``pretrain``: the CNN trunk pretraining on unlabeled spectra (:mod:`trainer.pretrain`): ``{"ran": false,
   "reason"}``, or its source, rows, task, epochs, settings and reconstruction losses;
 - ``search``: the CNN recipe search (:meth:`trainer.search.SearchResult.to_dict`), or ``{"ran": false, "reason"}``.

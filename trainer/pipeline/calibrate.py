@@ -20,11 +20,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Calibration:
     """The ``ood`` model, the ``intervals`` (None for classification) and where their calibration rows came
-    from (``rows``: ``select`` and ``train_out_of_fold`` counts; empty for classification)."""
+    from (``rows``: ``select`` and ``train_out_of_fold`` counts; empty for classification), and the
+    ``autoencoder`` (:class:`trainer.autoencoder.FittedAutoencoder`; None unless ``[ood] autoencoder``)."""
 
     ood: Any
     intervals: Any = None
     rows: dict[str, int] = field(default_factory=dict)
+    autoencoder: Any = None
 
 
 def line_copies(cfg: TrainConfig, data: Prepared, rows: np.ndarray, *, seed_offset: int = 0) -> np.ndarray:
@@ -53,8 +55,15 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
         line_pre = np.stack([deployed.edge_pipe.transform(c) for c in copies])
     ood = fit_ood(deployed.train_pre, cfg.ood.n_components, cfg.ood.variance, cfg.ood.alpha,
                   max_components=cfg.ood.max_components, groups=data.groups[tr], seed=cfg.seed, X_pre_line=line_pre)
+    autoencoder = None
+    if cfg.ood.autoencoder:
+        from trainer.autoencoder import fit_autoencoder  # noqa: PLC0415
+
+        autoencoder = fit_autoencoder(deployed.train_pre, alpha=cfg.ood.alpha, groups=data.groups[tr], seed=cfg.seed,
+                                      epochs=cfg.ood.autoencoder_epochs, bottleneck=cfg.ood.autoencoder_bottleneck,
+                                      X_pre_line=line_pre, subprocess=cfg.quantize.subprocess)
     if data.classify:
-        return Calibration(ood=ood)
+        return Calibration(ood=ood, autoencoder=autoencoder)
     from edge.runtime import ModelRuntime  # noqa: PLC0415
 
     transform = deployed.output_transform
@@ -79,4 +88,4 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
     intervals = fit_intervals(resid, cfg.intervals.coverage, target_names=target_names)
     log.info("conformal half-widths at %.0f%% from %d held-out residuals: %s", 100 * cfg.intervals.coverage,
              resid.shape[0], ", ".join(f"{t} +/-{q:.4g}" for t, q in zip(target_names, intervals.q_hat)))
-    return Calibration(ood=ood, intervals=intervals, rows=interval_rows)
+    return Calibration(ood=ood, intervals=intervals, rows=interval_rows, autoencoder=autoencoder)

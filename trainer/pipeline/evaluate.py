@@ -35,6 +35,10 @@ class Evaluation:
     #: OOD scores ``(t2, q)`` per role of the rows through the declared line detector (``[instrument.noise]``,
     #: every copy); empty without one.
     ood_line_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: Autoencoder scores per role (and through the line detector), through the bundle's own autoencoder; empty
+    #: without one.
+    ae_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    ae_line_scores: dict[str, np.ndarray] = field(default_factory=dict)
 
     def metric(self, role: str, model_name: str, target: str, key: str) -> float:
         """One figure of the ``evaluations`` rows (NaN when absent)."""
@@ -69,15 +73,22 @@ def evaluate_bundle(cfg: TrainConfig, data: Prepared, bundle_path: Path, preds: 
     preds = dict(preds)
     ood_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     ood_line_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    ae, ae_scores, ae_line_scores = bundle.autoencoder, {}, {}
     for i, (role, rows) in enumerate(roles.items()):
         frames, ctx = bundle.frames_from_signal(ds.X[rows], ds.wavelengths)  # as the device sends them
         out_q = np.asarray(bundle.predict_spectra(frames, **ctx), dtype=np.float64).reshape(rows.size, -1)
         preds[(role, "deployed")] = np.argmax(out_q, axis=1)[:, None].astype(np.float64) if classify else out_q
-        ood_scores[role] = bundle_ood.score(bundle.preprocess(frames, **ctx))
+        pre = bundle.preprocess(frames, **ctx)
+        ood_scores[role] = bundle_ood.score(pre)
+        if ae is not None:
+            ae_scores[role] = np.asarray(ae.score(pre), dtype=np.float64).reshape(-1)
         if cfg.instrument.noise is not None:  # the same rows through the declared line detector
             copies = line_copies(cfg, data, rows, seed_offset=1000 + i).reshape(-1, ds.X.shape[1])
             frames, ctx = bundle.frames_from_signal(copies, ds.wavelengths)
-            ood_line_scores[role] = bundle_ood.score(bundle.preprocess(frames, **ctx))
+            pre = bundle.preprocess(frames, **ctx)
+            ood_line_scores[role] = bundle_ood.score(pre)
+            if ae is not None:
+                ae_line_scores[role] = np.asarray(ae.score(pre), dtype=np.float64).reshape(-1)
 
     evaluations: list[dict[str, Any]] = []
     for role, rows in roles.items():
@@ -112,6 +123,7 @@ def evaluate_bundle(cfg: TrainConfig, data: Prepared, bundle_path: Path, preds: 
                                "ratio_int8_to_float": b / f if f else None,
                                "ratio_deployed_to_pls": d / a if a else None})
     return Evaluation(bundle=bundle, preds=preds, ood_scores=ood_scores, ood_line_scores=ood_line_scores,
+                      ae_scores=ae_scores, ae_line_scores=ae_line_scores,
                       evaluations=evaluations,
                       comparison=comparison, coverage=coverage)
 

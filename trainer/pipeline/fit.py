@@ -23,7 +23,7 @@ from trainer.pipeline.progress import Progress
 from trainer.pipeline.recipe import build_model_configs, choose_recipe
 from trainer.pipeline.run_report import write_run_report
 from trainer.pipeline.scores import clean_json
-from trainer.pipeline.summary import summarise
+from trainer.pipeline.summary import autoencoder_summary, summarise
 from trainer.pipeline.write import FitBundle, write_fit_bundle
 
 log = logging.getLogger("trainer.pipeline")
@@ -103,6 +103,7 @@ def fit_full(
     pruning = ({**net.pruning, "accuracy_cost": pruning_cost(data, net.dense_preds, ev)} if net.dense_preds
                else net.pruning)
     metrics = summarise(cfg, data, recipe, pls, net, pruning, int8, deployed, ev)
+    metrics["ood"]["autoencoder"] = autoencoder_summary(ev, calibration.autoencoder)
     metrics["train_seconds"] = round(prog.elapsed_s, 2)
     _rewrite_final(written, metrics, data, ev)
 

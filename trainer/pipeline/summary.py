@@ -22,6 +22,27 @@ def alarm_rates(scores: tuple[np.ndarray, np.ndarray], ood: Any) -> dict[str, fl
     return {"t2": float(np.mean(over_t2)), "q": float(np.mean(over_q)), "either": float(np.mean(over_t2 | over_q))}
 
 
+def autoencoder_summary(ev: Evaluation, fitted: Any) -> dict[str, Any] | None:
+    """``ood.autoencoder`` of ``metrics.json``: the fit's figures and, per role, the share of spectra over the
+    autoencoder's limit and over any of the three limits (T2, Q, autoencoder); None without an autoencoder."""
+    ae = ev.bundle.autoencoder
+    if ae is None:
+        return None
+
+    def rates(ae_scores: dict[str, np.ndarray], ood_scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> Any:
+        out = {}
+        for role, s in ae_scores.items():
+            over = np.asarray(s).ravel() > ae.limit
+            t2, q = (np.asarray(v, dtype=np.float64).ravel() for v in ood_scores[role])
+            over_any = over | (t2 > ev.bundle.ood.t2_limit) | (q > ev.bundle.ood.q_limit)
+            out[role] = {"autoencoder": float(np.mean(over)), "any": float(np.mean(over_any))}
+        return out
+
+    base = fitted.summary() if fitted is not None else {"limit": ae.limit, "alpha": ae.alpha}
+    return {**base, "alarm_rate": rates(ev.ae_scores, ev.ood_scores),
+            "alarm_rate_line": rates(ev.ae_line_scores, ev.ood_line_scores)}
+
+
 def summarise(cfg: TrainConfig, data: Prepared, recipe: Recipe, pls: Any, net: TrainedNetwork, pruning: dict[str, Any],
               int8: Int8Network, deployed: Deployed, ev: Evaluation) -> dict[str, Any]:
     """``metrics.json`` before the final bundle is written (``bundle_bytes`` and ``train_seconds`` still 0)."""

@@ -80,6 +80,7 @@ def write_fit_bundle(cfg: TrainConfig, data: Prepared, deployed: Deployed, calib
             output_transform=deployed.output_transform,
             ood=calibration.ood,
             intervals=calibration.intervals,
+            autoencoder=calibration.autoencoder,
         ),
         golden=golden,
     )

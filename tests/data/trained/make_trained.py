@@ -7,9 +7,11 @@ The edge and firmware_bridge tests run in an environment without TensorFlow (``m
 these committed files instead of training their own. What each file is, and the settings that made it, are in
 tests/support/trained.py:
 
-- five bundles written by ``spectro-train fit`` (a child process): examples/demo.toml as it is (1.0.0), with
+- six bundles written by ``spectro-train fit`` (a child process): examples/demo.toml as it is (1.0.0), with
   model_version 1.1.0, with ``signal = "absorbance"``, with ``--model cnn`` and model_version 1.2.0 (a challenger
-  whose predictions differ from 1.0.0's, a PLS), and on a synthetic FTIR dataset in cm-1 (``--model pls``);
+  whose predictions differ from 1.0.0's, a PLS), with ``[ood] autoencoder = true``, ``--model pls`` and
+  model_version 1.3.0-ae (the autoencoder OOD statistic), and on a synthetic FTIR dataset in cm-1
+  (``--model pls``);
 - the tiny Keras models of tests/support/bundles.py on real tablets spectra, converted by trainer.quantize (int8,
   float, an int8 classifier), and the signed regression bundle ``write_regression_bundle`` makes of them, with the
   public half of a key pair made for the occasion (the private half is thrown away).
@@ -87,6 +89,14 @@ def build_cnn(out: Path, work: Path) -> None:
     shutil.copyfile(_fit(text, work, "demo-cnn", "--model", "cnn"), out / trained.DEMO_CNN.name)
 
 
+def build_autoencoder(out: Path, work: Path) -> None:
+    """The demo config with the autoencoder OOD statistic (``--model pls``, model_version 1.3.0-ae)."""
+    text = DEMO_CONFIG.read_text(encoding="utf-8")
+    text = _sub(text, r'^model_version = ".*"$', 'model_version = "1.3.0-ae"')
+    text = _sub(text, r"^alpha = 0\.01$", "alpha = 0.01\nautoencoder = true\nautoencoder_epochs = 150")
+    shutil.copyfile(_fit(text, work, "demo-ae", "--model", "pls"), out / trained.DEMO_AE.name)
+
+
 def build_ftir(out: Path, work: Path) -> None:
     """The cm-1 bundle: the demo config on the synthetic FTIR dataset (written beside the config, named by a
     relative path so that no machine path reaches the bundle)."""
@@ -119,11 +129,11 @@ def build_tablets(out: Path, work: Path) -> None:
 
 
 #: Each group of artefacts and its builder (the staleness test rebuilds one group at a time).
-BUILDERS = {"demo": build_demo, "absorbance": build_absorbance, "cnn": build_cnn, "ftir": build_ftir,
-            "tablets": build_tablets}
+BUILDERS = {"demo": build_demo, "absorbance": build_absorbance, "cnn": build_cnn, "autoencoder": build_autoencoder,
+            "ftir": build_ftir, "tablets": build_tablets}
 
 
-def build(out: Path, groups: tuple[str, ...] = ("demo", "cnn", "ftir", "tablets")) -> None:
+def build(out: Path, groups: tuple[str, ...] = ("demo", "cnn", "autoencoder", "ftir", "tablets")) -> None:
     """Write the artefacts of ``groups`` into ``out`` (file names as in tests/support/trained.py)."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
