@@ -7,13 +7,16 @@
 #      with apt-get when they are missing;
 #   2. registers qemu as the binfmt_misc interpreter of arm64 ELF binaries (mounting binfmt_misc first if needed),
 #      with the F flag, so the interpreter is opened now and works inside the chroot;
-#   3. builds the arm64 root once with mmdebstrap (python3, python3-venv, mosquitto, gcc for the C reference) in
-#      $ARM64_DIR/root (default build/arm64/root: ignored by git, `make clean` removes it);
+#   3. builds the arm64 root once with mmdebstrap (python3, python3-venv, mosquitto, gcc, mount: ROOT_PACKAGES) in
+#      $ARM64_DIR/root (default build/arm64/root: ignored by git, `make clean` removes it), adding packages to a
+#      root built before the list grew;
 #   4. creates the venv /opt/spectrolite-venv inside the root and installs the checkout into it, editable, with
 #      the extras $ARM64_EXTRAS (arm64 wheels from the package index; never TensorFlow), again when setup.cfg or
 #      pyproject.toml change;
-#   5. runs `SPECTROLITE_EDGE_ONLY=1 pytest $ARM64_TESTS` in the root, the checkout bind-mounted at /src, with
-#      QEMU_CPU=$ARM64_CPU so every emulated process sees that board's CPU (its /proc/cpuinfo and features).
+#   5. per CPU of $ARM64_CPU: prints the qemu version the emulated processes get, the CPU the root sees and the
+#      self-test of every committed trainer-built bundle (golden vectors written on x86_64), then runs
+#      `SPECTROLITE_EDGE_ONLY=1 pytest $ARM64_TESTS` in the root, the checkout bind-mounted at /src, with
+#      QEMU_CPU set so every emulated process sees that board's CPU (its /proc/cpuinfo and features).
 #
 # The mounts live in a private mount namespace (unshare -m): they vanish with the run, whatever ends it.
 #
@@ -41,6 +44,9 @@ ARM64_SUITE=${ARM64_SUITE:-bookworm}
 ARM64_NICE=${ARM64_NICE:-19}
 ROOT=$ARM64_DIR/root
 VENV=/opt/spectrolite-venv
+# What the root holds besides Debian's required set: the interpreter, the broker the tests start, gcc and make for
+# the C reference's tests, mount for the full-disk outbox tests (they mount a small tmpfs).
+ROOT_PACKAGES="python3 python3-venv mosquitto gcc libc6-dev make ca-certificates mount"
 QEMU_MIN_MAJOR=8
 BINFMT=/proc/sys/fs/binfmt_misc
 BINFMT_CONF=/usr/lib/binfmt.d/qemu-aarch64.conf
@@ -135,14 +141,23 @@ ensure_binfmt() {
 
 ensure_root() {
   [ -e "$ROOT/.spectrolite-root" ] && return 0
-  say "building the arm64 $ARM64_SUITE root in $ROOT (once; about ten minutes under emulation)"
+  say "building the arm64 $ARM64_SUITE root in $ROOT (once; 12 minutes on a 2-core machine)"
   rm -rf "$ROOT"
   mkdir -p "$ARM64_DIR"
   mmdebstrap --arch=arm64 --variant=apt --mode=root \
-    --include=python3,python3-venv,mosquitto,gcc,libc6-dev,make,ca-certificates \
+    --include="${ROOT_PACKAGES// /,}" \
     "$ARM64_SUITE" "$ROOT" "$(debian_mirror)" </dev/null
   cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
   date -u +%FT%TZ >"$ROOT/.spectrolite-root"
+  echo "$ROOT_PACKAGES" >"$ROOT/.spectrolite-packages"
+}
+
+ensure_root_packages() {  # a root built before ROOT_PACKAGES grew gets the rest with apt-get
+  [ "$(cat "$ROOT/.spectrolite-packages" 2>/dev/null)" = "$ROOT_PACKAGES" ] && return 0
+  say "installing $ROOT_PACKAGES in the root"
+  # shellcheck disable=SC2086  # a word list
+  in_root /bin/sh -euc "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $ROOT_PACKAGES"
+  echo "$ROOT_PACKAGES" >"$ROOT/.spectrolite-packages"
 }
 
 # Runs "$@" inside the root, in a private mount namespace holding /proc, /dev, /sys, a fresh /tmp and the checkout.
@@ -223,6 +238,7 @@ ensure_tools
 ensure_binfmt
 ensure_root
 sync_local_cas
+ensure_root_packages
 ensure_venv
 status=0
 for cpu in $ARM64_CPU; do
