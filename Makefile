@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FRAMES ?= 400
 comma := ,
 
-.PHONY: setup setup-edge broker demo test test-edge test-fast lint bench clean
+.PHONY: setup setup-edge broker demo test test-edge test-fast test-arm64 lint bench clean
 
 # A virtual environment $(1) with spectrolite installed (editable) with the extras $(2).
 define make_venv
@@ -58,6 +58,12 @@ test-edge: setup-edge broker
 # the slow and fault-injection tests, stopping at the first failure, last run's failures first.
 test-fast: setup broker
 	$(PY) -m pytest -q -x --ff -m "not slow and not reliability" $(TESTS)
+
+# The edge and firmware_bridge suites on arm64 under qemu user-mode emulation, in an arm64 Debian root built once in
+# build/arm64 (root; apt-get, binfmt_misc, mmdebstrap); not part of `make test`.  ARM64_TESTS=... for a subset,
+# ARM64_CPU="cortex-a72 cortex-a76" for both boards' CPUs: see deploy/arm64/test-arm64.sh and benchmarks/README.md.
+test-arm64:
+	$(SUDO) env ARM64_TESTS="$(ARM64_TESTS)" ARM64_CPU="$(ARM64_CPU)" deploy/arm64/test-arm64.sh
 
 # The cheapest reviewers: ruff (pyproject.toml), mypy --strict on the device side, import-linter (.importlinter).
 lint: setup
