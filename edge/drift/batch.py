@@ -20,7 +20,6 @@ Everything here is pure: arrays in, states and transitions out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -94,10 +93,12 @@ def ewma_run(config: EwmaConfig, state: DetectorState,
     xs = values[finite].tolist()
     a = config.alpha
     b = 1.0 - a  # ewma_step's (1.0 - config.alpha) * ewma + config.alpha * value, term for term
-    if state.ewma is None:
-        means = list(accumulate(xs, lambda m, x: b * m + a * x))
-    else:
-        means = list(accumulate(xs, lambda m, x: b * m + a * x, initial=state.ewma))[1:]
+    m = xs[0] if state.ewma is None else b * state.ewma + a * xs[0]
+    means = [m]
+    append = means.append
+    for x in xs[1:]:
+        m = b * m + a * x
+        append(m)
     with np.errstate(over="ignore", invalid="ignore"):  # as Python floats: an overflow gives inf, silently
         scores = (np.asarray(means, dtype=np.float64) - config.center) / config.scale
     if config.two_sided:
@@ -120,15 +121,23 @@ def cusum_run(config: CusumConfig, state: CusumState,
     with np.errstate(over="ignore", invalid="ignore"):  # as Python floats: an overflow gives inf, silently
         z = ((values[finite] - config.mean) / config.std).tolist()  # cusum_step's (value - mean) / std
     cap, k = config.cap_value, config.k_sigma
-    upper = list(accumulate(z, lambda u, zi: min(cap, max(0.0, u + zi - k)), initial=state.upper))[1:]
-    lower = list(accumulate(z, lambda lo, zi: min(cap, max(0.0, lo - zi - k)), initial=state.lower))[1:]
-    score_list = list(map(max, upper, lower))
+    u, lo = state.upper, state.lower
+    score_list: list[float] = []
+    append = score_list.append
+    for zi in z:  # cusum_step's min(cap, max(0.0, s)) for each sum and max(upper, lower), written out
+        v = u + zi - k
+        v = v if v > 0.0 else 0.0
+        u = v if v < cap else cap
+        v = lo - zi - k
+        v = v if v > 0.0 else 0.0
+        lo = v if v < cap else cap
+        append(lo if lo > u else u)
     scores = np.asarray(score_list, dtype=np.float64)
     base = state.base
     counts = base.n_samples + 1 + np.arange(finite.size, dtype=np.int64)
     raised, run, found = hysteresis_run(scores, counts, base.raised, base.run_length, config.h_sigma,
                                         config.clear_threshold, 1, config.min_clear_samples, config.warmup_samples)
-    end = CusumState(upper[-1], lower[-1], DetectorState(score_list[-1], raised, run, base.n_samples + finite.size))
+    end = CusumState(u, lo, DetectorState(score_list[-1], raised, run, base.n_samples + finite.size))
     return end, [(int(finite[j]), st, score_list[j]) for j, st in found]
 
 

@@ -220,16 +220,23 @@ class DriftMonitor:
         if limit is not None and n:
             temps = np.asarray(temps_c, dtype=np.float64).reshape(-1) - limit  # observe_temperature's temp_c - limit
             found += [(i, 0, temp_j, ev) for i, ev in _run(self.temp, temps, seqs)]
-        samples = np.full((2 + len(self.predictions), n), np.nan)  # t2, q, each target; NaN: no sample
-        for i, p in enumerate(predictions):
-            if p is None:
-                continue
-            t2, q, vals = p
-            samples[0, i] = np.nan if t2 is None else float(t2)
-            samples[1, i] = np.nan if q is None else float(q)
-            if self.predictions and vals is not None:
-                row = np.asarray(vals, dtype=np.float64).reshape(-1)[:len(self.predictions)]
-                samples[2:2 + row.size, i] = row
+        width = len(self.predictions)
+        nan = math.nan
+        samples = np.full((2 + width, n), nan)  # t2, q, each target; NaN: no sample
+        samples[0] = [nan if p is None or p[0] is None else p[0] for p in predictions]
+        samples[1] = [nan if p is None or p[1] is None else p[1] for p in predictions]
+        if width:
+            at = [i for i, p in enumerate(predictions) if p is not None and p[2] is not None]
+            try:
+                block = np.array([predictions[i][2] for i in at], dtype=np.float64)  # type: ignore[index]  # not None
+            except ValueError:  # rows of different lengths
+                block = np.empty(0)
+            if block.ndim == 2 and block.shape[1] >= width:  # the usual case: one flat row of values per spectrum
+                samples[2:, at] = block[:, :width].T
+            else:  # as observe_prediction: each row flattened, its first values to the first detectors
+                for i in at:
+                    row = np.asarray(predictions[i][2], dtype=np.float64).reshape(-1)[:width]  # type: ignore[index]
+                    samples[2:2 + row.size, i] = row
         for j, det in enumerate((self.t2, self.q, *self.predictions)):  # dets[j]
             found += [(i, 1, j, ev) for i, ev in _run(det, samples[j], seqs)]
         found.sort(key=lambda f: f[:3])  # the order of the calls one by one, and of the detectors in each call
