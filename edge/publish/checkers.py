@@ -57,36 +57,75 @@ class _Generator:
         self.lines.append("    " * depth + text)
 
     def node(self, schema: Mapping[str, Any], v: str, depth: int) -> None:
-        """Statements checking the value in variable ``v`` against ``schema`` (the reference checker's rules)."""
+        """Statements checking the value in variable ``v`` against ``schema`` (the reference checker's rules).
+
+        The common cases come first, cheaper than the general rules and deciding the same: null where the
+        schema allows it (nothing else to check), a finite Python float or a Python int where a number is
+        expected, a Python ``str`` where an enum of strings is expected; anything else takes the general rules.
+        """
         types = schema.get("type")
         names = None if types is None else ((types,) if isinstance(types, str) else tuple(types))
+        enum = schema.get("enum")
+        if names is not None and "null" in names and len(names) > 1 and enum is None:
+            mark = len(self.lines)
+            self.emit(depth, f"if {v} is not None:")
+            self.node({**schema, "type": [n for n in names if n != "null"]}, v, depth + 1)
+            if len(self.lines) == mark + 1:
+                del self.lines[mark:]
+            return
+        if names is not None and set(names) <= {"integer", "number"} and enum is None:
+            self._number_only(schema, v, depth, names)
+            return
         if names is not None:
             allowed = tuple(t for n in names for t in self.types[n])
-            cond = f"not isinstance({v}, {self.const(allowed)})"
+            cond = f"not isinstance({v}, {self.const(allowed[0] if len(allowed) == 1 else allowed)})"
             if "boolean" not in names and issubclass(bool, allowed):  # bool is an int in Python, not a JSON integer
                 cond += f" or type({v}) is bool"
             self.emit(depth, f"if {cond}: return False")
-        if "enum" in schema:
-            self.emit(depth, f"if {v} not in {self.const(tuple(schema['enum']))}: return False")
+        if enum is not None:
+            self.emit(depth, f"if {v} not in {self.const(tuple(enum))}: return False")
         kinds = ({_NUMBER, _STRING, _OBJECT, _ARRAY} if names is None
                  else {_KIND_OF_TYPE[n] for n in names} - {_OTHER})
         only = len(kinds) == 1 and names is not None and all(_KIND_OF_TYPE[n] != _OTHER for n in names)
+        # A value equal to a member of an enum of strings is, in practice, a str: its other checks are skipped
+        # by one test of its type (exactly: an instance of str is never a number, a dict or a list).
+        skip_for_str = names is None and enum is not None and all(isinstance(e, str) for e in enum)
+        guard: int | None = None  # where "if type(v) is not str:" stands, once emitted
         for kind, cond, body in (
+            (_STRING, f"isinstance({v}, str)", self._string),  # first: the guard follows it
             (_NUMBER, f"isinstance({v}, (int, float)) and type({v}) is not bool", self._number),
-            (_STRING, f"isinstance({v}, str)", self._string),
             (_OBJECT, f"isinstance({v}, dict)", self._object),
             (_ARRAY, f"isinstance({v}, (list, tuple))", self._array),
         ):
             if kind not in kinds:
                 continue
-            mark = len(self.lines)
             if only:
                 body(schema, v, depth, names)
                 continue
-            self.emit(depth, f"if {cond}:")
-            body(schema, v, depth + 1, names)
+            d = depth
+            if skip_for_str and kind != _STRING:
+                if guard is None:
+                    guard = len(self.lines)
+                    self.emit(depth, f"if type({v}) is not str:")
+                d = depth + 1
+            mark = len(self.lines)
+            self.emit(d, f"if {cond}:")
+            body(schema, v, d + 1, names)
             if len(self.lines) == mark + 1:  # nothing to check for this kind of value
                 del self.lines[mark:]
+        if guard is not None and len(self.lines) == guard + 1:
+            del self.lines[guard:]
+
+    def _number_only(self, schema: Mapping[str, Any], v: str, depth: int, names: tuple[str, ...]) -> None:
+        """A number (or an integer): a finite Python float (an int) passes the type tests at once."""
+        if "number" in names:
+            self.emit(depth, f"if type({v}) is not float or {v} - {v} != 0.0:  # not a finite Python float")
+            self.emit(depth + 1, f"if not isinstance({v}, (int, float)) or type({v}) is bool: return False")
+            self.emit(depth + 1, f"if isinstance({v}, float) and not isfinite({v}): return False")
+        else:
+            self.emit(depth, f"if type({v}) is not int:")
+            self.emit(depth + 1, f"if not isinstance({v}, int) or type({v}) is bool: return False")
+        self._number(schema, v, depth, ("integer",))  # the bounds
 
     def _number(self, schema: Mapping[str, Any], v: str, depth: int, names: tuple[str, ...] | None) -> None:
         if names is None or "number" in names:
@@ -116,13 +155,13 @@ class _Generator:
         if isinstance(extra, Mapping):
             x = self.var()
             self.emit(depth, f"for {k}, {x} in {v}.items():")
-            self.emit(depth + 1, f"if not isinstance({k}, str): return False")
+            self.emit(depth + 1, f"if {k}.__class__ is not str and not isinstance({k}, str): return False")
             if props:
                 self.emit(depth + 1, f"if {k} in {self.const(frozenset(props))}: continue")
             self.node(extra, x, depth + 1)
         else:
-            self.emit(depth, f"for {k} in {v}:")
-            self.emit(depth + 1, f"if not isinstance({k}, str): return False")
+            self.emit(depth, f"for {k} in {v}:")  # (a str's __class__ is str: isinstance's first test)
+            self.emit(depth + 1, f"if {k}.__class__ is not str and not isinstance({k}, str): return False")
         for name, sub in props.items():
             x = self.var()
             if name in required:

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from edge.daemon.outbound import Outbound
 from edge.metrics import Counters
 from edge.publish import schema
-from edge.publish.messages import LinePosition, OodStats, TargetValue, prediction_message
-from edge.publish.schema import SCHEMAS, MessageError, MessageKind, encode, validate
+from edge.publish.messages import LinePosition, OodStats, Priority, TargetValue, prediction_message
+from edge.publish.schema import SCHEMAS, MessageError, MessageKind, Quality, encode, validate
 from tests.support.daemon import edge_config
 from tests.support.golden_messages import golden_names, golden_payload
 
@@ -35,7 +35,7 @@ _VALUES = st.sampled_from([
     math.nan, math.inf, -math.inf, -1, -0.5, 0, 1, 2.5, 2**32, 2**40, True, False, None, "", "x", "x" * 65,
     "x" * 300, "x" * 3000, "ok", "raised", "online", "counts", [], [1.5], ["a"], [None], ["saturated"], (1, 2), {},
     {"x": 1}, {1: 2}, {"id": "m", "version": "1"}, np.float64(2.0), np.float64(math.nan), np.int64(3),
-    np.float32(1.5), _Weird(),
+    np.float32(1.5), _Weird(), Quality.SATURATED, Priority.HIGH,  # a str and an int subclass
 ])
 
 
