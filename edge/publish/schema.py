@@ -382,20 +382,24 @@ def validate(message: Mapping[str, Any], kind: MessageKind | str | None = None, 
     raise MessageError(f"{k}: does not match its schema")  # pragma: no cover - both checkers make one decision
 
 
-#: ``json.dumps(message, separators=(",", ":"), allow_nan=False, ensure_ascii=False)``, made once: ``json.dumps``
-#: with arguments builds a ``JSONEncoder`` and a C encoder for every call.  No ``check_circular``: :func:`validate`,
-#: which runs first, never returns on a circular payload.
-_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False, check_circular=False)
+#: ``json.dumps(message, separators=(",", ":"), allow_nan=False, ensure_ascii=False)`` without building a
+#: ``JSONEncoder`` for every call (what ``json.dumps`` with arguments does).
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
 
 def _make_dumps() -> Callable[[Any], str]:
-    """CPython's C encoder, as ``json.dumps`` uses it, made once; ``_JSON.encode`` where there is none."""
+    """CPython's C encoder as ``json.dumps`` makes it (circular references refused: a fresh ``markers`` dict per
+    call, which also makes it safe in any thread); ``_JSON.encode`` where there is none."""
     c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
     if c_make_encoder is None:  # pragma: no cover - CPython has it
         return _JSON.encode
-    c_encoder = c_make_encoder(None, _JSON.default, json.encoder.encode_basestring, None, ":", ",", False, False,
-                               False)  # markers, default, encoder, indent, separators, sort_keys, skipkeys, allow_nan
-    return lambda obj: "".join(c_encoder(obj, 0))
+    default, encode_str = _JSON.default, json.encoder.encode_basestring
+
+    def dumps(obj: Any) -> str:
+        # markers, default, encoder, indent, key and item separators, sort_keys, skipkeys, allow_nan
+        return "".join(c_make_encoder({}, default, encode_str, None, ":", ",", False, False, False)(obj, 0))
+
+    return dumps
 
 
 _dumps = _make_dumps()

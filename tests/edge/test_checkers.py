@@ -155,3 +155,14 @@ def test_invalid_messages_are_refused_on_the_production_path(tmp_path: Path, exa
     for bad in (nan, wrong_type, unknown, bool_seq):
         with pytest.raises(MessageError):
             validate(bad, strict=True)
+
+
+def test_a_circular_payload_is_refused_as_json_dumps_refuses_it() -> None:
+    """A free-form object (a promotion rule) is not walked by the schema; the encoder still refuses a cycle."""
+    message = json.loads(golden_payload("status_online_challenger"))
+    rule: dict[str, Any] = {"metric": "rmsep"}
+    rule["again"] = rule
+    message["challenger"]["rule"] = rule
+    validate(message, strict=True)  # the schema says only "an object"
+    with pytest.raises(MessageError, match="Circular reference"):
+        encode(message)
