@@ -507,11 +507,8 @@ class InferenceStage:
         for flag in outcome.flags:
             self.counters.incr(f"predictions_flagged_{flag.value}")
         if drift_at is None:
-            self._publish_drift(
-                self.drift.observe_prediction(
-                    outcome.seq, t2_ratio=outcome.t2_ratio, q_ratio=outcome.q_ratio, values=outcome.values
-                )
-            )
+            self._publish_drift(self.drift.observe_prediction(
+                outcome.seq, t2_ratio=outcome.t2_ratio, q_ratio=outcome.q_ratio, values=outcome.values))
         else:
             self._publish_drift(*drift_at[0].prediction_at(drift_at[1]))
         if self.control is not None:
