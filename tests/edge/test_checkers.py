@@ -166,3 +166,12 @@ def test_a_circular_payload_is_refused_as_json_dumps_refuses_it() -> None:
     validate(message, strict=True)  # the schema says only "an object"
     with pytest.raises(MessageError, match="Circular reference"):
         encode(message)
+
+
+def test_the_checkers_doctest_holds() -> None:
+    import doctest
+
+    import edge.publish.checkers
+
+    result = doctest.testmod(edge.publish.checkers)
+    assert result.attempted > 0 and result.failed == 0

@@ -192,3 +192,12 @@ def test_daemon_batch_publishes_the_drift_messages_and_flags_of_one_frame_at_a_t
     assert any(m["active_alerts"] == ["detector_temp"] for m in drift)
     flagged = [m["seq"] for k, m in stable[0] if k == "prediction" and "instrument_fault" in m["quality_flags"]]
     assert flagged and flagged == sorted(flagged)
+
+
+def test_the_batch_doctest_holds() -> None:
+    import doctest
+
+    import edge.drift.batch
+
+    result = doctest.testmod(edge.drift.batch)
+    assert result.attempted > 0 and result.failed == 0
