@@ -112,7 +112,7 @@ def line_steps(args: argparse.Namespace, setup: Any, broker: Any, sub: Any, work
 
 def measure_lines(args: argparse.Namespace) -> dict[str, Any]:
     """``--line-only``: the line steps alone, with their own broker and subscriber (the result dict, the JSON)."""
-    from benchmarks.broker import Mosquitto
+    from benchmarks.harness.mosquitto import Mosquitto
     from benchmarks.throughput import Subscriber, check_setup, resolve_setup
 
     setup = resolve_setup(args)

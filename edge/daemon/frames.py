@@ -28,7 +28,7 @@ from edge.daemon.lines import LineInFlight, line_rejections, split_line
 from edge.daemon.outbound import Outbound
 from edge.daemon.status import ActiveAlerts, LastError
 from edge.daemon.values import _Capture, _Received, _Swap
-from edge.drift import DriftEvent, DriftMonitor
+from edge.drift import DriftBatch, DriftEvent, DriftMonitor
 from edge.errors import EdgeError
 from edge.inference import InferenceEngine, Prediction, Rejection, RejectReason
 from edge.metrics import Counters, LatencyWindow
@@ -247,8 +247,13 @@ class InferenceStage:
             [item.frame for item in items], self.references.refs, wavelengths_nm=self.wavelengths_nm,
             frame_signal=self.device_signal,
         )
-        for item, outcome in zip(items, outcomes):
-            self._on_spectrum(item.frame, item.received_ns, outcome)
+        # The drift detectors see the batch at once: the same events, alerts and states as one by one (each
+        # spectrum's temperature, then its prediction); their messages go out spectrum by spectrum below.
+        drift = self.drift.observe_spectra(
+            [item.frame.seq for item in items], [float(item.frame.detector_temp_c) for item in items],
+            [(o.t2_ratio, o.q_ratio, o.values, o.ae_ratio) if isinstance(o, Prediction) else None for o in outcomes])
+        for i, (item, outcome) in enumerate(zip(items, outcomes)):
+            self._on_spectrum(item.frame, item.received_ns, outcome, (drift, i))
 
     def handle(self, item: _Received) -> None:
         """One frame, whatever its kind (inference thread)."""
@@ -449,17 +454,23 @@ class InferenceStage:
         self._last_seq = seq
 
     # ---------------------------------------------------------------------------------------- spectra
-    def _on_spectrum(self, frame: Spectrum, received_ns: int, computed: Any = None) -> None:
+    def _on_spectrum(self, frame: Spectrum, received_ns: int, computed: Any = None,
+                     drift_at: tuple[DriftBatch, int] | None = None) -> None:
         """One spectrum: counters, sequence gaps, temperature drift, the engine's outcome (``computed`` by
-        :meth:`_on_spectra` for a batch, without instrument flags, else computed here), its message."""
+        :meth:`_on_spectra` for a batch, without instrument flags, else computed here), its message; ``drift_at``
+        is what the drift detectors found at this spectrum of a batch they saw at once (else it is fed here)."""
         self._release_held(force=True)
         self.counters.incr("spectra_in")
         self._track_seq(frame.seq)
         if self._status_error is not None:  # the device's last STATUS was refused: fail closed
             self.counters.incr("frames_rejected_device_status_invalid")
             return
-        self._publish_drift(self.drift.observe_temperature(frame.seq, float(frame.detector_temp_c)))
-        instrument = [d.name for d in (self.drift.dark, self.drift.reference, self.drift.temp) if d.raised]
+        if drift_at is None:
+            self._publish_drift(self.drift.observe_temperature(frame.seq, float(frame.detector_temp_c)))
+            instrument = [d.name for d in (self.drift.dark, self.drift.reference, self.drift.temp) if d.raised]
+        else:
+            self._publish_drift(*drift_at[0].temperature_at(drift_at[1]))
+            instrument = drift_at[0].instrument_at(drift_at[1])
         if computed is None:
             outcome = self.engine.process(
                 frame, self.references.refs, wavelengths_nm=self.wavelengths_nm, instrument_alerts=instrument,
@@ -495,12 +506,12 @@ class InferenceStage:
         self._set_alert("stale_reference", Quality.STALE_REFERENCE in outcome.flags)
         for flag in outcome.flags:
             self.counters.incr(f"predictions_flagged_{flag.value}")
-        self._publish_drift(
-            self.drift.observe_prediction(
+        if drift_at is None:
+            self._publish_drift(self.drift.observe_prediction(
                 outcome.seq, t2_ratio=outcome.t2_ratio, q_ratio=outcome.q_ratio, values=outcome.values,
-                ae_ratio=outcome.ae_ratio,
-            )
-        )
+                ae_ratio=outcome.ae_ratio))
+        else:
+            self._publish_drift(*drift_at[0].prediction_at(drift_at[1]))
         if self.control is not None:
             self._observe_control(outcome)
         if self.forward_annotations and not self._line.active:  # a line's spectra have no ANNOTATION frames
@@ -557,7 +568,10 @@ class InferenceStage:
         if self.shadow is not None and reference is not None:
             self.shadow.observe_reference(pred.seq, reference)
 
-    def _publish_drift(self, events: Sequence[DriftEvent]) -> None:
+    def _publish_drift(self, events: Sequence[DriftEvent], active: list[str] | None = None) -> None:
+        """Publish drift events; ``active`` is the detectors in alert right after them (default: now)."""
+        if events and active is None:
+            active = self.drift.active()
         for ev in events:
             self.counters.incr(f"drift_{ev.state.value}")
             log.warning("drift %s: %s", ev.state.value, ev.detail)
@@ -570,14 +584,14 @@ class InferenceStage:
                 seq=ev.seq,
                 model_id=self.model_id,
                 model_version=self.model_version,
-                active_alerts=self.drift.active(),
+                active_alerts=active or [],
                 detail=ev.detail,
                 monitor_kind=ev.kind.value,
                 device_boot_id=self.device_boot_id,
             )
             self._emit(MessageKind.DRIFT, msg)
         if events:
-            if self.alerts.replace_prefix("drift:", [f"drift:{name}" for name in self.drift.active()]):
+            if self.alerts.replace_prefix("drift:", [f"drift:{name}" for name in active or []]):
                 self._publish_status()
 
     # ---------------------------------------------------------------------------------------- bundle swap

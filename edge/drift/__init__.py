@@ -2,12 +2,14 @@
 
 Everything here is pure: plain floats and arrays in, frozen :class:`DriftEvent` values out, no clock and no I/O
 (the daemon supplies sequence numbers and publishes the events). :mod:`edge.drift.detectors` holds the statistics
-(how an alert is raised and cleared), :mod:`edge.drift.monitor` the :class:`DriftMonitor` of the daemon (what is
+(how an alert is raised and cleared), :mod:`edge.drift.batch` the same over a batch of samples at once,
+:mod:`edge.drift.monitor` the :class:`DriftMonitor` of the daemon (what is
 watched) and its :class:`DriftMonitorConfig`.
 """
 
 from __future__ import annotations
 
+from edge.drift.batch import DriftBatch
 from edge.drift.detectors import (
     CusumConfig,
     CusumDetector,
@@ -43,5 +45,6 @@ __all__ = [
     "CusumDetector",
     "DriftMonitorConfig",
     "DriftMonitor",
+    "DriftBatch",
     "TrainingStats",
 ]

@@ -243,8 +243,11 @@ class Detector:
     def _thresholds(self) -> tuple[float, float, int, int]:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def _event(self, transition: DriftState, seq: int) -> DriftEvent:
-        score = self.score()
+    def event(self, transition: DriftState, seq: int, score: float | None = None) -> DriftEvent:
+        """The event of ``transition`` at ``seq``; ``score`` is the score that completed it (default: the current
+        one, for a transition made by the last sample)."""
+        if score is None:
+            score = self.score()
         assert score is not None
         raise_above, clear_below, min_raise, min_clear = self._thresholds()
         if transition is DriftState.RAISED:
@@ -306,7 +309,7 @@ class EwmaDetector(Detector):
     def update(self, value: float, *, seq: int) -> DriftEvent | None:
         """Feed one sample; return the event when it completed a transition."""
         self.state, transition = ewma_step(self.config, self.state, float(value))
-        return None if transition is None else self._event(transition, seq)
+        return None if transition is None else self.event(transition, seq)
 
 
 @dataclass(frozen=True)
@@ -408,6 +411,16 @@ class CusumDetector(Detector):
         """Larger of the two sums, in standard deviations (``None`` before the first sample)."""
         return self.state.ewma
 
+    @property
+    def cusum_state(self) -> CusumState:
+        """The sums and the hysteresis state (``state`` is its ``base``)."""
+        return self._cusum
+
+    @cusum_state.setter
+    def cusum_state(self, value: CusumState) -> None:
+        self._cusum = value
+        self.state = value.base
+
     def _thresholds(self) -> tuple[float, float, int, int]:
         c = self.config
         return c.h_sigma, c.clear_threshold, 1, c.min_clear_samples
@@ -416,7 +429,7 @@ class CusumDetector(Detector):
         """Feed one sample; return the event when it completed a transition."""
         self._cusum, transition = cusum_step(self.config, self._cusum, float(value))
         self.state = self._cusum.base
-        return None if transition is None else self._event(transition, seq)
+        return None if transition is None else self.event(transition, seq)
 
     def reset(self) -> None:
         """Forget the sums and the alert."""

@@ -26,7 +26,17 @@ from typing import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from edge.drift.detectors import CusumConfig, CusumDetector, Detector, DriftEvent, DriftKind, EwmaConfig, EwmaDetector
+from edge.drift.batch import DriftBatch, cusum_run, ewma_run
+from edge.drift.detectors import (
+    CusumConfig,
+    CusumDetector,
+    Detector,
+    DriftEvent,
+    DriftKind,
+    DriftState,
+    EwmaConfig,
+    EwmaDetector,
+)
 from edge.errors import ConfigError
 from edge.validation import require_number
 
@@ -189,6 +199,74 @@ class DriftMonitor:
                     events.append(ev2)
         return events
 
+    def observe_spectra(
+        self,
+        seqs: Sequence[int],
+        temps_c: Sequence[float] | npt.NDArray[np.float64],
+        predictions: Sequence[tuple[float | None, float | None, Sequence[float], float | None] | None],
+    ) -> DriftBatch:
+        """Feed a batch of spectra at once, exactly as, for each spectrum ``i`` in order,
+        ``observe_temperature(seqs[i], temps_c[i])`` and then, unless ``predictions[i]`` is None (a spectrum that
+        made no prediction), ``observe_prediction(seqs[i], t2_ratio=..., q_ratio=..., values=..., ae_ratio=...)`` from
+        ``predictions[i] = (t2_ratio, q_ratio, values, ae_ratio)`` would: the same events at the same seqs with the same
+        scores, the same states after (:mod:`edge.drift.batch`).
+
+        Returns
+        -------
+        DriftBatch
+            Each call's events, the :meth:`active` list right after it, and the instrument alerts raised once each
+            spectrum's temperature was seen.
+        """
+        n = len(seqs)
+        dets = self.detectors()  # t2, q, ae, the predictions, then dark, reference, temp
+        state = [d.raised for d in dets]  # before the batch
+        temp_j = len(dets) - 1
+        before = [d.name for d in (self.dark, self.reference) if d.raised]  # no dark or white frame in a batch
+        temp_raised = self.temp.raised
+        found: list[tuple[int, int, int, DriftEvent]] = []  # (spectrum, call: 0 temperature, 1 prediction, det, ev)
+        limit = self.config.detector_temp_max_c
+        if limit is not None and n:
+            temps = np.asarray(temps_c, dtype=np.float64).reshape(-1) - limit  # observe_temperature's temp_c - limit
+            found += [(i, 0, temp_j, ev) for i, ev in _run(self.temp, temps, seqs)]
+        width = len(self.predictions)
+        nan = math.nan
+        samples = np.full((3 + width, n), nan)  # t2, q, ae, each target; NaN: no sample
+        samples[0] = [nan if p is None or p[0] is None else p[0] for p in predictions]
+        samples[1] = [nan if p is None or p[1] is None else p[1] for p in predictions]
+        samples[2] = [nan if p is None or p[3] is None else p[3] for p in predictions]
+        if width:
+            at = [i for i, p in enumerate(predictions) if p is not None and p[2] is not None]
+            try:
+                block = np.array([predictions[i][2] for i in at], dtype=np.float64)  # type: ignore[index]  # not None
+            except ValueError:  # rows of different lengths
+                block = np.empty(0)
+            if block.ndim == 2 and block.shape[1] >= width:  # the usual case: one flat row of values per spectrum
+                samples[3:, at] = block[:, :width].T
+            else:  # as observe_prediction: each row flattened, its first values to the first detectors
+                for i in at:
+                    row = np.asarray(predictions[i][2], dtype=np.float64).reshape(-1)[:width]  # type: ignore[index]
+                    samples[3:3 + row.size, i] = row
+        for j, det in enumerate((self.t2, self.q, self.ae, *self.predictions)):  # dets[j]
+            found += [(i, 1, j, ev) for i, ev in _run(det, samples[j], seqs)]
+        found.sort(key=lambda f: f[:3])  # the order of the calls one by one, and of the detectors in each call
+        temperature: dict[int, tuple[list[DriftEvent], list[str]]] = {}
+        prediction: dict[int, tuple[list[DriftEvent], list[str]]] = {}
+        flips: dict[int, bool] = {}
+        for k, (i, call, j, ev) in enumerate(found):
+            state[j] = ev.state is DriftState.RAISED
+            if j == temp_j:
+                flips[i] = state[j]
+            calls = temperature if call == 0 else prediction
+            calls.setdefault(i, ([], []))[0].append(ev)
+            if k + 1 == len(found) or found[k + 1][:2] != (i, call):  # the call's last event: active() after it
+                calls[i][1].extend(d.name for d, r in zip(dets, state) if r)
+        instrument: list[list[str]] = []
+        with_temp = [*before, self.temp.name]
+        for i in range(n):
+            temp_raised = flips.get(i, temp_raised)
+            instrument.append(with_temp if temp_raised else before)
+        return DriftBatch(temperature, prediction, instrument)
+
     def observe_dark(self, seq: int, counts: npt.ArrayLike, *, full_scale: float | None) -> list[DriftEvent]:
         """Feed a dark spectrum (counts, shape (n_pixels,)); ``full_scale`` is the ADC maximum (``None``: unknown)."""
         limit = self.config.dark_max_fraction
@@ -232,3 +310,13 @@ class DriftMonitor:
                 continue
             out[det.name] = {"score": round(float(score), 4), "raised": det.raised, "samples": det.state.n_samples}
         return out
+
+
+def _run(det: Detector, values: npt.NDArray[np.float64], seqs: Sequence[int]) -> list[tuple[int, DriftEvent]]:
+    """Feed ``values`` (shape (n,), NaN: no sample) to one detector at once; its events with their positions."""
+    if isinstance(det, CusumDetector):
+        det.cusum_state, found = cusum_run(det.config, det.cusum_state, values)
+    else:
+        assert isinstance(det, EwmaDetector)
+        det.state, found = ewma_run(det.config, det.state, values)
+    return [(i, det.event(st, seqs[i], score)) for i, st, score in found]

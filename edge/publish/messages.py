@@ -70,6 +70,10 @@ class Priority(enum.IntEnum):
     HIGH = 2  #: drift alerts, status and command responses: rare and important
 
 
+_isfinite = math.isfinite
+_PREDICTION = MessageKind.PREDICTION.value
+_OK = Quality.OK.value
+
 PRIORITY_OF_KIND: dict[MessageKind, Priority] = {
     MessageKind.METRICS: Priority.LOW,
     MessageKind.PREDICTION: Priority.NORMAL,
@@ -94,9 +98,7 @@ class TargetValue:
     upper: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "unit": self.unit, "value": _num(self.value, self.name),
-                "lower": _opt_num(self.lower, f"{self.name}.lower"),
-                "upper": _opt_num(self.upper, f"{self.name}.upper")}
+        return _target_dict(self.name, self.unit, self.value, self.lower, self.upper)
 
 
 @dataclass(frozen=True)
@@ -124,10 +126,11 @@ class OodStats:
     ae_limit: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"t2": _num(self.t2, "ood.t2"), "q": _num(self.q, "ood.q"),
-                "t2_limit": _num(self.t2_limit, "ood.t2_limit"), "q_limit": _num(self.q_limit, "ood.q_limit"),
-                "ae_score": _opt_num(self.ae_score, "ood.ae_score"),
-                "ae_limit": _opt_num(self.ae_limit, "ood.ae_limit")}
+        ae_score, ae_limit = self.ae_score, self.ae_limit
+        return {"t2": _num_at(self.t2, "ood.t2"), "q": _num_at(self.q, "ood.q"),
+                "t2_limit": _num_at(self.t2_limit, "ood.t2_limit"), "q_limit": _num_at(self.q_limit, "ood.q_limit"),
+                "ae_score": None if ae_score is None else _num_at(ae_score, "ood.ae_score"),
+                "ae_limit": None if ae_limit is None else _num_at(ae_limit, "ood.ae_limit")}
 
 
 def _num(value: Any, what: str) -> float:
@@ -143,8 +146,23 @@ def _num(value: Any, what: str) -> float:
     return f
 
 
+def _num_at(value: Any, what: str, suffix: str = "") -> float:
+    """:func:`_num` of ``value`` (``what + suffix`` names it in an error), without a call or a label to format for
+    the common case, a finite Python float (returned as it is, as ``float()`` would)."""
+    if type(value) is float and _isfinite(value):
+        return value
+    return _num(value, what + suffix)
+
+
 def _opt_num(value: Any, what: str) -> float | None:
     return None if value is None else _num(value, what)
+
+
+def _target_dict(name: str, unit: str, value: Any, lower: Any, upper: Any) -> dict[str, Any]:
+    """The ``values`` item of one target (what :meth:`TargetValue.to_dict` returns)."""
+    return {"name": name, "unit": unit, "value": _num_at(value, name),
+            "lower": None if lower is None else _num_at(lower, name, ".lower"),
+            "upper": None if upper is None else _num_at(upper, name, ".upper")}
 
 
 def _boot_id(value: int | None) -> int | None:
@@ -226,22 +244,45 @@ def prediction_message(
         Check the schema here (default).  A caller that encodes the message at once (the daemon, once per frame)
         passes False: :func:`edge.publish.schema.encode` validates it strictly anyway.
     """
-    flags = sorted({Quality(f) for f in quality_flags} - {Quality.OK}, key=QUALITY_ORDER.index)
-    msg = _header(MessageKind.PREDICTION, device_id, time_unix_s)
-    msg.update({
+    return _prediction(
+        device_id=device_id, seq=seq, device_timestamp_us=device_timestamp_us, model_id=model_id,
+        model_version=model_version, values=[t.to_dict() for t in targets], quality_flags=quality_flags, ood=ood,
+        interval_coverage=interval_coverage, latency_ms=latency_ms, device_boot_id=device_boot_id,
+        quality_reasons=quality_reasons, compute_us=compute_us, reference=reference, time_unix_s=time_unix_s,
+        validate_now=validate_now, line=line)
+
+
+def _prediction(
+    *, device_id: str, seq: int, device_timestamp_us: int, model_id: str, model_version: str,
+    values: list[dict[str, Any]], quality_flags: Sequence[Quality | str], ood: OodStats | None,
+    interval_coverage: float | None, latency_ms: float, device_boot_id: int | None, quality_reasons: Sequence[str],
+    compute_us: float | None, reference: Sequence[float | None] | None, time_unix_s: float | None,
+    validate_now: bool, line: LinePosition | None,
+) -> dict[str, Any]:
+    """The prediction payload of both builders, in one dict literal (the daemon builds thousands a second)."""
+    if quality_flags:
+        flags = sorted({Quality(f) for f in quality_flags} - {Quality.OK}, key=QUALITY_ORDER.index)
+        quality, flag_values = (flags[0].value if flags else _OK), [f.value for f in flags]
+    else:
+        quality, flag_values = _OK, []
+    msg = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": _PREDICTION,
+        "device_id": device_id,
+        "time_unix_s": _now(time_unix_s),
         "seq": seq,
         "device_timestamp_us": device_timestamp_us,
         "model": _model(model_id, model_version),
-        "values": [t.to_dict() for t in targets],
-        "interval_coverage": _opt_num(interval_coverage, "interval_coverage"),
+        "values": values,
+        "interval_coverage": None if interval_coverage is None else _num_at(interval_coverage, "interval_coverage"),
         "ood": ood.to_dict() if ood is not None else None,
-        "quality": flags[0].value if flags else Quality.OK.value,
-        "quality_flags": [f.value for f in flags],
-        "latency_ms": _num(latency_ms, "latency_ms"),
+        "quality": quality,
+        "quality_flags": flag_values,
+        "latency_ms": _num_at(latency_ms, "latency_ms"),
         "device_boot_id": _boot_id(device_boot_id),
-        "quality_reasons": [str(r) for r in quality_reasons],
-        "compute_us": _opt_num(compute_us, "compute_us"),
-    })
+        "quality_reasons": [str(r) for r in quality_reasons] if quality_reasons else [],
+        "compute_us": None if compute_us is None else _num_at(compute_us, "compute_us"),
+    }
     if reference is not None:
         msg["reference"] = [None if v is None or not math.isfinite(float(v)) else float(v) for v in reference]
     if line is not None:
@@ -302,15 +343,12 @@ def prediction_message_of(
     (clock steps) is sent as 0; ``reference`` (the simulator's known values, test benches only) becomes the field
     ``reference``; ``device_boot_id`` is the boot id of the device's last STATUS.
     """
-    targets = [
-        TargetValue(name=n, unit=u, value=v,
-                    lower=None if pred.lower is None else pred.lower[i],
-                    upper=None if pred.upper is None else pred.upper[i])
-        for i, (n, u, v) in enumerate(zip(pred.names, pred.units, pred.values))
-    ]
-    return prediction_message(
+    lower, upper = pred.lower, pred.upper
+    values = [_target_dict(n, u, v, None if lower is None else lower[i], None if upper is None else upper[i])
+              for i, (n, u, v) in enumerate(zip(pred.names, pred.units, pred.values))]
+    return _prediction(
         device_id=device_id, seq=pred.seq, device_timestamp_us=pred.timestamp_us, model_id=pred.model_id,
-        model_version=pred.model_version, targets=targets, quality_flags=pred.flags, ood=pred.ood,
+        model_version=pred.model_version, values=values, quality_flags=pred.flags, ood=pred.ood,
         interval_coverage=pred.interval_coverage, latency_ms=max(0.0, latency_ms), device_boot_id=device_boot_id,
         quality_reasons=pred.reasons, compute_us=round(pred.compute_us, 1), reference=reference,
         time_unix_s=time_unix_s, validate_now=validate_now, line=line)

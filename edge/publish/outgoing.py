@@ -40,6 +40,7 @@ def encode_batch(messages: Sequence[tuple[MessageKind, Mapping[str, Any], str | 
     caller) and ``batch`` the ``(index, topic, payload, priority)`` of those encoded."""
     results: list[int | None | MessageError] = [None] * len(messages)
     batch: list[tuple[int, str, bytes, Priority]] = []
+    topic_of: dict[tuple[MessageKind, str | None], str] = {}  # a batch is mostly predictions: one topic
     for i, (kind, message, command) in enumerate(messages):
         if kind is MessageKind.STATUS:
             raise ValueError("publish_messages: expected no STATUS message (those go to set_status)")
@@ -50,7 +51,10 @@ def encode_batch(messages: Sequence[tuple[MessageKind, Mapping[str, Any], str | 
             continue
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise ValueError(f"payload: expected at most {MAX_PAYLOAD_BYTES} bytes")
-        batch.append((i, topics.for_kind(kind, command), payload, PRIORITY_OF_KIND[kind]))
+        name = topic_of.get((kind, command))
+        if name is None:
+            name = topic_of[(kind, command)] = topics.for_kind(kind, command)
+        batch.append((i, name, payload, PRIORITY_OF_KIND[kind]))
     return results, batch
 
 

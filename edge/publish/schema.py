@@ -26,6 +26,7 @@ from typing import Any
 
 from edge.errors import EdgeError
 from edge.jsonstrict import loads_strict
+from edge.publish.checkers import compile_checker
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -368,6 +369,11 @@ def _compile(schema: Mapping[str, Any], strict: bool = True) -> Callable[[Any], 
 
 _CHECKERS: dict[str, Callable[[Any], None]] = {k: _compile(v, strict=False) for k, v in SCHEMAS.items()}
 _STRICT_CHECKERS: dict[str, Callable[[Any], None]] = {k: _compile(v, strict=True) for k, v in SCHEMAS.items()}
+# The same decisions as the checkers above, written out as Python source (edge.publish.checkers): run first, the
+# checkers above only to name the offending field of a message they refuse.
+_FAST: dict[str, Callable[[Any], bool]] = {k: compile_checker(v, _TYPES, strict=False) for k, v in SCHEMAS.items()}
+_FAST_STRICT: dict[str, Callable[[Any], bool]] = {
+    k: compile_checker(v, _TYPES, strict=True) for k, v in SCHEMAS.items()}
 
 
 def validate(message: Mapping[str, Any], kind: MessageKind | str | None = None, *, strict: bool = False) -> None:
@@ -391,10 +397,36 @@ def validate(message: Mapping[str, Any], kind: MessageKind | str | None = None, 
     if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
         raise MessageError(
             f"{k}.schema_version: expected <= {SCHEMA_VERSION}, got {message['schema_version']} (newer producer)")
+    if (_FAST_STRICT if strict else _FAST)[k](message):
+        return
     try:
         (_STRICT_CHECKERS if strict else _CHECKERS)[k](message)
     except _Invalid as exc:
         raise MessageError(f"{k}{''.join(reversed(exc.path))}: {exc.message}") from None
+    raise MessageError(f"{k}: does not match its schema")  # pragma: no cover - both checkers make one decision
+
+
+#: ``json.dumps(message, separators=(",", ":"), allow_nan=False, ensure_ascii=False)`` without building a
+#: ``JSONEncoder`` for every call (what ``json.dumps`` with arguments does).
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
+def _make_dumps() -> Callable[[Any], str]:
+    """CPython's C encoder as ``json.dumps`` makes it (circular references refused: a fresh ``markers`` dict per
+    call, which also makes it safe in any thread); ``_JSON.encode`` where there is none."""
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is None:  # pragma: no cover - CPython has it
+        return _JSON.encode
+    default, encode_str = _JSON.default, json.encoder.encode_basestring
+
+    def dumps(obj: Any) -> str:
+        # markers, default, encoder, indent, key and item separators, sort_keys, skipkeys, allow_nan
+        return "".join(c_make_encoder({}, default, encode_str, None, ":", ",", False, False, False)(obj, 0))
+
+    return dumps
+
+
+_dumps = _make_dumps()
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
@@ -402,7 +434,7 @@ def encode(message: Mapping[str, Any]) -> bytes:
     infinities are refused)."""
     validate(message, strict=True)
     try:
-        return json.dumps(message, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode("utf-8")
+        return _dumps(message).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise MessageError(f"{message.get('kind')}: cannot encode as JSON: {exc}") from exc
 
