@@ -103,12 +103,18 @@ from edge.daemon.auditing import AuditHooks, bundle_audit, signer_key_id
 from edge.daemon.capture import CAPTURE_TIMEOUT_PER_FRAME_S, CAPTURE_TIMEOUT_S, ReferenceCapture
 from edge.daemon.config_reload import LIVE_MQTT_KEYS, ConfigReloader, config_changes
 from edge.daemon.control import CommandControl
-from edge.daemon.device import DEVICE_TEXT_MAX, FULL_SCALE_COUNTS, printable, status_axis_problem, status_signal
+from edge.daemon.device import (
+    DEVICE_TEXT_MAX,
+    FULL_SCALE_COUNTS,
+    SEQ_GAP_MAX,
+    printable,
+    status_axis_problem,
+    status_signal,
+)
 from edge.daemon.frames import (
     ANNOTATION_WAIT_S,
     INFERENCE_BATCH_MAX,
     INFERENCE_POLL_S,
-    SEQ_GAP_MAX,
     STATUS_WAIT_S,
     InferenceStage,
 )

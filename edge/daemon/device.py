@@ -1,15 +1,20 @@
 """What the daemon knows of the device from its frames, as plain values: the signal and wavelength axis a STATUS
-announces, device-supplied text made safe for the log, detector full scale per pixel format."""
+announces, device-supplied text made safe for the log, detector full scale per pixel format, the device's sequence
+numbers (:class:`SeqTracker`)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from edge.metrics import Counters
 from firmware_bridge.frames import PixelFormat, Status
+
+log = logging.getLogger("edge.daemon")
 
 #: Detector full scale per pixel format (for the instrument-health fractions); float frames have none.
 FULL_SCALE_COUNTS: dict[PixelFormat, float | None] = {
@@ -93,3 +98,32 @@ def status_axis_problem(status: Status) -> tuple[str | None, np.ndarray | None]:
         return "the wavelength axis is not strictly monotonic", None
     return None, wl
 
+
+#: A forward jump of the device's sequence number larger than this is not counted as lost frames (one forged
+#: ``seq = 0xFFFFFFF0`` would add 4.29e9 to ``frames_lost_seq_gap`` forever) but as a resynchronisation
+#: (``seq_jumps``); at 1,000 spectra/s it is 100 s of frames.
+SEQ_GAP_MAX = 100_000
+
+
+class SeqTracker:
+    """The device's sequence numbers, shared by SPECTRUM, DARK and REFERENCE frames: a gap is counted as lost frames
+    (``frames_lost_seq_gap``), an implausible forward jump as a resynchronisation (``seq_jumps``), a step back as a
+    restart (``seq_restarts``); :attr:`last` is the last seq seen (None before the first)."""
+
+    def __init__(self, counters: Counters) -> None:
+        self._counters = counters
+        self.last: int | None = None
+
+    def track(self, seq: int) -> None:
+        last = self.last
+        if last is not None:
+            if seq > last + 1 + SEQ_GAP_MAX:  # implausible: a forged or corrupted seq, not lost frames
+                self._counters.incr("seq_jumps")
+                if self._counters.get("seq_jumps") <= 3:
+                    log.warning("sequence number jumped from %d to %d: counted as a resynchronisation "
+                                "(seq_jumps), not as %d lost frames", last, seq, seq - last - 1)
+            elif seq > last + 1:
+                self._counters.incr("frames_lost_seq_gap", seq - last - 1)
+            elif seq <= last:
+                self._counters.incr("seq_restarts")
+        self.last = seq

@@ -16,10 +16,12 @@ import numpy as np
 
 from edge.daemon.auditing import bundle_audit
 from edge.daemon.capture import REFERENCE_REQUEST_INTERVAL_S, ReferenceCapture
+from edge.daemon.control_watch import ControlWatch
 from edge.daemon.device import (
     FULL_SCALE_COUNTS,
     DeviceView,
     Greeter,
+    SeqTracker,
     printable,
     status_axis_problem,
     status_signal,
@@ -32,7 +34,7 @@ from edge.drift import DriftBatch, DriftEvent, DriftMonitor
 from edge.errors import EdgeError
 from edge.inference import InferenceEngine, Prediction, Rejection, RejectReason
 from edge.metrics import Counters, LatencyWindow
-from edge.publish.messages import command_response_message, control_message, drift_message, prediction_message_of
+from edge.publish.messages import command_response_message, drift_message, prediction_message_of
 from edge.publish.schema import MessageKind, Quality
 from edge.queues import BoundedQueue
 from edge.references import ReferenceKind
@@ -58,10 +60,6 @@ INFERENCE_BATCH_MAX = 64
 #: resamples it), seconds.  A device announces itself when a host opens the port, but not to a daemon restarted
 #: while the port stayed open: the daemon then greets it at once and predicts the waiting spectra when it answers.
 STATUS_WAIT_S = 5.0
-#: A forward jump of the device's sequence number larger than this is not counted as lost frames (one forged
-#: ``seq = 0xFFFFFFF0`` would add 4.29e9 to ``frames_lost_seq_gap`` forever) but as a resynchronisation
-#: (``seq_jumps``); at 1,000 spectra/s it is 100 s of frames.
-SEQ_GAP_MAX = 100_000
 
 
 class InferenceStage:
@@ -151,13 +149,16 @@ class InferenceStage:
         self._signal_error: str | None = None
         #: Why the device's last STATUS was refused (None once a valid one arrived): spectra are rejected meanwhile.
         self._status_error: str | None = None
-        self._last_seq: int | None = None
+        self._seqs = SeqTracker(counters)  # gaps, jumps and restarts of the device's sequence numbers
         self._held: tuple[Prediction, float, int] | None = None  # prediction, held since (monotonic s), latency ns
         self._parked: collections.deque[_Received] = collections.deque()  # spectra waiting for the device's STATUS
         self._parked_since = 0.0
         self._annotations: dict[int, tuple[float, ...]] = {}
         self._line = LineInFlight()  # the LINE frame being predicted on (its spectra's messages say where they sat)
         self.beat = time.monotonic()  # last turn of the loop (watchdog)
+        self._control_watch = None if control is None else ControlWatch(
+            control, device_id=device_id, counters=counters, emit=self._emit, audit=audit, set_alert=set_alert,
+            publish_status=self._publish_status)
 
     @property
     def model_id(self) -> str:
@@ -416,7 +417,7 @@ class InferenceStage:
     def _on_reference(self, frame: Dark | Reference) -> None:
         kind = ReferenceKind.DARK if isinstance(frame, Dark) else ReferenceKind.WHITE
         self.counters.incr(f"{kind.value}_frames")
-        self._track_seq(frame.seq)
+        self._seqs.track(frame.seq)
         full_scale = FULL_SCALE_COUNTS.get(frame.pixel_format)
         if kind is ReferenceKind.DARK:
             events = self.drift.observe_dark(frame.seq, frame.counts, full_scale=full_scale)
@@ -433,25 +434,10 @@ class InferenceStage:
         if held is not None and held[0].seq == frame.seq:
             self._held = None
             self._publish_prediction(held[0], held[2], frame.values)
-        elif self._last_seq is None or frame.seq > self._last_seq:
+        elif self._seqs.last is None or frame.seq > self._seqs.last:
             self._annotations[frame.seq] = frame.values  # arrived before its spectrum
             while len(self._annotations) > 64:
                 self._annotations.pop(next(iter(self._annotations)))
-
-    def _track_seq(self, seq: int) -> None:
-        """Count gaps in the device's sequence numbers (shared by SPECTRUM, DARK and REFERENCE frames)."""
-        last = self._last_seq
-        if last is not None:
-            if seq > last + 1 + SEQ_GAP_MAX:  # implausible: a forged or corrupted seq, not lost frames
-                self.counters.incr("seq_jumps")
-                if self.counters.get("seq_jumps") <= 3:
-                    log.warning("sequence number jumped from %d to %d: counted as a resynchronisation "
-                                "(seq_jumps), not as %d lost frames", last, seq, seq - last - 1)
-            elif seq > last + 1:
-                self.counters.incr("frames_lost_seq_gap", seq - last - 1)
-            elif seq <= last:
-                self.counters.incr("seq_restarts")
-        self._last_seq = seq
 
     # ---------------------------------------------------------------------------------------- spectra
     def _on_spectrum(self, frame: Spectrum, received_ns: int, computed: Any = None,
@@ -461,7 +447,7 @@ class InferenceStage:
         is what the drift detectors found at this spectrum of a batch they saw at once (else it is fed here)."""
         self._release_held(force=True)
         self.counters.incr("spectra_in")
-        self._track_seq(frame.seq)
+        self._seqs.track(frame.seq)
         if self._status_error is not None:  # the device's last STATUS was refused: fail closed
             self.counters.incr("frames_rejected_device_status_invalid")
             return
@@ -512,8 +498,8 @@ class InferenceStage:
                 ae_ratio=outcome.ae_ratio))
         else:
             self._publish_drift(*drift_at[0].prediction_at(drift_at[1]))
-        if self.control is not None:
-            self._observe_control(outcome)
+        if self._control_watch is not None:
+            self._control_watch.observe(outcome, self.device_boot_id)
         if self.forward_annotations and not self._line.active:  # a line's spectra have no ANNOTATION frames
             early = self._annotations.pop(outcome.seq, None)
             if early is not None:
@@ -522,31 +508,6 @@ class InferenceStage:
                 self._held = (outcome, time.monotonic(), latency_ns)
         else:
             self._publish_prediction(outcome, latency_ns, None)
-
-    def _observe_control(self, pred: Prediction) -> None:
-        """A prediction that measures a check standard (armed by ``measure_control``): its control message, the
-        ``control_out_of_control:<name>`` alert, an audit record and the retained status (which carries the verdict);
-        the prediction is published as usual."""
-        assert self.control is not None
-        result = self.control.observe(pred.names, pred.values)
-        if result is None:
-            return
-        self.counters.incr(f"control_{result.verdict}")
-        unit = pred.units[pred.names.index(result.target)]
-        self._emit(MessageKind.CONTROL, control_message(
-            device_id=self.device_id, standard=result.name, target=result.target, unit=unit,
-            measured=result.measured, known=result.known, sigma=result.sigma, bias=result.bias,
-            bias_sigmas=result.bias_sigmas, verdict=result.verdict, rule=result.rule,
-            warning_sigmas=result.warning_sigmas, action_sigmas=result.action_sigmas, seq=pred.seq,
-            device_boot_id=self.device_boot_id, model_id=pred.model_id, model_version=pred.model_version,
-            request_id=result.request_id))
-        self._audit("control_verdict", {"standard": result.name, "target": result.target, "seq": pred.seq,
-                                        "measured": result.measured, "known": result.known, "bias": result.bias,
-                                        "bias_sigmas": result.bias_sigmas, "verdict": result.verdict,
-                                        "rule": result.rule, "request_id": result.request_id})
-        if result.verdict != "warning":  # a warning neither raises nor clears the alert
-            self._set_alert(f"control_out_of_control:{result.name}", result.verdict == "out_of_control")
-        self._publish_status()  # the status's control field carries the verdict
 
     def _release_held(self, *, force: bool) -> None:
         held = self._held
@@ -602,7 +563,7 @@ class InferenceStage:
         # The model's detectors start over: alerts they had raised end here with an explicit cleared event, sent
         # under the old model's name (the model they were raised for).
         ended = self.drift.set_training(
-            new.training_stats, seq=self._last_seq or 0,
+            new.training_stats, seq=self._seqs.last or 0,
             reason=f"model changed from {old[0]} {old[1]} to {new.model_id} {new.model_version} ({swap.reason}); "
                    "the model's detectors start over")
         self._publish_drift(ended)
@@ -613,7 +574,7 @@ class InferenceStage:
         self._audit("bundle_load", {**bundle_audit(new, self._signer_key_id), "trigger": swap.reason,
                                     "request_id": swap.request_id, "verdict": "accepted",
                                     "previous_model": {"id": old[0], "version": old[1]},
-                                    "device_seq": self._last_seq, "device_boot_id": self.device_boot_id})
+                                    "device_seq": self._seqs.last, "device_boot_id": self.device_boot_id})
         log.info("now serving %s %s (was %s %s; %s)", self.model_id, self.model_version, *old, swap.reason)
         if self.device_status is not None or self._signal_error is not None:
             self._check_signal()

@@ -10,6 +10,7 @@ import math
 import random
 import ssl
 import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import paho.mqtt.client as paho
@@ -24,9 +25,11 @@ from firmware_bridge.backoff import Backoff
 
 if TYPE_CHECKING:
     from edge.config import EdgeConfig, MqttConfig
+    from edge.publish.topics import Topics
 
 __all__ = ["CommandHandler", "ReconnectJitter", "build_client", "max_incoming_packet_bytes", "connect_kwargs",
-           "network_thread_died", "subscribe_commands", "PACKET_OVERHEAD_BYTES", "TokenBucket", "TakeoverWatch",
+           "network_thread_died", "subscribe_commands", "deliver_command", "PACKET_OVERHEAD_BYTES", "TokenBucket",
+           "TakeoverWatch",
            "SESSION_TAKEN_OVER", "SHORT_SESSION_S", "SHORT_SESSIONS_HINT"]
 
 log = logging.getLogger("edge.publish.mqtt")
@@ -220,3 +223,32 @@ class ReconnectJitter:
         delay = self._backoff.next_delay_s()
         # paho hints int seconds; it only adds the value to time.monotonic() and sleeps, so a float is exact.
         client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
+
+
+def deliver_command(message: paho.MQTTMessage, topics: "Topics", groups: Sequence[str],
+                    on_command: Callable[..., None] | None, count: Callable[[str], None]) -> None:
+    """Hand a message on a command topic to ``on_command`` (paho's network thread), counted
+    (``commands_received``, ``commands_ignored``): ``on_command(name, payload)``, with ``retained=True`` for a
+    retained one, and ``retained=..., group=...`` for a deployment group's command (answered on this device's own
+    response topic).  A failing handler is logged and never kills paho's thread."""
+    name = topics.parse_command(message.topic)
+    grouped = None if name is not None else topics.parse_group_command(message.topic, groups)
+    if grouped is not None and on_command is not None:
+        count("commands_received")
+        try:
+            on_command(grouped[1], bytes(message.payload), retained=bool(message.retain), group=grouped[0])
+        except Exception:  # a failing handler must not kill paho's network thread
+            log.exception("command handler failed for %s", grouped[1])
+        return
+    if name is None or on_command is None:
+        count("commands_ignored")
+        log.warning("ignored unexpected message on %s", message.topic)
+        return
+    count("commands_received")
+    try:
+        if message.retain:
+            on_command(name, bytes(message.payload), retained=True)
+        else:
+            on_command(name, bytes(message.payload))
+    except Exception:  # a failing handler must not kill paho's network thread
+        log.exception("command handler failed for %s", name)

@@ -52,6 +52,7 @@ from edge.publish.client import (
     TokenBucket,
     build_client,
     connect_kwargs,
+    deliver_command,
     network_thread_died,
     subscribe_commands,
 )
@@ -588,25 +589,4 @@ class MqttPublisher:
             self._complete(oid, reason_code)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        name = self.topics.parse_command(message.topic)
-        grouped = None if name is not None else self.topics.parse_group_command(message.topic,
-                                                                                  self.config.deploy.groups)
-        if grouped is not None and self._on_command is not None:
-            self._inflight.count("commands_received")
-            try:  # a group's command: the handler answers on this device's own response topic
-                self._on_command(grouped[1], bytes(message.payload), retained=bool(message.retain), group=grouped[0])
-            except Exception:  # a failing handler must not kill paho's network thread
-                log.exception("command handler failed for %s", grouped[1])
-            return
-        if name is None or self._on_command is None:
-            self._inflight.count("commands_ignored")
-            log.warning("ignored unexpected message on %s", message.topic)
-            return
-        self._inflight.count("commands_received")
-        try:
-            if message.retain:
-                self._on_command(name, bytes(message.payload), retained=True)
-            else:
-                self._on_command(name, bytes(message.payload))
-        except Exception:  # a failing handler must not kill paho's network thread
-            log.exception("command handler failed for %s", name)
+        deliver_command(message, self.topics, self.config.deploy.groups, self._on_command, self._inflight.count)
