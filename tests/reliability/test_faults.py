@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge.bundle import load_bundle
+from edge.bundle import SUPPORTED_FORMAT_VERSIONS, load_bundle
 from edge.config import EdgeConfig, parse_config
 from edge.daemon import Daemon
 from edge.errors import ConfigError
@@ -267,7 +267,8 @@ def signing(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         rehash_manifest(members, edit)
         return signed(members, d / f"{name}.spectrolite")
 
-    out["newer_format"] = edited("newer", lambda m: m.update(format_version=m["format_version"] + 1))
+    newest = max(SUPPORTED_FORMAT_VERSIONS)  # a bundle from a newer spectrolite than this device runs
+    out["newer_format"] = edited("newer", lambda m: m.update(format_version=newest + 1))
 
     def shift(m: dict[str, Any]) -> None:
         m["input_contract"]["wavelength_min"] += 2000.0
