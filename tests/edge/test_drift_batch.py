@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,6 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.bundle import load_bundle
-from edge.daemon import INFERENCE_BATCH_MAX, Daemon, _Received
 from edge.drift import (
     CusumConfig,
     CusumState,
@@ -28,7 +25,8 @@ from edge.drift import (
     ewma_step,
 )
 from edge.drift.batch import cusum_run, ewma_run
-from tests.support.daemon import DemoBundles, RecordingLink, edge_config, offline_stream
+from tests.support.daemon import DemoBundles, RecordingLink, offline_stream
+from tests.support.inprocess import feed, inprocess_daemon
 
 #: Samples as a stream carries them: mostly plausible ratios and values, some NaN/inf (ignored by the detectors),
 #: some huge (overflow), some missing (None: no OOD model, a rejected spectrum).
@@ -153,27 +151,10 @@ def test_the_monitor_stream_above_does_raise_and_clear_alerts() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ daemon
-class _NoDevice:
-    def send(self, frame: Any) -> None:
-        pass
-
-
 def _run(tmp: Path, bundle: Path, frames: list[Any], *, batched: bool) -> RecordingLink:
-    tmp.mkdir()
-    link = RecordingLink()
-    cfg = edge_config(tmp, port_url="loop://", bundle_path=bundle,
-                      drift={"window_frames": 40, "min_frames": 5, "detector_temp_max_c": 35.0})
-    daemon = Daemon(cfg, load_bundle(bundle), _NoDevice(), link, clock=lambda: 1_700_000_000.0)
-    daemon.outbound.inference_ident = threading.get_ident()
-    items = [_Received(f, 0) for f in frames]
-    if batched:
-        for start in range(0, len(items), INFERENCE_BATCH_MAX):
-            daemon.outbound.begin_batch()
-            daemon.inference.handle_batch(items[start:start + INFERENCE_BATCH_MAX])
-            daemon.outbound.flush_batch()
-    else:
-        for item in items:
-            daemon.inference.handle(item)
+    daemon, link = inprocess_daemon(tmp, bundle,
+                                    drift={"window_frames": 40, "min_frames": 5, "detector_temp_max_c": 35.0})
+    feed(daemon, frames, batched=batched)
     return link
 
 
