@@ -34,6 +34,19 @@ def signed(body: Mapping[str, Any]) -> bytes:
     return sign_command(body, HMAC_KEY)
 
 
+def publish_payload(port: int, name: str, payload: bytes, *, client_id: str) -> None:
+    """Publish ``payload`` as it is (signed or not) to the device's ``cmd/<name>`` topic on the broker at ``port``,
+    from a client of its own with ``client_id``, waiting until the broker has it (QoS 1)."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    try:
+        c.publish(f"{BASE_TOPIC}/cmd/{name}", payload, qos=1).wait_for_publish(timeout=10)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
 def send_command(port: int, name: str, args: dict[str, Any], request_id: str) -> None:
     """Publish the command ``name`` with ``args``, signed (:func:`signed`), to the device's ``cmd/<name>`` topic
     on the broker at ``port``, as an operator does."""
