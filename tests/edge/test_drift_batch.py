@@ -58,6 +58,18 @@ def _batches(values: list[float], cuts: list[int]) -> list[list[float]]:
     return out
 
 
+def _over_batches(run: Any, config: Any, state: Any, values: list[float], cuts: list[int]) -> tuple[Any, list[Any]]:
+    """``run`` (ewma_run or cusum_run) over ``values`` cut into the batches of ``cuts``: the final state and every
+    transition found, as (index in ``values``, transition, score)."""
+    got: list[Any] = []
+    offset = 0
+    for chunk in _batches(values, cuts):
+        state, found = run(config, state, np.asarray(chunk, dtype=np.float64))
+        got += [(offset + i, t, s) for i, t, s in found]
+        offset += len(chunk)
+    return state, got
+
+
 @settings(max_examples=300, deadline=None)
 @given(config=_EWMA, values=st.lists(_SAMPLE, max_size=120), cuts=_CUTS)
 def test_ewma_over_batches_equals_one_sample_at_a_time(config: EwmaConfig, values: list[float],
@@ -67,11 +79,7 @@ def test_ewma_over_batches_equals_one_sample_at_a_time(config: EwmaConfig, value
         one, transition = ewma_step(config, one, v)
         if transition is not None:
             expected.append((i, transition, one.score(config)))
-    batch, got, offset = DetectorState(), [], 0
-    for chunk in _batches(values, cuts):
-        batch, found = ewma_run(config, batch, np.asarray(chunk, dtype=np.float64))
-        got += [(offset + i, t, s) for i, t, s in found]
-        offset += len(chunk)
+    batch, got = _over_batches(ewma_run, config, DetectorState(), values, cuts)
     assert got == expected  # same transitions at the same samples, same scores to the bit
     assert batch == one
 
@@ -85,11 +93,7 @@ def test_cusum_over_batches_equals_one_sample_at_a_time(config: CusumConfig, val
         one, transition = cusum_step(config, one, v)
         if transition is not None:
             expected.append((i, transition, one.base.ewma))
-    batch, got, offset = CusumState(), [], 0
-    for chunk in _batches(values, cuts):
-        batch, found = cusum_run(config, batch, np.asarray(chunk, dtype=np.float64))
-        got += [(offset + i, t, s) for i, t, s in found]
-        offset += len(chunk)
+    batch, got = _over_batches(cusum_run, config, CusumState(), values, cuts)
     assert got == expected
     assert batch == one
 
