@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness.mosquitto import Mosquitto
+from benchmarks.harness.processes import wait_for
 from edge.config import parse_config
 from edge.publish.messages import TargetValue, prediction_message
 from edge.publish.mqtt import MqttPublisher
@@ -116,16 +117,6 @@ def localise(text: str, *, port: int, workdir: Path, central_port: int | None = 
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         out.insert(0, "user root")  # otherwise mosquitto switches to 'mosquitto' and cannot write workdir
     return "\n".join(out) + "\n"
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, poll_s: float = 0.05) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout_s`` passes; returns whether it held."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll_s)
-    return predicate()
 
 
 class BrokerPair:

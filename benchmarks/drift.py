@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.drift_scoring import DETECTORS, alerts, flag_ratios, score_scenario
-from benchmarks.results import host_facts, jsonable, markdown_table, publish, system_load
+from benchmarks.results import host_facts, markdown_table, measure_and_publish, system_load
 
 log = logging.getLogger(__name__)
 
@@ -384,18 +384,9 @@ def run(args: argparse.Namespace) -> int:
     from benchmarks.drift_plot import plot_drift
     from benchmarks.harness import HarnessError
 
-    try:
-        result = measure(args)
-    except (Refused, HarnessError) as exc:
-        print(f"spectro-bench drift: {exc}", file=sys.stderr)
+    result = measure_and_publish(args, "drift", measure, render, plot_drift, (Refused, HarnessError))
+    if result is None:
         return EXIT_REFUSED
-    points = result.pop("_points")
-    result = jsonable(result)
-
-    def plot(res: dict[str, Any], path: Path) -> Path | None:
-        return plot_drift({**res, "_points": points}, path)
-
-    publish(args, result, render(result), plot)
     goals = result["goals"]
     return 0 if goals["detection"]["pass"] and goals["false_alarms"]["pass"] else 1
 

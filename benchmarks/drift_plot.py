@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmarks.plots import _pyplot
+from benchmarks.plots import _pyplot, save_figure
 
 __all__ = ["plot_drift"]
 
@@ -65,9 +65,4 @@ def plot_drift(result: Mapping[str, Any], path: str | Path) -> Path | None:
     s = result.get("setup", {})
     fig.suptitle(f"{s.get('model_id', '')} {s.get('model_version', '')}: drift scenarios through the loop "
                  f"(alerts: vertical bars)", fontsize=9)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(plt, fig, path)

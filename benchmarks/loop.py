@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.results import host_facts, jsonable, markdown_table, publish, system_load
+from benchmarks.results import host_facts, jsonable, markdown_table, measure_and_publish, system_load
 
 log = logging.getLogger(__name__)
 
@@ -377,17 +377,9 @@ def run(args: argparse.Namespace) -> int:
     from benchmarks.harness import HarnessError
     from benchmarks.plots import plot_loop
 
-    try:
-        result = measure(args)
-    except (Refused, HarnessError) as exc:
-        print(f"spectro-bench loop: {exc}", file=sys.stderr)
+    result = measure_and_publish(args, "loop", measure, render, plot_loop, (Refused, HarnessError))
+    if result is None:
         return EXIT_REFUSED
-    points = result.pop("_points")
-
-    def plot(res: dict[str, Any], path: Path) -> Path | None:
-        return plot_loop({**res, "_points": points}, path)
-
-    publish(args, result, render(result), plot)
     goals = result["goals"]
     return 0 if all(goals[k] for k in ("rmsep_met", "lost_met", "ood_met")) else 1
 

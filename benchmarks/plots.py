@@ -9,7 +9,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["plot_latency", "plot_loop", "plot_throughput"]
+__all__ = ["plot_latency", "plot_loop", "plot_throughput", "save_figure"]
 
 
 def _pyplot() -> Any:
@@ -22,6 +22,16 @@ def _pyplot() -> Any:
         log.warning("matplotlib is not installed: no plot written")
         return None
     return plt
+
+
+def save_figure(plt: Any, fig: Any, path: str | Path) -> Path:
+    """Lay out ``fig``, write it as a PNG at ``path`` (making its folder) and close it; the file written."""
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
 
 
 def plot_latency(result: Mapping[str, Any], path: str | Path) -> Path | None:
@@ -71,12 +81,7 @@ def plot_latency(result: Mapping[str, Any], path: str | Path) -> Path | None:
                  f"{result.get('frames')} frames, {result.get('runtime', '')}", fontsize=9)
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(axis="x", which="both", alpha=0.3)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(plt, fig, path)
 
 
 def plot_throughput(result: Mapping[str, Any], path: str | Path) -> Path | None:
@@ -112,12 +117,7 @@ def plot_throughput(result: Mapping[str, Any], path: str | Path) -> Path | None:
     a2.legend(fontsize=8)
     for a in (a1, a2):
         a.grid(alpha=0.3)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(plt, fig, path)
 
 
 def plot_loop(result: Mapping[str, Any], path: str | Path) -> Path | None:
@@ -164,12 +164,7 @@ def plot_loop(result: Mapping[str, Any], path: str | Path) -> Path | None:
                  f"through the loop, lost {result.get('lost')}, "
                  f"OOD alarms {_fmt(result.get('ood_alarm_rate'), pct=True)}",
                  fontsize=9)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(plt, fig, path)
 
 
 def _fmt(v: Any, pct: bool = False) -> str:

@@ -8,12 +8,13 @@ import platform
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 __all__ = [
-    "publish","host_facts", "percentiles_us", "write_json", "markdown_table", "peak_rss_mb", "system_load", "jsonable"]
+    "publish","host_facts", "percentiles_us", "write_json", "markdown_table", "peak_rss_mb", "system_load", "jsonable",
+    "measure_and_publish"]
 
 
 def _cpu_model() -> str:
@@ -135,3 +136,24 @@ def publish(args: Any, result: dict[str, Any], text: str, plot: Any = None) -> N
         if written is not None:
             result["plot"] = str(written)
     write_json(args.json, result, markdown=text)
+
+
+def measure_and_publish(args: Any, command: str, measure: Callable[[Any], dict[str, Any]],
+                        render: Callable[[dict[str, Any]], str], plot: Callable[[dict[str, Any], Path], Path | None],
+                        refused: tuple[type[BaseException], ...]) -> dict[str, Any] | None:
+    """Run ``measure(args)`` and publish its result (``render`` for the text, ``plot`` drawn with the result's
+    ``_points`` kept out of the JSON); the published result, or None after saying why on stderr when ``measure``
+    raised one of ``refused``."""
+    try:
+        result = measure(args)
+    except refused as exc:
+        print(f"spectro-bench {command}: {exc}", file=sys.stderr)
+        return None
+    points = result.pop("_points")
+    result = jsonable(result)
+
+    def plot_with_points(res: dict[str, Any], path: Path) -> Path | None:
+        return plot({**res, "_points": points}, path)
+
+    publish(args, result, render(result), plot_with_points)
+    return result

@@ -406,6 +406,15 @@ def _simulator_reached(step: dict[str, Any]) -> bool:
     return step["rate_hz"] == 0 or (step.get("simulator_fps") or 0.0) >= KEEP_UP_FRACTION * step["rate_hz"]
 
 
+def _best_limited_by(best: dict[str, Any]) -> str:
+    """What held the best step back: the daemon or pty (as fast as possible), the simulator, or the rates tried."""
+    if best["rate_hz"] == 0:
+        return _limited_by(best)
+    if not _simulator_reached(best):
+        return "the simulator did not reach the offered rate"
+    return "largest rate tried"
+
+
 def _limited_by(step: dict[str, Any]) -> str:
     """Which process set the rate of an as-fast-as-possible step, judged by CPU use (percent of one core)."""
     if step["lost"] > 0 or not _keeps_up(step):
@@ -483,14 +492,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ref = steps[0]
     good = [s for s in steps if _keeps_up(s) and s.get("delivered_fps")]
     best = max(good, key=lambda s: s["delivered_fps"]) if good else None
-    limited_by = None
-    if best is not None:
-        if best["rate_hz"] == 0:
-            limited_by = _limited_by(best)
-        elif not _simulator_reached(best):
-            limited_by = "the simulator did not reach the offered rate"
-        else:
-            limited_by = "largest rate tried"
+    limited_by = None if best is None else _best_limited_by(best)
     result: dict[str, Any] = {
         "benchmark": "throughput",
         "setup": {"bundle": str(setup.bundle), "dataset": None if setup.dataset is None else str(setup.dataset),

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def line_steps(args: argparse.Namespace, setup: Any, broker: Any, sub: Any, work: Path) -> dict[str, Any]:
     """Run the line steps with the run's broker and subscriber; return their JSON keys."""
-    from benchmarks.throughput import _keeps_up, _limited_by, _one_line, _rates, _simulator_reached, run_step
+    from benchmarks.throughput import _best_limited_by, _keeps_up, _one_line, _rates, _simulator_reached, run_step
 
     per_line = int(args.line_spectra)
     sim_args = ("--line-spectra", str(per_line))
@@ -83,12 +83,8 @@ def line_steps(args: argparse.Namespace, setup: Any, broker: Any, sub: Any, work
     if best is not None:
         if not _keeps_up(best):
             limited_by = "daemon (behind the simulator without loss: the pty and the frames queue held the backlog)"
-        elif best["rate_hz"] == 0:
-            limited_by = _limited_by(best)
-        elif not _simulator_reached(best):
-            limited_by = "the simulator did not reach the offered rate"
         else:
-            limited_by = "largest rate tried"
+            limited_by = _best_limited_by(best)
     rate = None if best is None else float(best["delivered_fps"])
     return {
         "line_spectra": per_line,

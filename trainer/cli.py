@@ -99,18 +99,10 @@ def _limit_threads(n: int) -> None:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from dataclasses import replace  # noqa: PLC0415
-
     from trainer.config import load_config  # noqa: PLC0415
     from trainer.pipeline import fit_full  # noqa: PLC0415
 
-    cfg = load_config(args.config)
-    if args.seed is not None:
-        if args.seed < 0:
-            raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
-        cfg = replace(cfg, seed=args.seed)
-    if args.model is not None:
-        cfg = replace(cfg, selection=replace(cfg.selection, model=args.model))
+    cfg = _apply_fit_overrides(load_config(args.config), args.seed, args.model)
     cfg = _apply_search_overrides(cfg, args.budget_min)
     res = fit_full(cfg, args.out)
     m = res.metrics
@@ -131,6 +123,19 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(_search_line(srch))
     print(f"train_seconds: {m['train_seconds']}")
     return 0
+
+
+def _apply_fit_overrides(cfg: Any, seed: int | None, model: str | None) -> Any:
+    """The config with ``--seed`` and ``--model`` applied (each when given)."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    if seed is not None:
+        if seed < 0:
+            raise ValueError(f"--seed: expected an integer >= 0, got {seed}")
+        cfg = replace(cfg, seed=seed)
+    if model is not None:
+        cfg = replace(cfg, selection=replace(cfg.selection, model=model))
+    return cfg
 
 
 def _apply_search_overrides(cfg: Any, budget_min: float | None, trials: int | None = None,

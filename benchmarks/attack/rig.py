@@ -9,8 +9,7 @@ import secrets
 import shutil
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from benchmarks.harness import (
     start_broker,
     write_edge_config,
 )
+from benchmarks.harness.processes import wait_for
 
 __all__ = ["RATE_HZ", "REDELIVER_LIMIT_S", "RESTART_S", "STEP_S", "Result", "Rig", "wait_for"]
 
@@ -50,16 +50,6 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "held": self.held, "lost": self.lost, "detail": self.detail}
 
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    """Poll ``predicate`` every 50 ms for at most ``timeout_s``; its last answer."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
 
 
 class Rig:

@@ -12,14 +12,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from benchmarks.harness.errors import HarnessError
 from benchmarks.harness.settings import START_TIMEOUT_S, STOP_GRACE_S
 
-__all__ = ["Processes", "child_env", "end_process", "free_port", "repo_root", "wait_port"]
+__all__ = ["Processes", "child_env", "end_process", "free_port", "repo_root", "wait_for", "wait_port"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,16 @@ class Processes:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, poll_s: float = 0.05) -> bool:
+    """Poll ``predicate`` every ``poll_s`` until it holds or ``timeout_s`` passes; its last answer."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll_s)
+    return bool(predicate())
 
 
 def wait_port(host: str, port: int, proc: subprocess.Popen[Any], what: str, log_path: Path) -> None:

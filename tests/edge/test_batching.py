@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 
 from edge.bundle import load_bundle
-from edge.daemon import INFERENCE_BATCH_MAX, Daemon, _Received
+from edge.daemon import Daemon
 from edge.errors import OutboxError
 from edge.inference import InferenceEngine, Prediction, Rejection
 from edge.preprocess import SNV, Autoscale, CountsConversion, InputContract, LinearTransfer, Normalize, Pipeline
@@ -37,6 +36,7 @@ from tests.support.daemon import (
     start_sim_thread,
     wait_for,
 )
+from tests.support.inprocess import count_batches, feed, inprocess_daemon
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_BUNDLE = REPO_ROOT / "tests" / "data" / "bundles" / "v1_counts_two_targets.spectrolite"
@@ -124,41 +124,12 @@ def test_process_many_equals_process_frame_by_frame() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ daemon
-class _NoDevice:
-    """A transport for a daemon whose frames are handed to it directly: commands to the device are recorded."""
-
-    def __init__(self) -> None:
-        self.sent: list[Any] = []
-
-    def send(self, frame: Any) -> None:
-        self.sent.append(frame)
-
-
 def _handle(tmp: Path, bundle: Path, frames: list[Any], *, batched: bool) -> tuple[Daemon, RecordingLink, list[int]]:
     """A daemon (not started) handling ``frames`` on this thread, as its inference thread does: in micro-batches
     of INFERENCE_BATCH_MAX, or one frame at a time; returns the sizes of the engine's batches."""
-    tmp.mkdir()
-    link = RecordingLink()
-    daemon = Daemon(edge_config(tmp, port_url="loop://", bundle_path=bundle), load_bundle(bundle), _NoDevice(),
-                    link, clock=lambda: 1_700_000_000.0)
-    daemon.outbound.inference_ident = threading.get_ident()
-    sizes: list[int] = []
-    process_many = daemon.engine.process_many
-
-    def spy(spectra: Any, *args: Any, **kwargs: Any) -> Any:
-        sizes.append(len(spectra))
-        return process_many(spectra, *args, **kwargs)
-
-    daemon.engine.process_many = spy  # type: ignore[method-assign]  # counts the batches
-    items = [_Received(f, 0) for f in frames]
-    if batched:
-        for start in range(0, len(items), INFERENCE_BATCH_MAX):
-            daemon.outbound.begin_batch()
-            daemon.inference.handle_batch(items[start:start + INFERENCE_BATCH_MAX])
-            daemon.outbound.flush_batch()
-    else:
-        for item in items:
-            daemon.inference.handle(item)
+    daemon, link = inprocess_daemon(tmp, bundle)
+    sizes = count_batches(daemon)
+    feed(daemon, frames, batched=batched)
     return daemon, link, sizes
 
 

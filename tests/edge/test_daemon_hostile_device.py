@@ -13,52 +13,29 @@ altered, encoded by ``firmware_bridge.codec`` and written to the pty's master.
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
-import threading
-import tty
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from firmware_bridge.codec import encode
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, offline_stream, wait_for
 from tests.support.processes import Proc, Subscriber, start_daemon, write_config
+from tests.support.pty_device import PtyDevice
 
 #: Spectra sent in each phase of a test.
 PHASE = 20
 
 
-class FakeDevice:
-    """The master side of a real pty pair; the daemon opens the slave.  What the daemon sends is read and dropped."""
+class FakeDevice(PtyDevice):
+    """The device end of a real pty pair (the daemon opens the other end), playing the frames of the simulator's
+    first session, re-stamped with its own sequence numbers."""
 
     def __init__(self, tmp: Path) -> None:
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        self.path = os.ttyname(slave)
-        self._slave = slave  # kept open so the pair survives until the daemon opens it
-        self.master = master
-        self._stop = threading.Event()
-        self._drain = threading.Thread(target=self._read_forever, daemon=True)
-        self._drain.start()
+        super().__init__()
         self.stream = offline_stream(PHASE)
         self.seq = 0
-
-    def _read_forever(self) -> None:
-        import select
-
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self.master], [], [], 0.2)
-            if ready:
-                try:
-                    os.read(self.master, 4096)
-                except OSError:
-                    return
-
-    def send(self, frame: Any) -> None:
-        os.write(self.master, encode(frame))
 
     def status(self, **changes: Any) -> Any:
         return dataclasses.replace(self.stream["status"], **changes)
@@ -76,12 +53,6 @@ class FakeDevice:
             seqs.append(self.seq)
             self.seq += 1
         return seqs
-
-    def close(self) -> None:
-        self._stop.set()
-        self._drain.join(timeout=5)
-        os.close(self.master)
-        os.close(self._slave)
 
 
 @pytest.fixture

@@ -17,17 +17,14 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from edge.commands import make_command
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
 from tests.support.processes import (
-    BASE_TOPIC,
     DEVICE,
     Proc,
     Subscriber,
+    publish_payload,
     signed,
     start_daemon,
     start_sim,
@@ -41,24 +38,11 @@ MIN_RELOAD_INTERVAL_S = 600
 
 
 def _publish(port: int, name: str, body: dict[str, Any]) -> None:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"operator-{body.get('request_id')}")
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    try:
-        c.publish(f"{BASE_TOPIC}/cmd/{name}", signed(body), qos=1).wait_for_publish(timeout=10)
-    finally:
-        c.loop_stop()
-        c.disconnect()
+    publish_payload(port, name, signed(body), client_id=f"operator-{body.get('request_id')}")
 
 
 def _command(port: int, name: str, args: dict[str, Any], request_id: str) -> None:
     _publish(port, name, make_command(name, args, device_id=DEVICE["device_id"], request_id=request_id))
-
-
-def _response(sub: Subscriber, name: str, request_id: str) -> dict[str, Any]:
-    wait_for(lambda: any(r["request_id"] == request_id for r in sub.kind(f"/cmd/{name}/response")),
-             f"the response to {request_id}")
-    return next(r for r in sub.kind(f"/cmd/{name}/response") if r["request_id"] == request_id)
 
 
 def _raised_model_alerts(sub: Subscriber) -> set[str]:
@@ -95,7 +79,7 @@ def test_reloading_the_same_bundle_cannot_silence_drift_and_a_real_change_says_s
 
     # The same bytes by command, then by touching the watched file: no-ops, said so.
     _command(mosquitto_broker.port, "reload_bundle", {"path": str(same)}, "r-same")
-    answer = _response(subscriber, "reload_bundle", "r-same")
+    answer = subscriber.response("reload_bundle", "r-same")
     assert answer["ok"] is True and answer["result"].get("unchanged") is True, answer
     st = live.stat()
     os.utime(live, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
@@ -110,7 +94,7 @@ def test_reloading_the_same_bundle_cannot_silence_drift_and_a_real_change_says_s
     # A real model change: every model-side alert ends with an explicit, explained cleared event.
     raised = _raised_model_alerts(subscriber)
     _command(mosquitto_broker.port, "reload_bundle", {"path": str(newer)}, "r-new")
-    answer = _response(subscriber, "reload_bundle", "r-new")
+    answer = subscriber.response("reload_bundle", "r-new")
     assert answer["ok"] is True and answer["result"]["model"]["version"] == "1.1.0", answer
     wait_for(lambda: raised <= {e["detector"] for e in subscriber.kind("/drift")
                                 if e["event"] == "cleared" and "model changed" in e["detail"]},
@@ -118,13 +102,13 @@ def test_reloading_the_same_bundle_cannot_silence_drift_and_a_real_change_says_s
 
     # A second real reload right away: refused, with an answer.
     _command(mosquitto_broker.port, "reload_bundle", {"path": str(same)}, "r-soon")
-    answer = _response(subscriber, "reload_bundle", "r-soon")
+    answer = subscriber.response("reload_bundle", "r-soon")
     assert answer["ok"] is False and "at most one reload" in answer["error"], answer
 
     # schema_version must be the integer 1, not 1.0.
     body = make_command("capture_dark", {"average_frames": 1}, device_id=DEVICE["device_id"], request_id="r-float")
     body["schema_version"] = 1.0
     _publish(mosquitto_broker.port, "capture_dark", body)
-    answer = _response(subscriber, "capture_dark", "r-float")
+    answer = subscriber.response("capture_dark", "r-float")
     assert answer["ok"] is False and "schema_version" in answer["error"], answer
     assert daemon.end(signal.SIGTERM) == 0, daemon.text()

@@ -23,11 +23,11 @@ from edge.commands import make_command
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import REPO, DemoBundles, wait_for
 from tests.support.processes import (
-    BASE_TOPIC,
     DEVICE,
     Proc,
     Subscriber,
     process_env,
+    publish_payload,
     signed,
     start_daemon,
     start_sim,
@@ -67,14 +67,7 @@ def _status(sub: Subscriber) -> dict[str, Any]:
 
 
 def _publish_chunk(port: int, body: dict[str, Any]) -> None:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="corrupter")
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    try:
-        c.publish(f"{BASE_TOPIC}/cmd/deploy_chunk", signed(body), qos=1).wait_for_publish(timeout=10)
-    finally:
-        c.loop_stop()
-        c.disconnect()
+    publish_payload(port, "deploy_chunk", signed(body), client_id="corrupter")
 
 
 def test_a_bundle_pushed_over_mqtt_is_checked_signed_resumed_and_served(

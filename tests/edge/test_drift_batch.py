@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,6 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.bundle import load_bundle
-from edge.daemon import INFERENCE_BATCH_MAX, Daemon, _Received
 from edge.drift import (
     CusumConfig,
     CusumState,
@@ -28,7 +25,8 @@ from edge.drift import (
     ewma_step,
 )
 from edge.drift.batch import cusum_run, ewma_run
-from tests.support.daemon import DemoBundles, RecordingLink, edge_config, offline_stream
+from tests.support.daemon import DemoBundles, RecordingLink, offline_stream
+from tests.support.inprocess import feed, inprocess_daemon
 
 #: Samples as a stream carries them: mostly plausible ratios and values, some NaN/inf (ignored by the detectors),
 #: some huge (overflow), some missing (None: no OOD model, a rejected spectrum).
@@ -60,6 +58,18 @@ def _batches(values: list[float], cuts: list[int]) -> list[list[float]]:
     return out
 
 
+def _over_batches(run: Any, config: Any, state: Any, values: list[float], cuts: list[int]) -> tuple[Any, list[Any]]:
+    """``run`` (ewma_run or cusum_run) over ``values`` cut into the batches of ``cuts``: the final state and every
+    transition found, as (index in ``values``, transition, score)."""
+    got: list[Any] = []
+    offset = 0
+    for chunk in _batches(values, cuts):
+        state, found = run(config, state, np.asarray(chunk, dtype=np.float64))
+        got += [(offset + i, t, s) for i, t, s in found]
+        offset += len(chunk)
+    return state, got
+
+
 @settings(max_examples=300, deadline=None)
 @given(config=_EWMA, values=st.lists(_SAMPLE, max_size=120), cuts=_CUTS)
 def test_ewma_over_batches_equals_one_sample_at_a_time(config: EwmaConfig, values: list[float],
@@ -69,11 +79,7 @@ def test_ewma_over_batches_equals_one_sample_at_a_time(config: EwmaConfig, value
         one, transition = ewma_step(config, one, v)
         if transition is not None:
             expected.append((i, transition, one.score(config)))
-    batch, got, offset = DetectorState(), [], 0
-    for chunk in _batches(values, cuts):
-        batch, found = ewma_run(config, batch, np.asarray(chunk, dtype=np.float64))
-        got += [(offset + i, t, s) for i, t, s in found]
-        offset += len(chunk)
+    batch, got = _over_batches(ewma_run, config, DetectorState(), values, cuts)
     assert got == expected  # same transitions at the same samples, same scores to the bit
     assert batch == one
 
@@ -87,11 +93,7 @@ def test_cusum_over_batches_equals_one_sample_at_a_time(config: CusumConfig, val
         one, transition = cusum_step(config, one, v)
         if transition is not None:
             expected.append((i, transition, one.base.ewma))
-    batch, got, offset = CusumState(), [], 0
-    for chunk in _batches(values, cuts):
-        batch, found = cusum_run(config, batch, np.asarray(chunk, dtype=np.float64))
-        got += [(offset + i, t, s) for i, t, s in found]
-        offset += len(chunk)
+    batch, got = _over_batches(cusum_run, config, CusumState(), values, cuts)
     assert got == expected
     assert batch == one
 
@@ -153,27 +155,10 @@ def test_the_monitor_stream_above_does_raise_and_clear_alerts() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ daemon
-class _NoDevice:
-    def send(self, frame: Any) -> None:
-        pass
-
-
 def _run(tmp: Path, bundle: Path, frames: list[Any], *, batched: bool) -> RecordingLink:
-    tmp.mkdir()
-    link = RecordingLink()
-    cfg = edge_config(tmp, port_url="loop://", bundle_path=bundle,
-                      drift={"window_frames": 40, "min_frames": 5, "detector_temp_max_c": 35.0})
-    daemon = Daemon(cfg, load_bundle(bundle), _NoDevice(), link, clock=lambda: 1_700_000_000.0)
-    daemon.outbound.inference_ident = threading.get_ident()
-    items = [_Received(f, 0) for f in frames]
-    if batched:
-        for start in range(0, len(items), INFERENCE_BATCH_MAX):
-            daemon.outbound.begin_batch()
-            daemon.inference.handle_batch(items[start:start + INFERENCE_BATCH_MAX])
-            daemon.outbound.flush_batch()
-    else:
-        for item in items:
-            daemon.inference.handle(item)
+    daemon, link = inprocess_daemon(tmp, bundle,
+                                    drift={"window_frames": 40, "min_frames": 5, "detector_temp_max_c": 35.0})
+    feed(daemon, frames, batched=batched)
     return link
 
 

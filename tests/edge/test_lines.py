@@ -5,14 +5,12 @@ lost; end to end through ``spectro-sim --line-spectra`` on a real pty, ``spectro
 from __future__ import annotations
 
 import signal
-import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge.bundle import load_bundle
-from edge.daemon import INFERENCE_BATCH_MAX, Daemon, _Received
+from edge.daemon import Daemon
 from firmware_bridge.frames import Line, Spectrum
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import (
@@ -21,11 +19,11 @@ from tests.support.daemon import (
     SEED,
     DemoBundles,
     RecordingLink,
-    edge_config,
     offline_predictions,
     offline_stream,
     wait_for,
 )
+from tests.support.inprocess import count_batches, feed, inprocess_daemon
 from tests.support.processes import Proc, Subscriber, start_daemon, start_sim, write_config
 
 #: Fields of a message that are times of the run, not values of the prediction.
@@ -38,38 +36,10 @@ E2E_PER_LINE = 64
 E2E_SPECTRA = 300
 
 
-class _NoDevice:
-    """A transport for a daemon whose frames are handed to it directly."""
-
-    def send(self, frame: Any) -> None:
-        pass
-
-
 def _daemon(tmp: Path, bundle: Path) -> tuple[Daemon, RecordingLink, list[int]]:
     """A daemon (not started) whose frames this thread hands to its inference stage; the engine's batch sizes."""
-    tmp.mkdir()
-    link = RecordingLink()
-    daemon = Daemon(edge_config(tmp, port_url="loop://", bundle_path=bundle), load_bundle(bundle), _NoDevice(),
-                    link, clock=lambda: 1_700_000_000.0)
-    daemon.outbound.inference_ident = threading.get_ident()
-    sizes: list[int] = []
-    process_many = daemon.engine.process_many
-
-    def spy(spectra: Any, *args: Any, **kwargs: Any) -> Any:
-        sizes.append(len(spectra))
-        return process_many(spectra, *args, **kwargs)
-
-    daemon.engine.process_many = spy  # type: ignore[method-assign]  # counts the batches
-    return daemon, link, sizes
-
-
-def _feed(daemon: Daemon, frames: list[Any]) -> None:
-    """As the inference thread does: micro-batches of INFERENCE_BATCH_MAX frames, one outbox commit each."""
-    items = [_Received(f, 0) for f in frames]
-    for start in range(0, len(items), INFERENCE_BATCH_MAX):
-        daemon.outbound.begin_batch()
-        daemon.inference.handle_batch(items[start:start + INFERENCE_BATCH_MAX])
-        daemon.outbound.flush_batch()
+    daemon, link = inprocess_daemon(tmp, bundle)
+    return daemon, link, count_batches(daemon)
 
 
 def _line_of(spectra: list[Spectrum], *, pixels: int | None = None) -> Line:
@@ -95,9 +65,9 @@ def test_a_line_predicts_what_its_spectra_predict_one_by_one(tmp_path: Path, dem
     lines = [_line_of(spectra[i:i + PER_LINE]) for i in range(0, len(spectra), PER_LINE)]
     head = [stream["status"], stream["dark"], stream["white"]]
     single, single_link, _ = _daemon(tmp_path / "spectra", demo_bundles.v1)
-    _feed(single, head + [s for line in lines for s in _as_spectra(line)])
+    feed(single, head + [s for line in lines for s in _as_spectra(line)])
     batched, line_link, sizes = _daemon(tmp_path / "lines", demo_bundles.v1)
-    _feed(batched, head + lines)
+    feed(batched, head + lines)
 
     assert sizes == [PER_LINE] * N_LINES  # each line: one batch of the engine
     got, want = _predictions(line_link), _predictions(single_link)
@@ -121,7 +91,7 @@ def test_a_bad_line_is_counted_and_skipped_and_nothing_else_is_lost(
     good0, bad, good2 = (spectra[i:i + PER_LINE] for i in range(0, len(spectra), PER_LINE))
     lines = [_line_of(good0), _line_of(bad, pixels=CHANNELS - 6), _line_of(good2)]  # the middle one: 250 pixels
     daemon, link, sizes = _daemon(tmp_path / "d", demo_bundles.v1)
-    _feed(daemon, [stream["status"], stream["dark"], stream["white"], *lines])
+    feed(daemon, [stream["status"], stream["dark"], stream["white"], *lines])
 
     seqs = [m["seq"] for m in link.of_kind("prediction")]
     assert seqs == [s.seq for s in good0 + good2]
@@ -190,9 +160,9 @@ def test_lines_before_the_device_status_wait_for_it_and_are_predicted_then(
     lines = [_line_of(spectra[:PER_LINE]), _line_of(spectra[PER_LINE:])]
     daemon, link, sizes = _daemon(tmp_path / "d", demo_bundles.v1)
     assert daemon.engine.needs_device_axis  # the demo bundle resamples the device's axis onto its grid
-    _feed(daemon, [stream["dark"], stream["white"], *lines])  # no STATUS yet: the lines wait for it
+    feed(daemon, [stream["dark"], stream["white"], *lines])  # no STATUS yet: the lines wait for it
     assert link.of_kind("prediction") == []
     assert daemon.counters.snapshot()["spectra_waited_for_status"] == 2 * PER_LINE
-    _feed(daemon, [stream["status"]])
+    feed(daemon, [stream["status"]])
     assert [m["seq"] for m in link.of_kind("prediction")] == [s.seq for s in spectra]
     assert sizes == [PER_LINE, PER_LINE]

@@ -16,6 +16,7 @@ from edge.publish.mqtt import MqttPublisher
 from edge.publish.outbox import Outbox
 from edge.publish.schema import MessageKind
 from tests.support.broker import MosquittoBroker, TestPki, make_test_pki
+from tests.support.docs import fenced_blocks
 from tests.support.mqtt_cases import (
     EVENTUALLY_S,
     PREFIX,
@@ -82,17 +83,7 @@ def test_bad_credentials_never_connect_and_keep_the_outbox(tmp_path: Path, fault
 
 
 def _documented_acl(repo_root: Path) -> str:
-    blocks: list[str] = []
-    current: list[str] | None = None
-    for line in (repo_root / "docs" / "mqtt.md").read_text().splitlines():
-        if line.strip().startswith("```"):
-            if current is None:
-                current = []
-            else:
-                blocks.append("\n".join(current) + "\n")
-                current = None
-        elif current is not None:
-            current.append(line)
+    blocks = fenced_blocks(repo_root / "docs" / "mqtt.md")
     blocks = [b for b in blocks if b.startswith("# /etc/mosquitto/acl")]
     assert len(blocks) == 1, "expected one ACL example in docs/mqtt.md"
     return blocks[0]

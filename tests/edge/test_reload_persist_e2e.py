@@ -11,29 +11,13 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.publish as publish
 import pytest
 
-from edge.commands import make_command
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
-from tests.support.processes import BASE_TOPIC, DEVICE, Proc, Subscriber, signed, start_daemon, start_sim, write_config
+from tests.support.processes import Proc, Subscriber, send_command, start_daemon, start_sim, write_config
 from tests.support.signing import make_signing_key, signed_copy
-
-
-def _command(broker: MosquittoBroker, name: str, args: dict[str, Any], request_id: str) -> None:
-    body = make_command(name, args, device_id=DEVICE["device_id"], request_id=request_id)
-    publish.single(f"{BASE_TOPIC}/cmd/{name}", signed(body), qos=1, hostname="127.0.0.1", port=broker.port)
-
-
-def _response(sub: Subscriber, name: str, request_id: str) -> dict[str, Any]:
-    def found() -> list[dict[str, Any]]:
-        return [r for r in sub.kind(f"/cmd/{name}/response") if r.get("request_id") == request_id]
-
-    wait_for(lambda: bool(found()), f"the response to {name} {request_id}")
-    return found()[0]
 
 
 def _serving(sub: Subscriber) -> str | None:
@@ -64,8 +48,8 @@ def test_a_bundle_reloaded_from_another_path_is_served_after_a_restart(
     assert daemon.alive(), daemon.text()
     assert _serving(subscriber) == "1.0.0"
 
-    _command(mosquitto_broker, "reload_bundle", {"path": newer.name}, "r-1")
-    answer = _response(subscriber, "reload_bundle", "r-1")
+    send_command(mosquitto_broker.port, "reload_bundle", {"path": newer.name}, "r-1")
+    answer = subscriber.response("reload_bundle", "r-1")
     assert answer["ok"] is True, answer
     assert answer["result"]["model"]["version"] == "1.1.0"
     wait_for(lambda: _serving(subscriber) == "1.1.0", "the status to show 1.1.0 in service")

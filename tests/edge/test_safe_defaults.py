@@ -17,9 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.commands import CommandParser, load_hmac_key, make_command
 from edge.config import CommandsConfig, example_config, load_config, parse_config, security_warnings
@@ -27,12 +25,12 @@ from edge.errors import ConfigError
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
 from tests.support.processes import (
-    BASE_TOPIC,
     DEVICE,
     REPO,
     Proc,
     Subscriber,
     process_env,
+    publish_payload,
     start_daemon,
     start_sim,
     write_config,
@@ -172,20 +170,7 @@ def test_keys_hmac_writes_a_private_usable_key_and_never_overwrites(tmp_path: Pa
 
 # ------------------------------------------------------------------------------------------------ daemon
 def _publish(port: int, name: str, payload: bytes) -> None:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"operator-{os.getpid()}-{name}")
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    try:
-        c.publish(f"{BASE_TOPIC}/cmd/{name}", payload, qos=1).wait_for_publish(timeout=10)
-    finally:
-        c.loop_stop()
-        c.disconnect()
-
-
-def _response(sub: Subscriber, name: str, request_id: str) -> dict[str, Any]:
-    wait_for(lambda: any(r.get("request_id") == request_id for r in sub.kind(f"/cmd/{name}/response")),
-             f"the response to {request_id}")
-    return next(r for r in sub.kind(f"/cmd/{name}/response") if r.get("request_id") == request_id)
+    publish_payload(port, name, payload, client_id=f"operator-{os.getpid()}-{name}")
 
 
 def _stale(sub: Subscriber) -> list[int]:
@@ -211,7 +196,7 @@ def test_the_daemon_refuses_an_unsigned_set_integration_time_and_obeys_a_signed_
     unsigned = make_command("set_integration_time", {"integration_time_us": 60_000_000},
                             device_id=DEVICE["device_id"], request_id="unsigned-1")
     _publish(mosquitto_broker.port, "set_integration_time", json.dumps(unsigned).encode())
-    refusal = _response(subscriber, "set_integration_time", "unsigned-1")
+    refusal = subscriber.response("set_integration_time", "unsigned-1")
     assert refusal["ok"] is False and "HMAC" in refusal["error"] and "require_auth" in refusal["error"], refusal
     n_then = subscriber.count()
     wait_for(lambda: subscriber.count() >= n_then + AFTER_REFUSAL or not daemon.alive(),
@@ -228,7 +213,7 @@ def test_the_daemon_refuses_an_unsigned_set_integration_time_and_obeys_a_signed_
                        "--request-id", "signed-1")
     assert signed.returncode == 0, signed.stderr
     _publish(mosquitto_broker.port, "set_integration_time", signed.stdout.strip().encode())
-    answer = _response(subscriber, "set_integration_time", "signed-1")
+    answer = subscriber.response("set_integration_time", "signed-1")
     assert answer["ok"] is True and answer["result"]["integration_time_us"] == 2000, answer
     wait_for(lambda: bool(_stale(subscriber)), "predictions flagged stale_reference after the exposure change")
     assert daemon.end(signal.SIGTERM) == 0, daemon.text()

@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import paho.mqtt.publish as publish
 
-from edge.commands import make_command
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, offline_predictions, offline_stream, wait_for
-from tests.support.processes import BASE_TOPIC, DEVICE, Proc, Subscriber, signed, start_daemon, start_sim, write_config
+from tests.support.processes import Proc, Subscriber, send_command, start_daemon, start_sim, write_config
 from tests.support.trained import DEMO_ABSORBANCE, DEMO_CNN, committed
 
 #: Same float32 runtime on the same inputs, batched or not: exact equality (a named zero tolerance).
@@ -30,19 +28,6 @@ STAT_RTOL = 1e-9
 N_SPECTRA = 300
 SERVING = {"id": "synthetic-demo", "version": "1.0.0"}
 CHALLENGER = {"id": "synthetic-demo", "version": "1.2.0"}
-
-
-def command(broker: MosquittoBroker, name: str, args: dict[str, Any], request_id: str) -> None:
-    body = make_command(name, args, device_id=DEVICE["device_id"], request_id=request_id)
-    publish.single(f"{BASE_TOPIC}/cmd/{name}", signed(body), qos=1, hostname="127.0.0.1", port=broker.port)
-
-
-def response(sub: Subscriber, name: str, request_id: str) -> dict[str, Any]:
-    def found() -> list[dict[str, Any]]:
-        return [r for r in sub.kind(f"/cmd/{name}/response") if r.get("request_id") == request_id]
-
-    wait_for(lambda: bool(found()), f"the response to {name} {request_id}")
-    return found()[0]
 
 
 def challengers(sub: Subscriber) -> dict[int, dict[str, Any]]:
@@ -114,17 +99,17 @@ def test_a_challenger_shadows_every_spectrum_is_compared_in_the_metrics_and_prom
     assert daemon.alive(), daemon.text()
 
     # nothing to compare with yet, and a challenger the device does not fit: refused, nothing changes
-    command(mosquitto_broker, "reference_value", {"seq": 3, "values": {"analyte_a_pct": 1.0}}, "ref-0")
-    early = response(subscriber, "reference_value", "ref-0")
+    send_command(mosquitto_broker.port, "reference_value", {"seq": 3, "values": {"analyte_a_pct": 1.0}}, "ref-0")
+    early = subscriber.response("reference_value", "ref-0")
     assert early["ok"] is False and "send load_challenger first" in early["error"], early
-    command(mosquitto_broker, "load_challenger", {"path": DEMO_ABSORBANCE.name}, "load-0")
-    refused = response(subscriber, "load_challenger", "load-0")
+    send_command(mosquitto_broker.port, "load_challenger", {"path": DEMO_ABSORBANCE.name}, "load-0")
+    refused = subscriber.response("load_challenger", "load-0")
     assert refused["ok"] is False, refused
     assert "nothing changed" in refused["error"] and "expects absorbance frames" in refused["error"], refused
     assert all("challenger" not in s for s in statuses(subscriber))
 
-    command(mosquitto_broker, "load_challenger", {"path": DEMO_CNN.name}, "load-1")
-    loaded = response(subscriber, "load_challenger", "load-1")
+    send_command(mosquitto_broker.port, "load_challenger", {"path": DEMO_CNN.name}, "load-1")
+    loaded = subscriber.response("load_challenger", "load-1")
     assert loaded["ok"] is True, loaded
     assert loaded["result"]["model"] == CHALLENGER and loaded["result"]["serving_model"] == SERVING
     assert loaded["result"]["targets"] == ["analyte_a_pct", "analyte_b_pct", "analyte_c_pct"]
@@ -169,15 +154,16 @@ def test_a_challenger_shadows_every_spectrum_is_compared_in_the_metrics_and_prom
     sent: dict[int, np.ndarray] = {}
     for i, seq in enumerate(seqs[:: max(1, len(seqs) // 5)][:5]):
         args = {"seq": seq, "values": dict(zip(comparison["targets"], truth[seq].tolist()))}
-        command(mosquitto_broker, "reference_value", args, f"ref-{i + 1}")
-        answer = response(subscriber, "reference_value", f"ref-{i + 1}")
+        send_command(mosquitto_broker.port, "reference_value", args, f"ref-{i + 1}")
+        answer = subscriber.response("reference_value", f"ref-{i + 1}")
         assert answer["ok"] is True, answer
         applied = answer["result"]["applied"]["analyte_a_pct"]
         assert applied == {"reference": truth[seq][0], "serving": values(subscriber.predictions[seq])[0],
                            "challenger": values(shadow[seq])[0]}
         sent[seq] = truth[seq]
-    command(mosquitto_broker, "reference_value", {"seq": last + 10_000, "values": {"analyte_a_pct": 1.0}}, "ref-x")
-    ref = response(subscriber, "reference_value", "ref-x")
+    send_command(mosquitto_broker.port, "reference_value", {"seq": last + 10_000, "values": {"analyte_a_pct": 1.0}},
+                 "ref-x")
+    ref = subscriber.response("reference_value", "ref-x")
     assert ref["ok"] is False and f"got {last + 10_000}" in ref["error"], ref
     wait_for(lambda: (last_comparison(subscriber) or {}).get("targets", {}).get("analyte_a_pct", {}).get(
         "references") == len(sent), "the references in the metrics")
@@ -188,8 +174,8 @@ def test_a_challenger_shadows_every_spectrum_is_compared_in_the_metrics_and_prom
     assert rmsep["rmsep_challenger"] > rmsep["rmsep_serving"] > 0  # the CNN is the worse model on this stream
 
     # promotion by command: through the verified reload, every step in the retained status
-    command(mosquitto_broker, "promote_challenger", {}, "promote-1")
-    promoted = response(subscriber, "promote_challenger", "promote-1")
+    send_command(mosquitto_broker.port, "promote_challenger", {}, "promote-1")
+    promoted = subscriber.response("promote_challenger", "promote-1")
     assert promoted["ok"] is True, promoted
     assert promoted["result"]["model"] == CHALLENGER and promoted["result"]["previous_model"] == SERVING
     wait_for(lambda: statuses(subscriber)[-1].get("challenger", {}).get("state") == "promoted", "the promoted step")
@@ -199,8 +185,8 @@ def test_a_challenger_shadows_every_spectrum_is_compared_in_the_metrics_and_prom
     assert final["model"] == CHALLENGER and final["challenger"]["model"] == CHALLENGER
     assert final["challenger"]["request_id"] == "load-1" and final["challenger"]["path"].endswith(DEMO_CNN.name)
     wait_for(lambda: "challenger" not in subscriber.kind("/metrics")[-1], "metrics without a challenger")
-    command(mosquitto_broker, "drop_challenger", {}, "drop-1")
-    assert "send load_challenger first" in response(subscriber, "drop_challenger", "drop-1")["error"]
+    send_command(mosquitto_broker.port, "drop_challenger", {}, "drop-1")
+    assert "send load_challenger first" in subscriber.response("drop_challenger", "drop-1")["error"]
     assert daemon.end(signal.SIGTERM) == 0, daemon.text()
 
 
@@ -222,8 +208,8 @@ def test_a_rule_met_on_reference_values_promotes_the_challenger_by_itself(
     assert daemon.alive(), daemon.text()
     rule = {"min_spectra": min_spectra, "max_rmsep_ratio": 10.0, "min_references": min_spectra,
             "max_alarm_rate": 0.5}
-    command(mosquitto_broker, "load_challenger", {"path": DEMO_CNN.name, "promote": rule}, "rollout-1")
-    loaded = response(subscriber, "load_challenger", "rollout-1")
+    send_command(mosquitto_broker.port, "load_challenger", {"path": DEMO_CNN.name, "promote": rule}, "rollout-1")
+    loaded = subscriber.response("load_challenger", "rollout-1")
     assert loaded["ok"] is True and loaded["result"]["rule"] == rule, loaded
 
     # while it shadows: RMSEP of both over every compared spectrum, from the annotations the predictions carry
@@ -247,7 +233,7 @@ def test_a_rule_met_on_reference_values_promotes_the_challenger_by_itself(
     # the rule is met: promote_challenger queued by the daemon itself, through the reload; each step in the status
     wait_for(lambda: (statuses(subscriber)[-1].get("challenger") or {}).get("state") == "promoted"
              or not daemon.alive(), "the promotion by the rule")
-    promoted = response(subscriber, "promote_challenger", "rollout-1")
+    promoted = subscriber.response("promote_challenger", "rollout-1")
     assert promoted["ok"] is True and promoted["result"]["model"] == CHALLENGER, promoted
     steps = [s["challenger"] for s in statuses(subscriber) if "challenger" in s]
     assert [s["state"] for s in steps][0] == "shadowing" and steps[-1]["state"] == "promoted"

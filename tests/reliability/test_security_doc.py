@@ -14,21 +14,7 @@ else:  # Python 3.10 (Jetson): the tomli backport, an install requirement there
     import tomli as tomllib
 
 from edge.config import parse_config, security_warnings
-
-
-def _blocks(path: Path) -> list[str]:
-    blocks: list[str] = []
-    current: list[str] | None = None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip().startswith("```"):
-            if current is None:
-                current = []
-            else:
-                blocks.append("\n".join(current) + "\n")
-                current = None
-        elif current is not None:
-            current.append(line)
-    return blocks
+from tests.support.docs import fenced_blocks
 
 
 def _acl_rules(text: str) -> list[str]:
@@ -36,8 +22,8 @@ def _acl_rules(text: str) -> list[str]:
 
 
 def test_the_acl_is_the_tested_one(repo_root: Path) -> None:
-    mine = [b for b in _blocks(repo_root / "docs" / "security.md") if b.startswith("# /etc/mosquitto/acl")]
-    tested = [b for b in _blocks(repo_root / "docs" / "mqtt.md") if b.startswith("# /etc/mosquitto/acl")]
+    mine = [b for b in fenced_blocks(repo_root / "docs" / "security.md") if b.startswith("# /etc/mosquitto/acl")]
+    tested = [b for b in fenced_blocks(repo_root / "docs" / "mqtt.md") if b.startswith("# /etc/mosquitto/acl")]
     assert len(mine) == 1 and len(tested) == 1
     assert _acl_rules(mine[0]) == _acl_rules(tested[0])
     assert any(r.startswith("pattern write spectrolite/+/+/%u/") for r in _acl_rules(mine[0]))
@@ -45,7 +31,7 @@ def test_the_acl_is_the_tested_one(repo_root: Path) -> None:
 
 def test_the_production_settings_are_valid_configuration(repo_root: Path, tmp_path: Path) -> None:
     """Every key of the documented production block exists and validates (files replaced by temporary ones)."""
-    blocks = [b for b in _blocks(repo_root / "docs" / "security.md") if "require_auth = true" in b]
+    blocks = [b for b in fenced_blocks(repo_root / "docs" / "security.md") if "require_auth = true" in b]
     assert len(blocks) == 1
     text = re.sub(r'"(/[^"]+)"', lambda m: '"' + str(tmp_path / Path(m.group(1)).name) + '"', blocks[0])
     data = tomllib.loads(text)

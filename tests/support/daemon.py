@@ -158,7 +158,7 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = WAIT_S
         if predicate():
             return
         time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 @dataclass

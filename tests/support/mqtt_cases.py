@@ -4,7 +4,6 @@ prediction payload, a persistent-session subscriber that records every message, 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.config import EdgeConfig, parse_config
 from edge.publish.messages import TargetValue, prediction_message
 from edge.publish.schema import decode
+from tests.support import daemon
 from tests.support.broker import MosquittoBroker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -24,13 +24,9 @@ PREFIX = "spectrolite/plant-a/line-3/nir-01"
 
 
 def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = EVENTUALLY_S) -> None:
-    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"never happened within {timeout_s} s: {what}")
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout_s`` (:func:`daemon.wait_for
+    <tests.support.daemon.wait_for>` with the MQTT tests' deadline)."""
+    daemon.wait_for(predicate, what, timeout_s)
 
 
 def make_config(tmp_path: Path, port: int, **mqtt: Any) -> EdgeConfig:

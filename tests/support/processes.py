@@ -34,6 +34,30 @@ def signed(body: Mapping[str, Any]) -> bytes:
     return sign_command(body, HMAC_KEY)
 
 
+def publish_payload(port: int, name: str, payload: bytes, *, client_id: str) -> None:
+    """Publish ``payload`` as it is (signed or not) to the device's ``cmd/<name>`` topic on the broker at ``port``,
+    from a client of its own with ``client_id``, waiting until the broker has it (QoS 1)."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    try:
+        c.publish(f"{BASE_TOPIC}/cmd/{name}", payload, qos=1).wait_for_publish(timeout=10)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
+def send_command(port: int, name: str, args: dict[str, Any], request_id: str) -> None:
+    """Publish the command ``name`` with ``args``, signed (:func:`signed`), to the device's ``cmd/<name>`` topic
+    on the broker at ``port``, as an operator does."""
+    import paho.mqtt.publish as publish
+
+    from edge.commands import make_command
+
+    body = make_command(name, args, device_id=DEVICE["device_id"], request_id=request_id)
+    publish.single(f"{BASE_TOPIC}/cmd/{name}", signed(body), qos=1, hostname="127.0.0.1", port=port)
+
+
 def process_env() -> dict[str, str]:
     """The environment of a child process: this checkout first on its path, then the caller's PYTHONPATH (so
     optional packages the tests found, e.g. prometheus_client, are found by the daemon too)."""
@@ -172,6 +196,14 @@ class Subscriber:
     def kind(self, suffix: str) -> list[dict[str, Any]]:
         with self.lock:
             return [b for t, b in self.other if t.endswith(suffix)]
+
+    def response(self, name: str, request_id: str) -> dict[str, Any]:
+        """The daemon's response to the command ``name`` with ``request_id``, once it has come."""
+        def found() -> list[dict[str, Any]]:
+            return [r for r in self.kind(f"/cmd/{name}/response") if r.get("request_id") == request_id]
+
+        wait_for(lambda: bool(found()), f"the response to {name} {request_id}")
+        return found()[0]
 
     def count(self) -> int:
         with self.lock:

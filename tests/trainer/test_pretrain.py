@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from edge.bundle import check_command, load_bundle
+from tests.support.tiny_fit import TINY_DATA
 from trainer.config import PretrainConfig, load_config, parse_config
 from trainer.errors import DataError, TrainConfigError
 
@@ -19,20 +20,7 @@ from trainer.errors import DataError, TrainConfigError
 TINY = """
 seed = 0
 report = true
-[data]
-synthetic = { samples = 60, channels = 32, seed = 0 }
-targets = ["analyte_a_pct", "analyte_b_pct"]
-[split]
-train = { split = "calibration" }
-select = { holdout_fraction = 0.25 }
-[split.test]
-test = { split = "test" }
-[selection]
-cnn_cv_folds = 2
-[cv]
-folds = 3
-max_components = 4
-[preprocessing.candidates]
+""" + TINY_DATA + """[preprocessing.candidates]
 snv = [{ op = "snv" }, { op = "autoscale" }]
 [model]
 filters = [4, 4]

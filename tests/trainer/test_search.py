@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.support.tiny_fit import TINY_DATA
 from trainer.config import SearchConfig, parse_config
 from trainer.errors import TrainConfigError
 
@@ -31,20 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = """
 seed = 0
 report = false
-[data]
-synthetic = { samples = 60, channels = 32, seed = 0 }
-targets = ["analyte_a_pct", "analyte_b_pct"]
-[split]
-train = { split = "calibration" }
-select = { holdout_fraction = 0.25 }
-[split.test]
-test = { split = "test" }
-[selection]
-cnn_cv_folds = 2
-[cv]
-folds = 3
-max_components = 4
-[preprocessing.candidates]
+""" + TINY_DATA + """[preprocessing.candidates]
 center = [{ op = "center" }]
 snv = [{ op = "snv" }, { op = "autoscale" }]
 [model]

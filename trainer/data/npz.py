@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +54,21 @@ def load_npz(
     )
 
 
-def _npz_raw(path: Path, *, axis_unit: str | None, task: str | None, targets: Sequence[str] | None = None) -> _Raw:
+def read_npz(path: Path, *, missing: str, unreadable: Callable[[Exception], str]) -> dict[str, np.ndarray]:
+    """Every array of the .npz file ``path`` (no pickles); :class:`DataError` ``missing`` when there is no such file,
+    ``unreadable(exc)`` when numpy cannot read it."""
     if not path.is_file():
-        raise DataError(f"{path}: no such data file")
+        raise DataError(missing)
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+            return {k: z[k] for k in z.files}
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+        raise DataError(unreadable(exc)) from exc
+
+
+def _npz_raw(path: Path, *, axis_unit: str | None, task: str | None, targets: Sequence[str] | None = None) -> _Raw:
+    arrays = read_npz(path, missing=f"{path}: no such data file",
+                      unreadable=lambda exc: f"{path}: not a readable .npz file ({exc})")
     return _arrays_raw(arrays, str(path), path.name, axis_unit=axis_unit, task=task, targets=targets)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from trainer.data.npz import read_npz
 from trainer.errors import CalibrationError, DataError
 from trainer.transfer.model import FloatArray
 
@@ -158,13 +159,8 @@ def load_transfer_pairs(
     wavelengths : ndarray, shape (p,)
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: no such file of paired spectra")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{p}: not a readable .npz file ({exc})") from exc
+    arrays = read_npz(p, missing=f"{p}: no such file of paired spectra",
+                      unreadable=lambda exc: f"{p}: not a readable .npz file ({exc})")
     for key in ("X", "wavelengths", "instrument", "sample_id"):
         if key not in arrays:
             raise DataError(f"{p}: expected an array named {key!r}; found {', '.join(sorted(arrays))}")

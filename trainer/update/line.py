@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from trainer.data.npz import read_npz
 from trainer.errors import DataError
 
 __all__ = ["LineArchive", "load_line_archive", "pixel_dtype", "training_signal"]
@@ -87,13 +88,9 @@ class LineArchive:
 def load_line_archive(path: str | Path) -> LineArchive:
     """Read an export of ``spectro-edge export``; :class:`DataError` naming the file and what is missing."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such archive export (write one with `spectro-edge export ARCHIVE --out F.npz`)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path.name}: expected a .npz written by spectro-edge export, got {exc}") from exc
+    arrays = read_npz(
+        path, missing=f"{path}: no such archive export (write one with `spectro-edge export ARCHIVE --out F.npz`)",
+        unreadable=lambda exc: f"{path.name}: expected a .npz written by spectro-edge export, got {exc}")
     missing = [k for k in _REQUIRED if k not in arrays]
     if missing:
         raise DataError(f"{path.name}: expected the arrays of a spectro-edge export, got none named "

@@ -75,7 +75,7 @@ def next_version(version: str) -> str:
 
 def _config(opts: UpdateOptions, bundle: Any) -> Any:
     """The training config of ``bundle`` with the update's overrides; refused when it did not train that bundle."""
-    from trainer.cli import _apply_search_overrides  # noqa: PLC0415
+    from trainer.cli import _apply_fit_overrides, _apply_search_overrides  # noqa: PLC0415
     from trainer.config import load_config  # noqa: PLC0415
 
     if opts.config is None:
@@ -85,12 +85,7 @@ def _config(opts: UpdateOptions, bundle: Any) -> Any:
     if cfg.bundle.model_id != bundle.model_id:
         raise TrainConfigError(f"{opts.config}: expected the config that trained {bundle.model_id} ([bundle] "
                                f"model_id = {bundle.model_id!r}), got model_id = {cfg.bundle.model_id!r}")
-    if opts.seed is not None:
-        if opts.seed < 0:
-            raise ValueError(f"--seed: expected an integer >= 0, got {opts.seed}")
-        cfg = replace(cfg, seed=opts.seed)
-    if opts.model is not None:
-        cfg = replace(cfg, selection=replace(cfg.selection, model=opts.model))
+    cfg = _apply_fit_overrides(cfg, opts.seed, opts.model)
     budget = opts.budget_min
     if budget is None:
         budget = min(cfg.search.budget_min, DEFAULT_SEARCH_BUDGET_MIN) if cfg.search.active else 0.0
