@@ -14,11 +14,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.edge.test_daemon_reload_guard import _command, _response
 from tests.support.broker import MosquittoBroker
 from tests.support.bundles import read_zip, rehash_manifest, write_zip
 from tests.support.daemon import REPO, DemoBundles, wait_for
-from tests.support.processes import Proc, Subscriber, process_env, start_daemon, start_sim, write_config
+from tests.support.processes import (
+    Proc,
+    Subscriber,
+    process_env,
+    send_command,
+    start_daemon,
+    start_sim,
+    write_config,
+)
 
 
 def _sha256(path: Path) -> str:
@@ -56,11 +63,11 @@ def test_the_daemon_keeps_a_verifiable_audit_trail(
     wait_for(lambda: subscriber.count() >= 5 or not daemon.alive(), "predictions")
     assert daemon.alive(), daemon.text()
 
-    _command(mosquitto_broker.port, "reload_bundle", {"path": str(newer)}, "r-reload")
-    answer = _response(subscriber, "reload_bundle", "r-reload")
+    send_command(mosquitto_broker.port, "reload_bundle", {"path": str(newer)}, "r-reload")
+    answer = subscriber.response("reload_bundle", "r-reload")
     assert answer["ok"] is True and answer["result"]["model"]["version"] == "1.0.1", answer
-    _command(mosquitto_broker.port, "capture_dark", {"average_frames": 0}, "r-bad")
-    answer = _response(subscriber, "capture_dark", "r-bad")
+    send_command(mosquitto_broker.port, "capture_dark", {"average_frames": 0}, "r-bad")
+    answer = subscriber.response("capture_dark", "r-bad")
     assert answer["ok"] is False, answer
     daemon.popen.send_signal(signal.SIGHUP)
     wait_for(lambda: "configuration reload: no broker setting changed" in daemon.text(), "the SIGHUP reload")
