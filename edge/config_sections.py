@@ -39,6 +39,7 @@ __all__ = [
     "ControlConfig",
     "ControlStandardConfig",
     "DeployConfig",
+    "LinesConfig",
     "EdgeConfig",
 ]
 
@@ -410,6 +411,16 @@ class DeployConfig:
 
 
 @dataclass(frozen=True)
+class LinesConfig:
+    """[lines]: how the predictions of a LINE frame (a push-broom line of many spectra) are published."""
+
+    publish: str = _opt("line", "'line': one .../line_prediction message per LINE frame, its predictions as arrays "
+                        "(one outbox row per line: what a push-broom camera's hundreds of spectra per line need); "
+                        "'spectrum': one .../prediction message per spectrum, as for SPECTRUM frames (each with "
+                        "its place in the line)", choices=("line", "spectrum"))
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     """Whole daemon configuration (see the module docstring for the file format)."""
 
@@ -430,6 +441,7 @@ class EdgeConfig:
     opcua: OpcUaConfig = field(default_factory=OpcUaConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
+    lines: LinesConfig = field(default_factory=LinesConfig)
     log_level: str = _opt("INFO", "logging level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     source: Path | None = field(default=None, compare=False,
                                 metadata={"doc": "file the configuration was read from (not a key)",
@@ -467,6 +479,7 @@ SECTIONS: dict[str, type] = {
     "commands": CommandsConfig, "drift": DriftConfig, "metrics": MetricsConfig, "audit": AuditConfig,
     "homeassistant": HomeAssistantConfig, "archive": ArchiveConfig, "opcua": OpcUaConfig,
     "control": ControlConfig, "deploy": DeployConfig,
+    "lines": LinesConfig,
 }
 
 

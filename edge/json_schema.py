@@ -46,6 +46,9 @@ DESCRIPTIONS: dict[str, str] = {
                ".../control.",
     "challenger_prediction": "Shadow mode: a challenger bundle's prediction of the spectrum the serving bundle "
                              "predicted on .../prediction (same seq), on .../challenger_prediction.",
+    "line_prediction": "Every prediction of one LINE frame (push-broom line) as arrays, one entry per spectrum, on "
+                       ".../line_prediction; spectrum i has seq (seq + i) % 2**32; deduplicate per spectrum on "
+                       "(device_id, device_boot_id, seq).",
 }
 
 

@@ -185,7 +185,8 @@ class Daemon:
             greeter=self.greeter, record_version=self.reloader.record_version, audit=self.hooks.record,
             signer_key_id=signer_key_id(config.bundle.public_key_path) if audit is not None else None,
             device_id=self.device_id, frames_max=int(config.queues.frames_max),
-            forward_annotations=forward_annotations, clock=clock, archive=self.archive, control=self.control_charts)
+            forward_annotations=forward_annotations, clock=clock, archive=self.archive, control=self.control_charts,
+            line_publish=config.lines.publish)
         #: Bundles sent over MQTT ([deploy]; edge.daemon.deploy); None when off.
         self.deploy = DeployControl(
             config=lambda: self.config, device_id=self.device_id,

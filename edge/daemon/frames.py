@@ -26,7 +26,7 @@ from edge.daemon.device import (
     status_axis_problem,
     status_signal,
 )
-from edge.daemon.lines import LineInFlight, line_rejections, split_line
+from edge.daemon.lines import LineInFlight, line_message, line_rejections, split_line
 from edge.daemon.outbound import Outbound
 from edge.daemon.status import ActiveAlerts, LastError
 from edge.daemon.values import _Capture, _Received, _Swap
@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
     from edge.archive import Archive
     from edge.bundle import Bundle
     from edge.control_samples import ControlCharts
+    from edge.daemon.lines import CollectedLine
     from edge.daemon.shadow import ShadowMode
 
 log = logging.getLogger("edge.daemon")
@@ -102,6 +103,9 @@ class InferenceStage:
         Hold each prediction for the ANNOTATION frame of its seq (test benches and the demo).
     clock : callable() -> float
         Host time, seconds since the epoch.
+    line_publish : str
+        ``[lines] publish``: ``"line"`` publishes one ``.../line_prediction`` per LINE frame, ``"spectrum"`` one
+        ``.../prediction`` per spectrum of it.
     """
 
     def __init__(self, *, engine: InferenceEngine, drift: DriftMonitor, references: ReferenceCapture,
@@ -112,7 +116,8 @@ class InferenceStage:
                  record_version: Callable[["Bundle"], None], audit: Callable[[str, Mapping[str, Any]], None],
                  signer_key_id: str | None, device_id: str, frames_max: int, forward_annotations: bool,
                  clock: Callable[[], float], archive: "Archive | None" = None,
-                 control: "ControlCharts | None" = None, shadow: "ShadowMode | None" = None) -> None:
+                 control: "ControlCharts | None" = None, shadow: "ShadowMode | None" = None,
+                 line_publish: str = "line") -> None:
         self.engine = engine
         self.shadow = shadow  # a challenger run after the serving bundle (edge.daemon.shadow); None: never
         self.control = control  # check-standard measurements armed by measure_control (edge.control_samples)
@@ -155,6 +160,7 @@ class InferenceStage:
         self._parked_since = 0.0
         self._annotations: dict[int, tuple[float, ...]] = {}
         self._line = LineInFlight()  # the LINE frame being predicted on (its spectra's messages say where they sat)
+        self._collect_lines = line_publish == "line"  # one .../line_prediction per LINE frame ([lines] publish)
         self.beat = time.monotonic()  # last turn of the loop (watchdog)
         self._control_watch = None if control is None else ControlWatch(
             control, device_id=device_id, counters=counters, emit=self._emit, audit=audit, set_alert=set_alert,
@@ -317,8 +323,8 @@ class InferenceStage:
 
     def _on_line(self, item: _Received) -> None:
         """A LINE frame: judged against the contract once (a line that fails is rejected whole, each spectrum
-        counted as if it had come alone), else predicted as one batch, one message per spectrum
-        (:mod:`edge.daemon.lines`)."""
+        counted as if it had come alone), else predicted as one batch, one ``.../line_prediction`` message for the
+        line or one message per spectrum (``[lines] publish``; :mod:`edge.daemon.lines`)."""
         line: Line = item.frame
         self.counters.incr("lines_in")
         items = split_line(line, item.received_ns)
@@ -330,11 +336,13 @@ class InferenceStage:
             for spectrum, rejection in zip(items, rejections):
                 self._on_spectrum(spectrum.frame, spectrum.received_ns, rejection)
             return
-        self._line.start(line)
+        self._line.start(line, collect=self._collect_lines)
         try:
             self._on_spectra(items)
         finally:
-            self._line.end()
+            collected = self._line.end()
+            if collected is not None:  # what was predicted is published, even when an error stopped the line
+                self._publish_line(collected, item.received_ns)
 
     def _on_status(self, status: Status) -> None:
         problem, wl = status_axis_problem(status)
@@ -450,6 +458,8 @@ class InferenceStage:
         self._seqs.track(frame.seq)
         if self._status_error is not None:  # the device's last STATUS was refused: fail closed
             self.counters.incr("frames_rejected_device_status_invalid")
+            if self._line.collecting:
+                self._line.reject(frame.seq, "device_status_invalid")
             return
         if drift_at is None:
             self._publish_drift(self.drift.observe_temperature(frame.seq, float(frame.detector_temp_c)))
@@ -473,6 +483,8 @@ class InferenceStage:
                                 boot_id=self.device_boot_id, wavelengths_nm=self.wavelengths_nm,
                                 bundle=self.engine.bundle)
         if isinstance(outcome, Rejection):
+            if self._line.collecting:
+                self._line.reject(outcome.seq, outcome.reason.value)
             if outcome.reason is RejectReason.SIGNAL_MISMATCH:
                 if self._signal_error is None:  # no STATUS yet: the device is taken to send counts (protocol v1)
                     self._check_signal()
@@ -506,6 +518,9 @@ class InferenceStage:
                 self._publish_prediction(outcome, latency_ns, early)
             else:
                 self._held = (outcome, time.monotonic(), latency_ns)
+        elif self._line.collecting:  # published with the rest of its line (_publish_line)
+            self._line.add(outcome)
+            self.counters.incr("predictions")
         else:
             self._publish_prediction(outcome, latency_ns, None)
 
@@ -528,6 +543,18 @@ class InferenceStage:
         self.counters.incr("predictions")
         if self.shadow is not None and reference is not None:
             self.shadow.observe_reference(pred.seq, reference)
+
+    def _publish_line(self, line: "CollectedLine", received_ns: int) -> None:
+        """One ``.../line_prediction`` for the predictions of a LINE frame (none when all its spectra were rejected;
+        each was counted then); its latency is one sample of the latency window."""
+        latency_ns = time.monotonic_ns() - received_ns
+        msg = line_message(line, device_id=self.device_id, device_boot_id=self.device_boot_id,
+                           latency_ms=max(0.0, latency_ns / 1e6))
+        if msg is None:
+            return
+        self.latency.add(latency_ns / 1e3)
+        self._emit(MessageKind.LINE_PREDICTION, msg)
+        self.counters.incr("line_predictions")
 
     def _publish_drift(self, events: Sequence[DriftEvent], active: list[str] | None = None) -> None:
         """Publish drift events; ``active`` is the detectors in alert right after them (default: now)."""

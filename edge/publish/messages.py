@@ -82,6 +82,7 @@ PRIORITY_OF_KIND: dict[MessageKind, Priority] = {
     MessageKind.COMMAND_RESPONSE: Priority.HIGH,
     MessageKind.CONTROL: Priority.HIGH,
     MessageKind.CHALLENGER_PREDICTION: Priority.LOW,  # shadow mode: evicted before the serving predictions
+    MessageKind.LINE_PREDICTION: Priority.NORMAL,  # the predictions of one LINE frame (edge.publish.line_messages)
 }
 
 

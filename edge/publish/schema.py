@@ -34,6 +34,8 @@ __all__ = [
     "MessageKind",
     "Quality",
     "QUALITY_ORDER",
+    "LINE_FLAG_BITS",
+    "LINE_REJECT_REASONS",
     "SCHEMAS",
     "DEVICE_SIGNALS",
     "validate",
@@ -59,6 +61,7 @@ class MessageKind(str, enum.Enum):
     COMMAND_RESPONSE = "command_response"
     CONTROL = "control"
     CHALLENGER_PREDICTION = "challenger_prediction"  #: shadow mode: a challenger bundle's prediction
+    LINE_PREDICTION = "line_prediction"  #: every prediction of one LINE frame, as arrays (``[lines] publish``)
 
 
 class Quality(str, enum.Enum):
@@ -278,6 +281,43 @@ SCHEMAS[MessageKind.CHALLENGER_PREDICTION.value] = _schema(MessageKind.CHALLENGE
        if k not in ("schema_version", "kind", "device_id", "time_unix_s", "reference")},
     "serving_model": _MODEL,
 }, ["seq", "device_timestamp_us", "model", "serving_model", "values", "quality", "quality_flags", "latency_ms"])
+
+#: Bits of a ``line_prediction``'s ``quality_flags`` items: bit ``i`` set means flag ``LINE_FLAG_BITS[i]`` applies
+#: (0: ok).  The message repeats them as ``quality_flag_bits``.
+LINE_FLAG_BITS = tuple(q.value for q in Quality if q is not Quality.OK)
+#: Why a spectrum of a LINE frame has no prediction in its ``line_prediction`` (``rejected[].reason``): the
+#: engine's reasons (``edge.inference.RejectReason``), a refused device STATUS, or an error while processing it.
+LINE_REJECT_REASONS = ("input_contract", "signal_mismatch", "missing_reference", "bad_input", "model_error",
+                       "device_status_invalid", "error")
+_LINE_NUMS = {"type": "array", "items": {"type": ["number", "null"]}}
+_LINE_OPT_NUMS = {"type": ["array", "null"], "items": {"type": ["number", "null"]}}
+SCHEMAS[MessageKind.LINE_PREDICTION.value] = _schema(MessageKind.LINE_PREDICTION, {
+    "seq": {"type": "integer", "minimum": 0, "maximum": 4294967295},
+    "spectra": {"type": "integer", "minimum": 1, "maximum": 1024},
+    "device_timestamp_us": {"type": "integer", "minimum": 0},
+    "device_boot_id": _BOOT_ID,
+    "model": _MODEL,
+    "predicted": {"type": "integer", "minimum": 0, "maximum": 1024},
+    "targets": {"type": "array", "items": {
+        "type": "object", "required": ["name", "unit", "values", "lower", "upper"], "additionalProperties": False,
+        "properties": {"name": _STR, "unit": _STR, "values": _LINE_NUMS, "lower": _LINE_OPT_NUMS,
+                       "upper": _LINE_OPT_NUMS}}},
+    "interval_coverage": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+    "ood": {"type": ["object", "null"], "required": ["t2", "q", "t2_limit", "q_limit", "ae_score", "ae_limit"],
+            "additionalProperties": False, "properties": {
+                "t2": _LINE_NUMS, "q": _LINE_NUMS, "t2_limit": _NUM, "q_limit": _NUM, "ae_score": _LINE_OPT_NUMS,
+                "ae_limit": {"type": ["number", "null"]}}},
+    "quality_flags": {"type": "array", "items": {"type": ["integer", "null"], "minimum": 0,
+                                                 "maximum": (1 << len(LINE_FLAG_BITS)) - 1}},
+    "quality_flag_bits": {"type": "array", "items": {"enum": list(LINE_FLAG_BITS)}},
+    "rejected": {"type": "array", "items": {
+        "type": "object", "required": ["index", "reason"], "additionalProperties": False,
+        "properties": {"index": {"type": "integer", "minimum": 0, "maximum": 1023},
+                       "reason": {"enum": list(LINE_REJECT_REASONS)}}}},
+    "latency_ms": {"type": "number", "minimum": 0},
+    "compute_us": {"type": ["number", "null"], "minimum": 0},
+}, ["seq", "spectra", "device_timestamp_us", "device_boot_id", "model", "predicted", "targets", "interval_coverage",
+    "ood", "quality_flags", "quality_flag_bits", "rejected", "latency_ms"])
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,), "array": (list, tuple), "string": (str,), "boolean": (bool,), "null": (type(None),),

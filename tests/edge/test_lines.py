@@ -1,5 +1,6 @@
-"""LINE frames in the daemon (#17): a push-broom line is predicted as one batch, each spectrum its own message with
-its own seq and its place in the line; a line that fails the contract is counted and skipped whole, nothing else
+"""LINE frames in the daemon (#17) with ``[lines] publish = "spectrum"``: a push-broom line is predicted as one batch,
+each spectrum its own message with its own seq and its place in the line (tests/edge/test_line_publish.py: the
+default, one message per line); a line that fails the contract is counted and skipped whole, nothing else
 lost; end to end through ``spectro-sim --line-spectra`` on a real pty, ``spectro-edge run`` and a real mosquitto."""
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ E2E_PER_LINE = 64
 E2E_SPECTRA = 300
 
 
-def _daemon(tmp: Path, bundle: Path) -> tuple[Daemon, RecordingLink, list[int]]:
+def _daemon(tmp: Path, bundle: Path, publish: str = "spectrum") -> tuple[Daemon, RecordingLink, list[int]]:
     """A daemon (not started) whose frames this thread hands to its inference stage; the engine's batch sizes."""
-    daemon, link = inprocess_daemon(tmp, bundle)
+    daemon, link = inprocess_daemon(tmp, bundle, lines={"publish": publish})
     return daemon, link, count_batches(daemon)
 
 
@@ -130,7 +131,7 @@ def test_line_frames_end_to_end_every_spectrum_once_with_offline_values(
                           extra=("--line-spectra", str(E2E_PER_LINE)))
     procs.append(sim)
     cfg = write_config(tmp_path, port_url=path, bundle=demo_bundles.v1, mqtt_port=mosquitto_broker.port,
-                       drain_rate=0.0)
+                       drain_rate=0.0, tables='[lines]\npublish = "spectrum"')
     daemon = start_daemon(tmp_path, cfg)
     procs.append(daemon)
     wait_for(lambda: subscriber.count() >= E2E_SPECTRA or not daemon.alive(), f"{E2E_SPECTRA} predictions")

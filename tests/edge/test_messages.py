@@ -124,6 +124,14 @@ def test_a_challenger_prediction_has_the_prediction_fields_and_the_serving_model
         validate({k: v for k, v in msg.items() if k != "serving_model"})
 
 
+def _line_prediction() -> dict[str, object]:
+    from edge.publish.line_messages import LineTarget, line_prediction_message
+
+    return line_prediction_message(device_id="hsi-01", seq=9, spectra=2, device_timestamp_us=5, model_id="m",
+                                   model_version="1", targets=[LineTarget("api", "%", [12.5, None])],
+                                   quality_flags=[0, None], rejected=[(1, "bad_input")], time_unix_s=1.0)
+
+
 def test_every_builder_output_validates_and_examples() -> None:
     msgs = [
         _prediction(),
@@ -141,6 +149,7 @@ def test_every_builder_output_validates_and_examples() -> None:
                         sigma=0.2, bias=0.5, bias_sigmas=2.5, verdict="warning", rule="shewhart_warning",
                         warning_sigmas=2.0, action_sigmas=3.0, seq=9, time_unix_s=1.0),
         _challenger_prediction(),
+        _line_prediction(),
     ]
     for msg in msgs:
         validate(msg)

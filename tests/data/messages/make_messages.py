@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge.publish.line_messages import LineOod, LineTarget, line_prediction_message
 from edge.publish.messages import (
     LinePosition,
     OodStats,
@@ -75,6 +76,22 @@ def prediction_line() -> dict[str, Any]:
         targets=[TargetValue("api", "%w/w", 12.5, 12.1, 12.9)], ood=OodStats(2.5, 0.011, 11.3, 0.031),
         interval_coverage=0.9, latency_ms=6.5, device_boot_id=BOOT, compute_us=41.5, time_unix_s=T,
         line=LinePosition(line_seq=4294967294, index=3, spectra=256))
+
+
+def line_prediction() -> dict[str, Any]:
+    """A LINE frame of 4 spectra whose first seq is 4294967294 (its spectra: 4294967294, 4294967295, 0, 1), one
+    rejected (non-finite counts), one out of distribution by its autoencoder score and saturated, as arrays."""
+    return line_prediction_message(
+        device_id="hsi-01", seq=4294967294, spectra=4, device_timestamp_us=5000000, **MODEL,
+        targets=[LineTarget("api", "%w/w", [12.5, 12.75, None, 13.0], [12.1, 12.35, None, 12.6],
+                                  [12.9, 13.15, None, 13.4]),
+                 LineTarget("moisture", "%", [3.25, 3.5, None, 3.0], None, None)],
+        quality_flags=[0, 0, None, 5], rejected=[(2, "bad_input")],
+        ood=LineOod(t2=[2.5, 3.0, None, 9.5], q=[0.011, 0.0125, None, 0.02], t2_limit=11.3, q_limit=0.031,
+                    ae_score=[0.25, 0.3, None, 0.75], ae_limit=0.5),
+        interval_coverage=0.9, latency_ms=7.25, device_boot_id=BOOT, compute_us=166.5, time_unix_s=T)
+
+
 
 
 def drift_raised() -> dict[str, Any]:
@@ -218,6 +235,7 @@ CASES: dict[str, Callable[[], dict[str, Any]]] = {
     "prediction_plain": prediction_plain,
     "prediction_autoencoder_reference": prediction_autoencoder_reference,
     "prediction_line": prediction_line,
+    "line_prediction": line_prediction,
     "drift_raised": drift_raised,
     "drift_cleared": drift_cleared,
     "status_online": status_online,
