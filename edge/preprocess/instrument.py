@@ -226,6 +226,9 @@ class Resample(Step):
     grid: FloatArray
     unit: str = "nm"
     op: ClassVar[str] = "resample"
+    #: A batch is resampled row by row with the same ``numpy.interp`` call as one spectrum (the axis checked once):
+    #: the same bits, without checking the axis again for every row of a LINE frame.
+    row_exact: ClassVar[bool] = True
     _lo: float = field(init=False, repr=False, compare=False)
     _hi: float = field(init=False, repr=False, compare=False)
 

@@ -87,6 +87,25 @@ def test_transform_rows_gives_every_row_its_single_spectrum_bits(n_rows: int) ->
     assert np.array_equal(batch, single)  # bit for bit, not close
 
 
+@pytest.mark.parametrize("descending", [False, True])
+def test_resample_in_a_batch_gives_every_row_its_single_spectrum_bits(descending: bool) -> None:
+    """Resample is batched whole (row_exact: its axis is checked once per batch, not per spectrum of a LINE frame);
+    each row gets the bits it gets alone, on an ascending or a descending device axis."""
+    from edge.preprocess.instrument import Resample
+
+    n_ch = 650
+    X, dark, white = _counts_batch(37, n_ch)
+    axis = np.linspace(900.0, 1700.0, n_ch) + np.random.default_rng(2).uniform(0, 0.5, n_ch)
+    if descending:
+        axis = axis[::-1].copy()
+    steps = (CountsConversion(quantity="absorbance"), Resample(grid=np.linspace(950.0, 1650.0, 256)), SNV())
+    assert Resample.row_exact
+    pipeline = Pipeline(steps, InputContract(n_channels=n_ch))
+    single = np.stack([pipeline.transform(x, dark=dark, reference=white, wavelengths=axis) for x in X])
+    batch = pipeline.transform_rows(X, dark=dark, reference=white, wavelengths=axis)
+    assert np.array_equal(batch, single)  # bit for bit, not close
+
+
 # ------------------------------------------------------------------------------------------------ engine
 def _spectrum(seq: int, counts: np.ndarray, *, saturated: int = 0) -> Spectrum:
     return Spectrum(seq=seq, timestamp_us=1000 * seq, integration_time_us=10_000, detector_temp_c=25.0,
