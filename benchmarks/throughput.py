@@ -41,13 +41,14 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,22 +124,30 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+#: The spectra predicted in a line_prediction payload, read without parsing it (the field comes early).
+_PREDICTED_RE = re.compile(rb'"predicted":(\d+)')
+
+
 @dataclass
 class _Inbox:
-    """What the subscriber received: (receipt monotonic us, payload) per prediction, the last metrics payload."""
+    """What the subscriber received: (receipt monotonic us, payload) per prediction or line_prediction message,
+    the predictions they carry (a line message of N predicted spectra counts N), the last metrics payload."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     predictions: list[tuple[int, bytes]] = field(default_factory=list)
+    spectra: int = 0
     metrics: bytes | None = None
 
     def reset(self) -> None:
         with self.lock:
             self.predictions = []
+            self.spectra = 0
             self.metrics = None
 
     def count(self) -> int:
+        """Predictions received (spectra, not messages)."""
         with self.lock:
-            return len(self.predictions)
+            return self.spectra
 
 
 class Subscriber:
@@ -153,13 +162,14 @@ class Subscriber:
         self.inbox = _Inbox()
         self.pred_topic = topic(prefix, SITE, LINE, DEVICE, MessageKind.PREDICTION)
         self.metrics_topic = topic(prefix, SITE, LINE, DEVICE, MessageKind.METRICS)
+        self.line_topic = topic(prefix, SITE, LINE, DEVICE, MessageKind.LINE_PREDICTION)
         self._subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="spectro-bench-sub", clean_session=True)
         self.client.max_inflight_messages_set(100)
-        inbox, pred_topic = self.inbox, self.pred_topic
+        inbox, pred_topic, line_topic = self.inbox, self.pred_topic, self.line_topic
 
         def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any = None) -> None:
-            client.subscribe([(self.pred_topic, qos), (self.metrics_topic, 0)])
+            client.subscribe([(self.pred_topic, qos), (self.line_topic, qos), (self.metrics_topic, 0)])
 
         def on_subscribe(client: Any, userdata: Any, mid: Any, reasons: Any, props: Any = None) -> None:
             self._subscribed.set()
@@ -169,6 +179,12 @@ class Subscriber:
             if msg.topic == pred_topic:
                 with inbox.lock:
                     inbox.predictions.append((now, msg.payload))
+                    inbox.spectra += 1
+            elif msg.topic == line_topic:
+                found = _PREDICTED_RE.search(msg.payload, 0, 512)
+                with inbox.lock:
+                    inbox.predictions.append((now, msg.payload))
+                    inbox.spectra += int(found.group(1)) if found else 0
             else:
                 inbox.metrics = msg.payload
 
@@ -344,17 +360,31 @@ def run_step(setup: Setup, broker: Any, sub: Subscriber, *, rate: float, frames:
     return _step_figures(rate, frames, sent, received, metrics, first, last, daemon_rc, workdir)
 
 
+def _spectra_of(received: list[tuple[int, bytes]]) -> Iterator[tuple[int, int, int]]:
+    """(receipt us, seq, device timestamp us) of every prediction received: one per ``.../prediction`` message, one
+    per predicted spectrum of a ``.../line_prediction`` (spectrum ``i``: seq ``(seq + i) % 2**32``; a rejected one,
+    null in its arrays, is none)."""
+    for recv_us, payload in received:
+        msg = json.loads(payload)
+        seq, device_us = int(msg["seq"]), int(msg["device_timestamp_us"])
+        if msg.get("kind") != "line_prediction":
+            yield recv_us, seq, device_us
+            continue
+        rejected = {int(r["index"]) for r in msg["rejected"]}
+        for i in range(int(msg["spectra"])):
+            if i not in rejected:
+                yield recv_us, (seq + i) % 2**32, device_us
+
+
 def _step_figures(rate: float, frames: int, sent: int, received: list[tuple[int, bytes]], metrics: bytes | None,
                   first: Any, last: Any, daemon_rc: int | None, workdir: Path) -> dict[str, Any]:
     by_seq: dict[int, tuple[int, int]] = {}
     dups = 0
-    for recv_us, payload in received:
-        msg = json.loads(payload)
-        seq = int(msg["seq"])
+    for recv_us, seq, device_us in _spectra_of(received):
         if seq in by_seq:
             dups += 1
             continue
-        by_seq[seq] = (recv_us, int(msg["device_timestamp_us"]))
+        by_seq[seq] = (recv_us, device_us)
     unique = len(by_seq)
     step: dict[str, Any] = {"rate_hz": rate, "frames_requested": frames, "frames_sent": sent,
                             "predictions_received": unique, "duplicates": dups, "lost": max(0, sent - unique),

@@ -7,10 +7,14 @@ Usage::
 
 The same real processes as the other steps (:func:`benchmarks.throughput.run_step`): the simulator
 (:mod:`benchmarks.simproc` with ``--line-spectra N``: LINE frames of N consecutive spectra, the rate still counted
-in spectra) on a pty, ``spectro-edge run``, a real mosquitto and the paho subscriber at the run's QoS, which
-de-duplicates on ``seq`` (each spectrum of a line has its own). Steps: every rate of ``--line-rates`` (spectra/s)
-upwards for ``--line-seconds`` each, until one loses spectra or falls behind the simulator, then one step as fast as
-possible (``--line-max-spectra`` spectra; 0 skips it).
+in spectra) on a pty, ``spectro-edge run``, a real mosquitto and the paho subscriber at the run's QoS, on
+``.../prediction`` and ``.../line_prediction``: a line message of N predicted spectra counts as N predictions, each
+spectrum by its own ``seq`` (the line's plus its index), so loss and duplicates are counted per spectrum whether the
+daemon publishes per line (``[lines] publish = "line"``, the default) or per spectrum. Steps: every rate of
+``--line-rates`` (spectra/s) upwards for ``--line-seconds`` each, until one loses spectra or falls behind the
+simulator, then one step as fast as possible (``--line-max-spectra`` spectra; 0 skips it).  With
+``--profile-daemon DIR`` one more, uncounted step as fast as possible runs the daemon under
+:mod:`benchmarks.daemonprof` (profiles in ``DIR/lines``).
 
 JSON keys (beside the other steps' keys; ``--line-only`` runs these steps alone): ``line_spectra`` (spectra per
 line), ``line_spectra_per_s`` (the highest delivered rate, unique predictions / time from the first line's device
@@ -18,8 +22,8 @@ timestamp to the last receipt, among line steps with zero loss; None when every 
 ``line_kept_up`` (whether that step also kept up with the simulator: when it did not, the daemon was the limit and
 the pty and the frames queue held the backlog, without loss), ``line_lost``, ``line_spectra_sent``,
 ``line_predictions_received``, ``line_duplicates`` (totals over the line steps), ``line_limited_by``,
-``line_daemon_cpu_us_per_spectrum`` (in the step that set ``line_spectra_per_s``), ``line_steps`` and
-``line_goals``.
+``line_daemon_cpu_us_per_spectrum`` (in the step that set ``line_spectra_per_s``), ``line_steps``,
+``line_goals`` and, with ``--profile-daemon``, ``line_profiled_step``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -77,6 +82,19 @@ def line_steps(args: argparse.Namespace, setup: Any, broker: Any, sub: Any, work
                         threads=args.threads, workdir=work / "line-max", sim_args=sim_args)
         steps.append(step)
         log.info("line max step: %s", _one_line(step))
+    profiled = None
+    if getattr(args, "profile_daemon", None) is not None:
+        prof_dir = args.profile_daemon / "lines"
+
+        def daemon_argv(cfg: Path) -> list[str]:
+            return [sys.executable, "-m", "benchmarks.daemonprof", "--out", str(prof_dir), "--", "run", "--config",
+                    str(cfg)]
+
+        spectra = max(4 * per_line, int(args.line_max_spectra) or 20 * per_line)
+        log.info("profiled line step: %d spectra as fast as possible, profiles in %s", spectra, prof_dir)
+        profiled = run_step(setup, broker, sub, rate=0.0, frames=spectra, qos=args.qos, threads=args.threads,
+                            workdir=work / "line-profiled", sim_args=sim_args, daemon_argv=daemon_argv)
+        log.info("profiled line step (figures include the profiler): %s", _one_line(profiled))
     good = [s for s in steps if s["lost"] == 0 and s.get("delivered_fps")]
     best = max(good, key=lambda s: s["delivered_fps"]) if good else None
     limited_by = None
@@ -98,6 +116,7 @@ def line_steps(args: argparse.Namespace, setup: Any, broker: Any, sub: Any, work
         "line_duplicates": int(sum(s["duplicates"] for s in steps)),
         "line_daemon_cpu_us_per_spectrum": None if best is None else best.get("daemon_cpu_us_per_frame"),
         "line_steps": steps,
+        **({} if profiled is None else {"line_profiled_step": profiled}),
         "line_goals": {
             "spectra_per_s_min": GOAL_LINE_SPECTRA_PER_S,
             "line_spectra_min": GOAL_LINE_MIN_SPECTRA,
