@@ -16,10 +16,9 @@ from firmware_bridge.frames import Line, Spectrum
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import (
     CHANNELS,
-    SAMPLES,
-    SEED,
     DemoBundles,
     RecordingLink,
+    offline_line_stream,
     offline_predictions,
     offline_stream,
     wait_for,
@@ -106,26 +105,11 @@ def test_a_bad_line_is_counted_and_skipped_and_nothing_else_is_lost(
         daemon.inference._last_error.text or "")
 
 
-def _offline_line_stream(per_line: int, count: int) -> dict[str, Any]:
-    """What ``spectro-sim --line-spectra per_line --count count`` sends in its first session (deterministic)."""
-    from firmware_bridge.frames import Dark, Reference, Status
-    from firmware_bridge.simulator import SimulatorConfig, VirtualSpectrometer
-
-    cfg = SimulatorConfig(seed=SEED, synthetic_samples=SAMPLES, synthetic_channels=CHANNELS, count=count,
-                          line_spectra=per_line)
-    frames = list(VirtualSpectrometer.from_config(cfg).iter_frames())
-    lines = [f for f in frames if isinstance(f, Line)]
-    return {"status": next(f for f in frames if isinstance(f, Status)),
-            "dark": next(f for f in frames if isinstance(f, Dark)),
-            "white": next(f for f in frames if isinstance(f, Reference)),
-            "lines": lines, "spectra": [s for line in lines for s in line.spectra()]}
-
-
 def test_line_frames_end_to_end_every_spectrum_once_with_offline_values(
     tmp_path: Path, demo_bundles: DemoBundles, mosquitto_broker: MosquittoBroker, subscriber: Subscriber,
     procs: list[Proc],
 ) -> None:
-    stream = _offline_line_stream(E2E_PER_LINE, E2E_SPECTRA)
+    stream = offline_line_stream(E2E_PER_LINE, E2E_SPECTRA)
     assert [line.spectrum_count for line in stream["lines"]] == [64, 64, 64, 64, 44]
     sim, path = start_sim(tmp_path, count=E2E_SPECTRA, rate_hz=2_000.0,
                           extra=("--line-spectra", str(E2E_PER_LINE)))
@@ -140,6 +124,7 @@ def test_line_frames_end_to_end_every_spectrum_once_with_offline_values(
              "the metrics counting the lines")
     assert daemon.end(signal.SIGTERM) == 0, daemon.text()
 
+    assert subscriber.kind("/line_prediction") == []  # publish = "spectrum": per spectrum only
     expected = offline_predictions(demo_bundles.v1, stream)
     assert sorted(subscriber.predictions) == sorted(expected) == list(range(2, 2 + E2E_SPECTRA))  # after DARK, WHITE
     assert subscriber.duplicates == 0

@@ -87,6 +87,22 @@ def offline_stream(n_spectra: int, *, drift_at: int | None = None) -> dict[str, 
     return {"status": status, "dark": dark, "white": white, "spectra": spectra, "annotations": annotations}
 
 
+def offline_line_stream(per_line: int, count: int) -> dict[str, Any]:
+    """What ``spectro-sim --line-spectra per_line --count count`` sends in its first session (deterministic): status,
+    dark, white, the LINE frames and their spectra (``lines``, ``spectra``)."""
+    from firmware_bridge.frames import Dark, Line, Reference, Status
+    from firmware_bridge.simulator import SimulatorConfig, VirtualSpectrometer
+
+    cfg = SimulatorConfig(seed=SEED, synthetic_samples=SAMPLES, synthetic_channels=CHANNELS, count=count,
+                          line_spectra=per_line)
+    frames = list(VirtualSpectrometer.from_config(cfg).iter_frames())
+    lines = [f for f in frames if isinstance(f, Line)]
+    return {"status": next(f for f in frames if isinstance(f, Status)),
+            "dark": next(f for f in frames if isinstance(f, Dark)),
+            "white": next(f for f in frames if isinstance(f, Reference)),
+            "lines": lines, "spectra": [s for line in lines for s in line.spectra()]}
+
+
 def offline_predictions(bundle_path: Path, stream: Mapping[str, Any]) -> dict[int, np.ndarray]:
     """seq -> the bundle's prediction (``Bundle.predict_spectra``) for every spectrum of ``stream``."""
     from edge.bundle import load_bundle
