@@ -141,6 +141,8 @@ class Rejection:
 
 
 Outcome = Union[Prediction, Rejection]
+#: ``SpectrumFlags.SATURATED`` as a plain int (tested against ``int(flags)`` without the enum's operators).
+_SATURATED = int(SpectrumFlags.SATURATED)
 
 
 def bundle_needs_references(bundle: Any) -> bool:
@@ -467,12 +469,19 @@ class InferenceEngine:
         now = self.clock() if now_s is None else now_s
         outcomes: list[Outcome | None] = [None] * len(spectra)
         accepted: list[tuple[int, ReferenceCheck]] = []
+        # The references' verdict depends on the spectrum's pixel count and integration time only (one ``now``):
+        # judged once per kind of spectrum in the batch (a LINE frame's spectra share both).
+        verdicts: dict[tuple[int, int], ReferenceCheck] = {}
         for i, spectrum in enumerate(spectra):
             rejected = self.check_frame(spectrum, wavelengths_nm, frame_signal=frame_signal)
             if rejected is not None:
                 outcomes[i] = rejected
                 continue
-            verdict = self.check_references(spectrum, refs, now)
+            key = (spectrum.pixel_count, spectrum.integration_time_us)
+            judged = verdicts.get(key)
+            if judged is None:
+                judged = verdicts[key] = self.check_references(spectrum, refs, now)
+            verdict = judged
             if not verdict.usable:
                 outcomes[i] = Rejection(
                     spectrum.seq, spectrum.timestamp_us, RejectReason.MISSING_REFERENCE, "; ".join(verdict.reasons))
@@ -502,9 +511,11 @@ class InferenceEngine:
         else:
             x_pre, y, ae = batch
             share_ns = (time.perf_counter_ns() - t0) // len(accepted)
+            rows = y.tolist()  # the values as Python floats, once for the batch (float(v) of each, bit for bit)
+            finite_rows: list[bool] = np.isfinite(y).all(axis=1).astype(bool).tolist()
             for k, (i, verdict) in enumerate(accepted):
                 outcomes[i] = self._finish(spectra[i], verdict, x_pre[k], y[k], instrument_alerts,
-                                           time.perf_counter_ns() - share_ns, ae[k])
+                                           time.perf_counter_ns() - share_ns, ae[k], values=(rows[k], finite_rows[k]))
         return [o for o in outcomes if o is not None]
 
     def _finish(
@@ -516,13 +527,15 @@ class InferenceEngine:
         instrument_alerts: Sequence[str],
         t0: int,
         ae_score: float | None = None,
+        values: tuple[list[float], bool] | None = None,
     ) -> Outcome:
         """Quality flags, OOD, interval and the :class:`Prediction` of one preprocessed spectrum ``x_pre`` whose
         model output is ``y`` and autoencoder score ``ae_score`` (None without an autoencoder) (shared by
-        :meth:`process` and :meth:`process_many`, so both give the same values)."""
+        :meth:`process` and :meth:`process_many`, so both give the same values); ``values`` is ``y`` as Python
+        floats and whether all are finite, when the caller had them for a whole batch."""
         flags: list[Quality] = []
         reasons: list[str] = []
-        if spectrum.saturated_count > 0 or spectrum.flags & SpectrumFlags.SATURATED:
+        if spectrum.saturated_count > 0 or int(spectrum.flags) & _SATURATED:
             flags.append(Quality.SATURATED)
             reasons.append(f"{spectrum.saturated_count} saturated pixel(s)")
         if verdict.quality is ReferenceQuality.STALE:
@@ -553,9 +566,10 @@ class InferenceEngine:
         lower = upper = None
         if self.intervals is not None:
             lo, hi = self.intervals.interval(y)
-            lower = tuple(float(v) for v in np.asarray(lo).reshape(-1))
-            upper = tuple(float(v) for v in np.asarray(hi).reshape(-1))
-        if not np.isfinite(y).all():
+            lower = tuple(np.asarray(lo, dtype=np.float64).reshape(-1).tolist())
+            upper = tuple(np.asarray(hi, dtype=np.float64).reshape(-1).tolist())
+        y_values, y_finite = (y.tolist(), bool(np.isfinite(y).all())) if values is None else values
+        if not y_finite:
             return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.MODEL_ERROR, "non-finite model output")
         compute_us = (time.perf_counter_ns() - t0) / 1000.0
         pred = Prediction(
@@ -563,7 +577,7 @@ class InferenceEngine:
             timestamp_us=spectrum.timestamp_us,
             names=self.names,
             units=self.units,
-            values=tuple(float(v) for v in y),
+            values=tuple(y_values),
             lower=lower,
             upper=upper,
             interval_coverage=self.coverage,
