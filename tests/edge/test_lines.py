@@ -115,7 +115,8 @@ def test_line_frames_end_to_end_every_spectrum_once_with_offline_values(
                           extra=("--line-spectra", str(E2E_PER_LINE)))
     procs.append(sim)
     cfg = write_config(tmp_path, port_url=path, bundle=demo_bundles.v1, mqtt_port=mosquitto_broker.port,
-                       drain_rate=0.0, tables='[lines]\npublish = "spectrum"')
+                       drain_rate=0.0)
+    cfg.write_text(cfg.read_text(encoding="utf-8") + '\n[lines]\npublish = "spectrum"\n', encoding="utf-8")
     daemon = start_daemon(tmp_path, cfg)
     procs.append(daemon)
     wait_for(lambda: subscriber.count() >= E2E_SPECTRA or not daemon.alive(), f"{E2E_SPECTRA} predictions")

@@ -105,9 +105,8 @@ def start_sim(tmp: Path, *, count: int, rate_hz: float, extra: tuple[str, ...] =
 
 
 def write_config(tmp: Path, *, port_url: str, bundle: Path, mqtt_port: int, drain_rate: float = 200.0,
-                 name: str = "edge.toml", outbox: str = "", flush_timeout_s: float = 10.0, tables: str = "") -> Path:
-    """A daemon config on ``port_url`` and a local broker; ``outbox`` adds lines to the ``[outbox]`` table, ``tables``
-    more tables at the end (e.g. ``[lines]``).
+                 name: str = "edge.toml", outbox: str = "", flush_timeout_s: float = 10.0) -> Path:
+    """A daemon config on ``port_url`` and a local broker; ``outbox`` adds lines to the ``[outbox]`` table.
 
     Commands are on, each to be signed with :data:`HMAC_KEY` (written to ``tmp/hmac.key``).
     """
@@ -146,7 +145,6 @@ enabled = true
 hmac_key_path = "{key}"
 [metrics]
 period_s = 1.0
-{tables}
 """,
         encoding="utf-8",
     )
