@@ -36,3 +36,24 @@ def test_line_steps_deliver_every_spectrum_and_write_their_keys(tmp_path: Path) 
     assert all(s["predictions_received"] == s["frames_sent"] for s in data["line_steps"])
     assert data["line_goals"]["met"] is None  # lines of 32: the goal names 256+
     assert "| offered spectra/s |" in out.with_suffix(".md").read_text()
+
+
+def test_a_line_message_counts_each_of_its_predicted_spectra_by_its_own_seq(tmp_path: Path) -> None:
+    """The subscriber's accounting: a ``.../line_prediction`` of N spectra is N predictions (seq + i, across the
+    wrap), a rejected spectrum none (it is lost to the count, as a rejected SPECTRUM frame is), the same line twice
+    is N duplicates, and per-spectrum messages of the same seqs are duplicates of them."""
+    from benchmarks.throughput import _step_figures
+    from edge.publish.line_messages import LineTarget, line_prediction_message
+    from edge.publish.schema import encode
+
+    def line(seq: int, rejected: list[tuple[int, str]]) -> bytes:
+        values = [None if any(i == r for r, _ in rejected) else 1.0 for i in range(4)]
+        return encode(line_prediction_message(
+            device_id="bench", seq=seq, spectra=4, device_timestamp_us=1_000, model_id="m", model_version="1",
+            targets=[LineTarget("a", "%", values)], quality_flags=[None if v is None else 0 for v in values],
+            rejected=rejected, latency_ms=1.0, time_unix_s=1.0))
+
+    received = [(2_000, line(2**32 - 2, [])), (3_000, line(2, [(1, "bad_input")])), (4_000, line(2**32 - 2, []))]
+    step = _step_figures(0.0, 8, 8, received, None, None, None, None, tmp_path)
+    assert step["predictions_received"] == 7  # seqs 2**32-2, 2**32-1, 0, 1, then 2, 4, 5 (3 was rejected)
+    assert step["duplicates"] == 4 and step["lost"] == 1
