@@ -254,15 +254,16 @@ def check_setup(setup: Setup) -> None:
 
 
 def write_daemon_config(path: Path, *, port_url: str, bundle: Path, mqtt_port: int, qos: int, threads: int,
-                        workdir: Path) -> Path:
+                        workdir: Path, **sections: dict[str, Any]) -> Path:
     """The daemon's TOML for one step (:func:`benchmarks.harness.write_edge_config`: no bundle watching, no
-    commands, unlimited outbox drain), with this step's QoS, interpreter threads and client id."""
+    commands, unlimited outbox drain), with this step's QoS, interpreter threads and client id (``sections``: more
+    tables, e.g. ``lines={"publish": "spectrum"}``)."""
     from benchmarks.harness import write_edge_config
 
     return write_edge_config(path, port_url=port_url, bundle=bundle, mqtt_port=mqtt_port, forward_annotations=False,
                              log_level="WARNING", runtime={"num_threads": threads},
                              mqtt={"qos": qos, "client_id": f"spectro-bench-{workdir.name}"},
-                             outbox={"path": str(workdir / "outbox.sqlite")})
+                             outbox={"path": str(workdir / "outbox.sqlite")}, **sections)
 
 
 def _readline(proc: subprocess.Popen[bytes], timeout_s: float) -> str:
@@ -282,9 +283,9 @@ def _end(proc: subprocess.Popen[bytes] | None, timeout_s: float = STOP_TIMEOUT_S
 # --------------------------------------------------------------------------------------------------- steps
 def run_step(setup: Setup, broker: Any, sub: Subscriber, *, rate: float, frames: int, qos: int, threads: int,
              workdir: Path, daemon_argv: Callable[[Path], list[str]] | None = None,
-             sim_args: tuple[str, ...] = ()) -> dict[str, Any]:
+             sim_args: tuple[str, ...] = (), sections: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """One step: fresh simulator and daemon, ``frames`` spectra at ``rate`` (0: as fast as possible); ``sim_args``
-    are more options of the simulator (``--line-spectra N``).
+    are more options of the simulator (``--line-spectra N``), ``sections`` more tables of the daemon's config.
 
     ``daemon_argv(config_path)`` gives the daemon's command line (default ``python -m edge.cli run --config``),
     e.g. to run it under a profiler.
@@ -305,7 +306,7 @@ def run_step(setup: Setup, broker: Any, sub: Subscriber, *, rate: float, frames:
         sim = subprocess.Popen(sim_cmd, stdout=subprocess.PIPE, stderr=sim_err, env=env)
         port_url = _readline(sim, START_TIMEOUT_S)
         cfg = write_daemon_config(workdir / "edge.toml", port_url=port_url, bundle=setup.bundle, mqtt_port=broker.port,
-                                  qos=qos, threads=threads, workdir=workdir)
+                                  qos=qos, threads=threads, workdir=workdir, **(sections or {}))
         argv = daemon_argv(cfg) if daemon_argv is not None else daemon_command(cfg)
         daemon = subprocess.Popen(argv,
                                   stdout=daemon_log, stderr=subprocess.STDOUT, env=env)

@@ -17,8 +17,9 @@ simulator, then one step as fast as possible (``--line-max-spectra`` spectra; 0 
 :mod:`benchmarks.daemonprof` (profiles in ``DIR/lines``).
 
 JSON keys (beside the other steps' keys; ``--line-only`` runs these steps alone): ``line_spectra`` (spectra per
-line), ``line_spectra_per_s`` (the highest delivered rate, unique predictions / time from the first line's device
-timestamp to the last receipt, among line steps with zero loss; None when every step lost spectra),
+line), ``line_publish`` (the daemon's ``[lines] publish``, ``--line-publish``), ``line_spectra_per_s`` (the
+highest delivered rate, unique predictions / time from the first line's device timestamp to the last receipt, among
+line steps with zero loss; None when every step lost spectra),
 ``line_kept_up`` (whether that step also kept up with the simulator: when it did not, the daemon was the limit and
 the pty and the frames queue held the backlog, without loss), ``line_lost``, ``line_spectra_sent``,
 ``line_predictions_received``, ``line_duplicates`` (totals over the line steps), ``line_limited_by``,
@@ -56,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--line-max-spectra", type=int, default=60_000,
                    help="spectra of the as-fast-as-possible line step (0: skip it)")
     g.add_argument("--line-only", action="store_true", help="run only the line-frame steps")
+    g.add_argument("--line-publish", choices=("line", "spectrum"), default="line",
+                   help="the daemon's [lines] publish: one message per line (default) or per spectrum")
 
 
 def line_steps(args: argparse.Namespace, setup: Any, broker: Any, sub: Any, work: Path) -> dict[str, Any]:
@@ -64,13 +67,14 @@ def line_steps(args: argparse.Namespace, setup: Any, broker: Any, sub: Any, work
 
     per_line = int(args.line_spectra)
     sim_args = ("--line-spectra", str(per_line))
+    sections = {"lines": {"publish": args.line_publish}}
     steps: list[dict[str, Any]] = []
     rates = _rates(args.line_rates)
     for i, rate in enumerate(rates):
         spectra = max(4 * per_line, int(rate * args.line_seconds))
         log.info("line step %d: %d spectra in lines of %d at %g spectra/s", i, spectra, per_line, rate)
         step = run_step(setup, broker, sub, rate=rate, frames=spectra, qos=args.qos, threads=args.threads,
-                        workdir=work / f"line{i}-{rate:g}hz", sim_args=sim_args)
+                        workdir=work / f"line{i}-{rate:g}hz", sim_args=sim_args, sections=sections)
         steps.append(step)
         log.info("line step %d: %s", i, _one_line(step))
         if not (_keeps_up(step) and _simulator_reached(step)):
@@ -79,7 +83,7 @@ def line_steps(args: argparse.Namespace, setup: Any, broker: Any, sub: Any, work
         log.info("line step %d: %d spectra in lines of %d as fast as possible", len(steps), args.line_max_spectra,
                  per_line)
         step = run_step(setup, broker, sub, rate=0.0, frames=int(args.line_max_spectra), qos=args.qos,
-                        threads=args.threads, workdir=work / "line-max", sim_args=sim_args)
+                        threads=args.threads, workdir=work / "line-max", sim_args=sim_args, sections=sections)
         steps.append(step)
         log.info("line max step: %s", _one_line(step))
     profiled = None
@@ -93,7 +97,8 @@ def line_steps(args: argparse.Namespace, setup: Any, broker: Any, sub: Any, work
         spectra = max(4 * per_line, int(args.line_max_spectra) or 20 * per_line)
         log.info("profiled line step: %d spectra as fast as possible, profiles in %s", spectra, prof_dir)
         profiled = run_step(setup, broker, sub, rate=0.0, frames=spectra, qos=args.qos, threads=args.threads,
-                            workdir=work / "line-profiled", sim_args=sim_args, daemon_argv=daemon_argv)
+                            workdir=work / "line-profiled", sim_args=sim_args, daemon_argv=daemon_argv,
+                            sections=sections)
         log.info("profiled line step (figures include the profiler): %s", _one_line(profiled))
     good = [s for s in steps if s["lost"] == 0 and s.get("delivered_fps")]
     best = max(good, key=lambda s: s["delivered_fps"]) if good else None
@@ -106,6 +111,7 @@ def line_steps(args: argparse.Namespace, setup: Any, broker: Any, sub: Any, work
     rate = None if best is None else float(best["delivered_fps"])
     return {
         "line_spectra": per_line,
+        "line_publish": args.line_publish,
         "line_spectra_per_s": rate,
         "line_step_rate_hz": None if best is None else best["rate_hz"],
         "line_kept_up": None if best is None else _keeps_up(best),
@@ -171,6 +177,7 @@ def render_lines(result: dict[str, Any]) -> str:
     met = goals["met"]
     summary = [
         ["spectra per LINE frame", result["line_spectra"]],
+        ["published per", result.get("line_publish", "spectrum")],
         ["spectra/s end to end with zero loss (line_spectra_per_s)", result["line_spectra_per_s"]],
         ["kept up with the simulator", result["line_kept_up"]],
         ["limited by", result["line_limited_by"]],

@@ -14,7 +14,7 @@ from tests.benchmarks.test_throughput import BUNDLE, _dataset
 #: Keys of the line-frame steps (benchmarks/throughput_line.py).
 LINE_KEYS = {"line_spectra", "line_spectra_per_s", "line_kept_up", "line_lost", "line_spectra_sent",
              "line_predictions_received", "line_duplicates", "line_limited_by", "line_daemon_cpu_us_per_spectrum",
-             "line_steps", "line_goals"}
+             "line_steps", "line_goals", "line_publish"}
 PER_LINE = 32
 
 
@@ -27,7 +27,7 @@ def test_line_steps_deliver_every_spectrum_and_write_their_keys(tmp_path: Path) 
     assert rc == 0
     data = json.loads(out.read_text())
     assert LINE_KEYS <= set(data)
-    assert data["line_spectra"] == PER_LINE
+    assert data["line_spectra"] == PER_LINE and data["line_publish"] == "line"  # the daemon's default
     assert [s["rate_hz"] for s in data["line_steps"]] == [2000.0, 0.0]
     assert data["line_spectra_sent"] == 1000 + 200  # 2000 spectra/s for 0.5 s, then the max step
     assert data["line_predictions_received"] + data["line_lost"] == data["line_spectra_sent"]
