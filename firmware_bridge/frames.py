@@ -66,6 +66,8 @@ __all__ = [
 
 
 _E = TypeVar("_E", bound=enum.IntEnum)
+#: The field names of each frame class built by ``Spectrum._of_checked``, in declaration order.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _enum(cls: type[_E], value: Any, what: str) -> _E:
@@ -136,6 +138,19 @@ class Spectrum:
     def pixel_count(self) -> int:
         """Number of pixels in ``counts``."""
         return int(self.counts.shape[0])
+
+    @classmethod
+    def _of_checked(cls, **fields: Any) -> "Spectrum":
+        """A spectrum of values already checked and converted as ``__post_init__`` would (``counts`` read-only,
+        one-dimensional, of ``pixel_format``'s little-endian dtype; ``flags`` a SpectrumFlags): every field given,
+        nothing copied (:meth:`Line.spectra`)."""
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+        spectrum = object.__new__(cls)
+        for name in names:
+            object.__setattr__(spectrum, name, fields[name])
+        return spectrum
 
     def _key(self) -> tuple[Any, ...]:
         temp = np.float32(self.detector_temp_c).tobytes()  # bitwise, so NaN equals NaN
@@ -254,16 +269,23 @@ class Line:
     def spectra(self) -> tuple[Spectrum, ...]:
         """The line's spectra as :class:`Spectrum` values, in order, each with its own ``seq`` (:meth:`seq_of`) and
         the line's timestamp, integration time, averages, flags and temperature (``saturated_count`` 0: the line
-        has none per spectrum; its SATURATED flag is kept)."""
+        has none per spectrum; its SATURATED flag is kept).
+
+        Each spectrum's ``counts`` is a read-only view of its row of the line's own, checked array (rather than a
+        copy checked again: a line of 256 is split for every frame the daemon predicts on), equal to what
+        ``Spectrum(counts=row, ...)`` would hold."""
+        base = self.seq
         return tuple(
-            Spectrum(
-                seq=self.seq_of(i),
+            Spectrum._of_checked(
+                seq=(base + i) % LINE_SEQ_MODULUS,
                 timestamp_us=self.timestamp_us,
                 integration_time_us=self.integration_time_us,
                 counts=row,
                 averages=self.averages,
+                saturated_count=0,
                 flags=self.flags,
                 detector_temp_c=self.detector_temp_c,
+                pixel_format=self.pixel_format,
             )
             for i, row in enumerate(self.counts)
         )

@@ -71,6 +71,21 @@ def test_each_spectrum_of_a_line_has_its_own_seq_wrapping_at_2_32() -> None:
     }
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.float32])
+def test_a_lines_spectra_equal_the_spectra_built_from_its_rows(dtype: type) -> None:
+    """Line.spectra() builds each spectrum from the line's checked row without checking or copying it again: the
+    same spectrum as ``Spectrum(counts=row, ...)``, its counts read-only and of the line's pixel format."""
+    line = Line(seq=9, timestamp_us=5, integration_time_us=7, counts=np.arange(12).reshape(3, 4).astype(dtype),
+                averages=2, flags=SpectrumFlags.SATURATED, detector_temp_c=float("nan"))
+    for i, spectrum in enumerate(line.spectra()):
+        built = Spectrum(seq=9 + i, timestamp_us=5, integration_time_us=7, counts=line.counts[i], averages=2,
+                         flags=SpectrumFlags.SATURATED, detector_temp_c=float("nan"))
+        assert type(spectrum) is Spectrum and spectrum == built
+        assert spectrum.pixel_format is built.pixel_format is line.pixel_format
+        assert spectrum.counts.dtype == built.counts.dtype and not spectrum.counts.flags.writeable
+        assert type(spectrum.flags) is SpectrumFlags and spectrum.saturated_count == 0
+
+
 def test_a_line_past_65535_payload_bytes_saturates_its_length_field() -> None:
     line = a_line(BIG_LINE_SHAPE)
     body = encode_body(line)
