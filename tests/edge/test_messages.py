@@ -240,10 +240,11 @@ def test_the_publish_modules_doctests_hold() -> None:
     import doctest
 
     import edge.publish.client
+    import edge.publish.line_messages
     import edge.publish.messages
     import edge.publish.topics
 
-    for module in (edge.publish.messages, edge.publish.topics, edge.publish.client):
+    for module in (edge.publish.messages, edge.publish.topics, edge.publish.client, edge.publish.line_messages):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
 
