@@ -395,13 +395,15 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
                                 [[s, v["autoencoder"], v["any"]] for s, v in ae.get("alarm_rate", {}).items()]))
     cov = m.get("interval_coverage") or {}
     if cov:
-        parts.append("<h2>Prediction intervals (split-conformal on the selection rows)</h2>")
-        parts.append(f"<p>Nominal coverage {_fmt(cov.get('nominal'))} from {cov.get('calibration_rows')} rows; "
+        parts.append("<h2>Prediction intervals (split-conformal on held-out residuals)</h2>")
+        parts.append(f"<p>Nominal coverage {_fmt(cov.get('nominal'))} from {cov.get('calibration_rows')} rows "
+                     f"({html.escape(str(cov.get('calibration')))}; training rows out of fold: "
+                     f"{html.escape(str(cov.get('out_of_fold')))}); "
                      f"half-widths {html.escape(str(cov.get('half_widths')))}. The selection rows also chose the "
                      "CNN's stopping epoch, so the coverage measured on the test rows below is the honest check.</p>")
         parts.append(_table(["split", *ds.target_names],
                             [[s, *[v.get(t) for t in ds.target_names]] for s, v in cov.items()
-                             if isinstance(v, Mapping) and s != "half_widths"]))
+                             if isinstance(v, Mapping) and s not in ("half_widths", "calibration")]))
     if inp.extra_html:
         parts.append(inp.extra_html)
     parts.append("<h2>All evaluations</h2>")

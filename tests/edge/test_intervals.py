@@ -1,14 +1,23 @@
-"""Tests of edge.intervals: interval shapes, dict round trip and clear errors."""
+"""Tests of edge.intervals: interval shapes, dict round trip, clear errors, and a trainer-built bundle's intervals
+applied by the inference engine as written."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
 
+from edge.bundle import load_bundle
+from edge.bundle.archive import INTERVALS, read_members
 from edge.errors import BundleError, InputContractError
+from edge.inference import InferenceEngine, Prediction
 from edge.intervals import IntervalModel
+from edge.references import ReferenceSet, ReferenceSpectrum
+from firmware_bridge.frames import Status
+from firmware_bridge.simulator import SimulatorConfig, VirtualSpectrometer
+from tests.support.trained import DEMO_V1, committed
 
 
 def test_intervals_for_single_and_batch_predictions() -> None:
@@ -50,3 +59,27 @@ def test_round_trip() -> None:
 def test_bad_dicts(d: dict[str, object], message: str) -> None:
     with pytest.raises(BundleError, match=message):
         IntervalModel.from_dict(d)
+
+
+def test_a_trainer_built_bundle_gives_the_intervals_it_carries() -> None:
+    """``spectro-train fit examples/demo.toml`` (the committed DEMO_V1): the engine's bounds on simulator frames are
+    each value -/+ the half-width written in the bundle's intervals.json, with its coverage, target by target."""
+    path = committed(DEMO_V1)
+    written = json.loads(read_members(path)[0][INTERVALS])
+    engine = InferenceEngine(load_bundle(path))
+    dev = VirtualSpectrometer.from_config(SimulatorConfig(seed=0, synthetic_samples=500, synthetic_channels=256))
+    refs, wl = ReferenceSet(), None
+    for f in dev.session_start():
+        if isinstance(f, Status):
+            wl = f.wavelengths_nm()
+        else:
+            refs = refs.with_spectrum(ReferenceSpectrum.from_frame(f, captured_at_s=time.time()))
+    preds = [o for o in (engine.process(dev.stream_next()[0], refs, wavelengths_nm=wl) for _ in range(8))
+             if isinstance(o, Prediction)]
+    assert len(preds) == 8
+    q_hat = written["q_hat"]
+    assert len(q_hat) == 3 and all(q > 0 for q in q_hat)
+    for p in preds:
+        assert p.lower is not None and p.upper is not None and p.interval_coverage == written["coverage"]
+        assert list(p.lower) == [v - q for v, q in zip(p.values, q_hat)]
+        assert list(p.upper) == [v + q for v, q in zip(p.values, q_hat)]

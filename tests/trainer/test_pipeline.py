@@ -21,6 +21,9 @@ INT8_VS_FLOAT_RTOL = 0.10
 PLS_DEPLOYED_RTOL = 1e-3
 #: Magnitude pruning hits its target per kernel up to rounding of the count of weights.
 PRUNE_SPARSITY_ATOL = 0.02
+#: The selection rows' residuals recomputed here go through the bundle's counts path, the trainer's through the
+#: absorbance path: float32 rounding apart.
+HALF_WIDTH_RTOL = 1e-4
 
 
 def _write_synthetic(path: Path, n: int = 150, seed: int = 0) -> None:
@@ -107,6 +110,7 @@ def test_fit_writes_bundle_metrics_and_report(fitted: dict[str, Any]) -> None:
     assert on_disk == fitted["metrics"]
     html = (out / "report" / "index.html").read_text()
     assert "PLS vs CNN" in html and "pred_vs_ref_test.png" in html
+    assert "training rows out of fold: nested" in html
     for png in ("pred_vs_ref_test.png", "residuals.png", "learning_curves.png", "pls_cv.png", "ood_t2_q.png"):
         assert (out / "report" / png).stat().st_size > 1000
     assert '<section id="interpretability">' in html
@@ -157,6 +161,33 @@ def test_int8_rows_come_from_the_bundle_on_the_edge(fitted: dict[str, Any]) -> N
     assert rows["deployed"]["rmsep"] == pytest.approx(rows["pls"]["rmsep"], rel=PLS_DEPLOYED_RTOL)
     assert bundle.ood is not None and bundle.ood.n_components == 3
     assert bundle.intervals is not None and bundle.intervals.coverage == pytest.approx(0.8)
+
+
+@pytest.mark.slow
+def test_intervals_are_calibrated_on_selection_and_nested_out_of_fold_residuals(fitted: dict[str, Any]) -> None:
+    """The deployed PLS's half-width is the conformal order statistic of the selection rows' residuals and of the
+    training rows' residuals out of fold, the PLS chosen again (preprocessing, latent variables) in every fold."""
+    from functools import partial
+
+    from trainer.conformal import fit_intervals, nested_oof_predictions
+    from trainer.pipeline.baseline import deployable_pls_on
+    from trainer.pipeline.prepare import prepare_data
+
+    cov = fitted["metrics"]["interval_coverage"]
+    assert cov["out_of_fold"] == "nested"
+    assert cov["calibration"] == {"select": 30, "train_out_of_fold": 90} and cov["calibration_rows"] == 120
+    cfg = load_config(fitted["base"] / "train.toml")
+    data = prepare_data(cfg, lambda stage: None)
+    X, Y, tr, sel = data.ds.X, data.ds.y.astype(np.float64), data.plan.train_rows, data.plan.select_rows
+    oof = nested_oof_predictions(X[tr], Y[tr], data.groups[tr], fit_fn=partial(deployable_pls_on, cfg, data),
+                                 folds=cfg.cv.folds, seed=cfg.seed)
+    bundle = load_bundle(fitted["out"] / "synthetic-conc.spectrolite")
+    counts, ctx = bundle.frames_from_signal(X[sel], data.ds.wavelengths)
+    sel_pred = np.asarray(bundle.predict_spectra(counts, **ctx), dtype=np.float64).reshape(sel.size, -1)
+    want = fit_intervals(np.concatenate([Y[sel] - sel_pred, Y[tr] - oof]), 0.8)
+    assert bundle.intervals is not None
+    np.testing.assert_allclose(bundle.intervals.q_hat, want.q_hat, rtol=HALF_WIDTH_RTOL)
+    assert cov["half_widths"]["conc_pct"] == pytest.approx(float(want.q_hat[0]), rel=HALF_WIDTH_RTOL)
 
 
 def test_metric_helpers() -> None:

@@ -6,7 +6,8 @@ int8 -> champion (CNN or PLS) -> OOD and intervals -> bundle -> evaluation throu
 Only the training rows fit anything (preprocessing, PLS, CNN weights, OOD model) and score the candidates by grouped
 cross-validation (:mod:`trainer.champion`); the selection rows pick the CNN's kept epoch and measure its int8 cost;
 the conformal intervals come from the held-out residuals of every calibration row (the selection rows, and the
-training rows out of fold, the deployed recipe cross-validated); the test rows are only predicted. The bundle
+training rows out of fold: a deployed PLS tuned again in every fold, a CNN's recipe cross-validated); the test
+rows are only predicted. The bundle
 carries the winner, behind the steps that turn what the instrument sends (``[instrument] signal``: counts by
 default) into the model's input: counts -> absorbance with the device's dark and white references, then
 resampling of the device's axis onto the training grid. The ``deployed`` figures come from loading the written
@@ -38,7 +39,8 @@ train, prune), :mod:`~trainer.pipeline.int8` (conversion and the candidates' pre
   (target -> one int8 output step of the CNN in target units; its outputs are standardised targets, turned into
   units in float by the bundle's ``output_transform``), ``bundle_bytes``,
   ``train_seconds`` (wall time of the whole fit), ``timings_s`` per stage, ``interval_coverage`` (nominal,
-  ``calibration_rows`` and where they come from, half-widths, and measured coverage of the deployed model per test
+  ``calibration_rows`` and where they come from, ``out_of_fold`` (``nested``, ``fixed_recipe`` or ``none``),
+  half-widths, and measured coverage of the deployed model per test
   split and target), ``ood`` (components,
   limits, alarm rates per split; ``ood.autoencoder``: the autoencoder's limit, rows and alarm rates, or null),
   ``splits`` (rows per role);

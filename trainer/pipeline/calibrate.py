@@ -1,15 +1,18 @@
 """Stage "OOD + intervals": the deployed model's OOD model (PCA on its preprocessed training spectra) and, for
-regression, conformal intervals from the held-out residuals of every calibration row."""
+regression, conformal intervals from the held-out residuals of every calibration row (a deployed PLS: nested CV,
+its preprocessing and latent variables chosen again in every fold)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from trainer.config import TrainConfig
+from trainer.pipeline.baseline import deployable_pls_on
 from trainer.pipeline.choose import Deployed
 from trainer.pipeline.cnn import CnnCv
 from trainer.pipeline.prepare import Prepared
@@ -20,13 +23,16 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Calibration:
     """The ``ood`` model, the ``intervals`` (None for classification) and where their calibration rows came
-    from (``rows``: ``select`` and ``train_out_of_fold`` counts; empty for classification), and the
+    from (``rows``: ``select`` and ``train_out_of_fold`` counts; empty for classification), how the training
+    rows' out-of-fold predictions were made (``out_of_fold``: ``"nested"``, the deployed PLS chosen again in every
+    fold; ``"fixed_recipe"``, the champion's cross-validation of the chosen CNN recipe; ``"none"``), and the
     ``autoencoder`` (:class:`trainer.autoencoder.FittedAutoencoder`; None unless ``[ood] autoencoder``)."""
 
     ood: Any
     intervals: Any = None
     rows: dict[str, int] = field(default_factory=dict)
     autoencoder: Any = None
+    out_of_fold: str = "none"
 
 
 def line_copies(cfg: TrainConfig, data: Prepared, rows: np.ndarray, *, seed_offset: int = 0) -> np.ndarray:
@@ -43,8 +49,7 @@ def line_copies(cfg: TrainConfig, data: Prepared, rows: np.ndarray, *, seed_offs
 
 def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -> Calibration:
     """Fit the OOD model and the intervals of the deployed model."""
-    from trainer.champion import pls_cv_predictions  # noqa: PLC0415
-    from trainer.conformal import fit_intervals  # noqa: PLC0415
+    from trainer.conformal import fit_intervals, nested_oof_predictions  # noqa: PLC0415
     from trainer.drift import fit_ood  # noqa: PLC0415
 
     X, Y, tr, sel = data.ds.X, data.ds.y, data.plan.train_rows, data.plan.select_rows
@@ -71,21 +76,24 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
                       else (transform["scale"], transform["offset"]))
     sel_pred = np.asarray(rt.predict(deployed.edge_pipe.transform(X[sel])), dtype=np.float64).reshape(sel.size, -1)
     # Held-out residuals of every calibration row: the selection rows (final model) and the training rows
-    # out of fold (the deployed recipe cross-validated), not the selection rows alone.
-    oof = None
+    # out of fold, not the selection rows alone. A deployed PLS is chosen again in every fold (nested CV): its
+    # preprocessing and latent variables were chosen on these very rows, which makes plain out-of-fold residuals
+    # of the chosen recipe optimistic.
+    oof, how = None, "none"
     if deployed.is_pls:
-        dep = deployed.pls
-        oof = pls_cv_predictions(dep, X[tr], Y[tr].astype(np.float64), data.groups[tr],
-                                 steps=cfg.preprocessing.candidates[dep.candidate], make_pre=data.make_pre,
-                                 folds=cfg.cv.folds, seed=cfg.seed)
+        oof, how = nested_oof_predictions(X[tr], Y[tr], data.groups[tr], fit_fn=partial(deployable_pls_on, cfg, data),
+                                          folds=cfg.cv.folds, seed=cfg.seed), "nested"
     elif cv.oof is not None:
-        oof = cv.oof
+        oof, how = cv.oof, "fixed_recipe"
     resid = Y[sel] - sel_pred
     interval_rows = {"select": int(sel.size), "train_out_of_fold": 0}
     if oof is not None and np.all(np.isfinite(oof)):
         resid = np.concatenate([resid, Y[tr] - oof])
         interval_rows["train_out_of_fold"] = int(tr.size)
+    else:
+        how = "none"
     intervals = fit_intervals(resid, cfg.intervals.coverage, target_names=target_names)
-    log.info("conformal half-widths at %.0f%% from %d held-out residuals: %s", 100 * cfg.intervals.coverage,
-             resid.shape[0], ", ".join(f"{t} +/-{q:.4g}" for t, q in zip(target_names, intervals.q_hat)))
-    return Calibration(ood=ood, intervals=intervals, rows=interval_rows, autoencoder=autoencoder)
+    log.info("conformal half-widths at %.0f%% from %d held-out residuals (training rows out of fold: %s): %s",
+             100 * cfg.intervals.coverage, resid.shape[0], how,
+             ", ".join(f"{t} +/-{q:.4g}" for t, q in zip(target_names, intervals.q_hat)))
+    return Calibration(ood=ood, intervals=intervals, rows=interval_rows, autoencoder=autoencoder, out_of_fold=how)

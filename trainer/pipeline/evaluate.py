@@ -104,7 +104,7 @@ def evaluate_bundle(cfg: TrainConfig, data: Prepared, bundle_path: Path, preds: 
     if calibration.intervals is not None:
         assert bundle.intervals is not None
         coverage = {"nominal": cfg.intervals.coverage, "calibration_rows": sum(calibration.rows.values()),
-                    "calibration": calibration.rows,
+                    "calibration": calibration.rows, "out_of_fold": calibration.out_of_fold,
                     "half_widths": dict(zip(ds.target_names, bundle.intervals.q_hat.tolist()))}
         for name, rows in plan.tests.items():
             cov = empirical_coverage(bundle.intervals, Y[rows], preds[(name, "deployed")])

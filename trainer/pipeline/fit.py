@@ -13,6 +13,7 @@ import numpy as np
 
 from trainer.config import TrainConfig
 from trainer.errors import TrainerError
+from trainer.pipeline.baseline import fit_pls_on
 from trainer.pipeline.calibrate import calibrate
 from trainer.pipeline.choose import choose_deployed
 from trainer.pipeline.cnn import cross_validate_cnn, train_network
@@ -125,21 +126,8 @@ def fit_full(
 
 def _fit_pls(cfg: TrainConfig, data: Prepared) -> Any:
     """Stage "PLS baseline": PLS per preprocessing candidate, latent variables by grouped cross-validation."""
-    from trainer.pls import fit_pls_baseline  # noqa: PLC0415
-
     ds, tr = data.ds, data.plan.train_rows
-    return fit_pls_baseline(
-        ds.X[tr], ds.y[tr],
-        candidates=cfg.preprocessing.candidates,
-        groups=data.groups[tr],
-        target_names=ds.target_names,
-        task=cfg.task,
-        class_names=ds.class_names,
-        folds=cfg.cv.folds,
-        max_components=cfg.cv.max_components,
-        seed=cfg.seed,
-        make_preprocess=data.make_pre,
-    )
+    return fit_pls_on(cfg, data, ds.X[tr], ds.y[tr], data.groups[tr])
 
 
 def _rewrite_final(written: FitBundle, metrics: dict[str, Any], data: Prepared, ev: Evaluation) -> None:

@@ -1,0 +1,55 @@
+"""The tuned PLS of a fit on any rows: preprocessing candidates x latent variables by grouped cross-validation, as
+``[preprocessing]`` and ``[cv]`` say (the "PLS baseline" stage, and each outer fold of the intervals' nested CV)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from trainer.config import TrainConfig
+from trainer.pipeline.prepare import Prepared
+
+
+def fit_pls_on(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> Any:
+    """:func:`trainer.pls.fit_pls_baseline` on ``X`` (n, channels), ``Y`` (n, n_targets) grouped by ``groups``."""
+    from trainer.pls import fit_pls_baseline  # noqa: PLC0415
+
+    return fit_pls_baseline(
+        X, Y,
+        candidates=cfg.preprocessing.candidates,
+        groups=groups,
+        target_names=data.ds.target_names,
+        task=cfg.task,
+        class_names=data.ds.class_names,
+        folds=cfg.cv.folds,
+        max_components=cfg.cv.max_components,
+        seed=cfg.seed,
+        make_preprocess=data.make_pre,
+    )
+
+
+def deployable_pls_on(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> Any:
+    """The deployable PLS (:func:`trainer.champion.deployable_pls`: one preprocessing for every target) chosen and
+    fitted on these rows alone, the PLS baseline's per-candidate log lines kept to DEBUG."""
+    from trainer.champion import deployable_pls  # noqa: PLC0415
+
+    with _quiet("trainer.pls"):
+        base = fit_pls_on(cfg, data, X, Y, groups)
+    return deployable_pls(base, X, Y, candidates=cfg.preprocessing.candidates, make_pre=data.make_pre)
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """INFO lines of logger ``name`` dropped while the block runs (each outer fold would repeat the stage's log)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    if logger.getEffectiveLevel() <= logging.INFO:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
