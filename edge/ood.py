@@ -3,9 +3,15 @@
 The model is fitted by ``trainer.drift.fit_ood`` on preprocessed training spectra and travels in the bundle as a
 plain dict (:meth:`OodModel.to_dict`). Scoring is a few lines of numpy so the device needs nothing else:
 
-- scores ``t = (x - mean) @ components.T`` (``k`` principal components),
+- centred (and, with a ``scale``, noise-whitened) spectrum ``z = (x - mean) / scale`` (``scale`` 1 without one),
+- scores ``t = z @ components.T`` (``k`` principal components),
 - ``T2 = sum(t**2 / explained_variance)``: distance inside the model plane, in units of the training spread,
-- ``Q = ||(x - mean) - t @ components||**2``: what the model plane cannot explain (a new absorber, a baseline).
+- ``Q = ||z - t @ components||**2``: what the model plane cannot explain (a new absorber, a baseline).
+
+The optional per-feature ``scale`` (format 2) comes from a declared line detector (``[instrument.noise]``): each
+feature is divided by its expected spread on the line, detector noise included, so features the line instrument
+cannot measure (a band where almost no light reaches the detector) no longer dominate Q, while well-measured
+features keep their weight (noise-whitened PCA, the idea of maximum-likelihood PCA, Wentzell et al. 1997).
 
 A spectrum is out of distribution when ``T2 > t2_limit`` or ``Q > q_limit``; the limits are upper quantiles at
 the false-alarm rate ``alpha`` of the training distribution.
@@ -32,8 +38,9 @@ from edge.validation import require_int, require_keys, require_mapping, require_
 
 __all__ = ["OOD_FORMAT_VERSION", "OodModel"]
 
-#: Version of the dict layout written by :meth:`OodModel.to_dict`.
-OOD_FORMAT_VERSION = 1
+#: Version of the dict layout written by :meth:`OodModel.to_dict` for a model with a ``scale`` (key ``scale``);
+#: a model without one is written as format 1, which every reader since the first understands.
+OOD_FORMAT_VERSION = 2
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -57,6 +64,9 @@ class OodModel:
         Q residual upper control limit.
     alpha : float
         False-alarm rate the limits were set for (informational).
+    scale : ndarray, shape feature_shape, float64, optional
+        Per-feature divisor applied after centring, before projecting (all finite and > 0); the components, the
+        explained variances and the limits are in these scaled units. None: no scaling (format 1).
     """
 
     mean: FloatArray
@@ -65,6 +75,7 @@ class OodModel:
     t2_limit: float
     q_limit: float
     alpha: float = 0.01
+    scale: FloatArray | None = None
 
     def __post_init__(self) -> None:
         mean = np.array(self.mean, dtype=np.float64)
@@ -86,6 +97,18 @@ class OodModel:
         for name, arr in (("mean", mean), ("components", comp), ("explained_variance", ev)):
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
+        if self.scale is not None:
+            scale = np.array(self.scale, dtype=np.float64)
+            if scale.size != n_feat or scale.shape not in (mean.shape, (n_feat,)):
+                raise BundleError(f"ood: expected a scale of shape {mean.shape}, got {scale.shape}")
+            if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+                flat = scale.ravel()
+                bad = int(np.flatnonzero(~(np.isfinite(flat) & (flat > 0)))[0])
+                raise BundleError(f"ood: expected every scale value finite and > 0, got {float(flat[bad])!r} at "
+                                  f"feature {bad}")
+            scale = scale.reshape(mean.shape)
+            scale.setflags(write=False)
+            object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "t2_limit", float(self.t2_limit))
         object.__setattr__(self, "q_limit", float(self.q_limit))
         object.__setattr__(self, "alpha", float(self.alpha))
@@ -118,6 +141,8 @@ class OodModel:
         if not single and X.shape[1:] != fs:
             raise InputContractError(f"ood: expected preprocessed spectra of shape {fs} or (n, *{fs}), got {X.shape}")
         Xc = X.reshape(1 if single else X.shape[0], -1) - self.mean.reshape(1, -1)
+        if self.scale is not None:
+            Xc = Xc / self.scale.reshape(1, -1)
         T = Xc @ self.components.T
         t2 = np.sum(T * T / self.explained_variance, axis=1)
         resid = Xc - T @ self.components
@@ -132,9 +157,10 @@ class OodModel:
         return np.asarray((t2 > self.t2_limit) | (q > self.q_limit))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (lists of floats); :meth:`from_dict` inverts it exactly."""
-        return {
-            "format_version": OOD_FORMAT_VERSION,
+        """JSON-ready dict (lists of floats); :meth:`from_dict` inverts it exactly. Format 1 without a ``scale``,
+        :data:`OOD_FORMAT_VERSION` (2, key ``scale``) with one."""
+        d: dict[str, Any] = {
+            "format_version": 1 if self.scale is None else OOD_FORMAT_VERSION,
             "kind": "pca_t2_q",
             "feature_shape": list(self.feature_shape),
             "mean": self.mean.reshape(-1).tolist(),
@@ -144,12 +170,16 @@ class OodModel:
             "q_limit": self.q_limit,
             "alpha": self.alpha,
         }
+        if self.scale is not None:
+            d["scale"] = self.scale.reshape(-1).tolist()
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OodModel:
         """Rebuild from :meth:`to_dict` output; :class:`~edge.errors.BundleError` naming what is wrong."""
         require_mapping(d, "ood", BundleError)
-        require_int(d.get("format_version"), "ood: format_version", BundleError, minimum=1, maximum=OOD_FORMAT_VERSION)
+        version = require_int(d.get("format_version"), "ood: format_version", BundleError, minimum=1,
+                              maximum=OOD_FORMAT_VERSION)
         require_keys(d, "ood", BundleError, ("feature_shape", "mean", "components", "explained_variance", "t2_limit",
                                              "q_limit"), allow_unknown=True)
         try:
@@ -157,6 +187,15 @@ class OodModel:
             mean = np.asarray(d["mean"], dtype=np.float64)
             if mean.size != int(np.prod(shape)):
                 raise BundleError(f"ood: expected {int(np.prod(shape))} mean values for shape {shape}, got {mean.size}")
+            scale = None
+            if version >= 2:
+                require_keys(d, "ood", BundleError, ("scale",), allow_unknown=True)
+                scale = np.asarray(d["scale"], dtype=np.float64)
+                if scale.shape != (mean.size,):
+                    raise BundleError(f"ood: expected {mean.size} scale values, got shape {scale.shape}")
+                scale = scale.reshape(shape)
+            elif "scale" in d:
+                raise BundleError("ood: expected no scale in format 1 (a scaled model is format 2), got one")
             return cls(
                 mean=mean.reshape(shape),
                 components=np.asarray(d["components"], dtype=np.float64),
@@ -164,6 +203,7 @@ class OodModel:
                 t2_limit=float(d["t2_limit"]),
                 q_limit=float(d["q_limit"]),
                 alpha=float(d.get("alpha", 0.01)),
+                scale=scale,
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, BundleError):

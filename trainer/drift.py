@@ -2,11 +2,13 @@
 
 The PCA comes from numpy's SVD of the centred training matrix. The limits are empirical quantiles of out-of-fold
 T2 and Q (each row scored by a PCA fitted without its fold), so they hold their false-alarm rate on spectra the
-model was not fitted on; with a declared line detector (``[instrument.noise]``) the rows scored are noisy copies of
-the training spectra as that detector measures them, so the rate holds on the line, where the detector's noise
-comes on top of the lab spectra's own. Each limit is set at ``alpha / 2``, so the OOD flag (either over its limit)
-alarms on at most ``alpha`` of in-distribution spectra. For small training sets the analytic limits remain: the
-Hotelling T2 limit is the F-distribution limit for a new observation,
+model was not fitted on. With a declared line detector (``[instrument.noise]``) the model is a noise-whitened PCA
+(the idea of maximum-likelihood PCA, Wentzell et al. 1997): each feature is divided by the spread that detector adds
+to it, and the PCA and its out-of-fold scores use noisy copies of the training spectra as that detector measures
+them, so the rate holds on the line, where the detector's noise comes on top of the lab spectra's own, while the
+features the detector measures well keep their weight. Each limit is set at ``alpha / 2``, so the OOD flag
+(either over its limit) alarms on at most ``alpha`` of in-distribution spectra. For small training sets the
+analytic limits remain: the Hotelling T2 limit is the F-distribution limit for a new observation,
 ``T2_lim = k (n - 1) (n + 1) / (n (n - k)) * F(1 - alpha; k, n - k)``; the Q limit is Jackson and Mudholkar's
 (1979) approximation from the residual eigenvalues ``theta_i = sum_{j > k} lambda_j ** i``. Quantiles come from
 ``scipy.stats``. The result is an :class:`edge.ood.OodModel`, which the device scores with numpy only; its arrays
@@ -22,7 +24,7 @@ import numpy as np
 from edge.ood import OodModel
 from trainer.errors import CalibrationError
 
-__all__ = ["fit_ood", "t2_limit", "q_limit", "out_of_fold_scores", "empirical_limit"]
+__all__ = ["fit_ood", "t2_limit", "q_limit", "out_of_fold_scores", "empirical_limit", "line_noise_scale"]
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +130,50 @@ def out_of_fold_scores(
     return (t2[0], q[0]) if scored is None else (t2, q)
 
 
+def line_noise_scale(Xf: np.ndarray, line: np.ndarray, *, floor: float = 0.0) -> np.ndarray:
+    """Per-feature scale of the noise-whitened PCA: ``sqrt(noise + floor * median(noise))``.
+
+    ``noise`` is the mean square, over copies and rows, of line copy minus clean row per feature: what the line
+    detector adds to each preprocessed feature. ``floor`` (a share of the median feature's noise) keeps features the
+    detector hardly touches from getting an enormous weight.
+
+    Parameters
+    ----------
+    Xf : ndarray, shape (n, n_features)
+        The clean (lab) training rows, preprocessed.
+    line : ndarray, shape (c, n, n_features)
+        The same rows as the line detector measures them, preprocessed.
+    floor : float
+
+    Returns
+    -------
+    ndarray, shape (n_features,), all > 0
+    """
+    noise = np.mean((line - Xf[None]) ** 2, axis=(0, 1))
+    positive = noise[noise > 0]
+    if positive.size == 0:
+        raise CalibrationError("OOD model: the line copies equal the training spectra; the detector adds no noise")
+    med = float(np.median(positive))
+    return np.sqrt(np.maximum(noise + floor * med, med * 1e-6))
+
+
 def empirical_limit(scores: np.ndarray, alpha: float) -> float:
     """The ``ceil((n + 1)(1 - alpha))``-th smallest of ``n`` held-out scores: a new in-distribution score exceeds
     it with probability at most ``alpha`` (split-conformal quantile); the largest score when ``n`` is too small."""
     s = np.sort(np.asarray(scores, dtype=np.float64))
     rank = int(np.ceil((s.size + 1) * (1.0 - alpha)))
     return float(s[min(rank, s.size) - 1])
+
+
+def _checked_line(X: np.ndarray, X_pre_line: np.ndarray) -> np.ndarray:
+    """The line copies, checked against the training spectra ``X`` and flattened to (c, n, n_features)."""
+    line = np.asarray(X_pre_line, dtype=np.float64)
+    if line.ndim != X.ndim + 1 or line.shape[1:] != X.shape:
+        raise CalibrationError(f"OOD model: expected line copies of shape (c, {', '.join(map(str, X.shape))}), "
+                               f"got {line.shape}")
+    if not np.all(np.isfinite(line)):
+        raise CalibrationError("OOD model: preprocessed line copies contain NaN or infinite values")
+    return line.reshape(line.shape[0], X.shape[0], -1)
 
 
 def fit_ood(
@@ -172,9 +212,13 @@ def fit_ood(
         Seeds the folds.
     X_pre_line : ndarray, shape (c, n, *feature_shape), optional
         The same training spectra as the line instrument measures them (``c`` noisy copies through its detector,
-        :func:`trainer.line_noise.line_spectra`, then preprocessed). The PCA stays fitted on ``X_pre_train``; the
-        limits become quantiles of the out-of-fold scores of these copies, so they hold ``alpha`` on the line's
-        in-distribution spectra, detector noise included, rather than on noise-free lab spectra.
+        :func:`trainer.line_noise.line_spectra`, then preprocessed). With them the model is a noise-whitened PCA:
+        every feature is divided by the spread the detector adds to it (:func:`line_noise_scale`, the model's
+        ``scale``), so features the line cannot measure no longer dominate Q; the PCA is fitted on the whitened
+        copies (so its plane also holds the detector's strongest correlated noise, such as the whole spectrum
+        scaled by a noisy SNV), and the limits are quantiles of the copies' out-of-fold scores (grouped: a row's
+        copies stay in its fold). They then hold ``alpha`` on the line's in-distribution spectra, detector noise
+        included, rather than on noise-free lab spectra.
 
     Returns
     -------
@@ -192,9 +236,16 @@ def fit_ood(
         raise CalibrationError(f"OOD model: expected 0 < alpha < 1, got {alpha}")
     feature_shape = X.shape[1:]
     Xf = X.reshape(n, -1)
+    scale = None
+    if X_pre_line is not None:  # noise-whitened PCA of the line copies: every feature in units of its line noise
+        line = _checked_line(X, X_pre_line)
+        scale = _round_significant(line_noise_scale(Xf, line))
+        Xf = line.reshape(-1, Xf.shape[1])
+        groups = np.tile(np.arange(n) if groups is None else np.asarray(groups), line.shape[0])
     mean = Xf.mean(axis=0)
-    _, s, vt = np.linalg.svd(Xf - mean, full_matrices=False)
-    eig = s**2 / (n - 1)
+    rows = Xf if scale is None else Xf / scale
+    _, s, vt = np.linalg.svd(rows - rows.mean(axis=0), full_matrices=False)
+    eig = s**2 / (rows.shape[0] - 1)
     total = float(eig.sum())
     if total <= 0:
         raise CalibrationError("OOD model: training spectra have no variance after preprocessing")
@@ -214,19 +265,10 @@ def fit_ood(
     # false-alarm rate is at most alpha.
     a_each = alpha / 2.0
     t2_lim, q_lim = t2_limit(n, k, a_each), q_limit(eig[k:], a_each)
-    line = None
-    if X_pre_line is not None:
-        line = np.asarray(X_pre_line, dtype=np.float64)
-        if line.ndim != X.ndim + 1 or line.shape[1:] != X.shape:
-            raise CalibrationError(f"OOD model: expected line copies of shape (c, {', '.join(map(str, X.shape))}), "
-                                   f"got {line.shape}")
-        if not np.all(np.isfinite(line)):
-            raise CalibrationError("OOD model: preprocessed line copies contain NaN or infinite values")
-        line = line.reshape(line.shape[0], n, -1)
     if n >= MIN_OOF_ROWS:
-        t2_oof, q_oof = out_of_fold_scores(Xf, k, groups=groups, seed=seed, scored=line)
-        t2_lim, q_lim = empirical_limit(t2_oof.ravel(), a_each), empirical_limit(q_oof.ravel(), a_each)
-    elif line is not None:
+        t2_oof, q_oof = out_of_fold_scores(rows, k, groups=groups, seed=seed)
+        t2_lim, q_lim = empirical_limit(t2_oof, a_each), empirical_limit(q_oof, a_each)
+    elif scale is not None:
         raise CalibrationError(f"OOD model: limits on line copies need at least {MIN_OOF_ROWS} training spectra, "
                                f"got {n}")
     else:
@@ -239,6 +281,7 @@ def fit_ood(
         t2_limit=t2_lim,
         q_limit=q_lim,
         alpha=alpha,
+        scale=None if scale is None else scale.reshape(feature_shape),
     )
     t2, q = model.score(X)
     log.info(

@@ -1,11 +1,15 @@
 """Training spectra as the line instrument would measure them: through the detector of ``[instrument.noise]``.
 
-Each copy is one session of :class:`firmware_bridge.physics.DetectorModel` (the detector of ``spectro-sim``): a
-noisy dark and white reference, then every spectrum turned into counts with shot and read noise, ``averages`` scans
-averaged, rounded by the 16-bit ADC, and back to the training quantity with ``-log10((S - D) / (W - D))`` (ratio
-floored at ``min_ratio``, as the bundle's counts step does). The exposure is the one the simulator picks for these
-spectra (:meth:`~firmware_bridge.physics.DetectorModel.integration_time_for`). The OOD limits are then fitted on
-out-of-fold scores of these copies (:func:`trainer.drift.fit_ood`, ``X_pre_line``).
+Every spectrum of every copy is read in a session of its own of :class:`firmware_bridge.physics.DetectorModel` (the
+detector of ``spectro-sim``): a noisy dark and white reference, then the spectrum turned into counts with shot and
+read noise, ``averages`` scans averaged, rounded by the 16-bit ADC, and back to the training quantity with
+``-log10((S - D) / (W - D))`` (ratio floored at ``min_ratio``, as the bundle's counts step does). A device reads
+its dark and white once per session and every spectrum of the session shares their noise; drawing them anew per
+spectrum makes the copies span as many reference draws as spectra, so limits fitted on them hold over sessions
+rather than for the few sessions a copy-per-session would draw (and a PCA fitted on the copies cannot learn them).
+The exposure is the one the simulator picks for these spectra
+(:meth:`~firmware_bridge.physics.DetectorModel.integration_time_for`). The noise-whitened OOD model and its limits
+are then fitted on these copies (:func:`trainer.drift.fit_ood`, ``X_pre_line``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ __all__ = ["line_spectra"]
 
 def line_spectra(X: np.ndarray, wavelengths: np.ndarray, noise: LineNoiseConfig, *, quantity: str = "absorbance",
                  min_ratio: float = 1e-6, seed: int = 0) -> np.ndarray:
-    """``noise.copies`` noisy copies of every spectrum, each copy one session of the line detector.
+    """``noise.copies`` noisy copies of every spectrum, each spectrum read in a session of its own.
 
     Parameters
     ----------
@@ -53,8 +57,8 @@ def line_spectra(X: np.ndarray, wavelengths: np.ndarray, noise: LineNoiseConfig,
     out = np.empty((noise.copies, *A.shape))
     av = noise.averages
     for c in range(noise.copies):
-        dark = model.dark(t_us, rng, averages=av).counts.astype(np.float64)
-        white = model.reference(t_us, rng, averages=av).counts.astype(np.float64)
+        dark = np.stack([model.dark(t_us, rng, averages=av).counts for _ in A]).astype(np.float64)
+        white = np.stack([model.reference(t_us, rng, averages=av).counts for _ in A]).astype(np.float64)
         counts = np.stack([model.measure(a, t_us, rng, averages=av).counts for a in A]).astype(np.float64)
         ratio = np.maximum((counts - dark) / np.where(white - dark > 0, white - dark, np.nan), min_ratio)
         ratio = np.nan_to_num(ratio, nan=min_ratio)

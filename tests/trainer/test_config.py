@@ -75,6 +75,16 @@ def test_tablets_example_follows_the_protocol(repo_root: Path) -> None:
     }
 
 
+def test_tablets_example_declares_the_simulators_line_detector(repo_root: Path) -> None:
+    """The OOD model of the tablets example is fitted for the line spectro-bench loop measures: spectro-sim's
+    detector with its default parameters and scans (docs/training.md, [instrument.noise])."""
+    from firmware_bridge.simulator import SimulatorConfig
+
+    noise = load_config(repo_root / "examples" / "tablets_assay.toml").instrument.noise
+    assert noise is not None and noise.detector_parameters() == {}
+    assert noise.averages == SimulatorConfig().averages
+
+
 def test_tablets_multi_example_has_three_targets_and_the_assay_protocol(repo_root: Path) -> None:
     """One network for weight, hardness and assay, under the very protocol of the one-target assay config."""
     multi = load_config(repo_root / "examples" / "tablets_multi.toml")

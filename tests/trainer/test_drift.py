@@ -130,3 +130,33 @@ def test_line_copies_must_match_the_training_spectra() -> None:
     X = _latent_spectra(100, 28)
     with pytest.raises(CalibrationError, match=r"expected line copies of shape \(c, 100, 50\)"):
         fit_ood(X, n_components=3, X_pre_line=X)
+
+
+def _line_noisy_end(X: np.ndarray, seed: int, copies: int = 1) -> np.ndarray:
+    """Line copies whose last 5 channels carry 50 x the noise of the others (a band the detector hardly measures)."""
+    sd = np.where(np.arange(X.shape[1]) >= X.shape[1] - 5, 50 * LINE_SD, LINE_SD)
+    return X[None] + np.random.default_rng(seed).normal(0.0, 1.0, size=(copies, *X.shape)) * sd
+
+
+def test_line_copies_give_a_noise_whitening_scale_that_down_weights_the_noisy_channels() -> None:
+    X = _latent_spectra(300, 30)
+    m = fit_ood(X, n_components=3, alpha=0.01, X_pre_line=_line_noisy_end(X, 31, copies=5))
+    assert m.scale is not None and m.scale.shape == (N_CHANNELS,)
+    assert np.median(m.scale[-5:]) / np.median(m.scale[:-5]) == pytest.approx(50.0, rel=0.1)
+    # The same step on a quiet channel and on a noisy one: Q weighs the noisy one 50**2 times less.
+    step = np.zeros(N_CHANNELS)
+    step[10] = 0.2
+    _, q_quiet = m.score(m.mean + step)
+    _, q_noisy = m.score(m.mean + np.roll(step, N_CHANNELS - 11))
+    assert float(q_noisy) < float(q_quiet) / 1000
+    assert m.to_dict()["format_version"] == 2
+    assert "scale" not in fit_ood(X, n_components=3).to_dict()
+
+
+def test_whitened_limits_hold_alpha_on_the_line_and_still_see_a_small_absorber_among_quiet_channels() -> None:
+    X = _latent_spectra(400, 32)
+    m = fit_ood(X, n_components=3, alpha=0.01, X_pre_line=_line_noisy_end(X, 33, copies=5))
+    assert np.mean(m.is_outlier(_line_noisy_end(_latent_spectra(3000, 34), 35)[0])) <= MAX_FALSE_ALARM
+    # A band 20 x the quiet channels' line noise: the noisy channels no longer drown it in Q.
+    shifted = _line_noisy_end(_latent_spectra(500, 36, extra_band=20 * LINE_SD), 37)[0]
+    assert np.mean(m.is_outlier(shifted)) > 0.9

@@ -49,3 +49,13 @@ def test_instrument_noise_table_is_parsed_and_needs_a_counts_device() -> None:
         InstrumentConfig.from_dict({"noise": {"averages": 0}})
     with pytest.raises(TrainConfigError, match="instrument.noise.gain: unknown key"):
         InstrumentConfig.from_dict({"noise": {"gain": 1.0}})
+
+
+def test_every_spectrum_is_read_in_a_session_of_its_own() -> None:
+    """Dark and white are drawn anew per spectrum: two rows' detector errors are uncorrelated, so the OOD limits
+    fitted on the copies hold over sessions, not for the few dark/white draws one session per copy would give."""
+    A = np.repeat(_spectra(1, 2.5), 60, axis=0)  # one dark spectrum 60 times: dark and white noise matter
+    err = line_spectra(A, WL, LineNoiseConfig(copies=1), seed=4)[0] - A
+    err -= err.mean(axis=1, keepdims=True)
+    corr = np.corrcoef(err)[np.triu_indices(A.shape[0], 1)]
+    assert abs(float(np.mean(corr))) < 0.05
