@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError
+from edge.validation import require_int
 
 __all__ = [
     "AUDIT_FILE_RE",
@@ -169,10 +170,8 @@ class AuditLog:
 
     def __init__(self, directory: Path, *, max_bytes: int, keep_files: int,
                  clock: Callable[[], float] = time.time) -> None:
-        if max_bytes < 256:
-            raise AuditError(f"max_bytes: expected at least 256, got {max_bytes}")
-        if keep_files < 1:
-            raise AuditError(f"keep_files: expected at least 1, got {keep_files}")
+        require_int(max_bytes, "max_bytes", AuditError, minimum=256)
+        require_int(keep_files, "keep_files", AuditError, minimum=1)
         self.directory = directory
         self.max_bytes = max_bytes
         self.keep_files = keep_files
