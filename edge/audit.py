@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError
-from edge.validation import require_int
+from edge.validation import require_int, require_str
 
 __all__ = [
     "AUDIT_FILE_RE",
@@ -239,8 +239,7 @@ class AuditLog:
         OSError
             The record could not be written (disk full, I/O error); the next append first repairs a torn tail.
         """
-        if not isinstance(event, str) or not _EVENT_RE.match(event):
-            raise AuditError(f"event: expected a lower-case identifier, got {event!r}")
+        require_str(event, "event", AuditError, pattern=_EVENT_RE, pattern_doc="a lower-case identifier")
         with self._lock:
             if self._needs_recovery:
                 self._close_fd()

@@ -322,14 +322,12 @@ class CommandParser:
         if len(payload) > limit:
             raise CommandError(f"payload: expected at most {limit} bytes, got {len(payload)}")
         outer = _loads(payload, "payload")
-        if not isinstance(outer, dict):
-            raise CommandError(f"payload: expected a JSON object, got {type(outer).__name__}")
+        require_mapping(outer, "payload", CommandError, "a JSON object")
         authenticated = False
         if "hmac_sha256" in outer or "body" in outer:
             body_text = self._verify_envelope(outer)
             body = _loads(body_text, "body")
-            if not isinstance(body, dict):
-                raise CommandError(f"body: expected a JSON object, got {type(body).__name__}")
+            require_mapping(body, "body", CommandError, "a JSON object")
             authenticated = True
         else:
             if self.config.require_auth:

@@ -108,10 +108,10 @@ def require(cond: bool, error: type[Exception], where: str, expected: str, got: 
         fail(error, where, expected, got)
 
 
-def require_mapping(value: Any, where: str, error: type[Exception]) -> Mapping[str, Any]:
-    """``value`` when it is a JSON object / TOML table."""
+def require_mapping(value: Any, where: str, error: type[Exception], what: str = "an object") -> Mapping[str, Any]:
+    """``value`` when it is a JSON object / TOML table: "expected <what>, got list"."""
     if not isinstance(value, Mapping):
-        raise error(f"{_where(where)}expected an object, got {type(value).__name__}")
+        raise error(f"{_where(where)}expected {what}, got {type(value).__name__}")
     return value
 
 

@@ -36,6 +36,7 @@ from edge.bundle.signature import verify_signature
 from edge.drift import TrainingStats
 from edge.errors import BundleError
 from edge.runtime import ModelRuntime
+from edge.validation import require_mapping
 
 if TYPE_CHECKING:
     from edge.autoencoder import AutoencoderModel
@@ -469,8 +470,7 @@ def load_bundle(
     autoencoder = (_build_autoencoder(manifest, members[AUTOENCODER], pipeline, num_threads)
                    if AUTOENCODER in members else None)
     metrics = parse_json_member(METRICS, members[METRICS])
-    if not isinstance(metrics, dict):
-        raise BundleError(f"member {METRICS}: expected a JSON object, got {type(metrics).__name__}")
+    require_mapping(metrics, f"member {METRICS}", BundleError, "a JSON object")
     golden = GoldenVectors.from_npz_bytes(members[GOLDEN])
     if golden.count != manifest["golden"]["count"]:
         raise BundleError(f"member {GOLDEN}: manifest says {manifest['golden']['count']} vectors, got {golden.count}")
