@@ -105,49 +105,33 @@ def start_sim(tmp: Path, *, count: int, rate_hz: float, extra: tuple[str, ...] =
 
 
 def write_config(tmp: Path, *, port_url: str, bundle: Path, mqtt_port: int, drain_rate: float = 200.0,
-                 name: str = "edge.toml", outbox: str = "", flush_timeout_s: float = 10.0) -> Path:
-    """A daemon config on ``port_url`` and a local broker; ``outbox`` adds lines to the ``[outbox]`` table.
+                 name: str = "edge.toml", outbox: Mapping[str, Any] | None = None,
+                 flush_timeout_s: float = 10.0) -> Path:
+    """A daemon config on ``port_url`` and a local broker (written by :func:`edge.config_example.render_config`);
+    ``outbox`` adds keys to the ``[outbox]`` table.
 
-    Commands are on, each to be signed with :data:`HMAC_KEY` (written to ``tmp/hmac.key``).
+    Commands are on, each to be signed with :data:`HMAC_KEY` (written to ``tmp/hmac.key``); the bundle is neither
+    watched nor persisted.
     """
+    from edge.config_example import render_config
+
     path = tmp / name
     (tmp / "state").mkdir(exist_ok=True)
     key = tmp / "hmac.key"
     key.write_bytes(HMAC_KEY)
-    path.write_text(
-        f"""
-log_level = "INFO"
-[device]
-site = "{DEVICE['site']}"
-line = "{DEVICE['line']}"
-device_id = "{DEVICE['device_id']}"
-[serial]
-port_url = "{port_url}"
-read_timeout_s = 0.05
-reconnect_min_delay_s = 0.05
-reconnect_max_delay_s = 0.5
-[bundle]
-path = "{bundle}"
-watch = false
-persist = false
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
-reconnect_min_delay_s = 1
-reconnect_max_delay_s = 2
-[outbox]
-path = "{tmp / 'state' / 'outbox.sqlite'}"
-drain_rate_msgs_per_s = {drain_rate}
-flush_timeout_s = {flush_timeout_s}
-{outbox}
-[commands]
-enabled = true
-hmac_key_path = "{key}"
-[metrics]
-period_s = 1.0
-""",
-        encoding="utf-8",
-    )
+    config = {
+        "log_level": "INFO",
+        "device": dict(DEVICE),
+        "serial": {"port_url": port_url, "read_timeout_s": 0.05, "reconnect_min_delay_s": 0.05,
+                   "reconnect_max_delay_s": 0.5},
+        "bundle": {"path": bundle, "watch": False, "persist": False},
+        "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "reconnect_min_delay_s": 1, "reconnect_max_delay_s": 2},
+        "outbox": {"path": tmp / "state" / "outbox.sqlite", "drain_rate_msgs_per_s": drain_rate,
+                   "flush_timeout_s": flush_timeout_s, **(outbox or {})},
+        "commands": {"enabled": True, "hmac_key_path": key},
+        "metrics": {"period_s": 1.0},
+    }
+    path.write_text(render_config(config), encoding="utf-8")
     return path
 
 
