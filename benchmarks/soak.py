@@ -169,8 +169,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     broker = Mosquitto(workdir / "broker").start()
     sub = SeqSubscriber(broker.port, "spectrolite")
     sim = daemon = None
-    sim_log = open(workdir / "sim.log", "wb")  # noqa: SIM115 - closed in the finally below
-    daemon_log = open(workdir / "daemon.log", "wb")  # noqa: SIM115
+    sim_log = open(workdir / "sim.log", "wb")  # closed in the finally below
+    daemon_log = open(workdir / "daemon.log", "wb")
     samples: list[dict[str, float]] = []
     restarts = 0
     try:

@@ -4,8 +4,9 @@ configuration (the tests' ``write_config``, the benchmarks' harness and the demo
 from __future__ import annotations
 
 import doctest
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 import edge.config_example
 from edge.config import load_config, parse_config
