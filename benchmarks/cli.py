@@ -1,7 +1,8 @@
 """Command line of the benchmarks: ``spectro-bench <name> [options] --json PATH``.
 
 Each benchmark lives in ``benchmarks/<name>.py`` with ``add_arguments(parser)`` and ``run(args) -> int``; this
-module only dispatches, importing the chosen one lazily (so ``spectro-bench codec`` never loads TensorFlow).
+module imports every one to build its subcommand, then runs the chosen one.  A benchmark module imports the trainer
+(TensorFlow) inside ``run`` only, so ``spectro-bench codec`` never loads it.
 """
 
 from __future__ import annotations

@@ -264,7 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from edge.config import load_config
             from edge.daemon import run_daemon
 
-            return run_daemon(load_config(args.config))
+            config = load_config(args.config)
+            logging.getLogger().setLevel(config.log_level)  # the file's level from here on (INFO until it is read)
+            return run_daemon(config)
         if args.command == "config":
             from edge import config as edge_config
 

@@ -51,8 +51,8 @@ class SavitzkyGolay(Step):
         Edge handling.
     kernel, edge_left, edge_right : array_like, optional
         Precomputed coefficients (as written by :meth:`to_spec`); when given they are checked against the ones
-        computed from the parameters and used as stored, so the device needs no least-squares solve to agree
-        with the trainer.
+        computed here from the parameters (the pseudo-inverse of the window's Vandermonde matrix, once at load)
+        and used as stored, so device and trainer convolve with the very same floats.
     """
 
     window: int
