@@ -7,7 +7,7 @@ Usage::
                        [--bundle B] [--json PATH]
 
 Real processes: ``spectro-sim`` on a pty streaming as fast as it can (``--rate 0``) with bit flips on the wire,
-``python -m edge.daemon`` (what ``spectro-edge run`` runs), a real ``mosquitto``
+``spectro-edge run``, a real ``mosquitto``
 (:mod:`benchmarks.harness.mosquitto`) that is stopped and started again ``--broker-restarts`` times at evenly
 spaced moments, and a paho subscriber in this process that keeps only the set of sequence numbers it saw.
 

@@ -1,4 +1,4 @@
-"""End to end with real processes: ``spectro-sim`` on a real pty -> ``python -m edge.daemon`` -> a real mosquitto ->
+"""End to end with real processes: ``spectro-sim`` on a real pty -> ``spectro-edge run`` -> a real mosquitto ->
 a paho subscriber in this process, with real int8 bundles built by the trainer's code.
 
 Acceptance of issue 5: every frame's prediction arrives exactly once after dedup by sequence number, with the values

@@ -1,4 +1,4 @@
-"""Issue 18 with real processes: ``spectro-sim`` on a pty -> ``python -m edge.daemon`` -> a real mosquitto -> a paho
+"""Issue 18 with real processes: ``spectro-sim`` on a pty -> ``spectro-edge run`` -> a real mosquitto -> a paho
 subscriber, attacked the way a hostile plant network would.
 
 * An oversized message on the daemon's command topic (finding 1): over MQTT 5 the daemon announces a Maximum Packet
@@ -68,7 +68,7 @@ def _start(tmp: Path, bundle: Path, broker: MosquittoBroker, procs: list[Proc], 
     text = cfg.read_text(encoding="utf-8")
     cfg.write_text(text.replace("[mqtt]\n", f'[mqtt]\nprotocol = "{protocol}"\n', 1), encoding="utf-8")
     log = tmp / "daemon.log"
-    popen = subprocess.Popen([sys.executable, "-m", "edge.daemon", "--config", str(cfg)], cwd=REPO,
+    popen = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(cfg)], cwd=REPO,
                              env={**process_env(), **(env or {})}, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
     daemon = Proc(popen, log)
     procs.append(daemon)

@@ -3,7 +3,7 @@ they change, and a reconnect publishes the current state with a fresh time, not 
 
 Real parts: a real mosquitto (stopped and started again on the same port, retained messages persisted), the
 publisher of :mod:`edge.publish.mqtt`, and for the daemon ``spectro-sim`` with a provoked drift on a real pty ->
-``python -m edge.daemon`` -> the broker -> fresh subscribers that read the retained status as a newcomer would.
+``spectro-edge run`` -> the broker -> fresh subscribers that read the retained status as a newcomer would.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A bundle freshly written by ``spectro-train fit`` is served by the edge as production does it: the session's
 ``spectro-train fit examples/demo.toml`` (``demo_bundle``, a child process), ``spectro-sim`` on a real pty,
-``python -m edge.daemon`` and a real mosquitto. The edge suites serve the committed copy of this bundle
+``spectro-edge run`` and a real mosquitto. The edge suites serve the committed copy of this bundle
 (tests/data/trained); this test keeps the trainer's output of today on the same path."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fault injection with real processes: ``spectro-sim`` on a real pty -> ``python -m edge.daemon`` -> a real
+"""Fault injection with real processes: ``spectro-sim`` on a real pty -> ``spectro-edge run`` -> a real
 mosquitto -> paho subscribers, with the broker stopped, moved and restarted, and the daemon SIGKILLed.
 
 What must hold: every spectrum's prediction reaches a subscriber (after dedup by ``seq``; QoS 1 may duplicate),
