@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.support.broker import MosquittoBroker
-from tests.support.daemon import CHANNELS, REPO, SAMPLES, SEED, wait_for
+from tests.support.daemon import CHANNELS, REPO, SAMPLES, SEED, offline_predictions, offline_stream, wait_for
 
 DEVICE = {"site": "plant-a", "line": "line-1", "device_id": "sim-01"}
 BASE_TOPIC = "spectrolite/plant-a/line-1/sim-01"
@@ -144,6 +145,38 @@ def start_daemon(tmp: Path, config: Path, n: int = 0) -> Proc:
 
 
 # ------------------------------------------------------------------------------------------------ subscriber
+#: Deadline of one read of a retained message (a failure to arrive, not a speed goal).
+RETAINED_WAIT_S = 10.0
+
+
+def read_retained(port: int, topic: str) -> dict[str, Any] | None:
+    """The retained message on ``topic`` as a new subscriber receives it (None when there is none)."""
+    got: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def on_message(client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # A status published while this client subscribes arrives live (retain flag 0 by MQTT 3.1.1) but is the
+        # same retained message every later subscriber gets: the publisher sends its status only retained.
+        if not got:
+            got.append(json.loads(msg.payload.decode()))
+            done.set()
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    c.on_message = on_message
+    c.on_connect = lambda cl, ud, fl, rc, pr=None: cl.subscribe(topic, qos=1)
+    try:
+        c.connect("127.0.0.1", port, keepalive=10)
+    except OSError:
+        return None
+    c.loop_start()
+    try:
+        done.wait(RETAINED_WAIT_S)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    return got[0] if got else None
+
+
 @dataclass
 class Subscriber:
     """A paho client with a persistent session collecting everything under the device's topics."""
@@ -221,3 +254,29 @@ def procs() -> Iterator[list[Proc]]:
     finally:
         for p in reversed(started):
             p.end(signal.SIGTERM, timeout_s=15)
+
+
+# ------------------------------------------------------------------------------------------------ checks
+#: Exact equality of the published values with the offline run (same runtime, same float32 inputs).
+VALUE_ATOL = 0.0
+#: Heavy modules that must never be mapped into the daemon process.
+HEAVY_MARKERS = ("/tensorflow/", "/keras/", "/sklearn/", "/scipy/")
+
+
+def heavy_libraries_mapped(pid: int) -> list[str]:
+    """The TensorFlow/Keras/scikit-learn/SciPy files mapped into process ``pid`` (none for the daemon)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return sorted({line.split()[-1] for line in maps.splitlines() if any(m in line for m in HEAVY_MARKERS)})
+
+
+def assert_equal_offline(sub: Subscriber, bundle: Path, n: int) -> None:
+    """``sub`` received exactly the ``n`` predictions of :func:`~tests.support.daemon.offline_stream`, each with
+    the values of running ``bundle`` offline on the same frames."""
+    stream = offline_stream(n)
+    expected = offline_predictions(bundle, stream)
+    missing = sorted(set(expected) - set(sub.predictions))
+    extra = sorted(set(sub.predictions) - set(expected))
+    assert not missing and not extra, f"missing {missing[:10]}, extra {extra[:10]}"
+    for seq, body in sub.predictions.items():
+        values = np.array([v["value"] for v in body["values"]])
+        np.testing.assert_allclose(values, expected[seq], rtol=0, atol=VALUE_ATOL)
