@@ -225,7 +225,7 @@ def build_tablets(out_dir: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0)
 
     # Pruned reference (trainer.pruning is optional: it may not be installed or finished).
     try:
-        from trainer import pruning  # type: ignore[import-not-found,unused-ignore]
+        from trainer import pruning  # type: ignore[import-not-found,unused-ignore]  # trainer.pruning is optional
 
         ds = load_configured(cfg.data)
         tr, sel = plan.train_rows, plan.select_rows

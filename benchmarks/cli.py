@@ -45,14 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             sub.add_parser(name, help=f"{help_text} [not built yet]")
             continue
         available[name] = module
-        module.add_arguments(sub.add_parser(name, help=help_text))  # type: ignore[attr-defined]
+        module.add_arguments(sub.add_parser(name, help=help_text))  # type: ignore[attr-defined]  # a benchmark module, typed as object: add_arguments is its protocol
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     module = available.get(args.bench)
     if module is None:
         print(f"spectro-bench {args.bench}: not built yet", file=sys.stderr)
         return 2
-    return int(module.run(args))  # type: ignore[attr-defined]
+    return int(module.run(args))  # type: ignore[attr-defined]  # a benchmark module, typed as object: run is its protocol
 
 
 if __name__ == "__main__":  # pragma: no cover
