@@ -78,6 +78,19 @@ def test_each_command_parses_to_typed_args(tmp_path: Path, bundles: Path) -> Non
     assert got == ReloadBundleArgs(Path(os.path.realpath(bundles / "good.bundle")))
 
 
+def test_values_beyond_float_range_or_with_a_trailing_newline_are_refused_not_raised(tmp_path: Path,
+                                                                                     bundles: Path) -> None:
+    """JSON integers have no bound: one beyond float range crashed the parser with OverflowError instead of a
+    CommandError; and a request id with a trailing newline passed its pattern (both failed before the fix)."""
+    p = _parser(tmp_path, bundles)
+    with pytest.raises(CommandError, match=r"issued_at_unix_s: expected a Unix time in seconds, got 1000"):
+        p.parse("capture_dark", _raw(_body("capture_dark", issued_at_unix_s=10 ** 400)))
+    with pytest.raises(CommandError, match=r"reference_value\.args\.values\.a: expected a number, got 1000"):
+        p.parse("reference_value", _raw(_body("reference_value", {"seq": 1, "values": {"a": 10 ** 400}})))
+    with pytest.raises(CommandError, match=r"request_id: expected 1-64 characters"):
+        p.parse("capture_dark", _raw(_body("capture_dark", request_id="ops-1\n")))
+
+
 def test_tag_sample_parses_a_bounded_printable_sample_id_and_a_frame_count(tmp_path: Path, bundles: Path) -> None:
     p = _parser(tmp_path, bundles)
     cmd = p.parse("tag_sample", _raw(_body("tag_sample", {"sample_id": "LAB 2026/12-04#7", "frames": 3})))
