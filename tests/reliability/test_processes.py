@@ -52,16 +52,6 @@ def write_config(tmp: Path, *, port_url: str, bundle: Path, mqtt_port: int, name
 
 
 @pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    try:
-        yield started
-    finally:
-        for p in reversed(started):
-            p.end(signal.SIGTERM, timeout_s=15)
-
-
-@pytest.fixture
 def subscribers() -> Iterator[list[Subscriber]]:
     made: list[Subscriber] = []
     try:
