@@ -77,17 +77,11 @@ def _f64_bits(values: tuple[float, ...]) -> list[str]:
 def encode_request(frame: Frame) -> str:
     """The driver's ``E`` line for ``frame`` (see slp_vectors.c)."""
     f32 = f"{samples.f32_bits(getattr(frame, 'detector_temp_c', 0.0)):x}"
-    if isinstance(frame, Spectrum):
+    if isinstance(frame, (Spectrum, Line)):  # the same layout but one field
+        count = frame.saturated_count if isinstance(frame, Spectrum) else frame.spectrum_count
         fields = [
             frame.MSG_TYPE, frame.seq, frame.timestamp_us, frame.integration_time_us, frame.averages,
-            frame.pixel_count, int(frame.pixel_format), int(frame.flags), frame.saturated_count, f32,
-            _hex(frame.counts.tobytes()),
-        ]  # fmt: skip
-    elif isinstance(frame, Line):
-        fields = [
-            frame.MSG_TYPE, frame.seq, frame.timestamp_us, frame.integration_time_us, frame.averages,
-            frame.pixel_count, int(frame.pixel_format), int(frame.flags), frame.spectrum_count, f32,
-            _hex(frame.counts.tobytes()),
+            frame.pixel_count, int(frame.pixel_format), int(frame.flags), count, f32, _hex(frame.counts.tobytes()),
         ]  # fmt: skip
     elif isinstance(frame, Hello):
         fields = [frame.MSG_TYPE, frame.nonce]
