@@ -58,7 +58,7 @@ def _parser(tmp_path: Path, bundles: Path, *, require_auth: bool = False, key: b
 
 def _body(name: str, args: dict | None = None, **kw: object) -> dict:
     kw.setdefault("issued_at_unix_s", NOW_S)
-    return make_command(name, args, device_id=DEVICE, **kw)  # type: ignore[arg-type]
+    return make_command(name, args, device_id=DEVICE, **kw)  # type: ignore[arg-type]  # **kw of object: make_command's keyword arguments
 
 
 def _raw(body: dict) -> bytes:
@@ -128,7 +128,7 @@ def test_tag_sample_parses_a_bounded_printable_sample_id_and_a_frame_count(tmp_p
         ("capture_dark", lambda b: b.update(issued_at_unix_s="now"), "issued_at_unix_s: expected a Unix time"),
     ],
 )
-def test_malformed_commands_are_refused_with_a_reason(tmp_path: Path, bundles: Path, name: str, mutate,  # type: ignore[no-untyped-def]
+def test_malformed_commands_are_refused_with_a_reason(tmp_path: Path, bundles: Path, name: str, mutate,  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
                                                        fragment: str) -> None:
     body = _body(name if name != "shutdown" else "capture_dark")
     mutate(body)

@@ -153,7 +153,7 @@ def test_mqtt5_oversized_command_is_dropped_by_the_broker_and_the_daemon_keeps_d
 
 
 def test_mqtt311_broker_max_packet_size_keeps_the_daemon_delivering(
-    tmp_path: Path, demo_bundles: DemoBundles, mosquitto_factory, procs: list[Proc],  # type: ignore[no-untyped-def]
+    tmp_path: Path, demo_bundles: DemoBundles, mosquitto_factory, procs: list[Proc],  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
 ) -> None:
     """The documented 3.1.1 defence (docs/security.md): mosquitto's ``max_packet_size`` refuses the publish."""
     broker = mosquitto_factory(extra_conf="max_packet_size 65536")

@@ -151,7 +151,7 @@ def test_keys_hmac_writes_a_private_usable_key_and_never_overwrites(tmp_path: Pa
     assert signed.returncode == 0, signed.stderr
     parser = CommandParser(CommandsConfig(hmac_key_path=key, allowed_dirs=(tmp_path,)), device_id="nir-01")
     cmd = parser.parse("capture_dark", signed.stdout.strip().encode())
-    assert cmd.authenticated and cmd.request_id == "ops-1" and cmd.args.average_frames == 4  # type: ignore[union-attr]
+    assert cmd.authenticated and cmd.request_id == "ops-1" and cmd.args.average_frames == 4  # type: ignore[union-attr]  # not None here
 
     # never overwritten: neither the file nor what a link points at
     again = _edge_cli("keys", "hmac", "--out", str(key))

@@ -191,9 +191,9 @@ def test_c_encoder_refuses_what_python_refuses(driver: Path) -> None:
             with pytest.raises((codec.ProtocolError, codec.FramingError)):
                 encode(frame)
     with pytest.raises(codec.ProtocolError):
-        Status(1, "", "", 4, (1.0,), 2, uptime_s=3, signal=3)  # type: ignore[arg-type]
+        Status(1, "", "", 4, (1.0,), 2, uptime_s=3, signal=3)  # type: ignore[arg-type]  # deliberately the wrong type
     with pytest.raises(codec.ProtocolError):
-        Status(1, "", "", 4, (1.0,), 2, uptime_s=3, axis_unit=2)  # type: ignore[arg-type]
+        Status(1, "", "", 4, (1.0,), 2, uptime_s=3, axis_unit=2)  # type: ignore[arg-type]  # deliberately the wrong type
 
 
 def test_c_status_carries_the_trailer_like_python(driver: Path) -> None:
@@ -253,7 +253,7 @@ def test_c_header_constants_match_python() -> None:
         ("SLP_FLAG_", SpectrumFlags),
     ]:
         in_c = {k[len(prefix) :]: v for k, v in enums.items() if k.startswith(prefix)}
-        in_py = {str(m.name): int(m.value) for m in enum if m.value}  # type: ignore[attr-defined]
+        in_py = {str(m.name): int(m.value) for m in enum if m.value}  # type: ignore[attr-defined]  # the loop mixes IntEnum and IntFlag classes
         assert in_c == in_py, prefix
     in_c = {k[len("SLP_SIGNAL_") :]: v for k, v in enums.items() if k.startswith("SLP_SIGNAL_")}
     assert in_c == {m.name: int(m.value) for m in SignalKind}  # COUNTS = 0 included

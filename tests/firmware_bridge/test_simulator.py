@@ -327,7 +327,7 @@ def test_status_announces_counts_and_a_random_boot_id_not_taken_from_the_seed() 
     with pytest.raises(SimulatorError, match="expected a boot_id in 1..4294967295, got 0"):
         SimulatorConfig(boot_id=0)
     with pytest.raises(SimulatorError, match="expected a signal kind of 0 \\(COUNTS\\)"):
-        SimulatorConfig(signal=7)  # type: ignore[arg-type]
+        SimulatorConfig(signal=7)  # type: ignore[arg-type]  # deliberately the wrong type
 
 
 def test_two_spectro_sim_processes_boot_with_different_ids() -> None:

@@ -73,7 +73,7 @@ def test_the_unit_comes_from_the_dataset_unless_configured(tmp_path: Path) -> No
     with pytest.raises(SimulatorError, match="expected the dataset's axis_unit as one string"):
         dataset_axis_unit({"axis_unit": np.array(["nm", "nm"])})
     with pytest.raises(SimulatorError, match=r"^expected an axis unit of 'nm', 'cm-1', got 'angstrom'$"):
-        SimulatorConfig(axis_unit="angstrom")  # type: ignore[arg-type]
+        SimulatorConfig(axis_unit="angstrom")  # type: ignore[arg-type]  # deliberately the wrong type
 
 
 def test_a_wavenumber_axis_must_be_positive() -> None:
