@@ -19,7 +19,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,6 +27,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from benchmarks.harness.commands import daemon_command
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
 from tests.support.processes import BASE_TOPIC, REPO, Proc, Subscriber, process_env, start_sim, write_config
@@ -68,7 +68,7 @@ def _start(tmp: Path, bundle: Path, broker: MosquittoBroker, procs: list[Proc], 
     text = cfg.read_text(encoding="utf-8")
     cfg.write_text(text.replace("[mqtt]\n", f'[mqtt]\nprotocol = "{protocol}"\n', 1), encoding="utf-8")
     log = tmp / "daemon.log"
-    popen = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(cfg)], cwd=REPO,
+    popen = subprocess.Popen(daemon_command(cfg), cwd=REPO,
                              env={**process_env(), **(env or {})}, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
     daemon = Proc(popen, log)
     procs.append(daemon)

@@ -7,12 +7,12 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from benchmarks.harness.commands import daemon_command
 from edge.config_example import render_config
 from tests.support.daemon import REPO
 from tests.support.processes import process_env
@@ -40,7 +40,7 @@ def _run_until_running(tmp: Path, bundle: Path, log_level: str) -> str:
         "outbox": {"path": tmp / f"outbox-{log_level}.sqlite"}}), encoding="utf-8")
     log = tmp / f"daemon-{log_level}.log"
     with open(log, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)], cwd=REPO,
+        proc = subprocess.Popen(daemon_command(config), cwd=REPO,
                                 env=process_env(), stdout=subprocess.DEVNULL, stderr=err)
         try:
             deadline = time.monotonic() + 60.0

@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from benchmarks.harness.commands import daemon_command
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import CHANNELS, REPO, SAMPLES, SEED, offline_predictions, offline_stream, wait_for
 
@@ -137,9 +138,10 @@ def write_config(tmp: Path, *, port_url: str, bundle: Path, mqtt_port: int, drai
 
 
 def start_daemon(tmp: Path, config: Path, n: int = 0) -> Proc:
-    """The daemon as production starts it: ``spectro-edge run --config`` (the systemd unit's command line)."""
+    """The daemon as production starts it: ``spectro-edge run --config`` (the systemd unit's command line, as
+    :func:`benchmarks.harness.daemon_command` writes it for the benchmarks and the demo)."""
     log = tmp / f"daemon-{n}.log"
-    popen = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)], cwd=REPO,
+    popen = subprocess.Popen(daemon_command(config), cwd=REPO,
                              env=process_env(), stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
     return Proc(popen, log)
 
