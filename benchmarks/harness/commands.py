@@ -20,11 +20,13 @@ __all__ = ["daemon_command", "frames_sent", "read_first_line", "simulator_comman
 
 
 def simulator_command(link: Path, *, count: int, rate_hz: float, dataset: Path | None = None, seed: int = 0,
-                      synthetic: tuple[int, int] | None = None, linger_s: float = 1.0,
+                      synthetic: tuple[int, int] | None = None, linger_s: float = 1.0, exit_when_done: bool = True,
                       extra: Sequence[str] = ()) -> list[str]:
-    """``spectro-sim --pty`` streaming ``count`` spectra at ``rate_hz`` from ``dataset`` (or synthetic spectra)."""
+    """``spectro-sim --pty`` streaming ``count`` spectra at ``rate_hz`` from ``dataset`` (or synthetic spectra);
+    it exits ``linger_s`` after the last one unless ``exit_when_done`` is false (then it keeps the port open)."""
+    done = ["--exit-when-done", "--linger", f"{linger_s:g}"] if exit_when_done else []
     cmd = [sys.executable, "-m", "firmware_bridge.cli", "--pty", "--link", str(link), "--count", str(count),
-           "--rate", f"{rate_hz:g}", "--seed", str(seed), "--exit-when-done", "--linger", f"{linger_s:g}", "-v"]
+           "--rate", f"{rate_hz:g}", "--seed", str(seed), *done, "-v"]
     if dataset is not None:
         cmd += ["--dataset", str(dataset)]
     elif synthetic is not None:

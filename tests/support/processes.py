@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from benchmarks.harness.commands import daemon_command
+from benchmarks.harness.commands import daemon_command, simulator_command
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import CHANNELS, REPO, SAMPLES, SEED, offline_predictions, offline_stream, wait_for
 
@@ -96,9 +95,8 @@ class Proc:
 
 def start_sim(tmp: Path, *, count: int, rate_hz: float, extra: tuple[str, ...] = ()) -> tuple[Proc, str]:
     log = tmp / "sim.log"
-    cmd = [sys.executable, "-m", "firmware_bridge.cli", "--pty", "--link", str(tmp / "spectrometer"),
-           "--seed", str(SEED), "--synthetic-samples", str(SAMPLES), "--synthetic-channels", str(CHANNELS),
-           "--rate", str(rate_hz), "--count", str(count), "-v", *extra]
+    cmd = simulator_command(tmp / "spectrometer", count=count, rate_hz=rate_hz, seed=SEED,
+                            synthetic=(SAMPLES, CHANNELS), exit_when_done=False, extra=extra)
     popen = subprocess.Popen(cmd, cwd=REPO, env=process_env(), stdout=subprocess.PIPE, stderr=open(log, "wb"))
     assert popen.stdout is not None
     line = popen.stdout.readline().decode().strip()
