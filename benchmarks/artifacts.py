@@ -225,7 +225,7 @@ def build_tablets(out_dir: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0)
 
     # Pruned reference (trainer.pruning is optional: it may not be installed or finished).
     try:
-        from trainer import pruning  # type: ignore[import-not-found,unused-ignore]
+        from trainer import pruning  # type: ignore[import-not-found,unused-ignore]  # trainer.pruning is optional
 
         ds = load_configured(cfg.data)
         tr, sel = plan.train_rows, plan.select_rows
@@ -250,7 +250,7 @@ def build_tablets(out_dir: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0)
                 rmsep.setdefault(name, {})[label] = float(np.sqrt(np.mean((pred - y_te) ** 2)))
         info["pruned"] = {"target_sparsity": PRUNED_SPARSITY, "sparsity": float(pr.sparsity),
                           "fine_tune_epochs": pcfg.epochs, "test_rmsep": rmsep}
-    except Exception as exc:  # noqa: BLE001 - optional reference: any failure is recorded, not fatal
+    except Exception as exc:  # optional reference: any failure is recorded, not fatal
         missing["pruned_int8_tflite"] = f"pruned model not built: {type(exc).__name__}: {exc}"
         log.warning("%s", missing["pruned_int8_tflite"])
     info["missing"] = missing

@@ -1,7 +1,8 @@
 """Command line of the benchmarks: ``spectro-bench <name> [options] --json PATH``.
 
 Each benchmark lives in ``benchmarks/<name>.py`` with ``add_arguments(parser)`` and ``run(args) -> int``; this
-module only dispatches, importing the chosen one lazily (so ``spectro-bench codec`` never loads TensorFlow).
+module imports every one to build its subcommand, then runs the chosen one.  A benchmark module imports the trainer
+(TensorFlow) inside ``run`` only, so ``spectro-bench codec`` never loads it.
 """
 
 from __future__ import annotations
@@ -44,14 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             sub.add_parser(name, help=f"{help_text} [not built yet]")
             continue
         available[name] = module
-        module.add_arguments(sub.add_parser(name, help=help_text))  # type: ignore[attr-defined]
+        module.add_arguments(sub.add_parser(name, help=help_text))  # type: ignore[attr-defined]  # a benchmark module, typed as object: add_arguments is its protocol
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     module = available.get(args.bench)
     if module is None:
         print(f"spectro-bench {args.bench}: not built yet", file=sys.stderr)
         return 2
-    return int(module.run(args))  # type: ignore[attr-defined]
+    return int(module.run(args))  # type: ignore[attr-defined]  # a benchmark module, typed as object: run is its protocol
 
 
 if __name__ == "__main__":  # pragma: no cover

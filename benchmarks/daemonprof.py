@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             prof.disable()
 
-    threading.Thread.run = profiled_run  # type: ignore[method-assign]
+    threading.Thread.run = profiled_run  # type: ignore[method-assign]  # profiling: every thread's run, patched
     main_prof = cProfile.Profile()
     profiles.append(("main", main_prof))
     from edge.cli import main as edge_main
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(edge_main(edge_args))
     finally:
         main_prof.disable()
-        threading.Thread.run = original  # type: ignore[method-assign]
+        threading.Thread.run = original  # type: ignore[method-assign]  # profiling: the original run, back
         _write(profiles, args.out)
 
 

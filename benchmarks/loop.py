@@ -210,7 +210,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             offline["replay"] = _replay(bundle, stream, seed=args.seed, averages=args.averages, frames=frames,
                                         signal=setup["simulator_signal"], ood_flags=replay_flags)
             offline["replay_ood_alarm_rate"] = float(np.mean(replay_flags)) if replay_flags else None
-        except Exception as exc:  # noqa: BLE001 - a diagnostic figure: its failure is reported, not fatal
+        except Exception as exc:  # a diagnostic figure: its failure is reported, not fatal
             log.warning("could not replay the simulator's frames offline: %s: %s", type(exc).__name__, exc)
             offline["replay"] = {}
         load_before = system_load()

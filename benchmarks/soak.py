@@ -7,7 +7,7 @@ Usage::
                        [--bundle B] [--json PATH]
 
 Real processes: ``spectro-sim`` on a pty streaming as fast as it can (``--rate 0``) with bit flips on the wire,
-``python -m edge.daemon`` (what ``spectro-edge run`` runs), a real ``mosquitto``
+``spectro-edge run``, a real ``mosquitto``
 (:mod:`benchmarks.harness.mosquitto`) that is stopped and started again ``--broker-restarts`` times at evenly
 spaced moments, and a paho subscriber in this process that keeps only the set of sequence numbers it saw.
 
@@ -169,8 +169,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     broker = Mosquitto(workdir / "broker").start()
     sub = SeqSubscriber(broker.port, "spectrolite")
     sim = daemon = None
-    sim_log = open(workdir / "sim.log", "wb")  # noqa: SIM115 - closed in the finally below
-    daemon_log = open(workdir / "daemon.log", "wb")  # noqa: SIM115
+    sim_log = open(workdir / "sim.log", "wb")  # closed in the finally below
+    daemon_log = open(workdir / "daemon.log", "wb")
     samples: list[dict[str, float]] = []
     restarts = 0
     try:

@@ -299,8 +299,8 @@ def run_step(setup: Setup, broker: Any, sub: Subscriber, *, rate: float, frames:
                "--count", str(frames), "--linger", "1.0", *sim_args]
     if setup.dataset is not None:
         sim_cmd += ["--dataset", str(setup.dataset)]
-    sim_err = open(workdir / "simulator.log", "wb")  # noqa: SIM115 - closed in finally
-    daemon_log = open(workdir / "daemon.log", "wb")  # noqa: SIM115 - closed in finally
+    sim_err = open(workdir / "simulator.log", "wb")  # closed in finally
+    daemon_log = open(workdir / "daemon.log", "wb")  # closed in finally
     sim = daemon = None
     try:
         sim = subprocess.Popen(sim_cmd, stdout=subprocess.PIPE, stderr=sim_err, env=env)

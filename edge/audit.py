@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError
+from edge.validation import require_int, require_str
 
 __all__ = [
     "AUDIT_FILE_RE",
@@ -169,10 +170,8 @@ class AuditLog:
 
     def __init__(self, directory: Path, *, max_bytes: int, keep_files: int,
                  clock: Callable[[], float] = time.time) -> None:
-        if max_bytes < 256:
-            raise AuditError(f"max_bytes: expected at least 256, got {max_bytes}")
-        if keep_files < 1:
-            raise AuditError(f"keep_files: expected at least 1, got {keep_files}")
+        require_int(max_bytes, "max_bytes", AuditError, minimum=256)
+        require_int(keep_files, "keep_files", AuditError, minimum=1)
         self.directory = directory
         self.max_bytes = max_bytes
         self.keep_files = keep_files
@@ -240,8 +239,7 @@ class AuditLog:
         OSError
             The record could not be written (disk full, I/O error); the next append first repairs a torn tail.
         """
-        if not isinstance(event, str) or not _EVENT_RE.match(event):
-            raise AuditError(f"event: expected a lower-case identifier, got {event!r}")
+        require_str(event, "event", AuditError, pattern=_EVENT_RE, pattern_doc="a lower-case identifier")
         with self._lock:
             if self._needs_recovery:
                 self._close_fd()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from edge.errors import EdgeError
+from edge.validation import require_mapping
 
 if TYPE_CHECKING:
     from edge.config import EdgeConfig
@@ -242,8 +243,7 @@ def sign_command_command(name: str, *, device_id: str, key: Path, args_json: str
         args = json.loads(args_json)
     except ValueError as exc:
         raise EdgeArgumentError(f"--args: expected a JSON object, got unparsable JSON ({exc})") from None
-    if not isinstance(args, dict):
-        raise EdgeArgumentError(f"--args: expected a JSON object, got {type(args).__name__}")
+    require_mapping(args, "--args", EdgeArgumentError, "a JSON object")
     body = make_command(name, args, device_id=device_id, request_id=request_id)
     print(sign_command(body, load_hmac_key(key)).decode("utf-8"))
     return 0
@@ -264,7 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from edge.config import load_config
             from edge.daemon import run_daemon
 
-            return run_daemon(load_config(args.config))
+            config = load_config(args.config)
+            logging.getLogger().setLevel(config.log_level)  # the file's level from here on (INFO until it is read)
+            return run_daemon(config)
         if args.command == "config":
             from edge import config as edge_config
 

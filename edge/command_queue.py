@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from edge.publish.log_limit import LOG_INTERVAL_S, LogLimiter
+from edge.validation import require_int
 
 __all__ = [
     "CommandQueue",
@@ -91,8 +92,8 @@ class CommandQueue:
 
     def __init__(self, max_authenticated: int = MAX_PENDING_AUTHENTICATED,
                  max_unauthenticated: int = MAX_PENDING_UNAUTHENTICATED) -> None:
-        if min(max_authenticated, max_unauthenticated) < 1:
-            raise ValueError(f"expected lane bounds >= 1, got {max_authenticated} and {max_unauthenticated}")
+        require_int(max_authenticated, "max_authenticated", ValueError, minimum=1)
+        require_int(max_unauthenticated, "max_unauthenticated", ValueError, minimum=1)
         self._bounds = {True: max_authenticated, False: max_unauthenticated}
         self._lanes: dict[bool, deque[Any]] = {True: deque(), False: deque()}
         self._cond = threading.Condition()

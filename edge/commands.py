@@ -91,7 +91,7 @@ from edge.deploy.args import DEPLOY_COMMANDS, DeployArgs, parse_deploy_args
 from edge.errors import CommandError, StaleCommandError
 from edge.jsonstrict import loads_strict
 from edge.shadow import LoadChallengerArgs, NoArgs, PromoteArgs, ReferenceValueArgs, parse_shadow_args
-from edge.validation import is_number, require, require_int, require_mapping
+from edge.validation import is_number, require, require_fields, require_int, require_mapping, require_str
 
 if TYPE_CHECKING:
     from edge.config import CommandsConfig
@@ -322,14 +322,12 @@ class CommandParser:
         if len(payload) > limit:
             raise CommandError(f"payload: expected at most {limit} bytes, got {len(payload)}")
         outer = _loads(payload, "payload")
-        if not isinstance(outer, dict):
-            raise CommandError(f"payload: expected a JSON object, got {type(outer).__name__}")
+        require_mapping(outer, "payload", CommandError, "a JSON object")
         authenticated = False
         if "hmac_sha256" in outer or "body" in outer:
             body_text = self._verify_envelope(outer)
             body = _loads(body_text, "body")
-            if not isinstance(body, dict):
-                raise CommandError(f"body: expected a JSON object, got {type(body).__name__}")
+            require_mapping(body, "body", CommandError, "a JSON object")
             authenticated = True
         else:
             if self.config.require_auth:
@@ -375,9 +373,7 @@ class CommandParser:
 
     def _parse_body(self, name: CommandName, body: dict[str, Any], authenticated: bool) -> RemoteCommand:
         where = name.value
-        unknown = sorted(set(body) - _BODY_KEYS)
-        if unknown:
-            raise CommandError(f"{where}.{unknown[0]}: unknown field (expected {', '.join(sorted(_BODY_KEYS))})")
+        require_fields(body, where, CommandError, optional=sorted(_BODY_KEYS), noun="field")
         version = body.get("schema_version")
         if type(version) is not int or version != COMMAND_SCHEMA_VERSION:  # 1.0 and True equal 1 in Python
             raise CommandError(f"{where}.schema_version: expected {COMMAND_SCHEMA_VERSION}, got {version!r}")
@@ -387,14 +383,14 @@ class CommandParser:
         if body.get("device_id") != self.device_id:
             raise CommandError(f"{where}.device_id: expected {self.device_id!r}, got {body.get('device_id')!r}")
         request_id = body.get("request_id")
-        if request_id is not None and (not isinstance(request_id, str) or not _REQUEST_ID_RE.match(request_id)):
-            raise CommandError(f"{where}.request_id: expected 1-64 characters from A-Z a-z 0-9 . _ : -, "
-                               f"got {request_id!r}")
+        if request_id is not None:
+            require_str(request_id, f"{where}.request_id", CommandError, pattern=_REQUEST_ID_RE,
+                        pattern_doc="1-64 characters from A-Z a-z 0-9 . _ : -")
         issued = self._check_time(where, body.get("issued_at_unix_s"))
         nonce = body.get("nonce")
         if nonce is not None or authenticated:
-            if not isinstance(nonce, str) or not _NONCE_RE.match(nonce):
-                raise CommandError(f"{where}.nonce: expected 8-64 characters from A-Z a-z 0-9 _ -, got {nonce!r}")
+            require_str(nonce, f"{where}.nonce", CommandError, pattern=_NONCE_RE,
+                        pattern_doc="8-64 characters from A-Z a-z 0-9 _ -")
         args = body.get("args", {})
         require_mapping(args, f"{where}.args", CommandError)
         parsed = self._parse_args(name, args)
@@ -440,10 +436,7 @@ class CommandParser:
         where = f"{name.value}.args"
 
         def only(*keys: str) -> None:
-            extra = sorted(set(args) - set(keys))
-            if extra:
-                expected = ", ".join(keys) if keys else "no arguments"
-                raise CommandError(f"{where}.{extra[0]}: unknown argument (expected {expected})")
+            require_fields(args, where, CommandError, optional=keys)
 
         if name is CommandName.RELOAD_BUNDLE:
             only("path")
@@ -458,26 +451,21 @@ class CommandParser:
                                                        self.config.max_capture_frames))
         if name is CommandName.TAG_SAMPLE:
             only("sample_id", "frames")
-            sample_id = args.get("sample_id")
-            if not isinstance(sample_id, str) or not _SAMPLE_ID_RE.match(sample_id):
-                raise CommandError(f"{where}.sample_id: expected 1-64 printable ASCII characters without a space at "
-                                   f"either end, got {sample_id!r:.80}")
+            sample_id = require_str(args.get("sample_id"), f"{where}.sample_id", CommandError, pattern=_SAMPLE_ID_RE,
+                                    pattern_doc="1-64 printable ASCII characters without a space at either end")
             return TagSampleArgs(sample_id=sample_id,
                                  frames=_int_arg(f"{where}.frames", args.get("frames", 1), 1, MAX_TAG_FRAMES))
         if name is CommandName.MEASURE_CONTROL:
             only("name", "frames")
-            std = args.get("name")
-            if not isinstance(std, str) or not _STANDARD_RE.match(std):
-                raise CommandError(f"{where}.name: expected 1-48 of A-Z a-z 0-9 . _ -, got {std!r:.80}")
+            std = require_str(args.get("name"), f"{where}.name", CommandError, pattern=_STANDARD_RE,
+                              pattern_doc="1-48 of A-Z a-z 0-9 . _ -")
             return MeasureControlArgs(name=std,
                                       frames=_int_arg(f"{where}.frames", args.get("frames", 1), 1, MAX_TAG_FRAMES))
         if name.value in DEPLOY_COMMANDS:
             return parse_deploy_args(name.value, args)
         if name in _SHADOW_COMMANDS:
             return parse_shadow_args(name.value, args, self.confine)
-        only("integration_time_us")
-        if "integration_time_us" not in args:
-            raise CommandError(f"{where}.integration_time_us: required argument missing")
+        require_fields(args, where, CommandError, ("integration_time_us",))
         return SetIntegrationTimeArgs(integration_time_us=_int_arg(
             f"{where}.integration_time_us", args["integration_time_us"], 1, INTEGRATION_TIME_US_MAX))
 

@@ -78,7 +78,7 @@ from edge.config_sections import (
     toml_value,
 )
 from edge.errors import ConfigError
-from edge.validation import describe, require, require_bool, require_int, require_number, require_range, require_str
+from edge.validation import require, require_bool, require_int, require_number, require_range, require_str
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -176,8 +176,7 @@ def _convert(key: str, tp: Any, raw: Any, meta: Mapping[str, Any], base_dir: Pat
             require_str(value, key, ConfigError, pattern=pattern, pattern_doc=doc)
         return _check_value(key, value, meta)
     if tp is Path:
-        if not isinstance(raw, str) or raw == "":
-            raise ConfigError(f"{key}: expected a path (a non-empty string), got {describe(raw)}")
+        require_str(raw, key, ConfigError, non_empty=True, pattern_doc="a path (a non-empty string)")
         if "\x00" in raw:
             raise ConfigError(f"{key}: expected a path without NUL characters")
         path = Path(raw).expanduser()
@@ -196,8 +195,7 @@ def _convert(key: str, tp: Any, raw: Any, meta: Mapping[str, Any], base_dir: Pat
             items: Any = [s.strip() for s in text.split(",") if s.strip()] if text else []
         else:
             items = raw
-        if not isinstance(items, list):
-            raise ConfigError(f"{key}: expected an array, got {describe(items)}")
+        require(isinstance(items, list), ConfigError, key, "an array", items)
         return tuple(_convert(f"{key}[{i}]", item_tp, v, {}, base_dir) for i, v in enumerate(items))
     raise TypeError(f"unsupported config field type {tp!r} for {key}")  # pragma: no cover
 
@@ -214,8 +212,7 @@ def _check_value(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
 
 def _build(cls: type, data: Any, prefix: str, base_dir: Path) -> Any:
     where = prefix.rstrip(".") or "the configuration"
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table, got {describe(data)}")
+    require(isinstance(data, dict), ConfigError, where, "a table", data)
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     unknown = sorted(set(data) - set(fields))
     if unknown:

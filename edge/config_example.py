@@ -1,14 +1,33 @@
-"""The commented example configuration (``spectro-edge config --example``), printed from the schema in
-:mod:`edge.config_sections` so it can never drift from what :func:`edge.config.load_config` accepts."""
+"""The daemon's configuration as TOML text: the commented example (``spectro-edge config --example``), printed from
+the schema in :mod:`edge.config_sections` so it can never drift from what :func:`edge.config.load_config` accepts,
+and :func:`render_config`, the one writer of a configuration given as a mapping (the tests', the benchmarks' and the
+demo's daemons are configured through it).
+
+>>> config = {"log_level": "INFO", "device": {"site": "a"}, "mqtt": {"port": 1883, "tls": {"enabled": True}}}
+>>> print(render_config(config), end="")
+log_level = "INFO"
+<BLANKLINE>
+[device]
+site = "a"
+<BLANKLINE>
+[mqtt]
+port = 1883
+<BLANKLINE>
+[mqtt.tls]
+enabled = true
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import textwrap
+from collections.abc import Mapping
+from typing import Any
 
 from edge.config_sections import REQUIRED, SECTIONS, field_hints, fmt_choices, toml_value
 
-__all__ = ["example_config"]
+__all__ = ["example_config", "render_config"]
 
 _EXAMPLE_WIDTH = 100
 
@@ -69,4 +88,50 @@ def example_config() -> str:
     ]
     for name, cls in SECTIONS.items():
         _example_table(cls, name, lines)
+    return "\n".join(lines) + "\n"
+
+
+_BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key(name: str) -> str:
+    return name if _BARE_KEY_RE.fullmatch(name) else toml_value(name)
+
+
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, Mapping) for v in value)
+
+
+def _render_table(table: Mapping[str, Any], name: str, lines: list[str], header: str) -> None:
+    if header:
+        lines += ["", header] if lines else [header]
+    subtables: list[tuple[str, Any]] = []
+    for key, value in table.items():
+        if isinstance(value, Mapping) or _is_table_array(value):
+            subtables.append((key, value))
+        else:
+            lines.append(f"{_key(key)} = {toml_value(value)}")
+    for key, value in subtables:
+        path = f"{name}.{_key(key)}" if name else _key(key)
+        if isinstance(value, Mapping):
+            _render_table(value, path, lines, f"[{path}]")
+        else:
+            for item in value:
+                _render_table(item, path, lines, f"[[{path}]]")
+
+
+def render_config(config: Mapping[str, Any], *, comment: str = "") -> str:
+    """``config`` as TOML text: its top-level keys (``log_level``) first, then each table (``{"mqtt": {...}}``) as
+    ``[mqtt]``, a table inside one as ``[mqtt.tls]``, a list of tables as ``[[control.standards]]``; values as the
+    example writes them (:func:`~edge.config_sections.toml_value`), keys in the order given.
+
+    Parameters
+    ----------
+    config : mapping
+        Keys and tables as :func:`edge.config.parse_config` takes them (this renders, it does not check).
+    comment : str, optional
+        Lines written first, each as a ``#`` comment.
+    """
+    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
+    _render_table(config, "", lines, "")
     return "\n".join(lines) + "\n"

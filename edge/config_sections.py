@@ -55,8 +55,8 @@ def _opt(
     doc: str = "",
     *,
     example: Any = REQUIRED,
-    min: float | None = None,  # noqa: A002 - reads like the TOML
-    max: float | None = None,  # noqa: A002
+    min: float | None = None,  # shadows the builtin on purpose: reads like the TOML
+    max: float | None = None,  # (same)
     min_exclusive: bool = False,
     choices: tuple[Any, ...] | None = None,
     pattern: re.Pattern[str] | None = None,
@@ -496,14 +496,18 @@ def fmt_choices(choices: tuple[Any, ...]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
 
 
+#: A TOML basic string escapes ``\\`` and ``"``, and holds no control character raw.
+_TOML_ESCAPES = {**{c: f"\\u{c:04x}" for c in (*range(0x20), 0x7F)}, ord("\\"): "\\\\", ord('"'): '\\"'}
+
+
 def toml_value(value: Any) -> str:
+    """``value`` (bool, int, float, str, Path, tuple or list of them) as a TOML value."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value) if isinstance(value, float) else str(value)
     if isinstance(value, (Path, str)):
-        text = str(value)
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, tuple):
+        return '"' + str(value).translate(_TOML_ESCAPES) + '"'
+    if isinstance(value, (tuple, list)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise TypeError(f"no TOML form for {value!r}")  # pragma: no cover
+    raise TypeError(f"no TOML form for {value!r}")

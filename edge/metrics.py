@@ -20,6 +20,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from edge.validation import require_int
+
 __all__ = ["Counters", "LatencyWindow"]
 
 
@@ -56,8 +58,7 @@ class LatencyWindow:
     """
 
     def __init__(self, capacity: int = 4096) -> None:
-        if capacity < 1:
-            raise ValueError(f"expected capacity >= 1, got {capacity}")
+        require_int(capacity, "capacity", ValueError, minimum=1)
         self._lock = threading.Lock()
         self._buf = np.zeros(capacity, dtype=np.float64)
         self._n = 0

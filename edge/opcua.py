@@ -358,7 +358,7 @@ class OpcUaServer:
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException as exc:  # noqa: BLE001 - reported to start() or logged; never kills the daemon
+        except BaseException as exc:  # reported to start() or logged; never kills the daemon
             if not self._ready.is_set():
                 self._failure = exc
                 self._ready.set()
@@ -403,7 +403,7 @@ class OpcUaServer:
         for v in pending.values():
             try:
                 await nodes.write(v, units, ua)
-            except Exception as exc:  # noqa: BLE001 - a failed write is counted and logged, the server goes on
+            except Exception as exc:  # a failed write is counted and logged, the server goes on
                 self._error(f"writing {v.path} failed: {exc!r}")
 
 

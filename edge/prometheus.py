@@ -138,7 +138,7 @@ class PrometheusExporter:
         try:
             payload = self.source()
             fams = families(payload) if payload is not None else []
-        except Exception as exc:  # noqa: BLE001 - a scrape must never take the daemon down; counted and logged
+        except Exception as exc:  # a scrape must never take the daemon down; counted and logged
             fams = []
             with self._lock:
                 self.errors += 1

@@ -27,6 +27,8 @@ import time
 from collections import deque
 from typing import Generic, TypeVar
 
+from edge.validation import fail, require_enum, require_int
+
 __all__ = ["BoundedQueue", "QUEUE_POLICIES"]
 
 #: Accepted values of ``policy``.
@@ -47,10 +49,8 @@ class BoundedQueue(Generic[T]):
     """
 
     def __init__(self, maxsize: int, policy: str = "drop_oldest") -> None:
-        if maxsize < 1:
-            raise ValueError(f"expected maxsize >= 1, got {maxsize}")
-        if policy not in QUEUE_POLICIES:
-            raise ValueError(f"expected policy in {QUEUE_POLICIES}, got {policy!r}")
+        require_int(maxsize, "maxsize", ValueError, minimum=1)
+        require_enum(policy, "policy", ValueError, QUEUE_POLICIES)
         self.maxsize = maxsize
         self.policy = policy
         self._items: deque[tuple[T, bool]] = deque()
@@ -139,7 +139,7 @@ class BoundedQueue(Generic[T]):
         an item or :meth:`close`); an empty list if none came.  Never waits for more than one: a lone item is
         returned at once, and whatever queued up meanwhile comes with it (the daemon's micro-batches)."""
         if max_items < 1:
-            raise ValueError(f"expected max_items >= 1, got {max_items}")
+            fail(ValueError, "max_items", "an integer >= 1", max_items)
         if timeout_s is not None and timeout_s <= 0.0 and not self._items:
             return []
         with self._cond:

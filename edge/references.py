@@ -51,7 +51,8 @@ class ReferenceSpectrumError(EdgeError, ValueError):
 
 def __getattr__(name: str) -> type[ReferenceSpectrumError]:
     # ``ReferenceError``, the old name of ReferenceSpectrumError, shadowed the builtin; it stays importable (without
-    # being bound in this module) while edge.daemon imports it. New code uses ReferenceSpectrumError.
+    # being bound in this module) for code outside this repository; nothing here uses it. New code uses
+    # ReferenceSpectrumError.
     if name == "ReferenceError":
         return ReferenceSpectrumError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

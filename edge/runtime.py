@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import InputContractError, RuntimeLoadError
+from edge.validation import require_int
 
 __all__ = [
     "BATCH_SIZES",
@@ -208,8 +209,7 @@ class ModelRuntime:
     ) -> None:
         if not isinstance(model_content, (bytes, bytearray, memoryview)):
             raise RuntimeLoadError(f"expected the model as bytes, got {type(model_content).__name__}")
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-            raise RuntimeLoadError(f"expected num_threads >= 1, got {num_threads!r}")
+        require_int(num_threads, "num_threads", RuntimeLoadError, minimum=1)
         info = interpreter_info if interpreter_info is not None else load_interpreter_class()
         self._info = info
         self._model_content = bytes(model_content)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from edge.errors import CommandError
+from edge.validation import fail, require, require_fields, require_int, require_mapping, require_number
 
 __all__ = [
     "RECENT_MAX",
@@ -230,20 +231,12 @@ class ShadowComparison:
                     "targets": {n: t.to_dict() for n, t in self._targets.items()}}
 
 
-def _number(where: str, value: Any, lo: float, hi: float) -> float:
-    try:  # a JSON integer may lie beyond float range (OverflowError): not a number here either
-        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-    except OverflowError:
-        number = math.nan
-    if not math.isfinite(number) or not lo <= number <= hi:
-        raise CommandError(f"{where}: expected a number in {lo:g}..{hi:g}, got {value!r:.80}")
-    return number
+def _number(where: str, value: Any, lo: float | None = None, hi: float | None = None) -> float:
+    return require_number(value, where, CommandError, minimum=lo, maximum=hi)
 
 
 def _integer(where: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise CommandError(f"{where}: expected an integer in {lo}..{hi}, got {value!r:.80}")
-    return value
+    return require_int(value, where, CommandError, minimum=lo, maximum=hi)
 
 
 @dataclass(frozen=True)
@@ -272,19 +265,13 @@ class PromotionRule:
     @classmethod
     def from_args(cls, raw: Any, *, where: str) -> "PromotionRule":
         """Parse the ``promote`` object of ``load_challenger`` (:class:`~edge.errors.CommandError` naming the field)."""
-        if not isinstance(raw, dict):
-            raise CommandError(f"{where}: expected an object, got {type(raw).__name__}")
-        extra = sorted(set(raw) - set(cls.KEYS))
-        if extra:
-            raise CommandError(f"{where}.{extra[0]}: unknown field (expected {', '.join(cls.KEYS)})")
-        if "min_spectra" not in raw:
-            raise CommandError(f"{where}.min_spectra: required (spectra both models predict before the rule may "
-                               "promote)")
+        require_mapping(raw, where, CommandError)
+        require_fields(raw, where, CommandError, cls.KEYS[:1], cls.KEYS[1:], noun="field",
+                       hints={"min_spectra": "spectra both models predict before the rule may promote"})
         diffs = raw.get("max_mean_abs_diff")
         if diffs is not None:
-            if not isinstance(diffs, dict) or not diffs or len(diffs) > 64:
-                raise CommandError(f"{where}.max_mean_abs_diff: expected an object {{target: number}} of 1-64 "
-                                   f"targets, got {diffs!r:.80}")
+            require(isinstance(diffs, dict) and 0 < len(diffs) <= 64, CommandError, f"{where}.max_mean_abs_diff",
+                    "an object {target: number} of 1-64 targets", diffs)
             diffs = {str(k): _number(f"{where}.max_mean_abs_diff.{k:.64}", v, 0.0, math.inf) for k, v in
                      diffs.items()}
         opt = raw.get
@@ -403,36 +390,26 @@ def parse_shadow_args(name: str, args: Mapping[str, Any], confine: Callable[[Any
     """
     where = f"{name}.args"
 
-    def only(*keys: str) -> None:
-        extra = sorted(set(args) - set(keys))
-        if extra:
-            raise CommandError(f"{where}.{extra[0]}: unknown argument (expected {', '.join(keys) or 'no arguments'})")
-
     if name == "load_challenger":
-        only("path", "promote")
-        if "path" not in args:
-            raise CommandError(f"{where}.path: required (the challenger bundle)")
+        require_fields(args, where, CommandError, ("path",), ("promote",), hints={"path": "the challenger bundle"})
         path = confine(args["path"], f"{where}.path")
         rule = args.get("promote")
         return LoadChallengerArgs(path, None if rule is None else PromotionRule.from_args(rule,
                                                                                          where=f"{where}.promote"))
     if name == "reference_value":
-        only("seq", "values", "device_boot_id")
-        if "seq" not in args:
-            raise CommandError(f"{where}.seq: required (the seq of the predicted spectrum)")
+        require_fields(args, where, CommandError, ("seq",), ("values", "device_boot_id"),
+                       hints={"seq": "the seq of the predicted spectrum"})
         values = args.get("values")
-        if not isinstance(values, dict) or not values or len(values) > 64:
-            raise CommandError(f"{where}.values: expected an object {{target: number}} of 1-64 targets, got "
-                               f"{values!r:.80}")
+        if not isinstance(values, dict) or not 0 < len(values) <= 64:
+            fail(CommandError, f"{where}.values", "an object {target: number} of 1-64 targets", values)
         parsed = {}
         for key, value in values.items():
-            if not 0 < len(key) <= _TARGET_KEY_MAX:
-                raise CommandError(f"{where}.values: expected target names of 1-{_TARGET_KEY_MAX} characters, got "
-                                   f"{key!r:.80}")
-            parsed[key] = _number(f"{where}.values.{key}", value, -math.inf, math.inf)
+            require(0 < len(key) <= _TARGET_KEY_MAX, CommandError, f"{where}.values",
+                    f"target names of 1-{_TARGET_KEY_MAX} characters", key)
+            parsed[key] = _number(f"{where}.values.{key}", value)
         boot = args.get("device_boot_id")
         return ReferenceValueArgs(seq=_integer(f"{where}.seq", args["seq"], 0, 0xFFFFFFFF), values=parsed,
                                   device_boot_id=None if boot is None else _integer(
                                       f"{where}.device_boot_id", boot, 1, 0xFFFFFFFF))
-    only()
+    require_fields(args, where, CommandError)
     return PromoteArgs() if name == "promote_challenger" else NoArgs()

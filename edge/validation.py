@@ -32,6 +32,7 @@ __all__ = [
     "fail",
     "require",
     "require_keys",
+    "require_fields",
     "require_mapping",
     "require_bool",
     "require_int",
@@ -50,21 +51,27 @@ class _Unset:
 _UNSET: Any = _Unset()
 
 
+#: The longest a message shows a value: a remote command's string argument may be long, its refusal stays short.
+MAX_SHOWN_CHARS = 80
+
+
 def describe(value: Any) -> str:
-    """A value as a message names it: strings quoted, ``true``/``false``, "a table"/"an array" for containers.
+    """A value as a message names it: strings quoted, ``true``/``false``, "a table"/"an array" for containers, at
+    most :data:`MAX_SHOWN_CHARS` characters (longer ones cut, ending "...").
 
     >>> [describe(v) for v in ("x", True, {}, [1], 2.5, None)]
     ["'x'", 'true', 'a table', 'an array', '2.5', 'None']
+    >>> len(describe("x" * 1000))
+    80
     """
-    if isinstance(value, str):
-        return repr(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Mapping):
         return "a table"
     if isinstance(value, list):
         return "an array"
-    return repr(value)
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS - 3] + "..."
 
 
 def is_int(value: Any) -> bool:
@@ -73,8 +80,15 @@ def is_int(value: Any) -> bool:
 
 
 def is_number(value: Any) -> bool:
-    """True for a finite int or float that is not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """True for a finite int or float that is not a bool (an integer beyond float range is not finite here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
+
+
+def _finite(value: float) -> bool:
+    try:  # a JSON integer may lie beyond float range: math.isfinite raises OverflowError on it
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _where(where: str) -> str:
@@ -94,10 +108,10 @@ def require(cond: bool, error: type[Exception], where: str, expected: str, got: 
         fail(error, where, expected, got)
 
 
-def require_mapping(value: Any, where: str, error: type[Exception]) -> Mapping[str, Any]:
-    """``value`` when it is a JSON object / TOML table."""
+def require_mapping(value: Any, where: str, error: type[Exception], what: str = "an object") -> Mapping[str, Any]:
+    """``value`` when it is a JSON object / TOML table: "expected <what>, got list"."""
     if not isinstance(value, Mapping):
-        raise error(f"{_where(where)}expected an object, got {type(value).__name__}")
+        raise error(f"{_where(where)}expected {what}, got {type(value).__name__}")
     return value
 
 
@@ -116,6 +130,30 @@ def require_keys(
     extra = sorted(str(k) for k in d if k not in allowed)
     if extra:
         raise error(f"{_where(where)}unknown key(s) {', '.join(extra)}; expected {', '.join(sorted(allowed))}")
+
+
+def require_fields(
+    d: Mapping[str, Any], where: str, error: type[Exception], required: Sequence[str] = (),
+    optional: Sequence[str] = (), *, noun: str = "argument", hints: Mapping[str, str] | None = None,
+) -> None:
+    """The keys of a command's ``args`` (or of an object inside them), one at a time: the first unknown one
+    (sorted) as "<where>.<key>: unknown argument (expected a, b)", then the first missing ``required`` one as
+    "<where>.<key>: required argument missing (<hints[key]>)"; ``noun`` names what a key is ("field", "key").
+
+    >>> from edge.errors import CommandError
+    >>> require_fields({"frames": 3}, "capture_dark.args", CommandError, optional=("average_frames",))
+    Traceback (most recent call last):
+    ...
+    edge.errors.CommandError: capture_dark.args.frames: unknown argument (expected average_frames)
+    """
+    allowed = (*required, *optional)
+    extra = sorted(str(k) for k in d if k not in allowed)
+    if extra:
+        raise error(f"{where}.{extra[0]}: unknown {noun} (expected {', '.join(allowed) or f'no {noun}s'})")
+    for key in required:
+        if key not in d:
+            hint = (hints or {}).get(key)
+            raise error(f"{where}.{key}: required {noun} missing" + (f" ({hint})" if hint else ""))
 
 
 def require_bool(value: Any, where: str, error: type[Exception]) -> bool:
@@ -158,8 +196,10 @@ def require_number(
     bounds = _bounds(minimum, maximum, min_exclusive)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         fail(error, where, f"a number{bounds}", value)
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         fail(error, where, f"a finite number{bounds}", value)
+    if not _finite(value):  # an integer beyond float range: out of any bounds a float can state
+        fail(error, where, f"a number{bounds}", value)
     ok = (minimum is None or (value > minimum if min_exclusive else value >= minimum)) and (
         maximum is None or value <= maximum)
     require(ok, error, where, f"a number{bounds}", value)
@@ -196,9 +236,10 @@ def require_str(
     pattern_doc: str | None = None, non_empty: bool = False,
 ) -> str:
     """``value`` when it is a string (non-empty when asked), matching ``pattern`` when given (the message names
-    ``pattern_doc``, else the pattern)."""
+    ``pattern_doc``, for a value that is no string too, else the pattern). The whole string must match: ``$``
+    alone would let a trailing newline through."""
     if not isinstance(value, str) or (non_empty and not value):
-        fail(error, where, "a non-empty string" if non_empty else "a string", value)
-    if pattern is not None and not pattern.match(value):
+        fail(error, where, pattern_doc or ("a non-empty string" if non_empty else "a string"), value)
+    if pattern is not None and not pattern.fullmatch(value):
         fail(error, where, pattern_doc or f"a string matching {pattern.pattern}", value)
     return value

@@ -352,7 +352,7 @@ class SerialTransport:
         if port is not None:
             _quiet_close(port)
 
-    def __enter__(self: _T) -> _T:  # noqa: PYI019 - typing.Self needs Python 3.11
+    def __enter__(self: _T) -> _T:  # typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -491,9 +491,9 @@ def _quiet_close(port: Any) -> None:
     try:
         if hasattr(port, "cancel_read"):
             port.cancel_read()
-    except Exception as exc:  # noqa: BLE001 - best effort on a port that is already broken
+    except Exception as exc:  # best effort on a port that is already broken
         _LOG.debug("cancel_read on a broken port: %s", exc)
     try:
         port.close()
-    except Exception as exc:  # noqa: BLE001 - closing a dead port may raise anything pyserial wraps
+    except Exception as exc:  # closing a dead port may raise anything pyserial wraps
         _LOG.debug("closing a broken port: %s", exc)

@@ -110,7 +110,7 @@ def held_out_split(n: int, groups: np.ndarray | None, fraction: float, seed: int
 
 def _train(Z: np.ndarray, hidden: int, bottleneck: int, epochs: int, seed: int) -> list[np.ndarray]:
     """Train the dense autoencoder on standardised rows ``Z``; its weights ``[W1, b1, W2, b2, W3, b3, W4, b4]``."""
-    import keras  # noqa: PLC0415
+    import keras
 
     keras.utils.set_random_seed(int(seed))
     n = Z.shape[1]
@@ -129,7 +129,7 @@ def _train(Z: np.ndarray, hidden: int, bottleneck: int, epochs: int, seed: int) 
 def _deployable(weights: list[np.ndarray], mu: np.ndarray, sd: np.ndarray) -> Any:
     """The trained autoencoder with the standardisation folded into its first and last layers: it takes and returns
     the preprocessed features themselves."""
-    import keras  # noqa: PLC0415
+    import keras
 
     W1, b1, W2, b2, W3, b3, W4, b4 = weights
     n, hidden = W1.shape
@@ -183,10 +183,10 @@ def fit_autoencoder(
     CalibrationError
         Too few rows, non-finite features, or ``alpha`` outside (0, 1).
     """
-    from edge.autoencoder import AutoencoderModel  # noqa: PLC0415
-    from edge.runtime import ModelRuntime  # noqa: PLC0415
-    from trainer.drift import empirical_limit  # noqa: PLC0415
-    from trainer.quantize import convert_int8  # noqa: PLC0415
+    from edge.autoencoder import AutoencoderModel
+    from edge.runtime import ModelRuntime
+    from trainer.drift import empirical_limit
+    from trainer.quantize import convert_int8
 
     X = np.asarray(X_pre_train, dtype=np.float64)
     n = X.shape[0]

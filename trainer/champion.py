@@ -168,7 +168,7 @@ def pls_cv_predictions(
 ) -> np.ndarray:
     """Out-of-fold predictions (n, n_targets) of the deployable PLS recipe (its preprocessing and each target's
     latent variables), with grouped folds."""
-    from sklearn.cross_decomposition import PLSRegression  # noqa: PLC0415
+    from sklearn.cross_decomposition import PLSRegression
 
     pred = np.full(Y.shape, np.nan)
     for fit_idx, held_idx in grouped_folds(groups, folds, seed=seed):
@@ -270,7 +270,7 @@ class DeployablePls:
 
     def keras_model(self) -> Any:
         """One dense layer with the coefficients (after a flatten for stacked inputs)."""
-        import keras  # noqa: PLC0415
+        import keras
 
         inp = keras.Input(self.feature_shape)
         x = keras.layers.Flatten()(inp) if len(self.feature_shape) > 1 else inp
@@ -295,7 +295,7 @@ def deployable_pls(
     cross-validation curve. The champion rule compares the CNN with this model (``cv_rmse``), the one that would
     be deployed, not with the per-target tuned PLS baseline.
     """
-    from sklearn.cross_decomposition import PLSRegression  # noqa: PLC0415
+    from sklearn.cross_decomposition import PLSRegression
 
     models = pls.models
     chosen = {m.candidate for m in models}

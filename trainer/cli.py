@@ -72,12 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--name", default="spectrolite", help="file name stem (default: spectrolite)")
     k.add_argument("--force", action="store_true", help="overwrite existing key files")
 
-    from trainer.transfer import add_transfer_arguments  # noqa: PLC0415 (numpy only at import)
+    from trainer.transfer import add_transfer_arguments  # (numpy only at import)
 
     add_transfer_arguments(
         sub.add_parser("transfer", help="write a bundle for a second instrument (DS/PDS from paired spectra)")
     )
-    from trainer.update import add_update_arguments  # noqa: PLC0415 (no TensorFlow at import)
+    from trainer.update import add_update_arguments  # (no TensorFlow at import)
 
     add_update_arguments(sub.add_parser("update", help="join lab values to archived line spectra, evaluate the "
                                                        "deployed bundle on them and retrain on old + new"))
@@ -99,8 +99,8 @@ def _limit_threads(n: int) -> None:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from trainer.config import load_config  # noqa: PLC0415
-    from trainer.pipeline import fit_full  # noqa: PLC0415
+    from trainer.config import load_config
+    from trainer.pipeline import fit_full
 
     cfg = _apply_fit_overrides(load_config(args.config), args.seed, args.model)
     cfg = _apply_search_overrides(cfg, args.budget_min)
@@ -127,7 +127,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _apply_fit_overrides(cfg: Any, seed: int | None, model: str | None) -> Any:
     """The config with ``--seed`` and ``--model`` applied (each when given)."""
-    from dataclasses import replace  # noqa: PLC0415
+    from dataclasses import replace
 
     if seed is not None:
         if seed < 0:
@@ -142,9 +142,9 @@ def _apply_search_overrides(cfg: Any, budget_min: float | None, trials: int | No
                             storage: str | None = None, study_name: str | None = None) -> Any:
     """The config with ``--budget-min`` and the ``search`` command's options applied; ``--budget-min M > 0``
     turns the search on (with the defaults of an empty ``[search]`` table when the config has none)."""
-    from dataclasses import replace  # noqa: PLC0415
+    from dataclasses import replace
 
-    from trainer.config import SearchConfig  # noqa: PLC0415
+    from trainer.config import SearchConfig
 
     sc = cfg.search
     if budget_min is not None:
@@ -179,10 +179,10 @@ def _search_line(srch: dict[str, Any]) -> str:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from dataclasses import replace  # noqa: PLC0415
+    from dataclasses import replace
 
-    from trainer.config import load_config  # noqa: PLC0415
-    from trainer.search import prepare_inputs, run_search  # noqa: PLC0415
+    from trainer.config import load_config
+    from trainer.search import prepare_inputs, run_search
 
     cfg = load_config(args.config)
     if args.seed is not None:
@@ -208,7 +208,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_sign(args: argparse.Namespace) -> int:
-    from trainer.bundle import sign_bundle  # noqa: PLC0415
+    from trainer.bundle import sign_bundle
 
     if not args.bundle.is_file():
         raise FileNotFoundError(f"no such bundle: {args.bundle}")
@@ -219,7 +219,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
-    from trainer.bundle import generate_keypair  # noqa: PLC0415
+    from trainer.bundle import generate_keypair
 
     private, public = generate_keypair(args.dir, name=args.name, overwrite=args.force)
     print(f"private key: {private}")
@@ -228,13 +228,13 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _cmd_transfer(args: argparse.Namespace) -> int:
-    from trainer.transfer import run_transfer_command  # noqa: PLC0415
+    from trainer.transfer import run_transfer_command
 
     return run_transfer_command(args)
 
 
 def _cmd_update(args: argparse.Namespace) -> int:
-    from trainer.update import run_update_command  # noqa: PLC0415
+    from trainer.update import run_update_command
 
     return run_update_command(args)
 
@@ -248,8 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _limit_threads(args.threads)
     handlers = {"fit": _cmd_fit, "search": _cmd_search, "sign": _cmd_sign, "keygen": _cmd_keygen,
                 "transfer": _cmd_transfer, "update": _cmd_update}
-    from edge.errors import EdgeError  # noqa: PLC0415
-    from trainer.errors import TrainerError  # noqa: PLC0415
+    from edge.errors import EdgeError
+    from trainer.errors import TrainerError
 
     try:
         return handlers[args.command](args)

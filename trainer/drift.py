@@ -34,7 +34,7 @@ SIGNIFICANT_DIGITS = 7
 
 def t2_limit(n_samples: int, n_components: int, alpha: float) -> float:
     """Hotelling T2 upper limit for a new observation at false-alarm rate ``alpha``."""
-    from scipy import stats  # noqa: PLC0415
+    from scipy import stats
 
     n, k = n_samples, n_components
     if n <= k:
@@ -45,7 +45,7 @@ def t2_limit(n_samples: int, n_components: int, alpha: float) -> float:
 
 def q_limit(residual_eigenvalues: np.ndarray, alpha: float) -> float:
     """Jackson-Mudholkar Q (SPE) upper limit from the eigenvalues of the discarded components."""
-    from scipy import stats  # noqa: PLC0415
+    from scipy import stats
 
     lam = np.asarray(residual_eigenvalues, dtype=np.float64)
     lam = lam[lam > 0]

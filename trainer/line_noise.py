@@ -42,7 +42,7 @@ def line_spectra(X: np.ndarray, wavelengths: np.ndarray, noise: LineNoiseConfig,
     -------
     ndarray, shape (noise.copies, n, n_channels), float64
     """
-    from firmware_bridge.physics import DetectorModel  # noqa: PLC0415
+    from firmware_bridge.physics import DetectorModel
 
     A = np.asarray(X, dtype=np.float64)
     if A.ndim != 2:

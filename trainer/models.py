@@ -367,7 +367,7 @@ class _Progress:
     def make(n_members: int, epochs: int, every: int) -> Any:
         import keras
 
-        class Progress(keras.callbacks.Callback):  # type: ignore[misc]
+        class Progress(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untyped: its Callback is Any
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 logs = logs or {}
                 if (epoch + 1) % every == 0 or epoch + 1 == epochs or epoch == 0:
@@ -386,7 +386,7 @@ class _BestWeights:
     def make() -> Any:
         import keras
 
-        class BestWeights(keras.callbacks.Callback):  # type: ignore[misc]
+        class BestWeights(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untyped: its Callback is Any
             def __init__(self) -> None:
                 super().__init__()
                 self.best = math.inf

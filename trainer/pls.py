@@ -36,7 +36,7 @@ def flatten_features(X: np.ndarray) -> np.ndarray:
 
 
 def _default_factory(wavelengths: np.ndarray) -> PreprocessFactory:
-    from trainer.preprocessing import make_pipeline_from_config  # noqa: PLC0415
+    from trainer.preprocessing import make_pipeline_from_config
 
     def make(steps: Sequence[Mapping[str, Any]]) -> Any:
         return make_pipeline_from_config([dict(s) for s in steps], wavelengths)
@@ -141,7 +141,7 @@ def _cv_predictions(
     per_target: bool,
 ) -> np.ndarray:
     """Out-of-fold predictions for 1..K components: shape (K, n, n_responses)."""
-    from sklearn.cross_decomposition import PLSRegression  # noqa: PLC0415
+    from sklearn.cross_decomposition import PLSRegression
 
     n, t = Y.shape
     K = max_components
@@ -237,7 +237,7 @@ def fit_pls_baseline(
                       for j in range(curves[name].shape[1])),
         )
 
-    from sklearn.cross_decomposition import PLSRegression  # noqa: PLC0415
+    from sklearn.cross_decomposition import PLSRegression
 
     def refit(cols: list[int], j: int, targets: tuple[str, ...]) -> PlsTargetModel:
         best_name, best_k, best_v = "", 1, np.inf

@@ -91,7 +91,7 @@ def _check_X(X: npt.ArrayLike) -> np.ndarray:
     return arr
 
 
-class _EdgeStepEstimator(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+class _EdgeStepEstimator(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # scikit-learn is untyped: its bases are Any
     """Base: ``fit`` learns and builds ``step_`` (an edge step); ``transform`` delegates to it."""
 
     def _build(self, X: np.ndarray, context: Mapping[str, Any]) -> ep.Step:  # pragma: no cover - abstract
@@ -426,7 +426,7 @@ def _make_steps(configs: Sequence[Mapping[str, Any]], wavelengths: npt.ArrayLike
     return steps
 
 
-class TrainerPipeline(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+class TrainerPipeline(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # scikit-learn is untyped: its bases are Any
     """A chain of the estimators above that compiles to an :class:`edge.preprocess.Pipeline`.
 
     Parameters

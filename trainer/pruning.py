@@ -192,7 +192,7 @@ def _make_callback(kernels: list[Any], config: PruneConfig, total_steps: int) ->
 
     end_step = max(1, round(config.end_fraction * total_steps))
 
-    class MagnitudePruning(keras.callbacks.Callback):  # type: ignore[misc]
+    class MagnitudePruning(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untyped: its Callback is Any
         def __init__(self) -> None:
             super().__init__()
             self.step = 0

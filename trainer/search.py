@@ -245,9 +245,9 @@ def cv_predictions(recipe: Mapping[str, Any], inputs: SearchInputs, *, folds: in
                    fold_seed: int | None = None,
                    on_fold: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> np.ndarray:
     """Out-of-fold predictions of a recipe by :func:`trainer.champion.cnn_cv_predictions` (the champion's CV)."""
-    from trainer.augment import AugmentConfig, augment  # noqa: PLC0415
-    from trainer.champion import cnn_cv_predictions  # noqa: PLC0415
-    from trainer.models import CNNConfig, train_cnn  # noqa: PLC0415
+    from trainer.augment import AugmentConfig, augment
+    from trainer.champion import cnn_cv_predictions
+    from trainer.models import CNNConfig, train_cnn
 
     cnn_cfg = CNNConfig.from_dict(dict(recipe["model"]))
     aug_cfg = AugmentConfig.from_dict(dict(recipe["augment"]))
@@ -277,7 +277,7 @@ def _pretrain_fn(recipe: Mapping[str, Any], inputs: SearchInputs, cnn_cfg: Any) 
     plan = inputs.pretrain
     if plan is None or not recipe.get("pretrain"):
         return None
-    from trainer.pretrain import pretrain_for  # noqa: PLC0415
+    from trainer.pretrain import pretrain_for
 
     return lambda pre, sd: pretrain_for(pre, plan, cnn_cfg, sd).trunks
 
@@ -296,9 +296,9 @@ def resolve_storage(storage: str, out_dir: str | Path) -> tuple[str, str]:
 
 
 def _open_storage(url: str) -> Any:
-    import warnings  # noqa: PLC0415
+    import warnings
 
-    import optuna  # noqa: PLC0415
+    import optuna
 
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
@@ -328,9 +328,9 @@ def prepare_inputs(cfg: TrainConfig) -> SearchInputs:
 
     The configured CNN input ``pls_best`` (chosen by PLS in ``fit``) is taken as the first candidate here; the
     search samples the candidates anyway."""
-    from trainer.data import load_configured  # noqa: PLC0415
-    from trainer.preprocessing import make_pipeline_from_config  # noqa: PLC0415
-    from trainer.splits import group_labels, make_split_plan  # noqa: PLC0415
+    from trainer.data import load_configured
+    from trainer.preprocessing import make_pipeline_from_config
+    from trainer.splits import group_labels, make_split_plan
 
     if cfg.task != "regression":
         raise TrainConfigError("search: the recipe search scores regression RMSE; classification is not searched")
@@ -349,8 +349,8 @@ def prepare_inputs(cfg: TrainConfig) -> SearchInputs:
     model["task"] = cfg.task
     plan = None
     if cfg.pretrain.enabled:
-        from trainer.pipeline.prepare import prepared_from  # noqa: PLC0415
-        from trainer.pipeline.recipe import pretrain_plan  # noqa: PLC0415
+        from trainer.pipeline.prepare import prepared_from
+        from trainer.pipeline.recipe import pretrain_plan
 
         plan = pretrain_plan(cfg, prepared_from(cfg, ds, plan_rows, groups))
     return SearchInputs(X=ds.X[tr], Y=np.asarray(ds.y[tr], dtype=np.float64), groups=groups[tr],
@@ -365,10 +365,10 @@ def _cv_rmse(pred: np.ndarray, Y: np.ndarray, names: Sequence[str]) -> dict[str,
 
 def _clear_keras() -> None:
     try:
-        import keras  # noqa: PLC0415
+        import keras
 
         keras.backend.clear_session()
-    except Exception:  # noqa: BLE001 - only frees memory between trials
+    except Exception:  # only frees memory between trials
         log.debug("keras clear_session failed", exc_info=True)
 
 
@@ -404,7 +404,7 @@ def run_search(
     progress : callable, optional
         Called with one line per trial.
     """
-    import optuna  # noqa: PLC0415
+    import optuna
 
     sc = cfg.search if search is None else search
     folds = int(folds or sc.folds or cfg.selection.cnn_cv_folds)
@@ -424,7 +424,7 @@ def run_search(
             study = optuna.create_study(storage=_open_storage(url), study_name=name, sampler=sampler, pruner=pruner,
                                         direction="minimize", load_if_exists=True)
             break
-        except Exception as exc:  # noqa: BLE001 - sqlalchemy's OperationalError etc.; retried, then raised
+        except Exception as exc:  # sqlalchemy's OperationalError etc.; retried, then raised
             if attempt == 4:
                 raise TrainConfigError(f"search.storage: cannot open the study {name!r} in {kind} storage ({exc})") \
                     from exc

@@ -123,7 +123,7 @@ def holdout_rows(
     rows: np.ndarray, groups: np.ndarray, fraction: float, *, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split ``rows`` into (kept, held-out) with whole groups held out, about ``fraction`` of them (seeded)."""
-    from sklearn.model_selection import GroupShuffleSplit  # noqa: PLC0415
+    from sklearn.model_selection import GroupShuffleSplit
 
     g = groups[rows]
     if np.unique(g).size < 2:
@@ -140,7 +140,7 @@ def grouped_folds(
 
     Folds are reduced to the number of groups when there are fewer groups than ``n_folds`` (logged).
     """
-    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold  # noqa: PLC0415
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     n_groups = int(np.unique(groups).size)
     if n_groups < 2:

@@ -50,7 +50,7 @@ def reload_flood(rig: Rig, reloads: int) -> Result:
     for i in range(reloads):
         rid = f"flood-{i}"
         rig.publish("reload_bundle", rig.command("reload_bundle", {"path": str(rig.bundle)}, rid, signed=True))
-        wait_for(lambda r=rid: rig.response(r) is not None, 5.0)  # type: ignore[misc]
+        wait_for(lambda r=rid: rig.response(r) is not None, 5.0)  # type: ignore[misc]  # a default argument binds rid per loop
         answers.append(rig.response(rid))
         time.sleep(3.0)
     with rig.sub.inbox.lock:

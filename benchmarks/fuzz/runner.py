@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         t_start = time.perf_counter()
         try:
             r = run_target(TARGETS[name], examples, seed=args.seed, memory_every=args.memory_every)
-        except Exception as exc:  # noqa: BLE001 - a failing target is reported, the others still run
+        except Exception as exc:  # a failing target is reported, the others still run
             failed.append(name)
             r = {"examples": sum(TARGETS[name].outcomes.values()), "failure": f"{type(exc).__name__}: {exc}"[:4000]}
             print(f"{name:<10} FAILED {r['failure'][:300]}")

@@ -12,7 +12,8 @@ One harness for the demo (``spectro-bench demo``), the benchmarks (``spectro-ben
   (stop, kill, restart on the same port), which the benchmarks and the tests' broker (with TLS, passwords and an
   ACL added) use;
 - :func:`simulator_command` is ``spectro-sim --pty`` (the production simulator's command line);
-- :func:`write_edge_config` writes the daemon's TOML in the form ``spectro-edge config --example`` prints, and
+- :func:`write_edge_config` writes the daemon's TOML through :func:`edge.config_example.render_config` (the one
+  writer the tests' ``write_config`` uses too), and
   :func:`daemon_command` is ``spectro-edge run --config`` (``python -m edge.cli run``);
 - :class:`Subscriber` is a paho-mqtt client collecting predictions (deduplicated by ``seq``), drift alerts and the
   retained status;

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import select
@@ -15,16 +14,19 @@ from typing import Any
 
 from benchmarks.harness.errors import HarnessError
 from benchmarks.harness.settings import DEVICE, LINE, SITE, START_TIMEOUT_S, TOPIC_PREFIX
+from edge.config_example import render_config
 
 __all__ = ["daemon_command", "frames_sent", "read_first_line", "simulator_command", "write_edge_config"]
 
 
 def simulator_command(link: Path, *, count: int, rate_hz: float, dataset: Path | None = None, seed: int = 0,
-                      synthetic: tuple[int, int] | None = None, linger_s: float = 1.0,
+                      synthetic: tuple[int, int] | None = None, linger_s: float = 1.0, exit_when_done: bool = True,
                       extra: Sequence[str] = ()) -> list[str]:
-    """``spectro-sim --pty`` streaming ``count`` spectra at ``rate_hz`` from ``dataset`` (or synthetic spectra)."""
+    """``spectro-sim --pty`` streaming ``count`` spectra at ``rate_hz`` from ``dataset`` (or synthetic spectra);
+    it exits ``linger_s`` after the last one unless ``exit_when_done`` is false (then it keeps the port open)."""
+    done = ["--exit-when-done", "--linger", f"{linger_s:g}"] if exit_when_done else []
     cmd = [sys.executable, "-m", "firmware_bridge.cli", "--pty", "--link", str(link), "--count", str(count),
-           "--rate", f"{rate_hz:g}", "--seed", str(seed), "--exit-when-done", "--linger", f"{linger_s:g}", "-v"]
+           "--rate", f"{rate_hz:g}", "--seed", str(seed), *done, "-v"]
     if dataset is not None:
         cmd += ["--dataset", str(dataset)]
     elif synthetic is not None:
@@ -37,19 +39,10 @@ def daemon_command(config: Path) -> list[str]:
     return [sys.executable, "-m", "edge.cli", "run", "--config", str(config)]
 
 
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
-    return json.dumps(str(v))
-
-
 def write_edge_config(path: Path, *, port_url: str, bundle: Path, mqtt_port: int, forward_annotations: bool = True,
                       log_level: str = "INFO", **sections: Mapping[str, Any]) -> Path:
-    """The daemon's TOML, as ``spectro-edge config --example`` lays it out, for a harness run.
+    """The daemon's TOML (:func:`edge.config_example.render_config`, the writer the tests use too) for a harness
+    run.
 
     Defaults: the harness identity, the given serial port and bundle (no watch), the local broker at QoS 1, an
     outbox beside ``path``, commands off, metrics every second; ``sections`` override keys per section.
@@ -69,13 +62,9 @@ def write_edge_config(path: Path, *, port_url: str, bundle: Path, mqtt_port: int
     }
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values}
-    lines = ["# spectrolite edge daemon configuration (spectro-edge run --config FILE), written by benchmarks.harness",
-             f"log_level = {_toml(log_level)}", ""]
-    for name, values in data.items():
-        lines.append(f"[{name}]")
-        lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
-        lines.append("")
-    path.write_text("\n".join(lines), encoding="utf-8")
+    text = render_config({"log_level": log_level, **data}, comment="spectrolite edge daemon configuration "
+                         "(spectro-edge run --config FILE), written by benchmarks.harness")
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -61,7 +61,7 @@ class Processes:
     def start(self, name: str, cmd: Sequence[str], log_path: Path, *, stdout: Any = subprocess.DEVNULL,
               env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start ``cmd`` with stderr into ``log_path`` (stdout: DEVNULL unless given, e.g. ``subprocess.PIPE``)."""
-        fh = open(log_path, "wb")  # noqa: SIM115 - closed in stop_all
+        fh = open(log_path, "wb")  # closed in stop_all
         self._logs.append(fh)
         proc = subprocess.Popen(list(cmd), stdout=stdout, stderr=fh, env=dict(env) if env else child_env())
         self.items.append((name, proc))

@@ -175,7 +175,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         content = model_bytes_from(Path(path))
         try:
             rt = ModelRuntime(content)
-        except Exception as exc:  # noqa: BLE001 - a reference that cannot load is reported, not fatal
+        except Exception as exc:  # a reference that cannot load is reported, not fatal
             references[key] = skipped(f"cannot load {path}: {exc}")
             continue
         if tuple(rt.input_shape) != tuple(bundle.runtime.input_shape):

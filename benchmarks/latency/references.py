@@ -82,7 +82,7 @@ def keras_references(path: Path, features: np.ndarray, n: int, warmup: int, n_pr
         return skipped(reason), skipped(reason), {}
     try:
         model = keras.models.load_model(path, compile=False)
-    except Exception as exc:  # noqa: BLE001 - any load failure only skips this reference
+    except Exception as exc:  # any load failure only skips this reference
         reason = f"cannot load {path.name}: {exc}"
         return skipped(reason), skipped(reason), {}
     shape = tuple(int(v) for v in model.inputs[0].shape[1:])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+from edge.validation import require_enum, require_int
+
 __all__ = ["POLICIES", "ArchivePolicy"]
 
 #: The kinds of ``archive.policy``.
@@ -24,10 +26,9 @@ class ArchivePolicy:
     """
 
     def __init__(self, policy: str = "all", *, every_n: int = 1, window_frames: int = 0) -> None:
-        if policy not in POLICIES:
-            raise ValueError(f"archive.policy: expected one of {', '.join(POLICIES)}, got {policy!r}")
-        if every_n < 1 or window_frames < 0:
-            raise ValueError(f"expected every_n >= 1 and window_frames >= 0, got {every_n} and {window_frames}")
+        require_enum(policy, "archive.policy", ValueError, POLICIES)
+        require_int(every_n, "archive.every_n", ValueError, minimum=1)
+        require_int(window_frames, "archive.window_frames", ValueError, minimum=0)
         self.policy = policy
         self.every_n = every_n
         self.window_frames = window_frames

@@ -167,7 +167,7 @@ class GoldenVectors:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 arrays = {k: np.asarray(npz[k]) for k in npz.files}
-        except Exception as exc:  # noqa: BLE001 - hostile input: numpy may raise anything; never escape as non-BundleError
+        except Exception as exc:  # hostile input: numpy may raise anything; never escape as non-BundleError
             raise BundleError(f"member {GOLDEN}: unreadable ({exc})") from exc
         for key in ("raw", "preprocessed", "outputs"):
             if key not in arrays:
@@ -268,7 +268,7 @@ def run_golden(
     for i in range(golden.count):
         try:
             pre = np.asarray(pipeline.transform(golden.raw[i], **golden.context(i)), dtype=np.float64)
-        except Exception as exc:  # noqa: BLE001 - see edge.bundle.loader._TRUST_BOUNDARY
+        except Exception as exc:  # see edge.bundle.loader._TRUST_BOUNDARY
             raise BundleError(f"golden vector {i}: preprocessing failed: {exc}") from exc
         want_pre = golden.preprocessed[i]
         if pre.shape != want_pre.shape:
@@ -286,7 +286,7 @@ def run_golden(
         bitwise = bitwise and bool(np.array_equal(pre, want_pre))
         try:
             out = np.asarray(runtime.predict(pre), dtype=np.float32)
-        except Exception as exc:  # noqa: BLE001 - see edge.bundle.loader._TRUST_BOUNDARY
+        except Exception as exc:  # see edge.bundle.loader._TRUST_BOUNDARY
             raise BundleError(f"golden vector {i}: model failed: {exc}") from exc
         want_out = golden.outputs[i]
         if out.shape != want_out.shape:

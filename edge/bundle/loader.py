@@ -36,6 +36,7 @@ from edge.bundle.signature import verify_signature
 from edge.drift import TrainingStats
 from edge.errors import BundleError
 from edge.runtime import ModelRuntime
+from edge.validation import require_mapping
 
 if TYPE_CHECKING:
     from edge.autoencoder import AutoencoderModel
@@ -288,7 +289,7 @@ def _build_pipeline(data: bytes) -> Pipeline:
 
     try:
         return Pipeline.from_json(data.decode("utf-8"))
-    except Exception as exc:  # noqa: BLE001 - see _TRUST_BOUNDARY
+    except Exception as exc:  # see _TRUST_BOUNDARY
         raise BundleError(f"member {PREPROCESSING}: {exc}") from exc
 
 
@@ -298,7 +299,7 @@ def _build_ood(data: bytes) -> OodModel:
     d = parse_json_member(OOD, data)
     try:
         return OodModel.from_dict(d)
-    except Exception as exc:  # noqa: BLE001 - see _TRUST_BOUNDARY
+    except Exception as exc:  # see _TRUST_BOUNDARY
         raise BundleError(f"member {OOD}: {exc}") from exc
 
 
@@ -308,7 +309,7 @@ def _build_intervals(data: bytes) -> IntervalModel:
     d = parse_json_member(INTERVALS, data)
     try:
         return IntervalModel.from_dict(d)
-    except Exception as exc:  # noqa: BLE001 - see _TRUST_BOUNDARY
+    except Exception as exc:  # see _TRUST_BOUNDARY
         raise BundleError(f"member {INTERVALS}: {exc}") from exc
 
 
@@ -317,7 +318,7 @@ def _build_autoencoder(manifest: Mapping[str, Any], data: bytes, pipeline: Any, 
 
     try:
         runtime = ModelRuntime(data, num_threads=num_threads)
-    except Exception as exc:  # noqa: BLE001 - see _TRUST_BOUNDARY (RuntimeLoadError when merely invalid)
+    except Exception as exc:  # see _TRUST_BOUNDARY (RuntimeLoadError when merely invalid)
         raise BundleError(f"member {AUTOENCODER}: cannot be loaded: {exc}") from exc
     shape = _pipeline_output_shape(pipeline)
     return autoencoder_from_manifest(manifest["autoencoder"], runtime, None if shape is None else int(np.prod(shape)))
@@ -461,7 +462,7 @@ def load_bundle(
         ot = manifest.get("output_transform")
         affine = (ot["scale"], ot["offset"]) if ot is not None else None
         runtime = ModelRuntime(members[MODEL], num_threads=num_threads, output_affine=affine)
-    except Exception as exc:  # noqa: BLE001 - see _TRUST_BOUNDARY (RuntimeLoadError when merely invalid)
+    except Exception as exc:  # see _TRUST_BOUNDARY (RuntimeLoadError when merely invalid)
         raise BundleError(f"member {MODEL}: cannot be loaded: {exc}") from exc
     ood = _build_ood(members[OOD]) if OOD in members else None
     intervals = _build_intervals(members[INTERVALS]) if INTERVALS in members else None
@@ -469,8 +470,7 @@ def load_bundle(
     autoencoder = (_build_autoencoder(manifest, members[AUTOENCODER], pipeline, num_threads)
                    if AUTOENCODER in members else None)
     metrics = parse_json_member(METRICS, members[METRICS])
-    if not isinstance(metrics, dict):
-        raise BundleError(f"member {METRICS}: expected a JSON object, got {type(metrics).__name__}")
+    require_mapping(metrics, f"member {METRICS}", BundleError, "a JSON object")
     golden = GoldenVectors.from_npz_bytes(members[GOLDEN])
     if golden.count != manifest["golden"]["count"]:
         raise BundleError(f"member {GOLDEN}: manifest says {manifest['golden']['count']} vectors, got {golden.count}")

@@ -18,7 +18,7 @@ Where things live
 - :mod:`edge.daemon.status`: active alerts and the metrics payload; :mod:`edge.daemon.auditing`: audit records.
 - :mod:`edge.daemon.link`: the MQTT side (:class:`Link`, :class:`MqttLink`).
 - :mod:`edge.daemon.device`, :mod:`edge.daemon.values`: what the device announced; the values the stages hand over.
-- :mod:`edge.daemon.run`: :func:`run_daemon` and ``python -m edge.daemon`` (signals, watchdog, sd_notify, audit).
+- :mod:`edge.daemon.run`: :func:`run_daemon`, what ``spectro-edge run`` runs (signals, watchdog, sd_notify, audit).
 
 Threads and hand-overs
 ----------------------
@@ -122,7 +122,7 @@ from edge.daemon.link import Link, MqttLink
 from edge.daemon.outbound import Outbound
 from edge.daemon.reader import Reader
 from edge.daemon.reload import BundleReloader
-from edge.daemon.run import main, run_daemon
+from edge.daemon.run import run_daemon
 from edge.daemon.status import ActiveAlerts, metrics_payload
 from edge.daemon.values import OutgoingTuple, _Received
 
@@ -159,7 +159,6 @@ __all__ = [
     "bundle_audit",
     "config_changes",
     "drift_config_from",
-    "main",
     "metrics_payload",
     "printable",
     "run_daemon",

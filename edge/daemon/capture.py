@@ -17,11 +17,11 @@ from edge.metrics import Counters
 from edge.publish.messages import command_response_message
 from edge.publish.schema import MessageKind
 from edge.references import (
-    ReferenceError,
     ReferenceKind,
     ReferenceSet,
     ReferenceSource,
     ReferenceSpectrum,
+    ReferenceSpectrumError,
     load_reference_file,
     save_reference_file,
 )
@@ -95,7 +95,7 @@ class ReferenceCapture:
                     continue
                 try:
                     spectrum = load_reference_file(path, kind)
-                except ReferenceError as exc:
+                except ReferenceSpectrumError as exc:
                     log.warning("ignoring %s file %s: %s", kind.value, path, exc)
                     self._counters.incr("reference_file_errors")
                     continue
@@ -133,7 +133,7 @@ class ReferenceCapture:
             return
         try:
             spectrum = ReferenceSpectrum.from_frame(frame, captured_at_s=self._clock())
-        except ReferenceError as exc:
+        except ReferenceSpectrumError as exc:
             self._counters.incr("reference_rejected")
             log.warning("%s frame %d refused: %s", kind.value, frame.seq, exc)
             return

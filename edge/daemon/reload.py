@@ -186,7 +186,7 @@ class BundleReloader:
             engine = InferenceEngine(bundle, reference_policy=self._reference_policy, clock=self._clock)
             self.check_rollback(bundle)
             self.check_device_fit(bundle, engine, watched=watched)
-        except Exception as exc:  # noqa: BLE001 - a bundle file is untrusted data: whatever it does, keep serving
+        except Exception as exc:  # a bundle file is untrusted data: whatever it does, keep serving
             if not isinstance(exc, (EdgeError, OSError, ValueError)):
                 log.exception("unexpected error while loading %s", path)
             self._counters.incr("bundle_reload_failures")

@@ -1,16 +1,15 @@
 """Running the daemon as a process: :func:`run_daemon` (what ``spectro-edge run`` runs) opens the audit trail,
 loads the bundle, builds the transport, the link and the :class:`edge.daemon.app.Daemon`, handles SIGTERM, SIGINT
-and SIGHUP, runs the watchdog and tells systemd (sd_notify); :func:`main` is ``python -m edge.daemon``."""
+and SIGHUP, runs the watchdog and tells systemd (sd_notify).  Its one command line is ``spectro-edge run --config FILE``
+(:mod:`edge.cli`), the systemd unit's."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
-import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping
 
 from edge.audit import AuditError, AuditLog
 from edge.config import SECURITY_WARNINGS, security_warnings
@@ -18,7 +17,7 @@ from edge.daemon.app import WATCHDOG_POLL_S, Daemon
 from edge.daemon.auditing import _sha256_or_none, bundle_audit, signer_key_id
 from edge.daemon.link import MqttLink
 from edge.daemon.status import software_version
-from edge.errors import ConfigError, EdgeError
+from edge.errors import EdgeError
 from edge.rollback import RollbackGuard
 from edge.sdnotify import SdNotifier
 from firmware_bridge.signals import events_on_signals
@@ -27,11 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
     from edge.config import EdgeConfig
 
 log = logging.getLogger("edge.daemon")
-
-
-#: ``python -m edge.daemon --help``'s description.
-_DESCRIPTION = ("The edge daemon: serial frames in, int8 predictions with intervals, OOD statistics and drift alerts "
-                "out over MQTT.")
 
 
 def run_daemon(
@@ -213,26 +207,3 @@ def _audit_to(trail: AuditLog | None, event: str, details: Mapping[str, Any]) ->
         trail.append(event, details)
     except (OSError, AuditError) as exc:
         log.error("audit record %s could not be written: %s", event, exc)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m edge.daemon --config FILE [--forward-annotations]``: the daemon with test-bench options."""
-    parser = argparse.ArgumentParser(prog="python -m edge.daemon", description=_DESCRIPTION)
-    parser.add_argument("--config", required=True, help="edge TOML config")
-    parser.add_argument(
-        "--forward-annotations", action="store_true", help="forward simulator ANNOTATION values as 'reference'"
-    )
-    args = parser.parse_args(argv)
-    from edge.config import load_config
-
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"edge.daemon: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=getattr(logging, config.log_level, logging.INFO),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    return run_daemon(config, forward_annotations=args.forward_annotations or None)

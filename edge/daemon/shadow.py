@@ -237,7 +237,7 @@ class ShadowMode:
                                  f"{list(zip(engine.names, engine.units))}")
             if rule is not None:
                 rule.check_targets(comparison.targets)
-        except Exception as exc:  # noqa: BLE001 - a bundle file is untrusted data: whatever it does, nothing changes
+        except Exception as exc:  # a bundle file is untrusted data: whatever it does, nothing changes
             self._counters.incr("challenger_refused")
             error = f"challenger {path.name} refused, nothing changed (still serving {serving.model_id} " \
                     f"{serving.model_version}): {exc}"
@@ -371,7 +371,7 @@ class ShadowMode:
                 outcomes = ch.engine.process_many([o.frame for o in run], first.refs,
                                                   wavelengths_nm=first.wavelengths_nm,
                                                   instrument_alerts=first.instrument, frame_signal=first.signal)
-        except Exception as exc:  # noqa: BLE001 - the challenger must never stop the serving bundle's thread
+        except Exception as exc:  # the challenger must never stop the serving bundle's thread
             self._counters.incr("challenger_errors", len(run))
             if self._counters.get("challenger_errors") <= 3 or log.isEnabledFor(logging.DEBUG):
                 log.warning("challenger failed on %d spectra: %s: %s", len(run), type(exc).__name__, exc)

@@ -85,7 +85,7 @@ def software_version() -> str | None:
         from importlib import metadata
 
         return metadata.version("spectrolite")
-    except Exception:  # noqa: BLE001 - not installed as a distribution (a checkout)
+    except Exception:  # not installed as a distribution (a checkout)
         return None
 
 

@@ -32,6 +32,7 @@ from typing import Any, Union
 
 from edge.deploy.probation import ProbationRule, parse_probation
 from edge.errors import CommandError
+from edge.validation import require_fields, require_int, require_str
 
 __all__ = ["DEPLOY_COMMANDS", "DeployArgs", "DeployBeginArgs", "DeployChunkArgs", "DeployCommitArgs",
            "DeployRollbackArgs", "chunk_count",
@@ -114,24 +115,11 @@ def chunk_payload_limit(max_chunk_bytes: int) -> int:
 
 
 def _int(where: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise CommandError(f"{where}: expected an integer in {lo}..{hi}, got {value!r:.40}")
-    return value
+    return require_int(value, where, CommandError, minimum=lo, maximum=hi)
 
 
 def _match(where: str, value: Any, pattern: re.Pattern[str], what: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
-        raise CommandError(f"{where}: expected {what}, got {value!r:.80}")
-    return value
-
-
-def _only(where: str, args: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
-    extra = sorted(set(args) - set(required) - set(optional))
-    if extra:
-        raise CommandError(f"{where}.{extra[0]}: unknown argument (expected {', '.join(required + optional)})")
-    for key in required:
-        if key not in args:
-            raise CommandError(f"{where}.{key}: required argument missing")
+    return require_str(value, where, CommandError, pattern=pattern, pattern_doc=what)
 
 
 def parse_deploy_args(name: str, args: dict[str, Any]) -> DeployArgs:
@@ -146,7 +134,7 @@ def parse_deploy_args(name: str, args: dict[str, Any]) -> DeployArgs:
     tid_doc = "8-64 characters from A-Z a-z 0-9 _ -"
     hex_doc = "64 lower-case hexadecimal characters (SHA-256)"
     if name == "deploy_begin":
-        _only(where, args, ("transfer_id", "size", "sha256", "chunk_size", "chunks"), ("name",))
+        require_fields(args, where, CommandError, ("transfer_id", "size", "sha256", "chunk_size", "chunks"), ("name",))
         size = _int(f"{where}.size", args["size"], 1, MAX_TRANSFER_BYTES)
         chunk_size = _int(f"{where}.chunk_size", args["chunk_size"], MIN_CHUNK_BYTES, MAX_CHUNK_BYTES)
         chunks = _int(f"{where}.chunks", args["chunks"], 1, MAX_TRANSFER_BYTES)
@@ -161,7 +149,7 @@ def parse_deploy_args(name: str, args: dict[str, Any]) -> DeployArgs:
             name=None if raw_name is None else _match(f"{where}.name", raw_name, _NAME_RE,
                                                       "1-128 characters from A-Z a-z 0-9 . _ -"))
     if name == "deploy_chunk":
-        _only(where, args, ("transfer_id", "index", "sha256", "data_b64"))
+        require_fields(args, where, CommandError, ("transfer_id", "index", "sha256", "data_b64"))
         text = args["data_b64"]
         if not isinstance(text, str) or not text or len(text) > 4 * chunk_count(MAX_CHUNK_BYTES, 3):
             raise CommandError(f"{where}.data_b64: expected 1-{MAX_CHUNK_BYTES} bytes in base64, got "
@@ -176,12 +164,12 @@ def parse_deploy_args(name: str, args: dict[str, Any]) -> DeployArgs:
             index=_int(f"{where}.index", args["index"], 0, MAX_TRANSFER_BYTES),
             sha256=_match(f"{where}.sha256", args["sha256"], _HEX64_RE, hex_doc), data=data)
     if name == "deploy_commit":
-        _only(where, args, ("transfer_id",), ("probation",))
+        require_fields(args, where, CommandError, ("transfer_id",), ("probation",))
         rule = None if args.get("probation") is None else parse_probation(f"{where}.probation", args["probation"])
         return DeployCommitArgs(transfer_id=_match(f"{where}.transfer_id", args["transfer_id"], _TRANSFER_ID_RE,
                                                    tid_doc), probation=rule)
     if name == "deploy_rollback":
-        _only(where, args, (), ("transfer_id",))
+        require_fields(args, where, CommandError, (), ("transfer_id",))
         tid = args.get("transfer_id")
         return DeployRollbackArgs(None if tid is None else _match(f"{where}.transfer_id", tid, _TRANSFER_ID_RE,
                                                                   tid_doc))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.errors import CommandError
+from edge.validation import require_fields, require_int, require_mapping, require_number
 
 __all__ = ["ProbationRule", "Tally", "parse_probation", "verdict", "MAX_WINDOW_SPECTRA"]
 
@@ -64,10 +65,7 @@ class Tally:
 
 
 def _rate(where: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0 \
-            or not math.isfinite(float(value)):
-        raise CommandError(f"{where}: expected a number in 0..1, got {value!r:.40}")
-    return float(value)
+    return require_number(value, where, CommandError, minimum=0.0, maximum=1.0)
 
 
 def parse_probation(where: str, value: Any) -> ProbationRule:
@@ -79,16 +77,10 @@ def parse_probation(where: str, value: Any) -> ProbationRule:
         Not an object, an unknown key, a window out of 1..:data:`MAX_WINDOW_SPECTRA`, a rate out of 0..1, or no
         rate at all.
     """
-    if not isinstance(value, dict):
-        raise CommandError(f"{where}: expected an object {{window_spectra, max_ood_rate, max_rejected_rate}}, got "
-                           f"{type(value).__name__}")
-    extra = sorted(set(value) - set(_KEYS))
-    if extra:
-        raise CommandError(f"{where}.{extra[0]}: unknown key (expected {', '.join(_KEYS)})")
-    window = value.get("window_spectra")
-    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_WINDOW_SPECTRA:
-        raise CommandError(f"{where}.window_spectra: expected an integer in 1..{MAX_WINDOW_SPECTRA}, got "
-                           f"{window!r:.40}")
+    require_mapping(value, where, CommandError)
+    require_fields(value, where, CommandError, optional=_KEYS, noun="key")
+    window = require_int(value.get("window_spectra"), f"{where}.window_spectra", CommandError, minimum=1,
+                         maximum=MAX_WINDOW_SPECTRA)
     ood = value.get("max_ood_rate")
     rejected = value.get("max_rejected_rate")
     if ood is None and rejected is None:

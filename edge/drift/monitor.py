@@ -244,7 +244,7 @@ class DriftMonitor:
                 samples[3:, at] = block[:, :width].T
             else:  # as observe_prediction: each row flattened, its first values to the first detectors
                 for i in at:
-                    row = np.asarray(predictions[i][2], dtype=np.float64).reshape(-1)[:width]  # type: ignore[index]
+                    row = np.asarray(predictions[i][2], dtype=np.float64).reshape(-1)[:width]  # type: ignore[index]  # not None (at)
                     samples[3:3 + row.size, i] = row
         for j, det in enumerate((self.t2, self.q, self.ae, *self.predictions)):  # dets[j]
             found += [(i, 1, j, ev) for i, ev in _run(det, samples[j], seqs)]

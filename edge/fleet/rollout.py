@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from edge.fleet.client import Device, FleetClient, FleetError
 from edge.fleet.push import Bundle, Pusher
+from edge.validation import fail
 
 __all__ = ["DeviceResult", "StagedRollout", "canary_count", "TERMINAL"]
 
@@ -39,7 +40,7 @@ def canary_count(spec: str, devices: int) -> int:
     """
     m = _CANARY_RE.match(spec.strip())
     if m is None or (m.group(2) and not 0 < int(m.group(1)) <= 100) or (not m.group(2) and int(m.group(1)) < 1):
-        raise FleetError(f"--canary: expected a count >= 1 or a share 1%..100%, got {spec!r}")
+        fail(FleetError, "--canary", "a count >= 1 or a share 1%..100%", spec)
     n = math.ceil(devices * int(m.group(1)) / 100) if m.group(2) else int(m.group(1))
     return max(1, min(devices, n))
 

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from edge.errors import SpecError
 from edge.preprocess.spec import FloatArray
+from edge.validation import require_mapping
 
 __all__ = [
     "Axis",
@@ -193,8 +194,7 @@ def step_class(op: object) -> type[Step]:
 
 def step_from_spec(d: object, where: str = "step") -> Step:
     """Build one step from its spec dict (``{"op": ..., ...}``) through the registry."""
-    if not isinstance(d, Mapping):
-        raise SpecError(f"{where}: expected an object with an 'op' key, got {type(d).__name__}")
+    d = require_mapping(d, where, SpecError, "an object with an 'op' key")
     if "op" not in d:
         raise SpecError(f"{where}: expected an 'op' key; known ops: {', '.join(known_ops())}")
     cls = step_class(d["op"])

@@ -12,7 +12,6 @@ message.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -20,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import AxisContractError, ChannelCountError, InputContractError, SpecError
-from edge.validation import require_enum, require_int, require_number, require_str
+from edge.validation import require_enum, require_int, require_mapping, require_number, require_str
 from firmware_bridge.frames import AxisUnit
 
 __all__ = ["FRAME_SIGNALS", "PIXEL_FORMATS", "InputContract", "covering_problem"]
@@ -195,8 +194,7 @@ class InputContract:
     @classmethod
     def from_spec(cls, d: object) -> InputContract:
         """Read the ``input`` object of a spec."""
-        if not isinstance(d, Mapping):
-            raise SpecError(f"expected 'input' as an object, got {type(d).__name__}")
+        d = require_mapping(d, "", SpecError, "'input' as an object")
         extra = sorted(set(d) - _SPEC_KEYS)
         if extra:
             raise SpecError(f"unknown key(s) {', '.join(extra)} in 'input'; expected {', '.join(sorted(_SPEC_KEYS))}")

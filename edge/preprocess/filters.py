@@ -23,6 +23,7 @@ from edge.preprocess.spec import (
     read_optional_vector,
     read_str,
 )
+from edge.validation import require_int
 
 __all__ = ["KERNEL_CHECK_RTOL", "SavitzkyGolay"]
 
@@ -50,8 +51,8 @@ class SavitzkyGolay(Step):
         Edge handling.
     kernel, edge_left, edge_right : array_like, optional
         Precomputed coefficients (as written by :meth:`to_spec`); when given they are checked against the ones
-        computed from the parameters and used as stored, so the device needs no least-squares solve to agree
-        with the trainer.
+        computed here from the parameters (the pseudo-inverse of the window's Vandermonde matrix, once at load)
+        and used as stored, so device and trainer convolve with the very same floats.
     """
 
     window: int
@@ -71,8 +72,7 @@ class SavitzkyGolay(Step):
     def __post_init__(self) -> None:
         w, p, dv = self.window, self.polyorder, self.deriv
         for name, v in (("window", w), ("polyorder", p), ("deriv", dv)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise SpecError(f"expected a non-negative integer {name}, got {v!r}")
+            require_int(v, name, SpecError, minimum=0)
         if w < 1 or w % 2 == 0:
             raise SpecError(f"expected an odd window, got {w}")
         if p >= w:

@@ -26,6 +26,7 @@ from edge.preprocess.spec import (
     read_str,
     read_vector,
 )
+from edge.validation import require_str
 
 __all__ = ["CountsConversion", "Crop", "Resample", "AXIS_SLACK"]
 
@@ -288,6 +289,5 @@ class Resample(Step):
     def from_spec(cls, d: Mapping[str, Any]) -> Resample:
         read_keys(d, ["grid"], ["unit"])
         unit = d.get("unit", "nm")
-        if not isinstance(unit, str):
-            raise SpecError(f"expected unit as a string, got {unit!r}")
+        require_str(unit, "unit", SpecError)
         return cls(grid=read_vector(d, "grid"), unit=unit)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ from edge.preprocess.contract import InputContract
 from edge.preprocess.instrument import CountsConversion, Resample
 from edge.preprocess.spec import FloatArray
 from edge.preprocess.stack import Stack
+from edge.validation import require_mapping
 
 __all__ = ["InputContract", "Pipeline"]
 
@@ -259,8 +260,7 @@ class Pipeline:
     @classmethod
     def from_spec(cls, d: object) -> Pipeline:
         """Build a pipeline from a spec dict; :class:`SpecError` naming the problem (unknown op, newer version)."""
-        if not isinstance(d, Mapping):
-            raise SpecError(f"expected a spec object, got {type(d).__name__}")
+        d = require_mapping(d, "", SpecError, "a spec object")
         if "spec_version" not in d:
             raise SpecError(f"expected a spec_version (this code reads up to {_spec.SPEC_VERSION})")
         _spec.check_version(d["spec_version"])

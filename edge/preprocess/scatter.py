@@ -21,6 +21,7 @@ from edge.preprocess.spec import (
     read_str,
     read_vector,
 )
+from edge.validation import require_int
 
 __all__ = ["SNV", "MSC", "EMSC", "Detrend", "Normalize"]
 
@@ -170,8 +171,7 @@ class EMSC(Step):
     def __post_init__(self) -> None:
         r = readonly(self.reference, "reference", 1)
         n = r.shape[0]
-        if not isinstance(self.poly_order, int) or self.poly_order < 0:
-            raise SpecError(f"expected poly_order >= 0, got {self.poly_order!r}")
+        require_int(self.poly_order, "poly_order", SpecError, minimum=0)
         cols = [r[:, None], np.vander(_poly_axis(n), self.poly_order + 1, increasing=True)]
         k = None
         if self.interferents is not None:
@@ -246,10 +246,8 @@ class Detrend(Step):
     _vander_t: FloatArray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.order, int) or self.order < 0:
-            raise SpecError(f"expected order >= 0, got {self.order!r}")
-        if not isinstance(self.n_channels, int) or self.n_channels <= self.order:
-            raise SpecError(f"expected n_channels > order, got n_channels={self.n_channels!r}, order={self.order}")
+        require_int(self.order, "order", SpecError, minimum=0)
+        require_int(self.n_channels, "n_channels", SpecError, minimum=self.order + 1)  # more channels than order
         vander = np.vander(_poly_axis(self.n_channels), self.order + 1, increasing=True)
         proj_t = np.ascontiguousarray(np.linalg.pinv(vander).T)
         vander_t = np.ascontiguousarray(vander.T)

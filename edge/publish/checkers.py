@@ -206,7 +206,7 @@ def compile_checker(schema: Mapping[str, Any], types: Mapping[str, tuple[type, .
     namespace: dict[str, Any] = {"isinstance": isinstance, "type": type, "len": len, "isfinite": math.isfinite,
                                  "_MISSING": _MISSING, "int": int, "float": float, "str": str, "dict": dict,
                                  "list": list, "tuple": tuple, "bool": bool, **gen.consts}
-    exec(compile(source, f"<checker {schema.get('$id', 'schema')}>", "exec"), namespace)  # noqa: S102 - our own source
+    exec(compile(source, f"<checker {schema.get('$id', 'schema')}>", "exec"), namespace)  # our own source
     check: Callable[[Any], bool] = namespace["check"]
     check.__doc__ = source  # the generated code, for whoever debugs it
     return check

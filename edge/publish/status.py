@@ -62,7 +62,7 @@ class StatusChannel:
                     fresh = self._source()
                     if fresh is not None:
                         self._payload = encode(fresh)
-                except Exception:  # noqa: BLE001 - a failing source must not cost the connection its status
+                except Exception:  # a failing source must not cost the connection its status
                     log.exception("cannot build the current status; re-sending the last one")
             self._send_retained(full=True)
             if self._payload is not None:
@@ -86,5 +86,5 @@ class StatusChannel:
         try:
             for topic, payload in self._retained_source(full=full):
                 self._send(topic, payload)
-        except Exception:  # noqa: BLE001 - a failing source must not cost the connection its status
+        except Exception:  # a failing source must not cost the connection its status
             log.exception("cannot build the retained messages of the retained_source")

@@ -11,29 +11,18 @@ import pytest
 
 from benchmarks.cli import main
 from benchmarks.throughput import cpu_seconds
+from tests.support.bench_data import COUNTS_BUNDLE, counts_dataset
 
-BUNDLE = Path(__file__).resolve().parents[1] / "data" / "bundles" / "v1_counts_two_targets.spectrolite"
 FRAMES = 60
 #: Keys of the throughput JSON named by issue 6, plus the per-step list.
 KEYS = {"sustained_fps", "frames_sent", "predictions_received", "lost", "p99_latency_ms", "daemon_cpu_pct_per_100fps",
         "steps", "host", "load", "goals", "setup", "duplicates", "p50_latency_ms"}
 
 
-def _dataset(path: Path) -> Path:
-    """64-channel absorbance spectra on the committed bundle's axis (1000-1630 nm), two Gaussian bands."""
-    rng = np.random.default_rng(3)
-    wl = np.linspace(1000.0, 1630.0, 64)
-    y = rng.uniform(0.2, 1.0, size=(50, 2))
-    A = (0.1 + y[:, :1] * np.exp(-0.5 * ((wl - 1200.0) / 40.0) ** 2)
-         + y[:, 1:] * np.exp(-0.5 * ((wl - 1450.0) / 60.0) ** 2))
-    np.savez(path, X=A, y=y * 10.0, wavelengths=wl, target_names=np.array(["band1", "band2"]))
-    return path
-
-
 @pytest.mark.slow
 def test_throughput_delivers_every_frame_and_writes_the_schema(tmp_path: Path) -> None:
     out = tmp_path / "tp.json"
-    rc = main(["throughput", "--bundle", str(BUNDLE), "--dataset", str(_dataset(tmp_path / "d.npz")),
+    rc = main(["throughput", "--bundle", str(COUNTS_BUNDLE), "--dataset", str(counts_dataset(tmp_path / "d.npz")),
                "--rate", "100", "--frames", str(FRAMES), "--rates", "", "--no-max", "--json", str(out),
                "--profile-daemon", str(tmp_path / "prof")])
     assert rc == 0
@@ -87,7 +76,7 @@ def test_throughput_refuses_a_bundle_that_rejects_the_simulators_spectra(
     # stream thousands of frames it rejects.  Refused before anything starts: one line, exit code 2, no JSON.
     from firmware_bridge.synthetic import make_synthetic_dataset
 
-    args = ["throughput", "--bundle", str(BUNDLE), "--frames", str(FRAMES), "--rates", "", "--no-max",
+    args = ["throughput", "--bundle", str(COUNTS_BUNDLE), "--frames", str(FRAMES), "--rates", "", "--no-max",
             "--json", str(tmp_path / "tp.json")]
     want = "expected 64 pixels, got 256"
     if dataset:

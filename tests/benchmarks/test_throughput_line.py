@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cli import main
-from tests.benchmarks.test_throughput import BUNDLE, _dataset
+from tests.support.bench_data import COUNTS_BUNDLE, counts_dataset
 
 #: Keys of the line-frame steps (benchmarks/throughput_line.py).
 LINE_KEYS = {"line_spectra", "line_spectra_per_s", "line_kept_up", "line_lost", "line_spectra_sent",
@@ -21,7 +21,7 @@ PER_LINE = 32
 @pytest.mark.slow
 def test_line_steps_deliver_every_spectrum_and_write_their_keys(tmp_path: Path) -> None:
     out = tmp_path / "tp.json"
-    rc = main(["throughput", "--bundle", str(BUNDLE), "--dataset", str(_dataset(tmp_path / "d.npz")),
+    rc = main(["throughput", "--bundle", str(COUNTS_BUNDLE), "--dataset", str(counts_dataset(tmp_path / "d.npz")),
                "--line-spectra", str(PER_LINE), "--line-only", "--line-rates", "2000", "--line-seconds", "0.5",
                "--line-max-spectra", "200", "--json", str(out)])
     assert rc == 0

@@ -110,7 +110,7 @@ def test_a_cm1_axis_from_a_status_reaches_the_cm1_contracts_and_resample(ftir: d
     engine = _engine(bundle)
     assert engine.axis_unit is AxisUnit.CM_1
     contract_spy, pipeline_spy = _Spy(engine.contract, "check"), _Spy(engine.pipeline, "transform")
-    engine.contract, engine.pipeline = contract_spy, pipeline_spy  # type: ignore[assignment]
+    engine.contract, engine.pipeline = contract_spy, pipeline_spy  # type: ignore[assignment]  # spies stand in for the contract and the pipeline
     outcomes = [engine.process(s, refs, wavelengths_nm=wavelengths_nm, frame_signal="counts") for s in spectra]
     assert all(isinstance(o, Prediction) for o in outcomes), outcomes
 
@@ -168,7 +168,7 @@ def test_an_nm_device_that_does_not_cover_a_cm1_bundle_is_refused(ftir: dict[str
     engine = _engine(bundle)
     outcomes = [engine.process(s, refs, wavelengths_nm=wavelengths_nm, frame_signal="counts") for s in spectra[:2]]
     assert all(isinstance(o, Rejection) and o.reason is RejectReason.INPUT_CONTRACT for o in outcomes)
-    detail = outcomes[0].detail  # type: ignore[union-attr]
+    detail = outcomes[0].detail  # type: ignore[union-attr]  # not None here
     assert detail == (
         "expected a wavelength axis covering 900-1800 cm-1, got 5555.56-11111.1 cm-1 "
         "(the device's axis, 900-1800 nm, in the bundle's cm-1)"
@@ -249,7 +249,7 @@ def _serve(tmp: Path, npz: Path, bundle: Path, axis_unit: str | None) -> tuple[A
     from tests.support.daemon import RecordingLink, edge_config
 
     config = SimulatorConfig(dataset_path=str(npz), seed=1, shuffle=True, rate_hz=50.0, connect_delay_s=0.3,
-                             axis_unit=axis_unit)  # type: ignore[arg-type]
+                             axis_unit=axis_unit)  # type: ignore[arg-type]  # the axis unit as a string, parametrised
     sim = Simulator(config, PtyEndpoint(tmp / "spectrometer"))
     stop, ready = threading.Event(), threading.Event()
     thread = threading.Thread(target=sim.run, args=(stop,), kwargs={"on_ready": lambda a: ready.set()}, daemon=True)
@@ -319,7 +319,7 @@ def test_the_engine_judges_a_device_axis_against_the_one_contract_once(ftir: dic
                 checked.append(kwargs["wavelengths"])
             real.check(n_pixels, **kwargs)
 
-    engine.contract = _Counting()  # type: ignore[assignment]
+    engine.contract = _Counting()  # type: ignore[assignment]  # a counting stand-in for the contract
     outcomes = engine.process_many(spectra, refs, wavelengths_nm=wavelengths_nm, frame_signal="counts")
     outcomes += [engine.process(s, refs, wavelengths_nm=wavelengths_nm, frame_signal="counts") for s in spectra]
     assert all(isinstance(o, Prediction) for o in outcomes), outcomes

@@ -86,9 +86,9 @@ def test_good_bundle_loads_and_serves(good: Path, models: TabletModels, public_k
     X = models.X_test[:5]
     np.testing.assert_array_equal(b.predict_spectra(X), b.runtime.predict(models.pipeline.transform(X)))
     pre = b.preprocess(X[0])
-    t2, q = b.ood.score(pre)  # type: ignore[union-attr]
+    t2, q = b.ood.score(pre)  # type: ignore[union-attr]  # not None here
     assert np.isfinite(t2) and np.isfinite(q)
-    lo, hi = b.intervals.interval(b.predict_features(pre))  # type: ignore[union-attr]
+    lo, hi = b.intervals.interval(b.predict_features(pre))  # type: ignore[union-attr]  # not None here
     assert np.all(lo < hi)
 
 

@@ -58,7 +58,7 @@ def _parser(tmp_path: Path, bundles: Path, *, require_auth: bool = False, key: b
 
 def _body(name: str, args: dict | None = None, **kw: object) -> dict:
     kw.setdefault("issued_at_unix_s", NOW_S)
-    return make_command(name, args, device_id=DEVICE, **kw)  # type: ignore[arg-type]
+    return make_command(name, args, device_id=DEVICE, **kw)  # type: ignore[arg-type]  # **kw of object: make_command's keyword arguments
 
 
 def _raw(body: dict) -> bytes:
@@ -76,6 +76,19 @@ def test_each_command_parses_to_typed_args(tmp_path: Path, bundles: Path) -> Non
     assert p.parse("reload_bundle", _raw(_body("reload_bundle"))).args == ReloadBundleArgs(None)
     got = p.parse("reload_bundle", _raw(_body("reload_bundle", {"path": "good.bundle"}))).args
     assert got == ReloadBundleArgs(Path(os.path.realpath(bundles / "good.bundle")))
+
+
+def test_values_beyond_float_range_or_with_a_trailing_newline_are_refused_not_raised(tmp_path: Path,
+                                                                                     bundles: Path) -> None:
+    """JSON integers have no bound: one beyond float range crashed the parser with OverflowError instead of a
+    CommandError; and a request id with a trailing newline passed its pattern (both failed before the fix)."""
+    p = _parser(tmp_path, bundles)
+    with pytest.raises(CommandError, match=r"issued_at_unix_s: expected a Unix time in seconds, got 1000"):
+        p.parse("capture_dark", _raw(_body("capture_dark", issued_at_unix_s=10 ** 400)))
+    with pytest.raises(CommandError, match=r"reference_value\.args\.values\.a: expected a number, got 1000"):
+        p.parse("reference_value", _raw(_body("reference_value", {"seq": 1, "values": {"a": 10 ** 400}})))
+    with pytest.raises(CommandError, match=r"request_id: expected 1-64 characters"):
+        p.parse("capture_dark", _raw(_body("capture_dark", request_id="ops-1\n")))
 
 
 def test_tag_sample_parses_a_bounded_printable_sample_id_and_a_frame_count(tmp_path: Path, bundles: Path) -> None:
@@ -115,7 +128,7 @@ def test_tag_sample_parses_a_bounded_printable_sample_id_and_a_frame_count(tmp_p
         ("capture_dark", lambda b: b.update(issued_at_unix_s="now"), "issued_at_unix_s: expected a Unix time"),
     ],
 )
-def test_malformed_commands_are_refused_with_a_reason(tmp_path: Path, bundles: Path, name: str, mutate,  # type: ignore[no-untyped-def]
+def test_malformed_commands_are_refused_with_a_reason(tmp_path: Path, bundles: Path, name: str, mutate,  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
                                                        fragment: str) -> None:
     body = _body(name if name != "shutdown" else "capture_dark")
     mutate(body)

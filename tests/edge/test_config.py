@@ -54,7 +54,7 @@ def test_minimal_file_gets_documented_defaults(tmp_path: Path) -> None:
     assert cfg.commands.allowed_dirs == (tmp_path.resolve() / "models",)
     assert cfg.source == tmp_path / "edge.toml"
     with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.mqtt.port = 1  # type: ignore[misc]
+        cfg.mqtt.port = 1  # type: ignore[misc]  # frozen
 
 
 def test_example_config_loads_as_printed(tmp_path: Path) -> None:
@@ -247,7 +247,7 @@ def test_systemd_unit_runs_the_daemon_and_outwaits_the_flush(repo_root: Path) ->
     import configparser
 
     unit = configparser.ConfigParser(strict=False, interpolation=None)
-    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.optionxform = str  # type: ignore[assignment,method-assign]  # configparser's documented hook: keys keep their case
     unit.read_string((repo_root / "deploy" / "spectrolite-edge.service").read_text())
     service = unit["Service"]
     assert "spectro-edge run --config" in service["ExecStart"]

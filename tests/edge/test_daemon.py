@@ -292,16 +292,15 @@ def test_unplugged_device_is_reopened_and_every_lost_frame_counted(tmp_path: Pat
 
 
 def _write_toml(path: Path, bundle: Path, *, port: int, frames_max: int = 256, tls_ca: Path | None = None) -> Path:
-    tls = f'\n[mqtt.tls]\nenabled = true\nca_path = "{tls_ca}"\n' if tls_ca is not None else ""
-    path.write_text(
-        f'[device]\nsite = "s"\nline = "l"\ndevice_id = "d"\n'
-        f'[serial]\nport_url = "loop://"\n'
-        f'[bundle]\npath = "{bundle}"\nwatch = false\n'
-        f'[queues]\nframes_max = {frames_max}\n'
-        f'[outbox]\npath = "{path.parent / "outbox.sqlite"}"\n'
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n{tls}',
-        encoding="utf-8",
-    )
+    from edge.config_example import render_config
+
+    mqtt: dict[str, Any] = {"host": "127.0.0.1", "port": port}
+    if tls_ca is not None:
+        mqtt["tls"] = {"enabled": True, "ca_path": tls_ca}
+    path.write_text(render_config({
+        "device": {"site": "s", "line": "l", "device_id": "d"}, "serial": {"port_url": "loop://"},
+        "bundle": {"path": bundle, "watch": False}, "queues": {"frames_max": frames_max},
+        "outbox": {"path": path.parent / "outbox.sqlite"}, "mqtt": mqtt}), encoding="utf-8")
     return path
 
 

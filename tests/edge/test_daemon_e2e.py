@@ -1,4 +1,4 @@
-"""End to end with real processes: ``spectro-sim`` on a real pty -> ``python -m edge.daemon`` -> a real mosquitto ->
+"""End to end with real processes: ``spectro-sim`` on a real pty -> ``spectro-edge run`` -> a real mosquitto ->
 a paho subscriber in this process, with real int8 bundles built by the trainer's code.
 
 Acceptance of issue 5: every frame's prediction arrives exactly once after dedup by sequence number, with the values
@@ -14,65 +14,27 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.commands import make_command
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import (
     DemoBundles,
-    offline_predictions,
-    offline_stream,
     wait_for,
 )
 from tests.support.processes import (
-    BASE_TOPIC,
-    DEVICE,
     Proc,
     Subscriber,
-    signed,
+    assert_equal_offline,
+    heavy_libraries_mapped,
+    send_command,
     start_daemon,
     start_sim,
     write_config,
 )
 
-#: Exact equality of the published values with the offline run (same runtime, same float32 inputs).
-VALUE_ATOL = 0.0
 #: Broker outage of the acceptance test, seconds (from the issue).
 OUTAGE_S = 20.0
-#: Heavy modules that must never be mapped into the daemon process.
-HEAVY_MARKERS = ("/tensorflow/", "/keras/", "/sklearn/", "/scipy/")
-
-
-def _heavy_libraries_mapped(pid: int) -> list[str]:
-    maps = Path(f"/proc/{pid}/maps").read_text()
-    return sorted({line.split()[-1] for line in maps.splitlines() if any(m in line for m in HEAVY_MARKERS)})
-
-
-def _send_command(port: int, name: str, args: dict[str, Any], request_id: str) -> None:
-    body = make_command(name, args, device_id=DEVICE["device_id"], request_id=request_id)
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"operator-{request_id}")
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    info = c.publish(f"{BASE_TOPIC}/cmd/{name}", signed(body), qos=1)
-    info.wait_for_publish(timeout=10)
-    c.loop_stop()
-    c.disconnect()
-
-
-def _assert_equal_offline(sub: Subscriber, bundle: Path, n: int) -> None:
-    stream = offline_stream(n)
-    expected = offline_predictions(bundle, stream)
-    missing = sorted(set(expected) - set(sub.predictions))
-    extra = sorted(set(sub.predictions) - set(expected))
-    assert not missing and not extra, f"missing {missing[:10]}, extra {extra[:10]}"
-    for seq, body in sub.predictions.items():
-        values = np.array([v["value"] for v in body["values"]])
-        np.testing.assert_allclose(values, expected[seq], rtol=0, atol=VALUE_ATOL)
 
 
 # ------------------------------------------------------------------------------------------------ tests
@@ -88,11 +50,11 @@ def test_every_prediction_arrives_once_with_offline_values(
     procs.append(daemon)
     wait_for(lambda: subscriber.count() >= n or not daemon.alive(), f"{n} predictions")
     assert daemon.alive(), daemon.text()
-    assert _heavy_libraries_mapped(daemon.popen.pid) == []
+    assert heavy_libraries_mapped(daemon.popen.pid) == []
     wait_for(lambda: any(m["state"] == "online" and m["runtime"] for m in subscriber.kind("/status")), "status")
     wait_for(lambda: len(subscriber.kind("/metrics")) >= 1, "metrics")
     assert daemon.end(signal.SIGTERM) == 0, daemon.text()
-    _assert_equal_offline(subscriber, demo_bundles.v1, n)
+    assert_equal_offline(subscriber, demo_bundles.v1, n)
     status = subscriber.kind("/status")
     assert "ai_edge_litert" in next(s["runtime"] for s in status if s["state"] == "online")
     wait_for(lambda: subscriber.kind("/status")[-1]["state"] == "offline", "the offline status at SIGTERM")
@@ -120,7 +82,7 @@ def test_reload_command_tampered_refused_good_takes_over(
     procs.append(daemon)
     wait_for(lambda: subscriber.count() >= 20, "first predictions")
 
-    _send_command(mosquitto_broker.port, "reload_bundle", {"path": str(tampered)}, "r-tampered")
+    send_command(mosquitto_broker.port, "reload_bundle", {"path": str(tampered)}, "r-tampered")
     wait_for(lambda: any(r["request_id"] == "r-tampered" for r in subscriber.kind("/cmd/reload_bundle/response")),
              "the refusal")
     refusal = next(r for r in subscriber.kind("/cmd/reload_bundle/response") if r["request_id"] == "r-tampered")
@@ -128,7 +90,7 @@ def test_reload_command_tampered_refused_good_takes_over(
     n_then = subscriber.count()
     wait_for(lambda: subscriber.count() >= n_then + 20, "predictions after the refusal")
 
-    _send_command(mosquitto_broker.port, "reload_bundle", {"path": str(good)}, "r-good")
+    send_command(mosquitto_broker.port, "reload_bundle", {"path": str(good)}, "r-good")
     wait_for(lambda: any(r["request_id"] == "r-good" for r in subscriber.kind("/cmd/reload_bundle/response")),
              "the reload response")
     answer = next(r for r in subscriber.kind("/cmd/reload_bundle/response") if r["request_id"] == "r-good")

@@ -1,4 +1,4 @@
-"""Issue 18 with real processes: ``spectro-sim`` on a pty -> ``python -m edge.daemon`` -> a real mosquitto -> a paho
+"""Issue 18 with real processes: ``spectro-sim`` on a pty -> ``spectro-edge run`` -> a real mosquitto -> a paho
 subscriber, attacked the way a hostile plant network would.
 
 * An oversized message on the daemon's command topic (finding 1): over MQTT 5 the daemon announces a Maximum Packet
@@ -19,7 +19,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,6 +27,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from benchmarks.harness.commands import daemon_command
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
 from tests.support.processes import BASE_TOPIC, REPO, Proc, Subscriber, process_env, start_sim, write_config
@@ -68,7 +68,7 @@ def _start(tmp: Path, bundle: Path, broker: MosquittoBroker, procs: list[Proc], 
     text = cfg.read_text(encoding="utf-8")
     cfg.write_text(text.replace("[mqtt]\n", f'[mqtt]\nprotocol = "{protocol}"\n', 1), encoding="utf-8")
     log = tmp / "daemon.log"
-    popen = subprocess.Popen([sys.executable, "-m", "edge.daemon", "--config", str(cfg)], cwd=REPO,
+    popen = subprocess.Popen(daemon_command(cfg), cwd=REPO,
                              env={**process_env(), **(env or {})}, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
     daemon = Proc(popen, log)
     procs.append(daemon)
@@ -153,7 +153,7 @@ def test_mqtt5_oversized_command_is_dropped_by_the_broker_and_the_daemon_keeps_d
 
 
 def test_mqtt311_broker_max_packet_size_keeps_the_daemon_delivering(
-    tmp_path: Path, demo_bundles: DemoBundles, mosquitto_factory, procs: list[Proc],  # type: ignore[no-untyped-def]
+    tmp_path: Path, demo_bundles: DemoBundles, mosquitto_factory, procs: list[Proc],  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
 ) -> None:
     """The documented 3.1.1 defence (docs/security.md): mosquitto's ``max_packet_size`` refuses the publish."""
     broker = mosquitto_factory(extra_conf="max_packet_size 65536")

@@ -1,4 +1,4 @@
-"""Issue 18 with real processes: a hostile or broken instrument on a real pty -> ``python -m edge.daemon`` -> a real
+"""Issue 18 with real processes: a hostile or broken instrument on a real pty -> ``spectro-edge run`` -> a real
 mosquitto -> a paho subscriber.
 
 The device is played by this test: frames of the simulator's own first session (``offline_stream``), re-stamped and

@@ -1,5 +1,5 @@
 """Issue 18, finding 4, with real processes: ``spectro-sim`` (with a provoked drift) on a pty ->
-``python -m edge.daemon`` -> a real mosquitto -> a paho subscriber.  Drift alerts cannot be silenced by reloading
+``spectro-edge run`` -> a real mosquitto -> a paho subscriber.  Drift alerts cannot be silenced by reloading
 the bundle in service.
 
 * A reload of the same bytes, by command or by touching the watched file, is a no-op: the response and the log say

@@ -1,7 +1,7 @@
 """The daemon's watchdog (:meth:`edge.daemon.Daemon.health`) and the sd_notify client (:mod:`edge.sdnotify`), in
 process: a real daemon on ``loop://`` with a recording link, a real AF_UNIX datagram socket for $NOTIFY_SOCKET.
 
-The end-to-end cases (a dead paho thread ends ``python -m edge.daemon`` with exit code 2, pings reach
+The end-to-end cases (a dead paho thread ends ``spectro-edge run`` with exit code 2, pings reach
 $NOTIFY_SOCKET) are in tests/edge/test_daemon_hardening.py.
 """
 

@@ -93,7 +93,7 @@ def test_a_transfer_resumes_after_a_restart_and_checks_every_chunk_and_the_whole
     again.write_chunk(_chunk(1), now=5.0)
     t, path = again.complete("t-00000001", now=6.0)
     assert path.read_bytes() == DATA and t.state == TransferState.COMPLETE
-    assert StagingArea(tmp_path / "deploy").load().state == TransferState.COMPLETE  # type: ignore[union-attr]
+    assert StagingArea(tmp_path / "deploy").load().state == TransferState.COMPLETE  # type: ignore[union-attr]  # not None here
 
 
 def test_a_whole_that_does_not_match_is_refused_and_must_be_sent_again(tmp_path: Path) -> None:
@@ -182,7 +182,7 @@ def test_group_topics_and_the_group_identity_of_a_command(tmp_path: Path) -> Non
     payload = sign_command(body, KEY)
     group = CommandParser(cfg.commands, device_id="group:plant-a/line-1",
                           payload_limits={"deploy_chunk": chunk_payload_limit(32_768)})
-    assert group.parse("deploy_chunk", payload).args.data == bytes(20_000)  # type: ignore[union-attr]
+    assert group.parse("deploy_chunk", payload).args.data == bytes(20_000)  # type: ignore[union-attr]  # not None here
     device = CommandParser(cfg.commands, device_id="nir-01",
                            payload_limits={"deploy_chunk": chunk_payload_limit(32_768)})
     with pytest.raises(CommandError, match="device_id: expected 'nir-01', got 'group:plant-a/line-1'"):

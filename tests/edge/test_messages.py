@@ -92,7 +92,7 @@ def test_encode_decode_roundtrip_is_compact_json() -> None:
 @pytest.mark.parametrize("bad", [math.nan, math.inf, "12"])
 def test_non_finite_or_non_numeric_values_are_refused(bad: object) -> None:
     with pytest.raises(MessageError, match="api"):
-        _prediction(targets=[TargetValue("api", "%", bad)])  # type: ignore[arg-type]
+        _prediction(targets=[TargetValue("api", "%", bad)])  # type: ignore[arg-type]  # deliberately the wrong type
 
 
 def test_unknown_quality_flag_is_refused() -> None:
@@ -170,7 +170,7 @@ def test_every_builder_output_validates_and_examples() -> None:
         (lambda m: m.update(kind="nope"), "kind: expected one of"),
     ],
 )
-def test_validation_names_the_offending_field(mutate, fragment: str) -> None:  # type: ignore[no-untyped-def]
+def test_validation_names_the_offending_field(mutate, fragment: str) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
     msg = json.loads(encode(_prediction()))
     mutate(msg)
     with pytest.raises(MessageError) as err:

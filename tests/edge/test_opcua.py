@@ -149,7 +149,7 @@ def test_off_by_default_and_on_this_host_only_when_on(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     assert cfg.opcua.enabled is False and cfg.opcua.host == "127.0.0.1" and cfg.opcua.port == 4840
     link = object()
-    assert with_opcua(cfg, link) is link  # type: ignore[arg-type]
+    assert with_opcua(cfg, link) is link  # type: ignore[arg-type]  # any object stands in for the link: returned as it is
     with pytest.raises(ConfigError, match=r"opcua.port: expected a value <= 65535, got 70000"):
         _config(tmp_path, port=70000)
 
@@ -167,7 +167,7 @@ def test_a_missing_package_is_a_clear_error_at_start(tmp_path: Path, monkeypatch
     monkeypatch.setitem(sys.modules, "asyncua", None)  # import asyncua now raises ImportError
     with pytest.raises(ConfigError, match=r"opcua.enabled: expected the asyncua package .* got none installed "
                                           r"\(pip install 'spectrolite\[opcua\]'"):
-        with_opcua(_config(tmp_path, enabled=True), object())  # type: ignore[arg-type]
+        with_opcua(_config(tmp_path, enabled=True), object())  # type: ignore[arg-type]  # a stand-in link: refused before it is used
 
 
 def test_the_daemon_refuses_to_start_without_the_package(
@@ -265,7 +265,7 @@ def test_a_dead_server_thread_is_a_link_failure_for_the_watchdog() -> None:
 
     server = OpcUaServer("nir-01", host="127.0.0.1", port=free_port(), namespace=NS)
     server.start()
-    link = OpcUaLink(Link(), server)  # type: ignore[arg-type]
+    link = OpcUaLink(Link(), server)  # type: ignore[arg-type]  # a minimal Link: OpcUaLink only forwards to it
     try:
         assert link.failure() is None
         loop = server._loop

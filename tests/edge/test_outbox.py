@@ -50,7 +50,7 @@ def test_wal_mode_and_caller_mistakes(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="qos"):
             ob.put("t", b"x", qos=3)
         with pytest.raises(TypeError, match="payload"):
-            ob.put("t", "text")  # type: ignore[arg-type]
+            ob.put("t", "text")  # type: ignore[arg-type]  # deliberately the wrong type
         with pytest.raises(ValueError, match="topic"):
             ob.put("", b"x")
     with pytest.raises(OutboxError, match="closed"):

@@ -97,7 +97,7 @@ def _outbox_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 def _open(path: Path, clock: ManualClock, **kwargs: object) -> Outbox:
-    ob = Outbox(path, **kwargs)  # type: ignore[arg-type]
+    ob = Outbox(path, **kwargs)  # type: ignore[arg-type]  # **kwargs of object: Outbox's keyword arguments
     ob._clock = clock  # the log rate limit reads this clock; nothing else does
     return ob
 

@@ -99,7 +99,7 @@ def test_json_round_trip_is_bitwise_identical(tablets: tuple[np.ndarray, np.ndar
     assert q.to_json() == text
     out_p = p.transform(S, dark=D, reference=W)
     out_q = q.transform(S, dark=D, reference=W)
-    assert out_p.shape == (20, 600, 3) == (20, *p.output_shape)  # type: ignore[misc]
+    assert out_p.shape == (20, 600, 3) == (20, *p.output_shape)  # type: ignore[misc]  # a starred tuple in a comparison chain
     assert np.array_equal(out_p, out_q)
     assert np.array_equal(p.transform(S[3], dark=D, reference=W), q.transform(S[3], dark=D, reference=W))
 
@@ -121,8 +121,8 @@ def test_any_float_survives_the_spec_exactly(values: list[float]) -> None:
     mean = np.array(values)
     p = Pipeline((MeanCenter(mean),), InputContract(len(values)))
     q = Pipeline.from_json(p.to_json())
-    assert np.array_equal(q.steps[0].mean, mean)  # type: ignore[attr-defined]
-    assert [v.hex() for v in q.steps[0].mean.tolist()] == [v.hex() for v in values]  # type: ignore[attr-defined]
+    assert np.array_equal(q.steps[0].mean, mean)  # type: ignore[attr-defined]  # steps[0] is a MeanCenter; Step has no mean
+    assert [v.hex() for v in q.steps[0].mean.tolist()] == [v.hex() for v in values]  # type: ignore[attr-defined]  # steps[0] is a MeanCenter; Step has no mean
 
 
 def test_output_is_a_new_array() -> None:

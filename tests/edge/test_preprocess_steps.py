@@ -324,7 +324,7 @@ def test_savgol_kernel_is_exact_for_long_windows(window: int, polyorder: int, de
 )
 def test_savgol_bad_parameters(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(SpecError, match=message):
-        SavitzkyGolay(**kwargs)  # type: ignore[arg-type]
+        SavitzkyGolay(**kwargs)  # type: ignore[arg-type]  # deliberately the wrong type
 
 
 def test_savgol_window_longer_than_spectrum() -> None:

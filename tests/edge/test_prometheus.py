@@ -48,8 +48,8 @@ def _config(tmp: Path, **metrics: object) -> object:
 
 def test_off_by_default_and_on_this_host_only_when_on(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
-    assert cfg.metrics.prometheus_port == 0 and cfg.metrics.prometheus_bind == "127.0.0.1"  # type: ignore[attr-defined]
-    assert exporter_from_config(cfg, lambda: None) is None  # type: ignore[arg-type]
+    assert cfg.metrics.prometheus_port == 0 and cfg.metrics.prometheus_bind == "127.0.0.1"
+    assert exporter_from_config(cfg, lambda: None) is None  # type: ignore[arg-type]  # a stand-in metrics source: never called
     with pytest.raises(ConfigError, match=r"metrics.prometheus_port: expected a value <= 65535, got 70000"):
         _config(tmp_path, prometheus_port=70000)
 
@@ -73,7 +73,7 @@ def test_a_missing_package_is_a_clear_error_at_start(tmp_path: Path, monkeypatch
     cfg = _config(tmp_path, prometheus_port=9464)
     with pytest.raises(ConfigError, match=r"metrics.prometheus_port: expected the prometheus-client package .*"
                                           r"got none installed \(pip install 'spectrolite\[prometheus\]'"):
-        exporter_from_config(cfg, lambda: None)  # type: ignore[arg-type]
+        exporter_from_config(cfg, lambda: None)  # type: ignore[arg-type]  # a stand-in metrics source: never called
 
 
 def test_the_daemon_refuses_to_start_without_the_package(
@@ -107,7 +107,7 @@ def test_a_failing_source_is_counted_and_the_endpoint_keeps_answering() -> None:
         calls.append(1)
         raise RuntimeError("boom")
 
-    exporter = PrometheusExporter(broken, bind="127.0.0.1", port=free_port())  # type: ignore[arg-type]
+    exporter = PrometheusExporter(broken, bind="127.0.0.1", port=free_port())  # type: ignore[arg-type]  # a metrics source that raises: the failure under test
     exporter.start()
     try:
         for expected in (1.0, 2.0):
@@ -176,4 +176,4 @@ def test_the_documented_settings_are_valid_configuration(repo_root: Path, tmp_pa
     text = (repo_root / "docs" / "mqtt.md").read_text(encoding="utf-8")
     (block,) = [b for b in re.findall(r"```toml\n(.*?)```", text, flags=re.S) if "prometheus_port" in b]
     cfg = _config(tmp_path, **tomllib.loads(block)["metrics"])
-    assert cfg.metrics.prometheus_port == 9464 and cfg.metrics.prometheus_bind == "127.0.0.1"  # type: ignore[attr-defined]
+    assert cfg.metrics.prometheus_port == 9464 and cfg.metrics.prometheus_bind == "127.0.0.1"

@@ -139,7 +139,7 @@ def test_the_error_does_not_shadow_the_builtin_and_the_old_name_still_imports() 
 
     import edge.references
     from edge.errors import EdgeError
-    from edge.references import ReferenceError as OldName  # the deprecated name, still imported by edge.daemon
+    from edge.references import ReferenceError as OldName  # the deprecated name, for code outside the repository
 
     assert OldName is ReferenceSpectrumError and issubclass(OldName, (EdgeError, ValueError))
     assert "ReferenceError" not in vars(edge.references)  # the module's own code sees the builtin

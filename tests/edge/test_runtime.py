@@ -78,7 +78,7 @@ def test_truncated_model_raises_runtime_load_error(models: TabletModels) -> None
 
 def test_non_bytes_and_bad_threads_are_refused(models: TabletModels) -> None:
     with pytest.raises(RuntimeLoadError, match="expected the model as bytes"):
-        ModelRuntime("model.tflite")  # type: ignore[arg-type]
+        ModelRuntime("model.tflite")  # type: ignore[arg-type]  # deliberately the wrong type
     with pytest.raises(RuntimeLoadError, match="num_threads"):
         ModelRuntime(models.int8_bytes, num_threads=0)
 

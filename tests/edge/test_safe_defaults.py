@@ -21,6 +21,7 @@ import pytest
 
 from edge.commands import CommandParser, load_hmac_key, make_command
 from edge.config import CommandsConfig, example_config, load_config, parse_config, security_warnings
+from edge.config_example import render_config
 from edge.errors import ConfigError
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
@@ -80,8 +81,7 @@ def test_commands_on_without_a_key_refuse_to_start_saying_how_to_fix_it(tmp_path
     assert "spectro-edge keys hmac --out" in message and "commands.require_auth = false" in message
     # the real entry point: one line, exit code 2, no traceback, and no daemon
     config = tmp_path / "edge.toml"
-    config.write_text('[device]\nsite = "a"\nline = "b"\ndevice_id = "c"\n[serial]\nport_url = "loop://"\n'
-                      '[bundle]\npath = "m.spectrolite"\n[commands]\nenabled = true\n', encoding="utf-8")
+    config.write_text(render_config(_minimal(enabled=True)), encoding="utf-8")  # the same document, as TOML
     proc = _edge_cli("run", "--config", str(config))
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [f"spectro-edge run: {message}"]
@@ -151,7 +151,7 @@ def test_keys_hmac_writes_a_private_usable_key_and_never_overwrites(tmp_path: Pa
     assert signed.returncode == 0, signed.stderr
     parser = CommandParser(CommandsConfig(hmac_key_path=key, allowed_dirs=(tmp_path,)), device_id="nir-01")
     cmd = parser.parse("capture_dark", signed.stdout.strip().encode())
-    assert cmd.authenticated and cmd.request_id == "ops-1" and cmd.args.average_frames == 4  # type: ignore[union-attr]
+    assert cmd.authenticated and cmd.request_id == "ops-1" and cmd.args.average_frames == 4  # type: ignore[union-attr]  # not None here
 
     # never overwritten: neither the file nor what a link points at
     again = _edge_cli("keys", "hmac", "--out", str(key))

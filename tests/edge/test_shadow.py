@@ -122,7 +122,7 @@ def test_the_rule_waits_for_min_spectra_then_needs_every_stated_condition() -> N
                       (dict(diff=0.6), "a mean |diff| 0.6 > 0.5"),
                       (dict(within=0.8), "a within the serving interval 0.8 < 0.9"),
                       (dict(rmsep=(1.0, 1.2)), "a RMSEP 1.2 > 1.1 x 1")):
-        due, why = rule.verdict(_summary(100, refs=3, **bad))  # type: ignore[arg-type]
+        due, why = rule.verdict(_summary(100, refs=3, **bad))  # type: ignore[arg-type]  # **bad of mixed types: the summary's keyword arguments
         assert not due and why == f"not met: {text}", why
     assert PromotionRule(min_spectra=5).verdict(_summary(5)) == (True, "met: 5 spectra compared (min 5)")
     assert rule.to_dict() == {"min_spectra": 100, "max_alarm_rate": 0.05, "max_mean_abs_diff": {"a": 0.5},
@@ -213,7 +213,7 @@ def _shadow(rollback_problem: Any = lambda b: None) -> tuple[Any, _Outbound, lis
         load_bundle=lambda p: load_bundle(p, public_key=TABLETS_PUBLIC_KEY if p == TABLETS_BUNDLE else None),
         reference_policy=ReferencePolicy(), check_fit=lambda b, e: None, rollback_problem=rollback_problem,
         serving=lambda: serving, reload=lambda *a, **k: True, request_promotion=lambda *a: None,
-        outbound=out, publish_status=lambda: None, device_id="sim-01",  # type: ignore[arg-type]
+        outbound=out, publish_status=lambda: None, device_id="sim-01",  # type: ignore[arg-type]  # stand-ins for the daemon's stages
         counters=counters, audit=lambda e, d: None, respond_error=lambda *a: errors.append(a), clock=time.time)
     return shadow, out, errors, counters
 

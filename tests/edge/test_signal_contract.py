@@ -5,7 +5,7 @@ and the daemon never publishes a prediction on a frame whose signal the bundle d
 Real parts: the simulator on a real pty (in a thread, or ``spectro-sim`` as a process), hand-written frames on a
 real pty pair where the test must choose what the device announces, real bundles run by LiteRT (the demo's
 counts bundles and an absorbance bundle, trained by ``spectro-train fit`` and committed in tests/data/trained),
-and for the end to end test ``python -m edge.daemon`` with a real mosquitto.
+and for the end to end test ``spectro-edge run`` with a real mosquitto.
 """
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ def test_matching_bundle_ends_a_mismatch_and_a_mismatched_one_is_refused(
 @pytest.mark.slow
 def test_spectro_sim_absorbance_end_to_end_publishes_no_prediction(
         tmp_path: Path, demo_bundles: DemoBundles, mosquitto_broker: Any, subscriber: Any, procs: list[Any]) -> None:
-    """``spectro-sim --signal absorbance`` -> ``python -m edge.daemon`` with a counts bundle -> mosquitto: the
+    """``spectro-sim --signal absorbance`` -> ``spectro-edge run`` with a counts bundle -> mosquitto: the
     retained status carries the alert, the metrics count the rejected spectra, and no prediction arrives."""
     from tests.support.processes import start_daemon, start_sim, write_config
 
@@ -249,7 +249,7 @@ def test_spectro_sim_absorbance_end_to_end_publishes_no_prediction(
 
     wait_for(lambda: rejected() >= N_SPECTRA, f"{N_SPECTRA} spectra counted as signal_mismatch")
     wait_for(lambda: any("signal_mismatch" in m["alerts"] for m in subscriber.kind("/status")), "the alert")
-    from tests.edge.test_status_retained import read_retained
+    from tests.support.processes import read_retained
 
     retained = read_retained(mosquitto_broker.port, "spectrolite/plant-a/line-1/sim-01/status")
     assert retained is not None and "signal_mismatch" in retained["alerts"], retained  # what a newcomer sees

@@ -3,19 +3,15 @@ they change, and a reconnect publishes the current state with a fresh time, not 
 
 Real parts: a real mosquitto (stopped and started again on the same port, retained messages persisted), the
 publisher of :mod:`edge.publish.mqtt`, and for the daemon ``spectro-sim`` with a provoked drift on a real pty ->
-``python -m edge.daemon`` -> the broker -> fresh subscribers that read the retained status as a newcomer would.
+``spectro-edge run`` -> the broker -> fresh subscribers that read the retained status as a newcomer would.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import parse_config
 from edge.publish.messages import status_message
@@ -24,38 +20,7 @@ from edge.publish.outbox import Outbox
 from edge.publish.schema import decode, encode
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
-from tests.support.processes import BASE_TOPIC, start_daemon, start_sim, write_config
-
-#: Deadline of one read of a retained message (a failure to arrive, not a speed goal).
-RETAINED_WAIT_S = 10.0
-
-
-def read_retained(port: int, topic: str) -> dict[str, Any] | None:
-    """The retained message on ``topic`` as a new subscriber receives it (None when there is none)."""
-    got: list[dict[str, Any]] = []
-    done = threading.Event()
-
-    def on_message(client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        # A status published while this client subscribes arrives live (retain flag 0 by MQTT 3.1.1) but is the
-        # same retained message every later subscriber gets: the publisher sends its status only retained.
-        if not got:
-            got.append(json.loads(msg.payload.decode()))
-            done.set()
-
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-    c.on_message = on_message
-    c.on_connect = lambda cl, ud, fl, rc, pr=None: cl.subscribe(topic, qos=1)
-    try:
-        c.connect("127.0.0.1", port, keepalive=10)
-    except OSError:
-        return None
-    c.loop_start()
-    try:
-        done.wait(RETAINED_WAIT_S)
-    finally:
-        c.loop_stop()
-        c.disconnect()
-    return got[0] if got else None
+from tests.support.processes import BASE_TOPIC, RETAINED_WAIT_S, read_retained, start_daemon, start_sim, write_config
 
 
 def _newer_retained(port: int, topic: str, after_unix_s: float) -> dict[str, Any] | None:

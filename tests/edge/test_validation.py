@@ -12,8 +12,11 @@ import pytest
 import edge.validation
 from edge.errors import BundleError, CommandError, ConfigError, SpecError
 from edge.validation import (
+    MAX_SHOWN_CHARS,
+    is_number,
     require_bool,
     require_enum,
+    require_fields,
     require_int,
     require_keys,
     require_mapping,
@@ -61,3 +64,44 @@ def test_require_keys_names_missing_and_unknown_keys() -> None:
         require_keys({"op": "snv", "dof": 1}, "", SpecError, (), ("op", "ddof"))
     require_keys({"q_hat": [1.0], "coverage": 0.9, "later": 1}, "intervals", BundleError, ("q_hat", "coverage"),
                  allow_unknown=True)
+
+
+def test_require_fields_names_the_first_unknown_then_the_first_missing_key() -> None:
+    with pytest.raises(CommandError, match=r"^deploy_commit\.args\.extra: unknown argument \(expected transfer_id, "
+                                           r"probation\)$"):
+        require_fields({"transfer_id": "t", "extra": 1}, "deploy_commit.args", CommandError, ("transfer_id",),
+                       ("probation",))
+    with pytest.raises(CommandError, match=r"^drop_challenger\.args\.now: unknown argument \(expected no "
+                                           r"arguments\)$"):
+        require_fields({"now": True}, "drop_challenger.args", CommandError)
+    with pytest.raises(CommandError, match=r"^load_challenger\.args\.path: required argument missing \(the "
+                                           r"challenger bundle\)$"):
+        require_fields({}, "load_challenger.args", CommandError, ("path",), hints={"path": "the challenger bundle"})
+    with pytest.raises(CommandError, match=r"^probation\.max_drift: unknown key \(expected window_spectra\)$"):
+        require_fields({"max_drift": 1}, "probation", CommandError, optional=("window_spectra",), noun="key")
+    require_fields({"a": 1}, "x", CommandError, ("a",), ("b",))
+
+
+def test_an_integer_beyond_float_range_is_refused_as_a_number_not_raised_as_overflow() -> None:
+    """JSON allows 1e400 written as digits; ``math.isfinite`` raises OverflowError on such an int, which escaped
+    as a crash instead of the caller's error (failed before the fix)."""
+    huge = 10 ** 400
+    assert not is_number(huge)
+    with pytest.raises(CommandError, match=r"^promote\.max_rmsep_ratio: expected a number in 0\.\.1e\+06, got 1000"):
+        require_number(huge, "promote.max_rmsep_ratio", CommandError, minimum=0.0, maximum=1e6)
+
+
+def test_a_pattern_must_match_the_whole_string_not_up_to_a_trailing_newline() -> None:
+    """``re.match`` with ``$`` accepts "sim-01\\n": a device id or nonce with a newline passed (failed before the
+    fix)."""
+    level = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+    with pytest.raises(ConfigError, match=r"^device\.device_id: expected 1-64 characters, got 'sim-01\\n'$"):
+        require_str("sim-01\n", "device.device_id", ConfigError, pattern=level, pattern_doc="1-64 characters")
+    assert require_str("sim-01", "device.device_id", ConfigError, pattern=level) == "sim-01"
+
+
+def test_a_long_value_is_shown_cut_short() -> None:
+    with pytest.raises(CommandError) as info:
+        require_int("x" * 10_000, "cmd.args.frames", CommandError, minimum=1)
+    got = str(info.value).split(", got ", 1)[1]
+    assert len(got) == MAX_SHOWN_CHARS and got.endswith("...")

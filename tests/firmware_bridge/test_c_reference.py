@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 import struct
 import subprocess
 import zlib
@@ -20,14 +19,12 @@ from firmware_bridge.frames import (
     PIXEL_DTYPES,
     PROTOCOL_VERSION,
     Ack,
-    Annotation,
     AxisUnit,
     Command,
     CommandCode,
     Dark,
     Frame,
     Hello,
-    Line,
     MsgType,
     Nack,
     NackCode,
@@ -37,100 +34,27 @@ from firmware_bridge.frames import (
     SpectrumFlags,
     Status,
 )
-from tests.support.scripts import load_script
+from tests.support.c_reference import (
+    C_DIR,
+    DRIVER_TIMEOUT_S,
+    FRAMES_DIR,
+    compile_c,
+    encode_request,
+    run_driver,
+    samples,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-C_DIR = REPO / "firmware_bridge" / "c"
-FRAMES_DIR = REPO / "tests" / "data" / "frames"
-#: Exactly the flags firmware builds must pass.
-GCC_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
 #: Random vectors per run, and their seed.
 N_RANDOM_VECTORS = 400
 VECTOR_SEED = 4242
 #: slp_result codes of spectrolite_proto.h.
 ERR_BUFFER, ERR_RANGE, ERR_COBS, ERR_SHORT = -1, -2, -3, -4
 ERR_OVERSIZE, ERR_CRC, ERR_VERSION, ERR_LENGTH = -5, -6, -7, -8
-DRIVER_TIMEOUT_S = 60
-
-
-samples = load_script(FRAMES_DIR / "samples.py", "frame_samples_c")
-
-
-def compile_c(out_dir: Path, main_source: str) -> Path:
-    """Build ``spectrolite_proto.c`` + ``main_source`` with :data:`GCC_FLAGS`; a warning fails the build."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.fail("expected gcc on PATH to build the C reference codec (apt-get install gcc), found none")
-    exe = out_dir / Path(main_source).stem
-    result = subprocess.run(
-        [gcc, *GCC_FLAGS, "spectrolite_proto.c", main_source, "-o", str(exe)],
-        cwd=C_DIR,
-        capture_output=True,
-        text=True,
-        timeout=DRIVER_TIMEOUT_S,
-    )
-    assert result.returncode == 0 and not result.stderr, f"gcc failed on {main_source}:\n{result.stderr}"
-    return exe
 
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return compile_c(tmp_path_factory.mktemp("c_reference"), "slp_vectors.c")
-
-
-def run_driver(exe: Path, lines: list[str]) -> list[str]:
-    result = subprocess.run(
-        [str(exe)], input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=DRIVER_TIMEOUT_S
-    )
-    assert result.returncode == 0, result.stderr
-    out = result.stdout.splitlines()
-    assert len(out) == len(lines)
-    return out
-
-
-def _hex(raw: bytes) -> str:
-    return raw.hex() if raw else "-"
-
-
-def _f64_bits(values: tuple[float, ...]) -> list[str]:
-    return [struct.pack("<d", v)[::-1].hex() for v in values]
-
-
-def encode_request(frame: Frame) -> str:
-    """The driver's ``E`` line for ``frame`` (see slp_vectors.c)."""
-    f32 = f"{samples.f32_bits(getattr(frame, 'detector_temp_c', 0.0)):x}"
-    if isinstance(frame, Spectrum):
-        fields = [
-            frame.MSG_TYPE, frame.seq, frame.timestamp_us, frame.integration_time_us, frame.averages,
-            frame.pixel_count, int(frame.pixel_format), int(frame.flags), frame.saturated_count, f32,
-            _hex(frame.counts.tobytes()),
-        ]  # fmt: skip
-    elif isinstance(frame, Line):
-        fields = [
-            frame.MSG_TYPE, frame.seq, frame.timestamp_us, frame.integration_time_us, frame.averages,
-            frame.pixel_count, int(frame.pixel_format), int(frame.flags), frame.spectrum_count, f32,
-            _hex(frame.counts.tobytes()),
-        ]  # fmt: skip
-    elif isinstance(frame, Hello):
-        fields = [frame.MSG_TYPE, frame.nonce]
-    elif isinstance(frame, Status):
-        fields = [
-            frame.MSG_TYPE, frame.nonce, frame.integration_time_us, frame.uptime_s, frame.pixel_count,
-            frame.averages, f32, len(frame.wavelength_coeffs_nm), *_f64_bits(frame.wavelength_coeffs_nm),
-            _hex(frame.device_id.encode()), _hex(frame.firmware_version.encode()), int(frame.signal), frame.boot_id,
-            int(frame.axis_unit),
-        ]  # fmt: skip
-    elif isinstance(frame, Command):
-        fields = [frame.MSG_TYPE, frame.command_id, int(frame.code), frame.value]
-    elif isinstance(frame, Ack):
-        fields = [frame.MSG_TYPE, frame.command_id, int(frame.code)]
-    elif isinstance(frame, Nack):
-        fields = [frame.MSG_TYPE, frame.command_id, int(frame.code), int(frame.reason), _hex(frame.detail.encode())]
-    elif isinstance(frame, Annotation):
-        fields = [frame.MSG_TYPE, frame.seq, len(frame.values), *_f64_bits(frame.values)]
-    else:  # pragma: no cover
-        raise AssertionError(type(frame))
-    return "E " + " ".join(str(int(f)) if isinstance(f, int) else str(f) for f in fields)
 
 
 def vectors() -> list[Frame]:
@@ -267,9 +191,9 @@ def test_c_encoder_refuses_what_python_refuses(driver: Path) -> None:
             with pytest.raises((codec.ProtocolError, codec.FramingError)):
                 encode(frame)
     with pytest.raises(codec.ProtocolError):
-        Status(1, "", "", 4, (1.0,), 2, uptime_s=3, signal=3)  # type: ignore[arg-type]
+        Status(1, "", "", 4, (1.0,), 2, uptime_s=3, signal=3)  # type: ignore[arg-type]  # deliberately the wrong type
     with pytest.raises(codec.ProtocolError):
-        Status(1, "", "", 4, (1.0,), 2, uptime_s=3, axis_unit=2)  # type: ignore[arg-type]
+        Status(1, "", "", 4, (1.0,), 2, uptime_s=3, axis_unit=2)  # type: ignore[arg-type]  # deliberately the wrong type
 
 
 def test_c_status_carries_the_trailer_like_python(driver: Path) -> None:
@@ -329,7 +253,7 @@ def test_c_header_constants_match_python() -> None:
         ("SLP_FLAG_", SpectrumFlags),
     ]:
         in_c = {k[len(prefix) :]: v for k, v in enums.items() if k.startswith(prefix)}
-        in_py = {str(m.name): int(m.value) for m in enum if m.value}  # type: ignore[attr-defined]
+        in_py = {str(m.name): int(m.value) for m in enum if m.value}  # type: ignore[attr-defined]  # the loop mixes IntEnum and IntFlag classes
         assert in_c == in_py, prefix
     in_c = {k[len("SLP_SIGNAL_") :]: v for k, v in enums.items() if k.startswith("SLP_SIGNAL_")}
     assert in_c == {m.name: int(m.value) for m in SignalKind}  # COUNTS = 0 included

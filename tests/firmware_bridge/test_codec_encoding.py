@@ -92,4 +92,4 @@ def test_encode_refuses_out_of_range_fields(frame: Frame, error: type[Exception]
 
 def test_encode_refuses_what_is_not_a_message() -> None:
     with pytest.raises(TypeError, match="expected a protocol message"):
-        encode(b"hello")  # type: ignore[arg-type]
+        encode(b"hello")  # type: ignore[arg-type]  # deliberately the wrong type

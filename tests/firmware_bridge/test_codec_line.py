@@ -24,7 +24,7 @@ from firmware_bridge.codec import (
 )
 from firmware_bridge.errors import FramingError, ProtocolError
 from firmware_bridge.frames import PROTOCOL_VERSION, Hello, Line, MsgType, PixelFormat, Spectrum, SpectrumFlags
-from tests.firmware_bridge.test_c_reference import compile_c, encode_request, run_driver
+from tests.support.c_reference import compile_c, encode_request, run_driver
 
 #: Header bytes of a LINE payload (PROTOCOL.md); the pixels follow.
 LINE_HEADER_BYTES = 28

@@ -141,4 +141,4 @@ def test_stats_is_a_frozen_snapshot() -> None:
     decoder.feed(GOOD_HELLO)
     assert before.frames_ok == 0 and decoder.stats.frames_ok == 1
     with pytest.raises(AttributeError):
-        before.frames_ok = 3  # type: ignore[misc]
+        before.frames_ok = 3  # type: ignore[misc]  # frozen

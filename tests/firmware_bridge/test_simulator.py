@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
-import select
 import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -48,47 +42,10 @@ from firmware_bridge.simulator import (
 )
 from firmware_bridge.synthetic import load_npz
 from firmware_bridge.transport import SerialTransport
+from tests.support.simulator import PATIENCE_S, read_until, spectro_sim
 
-#: Generous bound for anything that should happen "soon" on a busy 2-core CI machine; not a speed claim.
-PATIENCE_S = 30.0
 #: A provoked band of 0.3 absorbance must show at its centre well above the noise (a few 1e-3).
 DRIFT_VISIBLE = 0.2
-
-
-@contextmanager
-def spectro_sim(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Start ``spectro-sim`` as a subprocess; yield it and the address on its first line; stop it afterwards."""
-    with tempfile.TemporaryFile(mode="w+") as log:  # a file, not a pipe: a chatty child never blocks on it
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "firmware_bridge.cli", *args], stdout=subprocess.PIPE, stderr=log, text=True
-        )
-        try:
-            ready, _, _ = select.select([proc.stdout], [], [], PATIENCE_S)
-            assert ready, "spectro-sim printed no address"
-            assert proc.stdout is not None
-            address = proc.stdout.readline().strip()
-            if not address:
-                log.seek(0)
-                pytest.fail(f"spectro-sim exited: {log.read()}")
-            yield proc, address
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(PATIENCE_S)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
-
-
-def _read(t: SerialTransport, until, patience_s: float = PATIENCE_S) -> list[Frame]:
-    frames: list[Frame] = []
-    deadline = time.monotonic() + patience_s
-    while not until(frames) and time.monotonic() < deadline:
-        frames += t.read_frames(0.5)
-    return frames
 
 
 def _spectra(frames: list[Frame]) -> list[Spectrum]:
@@ -103,7 +60,7 @@ def test_every_frame_arrives_in_order_over_a_pty(datasets_dir: Path) -> None:
         link,
     ):
         with SerialTransport(link) as t:
-            frames = _read(t, lambda fs: len(_spectra(fs)) >= count and isinstance(fs[-1], Annotation))
+            frames = read_until(t, lambda fs: len(_spectra(fs)) >= count and isinstance(fs[-1], Annotation))
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(PATIENCE_S) == 0
     assert not os.path.lexists(link)  # the stable path is removed on a clean stop
@@ -165,12 +122,12 @@ def test_tcp_hello_and_command_round_trips() -> None:
     with spectro_sim("--tcp", "0", "--no-autostart", "--seed", "3") as (proc, url):
         assert url.startswith("socket://127.0.0.1:")
         with SerialTransport(url) as t:
-            hello = _read(t, lambda fs: any(isinstance(f, Status) for f in fs))
+            hello = read_until(t, lambda fs: any(isinstance(f, Status) for f in fs))
             assert isinstance(hello[0], Status) and hello[0].nonce == 0  # unsolicited on connect
 
             def ask(frame: Frame, n: int) -> list[Frame]:
                 t.send(frame)
-                return _read(t, lambda fs: len(fs) >= n)
+                return read_until(t, lambda fs: len(fs) >= n)
 
             status = ask(Hello(nonce=1234), 1)
             assert isinstance(status[0], Status) and status[0].nonce == 1234 and status[0].pixel_count == 256
@@ -195,7 +152,7 @@ def test_tcp_hello_and_command_round_trips() -> None:
             assert isinstance(reply[1], Dark) and isinstance(reply[2], Reference)
             assert len(_spectra(reply)) >= 2
             t.send(Command(7, CommandCode.STOP_STREAM))
-            rest = _read(t, lambda fs: Ack(7, CommandCode.STOP_STREAM) in fs)
+            rest = read_until(t, lambda fs: Ack(7, CommandCode.STOP_STREAM) in fs)
             assert Ack(7, CommandCode.STOP_STREAM) in rest
             assert t.read_frames(0.3) == []  # stopped: nothing more streams
         proc.send_signal(signal.SIGINT)  # Ctrl-C stops it as cleanly as SIGTERM
@@ -370,14 +327,14 @@ def test_status_announces_counts_and_a_random_boot_id_not_taken_from_the_seed() 
     with pytest.raises(SimulatorError, match="expected a boot_id in 1..4294967295, got 0"):
         SimulatorConfig(boot_id=0)
     with pytest.raises(SimulatorError, match="expected a signal kind of 0 \\(COUNTS\\)"):
-        SimulatorConfig(signal=7)  # type: ignore[arg-type]
+        SimulatorConfig(signal=7)  # type: ignore[arg-type]  # deliberately the wrong type
 
 
 def test_two_spectro_sim_processes_boot_with_different_ids() -> None:
     ids = []
     for _ in range(2):
         with spectro_sim("--tcp", "0", "--no-autostart", "--seed", "3") as (_proc, url), SerialTransport(url) as t:
-            frames = _read(t, lambda fs: any(isinstance(f, Status) for f in fs))
+            frames = read_until(t, lambda fs: any(isinstance(f, Status) for f in fs))
             status = next(f for f in frames if isinstance(f, Status))
             assert status.signal is SignalKind.COUNTS and status.boot_id != 0
             ids.append(status.boot_id)
@@ -400,9 +357,9 @@ def test_spectro_sim_streams_float32_absorbance_equal_to_the_dataset_rows(datase
     count = 25
     args = ("--pty", "--dataset", str(dataset), "--split", "test", "--rate", "0", "--count", str(count))
     with spectro_sim(*args, "--signal", "absorbance") as (_proc, link), SerialTransport(link) as t:
-        frames = _read(t, lambda fs: len(_spectra(fs)) >= count and isinstance(fs[-1], Annotation))
+        frames = read_until(t, lambda fs: len(_spectra(fs)) >= count and isinstance(fs[-1], Annotation))
         t.send(Command(1, CommandCode.REQUEST_DARK))
-        reply = _read(t, lambda fs: any(isinstance(f, Nack) for f in fs))
+        reply = read_until(t, lambda fs: any(isinstance(f, Nack) for f in fs))
     status = frames[0]
     assert isinstance(status, Status) and status.signal is SignalKind.ABSORBANCE and status.boot_id != 0
     assert not any(isinstance(f, (Dark, Reference)) for f in frames)  # a processed signal needs no references
@@ -489,7 +446,7 @@ def test_cli_maps_signal_and_reboot_options() -> None:
 def test_spectro_sim_reboots_on_a_live_link() -> None:
     args = ("--tcp", "0", "--rate", "0", "--count", "12", "--reboot-every", "5", "--synthetic-samples", "20")
     with spectro_sim(*args) as (_proc, url), SerialTransport(url) as t:
-        frames = _read(t, lambda fs: len(_spectra(fs)) >= 12 and isinstance(fs[-1], Annotation))
+        frames = read_until(t, lambda fs: len(_spectra(fs)) >= 12 and isinstance(fs[-1], Annotation))
     statuses = [f for f in frames if isinstance(f, Status)]
     assert len(statuses) == 3 and len({s.boot_id for s in statuses}) == 3 and all(s.boot_id for s in statuses)
     seqs = [f.seq for f in frames if isinstance(f, Spectrum)]  # DARK, REFERENCE and spectra of each boot

@@ -23,7 +23,7 @@ from firmware_bridge.simulator import (
 )
 from firmware_bridge.synthetic import load_npz, make_synthetic_dataset, save_npz
 from firmware_bridge.transport import SerialTransport
-from tests.firmware_bridge.test_simulator import _read, spectro_sim
+from tests.support.simulator import read_until, spectro_sim
 
 #: How closely the announced polynomial must reproduce a dataset's axis (``fit_wavelength_polynomial``'s default
 #: tolerance, in the axis's unit).
@@ -73,7 +73,7 @@ def test_the_unit_comes_from_the_dataset_unless_configured(tmp_path: Path) -> No
     with pytest.raises(SimulatorError, match="expected the dataset's axis_unit as one string"):
         dataset_axis_unit({"axis_unit": np.array(["nm", "nm"])})
     with pytest.raises(SimulatorError, match=r"^expected an axis unit of 'nm', 'cm-1', got 'angstrom'$"):
-        SimulatorConfig(axis_unit="angstrom")  # type: ignore[arg-type]
+        SimulatorConfig(axis_unit="angstrom")  # type: ignore[arg-type]  # deliberately the wrong type
 
 
 def test_a_wavenumber_axis_must_be_positive() -> None:
@@ -104,7 +104,7 @@ def test_spectro_sim_announces_cm1_on_a_pty() -> None:
         "--synthetic-channels", "64", "--rate", "0", "--count", "3",
     ) as (_, link):  # fmt: skip
         with SerialTransport(link) as t:
-            frames = _read(t, lambda fs: any(isinstance(f, Status) for f in fs))
+            frames = read_until(t, lambda fs: any(isinstance(f, Status) for f in fs))
     status = next(f for f in frames if isinstance(f, Status))
     assert status.axis_unit is AxisUnit.CM_1 and status.signal is SignalKind.ABSORBANCE
     _, axis, _ = load_spectra(SimulatorConfig(synthetic_samples=20, synthetic_channels=64, axis_unit=AxisUnit.CM_1))

@@ -21,7 +21,7 @@ READ_DEADLINE_S = 30.0
 
 
 def _device(**kwargs: object) -> VirtualSpectrometer:
-    cfg = SimulatorConfig(synthetic_samples=40, synthetic_channels=64, seed=3, **kwargs)  # type: ignore[arg-type]
+    cfg = SimulatorConfig(synthetic_samples=40, synthetic_channels=64, seed=3, **kwargs)  # type: ignore[arg-type]  # **kwargs of object: SimulatorConfig fields
     return VirtualSpectrometer.from_config(cfg)
 
 

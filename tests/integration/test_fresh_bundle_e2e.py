@@ -1,6 +1,6 @@
 """A bundle freshly written by ``spectro-train fit`` is served by the edge as production does it: the session's
 ``spectro-train fit examples/demo.toml`` (``demo_bundle``, a child process), ``spectro-sim`` on a real pty,
-``python -m edge.daemon`` and a real mosquitto. The edge suites serve the committed copy of this bundle
+``spectro-edge run`` and a real mosquitto. The edge suites serve the committed copy of this bundle
 (tests/data/trained); this test keeps the trainer's output of today on the same path."""
 
 from __future__ import annotations
@@ -8,10 +8,17 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.edge.test_daemon_e2e import _assert_equal_offline, _heavy_libraries_mapped
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import wait_for
-from tests.support.processes import Proc, Subscriber, start_daemon, start_sim, write_config
+from tests.support.processes import (
+    Proc,
+    Subscriber,
+    assert_equal_offline,
+    heavy_libraries_mapped,
+    start_daemon,
+    start_sim,
+    write_config,
+)
 
 #: Spectra streamed (enough for a real run, few enough to be quick).
 N_SPECTRA = 100
@@ -27,6 +34,6 @@ def test_a_freshly_trained_bundle_is_served_with_its_offline_values(
     procs.append(daemon)
     wait_for(lambda: subscriber.count() >= N_SPECTRA or not daemon.alive(), f"{N_SPECTRA} predictions")
     assert daemon.alive(), daemon.text()
-    assert _heavy_libraries_mapped(daemon.popen.pid) == []
+    assert heavy_libraries_mapped(daemon.popen.pid) == []
     assert daemon.end(signal.SIGTERM) == 0, daemon.text()
-    _assert_equal_offline(subscriber, demo_bundle, N_SPECTRA)
+    assert_equal_offline(subscriber, demo_bundle, N_SPECTRA)

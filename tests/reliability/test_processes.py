@@ -1,4 +1,4 @@
-"""Fault injection with real processes: ``spectro-sim`` on a real pty -> ``python -m edge.daemon`` -> a real
+"""Fault injection with real processes: ``spectro-sim`` on a real pty -> ``spectro-edge run`` -> a real
 mosquitto -> paho subscribers, with the broker stopped, moved and restarted, and the daemon SIGKILLed.
 
 What must hold: every spectrum's prediction reaches a subscriber (after dedup by ``seq``; QoS 1 may duplicate),
@@ -16,8 +16,9 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,20 +45,10 @@ SESSION_GAP = 3
 
 
 def write_config(tmp: Path, *, port_url: str, bundle: Path, mqtt_port: int, name: str = "edge.toml",
-                 outbox: str = "", drain_rate: float = 0.0) -> Path:
+                 outbox: Mapping[str, Any] | None = None, drain_rate: float = 0.0) -> Path:
     """The end-to-end tests' config, with an unthrottled drain and a short shutdown flush."""
     return e2e_write_config(tmp, port_url=port_url, bundle=bundle, mqtt_port=mqtt_port, drain_rate=drain_rate,
                             name=name, outbox=outbox, flush_timeout_s=2.0)
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    try:
-        yield started
-    finally:
-        for p in reversed(started):
-            p.end(signal.SIGTERM, timeout_s=15)
 
 
 @pytest.fixture
@@ -186,7 +177,7 @@ def test_full_outbox_evicts_the_oldest_counts_it_and_live_data_keeps_flowing(
     sim, path = start_sim(tmp_path, count=0, rate_hz=100.0)
     procs.append(sim)
     cfg = write_config(tmp_path, port_url=path, bundle=demo_bundles.v1, mqtt_port=broker.port,
-                       outbox=f'max_messages = {cap}\nfull_policy = "drop_oldest"')
+                       outbox={"max_messages": cap, "full_policy": "drop_oldest"})
     daemon = start_daemon(tmp_path, cfg, 0)
     procs.append(daemon)
     wait_for(lambda: sub.count() >= 20, "first predictions")

@@ -7,18 +7,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from benchmarks.harness.commands import daemon_command, simulator_command
 from tests.support.broker import MosquittoBroker
-from tests.support.daemon import CHANNELS, REPO, SAMPLES, SEED, wait_for
+from tests.support.daemon import CHANNELS, REPO, SAMPLES, SEED, offline_predictions, offline_stream, wait_for
 
 DEVICE = {"site": "plant-a", "line": "line-1", "device_id": "sim-01"}
 BASE_TOPIC = "spectrolite/plant-a/line-1/sim-01"
@@ -94,9 +95,8 @@ class Proc:
 
 def start_sim(tmp: Path, *, count: int, rate_hz: float, extra: tuple[str, ...] = ()) -> tuple[Proc, str]:
     log = tmp / "sim.log"
-    cmd = [sys.executable, "-m", "firmware_bridge.cli", "--pty", "--link", str(tmp / "spectrometer"),
-           "--seed", str(SEED), "--synthetic-samples", str(SAMPLES), "--synthetic-channels", str(CHANNELS),
-           "--rate", str(rate_hz), "--count", str(count), "-v", *extra]
+    cmd = simulator_command(tmp / "spectrometer", count=count, rate_hz=rate_hz, seed=SEED,
+                            synthetic=(SAMPLES, CHANNELS), exit_when_done=False, extra=extra)
     popen = subprocess.Popen(cmd, cwd=REPO, env=process_env(), stdout=subprocess.PIPE, stderr=open(log, "wb"))
     assert popen.stdout is not None
     line = popen.stdout.readline().decode().strip()
@@ -105,61 +105,78 @@ def start_sim(tmp: Path, *, count: int, rate_hz: float, extra: tuple[str, ...] =
 
 
 def write_config(tmp: Path, *, port_url: str, bundle: Path, mqtt_port: int, drain_rate: float = 200.0,
-                 name: str = "edge.toml", outbox: str = "", flush_timeout_s: float = 10.0) -> Path:
-    """A daemon config on ``port_url`` and a local broker; ``outbox`` adds lines to the ``[outbox]`` table.
+                 name: str = "edge.toml", outbox: Mapping[str, Any] | None = None,
+                 flush_timeout_s: float = 10.0) -> Path:
+    """A daemon config on ``port_url`` and a local broker (written by :func:`edge.config_example.render_config`);
+    ``outbox`` adds keys to the ``[outbox]`` table.
 
-    Commands are on, each to be signed with :data:`HMAC_KEY` (written to ``tmp/hmac.key``).
+    Commands are on, each to be signed with :data:`HMAC_KEY` (written to ``tmp/hmac.key``); the bundle is neither
+    watched nor persisted.
     """
+    from edge.config_example import render_config
+
     path = tmp / name
     (tmp / "state").mkdir(exist_ok=True)
     key = tmp / "hmac.key"
     key.write_bytes(HMAC_KEY)
-    path.write_text(
-        f"""
-log_level = "INFO"
-[device]
-site = "{DEVICE['site']}"
-line = "{DEVICE['line']}"
-device_id = "{DEVICE['device_id']}"
-[serial]
-port_url = "{port_url}"
-read_timeout_s = 0.05
-reconnect_min_delay_s = 0.05
-reconnect_max_delay_s = 0.5
-[bundle]
-path = "{bundle}"
-watch = false
-persist = false
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
-reconnect_min_delay_s = 1
-reconnect_max_delay_s = 2
-[outbox]
-path = "{tmp / 'state' / 'outbox.sqlite'}"
-drain_rate_msgs_per_s = {drain_rate}
-flush_timeout_s = {flush_timeout_s}
-{outbox}
-[commands]
-enabled = true
-hmac_key_path = "{key}"
-[metrics]
-period_s = 1.0
-""",
-        encoding="utf-8",
-    )
+    config = {
+        "log_level": "INFO",
+        "device": dict(DEVICE),
+        "serial": {"port_url": port_url, "read_timeout_s": 0.05, "reconnect_min_delay_s": 0.05,
+                   "reconnect_max_delay_s": 0.5},
+        "bundle": {"path": bundle, "watch": False, "persist": False},
+        "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "reconnect_min_delay_s": 1, "reconnect_max_delay_s": 2},
+        "outbox": {"path": tmp / "state" / "outbox.sqlite", "drain_rate_msgs_per_s": drain_rate,
+                   "flush_timeout_s": flush_timeout_s, **(outbox or {})},
+        "commands": {"enabled": True, "hmac_key_path": key},
+        "metrics": {"period_s": 1.0},
+    }
+    path.write_text(render_config(config), encoding="utf-8")
     return path
 
 
 def start_daemon(tmp: Path, config: Path, n: int = 0) -> Proc:
-    """The daemon as production starts it: ``spectro-edge run --config`` (the systemd unit's command line)."""
+    """The daemon as production starts it: ``spectro-edge run --config`` (the systemd unit's command line, as
+    :func:`benchmarks.harness.daemon_command` writes it for the benchmarks and the demo)."""
     log = tmp / f"daemon-{n}.log"
-    popen = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)], cwd=REPO,
+    popen = subprocess.Popen(daemon_command(config), cwd=REPO,
                              env=process_env(), stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
     return Proc(popen, log)
 
 
 # ------------------------------------------------------------------------------------------------ subscriber
+#: Deadline of one read of a retained message (a failure to arrive, not a speed goal).
+RETAINED_WAIT_S = 10.0
+
+
+def read_retained(port: int, topic: str) -> dict[str, Any] | None:
+    """The retained message on ``topic`` as a new subscriber receives it (None when there is none)."""
+    got: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def on_message(client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # A status published while this client subscribes arrives live (retain flag 0 by MQTT 3.1.1) but is the
+        # same retained message every later subscriber gets: the publisher sends its status only retained.
+        if not got:
+            got.append(json.loads(msg.payload.decode()))
+            done.set()
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    c.on_message = on_message
+    c.on_connect = lambda cl, ud, fl, rc, pr=None: cl.subscribe(topic, qos=1)
+    try:
+        c.connect("127.0.0.1", port, keepalive=10)
+    except OSError:
+        return None
+    c.loop_start()
+    try:
+        done.wait(RETAINED_WAIT_S)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    return got[0] if got else None
+
+
 @dataclass
 class Subscriber:
     """A paho client with a persistent session collecting everything under the device's topics."""
@@ -237,3 +254,29 @@ def procs() -> Iterator[list[Proc]]:
     finally:
         for p in reversed(started):
             p.end(signal.SIGTERM, timeout_s=15)
+
+
+# ------------------------------------------------------------------------------------------------ checks
+#: Exact equality of the published values with the offline run (same runtime, same float32 inputs).
+VALUE_ATOL = 0.0
+#: Heavy modules that must never be mapped into the daemon process.
+HEAVY_MARKERS = ("/tensorflow/", "/keras/", "/sklearn/", "/scipy/")
+
+
+def heavy_libraries_mapped(pid: int) -> list[str]:
+    """The TensorFlow/Keras/scikit-learn/SciPy files mapped into process ``pid`` (none for the daemon)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return sorted({line.split()[-1] for line in maps.splitlines() if any(m in line for m in HEAVY_MARKERS)})
+
+
+def assert_equal_offline(sub: Subscriber, bundle: Path, n: int) -> None:
+    """``sub`` received exactly the ``n`` predictions of :func:`~tests.support.daemon.offline_stream`, each with
+    the values of running ``bundle`` offline on the same frames."""
+    stream = offline_stream(n)
+    expected = offline_predictions(bundle, stream)
+    missing = sorted(set(expected) - set(sub.predictions))
+    extra = sorted(set(sub.predictions) - set(expected))
+    assert not missing and not extra, f"missing {missing[:10]}, extra {extra[:10]}"
+    for seq, body in sub.predictions.items():
+        values = np.array([v["value"] for v in body["values"]])
+        np.testing.assert_allclose(values, expected[seq], rtol=0, atol=VALUE_ATOL)

@@ -30,5 +30,5 @@ def make_signing_key(directory: Path, name: str = "signer") -> SigningKey:
 def signed_copy(source: Path, target: Path, key: SigningKey) -> Path:
     """``source`` with ``manifest.sig`` added (or replaced), written to ``target``."""
     members = read_zip(source)
-    members["manifest.sig"] = key.private.sign(members["manifest.json"])  # type: ignore[attr-defined]
+    members["manifest.sig"] = key.private.sign(members["manifest.json"])  # type: ignore[attr-defined]  # private is typed object: an Ed25519 private key here
     return write_zip(target, members)

@@ -1,9 +1,14 @@
-"""The data, split and cross-validation of trainer configs small enough for a CNN fit in seconds (60 synthetic
-spectra of 32 channels, two CNN folds), shared by the trainer tests that fit one: they add their own model tables."""
+"""Trainer configs small enough for a CNN fit in seconds, shared by the trainer tests that fit one: the data, split
+and cross-validation tables of 60 synthetic spectra of 32 channels (:data:`TINY_DATA`, the tests add their own model
+tables), and a whole config (:data:`CONFIG`) on the mixtures :func:`write_synthetic` writes."""
 
 from __future__ import annotations
 
-__all__ = ["TINY_DATA"]
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["CONFIG", "N_CHANNELS", "TINY_DATA", "write_synthetic"]
 
 #: The ``[data]``, ``[split]``, ``[selection]`` and ``[cv]`` tables (TOML, ending in a newline).
 TINY_DATA = """[data]
@@ -19,4 +24,72 @@ cnn_cv_folds = 2
 [cv]
 folds = 3
 max_components = 4
+"""
+
+#: Channels of the spectra :func:`write_synthetic` writes.
+N_CHANNELS = 64
+
+
+def write_synthetic(path: Path, n: int = 150, seed: int = 0) -> None:
+    """Beer-Lambert mixtures of three bands with baseline offsets; replicates of 50 samples x 3; split column."""
+    rng = np.random.default_rng(seed)
+    wl = np.linspace(900.0, 1100.0, N_CHANNELS)
+    bands = np.stack([np.exp(-((wl - c) ** 2) / 300.0) for c in (950.0, 1000.0, 1050.0)])
+    n_samples = n // 3
+    conc = rng.uniform(0.1, 1.0, size=(n_samples, 3))
+    X = np.repeat(conc @ bands, 3, axis=0)
+    X += rng.normal(0, 0.05, size=(n, 1)) + rng.normal(0, 0.002, size=(n, N_CHANNELS))
+    y = np.repeat(conc[:, :1] * 10.0, 3, axis=0)
+    sample_id = np.repeat(np.array([f"s{i:03d}" for i in range(n_samples)]), 3)
+    split = np.repeat(np.where(np.arange(n_samples) < 30, "cal", np.where(np.arange(n_samples) < 40, "val", "test")), 3)
+    np.savez(path, X=X.astype(np.float32), wavelengths=wl, y=y.astype(np.float32),
+             target_names=np.array(["conc_pct"]), split=split, sample_id=sample_id)
+
+
+#: A whole training config (PLS and a small CNN, pruning, int8) on ``synthetic.npz`` from :func:`write_synthetic`.
+CONFIG = """
+seed = 1
+[data]
+path = "synthetic.npz"
+targets = ["conc_pct"]
+[split]
+group = "sample_id"
+train = {split = "cal"}
+select = {split = "val"}
+[split.test]
+test = {split = "test"}
+[cv]
+folds = 5
+max_components = 8
+[preprocessing]
+cnn = "pls_best"
+[preprocessing.candidates]
+snv = [{op = "snv"}]
+sg1 = [{op = "savgol", window = 7, polyorder = 2, deriv = 1}]
+[augment]
+n_copies = 1
+offset_sd_abs = 0.01
+[model]
+filters = [4]
+kernel_sizes = [5]
+strides = [2]
+dense_units = [8]
+epochs = 3
+batch_size = 16
+log_every = 1
+[pruning]
+target_sparsity = 0.5
+epochs = 2
+min_weights = 8
+[quantize]
+representative_samples = 40
+subprocess = false
+[ood]
+n_components = 3
+[intervals]
+coverage = 0.8
+[bundle]
+model_id = "synthetic-conc"
+model_version = "0.0.1"
+units = {conc_pct = "%"}
 """

@@ -14,7 +14,7 @@ import pytest
 
 from edge.bundle import AUTOENCODER, AUTOENCODER_FORMAT_VERSION, FORMAT_VERSION, load_bundle
 from edge.errors import BundleError
-from tests.trainer.test_pipeline import CONFIG, _write_synthetic
+from tests.support.tiny_fit import CONFIG, write_synthetic
 from trainer.autoencoder import HOLDOUT_FRACTION, held_out_split
 from trainer.config import load_config
 from trainer.drift import empirical_limit
@@ -30,7 +30,7 @@ AE_CONFIG = CONFIG.replace("[ood]\nn_components = 3", "[ood]\nn_components = 3\n
 @pytest.fixture(scope="module")
 def ae_fit(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     base = tmp_path_factory.mktemp("aefit")
-    _write_synthetic(base / "synthetic.npz")
+    write_synthetic(base / "synthetic.npz")
     assert "autoencoder = true" in AE_CONFIG
     (base / "train.toml").write_text(AE_CONFIG)
     out = base / "out"
@@ -127,7 +127,7 @@ def test_a_bundle_whose_autoencoder_golden_outputs_differ_is_refused(ae_fit: dic
 def test_without_the_option_no_autoencoder_is_written_and_the_format_stays(tmp_path: Path) -> None:
     """The default (``autoencoder = false``) writes no member, a format-2 manifest and a null metrics entry."""
     assert FORMAT_VERSION == 2
-    _write_synthetic(tmp_path / "synthetic.npz")
+    write_synthetic(tmp_path / "synthetic.npz")
     (tmp_path / "train.toml").write_text(CONFIG + '[selection]\nmodel = "pls"\n')
     cfg = load_config(tmp_path / "train.toml")
     assert cfg.ood.autoencoder is False

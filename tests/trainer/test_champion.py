@@ -56,7 +56,7 @@ def test_deployable_pls_is_the_same_linear_model() -> None:
     X = conc @ bands + rng.normal(0, 0.01, (80, 1)) + rng.normal(0, 1e-3, (80, 40))
     Y = conc[:, :2] * 10
 
-    def make(steps):  # noqa: ANN001, ANN202
+    def make(steps):
         return make_pipeline_from_config([dict(s) for s in steps], wl)
 
     cands = {"center": [{"op": "center"}], "sg1": [{"op": "savgol", "window": 7, "polyorder": 2, "deriv": 1}]}

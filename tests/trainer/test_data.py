@@ -36,7 +36,7 @@ def _dataset(**changes: object) -> SpectralDataset:
         source="synthetic",
     )
     fields.update(changes)
-    return SpectralDataset(**fields)  # type: ignore[arg-type]
+    return SpectralDataset(**fields)  # type: ignore[arg-type]  # **fields of mixed types: SpectralDataset's fields
 
 
 def _write_csv(path: Path, ds: SpectralDataset) -> None:

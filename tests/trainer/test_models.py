@@ -43,13 +43,13 @@ def data() -> tuple[np.ndarray, ...]:
 
 
 @pytest.fixture(scope="module")
-def trained(data: tuple[np.ndarray, ...]):  # type: ignore[no-untyped-def]
+def trained(data: tuple[np.ndarray, ...]):  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
     X, y, Xs, ys = data
     return train_cnn(X, y[:, 0], Xs, ys[:, 0], config=TINY, seed=3)
 
 
 @pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
-def test_tiny_cnn_learns_a_band_in_reference_units(trained, data) -> None:  # type: ignore[no-untyped-def]
+def test_tiny_cnn_learns_a_band_in_reference_units(trained, data) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
     _, y, Xs, ys = data
     pred = np.asarray(trained.model.predict(Xs, verbose=0)).ravel()
     rmse = float(np.sqrt(np.mean((pred - ys[:, 0]) ** 2)))
@@ -73,7 +73,7 @@ def test_tiny_cnn_learns_a_band_in_reference_units(trained, data) -> None:  # ty
 
 
 @pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
-def test_same_seed_gives_identical_weights(data) -> None:  # type: ignore[no-untyped-def]
+def test_same_seed_gives_identical_weights(data) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
     X, y, Xs, ys = data
     cfg = dataclasses.replace(TINY, epochs=3, dropout=0.2, dense_units=(8,), ensemble_size=2)
     first = train_cnn(X, y[:, 0], Xs, ys[:, 0], config=cfg, seed=3)
@@ -85,7 +85,7 @@ def test_same_seed_gives_identical_weights(data) -> None:  # type: ignore[no-unt
 
 
 @pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
-def test_ensemble_is_one_model_averaging_its_members(data) -> None:  # type: ignore[no-untyped-def]
+def test_ensemble_is_one_model_averaging_its_members(data) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
     X, y, Xs, _ = data
     cfg = dataclasses.replace(TINY, ensemble_size=3, epochs=10)
     res = train_cnn(X, y, None, None, config=cfg, seed=0)  # two targets, fixed epochs
@@ -100,7 +100,7 @@ def test_ensemble_is_one_model_averaging_its_members(data) -> None:  # type: ign
 
 
 @pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
-def test_classification_softmax(data) -> None:  # type: ignore[no-untyped-def]
+def test_classification_softmax(data) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
     X, y, Xs, ys = data
     labels = (y[:, 0] > np.median(y[:, 0])).astype(int)
     labels_s = (ys[:, 0] > np.median(y[:, 0])).astype(int)
@@ -123,7 +123,7 @@ def test_stacked_channels_input_shape() -> None:
 
 
 @pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
-def test_int8_model_keeps_the_target_range(trained, data) -> None:  # type: ignore[no-untyped-def]
+def test_int8_model_keeps_the_target_range(trained, data) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
     tf = pytest.importorskip("tensorflow")
     from ai_edge_litert.interpreter import Interpreter
 
@@ -162,7 +162,7 @@ def test_config_errors() -> None:
     assert cfg.filters == (4, 8) and cfg.to_dict()["filters"] == [4, 8]
 
 
-def test_input_errors(data) -> None:  # type: ignore[no-untyped-def]
+def test_input_errors(data) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
     X, y, Xs, ys = data
     with pytest.raises(ValueError, match="expected 300 rows of y_train"):
         train_cnn(X, y[:5, 0], None, None, config=TINY, seed=0)

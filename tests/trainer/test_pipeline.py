@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from edge.bundle import check_command, load_bundle
+from tests.support.tiny_fit import CONFIG, write_synthetic
 from trainer.config import load_config
 from trainer.errors import TrainConfigError
 from trainer.pipeline import MODELS, classification_metrics, fit, regression_metrics
 
-N_CHANNELS = 64
 #: The int8 model run by the edge must track the float Keras model closely on the same rows.
 INT8_VS_FLOAT_RTOL = 0.10
 #: A deployed PLS model (float32 coefficients in LiteRT, counts in) against scikit-learn's float64 PLS.
@@ -26,74 +26,10 @@ PRUNE_SPARSITY_ATOL = 0.02
 HALF_WIDTH_RTOL = 1e-4
 
 
-def _write_synthetic(path: Path, n: int = 150, seed: int = 0) -> None:
-    """Beer-Lambert mixtures of three bands with baseline offsets; replicates of 50 samples x 3; split column."""
-    rng = np.random.default_rng(seed)
-    wl = np.linspace(900.0, 1100.0, N_CHANNELS)
-    bands = np.stack([np.exp(-((wl - c) ** 2) / 300.0) for c in (950.0, 1000.0, 1050.0)])
-    n_samples = n // 3
-    conc = rng.uniform(0.1, 1.0, size=(n_samples, 3))
-    X = np.repeat(conc @ bands, 3, axis=0)
-    X += rng.normal(0, 0.05, size=(n, 1)) + rng.normal(0, 0.002, size=(n, N_CHANNELS))
-    y = np.repeat(conc[:, :1] * 10.0, 3, axis=0)
-    sample_id = np.repeat(np.array([f"s{i:03d}" for i in range(n_samples)]), 3)
-    split = np.repeat(np.where(np.arange(n_samples) < 30, "cal", np.where(np.arange(n_samples) < 40, "val", "test")), 3)
-    np.savez(path, X=X.astype(np.float32), wavelengths=wl, y=y.astype(np.float32),
-             target_names=np.array(["conc_pct"]), split=split, sample_id=sample_id)
-
-
-CONFIG = """
-seed = 1
-[data]
-path = "synthetic.npz"
-targets = ["conc_pct"]
-[split]
-group = "sample_id"
-train = {split = "cal"}
-select = {split = "val"}
-[split.test]
-test = {split = "test"}
-[cv]
-folds = 5
-max_components = 8
-[preprocessing]
-cnn = "pls_best"
-[preprocessing.candidates]
-snv = [{op = "snv"}]
-sg1 = [{op = "savgol", window = 7, polyorder = 2, deriv = 1}]
-[augment]
-n_copies = 1
-offset_sd_abs = 0.01
-[model]
-filters = [4]
-kernel_sizes = [5]
-strides = [2]
-dense_units = [8]
-epochs = 3
-batch_size = 16
-log_every = 1
-[pruning]
-target_sparsity = 0.5
-epochs = 2
-min_weights = 8
-[quantize]
-representative_samples = 40
-subprocess = false
-[ood]
-n_components = 3
-[intervals]
-coverage = 0.8
-[bundle]
-model_id = "synthetic-conc"
-model_version = "0.0.1"
-units = {conc_pct = "%"}
-"""
-
-
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     base = tmp_path_factory.mktemp("fit")
-    _write_synthetic(base / "synthetic.npz")
+    write_synthetic(base / "synthetic.npz")
     (base / "train.toml").write_text(CONFIG)
     out = base / "out"
     metrics = fit(load_config(base / "train.toml"), out)
@@ -214,7 +150,7 @@ def test_cli_keygen_and_sign_make_a_bundle_the_edge_verifies(fitted: dict[str, A
 
 
 def test_a_split_too_small_for_the_intervals_is_refused_before_training(tmp_path: Path) -> None:
-    _write_synthetic(tmp_path / "synthetic.npz")
+    write_synthetic(tmp_path / "synthetic.npz")
     (tmp_path / "train.toml").write_text(CONFIG.replace("coverage = 0.8", "coverage = 0.99"))
     with pytest.raises(TrainConfigError, match=r"intervals at coverage 0.99 need at least 99 selection rows, got 30 "
                                                 r"\(nothing was trained\)"):
@@ -225,7 +161,7 @@ def test_a_split_too_small_for_the_intervals_is_refused_before_training(tmp_path
 def test_spectra_a_counts_conversion_cannot_produce_are_refused(tmp_path: Path) -> None:
     """Values up to ~50 are not absorbance: a counts bundle would floor them all; the config must say the device
     sends its processed signal."""
-    _write_synthetic(tmp_path / "base.npz")
+    write_synthetic(tmp_path / "base.npz")
     with np.load(tmp_path / "base.npz") as z:
         arrays = {k: z[k] for k in z.files}
     arrays["X"] = arrays["X"] * 50.0

@@ -59,7 +59,7 @@ def test_magnitude_mask_removes_exactly_the_smallest() -> None:
 
 
 @pytest.fixture(scope="module")
-def pruned():  # type: ignore[no-untyped-def]
+def pruned():  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
     X, y = _synthetic(256, seed=0)
     trained = train_cnn(X, y, None, None, config=TINY, seed=1)
     result = prune_model(trained.model, X, y, config=PRUNE, seed=2)
@@ -67,7 +67,7 @@ def pruned():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
-def test_reaches_target_sparsity_in_every_prunable_kernel(pruned) -> None:  # type: ignore[no-untyped-def]
+def test_reaches_target_sparsity_in_every_prunable_kernel(pruned) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
     result = pruned[3]
     # Two members are nested inside the averaged model, each with a second conv kernel (5 x 8 x 8 = 320 weights)
     # and an output kernel (16 x 8 = 128); the first conv kernels (7 x 1 x 8 = 56) are below min_weights.
@@ -85,7 +85,7 @@ def test_reaches_target_sparsity_in_every_prunable_kernel(pruned) -> None:  # ty
 
 
 @pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
-def test_pruned_model_still_predicts(pruned) -> None:  # type: ignore[no-untyped-def]
+def test_pruned_model_still_predicts(pruned) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
     result = pruned[3]
     Xt, yt = _synthetic(100, seed=9)
     pred = np.asarray(result.model.predict(Xt, verbose=0)).ravel()
@@ -93,7 +93,7 @@ def test_pruned_model_still_predicts(pruned) -> None:  # type: ignore[no-untyped
 
 
 @pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
-def test_zeros_stay_zero_during_further_fine_tuning(pruned) -> None:  # type: ignore[no-untyped-def]
+def test_zeros_stay_zero_during_further_fine_tuning(pruned) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
     X, y, _, result = pruned
     kernels = prunable_kernels(result.model, min_weights=PRUNE.min_weights)
     values_before = [np.asarray(k.numpy()).copy() for k in kernels]

@@ -34,7 +34,7 @@ def _replicated() -> SpectralDataset:
     )
 
 
-def _split_cfg(body: str):  # type: ignore[no-untyped-def]
+def _split_cfg(body: str):  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
     return parse_config('[data]\npath = "x.npz"\ntargets = ["y"]\n' + body
                         + '\n[preprocessing.candidates]\nsnv = [{op = "snv"}]\n').split
 

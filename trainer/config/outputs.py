@@ -93,7 +93,7 @@ class BundleConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> BundleConfig:
         w = "bundle"
         _check_keys(d, w, {"model_id", "model_version", "description", "units"})
-        import re  # noqa: PLC0415
+        import re
 
         ident = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # the bundle manifest's rule (docs/bundle.md)
         mid = _get(d, "model_id", w, str, "model")

@@ -97,9 +97,9 @@ def _class_names(labels: Sequence[str]) -> tuple[list[str], tuple[str, ...]]:
     (``2`` before ``10``); any text label makes every label text, sorted as strings."""
     nums = [_cell_number(v, comma_decimal=False) for v in labels]
     if labels and all(v is not None for v in nums):
-        canon = [_label_text(v) for v in nums]  # type: ignore[arg-type]
+        canon = [_label_text(v) for v in nums]  # type: ignore[arg-type]  # every one is a float: checked just above
         by_value = {c: v for c, v in zip(canon, nums)}
-        return canon, tuple(sorted(by_value, key=lambda c: by_value[c]))  # type: ignore[arg-type,return-value]
+        return canon, tuple(sorted(by_value, key=lambda c: by_value[c]))  # type: ignore[arg-type,return-value]  # floats, not None: checked above
     return list(labels), tuple(sorted(set(labels)))
 
 

@@ -72,7 +72,7 @@ def _jcamp_raw(
 ) -> _Raw:
     _check_unit(axis_unit)
     try:
-        import jcamp  # noqa: PLC0415  (optional dependency, only needed for this format)
+        import jcamp  # (optional dependency, only needed for this format)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise DataError("reading JCAMP-DX needs the 'jcamp' package (pip install jcamp)") from exc
     if task == "classification" and len(targets) != 1:

@@ -84,7 +84,7 @@ def load_synthetic(
 
     :func:`firmware_bridge.synthetic.make_synthetic_dataset` with ``--synthetic-samples``, ``--synthetic-channels``
     and ``--seed`` (absorbance, nm; a ``split`` column); ``exclude`` as in :func:`load_csv`."""
-    from firmware_bridge.synthetic import make_synthetic_dataset  # noqa: PLC0415
+    from firmware_bridge.synthetic import make_synthetic_dataset
 
     arrays = {k: np.asarray(v) for k, v in make_synthetic_dataset(samples, seed=seed, n_channels=channels).items()}
     name = f"synthetic(samples={samples}, channels={channels}, seed={seed})"

@@ -157,9 +157,9 @@ def _steps_axis(steps: Sequence[Any], wavelengths: np.ndarray) -> np.ndarray | N
             w = np.asarray(step.grid, dtype=np.float64)
         elif op == "stack":
             axes = [_steps_axis(branch, w) for branch in step.branches]
-            if any(a is None or a.shape != axes[0].shape for a in axes):  # type: ignore[union-attr]
+            if any(a is None or a.shape != axes[0].shape for a in axes):  # type: ignore[union-attr]  # not None: the any() above tests a first
                 return None
-            w = axes[0]  # type: ignore[assignment]
+            w = axes[0]  # type: ignore[assignment]  # not None: checked just above
         elif op == "linear":
             if np.asarray(step.matrix).shape[0] != np.asarray(step.matrix).shape[1]:
                 return None

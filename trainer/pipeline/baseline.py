@@ -16,7 +16,7 @@ from trainer.pipeline.prepare import Prepared
 
 def fit_pls_on(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> Any:
     """:func:`trainer.pls.fit_pls_baseline` on ``X`` (n, channels), ``Y`` (n, n_targets) grouped by ``groups``."""
-    from trainer.pls import fit_pls_baseline  # noqa: PLC0415
+    from trainer.pls import fit_pls_baseline
 
     return fit_pls_baseline(
         X, Y,
@@ -35,7 +35,7 @@ def fit_pls_on(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.ndarray, g
 def deployable_pls_on(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> Any:
     """The deployable PLS (:func:`trainer.champion.deployable_pls`: one preprocessing for every target) chosen and
     fitted on these rows alone, the PLS baseline's per-candidate log lines kept to DEBUG."""
-    from trainer.champion import deployable_pls  # noqa: PLC0415
+    from trainer.champion import deployable_pls
 
     with _quiet("trainer.pls"):
         base = fit_pls_on(cfg, data, X, Y, groups)

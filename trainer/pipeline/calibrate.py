@@ -38,7 +38,7 @@ class Calibration:
 def line_copies(cfg: TrainConfig, data: Prepared, rows: np.ndarray, *, seed_offset: int = 0) -> np.ndarray:
     """``rows`` of the dataset as the declared line detector (``[instrument.noise]``) measures them, shape
     (copies, n, channels), in the training quantity."""
-    from trainer.line_noise import line_spectra  # noqa: PLC0415
+    from trainer.line_noise import line_spectra
 
     assert cfg.instrument.noise is not None
     wl = np.asarray(data.ds.wavelengths, dtype=np.float64)
@@ -49,8 +49,8 @@ def line_copies(cfg: TrainConfig, data: Prepared, rows: np.ndarray, *, seed_offs
 
 def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -> Calibration:
     """Fit the OOD model and the intervals of the deployed model."""
-    from trainer.conformal import fit_intervals, nested_oof_predictions  # noqa: PLC0415
-    from trainer.drift import fit_ood  # noqa: PLC0415
+    from trainer.conformal import fit_intervals, nested_oof_predictions
+    from trainer.drift import fit_ood
 
     X, Y, tr, sel = data.ds.X, data.ds.y, data.plan.train_rows, data.plan.select_rows
     target_names = data.ds.target_names
@@ -62,14 +62,14 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
                   max_components=cfg.ood.max_components, groups=data.groups[tr], seed=cfg.seed, X_pre_line=line_pre)
     autoencoder = None
     if cfg.ood.autoencoder:
-        from trainer.autoencoder import fit_autoencoder  # noqa: PLC0415
+        from trainer.autoencoder import fit_autoencoder
 
         autoencoder = fit_autoencoder(deployed.train_pre, alpha=cfg.ood.alpha, groups=data.groups[tr], seed=cfg.seed,
                                       epochs=cfg.ood.autoencoder_epochs, bottleneck=cfg.ood.autoencoder_bottleneck,
                                       X_pre_line=line_pre, subprocess=cfg.quantize.subprocess)
     if data.classify:
         return Calibration(ood=ood, autoencoder=autoencoder)
-    from edge.runtime import ModelRuntime  # noqa: PLC0415
+    from edge.runtime import ModelRuntime
 
     transform = deployed.output_transform
     rt = ModelRuntime(deployed.tflite, output_affine=None if transform is None

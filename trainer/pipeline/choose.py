@@ -47,7 +47,7 @@ def choose_deployed(
     preds: Predictions,
 ) -> Deployed:
     """Score the candidates (grouped cross-validation, int8 cost on the selection rows) and pick the winner."""
-    from trainer.champion import choose_model, deployable_pls, pls_cv_rmse  # noqa: PLC0415
+    from trainer.champion import choose_model, deployable_pls, pls_cv_rmse
 
     X, Y, tr, sel, classify = data.ds.X, data.ds.y, data.plan.train_rows, data.plan.select_rows, data.classify
     int8_cost = None
@@ -65,7 +65,7 @@ def choose_deployed(
     )
     log.info("deployed model: %s (%s)", selection.winner, selection.reason)
     if selection.winner == "pls" and dep is not None:  # dep is None only for classification, which deploys the CNN
-        from trainer.quantize import convert_float  # noqa: PLC0415
+        from trainer.quantize import convert_float
 
         return Deployed(selection=selection, pls=dep,
                         tflite=convert_float(dep.keras_model(), subprocess=cfg.quantize.subprocess),

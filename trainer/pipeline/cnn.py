@@ -54,9 +54,9 @@ def cross_validate_cnn(
 ) -> CnnCv:
     """Stage "cross-validate CNN": the search's best trial when it ran exactly this cross-validation, else a grouped
     cross-validation of the recipe (``--model auto``, regression); nothing otherwise."""
-    from trainer.augment import augment  # noqa: PLC0415
-    from trainer.champion import cnn_cv_predictions  # noqa: PLC0415
-    from trainer.models import train_cnn  # noqa: PLC0415
+    from trainer.augment import augment
+    from trainer.champion import cnn_cv_predictions
+    from trainer.models import train_cnn
 
     mode = cfg.selection.model
     tr, X, Y = data.plan.train_rows, data.ds.X, data.ds.y
@@ -87,14 +87,14 @@ def cross_validate_cnn(
 
 def train_network(cfg: TrainConfig, data: Prepared, recipe: Recipe, stage: Callable[[str], None]) -> TrainedNetwork:
     """Stages "pretrain CNN trunk" (with ``[pretrain]``), "train CNN" and "prune"."""
-    from trainer.augment import augment  # noqa: PLC0415
-    from trainer.models import train_cnn  # noqa: PLC0415
+    from trainer.augment import augment
+    from trainer.models import train_cnn
 
     X, Y, tr, sel, classify = data.ds.X, data.ds.y, data.plan.train_rows, data.plan.select_rows, data.classify
     pre = data.make_pre(recipe.steps).fit(X[tr])  # on the labeled training rows only
     trunks, pretrain_info = None, {"ran": False, "reason": recipe.pretrain_off}
     if recipe.pretrain is not None:
-        from trainer.pretrain import pretrain_for  # noqa: PLC0415
+        from trainer.pretrain import pretrain_for
 
         stage("pretrain CNN trunk")
         result = pretrain_for(pre, recipe.pretrain, recipe.cnn, cfg.seed)  # unlabeled spectra through that pre
@@ -132,7 +132,7 @@ def pretrain_fn(recipe: Recipe) -> Callable[[Any, int], Any] | None:
     plan = recipe.pretrain
     if plan is None:
         return None
-    from trainer.pretrain import pretrain_for  # noqa: PLC0415
+    from trainer.pretrain import pretrain_for
 
     return lambda pre, sd: pretrain_for(pre, plan, recipe.cnn, sd).trunks
 
@@ -203,7 +203,7 @@ def _prune(trained: Any, pcfg: Any, cfg: TrainConfig, X_tr: np.ndarray, y_tr: np
                else "target_sparsity is 0")
         log.info("pruning off (%s): the CNN is converted dense", why)
         return model, {"enabled": False, "reason": why}
-    from trainer.pruning import prune_model  # noqa: PLC0415
+    from trainer.pruning import prune_model
 
     if hasattr(trained, "fine_tune_loss"):
         loss = trained.fine_tune_loss()

@@ -60,8 +60,8 @@ def score_key(classify: bool) -> str:
 def evaluate_bundle(cfg: TrainConfig, data: Prepared, bundle_path: Path, preds: Predictions,
                     calibration: Calibration) -> Evaluation:
     """Predict every role through the written bundle and score all four models."""
-    from edge.bundle import load_bundle  # noqa: PLC0415
-    from trainer.conformal import empirical_coverage  # noqa: PLC0415
+    from edge.bundle import load_bundle
+    from trainer.conformal import empirical_coverage
 
     ds, plan, classify = data.ds, data.plan, data.classify
     Y = ds.y

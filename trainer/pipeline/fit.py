@@ -133,7 +133,7 @@ def _fit_pls(cfg: TrainConfig, data: Prepared) -> Any:
 def _rewrite_final(written: FitBundle, metrics: dict[str, Any], data: Prepared, ev: Evaluation) -> None:
     """Final bundle: same model, pipeline, OOD and intervals, now carrying the complete metrics; it must predict
     as the evaluated one did. Sets ``bundle_bytes`` and ``bundle`` in ``metrics``."""
-    from edge.bundle import load_bundle  # noqa: PLC0415
+    from edge.bundle import load_bundle
 
     ds = data.ds
     written.write(clean_json(metrics))

@@ -35,7 +35,7 @@ class Int8Network:
 
 def convert_network(cfg: TrainConfig, data: Prepared, net: TrainedNetwork) -> Int8Network:
     """Convert the (pruned) CNN to int8."""
-    from trainer.quantize import convert_int8  # noqa: PLC0415
+    from trainer.quantize import convert_int8
 
     X, tr = data.ds.X, data.plan.train_rows
     X_train_pre = net.pre.transform(X[tr])  # real, un-augmented training spectra: the representative set
@@ -46,7 +46,7 @@ def convert_network(cfg: TrainConfig, data: Prepared, net: TrainedNetwork) -> In
     cnn_transform = None
     to_convert = net.model
     if not data.classify:
-        from trainer.models import standardised_output_copy  # noqa: PLC0415
+        from trainer.models import standardised_output_copy
 
         to_convert = standardised_output_copy(net.model, net.trained.y_mean, net.trained.y_scale)
         cnn_transform = {"scale": [float(v) for v in np.reshape(net.trained.y_scale, -1)],
@@ -74,6 +74,6 @@ def predict_roles(data: Prepared, pls: Any, net: TrainedNetwork, int8: Int8Netwo
 
 
 def _runtime(tflite: bytes, transform: dict[str, list[float]] | None) -> Any:
-    from edge.runtime import ModelRuntime  # noqa: PLC0415
+    from edge.runtime import ModelRuntime
 
     return ModelRuntime(tflite, output_affine=None if transform is None else (transform["scale"], transform["offset"]))

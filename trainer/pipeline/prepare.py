@@ -64,7 +64,7 @@ def prepared_from(cfg: TrainConfig, ds: SpectralDataset, plan: SplitPlan, cv_gro
     _check_rows(cfg, plan.train_rows, plan.select_rows, cv_groups, classify)
     min_ratio = _check_signal(cfg, ds.X, ds.source)
 
-    from trainer.preprocessing import make_pipeline_from_config  # noqa: PLC0415
+    from trainer.preprocessing import make_pipeline_from_config
 
     def make_pre(steps: Sequence[Mapping[str, Any]]) -> Any:
         return make_pipeline_from_config([dict(s) for s in steps], ds.wavelengths, unit=ds.axis_unit)
@@ -107,7 +107,7 @@ def _check_signal(cfg: TrainConfig, X: np.ndarray, source: str) -> float:
 def _check_rows(cfg: TrainConfig, tr: np.ndarray, sel: np.ndarray, groups: np.ndarray, classify: bool) -> None:
     """Refuse, before anything trains, a split that leaves too few rows for cross-validation, the OOD model or the
     intervals (the message gives the numbers)."""
-    from trainer.conformal import min_calibration_rows  # noqa: PLC0415
+    from trainer.conformal import min_calibration_rows
 
     problems = []
     n_groups = int(np.unique(groups[tr]).size)

@@ -37,7 +37,7 @@ class Recipe:
 
 
 def build_cnn_config(cfg: TrainConfig) -> Any:
-    from trainer.models import CNNConfig  # noqa: PLC0415
+    from trainer.models import CNNConfig
 
     d = dict(cfg.model)
     if "task" in d and d["task"] != cfg.task:
@@ -47,7 +47,7 @@ def build_cnn_config(cfg: TrainConfig) -> Any:
 
 
 def build_augment_config(cfg: TrainConfig) -> Any:
-    from trainer.augment import AugmentConfig  # noqa: PLC0415
+    from trainer.augment import AugmentConfig
 
     return AugmentConfig.from_dict(dict(cfg.augment))
 
@@ -61,7 +61,7 @@ def build_prune_config(cfg: TrainConfig) -> Any:
     enabled = p.pop("enabled", True)
     if not isinstance(enabled, bool):
         raise TrainConfigError(f"pruning.enabled: expected true/false, got {enabled!r}")
-    from trainer.pruning import PruneConfig  # noqa: PLC0415
+    from trainer.pruning import PruneConfig
 
     pcfg = PruneConfig.from_dict(p)
     if not enabled or not p or pcfg.target_sparsity <= 0.0:
@@ -89,7 +89,7 @@ def _run_search(
         log.info("CNN recipe search off (%s): the configured recipe is trained", why)
         return {"ran": False, "reason": why}, None, 0
     stage("search CNN recipe")
-    from trainer.search import SearchInputs, run_search  # noqa: PLC0415
+    from trainer.search import SearchInputs, run_search
 
     model = dict(cfg.model)
     model["task"] = cfg.task
@@ -152,7 +152,7 @@ def pretrain_plan(cfg: TrainConfig, data: Prepared) -> Any:
     when pretraining is off. Only the spectra of ``[data]`` are handed over, never its reference values."""
     if not cfg.pretrain.enabled:
         return None
-    from trainer.pretrain import PretrainPlan, load_unlabeled  # noqa: PLC0415
+    from trainer.pretrain import PretrainPlan, load_unlabeled
 
     ds = data.ds
     unlabeled = load_unlabeled(cfg.pretrain, ds.X, ds.wavelengths, unit=ds.axis_unit,

@@ -14,8 +14,8 @@ from trainer.pipeline.prepare import Prepared
 def write_run_report(cfg: TrainConfig, data: Prepared, pls: Any, net: TrainedNetwork, pruning: dict[str, Any],
                      ev: Evaluation, metrics: dict[str, Any], out: Path) -> Path:
     """Write the explanations and the HTML report into ``out / "report"``; returns the report's path."""
-    from trainer.explain import explain_run, html_section  # noqa: PLC0415
-    from trainer.report import ReportInputs, write_report  # noqa: PLC0415
+    from trainer.explain import explain_run, html_section
+    from trainer.report import ReportInputs, write_report
 
     ds, classify, tr, sel = data.ds, data.classify, data.plan.train_rows, data.plan.select_rows
     trained = net.trained

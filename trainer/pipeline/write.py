@@ -116,7 +116,7 @@ def _golden_rows(y: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
 def _bundle_targets(names: Sequence[str], units: Mapping[str, str], y_train: np.ndarray | None) -> list[Any]:
     """The manifest's targets, each regression target with its training distribution (read by the edge's
     prediction-drift monitor)."""
-    from edge.bundle import Target, TargetStats  # noqa: PLC0415
+    from edge.bundle import Target, TargetStats
 
     out = []
     for j, name in enumerate(names):
@@ -141,8 +141,8 @@ def _line_pipeline(
     the instrument sends counts, by the counts -> ``quantity`` conversion with the device's dark and white
     references.
     """
-    from edge.bundle import counts_from_signal  # noqa: PLC0415
-    from edge.preprocess import CountsConversion, InputContract, Pipeline, Resample  # noqa: PLC0415
+    from edge.bundle import counts_from_signal
+    from edge.preprocess import CountsConversion, InputContract, Pipeline, Resample
 
     grid = np.asarray(wavelengths, dtype=np.float64)
     steps: list[Any] = [Resample(grid=grid, unit=unit), *edge_pipe.steps]

@@ -38,7 +38,7 @@ def insert_transfer(pipeline: Any, transfer: TransferModel) -> Any:
 
 def _next_version(version: str) -> str:
     """``1.0.0`` -> ``1.0.0-inst2``-style successor that stays a valid id (``[A-Za-z0-9._-]``, 64 chars)."""
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d%H%M%S")  # noqa: UP017 - Python 3.10
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d%H%M%S")  # not datetime.UTC (Python 3.10)
     v = re.sub(r"[^A-Za-z0-9._-]", "_", f"{version}-transfer.{stamp}")
     return v[:64]
 

@@ -62,7 +62,7 @@ def add_update_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_update_command(args: argparse.Namespace) -> int:
     """Run ``spectro-train update`` from parsed arguments; prints what it wrote and the headline figures."""
-    from trainer.update.run import UpdateOptions, run_update  # noqa: PLC0415
+    from trainer.update.run import UpdateOptions, run_update
 
     res = run_update(UpdateOptions(
         bundle=args.bundle, archive=args.archive, references=args.references, out=args.out, config=args.config,

@@ -50,15 +50,15 @@ class LineEvaluation:
 def offline_engine(bundle: Any) -> Any:
     """The daemon's inference engine for ``bundle``, with reference ageing off: the daemon already judged the
     references when it predicted, and the export does not keep their capture times."""
-    from edge.inference import InferenceEngine  # noqa: PLC0415
-    from edge.references import ReferencePolicy  # noqa: PLC0415
+    from edge.inference import InferenceEngine
+    from edge.references import ReferencePolicy
 
     return InferenceEngine(bundle, reference_policy=ReferencePolicy(max_age_s=None, match_integration_time=False))
 
 
 def evaluate_on_line(bundle: Any, line: LineArchive, join: LabJoin) -> LineEvaluation:
     """Run ``bundle`` on every joined spectrum as the edge does, keeping its predictions of the join's targets."""
-    from edge.inference import Prediction  # noqa: PLC0415
+    from edge.inference import Prediction
 
     engine = offline_engine(bundle)
     names = list(engine.names)

@@ -113,7 +113,7 @@ def join_references(line: LineArchive, lims: str | Path, targets: Sequence[str],
         A missing column, a bad number or time (file, line, column), a sample id twice, two rows on one spectrum,
         or nothing joined at all.
     """
-    from edge.archive import ArchiveError, parse_time  # noqa: PLC0415
+    from edge.archive import ArchiveError, parse_time
 
     if not window_s > 0:
         raise DataError(f"--window-s: expected seconds > 0, got {window_s}")

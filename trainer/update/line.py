@@ -60,7 +60,7 @@ class LineArchive:
 
     def references(self, i: int) -> Any:
         """The :class:`edge.references.ReferenceSet` row ``i`` was judged with (the export's dark and white)."""
-        from edge.references import ReferenceKind, ReferenceSet, ReferenceSpectrum  # noqa: PLC0415
+        from edge.references import ReferenceKind, ReferenceSet, ReferenceSpectrum
 
         t_us = int(self.integration_time_us[i])
 
@@ -77,7 +77,7 @@ class LineArchive:
     def frame(self, i: int, pixel_dtype: np.dtype[Any]) -> tuple[Any, Any, np.ndarray | None]:
         """``(Spectrum, ReferenceSet, device axis in nm or None)`` of row ``i``, the values cast back to
         ``pixel_dtype`` (the export keeps them as float32, exact for 16-bit counts)."""
-        from firmware_bridge.frames import Spectrum  # noqa: PLC0415
+        from firmware_bridge.frames import Spectrum
 
         spectrum = Spectrum(seq=int(self.seq[i]), timestamp_us=int(self.device_timestamp_us[i]),
                             integration_time_us=max(int(self.integration_time_us[i]), 1),
@@ -123,7 +123,7 @@ def load_line_archive(path: str | Path) -> LineArchive:
 def pixel_dtype(line: LineArchive, bundle: Any) -> np.dtype[Any]:
     """The pixel format the device most likely sent: the first of the bundle's accepted formats that holds every
     exported value exactly (uint16, uint32, then float32)."""
-    from firmware_bridge.frames import PIXEL_DTYPES, PixelFormat  # noqa: PLC0415
+    from firmware_bridge.frames import PIXEL_DTYPES, PixelFormat
 
     allowed = [PixelFormat[name] for name in bundle.input_contract.pixel_formats if name in PixelFormat.__members__]
     X = line.X
@@ -145,8 +145,8 @@ def training_signal(line: LineArchive, rows: np.ndarray, bundle: Any, engine: An
     Returns ``(X, ok)``: ``X`` shape (len(rows), len(grid)), and which rows converted (a row without references,
     or with an axis that does not cover the grid, is ``False`` and its values NaN).
     """
-    from edge.errors import EdgeError  # noqa: PLC0415
-    from edge.preprocess import CountsConversion, Resample  # noqa: PLC0415
+    from edge.errors import EdgeError
+    from edge.preprocess import CountsConversion, Resample
 
     steps = getattr(bundle.pipeline, "steps", ())
     counts = steps[0] if steps and isinstance(steps[0], CountsConversion) else None

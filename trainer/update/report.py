@@ -22,7 +22,7 @@ FIGURE_KEYS = ("n", "bias", "rmsep", "sep", "slope", "r2", "bias_trend_per_day")
 
 
 def _utc(unix_s: np.ndarray) -> list[Any]:
-    return [_dt.datetime.fromtimestamp(float(t), _dt.timezone.utc) for t in unix_s]  # noqa: UP017 - Python 3.10
+    return [_dt.datetime.fromtimestamp(float(t), _dt.timezone.utc) for t in unix_s]  # not datetime.UTC (Python 3.10)
 
 
 def _over_time(target: str, t_s: np.ndarray, residual: np.ndarray, rolling: Sequence[Mapping[str, Any]],

@@ -75,8 +75,8 @@ def next_version(version: str) -> str:
 
 def _config(opts: UpdateOptions, bundle: Any) -> Any:
     """The training config of ``bundle`` with the update's overrides; refused when it did not train that bundle."""
-    from trainer.cli import _apply_fit_overrides, _apply_search_overrides  # noqa: PLC0415
-    from trainer.config import load_config  # noqa: PLC0415
+    from trainer.cli import _apply_fit_overrides, _apply_search_overrides
+    from trainer.config import load_config
 
     if opts.config is None:
         raise TrainConfigError("--config: the bundle does not carry its training config; expected the TOML that "
@@ -120,7 +120,7 @@ def _totals(figures: dict[str, Any]) -> dict[str, Any]:
 
 def run_update(opts: UpdateOptions) -> UpdateResult:
     """The whole command (module docstring); raises on bad input with a message naming what is wrong."""
-    from edge.bundle import load_bundle  # noqa: PLC0415
+    from edge.bundle import load_bundle
 
     if opts.rolling < 1:
         raise ValueError(f"--rolling: expected an integer >= 1 (lab samples), got {opts.rolling}")
@@ -153,7 +153,7 @@ def run_update(opts: UpdateOptions) -> UpdateResult:
     held = np.zeros(join.rows.size, dtype=bool)
     bundle_path = None
     if cfg is not None:
-        from trainer.pipeline import fit_full  # noqa: PLC0415
+        from trainer.pipeline import fit_full
 
         prepared, placed = prepare_update(cfg, line, join, bundle, offline_engine(bundle),
                                           holdout_fraction=opts.holdout_fraction)

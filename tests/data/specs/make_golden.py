@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             context = {k: v for k, v in inputs.items() if k != "X"}
             expected = pipe.transform(inputs["X"], **context)
             (HERE / f"{name}.json").write_text(pipe.to_json() + "\n")
-            np.savez(npz, expected=expected, **inputs)  # type: ignore[arg-type]
+            np.savez(npz, expected=expected, **inputs)  # type: ignore[arg-type]  # numpy's stubs type np.savez's keyword arrays narrowly
         else:
             expected_for_handwritten(name)
         print(f"wrote {name}")
