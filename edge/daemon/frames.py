@@ -28,6 +28,7 @@ from edge.daemon.device import (
 )
 from edge.daemon.lines import LineInFlight, line_message, line_rejections, split_line
 from edge.daemon.outbound import Outbound
+from edge.daemon.seq_mark import SeqMark
 from edge.daemon.status import ActiveAlerts, LastError
 from edge.daemon.status_wait import StatusWait
 from edge.daemon.values import _Capture, _Received, _Swap
@@ -107,6 +108,8 @@ class InferenceStage:
     line_publish : str
         ``[lines] publish``: ``"line"`` publishes one ``.../line_prediction`` per LINE frame, ``"spectrum"`` one
         ``.../prediction`` per spectrum of it.
+    seq_mark : SeqMark, optional
+        The last device seq committed, kept across restarts (:mod:`edge.daemon.seq_mark`); None keeps nothing.
     """
 
     def __init__(self, *, engine: InferenceEngine, drift: DriftMonitor, references: ReferenceCapture,
@@ -118,7 +121,7 @@ class InferenceStage:
                  signer_key_id: str | None, device_id: str, frames_max: int, forward_annotations: bool,
                  clock: Callable[[], float], archive: "Archive | None" = None,
                  control: "ControlCharts | None" = None, shadow: "ShadowMode | None" = None,
-                 line_publish: str = "line") -> None:
+                 line_publish: str = "line", seq_mark: SeqMark | None = None) -> None:
         self.engine = engine
         self.shadow = shadow  # a challenger run after the serving bundle (edge.daemon.shadow); None: never
         self.control = control  # check-standard measurements armed by measure_control (edge.control_samples)
@@ -155,7 +158,8 @@ class InferenceStage:
         self._signal_error: str | None = None
         #: Why the device's last STATUS was refused (None once a valid one arrived): spectra are rejected meanwhile.
         self._status_error: str | None = None
-        self._seqs = SeqTracker(counters)  # gaps, jumps and restarts of the device's sequence numbers
+        self._seq_mark = seq_mark or SeqMark(None, device_id)
+        self._seqs = SeqTracker(counters, self._seq_mark.resume)  # gaps, jumps and restarts of the device's seqs
         self._annotated = AnnotationWait(self._publish_prediction)  # predictions held for their ANNOTATION
         self._parked = StatusWait(counters, greeter, frames_max, self._on_parked)  # spectra waiting for STATUS
         self._line = LineInFlight()  # the LINE frame being predicted on (its spectra's messages say where they sat)
@@ -194,6 +198,7 @@ class InferenceStage:
                 self.references.check_deadline()
             if self._parked and time.monotonic() - self._parked.since > STATUS_WAIT_S:
                 self._release_parked("no STATUS from the device")
+            self._seq_mark.tick()
             items = self.frames.get_many(INFERENCE_BATCH_MAX, INFERENCE_POLL_S)
             if not items:
                 self._release_held(force=False)
@@ -203,10 +208,12 @@ class InferenceStage:
             self._outbound.begin_batch()
             try:
                 self.handle_batch(items)
-            finally:
-                self._outbound.flush_batch()
+            finally:  # the batch's last seq is committed with its last message
+                self._outbound.flush_batch(lambda: self._seq_mark.stage(self.device_boot_id, self._seqs.last))
         self._release_parked("stopping")
         self._release_held(force=True)
+        self._seq_mark.stage(self.device_boot_id, self._seqs.last)
+        self._seq_mark.tick(force=True)
         if self.shadow is not None:
             self.shadow.flush()
 
@@ -343,6 +350,7 @@ class InferenceStage:
                      boot_id)
         self.device_status = status
         self.device_signal, self.device_boot_id = signal_now, boot_id
+        self._seqs.session(boot_id)  # the first boot id: resume from the previous run's last seq when it is this one
         self.wavelengths_nm = wl
         if not self._check_signal() and changed:
             self._publish_status()  # the device's signal and boot id are part of the retained status
