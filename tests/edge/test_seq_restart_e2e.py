@@ -127,10 +127,10 @@ def _spectrum_seqs(frames: list[Any]) -> list[int]:
     return out
 
 
-def _second_daemon(tmp_path: Path, cfg: Path, path: str, sub: Subscriber, after_seq: int, procs: list[Proc],
-                   ) -> tuple[dict[str, int], int]:
-    """Start the next daemon; once it published predictions and then metrics, its counters and the first seq it
-    published."""
+def _second_daemon(tmp_path: Path, cfg: Path, sim: Proc, path: str, sub: Subscriber, after_seq: int,
+                   procs: list[Proc]) -> tuple[dict[str, int], int]:
+    """Start the next daemon; once it published predictions, freeze the device (no later reboot can count) and
+    return the daemon's counters of its next metrics and the first seq it published."""
     started = time.time()
     daemon2 = start_daemon(tmp_path, cfg, 1)
     procs.append(daemon2)
@@ -141,6 +141,7 @@ def _second_daemon(tmp_path: Path, cfg: Path, path: str, sub: Subscriber, after_
         return min(new) if new else None
 
     wait_for(lambda: first_new() is not None or not daemon2.alive(), "predictions from the new daemon")
+    os.kill(sim.popen.pid, signal.SIGSTOP)
     assert daemon2.alive(), daemon2.text()
     seen = time.time()
     wait_for(lambda: bool(_metrics_after(sub, seen)), "metrics from the new daemon")
@@ -167,7 +168,7 @@ def test_spectra_sent_while_no_daemon_holds_the_port_are_counted_by_the_next(
     frames = _read_without_daemon(sim, path, lambda fs: len(_spectrum_seqs(fs)) >= SENT_WITHOUT_DAEMON)
     thrown = _spectrum_seqs(frames)
     assert {f.boot_id for f in frames if isinstance(f, Status)} <= {_boot_id(subscriber, last)}, "a reboot"
-    counters, first = _second_daemon(tmp_path, cfg, path, subscriber, last, procs)
+    counters, first = _second_daemon(tmp_path, cfg, sim, path, subscriber, last, procs)
     os.kill(sim.popen.pid, signal.SIGCONT)
 
     # The new daemon's session starts with the device's STATUS, DARK and REFERENCE (two seqs) before spectra: every
@@ -198,7 +199,7 @@ def test_a_device_reboot_while_no_daemon_holds_the_port_counts_no_gap(
         return bool(reboots) and any(s > last + 10 for s in _spectrum_seqs(fs[reboots[0] + 1:]))
 
     _read_without_daemon(sim, path, rebooted_and_past)
-    counters, _first = _second_daemon(tmp_path, cfg, path, subscriber, last + 10, procs)
+    counters, _first = _second_daemon(tmp_path, cfg, sim, path, subscriber, last + 10, procs)
     os.kill(sim.popen.pid, signal.SIGCONT)
     # Its seqs restarted with the new boot id: nothing was lost that a seq could show, nothing is counted (the first
     # seq of the new boot, well past the last one the previous daemon committed, is not compared with it).
