@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import pytest
 
 from edge.daemon.device import SEQ_GAP_MAX, SeqTracker
+from edge.daemon.outbound import Outbound
 from edge.daemon.seq_mark import MARK_FLUSH_S, SeqMark
 from edge.metrics import Counters
 from edge.publish.outbox import Outbox
+from edge.publish.schema import MessageKind
 
 DEVICE = "SIM-0001"
 BOOT = 0x1234ABCD
@@ -98,3 +101,36 @@ def test_an_unreadable_mark_is_ignored(tmp_path: Path, raw: str) -> None:
         ob.marks.stage({f"device_seq:{DEVICE}": raw})
     with Outbox(path) as ob:
         assert SeqMark(ob.marks, DEVICE).resume is None
+
+
+class _RecordingLink:
+    """A link that records what reaches it, in order (the outbox commits are one per call)."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def publish(self, kind: MessageKind, message: dict[str, Any], *, command: str | None = None) -> None:
+        self.log.append(f"publish {kind.value} {message.get('n')}")
+
+    def publish_many(self, messages: Sequence[tuple[MessageKind, dict[str, Any], str | None]]) -> list[None]:
+        self.log.append("publish_many " + ",".join(str(m[1].get("n")) for m in messages))
+        return [None] * len(messages)
+
+
+@pytest.mark.parametrize(("kinds", "expected"), [
+    (["p", "s", "p", "p"], ["publish prediction 0", "publish status None", "MARK", "publish_many 2,3"]),
+    (["p", "p", "s"], ["MARK", "publish_many 0,1", "publish status None"]),
+    (["s"], ["MARK", "publish status None"]),
+    ([], ["MARK"]),
+], ids=["status-between", "status-last", "status-only", "nothing"])
+def test_the_mark_is_staged_right_before_the_batchs_last_outbox_commit(kinds: list[str], expected: list[str]) -> None:
+    log: list[str] = []
+    status: Mapping[str, Any] = {}
+    link: Any = _RecordingLink(log)  # only what flush_batch uses of a Link
+    out = Outbound(link, Counters(), lambda state: dict(status), lambda _m: None, 16)
+    out.inference_ident = threading.get_ident()
+    out.begin_batch()
+    for n, k in enumerate(kinds):
+        out.emit(MessageKind.STATUS if k == "s" else MessageKind.PREDICTION, {} if k == "s" else {"n": n})
+    out.flush_batch(lambda: log.append("MARK"))
+    assert log == expected
