@@ -6,7 +6,9 @@ Where things live
   the threads, the housekeeping loop and the watchdog's view (:meth:`Daemon.health`).
 - :mod:`edge.daemon.reader`: the reader thread (:class:`~edge.daemon.reader.Reader`).
 - :mod:`edge.daemon.frames`: the inference thread (:class:`~edge.daemon.frames.InferenceStage`): frame dispatch,
-  micro-batches, the device's STATUS, spectra, drift, bundle swaps.
+  micro-batches, the device's STATUS, spectra, drift, bundle swaps; :mod:`edge.daemon.status_wait` (spectra waiting
+  for the device's STATUS), :mod:`edge.daemon.annotations` (predictions held for their ANNOTATION),
+  :mod:`edge.daemon.seq_mark` (the last device seq committed, kept across restarts).
 - :mod:`edge.daemon.capture`: dark/white references and capture commands
   (:class:`~edge.daemon.capture.ReferenceCapture`).
 - :mod:`edge.daemon.reload`: verified bundle reloads (:class:`~edge.daemon.reload.BundleReloader`);

@@ -26,6 +26,7 @@ from edge.daemon.link import Link
 from edge.daemon.outbound import Outbound
 from edge.daemon.reader import Reader
 from edge.daemon.reload import BundleReloader
+from edge.daemon.seq_mark import SeqMark
 from edge.daemon.shadow import ShadowMode
 from edge.daemon.status import ActiveAlerts, LastError, metrics_payload, software_version
 from edge.daemon.values import _Capture, _Received, _Swap
@@ -186,7 +187,8 @@ class Daemon:
             signer_key_id=signer_key_id(config.bundle.public_key_path) if audit is not None else None,
             device_id=self.device_id, frames_max=int(config.queues.frames_max),
             forward_annotations=forward_annotations, clock=clock, archive=self.archive, control=self.control_charts,
-            line_publish=config.lines.publish)
+            line_publish=config.lines.publish,
+            seq_mark=SeqMark(getattr(getattr(link, "outbox", None), "marks", None), self.device_id, time.monotonic))
         #: Bundles sent over MQTT ([deploy]; edge.daemon.deploy); None when off.
         self.deploy = DeployControl(
             config=lambda: self.config, device_id=self.device_id,

@@ -106,24 +106,61 @@ SEQ_GAP_MAX = 100_000
 
 
 class SeqTracker:
-    """The device's sequence numbers, shared by SPECTRUM, DARK and REFERENCE frames: a gap is counted as lost frames
-    (``frames_lost_seq_gap``), an implausible forward jump as a resynchronisation (``seq_jumps``), a step back as a
-    restart (``seq_restarts``); :attr:`last` is the last seq seen (None before the first)."""
+    """The device's sequence numbers, shared by SPECTRUM, DARK and REFERENCE frames (a LINE's spectra each have
+    theirs): a gap is counted as lost frames (``frames_lost_seq_gap``), an implausible forward jump as a
+    resynchronisation (``seq_jumps``), a step back as a restart (``seq_restarts``); :attr:`last` is the last seq
+    seen (None before the first).
 
-    def __init__(self, counters: Counters) -> None:
+    ``resume`` is ``(boot_id, seq)``, the last seq the previous daemon process committed (:mod:`edge.daemon.seq_mark`):
+    when the device's first boot id (:meth:`session`) is that one, the first seq of this process is compared with it,
+    so frames the device sent while no daemon held the port are counted too.  Another boot id (the device rebooted,
+    its seq restarted) or none (a protocol v1 device) counts nothing.
+    """
+
+    def __init__(self, counters: Counters, resume: tuple[int, int] | None = None) -> None:
         self._counters = counters
         self.last: int | None = None
+        self._resume = resume  # until the device's first boot id is known
+        self._first: int | None = None  # the first seq of this process
+        self._resume_at: tuple[int, int] | None = None  # the same session: compare the next seq with this one
 
     def track(self, seq: int) -> None:
-        last = self.last
-        if last is not None:
-            if seq > last + 1 + SEQ_GAP_MAX:  # implausible: a forged or corrupted seq, not lost frames
-                self._counters.incr("seq_jumps")
-                if self._counters.get("seq_jumps") <= 3:
-                    log.warning("sequence number jumped from %d to %d: counted as a resynchronisation "
-                                "(seq_jumps), not as %d lost frames", last, seq, seq - last - 1)
-            elif seq > last + 1:
-                self._counters.incr("frames_lost_seq_gap", seq - last - 1)
-            elif seq <= last:
-                self._counters.incr("seq_restarts")
+        last, resume_at = self.last, self._resume_at
+        if resume_at is not None:
+            self._resume_at = None
+            self._resumed(resume_at, seq)
+        elif last is not None:
+            self._compare(last, seq)
+        elif self._first is None:
+            self._first = seq
         self.last = seq
+
+    def session(self, boot_id: int | None) -> None:
+        """The device announced ``boot_id`` (STATUS): on the first announcement, resume from the previous process's
+        last seq when it is the same session."""
+        resume, self._resume = self._resume, None
+        if resume is None or boot_id is None or boot_id != resume[0]:
+            return
+        if self._first is None:  # nothing seen yet: the next seq is compared with the previous process's last
+            self._resume_at = resume
+        else:
+            self._resumed(resume, self._first)
+
+    def _resumed(self, resume: tuple[int, int], seq: int) -> None:
+        """The first seq of this process after ``resume`` = ``(boot_id, seq)`` of the same session."""
+        lost = seq - resume[1] - 1
+        if 0 < lost <= SEQ_GAP_MAX:
+            log.warning("%d frame(s) of boot id %s lost while no daemon held the port: seq %d to %d "
+                        "(counted in frames_lost_seq_gap)", lost, resume[0], resume[1] + 1, seq - 1)
+        self._compare(resume[1], seq)
+
+    def _compare(self, last: int, seq: int) -> None:
+        if seq > last + 1 + SEQ_GAP_MAX:  # implausible: a forged or corrupted seq, not lost frames
+            self._counters.incr("seq_jumps")
+            if self._counters.get("seq_jumps") <= 3:
+                log.warning("sequence number jumped from %d to %d: counted as a resynchronisation "
+                            "(seq_jumps), not as %d lost frames", last, seq, seq - last - 1)
+        elif seq > last + 1:
+            self._counters.incr("frames_lost_seq_gap", seq - last - 1)
+        elif seq <= last:
+            self._counters.incr("seq_restarts")

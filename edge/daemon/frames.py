@@ -6,7 +6,6 @@ between two batches."""
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
@@ -14,8 +13,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from edge.daemon.annotations import AnnotationWait
 from edge.daemon.auditing import bundle_audit
-from edge.daemon.capture import REFERENCE_REQUEST_INTERVAL_S, ReferenceCapture
+from edge.daemon.capture import ReferenceCapture
 from edge.daemon.control_watch import ControlWatch
 from edge.daemon.device import (
     FULL_SCALE_COUNTS,
@@ -28,7 +28,9 @@ from edge.daemon.device import (
 )
 from edge.daemon.lines import LineInFlight, line_message, line_rejections, split_line
 from edge.daemon.outbound import Outbound
+from edge.daemon.seq_mark import SeqMark
 from edge.daemon.status import ActiveAlerts, LastError
+from edge.daemon.status_wait import StatusWait
 from edge.daemon.values import _Capture, _Received, _Swap
 from edge.drift import DriftBatch, DriftEvent, DriftMonitor
 from edge.errors import EdgeError
@@ -106,6 +108,8 @@ class InferenceStage:
     line_publish : str
         ``[lines] publish``: ``"line"`` publishes one ``.../line_prediction`` per LINE frame, ``"spectrum"`` one
         ``.../prediction`` per spectrum of it.
+    seq_mark : SeqMark, optional
+        The last device seq committed, kept across restarts (:mod:`edge.daemon.seq_mark`); None keeps nothing.
     """
 
     def __init__(self, *, engine: InferenceEngine, drift: DriftMonitor, references: ReferenceCapture,
@@ -117,7 +121,7 @@ class InferenceStage:
                  signer_key_id: str | None, device_id: str, frames_max: int, forward_annotations: bool,
                  clock: Callable[[], float], archive: "Archive | None" = None,
                  control: "ControlCharts | None" = None, shadow: "ShadowMode | None" = None,
-                 line_publish: str = "line") -> None:
+                 line_publish: str = "line", seq_mark: SeqMark | None = None) -> None:
         self.engine = engine
         self.shadow = shadow  # a challenger run after the serving bundle (edge.daemon.shadow); None: never
         self.control = control  # check-standard measurements armed by measure_control (edge.control_samples)
@@ -154,11 +158,10 @@ class InferenceStage:
         self._signal_error: str | None = None
         #: Why the device's last STATUS was refused (None once a valid one arrived): spectra are rejected meanwhile.
         self._status_error: str | None = None
-        self._seqs = SeqTracker(counters)  # gaps, jumps and restarts of the device's sequence numbers
-        self._held: tuple[Prediction, float, int] | None = None  # prediction, held since (monotonic s), latency ns
-        self._parked: collections.deque[_Received] = collections.deque()  # spectra waiting for the device's STATUS
-        self._parked_since = 0.0
-        self._annotations: dict[int, tuple[float, ...]] = {}
+        self._seq_mark = seq_mark or SeqMark(None, device_id)
+        self._seqs = SeqTracker(counters, self._seq_mark.resume)  # gaps, jumps and restarts of the device's seqs
+        self._annotated = AnnotationWait(self._publish_prediction)  # predictions held for their ANNOTATION
+        self._parked = StatusWait(counters, greeter, frames_max, self._on_parked)  # spectra waiting for STATUS
         self._line = LineInFlight()  # the LINE frame being predicted on (its spectra's messages say where they sat)
         self._collect_lines = line_publish == "line"  # one .../line_prediction per LINE frame ([lines] publish)
         self.beat = time.monotonic()  # last turn of the loop (watchdog)
@@ -193,8 +196,9 @@ class InferenceStage:
                 self.references.start(order)
             if self.references.busy:
                 self.references.check_deadline()
-            if self._parked and time.monotonic() - self._parked_since > STATUS_WAIT_S:
+            if self._parked and time.monotonic() - self._parked.since > STATUS_WAIT_S:
                 self._release_parked("no STATUS from the device")
+            self._seq_mark.tick()
             items = self.frames.get_many(INFERENCE_BATCH_MAX, INFERENCE_POLL_S)
             if not items:
                 self._release_held(force=False)
@@ -204,10 +208,12 @@ class InferenceStage:
             self._outbound.begin_batch()
             try:
                 self.handle_batch(items)
-            finally:
-                self._outbound.flush_batch()
+            finally:  # the batch's last seq is committed with its last message
+                self._outbound.flush_batch(lambda: self._seq_mark.stage(self.device_boot_id, self._seqs.last))
         self._release_parked("stopping")
         self._release_held(force=True)
+        self._seq_mark.stage(self.device_boot_id, self._seqs.last)
+        self._seq_mark.tick(force=True)
         if self.shadow is not None:
             self.shadow.flush()
 
@@ -269,12 +275,12 @@ class InferenceStage:
             self._on_reference(frame)
         elif isinstance(frame, Spectrum):
             if self.device_status is None and self._status_error is None and self.engine.needs_device_axis:
-                self._park(item)
+                self._parked.park(item)
             else:
                 self._on_spectrum(frame, item.received_ns)
         elif isinstance(frame, Line):
             if self.device_status is None and self._status_error is None and self.engine.needs_device_axis:
-                self._park(item)
+                self._parked.park(item)
             else:
                 self._on_line(item)
         elif isinstance(frame, Annotation):
@@ -292,28 +298,9 @@ class InferenceStage:
             self.counters.incr("frames_ignored")
 
     # ---------------------------------------------------------------------------------------- the device's STATUS
-    def _park(self, item: _Received) -> None:
-        """Keep a spectrum until the device's STATUS gives its wavelength axis (at most ``queues.frames_max`` of
-        them, at most :data:`STATUS_WAIT_S`); greet the device so that it answers now."""
-        if not self._parked:
-            self._parked_since = time.monotonic()
-            log.info("spectra wait for the device's STATUS (the bundle needs its wavelength axis); greeting it")
-            self._greeter.greet(REFERENCE_REQUEST_INTERVAL_S)
-        self._parked.append(item)
-        self.counters.incr("spectra_waited_for_status",
-                           item.frame.spectrum_count if isinstance(item.frame, Line) else 1)
-        if len(self._parked) > self._frames_max:
-            self._on_parked(self._parked.popleft())  # rejected (no axis) and counted, never silently lost
-
     def _release_parked(self, why: str) -> None:
         """Predict on the spectra that waited for the device's STATUS (rejected, and counted, if none came)."""
-        if not self._parked:
-            return
-        if self.device_status is None:
-            log.warning("%d spectra waited %.1f s for the device's STATUS in vain (%s)", len(self._parked),
-                        time.monotonic() - self._parked_since, why)
-        while self._parked:
-            self._on_parked(self._parked.popleft())
+        self._parked.release(why, status_known=self.device_status is not None)
 
     def _on_parked(self, item: _Received) -> None:
         if isinstance(item.frame, Line):
@@ -363,6 +350,7 @@ class InferenceStage:
                      boot_id)
         self.device_status = status
         self.device_signal, self.device_boot_id = signal_now, boot_id
+        self._seqs.session(boot_id)  # the first boot id: resume from the previous run's last seq when it is this one
         self.wavelengths_nm = wl
         if not self._check_signal() and changed:
             self._publish_status()  # the device's signal and boot id are part of the retained status
@@ -436,16 +424,8 @@ class InferenceStage:
 
     def _on_annotation(self, frame: Annotation) -> None:
         self.counters.incr("annotation_frames")
-        if not self.forward_annotations:
-            return
-        held = self._held
-        if held is not None and held[0].seq == frame.seq:
-            self._held = None
-            self._publish_prediction(held[0], held[2], frame.values)
-        elif self._seqs.last is None or frame.seq > self._seqs.last:
-            self._annotations[frame.seq] = frame.values  # arrived before its spectrum
-            while len(self._annotations) > 64:
-                self._annotations.pop(next(iter(self._annotations)))
+        if self.forward_annotations:
+            self._annotated.on_annotation(frame, self._seqs.last)
 
     # ---------------------------------------------------------------------------------------- spectra
     def _on_spectrum(self, frame: Spectrum, received_ns: int, computed: Any = None,
@@ -513,11 +493,7 @@ class InferenceStage:
         if self._control_watch is not None:
             self._control_watch.observe(outcome, self.device_boot_id)
         if self.forward_annotations and not self._line.active:  # a line's spectra have no ANNOTATION frames
-            early = self._annotations.pop(outcome.seq, None)
-            if early is not None:
-                self._publish_prediction(outcome, latency_ns, early)
-            else:
-                self._held = (outcome, time.monotonic(), latency_ns)
+            self._annotated.on_prediction(outcome, latency_ns)
         elif self._line.collecting:  # published with the rest of its line (_publish_line)
             self._line.add(outcome)
             self.counters.incr("predictions")
@@ -525,12 +501,7 @@ class InferenceStage:
             self._publish_prediction(outcome, latency_ns, None)
 
     def _release_held(self, *, force: bool) -> None:
-        held = self._held
-        if held is None:
-            return
-        if force or time.monotonic() - held[1] >= ANNOTATION_WAIT_S:
-            self._held = None
-            self._publish_prediction(held[0], held[2], None)
+        self._annotated.release(force=force, wait_s=ANNOTATION_WAIT_S)
 
     def _publish_prediction(self, pred: Prediction, latency_ns: int, reference: Sequence[float] | None) -> None:
         latency_ms = latency_ns / 1e6

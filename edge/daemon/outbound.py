@@ -70,15 +70,21 @@ class Outbound:
         """The inference thread starts a batch: what it emits is kept until :meth:`flush_batch`."""
         self._batch_out = []
 
-    def flush_batch(self) -> None:
+    def flush_batch(self, before_last: Callable[[], None] | None = None) -> None:
         """Publish what the inference thread emitted during one batch, in order: runs of outbox messages through
-        ``link.publish_many`` (one outbox transaction each), a status on its own (inference thread)."""
+        ``link.publish_many`` (one outbox transaction each), a status on its own (inference thread).
+        ``before_last`` is called right before the batch's last outbox commit (or at the end when none): the
+        device seq mark staged then is committed with it (:mod:`edge.daemon.seq_mark`)."""
         pending, self._batch_out = self._batch_out or [], None
+        last = max((i for i, o in enumerate(pending) if o.kind is not MessageKind.STATUS), default=-1)
         run: list[_Outgoing] = []
-        for out in [*pending, None]:
+        for i, out in enumerate([*pending, None]):
             if out is not None and out.kind is not MessageKind.STATUS:
                 run.append(out)
                 continue
+            if before_last is not None and i - 1 == last:
+                before_last()
+                before_last = None
             publish_many: Callable[[list[OutgoingTuple]], list[EdgeError | None]] | None = getattr(
                 self.link, "publish_many", None)  # a test's link may lack it
             if len(run) == 1 or (run and publish_many is None):

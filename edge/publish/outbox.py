@@ -10,6 +10,7 @@ API (stable; :mod:`edge.publish.mqtt` drains it, the daemon only needs :meth:`Ou
     ob.pending(limit=100, exclude=frozenset(), *, after_id=0, max_id=None) -> list[OutboxMessage]  # oldest first
     ob.ack(ids) -> int                      # delivered: deleted (call only once the broker acknowledged)
     len(ob), ob.last_id, ob.pending_bytes, ob.stats() -> OutboxStats, ob.full -> bool, ob.close()
+    ob.marks.stage({name: value}); ob.marks.flush() -> bool; ob.marks.stored() -> dict  # .outbox_marks
 
 Guarantees
 ----------
@@ -48,6 +49,8 @@ Guarantees
   The disk bounds and the reserve file are :mod:`edge.publish.disk_space`; opening the database (and moving an
   unreadable file aside) is :mod:`edge.publish.outbox_db`; the records it returns (:class:`OutboxMessage`,
   :class:`OutboxStats`) and :class:`OutboxFullError` are :mod:`edge.publish.outbox_records` (re-exported here).
+* **Marks.** Small named values a thread stages (:attr:`Outbox.marks`) are written in the transaction of the next
+  message that thread commits, never before it (:mod:`edge.publish.outbox_marks`).
 * **One process.** The database is opened in exclusive locking mode: a second daemon on the same file gets a
   clear :class:`OutboxError` instead of sending every message twice.  A file that is not a database is moved
   aside (``<name>.corrupt-<unix time>``) and a fresh outbox is started, counted as ``recovered_corrupt``.
@@ -72,6 +75,7 @@ from edge.publish.disk_space import DiskSpace, checkpoint
 from edge.publish.log_limit import LOG_INTERVAL_S, LogLimiter
 from edge.publish.messages import Priority
 from edge.publish.outbox_db import is_disk_full, open_database
+from edge.publish.outbox_marks import OutboxMarks
 from edge.publish.outbox_records import OutboxFullError, OutboxMessage, OutboxStats, checked_message
 
 if TYPE_CHECKING:
@@ -142,6 +146,8 @@ class Outbox:
         self._conn, recovered = open_database(self.path, self._synchronous, self._disk.wal_bound_bytes)
         self._recovered_corrupt += int(recovered)
         self._page_size = int(self._conn.execute("PRAGMA page_size").fetchone()[0])
+        #: Small named values committed with the next message of the thread that staged them (:mod:`.outbox_marks`).
+        self.marks = OutboxMarks(self._conn, self._lock, self._check_open, self._logs)
         self._disk.held = self._disk.make_reserve()
         if not self._disk.held:
             log.warning("outbox %s: no room for its %d-byte disk reserve (%s bytes free); a full disk may stop "
@@ -165,6 +171,7 @@ class Outbox:
         with self._lock:
             if self._closed:
                 return
+            self.marks.flush_locked()
             self._closed = True
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -286,6 +293,7 @@ class Outbox:
         """Insert ``rows`` in one transaction; their ids, or None (rolled back, nothing counted) on any error."""
         now = time.time()
         ids: list[int] = []
+        due = self.marks.due()  # staged by this thread: committed with these messages
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             for topic, blob, qos, retain, prio, size in rows:
@@ -293,6 +301,8 @@ class Outbox:
                     "INSERT INTO messages (topic, payload, qos, retain, priority, created_unix_s, size_bytes) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)", (topic, blob, qos, retain, prio, now, size))
                 ids.append(int(cur.lastrowid or 0))
+            if due:
+                self.marks.write(due)
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
@@ -301,6 +311,7 @@ class Outbox:
         self._count += len(rows)
         self._bytes += sum(r[5] for r in rows)
         self._last_id = ids[-1]
+        self.marks.written(due)
         return ids
 
     def _insert_on_full_disk(self, exc: sqlite3.Error, topic: str, blob: bytes, qos: int, retain: bool,
@@ -346,13 +357,20 @@ class Outbox:
         return self._evict(prio, batch, 0, partial_ok=True)
 
     def _insert(self, topic: str, blob: bytes, qos: int, retain: bool, prio: Priority, size: int) -> int:
+        due = self.marks.due()  # staged by this thread: committed with this message
         try:
+            if due:
+                self._conn.execute("BEGIN IMMEDIATE")
             cur = self._conn.execute(
                 "INSERT INTO messages (topic, payload, qos, retain, priority, created_unix_s, size_bytes) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (topic, blob, qos, int(bool(retain)), int(prio), time.time(), size))
+            if due:
+                self.marks.write(due)
+                self._conn.execute("COMMIT")
         except sqlite3.Error:
             self._rollback()
             raise
+        self.marks.written(due)
         self._count += 1
         self._bytes += size
         self._last_id = int(cur.lastrowid or 0)

@@ -1,5 +1,5 @@
-"""Opening the outbox's SQLite database: WAL journal with a bounded log, exclusive lock, the ``messages`` table,
-and a file that is not a database moved aside for a fresh one (see :mod:`edge.publish.outbox`)."""
+"""Opening the outbox's SQLite database: WAL journal with a bounded log, exclusive lock, the ``messages`` and
+``marks`` tables, and a file that is not a database moved aside for a fresh one (see :mod:`edge.publish.outbox`)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS messages (
     size_bytes INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_priority ON messages (priority, id);
+CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
