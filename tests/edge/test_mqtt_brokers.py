@@ -6,6 +6,8 @@ mosquitto processes; the clustered case with real processes end to end is tests/
 from __future__ import annotations
 
 import random
+import re
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +23,11 @@ from edge.publish.client import BrokerRotation, connect_kwargs
 from edge.publish.mqtt import MqttPublisher
 from edge.publish.outbox import Outbox
 from tests.support.broker import MosquittoBroker
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (Jetson): the tomli backport
+    import tomli as tomllib
 
 #: Deadline for something that must eventually happen (a reconnection); never a speed goal.
 EVENTUALLY_S = 30.0
@@ -124,3 +131,10 @@ def test_a_lost_connection_moves_to_the_next_broker_and_the_outbox_follows(
         pub.outbox.close()
         reader.loop_stop()
         reader.disconnect()
+
+
+def test_the_documented_brokers_block_is_valid_configuration(repo_root: Path, tmp_path: Path) -> None:
+    text = (repo_root / "docs" / "mqtt.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", text, flags=re.S) if "brokers =" in b]
+    cfg = parse_config({**DOC, **tomllib.loads(block)}, base_dir=tmp_path)
+    assert len(cfg.mqtt.addresses()) == 3

@@ -105,12 +105,16 @@ def start_sim(tmp: Path, *, count: int, rate_hz: float, extra: tuple[str, ...] =
 
 
 def write_config(tmp: Path, *, port_url: str, bundle: Path, mqtt_port: int, drain_rate: float = 200.0,
-                 name: str = "edge.toml", outbox: str = "", flush_timeout_s: float = 10.0) -> Path:
-    """A daemon config on ``port_url`` and a local broker; ``outbox`` adds lines to the ``[outbox]`` table.
+                 name: str = "edge.toml", outbox: str = "", flush_timeout_s: float = 10.0,
+                 brokers: tuple[int, ...] = ()) -> Path:
+    """A daemon config on ``port_url`` and a local broker; ``outbox`` adds lines to the ``[outbox]`` table;
+    ``brokers`` (ports on 127.0.0.1) lists several brokers in ``mqtt.brokers`` instead of ``mqtt_port``.
 
     Commands are on, each to be signed with :data:`HMAC_KEY` (written to ``tmp/hmac.key``).
     """
     path = tmp / name
+    broker_lines = (f"brokers = {json.dumps([f'127.0.0.1:{p}' for p in brokers])}" if brokers
+                    else f'host = "127.0.0.1"\nport = {mqtt_port}')
     (tmp / "state").mkdir(exist_ok=True)
     key = tmp / "hmac.key"
     key.write_bytes(HMAC_KEY)
@@ -131,8 +135,7 @@ path = "{bundle}"
 watch = false
 persist = false
 [mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
+{broker_lines}
 reconnect_min_delay_s = 1
 reconnect_max_delay_s = 2
 [outbox]
