@@ -249,17 +249,19 @@ class BrokerRotation:
         host, port = self.addresses[self.index]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-    def advance(self, client: paho.Client) -> bool:
-        """Point ``client``'s next reconnect at the next broker; False (nothing changed) with a single broker."""
+    def advance(self, client: paho.Client) -> str | None:
+        """Point ``client``'s next reconnect at the next broker and return the one it leaves (``host:port``); None
+        (nothing changed) with a single broker."""
         if len(self.addresses) < 2:
-            return False
+            return None
+        left = self.current
         self.index = (self.index + 1) % len(self.addresses)
         host, port = self.addresses[self.index]
         # paho's host and port setters refuse while the client is between attempts (its state is "connecting" or
         # "connection lost", not "new"); reconnect() reads these two attributes, as connect_async() left them.
         client._host = host
         client._port = port
-        return True
+        return left
 
 
 def deliver_command(message: paho.MQTTMessage, topics: "Topics", groups: Sequence[str],

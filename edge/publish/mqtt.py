@@ -560,13 +560,10 @@ class MqttPublisher:
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self._inflight.count("connect_failures")
         self._retry.schedule(client, self.config.mqtt)
-        failed = self._brokers.current
-        if self._brokers.advance(client):
-            self._inflight.count("broker_failovers")
-            log.warning("cannot connect to the MQTT broker %s; trying %s next, with backoff", failed,
-                        self._brokers.current)
-        else:
-            log.warning("cannot connect to the MQTT broker %s; retrying with backoff", failed)
+        left = self._brokers.advance(client)
+        self._inflight.count("broker_failovers", int(left is not None))
+        log.warning("cannot connect to the MQTT broker %s; %s with backoff", left or self._brokers.current,
+                    f"trying {self._brokers.current} next," if left else "retrying")
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: ReasonCode,
                        properties: Any) -> None:
@@ -580,10 +577,10 @@ class MqttPublisher:
         if self._stopping.is_set():
             return
         self._retry.schedule(client, self.config.mqtt)
-        lost = self._brokers.current
-        if not self._switching and self._brokers.advance(client):
+        left = None if self._switching else self._brokers.advance(client)
+        if left is not None:
             self._inflight.count("broker_failovers")
-            log.warning("the next attempt goes to the MQTT broker %s (after %s)", self._brokers.current, lost)
+            log.warning("the next attempt goes to the MQTT broker %s (after %s)", self._brokers.current, left)
         if was_connected and not self._switching:
             before = self._takeover.taken_over
             self._takeover.disconnected(reason_code, self.config.mqtt.client_id)

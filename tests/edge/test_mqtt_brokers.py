@@ -73,8 +73,11 @@ def test_bad_brokers_name_the_entry_and_what_was_expected(tmp_path: Path, mqtt: 
 def test_a_single_broker_never_moves() -> None:
     rotation = BrokerRotation([("broker.plant", 1883)])
     client = paho.Client(CallbackAPIVersion.VERSION2)
-    assert rotation.advance(client) is False
+    assert rotation.advance(client) is None
     assert rotation.index == 0 and rotation.current == "broker.plant:1883"
+    several = BrokerRotation([("a", 1883), ("fd00::7", 8883)])
+    assert several.advance(client) == "a:1883" and several.current == "[fd00::7]:8883"
+    assert several.advance(client) == "[fd00::7]:8883" and several.current == "a:1883"
 
 
 def _publisher(cfg: EdgeConfig) -> MqttPublisher:
