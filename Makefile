@@ -35,12 +35,18 @@ $(EDGE_VENV)/.installed: setup.cfg pyproject.toml
 
 setup-edge: $(EDGE_VENV)/.installed
 
-# A real mosquitto broker for the tests.  The demo needs none: without mosquitto on PATH it starts the embedded
-# amqtt broker, an install requirement, so `make demo` needs neither root nor apt.
+# A real mosquitto broker for the tests, and RabbitMQ for the clustered-broker test (tests/reliability/
+# test_cluster_failover.py starts its own nodes, epmd and ports; it never uses the system service the package may
+# start).  The demo needs none: without mosquitto on PATH it starts the embedded amqtt broker, an install
+# requirement, so `make demo` needs neither root nor apt.
+BROKER_PACKAGES := $(shell command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || echo mosquitto) \
+	$(shell [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null 2>&1 || \
+	  echo rabbitmq-server)
 broker:
-	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
-	  echo "installing mosquitto with apt-get"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mosquitto; }
+	@[ -z "$(strip $(BROKER_PACKAGES))" ] || { \
+	  echo "installing $(strip $(BROKER_PACKAGES)) with apt-get"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(strip $(BROKER_PACKAGES)); }
 
 demo: setup
 	$(VENV)/bin/spectro-bench demo --frames $(FRAMES)
@@ -65,11 +71,14 @@ test-fast: setup broker
 test-arm64:
 	$(SUDO) env ARM64_TESTS="$(ARM64_TESTS)" ARM64_CPU="$(ARM64_CPU)" deploy/arm64/test-arm64.sh
 
-# The cheapest reviewers: ruff (pyproject.toml), mypy --strict on the device side, import-linter (.importlinter).
+# The cheapest reviewers: ruff (pyproject.toml), mypy --strict on the device side, import-linter (.importlinter),
+# and vermin: no syntax or standard-library API newer than Python 3.10 (Jetson's) in what the edge and its tests run.
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/vermin --target=3.10- --no-tips --violations --eval-annotations \
+	  edge firmware_bridge benchmarks/harness tests
 
 bench: setup broker
 	$(VENV)/bin/spectro-bench codec --json out/bench-codec.json

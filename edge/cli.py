@@ -109,7 +109,7 @@ def validate_command(path: str, *, show_config: bool = False, check_device: bool
         security = f"insecure settings (a WARNING each at start): {', '.join(insecure)}" if insecure else \
             "no insecure setting"
         checks.append(Check("config", True, f"{path}: device {d.site}/{d.line}/{d.device_id}, broker "
-                            f"{config.mqtt.host}:{config.mqtt.port}; {security}"))
+                            f"{', '.join(f'{h}:{p}' for h, p in config.mqtt.addresses())}; {security}"))
         checks.append(check_bundle(config))
         if check_device:
             checks.append(check_serial(config.serial.port_url))

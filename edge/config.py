@@ -75,6 +75,7 @@ from edge.config_sections import (
     field_hints,
     fmt_choices,
     security_warnings,
+    split_broker_address,
     toml_value,
 )
 from edge.errors import ConfigError
@@ -270,6 +271,7 @@ def _cross_checks(cfg: EdgeConfig) -> EdgeConfig:
         raise ConfigError(
             f"mqtt.reconnect_max_delay_s: expected >= mqtt.reconnect_min_delay_s "
             f"({m.reconnect_min_delay_s}), got {m.reconnect_max_delay_s}")
+    _check_brokers(m)
     if m.password is not None and m.password_file is not None:
         raise ConfigError("mqtt.password_file: expected either mqtt.password or mqtt.password_file, got both")
     if (m.password is not None or m.password_file is not None) and m.username is None:
@@ -314,6 +316,22 @@ def _cross_checks(cfg: EdgeConfig) -> EdgeConfig:
     if cfg.archive.path is None:
         replace["archive"] = dataclasses.replace(cfg.archive, path=cfg.outbox.path.parent / "archive.sqlite")
     return dataclasses.replace(cfg, **replace) if replace else cfg
+
+
+def _check_brokers(m: MqttConfig) -> None:
+    """``mqtt.brokers``: valid, distinct ``host:port`` entries, and not beside a ``host``/``port`` of its own."""
+    for i, text in enumerate(m.brokers):
+        try:
+            split_broker_address(text)
+        except ValueError as exc:
+            raise ConfigError(f"mqtt.brokers[{i}]: {exc}") from None
+    if len(set(m.brokers)) != len(m.brokers):
+        raise ConfigError(f"mqtt.brokers: expected each address once, got {list(m.brokers)}")
+    default = MqttConfig()
+    if m.brokers and (m.host, m.port) != (default.host, default.port):
+        raise ConfigError(f"mqtt.brokers: expected either mqtt.brokers or mqtt.host/mqtt.port, got both "
+                          f"(brokers {list(m.brokers)}, host {m.host!r}, port {m.port}); list every broker in "
+                          f"mqtt.brokers and remove host and port")
 
 
 #: A deployment group: 1-4 topic levels (``plant-a``, ``plant-a/line-1``).

@@ -19,6 +19,7 @@ __all__ = [
     "field_hints",
     "fmt_choices",
     "toml_value",
+    "split_broker_address",
     "REQUIRED",
     "DeviceConfig",
     "SerialConfig",
@@ -192,12 +193,40 @@ class TlsConfig:
     check_hostname: bool = _opt(True, "verify that the broker certificate names mqtt.host")
 
 
+def split_broker_address(text: str) -> tuple[str, int]:
+    """``"host:port"`` (``"[::1]:1883"`` for an IPv6 address) as ``(host, port)``.
+
+    >>> split_broker_address("broker-b.plant:8883")
+    ('broker-b.plant', 8883)
+    >>> split_broker_address("[fd00::7]:1883")
+    ('fd00::7', 1883)
+
+    Raises
+    ------
+    ValueError
+        Not ``host:port`` with a port of 1-65535.
+    """
+    host, sep, port = text.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    if not sep or not host or any(c.isspace() or c in "/[]" for c in host) or (":" in host and not bracketed) \
+            or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port with a port of 1-65535 ([address]:port for IPv6), got {text!r}")
+    return host, int(port)
+
+
 @dataclass(frozen=True)
 class MqttConfig:
     """Broker connection, session and topics."""
 
     host: str = _opt("localhost", "broker host name or address")
     port: int = _opt(1883, "broker port (1883 plain, 8883 TLS)", min=1, max=65535, example=8883)
+    brokers: tuple[str, ...] = _opt((), "several broker addresses, e.g. [\"node-a:1883\", \"node-b:1883\"] (the "
+                                    "nodes of a cluster; [address]:port for IPv6), used instead of host and port: "
+                                    "the daemon connects to the first and, whenever a connection is lost or an "
+                                    "attempt fails, tries the next one (round robin, after the jittered reconnect "
+                                    "delay); empty means host and port")
     protocol: str = _opt("3.1.1", "MQTT protocol version", choices=("3.1.1", "5"))
     qos: int = _opt(1, "QoS of published messages (1: at least once, the store-and-forward default)",
                     choices=(0, 1, 2))
@@ -220,6 +249,12 @@ class MqttConfig:
     reconnect_min_delay_s: int = _opt(1, "first reconnect delay (doubles up to the maximum)", min=1, max=3600)
     reconnect_max_delay_s: int = _opt(60, "longest reconnect delay", min=1, max=86_400)
     tls: TlsConfig = field(default_factory=TlsConfig, metadata={"doc": "TLS settings"})
+
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        """The brokers to connect to, in order: ``brokers`` when set, else ``host`` and ``port``."""
+        if self.brokers:
+            return tuple(split_broker_address(b) for b in self.brokers)
+        return ((self.host, self.port),)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,11 @@ from benchmarks.harness.errors import HarnessError
 from benchmarks.harness.processes import child_env, end_process
 from benchmarks.harness.settings import TRAIN_TIMEOUT_S
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10: the tomli backport, an install requirement there
+    import tomli as tomllib
+
 __all__ = ["TrainedModel", "cache_key", "config_digest", "default_cache_dir", "ensure_trained", "load_training_config",
            "train", "trainer_digest"]
 
@@ -35,10 +40,6 @@ def default_cache_dir() -> Path:
 
 def load_training_config(path: Path) -> dict[str, Any]:
     """The training config as a dict (TOML)."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
     try:
         return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -22,7 +22,7 @@ log = logging.getLogger("edge.daemon")
 #: ``[mqtt]`` keys a configuration reload (SIGHUP) applies to the running daemon; any other change is logged and
 #: needs a restart.  Topics and QoS stay: subscribers and stored messages depend on them.
 LIVE_MQTT_KEYS = frozenset({
-    "host", "port", "protocol", "client_id", "username", "password", "password_file", "keepalive_s",
+    "host", "port", "brokers", "protocol", "client_id", "username", "password", "password_file", "keepalive_s",
     "clean_session", "session_expiry_s", "connect_timeout_s", "reconnect_min_delay_s", "reconnect_max_delay_s",
     "tls",
 })

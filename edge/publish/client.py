@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from edge.config import EdgeConfig, MqttConfig
     from edge.publish.topics import Topics
 
-__all__ = ["CommandHandler", "ReconnectJitter", "build_client", "max_incoming_packet_bytes", "connect_kwargs",
+__all__ = ["BrokerRotation", "CommandHandler", "ReconnectJitter", "build_client", "max_incoming_packet_bytes",
+           "connect_kwargs",
            "network_thread_died", "subscribe_commands", "deliver_command", "PACKET_OVERHEAD_BYTES", "TokenBucket",
            "TakeoverWatch",
            "SESSION_TAKEN_OVER", "SHORT_SESSION_S", "SHORT_SESSIONS_HINT"]
@@ -123,8 +124,11 @@ def subscribe_commands(client: paho.Client, command_filter: str, protocol: str) 
 
 
 def connect_kwargs(cfg: EdgeConfig) -> dict[str, Any]:
+    """paho's ``connect_async`` arguments: the first broker of ``[mqtt]`` (:class:`BrokerRotation` moves to the
+    others), keepalive, and the MQTT 5 session properties."""
     m = cfg.mqtt
-    kwargs: dict[str, Any] = {"host": m.host, "port": m.port, "keepalive": m.keepalive_s}
+    host, port = m.addresses()[0]
+    kwargs: dict[str, Any] = {"host": host, "port": port, "keepalive": m.keepalive_s}
     if m.protocol == "5":
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho's Properties is untyped
         props.SessionExpiryInterval = 0 if m.clean_session else m.session_expiry_s
@@ -223,6 +227,41 @@ class ReconnectJitter:
         delay = self._backoff.next_delay_s()
         # paho hints int seconds; it only adds the value to time.monotonic() and sleeps, so a float is exact.
         client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
+
+
+class BrokerRotation:
+    """The brokers of ``[mqtt]`` (``brokers``, or ``host`` and ``port``) and the one the client tries now.
+
+    :meth:`advance` runs in paho's network thread after a lost connection or a failed attempt, right before paho
+    waits the jittered delay (:class:`ReconnectJitter`) and reconnects: the next attempt goes to the next broker, round
+    robin, so a client whose cluster node stopped reaches another node after one delay.
+    """
+
+    def __init__(self, addresses: Sequence[tuple[str, int]]) -> None:
+        if not addresses:
+            raise ValueError("expected at least one broker address, got none")
+        self.addresses = tuple(addresses)
+        self.index = 0
+
+    @property
+    def current(self) -> str:
+        """``host:port`` of the broker being tried or connected to."""
+        host, port = self.addresses[self.index]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def advance(self, client: paho.Client) -> str | None:
+        """Point ``client``'s next reconnect at the next broker and return the one it leaves (``host:port``); None
+        (nothing changed) with a single broker."""
+        if len(self.addresses) < 2:
+            return None
+        left = self.current
+        self.index = (self.index + 1) % len(self.addresses)
+        host, port = self.addresses[self.index]
+        # paho's host and port setters refuse while the client is between attempts (its state is "connecting" or
+        # "connection lost", not "new"); reconnect() reads these two attributes, as connect_async() left them.
+        client._host = host
+        client._port = port
+        return left
 
 
 def deliver_command(message: paho.MQTTMessage, topics: "Topics", groups: Sequence[str],

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edge.publish.log_limit import LogLimiter
 
-__all__ = ["DiskSpace", "wal_bound_bytes", "checkpoint", "WAL_BOUND_FRACTION", "WAL_BOUND_MIN_BYTES",
+__all__ = ["DiskSpace", "wal_bound_bytes", "checkpoint", "vacuum_pages", "WAL_BOUND_FRACTION", "WAL_BOUND_MIN_BYTES",
            "WAL_BOUND_MAX_BYTES", "RESERVE_WAL_BOUNDS", "HEADROOM_WAL_BOUNDS"]
 
 log = logging.getLogger("edge.publish.outbox")
@@ -51,6 +51,21 @@ def checkpoint(conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     except sqlite3.Error as exc:
         log.debug("outbox checkpoint failed: %s", exc)
+
+
+def vacuum_pages(conn: sqlite3.Connection, pages: int) -> None:
+    """Give up to ``pages`` free database pages back to the filesystem (``PRAGMA incremental_vacuum(N)``).
+
+    SQLite frees one page per step of that statement.  ``Connection.execute`` steps it once from Python 3.11 on
+    (it returns no rows), so it freed a single page however many were asked, and to the end on 3.10;
+    ``executescript`` steps every statement to its end on both.
+
+    Raises
+    ------
+    sqlite3.Error
+        The vacuum failed (a full disk); the pages freed before stay freed.
+    """
+    conn.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
 
 
 class DiskSpace:
@@ -153,7 +168,7 @@ class DiskSpace:
             if step < 1:
                 return
             try:
-                conn.execute(f"PRAGMA incremental_vacuum({int(step)})").fetchall()
+                vacuum_pages(conn, step)
             except sqlite3.Error as exc:
                 log.debug("outbox incremental vacuum failed: %s", exc)
                 return

@@ -19,7 +19,7 @@ __all__ = ["InFlight", "PublisherStats", "COUNTERS"]
 #: The publisher's counters (see ``edge.publish.mqtt.PublisherStats``).
 COUNTERS = ("connects", "disconnects", "connect_failures", "sent_live", "sent_backlog", "acked", "rejected",
             "sent_without_outbox", "lost_outbox_unavailable", "outbox_errors", "commands_received",
-            "commands_ignored", "broker_switches", "sessions_taken_over")
+            "commands_ignored", "broker_switches", "sessions_taken_over", "broker_failovers")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class PublisherStats:
     commands_ignored: int  #: messages on topics that are not a command (or with no on_command)
     broker_switches: int  #: connections moved to new broker settings by :meth:`MqttPublisher.switch_broker`
     sessions_taken_over: int  #: connections the broker closed because another client connected with this client id
+    broker_failovers: int  #: reconnect attempts moved to the next of several brokers (``mqtt.brokers``)
+    broker_index: int  #: which of ``mqtt.brokers`` (0-based, in order) is being used or tried now; 0 with one broker
 
 
 class InFlight:
@@ -62,10 +64,11 @@ class InFlight:
         with self.lock:
             self._counts[name] += n
 
-    def stats(self, *, connected: bool) -> PublisherStats:
+    def stats(self, *, connected: bool, broker_index: int = 0) -> PublisherStats:
         """Snapshot of the counters."""
         with self.lock:
-            return PublisherStats(connected=connected, inflight=len(self._claimed), **self._counts)
+            return PublisherStats(connected=connected, inflight=len(self._claimed), broker_index=broker_index,
+                                  **self._counts)
 
     def busy(self) -> bool:
         """Something is in flight, or acknowledged and not yet deleted from the outbox."""

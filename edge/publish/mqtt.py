@@ -46,6 +46,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.errors import OutboxError
 from edge.publish.client import (
+    BrokerRotation,
     CommandHandler,
     ReconnectJitter,
     TakeoverWatch,
@@ -142,6 +143,7 @@ class MqttPublisher:
         self._takeover = TakeoverWatch()
         self._pending_switch: tuple[paho.Client, EdgeConfig] | None = None
         self._retry = ReconnectJitter(rng if rng is not None else random.Random())
+        self._brokers = BrokerRotation(config.mqtt.addresses())
         self._switching = False
         self._replacing_client = False  # _do_switch is between stopping the old client and starting the new one
 
@@ -170,8 +172,9 @@ class MqttPublisher:
         self._drain_thread = threading.Thread(target=self._drain_loop, name="mqtt-drain", daemon=True)
         self._drain_thread.start()
         m = self.config.mqtt
-        log.info("MQTT %s client %s connecting to %s:%d%s", m.protocol, m.client_id, m.host, m.port,
-                 " over TLS" if m.tls.enabled else "")
+        others = len(self._brokers.addresses) - 1
+        log.info("MQTT %s client %s connecting to %s%s%s", m.protocol, m.client_id, self._brokers.current,
+                 " over TLS" if m.tls.enabled else "", f" (then {others} other broker(s) in turn)" if others else "")
 
     def stop(self, flush_timeout_s: float | None = None) -> None:
         """Deliver the backlog for at most ``flush_timeout_s`` (default ``outbox.flush_timeout_s``), publish the
@@ -277,10 +280,11 @@ class MqttPublisher:
             self._backlog_done = False
             self._live_behind = False
             self.config = config
+            self._brokers = BrokerRotation(config.mqtt.addresses())
             self._client = self._attach(client)
         m = config.mqtt
-        log.info("switching to the MQTT broker %s:%d%s (%d unacknowledged message(s) will be sent again)",
-                 m.host, m.port, " over TLS" if m.tls.enabled else "", dropped)
+        log.info("switching to the MQTT broker %s%s (%d unacknowledged message(s) will be sent again)",
+                 self._brokers.current, " over TLS" if m.tls.enabled else "", dropped)
         client.connect_async(**connect_kwargs(config))
         client.loop_start()
 
@@ -391,7 +395,7 @@ class MqttPublisher:
 
     def stats(self) -> PublisherStats:
         """Snapshot of the counters."""
-        return self._inflight.stats(connected=self._connected.is_set())
+        return self._inflight.stats(connected=self._connected.is_set(), broker_index=self._brokers.index)
 
     # ------------------------------------------------------------------------------------------- internals
 
@@ -542,8 +546,8 @@ class MqttPublisher:
             self._backlog_done = False
             self._live_behind = False
             self._live_ready = True
-        log.info("connected to the MQTT broker (session present: %s, %d messages to re-send, %d in the outbox)",
-                 getattr(flags, "session_present", "?"), resending, len(self.outbox))
+        log.info("connected to the MQTT broker %s (session present: %s, %d messages to re-send, %d in the outbox)",
+                 self._brokers.current, getattr(flags, "session_present", "?"), resending, len(self.outbox))
         if self.config.commands.enabled and self._on_command is not None:
             subscribe_commands(client, self.topics.command_filter, self.config.mqtt.protocol)
             if self.config.deploy.enabled:  # deployments sent to a group this device belongs to
@@ -556,8 +560,10 @@ class MqttPublisher:
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self._inflight.count("connect_failures")
         self._retry.schedule(client, self.config.mqtt)
-        log.warning("cannot connect to the MQTT broker %s:%d; retrying with backoff",
-                    self.config.mqtt.host, self.config.mqtt.port)
+        left = self._brokers.advance(client)
+        self._inflight.count("broker_failovers", int(left is not None))
+        log.warning("cannot connect to the MQTT broker %s; %s with backoff", left or self._brokers.current,
+                    f"trying {self._brokers.current} next," if left else "retrying")
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: ReasonCode,
                        properties: Any) -> None:
@@ -571,6 +577,10 @@ class MqttPublisher:
         if self._stopping.is_set():
             return
         self._retry.schedule(client, self.config.mqtt)
+        left = None if self._switching else self._brokers.advance(client)
+        if left is not None:
+            self._inflight.count("broker_failovers")
+            log.warning("the next attempt goes to the MQTT broker %s (after %s)", self._brokers.current, left)
         if was_connected and not self._switching:
             before = self._takeover.taken_over
             self._takeover.disconnected(reason_code, self.config.mqtt.client_id)

@@ -71,7 +71,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.errors import OutboxError
-from edge.publish.disk_space import DiskSpace, checkpoint
+from edge.publish.disk_space import DiskSpace, checkpoint, vacuum_pages
 from edge.publish.log_limit import LOG_INTERVAL_S, LogLimiter
 from edge.publish.messages import Priority
 from edge.publish.outbox_db import is_disk_full, open_database
@@ -543,11 +543,17 @@ class Outbox:
             return removed
 
     def _shrink(self) -> None:
+        """The outbox is empty: give its free pages back to the filesystem, in steps of half the WAL bound with a
+        checkpoint after each (a moved page is written to the WAL), until at most 1024 are left."""
+        step = max(1, self._disk.wal_bound_bytes // (2 * self._page_size))
         try:
-            free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
-            if free > 1024:
-                self._conn.execute("PRAGMA incremental_vacuum").fetchall()
-        except sqlite3.Error as exc:  # pragma: no cover - best effort
+            for _ in range(1 << 16):
+                free = int(self._conn.execute("PRAGMA freelist_count").fetchone()[0])
+                if free <= 1024:
+                    break
+                vacuum_pages(self._conn, min(free - 1024, step))
+                checkpoint(self._conn)
+        except sqlite3.Error as exc:  # best effort: a full disk, say
             log.debug("outbox incremental vacuum failed: %s", exc)
 
     # ----------------------------------------------------------------------------------------- inspection

@@ -31,10 +31,15 @@ CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+#: SQLite's result code SQLITE_FULL (``sqlite3.SQLITE_FULL`` exists from Python 3.11 only; the edge runs on 3.10).
+SQLITE_FULL = 13
+
+
 def is_disk_full(exc: sqlite3.Error) -> bool:
-    """Whether ``exc`` says the disk (or the database's size limit) is full."""
+    """Whether ``exc`` says the disk (or the database's size limit) is full (``sqlite_errorcode``: Python 3.11+;
+    the message on 3.10)."""
     code = getattr(exc, "sqlite_errorcode", None)
-    return code == sqlite3.SQLITE_FULL if code is not None else "full" in str(exc).lower()
+    return code == SQLITE_FULL if code is not None else "full" in str(exc).lower()
 
 
 def _connect(path: Path, synchronous: str, wal_bound_bytes: int) -> sqlite3.Connection:

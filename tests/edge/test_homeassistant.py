@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,11 @@ from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
 from tests.support.golden_messages import golden_payload
 from tests.support.processes import BASE_TOPIC, Proc, Subscriber, start_daemon, start_sim, write_config
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (Jetson): the tomli backport
+    import tomli as tomllib
 
 TOPICS = Topics("spectrolite", "plant-a", "line-3", "nir-01")
 CONFIG_TOPIC = re.compile(r"^homeassistant/(sensor|binary_sensor)/[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+/config$")
@@ -177,13 +183,6 @@ def test_a_real_daemon_announces_its_predictions_to_home_assistant(
 
 
 def test_the_documented_settings_are_valid_configuration(repo_root: Path, tmp_path: Path) -> None:
-    import sys
-
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # Python 3.10 (Jetson): the tomli backport
-        import tomli as tomllib
-
     text = (repo_root / "docs" / "mqtt.md").read_text(encoding="utf-8")
     (block,) = [b for b in re.findall(r"```toml\n(.*?)```", text, flags=re.S) if "[homeassistant]" in b]
     doc = {"device": {"site": "s", "line": "l", "device_id": "d"}, "serial": {"port_url": "loop://"},

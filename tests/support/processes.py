@@ -106,9 +106,10 @@ def start_sim(tmp: Path, *, count: int, rate_hz: float, extra: tuple[str, ...] =
 
 def write_config(tmp: Path, *, port_url: str, bundle: Path, mqtt_port: int, drain_rate: float = 200.0,
                  name: str = "edge.toml", outbox: Mapping[str, Any] | None = None,
-                 flush_timeout_s: float = 10.0) -> Path:
+                 flush_timeout_s: float = 10.0, brokers: tuple[int, ...] = ()) -> Path:
     """A daemon config on ``port_url`` and a local broker (written by :func:`edge.config_example.render_config`);
-    ``outbox`` adds keys to the ``[outbox]`` table.
+    ``outbox`` adds keys to the ``[outbox]`` table; ``brokers`` (ports on 127.0.0.1) lists several brokers in
+    ``mqtt.brokers`` instead of ``mqtt_port``.
 
     Commands are on, each to be signed with :data:`HMAC_KEY` (written to ``tmp/hmac.key``); the bundle is neither
     watched nor persisted.
@@ -116,6 +117,8 @@ def write_config(tmp: Path, *, port_url: str, bundle: Path, mqtt_port: int, drai
     from edge.config_example import render_config
 
     path = tmp / name
+    broker_keys: dict[str, Any] = ({"brokers": [f"127.0.0.1:{p}" for p in brokers]} if brokers
+                                   else {"host": "127.0.0.1", "port": mqtt_port})
     (tmp / "state").mkdir(exist_ok=True)
     key = tmp / "hmac.key"
     key.write_bytes(HMAC_KEY)
@@ -125,7 +128,7 @@ def write_config(tmp: Path, *, port_url: str, bundle: Path, mqtt_port: int, drai
         "serial": {"port_url": port_url, "read_timeout_s": 0.05, "reconnect_min_delay_s": 0.05,
                    "reconnect_max_delay_s": 0.5},
         "bundle": {"path": bundle, "watch": False, "persist": False},
-        "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "reconnect_min_delay_s": 1, "reconnect_max_delay_s": 2},
+        "mqtt": {**broker_keys, "reconnect_min_delay_s": 1, "reconnect_max_delay_s": 2},
         "outbox": {"path": tmp / "state" / "outbox.sqlite", "drain_rate_msgs_per_s": drain_rate,
                    "flush_timeout_s": flush_timeout_s, **(outbox or {})},
         "commands": {"enabled": True, "hmac_key_path": key},
