@@ -4,9 +4,13 @@ configuration (the tests' ``write_config``, the benchmarks' harness and the demo
 from __future__ import annotations
 
 import doctest
+import sys
 from pathlib import Path
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (Jetson): the tomli backport
+    import tomli as tomllib
 
 import edge.config_example
 from edge.config import load_config, parse_config
