@@ -7,8 +7,9 @@ Usage::
 
 With ``--config`` (default ``examples/demo.toml``) the config is trained first with ``spectro-train fit`` in a child
 process (cached, as ``spectro-bench loop`` does) and its first ``[split.test]`` set is streamed; with ``--bundle`` the
-rows of ``--dataset`` matching every ``--select``.  Each stream goes through the loop of :mod:`benchmarks.harness`
-(``spectro-sim`` on a pty with ``--shuffle`` -> ``spectro-edge run`` with the daemon's default ``[drift]`` settings ->
+rows of ``--dataset`` matching every ``--select``.  Each stream draws every spectrum independently from those rows
+(with replacement, seeded: an exchangeable stream) and goes through the loop of :mod:`benchmarks.harness`
+(``spectro-sim`` on a pty -> ``spectro-edge run`` with the daemon's default ``[drift]`` settings ->
 ``mosquitto`` -> a subscriber), and the figures are read from what the daemon published: the T2 and Q of every
 prediction against their limits, the ``.../drift`` alerts and the retained ``.../status``.
 
@@ -136,15 +137,29 @@ def _plan(args: argparse.Namespace) -> tuple[list[str], dict[str, float]]:
     return names, sizes
 
 
+def _independent_draws(source: Path, out: Path, frames: int, seed: int) -> Path:
+    """The rows of a stream, each spectrum drawn independently (with replacement, seeded) from the selected rows:
+    an exchangeable in-distribution stream, as a line that measures new samples of the same population sees it.
+    (``spectro-sim --shuffle`` shuffles the rows once and repeats them in that order, so a stretch of rows that
+    alarms alarms again on every pass.)"""
+    with np.load(source) as z:
+        data = {k: z[k] for k in z.files}
+    idx = np.random.default_rng([seed, 16]).integers(0, data["X"].shape[0], frames)
+    data["X"], data["y"] = data["X"][idx], data["y"][idx]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **data)
+    return out
+
+
 def _stream(harness: Any, procs: Any, broker: Any, sub: Any, *, name: str, bundle_path: Path, stream: Any,
             work: Path, frames: int, seed: int, signal: str, rate_hz: float, averages: int,
             drift: list[str], targets: list[str]) -> dict[str, Any]:
     """One run through the loop; returns the received predictions (by seq), drift messages and status alerts."""
     sub.reset()
+    rows = _independent_draws(stream.path, work / name / "rows.npz", frames, seed)
     sim_cmd = harness.simulator_command(work / name / "spectrometer", count=frames, rate_hz=rate_hz,
-                                        dataset=stream.path, seed=seed,
-                                        extra=["--shuffle", "--signal", signal, "--averages", str(averages),
-                                               *drift])
+                                        dataset=rows, seed=seed,
+                                        extra=["--signal", signal, "--averages", str(averages), *drift])
     run = harness.run_loop(procs, broker, sub, bundle=bundle_path, sim_cmd=sim_cmd, workdir=work / name,
                            frames=frames, rate_hz=rate_hz)
     seqs = sorted(run.predictions)
