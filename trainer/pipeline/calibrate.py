@@ -96,7 +96,7 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
     else:
         how = "none"
     intervals = fit_intervals(resid, cfg.intervals.coverage, target_names=target_names)
-    predictions = _prediction_stats(rt, deployed, Y[tr], oof, line_pre, target_names)
+    predictions = _prediction_stats(rt, deployed.edge_pipe.transform(X[tr]), Y[tr], oof, line_pre, target_names)
     log.info("conformal half-widths at %.0f%% from %d held-out residuals (training rows out of fold: %s): %s",
              100 * cfg.intervals.coverage, resid.shape[0], how,
              ", ".join(f"{t} +/-{q:.4g}" for t, q in zip(target_names, intervals.q_hat)))
@@ -104,13 +104,13 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
                        predictions=predictions)
 
 
-def _prediction_stats(rt: Any, deployed: Deployed, y_train: np.ndarray, oof: np.ndarray | None,
+def _prediction_stats(rt: Any, train_pre: np.ndarray, y_train: np.ndarray, oof: np.ndarray | None,
                       line_pre: np.ndarray | None, target_names: Any) -> Any:
     """The in-control distribution of the deployed model's predictions (held out, plus the line's noise)."""
     from trainer.prediction_stats import prediction_stats  # noqa: PLC0415
 
     n = y_train.shape[0]
-    fitted = np.asarray(rt.predict(deployed.train_pre), dtype=np.float64).reshape(n, -1)
+    fitted = np.asarray(rt.predict(train_pre), dtype=np.float64).reshape(n, -1)
     line = None if line_pre is None else np.stack(
         [np.asarray(rt.predict(c), dtype=np.float64).reshape(n, -1) for c in line_pre])
     stats = prediction_stats(y_train, oof, fitted, line)
