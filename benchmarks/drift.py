@@ -7,8 +7,9 @@ Usage::
 
 With ``--config`` (default ``examples/demo.toml``) the config is trained first with ``spectro-train fit`` in a child
 process (cached, as ``spectro-bench loop`` does) and its first ``[split.test]`` set is streamed; with ``--bundle`` the
-rows of ``--dataset`` matching every ``--select``.  Each stream goes through the loop of :mod:`benchmarks.harness`
-(``spectro-sim`` on a pty with ``--shuffle`` -> ``spectro-edge run`` with the daemon's default ``[drift]`` settings ->
+rows of ``--dataset`` matching every ``--select``.  Each stream draws every spectrum independently from those rows
+(with replacement, seeded: an exchangeable stream) and goes through the loop of :mod:`benchmarks.harness`
+(``spectro-sim`` on a pty -> ``spectro-edge run`` with the daemon's default ``[drift]`` settings ->
 ``mosquitto`` -> a subscriber), and the figures are read from what the daemon published: the T2 and Q of every
 prediction against their limits, the ``.../drift`` alerts and the retained ``.../status``.
 
@@ -55,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.drift_scoring import DETECTORS, alerts, flag_ratios, score_scenario
+from benchmarks.drift_scoring import DETECTORS, alerts, cusum_in_control, flag_ratios, predicted_values, score_scenario
 from benchmarks.results import host_facts, markdown_table, measure_and_publish, system_load
 
 log = logging.getLogger(__name__)
@@ -136,15 +137,29 @@ def _plan(args: argparse.Namespace) -> tuple[list[str], dict[str, float]]:
     return names, sizes
 
 
+def _independent_draws(source: Path, out: Path, frames: int, seed: int) -> Path:
+    """The rows of a stream, each spectrum drawn independently (with replacement, seeded) from the selected rows:
+    an exchangeable in-distribution stream, as a line that measures new samples of the same population sees it.
+    (``spectro-sim --shuffle`` shuffles the rows once and repeats them in that order, so a stretch of rows that
+    alarms alarms again on every pass.)"""
+    with np.load(source) as z:
+        data = {k: z[k] for k in z.files}
+    idx = np.random.default_rng([seed, 16]).integers(0, data["X"].shape[0], frames)
+    data["X"], data["y"] = data["X"][idx], data["y"][idx]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **data)
+    return out
+
+
 def _stream(harness: Any, procs: Any, broker: Any, sub: Any, *, name: str, bundle_path: Path, stream: Any,
             work: Path, frames: int, seed: int, signal: str, rate_hz: float, averages: int,
-            drift: list[str]) -> dict[str, Any]:
+            drift: list[str], targets: list[str]) -> dict[str, Any]:
     """One run through the loop; returns the received predictions (by seq), drift messages and status alerts."""
     sub.reset()
+    rows = _independent_draws(stream.path, work / name / "rows.npz", frames, seed)
     sim_cmd = harness.simulator_command(work / name / "spectrometer", count=frames, rate_hz=rate_hz,
-                                        dataset=stream.path, seed=seed,
-                                        extra=["--shuffle", "--signal", signal, "--averages", str(averages),
-                                               *drift])
+                                        dataset=rows, seed=seed,
+                                        extra=["--signal", signal, "--averages", str(averages), *drift])
     run = harness.run_loop(procs, broker, sub, bundle=bundle_path, sim_cmd=sim_cmd, workdir=work / name,
                            frames=frames, rate_hz=rate_hz)
     seqs = sorted(run.predictions)
@@ -161,6 +176,7 @@ def _stream(harness: Any, procs: Any, broker: Any, sub: Any, *, name: str, bundl
             "lost": run.lost,
             "daemon_exit_code": run.daemon_exit_code, "raised": raised, "mask": mask,
             "ratios": flag_ratios(run.predictions), "status_alerts": status_alerts, "ae_seen": ae_seen,
+            "values": predicted_values(run.predictions, targets),
             "drift_messages": [{k: d.get(k) for k in ("event", "detector", "seq", "statistic", "threshold")}
                                for d in run.drift]}
 
@@ -186,6 +202,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         bundle_path = bundle_path.resolve()  # the daemon's config lives in another folder
         signal = setup["simulator_signal"]
         onset, ramp, total = args.onset, args.ramp, args.onset + args.ramp + args.hold
+        targets = [t.name for t in bundle.targets]
         runs: dict[str, dict[str, Any]] = {}
         clean: list[dict[str, Any]] = []
         load_before = system_load()
@@ -202,12 +219,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                         drift += ["--drift-size", f"{sizes[name]:g}"]
                     runs[name] = _stream(harness, procs, broker, sub, name=name, bundle_path=bundle_path,
                                          stream=stream, work=work, frames=total, seed=args.seed + k, signal=signal,
-                                         rate_hz=args.rate, averages=args.averages, drift=drift)
+                                         rate_hz=args.rate, averages=args.averages, drift=drift, targets=targets)
                 for k in range(args.clean_streams):
                     clean.append(_stream(harness, procs, broker, sub, name=f"in_distribution_{k}",
                                          bundle_path=bundle_path, stream=stream, work=work,
                                          frames=args.clean_frames, seed=args.seed + 100 + k, signal=signal,
-                                         rate_hz=args.rate, averages=args.averages, drift=[]))
+                                         rate_hz=args.rate, averages=args.averages, drift=[], targets=targets))
             finally:
                 sub.close()
         setup.update({"broker": broker.description, "rate_hz": args.rate, "onset_spectrum": onset,
@@ -217,6 +234,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                       "drift_settings": "the daemon's defaults ([drift] of spectro-edge config --example)"})
         result = score(runs, clean, names=names, sizes=sizes, onset=onset, ramp=ramp,
                        cusum_available=bundle.training_stats is not None, setup=setup)
+        stats = bundle.training_stats
+        if stats is not None:  # is the in-distribution stream in control for the prediction CUSUM?
+            values = np.concatenate([*(r["values"] for r in clean), *(runs[n]["values"][:onset] for n in names)])
+            result["prediction_cusum_in_control"] = cusum_in_control(values, stream.y, stats.names, stats.mean,
+                                                                     stats.std)
         result.update({"load": {"before": load_before, "after": system_load()}, "host": host_facts()})
         return result
     finally:
@@ -370,12 +392,22 @@ def render(result: dict[str, Any]) -> str:
             f"in-distribution spectra ({result['in_distribution']['clean_stream_spectra']} in "
             f"{s['clean_streams']} streams without drift, {result['in_distribution']['before_onset_spectra']} before "
             f"the onsets)")
+    control = [[name, f"{c['cusum_mean']:.4g} +/- {c['cusum_std']:.4g}",
+                f"{c['predictions']['z_mean']:+.3f} / {c['predictions']['z_sd']:.3f}",
+                f"{c['stream_references']['z_mean']:+.3f} / {c['stream_references']['z_sd']:.3f}"]
+               for name, c in (result.get("prediction_cusum_in_control") or {}).items()
+               if c["predictions"]["n"]]
+    in_control = [] if not control else [
+        "Prediction CUSUM in control? z = (value - mean) / std with the bundle's figures: 0 / 1 when in control", "",
+        markdown_table(["target", "CUSUM mean +/- std", "in-distribution predictions: z mean / sd",
+                        "streamed rows' reference values: z mean / sd"], control), ""]
     return "\n".join([
         head, "",
         "Detection delay in spectra after the drift reached full size (negative: while ramping; -: not detected)", "",
         markdown_table(["scenario", "drift", *DETECTORS, "best", "predictions"], rows), "",
         markdown_table(["detector", "false alarm rate (in-distribution spectra under alert)", "alerts raised",
                         "spectra over the limit (per-spectrum flag)"], fa), "",
+        *in_control,
         markdown_table(["goal", "verdict"], goals)])
 
 

@@ -10,7 +10,9 @@ Pure functions over the received messages (prediction and drift payloads as dict
   (a detector made of several monitors, such as the instrument health or one CUSUM per target, is in alert while
   any of them is);
 - :func:`score_scenario` the detection delay of one detector in a scenario, :func:`flag_ratios` the per-spectrum
-  OOD statistics over their limits (what the prediction's ``out_of_distribution`` flag says).
+  OOD statistics over their limits (what the prediction's ``out_of_distribution`` flag says);
+- :func:`predicted_values` the received predictions, :func:`cusum_in_control` whether they (and the streamed rows'
+  reference values) match the mean and spread the prediction CUSUM standardises with.
 
 >>> preds = [2, 3, 4, 5, 6]  # seqs of the received predictions; 0 and 1 were the dark and the white
 >>> ev = [{"event": "raised", "detector": "ood_q", "seq": 5, "monitor_kind": "model"}]
@@ -29,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DETECTORS", "alerts", "detector_of", "flag_ratios", "score_scenario", "spectrum_index"]
+__all__ = ["DETECTORS", "alerts", "cusum_in_control", "detector_of", "flag_ratios", "predicted_values",
+           "score_scenario", "spectrum_index"]
 
 #: The detectors the benchmark reports, in the issue's order.
 DETECTORS = ("t2", "q", "autoencoder", "prediction_cusum", "instrument_health")
@@ -118,4 +121,40 @@ def flag_ratios(predictions: Mapping[int, Mapping[str, Any]]) -> dict[str, np.nd
             v, lim = ood.get(stat), ood.get(limit)
             values.append(float(v) / float(lim) if v is not None and lim else np.nan)
         out[det] = np.asarray(values, dtype=np.float64)
+    return out
+
+
+def predicted_values(predictions: Mapping[int, Mapping[str, Any]], names: Sequence[str]) -> np.ndarray:
+    """Predicted value of every target (in ``names`` order) of every received prediction in seq order, shape
+    (n, len(names)); NaN where a prediction does not carry a target's value."""
+    rows = []
+    for s in sorted(predictions):
+        got = {v.get("name"): v.get("value") for v in predictions[s].get("values") or []}
+        rows.append([float(got[n]) if got.get(n) is not None else np.nan for n in names])
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
+
+
+def cusum_in_control(values: np.ndarray, references: np.ndarray, names: Sequence[str], mean: Sequence[float],
+                     std: Sequence[float]) -> dict[str, Any]:
+    """Whether the in-distribution stream is in control for the prediction CUSUM, per target.
+
+    The CUSUM standardises each prediction with the bundle's ``mean`` and ``std``; its false-alarm rate holds when
+    the predictions it sees have that mean and spread (``z_mean`` near 0, ``z_sd`` near 1).  ``values`` (n, t) are
+    the predictions received on in-distribution spectra, ``references`` (r, t) the reference values of the rows
+    streamed: their own ``z_mean``/``z_sd`` say whether the rows themselves come from the training distribution.
+    """
+    out: dict[str, Any] = {}
+    for j, name in enumerate(names):
+        mu, sd = float(mean[j]), float(std[j])
+        v = values[:, j][np.isfinite(values[:, j])]
+        r = np.asarray(references, dtype=np.float64)[:, j]
+        out[name] = {
+            "cusum_mean": mu, "cusum_std": sd,
+            "predictions": {"n": int(v.size), "mean": float(v.mean()) if v.size else None,
+                            "std": float(v.std()) if v.size else None,
+                            "z_mean": float((v.mean() - mu) / sd) if v.size else None,
+                            "z_sd": float(v.std() / sd) if v.size else None},
+            "stream_references": {"n": int(r.size), "mean": float(r.mean()), "std": float(r.std()),
+                                  "z_mean": float((r.mean() - mu) / sd), "z_sd": float(r.std() / sd)},
+        }
     return out

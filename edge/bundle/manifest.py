@@ -80,15 +80,18 @@ _OPTIONAL_KEYS_V3: Final[frozenset[str]] = _OPTIONAL_KEYS_V2 | {"autoencoder"}
 
 @dataclass(frozen=True)
 class TargetStats:
-    """Distribution of one regression target over the training rows (manifest ``targets[i].training``).
+    """In-control distribution of one regression target's predictions (manifest ``targets[i].training``).
 
     Written by the trainer, read by the edge's prediction-drift monitor (a CUSUM of each prediction's z-score
-    against ``mean`` and ``std``).
+    against ``mean`` and ``std``).  ``spectro-train fit`` writes the mean and spread of the deployed model's
+    held-out predictions of the training rows, with the declared line detector's noise added to each
+    (``trainer.prediction_stats``), so that the CUSUM is centred on what it will see; older bundles carry those of
+    the training reference values.
 
     Attributes
     ----------
     mean, std : float
-        Mean and standard deviation (ddof 0) of the training reference values, in the target's unit; ``std > 0``.
+        Mean and standard deviation (ddof 0), in the target's unit; ``std > 0``.
     n : int
         Training rows they were computed on.
     """

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.drift import EXIT_REFUSED, GOAL_FALSE_ALARM_RATE_MAX, NOT_BUILT
-from benchmarks.drift_scoring import DETECTORS, alerts, score_scenario
+from benchmarks.drift import EXIT_REFUSED, GOAL_FALSE_ALARM_RATE_MAX, NOT_BUILT, _independent_draws
+from benchmarks.drift_scoring import DETECTORS, alerts, cusum_in_control, predicted_values, score_scenario
 from tests.support.trained import DEMO_V1, committed
 
 #: A baseline offset no detector can miss (absorbance; the simulator's default for the kind is 0.2).
@@ -66,6 +66,10 @@ def test_a_large_baseline_offset_is_detected_and_clean_spectra_raise_nothing(tmp
     assert set(quiet["detectors"]) == set(DETECTORS) - {"autoencoder"} and quiet["pass"] is True
     assert goals["autoencoder_compute"] == {"max_added_p50_us": 50.0, "pass": None, "reason": NOT_BUILT}
     assert "| baseline_offset | baseline 0.5 |" in out.with_suffix(".md").read_text()
+    control = data["prediction_cusum_in_control"]  # the CUSUM's in-control figures against what it received
+    assert set(control) == {"analyte_a_pct", "analyte_b_pct", "analyte_c_pct"}
+    assert all(c["predictions"]["n"] == CLEAN + ONSET for c in control.values())
+    assert "Prediction CUSUM in control?" in out.with_suffix(".md").read_text()
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -76,6 +80,33 @@ def test_unknown_scenario_is_refused_before_streaming(tmp_path: Path, capsys: py
     assert rc == EXIT_REFUSED
     assert "expected scenarios among baseline_offset" in err and "got 'earthquake'" in err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_the_in_control_check_standardises_received_predictions_and_references_with_the_bundle_figures() -> None:
+    preds = {7: {"values": [{"name": "a", "value": 12.0}, {"name": "b", "value": 1.0}]},
+             5: {"values": [{"name": "a", "value": 8.0}, {"name": "b", "value": None}]}}
+    values = predicted_values(preds, ["a", "b"])
+    np.testing.assert_array_equal(values, [[8.0, np.nan], [12.0, 1.0]])  # seq order; a missing value is NaN
+    refs = np.array([[10.0, 0.0], [14.0, 2.0]])
+    control = cusum_in_control(values, refs, ["a", "b"], mean=[10.0, 1.0], std=[2.0, 1.0])
+    assert control["a"]["predictions"] == {"n": 2, "mean": 10.0, "std": 2.0, "z_mean": 0.0, "z_sd": 1.0}
+    assert control["a"]["stream_references"]["z_mean"] == 1.0 and control["a"]["stream_references"]["z_sd"] == 1.0
+    assert control["b"]["predictions"]["n"] == 1 and control["b"]["predictions"]["z_sd"] == 0.0
+
+
+def test_each_spectrum_of_a_stream_is_an_independent_draw_of_the_selected_rows(tmp_path: Path) -> None:
+    """Not the rows in one shuffled order repeated every len(rows) spectra: that repeats any alarming stretch."""
+    n, frames = 10, 400
+    np.savez(tmp_path / "rows.npz", X=np.arange(2.0 * n).reshape(n, 2), y=np.arange(float(n)).reshape(n, 1),
+             wavelengths=np.array([1.0, 2.0]), target_names=np.array(["a"]), axis_unit=np.array("nm"))
+    drawn = np.load(_independent_draws(tmp_path / "rows.npz", tmp_path / "s1" / "rows.npz", frames, seed=1))
+    again = np.load(_independent_draws(tmp_path / "rows.npz", tmp_path / "s1b" / "rows.npz", frames, seed=1))
+    other = np.load(_independent_draws(tmp_path / "rows.npz", tmp_path / "s2" / "rows.npz", frames, seed=2))
+    y = drawn["y"][:, 0]
+    assert drawn["X"].shape == (frames, 2) and np.array_equal(drawn["X"][:, 0], 2 * y)  # rows stay whole
+    assert set(y) == set(range(n)) and str(drawn["axis_unit"]) == "nm"
+    assert not np.array_equal(y[:n], y[n:2 * n])  # no period of len(rows)
+    assert np.array_equal(y, again["y"][:, 0]) and not np.array_equal(y, other["y"][:, 0])  # seeded
 
 
 def test_alerts_follow_raise_and_clear_across_the_monitors_of_one_detector() -> None:

@@ -33,6 +33,9 @@ class Calibration:
     rows: dict[str, int] = field(default_factory=dict)
     autoencoder: Any = None
     out_of_fold: str = "none"
+    #: In-control distribution of the deployed model's predictions per target (regression; the manifest's
+    #: ``targets[i].training``, read by the edge's prediction CUSUM): :func:`trainer.prediction_stats.prediction_stats`.
+    predictions: Any = None
 
 
 def line_copies(cfg: TrainConfig, data: Prepared, rows: np.ndarray, *, seed_offset: int = 0) -> np.ndarray:
@@ -93,7 +96,26 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
     else:
         how = "none"
     intervals = fit_intervals(resid, cfg.intervals.coverage, target_names=target_names)
+    predictions = _prediction_stats(rt, deployed.edge_pipe.transform(X[tr]), Y[tr], oof, line_pre, target_names)
     log.info("conformal half-widths at %.0f%% from %d held-out residuals (training rows out of fold: %s): %s",
              100 * cfg.intervals.coverage, resid.shape[0], how,
              ", ".join(f"{t} +/-{q:.4g}" for t, q in zip(target_names, intervals.q_hat)))
-    return Calibration(ood=ood, intervals=intervals, rows=interval_rows, autoencoder=autoencoder, out_of_fold=how)
+    return Calibration(ood=ood, intervals=intervals, rows=interval_rows, autoencoder=autoencoder, out_of_fold=how,
+                       predictions=predictions)
+
+
+def _prediction_stats(rt: Any, train_pre: np.ndarray, y_train: np.ndarray, oof: np.ndarray | None,
+                      line_pre: np.ndarray | None, target_names: Any) -> Any:
+    """The in-control distribution of the deployed model's predictions (held out, plus the line's noise)."""
+    from trainer.prediction_stats import prediction_stats
+
+    n = y_train.shape[0]
+    fitted = np.asarray(rt.predict(train_pre), dtype=np.float64).reshape(n, -1)
+    line = None if line_pre is None else np.stack(
+        [np.asarray(rt.predict(c), dtype=np.float64).reshape(n, -1) for c in line_pre])
+    stats = prediction_stats(y_train, oof, fitted, line)
+    for name, s in zip(target_names, stats):
+        log.info("prediction CUSUM of %s centred on the predictions (%s): mean %.4g, std %.4g (line noise %.3g); "
+                 "training reference values: mean %.4g, std %.4g", name, s.source, s.mean, s.std, s.line_noise_std,
+                 s.reference_mean, s.reference_std)
+    return stats

@@ -51,7 +51,8 @@ def write_fit_bundle(cfg: TrainConfig, data: Prepared, deployed: Deployed, calib
     """Write the bundle (metrics ``{"stage": "pre-evaluation"}``) into ``out``, removing older bundles there."""
     ds, tr, classify = data.ds, data.plan.train_rows, data.classify
     X, Y = ds.X, ds.y
-    targets = _bundle_targets(ds.target_names, dict(cfg.bundle.units), None if classify else Y[tr].astype(np.float64))
+    targets = _bundle_targets(ds.target_names, dict(cfg.bundle.units), None if classify else Y[tr].astype(np.float64),
+                              calibration.predictions)
     golden_rows = _golden_rows(Y.astype(np.float64), tr, N_GOLDEN)
     line_pipe, golden = _line_pipeline(deployed.edge_pipe, cfg, ds.wavelengths, ds.axis_unit, X[golden_rows],
                                        data.min_ratio)
@@ -113,15 +114,20 @@ def _golden_rows(y: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
     return order[pick]
 
 
-def _bundle_targets(names: Sequence[str], units: Mapping[str, str], y_train: np.ndarray | None) -> list[Any]:
-    """The manifest's targets, each regression target with its training distribution (read by the edge's
-    prediction-drift monitor)."""
+def _bundle_targets(names: Sequence[str], units: Mapping[str, str], y_train: np.ndarray | None,
+                    predictions: Sequence[Any] | None = None) -> list[Any]:
+    """The manifest's targets, each regression target with the in-control distribution of its predictions (read by
+    the edge's prediction-drift CUSUM): ``predictions`` (:func:`trainer.prediction_stats.prediction_stats`: held-out
+    predictions plus the line's noise), else the training reference values."""
     from edge.bundle import Target, TargetStats
 
     out = []
     for j, name in enumerate(names):
         stats = None
-        if y_train is not None and y_train.shape[0] >= 2 and float(np.std(y_train[:, j])) > 0:
+        p = None if predictions is None else predictions[j]
+        if p is not None and y_train is not None and p.std > 0:
+            stats = TargetStats(mean=p.mean, std=p.std, n=p.n)
+        elif y_train is not None and y_train.shape[0] >= 2 and float(np.std(y_train[:, j])) > 0:
             stats = TargetStats(mean=float(np.mean(y_train[:, j])), std=float(np.std(y_train[:, j])),
                                 n=int(y_train.shape[0]))
         out.append(Target(name=str(name), unit=units.get(name, ""), training=stats))
