@@ -297,8 +297,9 @@ def validate_manifest(manifest: Any) -> None:
     if "serving" in manifest:
         validate_serving(manifest["serving"], task, len(targets), members)
     second = sorted(m for m in (MODEL_2, PREPROCESSING_2) if m in members)
-    require(not second or "serving" in manifest, E, _at("members"),
-            f"{' and '.join(second)} only with a serving section", "no serving section")
+    if second and "serving" not in manifest:
+        raise BundleError(f"{_at('members')}: expected {' and '.join(second)} only with a serving section, got no "
+                          "serving section")
     has_ae, declared_ae = AUTOENCODER in members, "autoencoder" in manifest
     require(has_ae == declared_ae, E, _at("autoencoder"),
             f"the autoencoder section and the member {AUTOENCODER} together or neither",

@@ -94,13 +94,17 @@ def validate_serving(section: Any, task: str, n_targets: int, members: Mapping[s
         require(e["model"] == model, _E, _at(f"{where}.model"), repr(model), e["model"])
         require(e["preprocessing"] == pre, _E, _at(f"{where}.preprocessing"), repr(pre), e["preprocessing"])
         for f in (model, pre):
-            require(f in members, _E, _at("members"), f"the member {f} of serving member {e['name']!r}", "none")
+            if f not in members:
+                raise BundleError(f"{_at('members')}: expected the member {f} of serving member {e['name']!r}, "
+                                  "got none")
         if "output_transform" in e:
             check_output_transform(e["output_transform"], f"{where}.output_transform", n_targets)
-    require(len(set(names)) == len(names), _E, _at("serving.members"), "distinct member names", names)
+    if len(set(names)) != len(names):
+        raise BundleError(f"{_at('serving.members')}: expected distinct member names, got {names}")
     served = s["targets"]
-    require(isinstance(served, list) and len(served) == n_targets and all(isinstance(t, str) for t in served),
-            _E, _at("serving.targets"), f"{n_targets} member names (one per target)", served)
+    if not (isinstance(served, list) and len(served) == n_targets and all(isinstance(t, str) for t in served)):
+        raise BundleError(f"{_at('serving.targets')}: expected {n_targets} member names (one per target), got "
+                          f"{served!r:.200}")
     for j, name in enumerate(served):
         require(name in names, _E, _at(f"serving.targets[{j}]"), f"one of the members {names}", name)
     idle = [n for n in names if n not in served]
