@@ -41,8 +41,8 @@ train, prune), :mod:`~trainer.pipeline.int8` (conversion and the candidates' pre
   (target -> one int8 output step of the CNN in target units; its outputs are standardised targets, turned into
   units in float by the bundle's ``output_transform``), ``bundle_bytes``,
   ``train_seconds`` (wall time of the whole fit), ``timings_s`` per stage, ``interval_coverage`` (nominal,
-  ``calibration_rows`` and where they come from, ``out_of_fold`` (``nested``, ``fixed_recipe``, ``per_target (...)`` or ``none``),
-  half-widths, and measured coverage of the deployed model per test
+  ``calibration_rows`` and where they come from, ``out_of_fold`` (``nested``, ``fixed_recipe``,
+  ``per_target (...)`` or ``none``), half-widths, and measured coverage of the deployed model per test
   split and target), ``ood`` (components,
   limits, alarm rates per split; ``ood.autoencoder``: the autoencoder's limit, rows and alarm rates, or null),
   ``splits`` (rows per role);
