@@ -73,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def rows_from_metrics(metrics: dict[str, Any], protocol: str) -> list[dict[str, Any]]:
     """One row per test split and target: ``metric`` (rmsep or accuracy), ``pls``, ``cnn_float``, ``cnn_int8``,
-    ``deployed`` (the bundle as the edge runs it) and ``deployed_model`` (``cnn`` or ``pls``)."""
+    ``deployed`` (the bundle as the edge runs it) and ``deployed_model`` (``cnn`` or ``pls``: the model serving that
+    target)."""
     key = "accuracy" if metrics.get("task") == "classification" else "rmsep"
     rows = []
     for c in metrics.get("comparison", []):
@@ -87,7 +88,9 @@ def rows_from_metrics(metrics: dict[str, Any], protocol: str) -> list[dict[str, 
             "cnn_float": c.get(f"cnn_float_{key}"),
             "cnn_int8": c.get(f"cnn_int8_{key}"),
             "deployed": c.get(f"deployed_{key}"),
-            "deployed_model": metrics.get("deployed_model"),
+            # The model serving this target (a per-target bundle serves each target from its winner).
+            "deployed_model": (metrics.get("deployed_per_target") or {}).get(c.get("target"),
+                                                                            metrics.get("deployed_model")),
             "ratio_int8_to_pls": c.get("ratio_int8_to_pls"),
             "ratio_deployed_to_pls": c.get("ratio_deployed_to_pls"),
             "ratio_int8_to_float": c.get("ratio_int8_to_float"),

@@ -215,6 +215,8 @@ class InferenceEngine:
         self.bundle = bundle
         self.pipeline = bundle.pipeline
         self.runtime = bundle.runtime
+        #: A per-target bundle's second model and which model serves each target (None: one model serves all).
+        self.serving = getattr(bundle, "serving", None)
         self.ood = getattr(bundle, "ood", None)
         #: The bundle's autoencoder (:class:`edge.autoencoder.AutoencoderModel`), or None.
         self.autoencoder = getattr(bundle, "autoencoder", None)
@@ -428,6 +430,10 @@ class InferenceEngine:
             return Rejection(spectrum.seq, spectrum.timestamp_us, reason, text)
         try:
             y = np.asarray(self.runtime.predict(x_pre), dtype=np.float64).reshape(-1)
+            if self.serving is not None:  # the second model on its own preprocessing of the same frame
+                y = np.asarray(self.serving.assemble(y, self.serving.second.predict(
+                    spectrum.counts, dark=context["dark"], reference=context["reference"],
+                    wavelengths=device_axis if self._resamples else None)), dtype=np.float64).reshape(-1)
             ae_score = None if self.autoencoder is None else float(self.autoencoder.score(x_pre))
         except InputContractError as exc:
             return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.MODEL_ERROR, str(exc))
@@ -499,6 +505,11 @@ class InferenceEngine:
                     wavelengths=device_axis if self._resamples else None,
                 )
                 y = np.asarray(self.runtime.predict(x_pre), dtype=np.float64).reshape(len(accepted), -1)
+                if self.serving is not None:  # the second model on its own preprocessing of the same frames
+                    y = np.asarray(self.serving.assemble(y, self.serving.second.predict_rows(
+                        np.stack([spectra[i].counts for i, _ in accepted]), dark=context["dark"],
+                        reference=context["reference"], wavelengths=device_axis if self._resamples else None)),
+                        dtype=np.float64).reshape(len(accepted), -1)
                 ae: list[float | None] = ([None] * len(accepted) if self.autoencoder is None
                                           else [float(v) for v in self.autoencoder.score(x_pre)])
                 batch = (x_pre, y, ae)

@@ -39,8 +39,11 @@ from edge.bundle import (
     MANIFEST,
     METRICS,
     MODEL,
+    MODEL_2,
     OOD,
     PREPROCESSING,
+    PREPROCESSING_2,
+    SERVING_FORMAT_VERSION,
     SIGNATURE,
     GoldenVectors,
     pipeline_reads_counts,
@@ -58,6 +61,7 @@ __all__ = [
     "BundleWriteError",
     "FitArtefacts",
     "GoldenInputs",
+    "ServingArtefacts",
     "LIBRARIES",
     "write_bundle",
     "sign_bundle",
@@ -240,6 +244,34 @@ class BundleIdentity:
 
 
 @dataclass(frozen=True)
+class ServingArtefacts:
+    """A per-target bundle's second model and which model serves each target (format 4, manifest ``serving``,
+    :mod:`edge.bundle.serving`).
+
+    Attributes
+    ----------
+    primary_name, second_name : str
+        Names of the bundle's primary model (``model.tflite``) and of this one (``model_2.tflite``), e.g. ``cnn``
+        and ``pls``.
+    tflite_bytes : bytes
+        The second model; it emits every target, as the primary does.
+    pipeline : edge Pipeline, trainer pipeline with ``to_edge()``, or spec dict / JSON text
+        Its own preprocessing, from the same raw frame as the primary's.
+    by_target : sequence of str
+        The serving model's name per target, in target order.
+    output_transform : dict, optional
+        Its own ``{"scale", "offset"}`` (a model that emits standardised targets).
+    """
+
+    primary_name: str
+    second_name: str
+    tflite_bytes: bytes
+    pipeline: Any
+    by_target: Sequence[str]
+    output_transform: Mapping[str, Sequence[float]] | None = None
+
+
+@dataclass(frozen=True)
 class FitArtefacts:
     """What a fit produced for the device: the model, the preprocessing in front of it and its monitors.
 
@@ -263,6 +295,8 @@ class FitArtefacts:
     autoencoder : trainer.autoencoder.FittedAutoencoder, optional
         The int8 autoencoder of the preprocessed features and its limit (member ``autoencoder.tflite``, manifest
         ``autoencoder``, format 3); its golden reconstructions are computed here with the edge runtime.
+    serving : ServingArtefacts, optional
+        A second model serving some targets (format 4); ``tflite_bytes`` and ``pipeline`` are then the primary's.
     """
 
     tflite_bytes: bytes
@@ -274,6 +308,7 @@ class FitArtefacts:
     ood: Any = None
     intervals: Any = None
     autoencoder: Any = None
+    serving: ServingArtefacts | None = None
 
 
 @dataclass(frozen=True)
@@ -313,6 +348,45 @@ def _autoencoder_outputs(tflite: bytes, preprocessed: np.ndarray) -> np.ndarray:
         raise BundleWriteError(f"{AUTOENCODER}: expected {flat.shape[1]} inputs (the pipeline's output), "
                                f"got {n_features}")
     return np.stack([np.array(rt.predict(row), dtype=np.float32).reshape(-1) for row in flat])
+
+
+def _golden_rows(pipeline: Any, runtime: ModelRuntime, raw: np.ndarray,
+                 context: GoldenVectors) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each golden input through the edge pipeline and runtime, one spectrum at a time as the self-test runs it."""
+    pre_rows, out_rows = [], []
+    for i in range(raw.shape[0]):
+        try:
+            pre = np.asarray(pipeline.transform(raw[i], **context.context(i)), dtype=np.float64)
+            out_rows.append(np.array(runtime.predict(pre), dtype=np.float32))
+        except EdgeError as exc:
+            raise BundleWriteError(f"golden vector {i}: {exc}") from exc
+        pre_rows.append(pre)
+    return pre_rows, out_rows
+
+
+def _second_member(serving: ServingArtefacts, raw: np.ndarray,
+                   context: GoldenVectors) -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
+    """The second model's bytes, preprocessing JSON and golden ``preprocessed_2`` and ``outputs_2``."""
+    try:
+        pipeline = _edge_pipeline(serving.pipeline)
+    except EdgeError as exc:
+        raise BundleWriteError(f"serving pipeline: {exc}") from exc
+    ot = serving.output_transform
+    try:
+        runtime = ModelRuntime(serving.tflite_bytes, output_affine=None if ot is None else (ot["scale"], ot["offset"]))
+    except RuntimeLoadError as exc:
+        raise BundleWriteError(f"serving model: {exc}") from exc
+    pre, out = _golden_rows(pipeline, runtime, raw, context)
+    return bytes(serving.tflite_bytes), pipeline.to_json().encode("utf-8"), np.stack(pre), np.stack(out)
+
+
+def _serving_section(serving: ServingArtefacts) -> dict[str, Any]:
+    """The manifest's ``serving`` section (:mod:`edge.bundle.serving`)."""
+    second: dict[str, Any] = {"name": serving.second_name, "model": MODEL_2, "preprocessing": PREPROCESSING_2}
+    if serving.output_transform is not None:
+        second["output_transform"] = {k: [float(v) for v in serving.output_transform[k]] for k in ("scale", "offset")}
+    return {"members": [{"name": serving.primary_name, "model": MODEL, "preprocessing": PREPROCESSING}, second],
+            "targets": [str(t) for t in serving.by_target]}
 
 
 def write_bundle(
@@ -386,15 +460,8 @@ def write_bundle(
         reference=ctx["reference"],
         wavelengths=ctx["wavelengths"],
     )
-    pre_rows = []
-    out_rows = []
-    for i in range(raw.shape[0]):
-        try:
-            pre = np.asarray(edge_pipeline.transform(raw[i], **partial.context(i)), dtype=np.float64)
-            out_rows.append(np.array(runtime.predict(pre), dtype=np.float32))
-        except EdgeError as exc:
-            raise BundleWriteError(f"golden vector {i}: {exc}") from exc
-        pre_rows.append(pre)
+    pre_rows, out_rows = _golden_rows(edge_pipeline, runtime, raw, partial)
+    second = None if art.serving is None else _second_member(art.serving, raw, partial)
     ae_outputs = None
     if art.autoencoder is not None:
         ae_outputs = _autoencoder_outputs(art.autoencoder.tflite, np.stack(pre_rows))
@@ -406,6 +473,8 @@ def write_bundle(
         reference=ctx["reference"],
         wavelengths=ctx["wavelengths"],
         ae_outputs=ae_outputs,
+        preprocessed_2=None if second is None else second[2],
+        outputs_2=None if second is None else second[3],
     )
 
     grid = np.asarray(art.wavelengths, dtype=np.float64)
@@ -436,8 +505,12 @@ def write_bundle(
         members[INTERVALS] = _json_bytes(_as_dict(art.intervals, INTERVALS), INTERVALS)
     if art.autoencoder is not None:
         members[AUTOENCODER] = bytes(art.autoencoder.tflite)
+    if second is not None:
+        members[MODEL_2] = bytes(second[0])
+        members[PREPROCESSING_2] = second[1]
+    version = FORMAT_VERSION if art.autoencoder is None else AUTOENCODER_FORMAT_VERSION
     manifest: dict[str, Any] = {
-        "format_version": FORMAT_VERSION if art.autoencoder is None else AUTOENCODER_FORMAT_VERSION,
+        "format_version": SERVING_FORMAT_VERSION if second is not None else version,
         "model_id": idn.model_id,
         "model_version": idn.model_version,
         "created_utc": idn.created_utc or _utc_now(),
@@ -457,6 +530,8 @@ def write_bundle(
         manifest["output_transform"] = {k: [float(v) for v in output_transform[k]] for k in ("scale", "offset")}
     if art.autoencoder is not None:
         manifest["autoencoder"] = art.autoencoder.manifest_section()
+    if art.serving is not None:
+        manifest["serving"] = _serving_section(art.serving)
     try:
         validate_manifest(manifest)
     except BundleError as exc:

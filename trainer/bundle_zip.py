@@ -22,8 +22,10 @@ from edge.bundle import (
     MANIFEST,
     METRICS,
     MODEL,
+    MODEL_2,
     OOD,
     PREPROCESSING,
+    PREPROCESSING_2,
     SIGNATURE,
     load_bundle,
 )
@@ -35,8 +37,8 @@ __all__ = ["write_zip", "commit_bundle", "temp_path_for"]
 log = logging.getLogger(__name__)
 
 #: Member order inside the zip (manifest first so a reader can show it early; signature last).
-_MEMBER_ORDER: tuple[str, ...] = (MANIFEST, MODEL, PREPROCESSING, OOD, INTERVALS, AUTOENCODER, METRICS, GOLDEN,
-                                  SIGNATURE)
+_MEMBER_ORDER: tuple[str, ...] = (MANIFEST, MODEL, PREPROCESSING, MODEL_2, PREPROCESSING_2, OOD, INTERVALS,
+                                  AUTOENCODER, METRICS, GOLDEN, SIGNATURE)
 #: Fixed zip timestamp: the bundle's bytes depend on its contents only (creation time is in the manifest).
 _ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 

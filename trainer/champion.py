@@ -10,9 +10,11 @@ The rule (documented in docs/training.md, reported in ``metrics.json`` under ``s
   cnn_cv_folds``);
 - the CNN's figure is multiplied by its int8 cost (int8 RMSE / float RMSE of the final model on the selection rows,
   when there are any), because the int8 model is what would be deployed;
-- the CNN is deployed only when it is no worse than PLS on every target and better by more than ``tie_margin`` on
-  their geometric mean; otherwise PLS, the simpler model, is deployed. ``--model cnn|pls`` forces a choice (the
-  scores are then still reported when computed).
+- the rule is applied per target: the CNN serves a target only when its figure is better than PLS's by more than
+  ``tie_margin`` (CNN/PLS < 1 - ``tie_margin``); otherwise PLS, the simpler model, serves it. When the CNN wins
+  every target the bundle carries the CNN, when it wins none PLS, otherwise both (``winner`` ``per_target``: a
+  format-4 bundle, :mod:`edge.bundle.serving`, each target served by its winner). ``--model cnn|pls`` forces one
+  model for every target (the scores are then still reported when computed).
 
 Classification always deploys the CNN: PLS-DA responses are not class probabilities, so they are not deployed.
 
@@ -34,13 +36,15 @@ from trainer.errors import TrainConfigError
 from trainer.pls import PlsBaseline, flatten_features
 from trainer.splits import grouped_folds
 
-__all__ = ["MODES", "Selection", "DeployablePls", "cnn_cv_predictions", "pls_cv_rmse", "choose_model",
+__all__ = ["MODES", "PER_TARGET", "Selection", "DeployablePls", "cnn_cv_predictions", "pls_cv_rmse", "choose_model",
            "deployable_pls", "pls_cv_predictions"]
 
 log = logging.getLogger(__name__)
 
 #: ``--model`` choices.
 MODES = ("auto", "cnn", "pls")
+#: ``winner`` (and ``metrics.json`` ``deployed_model``) when the CNN serves some targets and PLS the others.
+PER_TARGET = "per_target"
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,20 @@ class Selection:
     int8_cost: Mapping[str, float] = field(default_factory=dict)
     ratio_cnn_to_pls: Mapping[str, float] = field(default_factory=dict)
     folds: int = 0
+    #: The model serving each target (``cnn`` or ``pls``), in target order.
+    per_target: Mapping[str, str] = field(default_factory=dict)
+    #: Why, per target.
+    per_target_reason: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def split(self) -> bool:
+        """Some targets are served by the CNN, the others by PLS."""
+        return self.winner == PER_TARGET
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "per_target": dict(self.per_target),
+            "per_target_reason": dict(self.per_target_reason),
             "winner": self.winner,
             "mode": self.mode,
             "rule": self.rule,
@@ -72,9 +87,9 @@ class Selection:
 def rule_text(tie_margin: float) -> str:
     """The champion rule in one sentence."""
     return (
-        "out-of-fold RMSE on the training rows (grouped folds), the CNN's times its int8/float cost; the CNN is "
-        f"deployed only if no worse than PLS on every target and better by more than {100 * tie_margin:g} % on "
-        "their geometric mean, otherwise PLS (the simpler model wins a tie)"
+        "out-of-fold RMSE on the training rows (grouped folds), the CNN's times its int8/float cost; per target, "
+        f"the CNN serves it only if better than PLS by more than {100 * tie_margin:g} %, otherwise PLS (the simpler "
+        "model wins a tie); the bundle carries the models that serve a target"
     )
 
 
@@ -214,23 +229,34 @@ def choose_model(
     common = dict(mode=mode, rule=rule, cv_rmse=scores, int8_cost=dict(zip(names, map(float, cost))),
                   ratio_cnn_to_pls=ratios, folds=folds)
     if classification:
-        return Selection(winner="cnn", reason="classification: PLS-DA is not deployable; the CNN is deployed", **common)
+        why = "classification: PLS-DA is not deployable; the CNN is deployed"
+        return Selection(winner="cnn", reason=why, per_target=dict.fromkeys(names, "cnn"),
+                         per_target_reason=dict.fromkeys(names, why), **common)
     if mode != "auto":
-        return Selection(winner=mode, reason=f"forced by --model {mode}", **common)
+        why = f"forced by --model {mode}"
+        return Selection(winner=mode, reason=why, per_target=dict.fromkeys(names, mode),
+                         per_target_reason=dict.fromkeys(names, why), **common)
     if not ratios:
         raise TrainConfigError("model selection needs cross-validation scores of both PLS and the CNN")
-    r = np.asarray(list(ratios.values()))
-    geo = float(np.exp(np.mean(np.log(r))))
-    worst = max(ratios, key=lambda t: ratios[t])
-    if r.max() <= 1.0 and geo < 1.0 - tie_margin:
-        reason = (f"CNN better in cross-validation: CNN/PLS RMSE {geo:.3f} (geometric mean), worst target {worst} "
-                  f"{ratios[worst]:.3f}")
-        return Selection(winner="cnn", reason=reason, **common)
-    if r.max() > 1.0:
-        reason = f"PLS better in cross-validation on {worst}: CNN/PLS RMSE {ratios[worst]:.3f}"
+    per_target, why_target = {}, {}
+    for t, r in ratios.items():
+        if r < 1.0 - tie_margin:
+            per_target[t], why_target[t] = "cnn", f"CNN better in cross-validation: CNN/PLS RMSE {r:.3f}"
+        elif r > 1.0:
+            per_target[t], why_target[t] = "pls", f"PLS better in cross-validation: CNN/PLS RMSE {r:.3f}"
+        else:
+            per_target[t], why_target[t] = "pls", (f"a tie within {100 * tie_margin:g} %: CNN/PLS RMSE {r:.3f}; "
+                                                   "the simpler model wins")
+    served = set(per_target.values())
+    winner = next(iter(served)) if len(served) == 1 else PER_TARGET
+    if winner == PER_TARGET:
+        reason = "per target: " + "; ".join(f"{t} {per_target[t].upper()} ({why_target[t]})" for t in names)
+    elif len(names) == 1:
+        reason = why_target[names[0]]
     else:
-        reason = f"a tie within {100 * tie_margin:g} %: CNN/PLS RMSE {geo:.3f} (geometric mean); the simpler model wins"
-    return Selection(winner="pls", reason=reason, **common)
+        t = max(ratios, key=lambda k: ratios[k])  # the CNN's worst target
+        reason = f"{winner.upper()} serves every target; {t}: {why_target[t]}"
+    return Selection(winner=winner, reason=reason, per_target=per_target, per_target_reason=why_target, **common)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", type=Path, required=True, help="output folder")
     f.add_argument("--seed", type=int, default=None, help="override the config's seed")
     f.add_argument("--model", choices=("auto", "cnn", "pls"), default=None,
-                   help="which model the bundle carries: auto (the champion rule, the default), or force cnn / pls")
+                   help="which model serves each target: auto (the champion rule per target, the default), "
+                        "or force cnn / pls for every target")
     f.add_argument("--threads", type=int, default=None,
                    help="CPU threads for TensorFlow/BLAS (default: all); set before TensorFlow loads")
     f.add_argument("--budget-min", type=float, default=None, metavar="M",
@@ -115,9 +116,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         ratio = c.get("ratio_int8_to_pls")
         print(f"{c['split']:>12} {c['target']:<14} {key} pls {c[f'pls_{key}']:.4g}  cnn_float "
               f"{c[f'cnn_float_{key}']:.4g}  cnn_int8 {c[f'cnn_int8_{key}']:.4g}"
-              + (f"  int8/pls {ratio:.3f}" if ratio is not None else ""))
+              + (f"  int8/pls {ratio:.3f}" if ratio is not None else "")
+              + (f"  deployed {c[f'deployed_{key}']:.4g}" if c.get(f"deployed_{key}") is not None else ""))
     sel = m.get("selection") or {}
     print(f"deployed: {m.get('deployed_model')} ({sel.get('reason', '')})")
+    if m.get("deployed_model") == "per_target":
+        print("served by: " + ", ".join(f"{t} {v}" for t, v in (m.get("deployed_per_target") or {}).items()))
     srch = m.get("search") or {}
     if srch.get("ran"):
         print(_search_line(srch))

@@ -300,8 +300,13 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
     sel = m.get("selection") or {}
     if sel:
         parts.append("<h2>Deployed model</h2>")
+        served = sel.get("per_target") or {}
+        who = (f"<b>{html.escape(str(m.get('deployed_model', '')).upper())}</b> is deployed"
+               if m.get("deployed_model") != "per_target" else
+               "<b>Each target is served by its winner</b> (" + ", ".join(
+                   f"{html.escape(str(t))}: {html.escape(str(v).upper())}" for t, v in served.items()) + ")")
         parts.append(
-            f"<p><b>{html.escape(str(m.get('deployed_model', '')).upper())}</b> is deployed: "
+            f"<p>{who}: "
             f"{html.escape(str(sel.get('reason', '')))}.</p>"
             f"<p class='note'>Rule: {html.escape(str(sel.get('rule', '')))}"
             ".</p>"
@@ -310,10 +315,12 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
         if cv:
             models = list(cv)
             names = list(next(iter(cv.values())))
+            why = sel.get("per_target_reason") or {}
             parts.append(_table(
-                ["target", *[f"CV RMSE {mname}" for mname in models], "int8 cost", "CNN / PLS"],
+                ["target", *[f"CV RMSE {mname}" for mname in models], "int8 cost", "CNN / PLS", "served by", "why"],
                 [[t, *[cv[mname].get(t) for mname in models], (sel.get("int8_cost") or {}).get(t),
-                  (sel.get("ratio_cnn_to_pls") or {}).get(t)] for t in names],
+                  (sel.get("ratio_cnn_to_pls") or {}).get(t), str(served.get(t, "")).upper(), why.get(t, "")]
+                 for t in names],
             ))
         parts.append(_search_paragraph(m.get("search") or {}))
     parts.append("<h2>Rows</h2>")

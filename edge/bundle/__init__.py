@@ -17,7 +17,8 @@ signature has to be verified (hand-written Ed25519 would be a liability), and th
 
 Layout: :mod:`edge.bundle.archive` (zip reading, member caps and hashes), :mod:`edge.bundle.manifest` (schema and
 typed targets), :mod:`edge.bundle.contract` (the bundle's input contract), :mod:`edge.bundle.signature` (Ed25519),
-:mod:`edge.bundle.golden` (golden vectors and the self-test) and :mod:`edge.bundle.loader` (:class:`Bundle`,
+:mod:`edge.bundle.golden` (golden vectors and the self-test), :mod:`edge.bundle.serving` (per-target bundles: a
+second model and which model serves each target) and :mod:`edge.bundle.loader` (:class:`Bundle`,
 :func:`load_bundle`, :func:`check_command`). Every public name is importable from :mod:`edge.bundle` itself.
 """
 
@@ -33,9 +34,11 @@ from edge.bundle.archive import (
     MEMBER_LIMITS_BYTES,
     METRICS,
     MODEL,
+    MODEL_2,
     OOD,
     OPTIONAL_MEMBERS,
     PREPROCESSING,
+    PREPROCESSING_2,
     REQUIRED_MEMBERS,
     SIGNATURE,
     read_members,
@@ -62,12 +65,14 @@ from edge.bundle.loader import Bundle, check_command, load_bundle, pipeline_read
 from edge.bundle.manifest import (
     AUTOENCODER_FORMAT_VERSION,
     FORMAT_VERSION,
+    SERVING_FORMAT_VERSION,
     SUPPORTED_FORMAT_VERSIONS,
     TASKS,
     Target,
     TargetStats,
     validate_manifest,
 )
+from edge.bundle.serving import Serving, ServingMember
 from edge.bundle.signature import load_public_key, verify_signature
 
 __all__ = [
@@ -75,6 +80,11 @@ __all__ = [
     "FORMAT_VERSION",
     "AUTOENCODER_FORMAT_VERSION",
     "AUTOENCODER",
+    "SERVING_FORMAT_VERSION",
+    "MODEL_2",
+    "PREPROCESSING_2",
+    "Serving",
+    "ServingMember",
     "SUPPORTED_FORMAT_VERSIONS",
     "TargetStats",
     "MANIFEST",

@@ -28,6 +28,8 @@ __all__ = [
     "METRICS",
     "GOLDEN",
     "AUTOENCODER",
+    "MODEL_2",
+    "PREPROCESSING_2",
     "MEMBER_LIMITS_BYTES",
     "REQUIRED_MEMBERS",
     "OPTIONAL_MEMBERS",
@@ -50,6 +52,10 @@ METRICS: Final[str] = "metrics.json"
 GOLDEN: Final[str] = "golden.npz"
 #: The optional int8 autoencoder of the preprocessed features (format 3; :mod:`edge.autoencoder`).
 AUTOENCODER: Final[str] = "autoencoder.tflite"
+#: The second serving member of a per-target bundle (format 4; manifest ``serving``): its model and its own
+#: preprocessing (:mod:`edge.bundle.serving`).
+MODEL_2: Final[str] = "model_2.tflite"
+PREPROCESSING_2: Final[str] = "preprocessing_2.json"
 
 _MiB: Final[int] = 1024 * 1024
 #: Largest uncompressed size accepted for each member (a zip bomb or a hostile file stops at its cap).
@@ -63,9 +69,11 @@ MEMBER_LIMITS_BYTES: Final[Mapping[str, int]] = {
     METRICS: 4 * _MiB,
     GOLDEN: 16 * _MiB,
     AUTOENCODER: 16 * _MiB,
+    MODEL_2: 64 * _MiB,
+    PREPROCESSING_2: 16 * _MiB,
 }
 REQUIRED_MEMBERS: Final[tuple[str, ...]] = (MANIFEST, MODEL, PREPROCESSING, METRICS, GOLDEN)
-OPTIONAL_MEMBERS: Final[tuple[str, ...]] = (OOD, INTERVALS, AUTOENCODER, SIGNATURE)
+OPTIONAL_MEMBERS: Final[tuple[str, ...]] = (OOD, INTERVALS, AUTOENCODER, MODEL_2, PREPROCESSING_2, SIGNATURE)
 #: Largest bundle file accepted (sum of the member caps plus zip overhead).
 MAX_BUNDLE_BYTES: Final[int] = sum(MEMBER_LIMITS_BYTES.values()) + _MiB
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -97,6 +97,9 @@ class GoldenVectors:
     ae_outputs : ndarray, shape (n, n_features), float32, or None
         Expected (dequantised) reconstructions of the preprocessed vectors by the bundle's autoencoder (format 3,
         only with an ``autoencoder.tflite``).
+    preprocessed_2, outputs_2 : ndarray or None
+        The same as ``preprocessed`` and ``outputs`` for the second serving member of a per-target bundle (format
+        4, :mod:`edge.bundle.serving`): its own preprocessing and model; None in a one-model bundle.
     """
 
     raw: npt.NDArray[np.float64]
@@ -106,6 +109,16 @@ class GoldenVectors:
     reference: npt.NDArray[np.float64] | None = None
     wavelengths: npt.NDArray[np.float64] | None = None
     ae_outputs: npt.NDArray[np.float32] | None = None
+    preprocessed_2: npt.NDArray[np.float64] | None = None
+    outputs_2: npt.NDArray[np.float32] | None = None
+
+    def second_member(self) -> GoldenVectors | None:
+        """These vectors with the second serving member's expected values in place of the primary's (None when
+        there are none), for :func:`run_golden` on that member."""
+        if self.preprocessed_2 is None or self.outputs_2 is None:
+            return None
+        return replace(self, preprocessed=self.preprocessed_2, outputs=self.outputs_2, preprocessed_2=None,
+                       outputs_2=None)
 
     @property
     def count(self) -> int:
@@ -126,7 +139,7 @@ class GoldenVectors:
     def to_npz_bytes(self) -> bytes:
         """Serialise as ``golden.npz`` (no pickles; fixed timestamps, so equal arrays give equal bytes)."""
         arrays: dict[str, np.ndarray] = {"raw": self.raw, "preprocessed": self.preprocessed, "outputs": self.outputs}
-        for key in ("dark", "reference", "wavelengths", "ae_outputs"):
+        for key in ("dark", "reference", "wavelengths", "ae_outputs", "preprocessed_2", "outputs_2"):
             arr = getattr(self, key)
             if arr is not None:
                 arrays[key] = arr
@@ -147,7 +160,8 @@ class GoldenVectors:
         The ``.npz`` is itself a zip: its entries are checked (known names, declared sizes within
         :data:`GOLDEN_MAX_ARRAY_BYTES` in total) before numpy inflates anything, so it cannot be a zip bomb.
         """
-        allowed = {"raw", "preprocessed", "outputs", "dark", "reference", "wavelengths", "ae_outputs"}
+        allowed = {"raw", "preprocessed", "outputs", "dark", "reference", "wavelengths", "ae_outputs",
+                   "preprocessed_2", "outputs_2"}
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as inner:
                 infos = inner.infolist()
@@ -197,6 +211,13 @@ class GoldenVectors:
         ae = arrays.get("ae_outputs")
         if ae is not None and (ae.ndim != 2 or ae.shape[0] != n):
             raise BundleError(f"member {GOLDEN}: expected ae_outputs of shape ({n}, n_features), got {ae.shape}")
+        pre2, out2 = arrays.get("preprocessed_2"), arrays.get("outputs_2")
+        if (pre2 is None) != (out2 is None):
+            raise BundleError(f"member {GOLDEN}: expected preprocessed_2 and outputs_2 together, got one alone")
+        if pre2 is not None and out2 is not None and (pre2.ndim < 2 or pre2.shape[0] != n or out2.ndim < 2
+                                                      or out2.shape[0] != n):
+            raise BundleError(f"member {GOLDEN}: expected {n} preprocessed_2 and outputs_2 rows, got shapes "
+                              f"{pre2.shape} and {out2.shape}")
         return cls(
             raw=raw,
             preprocessed=pre,
@@ -205,6 +226,8 @@ class GoldenVectors:
             reference=ctx["reference"],
             wavelengths=None if wl is None else wl.astype(np.float64),
             ae_outputs=None if ae is None else ae.astype(np.float32),
+            preprocessed_2=None if pre2 is None else pre2.astype(np.float64),
+            outputs_2=None if out2 is None else out2.astype(np.float32),
         )
 
 
@@ -243,6 +266,17 @@ class SelfTestReport:
                 f"outputs {self.max_output_abs_diff:.3g}{lsb}"
             )
         return f"PASSED, {self.n_vectors} golden vectors, {detail}"
+
+    def merged(self, other: SelfTestReport) -> SelfTestReport:
+        """One report for two serving members checked on the same vectors (the worst of each figure)."""
+        lsb = [v for v in (self.max_output_lsb, other.max_output_lsb) if v is not None]
+        return SelfTestReport(
+            n_vectors=self.n_vectors,
+            max_preprocessed_abs_diff=max(self.max_preprocessed_abs_diff, other.max_preprocessed_abs_diff),
+            max_output_abs_diff=max(self.max_output_abs_diff, other.max_output_abs_diff),
+            max_output_lsb=max(lsb) if lsb else None,
+            bitwise_identical=self.bitwise_identical and other.bitwise_identical,
+        )
 
 
 def run_golden(

@@ -25,6 +25,7 @@ from edge.bundle.archive import (
     MODEL,
     OOD,
     PREPROCESSING,
+    PREPROCESSING_2,
     SIGNATURE,
     check_member_hashes,
     read_members,
@@ -32,6 +33,7 @@ from edge.bundle.archive import (
 from edge.bundle.contract import InputContract, bundle_input_contract, counts_from_signal
 from edge.bundle.golden import GoldenTolerance, GoldenVectors, SelfTestReport, run_golden
 from edge.bundle.manifest import Target, parse_json_member, validate_manifest
+from edge.bundle.serving import Serving, build_second_member
 from edge.bundle.signature import verify_signature
 from edge.drift import TrainingStats
 from edge.errors import BundleError
@@ -79,6 +81,10 @@ class Bundle:
         Result of the golden-vector self-test (None when it was skipped).
     autoencoder : edge.autoencoder.AutoencoderModel or None
         The reconstruction-error OOD statistic and its limit (format 3; None when the bundle has none).
+    serving : edge.bundle.serving.Serving or None
+        A per-target bundle's second model and which member serves each target (format 4; None in a one-model
+        bundle). ``pipeline`` and ``runtime`` are then the primary member's, whose features feed ``ood`` and
+        ``autoencoder``; :meth:`predict_spectra` assembles each target from its member.
     """
 
     path: Path
@@ -94,6 +100,7 @@ class Bundle:
     signed: bool
     self_test: SelfTestReport | None = field(default=None)
     autoencoder: AutoencoderModel | None = field(default=None)
+    serving: Serving | None = field(default=None)
 
     @property
     def model_id(self) -> str:
@@ -157,7 +164,8 @@ class Bundle:
         return np.asarray(self.pipeline.transform(np.asarray(X, dtype=np.float64), **context))
 
     def predict_features(self, X_pre: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """Run the model on already preprocessed features (one or a batch)."""
+        """Run the model on already preprocessed features (one or a batch); in a per-target bundle, the primary
+        member's outputs for every target (:meth:`predict_spectra` serves each target from its member)."""
         return self.runtime.predict(X_pre)
 
     def predict_spectra(self, X: npt.ArrayLike, **context: Any) -> npt.NDArray[np.float32]:
@@ -173,9 +181,13 @@ class Bundle:
         Returns
         -------
         ndarray of float32, shape (n_outputs,) or (n, n_outputs)
-            Predictions in target units, or class probabilities.
+            Predictions in target units, or class probabilities; in a per-target bundle each target from the
+            member that serves it.
         """
-        return self.predict_features(self.preprocess(X, **context))
+        y = self.predict_features(self.preprocess(X, **context))
+        if self.serving is None:
+            return y
+        return self.serving.assemble(y, self.serving.second.predict(X, **context))
 
     def frames_from_signal(
         self, X: npt.ArrayLike, wavelengths: npt.ArrayLike | None = None
@@ -272,6 +284,11 @@ class Bundle:
         lines.append("autoencoder: " + ("no" if ae is None else
                                         f"{ae.n_features} features, limit {ae.limit:.4g} (alpha {ae.alpha:g})"))
         lines.append(f"prediction intervals: {'yes' if self.intervals is not None else 'no'}")
+        if self.serving is not None:
+            rt2 = self.serving.second.runtime
+            lines.append(f"serving per target: {self.serving.describe([t.name for t in self.targets])} (member 0 "
+                         f"{self.serving.member_names[0]}: {MODEL}; member 1 {self.serving.second.name}: "
+                         f"{'int8' if rt2.is_quantized else 'float32'} model_2.tflite, input {rt2.input_shape})")
         return "\n".join(lines)
 
 
@@ -284,13 +301,13 @@ class Bundle:
 _TRUST_BOUNDARY: Final[str] = "every exception while building from a member becomes a BundleError"
 
 
-def _build_pipeline(data: bytes) -> Pipeline:
+def _build_pipeline(data: bytes, name: str = PREPROCESSING) -> Pipeline:
     from edge.preprocess import Pipeline
 
     try:
         return Pipeline.from_json(data.decode("utf-8"))
     except Exception as exc:  # see _TRUST_BOUNDARY
-        raise BundleError(f"member {PREPROCESSING}: {exc}") from exc
+        raise BundleError(f"member {name}: {exc}") from exc
 
 
 def _build_ood(data: bytes) -> OodModel:
@@ -469,11 +486,14 @@ def load_bundle(
     _check_consistency(manifest, pipeline, runtime, ood, intervals)
     autoencoder = (_build_autoencoder(manifest, members[AUTOENCODER], pipeline, num_threads)
                    if AUTOENCODER in members else None)
+    serving = _build_serving(manifest, members, num_threads, pipeline) if "serving" in manifest else None
     metrics = parse_json_member(METRICS, members[METRICS])
     require_mapping(metrics, f"member {METRICS}", BundleError, "a JSON object")
     golden = GoldenVectors.from_npz_bytes(members[GOLDEN])
     if golden.count != manifest["golden"]["count"]:
         raise BundleError(f"member {GOLDEN}: manifest says {manifest['golden']['count']} vectors, got {golden.count}")
+    if serving is None and golden.preprocessed_2 is not None:
+        raise BundleError(f"member {GOLDEN}: expected no second-member vectors in a one-model bundle")
     report = None
     if self_test:
         report = run_golden(golden, pipeline, runtime, GoldenTolerance.from_dict(manifest["golden"]))
@@ -484,6 +504,8 @@ def load_bundle(
             tol = GoldenTolerance.from_dict(manifest["golden"])
             autoencoder.check_golden(golden.preprocessed, golden.ae_outputs, tol.output_int8_lsb)
             autoencoder.runtime.check_batching(golden.preprocessed.reshape(golden.count, -1))
+        if serving is not None:
+            report = report.merged(_self_test_second(golden, serving, GoldenTolerance.from_dict(manifest["golden"])))
     return Bundle(
         path=p,
         file_sha256=file_sha,
@@ -498,7 +520,44 @@ def load_bundle(
         signed=signature is not None,
         self_test=report,
         autoencoder=autoencoder,
+        serving=serving,
     )
+
+
+def _build_serving(manifest: Mapping[str, Any], members: Mapping[str, bytes], num_threads: int,
+                   primary: Any) -> Serving:
+    """Member 1 of a per-target bundle, checked against the manifest as member 0 is: both take the same frames
+    (counts or not, resampled or not) and emit one output per target."""
+    serving = build_second_member(manifest, members, num_threads, _build_pipeline)
+    second = serving.second
+    try:
+        _check_consistency(manifest, second.pipeline, second.runtime)
+    except BundleError as exc:
+        raise BundleError(f"serving member {second.name}: {exc}") from exc
+
+    def resamples(p: Any) -> bool:
+        return any(getattr(s, "op", None) == "resample" for s in getattr(p, "steps", ()))
+
+    if resamples(primary) != resamples(second.pipeline):
+        raise BundleError(f"member {PREPROCESSING_2}: expected a pipeline that "
+                          f"{'resamples' if resamples(primary) else 'does not resample'} the device axis as "
+                          f"{PREPROCESSING} does, got one that "
+                          f"{'does' if resamples(second.pipeline) else 'does not'}")
+    return serving
+
+
+def _self_test_second(golden: GoldenVectors, serving: Serving, tolerance: GoldenTolerance) -> SelfTestReport:
+    """The golden self-test of member 1 on its own expected values (``preprocessed_2``, ``outputs_2``)."""
+    vectors = golden.second_member()
+    if vectors is None:
+        raise BundleError(f"member {GOLDEN}: the bundle has a second serving member but no preprocessed_2 and "
+                          "outputs_2 to test it on")
+    try:
+        report = run_golden(vectors, serving.second.pipeline, serving.second.runtime, tolerance)
+    except BundleError as exc:
+        raise BundleError(f"serving member {serving.second.name}: {exc}") from exc
+    serving.second.runtime.check_batching(vectors.preprocessed)
+    return report
 
 
 def check_command(path: str | Path, public_key: bytes | str | Path | None = None) -> int:

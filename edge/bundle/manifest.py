@@ -13,9 +13,10 @@ from typing import Any, ClassVar, Final
 
 import numpy as np
 
-from edge.bundle.archive import AUTOENCODER, MANIFEST, MEMBER_LIMITS_BYTES, SIGNATURE
+from edge.bundle.archive import AUTOENCODER, MANIFEST, MEMBER_LIMITS_BYTES, MODEL_2, PREPROCESSING_2, SIGNATURE
 from edge.bundle.contract import FRAME_SIGNALS, PIXEL_FORMATS
 from edge.bundle.golden import DEFAULT_GOLDEN_TOLERANCE, GoldenTolerance
+from edge.bundle.serving import SERVING_FORMAT_VERSION, check_output_transform, validate_serving
 from edge.errors import BundleError
 from edge.jsonstrict import loads_strict
 from edge.validation import (
@@ -32,6 +33,7 @@ from edge.validation import (
 __all__ = [
     "FORMAT_VERSION",
     "AUTOENCODER_FORMAT_VERSION",
+    "SERVING_FORMAT_VERSION",
     "SUPPORTED_FORMAT_VERSIONS",
     "TASKS",
     "TargetStats",
@@ -46,7 +48,9 @@ FORMAT_VERSION: Final[int] = 2
 #: Version 3 adds the optional autoencoder (member ``autoencoder.tflite``, manifest ``autoencoder``); a bundle
 #: without one is still written as version 2, so devices that read version 2 keep loading it.
 AUTOENCODER_FORMAT_VERSION: Final[int] = 3
-SUPPORTED_FORMAT_VERSIONS: Final[tuple[int, ...]] = (1, 2, 3)
+#: Version 4 (:data:`~edge.bundle.serving.SERVING_FORMAT_VERSION`) adds ``serving``: two models, each target served
+#: by one of them (:mod:`edge.bundle.serving`); a one-model bundle is still written as version 2 or 3.
+SUPPORTED_FORMAT_VERSIONS: Final[tuple[int, ...]] = (1, 2, 3, SERVING_FORMAT_VERSION)
 
 TASKS: Final[tuple[str, ...]] = ("regression", "classification")
 
@@ -76,6 +80,8 @@ _OPTIONAL_KEYS_V2: Final[frozenset[str]] = frozenset({"output_transform"})
 #: Optional manifest field of format 3: ``autoencoder`` {limit, alpha, held_out_rows, score} of the member
 #: ``autoencoder.tflite`` (checked by :func:`edge.autoencoder.autoencoder_from_manifest`).
 _OPTIONAL_KEYS_V3: Final[frozenset[str]] = _OPTIONAL_KEYS_V2 | {"autoencoder"}
+#: Optional manifest field of format 4: ``serving`` (checked by :func:`edge.bundle.serving.validate_serving`).
+_OPTIONAL_KEYS_V4: Final[frozenset[str]] = _OPTIONAL_KEYS_V3 | {"serving"}
 
 
 @dataclass(frozen=True)
@@ -199,7 +205,8 @@ def validate_manifest(manifest: Any) -> None:
             f"manifest: format_version {version}{newer} (supported: "
             f"{', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}); upgrade spectrolite on this device"
         )
-    optional = _OPTIONAL_KEYS_V3 if version >= 3 else _OPTIONAL_KEYS_V2 if version >= 2 else frozenset()
+    optional = (_OPTIONAL_KEYS_V4 if version >= SERVING_FORMAT_VERSION else _OPTIONAL_KEYS_V3 if version >= 3
+                else _OPTIONAL_KEYS_V2 if version >= 2 else frozenset())
     require_keys(manifest, _M, E, sorted(_MANIFEST_KEYS), optional)
 
     for key in ("model_id", "model_version"):
@@ -265,14 +272,7 @@ def validate_manifest(manifest: Any) -> None:
         ot = require_mapping(manifest["output_transform"], _at("output_transform"), E)
         require_keys(ot, _at("output_transform"), E, ("scale", "offset"))
         require(task == "regression", E, _at("output_transform"), "only for regression")
-        n_out = len(targets)
-        for key in ("scale", "offset"):
-            v = ot[key]
-            require(
-                isinstance(v, list) and len(v) == n_out and all(is_number(x) for x in v),
-                E, _at(f"output_transform.{key}"), f"{n_out} finite numbers (one per target)", v,
-            )
-        require(all(x != 0 for x in ot["scale"]), E, _at("output_transform.scale"), "non-zero values", ot["scale"])
+        check_output_transform(ot, "output_transform", len(targets))
 
     require_str(manifest["training_data_sha256"], _at("training_data_sha256"), E, pattern=_SHA_RE,
                 pattern_doc="64 hex digits")
@@ -297,6 +297,12 @@ def validate_manifest(manifest: Any) -> None:
         require_keys(entry, _at(where), E, ("sha256", "size"))
         require_str(entry["sha256"], _at(f"{where}.sha256"), E, pattern=_SHA_RE, pattern_doc="64 hex digits")
         require_int(entry["size"], _at(f"{where}.size"), E, minimum=0)
+    if "serving" in manifest:
+        validate_serving(manifest["serving"], task, len(targets), members)
+    second = sorted(m for m in (MODEL_2, PREPROCESSING_2) if m in members)
+    if second and "serving" not in manifest:
+        raise BundleError(f"{_at('members')}: expected {' and '.join(second)} only with a serving section, got no "
+                          "serving section")
     has_ae, declared_ae = AUTOENCODER in members, "autoencoder" in manifest
     require(has_ae == declared_ae, E, _at("autoencoder"),
             f"the autoencoder section and the member {AUTOENCODER} together or neither",

@@ -42,6 +42,16 @@ def test_rows_pick_the_task_metric_for_each_model() -> None:
     assert (cls["metric"], cls["pls"], cls["cnn_int8"]) == ("accuracy", 1.0, 0.9)
 
 
+def test_a_per_target_bundle_names_the_model_serving_each_target() -> None:
+    split = {**REGRESSION, "deployed_model": "per_target",
+             "deployed_per_target": {"assay_mg": "pls", "weight_mg": "cnn"},
+             "comparison": [{**REGRESSION["comparison"][0], "target": t, "deployed_rmsep": 1.0}
+                            for t in ("assay_mg", "weight_mg")]}
+    assert [(r["target"], r["deployed_model"]) for r in rows_from_metrics(split, "tablets")] == [
+        ("assay_mg", "pls"), ("weight_mg", "cnn")]
+    assert {r["deployed_model"] for r in rows_from_metrics({**REGRESSION, "deployed_model": "pls"}, "t")} == {"pls"}
+
+
 def test_command_tabulates_given_metrics_files(tmp_path: Path, capsys) -> None:
     paths = []
     for name, m in (("tablets", REGRESSION), ("coffee", CLASSIFICATION)):

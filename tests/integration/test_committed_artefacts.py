@@ -105,6 +105,9 @@ def assert_same_kind(fresh_path: Path, committed_path: Path, *, public_key: Path
     _assert_close(json.loads(fm["preprocessing.json"]), json.loads(cm["preprocessing.json"]), "preprocessing")
     assert [type(s).__name__ for s in committed.pipeline.steps] == [type(s).__name__ for s in fresh.pipeline.steps]
     assert _model_signature(cm["model.tflite"]) == _model_signature(fm["model.tflite"])
+    if "model_2.tflite" in fm:  # a per-target bundle's second model and its own preprocessing
+        assert _model_signature(cm["model_2.tflite"]) == _model_signature(fm["model_2.tflite"])
+        _assert_close(json.loads(fm["preprocessing_2.json"]), json.loads(cm["preprocessing_2.json"]), "preprocessing_2")
 
 
 def test_demo_bundles_are_what_spectro_train_fit_writes(demo_bundle: Path) -> None:
@@ -120,6 +123,7 @@ def test_demo_bundles_are_what_spectro_train_fit_writes(demo_bundle: Path) -> No
     ("cnn", (trained.DEMO_CNN,)),
     ("autoencoder", (trained.DEMO_AE,)),
     ("ftir", (trained.FTIR_BUNDLE,)),
+    ("per_target", (trained.PER_TARGET_BUNDLE,)),
 ])
 def test_fitted_bundles_are_what_the_generator_writes(group: str, files: tuple[Path, ...], tmp_path: Path) -> None:
     _generator().build(tmp_path, (group,))

@@ -37,6 +37,10 @@ FTIR_BUNDLE = TRAINED / "synthetic-ftir.spectrolite"
 #: wavelength_range_nm=FTIR_RANGE_CM1, axis_unit="cm-1")``): rebuilt by the tests, deterministic.
 FTIR_ROWS, FTIR_PIXELS, FTIR_RANGE_CM1, FTIR_SEED = 200, 128, (900.0, 1800.0), 0
 
+#: A per-target bundle (format 4): the two-target mixtures of tests/support/per_target.py (counts in), where PLS
+#: serves ``linear_pct`` (model.tflite, float) and the CNN ``curved_pct`` (model_2.tflite, int8).
+PER_TARGET_BUNDLE = TRAINED / "mix-per-target.spectrolite"
+
 #: The tiny Keras models of tests/support/bundles.py (real tablets spectra), converted by trainer.quantize.
 TABLETS_INT8 = TRAINED / "tablets-assay-int8.tflite"
 TABLETS_FLOAT = TRAINED / "tablets-assay-float.tflite"
@@ -47,8 +51,8 @@ TABLETS_BUNDLE = TRAINED / "tablets-assay.spectrolite"
 TABLETS_PUBLIC_KEY = TRAINED / "tablets-assay.pub.pem"
 
 #: Every committed artefact, for the staleness check and the generator's summary.
-ALL = (DEMO_V1, DEMO_V2, DEMO_ABSORBANCE, DEMO_CNN, DEMO_AE, FTIR_BUNDLE, TABLETS_INT8, TABLETS_FLOAT,
-       TABLETS_CLASS_INT8, TABLETS_BUNDLE, TABLETS_PUBLIC_KEY)
+ALL = (DEMO_V1, DEMO_V2, DEMO_ABSORBANCE, DEMO_CNN, DEMO_AE, FTIR_BUNDLE, PER_TARGET_BUNDLE, TABLETS_INT8,
+       TABLETS_FLOAT, TABLETS_CLASS_INT8, TABLETS_BUNDLE, TABLETS_PUBLIC_KEY)
 
 
 def committed(path: Path) -> Path:

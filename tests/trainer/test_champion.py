@@ -19,16 +19,32 @@ def _choose(cnn: list[float], pls: list[float], *, cost: list[float] | None = No
     return sel.winner
 
 
-def test_cnn_must_win_every_target_and_by_more_than_the_margin() -> None:
-    assert _choose([0.8, 0.9], [1.0, 1.0]) == "cnn"
-    assert _choose([0.8, 1.01], [1.0, 1.0]) == "pls"  # worse on one target
-    assert _choose([0.99, 0.99], [1.0, 1.0]) == "pls"  # a tie: the simpler model
-    assert _choose([0.8, 0.9], [1.0, 1.0], cost=[1.0, 1.2]) == "pls"  # int8 costs it the second target
+def test_each_target_is_served_by_the_model_that_wins_it_by_more_than_the_margin() -> None:
+    assert _choose([0.8, 0.9], [1.0, 1.0]) == "cnn"  # the CNN wins both
+    assert _choose([1.2, 1.01], [1.0, 1.0]) == "pls"  # PLS wins both
+    assert _choose([0.99, 0.99], [1.0, 1.0]) == "pls"  # a tie on both: the simpler model
+    assert _choose([0.8, 1.01], [1.0, 1.0]) == "per_target"  # each wins one
+    assert _choose([0.8, 0.99], [1.0, 1.0]) == "per_target"  # a tie on b: PLS serves it
+    assert _choose([0.8, 0.9], [1.0, 1.0], cost=[1.0, 1.2]) == "per_target"  # int8 costs it the second target
+    sel = choose_model(NAMES, mode="auto", tie_margin=0.02, pls_rmse=np.array([1.0, 1.0]),
+                       cnn_rmse=np.array([0.8, 0.99]), int8_cost=None, folds=5)
+    assert sel.per_target == {"a": "cnn", "b": "pls"} and sel.split
+    assert "CNN better" in sel.per_target_reason["a"] and "the simpler model wins" in sel.per_target_reason["b"]
+    assert sel.reason.startswith("per target: a CNN") and sel.to_dict()["per_target"] == {"a": "cnn", "b": "pls"}
+
+
+def test_a_single_target_follows_the_bundle_wide_rule_of_before() -> None:
+    """With one target the per-target rule is the old one: the CNN only when better by more than the margin."""
+    for cnn, want in ((0.97, "cnn"), (0.99, "pls"), (1.01, "pls")):
+        sel = choose_model(("a",), mode="auto", tie_margin=0.02, pls_rmse=np.array([1.0]),
+                           cnn_rmse=np.array([cnn]), int8_cost=None, folds=5)
+        assert sel.winner == want and sel.per_target == {"a": want}
 
 
 def test_forced_modes_and_classification() -> None:
     assert _choose([2.0, 2.0], [1.0, 1.0], mode="cnn") == "cnn"
     assert _choose([0.1, 0.1], [1.0, 1.0], mode="pls") == "pls"
+    assert _choose([0.5, 2.0], [1.0, 1.0], mode="pls") == "pls"  # forced: one model for every target
     sel = choose_model(("c",), mode="auto", tie_margin=0.02, pls_rmse=None, cnn_rmse=None, int8_cost=None, folds=0,
                        classification=True)
     assert sel.winner == "cnn" and "classification" in sel.reason
@@ -45,7 +61,8 @@ def test_selection_reports_scores_and_reason() -> None:
     assert d["winner"] == "cnn" and d["folds"] == 5
     assert d["cv_rmse"]["pls"] == {"a": 1.0, "b": 2.0}
     assert d["ratio_cnn_to_pls"] == pytest.approx({"a": 0.55, "b": 0.5})
-    assert "geometric mean" in d["reason"] and "simpler model wins a tie" in d["rule"]
+    assert "CNN serves every target; a: CNN better" in d["reason"] and "simpler model wins a tie" in d["rule"]
+    assert d["per_target"] == {"a": "cnn", "b": "cnn"} and "0.550" in d["per_target_reason"]["a"]
 
 
 def test_deployable_pls_is_the_same_linear_model() -> None:

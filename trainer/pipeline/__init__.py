@@ -28,9 +28,11 @@ train, prune), :mod:`~trainer.pipeline.int8` (conversion and the candidates' pre
 - ``evaluations``: one row per (split, target, model) with ``split`` (``train``, ``select`` and every named test
   set), ``target``, ``model`` (``pls``, ``cnn_float``, ``cnn_int8``, ``deployed``), ``n`` and ``rmsep``, ``bias``
   (mean of prediction - reference), ``sep``, ``r2`` for regression or ``accuracy`` for classification;
-- ``deployed_model`` (``cnn`` or ``pls``) and ``selection`` (``winner``, ``mode``, ``rule``, ``reason``,
-  ``cv_rmse`` per candidate and target, ``int8_cost``, ``ratio_cnn_to_pls``, ``folds``); ``deployed_pls``
-  (candidate and latent variables) when PLS is deployed;
+- ``deployed_model`` (``cnn``, ``pls`` or ``per_target``: each target served by its winner, a two-model bundle),
+  ``deployed_per_target`` (target -> ``cnn`` or ``pls``), ``deployed_members`` (the models the bundle carries,
+  primary first) and ``selection`` (``winner``, ``mode``, ``rule``, ``reason``, ``per_target``,
+  ``per_target_reason``, ``cv_rmse`` per candidate and target, ``int8_cost``, ``ratio_cnn_to_pls``, ``folds``);
+  ``deployed_pls`` (candidate and latent variables) when PLS serves any target;
 - ``comparison``: per test split and target, the four models' figure and the ratios int8/PLS, int8/float and
   deployed/PLS;
 - ``pls_components`` (target -> latent variables), ``preprocessing`` (``cnn`` candidate, ``pls`` candidate per
@@ -39,8 +41,8 @@ train, prune), :mod:`~trainer.pipeline.int8` (conversion and the candidates' pre
   (target -> one int8 output step of the CNN in target units; its outputs are standardised targets, turned into
   units in float by the bundle's ``output_transform``), ``bundle_bytes``,
   ``train_seconds`` (wall time of the whole fit), ``timings_s`` per stage, ``interval_coverage`` (nominal,
-  ``calibration_rows`` and where they come from, ``out_of_fold`` (``nested``, ``fixed_recipe`` or ``none``),
-  half-widths, and measured coverage of the deployed model per test
+  ``calibration_rows`` and where they come from, ``out_of_fold`` (``nested``, ``fixed_recipe``,
+  ``per_target (...)`` or ``none``), half-widths, and measured coverage of the deployed model per test
   split and target), ``ood`` (components,
   limits, alarm rates per split; ``ood.autoencoder``: the autoencoder's limit, rows and alarm rates, or null),
   ``splits`` (rows per role);

@@ -1,6 +1,7 @@
 """Stage "OOD + intervals": the deployed model's OOD model (PCA on its preprocessed training spectra) and, for
 regression, conformal intervals from the held-out residuals of every calibration row (a deployed PLS: nested CV,
-its preprocessing and latent variables chosen again in every fold)."""
+its preprocessing and latent variables chosen again in every fold); in a per-target bundle each target's
+residuals come from the model that serves it, the OOD model from the primary member's features."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
 
     X, Y, tr, sel = data.ds.X, data.ds.y, data.plan.train_rows, data.plan.select_rows
     target_names = data.ds.target_names
-    line_pre = None
+    line_pre, copies = None, None
     if cfg.instrument.noise is not None:
         copies = line_copies(cfg, data, tr)
         line_pre = np.stack([deployed.edge_pipe.transform(c) for c in copies])
@@ -74,20 +75,37 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
         return Calibration(ood=ood, autoencoder=autoencoder)
     from edge.runtime import ModelRuntime
 
-    transform = deployed.output_transform
-    rt = ModelRuntime(deployed.tflite, output_affine=None if transform is None
-                      else (transform["scale"], transform["offset"]))
-    sel_pred = np.asarray(rt.predict(deployed.edge_pipe.transform(X[sel])), dtype=np.float64).reshape(sel.size, -1)
+    # Each target's residuals come from the member that serves it (one member serves all in a one-model bundle).
+    serving = deployed.serving or (deployed.name or ("pls" if deployed.is_pls else "cnn"),) * len(target_names)
+    by_name = {m.name or serving[0]: m for m in deployed.members}
+    member_sel, runtimes = {}, {}
+    for name, member in by_name.items():
+        transform = member.output_transform
+        rt = ModelRuntime(member.tflite, output_affine=None if transform is None
+                          else (transform["scale"], transform["offset"]))
+        runtimes[name] = rt
+        member_sel[name] = np.asarray(rt.predict(member.edge_pipe.transform(X[sel])),
+                                      dtype=np.float64).reshape(sel.size, -1)
+    sel_pred = _per_target(member_sel, serving)
     # Held-out residuals of every calibration row: the selection rows (final model) and the training rows
     # out of fold, not the selection rows alone. A deployed PLS is chosen again in every fold (nested CV): its
     # preprocessing and latent variables were chosen on these very rows, which makes plain out-of-fold residuals
     # of the chosen recipe optimistic.
+    member_oof: dict[str, np.ndarray | None] = {}
+    kinds = {"pls": "nested", "cnn": "fixed_recipe"}
+    if "pls" in serving:
+        member_oof["pls"] = nested_oof_predictions(X[tr], Y[tr], data.groups[tr],
+                                                   fit_fn=partial(deployable_pls_on, cfg, data),
+                                                   folds=cfg.cv.folds, seed=cfg.seed)
+    if "cnn" in serving:
+        member_oof["cnn"] = cv.oof
     oof, how = None, "none"
-    if deployed.is_pls:
-        oof, how = nested_oof_predictions(X[tr], Y[tr], data.groups[tr], fit_fn=partial(deployable_pls_on, cfg, data),
-                                          folds=cfg.cv.folds, seed=cfg.seed), "nested"
-    elif cv.oof is not None:
-        oof, how = cv.oof, "fixed_recipe"
+    if all(v is not None for v in member_oof.values()):
+        oof = _per_target({k: v for k, v in member_oof.items() if v is not None}, serving)
+        if len(member_oof) == 1:
+            how = kinds[serving[0]]
+        else:
+            how = "per_target (" + "; ".join(f"{t}: {kinds[m]}" for t, m in zip(target_names, serving)) + ")"
     resid = Y[sel] - sel_pred
     interval_rows = {"select": int(sel.size), "train_out_of_fold": 0}
     if oof is not None and np.all(np.isfinite(oof)):
@@ -96,7 +114,14 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
     else:
         how = "none"
     intervals = fit_intervals(resid, cfg.intervals.coverage, target_names=target_names)
-    predictions = _prediction_stats(rt, deployed.edge_pipe.transform(X[tr]), Y[tr], oof, line_pre, target_names)
+    fitted = _per_target({name: np.asarray(runtimes[name].predict(m.edge_pipe.transform(X[tr])), dtype=np.float64)
+                          .reshape(tr.size, -1) for name, m in by_name.items()}, serving)
+    line = None
+    if copies is not None:
+        line = np.stack([_per_target({name: np.asarray(runtimes[name].predict(m.edge_pipe.transform(c)),
+                                                        dtype=np.float64).reshape(tr.size, -1)
+                                      for name, m in by_name.items()}, serving) for c in copies])
+    predictions = _prediction_stats(fitted, Y[tr], oof, line, target_names)
     log.info("conformal half-widths at %.0f%% from %d held-out residuals (training rows out of fold: %s): %s",
              100 * cfg.intervals.coverage, resid.shape[0], how,
              ", ".join(f"{t} +/-{q:.4g}" for t, q in zip(target_names, intervals.q_hat)))
@@ -104,18 +129,25 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
                        predictions=predictions)
 
 
-def _prediction_stats(rt: Any, train_pre: np.ndarray, y_train: np.ndarray, oof: np.ndarray | None,
-                      line_pre: np.ndarray | None, target_names: Any) -> Any:
-    """The in-control distribution of the deployed model's predictions (held out, plus the line's noise)."""
+def _prediction_stats(fitted: np.ndarray, y_train: np.ndarray, oof: np.ndarray | None, line: np.ndarray | None,
+                      target_names: Any) -> Any:
+    """The in-control distribution of the deployed model's predictions (held out, plus the line's noise): ``fitted``
+    and ``line`` (copies, rows, targets) are the deployed bundle's predictions on the training rows and on their
+    line copies, each target from the member that serves it."""
     from trainer.prediction_stats import prediction_stats
 
-    n = y_train.shape[0]
-    fitted = np.asarray(rt.predict(train_pre), dtype=np.float64).reshape(n, -1)
-    line = None if line_pre is None else np.stack(
-        [np.asarray(rt.predict(c), dtype=np.float64).reshape(n, -1) for c in line_pre])
     stats = prediction_stats(y_train, oof, fitted, line)
     for name, s in zip(target_names, stats):
         log.info("prediction CUSUM of %s centred on the predictions (%s): mean %.4g, std %.4g (line noise %.3g); "
                  "training reference values: mean %.4g, std %.4g", name, s.source, s.mean, s.std, s.line_noise_std,
                  s.reference_mean, s.reference_std)
     return stats
+
+
+def _per_target(by_member: dict[str, np.ndarray], serving: tuple[str, ...]) -> np.ndarray:
+    """Predictions (n, n_targets) with each target's column from the member that serves it."""
+    first = next(iter(by_member.values()))
+    out = np.empty_like(first)
+    for j, name in enumerate(serving):
+        out[:, j] = by_member[name][:, j]
+    return out

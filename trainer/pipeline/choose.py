@@ -1,5 +1,6 @@
-"""Stage "choose the deployed model": the CNN or a deployable PLS (:mod:`trainer.champion`), and what the bundle
-then carries (model bytes, preprocessing, output transform)."""
+"""Stage "choose the deployed model": the CNN, a deployable PLS, or both with each target served by its winner
+(:mod:`trainer.champion`), and what the bundle then carries (model bytes, preprocessing, output transform per
+member)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,25 @@ _MIN_COST_ROWS = 5
 
 
 @dataclass(frozen=True)
+class Member:
+    """One model the bundle carries: ``name`` (``cnn`` or ``pls``), its ``tflite`` bytes, preprocessing ``steps``
+    (trainer spec) and ``edge_pipe`` (fitted, edge form), the preprocessed training spectra ``train_pre`` and its
+    ``output_transform`` (or None)."""
+
+    name: str
+    tflite: bytes
+    steps: Sequence[Mapping[str, Any]]
+    edge_pipe: Any
+    train_pre: np.ndarray
+    output_transform: dict[str, list[float]] | None
+
+
+@dataclass(frozen=True)
 class Deployed:
     """The deployed model: the champion ``selection``, the deployable PLS ``pls`` (None for classification),
-    its ``tflite`` bytes, preprocessing ``steps`` (trainer spec) and ``edge_pipe`` (fitted, edge form), the
-    preprocessed training spectra ``train_pre`` (for the OOD model) and the ``output_transform`` (or None)."""
+    the primary member's ``tflite`` bytes, preprocessing ``steps`` (trainer spec) and ``edge_pipe`` (fitted, edge
+    form), its preprocessed training spectra ``train_pre`` (for the OOD model) and ``output_transform`` (or None);
+    for a per-target choice, the ``second`` member and ``serving`` (the member name per target)."""
 
     selection: Any
     pls: Any
@@ -35,11 +51,29 @@ class Deployed:
     edge_pipe: Any
     train_pre: np.ndarray
     output_transform: dict[str, list[float]] | None
+    name: str = ""
+    second: Member | None = None
+    serving: tuple[str, ...] = ()
 
     @property
     def is_pls(self) -> bool:
-        """PLS won (``pls`` is None only for classification, which deploys the CNN)."""
+        """PLS alone won (``pls`` is None only for classification, which deploys the CNN)."""
         return self.selection.winner == "pls" and self.pls is not None
+
+    @property
+    def serves_pls(self) -> bool:
+        """PLS serves at least one target."""
+        return self.is_pls or (self.second is not None and "pls" in self.serving)
+
+    @property
+    def primary(self) -> Member:
+        """The primary member (the bundle's ``model.tflite``; its features feed the OOD model)."""
+        return Member(self.name, self.tflite, self.steps, self.edge_pipe, self.train_pre, self.output_transform)
+
+    @property
+    def members(self) -> tuple[Member, ...]:
+        """Every member, the primary first."""
+        return (self.primary,) if self.second is None else (self.primary, self.second)
 
 
 def choose_deployed(
@@ -64,12 +98,27 @@ def choose_deployed(
         folds=cfg.selection.cnn_cv_folds if cv.rmse is not None else 0, classification=classify,
     )
     log.info("deployed model: %s (%s)", selection.winner, selection.reason)
-    if selection.winner == "pls" and dep is not None:  # dep is None only for classification, which deploys the CNN
-        from trainer.quantize import convert_float
+    cnn = Member("cnn", int8.tflite, recipe.steps, net.edge_pipe, int8.X_train_pre, int8.output_transform)
+    if dep is None or selection.winner == "cnn":  # dep is None only for classification, which deploys the CNN
+        return _deployed(selection, dep, cnn)
+    from trainer.quantize import convert_float
 
-        return Deployed(selection=selection, pls=dep,
-                        tflite=convert_float(dep.keras_model(), subprocess=cfg.quantize.subprocess),
-                        steps=cfg.preprocessing.candidates[dep.candidate], edge_pipe=dep.preprocess.to_edge(),
-                        train_pre=dep.preprocess.transform(X[tr]), output_transform=None)
-    return Deployed(selection=selection, pls=dep, tflite=int8.tflite, steps=recipe.steps, edge_pipe=net.edge_pipe,
-                    train_pre=int8.X_train_pre, output_transform=int8.output_transform)
+    pls_member = Member("pls", convert_float(dep.keras_model(), subprocess=cfg.quantize.subprocess),
+                        cfg.preprocessing.candidates[dep.candidate], dep.preprocess.to_edge(),
+                        dep.preprocess.transform(X[tr]), None)
+    if selection.winner == "pls":
+        return _deployed(selection, dep, pls_member)
+    serving = tuple(selection.per_target[str(t)] for t in data.ds.target_names)
+    # The primary serves the most targets (on a tie, the model serving the first target); its features feed OOD.
+    first = max(("cnn", "pls"), key=lambda m: (serving.count(m), serving[0] == m))
+    primary, second = (cnn, pls_member) if first == "cnn" else (pls_member, cnn)
+    log.info("per-target bundle: %s (primary %s)",
+             ", ".join(f"{t} <- {m}" for t, m in zip(data.ds.target_names, serving)), primary.name)
+    return _deployed(selection, dep, primary, second=second, serving=serving)
+
+
+def _deployed(selection: Any, dep: Any, primary: Member, *, second: Member | None = None,
+              serving: tuple[str, ...] = ()) -> Deployed:
+    return Deployed(selection=selection, pls=dep, tflite=primary.tflite, steps=primary.steps,
+                    edge_pipe=primary.edge_pipe, train_pre=primary.train_pre,
+                    output_transform=primary.output_transform, name=primary.name, second=second, serving=serving)

@@ -121,7 +121,8 @@ def fit_full(
     log.info("wrote %s, %s%s in %.1f s", written.path.name, metrics_path.name,
              ", report/index.html" if report_path else "", prog.elapsed_s)
     return FitResult(metrics=clean_json(metrics), bundle_path=written.path, metrics_path=metrics_path,
-                     report_path=report_path, extras={"plan": data.plan, "pls": pls, "trained": net.trained})
+                     report_path=report_path, extras={"plan": data.plan, "pls": pls, "trained": net.trained,
+                                                    "preds": ev.preds, "deployable_pls": deployed.pls})
 
 
 def _fit_pls(cfg: TrainConfig, data: Prepared) -> Any:

@@ -76,17 +76,23 @@ def summarise(cfg: TrainConfig, data: Prepared, recipe: Recipe, pls: Any, net: T
         "evaluations": ev.evaluations,
         "comparison": ev.comparison,
         "deployed_model": selection.winner,
+        # The model serving each target, and which file carries it (per_target: both, the bundle's format 4).
+        "deployed_per_target": ({str(t): m for t, m in zip(ds.target_names, deployed.serving)}
+                                if deployed.second is not None else
+                                dict.fromkeys(map(str, ds.target_names), deployed.name or selection.winner)),
+        "deployed_members": [{"name": m.name, "model": f, "bytes": len(m.tflite)}
+                             for m, f in zip(deployed.members, ("model.tflite", "model_2.tflite"))],
         "selection": selection.to_dict(),
         "search": recipe.search,
         "pretrain": net.pretrain,
         "deployed_pls": ({"candidate": dep.candidate, "n_components": dict(dep.n_components)}
-                         if deployed.is_pls else None),
+                         if deployed.serves_pls else None),
         "pls_components": pls.components,
         "preprocessing": {"cnn": recipe.candidate, "pls": pls.candidates,
                           "candidates": {k: [dict(s) for s in v] for k, v in cfg.preprocessing.candidates.items()}},
         "sparsity": net.sparsity,
         "pruning": pruning,
-        "model_bytes": len(deployed.tflite),
+        "model_bytes": sum(len(m.tflite) for m in deployed.members),
         "cnn_model_bytes": len(int8.tflite),
         "cnn_int8_output_step": (dict(zip(ds.target_names, map(float, int8.output_step)))
                                  if int8.output_step is not None and not classify else None),

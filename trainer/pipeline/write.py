@@ -16,6 +16,7 @@ from trainer.bundle import (
     BundleIdentity,
     FitArtefacts,
     GoldenInputs,
+    ServingArtefacts,
     hash_training_data,
     make_input_contract,
     write_bundle,
@@ -56,6 +57,14 @@ def write_fit_bundle(cfg: TrainConfig, data: Prepared, deployed: Deployed, calib
     golden_rows = _golden_rows(Y.astype(np.float64), tr, N_GOLDEN)
     line_pipe, golden = _line_pipeline(deployed.edge_pipe, cfg, ds.wavelengths, ds.axis_unit, X[golden_rows],
                                        data.min_ratio)
+    serving = None
+    if deployed.second is not None:  # a per-target bundle: the second model behind the same leading steps
+        second = deployed.second
+        line_pipe_2, _ = _line_pipeline(second.edge_pipe, cfg, ds.wavelengths, ds.axis_unit, X[golden_rows],
+                                        data.min_ratio)
+        serving = ServingArtefacts(primary_name=deployed.name, second_name=second.name, tflite_bytes=second.tflite,
+                                   pipeline=line_pipe_2, by_target=deployed.serving,
+                                   output_transform=second.output_transform)
     bundle_path = out / f"{cfg.bundle.model_id}.spectrolite"
     for stale in out.glob("*.spectrolite"):
         if stale != bundle_path:
@@ -82,6 +91,7 @@ def write_fit_bundle(cfg: TrainConfig, data: Prepared, deployed: Deployed, calib
             ood=calibration.ood,
             intervals=calibration.intervals,
             autoencoder=calibration.autoencoder,
+            serving=serving,
         ),
         golden=golden,
     )

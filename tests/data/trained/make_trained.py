@@ -7,11 +7,11 @@ The edge and firmware_bridge tests run in an environment without TensorFlow (``m
 these committed files instead of training their own. What each file is, and the settings that made it, are in
 tests/support/trained.py:
 
-- six bundles written by ``spectro-train fit`` (a child process): examples/demo.toml as it is (1.0.0), with
+- seven bundles written by ``spectro-train fit`` (a child process): examples/demo.toml as it is (1.0.0), with
   model_version 1.1.0, with ``signal = "absorbance"``, with ``--model cnn`` and model_version 1.2.0 (a challenger
   whose predictions differ from 1.0.0's, a PLS), with ``[ood] autoencoder = true``, ``--model pls`` and
   model_version 1.3.0-ae (the autoencoder OOD statistic), and on a synthetic FTIR dataset in cm-1
-  (``--model pls``);
+  (``--model pls``); and a per-target bundle (format 4) on the two-target mixtures of tests/support/per_target.py;
 - the tiny Keras models of tests/support/bundles.py on real tablets spectra, converted by trainer.quantize (int8,
   float, an int8 classifier), and the signed regression bundle ``write_regression_bundle`` makes of them, with the
   public half of a key pair made for the occasion (the private half is thrown away).
@@ -113,6 +113,24 @@ def build_ftir(out: Path, work: Path) -> None:
     shutil.copyfile(_fit(text, work, "ftir", "--model", "pls", "--threads", "1"), out / trained.FTIR_BUNDLE.name)
 
 
+def build_per_target(out: Path, work: Path) -> None:
+    """The per-target bundle: the two-target mixtures of tests/support/per_target.py, PLS serving one target and
+    the CNN the other (the fit must split, else this fails)."""
+    import json
+    import zipfile
+
+    from tests.support.per_target import CONFIG, write_mixtures
+
+    work.mkdir(parents=True, exist_ok=True)
+    write_mixtures(work / "mix.npz")
+    bundle = _fit(CONFIG.format(data="mix.npz", model_version="1.0.0"), work, "per-target", "--threads", "1")
+    with zipfile.ZipFile(bundle) as zf:
+        serving = json.loads(zf.read("manifest.json")).get("serving")
+    if serving is None:
+        raise SystemExit("the per-target fit deployed one model for both targets: update tests/support/per_target.py")
+    shutil.copyfile(bundle, out / trained.PER_TARGET_BUNDLE.name)
+
+
 def build_tablets(out: Path, work: Path) -> None:
     """The tiny tablets models' conversions and their signed bundle."""
     from tests.conftest import datasets_path
@@ -130,10 +148,10 @@ def build_tablets(out: Path, work: Path) -> None:
 
 #: Each group of artefacts and its builder (the staleness test rebuilds one group at a time).
 BUILDERS = {"demo": build_demo, "absorbance": build_absorbance, "cnn": build_cnn, "autoencoder": build_autoencoder,
-            "ftir": build_ftir, "tablets": build_tablets}
+            "ftir": build_ftir, "per_target": build_per_target, "tablets": build_tablets}
 
 
-def build(out: Path, groups: tuple[str, ...] = ("demo", "cnn", "autoencoder", "ftir", "tablets")) -> None:
+def build(out: Path, groups: tuple[str, ...] = ("demo", "cnn", "autoencoder", "ftir", "per_target", "tablets")) -> None:
     """Write the artefacts of ``groups`` into ``out`` (file names as in tests/support/trained.py)."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
