@@ -13,7 +13,7 @@ import pytest
 
 from edge.bundle import load_bundle
 from edge.drift import DriftMonitor
-from tests.trainer.test_pipeline import CONFIG, _write_synthetic
+from tests.support.tiny_fit import CONFIG, write_synthetic
 from trainer.config import LineNoiseConfig, load_config
 from trainer.line_noise import line_spectra
 from trainer.pipeline import fit
@@ -41,13 +41,13 @@ SHIFT_SIGMA, MAX_SHIFT_DELAY = 1.0, 50
 @pytest.fixture(scope="module")
 def noisy_fit(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     base = tmp_path_factory.mktemp("cusumfit")
-    _write_synthetic(base / "synthetic.npz", n=ROWS)
+    write_synthetic(base / "synthetic.npz", n=ROWS)
     with np.load(base / "synthetic.npz") as z:  # 70 % of the samples to train on (the mean is known well enough)
         arrays = dict(z)
     sample = np.arange(ROWS) // 3
     arrays["split"] = np.where(sample < 0.7 * ROWS / 3, "cal", np.where(sample < 0.8 * ROWS / 3, "val", "test"))
     np.savez(base / "synthetic.npz", **arrays)
-    _write_synthetic(base / "new.npz", n=ROWS, seed=1)  # new samples of the same population: the line's
+    write_synthetic(base / "new.npz", n=ROWS, seed=1)  # new samples of the same population: the line's
     (base / "train.toml").write_text(CUSUM_CONFIG)
     cfg = load_config(base / "train.toml")
     fit(cfg, base / "out")
