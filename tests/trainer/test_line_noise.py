@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -74,7 +76,7 @@ def test_pls_calibrated_with_line_copies_predicts_the_line_better() -> None:
     predicts spectra as the line measures them better than one calibrated on the lab spectra alone, when the
     analyte also shows where the line detector is starved (high absorbance: a few counts above dark)."""
     from trainer.line_noise import with_line_copies
-    from trainer.pls import fit_pls_baseline
+    from trainer.pls import PlsBaseline, fit_pls_baseline
 
     rng = np.random.default_rng(5)
     n = 160
@@ -96,8 +98,8 @@ def test_pls_calibrated_with_line_copies_predicts_the_line_better() -> None:
     seen = line_spectra(X[te], WL, noise, seed=2).reshape(-1, WL.size)  # the test rows as the line measures them
     truth = np.tile(y[te], noise.copies)
 
-    def rmse(model: object) -> float:
-        return float(np.sqrt(np.mean((model.predict(seen).reshape(-1) - truth) ** 2)))  # type: ignore[attr-defined]
+    def rmse(model: PlsBaseline) -> float:
+        return float(np.sqrt(np.mean((model.predict(seen).reshape(-1) - truth) ** 2)))
 
     assert rmse(line) < 0.7 * rmse(lab)
     # The curves kept (what the champion rule compares with the CNN's) are the measured rows', not the copies':
@@ -108,3 +110,34 @@ def test_pls_calibrated_with_line_copies_predicts_the_line_better() -> None:
     # No calibration copies (the default): the rows as given.
     same = with_line_copies(X[tr], y[tr], groups[tr], WL, LineNoiseConfig())
     assert same[0] is X[tr] or np.array_equal(same[0], X[tr])
+
+
+def test_the_pipeline_calibrates_the_deployed_pls_on_line_copies_when_asked(tmp_path: Path) -> None:
+    """``[instrument.noise] calibration_copies`` reaches the PLS stages of the pipeline: the calibration rows are
+    the training rows and their copies (groups kept), the deployed PLS differs from the lab-calibrated one, and its
+    ``cv_rmse`` (what the champion rule compares) is that of the measured rows at the latent variables chosen."""
+    from tests.trainer.test_pipeline import CONFIG, _write_synthetic
+    from trainer.champion import pls_cv_rmse
+    from trainer.config import load_config
+    from trainer.pipeline.baseline import deployable_pls_on, fit_pls_on, pls_calibration_rows
+    from trainer.pipeline.prepare import prepare_data
+
+    _write_synthetic(tmp_path / "synthetic.npz")
+    lab = CONFIG + "\n[instrument]\nsignal = \"counts\"\n[instrument.noise]\ncopies = 2\n"
+    (tmp_path / "lab.toml").write_text(lab)
+    (tmp_path / "line.toml").write_text(lab + "calibration_copies = 2\nreference_averages = 1\n")
+    fits = {}
+    for name in ("lab", "line"):
+        cfg = load_config(tmp_path / f"{name}.toml")
+        data = prepare_data(cfg, lambda stage: None)
+        X, Y, tr = data.ds.X, data.ds.y.astype(np.float64), data.plan.train_rows
+        Xc, Yc, gc = pls_calibration_rows(cfg, data, X[tr], Y[tr], data.groups[tr])
+        n = 3 if name == "line" else 1
+        assert Xc.shape == (n * tr.size, X.shape[1]) and np.array_equal(gc, np.tile(data.groups[tr], n))
+        assert np.array_equal(Xc[: tr.size], X[tr]) and np.array_equal(Yc, np.tile(Y[tr], (n, 1)))
+        fits[name] = (fit_pls_on(cfg, data, X[tr], Y[tr], data.groups[tr]),
+                      deployable_pls_on(cfg, data, X[tr], Y[tr], data.groups[tr]))
+    assert cfg.instrument.noise is not None and cfg.instrument.noise.reference_averages == 1
+    assert not np.allclose(fits["lab"][1].coef, fits["line"][1].coef)
+    for base, dep in fits.values():
+        np.testing.assert_allclose(dep.cv_rmse, pls_cv_rmse(base))
