@@ -80,6 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the bundle expects); a signal the bundle does not take is refused before streaming")
     parser.add_argument("--averages", type=int, default=1,
                         help="scans the simulator averages per spectrum (spectro-sim --averages; default 1)")
+    parser.add_argument("--reference-averages", type=int, default=None, metavar="N",
+                        help="scans the simulator averages into each dark and white reference "
+                             "(spectro-sim --reference-averages; default: the simulator's)")
     parser.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto",
                         help="auto: mosquitto when installed, else the embedded amqtt broker")
     parser.add_argument("--cache", type=Path, help="folder of trained models (default: the user cache)")
@@ -163,7 +166,14 @@ def _offline(bundle: Any, stream: Any) -> dict[str, Any]:
     return {"pred": pred, "ood_flags": flags}
 
 
-def _replay(bundle: Any, stream: Any, *, seed: int, averages: int, frames: int,
+def _reference_averages(args: argparse.Namespace) -> int:
+    """Scans the simulator averages into each dark and white (``--reference-averages``, else its default)."""
+    from firmware_bridge.simulator import DEFAULT_REFERENCE_AVERAGES
+
+    return DEFAULT_REFERENCE_AVERAGES if args.reference_averages is None else int(args.reference_averages)
+
+
+def _replay(bundle: Any, stream: Any, *, seed: int, averages: int, reference_averages: int, frames: int,
             signal: str = "counts", ood_flags: list[bool] | None = None) -> dict[int, np.ndarray]:
     """seq -> the bundle's offline prediction of the very frames the simulator sent (their OOD flags are appended
     to ``ood_flags`` when given).
@@ -176,7 +186,8 @@ def _replay(bundle: Any, stream: Any, *, seed: int, averages: int, frames: int,
     from firmware_bridge.simulator import SimulatorConfig, VirtualSpectrometer
 
     dev = VirtualSpectrometer.from_config(SimulatorConfig(dataset_path=str(stream.path), seed=seed,
-                                                          averages=averages, signal=SignalKind[signal.upper()]))
+                                                          averages=averages, reference_averages=reference_averages,
+                                                          signal=SignalKind[signal.upper()]))
     start = dev.session_start()
     status = next(f for f in start if isinstance(f, Status))
     ctx: dict[str, np.ndarray] = {}
@@ -207,7 +218,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         offline = _offline(bundle, stream)
         try:
             replay_flags: list[bool] = []
-            offline["replay"] = _replay(bundle, stream, seed=args.seed, averages=args.averages, frames=frames,
+            offline["replay"] = _replay(bundle, stream, seed=args.seed, averages=args.averages,
+                                        reference_averages=_reference_averages(args), frames=frames,
                                         signal=setup["simulator_signal"], ood_flags=replay_flags)
             offline["replay_ood_alarm_rate"] = float(np.mean(replay_flags)) if replay_flags else None
         except Exception as exc:  # a diagnostic figure: its failure is reported, not fatal
@@ -222,6 +234,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 sim_cmd = harness.simulator_command(work / "run" / "spectrometer", count=frames, rate_hz=args.rate,
                                                     dataset=stream.path, seed=args.seed,
                                                     extra=["--averages", str(args.averages),
+                                                           "--reference-averages", str(_reference_averages(args)),
                                                            "--signal", setup["simulator_signal"]])
                 print(f"streaming {frames} spectra at {args.rate:g}/s: {stream.description}", flush=True)
                 run = harness.run_loop(procs, broker, sub, bundle=bundle_path, sim_cmd=sim_cmd, workdir=work / "run",
@@ -275,7 +288,8 @@ def _score(run: Any, bundle: Any, stream: Any, offline: dict[str, Any], setup: d
     result: dict[str, Any] = {
         "benchmark": "loop",
         "setup": {**setup, "broker": broker.description, "rate_hz": args.rate, "frames_requested": frames,
-                  "simulator_seed": args.seed, "simulator_averages": args.averages},
+                  "simulator_seed": args.seed, "simulator_averages": args.averages,
+                  "simulator_reference_averages": _reference_averages(args)},
         "sent": sent,
         "predictions": n_pred,
         "lost": max(0, sent - n_pred),
@@ -348,7 +362,8 @@ def render(result: dict[str, Any]) -> str:
         ["bundle", f"{s['model_id']} {s['model_version']} (takes {s['frame_signal']} frames; the simulator sends "
                    f"{s['simulator_signal']})"],
         ["rows", s["rows"]],
-        ["loop", f"spectro-sim (pty, {s['simulator_averages']} scan(s) averaged) -> spectro-edge run -> {s['broker']} "
+        ["loop", f"spectro-sim (pty, {s['simulator_averages']} scan(s) averaged, references "
+                 f"{s['simulator_reference_averages']}) -> spectro-edge run -> {s['broker']} "
                  f"-> subscriber, {s['rate_hz']:g} spectra/s"],
         ["sent / predictions / lost / duplicates",
          f"{result['sent']} / {result['predictions']} / {result['lost']} / {result['duplicates']}"],

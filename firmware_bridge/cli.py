@@ -38,6 +38,7 @@ from firmware_bridge.errors import BridgeError
 from firmware_bridge.frames import AxisUnit, SignalKind
 from firmware_bridge.signals import events_on_signals
 from firmware_bridge.simulator import (
+    DEFAULT_REFERENCE_AVERAGES,
     DRIFT_KINDS,
     DriftConfig,
     FaultConfig,
@@ -108,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--integration-time-us", type=int, help="exposure (default: fills 80%% of the ADC)")
     run.add_argument("--averages", type=int, default=1, help="scans averaged per spectrum")
+    run.add_argument(
+        "--reference-averages",
+        type=int,
+        default=DEFAULT_REFERENCE_AVERAGES,
+        metavar="N",
+        help="scans averaged into each DARK and REFERENCE frame (default %(default)s: the references are shared by "
+        "every spectrum of a session, so their noise biases all of them)",
+    )
     run.add_argument("--device-id", default="SIM-0001")
     run.add_argument(
         "--signal",
@@ -188,6 +197,7 @@ def _config(args: argparse.Namespace) -> SimulatorConfig:
         seed=args.seed,
         integration_time_us=args.integration_time_us,
         averages=args.averages,
+        reference_averages=args.reference_averages,
         device_id=args.device_id,
         signal=SignalKind[args.signal.upper()],
         autostart=not args.no_autostart,

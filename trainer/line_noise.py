@@ -2,7 +2,8 @@
 
 Every spectrum of every copy is read in a session of its own of :class:`firmware_bridge.physics.DetectorModel` (the
 detector of ``spectro-sim``): a noisy dark and white reference, then the spectrum turned into counts with shot and
-read noise, ``averages`` scans averaged, rounded by the 16-bit ADC, and back to the training quantity with
+read noise, ``averages`` scans averaged (``reference_averages`` for the dark and the white), rounded by the 16-bit
+ADC, and back to the training quantity with
 ``-log10((S - D) / (W - D))`` (ratio floored at ``min_ratio``, as the bundle's counts step does). A device reads
 its dark and white once per session and every spectrum of the session shares their noise; drawing them anew per
 spectrum makes the copies span as many reference draws as spectra, so limits fitted on them hold over sessions
@@ -14,12 +15,14 @@ are then fitted on these copies (:func:`trainer.drift.fit_ood`, ``X_pre_line``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from trainer.config.sources import LineNoiseConfig
 from trainer.errors import CalibrationError
 
-__all__ = ["line_spectra"]
+__all__ = ["line_spectra", "with_line_copies"]
 
 
 def line_spectra(X: np.ndarray, wavelengths: np.ndarray, noise: LineNoiseConfig, *, quantity: str = "absorbance",
@@ -57,10 +60,29 @@ def line_spectra(X: np.ndarray, wavelengths: np.ndarray, noise: LineNoiseConfig,
     out = np.empty((noise.copies, *A.shape))
     av = noise.averages
     for c in range(noise.copies):
-        dark = np.stack([model.dark(t_us, rng, averages=av).counts for _ in A]).astype(np.float64)
-        white = np.stack([model.reference(t_us, rng, averages=av).counts for _ in A]).astype(np.float64)
+        ref_av = noise.reference_averages
+        dark = np.stack([model.dark(t_us, rng, averages=ref_av).counts for _ in A]).astype(np.float64)
+        white = np.stack([model.reference(t_us, rng, averages=ref_av).counts for _ in A]).astype(np.float64)
         counts = np.stack([model.measure(a, t_us, rng, averages=av).counts for a in A]).astype(np.float64)
         ratio = np.maximum((counts - dark) / np.where(white - dark > 0, white - dark, np.nan), min_ratio)
         ratio = np.nan_to_num(ratio, nan=min_ratio)
         out[c] = ratio if quantity == "reflectance" else -np.log10(ratio)
     return out
+
+
+def with_line_copies(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, wavelengths: np.ndarray,
+                     noise: LineNoiseConfig, *, quantity: str = "absorbance", min_ratio: float = 1e-6,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows ``(X, Y, groups)`` followed by ``noise.calibration_copies`` line copies of them
+    (:func:`line_spectra`), each copy with its row's reference values and group (grouped cross-validation keeps a
+    sample and its copies on one side): the calibration set of a PLS that must predict what the line measures
+    (``[instrument.noise] calibration_copies``). Including the measurement conditions the model will meet in the
+    calibration set is the usual way to make a chemometric model robust to them; here, the line detector's noise.
+    """
+    n = noise.calibration_copies
+    if n < 1:
+        return X, Y, groups
+    copies = line_spectra(X, wavelengths, replace(noise, copies=n), quantity=quantity, min_ratio=min_ratio, seed=seed)
+    n += 1
+    return (np.concatenate([np.asarray(X, dtype=np.float64), *copies]), np.concatenate([Y] * n),
+            np.concatenate([groups] * n))

@@ -82,7 +82,8 @@ class PlsTargetModel:
     pls : sklearn.cross_decomposition.PLSRegression
         Fitted on all training rows.
     cv_curves : mapping of str to ndarray, shape (K,)
-        Per candidate: RMSECV (regression) or CV error rate (classification) for 1..K latent variables.
+        Per candidate: RMSECV (regression) or CV error rate (classification) for 1..K latent variables, on the
+        measured training rows (not on their line copies, when the calibration has some).
     """
 
     targets: tuple[str, ...]
@@ -175,6 +176,7 @@ def fit_pls_baseline(
     seed: int = 0,
     wavelengths: np.ndarray | None = None,
     make_preprocess: PreprocessFactory | None = None,
+    measured_rows: int | None = None,
 ) -> PlsBaseline:
     """Choose preprocessing and latent variables by grouped CV on the training rows, then refit on all of them.
 
@@ -194,6 +196,12 @@ def fit_pls_baseline(
         Axis handed to the default preprocessing factory (:func:`trainer.preprocessing.make_pipeline_from_config`).
     make_preprocess : callable, optional
         Factory from a step list to an unfitted preprocessing estimator; defaults to the trainer's own.
+    measured_rows : int, optional
+        When the rows after the first ``measured_rows`` are line copies of them (``[instrument.noise]
+        calibration_copies``, :func:`trainer.line_noise.with_line_copies`): the preprocessing and latent variables
+        are chosen on the cross-validation error of all rows (mostly as the line measures), and the curves kept in
+        the models
+        (``cv_curves``, what the champion rule compares with the CNN's) are those of the measured rows alone.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
@@ -220,16 +228,20 @@ def fit_pls_baseline(
     K = max(1, min(max_components, smallest_fit - 1, X.shape[1]))
 
     curves: dict[str, np.ndarray] = {}  # candidate -> (K, n_targets) CV figure, lower is better
+    measured: dict[str, np.ndarray] = {}  # the same on the measured rows alone (= curves without line copies)
+    m_rows = X.shape[0] if measured_rows is None else int(measured_rows)
     for name, steps in candidates.items():
         try:
             pred = _cv_predictions(X, Y, steps, fold_list, K, make_preprocess, per_target=not classify)
         except (ValueError, np.linalg.LinAlgError) as exc:
             raise CalibrationError(f"preprocessing candidate {name!r}: PLS cross-validation failed ({exc})") from exc
         if classify:
-            err = (np.argmax(pred, axis=2) != y[None, :, 0]).mean(axis=1)
-            curves[name] = err[:, None]
+            wrong = np.argmax(pred, axis=2) != y[None, :, 0]
+            curves[name] = wrong.mean(axis=1)[:, None]
+            measured[name] = wrong[:, :m_rows].mean(axis=1)[:, None]
         else:
             curves[name] = np.sqrt(np.mean((pred - Y[None]) ** 2, axis=1))
+            measured[name] = np.sqrt(np.mean((pred[:, :m_rows] - Y[None, :m_rows]) ** 2, axis=1))
         log.info(
             "PLS CV %-16s best %s",
             name,
@@ -255,7 +267,7 @@ def fit_pls_baseline(
             n_components=k_final,
             preprocess=pre,
             pls=pls,
-            cv_curves={n: c[:, j].copy() for n, c in curves.items()},
+            cv_curves={n: c[:, j].copy() for n, c in measured.items()},
         )
 
     models: tuple[PlsTargetModel, ...]

@@ -20,13 +20,21 @@ The parts, one module each: :mod:`~firmware_bridge.simulator.config` (settings, 
 
 from __future__ import annotations
 
-from firmware_bridge.simulator.config import DRIFT_KINDS, DriftConfig, FaultConfig, SimulatorConfig, SimulatorError
+from firmware_bridge.simulator.config import (
+    DEFAULT_REFERENCE_AVERAGES,
+    DRIFT_KINDS,
+    DriftConfig,
+    FaultConfig,
+    SimulatorConfig,
+    SimulatorError,
+)
 from firmware_bridge.simulator.dataset import dataset_axis_unit, fit_wavelength_polynomial, load_spectra
 from firmware_bridge.simulator.device import VirtualSpectrometer
 from firmware_bridge.simulator.endpoints import PtyEndpoint, TcpEndpoint
 from firmware_bridge.simulator.runner import Simulator
 
 __all__ = [
+    "DEFAULT_REFERENCE_AVERAGES",
     "DRIFT_KINDS",
     "DriftConfig",
     "FaultConfig",

@@ -9,6 +9,7 @@ from firmware_bridge.errors import BridgeError
 from firmware_bridge.frames import AxisUnit, SignalKind
 
 __all__ = [
+    "DEFAULT_REFERENCE_AVERAGES",
     "DRIFT_KINDS",
     "MAX_AVERAGES",
     "MAX_INTEGRATION_TIME_US",
@@ -30,6 +31,10 @@ TEMP_COEFF_NM_PER_C = 0.05
 #: Limits of the settings a COMMAND may ask for.
 MAX_INTEGRATION_TIME_US = 60_000_000
 MAX_AVERAGES = 1000
+#: Scans averaged into each DARK and REFERENCE frame by default.  The dark and the white are shared by every spectrum
+#: of a session, so their noise is a bias on all of them, not a random error of one: spectrometer software takes
+#: references with more scans than samples (see PROTOCOL.md, "Dark and white references").
+DEFAULT_REFERENCE_AVERAGES = 64
 MAX_TRIGGER = 1000
 
 
@@ -207,6 +212,9 @@ class SimulatorConfig:
         Exposure; None picks one that fills 80 % of the ADC for the least absorbing sample.
     averages : int
         Scans averaged per spectrum.
+    reference_averages : int
+        Scans averaged into each DARK and REFERENCE frame (``DEFAULT_REFERENCE_AVERAGES``); the frame's
+        ``averages`` field says how many.  Each scan has the same noise as a sample's.
     device_id, firmware_version : str
         Identity reported in STATUS.
     autostart : bool
@@ -243,6 +251,7 @@ class SimulatorConfig:
     seed: int = 0
     integration_time_us: int | None = None
     averages: int = 1
+    reference_averages: int = DEFAULT_REFERENCE_AVERAGES
     device_id: str = "SIM-0001"
     firmware_version: str = "spectro-sim 1.0"
     autostart: bool = True
@@ -277,6 +286,10 @@ class SimulatorConfig:
             )
         if not 1 <= self.averages <= MAX_AVERAGES:
             raise SimulatorError(f"expected 1 to {MAX_AVERAGES} averages, got {self.averages}")
+        if not 1 <= self.reference_averages <= MAX_AVERAGES:
+            raise SimulatorError(
+                f"expected 1 to {MAX_AVERAGES} reference averages, got {self.reference_averages}"
+            )
 
 
 def as_axis_unit(value: object) -> AxisUnit:

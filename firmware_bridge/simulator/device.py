@@ -227,10 +227,10 @@ class VirtualSpectrometer:
         return seq
 
     def dark(self) -> Dark:
-        """Acquire a DARK frame at the current exposure."""
+        """Acquire a DARK frame at the current exposure (``config.reference_averages`` scans)."""
         _, shift, _, _ = self._drift_state(self.spectra_sent)
         temp = self._temperature_c(shift)
-        acq = self.model.dark(self.integration_time_us, self._rng, averages=self.averages, temp_c=None)
+        acq = self.model.dark(self.integration_time_us, self._rng, averages=self.config.reference_averages, temp_c=None)
         return Dark(
             seq=self._next_seq(),
             timestamp_us=self._now_us(),
@@ -243,10 +243,12 @@ class VirtualSpectrometer:
         )
 
     def reference(self) -> Reference:
-        """Acquire a white REFERENCE frame valid at the current exposure (float32 when it is scaled)."""
+        """Acquire a white REFERENCE frame valid at the current exposure (float32 when it is scaled;
+        ``config.reference_averages`` scans)."""
         lamp, shift, _, _ = self._drift_state(self.spectra_sent)
         temp = self._temperature_c(shift)
-        acq = self.model.reference(self.integration_time_us, self._rng, averages=self.averages, lamp_scale=lamp)
+        acq = self.model.reference(self.integration_time_us, self._rng, averages=self.config.reference_averages,
+                                   lamp_scale=lamp)
         return Reference(
             seq=self._next_seq(),
             timestamp_us=self._now_us(),

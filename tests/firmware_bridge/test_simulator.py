@@ -468,3 +468,32 @@ def test_a_device_without_autostart_waits_for_start_stream_after_a_reboot() -> N
     again = device.handle(Command(2, CommandCode.START_STREAM, 0))
     assert [type(f) for f in again] == [Ack, Dark, Reference] and [f.seq for f in again[1:]] == [0, 1]
     assert [f.seq for f in _spectra(device.stream_next())] == [2]
+
+
+def test_spectro_sim_averages_its_references_more_than_its_spectra() -> None:
+    """DARK and REFERENCE frames average ``--reference-averages`` scans (64 by default), spectra ``--averages``
+    (1 by default): a session's dark and white are shared by all its spectra, so their noise is a bias on every
+    one of them; each scan keeps the detector's noise, so the averaged dark is quieter by sqrt(scans)."""
+    darks: dict[str, list[Dark]] = {}
+    for name, extra in (("default", ()), ("one", ("--reference-averages", "1"))):
+        with spectro_sim("--tcp", "0", "--seed", "5", "--rate", "50", *extra) as (_proc, url), \
+                SerialTransport(url) as t:
+            frames = read_until(t, lambda fs: len(_spectra(fs)) >= 2)
+            refs = [f for f in frames if isinstance(f, Reference)]
+            spectra = _spectra(frames)
+            assert refs and spectra
+            assert {s.averages for s in spectra} == {1}
+            darks[name] = []
+            for _ in range(12):  # more darks of the same session, on request
+                t.send(Command(len(darks[name]) + 1, CommandCode.REQUEST_DARK, 0))
+                got = read_until(t, lambda fs: any(isinstance(f, Dark) for f in fs))
+                darks[name] += [f for f in got if isinstance(f, Dark)]
+            assert refs[0].averages == (64 if name == "default" else 1)
+    assert {d.averages for d in darks["default"]} == {64} and {d.averages for d in darks["one"]} == {1}
+
+    def spread(ds: list[Dark]) -> float:
+        return float(np.std(np.stack([np.asarray(d.counts, dtype=np.float64) for d in ds]), axis=0).mean())
+
+    assert spread(darks["default"]) < spread(darks["one"]) / 4  # 1/8 expected; rounding to counts adds a little
+    with pytest.raises(SimulatorError, match="expected 1 to 1000 reference averages, got 0"):
+        SimulatorConfig(reference_averages=0)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config import load_config, parse_config
+from trainer.config import LineNoiseConfig, load_config, parse_config
 from trainer.errors import TrainConfigError
 
 GOOD = """
@@ -83,6 +83,8 @@ def test_tablets_example_declares_the_simulators_line_detector(repo_root: Path) 
     noise = load_config(repo_root / "examples" / "tablets_assay.toml").instrument.noise
     assert noise is not None and noise.detector_parameters() == {}
     assert noise.averages == SimulatorConfig().averages
+    assert noise.reference_averages == SimulatorConfig().reference_averages  # its dark and white, too
+    assert LineNoiseConfig().reference_averages == SimulatorConfig().reference_averages
 
 
 def test_tablets_multi_example_has_three_targets_and_the_assay_protocol(repo_root: Path) -> None:

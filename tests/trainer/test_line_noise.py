@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -59,3 +61,83 @@ def test_every_spectrum_is_read_in_a_session_of_its_own() -> None:
     err -= err.mean(axis=1, keepdims=True)
     corr = np.corrcoef(err)[np.triu_indices(A.shape[0], 1)]
     assert abs(float(np.mean(corr))) < 0.05
+
+
+class _Identity:
+    def fit(self, X: np.ndarray, y: object = None) -> _Identity:
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(X, dtype=np.float64)
+
+
+def test_pls_calibrated_with_line_copies_predicts_the_line_better() -> None:
+    """``[instrument.noise] calibration_copies``: a PLS calibrated on the training spectra plus their line copies
+    predicts spectra as the line measures them better than one calibrated on the lab spectra alone, when the
+    analyte also shows where the line detector is starved (high absorbance: a few counts above dark)."""
+    from trainer.line_noise import with_line_copies
+    from trainer.pls import PlsBaseline, fit_pls_baseline
+
+    rng = np.random.default_rng(5)
+    n = 160
+    y = rng.uniform(0.0, 1.0, n)
+    band = np.exp(-0.5 * ((WL - 1100.0) / 40.0) ** 2)
+    tail = np.exp(-0.5 * ((WL - 1650.0) / 30.0) ** 2)
+    base = 1.0 + 3.5 * (WL > 1550.0)  # the last pixels sit 4.5 decades down: a few counts above dark
+    X = (base[None] + 0.02 * y[:, None] * band[None] + 0.2 * y[:, None] * tail[None]
+         + rng.normal(0.0, 0.002, (n, WL.size)) + rng.normal(0.0, 0.05, (n, 1)))
+    tr, te = np.arange(120), np.arange(120, n)
+    groups = np.arange(n)
+    noise = LineNoiseConfig(copies=3, calibration_copies=2)
+    kw = dict(candidates={"raw": []}, target_names=["y"], folds=5, max_components=10,
+              make_preprocess=lambda steps: _Identity())
+    lab = fit_pls_baseline(X[tr], y[tr], groups=groups[tr], **kw)
+    Xc, yc, gc = with_line_copies(X[tr], y[tr], groups[tr], WL, noise, seed=1)
+    assert Xc.shape == (3 * tr.size, WL.size) and np.array_equal(gc, np.tile(groups[tr], 3))
+    line = fit_pls_baseline(Xc, yc, groups=gc, measured_rows=tr.size, **kw)
+    seen = line_spectra(X[te], WL, noise, seed=2).reshape(-1, WL.size)  # the test rows as the line measures them
+    truth = np.tile(y[te], noise.copies)
+
+    def rmse(model: PlsBaseline) -> float:
+        return float(np.sqrt(np.mean((model.predict(seen).reshape(-1) - truth) ** 2)))
+
+    assert rmse(line) < 0.7 * rmse(lab)
+    # The curves kept (what the champion rule compares with the CNN's) are the measured rows', not the copies':
+    # the same fit scored on every row has the larger error of the line copies in them.
+    mixed = fit_pls_baseline(Xc, yc, groups=gc, **kw)
+    assert line.models[0].n_components == mixed.models[0].n_components
+    assert np.all(line.models[0].cv_curves["raw"] < mixed.models[0].cv_curves["raw"])
+    # No calibration copies (the default): the rows as given.
+    same = with_line_copies(X[tr], y[tr], groups[tr], WL, LineNoiseConfig())
+    assert same[0] is X[tr] or np.array_equal(same[0], X[tr])
+
+
+def test_the_pipeline_calibrates_the_deployed_pls_on_line_copies_when_asked(tmp_path: Path) -> None:
+    """``[instrument.noise] calibration_copies`` reaches the PLS stages of the pipeline: the calibration rows are
+    the training rows and their copies (groups kept), the deployed PLS differs from the lab-calibrated one, and its
+    ``cv_rmse`` (what the champion rule compares) is that of the measured rows at the latent variables chosen."""
+    from tests.trainer.test_pipeline import CONFIG, _write_synthetic
+    from trainer.champion import pls_cv_rmse
+    from trainer.config import load_config
+    from trainer.pipeline.baseline import deployable_pls_on, fit_pls_on, pls_calibration_rows
+    from trainer.pipeline.prepare import prepare_data
+
+    _write_synthetic(tmp_path / "synthetic.npz")
+    lab = CONFIG + "\n[instrument]\nsignal = \"counts\"\n[instrument.noise]\ncopies = 2\n"
+    (tmp_path / "lab.toml").write_text(lab)
+    (tmp_path / "line.toml").write_text(lab + "calibration_copies = 2\nreference_averages = 1\n")
+    fits = {}
+    for name in ("lab", "line"):
+        cfg = load_config(tmp_path / f"{name}.toml")
+        data = prepare_data(cfg, lambda stage: None)
+        X, Y, tr = data.ds.X, data.ds.y.astype(np.float64), data.plan.train_rows
+        Xc, Yc, gc = pls_calibration_rows(cfg, data, X[tr], Y[tr], data.groups[tr])
+        n = 3 if name == "line" else 1
+        assert Xc.shape == (n * tr.size, X.shape[1]) and np.array_equal(gc, np.tile(data.groups[tr], n))
+        assert np.array_equal(Xc[: tr.size], X[tr]) and np.array_equal(Yc, np.tile(Y[tr], (n, 1)))
+        fits[name] = (fit_pls_on(cfg, data, X[tr], Y[tr], data.groups[tr]),
+                      deployable_pls_on(cfg, data, X[tr], Y[tr], data.groups[tr]))
+    assert cfg.instrument.noise is not None and cfg.instrument.noise.reference_averages == 1
+    assert not np.allclose(fits["lab"][1].coef, fits["line"][1].coef)
+    for base, dep in fits.values():
+        np.testing.assert_allclose(dep.cv_rmse, pls_cv_rmse(base))

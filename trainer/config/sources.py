@@ -192,12 +192,22 @@ class LineNoiseConfig:
         Scans the line instrument averages per spectrum (``spectro-sim --averages``; noise falls as 1/sqrt).
     copies : int
         Noisy copies of each training spectrum the limits are fitted on.
+    reference_averages : int
+        Scans averaged into each dark and white reference (``spectro-sim --reference-averages``, 64 by default):
+        a session's references are shared by all its spectra, so instruments average them more than samples.
+    calibration_copies : int
+        Line copies of each training spectrum added to the PLS calibration (same groups), so that the
+        preprocessing and latent variables chosen by cross-validation, and the coefficients, are those that predict
+        best as the line measures (``trainer.line_noise.with_line_copies``); 0 (the default) calibrates on the
+        training rows alone.
     read_noise_counts, electrons_per_count, white_peak_counts_per_ms : float, optional
         Detector parameters (``DetectorModel``); None keeps the simulator's.
     """
 
     averages: int = 1
     copies: int = 5
+    reference_averages: int = 64
+    calibration_copies: int = 0
     read_noise_counts: float | None = None
     electrons_per_count: float | None = None
     white_peak_counts_per_ms: float | None = None
@@ -206,10 +216,15 @@ class LineNoiseConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> LineNoiseConfig:
         w = "instrument.noise"
         detector = ("read_noise_counts", "electrons_per_count", "white_peak_counts_per_ms")
-        _check_keys(d, w, {"averages", "copies", *detector})
+        _check_keys(d, w, {"averages", "copies", "reference_averages", "calibration_copies",
+                           *detector})
         averages = _get(d, "averages", w, int, 1)
         copies = _get(d, "copies", w, int, 5)
-        for key, v in (("averages", averages), ("copies", copies)):
+        reference_averages = _get(d, "reference_averages", w, int, 64)
+        calibration_copies = _get(d, "calibration_copies", w, int, 0)
+        if calibration_copies < 0:
+            raise TrainConfigError(f"{w}.calibration_copies: expected an integer >= 0, got {calibration_copies}")
+        for key, v in (("averages", averages), ("copies", copies), ("reference_averages", reference_averages)):
             if v < 1:
                 raise TrainConfigError(f"{w}.{key}: expected an integer >= 1, got {v}")
         values = {}
@@ -218,7 +233,9 @@ class LineNoiseConfig:
             if v is not None and not (0.0 < v < float("inf")) and not (key == "read_noise_counts" and v == 0.0):
                 raise TrainConfigError(f"{w}.{key}: expected a finite number > 0, got {v!r}")
             values[key] = v
-        return cls(averages=averages, copies=copies, **values)
+        return cls(averages=averages, copies=copies, reference_averages=reference_averages,
+                   calibration_copies=calibration_copies,
+                   **values)
 
     def detector_parameters(self) -> dict[str, float]:
         """The ``DetectorModel`` keyword arguments set here."""

@@ -13,9 +13,33 @@ import numpy as np
 from trainer.config import TrainConfig
 from trainer.pipeline.prepare import Prepared
 
+#: Seed offset of the PLS calibration's line copies (the OOD model's copies use the config's seed itself).
+_CALIBRATION_COPIES_SEED = 7
+
+
+def pls_calibration_rows(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.ndarray,
+                         groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows a PLS is calibrated on: ``(X, Y, groups)`` as given, followed by their line copies when
+    ``[instrument.noise] calibration_copies`` is set (:func:`trainer.line_noise.with_line_copies`)."""
+    noise = cfg.instrument.noise
+    if noise is None or noise.calibration_copies < 1:
+        return X, Y, groups
+    from trainer.line_noise import with_line_copies
+
+    wl = np.asarray(data.ds.wavelengths, dtype=np.float64)
+    wl_nm = 1e7 / wl if data.ds.axis_unit == "cm-1" else wl
+    return with_line_copies(X, Y, groups, wl_nm, noise, quantity=cfg.instrument.quantity, min_ratio=data.min_ratio,
+                            seed=cfg.seed + _CALIBRATION_COPIES_SEED)
+
 
 def fit_pls_on(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> Any:
-    """:func:`trainer.pls.fit_pls_baseline` on ``X`` (n, channels), ``Y`` (n, n_targets) grouped by ``groups``."""
+    """:func:`trainer.pls.fit_pls_baseline` on ``X`` (n, channels), ``Y`` (n, n_targets) grouped by ``groups``
+    (and their line copies: :func:`pls_calibration_rows`)."""
+    return _fit_pls_baseline(cfg, data, *pls_calibration_rows(cfg, data, X, Y, groups), measured_rows=X.shape[0])
+
+
+def _fit_pls_baseline(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.ndarray, groups: np.ndarray, *,
+                      measured_rows: int) -> Any:
     from trainer.pls import fit_pls_baseline
 
     return fit_pls_baseline(
@@ -29,6 +53,7 @@ def fit_pls_on(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.ndarray, g
         max_components=cfg.cv.max_components,
         seed=cfg.seed,
         make_preprocess=data.make_pre,
+        measured_rows=measured_rows,
     )
 
 
@@ -38,7 +63,9 @@ def deployable_pls_on(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.nda
     from trainer.champion import deployable_pls
 
     with _quiet("trainer.pls"):
-        base = fit_pls_on(cfg, data, X, Y, groups)
+        n = X.shape[0]
+        X, Y, groups = pls_calibration_rows(cfg, data, X, Y, groups)
+        base = _fit_pls_baseline(cfg, data, X, Y, groups, measured_rows=n)
     return deployable_pls(base, X, Y, candidates=cfg.preprocessing.candidates, make_pre=data.make_pre)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from trainer.config import TrainConfig
+from trainer.pipeline.baseline import pls_calibration_rows
 from trainer.pipeline.cnn import CnnCv, TrainedNetwork
 from trainer.pipeline.int8 import Int8Network, Predictions
 from trainer.pipeline.prepare import Prepared
@@ -89,7 +90,8 @@ def choose_deployed(
         err_f = np.sqrt(np.mean((preds[("select", "cnn_float")] - Y[sel]) ** 2, axis=0))
         err_q = np.sqrt(np.mean((preds[("select", "cnn_int8")] - Y[sel]) ** 2, axis=0))
         int8_cost = np.where(err_f > 0, err_q / np.where(err_f > 0, err_f, 1.0), 1.0)
-    dep = None if classify else deployable_pls(pls, X[tr], Y[tr].astype(np.float64),
+    X_cal, Y_cal, _ = pls_calibration_rows(cfg, data, X[tr], Y[tr].astype(np.float64), data.groups[tr])
+    dep = None if classify else deployable_pls(pls, X_cal, Y_cal,
                                                candidates=cfg.preprocessing.candidates, make_pre=data.make_pre)
     selection = choose_model(
         data.ds.target_names, mode=cfg.selection.model, tie_margin=cfg.selection.tie_margin,
