@@ -53,7 +53,8 @@ default: under overload the freshest spectra are predicted; simulator ANNOTATION
 reference, status and acknowledgement frames are never dropped.  Every dropped spectrum is counted
 (``frames_dropped_queue_full``), and every gap in the device's sequence numbers is counted too
 (``frames_lost_seq_gap``: frames lost on the wire, to CRC errors or to the queue), next to the decoder's own
-counters (``decoder_*``), so lost frames are visible end to end.  The inference thread waits for its outbox
+counters (``decoder_*``), so lost frames are visible end to end; queue drops and gaps are logged too (at most once
+per 10 s each).  The inference thread waits for its outbox
 commits (a computed prediction or a drift alert is never thrown away here); a slow disk pushes the overload back
 onto the frames queue, where it is counted.  The messages queue (``queues.messages_max``) blocks the other
 threads when full, never dropping.  The outbox has its own bound and policy (``outbox.full_policy``).

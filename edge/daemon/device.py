@@ -103,11 +103,14 @@ def status_axis_problem(status: Status) -> tuple[str | None, np.ndarray | None]:
 #: ``seq = 0xFFFFFFF0`` would add 4.29e9 to ``frames_lost_seq_gap`` forever) but as a resynchronisation
 #: (``seq_jumps``); at 1,000 spectra/s it is 100 s of frames.
 SEQ_GAP_MAX = 100_000
+#: Gaps in the device's sequence numbers are logged at most once per this many seconds (all are counted).
+GAP_LOG_EVERY_S = 10.0
 
 
 class SeqTracker:
     """The device's sequence numbers, shared by SPECTRUM, DARK and REFERENCE frames (a LINE's spectra each have
-    theirs): a gap is counted as lost frames (``frames_lost_seq_gap``), an implausible forward jump as a
+    theirs): a gap is counted as lost frames (``frames_lost_seq_gap``; logged at most once per
+    :data:`GAP_LOG_EVERY_S`), an implausible forward jump as a
     resynchronisation (``seq_jumps``), a step back as a restart (``seq_restarts``); :attr:`last` is the last seq
     seen (None before the first).
 
@@ -123,6 +126,7 @@ class SeqTracker:
         self._resume = resume  # until the device's first boot id is known
         self._first: int | None = None  # the first seq of this process
         self._resume_at: tuple[int, int] | None = None  # the same session: compare the next seq with this one
+        self._gap_logged_at = -GAP_LOG_EVERY_S  # the last gap logged (monotonic seconds)
 
     def track(self, seq: int) -> None:
         last, resume_at = self.last, self._resume_at
@@ -162,5 +166,10 @@ class SeqTracker:
                             "(seq_jumps), not as %d lost frames", last, seq, seq - last - 1)
         elif seq > last + 1:
             self._counters.incr("frames_lost_seq_gap", seq - last - 1)
+            now = time.monotonic()
+            if now - self._gap_logged_at >= GAP_LOG_EVERY_S:  # rate-limited; the counter has every one
+                self._gap_logged_at = now
+                log.warning("%d frame(s) lost before seq %d: seq %d to %d (counted in frames_lost_seq_gap, %d in all)",
+                            seq - last - 1, seq, last + 1, seq - 1, self._counters.get("frames_lost_seq_gap"))
         elif seq <= last:
             self._counters.incr("seq_restarts")
