@@ -156,9 +156,9 @@ class SeqTracker:
         if 0 < lost <= SEQ_GAP_MAX:
             log.warning("%d frame(s) of boot id %s lost while no daemon held the port: seq %d to %d "
                         "(counted in frames_lost_seq_gap)", lost, resume[0], resume[1] + 1, seq - 1)
-        self._compare(resume[1], seq)
+        self._compare(resume[1], seq, logged=True)
 
-    def _compare(self, last: int, seq: int) -> None:
+    def _compare(self, last: int, seq: int, *, logged: bool = False) -> None:
         if seq > last + 1 + SEQ_GAP_MAX:  # implausible: a forged or corrupted seq, not lost frames
             self._counters.incr("seq_jumps")
             if self._counters.get("seq_jumps") <= 3:
@@ -167,7 +167,7 @@ class SeqTracker:
         elif seq > last + 1:
             self._counters.incr("frames_lost_seq_gap", seq - last - 1)
             now = time.monotonic()
-            if now - self._gap_logged_at >= GAP_LOG_EVERY_S:  # rate-limited; the counter has every one
+            if not logged and now - self._gap_logged_at >= GAP_LOG_EVERY_S:  # rate-limited; the counter has all
                 self._gap_logged_at = now
                 log.warning("%d frame(s) lost before seq %d: seq %d to %d (counted in frames_lost_seq_gap, %d in all)",
                             seq - last - 1, seq, last + 1, seq - 1, self._counters.get("frames_lost_seq_gap"))
