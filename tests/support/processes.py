@@ -18,7 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks.harness.commands import daemon_command, simulator_command
-from benchmarks.harness.subscriber import Subscriber
+from benchmarks.harness.subscriber import Endpoint, Subscriber
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import CHANNELS, REPO, SAMPLES, SEED, offline_predictions, offline_stream
 
@@ -181,10 +181,19 @@ def read_retained(port: int, topic: str) -> dict[str, Any] | None:
     return got[0] if got else None
 
 
-def device_subscriber(broker: MosquittoBroker, client_id: str = "e2e-subscriber") -> Subscriber:
+@dataclass(frozen=True)
+class LocalBroker:
+    """A broker listening on 127.0.0.1:``port`` that the test did not start as a :class:`MosquittoBroker` (a
+    RabbitMQ node)."""
+
+    port: int
+    host: str = "127.0.0.1"
+
+
+def device_subscriber(broker: Endpoint, client_id: str = "e2e-subscriber") -> Subscriber:
     """The harness's :class:`~benchmarks.harness.subscriber.Subscriber` (the one of the demo and the benchmarks) on
     the tests' device (:data:`BASE_TOPIC`), with a persistent session: what is published while it is away (a broker
-    restart) arrives when it is back."""
+    restart) arrives when it is back.  Returns once subscribed (the broker's SUBACK)."""
     return Subscriber(broker, base=BASE_TOPIC, client_id=client_id, clean_session=False)
 
 
