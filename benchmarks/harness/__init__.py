@@ -15,8 +15,9 @@ One harness for the demo (``spectro-bench demo``), the benchmarks (``spectro-ben
 - :func:`write_edge_config` writes the daemon's TOML through :func:`edge.config_example.render_config` (the one
   writer the tests' ``write_config`` uses too), and
   :func:`daemon_command` is ``spectro-edge run --config`` (``python -m edge.cli run``);
-- :class:`Subscriber` is a paho-mqtt client collecting predictions (deduplicated by ``seq``), drift alerts and the
-  retained status;
+- :class:`Subscriber` is a paho-mqtt client on a device's topics collecting predictions (deduplicated by ``seq``),
+  drift alerts, the retained status, metrics and command responses; the end-to-end tests' ``subscriber`` fixture is
+  the same class on their device, with a persistent session;
 - :func:`run_loop` streams once through all of them and returns what arrived (:class:`LoopRun`).
 
 ``python -m benchmarks.harness --embedded-broker PORT`` runs the embedded broker (what :func:`start_broker` starts).

@@ -1,4 +1,8 @@
-"""The loop's MQTT subscriber: a paho-mqtt client keeping predictions, drift alerts, status and metrics."""
+"""The one MQTT subscriber of the demo, the benchmarks and the end-to-end tests: a paho-mqtt client on a device's
+topics keeping predictions (by ``seq``), drift alerts, status, metrics, command responses and every other message.
+
+paho-mqtt and the standard library only: the edge-only test venv (no TensorFlow, scikit-learn or SciPy) imports it.
+"""
 
 from __future__ import annotations
 
@@ -8,71 +12,143 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from benchmarks.harness.broker import Broker
 from benchmarks.harness.errors import HarnessError
 from benchmarks.harness.settings import DEVICE, LINE, SITE, START_TIMEOUT_S, TOPIC_PREFIX
 
-__all__ = ["Inbox", "Subscriber"]
+__all__ = ["Endpoint", "Inbox", "Subscriber"]
+
+#: Reconnect back-off after the broker went away (a stop, a kill, a restart on the same port), seconds.
+RECONNECT_MIN_DELAY_S, RECONNECT_MAX_DELAY_S = 0.2, 1.0
+
+
+class Endpoint(Protocol):
+    """Where a broker listens: the harness's :class:`~benchmarks.harness.broker.Broker`, a
+    :class:`~benchmarks.harness.mosquitto.Mosquitto` (and the tests' ``MosquittoBroker``)."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+
+def _kind(topic: str) -> str:
+    """The last level of ``topic`` (``prediction``, ``drift``, ``status``, ``metrics``, ``response``, ...)."""
+    return topic.rsplit("/", 1)[-1]
 
 
 @dataclass
 class Inbox:
-    """What the subscriber received (guarded by ``lock``)."""
+    """What the subscriber received (guarded by ``lock``).
+
+    Predictions are kept once per ``seq`` (a QoS 1 redelivery counts in ``duplicates``); every other message is
+    kept in ``other`` in arrival order, and :attr:`drift`, :attr:`status`, :attr:`responses` and :attr:`metrics`
+    are its views by topic.
+    """
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     predictions: dict[int, dict[str, Any]] = field(default_factory=dict)
-    receipt_us: dict[int, int] = field(default_factory=dict)
+    receipt_us: dict[int, int] = field(default_factory=dict)  #: monotonic receipt time of each prediction
+    received: int = 0  #: prediction messages received, duplicates included
     duplicates: int = 0
-    drift: list[dict[str, Any]] = field(default_factory=list)
-    status: list[dict[str, Any]] = field(default_factory=list)
-    metrics: dict[str, Any] | None = None
-    responses: list[dict[str, Any]] = field(default_factory=list)  #: command responses (``.../cmd/<name>/response``)
+    other: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  #: (topic, body) of the rest
+    undecodable: int = 0  #: messages whose payload was not JSON (counted, not kept)
 
     def count(self) -> int:
         with self.lock:
             return len(self.predictions)
 
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        """Bodies of the messages whose topic's last level is ``kind``, in arrival order (caller holds the lock)."""
+        return [b for t, b in self.other if _kind(t) == kind]
+
+    @property
+    def drift(self) -> list[dict[str, Any]]:
+        """Drift alerts (``.../drift``)."""
+        return self.of_kind("drift")
+
+    @property
+    def status(self) -> list[dict[str, Any]]:
+        """Status messages (``.../status``, retained)."""
+        return self.of_kind("status")
+
+    @property
+    def responses(self) -> list[dict[str, Any]]:
+        """Command responses (``.../cmd/<name>/response``)."""
+        return self.of_kind("response")
+
+    @property
+    def metrics(self) -> dict[str, Any] | None:
+        """The last metrics message (``.../metrics``), None before the first."""
+        return next((b for t, b in reversed(self.other) if _kind(t) == "metrics"), None)
+
 
 class Subscriber:
-    """paho-mqtt 2.x client on ``<prefix>/<site>/<line>/<device>/#`` at QoS 1, keeping what arrives in :attr:`inbox`.
+    """paho-mqtt 2.x client on ``<base>/#`` at QoS ``qos``, keeping what arrives in :attr:`inbox`.
 
-    ``on_prediction(body)`` and ``on_drift(body)`` are called from paho's thread for each new message.
+    Parameters
+    ----------
+    broker : Endpoint
+        The broker's host and port.
+    base : str, optional
+        The device's topic base (default the harness daemon's ``<prefix>/<site>/<line>/<device>``).
+    client_id : str, optional
+        Default ``spectrolite-harness-<pid>``.
+    clean_session : bool
+        False keeps a persistent session on the broker: messages published while this client is away (a broker
+        restart) are delivered when it is back, as the end-to-end tests need.
+    on_prediction, on_drift : callable(body), optional
+        Called from paho's thread for each new prediction (not a duplicate) and each drift alert.
+
+    The commands published to the device (``.../cmd/<name>``) are not kept (their responses are).  The constructor
+    returns once the subscription is acknowledged, and raises :class:`HarnessError` when it is not within
+    :data:`~benchmarks.harness.settings.START_TIMEOUT_S`.
     """
 
-    def __init__(self, broker: Broker, *, qos: int = 1, on_prediction: Callable[[dict[str, Any]], None] | None = None,
-                 on_drift: Callable[[dict[str, Any]], None] | None = None, client_id: str | None = None) -> None:
+    def __init__(self, broker: Endpoint, *, base: str | None = None, qos: int = 1, client_id: str | None = None,
+                 clean_session: bool = True, on_prediction: Callable[[dict[str, Any]], None] | None = None,
+                 on_drift: Callable[[dict[str, Any]], None] | None = None) -> None:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         self.inbox = Inbox()
-        self.base = f"{TOPIC_PREFIX}/{SITE}/{LINE}/{DEVICE}"
+        self.base = base or f"{TOPIC_PREFIX}/{SITE}/{LINE}/{DEVICE}"
         self._on_prediction = on_prediction
         self._on_drift = on_drift
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"spectrolite-harness-{os.getpid()}", clean_session=True)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, clean_session=clean_session,
+                                  client_id=client_id or f"spectrolite-harness-{os.getpid()}")
         self.client.max_inflight_messages_set(100)
+        # paho annotates the delays as int and takes floats at run time
+        self.client.reconnect_delay_set(RECONNECT_MIN_DELAY_S, RECONNECT_MAX_DELAY_S)  # type: ignore[arg-type]
         self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(f"{self.base}/#", qos=qos)
         self.client.on_subscribe = lambda c, u, mid, rcs, p=None: self._subscribed.set()
         self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port, keepalive=30)
+        self.client.connect_async(broker.host, broker.port, keepalive=30)
         self.client.loop_start()
         if not self._subscribed.wait(START_TIMEOUT_S):
             self.close()
-            raise HarnessError(f"the subscriber could not subscribe on {broker.description}")
+            raise HarnessError(f"the subscriber could not subscribe to {self.base}/# on {broker.host}:{broker.port} "
+                               f"within {START_TIMEOUT_S} s")
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         now_us = time.monotonic_ns() // 1000
+        kind = _kind(msg.topic)
+        if "/cmd/" in msg.topic and kind != "response":
+            return  # a command to the device (possibly oversized or not JSON): its response is what counts
+        inbox = self.inbox
         try:
             body = json.loads(msg.payload.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
+            with inbox.lock:
+                inbox.undecodable += 1
             return
-        kind = msg.topic.rsplit("/", 1)[-1]
-        inbox = self.inbox
         if kind == "prediction":
             seq = int(body["seq"])
             with inbox.lock:
+                inbox.received += 1
                 if seq in inbox.predictions:
                     inbox.duplicates += 1
                     return
@@ -80,21 +156,60 @@ class Subscriber:
                 inbox.receipt_us[seq] = now_us
             if self._on_prediction is not None:
                 self._on_prediction(body)
-        elif kind == "drift":
-            with inbox.lock:
-                inbox.drift.append(body)
-            if self._on_drift is not None:
-                self._on_drift(body)
-        elif kind == "status":
-            with inbox.lock:
-                inbox.status.append(body)
-        elif kind == "metrics":
-            with inbox.lock:
-                inbox.metrics = body
-        elif kind == "response":
-            with inbox.lock:
-                inbox.responses.append(body)
+            return
+        with inbox.lock:
+            inbox.other.append((msg.topic, body))
+        if kind == "drift" and self._on_drift is not None:
+            self._on_drift(body)
 
+    # ------------------------------------------------------------------------------------------------ reading
+    @property
+    def lock(self) -> threading.Lock:
+        """The inbox's lock (hold it while reading :attr:`predictions`)."""
+        return self.inbox.lock
+
+    @property
+    def predictions(self) -> dict[int, dict[str, Any]]:
+        """Predictions by ``seq`` (the inbox's own dict: read it holding :attr:`lock`)."""
+        return self.inbox.predictions
+
+    @property
+    def duplicates(self) -> int:
+        return self.inbox.duplicates
+
+    @property
+    def received(self) -> int:
+        """Prediction messages received, duplicates included."""
+        return self.inbox.received
+
+    def count(self) -> int:
+        """Distinct predictions received."""
+        return self.inbox.count()
+
+    def max_seq(self) -> int:
+        """The highest prediction ``seq`` received (-1 before the first)."""
+        with self.inbox.lock:
+            return max(self.inbox.predictions, default=-1)
+
+    def kind(self, suffix: str) -> list[dict[str, Any]]:
+        """Bodies of the non-prediction messages whose topic ends with ``suffix`` (``"/status"``,
+        ``"/cmd/reload_bundle/response"``), in arrival order."""
+        with self.inbox.lock:
+            return [b for t, b in self.inbox.other if t.endswith(suffix)]
+
+    def response(self, name: str, request_id: str, timeout_s: float = START_TIMEOUT_S) -> dict[str, Any]:
+        """The daemon's response to the command ``name`` with ``request_id``, once it has come; raises
+        :class:`HarnessError` when it has not within ``timeout_s`` (a liveness deadline)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = [r for r in self.kind(f"/cmd/{name}/response") if r.get("request_id") == request_id]
+            if found:
+                return found[0]
+            if time.monotonic() >= deadline:
+                raise HarnessError(f"expected a response to {name} {request_id} within {timeout_s} s, got none")
+            time.sleep(0.02)
+
+    # ------------------------------------------------------------------------------------------------ lifecycle
     def reset(self) -> None:
         """Forget what arrived (between runs on one broker)."""
         with self.inbox.lock:

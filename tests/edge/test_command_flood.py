@@ -19,7 +19,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -29,7 +29,15 @@ from edge.command_queue import MAX_PENDING_UNAUTHENTICATED, RESPONSE_BURST
 from edge.commands import make_command, sign_command
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
-from tests.support.processes import BASE_TOPIC, DEVICE, Proc, Subscriber, start_daemon, start_sim, write_config
+from tests.support.processes import (
+    BASE_TOPIC,
+    DEVICE,
+    Proc,
+    Subscriber,
+    start_daemon,
+    start_sim,
+    write_config,
+)
 
 #: Unauthenticated reload commands of the flood (the issue's figure).
 FLOOD = 200
@@ -41,25 +49,6 @@ SLOW_FILE_BYTES = 1 << 30
 KEY = b"0123456789abcdef0123456789abcdef"
 #: commands.max_age_s of the stale-command test, seconds.
 MAX_AGE_S = 2.0
-
-
-class CommandBlindSubscriber(Subscriber):
-    """The end-to-end subscriber, deaf to the command topics themselves (it sees the responses)."""
-
-    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if "/cmd/" in msg.topic and not msg.topic.endswith("/response"):
-            return
-        super()._on_message(client, userdata, msg)
-
-
-@pytest.fixture
-def subscriber(mosquitto_broker: MosquittoBroker) -> Iterator[Subscriber]:
-    sub = CommandBlindSubscriber(mosquitto_broker.port, client_id="flood-subscriber")
-    wait_for(lambda: sub.client.is_connected(), "the subscriber to connect")
-    try:
-        yield sub
-    finally:
-        sub.close()
 
 
 def _config(tmp: Path, port_url: str, bundle: Path, broker: MosquittoBroker, *, protocol: str = "3.1.1",

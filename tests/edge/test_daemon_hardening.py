@@ -21,7 +21,7 @@ import socket
 import subprocess
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -30,7 +30,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 from benchmarks.harness.commands import daemon_command
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
-from tests.support.processes import BASE_TOPIC, REPO, Proc, Subscriber, process_env, start_sim, write_config
+from tests.support.processes import (
+    BASE_TOPIC,
+    REPO,
+    Proc,
+    Subscriber,
+    device_subscriber,
+    process_env,
+    start_sim,
+    write_config,
+)
 
 #: Size of the hostile command message: tens of MB, far above the 4 KiB command limit.
 OVERSIZED_BYTES = 100 * 1024 * 1024
@@ -38,25 +47,6 @@ OVERSIZED_BYTES = 100 * 1024 * 1024
 HEADROOM_BYTES = 48 * 1024 * 1024
 #: Predictions that must arrive after the oversized message for the daemon to count as still delivering.
 AFTER = 50
-
-
-class CommandBlindSubscriber(Subscriber):
-    """The end-to-end subscriber, deaf to command topics (it would receive the oversized message too)."""
-
-    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if "/cmd/" in msg.topic and not msg.topic.endswith("/response"):
-            return
-        super()._on_message(client, userdata, msg)
-
-
-@pytest.fixture
-def subscriber(mosquitto_broker: MosquittoBroker) -> Iterator[Subscriber]:
-    sub = CommandBlindSubscriber(mosquitto_broker.port, client_id="hardening-subscriber")
-    wait_for(lambda: sub.client.is_connected(), "the subscriber to connect")
-    try:
-        yield sub
-    finally:
-        sub.close()
 
 
 def _start(tmp: Path, bundle: Path, broker: MosquittoBroker, procs: list[Proc], *, protocol: str,
@@ -157,9 +147,8 @@ def test_mqtt311_broker_max_packet_size_keeps_the_daemon_delivering(
 ) -> None:
     """The documented 3.1.1 defence (docs/security.md): mosquitto's ``max_packet_size`` refuses the publish."""
     broker = mosquitto_factory(extra_conf="max_packet_size 65536")
-    sub = CommandBlindSubscriber(broker.port, client_id="hardening-subscriber")
+    sub = device_subscriber(broker, client_id="hardening-subscriber")
     try:
-        wait_for(lambda: sub.client.is_connected(), "the subscriber to connect")
         daemon = _start(tmp_path, demo_bundles.v1, broker, procs, protocol="3.1.1")
         wait_for(lambda: sub.count() >= 20 or not daemon.alive(), "first predictions")
         _limit_memory(daemon.popen.pid)

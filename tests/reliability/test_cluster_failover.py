@@ -14,7 +14,6 @@ mosquitto case needs only mosquitto.  RabbitMQ 3.10 speaks MQTT 3.1.1, the daemo
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,15 @@ import pytest
 
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
-from tests.support.processes import Proc, Subscriber, start_daemon, start_sim, write_config
+from tests.support.processes import (
+    LocalBroker,
+    Proc,
+    Subscriber,
+    device_subscriber,
+    start_daemon,
+    start_sim,
+    write_config,
+)
 from tests.support.rabbitmq import RabbitCluster
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
@@ -59,10 +66,9 @@ def procs() -> Iterator[list[Proc]]:
 
 
 def _subscriber(port: int, made: list[Subscriber], client_id: str) -> Subscriber:
-    sub = Subscriber(port, client_id=client_id)
+    # returns once its SUBACK came (on a cluster: its queue declared), before anything is published
+    sub = device_subscriber(LocalBroker(port), client_id=client_id)
     made.append(sub)
-    wait_for(lambda: sub.client.is_connected(), f"subscriber {client_id} to connect")
-    time.sleep(0.5)  # the SUBACK (its queue declared on a cluster) before anything is published
     return sub
 
 

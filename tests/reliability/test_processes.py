@@ -24,7 +24,7 @@ import pytest
 
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
-from tests.support.processes import Proc, Subscriber, start_daemon, start_sim
+from tests.support.processes import Proc, Subscriber, device_subscriber, start_daemon, start_sim
 from tests.support.processes import write_config as e2e_write_config
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
@@ -62,9 +62,8 @@ def subscribers() -> Iterator[list[Subscriber]]:
 
 
 def _subscriber(broker: MosquittoBroker, made: list[Subscriber], client_id: str) -> Subscriber:
-    sub = Subscriber(broker.port, client_id=client_id)
+    sub = device_subscriber(broker, client_id=client_id)
     made.append(sub)
-    wait_for(lambda: sub.client.is_connected(), f"subscriber {client_id} to connect")
     return sub
 
 

@@ -1,5 +1,5 @@
-"""Real processes for end-to-end tests: ``spectro-sim`` and the daemon as subprocesses, their edge config, and a
-paho subscriber recording what the broker delivers (fixtures ``procs`` and ``subscriber``)."""
+"""Real processes for end-to-end tests: ``spectro-sim`` and the daemon as subprocesses, their edge config, and the
+harness's subscriber recording what the broker delivers (fixtures ``procs`` and ``subscriber``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -18,8 +18,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks.harness.commands import daemon_command, simulator_command
+from benchmarks.harness.subscriber import Endpoint, Subscriber
 from tests.support.broker import MosquittoBroker
-from tests.support.daemon import CHANNELS, REPO, SAMPLES, SEED, offline_predictions, offline_stream, wait_for
+from tests.support.daemon import CHANNELS, REPO, SAMPLES, SEED, offline_predictions, offline_stream
 
 DEVICE = {"site": "plant-a", "line": "line-1", "device_id": "sim-01"}
 BASE_TOPIC = "spectrolite/plant-a/line-1/sim-01"
@@ -180,68 +181,26 @@ def read_retained(port: int, topic: str) -> dict[str, Any] | None:
     return got[0] if got else None
 
 
-@dataclass
-class Subscriber:
-    """A paho client with a persistent session collecting everything under the device's topics."""
+@dataclass(frozen=True)
+class LocalBroker:
+    """A broker listening on 127.0.0.1:``port`` that the test did not start as a :class:`MosquittoBroker` (a
+    RabbitMQ node)."""
 
     port: int
-    client_id: str = "e2e-subscriber"
-    predictions: dict[int, dict[str, Any]] = field(default_factory=dict)
-    duplicates: int = 0
-    received: int = 0
-    other: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    host: str = "127.0.0.1"
 
-    def __post_init__(self) -> None:
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False)
-        c.on_connect = lambda cl, ud, fl, rc, pr=None: cl.subscribe(f"{BASE_TOPIC}/#", qos=1)
-        c.on_message = self._on_message
-        c.reconnect_delay_set(0.2, 1.0)
-        c.connect_async("127.0.0.1", self.port, keepalive=10)
-        c.loop_start()
-        self.client = c
 
-    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        body = json.loads(msg.payload.decode())
-        with self.lock:
-            if msg.topic.endswith("/prediction"):
-                self.received += 1
-                if body["seq"] in self.predictions:
-                    self.duplicates += 1
-                else:
-                    self.predictions[body["seq"]] = body
-            else:
-                self.other.append((msg.topic, body))
-
-    def kind(self, suffix: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [b for t, b in self.other if t.endswith(suffix)]
-
-    def response(self, name: str, request_id: str) -> dict[str, Any]:
-        """The daemon's response to the command ``name`` with ``request_id``, once it has come."""
-        def found() -> list[dict[str, Any]]:
-            return [r for r in self.kind(f"/cmd/{name}/response") if r.get("request_id") == request_id]
-
-        wait_for(lambda: bool(found()), f"the response to {name} {request_id}")
-        return found()[0]
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.predictions)
-
-    def max_seq(self) -> int:
-        with self.lock:
-            return max(self.predictions, default=-1)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+def device_subscriber(broker: Endpoint, client_id: str = "e2e-subscriber") -> Subscriber:
+    """The harness's :class:`~benchmarks.harness.subscriber.Subscriber` (the one of the demo and the benchmarks) on
+    the tests' device (:data:`BASE_TOPIC`), with a persistent session: what is published while it is away (a broker
+    restart) arrives when it is back.  Returns once subscribed (the broker's SUBACK)."""
+    return Subscriber(broker, base=BASE_TOPIC, client_id=client_id, clean_session=False)
 
 
 @pytest.fixture
 def subscriber(mosquitto_broker: MosquittoBroker) -> Iterator[Subscriber]:
-    sub = Subscriber(mosquitto_broker.port)
-    wait_for(lambda: sub.client.is_connected(), "the subscriber to connect")
+    """:func:`device_subscriber` on the test's broker, subscribed; closed at teardown."""
+    sub = device_subscriber(mosquitto_broker)
     try:
         yield sub
     finally:
