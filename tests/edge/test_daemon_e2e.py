@@ -15,6 +15,7 @@ import shutil
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,7 @@ from tests.support.processes import (
     Subscriber,
     assert_equal_offline,
     heavy_libraries_mapped,
+    holds_open,
     send_command,
     start_daemon,
     start_sim,
@@ -100,12 +102,7 @@ def test_reload_command_tampered_refused_good_takes_over(
     wait_for(lambda: subscriber.count() >= n_then + 20, "predictions of the new model")
     os.kill(sim.popen.pid, signal.SIGSTOP)  # pause the device, let the daemon finish what it read
     last = subscriber.max_seq()
-    wait_for(lambda: _stable(subscriber), "the stream to settle")
-    settled_at = time.time()
-    wait_for(lambda: _daemon_idle(subscriber, settled_at), "metrics after everything read was handled")
-    counters = subscriber.kind("/metrics")[-1]["counters"]
-    assert daemon.end(signal.SIGTERM) == 0, daemon.text()
-    os.kill(sim.popen.pid, signal.SIGCONT)
+    counters = _settle_and_stop(sim, daemon, subscriber)
 
     with subscriber.lock:
         preds = dict(subscriber.predictions)
@@ -147,12 +144,7 @@ def test_frames_the_full_queue_drops_are_counted_logged_and_are_the_missing_seqs
              or not daemon.alive(), "the frames queue to drop frames")
     assert daemon.alive(), daemon.text()
     os.kill(sim.popen.pid, signal.SIGSTOP)
-    wait_for(lambda: _stable(subscriber), "the stream to settle")
-    settled_at = time.time()
-    wait_for(lambda: _daemon_idle(subscriber, settled_at), "metrics after everything read was handled")
-    counters = subscriber.kind("/metrics")[-1]["counters"]
-    assert daemon.end(signal.SIGTERM) == 0, daemon.text()
-    os.kill(sim.popen.pid, signal.SIGCONT)
+    counters = _settle_and_stop(sim, daemon, subscriber)
 
     with subscriber.lock:
         missing = _missing(sorted(subscriber.predictions))
@@ -170,6 +162,18 @@ def _missing(seqs: list[int]) -> list[int]:
     return sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
 
 
+def _settle_and_stop(sim: Proc, daemon: Proc, subscriber: Subscriber) -> dict[str, Any]:
+    """With the device paused: the daemon's counters once everything it read was handled, then the daemon stopped
+    (exit code 0) and the device resumed."""
+    wait_for(lambda: _stable(subscriber), "the stream to settle")
+    settled_at = time.time()
+    wait_for(lambda: _daemon_idle(subscriber, settled_at), "metrics after everything read was handled")
+    counters: dict[str, Any] = subscriber.kind("/metrics")[-1]["counters"]
+    assert daemon.end(signal.SIGTERM) == 0, daemon.text()
+    os.kill(sim.popen.pid, signal.SIGCONT)
+    return counters
+
+
 def _daemon_idle(sub: Subscriber, since_unix_s: float) -> bool:
     """True once two metrics messages produced after ``since_unix_s`` + 1 s show an empty frames queue and the same
     ``spectra_in``: every frame the daemon read was predicted and, the messages queue being FIFO, committed to the
@@ -181,21 +185,6 @@ def _daemon_idle(sub: Subscriber, since_unix_s: float) -> bool:
     idle = all(m["gauges"]["frames_queue"] == 0 for m in (a, b))
     return idle and a["counters"].get("spectra_in") == b["counters"].get("spectra_in")
 
-
-def _holds_open(pid: int, link: str | Path) -> bool:
-    """True when process ``pid`` has the pty behind the simulator's ``link`` open (Linux ``/proc``)."""
-    target = os.path.realpath(link)
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                return True
-        except OSError:
-            continue
-    return False
 
 
 def _stable(sub: Subscriber, quiet_s: float = 1.5) -> bool:
@@ -240,7 +229,7 @@ def test_broker_outage_then_daemon_sigkill_lose_nothing(
     # loss, not the daemon's (the simulator can be frozen between its "host present" check and its write).
     daemon2 = start_daemon(tmp_path, cfg, 1)
     procs.append(daemon2)
-    wait_for(lambda: _holds_open(daemon2.popen.pid, path) or not daemon2.alive(), "the new daemon to open the port")
+    wait_for(lambda: holds_open(daemon2.popen.pid, path) or not daemon2.alive(), "the new daemon to open the port")
     os.kill(sim.popen.pid, signal.SIGCONT)
     try:
         wait_for(lambda: subscriber.count() >= n or not daemon2.alive(), f"all {n} predictions", timeout_s=180.0)

@@ -126,6 +126,21 @@ def test_documented_acl_confines_a_device_to_its_own_topics(tmp_path: Path, repo
         sub.close()
 
 
+def _connected(broker: MosquittoBroker, client_id: str, user: str, password: str) -> paho.Client:
+    """A started paho client of ``user``, connected to ``broker``."""
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    c.username_pw_set(user, password)
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    return c
+
+
+def _closed(*clients: paho.Client) -> None:
+    for c in clients:
+        c.disconnect()
+        c.loop_stop()
+
+
 def test_documented_acl_lets_a_device_publish_every_kind_it_sends(
         repo_root: Path, mosquitto_factory: Callable[..., MosquittoBroker]) -> None:
     """Every message kind the daemon publishes passes the documented ACL: with MQTT 3.1.1 a publish the ACL denies
@@ -135,10 +150,7 @@ def test_documented_acl_lets_a_device_publish_every_kind_it_sends(
     ops = paho.Client(CallbackAPIVersion.VERSION2, client_id="ops-all")
     ops.username_pw_set("ops", "pw-ops")
     sub = Subscriber(broker, client=ops, topic_filter="spectrolite/#")
-    device = paho.Client(CallbackAPIVersion.VERSION2, client_id="nir-01")
-    device.username_pw_set("nir-01", "pw1")
-    device.connect(broker.host, broker.port)
-    device.loop_start()
+    device = _connected(broker, "nir-01", "nir-01", "pw1")
     topics = [f"{PREFIX}/{kind.value}" for kind in MessageKind if kind is not MessageKind.COMMAND_RESPONSE]
     topics.append(f"{PREFIX}/cmd/reload_bundle/response")
     try:
@@ -148,8 +160,7 @@ def test_documented_acl_lets_a_device_publish_every_kind_it_sends(
         wait_for(lambda: any(m.payload == b"marker" for m in sub.messages), "marker after every kind")
         assert sorted(m.topic for m in sub.messages if m.payload != b"marker") == sorted(topics)
     finally:
-        device.disconnect()
-        device.loop_stop()
+        _closed(device)
         sub.close()
 
 
@@ -161,23 +172,15 @@ def test_documented_acl_lets_a_device_read_its_deployment_group(
     device = paho.Client(CallbackAPIVersion.VERSION2, client_id="nir-01")
     device.username_pw_set("nir-01", "pw1")
     sub = Subscriber(broker, client=device, topic_filter="spectrolite/group/plant-a/cmd/+")
-    ops = paho.Client(CallbackAPIVersion.VERSION2, client_id="ops")
-    ops.username_pw_set("ops", "pw-ops")
-    ops.connect(broker.host, broker.port)
-    ops.loop_start()
-    forger = paho.Client(CallbackAPIVersion.VERSION2, client_id="nir-01-forger")
-    forger.username_pw_set("nir-01", "pw1")
-    forger.connect(broker.host, broker.port)
-    forger.loop_start()
+    ops = _connected(broker, "ops", "ops", "pw-ops")
+    forger = _connected(broker, "nir-01-forger", "nir-01", "pw1")
     try:
         forger.publish("spectrolite/group/plant-a/cmd/deploy_begin", b"forged", qos=1).wait_for_publish()
         ops.publish("spectrolite/group/plant-a/cmd/deploy_begin", b"from ops", qos=1).wait_for_publish()
         wait_for(lambda: len(sub.messages) >= 1, "the group command")
         assert [m.payload for m in sub.messages] == [b"from ops"]
     finally:
-        for c in (ops, forger):
-            c.disconnect()
-            c.loop_stop()
+        _closed(ops, forger)
         sub.close()
 
 

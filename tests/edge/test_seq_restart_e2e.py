@@ -24,28 +24,12 @@ from firmware_bridge.codec import FrameDecoder
 from firmware_bridge.frames import Line, Spectrum, Status
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
-from tests.support.processes import Proc, Subscriber, start_daemon, start_sim, write_config
+from tests.support.processes import Proc, Subscriber, holds_open, start_daemon, start_sim, write_config
 
 #: Spectra the simulator sends while no daemon holds the port.
 SENT_WITHOUT_DAEMON = 40
 #: Simulator rate, spectra per second.
 RATE_HZ = 50.0
-
-
-def _holds_open(pid: int, link: str | Path) -> bool:
-    """True when process ``pid`` has the pty behind the simulator's ``link`` open (Linux ``/proc``)."""
-    target = os.path.realpath(link)
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                return True
-        except OSError:
-            continue
-    return False
 
 
 def _covered(sub: Subscriber) -> set[int]:
@@ -134,7 +118,7 @@ def _second_daemon(tmp_path: Path, cfg: Path, sim: Proc, path: str, sub: Subscri
     started = time.time()
     daemon2 = start_daemon(tmp_path, cfg, 1)
     procs.append(daemon2)
-    wait_for(lambda: _holds_open(daemon2.popen.pid, path) or not daemon2.alive(), "the new daemon to open the port")
+    wait_for(lambda: holds_open(daemon2.popen.pid, path) or not daemon2.alive(), "the new daemon to open the port")
 
     def first_new() -> int | None:
         new = [s for s in _covered(sub) if s > after_seq]

@@ -242,3 +242,19 @@ def assert_equal_offline(sub: Subscriber, bundle: Path, n: int) -> None:
     for seq, body in sub.predictions.items():
         values = np.array([v["value"] for v in body["values"]])
         np.testing.assert_allclose(values, expected[seq], rtol=0, atol=VALUE_ATOL)
+
+
+def holds_open(pid: int, link: str | Path) -> bool:
+    """True when process ``pid`` has the pty behind the simulator's ``link`` open (Linux ``/proc``)."""
+    target = os.path.realpath(link)
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                return True
+        except OSError:
+            continue
+    return False
