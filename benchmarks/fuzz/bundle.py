@@ -8,7 +8,7 @@ from typing import Any
 from benchmarks.fuzz.target import mutate
 
 #: Up-front read buffer of the bundle reader: ``edge.bundle.MAX_BUNDLE_BYTES + 1`` (member caps + 1 MiB + 1 byte).
-BUNDLE_READ_BUFFER_BYTES = 135 * 1024 * 1024 + 1024 + 1
+BUNDLE_READ_BUFFER_BYTES = 215 * 1024 * 1024 + 1024 + 1
 
 REPO = Path(__file__).resolve().parents[2]
 #: A real signed bundle kept in the tests' data (built by tests/data/bundles/make_bundles.py).

@@ -116,13 +116,13 @@ def test_the_pipeline_calibrates_the_deployed_pls_on_line_copies_when_asked(tmp_
     """``[instrument.noise] calibration_copies`` reaches the PLS stages of the pipeline: the calibration rows are
     the training rows and their copies (groups kept), the deployed PLS differs from the lab-calibrated one, and its
     ``cv_rmse`` (what the champion rule compares) is that of the measured rows at the latent variables chosen."""
-    from tests.trainer.test_pipeline import CONFIG, _write_synthetic
+    from tests.support.tiny_fit import CONFIG, write_synthetic
     from trainer.champion import pls_cv_rmse
     from trainer.config import load_config
     from trainer.pipeline.baseline import deployable_pls_on, fit_pls_on, pls_calibration_rows
     from trainer.pipeline.prepare import prepare_data
 
-    _write_synthetic(tmp_path / "synthetic.npz")
+    write_synthetic(tmp_path / "synthetic.npz")
     lab = CONFIG + "\n[instrument]\nsignal = \"counts\"\n[instrument.noise]\ncopies = 2\n"
     (tmp_path / "lab.toml").write_text(lab)
     (tmp_path / "line.toml").write_text(lab + "calibration_copies = 2\nreference_averages = 1\n")

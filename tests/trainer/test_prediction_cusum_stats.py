@@ -21,9 +21,9 @@ from trainer.prediction_stats import prediction_stats
 
 pytestmark = pytest.mark.slow
 
-#: A noisy line detector (few counts per scan, one scan): the noise it adds to each prediction is as large as the
-#: spread of the targets, so the predictions' spread is far from the reference values'.
-NOISE = {"averages": 1, "copies": 4, "read_noise_counts": 1500.0}
+#: A noisy line detector (few counts per scan, one scan, references of one scan too): the noise it adds to each
+#: prediction is as large as the spread of the targets, so the predictions' spread is far from the reference values'.
+NOISE = {"averages": 1, "reference_averages": 1, "copies": 4, "read_noise_counts": 1500.0}
 CUSUM_CONFIG = (CONFIG + '[selection]\nmodel = "pls"\n[instrument]\nsignal = "counts"\nquantity = "absorbance"\n'
                 "[instrument.noise]\n" + "".join(f"{k} = {v}\n" for k, v in NOISE.items()))
 #: Rows of the synthetic data set (3 replicates per sample).
@@ -62,8 +62,8 @@ def _line_predictions(fitted: dict[str, Any], copies: int, seed: int) -> np.ndar
     rows = np.arange(d["X"].shape[0])
     noise: LineNoiseConfig = fitted["noise"]
     line = line_spectra(d["X"][rows].astype(np.float64), d["wavelengths"],
-                        LineNoiseConfig(averages=noise.averages, copies=copies,
-                                        read_noise_counts=noise.read_noise_counts), seed=seed)
+                        LineNoiseConfig(averages=noise.averages, reference_averages=noise.reference_averages,
+                                        copies=copies, read_noise_counts=noise.read_noise_counts), seed=seed)
     return np.asarray(b.predict_signal(line.reshape(-1, line.shape[-1])), dtype=np.float64).reshape(-1)
 
 
