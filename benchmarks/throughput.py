@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import throughput_line  # the line-frame steps, kept in their own module
+from benchmarks.harness import DEVICE, LINE, SITE, daemon_command
 from benchmarks.results import (
     host_facts,
     jsonable,
@@ -77,7 +78,6 @@ IDLE_END_S = 4.0
 #: Liveness deadlines (failures to get there, not figures).
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
-from benchmarks.harness import DEVICE, LINE, SITE, daemon_command  # noqa: E402 - the one harness's identity
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,7 +107,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     throughput_line.add_arguments(parser)  # --line-spectra N: the line-frame steps (benchmarks/throughput_line.py)
 
 
-# --------------------------------------------------------------------------------------------------- probes
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -202,7 +201,6 @@ class Subscriber:
         self.client.loop_stop()
 
 
-# --------------------------------------------------------------------------------------------------- setup
 @dataclass(frozen=True)
 class Setup:
     """What the daemon serves and what the simulator streams."""
@@ -280,7 +278,6 @@ def _end(proc: subprocess.Popen[bytes] | None, timeout_s: float = STOP_TIMEOUT_S
     return end_process(proc, timeout_s)
 
 
-# --------------------------------------------------------------------------------------------------- steps
 def run_step(setup: Setup, broker: Any, sub: Subscriber, *, rate: float, frames: int, qos: int, threads: int,
              workdir: Path, daemon_argv: Callable[[Path], list[str]] | None = None,
              sim_args: tuple[str, ...] = (), sections: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:

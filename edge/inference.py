@@ -38,15 +38,8 @@ from firmware_bridge.frames import AxisUnit, Spectrum, SpectrumFlags
 if TYPE_CHECKING:
     from edge.bundle import Bundle
 
-__all__ = [
-    "RejectReason",
-    "Prediction",
-    "Rejection",
-    "Outcome",
-    "InferenceEngine",
-    "bundle_targets",
-    "bundle_needs_references",
-]
+__all__ = ["RejectReason", "Prediction", "Rejection", "Outcome", "InferenceEngine", "bundle_targets",
+           "bundle_needs_references"]
 
 
 class RejectReason(str, enum.Enum):

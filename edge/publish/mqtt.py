@@ -72,8 +72,7 @@ __all__ = ["MqttPublisher", "PublisherStats", "CommandHandler", "RESYNC_TIMEOUT_
 
 log = logging.getLogger(__name__)
 
-#: After a reconnect, how long messages in flight before the outage may take to be re-acknowledged before newer
-#: messages are sent anyway.
+#: After a reconnect, how long messages in flight before the outage may take to be re-acknowledged.
 RESYNC_TIMEOUT_S = 5.0
 #: How often the drain thread looks at the outbox when nothing wakes it.
 DRAIN_POLL_S = 0.25
@@ -571,8 +570,7 @@ class MqttPublisher:
         self._connected.clear()
         self._live_ready = False
         self._status.connection_lost()
-        # A connection closed before its CONNACK (a TLS client certificate refused after the handshake, ...) is a
-        # failed attempt, not a disconnect.
+        # Closed before its CONNACK (a TLS client certificate refused, ...): a failed attempt, not a disconnect.
         self._inflight.disconnected(was_connected=was_connected)
         if self._stopping.is_set():
             return

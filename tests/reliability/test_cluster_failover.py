@@ -55,16 +55,6 @@ def subscribers() -> Iterator[list[Subscriber]]:
             s.close()
 
 
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    try:
-        yield started
-    finally:
-        for p in reversed(started):
-            p.end(timeout_s=15)
-
-
 def _subscriber(port: int, made: list[Subscriber], client_id: str) -> Subscriber:
     # returns once its SUBACK came (on a cluster: its queue declared), before anything is published
     sub = device_subscriber(LocalBroker(port), client_id=client_id)
