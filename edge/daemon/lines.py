@@ -142,6 +142,8 @@ def line_message(line: CollectedLine, *, device_id: str, device_boot_id: int | N
     n, first = line.spectra, preds[0]
     index = [(p.seq - line.seq) % LINE_SEQ_MODULUS for p in preds]
     targets = []
+    # The ignores below: every prediction of a line comes from one bundle, so when the first carries intervals or OOD
+    # scores they all do; mypy cannot follow that from ``first`` to the others.
     for j, (name, unit) in enumerate(zip(first.names, first.units)):
         lower = None if first.lower is None else _spread([p.lower[j] for p in preds], index, n)  # type: ignore[index]
         upper = None if first.upper is None else _spread([p.upper[j] for p in preds], index, n)  # type: ignore[index]

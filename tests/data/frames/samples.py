@@ -185,7 +185,7 @@ def _f32(rng: np.random.Generator) -> float:
 def random_frame(rng: np.random.Generator, *, max_pixels: int = 48) -> Frame:
     """One small random frame of any message type, every field drawn over its wire range."""
     kind = int(rng.integers(9))
-    u32 = lambda: int(rng.integers(0, 2**32))  # noqa: E731
+    u32 = lambda: int(rng.integers(0, 2**32))  # noqa: E731 - a one-line local draw reads better than a def
     if kind <= 2:
         cls = (Spectrum, Dark, Reference)[kind]
         n = int(rng.integers(1, max_pixels + 1))
