@@ -40,8 +40,8 @@ from firmware_bridge.signals import events_on_signals
 from firmware_bridge.simulator import (
     DEFAULT_REFERENCE_AVERAGES,
     DRIFT_KINDS,
-    DriftConfig,
     FaultConfig,
+    ProvokedDriftConfig,
     PtyEndpoint,
     Simulator,
     SimulatorConfig,
@@ -207,7 +207,7 @@ def _config(args: argparse.Namespace) -> SimulatorConfig:
         synthetic_samples=args.synthetic_samples,
         synthetic_channels=args.synthetic_channels,
         axis_unit=None if args.axis_unit == "auto" else AxisUnit.from_symbol(args.axis_unit),
-        drift=DriftConfig(
+        drift=ProvokedDriftConfig(
             lamp_ageing_per_kframe=args.lamp_ageing,
             wavelength_shift_nm_per_kframe=args.wavelength_shift_nm_per_kframe,
             baseline_offset=args.baseline_offset,

@@ -31,7 +31,7 @@ from edge.daemon.shadow import ShadowMode
 from edge.daemon.status import ActiveAlerts, LastError, metrics_payload, software_version
 from edge.daemon.values import _Capture, _Received, _Swap
 from edge.deploy.staging import StagingArea
-from edge.drift import CusumConfig, DriftConfig, DriftMonitor, EwmaConfig
+from edge.drift import CusumConfig, DriftMonitor, DriftMonitorConfig, EwmaConfig
 from edge.errors import EdgeError
 from edge.inference import InferenceEngine
 from edge.metrics import Counters, LatencyWindow
@@ -65,8 +65,9 @@ WATCHDOG_POLL_S = 0.5
 INFERENCE_STALL_S = 120.0
 
 
-def drift_config_from(cfg: Any) -> DriftConfig:
-    """Translate the ``[drift]`` section of :class:`edge.config.EdgeConfig` into an :class:`edge.drift.DriftConfig`.
+def drift_config_from(cfg: Any) -> DriftMonitorConfig:
+    """Translate the ``[drift]`` section of :class:`edge.config.EdgeConfig` into a
+    :class:`edge.drift.DriftMonitorConfig`.
 
     ``ewma_alpha``, ``raise_ratio`` and ``clear_ratio`` drive the EWMA of T2/limit and Q/limit (raised after
     ``max(1, window_frames // 20)`` consecutive frames above, cleared after twice that below); ``min_frames`` is the
@@ -85,7 +86,7 @@ def drift_config_from(cfg: Any) -> DriftConfig:
     prediction = CusumConfig(
         k_sigma=float(cfg.cusum_k_sigma), h_sigma=float(cfg.cusum_h_sigma), warmup_samples=int(cfg.min_frames)
     )
-    return DriftConfig(
+    return DriftMonitorConfig(
         ood=ood,
         prediction=prediction,
         dark_max_fraction=float(cfg.dark_level_max_fraction),

@@ -26,10 +26,6 @@ from edge.drift.detectors import (
 )
 from edge.drift.monitor import DriftMonitor, DriftMonitorConfig, TrainingStats
 
-#: Deprecated name of :class:`DriftMonitorConfig` (three classes were called ``DriftConfig``), kept while
-#: ``edge.daemon`` still imports it; new code uses :class:`DriftMonitorConfig`.
-DriftConfig = DriftMonitorConfig
-
 __all__ = [
     "DriftState",
     "DriftKind",

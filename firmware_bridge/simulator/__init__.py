@@ -23,8 +23,8 @@ from __future__ import annotations
 from firmware_bridge.simulator.config import (
     DEFAULT_REFERENCE_AVERAGES,
     DRIFT_KINDS,
-    DriftConfig,
     FaultConfig,
+    ProvokedDriftConfig,
     SimulatorConfig,
     SimulatorError,
 )
@@ -36,7 +36,7 @@ from firmware_bridge.simulator.runner import Simulator
 __all__ = [
     "DEFAULT_REFERENCE_AVERAGES",
     "DRIFT_KINDS",
-    "DriftConfig",
+    "ProvokedDriftConfig",
     "FaultConfig",
     "PtyEndpoint",
     "Simulator",

@@ -15,7 +15,7 @@ __all__ = [
     "MAX_INTEGRATION_TIME_US",
     "MAX_TRIGGER",
     "TEMP_COEFF_NM_PER_C",
-    "DriftConfig",
+    "ProvokedDriftConfig",
     "FaultConfig",
     "SimulatorConfig",
     "SimulatorError",
@@ -43,7 +43,7 @@ class SimulatorError(BridgeError, ValueError):
 
 
 @dataclass(frozen=True)
-class DriftConfig:
+class ProvokedDriftConfig:
     """Slow drifts (per 1000 spectra, so they show at any rate) and one provoked drift.
 
     Parameters
@@ -237,7 +237,7 @@ class SimulatorConfig:
         Unit of the dataset's ``wavelengths`` and of the polynomial the STATUS announces (``NM`` or ``CM_1``; the
         symbols ``"nm"``/``"cm-1"`` are accepted too); None (the default) takes the dataset's ``axis_unit`` entry,
         else nm (see :func:`dataset_axis_unit`).  The synthetic spectra are labelled with it.
-    drift : DriftConfig
+    drift : ProvokedDriftConfig
     faults : FaultConfig
     """
 
@@ -263,7 +263,7 @@ class SimulatorConfig:
     signal: SignalKind = SignalKind.COUNTS
     boot_id: int | None = None
     axis_unit: AxisUnit | None = None
-    drift: DriftConfig = field(default_factory=DriftConfig)
+    drift: ProvokedDriftConfig = field(default_factory=ProvokedDriftConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:

@@ -1,5 +1,5 @@
 """Provoked drifts that act on the spectrum itself rather than on lamp, axis or baseline: rising detector noise and
-a product change, each ramping in with :meth:`DriftConfig.provoked_weight` like the other provoked drifts.
+a product change, each ramping in with :meth:`ProvokedDriftConfig.provoked_weight` like the other provoked drifts.
 
 * ``noise``: white noise of standard deviation ``weight * size`` absorbance units is added to every spectrum (a
   detector whose noise rises, as the host sees it in absorbance; the simulator's own detector noise stays), drawn
@@ -7,17 +7,18 @@ a product change, each ramping in with :meth:`DriftConfig.provoked_weight` like 
 * ``product``: the spectrum becomes the mixture ``(1 - weight * size) * a + weight * size * b`` of the streamed
   row ``a`` and the row ``b`` of another product (Beer-Lambert absorbance is linear in concentration, so this is
   what a pipe switching products sees while the two mix).  The other product's rows come from
-  ``DriftConfig.product_dataset`` (a ``.npz`` of the dataset format, ``product_split`` rows of it, resampled onto
-  the device's axis), or, when none is named, from the synthetic generator with another seed on the device's axis:
-  other components, another matrix, another interferent.
+  ``ProvokedDriftConfig.product_dataset`` (a ``.npz`` of the dataset format, ``product_split`` rows of it,
+  resampled onto the device's axis), or, when none is named, from the synthetic generator with another seed on the
+  device's axis: other components, another matrix, another interferent.
 
 Everything is numpy and pure apart from the seeded generator; :class:`ProvokedSpectrumDrift` is built once per
 device and applied in :meth:`VirtualSpectrometer.sample_absorbance`.
 
 >>> import numpy as np
->>> from firmware_bridge.simulator.config import DriftConfig, SimulatorConfig
+>>> from firmware_bridge.simulator.config import ProvokedDriftConfig, SimulatorConfig
 >>> axis = np.linspace(900.0, 1700.0, 16)
->>> cfg = SimulatorConfig(drift=DriftConfig(drift_at_frame=2, drift_kind="noise", drift_size=0.1, drift_ramp_frames=2))
+>>> drift = ProvokedDriftConfig(drift_at_frame=2, drift_kind="noise", drift_size=0.1, drift_ramp_frames=2)
+>>> cfg = SimulatorConfig(drift=drift)
 >>> effect = ProvokedSpectrumDrift.of(cfg, axis)
 >>> bool(np.all(effect.apply(1, np.zeros(16)) == 0.0)), round(float(np.std(effect.apply(10, np.zeros(10**5)))), 2)
 (True, 0.1)

@@ -31,8 +31,8 @@ from firmware_bridge.frames import (
 )
 from firmware_bridge.physics import absorbance_from_counts
 from firmware_bridge.simulator import (
-    DriftConfig,
     FaultConfig,
+    ProvokedDriftConfig,
     PtyEndpoint,
     Simulator,
     SimulatorConfig,
@@ -194,7 +194,8 @@ def test_in_process_simulator_with_bit_flips() -> None:
 
 def test_provoked_drift_and_lamp_ageing_show_in_absorbance() -> None:
     config = SimulatorConfig(
-        seed=1, synthetic_samples=50, drift=DriftConfig(drift_at_frame=10, drift_kind="band", drift_ramp_frames=5)
+        seed=1, synthetic_samples=50,
+        drift=ProvokedDriftConfig(drift_at_frame=10, drift_kind="band", drift_ramp_frames=5),
     )
     device = VirtualSpectrometer.from_config(config)
     x, _wl, y = load_spectra(config)
@@ -209,7 +210,7 @@ def test_provoked_drift_and_lamp_ageing_show_in_absorbance() -> None:
     assert max(abs(c) for c in changes[:10]) < DRIFT_VISIBLE / 4
     assert min(changes[15:]) > DRIFT_VISIBLE
 
-    config = SimulatorConfig(seed=1, synthetic_samples=50, drift=DriftConfig(lamp_ageing_per_kframe=0.5))
+    config = SimulatorConfig(seed=1, synthetic_samples=50, drift=ProvokedDriftConfig(lamp_ageing_per_kframe=0.5))
     aged = VirtualSpectrometer.from_config(config)
     dark, reference = aged.dark(), aged.reference()  # taken with a new lamp, then never refreshed
     for _ in range(2001):

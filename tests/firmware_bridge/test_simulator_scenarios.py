@@ -10,7 +10,7 @@ import pytest
 
 from firmware_bridge.cli import _config, build_parser
 from firmware_bridge.physics import absorbance_from_counts
-from firmware_bridge.simulator import DriftConfig, SimulatorConfig, SimulatorError, VirtualSpectrometer
+from firmware_bridge.simulator import ProvokedDriftConfig, SimulatorConfig, SimulatorError, VirtualSpectrometer
 from firmware_bridge.simulator.scenarios import other_product
 from firmware_bridge.synthetic import make_synthetic_dataset
 
@@ -21,7 +21,7 @@ NOISE_SD_REL = 0.15
 
 def _device(kind: str, size: float | None = None, *, product_dataset: str | None = None,
             product_split: str | None = None) -> VirtualSpectrometer:
-    config = SimulatorConfig(seed=3, synthetic_samples=40, drift=DriftConfig(
+    config = SimulatorConfig(seed=3, synthetic_samples=40, drift=ProvokedDriftConfig(
         drift_at_frame=ONSET, drift_kind=kind, drift_size=size, drift_ramp_frames=RAMP,
         product_dataset=product_dataset, product_split=product_split))
     return VirtualSpectrometer.from_config(config)
@@ -83,7 +83,7 @@ def test_product_dataset_is_resampled_onto_the_axis_and_must_cover_it(tmp_path: 
 ])
 def test_bad_sizes_are_refused(kind: str, size: float, message: str) -> None:
     with pytest.raises(SimulatorError, match=message):
-        DriftConfig(drift_at_frame=0, drift_kind=kind, drift_size=size)
+        ProvokedDriftConfig(drift_at_frame=0, drift_kind=kind, drift_size=size)
 
 
 def test_cli_options_reach_the_config() -> None:

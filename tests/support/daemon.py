@@ -70,10 +70,10 @@ def offline_stream(n_spectra: int, *, drift_at: int | None = None) -> dict[str, 
     to the device when the device announces itself, so this is exactly what the pty carried.
     """
     from firmware_bridge.frames import Dark, Reference, Status
-    from firmware_bridge.simulator import DriftConfig, SimulatorConfig, VirtualSpectrometer
+    from firmware_bridge.simulator import ProvokedDriftConfig, SimulatorConfig, VirtualSpectrometer
 
     cfg = SimulatorConfig(seed=SEED, synthetic_samples=SAMPLES, synthetic_channels=CHANNELS,
-                          drift=DriftConfig(drift_at_frame=drift_at))
+                          drift=ProvokedDriftConfig(drift_at_frame=drift_at))
     dev = VirtualSpectrometer.from_config(cfg)
     start = dev.session_start()
     status = next(f for f in start if isinstance(f, Status))
@@ -189,10 +189,10 @@ class SimThread:
 
 def start_sim_thread(tmp: Path, *, count: int, rate_hz: float = 0.0, drift_at: int | None = None,
                      faults: Any = None) -> SimThread:
-    from firmware_bridge.simulator import DriftConfig, FaultConfig, PtyEndpoint, Simulator, SimulatorConfig
+    from firmware_bridge.simulator import FaultConfig, ProvokedDriftConfig, PtyEndpoint, Simulator, SimulatorConfig
 
     cfg = SimulatorConfig(seed=SEED, synthetic_samples=SAMPLES, synthetic_channels=CHANNELS, count=count,
-                          rate_hz=rate_hz, connect_delay_s=0.3, drift=DriftConfig(drift_at_frame=drift_at),
+                          rate_hz=rate_hz, connect_delay_s=0.3, drift=ProvokedDriftConfig(drift_at_frame=drift_at),
                           faults=faults if faults is not None else FaultConfig())
     sim = Simulator(cfg, PtyEndpoint(tmp / "spectrometer"))
     stop = threading.Event()
