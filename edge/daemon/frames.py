@@ -219,11 +219,15 @@ class InferenceStage:
 
     def handle_batch(self, items: Sequence[_Received]) -> None:
         """Handle the frames of one batch in order; consecutive spectra that need nothing but the model are
-        predicted together (:meth:`_on_spectra`)."""
+        predicted together (:meth:`_on_spectra`).  An ANNOTATION that is not forwarded is only counted, so it does
+        not end such a run (a simulator or test bench sends one after every spectrum)."""
         run: list[_Received] = []
         for item in [*items, None]:
             if item is not None and self._batchable(item):
                 run.append(item)
+                continue
+            if item is not None and not self.forward_annotations and isinstance(item.frame, Annotation):
+                self.counters.incr("annotation_frames")
                 continue
             if run:
                 self._guarded(self._on_spectra, run)
