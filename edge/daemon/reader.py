@@ -18,11 +18,15 @@ log = logging.getLogger("edge.daemon")
 
 #: Longest wait of one serial read; bounds how late the reader notices a stop request, seconds.
 READ_WAIT_S = 0.2
-#: Reader coalescing (see Reader.run): frames closer together than this (ns) make the reader pause COALESCE_S
-#: and then take everything the port holds before it hands the frames over.  At 100 frames/s nothing changes; at
-#: thousands of frames/s the inference thread is woken once per burst and predicts the burst as one batch.
+#: Reader coalescing (see Reader.run): when the frames of the last hand-over came closer together than
+#: COALESCE_BELOW_NS on average (ANNOTATION frames not counted), the reader pauses before it hands the next ones over,
+#: long enough for about COALESCE_FRAMES frames at that rate (between COALESCE_MIN_S and COALESCE_MAX_S), and then
+#: takes everything the port holds.  At 100 frames/s nothing waits; at thousands of frames/s the reader and the
+#: inference thread wake once per burst and the burst is predicted as one batch.
 COALESCE_BELOW_NS = 3_000_000
-COALESCE_S = 0.002
+COALESCE_FRAMES = 16
+COALESCE_MIN_S = 0.002
+COALESCE_MAX_S = 0.008
 #: Most frames one hand-over takes from the port after a coalescing pause (a pty read returns at most 4 KiB).
 READ_BATCH_MAX = 256
 #: Frames dropped by the full frames queue are logged at most once per this many seconds (with the totals).
@@ -47,21 +51,23 @@ class Reader:
         self._drop_logged_at = -DROP_LOG_EVERY_S
 
     def run(self) -> None:
-        last_ns = 0
+        last_ns, last_frames = 0, 1  # the last hand-over's first read, and how many frames it handed over
         while not self._stop.is_set():
             items, failed = self._read(READ_WAIT_S)
             if items:
                 now_ns = items[0].received_ns
-                # Coalescing: when frames come faster than one per COALESCE_BELOW_NS, let a few gather, then take
+                # Coalescing: when frames come faster than one per COALESCE_BELOW_NS, let a burst gather, then take
                 # what the port holds, so the reader and the inference thread wake once per burst, not per frame.
-                if now_ns - last_ns < COALESCE_BELOW_NS and not failed:
-                    time.sleep(COALESCE_S)
+                gap_ns = (now_ns - last_ns) // last_frames
+                if gap_ns < COALESCE_BELOW_NS and not failed:
+                    time.sleep(min(COALESCE_MAX_S, max(COALESCE_MIN_S, COALESCE_FRAMES * gap_ns / 1e9)))
                     while len(items) < READ_BATCH_MAX and not failed:
                         more, failed = self._read(0.0)
                         if not more:
                             break
                         items += more
                 last_ns = now_ns
+                last_frames = max(1, sum(not isinstance(item.frame, Annotation) for item in items))
                 self._hand_over(items)
             if failed:
                 self._stop.wait(READ_WAIT_S)
