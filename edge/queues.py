@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Generic, Sequence, TypeVar
 
 from edge.validation import fail, require_enum, require_int
 
@@ -54,6 +54,7 @@ class BoundedQueue(Generic[T]):
         self.maxsize = maxsize
         self.policy = policy
         self._items: deque[tuple[T, bool]] = deque()
+        self._undroppable = 0  # items in _items that may not be dropped (so the droppable count needs no scan)
         self._cond = threading.Condition()
         self._closed = False
         self.dropped = 0  #: items evicted or refused
@@ -88,34 +89,50 @@ class BoundedQueue(Generic[T]):
             expires the item is dropped and counted.
         """
         with self._cond:
-            if self._closed:
-                if droppable:
-                    self.dropped += 1
-                    return False
-                self._items.append((item, droppable))  # still delivered to a draining consumer
-                self._cond.notify()
-                return True
-            if droppable and self._n_droppable() >= self.maxsize:
-                if self.policy == "drop_newest":
-                    self.dropped += 1
-                    return False
-                if self.policy == "drop_oldest":
-                    self._evict_oldest_droppable()
-                else:  # block
-                    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-                    while self._n_droppable() >= self.maxsize and not self._closed:
-                        remaining = None if deadline is None else deadline - time.monotonic()
-                        if remaining is not None and remaining <= 0.0:
-                            self.dropped += 1
-                            return False
-                        self._cond.wait(remaining)
-                    if self._closed:
+            accepted = self._put_locked(item, droppable, timeout_s)
+            self._cond.notify_all()
+            return accepted
+
+    def put_many(self, items: Sequence[tuple[T, bool]], *, timeout_s: float | None = None) -> list[bool]:
+        """Append ``(item, droppable)`` pairs in order, as :meth:`put` would one by one, under one lock and with one
+        wake-up of the consumers (what a reader that read several frames at once hands over); return, per item,
+        whether it was accepted.  With policy ``block`` the wait for room is per item, ``timeout_s`` each."""
+        with self._cond:
+            accepted = [self._put_locked(item, droppable, timeout_s) for item, droppable in items]
+            self._cond.notify_all()
+            return accepted
+
+    def _put_locked(self, item: T, droppable: bool, timeout_s: float | None) -> bool:
+        """:meth:`put` with the lock held, without the final wake-up (a wait for room wakes the consumers first)."""
+        if self._closed:
+            if droppable:
+                self.dropped += 1
+                return False
+            self._items.append((item, droppable))  # still delivered to a draining consumer
+            self._undroppable += 1
+            return True
+        if droppable and self._n_droppable() >= self.maxsize:
+            if self.policy == "drop_newest":
+                self.dropped += 1
+                return False
+            if self.policy == "drop_oldest":
+                self._evict_oldest_droppable()
+            else:  # block
+                deadline = None if timeout_s is None else time.monotonic() + timeout_s
+                while self._n_droppable() >= self.maxsize and not self._closed:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0.0:
                         self.dropped += 1
                         return False
-            self._items.append((item, droppable))
-            self.high_water = max(self.high_water, len(self._items))
-            self._cond.notify_all()
-            return True
+                    self._cond.notify_all()  # what was appended before this item may be taken meanwhile
+                    self._cond.wait(remaining)
+                if self._closed:
+                    self.dropped += 1
+                    return False
+        self._items.append((item, droppable))
+        self._undroppable += not droppable
+        self.high_water = max(self.high_water, len(self._items))
+        return True
 
     def get(self, timeout_s: float | None = None) -> T | None:
         """Pop the oldest item, waiting up to ``timeout_s`` (None: until an item or :meth:`close`); None if none."""
@@ -130,7 +147,8 @@ class BoundedQueue(Generic[T]):
                 if remaining is not None and remaining <= 0.0:
                     return None
                 self._cond.wait(remaining)
-            item, _ = self._items.popleft()
+            item, droppable = self._items.popleft()
+            self._undroppable -= not droppable
             self._cond.notify_all()
             return item
 
@@ -152,12 +170,14 @@ class BoundedQueue(Generic[T]):
                     return []
                 self._cond.wait(remaining)
             n = min(max_items, len(self._items))
-            out = [self._items.popleft()[0] for _ in range(n)]
+            taken = [self._items.popleft() for _ in range(n)]
+            self._undroppable -= sum(not droppable for _, droppable in taken)
+            out = [item for item, _ in taken]
             self._cond.notify_all()
             return out
 
     def _n_droppable(self) -> int:
-        return sum(1 for _, d in self._items if d) if len(self._items) >= self.maxsize else len(self._items)
+        return len(self._items) - self._undroppable
 
     def _evict_oldest_droppable(self) -> None:
         for i, (_, droppable) in enumerate(self._items):

@@ -284,7 +284,9 @@ class SerialTransport:
         """Return the frames decoded within about ``max_wait_s`` seconds (possibly none), reconnecting as needed.
 
         Returns as soon as at least one frame is complete (with every frame the bytes read so far complete); never
-        later than ``max_wait_s`` plus one read timeout.  Bad frames are counted in ``stats.decoder``, not raised.
+        later than ``max_wait_s`` plus one read timeout (a device path, pty or socket: never later than
+        ``max_wait_s``, so ``read_frames(0.0)`` takes what the port holds now without waiting for more).  Bad
+        frames are counted in ``stats.decoder``, not raised.
         """
         deadline = self._clock() + max(0.0, float(max_wait_s))
         frames: list[Frame] = []
@@ -382,13 +384,15 @@ class SerialTransport:
                 if wait > 0:
                     self._closed.wait(wait)
                 return b""
+        # A wait that ends before the read timeout bounds the read (``read_frames(0.0)`` takes only what is there).
+        wait_s = min(self.read_timeout_s, max(0.0, deadline - self._clock()))
         try:
             if type(port) is _PosixSerial:
-                data = _read_posix(port, self.read_timeout_s)
+                data = _read_posix(port, wait_s)
             elif type(port) is _SocketSerial and os.name == "posix":
-                data = _read_fd(port.fileno(), self.read_timeout_s)
+                data = _read_fd(port.fileno(), wait_s)
             else:
-                data = _read_buffered(port)
+                data = _read_buffered(port, wait=wait_s > 0.0)
         except _PORT_ERRORS as exc:
             if not self._closed.is_set():
                 self._mark_down(port, exc)
@@ -472,9 +476,12 @@ class SerialTransport:
         _quiet_close(port)
 
 
-def _read_buffered(port: Any) -> bytes:
+def _read_buffered(port: Any, *, wait: bool = True) -> bytes:
     """What any other pyserial port holds, in blocks: ``read(in_waiting)`` (at least one byte, waiting up to the
-    port's read timeout for it), then whatever arrived meanwhile, up to :data:`_MAX_READ_BYTES`."""
+    port's read timeout for it; without ``wait``, nothing when nothing is there), then whatever arrived meanwhile, up
+    to :data:`_MAX_READ_BYTES`."""
+    if not wait and int(port.in_waiting) == 0:
+        return b""
     data = port.read(min(max(1, int(port.in_waiting)), _MAX_READ_BYTES))
     if data and len(data) < _MAX_READ_BYTES:
         more = int(port.in_waiting)

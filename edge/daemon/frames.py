@@ -57,8 +57,8 @@ ANNOTATION_WAIT_S = 0.25
 INFERENCE_POLL_S = 0.25
 #: Most frames the inference thread takes off the frames queue at once (a micro-batch): what queued up while it
 #: worked, never waiting for more; consecutive spectra of a batch are predicted together and the batch's messages
-#: are committed to the outbox in one transaction.
-INFERENCE_BATCH_MAX = 64
+#: are committed to the outbox in one transaction.  Frames, not spectra: a simulator's ANNOTATION frames count too.
+INFERENCE_BATCH_MAX = 128
 #: How long spectra wait for the device's STATUS when the bundle needs the device's wavelength axis (a pipeline that
 #: resamples it), seconds.  A device announces itself when a host opens the port, but not to a daemon restarted
 #: while the port stayed open: the daemon then greets it at once and predicts the waiting spectra when it answers.
@@ -219,11 +219,15 @@ class InferenceStage:
 
     def handle_batch(self, items: Sequence[_Received]) -> None:
         """Handle the frames of one batch in order; consecutive spectra that need nothing but the model are
-        predicted together (:meth:`_on_spectra`)."""
+        predicted together (:meth:`_on_spectra`).  An ANNOTATION that is not forwarded is only counted, so it does
+        not end such a run (a simulator or test bench sends one after every spectrum)."""
         run: list[_Received] = []
         for item in [*items, None]:
             if item is not None and self._batchable(item):
                 run.append(item)
+                continue
+            if item is not None and not self.forward_annotations and isinstance(item.frame, Annotation):
+                self.counters.incr("annotation_frames")
                 continue
             if run:
                 self._guarded(self._on_spectra, run)

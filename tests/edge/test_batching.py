@@ -175,6 +175,22 @@ def test_daemon_batches_publish_exactly_the_messages_of_one_frame_at_a_time(
     assert batch.counters.snapshot() == single.counters.snapshot()
 
 
+def test_annotations_not_forwarded_do_not_split_the_batches(tmp_path: Path, demo_bundles: DemoBundles) -> None:
+    """The simulator (and a test bench) sends an ANNOTATION after every spectrum; when annotations are not forwarded
+    they are only counted, so the spectra around them are still predicted as one batch, with the same messages and
+    counters as one frame at a time."""
+    stream = offline_stream(N_SPECTRA)
+    frames = [stream["status"], stream["dark"], stream["white"],
+              *(f for pair in zip(stream["spectra"], stream["annotations"]) for f in pair)]
+    single, single_link, _ = _handle(tmp_path / "single", demo_bundles.v1, frames, batched=False)
+    batch, batch_link, sizes = _handle(tmp_path / "batched", demo_bundles.v1, frames, batched=True)
+    assert sizes and max(sizes) >= 16  # 64 frames a batch: 32 spectra between 32 annotations
+    assert sum(sizes) >= N_SPECTRA - 2
+    assert _stable(batch_link.messages) == _stable(single_link.messages)
+    assert batch.counters.snapshot() == single.counters.snapshot()
+    assert batch.counters.get("annotation_frames") == N_SPECTRA
+
+
 def test_overload_loses_nothing_the_counters_do_not_show(tmp_path: Path, demo_bundles: DemoBundles) -> None:
     sim = start_sim_thread(tmp_path, count=N_SPECTRA, rate_hz=0.0)
     cfg = edge_config(tmp_path, port_url=sim.address, bundle_path=demo_bundles.v1, queues={"frames_max": 4})

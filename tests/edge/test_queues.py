@@ -29,6 +29,36 @@ def test_drop_newest_refuses_and_counts() -> None:
     assert (q.dropped, _drain(q)) == (2, [0, 1, 2])
 
 
+@pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
+def test_put_many_is_put_one_by_one(policy: str) -> None:
+    """What a reader hands over at once is queued, dropped and counted exactly as item by item (undroppable items
+    included: they never count towards the bound)."""
+    items = [(i, i % 5 != 2) for i in range(12)]
+    one: BoundedQueue[int] = BoundedQueue(4, policy)
+    many: BoundedQueue[int] = BoundedQueue(4, policy)
+    accepted = [one.put(i, droppable=d) for i, d in items]
+    assert many.put_many(items) == accepted
+    assert (many.dropped, many.high_water) == (one.dropped, one.high_water) and many.dropped > 0
+    assert _drain(many) == _drain(one)
+    many.put_many([(99, False)] * 5 + [(7, True)] * 5)  # undroppable above the bound, then the bound holds
+    assert _drain(many) == [99] * 5 + [7] * 4
+
+
+def test_put_many_blocks_per_item_and_wakes_the_consumer_first() -> None:
+    q: BoundedQueue[int] = BoundedQueue(2, "block")
+    got: list[int] = []
+
+    def consume() -> None:
+        while len(got) < 6:
+            got.extend(q.get_many(8, 1.0))
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    assert q.put_many([(i, True) for i in range(6)]) == [True] * 6
+    consumer.join(timeout=30)
+    assert got == list(range(6)) and q.dropped == 0
+
+
 def test_undroppable_items_are_never_dropped_nor_evicted() -> None:
     q: BoundedQueue[int] = BoundedQueue(2, "drop_oldest")
     q.put(100, droppable=False)

@@ -107,6 +107,20 @@ def test_reads_time_out_and_never_hang(device: FakeDevice) -> None:
         assert t.read_bytes(0.0) == b""
 
 
+def test_a_zero_wait_takes_what_is_there_without_waiting_a_read_timeout(device: FakeDevice) -> None:
+    """``read_frames(0.0)`` is a poll (what the daemon's reader does after a coalescing pause): it returns the
+    frames the port holds, and nothing, at once, when it holds none, instead of waiting ``read_timeout_s``."""
+    slow = 30.0  # a read timeout no poll may wait out
+    with SerialTransport(str(device.link), read_timeout_s=slow) as t:
+        started = time.monotonic()
+        assert t.read_frames(0.0) == [] and t.read_bytes(0.0) == b""
+        assert time.monotonic() - started < slow / 2
+        device.write(encode(_spectrum(1)) + encode(_spectrum(2)))
+        assert [f.seq for f in _read_until(t, 2)] == [1, 2]
+        assert t.read_frames(0.0) == []
+        assert time.monotonic() - started < slow / 2
+
+
 def test_unplug_counts_an_outage_and_replug_resumes(device: FakeDevice) -> None:
     with SerialTransport(str(device.link), reconnect_backoff_s=(0.05, 0.4), seed=1) as t:
         device.write(encode(_spectrum(0)))

@@ -1,0 +1,80 @@
+"""The daemon's reader thread (:class:`edge.daemon.reader.Reader`) on a real pty: a burst of frames reaches the
+frames queue in order, in a few hand-overs (one wake-up of the inference thread each), not one per frame."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import tty
+from typing import Any
+
+import numpy as np
+
+from edge.daemon.reader import Reader
+from edge.daemon.values import _Received
+from edge.metrics import Counters
+from edge.queues import BoundedQueue
+from firmware_bridge.codec import encode
+from firmware_bridge.frames import Annotation, Spectrum
+from firmware_bridge.transport import SerialTransport
+
+#: Spectra of the burst (with one annotation each): about 20 kB, five times what one pty read returns.
+N_SPECTRA = 60
+#: Generous bound for the burst to arrive (CI runs on 2 busy cores); not a speed claim.
+PATIENCE_S = 30.0
+
+
+class CountingQueue(BoundedQueue[_Received]):
+    """The frames queue, counting the hand-overs (each wakes the inference thread once)."""
+
+    def __init__(self) -> None:
+        super().__init__(10_000)
+        self.hand_overs = 0
+
+    def put(self, item: Any, *, droppable: bool = True, timeout_s: float | None = None) -> bool:
+        self.hand_overs += 1
+        return super().put(item, droppable=droppable, timeout_s=timeout_s)
+
+    def put_many(self, items: Any, *, timeout_s: float | None = None) -> list[bool]:
+        self.hand_overs += 1
+        return super().put_many(items, timeout_s=timeout_s)
+
+
+def _burst() -> list[Any]:
+    frames: list[Any] = []
+    for seq in range(N_SPECTRA):
+        frames.append(Spectrum(seq=seq, timestamp_us=seq * 250, integration_time_us=200,
+                               counts=np.full(256, seq, dtype=np.uint16)))
+        frames.append(Annotation(seq=seq, values=(float(seq),)))
+    return frames
+
+
+def test_a_burst_reaches_the_queue_in_order_in_a_few_hand_overs() -> None:
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    tty.setraw(master)
+    frames = _burst()
+    queue = CountingQueue()
+    counters, stop = Counters(), threading.Event()
+    with SerialTransport(os.ttyname(slave), read_timeout_s=0.05) as transport:
+        reader = threading.Thread(target=Reader(transport, queue, counters, stop).run, daemon=True)
+        reader.start()
+        try:
+            wire = b"".join(encode(f) for f in frames)
+            writer = threading.Thread(target=os.write, args=(master, wire), daemon=True)
+            writer.start()  # one write, as a device streams; blocks while the pty's buffer is full
+            got: list[Any] = []
+            deadline = time.monotonic() + PATIENCE_S
+            while len(got) < len(frames) and time.monotonic() < deadline:
+                got += [item.frame for item in queue.get_many(1000, 0.1)]
+            writer.join(PATIENCE_S)
+        finally:
+            stop.set()
+            reader.join(PATIENCE_S)
+            os.close(master)
+            os.close(slave)
+    assert got == frames  # nothing lost, nothing reordered
+    assert counters.get("frames_in") == len(frames)
+    # One wake-up per frame before; now one per read burst (a pty read returns at most 4 kB: ~7 spectra here)
+    assert queue.hand_overs <= len(frames) // 4, queue.hand_overs
