@@ -304,13 +304,17 @@ class DriftMonitor:
         return [d.name for d in self.detectors() if d.raised]
 
     def snapshot(self) -> dict[str, dict[str, object]]:
-        """Score and state of each detector that has seen a sample (for the metrics message)."""
+        """Score and state of each detector that has seen a sample (for the metrics message); a prediction CUSUM
+        adds its ``baseline`` (:meth:`~edge.drift.detectors.CusumDetector.baseline`: whether a self-starting one
+        is still learning, the samples learned, the mean and std it standardises against)."""
         out: dict[str, dict[str, object]] = {}
         for det in self.detectors():
             score = det.score()
             if score is None:
                 continue
             out[det.name] = {"score": round(float(score), 4), "raised": det.raised, "samples": det.state.n_samples}
+            if isinstance(det, CusumDetector):
+                out[det.name]["baseline"] = det.baseline()
         return out
 
 
