@@ -9,6 +9,9 @@ What :class:`DriftMonitor` watches
   of the predictions that the bundle records (``targets[i].training``: the deployed model's held-out predictions,
   line noise included); with the default k = 0.5, h = 8 its in-control average run length is about 9,500
   spectra per target (0.14 % of spectra under alert) and a 1-sigma shift is caught in 16 spectra on average.
+  Self-starting (``prediction.baseline_samples = N``, the daemon's default: ``[drift] cusum_baseline_frames``):
+  the mean and standard deviation are learned from the line's first N predictions instead, then frozen
+  (:mod:`edge.drift.detectors`); the bundle's figures only set the floor of the learned spread.
 - ``dark_level``: mean dark / full scale, against a maximum fraction (light leak, detector warming).
 - ``reference_intensity``: minimum fraction / (mean white reference / full scale): above 1 when the lamp or the
   optics lost too much light.
