@@ -97,14 +97,18 @@ def test_a_line_off_the_bundle_s_figures_is_in_control_once_self_started() -> No
     assert selfs <= MAX_UNDER_ALERT
 
 
-def test_a_shift_after_the_baseline_is_caught_in_line_standard_deviations() -> None:
+@pytest.mark.parametrize("baseline", [150, "default"])
+def test_a_shift_after_or_during_the_baseline_is_caught_in_line_standard_deviations(baseline: int | str) -> None:
+    """A step of one line standard deviation at prediction 200: after a baseline of 150 (frozen), and during the
+    default's learning window (judged against the 200 predictions before it)."""
+    n = _default_baseline() if baseline == "default" else int(baseline)
     rng = np.random.default_rng(7)
     onset, line_sd = 200, OFF_SPREAD * STD
     delays = []
     for _ in range(100):
         values = rng.normal(MEAN + 5.0, line_sd, 400)
         values[onset:] += line_sd
-        found = _first_raise(cusum_run(_config(_default_baseline()), CusumState(), values)[1], onset)
+        found = _first_raise(cusum_run(_config(n), CusumState(), values)[1], onset)
         delays.append(10_000 if found is None else found - onset)
     assert np.median(delays) <= MAX_MEDIAN_DELAY and np.percentile(delays, 95) <= MAX_P95_DELAY
 
@@ -168,9 +172,3 @@ def test_the_metrics_show_whether_the_baseline_is_still_being_learned(tmp_path: 
     assert all(gauges[n] == 0.0 for n in names)
     assert gauges[f"drift_{target}_baseline_learned"] == 25.0
     assert gauges[f"drift_{target}_baseline_std"] > 0.0
-
-
-def test_the_daemon_default_is_self_starting() -> None:
-    """The default decided by measurement (docs/daemon.md): self-starting, learning window shorter than the drift
-    benchmark's in-distribution run-in (200 spectra), so its scenarios start after the baseline froze."""
-    assert 20 <= _default_baseline() < 200
