@@ -73,7 +73,9 @@ class DriftMonitorConfig:
     ood : EwmaConfig
         For T2 / limit and Q / limit (one detector each).
     prediction : CusumConfig
-        For each target (``mean``/``std`` are replaced by the training statistics of that target).
+        For each target (``mean``/``std`` are replaced by the training statistics of that target).  Its default
+        runs on those figures (``baseline_samples = 0``); the daemon's ``[drift] cusum_baseline_frames`` (default
+        500) makes it self-starting.
     dark_max_fraction : float or None
         Alert when the mean dark exceeds this fraction of the detector's full scale (``None``: not watched).
     reference_min_fraction : float or None
