@@ -9,7 +9,8 @@ With ``--config`` (default ``examples/demo.toml``) the config is trained first w
 process (cached, as ``spectro-bench loop`` does) and its first ``[split.test]`` set is streamed; with ``--bundle`` the
 rows of ``--dataset`` matching every ``--select``.  Each stream draws every spectrum independently from those rows
 (with replacement, seeded: an exchangeable stream) and goes through the loop of :mod:`benchmarks.harness`
-(``spectro-sim`` on a pty -> ``spectro-edge run`` with the daemon's default ``[drift]`` settings ->
+(``spectro-sim`` on a pty -> ``spectro-edge run`` with the daemon's default ``[drift]`` settings, or those of
+``--edge-drift KEY=VALUE`` ->
 ``mosquitto`` -> a subscriber), and the figures are read from what the daemon published: the T2 and Q of every
 prediction against their limits, the ``.../drift`` alerts and the retained ``.../status``.
 
@@ -101,6 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clean-frames", type=int, default=1000, help="spectra per in-distribution stream")
     parser.add_argument("--rate", type=float, default=100.0, help="spectra per second (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="simulator seed of the first stream")
+    parser.add_argument("--edge-drift", action="append", default=[], metavar="KEY=VALUE",
+                        help="a [drift] setting of the daemon instead of its default, as in TOML (repeatable; "
+                             "e.g. cusum_baseline_frames=0)")
     parser.add_argument("--averages", type=int, default=1,
                         help="scans the simulator averages per spectrum (spectro-sim --averages; default 1)")
     parser.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto",
@@ -137,6 +141,22 @@ def _plan(args: argparse.Namespace) -> tuple[list[str], dict[str, float]]:
     return names, sizes
 
 
+def _drift_settings(items: list[str]) -> dict[str, Any]:
+    """``--edge-drift KEY=VALUE`` as a ``[drift]`` table (values read as TOML; checked by the daemon's config)."""
+    import tomllib
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            sep = ""
+        if not sep or not key.strip():
+            raise Refused(f"expected --edge-drift KEY=VALUE with a TOML value, got {item!r}")
+    return out
+
+
 def _independent_draws(source: Path, out: Path, frames: int, seed: int) -> Path:
     """The rows of a stream, each spectrum drawn independently (with replacement, seeded) from the selected rows:
     an exchangeable in-distribution stream, as a line that measures new samples of the same population sees it.
@@ -153,7 +173,7 @@ def _independent_draws(source: Path, out: Path, frames: int, seed: int) -> Path:
 
 def _stream(harness: Any, procs: Any, broker: Any, sub: Any, *, name: str, bundle_path: Path, stream: Any,
             work: Path, frames: int, seed: int, signal: str, rate_hz: float, averages: int,
-            drift: list[str], targets: list[str]) -> dict[str, Any]:
+            drift: list[str], targets: list[str], edge_drift: dict[str, Any]) -> dict[str, Any]:
     """One run through the loop; returns the received predictions (by seq), drift messages and status alerts."""
     sub.reset()
     rows = _independent_draws(stream.path, work / name / "rows.npz", frames, seed)
@@ -161,7 +181,8 @@ def _stream(harness: Any, procs: Any, broker: Any, sub: Any, *, name: str, bundl
                                         dataset=rows, seed=seed,
                                         extra=["--signal", signal, "--averages", str(averages), *drift])
     run = harness.run_loop(procs, broker, sub, bundle=bundle_path, sim_cmd=sim_cmd, workdir=work / name,
-                           frames=frames, rate_hz=rate_hz)
+                           frames=frames, rate_hz=rate_hz,
+                           edge_sections={"drift": edge_drift} if edge_drift else None)
     seqs = sorted(run.predictions)
     if not seqs:
         tail = (work / name / "daemon.log").read_text(errors="replace")[-1500:].strip()
@@ -189,6 +210,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from benchmarks.loop import _prepare  # the loop's preparation: train or load, pick and check the rows
 
     names, sizes = _plan(args)
+    edge_drift = _drift_settings(args.edge_drift)
     if args.config is None and args.bundle is None:
         args.config = harness.repo_root() / "examples" / "demo.toml"
     own = args.workdir is None
@@ -219,19 +241,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                         drift += ["--drift-size", f"{sizes[name]:g}"]
                     runs[name] = _stream(harness, procs, broker, sub, name=name, bundle_path=bundle_path,
                                          stream=stream, work=work, frames=total, seed=args.seed + k, signal=signal,
-                                         rate_hz=args.rate, averages=args.averages, drift=drift, targets=targets)
+                                         rate_hz=args.rate, averages=args.averages, drift=drift, targets=targets,
+                                         edge_drift=edge_drift)
                 for k in range(args.clean_streams):
                     clean.append(_stream(harness, procs, broker, sub, name=f"in_distribution_{k}",
                                          bundle_path=bundle_path, stream=stream, work=work,
                                          frames=args.clean_frames, seed=args.seed + 100 + k, signal=signal,
-                                         rate_hz=args.rate, averages=args.averages, drift=[], targets=targets))
+                                         rate_hz=args.rate, averages=args.averages, drift=[], targets=targets,
+                                         edge_drift=edge_drift))
             finally:
                 sub.close()
         setup.update({"broker": broker.description, "rate_hz": args.rate, "onset_spectrum": onset,
                       "ramp_spectra": ramp, "hold_spectra": args.hold, "clean_streams": args.clean_streams,
                       "clean_frames": args.clean_frames, "simulator_seed": args.seed,
                       "simulator_averages": args.averages,
-                      "drift_settings": "the daemon's defaults ([drift] of spectro-edge config --example)"})
+                      "drift_settings": "the daemon's defaults ([drift] of spectro-edge config --example)",
+                      "drift_overrides": edge_drift})
         result = score(runs, clean, names=names, sizes=sizes, onset=onset, ramp=ramp,
                        cusum_available=bundle.training_stats is not None, setup=setup)
         stats = bundle.training_stats

@@ -117,6 +117,9 @@ __all__ = [
 
 #: Prefix of environment overrides; levels are separated by a double underscore.
 ENV_PREFIX = "SPECTROLITE__"
+#: The fewest predictions a self-starting prediction CUSUM may learn its baseline from (``drift.
+#: cusum_baseline_frames``): a spread learned from n predictions is off by about 1/sqrt(2n) (16 % at 20).
+MIN_CUSUM_BASELINE_FRAMES = 20
 
 
 # ------------------------------------------------------------------------------------------------- validation
@@ -283,6 +286,9 @@ def _cross_checks(cfg: EdgeConfig) -> EdgeConfig:
         raise ConfigError(
             f"drift.clear_ratio: expected a value below drift.raise_ratio ({cfg.drift.raise_ratio:g}), "
             f"got {cfg.drift.clear_ratio:g}")
+    base = cfg.drift.cusum_baseline_frames
+    require(base == 0 or base >= MIN_CUSUM_BASELINE_FRAMES, ConfigError, "drift.cusum_baseline_frames",
+            f"0 (the bundle's figures) or at least {MIN_CUSUM_BASELINE_FRAMES} frames to learn a spread from", base)
     seen: set[str] = set()
     for i, std in enumerate(cfg.control.standards):
         if std.name in seen:

@@ -321,6 +321,10 @@ class DriftConfig:
                                 min=0.0)
     cusum_h_sigma: float = _opt(8.0, "CUSUM decision threshold, in training standard deviations",
                                 min=0.0, min_exclusive=True)
+    cusum_baseline_frames: int = _opt(500, "self-starting prediction CUSUM: learn each target's in-control mean "
+                                      "and spread from the first this many predictions after a start or a model "
+                                      "change (meanwhile each one is judged against those before it), then freeze "
+                                      "them; 0: use the bundle's figures (docs/daemon.md)", min=0, max=1_000_000)
     dark_level_max_fraction: float = _opt(0.2, "instrument alert when the mean dark exceeds this fraction of "
                                           "full scale", min=0.0, max=1.0)
     reference_min_fraction: float = _opt(0.1, "instrument alert when the mean white reference falls below "

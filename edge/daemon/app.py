@@ -71,8 +71,8 @@ def drift_config_from(cfg: Any) -> DriftMonitorConfig:
 
     ``ewma_alpha``, ``raise_ratio`` and ``clear_ratio`` drive the EWMA of T2/limit and Q/limit (raised after
     ``max(1, window_frames // 20)`` consecutive frames above, cleared after twice that below); ``min_frames`` is the
-    warm-up; ``cusum_k_sigma``/``cusum_h_sigma`` the CUSUM of each prediction; the instrument thresholds map one
-    to one.
+    warm-up; ``cusum_k_sigma``/``cusum_h_sigma`` the CUSUM of each prediction, ``cusum_baseline_frames`` its
+    self-starting baseline (0: the bundle's figures); the instrument thresholds map one to one.
     """
     n_raise = max(1, int(cfg.window_frames) // 20)
     ood = EwmaConfig(
@@ -84,7 +84,8 @@ def drift_config_from(cfg: Any) -> DriftMonitorConfig:
         warmup_samples=int(cfg.min_frames),
     )
     prediction = CusumConfig(
-        k_sigma=float(cfg.cusum_k_sigma), h_sigma=float(cfg.cusum_h_sigma), warmup_samples=int(cfg.min_frames)
+        k_sigma=float(cfg.cusum_k_sigma), h_sigma=float(cfg.cusum_h_sigma), warmup_samples=int(cfg.min_frames),
+        baseline_samples=int(cfg.cusum_baseline_frames),
     )
     return DriftMonitorConfig(
         ood=ood,

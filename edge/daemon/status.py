@@ -152,6 +152,10 @@ def metrics_payload(
             gauges[f"{kind.value}_age_s"] = round(now - ref.captured_at_s, 3)
     for name, snap in drift.snapshot().items():
         gauges[f"drift_{name}"] = float(snap["score"])  # type: ignore[arg-type]  # snapshot values: float|str|None
+        base = snap.get("baseline")
+        if isinstance(base, dict):  # a prediction CUSUM: is its (self-starting) baseline still being learned?
+            gauges[f"drift_{name}_baseline_learning"] = 1.0 if base["learning"] else 0.0
+            gauges.update({f"drift_{name}_baseline_{k}": float(base[k]) for k in ("learned", "mean", "std")})
     lat = latency.summary()
     comp = compute.summary()
     latency_ms = {

@@ -25,7 +25,15 @@ from typing import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from edge.drift.detectors import CusumConfig, CusumState, DetectorState, DriftEvent, DriftState, EwmaConfig
+from edge.drift.detectors import (
+    CusumConfig,
+    CusumState,
+    DetectorState,
+    DriftEvent,
+    DriftState,
+    EwmaConfig,
+    cusum_step,
+)
 
 __all__ = ["Transition", "ewma_run", "cusum_run", "hysteresis_run", "DriftBatch"]
 
@@ -114,12 +122,29 @@ def ewma_run(config: EwmaConfig, state: DetectorState,
 
 def cusum_run(config: CusumConfig, state: CusumState,
               values: npt.NDArray[np.float64]) -> tuple[CusumState, list[Transition]]:
-    """:func:`edge.drift.detectors.cusum_step` over ``values`` (shape (n,); non-finite samples are ignored)."""
+    """:func:`edge.drift.detectors.cusum_step` over ``values`` (shape (n,); non-finite samples are ignored).
+
+    A self-starting CUSUM still learning its baseline steps through :func:`~edge.drift.detectors.cusum_step` one
+    sample at a time until its baseline is frozen (at most ``baseline_samples`` learned samples plus those under
+    alert meanwhile, once per model); the rest of the batch runs against the frozen figures as below.
+    """
     finite = np.flatnonzero(np.isfinite(values))
     if finite.size == 0:
         return state, []
+    learning: list[Transition] = []
+    start = 0
+    while start < finite.size and state.learning(config):
+        i = int(finite[start])
+        state, transition = cusum_step(config, state, float(values[i]))
+        if transition is not None and state.base.ewma is not None:  # the step's score (never None after a step)
+            learning.append((i, transition, state.base.ewma))
+        start += 1
+    if start == finite.size:
+        return state, learning
+    finite = finite[start:]
+    mean, std = state.in_control(config)
     with np.errstate(over="ignore", invalid="ignore"):  # as Python floats: an overflow gives inf, silently
-        z = ((values[finite] - config.mean) / config.std).tolist()  # cusum_step's (value - mean) / std
+        z = ((values[finite] - mean) / std).tolist()  # cusum_step's (value - mean) / std
     cap, k = config.cap_value, config.k_sigma
     u, lo = state.upper, state.lower
     score_list: list[float] = []
@@ -137,8 +162,9 @@ def cusum_run(config: CusumConfig, state: CusumState,
     counts = base.n_samples + 1 + np.arange(finite.size, dtype=np.int64)
     raised, run, found = hysteresis_run(scores, counts, base.raised, base.run_length, config.h_sigma,
                                         config.clear_threshold, 1, config.min_clear_samples, config.warmup_samples)
-    end = CusumState(u, lo, DetectorState(score_list[-1], raised, run, base.n_samples + finite.size))
-    return end, [(int(finite[j]), st, score_list[j]) for j, st in found]
+    end = CusumState(u, lo, DetectorState(score_list[-1], raised, run, base.n_samples + finite.size),
+                     state.learned, state.learned_mean, state.learned_m2)
+    return end, [*learning, *((int(finite[j]), st, score_list[j]) for j, st in found)]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,16 @@ How it works
   slack ``k``: ``S+ = max(0, S+ + z - k)``, ``S- = max(0, S- - z - k)``; raised when ``max(S+, S-) > h``,
   cleared when it falls below ``clear_below`` (default ``h / 2``).  The sums are capped at ``cap`` (default
   ``2 h``) so that the end of a long drift is noticed within ``(cap - clear_below) / k`` samples.
+- Self-starting CUSUM (``baseline_samples = N > 0``): the in-control mean and standard deviation are not given
+  but learned from the first ``N`` samples (Hawkins, "Self-starting CUSUM charts for location and scale", The
+  Statistician 36, 1987; Hawkins & Olwell, *Cumulative Sum Charts and Charting for Quality Improvement*, Springer
+  1998, section 7).  While learning, sample ``n + 1`` is standardised against the mean ``m_n`` and standard
+  deviation ``s_n`` of the ``n`` samples before it: ``t = (x - m_n) / s_n * sqrt(n / (n + 1))`` follows Student's
+  t with ``n - 1`` degrees of freedom in control, and its normal score (:func:`t_to_normal`) feeds the same sums,
+  so a shift inside the learning window is still seen (against the samples before it).  Samples seen while the
+  alert is raised are not learned.  After ``N`` learned samples the mean and standard deviation are frozen and
+  the CUSUM runs on ``(x - mean_N) / std_N``; the spread never goes below ``std * STD_FLOOR_FRACTION`` (``std``:
+  the configured in-control figure).
 
 The gap between the raise and clear thresholds, the minimum durations and a warm-up (no alert before
 ``warmup_samples``) are the hysteresis that keeps an alert from flapping.  EWMA suits the OOD ratios (one
@@ -47,7 +57,16 @@ __all__ = [
     "CusumState",
     "cusum_step",
     "CusumDetector",
+    "STD_FLOOR_FRACTION",
+    "t_to_normal",
+    "cusum_z",
 ]
+
+#: A self-starting CUSUM's learned standard deviation is never taken below this fraction of the configured one
+#: (a line of identical predictions, e.g. a quantised output that does not move, would otherwise divide by zero).
+STD_FLOOR_FRACTION = 0.01
+#: The fewest samples a self-starting CUSUM may learn its baseline from (two give the first spread).
+MIN_BASELINE_SAMPLES = 3
 
 
 class DriftState(str, enum.Enum):
@@ -332,6 +351,10 @@ class CusumConfig:
         Consecutive samples below ``clear_below`` needed to clear.
     warmup_samples : int
         No alert is raised before this many samples.
+    baseline_samples : int
+        0: ``mean`` and ``std`` are the in-control figures.  ``N >= 3``: self-starting (see the module's
+        docstring): the in-control mean and standard deviation are learned from the first ``N`` samples seen while
+        no alert is raised, then frozen; ``std`` only sets the floor of the learned spread.
     """
 
     mean: float = 0.0
@@ -342,6 +365,7 @@ class CusumConfig:
     cap: float | None = None
     min_clear_samples: int = 5
     warmup_samples: int = 0
+    baseline_samples: int = 0
 
     def __post_init__(self) -> None:
         if not (self.std > 0.0 and math.isfinite(self.std) and math.isfinite(self.mean)):
@@ -357,6 +381,9 @@ class CusumConfig:
                 f"expected CUSUM min_clear_samples >= 1 and warmup_samples >= 0, got {self.min_clear_samples} "
                 f"and {self.warmup_samples}"
             )
+        if self.baseline_samples != 0 and self.baseline_samples < MIN_BASELINE_SAMPLES:
+            raise ConfigError(f"expected CUSUM baseline_samples 0 (fixed in-control figures) or >= "
+                              f"{MIN_BASELINE_SAMPLES}, got {self.baseline_samples}")
 
     @property
     def clear_threshold(self) -> float:
@@ -371,18 +398,69 @@ class CusumConfig:
 
 @dataclass(frozen=True)
 class CusumState:
-    """Upper and lower cumulative sums (in standard deviations) plus the shared hysteresis state."""
+    """Upper and lower cumulative sums (in standard deviations) plus the shared hysteresis state, and, for a
+    self-starting CUSUM, the samples learned so far with their mean and sum of squared deviations (Welford)."""
 
     upper: float = 0.0
     lower: float = 0.0
     base: DetectorState = field(default_factory=DetectorState)
+    learned: int = 0
+    learned_mean: float = 0.0
+    learned_m2: float = 0.0
+
+    def learning(self, config: CusumConfig) -> bool:
+        """Whether a self-starting CUSUM is still learning its baseline (always False for fixed figures)."""
+        return self.learned < config.baseline_samples
+
+    def in_control(self, config: CusumConfig) -> tuple[float, float]:
+        """The in-control mean and standard deviation the samples are standardised against now: the configured
+        ones, or the learned ones (the running estimates while learning; floored, see :data:`STD_FLOOR_FRACTION`)."""
+        if not config.baseline_samples:
+            return config.mean, config.std
+        floor = config.std * STD_FLOOR_FRACTION
+        if self.learned < 2:
+            return self.learned_mean, floor
+        var = self.learned_m2 / (self.learned - 1)
+        return self.learned_mean, max(floor, math.sqrt(var) if var > 0.0 else 0.0)  # NaN (overflow): the floor
+
+
+def t_to_normal(t: float, dof: int) -> float:
+    """Normal score of a Student-t value with ``dof`` degrees of freedom: ``Phi^-1(F_t(t))``, by Wallace's
+    approximation (Ann. Math. Statist. 30, 1959), ``sign(t) sqrt(dof ln(1 + t^2/dof)) (8 dof + 1) / (8 dof + 3)``
+    (within 0.01 of the exact score for ``|t| <= 3`` from 3 degrees of freedom, within 0.002 for ``|t| <= 5`` from 30).
+
+    >>> round(t_to_normal(2.0, 10), 3), t_to_normal(0.0, 5)
+    (1.79, 0.0)
+    """
+    return math.copysign(math.sqrt(dof * math.log1p(t * t / dof)), t) * (8 * dof + 1) / (8 * dof + 3)
+
+
+def cusum_z(config: CusumConfig, state: CusumState, value: float) -> float:
+    """The standardised value that feeds the sums: ``(value - mean) / std`` against the fixed or frozen figures,
+    and while a self-starting CUSUM learns, the normal score of the sample's t-statistic against the samples
+    learned before it (0 for the first two)."""
+    mean, std = state.in_control(config)
+    if not state.learning(config):
+        return (value - mean) / std
+    n = state.learned
+    if n < 2:
+        return 0.0
+    return t_to_normal((value - mean) / std * math.sqrt(n / (n + 1)), n - 1)
+
+
+def _learn(state: CusumState, value: float) -> tuple[int, float, float]:
+    """Welford's update of the learned count, mean and sum of squared deviations with ``value``."""
+    n = state.learned + 1
+    delta = value - state.learned_mean
+    mean = state.learned_mean + delta / n
+    return n, mean, state.learned_m2 + delta * (value - mean)
 
 
 def cusum_step(config: CusumConfig, state: CusumState, value: float) -> tuple[CusumState, DriftState | None]:
     """Advance a two-sided CUSUM by one sample (non-finite samples are ignored); see :func:`ewma_step`."""
     if not math.isfinite(value):
         return state, None
-    z = (value - config.mean) / config.std
+    z = cusum_z(config, state, value)
     cap = config.cap_value
     upper = min(cap, max(0.0, state.upper + z - config.k_sigma))
     lower = min(cap, max(0.0, state.lower - z - config.k_sigma))
@@ -391,7 +469,9 @@ def cusum_step(config: CusumConfig, state: CusumState, value: float) -> tuple[Cu
     base, transition = _hysteresis(
         base, score, config.h_sigma, config.clear_threshold, 1, config.min_clear_samples, config.warmup_samples
     )
-    return CusumState(upper, lower, base), transition
+    if state.learning(config) and not base.raised:  # a sample under alert is not learned (Hawkins & Olwell)
+        return CusumState(upper, lower, base, *_learn(state, value)), transition
+    return CusumState(upper, lower, base, state.learned, state.learned_mean, state.learned_m2), transition
 
 
 class CusumDetector(Detector):
@@ -424,6 +504,14 @@ class CusumDetector(Detector):
     def _thresholds(self) -> tuple[float, float, int, int]:
         c = self.config
         return c.h_sigma, c.clear_threshold, 1, c.min_clear_samples
+
+    def baseline(self) -> dict[str, float | int | bool]:
+        """The in-control figures it standardises against now: ``learning`` (a self-starting CUSUM that has not
+        frozen its baseline yet), ``learned`` (samples learned), ``mean`` and ``std`` (the configured figures, or
+        the learned ones: running estimates while learning)."""
+        mean, std = self._cusum.in_control(self.config)
+        return {"learning": self._cusum.learning(self.config), "learned": self._cusum.learned,
+                "mean": float(mean), "std": float(std)}
 
     def update(self, value: float, *, seq: int) -> DriftEvent | None:
         """Feed one sample; return the event when it completed a transition."""

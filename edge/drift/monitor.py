@@ -9,6 +9,9 @@ What :class:`DriftMonitor` watches
   of the predictions that the bundle records (``targets[i].training``: the deployed model's held-out predictions,
   line noise included); with the default k = 0.5, h = 8 its in-control average run length is about 9,500
   spectra per target (0.14 % of spectra under alert) and a 1-sigma shift is caught in 16 spectra on average.
+  Self-starting (``prediction.baseline_samples = N``, the daemon's default: ``[drift] cusum_baseline_frames``):
+  the mean and standard deviation are learned from the line's first N predictions instead, then frozen
+  (:mod:`edge.drift.detectors`); the bundle's figures only set the floor of the learned spread.
 - ``dark_level``: mean dark / full scale, against a maximum fraction (light leak, detector warming).
 - ``reference_intensity``: minimum fraction / (mean white reference / full scale): above 1 when the lamp or the
   optics lost too much light.
@@ -70,7 +73,9 @@ class DriftMonitorConfig:
     ood : EwmaConfig
         For T2 / limit and Q / limit (one detector each).
     prediction : CusumConfig
-        For each target (``mean``/``std`` are replaced by the training statistics of that target).
+        For each target (``mean``/``std`` are replaced by the training statistics of that target).  Its default
+        runs on those figures (``baseline_samples = 0``); the daemon's ``[drift] cusum_baseline_frames`` (default
+        500) makes it self-starting.
     dark_max_fraction : float or None
         Alert when the mean dark exceeds this fraction of the detector's full scale (``None``: not watched).
     reference_min_fraction : float or None
@@ -304,13 +309,17 @@ class DriftMonitor:
         return [d.name for d in self.detectors() if d.raised]
 
     def snapshot(self) -> dict[str, dict[str, object]]:
-        """Score and state of each detector that has seen a sample (for the metrics message)."""
+        """Score and state of each detector that has seen a sample (for the metrics message); a prediction CUSUM
+        adds its ``baseline`` (:meth:`~edge.drift.detectors.CusumDetector.baseline`: whether a self-starting one
+        is still learning, the samples learned, the mean and std it standardises against)."""
         out: dict[str, dict[str, object]] = {}
         for det in self.detectors():
             score = det.score()
             if score is None:
                 continue
             out[det.name] = {"score": round(float(score), 4), "raised": det.raised, "samples": det.state.n_samples}
+            if isinstance(det, CusumDetector):
+                out[det.name]["baseline"] = det.baseline()
         return out
 
 

@@ -82,6 +82,17 @@ def test_unknown_scenario_is_refused_before_streaming(tmp_path: Path, capsys: py
     assert not (tmp_path / "x.json").exists()
 
 
+def test_a_drift_setting_that_is_not_key_equals_toml_is_refused_before_streaming(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["drift", "--bundle", str(committed(DEMO_V1)), "--dataset", str(tmp_path / "none.npz"),
+               "--edge-drift", "cusum_baseline_frames=0", "--edge-drift", "cusum_baseline_frames", "--json",
+               str(tmp_path / "x.json")])
+    err = capsys.readouterr().err
+    assert rc == EXIT_REFUSED
+    assert "expected --edge-drift KEY=VALUE with a TOML value, got 'cusum_baseline_frames'" in err
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_the_in_control_check_standardises_received_predictions_and_references_with_the_bundle_figures() -> None:
     preds = {7: {"values": [{"name": "a", "value": 12.0}, {"name": "b", "value": 1.0}]},
              5: {"values": [{"name": "a", "value": 8.0}, {"name": "b", "value": None}]}}

@@ -45,7 +45,7 @@ _EWMA = st.builds(
 _CUSUM = st.builds(
     CusumConfig, mean=st.sampled_from([0.0, 1.5]), std=st.sampled_from([1.0, 0.4]),
     k_sigma=st.sampled_from([0.0, 0.5]), h_sigma=st.sampled_from([1.0, 3.0]), min_clear_samples=st.integers(1, 4),
-    warmup_samples=st.integers(0, 5))
+    warmup_samples=st.integers(0, 5), baseline_samples=st.sampled_from([0, 3, 7, 30]))
 
 
 def _batches(values: list[float], cuts: list[int]) -> list[list[float]]:
@@ -102,6 +102,8 @@ _MONITOR = DriftMonitorConfig(
     ood=EwmaConfig(0.3, 1.0, 0.8, 2, 3, warmup_samples=4),
     prediction=CusumConfig(k_sigma=0.5, h_sigma=2.0, warmup_samples=4),
     detector_temp_max_c=40.0, detector_temp_min_samples=2, detector_temp_alpha=0.6)
+#: The same with self-starting prediction CUSUMs (a baseline learned from the first 6 predictions of each target).
+_SELF_STARTING = dataclasses.replace(_MONITOR, prediction=dataclasses.replace(_MONITOR.prediction, baseline_samples=6))
 _TRAINING = TrainingStats(("api", "moisture", "flat"), (10.0, 3.0, 1.0), (1.0, 0.5, 0.0))  # "flat": not monitored
 _SPECTRUM = st.tuples(
     st.one_of(st.floats(30.0, 50.0), st.just(math.nan)),  # detector temperature (NaN: no sensor)
@@ -112,10 +114,11 @@ _SPECTRUM = st.tuples(
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(stream=st.lists(_SPECTRUM, max_size=150), cuts=_CUTS, dark_raised=st.booleans())
+@given(stream=st.lists(_SPECTRUM, max_size=150), cuts=_CUTS, dark_raised=st.booleans(), self_starting=st.booleans())
 def test_monitor_batch_equals_its_calls_one_spectrum_at_a_time(stream: list[Any], cuts: list[int],
-                                                               dark_raised: bool) -> None:
-    one, batch = DriftMonitor(_MONITOR, training=_TRAINING), DriftMonitor(_MONITOR, training=_TRAINING)
+                                                               dark_raised: bool, self_starting: bool) -> None:
+    config = _SELF_STARTING if self_starting else _MONITOR
+    one, batch = DriftMonitor(config, training=_TRAINING), DriftMonitor(config, training=_TRAINING)
     for m in (one, batch):
         if dark_raised:  # an instrument alert raised before the batch stays in every spectrum's flags
             m.observe_dark(0, [60000.0], full_scale=65535.0)
