@@ -430,7 +430,8 @@ class InferenceEngine:
             ae_score = None if self.autoencoder is None else float(self.autoencoder.score(x_pre))
         except InputContractError as exc:
             return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.MODEL_ERROR, str(exc))
-        return self._finish(spectrum, verdict, x_pre, y, instrument_alerts, t0, ae_score)
+        return self._finish(spectrum, verdict, x_pre, y, instrument_alerts, t0, ae_score,
+                            noise_level=self._noise_level(spectrum, context))
 
     def process_many(
         self,
@@ -519,8 +520,20 @@ class InferenceEngine:
             finite_rows: list[bool] = np.isfinite(y).all(axis=1).astype(bool).tolist()
             for k, (i, verdict) in enumerate(accepted):
                 outcomes[i] = self._finish(spectra[i], verdict, x_pre[k], y[k], instrument_alerts,
-                                           time.perf_counter_ns() - share_ns, ae[k], values=(rows[k], finite_rows[k]))
+                                           time.perf_counter_ns() - share_ns, ae[k], values=(rows[k], finite_rows[k]),
+                                           noise_level=self._noise_level(spectra[i], context))
         return [o for o in outcomes if o is not None]
+
+    def _noise_level(self, spectrum: Spectrum, context: Mapping[str, Any]) -> float | None:
+        """The frame's detector noise level for an OOD model that scores each spectrum under its own noise
+        (:meth:`edge.ood_noise.LineNoise.level`), from its counts and references; None (the model's average level)
+        without such a model, without references, or when the frame's pixels are not the ones the model's gains
+        cover (a resampled axis)."""
+        noise = getattr(self.ood, "noise", None)
+        dark, white = context.get("dark"), context.get("reference")
+        if noise is None or dark is None or white is None or len(spectrum.counts) != noise.n_channels:
+            return None
+        return float(noise.level(spectrum.counts, dark, white, averages=spectrum.averages))
 
     def _finish(
         self,
@@ -532,11 +545,13 @@ class InferenceEngine:
         t0: int,
         ae_score: float | None = None,
         values: tuple[list[float], bool] | None = None,
+        noise_level: float | None = None,
     ) -> Outcome:
         """Quality flags, OOD, interval and the :class:`Prediction` of one preprocessed spectrum ``x_pre`` whose
         model output is ``y`` and autoencoder score ``ae_score`` (None without an autoencoder) (shared by
         :meth:`process` and :meth:`process_many`, so both give the same values); ``values`` is ``y`` as Python
-        floats and whether all are finite, when the caller had them for a whole batch."""
+        floats and whether all are finite, when the caller had them for a whole batch; ``noise_level`` the frame's
+        detector noise level for the OOD statistics (:meth:`_noise_level`)."""
         flags: list[Quality] = []
         reasons: list[str] = []
         if spectrum.saturated_count > 0 or int(spectrum.flags) & _SATURATED:
@@ -548,7 +563,7 @@ class InferenceEngine:
         ood: OodStats | None = None
         ae_limit = None if self.autoencoder is None or ae_score is None else float(self.autoencoder.limit)
         if self.ood is not None:
-            t2, q = self.ood.score(x_pre)
+            t2, q = self.ood.score(x_pre, noise_level)
             t2f, qf = float(t2), float(q)
             if not (math.isfinite(t2f) and math.isfinite(qf)):
                 return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.BAD_INPUT, "non-finite T2 or Q")
