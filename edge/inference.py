@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import AxisContractError, ChannelCountError, InputContractError
+from edge.ood import frame_noise_level
 from edge.publish.messages import OodStats
 from edge.publish.schema import Quality
 from edge.references import ReferenceCheck, ReferencePolicy, ReferenceQuality, ReferenceSet
@@ -431,7 +432,7 @@ class InferenceEngine:
         except InputContractError as exc:
             return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.MODEL_ERROR, str(exc))
         return self._finish(spectrum, verdict, x_pre, y, instrument_alerts, t0, ae_score,
-                            noise_level=self._noise_level(spectrum, context))
+                            noise_level=frame_noise_level(self.ood, spectrum, context))
 
     def process_many(
         self,
@@ -521,19 +522,8 @@ class InferenceEngine:
             for k, (i, verdict) in enumerate(accepted):
                 outcomes[i] = self._finish(spectra[i], verdict, x_pre[k], y[k], instrument_alerts,
                                            time.perf_counter_ns() - share_ns, ae[k], values=(rows[k], finite_rows[k]),
-                                           noise_level=self._noise_level(spectra[i], context))
+                                           noise_level=frame_noise_level(self.ood, spectra[i], context))
         return [o for o in outcomes if o is not None]
-
-    def _noise_level(self, spectrum: Spectrum, context: Mapping[str, Any]) -> float | None:
-        """The frame's detector noise level for an OOD model that scores each spectrum under its own noise
-        (:meth:`edge.ood_noise.LineNoise.level`), from its counts and references; None (the model's average level)
-        without such a model, without references, or when the frame's pixels are not the ones the model's gains
-        cover (a resampled axis)."""
-        noise = getattr(self.ood, "noise", None)
-        dark, white = context.get("dark"), context.get("reference")
-        if noise is None or dark is None or white is None or len(spectrum.counts) != noise.n_channels:
-            return None
-        return float(noise.level(spectrum.counts, dark, white, averages=spectrum.averages))
 
     def _finish(
         self,
@@ -551,7 +541,7 @@ class InferenceEngine:
         model output is ``y`` and autoencoder score ``ae_score`` (None without an autoencoder) (shared by
         :meth:`process` and :meth:`process_many`, so both give the same values); ``values`` is ``y`` as Python
         floats and whether all are finite, when the caller had them for a whole batch; ``noise_level`` the frame's
-        detector noise level for the OOD statistics (:meth:`_noise_level`)."""
+        detector noise level for the OOD statistics (:func:`edge.ood.frame_noise_level`)."""
         flags: list[Quality] = []
         reasons: list[str] = []
         if spectrum.saturated_count > 0 or int(spectrum.flags) & _SATURATED:

@@ -45,7 +45,7 @@ from edge.errors import BundleError, InputContractError
 from edge.ood_noise import LineNoise
 from edge.validation import require_int, require_keys, require_mapping, require_number
 
-__all__ = ["OOD_FORMAT_VERSION", "OodModel"]
+__all__ = ["OOD_FORMAT_VERSION", "OodModel", "frame_noise_level"]
 
 #: Version of the dict layout written by :meth:`OodModel.to_dict` for a model with a ``noise`` (key ``noise``, and
 #: ``scale``); a model with a ``scale`` only is written as format 2, one without either as format 1, so every
@@ -248,3 +248,14 @@ class OodModel:
             if isinstance(exc, BundleError):
                 raise
             raise BundleError(f"ood: malformed arrays ({exc})") from exc
+
+
+def frame_noise_level(ood: OodModel | None, spectrum: Any, context: Mapping[str, Any]) -> float | None:
+    """A frame's detector noise level for ``ood`` (:meth:`edge.ood_noise.LineNoise.level`, from the frame's counts,
+    scans averaged and its ``context`` dark and white); None (the model's average level, 1) for a model without a
+    ``noise``, without references, or for a frame whose pixels are not the ones the gains cover (a resampled axis)."""
+    noise = None if ood is None else ood.noise
+    dark, white = context.get("dark"), context.get("reference")
+    if noise is None or dark is None or white is None or len(spectrum.counts) != noise.n_channels:
+        return None
+    return float(noise.level(spectrum.counts, dark, white, averages=int(getattr(spectrum, "averages", 1))))
