@@ -135,3 +135,26 @@ def test_tablets_bundle_scores_counts_frames_at_the_level_the_trainer_fitted_wit
     assert np.corrcoef(np.log(device), np.log(fitted))[0, 1] > 0.9  # from one noisy read per tablet
     test_line = line_spectra(m.X_test, m.wavelengths, noise, seed=1).reshape(-1, m.X_test.shape[1])
     assert np.mean(b.ood.is_outlier(b.preprocess(test_line), np.tile(fitted, 2))) <= MAX_FALSE_ALARM
+
+
+@pytest.mark.slow
+def test_the_pipeline_writes_a_format_3_model_with_instrument_noise(tmp_path: Path) -> None:
+    """``spectro-train fit`` with ``[instrument.noise]`` writes the per-spectrum noise model (ood.json format 3) with
+    a gain per input channel, and metrics.json says what the statistics are scored under, with line-copy alarm rates
+    for every split."""
+    from tests.support.tiny_fit import CONFIG, write_synthetic
+    from trainer.config import load_config
+    from trainer.pipeline import fit
+
+    write_synthetic(tmp_path / "synthetic.npz")
+    (tmp_path / "train.toml").write_text(CONFIG + '[selection]\nmodel = "pls"\n[instrument]\nsignal = "counts"\n'
+                                         "[instrument.noise]\ncopies = 2\n")
+    cfg = load_config(tmp_path / "train.toml")
+    fit(cfg, tmp_path / "out")
+    bundle = load_bundle(next((tmp_path / "out").glob("*.spectrolite")))
+    assert bundle.ood is not None and bundle.ood.noise is not None
+    assert bundle.ood.to_dict()["format_version"] == 3
+    assert bundle.ood.noise.n_channels == int(bundle.input_contract.pixel_count_min)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["ood"]["line_noise"]["scored_under"] == "each spectrum's own detector noise"
+    assert set(metrics["ood"]["alarm_rate_line"]) == set(metrics["ood"]["alarm_rate"])
