@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from edge.bundle import load_bundle
+from edge.ood import OodModel
 from tests.support.bundles import tiny_models, write_regression_bundle
 from trainer.config import LineNoiseConfig
 from trainer.drift import NoiseInputs, fit_ood
@@ -48,7 +50,7 @@ def _inputs(levels: np.ndarray) -> NoiseInputs:
                        jacobian=np.eye(N_CHANNELS), electrons_per_count=2.0, read_noise_counts=4.0)
 
 
-def _fitted(seed: int) -> tuple[object, object]:
+def _fitted(seed: int) -> tuple[OodModel, OodModel]:
     X, lv = _latent(400, seed), _levels(400, seed + 1)
     line = _line(X, lv, seed + 2, copies=5)
     own = fit_ood(X, n_components=3, alpha=0.01, X_pre_line=line, noise=_inputs(lv))
@@ -61,15 +63,15 @@ def test_own_noise_limits_hold_alpha_on_a_darker_batch_where_one_average_noise_d
     thicker tablets, an older lamp): at their own levels the limits hold alpha, on the noisiest quarter too; with
     one average noise for all, the batch alarms above alpha and its noisiest quarter far above (the #13 loop)."""
     own, plain = _fitted(40)
-    assert own.noise is not None and plain.noise is None  # type: ignore[attr-defined]
+    assert own.noise is not None and plain.noise is None
     lv = 4.0 * _levels(3000, 43)
     new = _line(_latent(3000, 42), lv, 44)[0]
-    rho = _inputs(lv).pixel_variance @ own.noise.pixel_gain  # type: ignore[attr-defined]
+    rho = _inputs(lv).pixel_variance @ own.noise.pixel_gain
     noisy = lv > np.quantile(lv, 0.75)
-    assert np.mean(own.is_outlier(new, rho)) <= MAX_FALSE_ALARM  # type: ignore[attr-defined]
-    assert np.mean(own.is_outlier(new[noisy], rho[noisy])) <= MAX_FALSE_ALARM  # type: ignore[attr-defined]
-    assert np.mean(plain.is_outlier(new)) > MAX_FALSE_ALARM  # type: ignore[attr-defined]
-    assert np.mean(plain.is_outlier(new[noisy])) > 0.15  # type: ignore[attr-defined]
+    assert np.mean(own.is_outlier(new, rho)) <= MAX_FALSE_ALARM
+    assert np.mean(own.is_outlier(new[noisy], rho[noisy])) <= MAX_FALSE_ALARM
+    assert np.mean(plain.is_outlier(new)) > MAX_FALSE_ALARM
+    assert np.mean(plain.is_outlier(new[noisy])) > 0.15
 
 
 def test_own_noise_statistics_see_a_small_new_absorber_that_one_average_noise_misses() -> None:
@@ -77,13 +79,13 @@ def test_own_noise_statistics_see_a_small_new_absorber_that_one_average_noise_mi
     shows it clearly), where one average noise drowns it; at 20 x the noisiest quarter is flagged too."""
     own, plain = _fitted(50)
     lv = _levels(600, 51)
-    rho = _inputs(lv).pixel_variance @ own.noise.pixel_gain  # type: ignore[attr-defined]
+    rho = _inputs(lv).pixel_variance @ own.noise.pixel_gain
     small = _line(_latent(600, 52, band=10 * LINE_SD), lv, 53)[0]
-    assert np.mean(own.is_outlier(small, rho)) > 0.9  # type: ignore[attr-defined]
-    assert np.mean(plain.is_outlier(small)) < 0.1  # type: ignore[attr-defined]
+    assert np.mean(own.is_outlier(small, rho)) > 0.9
+    assert np.mean(plain.is_outlier(small)) < 0.1
     larger = _line(_latent(600, 54, band=20 * LINE_SD), lv, 55)[0]
     noisy = lv > np.quantile(lv, 0.75)
-    assert np.mean(own.is_outlier(larger[noisy], rho[noisy])) > 0.9  # type: ignore[attr-defined]
+    assert np.mean(own.is_outlier(larger[noisy], rho[noisy])) > 0.9
 
 
 def test_the_levels_average_one_over_the_training_spectra_and_the_model_is_format_3() -> None:
@@ -158,3 +160,43 @@ def test_the_pipeline_writes_a_format_3_model_with_instrument_noise(tmp_path: Pa
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["ood"]["line_noise"]["scored_under"] == "each spectrum's own detector noise"
     assert set(metrics["ood"]["alarm_rate_line"]) == set(metrics["ood"]["alarm_rate"])
+
+
+@pytest.mark.slow
+def test_include_select_puts_the_selection_rows_into_the_ood_reference(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """``[ood] include_select = true``: the OOD model is fitted on the training and the selection rows (their
+    spectra, line copies, noise inputs and groups), the default on the training rows alone; a bad value is refused."""
+    import trainer.drift
+    from tests.support.tiny_fit import CONFIG, write_synthetic
+    from trainer.config import load_config
+    from trainer.errors import TrainConfigError
+    from trainer.pipeline import fit
+    from trainer.pipeline.prepare import prepare_data
+
+    write_synthetic(tmp_path / "synthetic.npz")
+    base = CONFIG + '[selection]\nmodel = "pls"\n[instrument]\nsignal = "counts"\n[instrument.noise]\ncopies = 2\n'
+    seen: list[tuple[int, int, int, int]] = []
+    real = trainer.drift.fit_ood
+
+    def spy(X_pre_train: np.ndarray, *args: Any, **kwargs: Any) -> OodModel:
+        line, noise = kwargs["X_pre_line"], kwargs["noise"]
+        seen.append((len(X_pre_train), np.shape(line)[1], np.shape(noise.pixel_variance)[0],
+                     len(np.unique(kwargs["groups"]))))
+        return real(X_pre_train, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.drift, "fit_ood", spy)
+    assert "[ood]\n" in base
+    for name, extra in (("plain", ""), ("with_select", "include_select = true\n")):
+        (tmp_path / f"{name}.toml").write_text(base.replace("[ood]\n", "[ood]\n" + extra))
+        cfg = load_config(tmp_path / f"{name}.toml")
+        assert cfg.ood.include_select is (name == "with_select")
+        fit(cfg, tmp_path / name)
+    plan = prepare_data(cfg, lambda stage: None).plan
+    n_tr, n_sel = plan.train_rows.size, plan.select_rows.size
+    assert n_sel > 0
+    assert [s[:3] for s in seen] == [(n_tr,) * 3, (n_tr + n_sel,) * 3]
+    assert seen[1][3] > seen[0][3]  # the selection rows' groups join (and stay apart from the training rows')
+    (tmp_path / "bad.toml").write_text(base.replace("[ood]\n", "[ood]\ninclude_select = 1\n"))
+    with pytest.raises(TrainConfigError, match="include_select"):
+        load_config(tmp_path / "bad.toml")

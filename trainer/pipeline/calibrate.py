@@ -77,14 +77,22 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
 
     X, Y, tr, sel = data.ds.X, data.ds.y, data.plan.train_rows, data.plan.select_rows
     target_names = data.ds.target_names
+    # The OOD reference: the training rows, and with [ood] include_select the selection rows too (calibration
+    # data of the same instrument, never test data).
+    with_sel = cfg.ood.include_select and sel.size > 0
+    ood_rows = np.concatenate([tr, sel]) if with_sel else tr
+    ood_pre = (np.concatenate([deployed.train_pre, deployed.edge_pipe.transform(X[sel])]) if with_sel
+               else deployed.train_pre)
     line_pre, copies, noise = None, None, None
     if cfg.instrument.noise is not None:
         copies = line_copies(cfg, data, tr)
-        line_pre = np.stack([deployed.edge_pipe.transform(c) for c in copies])
-        noise = noise_inputs(cfg, data, tr, deployed.edge_pipe.transform)
-    ood = fit_ood(deployed.train_pre, cfg.ood.n_components, cfg.ood.variance, cfg.ood.alpha,
-                  max_components=cfg.ood.max_components, groups=data.groups[tr], seed=cfg.seed, X_pre_line=line_pre,
-                  noise=noise)
+        ood_copies = np.concatenate([copies, line_copies(cfg, data, sel, seed_offset=500)], axis=1) if with_sel \
+            else copies
+        line_pre = np.stack([deployed.edge_pipe.transform(c) for c in ood_copies])
+        noise = noise_inputs(cfg, data, ood_rows, deployed.edge_pipe.transform)
+    ood = fit_ood(ood_pre, cfg.ood.n_components, cfg.ood.variance, cfg.ood.alpha,
+                  max_components=cfg.ood.max_components, groups=data.groups[ood_rows], seed=cfg.seed,
+                  X_pre_line=line_pre, noise=noise)
     autoencoder = None
     if cfg.ood.autoencoder:
         from trainer.autoencoder import fit_autoencoder
