@@ -154,7 +154,7 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Any, Path, Any, dict
     return bundle, Path(bundle_path), stream, setup
 
 
-def _offline(bundle: Any, stream: Any) -> dict[str, Any]:
+def _offline(bundle: Any, stream: Any, averages: int = 1) -> dict[str, Any]:
     from benchmarks import harness
 
     X, ctx = harness.offline_inputs(bundle, stream.absorbance)
@@ -162,8 +162,26 @@ def _offline(bundle: Any, stream: Any) -> dict[str, Any]:
                       dtype=np.float64).reshape(len(X), -1)
     flags = None
     if bundle.ood is not None:
-        flags = np.asarray(bundle.ood.is_outlier(bundle.preprocess(X, wavelengths=stream.wavelengths, **ctx)))
+        flags = np.asarray(bundle.ood.is_outlier(bundle.preprocess(X, wavelengths=stream.wavelengths, **ctx),
+                                                 _simulator_levels(bundle, stream, averages)))
     return {"pred": pred, "ood_flags": flags}
+
+
+def _simulator_levels(bundle: Any, stream: Any, averages: int) -> np.ndarray | None:
+    """For an OOD model that scores each spectrum under its own detector noise: the level the simulator's
+    detector gives each noise-free spectrum of the stream (its expected counts, dark and white at the exposure it
+    picks), not that of the offline frames' flat references; None for any other model."""
+    from firmware_bridge.physics import DetectorModel
+
+    noise = getattr(bundle.ood, "noise", None)
+    if noise is None or stream.absorbance.shape[1] != noise.n_channels:
+        return None
+    wl = np.asarray(stream.wavelengths, dtype=np.float64)
+    det = DetectorModel(1e7 / wl if bundle.input_contract.wavelength_unit == "cm-1" else wl)
+    t_us = det.integration_time_for(stream.absorbance)
+    counts = np.stack([det.expected_counts(a, t_us) for a in stream.absorbance])
+    return np.asarray(noise.level(counts, det.dark_mean_counts(t_us), det.expected_counts(None, t_us),
+                                  averages=averages))
 
 
 def _reference_averages(args: argparse.Namespace) -> int:
@@ -200,8 +218,11 @@ def _replay(bundle: Any, stream: Any, *, seed: int, averages: int, reference_ave
     pred = np.asarray(bundle.predict_spectra(counts, wavelengths=wavelengths, **ctx),
                       dtype=np.float64).reshape(frames, -1)
     if bundle.ood is not None and ood_flags is not None:
+        noise = getattr(bundle.ood, "noise", None)  # each frame under its own noise level, as the daemon scores it
+        levels = (None if noise is None or "dark" not in ctx or counts.shape[1] != noise.n_channels
+                  else noise.level(counts, ctx["dark"], ctx["reference"], averages=averages))
         ood_flags.extend(bool(f) for f in np.atleast_1d(
-            bundle.ood.is_outlier(bundle.preprocess(counts, wavelengths=wavelengths, **ctx))))
+            bundle.ood.is_outlier(bundle.preprocess(counts, wavelengths=wavelengths, **ctx), levels)))
     return {int(s.seq): pred[i] for i, s in enumerate(spectra)}
 
 
@@ -215,7 +236,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     try:
         bundle, bundle_path, stream, setup = _prepare(args, work)
         frames = int(args.frames) if args.frames > 0 else int(stream.y.shape[0])
-        offline = _offline(bundle, stream)
+        offline = _offline(bundle, stream, args.averages)
         try:
             replay_flags: list[bool] = []
             offline["replay"] = _replay(bundle, stream, seed=args.seed, averages=args.averages,

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import AxisContractError, ChannelCountError, InputContractError
+from edge.ood import frame_noise_level
 from edge.publish.messages import OodStats
 from edge.publish.schema import Quality
 from edge.references import ReferenceCheck, ReferencePolicy, ReferenceQuality, ReferenceSet
@@ -430,7 +431,8 @@ class InferenceEngine:
             ae_score = None if self.autoencoder is None else float(self.autoencoder.score(x_pre))
         except InputContractError as exc:
             return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.MODEL_ERROR, str(exc))
-        return self._finish(spectrum, verdict, x_pre, y, instrument_alerts, t0, ae_score)
+        return self._finish(spectrum, verdict, x_pre, y, instrument_alerts, t0, ae_score,
+                            noise_level=frame_noise_level(self.ood, spectrum, context))
 
     def process_many(
         self,
@@ -519,7 +521,8 @@ class InferenceEngine:
             finite_rows: list[bool] = np.isfinite(y).all(axis=1).astype(bool).tolist()
             for k, (i, verdict) in enumerate(accepted):
                 outcomes[i] = self._finish(spectra[i], verdict, x_pre[k], y[k], instrument_alerts,
-                                           time.perf_counter_ns() - share_ns, ae[k], values=(rows[k], finite_rows[k]))
+                                           time.perf_counter_ns() - share_ns, ae[k], values=(rows[k], finite_rows[k]),
+                                           noise_level=frame_noise_level(self.ood, spectra[i], context))
         return [o for o in outcomes if o is not None]
 
     def _finish(
@@ -532,11 +535,13 @@ class InferenceEngine:
         t0: int,
         ae_score: float | None = None,
         values: tuple[list[float], bool] | None = None,
+        noise_level: float | None = None,
     ) -> Outcome:
         """Quality flags, OOD, interval and the :class:`Prediction` of one preprocessed spectrum ``x_pre`` whose
         model output is ``y`` and autoencoder score ``ae_score`` (None without an autoencoder) (shared by
         :meth:`process` and :meth:`process_many`, so both give the same values); ``values`` is ``y`` as Python
-        floats and whether all are finite, when the caller had them for a whole batch."""
+        floats and whether all are finite, when the caller had them for a whole batch; ``noise_level`` the frame's
+        detector noise level for the OOD statistics (:func:`edge.ood.frame_noise_level`)."""
         flags: list[Quality] = []
         reasons: list[str] = []
         if spectrum.saturated_count > 0 or int(spectrum.flags) & _SATURATED:
@@ -548,7 +553,7 @@ class InferenceEngine:
         ood: OodStats | None = None
         ae_limit = None if self.autoencoder is None or ae_score is None else float(self.autoencoder.limit)
         if self.ood is not None:
-            t2, q = self.ood.score(x_pre)
+            t2, q = self.ood.score(x_pre, noise_level)
             t2f, qf = float(t2), float(q)
             if not (math.isfinite(t2f) and math.isfinite(qf)):
                 return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.BAD_INPUT, "non-finite T2 or Q")

@@ -13,6 +13,14 @@ feature is divided by its expected spread on the line, detector noise included, 
 cannot measure (a band where almost no light reaches the detector) no longer dominate Q, while well-measured
 features keep their weight (noise-whitened PCA, the idea of maximum-likelihood PCA, Wentzell et al. 1997).
 
+With a ``noise`` (format 3, :class:`edge.ood_noise.LineNoise`) the statistics are those of each spectrum's own
+detector noise: a counting detector's noise grows as less light reaches it, so with one average noise the noisy
+(dark, thick) in-distribution spectra would be flagged. The device computes the spectrum's noise level ``rho``
+from its counts and references (:meth:`edge.ood_noise.LineNoise.level`; 1 is the average training copy) and
+``T2 = sum(t**2 / (signal_variance + rho * component_noise))``, ``Q = ||z - t @ components||**2 / (q_signal +
+rho * q_noise)`` (Q is then a ratio, about 1 for a typical spectrum). Without a level (an absorbance frame,
+offline evaluation) ``rho = 1``.
+
 A spectrum is out of distribution when ``T2 > t2_limit`` or ``Q > q_limit``; the limits are upper quantiles at
 the false-alarm rate ``alpha`` of the training distribution.
 
@@ -34,13 +42,15 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import BundleError, InputContractError
+from edge.ood_noise import LineNoise
 from edge.validation import require_int, require_keys, require_mapping, require_number
 
-__all__ = ["OOD_FORMAT_VERSION", "OodModel"]
+__all__ = ["OOD_FORMAT_VERSION", "OodModel", "frame_noise_level"]
 
-#: Version of the dict layout written by :meth:`OodModel.to_dict` for a model with a ``scale`` (key ``scale``);
-#: a model without one is written as format 1, which every reader since the first understands.
-OOD_FORMAT_VERSION = 2
+#: Version of the dict layout written by :meth:`OodModel.to_dict` for a model with a ``noise`` (key ``noise``, and
+#: ``scale``); a model with a ``scale`` only is written as format 2, one without either as format 1, so every
+#: reader since the first understands what it can.
+OOD_FORMAT_VERSION = 3
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -67,6 +77,8 @@ class OodModel:
     scale : ndarray, shape feature_shape, float64, optional
         Per-feature divisor applied after centring, before projecting (all finite and > 0); the components, the
         explained variances and the limits are in these scaled units. None: no scaling (format 1).
+    noise : edge.ood_noise.LineNoise, optional
+        Scores under each spectrum's own detector noise (format 3; needs a ``scale``). None: one noise for all.
     """
 
     mean: FloatArray
@@ -76,6 +88,7 @@ class OodModel:
     q_limit: float
     alpha: float = 0.01
     scale: FloatArray | None = None
+    noise: LineNoise | None = None
 
     def __post_init__(self) -> None:
         mean = np.array(self.mean, dtype=np.float64)
@@ -109,6 +122,12 @@ class OodModel:
             scale = scale.reshape(mean.shape)
             scale.setflags(write=False)
             object.__setattr__(self, "scale", scale)
+        if self.noise is not None:
+            if self.scale is None:
+                raise BundleError("ood: expected a scale with a noise model (format 3), got none")
+            if self.noise.signal_variance.size != comp.shape[0]:
+                raise BundleError(f"ood.noise: expected {comp.shape[0]} signal variances (one per component), got "
+                                  f"{self.noise.signal_variance.size}")
         object.__setattr__(self, "t2_limit", float(self.t2_limit))
         object.__setattr__(self, "q_limit", float(self.q_limit))
         object.__setattr__(self, "alpha", float(self.alpha))
@@ -123,13 +142,17 @@ class OodModel:
         """Shape of one preprocessed spectrum."""
         return tuple(int(s) for s in self.mean.shape)
 
-    def score(self, X_pre: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    def score(self, X_pre: npt.ArrayLike,
+              noise_level: npt.ArrayLike | None = None) -> tuple[FloatArray, FloatArray]:
         """Hotelling T2 and Q of preprocessed spectra.
 
         Parameters
         ----------
         X_pre : array_like, shape feature_shape or (n, *feature_shape)
             One preprocessed spectrum or a batch.
+        noise_level : float or array_like, shape (n,), optional
+            Each spectrum's detector noise level ``rho`` (:meth:`edge.ood_noise.LineNoise.level`) for a model with
+            a ``noise``; None: 1, the average training copy's. Ignored without a ``noise``.
 
         Returns
         -------
@@ -144,23 +167,30 @@ class OodModel:
         if self.scale is not None:
             Xc = Xc / self.scale.reshape(1, -1)
         T = Xc @ self.components.T
-        t2 = np.sum(T * T / self.explained_variance, axis=1)
         resid = Xc - T @ self.components
         q = np.sum(resid * resid, axis=1)
+        if self.noise is None:
+            t2 = np.sum(T * T / self.explained_variance, axis=1)
+        else:
+            rho = np.ones(T.shape[0]) if noise_level is None else np.broadcast_to(
+                np.maximum(np.asarray(noise_level, dtype=np.float64).reshape(-1), 0.0), (T.shape[0],))
+            n = self.noise
+            t2 = np.sum(T * T / (n.signal_variance + rho[:, None] * n.component_noise), axis=1)
+            q = q / (n.q_signal + rho * n.q_noise)
         if single:
             return t2.reshape(()), q.reshape(())
         return t2, q
 
-    def is_outlier(self, X_pre: npt.ArrayLike) -> npt.NDArray[np.bool_]:
-        """True where T2 or Q exceeds its limit; shape () or (n,)."""
-        t2, q = self.score(X_pre)
+    def is_outlier(self, X_pre: npt.ArrayLike, noise_level: npt.ArrayLike | None = None) -> npt.NDArray[np.bool_]:
+        """True where T2 or Q exceeds its limit; shape () or (n,) (``noise_level`` as in :meth:`score`)."""
+        t2, q = self.score(X_pre, noise_level)
         return np.asarray((t2 > self.t2_limit) | (q > self.q_limit))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (lists of floats); :meth:`from_dict` inverts it exactly. Format 1 without a ``scale``,
-        :data:`OOD_FORMAT_VERSION` (2, key ``scale``) with one."""
+        2 (key ``scale``) with one, :data:`OOD_FORMAT_VERSION` (3, keys ``scale`` and ``noise``) with a noise."""
         d: dict[str, Any] = {
-            "format_version": 1 if self.scale is None else OOD_FORMAT_VERSION,
+            "format_version": 1 if self.scale is None else 2 if self.noise is None else OOD_FORMAT_VERSION,
             "kind": "pca_t2_q",
             "feature_shape": list(self.feature_shape),
             "mean": self.mean.reshape(-1).tolist(),
@@ -172,6 +202,8 @@ class OodModel:
         }
         if self.scale is not None:
             d["scale"] = self.scale.reshape(-1).tolist()
+        if self.noise is not None:
+            d["noise"] = self.noise.to_dict()
         return d
 
     @classmethod
@@ -196,6 +228,12 @@ class OodModel:
                 scale = scale.reshape(shape)
             elif "scale" in d:
                 raise BundleError("ood: expected no scale in format 1 (a scaled model is format 2), got one")
+            noise = None
+            if version >= 3:
+                require_keys(d, "ood", BundleError, ("noise",), allow_unknown=True)
+                noise = LineNoise.from_dict(d["noise"])
+            elif "noise" in d:
+                raise BundleError(f"ood: expected no noise in format {version} (a noise model is format 3), got one")
             return cls(
                 mean=mean.reshape(shape),
                 components=np.asarray(d["components"], dtype=np.float64),
@@ -204,8 +242,20 @@ class OodModel:
                 q_limit=float(d["q_limit"]),
                 alpha=float(d.get("alpha", 0.01)),
                 scale=scale,
+                noise=noise,
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, BundleError):
                 raise
             raise BundleError(f"ood: malformed arrays ({exc})") from exc
+
+
+def frame_noise_level(ood: OodModel | None, spectrum: Any, context: Mapping[str, Any]) -> float | None:
+    """A frame's detector noise level for ``ood`` (:meth:`edge.ood_noise.LineNoise.level`, from the frame's counts,
+    scans averaged and its ``context`` dark and white); None (the model's average level, 1) for a model without a
+    ``noise``, without references, or for a frame whose pixels are not the ones the gains cover (a resampled axis)."""
+    noise = None if ood is None else ood.noise
+    dark, white = context.get("dark"), context.get("reference")
+    if noise is None or dark is None or white is None or len(spectrum.counts) != noise.n_channels:
+        return None
+    return float(noise.level(spectrum.counts, dark, white, averages=int(getattr(spectrum, "averages", 1))))

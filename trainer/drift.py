@@ -18,13 +18,16 @@ are rounded to float32 precision (7 significant digits) so the JSON in the bundl
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 
 from edge.ood import OodModel
+from edge.ood_noise import LineNoise
 from trainer.errors import CalibrationError
 
-__all__ = ["fit_ood", "t2_limit", "q_limit", "out_of_fold_scores", "empirical_limit", "line_noise_scale"]
+__all__ = ["fit_ood", "t2_limit", "q_limit", "out_of_fold_scores", "empirical_limit", "line_noise_scale",
+           "NoiseInputs", "noise_split"]
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +133,82 @@ def out_of_fold_scores(
     return (t2[0], q[0]) if scored is None else (t2, q)
 
 
+@dataclass(frozen=True)
+class NoiseInputs:
+    """What the OOD model needs to score each spectrum under its own detector noise (:class:`edge.ood_noise.LineNoise`).
+
+    Parameters
+    ----------
+    pixel_variance : ndarray, shape (n, n_channels)
+        Each training spectrum's per-pixel signal variance as the line detector measures it
+        (:func:`trainer.line_noise.pixel_variance`, the device's formula).
+    jacobian : ndarray, shape (n_channels, n_features)
+        The preprocessing's sensitivity of each (flattened) feature to each input channel, at a typical spectrum.
+    electrons_per_count, read_noise_counts : float
+        The detector's, for the device's own computation.
+    quantity : {"absorbance", "reflectance"}
+    """
+
+    pixel_variance: np.ndarray
+    jacobian: np.ndarray
+    electrons_per_count: float
+    read_noise_counts: float
+    quantity: str = "absorbance"
+
+
+def noise_split(noise: np.ndarray, clean: np.ndarray, mean: np.ndarray, eig: np.ndarray,
+                vt: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """How much of a PCA's variance and Q the detector's noise makes, from the (whitened) rows' noise (line copy
+    minus its clean row, shape (m, n_features)) and the clean rows (shape (m', n_features)).
+
+    Returns
+    -------
+    component_noise : ndarray, shape (k,)
+        Variance of the noise along each axis.
+    signal_variance : ndarray, shape (k,)
+        ``eig - component_noise``, floored at 1e-3 ``eig``.
+    q_signal : float
+        Mean Q of the clean rows (floored at 1e-9 of the noise's).
+    q_noise : float
+        Mean Q of the noise.
+    """
+    Tn = noise @ vt.T
+    comp_noise = np.var(Tn, axis=0, ddof=1)
+    signal_var = np.maximum(eig - comp_noise, 1e-3 * eig)
+    q_noise = float(np.mean(np.sum((noise - Tn @ vt) ** 2, axis=1)))
+    Cc = clean - mean
+    q_signal = float(np.mean(np.sum((Cc - (Cc @ vt.T) @ vt) ** 2, axis=1)))
+    return comp_noise, signal_var, max(q_signal, 1e-9 * q_noise, 1e-12), q_noise
+
+
+def _own_noise_scores(Z: np.ndarray, rho: np.ndarray, mean: np.ndarray, vt: np.ndarray, comp_noise: np.ndarray,
+                      signal_var: np.ndarray, q_signal: float, q_noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """T2 and Q of whitened rows ``Z`` under their noise levels ``rho`` (as :meth:`edge.ood.OodModel.score`)."""
+    Zc = Z - mean
+    T = Zc @ vt.T
+    q = np.sum((Zc - T @ vt) ** 2, axis=1)
+    return np.sum(T * T / (signal_var + rho[:, None] * comp_noise), axis=1), q / (q_signal + rho * q_noise)
+
+
+def _own_noise_oof(rows: np.ndarray, clean: np.ndarray, rho: np.ndarray, k: int, groups: np.ndarray, *,
+                   folds: int = OOF_FOLDS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold T2 and Q under each row's own noise level: ``rows`` are the whitened line copies (c * n rows),
+    ``clean`` their clean rows (same shape), ``rho`` their levels; every fold's PCA and noise split are fitted
+    without it (grouped as :func:`out_of_fold_scores`)."""
+    labels = np.unique(np.asarray(groups), return_inverse=True)[1]
+    n_groups = int(labels.max()) + 1
+    folds = max(2, min(folds, n_groups))
+    fold = (np.random.default_rng(seed).permutation(n_groups) % folds)[labels]
+    t2, q = np.empty(rows.shape[0]), np.empty(rows.shape[0])
+    for f in range(folds):
+        held = fold == f
+        mean, eig, vt = _pca(rows[~held])
+        kk = min(k, int(np.count_nonzero(eig > 0)))
+        split = noise_split(rows[~held] - clean[~held], clean[~held], mean, eig[:kk], vt[:kk])
+        t2[held], q[held] = _own_noise_scores(rows[held], rho[held], mean, vt[:kk], *split)
+    return t2, q
+
+
 def line_noise_scale(Xf: np.ndarray, line: np.ndarray, *, floor: float = 0.0) -> np.ndarray:
     """Per-feature scale of the noise-whitened PCA: ``sqrt(noise + floor * median(noise))``.
 
@@ -176,6 +255,40 @@ def _checked_line(X: np.ndarray, X_pre_line: np.ndarray) -> np.ndarray:
     return line.reshape(line.shape[0], X.shape[0], -1)
 
 
+def _fit_own_noise(noise: NoiseInputs, X_clean: np.ndarray, rows: np.ndarray, scale: np.ndarray, eig: np.ndarray,
+                   vt: np.ndarray, k: int, groups: np.ndarray, a_each: float, *,
+                   seed: int) -> tuple[LineNoise, float, float]:
+    """The :class:`edge.ood_noise.LineNoise` of the whitened line copies ``rows`` (of the clean rows ``X_clean``)
+    and the out-of-fold T2 and Q limits under each copy's own noise level."""
+    n = X_clean.shape[0]
+    var = np.asarray(noise.pixel_variance, dtype=np.float64)
+    J = np.asarray(noise.jacobian, dtype=np.float64)
+    if var.shape[0] != n or J.shape != (var.shape[1], X_clean.shape[1]):
+        raise CalibrationError(f"OOD noise model: expected pixel variances ({n}, p) and a Jacobian (p, "
+                               f"{X_clean.shape[1]}), got {var.shape} and {J.shape}")
+    gain = np.mean((J / scale) ** 2, axis=1)
+    raw = var @ gain
+    level = float(np.mean(raw))
+    if not (np.isfinite(level) and level > 0):
+        raise CalibrationError(f"OOD noise model: expected a positive mean noise level, got {level!r}")
+    copies = rows.shape[0] // n
+    rho = np.tile(raw / level, copies)
+    clean = np.tile(X_clean / scale, (copies, 1))
+    t2_oof, q_oof = _own_noise_oof(rows, clean, rho, k, groups, seed=seed)
+    mean = rows.mean(axis=0)
+    comp_noise, signal_var, q_signal, q_noise = noise_split(rows - clean, clean, mean, eig[:k], vt[:k])
+    line_noise = LineNoise(pixel_gain=_round_significant(gain / level), electrons_per_count=noise.electrons_per_count,
+                           read_noise_counts=noise.read_noise_counts,
+                           component_noise=_round_significant(comp_noise),
+                           signal_variance=_round_significant(signal_var), q_signal=float(f"{q_signal:.7g}"),
+                           q_noise=float(f"{q_noise:.7g}"), quantity=noise.quantity)
+    log.info("OOD noise model: noise levels of the training spectra %.2g to %.2g (median %.2g) of their mean; "
+             "noise share of the axes' variance %.0f%% to %.0f%%, of Q %.0f%%", float(np.min(raw) / level),
+             float(np.max(raw) / level), float(np.median(raw) / level), 100 * float(np.min(comp_noise / eig[:k])),
+             100 * float(np.max(comp_noise / eig[:k])), 100 * q_noise / (q_noise + q_signal))
+    return line_noise, empirical_limit(t2_oof, a_each), empirical_limit(q_oof, a_each)
+
+
 def fit_ood(
     X_pre_train: np.ndarray,
     n_components: int | None = None,
@@ -186,6 +299,7 @@ def fit_ood(
     groups: np.ndarray | None = None,
     seed: int = 0,
     X_pre_line: np.ndarray | None = None,
+    noise: NoiseInputs | None = None,
 ) -> OodModel:
     """PCA drift model with T2 and Q limits, fitted on preprocessed training spectra.
 
@@ -219,6 +333,14 @@ def fit_ood(
         scaled by a noisy SNV), and the limits are quantiles of the copies' out-of-fold scores (grouped: a row's
         copies stay in its fold). They then hold ``alpha`` on the line's in-distribution spectra, detector noise
         included, rather than on noise-free lab spectra.
+    noise : NoiseInputs, optional
+        With ``X_pre_line``: score each spectrum under its own detector noise (:class:`edge.ood_noise.LineNoise`,
+        ood.json format 3). A counting detector's noise grows as less light reaches it, so one average noise makes
+        the dark (thick) in-distribution spectra alarm far above ``alpha``. The level ``rho`` of each spectrum is
+        ``pixel_variance @ pixel_gain``, the gains the whitened squared Jacobian averaged over the features,
+        scaled so the training spectra average 1; T2 divides each axis by its signal variance plus ``rho`` times
+        the noise's, Q by the clean rows' mean Q plus ``rho`` times the noise's. The limits are quantiles of
+        these statistics out of fold (every fold's PCA and noise split fitted without it).
 
     Returns
     -------
@@ -265,12 +387,18 @@ def fit_ood(
     # false-alarm rate is at most alpha.
     a_each = alpha / 2.0
     t2_lim, q_lim = t2_limit(n, k, a_each), q_limit(eig[k:], a_each)
-    if n >= MIN_OOF_ROWS:
-        t2_oof, q_oof = out_of_fold_scores(rows, k, groups=groups, seed=seed)
-        t2_lim, q_lim = empirical_limit(t2_oof, a_each), empirical_limit(q_oof, a_each)
-    elif scale is not None:
+    if scale is not None and n < MIN_OOF_ROWS:
         raise CalibrationError(f"OOD model: limits on line copies need at least {MIN_OOF_ROWS} training spectra, "
                                f"got {n}")
+    line_noise = None
+    if noise is not None:
+        if scale is None:
+            raise CalibrationError("OOD model: a per-spectrum noise model needs the line copies (X_pre_line)")
+        line_noise, t2_lim, q_lim = _fit_own_noise(noise, X.reshape(n, -1), rows, scale, eig, vt, k, groups,
+                                                   a_each, seed=seed)
+    elif n >= MIN_OOF_ROWS:
+        t2_oof, q_oof = out_of_fold_scores(rows, k, groups=groups, seed=seed)
+        t2_lim, q_lim = empirical_limit(t2_oof, a_each), empirical_limit(q_oof, a_each)
     else:
         log.warning("OOD model: %d training spectra, fewer than %d: analytic limits (they alarm above alpha on new "
                     "spectra)", n, MIN_OOF_ROWS)
@@ -282,6 +410,7 @@ def fit_ood(
         q_limit=q_lim,
         alpha=alpha,
         scale=None if scale is None else scale.reshape(feature_shape),
+        noise=line_noise,
     )
     t2, q = model.score(X)
     log.info(

@@ -22,7 +22,7 @@ import numpy as np
 from trainer.config.sources import LineNoiseConfig
 from trainer.errors import CalibrationError
 
-__all__ = ["line_spectra", "with_line_copies"]
+__all__ = ["line_spectra", "with_line_copies", "pixel_variance"]
 
 
 def line_spectra(X: np.ndarray, wavelengths: np.ndarray, noise: LineNoiseConfig, *, quantity: str = "absorbance",
@@ -86,3 +86,32 @@ def with_line_copies(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, wavelengt
     n += 1
     return (np.concatenate([np.asarray(X, dtype=np.float64), *copies]), np.concatenate([Y] * n),
             np.concatenate([groups] * n))
+
+
+def pixel_variance(X: np.ndarray, wavelengths: np.ndarray, noise: LineNoiseConfig, *,
+                   quantity: str = "absorbance") -> tuple[np.ndarray, dict[str, float]]:
+    """Per-pixel variance of each training spectrum as the line detector would measure it, the way the device
+    computes it from a frame (:func:`edge.ood_noise.signal_variance`), here from the expected counts of the
+    spectrum, its dark and its white at the simulator's exposure for these spectra.
+
+    Returns
+    -------
+    variance : ndarray, shape (n, n_channels)
+    detector : dict
+        ``electrons_per_count`` and ``read_noise_counts`` of the detector (what the device needs to do the same).
+    """
+    from edge.ood_noise import signal_variance
+    from firmware_bridge.physics import DetectorModel
+
+    A = np.asarray(X, dtype=np.float64)
+    if quantity == "reflectance":
+        A = -np.log10(np.clip(A, 1e-12, None))
+    model = DetectorModel(np.asarray(wavelengths, dtype=np.float64), **noise.detector_parameters())
+    t_us = model.integration_time_for(A)
+    dark = model.dark_mean_counts(t_us)
+    white = model.expected_counts(None, t_us)
+    counts = np.stack([model.expected_counts(a, t_us) for a in A])
+    detector = {"electrons_per_count": float(model.electrons_per_count),
+                "read_noise_counts": float(model.read_noise_counts)}
+    var = signal_variance(counts, dark, white, averages=noise.averages, quantity=quantity, **detector)
+    return var, detector

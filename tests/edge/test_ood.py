@@ -54,7 +54,7 @@ def test_dict_round_trip_through_json() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"format_version": 9}, "format_version: expected an integer in 1..2, got 9"),
+        ({"format_version": 9}, "format_version: expected an integer in 1..3, got 9"),
         ({"t2_limit": -1.0}, "t2_limit: expected a number > 0"),
         ({"explained_variance": [1.0, 2.0]}, "expected 3 explained variances, got 2"),
         ({"mean": [0.0] * 5}, "expected 12 mean values"),

@@ -14,7 +14,9 @@ from trainer.errors import TrainConfigError
 class OodConfig:
     """PCA drift statistics: components by count or explained-variance share, and the limits' false-alarm rate;
     optionally the int8 autoencoder of :mod:`trainer.autoencoder` (``autoencoder``, trained for
-    ``autoencoder_epochs`` epochs with a bottleneck of ``autoencoder_bottleneck`` units)."""
+    ``autoencoder_epochs`` epochs with a bottleneck of ``autoencoder_bottleneck`` units); ``include_select``: fit
+    the PCA model and its limits on the selection rows too (calibration data of the same instrument), not the
+    training rows alone."""
 
     n_components: int | None = None
     variance: float = 0.99
@@ -23,12 +25,13 @@ class OodConfig:
     autoencoder: bool = False
     autoencoder_epochs: int = 300
     autoencoder_bottleneck: int = 8
+    include_select: bool = False
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OodConfig:
         w = "ood"
         _check_keys(d, w, {"n_components", "variance", "alpha", "max_components", "autoencoder", "autoencoder_epochs",
-                           "autoencoder_bottleneck"})
+                           "autoencoder_bottleneck", "include_select"})
         nc = _get(d, "n_components", w, int, None)
         if nc is not None and nc < 1:
             raise TrainConfigError(f"ood.n_components: expected an integer >= 1, got {nc}")
@@ -46,7 +49,8 @@ class OodConfig:
             if v < 1:
                 raise TrainConfigError(f"ood.{key}: expected an integer >= 1, got {v}")
         return cls(n_components=nc, variance=var, alpha=alpha, max_components=mc, autoencoder=ae,
-                   autoencoder_epochs=ae_epochs, autoencoder_bottleneck=ae_bottleneck)
+                   autoencoder_epochs=ae_epochs, autoencoder_bottleneck=ae_bottleneck,
+                   include_select=_get(d, "include_select", w, bool, False))
 
 
 @dataclass(frozen=True)

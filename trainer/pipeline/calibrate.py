@@ -51,6 +51,25 @@ def line_copies(cfg: TrainConfig, data: Prepared, rows: np.ndarray, *, seed_offs
                         min_ratio=data.min_ratio, seed=cfg.seed + seed_offset)
 
 
+def noise_inputs(cfg: TrainConfig, data: Prepared, rows: np.ndarray, transform: Any) -> Any:
+    """What the OOD model needs to score each spectrum under its own detector noise
+    (:class:`trainer.drift.NoiseInputs`): the per-pixel variances of ``rows`` as the declared line detector
+    measures them and the Jacobian of ``transform`` (the deployed preprocessing) at their mean spectrum."""
+    from trainer.drift import NoiseInputs
+    from trainer.line_noise import pixel_variance
+
+    assert cfg.instrument.noise is not None
+    wl = np.asarray(data.ds.wavelengths, dtype=np.float64)
+    wl_nm = 1e7 / wl if data.ds.axis_unit == "cm-1" else wl
+    X = np.asarray(data.ds.X[rows], dtype=np.float64)
+    var, detector = pixel_variance(X, wl_nm, cfg.instrument.noise, quantity=cfg.instrument.quantity)
+    a0 = X.mean(axis=0)
+    eps = 1e-4 * max(float(np.mean(np.abs(a0))), 1e-3)
+    base = np.asarray(transform(a0[None]), dtype=np.float64).reshape(1, -1)
+    jac = (np.asarray(transform(a0[None] + eps * np.eye(a0.size)), dtype=np.float64).reshape(a0.size, -1) - base) / eps
+    return NoiseInputs(pixel_variance=var, jacobian=jac, quantity=cfg.instrument.quantity, **detector)
+
+
 def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -> Calibration:
     """Fit the OOD model and the intervals of the deployed model."""
     from trainer.conformal import fit_intervals, nested_oof_predictions
@@ -58,12 +77,22 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
 
     X, Y, tr, sel = data.ds.X, data.ds.y, data.plan.train_rows, data.plan.select_rows
     target_names = data.ds.target_names
-    line_pre, copies = None, None
+    # The OOD reference: the training rows, and with [ood] include_select the selection rows too (calibration
+    # data of the same instrument, never test data).
+    with_sel = cfg.ood.include_select and sel.size > 0
+    ood_rows = np.concatenate([tr, sel]) if with_sel else tr
+    ood_pre = (np.concatenate([deployed.train_pre, deployed.edge_pipe.transform(X[sel])]) if with_sel
+               else deployed.train_pre)
+    line_pre, copies, noise = None, None, None
     if cfg.instrument.noise is not None:
         copies = line_copies(cfg, data, tr)
-        line_pre = np.stack([deployed.edge_pipe.transform(c) for c in copies])
-    ood = fit_ood(deployed.train_pre, cfg.ood.n_components, cfg.ood.variance, cfg.ood.alpha,
-                  max_components=cfg.ood.max_components, groups=data.groups[tr], seed=cfg.seed, X_pre_line=line_pre)
+        ood_copies = np.concatenate([copies, line_copies(cfg, data, sel, seed_offset=500)], axis=1) if with_sel \
+            else copies
+        line_pre = np.stack([deployed.edge_pipe.transform(c) for c in ood_copies])
+        noise = noise_inputs(cfg, data, ood_rows, deployed.edge_pipe.transform)
+    ood = fit_ood(ood_pre, cfg.ood.n_components, cfg.ood.variance, cfg.ood.alpha,
+                  max_components=cfg.ood.max_components, groups=data.groups[ood_rows], seed=cfg.seed,
+                  X_pre_line=line_pre, noise=noise)
     autoencoder = None
     if cfg.ood.autoencoder:
         from trainer.autoencoder import fit_autoencoder

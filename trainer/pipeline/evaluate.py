@@ -57,6 +57,18 @@ def score_key(classify: bool) -> str:
     return "accuracy" if classify else "rmsep"
 
 
+def _line_levels(cfg: TrainConfig, data: Prepared, rows: np.ndarray, noise: Any) -> np.ndarray:
+    """The detector noise level (:meth:`edge.ood_noise.LineNoise.level`) of ``rows`` as the declared line
+    detector measures them."""
+    from trainer.line_noise import pixel_variance
+
+    assert cfg.instrument.noise is not None
+    wl = np.asarray(data.ds.wavelengths, dtype=np.float64)
+    var, _ = pixel_variance(data.ds.X[rows], 1e7 / wl if data.ds.axis_unit == "cm-1" else wl, cfg.instrument.noise,
+                            quantity=cfg.instrument.quantity)
+    return np.asarray(var @ noise.pixel_gain, dtype=np.float64)
+
+
 def evaluate_bundle(cfg: TrainConfig, data: Prepared, bundle_path: Path, preds: Predictions,
                     calibration: Calibration) -> Evaluation:
     """Predict every role through the written bundle and score all four models."""
@@ -79,14 +91,18 @@ def evaluate_bundle(cfg: TrainConfig, data: Prepared, bundle_path: Path, preds: 
         out_q = np.asarray(bundle.predict_spectra(frames, **ctx), dtype=np.float64).reshape(rows.size, -1)
         preds[(role, "deployed")] = np.argmax(out_q, axis=1)[:, None].astype(np.float64) if classify else out_q
         pre = bundle.preprocess(frames, **ctx)
-        ood_scores[role] = bundle_ood.score(pre)
+        # An OOD model that scores each spectrum under its own detector noise gets the level the line detector
+        # would give it (the one its limits were fitted with), not that of the offline frames' flat references.
+        rho = None if bundle_ood.noise is None else _line_levels(cfg, data, rows, bundle_ood.noise)
+        ood_scores[role] = bundle_ood.score(pre, rho)
         if ae is not None:
             ae_scores[role] = np.asarray(ae.score(pre), dtype=np.float64).reshape(-1)
         if cfg.instrument.noise is not None:  # the same rows through the declared line detector
             copies = line_copies(cfg, data, rows, seed_offset=1000 + i).reshape(-1, ds.X.shape[1])
             frames, ctx = bundle.frames_from_signal(copies, ds.wavelengths)
             pre = bundle.preprocess(frames, **ctx)
-            ood_line_scores[role] = bundle_ood.score(pre)
+            ood_line_scores[role] = bundle_ood.score(pre, None if rho is None
+                                                     else np.tile(rho, cfg.instrument.noise.copies))
             if ae is not None:
                 ae_line_scores[role] = np.asarray(ae.score(pre), dtype=np.float64).reshape(-1)
 

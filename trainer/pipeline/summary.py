@@ -60,7 +60,9 @@ def summarise(cfg: TrainConfig, data: Prepared, recipe: Recipe, pls: Any, net: T
         # The same rows through the declared line detector ([instrument.noise]): what the line alarms on.
         "line_noise": (None if cfg.instrument.noise is None else
                        {"averages": cfg.instrument.noise.averages, "copies": cfg.instrument.noise.copies,
-                        "limits_fitted_on": "line copies of the training spectra, out of fold"}),
+                        "limits_fitted_on": "line copies of the training spectra, out of fold",
+                        "scored_under": ("each spectrum's own detector noise" if bundle_ood.noise is not None
+                                         else "the average detector noise")}),
         "alarm_rate_line": {r: alarm_rates(s, bundle_ood) for r, s in ev.ood_line_scores.items()},
     }
     return {
