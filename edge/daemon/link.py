@@ -95,6 +95,13 @@ class MqttLink:
         """Why the MQTT side can no longer deliver (a dead network or drain thread), or None."""
         return self.publisher.failure()
 
+    def outbox_full(self) -> bool:
+        """The outbox's alert flag (``outbox_full`` of :meth:`stats`) without building the whole snapshot."""
+        try:
+            return self.outbox.stats().full
+        except EdgeError:  # pragma: no cover - a closed or broken outbox
+            return False
+
     def stats(self) -> Mapping[str, Any]:
         out: dict[str, Any] = {f"mqtt_{k}": v for k, v in dataclasses.asdict(self.publisher.stats()).items()}
         try:

@@ -121,9 +121,10 @@ class Outbound:
             log.error("message %s could not be stored or sent: %s", out.kind.value, exc)
 
     def publisher_loop(self) -> None:
-        """The publisher thread: commit the other threads' messages until the queue is closed and empty."""
+        """The publisher thread: commit the other threads' messages until the queue is closed and empty (it sleeps
+        until a message comes or the queue is closed: no idle wake-ups)."""
         while True:
-            out = self.messages.get(0.5)
+            out = self.messages.get()
             if out is None:
                 if self.messages.closed:
                     break

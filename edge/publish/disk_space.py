@@ -11,12 +11,15 @@ import errno
 import logging
 import os
 import sqlite3
+import time
 from pathlib import Path
+from typing import Callable
 
 from edge.publish.log_limit import LogLimiter
 
 __all__ = ["DiskSpace", "wal_bound_bytes", "checkpoint", "vacuum_pages", "WAL_BOUND_FRACTION", "WAL_BOUND_MIN_BYTES",
-           "WAL_BOUND_MAX_BYTES", "RESERVE_WAL_BOUNDS", "HEADROOM_WAL_BOUNDS"]
+           "WAL_BOUND_MAX_BYTES", "RESERVE_WAL_BOUNDS", "HEADROOM_WAL_BOUNDS",
+           "FAR_ABOVE_HEADROOM_BYTES", "RECHECK_S"]
 
 log = logging.getLogger("edge.publish.outbox")
 
@@ -31,6 +34,14 @@ RESERVE_WAL_BOUNDS = 2
 #: Free space kept on the filesystem besides the reserve, in WAL bounds: below it the database stops growing
 #: (new messages reuse the pages of evicted ones) and the WAL and its checkpoints keep room to work.
 HEADROOM_WAL_BOUNDS = 3
+#: :meth:`DiskSpace.has_room` asks the filesystem (``statvfs``) for every message only when space is short: while
+#: its last answer left at least FAR_ABOVE_HEADROOM_BYTES above the headroom, it asks again after RECHECK_S seconds
+#: or once the messages stored since could have used half of that room (each charged twice its size plus a page),
+#: whichever comes first.  A syscall per message was a few percent of the daemon's CPU at 100 frames/s; another
+#: writer that fills the rest within that second is met by the reserve, as when it fills the disk between two
+#: messages.
+FAR_ABOVE_HEADROOM_BYTES = 64 * 1024 * 1024
+RECHECK_S = 1.0
 
 
 def wal_bound_bytes(directory: Path) -> int:
@@ -74,7 +85,7 @@ class DiskSpace:
     ``held`` says whether the reserve file holds its full size; ``logs`` rate-limits the reserve's warnings.
     """
 
-    def __init__(self, path: Path, logs: LogLimiter) -> None:
+    def __init__(self, path: Path, logs: LogLimiter, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
         self.wal_bound_bytes = wal_bound_bytes(path.parent)
         self.reserve_path = path.with_name(path.name + "-reserve")
@@ -82,6 +93,9 @@ class DiskSpace:
         self.headroom_bytes = HEADROOM_WAL_BOUNDS * self.wal_bound_bytes
         self.held = False
         self._logs = logs
+        self._clock = clock
+        self._roomy_until = 0.0  # has_room need not ask the filesystem before this time ...
+        self._roomy_bytes = 0  # ... while the messages stored since were charged less than this
 
     def free_bytes(self) -> int | None:
         """Bytes available on the outbox's filesystem (None when it cannot be asked)."""
@@ -93,9 +107,19 @@ class DiskSpace:
 
     def has_room(self, conn: sqlite3.Connection, page_size: int, size: int) -> bool:
         """Whether a message of ``size`` bytes may be stored without eating into the headroom: there is more
-        free space than the headroom, or the database has enough free pages (of evicted or delivered messages)."""
-        free = self.free_bytes()  # one statvfs, under a microsecond: a put costs tens
+        free space than the headroom, or the database has enough free pages (of evicted or delivered messages).
+        The filesystem is asked at most once per :data:`RECHECK_S` while it has far more room than the headroom
+        (:data:`FAR_ABOVE_HEADROOM_BYTES`)."""
+        cost = 2 * size + page_size
+        if self._roomy_bytes >= cost and self._clock() < self._roomy_until:
+            self._roomy_bytes -= cost
+            return True
+        self._roomy_bytes = 0
+        free = self.free_bytes()
         if free is None or free >= self.headroom_bytes:
+            if free is not None and free - self.headroom_bytes >= FAR_ABOVE_HEADROOM_BYTES:
+                self._roomy_until = self._clock() + RECHECK_S
+                self._roomy_bytes = (free - self.headroom_bytes) // 2
             return True
         try:
             free_pages = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
@@ -136,6 +160,7 @@ class DiskSpace:
 
     def release_reserve(self) -> None:
         """Give the reserve's space back to the filesystem (the disk is full)."""
+        self._roomy_bytes = 0  # the next message asks the filesystem again
         if not self.held:
             return
         try:
