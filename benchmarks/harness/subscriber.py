@@ -17,12 +17,14 @@ from typing import Any, Protocol
 from benchmarks.harness.errors import HarnessError
 from benchmarks.harness.settings import DEVICE, LINE, SITE, START_TIMEOUT_S, TOPIC_PREFIX
 
-__all__ = ["Endpoint", "Inbox", "Subscriber"]
+__all__ = ["RETAINED_WAIT_S", "Endpoint", "Inbox", "Subscriber", "read_retained"]
 
 #: Reconnect back-off after the broker went away (a stop, a kill, a restart on the same port), seconds: short,
 #: so that after a restart of a broker without persistence (the soak's) the subscriber is back before the daemon
 #: (``reconnect_min_delay_s`` 1 s in :func:`~benchmarks.harness.write_edge_config`) drains its outbox into it.
 RECONNECT_MIN_DELAY_S, RECONNECT_MAX_DELAY_S = 0.05, 0.5
+#: Deadline of one read of a retained message (a failure to arrive, not a speed goal), seconds.
+RETAINED_WAIT_S = 10.0
 
 
 class Endpoint(Protocol):
@@ -256,3 +258,35 @@ class Subscriber:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def read_retained(broker: Endpoint, topic: str, timeout_s: float = RETAINED_WAIT_S) -> dict[str, Any] | None:
+    """The retained message on ``topic`` as a new subscriber receives it; None when there is none within
+    ``timeout_s`` or the broker does not answer (it may be restarting: callers poll)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    got: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def on_message(client: Any, userdata: Any, msg: Any) -> None:
+        # A status published while this client subscribes arrives live (retain flag 0 by MQTT 3.1.1) but is the
+        # same retained message every later subscriber gets: the publisher sends its status only retained.
+        if not got:
+            got.append(json.loads(msg.payload.decode()))
+            done.set()
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    c.on_message = on_message
+    c.on_connect = lambda cl, ud, fl, rc, pr=None: cl.subscribe(topic, qos=1)
+    try:
+        c.connect(broker.host, broker.port, keepalive=10)
+    except OSError:
+        return None
+    c.loop_start()
+    try:
+        done.wait(timeout_s)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    return got[0] if got else None
