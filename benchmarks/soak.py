@@ -13,7 +13,10 @@ wire, ``spectro-edge run`` (:func:`~benchmarks.harness.daemon_command`, its TOML
 ``mosquitto`` (:class:`~benchmarks.harness.Mosquitto`) that is stopped and started again ``--broker-restarts``
 times at evenly spaced moments on the same port; and the harness's :class:`~benchmarks.harness.Subscriber` with
 ``keep_bodies=False``, so that its memory stays bounded over a million predictions (the set of sequence numbers
-it saw and the last message of each other topic, the metrics among them).
+it saw and the last message of each other topic, the metrics among them).  The subscriber keeps a persistent
+session on a broker with persistence: what the broker queued for it when it stopped, and what the daemon published
+after a restart before the subscriber was back, reach it (a clean session on a broker without persistence lost
+them by chance: whenever the daemon reconnected first, its outbox backlog went to nobody).
 
 Every ``--sample-every-s`` the daemon's ``VmRSS`` and ``Threads`` (``/proc/<pid>/status``) and its open file
 descriptors (``/proc/<pid>/fd``) are sampled. Growth is measured from the first sample after ``--warmup-frames``
@@ -24,8 +27,8 @@ three after warm-up, so a single allocation burst does not count as a leak.
 JSON keys: ``frames`` (spectra sent), ``predictions`` (unique, deduplicated by ``seq``), ``duplicates``, ``lost``
 (``frames - predictions``), ``lost_on_wire`` (frames the daemon counted as lost to sequence gaps or rejected, from
 its last metrics message: bit flips destroy frames by design), ``lost_unexplained`` (``lost - lost_on_wire``),
-``daemon_predictions`` and ``lost_after_daemon`` (predictions the daemon made that the subscriber did not see: the
-bench broker has no persistence, so a broker restart drops what arrives before the subscriber is back),
+``daemon_predictions`` and ``lost_after_daemon`` (predictions the daemon made that the subscriber did not see,
+expected 0 with the subscriber's persistent session),
 ``rss_growth_mb``, ``fd_growth``, ``thread_growth``, ``outbox_left`` (rows in the outbox after the daemon's clean
 stop, must be 0), ``fps``, ``seconds``, ``broker_restarts``, ``samples``.
 """
@@ -125,9 +128,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     n = int(args.frames)
     warmup = args.warmup_frames if args.warmup_frames is not None else min(20_000, max(1, n // 10))
 
-    broker = Mosquitto(workdir / "broker").start()
+    (workdir / "broker" / "mosquitto.db").unlink(missing_ok=True)  # no session of an earlier run in --workdir
+    broker = Mosquitto(workdir / "broker", persistence=True).start()
     sub = Subscriber(broker, base=f"{TOPIC_PREFIX}/{SITE}/{LINE}/{DEVICE}", client_id="spectro-soak-sub",
-                     keep_bodies=False)
+                     clean_session=False, keep_bodies=False)
     procs = Processes()
     samples: list[dict[str, float]] = []
     restarts = 0
@@ -214,9 +218,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "lost": n - predictions,
         "lost_on_wire": lost_on_wire,
         "lost_unexplained": n - predictions - lost_on_wire,
-        # predictions the daemon made (and its outbox handed to the broker) that this subscriber never saw: the
-        # broker runs without persistence, so a restart drops what it accepts before the clean-session
-        # subscriber has subscribed again (a property of this bench's broker, not of the daemon)
+        # predictions the daemon made (and its outbox handed to the broker) that this subscriber never saw: with
+        # its persistent session on a broker with persistence, none
         "daemon_predictions": int(counters.get("predictions", 0)),
         "lost_after_daemon": int(counters.get("predictions", 0)) - predictions,
         "rss_growth_mb": round(growth("rss_mb"), 3),
