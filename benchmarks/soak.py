@@ -6,10 +6,17 @@ Usage::
     spectro-bench soak --frames 1000000 [--warmup-frames N] [--bit-flip-rate P] [--broker-restarts K]
                        [--bundle B] [--json PATH]
 
-Real processes: ``spectro-sim`` on a pty streaming as fast as it can (``--rate 0``) with bit flips on the wire,
-``spectro-edge run``, a real ``mosquitto``
-(:mod:`benchmarks.harness.mosquitto`) that is stopped and started again ``--broker-restarts`` times at evenly
-spaced moments, and a paho subscriber in this process that keeps only the set of sequence numbers it saw.
+Real processes, started by :mod:`benchmarks.harness` as every benchmark starts them: ``spectro-sim`` on a pty
+(:func:`~benchmarks.harness.simulator_command`) streaming as fast as it can (``--rate 0``) with bit flips on the
+wire, ``spectro-edge run`` (:func:`~benchmarks.harness.daemon_command`, its TOML by
+:func:`~benchmarks.harness.write_edge_config`), both as :class:`~benchmarks.harness.Processes`; a real
+``mosquitto`` (:class:`~benchmarks.harness.Mosquitto`) that is stopped and started again ``--broker-restarts``
+times at evenly spaced moments on the same port; and the harness's :class:`~benchmarks.harness.Subscriber` with
+``keep_bodies=False``, so that its memory stays bounded over a million predictions (the set of sequence numbers
+it saw and the last message of each other topic, the metrics among them).  The subscriber keeps a persistent
+session on a broker with persistence: what the broker queued for it when it stopped, and what the daemon published
+after a restart before the subscriber was back, reach it (a clean session on a broker without persistence lost
+them by chance: whenever the daemon reconnected first, its outbox backlog went to nobody).
 
 Every ``--sample-every-s`` the daemon's ``VmRSS`` and ``Threads`` (``/proc/<pid>/status``) and its open file
 descriptors (``/proc/<pid>/fd``) are sampled. Growth is measured from the first sample after ``--warmup-frames``
@@ -20,8 +27,8 @@ three after warm-up, so a single allocation burst does not count as a leak.
 JSON keys: ``frames`` (spectra sent), ``predictions`` (unique, deduplicated by ``seq``), ``duplicates``, ``lost``
 (``frames - predictions``), ``lost_on_wire`` (frames the daemon counted as lost to sequence gaps or rejected, from
 its last metrics message: bit flips destroy frames by design), ``lost_unexplained`` (``lost - lost_on_wire``),
-``daemon_predictions`` and ``lost_after_daemon`` (predictions the daemon made that the subscriber did not see: the
-bench broker has no persistence, so a broker restart drops what arrives before the subscriber is back),
+``daemon_predictions`` and ``lost_after_daemon`` (predictions the daemon made that the subscriber did not see,
+expected 0 with the subscriber's persistent session),
 ``rss_growth_mb``, ``fd_growth``, ``thread_growth``, ``outbox_left`` (rows in the outbox after the daemon's clean
 stop, must be 0), ``fps``, ``seconds``, ``broker_restarts``, ``samples``.
 """
@@ -34,9 +41,7 @@ import os
 import sqlite3
 import statistics
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -80,53 +85,6 @@ def proc_sample(pid: int) -> dict[str, float]:
     return {"t": time.monotonic(), "rss_mb": rss_kb / 1024.0, "threads": threads, "fds": fds}
 
 
-class SeqSubscriber:
-    """paho subscriber keeping the set of prediction seqs and the last metrics payload (bounded memory)."""
-
-    def __init__(self, port: int, prefix: str) -> None:
-        import paho.mqtt.client as mqtt
-
-        from edge.publish.schema import MessageKind
-        from edge.publish.topics import topic
-
-        self.pred_topic = topic(prefix, SITE, LINE, DEVICE, MessageKind.PREDICTION)
-        self.metrics_topic = topic(prefix, SITE, LINE, DEVICE, MessageKind.METRICS)
-        self.seqs: set[int] = set()
-        self.received = 0
-        self.metrics: dict[str, Any] | None = None
-        self.lock = threading.Lock()
-        self.last_receipt = time.monotonic()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="spectro-soak-sub", clean_session=True)
-        self.client.reconnect_delay_set(0.05, 0.5)  # type: ignore[arg-type]  # paho takes floats at run time
-        self.client.max_inflight_messages_set(100)
-
-        def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any = None) -> None:
-            client.subscribe([(self.pred_topic, 1), (self.metrics_topic, 1)])
-
-        def on_message(client: Any, userdata: Any, msg: Any) -> None:
-            body = json.loads(msg.payload)
-            with self.lock:
-                if msg.topic == self.pred_topic:
-                    self.last_receipt = time.monotonic()  # predictions only: metrics arrive every period
-                    self.received += 1
-                    self.seqs.add(int(body["seq"]))
-                else:
-                    self.metrics = body
-
-        self.client.on_connect = on_connect
-        self.client.on_message = on_message
-        self.client.connect("127.0.0.1", port, keepalive=30)
-        self.client.loop_start()
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.seqs)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 def _config(path: Path, *, port_url: str, bundle: Path, mqtt_port: int, workdir: Path) -> Path:
     """The daemon's TOML (:func:`benchmarks.harness.write_edge_config`) with a blocking frame queue and a long flush."""
     from benchmarks.harness import write_edge_config
@@ -153,35 +111,38 @@ def _median(values: list[float]) -> float:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run the soak and return the figures (see the module docstring)."""
-    from benchmarks.harness import daemon_command
-    from benchmarks.harness.mosquitto import Mosquitto
-    from benchmarks.throughput import _end, _readline
+    from benchmarks.harness import (
+        TOPIC_PREFIX,
+        Mosquitto,
+        Processes,
+        Subscriber,
+        daemon_command,
+        end_process,
+        read_first_line,
+        simulator_command,
+    )
 
     bundle = _bundle(args)
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="spectro-soak-"))
     workdir.mkdir(parents=True, exist_ok=True)
     n = int(args.frames)
     warmup = args.warmup_frames if args.warmup_frames is not None else min(20_000, max(1, n // 10))
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
 
-    broker = Mosquitto(workdir / "broker").start()
-    sub = SeqSubscriber(broker.port, "spectrolite")
-    sim = daemon = None
-    sim_log = open(workdir / "sim.log", "wb")  # closed in the finally below
-    daemon_log = open(workdir / "daemon.log", "wb")
+    (workdir / "broker" / "mosquitto.db").unlink(missing_ok=True)  # no session of an earlier run in --workdir
+    broker = Mosquitto(workdir / "broker", persistence=True).start()
+    sub = Subscriber(broker, base=f"{TOPIC_PREFIX}/{SITE}/{LINE}/{DEVICE}", client_id="spectro-soak-sub",
+                     clean_session=False, keep_bodies=False)
+    procs = Processes()
     samples: list[dict[str, float]] = []
     restarts = 0
+    rc: int | None = None
     try:
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "firmware_bridge.cli", "--pty", "--link", str(workdir / "tty"), "--rate", "0",
-             "--count", str(n), "--bit-flip-rate", str(args.bit_flip_rate), "--exit-when-done", "--linger", "5"],
-            env=env, stdout=subprocess.PIPE, stderr=sim_log)
-        port_url = _readline(sim, START_TIMEOUT_S)
+        sim = procs.start("spectro-sim", simulator_command(
+            workdir / "tty", count=n, rate_hz=0.0, linger_s=5.0, extra=("--bit-flip-rate", str(args.bit_flip_rate))),
+            workdir / "sim.log", stdout=subprocess.PIPE)
+        port_url = read_first_line(sim, "spectro-sim", START_TIMEOUT_S)
         cfg = _config(workdir / "edge.toml", port_url=port_url, bundle=bundle, mqtt_port=broker.port, workdir=workdir)
-        daemon = subprocess.Popen(daemon_command(cfg), env=env,
-                                  stdout=subprocess.DEVNULL, stderr=daemon_log)
+        daemon = procs.start("spectro-edge run", daemon_command(cfg), workdir / "daemon.log")
         t0 = time.monotonic()
         stalled = False
         baseline_at: int | None = None
@@ -212,8 +173,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"  {got:>9} predictions  {got / max(now - t0, 1e-9):7.0f}/s  rss "
                       f"{samples[-1]['rss_mb']:.1f} MB  fds {samples[-1]['fds']:.0f}  "
                       f"threads {samples[-1]['threads']:.0f}", flush=True)
-            with sub.lock:
-                idle = now - sub.last_receipt
+            idle = now - (sub.last_prediction_s() or t0)  # predictions only: metrics arrive every period
             if got >= n or (sim.poll() is not None and idle > IDLE_END_S):
                 break
             if idle > STALL_S:  # nothing arrives although the simulator still runs: report it, do not hang
@@ -225,14 +185,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         samples.append({**proc_sample(daemon.pid), "predictions": float(sub.count()),
                         "streaming": float(sim.poll() is None)})
         time.sleep(2.0)  # one more metrics period, so the last metrics message carries the final counters
-        metrics = sub.metrics or {}
+        with sub.lock:
+            metrics = sub.inbox.metrics or {}
+        rc = end_process(daemon, grace_s=90.0)  # the daemon's clean stop flushes its outbox (flush_timeout_s 60)
     finally:
-        rc = _end(daemon, timeout_s=90.0)
-        _end(sim)
+        procs.stop_all()
         sub.close()
         broker.stop()
-        sim_log.close()
-        daemon_log.close()
     outbox_left = -1
     db = workdir / "outbox.sqlite"
     if db.is_file():
@@ -241,7 +200,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     counters = metrics.get("counters", {})
     lost_on_wire = int(counters.get("frames_lost_seq_gap", 0)) + sum(
         int(v) for k, v in counters.items() if k.startswith("frames_rejected_"))
-    predictions = len(sub.seqs)
+    predictions = sub.count()
     base = samples[baseline_at:baseline_at + 3] if baseline_at is not None else samples[:3]
     # the end of the run is judged while the simulator still streams: once it exits, the daemon closes its pty
     # and waits for the device, which would read as an fd *drop*
@@ -255,13 +214,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "soak",
         "frames": n,
         "predictions": predictions,
-        "duplicates": sub.received - predictions,
+        "duplicates": sub.duplicates,
         "lost": n - predictions,
         "lost_on_wire": lost_on_wire,
         "lost_unexplained": n - predictions - lost_on_wire,
-        # predictions the daemon made (and its outbox handed to the broker) that this subscriber never saw: the
-        # broker runs without persistence, so a restart drops what it accepts before the clean-session
-        # subscriber has subscribed again (a property of this bench's broker, not of the daemon)
+        # predictions the daemon made (and its outbox handed to the broker) that this subscriber never saw: with
+        # its persistent session on a broker with persistence, none
         "daemon_predictions": int(counters.get("predictions", 0)),
         "lost_after_daemon": int(counters.get("predictions", 0)) - predictions,
         "rss_growth_mb": round(growth("rss_mb"), 3),

@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError
+from edge.jsonstrict import loads_strict
 from edge.validation import require_int, require_str
 
 __all__ = [
@@ -345,7 +346,7 @@ class AuditLog:
                 break
         if last is not None:
             try:
-                rec = json.loads(last)
+                rec = loads_strict(last)
                 seq, head = rec["seq"], rec["hash"]
                 if type(seq) is not int or not isinstance(head, str) or not _HEX64_RE.match(head):
                     raise ValueError("seq or hash malformed")
@@ -468,7 +469,7 @@ def verify(path: str | os.PathLike[str], *, expect_head: str | None = None) -> V
                                 "while writing it, or the file was cut)")
                 return report
             try:
-                rec = json.loads(raw)
+                rec = loads_strict(raw)
             except ValueError as exc:
                 report.error = f"{where}: expected a JSON record, got unparsable text ({exc})"
                 return report

@@ -232,15 +232,14 @@ def keys_command(out: Path) -> int:
 
 def sign_command_command(name: str, *, device_id: str, key: Path, args_json: str, request_id: str | None) -> int:
     """``spectro-edge sign-command NAME ...``: print one signed command payload (one line) to stdout."""
-    import json
-
     from edge.commands import CommandName, load_hmac_key, make_command, sign_command
+    from edge.jsonstrict import loads_strict
 
     known = [c.value for c in CommandName]
     if name not in known:
         raise EdgeArgumentError(f"NAME: expected one of {', '.join(known)}, got {name!r}")
     try:
-        args = json.loads(args_json)
+        args = loads_strict(args_json)
     except ValueError as exc:
         raise EdgeArgumentError(f"--args: expected a JSON object, got unparsable JSON ({exc})") from None
     require_mapping(args, "--args", EdgeArgumentError, "a JSON object")

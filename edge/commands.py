@@ -338,14 +338,16 @@ class CommandParser:
 
     @staticmethod
     def peek_request_id(payload: bytes) -> str | None:
-        """Best-effort ``request_id`` of a (possibly invalid or signed) payload, for the error response."""
+        """Best-effort ``request_id`` of a (possibly invalid or signed) payload, for the error response; read as
+        strictly as the command itself (:func:`~edge.jsonstrict.loads_strict`): None where two readers could
+        disagree (a repeated key, a NaN) or nothing can be read."""
         if len(payload) > 65_536:  # bigger payloads were refused unread; do not parse them here either
             return None
         try:
-            obj = json.loads(payload)
+            obj = loads_strict(payload)
             if isinstance(obj, dict) and isinstance(obj.get("body"), str):
-                obj = json.loads(obj["body"])
-        except (ValueError, RecursionError, UnicodeDecodeError):
+                obj = loads_strict(obj["body"])
+        except ValueError:  # loads_strict's one refusal (UTF-8, syntax, NaN, repeated keys, nesting)
             return None
         rid = obj.get("request_id") if isinstance(obj, dict) else None
         return rid if isinstance(rid, str) and _REQUEST_ID_RE.match(rid) else None

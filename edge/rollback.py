@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from edge.errors import BundleError
+from edge.jsonstrict import loads_strict
 
 if TYPE_CHECKING:
     from edge.bundle import Bundle
@@ -146,7 +147,7 @@ class RollbackGuard:
                       "bundle is served again", self.path, exc)
             return {}
         try:
-            doc: Any = json.loads(raw)
+            doc: Any = loads_strict(raw)
             if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT or not isinstance(doc.get("marks"), dict):
                 raise ValueError(f"expected {{'format': {STATE_FORMAT}, 'marks': {{...}}}}")
             marks = {}

@@ -25,7 +25,8 @@ Ops, their estimator and parameters (defaults in brackets)::
     counts     CountsConversion  quantity ["absorbance"; or "transmittance", "reflectance"], min_ratio [1e-6],
                                  saturation_counts [None]; needs dark= and reference= at fit and transform
     crop       Crop              wavelength_min [None], wavelength_max [None]: keeps the channels inside the
-                                 inclusive range of the current axis (the builder passes the axis)
+                                 inclusive range of the axis it sees (the pipeline follows the axis through
+                                 the fitted steps with edge.preprocess.Step.output_axis and hands it over)
     resample   Resample          grid (target axis), unit ["nm"]; needs wavelengths= (the device axis)
     snv        SNV               ddof [0]
     msc        MSC               reference [None = mean of the training spectra]
@@ -97,11 +98,14 @@ class _EdgeStepEstimator(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     def _build(self, X: np.ndarray, context: Mapping[str, Any]) -> ep.Step:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def fit(self, X: npt.ArrayLike, y: Any = None, **context: Any) -> _EdgeStepEstimator:
-        """Learn from spectra ``X`` of shape (n_samples, n_channels); ``context`` as for :meth:`transform`."""
+    def fit(self, X: npt.ArrayLike, y: Any = None, *, axis: ep.Axis | None = None,
+            **context: Any) -> _EdgeStepEstimator:
+        """Learn from spectra ``X`` of shape (n_samples, n_channels); ``axis`` is the channel axis ``X`` is on (as
+        :meth:`edge.preprocess.Step.output_axis` follows it, with its wavelengths: a crop's range needs them);
+        ``context`` as for :meth:`transform`."""
         arr = _check_X(X)
         self.n_features_in_ = arr.shape[1]
-        self.step_ = self._build(arr, context)
+        self.step_ = self._build(arr, {**context, "axis": axis})
         return self
 
     def transform(self, X: npt.ArrayLike, **context: Any) -> np.ndarray:
@@ -113,9 +117,10 @@ class _EdgeStepEstimator(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         out: np.ndarray = self.step_.transform(arr, **context)
         return out
 
-    def fit_transform(self, X: npt.ArrayLike, y: Any = None, **context: Any) -> np.ndarray:
-        """``fit(X, y, **context).transform(X, **context)``."""
-        return self.fit(X, y, **context).transform(X, **context)
+    def fit_transform(self, X: npt.ArrayLike, y: Any = None, *, axis: ep.Axis | None = None,
+                      **context: Any) -> np.ndarray:
+        """``fit(X, y, axis=axis, **context).transform(X, **context)``."""
+        return self.fit(X, y, axis=axis, **context).transform(X, **context)
 
     def to_edge_step(self) -> ep.Step:
         """The fitted edge step."""
@@ -150,8 +155,9 @@ class Crop(_EdgeStepEstimator):
     ----------
     wavelength_min, wavelength_max : float or None
         Inclusive range in axis units (None = open end).
-    wavelengths : array_like, shape (n_channels,)
-        The axis of the spectra this step sees (set by :func:`make_pipeline_from_config`).
+    wavelengths : array_like, shape (n_channels,), optional
+        The axis of the spectra this step sees; default the wavelengths of the ``axis`` that :meth:`fit` gets
+        (a :class:`TrainerPipeline` hands every step the axis it sees).
     """
 
     def __init__(
@@ -165,9 +171,11 @@ class Crop(_EdgeStepEstimator):
         self.wavelengths = wavelengths
 
     def _build(self, X: np.ndarray, context: Mapping[str, Any]) -> ep.Step:
-        if self.wavelengths is None:
+        axis: ep.Axis | None = context.get("axis")
+        given = self.wavelengths if self.wavelengths is not None else None if axis is None else axis.wavelengths
+        if given is None:
             raise SpecError("crop needs the wavelength axis (wavelengths=) to turn its range into channels")
-        w = np.asarray(self.wavelengths, dtype=np.float64)
+        w = np.asarray(given, dtype=np.float64)
         if w.shape != (X.shape[1],):
             raise InputContractError(f"expected {X.shape[1]} wavelengths for crop, got {w.shape[0]}")
         lo = -np.inf if self.wavelength_min is None else float(self.wavelength_min)
@@ -331,12 +339,13 @@ class Stack(_EdgeStepEstimator):
     def _build(self, X: np.ndarray, context: Mapping[str, Any]) -> ep.Step:
         fitted: list[list[_EdgeStepEstimator]] = []
         for branch in self.branches:
-            Xb = X
+            Xb, axis = X, context.get("axis")
             done = []
             for est in branch:
                 est = clone(est)
-                est.fit(Xb)
+                est.fit(Xb, axis=axis)
                 Xb = est.transform(Xb)
+                axis = None if axis is None else est.step_.output_axis(axis)
                 done.append(est)
             fitted.append(done)
         self.branches_ = fitted
@@ -371,7 +380,8 @@ if set(ESTIMATORS) != set(ep.known_ops()):  # pragma: no cover - a programming e
 
 
 def make_estimator(config: Mapping[str, Any], wavelengths: npt.ArrayLike | None = None) -> _EdgeStepEstimator:
-    """One estimator from ``{"op": NAME, **params}``; ``wavelengths`` is the axis that step will see (for crop).
+    """One estimator from ``{"op": NAME, **params}``; ``wavelengths`` is the axis that step will see (for crop;
+    without it, a crop takes the axis :meth:`~_EdgeStepEstimator.fit` gets).
 
     Raises
     ------
@@ -395,35 +405,15 @@ def make_estimator(config: Mapping[str, Any], wavelengths: npt.ArrayLike | None 
         branches = params.get("branches")
         if not isinstance(branches, Sequence) or not all(isinstance(b, Sequence) for b in branches):
             raise SpecError("stack expects branches as a list of lists of step configs")
-        params["branches"] = [_make_steps(b, wavelengths) for b in branches]
-    if op == "crop":
-        params["wavelengths"] = None if wavelengths is None else np.asarray(wavelengths, dtype=np.float64)
+        params["branches"] = [_make_steps(b) for b in branches]
+    if op == "crop" and wavelengths is not None:
+        params["wavelengths"] = np.asarray(wavelengths, dtype=np.float64)
     return cls(**params)
 
 
-def _next_axis(est: _EdgeStepEstimator, axis: np.ndarray | None) -> np.ndarray | None:
-    """Wavelength axis after ``est`` (as far as it is known before fitting)."""
-    if isinstance(est, Resample):
-        return None if est.grid is None else np.asarray(est.grid, dtype=np.float64)
-    if isinstance(est, Crop):
-        if axis is None:
-            return None
-        lo = -np.inf if est.wavelength_min is None else est.wavelength_min
-        hi = np.inf if est.wavelength_max is None else est.wavelength_max
-        return axis[(axis >= lo) & (axis <= hi)]
-    if isinstance(est, (LinearTransfer, Stack)):
-        return None
-    return axis
-
-
-def _make_steps(configs: Sequence[Mapping[str, Any]], wavelengths: npt.ArrayLike | None) -> list[_EdgeStepEstimator]:
-    axis = None if wavelengths is None else np.asarray(wavelengths, dtype=np.float64)
-    steps = []
-    for c in configs:
-        est = make_estimator(c, axis)
-        steps.append(est)
-        axis = _next_axis(est, axis)
-    return steps
+def _make_steps(configs: Sequence[Mapping[str, Any]]) -> list[_EdgeStepEstimator]:
+    """The estimators of ``configs``; the axis each sees comes at fit (:meth:`TrainerPipeline.fit`)."""
+    return [make_estimator(c) for c in configs]
 
 
 class TrainerPipeline(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # scikit-learn is untyped: its bases are Any
@@ -476,12 +466,17 @@ class TrainerPipeline(TransformerMixin, BaseEstimator):  # type: ignore[misc]  #
             )
         Xc = arr
         ctx = dict(context)
+        # the axis each step sees, as the edge steps say (Step.output_axis): a crop after a resample or another
+        # crop takes its range on the axis it sees, and the device's axis reaches the steps while it describes X
+        waves = None if self.wavelengths is None else tuple(float(w) for w in np.asarray(self.wavelengths, float))
+        axis = ep.Axis(arr.shape[1], wavelengths=waves)
         for est in self.steps:
             if not isinstance(est, _EdgeStepEstimator):
                 raise SpecError(f"expected preprocessing estimators, got {type(est).__name__}")
-            est.fit(Xc, **ctx)
+            est.fit(Xc, axis=axis, **ctx)
             Xc = est.transform(Xc, **ctx)
-            if not est.step_.keeps_device_axis:
+            axis = est.step_.output_axis(axis)
+            if not axis.device:
                 ctx.pop("wavelengths", None)
         self.n_features_in_ = arr.shape[1]
         self.pipeline_ = ep.Pipeline(tuple(e.step_ for e in self.steps), self._contract(arr))
@@ -527,4 +522,4 @@ def make_pipeline_from_config(
     if isinstance(config, (str, bytes)) or not isinstance(config, Sequence):
         raise SpecError(f"expected a list of preprocessing steps, got {type(config).__name__}")
     w = None if wavelengths is None else np.asarray(wavelengths, dtype=np.float64)
-    return TrainerPipeline(_make_steps(config, w), wavelengths=w, unit=unit)
+    return TrainerPipeline(_make_steps(config), wavelengths=w, unit=unit)

@@ -12,12 +12,16 @@ One harness for the demo (``spectro-bench demo``), the benchmarks (``spectro-ben
   (stop, kill, restart on the same port), which the benchmarks and the tests' broker (with TLS, passwords and an
   ACL added) use;
 - :func:`simulator_command` is ``spectro-sim --pty`` (the production simulator's command line);
-- :func:`write_edge_config` writes the daemon's TOML through :func:`edge.config_example.render_config` (the one
-  writer the tests' ``write_config`` uses too), and
-  :func:`daemon_command` is ``spectro-edge run --config`` (``python -m edge.cli run``);
+- :func:`write_edge_config` writes the daemon's TOML through :func:`edge.config_example.render_config` (the tests'
+  ``write_config`` is it with the tests' identity, commands and HMAC key), and :func:`daemon_command` is
+  ``spectro-edge run --config``, the systemd unit's command line (the installed console script; ``python -m
+  edge.cli run`` where the package is not installed);
+- :func:`spawn` starts one process with its log (:class:`Proc`, what the tests' ``procs`` fixture holds),
+  :class:`Processes` the processes of one run, ended together; :func:`child_env` is their environment;
 - :class:`Subscriber` is a paho-mqtt client on a device's topics collecting predictions (deduplicated by ``seq``),
   drift alerts, the retained status, metrics and command responses; the end-to-end tests' ``subscriber`` fixture is
-  the same class on their device, with a persistent session;
+  the same class on their device, with a persistent session; ``keep_bodies=False`` keeps only the sequence
+  numbers (the soak's million predictions); :func:`read_retained` reads one retained message;
 - :func:`run_loop` streams once through all of them and returns what arrived (:class:`LoopRun`).
 
 ``python -m benchmarks.harness --embedded-broker PORT`` runs the embedded broker (what :func:`start_broker` starts).
@@ -36,7 +40,7 @@ from benchmarks.harness.commands import (
 from benchmarks.harness.errors import HarnessError
 from benchmarks.harness.loop_run import LoopRun, run_loop
 from benchmarks.harness.mosquitto import Mosquitto, find_mosquitto
-from benchmarks.harness.processes import Processes, child_env, end_process, free_port, repo_root
+from benchmarks.harness.processes import Proc, Processes, child_env, end_process, free_port, repo_root, spawn
 from benchmarks.harness.rows import (
     Stream,
     check_contract,
@@ -48,7 +52,7 @@ from benchmarks.harness.rows import (
     stream_rows,
 )
 from benchmarks.harness.settings import DARK_COUNTS, DEVICE, LINE, SITE, TOPIC_PREFIX, WHITE_COUNTS
-from benchmarks.harness.subscriber import Inbox, Subscriber
+from benchmarks.harness.subscriber import Inbox, Subscriber, read_retained
 from benchmarks.harness.training import (
     TrainedModel,
     cache_key,
@@ -71,6 +75,7 @@ __all__ = [
     "HarnessError",
     "Inbox",
     "LoopRun",
+    "Proc",
     "Processes",
     "Stream",
     "Subscriber",
@@ -91,11 +96,13 @@ __all__ = [
     "offline_inputs",
     "parse_selectors",
     "read_first_line",
+    "read_retained",
     "repo_root",
     "run_loop",
     "select_rows",
     "selectors_of_test_set",
     "simulator_command",
+    "spawn",
     "start_broker",
     "stream_rows",
     "train",

@@ -35,24 +35,33 @@ def simulator_command(link: Path, *, count: int, rate_hz: float, dataset: Path |
 
 
 def daemon_command(config: Path) -> list[str]:
-    """``spectro-edge run --config CONFIG``, the production entry point."""
-    return [sys.executable, "-m", "edge.cli", "run", "--config", str(config)]
+    """``spectro-edge run --config CONFIG``, the command line of ``deploy/spectrolite-edge.service``'s ``ExecStart``:
+    the ``spectro-edge`` console script installed beside this interpreter, or ``python -m edge.cli run`` (the
+    same ``main``) where the package is not installed."""
+    script = Path(sys.executable).parent / "spectro-edge"
+    program = [str(script)] if script.is_file() else [sys.executable, "-m", "edge.cli"]
+    return [*program, "run", "--config", str(config)]
 
 
-def write_edge_config(path: Path, *, port_url: str, bundle: Path, mqtt_port: int, forward_annotations: bool = True,
-                      log_level: str = "INFO", **sections: Mapping[str, Any]) -> Path:
-    """The daemon's TOML (:func:`edge.config_example.render_config`, the writer the tests use too) for a harness
-    run.
+def write_edge_config(path: Path, *, port_url: str, bundle: Path, mqtt_port: int,
+                      forward_annotations: bool | None = True, log_level: str = "INFO",
+                      bundle_options: Mapping[str, Any] | None = None, **sections: Mapping[str, Any]) -> Path:
+    """The daemon's TOML (:func:`edge.config_example.render_config`) for a harness run or an end-to-end test.
 
     Defaults: the harness identity, the given serial port and bundle (no watch), the local broker at QoS 1, an
-    outbox beside ``path``, commands off, metrics every second; ``sections`` override keys per section.
+    outbox beside ``path``, commands off, metrics every second; ``sections`` override keys per section
+    (``bundle_options`` those of ``[bundle]``, whose name the bundle's path takes).  ``forward_annotations`` None
+    leaves the key out (the daemon's default); an ``mqtt`` section with ``brokers`` replaces ``host`` and ``port``.
     """
     workdir = path.parent
+    device: dict[str, Any] = {"site": SITE, "line": LINE, "device_id": DEVICE}
+    if forward_annotations is not None:
+        device["forward_annotations"] = forward_annotations
     data: dict[str, dict[str, Any]] = {
-        "device": {"site": SITE, "line": LINE, "device_id": DEVICE, "forward_annotations": forward_annotations},
+        "device": device,
         "serial": {"port_url": port_url, "read_timeout_s": 0.05, "reconnect_min_delay_s": 0.05,
                    "reconnect_max_delay_s": 0.5},
-        "bundle": {"path": str(bundle), "watch": False},
+        "bundle": {"path": str(bundle), "watch": False, **(bundle_options or {})},
         "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "qos": 1, "client_id": f"spectrolite-{workdir.name}",
                  "clean_session": True, "topic_prefix": TOPIC_PREFIX, "reconnect_min_delay_s": 1,
                  "reconnect_max_delay_s": 2},
@@ -62,6 +71,8 @@ def write_edge_config(path: Path, *, port_url: str, bundle: Path, mqtt_port: int
     }
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values}
+    if "brokers" in data["mqtt"]:
+        del data["mqtt"]["host"], data["mqtt"]["port"]
     text = render_config({"log_level": log_level, **data}, comment="spectrolite edge daemon configuration "
                          "(spectro-edge run --config FILE), written by benchmarks.harness")
     path.write_text(text, encoding="utf-8")

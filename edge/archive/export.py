@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import EdgeError
+from edge.jsonstrict import loads_strict
 from edge.publish.schema import Quality
 
 __all__ = ["ArchiveError", "export_npz", "parse_time"]
@@ -91,7 +91,7 @@ def export_npz(archive_path: str | Path, out: str | Path, *, since_unix_s: float
     n, p = len(rows), pixels[0]
     X = np.stack([np.frombuffer(r[8], dtype=np.dtype(r[6])).astype(np.float32) for r in rows])
     wavelengths = blobs[axes[0]].copy() if axes else np.arange(p, dtype=np.float64)
-    preds = [json.loads(r[13]) if r[12] == "prediction" and r[13] else None for r in rows]
+    preds = [loads_strict(r[13]) if r[12] == "prediction" and r[13] else None for r in rows]
     names: list[str] = []
     units: dict[str, str] = {}
     for pr in preds:

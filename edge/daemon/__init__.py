@@ -6,15 +6,27 @@ Where things live
   the threads, the housekeeping loop and the watchdog's view (:meth:`Daemon.health`).
 - :mod:`edge.daemon.reader`: the reader thread (:class:`~edge.daemon.reader.Reader`).
 - :mod:`edge.daemon.frames`: the inference thread (:class:`~edge.daemon.frames.InferenceStage`): frame dispatch,
-  micro-batches, the device's STATUS, spectra, drift, bundle swaps; :mod:`edge.daemon.status_wait` (spectra waiting
-  for the device's STATUS), :mod:`edge.daemon.annotations` (predictions held for their ANNOTATION),
-  :mod:`edge.daemon.seq_mark` (the last device seq committed, kept across restarts).
+  micro-batches, the device's STATUS, spectra, drift, bundle swaps.
+- :mod:`edge.daemon.status_wait`: spectra waiting for the device's STATUS
+  (:class:`~edge.daemon.status_wait.StatusWait`).
+- :mod:`edge.daemon.annotations`: predictions held for their ANNOTATION
+  (:class:`~edge.daemon.annotations.AnnotationWait`).
+- :mod:`edge.daemon.lines`: LINE frames as plain values (split into spectra, judged whole, their message).
+- :mod:`edge.daemon.seq_mark`: the last device seq committed, kept across restarts
+  (:class:`~edge.daemon.seq_mark.SeqMark`).
 - :mod:`edge.daemon.capture`: dark/white references and capture commands
   (:class:`~edge.daemon.capture.ReferenceCapture`).
 - :mod:`edge.daemon.reload`: verified bundle reloads (:class:`~edge.daemon.reload.BundleReloader`);
   :mod:`edge.daemon.config_reload`: configuration reloads (SIGHUP).
+- :mod:`edge.daemon.install`: a bundle put in service from another file, copied over ``bundle.path``
+  (:func:`~edge.daemon.install.install_over`).
+- :mod:`edge.daemon.deploy`: bundles sent over MQTT (:class:`~edge.daemon.deploy.DeployControl`).
+- :mod:`edge.daemon.probation`: a deployed bundle on probation and its return
+  (:class:`~edge.daemon.probation.Probation`).
+- :mod:`edge.daemon.shadow`: a challenger bundle beside the serving one (:class:`~edge.daemon.shadow.ShadowMode`).
 - :mod:`edge.daemon.control`: remote commands, from validation to execution
-  (:class:`~edge.daemon.control.CommandControl`).
+  (:class:`~edge.daemon.control.CommandControl`); :mod:`edge.daemon.control_watch`: check-standard measurements
+  (:class:`~edge.daemon.control_watch.ControlWatch`).
 - :mod:`edge.daemon.outbound`: every message on its way to the link (:class:`~edge.daemon.outbound.Outbound`,
   the publisher thread).
 - :mod:`edge.daemon.status`: active alerts and the metrics payload; :mod:`edge.daemon.auditing`: audit records.

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from edge.daemon.install import install_over
 from edge.deploy.probation import ProbationRule, Tally, verdict
 from edge.deploy.staging import DeployError
+from edge.jsonstrict import loads_strict
 from edge.metrics import Counters
 from edge.rollback import BundleVersion, Return, RollbackGuard
 
@@ -452,7 +453,7 @@ class Probation:
         if not path.is_file():
             return
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc = loads_strict(path.read_text(encoding="utf-8"))
             r = Rollout.from_json(doc["current"]) if doc.get("current") is not None else None
             self.refusal = Rollout.from_json(doc["refusal"]) if doc.get("refusal") is not None else None
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -21,6 +21,7 @@ import time
 from typing import Callable, Protocol
 
 from edge.errors import EdgeError
+from edge.jsonstrict import loads_strict
 
 __all__ = ["MARK_FLUSH_S", "MarkStore", "SeqMark"]
 
@@ -75,7 +76,7 @@ class SeqMark:
         if raw is None:
             return None
         try:
-            doc = json.loads(raw)
+            doc = loads_strict(raw)
             boot_id, seq = doc["boot_id"], doc["seq"]
             if type(boot_id) is not int or type(seq) is not int or boot_id < 1 or seq < 0:
                 raise ValueError(f"expected a positive boot_id and a seq >= 0, got {boot_id!r}, {seq!r}")

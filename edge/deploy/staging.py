@@ -35,6 +35,7 @@ from typing import Any
 
 from edge.deploy.args import DeployBeginArgs, DeployChunkArgs
 from edge.errors import EdgeError
+from edge.jsonstrict import loads_strict
 
 __all__ = ["DeployError", "Transfer", "StagingArea", "TransferState", "MAX_MISSING_RANGES"]
 
@@ -149,7 +150,7 @@ class StagingArea:
         if not path.is_file():
             return None
         try:
-            t = Transfer.from_json(json.loads(path.read_text(encoding="utf-8")))
+            t = Transfer.from_json(loads_strict(path.read_text(encoding="utf-8")))
             if t.state == TransferState.RECEIVING and self.part_path.stat().st_size != t.size:
                 raise ValueError(f"{_PART} holds {self.part_path.stat().st_size} bytes, expected {t.size}")
         except (OSError, ValueError, KeyError, TypeError) as exc:

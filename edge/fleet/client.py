@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 
 from edge.commands import make_command, sign_command
 from edge.errors import EdgeError
+from edge.jsonstrict import loads_strict
 
 __all__ = ["Device", "FleetClient", "FleetError", "Response"]
 
@@ -213,7 +214,7 @@ class FleetClient:
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         levels = msg.topic[len(self.prefix) + 1:].split("/") if msg.topic.startswith(self.prefix + "/") else []
         try:
-            body = json.loads(msg.payload) if msg.payload else None
+            body = loads_strict(msg.payload) if msg.payload else None
         except ValueError:
             log.debug("ignoring unparsable message on %s", msg.topic)
             return

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -89,6 +89,11 @@ class Axis:
     device : bool
         True while channel i is still the device's channel i, so the device's wavelength axis (``wavelengths=``)
         still describes it and reaches the step; False once a step has cropped, resampled or projected it.
+    wavelengths : tuple of float or None
+        Where each channel lies (axis units), when the one following the axis knows it: the trainer starts from its
+        training spectra's axis and gets the axis every step sees from here (a crop's range becomes channels of
+        it); None once a step has projected the channels (``linear``, ``stack``) or where nobody gave it (the
+        device's pipeline, which takes the device's axis at run time).
 
     >>> from edge.preprocess import SNV, Crop
     >>> Crop(2, 10).output_axis(SNV().output_axis(Axis(650)))
@@ -97,6 +102,12 @@ class Axis:
 
     n_channels: int | None = None
     device: bool = True
+    wavelengths: tuple[float, ...] | None = field(default=None, repr=False)
+
+    def with_channels(self, n_channels: int | None) -> Axis:
+        """This axis with ``n_channels`` (a step that keeps each channel where it is: same device flag and
+        wavelengths)."""
+        return Axis(n_channels, self.device, self.wavelengths)
 
 
 class Step(abc.ABC):

@@ -177,7 +177,8 @@ class Crop(Step):
         n_in = axis.n_channels
         if n_in is not None and self.stop > n_in:
             raise SpecError(f"crop stop={self.stop} is beyond the {n_in} input channels")
-        return Axis(self.stop - self.start, device=False)
+        kept = None if axis.wavelengths is None else axis.wavelengths[self.start : self.stop]
+        return Axis(self.stop - self.start, device=False, wavelengths=kept)
 
     def transform(
         self,
@@ -243,7 +244,8 @@ class Resample(Step):
         object.__setattr__(self, "_hi", float(g.max()))
 
     def output_axis(self, axis: Axis) -> Axis:
-        return Axis(int(self.grid.shape[0]), device=False)  # the model's grid from here on
+        # the model's grid from here on
+        return Axis(int(self.grid.shape[0]), device=False, wavelengths=tuple(float(w) for w in self.grid))
 
     def transform(
         self,

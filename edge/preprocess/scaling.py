@@ -30,7 +30,7 @@ class MeanCenter(Step):
 
     def output_axis(self, axis: Axis) -> Axis:
         check_width("center", self.mean.shape[0], axis.n_channels)
-        return Axis(int(self.mean.shape[0]), axis.device)
+        return axis.with_channels(int(self.mean.shape[0]))
 
     def transform(
         self,
@@ -74,7 +74,7 @@ class Autoscale(Step):
 
     def output_axis(self, axis: Axis) -> Axis:
         check_width("autoscale", self.mean.shape[0], axis.n_channels)
-        return Axis(int(self.mean.shape[0]), axis.device)
+        return axis.with_channels(int(self.mean.shape[0]))
 
     def transform(
         self,

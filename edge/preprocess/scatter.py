@@ -108,7 +108,7 @@ class MSC(Step):
 
     def output_axis(self, axis: Axis) -> Axis:
         check_width("msc", self.reference.shape[0], axis.n_channels)
-        return Axis(int(self.reference.shape[0]), axis.device)
+        return axis.with_channels(int(self.reference.shape[0]))
 
     def transform(
         self,
@@ -196,7 +196,7 @@ class EMSC(Step):
 
     def output_axis(self, axis: Axis) -> Axis:
         check_width("emsc", self.reference.shape[0], axis.n_channels)
-        return Axis(int(self.reference.shape[0]), axis.device)
+        return axis.with_channels(int(self.reference.shape[0]))
 
     def transform(
         self,
@@ -258,7 +258,7 @@ class Detrend(Step):
 
     def output_axis(self, axis: Axis) -> Axis:
         check_width("detrend", self.n_channels, axis.n_channels)
-        return Axis(self.n_channels, axis.device)
+        return axis.with_channels(self.n_channels)
 
     def transform(
         self,

@@ -51,6 +51,32 @@ def test_predictions_once_per_seq_the_rest_by_topic_commands_left_out_and_non_js
         sub.close()
 
 
+def test_without_bodies_predictions_leave_only_their_seq_and_each_other_topic_its_last_message(
+    mosquitto_broker: MosquittoBroker,
+) -> None:
+    """The soak's subscriber: memory bounded over a million predictions, the last metrics message still there."""
+    sub = Subscriber(mosquitto_broker, base=BASE, client_id="seq-sub", keep_bodies=False)
+    try:
+        assert sub.last_prediction_s() is None
+        for seq in (3, 3, 7):
+            _send(mosquitto_broker, "prediction", {"seq": seq, "values": [{"value": 1.0}]})
+        for n in (1, 2, 3):
+            _send(mosquitto_broker, "metrics", {"n": n})
+        _send(mosquitto_broker, "drift", {"detector": "ood_q"})
+        wait_for(lambda: sub.kind("/drift") != [], "the drift alert")
+
+        assert sub.count() == 2 and sub.max_seq() == 7 and sub.received == 3 and sub.duplicates == 1
+        assert sub.predictions == {} and sub.inbox.receipt_us == {} and sub.inbox.seqs == {3, 7}
+        assert sub.last_prediction_s() is not None
+        with sub.lock:
+            assert sub.inbox.other == [(f"{BASE}/metrics", {"n": 3}), (f"{BASE}/drift", {"detector": "ood_q"})]
+            assert sub.inbox.metrics == {"n": 3}
+        sub.reset()
+        assert sub.count() == 0 and not sub.inbox.keep_bodies
+    finally:
+        sub.close()
+
+
 def test_a_persistent_session_gets_what_was_published_while_it_was_away_across_a_broker_restart(
     mosquitto_broker: MosquittoBroker,
 ) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import paho.mqtt.publish as publish
 
+from benchmarks.harness.processes import child_env
 from edge.archive import parse_time
 from edge.commands import make_command
 from tests.support.broker import MosquittoBroker
@@ -22,7 +23,6 @@ from tests.support.processes import (
     DEVICE,
     Proc,
     Subscriber,
-    process_env,
     signed,
     start_daemon,
     start_sim,
@@ -72,7 +72,7 @@ def test_archived_spectra_export_with_the_published_predictions_and_the_sample_t
     out = tmp_path / "line.npz"
     proc = subprocess.run(
         [sys.executable, "-m", "edge.cli", "export", str(archive_path), "--since", "2000-01-01T00:00:00Z",
-         "--out", str(out)], cwd=REPO, env=process_env(), capture_output=True, text=True, timeout=120)
+         "--out", str(out)], cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     with np.load(out, allow_pickle=False) as z:
         d = {k: z[k] for k in z.files}
@@ -107,11 +107,11 @@ def test_archived_spectra_export_with_the_published_predictions_and_the_sample_t
     assert parse_time(since) <= tag_time
     proc = subprocess.run(
         [sys.executable, "-m", "edge.cli", "export", str(archive_path), "--since", since, "--sample-id", SAMPLE_ID,
-         "--out", str(one)], cwd=REPO, env=process_env(), capture_output=True, text=True, timeout=120)
+         "--out", str(one)], cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     with np.load(one, allow_pickle=False) as z:
         assert [int(s) for s in z["seq"]] == tagged
     proc = subprocess.run(
         [sys.executable, "-m", "edge.cli", "export", str(archive_path), "--sample-id", "nobody", "--out",
-         str(tmp_path / "none.npz")], cwd=REPO, env=process_env(), capture_output=True, text=True, timeout=120)
+         str(tmp_path / "none.npz")], cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no archived spectrum matches" in proc.stderr, proc.stderr

@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness.processes import child_env
 from tests.support.broker import MosquittoBroker
 from tests.support.bundles import read_zip, rehash_manifest, write_zip
 from tests.support.daemon import REPO, DemoBundles, wait_for
 from tests.support.processes import (
     Proc,
     Subscriber,
-    process_env,
     send_command,
     start_daemon,
     start_sim,
@@ -33,7 +33,7 @@ def _sha256(path: Path) -> str:
 
 
 def _audit_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge.cli", "audit", *args], cwd=REPO, env=process_env(),
+    return subprocess.run([sys.executable, "-m", "edge.cli", "audit", *args], cwd=REPO, env=child_env(),
                           capture_output=True, text=True, timeout=60)
 
 

@@ -231,6 +231,11 @@ def test_peek_request_id_for_error_responses() -> None:
     assert CommandParser.peek_request_id(sign_command({"request_id": "r-6"}, KEY)) == "r-6"
     assert CommandParser.peek_request_id(b"garbage") is None
     assert CommandParser.peek_request_id(b'{"request_id": "bad id with spaces"}') is None
+    # read as strictly as the command: where two JSON readers would disagree, no request_id is echoed
+    assert CommandParser.peek_request_id(b'{"request_id": "r-7", "request_id": "r-8"}') is None
+    assert CommandParser.peek_request_id(b'{"request_id": "r-9", "args": NaN}') is None
+    assert CommandParser.peek_request_id(b"[" * 100_000) is None  # too long: refused unread
+    assert CommandParser.peek_request_id(b"[" * 60_000) is None  # nesting too deep for the parser
 
 
 @settings(max_examples=300, deadline=None)

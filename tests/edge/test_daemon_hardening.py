@@ -18,7 +18,6 @@ import resource
 import secrets
 import signal
 import socket
-import subprocess
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -27,16 +26,14 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from benchmarks.harness.commands import daemon_command
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
 from tests.support.processes import (
     BASE_TOPIC,
-    REPO,
     Proc,
     Subscriber,
     device_subscriber,
-    process_env,
+    start_daemon,
     start_sim,
     write_config,
 )
@@ -57,10 +54,7 @@ def _start(tmp: Path, bundle: Path, broker: MosquittoBroker, procs: list[Proc], 
     cfg = write_config(tmp, port_url=path, bundle=bundle, mqtt_port=broker.port)
     text = cfg.read_text(encoding="utf-8")
     cfg.write_text(text.replace("[mqtt]\n", f'[mqtt]\nprotocol = "{protocol}"\n', 1), encoding="utf-8")
-    log = tmp / "daemon.log"
-    popen = subprocess.Popen(daemon_command(cfg), cwd=REPO,
-                             env={**process_env(), **(env or {})}, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
-    daemon = Proc(popen, log)
+    daemon = start_daemon(tmp, cfg, env=env)
     procs.append(daemon)
     return daemon
 

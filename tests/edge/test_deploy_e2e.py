@@ -19,6 +19,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from benchmarks.harness.processes import child_env
 from edge.commands import make_command
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import REPO, DemoBundles, wait_for
@@ -26,7 +27,6 @@ from tests.support.processes import (
     DEVICE,
     Proc,
     Subscriber,
-    process_env,
     publish_payload,
     signed,
     start_daemon,
@@ -43,7 +43,7 @@ CHUNK = 4096
 def _fleet(port: int, tmp: Path, *args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
     """``spectro-fleet`` as an operator runs it (a real process), signing with the devices' HMAC key."""
     cmd = [sys.executable, "-m", "edge.fleet.cli", "--port", str(port), "--hmac-key", str(tmp / "hmac.key"), *args]
-    return subprocess.run(cmd, cwd=REPO, env=process_env(), capture_output=True, text=True, timeout=timeout_s)
+    return subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout_s)
 
 
 def _config(tmp: Path, port_url: str, bundle: Path, port: int, trusted: Path) -> Path:

@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness.processes import child_env
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import REPO, DemoBundles, wait_for
-from tests.support.processes import DEVICE, Proc, Subscriber, process_env, start_daemon, start_sim, write_config
+from tests.support.processes import DEVICE, Proc, Subscriber, start_daemon, start_sim, write_config
 from tests.support.signing import SigningKey, make_signing_key, signed_copy
 from tests.support.trained import DEMO_ABSORBANCE
 
@@ -32,7 +33,7 @@ MIN_RELOAD_INTERVAL_S = 3
 
 def _fleet(port: int, tmp: Path, *args: str, timeout_s: float = 240.0) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "edge.fleet.cli", "--port", str(port), "--hmac-key", str(tmp / "hmac.key"), *args]
-    return subprocess.run(cmd, cwd=REPO, env=process_env(), capture_output=True, text=True, timeout=timeout_s)
+    return subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout_s)
 
 
 def _device(root: Path, device_id: str, port: int, live: Path, key: SigningKey, sim_extra: tuple[str, ...],

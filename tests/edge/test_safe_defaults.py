@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.harness.processes import child_env
 from edge.commands import CommandParser, load_hmac_key, make_command
 from edge.config import CommandsConfig, example_config, load_config, parse_config, security_warnings
 from edge.config_example import render_config
@@ -30,7 +31,6 @@ from tests.support.processes import (
     REPO,
     Proc,
     Subscriber,
-    process_env,
     publish_payload,
     start_daemon,
     start_sim,
@@ -50,7 +50,7 @@ def _minimal(**commands: Any) -> dict[str, Any]:
 
 
 def _edge_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge.cli", *args], cwd=REPO, env=process_env(),
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], cwd=REPO, env=child_env(),
                           capture_output=True, text=True, timeout=120)
 
 

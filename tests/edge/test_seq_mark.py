@@ -94,7 +94,8 @@ def test_a_mark_no_message_carries_is_written_alone_at_most_every_flush_interval
         assert json.loads(ob.marks.stored()[f"device_seq:{DEVICE}"])["seq"] == 7
 
 
-@pytest.mark.parametrize("raw", ["not json", '{"boot_id": 0, "seq": 3}', '{"seq": 3}', '{"boot_id": 1, "seq": -1}'])
+@pytest.mark.parametrize("raw", ["not json", '{"boot_id": 0, "seq": 3}', '{"seq": 3}', '{"boot_id": 1, "seq": -1}',
+                                 '{"boot_id": 1, "seq": 9, "seq": 3}'])  # a repeated key: read strictly, refused
 def test_an_unreadable_mark_is_ignored(tmp_path: Path, raw: str) -> None:
     path = tmp_path / "outbox.sqlite"
     with Outbox(path) as ob:

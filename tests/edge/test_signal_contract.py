@@ -249,9 +249,9 @@ def test_spectro_sim_absorbance_end_to_end_publishes_no_prediction(
 
     wait_for(lambda: rejected() >= N_SPECTRA, f"{N_SPECTRA} spectra counted as signal_mismatch")
     wait_for(lambda: any("signal_mismatch" in m["alerts"] for m in subscriber.kind("/status")), "the alert")
-    from tests.support.processes import read_retained
+    from benchmarks.harness.subscriber import read_retained
 
-    retained = read_retained(mosquitto_broker.port, "spectrolite/plant-a/line-1/sim-01/status")
+    retained = read_retained(mosquitto_broker, "spectrolite/plant-a/line-1/sim-01/status")
     assert retained is not None and "signal_mismatch" in retained["alerts"], retained  # what a newcomer sees
     assert daemon.end() == 0, daemon.text()
     assert subscriber.received == 0

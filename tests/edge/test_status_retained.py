@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness.subscriber import RETAINED_WAIT_S, Endpoint, read_retained
 from edge.config import parse_config
 from edge.publish.messages import status_message
 from edge.publish.mqtt import MqttPublisher
@@ -20,11 +21,11 @@ from edge.publish.outbox import Outbox
 from edge.publish.schema import decode, encode
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
-from tests.support.processes import BASE_TOPIC, RETAINED_WAIT_S, read_retained, start_daemon, start_sim, write_config
+from tests.support.processes import BASE_TOPIC, start_daemon, start_sim, write_config
 
 
-def _newer_retained(port: int, topic: str, after_unix_s: float) -> dict[str, Any] | None:
-    msg = read_retained(port, topic)
+def _newer_retained(broker: Endpoint, topic: str, after_unix_s: float) -> dict[str, Any] | None:
+    msg = read_retained(broker, topic)
     return msg if msg is not None and msg["time_unix_s"] > after_unix_s else None
 
 
@@ -48,7 +49,7 @@ def test_reconnect_publishes_the_status_of_now(tmp_path: Path, mosquitto_broker:
         pub.set_status(encode(source()))
         pub.start()
         assert pub.wait_connected(RETAINED_WAIT_S)
-        first = read_retained(mosquitto_broker.port, topic)
+        first = read_retained(mosquitto_broker, topic)
         assert first is not None and first["alerts"] == []
 
         mosquitto_broker.stop()
@@ -56,9 +57,9 @@ def test_reconnect_publishes_the_status_of_now(tmp_path: Path, mosquitto_broker:
         alerts.append("drift:ood_q")  # changed while nothing could be published
         mosquitto_broker.start()
         assert pub.wait_connected(30.0)
-        wait_for(lambda: _newer_retained(mosquitto_broker.port, topic, first["time_unix_s"]) is not None,
+        wait_for(lambda: _newer_retained(mosquitto_broker, topic, first["time_unix_s"]) is not None,
                  "a retained status newer than the one before the outage")
-        after = read_retained(mosquitto_broker.port, topic)
+        after = read_retained(mosquitto_broker, topic)
     finally:
         pub.stop()
         outbox.close()
@@ -83,17 +84,17 @@ def test_retained_status_shows_active_drift_alerts_and_keeps_them_across_a_broke
 
     wait_for(lambda: any(d.startswith("ood_") for d in raised()), "an OOD drift alert")
     detector = next(d for d in raised() if d.startswith("ood_"))
-    wait_for(lambda: f"drift:{detector}" in (read_retained(mosquitto_broker.port, topic) or {}).get("alerts", ()),
+    wait_for(lambda: f"drift:{detector}" in (read_retained(mosquitto_broker, topic) or {}).get("alerts", ()),
              f"drift:{detector} in the retained status")
-    before = read_retained(mosquitto_broker.port, topic)
+    before = read_retained(mosquitto_broker, topic)
     assert before is not None and before["state"] == "online"
 
     mosquitto_broker.stop()
     time.sleep(2.0)  # an outage: the daemon notices, keeps predicting into its outbox
     mosquitto_broker.start()
-    wait_for(lambda: _newer_retained(mosquitto_broker.port, topic, before["time_unix_s"]) is not None,
+    wait_for(lambda: _newer_retained(mosquitto_broker, topic, before["time_unix_s"]) is not None,
              "the status re-published at the reconnect", timeout_s=60.0)
-    after = read_retained(mosquitto_broker.port, topic)
+    after = read_retained(mosquitto_broker, topic)
     assert daemon.alive(), daemon.text()
     assert after is not None and after["state"] == "online"
     assert after["time_unix_s"] > before["time_unix_s"]

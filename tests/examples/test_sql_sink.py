@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.harness.processes import child_env
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DemoBundles, wait_for
-from tests.support.processes import Proc, Subscriber, process_env, start_daemon, start_sim, write_config
+from tests.support.processes import Proc, Subscriber, start_daemon, start_sim, write_config
 
 REPO = Path(__file__).resolve().parents[2]
 SINK = REPO / "examples" / "consumers" / "sql_sink.py"
@@ -29,7 +30,7 @@ def _start_sink(tmp: Path, port: int, db: Path, n: int) -> Proc:
     log = tmp / f"sink-{n}.log"
     popen = subprocess.Popen([sys.executable, str(SINK), "--port", str(port), "--db", str(db), "-v",
                               "--client-id", "test-historian", "--group", "historian"],
-                             cwd=REPO, env=process_env(), stdout=subprocess.PIPE, stderr=open(log, "wb"))
+                             cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=open(log, "wb"))
     assert popen.stdout is not None
     line = popen.stdout.readline().decode()
     assert json.loads(line or "{}").get("subscribed") == "$share/historian/spectrolite/+/+/+/prediction", \

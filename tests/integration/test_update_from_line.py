@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import paho.mqtt.publish as publish
 
+from benchmarks.harness.processes import child_env
 from edge.bundle import load_bundle
 from edge.commands import make_command
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import REPO, DemoBundles, wait_for
-from tests.support.processes import BASE_TOPIC, DEVICE, Proc, Subscriber, process_env, signed, start_sim, write_config
+from tests.support.processes import BASE_TOPIC, DEVICE, Proc, Subscriber, signed, start_daemon, start_sim, write_config
 from trainer.pipeline.scores import regression_metrics
 
 #: Lab samples tagged (one spectrum each: the simulator streams a new dataset row per spectrum).
@@ -54,9 +55,7 @@ def _line_export(tmp: Path, bundle: Path, broker: MosquittoBroker, subscriber: S
     config = write_config(tmp, port_url=device, bundle=bundle, mqtt_port=broker.port)
     text = config.read_text(encoding="utf-8").replace("[serial]", "forward_annotations = true\n[serial]", 1)
     config.write_text(text + '[archive]\nenabled = true\npolicy = "all"\n', encoding="utf-8")
-    log = tmp / "daemon.log"
-    daemon = Proc(subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)], cwd=REPO,
-                                   env=process_env(), stdout=subprocess.DEVNULL, stderr=open(log, "wb")), log)
+    daemon = start_daemon(tmp, config)
     procs.append(daemon)
     wait_for(lambda: subscriber.count() >= 5 or not daemon.alive(), "first predictions")
     assert daemon.alive(), daemon.text()
@@ -74,7 +73,7 @@ def _line_export(tmp: Path, bundle: Path, broker: MosquittoBroker, subscriber: S
     sim.end()
     out = tmp / "line.npz"
     proc = subprocess.run([sys.executable, "-m", "edge.cli", "export", str(tmp / "state" / "archive.sqlite"),
-                           "--out", str(out)], cwd=REPO, env=process_env(), capture_output=True, text=True,
+                           "--out", str(out)], cwd=REPO, env=child_env(), capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     return out
@@ -118,7 +117,7 @@ def test_update_joins_the_lab_values_evaluates_the_deployed_model_and_writes_a_b
     assert "\nepochs = 60\n" in text
     config.write_text(text.replace("\nepochs = 60\n", "\nepochs = 2\n"), encoding="utf-8")
     out = tmp_path / "updated"
-    env = dict(process_env(), OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(child_env(), OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run(
         [sys.executable, "-m", "trainer.cli", "update", str(demo_bundles.v1), "--archive", str(export), "--references",
          str(lims), "--config", str(config), "--model", "pls", "--window-s", "0.05", "--out", str(out)],
@@ -157,7 +156,7 @@ def test_update_joins_the_lab_values_evaluates_the_deployed_model_and_writes_a_b
     assert metrics["splits"]["line"] == placed["held_out"]
     assert set(summary["comparison"]["line"]["held_out"]["new"]) == set(targets)
     assert "test" in summary["comparison"]["original_tests"]
-    check = subprocess.run([sys.executable, "-m", "edge.cli", "check", str(new)], cwd=REPO, env=process_env(),
+    check = subprocess.run([sys.executable, "-m", "edge.cli", "check", str(new)], cwd=REPO, env=child_env(),
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
     report = out / "update" / "index.html"

@@ -1,7 +1,7 @@
 """A daemon given several brokers (``mqtt.brokers``) survives the loss of the one it is connected to: with a real
 clustered broker (three RabbitMQ nodes, its MQTT plugin) and with two independent mosquitto processes (#15).
 
-Real processes throughout: ``spectro-sim`` on a pty -> ``spectro-edge run`` (``python -m edge.cli run``) with both
+Real processes throughout: ``spectro-sim`` on a pty -> ``spectro-edge run`` (the systemd unit's command line) with both
 broker addresses -> the broker -> paho subscribers with persistent QoS 1 sessions.  Mid-stream the broker the
 daemon is connected to is SIGKILLed (a crashed or powered-off node: no goodbye to clients or peers); the daemon
 fails over to the other address after its jittered reconnect delay and replays from its outbox what the dead

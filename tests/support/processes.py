@@ -1,13 +1,14 @@
-"""Real processes for end-to-end tests: ``spectro-sim`` and the daemon as subprocesses, their edge config, and the
-harness's subscriber recording what the broker delivers (fixtures ``procs`` and ``subscriber``)."""
+"""Real processes for end-to-end tests, started by the harness (:mod:`benchmarks.harness`) as the benchmarks and the
+demo start them: ``spectro-sim`` and ``spectro-edge run`` (the systemd unit's command line) as
+:class:`~benchmarks.harness.Proc`, their config by :func:`~benchmarks.harness.write_edge_config` with the tests'
+identity, commands and HMAC key, and the harness's subscriber recording what the broker delivers (fixtures
+``procs`` and ``subscriber``)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -17,7 +18,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from benchmarks.harness.commands import daemon_command, simulator_command
+from benchmarks.harness.commands import daemon_command, read_first_line, simulator_command, write_edge_config
+from benchmarks.harness.errors import HarnessError
+from benchmarks.harness.processes import Proc, child_env, spawn
 from benchmarks.harness.subscriber import Endpoint, Subscriber
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import CHANNELS, REPO, SAMPLES, SEED, offline_predictions, offline_stream
@@ -60,127 +63,50 @@ def send_command(port: int, name: str, args: dict[str, Any], request_id: str) ->
     publish.single(f"{BASE_TOPIC}/cmd/{name}", signed(body), qos=1, hostname="127.0.0.1", port=port)
 
 
-def process_env() -> dict[str, str]:
-    """The environment of a child process: this checkout first on its path, then the caller's PYTHONPATH (so
-    optional packages the tests found, e.g. prometheus_client, are found by the daemon too)."""
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    return dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-
-
-@dataclass
-class Proc:
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-6000:]
-        except OSError:
-            return ""
-
-    def end(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
-        if self.popen.poll() is None:
-            if sig != signal.SIGKILL:
-                self.popen.send_signal(signal.SIGCONT)  # a paused process could not handle sig
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
-        return int(self.popen.returncode)
-
-
 def start_sim(tmp: Path, *, count: int, rate_hz: float, extra: tuple[str, ...] = ()) -> tuple[Proc, str]:
-    log = tmp / "sim.log"
+    """``spectro-sim --pty`` on synthetic spectra, kept open after ``count``; the process and its device path."""
     cmd = simulator_command(tmp / "spectrometer", count=count, rate_hz=rate_hz, seed=SEED,
                             synthetic=(SAMPLES, CHANNELS), exit_when_done=False, extra=extra)
-    popen = subprocess.Popen(cmd, cwd=REPO, env=process_env(), stdout=subprocess.PIPE, stderr=open(log, "wb"))
-    assert popen.stdout is not None
-    line = popen.stdout.readline().decode().strip()
-    assert line, f"spectro-sim printed no device path:\n{log.read_text(errors='replace')}"
-    return Proc(popen, log), line
+    sim = spawn(cmd, tmp / "sim.log", stdout=subprocess.PIPE, cwd=REPO)
+    try:
+        return sim, read_first_line(sim.popen, "spectro-sim")
+    except HarnessError as exc:
+        sim.end()
+        raise AssertionError(f"{exc}; its log:\n{sim.text()}") from None
 
 
 def write_config(tmp: Path, *, port_url: str, bundle: Path, mqtt_port: int, drain_rate: float = 200.0,
                  name: str = "edge.toml", outbox: Mapping[str, Any] | None = None,
                  flush_timeout_s: float = 10.0, brokers: tuple[int, ...] = ()) -> Path:
-    """A daemon config on ``port_url`` and a local broker (written by :func:`edge.config_example.render_config`);
-    ``outbox`` adds keys to the ``[outbox]`` table; ``brokers`` (ports on 127.0.0.1) lists several brokers in
-    ``mqtt.brokers`` instead of ``mqtt_port``.
+    """The harness's daemon config (:func:`~benchmarks.harness.write_edge_config`) on ``port_url`` and a local
+    broker, as the tests' device (:data:`DEVICE`) with the daemon's MQTT session defaults (client id
+    ``spectrolite-<device_id>``, a persistent session); ``outbox`` adds keys to the ``[outbox]`` table;
+    ``brokers`` (ports on 127.0.0.1) lists several brokers in ``mqtt.brokers`` instead of ``mqtt_port``.
 
     Commands are on, each to be signed with :data:`HMAC_KEY` (written to ``tmp/hmac.key``); the bundle is neither
     watched nor persisted.
     """
-    from edge.config_example import render_config
-
-    path = tmp / name
-    broker_keys: dict[str, Any] = ({"brokers": [f"127.0.0.1:{p}" for p in brokers]} if brokers
-                                   else {"host": "127.0.0.1", "port": mqtt_port})
     (tmp / "state").mkdir(exist_ok=True)
     key = tmp / "hmac.key"
     key.write_bytes(HMAC_KEY)
-    config = {
-        "log_level": "INFO",
-        "device": dict(DEVICE),
-        "serial": {"port_url": port_url, "read_timeout_s": 0.05, "reconnect_min_delay_s": 0.05,
-                   "reconnect_max_delay_s": 0.5},
-        "bundle": {"path": bundle, "watch": False, "persist": False},
-        "mqtt": {**broker_keys, "reconnect_min_delay_s": 1, "reconnect_max_delay_s": 2},
-        "outbox": {"path": tmp / "state" / "outbox.sqlite", "drain_rate_msgs_per_s": drain_rate,
-                   "flush_timeout_s": flush_timeout_s, **(outbox or {})},
-        "commands": {"enabled": True, "hmac_key_path": key},
-        "metrics": {"period_s": 1.0},
-    }
-    path.write_text(render_config(config), encoding="utf-8")
-    return path
+    mqtt_keys: dict[str, Any] = {"client_id": "", "clean_session": False}
+    if brokers:
+        mqtt_keys["brokers"] = [f"127.0.0.1:{p}" for p in brokers]
+    return write_edge_config(
+        tmp / name, port_url=port_url, bundle=bundle, mqtt_port=mqtt_port, forward_annotations=None,
+        bundle_options={"persist": False}, device=DEVICE, mqtt=mqtt_keys,
+        outbox={"path": tmp / "state" / "outbox.sqlite", "drain_rate_msgs_per_s": drain_rate,
+                "flush_timeout_s": flush_timeout_s, **(outbox or {})},
+        commands={"enabled": True, "hmac_key_path": key})
 
 
-def start_daemon(tmp: Path, config: Path, n: int = 0) -> Proc:
-    """The daemon as production starts it: ``spectro-edge run --config`` (the systemd unit's command line, as
-    :func:`benchmarks.harness.daemon_command` writes it for the benchmarks and the demo)."""
-    log = tmp / f"daemon-{n}.log"
-    popen = subprocess.Popen(daemon_command(config), cwd=REPO,
-                             env=process_env(), stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
-    return Proc(popen, log)
+def start_daemon(tmp: Path, config: Path, n: int = 0, *, env: Mapping[str, str] | None = None) -> Proc:
+    """The daemon as production starts it: :func:`~benchmarks.harness.daemon_command` (``spectro-edge run
+    --config``, the systemd unit's command line), its stderr in ``tmp/daemon-<n>.log``; ``env`` adds variables."""
+    return spawn(daemon_command(config), tmp / f"daemon-{n}.log", cwd=REPO, env=child_env(**(env or {})))
 
 
 # ------------------------------------------------------------------------------------------------ subscriber
-#: Deadline of one read of a retained message (a failure to arrive, not a speed goal).
-RETAINED_WAIT_S = 10.0
-
-
-def read_retained(port: int, topic: str) -> dict[str, Any] | None:
-    """The retained message on ``topic`` as a new subscriber receives it (None when there is none)."""
-    got: list[dict[str, Any]] = []
-    done = threading.Event()
-
-    def on_message(client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        # A status published while this client subscribes arrives live (retain flag 0 by MQTT 3.1.1) but is the
-        # same retained message every later subscriber gets: the publisher sends its status only retained.
-        if not got:
-            got.append(json.loads(msg.payload.decode()))
-            done.set()
-
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-    c.on_message = on_message
-    c.on_connect = lambda cl, ud, fl, rc, pr=None: cl.subscribe(topic, qos=1)
-    try:
-        c.connect("127.0.0.1", port, keepalive=10)
-    except OSError:
-        return None
-    c.loop_start()
-    try:
-        done.wait(RETAINED_WAIT_S)
-    finally:
-        c.loop_stop()
-        c.disconnect()
-    return got[0] if got else None
-
-
 @dataclass(frozen=True)
 class LocalBroker:
     """A broker listening on 127.0.0.1:``port`` that the test did not start as a :class:`MosquittoBroker` (a

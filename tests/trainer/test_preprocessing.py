@@ -77,6 +77,28 @@ def test_typical_chain_matches_scipy_and_sklearn(tablets: tuple[np.ndarray, np.n
     assert (crop.start_, crop.stop_) == (250, 601)
 
 
+def test_a_crop_takes_its_range_on_the_axis_the_edge_steps_before_it_give() -> None:
+    """One ``output_axis`` per step (#14): the trainer follows the axis through the fitted edge steps, so a crop
+    after a resample takes the model grid, a crop after a crop the cropped axis, a crop in a stack branch the axis
+    that reaches the stack."""
+    X = np.random.default_rng(0).normal(size=(12, 100)).cumsum(axis=1)
+    device = np.linspace(1000.0, 1990.0, 100)  # 10 nm apart
+    tp = make_pipeline_from_config([
+        {"op": "snv"},
+        {"op": "resample", "grid": np.arange(1100.0, 1800.0, 5.0)},  # 140 channels, 5 nm apart
+        {"op": "crop", "wavelength_min": 1200.0, "wavelength_max": 1600.0},
+        {"op": "crop", "wavelength_min": 1300.0},
+        {"op": "stack", "branches": [[{"op": "crop", "wavelength_max": 1400.0}],
+                                     [{"op": "savgol", "window": 5}, {"op": "crop", "wavelength_max": 1400.0}]]},
+    ], device).fit(X, wavelengths=device)
+    assert [(c.start_, c.stop_) for c in tp.steps[2:4]] == [(20, 101), (20, 81)]
+    assert [(b[-1].start_, b[-1].stop_) for b in tp.steps[4].branches_] == [(0, 21), (0, 21)]
+    assert tp.output_shape == (21, 2)
+    after_crops = ep.Crop(20, 81).output_axis(ep.Crop(20, 101).output_axis(
+        ep.Resample(np.arange(1100.0, 1800.0, 5.0)).output_axis(ep.Axis(100))))
+    assert after_crops.wavelengths == tuple(np.arange(1300.0, 1605.0, 5.0)) and not after_crops.device
+
+
 def test_trainer_and_edge_from_spec_are_bitwise_identical(tablets: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     Xtr, Xte, wl = tablets
     config = [
