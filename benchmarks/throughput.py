@@ -8,7 +8,7 @@ Usage::
 
 Real processes only: the simulator (:mod:`benchmarks.simproc`, the simulator's own code on a pty, stamping frames
 with ``CLOCK_MONOTONIC`` so the frame's device timestamp and the subscriber's receipt share one clock), the daemon
-(``python -m edge.cli run --config <generated TOML>``, i.e. ``spectro-edge run``), a real ``mosquitto`` on a free
+(``spectro-edge run --config <generated TOML>`` as systemd starts it, :func:`benchmarks.harness.daemon_command`), a real ``mosquitto`` on a free
 port (:mod:`benchmarks.harness.mosquitto`), and a paho-mqtt subscriber in this process at the same QoS.
 
 Each *step* streams a fixed number of spectra at one offered rate through a freshly started simulator and daemon
@@ -284,7 +284,7 @@ def run_step(setup: Setup, broker: Any, sub: Subscriber, *, rate: float, frames:
     """One step: fresh simulator and daemon, ``frames`` spectra at ``rate`` (0: as fast as possible); ``sim_args``
     are more options of the simulator (``--line-spectra N``), ``sections`` more tables of the daemon's config.
 
-    ``daemon_argv(config_path)`` gives the daemon's command line (default ``python -m edge.cli run --config``),
+    ``daemon_argv(config_path)`` gives the daemon's command line (default the harness's ``spectro-edge run --config``),
     e.g. to run it under a profiler.
     """
     workdir.mkdir(parents=True, exist_ok=True)
