@@ -8,8 +8,8 @@ Usage::
 
 Real processes only: the simulator (:mod:`benchmarks.simproc`, the simulator's own code on a pty, stamping frames
 with ``CLOCK_MONOTONIC`` so the frame's device timestamp and the subscriber's receipt share one clock), the daemon
-(``spectro-edge run --config <generated TOML>`` as systemd starts it, :func:`benchmarks.harness.daemon_command`), a real ``mosquitto`` on a free
-port (:mod:`benchmarks.harness.mosquitto`), and a paho-mqtt subscriber in this process at the same QoS.
+(``spectro-edge run --config <generated TOML>`` as systemd starts it), a real ``mosquitto`` on a free port
+(:mod:`benchmarks.harness.mosquitto`), and a paho-mqtt subscriber in this process at the same QoS.
 
 Each *step* streams a fixed number of spectra at one offered rate through a freshly started simulator and daemon
 (the broker and subscriber stay), and reports what reached the subscriber: unique predictions (deduplicated by
