@@ -12,6 +12,11 @@ search, so by default :func:`convert_int8` runs in a child process: the model is
 file and converted by ``python -m trainer.quantize``, which is also a small command line::
 
     python -m trainer.quantize --model m.keras --representative X.npy --out model.tflite [--float]
+    python -m trainer.quantize --model m.keras --representative X.npy --all-rows A.npy --out DIR
+
+:func:`convert_int8_candidates` returns the plain conversion and the calibration variants of
+:mod:`trainer.quant_ranges` (ranges over more rows, percentile-clipped input or activations), one ``.tflite`` each;
+the trainer keeps the one closest to the float network on held-out rows (:mod:`trainer.pipeline.int8`).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ __all__ = [
     "MAX_REPRESENTATIVE_SAMPLES",
     "MIN_REPRESENTATIVE_SAMPLES",
     "convert_int8",
+    "convert_int8_candidates",
     "convert_float",
     "main",
 ]
@@ -53,6 +59,8 @@ MAX_REPRESENTATIVE_SAMPLES = 500
 MIN_REPRESENTATIVE_SAMPLES = 10
 #: Prefix of the child process's progress lines on its stdout, forwarded to this module's logger.
 _PROGRESS_PREFIX = "progress: "
+#: File listing the candidates' names, in order, in the child's output folder.
+_CANDIDATE_LIST = "candidates.txt"
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -142,14 +150,36 @@ def _check_result(model_bytes: bytes, *, int8: bool, input_shape: tuple[int, ...
         raise QuantizeError(f"expected a converted input shape {input_shape}, got {runtime.input_shape}")
 
 
+def _candidates_in_process(
+    keras_model: Any, representative: np.ndarray, all_rows: np.ndarray
+) -> list[tuple[str, bytes]]:
+    """The plain int8 conversion, then the calibration variants of :func:`trainer.quant_ranges.int8_candidates`."""
+    from trainer.quant_ranges import int8_candidates
+
+    plain = _convert_in_process(keras_model, representative)
+    chatter = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+            return [("minmax", plain), *int8_candidates(keras_model, all_rows)]
+    except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError...
+        raise QuantizeError(f"TFLite calibration variants failed: {exc}") from exc
+    finally:
+        for line in chatter.getvalue().splitlines():
+            if line.strip():
+                log.debug("converter: %s", line)
+
+
 def _convert_in_child(
-    keras_model: Any, representative: np.ndarray | None, custom_modules: Sequence[str]
-) -> bytes:
-    """Save the model, convert it in ``python -m trainer.quantize`` and read the result back."""
+    keras_model: Any, representative: np.ndarray | None, custom_modules: Sequence[str],
+    all_rows: np.ndarray | None = None,
+) -> bytes | list[tuple[str, bytes]]:
+    """Save the model, convert it in ``python -m trainer.quantize`` and read the result back (every candidate
+    when ``all_rows`` is given)."""
     with tempfile.TemporaryDirectory(prefix="spectrolite-quantize-") as tmp:
         tmp_dir = Path(tmp)
         model_path = tmp_dir / "model.keras"
-        out_path = tmp_dir / "model.tflite"
+        out_path = tmp_dir / ("candidates" if all_rows is not None else "model.tflite")
         t0 = time.perf_counter()
         keras_model.save(model_path)
         cmd = [sys.executable, "-m", "trainer.quantize", "--model", str(model_path), "--out", str(out_path)]
@@ -159,6 +189,10 @@ def _convert_in_child(
             rep_path = tmp_dir / "representative.npy"
             np.save(rep_path, representative, allow_pickle=False)
             cmd += ["--representative", str(rep_path)]
+        if all_rows is not None:
+            all_path = tmp_dir / "all_rows.npy"
+            np.save(all_path, all_rows, allow_pickle=False)
+            cmd += ["--all-rows", str(all_path)]
         for module in custom_modules:
             cmd += ["--import", module]
         env = dict(os.environ)
@@ -178,10 +212,13 @@ def _convert_in_child(
                 else:
                     log.debug("converter: %s", line)
             rc = child.wait()
-        if rc != 0 or not out_path.is_file():
+        if rc != 0 or not out_path.exists():
             raise QuantizeError(
                 f"conversion child process exited with status {rc}; last output:\n" + "\n".join(tail)
             )
+        if all_rows is not None:
+            names = (out_path / _CANDIDATE_LIST).read_text().split()
+            return [(name, (out_path / f"{name}.tflite").read_bytes()) for name in names]
         return out_path.read_bytes()
 
 
@@ -234,9 +271,50 @@ def convert_int8(
         model_bytes = _convert_in_child(keras_model, rep, custom_modules)
     else:
         model_bytes = _convert_in_process(keras_model, rep)
+    assert isinstance(model_bytes, bytes)
     _check_result(model_bytes, int8=True, input_shape=input_shape)
     log.info("int8 conversion done: %d bytes in %.1f s", len(model_bytes), time.perf_counter() - t0)
     return model_bytes
+
+
+def convert_int8_candidates(
+    keras_model: Any,
+    representative_X: npt.ArrayLike,
+    all_X: npt.ArrayLike,
+    *,
+    subprocess: bool = True,
+    seed: int = 0,
+    custom_modules: Sequence[str] = (),
+) -> list[tuple[str, bytes]]:
+    """The int8 conversions of :data:`trainer.quant_ranges.CANDIDATES`, ``(name, .tflite bytes)`` in that order.
+
+    The first, ``"minmax"``, is exactly :func:`convert_int8` of the same arguments; the others calibrate on
+    ``all_X`` (every calibration spectrum, never test rows) and choose their ranges as
+    :mod:`trainer.quant_ranges` says. Each is checked to load in the edge runtime with int8 input and output.
+
+    Parameters
+    ----------
+    keras_model, representative_X, subprocess, seed, custom_modules
+        As :func:`convert_int8`.
+    all_X : ndarray, shape (m, *input_shape), float
+        Preprocessed training and selection spectra (at least :data:`MIN_REPRESENTATIVE_SAMPLES`; a seeded subset
+        of :data:`MAX_REPRESENTATIVE_SAMPLES` when more).
+    """
+    input_shape = _model_input_shape(keras_model)
+    rep = _prepare_representative(representative_X, input_shape, seed)
+    all_rows = _prepare_representative(all_X, input_shape, seed)
+    t0 = time.perf_counter()
+    log.info("int8 conversion with calibration variants: %d representative spectra, %d calibration spectra%s",
+             rep.shape[0], all_rows.shape[0], " (child process)" if subprocess else "")
+    if subprocess:
+        result = _convert_in_child(keras_model, rep, custom_modules, all_rows)
+        assert isinstance(result, list)
+    else:
+        result = _candidates_in_process(keras_model, rep, all_rows)
+    for _, model_bytes in result:
+        _check_result(model_bytes, int8=True, input_shape=input_shape)
+    log.info("int8 conversion done: %d candidates in %.1f s", len(result), time.perf_counter() - t0)
+    return result
 
 
 def convert_float(keras_model: Any, *, subprocess: bool = False, custom_modules: Sequence[str] = ()) -> bytes:
@@ -263,6 +341,7 @@ def convert_float(keras_model: Any, *, subprocess: bool = False, custom_modules:
         model_bytes = _convert_in_child(keras_model, None, custom_modules)
     else:
         model_bytes = _convert_in_process(keras_model, None)
+    assert isinstance(model_bytes, bytes)
     _check_result(model_bytes, int8=False, input_shape=input_shape)
     log.info("float conversion done: %d bytes in %.1f s", len(model_bytes), time.perf_counter() - t0)
     return model_bytes
@@ -275,10 +354,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output .tflite path")
     parser.add_argument("--representative", help=".npy of real preprocessed training spectra (int8 conversion)")
     parser.add_argument("--float", action="store_true", help="float32 conversion (no representative data)")
+    parser.add_argument("--all-rows", help=".npy of every calibration spectrum: write each int8 calibration variant "
+                        "into the folder --out")
     parser.add_argument("--import", dest="imports", action="append", default=[], help="module to import first")
     args = parser.parse_args(argv)
     if args.float == bool(args.representative):
         parser.error("give exactly one of --representative or --float")
+    if args.all_rows and not args.representative:
+        parser.error("--all-rows needs --representative")
 
     def progress(message: str) -> None:
         print(_PROGRESS_PREFIX + message, flush=True)
@@ -295,10 +378,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         rep = np.load(args.representative, allow_pickle=False)
         progress(f"child: calibrating on {rep.shape[0]} representative spectra")
     try:
-        model_bytes = _convert_in_process(model, rep)
+        if args.all_rows:
+            assert rep is not None
+            all_rows = np.load(args.all_rows, allow_pickle=False)
+            progress(f"child: calibration variants on {all_rows.shape[0]} calibration spectra")
+            candidates = _candidates_in_process(model, rep, all_rows)
+        else:
+            model_bytes = _convert_in_process(model, rep)
     except QuantizeError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
+    if args.all_rows:
+        out_dir = Path(args.out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, data in candidates:
+            (out_dir / f"{name}.tflite").write_bytes(data)
+        (out_dir / _CANDIDATE_LIST).write_text("\n".join(name for name, _ in candidates) + "\n")
+        progress(f"child: wrote {len(candidates)} candidates in {time.perf_counter() - t0:.1f} s")
+        return 0
     tmp_out = Path(args.out + ".part")
     tmp_out.write_bytes(model_bytes)
     os.replace(tmp_out, args.out)

@@ -126,6 +126,19 @@ def test_intervals_are_calibrated_on_selection_and_nested_out_of_fold_residuals(
     assert cov["half_widths"]["conc_pct"] == pytest.approx(float(want.q_hat[0]), rel=HALF_WIDTH_RTOL)
 
 
+@pytest.mark.slow
+def test_int8_calibration_is_chosen_on_training_and_selection_rows(fitted: dict[str, Any]) -> None:
+    """Every calibration variant is scored against the float network on the 90 + 30 non-test rows, one is kept."""
+    from trainer.quant_ranges import CANDIDATES
+
+    cal = fitted["metrics"]["cnn_int8_calibration"]
+    assert cal["rows"] == 90 + 30
+    assert set(cal["rms_std"]) == set(CANDIDATES) and cal["chosen"] in CANDIDATES
+    assert all(np.isfinite(v) and v >= 0 for v in cal["rms_std"].values())
+    best = min(cal["rms_std"].values())
+    assert cal["rms_std"][cal["chosen"]] == best or cal["chosen"] == "minmax"
+
+
 def test_metric_helpers() -> None:
     r = regression_metrics(np.array([1.0, 2.0, 3.0]), np.array([2.0, 3.0, 4.0]))
     assert (r["n"], r["rmsep"], r["bias"], r["sep"]) == (3, 1.0, 1.0, 0.0)

@@ -1,5 +1,10 @@
 """Stage "int8 conversion": the CNN as an int8 ``.tflite`` (representative set: real training spectra), and the
-predictions of PLS, the float CNN and the int8 CNN (edge preprocessing and LiteRT) on every role."""
+predictions of PLS, the float CNN and the int8 CNN (edge preprocessing and LiteRT) on every role.
+
+Regression CNNs are converted with each calibration variant of :mod:`trainer.quant_ranges`; the one kept is the
+one whose int8 outputs (run by the edge runtime) stay closest to the float network on the training and selection
+rows (RMS difference in standardised target units, :data:`FIDELITY_ROLES`), never on test rows; the plain
+conversion is kept unless a variant is closer by more than :data:`MIN_GAIN`."""
 
 from __future__ import annotations
 
@@ -17,25 +22,32 @@ log = logging.getLogger(__name__)
 
 #: Predictions per (role, model name), model names as in :data:`trainer.pipeline.fit.MODELS`.
 Predictions = dict[tuple[str, str], np.ndarray]
+#: Roles whose spectra choose the calibration variant (never a test split).
+FIDELITY_ROLES = ("train", "select")
+#: A calibration variant replaces the plain conversion only when its RMS difference from the float network is
+#: smaller by more than this share (the plain conversion wins near-ties).
+MIN_GAIN = 0.02
 
 
 @dataclass(frozen=True)
 class Int8Network:
     """The int8 CNN: ``tflite`` bytes, ``output_transform`` (regression: standardised outputs -> target units, the
     bundle's manifest entry; None for classification), ``output_step`` (one int8 output step in target units, or
-    None), ``X_train_pre`` (the preprocessed, un-augmented training spectra) and ``runtime`` (the edge's
-    :class:`~edge.runtime.ModelRuntime` running it)."""
+    None), ``X_train_pre`` (the preprocessed, un-augmented training spectra), ``runtime`` (the edge's
+    :class:`~edge.runtime.ModelRuntime` running it) and ``calibration`` (the ``metrics.json`` ``quantize`` entry:
+    each variant's RMS difference from the float network and the one kept; None for classification)."""
 
     tflite: bytes
     output_transform: dict[str, list[float]] | None
     output_step: Any
     X_train_pre: np.ndarray
     runtime: Any
+    calibration: dict[str, Any] | None = None
 
 
 def convert_network(cfg: TrainConfig, data: Prepared, net: TrainedNetwork) -> Int8Network:
     """Convert the (pruned) CNN to int8."""
-    from trainer.quantize import convert_int8
+    from trainer.quantize import convert_int8, convert_int8_candidates
 
     X, tr = data.ds.X, data.plan.train_rows
     X_train_pre = net.pre.transform(X[tr])  # real, un-augmented training spectra: the representative set
@@ -51,13 +63,56 @@ def convert_network(cfg: TrainConfig, data: Prepared, net: TrainedNetwork) -> In
         to_convert = standardised_output_copy(net.model, net.trained.y_mean, net.trained.y_scale)
         cnn_transform = {"scale": [float(v) for v in np.reshape(net.trained.y_scale, -1)],
                          "offset": [float(v) for v in np.reshape(net.trained.y_mean, -1)]}
-    tflite_int8 = convert_int8(to_convert, rep, subprocess=cfg.quantize.subprocess, seed=cfg.seed)
+    calibration = None
+    if data.classify:
+        tflite_int8 = convert_int8(to_convert, rep, subprocess=cfg.quantize.subprocess, seed=cfg.seed)
+    else:
+        roles = data.plan.roles()
+        rows = np.concatenate([roles[r] for r in FIDELITY_ROLES if r in roles])
+        X_fid = net.pre.transform(X[rows])
+        candidates = convert_int8_candidates(to_convert, rep, X_fid, subprocess=cfg.quantize.subprocess,
+                                             seed=cfg.seed)
+        float_std = cnn_predict(to_convert, X_fid, False)
+        tflite_int8, calibration = choose_calibration(candidates, net.edge_pipe.transform(X[rows]), float_std)
     rt = _runtime(tflite_int8, cnn_transform)
     output_step = rt.output_step
     if output_step is not None and not data.classify:
         log.info("int8 output step: %s", ", ".join(f"{t} {v:.3g}" for t, v in zip(data.ds.target_names, output_step)))
     return Int8Network(tflite=tflite_int8, output_transform=cnn_transform, output_step=output_step,
-                       X_train_pre=X_train_pre, runtime=rt)
+                       X_train_pre=X_train_pre, runtime=rt, calibration=calibration)
+
+
+def choose_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray,
+                       float_std: np.ndarray) -> tuple[bytes, dict[str, Any]]:
+    """The int8 candidate closest to the float network, and the ``metrics.json`` ``quantize`` entry.
+
+    Parameters
+    ----------
+    candidates : list of (str, bytes)
+        ``(name, int8 .tflite)``, the plain conversion first (:func:`trainer.quantize.convert_int8_candidates`).
+    X_edge : ndarray, shape (n, ...)
+        The fidelity rows through the edge's preprocessing (what the runtime is fed on the line).
+    float_std : ndarray, shape (n, n_targets)
+        The float network's standardised outputs on the same rows.
+
+    Returns
+    -------
+    bytes, dict
+        The kept model, and ``{"criterion", "rows", "rms_std": {name: value}, "chosen"}``.
+    """
+    rms: dict[str, float] = {}
+    for name, model_bytes in candidates:
+        out = np.asarray(_runtime(model_bytes, None).predict(X_edge), dtype=np.float64).reshape(float_std.shape)
+        rms[name] = float(np.sqrt(np.mean((out - float_std) ** 2)))
+    plain = candidates[0][0]
+    best = min(rms, key=lambda k: rms[k])
+    chosen = best if rms[best] < (1.0 - MIN_GAIN) * rms[plain] else plain
+    log.info("int8 calibration variants, RMS difference from the float network (standardised, %d training and "
+             "selection rows): %s; kept %s", X_edge.shape[0],
+             ", ".join(f"{k} {v:.4g}" for k, v in rms.items()), chosen)
+    entry = {"criterion": "rms of int8 - float standardised outputs on the training and selection rows",
+             "rows": int(X_edge.shape[0]), "min_gain": MIN_GAIN, "rms_std": rms, "chosen": chosen}
+    return dict(candidates)[chosen], entry
 
 
 def predict_roles(data: Prepared, pls: Any, net: TrainedNetwork, int8: Int8Network) -> Predictions:

@@ -98,6 +98,7 @@ def summarise(cfg: TrainConfig, data: Prepared, recipe: Recipe, pls: Any, net: T
         "cnn_model_bytes": len(int8.tflite),
         "cnn_int8_output_step": (dict(zip(ds.target_names, map(float, int8.output_step)))
                                  if int8.output_step is not None and not classify else None),
+        "cnn_int8_calibration": int8.calibration,
         "bundle_bytes": 0,
         "train_seconds": 0.0,
         "cnn_train_seconds": float(trained.train_seconds),

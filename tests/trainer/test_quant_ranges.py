@@ -1,0 +1,116 @@
+"""Tests of the int8 calibration variants (trainer.quant_ranges, trainer.quantize.convert_int8_candidates) and of
+the choice among them (trainer.pipeline.int8.choose_calibration): real Keras model -> real .tflite -> real LiteRT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.runtime import ModelRuntime
+from tests.support.bundles import SEED, TinyModels, tiny_models
+from trainer.pipeline.int8 import MIN_GAIN, choose_calibration
+from trainer.quant_ranges import CANDIDATES, calibrate, quantize_calibrated, tensor_ranges, with_ranges
+from trainer.quantize import convert_int8, convert_int8_candidates
+
+#: The MLIR quantiser may nudge a range so that 0 is exactly representable: scales agree to this relative error.
+SCALE_RTOL = 0.02
+
+
+@pytest.fixture(scope="module")
+def models(datasets_dir: Path) -> TinyModels:
+    return tiny_models(datasets_dir)
+
+
+@pytest.fixture(scope="module")
+def rows(models: TinyModels) -> np.ndarray:
+    return np.ascontiguousarray(models.X_pre_train[:120, :, None], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def candidates(models: TinyModels) -> list[tuple[str, bytes]]:
+    return convert_int8_candidates(models.keras_model, models.X_pre_train[:120], models.X_pre_train,
+                                   subprocess=False, seed=SEED)
+
+
+def test_unedited_calibration_predicts_as_the_plain_conversion(models: TinyModels, rows: np.ndarray) -> None:
+    plain = ModelRuntime(convert_int8(models.keras_model, rows, subprocess=False, seed=SEED))
+    again = ModelRuntime(quantize_calibrated(calibrate(models.keras_model, rows)))
+    assert again.input_quantization == plain.input_quantization
+    assert again.output_quantization == plain.output_quantization
+    np.testing.assert_array_equal(again.predict(models.X_pre_test), plain.predict(models.X_pre_test))
+
+
+def test_edited_input_range_sets_the_input_scale(models: TinyModels, rows: np.ndarray) -> None:
+    cal = calibrate(models.keras_model, rows)
+    ranges, inputs, _ = tensor_ranges(cal)
+    lo, hi = ranges[inputs[0]]
+    assert lo < 0 < hi
+    wide = (2 * lo, 2 * hi)
+    same = [i for i, r in ranges.items() if r == ranges[inputs[0]]]
+    rt = ModelRuntime(quantize_calibrated(with_ranges(cal, dict.fromkeys(same, wide))))
+    assert rt.input_dtype == np.int8 and rt.output_dtype == np.int8
+    plain_scale = ModelRuntime(quantize_calibrated(cal)).input_quantization[0]
+    assert rt.input_quantization[0] == pytest.approx(2 * plain_scale, rel=SCALE_RTOL)
+    with pytest.raises(ValueError, match="includes 0"):
+        with_ranges(cal, {inputs[0]: (0.5, hi)})
+
+
+def test_candidates_come_in_order_and_the_first_is_the_plain_conversion(
+    models: TinyModels, candidates: list[tuple[str, bytes]]
+) -> None:
+    assert tuple(name for name, _ in candidates) == CANDIDATES
+    plain = convert_int8(models.keras_model, models.X_pre_train[:120], subprocess=False, seed=SEED)
+    assert candidates[0][1] == plain
+    by_name = {name: ModelRuntime(b) for name, b in candidates}
+    for rt in by_name.values():
+        assert rt.input_dtype == np.int8 and rt.output_dtype == np.int8
+    # calibrating on more rows never narrows the min/max input range
+    assert by_name["minmax_all"].input_quantization[0] >= by_name["minmax"].input_quantization[0]
+    # clipping the hidden activations leaves the input and the output alone, and changes the model
+    assert by_name["act_p9999"].input_quantization == by_name["minmax_all"].input_quantization
+    assert by_name["act_p9999"].output_quantization == by_name["minmax_all"].output_quantization
+    X = models.X_pre_test
+    assert not np.array_equal(by_name["act_p9999"].predict(X), by_name["minmax_all"].predict(X))
+
+
+def test_choice_keeps_the_candidate_closest_to_the_float_outputs(
+    models: TinyModels, candidates: list[tuple[str, bytes]]
+) -> None:
+    X = models.X_pre_test
+    outs = {name: np.asarray(ModelRuntime(b).predict(X), dtype=np.float64).reshape(X.shape[0], -1)
+            for name, b in candidates}
+    assert not np.array_equal(outs["act_p9999"], outs["minmax"])  # the variants are different models
+    chosen, entry = choose_calibration(candidates, X, outs["act_p9999"])
+    assert entry["chosen"] == "act_p9999" and chosen == dict(candidates)["act_p9999"]
+    assert entry["rms_std"]["act_p9999"] == 0.0
+    assert set(entry["rms_std"]) == set(CANDIDATES) and entry["rows"] == X.shape[0]
+
+
+def test_choice_keeps_the_plain_conversion_on_a_near_tie(
+    models: TinyModels, candidates: list[tuple[str, bytes]]
+) -> None:
+    X = models.X_pre_test
+    plain = np.asarray(ModelRuntime(candidates[0][1]).predict(X), dtype=np.float64).reshape(X.shape[0], -1)
+    other = np.asarray(ModelRuntime(candidates[-1][1]).predict(X), dtype=np.float64).reshape(X.shape[0], -1)
+    # a reference slightly nearer the variant than the plain model, but by less than MIN_GAIN
+    w = 0.5 + MIN_GAIN / 8
+    _, entry = choose_calibration([candidates[0], candidates[-1]], X, (1 - w) * plain + w * other)
+    rms = entry["rms_std"]
+    assert rms[candidates[-1][0]] < rms["minmax"] < rms[candidates[-1][0]] / (1 - MIN_GAIN)
+    assert entry["chosen"] == "minmax"
+
+
+@pytest.mark.slow
+def test_child_process_candidates_match_in_process(
+    models: TinyModels, candidates: list[tuple[str, bytes]]
+) -> None:
+    child = convert_int8_candidates(models.keras_model, models.X_pre_train[:120], models.X_pre_train,
+                                    subprocess=True, seed=SEED)
+    assert [name for name, _ in child] == [name for name, _ in candidates]
+    for (name, a), (_, b) in zip(child, candidates):
+        ra, rb = ModelRuntime(a), ModelRuntime(b)
+        assert ra.input_quantization == rb.input_quantization, name
+        diff = np.abs(ra.predict(models.X_pre_test) - rb.predict(models.X_pre_test))
+        assert float(diff.max()) <= ra.output_quantization[0], name

@@ -1,0 +1,156 @@
+"""Int8 calibration variants: the activation ranges of a full-integer conversion, chosen rather than taken as is.
+
+The TFLite converter sets every int8 tensor's scale from the min and max its representative rows reach. That is
+one choice among several: a range taken over more rows covers more of what the line sends, a range clipped at a
+high percentile spends the 256 int8 levels on the values that occur instead of on a few outliers (one unit of a
+hidden layer that fires hard on a handful of spectra sets the step of the whole tensor). Which is better depends on
+the network, so :func:`int8_candidates` builds the variants from *one* calibration pass and the trainer keeps the
+one whose int8 outputs stay closest to the float network on held-out (never test) rows
+(:mod:`trainer.pipeline.int8`).
+
+How: the converter calibrates only (``_experimental_calibrate_only``: a float flatbuffer whose tensors carry the
+min/max statistics), the statistics are edited here (:mod:`tensorflow.lite.tools.flatbuffer_utils`), and the
+converter's own MLIR quantiser turns the result into the same full-integer int8 model it would have written
+(``mlir_quantize``, the path of TensorFlow's ``QuantizationDebugger``). Unedited, the result predicts exactly as
+the plain conversion does. Percentiles come from running the calibrated float model over the rows with every
+intermediate tensor kept. Only the trainer runs this (TensorFlow); the edge reads the usual scales and zero
+points from the ``.tflite``.
+
+Variants (``name``: what changes against the plain conversion):
+
+``minmax``
+    None: min/max over the representative rows (the plain conversion).
+``minmax_all``
+    Min/max over every calibration spectrum given (training and selection rows), not a subset.
+``act_p9999``
+    As ``minmax_all``, with every hidden activation clipped to its 0.01th-99.99th percentiles.
+
+The input and the output keep their min/max in every variant. The input tensor sees every spectrum the line
+sends: clipping it narrows the step for the spectra seen in training but saturates any spectrum beyond them, a
+trade the training and selection rows cannot judge (on the wheat set, whose test spectra reach twice the
+training range after preprocessing, a clipped input was closer to the float network on those rows and further
+from it on the test rows). Spectra far beyond the training range are the OOD detector's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CANDIDATES", "PERCENTILE", "int8_candidates", "calibrate", "quantize_calibrated", "tensor_ranges",
+           "with_ranges"]
+
+#: The calibration variants, the plain conversion first (it wins ties).
+CANDIDATES = ("minmax", "minmax_all", "act_p9999")
+#: Upper percentile of the clipped variants (the lower one is ``100 - PERCENTILE``).
+PERCENTILE = 99.99
+
+#: Tensor index -> (min, max) per-tensor calibration statistics.
+Ranges = dict[int, tuple[float, float]]
+
+
+def calibrate(keras_model: Any, rows: np.ndarray) -> bytes:
+    """The converter's calibration pass only: a float ``.tflite`` whose tensors carry min/max over ``rows``."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+
+    def representative_dataset() -> Iterator[list[np.ndarray]]:
+        for i in range(rows.shape[0]):
+            yield [rows[i : i + 1]]
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    converter.experimental_new_quantizer = True
+    converter._experimental_calibrate_only = True  # the QuantizationDebugger's documented way in
+    return bytes(converter.convert())
+
+
+def quantize_calibrated(calibrated: bytes) -> bytes:
+    """Full-integer int8 model (int8 input and output, per-channel weights) from a calibrated flatbuffer."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert
+
+    return bytes(convert.mlir_quantize(calibrated, disable_per_channel=False, fully_quantize=True,
+                                       input_data_type=tf.int8, output_data_type=tf.int8))
+
+
+def tensor_ranges(calibrated: bytes) -> tuple[Ranges, list[int], list[int]]:
+    """Per-tensor ``{index: (min, max)}`` of a calibrated flatbuffer, and its input and output tensor indices."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    graph = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated)).subgraphs[0]
+    out: Ranges = {}
+    for i, t in enumerate(graph.tensors):
+        q = t.quantization
+        if q is not None and q.min is not None and len(q.min) == 1 and q.max is not None and len(q.max) == 1:
+            out[i] = (float(q.min[0]), float(q.max[0]))
+    return out, [int(i) for i in graph.inputs], [int(i) for i in graph.outputs]
+
+
+def with_ranges(calibrated: bytes, ranges: Ranges) -> bytes:
+    """The calibrated flatbuffer with the statistics of the tensors in ``ranges`` replaced."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated))
+    tensors = model.subgraphs[0].tensors
+    for i, (lo, hi) in ranges.items():
+        if not lo <= 0.0 <= hi:
+            raise ValueError(f"expected a range that includes 0 for tensor {i}, got [{lo}, {hi}]")
+        tensors[i].quantization.min = np.array([lo], dtype=np.float32)
+        tensors[i].quantization.max = np.array([hi], dtype=np.float32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _tensor_values(calibrated: bytes, rows: np.ndarray, indices: Sequence[int]) -> dict[int, np.ndarray]:
+    """Every value each listed tensor takes when the calibrated float model runs over ``rows``."""
+    import warnings
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    with warnings.catch_warnings():  # "intended for debugging": keeping every tensor is the point here
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
+        interp = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]["index"]
+    values: dict[int, list[np.ndarray]] = {i: [] for i in indices}
+    for i in range(rows.shape[0]):
+        interp.set_tensor(inp, rows[i : i + 1])
+        interp.invoke()
+        for t in indices:
+            values[t].append(np.ravel(interp.get_tensor(t)))
+    return {t: np.concatenate(v) for t, v in values.items()}
+
+
+def _clipped(values: np.ndarray, full: tuple[float, float]) -> tuple[float, float]:
+    """Percentile range of ``values``, never wider than ``full`` and always including 0."""
+    lo, hi = np.percentile(values, [100.0 - PERCENTILE, PERCENTILE])
+    return min(max(float(lo), full[0]), 0.0), max(min(float(hi), full[1]), 0.0)
+
+
+def int8_candidates(keras_model: Any, all_rows: np.ndarray) -> list[tuple[str, bytes]]:
+    """The :data:`CANDIDATES` but the first (the plain conversion, :func:`trainer.quantize.convert_int8`) as
+    ``(name, int8 .tflite bytes)``, in that order.
+
+    Parameters
+    ----------
+    keras_model : keras.Model
+    all_rows : ndarray, shape (m, *input_shape), float32
+        Every calibration spectrum (training and selection rows, preprocessed).
+    """
+    cal = calibrate(keras_model, all_rows)
+    out = [("minmax_all", quantize_calibrated(cal))]
+    ranges, inputs, outputs = tensor_ranges(cal)
+    input_range = ranges[inputs[0]]
+    # Tensors that only re-shape the input (Reshape, ExpandDims) carry its range and must keep sharing it.
+    input_like = [i for i, r in ranges.items() if r == input_range]
+    hidden = [i for i in ranges if i not in input_like and i not in outputs]
+    values = _tensor_values(cal, all_rows, hidden)
+    out.append(("act_p9999", quantize_calibrated(with_ranges(cal, {i: _clipped(values[i], ranges[i])
+                                                                    for i in hidden}))))
+    return out
