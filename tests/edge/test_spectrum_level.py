@@ -133,6 +133,29 @@ def test_the_daemon_raises_spectrum_level_on_a_lamp_loss_and_not_without_it(
     assert clean.metrics_payload(1.0)["gauges"]["drift_spectrum_level"] < 12.0
 
 
+def test_line_frames_raise_spectrum_level_at_the_same_spectrum_as_single_frames(
+        tmp_path: Path, demo_bundles: DemoBundles) -> None:
+    """A LINE frame's spectra feed the level as single spectra do (one engine batch per line)."""
+    from firmware_bridge.frames import Line, Spectrum
+
+    drift = {"spectrum_level_baseline_frames": 100, "min_frames": 20}
+    frames = _lamp_stream(200, lamp_at=140)
+    head, spectra = frames[:3], [f for f in frames[3:] if isinstance(f, Spectrum)]
+    lines = [Line(seq=chunk[0].seq, timestamp_us=chunk[0].timestamp_us,
+                  integration_time_us=chunk[0].integration_time_us, counts=np.stack([s.counts for s in chunk]),
+                  averages=chunk[0].averages, detector_temp_c=chunk[0].detector_temp_c)
+             for chunk in (spectra[i:i + 25] for i in range(0, len(spectra), 25))]
+    single, link = inprocess_daemon(tmp_path / "single", demo_bundles.v1, drift=drift)
+    feed(single, [*head, *(s for line in lines for s in line.spectra())])
+    lined, link2 = inprocess_daemon(tmp_path / "lines", demo_bundles.v1, drift=drift, lines={"publish": "line"})
+    feed(lined, [*head, *lines])
+    assert lined.counters.snapshot()["lines_in"] == len(lines) == 8
+    got, want = _level_messages(link2), _level_messages(link)
+    assert want and want[0]["monitor_kind"] == "signal"
+    assert [(m["event"], m["seq"], m["statistic"]) for m in got] == [(m["event"], m["seq"], m["statistic"])
+                                                                     for m in want]
+
+
 def test_spectrum_level_h_sigma_0_switches_it_off(tmp_path: Path, demo_bundles: DemoBundles) -> None:
     daemon, link = inprocess_daemon(tmp_path / "off", demo_bundles.v1,
                                     drift={"spectrum_level_h_sigma": 0.0, "spectrum_level_baseline_frames": 100})
