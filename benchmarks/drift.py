@@ -22,7 +22,9 @@ detector noise and row order).
 
 Detectors (:data:`benchmarks.drift_scoring.DETECTORS`) and what counts as their alarm: ``t2`` and ``q`` the
 daemon's drift alerts ``ood_t2`` / ``ood_q`` (EWMA of the statistic over its limit), ``prediction_cusum`` any
-``prediction:<target>`` alert, ``instrument_health`` any instrument alert (``dark_level``,
+``prediction:<target>`` alert, ``spectrum_level`` the alert ``spectrum_level`` (self-starting CUSUM of each
+spectrum's mean absorbance before the scatter corrections; null with the reason ``off`` when ``--edge-drift
+spectrum_level_h_sigma=0``), ``instrument_health`` any instrument alert (``dark_level``,
 ``reference_intensity``, ``detector_temp``), ``autoencoder`` the alert ``ood_ae`` (the autoencoder's reconstruction
 error over its limit, #16), null with the reason ``not_built`` while no prediction carries an autoencoder score
 (a bundle without one).  The per-spectrum ``out_of_distribution`` flag (a statistic over its limit on one spectrum)
@@ -78,6 +80,7 @@ GOAL_AUTOENCODER_COMPUTE_US_MAX = 50.0
 #: Why a detector has no figures.
 NOT_BUILT = "not_built"
 NO_TRAINING_STATS = "bundle_has_no_training_stats"
+LEVEL_OFF = "off"
 EXIT_REFUSED = 2
 
 
@@ -271,8 +274,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _unavailable(runs: list[dict[str, Any]], cusum_available: bool) -> dict[str, str]:
+def _unavailable(runs: list[dict[str, Any]], cusum_available: bool, setup: dict[str, Any]) -> dict[str, str]:
     out = {}
+    if (setup.get("drift_overrides") or {}).get("spectrum_level_h_sigma") == 0:
+        out["spectrum_level"] = LEVEL_OFF
     if not any(r["ae_seen"] or r["raised"]["autoencoder"] for r in runs):
         out["autoencoder"] = NOT_BUILT
     if not cusum_available:
@@ -286,7 +291,7 @@ def score(runs: dict[str, dict[str, Any]], clean: list[dict[str, Any]], *, names
     from firmware_bridge.simulator import DRIFT_KINDS
 
     full_at = onset + ramp - 1  # the first spectrum at full size
-    unavailable = _unavailable([*runs.values(), *clean], cusum_available)
+    unavailable = _unavailable([*runs.values(), *clean], cusum_available, setup)
     scenarios: dict[str, Any] = {}
     for name in names:
         run, kind = runs[name], SCENARIOS[name][0]

@@ -13,7 +13,7 @@ __all__ = ["plot_drift"]
 
 #: Marker colour of each detector's alert.
 COLOURS = {"t2": "tab:blue", "q": "tab:orange", "autoencoder": "tab:purple", "prediction_cusum": "tab:green",
-           "instrument_health": "tab:red"}
+           "spectrum_level": "tab:brown", "instrument_health": "tab:red"}
 
 
 def plot_drift(result: Mapping[str, Any], path: str | Path) -> Path | None:

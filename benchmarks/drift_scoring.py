@@ -34,8 +34,9 @@ import numpy as np
 __all__ = ["DETECTORS", "alerts", "cusum_in_control", "detector_of", "flag_ratios", "predicted_values",
            "score_scenario", "spectrum_index"]
 
-#: The detectors the benchmark reports, in the issue's order.
-DETECTORS = ("t2", "q", "autoencoder", "prediction_cusum", "instrument_health")
+#: The detectors the benchmark reports, in the issue's order, with the spectrum-level CUSUM (monitor kind
+#: ``signal``) before the instrument health.
+DETECTORS = ("t2", "q", "autoencoder", "prediction_cusum", "spectrum_level", "instrument_health")
 #: Detectors whose statistic each prediction carries against its limit (``ood.<stat>`` / ``ood.<stat>_limit``).
 FLAG_STATISTICS = {"t2": ("t2", "t2_limit"), "q": ("q", "q_limit"), "autoencoder": ("ae_score", "ae_limit")}
 
@@ -51,6 +52,8 @@ def detector_of(event: Mapping[str, Any]) -> str | None:
         return "autoencoder"
     if name.startswith("prediction:"):
         return "prediction_cusum"
+    if name == "spectrum_level":
+        return "spectrum_level"
     if event.get("monitor_kind") == "instrument":
         return "instrument_health"
     return None

@@ -325,6 +325,14 @@ class DriftConfig:
                                       "and spread from the first this many predictions after a start or a model "
                                       "change (meanwhile each one is judged against those before it), then freeze "
                                       "them; 0: use the bundle's figures (docs/daemon.md)", min=0, max=1_000_000)
+    spectrum_level_h_sigma: float = _opt(12.0, "self-starting CUSUM of each spectrum's level before the scatter "
+                                         "corrections (the mean absorbance over the model's range, which SNV and "
+                                         "derivatives hide from the model: a baseline offset, a lamp losing light): "
+                                         "decision threshold in learned standard deviations, slack cusum_k_sigma; "
+                                         "0: off (docs/daemon.md)", min=0.0, max=1000.0)
+    spectrum_level_baseline_frames: int = _opt(500, "spectra the spectrum_level CUSUM learns the line's in-control "
+                                               "level and spread from after a start or a model change, then "
+                                               "freezes them", min=20, max=1_000_000)
     dark_level_max_fraction: float = _opt(0.2, "instrument alert when the mean dark exceeds this fraction of "
                                           "full scale", min=0.0, max=1.0)
     reference_min_fraction: float = _opt(0.1, "instrument alert when the mean white reference falls below "

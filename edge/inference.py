@@ -24,7 +24,7 @@ import enum
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -34,13 +34,14 @@ from edge.ood import frame_noise_level
 from edge.publish.messages import OodStats
 from edge.publish.schema import Quality
 from edge.references import ReferenceCheck, ReferencePolicy, ReferenceQuality, ReferenceSet
+from edge.targets import bundle_targets
 from firmware_bridge.frames import AxisUnit, Spectrum, SpectrumFlags
 
 if TYPE_CHECKING:
     from edge.bundle import Bundle
 
 __all__ = ["RejectReason", "Prediction", "Rejection", "Outcome", "InferenceEngine", "bundle_targets",
-           "bundle_needs_references"]
+           "bundle_needs_references", "drift_samples"]
 
 
 class RejectReason(str, enum.Enum):
@@ -80,6 +81,9 @@ class Prediction:
         Time spent in this stage (preprocess to interval), microseconds.
     model_id, model_version : str
         Model that computed it.
+    level : float or None
+        The spectrum's level before scatter correction (:meth:`edge.preprocess.Pipeline.transform_level`: the mean
+        absorbance over the model's range, for a pipeline from counts), for the drift monitor; not published.
     """
 
     seq: int
@@ -96,6 +100,7 @@ class Prediction:
     compute_us: float
     model_id: str
     model_version: str
+    level: float | None = None
 
     @property
     def t2_ratio(self) -> float | None:
@@ -135,6 +140,15 @@ class Rejection:
 
 
 Outcome = Union[Prediction, Rejection]
+
+
+def drift_samples(outcomes: Sequence["Outcome"]) -> tuple[
+        list[tuple[float | None, float | None, tuple[float, ...], float | None] | None], list[float | None]]:
+    """What :meth:`edge.drift.DriftMonitor.observe_spectra` takes of a batch's outcomes: each prediction's
+    ``(t2_ratio, q_ratio, values, ae_ratio)`` and each one's level (None for a rejection)."""
+    preds = [o if isinstance(o, Prediction) else None for o in outcomes]
+    return ([None if p is None else (p.t2_ratio, p.q_ratio, p.values, p.ae_ratio) for p in preds],
+            [None if p is None else p.level for p in preds])
 #: ``SpectrumFlags.SATURATED`` as a plain int (tested against ``int(flags)`` without the enum's operators).
 _SATURATED = int(SpectrumFlags.SATURATED)
 
@@ -147,42 +161,6 @@ def bundle_needs_references(bundle: Any) -> bool:
     from edge.preprocess import CountsConversion
 
     return any(isinstance(step, CountsConversion) for step in getattr(bundle.pipeline, "steps", ()))
-
-
-def _target_entry(item: Any, i: int) -> tuple[str, str]:
-    if isinstance(item, Mapping):
-        return str(item.get("name", f"y{i}")), str(item.get("unit", item.get("units", "")))
-    if isinstance(item, (tuple, list)) and len(item) == 2:
-        return str(item[0]), str(item[1])
-    name = getattr(item, "name", None)
-    if name is not None:
-        return str(name), str(getattr(item, "unit", getattr(item, "units", "")))
-    return str(item), ""
-
-
-def bundle_targets(bundle: Any, n_outputs: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Target names and units of a bundle (``bundle.targets``: names, ``{"name", "unit"}`` dicts or pairs).
-
-    Falls back to ``y0, y1, ...`` without units when the bundle does not say, so a message is always complete.
-    """
-    if getattr(bundle, "task", "regression") == "classification":
-        labels = tuple(str(x) for x in getattr(bundle, "class_labels", ()))
-        if len(labels) == n_outputs:
-            return labels, ("probability",) * n_outputs
-    raw = getattr(bundle, "targets", None)
-    if raw is None:
-        raw = bundle.manifest.get("targets") if isinstance(getattr(bundle, "manifest", None), Mapping) else None
-    if isinstance(raw, Mapping):  # {"names": [...], "units": [...]}
-        names_raw = raw.get("names", ())
-        units_raw = raw.get("units", ())
-        pairs = [(str(n), str(u)) for n, u in zip(names_raw, list(units_raw) + [""] * len(names_raw))]
-    elif isinstance(raw, Sequence) and not isinstance(raw, (str, bytes)):
-        pairs = [_target_entry(item, i) for i, item in enumerate(raw)]
-    else:
-        pairs = []
-    if len(pairs) != n_outputs:
-        pairs = [(f"y{i}", "") for i in range(n_outputs)]
-    return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
 
 
 class InferenceEngine:
@@ -407,7 +385,7 @@ class InferenceEngine:
         # resample gets no axis (nothing to check again), one that resamples always does.
         device_axis = self.device_axis(wavelengths_nm)  # in the bundle's unit; the same array check_frame judged
         try:
-            x_pre = self.pipeline.transform(
+            x_pre, level = self.pipeline.transform_level(
                 spectrum.counts,
                 dark=context["dark"],
                 reference=context["reference"],
@@ -432,7 +410,7 @@ class InferenceEngine:
         except InputContractError as exc:
             return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.MODEL_ERROR, str(exc))
         return self._finish(spectrum, verdict, x_pre, y, instrument_alerts, t0, ae_score,
-                            noise_level=frame_noise_level(self.ood, spectrum, context))
+                            noise_level=frame_noise_level(self.ood, spectrum, context), level=float(level))
 
     def process_many(
         self,
@@ -489,15 +467,15 @@ class InferenceEngine:
                 continue
             accepted.append((i, verdict))
         device_axis = self.device_axis(wavelengths_nm)  # judged by check_frame when any frame was accepted
-        batch: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], list[float | None]] | None = None
+        batch: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], list[float | None], list[float]] | None = None
         if len(accepted) >= 2:
             context = refs.context() if self.needs_references else {"dark": None, "reference": None}
             try:
-                x_pre = self.pipeline.transform_rows(
+                x_pre, levels = self.pipeline.transform_level(
                     np.stack([spectra[i].counts for i, _ in accepted]),
                     dark=context["dark"],
                     reference=context["reference"],
-                    wavelengths=device_axis if self._resamples else None,
+                    wavelengths=device_axis if self._resamples else None, rows=True,
                 )
                 y = np.asarray(self.runtime.predict(x_pre), dtype=np.float64).reshape(len(accepted), -1)
                 if self.serving is not None:  # the second model on its own preprocessing of the same frames
@@ -507,7 +485,7 @@ class InferenceEngine:
                         dtype=np.float64).reshape(len(accepted), -1)
                 ae: list[float | None] = ([None] * len(accepted) if self.autoencoder is None
                                           else [float(v) for v in self.autoencoder.score(x_pre)])
-                batch = (x_pre, y, ae)
+                batch = (x_pre, y, ae, levels.tolist())
             except InputContractError:
                 batch = None  # one frame spoils the batch: each frame alone, so that only it is rejected
         if batch is None:
@@ -515,14 +493,15 @@ class InferenceEngine:
                 outcomes[i] = self.process(spectra[i], refs, wavelengths_nm=wavelengths_nm, now_s=now,
                                            instrument_alerts=instrument_alerts, frame_signal=frame_signal)
         else:
-            x_pre, y, ae = batch
+            x_pre, y, ae, level_list = batch
             share_ns = (time.perf_counter_ns() - t0) // len(accepted)
             rows = y.tolist()  # the values as Python floats, once for the batch (float(v) of each, bit for bit)
             finite_rows: list[bool] = np.isfinite(y).all(axis=1).astype(bool).tolist()
             for k, (i, verdict) in enumerate(accepted):
                 outcomes[i] = self._finish(spectra[i], verdict, x_pre[k], y[k], instrument_alerts,
                                            time.perf_counter_ns() - share_ns, ae[k], values=(rows[k], finite_rows[k]),
-                                           noise_level=frame_noise_level(self.ood, spectra[i], context))
+                                           noise_level=frame_noise_level(self.ood, spectra[i], context),
+                                           level=level_list[k])
         return [o for o in outcomes if o is not None]
 
     def _finish(
@@ -536,12 +515,14 @@ class InferenceEngine:
         ae_score: float | None = None,
         values: tuple[list[float], bool] | None = None,
         noise_level: float | None = None,
+        level: float | None = None,
     ) -> Outcome:
         """Quality flags, OOD, interval and the :class:`Prediction` of one preprocessed spectrum ``x_pre`` whose
         model output is ``y`` and autoencoder score ``ae_score`` (None without an autoencoder) (shared by
         :meth:`process` and :meth:`process_many`, so both give the same values); ``values`` is ``y`` as Python
         floats and whether all are finite, when the caller had them for a whole batch; ``noise_level`` the frame's
-        detector noise level for the OOD statistics (:func:`edge.ood.frame_noise_level`)."""
+        detector noise level for the OOD statistics (:func:`edge.ood.frame_noise_level`), ``level`` the
+        spectrum's level (:attr:`Prediction.level`)."""
         flags: list[Quality] = []
         reasons: list[str] = []
         if spectrum.saturated_count > 0 or int(spectrum.flags) & _SATURATED:
@@ -596,5 +577,6 @@ class InferenceEngine:
             compute_us=compute_us,
             model_id=self.model_id,
             model_version=self.model_version,
+            level=level,
         )
         return pred.with_instrument_alerts(instrument_alerts)

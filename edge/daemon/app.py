@@ -31,7 +31,7 @@ from edge.daemon.shadow import ShadowMode
 from edge.daemon.status import ActiveAlerts, LastError, metrics_payload, software_version
 from edge.daemon.values import _Capture, _Received, _Swap
 from edge.deploy.staging import StagingArea
-from edge.drift import CusumConfig, DriftMonitor, DriftMonitorConfig, EwmaConfig
+from edge.drift import CusumConfig, DriftMonitor, DriftMonitorConfig, EwmaConfig, level_cusum
 from edge.errors import EdgeError
 from edge.inference import InferenceEngine
 from edge.metrics import Counters, LatencyWindow
@@ -72,7 +72,9 @@ def drift_config_from(cfg: Any) -> DriftMonitorConfig:
     ``ewma_alpha``, ``raise_ratio`` and ``clear_ratio`` drive the EWMA of T2/limit and Q/limit (raised after
     ``max(1, window_frames // 20)`` consecutive frames above, cleared after twice that below); ``min_frames`` is the
     warm-up; ``cusum_k_sigma``/``cusum_h_sigma`` the CUSUM of each prediction, ``cusum_baseline_frames`` its
-    self-starting baseline (0: the bundle's figures); the instrument thresholds map one to one.
+    self-starting baseline (0: the bundle's figures); ``spectrum_level_h_sigma`` (0: off) and
+    ``spectrum_level_baseline_frames`` the self-starting CUSUM of each spectrum's level (slack ``cusum_k_sigma``,
+    warm-up ``min_frames``); the instrument thresholds map one to one.
     """
     n_raise = max(1, int(cfg.window_frames) // 20)
     ood = EwmaConfig(
@@ -87,9 +89,13 @@ def drift_config_from(cfg: Any) -> DriftMonitorConfig:
         k_sigma=float(cfg.cusum_k_sigma), h_sigma=float(cfg.cusum_h_sigma), warmup_samples=int(cfg.min_frames),
         baseline_samples=int(cfg.cusum_baseline_frames),
     )
+    level = None if not cfg.spectrum_level_h_sigma else level_cusum(
+        h_sigma=float(cfg.spectrum_level_h_sigma), baseline_samples=int(cfg.spectrum_level_baseline_frames),
+        k_sigma=float(cfg.cusum_k_sigma), warmup_samples=int(cfg.min_frames))
     return DriftMonitorConfig(
         ood=ood,
         prediction=prediction,
+        level=level,
         dark_max_fraction=float(cfg.dark_level_max_fraction),
         reference_min_fraction=float(cfg.reference_min_fraction),
         detector_temp_max_c=float(cfg.detector_temp_max_c),

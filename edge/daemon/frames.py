@@ -34,7 +34,7 @@ from edge.daemon.status_wait import StatusWait
 from edge.daemon.values import _Capture, _Received, _Swap
 from edge.drift import DriftBatch, DriftEvent, DriftMonitor
 from edge.errors import EdgeError
-from edge.inference import InferenceEngine, Prediction, Rejection, RejectReason
+from edge.inference import InferenceEngine, Prediction, Rejection, RejectReason, drift_samples
 from edge.metrics import Counters, LatencyWindow
 from edge.publish.messages import command_response_message, drift_message, prediction_message_of
 from edge.publish.schema import MessageKind, Quality
@@ -265,10 +265,10 @@ class InferenceStage:
             frame_signal=self.device_signal,
         )
         # The drift detectors see the batch at once: the same events, alerts and states as one by one (each
-        # spectrum's temperature, then its prediction); their messages go out spectrum by spectrum below.
+        # spectrum's temperature, then its prediction and level); their messages go out spectrum by spectrum below.
         drift = self.drift.observe_spectra(
             [item.frame.seq for item in items], [float(item.frame.detector_temp_c) for item in items],
-            [(o.t2_ratio, o.q_ratio, o.values, o.ae_ratio) if isinstance(o, Prediction) else None for o in outcomes])
+            *drift_samples(outcomes))
         for i, (item, outcome) in enumerate(zip(items, outcomes)):
             self._on_spectrum(item.frame, item.received_ns, outcome, (drift, i))
 
@@ -491,7 +491,7 @@ class InferenceStage:
         if drift_at is None:
             self._publish_drift(self.drift.observe_prediction(
                 outcome.seq, t2_ratio=outcome.t2_ratio, q_ratio=outcome.q_ratio, values=outcome.values,
-                ae_ratio=outcome.ae_ratio))
+                ae_ratio=outcome.ae_ratio, level=outcome.level))
         else:
             self._publish_drift(*drift_at[0].prediction_at(drift_at[1]))
         if self._control_watch is not None:

@@ -24,7 +24,14 @@ from edge.drift.detectors import (
     cusum_step,
     ewma_step,
 )
-from edge.drift.monitor import DriftMonitor, DriftMonitorConfig, TrainingStats
+from edge.drift.monitor import (
+    LEVEL_BASELINE_SAMPLES,
+    LEVEL_H_SIGMA,
+    DriftMonitor,
+    DriftMonitorConfig,
+    TrainingStats,
+    level_cusum,
+)
 
 __all__ = [
     "DriftState",
@@ -43,4 +50,7 @@ __all__ = [
     "DriftMonitor",
     "DriftBatch",
     "TrainingStats",
+    "LEVEL_H_SIGMA",
+    "LEVEL_BASELINE_SAMPLES",
+    "level_cusum",
 ]

@@ -77,10 +77,13 @@ class DriftState(str, enum.Enum):
 
 
 class DriftKind(str, enum.Enum):
-    """What a monitor watches: the model's inputs/outputs or the instrument itself."""
+    """What a monitor watches: the model's inputs/outputs, the instrument itself, or the signal the spectrometer
+    measures before the model's preprocessing (each spectrum's level: the sample's presentation or the instrument's
+    light path, which scatter corrections hide from the model)."""
 
     MODEL = "model"
     INSTRUMENT = "instrument"
+    SIGNAL = "signal"
 
 
 @dataclass(frozen=True)
@@ -140,10 +143,10 @@ class DriftEvent:
     Parameters
     ----------
     monitor : str
-        Name of the monitor (``ood_t2``, ``ood_q``, ``prediction:<target>``, ``dark_level``,
-        ``reference_intensity``, ``detector_temp``).
+        Name of the monitor (``ood_t2``, ``ood_q``, ``ood_ae``, ``prediction:<target>``, ``spectrum_level``,
+        ``dark_level``, ``reference_intensity``, ``detector_temp``).
     kind : DriftKind
-        Model or instrument.
+        Model, instrument or signal.
     state : DriftState
         Raised or cleared.
     seq : int
@@ -303,7 +306,7 @@ class EwmaDetector(Detector):
     config : EwmaConfig
         Parameters.
     kind : DriftKind
-        Model or instrument.
+        Model, instrument or signal.
     description : str
         What the score means, used in the events' ``detail``.
     """

@@ -12,6 +12,12 @@ What :class:`DriftMonitor` watches
   Self-starting (``prediction.baseline_samples = N``, the daemon's default: ``[drift] cusum_baseline_frames``):
   the mean and standard deviation are learned from the line's first N predictions instead, then frozen
   (:mod:`edge.drift.detectors`); the bundle's figures only set the floor of the learned spread.
+- ``spectrum_level`` (kind ``signal``): self-starting CUSUM of each spectrum's level before the scatter
+  corrections (:attr:`edge.inference.Prediction.level`: the mean absorbance over the model's range, for a pipeline
+  from counts), learned from the first ``level.baseline_samples`` spectra after a start or a model change, then
+  frozen.  SNV, MSC and derivatives remove a constant added to every pixel's absorbance before the model, T2, Q
+  and the predictions see it (a baseline offset; a lamp that lost 30 % of its light while the white reference was
+  not retaken adds 0.155), so this is the detector that sees them.
 - ``dark_level``: mean dark / full scale, against a maximum fraction (light leak, detector warming).
 - ``reference_intensity``: minimum fraction / (mean white reference / full scale): above 1 when the lamp or the
   optics lost too much light.
@@ -33,6 +39,7 @@ import numpy.typing as npt
 
 from edge.drift.batch import DriftBatch, cusum_run, ewma_run
 from edge.drift.detectors import (
+    STD_FLOOR_FRACTION,
     CusumConfig,
     CusumDetector,
     Detector,
@@ -45,7 +52,24 @@ from edge.drift.detectors import (
 from edge.errors import ConfigError
 from edge.validation import require_number
 
-__all__ = ["TrainingStats", "DriftMonitorConfig", "DriftMonitor"]
+__all__ = ["TrainingStats", "DriftMonitorConfig", "DriftMonitor", "LEVEL_H_SIGMA", "LEVEL_BASELINE_SAMPLES",
+           "LEVEL_STD_FLOOR", "level_cusum"]
+
+#: Decision threshold of the ``spectrum_level`` CUSUM, in learned standard deviations (k = 0.5), chosen on the
+#: in-distribution streams of ``spectro-bench drift`` (the demo and the tablets, 1 and 64 scans; docs/daemon.md).
+LEVEL_H_SIGMA = 12.0
+#: Spectra the ``spectrum_level`` CUSUM learns its in-control mean and spread from.
+LEVEL_BASELINE_SAMPLES = 500
+#: Floor of the learned spread of the level (absorbance): a line of identical spectra does not divide by zero.
+LEVEL_STD_FLOOR = 1e-5
+
+
+def level_cusum(*, h_sigma: float = LEVEL_H_SIGMA, baseline_samples: int = LEVEL_BASELINE_SAMPLES,
+                k_sigma: float = 0.5, warmup_samples: int = 50) -> CusumConfig:
+    """The ``spectrum_level`` CUSUM's configuration: self-starting from ``baseline_samples`` spectra, its learned
+    spread floored at :data:`LEVEL_STD_FLOOR`."""
+    return CusumConfig(std=LEVEL_STD_FLOOR / STD_FLOOR_FRACTION, k_sigma=k_sigma, h_sigma=h_sigma,
+                       warmup_samples=warmup_samples, baseline_samples=baseline_samples)
 
 
 @dataclass(frozen=True)
@@ -93,6 +117,9 @@ class DriftMonitorConfig:
         Consecutive readings needed to raise or clear the temperature alert.
     monitor_predictions : bool
         Run the prediction CUSUMs when the bundle records its training targets' statistics.
+    level : CusumConfig or None
+        The ``spectrum_level`` CUSUM (None: not run); always self-starting (``baseline_samples >= 3``), ``std``
+        only sets the floor of the learned spread (:data:`~edge.drift.detectors.STD_FLOOR_FRACTION` of it).
     """
 
     ood: EwmaConfig = field(default_factory=lambda: EwmaConfig(0.05, 1.0, 0.8, 10, 20, warmup_samples=50))
@@ -105,10 +132,14 @@ class DriftMonitorConfig:
     detector_temp_alpha: float = 0.2
     detector_temp_min_samples: int = 5
     monitor_predictions: bool = True
+    level: CusumConfig | None = field(default_factory=lambda: level_cusum())
 
     def __post_init__(self) -> None:
         require_number(self.instrument_clear_fraction, "drift instrument_clear_fraction", ConfigError, minimum=0.0,
                        min_exclusive=True, maximum=1.0)
+        if self.level is not None and not self.level.baseline_samples:
+            raise ConfigError("expected the spectrum_level CUSUM self-starting (baseline_samples >= 3): no bundle "
+                              "records the in-control level, got baseline_samples=0")
 
 
 class DriftMonitor:
@@ -142,21 +173,27 @@ class DriftMonitor:
             kind=DriftKind.INSTRUMENT, description="detector temperature above its maximum (degC)",
         )
         self.predictions: list[CusumDetector] = []
+        #: The ``spectrum_level`` CUSUM, or None when ``config.level`` is None.
+        self.level = None if c.level is None else CusumDetector(
+            "spectrum_level", c.level, kind=DriftKind.SIGNAL, description="CUSUM of the spectrum's level (sigma)")
         self.training: TrainingStats | None = None
         self.set_training(training)
 
     def set_training(self, training: TrainingStats | None, *, seq: int = 0,
                      reason: str = "a new model is in service") -> list[DriftEvent]:
-        """Start over on the model side for a new bundle (its training distribution and OOD limits).
+        """Start over on the model side for a new bundle (its training distribution and OOD limits); the
+        ``spectrum_level`` CUSUM learns its baseline again.
 
         Returns the ``cleared`` events of the model-side alerts that were raised (their detectors start over, so
         each such alert ends here, explicitly, with ``reason``, never silently); ``seq`` is the last frame's.
         """
-        ended = [ev for det in (self.t2, self.q, self.ae, *self.predictions)
+        ended = [ev for det in (self.t2, self.q, self.ae, *self.predictions, *self._level())
                  if (ev := det.end_alert(seq, reason)) is not None]
         self.t2.reset()
         self.q.reset()
         self.ae.reset()
+        for det in self._level():  # its baseline is learned again: the new model may crop another range
+            det.reset()
         self.training = training
         self.predictions = []
         if training is None or not self.config.monitor_predictions:
@@ -178,8 +215,9 @@ class DriftMonitor:
         q_ratio: float | None = None,
         values: Sequence[float] | npt.NDArray[np.float64] | None = None,
         ae_ratio: float | None = None,
+        level: float | None = None,
     ) -> list[DriftEvent]:
-        """Feed the OOD ratios (statistic / limit) and predicted values of one frame.
+        """Feed the OOD ratios (statistic / limit), predicted values and level of one frame.
 
         Parameters
         ----------
@@ -191,6 +229,8 @@ class DriftMonitor:
             Predicted values in the targets' units.
         ae_ratio : float or None
             The autoencoder's reconstruction error divided by its limit; ``None`` when the bundle has none.
+        level : float or None
+            The spectrum's level (:attr:`edge.inference.Prediction.level`); ``None``: not known.
         """
         events: list[DriftEvent] = []
         for det, value in ((self.t2, t2_ratio), (self.q, q_ratio), (self.ae, ae_ratio)):
@@ -204,6 +244,10 @@ class DriftMonitor:
                 ev2 = pdet.update(float(v), seq=seq)
                 if ev2 is not None:
                     events.append(ev2)
+        if level is not None and self.level is not None:
+            ev3 = self.level.update(float(level), seq=seq)
+            if ev3 is not None:
+                events.append(ev3)
         return events
 
     def observe_spectra(
@@ -211,12 +255,14 @@ class DriftMonitor:
         seqs: Sequence[int],
         temps_c: Sequence[float] | npt.NDArray[np.float64],
         predictions: Sequence[tuple[float | None, float | None, Sequence[float], float | None] | None],
+        levels: Sequence[float | None] | None = None,
     ) -> DriftBatch:
         """Feed a batch of spectra at once, exactly as, for each spectrum ``i`` in order,
         ``observe_temperature(seqs[i], temps_c[i])`` and then, unless ``predictions[i]`` is None (a spectrum that
-        made no prediction), ``observe_prediction(seqs[i], t2_ratio=..., q_ratio=..., values=..., ae_ratio=...)`` from
-        ``predictions[i] = (t2_ratio, q_ratio, values, ae_ratio)`` would: the same events at the same seqs with the same
-        scores, the same states after (:mod:`edge.drift.batch`).
+        made no prediction), ``observe_prediction(seqs[i], t2_ratio=..., q_ratio=..., values=..., ae_ratio=...,
+        level=levels[i])`` from ``predictions[i] = (t2_ratio, q_ratio, values, ae_ratio)`` would (``levels``: None,
+        none known): the same events at the same seqs with the same scores, the same states after
+        (:mod:`edge.drift.batch`).
 
         Returns
         -------
@@ -225,7 +271,7 @@ class DriftMonitor:
             spectrum's temperature was seen.
         """
         n = len(seqs)
-        dets = self.detectors()  # t2, q, ae, the predictions, then dark, reference, temp
+        dets = self.detectors()  # t2, q, ae, the predictions, the level, then dark, reference, temp
         state = [d.raised for d in dets]  # before the batch
         temp_j = len(dets) - 1
         before = [d.name for d in (self.dark, self.reference) if d.raised]  # no dark or white frame in a batch
@@ -237,7 +283,9 @@ class DriftMonitor:
             found += [(i, 0, temp_j, ev) for i, ev in _run(self.temp, temps, seqs)]
         width = len(self.predictions)
         nan = math.nan
-        samples = np.full((3 + width, n), nan)  # t2, q, ae, each target; NaN: no sample
+        samples = np.full((3 + width + len(self._level()), n), nan)  # t2, q, ae, each target, the level; NaN: none
+        if self.level is not None and levels is not None:
+            samples[3 + width] = [nan if p is None or v is None else v for p, v in zip(predictions, levels)]
         samples[0] = [nan if p is None or p[0] is None else p[0] for p in predictions]
         samples[1] = [nan if p is None or p[1] is None else p[1] for p in predictions]
         samples[2] = [nan if p is None or p[3] is None else p[3] for p in predictions]
@@ -248,12 +296,12 @@ class DriftMonitor:
             except ValueError:  # rows of different lengths
                 block = np.empty(0)
             if block.ndim == 2 and block.shape[1] >= width:  # the usual case: one flat row of values per spectrum
-                samples[3:, at] = block[:, :width].T
+                samples[3:3 + width, at] = block[:, :width].T
             else:  # as observe_prediction: each row flattened, its first values to the first detectors
                 for i in at:
                     row = np.asarray(predictions[i][2], dtype=np.float64).reshape(-1)[:width]  # type: ignore[index]  # not None (at)
                     samples[3:3 + row.size, i] = row
-        for j, det in enumerate((self.t2, self.q, self.ae, *self.predictions)):  # dets[j]
+        for j, det in enumerate((self.t2, self.q, self.ae, *self.predictions, *self._level())):  # dets[j]
             found += [(i, 1, j, ev) for i, ev in _run(det, samples[j], seqs)]
         found.sort(key=lambda f: f[:3])  # the order of the calls one by one, and of the detectors in each call
         temperature: dict[int, tuple[list[DriftEvent], list[str]]] = {}
@@ -300,17 +348,21 @@ class DriftMonitor:
         ev = self.temp.update(float(temp_c) - limit, seq=seq)
         return [ev] if ev is not None else []
 
+    def _level(self) -> tuple[CusumDetector, ...]:
+        """The ``spectrum_level`` detector, when it runs."""
+        return () if self.level is None else (self.level,)
+
     def detectors(self) -> list[Detector]:
-        """Every detector, model side first."""
-        return [self.t2, self.q, self.ae, *self.predictions, self.dark, self.reference, self.temp]
+        """Every detector, model side first, then the level, then the instrument."""
+        return [self.t2, self.q, self.ae, *self.predictions, *self._level(), self.dark, self.reference, self.temp]
 
     def active(self) -> list[str]:
         """Names of the monitors whose alert is raised now."""
         return [d.name for d in self.detectors() if d.raised]
 
     def snapshot(self) -> dict[str, dict[str, object]]:
-        """Score and state of each detector that has seen a sample (for the metrics message); a prediction CUSUM
-        adds its ``baseline`` (:meth:`~edge.drift.detectors.CusumDetector.baseline`: whether a self-starting one
+        """Score and state of each detector that has seen a sample (for the metrics message); a prediction or level
+        CUSUM adds its ``baseline`` (:meth:`~edge.drift.detectors.CusumDetector.baseline`: whether a self-starting one
         is still learning, the samples learned, the mean and std it standardises against)."""
         out: dict[str, dict[str, object]] = {}
         for det in self.detectors():

@@ -35,7 +35,7 @@ from edge.errors import InputContractError, SpecError
 from edge.preprocess import spec as _spec
 from edge.preprocess.base import Axis, Step, step_from_spec
 from edge.preprocess.contract import InputContract
-from edge.preprocess.instrument import CountsConversion, Resample
+from edge.preprocess.instrument import CountsConversion, Crop, Resample
 from edge.preprocess.spec import FloatArray
 from edge.preprocess.stack import Stack
 from edge.validation import require_mapping
@@ -83,6 +83,7 @@ class Pipeline:
     _output_shape: tuple[int, ...] | None = field(init=False, repr=False, compare=False)
     _resamples: bool = field(init=False, repr=False, compare=False)
     _on_device_axis: tuple[bool, ...] = field(init=False, repr=False, compare=False)
+    _level_index: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         steps = tuple(self.steps)
@@ -112,6 +113,10 @@ class Pipeline:
         object.__setattr__(self, "_output_shape", shape)
         resamples = any(isinstance(s, Resample) for s in steps)
         object.__setattr__(self, "_resamples", resamples)
+        level = 0
+        while level < len(steps) and isinstance(steps[level], (CountsConversion, Resample, Crop)):
+            level += 1
+        object.__setattr__(self, "_level_index", level)
         if self.input_contract.resamples != resamples:  # the steps say how the device's axis is judged
             object.__setattr__(self, "input_contract", dataclasses.replace(self.input_contract, resamples=resamples))
 
@@ -131,6 +136,13 @@ class Pipeline:
         while i < len(self.steps) and isinstance(self.steps[i], (CountsConversion, Resample)):
             i += 1
         return i
+
+    @property
+    def level_index(self) -> int:
+        """Number of leading instrument steps (``counts``, ``resample``, ``crop``): after them the data are the
+        signal on the model's range (absorbance, for a pipeline from counts), before any scatter correction or
+        filter.  :meth:`transform_level` takes each spectrum's level there."""
+        return self._level_index
 
     def insert(self, index: int, step: Step) -> Pipeline:
         """New pipeline with ``step`` inserted before position ``index`` (same contract)."""
@@ -199,11 +211,7 @@ class Pipeline:
             reference, or data a step cannot handle (a constant spectrum for SNV, ...).
         """
         arr = self._check(X, wavelengths)
-        out = arr
-        for step, on_device_axis in zip(self.steps, self._on_device_axis):
-            out = step.transform(out, dark=dark, reference=reference,
-                                 wavelengths=wavelengths if on_device_axis else None)
-        return _finished(out, arr)
+        return self._run(arr, dark, reference, wavelengths, rows=False)[0]
 
     def transform_rows(
         self,
@@ -237,15 +245,55 @@ class Pipeline:
         arr = self._check(X, wavelengths)
         if arr.ndim != 2:
             raise InputContractError(f"expected a batch of spectra (m, n), got shape {arr.shape}")
+        return self._run(arr, dark, reference, wavelengths, rows=True)[0]
+
+    def transform_level(
+        self,
+        X: npt.ArrayLike,
+        *,
+        dark: npt.ArrayLike | None = None,
+        reference: npt.ArrayLike | None = None,
+        wavelengths: npt.ArrayLike | None = None,
+        rows: bool = False,
+    ) -> tuple[FloatArray, FloatArray]:
+        """:meth:`transform` (or, with ``rows``, :meth:`transform_rows`) and each spectrum's *level*: the mean of
+        its signal after the leading instrument steps (:attr:`level_index`), e.g. the mean absorbance over the
+        model's range, which scatter corrections such as SNV remove before the model (a baseline offset, a lamp
+        that lost light).  Same output, bit for bit; the level costs one mean per spectrum.
+
+        Returns
+        -------
+        out : ndarray
+            As :meth:`transform` / :meth:`transform_rows`.
+        level : ndarray of float64, shape () for one spectrum, (m,) for a batch
+            Each row's level; a batch's rows get the very bits each gets alone.
+        """
+        arr = self._check(X, wavelengths)
+        if rows and arr.ndim != 2:
+            raise InputContractError(f"expected a batch of spectra (m, n), got shape {arr.shape}")
+        out, tapped = self._run(arr, dark, reference, wavelengths, rows=rows, tap=True)
+        assert tapped is not None
+        # numpy reduces each row of the last axis with the same pairwise sum as a row alone: the same bits
+        # (tests/edge/test_spectrum_level.py compares them)
+        return out, np.asarray(np.add.reduce(tapped, axis=-1) / tapped.shape[-1])  # np.mean's sum and divide
+
+    def _run(self, arr: FloatArray, dark: npt.ArrayLike | None, reference: npt.ArrayLike | None,
+             wavelengths: npt.ArrayLike | None, *, rows: bool,
+             tap: bool = False) -> tuple[FloatArray, FloatArray | None]:
+        """The steps over the checked input ``arr`` (row by row where a step is not row-exact and ``rows``), and,
+        with ``tap``, the data after the first :attr:`level_index` steps."""
         out = arr
-        for step, on_device_axis in zip(self.steps, self._on_device_axis):
+        tapped = out if tap and self._level_index == 0 else None
+        for i, (step, on_device_axis) in enumerate(zip(self.steps, self._on_device_axis)):
             w = wavelengths if on_device_axis else None
-            if step.row_exact:
+            if step.row_exact or not rows:
                 out = step.transform(out, dark=dark, reference=reference, wavelengths=w)
             else:
                 out = np.stack([step.transform(np.array(row), dark=dark, reference=reference,
                                                wavelengths=w) for row in out])
-        return _finished(out, arr)
+            if tap and i + 1 == self._level_index:
+                tapped = out
+        return _finished(out, arr), tapped
 
     # ------------------------------------------------------------------------------------------------ spec
 

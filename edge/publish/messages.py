@@ -373,9 +373,10 @@ def drift_message(
 ) -> dict[str, Any]:
     """Payload of ``.../drift``: an alert ``raised`` or ``cleared`` by one detector.
 
-    ``detector`` names what is monitored (``ood_t2``, ``ood_q``, ``prediction:<target>``, ``dark_level``,
-    ``reference_intensity``, ``detector_temp``); ``monitor_kind`` says whether it watches the ``model`` (inputs and
-    outputs) or the ``instrument``; ``statistic`` is its current value and ``threshold`` the level crossed
+    ``detector`` names what is monitored (``ood_t2``, ``ood_q``, ``ood_ae``, ``prediction:<target>``,
+    ``spectrum_level``, ``dark_level``, ``reference_intensity``, ``detector_temp``); ``monitor_kind`` says whether
+    it watches the ``model`` (inputs and outputs), the ``instrument`` or the ``signal`` (each spectrum's level before
+    the model's preprocessing); ``statistic`` is its current value and ``threshold`` the level crossed
     (the raise level for ``raised``, the clear level for ``cleared``); ``active_alerts`` lists every detector
     in alert after this event; ``device_boot_id`` is the device's boot id (see :func:`prediction_message`).
     """

@@ -184,7 +184,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     MessageKind.DRIFT.value: _schema(MessageKind.DRIFT, {
         "event": {"enum": ["raised", "cleared"]},
         "detector": {"type": "string", "minLength": 1, "maxLength": 128},
-        "monitor_kind": {"enum": ["model", "instrument"]},
+        "monitor_kind": {"enum": ["model", "instrument", "signal"]},
         "statistic": _NUM,
         "threshold": _NUM,
         "seq": {"type": ["integer", "null"], "minimum": 0},

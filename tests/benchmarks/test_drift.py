@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.drift import EXIT_REFUSED, GOAL_FALSE_ALARM_RATE_MAX, NOT_BUILT, _independent_draws
+from benchmarks.drift import (
+    EXIT_REFUSED,
+    GOAL_FALSE_ALARM_RATE_MAX,
+    LEVEL_OFF,
+    NOT_BUILT,
+    _independent_draws,
+    _unavailable,
+)
 from benchmarks.drift_scoring import DETECTORS, alerts, cusum_in_control, predicted_values, score_scenario
 from tests.support.trained import DEMO_V1, committed
 
@@ -142,6 +149,19 @@ def test_alerts_follow_raise_and_clear_across_the_monitors_of_one_detector() -> 
         "detected": True, "delay_spectra": 1, "delay_from_onset_spectra": 3, "raised_at_spectrum": 13,
         "false_alarms_before_onset": 1}
     assert score_scenario([], onset=10, full_at=12)["detected"] is False
+
+
+def test_a_spectrum_level_alert_is_its_own_detector_and_switching_it_off_says_so() -> None:
+    seqs = list(range(2, 12))
+    events = [{"event": "raised", "detector": "spectrum_level", "seq": 6, "monitor_kind": "signal"},
+              {"event": "cleared", "detector": "spectrum_level", "seq": 9, "monitor_kind": "signal"}]
+    raised, mask = alerts(events, seqs)
+    assert raised["spectrum_level"] == [4] and np.flatnonzero(mask["spectrum_level"]).tolist() == [4, 5, 6]
+    assert all(raised[d] == [] for d in DETECTORS if d != "spectrum_level")  # not the instrument health's
+    runs = [{"ae_seen": False, "raised": {"autoencoder": []}}]
+    assert _unavailable(runs, True, {"drift_overrides": {"spectrum_level_h_sigma": 0}}) == {
+        "autoencoder": NOT_BUILT, "spectrum_level": LEVEL_OFF}
+    assert _unavailable(runs, True, {"drift_overrides": {"spectrum_level_h_sigma": 8.0}}) == {"autoencoder": NOT_BUILT}
 
 
 @pytest.mark.slow

@@ -109,7 +109,8 @@ def test_a_cm1_axis_from_a_status_reaches_the_cm1_contracts_and_resample(ftir: d
     wavelengths_nm = status.wavelengths_nm()  # what the daemon hands the engine: nm, whatever the device's unit
     engine = _engine(bundle)
     assert engine.axis_unit is AxisUnit.CM_1
-    contract_spy, pipeline_spy = _Spy(engine.contract, "check"), _Spy(engine.pipeline, "transform")
+    # the engine preprocesses with transform_level (transform plus each spectrum's level, for the drift monitor)
+    contract_spy, pipeline_spy = _Spy(engine.contract, "check"), _Spy(engine.pipeline, "transform_level")
     engine.contract, engine.pipeline = contract_spy, pipeline_spy  # type: ignore[assignment]  # spies stand in for the contract and the pipeline
     outcomes = [engine.process(s, refs, wavelengths_nm=wavelengths_nm, frame_signal="counts") for s in spectra]
     assert all(isinstance(o, Prediction) for o in outcomes), outcomes

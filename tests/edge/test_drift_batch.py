@@ -23,6 +23,7 @@ from edge.drift import (
     TrainingStats,
     cusum_step,
     ewma_step,
+    level_cusum,
 )
 from edge.drift.batch import cusum_run, ewma_run
 from tests.support.daemon import DemoBundles, RecordingLink, offline_stream
@@ -95,13 +96,14 @@ def test_cusum_over_batches_equals_one_sample_at_a_time(config: CusumConfig, val
             expected.append((i, transition, one.base.ewma))
     batch, got = _over_batches(cusum_run, config, CusumState(), values, cuts)
     assert got == expected
-    assert batch == one
+    assert repr(batch) == repr(one)  # every float to the bit; NaN (1e308 - -1e308 learned) is not == NaN
 
 
 _MONITOR = DriftMonitorConfig(
     ood=EwmaConfig(0.3, 1.0, 0.8, 2, 3, warmup_samples=4),
     prediction=CusumConfig(k_sigma=0.5, h_sigma=2.0, warmup_samples=4),
-    detector_temp_max_c=40.0, detector_temp_min_samples=2, detector_temp_alpha=0.6)
+    detector_temp_max_c=40.0, detector_temp_min_samples=2, detector_temp_alpha=0.6,
+    level=level_cusum(h_sigma=2.0, baseline_samples=5, warmup_samples=4))  # the spectrum level, from 5 spectra
 #: The same with self-starting prediction CUSUMs (a baseline learned from the first 6 predictions of each target).
 _SELF_STARTING = dataclasses.replace(_MONITOR, prediction=dataclasses.replace(_MONITOR.prediction, baseline_samples=6))
 _TRAINING = TrainingStats(("api", "moisture", "flat"), (10.0, 3.0, 1.0), (1.0, 0.5, 0.0))  # "flat": not monitored
@@ -110,7 +112,8 @@ _SPECTRUM = st.tuples(
     st.one_of(st.none(), st.tuples(  # None: the spectrum made no prediction (rejected)
         st.one_of(st.none(), st.floats(0.0, 3.0)), st.one_of(st.none(), st.floats(0.0, 3.0), st.just(math.nan)),
         st.lists(st.floats(0.0, 20.0), min_size=1, max_size=3),
-        st.one_of(st.none(), st.floats(0.0, 3.0), st.just(math.nan)))))  # the autoencoder's ratio (None: no AE)
+        st.one_of(st.none(), st.floats(0.0, 3.0), st.just(math.nan)))),  # the autoencoder's ratio (None: no AE)
+    st.one_of(st.none(), st.floats(0.0, 3.0), st.just(math.nan)))  # the spectrum's level (None: not known)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -127,17 +130,18 @@ def test_monitor_batch_equals_its_calls_one_spectrum_at_a_time(stream: list[Any]
         seqs = list(range(offset + 1, offset + 1 + len(chunk)))
         offset += len(chunk)
         expected_t, expected_p, expected_instrument = {}, {}, []
-        for i, (temp, pred) in enumerate(chunk):
+        for i, (temp, pred, level) in enumerate(chunk):
             events = one.observe_temperature(seqs[i], temp)
             if events:
                 expected_t[i] = (events, one.active())
             expected_instrument.append([d.name for d in (one.dark, one.reference, one.temp) if d.raised])
             if pred is not None:
                 events = one.observe_prediction(seqs[i], t2_ratio=pred[0], q_ratio=pred[1], values=pred[2],
-                                                ae_ratio=pred[3])
+                                                ae_ratio=pred[3], level=level)
                 if events:
                     expected_p[i] = (events, one.active())
-        got = batch.observe_spectra(seqs, [t for t, _ in chunk], [p for _, p in chunk])
+        got = batch.observe_spectra(seqs, [t for t, _, _ in chunk], [p for _, p, _ in chunk],
+                                    [lv for _, _, lv in chunk])
         assert dict(got.temperature) == expected_t
         assert dict(got.prediction) == expected_p
         assert [got.instrument_at(i) for i in range(len(chunk))] == expected_instrument
@@ -150,10 +154,11 @@ def test_the_monitor_stream_above_does_raise_and_clear_alerts() -> None:
     m = DriftMonitor(_MONITOR, training=_TRAINING)
     temps = [30.0] * 5 + [45.0] * 5 + [30.0] * 5
     preds = [(0.1, 0.1, [10.0, 3.0], 0.1)] * 5 + [(2.5, 2.5, [15.0, 3.0], 2.5)] * 5 + [(0.1, 0.1, [10.0, 3.0], 0.1)] * 5
-    got = m.observe_spectra(list(range(15)), temps, preds)
+    levels = [1.0, 1.1, 0.9, 1.05, 0.95] + [3.0] * 5 + [1.0] * 5
+    got = m.observe_spectra(list(range(15)), temps, preds, levels)
     names = {ev.monitor: ev.state.value for evs, _ in [*got.temperature.values(), *got.prediction.values()]
              for ev in evs}
-    assert {"detector_temp", "ood_t2", "ood_q", "ood_ae", "prediction:api"} <= set(names)
+    assert {"detector_temp", "ood_t2", "ood_q", "ood_ae", "prediction:api", "spectrum_level"} <= set(names)
     assert got.instrument_at(7) == ["detector_temp"] and got.instrument_at(0) == []
 
 

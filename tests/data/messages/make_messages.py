@@ -108,6 +108,14 @@ def drift_cleared() -> dict[str, Any]:
         monitor_kind="instrument", detail="dark_level back below 0.8", time_unix_s=T)
 
 
+def drift_signal_raised() -> dict[str, Any]:
+    """The spectrum-level CUSUM raised (monitor kind ``signal``): the spectra's mean absorbance moved."""
+    return drift_message(
+        device_id="nir-01", event="raised", detector="spectrum_level", statistic=12.4, threshold=12.0, seq=2210,
+        **MODEL, active_alerts=["spectrum_level"], detail="spectrum_level: CUSUM of the spectrum's level (sigma) "
+        "12.4 above 12 for 1 samples", monitor_kind="signal", device_boot_id=BOOT, time_unix_s=T)
+
+
 def status_online() -> dict[str, Any]:
     """Online with alerts, a last error, the device's signal and boot id, an insecure setting, the audit head."""
     return status_message(
@@ -238,6 +246,7 @@ CASES: dict[str, Callable[[], dict[str, Any]]] = {
     "line_prediction": line_prediction,
     "drift_raised": drift_raised,
     "drift_cleared": drift_cleared,
+    "drift_signal_raised": drift_signal_raised,
     "status_online": status_online,
     "status_online_secure": status_online_secure,
     "status_online_control": status_online_control,
