@@ -51,8 +51,9 @@ PERCENTILE = 99.99
 Ranges = dict[int, tuple[float, float]]
 
 
-def calibrate(keras_model: Any, rows: np.ndarray) -> bytes:
-    """The converter's calibration pass only: a float ``.tflite`` whose tensors carry min/max over ``rows``."""
+def int8_converter(keras_model: Any, rows: np.ndarray) -> Any:
+    """A ``TFLiteConverter`` for a full-integer int8 model (int8 input and output) calibrated on ``rows``, one row
+    per calibration step: the plain conversion of :mod:`trainer.quantize` and the calibration pass here."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
@@ -66,6 +67,12 @@ def calibrate(keras_model: Any, rows: np.ndarray) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
+    return converter
+
+
+def calibrate(keras_model: Any, rows: np.ndarray) -> bytes:
+    """The converter's calibration pass only: a float ``.tflite`` whose tensors carry min/max over ``rows``."""
+    converter = int8_converter(keras_model, rows)
     converter.experimental_new_quantizer = True
     converter._experimental_calibrate_only = True  # the QuantizationDebugger's documented way in
     return bytes(converter.convert())

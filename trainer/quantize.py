@@ -103,28 +103,28 @@ def _convert_in_process(keras_model: Any, representative: np.ndarray | None) -> 
     """Run the TFLite converter here; int8 when ``representative`` is given, float otherwise."""
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
-    if representative is not None:
-        rows = representative
+    from trainer.quant_ranges import int8_converter
 
-        def representative_dataset() -> Iterator[list[np.ndarray]]:
-            for i in range(rows.shape[0]):
-                yield [rows[i : i + 1]]
+    if representative is None:
+        converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    else:
+        converter = int8_converter(keras_model, representative)
+    with _quiet_converter("TFLite conversion failed"):
+        return bytes(converter.convert())
 
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative_dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+
+@contextlib.contextmanager
+def _quiet_converter(failure: str) -> Iterator[None]:
+    """Run the converter with its stdout chatter (export summaries) sent to debug logs, since data goes to stdout,
+    and its errors raised as :class:`QuantizeError` starting with ``failure``."""
     chatter = io.StringIO()
     try:
-        # The converter prints (export summaries) to stdout; data goes to stdout, so its chatter goes to debug logs.
         with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
             # Emitted for every int8-input conversion: input statistics come from the representative data.
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
-            return bytes(converter.convert())
+            yield
     except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError...
-        raise QuantizeError(f"TFLite conversion failed: {exc}") from exc
+        raise QuantizeError(f"{failure}: {exc}") from exc
     finally:
         for line in chatter.getvalue().splitlines():
             if line.strip():
@@ -157,17 +157,8 @@ def _candidates_in_process(
     from trainer.quant_ranges import int8_candidates
 
     plain = _convert_in_process(keras_model, representative)
-    chatter = io.StringIO()
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
-            return [("minmax", plain), *int8_candidates(keras_model, all_rows)]
-    except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError...
-        raise QuantizeError(f"TFLite calibration variants failed: {exc}") from exc
-    finally:
-        for line in chatter.getvalue().splitlines():
-            if line.strip():
-                log.debug("converter: %s", line)
+    with _quiet_converter("TFLite calibration variants failed"):
+        return [("minmax", plain), *int8_candidates(keras_model, all_rows)]
 
 
 def _convert_in_child(
