@@ -497,11 +497,12 @@ class InferenceEngine:
             share_ns = (time.perf_counter_ns() - t0) // len(accepted)
             rows = y.tolist()  # the values as Python floats, once for the batch (float(v) of each, bit for bit)
             finite_rows: list[bool] = np.isfinite(y).all(axis=1).astype(bool).tolist()
+            t2s, qs = ([], []) if self.ood is None else self.ood.score_rows(  # each row's score(), bit for bit
+                x_pre, [frame_noise_level(self.ood, spectra[i], context) for i, _ in accepted])
             for k, (i, verdict) in enumerate(accepted):
                 outcomes[i] = self._finish(spectra[i], verdict, x_pre[k], y[k], instrument_alerts,
                                            time.perf_counter_ns() - share_ns, ae[k], values=(rows[k], finite_rows[k]),
-                                           noise_level=frame_noise_level(self.ood, spectra[i], context),
-                                           level=level_list[k])
+                                           scores=None if self.ood is None else (t2s[k], qs[k]), level=level_list[k])
         return [o for o in outcomes if o is not None]
 
     def _finish(
@@ -516,13 +517,15 @@ class InferenceEngine:
         values: tuple[list[float], bool] | None = None,
         noise_level: float | None = None,
         level: float | None = None,
+        scores: tuple[float, float] | None = None,
     ) -> Outcome:
         """Quality flags, OOD, interval and the :class:`Prediction` of one preprocessed spectrum ``x_pre`` whose
         model output is ``y`` and autoencoder score ``ae_score`` (None without an autoencoder) (shared by
         :meth:`process` and :meth:`process_many`, so both give the same values); ``values`` is ``y`` as Python
         floats and whether all are finite, when the caller had them for a whole batch; ``noise_level`` the frame's
         detector noise level for the OOD statistics (:func:`edge.ood.frame_noise_level`), ``level`` the
-        spectrum's level (:attr:`Prediction.level`)."""
+        spectrum's level (:attr:`Prediction.level`); ``scores`` its OOD T2 and Q when the caller had them for a batch
+        (:meth:`edge.ood.OodModel.score_rows`: the same values)."""
         flags: list[Quality] = []
         reasons: list[str] = []
         if spectrum.saturated_count > 0 or int(spectrum.flags) & _SATURATED:
@@ -534,7 +537,7 @@ class InferenceEngine:
         ood: OodStats | None = None
         ae_limit = None if self.autoencoder is None or ae_score is None else float(self.autoencoder.limit)
         if self.ood is not None:
-            t2, q = self.ood.score(x_pre, noise_level)
+            t2, q = self.ood.score(x_pre, noise_level) if scores is None else scores
             t2f, qf = float(t2), float(q)
             if not (math.isfinite(t2f) and math.isfinite(qf)):
                 return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.BAD_INPUT, "non-finite T2 or Q")
