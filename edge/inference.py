@@ -499,10 +499,13 @@ class InferenceEngine:
             finite_rows: list[bool] = np.isfinite(y).all(axis=1).astype(bool).tolist()
             t2s, qs = ([], []) if self.ood is None else self.ood.score_rows(  # each row's score(), bit for bit
                 x_pre, [frame_noise_level(self.ood, spectra[i], context) for i, _ in accepted])
+            los, his = ([None] * len(rows),) * 2 if self.intervals is None else (  # element by element: each row's
+                [tuple(r) for r in b.tolist()] for b in self.intervals.interval(y))  # interval(y[k]), bit for bit
             for k, (i, verdict) in enumerate(accepted):
                 outcomes[i] = self._finish(spectra[i], verdict, x_pre[k], y[k], instrument_alerts,
                                            time.perf_counter_ns() - share_ns, ae[k], values=(rows[k], finite_rows[k]),
-                                           scores=None if self.ood is None else (t2s[k], qs[k]), level=level_list[k])
+                                           scores=None if self.ood is None else (t2s[k], qs[k]), level=level_list[k],
+                                           bounds=(los[k], his[k]))
         return [o for o in outcomes if o is not None]
 
     def _finish(
@@ -518,6 +521,7 @@ class InferenceEngine:
         noise_level: float | None = None,
         level: float | None = None,
         scores: tuple[float, float] | None = None,
+        bounds: tuple[tuple[float, ...] | None, tuple[float, ...] | None] | None = None,
     ) -> Outcome:
         """Quality flags, OOD, interval and the :class:`Prediction` of one preprocessed spectrum ``x_pre`` whose
         model output is ``y`` and autoencoder score ``ae_score`` (None without an autoencoder) (shared by
@@ -525,7 +529,7 @@ class InferenceEngine:
         floats and whether all are finite, when the caller had them for a whole batch; ``noise_level`` the frame's
         detector noise level for the OOD statistics (:func:`edge.ood.frame_noise_level`), ``level`` the
         spectrum's level (:attr:`Prediction.level`); ``scores`` its OOD T2 and Q when the caller had them for a batch
-        (:meth:`edge.ood.OodModel.score_rows`: the same values)."""
+        (:meth:`edge.ood.OodModel.score_rows`: the same values), ``bounds`` its interval likewise."""
         flags: list[Quality] = []
         reasons: list[str] = []
         if spectrum.saturated_count > 0 or int(spectrum.flags) & _SATURATED:
@@ -556,8 +560,8 @@ class InferenceEngine:
                 if Quality.OUT_OF_DISTRIBUTION not in flags:
                     flags.append(Quality.OUT_OF_DISTRIBUTION)
                 reasons.append(f"autoencoder reconstruction error {ae_score:.3g} (limit {ae_limit:.3g})")
-        lower = upper = None
-        if self.intervals is not None:
+        lower, upper = (None, None) if bounds is None else bounds
+        if self.intervals is not None and bounds is None:
             lo, hi = self.intervals.interval(y)
             lower = tuple(np.asarray(lo, dtype=np.float64).reshape(-1).tolist())
             upper = tuple(np.asarray(hi, dtype=np.float64).reshape(-1).tolist())
