@@ -451,11 +451,17 @@ class InferenceEngine:
         # The references' verdict depends on the spectrum's pixel count and integration time only (one ``now``):
         # judged once per kind of spectrum in the batch (a LINE frame's spectra share both).
         verdicts: dict[tuple[int, int], ReferenceCheck] = {}
+        # check_frame passes a spectrum of integer counts whose pixel count and format one before it passed (same
+        # axis and signal; nothing it remembers changes then): checked once per such kind in the batch.
+        passed: set[tuple[int, int]] = set()
         for i, spectrum in enumerate(spectra):
-            rejected = self.check_frame(spectrum, wavelengths_nm, frame_signal=frame_signal)
+            kind = (spectrum.pixel_count, spectrum.pixel_format)
+            rejected = None if kind in passed else self.check_frame(spectrum, wavelengths_nm, frame_signal=frame_signal)
             if rejected is not None:
                 outcomes[i] = rejected
                 continue
+            if spectrum.counts.dtype.kind != "f":
+                passed.add(kind)
             key = (spectrum.pixel_count, spectrum.integration_time_us)
             judged = verdicts.get(key)
             if judged is None:
