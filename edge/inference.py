@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import AxisContractError, ChannelCountError, InputContractError
+from edge.frozen import built
 from edge.ood import frame_noise_level
 from edge.publish.messages import OodStats
 from edge.publish.schema import Quality
@@ -551,8 +552,8 @@ class InferenceEngine:
             t2f, qf = float(t2), float(q)
             if not (math.isfinite(t2f) and math.isfinite(qf)):
                 return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.BAD_INPUT, "non-finite T2 or Q")
-            ood = OodStats(t2=t2f, q=qf, t2_limit=self.ood.t2_limit, q_limit=self.ood.q_limit,
-                           ae_score=ae_score if ae_limit is not None else None, ae_limit=ae_limit)
+            ood = built(OodStats, t2=t2f, q=qf, t2_limit=self.ood.t2_limit, q_limit=self.ood.q_limit,
+                        ae_score=ae_score if ae_limit is not None else None, ae_limit=ae_limit)
             if t2f > self.ood.t2_limit or qf > self.ood.q_limit:
                 flags.append(Quality.OUT_OF_DISTRIBUTION)
                 reasons.append(
@@ -575,7 +576,8 @@ class InferenceEngine:
         if not y_finite:
             return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.MODEL_ERROR, "non-finite model output")
         compute_us = (time.perf_counter_ns() - t0) / 1000.0
-        pred = Prediction(
+        pred = built(  # Prediction(...) without the frozen __init__'s setattr per field (edge.frozen)
+            Prediction,
             seq=spectrum.seq,
             timestamp_us=spectrum.timestamp_us,
             names=self.names,
