@@ -148,8 +148,7 @@ class Spectrum:
         if names is None:
             names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
         spectrum = object.__new__(cls)
-        for name in names:
-            object.__setattr__(spectrum, name, fields[name])
+        spectrum.__dict__.update({name: fields[name] for name in names})  # the fields, in order, as __init__ sets them
         return spectrum
 
     def _key(self) -> tuple[Any, ...]:
