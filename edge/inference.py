@@ -427,12 +427,13 @@ class InferenceEngine:
 
         Each outcome is the one :meth:`process` gives that frame alone, value for value (only ``compute_us``
         differs: the batch's shared work is split evenly between its predictions): the contract checks run per
-        frame, preprocessing runs on the batch (:meth:`edge.preprocess.Pipeline.transform_rows`, bit for bit
-        the single-spectrum result), the interpreter once per chunk of rows
-        (:meth:`edge.runtime.ModelRuntime.invoke_quantized`: bit for bit the single-row outputs, or row by row for a
-        model that is not), the autoencoder likewise, OOD and the interval per row.  References are aged at one
-        ``now_s`` for the batch.  A batch the pipeline or the model refuses as a whole (one bad row) is processed
-        frame by frame, so only that frame is rejected; so is a batch of one.
+        frame (once per kind of spectrum: pixel count and format), preprocessing runs on the batch
+        (:meth:`edge.preprocess.Pipeline.transform_rows`, bit for bit the single-spectrum result), the interpreter
+        once per chunk of rows (:meth:`edge.runtime.ModelRuntime.invoke_quantized`: bit for bit the single-row
+        outputs, or row by row for a model that is not), the autoencoder likewise, OOD
+        (:meth:`edge.ood.OodModel.score_rows`) and the interval on the batch, each row's value bit for bit.
+        References are aged at one ``now_s`` for the batch.  A batch the pipeline or the model refuses as a whole
+        (one bad row) is processed frame by frame, so only that frame is rejected; so is a batch of one.
 
         Parameters
         ----------
