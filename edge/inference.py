@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import AxisContractError, ChannelCountError, InputContractError
+from edge.frozen import built
 from edge.ood import frame_noise_level
 from edge.publish.messages import OodStats
 from edge.publish.schema import Quality
@@ -426,12 +427,13 @@ class InferenceEngine:
 
         Each outcome is the one :meth:`process` gives that frame alone, value for value (only ``compute_us``
         differs: the batch's shared work is split evenly between its predictions): the contract checks run per
-        frame, preprocessing runs on the batch (:meth:`edge.preprocess.Pipeline.transform_rows`, bit for bit
-        the single-spectrum result), the interpreter once per chunk of rows
-        (:meth:`edge.runtime.ModelRuntime.invoke_quantized`: bit for bit the single-row outputs, or row by row for a
-        model that is not), the autoencoder likewise, OOD and the interval per row.  References are aged at one
-        ``now_s`` for the batch.  A batch the pipeline or the model refuses as a whole (one bad row) is processed
-        frame by frame, so only that frame is rejected; so is a batch of one.
+        frame (once per kind of spectrum: pixel count and format), preprocessing runs on the batch
+        (:meth:`edge.preprocess.Pipeline.transform_rows`, bit for bit the single-spectrum result), the interpreter
+        once per chunk of rows (:meth:`edge.runtime.ModelRuntime.invoke_quantized`: bit for bit the single-row
+        outputs, or row by row for a model that is not), the autoencoder likewise, OOD
+        (:meth:`edge.ood.OodModel.score_rows`) and the interval on the batch, each row's value bit for bit.
+        References are aged at one ``now_s`` for the batch.  A batch the pipeline or the model refuses as a whole
+        (one bad row) is processed frame by frame, so only that frame is rejected; so is a batch of one.
 
         Parameters
         ----------
@@ -451,11 +453,17 @@ class InferenceEngine:
         # The references' verdict depends on the spectrum's pixel count and integration time only (one ``now``):
         # judged once per kind of spectrum in the batch (a LINE frame's spectra share both).
         verdicts: dict[tuple[int, int], ReferenceCheck] = {}
+        # check_frame passes a spectrum of integer counts whose pixel count and format one before it passed (same
+        # axis and signal; nothing it remembers changes then): checked once per such kind in the batch.
+        passed: set[tuple[int, int]] = set()
         for i, spectrum in enumerate(spectra):
-            rejected = self.check_frame(spectrum, wavelengths_nm, frame_signal=frame_signal)
+            kind = (spectrum.pixel_count, spectrum.pixel_format)
+            rejected = None if kind in passed else self.check_frame(spectrum, wavelengths_nm, frame_signal=frame_signal)
             if rejected is not None:
                 outcomes[i] = rejected
                 continue
+            if spectrum.counts.dtype.kind != "f":
+                passed.add(kind)
             key = (spectrum.pixel_count, spectrum.integration_time_us)
             judged = verdicts.get(key)
             if judged is None:
@@ -497,11 +505,15 @@ class InferenceEngine:
             share_ns = (time.perf_counter_ns() - t0) // len(accepted)
             rows = y.tolist()  # the values as Python floats, once for the batch (float(v) of each, bit for bit)
             finite_rows: list[bool] = np.isfinite(y).all(axis=1).astype(bool).tolist()
+            t2s, qs = ([], []) if self.ood is None else self.ood.score_rows(  # each row's score(), bit for bit
+                x_pre, [frame_noise_level(self.ood, spectra[i], context) for i, _ in accepted])
+            los, his = ([None] * len(rows),) * 2 if self.intervals is None else (  # element by element: each row's
+                [tuple(r) for r in b.tolist()] for b in self.intervals.interval(y))  # interval(y[k]), bit for bit
             for k, (i, verdict) in enumerate(accepted):
                 outcomes[i] = self._finish(spectra[i], verdict, x_pre[k], y[k], instrument_alerts,
                                            time.perf_counter_ns() - share_ns, ae[k], values=(rows[k], finite_rows[k]),
-                                           noise_level=frame_noise_level(self.ood, spectra[i], context),
-                                           level=level_list[k])
+                                           scores=None if self.ood is None else (t2s[k], qs[k]), level=level_list[k],
+                                           bounds=(los[k], his[k]))
         return [o for o in outcomes if o is not None]
 
     def _finish(
@@ -516,13 +528,16 @@ class InferenceEngine:
         values: tuple[list[float], bool] | None = None,
         noise_level: float | None = None,
         level: float | None = None,
+        scores: tuple[float, float] | None = None,
+        bounds: tuple[tuple[float, ...] | None, tuple[float, ...] | None] | None = None,
     ) -> Outcome:
         """Quality flags, OOD, interval and the :class:`Prediction` of one preprocessed spectrum ``x_pre`` whose
         model output is ``y`` and autoencoder score ``ae_score`` (None without an autoencoder) (shared by
         :meth:`process` and :meth:`process_many`, so both give the same values); ``values`` is ``y`` as Python
         floats and whether all are finite, when the caller had them for a whole batch; ``noise_level`` the frame's
         detector noise level for the OOD statistics (:func:`edge.ood.frame_noise_level`), ``level`` the
-        spectrum's level (:attr:`Prediction.level`)."""
+        spectrum's level (:attr:`Prediction.level`); ``scores`` its OOD T2 and Q when the caller had them for a batch
+        (:meth:`edge.ood.OodModel.score_rows`: the same values), ``bounds`` its interval likewise."""
         flags: list[Quality] = []
         reasons: list[str] = []
         if spectrum.saturated_count > 0 or int(spectrum.flags) & _SATURATED:
@@ -534,12 +549,12 @@ class InferenceEngine:
         ood: OodStats | None = None
         ae_limit = None if self.autoencoder is None or ae_score is None else float(self.autoencoder.limit)
         if self.ood is not None:
-            t2, q = self.ood.score(x_pre, noise_level)
+            t2, q = self.ood.score(x_pre, noise_level) if scores is None else scores
             t2f, qf = float(t2), float(q)
             if not (math.isfinite(t2f) and math.isfinite(qf)):
                 return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.BAD_INPUT, "non-finite T2 or Q")
-            ood = OodStats(t2=t2f, q=qf, t2_limit=self.ood.t2_limit, q_limit=self.ood.q_limit,
-                           ae_score=ae_score if ae_limit is not None else None, ae_limit=ae_limit)
+            ood = built(OodStats, t2=t2f, q=qf, t2_limit=self.ood.t2_limit, q_limit=self.ood.q_limit,
+                        ae_score=ae_score if ae_limit is not None else None, ae_limit=ae_limit)
             if t2f > self.ood.t2_limit or qf > self.ood.q_limit:
                 flags.append(Quality.OUT_OF_DISTRIBUTION)
                 reasons.append(
@@ -553,8 +568,8 @@ class InferenceEngine:
                 if Quality.OUT_OF_DISTRIBUTION not in flags:
                     flags.append(Quality.OUT_OF_DISTRIBUTION)
                 reasons.append(f"autoencoder reconstruction error {ae_score:.3g} (limit {ae_limit:.3g})")
-        lower = upper = None
-        if self.intervals is not None:
+        lower, upper = (None, None) if bounds is None else bounds
+        if self.intervals is not None and bounds is None:
             lo, hi = self.intervals.interval(y)
             lower = tuple(np.asarray(lo, dtype=np.float64).reshape(-1).tolist())
             upper = tuple(np.asarray(hi, dtype=np.float64).reshape(-1).tolist())
@@ -562,7 +577,8 @@ class InferenceEngine:
         if not y_finite:
             return Rejection(spectrum.seq, spectrum.timestamp_us, RejectReason.MODEL_ERROR, "non-finite model output")
         compute_us = (time.perf_counter_ns() - t0) / 1000.0
-        pred = Prediction(
+        pred = built(  # Prediction(...) without the frozen __init__'s setattr per field (edge.frozen)
+            Prediction,
             seq=spectrum.seq,
             timestamp_us=spectrum.timestamp_us,
             names=self.names,

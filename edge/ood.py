@@ -34,7 +34,7 @@ the false-alarm rate ``alpha`` of the training distribution.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,6 +180,34 @@ class OodModel:
         if single:
             return t2.reshape(()), q.reshape(())
         return t2, q
+
+    def score_rows(self, X_pre: npt.ArrayLike,
+                   noise_levels: Sequence[float | None]) -> tuple[list[float], list[float]]:
+        """:meth:`score` of each row of a batch alone, bit for bit, as Python floats (``noise_levels``: each row's).
+
+        Each row's projections are its own vector-matrix products, stacked (one ``(1, n) @ (n, k)`` product per
+        row, as :meth:`score` of one spectrum computes), never one matrix product of the batch, whose summation
+        order may differ; the rest is element by element or a sum along each row, as there.
+        """
+        X = np.asarray(X_pre, dtype=np.float64)
+        fs = self.feature_shape
+        if X.shape[1:] != fs or X.shape[0] != len(noise_levels):
+            raise InputContractError(f"ood: expected {len(noise_levels)} preprocessed spectra of shape {fs}, got "
+                                     f"{X.shape}")
+        Xc = X.reshape(X.shape[0], 1, -1) - self.mean.reshape(1, 1, -1)
+        if self.scale is not None:
+            Xc = Xc / self.scale.reshape(1, 1, -1)
+        T = Xc @ self.components.T  # (m, 1, k): m vector-matrix products
+        resid = Xc - T @ self.components
+        q = np.sum(resid * resid, axis=2)
+        if self.noise is None:
+            t2 = np.sum(T * T / self.explained_variance, axis=2)
+        else:
+            rho = np.maximum(np.array([1.0 if v is None else v for v in noise_levels], dtype=np.float64), 0.0)
+            n = self.noise
+            t2 = np.sum(T * T / (n.signal_variance + rho[:, None, None] * n.component_noise), axis=2)
+            q = q / (n.q_signal + rho[:, None] * n.q_noise)
+        return t2.reshape(-1).tolist(), q.reshape(-1).tolist()
 
     def is_outlier(self, X_pre: npt.ArrayLike, noise_level: npt.ArrayLike | None = None) -> npt.NDArray[np.bool_]:
         """True where T2 or Q exceeds its limit; shape () or (n,) (``noise_level`` as in :meth:`score`)."""

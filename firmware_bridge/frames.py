@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, Union
 
@@ -140,17 +141,24 @@ class Spectrum:
         return int(self.counts.shape[0])
 
     @classmethod
-    def _of_checked(cls, **fields: Any) -> "Spectrum":
-        """A spectrum of values already checked and converted as ``__post_init__`` would (``counts`` read-only,
-        one-dimensional, of ``pixel_format``'s little-endian dtype; ``flags`` a SpectrumFlags): every field given,
-        nothing copied (:meth:`Line.spectra`)."""
+    def _of_checked(cls, seqs: Iterable[int], rows: Iterable[Any], **fields: Any) -> list["Spectrum"]:
+        """Spectra of values already checked and converted as ``__post_init__`` would (``counts`` read-only,
+        one-dimensional, of ``pixel_format``'s little-endian dtype; ``flags`` a SpectrumFlags), one per ``seq`` and
+        ``counts`` row of ``seqs`` and ``rows``, every other field given in ``fields``, nothing copied
+        (:meth:`Line.spectra`)."""
         names = _FIELD_NAMES.get(cls)
         if names is None:
             names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
-        spectrum = object.__new__(cls)
-        for name in names:
-            object.__setattr__(spectrum, name, fields[name])
-        return spectrum
+        # every field in order, as __init__ sets them (seq and counts per spectrum below; a KeyError for one missing)
+        template = {name: None if name in ("seq", "counts") else fields[name] for name in names}
+        out = []
+        for seq, row in zip(seqs, rows):
+            spectrum = object.__new__(cls)
+            values = spectrum.__dict__
+            values.update(template)
+            values["seq"], values["counts"] = seq, row
+            out.append(spectrum)
+        return out
 
     def _key(self) -> tuple[Any, ...]:
         temp = np.float32(self.detector_temp_c).tobytes()  # bitwise, so NaN equals NaN
@@ -275,20 +283,17 @@ class Line:
         copy checked again: a line of 256 is split for every frame the daemon predicts on), equal to what
         ``Spectrum(counts=row, ...)`` would hold."""
         base = self.seq
-        return tuple(
-            Spectrum._of_checked(
-                seq=(base + i) % LINE_SEQ_MODULUS,
-                timestamp_us=self.timestamp_us,
-                integration_time_us=self.integration_time_us,
-                counts=row,
-                averages=self.averages,
-                saturated_count=0,
-                flags=self.flags,
-                detector_temp_c=self.detector_temp_c,
-                pixel_format=self.pixel_format,
-            )
-            for i, row in enumerate(self.counts)
-        )
+        return tuple(Spectrum._of_checked(
+            ((base + i) % LINE_SEQ_MODULUS for i in range(len(self.counts))),
+            self.counts,
+            timestamp_us=self.timestamp_us,
+            integration_time_us=self.integration_time_us,
+            averages=self.averages,
+            saturated_count=0,
+            flags=self.flags,
+            detector_temp_c=self.detector_temp_c,
+            pixel_format=self.pixel_format,
+        ))
 
     def _key(self) -> tuple[Any, ...]:
         return (

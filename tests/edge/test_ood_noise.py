@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from edge.errors import BundleError
+from edge.errors import BundleError, InputContractError
 from edge.ood import OodModel, frame_noise_level
 from edge.ood_noise import LineNoise, signal_variance
 from firmware_bridge.physics import DetectorModel
@@ -86,6 +86,25 @@ def test_scores_follow_the_per_spectrum_formulas() -> None:
     t2_r1, q_r1 = m.score(X[0], 1.0)
     assert t2_1.shape == () and float(t2_1) == float(t2_r1) and float(q_1) == float(q_r1)
     assert m.is_outlier(X, rho).shape == (4,)
+
+
+@pytest.mark.parametrize("with_noise", [True, False])
+def test_score_rows_is_each_rows_score_bit_for_bit(with_noise: bool) -> None:
+    """A batch's scores (the daemon's LINE path) are each row's own :meth:`score`, float for float, with a level
+    per row (None: 1, a negative level: 0), with and without a noise model; a batch of the wrong shape is refused."""
+    m = _model()
+    if not with_noise:
+        m = OodModel(mean=m.mean, components=m.components, explained_variance=m.explained_variance,
+                     t2_limit=m.t2_limit, q_limit=m.q_limit, scale=m.scale)
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(257, 12)) * np.logspace(-3, 3, 257)[:, None]
+    levels: list[float | None] = [None if i % 7 == 0 else -1.0 if i % 11 == 0 else float(v)
+                                  for i, v in enumerate(rng.uniform(0.01, 20.0, 257))]
+    t2s, qs = m.score_rows(X, levels)
+    assert all(type(v) is float for v in t2s + qs)
+    assert [(float(a), float(b)) for a, b in (m.score(x, lv) for x, lv in zip(X, levels))] == list(zip(t2s, qs))
+    with pytest.raises(InputContractError, match=r"expected 2 preprocessed spectra of shape \(12,\), got \(3, 12\)"):
+        m.score_rows(X[:3], [None, None])
 
 
 def test_format_3_round_trips_through_json_and_older_formats_stay() -> None:

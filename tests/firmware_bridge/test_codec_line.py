@@ -82,6 +82,7 @@ def test_a_lines_spectra_equal_the_spectra_built_from_its_rows(dtype: type) -> N
                          flags=SpectrumFlags.SATURATED, detector_temp_c=float("nan"))
         assert type(spectrum) is Spectrum and spectrum == built
         assert spectrum.pixel_format is built.pixel_format is line.pixel_format
+        assert list(vars(spectrum)) == list(vars(built))
         assert spectrum.counts.dtype == built.counts.dtype and not spectrum.counts.flags.writeable
         assert type(spectrum.flags) is SpectrumFlags and spectrum.saturated_count == 0
 
