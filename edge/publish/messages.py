@@ -414,6 +414,7 @@ def status_message(
     control: Mapping[str, Mapping[str, Any]] | None = None,
     deploy: Mapping[str, Any] | None = None,
     challenger: Mapping[str, Any] | None = None,
+    drift_baselines: Mapping[str, Any] | None = None,
     time_unix_s: float | None = None,
 ) -> dict[str, Any]:
     """Payload of ``.../status`` (retained): ``online`` at connect and on changes, ``offline`` as last will.
@@ -435,7 +436,10 @@ def status_message(
     ``probation``, ``passed``, ``rolling_back``, ``rolled_back``, ``rollback_failed``, ``refused`` or
     ``superseded``; :mod:`edge.daemon.probation`);
     ``challenger`` (only once a challenger was commanded since the start: shadow mode, :mod:`edge.daemon.shadow`)
-    its last step, ``{state, model, path, request_id, since_unix_s, rule, detail}``.
+    its last step, ``{state, model, path, request_id, since_unix_s, rule, detail}``;
+    ``drift_baselines`` (only when a self-starting drift detector runs) the detectors still learning their
+    in-control baseline and the last ``reset_drift``, ``{learning: [names], reset: {time_unix_s, detectors, reason,
+    request_id} or null}``.
     """
     msg = _header(MessageKind.STATUS, device_id, time_unix_s)
     msg.update({
@@ -464,6 +468,11 @@ def status_message(
                              "request_id": challenger["request_id"],
                              "since_unix_s": _num(challenger["since_unix_s"], "challenger.since_unix_s"),
                              "rule": challenger["rule"], "detail": challenger["detail"]}
+    if drift_baselines is not None:
+        reset = drift_baselines["reset"]
+        msg["drift_baselines"] = {"learning": list(drift_baselines["learning"]), "reset": None if reset is None else {
+            "time_unix_s": _num(reset["time_unix_s"], "drift_baselines.reset.time_unix_s"),
+            "detectors": list(reset["detectors"]), "reason": reset["reason"], "request_id": reset["request_id"]}}
     validate(msg, strict=True)
     return msg
 
@@ -524,55 +533,6 @@ def command_response_message(
     return msg
 
 
-def control_message(
-    *,
-    device_id: str,
-    standard: str,
-    target: str,
-    unit: str,
-    measured: float,
-    known: float,
-    sigma: float,
-    bias: float,
-    bias_sigmas: float,
-    verdict: str,
-    rule: str,
-    warning_sigmas: float,
-    action_sigmas: float,
-    seq: int,
-    device_boot_id: int | None = None,
-    model_id: str | None = None,
-    model_version: str | None = None,
-    request_id: str | None = None,
-    time_unix_s: float | None = None,
-) -> dict[str, Any]:
-    """Payload of ``.../control``: one measurement of a check standard (``measure_control``) judged against its
-    known value: ``bias = measured - known``, ``bias_sigmas = bias / sigma`` and the ``verdict``
-    (``in_control``, ``warning``, ``out_of_control``) with the ``rule`` that decided it (:mod:`edge.control_samples`).
-    ``measured`` is the ``value`` of the prediction of the same ``seq`` (published too)."""
-    msg = _header(MessageKind.CONTROL, device_id, time_unix_s)
-    msg.update({
-        "standard": standard,
-        "target": target,
-        "unit": unit,
-        "measured": _num(measured, "measured"),
-        "known": _num(known, "known"),
-        "sigma": _num(sigma, "sigma"),
-        "bias": _num(bias, "bias"),
-        "bias_sigmas": _num(bias_sigmas, "bias_sigmas"),
-        "verdict": verdict,
-        "rule": rule,
-        "warning_sigmas": _num(warning_sigmas, "warning_sigmas"),
-        "action_sigmas": _num(action_sigmas, "action_sigmas"),
-        "seq": int(seq),
-        "device_boot_id": _boot_id(device_boot_id),
-        "model": _model(model_id, model_version),
-        "request_id": request_id,
-    })
-    validate(msg, strict=True)
-    return msg
-
-
 def challenger_prediction_message_of(
     pred: PredictionFields,
     *,
@@ -596,3 +556,7 @@ def challenger_prediction_message_of(
     if validate_now:
         validate(msg, strict=True)
     return msg
+
+
+# re-exported with the other builders (it imports the helpers above when called)
+from edge.publish.control_messages import control_message  # noqa: E402

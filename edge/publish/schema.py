@@ -239,6 +239,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                             "detail": {"type": ["string", "null"], "maxLength": 2048},
                             "updated_unix_s": _NUM}}}},
         "challenger": _SHADOW_STATUS,
+        "drift_baselines": {"type": "object", "required": ["learning", "reset"], "additionalProperties": False,
+                            "properties": {
+                                "learning": _NAME_LIST,
+                                "reset": {"type": ["object", "null"], "required": [
+                                    "time_unix_s", "detectors", "reason", "request_id"], "additionalProperties": False,
+                                    "properties": {"time_unix_s": _NUM, "detectors": _NAME_LIST,
+                                                   "reason": {"type": ["string", "null"], "maxLength": 200},
+                                                   "request_id": {"type": ["string", "null"], "maxLength": 64}}}}},
     }, ["state", "alerts"]),
     MessageKind.METRICS.value: _schema(MessageKind.METRICS, {
         "period_s": {"type": "number", "minimum": 0},

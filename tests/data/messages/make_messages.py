@@ -215,6 +215,16 @@ def metrics_challenger() -> dict[str, Any]:
             "rule_verdict": "waiting: 1198 of 5000 spectra compared"})
 
 
+def status_online_drift_reset() -> dict[str, Any]:
+    """Online right after a reset_drift for a product change: the self-starting detectors learn again."""
+    return status_message(
+        device_id="nir-01", state="online", **MODEL, runtime="ai_edge_litert 1.2.0, 1 thread(s)",
+        software_version="0.1.0", device_signal="counts", device_boot_id=BOOT, time_unix_s=T,
+        drift_baselines={"learning": ["prediction:api", "spectrum_level"],
+                         "reset": {"time_unix_s": T - 0.5, "detectors": ["prediction:api", "spectrum_level"],
+                                   "reason": "product change to B-20", "request_id": "ops-21"}})
+
+
 def status_offline() -> dict[str, Any]:
     """The last will the publisher registers at connect."""
     return status_message(device_id="nir-01", state="offline", last_error="connection lost", time_unix_s=T)
@@ -255,6 +265,7 @@ CASES: dict[str, Callable[[], dict[str, Any]]] = {
     "challenger_prediction": challenger_prediction,
     "status_online_challenger": status_online_challenger,
     "metrics_challenger": metrics_challenger,
+    "status_online_drift_reset": status_online_drift_reset,
     "status_offline": status_offline,
     "metrics": metrics,
     "command_response_ok": command_response_ok,
