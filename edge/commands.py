@@ -22,6 +22,8 @@ Commands (``args`` of each, all optional; unknown fields are refused):
                            printable ASCII characters, no leading or trailing space); needs ``[archive]``
 ``measure_control``        ``{"name": str, "frames": int}``: the next ``frames`` (1..1000, default 1)
                            predictions measure the ``[[control.standards]]`` standard ``name`` (required)
+``reset_drift``            ``{"detectors": [str], "reason": str}``: the self-starting drift detectors learn
+                           their baselines again (:mod:`edge.drift.reset`; both optional, default: all)
 ``deploy_begin``,          a bundle sent in chunks (:mod:`edge.deploy.args`; ``[deploy]``, docs/daemon.md); also
 ``deploy_chunk``,          accepted on the group topics ``<prefix>/group/<group>/cmd/<name>`` of ``deploy.groups``,
 ``deploy_commit``,         with ``device_id`` ``"group:<group>"``; ``deploy_rollback`` returns to the bundle that
@@ -88,6 +90,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from edge.deploy.args import DEPLOY_COMMANDS, DeployArgs, parse_deploy_args
+from edge.drift.reset import ResetDriftArgs, parse_reset_drift_args
 from edge.errors import CommandError, StaleCommandError
 from edge.jsonstrict import loads_strict
 from edge.shadow import LoadChallengerArgs, NoArgs, PromoteArgs, ReferenceValueArgs, parse_shadow_args
@@ -155,6 +158,7 @@ class CommandName(str, enum.Enum):
     PROMOTE_CHALLENGER = "promote_challenger"
     DROP_CHALLENGER = "drop_challenger"
     REFERENCE_VALUE = "reference_value"
+    RESET_DRIFT = "reset_drift"  # learn the self-starting drift baselines again (edge.drift.reset)
 
 
 _SHADOW_COMMANDS = (CommandName.LOAD_CHALLENGER, CommandName.PROMOTE_CHALLENGER, CommandName.DROP_CHALLENGER,
@@ -199,7 +203,7 @@ class MeasureControlArgs:
 
 
 CommandArgs = Union[ReloadBundleArgs, CaptureArgs, SetIntegrationTimeArgs, TagSampleArgs, MeasureControlArgs,
-                    DeployArgs, LoadChallengerArgs, NoArgs, PromoteArgs, ReferenceValueArgs]
+                    DeployArgs, LoadChallengerArgs, NoArgs, PromoteArgs, ReferenceValueArgs, ResetDriftArgs]
 
 
 @dataclass(frozen=True)
@@ -467,6 +471,8 @@ class CommandParser:
             return parse_deploy_args(name.value, args)
         if name in _SHADOW_COMMANDS:
             return parse_shadow_args(name.value, args, self.confine)
+        if name is CommandName.RESET_DRIFT:
+            return parse_reset_drift_args(args)
         require_fields(args, where, CommandError, ("integration_time_us",))
         return SetIntegrationTimeArgs(integration_time_us=_int_arg(
             f"{where}.integration_time_us", args["integration_time_us"], 1, INTEGRATION_TIME_US_MAX))

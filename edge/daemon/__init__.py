@@ -26,7 +26,8 @@ Where things live
 - :mod:`edge.daemon.shadow`: a challenger bundle beside the serving one (:class:`~edge.daemon.shadow.ShadowMode`).
 - :mod:`edge.daemon.control`: remote commands, from validation to execution
   (:class:`~edge.daemon.control.CommandControl`); :mod:`edge.daemon.control_watch`: check-standard measurements
-  (:class:`~edge.daemon.control_watch.ControlWatch`).
+  (:class:`~edge.daemon.control_watch.ControlWatch`); :mod:`edge.daemon.drift_events`: drift events as messages and
+  alerts, ``reset_drift`` (:class:`~edge.daemon.drift_events.DriftBaselines`).
 - :mod:`edge.daemon.outbound`: every message on its way to the link (:class:`~edge.daemon.outbound.Outbound`,
   the publisher thread).
 - :mod:`edge.daemon.status`: active alerts and the metrics payload; :mod:`edge.daemon.auditing`: audit records.

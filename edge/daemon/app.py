@@ -21,6 +21,7 @@ from edge.daemon.config_reload import ConfigReloader
 from edge.daemon.control import CommandControl
 from edge.daemon.deploy import DeployControl
 from edge.daemon.device import Greeter
+from edge.daemon.drift_events import DriftBaselines
 from edge.daemon.frames import InferenceStage
 from edge.daemon.link import Link
 from edge.daemon.outbound import Outbound
@@ -185,9 +186,13 @@ class Daemon:
             rollback=RollbackGuard.from_config(config), reference_policy=self.reference_policy,
             device_id=self.device_id, counters=self.counters, audit=self.hooks.record, emit=self.outbound.emit,
             respond_error=self._respond_error, refused=self._refused, clock=clock)
+        drift = DriftMonitor(drift_config_from(config.drift), training=bundle.training_stats)
+        #: reset_drift and the status's drift_baselines (edge.daemon.drift_events; carried out by the inference thread)
+        self.baselines = DriftBaselines(
+            drift, device_id=self.device_id, counters=self.counters, emit=self.outbound.emit,
+            respond_error=self._respond_error, publish_status=self.outbound.publish_status, clock=clock)
         self.inference = InferenceStage(
-            engine=InferenceEngine(bundle, reference_policy=self.reference_policy, clock=clock),
-            drift=DriftMonitor(drift_config_from(config.drift), training=bundle.training_stats),
+            engine=InferenceEngine(bundle, reference_policy=self.reference_policy, clock=clock), drift=drift,
             references=self.references, frames=self.frames, swaps=self._swaps, orders=self._to_inference,
             stop=self._stop_inference, outbound=self.outbound, alerts=self.alerts, set_alert=self._set_alert,
             last_error=self._last_error, counters=self.counters, latency=self.latency, compute=self.compute,
@@ -195,7 +200,7 @@ class Daemon:
             signer_key_id=signer_key_id(config.bundle.public_key_path) if audit is not None else None,
             device_id=self.device_id, frames_max=int(config.queues.frames_max),
             forward_annotations=forward_annotations, clock=clock, archive=self.archive, control=self.control_charts,
-            line_publish=config.lines.publish,
+            line_publish=config.lines.publish, baselines=self.baselines,
             seq_mark=SeqMark(getattr(getattr(link, "outbox", None), "marks", None), self.device_id, time.monotonic))
         #: Bundles sent over MQTT ([deploy]; edge.daemon.deploy); None when off.
         self.deploy = DeployControl(
@@ -223,7 +228,7 @@ class Daemon:
             order_capture=self._to_inference.put, send_command=self._send_command, emit=self.outbound.emit,
             respond_error=self._respond_error, tag_sample=self.archive.tag if self.archive is not None else None,
             control=self.control_charts, deploy=self.deploy.execute if self.deploy is not None else None,
-            shadow=self.shadow.execute)
+            shadow=self.shadow.execute, reset_drift=self.baselines.order)
         self.config_reloader = ConfigReloader(
             config=lambda: self.config, apply=self._apply_config, switch_broker=lambda c: self.link.switch_broker(c),
             counters=self.counters, audit=self.hooks.record, refused=self._refused)
@@ -322,6 +327,7 @@ class Daemon:
             control=self.control_charts.summary() if self.control_charts is not None else None,
             deploy=self.deploy.summary() if self.deploy is not None else None,
             challenger=self.shadow.status(),
+            drift_baselines=self.baselines.status(),
         )
 
     def _set_alert(self, name: str, active: bool) -> None:

@@ -22,6 +22,7 @@ from firmware_bridge.frames import CommandCode
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
     from edge.config import EdgeConfig
     from edge.control_samples import ControlCharts
+    from edge.daemon.drift_events import ResetOrder
 
 log = logging.getLogger("edge.daemon")
 
@@ -53,6 +54,8 @@ class CommandControl:
         Sends a message (a command response).
     respond_error : callable(command, request_id, error)
         Answers a command with an error.
+    reset_drift : callable(ResetOrder) -> bool, optional
+        Hands ``reset_drift`` to the inference thread; False when too many are pending.
     """
 
     def __init__(self, *, config: Callable[[], "EdgeConfig"], device_id: str, queue: CommandQueue,
@@ -64,7 +67,8 @@ class CommandControl:
                  tag_sample: Callable[[str, int, str | None], float] | None = None,
                  control: "ControlCharts | None" = None,
                  deploy: Callable[[str, Any], None] | None = None,
-                 shadow: Callable[[str, Any], None] | None = None) -> None:
+                 shadow: Callable[[str, Any], None] | None = None,
+                 reset_drift: "Callable[[ResetOrder], bool] | None" = None) -> None:
         self._config = config
         self._device_id = device_id
         self.queue = queue
@@ -82,6 +86,7 @@ class CommandControl:
         self._parser: Any = None
         self._deploy = deploy  # edge.daemon.deploy.DeployControl.execute; None when [deploy] is off
         self._group_parsers: dict[str, Any] = {}
+        self._reset_drift = reset_drift  # edge.daemon.drift_events.DriftBaselines.order (the inference thread resets)
 
     def on_command(self, name: str, payload: bytes, *, retained: bool = False, group: str | None = None) -> None:
         """Validate a command message (paho's thread: parse, then hand over) or refuse it (:meth:`Refusals.refuse`:
@@ -181,6 +186,11 @@ class CommandControl:
                     name)
         elif cmd.name is CommandName.MEASURE_CONTROL:
             self._measure_control(name, cmd)
+        elif cmd.name is CommandName.RESET_DRIFT and self._reset_drift is not None:
+            from edge.daemon.drift_events import ResetOrder
+
+            if not self._reset_drift(ResetOrder(cmd.args.detectors, cmd.args.reason, cmd.request_id, name)):
+                self._respond_error(name, cmd.request_id, "too many commands pending")
         elif name in DEPLOY_COMMANDS:
             if self._deploy is None:
                 self._respond_error(name, cmd.request_id, "expected [deploy] enabled = true, got deployment off on "

@@ -26,6 +26,7 @@ from edge.daemon.device import (
     status_axis_problem,
     status_signal,
 )
+from edge.daemon.drift_events import DriftBaselines, publish_drift_events
 from edge.daemon.lines import LineInFlight, line_message, line_rejections, split_line
 from edge.daemon.outbound import Outbound
 from edge.daemon.seq_mark import SeqMark
@@ -36,7 +37,7 @@ from edge.drift import DriftBatch, DriftEvent, DriftMonitor
 from edge.errors import EdgeError
 from edge.inference import InferenceEngine, Prediction, Rejection, RejectReason, drift_samples
 from edge.metrics import Counters, LatencyWindow
-from edge.publish.messages import command_response_message, drift_message, prediction_message_of
+from edge.publish.messages import command_response_message, prediction_message_of
 from edge.publish.schema import MessageKind, Quality
 from edge.queues import BoundedQueue
 from edge.references import ReferenceKind
@@ -121,8 +122,10 @@ class InferenceStage:
                  signer_key_id: str | None, device_id: str, frames_max: int, forward_annotations: bool,
                  clock: Callable[[], float], archive: "Archive | None" = None,
                  control: "ControlCharts | None" = None, shadow: "ShadowMode | None" = None,
-                 line_publish: str = "line", seq_mark: SeqMark | None = None) -> None:
+                 line_publish: str = "line", seq_mark: SeqMark | None = None,
+                 baselines: DriftBaselines | None = None) -> None:
         self.engine = engine
+        self.baselines = baselines  # reset_drift's resets, and the status's drift_baselines (edge.daemon.drift_events)
         self.shadow = shadow  # a challenger run after the serving bundle (edge.daemon.shadow); None: never
         self.control = control  # check-standard measurements armed by measure_control (edge.control_samples)
         self._archive = archive  # offered every judged spectrum (edge.archive); None when [archive] is off
@@ -196,6 +199,8 @@ class InferenceStage:
                 self.references.start(order)
             if self.references.busy:
                 self.references.check_deadline()
+            if self.baselines is not None:
+                self.baselines.tick(self.drift, self._seqs.last or 0, self._publish_drift)
             if self._parked and time.monotonic() - self._parked.since > STATUS_WAIT_S:
                 self._release_parked("no STATUS from the device")
             self._seq_mark.tick()
@@ -533,29 +538,11 @@ class InferenceStage:
 
     def _publish_drift(self, events: Sequence[DriftEvent], active: list[str] | None = None) -> None:
         """Publish drift events; ``active`` is the detectors in alert right after them (default: now)."""
-        if events and active is None:
-            active = self.drift.active()
-        for ev in events:
-            self.counters.incr(f"drift_{ev.state.value}")
-            log.warning("drift %s: %s", ev.state.value, ev.detail)
-            msg = drift_message(
-                device_id=self.device_id,
-                event=ev.state.value,
-                detector=ev.monitor,
-                statistic=ev.score,
-                threshold=ev.threshold,
-                seq=ev.seq,
-                model_id=self.model_id,
-                model_version=self.model_version,
-                active_alerts=active or [],
-                detail=ev.detail,
-                monitor_kind=ev.kind.value,
-                device_boot_id=self.device_boot_id,
-            )
-            self._emit(MessageKind.DRIFT, msg)
-        if events:
-            if self.alerts.replace_prefix("drift:", [f"drift:{name}" for name in active or []]):
-                self._publish_status()
+        if events and publish_drift_events(
+                events, self.drift.active() if active is None else active, emit=self._emit, counters=self.counters,
+                alerts=self.alerts, device_id=self.device_id, model=(self.model_id, self.model_version),
+                device_boot_id=self.device_boot_id):
+            self._publish_status()
 
     # ---------------------------------------------------------------------------------------- bundle swap
     def _apply_swap(self, swap: _Swap) -> None:

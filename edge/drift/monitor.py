@@ -207,6 +207,61 @@ class DriftMonitor:
             )
         return ended
 
+    def baseline_detectors(self) -> list[CusumDetector]:
+        """The self-starting detectors, which learn their in-control baseline from the line: the prediction CUSUMs
+        when ``prediction.baseline_samples`` is set, and the ``spectrum_level`` CUSUM."""
+        return [d for d in (*self.predictions, *self._level()) if d.config.baseline_samples]
+
+    def learning(self) -> list[str]:
+        """Names of the self-starting detectors still learning their baseline."""
+        return [d.name for d in self.baseline_detectors() if d.cusum_state.learning(d.config)]
+
+    def select_baselines(self, names: Sequence[str] | None = None) -> list[CusumDetector]:
+        """The self-starting detectors ``names`` says (None: all of them): ``prediction`` stands for every
+        prediction CUSUM, ``prediction:<target>`` and ``spectrum_level`` for one.
+
+        Raises
+        ------
+        ValueError
+            A name that is no self-starting detector of this monitor, or none runs.
+        """
+        learned = self.baseline_detectors()
+        known = [d.name for d in learned]
+        if not learned:
+            raise ValueError("expected a self-starting drift detector to reset, got none: the prediction CUSUMs run "
+                             "on the bundle's figures (drift.cusum_baseline_frames = 0) or watch no target, and the "
+                             "spectrum_level CUSUM is off (drift.spectrum_level_h_sigma = 0)")
+        if names is None:
+            return learned
+        chosen: dict[str, CusumDetector] = {}
+        for name in names:
+            found = [d for d in learned if d.name == name or (name == "prediction" and d in self.predictions)]
+            if not found:
+                raise ValueError(f"expected detectors among {['prediction', *known]} (the self-starting ones), got "
+                                 f"{name!r}")
+            chosen.update((d.name, d) for d in found)
+        return [d for d in learned if d.name in chosen]
+
+    def reset_baselines(self, names: Sequence[str] | None = None, *, seq: int = 0,
+                        reason: str = "the baseline is learned again") -> tuple[list[str], list[DriftEvent]]:
+        """Make the self-starting detectors ``names`` (:meth:`select_baselines`; None: all) learn their baseline
+        again from the next spectra, as after a start: a product change or a lamp recalibration gives the line a
+        new in-control level.  Nothing changes when a name is refused.
+
+        Returns the names reset and the ``cleared`` events of their alerts that were raised (each ends here,
+        explicitly, with ``reason``); ``seq`` is the last frame's.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`select_baselines`.
+        """
+        chosen = self.select_baselines(names)
+        ended = [ev for det in chosen if (ev := det.end_alert(seq, reason)) is not None]
+        for det in chosen:
+            det.reset()
+        return [d.name for d in chosen], ended
+
     def observe_prediction(
         self,
         seq: int,
