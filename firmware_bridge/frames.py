@@ -27,6 +27,8 @@ import numpy.typing as npt
 
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.wire import (
+    MAX_SAMPLE_ID_BYTES,
+    MAX_SAMPLE_TAG_FRAMES,
     NM_PER_CM_1,
     PIXEL_DTYPES,
     PROTOCOL_VERSION,
@@ -60,6 +62,7 @@ __all__ = [
     "Ack",
     "Nack",
     "Annotation",
+    "SampleTag",
     "Frame",
     "PIXEL_DTYPES",
     "draw_boot_id",
@@ -545,5 +548,34 @@ class Annotation:
         return hash((self.seq, np.asarray(self.values, "<f8").tobytes()))
 
 
+@dataclass(frozen=True)
+class SampleTag:
+    """Device -> host: the next ``frames`` spectra it sends are those of lab sample ``sample_id`` (the device's own
+    ``tag_sample``: a barcode reader or a sample button on the instrument), so the lab's reference value can be
+    joined to them; the spectra are the ones that follow this frame on the link, in order.
+
+    Parameters
+    ----------
+    sample_id : str
+        1-64 printable ASCII characters, no space at either end.
+    frames : int
+        Spectra tagged, 1..1000.
+    """
+
+    MSG_TYPE: ClassVar[MsgType] = MsgType.SAMPLE_TAG
+
+    sample_id: str
+    frames: int = 1
+
+    def __post_init__(self) -> None:
+        sid = self.sample_id
+        if (not isinstance(sid, str) or not 0 < len(sid) <= MAX_SAMPLE_ID_BYTES or sid != sid.strip(" ")
+                or any(not " " <= c <= "~" for c in sid)):
+            raise ProtocolError(f"expected a sample id of 1-{MAX_SAMPLE_ID_BYTES} printable ASCII characters without "
+                                f"a space at either end, got {sid!r:.80}")
+        if not isinstance(self.frames, int) or not 1 <= self.frames <= MAX_SAMPLE_TAG_FRAMES:
+            raise ProtocolError(f"expected sample tag frames in 1..{MAX_SAMPLE_TAG_FRAMES}, got {self.frames!r}")
+
+
 #: Any message of the protocol.
-Frame = Union[Spectrum, Dark, Reference, Line, Hello, Status, Command, Ack, Nack, Annotation]
+Frame = Union[Spectrum, Dark, Reference, Line, Hello, Status, Command, Ack, Nack, Annotation, SampleTag]

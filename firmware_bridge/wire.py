@@ -16,10 +16,14 @@ import numpy.typing as npt
 from firmware_bridge.errors import ProtocolError
 
 __all__ = ["PROTOCOL_VERSION", "MsgType", "PixelFormat", "PIXEL_DTYPES", "SpectrumFlags", "CommandCode", "NackCode",
-           "SignalKind", "NM_PER_CM_1", "AxisUnit"]
+           "SignalKind", "NM_PER_CM_1", "AxisUnit", "MAX_SAMPLE_ID_BYTES", "MAX_SAMPLE_TAG_FRAMES"]
 
 #: Version byte carried by every frame; a decoder refuses frames of any other version.
 PROTOCOL_VERSION = 1
+#: Longest sample id of a SAMPLE_TAG frame, bytes of printable ASCII (as the ``tag_sample`` command's).
+MAX_SAMPLE_ID_BYTES = 64
+#: Most spectra one SAMPLE_TAG frame tags (as the ``tag_sample`` command).
+MAX_SAMPLE_TAG_FRAMES = 1000
 
 
 class MsgType(enum.IntEnum):
@@ -35,6 +39,7 @@ class MsgType(enum.IntEnum):
     ACK = 0x21  #: device -> host: command accepted
     NACK = 0x22  #: device -> host: command refused, with a reason
     ANNOTATION = 0x30  #: simulator -> host: reference values of a spectrum (test benches only)
+    SAMPLE_TAG = 0x31  #: device -> host: the next spectra are those of one lab sample (a barcode reader, a button)
 
 
 class PixelFormat(enum.IntEnum):

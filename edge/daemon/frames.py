@@ -41,7 +41,7 @@ from edge.publish.messages import command_response_message, prediction_message_o
 from edge.publish.schema import MessageKind, Quality
 from edge.queues import BoundedQueue
 from edge.references import ReferenceKind
-from firmware_bridge.frames import Ack, Annotation, Dark, Line, Nack, Reference, Spectrum, Status
+from firmware_bridge.frames import Ack, Annotation, Dark, Line, Nack, Reference, SampleTag, Spectrum, Status
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
     from edge.archive import Archive
@@ -303,6 +303,8 @@ class InferenceStage:
             self.references.fail_on_nack(frame)
         elif isinstance(frame, Ack):
             self.counters.incr("device_acks")
+        elif isinstance(frame, SampleTag):
+            self._on_sample_tag(frame)
         else:
             self.counters.incr("frames_ignored")
 
@@ -430,6 +432,15 @@ class InferenceStage:
             events = self.drift.observe_reference(frame.seq, frame.counts, full_scale=full_scale)
         self._publish_drift(events)
         self.references.take(frame, kind)
+
+    def _on_sample_tag(self, frame: SampleTag) -> None:
+        """The device says the next spectra on the link are lab sample ``sample_id``'s (PROTOCOL.md, SAMPLE_TAG):
+        tagged in the archive as by ``tag_sample``, here, in the link's order."""
+        self.counters.incr("device_sample_tags" if self._archive is not None else "device_sample_tags_ignored")
+        if self._archive is not None:
+            self._archive.tag(frame.sample_id, frame.frames, None)
+        elif self.counters.get("device_sample_tags_ignored") <= 3:
+            log.warning("device tagged sample %r, but [archive] is off: there is nothing to tag", frame.sample_id)
 
     def _on_annotation(self, frame: Annotation) -> None:
         self.counters.incr("annotation_frames")

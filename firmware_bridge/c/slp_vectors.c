@@ -287,6 +287,14 @@ static long encode_line(void)
         }
         return parse_ok ? slp_encode_annotation(wire, wire_cap, seq, doubles, (uint8_t)n) : -100;
     }
+    if (type == SLP_MSG_SAMPLE_TAG) {
+        uint16_t frames = (uint16_t)next_uint(10);
+        long id_len = next_hex((uint8_t *)text_a, sizeof text_a);
+        if (!parse_ok || id_len < 0) {
+            return -100;
+        }
+        return slp_encode_sample_tag(wire, wire_cap, frames, text_a, (uint8_t)id_len);
+    }
     return -100;
 }
 

@@ -366,6 +366,27 @@ long slp_encode_annotation(uint8_t *out, size_t cap, uint32_t seq, const double 
     return w_finish(&w);
 }
 
+long slp_encode_sample_tag(uint8_t *out, size_t cap, uint16_t frames, const char *sample_id, uint8_t id_len)
+{
+    slp_writer w;
+    uint8_t i;
+    if (frames < 1u || frames > SLP_MAX_SAMPLE_TAG_FRAMES || id_len < 1u || id_len > SLP_MAX_SAMPLE_ID_BYTES
+        || sample_id[0] == ' ' || sample_id[id_len - 1u] == ' ') {
+        return SLP_ERR_RANGE;
+    }
+    for (i = 0; i < id_len; ++i) {
+        if ((unsigned char)sample_id[i] < 0x20u || (unsigned char)sample_id[i] > 0x7Eu) {
+            return SLP_ERR_RANGE;
+        }
+    }
+    w_begin(&w, out, cap);
+    w_envelope(&w, SLP_MSG_SAMPLE_TAG, SLP_SAMPLE_TAG_HEADER_BYTES + (size_t)id_len);
+    w_u16(&w, frames);
+    w_u8(&w, id_len);
+    w_bytes(&w, sample_id, id_len);
+    return w_finish(&w);
+}
+
 /* ---------------------------------------------------------------------------------------------------------- */
 /* Decoder                                                                                                       */
 /* ---------------------------------------------------------------------------------------------------------- */

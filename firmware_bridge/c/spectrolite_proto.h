@@ -36,6 +36,9 @@
 #define SLP_MAX_WAVELENGTH_COEFFS 6u
 #define SLP_MAX_NACK_DETAIL_BYTES 128u
 #define SLP_MAX_ANNOTATION_VALUES 64u
+#define SLP_SAMPLE_TAG_HEADER_BYTES 3u       /* frames u16 + id_len u8, then the sample id */
+#define SLP_MAX_SAMPLE_ID_BYTES 64u
+#define SLP_MAX_SAMPLE_TAG_FRAMES 1000u
 /* LINE frames (many spectra of one push-broom line) are the one message allowed past SLP_MAX_FRAME_BYTES; their
  * 16-bit payload_len saturates at 0xFFFF ("65,535 bytes or more: the frame's length says").  Past 11,450 covered
  * bytes the CRC-32 detects every error of 1 or 2 bits (Hamming distance 3) and every burst of up to 32 bits. */
@@ -55,7 +58,8 @@ typedef enum {
     SLP_MSG_COMMAND = 0x20,
     SLP_MSG_ACK = 0x21,
     SLP_MSG_NACK = 0x22,
-    SLP_MSG_ANNOTATION = 0x30
+    SLP_MSG_ANNOTATION = 0x30,
+    SLP_MSG_SAMPLE_TAG = 0x31
 } slp_msg_type;
 
 typedef enum { SLP_PIXEL_UINT16 = 1, SLP_PIXEL_UINT32 = 2, SLP_PIXEL_FLOAT32 = 3 } slp_pixel_format;
@@ -178,6 +182,9 @@ long slp_encode_ack(uint8_t *out, size_t cap, uint32_t command_id, uint8_t code)
 long slp_encode_nack(uint8_t *out, size_t cap, uint32_t command_id, uint8_t code, uint8_t reason,
                      const char *detail, uint8_t detail_len);
 long slp_encode_annotation(uint8_t *out, size_t cap, uint32_t seq, const double *values, uint8_t n_values);
+/* The next `frames` (1..SLP_MAX_SAMPLE_TAG_FRAMES) spectra sent are those of lab sample `sample_id`: id_len
+ * (1..SLP_MAX_SAMPLE_ID_BYTES) bytes of printable ASCII (0x20-0x7E), no space at either end. */
+long slp_encode_sample_tag(uint8_t *out, size_t cap, uint16_t frames, const char *sample_id, uint8_t id_len);
 
 /* Decode one frame as received (the bytes between two delimiters; one trailing 0x00 is allowed) into body:
  * un-stuff, then check size, CRC, version and payload_len.  Returns the body length (envelope + payload + crc,

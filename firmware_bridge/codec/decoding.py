@@ -22,6 +22,7 @@ from firmware_bridge.codec.layouts import (
     _LINE_PAYLOAD_LEN_SATURATED,
     _MIN_FRAME_BYTES,
     _NACK,
+    _SAMPLE_TAG,
     _SPECTRUM,
     _STATUS,
     _STATUS_AXIS_UNIT,
@@ -37,6 +38,7 @@ from firmware_bridge.codec.layouts import (
     MAX_LINE_SPECTRA,
     MAX_NACK_DETAIL_BYTES,
     MAX_PIXELS,
+    MAX_SAMPLE_ID_BYTES,
     MAX_WAVELENGTH_COEFFS,
     BytesLike,
 )
@@ -58,6 +60,7 @@ from firmware_bridge.frames import (
     NackCode,
     PixelFormat,
     Reference,
+    SampleTag,
     SignalKind,
     Spectrum,
     SpectrumFlags,
@@ -256,6 +259,17 @@ def _decode_annotation(payload: bytes) -> Annotation:
     return Annotation(seq=seq, values=struct.unpack_from(f"<{n_values}d", payload, _ANNOTATION.size))
 
 
+def _decode_sample_tag(payload: bytes) -> SampleTag:
+    if len(payload) < _SAMPLE_TAG.size:
+        raise FramingError(f"expected a SAMPLE_TAG payload of at least {_SAMPLE_TAG.size} bytes, got {len(payload)}")
+    frames, id_len = _SAMPLE_TAG.unpack_from(payload)
+    _check_size("SAMPLE_TAG", payload, _SAMPLE_TAG.size + id_len)
+    if not 1 <= id_len <= MAX_SAMPLE_ID_BYTES:
+        raise ProtocolError(f"expected a sample id of 1..{MAX_SAMPLE_ID_BYTES} bytes, got {id_len}")
+    # SampleTag refuses frames out of 1..MAX_SAMPLE_TAG_FRAMES and an id that is not printable ASCII
+    return SampleTag(sample_id=payload[_SAMPLE_TAG.size:].decode("latin-1"), frames=frames)
+
+
 _DECODERS: Final[dict[int, Callable[[bytes], Frame]]] = {
     MsgType.SPECTRUM: lambda p: _decode_spectrum(Spectrum, p),
     MsgType.DARK: lambda p: _decode_spectrum(Dark, p),
@@ -267,6 +281,7 @@ _DECODERS: Final[dict[int, Callable[[bytes], Frame]]] = {
     MsgType.ACK: _decode_ack,
     MsgType.NACK: _decode_nack,
     MsgType.ANNOTATION: _decode_annotation,
+    MsgType.SAMPLE_TAG: _decode_sample_tag,
 }
 
 

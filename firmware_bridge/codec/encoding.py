@@ -19,6 +19,7 @@ from firmware_bridge.codec.layouts import (
     _LINE,
     _LINE_PAYLOAD_LEN_SATURATED,
     _NACK,
+    _SAMPLE_TAG,
     _SPECTRUM,
     _STATUS,
     _STATUS_AXIS_UNIT,
@@ -32,6 +33,8 @@ from firmware_bridge.codec.layouts import (
     MAX_NACK_DETAIL_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_PIXELS,
+    MAX_SAMPLE_ID_BYTES,
+    MAX_SAMPLE_TAG_FRAMES,
     MAX_WAVELENGTH_COEFFS,
 )
 from firmware_bridge.errors import FramingError, ProtocolError
@@ -47,6 +50,7 @@ from firmware_bridge.frames import (
     Line,
     Nack,
     Reference,
+    SampleTag,
     Spectrum,
     Status,
 )
@@ -200,6 +204,12 @@ def _payload_nack(frame: Nack) -> bytes:
     )
 
 
+def _payload_sample_tag(frame: SampleTag) -> bytes:
+    sample_id = _utf8("sample_id", frame.sample_id, MAX_SAMPLE_ID_BYTES)  # printable ASCII (SampleTag checks it)
+    frames = _uint("frames", frame.frames, MAX_SAMPLE_TAG_FRAMES, 1)
+    return _SAMPLE_TAG.pack(frames, _uint("id_len", len(sample_id), MAX_SAMPLE_ID_BYTES, 1)) + sample_id
+
+
 def _payload_annotation(frame: Annotation) -> bytes:
     values = frame.values
     if len(values) > MAX_ANNOTATION_VALUES:
@@ -218,6 +228,7 @@ _ENCODERS: Final[dict[type, Callable[..., bytes]]] = {
     Ack: _payload_ack,
     Nack: _payload_nack,
     Annotation: _payload_annotation,
+    SampleTag: _payload_sample_tag,
 }
 
 

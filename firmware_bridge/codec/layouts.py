@@ -17,11 +17,14 @@ import struct
 from typing import Final, Union
 
 from firmware_bridge.frames import PIXEL_DTYPES
+from firmware_bridge.wire import MAX_SAMPLE_ID_BYTES, MAX_SAMPLE_TAG_FRAMES  # the SampleTag frame checks them too
 
 __all__ = [
     "BytesLike",
     "DELIMITER",
     "MAX_ANNOTATION_VALUES",
+    "MAX_SAMPLE_ID_BYTES",
+    "MAX_SAMPLE_TAG_FRAMES",
     "MAX_DEVICE_ID_BYTES",
     "MAX_ENCODED_BYTES",
     "MAX_FIRMWARE_VERSION_BYTES",
@@ -198,3 +201,10 @@ _ANNOTATION = struct.Struct(
 
 #: Most reference values of an ANNOTATION frame.
 MAX_ANNOTATION_VALUES: Final = 64
+
+#: SAMPLE_TAG: this header, then ``id_len`` bytes of the sample id (printable ASCII).
+_SAMPLE_TAG = struct.Struct(
+    "<"
+    "H"  # frames: uint16, the spectra that follow on the link which are this sample's, 1..MAX_SAMPLE_TAG_FRAMES
+    "B"  # id_len: uint8, bytes of the sample id, 1..MAX_SAMPLE_ID_BYTES
+)  # 3 bytes

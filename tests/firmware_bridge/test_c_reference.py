@@ -244,6 +244,9 @@ def test_c_header_constants_match_python() -> None:
     assert define("SLP_MAX_WAVELENGTH_COEFFS") == codec.MAX_WAVELENGTH_COEFFS
     assert define("SLP_MAX_NACK_DETAIL_BYTES") == codec.MAX_NACK_DETAIL_BYTES
     assert define("SLP_MAX_ANNOTATION_VALUES") == codec.MAX_ANNOTATION_VALUES
+    assert define("SLP_SAMPLE_TAG_HEADER_BYTES") == layouts._SAMPLE_TAG.size
+    assert define("SLP_MAX_SAMPLE_ID_BYTES") == codec.MAX_SAMPLE_ID_BYTES
+    assert define("SLP_MAX_SAMPLE_TAG_FRAMES") == codec.MAX_SAMPLE_TAG_FRAMES
     enums = {name: int(value, 0) for name, value in re.findall(r"(SLP_\w+) = (0x[0-9A-Fa-f]+|\d+)", header)}
     for prefix, enum in [
         ("SLP_MSG_", MsgType),

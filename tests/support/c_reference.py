@@ -19,6 +19,7 @@ from firmware_bridge.frames import (
     Hello,
     Line,
     Nack,
+    SampleTag,
     Spectrum,
     Status,
 )
@@ -100,6 +101,8 @@ def encode_request(frame: Frame) -> str:
         fields = [frame.MSG_TYPE, frame.command_id, int(frame.code), int(frame.reason), _hex(frame.detail.encode())]
     elif isinstance(frame, Annotation):
         fields = [frame.MSG_TYPE, frame.seq, len(frame.values), *_f64_bits(frame.values)]
+    elif isinstance(frame, SampleTag):
+        fields = [frame.MSG_TYPE, frame.frames, _hex(frame.sample_id.encode("ascii"))]
     else:  # pragma: no cover
         raise AssertionError(type(frame))
     return "E " + " ".join(str(int(f)) if isinstance(f, int) else str(f) for f in fields)

@@ -35,6 +35,7 @@ from firmware_bridge.frames import (
     NackCode,
     PixelFormat,
     Reference,
+    SampleTag,
     SignalKind,
     Spectrum,
     SpectrumFlags,
@@ -115,6 +116,12 @@ frames_strategy: st.SearchStrategy[Frame] = st.one_of(
     ),
     st.builds(
         Annotation, seq=u32, values=st.lists(f64, max_size=codec.MAX_ANNOTATION_VALUES).map(tuple)
+    ),
+    st.builds(
+        SampleTag,
+        sample_id=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1,
+                          max_size=codec.MAX_SAMPLE_ID_BYTES).filter(lambda s: s == s.strip(" ")),
+        frames=st.integers(1, codec.MAX_SAMPLE_TAG_FRAMES),
     ),
 )
 

@@ -37,6 +37,7 @@ from firmware_bridge.frames import (
     Nack,
     NackCode,
     Reference,
+    SampleTag,
     SignalKind,
     Spectrum,
     SpectrumFlags,
@@ -154,6 +155,7 @@ GOLDEN: dict[str, Frame] = {
         detail="expected averages in 1..1000, got 0",
     ),
     "annotation": Annotation(seq=1234, values=(12.5, -0.125, float("nan"), 1e300)),
+    "sample_tag": SampleTag(sample_id="LAB 2026/12-04#7", frames=3),
 }
 
 #: name -> frame as older firmware encodes it; ``<name>.bin`` is pinned (never rewritten) and must keep decoding.
@@ -184,7 +186,7 @@ def _f32(rng: np.random.Generator) -> float:
 
 def random_frame(rng: np.random.Generator, *, max_pixels: int = 48) -> Frame:
     """One small random frame of any message type, every field drawn over its wire range."""
-    kind = int(rng.integers(9))
+    kind = int(rng.integers(10))
     u32 = lambda: int(rng.integers(0, 2**32))  # noqa: E731 - a one-line local draw reads better than a def
     if kind <= 2:
         cls = (Spectrum, Dark, Reference)[kind]
@@ -237,6 +239,9 @@ def random_frame(rng: np.random.Generator, *, max_pixels: int = 48) -> Frame:
             reason=reasons[int(rng.integers(len(reasons)))],
             detail="x" * int(rng.integers(0, 40)),
         )
+    if kind == 9:
+        text = "".join(chr(int(c)) for c in rng.integers(0x21, 0x7F, int(rng.integers(1, 65))))
+        return SampleTag(sample_id=text, frames=int(rng.integers(1, 1001)))
     values = rng.normal(0.0, 50.0, int(rng.integers(0, 6)))
     return Annotation(seq=u32(), values=tuple(float(v) for v in values))
 
