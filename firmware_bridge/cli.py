@@ -66,6 +66,19 @@ def _rows(text: str) -> slice:
     return slice(*parts)
 
 
+def _sample_tag(text: str) -> tuple[int, str, int]:
+    """``INDEX:FRAMES:ID`` as ``(index, sample_id, frames)`` (the id may hold colons)."""
+    index, _, rest = text.partition(":")
+    frames, sep, sample_id = rest.partition(":")
+    try:
+        tag = (int(index), sample_id, int(frames))
+    except ValueError:
+        sep = ""
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected INDEX:FRAMES:ID (two integers and a sample id), got {text!r}")
+    return tag
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``spectro-sim``."""
     p = argparse.ArgumentParser(
@@ -129,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--exit-when-done", action="store_true", help="exit after --count spectra (and --linger)")
     run.add_argument("--linger", type=float, default=1.0, metavar="S", help="wait before exiting when done")
     run.add_argument("--connect-delay", type=float, default=0.25, metavar="S", help="wait after a host opens the port")
+    run.add_argument("--sample-tag", action="append", default=[], type=_sample_tag, metavar="INDEX:FRAMES:ID",
+                     help="send a SAMPLE_TAG frame (the device's own tag_sample) before spectrum INDEX of the stream: "
+                          "the next FRAMES spectra are lab sample ID's (repeatable)")
 
     drift = p.add_argument_group("drifts")
     drift.add_argument(
@@ -207,6 +223,7 @@ def _config(args: argparse.Namespace) -> SimulatorConfig:
         synthetic_samples=args.synthetic_samples,
         synthetic_channels=args.synthetic_channels,
         axis_unit=None if args.axis_unit == "auto" else AxisUnit.from_symbol(args.axis_unit),
+        sample_tags=tuple(args.sample_tag),
         drift=ProvokedDriftConfig(
             lamp_ageing_per_kframe=args.lamp_ageing,
             wavelength_shift_nm_per_kframe=args.wavelength_shift_nm_per_kframe,

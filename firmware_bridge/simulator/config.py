@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from firmware_bridge.codec.layouts import MAX_LINE_SPECTRA
-from firmware_bridge.errors import BridgeError
-from firmware_bridge.frames import AxisUnit, SignalKind
+from firmware_bridge.errors import BridgeError, ProtocolError
+from firmware_bridge.frames import AxisUnit, SampleTag, SignalKind
 
 __all__ = [
     "DEFAULT_REFERENCE_AVERAGES",
@@ -237,6 +237,10 @@ class SimulatorConfig:
         Unit of the dataset's ``wavelengths`` and of the polynomial the STATUS announces (``NM`` or ``CM_1``; the
         symbols ``"nm"``/``"cm-1"`` are accepted too); None (the default) takes the dataset's ``axis_unit`` entry,
         else nm (see :func:`dataset_axis_unit`).  The synthetic spectra are labelled with it.
+    sample_tags : tuple of (int, str, int)
+        ``(index, sample_id, frames)``: a SAMPLE_TAG frame (the device's own sample tag, e.g. a barcode reader) is
+        sent right before the frame that holds spectrum ``index`` of the stream (0 is the first), tagging the next
+        ``frames`` spectra as lab sample ``sample_id``'s.
     drift : ProvokedDriftConfig
     faults : FaultConfig
     """
@@ -263,6 +267,7 @@ class SimulatorConfig:
     signal: SignalKind = SignalKind.COUNTS
     boot_id: int | None = None
     axis_unit: AxisUnit | None = None
+    sample_tags: tuple[tuple[int, str, int], ...] = ()
     drift: ProvokedDriftConfig = field(default_factory=ProvokedDriftConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
 
@@ -290,6 +295,13 @@ class SimulatorConfig:
             raise SimulatorError(
                 f"expected 1 to {MAX_AVERAGES} reference averages, got {self.reference_averages}"
             )
+        for index, sample_id, frames in self.sample_tags:
+            if index < 0:
+                raise SimulatorError(f"expected a sample tag at spectrum index 0 or more, got {index}")
+            try:
+                SampleTag(sample_id, frames)
+            except ProtocolError as exc:
+                raise SimulatorError(f"sample tag at spectrum {index}: {exc}") from None
 
 
 def as_axis_unit(value: object) -> AxisUnit:

@@ -40,6 +40,7 @@ from firmware_bridge.frames import (
     Nack,
     NackCode,
     Reference,
+    SampleTag,
     SignalKind,
     Spectrum,
     SpectrumFlags,
@@ -381,6 +382,9 @@ class VirtualSpectrometer:
             frames = []
         frames += self._firmware_events(self.spectra_sent)
         per_line = self.config.line_spectra
+        span = max(1, per_line)  # the spectrum indices of the frame sent next: a tag on one of them precedes it
+        frames += [SampleTag(sid, k) for at, sid, k in self.config.sample_tags
+                   if self.streamed <= at < self.streamed + span]
         if per_line:
             n = per_line if not self.config.count else min(per_line, self.config.count - self.streamed)
             frames.append(self.line(n))

@@ -1,8 +1,9 @@
 """The device's own sample tag (issue 16, "a serial dialect field where the protocol allows"): a SAMPLE_TAG frame on
 the link tags the spectra that follow it as lab sample ``sample_id``'s, as the ``tag_sample`` command does, but exactly
-those: the link keeps their order.  Real parts: a real pty pair written frame by frame, the daemon's threads on the
-committed trainer-built demo bundle with ``[archive]`` on, ``spectro-edge export`` as a subprocess; the codec's side
-(round trip, refusals, the C encoder) is in tests/firmware_bridge."""
+those: the link keeps their order.  Real parts: a real pty pair written frame by frame and the daemon's threads, or
+``spectro-sim --sample-tag`` -> ``spectro-edge run`` -> a real mosquitto; the committed trainer-built demo bundle with
+``[archive]`` on; ``spectro-edge export`` as a subprocess.  The codec's side (round trip, refusals, the C encoder) is
+in tests/firmware_bridge."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import numpy as np
 
 from benchmarks.harness.processes import child_env
 from firmware_bridge.frames import SampleTag
+from tests.support.broker import MosquittoBroker
 from tests.support.daemon import REPO, DemoBundles, offline_stream, wait_for
 from tests.support.inprocess import feed, inprocess_daemon
+from tests.support.processes import Proc, Subscriber, start_daemon, start_sim, write_config
 from tests.support.pty_device import PtyDevice, serve_daemon
 
 SAMPLE_ID = "LAB 2026/12-04#7"
@@ -39,13 +42,8 @@ def test_the_spectra_after_a_sample_tag_frame_are_archived_as_that_sample_s(
         daemon.stop()
     assert not daemon.failed
 
-    out = tmp_path / "line.npz"
-    proc = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "export", str(tmp_path / "archive.sqlite"), "--out", str(out)],
-        cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    with np.load(out, allow_pickle=False) as z:
-        seqs, sample_ids, tags = [int(s) for s in z["seq"]], list(z["sample_id"]), list(z["tags_sample_id"])
+    d = _export(tmp_path / "archive.sqlite", tmp_path / "line.npz")
+    seqs, sample_ids, tags = [int(s) for s in d["seq"]], list(d["sample_id"]), list(d["tags_sample_id"])
     assert seqs == [s.seq for s in spectra]
     tagged = [seq for seq, sid in zip(seqs, sample_ids) if sid == SAMPLE_ID]
     assert tagged == [s.seq for s in spectra[BEFORE:BEFORE + TAGGED]], "exactly the spectra after the frame"
@@ -61,3 +59,34 @@ def test_without_the_archive_a_sample_tag_is_counted_and_nothing_else_changes(
     assert daemon.counters.get("device_sample_tags_ignored") == 1 and daemon.counters.get("device_sample_tags") == 0
     assert daemon.counters.get("predictions") == 6 and daemon.counters.get("frames_errors") == 0
     assert daemon.counters.get("frames_ignored") == 0
+
+
+def _export(archive: Path, out: Path) -> dict[str, np.ndarray]:
+    proc = subprocess.run([sys.executable, "-m", "edge.cli", "export", str(archive), "--out", str(out)], cwd=REPO,
+                          env=child_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    with np.load(out, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_spectro_sim_s_sample_tag_reaches_the_archive_of_spectro_edge_run(
+    tmp_path: Path, demo_bundles: DemoBundles, mosquitto_broker: MosquittoBroker, subscriber: Subscriber,
+    procs: list[Proc],
+) -> None:
+    at, frames = 30, 4
+    sim, device = start_sim(tmp_path, count=0, rate_hz=100.0, extra=("--sample-tag", f"{at}:{frames}:{SAMPLE_ID}"))
+    procs.append(sim)
+    config = write_config(tmp_path, port_url=device, bundle=demo_bundles.v1, mqtt_port=mosquitto_broker.port)
+    config.write_text(config.read_text(encoding="utf-8") + '[archive]\nenabled = true\npolicy = "all"\n',
+                      encoding="utf-8")
+    daemon = start_daemon(tmp_path, config)
+    procs.append(daemon)
+    wait_for(lambda: subscriber.count() >= at + frames + 10 or not daemon.alive(), "predictions past the tag")
+    wait_for(lambda: any(m["counters"].get("device_sample_tags") == 1 for m in subscriber.kind("/metrics")),
+             "the tag counted in the metrics")
+    assert daemon.end() == 0, daemon.text()
+    d = _export(tmp_path / "state" / "archive.sqlite", tmp_path / "line.npz")
+    seqs = [int(s) for s in d["seq"]]
+    tagged = [seq for seq, sid in zip(seqs, d["sample_id"]) if sid == SAMPLE_ID]
+    assert tagged == seqs[at:at + frames], "the stream's spectra at and after the tag's index, in order"
+    assert list(d["tags_sample_id"]) == [SAMPLE_ID]
