@@ -93,6 +93,26 @@ def test_bad_data_gives_clear_errors(changes: dict[str, object], message: str) -
         validate_dataset(_dataset(**changes))
 
 
+def test_a_constant_spectrum_is_refused_at_load_naming_its_row(tmp_path: Path) -> None:
+    """A dead detector's flat spectrum (the last on-line spectra of a fermentation set are all one value) used to
+    load, train for minutes, then stop with "SNV of a constant spectrum" naming no row."""
+    ds = _dataset()
+    ds.X[7] = 0.0
+    path = tmp_path / "spectra.csv"
+    _write_csv(path, ds)
+    text = path.read_text().replace("sample,", "sample_id,", 1)
+    path.write_text(text)
+    with pytest.raises(DataError, match=r"spectra.csv: expected spectra that vary across channels, got 1 constant "
+                                        r"spectra \(first at row 7, sample_id 's7': every channel 0\); remove them "
+                                        r"or list them in \[data\] exclude"):
+        load_csv(path, targets=["fat_pct"])
+    # Excluded, the rest loads.
+    cfg = parse_config('[data]\npath = "spectra.csv"\ntargets = ["fat_pct"]\nexclude = { sample_id = "s7" }\n'
+                       '[split]\ntrain = { split = "cal" }\n[split.test]\nt = { split = "test" }\n'
+                       '[preprocessing.candidates]\nsnv = [{ op = "snv" }]\n', base_dir=tmp_path)
+    assert load_configured(cfg.data).n_samples == N_ROWS - 1
+
+
 def test_missing_target_value_is_reported() -> None:
     y = np.ones((N_ROWS, 2))
     y[3, 1] = np.nan
