@@ -18,7 +18,7 @@ from trainer.data import (
     load_npz,
     validate_dataset,
 )
-from trainer.errors import DataError, TrainConfigError
+from trainer.errors import DataError, SplitError, TrainConfigError
 from trainer.splits import select_rows
 
 N_ROWS = 20
@@ -553,6 +553,23 @@ def test_boolean_columns_match_toml_booleans(tmp_path: Path) -> None:
     assert select_rows(ds, cfg.split.tests[0].selector).tolist() == [1, 3, 5, 7, 9, 11]
     kept = load_csv(path, targets=["fat"], exclude={"calibrate": False}, min_samples=5)
     assert kept.column("calibrate").all() and kept.n_samples == 6
+
+
+def test_a_quoted_boolean_says_how_to_write_it(tmp_path: Path) -> None:
+    """A TRUE/FALSE column (R's write.csv) selected with the file's word in quotes matches nothing; the refusal
+    says to write a TOML boolean, in a selector and in exclude."""
+    path = tmp_path / "data.csv"
+    lines = _text(["1100", "1102", "1104", "1106"]).splitlines()
+    lines = [lines[0] + ",train", *(ln + (",TRUE" if i % 3 else ",FALSE") for i, ln in enumerate(lines[1:]))]
+    path.write_text("\n".join(lines) + "\n")
+    ds = load_csv(path, targets=["fat"])
+    hint = r"; column 'train' holds booleans: write train = true or false \(TOML booleans, without quotes\)"
+    with pytest.raises(SplitError, match=r"split.train.train: no row has train = 'TRUE'; values present: False, "
+                                         r"True" + hint):
+        select_rows(ds, {"train": "TRUE"}, where="split.train")
+    with pytest.raises(DataError, match=r"got 1 that no row has: 'FALSE' \(values present: False, True\)" + hint):
+        load_csv(path, targets=["fat"], exclude={"train": "FALSE"})
+    assert select_rows(ds, {"train": True}).size == 8
 
 
 def test_npz_boolean_column_matches_toml_booleans(tmp_path: Path) -> None:
