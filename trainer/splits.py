@@ -19,6 +19,7 @@ import numpy as np
 
 from trainer.config import Selector, SplitConfig
 from trainer.data import SpectralDataset
+from trainer.data.cells import _bool_hint
 from trainer.errors import SplitError
 
 __all__ = [
@@ -110,7 +111,8 @@ def select_rows(ds: SpectralDataset, selector: Selector | Mapping[str, Any], *, 
         hit = _matches(col, wanted)
         if not hit.any():
             present = ", ".join(str(v) for v in np.unique(col)[:12])
-            raise SplitError(f"{where}.{key}: no row has {key} = {wanted!r}; values present: {present}")
+            raise SplitError(f"{where}.{key}: no row has {key} = {wanted!r}; values present: {present}"
+                             + _bool_hint(col, key, wanted))
         mask &= hit
     rows = np.flatnonzero(mask)
     if rows.size == 0:

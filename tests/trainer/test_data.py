@@ -18,7 +18,7 @@ from trainer.data import (
     load_npz,
     validate_dataset,
 )
-from trainer.errors import DataError, TrainConfigError
+from trainer.errors import DataError, SplitError, TrainConfigError
 from trainer.splits import select_rows
 
 N_ROWS = 20
@@ -91,6 +91,26 @@ def test_valid_synthetic_dataset_passes() -> None:
 def test_bad_data_gives_clear_errors(changes: dict[str, object], message: str) -> None:
     with pytest.raises(DataError, match=message):
         validate_dataset(_dataset(**changes))
+
+
+def test_a_constant_spectrum_is_refused_at_load_naming_its_row(tmp_path: Path) -> None:
+    """A dead detector's flat spectrum (the last on-line spectra of a fermentation set are all one value) used to
+    load, train for minutes, then stop with "SNV of a constant spectrum" naming no row."""
+    ds = _dataset()
+    ds.X[7] = 0.0
+    path = tmp_path / "spectra.csv"
+    _write_csv(path, ds)
+    text = path.read_text().replace("sample,", "sample_id,", 1)
+    path.write_text(text)
+    with pytest.raises(DataError, match=r"spectra.csv: expected spectra that vary across channels, got 1 constant "
+                                        r"spectra \(first at row 7, sample_id 's7': every channel 0\); remove them "
+                                        r"or list them in \[data\] exclude"):
+        load_csv(path, targets=["fat_pct"])
+    # Excluded, the rest loads.
+    cfg = parse_config('[data]\npath = "spectra.csv"\ntargets = ["fat_pct"]\nexclude = { sample_id = "s7" }\n'
+                       '[split]\ntrain = { split = "cal" }\n[split.test]\nt = { split = "test" }\n'
+                       '[preprocessing.candidates]\nsnv = [{ op = "snv" }]\n', base_dir=tmp_path)
+    assert load_configured(cfg.data).n_samples == N_ROWS - 1
 
 
 def test_missing_target_value_is_reported() -> None:
@@ -533,6 +553,23 @@ def test_boolean_columns_match_toml_booleans(tmp_path: Path) -> None:
     assert select_rows(ds, cfg.split.tests[0].selector).tolist() == [1, 3, 5, 7, 9, 11]
     kept = load_csv(path, targets=["fat"], exclude={"calibrate": False}, min_samples=5)
     assert kept.column("calibrate").all() and kept.n_samples == 6
+
+
+def test_a_quoted_boolean_says_how_to_write_it(tmp_path: Path) -> None:
+    """A TRUE/FALSE column (R's write.csv) selected with the file's word in quotes matches nothing; the refusal
+    says to write a TOML boolean, in a selector and in exclude."""
+    path = tmp_path / "data.csv"
+    lines = _text(["1100", "1102", "1104", "1106"]).splitlines()
+    lines = [lines[0] + ",train", *(ln + (",TRUE" if i % 3 else ",FALSE") for i, ln in enumerate(lines[1:]))]
+    path.write_text("\n".join(lines) + "\n")
+    ds = load_csv(path, targets=["fat"])
+    hint = r"; column 'train' holds booleans: write train = true or false \(TOML booleans, without quotes\)"
+    with pytest.raises(SplitError, match=r"split.train.train: no row has train = 'TRUE'; values present: False, "
+                                         r"True" + hint):
+        select_rows(ds, {"train": "TRUE"}, where="split.train")
+    with pytest.raises(DataError, match=r"got 1 that no row has: 'FALSE' \(values present: False, True\)" + hint):
+        load_csv(path, targets=["fat"], exclude={"train": "FALSE"})
+    assert select_rows(ds, {"train": True}).size == 8
 
 
 def test_npz_boolean_column_matches_toml_booleans(tmp_path: Path) -> None:

@@ -164,11 +164,33 @@ def test_cli_keygen_and_sign_make_a_bundle_the_edge_verifies(fitted: dict[str, A
 
 def test_a_split_too_small_for_the_intervals_is_refused_before_training(tmp_path: Path) -> None:
     write_synthetic(tmp_path / "synthetic.npz")
-    (tmp_path / "train.toml").write_text(CONFIG.replace("coverage = 0.8", "coverage = 0.99"))
-    with pytest.raises(TrainConfigError, match=r"intervals at coverage 0.99 need at least 99 selection rows, got 30 "
+    (tmp_path / "train.toml").write_text(CONFIG.replace("coverage = 0.8", "coverage = 0.995"))
+    with pytest.raises(TrainConfigError, match=r"intervals at coverage 0.995 need at least 199 calibration rows "
+                                                r"\(selection rows \+ training rows out of fold\), got 30 \+ 90 "
                                                 r"\(nothing was trained\)"):
         fit(load_config(tmp_path / "train.toml"), tmp_path / "out")
     assert not (tmp_path / "out" / "synthetic-conc.spectrolite").exists()
+
+
+def test_few_selection_rows_suffice_when_the_training_rows_give_out_of_fold_residuals(tmp_path: Path) -> None:
+    """A small calibration set (60 gasoline spectra, 21 yarn spectra) leaves a 20 % hold-out under the 9 rows a 90 %
+    interval needs; the intervals also calibrate on every training row's out-of-fold residual, so the split is
+    accepted unless --model cnn leaves those out."""
+    from dataclasses import replace
+
+    from trainer.pipeline.prepare import prepare_data
+
+    write_synthetic(tmp_path / "synthetic.npz")
+    (tmp_path / "train.toml").write_text(CONFIG.replace("coverage = 0.8", "coverage = 0.9").replace(
+        'select = {split = "val"}', 'select = {split = "val", sample_id = ["s030", "s031"]}'))
+    cfg = load_config(tmp_path / "train.toml")
+    data = prepare_data(cfg, lambda _: None)
+    assert (data.plan.train_rows.size, data.plan.select_rows.size) == (90, 6)
+    cnn_only = replace(cfg, selection=replace(cfg.selection, model="cnn"))
+    with pytest.raises(TrainConfigError, match=r"intervals at coverage 0.9 need at least 9 selection rows with "
+                                                r"model = 'cnn' \(no out-of-fold residuals of the training rows\), "
+                                                r"got 6 \(nothing was trained\)"):
+        prepare_data(cnn_only, lambda _: None)
 
 
 def test_spectra_a_counts_conversion_cannot_produce_are_refused(tmp_path: Path) -> None:

@@ -110,3 +110,11 @@ def _matches(col: np.ndarray, wanted: Any) -> np.ndarray:
     if numeric and isinstance(wanted, (int, float)) and not isinstance(wanted, bool):
         return np.asarray(col == wanted)
     return np.asarray(col.astype(str) == str(wanted))
+
+
+def _bool_hint(col: np.ndarray, name: str, wanted: Any) -> str:
+    """For a text value that matched nothing in a bool column (``"TRUE"`` copied from the file): how to write it."""
+    values = wanted if isinstance(wanted, (list, tuple)) else [wanted]
+    if not np.issubdtype(col.dtype, np.bool_) or not any(isinstance(v, str) for v in values):
+        return ""
+    return f"; column {name!r} holds booleans: write {name} = true or false (TOML booleans, without quotes)"

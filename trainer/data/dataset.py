@@ -112,6 +112,16 @@ def validate_dataset(ds: SpectralDataset, *, min_samples: int = MIN_SAMPLES) -> 
         raise DataError(
             f"{src}: X holds {int(bad.sum())} NaN/infinite values in {rows.size} spectra (first at row {int(rows[0])})"
         )
+    # A flat spectrum (a dead or blocked detector, padding) is no measurement, and SNV or a normalisation of it
+    # fails only after training, when the split that holds it is preprocessed.
+    flat = np.flatnonzero(np.ptp(X, axis=1) == 0)
+    if flat.size:
+        r = int(flat[0])
+        key = next((f", {k} {str(ds.columns[k][r])!r}" for k in ("sample_id", "file") if k in ds.columns), "")
+        raise DataError(
+            f"{src}: expected spectra that vary across channels, got {flat.size} constant spectra (first at row {r}"
+            f"{key}: every channel {float(X[r, 0]):g}); remove them or list them in [data] exclude"
+        )
     wl = ds.wavelengths
     if wl.ndim != 1 or wl.shape[0] != p:
         raise DataError(f"{src}: expected {p} wavelengths (one per channel), got shape {wl.shape}")

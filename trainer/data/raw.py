@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.data.cells import _MISSING_POLICIES, _class_names, _column_array, _matches
+from trainer.data.cells import _MISSING_POLICIES, _bool_hint, _class_names, _column_array, _matches
 from trainer.data.dataset import SpectralDataset, validate_dataset
 from trainer.errors import DataError
 
@@ -69,7 +69,7 @@ def _exclusion_mask(columns: Mapping[str, np.ndarray], exclude: Mapping[str, Any
             present = ", ".join(str(v) for v in np.unique(col)[:12])
             raise DataError(
                 f"data.exclude.{name}: expected values present in column {name!r}, got {len(absent)} that no row "
-                f"has: {', '.join(map(repr, absent))} (values present: {present})"
+                f"has: {', '.join(map(repr, absent))} (values present: {present})" + _bool_hint(col, name, absent)
             )
     return mask
 

@@ -119,9 +119,15 @@ def _check_rows(cfg: TrainConfig, tr: np.ndarray, sel: np.ndarray, groups: np.nd
     if tr.size < 5:
         problems.append(f"the OOD model needs at least 5 training rows, got {tr.size}")
     if not classify:
+        # The intervals calibrate on the selection rows' residuals plus the training rows' out-of-fold ones, which
+        # every regression has unless --model cnn skips the CNN cross-validation (pipeline.calibrate).
         need = min_calibration_rows(cfg.intervals.coverage)
-        if sel.size < need:
-            problems.append(f"intervals at coverage {cfg.intervals.coverage:g} need at least {need} selection rows, "
-                            f"got {sel.size}")
+        cov = f"intervals at coverage {cfg.intervals.coverage:g} need at least {need}"
+        if cfg.selection.model == "cnn" and sel.size < need:
+            problems.append(f"{cov} selection rows with model = 'cnn' (no out-of-fold residuals of the training "
+                            f"rows), got {sel.size}")
+        elif cfg.selection.model != "cnn" and sel.size + tr.size < need:
+            problems.append(f"{cov} calibration rows (selection rows + training rows out of fold), got "
+                            f"{sel.size} + {tr.size}")
     if problems:
         raise TrainConfigError("split: " + "; ".join(problems) + " (nothing was trained)")
