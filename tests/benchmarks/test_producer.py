@@ -4,14 +4,18 @@ acquired ahead and sent again in turn, each with the next seq and a fresh timest
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benchmarks.cli import main
 from benchmarks.producer import ReplaySpectrometer, describe, sim_args
 from firmware_bridge.codec import FrameDecoder, encode
 from firmware_bridge.frames import Annotation, Spectrum, SpectrumFlags
 from firmware_bridge.simulator import SimulatorConfig, VirtualSpectrometer, load_spectra
+from tests.support.bench_data import COUNTS_BUNDLE, counts_dataset
 
 REPLAY = 3
 
@@ -63,3 +67,17 @@ def test_producer_options_name_what_was_used() -> None:
     assert sim_args(argparse.Namespace(producer="replay"))[0] == "--replay"
     assert "replaying" in describe(argparse.Namespace(producer="replay"))
     assert "afresh" in describe(argparse.Namespace(producer="simulator"))
+
+
+@pytest.mark.slow
+def test_a_throughput_step_with_the_replaying_producer_delivers_every_frame(tmp_path: Path) -> None:
+    """The replayed spectra go through the real pty, daemon, mosquitto and subscriber like the simulator's own."""
+    out = tmp_path / "tp.json"
+    rc = main(["throughput", "--bundle", str(COUNTS_BUNDLE), "--dataset", str(counts_dataset(tmp_path / "d.npz")),
+               "--rate", "100", "--frames", "40", "--rates", "", "--no-max", "--producer", "replay",
+               "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert "replaying" in data["setup"]["producer"]
+    assert data["frames_sent"] == data["predictions_received"] == 40 and data["lost"] == 0
+    assert data["duplicates"] == 0
