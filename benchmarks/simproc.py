@@ -4,7 +4,8 @@
 frame's device timestamp to a subscriber's receipt in another process, both must read one clock, so this runner
 builds the same :class:`firmware_bridge.simulator.Simulator` with a device clock of ``CLOCK_MONOTONIC``
 microseconds (``time.monotonic_ns() // 1000``, system-wide on Linux). Everything else is the simulator's own code;
-the first stdout line is the pty path, as with ``spectro-sim --pty``.
+the first stdout line is the pty path, as with ``spectro-sim --pty``. ``--replay N`` sends N spectra acquired
+ahead again in turn (:mod:`benchmarks.producer`), a cheaper producer for the throughput search.
 """
 
 from __future__ import annotations
@@ -42,13 +43,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--count", type=int, required=True, help="spectra to send")
     p.add_argument("--line-spectra", type=int, default=0, help="send LINE frames of N spectra (0: SPECTRUM frames)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--replay", type=int, default=0, metavar="N",
+                   help="send N spectra acquired ahead again in turn (benchmarks.producer; 0: acquire each afresh)")
     p.add_argument("--linger", type=float, default=2.0, help="seconds to stay up after the last spectrum")
     args = p.parse_args(argv)
     cfg = SimulatorConfig(dataset_path=args.dataset, rate_hz=args.rate, count=args.count, seed=args.seed,
                           line_spectra=args.line_spectra,
                           exit_when_done=True, linger_s=args.linger, connect_delay_s=0.25)
     x, wl, y = load_spectra(cfg)
-    device = VirtualSpectrometer(x, wl, y, cfg, clock_us=host_clock_us)
+    if args.replay:
+        from benchmarks.producer import ReplaySpectrometer
+
+        device: VirtualSpectrometer = ReplaySpectrometer(x, wl, y, cfg, clock_us=host_clock_us, replay=args.replay)
+    else:
+        device = VirtualSpectrometer(x, wl, y, cfg, clock_us=host_clock_us)
     sim = Simulator(cfg, PtyEndpoint(args.link), device=device)
     stop = threading.Event()
     with events_on_signals({signal.SIGTERM: stop, signal.SIGINT: stop}):

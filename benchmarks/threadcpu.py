@@ -71,6 +71,7 @@ def _wrapper(config: Path, names: Path) -> str:
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks import producer
     from benchmarks.harness import Mosquitto, end_process, read_first_line
     from benchmarks.results import system_load
     from benchmarks.throughput import resolve_setup, write_daemon_config
@@ -90,6 +91,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         with open(work / "simulator.log", "wb") as sim_log, open(work / "daemon.log", "wb") as daemon_log:
             sim = subprocess.Popen([sys.executable, "-m", "benchmarks.simproc", "--link", str(work / "tty"),
                                     "--rate", str(sim_rate), "--count", str(count), "--linger", "1.0",
+                                    *producer.sim_args(args),
                                     *(["--dataset", str(setup.dataset)] if setup.dataset is not None else [])],
                                    stdout=subprocess.PIPE, stderr=sim_log, env=env)
             daemon = None
@@ -126,6 +128,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     total = sum(float(t["cpu_pct"]) for t in threads)
     return {"benchmark": "threadcpu", "rate_hz": max(0.0, args.rate), "window_s": wall, "daemon_cpu_pct": total,
             "daemon_us_per_frame": total * 1e4 / args.rate if frames else None, "threads": threads,
+            "producer": producer.describe(args),
             "load_before": load_before, "load_after": load_after, "workdir": str(work) if args.keep else None}
 
 
@@ -139,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dataset", type=Path, help="npz the simulator streams (with --bundle)")
     p.add_argument("--keep", type=Path, help="keep the config and logs here")
     p.add_argument("--json", type=Path, help="write the figures here")
+    from benchmarks import producer
+
+    producer.add_arguments(p)
     args = p.parse_args(argv)
     result = measure(args)
     lb, la = result["load_before"]["loadavg_1m"], result["load_after"]["loadavg_1m"]

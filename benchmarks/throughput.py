@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import throughput_line  # the line-frame steps, kept in their own module
+from benchmarks import producer, throughput_line  # the producer, the line-frame steps: each its own module
 from benchmarks.harness import DEVICE, LINE, SITE, daemon_command
 from benchmarks.results import (
     host_facts,
@@ -104,6 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run one extra, uncounted step at --rate with the daemon under cProfile (per thread)")
     parser.add_argument("--plot", type=Path, help="PNG of delivered rate and latency (default: beside --json)")
     parser.add_argument("--json", metavar="PATH", default=None, help="write the figures as JSON (and .md beside)")
+    producer.add_arguments(parser)  # --producer simulator|replay (benchmarks/producer.py)
     throughput_line.add_arguments(parser)  # --line-spectra N: the line-frame steps (benchmarks/throughput_line.py)
 
 
@@ -305,8 +306,7 @@ def run_step(setup: Setup, broker: Any, sub: Subscriber, *, rate: float, frames:
         cfg = write_daemon_config(workdir / "edge.toml", port_url=port_url, bundle=setup.bundle, mqtt_port=broker.port,
                                   qos=qos, threads=threads, workdir=workdir, **(sections or {}))
         argv = daemon_argv(cfg) if daemon_argv is not None else daemon_command(cfg)
-        daemon = subprocess.Popen(argv,
-                                  stdout=daemon_log, stderr=subprocess.STDOUT, env=env)
+        daemon = subprocess.Popen(argv, stdout=daemon_log, stderr=subprocess.STDOUT, env=env)
         expected_s = frames / rate if rate > 0 else frames / 500.0
         deadline = time.monotonic() + START_TIMEOUT_S + 3.0 * expected_s
         first: tuple[float, float | None, float | None, float | None] | None = None
@@ -486,8 +486,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 plan += [(r, max(200, int(r * args.step_seconds))) for r in _rates(args.rates) if r > args.rate]
                 for i, (rate, frames) in enumerate(plan):
                     log.info("step %d: %d spectra at %g frames/s", i, frames, rate)
-                    step = run_step(setup, broker, sub, rate=rate, frames=frames, qos=args.qos,
-                                    threads=args.threads, workdir=work / f"step{i}-{rate:g}hz")
+                    step = run_step(setup, broker, sub, rate=rate, frames=frames, qos=args.qos, threads=args.threads,
+                                    workdir=work / f"step{i}-{rate:g}hz", sim_args=producer.sim_args(args))
                     steps.append(step)
                     log.info("step %d: %s", i, _one_line(step))
                     if i > 0 and not (_keeps_up(step) and _simulator_reached(step)):
@@ -495,7 +495,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 if not args.no_max:
                     log.info("step %d: %d spectra as fast as possible", len(steps), args.max_frames)
                     step = run_step(setup, broker, sub, rate=0.0, frames=int(args.max_frames), qos=args.qos,
-                                    threads=args.threads, workdir=work / f"step{len(steps)}-max")
+                                    threads=args.threads, workdir=work / f"step{len(steps)}-max",
+                                    sim_args=producer.sim_args(args))
                     steps.append(step)
                     log.info("max step: %s", _one_line(step))
                 if args.profile_daemon is not None:
@@ -524,8 +525,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "benchmark": "throughput",
         "setup": {"bundle": str(setup.bundle), "dataset": None if setup.dataset is None else str(setup.dataset),
-                  "description": setup.description, "qos": args.qos, "daemon_threads": args.threads,
-                  "broker_tcp_nodelay": not args.broker_nagle},
+                  "description": setup.description, "producer": producer.describe(args), "qos": args.qos,
+                  "daemon_threads": args.threads, "broker_tcp_nodelay": not args.broker_nagle},
         "sustained_fps": None if best is None else best["delivered_fps"],
         "sustained_step_rate_hz": None if best is None else best["rate_hz"],
         "limited_by": limited_by,

@@ -32,6 +32,7 @@ def render(result: dict[str, Any]) -> str:
     summary = [
         ["setup", f"{result['setup']['description']}, QoS {result['setup']['qos']}, mosquitto set_tcp_nodelay "
                   f"{'true' if result['setup'].get('broker_tcp_nodelay', True) else 'false'}"],
+        ["producer", result["setup"].get("producer", "simulator")],
         ["sustained fps with zero loss", result["sustained_fps"]],
         ["limited by", result["limited_by"]],
         [f"goal >= {g['sustained_fps_min']:g} fps", verdict(g["sustained_met"])],

@@ -172,7 +172,8 @@ class Daemon:
             dark_path=config.references.dark_path, white_path=config.references.white_path,
             state_dir=Path(config.outbox.path).parent, device_id=self.device_id, counters=self.counters,
             send_command=self._send_command, emit=self.outbound.emit, respond_error=self._respond_error, clock=clock)
-        self.reader = Reader(transport, self.frames, self.counters, self._stop_reading)
+        self.reader = Reader(transport, self.frames, self.counters, self._stop_reading,
+                             keep_annotations=forward_annotations)
         #: The spectrum archive (edge.archive; [archive]): offered every judged spectrum, None when disabled.
         self.archive = Archive.from_config(config.archive, clock=clock) if config.archive.enabled else None
         #: Check standards ([control]) that measure_control measures; None when none are declared.

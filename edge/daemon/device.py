@@ -79,7 +79,7 @@ def printable(text: object, limit: int = DEVICE_TEXT_MAX) -> str:
 def status_axis_problem(status: Status) -> tuple[str | None, np.ndarray | None]:
     """Check the calibration a STATUS frame announces: ``(problem, None)`` when it cannot be a detector's
     wavelength axis (fewer than 2 pixels, a polynomial that overflows or gives NaN, an axis that is not strictly
-    monotonic), else ``(None, wavelengths_nm)``."""
+    monotonic), else ``(None, wavelengths_nm)`` (read-only)."""
     n = int(status.pixel_count)
     if n < 2:
         return f"expected at least 2 pixels, got {n}", None
@@ -96,6 +96,7 @@ def status_axis_problem(status: Status) -> tuple[str | None, np.ndarray | None]:
     d = np.diff(wl)
     if not ((d > 0).all() or (d < 0).all()):
         return "the wavelength axis is not strictly monotonic", None
+    wl.flags.writeable = False  # one immutable array per STATUS: the engine's checks judge it once, by identity
     return None, wl
 
 

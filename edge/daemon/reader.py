@@ -38,15 +38,18 @@ class Reader:
 
     Serial errors are counted (``serial_read_errors``) and logged; the transport reconnects itself.  Frames the
     full frames queue drops (the inference thread is behind) are counted by the queue (``frames_dropped_queue_full``)
-    and logged here, at most once per :data:`DROP_LOG_EVERY_S`.
+    and logged here, at most once per :data:`DROP_LOG_EVERY_S`.  With ``keep_annotations=False`` (annotations are
+    not forwarded: ``device.forward_annotations = false``) ANNOTATION frames are counted here
+    (``annotation_frames``, as the inference thread would) and not queued: the queue's room is the spectra's.
     """
 
     def __init__(self, transport: Any, frames: BoundedQueue[_Received], counters: Counters,
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, *, keep_annotations: bool = True) -> None:
         self._transport = transport
         self._frames = frames
         self._counters = counters
         self._stop = stop
+        self._keep_annotations = keep_annotations
         self._drops_logged = 0  # the queue's drop count at the last log line
         self._drop_logged_at = -DROP_LOG_EVERY_S
 
@@ -86,8 +89,16 @@ class Reader:
 
     def _hand_over(self, items: list[_Received]) -> None:
         """Put the frames on the frames queue in order, with one wake-up of the inference thread (spectra and
-        annotations may be dropped there when it is full: counted by the queue)."""
+        annotations may be dropped there when it is full: counted by the queue); annotations that are not forwarded
+        are only counted."""
         self._counters.incr("frames_in", len(items))
+        if not self._keep_annotations:
+            kept = [item for item in items if not isinstance(item.frame, Annotation)]
+            if len(kept) != len(items):
+                self._counters.incr("annotation_frames", len(items) - len(kept))
+            items = kept
+            if not items:  # nothing to wake the inference thread for
+                return
         self._frames.put_many([(item, _droppable(item.frame)) for item in items])
         if self._frames.dropped != self._drops_logged:
             self._log_drops()

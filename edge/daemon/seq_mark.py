@@ -15,7 +15,6 @@ can miss is described in docs/daemon.md ("Sequence numbers across restarts").
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Callable, Protocol
@@ -91,7 +90,8 @@ class SeqMark:
         if self._store is None or boot_id is None or seq is None or (boot_id, seq) == self._staged:
             return
         self._staged = (boot_id, seq)
-        self._store.stage({self._name: json.dumps({"boot_id": boot_id, "seq": seq})})
+        # json.dumps({"boot_id": boot_id, "seq": seq}) to the byte for two ints, without the encoder (once a batch)
+        self._store.stage({self._name: f'{{"boot_id": {int(boot_id)}, "seq": {int(seq)}}}'})
 
     def tick(self, *, force: bool = False) -> None:
         """Write a mark no message carried, when :data:`MARK_FLUSH_S` has passed since the last time (or ``force``:

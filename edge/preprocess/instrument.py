@@ -233,6 +233,10 @@ class Resample(Step):
     row_exact: ClassVar[bool] = True
     _lo: float = field(init=False, repr=False, compare=False)
     _hi: float = field(init=False, repr=False, compare=False)
+    #: The last immutable device axis that passed the checks, as given, and as used (ascending), and whether it was
+    #: reversed: the same array object again (a daemon passes its device's axis with every frame) is not checked
+    #: again.  One tuple, replaced whole (another thread may read it).
+    _checked: tuple[Any, FloatArray, bool] | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         g = readonly(self.grid, "grid", 1)
@@ -261,21 +265,15 @@ class Resample(Step):
             raise AxisContractError(
                 f"resampling needs wavelengths= (the device axis covering {lo!r}-{hi!r} {self.unit}), got none"
             )
-        w = as_float(wavelengths)
-        if w.ndim != 1 or w.shape[0] != X.shape[-1]:
-            raise AxisContractError(f"expected wavelengths of shape ({X.shape[-1]},), got {w.shape}")
-        if w.shape[0] < 2 or not np.all(np.isfinite(w)):
-            raise AxisContractError("expected at least 2 finite wavelengths")
-        dw = np.diff(w)
-        if np.all(dw < 0):
-            w = w[::-1]
+        checked = self._checked
+        if checked is not None and wavelengths is checked[0]:
+            w, descending = checked[1], checked[2]  # this very (immutable) axis passed the checks below
+            if w.shape[0] != X.shape[-1]:
+                raise AxisContractError(f"expected wavelengths of shape ({X.shape[-1]},), got {w.shape}")
+        else:
+            w, descending = self._checked_axis(wavelengths, X.shape[-1])
+        if descending:
             X = X[..., ::-1]
-        elif not np.all(dw > 0):
-            raise AxisContractError("expected a strictly monotonic wavelength axis")
-        # A polynomial calibration may miss the grid's ends by rounding (AXIS_SLACK of the grid's span).
-        problem = covering_problem(float(w[0]), float(w[-1]), lo, hi, self.unit, AXIS_SLACK * (hi - lo))
-        if problem is not None:
-            raise AxisContractError(problem)
         if X.ndim == 1:
             out1: FloatArray = np.interp(self.grid, w, X)
             return out1
@@ -283,6 +281,30 @@ class Resample(Step):
         for i in range(X.shape[0]):
             out[i] = np.interp(self.grid, w, X[i])
         return out
+
+    def _checked_axis(self, wavelengths: npt.ArrayLike, n_channels: int) -> tuple[FloatArray, bool]:
+        """The device axis ascending and whether it was given descending, once it is known to be one of
+        ``n_channels`` finite, strictly monotonic values that cover the grid; AxisContractError otherwise.  An
+        immutable axis that passes is remembered (:attr:`_checked`)."""
+        lo, hi = self._lo, self._hi
+        w = as_float(wavelengths)
+        if w.ndim != 1 or w.shape[0] != n_channels:
+            raise AxisContractError(f"expected wavelengths of shape ({n_channels},), got {w.shape}")
+        if w.shape[0] < 2 or not np.all(np.isfinite(w)):
+            raise AxisContractError("expected at least 2 finite wavelengths")
+        dw = np.diff(w)
+        descending = bool(np.all(dw < 0))
+        if descending:
+            w = w[::-1]
+        elif not np.all(dw > 0):
+            raise AxisContractError("expected a strictly monotonic wavelength axis")
+        # A polynomial calibration may miss the grid's ends by rounding (AXIS_SLACK of the grid's span).
+        problem = covering_problem(float(w[0]), float(w[-1]), lo, hi, self.unit, AXIS_SLACK * (hi - lo))
+        if problem is not None:
+            raise AxisContractError(problem)
+        if is_immutable(wavelengths):  # nobody can change it: the verdict holds for the same object
+            object.__setattr__(self, "_checked", (wavelengths, w, descending))
+        return w, descending
 
     def to_spec(self) -> dict[str, Any]:
         return {"op": self.op, "grid": array_to_spec(self.grid), "unit": self.unit}

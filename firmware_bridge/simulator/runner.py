@@ -34,6 +34,12 @@ __all__ = ["Simulator", "SimulatorCounters"]
 
 _LOG = logging.getLogger(__name__)
 
+#: How far the paced stream may fall behind its schedule and still catch up (the frames due meanwhile go out back to
+#: back, as a device's frames wait in its link's buffer), seconds; beyond it the schedule starts again from now.  A
+#: wake-up of the loop that comes a few hundred microseconds late would otherwise lose that time for good, and at
+#: thousands of frames/s the stream fell short of ``rate_hz`` by a fifth.
+CATCH_UP_S = 0.02
+
 
 @dataclass
 class SimulatorCounters:
@@ -188,7 +194,8 @@ class Simulator:
                         streamed_before = device.streamed
                         self._send(device.stream_next(), stop)
                         period = device.period_s * max(1, device.streamed - streamed_before)  # a LINE: n spectra
-                        next_due = max(next_due + period, time.monotonic() - period) if period else time.monotonic()
+                        next_due = (max(next_due + period, time.monotonic() - max(period, CATCH_UP_S)) if period
+                                    else time.monotonic())
                         if device.streamed != streamed_before:  # not when a reboot left the device waiting
                             self._after_spectrum(stop)
                         every = self.config.faults.disconnect_every
