@@ -366,7 +366,7 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
             parts.append(f"<h2>Confusion, {html.escape(split)} (cnn_int8)</h2>" + _confusion(inp, split, "cnn_int8"))
             parts.append(f"<h3>Confusion, {html.escape(split)} (PLS-DA)</h3>" + _confusion(inp, split, "pls"))
     else:
-        for split in [*tests, "select"]:
+        for split in [*tests, *(["select"] if "select" in inp.plan.roles() else [])]:
             imgs.append((f"Predicted vs reference: {split}", _pred_vs_ref(inp, out, split)))
         imgs.append(("Residuals (band: conformal interval)", _residuals(inp, out, tests)))
     imgs.append(("CNN learning curves", _learning_curves(inp, out)))
