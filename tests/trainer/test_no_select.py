@@ -140,3 +140,20 @@ def test_wheat_example_names_no_select_and_tecator_tablets_keep_their_protocol_s
     assert tecator.split.select is not None and dict(tecator.split.select.where) == {"statlib_subset": "M_monitor"}
     tablets = load_config(repo_root / "examples" / "tablets_assay.toml")
     assert tablets.split.select is not None and dict(tablets.split.select.where)["split"] == "validate"
+
+
+@pytest.mark.slow
+def test_model_cnn_without_select_calibrates_its_intervals_on_the_cnn_cross_validation(tmp_path: Path) -> None:
+    """--model cnn has no selection rows to calibrate on: its CNN is cross-validated and the intervals come from
+    those out-of-fold residuals of every training row (never from the in-sample fit)."""
+    from dataclasses import replace
+
+    cfg = load_config(_write(tmp_path))
+    result = fit_full(replace(cfg, selection=replace(cfg.selection, model="cnn", cnn_cv_folds=3)), tmp_path / "out")
+    m = result.metrics
+    assert m["deployed_model"] == "cnn" and m["selection"]["folds"] == 3
+    cov = m["interval_coverage"]
+    assert cov["out_of_fold"] == "fixed_recipe"
+    assert cov["calibration"] == {"select": 0, "train_out_of_fold": 120}
+    assert 0 < cov["test"]["conc_pct"] <= 1
+    assert check_command(result.bundle_path) == 0
