@@ -230,10 +230,11 @@ def build_tablets(out_dir: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0)
         ds = load_configured(cfg.data)
         tr, sel = plan.train_rows, plan.select_rows
         X_tr = _features(bundle, ds.X[tr])
-        X_sel = _features(bundle, ds.X[sel])
+        X_sel = _features(bundle, ds.X[sel]) if sel.size else None  # no selection rows: [split] names none
         y_tr = ds.y[tr]
         pcfg = pruning.PruneConfig.from_dict({"target_sparsity": PRUNED_SPARSITY})
-        pr = pruning.prune_model(model, X_tr, y_tr, config=pcfg, seed=seed, X_sel=X_sel, y_sel=ds.y[sel])
+        pr = pruning.prune_model(model, X_tr, y_tr, config=pcfg, seed=seed, X_sel=X_sel,
+                                 y_sel=ds.y[sel] if sel.size else None)
         rng = np.random.default_rng(seed)
         rep = X_tr[np.sort(rng.choice(X_tr.shape[0], min(200, X_tr.shape[0]), replace=False))]
         pruned_bytes = convert_int8(pr.model, rep, subprocess=False, seed=seed)

@@ -322,6 +322,12 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
                   (sel.get("ratio_cnn_to_pls") or {}).get(t), str(served.get(t, "")).upper(), why.get(t, "")]
                  for t in names],
             ))
+        if sel.get("int8_cost_rows"):
+            rows_text = {"select": "the selection rows",
+                         "train": "the training rows ([split] names no selection rows)"}.get(
+                str(sel["int8_cost_rows"]), str(sel["int8_cost_rows"]))
+            parts.append(f"<p class='note'>int8 cost (int8 RMSE / float RMSE of the final CNN) measured on "
+                         f"{html.escape(rows_text)}.</p>")
         parts.append(_search_paragraph(m.get("search") or {}))
     parts.append("<h2>Rows</h2>")
     parts.append(_table(["role", "rows"], [[k, v] for k, v in m.get("splits", {}).items()]))
@@ -366,7 +372,7 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
             parts.append(f"<h2>Confusion, {html.escape(split)} (cnn_int8)</h2>" + _confusion(inp, split, "cnn_int8"))
             parts.append(f"<h3>Confusion, {html.escape(split)} (PLS-DA)</h3>" + _confusion(inp, split, "pls"))
     else:
-        for split in [*tests, "select"]:
+        for split in [*tests, *(["select"] if "select" in inp.plan.roles() else [])]:
             imgs.append((f"Predicted vs reference: {split}", _pred_vs_ref(inp, out, split)))
         imgs.append(("Residuals (band: conformal interval)", _residuals(inp, out, tests)))
     imgs.append(("CNN learning curves", _learning_curves(inp, out)))
@@ -406,8 +412,11 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
         parts.append(f"<p>Nominal coverage {_fmt(cov.get('nominal'))} from {cov.get('calibration_rows')} rows "
                      f"({html.escape(str(cov.get('calibration')))}; training rows out of fold: "
                      f"{html.escape(str(cov.get('out_of_fold')))}); "
-                     f"half-widths {html.escape(str(cov.get('half_widths')))}. The selection rows also chose the "
-                     "CNN's stopping epoch, so the coverage measured on the test rows below is the honest check.</p>")
+                     f"half-widths {html.escape(str(cov.get('half_widths')))}. "
+                     + ("The selection rows also chose the CNN's stopping epoch, so the coverage measured on the "
+                        "test rows below is the honest check.</p>" if (cov.get("calibration") or {}).get("select")
+                        else "No selection rows: every calibration row's residual is out of fold; the coverage "
+                        "measured on the test rows below is the honest check.</p>"))
         parts.append(_table(["split", *ds.target_names],
                             [[s, *[v.get(t) for t in ds.target_names]] for s, v in cov.items()
                              if isinstance(v, Mapping) and s not in ("half_widths", "calibration")]))

@@ -43,7 +43,8 @@ class SplitPlan:
     ----------
     train_rows : ndarray of int, shape (n_train,)
     select_rows : ndarray of int, shape (n_select,)
-        Rows for early stopping, model choice and conformal calibration.
+        Rows for early stopping, model choice and conformal calibration; empty when ``[split]`` names none
+        (everything is then chosen by cross-validation on the training rows).
     tests : mapping of str to ndarray of int
         Named test sets, reported under their names.
     groups : ndarray, shape (n_samples,)
@@ -59,8 +60,9 @@ class SplitPlan:
     group_column: str = "row"
 
     def roles(self) -> dict[str, np.ndarray]:
-        """Every role by name: ``train``, ``select`` then the test sets."""
-        return {"train": self.train_rows, "select": self.select_rows, **dict(self.tests)}
+        """Every role by name: ``train``, ``select`` (left out when empty) then the test sets."""
+        sel = {"select": self.select_rows} if self.select_rows.size else {}
+        return {"train": self.train_rows, **sel, **dict(self.tests)}
 
 
 def group_labels(ds: SpectralDataset, group: str | None) -> np.ndarray:
@@ -194,25 +196,36 @@ def make_split_plan(ds: SpectralDataset, cfg: SplitConfig, *, seed: int) -> Spli
         select = np.sort(folds[cfg.select_fold][1])
         train = np.setdiff1d(np.arange(ds.n_samples), np.union1d(test, select))
         tests = {"test": test}
+        with_select = True
     else:
-        assert cfg.train is not None and cfg.select is not None
+        assert cfg.train is not None
         train = select_rows(ds, cfg.train, where="split.train")
-        if cfg.select.holdout_fraction is not None:
-            train, select = holdout_rows(train, groups, cfg.select.holdout_fraction, seed=seed)
+        chosen = cfg.select
+        if chosen is None and ds.is_classification:
+            chosen = Selector(holdout_fraction=0.2)
+            log.info("split: no select for a classification: a grouped 20 %% hold-out of the training rows")
+        if chosen is None:
+            select = np.zeros(0, dtype=np.int64)  # regression: everything chosen by CV on the training rows
+        elif chosen.holdout_fraction is not None:
+            train, select = holdout_rows(train, groups, chosen.holdout_fraction, seed=seed)
         else:
-            select = select_rows(ds, cfg.select, where="split.select")
+            select = select_rows(ds, chosen, where="split.select")
+        with_select = chosen is not None
         tests = {t.name: select_rows(ds, t.selector, where=f"split.test.{t.name}") for t in cfg.tests}
     for name in ("train", "select"):
         if name in tests:
             raise SplitError(f"split.test.{name}: a test set may not be called {name!r}")
     plan = SplitPlan(train_rows=train, select_rows=select, tests=tests, groups=groups, group_column=cfg.group)
     check_no_leak(groups, plan.roles(), test_names=list(tests))
-    if train.size < 2 or select.size < 2:
+    if with_select and (train.size < 2 or select.size < 2):
         raise SplitError(f"expected at least 2 train and 2 select rows, got {train.size} and {select.size}")
+    if not with_select and train.size < 2:
+        raise SplitError(f"expected at least 2 train rows, got {train.size} (no select rows: [split] names none)")
     log.info(
-        "split: train %d rows, select %d rows, %s",
+        "split: train %d rows, select %d rows%s, %s",
         train.size,
         select.size,
+        "" if with_select else " (none named: everything is chosen by cross-validation on the training rows)",
         ", ".join(f"{k} {v.size} rows" for k, v in tests.items()),
     )
     return plan

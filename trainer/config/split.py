@@ -62,8 +62,10 @@ class TestSet:
 class SplitConfig:
     """Which rows train, select and test.
 
-    ``method = "explicit"`` uses selectors over per-row columns; ``"grouped_kfold"`` assigns whole groups to
-    ``folds`` folds (seeded) and takes fold ``test_fold`` as test and fold ``select_fold`` as selection rows.
+    ``method = "explicit"`` uses selectors over per-row columns (``select`` None: no selection rows for a
+    regression, a grouped 20 % hold-out of the training rows for a classification); ``"grouped_kfold"`` assigns
+    whole groups to ``folds`` folds (seeded) and takes fold ``test_fold`` as test and fold ``select_fold`` as
+    selection rows.
     ``group`` names the column keeping replicates together (``"row"``: every row is its own group); several
     columns together form the group when given as an array or joined by ``+`` (``"meta_sample+meta_supplier"``).
     """
@@ -106,7 +108,9 @@ class SplitConfig:
         train = Selector.from_dict(d["train"], "split.train")
         if train.holdout_fraction is not None:
             raise TrainConfigError("split.train: holdout_fraction is only allowed for split.select")
-        select = Selector.from_dict(d["select"], "split.select") if "select" in d else Selector(holdout_fraction=0.2)
+        # Without ``select`` a regression has no selection rows (everything is chosen by cross-validation on the
+        # training rows); a classification keeps a grouped 20 % hold-out (trainer.splits.make_split_plan).
+        select = Selector.from_dict(d["select"], "split.select") if "select" in d else None
         tests_d = _table(d, "test", w, required=True)
         if not tests_d:
             raise TrainConfigError("split.test: expected at least one named test set, e.g. [split.test] test = {...}")

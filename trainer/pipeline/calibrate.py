@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from trainer.config import TrainConfig
+from trainer.errors import TrainerError
 from trainer.pipeline.baseline import deployable_pls_on
 from trainer.pipeline.choose import Deployed
 from trainer.pipeline.cnn import CnnCv
@@ -113,8 +114,8 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
         rt = ModelRuntime(member.tflite, output_affine=None if transform is None
                           else (transform["scale"], transform["offset"]))
         runtimes[name] = rt
-        member_sel[name] = np.asarray(rt.predict(member.edge_pipe.transform(X[sel])),
-                                      dtype=np.float64).reshape(sel.size, -1)
+        member_sel[name] = (np.asarray(rt.predict(member.edge_pipe.transform(X[sel])), dtype=np.float64)
+                            .reshape(sel.size, -1) if sel.size else np.zeros((0, len(target_names))))
     sel_pred = _per_target(member_sel, serving)
     # Held-out residuals of every calibration row: the selection rows (final model) and the training rows
     # out of fold, not the selection rows alone. A deployed PLS is chosen again in every fold (nested CV): its
@@ -140,6 +141,10 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
     if oof is not None and np.all(np.isfinite(oof)):
         resid = np.concatenate([resid, Y[tr] - oof])
         interval_rows["train_out_of_fold"] = int(tr.size)
+    elif sel.size == 0:
+        # prepare._check_rows makes every regression without selection rows cross-validate its deployed model
+        raise TrainerError("intervals: expected out-of-fold predictions of the training rows (no selection rows), "
+                           "got none or non-finite ones; nothing to calibrate the intervals on")
     else:
         how = "none"
     intervals = fit_intervals(resid, cfg.intervals.coverage, target_names=target_names)

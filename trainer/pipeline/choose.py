@@ -81,14 +81,17 @@ def choose_deployed(
     cfg: TrainConfig, data: Prepared, pls: Any, recipe: Recipe, cv: CnnCv, net: TrainedNetwork, int8: Int8Network,
     preds: Predictions,
 ) -> Deployed:
-    """Score the candidates (grouped cross-validation, int8 cost on the selection rows) and pick the winner."""
+    """Score the candidates (grouped cross-validation, int8 cost on the selection rows, or on the training rows
+    where there are none: :func:`int8_cost_role`) and pick the winner."""
     from trainer.champion import choose_model, deployable_pls, pls_cv_rmse
 
-    X, Y, tr, sel, classify = data.ds.X, data.ds.y, data.plan.train_rows, data.plan.select_rows, data.classify
+    X, Y, tr, classify = data.ds.X, data.ds.y, data.plan.train_rows, data.classify
     int8_cost = None
-    if not classify and sel.size >= _MIN_COST_ROWS:
-        err_f = np.sqrt(np.mean((preds[("select", "cnn_float")] - Y[sel]) ** 2, axis=0))
-        err_q = np.sqrt(np.mean((preds[("select", "cnn_int8")] - Y[sel]) ** 2, axis=0))
+    role = int8_cost_role(data)
+    if not classify and role is not None:
+        rows = data.plan.roles()[role]
+        err_f = np.sqrt(np.mean((preds[(role, "cnn_float")] - Y[rows]) ** 2, axis=0))
+        err_q = np.sqrt(np.mean((preds[(role, "cnn_int8")] - Y[rows]) ** 2, axis=0))
         int8_cost = np.where(err_f > 0, err_q / np.where(err_f > 0, err_f, 1.0), 1.0)
     X_cal, Y_cal, _ = pls_calibration_rows(cfg, data, X[tr], Y[tr].astype(np.float64), data.groups[tr])
     dep = None if classify else deployable_pls(pls, X_cal, Y_cal,
@@ -117,6 +120,17 @@ def choose_deployed(
     log.info("per-target bundle: %s (primary %s)",
              ", ".join(f"{t} <- {m}" for t, m in zip(data.ds.target_names, serving)), primary.name)
     return _deployed(selection, dep, primary, second=second, serving=serving)
+
+
+def int8_cost_role(data: Prepared) -> str | None:
+    """The rows the champion rule measures the CNN's int8 cost on: the selection rows, or without any the training
+    rows (``[split]`` names no select); None when there are too few (fewer than :data:`_MIN_COST_ROWS`)."""
+    sel, tr = data.plan.select_rows, data.plan.train_rows
+    if sel.size >= _MIN_COST_ROWS:
+        return "select"
+    if sel.size == 0 and tr.size >= _MIN_COST_ROWS:
+        return "train"
+    return None
 
 
 def _deployed(selection: Any, dep: Any, primary: Member, *, second: Member | None = None,

@@ -1,5 +1,6 @@
 """The CNN stages of a fit: cross-validate the recipe (for the champion choice and the intervals), train the final
-network on the training rows (kept epoch picked on the selection rows), and prune it."""
+network on the training rows (kept epoch picked on the selection rows; without selection rows, the recipe's epochs),
+and prune it."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def cross_validate_cnn(
         log.info("CNN cross-validation: the out-of-fold predictions of search trial %s",
                  recipe.search.get("best_trial"))
         cnn_oof = recipe.search_oof
-    elif mode == "auto" and not data.classify:
+    elif not data.classify and (mode == "auto" or (mode == "cnn" and data.plan.select_rows.size == 0)):
+        # With --model cnn and no selection rows, the out-of-fold predictions calibrate the intervals.
         stage("cross-validate CNN")
         cnn_oof = cnn_cv_predictions(
             X[tr], Y[tr].astype(np.float64), data.groups[tr],
@@ -103,10 +105,15 @@ def train_network(cfg: TrainConfig, data: Prepared, recipe: Recipe, stage: Calla
     edge_pipe = pre.to_edge()
 
     y_tr = Y[tr][:, 0] if classify else Y[tr]
-    y_sel = Y[sel][:, 0] if classify else Y[sel]
     X_aug, y_aug = augment(X[tr], y_tr, recipe.augment, seed=cfg.seed)
     X_tr_pre = pre.transform(X_aug)
-    X_sel_pre = pre.transform(X[sel])
+    # No selection rows: a fixed number of epochs (the recipe's), early stopping and the plateau schedule watch the
+    # training loss, the last epoch is kept (trainer.models.train_cnn without X_sel), as in the CNN cross-validation.
+    X_sel_pre = pre.transform(X[sel]) if sel.size else None
+    y_sel = (Y[sel][:, 0] if classify else Y[sel]) if sel.size else None
+    if sel.size == 0:
+        log.info("no selection rows: the CNN trains %d epochs on all %d training rows, the last epoch kept",
+                 recipe.cnn.epochs, tr.size)
     log.info("CNN input: preprocessing %s, %d training spectra (%d after augmentation), input shape %s",
              recipe.candidate, tr.size, X_aug.shape[0], X_tr_pre.shape[1:])
     trained = train_cnn(X_tr_pre, y_aug, X_sel_pre, y_sel, config=recipe.cnn, seed=cfg.seed, trunks=trunks)
@@ -188,8 +195,8 @@ def keras_predict(model: Any, X: np.ndarray) -> np.ndarray:
 
 
 
-def _prune(trained: Any, pcfg: Any, cfg: TrainConfig, X_tr: np.ndarray, y_tr: np.ndarray, X_sel: np.ndarray,
-           y_sel: np.ndarray) -> tuple[Any, dict[str, Any]]:
+def _prune(trained: Any, pcfg: Any, cfg: TrainConfig, X_tr: np.ndarray, y_tr: np.ndarray, X_sel: np.ndarray | None,
+           y_sel: np.ndarray | None) -> tuple[Any, dict[str, Any]]:
     """Magnitude pruning with fine-tuning (:func:`trainer.pruning.prune_model`) when configured.
 
     Fine-tuning uses the CNN's own training loss on the folded output units (``TrainedCNN.fine_tune_loss``, e.g.

@@ -9,6 +9,7 @@ conversion is kept unless a variant is closer by more than :data:`MIN_GAIN`."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +74,8 @@ def convert_network(cfg: TrainConfig, data: Prepared, net: TrainedNetwork) -> In
         candidates = convert_int8_candidates(to_convert, rep, X_fid, subprocess=cfg.quantize.subprocess,
                                              seed=cfg.seed)
         float_std = cnn_predict(to_convert, X_fid, False)
-        tflite_int8, calibration = choose_calibration(candidates, net.edge_pipe.transform(X[rows]), float_std)
+        tflite_int8, calibration = choose_calibration(candidates, net.edge_pipe.transform(X[rows]), float_std,
+                                                      roles=[r for r in FIDELITY_ROLES if r in roles])
     rt = _runtime(tflite_int8, cnn_transform)
     output_step = rt.output_step
     if output_step is not None and not data.classify:
@@ -82,8 +84,8 @@ def convert_network(cfg: TrainConfig, data: Prepared, net: TrainedNetwork) -> In
                        X_train_pre=X_train_pre, runtime=rt, calibration=calibration)
 
 
-def choose_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray,
-                       float_std: np.ndarray) -> tuple[bytes, dict[str, Any]]:
+def choose_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray, float_std: np.ndarray,
+                       roles: Sequence[str] = FIDELITY_ROLES) -> tuple[bytes, dict[str, Any]]:
     """The int8 candidate closest to the float network, and the ``metrics.json`` ``quantize`` entry.
 
     Parameters
@@ -94,6 +96,8 @@ def choose_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray,
         The fidelity rows through the edge's preprocessing (what the runtime is fed on the line).
     float_std : ndarray, shape (n, n_targets)
         The float network's standardised outputs on the same rows.
+    roles : sequence of str
+        The roles those rows come from (``train`` alone when ``[split]`` names no select rows).
 
     Returns
     -------
@@ -107,10 +111,11 @@ def choose_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray,
     plain = candidates[0][0]
     best = min(rms, key=lambda k: rms[k])
     chosen = best if rms[best] < (1.0 - MIN_GAIN) * rms[plain] else plain
-    log.info("int8 calibration variants, RMS difference from the float network (standardised, %d training and "
-             "selection rows): %s; kept %s", X_edge.shape[0],
-             ", ".join(f"{k} {v:.4g}" for k, v in rms.items()), chosen)
-    entry = {"criterion": "rms of int8 - float standardised outputs on the training and selection rows",
+    where = {"train": "training", "select": "selection"}
+    on = " and ".join(where.get(r, r) for r in roles) + " rows"
+    log.info("int8 calibration variants, RMS difference from the float network (standardised, %d %s): %s; kept %s",
+             X_edge.shape[0], on, ", ".join(f"{k} {v:.4g}" for k, v in rms.items()), chosen)
+    entry = {"criterion": f"rms of int8 - float standardised outputs on the {on}", "roles": list(roles),
              "rows": int(X_edge.shape[0]), "min_gain": MIN_GAIN, "rms_std": rms, "chosen": chosen}
     return dict(candidates)[chosen], entry
 

@@ -111,7 +111,10 @@ def _check_rows(cfg: TrainConfig, tr: np.ndarray, sel: np.ndarray, groups: np.nd
 
     problems = []
     n_groups = int(np.unique(groups[tr]).size)
-    folds = max(cfg.cv.folds, cfg.selection.cnn_cv_folds if cfg.selection.model == "auto" and not classify else 2,
+    # Without selection rows a regression's CNN is cross-validated even with model = 'cnn': its out-of-fold
+    # predictions are the intervals' only calibration rows (pipeline.cnn.cross_validate_cnn).
+    cnn_cv = not classify and (cfg.selection.model == "auto" or (cfg.selection.model == "cnn" and sel.size == 0))
+    folds = max(cfg.cv.folds, cfg.selection.cnn_cv_folds if cnn_cv else 2,
                 (cfg.search.folds or cfg.selection.cnn_cv_folds) if cfg.search.active and not classify else 2)
     if n_groups < folds:
         problems.append(f"cross-validation with {folds} folds needs at least {folds} groups of training rows, "
@@ -120,13 +123,17 @@ def _check_rows(cfg: TrainConfig, tr: np.ndarray, sel: np.ndarray, groups: np.nd
         problems.append(f"the OOD model needs at least 5 training rows, got {tr.size}")
     if not classify:
         # The intervals calibrate on the selection rows' residuals plus the training rows' out-of-fold ones, which
-        # every regression has unless --model cnn skips the CNN cross-validation (pipeline.calibrate).
+        # every regression has unless --model cnn with selection rows skips the CNN cross-validation
+        # (pipeline.calibrate).
         need = min_calibration_rows(cfg.intervals.coverage)
         cov = f"intervals at coverage {cfg.intervals.coverage:g} need at least {need}"
-        if cfg.selection.model == "cnn" and sel.size < need:
+        if sel.size == 0 and tr.size < need:
+            problems.append(f"{cov} calibration rows (training rows out of fold; [split] names no select rows), "
+                            f"got {tr.size}")
+        elif cfg.selection.model == "cnn" and 0 < sel.size < need:
             problems.append(f"{cov} selection rows with model = 'cnn' (no out-of-fold residuals of the training "
                             f"rows), got {sel.size}")
-        elif cfg.selection.model != "cnn" and sel.size + tr.size < need:
+        elif cfg.selection.model != "cnn" and 0 < sel.size and sel.size + tr.size < need:
             problems.append(f"{cov} calibration rows (selection rows + training rows out of fold), got "
                             f"{sel.size} + {tr.size}")
     if problems:

@@ -24,7 +24,7 @@ def write_run_report(cfg: TrainConfig, data: Prepared, pls: Any, net: TrainedNet
     explain_paths = explain_run(
         out / "report",
         X_abs_train=ds.X[tr],
-        X_abs_explain=ds.X[sel],
+        X_abs_explain=ds.X[sel if sel.size else tr],  # no selection rows: the training rows
         wavelengths=ds.wavelengths,
         target_names=list(ds.class_names) if classify and ds.class_names else list(ds.target_names),
         unit=ds.axis_unit,

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from trainer.config import TrainConfig
-from trainer.pipeline.choose import Deployed
+from trainer.pipeline.choose import Deployed, int8_cost_role
 from trainer.pipeline.cnn import TrainedNetwork, best_epochs
 from trainer.pipeline.evaluate import Evaluation
 from trainer.pipeline.int8 import Int8Network
@@ -84,7 +84,8 @@ def summarise(cfg: TrainConfig, data: Prepared, recipe: Recipe, pls: Any, net: T
                                 dict.fromkeys(map(str, ds.target_names), deployed.name or selection.winner)),
         "deployed_members": [{"name": m.name, "model": f, "bytes": len(m.tflite)}
                              for m, f in zip(deployed.members, ("model.tflite", "model_2.tflite"))],
-        "selection": selection.to_dict(),
+        # int8_cost_rows: the role the int8 cost was measured on (select, or train where [split] names no select)
+        "selection": {**selection.to_dict(), "int8_cost_rows": None if classify else int8_cost_role(data)},
         "search": recipe.search,
         "pretrain": net.pretrain,
         "deployed_pls": ({"candidate": dep.candidate, "n_components": dict(dep.n_components)}

@@ -1,0 +1,159 @@
+"""A regression whose ``[split]`` names no ``select`` (issue 12, cause 2): every calibration row trains, everything
+is chosen by grouped cross-validation on them, and the intervals calibrate on their out-of-fold residuals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge.bundle import check_command, load_bundle
+from tests.support.tiny_fit import CONFIG, write_synthetic
+from trainer.config import load_config
+from trainer.errors import TrainConfigError
+from trainer.pipeline import MODELS
+from trainer.pipeline.fit import fit_full
+
+#: The tiny config with no selection rows: the 40 calibration samples (split cal + val, 120 spectra) all train.
+NO_SELECT = CONFIG.replace('train = {split = "cal"}\nselect = {split = "val"}\n', 'train = {split = ["cal", "val"]}\n')
+
+
+def _write(base: Path, text: str = NO_SELECT) -> Path:
+    write_synthetic(base / "synthetic.npz")
+    (base / "train.toml").write_text(text)
+    return base / "train.toml"
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    base = tmp_path_factory.mktemp("nosel")
+    assert "select" not in NO_SELECT.split("[split.test]")[0].split("[split]")[1]
+    result = fit_full(load_config(_write(base)), base / "out")
+    return {"result": result, "base": base}
+
+
+@pytest.mark.slow
+def test_a_config_without_select_writes_a_bundle_the_edge_loads_and_self_tests(fitted: dict[str, Any]) -> None:
+    result = fitted["result"]
+    assert check_command(result.bundle_path) == 0  # the edge's loader and its golden-vector self-test
+    bundle = load_bundle(result.bundle_path)
+    assert bundle.intervals is not None and np.all(np.isfinite(bundle.intervals.q_hat))
+    m = result.metrics
+    assert m["splits"] == {"train": 120, "test": 30}
+    rows = {(e["split"], e["target"], e["model"]) for e in m["evaluations"]}
+    assert rows == {(s, "conc_pct", mod) for s in ("train", "test") for mod in MODELS}
+    assert all(np.isfinite(e["rmsep"]) for e in m["evaluations"])
+    cov = m["interval_coverage"]
+    assert cov["calibration"] == {"select": 0, "train_out_of_fold": 120} and cov["calibration_rows"] == 120
+    assert 0 < cov["test"]["conc_pct"] <= 1
+    # The champion's int8 cost and the int8 calibration variant are measured on the training rows alone.
+    assert m["selection"]["int8_cost_rows"] == "train"
+    assert np.isfinite(m["selection"]["int8_cost"]["conc_pct"])
+    assert m["cnn_int8_calibration"]["rows"] == 120 and m["cnn_int8_calibration"]["roles"] == ["train"]
+    assert "training rows" in m["cnn_int8_calibration"]["criterion"]
+    assert "selection" not in m["cnn_int8_calibration"]["criterion"]
+    # The CNN ran its configured epochs, the last one kept (no selection loss to pick another).
+    assert m["cnn_best_epochs"] == [3]
+    html = (result.report_path).read_text()
+    assert "pred_vs_ref_select.png" not in html and "pred_vs_ref_test.png" in html
+    assert "measured on the training rows ([split] names no selection rows)" in html
+    assert "No selection rows: every calibration row" in html
+
+
+@pytest.mark.slow
+def test_the_pls_is_fitted_on_every_calibration_row(fitted: dict[str, Any]) -> None:
+    """The run's PLS predicts exactly as a PLS fitted (same CV) on all 120 calibration rows, found here from the
+    data file, not from the plan."""
+    from trainer.pipeline.baseline import fit_pls_on
+    from trainer.pipeline.prepare import prepare_data
+
+    result, base = fitted["result"], fitted["base"]
+    with np.load(base / "synthetic.npz") as z:
+        cal = np.flatnonzero(np.isin(z["split"], ["cal", "val"]))
+        test = np.flatnonzero(z["split"] == "test")
+    np.testing.assert_array_equal(result.extras["plan"].train_rows, cal)
+    cfg = load_config(base / "train.toml")
+    data = prepare_data(cfg, lambda _: None)
+    X, Y = data.ds.X, data.ds.y.astype(np.float64)
+    ref = fit_pls_on(cfg, data, X[cal], Y[cal], data.groups[cal])
+    run_pls = result.extras["pls"]
+    assert run_pls.components == ref.components
+    np.testing.assert_array_equal(run_pls.predict(X[test]), ref.predict(X[test]))
+    fewer = fit_pls_on(cfg, data, X[cal[:90]], Y[cal[:90]], data.groups[cal[:90]])
+    assert not np.array_equal(run_pls.predict(X[test]), fewer.predict(X[test]))
+
+
+def test_too_few_calibration_rows_are_refused_with_the_numbers(tmp_path: Path) -> None:
+    cfg_path = _write(tmp_path, NO_SELECT.replace("coverage = 0.8", "coverage = 0.995"))
+    with pytest.raises(TrainConfigError, match=r"intervals at coverage 0.995 need at least 199 calibration rows "
+                                                r"\(training rows out of fold; \[split\] names no select rows\), "
+                                                r"got 120 \(nothing was trained\)"):
+        fit_full(load_config(cfg_path), tmp_path / "out")
+    assert not (tmp_path / "out" / "synthetic-conc.spectrolite").exists()
+
+
+def test_without_select_the_plan_has_no_selection_rows_and_model_cnn_cross_validates(tmp_path: Path) -> None:
+    """No selection rows, and ``--model cnn`` still passes the split check: its CNN is cross-validated for the
+    intervals (the folds are checked against the training groups, with the numbers)."""
+    from dataclasses import replace
+
+    from trainer.pipeline.prepare import prepare_data
+
+    cfg = load_config(_write(tmp_path))
+    data = prepare_data(cfg, lambda _: None)
+    assert data.plan.select_rows.size == 0 and "select" not in data.plan.roles()
+    cnn_only = replace(cfg, selection=replace(cfg.selection, model="cnn", cnn_cv_folds=50))
+    with pytest.raises(TrainConfigError, match=r"cross-validation with 50 folds needs at least 50 groups of "
+                                                r"training rows, got 40"):
+        prepare_data(cnn_only, lambda _: None)
+    with_select = load_config(_write(tmp_path, CONFIG))
+    prepare_data(replace(with_select, selection=replace(with_select.selection, model="cnn", cnn_cv_folds=50)),
+                 lambda _: None)  # with selection rows, --model cnn skips the CNN cross-validation
+
+
+def test_a_classification_without_select_keeps_a_grouped_hold_out(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from trainer.config import SplitConfig
+    from trainer.data import load_configured
+    from trainer.splits import make_split_plan
+
+    cfg = load_config(_write(tmp_path))
+    ds = load_configured(cfg.data)
+    split = SplitConfig.from_dict({"group": "sample_id", "train": {"split": ["cal", "val"]},
+                                   "test": {"test": {"split": "test"}}})
+    assert split.select is None
+    plan = make_split_plan(ds, split, seed=0)
+    assert plan.select_rows.size == 0 and plan.train_rows.size == 120
+    classes = replace(ds, y=(ds.y > 5).astype(np.int64), class_names=("low", "high"))
+    held = make_split_plan(classes, split, seed=0)
+    assert held.select_rows.size > 0 and held.train_rows.size + held.select_rows.size == 120
+    assert not set(classes.column("sample_id")[held.select_rows]) & set(classes.column("sample_id")[held.train_rows])
+
+
+def test_wheat_example_names_no_select_and_tecator_tablets_keep_their_protocol_splits(repo_root: Path) -> None:
+    wheat = load_config(repo_root / "examples" / "wheat_protein.toml")
+    assert wheat.split.select is None
+    tecator = load_config(repo_root / "examples" / "tecator_fat.toml")
+    assert tecator.split.select is not None and dict(tecator.split.select.where) == {"statlib_subset": "M_monitor"}
+    tablets = load_config(repo_root / "examples" / "tablets_assay.toml")
+    assert tablets.split.select is not None and dict(tablets.split.select.where)["split"] == "validate"
+
+
+@pytest.mark.slow
+def test_model_cnn_without_select_calibrates_its_intervals_on_the_cnn_cross_validation(tmp_path: Path) -> None:
+    """--model cnn has no selection rows to calibrate on: its CNN is cross-validated and the intervals come from
+    those out-of-fold residuals of every training row (never from the in-sample fit)."""
+    from dataclasses import replace
+
+    cfg = load_config(_write(tmp_path))
+    result = fit_full(replace(cfg, selection=replace(cfg.selection, model="cnn", cnn_cv_folds=3)), tmp_path / "out")
+    m = result.metrics
+    assert m["deployed_model"] == "cnn" and m["selection"]["folds"] == 3
+    cov = m["interval_coverage"]
+    assert cov["out_of_fold"] == "fixed_recipe"
+    assert cov["calibration"] == {"select": 0, "train_out_of_fold": 120}
+    assert 0 < cov["test"]["conc_pct"] <= 1
+    assert check_command(result.bundle_path) == 0
