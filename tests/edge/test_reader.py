@@ -51,29 +51,10 @@ def _burst() -> list[Any]:
 
 
 def test_a_burst_reaches_the_queue_in_order_in_a_few_hand_overs() -> None:
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    tty.setraw(master)
     frames = _burst()
     queue = CountingQueue()
-    counters, stop = Counters(), threading.Event()
-    with SerialTransport(os.ttyname(slave), read_timeout_s=0.05) as transport:
-        reader = threading.Thread(target=Reader(transport, queue, counters, stop).run, daemon=True)
-        reader.start()
-        try:
-            wire = b"".join(encode(f) for f in frames)
-            writer = threading.Thread(target=os.write, args=(master, wire), daemon=True)
-            writer.start()  # one write, as a device streams; blocks while the pty's buffer is full
-            got: list[Any] = []
-            deadline = time.monotonic() + PATIENCE_S
-            while len(got) < len(frames) and time.monotonic() < deadline:
-                got += [item.frame for item in queue.get_many(1000, 0.1)]
-            writer.join(PATIENCE_S)
-        finally:
-            stop.set()
-            reader.join(PATIENCE_S)
-            os.close(master)
-            os.close(slave)
+    counters = Counters()
+    got = _read_burst(queue, counters, frames, keep_annotations=True, until=len(frames))
     assert got == frames  # nothing lost, nothing reordered
     assert counters.get("frames_in") == len(frames)
     # One wake-up per frame before; now one per read burst (a pty read returns at most 4 kB: ~7 spectra here)
