@@ -14,9 +14,10 @@ file and converted by ``python -m trainer.quantize``, which is also a small comm
     python -m trainer.quantize --model m.keras --representative X.npy --out model.tflite [--float]
     python -m trainer.quantize --model m.keras --representative X.npy --all-rows A.npy --out DIR
 
-:func:`convert_int8_candidates` returns the plain conversion and the calibration variants of
-:mod:`trainer.quant_ranges` (ranges over more rows, percentile-clipped input or activations), one ``.tflite`` each;
-the trainer keeps the one closest to the float network on held-out rows (:mod:`trainer.pipeline.int8`).
+:func:`convert_int8_candidates` returns the plain conversion, the calibration variants of
+:mod:`trainer.quant_ranges` (ranges over more rows, percentile-clipped activations) and its 16-bit-activation
+conversion, one ``.tflite`` each; the trainer chooses among them on training and selection rows
+(:mod:`trainer.pipeline.int8`).
 """
 
 from __future__ import annotations
@@ -153,12 +154,19 @@ def _check_result(model_bytes: bytes, *, int8: bool, input_shape: tuple[int, ...
 def _candidates_in_process(
     keras_model: Any, representative: np.ndarray, all_rows: np.ndarray
 ) -> list[tuple[str, bytes]]:
-    """The plain int8 conversion, then the calibration variants of :func:`trainer.quant_ranges.int8_candidates`."""
-    from trainer.quant_ranges import int8_candidates
+    """The plain int8 conversion, the calibration variants of :func:`trainer.quant_ranges.int8_candidates`, then
+    the 16-bit-activation conversion of the network with its weights fine-tuned onto their int8 grid on the
+    representative rows (:mod:`trainer.weight_rounding`)."""
+    from trainer.quant_ranges import WIDE, int8_candidates, int16x8_model
+    from trainer.weight_rounding import fine_tune_rounded
 
     plain = _convert_in_process(keras_model, representative)
     with _quiet_converter("TFLite calibration variants failed"):
-        return [("minmax", plain), *int8_candidates(keras_model, all_rows)]
+        variants = int8_candidates(keras_model, all_rows)
+    tuned, _ = fine_tune_rounded(keras_model, representative)
+    with _quiet_converter("TFLite 16-bit-activation conversion failed"):
+        wide = int16x8_model(tuned, all_rows)
+    return [("minmax", plain), *variants, (WIDE, wide)]
 
 
 def _convert_in_child(
@@ -277,11 +285,14 @@ def convert_int8_candidates(
     seed: int = 0,
     custom_modules: Sequence[str] = (),
 ) -> list[tuple[str, bytes]]:
-    """The int8 conversions of :data:`trainer.quant_ranges.CANDIDATES`, ``(name, .tflite bytes)`` in that order.
+    """The int8 conversions of :data:`trainer.quant_ranges.CANDIDATES`, then :data:`~trainer.quant_ranges.WIDE`,
+    ``(name, .tflite bytes)`` in that order.
 
     The first, ``"minmax"``, is exactly :func:`convert_int8` of the same arguments; the others calibrate on
     ``all_X`` (every calibration spectrum, never test rows) and choose their ranges as
-    :mod:`trainer.quant_ranges` says. Each is checked to load in the edge runtime with int8 input and output.
+    :mod:`trainer.quant_ranges` says. Each int8 one is checked to load in the edge runtime with int8 input and
+    output; ``int16x8`` (weights fine-tuned onto their int8 grid on ``representative_X``, 16-bit activations) with
+    float32 input and output.
 
     Parameters
     ----------
@@ -302,8 +313,10 @@ def convert_int8_candidates(
         assert isinstance(result, list)
     else:
         result = _candidates_in_process(keras_model, rep, all_rows)
-    for _, model_bytes in result:
-        _check_result(model_bytes, int8=True, input_shape=input_shape)
+    from trainer.quant_ranges import WIDE
+
+    for name, model_bytes in result:
+        _check_result(model_bytes, int8=name != WIDE, input_shape=input_shape)
     log.info("int8 conversion done: %d candidates in %.1f s", len(result), time.perf_counter() - t0)
     return result
 

@@ -128,15 +128,25 @@ def test_intervals_are_calibrated_on_selection_and_nested_out_of_fold_residuals(
 
 @pytest.mark.slow
 def test_int8_calibration_is_chosen_on_training_and_selection_rows(fitted: dict[str, Any]) -> None:
-    """Every calibration variant is scored against the float network on the 90 + 30 non-test rows, one is kept."""
-    from trainer.quant_ranges import CANDIDATES
+    """Every calibration variant is scored against the float network on the 90 + 30 non-test rows, one is kept;
+    the 16-bit-activation conversion only where the int8 one's gap exceeds MAX_GAP of the CNN's own error."""
+    from trainer.pipeline.int8 import MAX_GAP
+    from trainer.quant_ranges import CANDIDATES, WIDE
 
-    cal = fitted["metrics"]["cnn_int8_calibration"]
+    m = fitted["metrics"]
+    cal = m["cnn_int8_calibration"]
     assert cal["rows"] == 90 + 30
-    assert set(cal["rms_std"]) == set(CANDIDATES) and cal["chosen"] in CANDIDATES
+    assert set(cal["rms_std"]) == {*CANDIDATES, WIDE} and cal["chosen"] in {*CANDIDATES, WIDE}
     assert all(np.isfinite(v) and v >= 0 for v in cal["rms_std"].values())
     best = min(cal["rms_std"].values())
     assert cal["rms_std"][cal["chosen"]] == best or cal["chosen"] == "minmax"
+    assert cal["int8_chosen"] in CANDIDATES and cal["max_gap"] == MAX_GAP
+    assert cal["error_source"] == "cnn_cv_rmse" and cal["error"] == pytest.approx(
+        [m["selection"]["cv_rmse"]["cnn_float"][t] for t in m["targets"]])
+    assert (cal["chosen"] == WIDE) == (max(cal["gap_to_error"]) > MAX_GAP
+                                       and cal["rms_std"][WIDE] < (1 - 0.02) * cal["rms_std"][cal["int8_chosen"]])
+    # every target has an output step, the wide conversion's being its 16-bit one
+    assert all(v > 0 for v in m["cnn_int8_output_step"].values())
 
 
 def test_metric_helpers() -> None:
