@@ -77,6 +77,13 @@ def test_candidates_come_in_order_and_the_first_is_the_plain_conversion(
     assert not np.array_equal(by_name["act_p9999"].predict(X), by_name["minmax_all"].predict(X))
 
 
+def test_int16x8_false_converts_the_int8_variants_only(models: TinyModels) -> None:
+    """``[quantize] int16x8 = "never"``: no fine-tuning, no 16-bit conversion."""
+    got = convert_int8_candidates(models.keras_model, models.X_pre_train[:120], models.X_pre_train,
+                                  subprocess=False, seed=SEED, int16x8=False)
+    assert tuple(name for name, _ in got) == CANDIDATES
+
+
 def test_choice_keeps_the_candidate_closest_to_the_float_outputs(
     models: TinyModels, candidates: list[tuple[str, bytes]]
 ) -> None:
