@@ -131,7 +131,8 @@ def test_bad_configs_name_the_key(old: str, new: str, message: str) -> None:
 
 def test_quantize_int16x8_defaults_to_auto_and_reads_never() -> None:
     assert parse_config(GOOD).quantize.int16x8 == "auto"
-    assert parse_config(GOOD.replace("[model]", '[quantize]\nint16x8 = "never"\n[model]', 1)).quantize.int16x8 == "never"
+    never = parse_config(GOOD.replace("[model]", '[quantize]\nint16x8 = "never"\n[model]', 1))
+    assert never.quantize.int16x8 == "never"
 
 
 def test_toml_syntax_error_is_a_config_error() -> None:
