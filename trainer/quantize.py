@@ -166,8 +166,12 @@ def _candidates_in_process(
     if not int16x8:
         return [("minmax", plain), *variants]
     tuned, _ = fine_tune_rounded(keras_model, representative)
-    with _quiet_converter("TFLite 16-bit-activation conversion failed"):
-        wide = int16x8_model(tuned, all_rows)
+    try:
+        with _quiet_converter("TFLite 16-bit-activation conversion failed"):
+            wide = int16x8_model(tuned, all_rows)
+    except QuantizeError as exc:  # an op without 16-bit kernels: the int8 variants still stand
+        log.warning("%s; %s left out, the int8 variants only", exc, WIDE)
+        return [("minmax", plain), *variants]
     return [("minmax", plain), *variants, (WIDE, wide)]
 
 
@@ -376,6 +380,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def progress(message: str) -> None:
         print(_PROGRESS_PREFIX + message, flush=True)
+
+    # The trainer's own log lines (the weights' fine-tuning, a left-out conversion) reach the parent's log.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(_PROGRESS_PREFIX + "child: %(message)s"))
+    trainer_log = logging.getLogger("trainer")
+    trainer_log.addHandler(handler)
+    trainer_log.setLevel(logging.INFO)
 
     for module in args.imports:
         importlib.import_module(module)

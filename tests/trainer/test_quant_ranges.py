@@ -84,6 +84,23 @@ def test_int16x8_false_converts_the_int8_variants_only(models: TinyModels) -> No
     assert tuple(name for name, _ in got) == CANDIDATES
 
 
+def test_a_failed_int16x8_conversion_leaves_the_int8_variants_and_says_so(
+    models: TinyModels, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import trainer.quant_ranges
+
+    def refuse(keras_model: object, rows: np.ndarray) -> bytes:
+        raise RuntimeError("op FOO has no 16-bit kernel")
+
+    monkeypatch.setattr(trainer.quant_ranges, "int16x8_model", refuse)
+    with caplog.at_level("WARNING", logger="trainer.quantize"):
+        got = convert_int8_candidates(models.keras_model, models.X_pre_train[:120], models.X_pre_train,
+                                      subprocess=False, seed=SEED)
+    assert tuple(name for name, _ in got) == CANDIDATES
+    assert any("16-bit-activation conversion failed: op FOO has no 16-bit kernel" in r.getMessage()
+               and "int16x8 left out" in r.getMessage() for r in caplog.records)
+
+
 def test_choice_keeps_the_candidate_closest_to_the_float_outputs(
     models: TinyModels, candidates: list[tuple[str, bytes]]
 ) -> None:
