@@ -46,6 +46,8 @@ def test_fit_writes_bundle_metrics_and_report(fitted: dict[str, Any]) -> None:
     assert on_disk == fitted["metrics"]
     html = (out / "report" / "index.html").read_text()
     assert "PLS vs CNN" in html and "pred_vs_ref_test.png" in html
+    chosen = fitted["metrics"]["cnn_int8_calibration"]["chosen"]
+    assert f"CNN conversion (docs/training.md, [quantize])</td><td>{chosen}" in html
     assert "training rows out of fold: nested" in html
     for png in ("pred_vs_ref_test.png", "residuals.png", "learning_curves.png", "pls_cv.png", "ood_t2_q.png"):
         assert (out / "report" / png).stat().st_size > 1000
