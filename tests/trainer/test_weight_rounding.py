@@ -11,7 +11,7 @@ import pytest
 from edge.runtime import ModelRuntime
 from trainer.models import CNNConfig, build_cnn
 from trainer.quant_ranges import int16x8_model, output_scale
-from trainer.weight_rounding import _weighted_layers, fine_tune_rounded, round_per_channel
+from trainer.weight_rounding import MAX_ROWS, _weighted_layers, fine_tune_rounded, round_per_channel
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,15 @@ def test_fine_tuned_kernels_lie_on_the_int8_grid_and_stay_closer_than_plain_roun
     assert 0 <= info["best_epoch"] <= info["epochs"] == 8
     got = np.sqrt(np.mean((tuned.predict(X[:120], verbose=0) - model.predict(X[:120], verbose=0)) ** 2))
     assert got == pytest.approx(info["rms_tuned"], rel=1e-4)
+
+
+def test_fine_tuning_uses_at_most_max_rows_spectra(network: tuple[Any, np.ndarray]) -> None:
+    model, X = network
+    many = np.concatenate([X, X[: MAX_ROWS + 10 - X.shape[0]]])
+    _, info = fine_tune_rounded(model, many, epochs=1)
+    assert many.shape[0] > MAX_ROWS and info["rows"] == MAX_ROWS
+    _, info = fine_tune_rounded(model, X[:50], epochs=1)
+    assert info["rows"] == 50
 
 
 def test_the_converter_keeps_the_fine_tuned_weights_exactly(network: tuple[Any, np.ndarray]) -> None:
