@@ -14,9 +14,10 @@ file and converted by ``python -m trainer.quantize``, which is also a small comm
     python -m trainer.quantize --model m.keras --representative X.npy --out model.tflite [--float]
     python -m trainer.quantize --model m.keras --representative X.npy --all-rows A.npy --out DIR
 
-:func:`convert_int8_candidates` returns the plain conversion and the calibration variants of
-:mod:`trainer.quant_ranges` (ranges over more rows, percentile-clipped input or activations), one ``.tflite`` each;
-the trainer keeps the one closest to the float network on held-out rows (:mod:`trainer.pipeline.int8`).
+:func:`convert_int8_candidates` returns the plain conversion, the calibration variants of
+:mod:`trainer.quant_ranges` (ranges over more rows, percentile-clipped activations) and its 16-bit-activation
+conversion, one ``.tflite`` each; the trainer chooses among them on training and selection rows
+(:mod:`trainer.pipeline.int8`).
 """
 
 from __future__ import annotations
@@ -151,19 +152,32 @@ def _check_result(model_bytes: bytes, *, int8: bool, input_shape: tuple[int, ...
 
 
 def _candidates_in_process(
-    keras_model: Any, representative: np.ndarray, all_rows: np.ndarray
+    keras_model: Any, representative: np.ndarray, all_rows: np.ndarray, int16x8: bool = True
 ) -> list[tuple[str, bytes]]:
-    """The plain int8 conversion, then the calibration variants of :func:`trainer.quant_ranges.int8_candidates`."""
-    from trainer.quant_ranges import int8_candidates
+    """The plain int8 conversion, the calibration variants of :func:`trainer.quant_ranges.int8_candidates`, then
+    the 16-bit-activation conversion of the network with its weights fine-tuned onto their int8 grid on the
+    representative rows (:mod:`trainer.weight_rounding`) unless ``int16x8`` is False."""
+    from trainer.quant_ranges import WIDE, int8_candidates, int16x8_model
+    from trainer.weight_rounding import fine_tune_rounded
 
     plain = _convert_in_process(keras_model, representative)
     with _quiet_converter("TFLite calibration variants failed"):
-        return [("minmax", plain), *int8_candidates(keras_model, all_rows)]
+        variants = int8_candidates(keras_model, all_rows)
+    if not int16x8:
+        return [("minmax", plain), *variants]
+    tuned, _ = fine_tune_rounded(keras_model, representative)
+    try:
+        with _quiet_converter("TFLite 16-bit-activation conversion failed"):
+            wide = int16x8_model(tuned, all_rows)
+    except QuantizeError as exc:  # an op without 16-bit kernels: the int8 variants still stand
+        log.warning("%s; %s left out, the int8 variants only", exc, WIDE)
+        return [("minmax", plain), *variants]
+    return [("minmax", plain), *variants, (WIDE, wide)]
 
 
 def _convert_in_child(
     keras_model: Any, representative: np.ndarray | None, custom_modules: Sequence[str],
-    all_rows: np.ndarray | None = None,
+    all_rows: np.ndarray | None = None, int16x8: bool = True,
 ) -> bytes | list[tuple[str, bytes]]:
     """Save the model, convert it in ``python -m trainer.quantize`` and read the result back (every candidate
     when ``all_rows`` is given)."""
@@ -183,7 +197,7 @@ def _convert_in_child(
         if all_rows is not None:
             all_path = tmp_dir / "all_rows.npy"
             np.save(all_path, all_rows, allow_pickle=False)
-            cmd += ["--all-rows", str(all_path)]
+            cmd += ["--all-rows", str(all_path)] + ([] if int16x8 else ["--no-int16x8"])
         for module in custom_modules:
             cmd += ["--import", module]
         env = dict(os.environ)
@@ -276,12 +290,16 @@ def convert_int8_candidates(
     subprocess: bool = True,
     seed: int = 0,
     custom_modules: Sequence[str] = (),
+    int16x8: bool = True,
 ) -> list[tuple[str, bytes]]:
-    """The int8 conversions of :data:`trainer.quant_ranges.CANDIDATES`, ``(name, .tflite bytes)`` in that order.
+    """The int8 conversions of :data:`trainer.quant_ranges.CANDIDATES`, then :data:`~trainer.quant_ranges.WIDE`,
+    ``(name, .tflite bytes)`` in that order.
 
     The first, ``"minmax"``, is exactly :func:`convert_int8` of the same arguments; the others calibrate on
     ``all_X`` (every calibration spectrum, never test rows) and choose their ranges as
-    :mod:`trainer.quant_ranges` says. Each is checked to load in the edge runtime with int8 input and output.
+    :mod:`trainer.quant_ranges` says. Each int8 one is checked to load in the edge runtime with int8 input and
+    output; ``int16x8`` (weights fine-tuned onto their int8 grid on ``representative_X``, 16-bit activations) with
+    float32 input and output.
 
     Parameters
     ----------
@@ -290,6 +308,9 @@ def convert_int8_candidates(
     all_X : ndarray, shape (m, *input_shape), float
         Preprocessed training and selection spectra (at least :data:`MIN_REPRESENTATIVE_SAMPLES`; a seeded subset
         of :data:`MAX_REPRESENTATIVE_SAMPLES` when more).
+    int16x8 : bool, optional
+        Build the ``int16x8`` conversion too (default); False: the int8 variants only (``[quantize] int16x8 =
+        "never"``).
     """
     input_shape = _model_input_shape(keras_model)
     rep = _prepare_representative(representative_X, input_shape, seed)
@@ -298,12 +319,14 @@ def convert_int8_candidates(
     log.info("int8 conversion with calibration variants: %d representative spectra, %d calibration spectra%s",
              rep.shape[0], all_rows.shape[0], " (child process)" if subprocess else "")
     if subprocess:
-        result = _convert_in_child(keras_model, rep, custom_modules, all_rows)
+        result = _convert_in_child(keras_model, rep, custom_modules, all_rows, int16x8)
         assert isinstance(result, list)
     else:
-        result = _candidates_in_process(keras_model, rep, all_rows)
-    for _, model_bytes in result:
-        _check_result(model_bytes, int8=True, input_shape=input_shape)
+        result = _candidates_in_process(keras_model, rep, all_rows, int16x8)
+    from trainer.quant_ranges import WIDE
+
+    for name, model_bytes in result:
+        _check_result(model_bytes, int8=name != WIDE, input_shape=input_shape)
     log.info("int8 conversion done: %d candidates in %.1f s", len(result), time.perf_counter() - t0)
     return result
 
@@ -347,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--float", action="store_true", help="float32 conversion (no representative data)")
     parser.add_argument("--all-rows", help=".npy of every calibration spectrum: write each int8 calibration variant "
                         "into the folder --out")
+    parser.add_argument("--no-int16x8", action="store_true", help="with --all-rows: the int8 variants only")
     parser.add_argument("--import", dest="imports", action="append", default=[], help="module to import first")
     args = parser.parse_args(argv)
     if args.float == bool(args.representative):
@@ -356,6 +380,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def progress(message: str) -> None:
         print(_PROGRESS_PREFIX + message, flush=True)
+
+    # The trainer's own log lines (the weights' fine-tuning, a left-out conversion) reach the parent's log.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(_PROGRESS_PREFIX + "child: %(message)s"))
+    trainer_log = logging.getLogger("trainer")
+    trainer_log.addHandler(handler)
+    trainer_log.setLevel(logging.INFO)
 
     for module in args.imports:
         importlib.import_module(module)
@@ -373,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             assert rep is not None
             all_rows = np.load(args.all_rows, allow_pickle=False)
             progress(f"child: calibration variants on {all_rows.shape[0]} calibration spectra")
-            candidates = _candidates_in_process(model, rep, all_rows)
+            candidates = _candidates_in_process(model, rep, all_rows, not args.no_int16x8)
         else:
             model_bytes = _convert_in_process(model, rep)
     except QuantizeError as exc:

@@ -268,6 +268,16 @@ def _search_paragraph(srch: Mapping[str, Any]) -> str:
     return f"<p class='note'>{text}</p>"
 
 
+def _conversion(cal: Mapping[str, Any] | None) -> str:
+    """The conversion the bundle's CNN got, and why (``metrics.json`` ``cnn_int8_calibration``)."""
+    if not cal:
+        return "int8 (plain calibration)"
+    gap = cal.get("gap_to_error")
+    why = "" if gap is None else (f" (int8 variant {cal.get('int8_chosen')}: gap to the float network / CNN error "
+                                  f"{max(gap):.3g}, limit {cal.get('max_gap')})")
+    return f"{cal.get('chosen')}{why}"
+
+
 def _pretrain_paragraph(pt: Mapping[str, Any]) -> str:
     """One paragraph on the trunk pretraining (``metrics.json`` ``pretrain``)."""
     if not pt.get("ran"):
@@ -354,6 +364,7 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
         ["kernel sparsity reached", m.get("sparsity")],
         ["pruning", "on" if pr.get("enabled") else "off"],
         ["int8 model bytes", m.get("model_bytes")],
+        ["CNN conversion (docs/training.md, [quantize])", _conversion(m.get("cnn_int8_calibration"))],
         ["bundle bytes", m.get("bundle_bytes")],
         ["best epochs", m.get("cnn_best_epochs")],
         ["CNN training seconds", m.get("cnn_train_seconds")],

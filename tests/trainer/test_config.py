@@ -120,12 +120,19 @@ def test_tablets_multi_example_has_three_targets_and_the_assay_protocol(repo_roo
         ('[model]', '[bundle]\nmodel_id = "a b"\n[model]', "bundle.model_id: expected 1-64 letters"),
         ('[model]', '[bundle]\nmodel_version = "1.0 beta"\n[model]', "bundle.model_version: expected 1-64 letters"),
         ('[model]', '[quantize]\nrepresentative = 3\n[model]', "quantize.representative: unknown key"),
+        ('[model]', '[quantize]\nint16x8 = "always"\n[model]', "quantize.int16x8: expected one of auto, never"),
     ],
 )
 def test_bad_configs_name_the_key(old: str, new: str, message: str) -> None:
     assert old in GOOD
     with pytest.raises(TrainConfigError, match=message):
         parse_config(GOOD.replace(old, new, 1))
+
+
+def test_quantize_int16x8_defaults_to_auto_and_reads_never() -> None:
+    assert parse_config(GOOD).quantize.int16x8 == "auto"
+    never = parse_config(GOOD.replace("[model]", '[quantize]\nint16x8 = "never"\n[model]', 1))
+    assert never.quantize.int16x8 == "never"
 
 
 def test_toml_syntax_error_is_a_config_error() -> None:

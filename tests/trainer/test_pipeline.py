@@ -46,6 +46,8 @@ def test_fit_writes_bundle_metrics_and_report(fitted: dict[str, Any]) -> None:
     assert on_disk == fitted["metrics"]
     html = (out / "report" / "index.html").read_text()
     assert "PLS vs CNN" in html and "pred_vs_ref_test.png" in html
+    chosen = fitted["metrics"]["cnn_int8_calibration"]["chosen"]
+    assert f"CNN conversion (docs/training.md, [quantize])</td><td>{chosen}" in html
     assert "training rows out of fold: nested" in html
     for png in ("pred_vs_ref_test.png", "residuals.png", "learning_curves.png", "pls_cv.png", "ood_t2_q.png"):
         assert (out / "report" / png).stat().st_size > 1000
@@ -128,15 +130,28 @@ def test_intervals_are_calibrated_on_selection_and_nested_out_of_fold_residuals(
 
 @pytest.mark.slow
 def test_int8_calibration_is_chosen_on_training_and_selection_rows(fitted: dict[str, Any]) -> None:
-    """Every calibration variant is scored against the float network on the 90 + 30 non-test rows, one is kept."""
-    from trainer.quant_ranges import CANDIDATES
+    """Every calibration variant is scored against the float network on the 90 + 30 non-test rows, one is kept;
+    the 16-bit-activation conversion only where the int8 one's gap exceeds MAX_GAP of the CNN's own error."""
+    from trainer.pipeline.int8 import MAX_GAP
+    from trainer.quant_ranges import CANDIDATES, WIDE
 
-    cal = fitted["metrics"]["cnn_int8_calibration"]
+    m = fitted["metrics"]
+    cal = m["cnn_int8_calibration"]
     assert cal["rows"] == 90 + 30
-    assert set(cal["rms_std"]) == set(CANDIDATES) and cal["chosen"] in CANDIDATES
+    assert set(cal["rms_std"]) == {*CANDIDATES, WIDE} and cal["chosen"] in {*CANDIDATES, WIDE}
     assert all(np.isfinite(v) and v >= 0 for v in cal["rms_std"].values())
-    best = min(cal["rms_std"].values())
-    assert cal["rms_std"][cal["chosen"]] == best or cal["chosen"] == "minmax"
+    # the int8 model kept is the closest int8 variant, or the plain one on a near tie ...
+    best = min(cal["rms_std"][name] for name in CANDIDATES)
+    assert cal["int8_chosen"] in CANDIDATES and cal["max_gap"] == MAX_GAP
+    assert cal["rms_std"][cal["int8_chosen"]] == best or cal["int8_chosen"] == "minmax"
+    assert cal["chosen"] in (cal["int8_chosen"], WIDE)
+    # ... and the wide conversion replaces it exactly where the rule says
+    assert cal["error_source"] == "cnn_cv_rmse" and cal["error"] == pytest.approx(
+        [m["selection"]["cv_rmse"]["cnn_float"][t] for t in m["targets"]])
+    assert (cal["chosen"] == WIDE) == (max(cal["gap_to_error"]) > MAX_GAP
+                                       and cal["rms_std"][WIDE] < (1 - 0.02) * cal["rms_std"][cal["int8_chosen"]])
+    # every target has an output step, the wide conversion's being its 16-bit one
+    assert all(v > 0 for v in m["cnn_int8_output_step"].values())
 
 
 def test_metric_helpers() -> None:

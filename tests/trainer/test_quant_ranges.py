@@ -10,8 +10,8 @@ import pytest
 
 from edge.runtime import ModelRuntime
 from tests.support.bundles import SEED, TinyModels, tiny_models
-from trainer.pipeline.int8 import MIN_GAIN, choose_calibration
-from trainer.quant_ranges import CANDIDATES, calibrate, quantize_calibrated, tensor_ranges, with_ranges
+from trainer.pipeline.int8 import MAX_GAP, MIN_GAIN, choose_calibration
+from trainer.quant_ranges import CANDIDATES, WIDE, calibrate, quantize_calibrated, tensor_ranges, with_ranges
 from trainer.quantize import convert_int8, convert_int8_candidates
 
 #: The MLIR quantiser may nudge a range so that 0 is exactly representable: scales agree to this relative error.
@@ -60,12 +60,14 @@ def test_edited_input_range_sets_the_input_scale(models: TinyModels, rows: np.nd
 def test_candidates_come_in_order_and_the_first_is_the_plain_conversion(
     models: TinyModels, candidates: list[tuple[str, bytes]]
 ) -> None:
-    assert tuple(name for name, _ in candidates) == CANDIDATES
+    assert tuple(name for name, _ in candidates) == (*CANDIDATES, WIDE)
     plain = convert_int8(models.keras_model, models.X_pre_train[:120], subprocess=False, seed=SEED)
     assert candidates[0][1] == plain
     by_name = {name: ModelRuntime(b) for name, b in candidates}
-    for rt in by_name.values():
-        assert rt.input_dtype == np.int8 and rt.output_dtype == np.int8
+    for name in CANDIDATES:
+        assert by_name[name].input_dtype == np.int8 and by_name[name].output_dtype == np.int8
+    # the 16-bit-activation conversion quantises inside the graph: float tensors at the edge
+    assert by_name[WIDE].input_dtype == np.float32 and by_name[WIDE].output_dtype == np.float32
     # calibrating on more rows never narrows the min/max input range
     assert by_name["minmax_all"].input_quantization[0] >= by_name["minmax"].input_quantization[0]
     # clipping the hidden activations leaves the input and the output alone, and changes the model
@@ -73,6 +75,30 @@ def test_candidates_come_in_order_and_the_first_is_the_plain_conversion(
     assert by_name["act_p9999"].output_quantization == by_name["minmax_all"].output_quantization
     X = models.X_pre_test
     assert not np.array_equal(by_name["act_p9999"].predict(X), by_name["minmax_all"].predict(X))
+
+
+def test_int16x8_false_converts_the_int8_variants_only(models: TinyModels) -> None:
+    """``[quantize] int16x8 = "never"``: no fine-tuning, no 16-bit conversion."""
+    got = convert_int8_candidates(models.keras_model, models.X_pre_train[:120], models.X_pre_train,
+                                  subprocess=False, seed=SEED, int16x8=False)
+    assert tuple(name for name, _ in got) == CANDIDATES
+
+
+def test_a_failed_int16x8_conversion_leaves_the_int8_variants_and_says_so(
+    models: TinyModels, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import trainer.quant_ranges
+
+    def refuse(keras_model: object, rows: np.ndarray) -> bytes:
+        raise RuntimeError("op FOO has no 16-bit kernel")
+
+    monkeypatch.setattr(trainer.quant_ranges, "int16x8_model", refuse)
+    with caplog.at_level("WARNING", logger="trainer.quantize"):
+        got = convert_int8_candidates(models.keras_model, models.X_pre_train[:120], models.X_pre_train,
+                                      subprocess=False, seed=SEED)
+    assert tuple(name for name, _ in got) == CANDIDATES
+    assert any("16-bit-activation conversion failed: op FOO has no 16-bit kernel" in r.getMessage()
+               and "int16x8 left out" in r.getMessage() for r in caplog.records)
 
 
 def test_choice_keeps_the_candidate_closest_to_the_float_outputs(
@@ -85,7 +111,40 @@ def test_choice_keeps_the_candidate_closest_to_the_float_outputs(
     chosen, entry = choose_calibration(candidates, X, outs["act_p9999"])
     assert entry["chosen"] == "act_p9999" and chosen == dict(candidates)["act_p9999"]
     assert entry["rms_std"]["act_p9999"] == 0.0
-    assert set(entry["rms_std"]) == set(CANDIDATES) and entry["rows"] == X.shape[0]
+    assert set(entry["rms_std"]) == {*CANDIDATES, WIDE} and entry["rows"] == X.shape[0]
+
+
+def test_the_wide_conversion_is_closer_to_the_float_network_than_every_int8_variant(
+    models: TinyModels, candidates: list[tuple[str, bytes]]
+) -> None:
+    """On held-out spectra, 16-bit activations and fine-tuned int8 weights come several times closer to the float
+    network than any choice of int8 ranges."""
+    X = models.X_pre_test
+    ref = models.keras_model.predict(X[..., None], verbose=0).astype(np.float64)
+    rms = {name: float(np.sqrt(np.mean((np.asarray(ModelRuntime(b).predict(X), dtype=np.float64).reshape(ref.shape)
+                                        - ref) ** 2))) for name, b in candidates}
+    assert rms[WIDE] < min(rms[name] for name in CANDIDATES) / 3
+
+
+def test_choice_takes_the_wide_conversion_only_where_the_int8_gap_is_a_visible_share_of_the_error(
+    models: TinyModels, candidates: list[tuple[str, bytes]]
+) -> None:
+    X = models.X_pre_test
+    ref = models.keras_model.predict(X[..., None], verbose=0).astype(np.float64)
+    _, entry = choose_calibration(candidates, X, ref)  # no error to compare with: never the wide conversion
+    assert entry["chosen"] in CANDIDATES and entry["gap_to_error"] is None
+    int8_rms = entry["rms_std_per_target"][entry["int8_chosen"]][0]
+    assert entry["chosen"] == entry["int8_chosen"]
+    # the int8 gap is 1/4 of the error (in units: y_scale 2): the wide conversion is taken
+    chosen, entry = choose_calibration(candidates, X, ref, y_scale=[2.0], cnn_error=[8 * int8_rms],
+                                       error_source="cnn_cv_rmse")
+    assert entry["chosen"] == WIDE and chosen == dict(candidates)[WIDE]
+    assert entry["gap_to_error"] == [pytest.approx(0.25)] and entry["max_gap"] == MAX_GAP
+    assert entry["error"] == [pytest.approx(8 * int8_rms)] and entry["error_source"] == "cnn_cv_rmse"
+    # the same gap below MAX_GAP of the error: the int8 model stays
+    _, entry = choose_calibration(candidates, X, ref, y_scale=[2.0], cnn_error=[2 * int8_rms / (0.9 * MAX_GAP)])
+    assert entry["chosen"] == entry["int8_chosen"] != WIDE
+    assert entry["gap_to_error"] == [pytest.approx(0.9 * MAX_GAP)]
 
 
 def test_choice_keeps_the_plain_conversion_on_a_near_tie(
@@ -113,4 +172,4 @@ def test_child_process_candidates_match_in_process(
         ra, rb = ModelRuntime(a), ModelRuntime(b)
         assert ra.input_quantization == rb.input_quantization, name
         diff = np.abs(ra.predict(models.X_pre_test) - rb.predict(models.X_pre_test))
-        assert float(diff.max()) <= ra.output_quantization[0], name
+        assert float(diff.max()) <= (ra.output_quantization[0] if name != WIDE else 1e-6), name

@@ -67,21 +67,30 @@ class IntervalConfig:
         return cls(coverage=cov)
 
 
+#: ``[quantize] int16x8``: the 16-bit-activation conversion where the int8 gap calls for it, or full int8 only.
+INT16X8_MODES = ("auto", "never")
+
+
 @dataclass(frozen=True)
 class QuantizeConfig:
-    """Full-integer int8 conversion: how many preprocessed training spectra form the representative set."""
+    """Full-integer int8 conversion: how many preprocessed training spectra form the representative set, and
+    whether a regression CNN may be converted with 16-bit activations instead (``int16x8``)."""
 
     representative_samples: int = 200
     subprocess: bool = True
+    int16x8: str = "auto"
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> QuantizeConfig:
         w = "quantize"
-        _check_keys(d, w, {"representative_samples", "subprocess"})
+        _check_keys(d, w, {"representative_samples", "subprocess", "int16x8"})
         n = _get(d, "representative_samples", w, int, 200)
         if n < 10:
             raise TrainConfigError(f"quantize.representative_samples: expected an integer >= 10, got {n}")
-        return cls(representative_samples=n, subprocess=_get(d, "subprocess", w, bool, True))
+        wide = _get(d, "int16x8", w, str, "auto")
+        if wide not in INT16X8_MODES:
+            raise TrainConfigError(f"quantize.int16x8: expected one of {', '.join(INT16X8_MODES)}, got {wide!r}")
+        return cls(representative_samples=n, subprocess=_get(d, "subprocess", w, bool, True), int16x8=wide)
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ def fit_full(
     cv = cross_validate_cnn(cfg, data, recipe, prog.stage, progress)
     net = train_network(cfg, data, recipe, prog.stage)
     prog.stage("int8 conversion")
-    int8 = convert_network(cfg, data, net)
+    int8 = convert_network(cfg, data, net, cv.rmse)
     preds = predict_roles(data, pls, net, int8)
     prog.stage("choose the deployed model")
     deployed = choose_deployed(cfg, data, pls, recipe, cv, net, int8, preds)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,9 @@ def write_fit_bundle(cfg: TrainConfig, data: Prepared, deployed: Deployed, calib
     golden_rows = _golden_rows(Y.astype(np.float64), tr, N_GOLDEN)
     line_pipe, golden = _line_pipeline(deployed.edge_pipe, cfg, ds.wavelengths, ds.axis_unit, X[golden_rows],
                                        data.min_ratio)
+    atol = _int16x8_output_atol(deployed)
+    if atol is not None:
+        golden = replace(golden, tolerance={"output_float_atol": atol})
     serving = None
     if deployed.second is not None:  # a per-target bundle: the second model behind the same leading steps
         second = deployed.second
@@ -115,6 +118,28 @@ def _model_grid(steps: Sequence[Mapping[str, Any]], wavelengths: np.ndarray) -> 
         elif s.get("op") == "resample" and s.get("grid") is not None:
             grid = np.asarray(s["grid"], dtype=np.float64)
     return grid
+
+
+def _int16x8_output_atol(deployed: Deployed) -> float | None:
+    """The golden ``output_float_atol`` of a bundle with an ``int16x8`` member (float output tensor fed by a
+    quantised one): one step of that 16-bit output in target units (the largest over targets), as an int8 model
+    gets one LSB, since integer kernels of other builds may round one step differently; None otherwise (the
+    default)."""
+    from edge.bundle import DEFAULT_GOLDEN_TOLERANCE
+    from edge.runtime import ModelRuntime
+    from trainer.quant_ranges import output_scale
+
+    steps = []
+    for member in deployed.members:
+        if ModelRuntime(member.tflite).output_dtype != np.float32:
+            continue
+        scale = output_scale(member.tflite)
+        if scale is not None:
+            units = 1.0 if member.output_transform is None else max(map(abs, member.output_transform["scale"]))
+            steps.append(scale * units)
+    if not steps:
+        return None
+    return max(float(DEFAULT_GOLDEN_TOLERANCE["output_float_atol"]), max(steps))
 
 
 def _golden_rows(y: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
