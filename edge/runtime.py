@@ -150,6 +150,18 @@ class _TensorQuant:
         return self.scale != 0.0
 
 
+def _arithmetic(interpreter: Any, input_quantized: bool) -> str:
+    """``"int8"`` for an int8/uint8 input tensor, ``"int16x8"`` when float32 input and output tensors wrap 16-bit
+    activations, ``"float32"`` otherwise (read from the interpreter's tensor types once, at load)."""
+    if input_quantized:
+        return "int8"
+    try:
+        kinds = {np.dtype(d["dtype"]) for d in interpreter.get_tensor_details()}
+    except (ValueError, RuntimeError, TypeError):  # a runtime that cannot list its tensors: say what the input says
+        return "float32"
+    return "int16x8" if np.dtype(np.int16) in kinds else "float32"
+
+
 def _tensor_quant(details: dict[str, Any], role: str) -> _TensorQuant:
     dtype = np.dtype(details["dtype"])
     params = details.get("quantization_parameters") or {}
@@ -239,6 +251,7 @@ class ModelRuntime:
         self._out_index = int(out_det["index"])
         self._in_q = _tensor_quant(in_det, "input")
         self._out_q = _tensor_quant(out_det, "output")
+        self._arithmetic = _arithmetic(interpreter, self._in_q.is_quantized)
         self._input_shape: tuple[int, ...] = in_shape[1:]
         self._output_shape: tuple[int, ...] = out_shape[1:]
         self._affine: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
@@ -293,6 +306,13 @@ class ModelRuntime:
     def is_quantized(self) -> bool:
         """True when the input tensor is int8/uint8 (full-integer model)."""
         return self._in_q.is_quantized
+
+    @property
+    def arithmetic(self) -> str:
+        """What the model computes in: ``"int8"`` (full integer), ``"int16x8"`` (16-bit activations, int8 weights,
+        float32 input and output tensors, as the trainer converts a CNN whose int8 rounding is too coarse) or
+        ``"float32"``."""
+        return self._arithmetic
 
     @property
     def input_dtype(self) -> np.dtype[Any]:
@@ -566,7 +586,7 @@ class ModelRuntime:
         return self.dequantize(self.invoke_quantized(self.quantize(arr)))
 
     def __repr__(self) -> str:
-        kind = "int8" if self.is_quantized else "float"
+        kind = self._arithmetic
         return (
             f"ModelRuntime({kind}, input={self._input_shape}, output={self._output_shape}, "
             f"runtime={self.runtime_description!r}, num_threads={self.num_threads})"

@@ -271,7 +271,7 @@ class Bundle:
         else:
             sig = "none (unsigned bundle)"
         lines.append(f"signature: {sig}")
-        kind = "int8" if self.runtime.is_quantized else "float32"
+        kind = self.runtime.arithmetic
         lines.append(
             f"runtime: {self.runtime.runtime_description}, {kind} model, input {self.runtime.input_shape}, "
             f"output {self.runtime.output_shape}"
@@ -288,7 +288,7 @@ class Bundle:
             rt2 = self.serving.second.runtime
             lines.append(f"serving per target: {self.serving.describe([t.name for t in self.targets])} (member 0 "
                          f"{self.serving.member_names[0]}: {MODEL}; member 1 {self.serving.second.name}: "
-                         f"{'int8' if rt2.is_quantized else 'float32'} model_2.tflite, input {rt2.input_shape})")
+                         f"{rt2.arithmetic} model_2.tflite, input {rt2.input_shape})")
         return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from edge.errors import InputContractError, RuntimeLoadError
 from edge.runtime import RUNTIME_CANDIDATES, ModelRuntime, load_interpreter_class
-from tests.support.trained import TabletModels, tablet_models
+from tests.support.trained import TabletModels, committed, tablet_models
 
 #: int8 and float models of the same network may differ by this many output LSBs on real test spectra
 #: (rounding of 650 quantised inputs and of every activation; measured: under 1 LSB).
@@ -222,3 +222,19 @@ def test_runtime_with_a_model_loads_no_tensorflow(models: TabletModels, tmp_path
         [sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "ai_edge_litert []"
+
+
+def test_arithmetic_names_what_each_committed_model_computes_in(int8_rt: ModelRuntime, float_rt: ModelRuntime) -> None:
+    """``check`` and the latency JSON name the arithmetic: the trainer's int16x8 CNN has float32 input and output
+    tensors like a float model, yet computes in 16-bit activations; it must not be reported as a float model."""
+    from edge.bundle.loader import load_bundle
+    from tests.support.trained import DEMO_CNN, DEMO_V1
+
+    assert int8_rt.arithmetic == "int8"
+    assert float_rt.arithmetic == "float32"
+    cnn = load_bundle(committed(DEMO_CNN), self_test=False)  # the demo --model cnn bundle: an int16x8 conversion
+    assert not cnn.runtime.is_quantized
+    assert cnn.runtime.arithmetic == "int16x8"
+    assert "int16x8 model" in cnn.describe()
+    pls = load_bundle(committed(DEMO_V1), self_test=False)  # PLS, a float32 dense layer
+    assert pls.runtime.arithmetic == "float32"
