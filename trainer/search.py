@@ -1,6 +1,6 @@
 """The Optuna search of the CNN recipe, scored by the champion rule's grouped cross-validation.
 
-A trial is one recipe: the CNN architecture (depth, filters, kernels, strides, a hidden dense layer, a linear path
+A trial is one recipe: the CNN architecture (depth, filters, kernels, strides, dense layers, activation, a linear path
 beside the convolutions), its regularisation (dropout, L2), the augmentation strength (offset, slope,
 multiplicative scale, noise, axis shift), the input preprocessing (one of the config's candidates), the learning
 rate, the epochs, the ensemble size and, with ``[pretrain]`` enabled, whether the CNN trunk is pretrained on the
@@ -44,7 +44,7 @@ __all__ = ["SearchInputs", "SearchResult", "SEARCH_SPACE_VERSION", "prepare_inpu
 log = logging.getLogger(__name__)
 
 #: Bumped when the search space or the score changes (part of the default study name: old studies are not mixed in).
-SEARCH_SPACE_VERSION = 1
+SEARCH_SPACE_VERSION = 2
 #: Random (TPE start-up) trials before TPE models the good and bad recipes.
 _TPE_STARTUP_TRIALS = 8
 #: Completed trials before the median pruner stops any (few: on two cores a budget holds only a few trials), and
@@ -62,12 +62,17 @@ _CONFIGURED = "configured"
 
 # The search space (kept to what trainer.models and trainer.augment build).
 _DEPTHS = (1, 3)
-_FIRST_FILTERS = (4, 8, 16)
+#: 1 filter with a wide kernel and a stack of dense layers: the Cui & Fearn (2018) NIR-calibration CNN.
+_FIRST_FILTERS = (1, 4, 8, 16)
 _GROWTH = (1, 2)
 _MAX_FILTERS = 64
-_KERNELS = (3, 5, 7, 9, 15, 21)
+_KERNELS = (3, 5, 7, 9, 15, 21, 41)
 _STRIDES = (1, 2, 4)
 _DENSE = (0, 16, 32, 64)
+#: Hidden dense layers (with dense units u: u, u/2, u/4, ...) and their activation (ELU keeps a single conv filter
+#: alive where ReLU can switch it off).
+_DENSE_LAYERS = (1, 2, 3)
+_ACTIVATIONS = ("relu", "elu")
 _DROPOUT = (0.0, 0.3)
 _L2 = (1e-6, 1e-2)
 _LR = (3e-4, 1e-2)
@@ -208,6 +213,7 @@ def suggest_recipe(trial: Any, inputs: SearchInputs) -> dict[str, Any]:
     kernels = [trial.suggest_categorical(f"kernel{i}", _KERNELS) for i in range(depth)]
     strides = [trial.suggest_categorical(f"stride{i}", _STRIDES) for i in range(depth)]
     dense = trial.suggest_categorical("dense_units", _DENSE)
+    n_dense = trial.suggest_categorical("dense_layers", _DENSE_LAYERS) if dense else 0
     epochs_max = int(inputs.base_model.get("epochs", 200))
     epochs_min = max(5, epochs_max // 4)
     model = dict(inputs.base_model)
@@ -215,7 +221,8 @@ def suggest_recipe(trial: Any, inputs: SearchInputs) -> dict[str, Any]:
         filters=filters,
         kernel_sizes=kernels,
         strides=strides,
-        dense_units=[dense] if dense else [],
+        dense_units=[max(1, dense // 2**i) for i in range(n_dense)],
+        activation=trial.suggest_categorical("activation", _ACTIVATIONS),
         linear_path=trial.suggest_categorical("linear_path", (False, True)),
         dropout=trial.suggest_float("dropout", *_DROPOUT),
         l2=trial.suggest_float("l2", *_L2, log=True),

@@ -132,6 +132,43 @@ def test_linear_path_feeds_the_input_to_the_output_layer() -> None:
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_search_space_reaches_the_single_filter_wide_kernel_cnn() -> None:
+    """The Cui & Fearn (2018) NIR CNN (one convolution with one wide filter, a stack of ELU dense layers) is a recipe
+    the search can sample: its values are among the sampled distributions and it builds that architecture."""
+    pytest.importorskip("keras")
+    import keras
+
+    from trainer.models import CNNConfig, build_cnn
+    from trainer.search import SearchInputs, suggest_recipe
+
+    rng = np.random.default_rng(0)
+    inputs = SearchInputs(X=rng.normal(size=(20, 100)), Y=rng.normal(size=(20, 1)), groups=np.arange(20),
+                          target_names=("y",), make_pre=lambda steps: None, candidates={"snv": [{"op": "snv"}]},
+                          base_candidate="snv", base_model={"epochs": 200, "batch_norm": False},
+                          base_augment={"n_copies": 0})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    dist: dict[str, Any] = {}
+    for _ in range(20):  # the dense layers are sampled only where a trial has dense units
+        trial = study.ask()
+        suggest_recipe(trial, inputs)
+        dist.update(trial.distributions)
+    assert 1 in dist["filters"].choices and 41 in dist["kernel0"].choices
+    assert 3 in dist["dense_layers"].choices and "elu" in dist["activation"].choices
+
+    fixed = optuna.trial.FixedTrial({"depth": 1, "filters": 1, "filter_growth": 1, "kernel0": 41, "stride0": 1,
+                                     "dense_units": 32, "dense_layers": 3, "activation": "elu", "linear_path": False,
+                                     "dropout": 0.0, "l2": 1e-3, "learning_rate": 1e-3, "epochs": 200,
+                                     "ensemble_size": 3, "aug_copies": 0})
+    model_cfg = suggest_recipe(fixed, inputs)["model"]
+    net = build_cnn((100,), CNNConfig.from_dict(model_cfg), n_outputs=1)
+    convs = [layer for layer in net.layers if isinstance(layer, keras.layers.Conv1D)]
+    dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)]
+    assert [(c.filters, c.kernel_size, c.strides) for c in convs] == [(1, (41,), (1,))]
+    assert [d.units for d in dense] == [32, 16, 8, 1]
+    assert [d.activation.__name__ for d in dense[:-1]] == ["elu"] * 3
+    assert model_cfg["ensemble_size"] == 3
+
+
 # ------------------------------------------------------------------------------------------------- the CV hooks
 def test_cnn_cv_hooks_report_each_fold_and_keep_folds_with_fold_seed() -> None:
     from trainer.champion import cnn_cv_predictions
