@@ -170,7 +170,8 @@ def _candidates_in_process(
         with _quiet_converter("TFLite 16-bit-activation conversion failed"):
             wide = int16x8_model(tuned, all_rows)
     except QuantizeError as exc:  # an op without 16-bit kernels: the int8 variants still stand
-        log.warning("%s; %s left out, the int8 variants only", exc, WIDE)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("%s; %s left out, the int8 variants only", first, WIDE)  # one line: the child forwards lines
         return [("minmax", plain), *variants]
     return [("minmax", plain), *variants, (WIDE, wide)]
 
@@ -384,9 +385,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The trainer's own log lines (the weights' fine-tuning, a left-out conversion) reach the parent's log.
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter(_PROGRESS_PREFIX + "child: %(message)s"))
-    trainer_log = logging.getLogger("trainer")
-    trainer_log.addHandler(handler)
-    trainer_log.setLevel(logging.INFO)
+    # Run as ``python -m trainer.quantize`` this module's own logger is ``__main__``, outside ``trainer``.
+    for name in ("trainer", __name__):
+        trainer_log = logging.getLogger(name)
+        trainer_log.addHandler(handler)
+        trainer_log.setLevel(logging.INFO)
 
     for module in args.imports:
         importlib.import_module(module)

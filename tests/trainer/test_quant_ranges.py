@@ -173,3 +173,33 @@ def test_child_process_candidates_match_in_process(
         assert ra.input_quantization == rb.input_quantization, name
         diff = np.abs(ra.predict(models.X_pre_test) - rb.predict(models.X_pre_test))
         assert float(diff.max()) <= (ra.output_quantization[0] if name != WIDE else 1e-6), name
+
+
+def test_an_elu_network_in_the_child_process_says_why_it_has_no_int16x8_and_the_choice_records_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The wheat example's recipe (ELU, docs/training.md) has no 16-bit kernels: the conversion child's reason must
+    reach the fit's log (the child runs as ``__main__``, outside the ``trainer`` loggers it forwarded), and a gap
+    that would have called for the wide conversion is logged and recorded, not silently passed over."""
+    import keras
+
+    rng = np.random.default_rng(SEED)
+    inp = keras.Input((32,))
+    x = keras.layers.Reshape((32, 1))(inp)
+    x = keras.layers.Conv1D(1, 9, activation="elu")(x)
+    x = keras.layers.Flatten()(x)
+    out = keras.layers.Dense(1)(keras.layers.Dense(8, activation="elu")(x))
+    net = keras.Model(inp, out)
+    X = rng.normal(size=(60, 32)).astype(np.float32)
+    with caplog.at_level("INFO", logger="trainer"):
+        got = convert_int8_candidates(net, X, X, subprocess=True, seed=SEED)
+    assert tuple(name for name, _ in got) == CANDIDATES  # no int16x8 for ELU
+    assert any("16-bit-activation conversion failed" in r.getMessage() and "'ELU'" in r.getMessage()
+               and "int16x8 left out" in r.getMessage() for r in caplog.records)
+    ref = net.predict(X, verbose=0).astype(np.float64)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="trainer.pipeline.int8"):
+        _, entry = choose_calibration(got, X, ref, y_scale=[1.0], cnn_error=[1e-6])
+    assert entry["chosen"] == entry["int8_chosen"] and entry["int16x8_built"] is False
+    assert max(entry["gap_to_error"]) > MAX_GAP
+    assert any("no int16x8 conversion was built" in r.getMessage() for r in caplog.records)

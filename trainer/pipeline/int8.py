@@ -161,6 +161,10 @@ def choose_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray, 
         gap = [float(v) for v in np.where(err > 0, units / np.where(err > 0, err, 1.0), np.inf)]
         if WIDE in rms and max(gap) > MAX_GAP and rms[WIDE] < (1.0 - MIN_GAIN) * rms[int8_chosen]:
             chosen = WIDE
+        elif WIDE not in rms and max(gap) > MAX_GAP:
+            log.warning("the int8 model's gap to the float network is %s of the CNN's error (limit %g), but no %s "
+                        "conversion was built (the reason is logged above): the int8 model is kept",
+                        ", ".join(f"{g:.3g}" for g in gap), MAX_GAP, WIDE)
     where = {"train": "training", "select": "selection"}
     on = " and ".join(where.get(r, r) for r in roles) + " rows"
     log.info("int8 calibration variants, RMS difference from the float network (standardised, %d %s): %s; kept %s%s",
@@ -171,7 +175,7 @@ def choose_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray, 
              "rows": int(X_edge.shape[0]), "min_gain": MIN_GAIN, "rms_std": rms, "rms_std_per_target": per_target,
              "int8_chosen": int8_chosen, "gap_to_error": gap, "max_gap": MAX_GAP,
              "error": None if cnn_error is None else [float(v) for v in np.reshape(cnn_error, -1)],
-             "error_source": error_source or None, "chosen": chosen}
+             "error_source": error_source or None, "chosen": chosen, "int16x8_built": WIDE in rms}
     return dict(candidates)[chosen], entry
 
 
