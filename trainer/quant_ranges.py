@@ -61,9 +61,8 @@ PERCENTILE = 99.99
 Ranges = dict[int, tuple[float, float]]
 
 
-def int8_converter(keras_model: Any, rows: np.ndarray) -> Any:
-    """A ``TFLiteConverter`` for a full-integer int8 model (int8 input and output) calibrated on ``rows``, one row
-    per calibration step: the plain conversion of :mod:`trainer.quantize` and the calibration pass here."""
+def _calibrated_converter(keras_model: Any, rows: np.ndarray, ops: Any) -> Any:
+    """A ``TFLiteConverter`` with the default optimisations, calibrated on ``rows`` one row per step, for ``ops``."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
@@ -74,7 +73,16 @@ def int8_converter(keras_model: Any, rows: np.ndarray) -> Any:
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.target_spec.supported_ops = [ops]
+    return converter
+
+
+def int8_converter(keras_model: Any, rows: np.ndarray) -> Any:
+    """A ``TFLiteConverter`` for a full-integer int8 model (int8 input and output) calibrated on ``rows``, one row
+    per calibration step: the plain conversion of :mod:`trainer.quantize` and the calibration pass here."""
+    import tensorflow as tf
+
+    converter = _calibrated_converter(keras_model, rows, tf.lite.OpsSet.TFLITE_BUILTINS_INT8)
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     return converter
@@ -85,16 +93,8 @@ def int16x8_model(keras_model: Any, rows: np.ndarray) -> bytes:
     ``rows`` (TensorFlow's ``EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8``)."""
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
-
-    def representative_dataset() -> Iterator[list[np.ndarray]]:
-        for i in range(rows.shape[0]):
-            yield [rows[i : i + 1]]
-
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    return bytes(converter.convert())
+    ops = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+    return bytes(_calibrated_converter(keras_model, rows, ops).convert())
 
 
 def output_scale(model_bytes: bytes) -> float | None:
