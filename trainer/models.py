@@ -495,6 +495,8 @@ def train_cnn(
     """
     import keras
 
+    from trainer.fitting import compile_steps, fit_arrays
+
     X_train, y_train = _check_xy(X_train, y_train, "train")
     if (X_sel is None) != (y_sel is None):
         raise ValueError("expected both X_sel and y_sel, or neither")
@@ -561,7 +563,8 @@ def train_cnn(
         )
     else:
         lr = config.learning_rate
-    joint.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=[loss] * k)
+    joint.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=[loss] * k,
+                  **compile_steps(len(X_train), config.batch_size))  # epoch-end callbacks only (trainer.fitting)
     callbacks: list[Any] = [_Progress.make(k, config.epochs, config.log_every)]
     best = _BestWeights.make()
     monitor = "val_loss" if X_sel is not None else "loss"
@@ -574,10 +577,8 @@ def train_cnn(
             keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=config.plateau_patience,
                                               min_lr=config.learning_rate / 100)
         )
-    hist = joint.fit(
-        X_train, [yt] * k, validation_data=None if X_sel is None else (X_sel, [ys] * k), epochs=config.epochs,
-        batch_size=config.batch_size, shuffle=True, verbose=0, callbacks=callbacks,
-    )
+    hist = fit_arrays(joint, X_train, [yt] * k, validation=None if X_sel is None else (X_sel, [ys] * k),
+                      epochs=config.epochs, batch_size=config.batch_size, seed=int(seed), callbacks=callbacks)
     n_run = len(hist.history["loss"])
     if best.weights is not None:
         joint.set_weights(best.weights)

@@ -268,6 +268,7 @@ def prune_model(
     """
     import keras
 
+    from trainer.fitting import fit_arrays
     from trainer.models import set_determinism
 
     X_train = np.asarray(X_train, dtype=np.float32)
@@ -290,8 +291,9 @@ def prune_model(
             ys = ys.reshape(-1, 1)
         val = (np.asarray(X_sel, dtype=np.float32), ys)
     t0 = time.perf_counter()
-    hist = model.fit(X_train, y_train, validation_data=val, epochs=config.epochs, batch_size=config.batch_size,
-                     shuffle=True, verbose=0, callbacks=[callback])
+    # steps_per_execution stays 1: the pruning callback updates the masks after every batch
+    hist = fit_arrays(model, X_train, y_train, validation=val, epochs=config.epochs, batch_size=config.batch_size,
+                      seed=seed, callbacks=[callback])
     seconds = time.perf_counter() - t0
     sparsity, per = measure_sparsity(model, min_weights=config.min_weights)
     log.info("pruning reached sparsity %.3f (target %.3f) over %d kernels in %.1f s", sparsity,

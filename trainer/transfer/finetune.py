@@ -46,6 +46,8 @@ def finetune_cnn(
     """
     import keras
 
+    from trainer.fitting import compile_steps, fit_arrays
+
     keras.utils.set_random_seed(int(seed))
     X = np.asarray(X_transfer_pre, dtype=np.float32)
     y = np.asarray(y_transfer, dtype=np.float32).reshape(X.shape[0], -1)
@@ -63,8 +65,9 @@ def finetune_cnn(
             if isinstance(layer, keras.layers.Conv1D):
                 layer.trainable = False
     scale = float(np.std(y)) or 1.0
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=_scaled_mse(scale))
-    model.fit(X, y, epochs=int(epochs), batch_size=int(batch_size), shuffle=True, verbose=0)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=_scaled_mse(scale),
+                  **compile_steps(len(X), int(batch_size)))
+    fit_arrays(model, X, y, epochs=int(epochs), batch_size=int(batch_size), seed=int(seed))
     return model
 
 
