@@ -112,8 +112,6 @@ def _train(Z: np.ndarray, hidden: int, bottleneck: int, epochs: int, seed: int) 
     """Train the dense autoencoder on standardised rows ``Z``; its weights ``[W1, b1, W2, b2, W3, b3, W4, b4]``."""
     import keras
 
-    from trainer.fitting import compile_steps, fit_arrays
-
     keras.utils.set_random_seed(int(seed))
     n = Z.shape[1]
     model = keras.Sequential([
@@ -123,9 +121,11 @@ def _train(Z: np.ndarray, hidden: int, bottleneck: int, epochs: int, seed: int) 
         keras.layers.Dense(hidden, activation="relu"),
         keras.layers.Dense(n),
     ])
-    batch = min(32, Z.shape[0])
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", **compile_steps(Z.shape[0], batch))
-    fit_arrays(model, Z, Z, epochs=int(epochs), batch_size=batch, seed=int(seed))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    # Keras's own array path, not trainer.fitting: the same network trained on another batch order flagged one of
+    # 60 clean simulator spectra at 2.7x its limit (PCA T2 0.64, Q 0.05), the limit being the top of 74 held-out
+    # scores; how far the limit generalises is not settled, so the batch order that was measured stays.
+    model.fit(Z, Z, epochs=int(epochs), batch_size=min(32, Z.shape[0]), shuffle=True, verbose=0)
     return [np.asarray(w, dtype=np.float64) for w in model.get_weights()]
 
 
