@@ -10,19 +10,26 @@ spectrum makes the copies span as many reference draws as spectra, so limits fit
 rather than for the few sessions a copy-per-session would draw (and a PCA fitted on the copies cannot learn them).
 The exposure is the one the simulator picks for these spectra
 (:meth:`~firmware_bridge.physics.DetectorModel.integration_time_for`). The noise-whitened OOD model and its limits
-are then fitted on these copies (:func:`trainer.drift.fit_ood`, ``X_pre_line``).
+are then fitted on these copies (:func:`trainer.drift.fit_ood`, ``X_pre_line``), the PLS may be calibrated on
+them (``calibration_copies``, :func:`with_line_copies`) and the CNN trained on them (``cnn_copies``,
+:func:`cnn_augment_fn`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
 from trainer.config.sources import LineNoiseConfig
 from trainer.errors import CalibrationError
 
-__all__ = ["line_spectra", "with_line_copies", "pixel_variance"]
+__all__ = ["line_spectra", "with_line_copies", "cnn_augment_fn", "pixel_variance"]
+
+#: Seed offset of the CNN's line copies (a fold's seed plus this), apart from the PLS's and the OOD model's.
+_CNN_COPIES_SEED = 11
 
 
 def line_spectra(X: np.ndarray, wavelengths: np.ndarray, noise: LineNoiseConfig, *, quantity: str = "absorbance",
@@ -86,6 +93,38 @@ def with_line_copies(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, wavelengt
     n += 1
     return (np.concatenate([np.asarray(X, dtype=np.float64), *copies]), np.concatenate([Y] * n),
             np.concatenate([groups] * n))
+
+
+def cnn_augment_fn(aug: Any, noise: LineNoiseConfig | None, wavelengths_nm: np.ndarray | None, *,
+                   quantity: str = "absorbance", min_ratio: float = 1e-6,
+                   ) -> Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
+    """The CNN's training set of some rows: ``augment(X, y, aug, seed)`` (``[augment]``), followed by
+    ``noise.cnn_copies`` line copies of the rows (:func:`line_spectra`, reference values copied) when that is set.
+
+    Every place that trains a CNN (a cross-validation fold, a search trial, the final fit) builds its rows with this
+    function, so the network the champion rule scores is the one deployed. Bjerrum-style augmentation teaches the
+    network the baseline and path-length variation of the lab; the line copies teach it the line detector's noise,
+    which a derivative preprocessing amplifies and which the training spectra never carry.
+
+    Returns
+    -------
+    callable
+        ``fn(X, y, seed) -> (X_train, y_train)``.
+    """
+    from trainer.augment import augment
+
+    n = 0 if noise is None else noise.cnn_copies
+
+    def fn(X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        Xa, ya = augment(X, y, aug, seed=seed)
+        if n < 1 or noise is None or wavelengths_nm is None:
+            return Xa, ya
+        copies = line_spectra(X, wavelengths_nm, replace(noise, copies=n), quantity=quantity, min_ratio=min_ratio,
+                              seed=seed + _CNN_COPIES_SEED)
+        return (np.concatenate([np.asarray(Xa, dtype=np.float64), copies.reshape(-1, copies.shape[-1])]),
+                np.concatenate([ya, *([np.asarray(y)] * n)]))
+
+    return fn
 
 
 def pixel_variance(X: np.ndarray, wavelengths: np.ndarray, noise: LineNoiseConfig, *,

@@ -111,6 +111,10 @@ class SearchInputs:
     pretrain : trainer.pretrain.PretrainPlan or None
         With ``[pretrain]`` enabled: the pretraining settings and unlabeled spectra; ``pretrain`` (on/off) is then a
         parameter of the search.
+    rows_for : callable, optional
+        ``[augment]`` config -> ``fn(X, y, seed)``, the CNN's training set of some rows (augmented copies and
+        ``[instrument.noise] cnn_copies`` line copies: :func:`trainer.pipeline.recipe.cnn_rows_for`); None: the
+        augmented copies alone.
     """
 
     X: np.ndarray
@@ -123,6 +127,7 @@ class SearchInputs:
     base_model: Mapping[str, Any]
     base_augment: Mapping[str, Any]
     pretrain: Any = None
+    rows_for: Any = None
 
     @property
     def y_sd(self) -> np.ndarray:
@@ -270,7 +275,8 @@ def cv_predictions(recipe: Mapping[str, Any], inputs: SearchInputs, *, folds: in
     return cnn_cv_predictions(
         inputs.X, inputs.Y, inputs.groups,
         make_pre=lambda: inputs.make_pre(steps),
-        augment_fn=lambda Xa, ya, sd: augment(Xa, ya, aug_cfg, seed=sd),
+        augment_fn=(inputs.rows_for(aug_cfg) if inputs.rows_for is not None
+                    else lambda Xa, ya, sd: augment(Xa, ya, aug_cfg, seed=sd)),
         train_fn=lambda Xp, yp, sd, trunks=None: train_cnn(Xp, yp, None, None, config=cnn_cfg, seed=sd,
                                                             trunks=trunks).model,
         predict_fn=predict,
@@ -339,7 +345,8 @@ def prepare_inputs(cfg: TrainConfig) -> SearchInputs:
     The configured CNN input ``pls_best`` (chosen by PLS in ``fit``) is taken as the first candidate here; the
     search samples the candidates anyway."""
     from trainer.data import load_configured
-    from trainer.preprocessing import make_pipeline_from_config
+    from trainer.pipeline.prepare import prepared_from
+    from trainer.pipeline.recipe import cnn_rows_for, pretrain_plan
     from trainer.splits import group_labels, make_split_plan
 
     if cfg.task != "regression":
@@ -348,25 +355,17 @@ def prepare_inputs(cfg: TrainConfig) -> SearchInputs:
     plan_rows = make_split_plan(ds, cfg.split, seed=cfg.seed)
     tr = plan_rows.train_rows
     groups = group_labels(ds, cfg.cv.group or cfg.split.group)
-
-    def make_pre(steps: Sequence[Mapping[str, Any]]) -> Any:
-        return make_pipeline_from_config([dict(s) for s in steps], ds.wavelengths, unit=ds.axis_unit)
-
+    data = prepared_from(cfg, ds, plan_rows, groups)
     cand = cfg.preprocessing.cnn
     if cand == "pls_best":
         cand = next(iter(cfg.preprocessing.candidates))
     model = dict(cfg.model)
     model["task"] = cfg.task
-    plan = None
-    if cfg.pretrain.enabled:
-        from trainer.pipeline.prepare import prepared_from
-        from trainer.pipeline.recipe import pretrain_plan
-
-        plan = pretrain_plan(cfg, prepared_from(cfg, ds, plan_rows, groups))
     return SearchInputs(X=ds.X[tr], Y=np.asarray(ds.y[tr], dtype=np.float64), groups=groups[tr],
-                        target_names=tuple(ds.target_names), make_pre=make_pre,
+                        target_names=tuple(ds.target_names), make_pre=data.make_pre,
                         candidates=cfg.preprocessing.candidates, base_candidate=cand, base_model=model,
-                        base_augment=dict(cfg.augment), pretrain=plan)
+                        base_augment=dict(cfg.augment), pretrain=pretrain_plan(cfg, data),
+                        rows_for=cnn_rows_for(cfg, data))
 
 
 def _cv_rmse(pred: np.ndarray, Y: np.ndarray, names: Sequence[str]) -> dict[str, float]:

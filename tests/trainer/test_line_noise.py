@@ -141,3 +141,59 @@ def test_the_pipeline_calibrates_the_deployed_pls_on_line_copies_when_asked(tmp_
     assert not np.allclose(fits["lab"][1].coef, fits["line"][1].coef)
     for base, dep in fits.values():
         np.testing.assert_allclose(dep.cv_rmse, pls_cv_rmse(base))
+
+
+def test_cnn_training_set_is_the_augmented_rows_then_their_line_copies() -> None:
+    """``[instrument.noise] cnn_copies``: the CNN trains on the ``[augment]`` rows followed by ``cnn_copies`` line
+    copies of the rows (reference values copied); the copies follow the fold's seed; 0 copies is ``augment``."""
+    from trainer.augment import AugmentConfig, augment
+    from trainer.line_noise import cnn_augment_fn
+
+    A, y = _spectra(20, 1.5), np.arange(20.0)
+    aug = AugmentConfig(n_copies=1, offset_sd_abs=0.01)
+    fn = cnn_augment_fn(aug, LineNoiseConfig(averages=4, cnn_copies=2), WL)
+    X_tr, y_tr = fn(A, y, 3)
+    X_aug, y_aug = augment(A, y, aug, seed=3)
+    assert X_tr.shape == (40 + 40, WL.size) and y_tr.shape == (80,)
+    np.testing.assert_array_equal(X_tr[:40], X_aug)
+    np.testing.assert_array_equal(y_tr, np.concatenate([y_aug, y, y]))
+    copies = X_tr[40:].reshape(2, 20, WL.size)
+    noise = copies - A[None]
+    assert 0.0 < float(np.std(noise)) < 0.05 and not np.allclose(copies[0], copies[1])
+    np.testing.assert_array_equal(fn(A, y, 3)[0], X_tr)  # seeded: a fold trains on the same rows every time
+    assert not np.allclose(fn(A, y, 4)[0][40:], X_tr[40:])
+    for off in (LineNoiseConfig(averages=4), None):
+        np.testing.assert_array_equal(cnn_augment_fn(aug, off, WL)(A, y, 3)[0], X_aug)
+
+
+def test_cnn_copies_is_parsed_and_refused_when_negative() -> None:
+    assert InstrumentConfig.from_dict({"noise": {"cnn_copies": 3}}).noise == LineNoiseConfig(cnn_copies=3)
+    with pytest.raises(TrainConfigError, match="instrument.noise.cnn_copies: expected an integer >= 0, got -1"):
+        InstrumentConfig.from_dict({"noise": {"cnn_copies": -1}})
+
+
+def test_fit_and_search_worker_train_the_cnn_on_the_same_line_copies(tmp_path: Path) -> None:
+    """The final fit (:meth:`Recipe.training_set`), the champion's and the search's cross-validations build the
+    CNN's rows with the same function: a search worker (``spectro-train search``) scores the network a fit
+    deploys."""
+    from tests.support.tiny_fit import CONFIG, write_synthetic
+    from trainer.config import load_config
+    from trainer.pipeline.prepare import prepare_data
+    from trainer.pipeline.recipe import build_model_configs, choose_recipe
+    from trainer.search import prepare_inputs
+
+    write_synthetic(tmp_path / "synthetic.npz")
+    (tmp_path / "line.toml").write_text(CONFIG + "\n[instrument]\nsignal = \"counts\"\n[instrument.noise]\n"
+                                        "averages = 4\ncnn_copies = 2\n")
+    cfg = load_config(tmp_path / "line.toml")
+    data = prepare_data(cfg, lambda stage: None)
+    recipe = choose_recipe(cfg, build_model_configs(cfg), data, "snv", tmp_path, lambda stage: None, None)
+    tr = data.plan.train_rows
+    X, Y = data.ds.X[tr], data.ds.y[tr].astype(np.float64)
+    X_fit, Y_fit = recipe.training_set(X, Y, 5)
+    assert X_fit.shape[0] == (2 + 2) * tr.size  # original + 1 augmented copy + 2 line copies
+    np.testing.assert_array_equal(Y_fit[2 * tr.size:], np.tile(Y, (2, 1)))
+    inputs = prepare_inputs(cfg)
+    assert inputs.rows_for is not None
+    X_search, _ = inputs.rows_for(recipe.augment)(inputs.X, inputs.Y, 5)
+    np.testing.assert_allclose(X_search, X_fit)

@@ -200,6 +200,11 @@ class LineNoiseConfig:
         preprocessing and latent variables chosen by cross-validation, and the coefficients, are those that predict
         best as the line measures (``trainer.line_noise.with_line_copies``); 0 (the default) calibrates on the
         training rows alone.
+    cnn_copies : int
+        Line copies of each training spectrum added to the CNN's training set, after ``[augment]`` (in every
+        cross-validation fold, every search trial and the final fit): a network that has seen the line's noise
+        predicts the line's spectra (``trainer.line_noise.cnn_augment_fn``); 0 (the default) trains on the
+        training rows and their ``[augment]`` copies alone.
     read_noise_counts, electrons_per_count, white_peak_counts_per_ms : float, optional
         Detector parameters (``DetectorModel``); None keeps the simulator's.
     """
@@ -208,6 +213,7 @@ class LineNoiseConfig:
     copies: int = 5
     reference_averages: int = 64
     calibration_copies: int = 0
+    cnn_copies: int = 0
     read_noise_counts: float | None = None
     electrons_per_count: float | None = None
     white_peak_counts_per_ms: float | None = None
@@ -216,14 +222,16 @@ class LineNoiseConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> LineNoiseConfig:
         w = "instrument.noise"
         detector = ("read_noise_counts", "electrons_per_count", "white_peak_counts_per_ms")
-        _check_keys(d, w, {"averages", "copies", "reference_averages", "calibration_copies",
+        _check_keys(d, w, {"averages", "copies", "reference_averages", "calibration_copies", "cnn_copies",
                            *detector})
         averages = _get(d, "averages", w, int, 1)
         copies = _get(d, "copies", w, int, 5)
         reference_averages = _get(d, "reference_averages", w, int, 64)
         calibration_copies = _get(d, "calibration_copies", w, int, 0)
-        if calibration_copies < 0:
-            raise TrainConfigError(f"{w}.calibration_copies: expected an integer >= 0, got {calibration_copies}")
+        cnn_copies = _get(d, "cnn_copies", w, int, 0)
+        for key, v in (("calibration_copies", calibration_copies), ("cnn_copies", cnn_copies)):
+            if v < 0:
+                raise TrainConfigError(f"{w}.{key}: expected an integer >= 0, got {v}")
         for key, v in (("averages", averages), ("copies", copies), ("reference_averages", reference_averages)):
             if v < 1:
                 raise TrainConfigError(f"{w}.{key}: expected an integer >= 1, got {v}")
@@ -234,7 +242,7 @@ class LineNoiseConfig:
                 raise TrainConfigError(f"{w}.{key}: expected a finite number > 0, got {v!r}")
             values[key] = v
         return cls(averages=averages, copies=copies, reference_averages=reference_averages,
-                   calibration_copies=calibration_copies,
+                   calibration_copies=calibration_copies, cnn_copies=cnn_copies,
                    **values)
 
     def detector_parameters(self) -> dict[str, float]:

@@ -26,10 +26,8 @@ def pls_calibration_rows(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.
         return X, Y, groups
     from trainer.line_noise import with_line_copies
 
-    wl = np.asarray(data.ds.wavelengths, dtype=np.float64)
-    wl_nm = 1e7 / wl if data.ds.axis_unit == "cm-1" else wl
-    return with_line_copies(X, Y, groups, wl_nm, noise, quantity=cfg.instrument.quantity, min_ratio=data.min_ratio,
-                            seed=cfg.seed + _CALIBRATION_COPIES_SEED)
+    return with_line_copies(X, Y, groups, data.wavelengths_nm, noise, quantity=cfg.instrument.quantity,
+                            min_ratio=data.min_ratio, seed=cfg.seed + _CALIBRATION_COPIES_SEED)
 
 
 def fit_pls_on(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> Any:

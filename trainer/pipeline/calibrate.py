@@ -46,9 +46,7 @@ def line_copies(cfg: TrainConfig, data: Prepared, rows: np.ndarray, *, seed_offs
     from trainer.line_noise import line_spectra
 
     assert cfg.instrument.noise is not None
-    wl = np.asarray(data.ds.wavelengths, dtype=np.float64)
-    wl_nm = 1e7 / wl if data.ds.axis_unit == "cm-1" else wl
-    return line_spectra(data.ds.X[rows], wl_nm, cfg.instrument.noise, quantity=cfg.instrument.quantity,
+    return line_spectra(data.ds.X[rows], data.wavelengths_nm, cfg.instrument.noise, quantity=cfg.instrument.quantity,
                         min_ratio=data.min_ratio, seed=cfg.seed + seed_offset)
 
 
@@ -60,10 +58,8 @@ def noise_inputs(cfg: TrainConfig, data: Prepared, rows: np.ndarray, transform: 
     from trainer.line_noise import pixel_variance
 
     assert cfg.instrument.noise is not None
-    wl = np.asarray(data.ds.wavelengths, dtype=np.float64)
-    wl_nm = 1e7 / wl if data.ds.axis_unit == "cm-1" else wl
     X = np.asarray(data.ds.X[rows], dtype=np.float64)
-    var, detector = pixel_variance(X, wl_nm, cfg.instrument.noise, quantity=cfg.instrument.quantity)
+    var, detector = pixel_variance(X, data.wavelengths_nm, cfg.instrument.noise, quantity=cfg.instrument.quantity)
     a0 = X.mean(axis=0)
     eps = 1e-4 * max(float(np.mean(np.abs(a0))), 1e-3)
     base = np.asarray(transform(a0[None]), dtype=np.float64).reshape(1, -1)

@@ -55,7 +55,6 @@ def cross_validate_cnn(
 ) -> CnnCv:
     """Stage "cross-validate CNN": the search's best trial when it ran exactly this cross-validation, else a grouped
     cross-validation of the recipe (``--model auto``, regression); nothing otherwise."""
-    from trainer.augment import augment
     from trainer.champion import cnn_cv_predictions
     from trainer.models import train_cnn
 
@@ -73,7 +72,7 @@ def cross_validate_cnn(
         cnn_oof = cnn_cv_predictions(
             X[tr], Y[tr].astype(np.float64), data.groups[tr],
             make_pre=lambda: data.make_pre(recipe.steps),
-            augment_fn=lambda Xa, ya, sd: augment(Xa, ya, recipe.augment, seed=sd),
+            augment_fn=recipe.training_set,
             train_fn=lambda Xp, yp, sd, trunks=None: train_cnn(Xp, yp, None, None, config=recipe.cnn, seed=sd,
                                                                 trunks=trunks).model,
             predict_fn=keras_predict,
@@ -89,7 +88,6 @@ def cross_validate_cnn(
 
 def train_network(cfg: TrainConfig, data: Prepared, recipe: Recipe, stage: Callable[[str], None]) -> TrainedNetwork:
     """Stages "pretrain CNN trunk" (with ``[pretrain]``), "train CNN" and "prune"."""
-    from trainer.augment import augment
     from trainer.models import train_cnn
 
     X, Y, tr, sel, classify = data.ds.X, data.ds.y, data.plan.train_rows, data.plan.select_rows, data.classify
@@ -105,7 +103,7 @@ def train_network(cfg: TrainConfig, data: Prepared, recipe: Recipe, stage: Calla
     edge_pipe = pre.to_edge()
 
     y_tr = Y[tr][:, 0] if classify else Y[tr]
-    X_aug, y_aug = augment(X[tr], y_tr, recipe.augment, seed=cfg.seed)
+    X_aug, y_aug = recipe.training_set(X[tr], y_tr, cfg.seed)
     X_tr_pre = pre.transform(X_aug)
     # No selection rows: a fixed number of epochs (the recipe's), early stopping and the plateau schedule watch the
     # training loss, the last epoch is kept (trainer.models.train_cnn without X_sel), as in the CNN cross-validation.
@@ -114,8 +112,11 @@ def train_network(cfg: TrainConfig, data: Prepared, recipe: Recipe, stage: Calla
     if sel.size == 0:
         log.info("no selection rows: the CNN trains %d epochs on all %d training rows, the last epoch kept",
                  recipe.cnn.epochs, tr.size)
-    log.info("CNN input: preprocessing %s, %d training spectra (%d after augmentation), input shape %s",
-             recipe.candidate, tr.size, X_aug.shape[0], X_tr_pre.shape[1:])
+    noise = cfg.instrument.noise
+    log.info("CNN input: preprocessing %s, %d training spectra (%d after augmentation%s), input shape %s",
+             recipe.candidate, tr.size, X_aug.shape[0],
+             f" and {noise.cnn_copies} line copies of each" if noise is not None and noise.cnn_copies else "",
+             X_tr_pre.shape[1:])
     trained = train_cnn(X_tr_pre, y_aug, X_sel_pre, y_sel, config=recipe.cnn, seed=cfg.seed, trunks=trunks)
     role_pre = {role: pre.transform(X[rows]) for role, rows in data.plan.roles().items()}
 

@@ -63,8 +63,7 @@ def _line_levels(cfg: TrainConfig, data: Prepared, rows: np.ndarray, noise: Any)
     from trainer.line_noise import pixel_variance
 
     assert cfg.instrument.noise is not None
-    wl = np.asarray(data.ds.wavelengths, dtype=np.float64)
-    var, _ = pixel_variance(data.ds.X[rows], 1e7 / wl if data.ds.axis_unit == "cm-1" else wl, cfg.instrument.noise,
+    var, _ = pixel_variance(data.ds.X[rows], data.wavelengths_nm, cfg.instrument.noise,
                             quantity=cfg.instrument.quantity)
     return np.asarray(var @ noise.pixel_gain, dtype=np.float64)
 

@@ -44,6 +44,12 @@ class Prepared:
     classify: bool
     make_pre: Callable[[Sequence[Mapping[str, Any]]], Any]
 
+    @property
+    def wavelengths_nm(self) -> np.ndarray:
+        """The data's axis in nm (a wavenumber axis converted): what the line detector model is indexed by."""
+        wl = np.asarray(self.ds.wavelengths, dtype=np.float64)
+        return 1e7 / wl if self.ds.axis_unit == "cm-1" else wl
+
 
 def prepare_data(cfg: TrainConfig, stage: Callable[[str], None]) -> Prepared:
     """Stages "load data" and "split rows"."""

@@ -34,6 +34,16 @@ class Recipe:
     search_folds: int = 0
     pretrain: Any = None
     pretrain_off: str = "enabled = false"
+    #: ``fn(X, y, seed) -> (X_train, y_train)``: the CNN's training set of some rows (:func:`cnn_rows_for`).
+    rows: Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None
+
+    def training_set(self, X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The CNN's training set of rows ``X``, ``y``: their ``[augment]`` copies (and line copies)."""
+        if self.rows is None:
+            from trainer.augment import augment
+
+            return augment(X, y, self.augment, seed=seed)
+        return self.rows(X, y, seed)
 
 
 def build_cnn_config(cfg: TrainConfig) -> Any:
@@ -44,6 +54,16 @@ def build_cnn_config(cfg: TrainConfig) -> Any:
         raise TrainConfigError(f"model.task: expected {cfg.task!r} (data.task), got {d['task']!r}")
     d["task"] = cfg.task
     return CNNConfig.from_dict(d)
+
+
+def cnn_rows_for(cfg: TrainConfig, data: Prepared) -> Callable[[Any], Callable[..., tuple[np.ndarray, np.ndarray]]]:
+    """``[augment]`` config -> ``fn(X, y, seed)``, the CNN's training set of some rows: their augmented copies,
+    followed by ``[instrument.noise] cnn_copies`` line copies (:func:`trainer.line_noise.cnn_augment_fn`)."""
+    from trainer.line_noise import cnn_augment_fn
+
+    noise = cfg.instrument.noise
+    return lambda aug: cnn_augment_fn(aug, noise, data.wavelengths_nm if noise is not None else None,
+                                      quantity=cfg.instrument.quantity, min_ratio=data.min_ratio)
 
 
 def build_augment_config(cfg: TrainConfig) -> Any:
@@ -72,7 +92,7 @@ def build_prune_config(cfg: TrainConfig) -> Any:
 def _run_search(
     cfg: TrainConfig, X_tr: np.ndarray, Y_tr: np.ndarray, groups_tr: np.ndarray, target_names: Sequence[str],
     cand: str, make_pre: Callable[[Sequence[Mapping[str, Any]]], Any], out: Path, stage: Callable[[str], None],
-    progress: Callable[[str], None] | None, pretrain: Any = None,
+    progress: Callable[[str], None] | None, pretrain: Any = None, rows_for: Any = None,
 ) -> tuple[dict[str, Any], np.ndarray | None, int]:
     """The ``[search]`` stage (:mod:`trainer.search`): ``(metrics.json search, the best trial's out-of-fold
     predictions or None, its folds)``. Skipped (the configured recipe) when the search is off, for classification
@@ -96,7 +116,7 @@ def _run_search(
     inputs = SearchInputs(X=X_tr, Y=np.asarray(Y_tr, dtype=np.float64), groups=groups_tr,
                           target_names=tuple(target_names), make_pre=make_pre,
                           candidates=cfg.preprocessing.candidates, base_candidate=cand, base_model=model,
-                          base_augment=dict(cfg.augment), pretrain=pretrain)
+                          base_augment=dict(cfg.augment), pretrain=pretrain, rows_for=rows_for)
     result = run_search(cfg, inputs, out, progress=progress)
     return result.to_dict(), result.oof, result.folds
 
@@ -128,9 +148,10 @@ def choose_recipe(
         cand = pls_candidate
     tr = data.plan.train_rows
     plan = pretrain_plan(cfg, data)
+    rows_for = cnn_rows_for(cfg, data)
     search_info, search_oof, search_folds = _run_search(cfg, data.ds.X[tr], data.ds.y[tr], data.groups[tr],
                                                         data.ds.target_names, cand, data.make_pre, out, stage,
-                                                        progress, plan)
+                                                        progress, plan, rows_for)
     pretrain, off = plan, "enabled = false"
     if search_info.get("best_recipe") is not None:
         recipe = search_info["best_recipe"]
@@ -144,7 +165,7 @@ def choose_recipe(
                  "" if plan is None else f", pretrain {pretrain is not None}")
     return Recipe(candidate=cand, steps=cfg.preprocessing.candidates[cand], cnn=cnn_cfg, augment=aug_cfg,
                   prune=configs.prune, search=search_info, search_oof=search_oof,
-                  search_folds=search_folds, pretrain=pretrain, pretrain_off=off)
+                  search_folds=search_folds, pretrain=pretrain, pretrain_off=off, rows=rows_for(aug_cfg))
 
 
 def pretrain_plan(cfg: TrainConfig, data: Prepared) -> Any:
