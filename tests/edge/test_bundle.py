@@ -27,6 +27,7 @@ from edge.bundle import (
     Bundle,
     GoldenVectors,
     InputContract,
+    SelfTestReport,
     check_command,
     load_bundle,
     read_members,
@@ -76,12 +77,22 @@ def _rewrite(good: Path, tmp_path: Path, members: dict[str, bytes]) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ good bundle
+def _cross_machine_self_test(report: SelfTestReport | None) -> None:
+    """The committed bundle was written on another machine: its golden vectors match at float64 rounding level
+    (docs/bundle.md: about 1e-13 after a few reductions; numpy's BLAS kernels differ between CPUs) and the int8
+    outputs within the bundle's one LSB, not necessarily bitwise (bitwise holds where the bundle was written:
+    tests/trainer/test_bundle_writer.py)."""
+    assert report is not None and report.n_vectors == 6
+    assert report.bitwise_identical or (report.max_preprocessed_abs_diff <= 1e-12
+                                        and report.max_output_lsb is not None and report.max_output_lsb <= 1.0)
+    assert report.summary().startswith("PASSED, 6 golden vectors, ")
+
+
 def test_good_bundle_loads_and_serves(good: Path, models: TabletModels, public_key: Path) -> None:
     b = load_bundle(good, public_key=public_key)
     assert isinstance(b, Bundle)
     assert b.signed and b.signature_verified
-    assert b.self_test is not None and b.self_test.bitwise_identical
-    assert b.self_test.summary().startswith("PASSED, 6 golden vectors, bitwise identical")
+    _cross_machine_self_test(b.self_test)
     assert b.file_sha256 == hashlib.sha256(good.read_bytes()).hexdigest()
     X = models.X_test[:5]
     np.testing.assert_array_equal(b.predict_spectra(X), b.runtime.predict(models.pipeline.transform(X)))
@@ -537,7 +548,7 @@ def test_check_command_ok(good: Path, public_key: Path, capsys: pytest.CaptureFi
     assert "model: tablets-assay 1.0.0 (regression)" in out
     assert "target: assay_mg [mg]" in out
     assert "signature: verified with the configured public key" in out
-    assert "self-test: PASSED, 6 golden vectors, bitwise identical" in out
+    assert "self-test: PASSED, 6 golden vectors, " in out  # bitwise only where written: _cross_machine_self_test
     assert out.rstrip().endswith("result: OK")
 
 
@@ -571,7 +582,7 @@ def test_loading_a_bundle_loads_no_tensorflow(good: Path, repo_root: Path, publi
         before = sorted(m for m in ("tensorflow", "keras", "sklearn", "scipy", "cryptography") if m in sys.modules)
         b = edge.bundle.load_bundle({str(good)!r}, public_key={str(public_key)!r})
         after = sorted(m for m in ("tensorflow", "keras", "sklearn", "scipy") if m in sys.modules)
-        print(before, after, b.self_test.bitwise_identical)
+        print(before, after, b.self_test.summary().startswith("PASSED, 6 golden vectors"))
         """
     )
     out = subprocess.run(

@@ -292,5 +292,6 @@ class InstrumentConfig:
         noise = LineNoiseConfig.from_dict(_table(d, "noise", w)) if "noise" in d else None
         if noise is not None and signal != "counts":
             raise TrainConfigError(f"instrument.noise: expected signal = \"counts\" (a detector to model), got "
-                                   f"signal = {signal!r}")
+                                   f"signal = {signal!r}; a device that sends {signal} itself has no detector "
+                                   f"noise to declare: remove [instrument.noise]")
         return cls(signal=signal, quantity=quantity, noise=noise)
