@@ -9,7 +9,9 @@ identity, targets, input contract, wavelength grid, training-data hash, golden s
 their fitted parameters (to float tolerance) and model signature (input and output shapes, dtypes, quantisation);
 each committed ``.tflite`` has the fresh conversion's signature. It fails when the trainer's output format changes
 (a new member, a renamed or retyped manifest field, another preprocessing, another model interface): regenerate
-then. It does not compare weights or predictions: training is not bit-reproducible across TensorFlow versions.
+then. It does not compare weights or predictions, nor the manifest figures computed from them (:data:`TRAINED`):
+training is not bit-reproducible across TensorFlow versions, nor across CPUs (oneDNN and Eigen pick kernels by the
+instruction set, so an AMD host trains other weights than the Intel host that wrote the committed bundles).
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ PARAM_RTOL, PARAM_ATOL = 1e-6, 1e-9
 #: Manifest fields that differ between two runs of the same fit (time, environment, member hashes of the
 #: non-deterministic weights); their presence and type are still compared.
 VOLATILE = ("created_utc", "library_versions", "members")
+#: Manifest figures computed from the trained weights (``*``: every item of a list); their presence and type are
+#: still compared. Measured on an AMD EPYC host against the CNN and autoencoder demo bundles written on an Intel Xeon
+#: one: the int16x8 output step behind ``output_float_atol`` 3.474e-4 against 3.477e-4, the in-control mean and
+#: standard deviation of each target's predictions (the prediction CUSUM's ``training``) up to 0.12 % apart, the
+#: autoencoder's limit (the top of its held-out reconstruction errors) 1.12e-4 against 1.84e-4.
+TRAINED = (("golden", "output_float_atol"), ("autoencoder", "limit"), ("targets", "*", "training", "mean"),
+           ("targets", "*", "training", "std"))
 
 
 def _generator() -> ModuleType:
@@ -78,6 +87,24 @@ def _assert_close(fresh: Any, committed: Any, where: str) -> None:
         assert fresh == committed, f"{where}: expected {fresh!r}, got {committed!r}"
 
 
+def _without_trained(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` without the :data:`TRAINED` figures (a copy; the schema comparison has already seen them)."""
+    out: dict[str, Any] = json.loads(json.dumps(manifest))
+
+    def drop(node: Any, path: tuple[str, ...]) -> None:
+        head, rest = path[0], path[1:]
+        children = (node if head == "*" and isinstance(node, list)
+                    else [node[head]] if isinstance(node, dict) and head in node and rest else [])
+        if not rest and isinstance(node, dict):
+            node.pop(head, None)
+        for child in children:
+            drop(child, rest)
+
+    for path in TRAINED:
+        drop(out, path)
+    return out
+
+
 def _model_signature(model: bytes) -> tuple[Any, ...]:
     rt = ModelRuntime(model)
     return rt.input_shape, rt.output_shape, str(rt.input_dtype), str(rt.output_dtype), rt.is_quantized
@@ -100,8 +127,8 @@ def assert_same_kind(fresh_path: Path, committed_path: Path, *, public_key: Path
     fman, cman = json.loads(fm["manifest.json"]), json.loads(cm["manifest.json"])
     assert _schema(cman) == _schema(fman), "the manifest's schema changed: regenerate tests/data/trained"
     skip = VOLATILE + ignore
-    _assert_close({k: v for k, v in fman.items() if k not in skip},
-                  {k: v for k, v in cman.items() if k not in skip}, "manifest")
+    _assert_close(_without_trained({k: v for k, v in fman.items() if k not in skip}),
+                  _without_trained({k: v for k, v in cman.items() if k not in skip}), "manifest")
     _assert_close(json.loads(fm["preprocessing.json"]), json.loads(cm["preprocessing.json"]), "preprocessing")
     assert [type(s).__name__ for s in committed.pipeline.steps] == [type(s).__name__ for s in fresh.pipeline.steps]
     assert _model_signature(cm["model.tflite"]) == _model_signature(fm["model.tflite"])
