@@ -31,6 +31,7 @@ import numpy.typing as npt
 from edge.bundle import (
     AUTOENCODER,
     AUTOENCODER_FORMAT_VERSION,
+    BLEND_FORMAT_VERSION,
     BUNDLE_SUFFIX,
     DEFAULT_GOLDEN_TOLERANCE,
     FORMAT_VERSION,
@@ -258,9 +259,13 @@ class ServingArtefacts:
     pipeline : edge Pipeline, trainer pipeline with ``to_edge()``, or spec dict / JSON text
         Its own preprocessing, from the same raw frame as the primary's.
     by_target : sequence of str
-        The serving model's name per target, in target order.
+        The serving model's name per target, in target order (for a blended target, the model of the larger
+        weight; the primary on an even split).
     output_transform : dict, optional
         Its own ``{"scale", "offset"}`` (a model that emits standardised targets).
+    weights : sequence of float, optional
+        This (the second) model's weight per target in [0, 1] when some target is a blend of both models (format
+        5, manifest ``serving.weights``); None when each target is served by one model.
     """
 
     primary_name: str
@@ -269,6 +274,7 @@ class ServingArtefacts:
     pipeline: Any
     by_target: Sequence[str]
     output_transform: Mapping[str, Sequence[float]] | None = None
+    weights: Sequence[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -385,8 +391,12 @@ def _serving_section(serving: ServingArtefacts) -> dict[str, Any]:
     second: dict[str, Any] = {"name": serving.second_name, "model": MODEL_2, "preprocessing": PREPROCESSING_2}
     if serving.output_transform is not None:
         second["output_transform"] = {k: [float(v) for v in serving.output_transform[k]] for k in ("scale", "offset")}
-    return {"members": [{"name": serving.primary_name, "model": MODEL, "preprocessing": PREPROCESSING}, second],
-            "targets": [str(t) for t in serving.by_target]}
+    section: dict[str, Any] = {
+        "members": [{"name": serving.primary_name, "model": MODEL, "preprocessing": PREPROCESSING}, second],
+        "targets": [str(t) for t in serving.by_target]}
+    if serving.weights is not None:
+        section["weights"] = [float(w) for w in serving.weights]
+    return section
 
 
 def write_bundle(
@@ -510,7 +520,8 @@ def write_bundle(
         members[PREPROCESSING_2] = second[1]
     version = FORMAT_VERSION if art.autoencoder is None else AUTOENCODER_FORMAT_VERSION
     manifest: dict[str, Any] = {
-        "format_version": SERVING_FORMAT_VERSION if second is not None else version,
+        "format_version": version if second is None or art.serving is None else
+        BLEND_FORMAT_VERSION if art.serving.weights is not None else SERVING_FORMAT_VERSION,
         "model_id": idn.model_id,
         "model_version": idn.model_version,
         "created_utc": idn.created_utc or _utc_now(),

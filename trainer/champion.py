@@ -14,7 +14,15 @@ The rule (documented in docs/training.md, reported in ``metrics.json`` under ``s
   ``tie_margin`` (CNN/PLS < 1 - ``tie_margin``); otherwise PLS, the simpler model, serves it. When the CNN wins
   every target the bundle carries the CNN, when it wins none PLS, otherwise both (``winner`` ``per_target``: a
   format-4 bundle, :mod:`edge.bundle.serving`, each target served by its winner). ``--model cnn|pls`` forces one
-  model for every target (the scores are then still reported when computed).
+  model for every target (the scores are then still reported when computed);
+- then, per target (``[selection] blend``, on by default), a *blend* ``(1 - w) * CNN + w * PLS`` may serve it
+  instead: ``w`` is chosen on a grid (:data:`BLEND_GRID`) by the out-of-fold RMSE of the averaged out-of-fold
+  predictions of every training row (the CNN's from its cross-validation, PLS's from nested cross-validation,
+  its preprocessing and latent variables chosen again in each fold, as its intervals use), and the blend serves
+  only when that RMSE, with the CNN's int8 cost on its share, beats the better of the two single models' (the
+  same out-of-fold predictions) by more than ``tie_margin``. Two models whose errors are not fully correlated
+  average to a smaller error than either (model averaging); the rule asks the data whether they do here. The
+  bundle then carries both (format 5, ``serving.weights``).
 
 Classification always deploys the CNN: PLS-DA responses are not class probabilities, so they are not deployed.
 
@@ -36,8 +44,8 @@ from trainer.errors import TrainConfigError
 from trainer.pls import PlsBaseline, flatten_features
 from trainer.splits import grouped_folds
 
-__all__ = ["MODES", "PER_TARGET", "Selection", "DeployablePls", "cnn_cv_predictions", "pls_cv_rmse", "choose_model",
-           "deployable_pls", "pls_cv_predictions"]
+__all__ = ["MODES", "PER_TARGET", "BLEND", "BLEND_GRID", "Selection", "blend_weight", "DeployablePls",
+           "cnn_cv_predictions", "pls_cv_rmse", "choose_model", "deployable_pls", "pls_cv_predictions"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,10 @@ log = logging.getLogger(__name__)
 MODES = ("auto", "cnn", "pls")
 #: ``winner`` (and ``metrics.json`` ``deployed_model``) when the CNN serves some targets and PLS the others.
 PER_TARGET = "per_target"
+#: ``per_target`` value of a target served by a weighted average of the CNN and PLS.
+BLEND = "blend"
+#: PLS's weights tried for a blend (0 and 1 are the single models).
+BLEND_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,8 @@ class Selection:
     per_target: Mapping[str, str] = field(default_factory=dict)
     #: Why, per target.
     per_target_reason: Mapping[str, str] = field(default_factory=dict)
+    #: PLS's weight in each blended target (``per_target`` ``blend``): the target is (1 - w) * CNN + w * PLS.
+    blend_weights: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def split(self) -> bool:
@@ -73,6 +87,7 @@ class Selection:
         return {
             "per_target": dict(self.per_target),
             "per_target_reason": dict(self.per_target_reason),
+            "blend_weights": dict(self.blend_weights),
             "winner": self.winner,
             "mode": self.mode,
             "rule": self.rule,
@@ -89,8 +104,23 @@ def rule_text(tie_margin: float) -> str:
     return (
         "out-of-fold RMSE on the training rows (grouped folds), the CNN's times its int8/float cost; per target, "
         f"the CNN serves it only if better than PLS by more than {100 * tie_margin:g} %, otherwise PLS (the simpler "
-        "model wins a tie); the bundle carries the models that serve a target"
+        "model wins a tie); then a blend (1 - w) CNN + w PLS serves a target where its out-of-fold RMSE (PLS "
+        f"nested) beats both models' by more than {100 * tie_margin:g} %; the bundle carries the models that serve "
+        "a target"
     )
+
+
+def blend_weight(y: np.ndarray, cnn: np.ndarray, pls: np.ndarray, *, cnn_cost: float = 1.0) -> tuple[float, float]:
+    """The PLS weight ``w`` of :data:`BLEND_GRID` whose blend ``(1 - w) * cnn + w * pls`` has the smallest RMSE
+    against ``y`` (one target's out-of-fold predictions), and that RMSE times the int8 cost of the CNN's share,
+    ``1 + (1 - w) * (cnn_cost - 1)``."""
+    y, cnn, pls = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (y, cnn, pls))
+    best = (float("nan"), float("inf"))
+    for w in BLEND_GRID:
+        rmse = float(np.sqrt(np.mean(((1.0 - w) * cnn + w * pls - y) ** 2))) * (1.0 + (1.0 - w) * (cnn_cost - 1.0))
+        if rmse < best[1]:
+            best = (w, rmse)
+    return best
 
 
 def pls_cv_rmse(pls: PlsBaseline) -> np.ndarray:
@@ -208,8 +238,13 @@ def choose_model(
     int8_cost: np.ndarray | None,
     folds: int,
     classification: bool = False,
+    oof: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Selection:
-    """Apply the champion rule (module docstring) or a forced ``mode``."""
+    """Apply the champion rule (module docstring) or a forced ``mode``.
+
+    ``oof`` (``y``, the CNN's and PLS's out-of-fold predictions of the training rows, each (n, n_targets)) lets a
+    blend of the two serve a target (``auto`` only); None, or any non-finite prediction, keeps single models.
+    """
     if mode not in MODES:
         raise TrainConfigError(f"model: expected one of {', '.join(MODES)}, got {mode!r}")
     names = [str(t) for t in target_names]
@@ -247,16 +282,45 @@ def choose_model(
         else:
             per_target[t], why_target[t] = "pls", (f"a tie within {100 * tie_margin:g} %: CNN/PLS RMSE {r:.3f}; "
                                                    "the simpler model wins")
+    blends = _blends(names, oof, cost, tie_margin, scores) if oof is not None else {}
+    for t, (w, why) in blends.items():
+        per_target[t], why_target[t] = BLEND, why
     served = set(per_target.values())
-    winner = next(iter(served)) if len(served) == 1 else PER_TARGET
-    if winner == PER_TARGET:
-        reason = "per target: " + "; ".join(f"{t} {per_target[t].upper()} ({why_target[t]})" for t in names)
-    elif len(names) == 1:
+    winner = next(iter(served)) if len(served) == 1 and BLEND not in served else PER_TARGET
+    if len(names) == 1:
         reason = why_target[names[0]]
+    elif winner == PER_TARGET:
+        reason = "per target: " + "; ".join(f"{t} {per_target[t].upper()} ({why_target[t]})" for t in names)
     else:
         t = max(ratios, key=lambda k: ratios[k])  # the CNN's worst target
         reason = f"{winner.upper()} serves every target; {t}: {why_target[t]}"
-    return Selection(winner=winner, reason=reason, per_target=per_target, per_target_reason=why_target, **common)
+    return Selection(winner=winner, reason=reason, per_target=per_target, per_target_reason=why_target,
+                     blend_weights={t: w for t, (w, _) in blends.items()}, **common)
+
+
+def _blends(names: Sequence[str], oof: tuple[np.ndarray, np.ndarray, np.ndarray], cost: np.ndarray,
+            tie_margin: float, scores: dict[str, dict[str, float]]) -> dict[str, tuple[float, str]]:
+    """The targets a blend serves: ``{target: (PLS weight, why)}``; fills ``scores`` with the out-of-fold figures
+    the decision rests on (``cnn_int8_oof``, ``pls_nested`` and ``blend``, each target's best blend)."""
+    y, cnn, pls = (np.asarray(a, dtype=np.float64) for a in oof)
+    if not (y.shape == cnn.shape == pls.shape and np.all(np.isfinite(cnn)) and np.all(np.isfinite(pls))):
+        log.info("no blend: the out-of-fold predictions of both models are needed on every training row")
+        return {}
+    out: dict[str, tuple[float, str]] = {}
+    for key in ("cnn_int8_oof", "pls_nested", "blend"):
+        scores[key] = {}
+    for j, t in enumerate(names):
+        e_cnn = float(np.sqrt(np.mean((cnn[:, j] - y[:, j]) ** 2))) * float(cost[j])
+        e_pls = float(np.sqrt(np.mean((pls[:, j] - y[:, j]) ** 2)))
+        w, e_blend = blend_weight(y[:, j], cnn[:, j], pls[:, j], cnn_cost=float(cost[j]))
+        scores["cnn_int8_oof"][t], scores["pls_nested"][t] = e_cnn, e_pls
+        scores["blend"][t] = e_blend
+        if e_blend < (1.0 - tie_margin) * min(e_cnn, e_pls):
+            out[t] = (w, f"a blend {1 - w:.2f} CNN + {w:.2f} PLS beats both out of fold: RMSE {e_blend:.4g} against "
+                         f"CNN {e_cnn:.4g}, PLS {e_pls:.4g} (nested)")
+        log.info("blend of %s: PLS weight %.2f, out-of-fold RMSE %.4g against CNN %.4g, PLS %.4g: %s", t, w,
+                 e_blend, e_cnn, e_pls, "serves" if t in out else "not better by the margin")
+    return out
 
 
 @dataclass(frozen=True)

@@ -217,6 +217,13 @@ def _ood_chart(inp: ReportInputs, out: Path) -> str | None:
     return _save(fig, out / "ood_t2_q.png")
 
 
+def _served_text(model: Any, pls_weight: Any) -> str:
+    """``CNN``, ``PLS`` or ``BLEND 0.60 CNN + 0.40 PLS``."""
+    if model == "blend" and isinstance(pls_weight, (int, float)):
+        return f"BLEND {1 - pls_weight:.2f} CNN + {pls_weight:.2f} PLS"
+    return str(model).upper()
+
+
 def _confusion(inp: ReportInputs, split: str, model: str) -> str:
     ds = inp.dataset
     names = ds.class_names or ()
@@ -314,7 +321,8 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
         who = (f"<b>{html.escape(str(m.get('deployed_model', '')).upper())}</b> is deployed"
                if m.get("deployed_model") != "per_target" else
                "<b>Each target is served by its winner</b> (" + ", ".join(
-                   f"{html.escape(str(t))}: {html.escape(str(v).upper())}" for t, v in served.items()) + ")")
+                   f"{html.escape(str(t))}: {html.escape(_served_text(v, (sel.get('blend_weights') or {}).get(t)))}"
+                   for t, v in served.items()) + ")")
         parts.append(
             f"<p>{who}: "
             f"{html.escape(str(sel.get('reason', '')))}.</p>"
@@ -329,7 +337,8 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
             parts.append(_table(
                 ["target", *[f"CV RMSE {mname}" for mname in models], "int8 cost", "CNN / PLS", "served by", "why"],
                 [[t, *[cv[mname].get(t) for mname in models], (sel.get("int8_cost") or {}).get(t),
-                  (sel.get("ratio_cnn_to_pls") or {}).get(t), str(served.get(t, "")).upper(), why.get(t, "")]
+                  (sel.get("ratio_cnn_to_pls") or {}).get(t),
+                  _served_text(served.get(t, ""), (sel.get("blend_weights") or {}).get(t)), why.get(t, "")]
                  for t in names],
             ))
         if sel.get("int8_cost_rows"):

@@ -64,6 +64,7 @@ from edge.bundle.golden import (
 from edge.bundle.loader import Bundle, check_command, load_bundle, pipeline_reads_counts
 from edge.bundle.manifest import (
     AUTOENCODER_FORMAT_VERSION,
+    BLEND_FORMAT_VERSION,
     FORMAT_VERSION,
     SERVING_FORMAT_VERSION,
     SUPPORTED_FORMAT_VERSIONS,
@@ -81,6 +82,7 @@ __all__ = [
     "AUTOENCODER_FORMAT_VERSION",
     "AUTOENCODER",
     "SERVING_FORMAT_VERSION",
+    "BLEND_FORMAT_VERSION",
     "MODEL_2",
     "PREPROCESSING_2",
     "Serving",

@@ -16,7 +16,7 @@ import numpy as np
 from edge.bundle.archive import AUTOENCODER, MANIFEST, MEMBER_LIMITS_BYTES, MODEL_2, PREPROCESSING_2, SIGNATURE
 from edge.bundle.contract import FRAME_SIGNALS, PIXEL_FORMATS
 from edge.bundle.golden import DEFAULT_GOLDEN_TOLERANCE, GoldenTolerance
-from edge.bundle.serving import SERVING_FORMAT_VERSION, check_output_transform, validate_serving
+from edge.bundle.serving import BLEND_FORMAT_VERSION, SERVING_FORMAT_VERSION, check_output_transform, validate_serving
 from edge.errors import BundleError
 from edge.jsonstrict import loads_strict
 from edge.validation import (
@@ -34,6 +34,7 @@ __all__ = [
     "FORMAT_VERSION",
     "AUTOENCODER_FORMAT_VERSION",
     "SERVING_FORMAT_VERSION",
+    "BLEND_FORMAT_VERSION",
     "SUPPORTED_FORMAT_VERSIONS",
     "TASKS",
     "TargetStats",
@@ -50,7 +51,9 @@ FORMAT_VERSION: Final[int] = 2
 AUTOENCODER_FORMAT_VERSION: Final[int] = 3
 #: Version 4 (:data:`~edge.bundle.serving.SERVING_FORMAT_VERSION`) adds ``serving``: two models, each target served
 #: by one of them (:mod:`edge.bundle.serving`); a one-model bundle is still written as version 2 or 3.
-SUPPORTED_FORMAT_VERSIONS: Final[tuple[int, ...]] = (1, 2, 3, SERVING_FORMAT_VERSION)
+#: Version 5 (:data:`~edge.bundle.serving.BLEND_FORMAT_VERSION`) adds ``serving.weights``: a target may be served by
+#: a weighted average of both models; a two-model bundle without a blend is still written as version 4.
+SUPPORTED_FORMAT_VERSIONS: Final[tuple[int, ...]] = (1, 2, 3, SERVING_FORMAT_VERSION, BLEND_FORMAT_VERSION)
 
 TASKS: Final[tuple[str, ...]] = ("regression", "classification")
 
@@ -298,7 +301,7 @@ def validate_manifest(manifest: Any) -> None:
         require_str(entry["sha256"], _at(f"{where}.sha256"), E, pattern=_SHA_RE, pattern_doc="64 hex digits")
         require_int(entry["size"], _at(f"{where}.size"), E, minimum=0)
     if "serving" in manifest:
-        validate_serving(manifest["serving"], task, len(targets), members)
+        validate_serving(manifest["serving"], task, len(targets), members, version)
     second = sorted(m for m in (MODEL_2, PREPROCESSING_2) if m in members)
     if second and "serving" not in manifest:
         raise BundleError(f"{_at('members')}: expected {' and '.join(second)} only with a serving section, got no "

@@ -17,7 +17,17 @@ Member 0 (the *primary*) is the bundle's ``model.tflite`` behind ``preprocessing
 Member 1 is ``model_2.tflite`` behind ``preprocessing_2.json``, with its own optional ``output_transform``. Each
 member emits every target (one output per target, in target order); the edge runs both on the frame and takes
 each target's value from the member ``targets`` names. A bundle without ``serving`` is a one-model bundle, as
-before. :func:`validate_serving` checks the section (called by :func:`edge.bundle.validate_manifest`);
+before.
+
+Format 5 (:data:`BLEND_FORMAT_VERSION`) adds an optional ``weights``: member 1's weight per target, in [0, 1].
+A target's value is then ``(1 - w) * member 0 + w * member 1`` (a *blend* of the two models, which the trainer
+deploys where the average beats both in cross-validation); ``targets`` still names, per target, the member with
+the larger weight (member 0 on an even split), so ``w`` is 0 or 1 exactly where one model serves a target alone::
+
+      "targets": ["cnn", "cnn", "cnn"],
+      "weights": [0.0, 0.0, 0.4]
+
+:func:`validate_serving` checks the section (called by :func:`edge.bundle.validate_manifest`);
 :func:`build_second_member` builds member 1 from the archive.
 """
 
@@ -34,16 +44,18 @@ import numpy.typing as npt
 from edge.bundle.archive import MODEL, MODEL_2, PREPROCESSING, PREPROCESSING_2
 from edge.errors import BundleError
 from edge.runtime import ModelRuntime
-from edge.validation import is_number, require, require_keys, require_mapping, require_str
+from edge.validation import describe, is_number, require, require_keys, require_mapping, require_str
 
 if TYPE_CHECKING:
     from edge.preprocess import Pipeline
 
-__all__ = ["SERVING_FORMAT_VERSION", "MEMBER_FILES", "ServingMember", "Serving", "check_output_transform",
-           "validate_serving", "build_second_member"]
+__all__ = ["SERVING_FORMAT_VERSION", "BLEND_FORMAT_VERSION", "MEMBER_FILES", "ServingMember", "Serving",
+           "check_output_transform", "validate_serving", "build_second_member"]
 
 #: Format version that adds the ``serving`` section (and the members ``model_2.tflite``, ``preprocessing_2.json``).
 SERVING_FORMAT_VERSION: Final[int] = 4
+#: Format version that adds ``serving.weights`` (a target served by a weighted average of both members).
+BLEND_FORMAT_VERSION: Final[int] = 5
 #: The archive members of each serving member, in member order.
 MEMBER_FILES: Final[tuple[tuple[str, str], ...]] = ((MODEL, PREPROCESSING), (MODEL_2, PREPROCESSING_2))
 
@@ -68,7 +80,8 @@ def check_output_transform(ot: Any, where: str, n_out: int) -> None:
     require(all(x != 0 for x in ot["scale"]), _E, _at(f"{where}.scale"), "non-zero values", ot["scale"])
 
 
-def validate_serving(section: Any, task: str, n_targets: int, members: Mapping[str, Any]) -> None:
+def validate_serving(section: Any, task: str, n_targets: int, members: Mapping[str, Any],
+                     version: int = SERVING_FORMAT_VERSION) -> None:
     """Check the manifest's ``serving`` section against the bundle's task, target count and member list.
 
     Raises
@@ -76,10 +89,13 @@ def validate_serving(section: Any, task: str, n_targets: int, members: Mapping[s
     BundleError
         Naming the field: exactly two members named ``[a-z][a-z0-9_]*`` and distinct, each on its fixed files
         (:data:`MEMBER_FILES`, both listed in the manifest's ``members``), an ``output_transform`` only on member 1,
-        one member name per target, every member serving at least one target; regression only.
+        one member name per target, every member serving at least one target; regression only; from format 5 an
+        optional ``weights`` (member 1's weight per target, in [0, 1], with ``targets`` naming the member of the
+        larger weight).
     """
     s = require_mapping(section, _at("serving"), _E)
-    require_keys(s, _at("serving"), _E, ("members", "targets"))
+    require_keys(s, _at("serving"), _E, ("members", "targets"),
+                 ("weights",) if version >= BLEND_FORMAT_VERSION else ())
     require(task == "regression", _E, _at("serving"), "only for regression", task)
     entries = s["members"]
     require(isinstance(entries, list) and len(entries) == len(MEMBER_FILES), _E, _at("serving.members"),
@@ -107,7 +123,20 @@ def validate_serving(section: Any, task: str, n_targets: int, members: Mapping[s
                           f"{served!r:.200}")
     for j, name in enumerate(served):
         require(name in names, _E, _at(f"serving.targets[{j}]"), f"one of the members {names}", name)
-    idle = [n for n in names if n not in served]
+    if "weights" in s:
+        w = s["weights"]
+        if not (isinstance(w, list) and len(w) == n_targets):
+            raise BundleError(f"{_at('serving.weights')}: expected a list of {n_targets} numbers (member 1's weight "
+                              f"per target), got {f'{len(w)}' if isinstance(w, list) else describe(w)}")
+        for j, wj in enumerate(w):
+            require(is_number(wj) and 0.0 <= wj <= 1.0, _E, _at(f"serving.weights[{j}]"), "a number in [0, 1]", wj)
+        for j, (name, wj) in enumerate(zip(served, w)):
+            larger = names[1] if wj > 0.5 else names[0]
+            require(name == larger, _E, _at(f"serving.targets[{j}]"),
+                    f"{larger!r}, the member of the larger weight (weights[{j}] = {wj:g})", name)
+        idle = [n for n, total in zip(names, (sum(1.0 - x for x in w), sum(w))) if total == 0.0]
+    else:
+        idle = [n for n in names if n not in served]
     require(not idle, _E, _at("serving.targets"), "every member serving at least one target",
             f"{', '.join(idle)} serving none")
 
@@ -142,11 +171,14 @@ class Serving:
         The serving member's name per target, in target order.
     second : ServingMember
         Member 1.
+    weights : tuple of float or None
+        Member 1's weight per target (format 5); None: each target from the member ``by_target`` names.
     """
 
     member_names: tuple[str, ...]
     by_target: tuple[str, ...]
     second: ServingMember
+    weights: tuple[float, ...] | None = None
 
     @property
     def second_targets(self) -> npt.NDArray[np.intp]:
@@ -154,15 +186,26 @@ class Serving:
         return np.flatnonzero(np.asarray(self.by_target) == self.second.name)
 
     def assemble(self, y_primary: npt.ArrayLike, y_second: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """Each target's value from its member: shape (n_targets,) or (n, n_targets), as the inputs."""
+        """Each target's value from its member, or the weighted average of both members (``weights``): shape
+        (n_targets,) or (n, n_targets), as the inputs."""
+        if self.weights is not None:
+            w = np.asarray(self.weights, dtype=np.float64)
+            y0 = np.asarray(y_primary, dtype=np.float64)
+            y1 = np.asarray(y_second, dtype=np.float64).reshape(y0.shape)
+            return np.asarray((1.0 - w) * y0 + w * y1, dtype=np.float32)
         y = np.array(y_primary, dtype=np.float32, copy=True)
         idx = self.second_targets
         y[..., idx] = np.asarray(y_second, dtype=np.float32).reshape(y.shape)[..., idx]
         return y
 
     def describe(self, target_names: Sequence[str]) -> str:
-        """One line: ``fat <- cnn, moisture <- cnn, protein <- pls``."""
-        return ", ".join(f"{t} <- {m}" for t, m in zip(target_names, self.by_target))
+        """One line: ``fat <- cnn, moisture <- cnn, protein <- pls`` (a blend: ``protein <- 0.6 cnn + 0.4 pls``)."""
+        if self.weights is None:
+            return ", ".join(f"{t} <- {m}" for t, m in zip(target_names, self.by_target))
+        first, second = self.member_names[0], self.second.name
+        return ", ".join(f"{t} <- {first if w == 0 else second}" if w in (0.0, 1.0) else
+                         f"{t} <- {1 - w:.3g} {first} + {w:.3g} {second}"
+                         for t, w in zip(target_names, self.weights))
 
 
 def build_second_member(
@@ -182,6 +225,8 @@ def build_second_member(
                                output_affine=None if ot is None else (ot["scale"], ot["offset"]))
     except Exception as exc:  # LiteRT raises anything on a malformed model: refused, never served
         raise BundleError(f"member {MODEL_2}: cannot be loaded: {exc}") from exc
+    weights = section.get("weights")
     return Serving(member_names=tuple(str(m["name"]) for m in section["members"]),
                    by_target=tuple(str(t) for t in section["targets"]),
-                   second=ServingMember(name=str(entry["name"]), pipeline=pipeline, runtime=runtime))
+                   second=ServingMember(name=str(entry["name"]), pipeline=pipeline, runtime=runtime),
+                   weights=None if weights is None else tuple(float(x) for x in weights))

@@ -13,7 +13,13 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from edge.bundle import SERVING_FORMAT_VERSION, GoldenVectors, load_bundle
+from edge.bundle import (
+    BLEND_FORMAT_VERSION,
+    SERVING_FORMAT_VERSION,
+    SUPPORTED_FORMAT_VERSIONS,
+    GoldenVectors,
+    load_bundle,
+)
 from edge.errors import BundleError
 from edge.inference import InferenceEngine, Prediction
 from edge.references import ReferenceKind, ReferenceSet, ReferenceSpectrum
@@ -85,6 +91,52 @@ def test_the_inference_engine_publishes_each_target_from_its_model_one_at_a_time
         assert a.lower is not None and a.upper is not None and a.lower[1] < a.values[1] < a.upper[1]
 
 
+def _blend(weights: list[float], targets: list[str]) -> Callable[[dict[str, Any]], None]:
+    """The committed bundle made a format-5 bundle with these ``serving.weights`` and ``serving.targets``."""
+    def edit(manifest: dict[str, Any]) -> None:
+        manifest["format_version"] = BLEND_FORMAT_VERSION
+        manifest["serving"]["weights"] = weights
+        manifest["serving"]["targets"] = targets
+    return edit
+
+
+def test_a_blended_target_is_the_weighted_average_of_both_models_in_the_bundle_and_the_engine(
+        tmp_path: Path) -> None:
+    """Format 5: curved_pct served by 0.75 PLS + 0.25 CNN (member 1's weight 0.25), linear_pct by PLS alone; the
+    bundle, the inference engine one frame at a time and in batches all give the weighted average of the two
+    models' own outputs, and the self-test of both models still passes."""
+    bundle = load_bundle(_edited(tmp_path, _blend([0.0, 0.25], ["pls", "pls"])))
+    assert bundle.manifest["format_version"] == BLEND_FORMAT_VERSION and bundle.serving is not None
+    assert bundle.serving.weights == (0.0, 0.25)
+    assert bundle.self_test is not None and bundle.self_test.summary().startswith("PASSED")
+    assert "serving per target: linear_pct <- pls, curved_pct <- 0.75 pls + 0.25 cnn" in bundle.describe()
+    g = bundle.golden
+    assert g.dark is not None and g.reference is not None and g.wavelengths is not None
+    dark = g.dark if g.dark.ndim == 1 else g.dark[0]
+    white = g.reference if g.reference.ndim == 1 else g.reference[0]
+    ctx = {"dark": dark, "reference": white, "wavelengths": g.wavelengths}
+    X = np.asarray(g.raw, dtype=np.float64)
+    pls = np.asarray(bundle.predict_features(bundle.preprocess(X, **ctx)), dtype=np.float64)
+    cnn = np.asarray(bundle.serving.second.predict(X, **ctx), dtype=np.float64)
+    want = np.stack([pls[:, 0], 0.75 * pls[:, 1] + 0.25 * cnn[:, 1]], axis=1)
+    got = np.asarray(bundle.predict_spectra(X, **ctx), dtype=np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    # the blend is neither model alone: the two disagree on curved_pct
+    assert np.all(np.abs(got[:, 1] - pls[:, 1]) > 1e-4) and np.all(np.abs(got[:, 1] - cnn[:, 1]) > 1e-4)
+    now = 1_700_000_000.0
+    refs = (ReferenceSet()
+            .with_spectrum(ReferenceSpectrum(ReferenceKind.DARK, dark.astype(np.float32), now, 10_000))
+            .with_spectrum(ReferenceSpectrum(ReferenceKind.WHITE, white.astype(np.float32), now, 10_000)))
+    engine = InferenceEngine(bundle, clock=lambda: now)
+    spectra = [_spectrum(i, g.raw[i]) for i in range(g.count)]
+    one = [engine.process(s, refs, wavelengths_nm=g.wavelengths, now_s=now) for s in spectra]
+    many = engine.process_many(spectra, refs, wavelengths_nm=g.wavelengths, now_s=now)
+    for i, (a, b) in enumerate(zip(one, many)):
+        assert isinstance(a, Prediction) and isinstance(b, Prediction), (a, b)
+        assert dataclasses.replace(a, compute_us=0.0) == dataclasses.replace(b, compute_us=0.0)
+        assert a.values == pytest.approx(tuple(want[i]), rel=1e-5, abs=1e-5)
+
+
 def _edited(tmp_path: Path, edit: Callable[[dict[str, Any]], None] | None = None,
             members: Callable[[dict[str, bytes]], None] | None = None) -> Path:
     m = read_zip(BUNDLE)
@@ -121,8 +173,17 @@ def _set(path: tuple[Any, ...], value: Any) -> Callable[[dict[str, Any]], None]:
     (_set(("serving", "members"), [{"name": "pls", "model": "model.tflite", "preprocessing": "preprocessing.json"}]),
      "manifest: serving.members: expected a list of 2 members"),
     (_set(("format_version",), 3), "manifest: unknown key"),
-    (_set(("format_version",), SERVING_FORMAT_VERSION + 1),
-     f"manifest: format_version {SERVING_FORMAT_VERSION + 1} is newer than this code supports"),
+    (_set(("format_version",), max(SUPPORTED_FORMAT_VERSIONS) + 1),
+     f"manifest: format_version {max(SUPPORTED_FORMAT_VERSIONS) + 1} is newer than this code supports"),
+    # weights (a blend) exist from format 5 on
+    (_set(("serving", "weights"), [0.0, 1.0]), "manifest: serving: unknown key"),
+    (_blend([0.0, 1.5], ["pls", "cnn"]), "manifest: serving.weights[1]: expected a number in [0, 1], got 1.5"),
+    (_blend([0.0], ["pls", "cnn"]),
+     "manifest: serving.weights: expected a list of 2 numbers (member 1's weight per target), got 1"),
+    (_blend([0.0, 0.4], ["pls", "cnn"]),
+     "manifest: serving.targets[1]: expected 'pls', the member of the larger weight (weights[1] = 0.4), got 'cnn'"),
+    (_blend([0.0, 0.0], ["pls", "pls"]),
+     "manifest: serving.targets: expected every member serving at least one target, got 'cnn serving none'"),
 ])
 def test_a_malformed_serving_map_is_refused_naming_the_field(tmp_path: Path, edit: Callable[[dict[str, Any]], None],
                                                              message: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.champion import choose_model, deployable_pls, pls_cv_predictions
+from trainer.champion import blend_weight, choose_model, deployable_pls, pls_cv_predictions
 from trainer.errors import TrainConfigError
 from trainer.pls import fit_pls_baseline
 from trainer.preprocessing import make_pipeline_from_config
@@ -88,3 +88,33 @@ def test_deployable_pls_is_the_same_linear_model() -> None:
     # Its out-of-fold predictions (the intervals' residuals) reproduce the CV score the rule compared.
     oof = pls_cv_predictions(dep, X, Y, np.arange(80), steps=cands[dep.candidate], make_pre=make, folds=5, seed=0)
     np.testing.assert_allclose(np.sqrt(np.mean((oof - Y) ** 2, axis=0)), dep.cv_rmse, rtol=1e-6)
+
+
+def test_a_blend_serves_a_target_only_where_it_beats_both_models_out_of_fold_by_the_margin() -> None:
+    """Target a: two models with independent errors of the same size average to about 1/sqrt(2) of either, so the
+    blend serves it near w = 0.5; target b: the CNN's errors are the PLS's own, so no average helps and the rule of
+    before stands. Non-finite out-of-fold predictions keep single models."""
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(400, 2))
+    e_cnn, e_pls = rng.normal(size=(400, 2)), rng.normal(size=(400, 2))
+    e_cnn[:, 1] = e_pls[:, 1]
+    cnn, pls = y + e_cnn, y + e_pls
+    kw = dict(mode="auto", tie_margin=0.02, pls_rmse=np.array([1.0, 1.0]), cnn_rmse=np.array([0.8, 0.8]),
+              int8_cost=None, folds=5)
+    sel = choose_model(NAMES, oof=(y, cnn, pls), **kw)
+    assert sel.per_target == {"a": "blend", "b": "cnn"} and sel.winner == "per_target"
+    assert 0.3 <= sel.blend_weights["a"] <= 0.7 and "b" not in sel.blend_weights
+    cv = sel.to_dict()["cv_rmse"]
+    assert cv["blend"]["a"] < 0.8 * min(cv["cnn_int8_oof"]["a"], cv["pls_nested"]["a"])
+    assert "beats both out of fold" in sel.per_target_reason["a"] and sel.to_dict()["blend_weights"] == {
+        "a": sel.blend_weights["a"]}
+    w, rmse = blend_weight(y[:, 0], cnn[:, 0], pls[:, 0])
+    assert w == sel.blend_weights["a"] and rmse == pytest.approx(cv["blend"]["a"])
+    # the CNN's int8 cost weighs on its share of the blend
+    w_costly, _ = blend_weight(y[:, 0], cnn[:, 0], pls[:, 0], cnn_cost=1.5)
+    assert w_costly > w
+    cnn_nan = cnn.copy()
+    cnn_nan[0, 0] = np.nan
+    assert choose_model(NAMES, oof=(y, cnn_nan, pls), **kw).blend_weights == {}
+    # forced modes never blend
+    assert choose_model(NAMES, oof=(y, cnn, pls), **{**kw, "mode": "pls"}).per_target == {"a": "pls", "b": "pls"}

@@ -56,17 +56,22 @@ class SelectionConfig:
         Grouped folds of the CNN's cross-validation (each trains the recipe once more); the PLS figure uses
         ``[cv] folds``.
     tie_margin : float
-        The CNN must beat PLS by more than this share (geometric mean over targets) to be deployed.
+        Per target, the CNN must beat PLS by more than this share to serve it, and a blend of the two must beat
+        the better of them by more than this share.
+    blend : bool
+        With ``auto``, a target may be served by a weighted average of the CNN and PLS when its out-of-fold RMSE
+        beats both models' (default true; :func:`trainer.champion.blend_weight`).
     """
 
     model: str = "auto"
     cnn_cv_folds: int = 5
     tie_margin: float = 0.02
+    blend: bool = True
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SelectionConfig:
         w = "selection"
-        _check_keys(d, w, {"model", "cnn_cv_folds", "tie_margin"})
+        _check_keys(d, w, {"model", "cnn_cv_folds", "tie_margin", "blend"})
         model = _get(d, "model", w, str, "auto")
         if model not in ("auto", "cnn", "pls"):
             raise TrainConfigError(f"selection.model: expected auto, cnn or pls, got {model!r}")
@@ -76,7 +81,8 @@ class SelectionConfig:
         margin = _get(d, "tie_margin", w, float, 0.02)
         if not 0.0 <= margin < 0.5:
             raise TrainConfigError(f"selection.tie_margin: expected a number in [0, 0.5), got {margin}")
-        return cls(model=model, cnn_cv_folds=folds, tie_margin=float(margin))
+        blend = _get(d, "blend", w, bool, True)
+        return cls(model=model, cnn_cv_folds=folds, tie_margin=float(margin), blend=bool(blend))
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,10 @@ train, prune), :mod:`~trainer.pipeline.int8` (conversion and the candidates' pre
   set), ``target``, ``model`` (``pls``, ``cnn_float``, ``cnn_int8``, ``deployed``), ``n`` and ``rmsep``, ``bias``
   (mean of prediction - reference), ``sep``, ``r2`` for regression or ``accuracy`` for classification;
 - ``deployed_model`` (``cnn``, ``pls`` or ``per_target``: each target served by its winner, a two-model bundle),
-  ``deployed_per_target`` (target -> ``cnn`` or ``pls``), ``deployed_members`` (the models the bundle carries,
-  primary first) and ``selection`` (``winner``, ``mode``, ``rule``, ``reason``, ``per_target``,
-  ``per_target_reason``, ``cv_rmse`` per candidate and target, ``int8_cost``, ``ratio_cnn_to_pls``, ``folds``);
+  ``deployed_per_target`` (target -> ``cnn``, ``pls`` or ``blend``), ``deployed_members`` (the models the bundle
+  carries, primary first) and ``selection`` (``winner``, ``mode``, ``rule``, ``reason``, ``per_target``,
+  ``per_target_reason``, ``blend_weights`` (PLS's weight per blended target), ``cv_rmse`` per candidate and target,
+  ``int8_cost``, ``ratio_cnn_to_pls``, ``folds``);
   ``deployed_pls`` (candidate and latent variables) when PLS serves any target;
 - ``comparison``: per test split and target, the four models' figure and the ratios int8/PLS, int8/float and
   deployed/PLS;

@@ -1,7 +1,8 @@
 """Stage "OOD + intervals": the deployed model's OOD model (PCA on its preprocessed training spectra) and, for
 regression, conformal intervals from the held-out residuals of every calibration row (a deployed PLS: nested CV,
 its preprocessing and latent variables chosen again in every fold); in a per-target bundle each target's
-residuals come from the model that serves it, the OOD model from the primary member's features."""
+residuals come from the model that serves it (a blended target: the same blend of both models' held-out
+predictions), the OOD model from the primary member's features."""
 
 from __future__ import annotations
 
@@ -112,23 +113,25 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
         runtimes[name] = rt
         member_sel[name] = (np.asarray(rt.predict(member.edge_pipe.transform(X[sel])), dtype=np.float64)
                             .reshape(sel.size, -1) if sel.size else np.zeros((0, len(target_names))))
-    sel_pred = _per_target(member_sel, serving)
+    per_target = partial(_per_target, serving=serving, pls_weights=deployed.pls_weights)
+    sel_pred = per_target(member_sel)
     # Held-out residuals of every calibration row: the selection rows (final model) and the training rows
     # out of fold, not the selection rows alone. A deployed PLS is chosen again in every fold (nested CV): its
     # preprocessing and latent variables were chosen on these very rows, which makes plain out-of-fold residuals
     # of the chosen recipe optimistic.
     member_oof: dict[str, np.ndarray | None] = {}
-    kinds = {"pls": "nested", "cnn": "fixed_recipe"}
-    if "pls" in serving:
-        member_oof["pls"] = nested_oof_predictions(X[tr], Y[tr], data.groups[tr],
-                                                   fit_fn=partial(deployable_pls_on, cfg, data),
-                                                   folds=cfg.cv.folds, seed=cfg.seed)
-    if "cnn" in serving:
+    kinds = {"pls": "nested", "cnn": "fixed_recipe", "blend": "blend of both"}
+    if "pls" in serving or "blend" in serving:
+        member_oof["pls"] = (deployed.pls_oof if deployed.pls_oof is not None else
+                             nested_oof_predictions(X[tr], Y[tr], data.groups[tr],
+                                                    fit_fn=partial(deployable_pls_on, cfg, data),
+                                                    folds=cfg.cv.folds, seed=cfg.seed))
+    if "cnn" in serving or "blend" in serving:
         member_oof["cnn"] = cv.oof
     oof, how = None, "none"
     if all(v is not None for v in member_oof.values()):
-        oof = _per_target({k: v for k, v in member_oof.items() if v is not None}, serving)
-        if len(member_oof) == 1:
+        oof = per_target({k: v for k, v in member_oof.items() if v is not None})
+        if len(set(serving)) == 1 and serving[0] != "blend":
             how = kinds[serving[0]]
         else:
             how = "per_target (" + "; ".join(f"{t}: {kinds[m]}" for t, m in zip(target_names, serving)) + ")"
@@ -144,13 +147,13 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
     else:
         how = "none"
     intervals = fit_intervals(resid, cfg.intervals.coverage, target_names=target_names)
-    fitted = _per_target({name: np.asarray(runtimes[name].predict(m.edge_pipe.transform(X[tr])), dtype=np.float64)
-                          .reshape(tr.size, -1) for name, m in by_name.items()}, serving)
+    fitted = per_target({name: np.asarray(runtimes[name].predict(m.edge_pipe.transform(X[tr])), dtype=np.float64)
+                         .reshape(tr.size, -1) for name, m in by_name.items()})
     line = None
     if copies is not None:
-        line = np.stack([_per_target({name: np.asarray(runtimes[name].predict(m.edge_pipe.transform(c)),
-                                                        dtype=np.float64).reshape(tr.size, -1)
-                                      for name, m in by_name.items()}, serving) for c in copies])
+        line = np.stack([per_target({name: np.asarray(runtimes[name].predict(m.edge_pipe.transform(c)),
+                                                       dtype=np.float64).reshape(tr.size, -1)
+                                     for name, m in by_name.items()}) for c in copies])
     predictions = _prediction_stats(fitted, Y[tr], oof, line, target_names)
     log.info("conformal half-widths at %.0f%% from %d held-out residuals (training rows out of fold: %s): %s",
              100 * cfg.intervals.coverage, resid.shape[0], how,
@@ -174,10 +177,16 @@ def _prediction_stats(fitted: np.ndarray, y_train: np.ndarray, oof: np.ndarray |
     return stats
 
 
-def _per_target(by_member: dict[str, np.ndarray], serving: tuple[str, ...]) -> np.ndarray:
-    """Predictions (n, n_targets) with each target's column from the member that serves it."""
+def _per_target(by_member: dict[str, np.ndarray], serving: tuple[str, ...],
+                pls_weights: tuple[float, ...] = ()) -> np.ndarray:
+    """Predictions (n, n_targets) with each target's column from the member that serves it, or for a ``blend``
+    ``(1 - w) * cnn + w * pls`` with ``w`` = ``pls_weights[j]``."""
     first = next(iter(by_member.values()))
-    out = np.empty_like(first)
+    out = np.empty_like(first, dtype=np.float64)
     for j, name in enumerate(serving):
-        out[:, j] = by_member[name][:, j]
+        if name == "blend":
+            w = pls_weights[j]
+            out[:, j] = (1.0 - w) * by_member["cnn"][:, j] + w * by_member["pls"][:, j]
+        else:
+            out[:, j] = by_member[name][:, j]
     return out

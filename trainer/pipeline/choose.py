@@ -55,6 +55,11 @@ class Deployed:
     name: str = ""
     second: Member | None = None
     serving: tuple[str, ...] = ()
+    #: PLS's weight per target where ``serving`` says ``blend`` (0 elsewhere): (1 - w) * CNN + w * PLS.
+    pls_weights: tuple[float, ...] = ()
+    #: The deployable PLS's nested out-of-fold predictions of the training rows, when the champion rule computed
+    #: them (the intervals reuse them).
+    pls_oof: np.ndarray | None = None
 
     @property
     def is_pls(self) -> bool:
@@ -64,7 +69,7 @@ class Deployed:
     @property
     def serves_pls(self) -> bool:
         """PLS serves at least one target."""
-        return self.is_pls or (self.second is not None and "pls" in self.serving)
+        return self.is_pls or (self.second is not None and ("pls" in self.serving or "blend" in self.serving))
 
     @property
     def primary(self) -> Member:
@@ -96,11 +101,15 @@ def choose_deployed(
     X_cal, Y_cal, _ = pls_calibration_rows(cfg, data, X[tr], Y[tr].astype(np.float64), data.groups[tr])
     dep = None if classify else deployable_pls(pls, X_cal, Y_cal,
                                                candidates=cfg.preprocessing.candidates, make_pre=data.make_pre)
+    pls_oof = None
+    if dep is not None and cfg.selection.model == "auto" and cfg.selection.blend and cv.oof is not None:
+        pls_oof = nested_pls_oof(cfg, data)
     selection = choose_model(
         data.ds.target_names, mode=cfg.selection.model, tie_margin=cfg.selection.tie_margin,
         pls_rmse=None if dep is None else dep.cv_rmse, pls_tuned_rmse=None if classify else pls_cv_rmse(pls),
         cnn_rmse=cv.rmse, int8_cost=int8_cost,
         folds=cfg.selection.cnn_cv_folds if cv.rmse is not None else 0, classification=classify,
+        oof=None if pls_oof is None else (Y[tr].astype(np.float64), cv.oof, pls_oof),
     )
     log.info("deployed model: %s (%s)", selection.winner, selection.reason)
     cnn = Member("cnn", int8.tflite, recipe.steps, net.edge_pipe, int8.X_train_pre, int8.output_transform)
@@ -112,14 +121,29 @@ def choose_deployed(
                         cfg.preprocessing.candidates[dep.candidate], dep.preprocess.to_edge(),
                         dep.preprocess.transform(X[tr]), None)
     if selection.winner == "pls":
-        return _deployed(selection, dep, pls_member)
+        return _deployed(selection, dep, pls_member, pls_oof=pls_oof)
     serving = tuple(selection.per_target[str(t)] for t in data.ds.target_names)
+    weights = tuple(float(selection.blend_weights.get(str(t), 0.0)) for t in data.ds.target_names)
     # The primary serves the most targets (on a tie, the model serving the first target); its features feed OOD.
     first = max(("cnn", "pls"), key=lambda m: (serving.count(m), serving[0] == m))
     primary, second = (cnn, pls_member) if first == "cnn" else (pls_member, cnn)
     log.info("per-target bundle: %s (primary %s)",
              ", ".join(f"{t} <- {m}" for t, m in zip(data.ds.target_names, serving)), primary.name)
-    return _deployed(selection, dep, primary, second=second, serving=serving)
+    return _deployed(selection, dep, primary, second=second, serving=serving, pls_weights=weights, pls_oof=pls_oof)
+
+
+def nested_pls_oof(cfg: TrainConfig, data: Prepared) -> np.ndarray:
+    """The deployable PLS's out-of-fold predictions of the training rows by nested cross-validation (its
+    preprocessing and latent variables chosen again in every fold): what a blend is scored with and what a
+    deployed PLS's intervals calibrate on."""
+    from functools import partial
+
+    from trainer.conformal import nested_oof_predictions
+    from trainer.pipeline.baseline import deployable_pls_on
+
+    tr = data.plan.train_rows
+    return nested_oof_predictions(data.ds.X[tr], data.ds.y[tr].astype(np.float64), data.groups[tr],
+                                  fit_fn=partial(deployable_pls_on, cfg, data), folds=cfg.cv.folds, seed=cfg.seed)
 
 
 def int8_cost_role(data: Prepared) -> str | None:
@@ -134,7 +158,9 @@ def int8_cost_role(data: Prepared) -> str | None:
 
 
 def _deployed(selection: Any, dep: Any, primary: Member, *, second: Member | None = None,
-              serving: tuple[str, ...] = ()) -> Deployed:
+              serving: tuple[str, ...] = (), pls_weights: tuple[float, ...] = (),
+              pls_oof: np.ndarray | None = None) -> Deployed:
     return Deployed(selection=selection, pls=dep, tflite=primary.tflite, steps=primary.steps,
                     edge_pipe=primary.edge_pipe, train_pre=primary.train_pre,
-                    output_transform=primary.output_transform, name=primary.name, second=second, serving=serving)
+                    output_transform=primary.output_transform, name=primary.name, second=second, serving=serving,
+                    pls_weights=pls_weights, pls_oof=pls_oof)

@@ -78,7 +78,8 @@ def summarise(cfg: TrainConfig, data: Prepared, recipe: Recipe, pls: Any, net: T
         "evaluations": ev.evaluations,
         "comparison": ev.comparison,
         "deployed_model": selection.winner,
-        # The model serving each target, and which file carries it (per_target: both, the bundle's format 4).
+        # The model serving each target (cnn, pls, or blend: selection.blend_weights), and which file carries it
+        # (per_target: both, the bundle's format 4; 5 with a blend).
         "deployed_per_target": ({str(t): m for t, m in zip(ds.target_names, deployed.serving)}
                                 if deployed.second is not None else
                                 dict.fromkeys(map(str, ds.target_names), deployed.name or selection.winner)),

@@ -65,9 +65,12 @@ def write_fit_bundle(cfg: TrainConfig, data: Prepared, deployed: Deployed, calib
         second = deployed.second
         line_pipe_2, _ = _line_pipeline(second.edge_pipe, cfg, ds.wavelengths, ds.axis_unit, X[golden_rows],
                                         data.min_ratio)
+        weights = _second_weights(deployed)
+        by_target = (deployed.serving if weights is None else
+                     tuple(second.name if w > 0.5 else deployed.name for w in weights))
         serving = ServingArtefacts(primary_name=deployed.name, second_name=second.name, tflite_bytes=second.tflite,
-                                   pipeline=line_pipe_2, by_target=deployed.serving,
-                                   output_transform=second.output_transform)
+                                   pipeline=line_pipe_2, by_target=by_target,
+                                   output_transform=second.output_transform, weights=weights)
     bundle_path = out / f"{cfg.bundle.model_id}.spectrolite"
     for stale in out.glob("*.spectrolite"):
         if stale != bundle_path:
@@ -100,6 +103,20 @@ def write_fit_bundle(cfg: TrainConfig, data: Prepared, deployed: Deployed, calib
     )
     fb.write({"stage": "pre-evaluation"})
     return fb
+
+
+def _second_weights(deployed: Deployed) -> tuple[float, ...] | None:
+    """The second member's weight per target (manifest ``serving.weights``) when a target is a blend; else None."""
+    if "blend" not in deployed.serving or deployed.second is None:
+        return None
+    second = deployed.second.name
+    out = []
+    for name, w_pls in zip(deployed.serving, deployed.pls_weights):
+        if name == "blend":
+            out.append(w_pls if second == "pls" else 1.0 - w_pls)
+        else:
+            out.append(1.0 if name == second else 0.0)
+    return tuple(out)
 
 
 def _model_grid(steps: Sequence[Mapping[str, Any]], wavelengths: np.ndarray) -> np.ndarray:
