@@ -64,8 +64,9 @@ def _spectrum(seq: int, counts: np.ndarray) -> Spectrum:
                     saturated_count=0, counts=np.asarray(counts, dtype=np.float32))
 
 
-def test_the_inference_engine_publishes_each_target_from_its_model_one_at_a_time_and_in_batches() -> None:
-    bundle = load_bundle(BUNDLE)
+def _engine_predictions(bundle: Any) -> tuple[list[Spectrum], ReferenceSet, list[Any], list[Any]]:
+    """The golden vectors as device frames (counts with the golden dark and white), and the inference engine's
+    predictions of them one frame at a time and as one batch."""
     g = bundle.golden
     assert g.dark is not None and g.reference is not None and g.wavelengths is not None
     dark = g.dark if g.dark.ndim == 1 else g.dark[0]
@@ -78,6 +79,13 @@ def test_the_inference_engine_publishes_each_target_from_its_model_one_at_a_time
     spectra = [_spectrum(i, g.raw[i]) for i in range(g.count)]
     one = [engine.process(s, refs, wavelengths_nm=g.wavelengths, now_s=now) for s in spectra]
     many = engine.process_many(spectra, refs, wavelengths_nm=g.wavelengths, now_s=now)
+    return spectra, refs, list(one), list(many)
+
+
+def test_the_inference_engine_publishes_each_target_from_its_model_one_at_a_time_and_in_batches() -> None:
+    bundle = load_bundle(BUNDLE)
+    g = bundle.golden
+    spectra, refs, one, many = _engine_predictions(bundle)
     ctx = {"dark": refs.context()["dark"], "reference": refs.context()["reference"], "wavelengths": g.wavelengths}
     want = np.asarray(bundle.predict_spectra(np.stack([s.counts for s in spectra]), **ctx), dtype=np.float64)
     assert bundle.serving is not None
@@ -123,14 +131,7 @@ def test_a_blended_target_is_the_weighted_average_of_both_models_in_the_bundle_a
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     # the blend is neither model alone: the two disagree on curved_pct
     assert np.all(np.abs(got[:, 1] - pls[:, 1]) > 1e-4) and np.all(np.abs(got[:, 1] - cnn[:, 1]) > 1e-4)
-    now = 1_700_000_000.0
-    refs = (ReferenceSet()
-            .with_spectrum(ReferenceSpectrum(ReferenceKind.DARK, dark.astype(np.float32), now, 10_000))
-            .with_spectrum(ReferenceSpectrum(ReferenceKind.WHITE, white.astype(np.float32), now, 10_000)))
-    engine = InferenceEngine(bundle, clock=lambda: now)
-    spectra = [_spectrum(i, g.raw[i]) for i in range(g.count)]
-    one = [engine.process(s, refs, wavelengths_nm=g.wavelengths, now_s=now) for s in spectra]
-    many = engine.process_many(spectra, refs, wavelengths_nm=g.wavelengths, now_s=now)
+    _, _, one, many = _engine_predictions(bundle)
     for i, (a, b) in enumerate(zip(one, many)):
         assert isinstance(a, Prediction) and isinstance(b, Prediction), (a, b)
         assert dataclasses.replace(a, compute_us=0.0) == dataclasses.replace(b, compute_us=0.0)
