@@ -15,13 +15,14 @@ The rule (documented in docs/training.md, reported in ``metrics.json`` under ``s
   every target the bundle carries the CNN, when it wins none PLS, otherwise both (``winner`` ``per_target``: a
   format-4 bundle, :mod:`edge.bundle.serving`, each target served by its winner). ``--model cnn|pls`` forces one
   model for every target (the scores are then still reported when computed);
-- then, per target (``[selection] blend``, on by default), a *blend* ``(1 - w) * CNN + w * PLS`` may serve it
-  instead: ``w`` is chosen on a grid (:data:`BLEND_GRID`) by the out-of-fold RMSE of the averaged out-of-fold
-  predictions of every training row (the CNN's from its cross-validation, PLS's from nested cross-validation,
-  its preprocessing and latent variables chosen again in each fold, as its intervals use), and the blend serves
-  only when that RMSE, with the CNN's int8 cost on its share, beats the better of the two single models' (the
-  same out-of-fold predictions) by more than ``tie_margin``. Two models whose errors are not fully correlated
-  average to a smaller error than either (model averaging); the rule asks the data whether they do here. The
+- then, per target the CNN won (``[selection] blend``, on by default), a *blend* ``(1 - w) * CNN + w * PLS`` may
+  serve it instead; a target PLS won stays PLS alone (the CNN lost it and is not shipped there, not even in part).
+  ``w`` is chosen on a grid (:data:`BLEND_GRID`) by the out-of-fold RMSE of the averaged out-of-fold predictions of
+  every training row (the CNN's from its cross-validation, PLS's from nested cross-validation, its preprocessing
+  and latent variables chosen again in each fold, as its intervals use), and the blend serves only when that RMSE,
+  with the CNN's int8 cost on its share, beats the better of the two single models' (the same out-of-fold
+  predictions) by more than ``tie_margin``. Two models whose errors are not fully correlated average to a smaller
+  error than either (model averaging): a blend hedges a CNN that won in cross-validation with the PLS. The
   bundle then carries both (format 5, ``serving.weights``).
 
 Classification always deploys the CNN: PLS-DA responses are not class probabilities, so they are not deployed.
@@ -104,9 +105,9 @@ def rule_text(tie_margin: float) -> str:
     return (
         "out-of-fold RMSE on the training rows (grouped folds), the CNN's times its int8/float cost; per target, "
         f"the CNN serves it only if better than PLS by more than {100 * tie_margin:g} %, otherwise PLS (the simpler "
-        "model wins a tie); then a blend (1 - w) CNN + w PLS serves a target where its out-of-fold RMSE (PLS "
-        f"nested) beats both models' by more than {100 * tie_margin:g} %; the bundle carries the models that serve "
-        "a target"
+        "model wins a tie); then a blend (1 - w) CNN + w PLS serves a target the CNN won where its out-of-fold RMSE "
+        f"(PLS nested) beats both models' by more than {100 * tie_margin:g} %; the bundle carries the models that "
+        "serve a target"
     )
 
 
@@ -282,7 +283,9 @@ def choose_model(
         else:
             per_target[t], why_target[t] = "pls", (f"a tie within {100 * tie_margin:g} %: CNN/PLS RMSE {r:.3f}; "
                                                    "the simpler model wins")
-    blends = _blends(names, oof, cost, tie_margin, scores) if oof is not None else {}
+    # Only where the CNN won: a blend hedges a winning CNN with PLS; where PLS won, PLS is deployed alone.
+    won = [t for t in names if per_target[t] == "cnn"]
+    blends = _blends(names, won, oof, cost, tie_margin, scores) if oof is not None else {}
     for t, (w, why) in blends.items():
         per_target[t], why_target[t] = BLEND, why
     served = set(per_target.values())
@@ -298,10 +301,11 @@ def choose_model(
                      blend_weights={t: w for t, (w, _) in blends.items()}, **common)
 
 
-def _blends(names: Sequence[str], oof: tuple[np.ndarray, np.ndarray, np.ndarray], cost: np.ndarray,
-            tie_margin: float, scores: dict[str, dict[str, float]]) -> dict[str, tuple[float, str]]:
-    """The targets a blend serves: ``{target: (PLS weight, why)}``; fills ``scores`` with the out-of-fold figures
-    the decision rests on (``cnn_int8_oof``, ``pls_nested`` and ``blend``, each target's best blend)."""
+def _blends(names: Sequence[str], candidates: Sequence[str], oof: tuple[np.ndarray, np.ndarray, np.ndarray],
+            cost: np.ndarray, tie_margin: float, scores: dict[str, dict[str, float]]) -> dict[str, tuple[float, str]]:
+    """The targets a blend serves, among ``candidates`` (the targets the CNN won): ``{target: (PLS weight, why)}``;
+    fills ``scores`` with the out-of-fold figures the decision rests on (``cnn_int8_oof``, ``pls_nested`` and
+    ``blend``, each target's best blend)."""
     y, cnn, pls = (np.asarray(a, dtype=np.float64) for a in oof)
     if not (y.shape == cnn.shape == pls.shape and np.all(np.isfinite(cnn)) and np.all(np.isfinite(pls))):
         log.info("no blend: the out-of-fold predictions of both models are needed on every training row")
@@ -315,11 +319,12 @@ def _blends(names: Sequence[str], oof: tuple[np.ndarray, np.ndarray, np.ndarray]
         w, e_blend = blend_weight(y[:, j], cnn[:, j], pls[:, j], cnn_cost=float(cost[j]))
         scores["cnn_int8_oof"][t], scores["pls_nested"][t] = e_cnn, e_pls
         scores["blend"][t] = e_blend
-        if e_blend < (1.0 - tie_margin) * min(e_cnn, e_pls):
+        if t in candidates and e_blend < (1.0 - tie_margin) * min(e_cnn, e_pls):
             out[t] = (w, f"a blend {1 - w:.2f} CNN + {w:.2f} PLS beats both out of fold: RMSE {e_blend:.4g} against "
                          f"CNN {e_cnn:.4g}, PLS {e_pls:.4g} (nested)")
         log.info("blend of %s: PLS weight %.2f, out-of-fold RMSE %.4g against CNN %.4g, PLS %.4g: %s", t, w,
-                 e_blend, e_cnn, e_pls, "serves" if t in out else "not better by the margin")
+                 e_blend, e_cnn, e_pls, "serves" if t in out else "PLS won the target: PLS serves it alone"
+                 if t not in candidates else "not better by the margin")
     return out
 
 

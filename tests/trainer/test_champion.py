@@ -93,7 +93,7 @@ def test_deployable_pls_is_the_same_linear_model() -> None:
 def test_a_blend_serves_a_target_only_where_it_beats_both_models_out_of_fold_by_the_margin() -> None:
     """Target a: two models with independent errors of the same size average to about 1/sqrt(2) of either, so the
     blend serves it near w = 0.5; target b: the CNN's errors are the PLS's own, so no average helps and the rule of
-    before stands. Non-finite out-of-fold predictions keep single models."""
+    before stands. A target PLS won stays PLS alone; non-finite out-of-fold predictions keep single models."""
     rng = np.random.default_rng(0)
     y = rng.normal(size=(400, 2))
     e_cnn, e_pls = rng.normal(size=(400, 2)), rng.normal(size=(400, 2))
@@ -116,5 +116,9 @@ def test_a_blend_serves_a_target_only_where_it_beats_both_models_out_of_fold_by_
     cnn_nan = cnn.copy()
     cnn_nan[0, 0] = np.nan
     assert choose_model(NAMES, oof=(y, cnn_nan, pls), **kw).blend_weights == {}
+    # where PLS wins a target in cross-validation it serves it alone, however well a blend would score
+    lost = choose_model(NAMES, oof=(y, cnn, pls), **{**kw, "cnn_rmse": np.array([1.2, 0.8])})
+    assert lost.per_target == {"a": "pls", "b": "cnn"} and lost.blend_weights == {}
+    assert lost.to_dict()["cv_rmse"]["blend"]["a"] == pytest.approx(cv["blend"]["a"])
     # forced modes never blend
     assert choose_model(NAMES, oof=(y, cnn, pls), **{**kw, "mode": "pls"}).per_target == {"a": "pls", "b": "pls"}

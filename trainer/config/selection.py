@@ -59,8 +59,8 @@ class SelectionConfig:
         Per target, the CNN must beat PLS by more than this share to serve it, and a blend of the two must beat
         the better of them by more than this share.
     blend : bool
-        With ``auto``, a target may be served by a weighted average of the CNN and PLS when its out-of-fold RMSE
-        beats both models' (default true; :func:`trainer.champion.blend_weight`).
+        With ``auto``, a target the CNN won may be served by a weighted average of the CNN and PLS when its
+        out-of-fold RMSE beats both models' (default true; :func:`trainer.champion.blend_weight`).
     """
 
     model: str = "auto"
