@@ -73,8 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def rows_from_metrics(metrics: dict[str, Any], protocol: str) -> list[dict[str, Any]]:
     """One row per test split and target: ``metric`` (rmsep or accuracy), ``pls``, ``cnn_float``, ``cnn_int8``,
-    ``deployed`` (the bundle as the edge runs it) and ``deployed_model`` (``cnn`` or ``pls``: the model serving that
-    target)."""
+    ``deployed`` (the bundle as the edge runs it) and ``deployed_model`` (``cnn``, ``pls`` or ``blend``: the model
+    serving that target)."""
     key = "accuracy" if metrics.get("task") == "classification" else "rmsep"
     rows = []
     for c in metrics.get("comparison", []):

@@ -221,7 +221,7 @@ def transfer_rows_for_run(
             if int(keras_model.output_shape[-1]) != 1:
                 raise CalibrationError("fine-tuning comparison needs a single-output CNN; pass keras_model=None")
             finetune = _int8_finetuner(keras_model, bundle, Xa[pm], pool_y, finetune_epochs, seed)
-        per_target = bundle.serving is not None  # each target from its winner (format 4)
+        per_target = bundle.serving is not None  # each target from its winner or a blend (format 4 or 5)
         rows += evaluate_transfer(bundle.predict_signal, model="cnn_int8" if cnn_bundle else
                                   "per_target_bundle" if per_target else "pls_bundle",
                                   y_pool=pool_y, finetune=finetune, **common)
