@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from trainer.config.tables import record_from_table
 from trainer.errors import TrainConfigError
 
 __all__ = ["AugmentConfig", "augment"]
@@ -74,12 +75,8 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AugmentConfig:
-        """Build from a config table, rejecting unknown keys with a message naming the known ones."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise TrainConfigError(f"augment: unknown keys {unknown}, expected some of {sorted(known)}")
-        return cls(**d)
+        """Build from the ``[augment]`` table: unknown keys and values of the wrong type are refused, naming the key."""
+        return record_from_table(cls, d, "augment")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form for ``metrics.json`` and reports."""

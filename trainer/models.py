@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from trainer.config.tables import record_from_table
 from trainer.errors import TrainConfigError
 
 __all__ = ["CNNConfig", "TrainedCNN", "average_members", "build_cnn", "build_trunk", "load_trunk", "set_determinism",
@@ -171,12 +172,8 @@ class CNNConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CNNConfig:
-        """Build from a config table, rejecting unknown keys with a message naming the known ones."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise TrainConfigError(f"model: unknown keys {unknown}, expected some of {sorted(known)}")
-        return cls(**d)
+        """Build from the ``[model]`` table: unknown keys and values of the wrong type are refused, naming the key."""
+        return record_from_table(cls, d, "model")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (tuples as lists) for ``metrics.json`` and reports."""

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from trainer.config.tables import record_from_table
 from trainer.errors import TrainConfigError
 
 __all__ = ["PruneConfig", "PruneResult", "measure_sparsity", "prunable_kernels", "prune_model", "sparsity_at"]
@@ -94,12 +95,8 @@ class PruneConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PruneConfig:
-        """Build from a config table, rejecting unknown keys with a message naming the known ones."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise TrainConfigError(f"pruning: unknown keys {unknown}, expected some of {sorted(known)}")
-        return cls(**d)
+        """Build from the ``[pruning]`` table: unknown keys and values of the wrong type are refused, naming the key."""
+        return record_from_table(cls, d, "pruning")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form for ``metrics.json`` and reports."""

@@ -23,7 +23,8 @@ Variants (``name``: what changes against the plain conversion):
 ``minmax_all``
     Min/max over every calibration spectrum given (training and selection rows), not a subset.
 ``act_p9999``
-    As ``minmax_all``, with every hidden activation clipped to its 0.01th-99.99th percentiles.
+    As ``minmax_all``, with every hidden activation clipped to its 0.01th-99.99th percentiles (where those are
+    narrower than one int8 step of the min/max range, the tensor is almost always 0 and keeps its min/max).
 
 One more conversion, :data:`WIDE` (``int16x8``), is not full-integer int8: 16-bit activations (input and output
 included, quantised inside the graph: the ``.tflite`` has float32 input and output tensors) and int8 weights, the
@@ -182,9 +183,16 @@ def _tensor_values(calibrated: bytes, rows: np.ndarray, indices: Sequence[int]) 
 
 
 def _clipped(values: np.ndarray, full: tuple[float, float]) -> tuple[float, float]:
-    """Percentile range of ``values``, never wider than ``full`` and always including 0."""
+    """Percentile range of ``values``, never wider than ``full`` and always including 0.
+
+    A tensor that is almost always 0 (a ReLU unit alive on fewer than 0.01 % of its values) has percentiles of 0:
+    clipped there it would be silenced, and its near-zero scale leaves the next layer a requantisation scale that
+    XNNPACK refuses. Where the percentile range is narrower than one int8 step of ``full``, ``full`` is kept."""
     lo, hi = np.percentile(values, [100.0 - PERCENTILE, PERCENTILE])
-    return min(max(float(lo), full[0]), 0.0), max(min(float(hi), full[1]), 0.0)
+    clipped = min(max(float(lo), full[0]), 0.0), max(min(float(hi), full[1]), 0.0)
+    if clipped[1] - clipped[0] < (full[1] - full[0]) / 255.0:
+        return full
+    return clipped
 
 
 def int8_candidates(keras_model: Any, all_rows: np.ndarray) -> list[tuple[str, bytes]]:

@@ -124,6 +124,8 @@ def test_config_errors() -> None:
         AugmentConfig(n_copies=-1)
     with pytest.raises(TrainConfigError, match="unknown keys"):
         AugmentConfig.from_dict({"n_copies": 1, "offset": 0.1})
+    with pytest.raises(TrainConfigError, match="augment.n_copies: expected an integer, got str '3'"):
+        AugmentConfig.from_dict({"n_copies": "3"})
     assert AugmentConfig.from_dict({"n_copies": 2, "scale_sd": 0.1}).to_dict()["scale_sd"] == 0.1
 
 

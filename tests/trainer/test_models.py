@@ -4,6 +4,7 @@ one graph, the target scaling is folded into the output, and the model survives 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -160,6 +161,16 @@ def test_config_errors() -> None:
         CNNConfig.from_dict({"filter": [4]})
     cfg = CNNConfig.from_dict({"filters": [4, 8], "kernel_sizes": [5, 3], "strides": [2, 2]})
     assert cfg.filters == (4, 8) and cfg.to_dict()["filters"] == [4, 8]
+    # a value of the wrong TOML type is named by its key, before anything reads it
+    for table, msg in (({"dense_units": {"fat": "%"}}, "model.dense_units: expected an array of integers, got {'fat'"),
+                       ({"filters": [8, 16.5]}, "model.filters: expected an array of integers, got [8, 16.5]"),
+                       ({"dropout": "0.1"}, "model.dropout: expected a number, got str '0.1'"),
+                       ({"epochs": 2.5}, "model.epochs: expected an integer, got float 2.5"),
+                       ({"batch_norm": 1}, "model.batch_norm: expected true/false, got int 1"),
+                       ({"early_stopping_patience": "5"}, "model.early_stopping_patience: expected an integer")):
+        with pytest.raises(TrainConfigError, match=re.escape(msg)):
+            CNNConfig.from_dict(table)
+    assert CNNConfig.from_dict({"l2": 0, "early_stopping_patience": 5}).early_stopping_patience == 5
 
 
 def test_input_errors(data) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped

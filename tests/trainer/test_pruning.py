@@ -117,4 +117,6 @@ def test_config_errors() -> None:
         PruneConfig(target_sparsity=0.3, initial_sparsity=0.5)
     with pytest.raises(TrainConfigError, match="unknown keys"):
         PruneConfig.from_dict({"sparsity": 0.5})
+    with pytest.raises(TrainConfigError, match="pruning.target_sparsity: expected a number, got str '50%'"):
+        PruneConfig.from_dict({"target_sparsity": "50%"})
     assert PruneConfig.from_dict({"target_sparsity": 0.7}).to_dict()["target_sparsity"] == 0.7

@@ -203,3 +203,52 @@ def test_an_elu_network_in_the_child_process_says_why_it_has_no_int16x8_and_the_
     assert entry["chosen"] == entry["int8_chosen"] and entry["int16x8_built"] is False
     assert max(entry["gap_to_error"]) > MAX_GAP
     assert any("no int16x8 conversion was built" in r.getMessage() for r in caplog.records)
+
+
+def test_an_almost_always_zero_activation_keeps_its_min_max_range() -> None:
+    """A ReLU unit alive on fewer than 0.01 % of its values has percentiles of 0: clipping there would silence it
+    (and give the next layer a requantisation scale XNNPACK refuses), so the tensor keeps its min/max range."""
+    from trainer.quant_ranges import _clipped
+
+    sparse = np.zeros(20_000)
+    sparse[7] = 3.0
+    assert _clipped(sparse, (0.0, 3.0)) == (0.0, 3.0)
+    dense = np.random.default_rng(SEED).exponential(1.0, 20_000)
+    dense[7] = 50.0
+    lo, hi = _clipped(dense, (0.0, 50.0))
+    assert lo == 0.0 and 5.0 < hi < 50.0  # an outlier no longer sets the step
+
+
+def test_a_variant_the_edge_runtime_cannot_run_is_left_out(
+    models: TinyModels, rows: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hidden tensor given an almost-zero range leaves the next layer a requantisation scale above XNNPACK's
+    limit: that variant is left out of the choice, named with the reason; with no int8 variant left, a clear error."""
+    from edge.errors import RuntimeLoadError
+    from trainer.errors import TrainerError
+
+    cal = calibrate(models.keras_model, rows)
+    ranges, inputs, outputs = tensor_ranges(cal)
+    hidden = [i for i, r in ranges.items() if r != ranges[inputs[0]] and i not in outputs]
+    broken = None
+    for i in hidden:  # the first hidden tensor whose silencing the runtime refuses
+        candidate = quantize_calibrated(with_ranges(cal, {i: (0.0, 0.0)}))
+        try:
+            ModelRuntime(candidate).predict(models.X_pre_test[:2])
+        except (RuntimeLoadError, RuntimeError):
+            broken = candidate
+            break
+    assert broken is not None, "no silenced tensor made a model the runtime refuses"
+    plain = quantize_calibrated(cal)
+    X = models.X_pre_test
+    ref = np.asarray(ModelRuntime(plain).predict(X), dtype=np.float64).reshape(X.shape[0], -1)
+    with caplog.at_level("WARNING", logger="trainer.pipeline.int8"):
+        chosen, entry = choose_calibration([("minmax", plain), ("act_p9999", broken)], X, ref)
+    assert chosen == plain and entry["chosen"] == "minmax"
+    assert set(entry["rms_std"]) == {"minmax"} and "XNNPACK" in entry["refused"]["act_p9999"]
+    assert any("act_p9999 left out" in r.getMessage() for r in caplog.records)
+    # the plain conversion refused, the next variant serves as the baseline
+    chosen, entry = choose_calibration([("minmax", broken), ("minmax_all", plain)], X, ref)
+    assert entry["chosen"] == "minmax_all" and set(entry["refused"]) == {"minmax"}
+    with pytest.raises(TrainerError, match="cannot run any int8 conversion of the CNN.*minmax: .*XNNPACK"):
+        choose_calibration([("minmax", broken)], X, ref)

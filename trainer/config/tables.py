@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import UnionType as _UnionType
 from typing import Any
 
 from trainer.errors import TrainConfigError
@@ -69,3 +70,27 @@ def _positive(v: float, full: str, *, allow_zero: bool = False) -> None:
 def _fraction(v: float, full: str) -> None:
     if not 0.0 < v < 1.0:
         raise TrainConfigError(f"{full}: expected a number strictly between 0 and 1, got {v!r}")
+
+
+def record_from_table(cls: Any, d: Mapping[str, Any], where: str) -> Any:
+    """``cls(**d)`` for a frozen dataclass read from the config table ``[where]``: unknown keys are refused with the
+    known ones named, and each value must have its field's TOML type (an integer for ``int``, an integer or a number
+    for ``float``, true/false for ``bool``, a string for ``str``, an array of integers for ``tuple[int, ...]``;
+    ``X | None`` fields take ``X``), so a wrong value is named by its key before anything else reads it."""
+    import typing
+
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise TrainConfigError(f"{where}: unknown keys {unknown}, expected some of {sorted(known)}")
+    hints = typing.get_type_hints(cls)
+    for key, v in d.items():
+        hint = hints[key]
+        options = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) in (
+            typing.Union, _UnionType) else [hint]
+        if len(options) == 1 and typing.get_origin(options[0]) is tuple and typing.get_args(options[0])[0] is int:
+            if not (isinstance(v, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)):
+                raise TrainConfigError(f"{where}.{key}: expected an array of integers, got {v!r}")
+        elif len(options) == 1 and options[0] in (int, float, bool, str):
+            _get(d, key, where, options[0])
+    return cls(**d)

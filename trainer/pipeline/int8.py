@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from edge.errors import RuntimeLoadError
 from trainer.config import TrainConfig
+from trainer.errors import TrainerError
 from trainer.pipeline.cnn import TrainedNetwork, cnn_predict
 from trainer.pipeline.prepare import Prepared
 
@@ -140,18 +142,34 @@ def choose_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray, 
     -------
     bytes, dict
         The kept model, and ``{"criterion", "rows", "rms_std": {name: value}, "rms_std_per_target",
-        "int8_chosen", "gap_to_error", "max_gap", "error", "error_source", "chosen"}``.
+        "int8_chosen", "gap_to_error", "max_gap", "error", "error_source", "chosen", "refused"}``.
+
+    Raises
+    ------
+    TrainerError
+        When the edge runtime runs none of the int8 candidates. A candidate it cannot run (XNNPACK refuses some
+        requantisation scales) is left out, logged, and named with the reason in ``refused``.
     """
     from trainer.quant_ranges import WIDE
 
     rms: dict[str, float] = {}
     per_target: dict[str, list[float]] = {}
+    refused: dict[str, str] = {}
     for name, model_bytes in candidates:
-        out = np.asarray(_runtime(model_bytes, None).predict(X_edge), dtype=np.float64).reshape(float_std.shape)
+        try:
+            out = np.asarray(_runtime(model_bytes, None).predict(X_edge), dtype=np.float64)
+        except (RuntimeLoadError, RuntimeError, ValueError) as exc:  # e.g. XNNPACK: a requantisation scale it refuses
+            refused[name] = str(exc)
+            log.warning("int8 calibration variant %s left out: the edge runtime cannot run it (%s)", name, exc)
+            continue
+        out = out.reshape(float_std.shape)
         rms[name] = float(np.sqrt(np.mean((out - float_std) ** 2)))
         per_target[name] = [float(v) for v in np.sqrt(np.mean((out - float_std) ** 2, axis=0)).reshape(-1)]
-    plain = candidates[0][0]
     int8_rms = {k: v for k, v in rms.items() if k != WIDE}
+    if not int8_rms:
+        raise TrainerError("int8 conversion: the edge runtime cannot run any int8 conversion of the CNN ("
+                           + "; ".join(f"{k}: {v}" for k, v in refused.items()) + ")")
+    plain = next(name for name, _ in candidates if name in int8_rms)  # the plain conversion, unless refused
     best = min(int8_rms, key=lambda k: int8_rms[k])
     chosen = int8_chosen = best if rms[best] < (1.0 - MIN_GAIN) * rms[plain] else plain
     gap = None
@@ -175,7 +193,8 @@ def choose_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray, 
              "rows": int(X_edge.shape[0]), "min_gain": MIN_GAIN, "rms_std": rms, "rms_std_per_target": per_target,
              "int8_chosen": int8_chosen, "gap_to_error": gap, "max_gap": MAX_GAP,
              "error": None if cnn_error is None else [float(v) for v in np.reshape(cnn_error, -1)],
-             "error_source": error_source or None, "chosen": chosen, "int16x8_built": WIDE in rms}
+             "error_source": error_source or None, "chosen": chosen, "int16x8_built": WIDE in rms,
+             "refused": refused}
     return dict(candidates)[chosen], entry
 
 
