@@ -1,4 +1,5 @@
-"""The rows a loop streams: picked from a training config's test split or by column selectors, written as ``.npz``."""
+"""The rows a loop streams: picked from a training config's test split or by column selectors, written as ``.npz``.
+A config whose ``[data]`` is a CSV or JCAMP-DX file is read with the trainer's loader."""
 
 from __future__ import annotations
 
@@ -47,8 +48,24 @@ def dataset_of_config(cfg: Mapping[str, Any], base_dir: Path) -> tuple[dict[str,
     if not path.is_file() and os.environ.get("SPECTROLITE_DATASETS"):
         path = Path(os.environ["SPECTROLITE_DATASETS"]) / path.name
     if path.suffix != ".npz":
-        raise HarnessError(f"expected an .npz dataset to stream, got {path}")
+        return _dataset_through_trainer(cfg, base_dir), str(path)
     return load_npz(path), str(path)
+
+
+def _dataset_through_trainer(cfg: Mapping[str, Any], base_dir: Path) -> dict[str, np.ndarray]:
+    """A CSV or JCAMP-DX ``[data]`` read by the trainer's own loader (its delimiters, units, reference file and
+    ``exclude``), as the arrays of a dataset ``.npz``: the rows a loop streams are the rows the fit saw."""
+    from trainer.config import config_from_dict
+    from trainer.data import load_configured
+    from trainer.errors import TrainerError
+
+    try:
+        ds = load_configured(config_from_dict(cfg, base_dir=base_dir).data)
+    except TrainerError as exc:
+        raise HarnessError(f"cannot read the training config's data: {exc}") from exc
+    out = {str(k): np.asarray(v) for k, v in ds.columns.items()}
+    out.update(X=ds.X, y=ds.y, wavelengths=ds.wavelengths, target_names=np.array(list(ds.target_names)))
+    return out
 
 
 def selectors_of_test_set(cfg: Mapping[str, Any], name: str | None = None) -> tuple[str, dict[str, Any]]:

@@ -117,3 +117,43 @@ def test_loop_refuses_a_signal_the_bundle_does_not_take(tmp_path: Path, demo_bun
                "--select", "split=test", "--signal", "absorbance"])
     assert rc == EXIT_REFUSED
     assert "expects counts frames, got a simulator sending absorbance" in capsys.readouterr().err
+
+
+def test_loop_streams_the_rows_of_a_csv_config_as_the_trainer_reads_them(tmp_path: Path) -> None:
+    """A newcomer's config names a semicolon CSV of spectra with units in its header, reference values in a
+    second CSV and an excluded sample: the loop's rows are the trainer's (same spectra, references and test rows)."""
+    from benchmarks.harness import (
+        dataset_of_config,
+        load_training_config,
+        select_rows,
+        selectors_of_test_set,
+        stream_rows,
+    )
+    from trainer.config import load_config
+    from trainer.data import load_configured
+
+    rng = np.random.default_rng(3)
+    wl = np.arange(1100.0, 1300.0, 4.0)
+    A = 0.5 + 0.1 * rng.random((14, wl.size))
+    (tmp_path / "spectra.csv").write_text(
+        "sample;set;" + ";".join(f"{w:.0f}nm" for w in wl) + "\n"
+        + "".join(f"d{i};{'train' if i < 10 else 'test'};" + ";".join(f"{v:.5f}" for v in A[i]) + "\n"
+                  for i in range(14)))
+    (tmp_path / "refs.csv").write_text("sample,fat\n" + "".join(f"d{i},{10 + i}\n" for i in range(14)))
+    config = tmp_path / "dough.toml"
+    text = DEMO_CONFIG.read_text()
+    start, end = text.index("[data]"), text.index("\n[", text.index("[data]") + 1)
+    data = ('[data]\npath = "spectra.csv"\ntargets_path = "refs.csv"\njoin_on = "sample"\ntargets = ["fat"]\n'
+            'exclude = { sample = ["d12"] }\nmin_samples = 5\n')
+    config.write_text(text[:start] + data + text[end:])
+    cfg = load_training_config(config)
+    cfg["split"] = {"group": "row", "train": {"set": "train"}, "test": {"test": {"set": "test"}}}
+    got, source = dataset_of_config(cfg, tmp_path)
+    assert source.endswith("spectra.csv")
+    rows = select_rows(got, selectors_of_test_set(cfg)[1])
+    stream = stream_rows(tmp_path / "rows.npz", got, rows, ["fat"], source)
+    np.testing.assert_allclose(stream.absorbance, A[[10, 11, 13]], atol=6e-6)  # d12 excluded (5 decimals)
+    np.testing.assert_array_equal(stream.y[:, 0], [20, 21, 23])
+    np.testing.assert_array_equal(stream.wavelengths, wl)
+    ds = load_configured(load_config(config).data)
+    np.testing.assert_array_equal(got["X"], ds.X)
