@@ -79,8 +79,10 @@ def write_edge_config(path: Path, *, port_url: str, bundle: Path, mqtt_port: int
     return path
 
 
-def read_first_line(proc: subprocess.Popen[bytes], what: str, timeout_s: float = START_TIMEOUT_S) -> str:
-    """The first stdout line of ``proc`` (e.g. the simulator's pty path), within ``timeout_s``."""
+def read_first_line(proc: subprocess.Popen[bytes], what: str, timeout_s: float = START_TIMEOUT_S, *,
+                    log_path: Path | None = None) -> str:
+    """The first stdout line of ``proc`` (e.g. the simulator's pty path), within ``timeout_s``; the error quotes
+    the last lines of ``log_path`` (where the process writes its stderr), if given."""
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout_s
     buf = b""
@@ -95,7 +97,14 @@ def read_first_line(proc: subprocess.Popen[bytes], what: str, timeout_s: float =
                 return buf.split(b"\n", 1)[0].decode().strip()
         elif proc.poll() is not None:
             break
-    raise HarnessError(f"{what} printed no first line within {timeout_s:g} s (exit code {proc.poll()})")
+    code = proc.poll()
+    said = ""
+    if log_path is not None and log_path.is_file():
+        tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+        said = f"; its log {log_path} ends: " + " | ".join(tail) if tail else ""
+    if code is None:
+        raise HarnessError(f"{what} printed no first line within {timeout_s:g} s{said}")
+    raise HarnessError(f"{what} exited with code {code} before printing its first line{said}")
 
 
 def frames_sent(sim_log: Path) -> int | None:

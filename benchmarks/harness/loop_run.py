@@ -55,7 +55,7 @@ def run_loop(procs: Processes, broker: Broker, subscriber: Subscriber, *, bundle
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     sim = procs.start("spectro-sim", sim_cmd, workdir / "sim.log", stdout=subprocess.PIPE)
-    device_path = read_first_line(sim, "spectro-sim")
+    device_path = read_first_line(sim, "spectro-sim", log_path=workdir / "sim.log")
     config = write_edge_config(workdir / "edge.toml", port_url=device_path, bundle=bundle, mqtt_port=broker.port,
                                forward_annotations=forward_annotations, **dict(edge_sections or {}))
     daemon = procs.start("spectro-edge run", daemon_command(config), workdir / "daemon.log")

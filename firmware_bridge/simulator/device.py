@@ -127,10 +127,19 @@ class VirtualSpectrometer:
         self.boot_id = draw_boot_id() if self.config.boot_id is None else int(self.config.boot_id)
         self.reboots = 0
         self._rebooted_at = 0  # ``streamed`` at the latest scheduled reboot
-        if self.config.integration_time_us is None:
-            self.integration_time_us = self.model.integration_time_for(x)
-        else:
+        if self.config.integration_time_us is not None:
             self.integration_time_us = int(self.config.integration_time_us)
+        elif self.processed:  # only reported: the spectra go out as the dataset holds them, whatever their scale
+            floor = np.clip(np.nanpercentile(np.asarray(x, dtype=np.float64), 1.0), -10.0, 10.0)
+            self.integration_time_us = min(MAX_INTEGRATION_TIME_US, self.model.integration_time_for([floor]))
+        else:
+            self.integration_time_us = self.model.integration_time_for(x)
+            if self.integration_time_us > MAX_INTEGRATION_TIME_US:
+                raise SimulatorError(
+                    f"expected absorbance spectra that some light passes (a counts device needs an exposure of at "
+                    f"most {MAX_INTEGRATION_TIME_US} us), got values whose 1st percentile is "
+                    f"{np.nanpercentile(x, 1.0):.4g} (exposure {self.integration_time_us} us); stream a signal "
+                    "that is not an absorbance (Raman or fluorescence intensities) with --signal absorbance")
         if not 1 <= self.integration_time_us <= MAX_INTEGRATION_TIME_US:
             raise SimulatorError(f"expected 1 to {MAX_INTEGRATION_TIME_US} us, got {self.integration_time_us}")
         self.averages = int(self.config.averages)

@@ -157,3 +157,20 @@ def test_loop_streams_the_rows_of_a_csv_config_as_the_trainer_reads_them(tmp_pat
     np.testing.assert_array_equal(stream.wavelengths, wl)
     ds = load_configured(load_config(config).data)
     np.testing.assert_array_equal(got["X"], ds.X)
+
+
+def test_a_simulator_that_exits_at_start_is_reported_with_its_log(tmp_path: Path) -> None:
+    """The harness says the process exited (not that 60 s passed) and quotes the end of its log."""
+    import subprocess
+    import sys
+
+    from benchmarks.harness import HarnessError, read_first_line
+
+    log = tmp_path / "sim.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stderr.write('spectro-sim: error: boom\\n'); "
+                                 "sys.exit(2)"], stdout=subprocess.PIPE, stderr=err)
+        with pytest.raises(HarnessError, match=r"spectro-sim exited with code 2 before printing its first line; "
+                                               r"its log .*sim.log ends: spectro-sim: error: boom"):
+            read_first_line(proc, "spectro-sim", 30.0, log_path=log)
+    proc.wait()

@@ -353,6 +353,24 @@ def test_default_frames_are_unchanged_by_the_signal_option() -> None:
     assert all(f.counts.dtype == np.uint16 for f in a if type(f) is Spectrum)
 
 
+def test_a_processed_signal_streams_intensities_that_are_no_absorbance_and_counts_refuse_them() -> None:
+    """Raman intensities (thousands of counts) trained as the device's own signal stream as they are; a counts device
+    cannot measure them as absorbance (no light would pass), and says so instead of an exposure out of range."""
+    rng = np.random.default_rng(5)
+    raman = 1_000.0 + 30_000.0 * rng.random((4, 50))
+    axis = np.linspace(400.0, 1800.0, 50)
+    y = np.arange(4.0)[:, None]
+    device = VirtualSpectrometer(raman, axis, y, SimulatorConfig(signal=SignalKind.ABSORBANCE, seed=1))
+    assert 1 <= device.integration_time_us <= 60_000_000
+    spectra = [f for f in device.iter_frames(8) if isinstance(f, Spectrum)]
+    assert len(spectra) == 8
+    for k, spectrum in enumerate(spectra):  # the dataset's rows in order, twice
+        np.testing.assert_array_equal(spectrum.counts, raman[k % 4].astype(np.float32))
+    with pytest.raises(SimulatorError, match=r"expected absorbance spectra that some light passes .*1st percentile "
+                                             r"is 1\d{3}.*--signal absorbance"):
+        VirtualSpectrometer(raman, axis, y, SimulatorConfig(signal=SignalKind.COUNTS, seed=1))
+
+
 def test_spectro_sim_streams_float32_absorbance_equal_to_the_dataset_rows(datasets_dir: Path) -> None:
     dataset = datasets_dir / "idrc2002_tablets.npz"
     count = 25
