@@ -113,8 +113,8 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Any, Path, Any, dict
         cfg = harness.load_training_config(args.config)
         if args.select:
             raise Refused("expected --test NAME with --config (rows come from its [split.test]), got --select")
-        data, source = harness.dataset_of_config(cfg, args.config.resolve().parent)
-        test_name, selectors = harness.selectors_of_test_set(cfg, args.test)
+        test_name, data, rows, where, selectors = harness.test_rows_of_config(cfg, args.config.resolve().parent,
+                                                                              args.test)
         print(f"training {args.config} with spectro-train fit (cached by the config's hash) ...", flush=True)
         trained = harness.ensure_trained(args.config, args.cache, rebuild=args.retrain,
                                          echo=lambda line: log.info("spectro-train: %s", line))
@@ -131,8 +131,9 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Any, Path, Any, dict
             data = load_npz(args.dataset)
         except SyntheticDataError as exc:
             raise Refused(str(exc)) from exc
-        source = str(args.dataset)
         selectors = harness.parse_selectors(args.select)
+        rows = harness.select_rows(data, selectors) if selectors else np.arange(len(data["X"]))
+        where = f"{args.dataset}, " + (", ".join(f"{k} == {v!r}" for k, v in selectors.items()) or "all rows")
         test_name = None
     try:
         bundle = load_bundle(bundle_path)
@@ -140,10 +141,8 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Any, Path, Any, dict
         raise Refused(f"expected a valid bundle at {bundle_path}: {exc}") from exc
     if bundle.task != "regression":
         raise Refused(f"expected a regression bundle (the loop scores RMSEP), got {bundle.task}")
-    rows = harness.select_rows(data, selectors) if selectors else np.arange(len(data["X"]))
-    sel = ", ".join(f"{k} == {v!r}" for k, v in selectors.items()) or "all rows"
     stream = harness.stream_rows(work / "stream.npz", data, rows, [t.name for t in bundle.targets],
-                                 f"{source}, {sel} ({rows.size} rows)",
+                                 f"{where} ({rows.size} rows)",
                                  axis_unit=bundle.input_contract.wavelength_unit)
     sends = bundle.input_contract.frame_signal if args.signal == "auto" else args.signal
     harness.check_contract(bundle, stream, sends=sends)

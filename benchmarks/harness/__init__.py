@@ -50,6 +50,7 @@ from benchmarks.harness.rows import (
     select_rows,
     selectors_of_test_set,
     stream_rows,
+    test_rows_of_config,
 )
 from benchmarks.harness.settings import DARK_COUNTS, DEVICE, LINE, SITE, TOPIC_PREFIX, WHITE_COUNTS
 from benchmarks.harness.subscriber import Inbox, Subscriber, read_retained
@@ -101,6 +102,7 @@ __all__ = [
     "run_loop",
     "select_rows",
     "selectors_of_test_set",
+    "test_rows_of_config",
     "simulator_command",
     "spawn",
     "start_broker",

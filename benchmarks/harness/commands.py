@@ -90,7 +90,11 @@ def read_first_line(proc: subprocess.Popen[bytes], what: str, timeout_s: float =
         ready, _, _ = select.select([proc.stdout], [], [], 0.1)
         if ready:
             chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
+            if not chunk:  # stdout closed: the process is ending
+                try:
+                    proc.wait(timeout=5.0)
+                except subprocess.TimeoutExpired:
+                    pass
                 break
             buf += chunk
             if b"\n" in buf:
@@ -103,7 +107,7 @@ def read_first_line(proc: subprocess.Popen[bytes], what: str, timeout_s: float =
         tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
         said = f"; its log {log_path} ends: " + " | ".join(tail) if tail else ""
     if code is None:
-        raise HarnessError(f"{what} printed no first line within {timeout_s:g} s{said}")
+        raise HarnessError(f"{what} printed no first line within {timeout_s:g} s or closed its output{said}")
     raise HarnessError(f"{what} exited with code {code} before printing its first line{said}")
 
 

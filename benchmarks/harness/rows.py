@@ -15,7 +15,7 @@ from benchmarks.harness.errors import HarnessError
 from benchmarks.harness.settings import DARK_COUNTS, WHITE_COUNTS
 
 __all__ = ["Stream", "check_contract", "dataset_of_config", "offline_inputs", "parse_selectors", "select_rows",
-           "selectors_of_test_set", "stream_rows"]
+           "selectors_of_test_set", "stream_rows", "test_rows_of_config"]
 
 
 @dataclass(frozen=True)
@@ -48,24 +48,50 @@ def dataset_of_config(cfg: Mapping[str, Any], base_dir: Path) -> tuple[dict[str,
     if not path.is_file() and os.environ.get("SPECTROLITE_DATASETS"):
         path = Path(os.environ["SPECTROLITE_DATASETS"]) / path.name
     if path.suffix != ".npz":
-        return _dataset_through_trainer(cfg, base_dir), str(path)
+        return _dataset_through_trainer(cfg, base_dir)[0], str(path)
     return load_npz(path), str(path)
 
 
-def _dataset_through_trainer(cfg: Mapping[str, Any], base_dir: Path) -> dict[str, np.ndarray]:
-    """A CSV or JCAMP-DX ``[data]`` read by the trainer's own loader (its delimiters, units, reference file and
-    ``exclude``), as the arrays of a dataset ``.npz``: the rows a loop streams are the rows the fit saw."""
+def _dataset_through_trainer(cfg: Mapping[str, Any], base_dir: Path, *,
+                             test_set: str | None = None) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """A ``[data]`` read by the trainer's own loader (its delimiters, units, reference file and ``exclude``), as the
+    arrays of a dataset ``.npz``: the rows a loop streams are the rows the fit saw. With ``test_set``, also the rows
+    of that test set as the trainer's split plan draws them (``[split] method = "grouped_kfold"``)."""
     from trainer.config import config_from_dict
     from trainer.data import load_configured
     from trainer.errors import TrainerError
+    from trainer.splits import make_split_plan
 
     try:
-        ds = load_configured(config_from_dict(cfg, base_dir=base_dir).data)
+        tc = config_from_dict(cfg, base_dir=base_dir)
+        ds = load_configured(tc.data)
+        tests = make_split_plan(ds, tc.split, seed=tc.seed).tests if test_set is not None else {}
     except TrainerError as exc:
         raise HarnessError(f"cannot read the training config's data: {exc}") from exc
+    if test_set is not None and test_set not in tests:
+        raise HarnessError(f"expected a test set in {sorted(tests)}, got {test_set!r}")
     out = {str(k): np.asarray(v) for k, v in ds.columns.items()}
     out.update(X=ds.X, y=ds.y, wavelengths=ds.wavelengths, target_names=np.array(list(ds.target_names)))
-    return out
+    return out, None if test_set is None else np.asarray(tests[test_set])
+
+
+def test_rows_of_config(
+    cfg: Mapping[str, Any], base_dir: Path, name: str | None = None
+) -> tuple[str, dict[str, np.ndarray], np.ndarray, str, dict[str, Any]]:
+    """(test set name, dataset arrays, its rows, where they come from, its selectors) of a test set of a training
+    config: the rows its ``[split.test]`` selectors match, or the test fold of ``[split] method = "grouped_kfold"``
+    as the trainer draws it (always named ``test``; no selectors)."""
+    split = cfg.get("split", {})
+    if isinstance(split, Mapping) and split.get("method") == "grouped_kfold":
+        name = "test" if name is None else name
+        data, rows = _dataset_through_trainer(cfg, base_dir, test_set=name)
+        assert rows is not None
+        source = cfg.get("data", {}).get("path", "synthetic spectra")
+        return name, data, rows, f"{source}, test fold {split.get('test_fold', 0)} of the config's grouped folds", {}
+    data, source = dataset_of_config(cfg, base_dir)
+    name, selectors = selectors_of_test_set(cfg, name)
+    sel = ", ".join(f"{k} == {v!r}" for k, v in selectors.items())
+    return name, data, select_rows(data, selectors), f"{source}, {sel}", selectors
 
 
 def selectors_of_test_set(cfg: Mapping[str, Any], name: str | None = None) -> tuple[str, dict[str, Any]]:

@@ -174,3 +174,32 @@ def test_a_simulator_that_exits_at_start_is_reported_with_its_log(tmp_path: Path
                                                r"its log .*sim.log ends: spectro-sim: error: boom"):
             read_first_line(proc, "spectro-sim", 30.0, log_path=log)
     proc.wait()
+
+
+def test_loop_streams_the_test_fold_of_a_grouped_kfold_config(tmp_path: Path) -> None:
+    """A config without [split.test] (``method = "grouped_kfold"``, as for a data set published without a split):
+    the loop streams the test fold the trainer's split plan draws, rows and references alike."""
+    from benchmarks.harness import HarnessError, load_training_config, test_rows_of_config
+    from trainer.config import load_config
+    from trainer.data import load_configured
+    from trainer.splits import make_split_plan
+
+    text = DEMO_CONFIG.read_text()
+    start, end = text.index("[split]"), text.index("\n[", text.index("[split.test]") + 1)
+    config = tmp_path / "kfold.toml"
+    config.write_text(text[:start] + '[split]\nmethod = "grouped_kfold"\nfolds = 5\ntest_fold = 2\nselect_fold = 0\n'
+                      + text[end:])
+    cfg = load_training_config(config)
+    name, data, rows, where, selectors = test_rows_of_config(cfg, config.parent)
+    tc = load_config(config)
+    ds = load_configured(tc.data)
+    expected = make_split_plan(ds, tc.split, seed=tc.seed).tests["test"]
+    assert name == "test" and selectors == {} and "test fold 2" in where
+    assert 0 < rows.size < len(data["X"]) and np.array_equal(rows, expected)
+    np.testing.assert_array_equal(data["X"][rows], ds.X[expected])
+    np.testing.assert_array_equal(data["y"][rows], ds.y[expected])
+    with pytest.raises(HarnessError, match=r"expected a test set in \['test'\], got 'other'"):
+        test_rows_of_config(cfg, config.parent, "other")
+    # an explicit config's rows are still its selectors'
+    name, data, rows, where, selectors = test_rows_of_config(load_training_config(DEMO_CONFIG), DEMO_CONFIG.parent)
+    assert (name, selectors) == ("test", {"split": "test"}) and np.all(data["split"][rows] == "test")
