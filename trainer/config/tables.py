@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from types import UnionType as _UnionType
 from typing import Any
@@ -89,7 +90,8 @@ def record_from_table(cls: Any, d: Mapping[str, Any], where: str) -> Any:
         options = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) in (
             typing.Union, _UnionType) else [hint]
         if len(options) == 1 and typing.get_origin(options[0]) is tuple and typing.get_args(options[0])[0] is int:
-            if not (isinstance(v, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)):
+            if not (isinstance(v, (list, tuple))
+                    and all(isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in v)):
                 raise TrainConfigError(f"{where}.{key}: expected an array of integers, got {v!r}")
         elif len(options) == 1 and options[0] in (int, float, bool, str):
             _get(d, key, where, options[0])
