@@ -224,6 +224,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             bundle, bundle_path, stream, setup = _prepare(args, work)
         except LoopRefused as exc:
             raise Refused(str(exc)) from exc
+        if bundle.task != "regression":
+            raise Refused(f"expected a regression bundle (the scenarios score its predicted values), got {bundle.task}")
         bundle_path = bundle_path.resolve()  # the daemon's config lives in another folder
         signal = setup["simulator_signal"]
         onset, ramp, total = args.onset, args.ramp, args.onset + args.ramp + args.hold

@@ -34,8 +34,12 @@ Figures (JSON keys, per target where it applies):
   ``offline_ood_alarm_rate`` the same share offline (noise-free input), ``replay_ood_alarm_rate`` on the replayed
   frames (the simulator's detector noise included).
 
+A classification bundle is scored by accuracy instead (the class its published probabilities make most likely;
+the keys and goal in :mod:`benchmarks.loop_classes`).  ``task`` says which.  With ``--config``, ``--averages`` and
+``--reference-averages`` default to what its ``[instrument.noise]`` declares of the line detector.
+
 The table goes to stdout, the JSON to ``--json`` (with ``.md`` beside), and a plot of predicted against reference
-values (loop and offline, per target) to ``PATH.png``.
+values (loop and offline, per target; the two confusion matrices for a classification) to ``PATH.png``.
 """
 
 from __future__ import annotations
@@ -78,11 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--signal", choices=("auto", "counts", "absorbance", "reflectance"), default="auto",
                         help="what the simulator's SPECTRUM frames carry (spectro-sim --signal; default auto: what "
                              "the bundle expects); a signal the bundle does not take is refused before streaming")
-    parser.add_argument("--averages", type=int, default=1,
-                        help="scans the simulator averages per spectrum (spectro-sim --averages; default 1)")
+    parser.add_argument("--averages", type=int, default=None,
+                        help="scans the simulator averages per spectrum (spectro-sim --averages; default: the "
+                             "config's [instrument.noise] averages with --config, else 1)")
     parser.add_argument("--reference-averages", type=int, default=None, metavar="N",
                         help="scans the simulator averages into each dark and white reference "
-                             "(spectro-sim --reference-averages; default: the simulator's)")
+                             "(spectro-sim --reference-averages; default: the config's [instrument.noise] "
+                             "reference_averages with --config, else the simulator's)")
     parser.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto",
                         help="auto: mosquitto when installed, else the embedded amqtt broker")
     parser.add_argument("--cache", type=Path, help="folder of trained models (default: the user cache)")
@@ -106,7 +112,6 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Any, Path, Any, dict
     from benchmarks import harness
     from edge.bundle import load_bundle
     from edge.errors import EdgeError
-    from firmware_bridge.synthetic import SyntheticDataError, load_npz
 
     setup: dict[str, Any] = {}
     if args.config is not None:
@@ -115,6 +120,7 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Any, Path, Any, dict
             raise Refused("expected --test NAME with --config (rows come from its [split.test]), got --select")
         test_name, data, rows, where, selectors = harness.test_rows_of_config(cfg, args.config.resolve().parent,
                                                                               args.test)
+        _line_of_config(args, cfg)
         print(f"training {args.config} with spectro-train fit (cached by the config's hash) ...", flush=True)
         trained = harness.ensure_trained(args.config, args.cache, rebuild=args.retrain,
                                          echo=lambda line: log.info("spectro-train: %s", line))
@@ -127,30 +133,39 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Any, Path, Any, dict
         if args.dataset is None:
             raise Refused("expected --dataset NPZ with --bundle (the rows to stream), got none")
         bundle_path = args.bundle
-        try:
-            data = load_npz(args.dataset)
-        except SyntheticDataError as exc:
-            raise Refused(str(exc)) from exc
-        selectors = harness.parse_selectors(args.select)
-        rows = harness.select_rows(data, selectors) if selectors else np.arange(len(data["X"]))
-        where = f"{args.dataset}, " + (", ".join(f"{k} == {v!r}" for k, v in selectors.items()) or "all rows")
-        test_name = None
     try:
         bundle = load_bundle(bundle_path)
     except (EdgeError, OSError) as exc:
         raise Refused(f"expected a valid bundle at {bundle_path}: {exc}") from exc
-    if bundle.task != "regression":
-        raise Refused(f"expected a regression bundle (the loop scores RMSEP), got {bundle.task}")
+    if args.config is None:
+        data = harness.dataset_file(args.dataset, bundle.task)
+        selectors = harness.parse_selectors(args.select)
+        rows = harness.select_rows(data, selectors) if selectors else np.arange(len(data["X"]))
+        where = f"{args.dataset}, " + (", ".join(f"{k} == {v!r}" for k, v in selectors.items()) or "all rows")
+    if bundle.task == "classification":
+        # The references the loop carries are indices into the bundle's class labels, its outputs' order.
+        data = harness.classes_in_bundle_order(data, bundle.class_labels)
     stream = harness.stream_rows(work / "stream.npz", data, rows, [t.name for t in bundle.targets],
                                  f"{where} ({rows.size} rows)",
                                  axis_unit=bundle.input_contract.wavelength_unit)
     sends = bundle.input_contract.frame_signal if args.signal == "auto" else args.signal
     harness.check_contract(bundle, stream, sends=sends)
     setup.update({"bundle": str(bundle_path), "model_id": bundle.model_id, "model_version": bundle.model_version,
-                  "frame_signal": bundle.input_contract.frame_signal, "simulator_signal": sends,
-                  "rows": stream.description,
+                  "task": bundle.task, "frame_signal": bundle.input_contract.frame_signal,
+                  "simulator_signal": sends, "rows": stream.description,
                   "selectors": selectors, "n_rows": int(rows.size)})
     return bundle, Path(bundle_path), stream, setup
+
+
+def _line_of_config(args: argparse.Namespace, cfg: Any) -> None:
+    """Scans averaged per spectrum and per reference where the command line leaves them open: what the config's
+    ``[instrument.noise]`` declares of its line detector (the model was trained for it), else one scan and the
+    simulator's default (``args`` is updated)."""
+    noise = (cfg.get("instrument") or {}).get("noise") or {}
+    if args.averages is None:
+        args.averages = int(noise.get("averages", 1))
+    if getattr(args, "reference_averages", None) is None and "reference_averages" in noise:
+        args.reference_averages = int(noise["reference_averages"])
 
 
 def _offline(bundle: Any, stream: Any, averages: int = 1) -> dict[str, Any]:
@@ -234,6 +249,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     try:
         bundle, bundle_path, stream, setup = _prepare(args, work)
+        args.averages = 1 if args.averages is None else int(args.averages)
         frames = int(args.frames) if args.frames > 0 else int(stream.y.shape[0])
         offline = _offline(bundle, stream, args.averages)
         try:
@@ -267,46 +283,80 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _score(run: Any, bundle: Any, stream: Any, offline: dict[str, Any], setup: dict[str, Any], broker: Any,
-           args: argparse.Namespace, frames: int, load_before: Any) -> dict[str, Any]:
-    names = [t.name for t in bundle.targets]
-    units = {t.name: t.unit for t in bundle.targets}
-    seqs = sorted(run.predictions)
-    pred = np.full((len(seqs), len(names)), np.nan)
-    ref = np.full((len(seqs), len(names)), np.nan)
-    flagged = 0
-    over = {"t2": 0, "q": 0}  # which statistic fired: the OOD stats each prediction carries against its limits
+def _received(run: Any, seqs: list[int], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(values, references) of the received predictions in ``seqs`` order: ``values[i, j]`` the message's value
+    named ``names[j]`` (a target, or a class label's probability), ``references[i]`` the reference values the
+    ANNOTATION frame carried (NaN where none)."""
+    values = np.full((len(seqs), len(names)), np.nan)
+    width = max((len(run.predictions[s].get("reference") or []) for s in seqs), default=0)
+    refs = np.full((len(seqs), width), np.nan)
     for i, s in enumerate(seqs):
         body = run.predictions[s]
-        values = {v["name"]: v["value"] for v in body["values"]}
-        refs = body.get("reference") or []
-        for j, n in enumerate(names):
-            pred[i, j] = values.get(n, np.nan)
-            if j < len(refs) and refs[j] is not None:
-                ref[i, j] = refs[j]
+        by_name = {v["name"]: v["value"] for v in body["values"]}
+        values[i] = [np.nan if by_name.get(n) is None else by_name[n] for n in names]
+        refs[i, :len(body.get("reference") or [])] = [np.nan if r is None else r for r in body.get("reference") or []]
+    return values, refs
+
+
+def _regression_figures(bundle: Any, stream: Any, offline: dict[str, Any], run: Any, seqs: list[int],
+                        order: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(figures, goals) of a regression bundle: RMSEP of the loop, offline and the replay, per target."""
+    names = [t.name for t in bundle.targets]
+    pred, ref = _received(run, seqs, names)
+    ref = ref[:, :len(names)] if ref.shape[1] >= len(names) else np.pad(
+        ref, ((0, 0), (0, len(names) - ref.shape[1])), constant_values=np.nan)
+    loop_rmsep = {n: _rmsep(pred[:, j], ref[:, j]) for j, n in enumerate(names)}
+    replay = offline.get("replay") or {}
+    both = [i for i, s in enumerate(seqs) if s in replay]
+    rep = np.array([replay[seqs[i]] for i in both], dtype=np.float64).reshape(len(both), len(names))
+    off_pred, off_ref = offline["pred"][order], stream.y[order]
+    offline_rmsep = {n: _rmsep(off_pred[:, j], off_ref[:, j]) for j, n in enumerate(names)}
+    ratio = {n: (loop_rmsep[n] / offline_rmsep[n] if loop_rmsep[n] is not None and offline_rmsep[n] else None)
+             for n in names}
+    worst = max((r for r in ratio.values() if r is not None), default=None)
+    figures = {
+        "with_reference": int(np.isfinite(ref).all(axis=1).sum()),
+        "loop_rmsep": loop_rmsep,
+        "offline_rmsep": offline_rmsep,
+        "ratio": ratio,
+        "replay_rmsep": {n: _rmsep(rep[:, j], ref[both, j]) for j, n in enumerate(names)} if both else None,
+        "loop_vs_replay_max_abs_diff": float(np.nanmax(np.abs(rep - pred[both]))) if both else None,
+        "replayed": len(both),
+        "units": {t.name: t.unit for t in bundle.targets},
+        # for the plot only (dropped from the JSON by run())
+        "_points": {"loop_pred": pred, "loop_ref": ref, "offline_pred": off_pred, "offline_ref": off_ref,
+                    "names": names},
+    }
+    return figures, {"rmsep_ratio_max": GOAL_RMSEP_RATIO_MAX,
+                     "rmsep_met": None if worst is None else worst <= GOAL_RMSEP_RATIO_MAX}
+
+
+def _score(run: Any, bundle: Any, stream: Any, offline: dict[str, Any], setup: dict[str, Any], broker: Any,
+           args: argparse.Namespace, frames: int, load_before: Any) -> dict[str, Any]:
+    from benchmarks.loop_classes import classification_figures
+
+    seqs = sorted(run.predictions)
+    # The rows in the order the simulator streamed them (in order, cycled when --frames exceeds the rows).
+    order = np.arange(frames) % len(stream.y)
+    figures, task_goals = (classification_figures(bundle, stream, offline, _received(run, seqs, list(
+        bundle.class_labels)), seqs, order) if bundle.task == "classification"
+        else _regression_figures(bundle, stream, offline, run, seqs, order))
+    flagged = 0
+    over = {"t2": 0, "q": 0}  # which statistic fired: the OOD stats each prediction carries against its limits
+    for s in seqs:
+        body = run.predictions[s]
         flagged += "out_of_distribution" in body.get("quality_flags", [])
         stats = body.get("ood") or {}
         for key in over:
             if stats.get(key) is not None and stats.get(f"{key}_limit") is not None:
                 over[key] += stats[key] > stats[f"{key}_limit"]
-    loop_rmsep = {n: _rmsep(pred[:, j], ref[:, j]) for j, n in enumerate(names)}
-    replay = offline.get("replay") or {}
-    both = [i for i, s in enumerate(seqs) if s in replay]
-    rep = np.array([replay[seqs[i]] for i in both], dtype=np.float64).reshape(len(both), len(names))
-    replay_rmsep = {n: _rmsep(rep[:, j], ref[both, j]) for j, n in enumerate(names)} if both else None
-    replay_diff = float(np.nanmax(np.abs(rep - pred[both]))) if both else None
-    # The rows in the order the simulator streamed them (in order, cycled when --frames exceeds the rows).
-    order = np.arange(frames) % len(stream.y)
-    off_pred, off_ref = offline["pred"][order], stream.y[order]
-    offline_rmsep = {n: _rmsep(off_pred[:, j], off_ref[:, j]) for j, n in enumerate(names)}
-    ratio = {n: (loop_rmsep[n] / offline_rmsep[n] if loop_rmsep[n] is not None and offline_rmsep[n] else None)
-             for n in names}
     n_pred = len(seqs)
     sent = run.sent if run.sent is not None else frames
     ood_rate = flagged / n_pred if n_pred else None
     counters = (run.metrics or {}).get("counters", {})
     result: dict[str, Any] = {
         "benchmark": "loop",
+        "task": bundle.task,
         "setup": {**setup, "broker": broker.description, "rate_hz": args.rate, "frames_requested": frames,
                   "simulator_seed": args.seed, "simulator_averages": args.averages,
                   "simulator_reference_averages": _reference_averages(args)},
@@ -314,14 +364,7 @@ def _score(run: Any, bundle: Any, stream: Any, offline: dict[str, Any], setup: d
         "predictions": n_pred,
         "lost": max(0, sent - n_pred),
         "duplicates": run.duplicates,
-        "with_reference": int(np.isfinite(ref).all(axis=1).sum()),
-        "loop_rmsep": loop_rmsep,
-        "offline_rmsep": offline_rmsep,
-        "ratio": ratio,
-        "replay_rmsep": replay_rmsep,
-        "loop_vs_replay_max_abs_diff": replay_diff,
-        "replayed": len(both),
-        "units": units,
+        **figures,
         "ood_alarm_rate": ood_rate,
         "ood_alarm_rate_by_statistic": {k: v / n_pred for k, v in over.items()} if n_pred else None,
         "offline_ood_alarm_rate": None if offline["ood_flags"] is None else float(offline["ood_flags"][order].mean()),
@@ -334,9 +377,6 @@ def _score(run: Any, bundle: Any, stream: Any, offline: dict[str, Any], setup: d
         "wall_s": run.wall_s,
         "load": {"before": load_before, "after": system_load()},
         "host": host_facts(),
-        # for the plot only (dropped from the JSON by run())
-        "_points": {"loop_pred": pred, "loop_ref": ref, "offline_pred": off_pred, "offline_ref": off_ref,
-                    "names": names},
     }
     if n_pred < sent or run.daemon_exit_code not in (0, None):
         # Something was lost or the daemon failed: keep its last words with the figures.
@@ -346,10 +386,8 @@ def _score(run: Any, bundle: Any, stream: Any, offline: dict[str, Any], setup: d
             result["daemon_log_tail"] = None
         log.warning("%d of %d spectra got no prediction (daemon exit code %s); daemon log tail:\n%s", sent - n_pred,
                     sent, run.daemon_exit_code, result["daemon_log_tail"])
-    worst = max((r for r in ratio.values() if r is not None), default=None)
     result["goals"] = {
-        "rmsep_ratio_max": GOAL_RMSEP_RATIO_MAX, "lost_max": GOAL_LOST, "ood_alarm_rate_max": GOAL_OOD_ALARM_RATE_MAX,
-        "rmsep_met": None if worst is None else worst <= GOAL_RMSEP_RATIO_MAX,
+        **task_goals, "lost_max": GOAL_LOST, "ood_alarm_rate_max": GOAL_OOD_ALARM_RATE_MAX,
         "lost_met": result["lost"] <= GOAL_LOST and n_pred > 0,
         "ood_met": None if ood_rate is None else ood_rate <= GOAL_OOD_ALARM_RATE_MAX,
     }
@@ -367,15 +405,27 @@ def _num(v: Any, fmt: str = "{:.4g}") -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
 
 
-def render(result: dict[str, Any]) -> str:
-    """Markdown tables: per target RMSEPs, then the loop's accounting and the goals."""
-    rr = result.get("replay_rmsep") or {}
-    rows = [[n, result["units"].get(n, ""), result["loop_rmsep"][n], result["offline_rmsep"][n], result["ratio"][n],
-             rr.get(n)] for n in result["loop_rmsep"]]
-    g = result["goals"]
+def verdict(v: Any) -> str:
+    """A goal's verdict in a table: met, NOT met, or n/a (nothing to judge)."""
+    return "n/a" if v is None else ("met" if v else "NOT met")
 
-    def verdict(v: Any) -> str:
-        return "n/a" if v is None else ("met" if v else "NOT met")
+
+def render(result: dict[str, Any]) -> str:
+    """Markdown tables: per target RMSEPs (accuracies for a classification), then the loop's accounting and the
+    goals."""
+    from benchmarks.loop_classes import accuracy_table
+
+    g = result["goals"]
+    if result.get("task") == "classification":
+        table = accuracy_table(result)
+        score_goal = [f"goal loop accuracy >= offline - {g['accuracy_drop_max']:g}", verdict(g["accuracy_met"])]
+    else:
+        rr = result.get("replay_rmsep") or {}
+        table = markdown_table(["target", "unit", "loop RMSEP", "offline RMSEP", "loop / offline",
+                                "offline RMSEP, same frames as sent"],
+                               [[n, result["units"].get(n, ""), result["loop_rmsep"][n], result["offline_rmsep"][n],
+                                 result["ratio"][n], rr.get(n)] for n in result["loop_rmsep"]])
+        score_goal = [f"goal loop RMSEP <= {g['rmsep_ratio_max']:g} x offline", verdict(g["rmsep_met"])]
 
     s = result["setup"]
     summary = [
@@ -396,15 +446,13 @@ def render(result: dict[str, Any]) -> str:
         ["loop spectra over the T2 / Q limit",
          " / ".join(_num(v, "{:.1%}") for v in (result.get("ood_alarm_rate_by_statistic") or {}).values()) or "-"],
         ["quality of the predictions", ", ".join(f"{k} {v}" for k, v in result["quality"].items()) or "-"],
-        [f"goal loop RMSEP <= {g['rmsep_ratio_max']:g} x offline", verdict(g["rmsep_met"])],
+        score_goal,
         ["goal zero lost", verdict(g["lost_met"])],
         [f"goal OOD alarm rate <= {g['ood_alarm_rate_max']:.0%}", verdict(g["ood_met"])],
     ]
     if result["daemon_counters"]:
         summary.append(["daemon counters (rejections, drops, errors)", result["daemon_counters"]])
-    return "\n".join([markdown_table(["target", "unit", "loop RMSEP", "offline RMSEP", "loop / offline",
-                                     "offline RMSEP, same frames as sent"], rows), "",
-                      markdown_table(["loop", "value"], summary)])
+    return "\n".join([table, "", markdown_table(["loop", "value"], summary)])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -416,7 +464,8 @@ def run(args: argparse.Namespace) -> int:
     if result is None:
         return EXIT_REFUSED
     goals = result["goals"]
-    return 0 if all(goals[k] for k in ("rmsep_met", "lost_met", "ood_met")) else 1
+    score = "accuracy_met" if result.get("task") == "classification" else "rmsep_met"
+    return 0 if all(goals[k] for k in (score, "lost_met", "ood_met")) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

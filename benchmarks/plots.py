@@ -121,7 +121,8 @@ def plot_throughput(result: Mapping[str, Any], path: str | Path) -> Path | None:
 
 
 def plot_loop(result: Mapping[str, Any], path: str | Path) -> Path | None:
-    """Predicted against reference values per target: the loop's predictions and the same bundle offline.
+    """Predicted against reference values per target: the loop's predictions and the same bundle offline (for a
+    classification bundle, the two confusion matrices).
 
     Parameters
     ----------
@@ -134,6 +135,15 @@ def plot_loop(result: Mapping[str, Any], path: str | Path) -> Path | None:
     import numpy as np
 
     plt = _pyplot()
+    if plt is not None and result.get("task") == "classification":
+        from benchmarks.loop_classes import plot_confusions
+
+        fig = plot_confusions(plt, result, path)
+        s = result.get("setup", {})
+        fig.suptitle(f"{s.get('model_id', '')} {s.get('model_version', '')}: {result.get('predictions')} "
+                     f"predictions through the loop,\nlost {result.get('lost')}, "
+                     f"OOD alarms {_fmt(result.get('ood_alarm_rate'), pct=True)}", fontsize=9)
+        return save_figure(plt, fig, path)
     points = result.get("_points")
     if plt is None or not points or not points.get("names"):
         return None

@@ -149,7 +149,7 @@ def measure_and_publish(args: Any, command: str, measure: Callable[[Any], dict[s
     except refused as exc:
         print(f"spectro-bench {command}: {exc}", file=sys.stderr)
         return None
-    points = result.pop("_points")
+    points = result.pop("_points", None)
     result = jsonable(result)
 
     def plot_with_points(res: dict[str, Any], path: Path) -> Path | None:

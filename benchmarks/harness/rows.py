@@ -1,5 +1,6 @@
 """The rows a loop streams: picked from a training config's test split or by column selectors, written as ``.npz``.
-A config whose ``[data]`` is a CSV or JCAMP-DX file is read with the trainer's loader."""
+A config whose ``[data]`` is a CSV or JCAMP-DX file, and any classification data set, is read with the trainer's
+loader."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import numpy as np
 from benchmarks.harness.errors import HarnessError
 from benchmarks.harness.settings import DARK_COUNTS, WHITE_COUNTS
 
-__all__ = ["Stream", "check_contract", "dataset_of_config", "offline_inputs", "parse_selectors", "select_rows",
+__all__ = ["Stream", "check_contract", "classes_in_bundle_order", "dataset_arrays", "dataset_file",
+           "dataset_of_config", "offline_inputs", "parse_selectors", "select_rows",
            "selectors_of_test_set", "stream_rows", "test_rows_of_config"]
 
 
@@ -47,7 +49,7 @@ def dataset_of_config(cfg: Mapping[str, Any], base_dir: Path) -> tuple[dict[str,
     path = path if path.is_absolute() else (base_dir / path).resolve()
     if not path.is_file() and os.environ.get("SPECTROLITE_DATASETS"):
         path = Path(os.environ["SPECTROLITE_DATASETS"]) / path.name
-    if path.suffix != ".npz":
+    if path.suffix != ".npz" or data.get("task") == "classification":
         return _dataset_through_trainer(cfg, base_dir)[0], str(path)
     return load_npz(path), str(path)
 
@@ -70,9 +72,52 @@ def _dataset_through_trainer(cfg: Mapping[str, Any], base_dir: Path, *,
         raise HarnessError(f"cannot read the training config's data: {exc}") from exc
     if test_set is not None and test_set not in tests:
         raise HarnessError(f"expected a test set in {sorted(tests)}, got {test_set!r}")
+    return dataset_arrays(ds), None if test_set is None else np.asarray(tests[test_set])
+
+
+def dataset_arrays(ds: Any) -> dict[str, np.ndarray]:
+    """A trainer's ``SpectralDataset`` as the arrays of a dataset ``.npz`` (its per-row columns too); a
+    classification's ``y`` holds class indices into ``class_names``."""
     out = {str(k): np.asarray(v) for k, v in ds.columns.items()}
     out.update(X=ds.X, y=ds.y, wavelengths=ds.wavelengths, target_names=np.array(list(ds.target_names)))
-    return out, None if test_set is None else np.asarray(tests[test_set])
+    if ds.class_names is not None:
+        out["class_names"] = np.array(list(ds.class_names))
+    return out
+
+
+def dataset_file(path: Path, task: str = "regression") -> dict[str, np.ndarray]:
+    """The arrays of a dataset ``.npz``; a classification's read by the trainer's loader, so ``y`` holds class
+    indices into ``class_names`` as the fit saw them (:func:`classes_in_bundle_order`)."""
+    from firmware_bridge.synthetic import SyntheticDataError, load_npz
+
+    if task != "classification":
+        try:
+            return load_npz(path)
+        except SyntheticDataError as exc:
+            raise HarnessError(str(exc)) from exc
+    from trainer.data import load_dataset
+    from trainer.errors import TrainerError
+
+    try:
+        return dataset_arrays(load_dataset(path, task="classification"))
+    except TrainerError as exc:
+        raise HarnessError(f"cannot read {path} as a classification data set: {exc}") from exc
+
+
+def classes_in_bundle_order(data: Mapping[str, np.ndarray], labels: Sequence[str]) -> dict[str, np.ndarray]:
+    """``data`` with its class indices (into its ``class_names``) turned into indices into a bundle's class
+    ``labels``, the order of the bundle's outputs; a class the bundle does not know is refused."""
+    if "class_names" not in data:
+        raise HarnessError("expected a classification data set (class indices with class_names), got none")
+    names = [str(n) for n in np.asarray(data["class_names"]).reshape(-1)]
+    y = np.asarray(data["y"]).reshape(len(data["X"]), -1)
+    unknown = sorted({names[int(i)] for i in y[:, 0]} - set(labels))
+    if unknown:
+        raise HarnessError(f"expected the data set's classes among the bundle's {list(labels)}, got {unknown} "
+                           "too")
+    order = np.array([list(labels).index(n) for n in names])
+    return {**data, "y": order[y[:, :1].astype(np.int64)].astype(np.float64),
+            "class_names": np.array(list(labels))}
 
 
 def test_rows_of_config(

@@ -203,3 +203,105 @@ def test_loop_streams_the_test_fold_of_a_grouped_kfold_config(tmp_path: Path) ->
     # an explicit config's rows are still its selectors'
     name, data, rows, where, selectors = test_rows_of_config(load_training_config(DEMO_CONFIG), DEMO_CONFIG.parent)
     assert (name, selectors) == ("test", {"split": "test"}) and np.all(data["split"][rows] == "test")
+
+
+#: A three-class config on :func:`tests.support.tiny_fit.write_synthetic`'s mixtures (their concentration binned).
+CLASS_CONFIG = """
+seed = 0
+[data]
+path = "classes.npz"
+targets = ["grade"]
+task = "classification"
+[split]
+group = "sample_id"
+train = {split = "cal"}
+select = {split = "val"}
+[split.test]
+test = {split = "test"}
+[preprocessing]
+cnn = "snv"
+[preprocessing.candidates]
+snv = [{op = "snv"}]
+[augment]
+n_copies = 0
+[model]
+filters = [4]
+kernel_sizes = [5]
+strides = [2]
+dense_units = [8]
+epochs = 30
+batch_size = 16
+[quantize]
+representative_samples = 40
+[ood]
+n_components = 3
+[bundle]
+model_id = "synthetic-grade"
+model_version = "0.0.1"
+"""
+
+
+def _classes_npz(path: Path) -> Path:
+    from tests.support.tiny_fit import write_synthetic
+
+    write_synthetic(path)
+    d = dict(np.load(path))
+    d["y"] = np.digitize(d["y"], [3.7, 6.4]).astype(np.int64)  # 0 low, 1 mid, 2 high (index into class_names)
+    d["class_names"], d["target_names"] = np.array(["low", "mid", "high"]), np.array(["grade"])
+    np.savez(path, **d)
+    return path
+
+
+@pytest.fixture(scope="module")
+def class_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(bundle, data set) of a classification trained by ``spectro-train fit``."""
+    from trainer.cli import main as train_main
+
+    base = tmp_path_factory.mktemp("classes")
+    data = _classes_npz(base / "classes.npz")
+    (base / "train.toml").write_text(CLASS_CONFIG)
+    assert train_main(["fit", str(base / "train.toml"), "--out", str(base / "out")]) == 0
+    return base / "out" / "synthetic-grade.spectrolite", data
+
+
+@pytest.mark.slow
+def test_loop_scores_a_classification_bundle_by_its_published_probabilities(
+        tmp_path: Path, class_bundle: tuple[Path, Path]) -> None:
+    """A classification bundle from ``spectro-train fit`` through the loop: every spectrum predicted, each published
+    probability the bundle's offline one of the very frame sent, the class the most probable label, scored against
+    the class the ANNOTATION frame carried."""
+    bundle, data = class_bundle
+    out = tmp_path / "loop.json"
+    rc = main(["loop", "--bundle", str(bundle), "--dataset", str(data), "--select", "split=test", "--rate", "100",
+               "--averages", "16", "--broker", "mosquitto", "--json", str(out)])
+    assert rc in (0, 1)
+    got = json.loads(out.read_text())
+    n_test = int((np.load(data)["split"] == "test").sum())
+    assert (got["task"], got["sent"], got["predictions"], got["lost"]) == ("classification", n_test, n_test, 0)
+    assert got["classes"] == ["low", "mid", "high"] and got["units"] == {"grade": "class"}
+    assert got["with_reference"] == n_test == got["replayed"]
+    assert got["loop_vs_replay_max_abs_diff"] == 0.0 and got["loop_vs_replay_class_agreement"] == 1.0
+    assert got["loop_accuracy"] == got["replay_accuracy"]
+    confusion = np.array(got["loop_confusion"])
+    assert confusion.shape == (3, 3) and confusion.sum() == n_test
+    assert got["loop_accuracy"]["grade"] == pytest.approx(np.trace(confusion) / n_test)
+    # The references the loop carried are the data set's classes: the row sums are the test rows per class.
+    y = np.load(data)["y"][np.load(data)["split"] == "test"]
+    assert confusion.sum(axis=1).tolist() == np.bincount(y.ravel(), minlength=3).tolist()
+    assert np.array(got["offline_confusion"]).sum(axis=1).tolist() == confusion.sum(axis=1).tolist()
+    assert got["accuracy_difference"]["grade"] == pytest.approx(
+        got["loop_accuracy"]["grade"] - got["offline_accuracy"]["grade"])
+    assert got["goals"]["accuracy_met"] == (got["accuracy_difference"]["grade"] >= -0.05)
+    assert "| loop accuracy |" in out.with_suffix(".md").read_text().replace("| target | classes ", "|")
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_class_references_follow_the_bundles_label_order() -> None:
+    from benchmarks.harness import HarnessError, classes_in_bundle_order
+
+    data = {"X": np.zeros((4, 3)), "y": np.array([[0], [1], [2], [1]]), "class_names": np.array(["a", "b", "c"])}
+    got = classes_in_bundle_order(data, ["c", "a", "b"])
+    assert got["y"][:, 0].tolist() == [1.0, 2.0, 0.0, 2.0] and got["class_names"].tolist() == ["c", "a", "b"]
+    with pytest.raises(HarnessError, match=r"expected the data set's classes among the bundle's \['a', 'b'\], "
+                                           r"got \['c'\] too"):
+        classes_in_bundle_order(data, ["a", "b"])
