@@ -160,3 +160,17 @@ def test_whitened_limits_hold_alpha_on_the_line_and_still_see_a_small_absorber_a
     # A band 20 x the quiet channels' line noise: the noisy channels no longer drown it in Q.
     shifted = _line_noisy_end(_latent_spectra(500, 36, extra_band=20 * LINE_SD), 37)[0]
     assert np.mean(m.is_outlier(shifted)) > 0.9
+
+
+def test_the_log_says_how_the_limits_were_set_and_calls_the_training_rates_in_sample(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The training rows' own alarm rates are no false-alarm rate: the log names them in-sample, and says whether
+    the limits are out-of-fold quantiles or analytic (too few rows)."""
+    with caplog.at_level("INFO", logger="trainer.drift"):
+        fit_ood(_latent_spectra(100, 4), n_components=3, alpha=0.02)
+        fit_ood(_latent_spectra(20, 5), n_components=3, alpha=0.02)
+    lines = [r.getMessage() for r in caplog.records if "components" in r.getMessage()]
+    assert len(lines) == 2
+    assert "(out-of-fold quantiles at alpha/2 = 1% each;" in lines[0]
+    assert "(analytic at alpha/2 = 1% each;" in lines[1]
+    assert all("the training rows themselves, in sample and noise-free: T2 " in line for line in lines)
