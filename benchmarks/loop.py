@@ -154,7 +154,7 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Any, Path, Any, dict
                   "task": bundle.task, "frame_signal": bundle.input_contract.frame_signal,
                   "simulator_signal": sends, "rows": stream.description,
                   "selectors": selectors, "n_rows": int(rows.size)})
-    return bundle, Path(bundle_path), stream, setup
+    return bundle, Path(bundle_path).resolve(), stream, setup  # the daemon runs in its own folder
 
 
 def _line_of_config(args: argparse.Namespace, cfg: Any) -> None:

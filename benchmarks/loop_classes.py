@@ -36,9 +36,9 @@ def _accuracy(pred: np.ndarray, ref: np.ndarray) -> float | None:
     return float(np.mean(pred[ok] == ref[ok])) if ok.any() else None
 
 
-def _classes(probabilities: np.ndarray) -> np.ndarray:
-    """The most probable class of each row; -1 where a row has no finite probability."""
-    p = np.asarray(probabilities, dtype=np.float64).reshape(len(probabilities), -1)
+def _classes(probabilities: np.ndarray, k: int) -> np.ndarray:
+    """The most probable of ``k`` classes in each row; -1 where a row has no finite probability."""
+    p = np.asarray(probabilities, dtype=np.float64).reshape(-1, k)
     finite = np.isfinite(p).any(axis=1)
     out = np.full(len(p), -1, dtype=np.int64)
     out[finite] = np.argmax(np.where(np.isfinite(p[finite]), p[finite], -np.inf), axis=1)
@@ -62,12 +62,12 @@ def classification_figures(bundle: Any, stream: Any, offline: Mapping[str, Any],
     target = bundle.targets[0].name
     probs, refs = received
     ref = refs[:, 0] if refs.shape[1] else np.full(len(seqs), np.nan)
-    loop_cls = _classes(probs)
-    off_cls, off_ref = _classes(offline["pred"][order]), np.asarray(stream.y, dtype=np.float64)[order, 0]
+    loop_cls = _classes(probs, len(labels))
+    off_cls, off_ref = _classes(offline["pred"][order], len(labels)), np.asarray(stream.y, dtype=np.float64)[order, 0]
     replay = offline.get("replay") or {}
     both = [i for i, s in enumerate(seqs) if s in replay]
     rep = np.array([replay[seqs[i]] for i in both], dtype=np.float64).reshape(len(both), len(labels))
-    rep_cls = _classes(rep)
+    rep_cls = _classes(rep, len(labels))
     loop_acc, off_acc = _accuracy(loop_cls, ref), _accuracy(off_cls, off_ref)
     diff = None if loop_acc is None or off_acc is None else loop_acc - off_acc
     figures = {

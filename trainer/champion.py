@@ -25,7 +25,11 @@ The rule (documented in docs/training.md, reported in ``metrics.json`` under ``s
   error than either (model averaging): a blend hedges a CNN that won in cross-validation with the PLS. The
   bundle then carries both (format 5, ``serving.weights``).
 
-Classification always deploys the CNN: PLS-DA responses are not class probabilities, so they are not deployed.
+Classification: PLS-DA competes too, made deployable by a softmax of its responses whose temperature is fitted on
+their out-of-fold values (:func:`deployable_plsda`: class probabilities, as the CNN's softmax gives). The
+candidates are scored on the selection rows (a classification always has them: :mod:`trainer.splits`) by their
+error rate, the CNN as its int8 model; the CNN is deployed only when its error rate is lower than PLS-DA's by more
+than ``tie_margin`` (relative), otherwise PLS-DA, the simpler model, is (both perfect is a tie).
 
 A deployed PLS model is its preprocessing (the edge steps, as for the CNN) and one dense layer holding the PLS
 regression coefficients and intercepts, converted to a float32 ``.tflite`` so it runs in the same LiteRT runtime,
@@ -46,7 +50,8 @@ from trainer.pls import PlsBaseline, flatten_features
 from trainer.splits import grouped_folds
 
 __all__ = ["MODES", "PER_TARGET", "BLEND", "BLEND_GRID", "Selection", "blend_weight", "DeployablePls",
-           "cnn_cv_predictions", "pls_cv_rmse", "choose_model", "deployable_pls", "pls_cv_predictions"]
+           "cnn_cv_predictions", "pls_cv_rmse", "choose_model", "deployable_pls", "deployable_plsda",
+           "fit_temperature", "pls_cv_predictions", "softmax"]
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +114,13 @@ def rule_text(tie_margin: float) -> str:
         f"(PLS nested) beats both models' by more than {100 * tie_margin:g} %; the bundle carries the models that "
         "serve a target"
     )
+
+
+def classification_rule_text(tie_margin: float) -> str:
+    """The champion rule of a classification in one sentence."""
+    return ("error rate on the selection rows, PLS-DA (softmax of its responses) against the int8 CNN: the CNN is "
+            f"deployed only if better than PLS-DA by more than {100 * tie_margin:g} %, otherwise PLS-DA (the simpler "
+            "model wins a tie)")
 
 
 def blend_weight(y: np.ndarray, cnn: np.ndarray, pls: np.ndarray, *, cnn_cost: float = 1.0) -> tuple[float, float]:
@@ -240,8 +252,13 @@ def choose_model(
     folds: int,
     classification: bool = False,
     oof: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    select_error: tuple[float, float] | None = None,
 ) -> Selection:
     """Apply the champion rule (module docstring) or a forced ``mode``.
+
+    A classification is decided by ``select_error``: the error rates of PLS-DA and of the int8 CNN on the selection
+    rows (None without selection rows: the CNN is deployed); ``pls_rmse`` is then PLS-DA's cross-validated error
+    rate, None when no deployable PLS-DA was built.
 
     ``oof`` (``y``, the CNN's and PLS's out-of-fold predictions of the training rows, each (n, n_targets)) lets a
     blend of the two serve a target (``auto`` only); None, or any non-finite prediction, keeps single models.
@@ -249,7 +266,7 @@ def choose_model(
     if mode not in MODES:
         raise TrainConfigError(f"model: expected one of {', '.join(MODES)}, got {mode!r}")
     names = [str(t) for t in target_names]
-    rule = rule_text(tie_margin)
+    rule = classification_rule_text(tie_margin) if classification else rule_text(tie_margin)
     scores: dict[str, dict[str, float]] = {}
     if pls_rmse is not None:
         scores["pls"] = dict(zip(names, map(float, pls_rmse)))
@@ -265,8 +282,8 @@ def choose_model(
     common = dict(mode=mode, rule=rule, cv_rmse=scores, int8_cost=dict(zip(names, map(float, cost))),
                   ratio_cnn_to_pls=ratios, folds=folds)
     if classification:
-        why = "classification: PLS-DA is not deployable; the CNN is deployed"
-        return Selection(winner="cnn", reason=why, per_target=dict.fromkeys(names, "cnn"),
+        winner, why = _classification_winner(mode, tie_margin, pls_rmse is not None, select_error, scores, names)
+        return Selection(winner=winner, reason=why, per_target=dict.fromkeys(names, winner),
                          per_target_reason=dict.fromkeys(names, why), **common)
     if mode != "auto":
         why = f"forced by --model {mode}"
@@ -299,6 +316,27 @@ def choose_model(
         reason = f"{winner.upper()} serves every target; {t}: {why_target[t]}"
     return Selection(winner=winner, reason=reason, per_target=per_target, per_target_reason=why_target,
                      blend_weights={t: w for t, (w, _) in blends.items()}, **common)
+
+
+def _classification_winner(mode: str, tie_margin: float, have_pls: bool, select_error: tuple[float, float] | None,
+                            scores: dict[str, dict[str, float]], names: Sequence[str]) -> tuple[str, str]:
+    """(winner, why) of a classification (module docstring); records the selection rows' error rates in
+    ``scores``."""
+    if select_error is not None:
+        scores["select_error_pls_da"] = dict.fromkeys(names, float(select_error[0]))
+        scores["select_error_cnn_int8"] = dict.fromkeys(names, float(select_error[1]))
+    if mode != "auto" or not have_pls:
+        winner = mode if mode != "auto" and (mode == "cnn" or have_pls) else "cnn"
+        return winner, (f"forced by --model {mode}" if mode != "auto" else "no deployable PLS-DA: the CNN is deployed")
+    if select_error is None:
+        return "cnn", "classification without selection rows to compare PLS-DA and the CNN on: the CNN is deployed"
+    e_pls, e_cnn = select_error
+    figures = f"error rate on the selection rows: CNN (int8) {e_cnn:.4f}, PLS-DA {e_pls:.4f}"
+    if e_cnn < (1.0 - tie_margin) * e_pls:
+        return "cnn", f"CNN better: {figures}"
+    if e_cnn > e_pls:
+        return "pls", f"PLS-DA better: {figures}"
+    return "pls", f"a tie within {100 * tie_margin:g} %: {figures}; the simpler model wins"
 
 
 def _blends(names: Sequence[str], candidates: Sequence[str], oof: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -357,22 +395,89 @@ class DeployablePls:
     intercept: np.ndarray
     feature_shape: tuple[int, ...]
     cv_rmse: np.ndarray
+    #: PLS-DA only: the softmax temperature that turns its responses (one per class) into class probabilities.
+    temperature: float | None = None
 
     def predict(self, X_abs: np.ndarray) -> np.ndarray:
-        """Predictions (n, n_targets) in float64, for absorbance spectra."""
+        """Predictions (n, n_targets) in float64, for absorbance spectra (PLS-DA: class probabilities)."""
         Xp = flatten_features(self.preprocess.transform(np.asarray(X_abs, dtype=np.float64)))
-        return Xp @ self.coef + self.intercept
+        out = Xp @ self.coef + self.intercept
+        return out if self.temperature is None else softmax(out / self.temperature)
 
     def keras_model(self) -> Any:
-        """One dense layer with the coefficients (after a flatten for stacked inputs)."""
+        """One dense layer with the coefficients (after a flatten for stacked inputs); PLS-DA: divided by the
+        temperature, with a softmax."""
         import keras
 
         inp = keras.Input(self.feature_shape)
         x = keras.layers.Flatten()(inp) if len(self.feature_shape) > 1 else inp
-        dense = keras.layers.Dense(self.coef.shape[1], name="pls")
+        t = 1.0 if self.temperature is None else self.temperature
+        dense = keras.layers.Dense(self.coef.shape[1], name="pls",
+                                   activation=None if self.temperature is None else "softmax")
         model = keras.Model(inp, dense(x), name="pls")
-        dense.set_weights([self.coef.astype(np.float32), self.intercept.astype(np.float32)])
+        dense.set_weights([(self.coef / t).astype(np.float32), (self.intercept / t).astype(np.float32)])
         return model
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (n, k) scores."""
+    e = np.exp(z - np.max(z, axis=1, keepdims=True))
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+#: Softmax temperatures tried for PLS-DA (log-spaced; its responses are about 0..1 per class).
+TEMPERATURE_GRID = tuple(float(t) for t in np.geomspace(0.01, 2.0, 60))
+
+
+def fit_temperature(responses: np.ndarray, y: np.ndarray) -> float:
+    """The temperature of :data:`TEMPERATURE_GRID` whose softmax of ``responses`` (n, k) gives the smallest
+    cross-entropy of the classes ``y`` (n,): temperature scaling, fitted on out-of-fold responses."""
+    idx = np.asarray(y, dtype=np.int64).reshape(-1)
+    losses = [-float(np.mean(np.log(np.maximum(softmax(responses / t)[np.arange(idx.size), idx], 1e-12))))
+              for t in TEMPERATURE_GRID]
+    return TEMPERATURE_GRID[int(np.argmin(losses))]
+
+
+def deployable_plsda(
+    pls: PlsBaseline,
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    *,
+    candidates: Mapping[str, Sequence[Mapping[str, Any]]],
+    make_pre: Callable[[Sequence[Mapping[str, Any]]], Any],
+    folds: int,
+    seed: int,
+) -> DeployablePls:
+    """PLS-DA as a bundle carries it: the baseline's model (its preprocessing and latent variables, one response per
+    class, fitted on the training rows ``X``) as one linear map, with a softmax whose temperature is fitted on the
+    responses of grouped, class-stratified cross-validation of the same recipe (:func:`fit_temperature`).
+    ``cv_rmse`` holds its cross-validated error rate."""
+    from sklearn.cross_decomposition import PLSRegression
+
+    model = pls.models[0]
+    labels = np.asarray(y, dtype=np.int64).reshape(-1)
+    n_classes = len(pls.class_names) if pls.class_names is not None else int(labels.max()) + 1
+    onehot = np.eye(n_classes)[labels]
+    P = model.preprocess.transform(np.asarray(X, dtype=np.float64))
+    Xp = flatten_features(P)
+    b0 = np.asarray(model.pls.predict(np.zeros((1, Xp.shape[1]))), dtype=np.float64).reshape(-1)
+    coef = np.asarray(model.pls.predict(np.eye(Xp.shape[1])), dtype=np.float64) - b0  # exactly linear
+    oof = np.full((labels.size, n_classes), np.nan)
+    for fit_idx, held_idx in grouped_folds(groups, folds, seed=seed, y_class=labels):
+        pre = make_pre(candidates[model.candidate]).fit(X[fit_idx])
+        Xf = flatten_features(pre.transform(X[fit_idx]))
+        k = min(model.n_components, Xf.shape[0] - 1, Xf.shape[1])
+        reg = PLSRegression(n_components=k, scale=False).fit(Xf, onehot[fit_idx])
+        oof[held_idx] = np.asarray(reg.predict(flatten_features(pre.transform(X[held_idx]))), dtype=np.float64)
+    temperature = fit_temperature(oof, labels)
+    error = float(np.mean(np.argmax(oof, axis=1) != labels))
+    log.info("deployable PLS-DA: %s, %d latent variables, softmax temperature %.3g (out of fold: error rate %.3f)",
+             model.candidate, model.n_components, temperature, error)
+    return DeployablePls(candidate=model.candidate, n_components={model.targets[0]: model.n_components},
+                         preprocess=model.preprocess, coef=coef, intercept=b0,
+                         feature_shape=tuple(int(s) for s in P.shape[1:]), cv_rmse=np.array([error]),
+                         temperature=temperature)
 
 
 def deployable_pls(

@@ -318,7 +318,9 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
     if sel:
         parts.append("<h2>Deployed model</h2>")
         served = sel.get("per_target") or {}
-        who = (f"<b>{html.escape(str(m.get('deployed_model', '')).upper())}</b> is deployed"
+        classify = m.get("task") == "classification"
+        winner = "PLS-DA" if classify and m.get("deployed_model") == "pls" else str(m.get("deployed_model", "")).upper()
+        who = (f"<b>{html.escape(winner)}</b> is deployed"
                if m.get("deployed_model") != "per_target" else
                "<b>Each target is served by its winner</b> (" + ", ".join(
                    f"{html.escape(str(t))}: {html.escape(_served_text(v, (sel.get('blend_weights') or {}).get(t)))}"
@@ -334,8 +336,11 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
             models = list(cv)
             names = list(next(iter(cv.values())))
             why = sel.get("per_target_reason") or {}
+            heads = ({"pls": "CV error rate PLS-DA", "select_error_pls_da": "error rate PLS-DA, selection rows",
+                      "select_error_cnn_int8": "error rate CNN int8, selection rows"} if classify else {})
             parts.append(_table(
-                ["target", *[f"CV RMSE {mname}" for mname in models], "int8 cost", "CNN / PLS", "served by", "why"],
+                ["target", *[heads.get(mname, f"CV RMSE {mname}") for mname in models], "int8 cost", "CNN / PLS",
+                 "served by", "why"],
                 [[t, *[cv[mname].get(t) for mname in models], (sel.get("int8_cost") or {}).get(t),
                   (sel.get("ratio_cnn_to_pls") or {}).get(t),
                   _served_text(served.get(t, ""), (sel.get("blend_weights") or {}).get(t)), why.get(t, "")]

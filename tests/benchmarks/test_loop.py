@@ -252,25 +252,32 @@ def _classes_npz(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def class_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(bundle, data set) of a classification trained by ``spectro-train fit``."""
+@pytest.fixture(scope="module", params=["cnn", "pls"])
+def class_bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(bundle, data set) of a classification trained by ``spectro-train fit --model cnn|pls`` (the CNN, or PLS-DA
+    with its softmax)."""
     from trainer.cli import main as train_main
 
     base = tmp_path_factory.mktemp("classes")
     data = _classes_npz(base / "classes.npz")
     (base / "train.toml").write_text(CLASS_CONFIG)
-    assert train_main(["fit", str(base / "train.toml"), "--out", str(base / "out")]) == 0
+    assert train_main(["fit", str(base / "train.toml"), "--out", str(base / "out"), "--model", request.param]) == 0
+    metrics = json.loads((base / "out" / "metrics.json").read_text())
+    assert metrics["deployed_model"] == request.param
+    report = (base / "out" / "report" / "index.html").read_text()
+    assert f"<b>{'PLS-DA' if request.param == 'pls' else 'CNN'}</b> is deployed: forced by --model" in report
     return base / "out" / "synthetic-grade.spectrolite", data
 
 
 @pytest.mark.slow
 def test_loop_scores_a_classification_bundle_by_its_published_probabilities(
         tmp_path: Path, class_bundle: tuple[Path, Path]) -> None:
-    """A classification bundle from ``spectro-train fit`` through the loop: every spectrum predicted, each published
-    probability the bundle's offline one of the very frame sent, the class the most probable label, scored against
-    the class the ANNOTATION frame carried."""
+    """A classification bundle from ``spectro-train fit`` (its CNN, or PLS-DA) through the loop: every spectrum
+    predicted, each published probability the bundle's offline one of the very frame sent, the class the most
+    probable label, scored against the class the ANNOTATION frame carried."""
     bundle, data = class_bundle
+    metrics = json.loads((bundle.parent / "metrics.json").read_text())
+    deployed = next(e for e in metrics["evaluations"] if e["model"] == "deployed" and e["split"] == "test")
     out = tmp_path / "loop.json"
     rc = main(["loop", "--bundle", str(bundle), "--dataset", str(data), "--select", "split=test", "--rate", "100",
                "--averages", "16", "--broker", "mosquitto", "--json", str(out)])
@@ -292,6 +299,8 @@ def test_loop_scores_a_classification_bundle_by_its_published_probabilities(
     assert got["accuracy_difference"]["grade"] == pytest.approx(
         got["loop_accuracy"]["grade"] - got["offline_accuracy"]["grade"])
     assert got["goals"]["accuracy_met"] == (got["accuracy_difference"]["grade"] >= -0.05)
+    # Offline, on noise-free spectra of the test rows, the loop's bundle classifies as the fit said it would.
+    assert got["offline_accuracy"]["grade"] == pytest.approx(deployed["accuracy"])
     assert "| loop accuracy |" in out.with_suffix(".md").read_text().replace("| target | classes ", "|")
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
@@ -305,3 +314,22 @@ def test_class_references_follow_the_bundles_label_order() -> None:
     with pytest.raises(HarnessError, match=r"expected the data set's classes among the bundle's \['a', 'b'\], "
                                            r"got \['c'\] too"):
         classes_in_bundle_order(data, ["a", "b"])
+
+
+def test_a_configs_line_detector_sets_the_simulators_scans_unless_the_command_line_does() -> None:
+    """``--config`` streams as the config's ``[instrument.noise]`` declares the line (the model was trained for it);
+    an explicit ``--averages`` / ``--reference-averages`` wins, and a config without the table gets one scan."""
+    import argparse
+
+    from benchmarks.loop import _line_of_config
+
+    noise = {"instrument": {"noise": {"averages": 64, "reference_averages": 16}}}
+    args = argparse.Namespace(averages=None, reference_averages=None)
+    _line_of_config(args, noise)
+    assert (args.averages, args.reference_averages) == (64, 16)
+    args = argparse.Namespace(averages=4, reference_averages=1)
+    _line_of_config(args, noise)
+    assert (args.averages, args.reference_averages) == (4, 1)
+    args = argparse.Namespace(averages=None, reference_averages=None)
+    _line_of_config(args, {"instrument": {"signal": "counts"}})
+    assert (args.averages, args.reference_averages) == (1, None)

@@ -47,11 +47,66 @@ def test_forced_modes_and_classification() -> None:
     assert _choose([0.5, 2.0], [1.0, 1.0], mode="pls") == "pls"  # forced: one model for every target
     sel = choose_model(("c",), mode="auto", tie_margin=0.02, pls_rmse=None, cnn_rmse=None, int8_cost=None, folds=0,
                        classification=True)
-    assert sel.winner == "cnn" and "classification" in sel.reason
+    assert sel.winner == "cnn" and "no deployable PLS-DA" in sel.reason
     with pytest.raises(TrainConfigError, match="expected one of auto, cnn, pls, got 'best'"):
         _choose([1, 1], [1, 1], mode="best")
     with pytest.raises(TrainConfigError, match="needs cross-validation scores"):
         choose_model(NAMES, mode="auto", tie_margin=0.02, pls_rmse=np.ones(2), cnn_rmse=None, int8_cost=None, folds=0)
+
+
+def _classify(pls_error: float, cnn_error: float, mode: str = "auto") -> tuple[str, str]:
+    sel = choose_model(("c",), mode=mode, tie_margin=0.02, pls_rmse=np.array([0.2]), cnn_rmse=None, int8_cost=None,
+                       folds=0, classification=True, select_error=(pls_error, cnn_error))
+    assert sel.to_dict()["cv_rmse"]["select_error_pls_da"] == {"c": pls_error}
+    assert sel.per_target == {"c": sel.winner}
+    return sel.winner, sel.reason
+
+
+def test_a_classification_deploys_pls_da_unless_the_cnn_wins_on_the_selection_rows() -> None:
+    """The loser is never shipped: PLS-DA serves where it classifies the selection rows better, or as well (the
+    simpler model on a tie, both perfect included); the CNN only where it is better by more than the margin."""
+    assert _classify(0.10, 0.05) == ("cnn", "CNN better: error rate on the selection rows: CNN (int8) 0.0500, "
+                                            "PLS-DA 0.1000")
+    assert _classify(0.083, 0.125)[0] == "pls" and _classify(0.083, 0.125)[1].startswith("PLS-DA better")
+    assert _classify(0.0, 0.0)[0] == "pls" and "the simpler model wins" in _classify(0.0, 0.0)[1]
+    assert _classify(0.100, 0.099)[0] == "pls"  # within the 2 % margin
+    assert _classify(0.0, 0.5, mode="cnn")[0] == "cnn" and _classify(0.5, 0.0, mode="pls")[0] == "pls"
+    sel = choose_model(("c",), mode="auto", tie_margin=0.02, pls_rmse=np.array([0.2]), cnn_rmse=None,
+                       int8_cost=None, folds=0, classification=True, select_error=None)
+    assert sel.winner == "cnn" and "without selection rows" in sel.reason
+
+
+def test_pls_da_becomes_class_probabilities_by_a_temperature_fitted_out_of_fold() -> None:
+    from trainer.champion import deployable_plsda, fit_temperature, softmax
+
+    # Responses that separate the classes well want a low temperature (sharp probabilities), noisy ones a high one.
+    rng = np.random.default_rng(0)
+    y = np.arange(300) % 3
+    clean = np.eye(3)[y] + rng.normal(0, 0.05, (300, 3))
+    noisy = np.eye(3)[y] + rng.normal(0, 0.6, (300, 3))
+    assert fit_temperature(clean, y) < 0.1 < fit_temperature(noisy, y)
+    # The deployable model is the baseline's PLS-DA: same classes, probabilities that sum to 1.
+    wl = np.linspace(900.0, 1100.0, 40)
+    bands = np.stack([np.exp(-((wl - c) ** 2) / 200.0) for c in (950.0, 1000.0, 1050.0)])
+    conc = rng.uniform(0.1, 1.0, (90, 3))
+    X = conc @ bands + rng.normal(0, 0.01, (90, 40))
+    labels = np.argmax(conc, axis=1)
+    cands = {"none": [{"op": "center"}]}
+
+    def make_pre(steps: list) -> object:
+        return make_pipeline_from_config(steps, wl)
+
+    pls = fit_pls_baseline(X, labels[:, None], candidates=cands, groups=np.arange(90), target_names=("c",),
+                           task="classification", class_names=("a", "b", "c"), folds=5, max_components=6,
+                           make_preprocess=make_pre)
+    dep = deployable_plsda(pls, X, labels, np.arange(90), candidates=cands, make_pre=make_pre, folds=5, seed=0)
+    prob = dep.predict(X)
+    np.testing.assert_allclose(prob.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(np.argmax(prob, axis=1), pls.predict(X)[:, 0])
+    assert dep.temperature is not None and 0.0 <= float(dep.cv_rmse[0]) < 0.5
+    keras_prob = np.asarray(dep.keras_model()(make_pre(cands["none"]).fit(X).transform(X)))
+    np.testing.assert_allclose(keras_prob, prob, atol=1e-5)
+    np.testing.assert_allclose(softmax(np.zeros((2, 4))), 0.25)
 
 
 def test_selection_reports_scores_and_reason() -> None:

@@ -63,7 +63,7 @@ class Deployed:
 
     @property
     def is_pls(self) -> bool:
-        """PLS alone won (``pls`` is None only for classification, which deploys the CNN)."""
+        """PLS (PLS-DA for a classification) alone won."""
         return self.selection.winner == "pls" and self.pls is not None
 
     @property
@@ -88,7 +88,7 @@ def choose_deployed(
 ) -> Deployed:
     """Score the candidates (grouped cross-validation, int8 cost on the selection rows, or on the training rows
     where there are none: :func:`int8_cost_role`) and pick the winner."""
-    from trainer.champion import choose_model, deployable_pls, pls_cv_rmse
+    from trainer.champion import choose_model, deployable_pls, deployable_plsda, pls_cv_rmse
 
     X, Y, tr, classify = data.ds.X, data.ds.y, data.plan.train_rows, data.classify
     int8_cost = None
@@ -98,9 +98,19 @@ def choose_deployed(
         err_f = np.sqrt(np.mean((preds[(role, "cnn_float")] - Y[rows]) ** 2, axis=0))
         err_q = np.sqrt(np.mean((preds[(role, "cnn_int8")] - Y[rows]) ** 2, axis=0))
         int8_cost = np.where(err_f > 0, err_q / np.where(err_f > 0, err_f, 1.0), 1.0)
-    X_cal, Y_cal, _ = pls_calibration_rows(cfg, data, X[tr], Y[tr].astype(np.float64), data.groups[tr])
-    dep = None if classify else deployable_pls(pls, X_cal, Y_cal,
-                                               candidates=cfg.preprocessing.candidates, make_pre=data.make_pre)
+    X_cal, Y_cal, g_cal = pls_calibration_rows(cfg, data, X[tr], Y[tr].astype(np.float64), data.groups[tr])
+    select_error = None
+    if not classify:
+        dep = deployable_pls(pls, X_cal, Y_cal, candidates=cfg.preprocessing.candidates, make_pre=data.make_pre)
+    else:  # PLS-DA competes too (trainer.champion), on the selection rows
+        dep = None if cfg.selection.model == "cnn" else deployable_plsda(
+            pls, X_cal, Y_cal[:, 0], g_cal, candidates=cfg.preprocessing.candidates, make_pre=data.make_pre,
+            folds=cfg.cv.folds, seed=cfg.seed)
+        sel = data.plan.select_rows
+        if sel.size and ("select", "pls") in preds and ("select", "cnn_int8") in preds:
+            y_sel = Y[sel][:, 0]
+            select_error = (float(np.mean(preds[("select", "pls")][:, 0] != y_sel)),
+                            float(np.mean(preds[("select", "cnn_int8")][:, 0] != y_sel)))
     pls_oof = None
     if dep is not None and cfg.selection.model == "auto" and cfg.selection.blend and cv.oof is not None:
         pls_oof = nested_pls_oof(cfg, data)
@@ -109,11 +119,11 @@ def choose_deployed(
         pls_rmse=None if dep is None else dep.cv_rmse, pls_tuned_rmse=None if classify else pls_cv_rmse(pls),
         cnn_rmse=cv.rmse, int8_cost=int8_cost,
         folds=cfg.selection.cnn_cv_folds if cv.rmse is not None else 0, classification=classify,
-        oof=None if pls_oof is None else (Y[tr].astype(np.float64), cv.oof, pls_oof),
+        oof=None if pls_oof is None else (Y[tr].astype(np.float64), cv.oof, pls_oof), select_error=select_error,
     )
     log.info("deployed model: %s (%s)", selection.winner, selection.reason)
     cnn = Member("cnn", int8.tflite, recipe.steps, net.edge_pipe, int8.X_train_pre, int8.output_transform)
-    if dep is None or selection.winner == "cnn":  # dep is None only for classification, which deploys the CNN
+    if dep is None or selection.winner == "cnn":  # dep is None only for a classification forced to the CNN
         return _deployed(selection, dep, cnn)
     from trainer.quantize import convert_float
 
