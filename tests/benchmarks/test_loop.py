@@ -13,6 +13,7 @@ import pytest
 from benchmarks.cli import main
 from benchmarks.loop import EXIT_REFUSED
 from tests.conftest import DEMO_CONFIG
+from tests.support.tiny_fit import SMALL_CNN, SYNTHETIC_SPLIT
 
 #: Spectra of the short loop run.
 FRAMES = 80
@@ -212,24 +213,14 @@ seed = 0
 path = "classes.npz"
 targets = ["grade"]
 task = "classification"
-[split]
-group = "sample_id"
-train = {split = "cal"}
-select = {split = "val"}
-[split.test]
-test = {split = "test"}
-[preprocessing]
+""" + SYNTHETIC_SPLIT + """[preprocessing]
 cnn = "snv"
 [preprocessing.candidates]
 snv = [{op = "snv"}]
 [augment]
 n_copies = 0
 [model]
-filters = [4]
-kernel_sizes = [5]
-strides = [2]
-dense_units = [8]
-epochs = 30
+""" + SMALL_CNN + """epochs = 30
 batch_size = 16
 [quantize]
 representative_samples = 40

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CONFIG", "N_CHANNELS", "TINY_DATA", "write_synthetic"]
+__all__ = ["CONFIG", "N_CHANNELS", "SMALL_CNN", "SYNTHETIC_SPLIT", "TINY_DATA", "write_synthetic"]
 
 #: The ``[data]``, ``[split]``, ``[selection]`` and ``[cv]`` tables (TOML, ending in a newline).
 TINY_DATA = """[data]
@@ -46,19 +46,29 @@ def write_synthetic(path: Path, n: int = 150, seed: int = 0) -> None:
              target_names=np.array(["conc_pct"]), split=split, sample_id=sample_id)
 
 
+#: The ``[split]`` of :func:`write_synthetic`'s rows (its ``split`` and ``sample_id`` columns; TOML).
+SYNTHETIC_SPLIT = """[split]
+group = "sample_id"
+train = {split = "cal"}
+select = {split = "val"}
+[split.test]
+test = {split = "test"}
+"""
+
+#: The layers of the small CNN of :data:`CONFIG` (TOML keys of ``[model]``, ending in a newline).
+SMALL_CNN = """filters = [4]
+kernel_sizes = [5]
+strides = [2]
+dense_units = [8]
+"""
+
 #: A whole training config (PLS and a small CNN, pruning, int8) on ``synthetic.npz`` from :func:`write_synthetic`.
 CONFIG = """
 seed = 1
 [data]
 path = "synthetic.npz"
 targets = ["conc_pct"]
-[split]
-group = "sample_id"
-train = {split = "cal"}
-select = {split = "val"}
-[split.test]
-test = {split = "test"}
-[cv]
+""" + SYNTHETIC_SPLIT + """[cv]
 folds = 5
 max_components = 8
 [preprocessing]
@@ -70,11 +80,7 @@ sg1 = [{op = "savgol", window = 7, polyorder = 2, deriv = 1}]
 n_copies = 1
 offset_sd_abs = 0.01
 [model]
-filters = [4]
-kernel_sizes = [5]
-strides = [2]
-dense_units = [8]
-epochs = 3
+""" + SMALL_CNN + """epochs = 3
 batch_size = 16
 log_every = 1
 [pruning]
