@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from trainer.errors import TrainConfigError
-from trainer.pls import PlsBaseline, flatten_features
+from trainer.pls import PlsBaseline, cv_predictions_all_k, flatten_features, linear_map
 from trainer.splits import grouped_folds
 
 __all__ = ["MODES", "PER_TARGET", "BLEND", "BLEND_GRID", "Selection", "blend_weight", "DeployablePls",
@@ -453,23 +453,15 @@ def deployable_plsda(
     class, fitted on the training rows ``X``) as one linear map, with a softmax whose temperature is fitted on the
     responses of grouped, class-stratified cross-validation of the same recipe (:func:`fit_temperature`).
     ``cv_rmse`` holds its cross-validated error rate."""
-    from sklearn.cross_decomposition import PLSRegression
-
     model = pls.models[0]
     labels = np.asarray(y, dtype=np.int64).reshape(-1)
     n_classes = len(pls.class_names) if pls.class_names is not None else int(labels.max()) + 1
-    onehot = np.eye(n_classes)[labels]
     P = model.preprocess.transform(np.asarray(X, dtype=np.float64))
-    Xp = flatten_features(P)
-    b0 = np.asarray(model.pls.predict(np.zeros((1, Xp.shape[1]))), dtype=np.float64).reshape(-1)
-    coef = np.asarray(model.pls.predict(np.eye(Xp.shape[1])), dtype=np.float64) - b0  # exactly linear
-    oof = np.full((labels.size, n_classes), np.nan)
-    for fit_idx, held_idx in grouped_folds(groups, folds, seed=seed, y_class=labels):
-        pre = make_pre(candidates[model.candidate]).fit(X[fit_idx])
-        Xf = flatten_features(pre.transform(X[fit_idx]))
-        k = min(model.n_components, Xf.shape[0] - 1, Xf.shape[1])
-        reg = PLSRegression(n_components=k, scale=False).fit(Xf, onehot[fit_idx])
-        oof[held_idx] = np.asarray(reg.predict(flatten_features(pre.transform(X[held_idx]))), dtype=np.float64)
+    coef, b0 = linear_map(model.pls, flatten_features(P).shape[1])
+    # Out-of-fold responses of the same recipe (its preprocessing and latent variables), class-stratified folds.
+    oof = cv_predictions_all_k(np.asarray(X, dtype=np.float64), np.eye(n_classes)[labels],
+                               candidates[model.candidate], grouped_folds(groups, folds, seed=seed, y_class=labels),
+                               model.n_components, make_pre, per_target=False)[model.n_components - 1]
     temperature = fit_temperature(oof, labels)
     error = float(np.mean(np.argmax(oof, axis=1) != labels))
     log.info("deployable PLS-DA: %s, %d latent variables, softmax temperature %.3g (out of fold: error rate %.3f)",
@@ -515,12 +507,9 @@ def deployable_pls(
         k = int(np.argmin(m.cv_curves[cand])) + 1 if cand != m.candidate else m.n_components
         cv.append(float(np.asarray(m.cv_curves[cand])[k - 1]))
         k = min(k, Xp.shape[0] - 1, Xp.shape[1])
-        reg = PLSRegression(n_components=k, scale=False).fit(Xp, Y[:, j])
-        b0 = np.asarray(reg.predict(np.zeros((1, Xp.shape[1]))), dtype=np.float64).reshape(-1)[0]
-        # The fitted model is exactly linear: its coefficients are its responses to unit vectors.
-        c = np.asarray(reg.predict(np.eye(Xp.shape[1])), dtype=np.float64).reshape(-1) - b0
-        coefs.append(c)
-        intercepts.append(b0)
+        c, b0 = linear_map(PLSRegression(n_components=k, scale=False).fit(Xp, Y[:, j]), Xp.shape[1])
+        coefs.append(c[:, 0])
+        intercepts.append(float(b0[0]))
         ks[m.targets[0]] = k
     return DeployablePls(
         candidate=cand,

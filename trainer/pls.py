@@ -21,7 +21,8 @@ import numpy as np
 from trainer.errors import CalibrationError
 from trainer.splits import grouped_folds
 
-__all__ = ["PlsTargetModel", "PlsBaseline", "fit_pls_baseline", "pls_predict_all_k", "flatten_features"]
+__all__ = ["PlsTargetModel", "PlsBaseline", "cv_predictions_all_k", "fit_pls_baseline", "flatten_features",
+           "linear_map", "pls_predict_all_k"]
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,14 @@ def _one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
-def _cv_predictions(
+def linear_map(pls: Any, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """(coefficients (n_features, n_responses), intercepts (n_responses,)) of a fitted PLS model: it is exactly
+    linear, so they are its responses to the unit vectors and to zero."""
+    b0 = np.asarray(pls.predict(np.zeros((1, n_features))), dtype=np.float64).reshape(-1)
+    return np.asarray(pls.predict(np.eye(n_features)), dtype=np.float64).reshape(n_features, -1) - b0, b0
+
+
+def cv_predictions_all_k(
     X: np.ndarray,
     Y: np.ndarray,
     steps: Sequence[Mapping[str, Any]],
@@ -232,7 +240,7 @@ def fit_pls_baseline(
     m_rows = X.shape[0] if measured_rows is None else int(measured_rows)
     for name, steps in candidates.items():
         try:
-            pred = _cv_predictions(X, Y, steps, fold_list, K, make_preprocess, per_target=not classify)
+            pred = cv_predictions_all_k(X, Y, steps, fold_list, K, make_preprocess, per_target=not classify)
         except (ValueError, np.linalg.LinAlgError) as exc:
             raise CalibrationError(f"preprocessing candidate {name!r}: PLS cross-validation failed ({exc})") from exc
         if classify:
