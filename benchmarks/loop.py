@@ -283,18 +283,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _received(run: Any, seqs: list[int], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _received(run: Any, seqs: list[int], names: list[str], n_refs: int) -> tuple[np.ndarray, np.ndarray]:
     """(values, references) of the received predictions in ``seqs`` order: ``values[i, j]`` the message's value
-    named ``names[j]`` (a target, or a class label's probability), ``references[i]`` the reference values the
-    ANNOTATION frame carried (NaN where none)."""
+    named ``names[j]`` (a target, or a class label's probability), ``references[i]`` the first ``n_refs``
+    reference values the ANNOTATION frame carried (NaN where none)."""
     values = np.full((len(seqs), len(names)), np.nan)
-    width = max((len(run.predictions[s].get("reference") or []) for s in seqs), default=0)
-    refs = np.full((len(seqs), width), np.nan)
+    refs = np.full((len(seqs), n_refs), np.nan)
     for i, s in enumerate(seqs):
         body = run.predictions[s]
         by_name = {v["name"]: v["value"] for v in body["values"]}
         values[i] = [np.nan if by_name.get(n) is None else by_name[n] for n in names]
-        refs[i, :len(body.get("reference") or [])] = [np.nan if r is None else r for r in body.get("reference") or []]
+        given = [np.nan if r is None else r for r in (body.get("reference") or [])[:n_refs]]
+        refs[i, :len(given)] = given
     return values, refs
 
 
@@ -302,9 +302,7 @@ def _regression_figures(bundle: Any, stream: Any, offline: dict[str, Any], run: 
                         order: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
     """(figures, goals) of a regression bundle: RMSEP of the loop, offline and the replay, per target."""
     names = [t.name for t in bundle.targets]
-    pred, ref = _received(run, seqs, names)
-    ref = ref[:, :len(names)] if ref.shape[1] >= len(names) else np.pad(
-        ref, ((0, 0), (0, len(names) - ref.shape[1])), constant_values=np.nan)
+    pred, ref = _received(run, seqs, names, len(names))
     loop_rmsep = {n: _rmsep(pred[:, j], ref[:, j]) for j, n in enumerate(names)}
     replay = offline.get("replay") or {}
     both = [i for i, s in enumerate(seqs) if s in replay]
@@ -338,9 +336,11 @@ def _score(run: Any, bundle: Any, stream: Any, offline: dict[str, Any], setup: d
     seqs = sorted(run.predictions)
     # The rows in the order the simulator streamed them (in order, cycled when --frames exceeds the rows).
     order = np.arange(frames) % len(stream.y)
-    figures, task_goals = (classification_figures(bundle, stream, offline, _received(run, seqs, list(
-        bundle.class_labels)), seqs, order) if bundle.task == "classification"
-        else _regression_figures(bundle, stream, offline, run, seqs, order))
+    if bundle.task == "classification":  # one reference: the class index
+        received = _received(run, seqs, list(bundle.class_labels), 1)
+        figures, task_goals = classification_figures(bundle, stream, offline, received, seqs, order)
+    else:
+        figures, task_goals = _regression_figures(bundle, stream, offline, run, seqs, order)
     flagged = 0
     over = {"t2": 0, "q": 0}  # which statistic fired: the OOD stats each prediction carries against its limits
     for s in seqs:

@@ -61,7 +61,7 @@ def classification_figures(bundle: Any, stream: Any, offline: Mapping[str, Any],
     labels = list(bundle.class_labels)
     target = bundle.targets[0].name
     probs, refs = received
-    ref = refs[:, 0] if refs.shape[1] else np.full(len(seqs), np.nan)
+    ref = refs[:, 0]
     loop_cls = _classes(probs, len(labels))
     off_cls, off_ref = _classes(offline["pred"][order], len(labels)), np.asarray(stream.y, dtype=np.float64)[order, 0]
     replay = offline.get("replay") or {}
