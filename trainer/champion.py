@@ -27,9 +27,13 @@ The rule (documented in docs/training.md, reported in ``metrics.json`` under ``s
 
 Classification: PLS-DA competes too, made deployable by a softmax of its responses whose temperature is fitted on
 their out-of-fold values (:func:`deployable_plsda`: class probabilities, as the CNN's softmax gives). The
-candidates are scored on the selection rows (a classification always has them: :mod:`trainer.splits`) by their
-error rate, the CNN as its int8 model; the CNN is deployed only when its error rate is lower than PLS-DA's by more
-than ``tie_margin`` (relative), otherwise PLS-DA, the simpler model, is (both perfect is a tie).
+candidates are scored by their error rate over every row that can judge them (:func:`pooled_error`): the training
+rows out of fold (grouped, class-stratified folds: PLS-DA's ``[cv] folds`` of its chosen recipe, the CNN's recipe
+trained on each of ``[selection] cnn_cv_folds`` folds as for a regression) and the selection rows (a
+classification always has them: :mod:`trainer.splits`; the CNN there as its int8 model), each part weighted by its
+rows. A few dozen selection rows alone move an error rate by several points per spectrum. The CNN is deployed only
+when its error rate is lower than PLS-DA's by more than ``tie_margin`` (relative), otherwise PLS-DA, the simpler
+model, is (both perfect is a tie).
 
 A deployed PLS model is its preprocessing (the edge steps, as for the CNN) and one dense layer holding the PLS
 regression coefficients and intercepts, converted to a float32 ``.tflite`` so it runs in the same LiteRT runtime,
@@ -50,7 +54,7 @@ from trainer.pls import PlsBaseline, cv_predictions_all_k, flatten_features, lin
 from trainer.splits import grouped_folds
 
 __all__ = ["MODES", "PER_TARGET", "BLEND", "BLEND_GRID", "Selection", "blend_weight", "DeployablePls",
-           "cnn_cv_predictions", "pls_cv_rmse", "choose_model", "deployable_pls", "deployable_plsda",
+           "cnn_cv_predictions", "pls_cv_rmse", "choose_model", "pooled_error", "deployable_pls", "deployable_plsda",
            "fit_temperature", "pls_cv_predictions", "softmax"]
 
 log = logging.getLogger(__name__)
@@ -118,9 +122,9 @@ def rule_text(tie_margin: float) -> str:
 
 def classification_rule_text(tie_margin: float) -> str:
     """The champion rule of a classification in one sentence."""
-    return ("error rate on the selection rows, PLS-DA (softmax of its responses) against the int8 CNN: the CNN is "
-            f"deployed only if better than PLS-DA by more than {100 * tie_margin:g} %, otherwise PLS-DA (the simpler "
-            "model wins a tie)")
+    return ("error rate over the training rows out of fold (grouped, class-stratified folds) and the selection rows "
+            "(the int8 CNN there), PLS-DA (softmax of its responses) against the CNN: the CNN is deployed only if "
+            f"better than PLS-DA by more than {100 * tie_margin:g} %, otherwise PLS-DA (the simpler model wins a tie)")
 
 
 def blend_weight(y: np.ndarray, cnn: np.ndarray, pls: np.ndarray, *, cnn_cost: float = 1.0) -> tuple[float, float]:
@@ -160,6 +164,7 @@ def cnn_cv_predictions(
     fold_seed: int | None = None,
     on_fold: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     pretrain_fn: Callable[[Any, int], Any] | None = None,
+    y_class: np.ndarray | None = None,
 ) -> np.ndarray:
     """Out-of-fold predictions of the CNN recipe, shape (n, n_targets) (the RMSE per target is the CV score).
 
@@ -188,8 +193,11 @@ def cnn_cv_predictions(
     pretrain_fn : callable, optional
         ``pretrain_fn(pre, seed) -> trunks`` with the fold's fitted preprocessing: pretrained trunks
         (:mod:`trainer.pretrain`), then handed to ``train_fn(X_pre, y, seed, trunks)``.
+    y_class : ndarray, shape (n,), optional
+        Class indices of a classification: the folds are class-stratified, ``Y`` is ``y_class`` as one column,
+        ``predict_fn`` returns the predicted class index (n, 1) and each fold logs its error rate.
     """
-    fold_list = grouped_folds(groups, folds, seed=seed if fold_seed is None else fold_seed)
+    fold_list = grouped_folds(groups, folds, seed=seed if fold_seed is None else fold_seed, y_class=y_class)
     done = np.zeros(Y.shape[0], dtype=bool)
     pred = np.full(Y.shape, np.nan)
     for i, (fit_idx, held_idx) in enumerate(fold_list):
@@ -202,8 +210,12 @@ def cnn_cv_predictions(
         pred[held_idx] = np.asarray(predict_fn(model, pre.transform(X[held_idx])), dtype=np.float64).reshape(
             held_idx.size, -1
         )
-        rmse = np.sqrt(np.nanmean((pred[held_idx] - Y[held_idx]) ** 2, axis=0))
-        msg = f"CNN CV fold {i + 1}/{len(fold_list)}: RMSE " + ", ".join(f"{v:.4g}" for v in rmse)
+        if y_class is None:
+            rmse = np.sqrt(np.nanmean((pred[held_idx] - Y[held_idx]) ** 2, axis=0))
+            msg = f"CNN CV fold {i + 1}/{len(fold_list)}: RMSE " + ", ".join(f"{v:.4g}" for v in rmse)
+        else:
+            msg = (f"CNN CV fold {i + 1}/{len(fold_list)}: error rate "
+                   f"{float(np.mean(pred[held_idx] != Y[held_idx])):.4g}")
         log.info(msg)
         if progress is not None:
             progress(msg)
@@ -253,12 +265,14 @@ def choose_model(
     classification: bool = False,
     oof: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     select_error: tuple[float, float] | None = None,
+    class_rows: tuple[int, int] = (0, 0),
 ) -> Selection:
     """Apply the champion rule (module docstring) or a forced ``mode``.
 
-    A classification is decided by ``select_error``: the error rates of PLS-DA and of the int8 CNN on the selection
-    rows (None without selection rows: the CNN is deployed); ``pls_rmse`` is then PLS-DA's cross-validated error
-    rate, None when no deployable PLS-DA was built.
+    A classification is decided by its error rates (:func:`pooled_error`): ``pls_rmse`` and ``cnn_rmse`` are then
+    PLS-DA's and the CNN's out-of-fold error rates on the training rows (each None when not computed: no deployable
+    PLS-DA was built, the CNN was not cross-validated), ``select_error`` those of PLS-DA and of the int8 CNN on the
+    selection rows (None without them) and ``class_rows`` the numbers of training and selection rows.
 
     ``oof`` (``y``, the CNN's and PLS's out-of-fold predictions of the training rows, each (n, n_targets)) lets a
     blend of the two serve a target (``auto`` only); None, or any non-finite prediction, keeps single models.
@@ -276,13 +290,26 @@ def choose_model(
     ratios: dict[str, float] = {}
     if cnn_rmse is not None:
         scores["cnn_float"] = dict(zip(names, map(float, cnn_rmse)))
+    if cnn_rmse is not None and not classification:
         scores["cnn_int8_estimate"] = dict(zip(names, map(float, np.asarray(cnn_rmse) * cost)))
         if pls_rmse is not None:
             ratios = dict(zip(names, map(float, np.asarray(cnn_rmse) * cost / np.asarray(pls_rmse))))
     common = dict(mode=mode, rule=rule, cv_rmse=scores, int8_cost=dict(zip(names, map(float, cost))),
                   ratio_cnn_to_pls=ratios, folds=folds)
     if classification:
-        winner, why = _classification_winner(mode, tie_margin, pls_rmse is not None, select_error, scores, names)
+        errors = None
+        sel_pls, sel_cnn = (None, None) if select_error is None else select_error
+        if pls_rmse is not None and (cnn_rmse is not None or select_error is not None):
+            # Out of fold only where both were cross-validated: each model is judged on the same rows.
+            cv_pls, cv_cnn = (None, None) if cnn_rmse is None else (float(pls_rmse[0]), float(cnn_rmse[0]))
+            basis = " and ".join(
+                text for text, used in ((f"{class_rows[0]} training rows out of fold", cv_cnn is not None),
+                                        (f"{class_rows[1]} selection rows", sel_cnn is not None and class_rows[1] > 0))
+                if used)
+            errors = (pooled_error(cv_pls, sel_pls, class_rows), pooled_error(cv_cnn, sel_cnn, class_rows),
+                      f"error rate over {basis}")
+        winner, why = _classification_winner(mode, tie_margin, pls_rmse is not None, select_error, errors, scores,
+                                             names)
         return Selection(winner=winner, reason=why, per_target=dict.fromkeys(names, winner),
                          per_target_reason=dict.fromkeys(names, why), **common)
     if mode != "auto":
@@ -318,20 +345,34 @@ def choose_model(
                      blend_weights={t: w for t, (w, _) in blends.items()}, **common)
 
 
+def pooled_error(cv_error: float | None, select_error: float | None, rows: tuple[int, int]) -> float:
+    """A model's classification error rate over every row that judged it: its out-of-fold error rate on the
+    ``rows[0]`` training rows and its error rate on the ``rows[1]`` selection rows, weighted by their rows (either
+    may be None: not computed)."""
+    parts = [(e, n) for e, n in zip((cv_error, select_error), rows) if e is not None and n > 0]
+    if not parts:
+        raise TrainConfigError("model selection needs error rates of both PLS-DA and the CNN")
+    return sum(e * n for e, n in parts) / sum(n for _, n in parts)
+
+
 def _classification_winner(mode: str, tie_margin: float, have_pls: bool, select_error: tuple[float, float] | None,
-                            scores: dict[str, dict[str, float]], names: Sequence[str]) -> tuple[str, str]:
-    """(winner, why) of a classification (module docstring); records the selection rows' error rates in
-    ``scores``."""
+                            errors: tuple[float, float, str] | None, scores: dict[str, dict[str, float]],
+                            names: Sequence[str]) -> tuple[str, str]:
+    """(winner, why) of a classification (module docstring) from the pooled error rates ``errors`` (PLS-DA, CNN,
+    the rows they were counted on); records the selection rows' and the pooled error rates in ``scores``."""
     if select_error is not None:
         scores["select_error_pls_da"] = dict.fromkeys(names, float(select_error[0]))
         scores["select_error_cnn_int8"] = dict.fromkeys(names, float(select_error[1]))
+    if errors is not None:
+        scores["pooled_error_pls_da"] = dict.fromkeys(names, float(errors[0]))
+        scores["pooled_error_cnn"] = dict.fromkeys(names, float(errors[1]))
     if mode != "auto" or not have_pls:
         winner = mode if mode != "auto" and (mode == "cnn" or have_pls) else "cnn"
         return winner, (f"forced by --model {mode}" if mode != "auto" else "no deployable PLS-DA: the CNN is deployed")
-    if select_error is None:
-        return "cnn", "classification without selection rows to compare PLS-DA and the CNN on: the CNN is deployed"
-    e_pls, e_cnn = select_error
-    figures = f"error rate on the selection rows: CNN (int8) {e_cnn:.4f}, PLS-DA {e_pls:.4f}"
+    if errors is None:
+        return "cnn", "classification without error rates to compare PLS-DA and the CNN on: the CNN is deployed"
+    e_pls, e_cnn, basis = errors
+    figures = f"{basis}: CNN {e_cnn:.4f}, PLS-DA {e_pls:.4f}"
     if e_cnn < (1.0 - tie_margin) * e_pls:
         return "cnn", f"CNN better: {figures}"
     if e_cnn > e_pls:

@@ -336,8 +336,11 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
             models = list(cv)
             names = list(next(iter(cv.values())))
             why = sel.get("per_target_reason") or {}
-            heads = ({"pls": "CV error rate PLS-DA", "select_error_pls_da": "error rate PLS-DA, selection rows",
-                      "select_error_cnn_int8": "error rate CNN int8, selection rows"} if classify else {})
+            heads = ({"pls": "CV error rate PLS-DA", "cnn_float": "CV error rate CNN",
+                      "select_error_pls_da": "error rate PLS-DA, selection rows",
+                      "select_error_cnn_int8": "error rate CNN int8, selection rows",
+                      "pooled_error_pls_da": "error rate PLS-DA, both (the rule's)",
+                      "pooled_error_cnn": "error rate CNN, both (the rule's)"} if classify else {})
             parts.append(_table(
                 ["target", *[heads.get(mname, f"CV RMSE {mname}") for mname in models], "int8 cost", "CNN / PLS",
                  "served by", "why"],

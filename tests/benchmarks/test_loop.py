@@ -13,7 +13,7 @@ import pytest
 from benchmarks.cli import main
 from benchmarks.loop import EXIT_REFUSED
 from tests.conftest import DEMO_CONFIG
-from tests.support.tiny_fit import SMALL_CNN, SYNTHETIC_SPLIT
+from tests.support.tiny_fit import CLASS_CONFIG, write_classes
 
 #: Spectra of the short loop run.
 FRAMES = 80
@@ -206,58 +206,44 @@ def test_loop_streams_the_test_fold_of_a_grouped_kfold_config(tmp_path: Path) ->
     assert (name, selectors) == ("test", {"split": "test"}) and np.all(data["split"][rows] == "test")
 
 
-#: A three-class config on :func:`tests.support.tiny_fit.write_synthetic`'s mixtures (their concentration binned).
-CLASS_CONFIG = """
-seed = 0
-[data]
-path = "classes.npz"
-targets = ["grade"]
-task = "classification"
-""" + SYNTHETIC_SPLIT + """[preprocessing]
-cnn = "snv"
-[preprocessing.candidates]
-snv = [{op = "snv"}]
-[augment]
-n_copies = 0
-[model]
-""" + SMALL_CNN + """epochs = 30
-batch_size = 16
-[quantize]
-representative_samples = 40
-[ood]
-n_components = 3
-[bundle]
-model_id = "synthetic-grade"
-model_version = "0.0.1"
-"""
-
-
-def _classes_npz(path: Path) -> Path:
-    from tests.support.tiny_fit import write_synthetic
-
-    write_synthetic(path)
-    d = dict(np.load(path))
-    d["y"] = np.digitize(d["y"], [3.7, 6.4]).astype(np.int64)  # 0 low, 1 mid, 2 high (index into class_names)
-    d["class_names"], d["target_names"] = np.array(["low", "mid", "high"]), np.array(["grade"])
-    np.savez(path, **d)
-    return path
-
-
-@pytest.fixture(scope="module", params=["cnn", "pls"])
+@pytest.fixture(scope="module", params=["cnn", "pls", "auto"])
 def class_bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(bundle, data set) of a classification trained by ``spectro-train fit --model cnn|pls`` (the CNN, or PLS-DA
-    with its softmax)."""
+    with its softmax) and by ``--model auto`` (the champion rule: the CNN cross-validated beside PLS-DA)."""
     from trainer.cli import main as train_main
 
     base = tmp_path_factory.mktemp("classes")
-    data = _classes_npz(base / "classes.npz")
+    data = write_classes(base / "classes.npz")
     (base / "train.toml").write_text(CLASS_CONFIG)
     assert train_main(["fit", str(base / "train.toml"), "--out", str(base / "out"), "--model", request.param]) == 0
     metrics = json.loads((base / "out" / "metrics.json").read_text())
-    assert metrics["deployed_model"] == request.param
     report = (base / "out" / "report" / "index.html").read_text()
-    assert f"<b>{'PLS-DA' if request.param == 'pls' else 'CNN'}</b> is deployed: forced by --model" in report
+    if request.param != "auto":
+        assert metrics["deployed_model"] == request.param
+        assert f"<b>{'PLS-DA' if request.param == 'pls' else 'CNN'}</b> is deployed: forced by --model" in report
+    else:
+        _check_the_classification_champion(metrics, report)
     return base / "out" / "synthetic-grade.spectrolite", data
+
+
+def _check_the_classification_champion(metrics: dict, report: str) -> None:
+    """``--model auto``: the CNN was cross-validated on the training rows (class-stratified grouped folds) and the
+    deployed model is the one the recorded error rates make the winner, the selection rows and the out-of-fold
+    training rows weighed together."""
+    sel = metrics["selection"]
+    scores = {k: v["grade"] for k, v in sel["cv_rmse"].items()}
+    n_train, n_select = metrics["splits"]["train"], metrics["splits"]["select"]
+    assert set(scores) == {"pls", "cnn_float", "select_error_pls_da", "select_error_cnn_int8", "pooled_error_pls_da",
+                           "pooled_error_cnn"}
+    for model, cv, select in (("pls_da", "pls", "select_error_pls_da"), ("cnn", "cnn_float", "select_error_cnn_int8")):
+        assert scores[f"pooled_error_{model}"] == pytest.approx(
+            (scores[cv] * n_train + scores[select] * n_select) / (n_train + n_select))
+    # Counted errors: each rate is a whole number of the rows it was counted on.
+    assert scores["cnn_float"] * n_train == pytest.approx(round(scores["cnn_float"] * n_train))
+    want = "cnn" if scores["pooled_error_cnn"] < 0.98 * scores["pooled_error_pls_da"] else "pls"
+    assert metrics["deployed_model"] == want
+    assert f"training rows out of fold and {n_select} selection rows" in sel["reason"]
+    assert "error rate CNN, both (the rule&#x27;s)" in report or "error rate CNN, both (the rule's)" in report
 
 
 @pytest.mark.slow

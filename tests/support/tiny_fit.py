@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CONFIG", "N_CHANNELS", "SMALL_CNN", "SYNTHETIC_SPLIT", "TINY_DATA", "write_synthetic"]
+__all__ = ["CLASS_CONFIG", "CONFIG", "N_CHANNELS", "SMALL_CNN", "SYNTHETIC_SPLIT", "TINY_DATA", "write_classes",
+           "write_synthetic"]
 
 #: The ``[data]``, ``[split]``, ``[selection]`` and ``[cv]`` tables (TOML, ending in a newline).
 TINY_DATA = """[data]
@@ -99,3 +100,39 @@ model_id = "synthetic-conc"
 model_version = "0.0.1"
 units = {conc_pct = "%"}
 """
+
+
+#: A three-class config on :func:`write_synthetic`'s mixtures (their concentration binned).
+CLASS_CONFIG = """
+seed = 0
+[data]
+path = "classes.npz"
+targets = ["grade"]
+task = "classification"
+""" + SYNTHETIC_SPLIT + """[preprocessing]
+cnn = "snv"
+[preprocessing.candidates]
+snv = [{op = "snv"}]
+[augment]
+n_copies = 0
+[model]
+""" + SMALL_CNN + """epochs = 30
+batch_size = 16
+[quantize]
+representative_samples = 40
+[ood]
+n_components = 3
+[bundle]
+model_id = "synthetic-grade"
+model_version = "0.0.1"
+"""
+
+
+def write_classes(path: Path) -> Path:
+    """:func:`write_synthetic`'s mixtures with their concentration binned into three classes (:data:`CLASS_CONFIG`)."""
+    write_synthetic(path)
+    d = dict(np.load(path))
+    d["y"] = np.digitize(d["y"], [3.7, 6.4]).astype(np.int64)  # 0 low, 1 mid, 2 high (index into class_names)
+    d["class_names"], d["target_names"] = np.array(["low", "mid", "high"]), np.array(["grade"])
+    np.savez(path, **d)
+    return path

@@ -54,9 +54,11 @@ def test_forced_modes_and_classification() -> None:
         choose_model(NAMES, mode="auto", tie_margin=0.02, pls_rmse=np.ones(2), cnn_rmse=None, int8_cost=None, folds=0)
 
 
-def _classify(pls_error: float, cnn_error: float, mode: str = "auto") -> tuple[str, str]:
-    sel = choose_model(("c",), mode=mode, tie_margin=0.02, pls_rmse=np.array([0.2]), cnn_rmse=None, int8_cost=None,
-                       folds=0, classification=True, select_error=(pls_error, cnn_error))
+def _classify(pls_error: float, cnn_error: float, mode: str = "auto", *, cv: tuple[float, float] | None = None,
+              rows: tuple[int, int] = (0, 24)) -> tuple[str, str]:
+    sel = choose_model(("c",), mode=mode, tie_margin=0.02, pls_rmse=np.array([0.2 if cv is None else cv[0]]),
+                       cnn_rmse=None if cv is None else np.array([cv[1]]), int8_cost=None, folds=0,
+                       classification=True, select_error=(pls_error, cnn_error), class_rows=rows)
     assert sel.to_dict()["cv_rmse"]["select_error_pls_da"] == {"c": pls_error}
     assert sel.per_target == {"c": sel.winner}
     return sel.winner, sel.reason
@@ -65,7 +67,7 @@ def _classify(pls_error: float, cnn_error: float, mode: str = "auto") -> tuple[s
 def test_a_classification_deploys_pls_da_unless_the_cnn_wins_on_the_selection_rows() -> None:
     """The loser is never shipped: PLS-DA serves where it classifies the selection rows better, or as well (the
     simpler model on a tie, both perfect included); the CNN only where it is better by more than the margin."""
-    assert _classify(0.10, 0.05) == ("cnn", "CNN better: error rate on the selection rows: CNN (int8) 0.0500, "
+    assert _classify(0.10, 0.05) == ("cnn", "CNN better: error rate over 24 selection rows: CNN 0.0500, "
                                             "PLS-DA 0.1000")
     assert _classify(0.083, 0.125)[0] == "pls" and _classify(0.083, 0.125)[1].startswith("PLS-DA better")
     assert _classify(0.0, 0.0)[0] == "pls" and "the simpler model wins" in _classify(0.0, 0.0)[1]
@@ -73,7 +75,34 @@ def test_a_classification_deploys_pls_da_unless_the_cnn_wins_on_the_selection_ro
     assert _classify(0.0, 0.5, mode="cnn")[0] == "cnn" and _classify(0.5, 0.0, mode="pls")[0] == "pls"
     sel = choose_model(("c",), mode="auto", tie_margin=0.02, pls_rmse=np.array([0.2]), cnn_rmse=None,
                        int8_cost=None, folds=0, classification=True, select_error=None)
-    assert sel.winner == "cnn" and "without selection rows" in sel.reason
+    assert sel.winner == "cnn" and "without error rates" in sel.reason
+
+
+def test_a_classification_weighs_the_out_of_fold_errors_beside_the_selection_rows() -> None:
+    """24 selection rows alone call the CNN better (1 error against 2); over 72 training rows out of fold it made 9
+    errors and PLS-DA 3, so over all 96 rows PLS-DA is better and serves."""
+    winner, why = _classify(2 / 24, 1 / 24, cv=(3 / 72, 9 / 72), rows=(72, 24))
+    assert winner == "pls"
+    assert why == ("PLS-DA better: error rate over 72 training rows out of fold and 24 selection rows: "
+                   "CNN 0.1042, PLS-DA 0.0521")
+    sel = choose_model(("c",), mode="auto", tie_margin=0.02, pls_rmse=np.array([3 / 72]),
+                       cnn_rmse=np.array([9 / 72]), int8_cost=None, folds=5, classification=True,
+                       select_error=(2 / 24, 1 / 24), class_rows=(72, 24)).to_dict()["cv_rmse"]
+    assert sel["pooled_error_pls_da"]["c"] == pytest.approx(5 / 96) and sel["pooled_error_cnn"]["c"] == 10 / 96
+    assert sel["cnn_float"]["c"] == 9 / 72 and "cnn_int8_estimate" not in sel
+    # Out of fold alone (no selection rows), and the CNN better there by more than the margin.
+    assert _classify(0.0, 0.0, cv=(0.10, 0.05), rows=(72, 0)) == (
+        "cnn", "CNN better: error rate over 72 training rows out of fold: CNN 0.0500, PLS-DA 0.1000")
+
+
+def test_pooled_error_weighs_each_part_by_its_rows() -> None:
+    from trainer.champion import pooled_error
+
+    assert pooled_error(0.1, 0.5, (90, 10)) == pytest.approx(0.14)
+    assert pooled_error(None, 0.5, (90, 10)) == 0.5 and pooled_error(0.1, None, (90, 10)) == 0.1
+    assert pooled_error(0.1, 0.5, (90, 0)) == 0.1
+    with pytest.raises(TrainConfigError, match="error rates of both"):
+        pooled_error(None, None, (90, 10))
 
 
 def test_pls_da_becomes_class_probabilities_by_a_temperature_fitted_out_of_fold() -> None:

@@ -102,7 +102,7 @@ def choose_deployed(
     select_error = None
     if not classify:
         dep = deployable_pls(pls, X_cal, Y_cal, candidates=cfg.preprocessing.candidates, make_pre=data.make_pre)
-    else:  # PLS-DA competes too (trainer.champion), on the selection rows
+    else:  # PLS-DA competes too (trainer.champion), out of fold and on the selection rows
         dep = None if cfg.selection.model == "cnn" else deployable_plsda(
             pls, X_cal, Y_cal[:, 0], g_cal, candidates=cfg.preprocessing.candidates, make_pre=data.make_pre,
             folds=cfg.cv.folds, seed=cfg.seed)
@@ -112,7 +112,8 @@ def choose_deployed(
             select_error = (float(np.mean(preds[("select", "pls")][:, 0] != y_sel)),
                             float(np.mean(preds[("select", "cnn_int8")][:, 0] != y_sel)))
     pls_oof = None
-    if dep is not None and cfg.selection.model == "auto" and cfg.selection.blend and cv.oof is not None:
+    if dep is not None and not classify and cfg.selection.model == "auto" and cfg.selection.blend and \
+            cv.oof is not None:
         pls_oof = nested_pls_oof(cfg, data)
     selection = choose_model(
         data.ds.target_names, mode=cfg.selection.model, tie_margin=cfg.selection.tie_margin,
@@ -120,6 +121,7 @@ def choose_deployed(
         cnn_rmse=cv.rmse, int8_cost=int8_cost,
         folds=cfg.selection.cnn_cv_folds if cv.rmse is not None else 0, classification=classify,
         oof=None if pls_oof is None else (Y[tr].astype(np.float64), cv.oof, pls_oof), select_error=select_error,
+        class_rows=(tr.size, data.plan.select_rows.size),
     )
     log.info("deployed model: %s (%s)", selection.winner, selection.reason)
     cnn = Member("cnn", int8.tflite, recipe.steps, net.edge_pipe, int8.X_train_pre, int8.output_transform)

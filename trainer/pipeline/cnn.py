@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CnnCv:
     """Out-of-fold predictions of the CNN recipe on the training rows (None when not cross-validated) and their
-    RMSE per target."""
+    RMSE per target (a classification: the predicted class indices, (n, 1), and their error rate)."""
 
     oof: np.ndarray | None = None
     rmse: np.ndarray | None = None
@@ -54,7 +54,8 @@ def cross_validate_cnn(
     progress: Callable[[str], None] | None,
 ) -> CnnCv:
     """Stage "cross-validate CNN": the search's best trial when it ran exactly this cross-validation, else a grouped
-    cross-validation of the recipe (``--model auto``, regression); nothing otherwise."""
+    cross-validation of the recipe (``--model auto``; class-stratified folds for a classification); nothing
+    otherwise."""
     from trainer.champion import cnn_cv_predictions
     from trainer.models import train_cnn
 
@@ -81,6 +82,26 @@ def cross_validate_cnn(
             progress=progress,
             pretrain_fn=pretrain_fn(recipe),
         )
+    elif data.classify and mode == "auto":
+        # The champion rule weighs the CNN's out-of-fold errors on the training rows beside the selection rows'.
+        stage("cross-validate CNN")
+        labels = np.asarray(Y[tr][:, 0])
+        cnn_oof = cnn_cv_predictions(
+            X[tr], labels[:, None].astype(np.float64), data.groups[tr],
+            make_pre=lambda: data.make_pre(recipe.steps),
+            augment_fn=lambda Xf, yf, sd: recipe.training_set(Xf, yf[:, 0].astype(labels.dtype), sd),
+            train_fn=lambda Xp, yp, sd, trunks=None: train_cnn(Xp, yp, None, None, config=recipe.cnn, seed=sd,
+                                                                trunks=trunks).model,
+            predict_fn=lambda model, Xp: cnn_predict(model, Xp, True),
+            folds=cfg.selection.cnn_cv_folds,
+            seed=cfg.seed,
+            progress=progress,
+            pretrain_fn=pretrain_fn(recipe),
+            y_class=labels,
+        )
+        error = float(np.mean(cnn_oof[:, 0] != labels))
+        log.info("CNN cross-validation: error rate %.4f over %d training rows", error, labels.size)
+        return CnnCv(oof=cnn_oof, rmse=np.array([error]))
     else:
         return CnnCv()
     return CnnCv(oof=cnn_oof, rmse=np.sqrt(np.mean((cnn_oof - Y[tr]) ** 2, axis=0)))

@@ -119,7 +119,8 @@ def _check_rows(cfg: TrainConfig, tr: np.ndarray, sel: np.ndarray, groups: np.nd
     n_groups = int(np.unique(groups[tr]).size)
     # Without selection rows a regression's CNN is cross-validated even with model = 'cnn': its out-of-fold
     # predictions are the intervals' only calibration rows (pipeline.cnn.cross_validate_cnn).
-    cnn_cv = not classify and (cfg.selection.model == "auto" or (cfg.selection.model == "cnn" and sel.size == 0))
+    # A classification's CNN is cross-validated with model = 'auto' (the champion rule weighs its out-of-fold errors).
+    cnn_cv = cfg.selection.model == "auto" or (not classify and cfg.selection.model == "cnn" and sel.size == 0)
     folds = max(cfg.cv.folds, cfg.selection.cnn_cv_folds if cnn_cv else 2,
                 (cfg.search.folds or cfg.selection.cnn_cv_folds) if cfg.search.active and not classify else 2)
     if n_groups < folds:
