@@ -224,16 +224,48 @@ def _served_text(model: Any, pls_weight: Any) -> str:
     return str(model).upper()
 
 
-def _confusion(inp: ReportInputs, split: str, model: str) -> str:
-    ds = inp.dataset
-    names = ds.class_names or ()
+def _confusion_counts(inp: ReportInputs, split: str, model: str) -> np.ndarray:
+    """Counts (k, k): rows the reference class, columns the class ``model`` predicted on ``split``."""
     rows = inp.plan.roles()[split]
-    ref = ds.y[rows][:, 0].astype(int)
+    ref = inp.dataset.y[rows][:, 0].astype(int)
     pred = np.asarray(inp.predictions[(split, model)])[:, 0].astype(int)
-    k = len(names)
+    k = len(inp.dataset.class_names or ())
     m = np.zeros((k, k), dtype=int)
     np.add.at(m, (ref, pred), 1)
-    return _table(["reference \\ predicted", *names], [[names[i], *m[i].tolist()] for i in range(k)])
+    return m
+
+
+def _confusion(inp: ReportInputs, split: str, model: str) -> str:
+    names = inp.dataset.class_names or ()
+    m = _confusion_counts(inp, split, model)
+    return _table(["reference \\ predicted", *names], [[names[i], *m[i].tolist()] for i in range(len(names))])
+
+
+#: The panels of a classification's confusion figure: the bundle as the edge runs it, then both candidates.
+_CONFUSION_PANELS = (("deployed", "deployed (the bundle, edge runtime)"), ("cnn_int8", "CNN int8"), ("pls", "PLS-DA"))
+
+
+def _confusion_chart(inp: ReportInputs, out: Path, split: str) -> str | None:
+    """One heat map per model of ``_CONFUSION_PANELS`` that has predictions on ``split``, accuracy in the title."""
+    panels = [(m, label) for m, label in _CONFUSION_PANELS if (split, m) in inp.predictions]
+    names = list(inp.dataset.class_names or ())
+    if not panels or not names:
+        return None
+    plt = _plt()
+    side = 1.2 + 0.45 * len(names)
+    fig, axes = plt.subplots(1, len(panels), figsize=(side * len(panels) + 1.0, side + 0.8), squeeze=False)
+    for ax, (model, label) in zip(axes[0], panels):
+        m = _confusion_counts(inp, split, model)
+        ax.imshow(m, cmap="Blues", vmin=0)
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                    color="white" if v > 0.5 * max(int(m.max()), 1) else "black")
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("reference")
+        ax.set_title(f"{label}\naccuracy {np.trace(m) / max(int(m.sum()), 1):.3f} (n={int(m.sum())})", fontsize=8)
+    return _save(fig, out / f"confusion_{split}.png")
 
 
 _CSS = """
@@ -397,7 +429,11 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
     imgs: list[tuple[str, str | None]] = []
     if classify:
         for split in tests:
-            parts.append(f"<h2>Confusion, {html.escape(split)} (cnn_int8)</h2>" + _confusion(inp, split, "cnn_int8"))
+            chart = _confusion_chart(inp, out, split)
+            if chart:
+                parts.append(f"<h2>Confusion, {html.escape(split)}</h2><img src='{html.escape(chart)}' "
+                             f"alt='confusion matrices, {html.escape(split)}'>")
+            parts.append(f"<h3>Confusion, {html.escape(split)} (cnn_int8)</h3>" + _confusion(inp, split, "cnn_int8"))
             parts.append(f"<h3>Confusion, {html.escape(split)} (PLS-DA)</h3>" + _confusion(inp, split, "pls"))
     else:
         for split in [*tests, *(["select"] if "select" in inp.plan.roles() else [])]:

@@ -218,6 +218,9 @@ def class_bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     assert train_main(["fit", str(base / "train.toml"), "--out", str(base / "out"), "--model", request.param]) == 0
     metrics = json.loads((base / "out" / "metrics.json").read_text())
     report = (base / "out" / "report" / "index.html").read_text()
+    # The report draws the test rows' confusion matrices: the bundle through the edge runtime and both candidates.
+    assert "<img src='confusion_test.png'" in report
+    assert (base / "out" / "report" / "confusion_test.png").read_bytes()[:4] == b"\x89PNG"
     if request.param != "auto":
         assert metrics["deployed_model"] == request.param
         assert f"<b>{'PLS-DA' if request.param == 'pls' else 'CNN'}</b> is deployed: forced by --model" in report
