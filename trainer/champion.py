@@ -54,8 +54,8 @@ from trainer.pls import PlsBaseline, cv_predictions_all_k, flatten_features, lin
 from trainer.splits import grouped_folds
 
 __all__ = ["MODES", "PER_TARGET", "BLEND", "BLEND_GRID", "Selection", "blend_weight", "DeployablePls",
-           "cnn_cv_predictions", "pls_cv_rmse", "choose_model", "pooled_error", "deployable_pls", "deployable_plsda",
-           "fit_temperature", "pls_cv_predictions", "softmax"]
+           "class_rows_fn", "cnn_cv_predictions", "pls_cv_rmse", "choose_model", "pooled_error", "deployable_pls",
+           "deployable_plsda", "fit_temperature", "pls_cv_predictions", "softmax"]
 
 log = logging.getLogger(__name__)
 
@@ -194,12 +194,12 @@ def cnn_cv_predictions(
         ``pretrain_fn(pre, seed) -> trunks`` with the fold's fitted preprocessing: pretrained trunks
         (:mod:`trainer.pretrain`), then handed to ``train_fn(X_pre, y, seed, trunks)``.
     y_class : ndarray, shape (n,), optional
-        Class indices of a classification: the folds are class-stratified, ``Y`` is ``y_class`` as one column,
-        ``predict_fn`` returns the predicted class index (n, 1) and each fold logs its error rate.
+        Class indices of a classification: the folds are class-stratified, ``predict_fn`` returns class
+        probabilities (n, n_classes; the returned predictions have that shape) and each fold logs its error rate.
     """
     fold_list = grouped_folds(groups, folds, seed=seed if fold_seed is None else fold_seed, y_class=y_class)
     done = np.zeros(Y.shape[0], dtype=bool)
-    pred = np.full(Y.shape, np.nan)
+    pred = np.full(Y.shape, np.nan) if y_class is None else None  # a classification's: its probabilities' width
     for i, (fit_idx, held_idx) in enumerate(fold_list):
         pre = make_pre().fit(X[fit_idx])
         X_aug, y_aug = augment_fn(X[fit_idx], Y[fit_idx], seed + i)
@@ -207,22 +207,31 @@ def cnn_cv_predictions(
             model = train_fn(pre.transform(X_aug), y_aug, seed + i)
         else:
             model = train_fn(pre.transform(X_aug), y_aug, seed + i, pretrain_fn(pre, seed + i))
-        pred[held_idx] = np.asarray(predict_fn(model, pre.transform(X[held_idx])), dtype=np.float64).reshape(
-            held_idx.size, -1
-        )
+        out = np.asarray(predict_fn(model, pre.transform(X[held_idx])), dtype=np.float64).reshape(held_idx.size, -1)
+        if pred is None:
+            pred = np.full((Y.shape[0], out.shape[1]), np.nan)
+        pred[held_idx] = out
         if y_class is None:
             rmse = np.sqrt(np.nanmean((pred[held_idx] - Y[held_idx]) ** 2, axis=0))
             msg = f"CNN CV fold {i + 1}/{len(fold_list)}: RMSE " + ", ".join(f"{v:.4g}" for v in rmse)
         else:
-            msg = (f"CNN CV fold {i + 1}/{len(fold_list)}: error rate "
-                   f"{float(np.mean(pred[held_idx] != Y[held_idx])):.4g}")
+            wrong = np.argmax(pred[held_idx], axis=1) != np.asarray(y_class)[held_idx]
+            msg = f"CNN CV fold {i + 1}/{len(fold_list)}: error rate {float(np.mean(wrong)):.4g}"
         log.info(msg)
         if progress is not None:
             progress(msg)
         done[held_idx] = True
         if on_fold is not None:
             on_fold(i, pred, done)
+    assert pred is not None
     return pred
+
+
+def class_rows_fn(rows_fn: Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+                  dtype: Any) -> Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
+    """A CNN training-set function ``rows_fn(X, y, seed)`` of class labels, fed as :func:`cnn_cv_predictions`
+    hands a classification's labels over (one column): flattened back to ``dtype``."""
+    return lambda X, y, seed: rows_fn(X, np.asarray(y)[:, 0].astype(dtype), seed)
 
 
 def pls_cv_predictions(

@@ -206,7 +206,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     print(f"trials: {res.trials_run} run by this worker ({res.trials_pruned} pruned, {res.trials_failed} failed), "
           f"{res.trials_in_study} in the study")
     if res.best_value is not None:
-        print(f"best: trial {res.best_trial}, score {res.best_value:.4g}, CV RMSE "
+        print(f"best: trial {res.best_trial}, score {res.best_value:.4g}, {res.error_name} "
               + ", ".join(f"{k} {v:.4g}" for k, v in (res.best_cv_rmse or {}).items()))
     return 0
 

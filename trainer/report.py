@@ -291,14 +291,17 @@ def _search_paragraph(srch: Mapping[str, Any]) -> str:
     if srch.get("best_trial") is None:
         return f"<p class='note'>{text}No trial completed: the configured recipe was trained.</p>"
     conf = srch.get("configured_score")
+    classify = srch.get("cv_error") == "CV error rate"
     text += (f"Trained: trial {srch.get('best_trial')}"
              + (" (the configured recipe)" if srch.get("best_is_configured") else "")
              + f", score {float(srch['best_score']):.4g}"
              + (f" against {float(conf):.4g} for the configured recipe" if conf is not None else "")
-             + " (out-of-fold RMSE / target sd, geometric mean).")
+             + (" (out-of-fold cross-entropy of the class probabilities)." if classify else
+                " (out-of-fold RMSE / target sd, geometric mean)."))
     spread = srch.get("seed_spread") or {}
     if spread.get("mean"):
-        text += (f" Seed-to-seed spread of its CV RMSE over {len(spread.get('seeds', []))} seeds: "
+        what = "CV error rate" if classify else "CV RMSE"
+        text += (f" Seed-to-seed spread of its {what} over {len(spread.get('seeds', []))} seeds: "
                  + ", ".join(f"{html.escape(str(t))} {float(v):.4g} +/- {float(spread['std'][t]):.2g}"
                              for t, v in spread["mean"].items()) + ".")
     recipe = srch.get("best_recipe") or {}

@@ -37,9 +37,11 @@ import numpy as np
 
 from trainer.config import SearchConfig, TrainConfig
 from trainer.errors import TrainConfigError
+from trainer.search_space import _CONFIGURED, configured_recipe, suggest_recipe
 
 __all__ = ["SearchInputs", "SearchResult", "SEARCH_SPACE_VERSION", "prepare_inputs", "resolve_storage", "run_search",
-           "score", "study_name_for", "suggest_recipe"]
+           "score", "class_score", "search_base_model", "study_name_for",
+           "suggest_recipe"]
 
 log = logging.getLogger(__name__)
 
@@ -57,38 +59,6 @@ _SQLITE_TIMEOUT_S = 60
 _HEARTBEAT_S = 60
 #: The search's clock (seconds; tests substitute one that only the trials advance).
 _clock = time.monotonic
-#: User attribute marking the configured recipe's trial.
-_CONFIGURED = "configured"
-
-# The search space (kept to what trainer.models and trainer.augment build).
-_DEPTHS = (1, 3)
-#: 1 filter with a wide kernel and a stack of dense layers: the Cui & Fearn (2018) NIR-calibration CNN.
-_FIRST_FILTERS = (1, 4, 8, 16)
-_GROWTH = (1, 2)
-_MAX_FILTERS = 64
-_KERNELS = (3, 5, 7, 9, 15, 21, 41)
-_STRIDES = (1, 2, 4)
-_DENSE = (0, 16, 32, 64)
-#: Hidden dense layers (with dense units u: u, u/2, u/4, ...).
-_DENSE_LAYERS = (1, 2, 3)
-#: The activation of every sampled recipe. ELU is not sampled although it keeps a single conv filter alive where
-#: ReLU can switch it off: TFLite has no 16-bit ELU kernel, so an ELU network gets no int16x8 conversion, and its int8
-#: model strayed 8 % (wheat, 0.918) and 37 % (gasoline, a recipe the search chose: 1.37) from the float network.
-#: A configured recipe (``[model] activation``, trial 0) may still use it, as examples/wheat_protein.toml does.
-_SEARCH_ACTIVATION = "relu"
-_DROPOUT = (0.0, 0.3)
-_L2 = (1e-6, 1e-2)
-_LR = (3e-4, 1e-2)
-_ENSEMBLE = (1, 3)
-_COPIES = (0, 1, 2, 4)
-#: Augmentation spreads: offset, slope and noise in units of the training spectra's baseline spread (the standard
-#: deviation of the per-spectrum mean absorbance), the scale as a fraction, the shift in channels.
-_AUG_OFFSET = (0.0, 0.5)
-_AUG_SLOPE = (0.0, 0.5)
-_AUG_NOISE = (0.0, 0.05)
-_AUG_SCALE = (0.0, 0.05)
-_AUG_SHIFT = (0.0, 2.0)
-
 
 @dataclass(frozen=True)
 class SearchInputs:
@@ -115,6 +85,9 @@ class SearchInputs:
         ``[augment]`` config -> ``fn(X, y, seed)``, the CNN's training set of some rows (augmented copies and
         ``[instrument.noise] cnn_copies`` line copies: :func:`trainer.pipeline.recipe.cnn_rows_for`); None: the
         augmented copies alone.
+    n_classes : int
+        A classification's number of classes (``Y`` then holds the class indices as one column), 0 for a
+        regression.
     """
 
     X: np.ndarray
@@ -128,6 +101,25 @@ class SearchInputs:
     base_augment: Mapping[str, Any]
     pretrain: Any = None
     rows_for: Any = None
+    n_classes: int = 0
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """A classification's class indices (n,), None for a regression."""
+        return self.Y[:, 0].astype(np.int64) if self.n_classes else None
+
+    def trial_score(self, pred: np.ndarray, rows: np.ndarray | None = None) -> float:
+        """A trial's score on ``rows`` (all by default; lower is better): :func:`score` for a regression, the
+        out-of-fold cross-entropy of the class probabilities (:func:`class_score`) for a classification."""
+        labels = self.labels
+        return score(pred, self.Y, self.y_sd, rows) if labels is None else class_score(pred, labels, rows)
+
+    def cv_errors(self, pred: np.ndarray) -> dict[str, float]:
+        """Out-of-fold RMSE per target, or a classification's error rate (``metrics.json`` ``best_cv_rmse``)."""
+        labels = self.labels
+        if labels is None:
+            return dict(zip(self.target_names, map(float, np.sqrt(np.mean((pred - self.Y) ** 2, axis=0)))))
+        return {self.target_names[0]: float(np.mean(np.argmax(pred, axis=1) != labels))}
 
     @property
     def y_sd(self) -> np.ndarray:
@@ -165,6 +157,12 @@ class SearchResult:
     budget_used_s: float
     seed_spread: dict[str, Any] | None = None
     trial_log: list[dict[str, Any]] = field(default_factory=list)
+    classification: bool = False
+
+    @property
+    def error_name(self) -> str:
+        """What ``best_cv_rmse`` and the seed spread hold: "CV RMSE", or "CV error rate" for a classification."""
+        return "CV error rate" if self.classification else "CV RMSE"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -186,9 +184,20 @@ class SearchResult:
             "seed_spread": self.seed_spread,
             "budget_s": self.budget_s,
             "budget_used_s": round(self.budget_used_s, 2),
-            "score": "geometric mean over targets of out-of-fold RMSE / target sd (lower is better)",
+            "cv_error": self.error_name,
+            "score": ("out-of-fold cross-entropy of the class probabilities; best_cv_rmse and seed_spread hold error "
+                      "rates (lower is better)" if self.classification else
+                      "geometric mean over targets of out-of-fold RMSE / target sd (lower is better)"),
             "trials": self.trial_log,
         }
+
+
+def class_score(prob: np.ndarray, labels: np.ndarray, rows: np.ndarray | None = None) -> float:
+    """Mean cross-entropy (log loss, natural log) of the class probabilities ``prob`` (n, k) of the true ``labels``
+    on ``rows`` (all rows by default); inf when not finite. Finer than the error rate, which ties most recipes."""
+    p, y = (prob, labels) if rows is None else (prob[rows], labels[rows])
+    loss = float(np.mean(-np.log(np.clip(p[np.arange(y.size), y], 1e-7, 1.0))))
+    return loss if math.isfinite(loss) else math.inf
 
 
 def score(pred: np.ndarray, Y: np.ndarray, y_sd: np.ndarray, rows: np.ndarray | None = None) -> float:
@@ -200,68 +209,13 @@ def score(pred: np.ndarray, Y: np.ndarray, y_sd: np.ndarray, rows: np.ndarray | 
     return float(np.exp(np.mean(np.log(np.maximum(rmse, 1e-12)))))
 
 
-def configured_recipe(inputs: SearchInputs) -> dict[str, Any]:
-    """The recipe the config describes (the first trial of a new study)."""
-    recipe = {"candidate": inputs.base_candidate, "model": dict(inputs.base_model),
-              "augment": dict(inputs.base_augment), _CONFIGURED: True}
-    if inputs.pretrain is not None:
-        recipe["pretrain"] = True
-    return recipe
-
-
-def suggest_recipe(trial: Any, inputs: SearchInputs) -> dict[str, Any]:
-    """Sample one recipe; keys of ``[model]`` the search does not set (batch size, schedule, loss, ...) keep their
-    configured values."""
-    names = list(inputs.candidates)
-    cand = trial.suggest_categorical("preprocessing", names) if len(names) > 1 else names[0]
-    depth = trial.suggest_int("depth", *_DEPTHS)
-    f0 = trial.suggest_categorical("filters", _FIRST_FILTERS)
-    growth = trial.suggest_categorical("filter_growth", _GROWTH)
-    filters = [min(_MAX_FILTERS, f0 * growth**i) for i in range(depth)]
-    kernels = [trial.suggest_categorical(f"kernel{i}", _KERNELS) for i in range(depth)]
-    strides = [trial.suggest_categorical(f"stride{i}", _STRIDES) for i in range(depth)]
-    dense = trial.suggest_categorical("dense_units", _DENSE)
-    n_dense = trial.suggest_categorical("dense_layers", _DENSE_LAYERS) if dense else 0
-    epochs_max = int(inputs.base_model.get("epochs", 200))
-    epochs_min = max(5, epochs_max // 4)
-    model = dict(inputs.base_model)
-    model.update(
-        filters=filters,
-        kernel_sizes=kernels,
-        strides=strides,
-        dense_units=[max(1, dense // 2**i) for i in range(n_dense)],
-        activation=_SEARCH_ACTIVATION,
-        linear_path=trial.suggest_categorical("linear_path", (False, True)),
-        dropout=trial.suggest_float("dropout", *_DROPOUT),
-        l2=trial.suggest_float("l2", *_L2, log=True),
-        learning_rate=trial.suggest_float("learning_rate", *_LR, log=True),
-        epochs=trial.suggest_int("epochs", epochs_min, epochs_max, log=True) if epochs_max > epochs_min
-        else epochs_max,
-        ensemble_size=trial.suggest_int("ensemble_size", *_ENSEMBLE),
-    )
-    copies = trial.suggest_categorical("aug_copies", _COPIES)
-    augment: dict[str, Any] = {"n_copies": copies}
-    if copies:
-        unit = inputs.baseline_sd_abs
-        augment.update(
-            offset_sd_abs=trial.suggest_float("aug_offset", *_AUG_OFFSET) * unit,
-            slope_sd_abs=trial.suggest_float("aug_slope", *_AUG_SLOPE) * unit,
-            noise_sd_abs=trial.suggest_float("aug_noise", *_AUG_NOISE) * unit,
-            scale_sd=trial.suggest_float("aug_scale", *_AUG_SCALE),
-            shift_sd_channels=trial.suggest_float("aug_shift", *_AUG_SHIFT),
-        )
-    recipe = {"candidate": cand, "model": model, "augment": augment}
-    if inputs.pretrain is not None:
-        recipe["pretrain"] = trial.suggest_categorical("pretrain", (False, True))
-    return recipe
-
-
 def cv_predictions(recipe: Mapping[str, Any], inputs: SearchInputs, *, folds: int, seed: int,
                    fold_seed: int | None = None,
                    on_fold: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> np.ndarray:
-    """Out-of-fold predictions of a recipe by :func:`trainer.champion.cnn_cv_predictions` (the champion's CV)."""
+    """Out-of-fold predictions of a recipe by :func:`trainer.champion.cnn_cv_predictions` (the champion's CV; a
+    classification's: class probabilities, class-stratified folds)."""
     from trainer.augment import AugmentConfig, augment
-    from trainer.champion import cnn_cv_predictions
+    from trainer.champion import class_rows_fn, cnn_cv_predictions
     from trainer.models import CNNConfig, train_cnn
 
     cnn_cfg = CNNConfig.from_dict(dict(recipe["model"]))
@@ -272,11 +226,13 @@ def cv_predictions(recipe: Mapping[str, Any], inputs: SearchInputs, *, folds: in
         out = model.predict(np.asarray(Xp, dtype=np.float32), batch_size=256, verbose=0)
         return np.asarray(out, dtype=np.float64).reshape(Xp.shape[0], -1)
 
+    rows_fn = (inputs.rows_for(aug_cfg) if inputs.rows_for is not None
+               else lambda Xa, ya, sd: augment(Xa, ya, aug_cfg, seed=sd))
+    labels = inputs.labels
     return cnn_cv_predictions(
         inputs.X, inputs.Y, inputs.groups,
         make_pre=lambda: inputs.make_pre(steps),
-        augment_fn=(inputs.rows_for(aug_cfg) if inputs.rows_for is not None
-                    else lambda Xa, ya, sd: augment(Xa, ya, aug_cfg, seed=sd)),
+        augment_fn=rows_fn if labels is None else class_rows_fn(rows_fn, labels.dtype),
         train_fn=lambda Xp, yp, sd, trunks=None: train_cnn(Xp, yp, None, None, config=cnn_cfg, seed=sd,
                                                             trunks=trunks).model,
         predict_fn=predict,
@@ -285,6 +241,7 @@ def cv_predictions(recipe: Mapping[str, Any], inputs: SearchInputs, *, folds: in
         fold_seed=fold_seed,
         on_fold=on_fold,
         pretrain_fn=_pretrain_fn(recipe, inputs, cnn_cfg),
+        y_class=labels,
     )
 
 
@@ -346,11 +303,9 @@ def prepare_inputs(cfg: TrainConfig) -> SearchInputs:
     search samples the candidates anyway."""
     from trainer.data import load_configured
     from trainer.pipeline.prepare import prepared_from
-    from trainer.pipeline.recipe import cnn_rows_for, pretrain_plan
+    from trainer.pipeline.recipe import cnn_rows_for, n_classes_of, pretrain_plan
     from trainer.splits import group_labels, make_split_plan
 
-    if cfg.task != "regression":
-        raise TrainConfigError("search: the recipe search scores regression RMSE; classification is not searched")
     ds = load_configured(cfg.data)
     plan_rows = make_split_plan(ds, cfg.split, seed=cfg.seed)
     tr = plan_rows.train_rows
@@ -359,17 +314,22 @@ def prepare_inputs(cfg: TrainConfig) -> SearchInputs:
     cand = cfg.preprocessing.cnn
     if cand == "pls_best":
         cand = next(iter(cfg.preprocessing.candidates))
-    model = dict(cfg.model)
-    model["task"] = cfg.task
+    n_classes = n_classes_of(data)
     return SearchInputs(X=ds.X[tr], Y=np.asarray(ds.y[tr], dtype=np.float64), groups=groups[tr],
                         target_names=tuple(ds.target_names), make_pre=data.make_pre,
-                        candidates=cfg.preprocessing.candidates, base_candidate=cand, base_model=model,
-                        base_augment=dict(cfg.augment), pretrain=pretrain_plan(cfg, data),
-                        rows_for=cnn_rows_for(cfg, data))
+                        candidates=cfg.preprocessing.candidates, base_candidate=cand,
+                        base_model=search_base_model(cfg, n_classes), base_augment=dict(cfg.augment),
+                        pretrain=pretrain_plan(cfg, data), rows_for=cnn_rows_for(cfg, data), n_classes=n_classes)
 
 
-def _cv_rmse(pred: np.ndarray, Y: np.ndarray, names: Sequence[str]) -> dict[str, float]:
-    return dict(zip(names, map(float, np.sqrt(np.mean((pred - Y) ** 2, axis=0)))))
+def search_base_model(cfg: TrainConfig, n_classes: int) -> dict[str, Any]:
+    """The configured ``[model]`` table a search starts from, with its task (and a classification's outputs fixed
+    to every class, so that every fold's network gives probabilities of the same width)."""
+    model = dict(cfg.model)
+    model["task"] = cfg.task
+    if n_classes:
+        model["n_classes"] = n_classes
+    return model
 
 
 def _clear_keras() -> None:
@@ -421,7 +381,6 @@ def run_search(
     sampler_seed = cfg.seed if sc.seed is None else sc.seed
     budget_s = 60.0 * sc.budget_min
     t0 = _clock()
-    y_sd = inputs.y_sd
     url, kind = resolve_storage(sc.storage, out_dir)
     name = sc.study_name or study_name_for(cfg, inputs, folds)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from here instead
@@ -461,7 +420,7 @@ def run_search(
         trial.set_user_attr("worker", worker)
 
         def on_fold(i: int, pred: np.ndarray, done: np.ndarray) -> None:
-            value = score(pred, inputs.Y, y_sd, done)
+            value = inputs.trial_score(pred, done)
             trial.report(value, i)
             if trial.should_prune():
                 trial.set_user_attr("stopped", "pruned")
@@ -475,10 +434,10 @@ def run_search(
             pred = cv_predictions(recipe, inputs, folds=folds, seed=seed, on_fold=on_fold)
         finally:
             _clear_keras()
-        value = score(pred, inputs.Y, y_sd)
+        value = inputs.trial_score(pred)
         if math.isfinite(value):
             trial.set_user_attr("oof", np.round(pred, 10).tolist())
-            trial.set_user_attr("cv_rmse", _cv_rmse(pred, inputs.Y, inputs.target_names))
+            trial.set_user_attr("cv_rmse", inputs.cv_errors(pred))
             trial.set_user_attr("seconds", round(_clock() - t_start, 2))
         return value
 
@@ -531,6 +490,7 @@ def run_search(
         best_params={}, configured_value=float(configured[0].value) if configured else None, oof=None, folds=folds,
         trials_run=counts["run"], trials_pruned=counts["pruned"], trials_failed=counts["failed"],
         trials_in_study=len(study.trials), budget_s=budget_s, budget_used_s=0.0, trial_log=trial_log,
+        classification=bool(inputs.n_classes),
     )
     if complete:
         best = min(complete, key=lambda t: (t.value, t.number))
@@ -541,11 +501,11 @@ def run_search(
         result.best_cv_rmse = dict(best.user_attrs.get("cv_rmse", {}))
         oof = best.user_attrs.get("oof")
         if oof is not None:
-            arr = np.asarray(oof, dtype=np.float64).reshape(inputs.Y.shape)
+            arr = np.asarray(oof, dtype=np.float64).reshape(inputs.Y.shape[0], -1)
             result.oof = arr if np.all(np.isfinite(arr)) else None
-        log.info("search: best trial %d, score %.4g%s (configured recipe %s), CV RMSE %s", best.number, best.value,
+        log.info("search: best trial %d, score %.4g%s (configured recipe %s), %s %s", best.number, best.value,
                  " (the configured recipe)" if best.user_attrs.get(_CONFIGURED) else "",
-                 "n/a" if result.configured_value is None else f"{result.configured_value:.4g}",
+                 "n/a" if result.configured_value is None else f"{result.configured_value:.4g}", result.error_name,
                  ", ".join(f"{k} {v:.4g}" for k, v in result.best_cv_rmse.items()))
         if spread and result.oof is not None and sc.spread_seeds > 1:
             # Each further seed costs about one run of the best trial; run those that fit in the budget.
@@ -567,7 +527,8 @@ def run_search(
 
 def _seed_spread(result: SearchResult, inputs: SearchInputs, *, folds: int, seed: int, n_seeds: int,
                  progress: Callable[[str], None] | None) -> dict[str, Any]:
-    """CV RMSE of the chosen recipe over ``n_seeds`` training seeds on the same folds (the search's run is seed 0)."""
+    """CV RMSE (a classification's error rate) of the chosen recipe over ``n_seeds`` training seeds on the same folds
+    (the search's run is seed 0)."""
     assert result.recipe is not None and result.oof is not None
     runs = [result.oof]
     seeds = [seed]
@@ -581,9 +542,9 @@ def _seed_spread(result: SearchResult, inputs: SearchInputs, *, folds: int, seed
         finally:
             _clear_keras()
         seeds.append(seed + k)
-    rmse = np.stack([np.sqrt(np.mean((p - inputs.Y) ** 2, axis=0)) for p in runs])  # (seeds, targets)
-    scores = [score(p, inputs.Y, inputs.y_sd) for p in runs]
     names = inputs.target_names
+    rmse = np.array([[inputs.cv_errors(p)[t] for t in names] for p in runs])  # (seeds, targets)
+    scores = [inputs.trial_score(p) for p in runs]
     out = {
         "seeds": seeds,
         "cv_rmse": {t: [float(v) for v in rmse[:, j]] for j, t in enumerate(names)},

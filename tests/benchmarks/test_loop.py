@@ -214,7 +214,9 @@ def class_bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
     base = tmp_path_factory.mktemp("classes")
     data = write_classes(base / "classes.npz")
-    (base / "train.toml").write_text(CLASS_CONFIG)
+    # --model auto searches the CNN recipe too (two trials, scored by the cross-entropy of its class probabilities).
+    search = "[search]\ntrials = 2\nbudget_min = 5\nspread_seeds = 2\n" if request.param == "auto" else ""
+    (base / "train.toml").write_text(CLASS_CONFIG + search)
     assert train_main(["fit", str(base / "train.toml"), "--out", str(base / "out"), "--model", request.param]) == 0
     metrics = json.loads((base / "out" / "metrics.json").read_text())
     report = (base / "out" / "report" / "index.html").read_text()
@@ -230,9 +232,15 @@ def class_bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 def _check_the_classification_champion(metrics: dict, report: str) -> None:
-    """``--model auto``: the CNN was cross-validated on the training rows (class-stratified grouped folds) and the
-    deployed model is the one the recorded error rates make the winner, the selection rows and the out-of-fold
-    training rows weighed together."""
+    """``--model auto`` with a ``[search]``: the CNN recipe was searched and cross-validated on the training rows
+    (class-stratified grouped folds), the champion reused the best trial's out-of-fold predictions, and the deployed
+    model is the one the recorded error rates make the winner, the selection rows and the out-of-fold training rows
+    weighed together."""
+    search = metrics["search"]
+    assert search["ran"] and search["trials_run"] == 2 and "cross-entropy" in search["score"]
+    assert search["best_recipe"]["model"]["n_classes"] == 3 and search["seed_spread"]["seeds"] == [0, 1]
+    assert 0.0 <= search["seed_spread"]["mean"]["grade"] <= 1.0  # error rates
+    assert metrics["selection"]["cv_rmse"]["cnn_float"] == search["best_cv_rmse"]
     sel = metrics["selection"]
     scores = {k: v["grade"] for k, v in sel["cv_rmse"].items()}
     n_train, n_select = metrics["splits"]["train"], metrics["splits"]["select"]
@@ -246,6 +254,7 @@ def _check_the_classification_champion(metrics: dict, report: str) -> None:
     want = "cnn" if scores["pooled_error_cnn"] < 0.98 * scores["pooled_error_pls_da"] else "pls"
     assert metrics["deployed_model"] == want
     assert f"training rows out of fold and {n_select} selection rows" in sel["reason"]
+    assert "(out-of-fold cross-entropy of the class probabilities)" in report and "CV error rate over 2 seeds" in report
     assert "error rate CNN, both (the rule&#x27;s)" in report or "error rate CNN, both (the rule's)" in report
 
 

@@ -438,6 +438,22 @@ def test_budget_zero_trains_the_configured_recipe_as_before(tmp_path: Path) -> N
     assert a["selection"]["cv_rmse"] == b["selection"]["cv_rmse"]
 
 
+def test_a_classification_trial_is_scored_by_the_cross_entropy_of_its_probabilities() -> None:
+    from trainer.search import SearchInputs, class_score
+
+    prob = np.array([[0.8, 0.1, 0.1], [0.2, 0.5, 0.3], [0.6, 0.3, 0.1], [0.0, 0.0, 1.0]])
+    labels = np.array([0, 1, 1, 2])
+    want = -np.mean(np.log([0.8, 0.5, 0.3, 1.0]))
+    assert class_score(prob, labels) == pytest.approx(want)
+    assert class_score(prob, labels, np.array([True, False, False, True])) == pytest.approx(-np.log(0.8) / 2)
+    assert class_score(np.array([[1.0, 0.0]]), np.array([1])) == pytest.approx(-np.log(1e-7))  # clipped, finite
+    inputs = SearchInputs(X=np.zeros((4, 8)), Y=labels[:, None].astype(np.float64), groups=np.arange(4),
+                          target_names=("grade",), make_pre=lambda steps: None, candidates={"raw": []},
+                          base_candidate="raw", base_model={}, base_augment={}, n_classes=3)
+    assert inputs.trial_score(prob) == pytest.approx(want)
+    assert inputs.cv_errors(prob) == {"grade": 0.25}  # the third row is called class 0
+
+
 def test_report_says_which_recipe_was_trained() -> None:
     from trainer.report import _search_paragraph
 

@@ -56,55 +56,55 @@ def cross_validate_cnn(
     """Stage "cross-validate CNN": the search's best trial when it ran exactly this cross-validation, else a grouped
     cross-validation of the recipe (``--model auto``; class-stratified folds for a classification); nothing
     otherwise."""
-    from trainer.champion import cnn_cv_predictions
+    from trainer.champion import class_rows_fn, cnn_cv_predictions
     from trainer.models import train_cnn
 
     mode = cfg.selection.model
     tr, X, Y = data.plan.train_rows, data.ds.X, data.ds.y
+    labels = np.asarray(Y[tr][:, 0]) if data.classify else None
     if recipe.search_oof is not None and recipe.search_folds == cfg.selection.cnn_cv_folds and mode != "pls":
         # The best trial ran exactly this cross-validation (same folds, seeds and recipe): reuse it.
         stage("cross-validate CNN")
         log.info("CNN cross-validation: the out-of-fold predictions of search trial %s",
                  recipe.search.get("best_trial"))
         cnn_oof = recipe.search_oof
-    elif not data.classify and (mode == "auto" or (mode == "cnn" and data.plan.select_rows.size == 0)):
-        # With --model cnn and no selection rows, the out-of-fold predictions calibrate the intervals.
+    elif mode == "auto" or (not data.classify and mode == "cnn" and data.plan.select_rows.size == 0):
+        # With --model cnn and no selection rows, the out-of-fold predictions calibrate the intervals; a
+        # classification's champion rule weighs the CNN's out-of-fold errors beside the selection rows'.
         stage("cross-validate CNN")
         cnn_oof = cnn_cv_predictions(
             X[tr], Y[tr].astype(np.float64), data.groups[tr],
             make_pre=lambda: data.make_pre(recipe.steps),
-            augment_fn=recipe.training_set,
-            train_fn=lambda Xp, yp, sd, trunks=None: train_cnn(Xp, yp, None, None, config=recipe.cnn, seed=sd,
-                                                                trunks=trunks).model,
+            augment_fn=recipe.training_set if labels is None else class_rows_fn(recipe.training_set, labels.dtype),
+            train_fn=lambda Xp, yp, sd, trunks=None: train_cnn(Xp, yp, None, None, config=cv_config(recipe.cnn, data),
+                                                                seed=sd, trunks=trunks).model,
             predict_fn=keras_predict,
-            folds=cfg.selection.cnn_cv_folds,
-            seed=cfg.seed,
-            progress=progress,
-            pretrain_fn=pretrain_fn(recipe),
-        )
-    elif data.classify and mode == "auto":
-        # The champion rule weighs the CNN's out-of-fold errors on the training rows beside the selection rows'.
-        stage("cross-validate CNN")
-        labels = np.asarray(Y[tr][:, 0])
-        cnn_oof = cnn_cv_predictions(
-            X[tr], labels[:, None].astype(np.float64), data.groups[tr],
-            make_pre=lambda: data.make_pre(recipe.steps),
-            augment_fn=lambda Xf, yf, sd: recipe.training_set(Xf, yf[:, 0].astype(labels.dtype), sd),
-            train_fn=lambda Xp, yp, sd, trunks=None: train_cnn(Xp, yp, None, None, config=recipe.cnn, seed=sd,
-                                                                trunks=trunks).model,
-            predict_fn=lambda model, Xp: cnn_predict(model, Xp, True),
             folds=cfg.selection.cnn_cv_folds,
             seed=cfg.seed,
             progress=progress,
             pretrain_fn=pretrain_fn(recipe),
             y_class=labels,
         )
-        error = float(np.mean(cnn_oof[:, 0] != labels))
-        log.info("CNN cross-validation: error rate %.4f over %d training rows", error, labels.size)
-        return CnnCv(oof=cnn_oof, rmse=np.array([error]))
     else:
         return CnnCv()
+    if labels is not None:  # class probabilities: the figure is the error rate
+        error = float(np.mean(np.argmax(cnn_oof, axis=1) != labels))
+        log.info("CNN cross-validation: error rate %.4f over %d training rows", error, labels.size)
+        return CnnCv(oof=cnn_oof, rmse=np.array([error]))
     return CnnCv(oof=cnn_oof, rmse=np.sqrt(np.mean((cnn_oof - Y[tr]) ** 2, axis=0)))
+
+
+def cv_config(cnn: Any, data: Prepared) -> Any:
+    """The CNN config of a cross-validation fold: a classification's outputs fixed to every class of the data set,
+    so that a fold whose fitting rows lack a class still gives probabilities of the same width."""
+    from trainer.pipeline.recipe import n_classes_of
+
+    k = n_classes_of(data)
+    if not k:
+        return cnn
+    import dataclasses
+
+    return dataclasses.replace(cnn, n_classes=k)
 
 
 def train_network(cfg: TrainConfig, data: Prepared, recipe: Recipe, stage: Callable[[str], None]) -> TrainedNetwork:

@@ -122,7 +122,7 @@ def _check_rows(cfg: TrainConfig, tr: np.ndarray, sel: np.ndarray, groups: np.nd
     # A classification's CNN is cross-validated with model = 'auto' (the champion rule weighs its out-of-fold errors).
     cnn_cv = cfg.selection.model == "auto" or (not classify and cfg.selection.model == "cnn" and sel.size == 0)
     folds = max(cfg.cv.folds, cfg.selection.cnn_cv_folds if cnn_cv else 2,
-                (cfg.search.folds or cfg.selection.cnn_cv_folds) if cfg.search.active and not classify else 2)
+                (cfg.search.folds or cfg.selection.cnn_cv_folds) if cfg.search.active else 2)
     if n_groups < folds:
         problems.append(f"cross-validation with {folds} folds needs at least {folds} groups of training rows, "
                         f"got {n_groups}")

@@ -92,31 +92,29 @@ def build_prune_config(cfg: TrainConfig) -> Any:
 def _run_search(
     cfg: TrainConfig, X_tr: np.ndarray, Y_tr: np.ndarray, groups_tr: np.ndarray, target_names: Sequence[str],
     cand: str, make_pre: Callable[[Sequence[Mapping[str, Any]]], Any], out: Path, stage: Callable[[str], None],
-    progress: Callable[[str], None] | None, pretrain: Any = None, rows_for: Any = None,
+    progress: Callable[[str], None] | None, pretrain: Any = None, rows_for: Any = None, n_classes: int = 0,
 ) -> tuple[dict[str, Any], np.ndarray | None, int]:
     """The ``[search]`` stage (:mod:`trainer.search`): ``(metrics.json search, the best trial's out-of-fold
-    predictions or None, its folds)``. Skipped (the configured recipe) when the search is off, for classification
-    and for ``--model pls``."""
+    predictions or None, its folds)``. Skipped (the configured recipe) when the search is off and for ``--model
+    pls``; ``n_classes`` > 0 searches a classification (``Y_tr`` its class indices)."""
     sc = cfg.search
     why = ("no [search] table" if not sc.enabled and "search" not in cfg.raw
            else "enabled = false" if not sc.enabled
            else "budget_min = 0" if sc.budget_min <= 0
            else "trials = 0" if sc.trials <= 0
-           else "classification is not searched" if cfg.task == "classification"
            else "--model pls: the CNN is not deployed" if cfg.selection.model == "pls"
            else None)
     if why is not None:
         log.info("CNN recipe search off (%s): the configured recipe is trained", why)
         return {"ran": False, "reason": why}, None, 0
     stage("search CNN recipe")
-    from trainer.search import SearchInputs, run_search
+    from trainer.search import SearchInputs, run_search, search_base_model
 
-    model = dict(cfg.model)
-    model["task"] = cfg.task
     inputs = SearchInputs(X=X_tr, Y=np.asarray(Y_tr, dtype=np.float64), groups=groups_tr,
                           target_names=tuple(target_names), make_pre=make_pre,
-                          candidates=cfg.preprocessing.candidates, base_candidate=cand, base_model=model,
-                          base_augment=dict(cfg.augment), pretrain=pretrain, rows_for=rows_for)
+                          candidates=cfg.preprocessing.candidates, base_candidate=cand,
+                          base_model=search_base_model(cfg, n_classes), base_augment=dict(cfg.augment),
+                          pretrain=pretrain, rows_for=rows_for, n_classes=n_classes)
     result = run_search(cfg, inputs, out, progress=progress)
     return result.to_dict(), result.oof, result.folds
 
@@ -151,7 +149,7 @@ def choose_recipe(
     rows_for = cnn_rows_for(cfg, data)
     search_info, search_oof, search_folds = _run_search(cfg, data.ds.X[tr], data.ds.y[tr], data.groups[tr],
                                                         data.ds.target_names, cand, data.make_pre, out, stage,
-                                                        progress, plan, rows_for)
+                                                        progress, plan, rows_for, n_classes=n_classes_of(data))
     pretrain, off = plan, "enabled = false"
     if search_info.get("best_recipe") is not None:
         recipe = search_info["best_recipe"]
@@ -181,3 +179,8 @@ def pretrain_plan(cfg: TrainConfig, data: Prepared) -> Any:
     log.info("pretrain: %d unlabeled spectra from %s (%s), %d epochs", unlabeled.rows, unlabeled.source,
              "+".join(cfg.pretrain.tasks), cfg.pretrain.epochs)
     return PretrainPlan(config=cfg.pretrain, unlabeled=unlabeled)
+
+
+def n_classes_of(data: Prepared) -> int:
+    """A classification's number of classes (every class of the data set), 0 for a regression."""
+    return len(data.ds.class_names) if data.classify and data.ds.class_names is not None else 0
