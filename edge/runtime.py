@@ -194,11 +194,14 @@ class ModelRuntime:
         Interpreter threads (default 1).
     interpreter_info : InterpreterInfo, optional
         Which interpreter to use; by default :func:`load_interpreter_class`.
+    probe : bool, optional
+        Load it in a child process first (:mod:`edge.load_probe`; the bundle loader and the trainer do).
 
     Raises
     ------
     RuntimeLoadError
-        No runtime is installed, the bytes are not a valid model, or its tensors are not supported.
+        No runtime is installed, the bytes are not a valid model, its tensors are not supported, or it killed
+        the probing child.
 
     Notes
     -----
@@ -218,10 +221,14 @@ class ModelRuntime:
         num_threads: int = 1,
         interpreter_info: InterpreterInfo | None = None,
         output_affine: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+        probe: bool = False,
     ) -> None:
         if not isinstance(model_content, (bytes, bytearray, memoryview)):
             raise RuntimeLoadError(f"expected the model as bytes, got {type(model_content).__name__}")
         require_int(num_threads, "num_threads", RuntimeLoadError, minimum=1)
+        if probe:  # a model that makes the interpreter abort ends a child, not this process
+            from edge.load_probe import probe_model_load
+            probe_model_load(bytes(model_content))
         info = interpreter_info if interpreter_info is not None else load_interpreter_class()
         self._info = info
         self._model_content = bytes(model_content)

@@ -137,8 +137,8 @@ def _check_result(model_bytes: bytes, *, int8: bool, input_shape: tuple[int, ...
     from edge.errors import RuntimeLoadError
     from edge.runtime import ModelRuntime
 
-    try:
-        runtime = ModelRuntime(model_bytes)
+    try:  # probed in a child first: a model that makes LiteRT abort is refused, the fit lives on
+        runtime = ModelRuntime(model_bytes, probe=True)
     except RuntimeLoadError as exc:
         raise QuantizeError(f"the converted model does not load in the edge runtime: {exc}") from exc
     want = np.dtype(np.int8) if int8 else np.dtype(np.float32)

@@ -334,7 +334,7 @@ def _build_autoencoder(manifest: Mapping[str, Any], data: bytes, pipeline: Any, 
     from edge.autoencoder import autoencoder_from_manifest
 
     try:
-        runtime = ModelRuntime(data, num_threads=num_threads)
+        runtime = ModelRuntime(data, num_threads=num_threads, probe=True)
     except Exception as exc:  # see _TRUST_BOUNDARY (RuntimeLoadError when merely invalid)
         raise BundleError(f"member {AUTOENCODER}: cannot be loaded: {exc}") from exc
     shape = _pipeline_output_shape(pipeline)
@@ -478,7 +478,7 @@ def load_bundle(
     try:
         ot = manifest.get("output_transform")
         affine = (ot["scale"], ot["offset"]) if ot is not None else None
-        runtime = ModelRuntime(members[MODEL], num_threads=num_threads, output_affine=affine)
+        runtime = ModelRuntime(members[MODEL], num_threads=num_threads, output_affine=affine, probe=True)
     except Exception as exc:  # see _TRUST_BOUNDARY (RuntimeLoadError when merely invalid)
         raise BundleError(f"member {MODEL}: cannot be loaded: {exc}") from exc
     ood = _build_ood(members[OOD]) if OOD in members else None

@@ -221,7 +221,7 @@ def build_second_member(
     pipeline = build_pipeline(members[PREPROCESSING_2], PREPROCESSING_2)
     ot = entry.get("output_transform")
     try:
-        runtime = ModelRuntime(members[MODEL_2], num_threads=num_threads,
+        runtime = ModelRuntime(members[MODEL_2], num_threads=num_threads, probe=True,
                                output_affine=None if ot is None else (ot["scale"], ot["offset"]))
     except Exception as exc:  # LiteRT raises anything on a malformed model: refused, never served
         raise BundleError(f"member {MODEL_2}: cannot be loaded: {exc}") from exc
