@@ -307,6 +307,11 @@ def _search_paragraph(srch: Mapping[str, Any]) -> str:
     recipe = srch.get("best_recipe") or {}
     if recipe:
         text += f" Preprocessing {html.escape(str(recipe.get('candidate')))}."
+    refused = srch.get("refused") or {}
+    if refused:
+        text = text.replace("Trained: trial", "Best: trial", 1)
+        text += (f" <b>Its int8 model was refused</b> ({html.escape(str(refused.get('why')))}): "
+                 f"{html.escape(str(srch.get('trained', 'the configured recipe')))} was trained instead.")
     return f"<p class='note'>{text}</p>"
 
 

@@ -454,6 +454,53 @@ def test_a_classification_trial_is_scored_by_the_cross_entropy_of_its_probabilit
     assert inputs.cv_errors(prob) == {"grade": 0.25}  # the third row is called class 0
 
 
+@pytest.mark.slow
+def test_a_searched_recipe_whose_int8_model_is_refused_gives_way_to_the_configured_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search's best recipe trains, its int8 conversion is refused (as edge.load_probe refuses a model that
+    makes LiteRT abort), and the fit trains the configured recipe instead and says so, rather than dying after the
+    search."""
+    import importlib
+
+    import trainer.pipeline.recipe as recipe_mod
+
+    fit_mod = importlib.import_module("trainer.pipeline.fit")  # the package's attribute `fit` is the function
+    from trainer.quantize import QuantizeError
+
+    cfg = _cfg("[search]\ntrials = 2\n")
+    searched = {"candidate": "snv", "model": {**dict(cfg.model), "task": "regression", "epochs": 3},
+                "augment": dict(cfg.augment)}
+    info = {"ran": True, "best_trial": 5, "best_is_configured": False, "best_recipe": searched}
+    monkeypatch.setattr(recipe_mod, "_run_search", lambda *a, **k: (dict(info), None, 0))
+    trained_epochs: list[int] = []
+    train = fit_mod.train_network
+
+    def train_network(c: Any, data: Any, recipe: Any, stage: Any) -> Any:
+        trained_epochs.append(recipe.cnn.epochs)
+        return train(c, data, recipe, stage)
+
+    convert = fit_mod.convert_network
+    why = "the converted model does not load in the edge runtime: ... killed by SIGABRT"
+
+    def convert_network(c: Any, data: Any, net: Any, rmse: Any) -> Any:
+        if len(trained_epochs) == 1:
+            raise QuantizeError(why)
+        return convert(c, data, net, rmse)
+
+    monkeypatch.setattr(fit_mod, "train_network", train_network)
+    monkeypatch.setattr(fit_mod, "convert_network", convert_network)
+    result = fit_mod.fit_full(cfg, tmp_path)
+    assert trained_epochs == [3, 4]  # the searched recipe, then the configured one ([model] epochs = 4)
+    s = result.metrics["search"]
+    assert s["refused"] == {"trial": 5, "why": why} and s["trained"] == "the configured recipe"
+    assert result.bundle_path.is_file()
+    # A refused configured recipe has nothing to give way to: the error stands.
+    monkeypatch.setattr(recipe_mod, "_run_search", lambda *a, **k: ({**info, "best_is_configured": True}, None, 0))
+    trained_epochs.clear()
+    with pytest.raises(QuantizeError, match="killed by SIGABRT"):
+        fit_mod.fit_full(cfg, tmp_path / "again")
+
+
 def test_report_says_which_recipe_was_trained() -> None:
     from trainer.report import _search_paragraph
 
@@ -465,3 +512,6 @@ def test_report_says_which_recipe_was_trained() -> None:
                               "best_recipe": {"candidate": "snv"}})
     assert "trial 4" in text and "0.21 against 0.3" in text and "fat 0.8 +/- 0.05" in text and "snv" in text
     assert "No trial completed" in _search_paragraph({"ran": True, "best_trial": None})
+    refused = _search_paragraph({"ran": True, "best_trial": 4, "best_score": 0.21, "refused": {"trial": 4, "why": "x"},
+                                 "trained": "the configured recipe"})
+    assert "Best: trial 4" in refused and "Its int8 model was refused</b> (x): the configured recipe" in refused

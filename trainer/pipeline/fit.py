@@ -21,11 +21,12 @@ from trainer.pipeline.evaluate import Evaluation, evaluate_bundle, pruning_cost
 from trainer.pipeline.int8 import convert_network, predict_roles
 from trainer.pipeline.prepare import Prepared, prepare_data
 from trainer.pipeline.progress import Progress
-from trainer.pipeline.recipe import build_model_configs, choose_recipe
+from trainer.pipeline.recipe import build_model_configs, choose_recipe, configured_instead
 from trainer.pipeline.run_report import write_run_report
 from trainer.pipeline.scores import clean_json
 from trainer.pipeline.summary import autoencoder_summary, summarise
 from trainer.pipeline.write import FitBundle, write_fit_bundle
+from trainer.quantize import QuantizeError
 
 log = logging.getLogger("trainer.pipeline")
 
@@ -88,10 +89,18 @@ def fit_full(
     prog.stage("PLS baseline")
     pls = _fit_pls(cfg, data)
     recipe = choose_recipe(cfg, configs, data, pls.models[0].candidate, out, prog.stage, progress)
-    cv = cross_validate_cnn(cfg, data, recipe, prog.stage, progress)
-    net = train_network(cfg, data, recipe, prog.stage)
-    prog.stage("int8 conversion")
-    int8 = convert_network(cfg, data, net, cv.rmse)
+    while True:
+        cv = cross_validate_cnn(cfg, data, recipe, prog.stage, progress)
+        net = train_network(cfg, data, recipe, prog.stage)
+        prog.stage("int8 conversion")
+        try:
+            int8 = convert_network(cfg, data, net, cv.rmse)
+            break
+        except QuantizeError as exc:  # e.g. a model that makes LiteRT abort (edge.load_probe)
+            instead = configured_instead(cfg, configs, data, pls.models[0].candidate, recipe, str(exc))
+            if instead is None:
+                raise
+            recipe = instead
     preds = predict_roles(data, pls, net, int8)
     prog.stage("choose the deployed model")
     deployed = choose_deployed(cfg, data, pls, recipe, cv, net, int8, preds)

@@ -166,6 +166,24 @@ def choose_recipe(
                   search_folds=search_folds, pretrain=pretrain, pretrain_off=off, rows=rows_for(aug_cfg))
 
 
+def configured_instead(cfg: TrainConfig, configs: ModelConfigs, data: Prepared, pls_candidate: str, searched: Recipe,
+                       why: str) -> Recipe | None:
+    """The configured recipe, to train instead of the search's best when that one's int8 model was refused
+    (``why``); None when the refused recipe was the configured one already (or no search chose it). The search's
+    ``metrics.json`` entry keeps its figures and gains ``refused`` (the trial and why) and ``trained``."""
+    srch = searched.search
+    if srch.get("best_recipe") is None or srch.get("best_is_configured"):
+        return None
+    log.warning("the search's best recipe (trial %s) was refused at the int8 conversion (%s): the configured recipe "
+                "is trained instead", srch.get("best_trial"), why)
+    cand = pls_candidate if cfg.preprocessing.cnn == "pls_best" else cfg.preprocessing.cnn
+    plan = pretrain_plan(cfg, data)
+    rows_for = cnn_rows_for(cfg, data)
+    info = {**srch, "refused": {"trial": srch.get("best_trial"), "why": why}, "trained": "the configured recipe"}
+    return Recipe(candidate=cand, steps=cfg.preprocessing.candidates[cand], cnn=configs.cnn, augment=configs.augment,
+                  prune=configs.prune, search=info, pretrain=plan, rows=rows_for(configs.augment))
+
+
 def pretrain_plan(cfg: TrainConfig, data: Prepared) -> Any:
     """The ``[pretrain]`` settings and their unlabeled spectra (:class:`trainer.pretrain.PretrainPlan`), or None
     when pretraining is off. Only the spectra of ``[data]`` are handed over, never its reference values."""
