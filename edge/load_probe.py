@@ -5,12 +5,14 @@ Some models do not fail with an error but end the process: LiteRT's XNNPACK dele
 detected``, SIGABRT) in ``allocate_tensors`` on an int8 CNN whose dead ReLU path left an activation scale of about
 1e-8 beside a concatenation at the input's scale. No exception can be caught from a native abort, so the only way
 to refuse such a model is to load it first where dying costs nothing: a fresh Python process that builds
-:class:`edge.runtime.ModelRuntime` from the same bytes, exactly as the caller is about to.
+:class:`edge.runtime.ModelRuntime` from the same bytes with the same interpreter threads (the default interpreter,
+as the bundle loader uses) and runs its batching check (:meth:`~edge.runtime.ModelRuntime.check_batching`: single-row
+invokes and the batch interpreters the runtime allocates later, where the delegate is applied again).
 
 Written here on the standard library's :mod:`subprocess` because no library isolates a native crash of an
 interpreter (a process pool would pay its start-up on the device's every load all the same). A model that loaded
-in a child once is not probed again by the same process (keyed by the SHA-256 of its bytes), so a daemon that
-reloads the same bundle, or a test suite that loads the same fixture, pays the ~0.25 s of a child once.
+in a child once is not probed again by the same process (keyed by the SHA-256 of its bytes and the threads), so a
+daemon that reloads the same bundle, or a test suite that loads the same fixture, pays the ~0.25 s of a child once.
 """
 
 from __future__ import annotations
@@ -27,34 +29,37 @@ from edge.errors import RuntimeLoadError
 
 __all__ = ["PROBE_TIMEOUT_S", "probe_model_load"]
 
-#: Seconds a child may take to load a model (the interpreter's import included: about 0.2 s on the development VM)
-#: before the model is refused; under the systemd unit's 60 s watchdog and 90 s start timeout.
-PROBE_TIMEOUT_S: Final = 30.0
+#: Seconds a child may take to load and check a model (the interpreter's import included: about 0.2 s on the
+#: development VM) before the model is refused; a bundle's three models at most stay under the systemd unit's 90 s
+#: start timeout.
+PROBE_TIMEOUT_S: Final = 20.0
 #: What the child runs: the model's bytes come on its standard input.
-_CHILD_CODE = "import sys\nfrom edge.runtime import ModelRuntime\nModelRuntime(sys.stdin.buffer.read())\n"
+_CHILD_CODE = ("import sys\nfrom edge.runtime import ModelRuntime\n"
+               "ModelRuntime(sys.stdin.buffer.read(), num_threads=int(sys.argv[1])).check_batching()\n")
 #: The folder that holds the ``edge`` package (the child imports it from there).
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 #: SHA-256 of the models that loaded in a child.
 _loaded: set[str] = set()
 
 
-def probe_model_load(model_content: bytes, *, timeout_s: float = PROBE_TIMEOUT_S) -> None:
-    """Load ``model_content`` with :class:`edge.runtime.ModelRuntime` in a child process; raise
+def probe_model_load(model_content: bytes, *, num_threads: int = 1, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Load ``model_content`` with :class:`edge.runtime.ModelRuntime` (``num_threads``) in a child process and run
+    its batching check; raise
     :class:`~edge.errors.RuntimeLoadError` when the child was killed by a signal (the interpreter aborted) or did
     not finish within ``timeout_s``.
 
     A child that exits with a Python error (an invalid model) is not reported here: the caller's own load raises
     the same error, with its message. Nothing is cached then.
     """
-    digest = hashlib.sha256(model_content).hexdigest()
+    digest = f"{hashlib.sha256(model_content).hexdigest()}/{int(num_threads)}"
     if digest in _loaded:
         return
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        child = subprocess.run([sys.executable, "-c", _CHILD_CODE], input=model_content, capture_output=True,
-                               env=env, timeout=timeout_s, check=False)
+        child = subprocess.run([sys.executable, "-c", _CHILD_CODE, str(int(num_threads))], input=model_content,
+                               capture_output=True, env=env, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
         raise RuntimeLoadError(f"the model ({len(model_content)} bytes) did not load within {timeout_s:g} s in a "
                                "child process: refused") from exc

@@ -228,7 +228,7 @@ class ModelRuntime:
         require_int(num_threads, "num_threads", RuntimeLoadError, minimum=1)
         if probe:  # a model that makes the interpreter abort ends a child, not this process
             from edge.load_probe import probe_model_load
-            probe_model_load(bytes(model_content))
+            probe_model_load(bytes(model_content), num_threads=num_threads)
         info = interpreter_info if interpreter_info is not None else load_interpreter_class()
         self._info = info
         self._model_content = bytes(model_content)

@@ -498,11 +498,13 @@ def deployable_plsda(
     make_pre: Callable[[Sequence[Mapping[str, Any]]], Any],
     folds: int,
     seed: int,
+    measured: int | None = None,
 ) -> DeployablePls:
     """PLS-DA as a bundle carries it: the baseline's model (its preprocessing and latent variables, one response per
     class, fitted on the training rows ``X``) as one linear map, with a softmax whose temperature is fitted on the
     responses of grouped, class-stratified cross-validation of the same recipe (:func:`fit_temperature`).
-    ``cv_rmse`` holds its cross-validated error rate."""
+    ``cv_rmse`` holds its cross-validated error rate on the first ``measured`` rows (all by default: the measured
+    spectra, when line copies follow them), the rows the CNN's out-of-fold error rate is counted on."""
     model = pls.models[0]
     labels = np.asarray(y, dtype=np.int64).reshape(-1)
     n_classes = len(pls.class_names) if pls.class_names is not None else int(labels.max()) + 1
@@ -513,7 +515,8 @@ def deployable_plsda(
                                candidates[model.candidate], grouped_folds(groups, folds, seed=seed, y_class=labels),
                                model.n_components, make_pre, per_target=False)[model.n_components - 1]
     temperature = fit_temperature(oof, labels)
-    error = float(np.mean(np.argmax(oof, axis=1) != labels))
+    n = labels.size if measured is None else int(measured)
+    error = float(np.mean(np.argmax(oof[:n], axis=1) != labels[:n]))
     log.info("deployable PLS-DA: %s, %d latent variables, softmax temperature %.3g (out of fold: error rate %.3f)",
              model.candidate, model.n_components, temperature, error)
     return DeployablePls(candidate=model.candidate, n_components={model.targets[0]: model.n_components},

@@ -7,7 +7,8 @@ rate, the epochs, the ensemble size and, with ``[pretrain]`` enabled, whether th
 unlabeled spectra (:mod:`trainer.pretrain`; each fold pretrains through its own fitted preprocessing). Its score
 is what :func:`trainer.champion.cnn_cv_predictions` gives on the training rows (grouped folds, preprocessing fitted
 per fold, no selection rows): the geometric mean over targets of the out-of-fold RMSE divided by the target's
-standard deviation (for one target, the RMSE in standard deviations). The first trial of a new study is the
+standard deviation (for one target, the RMSE in standard deviations); a classification's, the out-of-fold
+cross-entropy of its class probabilities (class-stratified folds). The first trial of a new study is the
 configured recipe itself, so the search can only report a recipe that beat it in the same cross-validation.
 
 Optuna runs it: a seeded TPE sampler, a median pruner fed the running out-of-fold score after each fold (a trial

@@ -41,7 +41,7 @@ def test_the_model_that_aborted_litert_is_refused_and_this_process_lives() -> No
     except RuntimeLoadError as exc:
         assert "killed by SIGABRT" in str(exc) and f"({len(data)} bytes)" in str(exc) and "refused" in str(exc)
     else:  # an interpreter that no longer aborts on it: then it simply loads, in the child and here
-        assert probe._loaded == {hashlib.sha256(data).hexdigest()}
+        assert probe._loaded == {f"{hashlib.sha256(data).hexdigest()}/1"}
 
 
 def test_a_child_killed_by_a_signal_refuses_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,6 +64,8 @@ def test_a_model_that_loaded_once_is_not_probed_again(monkeypatch: pytest.Monkey
     monkeypatch.setattr(probe, "_CHILD_CODE", "import os\nos.abort()\n")  # would refuse it, were it asked again
     ModelRuntime(data, probe=True)
     load_bundle(BUNDLE)
+    with pytest.raises(RuntimeLoadError, match="killed by SIGABRT"):  # other threads: another interpreter, probed
+        ModelRuntime(data, num_threads=2, probe=True)
 
 
 def test_a_child_that_hangs_refuses_the_model(monkeypatch: pytest.MonkeyPatch) -> None:

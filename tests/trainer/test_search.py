@@ -494,11 +494,19 @@ def test_a_searched_recipe_whose_int8_model_is_refused_gives_way_to_the_configur
     s = result.metrics["search"]
     assert s["refused"] == {"trial": 5, "why": why} and s["trained"] == "the configured recipe"
     assert result.bundle_path.is_file()
-    # A refused configured recipe has nothing to give way to: the error stands.
+    # A refused configured recipe has nothing to give way to: the error stands, whether the search chose it or it
+    # was the fallback (every conversion refused: the searched recipe, then the configured one, then the error).
     monkeypatch.setattr(recipe_mod, "_run_search", lambda *a, **k: ({**info, "best_is_configured": True}, None, 0))
     trained_epochs.clear()
     with pytest.raises(QuantizeError, match="killed by SIGABRT"):
         fit_mod.fit_full(cfg, tmp_path / "again")
+    assert trained_epochs == [3]
+    monkeypatch.setattr(recipe_mod, "_run_search", lambda *a, **k: (dict(info), None, 0))
+    monkeypatch.setattr(fit_mod, "convert_network", lambda *a: (_ for _ in ()).throw(QuantizeError(why)))
+    trained_epochs.clear()
+    with pytest.raises(QuantizeError, match="killed by SIGABRT"):
+        fit_mod.fit_full(cfg, tmp_path / "every")
+    assert trained_epochs == [3, 4]
 
 
 def test_report_says_which_recipe_was_trained() -> None:

@@ -105,7 +105,7 @@ def choose_deployed(
     else:  # PLS-DA competes too (trainer.champion), out of fold and on the selection rows
         dep = None if cfg.selection.model == "cnn" else deployable_plsda(
             pls, X_cal, Y_cal[:, 0], g_cal, candidates=cfg.preprocessing.candidates, make_pre=data.make_pre,
-            folds=cfg.cv.folds, seed=cfg.seed)
+            folds=cfg.cv.folds, seed=cfg.seed, measured=tr.size)
         sel = data.plan.select_rows
         if sel.size and ("select", "pls") in preds and ("select", "cnn_int8") in preds:
             y_sel = Y[sel][:, 0]

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CnnCv:
     """Out-of-fold predictions of the CNN recipe on the training rows (None when not cross-validated) and their
-    RMSE per target (a classification: the predicted class indices, (n, 1), and their error rate)."""
+    RMSE per target (a classification: the class probabilities, (n, n_classes), and their error rate)."""
 
     oof: np.ndarray | None = None
     rmse: np.ndarray | None = None

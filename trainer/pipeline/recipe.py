@@ -172,8 +172,8 @@ def configured_instead(cfg: TrainConfig, configs: ModelConfigs, data: Prepared, 
     (``why``); None when the refused recipe was the configured one already (or no search chose it). The search's
     ``metrics.json`` entry keeps its figures and gains ``refused`` (the trial and why) and ``trained``."""
     srch = searched.search
-    if srch.get("best_recipe") is None or srch.get("best_is_configured"):
-        return None
+    if srch.get("best_recipe") is None or srch.get("best_is_configured") or "refused" in srch:
+        return None  # the refused recipe was the configured one (or the fallback already): nothing to give way to
     log.warning("the search's best recipe (trial %s) was refused at the int8 conversion (%s): the configured recipe "
                 "is trained instead", srch.get("best_trial"), why)
     cand = pls_candidate if cfg.preprocessing.cnn == "pls_best" else cfg.preprocessing.cnn
