@@ -12,7 +12,7 @@ invokes and the batch interpreters the runtime allocates later, where the delega
 Written here on the standard library's :mod:`subprocess` because no library isolates a native crash of an
 interpreter (a process pool would pay its start-up on the device's every load all the same). A model that loaded
 in a child once is not probed again by the same process (keyed by the SHA-256 of its bytes and the threads), so a
-daemon that reloads the same bundle, or a test suite that loads the same fixture, pays the ~0.25 s of a child once.
+daemon that reloads the same bundle, or a test suite that loads the same fixture, pays the 0.2-0.4 s of a child once.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from edge.errors import RuntimeLoadError
 
 __all__ = ["PROBE_TIMEOUT_S", "probe_model_load"]
 
-#: Seconds a child may take to load and check a model (the interpreter's import included: about 0.2 s on the
+#: Seconds a child may take to load and check a model (the interpreter's import included: 0.2-0.4 s on the
 #: development VM) before the model is refused; a bundle's three models at most stay under the systemd unit's 90 s
 #: start timeout.
 PROBE_TIMEOUT_S: Final = 20.0
