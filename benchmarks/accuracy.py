@@ -45,6 +45,10 @@ from benchmarks.results import (
 
 log = logging.getLogger(__name__)
 
+#: The rank test's level for a residual shift: trainer.conformal.SHIFT_P_VALUE (this module imports the trainer
+#: only inside the functions that train).
+SHIFT_P_VALUE = 0.01
+
 __all__ = [
     "TRANSFER_FILE", "add_arguments", "main", "rows_from_metrics", "run", "transfer_rows", "transfer_rows_from_file",
 ]
@@ -74,15 +78,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def rows_from_metrics(metrics: dict[str, Any], protocol: str) -> list[dict[str, Any]]:
     """One row per test split and target: ``metric`` (rmsep or accuracy), ``pls``, ``cnn_float``, ``cnn_int8``,
     ``deployed`` (the bundle as the edge runs it) and ``deployed_model`` (``cnn``, ``pls`` or ``blend``: the model
-    serving that target)."""
+    serving that target); for a regression also the interval ``coverage`` on the split, ``ood_flagged`` and the
+    residual shift against the calibration rows (``residual_ratio``, ``residual_shift_p``, ``residual_shifted``)."""
     key = "accuracy" if metrics.get("task") == "classification" else "rmsep"
+    cov = metrics.get("interval_coverage") or {}
+    ood = metrics.get("ood") or {}
     rows = []
     for c in metrics.get("comparison", []):
+        split, target = c.get("split"), c.get("target")
+        shift = ((cov.get("residual_shift") or {}).get(split) or {}).get(target) or {}
+        # The bundle's own OOD monitor on the split, through the declared line detector where the config has one.
+        alarms = ((ood.get("alarm_rate_line") or ood.get("alarm_rate") or {}).get(split) or {})
         rows.append({
             "protocol": protocol,
             "dataset": metrics.get("dataset"),
-            "split": c.get("split"),
-            "target": c.get("target"),
+            "split": split,
+            "target": target,
             "metric": key,
             "pls": c.get(f"pls_{key}"),
             "cnn_float": c.get(f"cnn_float_{key}"),
@@ -95,6 +106,15 @@ def rows_from_metrics(metrics: dict[str, Any], protocol: str) -> list[dict[str, 
             "ratio_deployed_to_pls": c.get("ratio_deployed_to_pls"),
             "ratio_int8_to_float": c.get("ratio_int8_to_float"),
             "pls_components": (metrics.get("pls_components") or {}).get(c.get("target")),
+            # Regression: the deployed bundle's interval coverage on the split (nominal: interval_nominal), the
+            # share of its spectra the OOD monitor flags (T2 or Q), and its errors against the calibration rows'
+            # (median |residual| ratio; shifted: a two-sided rank test below p 0.01 with the split's errors larger).
+            "interval_nominal": cov.get("nominal"),
+            "coverage": (cov.get(split) or {}).get(target),
+            "ood_flagged": alarms.get("either"),
+            "residual_ratio": shift.get("ratio"),
+            "residual_shift_p": shift.get("p_value"),
+            "residual_shifted": shift.get("shifted"),
             "model_bytes": metrics.get("model_bytes"),
             "train_seconds": metrics.get("train_seconds"),
         })
@@ -184,11 +204,12 @@ def render(result: dict[str, Any]) -> str:
     """Markdown table of every row, plus failures."""
     table = markdown_table(
         ["protocol", "test split", "target", "metric", "PLS", "CNN float", "CNN int8", "deployed", "deployed/PLS",
-         "int8/PLS", "int8/float", "PLS LVs", "model bytes"],
+         "int8/PLS", "int8/float", "PLS LVs", "model bytes", "coverage", "OOD flagged", "errors vs calibration",
+         "fit s"],
         [[r["protocol"], r["split"], r["target"], r["metric"], r["pls"], r["cnn_float"], r["cnn_int8"],
           f"{r.get('deployed_model')} {r['deployed']:.4g}" if r.get("deployed") is not None else None,
           r.get("ratio_deployed_to_pls"), r["ratio_int8_to_pls"], r["ratio_int8_to_float"], r["pls_components"],
-          r["model_bytes"]]
+          r["model_bytes"], r.get("coverage"), r.get("ood_flagged"), _shift_cell(r), r.get("train_seconds")]
          for r in result["rows"]],
     )
     parts = [table]
@@ -206,6 +227,20 @@ def render(result: dict[str, Any]) -> str:
     for name, why in result["failures"].items():
         parts.append(f"\n{name}: {why}")
     return "\n".join(parts)
+
+
+def _shift_cell(row: dict[str, Any]) -> str | None:
+    """The split's median |residual| over the calibration rows', marked when the rank test calls it a shift (larger
+    errors: under-coverage) or the errors significantly smaller (over-coverage)."""
+    ratio = row.get("residual_ratio")
+    if ratio is None:
+        return None
+    p = row.get("residual_shift_p")
+    if row.get("residual_shifted"):
+        return f"{ratio:.2f}x (shifted, p {p:.1g})"
+    if p is not None and p < SHIFT_P_VALUE and ratio < 1.0:  # conservative intervals there: over-coverage
+        return f"{ratio:.2f}x (smaller, p {p:.1g})"
+    return f"{ratio:.2f}x"
 
 
 def run(args: argparse.Namespace) -> int:

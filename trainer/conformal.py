@@ -5,7 +5,8 @@ value, which guarantees coverage of at least ``coverage`` on new exchangeable ro
 "Distribution-free predictive inference for regression"). The calibration rows must not have trained the model,
 nor chosen it: :func:`nested_oof_predictions` gives training rows out-of-fold predictions of the whole fitting
 procedure, model selection included. The pipeline uses those and the selection rows, and measures the coverage
-reached on the test rows.
+reached on the test rows; :func:`residual_shift` says, per test split, whether its errors are larger than the
+calibration rows' (the guarantee then no longer applies there, whatever the OOD monitor says).
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from edge.intervals import IntervalModel
 from trainer.errors import CalibrationError
 from trainer.splits import grouped_folds
 
-__all__ = ["fit_intervals", "empirical_coverage", "min_calibration_rows", "nested_oof_predictions"]
+__all__ = ["fit_intervals", "empirical_coverage", "min_calibration_rows", "nested_oof_predictions", "residual_shift"]
+
+#: A test split whose absolute residuals exceed the calibration rows' at this two-sided rank-test p-value, by a
+#: median ratio above 1, is reported as shifted (:func:`residual_shift`).
+SHIFT_P_VALUE = 0.01
 
 
 def min_calibration_rows(coverage: float) -> int:
@@ -72,6 +77,44 @@ def empirical_coverage(model: IntervalModel, y_true: np.ndarray, y_pred: np.ndar
     yp = yp[:, None] if yp.ndim == 1 else yp
     lo, hi = model.interval(yp)
     return np.mean((yt >= lo) & (yt <= hi), axis=0)
+
+
+def residual_shift(calibration: np.ndarray, test: np.ndarray) -> list[dict[str, float | bool]]:
+    """Whether a test split's errors look like the calibration rows' errors, per target.
+
+    The conformal guarantee holds for rows exchangeable with the calibration rows. A split can sit inside the
+    spectra's distribution (no OOD alarm) and still have larger errors: other reference-method errors, another
+    concentration design, a slope change between two campaigns. This compares the absolute residuals of the two
+    sets with a two-sided Mann-Whitney rank test.
+
+    Parameters
+    ----------
+    calibration : ndarray, shape (n, n_targets)
+        The held-out residuals the intervals were calibrated on.
+    test : ndarray, shape (m, n_targets)
+        ``y_true - y_pred`` of the deployed model on the test split.
+
+    Returns
+    -------
+    list of dict, one per target
+        ``median_abs_test``, ``median_abs_calibration``, ``ratio`` (test over calibration), ``p_value`` and
+        ``shifted`` (``p_value`` below :data:`SHIFT_P_VALUE` and the test errors larger).
+    """
+    from scipy.stats import mannwhitneyu
+
+    cal = np.abs(np.asarray(calibration, dtype=np.float64).reshape(np.shape(calibration)[0], -1))
+    tst = np.abs(np.asarray(test, dtype=np.float64).reshape(np.shape(test)[0], -1))
+    if cal.shape[1] != tst.shape[1] or cal.shape[0] == 0 or tst.shape[0] == 0:
+        raise CalibrationError(f"residual shift: expected non-empty residuals with the same targets, got "
+                               f"{cal.shape} and {tst.shape}")
+    out: list[dict[str, float | bool]] = []
+    for j in range(cal.shape[1]):
+        m_cal, m_tst = float(np.median(cal[:, j])), float(np.median(tst[:, j]))
+        p = float(mannwhitneyu(tst[:, j], cal[:, j], alternative="two-sided").pvalue)
+        ratio = m_tst / m_cal if m_cal > 0 else float("inf")
+        out.append({"median_abs_test": m_tst, "median_abs_calibration": m_cal, "ratio": ratio, "p_value": p,
+                    "shifted": bool(p < SHIFT_P_VALUE and ratio > 1.0)})
+    return out
 
 
 def nested_oof_predictions(

@@ -91,6 +91,17 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return html.escape(str(v))
 
 
+def _shift_word(v: Mapping[str, Any]) -> str:
+    """``yes`` for a split whose errors are larger than the calibration rows' (under-coverage), ``smaller`` for
+    significantly smaller ones (over-coverage), else ``no``."""
+    if v.get("shifted"):
+        return "yes (larger errors)"
+    from trainer.conformal import SHIFT_P_VALUE
+
+    p, ratio = v.get("p_value"), v.get("ratio")
+    return "smaller errors" if p is not None and ratio is not None and p < SHIFT_P_VALUE and ratio < 1 else "no"
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
@@ -491,7 +502,19 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
                         "measured on the test rows below is the honest check.</p>"))
         parts.append(_table(["split", *ds.target_names],
                             [[s, *[v.get(t) for t in ds.target_names]] for s, v in cov.items()
-                             if isinstance(v, Mapping) and s not in ("half_widths", "calibration")]))
+                             if isinstance(v, Mapping) and s not in ("half_widths", "calibration", "residual_shift")]))
+        shift = cov.get("residual_shift") or {}
+        if shift:
+            parts.append("<p>The guarantee holds for rows whose errors are exchangeable with the calibration rows'. "
+                         "Per test split, the median absolute residual of the deployed model against the calibration "
+                         "rows' and a two-sided rank test (Mann-Whitney): a ratio above 1 with p below 0.01 is a "
+                         "shift (other reference errors, another design, a slope change between campaigns) that the "
+                         "OOD monitor need not see, and the coverage there falls short for that reason.</p>")
+            parts.append(_table(["split", "target", "median |residual| (split)", "median |residual| (calibration)",
+                                 "ratio", "p", "shifted"],
+                                [[s, t, v.get("median_abs_test"), v.get("median_abs_calibration"), v.get("ratio"),
+                                  v.get("p_value"), _shift_word(v)]
+                                 for s, per in shift.items() for t, v in per.items()]))
     if inp.extra_html:
         parts.append(inp.extra_html)
     parts.append("<h2>All evaluations</h2>")

@@ -11,6 +11,13 @@ from benchmarks.cli import main
 REGRESSION = {
     "task": "regression", "dataset": "idrc2002_tablets", "model_bytes": 93336, "train_seconds": 40.0,
     "pls_components": {"assay_mg": 8},
+    "interval_coverage": {
+        "nominal": 0.9, "half_widths": {"assay_mg": 3.3}, "test_inst1": {"assay_mg": 0.70},
+        "test_inst2": {"assay_mg": 0.63},
+        "residual_shift": {"test_inst1": {"assay_mg": {"median_abs_test": 2.1, "median_abs_calibration": 1.4,
+                                                       "ratio": 1.5, "p_value": 3e-5, "shifted": True}}}},
+    "ood": {"alarm_rate_line": {"test_inst1": {"t2": 0.009, "q": 0.01, "either": 0.013},
+                                "test_inst2": {"t2": 0.97, "q": 0.97, "either": 0.99}}},
     "comparison": [
         {"split": "test_inst1", "target": "assay_mg", "pls_rmsep": 4.5, "cnn_int8_rmsep": 6.4, "cnn_float_rmsep": 6.3,
          "ratio_int8_to_pls": 6.4 / 4.5, "ratio_int8_to_float": 6.4 / 6.3},
@@ -38,6 +45,10 @@ def test_rows_pick_the_task_metric_for_each_model() -> None:
     assert [(r["split"], r["metric"], r["pls"], r["cnn_float"], r["cnn_int8"]) for r in reg] == [
         ("test_inst1", "rmsep", 4.5, 6.3, 6.4), ("test_inst2", "rmsep", 5.3, 7.9, 8.0)]
     assert reg[0]["pls_components"] == 8
+    # The interval goal's figures beside the accuracy: coverage, the OOD monitor's verdict, the residual shift.
+    assert [(r["coverage"], r["ood_flagged"], r["residual_shifted"]) for r in reg] == [
+        (0.70, 0.013, True), (0.63, 0.99, None)]
+    assert reg[0]["residual_ratio"] == 1.5 and reg[0]["interval_nominal"] == 0.9
     (cls,) = rows_from_metrics(CLASSIFICATION, "coffee")
     assert (cls["metric"], cls["pls"], cls["cnn_int8"]) == ("accuracy", 1.0, 0.9)
 
@@ -63,7 +74,9 @@ def test_command_tabulates_given_metrics_files(tmp_path: Path, capsys) -> None:
     data = json.loads(out.read_text())
     assert [r["protocol"] for r in data["rows"]] == ["tablets", "tablets", "coffee"]
     assert data["failures"] == {}
-    assert "| tablets | test_inst1 | assay_mg | rmsep | 4.5 | 6.3 | 6.4 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| tablets | test_inst1 | assay_mg | rmsep | 4.5 | 6.3 | 6.4 |" in printed
+    assert "| 0.7 | 0.013 | 1.50x (shifted, p 3e-05) | 40 |" in printed
 
 
 def test_unreadable_metrics_is_a_failure_not_a_crash(tmp_path: Path) -> None:
@@ -115,3 +128,14 @@ def test_unreadable_transfer_file_is_a_failure_not_a_crash(tmp_path: Path) -> No
     data = json.loads(out.read_text())
     assert "tablets" in data["failures"] and data["transfer"] == []
     assert len(data["rows"]) == 3
+
+
+def test_the_shift_cell_names_larger_and_smaller_errors() -> None:
+    from benchmarks.accuracy import _shift_cell
+
+    assert _shift_cell({"residual_ratio": None}) is None
+    assert _shift_cell({"residual_ratio": 1.5, "residual_shift_p": 3e-5, "residual_shifted": True}) == \
+        "1.50x (shifted, p 3e-05)"
+    assert _shift_cell({"residual_ratio": 0.6, "residual_shift_p": 1e-3, "residual_shifted": False}) == \
+        "0.60x (smaller, p 0.001)"
+    assert _shift_cell({"residual_ratio": 1.1, "residual_shift_p": 0.2, "residual_shifted": False}) == "1.10x"

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.conformal import empirical_coverage, fit_intervals, min_calibration_rows, nested_oof_predictions
+from trainer.conformal import (
+    empirical_coverage,
+    fit_intervals,
+    min_calibration_rows,
+    nested_oof_predictions,
+    residual_shift,
+)
 from trainer.errors import CalibrationError
 
 #: Averaged over many calibrations, coverage must reach the nominal level up to Monte-Carlo noise.
@@ -125,3 +131,27 @@ def test_nested_cv_refuses_mismatched_rows_and_targets() -> None:
 
     with pytest.raises(CalibrationError, match="expected predictions of 1 targets, got 2"):
         nested_oof_predictions(X, Y, np.arange(20), fit_fn=lambda *a: TwoTargets(), folds=5, seed=0)
+
+
+def test_residual_shift_tells_exchangeable_errors_from_larger_ones() -> None:
+    """A split drawn like the calibration rows is not shifted; one whose errors are 1.5 x larger is, and its
+    coverage falls short of the nominal, which is what the flag is there to explain."""
+    rng = np.random.default_rng(3)
+    cal = rng.standard_normal((500, 2))
+    same = rng.standard_normal((155, 2))
+    larger = rng.standard_normal((155, 2)) * np.array([1.0, 1.5])
+    a, b = residual_shift(cal, same)
+    assert not a["shifted"] and not b["shifted"] and a["p_value"] > 0.01
+    kept, shifted = residual_shift(cal, larger)
+    assert not kept["shifted"]
+    assert shifted["shifted"] and shifted["p_value"] < 1e-4 and shifted["ratio"] == pytest.approx(1.5, rel=0.2)
+    assert shifted["median_abs_calibration"] == pytest.approx(float(np.median(np.abs(cal[:, 1]))))
+    model = fit_intervals(cal, 0.9)
+    assert empirical_coverage(model, larger, np.zeros_like(larger))[1] < 0.85
+    smaller = residual_shift(cal, same * 0.5)
+    assert smaller[0]["ratio"] < 1 and not smaller[0]["shifted"]  # over-coverage is not called a shift
+
+
+def test_residual_shift_refuses_mismatched_targets() -> None:
+    with pytest.raises(CalibrationError, match="same targets"):
+        residual_shift(np.zeros((10, 2)), np.zeros((5, 1)))

@@ -49,6 +49,8 @@ def test_fit_writes_bundle_metrics_and_report(fitted: dict[str, Any]) -> None:
     chosen = fitted["metrics"]["cnn_int8_calibration"]["chosen"]
     assert f"CNN conversion (docs/training.md, [quantize])</td><td>{chosen}" in html
     assert "training rows out of fold: nested" in html
+    shift = fitted["metrics"]["interval_coverage"]["residual_shift"]["test"]["conc_pct"]
+    assert f"<tr><td>test</td><td>conc_pct</td><td>{shift['median_abs_test']:.4g}</td>" in html
     for png in ("pred_vs_ref_test.png", "residuals.png", "learning_curves.png", "pls_cv.png", "ood_t2_q.png"):
         assert (out / "report" / png).stat().st_size > 1000
     assert '<section id="interpretability">' in html
@@ -126,6 +128,11 @@ def test_intervals_are_calibrated_on_selection_and_nested_out_of_fold_residuals(
     assert bundle.intervals is not None
     np.testing.assert_allclose(bundle.intervals.q_hat, want.q_hat, rtol=HALF_WIDTH_RTOL)
     assert cov["half_widths"]["conc_pct"] == pytest.approx(float(want.q_hat[0]), rel=HALF_WIDTH_RTOL)
+    # Each test split's errors against these calibration residuals (the same rows as the half-width's).
+    shift = cov["residual_shift"]["test"]["conc_pct"]
+    resid = np.concatenate([Y[sel] - sel_pred, Y[tr] - oof])[:, 0]
+    assert shift["median_abs_calibration"] == pytest.approx(float(np.median(np.abs(resid))), rel=HALF_WIDTH_RTOL)
+    assert shift["shifted"] == (shift["p_value"] < 0.01 and shift["ratio"] > 1)
 
 
 @pytest.mark.slow

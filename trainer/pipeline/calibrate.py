@@ -39,6 +39,8 @@ class Calibration:
     #: In-control distribution of the deployed model's predictions per target (regression; the manifest's
     #: ``targets[i].training``, read by the edge's prediction CUSUM): :func:`trainer.prediction_stats.prediction_stats`.
     predictions: Any = None
+    #: The held-out residuals the intervals were calibrated on, shape (n, n_targets) (None for classification).
+    residuals: Any = None
 
 
 def line_copies(cfg: TrainConfig, data: Prepared, rows: np.ndarray, *, seed_offset: int = 0) -> np.ndarray:
@@ -159,7 +161,7 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
              100 * cfg.intervals.coverage, resid.shape[0], how,
              ", ".join(f"{t} +/-{q:.4g}" for t, q in zip(target_names, intervals.q_hat)))
     return Calibration(ood=ood, intervals=intervals, rows=interval_rows, autoencoder=autoencoder, out_of_fold=how,
-                       predictions=predictions)
+                       predictions=predictions, residuals=resid)
 
 
 def _prediction_stats(fitted: np.ndarray, y_train: np.ndarray, oof: np.ndarray | None, line: np.ndarray | None,

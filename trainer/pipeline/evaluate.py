@@ -3,6 +3,7 @@ what a device would send, then the ``evaluations``, ``comparison`` and ``interva
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from trainer.pipeline.calibrate import Calibration, line_copies
 from trainer.pipeline.int8 import Predictions
 from trainer.pipeline.prepare import Prepared
 from trainer.pipeline.scores import classification_metrics, regression_metrics
+
+log = logging.getLogger(__name__)
 
 #: Model names of the ``evaluations`` rows of ``metrics.json``.
 MODELS = ("pls", "cnn_float", "cnn_int8", "deployed")
@@ -72,7 +75,7 @@ def evaluate_bundle(cfg: TrainConfig, data: Prepared, bundle_path: Path, preds: 
                     calibration: Calibration) -> Evaluation:
     """Predict every role through the written bundle and score all four models."""
     from edge.bundle import load_bundle
-    from trainer.conformal import empirical_coverage
+    from trainer.conformal import empirical_coverage, residual_shift
 
     ds, plan, classify = data.ds, data.plan, data.classify
     Y = ds.y
@@ -121,9 +124,23 @@ def evaluate_bundle(cfg: TrainConfig, data: Prepared, bundle_path: Path, preds: 
         coverage = {"nominal": cfg.intervals.coverage, "calibration_rows": sum(calibration.rows.values()),
                     "calibration": calibration.rows, "out_of_fold": calibration.out_of_fold,
                     "half_widths": dict(zip(ds.target_names, bundle.intervals.q_hat.tolist()))}
+        shift: dict[str, Any] = {}
         for name, rows in plan.tests.items():
             cov = empirical_coverage(bundle.intervals, Y[rows], preds[(name, "deployed")])
             coverage[name] = dict(zip(ds.target_names, cov.tolist()))
+            if calibration.residuals is not None and rows.size:
+                got = residual_shift(calibration.residuals, np.asarray(Y[rows], dtype=np.float64).reshape(rows.size, -1)
+                                     - preds[(name, "deployed")])
+                shift[name] = dict(zip(ds.target_names, got))
+                for t, s in shift[name].items():
+                    if s["shifted"]:
+                        log.warning("intervals: on %s the errors of %s are larger than the calibration rows' (median "
+                                    "|residual| %.4g against %.4g, rank test p = %.2g): they are not exchangeable, "
+                                    "and the coverage there (%.1f %%) is not the nominal one's to promise", name, t,
+                                    s["median_abs_test"], s["median_abs_calibration"], s["p_value"],
+                                    100 * coverage[name][t])
+        if shift:
+            coverage["residual_shift"] = shift
     key = score_key(classify)
     comparison = []
     for name in plan.tests:
