@@ -318,6 +318,8 @@ def _search_paragraph(srch: Mapping[str, Any]) -> str:
     recipe = srch.get("best_recipe") or {}
     if recipe:
         text += f" Preprocessing {html.escape(str(recipe.get('candidate')))}."
+    if srch.get("budget_note"):
+        text += f" <b>Search budget:</b> {html.escape(str(srch['budget_note']))}."
     refused = srch.get("refused") or {}
     if refused:
         text = text.replace("Trained: trial", "Best: trial", 1)

@@ -53,6 +53,8 @@ _TPE_STARTUP_TRIALS = 8
 #: Completed trials before the median pruner stops any (few: on two cores a budget holds only a few trials), and
 #: folds a trial always runs.
 _PRUNER_STARTUP_TRIALS = 2
+#: Trials a suggested budget is sized for, when the configured budget held the configured recipe only.
+_SUGGESTED_TRIALS = 10
 _PRUNER_WARMUP_FOLDS = 1
 #: Seconds a SQLite writer waits for another worker's lock.
 _SQLITE_TIMEOUT_S = 60
@@ -159,6 +161,8 @@ class SearchResult:
     seed_spread: dict[str, Any] | None = None
     trial_log: list[dict[str, Any]] = field(default_factory=list)
     classification: bool = False
+    #: Set when the budget held no trial beyond the configured recipe: what a search would need.
+    budget_note: str | None = None
 
     @property
     def error_name(self) -> str:
@@ -190,6 +194,7 @@ class SearchResult:
                       "rates (lower is better)" if self.classification else
                       "geometric mean over targets of out-of-fold RMSE / target sd (lower is better)"),
             "trials": self.trial_log,
+            "budget_note": self.budget_note,
         }
 
 
@@ -493,6 +498,15 @@ def run_search(
         trials_in_study=len(study.trials), budget_s=budget_s, budget_used_s=0.0, trial_log=trial_log,
         classification=bool(inputs.n_classes),
     )
+    sampled = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(_CONFIGURED)]
+    if not sampled and sc.trials > 1 and configured:
+        run_s = float(configured[0].user_attrs.get("seconds", 0.0))
+        want_min = math.ceil(run_s * (_SUGGESTED_TRIALS + max(0, sc.spread_seeds - 1)) / 60.0)
+        result.budget_note = (f"the {sc.budget_min:g} min budget held the configured recipe only ({run_s:.3g} s for "
+                              f"its {folds} folds): no other recipe was tried; a budget of about {want_min} min "
+                              f"(--budget-min or [search] budget_min) holds some {_SUGGESTED_TRIALS} trials "
+                              f"and the seed spread")
+        log.warning("search: %s", result.budget_note)
     if complete:
         best = min(complete, key=lambda t: (t.value, t.number))
         result.recipe = dict(best.user_attrs["recipe"])

@@ -260,7 +260,7 @@ def test_study_runs_configured_recipe_first_prunes_and_returns_the_best(tmp_path
     lines: list[str] = []
     res = search.run_search(cfg, _inputs(), tmp_path, progress=lines.append)
 
-    assert res.trials_run == 14 and res.trials_in_study == 14
+    assert res.trials_run == 14 and res.trials_in_study == 14 and res.budget_note is None
     assert res.trial_log[0]["configured"] and res.trial_log[0]["state"] == "complete"
     assert calls[0]["recipe"]["model"]["learning_rate"] == 3e-3
     assert res.trials_pruned >= 1 and any(t["stopped"] == "pruned" for t in res.trial_log)
@@ -323,6 +323,10 @@ def test_seed_spread_gets_only_the_seeds_that_fit_in_the_budget(tmp_path: Path,
     assert res.trials_run == 1 and res.best_trial == 0 and res.oof is not None
     assert res.seed_spread is not None and res.seed_spread["seeds"] == [0, 1]
     assert "did not fit" in res.seed_spread["note"]
+    # Only the configured recipe ran: the result says so and what budget a search would need (12 runs of 0.3 s).
+    assert res.budget_note is not None and res.to_dict()["budget_note"] == res.budget_note
+    assert "held the configured recipe only (0.3 s for its 3 folds)" in res.budget_note
+    assert "about 1 min" in res.budget_note
 
 
 def test_a_recipe_that_cannot_train_fails_its_trial_not_the_search(tmp_path: Path,
@@ -523,3 +527,6 @@ def test_report_says_which_recipe_was_trained() -> None:
     refused = _search_paragraph({"ran": True, "best_trial": 4, "best_score": 0.21, "refused": {"trial": 4, "why": "x"},
                                  "trained": "the configured recipe"})
     assert "Best: trial 4" in refused and "Its int8 model was refused</b> (x): the configured recipe" in refused
+    only = _search_paragraph({"ran": True, "best_trial": 0, "best_score": 0.39, "best_is_configured": True,
+                              "budget_note": "the 8 min budget held the configured recipe only"})
+    assert "<b>Search budget:</b> the 8 min budget held the configured recipe only." in only
