@@ -79,7 +79,7 @@ def empirical_coverage(model: IntervalModel, y_true: np.ndarray, y_pred: np.ndar
     return np.mean((yt >= lo) & (yt <= hi), axis=0)
 
 
-def residual_shift(calibration: np.ndarray, test: np.ndarray) -> list[dict[str, float | bool]]:
+def residual_shift(calibration: np.ndarray, test: np.ndarray) -> list[dict[str, float | bool | None]]:
     """Whether a test split's errors look like the calibration rows' errors, per target.
 
     The conformal guarantee holds for rows exchangeable with the calibration rows. A split can sit inside the
@@ -97,8 +97,9 @@ def residual_shift(calibration: np.ndarray, test: np.ndarray) -> list[dict[str, 
     Returns
     -------
     list of dict, one per target
-        ``median_abs_test``, ``median_abs_calibration``, ``ratio`` (test over calibration), ``p_value`` and
-        ``shifted`` (``p_value`` below :data:`SHIFT_P_VALUE` and the test errors larger).
+        ``median_abs_test``, ``median_abs_calibration``, ``ratio`` (test over calibration; None when the
+        calibration median is 0), ``p_value`` and ``shifted`` (``p_value`` below :data:`SHIFT_P_VALUE` and the test
+        errors larger).
     """
     from scipy.stats import mannwhitneyu
 
@@ -107,13 +108,14 @@ def residual_shift(calibration: np.ndarray, test: np.ndarray) -> list[dict[str, 
     if cal.shape[1] != tst.shape[1] or cal.shape[0] == 0 or tst.shape[0] == 0:
         raise CalibrationError(f"residual shift: expected non-empty residuals with the same targets, got "
                                f"{cal.shape} and {tst.shape}")
-    out: list[dict[str, float | bool]] = []
+    out: list[dict[str, float | bool | None]] = []
     for j in range(cal.shape[1]):
         m_cal, m_tst = float(np.median(cal[:, j])), float(np.median(tst[:, j]))
         p = float(mannwhitneyu(tst[:, j], cal[:, j], alternative="two-sided").pvalue)
-        ratio = m_tst / m_cal if m_cal > 0 else float("inf")
+        ratio = m_tst / m_cal if m_cal > 0 else None  # no ratio to a calibration set predicted exactly
+        larger = m_tst > m_cal if ratio is None else ratio > 1.0
         out.append({"median_abs_test": m_tst, "median_abs_calibration": m_cal, "ratio": ratio, "p_value": p,
-                    "shifted": bool(p < SHIFT_P_VALUE and ratio > 1.0)})
+                    "shifted": bool(p < SHIFT_P_VALUE and larger)})
     return out
 
 

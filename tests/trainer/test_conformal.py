@@ -155,3 +155,11 @@ def test_residual_shift_tells_exchangeable_errors_from_larger_ones() -> None:
 def test_residual_shift_refuses_mismatched_targets() -> None:
     with pytest.raises(CalibrationError, match="same targets"):
         residual_shift(np.zeros((10, 2)), np.zeros((5, 1)))
+
+
+def test_residual_shift_of_an_exactly_predicted_calibration_set_has_no_ratio() -> None:
+    import json
+
+    (got,) = residual_shift(np.zeros((20, 1)), np.ones((10, 1)))
+    assert got["ratio"] is None and got["shifted"] and got["median_abs_test"] == 1.0
+    json.dumps(got, allow_nan=False)  # metrics.json refuses NaN and infinity

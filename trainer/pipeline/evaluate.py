@@ -135,8 +135,8 @@ def evaluate_bundle(cfg: TrainConfig, data: Prepared, bundle_path: Path, preds: 
                 for t, s in shift[name].items():
                     if s["shifted"]:
                         log.warning("intervals: on %s the errors of %s are larger than the calibration rows' (median "
-                                    "|residual| %.4g against %.4g, rank test p = %.2g): they are not exchangeable, "
-                                    "and the coverage there (%.1f %%) is not the nominal one's to promise", name, t,
+                                    "|residual| %.4g against %.4g, rank test p = %.2g): not exchangeable with "
+                                    "them, so the nominal coverage does not apply there (measured %.1f %%)", name, t,
                                     s["median_abs_test"], s["median_abs_calibration"], s["p_value"],
                                     100 * coverage[name][t])
         if shift:
