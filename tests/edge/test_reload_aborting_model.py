@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import edge.load_probe as probe
 from edge.errors import RuntimeLoadError
 from tests.support.broker import MosquittoBroker
@@ -73,8 +75,9 @@ def test_a_reloaded_bundle_whose_model_aborts_litert_is_refused_and_the_old_one_
 def test_a_daemon_started_on_such_a_bundle_exits_with_the_reason(
     tmp_path: Path, demo_bundles: DemoBundles, mosquitto_broker: MosquittoBroker, procs: list[Proc],
 ) -> None:
-    if not _aborts_here():  # then the model merely mismatches the demo pipeline: a refusal other tests cover
-        return
+    if not _aborts_here():
+        pytest.skip("this LiteRT build loads the model without aborting: nothing native to survive here (the "
+                    "model then merely mismatches the demo pipeline, a refusal other tests cover)")
     members = read_zip(demo_bundles.v1)
     members.pop("manifest.sig", None)
     members["model.tflite"] = ABORTING_MODEL.read_bytes()
