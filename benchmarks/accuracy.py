@@ -87,8 +87,11 @@ def rows_from_metrics(metrics: dict[str, Any], protocol: str) -> list[dict[str, 
     for c in metrics.get("comparison", []):
         split, target = c.get("split"), c.get("target")
         shift = ((cov.get("residual_shift") or {}).get(split) or {}).get(target) or {}
-        # The bundle's own OOD monitor on the split, through the declared line detector where the config has one.
-        alarms = ((ood.get("alarm_rate_line") or ood.get("alarm_rate") or {}).get(split) or {})
+        # The bundle's own OOD monitor on the split (T2 or Q, and its autoencoder where it has one), through the
+        # declared line detector where the config has one.
+        line = bool(ood.get("alarm_rate_line"))
+        alarms = (ood.get("alarm_rate_line" if line else "alarm_rate") or {}).get(split) or {}
+        ae_alarms = ((ood.get("autoencoder") or {}).get("alarm_rate_line" if line else "alarm_rate") or {}).get(split)
         rows.append({
             "protocol": protocol,
             "dataset": metrics.get("dataset"),
@@ -106,12 +109,12 @@ def rows_from_metrics(metrics: dict[str, Any], protocol: str) -> list[dict[str, 
             "ratio_deployed_to_pls": c.get("ratio_deployed_to_pls"),
             "ratio_int8_to_float": c.get("ratio_int8_to_float"),
             "pls_components": (metrics.get("pls_components") or {}).get(c.get("target")),
-            # Regression: the deployed bundle's interval coverage on the split (nominal: interval_nominal), the
-            # share of its spectra the OOD monitor flags (T2 or Q), and its errors against the calibration rows'
-            # (median |residual| ratio; shifted: a two-sided rank test below p 0.01 with the split's errors larger).
+            # The deployed bundle's interval coverage on the split (regression; nominal: interval_nominal), the
+            # share of its spectra the OOD monitor flags, and its errors against the calibration rows' (regression:
+            # median |residual| ratio; shifted: a two-sided rank test below p 0.01 with the split's errors larger).
             "interval_nominal": cov.get("nominal"),
             "coverage": (cov.get(split) or {}).get(target),
-            "ood_flagged": alarms.get("either"),
+            "ood_flagged": (ae_alarms or {}).get("any", alarms.get("either")),
             "residual_ratio": shift.get("ratio"),
             "residual_shift_p": shift.get("p_value"),
             "residual_shifted": shift.get("shifted"),
@@ -232,10 +235,9 @@ def render(result: dict[str, Any]) -> str:
 def _shift_cell(row: dict[str, Any]) -> str | None:
     """The split's median |residual| over the calibration rows', marked when the rank test calls it a shift (larger
     errors: under-coverage) or the errors significantly smaller (over-coverage)."""
-    ratio = row.get("residual_ratio")
-    if ratio is None:
-        return None
-    p = row.get("residual_shift_p")
+    ratio, p = row.get("residual_ratio"), row.get("residual_shift_p")
+    if ratio is None:  # no ratio to a calibration set predicted exactly
+        return f"shifted (calibration median 0, p {p:.1g})" if row.get("residual_shifted") else None
     if row.get("residual_shifted"):
         return f"{ratio:.2f}x (shifted, p {p:.1g})"
     if p is not None and p < SHIFT_P_VALUE and ratio < 1.0:  # conservative intervals there: over-coverage

@@ -511,7 +511,7 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
                          "Per test split, the median absolute residual of the deployed model against the calibration "
                          "rows' and a two-sided rank test (Mann-Whitney): a ratio above 1 with p below 0.01 is a "
                          "shift (other reference errors, another design, a slope change between campaigns) that the "
-                         "OOD monitor need not see, and the coverage there falls short for that reason.</p>")
+                         "OOD monitor need not see, and the coverage there can fall short for that reason.</p>")
             parts.append(_table(["split", "target", "median |residual| (split)", "median |residual| (calibration)",
                                  "ratio", "p", "shifted"],
                                 [[s, t, v.get("median_abs_test"), v.get("median_abs_calibration"), v.get("ratio"),

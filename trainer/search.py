@@ -53,9 +53,9 @@ _TPE_STARTUP_TRIALS = 8
 #: Completed trials before the median pruner stops any (few: on two cores a budget holds only a few trials), and
 #: folds a trial always runs.
 _PRUNER_STARTUP_TRIALS = 2
+_PRUNER_WARMUP_FOLDS = 1
 #: Trials a suggested budget is sized for, when the configured budget held the configured recipe only.
 _SUGGESTED_TRIALS = 10
-_PRUNER_WARMUP_FOLDS = 1
 #: Seconds a SQLite writer waits for another worker's lock.
 _SQLITE_TIMEOUT_S = 60
 #: Heartbeat of running trials in an RDB storage: a worker that dies leaves a trial marked failed after 2 beats.
@@ -498,14 +498,17 @@ def run_search(
         trials_in_study=len(study.trials), budget_s=budget_s, budget_used_s=0.0, trial_log=trial_log,
         classification=bool(inputs.n_classes),
     )
-    sampled = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(_CONFIGURED)]
-    if not sampled and sc.trials > 1 and configured:
+    # Sampled recipes the study judged (in this run or an earlier one): a trial the budget cut off judged nothing.
+    judged = [t for t in study.get_trials(deepcopy=False)
+              if not t.user_attrs.get(_CONFIGURED) and t.user_attrs.get("stopped") != "budget"]
+    if not judged and sc.trials > 1 and configured:
         run_s = float(configured[0].user_attrs.get("seconds", 0.0))
-        want_min = math.ceil(run_s * (_SUGGESTED_TRIALS + max(0, sc.spread_seeds - 1)) / 60.0)
+        spread_runs = max(0, sc.spread_seeds - 1) if spread else 0
+        want_min = math.ceil(run_s * (_SUGGESTED_TRIALS + spread_runs) / 60.0)
         result.budget_note = (f"the {sc.budget_min:g} min budget held the configured recipe only ({run_s:.3g} s for "
-                              f"its {folds} folds): no other recipe was tried; a budget of about {want_min} min "
-                              f"(--budget-min or [search] budget_min) holds some {_SUGGESTED_TRIALS} trials "
-                              f"and the seed spread")
+                              f"its {folds} folds): no other recipe finished its cross-validation; a budget of about "
+                              f"{want_min} min (--budget-min or [search] budget_min) holds some {_SUGGESTED_TRIALS} "
+                              f"trials" + (" and the seed spread" if spread_runs else ""))
         log.warning("search: %s", result.budget_note)
     if complete:
         best = min(complete, key=lambda t: (t.value, t.number))

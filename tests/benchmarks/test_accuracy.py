@@ -139,3 +139,18 @@ def test_the_shift_cell_names_larger_and_smaller_errors() -> None:
     assert _shift_cell({"residual_ratio": 0.6, "residual_shift_p": 1e-3, "residual_shifted": False}) == \
         "0.60x (smaller, p 0.001)"
     assert _shift_cell({"residual_ratio": 1.1, "residual_shift_p": 0.2, "residual_shifted": False}) == "1.10x"
+    assert _shift_cell({"residual_ratio": None, "residual_shift_p": 1e-6, "residual_shifted": True}) == \
+        "shifted (calibration median 0, p 1e-06)"
+
+
+def test_the_shift_level_is_the_trainers() -> None:
+    from benchmarks.accuracy import SHIFT_P_VALUE
+    from trainer.conformal import SHIFT_P_VALUE as TRAINER_LEVEL
+
+    assert SHIFT_P_VALUE == TRAINER_LEVEL
+
+
+def test_ood_flagged_counts_the_autoencoder_where_the_bundle_has_one() -> None:
+    with_ae = {**REGRESSION, "ood": {**REGRESSION["ood"], "autoencoder": {
+        "alarm_rate_line": {"test_inst1": {"autoencoder": 0.02, "any": 0.03}}}}}
+    assert [r["ood_flagged"] for r in rows_from_metrics(with_ae, "tablets")] == [0.03, 0.99]

@@ -25,11 +25,12 @@ ABORTING_MODEL = Path(__file__).resolve().parents[1] / "data" / "trained" / "lit
 
 
 def _aborts_here() -> bool:
-    """Whether this interpreter still aborts on the model (probed in a child: this process lives either way)."""
+    """Whether this interpreter still kills the process that loads the model (probed in a child: this process
+    lives either way)."""
     try:
         probe.probe_model_load(ABORTING_MODEL.read_bytes())
     except RuntimeLoadError as exc:
-        return "killed by SIGABRT" in str(exc)
+        return "killed by" in str(exc)
     return False
 
 
@@ -56,7 +57,7 @@ def test_a_reloaded_bundle_whose_model_aborts_litert_is_refused_and_the_old_one_
     answer = subscriber.response("reload_bundle", "r-crash")
     assert answer["ok"] is False and "model.tflite" in answer["error"], answer
     if aborts:  # refused by the probe, with the signal and the interpreter's own last words
-        assert "killed by SIGABRT" in answer["error"] and "refused" in answer["error"], answer
+        assert "killed by SIG" in answer["error"] and "refused" in answer["error"], answer
     assert daemon.alive(), daemon.text()
 
     # The old model keeps serving: new predictions come, every one from version 1.0.0, none lost.
@@ -76,7 +77,7 @@ def test_a_daemon_started_on_such_a_bundle_exits_with_the_reason(
     tmp_path: Path, demo_bundles: DemoBundles, mosquitto_broker: MosquittoBroker, procs: list[Proc],
 ) -> None:
     if not _aborts_here():
-        pytest.skip("this LiteRT build loads the model without aborting: nothing native to survive here (the "
+        pytest.skip("this LiteRT build loads the model without dying: nothing native to survive here (the "
                     "model then merely mismatches the demo pipeline, a refusal other tests cover)")
     members = read_zip(demo_bundles.v1)
     members.pop("manifest.sig", None)
@@ -91,4 +92,4 @@ def test_a_daemon_started_on_such_a_bundle_exits_with_the_reason(
     wait_for(lambda: not daemon.alive(), "the daemon to refuse its bundle and exit")
     code = daemon.end()
     assert code not in (0, -6, 134), (code, daemon.text())  # an error exit, not the interpreter's abort
-    assert "killed by SIGABRT" in daemon.text() and "model.tflite" in daemon.text(), daemon.text()
+    assert "killed by SIG" in daemon.text() and "model.tflite" in daemon.text(), daemon.text()

@@ -132,7 +132,6 @@ def test_intervals_are_calibrated_on_selection_and_nested_out_of_fold_residuals(
     shift = cov["residual_shift"]["test"]["conc_pct"]
     resid = np.concatenate([Y[sel] - sel_pred, Y[tr] - oof])[:, 0]
     assert shift["median_abs_calibration"] == pytest.approx(float(np.median(np.abs(resid))), rel=HALF_WIDTH_RTOL)
-    assert shift["shifted"] == (shift["p_value"] < 0.01 and shift["ratio"] > 1)
 
 
 @pytest.mark.slow

@@ -45,9 +45,10 @@ train, prune), :mod:`~trainer.pipeline.int8` (conversion and the candidates' pre
   kept; :mod:`trainer.pipeline.int8`), ``bundle_bytes``,
   ``train_seconds`` (wall time of the whole fit), ``timings_s`` per stage, ``interval_coverage`` (nominal,
   ``calibration_rows`` and where they come from, ``out_of_fold`` (``nested``, ``fixed_recipe``,
-  ``per_target (...)`` or ``none``), half-widths, and measured coverage of the deployed model per test
-  split and target), ``ood`` (components,
-  limits, alarm rates per split; ``ood.autoencoder``: the autoencoder's limit, rows and alarm rates, or null),
+  ``per_target (...)`` or ``none``), half-widths, measured coverage of the deployed model per test
+  split and target, and ``residual_shift``: each test split's errors against the calibration residuals),
+  ``ood`` (components, limits, alarm rates per split; ``ood.autoencoder``: the autoencoder's limit, rows and
+  alarm rates, or null),
   ``splits`` (rows per role);
 - ``pretrain``: the CNN trunk pretraining on unlabeled spectra (:mod:`trainer.pretrain`): ``{"ran": false,
   "reason"}``, or its source, rows, task, epochs, settings and reconstruction losses;
