@@ -250,6 +250,16 @@ def _fake_cv(
     return cv
 
 
+def _clocked_search(monkeypatch: pytest.MonkeyPatch, step_s: float) -> Any:
+    """trainer.search with the stand-in cross-validation on the test's own clock (each fold takes ``step_s``)."""
+    import trainer.search as search
+
+    clock = _Clock()
+    monkeypatch.setattr(search, "_clock", clock)
+    monkeypatch.setattr(search, "cv_predictions", _fake_cv([], clock, step_s=step_s))
+    return search
+
+
 def test_study_runs_configured_recipe_first_prunes_and_returns_the_best(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import trainer.search as search
@@ -297,12 +307,7 @@ def test_study_runs_configured_recipe_first_prunes_and_returns_the_best(tmp_path
 
 
 def test_budget_stops_the_search_inside_a_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import trainer.search as search
-
-    calls: list[dict[str, Any]] = []
-    clock = _Clock()
-    monkeypatch.setattr(search, "_clock", clock)
-    monkeypatch.setattr(search, "cv_predictions", _fake_cv(calls, clock, step_s=0.05))
+    search = _clocked_search(monkeypatch, step_s=0.05)
     cfg = _cfg("[search]\ntrials = 10\nbudget_min = 0.0005\nfolds = 3\n")  # 30 ms: spent within the first fold
     res = search.run_search(cfg, _inputs(), tmp_path)
     assert res.trials_run == 1 and res.trial_log[0]["stopped"] == "budget"
@@ -311,12 +316,7 @@ def test_budget_stops_the_search_inside_a_trial(tmp_path: Path, monkeypatch: pyt
 
 def test_seed_spread_gets_only_the_seeds_that_fit_in_the_budget(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import trainer.search as search
-
-    calls: list[dict[str, Any]] = []
-    clock = _Clock()
-    monkeypatch.setattr(search, "_clock", clock)
-    monkeypatch.setattr(search, "cv_predictions", _fake_cv(calls, clock, step_s=0.1))
+    search = _clocked_search(monkeypatch, step_s=0.1)
     # 0.81 s: the configured trial (3 folds of 0.1 s) completes, then one more run of it fits, not two.
     cfg = _cfg("[search]\ntrials = 10\nbudget_min = 0.0135\nfolds = 3\nspread_seeds = 3\n")
     res = search.run_search(cfg, _inputs(), tmp_path)
@@ -331,12 +331,7 @@ def test_seed_spread_gets_only_the_seeds_that_fit_in_the_budget(tmp_path: Path,
 
 def test_a_sampled_trial_cut_off_by_the_budget_still_leaves_the_budget_note(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    import trainer.search as search
-
-    calls: list[dict[str, Any]] = []
-    clock = _Clock()
-    monkeypatch.setattr(search, "_clock", clock)
-    monkeypatch.setattr(search, "cv_predictions", _fake_cv(calls, clock, step_s=0.1))
+    search = _clocked_search(monkeypatch, step_s=0.1)
     # 0.45 s, no seed spread: the configured trial (3 folds of 0.1 s), then one fold of a sampled trial before the
     # budget stops it.
     cfg = _cfg("[search]\ntrials = 10\nbudget_min = 0.0075\nfolds = 3\nspread_seeds = 1\n")
