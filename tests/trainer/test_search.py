@@ -331,14 +331,17 @@ def test_seed_spread_gets_only_the_seeds_that_fit_in_the_budget(tmp_path: Path,
 
 def test_a_sampled_trial_cut_off_by_the_budget_still_leaves_the_budget_note(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    search = _clocked_search(monkeypatch, step_s=0.1)
-    # 0.45 s, no seed spread: the configured trial (3 folds of 0.1 s), then one fold of a sampled trial before the
+    # Folds of 10 s on the test's clock: Optuna's own timeout (the budget in real seconds, a safety net) then never
+    # stops the study before the search's clock does, however slow the machine.
+    search = _clocked_search(monkeypatch, step_s=10.0)
+    # 45 s, no seed spread: the configured trial (3 folds of 10 s), then one fold of a sampled trial before the
     # budget stops it.
-    cfg = _cfg("[search]\ntrials = 10\nbudget_min = 0.0075\nfolds = 3\nspread_seeds = 1\n")
+    cfg = _cfg("[search]\ntrials = 10\nbudget_min = 0.75\nfolds = 3\nspread_seeds = 1\n")
     res = search.run_search(cfg, _inputs(), tmp_path)
     assert [t["stopped"] for t in res.trial_log] == [None, "budget"]
     assert res.budget_note is not None and "no other recipe finished its cross-validation" in res.budget_note
-    assert res.budget_note.endswith("about 1 min (--budget-min or [search] budget_min) holds some 10 trials")
+    assert "(30 s for its 3 folds)" in res.budget_note
+    assert res.budget_note.endswith("about 5 min (--budget-min or [search] budget_min) holds some 10 trials")
 
 
 def test_a_recipe_that_cannot_train_fails_its_trial_not_the_search(tmp_path: Path,
