@@ -50,7 +50,8 @@ from typing import Any
 import numpy as np
 
 from trainer.errors import TrainConfigError
-from trainer.pls import PlsBaseline, cv_predictions_all_k, flatten_features, linear_map
+from trainer.pls import PlsBaseline, flatten_features
+from trainer.pls_deploy import DeployablePls, deployable_pls, deployable_plsda, fit_temperature, softmax
 from trainer.splits import grouped_folds
 
 __all__ = ["MODES", "PER_TARGET", "BLEND", "BLEND_GRID", "Selection", "blend_weight", "DeployablePls",
@@ -240,21 +241,22 @@ def pls_cv_predictions(
     Y: np.ndarray,
     groups: np.ndarray,
     *,
-    steps: Sequence[Mapping[str, Any]],
     make_pre: Callable[[Sequence[Mapping[str, Any]]], Any],
     folds: int,
     seed: int,
+    steps: Sequence[Mapping[str, Any]] | None = None,
 ) -> np.ndarray:
-    """Out-of-fold predictions (n, n_targets) of the deployable PLS recipe (its preprocessing and each target's
-    latent variables), with grouped folds."""
+    """Out-of-fold predictions (n, n_targets) of the deployable PLS recipe (its preprocessing, ``dep.steps`` unless
+    ``steps`` are given, and each target's latent variables on its stack branch, if any), with grouped folds."""
     from sklearn.cross_decomposition import PLSRegression
 
     pred = np.full(Y.shape, np.nan)
     for fit_idx, held_idx in grouped_folds(groups, folds, seed=seed):
-        pre = make_pre(steps).fit(X[fit_idx])
-        Xf = flatten_features(pre.transform(X[fit_idx]))
-        Xh = flatten_features(pre.transform(X[held_idx]))
+        pre = make_pre(dep.steps if steps is None else steps).fit(X[fit_idx])
+        Pf, Ph = pre.transform(X[fit_idx]), pre.transform(X[held_idx])
         for j, k in enumerate(dep.n_components.values()):
+            b = None if dep.branch_of is None else dep.branch_of[j]
+            Xf, Xh = (flatten_features(P if b is None else P[..., b]) for P in (Pf, Ph))
             kk = min(k, Xf.shape[0] - 1, Xf.shape[1])
             reg = PLSRegression(n_components=kk, scale=False).fit(Xf, Y[fit_idx, j])
             pred[held_idx, j] = np.asarray(reg.predict(Xh), dtype=np.float64).reshape(-1)
@@ -414,162 +416,3 @@ def _blends(names: Sequence[str], candidates: Sequence[str], oof: tuple[np.ndarr
                  e_blend, e_cnn, e_pls, "serves" if t in out else "PLS won the target: PLS serves it alone"
                  if t not in candidates else "not better by the margin")
     return out
-
-
-@dataclass(frozen=True)
-class DeployablePls:
-    """PLS as the bundle carries it: fitted preprocessing (trainer pipeline with ``to_edge()``) and one linear map.
-
-    Attributes
-    ----------
-    candidate : str
-        Preprocessing candidate shared by every target.
-    n_components : dict of str to int
-        Latent variables per target.
-    preprocess : object
-        Fitted on the training rows.
-    coef : ndarray, shape (n_features, n_targets)
-        Regression coefficients on the flattened preprocessed spectrum.
-    intercept : ndarray, shape (n_targets,)
-    feature_shape : tuple of int
-        Shape of one preprocessed spectrum.
-    cv_rmse : ndarray, shape (n_targets,)
-        Cross-validated RMSE of this deployable model per target (its candidate's curve at its latent variables):
-        what the champion rule compares the CNN with.
-    """
-
-    candidate: str
-    n_components: Mapping[str, int]
-    preprocess: Any
-    coef: np.ndarray
-    intercept: np.ndarray
-    feature_shape: tuple[int, ...]
-    cv_rmse: np.ndarray
-    #: PLS-DA only: the softmax temperature that turns its responses (one per class) into class probabilities.
-    temperature: float | None = None
-
-    def predict(self, X_abs: np.ndarray) -> np.ndarray:
-        """Predictions (n, n_targets) in float64, for absorbance spectra (PLS-DA: class probabilities)."""
-        Xp = flatten_features(self.preprocess.transform(np.asarray(X_abs, dtype=np.float64)))
-        out = Xp @ self.coef + self.intercept
-        return out if self.temperature is None else softmax(out / self.temperature)
-
-    def keras_model(self) -> Any:
-        """One dense layer with the coefficients (after a flatten for stacked inputs); PLS-DA: divided by the
-        temperature, with a softmax."""
-        import keras
-
-        inp = keras.Input(self.feature_shape)
-        x = keras.layers.Flatten()(inp) if len(self.feature_shape) > 1 else inp
-        t = 1.0 if self.temperature is None else self.temperature
-        dense = keras.layers.Dense(self.coef.shape[1], name="pls",
-                                   activation=None if self.temperature is None else "softmax")
-        model = keras.Model(inp, dense(x), name="pls")
-        dense.set_weights([(self.coef / t).astype(np.float32), (self.intercept / t).astype(np.float32)])
-        return model
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of (n, k) scores."""
-    e = np.exp(z - np.max(z, axis=1, keepdims=True))
-    return np.asarray(e / e.sum(axis=1, keepdims=True))
-
-
-#: Softmax temperatures tried for PLS-DA (log-spaced; its responses are about 0..1 per class).
-TEMPERATURE_GRID = tuple(float(t) for t in np.geomspace(0.01, 2.0, 60))
-
-
-def fit_temperature(responses: np.ndarray, y: np.ndarray) -> float:
-    """The temperature of :data:`TEMPERATURE_GRID` whose softmax of ``responses`` (n, k) gives the smallest
-    cross-entropy of the classes ``y`` (n,): temperature scaling, fitted on out-of-fold responses."""
-    idx = np.asarray(y, dtype=np.int64).reshape(-1)
-    losses = [-float(np.mean(np.log(np.maximum(softmax(responses / t)[np.arange(idx.size), idx], 1e-12))))
-              for t in TEMPERATURE_GRID]
-    return TEMPERATURE_GRID[int(np.argmin(losses))]
-
-
-def deployable_plsda(
-    pls: PlsBaseline,
-    X: np.ndarray,
-    y: np.ndarray,
-    groups: np.ndarray,
-    *,
-    candidates: Mapping[str, Sequence[Mapping[str, Any]]],
-    make_pre: Callable[[Sequence[Mapping[str, Any]]], Any],
-    folds: int,
-    seed: int,
-    measured: int | None = None,
-) -> DeployablePls:
-    """PLS-DA as a bundle carries it: the baseline's model (its preprocessing and latent variables, one response per
-    class, fitted on the training rows ``X``) as one linear map, with a softmax whose temperature is fitted on the
-    responses of grouped, class-stratified cross-validation of the same recipe (:func:`fit_temperature`).
-    ``cv_rmse`` holds its cross-validated error rate on the first ``measured`` rows (all by default: the measured
-    spectra, when line copies follow them), the rows the CNN's out-of-fold error rate is counted on."""
-    model = pls.models[0]
-    labels = np.asarray(y, dtype=np.int64).reshape(-1)
-    n_classes = len(pls.class_names) if pls.class_names is not None else int(labels.max()) + 1
-    P = model.preprocess.transform(np.asarray(X, dtype=np.float64))
-    coef, b0 = linear_map(model.pls, flatten_features(P).shape[1])
-    # Out-of-fold responses of the same recipe (its preprocessing and latent variables), class-stratified folds.
-    oof = cv_predictions_all_k(np.asarray(X, dtype=np.float64), np.eye(n_classes)[labels],
-                               candidates[model.candidate], grouped_folds(groups, folds, seed=seed, y_class=labels),
-                               model.n_components, make_pre, per_target=False)[model.n_components - 1]
-    temperature = fit_temperature(oof, labels)
-    n = labels.size if measured is None else int(measured)
-    error = float(np.mean(np.argmax(oof[:n], axis=1) != labels[:n]))
-    log.info("deployable PLS-DA: %s, %d latent variables, softmax temperature %.3g (out of fold: error rate %.3f)",
-             model.candidate, model.n_components, temperature, error)
-    return DeployablePls(candidate=model.candidate, n_components={model.targets[0]: model.n_components},
-                         preprocess=model.preprocess, coef=coef, intercept=b0,
-                         feature_shape=tuple(int(s) for s in P.shape[1:]), cv_rmse=np.array([error]),
-                         temperature=temperature)
-
-
-def deployable_pls(
-    pls: PlsBaseline,
-    X: np.ndarray,
-    Y: np.ndarray,
-    *,
-    candidates: Mapping[str, Sequence[Mapping[str, Any]]],
-    make_pre: Callable[[Sequence[Mapping[str, Any]]], Any],
-) -> DeployablePls:
-    """One preprocessing for all targets and each target's PLS1 on it, as one linear map.
-
-    When the targets chose different candidates, the shared one is the candidate whose RMSECV, relative to each
-    target's best, is smallest on average; each target keeps its own latent variables, chosen on that candidate's
-    cross-validation curve. The champion rule compares the CNN with this model (``cv_rmse``), the one that would
-    be deployed, not with the per-target tuned PLS baseline.
-    """
-    from sklearn.cross_decomposition import PLSRegression
-
-    models = pls.models
-    chosen = {m.candidate for m in models}
-    if len(chosen) == 1:
-        cand = next(iter(chosen))
-    else:
-        def cost(c: str) -> float:
-            return float(np.mean([np.min(m.cv_curves[c]) / min(np.min(v) for v in m.cv_curves.values())
-                                  for m in models]))
-        cand = min(candidates, key=cost)
-        log.info("deployable PLS: targets chose %s; one preprocessing for all: %s", sorted(chosen), cand)
-    pre = make_pre(candidates[cand]).fit(X)
-    P = pre.transform(X)
-    Xp = flatten_features(P)
-    coefs, intercepts, ks, cv = [], [], {}, []
-    for j, m in enumerate(models):
-        k = int(np.argmin(m.cv_curves[cand])) + 1 if cand != m.candidate else m.n_components
-        cv.append(float(np.asarray(m.cv_curves[cand])[k - 1]))
-        k = min(k, Xp.shape[0] - 1, Xp.shape[1])
-        c, b0 = linear_map(PLSRegression(n_components=k, scale=False).fit(Xp, Y[:, j]), Xp.shape[1])
-        coefs.append(c[:, 0])
-        intercepts.append(float(b0[0]))
-        ks[m.targets[0]] = k
-    return DeployablePls(
-        candidate=cand,
-        n_components=ks,
-        preprocess=pre,
-        coef=np.stack(coefs, axis=1),
-        intercept=np.asarray(intercepts),
-        feature_shape=tuple(int(s) for s in P.shape[1:]),
-        cv_rmse=np.asarray(cv),
-    )

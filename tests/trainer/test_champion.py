@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.champion import blend_weight, choose_model, deployable_pls, pls_cv_predictions
+from trainer.champion import blend_weight, choose_model, deployable_pls, pls_cv_predictions, pls_cv_rmse
 from trainer.errors import TrainConfigError
 from trainer.pls import fit_pls_baseline
 from trainer.preprocessing import make_pipeline_from_config
@@ -170,8 +170,69 @@ def test_deployable_pls_is_the_same_linear_model() -> None:
     np.testing.assert_allclose(keras_out, dep.predict(X), rtol=1e-4, atol=1e-4)
 
     # Its out-of-fold predictions (the intervals' residuals) reproduce the CV score the rule compared.
-    oof = pls_cv_predictions(dep, X, Y, np.arange(80), steps=cands[dep.candidate], make_pre=make, folds=5, seed=0)
+    oof = pls_cv_predictions(dep, X, Y, np.arange(80), make_pre=make, folds=5, seed=0)
     np.testing.assert_allclose(np.sqrt(np.mean((oof - Y) ** 2, axis=0)), dep.cv_rmse, rtol=1e-6)
+
+
+def _scatter_mixtures() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mixtures under a multiplicative scatter: target a (a relative concentration) wants SNV, which removes the
+    scatter; target b (the scatter itself) wants the centred spectra, since SNV removes what it measures."""
+    rng = np.random.default_rng(0)
+    wl = np.linspace(900.0, 1100.0, 40)
+    bands = np.stack([np.exp(-((wl - c) ** 2) / 200.0) for c in (950.0, 1000.0, 1050.0)])
+    conc = rng.uniform(0.1, 1.0, (90, 3))
+    scale = rng.uniform(0.5, 1.5, (90, 1))
+    X = scale * (0.5 + conc @ bands) + rng.normal(0, 1e-3, (90, 40))
+    return wl, X, np.column_stack([conc[:, 0] / conc.sum(axis=1) * 10, scale[:, 0] * 10])
+
+
+def test_targets_that_chose_different_preprocessings_are_each_served_by_their_own_pls(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Two candidates become the branches of one stack, each target's coefficients on its own branch: the deployable
+    model predicts what the per-target tuned baseline predicts, and its cross-validation is the baseline's."""
+    wl, X, Y = _scatter_mixtures()
+
+    def make(steps):
+        return make_pipeline_from_config([dict(s) for s in steps], wl)
+
+    cands = {"center": [{"op": "center"}], "snv": [{"op": "snv"}]}
+    pls = fit_pls_baseline(X, Y, candidates=cands, groups=np.arange(90), target_names=NAMES, folds=5,
+                           max_components=6, make_preprocess=make)
+    assert [m.candidate for m in pls.models] == ["snv", "center"], "the data no longer split the candidates"
+    with caplog.at_level("INFO", logger="trainer.champion"):
+        dep = deployable_pls(pls, X, Y, candidates=cands, make_pre=make)
+    assert dep.candidate == "snv+center" and dep.branch_of == (0, 1) and dep.feature_shape == (40, 2)
+    assert dep.steps == [{"op": "stack", "branches": [[{"op": "snv"}], [{"op": "center"}]]}]
+    assert "stacked as branches: a <- snv (2 LV), b <- center" in caplog.text
+    np.testing.assert_allclose(dep.predict(X), pls.predict(X), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(dep.cv_rmse, pls_cv_rmse(pls), rtol=1e-12)
+    keras_out = np.asarray(dep.keras_model()(dep.preprocess.transform(X).astype(np.float32)))
+    np.testing.assert_allclose(keras_out, dep.predict(X), rtol=1e-4, atol=1e-4)
+    oof = pls_cv_predictions(dep, X, Y, np.arange(90), make_pre=make, folds=5, seed=0)
+    np.testing.assert_allclose(np.sqrt(np.mean((oof - Y) ** 2, axis=0)), dep.cv_rmse, rtol=1e-6)
+    # The edge's own pipeline, from the spec the bundle carries, gives the stacked input the model was fitted on.
+    edge_pipe = dep.preprocess.to_edge()
+    np.testing.assert_allclose(edge_pipe.transform(X), dep.preprocess.transform(X), rtol=1e-12, atol=1e-12)
+
+
+def test_candidates_that_cannot_share_a_stack_fall_back_to_one_for_every_target(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A crop in one candidate only gives branches of different lengths: one candidate then serves both targets,
+    and the log says why."""
+    wl, X, Y = _scatter_mixtures()
+
+    def make(steps):
+        return make_pipeline_from_config([dict(s) for s in steps], wl)
+
+    cands = {"center": [{"op": "center"}],
+             "crop_snv": [{"op": "crop", "wavelength_min": 920.0, "wavelength_max": 1080.0}, {"op": "snv"}]}
+    pls = fit_pls_baseline(X, Y, candidates=cands, groups=np.arange(90), target_names=NAMES, folds=5,
+                           max_components=6, make_preprocess=make)
+    assert {m.candidate for m in pls.models} == {"center", "crop_snv"}, "the data no longer split the candidates"
+    with caplog.at_level("INFO", logger="trainer.champion"):
+        dep = deployable_pls(pls, X, Y, candidates=cands, make_pre=make)
+    assert dep.branch_of is None and dep.candidate in cands and dep.steps == cands[dep.candidate]
+    assert "cannot share a stack (their outputs differ in shape" in caplog.text
 
 
 def test_a_blend_serves_a_target_only_where_it_beats_both_models_out_of_fold_by_the_margin() -> None:

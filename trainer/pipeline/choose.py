@@ -130,7 +130,7 @@ def choose_deployed(
     from trainer.quantize import convert_float
 
     pls_member = Member("pls", convert_float(dep.keras_model(), subprocess=cfg.quantize.subprocess),
-                        cfg.preprocessing.candidates[dep.candidate], dep.preprocess.to_edge(),
+                        list(dep.steps), dep.preprocess.to_edge(),
                         dep.preprocess.transform(X[tr]), None)
     if selection.winner == "pls":
         return _deployed(selection, dep, pls_member, pls_oof=pls_oof)
