@@ -74,17 +74,28 @@ class DeployablePls:
         return out if self.temperature is None else softmax(out / self.temperature)
 
     def keras_model(self) -> Any:
-        """One dense layer with the coefficients (after a flatten for stacked inputs); PLS-DA: divided by the
-        temperature, with a softmax."""
+        """One dense layer with the coefficients; PLS-DA: divided by the temperature, with a softmax.
+
+        A stacked input (channels, branches) gets the same linear map as one convolution whose kernel spans every
+        channel, then a mean over its single output position: no reshape, whose converted graph would fix the batch
+        at one row and stop the edge from running a batch of frames in one invoke."""
         import keras
 
         inp = keras.Input(self.feature_shape)
-        x = keras.layers.Flatten()(inp) if len(self.feature_shape) > 1 else inp
         t = 1.0 if self.temperature is None else self.temperature
-        dense = keras.layers.Dense(self.coef.shape[1], name="pls",
-                                   activation=None if self.temperature is None else "softmax")
-        model = keras.Model(inp, dense(x), name="pls")
-        dense.set_weights([(self.coef / t).astype(np.float32), (self.intercept / t).astype(np.float32)])
+        activation = None if self.temperature is None else "softmax"
+        n_out = self.coef.shape[1]
+        kernel = (self.coef / t).astype(np.float32)
+        if len(self.feature_shape) > 1:
+            layer = keras.layers.Conv1D(n_out, int(self.feature_shape[0]), name="pls")
+            out = keras.layers.Activation(activation, name="pls_out")(
+                keras.layers.GlobalAveragePooling1D(name="pls_position")(layer(inp)))
+            kernel = kernel.reshape(*self.feature_shape, n_out)
+        else:
+            layer = keras.layers.Dense(n_out, name="pls", activation=activation)
+            out = layer(inp)
+        model = keras.Model(inp, out, name="pls")
+        layer.set_weights([kernel, (self.intercept / t).astype(np.float32)])
         return model
 
 

@@ -31,16 +31,23 @@ def test_predictions_carry_the_autoencoder_score_and_a_foreign_band_raises_ood_a
     def ae_raised() -> bool:
         return any(d["detector"] == "ood_ae" and d["event"] == "raised" for d in subscriber.kind("/drift"))
 
-    wait_for(lambda: ae_raised() or not daemon.alive(), "the ood_ae drift alert", timeout_s=60.0)
+    # the simulator's first session is deterministic: the seqs its spectra get, offline (band from spectrum DRIFT_AT)
+    spectra = offline_stream(DRIFT_AT + RAMP)["spectra"]
+    onset_seq, full_seq = spectra[DRIFT_AT].seq, spectra[DRIFT_AT + RAMP - 1].seq
+
+    def past_full_band() -> bool:
+        with subscriber.lock:
+            return any(seq >= full_seq for seq in subscriber.predictions)
+
+    # the alert may come while the band still ramps up: wait for the full band's predictions too
+    wait_for(lambda: (ae_raised() and past_full_band()) or not daemon.alive(), "the ood_ae drift alert",
+             timeout_s=60.0)
     assert daemon.alive(), daemon.text()
     with subscriber.lock:
         preds = dict(subscriber.predictions)
     limits = {p["ood"]["ae_limit"] for p in preds.values()}
     assert len(limits) == 1 and next(iter(limits)) > 0
     assert all(p["ood"]["ae_score"] is not None for p in preds.values())
-    # the simulator's first session is deterministic: the seqs its spectra get, offline (band from spectrum DRIFT_AT)
-    spectra = offline_stream(DRIFT_AT + RAMP)["spectra"]
-    onset_seq, full_seq = spectra[DRIFT_AT].seq, spectra[DRIFT_AT + RAMP - 1].seq
     seqs = sorted(preds)
     clean = [preds[s] for s in seqs if s < onset_seq]
     far = [preds[s] for s in seqs if s >= full_seq]
