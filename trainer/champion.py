@@ -35,8 +35,9 @@ rows. A few dozen selection rows alone move an error rate by several points per 
 when its error rate is lower than PLS-DA's by more than ``tie_margin`` (relative), otherwise PLS-DA, the simpler
 model, is (both perfect is a tie).
 
-A deployed PLS model is its preprocessing (the edge steps, as for the CNN) and one dense layer holding the PLS
-regression coefficients and intercepts, converted to a float32 ``.tflite`` so it runs in the same LiteRT runtime,
+A deployed PLS model is its preprocessing (the edge steps, as for the CNN; targets that chose different candidates
+get them stacked, :mod:`trainer.pls_deploy`) and one dense layer holding the PLS regression coefficients and
+intercepts, converted to a float32 ``.tflite`` so it runs in the same LiteRT runtime,
 with the same OOD statistics, intervals, drift monitors and golden self-test as a CNN bundle.
 """
 
@@ -244,15 +245,14 @@ def pls_cv_predictions(
     make_pre: Callable[[Sequence[Mapping[str, Any]]], Any],
     folds: int,
     seed: int,
-    steps: Sequence[Mapping[str, Any]] | None = None,
 ) -> np.ndarray:
-    """Out-of-fold predictions (n, n_targets) of the deployable PLS recipe (its preprocessing, ``dep.steps`` unless
-    ``steps`` are given, and each target's latent variables on its stack branch, if any), with grouped folds."""
+    """Out-of-fold predictions (n, n_targets) of the deployable PLS recipe (its preprocessing ``dep.steps`` and each
+    target's latent variables, on its stack branch where it has one), with grouped folds."""
     from sklearn.cross_decomposition import PLSRegression
 
     pred = np.full(Y.shape, np.nan)
     for fit_idx, held_idx in grouped_folds(groups, folds, seed=seed):
-        pre = make_pre(dep.steps if steps is None else steps).fit(X[fit_idx])
+        pre = make_pre(dep.steps).fit(X[fit_idx])
         Pf, Ph = pre.transform(X[fit_idx]), pre.transform(X[held_idx])
         for j, k in enumerate(dep.n_components.values()):
             b = None if dep.branch_of is None else dep.branch_of[j]

@@ -53,6 +53,8 @@ class DeployablePls:
         The preprocessing op specs (a candidate's, or one ``stack`` step of several): what the bundle carries.
     branch_of : tuple of int or None
         Per target, the stack branch its coefficients sit on; None without a stack of candidates.
+    branches : tuple of str
+        The candidate of each stack branch, in order; empty without a stack of candidates.
     """
 
     candidate: str
@@ -64,6 +66,7 @@ class DeployablePls:
     cv_rmse: np.ndarray
     steps: Sequence[Mapping[str, Any]] = ()
     branch_of: tuple[int, ...] | None = None
+    branches: tuple[str, ...] = ()
     #: PLS-DA only: the softmax temperature that turns its responses (one per class) into class probabilities.
     temperature: float | None = None
 
@@ -212,11 +215,22 @@ def deployable_pls(
     )
 
 
+def _common_prefix(names: Sequence[str], candidates: Mapping[str, Sequence[Mapping[str, Any]]]) -> int:
+    """How many leading steps every candidate of ``names`` shares (a common crop, say): they go before the stack."""
+    steps = [list(candidates[n]) for n in names]
+    k = 0
+    while all(len(s) > k for s in steps) and all(dict(s[k]) == dict(steps[0][k]) for s in steps):
+        k += 1
+    return k
+
+
 def _unstackable(names: Sequence[str], X: np.ndarray, candidates: Mapping[str, Sequence[Mapping[str, Any]]],
                  make_pre: Callable[[Sequence[Mapping[str, Any]]], Any]) -> str | None:
-    """Why the candidates ``names`` cannot be the branches of one stack, or None when they can."""
+    """Why the candidates ``names`` cannot be the branches of one stack (after their common leading steps), or None
+    when they can."""
+    k = _common_prefix(names, candidates)
     for name in names:
-        ops = sorted({str(s.get("op")) for s in candidates[name]} & _NOT_IN_BRANCH)
+        ops = sorted({str(s.get("op")) for s in list(candidates[name])[k:]} & _NOT_IN_BRANCH)
         if ops:
             return f"{name!r} holds {', '.join(ops)}"
     shapes = {name: make_pre(candidates[name]).fit(X).transform(X[:1]).shape[1:] for name in names}
@@ -228,28 +242,31 @@ def _unstackable(names: Sequence[str], X: np.ndarray, candidates: Mapping[str, S
 def _stacked(pls: PlsBaseline, X: np.ndarray, Y: np.ndarray, names: Sequence[str], *,
              candidates: Mapping[str, Sequence[Mapping[str, Any]]],
              make_pre: Callable[[Sequence[Mapping[str, Any]]], Any]) -> DeployablePls:
-    """The candidates ``names`` as the branches of one stack, each target's PLS (its candidate, its latent
-    variables, fitted on ``X``) on its own branch: the tuned baseline, exactly."""
+    """The candidates ``names`` as the branches of one stack (their common leading steps before it, where the
+    bundle's wavelength grid and noise level read them), each target's PLS (its candidate, its latent variables,
+    fitted on ``X``) on its own branch: the tuned baseline, exactly."""
     from sklearn.cross_decomposition import PLSRegression
 
-    steps = [{"op": "stack", "branches": [[dict(s) for s in candidates[n]] for n in names]}]
+    k = _common_prefix(names, candidates)
+    lead = [dict(s) for s in list(candidates[names[0]])[:k]]
+    steps = lead + [{"op": "stack", "branches": [[dict(s) for s in list(candidates[n])[k:]] for n in names]}]
     pre = make_pre(steps).fit(X)
     P = pre.transform(X)  # (n, channels, branches)
     coef = np.zeros(P.shape[1:] + (len(pls.models),))
     intercepts, ks, cv, branch_of = [], {}, [], []
     for j, m in enumerate(pls.models):
-        b = names.index(m.candidate)
-        k = min(m.n_components, P.shape[0] - 1, P.shape[1])
-        c, b0 = linear_map(PLSRegression(n_components=k, scale=False).fit(P[:, :, b], Y[:, j]), P.shape[1])
+        b = list(names).index(m.candidate)
+        n_lv = min(m.n_components, P.shape[0] - 1, P.shape[1])
+        c, b0 = linear_map(PLSRegression(n_components=n_lv, scale=False).fit(P[:, :, b], Y[:, j]), P.shape[1])
         coef[:, b, j] = c[:, 0]
         intercepts.append(float(b0[0]))
-        ks[m.targets[0]] = k
+        ks[m.targets[0]] = n_lv
         cv.append(float(np.asarray(m.cv_curves[m.candidate])[m.n_components - 1]))
         branch_of.append(b)
-    log.info("deployable PLS: targets chose %s, stacked as branches: %s", list(names),
+    log.info("deployable PLS: targets chose %s, stacked as branches%s: %s", list(names),
+             f" after their {k} common leading step(s)" if k else "",
              ", ".join(f"{m.targets[0]} <- {m.candidate} ({ks[m.targets[0]]} LV)" for m in pls.models))
     return DeployablePls(candidate="+".join(names), n_components=ks, preprocess=pre,
                          coef=coef.reshape(-1, len(pls.models)), intercept=np.asarray(intercepts),
                          feature_shape=tuple(int(s) for s in P.shape[1:]), cv_rmse=np.asarray(cv), steps=steps,
-                         branch_of=tuple(branch_of))
-
+                         branch_of=tuple(branch_of), branches=tuple(names))

@@ -202,6 +202,7 @@ def test_targets_that_chose_different_preprocessings_are_each_served_by_their_ow
     with caplog.at_level("INFO", logger="trainer.champion"):
         dep = deployable_pls(pls, X, Y, candidates=cands, make_pre=make)
     assert dep.candidate == "snv+center" and dep.branch_of == (0, 1) and dep.feature_shape == (40, 2)
+    assert dep.branches == ("snv", "center")
     assert dep.steps == [{"op": "stack", "branches": [[{"op": "snv"}], [{"op": "center"}]]}]
     assert "stacked as branches: a <- snv (2 LV), b <- center" in caplog.text
     np.testing.assert_allclose(dep.predict(X), pls.predict(X), rtol=1e-9, atol=1e-9)
@@ -213,6 +214,27 @@ def test_targets_that_chose_different_preprocessings_are_each_served_by_their_ow
     # The edge's own pipeline, from the spec the bundle carries, gives the stacked input the model was fitted on.
     edge_pipe = dep.preprocess.to_edge()
     np.testing.assert_allclose(edge_pipe.transform(X), dep.preprocess.transform(X), rtol=1e-12, atol=1e-12)
+
+
+def test_steps_every_candidate_starts_with_go_before_the_stack() -> None:
+    """A crop both candidates start with runs once, before the stack, where the bundle's wavelength grid and noise
+    level read it; the model is still each target's tuned PLS."""
+    wl, X, Y = _scatter_mixtures()
+
+    def make(steps):
+        return make_pipeline_from_config([dict(s) for s in steps], wl)
+
+    crop = {"op": "crop", "wavelength_min": 920.0, "wavelength_max": 1080.0}
+    cands = {"crop_center": [crop, {"op": "center"}], "crop_snv": [crop, {"op": "snv"}]}
+    pls = fit_pls_baseline(X, Y, candidates=cands, groups=np.arange(90), target_names=NAMES, folds=5,
+                           max_components=6, make_preprocess=make)
+    assert [m.candidate for m in pls.models] == ["crop_snv", "crop_center"], "the data no longer split the candidates"
+    dep = deployable_pls(pls, X, Y, candidates=cands, make_pre=make)
+    assert dep.steps == [crop, {"op": "stack", "branches": [[{"op": "snv"}], [{"op": "center"}]]}]
+    assert dep.branches == ("crop_snv", "crop_center") and dep.feature_shape[1] == 2 < dep.feature_shape[0] < 40
+    np.testing.assert_allclose(dep.predict(X), pls.predict(X), rtol=1e-9, atol=1e-9)
+    oof = pls_cv_predictions(dep, X, Y, np.arange(90), make_pre=make, folds=5, seed=0)
+    np.testing.assert_allclose(np.sqrt(np.mean((oof - Y) ** 2, axis=0)), dep.cv_rmse, rtol=1e-6)
 
 
 def test_candidates_that_cannot_share_a_stack_fall_back_to_one_for_every_target(
@@ -231,7 +253,7 @@ def test_candidates_that_cannot_share_a_stack_fall_back_to_one_for_every_target(
     assert {m.candidate for m in pls.models} == {"center", "crop_snv"}, "the data no longer split the candidates"
     with caplog.at_level("INFO", logger="trainer.champion"):
         dep = deployable_pls(pls, X, Y, candidates=cands, make_pre=make)
-    assert dep.branch_of is None and dep.candidate in cands and dep.steps == cands[dep.candidate]
+    assert dep.branch_of is None and not dep.branches and dep.candidate in cands and dep.steps == cands[dep.candidate]
     assert "cannot share a stack (their outputs differ in shape" in caplog.text
 
 

@@ -92,6 +92,7 @@ def test_each_target_is_served_by_the_pls_tuned_for_it(fitted: dict[str, Any]) -
     assert m["preprocessing"]["pls"] == {"relative_pct": "snv", "scatter_pct": "center"}, \
         "the data no longer split the candidates"
     assert m["deployed_model"] == "pls" and m["deployed_pls"]["candidate"] == "snv+center"
+    assert m["deployed_pls"]["branches"] == ["snv", "center"]
     path: Path = fitted["res"].bundle_path
     assert check_command(path) == 0
     bundle = load_bundle(path)

@@ -56,7 +56,7 @@ def _fit_pls_baseline(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.nda
 
 
 def deployable_pls_on(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> Any:
-    """The deployable PLS (:func:`trainer.champion.deployable_pls`: one preprocessing for every target) chosen and
+    """The deployable PLS (:func:`trainer.champion.deployable_pls`: each target's candidate, stacked) chosen and
     fitted on these rows alone, the PLS baseline's per-candidate log lines kept to DEBUG."""
     from trainer.champion import deployable_pls
 

@@ -89,8 +89,8 @@ def summarise(cfg: TrainConfig, data: Prepared, recipe: Recipe, pls: Any, net: T
         "selection": {**selection.to_dict(), "int8_cost_rows": None if classify else int8_cost_role(data)},
         "search": recipe.search,
         "pretrain": net.pretrain,
-        "deployed_pls": ({"candidate": dep.candidate, "n_components": dict(dep.n_components)}
-                         if deployed.serves_pls else None),
+        "deployed_pls": ({"candidate": dep.candidate, "n_components": dict(dep.n_components),
+                          "branches": list(dep.branches)} if deployed.serves_pls else None),
         "pls_components": pls.components,
         "preprocessing": {"cnn": recipe.candidate, "pls": pls.candidates,
                           "candidates": {k: [dict(s) for s in v] for k, v in cfg.preprocessing.candidates.items()}},
