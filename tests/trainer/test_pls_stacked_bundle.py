@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edge.bundle import check_command, load_bundle
+from tests.support.tiny_fit import SMALL_CNN
 from trainer.config import load_config
 from trainer.pipeline import fit_full, regression_metrics
 
@@ -45,11 +46,7 @@ snv = [{op = "snv"}]
 [augment]
 n_copies = 0
 [model]
-filters = [4]
-kernel_sizes = [5]
-strides = [2]
-dense_units = [8]
-epochs = 3
+""" + SMALL_CNN + """epochs = 3
 batch_size = 16
 [quantize]
 representative_samples = 40
