@@ -380,7 +380,9 @@ def fit_ood(
     else:
         if n_components > limit_k:
             raise CalibrationError(
-                f"ood.n_components: expected at most {limit_k} components for {n} spectra, got {n_components}"
+                f"ood.n_components: expected at most {limit_k} components (the smallest of ood.max_components = "
+                f"{max_components}, {n} spectra - 2 and the {np.count_nonzero(eig > total * 1e-12)} directions with "
+                f"variance), got {n_components}"
             )
         k = n_components
     # A spectrum is flagged when either statistic exceeds its limit: each gets alpha / 2 (Bonferroni), so the flag's

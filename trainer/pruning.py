@@ -95,8 +95,9 @@ class PruneConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PruneConfig:
-        """Build from the ``[pruning]`` table: unknown keys and values of the wrong type are refused, naming the key."""
-        return record_from_table(cls, d, "pruning")
+        """Build from the ``[pruning]`` table without its ``enabled`` key (the caller's): unknown keys and values of the
+        wrong type are refused, naming the key."""
+        return record_from_table(cls, d, "pruning", also_known=("enabled",))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form for ``metrics.json`` and reports."""

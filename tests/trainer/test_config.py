@@ -121,6 +121,27 @@ def test_tablets_multi_example_has_three_targets_and_the_assay_protocol(repo_roo
         ('[model]', '[bundle]\nmodel_version = "1.0 beta"\n[model]', "bundle.model_version: expected 1-64 letters"),
         ('[model]', '[quantize]\nrepresentative = 3\n[model]', "quantize.representative: unknown key"),
         ('[model]', '[quantize]\nint16x8 = "always"\n[model]', "quantize.int16x8: expected one of auto, never"),
+        # Keys that would be ignored are refused, saying where they belong.
+        ('path = "spectra.npz"', 'synthetic = { samples = 60 }\ntargets_path = "refs.csv"',
+         r"data.targets_path: describes a data file \(path\), .* got targets_path"),
+        ('path = "spectra.npz"', 'synthetic = { samples = 60 }\naxis_unit = "cm-1"\ndelimiter = ";"',
+         "data.axis_unit: describes a data file .* got axis_unit, delimiter"),
+        ('path = "spectra.npz"', 'synthetic = { samples = 60 }\ntask = "classification"',
+         "data.task: the synthetic spectra are a regression, got 'classification'"),
+        ('group = "sample_id"', 'group = "sample_id"\nfolds = 4',
+         "split.folds: used only with method = 'grouped_kfold', got it with method = 'explicit'"),
+        ('group = "sample_id"', 'group = "sample_id"\ntest_fold = 1', "split.test_fold: used only with method"),
+        ('test_a = {split = "test"}', 'train = {split = "test"}',
+         "split.test.train: expected a test-set name other than 'train' and 'select'"),
+        ('select = {split = "val", instrument = [1, 2]}', 'select = {holdout_fraction = 0.2, split = "val"}',
+         r"split.select: expected holdout_fraction alone or column = value conditions, got holdout_fraction with "
+         r"\['split'\]"),
+        ('select = {split = "val", instrument = [1, 2]}', 'select = {split = []}',
+         r"split.select.split: expected a string, number, true/false or a non-empty array of them, got \[\]"),
+        ('[model]', '[search]\nstorage = "  "\n[model]',
+         "search.storage: expected a storage URL or a file name, got '  '"),
+        ('[model]', '[instrument.noise]\nread_noise_counts = -1\n[model]',
+         "instrument.noise.read_noise_counts: expected a finite number >= 0, got -1"),
     ],
 )
 def test_bad_configs_name_the_key(old: str, new: str, message: str) -> None:

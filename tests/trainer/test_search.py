@@ -372,6 +372,10 @@ def test_study_name_follows_config_and_data() -> None:
     assert a != study_name_for(_cfg(), inputs, 4)
     changed = inputs.__class__(**{**inputs.__dict__, "Y": inputs.Y + 1})
     assert a != study_name_for(_cfg(), changed, 3)
+    # The line copies every trial trains on: another [instrument.noise] is another study.
+    noisy = study_name_for(_cfg("[instrument.noise]\naverages = 64\ncnn_copies = 2\n"), inputs, 3)
+    assert noisy != a
+    assert noisy != study_name_for(_cfg("[instrument.noise]\naverages = 64\ncnn_copies = 5\n"), inputs, 3)
 
 
 # ------------------------------------------------------------------------------------------------- child processes

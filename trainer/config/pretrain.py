@@ -66,7 +66,7 @@ class PretrainConfig:
         _check_keys(d, w, _KEYS)
         source = _get(d, "source", w, str, "dataset")
         if not source.strip():
-            raise TrainConfigError("pretrain.source: expected \"dataset\" or a path to an .npz file, got ''")
+            raise TrainConfigError(f"pretrain.source: expected \"dataset\" or a path to an .npz file, got {source!r}")
         path = None
         if source != "dataset":
             path = Path(source) if Path(source).is_absolute() else base_dir / source

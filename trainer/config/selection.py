@@ -26,7 +26,8 @@ class PreprocessingConfig:
         _check_keys(d, w, {"candidates", "cnn"})
         cands_d = _table(d, "candidates", w, required=True)
         if not cands_d:
-            raise TrainConfigError("preprocessing.candidates: expected at least one named candidate")
+            raise TrainConfigError(
+                "preprocessing.candidates: expected at least one named candidate, got an empty table")
         cands: dict[str, tuple[Mapping[str, Any], ...]] = {}
         for name, steps in cands_d.items():
             full = f"preprocessing.candidates.{name}"
@@ -142,10 +143,10 @@ class SearchConfig:
             raise TrainConfigError(f"search.budget_min: expected a finite number >= 0, got {budget!r}")
         storage = _get(d, "storage", w, str, "search.db")
         if not storage.strip():
-            raise TrainConfigError("search.storage: expected a storage URL or a file name, got ''")
+            raise TrainConfigError(f"search.storage: expected a storage URL or a file name, got {storage!r}")
         name = _get(d, "study_name", w, str, None)
         if name is not None and not name.strip():
-            raise TrainConfigError("search.study_name: expected a non-empty name, got ''")
+            raise TrainConfigError(f"search.study_name: expected a non-empty name, got {name!r}")
         folds = _get(d, "folds", w, int, None)
         if folds is not None and folds < 2:
             raise TrainConfigError(f"search.folds: expected an integer >= 2, got {folds}")

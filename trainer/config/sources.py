@@ -76,6 +76,17 @@ class DataConfig:
                 f"got {'both' if 'path' in d else 'neither'}"
             )
         synthetic = SyntheticConfig.from_dict(_table(d, "synthetic", w)) if "synthetic" in d else None
+        if synthetic is not None:
+            # The simulator's spectra are a regression on an nm axis with every reference value: these keys describe a
+            # data file and would be ignored.
+            file_only = [k for k in ("format", "targets_path", "join_on", "axis_unit", "delimiter", "decimal",
+                                     "missing_reference") if k in d]
+            if file_only:
+                raise TrainConfigError(
+                    f"data.{file_only[0]}: describes a data file (path), expected nothing of the kind beside synthetic "
+                    f"(the simulator's spectra), got {', '.join(file_only)}")
+            if d.get("task", "regression") != "regression":
+                raise TrainConfigError(f"data.task: the synthetic spectra are a regression, got {d['task']!r}")
         path = base_dir / os.path.expandvars(_get(d, "path", w, str)) if synthetic is None else None
         targets = _get(d, "targets", w, (list, str))
         targets = [targets] if isinstance(targets, str) else targets
@@ -104,7 +115,7 @@ class DataConfig:
                 f"data.join_on: expected targets_path (the CSV to join) beside it, got {join_on!r} alone"
             )
         if join_on is not None and not join_on.strip():
-            raise TrainConfigError("data.join_on: expected a column name, got ''")
+            raise TrainConfigError(f"data.join_on: expected a column name, got {join_on!r}")
         delimiter = _get(d, "delimiter", w, str, "auto")
         delimiter = "\t" if delimiter == "tab" else delimiter
         if delimiter not in ("auto", ",", ";", "\t"):
@@ -239,7 +250,8 @@ class LineNoiseConfig:
         for key in detector:
             v = _get(d, key, w, float, None)
             if v is not None and not (0.0 < v < float("inf")) and not (key == "read_noise_counts" and v == 0.0):
-                raise TrainConfigError(f"{w}.{key}: expected a finite number > 0, got {v!r}")
+                floor = ">= 0" if key == "read_noise_counts" else "> 0"
+                raise TrainConfigError(f"{w}.{key}: expected a finite number {floor}, got {v!r}")
             values[key] = v
         return cls(averages=averages, copies=copies, reference_averages=reference_averages,
                    calibration_copies=calibration_copies, cnn_copies=cnn_copies,

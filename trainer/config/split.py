@@ -33,14 +33,16 @@ class Selector:
                 raise TrainConfigError(f"{where}.holdout_fraction: expected a number, got {frac!r}")
             _fraction(float(frac), f"{where}.holdout_fraction")
             if d:
-                raise TrainConfigError(f"{where}: holdout_fraction cannot be combined with column conditions")
+                raise TrainConfigError(f"{where}: expected holdout_fraction alone or column = value conditions, got "
+                                       f"holdout_fraction with {sorted(d)}")
             return cls(where={}, holdout_fraction=float(frac))
         if not d:
             raise TrainConfigError(f"{where}: expected at least one column = value condition, got an empty table")
         for k, v in d.items():
             values = v if isinstance(v, list) else [v]
             if not values or not all(isinstance(x, _SELECTOR_VALUE) for x in values):
-                raise TrainConfigError(f"{where}.{k}: expected a string, number or array of them, got {v!r}")
+                raise TrainConfigError(
+                    f"{where}.{k}: expected a string, number, true/false or a non-empty array of them, got {v!r}")
         return cls(where=d)
 
     def describe(self) -> str:
@@ -103,6 +105,10 @@ class SplitConfig:
                     raise TrainConfigError(f"split.{key}: not used with method = 'grouped_kfold'; remove it")
             return cls(method=method, group=group, folds=folds, test_fold=test_fold, select_fold=select_fold,
                        tests=(TestSet("test", Selector()),))
+        for key in ("folds", "test_fold", "select_fold"):
+            if key in d:
+                raise TrainConfigError(f"split.{key}: used only with method = 'grouped_kfold', got it with method = "
+                                       f"{method!r}; remove it or set method = 'grouped_kfold'")
         if "train" not in d:
             raise TrainConfigError("split.train: missing required table (e.g. train = {split = \"calibrate\"})")
         train = Selector.from_dict(d["train"], "split.train")
@@ -116,11 +122,14 @@ class SplitConfig:
             raise TrainConfigError("split.test: expected at least one named test set, e.g. [split.test] test = {...}")
         tests = []
         for name, sel in tests_d.items():
+            if name in ("train", "select"):
+                raise TrainConfigError(f"split.test.{name}: expected a test-set name other than 'train' and 'select' "
+                                       f"(the names of the other roles), got {name!r}")
             s = Selector.from_dict(sel, f"split.test.{name}")
             if s.holdout_fraction is not None:
                 raise TrainConfigError(f"split.test.{name}: holdout_fraction is only allowed for split.select")
             tests.append(TestSet(name=name, selector=s))
-        return cls(method=method, group=group, train=train, select=select, tests=tuple(tests), folds=folds)
+        return cls(method=method, group=group, train=train, select=select, tests=tuple(tests))
 
 
 @dataclass(frozen=True)

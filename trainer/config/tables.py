@@ -73,17 +73,18 @@ def _fraction(v: float, full: str) -> None:
         raise TrainConfigError(f"{full}: expected a number strictly between 0 and 1, got {v!r}")
 
 
-def record_from_table(cls: Any, d: Mapping[str, Any], where: str) -> Any:
+def record_from_table(cls: Any, d: Mapping[str, Any], where: str, *, also_known: tuple[str, ...] = ()) -> Any:
     """``cls(**d)`` for a frozen dataclass read from the config table ``[where]``: unknown keys are refused with the
     known ones named, and each value must have its field's TOML type (an integer for ``int``, an integer or a number
     for ``float``, true/false for ``bool``, a string for ``str``, an array of integers for ``tuple[int, ...]``;
-    ``X | None`` fields take ``X``), so a wrong value is named by its key before anything else reads it."""
+    ``X | None`` fields take ``X``), so a wrong value is named by its key before anything else reads it.
+    ``also_known`` names keys of the table that the caller has already taken out of ``d`` (listed as known)."""
     import typing
 
     known = set(cls.__dataclass_fields__)
     unknown = sorted(set(d) - known)
     if unknown:
-        raise TrainConfigError(f"{where}: unknown keys {unknown}, expected some of {sorted(known)}")
+        raise TrainConfigError(f"{where}: unknown keys {unknown}, expected some of {sorted(known | set(also_known))}")
     hints = typing.get_type_hints(cls)
     for key, v in d.items():
         hint = hints[key]
