@@ -69,22 +69,41 @@ def check_serial(port_url: str) -> Check:
 
 
 def check_bundle(config: Any) -> Check:
-    """Whether the configured bundle exists, verifies (hashes, signature with the configured key) and passes its
-    golden-vector self-test."""
+    """Whether the configured bundle exists, verifies (hashes, signature with the configured key), passes its
+    golden-vector self-test (unless ``bundle.self_test = false``, as ``run``) and has the targets the
+    ``[control]`` check standards name."""
     path = Path(config.bundle.path)
     if not path.is_file():
         return Check("bundle", False, f"{path}: no such file")
     from edge.bundle import load_bundle
 
     try:
-        bundle = load_bundle(
-            path, public_key=config.bundle.public_key_path, self_test=True, num_threads=config.runtime.num_threads
-        )
+        bundle = load_bundle(path, public_key=config.bundle.public_key_path, self_test=config.bundle.self_test,
+                             num_threads=config.runtime.num_threads)
+        from edge.control_samples import check_targets
+
+        check_targets(config.control.standards, [t.name for t in bundle.targets])  # what run refuses to start on
     except (EdgeError, OSError, ValueError) as exc:
         return Check("bundle", False, f"{path}: {exc}")
-    summary = bundle.self_test.summary() if bundle.self_test is not None else "no self-test"
+    summary = bundle.self_test.summary() if bundle.self_test is not None else "not run (bundle.self_test = false)"
     return Check("bundle", True, f"{path}: {bundle.model_id} {bundle.model_version}, takes "
                  f"{bundle.input_contract.frame_signal} frames; self-test {summary}")
+
+
+def check_broker(config: Any) -> Check:
+    """Whether the MQTT client can be built from the configuration as ``run`` builds it: the password file read,
+    the TLS CA, certificate and key loaded (nothing is connected)."""
+    from edge.publish.client import build_client
+
+    m = config.mqtt
+    try:
+        build_client(config)
+    except (EdgeError, OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        keys = "mqtt.tls.ca_path / cert_path / key_path" if m.tls.enabled else "mqtt.password_file"
+        return Check("mqtt", False, f"{keys}: the client cannot be built from them: {exc}")
+    tls = "TLS" + (" with a client certificate" if m.tls.cert_path is not None else "") if m.tls.enabled else \
+        "plaintext"
+    return Check("mqtt", True, f"client built: {tls}, {'user ' + m.username if m.username else 'anonymous'}")
 
 
 def validate_command(path: str, *, show_config: bool = False, check_device: bool = True) -> int:
@@ -110,6 +129,7 @@ def validate_command(path: str, *, show_config: bool = False, check_device: bool
             "no insecure setting"
         checks.append(Check("config", True, f"{path}: device {d.site}/{d.line}/{d.device_id}, broker "
                             f"{', '.join(f'{h}:{p}' for h, p in config.mqtt.addresses())}; {security}"))
+        checks.append(check_broker(config))
         checks.append(check_bundle(config))
         if check_device:
             checks.append(check_serial(config.serial.port_url))
@@ -152,8 +172,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--validate",
         metavar="PATH",
         help="check PATH (with environment overrides), the bundle it names (loads and self-tests it) and the serial "
-        "device; one OK/FAIL line per check, exit code 1 on any FAIL (-v also prints the effective configuration)",
+        "device; one OK/FAIL line per check, exit code 1 on any FAIL (-v also prints the effective configuration, "
+        "the MQTT password left out)",
     )
+    config.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="with --validate: also print the effective configuration (as spectro-edge -v config)")
     config.add_argument(
         "--skip-serial",
         action="store_true",

@@ -8,7 +8,8 @@ API (stable; the daemon and the CLI call these)::
 
 Sections (every field has its unit in its name): ``device``, ``serial``, ``bundle``, ``references``,
 ``runtime``, ``queues``, ``mqtt`` (with ``mqtt.tls``), ``outbox``, ``commands``, ``drift``, ``metrics``, ``audit``,
-``homeassistant``, ``archive``, ``opcua`` and the top-level ``log_level``.  The schema *is* the dataclasses of
+``homeassistant``, ``archive``, ``opcua``, ``control``, ``deploy``, ``lines`` and the top-level ``log_level``.
+The schema *is* the dataclasses of
 :mod:`edge.config_sections` (re-exported here): each field carries its documentation and its constraints in
 ``dataclasses.field(metadata=...)``, and both the validator below and :func:`example_config`
 (:mod:`edge.config_example`) read them, so the example can never drift from what the loader accepts.
@@ -282,6 +283,10 @@ def _cross_checks(cfg: EdgeConfig) -> EdgeConfig:
     if (m.tls.cert_path is None) != (m.tls.key_path is None):
         missing = "mqtt.tls.key_path" if m.tls.key_path is None else "mqtt.tls.cert_path"
         raise ConfigError(f"{missing}: expected both mqtt.tls.cert_path and mqtt.tls.key_path, or neither")
+    files = [k for k in ("ca_path", "cert_path", "key_path") if getattr(m.tls, k) is not None]
+    if files and not m.tls.enabled:  # they would be ignored: the daemon would connect in plaintext
+        raise ConfigError(f"mqtt.tls.enabled: expected true when mqtt.tls.{', '.join(files)} "
+                          f"{'is' if len(files) == 1 else 'are'} set, got false")
     if cfg.drift.clear_ratio >= cfg.drift.raise_ratio:
         raise ConfigError(
             f"drift.clear_ratio: expected a value below drift.raise_ratio ({cfg.drift.raise_ratio:g}), "
@@ -299,14 +304,24 @@ def _cross_checks(cfg: EdgeConfig) -> EdgeConfig:
             raise ConfigError(f"control.standards[{i}].action_sigmas: expected a value above warning_sigmas "
                               f"({std.warning_sigmas:g}), got {std.action_sigmas:g}")
     c = cfg.commands
+    if c.max_age_s > c.max_clock_skew_s:  # the skew check refuses first: max_age_s would never be reached
+        raise ConfigError(f"commands.max_age_s: expected at most commands.max_clock_skew_s ({c.max_clock_skew_s:g} s), "
+                          f"got {c.max_age_s:g} s; raise max_clock_skew_s too for commands that may wait longer")
     if c.enabled and c.require_auth and c.hmac_key_path is None:
         raise ConfigError(
             "commands.hmac_key_path: expected a key file: commands.enabled is true and commands need an HMAC "
             "(commands.require_auth, true by default); create a key with `spectro-edge keys hmac --out "
-            "/etc/spectrolite/hmac.key` and set commands.hmac_key_path to it, or set commands.require_auth = false "
+            "/etc/spectrolite/hmac.key` (readable by the daemon's user: chgrp spectrolite, chmod 0640) and set "
+            "commands.hmac_key_path to it, or set commands.require_auth = false "
             "to accept unsigned commands (insecure, named in a WARNING at start)")
     if c.hmac_key_path is not None:
-        key = c.hmac_key_path.read_bytes().strip()
+        try:
+            key = c.hmac_key_path.read_bytes().strip()
+        except OSError as exc:  # e.g. a key created by root with mode 0600 and a daemon running as spectrolite
+            raise ConfigError(
+                f"commands.hmac_key_path: expected a file this user (uid {os.getuid()}) can read, got "
+                f"{c.hmac_key_path} ({exc.strerror}); give the daemon's group read access, e.g. `chgrp spectrolite "
+                f"{c.hmac_key_path} && chmod 0640 {c.hmac_key_path}`") from exc
         if len(key) < 16:
             raise ConfigError(
                 f"commands.hmac_key_path: expected a key of at least 16 bytes, got {len(key)} bytes")

@@ -32,6 +32,14 @@ __all__ = ["example_config", "render_config"]
 _EXAMPLE_WIDTH = 100
 
 
+def _array_of_tables(tp: Any) -> type | None:
+    """The element class of a ``tuple[SomeConfig, ...]`` field (an array of tables), else None."""
+    args = getattr(tp, "__args__", ())
+    if getattr(tp, "__origin__", None) is tuple and args and dataclasses.is_dataclass(args[0]):
+        return args[0]  # type: ignore[return-value]
+    return None
+
+
 def _example_table(cls: type, name: str, lines: list[str]) -> None:
     doc = (cls.__doc__ or "").strip().splitlines()[0].replace("``", "")
     lines += ["", f"# {doc}", f"[{name}]"]
@@ -46,8 +54,18 @@ def _example_table(cls: type, name: str, lines: list[str]) -> None:
         comment = meta.get("doc", "").replace("``", "")
         if meta.get("choices"):
             comment += f" ({fmt_choices(meta['choices'])})"
-        lines += ["# " + line for line in textwrap.wrap(comment, width=_EXAMPLE_WIDTH - 2)]
         example = meta.get("example", REQUIRED)
+        if example is not REQUIRED and f.default not in (dataclasses.MISSING, None) and example != f.default:
+            comment += f" (default: {toml_value(f.default)})"  # the value shown is a suggestion, not the default
+        lines += ["# " + line for line in textwrap.wrap(comment, width=_EXAMPLE_WIDTH - 2)]
+        elem = _array_of_tables(tp)
+        if elem is not None and f.default == ():  # printed as `x = []` it could not take a [[name.x]] table
+            lines.append(f"# [[{name}.{f.name}]]")
+            for g in dataclasses.fields(elem):
+                shown = g.metadata.get("example", REQUIRED)
+                shown = g.default if shown is REQUIRED else shown
+                lines.append(f"# {g.name} = {'...' if shown in (REQUIRED, dataclasses.MISSING) else toml_value(shown)}")
+            continue
         if f.default is dataclasses.MISSING and example is REQUIRED:  # pragma: no cover - schema guard
             raise TypeError(f"required field {name}.{f.name} needs an example")
         if f.default is None:  # optional and unset: show it commented out, with an example when there is one

@@ -64,10 +64,12 @@ def _opt(
     pattern_doc: str = "",
     must_exist: bool = False,
     missing_hint: str = "",
+    secret: bool = False,
 ) -> Any:
     """Declare one configuration field with its documentation and constraints.
 
     ``missing_hint`` ends the error of a ``must_exist`` file that is missing (``{path}`` is replaced by its path).
+    ``secret``: the value stays out of the dataclass's repr (what ``spectro-edge -v config --validate`` prints).
     """
     meta = {
         "doc": doc,
@@ -82,10 +84,10 @@ def _opt(
         "missing_hint": missing_hint,
     }
     if default is REQUIRED:
-        return field(metadata=meta)
+        return field(metadata=meta, repr=not secret)
     if isinstance(default, (list, dict, set)):  # pragma: no cover - defensive
         raise TypeError("mutable defaults are not allowed in frozen configs")
-    return field(default=default, metadata=meta)
+    return field(default=default, metadata=meta, repr=not secret)
 
 
 # --------------------------------------------------------------------------------------------------- sections
@@ -153,9 +155,11 @@ class BundleConfig:
 class ReferencesConfig:
     """Dark and white reference spectra: initial files and how old they may get."""
 
-    dark_path: Path | None = _opt(None, "dark spectrum file loaded at start and written on capture",
+    dark_path: Path | None = _opt(None, "dark spectrum file loaded at start unless a capture of an earlier run was "
+                                  "kept (a missing file is named in a WARNING); an .npz path is also where captures "
+                                  "are written, else beside the outbox",
                                   example="/var/lib/spectrolite/dark.npz")
-    white_path: Path | None = _opt(None, "white reference file loaded at start and written on capture",
+    white_path: Path | None = _opt(None, "white reference file, as dark_path",
                                    example="/var/lib/spectrolite/white.npz")
     max_age_s: float = _opt(28_800.0, "references older than this flag predictions 'stale_reference'",
                             min=0.0, min_exclusive=True)
@@ -175,8 +179,9 @@ class QueuesConfig:
     frames_max: int = _opt(256, "frames waiting for inference", min=1, max=1_000_000)
     messages_max: int = _opt(1024, "metrics, status and command responses waiting to be stored in the outbox "
                              "(predictions are stored by the inference thread itself)", min=1, max=1_000_000)
-    policy: str = _opt("drop_oldest", "what a full queue does: drop its oldest item, drop the new item, or block "
-                       "the producer (every drop is counted)", choices=("drop_oldest", "drop_newest", "block"))
+    policy: str = _opt("drop_oldest", "what the full frames queue does: drop its oldest item, drop the new item, or "
+                       "block the reader (every drop is counted); the messages queue always blocks its producer",
+                       choices=("drop_oldest", "drop_newest", "block"))
 
 
 @dataclass(frozen=True)
@@ -234,7 +239,7 @@ class MqttConfig:
                           "persistent session)", pattern=re.compile(r"^[A-Za-z0-9._-]{0,128}$"),
                           pattern_doc="0-128 characters from A-Z a-z 0-9 . _ -")
     username: str | None = _opt(None, "user name for broker authentication", example="nir-01")
-    password: str | None = _opt(None, "password (prefer password_file or SPECTROLITE__MQTT__PASSWORD)")
+    password: str | None = _opt(None, "password (prefer password_file or SPECTROLITE__MQTT__PASSWORD)", secret=True)
     password_file: Path | None = _opt(None, "file whose first line is the password", must_exist=True,
                                       example="/etc/spectrolite/mqtt.password")
     keepalive_s: int = _opt(30, "MQTT keepalive", min=5, max=65535)
@@ -295,13 +300,14 @@ class CommandsConfig:
                                       must_exist=True, example="/etc/spectrolite/hmac.key",
                                       missing_hint="create it with `spectro-edge keys hmac --out {path}`")
     max_payload_bytes: int = _opt(4096, "larger command payloads are refused unread", min=64, max=1_048_576)
-    max_clock_skew_s: float = _opt(300.0, "signed commands must be issued within this many seconds of now",
+    max_clock_skew_s: float = _opt(300.0, "every command, signed or not, must be issued within this many seconds of "
+                                   "the device clock (either way); at least max_age_s",
                                    min=1.0, max=86_400.0)
     max_age_s: float = _opt(60.0, "every command must carry issued_at_unix_s; one delivered more than this many "
                             "seconds after it was issued (queued in the broker during an outage) is refused: for "
                             "unsigned commands this stops stale commands, not forged ones", min=1.0, max=86_400.0)
-    allowed_dirs: tuple[Path, ...] = _opt((), "directories a command may read bundles from or write "
-                                          "references to; empty means the directory of bundle.path")
+    allowed_dirs: tuple[Path, ...] = _opt((), "directories a command may read bundles from; empty means the "
+                                          "directory of bundle.path")
     max_capture_frames: int = _opt(256, "upper bound of average_frames in capture commands", min=1, max=100_000)
 
 
@@ -309,17 +315,20 @@ class CommandsConfig:
 class DriftConfig:
     """Windowed drift detection over OOD statistics and predictions, with hysteresis."""
 
-    window_frames: int = _opt(200, "frames in the rolling window of drift statistics", min=2, max=1_000_000)
-    ewma_alpha: float = _opt(0.05, "smoothing factor of the EWMA of each monitored statistic",
+    window_frames: int = _opt(200, "sets the persistence of the EWMA alerts: one is raised (or cleared) after "
+                              "max(1, window_frames // 20) frames in a row past its level", min=2, max=1_000_000)
+    ewma_alpha: float = _opt(0.05, "smoothing factor of the EWMA of each OOD statistic (the detector temperature's "
+                             "EWMA uses 0.2)",
                              min=0.0, min_exclusive=True, max=1.0)
     raise_ratio: float = _opt(1.0, "raise an alert when the smoothed statistic / its training limit exceeds this",
                               min=0.0, min_exclusive=True)
     clear_ratio: float = _opt(0.8, "clear it when the ratio falls below this (must be below raise_ratio)",
                               min=0.0, min_exclusive=True)
     min_frames: int = _opt(50, "frames seen before any alert can be raised (warm-up)", min=0)
-    cusum_k_sigma: float = _opt(0.5, "CUSUM slack on standardised predictions, in training standard deviations",
+    cusum_k_sigma: float = _opt(0.5, "CUSUM slack on standardised predictions, in standard deviations (the line's, "
+                                "learned over cusum_baseline_frames; the bundle's training ones when that is 0)",
                                 min=0.0)
-    cusum_h_sigma: float = _opt(8.0, "CUSUM decision threshold, in training standard deviations",
+    cusum_h_sigma: float = _opt(8.0, "CUSUM decision threshold, in the same standard deviations",
                                 min=0.0, min_exclusive=True)
     cusum_baseline_frames: int = _opt(500, "self-starting prediction CUSUM: learn each target's in-control mean "
                                       "and spread from the first this many predictions after a start or a model "
@@ -372,8 +381,7 @@ class OpcUaConfig:
     host: str = _opt("127.0.0.1", "address the OPC UA server listens on (127.0.0.1: this host only; the LAN "
                      "address for a control system, behind a firewall)")
     port: int = _opt(4840, "TCP port of the OPC UA server (4840: the OPC UA default)", min=1, max=65535)
-    namespace: str = _opt("", "namespace URI of the device's nodes; empty means urn:spectrolite:<device_id>",
-                          example="urn:spectrolite:nir-01")
+    namespace: str = _opt("", "namespace URI of the device's nodes; empty means urn:spectrolite:<device_id>")
 
 
 @dataclass(frozen=True)

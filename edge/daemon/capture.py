@@ -92,6 +92,10 @@ class ReferenceCapture:
                 candidates.append(configured)
             for path in candidates:
                 if not path.is_file():
+                    if path == configured:  # named in [references] and absent: say so (the device's frames are used)
+                        key = "dark_path" if kind is ReferenceKind.DARK else "white_path"
+                        log.warning("references.%s: %s does not exist; the %s comes from the device", key, path,
+                                    kind.value)
                     continue
                 try:
                     spectrum = load_reference_file(path, kind)

@@ -28,6 +28,17 @@ LIVE_MQTT_KEYS = frozenset({
 })
 
 
+def credential_files(config: "EdgeConfig") -> dict[str, str | None]:
+    """The SHA-256 of each broker credential file the configuration names (``mqtt.password_file``, and with TLS on
+    ``mqtt.tls.ca_path``, ``cert_path`` and ``key_path``), by dotted key; None for a file that cannot be read.  A
+    certificate or password rotated in place keeps the same path, so a reload compares these too."""
+    m = config.mqtt
+    paths = {"mqtt.password_file": m.password_file}
+    if m.tls.enabled:
+        paths.update({f"mqtt.tls.{k}": getattr(m.tls, k) for k in ("ca_path", "cert_path", "key_path")})
+    return {k: _sha256_or_none(p) for k, p in paths.items() if p is not None}
+
+
 def config_changes(old: "EdgeConfig", new: "EdgeConfig") -> list[str]:
     """Dotted names of the keys whose values differ between two configurations (``mqtt.port``, ...)."""
     out: list[str] = []
@@ -71,6 +82,7 @@ class ConfigReloader:
         self._counters = counters
         self._audit = audit
         self._refused = refused
+        self._credentials = credential_files(config())  # what the running client was built from
 
     def reload(self) -> bool:
         """Re-read the configuration file and apply what can change at runtime (SIGHUP; ``systemctl reload``).
@@ -91,6 +103,12 @@ class ConfigReloader:
         try:
             new = load_config(path)
             changed = config_changes(config, new)
+            credentials = credential_files(new)
+            rotated = sorted(k for k, v in credentials.items() if self._credentials.get(k, v) != v)
+            if rotated:  # same path, new content: the client must be built again from the files
+                log.info("configuration reload: %s changed on disk", ", ".join(rotated))
+                changed += [k for k in ("mqtt.password_file", "mqtt.tls") if k not in changed and any(
+                    r.startswith(k) for r in rotated)]
             live = [k for k in changed if k.startswith("mqtt.") and k[5:] in LIVE_MQTT_KEYS]
             later = [k for k in changed if k not in live]
             if later:
@@ -115,6 +133,7 @@ class ConfigReloader:
             self._refused(error)  # the status's last_error, published
             return False
         self._apply(merged)
+        self._credentials = credentials
         self._counters.incr("config_reloads")
         log.info("configuration reload: applied %s", ", ".join(live))
         self._audit("config_reload", {"path": str(path), "sha256": _sha256_or_none(path), "verdict": "applied",

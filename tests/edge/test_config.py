@@ -71,6 +71,14 @@ def test_example_config_loads_as_printed(tmp_path: Path) -> None:
             assert f"{f.name} = " in text
     for f in dataclasses.fields(TlsConfig):
         assert f"{f.name} = " in text
+    # An array of tables is shown commented out, ready to uncomment (`standards = []` could not take one).
+    assert "standards = []" not in text and "# [[control.standards]]" in text
+    start = text.index("# [[control.standards]]")
+    block = text[start:].split("\n\n", 1)[0].splitlines()
+    uncommented = "\n".join(line[2:] if line.startswith("# ") and " = " in line or line.startswith("# [[") else line
+                            for line in block)
+    cfg = load_config(_write(tmp_path, text.replace("\n".join(block), uncommented)), env={})
+    assert [s.name for s in cfg.control.standards] == ["check-A"] and cfg.control.standards[0].sigma == 1.5
 
 
 def test_environment_overrides_convert_to_the_field_type(tmp_path: Path) -> None:
@@ -207,8 +215,10 @@ def test_cross_field_checks(tmp_path: Path) -> None:
         ({"mqtt": {"reconnect_min_delay_s": 10, "reconnect_max_delay_s": 5}}, "mqtt.reconnect_max_delay_s"),
         ({"mqtt": {"username": "u", "password": "p", "password_file": str(key)}}, "mqtt.password_file"),
         ({"mqtt": {"password": "p"}}, "mqtt.username: expected a user name"),
-        ({"mqtt": {"tls": {"cert_path": str(key)}}}, "mqtt.tls.key_path: expected both"),
+        ({"mqtt": {"tls": {"enabled": True, "cert_path": str(key)}}}, "mqtt.tls.key_path: expected both"),
+        ({"mqtt": {"tls": {"ca_path": str(key)}}}, "mqtt.tls.enabled: expected true when mqtt.tls.ca_path is set"),
         ({"drift": {"raise_ratio": 1.0, "clear_ratio": 1.0}}, "drift.clear_ratio: expected a value below"),
+        ({"commands": {"max_age_s": 3600}}, "commands.max_age_s: expected at most commands.max_clock_skew_s"),
         ({"commands": {"enabled": True}}, "commands.hmac_key_path: expected a key file"),
         ({"commands": {"enabled": True, "require_auth": True}}, "commands.hmac_key_path: expected a key file"),
         ({"commands": {"hmac_key_path": str(key)}}, "commands.hmac_key_path: expected a key of at least 16"),
@@ -219,6 +229,34 @@ def test_cross_field_checks(tmp_path: Path) -> None:
             doc[section] = values
         with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
             parse_config(doc, base_dir=tmp_path)
+
+
+def test_an_unreadable_hmac_key_names_the_key_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key created by root with mode 0600 and a daemon running as its service user (the tests may run as root,
+    who reads everything: the refusal is simulated)."""
+    key = tmp_path / "hmac.key"
+    key.write_bytes(b"k" * 32)
+    real = Path.read_bytes
+
+    def refuse(self: Path) -> bytes:
+        if self == key:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    doc = _minimal()
+    doc["commands"] = {"hmac_key_path": str(key)}
+    with pytest.raises(ConfigError, match=r"commands\.hmac_key_path: expected a file this user \(uid \d+\) can read, "
+                                          r"got .*hmac\.key \(Permission denied\); .*chmod 0640"):
+        parse_config(doc, base_dir=tmp_path)
+
+
+def test_the_mqtt_password_stays_out_of_the_printed_configuration(tmp_path: Path) -> None:
+    doc = _minimal()
+    doc["mqtt"] = {"username": "nir-01", "password": "s3cr3t-pass"}
+    cfg = parse_config(doc, base_dir=tmp_path)
+    assert cfg.mqtt.password == "s3cr3t-pass"
+    assert "s3cr3t-pass" not in repr(cfg) and "nir-01" in repr(cfg)  # what `spectro-edge -v config` prints
 
 
 def test_protocol_accepts_the_integer_five(tmp_path: Path) -> None:
@@ -278,10 +316,12 @@ def test_validate_checks_the_bundle_and_the_serial_device(tmp_path: Path, demo_b
         os.close(slave)
     lines = out.splitlines()
     assert code == 0, out
-    assert [line.split()[:2] for line in lines[:3]] == [["OK", "config"], ["OK", "bundle"], ["OK", "serial"]]
-    assert "synthetic-demo 1.0.0" in lines[1] and "self-test PASSED" in lines[1] and "takes counts frames" in lines[1]
-    assert "a character device" in lines[2]
-    assert lines[3].startswith("verdict: OK")
+    assert [line.split()[:2] for line in lines[:4]] == [["OK", "config"], ["OK", "mqtt"], ["OK", "bundle"],
+                                                        ["OK", "serial"]]
+    assert "client built: plaintext, anonymous" in lines[1]
+    assert "synthetic-demo 1.0.0" in lines[2] and "self-test PASSED" in lines[2] and "takes counts frames" in lines[2]
+    assert "a character device" in lines[3]
+    assert lines[4].startswith("verdict: OK")
 
     code, out = _validate(tmp_path, capsys, bundle=demo_bundles.v1, port_url="socket://192.0.2.1:7000")
     assert code == 0 and "accepted as it is (not opened)" in out
@@ -313,6 +353,35 @@ def test_validate_fails_with_one_line_per_failed_check(tmp_path: Path, demo_bund
     assert fragment in out
     assert out.splitlines()[-1].startswith("verdict: FAIL")
     assert sum(line.startswith("FAIL") for line in out.splitlines()) == 1
+
+
+@pytest.mark.parametrize("problem", ["garbage CA", "unknown control target", "self-test off"])
+def test_validate_runs_the_checks_run_starts_with(tmp_path: Path, demo_bundles: DemoBundles,
+                                                  capsys: pytest.CaptureFixture[str], problem: str) -> None:
+    """What `spectro-edge run` would refuse at start, `config --validate` (the service's pre-start check) refuses
+    too; and a bundle the daemon would serve without its self-test is not failed by one."""
+    from edge.cli import main
+
+    text = MINIMAL.replace('"models/model.bundle"', f'"{demo_bundles.v1}"')
+    if problem == "garbage CA":
+        ca = tmp_path / "ca.pem"
+        ca.write_text("not a certificate\n", encoding="utf-8")
+        text += f'[mqtt]\nport = 8883\n[mqtt.tls]\nenabled = true\nca_path = "{ca}"\n'
+    elif problem == "unknown control target":
+        text += '[[control.standards]]\nname = "check-A"\ntarget = "assay_mg"\nvalue = 200.0\nsigma = 1.5\n'
+    else:
+        text = text.replace("[bundle]\n", "[bundle]\nself_test = false\n")
+    code = main(["config", "--validate", str(_write(tmp_path, text))])
+    out = capsys.readouterr().out
+    if problem == "self-test off":
+        assert code == 0 and "self-test not run (bundle.self_test = false)" in out, out
+        return
+    assert code == 1, out
+    fail = [line for line in out.splitlines() if line.startswith("FAIL")]
+    if problem == "garbage CA":
+        assert len(fail) == 1 and fail[0].startswith("FAIL  mqtt    mqtt.tls.ca_path / cert_path / key_path: "), out
+    else:
+        assert len(fail) == 1 and fail[0].startswith("FAIL  bundle") and "assay_mg" in fail[0], out
 
 
 def test_validate_of_a_broken_configuration_is_one_fail_line(tmp_path: Path,

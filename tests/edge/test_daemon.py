@@ -331,6 +331,31 @@ def test_config_reload_switches_broker_settings_and_names_the_rest(
     assert status is not None and "configuration reload refused" in status.message["last_error"]
 
 
+def test_config_reload_rebuilds_the_client_when_a_credential_file_is_rotated_in_place(
+        tmp_path: Path, example_bundle: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A password (or certificate) replaced at the same path: the config's text is unchanged, the client is not."""
+    from edge.config import load_config
+    from edge.config_example import render_config
+
+    caplog.set_level("INFO", logger="edge.daemon")
+    secret = tmp_path / "mqtt.password"
+    secret.write_text("old-password\n", encoding="utf-8")
+    path = tmp_path / "edge.toml"
+    path.write_text(render_config({
+        "device": {"site": "s", "line": "l", "device_id": "d"}, "serial": {"port_url": "loop://"},
+        "bundle": {"path": example_bundle, "watch": False}, "outbox": {"path": tmp_path / "outbox.sqlite"},
+        "mqtt": {"host": "127.0.0.1", "port": 1883, "username": "u", "password_file": secret}}), encoding="utf-8")
+    link = RecordingLink()
+    daemon = Daemon(load_config(path), load_bundle(example_bundle), None, link)
+
+    assert daemon.reload_config() and link.switched == []  # nothing changed: the client stays
+    secret.write_text("new-password\n", encoding="utf-8")
+    assert daemon.reload_config()
+    assert len(link.switched) == 1 and link.switched[0].mqtt.password_file == secret
+    assert "mqtt.password_file changed on disk" in caplog.text
+    assert daemon.reload_config() and len(link.switched) == 1  # applied once, not at every reload
+
+
 def test_config_reload_refuses_tls_settings_that_cannot_load(tmp_path: Path, example_bundle: Path) -> None:
     from edge.config import load_config
     from edge.daemon import MqttLink

@@ -129,8 +129,9 @@ def test_validating_the_example_is_a_readable_verdict(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert lines[0].startswith("OK    config") and "insecure settings (a WARNING each at start): " \
         "mqtt_anonymous, bundles_unsigned" in lines[0], lines[0]
-    assert lines[1].startswith("FAIL  bundle  /var/lib/spectrolite/model.bundle: no such file")
-    assert lines[2].startswith("FAIL  serial  /dev/ttyUSB0")
+    assert lines[1].startswith("OK    mqtt    client built: TLS")  # the system trust store, as printed
+    assert lines[2].startswith("FAIL  bundle  /var/lib/spectrolite/model.bundle: no such file")
+    assert lines[3].startswith("FAIL  serial  /dev/ttyUSB0")
     assert lines[-1] == "verdict: FAIL (bundle, serial)"
     assert "Traceback" not in proc.stderr
 
