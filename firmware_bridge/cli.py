@@ -2,7 +2,8 @@
 
 The first line on stdout (flushed at once) is what a host opens: the pty's stable symlink path with ``--pty``, or a
 ``socket://host:port`` URL with ``--tcp``.  Diagnostics go to stderr.  SIGTERM and SIGINT stop it cleanly (the
-symlink is removed); exit code 0 on a clean stop, 2 on bad arguments or an unreadable dataset.
+symlink is removed); exit code 0 on a clean stop, 2 on bad arguments or an unreadable dataset, 1 when the link
+fails during the run (an OS error on the pty or socket).
 
 Example::
 

@@ -164,10 +164,13 @@ class FaultConfig:
     reboot_every: int = 0
 
     def __post_init__(self) -> None:
+        def flag(name: str) -> str:  # the field and the spectro-sim option that sets it
+            return f"{name} (spectro-sim --{name.removesuffix('_s').replace('_', '-')})"
+
         for name in ("bit_flip_rate", "drop_byte_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise SimulatorError(f"expected {name} between 0 and 1, got {value}")
+                raise SimulatorError(f"expected {flag(name)} between 0 and 1, got {value}")
         for name in (
             "disconnect_every",
             "disconnect_for_s",
@@ -177,11 +180,12 @@ class FaultConfig:
             "reboot_every",
         ):
             if getattr(self, name) < 0:
-                raise SimulatorError(f"expected a non-negative {name}, got {getattr(self, name)}")
+                raise SimulatorError(f"expected a non-negative {flag(name)}, got {getattr(self, name)}")
         if self.stall_for_s < 0:
-            raise SimulatorError(f"expected a non-negative stall_for_s, got {self.stall_for_s}")
+            raise SimulatorError(f"expected a non-negative {flag('stall_for_s')}, got {self.stall_for_s}")
         if self.pixel_change_at is not None and self.pixel_change_to < 1:
-            raise SimulatorError(f"expected pixel_change_to of at least 1, got {self.pixel_change_to}")
+            raise SimulatorError(f"expected {flag('pixel_change_to')} of at least 1 with pixel_change_at "
+                                 f"(--pixel-change-at), got {self.pixel_change_to}")
 
 
 @dataclass(frozen=True)
