@@ -21,8 +21,9 @@ how to create one.  Every insecure setting left in force is listed by :func:`sec
 Environment overrides have the form ``SPECTROLITE__<SECTION>__<KEY>=value`` (nested tables add levels:
 ``SPECTROLITE__MQTT__TLS__CA_PATH=/etc/spectrolite/ca.pem``).  The value is converted to the field's type
 (``true``/``false``/``1``/``0`` for booleans, comma-separated for lists); an override of an unknown key is an
-error, like an unknown key in the file.  Relative paths, in the file or in the environment, are resolved against
-the directory of the configuration file.
+error, like an unknown key in the file.  An empty value unsets an optional key, whatever the file says (an empty
+``SPECTROLITE__BUNDLE__PUBLIC_KEY_PATH`` turns signature checking off, named by the ``bundles_unsigned`` warning).
+Relative paths, in the file or in the environment, are resolved against the directory of the configuration file.
 
 Why hand-written rather than pydantic or similar: the device installs only numpy, pyserial, paho-mqtt and a
 TFLite runtime, and the whole validator is one small recursive function over ``dataclasses.fields``.

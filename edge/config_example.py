@@ -86,7 +86,8 @@ def example_config() -> str:
     lines = [
         "# spectrolite edge daemon configuration (spectro-edge run --config FILE)",
         "# Any key can be overridden from the environment: SPECTROLITE__<SECTION>__<KEY>=value,",
-        "# e.g. SPECTROLITE__MQTT__HOST=broker.plant.local or SPECTROLITE__MQTT__TLS__ENABLED=true.",
+        "# e.g. SPECTROLITE__MQTT__HOST=broker.plant.local or SPECTROLITE__MQTT__TLS__ENABLED=true; an empty",
+        "# value unsets an optional key. Overrides are read at start only (a reload keeps them).",
         "# Relative paths are resolved against the directory of this file.",
         "#",
         "# Security (docs/security.md). As printed, this file is as safe as it can be without the files only you",
