@@ -93,14 +93,18 @@ def check_bundle(config: Any) -> Check:
 def check_broker(config: Any) -> Check:
     """Whether the MQTT client can be built from the configuration as ``run`` builds it: the password file read,
     the TLS CA, certificate and key loaded (nothing is connected)."""
-    from edge.publish.client import build_client
+    from edge.publish.client import build_client, read_password
 
     m = config.mqtt
     try:
+        read_password(config)
+    except (EdgeError, OSError, ValueError) as exc:
+        return Check("mqtt", False, f"mqtt.password_file: cannot be read: {exc}")
+    try:
         build_client(config)
     except (EdgeError, OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        keys = "mqtt.tls.ca_path / cert_path / key_path" if m.tls.enabled else "mqtt.password_file"
-        return Check("mqtt", False, f"{keys}: the client cannot be built from them: {exc}")
+        return Check("mqtt", False, f"mqtt.tls.ca_path / cert_path / key_path: the client cannot be built from "
+                     f"them: {exc}")
     tls = "TLS" + (" with a client certificate" if m.tls.cert_path is not None else "") if m.tls.enabled else \
         "plaintext"
     return Check("mqtt", True, f"client built: {tls}, {'user ' + m.username if m.username else 'anonymous'}")
@@ -110,7 +114,8 @@ def validate_command(path: str, *, show_config: bool = False, check_device: bool
     """``spectro-edge config --validate PATH``: print one OK/FAIL line per check and the verdict; 0 when all pass.
 
     Checks the configuration (syntax, keys, environment overrides; its insecure settings are named, see
-    :func:`edge.config.security_warnings`), the bundle it names (exists, loads, self-tests)
+    :func:`edge.config.security_warnings`), the MQTT client built from it (password file, TLS files; nothing is
+    connected), the bundle it names (exists, loads, self-tests, has the check standards' targets)
     and the serial device (exists, or is a pyserial URL; skipped when ``check_device`` is false).
     """
     from edge.config import load_config, security_warnings
@@ -139,7 +144,7 @@ def validate_command(path: str, *, show_config: bool = False, check_device: bool
         print(f"{'SKIP':<5} {'serial':<7} {config.serial.port_url}: not checked (--skip-serial)")
     failed = [c.name for c in checks if not c.ok]
     if config is None:
-        print("verdict: FAIL (the configuration does not load; bundle and serial device not checked)")
+        print("verdict: FAIL (the configuration does not load; MQTT client, bundle and serial device not checked)")
     elif failed:
         print(f"verdict: FAIL ({', '.join(failed)})")
     else:
@@ -171,9 +176,9 @@ def _build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--validate",
         metavar="PATH",
-        help="check PATH (with environment overrides), the bundle it names (loads and self-tests it) and the serial "
-        "device; one OK/FAIL line per check, exit code 1 on any FAIL (-v also prints the effective configuration, "
-        "the MQTT password left out)",
+        help="check PATH (with environment overrides), the MQTT client it builds (password and TLS files), the bundle "
+        "it names (loads and self-tests it) and the serial device; one OK/FAIL line per check, exit code 1 on any "
+        "FAIL (-v also prints the effective configuration, the MQTT password left out)",
     )
     config.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                         help="with --validate: also print the effective configuration (as spectro-edge -v config)")

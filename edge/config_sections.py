@@ -305,7 +305,8 @@ class CommandsConfig:
                                    min=1.0, max=86_400.0)
     max_age_s: float = _opt(60.0, "every command must carry issued_at_unix_s; one delivered more than this many "
                             "seconds after it was issued (queued in the broker during an outage) is refused: for "
-                            "unsigned commands this stops stale commands, not forged ones", min=1.0, max=86_400.0)
+                            "unsigned commands this stops stale commands, not forged ones; max_clock_skew_s is checked "
+                            "first, so the smaller of the two applies", min=1.0, max=86_400.0)
     allowed_dirs: tuple[Path, ...] = _opt((), "directories a command may read bundles from; empty means the "
                                           "directory of bundle.path")
     max_capture_frames: int = _opt(256, "upper bound of average_frames in capture commands", min=1, max=100_000)

@@ -291,7 +291,9 @@ def study_name_for(cfg: TrainConfig, inputs: SearchInputs, folds: int) -> str:
     """The default study name: the model id and a hash of everything a trial's score depends on (the config's
     data, instrument (its line copies train every trial), split, CV, preprocessing, model and augmentation tables,
     the seed, the folds, the training rows and the search space version)."""
-    raw = {k: cfg.raw.get(k) for k in ("data", "instrument", "split", "cv", "preprocessing", "model", "augment")}
+    raw = {k: cfg.raw.get(k) for k in ("data", "split", "cv", "preprocessing", "model", "augment")}
+    if cfg.raw.get("instrument") is not None:  # only then: the names of studies without it stay as they were
+        raw["instrument"] = cfg.raw["instrument"]
     if cfg.pretrain.enabled:  # only then: the names of studies without pretraining stay as they were
         raw["pretrain"] = cfg.raw.get("pretrain")
     h = hashlib.sha256()

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from edge.publish.topics import Topics
 
 __all__ = ["BrokerRotation", "CommandHandler", "ReconnectJitter", "build_client", "max_incoming_packet_bytes",
+           "read_password",
            "connect_kwargs",
            "network_thread_died", "subscribe_commands", "deliver_command", "PACKET_OVERHEAD_BYTES", "TokenBucket",
            "TakeoverWatch",
@@ -45,7 +46,8 @@ SHORT_SESSION_S = 5.0
 SHORT_SESSIONS_HINT = 3
 
 
-def _read_password(cfg: EdgeConfig) -> str | None:
+def read_password(cfg: EdgeConfig) -> str | None:
+    """The MQTT password: the first line of ``mqtt.password_file`` when set, else ``mqtt.password``."""
     m = cfg.mqtt
     if m.password_file is not None:
         lines = m.password_file.read_text(encoding="utf-8").splitlines()
@@ -70,7 +72,7 @@ def build_client(cfg: EdgeConfig, client_id: str | None = None) -> paho.Client:
     client.reconnect_delay_set(min_delay=m.reconnect_min_delay_s, max_delay=m.reconnect_max_delay_s)
     client.connect_timeout = m.connect_timeout_s
     if m.username is not None:
-        client.username_pw_set(m.username, _read_password(cfg))
+        client.username_pw_set(m.username, read_password(cfg))
     if m.tls.enabled:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
                                          cafile=str(m.tls.ca_path) if m.tls.ca_path is not None else None)
