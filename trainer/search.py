@@ -9,7 +9,8 @@ is what :func:`trainer.champion.cnn_cv_predictions` gives on the training rows (
 per fold, no selection rows): the geometric mean over targets of the out-of-fold RMSE divided by the target's
 standard deviation (for one target, the RMSE in standard deviations); a classification's, the out-of-fold
 cross-entropy of its class probabilities (class-stratified folds). The first trial of a new study is the
-configured recipe itself, so the search can only report a recipe that beat it in the same cross-validation.
+configured recipe itself, so the search can only report a recipe that beat it in the same cross-validation; the
+second is that recipe with its input rescaled (:func:`trainer.search_space.rescaled_recipe`).
 
 Optuna runs it: a seeded TPE sampler, a median pruner fed the running out-of-fold score after each fold (a trial
 worse than the median of earlier trials at the same fold stops there), a wall-clock budget and a trial count. The
@@ -38,7 +39,7 @@ import numpy as np
 
 from trainer.config import SearchConfig, TrainConfig
 from trainer.errors import TrainConfigError
-from trainer.search_space import _CONFIGURED, configured_recipe, suggest_recipe
+from trainer.search_space import _CONFIGURED, _RESCALED, configured_recipe, rescaled_recipe, suggest_recipe
 
 __all__ = ["SearchInputs", "SearchResult", "SEARCH_SPACE_VERSION", "prepare_inputs", "resolve_storage", "run_search",
            "score", "class_score", "search_base_model", "study_name_for",
@@ -226,7 +227,7 @@ def cv_predictions(recipe: Mapping[str, Any], inputs: SearchInputs, *, folds: in
 
     cnn_cfg = CNNConfig.from_dict(dict(recipe["model"]))
     aug_cfg = AugmentConfig.from_dict(dict(recipe["augment"]))
-    steps = inputs.candidates[recipe["candidate"]]
+    steps = recipe.get("steps") or inputs.candidates[recipe["candidate"]]  # the rescaled trial carries its own
 
     def predict(model: Any, Xp: np.ndarray) -> np.ndarray:
         out = model.predict(np.asarray(Xp, dtype=np.float32), batch_size=256, verbose=0)
@@ -410,6 +411,9 @@ def run_search(
              "%d folds", name, kind, len(study.trials), sc.budget_min, sc.trials, folds)
     if not any(t.user_attrs.get(_CONFIGURED) for t in study.trials):
         study.enqueue_trial({}, user_attrs={_CONFIGURED: True})
+    if sc.trials > 1 and rescaled_recipe(inputs) is not None \
+            and not any(t.user_attrs.get(_RESCALED) for t in study.trials):
+        study.enqueue_trial({}, user_attrs={_RESCALED: True})
 
     try:  # a continued study: the best trial so far sets the seed-spread reserve until this run beats it
         best_duration = [float(study.best_trial.user_attrs.get("seconds", 0.0))]
@@ -423,7 +427,8 @@ def run_search(
 
     def objective(trial: Any) -> float:
         t_start = _clock()
-        recipe = configured_recipe(inputs) if trial.user_attrs.get(_CONFIGURED) else suggest_recipe(trial, inputs)
+        recipe = (configured_recipe(inputs) if trial.user_attrs.get(_CONFIGURED)
+                  else rescaled_recipe(inputs) if trial.user_attrs.get(_RESCALED) else suggest_recipe(trial, inputs))
         trial.set_user_attr("recipe", recipe)
         trial.set_user_attr("worker", worker)
 
@@ -474,7 +479,9 @@ def run_search(
                  "seconds": round((trial.datetime_complete - trial.datetime_start).total_seconds(), 2)
                  if trial.datetime_complete and trial.datetime_start else None}
         trial_log.append(entry)
-        msg = (f"search trial {trial.number}{' (configured recipe)' if entry['configured'] else ''}: {state}"
+        label = (" (configured recipe)" if entry["configured"] else " (configured recipe, input rescaled)"
+                 if trial.user_attrs.get(_RESCALED) else "")
+        msg = (f"search trial {trial.number}{label}: {state}"
                + (f" ({why})" if why and why != state else "")
                + (f", score {value:.4g}" if value is not None else "")
                + (f" in {entry['seconds']:.0f} s" if entry["seconds"] is not None else "")

@@ -1,5 +1,6 @@
 """The search space of the CNN recipe search (:mod:`trainer.search`): what a trial may sample, kept to what
-:mod:`trainer.models` and :mod:`trainer.augment` build, and the configured recipe every new study starts from."""
+:mod:`trainer.models` and :mod:`trainer.augment` build, and the configured recipe every new study starts from
+(then the same recipe with its input rescaled)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from trainer.search import SearchInputs
 
-__all__ = ["configured_recipe", "suggest_recipe"]
+__all__ = ["configured_recipe", "rescaled_recipe", "suggest_recipe"]
 
 #: User attribute marking the configured recipe's trial.
 _CONFIGURED = "configured"
+#: User attribute marking the trial of the configured recipe with its input's scaling swapped.
+_RESCALED = "rescaled"
+#: The input scalings the rescaled trial swaps: an autoscaled input is tried centred, and any other autoscaled.
+_SCALINGS = ("center", "autoscale")
 
 # The search space (kept to what trainer.models and trainer.augment build).
 _DEPTHS = (1, 3)
@@ -49,6 +54,23 @@ def configured_recipe(inputs: SearchInputs) -> dict[str, Any]:
               "augment": dict(inputs.base_augment), _CONFIGURED: True}
     if inputs.pretrain is not None:
         recipe["pretrain"] = True
+    return recipe
+
+
+def rescaled_recipe(inputs: SearchInputs) -> dict[str, Any] | None:
+    """The configured recipe with its input's last step swapped between ``autoscale`` and ``center`` (a candidate
+    ending in neither gains ``autoscale``): the second trial of a new study. Which of the two suits a CNN depends on
+    the data, by a wide margin both ways (docs/training.md, "The CNN's input"). None for a candidate with a
+    ``stack`` step, whose branches must keep their own scales."""
+    steps = [dict(s) for s in inputs.candidates[inputs.base_candidate]]
+    if any(s.get("op") == "stack" for s in steps):
+        return None
+    last = steps[-1].get("op") if steps else None
+    swapped = "center" if last == "autoscale" else "autoscale"
+    steps = (steps[:-1] if last in _SCALINGS else steps) + [{"op": swapped}]
+    recipe = {**configured_recipe(inputs), "candidate": f"{inputs.base_candidate}~{swapped}", "steps": steps,
+              _RESCALED: True}
+    del recipe[_CONFIGURED]
     return recipe
 
 

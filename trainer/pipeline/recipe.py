@@ -151,9 +151,11 @@ def choose_recipe(
                                                         data.ds.target_names, cand, data.make_pre, out, stage,
                                                         progress, plan, rows_for, n_classes=n_classes_of(data))
     pretrain, off = plan, "enabled = false"
+    steps = cfg.preprocessing.candidates[cand]
     if search_info.get("best_recipe") is not None:
         recipe = search_info["best_recipe"]
         cand = recipe["candidate"]
+        steps = recipe.get("steps") or cfg.preprocessing.candidates[cand]  # the rescaled trial carries its own
         cnn_cfg = build_cnn_config(replace(cfg, model=recipe["model"]))
         aug_cfg = build_augment_config(replace(cfg, augment=recipe["augment"]))
         if plan is not None and not recipe.get("pretrain", True):
@@ -161,7 +163,7 @@ def choose_recipe(
         log.info("CNN recipe from the search (trial %s): preprocessing %s, model %s, augment %s%s",
                  search_info.get("best_trial"), cand, recipe["model"], recipe["augment"],
                  "" if plan is None else f", pretrain {pretrain is not None}")
-    return Recipe(candidate=cand, steps=cfg.preprocessing.candidates[cand], cnn=cnn_cfg, augment=aug_cfg,
+    return Recipe(candidate=cand, steps=steps, cnn=cnn_cfg, augment=aug_cfg,
                   prune=configs.prune, search=search_info, search_oof=search_oof,
                   search_folds=search_folds, pretrain=pretrain, pretrain_off=off, rows=rows_for(aug_cfg))
 
