@@ -508,7 +508,9 @@ def run_search(
         classification=bool(inputs.n_classes),
     )
     # Sampled recipes the study judged (in this run or an earlier one): a trial the budget cut off judged nothing.
-    judged = [t for t in study.get_trials(deepcopy=False)
+    # One still waiting (the rescaled trial, queued when the budget ran out) judged nothing either.
+    judged = [t for t in study.get_trials(deepcopy=False, states=(
+        optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL))
               if not t.user_attrs.get(_CONFIGURED) and t.user_attrs.get("stopped") != "budget"]
     if not judged and sc.trials > 1 and configured:
         run_s = float(configured[0].user_attrs.get("seconds", 0.0))
