@@ -411,9 +411,11 @@ def run_search(
              "%d folds", name, kind, len(study.trials), sc.budget_min, sc.trials, folds)
     if not any(t.user_attrs.get(_CONFIGURED) for t in study.trials):
         study.enqueue_trial({}, user_attrs={_CONFIGURED: True})
-    if sc.trials > 1 and rescaled_recipe(inputs) is not None \
-            and not any(t.user_attrs.get(_RESCALED) for t in study.trials):
-        study.enqueue_trial({}, user_attrs={_RESCALED: True})
+    rescaled = rescaled_recipe(inputs) if sc.trials > 1 else None
+    if rescaled is not None and not any(t.user_attrs.get(_RESCALED) for t in study.trials):
+        # Its recipe is stored now: a trial still queued when this run's budget ends runs in a later process
+        # (a `search` worker's configured input may be another candidate, `pls_best`).
+        study.enqueue_trial({}, user_attrs={_RESCALED: True, "recipe": rescaled})
 
     try:  # a continued study: the best trial so far sets the seed-spread reserve until this run beats it
         best_duration = [float(study.best_trial.user_attrs.get("seconds", 0.0))]
@@ -428,7 +430,8 @@ def run_search(
     def objective(trial: Any) -> float:
         t_start = _clock()
         recipe = (configured_recipe(inputs) if trial.user_attrs.get(_CONFIGURED)
-                  else rescaled_recipe(inputs) if trial.user_attrs.get(_RESCALED) else suggest_recipe(trial, inputs))
+                  else dict(trial.user_attrs["recipe"]) if trial.user_attrs.get(_RESCALED)
+                  else suggest_recipe(trial, inputs))
         trial.set_user_attr("recipe", recipe)
         trial.set_user_attr("worker", worker)
 
@@ -476,11 +479,12 @@ def run_search(
         why = trial.user_attrs.get("stopped", "")
         entry = {"trial": trial.number, "state": state, "value": value, "stopped": why or None,
                  "configured": bool(trial.user_attrs.get(_CONFIGURED)),
+                 "rescaled": bool(trial.user_attrs.get(_RESCALED)),
                  "seconds": round((trial.datetime_complete - trial.datetime_start).total_seconds(), 2)
                  if trial.datetime_complete and trial.datetime_start else None}
         trial_log.append(entry)
         label = (" (configured recipe)" if entry["configured"] else " (configured recipe, input rescaled)"
-                 if trial.user_attrs.get(_RESCALED) else "")
+                 if entry["rescaled"] else "")
         msg = (f"search trial {trial.number}{label}: {state}"
                + (f" ({why})" if why and why != state else "")
                + (f", score {value:.4g}" if value is not None else "")

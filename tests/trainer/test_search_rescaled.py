@@ -122,4 +122,28 @@ def test_the_fit_trains_the_searched_rescaled_input(monkeypatch: pytest.MonkeyPa
     configs = SimpleNamespace(cnn=None, augment=None, prune=None)
     got = recipe_mod.choose_recipe(cfg, configs, data, "snv", Path("."), lambda s: None, None)
     assert got.candidate == "snv~center" and list(got.steps) == steps
-    assert "snv~center" not in cfg.preprocessing.candidates  # the steps came from the recipe, not the config
+
+
+
+def test_a_rescaled_trial_left_queued_runs_its_stored_recipe_in_the_next_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget stops the study after the configured trial, the rescaled one still queued; the next run (another
+    process whose configured input is another candidate, as a `search` worker's with `pls_best` is) runs it as it was
+    queued, not rescaled from its own input."""
+    from tests.trainer.test_search import _clocked_search
+
+    search = _clocked_search(monkeypatch, step_s=10.0)
+    # 33 s: the configured trial's 3 folds of 10 s, then not even one fold fits.
+    cfg = _cfg("[search]\ntrials = 10\nbudget_min = 0.55\nfolds = 3\nspread_seeds = 1\n")
+    first = search.run_search(cfg, _inputs({"as": [SG, {"op": "autoscale"}], "snv": [{"op": "snv"}]}, "as"), tmp_path)
+    assert first.trials_run == 1
+    study = optuna.load_study(study_name=first.study_name, storage=f"sqlite:///{tmp_path / 'search.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "WAITING"]
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(search, "cv_predictions", _fake_cv(calls))
+    one = cfg.search.__class__(enabled=True, trials=1, budget_min=10, folds=3, spread_seeds=1)
+    again = search.run_search(cfg, _inputs({"as": [SG, {"op": "autoscale"}], "snv": [{"op": "snv"}]}, "snv"),
+                              tmp_path, search=one, spread=False)
+    assert again.study_name == first.study_name and again.trial_log[0]["rescaled"]
+    assert calls[0]["recipe"]["candidate"] == "as~center" and calls[0]["recipe"]["steps"] == [SG, {"op": "center"}]
