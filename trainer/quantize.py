@@ -12,7 +12,7 @@ search, so by default :func:`convert_int8` runs in a child process: the model is
 file and converted by ``python -m trainer.quantize``, which is also a small command line::
 
     python -m trainer.quantize --model m.keras --representative X.npy --out model.tflite [--float]
-    python -m trainer.quantize --model m.keras --representative X.npy --all-rows A.npy --out DIR
+    python -m trainer.quantize --model m.keras --representative X.npy --all-rows A.npy --out DIR [--headroom H]
 
 :func:`convert_int8_candidates` returns the plain conversion, the calibration variants of
 :mod:`trainer.quant_ranges` (ranges over more rows, percentile-clipped activations) and its 16-bit-activation
@@ -152,17 +152,21 @@ def _check_result(model_bytes: bytes, *, int8: bool, input_shape: tuple[int, ...
 
 
 def _candidates_in_process(
-    keras_model: Any, representative: np.ndarray, all_rows: np.ndarray, int16x8: bool = True
+    keras_model: Any, representative: np.ndarray, all_rows: np.ndarray, int16x8: bool = True, headroom: float = 0.0
 ) -> list[tuple[str, bytes]]:
-    """The plain int8 conversion, the calibration variants of :func:`trainer.quant_ranges.int8_candidates`, then
-    the 16-bit-activation conversion of the network with its weights fine-tuned onto their int8 grid on the
-    representative rows (:mod:`trainer.weight_rounding`) unless ``int16x8`` is False."""
-    from trainer.quant_ranges import WIDE, int8_candidates, int16x8_model
+    """The plain int8 conversion, the calibration variants of :func:`trainer.quant_ranges.int8_candidates` (each
+    with ``headroom``), then the 16-bit-activation conversion of the network with its weights fine-tuned onto their
+    int8 grid on the representative rows (:mod:`trainer.weight_rounding`) unless ``int16x8`` is False."""
+    from trainer.quant_ranges import WIDE, int8_candidates, int16x8_model, plain_with_headroom
     from trainer.weight_rounding import fine_tune_rounded
 
-    plain = _convert_in_process(keras_model, representative)
+    if headroom == 0:
+        plain = _convert_in_process(keras_model, representative)
+    else:
+        with _quiet_converter("TFLite int8 conversion failed"):
+            plain = plain_with_headroom(keras_model, representative, headroom)
     with _quiet_converter("TFLite calibration variants failed"):
-        variants = int8_candidates(keras_model, all_rows)
+        variants = int8_candidates(keras_model, all_rows, headroom)
     if not int16x8:
         return [("minmax", plain), *variants]
     tuned, _ = fine_tune_rounded(keras_model, representative)
@@ -178,7 +182,7 @@ def _candidates_in_process(
 
 def _convert_in_child(
     keras_model: Any, representative: np.ndarray | None, custom_modules: Sequence[str],
-    all_rows: np.ndarray | None = None, int16x8: bool = True,
+    all_rows: np.ndarray | None = None, int16x8: bool = True, headroom: float = 0.0,
 ) -> bytes | list[tuple[str, bytes]]:
     """Save the model, convert it in ``python -m trainer.quantize`` and read the result back (every candidate
     when ``all_rows`` is given)."""
@@ -198,7 +202,8 @@ def _convert_in_child(
         if all_rows is not None:
             all_path = tmp_dir / "all_rows.npy"
             np.save(all_path, all_rows, allow_pickle=False)
-            cmd += ["--all-rows", str(all_path)] + ([] if int16x8 else ["--no-int16x8"])
+            cmd += ["--all-rows", str(all_path), "--headroom", repr(float(headroom))]
+            cmd += [] if int16x8 else ["--no-int16x8"]
         for module in custom_modules:
             cmd += ["--import", module]
         env = dict(os.environ)
@@ -292,11 +297,13 @@ def convert_int8_candidates(
     seed: int = 0,
     custom_modules: Sequence[str] = (),
     int16x8: bool = True,
+    headroom: float = 0.0,
 ) -> list[tuple[str, bytes]]:
     """The int8 conversions of :data:`trainer.quant_ranges.CANDIDATES`, then :data:`~trainer.quant_ranges.WIDE`,
     ``(name, .tflite bytes)`` in that order.
 
-    The first, ``"minmax"``, is exactly :func:`convert_int8` of the same arguments; the others calibrate on
+    The first, ``"minmax"``, is exactly :func:`convert_int8` of the same arguments (with ``headroom`` 0); the
+    others calibrate on
     ``all_X`` (every calibration spectrum, never test rows) and choose their ranges as
     :mod:`trainer.quant_ranges` says. Each int8 one is checked to load in the edge runtime with int8 input and
     output; ``int16x8`` (weights fine-tuned onto their int8 grid on ``representative_X``, 16-bit activations) with
@@ -312,18 +319,24 @@ def convert_int8_candidates(
     int16x8 : bool, optional
         Build the ``int16x8`` conversion too (default); False: the int8 variants only (``[quantize] int16x8 =
         "never"``).
+    headroom : float, optional
+        Every int8 range but the input's widened by this fraction of itself
+        (:func:`trainer.quant_ranges.with_headroom`, ``[quantize] headroom``); 0 (default): the ranges as
+        calibrated. The ``int16x8`` conversion keeps its own.
     """
+    if not headroom >= 0:
+        raise QuantizeError(f"expected a headroom >= 0, got {headroom}")
     input_shape = _model_input_shape(keras_model)
     rep = _prepare_representative(representative_X, input_shape, seed)
     all_rows = _prepare_representative(all_X, input_shape, seed)
     t0 = time.perf_counter()
-    log.info("int8 conversion with calibration variants: %d representative spectra, %d calibration spectra%s",
-             rep.shape[0], all_rows.shape[0], " (child process)" if subprocess else "")
+    log.info("int8 conversion with calibration variants: %d representative spectra, %d calibration spectra, "
+             "headroom %g%s", rep.shape[0], all_rows.shape[0], headroom, " (child process)" if subprocess else "")
     if subprocess:
-        result = _convert_in_child(keras_model, rep, custom_modules, all_rows, int16x8)
+        result = _convert_in_child(keras_model, rep, custom_modules, all_rows, int16x8, headroom)
         assert isinstance(result, list)
     else:
-        result = _candidates_in_process(keras_model, rep, all_rows, int16x8)
+        result = _candidates_in_process(keras_model, rep, all_rows, int16x8, headroom)
     from trainer.quant_ranges import WIDE
 
     for name, model_bytes in result:
@@ -372,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--all-rows", help=".npy of every calibration spectrum: write each int8 calibration variant "
                         "into the folder --out")
     parser.add_argument("--no-int16x8", action="store_true", help="with --all-rows: the int8 variants only")
+    parser.add_argument("--headroom", type=float, default=0.0,
+                        help="with --all-rows: widen every int8 range but the input's by this fraction (default 0)")
     parser.add_argument("--import", dest="imports", action="append", default=[], help="module to import first")
     args = parser.parse_args(argv)
     if args.float == bool(args.representative):
@@ -407,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             assert rep is not None
             all_rows = np.load(args.all_rows, allow_pickle=False)
             progress(f"child: calibration variants on {all_rows.shape[0]} calibration spectra")
-            candidates = _candidates_in_process(model, rep, all_rows, not args.no_int16x8)
+            candidates = _candidates_in_process(model, rep, all_rows, not args.no_int16x8, args.headroom)
         else:
             model_bytes = _convert_in_process(model, rep)
     except QuantizeError as exc:

@@ -121,6 +121,9 @@ def test_tablets_multi_example_has_three_targets_and_the_assay_protocol(repo_roo
         ('[model]', '[bundle]\nmodel_version = "1.0 beta"\n[model]', "bundle.model_version: expected 1-64 letters"),
         ('[model]', '[quantize]\nrepresentative = 3\n[model]', "quantize.representative: unknown key"),
         ('[model]', '[quantize]\nint16x8 = "always"\n[model]', "quantize.int16x8: expected one of auto, never"),
+        ('[model]', '[quantize]\nheadroom = -0.1\n[model]',
+         r"quantize.headroom: expected a number from 0 to 3 .* got -0.1"),
+        ('[model]', '[quantize]\nheadroom = "25 %"\n[model]', "quantize.headroom: expected a number, got str"),
         # Keys that would be ignored are refused, saying where they belong.
         ('path = "spectra.npz"', 'synthetic = { samples = 60 }\ntargets_path = "refs.csv"',
          r"data.targets_path: describes a data file \(path\), .* got targets_path"),
@@ -154,6 +157,11 @@ def test_quantize_int16x8_defaults_to_auto_and_reads_never() -> None:
     assert parse_config(GOOD).quantize.int16x8 == "auto"
     never = parse_config(GOOD.replace("[model]", '[quantize]\nint16x8 = "never"\n[model]', 1))
     assert never.quantize.int16x8 == "never"
+
+
+def test_quantize_headroom_defaults_to_a_quarter_and_reads_zero() -> None:
+    assert parse_config(GOOD).quantize.headroom == 0.25
+    assert parse_config(GOOD.replace("[model]", "[quantize]\nheadroom = 0\n[model]", 1)).quantize.headroom == 0.0
 
 
 def test_toml_syntax_error_is_a_config_error() -> None:

@@ -48,6 +48,7 @@ def test_fit_writes_bundle_metrics_and_report(fitted: dict[str, Any]) -> None:
     assert "PLS vs CNN" in html and "pred_vs_ref_test.png" in html
     chosen = fitted["metrics"]["cnn_int8_calibration"]["chosen"]
     assert f"CNN conversion (docs/training.md, [quantize])</td><td>{chosen}" in html
+    assert (chosen == "int16x8") != ("int8 ranges with 0.25 headroom" in html)
     assert "training rows out of fold: nested" in html
     shift = fitted["metrics"]["interval_coverage"]["residual_shift"]["test"]["conc_pct"]
     assert f"<tr><td>test</td><td>conc_pct</td><td>{shift['median_abs_test']:.4g}</td>" in html
@@ -143,7 +144,7 @@ def test_int8_calibration_is_chosen_on_training_and_selection_rows(fitted: dict[
 
     m = fitted["metrics"]
     cal = m["cnn_int8_calibration"]
-    assert cal["rows"] == 90 + 30
+    assert cal["rows"] == 90 + 30 and cal["headroom"] == 0.25  # [quantize] headroom's default, recorded
     assert set(cal["rms_std"]) == {*CANDIDATES, WIDE} and cal["chosen"] in {*CANDIDATES, WIDE}
     assert all(np.isfinite(v) and v >= 0 for v in cal["rms_std"].values())
     # the int8 model kept is the closest int8 variant, or the plain one on a near tie ...

@@ -192,8 +192,12 @@ def test_an_elu_network_in_the_child_process_says_why_it_has_no_int16x8_and_the_
     net = keras.Model(inp, out)
     X = rng.normal(size=(60, 32)).astype(np.float32)
     with caplog.at_level("INFO", logger="trainer"):
-        got = convert_int8_candidates(net, X, X, subprocess=True, seed=SEED)
+        got = convert_int8_candidates(net, X, X, subprocess=True, seed=SEED, headroom=0.25)
     assert tuple(name for name, _ in got) == CANDIDATES  # no int16x8 for ELU
+    # the child applies the headroom as this process does (the fit's default, [quantize] headroom)
+    here = convert_int8_candidates(net, X, X, subprocess=False, seed=SEED, int16x8=False, headroom=0.25)
+    for (name, a), (_, b) in zip(got, here):
+        assert ModelRuntime(a).output_quantization == ModelRuntime(b).output_quantization, name
     assert any("16-bit-activation conversion failed" in r.getMessage() and "'ELU'" in r.getMessage()
                and "int16x8 left out" in r.getMessage() for r in caplog.records)
     ref = net.predict(X, verbose=0).astype(np.float64)
@@ -252,3 +256,47 @@ def test_a_variant_the_edge_runtime_cannot_run_is_left_out(
     assert entry["chosen"] == "minmax_all" and set(entry["refused"]) == {"minmax"}
     with pytest.raises(TrainerError, match="cannot run any int8 conversion of the CNN.*minmax: .*XNNPACK"):
         choose_calibration([("minmax", broken)], X, ref)
+
+
+def test_headroom_widens_every_int8_range_but_the_input_s(
+    models: TinyModels, candidates: list[tuple[str, bytes]]
+) -> None:
+    """``[quantize] headroom = 0.5``: each variant's output step is 1.5x its step without headroom, its input
+    quantisation is unchanged, and the choice among the variants is recorded with it."""
+    roomy = convert_int8_candidates(models.keras_model, models.X_pre_train[:120], models.X_pre_train,
+                                    subprocess=False, seed=SEED, int16x8=False, headroom=0.5)
+    assert tuple(name for name, _ in roomy) == CANDIDATES
+    plain = dict(candidates)
+    for name, model_bytes in roomy:
+        got, before = ModelRuntime(model_bytes), ModelRuntime(plain[name])
+        assert got.input_quantization == before.input_quantization, name
+        assert got.output_quantization[0] == pytest.approx(1.5 * before.output_quantization[0], rel=SCALE_RTOL), name
+        assert abs(got.output_quantization[1] - before.output_quantization[1]) <= 1, name  # the zero point stays
+    with pytest.raises(Exception, match="headroom >= 0"):
+        convert_int8_candidates(models.keras_model, models.X_pre_train[:120], models.X_pre_train,
+                                subprocess=False, seed=SEED, int16x8=False, headroom=-0.1)
+
+
+def test_headroom_keeps_an_output_beyond_the_calibration_spectra_from_clipping_at_their_extreme(
+    models: TinyModels,
+) -> None:
+    """Calibrated on the spectra whose float outputs are the lowest 70 %, the int8 model without headroom clips the
+    others at the calibration maximum; with headroom it follows the float network beyond it (the wheat kernels of
+    another location, docs/training.md)."""
+    X = np.asarray(models.X_pre_train, dtype=np.float32)
+    ref = models.keras_model.predict(X[:, :, None], verbose=0).astype(np.float64).reshape(X.shape[0], -1)[:, 0]
+    inside = ref <= np.quantile(ref, 0.7)
+    top = float(ref[inside].max())
+    span = top - float(ref[inside].min())
+    beyond = (ref > top + 0.05 * span) & (ref < top + 0.3 * span)
+    assert beyond.sum() >= 5, "the test needs spectra whose outputs lie beyond the calibration maximum"
+    rows = X[inside]
+    err = {}
+    for headroom in (0.0, 0.5):
+        minmax = dict(convert_int8_candidates(models.keras_model, rows, rows, subprocess=False, seed=SEED,
+                                              int16x8=False, headroom=headroom))["minmax"]
+        out = np.asarray(ModelRuntime(minmax).predict(X[beyond]), dtype=np.float64).reshape(-1)
+        err[headroom] = float(np.sqrt(np.mean((out - ref[beyond]) ** 2)))
+        if headroom == 0.0:  # clipped near the calibration maximum, short of the float outputs
+            assert float(out.max()) < top + 0.05 * span
+    assert err[0.5] < 0.5 * err[0.0], err

@@ -69,28 +69,39 @@ class IntervalConfig:
 
 #: ``[quantize] int16x8``: the 16-bit-activation conversion where the int8 gap calls for it, or full int8 only.
 INT16X8_MODES = ("auto", "never")
+#: ``[quantize] headroom``: default and largest value (each int8 range but the input's widened by that fraction;
+#: 3 quadruples the step, two of the eight bits).
+HEADROOM_DEFAULT = 0.25
+HEADROOM_MAX = 3.0
 
 
 @dataclass(frozen=True)
 class QuantizeConfig:
     """Full-integer int8 conversion: how many preprocessed training spectra form the representative set, and
-    whether a regression CNN may be converted with 16-bit activations instead (``int16x8``)."""
+    whether a regression CNN may be converted with 16-bit activations instead (``int16x8``), and the headroom of
+    a regression CNN's int8 ranges beyond what the calibration spectra reach (:mod:`trainer.quant_ranges`)."""
 
     representative_samples: int = 200
     subprocess: bool = True
     int16x8: str = "auto"
+    headroom: float = HEADROOM_DEFAULT
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> QuantizeConfig:
         w = "quantize"
-        _check_keys(d, w, {"representative_samples", "subprocess", "int16x8"})
+        _check_keys(d, w, {"representative_samples", "subprocess", "int16x8", "headroom"})
         n = _get(d, "representative_samples", w, int, 200)
         if n < 10:
             raise TrainConfigError(f"quantize.representative_samples: expected an integer >= 10, got {n}")
         wide = _get(d, "int16x8", w, str, "auto")
         if wide not in INT16X8_MODES:
             raise TrainConfigError(f"quantize.int16x8: expected one of {', '.join(INT16X8_MODES)}, got {wide!r}")
-        return cls(representative_samples=n, subprocess=_get(d, "subprocess", w, bool, True), int16x8=wide)
+        headroom = _get(d, "headroom", w, float, HEADROOM_DEFAULT)
+        if not 0.0 <= headroom <= HEADROOM_MAX:
+            raise TrainConfigError(f"quantize.headroom: expected a number from 0 to {HEADROOM_MAX:g} (a fraction of "
+                                   f"each int8 range), got {headroom!r}")
+        return cls(representative_samples=n, subprocess=_get(d, "subprocess", w, bool, True), int16x8=wide,
+                   headroom=headroom)
 
 
 @dataclass(frozen=True)

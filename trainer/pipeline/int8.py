@@ -84,7 +84,8 @@ def convert_network(cfg: TrainConfig, data: Prepared, net: TrainedNetwork,
         rows = np.concatenate([roles[r] for r in FIDELITY_ROLES if r in roles])
         X_fid = net.pre.transform(X[rows])
         candidates = convert_int8_candidates(to_convert, rep, X_fid, subprocess=cfg.quantize.subprocess,
-                                             seed=cfg.seed, int16x8=cfg.quantize.int16x8 != "never")
+                                             seed=cfg.seed, int16x8=cfg.quantize.int16x8 != "never",
+                                             headroom=cfg.quantize.headroom)
         float_std = cnn_predict(to_convert, X_fid, False)
         error, source = _cnn_error(data, net, cv_rmse)
         tflite_int8, calibration = choose_calibration(candidates, net.edge_pipe.transform(X[rows]), float_std,
@@ -92,6 +93,7 @@ def convert_network(cfg: TrainConfig, data: Prepared, net: TrainedNetwork,
                                                       y_scale=net.trained.y_scale, cnn_error=error,
                                                       error_source=source)
         calibration["int16x8"] = cfg.quantize.int16x8
+        calibration["headroom"] = cfg.quantize.headroom
     rt = _runtime(tflite_int8, cnn_transform)
     output_step = rt.output_step
     if output_step is None and cnn_transform is not None:  # int16x8: the step of the tensor its output dequantises
