@@ -154,9 +154,9 @@ def _check_result(model_bytes: bytes, *, int8: bool, input_shape: tuple[int, ...
 def _candidates_in_process(
     keras_model: Any, representative: np.ndarray, all_rows: np.ndarray, int16x8: bool = True, headroom: float = 0.0
 ) -> list[tuple[str, bytes]]:
-    """The plain int8 conversion, the calibration variants of :func:`trainer.quant_ranges.int8_candidates` (each
-    with ``headroom``), then the 16-bit-activation conversion of the network with its weights fine-tuned onto their
-    int8 grid on the representative rows (:mod:`trainer.weight_rounding`) unless ``int16x8`` is False."""
+    """The plain int8 conversion, the calibration variants of :func:`trainer.quant_ranges.int8_candidates`, then
+    the 16-bit-activation conversion of the network with its weights fine-tuned onto their int8 grid on the
+    representative rows (:mod:`trainer.weight_rounding`) unless ``int16x8`` is False; each with ``headroom``."""
     from trainer.quant_ranges import WIDE, int8_candidates, int16x8_model, plain_with_headroom
     from trainer.weight_rounding import fine_tune_rounded
 
@@ -172,7 +172,7 @@ def _candidates_in_process(
     tuned, _ = fine_tune_rounded(keras_model, representative)
     try:
         with _quiet_converter("TFLite 16-bit-activation conversion failed"):
-            wide = int16x8_model(tuned, all_rows)
+            wide = int16x8_model(tuned, all_rows, headroom)
     except QuantizeError as exc:  # an op without 16-bit kernels: the int8 variants still stand
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         log.warning("%s; %s left out, the int8 variants only", first, WIDE)  # one line: the child forwards lines
@@ -322,7 +322,7 @@ def convert_int8_candidates(
     headroom : float, optional
         Every int8 range but the input's widened by this fraction of itself
         (:func:`trainer.quant_ranges.with_headroom`, ``[quantize] headroom``); 0 (default): the ranges as
-        calibrated. The ``int16x8`` conversion keeps its own.
+        calibrated. The same for the ``int16x8`` conversion's ranges.
     """
     if not headroom >= 0:
         raise QuantizeError(f"expected a headroom >= 0, got {headroom}")
@@ -386,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "into the folder --out")
     parser.add_argument("--no-int16x8", action="store_true", help="with --all-rows: the int8 variants only")
     parser.add_argument("--headroom", type=float, default=0.0,
-                        help="with --all-rows: widen every int8 range but the input's by this fraction (default 0)")
+                        help="with --all-rows: widen every range but the input's by this fraction (default 0)")
     parser.add_argument("--import", dest="imports", action="append", default=[], help="module to import first")
     args = parser.parse_args(argv)
     if args.float == bool(args.representative):

@@ -11,7 +11,16 @@ import pytest
 from edge.runtime import ModelRuntime
 from tests.support.bundles import SEED, TinyModels, tiny_models
 from trainer.pipeline.int8 import MAX_GAP, MIN_GAIN, choose_calibration
-from trainer.quant_ranges import CANDIDATES, WIDE, calibrate, quantize_calibrated, tensor_ranges, with_ranges
+from trainer.quant_ranges import (
+    CANDIDATES,
+    WIDE,
+    calibrate,
+    int16x8_model,
+    output_scale,
+    quantize_calibrated,
+    tensor_ranges,
+    with_ranges,
+)
 from trainer.quantize import convert_int8, convert_int8_candidates
 
 #: The MLIR quantiser may nudge a range so that 0 is exactly representable: scales agree to this relative error.
@@ -89,7 +98,7 @@ def test_a_failed_int16x8_conversion_leaves_the_int8_variants_and_says_so(
 ) -> None:
     import trainer.quant_ranges
 
-    def refuse(keras_model: object, rows: np.ndarray) -> bytes:
+    def refuse(keras_model: object, rows: np.ndarray, headroom: float = 0.0) -> bytes:
         raise RuntimeError("op FOO has no 16-bit kernel")
 
     monkeypatch.setattr(trainer.quant_ranges, "int16x8_model", refuse)
@@ -264,14 +273,18 @@ def test_headroom_widens_every_int8_range_but_the_input_s(
     """``[quantize] headroom = 0.5``: each variant's output step is 1.5x its step without headroom, its input
     quantisation is unchanged, and the choice among the variants is recorded with it."""
     roomy = convert_int8_candidates(models.keras_model, models.X_pre_train[:120], models.X_pre_train,
-                                    subprocess=False, seed=SEED, int16x8=False, headroom=0.5)
-    assert tuple(name for name, _ in roomy) == CANDIDATES
+                                    subprocess=False, seed=SEED, headroom=0.5)
+    assert tuple(name for name, _ in roomy) == (*CANDIDATES, WIDE)
     plain = dict(candidates)
-    for name, model_bytes in roomy:
+    for name, model_bytes in roomy[:-1]:
         got, before = ModelRuntime(model_bytes), ModelRuntime(plain[name])
         assert got.input_quantization == before.input_quantization, name
         assert got.output_quantization[0] == pytest.approx(1.5 * before.output_quantization[0], rel=SCALE_RTOL), name
         assert abs(got.output_quantization[1] - before.output_quantization[1]) <= 1, name  # the zero point stays
+    # the 16-bit conversion too: its float output dequantises a 16-bit tensor whose step is 1.5x
+    wide_scale, before_scale = output_scale(roomy[-1][1]), output_scale(plain[WIDE])
+    assert wide_scale is not None and before_scale is not None
+    assert wide_scale == pytest.approx(1.5 * before_scale, rel=SCALE_RTOL)
     with pytest.raises(Exception, match="headroom >= 0"):
         convert_int8_candidates(models.keras_model, models.X_pre_train[:120], models.X_pre_train,
                                 subprocess=False, seed=SEED, int16x8=False, headroom=-0.1)
@@ -300,3 +313,21 @@ def test_headroom_keeps_an_output_beyond_the_calibration_spectra_from_clipping_a
         if headroom == 0.0:  # clipped near the calibration maximum, short of the float outputs
             assert float(out.max()) < top + 0.05 * span
     assert err[0.5] < 0.5 * err[0.0], err
+
+
+def test_the_16x8_quantiser_fed_no_rows_quantises_with_the_statistics_the_flatbuffer_carries(
+    models: TinyModels, rows: np.ndarray
+) -> None:
+    """The headroom's 16-bit route (``_quantize_16x8``): unedited, it predicts exactly as the converter's own
+    16x8 conversion does."""
+    import tensorflow as tf
+
+    from trainer.quant_ranges import _calibrated_converter, _quantize_16x8
+
+    converter = _calibrated_converter(models.keras_model, rows,
+                                      tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8)
+    converter._experimental_calibrate_only = True
+    again = ModelRuntime(_quantize_16x8(bytes(converter.convert())))
+    direct = ModelRuntime(int16x8_model(models.keras_model, rows))
+    assert again.input_dtype == np.float32 and again.output_dtype == np.float32
+    np.testing.assert_array_equal(again.predict(models.X_pre_test), direct.predict(models.X_pre_test))
