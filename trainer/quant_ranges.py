@@ -29,10 +29,10 @@ Variants (``name``: what changes against the plain conversion):
 One more conversion, :data:`WIDE` (``int16x8``), is not full-integer int8: 16-bit activations (input and output
 included, quantised inside the graph: the ``.tflite`` has float32 input and output tensors) and int8 weights, the
 weights first fine-tuned onto their int8 grid (:mod:`trainer.weight_rounding`), ranges min/max over every
-calibration spectrum (with the headroom below). It removes the two losses no choice of int8 ranges can: 256 levels for the preprocessed
-spectrum and the weights' rounding. The edge runs it as it runs any float-in, float-out model; the trainer takes it
-only where the int8 model's gap to the float network is a visible share of the network's own error
-(:mod:`trainer.pipeline.int8`).
+calibration spectrum (with the headroom below). It removes the two losses no choice of int8 ranges can: 256 levels
+for the preprocessed spectrum and the weights' rounding. The edge runs it as it runs any float-in, float-out model;
+the trainer takes it only where the int8 model's gap to the float network is a visible share of the network's own
+error (:mod:`trainer.pipeline.int8`).
 
 Headroom (``[quantize] headroom``, 0.25 by default): once a variant has chosen its ranges, every range but the
 input's is widened by that fraction of itself (about 0, so the zero point stays). A min/max range ends exactly at
