@@ -293,9 +293,9 @@ def test_headroom_widens_every_int8_range_but_the_input_s(
 def test_headroom_keeps_an_output_beyond_the_calibration_spectra_from_clipping_at_their_extreme(
     models: TinyModels,
 ) -> None:
-    """Calibrated on the spectra whose float outputs are the lowest 70 %, the int8 model without headroom clips the
-    others at the calibration maximum; with headroom it follows the float network beyond it (the wheat kernels of
-    another location, docs/training.md)."""
+    """Calibrated on the spectra whose float outputs are the lowest 70 %, the int8 and 16x8 models without headroom
+    clip the others at the calibration maximum; with headroom they follow the float network beyond it (the wheat
+    kernels of another location, docs/training.md)."""
     X = np.asarray(models.X_pre_train, dtype=np.float32)
     ref = models.keras_model.predict(X[:, :, None], verbose=0).astype(np.float64).reshape(X.shape[0], -1)[:, 0]
     inside = ref <= np.quantile(ref, 0.7)
@@ -308,11 +308,14 @@ def test_headroom_keeps_an_output_beyond_the_calibration_spectra_from_clipping_a
     for headroom in (0.0, 0.5):
         minmax = dict(convert_int8_candidates(models.keras_model, rows, rows, subprocess=False, seed=SEED,
                                               int16x8=False, headroom=headroom))["minmax"]
-        out = np.asarray(ModelRuntime(minmax).predict(X[beyond]), dtype=np.float64).reshape(-1)
-        err[headroom] = float(np.sqrt(np.mean((out - ref[beyond]) ** 2)))
-        if headroom == 0.0:  # clipped near the calibration maximum, short of the float outputs
-            assert float(out.max()) < top + 0.05 * span
-    assert err[0.5] < 0.5 * err[0.0], err
+        wide = int16x8_model(models.keras_model, rows[:, :, None], headroom)
+        for name, model_bytes in (("int8", minmax), (WIDE, wide)):
+            out = np.asarray(ModelRuntime(model_bytes).predict(X[beyond]), dtype=np.float64).reshape(-1)
+            err[name, headroom] = float(np.sqrt(np.mean((out - ref[beyond]) ** 2)))
+            if headroom == 0.0:  # clipped near the calibration maximum, short of the float outputs
+                assert float(out.max()) < top + 0.05 * span, name
+    assert err["int8", 0.5] < 0.5 * err["int8", 0.0], err
+    assert err[WIDE, 0.5] < 0.5 * err[WIDE, 0.0], err
 
 
 def test_the_16x8_quantiser_fed_no_rows_quantises_with_the_statistics_the_flatbuffer_carries(
