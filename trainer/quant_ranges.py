@@ -19,7 +19,8 @@ points from the ``.tflite``.
 Variants (``name``: what changes against the plain conversion):
 
 ``minmax``
-    None: min/max over the representative rows (the plain conversion).
+    None: min/max over the representative rows (the plain conversion; like every variant, with the headroom
+    below).
 ``minmax_all``
     Min/max over every calibration spectrum given (training and selection rows), not a subset.
 ``act_p9999``
@@ -53,14 +54,15 @@ Spectra far beyond the training range are the OOD detector's business.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 __all__ = ["CANDIDATES", "PERCENTILE", "WIDE", "int8_candidates", "int16x8_model", "calibrate",
-           "plain_with_headroom", "quantize_calibrated", "output_scale", "tensor_ranges", "with_headroom",
-           "with_ranges"]
+           "plain_with_headroom", "quantize_calibrated", "output_scale", "structure", "Structure", "tensor_ranges",
+           "with_headroom", "with_ranges"]
 
 #: The calibration variants, the plain conversion first (it wins ties).
 CANDIDATES = ("minmax", "minmax_all", "act_p9999")
@@ -112,9 +114,7 @@ def int16x8_model(keras_model: Any, rows: np.ndarray, headroom: float = 0.0) -> 
         return bytes(converter.convert())
     converter._experimental_calibrate_only = True
     cal = bytes(converter.convert())
-    ranges, inputs, _ = tensor_ranges(cal)
-    edited = with_headroom(ranges, _input_like(ranges, inputs), headroom)
-    return _quantize_16x8(with_ranges(cal, {i: r for i, r in edited.items() if r != ranges[i]}))
+    return _quantize_16x8(_edited(cal, tensor_ranges(cal)[0], headroom))
 
 
 def _quantize_16x8(calibrated: bytes) -> bytes:
@@ -128,8 +128,8 @@ def _quantize_16x8(calibrated: bytes) -> bytes:
     from tensorflow.lite.python.optimize import calibrator
 
     quantizer = calibrator.Calibrator(calibrated)
-    return bytes(quantizer.calibrate_and_quantize(lambda: iter(()), tf.float32, tf.float32, False, tf.int16,
-                                                  tf.int64))
+    return bytes(quantizer.calibrate_and_quantize(lambda: iter(()), input_type=tf.float32, output_type=tf.float32,
+                                                  allow_float=False, activations_type=tf.int16, bias_type=tf.int64))
 
 
 def output_scale(model_bytes: bytes) -> float | None:
@@ -229,38 +229,75 @@ def _clipped(values: np.ndarray, full: tuple[float, float]) -> tuple[float, floa
     return clipped
 
 
-def _input_like(ranges: Ranges, inputs: Sequence[int]) -> list[int]:
-    """The input tensor and those that only re-shape it (Reshape, ExpandDims): they carry its range and must keep
-    sharing it."""
-    input_range = ranges[inputs[0]]
-    return [i for i, r in ranges.items() if r == input_range]
+class Structure(NamedTuple):
+    """What the headroom must respect in a calibrated graph."""
+
+    #: The input tensor and those that only re-shape it (RESHAPE, EXPAND_DIMS, SQUEEZE): they keep its range.
+    input_like: tuple[int, ...]
+    #: Each CONCATENATION's ``(output, operands)``, in execution order: its range is the union of theirs.
+    concats: tuple[tuple[int, tuple[int, ...]], ...]
 
 
-def with_headroom(ranges: Ranges, input_like: Sequence[int], headroom: float) -> Ranges:
-    """Every range but the input's (and its re-shapes') widened to include 0 and scaled by ``1 + headroom`` about 0,
-    so the zero point stays where it was and a tensor the line drives past its calibration extremes is not clipped
-    there; ``headroom`` 0 returns ``ranges`` as they are."""
-    if not headroom >= 0:
-        raise ValueError(f"expected a headroom >= 0, got {headroom}")
-    if headroom == 0:
-        return dict(ranges)
-    keep, f = set(input_like), 1.0 + headroom
-    return {i: r if i in keep else (min(r[0], 0.0) * f, max(r[1], 0.0) * f) for i, r in ranges.items()}
+#: ``BuiltinOperator`` codes of the TFLite schema: ops that re-shape a tensor, and CONCATENATION.
+_RESHAPES = frozenset({22, 70, 43})  # RESHAPE, EXPAND_DIMS, SQUEEZE
+_CONCATENATION = 2
 
 
-def _quantized(cal: bytes, ranges: Ranges, input_like: Sequence[int], headroom: float) -> bytes:
-    """The int8 model of ``cal`` with ``ranges`` and the headroom; only the tensors whose range changed are edited
-    (none: exactly the converter's result)."""
+def structure(calibrated: bytes) -> Structure:
+    """The input-like tensors and the concatenations of a calibrated flatbuffer, found by walking its operators
+    (a range equal to the input's by coincidence, e.g. a concatenation of the input with smaller features, is not
+    taken for the input)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated))
+    graph = model.subgraphs[0]
+    input_like = [int(graph.inputs[0])]
+    concats = []
+    for op in graph.operators:  # stored in execution order
+        code = model.operatorCodes[op.opcodeIndex]
+        kind = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if kind in _RESHAPES and int(op.inputs[0]) in input_like:
+            input_like.append(int(op.outputs[0]))
+        elif kind == _CONCATENATION:
+            concats.append((int(op.outputs[0]), tuple(int(i) for i in op.inputs)))
+    return Structure(tuple(input_like), tuple(concats))
+
+
+def with_headroom(ranges: Ranges, graph: Structure, headroom: float) -> Ranges:
+    """Every range but the input-like ones widened to include 0 and scaled by ``1 + headroom`` about 0 (the zero
+    point stays where it was, and a tensor the line drives past its calibration extremes is not clipped there); then
+    each concatenation's range is the union of its operands' (the input's copy on a linear path keeps its step
+    unless the other operands need more). ``headroom`` 0 scales nothing.
+
+    Raises
+    ------
+    ValueError
+        A headroom that is negative or not finite.
+    """
+    if not 0.0 <= headroom < math.inf:
+        raise ValueError(f"expected a finite headroom >= 0, got {headroom}")
+    keep, f = set(graph.input_like), 1.0 + headroom
+    out = dict(ranges) if headroom == 0 else {
+        i: r if i in keep else (min(r[0], 0.0) * f, max(r[1], 0.0) * f) for i, r in ranges.items()}
+    for concat, operands in graph.concats:
+        parts = [out[i] for i in operands if i in out]
+        if concat in out and parts:
+            out[concat] = (min(lo for lo, _ in parts), max(hi for _, hi in parts))
+    return out
+
+
+def _edited(cal: bytes, ranges: Ranges, headroom: float) -> bytes:
+    """``cal`` with ``ranges`` and the headroom; only the tensors whose range changed are edited (none: ``cal``
+    itself, which quantises exactly as the converter does)."""
     own = tensor_ranges(cal)[0]
-    edited = {i: r for i, r in with_headroom(ranges, input_like, headroom).items() if r != own.get(i)}
-    return quantize_calibrated(with_ranges(cal, edited) if edited else cal)
+    edited = {i: r for i, r in with_headroom(ranges, structure(cal), headroom).items() if r != own.get(i)}
+    return with_ranges(cal, edited) if edited else cal
 
 
 def plain_with_headroom(keras_model: Any, rows: np.ndarray, headroom: float) -> bytes:
-    """The plain conversion (min/max over ``rows``) with every non-input range given the headroom."""
+    """The plain conversion (min/max over ``rows``) with the headroom (:func:`with_headroom`)."""
     cal = calibrate(keras_model, rows)
-    ranges, inputs, _ = tensor_ranges(cal)
-    return _quantized(cal, ranges, _input_like(ranges, inputs), headroom)
+    return quantize_calibrated(_edited(cal, tensor_ranges(cal)[0], headroom))
 
 
 def int8_candidates(keras_model: Any, all_rows: np.ndarray, headroom: float = 0.0) -> list[tuple[str, bytes]]:
@@ -277,11 +314,13 @@ def int8_candidates(keras_model: Any, all_rows: np.ndarray, headroom: float = 0.
         (:func:`with_headroom`; ``[quantize] headroom``). 0: the ranges as chosen.
     """
     cal = calibrate(keras_model, all_rows)
-    ranges, inputs, outputs = tensor_ranges(cal)
-    input_like = _input_like(ranges, inputs)
-    out = [("minmax_all", _quantized(cal, ranges, input_like, headroom))]
-    hidden = [i for i in ranges if i not in input_like and i not in outputs]
+    ranges, _, outputs = tensor_ranges(cal)
+    graph = structure(cal)
+    out = [("minmax_all", quantize_calibrated(_edited(cal, ranges, headroom)))]
+    # A concatenation takes the union of its operands' ranges (with_headroom), so it is not clipped itself.
+    not_hidden = {*graph.input_like, *outputs, *(c for c, _ in graph.concats)}
+    hidden = [i for i in ranges if i not in not_hidden]
     values = _tensor_values(cal, all_rows, hidden)
     clipped = {**ranges, **{i: _clipped(values[i], ranges[i]) for i in hidden}}
-    out.append(("act_p9999", _quantized(cal, clipped, input_like, headroom)))
+    out.append(("act_p9999", quantize_calibrated(_edited(cal, clipped, headroom))))
     return out

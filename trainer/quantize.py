@@ -27,6 +27,7 @@ import contextlib
 import importlib
 import io
 import logging
+import math
 import os
 import subprocess as _subprocess
 import sys
@@ -302,9 +303,8 @@ def convert_int8_candidates(
     """The int8 conversions of :data:`trainer.quant_ranges.CANDIDATES`, then :data:`~trainer.quant_ranges.WIDE`,
     ``(name, .tflite bytes)`` in that order.
 
-    The first, ``"minmax"``, is exactly :func:`convert_int8` of the same arguments (with ``headroom`` 0); the
-    others calibrate on
-    ``all_X`` (every calibration spectrum, never test rows) and choose their ranges as
+    The first, ``"minmax"``, is exactly :func:`convert_int8` of the same arguments (with ``headroom`` 0); the others
+    calibrate on ``all_X`` (every calibration spectrum, never test rows) and choose their ranges as
     :mod:`trainer.quant_ranges` says. Each int8 one is checked to load in the edge runtime with int8 input and
     output; ``int16x8`` (weights fine-tuned onto their int8 grid on ``representative_X``, 16-bit activations) with
     float32 input and output.
@@ -324,8 +324,8 @@ def convert_int8_candidates(
         (:func:`trainer.quant_ranges.with_headroom`, ``[quantize] headroom``); 0 (default): the ranges as
         calibrated. The same for the ``int16x8`` conversion's ranges.
     """
-    if not headroom >= 0:
-        raise QuantizeError(f"expected a headroom >= 0, got {headroom}")
+    if not 0.0 <= headroom < math.inf:
+        raise QuantizeError(f"expected a finite headroom >= 0 (a fraction of each range), got {headroom}")
     input_shape = _model_input_shape(keras_model)
     rep = _prepare_representative(representative_X, input_shape, seed)
     all_rows = _prepare_representative(all_X, input_shape, seed)
@@ -393,6 +393,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give exactly one of --representative or --float")
     if args.all_rows and not args.representative:
         parser.error("--all-rows needs --representative")
+    if args.headroom and not args.all_rows:
+        parser.error("--headroom needs --all-rows")
+    if not 0.0 <= args.headroom < math.inf:
+        parser.error(f"--headroom: expected a finite number >= 0, got {args.headroom}")
 
     def progress(message: str) -> None:
         print(_PROGRESS_PREFIX + message, flush=True)

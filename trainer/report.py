@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from trainer.data import SpectralDataset
-from trainer.quant_ranges import WIDE
 from trainer.splits import SplitPlan
 
 __all__ = ["ReportInputs", "write_report"]
@@ -337,8 +336,7 @@ def _conversion(cal: Mapping[str, Any] | None) -> str:
     why = "" if gap is None else (f" (int8 variant {cal.get('int8_chosen')}: gap to the float network / CNN error "
                                   f"{max(gap):.3g}, limit {cal.get('max_gap')})")
     room = cal.get("headroom")
-    room_note = "" if not room or cal.get("chosen") == WIDE else f", int8 ranges with {room:g} headroom"
-    return f"{cal.get('chosen')}{why}{room_note}"
+    return f"{cal.get('chosen')}{why}" + (f", ranges with {room:g} headroom" if room else "")
 
 
 def _pretrain_paragraph(pt: Mapping[str, Any]) -> str:

@@ -14,14 +14,17 @@ from trainer.pipeline.int8 import MAX_GAP, MIN_GAIN, choose_calibration
 from trainer.quant_ranges import (
     CANDIDATES,
     WIDE,
+    Structure,
     calibrate,
     int16x8_model,
     output_scale,
     quantize_calibrated,
+    structure,
     tensor_ranges,
+    with_headroom,
     with_ranges,
 )
-from trainer.quantize import convert_int8, convert_int8_candidates
+from trainer.quantize import QuantizeError, convert_int8, convert_int8_candidates
 
 #: The MLIR quantiser may nudge a range so that 0 is exactly representable: scales agree to this relative error.
 SCALE_RTOL = 0.02
@@ -281,11 +284,19 @@ def test_headroom_widens_every_int8_range_but_the_input_s(
         assert got.input_quantization == before.input_quantization, name
         assert got.output_quantization[0] == pytest.approx(1.5 * before.output_quantization[0], rel=SCALE_RTOL), name
         assert abs(got.output_quantization[1] - before.output_quantization[1]) <= 1, name  # the zero point stays
+        # every activation tensor, not only the output: the input's re-shapes keep its step, the rest get 1.5x,
+        # and the graph is the same (no requantisation added)
+        new, old = _activation_scales(model_bytes), _activation_scales(plain[name])
+        assert new.keys() == old.keys() and len(new) > 4, name
+        input_scale = got.input_quantization[0]
+        for tensor, scale in new.items():
+            want = old[tensor] * (1.0 if old[tensor] == pytest.approx(input_scale, rel=1e-6) else 1.5)
+            assert scale == pytest.approx(want, rel=SCALE_RTOL), (name, tensor)
     # the 16-bit conversion too: its float output dequantises a 16-bit tensor whose step is 1.5x
     wide_scale, before_scale = output_scale(roomy[-1][1]), output_scale(plain[WIDE])
     assert wide_scale is not None and before_scale is not None
     assert wide_scale == pytest.approx(1.5 * before_scale, rel=SCALE_RTOL)
-    with pytest.raises(Exception, match="headroom >= 0"):
+    with pytest.raises(QuantizeError, match="finite headroom >= 0"):
         convert_int8_candidates(models.keras_model, models.X_pre_train[:120], models.X_pre_train,
                                 subprocess=False, seed=SEED, int16x8=False, headroom=-0.1)
 
@@ -334,3 +345,54 @@ def test_the_16x8_quantiser_fed_no_rows_quantises_with_the_statistics_the_flatbu
     direct = ModelRuntime(int16x8_model(models.keras_model, rows))
     assert again.input_dtype == np.float32 and again.output_dtype == np.float32
     np.testing.assert_array_equal(again.predict(models.X_pre_test), direct.predict(models.X_pre_test))
+
+
+def _activation_scales(model_bytes: bytes) -> dict[str, float]:
+    """Tensor name -> scale of every per-tensor-quantised tensor that is not a constant (the activations)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    out = {}
+    for t in model.subgraphs[0].tensors:
+        q, data = t.quantization, model.buffers[t.buffer].data
+        if q is not None and q.scale is not None and len(q.scale) == 1 and (data is None or len(data) == 0):
+            out[t.name.decode() if isinstance(t.name, bytes) else str(t.name)] = float(q.scale[0])
+    return out
+
+
+def test_with_headroom_scales_about_zero_keeps_the_input_and_unites_a_concatenation() -> None:
+    graph = Structure(input_like=(0, 1), concats=((5, (1, 4)),))
+    ranges = {0: (-2.0, 3.0), 1: (-2.0, 3.0), 2: (0.5, 1.0), 3: (-1.0, 0.0), 4: (0.0, 4.0), 5: (-2.0, 4.0)}
+    assert with_headroom(ranges, graph, 0.0) == ranges
+    got = with_headroom(ranges, graph, 0.5)
+    assert got[0] == got[1] == (-2.0, 3.0)  # the input and its re-shape keep their range
+    assert got[2] == (0.0, 1.5)  # widened to include 0, then scaled about 0
+    assert got[3] == (-1.5, 0.0) and got[4] == (0.0, 6.0)
+    assert got[5] == (-2.0, 6.0)  # a concatenation: the union of its operands' ranges, not its own scaled
+    assert ranges[2] == (0.5, 1.0)  # the argument is not modified
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="finite headroom >= 0"):
+            with_headroom(ranges, graph, bad)
+
+
+def test_the_structure_finds_the_input_by_the_graph_not_by_an_equal_range() -> None:
+    """A linear path concatenates the input with smaller hidden features: the concatenation's range equals the
+    input's, yet it is a concatenation (its range the union of its operands'), not the input."""
+    import keras
+
+    rng = np.random.default_rng(SEED)
+    inp = keras.Input((24,))
+    x = keras.layers.Reshape((24, 1))(inp)
+    x = keras.layers.Flatten()(keras.layers.Conv1D(2, 5, activation="relu")(x))
+    h = keras.layers.Dense(4, activation="relu")(x)
+    out = keras.layers.Dense(1)(keras.layers.Concatenate()([h, inp]))
+    net = keras.Model(inp, out)
+    X = (3.0 * rng.normal(size=(40, 24))).astype(np.float32)
+    cal = calibrate(net, X)
+    ranges, inputs, _ = tensor_ranges(cal)
+    graph = structure(cal)
+    assert graph.input_like[0] == inputs[0] and len(graph.concats) == 1
+    concat, operands = graph.concats[0]
+    assert concat not in graph.input_like and inputs[0] in operands
+    roomy = with_headroom(ranges, graph, 0.25)
+    assert roomy[concat] == (min(roomy[i][0] for i in operands), max(roomy[i][1] for i in operands))
