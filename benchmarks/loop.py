@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", type=Path, help="training config to train (cached) and stream a test set of")
     src.add_argument("--bundle", type=Path, help="an existing bundle (with --dataset)")
-    parser.add_argument("--dataset", type=Path, help="dataset .npz whose rows are streamed (with --bundle)")
+    parser.add_argument("--dataset", type=Path, help="dataset whose rows are streamed (with --bundle): .npz, or a CSV / JCAMP-DX file holding the bundle's target columns")
     parser.add_argument("--test", help="test set of the config's [split.test] to stream (default: the first)")
     parser.add_argument("--select", action="append", default=[], metavar="COLUMN=VALUE",
                         help="stream only rows with this column value (repeatable; with --bundle)")
@@ -138,7 +138,7 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Any, Path, Any, dict
     except (EdgeError, OSError) as exc:
         raise Refused(f"expected a valid bundle at {bundle_path}: {exc}") from exc
     if args.config is None:
-        data = harness.dataset_file(args.dataset, bundle.task)
+        data = harness.dataset_file(args.dataset, bundle.task, [t.name for t in bundle.targets])
         selectors = harness.parse_selectors(args.select)
         rows = harness.select_rows(data, selectors) if selectors else np.arange(len(data["X"]))
         where = f"{args.dataset}, " + (", ".join(f"{k} == {v!r}" for k, v in selectors.items()) or "all rows")

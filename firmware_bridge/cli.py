@@ -67,6 +67,14 @@ def _rows(text: str) -> slice:
     return slice(*parts)
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """``NAME[,NAME...]`` as a tuple of names (spaces around each stripped)."""
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected NAME[,NAME...] with no empty name, got {text!r}")
+    return names
+
+
 def _sample_tag(text: str) -> tuple[int, str, int]:
     """``INDEX:FRAMES:ID`` as ``(index, sample_id, frames)`` (the id may hold colons)."""
     index, _, rest = text.partition(":")
@@ -97,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--split", help="stream only rows whose 'split' equals this (e.g. test)")
     data.add_argument("--rows", type=_rows, metavar="START:STOP[:STEP]", help="rows to stream, cycled")
     data.add_argument("--shuffle", action="store_true", help="stream rows in a seeded random order")
+    data.add_argument("--targets", type=_names, metavar="NAME[,NAME...]",
+                      help="reference values of each ANNOTATION: these of the dataset's target_names, in this order "
+                           "(give the bundle's targets; default: every target, in the dataset's order)")
     data.add_argument("--synthetic-samples", type=int, default=500, help="size of the synthetic dataset")
     data.add_argument("--synthetic-channels", type=int, default=256, help="pixels of the synthetic dataset")
     data.add_argument(
@@ -208,6 +219,7 @@ def _config(args: argparse.Namespace) -> SimulatorConfig:
         rows=args.rows,
         split=args.split,
         shuffle=args.shuffle,
+        targets=args.targets,
         rate_hz=args.rate,
         count=args.count,
         line_spectra=args.line_spectra,

@@ -212,6 +212,11 @@ def load_npz(path: str | Path) -> dict[str, npt.NDArray[Any]]:
     ``X`` is (n_samples, n_channels), ``wavelengths`` (n_channels,), ``y`` (n_samples,) or (n_samples, n_targets).
     """
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head != b"PK\x03\x04":  # not a zip: np.load would take it for a pickle and say so
+            raise ValueError(f"it is not an .npz (a zip of numpy arrays) but starts with {head!r}; a CSV or "
+                             "JCAMP-DX dataset is read by the trainer's loaders (a config's [data])")
         with np.load(Path(path), allow_pickle=False) as npz:
             data = {k: np.asarray(npz[k]) for k in npz.files}
     except (OSError, ValueError) as exc:

@@ -85,12 +85,13 @@ def dataset_arrays(ds: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def dataset_file(path: Path, task: str = "regression") -> dict[str, np.ndarray]:
-    """The arrays of a dataset ``.npz``; a classification's read by the trainer's loader, so ``y`` holds class
-    indices into ``class_names`` as the fit saw them (:func:`classes_in_bundle_order`)."""
+def dataset_file(path: Path, task: str = "regression", targets: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """The arrays of a dataset: an ``.npz`` as stored; a classification's, and a CSV or JCAMP-DX regression's
+    (``targets``: the bundle's, the columns that hold its references), read by the trainer's loader, so ``y``
+    holds class indices into ``class_names`` as the fit saw them (:func:`classes_in_bundle_order`)."""
     from firmware_bridge.synthetic import SyntheticDataError, load_npz
 
-    if task != "classification":
+    if task != "classification" and path.suffix.lower() == ".npz":
         try:
             return load_npz(path)
         except SyntheticDataError as exc:
@@ -99,9 +100,13 @@ def dataset_file(path: Path, task: str = "regression") -> dict[str, np.ndarray]:
     from trainer.errors import TrainerError
 
     try:
-        return dataset_arrays(load_dataset(path, task="classification"))
+        if task == "classification":
+            return dataset_arrays(load_dataset(path, task="classification"))
+        return dataset_arrays(load_dataset(path, task="regression", targets=list(targets)))
     except TrainerError as exc:
-        raise HarnessError(f"cannot read {path} as a classification data set: {exc}") from exc
+        also = ("" if task == "classification" else "; references in a separate file, or other [data] settings, "
+                "need the config that reads them: --config CONFIG")
+        raise HarnessError(f"cannot read {path} as a {task} data set: {exc}{also}") from exc
 
 
 def classes_in_bundle_order(data: Mapping[str, np.ndarray], labels: Sequence[str]) -> dict[str, np.ndarray]:

@@ -202,6 +202,10 @@ class SimulatorConfig:
         Keep only rows whose ``split`` array equals this (e.g. ``"test"``).
     shuffle : bool
         Stream the rows in a seeded random order.
+    targets : tuple of str or None
+        The reference values each ANNOTATION carries: these columns of the dataset's ``y``, named by its
+        ``target_names``, in this order (give a bundle's targets, so that a daemon forwarding them pairs each with
+        its prediction); None (the default): every column, in the dataset's order.
     rate_hz : float
         Spectra per second while streaming; 0 for as fast as the link takes them.
     count : int
@@ -253,6 +257,7 @@ class SimulatorConfig:
     rows: slice | None = None
     split: str | None = None
     shuffle: bool = False
+    targets: tuple[str, ...] | None = None
     rate_hz: float = 10.0
     count: int = 0
     line_spectra: int = 0
@@ -283,6 +288,10 @@ class SimulatorConfig:
             raise SimulatorError(f"expected a signal kind of {known}, got {self.signal!r}") from None
         if self.axis_unit is not None:
             object.__setattr__(self, "axis_unit", as_axis_unit(self.axis_unit))
+        if self.targets is not None:
+            object.__setattr__(self, "targets", tuple(self.targets))
+            if not self.targets or len(set(self.targets)) != len(self.targets):
+                raise SimulatorError(f"expected one or more distinct target names, got {list(self.targets)}")
         if self.boot_id is not None and not 1 <= self.boot_id <= 0xFFFF_FFFF:
             raise SimulatorError(f"expected a boot_id in 1..4294967295, got {self.boot_id}")
         if self.rate_hz < 0:

@@ -46,6 +46,22 @@ def dataset_axis_unit(data: dict[str, npt.NDArray[Any]], configured: AxisUnit | 
     return as_axis_unit(str(raw))
 
 
+def _target_columns(data: dict[str, npt.NDArray[Any]], targets: tuple[str, ...], n_columns: int) -> list[int]:
+    """Columns of the dataset's ``y`` that hold ``targets``, in that order, found by its ``target_names`` (a dataset
+    without them has ``target_0``, ``target_1``, ...: :func:`~firmware_bridge.synthetic.load_npz`).
+
+    >>> _target_columns({"target_names": np.array(["moisture", "fat"])}, ("fat", "moisture"), 2)
+    [1, 0]
+    """
+    names = [str(n) for n in np.asarray(data["target_names"]).reshape(-1)]
+    if len(names) != n_columns:
+        raise SimulatorError(f"expected one target name per column of y ({n_columns}), got {len(names)}: {names}")
+    missing = [t for t in targets if t not in names]
+    if missing:
+        raise SimulatorError(f"expected targets of the dataset ({', '.join(names)}), got {', '.join(missing)}")
+    return [names.index(t) for t in targets]
+
+
 def load_dataset(
     config: SimulatorConfig,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], AxisUnit]:
@@ -64,6 +80,8 @@ def load_dataset(
     y = np.asarray(data["y"], dtype=np.float64)
     y = y.reshape(len(y), -1)
     wl = np.asarray(data["wavelengths"], dtype=np.float64)
+    if config.targets is not None:
+        y = y[:, _target_columns(data, config.targets, y.shape[1])]
     keep = np.arange(len(x))
     if config.split is not None:
         if "split" not in data:

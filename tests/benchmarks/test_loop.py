@@ -94,6 +94,45 @@ def test_loop_refuses_a_dataset_without_the_bundles_targets(tmp_path: Path, demo
     assert "expected the bundle's target 'analyte_a_pct' among the dataset's targets ['target_0']" in err
 
 
+def _synthetic_csv(path: Path, targets: list[str]) -> Path:
+    """The demo config's synthetic spectra as a lab's CSV: sample ids, the split, ``targets`` (in that order, not the
+    bundle's), then one column per wavelength with its unit."""
+    from firmware_bridge.synthetic import make_synthetic_dataset
+
+    d = make_synthetic_dataset(500, seed=0, n_channels=256)
+    names = [str(n) for n in d["target_names"]]
+    head = ["sample_id", "split", *targets, *(f"{w:.4f} nm" for w in d["wavelengths"])]
+    lines = [",".join(head)]
+    for i in range(len(d["X"])):
+        refs = [repr(float(d["y"][i, names.index(t)])) for t in targets]
+        lines.append(",".join([f"s{i}", str(d["split"][i]), *refs, *(repr(float(v)) for v in d["X"][i])]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_loop_streams_the_rows_of_a_csv_dataset_through_a_bundle(tmp_path: Path, demo_bundle: Path) -> None:
+    csv = _synthetic_csv(tmp_path / "lab.csv", sorted(TARGETS, reverse=True))
+    out = tmp_path / "loop.json"
+    rc = main(["loop", "--bundle", str(demo_bundle), "--dataset", str(csv), "--select", "split=test",
+               "--frames", "30", "--rate", "100", "--broker", "mosquitto", "--json", str(out)])
+    assert rc in (0, 1)
+    data = json.loads(out.read_text())
+    assert (data["sent"], data["predictions"], data["lost"]) == (30, 30, 0)
+    assert data["loop_vs_replay_max_abs_diff"] == 0.0
+    for name in TARGETS:  # each reference column reached its own target, whatever the file's column order
+        assert data["loop_rmsep"][name] == pytest.approx(data["offline_rmsep"][name], rel=RMSEP_RATIO_TOLERANCE)
+
+
+def test_loop_refuses_a_csv_dataset_without_the_bundles_targets(tmp_path: Path, demo_bundle: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    csv = _synthetic_csv(tmp_path / "lab.csv", ["analyte_a_pct"])
+    rc = main(["loop", "--bundle", str(demo_bundle), "--dataset", str(csv)])
+    err = capsys.readouterr().err
+    assert rc == EXIT_REFUSED and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "cannot read" in err and "analyte_b_pct" in err and "--config CONFIG" in err
+
+
 def test_loop_refuses_selectors_that_match_no_row(tmp_path: Path, demo_bundle: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["loop", "--bundle", str(demo_bundle), "--dataset", str(_synthetic_npz(tmp_path / "syn.npz")),

@@ -516,3 +516,38 @@ def test_spectro_sim_averages_its_references_more_than_its_spectra() -> None:
     assert spread(darks["default"]) < spread(darks["one"]) / 4  # 1/8 expected; rounding to counts adds a little
     with pytest.raises(SimulatorError, match="expected 1 to 1000 reference averages, got 0"):
         SimulatorConfig(reference_averages=0)
+
+
+def test_targets_pick_and_order_the_reference_values_each_annotation_carries(datasets_dir: Path) -> None:
+    dataset = datasets_dir / "tecator.npz"
+    data = load_npz(dataset)
+    names = [str(n) for n in data["target_names"]]
+    want = ("protein_pct", "moisture_pct")  # a bundle's order, not the dataset's
+    assert [names.index(n) for n in want] != sorted(names.index(n) for n in want)
+    count = 6
+    args = ("--pty", "--dataset", str(dataset), "--rate", "0", "--count", str(count), "--signal", "absorbance")
+    with spectro_sim(*args, "--targets", ",".join(want)) as (_proc, link), SerialTransport(link) as t:
+        frames = read_until(t, lambda fs: len(_spectra(fs)) >= count and isinstance(fs[-1], Annotation))
+    values = np.asarray([a.values for a in frames if isinstance(a, Annotation)][:count], np.float32)
+    np.testing.assert_array_equal(values, data["y"][:count][:, [names.index(n) for n in want]])
+    every = VirtualSpectrometer.from_config(SimulatorConfig(dataset_path=str(dataset)))  # default: every target
+    np.testing.assert_array_equal(every.reference_values, data["y"])
+
+
+def test_targets_the_dataset_lacks_are_refused_with_its_targets(
+    datasets_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = str(datasets_dir / "tecator.npz")
+    assert main(["--pty", "--dataset", dataset, "--targets", "fat_pct,ash_pct"]) == 2
+    err = capsys.readouterr().err
+    assert "moisture_pct, fat_pct, protein_pct" in err and "got ash_pct" in err and "Traceback" not in err
+    with pytest.raises(SimulatorError, match="distinct target names"):
+        SimulatorConfig(dataset_path=dataset, targets=("fat_pct", "fat_pct"))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--pty", "--targets", "fat_pct,,protein_pct"])
+    assert _config(build_parser().parse_args(["--pty", "--targets", "fat_pct, protein_pct"])).targets == (
+        "fat_pct", "protein_pct")
+    unnamed = tmp_path / "unnamed.npz"
+    np.savez(unnamed, X=np.ones((3, 20)), y=np.ones((3, 2)), wavelengths=np.linspace(900.0, 1700.0, 20))
+    with pytest.raises(SimulatorError, match=r"dataset \(target_0, target_1\), got a"):  # load_npz's names
+        VirtualSpectrometer.from_config(SimulatorConfig(dataset_path=str(unnamed), targets=("a",)))

@@ -428,3 +428,15 @@ def test_exclude_applies_to_synthetic_spectra(tmp_path: Path) -> None:
     )
     ds = load_configured(cfg.data)
     assert 0 < ds.n_samples < 40 and set(ds.column("split")) == {"calibration"}
+
+
+def test_csv_a_unit_typo_between_channels_is_refused_not_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text(_text(["1100,00 nm", "1102,00 mn", "1104,00 nm", "1106,00 nm"], sep=";", dec=","))
+    with pytest.raises(DataError, match=r"data.csv line 1, column 4 \(1102,00 mn\): expected a wavelength header "
+                                        r"\(a number, then nm, cm-1 or nothing\) like its neighbours '1100,00 nm' "
+                                        r"and '1104,00 nm', got '1102,00 mn'"):
+        load_csv(path, targets=["fat"])
+    path.write_text(_text(["1100 nm", "1102 nm", "1104 nm", "1106 nm"], extra="2nd_derivative"))
+    got = load_csv(path, targets=["fat"])  # before the channels: a per-row column, as documented
+    assert got.X.shape == (12, 4) and set(got.columns) == {"sample_id", "2nd_derivative"}

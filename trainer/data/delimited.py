@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,11 @@ from trainer.data.cells import _cell_number, _header_wavelength
 from trainer.data.dataset import MIN_SAMPLES, SpectralDataset
 from trainer.data.raw import _check_unit, _finish, _Raw
 from trainer.data.references import _join_references, _parse_targets, _References
-from trainer.data.table import _read_table
+from trainer.data.table import _read_table, _Table
 from trainer.errors import DataError
+
+#: A header cell that starts like a number (``944``, ``-1``, ``.5``, ``944,95 mn``).
+_NUMBER_START = re.compile(r"\s*[+-]?(?:\d|[.,]\d)")
 
 
 def load_csv(
@@ -34,7 +38,8 @@ def load_csv(
 
     Header cells that read as a number, optionally followed by a unit (``1100``, ``1100 nm``, ``675.00000cm-1``,
     ``1.00100e+03cm-1``), are spectral channels; the other columns are targets (those named in ``targets``) or
-    per-row metadata (split, instrument, sample_id, ...).
+    per-row metadata (split, instrument, sample_id, ...). A header between two channels that starts like a number
+    but is none (``944,95 mn``) is refused as a typo, which would otherwise drop that channel.
 
     Parameters
     ----------
@@ -73,6 +78,21 @@ def load_csv(
     return _finish(raw, exclude=exclude, missing_reference=missing_reference, min_samples=min_samples)
 
 
+def _refuse_numbered_gaps(tab: _Table, spectral: list[int]) -> None:
+    """Refuse a column inside the spectral block whose header starts like a number but is no wavelength
+    (``944,95 mn``, ``1102 nn``): read as metadata it would drop that channel and leave a gap in the axis."""
+    inside = set(range(spectral[0] + 1, spectral[-1])) - set(spectral)
+    for j in sorted(inside):
+        if _NUMBER_START.match(tab.header[j]):
+            before = max(k for k in spectral if k < j)
+            after = min(k for k in spectral if k > j)
+            raise DataError(
+                f"{tab.head(j)}: expected a wavelength header (a number, then nm, cm-1 or nothing) like its "
+                f"neighbours {tab.header[before]!r} and {tab.header[after]!r}, got {tab.header[j]!r}; a typo in "
+                "the unit? (a column of other data between the spectral columns must not start with a number)"
+            )
+
+
 def _csv_raw(
     path: Path,
     *,
@@ -99,6 +119,7 @@ def _csv_raw(
             f"(900, 900.5, 1100 nm, 675.0cm-1), found {len(spectral) or 'none'}; columns: "
             f"{', '.join(tab.header[:8])}{', ...' if len(tab.header) > 8 else ''}"
         )
+    _refuse_numbered_gaps(tab, [j for j, _, _ in spectral])
     with_unit = [(j, u) for j, _, u in spectral if u is not None]
     header_unit = with_unit[0][1] if with_unit else None
     for j, u in with_unit:
