@@ -72,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", type=Path, help="training config to train (cached) and stream a test set of")
     src.add_argument("--bundle", type=Path, help="an existing bundle (with --dataset)")
-    parser.add_argument("--dataset", type=Path, help="dataset whose rows are streamed (with --bundle): .npz, or a CSV / JCAMP-DX file holding the bundle's target columns")
+    parser.add_argument("--dataset", type=Path, help="dataset whose rows are streamed (with --bundle): .npz, or a "
+                        "CSV / JCAMP-DX file holding the bundle's target columns")
     parser.add_argument("--test", help="test set of the config's [split.test] to stream (default: the first)")
     parser.add_argument("--select", action="append", default=[], metavar="COLUMN=VALUE",
                         help="stream only rows with this column value (repeatable; with --bundle)")

@@ -170,12 +170,17 @@ def _apply_search_overrides(cfg: Any, budget_min: float | None, trials: int | No
 
 def _search_line(srch: dict[str, Any]) -> str:
     spread = srch.get("seed_spread") or {}
+    best = srch.get("best_trial")
     parts = [f"search: {srch.get('trials_run')} trials ({srch.get('trials_pruned')} pruned) in "
-             f"{srch.get('budget_used_s', 0):.0f} s, best trial {srch.get('best_trial')}"
-             + (" (the configured recipe)" if srch.get("best_is_configured") else "")]
+             f"{srch.get('budget_used_s', 0):.0f} s, "
+             + (f"best trial {best}" + (" (the configured recipe)" if srch.get("best_is_configured") else "")
+                if best is not None else "no trial finished its cross-validation: the configured recipe is trained "
+                "as is")]
     if srch.get("best_score") is not None:
         conf = srch.get("configured_score")
         parts.append(f"score {srch['best_score']:.4g}" + (f" vs configured {conf:.4g}" if conf is not None else ""))
+    if srch.get("budget_note"):
+        parts.append(str(srch["budget_note"]))
     if spread.get("mean"):
         parts.append("seed spread " + ", ".join(f"{t} {spread['mean'][t]:.4g} +/- {spread['std'][t]:.2g}"
                                                 for t in spread["mean"]))

@@ -6,7 +6,11 @@ so ``spectro-train`` can turn any of them into one clear line and a non-zero exi
 
 from __future__ import annotations
 
-__all__ = ["TrainerError", "DataError", "TrainConfigError", "SplitError", "CalibrationError", "BundleWriteError"]
+import difflib
+from collections.abc import Iterable
+
+__all__ = ["TrainerError", "DataError", "TrainConfigError", "SplitError", "CalibrationError", "BundleWriteError",
+           "did_you_mean"]
 
 
 class TrainerError(Exception):
@@ -31,3 +35,16 @@ class CalibrationError(TrainerError, ValueError):
 
 class BundleWriteError(TrainerError, ValueError):
     """A bundle cannot be written: bad arguments, or the written bundle fails the edge reader's check."""
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the known name closest to ``name`` (a typo, a slip of case), else ``""``.
+
+    >>> did_you_mean("ensemble_sise", ["ensemble_size", "epochs"]), did_you_mean("Fat_pct", ["fat_pct"])
+    ("; did you mean 'ensemble_size'?", "; did you mean 'fat_pct'?")
+    >>> did_you_mean("colour", ["seed", "split"])
+    ''
+    """
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.75)
+    return f"; did you mean {by_lower[close[0]]!r}?" if close else ""

@@ -444,6 +444,7 @@ def run_search(
             per_fold_s = (_clock() - t_start) / (i + 1)
             if i + 1 < folds and remaining_s() < per_fold_s:  # the next fold would overrun the budget
                 trial.set_user_attr("stopped", "budget")
+                trial.set_user_attr("seconds_run", round(_clock() - t_start, 2))
                 raise optuna.TrialPruned(f"fold {i + 1}: budget spent")
 
         try:
@@ -494,7 +495,7 @@ def run_search(
         log.info(msg)
         if progress is not None:
             progress(msg)
-        if remaining_s() <= best_duration[0] / folds:  # not even one fold of the best recipe fits
+        if remaining_s() <= best_duration[0] / folds or why == "budget":  # not even one fold fits
             st.stop()
 
     study.optimize(objective, n_trials=sc.trials, timeout=max(1.0, budget_s), callbacks=[callback],
@@ -516,14 +517,22 @@ def run_search(
     judged = [t for t in study.get_trials(deepcopy=False, states=(
         optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL))
               if not t.user_attrs.get(_CONFIGURED) and t.user_attrs.get("stopped") != "budget"]
-    if not judged and sc.trials > 1 and configured:
+    cut = [t for t in study.trials if t.user_attrs.get(_CONFIGURED) and "seconds_run" in t.user_attrs]
+    spread_runs, held, run_s = (max(0, sc.spread_seeds - 1) if spread else 0), None, 0.0
+    if not configured and cut:  # the budget ended inside the configured recipe's cross-validation
+        done = max(1, len(cut[0].intermediate_values))
+        run_s = float(cut[0].user_attrs["seconds_run"]) * folds / done
+        held = (f"did not hold one cross-validation of the configured recipe ({done} of its {folds} folds, about "
+                f"{run_s:.3g} s for all): no recipe was judged and the configured one is trained as is")
+    elif not judged and sc.trials > 1 and configured:
         run_s = float(configured[0].user_attrs.get("seconds", 0.0))
-        spread_runs = max(0, sc.spread_seeds - 1) if spread else 0
+        held = (f"held the configured recipe only ({run_s:.3g} s for its {folds} folds): no other recipe finished "
+                "its cross-validation")
+    if held is not None:
         want_min = math.ceil(run_s * (_SUGGESTED_TRIALS + spread_runs) / 60.0)
-        result.budget_note = (f"the {sc.budget_min:g} min budget held the configured recipe only ({run_s:.3g} s for "
-                              f"its {folds} folds): no other recipe finished its cross-validation; a budget of about "
-                              f"{want_min} min (--budget-min or [search] budget_min) holds some {_SUGGESTED_TRIALS} "
-                              f"trials" + (" and the seed spread" if spread_runs else ""))
+        result.budget_note = (f"the {sc.budget_min:g} min budget {held}; a budget of about {want_min} min "
+                              f"(--budget-min or [search] budget_min) holds some {_SUGGESTED_TRIALS} trials"
+                              + (" and the seed spread" if spread_runs else ""))
         log.warning("search: %s", result.budget_note)
     if complete:
         best = min(complete, key=lambda t: (t.value, t.number))

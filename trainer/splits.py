@@ -20,7 +20,7 @@ import numpy as np
 from trainer.config import Selector, SplitConfig
 from trainer.data import SpectralDataset
 from trainer.data.cells import _bool_hint
-from trainer.errors import SplitError
+from trainer.errors import SplitError, did_you_mean
 
 __all__ = [
     "SplitPlan",
@@ -108,7 +108,8 @@ def select_rows(ds: SpectralDataset, selector: Selector | Mapping[str, Any], *, 
     for key, wanted in conds.items():
         if key not in ds.columns:
             known = ", ".join(sorted(ds.columns)) or "none"
-            raise SplitError(f"{where}.{key}: {ds.source} has no per-row column {key!r}; available: {known}")
+            raise SplitError(f"{where}.{key}: {ds.source} has no per-row column {key!r}"
+                             f"{did_you_mean(key, ds.columns)}; available: {known}")
         col = ds.columns[key]
         hit = _matches(col, wanted)
         if not hit.any():

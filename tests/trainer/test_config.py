@@ -102,7 +102,11 @@ def test_tablets_multi_example_has_three_targets_and_the_assay_protocol(repo_roo
     ("old", "new", "message"),
     [
         ('seed = 3', 'seed = "x"', "seed: expected an integer"),
-        ('seed = 3', 'colour = 3', "colour: unknown key"),
+        ('seed = 3', 'colour = 3', r"colour: unknown key \(expected one of augment, "),
+        ('seed = 3', 'sed = 3', r"sed: unknown key; did you mean 'seed'\?"),
+        ('[model]', '[interval]\ncoverage = 0.9\n[model]', r"interval: unknown key; did you mean 'intervals'\?"),
+        ('path = "spectra.npz"', 'path = "s.npz"\ntarget_path = "r.csv"',
+         r"data.target_path: unknown key; did you mean 'targets_path'\?"),
         ('targets = ["fat_pct", "protein_pct"]', 'targets = []', "data.targets: expected a non-empty array"),
         ('targets = ["fat_pct", "protein_pct"]', 'targets = ["a", "a"]', "data.targets: expected distinct"),
         ('path = "spectra.npz"', 'path = 3', "data.path: expected a string"),

@@ -244,6 +244,11 @@ def test_csv_references_file_mistakes_are_named(tmp_path: Path) -> None:
         load_csv(spectra, targets=["fat"], targets_path=tmp_path / "refs.csv", join_on="lab_id")
     with pytest.raises(DataError, match=r"refs.csv: target column\(s\) 'protein' not found; columns: sample_id, fat"):
         load_csv(spectra, targets=["protein"], targets_path=tmp_path / "refs.csv")
+    with pytest.raises(DataError, match=r"refs.csv: target column\(s\) 'Fat' not found; did you mean 'fat'\?; col"):
+        load_csv(spectra, targets=["Fat"], targets_path=tmp_path / "refs.csv")
+    with pytest.raises(DataError, match=r"spectra.csv: expected a column 'sample_ID' to join the reference values on "
+                                        r"\(\[data\] join_on\); did you mean 'sample_id'\?"):
+        load_csv(spectra, targets=["fat"], targets_path=tmp_path / "refs.csv", join_on="sample_ID")
     both = tmp_path / "both.csv"
     both.write_text(_text(["1100", "1102", "1104", "1106"]))
     with pytest.raises(DataError, match=r"both.csv: target column\(s\) 'fat' are in both both.csv and refs.csv"):
@@ -313,6 +318,11 @@ def test_config_keys_reach_the_loader(tmp_path: Path) -> None:
     ds = load_configured(cfg.data)
     assert ds.n_samples == 10 and ds.axis_unit == "nm"
     assert not {"s1", "s11"} & set(ds.column("sample_id"))
+    (tmp_path / "sub").mkdir()
+    moved = parse_config(_config('path = "spectra.csv"\ntargets_path = "refs.csv"'), base_dir=tmp_path / "sub")
+    with pytest.raises(DataError, match=r"data.path: no such file .*sub/spectra.csv \(a relative path in a config is "
+                                        r"taken from the config file's folder\)"):
+        load_configured(moved.data)
     np.testing.assert_array_equal(ds.y[:2, 0], [10.0, 11.0])
     tab = parse_config(_config('path = "x.tsv"\ndelimiter = "tab"'), base_dir=tmp_path)
     assert tab.data.delimiter == "\t"
@@ -440,3 +450,12 @@ def test_csv_a_unit_typo_between_channels_is_refused_not_dropped(tmp_path: Path)
     path.write_text(_text(["1100 nm", "1102 nm", "1104 nm", "1106 nm"], extra="2nd_derivative"))
     got = load_csv(path, targets=["fat"])  # before the channels: a per-row column, as documented
     assert got.X.shape == (12, 4) and set(got.columns) == {"sample_id", "2nd_derivative"}
+
+
+def test_csv_decimal_comma_headers_in_a_comma_separated_file_say_why_the_names_repeat(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text("sample_id,fat,850,00 nm,852,00 nm\ns0,1.5,0,25,0,5\ns1,2.5,0,75,1,0\n")
+    with pytest.raises(DataError, match=r"data.csv line 1: expected distinct column names, got '00 nm' twice "
+                                        r"\(columns 4 and 6\); decimal commas in a comma-separated file split each "
+                                        r"number in two: re-export with ';' or tab"):
+        load_csv(path, targets=["fat"])

@@ -157,8 +157,10 @@ def test_config_errors() -> None:
         CNNConfig(task="ranking")
     with pytest.raises(TrainConfigError, match="dropout"):
         CNNConfig(dropout=1.0)
-    with pytest.raises(TrainConfigError, match="unknown keys"):
+    with pytest.raises(TrainConfigError, match=r"model.filter: unknown key; did you mean 'filters'\? \(expected one "):
         CNNConfig.from_dict({"filter": [4]})
+    with pytest.raises(TrainConfigError, match=r"model.ensemble_sise: unknown key; did you mean 'ensemble_size'\?"):
+        CNNConfig.from_dict({"ensemble_sise": 3})
     cfg = CNNConfig.from_dict({"filters": [4, 8], "kernel_sizes": [5, 3], "strides": [2, 2]})
     assert cfg.filters == (4, 8) and cfg.to_dict()["filters"] == [4, 8]
     # a value of the wrong TOML type is named by its key, before anything reads it

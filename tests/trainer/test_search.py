@@ -314,6 +314,20 @@ def test_budget_stops_the_search_inside_a_trial(tmp_path: Path, monkeypatch: pyt
     assert res.recipe is None and res.oof is None and res.seed_spread is None  # fit then trains the configured recipe
 
 
+def test_a_budget_that_ends_inside_the_configured_recipe_starts_no_other_trial(tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    search = _clocked_search(monkeypatch, step_s=10.0)
+    # 15 s: the configured recipe's first fold takes 10 s, the second would overrun: 5 s are left, too few for a fold
+    # of any recipe, so no second trial starts (a newcomer's --budget-min 1 used to start one with 12 s left).
+    cfg = _cfg("[search]\ntrials = 10\nbudget_min = 0.25\nfolds = 3\nspread_seeds = 3\n")
+    res = search.run_search(cfg, _inputs(), tmp_path)
+    assert res.trials_run == 1 and res.trial_log[0]["stopped"] == "budget" and res.recipe is None
+    assert res.budget_note is not None and "did not hold one cross-validation of the configured recipe (1 of its 3 " \
+        "folds, about 30 s for all): no recipe was judged and the configured one is trained as is" in res.budget_note
+    assert res.budget_note.endswith("about 6 min (--budget-min or [search] budget_min) holds some 10 trials and the "
+                                    "seed spread")  # 12 runs of 30 s
+
+
 def test_seed_spread_gets_only_the_seeds_that_fit_in_the_budget(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     search = _clocked_search(monkeypatch, step_s=0.1)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import UnionType as _UnionType
 from typing import Any
 
-from trainer.errors import TrainConfigError
+from trainer.errors import TrainConfigError, did_you_mean
 
 
 def _table(d: Mapping[str, Any], key: str, where: str, *, required: bool = False) -> dict[str, Any]:
@@ -22,13 +22,19 @@ def _table(d: Mapping[str, Any], key: str, where: str, *, required: bool = False
     return dict(v)
 
 
+def unknown_key_error(where: str, unknown: Iterable[str], known: Iterable[str]) -> TrainConfigError:
+    """The error for keys of a table that it does not have: the first unknown key with its table, the closest known
+    key (:func:`did_you_mean`) and every known one."""
+    first, known = sorted(unknown)[0], sorted(known)
+    prefix = f"{where}." if where else ""
+    return TrainConfigError(f"{prefix}{first}: unknown key{did_you_mean(first, known)} (expected one of "
+                            f"{', '.join(known)})")
+
+
 def _check_keys(d: Mapping[str, Any], where: str, known: set[str] | frozenset[str]) -> None:
-    unknown = sorted(set(d) - set(known))
+    unknown = set(d) - set(known)
     if unknown:
-        prefix = f"{where}." if where else ""
-        raise TrainConfigError(
-            f"{prefix}{unknown[0]}: unknown key; expected one of {', '.join(sorted(known))}"
-        )
+        raise unknown_key_error(where, unknown, known)
 
 
 def _get(d: Mapping[str, Any], key: str, where: str, types: type | tuple[type, ...], default: Any = ...) -> Any:
@@ -82,9 +88,9 @@ def record_from_table(cls: Any, d: Mapping[str, Any], where: str, *, also_known:
     import typing
 
     known = set(cls.__dataclass_fields__)
-    unknown = sorted(set(d) - known)
+    unknown = set(d) - known
     if unknown:
-        raise TrainConfigError(f"{where}: unknown keys {unknown}, expected some of {sorted(known | set(also_known))}")
+        raise unknown_key_error(where, unknown, known | set(also_known))
     hints = typing.get_type_hints(cls)
     for key, v in d.items():
         hint = hints[key]

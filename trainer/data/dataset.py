@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from trainer.errors import DataError
+from trainer.errors import DataError, did_you_mean
 
 #: Fewest rows a dataset may have: below this no calibration, cross-validation or conformal limit means anything.
 MIN_SAMPLES = 10
@@ -74,7 +74,8 @@ class SpectralDataset:
         for name in names:
             if name not in self.target_names:
                 raise DataError(
-                    f"{self.source}: target {name!r} not found; available targets: {', '.join(self.target_names)}"
+                    f"{self.source}: target {name!r} not found{did_you_mean(name, self.target_names)}; "
+                    f"available targets: {', '.join(self.target_names)}"
                 )
             index.append(self.target_names.index(name))
         return replace(self, y=self.y[:, index], target_names=tuple(names))

@@ -14,7 +14,7 @@ from trainer.data.dataset import MIN_SAMPLES, SpectralDataset
 from trainer.data.raw import _check_unit, _finish, _Raw
 from trainer.data.references import _join_references, _parse_targets, _References
 from trainer.data.table import _read_table, _Table
-from trainer.errors import DataError
+from trainer.errors import DataError, did_you_mean
 
 #: A header cell that starts like a number (``944``, ``-1``, ``.5``, ``944,95 mn``).
 _NUMBER_START = re.compile(r"\s*[+-]?(?:\d|[.,]\d)")
@@ -153,8 +153,8 @@ def _csv_raw(
         absent = [t for t in targets if t not in meta_idx]
         if absent:
             raise DataError(
-                f"{tab.name}: target column(s) {', '.join(map(repr, absent))} not found; "
-                f"non-spectral columns: {', '.join(meta_idx) or 'none'}"
+                f"{tab.name}: target column(s) {', '.join(map(repr, absent))} not found"
+                f"{did_you_mean(absent[0], meta_idx)}; non-spectral columns: {', '.join(meta_idx) or 'none'}"
             )
         ref = _References(table=tab, rows=list(range(len(tab.rows))), absent=[""] * len(tab.rows))
         columns = {h: [rec[j] for rec in tab.rows] for h, j in meta_idx.items() if h not in targets}
@@ -162,7 +162,8 @@ def _csv_raw(
         key = join_on or "sample_id"
         if key not in meta_idx:
             raise DataError(
-                f"{tab.name}: expected a column {key!r} to join the reference values on ([data] join_on); "
+                f"{tab.name}: expected a column {key!r} to join the reference values on ([data] join_on)"
+                f"{did_you_mean(key, meta_idx)}; "
                 f"non-spectral columns: {', '.join(meta_idx) or 'none'}"
             )
         inside = [t for t in targets if t in meta_idx]

@@ -82,6 +82,10 @@ def load_configured(data: Any) -> SpectralDataset:
         ds = load_synthetic(data.synthetic.samples, data.synthetic.channels, data.synthetic.seed,
                             min_samples=data.min_samples, exclude=dict(data.exclude) or None)
         return ds.select_targets(list(data.targets)) if data.targets else ds
+    for key, path in (("path", data.path), ("targets_path", data.targets_path)):
+        if path is not None and not Path(path).exists():
+            raise DataError(f"data.{key}: no such file {Path(path).resolve()} (a relative path in a config is taken "
+                            "from the config file's folder)")
     return load_dataset(
         data.path,
         targets=list(data.targets),

@@ -11,7 +11,7 @@ import numpy as np
 from trainer.data.cells import _as_bool, _label_text
 from trainer.data.dataset import MIN_SAMPLES, SpectralDataset, _as_str_tuple
 from trainer.data.raw import _check_unit, _finish, _Raw
-from trainer.errors import DataError
+from trainer.errors import DataError, did_you_mean
 
 #: Arrays of an ``.npz`` file that are not per-row metadata.
 _CORE_KEYS = frozenset({"X", "wavelengths", "y", "target_names", "class_names"})
@@ -119,7 +119,8 @@ def _arrays_raw(
         index = []
         for name in targets:
             if name not in target_names:
-                raise DataError(f"{source}: target {name!r} not found; available targets: {', '.join(target_names)}")
+                raise DataError(f"{source}: target {name!r} not found{did_you_mean(name, target_names)}; "
+                                f"available targets: {', '.join(target_names)}")
             index.append(target_names.index(name))
         if y_raw.ndim == 2 and y_raw.shape[1] == len(target_names):
             y_raw = y_raw[:, index]

@@ -11,7 +11,7 @@ import numpy as np
 
 from trainer.data.cells import _MISSING_POLICIES, _bool_hint, _class_names, _column_array, _matches
 from trainer.data.dataset import SpectralDataset, validate_dataset
-from trainer.errors import DataError
+from trainer.errors import DataError, did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ def _exclusion_mask(columns: Mapping[str, np.ndarray], exclude: Mapping[str, Any
     for name, wanted in exclude.items():
         if name not in columns:
             known = ", ".join(sorted(columns)) or "none"
-            raise DataError(f"data.exclude.{name}: {source} has no per-row column {name!r}; available: {known}")
+            raise DataError(f"data.exclude.{name}: {source} has no per-row column {name!r}"
+                            f"{did_you_mean(name, columns)}; available: {known}")
         col = columns[name]
         absent = []
         for v in wanted if isinstance(wanted, (list, tuple)) else [wanted]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from trainer.data.cells import _MISSING_TOKENS, _cell_number
 from trainer.data.table import _read_table, _Table
-from trainer.errors import DataError
+from trainer.errors import DataError, did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +78,14 @@ def _join_references(
     j_key = tab.index(join_on)
     if j_key is None:
         raise DataError(
-            f"{tab.name}: expected a column {join_on!r} to join on ([data] join_on); columns: {', '.join(tab.header)}"
+            f"{tab.name}: expected a column {join_on!r} to join on ([data] join_on)"
+            f"{did_you_mean(join_on, tab.header)}; columns: {', '.join(tab.header)}"
         )
     absent_t = [t for t in targets if t not in tab.header]
     if absent_t:
         raise DataError(
-            f"{tab.name}: target column(s) {', '.join(map(repr, absent_t))} not found; columns: {', '.join(tab.header)}"
+            f"{tab.name}: target column(s) {', '.join(map(repr, absent_t))} not found"
+            f"{did_you_mean(absent_t[0], tab.header)}; columns: {', '.join(tab.header)}"
         )
     clash = [c for c in tab.header if c != join_on and c in taken]
     if clash:

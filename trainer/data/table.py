@@ -125,9 +125,12 @@ def _read_table(path: Path, *, delimiter: str = "auto", decimal: str = "auto", w
                 "cell above values (a spreadsheet row index? remove that column)"
             )
         if h in seen:
+            split = delim == "," and h[:1].isdigit()  # "850,00 nm" split in two: "850" and "00 nm"
             raise DataError(
                 f"{path.name} line {lines[0]}: expected distinct column names, got {h!r} twice "
                 f"(columns {keep[seen[h]] + 1} and {keep[j] + 1})"
+                + ("; decimal commas in a comma-separated file split each number in two: re-export with ';' or "
+                   "tab as the delimiter" if split else "")
             )
         seen[h] = j
     return _Table(
