@@ -314,8 +314,8 @@ def test_budget_stops_the_search_inside_a_trial(tmp_path: Path, monkeypatch: pyt
     assert res.recipe is None and res.oof is None and res.seed_spread is None  # fit then trains the configured recipe
 
 
-def test_a_budget_that_ends_inside_the_configured_recipe_starts_no_other_trial(tmp_path: Path,
-                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_budget_that_ends_inside_the_configured_recipe_starts_no_other_trial(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     search = _clocked_search(monkeypatch, step_s=10.0)
     # 15 s: the configured recipe's first fold takes 10 s, the second would overrun: 5 s are left, too few for a fold
     # of any recipe, so no second trial starts (a newcomer's --budget-min 1 used to start one with 12 s left).
