@@ -94,6 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: mosquitto when installed, else the embedded amqtt broker")
     parser.add_argument("--cache", type=Path, help="folder of trained models (default: the user cache)")
     parser.add_argument("--retrain", action="store_true", help="train the config again even when cached")
+    parser.add_argument("--budget-min", type=float, metavar="M",
+                        help="with --config: the recipe search budget in minutes (spectro-train fit --budget-min; 0 "
+                             "trains the configured recipe as is); default the config's [search]")
     parser.add_argument("--workdir", type=Path, help="keep the run's files (configs, logs, outbox) here")
     parser.add_argument("--plot", type=Path, help="PNG of predicted vs reference (default: beside --json)")
     parser.add_argument("--json", metavar="PATH", default=None, help="write the figures as JSON (and .md beside)")
@@ -119,20 +122,24 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Any, Path, Any, dict
         cfg = harness.load_training_config(args.config)
         if args.select:
             raise Refused("expected --test NAME with --config (rows come from its [split.test]), got --select")
+        if args.budget_min is not None and not 0 <= args.budget_min < float("inf"):
+            raise Refused(f"expected --budget-min of 0 or more minutes, got {args.budget_min:g}")
         test_name, data, rows, where, selectors = harness.test_rows_of_config(cfg, args.config.resolve().parent,
                                                                               args.test)
         _line_of_config(args, cfg)
         print(f"training {args.config} with spectro-train fit (cached by the config's hash) ...", flush=True)
-        trained = harness.ensure_trained(args.config, args.cache, rebuild=args.retrain,
+        trained = harness.ensure_trained(args.config, args.cache, rebuild=args.retrain, budget_min=args.budget_min,
                                          echo=lambda line: log.info("spectro-train: %s", line))
         bundle_path = trained.bundle
         setup.update({"config": str(args.config), "config_sha256_16": harness.config_digest(args.config),
-                      "cache_key": harness.cache_key(args.config),
+                      "cache_key": harness.cache_key(args.config, args.budget_min), "budget_min": args.budget_min,
                       "trained_cached": trained.cached, "train_seconds": trained.train_seconds,
                       "metrics": str(trained.metrics), "test_set": test_name})
     else:
         if args.dataset is None:
             raise Refused("expected --dataset NPZ with --bundle (the rows to stream), got none")
+        if args.budget_min is not None:
+            raise Refused("expected --budget-min with --config (it sets the fit's search budget), got --bundle")
         bundle_path = args.bundle
     try:
         bundle = load_bundle(bundle_path)

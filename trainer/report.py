@@ -91,6 +91,14 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return html.escape(str(v))
 
 
+def _per_key(v: Any) -> str:
+    """A ``metrics.json`` mapping as text (``fat_pct: sg1_snv, moisture_pct: 12``), numbers as :func:`_fmt` writes
+    them; anything else as :func:`_fmt` does."""
+    if isinstance(v, Mapping):
+        return ", ".join(f"{html.escape(str(k))}: {_per_key(x)}" for k, x in v.items())
+    return _fmt(v)
+
+
 def _shift_word(v: Mapping[str, Any]) -> str:
     """``yes`` for a split whose errors are larger than the calibration rows' (under-coverage), ``smaller`` for
     significantly smaller ones (over-coverage), else ``no``."""
@@ -300,7 +308,8 @@ def _search_paragraph(srch: Mapping[str, Any]) -> str:
             f"({srch.get('trials_pruned')} pruned) in {float(srch.get('budget_used_s') or 0):.0f} s, "
             f"{srch.get('trials_in_study')} in the study. ")
     if srch.get("best_trial") is None:
-        return f"<p class='note'>{text}No trial completed: the configured recipe was trained.</p>"
+        note = f" <b>Search budget:</b> {html.escape(str(srch['budget_note']))}." if srch.get("budget_note") else ""
+        return f"<p class='note'>{text}No trial completed: the configured recipe was trained.{note}</p>"
     conf = srch.get("configured_score")
     classify = srch.get("cv_error") == "CV error rate"
     text += (f"Trained: trial {srch.get('best_trial')}"
@@ -365,7 +374,8 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
         f"<p class='note'>Config {html.escape(inp.config_source)}; data {html.escape(ds.source)} "
         f"({ds.n_samples} spectra x {ds.n_channels} channels, {ds.wavelengths.min():g}-{ds.wavelengths.max():g} "
         f"{html.escape(ds.axis_unit)}); task {html.escape(str(m.get('task')))}; seed {m.get('seed')}. "
-        "cnn_int8 figures come from the int8 CNN run by the edge preprocessing and TFLite runtime; deployed "
+        "cnn_int8 figures come from the quantised CNN as converted (int8, or int16x8 where the conversion line "
+        "under Model says so) run by the edge preprocessing and TFLite runtime; deployed "
         "figures from the written bundle, loaded and run by the edge's own code.</p>"
     )
     sel = m.get("selection") or {}
@@ -422,10 +432,10 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
           c.get(f"deployed_{key}"), c["ratio_int8_to_pls"], c["ratio_int8_to_float"], c.get("ratio_deployed_to_pls")]
          for c in comp],
     ))
-    parts.append("<p class='note'>PLS: preprocessing " + html.escape(str(m.get("preprocessing", {}).get("pls")))
-                 + ", latent variables " + html.escape(str(m.get("pls_components")))
+    parts.append("<p class='note'>PLS: preprocessing " + _per_key(m.get("preprocessing", {}).get("pls"))
+                 + "; latent variables " + _per_key(m.get("pls_components"))
                  + " (grouped CV on the training rows). CNN preprocessing: "
-                 + html.escape(str(m.get("preprocessing", {}).get("cnn"))) + ".</p>")
+                 + _per_key(m.get("preprocessing", {}).get("cnn")) + ".</p>")
 
     parts.append("<h2>Model</h2>")
     pr = m.get("pruning", {})
@@ -434,7 +444,8 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
         ["trunk pretraining", "on" if (m.get("pretrain") or {}).get("ran") else "off"],
         ["kernel sparsity reached", m.get("sparsity")],
         ["pruning", "on" if pr.get("enabled") else "off"],
-        ["int8 model bytes", m.get("model_bytes")],
+        ["deployed model bytes (every model the bundle carries)", m.get("model_bytes")],
+        ["CNN model bytes (as converted)", m.get("cnn_model_bytes")],
         ["CNN conversion (docs/training.md, [quantize])", _conversion(m.get("cnn_int8_calibration"))],
         ["bundle bytes", m.get("bundle_bytes")],
         ["best epochs", m.get("cnn_best_epochs")],
@@ -496,9 +507,9 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
     if cov:
         parts.append("<h2>Prediction intervals (split-conformal on held-out residuals)</h2>")
         parts.append(f"<p>Nominal coverage {_fmt(cov.get('nominal'))} from {cov.get('calibration_rows')} rows "
-                     f"({html.escape(str(cov.get('calibration')))}; training rows out of fold: "
-                     f"{html.escape(str(cov.get('out_of_fold')))}); "
-                     f"half-widths {html.escape(str(cov.get('half_widths')))}. "
+                     f"({_per_key(cov.get('calibration'))}; training rows out of fold: "
+                     f"{_per_key(cov.get('out_of_fold'))}); "
+                     f"half-widths {_per_key(cov.get('half_widths'))}. "
                      + ("The selection rows also chose the CNN's stopping epoch, so the coverage measured on the "
                         "test rows below is the honest check.</p>" if (cov.get("calibration") or {}).get("select")
                         else "No selection rows: every calibration row's residual is out of fold; the coverage "

@@ -163,11 +163,13 @@ def grouped_folds(
     return [(a, b) for a, b in gkf.split(idx, groups=groups)]
 
 
-def check_no_leak(groups: np.ndarray, roles: Mapping[str, np.ndarray], *, test_names: Sequence[str] = ()) -> None:
+def check_no_leak(groups: np.ndarray, roles: Mapping[str, np.ndarray], *, test_names: Sequence[str] = (),
+                  row_ids: tuple[str, np.ndarray] | None = None) -> None:
     """Raise :class:`SplitError` when a row or a group appears in two roles that must be disjoint.
 
     Pairs checked: train/select, train/each test, select/each test (test sets may share groups with each other,
-    e.g. one tablet measured on two instruments).
+    e.g. one tablet measured on two instruments). ``row_ids``: ``(column name, values)`` that name a row in the
+    message (``sample_id``), beside its index.
     """
     names = list(roles)
     for i, a in enumerate(names):
@@ -177,7 +179,10 @@ def check_no_leak(groups: np.ndarray, roles: Mapping[str, np.ndarray], *, test_n
             ra, rb = roles[a], roles[b]
             both_rows = np.intersect1d(ra, rb)
             if both_rows.size:
-                raise SplitError(f"{both_rows.size} rows are in both {a} and {b} (first: row {int(both_rows[0])})")
+                first = int(both_rows[0])
+                named = f", {row_ids[0]} {str(row_ids[1][first])!r}" if row_ids is not None else ""
+                raise SplitError(f"{both_rows.size} rows are in both {a} and {b} (first: row {first}{named}); "
+                                 f"the conditions of [split] select them for both")
             both = np.intersect1d(groups[ra], groups[rb])
             if both.size:
                 raise SplitError(
@@ -217,7 +222,8 @@ def make_split_plan(ds: SpectralDataset, cfg: SplitConfig, *, seed: int) -> Spli
         if name in tests:
             raise SplitError(f"split.test.{name}: a test set may not be called {name!r}")
     plan = SplitPlan(train_rows=train, select_rows=select, tests=tests, groups=groups, group_column=cfg.group)
-    check_no_leak(groups, plan.roles(), test_names=list(tests))
+    ids = next(((k, ds.columns[k]) for k in ("sample_id", "file") if k in ds.columns), None)
+    check_no_leak(groups, plan.roles(), test_names=list(tests), row_ids=ids)
     if with_select and (train.size < 2 or select.size < 2):
         raise SplitError(f"expected at least 2 train and 2 select rows, got {train.size} and {select.size}")
     if not with_select and train.size < 2:

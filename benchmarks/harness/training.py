@@ -69,10 +69,12 @@ def trainer_digest() -> str:
     return h.hexdigest()[:8]
 
 
-def cache_key(config: Path) -> str:
-    """``<config stem>-<config digest>-t<trainer digest>``: the folder name of a config's cached model."""
+def cache_key(config: Path, budget_min: float | None = None) -> str:
+    """``<config stem>-<config digest>-t<trainer digest>``, with ``-b<budget>`` when a search budget overrides the
+    config's (``spectro-train fit --budget-min``): the folder name of a config's cached model."""
     config = Path(config)
-    return f"{config.stem}-{config_digest(config)}-t{trainer_digest()}"
+    budget = "" if budget_min is None else f"-b{budget_min:g}"
+    return f"{config.stem}-{config_digest(config)}-t{trainer_digest()}{budget}"
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,9 @@ def _trained_in(directory: Path) -> tuple[Path, Path] | None:
 
 
 def train(config: Path, out_dir: Path, *, threads: int | None = None, echo: Callable[[str], None] | None = None,
-          timeout_s: float = TRAIN_TIMEOUT_S) -> TrainedModel:
-    """``spectro-train fit CONFIG --out OUT_DIR`` in a child process; its log goes to ``OUT_DIR/train.log``.
+          timeout_s: float = TRAIN_TIMEOUT_S, budget_min: float | None = None) -> TrainedModel:
+    """``spectro-train fit CONFIG --out OUT_DIR [--budget-min M]`` in a child process; its log goes to
+    ``OUT_DIR/train.log``.
 
     ``echo`` receives the trainer's progress lines (epochs, conversion steps) as they come.
     """
@@ -104,6 +107,8 @@ def train(config: Path, out_dir: Path, *, threads: int | None = None, echo: Call
     cmd = [sys.executable, "-m", "trainer.cli", "fit", str(config), "--out", str(out_dir)]
     if threads:
         cmd += ["--threads", str(threads)]
+    if budget_min is not None:
+        cmd += ["--budget-min", f"{budget_min:g}"]
     log_path = out_dir / "train.log"
     t0 = time.monotonic()
     with open(log_path, "wb") as fh:
@@ -133,14 +138,14 @@ def train(config: Path, out_dir: Path, *, threads: int | None = None, echo: Call
 
 
 def ensure_trained(config: Path, cache_dir: Path | None = None, *, rebuild: bool = False, threads: int | None = None,
-                   echo: Callable[[str], None] | None = None) -> TrainedModel:
+                   echo: Callable[[str], None] | None = None, budget_min: float | None = None) -> TrainedModel:
     """The trained model of ``config``, from ``<cache>/trained/<cache_key(config)>/`` or trained there.
 
     A changed config (any byte) or a changed trainer gets a new key, so a cached model always belongs to the config
     and the trainer as they are now.
     """
     config = Path(config)
-    directory = (cache_dir or default_cache_dir()) / "trained" / cache_key(config)
+    directory = (cache_dir or default_cache_dir()) / "trained" / cache_key(config, budget_min)
     found = None if rebuild else _trained_in(directory)
     if found is not None:
         return TrainedModel(found[0], found[1], directory, True, None)
@@ -148,7 +153,7 @@ def ensure_trained(config: Path, cache_dir: Path | None = None, *, rebuild: bool
         shutil.rmtree(directory)
     tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model = train(config, tmp, threads=threads, echo=echo)
+    model = train(config, tmp, threads=threads, echo=echo, budget_min=budget_min)
     tmp.rename(directory)
     found = _trained_in(directory)
     assert found is not None

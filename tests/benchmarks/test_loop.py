@@ -133,6 +133,30 @@ def test_loop_refuses_a_csv_dataset_without_the_bundles_targets(tmp_path: Path, 
     assert "cannot read" in err and "analyte_b_pct" in err and "--config CONFIG" in err
 
 
+def test_loop_budget_min_reaches_the_fit_and_its_cache_key(tmp_path: Path, demo_bundle: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import benchmarks.harness.training as training
+
+    assert training.cache_key(DEMO_CONFIG, 0.0).endswith("-b0") and training.cache_key(DEMO_CONFIG) != \
+        training.cache_key(DEMO_CONFIG, 0.0)  # a budget override is another model
+    commands: list[list[str]] = []
+
+    class Stop(Exception):
+        pass
+
+    def popen(cmd: list[str], **kwargs: object) -> None:
+        commands.append(cmd)
+        raise Stop
+
+    monkeypatch.setattr(training.subprocess, "Popen", popen)
+    with pytest.raises(Stop):
+        training.train(DEMO_CONFIG, tmp_path / "out", budget_min=0.0)
+    assert commands[0][-2:] == ["--budget-min", "0"]
+    rc = main(["loop", "--bundle", str(demo_bundle), "--dataset", str(tmp_path / "d.npz"), "--budget-min", "0"])
+    assert rc == EXIT_REFUSED and "expected --budget-min with --config" in capsys.readouterr().err
+
+
 def test_loop_refuses_selectors_that_match_no_row(tmp_path: Path, demo_bundle: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["loop", "--bundle", str(demo_bundle), "--dataset", str(_synthetic_npz(tmp_path / "syn.npz")),

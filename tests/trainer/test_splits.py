@@ -99,8 +99,11 @@ def test_leak_between_train_and_test_is_refused() -> None:
     groups = np.array(["a", "a", "b", "c"])
     with pytest.raises(SplitError, match="1 groups have rows in both train and test .*'a'"):
         check_no_leak(groups, {"train": np.array([0, 2]), "test": np.array([1, 3])}, test_names=["test"])
-    with pytest.raises(SplitError, match="rows are in both train and select"):
+    with pytest.raises(SplitError, match=r"1 rows are in both train and select \(first: row 2\); the conditions"):
         check_no_leak(groups, {"train": np.array([0, 2]), "select": np.array([2])})
+    with pytest.raises(SplitError, match=r"\(first: row 2, sample_id 'lab-7'\)"):
+        check_no_leak(groups, {"train": np.array([0, 2]), "select": np.array([2])},
+                      row_ids=("sample_id", np.array(["lab-5", "lab-6", "lab-7", "lab-8"])))
     # two test sets may share a sample (one tablet on two instruments)
     check_no_leak(groups, {"train": np.array([2]), "t1": np.array([0]), "t2": np.array([1])}, test_names=["t1", "t2"])
 
