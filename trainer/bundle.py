@@ -407,8 +407,10 @@ def write_bundle(
     golden: GoldenInputs,
     metrics: Mapping[str, Any],
     private_key_path: str | Path | None = None,
+    note: str = "",
 ) -> Path:
-    """Write a bundle atomically and check it with the edge reader before it replaces ``path``.
+    """Write a bundle atomically and check it with the edge reader before it replaces ``path`` (``note``: words
+    added to the log line, e.g. which write of a fit this is).
 
     Parameters
     ----------
@@ -561,10 +563,11 @@ def write_bundle(
     finally:
         tmp.unlink(missing_ok=True)
     log.info(
-        "wrote bundle %s (%d bytes, %d golden vectors%s)",
+        "wrote bundle %s (%d bytes, %d golden vectors%s)%s",
         final,
         final.stat().st_size,
         vectors.count,
         ", signed" if public_key is not None else "",
+        f" {note}" if note else "",
     )
     return final

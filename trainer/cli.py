@@ -253,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
+    if not args.verbose:  # TensorFlow's C++ log ("NodeDef mentions attribute ...") reads like errors; its failures
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # reach us as exceptions, and -v shows it all
     if getattr(args, "threads", None):
         _limit_threads(args.threads)
     handlers = {"fit": _cmd_fit, "search": _cmd_search, "sign": _cmd_sign, "keygen": _cmd_keygen,

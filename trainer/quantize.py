@@ -209,7 +209,8 @@ def _convert_in_child(
             cmd += ["--import", module]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(_REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # Its output is logged at debug level only; C++ errors stay in it for the failure message below.
+        env["TF_CPP_MIN_LOG_LEVEL"] = min(env.get("TF_CPP_MIN_LOG_LEVEL", "2"), "2")
         log.info("converting in a child process (model saved in %.1f s)", time.perf_counter() - t0)
         tail: deque[str] = deque(maxlen=40)
         with _subprocess.Popen(

@@ -278,7 +278,8 @@ class Bundle:
         )
         whole, refusal = self.runtime.batches_invoked_whole, self.runtime.batch_refusal
         lines.append("batches: " + ("one invoke per chunk of rows" if whole else "not checked" if whole is None
-                                    else f"row by row ({refusal})"))
+                                    else f"row by row, each prediction as for one spectrum alone (this model refused "
+                                         f"a batch: {refusal})"))
         lines.append(f"ood statistics: {'yes' if self.ood is not None else 'no'}")
         ae = self.autoencoder
         lines.append("autoencoder: " + ("no" if ae is None else

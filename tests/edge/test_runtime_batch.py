@@ -77,7 +77,8 @@ def test_committed_bundles_batch_bit_exact_after_the_golden_check(path: Path) ->
     # the loader already decided on the golden vectors
     assert rt.batches_invoked_whole is (path != TABLETS_BUNDLE)
     _check_exact(rt, np.asarray(bundle.golden.preprocessed, dtype=np.float64))
-    want = ("batches: row by row (expected an output of shape (64, 1) for 64 rows, got (1, 1))"
+    want = ("batches: row by row, each prediction as for one spectrum alone (this model refused a batch: expected an "
+            "output of shape (64, 1) for 64 rows, got (1, 1))"
             if path == TABLETS_BUNDLE else "batches: one invoke per chunk of rows")
     assert want in bundle.describe().splitlines()
 

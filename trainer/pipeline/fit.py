@@ -146,7 +146,7 @@ def _rewrite_final(written: FitBundle, metrics: dict[str, Any], data: Prepared, 
     from edge.bundle import load_bundle
 
     ds = data.ds
-    written.write(clean_json(metrics))
+    written.write(clean_json(metrics), note="with the final metrics")
     final = load_bundle(written.path)
     check_rows = next(iter(data.plan.tests.values()))
     again = np.asarray(final.predict_signal(ds.X[check_rows], ds.wavelengths), dtype=np.float64).reshape(

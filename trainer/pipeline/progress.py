@@ -24,12 +24,22 @@ class Progress:
         self.timings: dict[str, float] = {}
         self.current: str | None = None
         self.callback = callback
+        self.last = -1  # index of the last stage announced
 
     def stage(self, name: str) -> None:
+        """Announce stage ``name``; the stages between the last one announced and it are announced as skipped
+        (their work was not needed: e.g. the search's cross-validation already made the CNN's out-of-fold
+        predictions), so the numbers run without gaps."""
         self.end()
+        index = STAGES.index(name)
+        for i in range(self.last + 1, index):
+            self._say(f"[{i + 1}/{len(STAGES)}] {STAGES[i]}: skipped")
+        self.last = max(self.last, index)
         self.current = name
         self.stage_t0 = time.perf_counter()
-        msg = f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name}"
+        self._say(f"[{index + 1}/{len(STAGES)}] {name}")
+
+    def _say(self, msg: str) -> None:
         log.info(msg)
         if self.callback is not None:
             self.callback(msg)

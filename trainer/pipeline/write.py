@@ -41,10 +41,10 @@ class FitBundle:
     artefacts: FitArtefacts
     golden: GoldenInputs
 
-    def write(self, metrics: Mapping[str, Any]) -> Path:
-        """(Re-)write the bundle carrying ``metrics``."""
+    def write(self, metrics: Mapping[str, Any], note: str = "") -> Path:
+        """(Re-)write the bundle carrying ``metrics`` (``note``: for the log line)."""
         return write_bundle(self.path, identity=self.identity, artefacts=self.artefacts, golden=self.golden,
-                            metrics=metrics)
+                            metrics=metrics, note=note)
 
 
 def write_fit_bundle(cfg: TrainConfig, data: Prepared, deployed: Deployed, calibration: Calibration,
@@ -101,7 +101,8 @@ def write_fit_bundle(cfg: TrainConfig, data: Prepared, deployed: Deployed, calib
         ),
         golden=golden,
     )
-    fb.write({"stage": "pre-evaluation"})
+    fb.write({"stage": "pre-evaluation"}, note="for the evaluation through the edge runtime; written again with its "
+             "metrics")
     return fb
 
 

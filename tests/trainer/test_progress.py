@@ -1,0 +1,20 @@
+"""The numbered stage lines of a fit: every stage gets its number, a skipped one says so."""
+
+from __future__ import annotations
+
+from trainer.pipeline.progress import STAGES, Progress
+
+
+def test_stages_run_without_gaps_and_skipped_ones_say_so() -> None:
+    lines: list[str] = []
+    prog = Progress(lines.append)
+    prog.stage("load data")
+    prog.stage("cross-validate CNN")
+    prog.stage("train CNN")
+    prog.stage("cross-validate CNN")  # a retry after a refused conversion goes back: announced again, no skips
+    prog.end()
+    n = len(STAGES)
+    assert lines == [f"[1/{n}] load data", f"[2/{n}] split rows: skipped", f"[3/{n}] PLS baseline: skipped",
+                     f"[4/{n}] search CNN recipe: skipped", f"[5/{n}] cross-validate CNN",
+                     f"[6/{n}] pretrain CNN trunk: skipped", f"[7/{n}] train CNN", f"[5/{n}] cross-validate CNN"]
+    assert set(prog.timings) == {"load data", "cross-validate CNN", "train CNN"}  # skipped stages take no time
