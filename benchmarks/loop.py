@@ -137,7 +137,7 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Any, Path, Any, dict
                       "metrics": str(trained.metrics), "test_set": test_name})
     else:
         if args.dataset is None:
-            raise Refused("expected --dataset NPZ with --bundle (the rows to stream), got none")
+            raise Refused("expected --dataset FILE with --bundle (the rows to stream), got none")
         if args.budget_min is not None:
             raise Refused("expected --budget-min with --config (it sets the fit's search budget), got --bundle")
         bundle_path = args.bundle

@@ -56,7 +56,8 @@ def probe_model_load(model_content: bytes, *, num_threads: int = 1, timeout_s: f
         return
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *filter(None, [env.get("PYTHONPATH")])])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    level = env.get("TF_CPP_MIN_LOG_LEVEL", "2")  # at most 2: the runtime's C++ errors stay for the message below
+    env["TF_CPP_MIN_LOG_LEVEL"] = str(min(int(level), 2)) if level.isdigit() else "2"
     try:
         child = subprocess.run([sys.executable, "-c", _CHILD_CODE, str(int(num_threads))], input=model_content,
                                capture_output=True, env=env, timeout=timeout_s, check=False)

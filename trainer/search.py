@@ -495,8 +495,8 @@ def run_search(
         log.info(msg)
         if progress is not None:
             progress(msg)
-        if remaining_s() <= best_duration[0] / folds or why == "budget":  # not even one fold fits
-            st.stop()
+        if remaining_s() <= best_duration[0] / folds or (why == "budget" and best is None):  # no fold fits (no
+            st.stop()  # finished trial to size one by: the cut trial's own folds did not fit)
 
     study.optimize(objective, n_trials=sc.trials, timeout=max(1.0, budget_s), callbacks=[callback],
                    # A sampled recipe that cannot train fails its trial (Optuna logs why), not the search.
@@ -517,9 +517,10 @@ def run_search(
     judged = [t for t in study.get_trials(deepcopy=False, states=(
         optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL))
               if not t.user_attrs.get(_CONFIGURED) and t.user_attrs.get("stopped") != "budget"]
-    cut = [t for t in study.trials if t.user_attrs.get(_CONFIGURED) and "seconds_run" in t.user_attrs]
+    here = {e["trial"] for e in trial_log}  # a continued study's earlier cut trials are not this run's
+    cut = [t for t in study.trials if t.number in here and {_CONFIGURED, "seconds_run"} <= set(t.user_attrs)]
     spread_runs, held, run_s = (max(0, sc.spread_seeds - 1) if spread else 0), None, 0.0
-    if not configured and cut:  # the budget ended inside the configured recipe's cross-validation
+    if not complete and cut and sc.trials > 1:  # the budget ended inside the configured recipe's cross-validation
         done = max(1, len(cut[0].intermediate_values))
         run_s = float(cut[0].user_attrs["seconds_run"]) * folds / done
         held = (f"did not hold one cross-validation of the configured recipe ({done} of its {folds} folds, about "

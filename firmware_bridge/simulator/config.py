@@ -288,6 +288,8 @@ class SimulatorConfig:
             raise SimulatorError(f"expected a signal kind of {known}, got {self.signal!r}") from None
         if self.axis_unit is not None:
             object.__setattr__(self, "axis_unit", as_axis_unit(self.axis_unit))
+        if isinstance(self.targets, str):
+            raise SimulatorError(f"expected a sequence of target names, got the string {self.targets!r}")
         if self.targets is not None:
             object.__setattr__(self, "targets", tuple(self.targets))
             if not self.targets or len(set(self.targets)) != len(self.targets):

@@ -541,6 +541,8 @@ def test_targets_the_dataset_lacks_are_refused_with_its_targets(
     assert main(["--pty", "--dataset", dataset, "--targets", "fat_pct,ash_pct"]) == 2
     err = capsys.readouterr().err
     assert "moisture_pct, fat_pct, protein_pct" in err and "got ash_pct" in err and "Traceback" not in err
+    with pytest.raises(SimulatorError, match="a sequence of target names, got the string 'fat_pct'"):
+        SimulatorConfig(dataset_path=dataset, targets="fat_pct")  # type: ignore[arg-type]
     with pytest.raises(SimulatorError, match="distinct target names"):
         SimulatorConfig(dataset_path=dataset, targets=("fat_pct", "fat_pct"))
     with pytest.raises(SystemExit):

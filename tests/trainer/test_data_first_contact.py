@@ -450,6 +450,15 @@ def test_csv_a_unit_typo_between_channels_is_refused_not_dropped(tmp_path: Path)
     path.write_text(_text(["1100 nm", "1102 nm", "1104 nm", "1106 nm"], extra="2nd_derivative"))
     got = load_csv(path, targets=["fat"])  # before the channels: a per-row column, as documented
     assert got.X.shape == (12, 4) and set(got.columns) == {"sample_id", "2nd_derivative"}
+    # Between the channels, a header whose number is not between theirs, or a column the config names, stays one.
+    text = _text(["1100 nm", "1102 nm", "1st_batch", "1104 nm"])
+    path.write_text(text.replace("1st_batch", "1103_fat", 1).replace("fat,", "target,", 1))
+    with pytest.raises(DataError, match=r"column 5 \(1103_fat\): expected a wavelength header"):
+        load_csv(path, targets=["target"])
+    assert load_csv(path, targets=["1103_fat"]).X.shape == (12, 3)  # a target: named in the config
+    path.write_text(text)
+    got = load_csv(path, targets=["fat"])
+    assert got.X.shape == (12, 3) and "1st_batch" in got.columns
 
 
 def test_csv_decimal_comma_headers_in_a_comma_separated_file_say_why_the_names_repeat(tmp_path: Path) -> None:
@@ -458,4 +467,7 @@ def test_csv_decimal_comma_headers_in_a_comma_separated_file_say_why_the_names_r
     with pytest.raises(DataError, match=r"data.csv line 1: expected distinct column names, got '00 nm' twice "
                                         r"\(columns 4 and 6\); decimal commas in a comma-separated file split each "
                                         r"number in two: re-export with ';' or tab"):
+        load_csv(path, targets=["fat"])
+    path.write_text("sample_id,fat,1100,1100\ns0,1.5,0.25,0.5\ns1,2.5,0.75,1.0\n")  # a column repeated: no hint
+    with pytest.raises(DataError, match=r"got '1100' twice \(columns 3 and 4\)$"):
         load_csv(path, targets=["fat"])

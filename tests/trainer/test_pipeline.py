@@ -51,7 +51,7 @@ def test_fit_writes_bundle_metrics_and_report(fitted: dict[str, Any]) -> None:
     assert f"ranges with {fitted['metrics']['cnn_int8_calibration']['headroom']:g} headroom" in html
     assert "training rows out of fold: nested" in html
     half = fitted["metrics"]["interval_coverage"]["half_widths"]["conc_pct"]
-    assert f"half-widths conc_pct: {half:.4g}" in html and "{'" not in html  # mappings as text, not Python's repr
+    assert f"half-widths conc_pct: {half:.4g}" in html and "{&#x27;" not in html  # mappings as text, not a repr
     assert f"CNN model bytes (as converted)</td><td>{fitted['metrics']['cnn_model_bytes']}" in html
     shift = fitted["metrics"]["interval_coverage"]["residual_shift"]["test"]["conc_pct"]
     assert f"<tr><td>test</td><td>conc_pct</td><td>{shift['median_abs_test']:.4g}</td>" in html

@@ -326,6 +326,10 @@ def test_a_budget_that_ends_inside_the_configured_recipe_starts_no_other_trial(
         "folds, about 30 s for all): no recipe was judged and the configured one is trained as is" in res.budget_note
     assert res.budget_note.endswith("about 6 min (--budget-min or [search] budget_min) holds some 10 trials and the "
                                     "seed spread")  # 12 runs of 30 s
+    # The same study continued with a budget that holds trials: the earlier cut trial is not this run's.
+    again = search.run_search(cfg, _inputs(), tmp_path, search=cfg.search.__class__(
+        enabled=True, trials=3, budget_min=10, folds=3, spread_seeds=1))
+    assert again.best_trial is not None and again.budget_note is None
 
 
 def test_seed_spread_gets_only_the_seeds_that_fit_in_the_budget(tmp_path: Path,

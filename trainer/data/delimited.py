@@ -16,8 +16,8 @@ from trainer.data.references import _join_references, _parse_targets, _Reference
 from trainer.data.table import _read_table, _Table
 from trainer.errors import DataError, did_you_mean
 
-#: A header cell that starts like a number (``944``, ``-1``, ``.5``, ``944,95 mn``).
-_NUMBER_START = re.compile(r"\s*[+-]?(?:\d|[.,]\d)")
+#: The number a header cell starts with (``944,95`` of ``944,95 mn``, ``2`` of ``2nd_derivative``).
+_NUMBER_START = re.compile(r"\s*([+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?)")
 
 
 def load_csv(
@@ -38,8 +38,9 @@ def load_csv(
 
     Header cells that read as a number, optionally followed by a unit (``1100``, ``1100 nm``, ``675.00000cm-1``,
     ``1.00100e+03cm-1``), are spectral channels; the other columns are targets (those named in ``targets``) or
-    per-row metadata (split, instrument, sample_id, ...). A header between two channels that starts like a number
-    but is none (``944,95 mn``) is refused as a typo, which would otherwise drop that channel.
+    per-row metadata (split, instrument, sample_id, ...). A header between two channels that starts with a number
+    between theirs but is no wavelength (``944,95 mn``) is refused as a typo, which would otherwise drop that
+    channel.
 
     Parameters
     ----------
@@ -78,18 +79,23 @@ def load_csv(
     return _finish(raw, exclude=exclude, missing_reference=missing_reference, min_samples=min_samples)
 
 
-def _refuse_numbered_gaps(tab: _Table, spectral: list[int]) -> None:
-    """Refuse a column inside the spectral block whose header starts like a number but is no wavelength
-    (``944,95 mn``, ``1102 nn``): read as metadata it would drop that channel and leave a gap in the axis."""
-    inside = set(range(spectral[0] + 1, spectral[-1])) - set(spectral)
-    for j in sorted(inside):
-        if _NUMBER_START.match(tab.header[j]):
-            before = max(k for k in spectral if k < j)
-            after = min(k for k in spectral if k > j)
+def _refuse_numbered_gaps(tab: _Table, spectral: list[tuple[int, float, str | None]], named: set[str]) -> None:
+    """Refuse a column between two channels whose header starts with a number that lies between theirs but is no
+    wavelength (``944,95 mn`` between ``942,96 nm`` and ``946,95 nm``): read as metadata it would drop that channel
+    and leave a gap in the axis. Columns the config names (``named``: targets, the join column) and headers whose
+    number lies outside the neighbours' (``2nd_derivative``) stay per-row columns."""
+    where = {j: w for j, w, _ in spectral}
+    for j in range(spectral[0][0] + 1, spectral[-1][0]):
+        m = _NUMBER_START.match(tab.header[j])
+        if j in where or tab.header[j] in named or m is None:
+            continue
+        value = _cell_number(m.group(1), tab.comma_decimal)
+        before, after = max(k for k in where if k < j), min(k for k in where if k > j)
+        if value is not None and min(where[before], where[after]) < value < max(where[before], where[after]):
             raise DataError(
                 f"{tab.head(j)}: expected a wavelength header (a number, then nm, cm-1 or nothing) like its "
                 f"neighbours {tab.header[before]!r} and {tab.header[after]!r}, got {tab.header[j]!r}; a typo in "
-                "the unit? (a column of other data between the spectral columns must not start with a number)"
+                "the unit?"
             )
 
 
@@ -119,7 +125,7 @@ def _csv_raw(
             f"(900, 900.5, 1100 nm, 675.0cm-1), found {len(spectral) or 'none'}; columns: "
             f"{', '.join(tab.header[:8])}{', ...' if len(tab.header) > 8 else ''}"
         )
-    _refuse_numbered_gaps(tab, [j for j, _, _ in spectral])
+    _refuse_numbered_gaps(tab, spectral, {*targets, *([join_on] if join_on else [])})
     with_unit = [(j, u) for j, _, u in spectral if u is not None]
     header_unit = with_unit[0][1] if with_unit else None
     for j, u in with_unit:

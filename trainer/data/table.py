@@ -125,7 +125,9 @@ def _read_table(path: Path, *, delimiter: str = "auto", decimal: str = "auto", w
                 "cell above values (a spreadsheet row index? remove that column)"
             )
         if h in seen:
-            split = delim == "," and h[:1].isdigit()  # "850,00 nm" split in two: "850" and "00 nm"
+            # "850,00 nm" split in two: a whole part "850", then "00 nm" (repeated by the next channel's "00 nm")
+            split = delim == "," and h[:1].isdigit() and all(
+                k > 0 and header[k - 1].isdigit() and header[k - 1] != h for k in (seen[h], j))
             raise DataError(
                 f"{path.name} line {lines[0]}: expected distinct column names, got {h!r} twice "
                 f"(columns {keep[seen[h]] + 1} and {keep[j] + 1})"

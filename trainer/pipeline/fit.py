@@ -122,7 +122,7 @@ def fit_full(
         prog.stage("report")
         metrics["timings_s"] = dict(prog.timings)
         report_path = write_run_report(cfg, data, pls, net, pruning, ev, metrics, out)
-    prog.end()
+    prog.finish()
     metrics["timings_s"] = dict(prog.timings)
     metrics["train_seconds"] = round(prog.elapsed_s, 2)
     metrics_path = out / "metrics.json"

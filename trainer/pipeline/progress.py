@@ -44,6 +44,13 @@ class Progress:
         if self.callback is not None:
             self.callback(msg)
 
+    def finish(self) -> None:
+        """End the last stage and announce the stages after it as skipped (``report`` without a report)."""
+        self.end()
+        for i in range(self.last + 1, len(STAGES)):
+            self._say(f"[{i + 1}/{len(STAGES)}] {STAGES[i]}: skipped")
+        self.last = len(STAGES) - 1
+
     def end(self) -> None:
         if self.current is not None:
             self.timings[self.current] = round(time.perf_counter() - self.stage_t0, 3)
