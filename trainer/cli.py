@@ -174,8 +174,8 @@ def _search_line(srch: dict[str, Any]) -> str:
     parts = [f"search: {srch.get('trials_run')} trials ({srch.get('trials_pruned')} pruned) in "
              f"{srch.get('budget_used_s', 0):.0f} s, "
              + (f"best trial {best}" + (" (the configured recipe)" if srch.get("best_is_configured") else "")
-                if best is not None else "no trial finished its cross-validation: the configured recipe is trained "
-                "as is")]
+                if best is not None else "no trial finished its cross-validation" if srch.get("budget_note")
+                else "no trial finished its cross-validation: the configured recipe is trained as is")]
     if srch.get("best_score") is not None:
         conf = srch.get("configured_score")
         parts.append(f"score {srch['best_score']:.4g}" + (f" vs configured {conf:.4g}" if conf is not None else ""))

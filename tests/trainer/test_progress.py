@@ -1,4 +1,4 @@
-"""The numbered stage lines of a fit: every stage gets its number, a skipped one says so."""
+"""The numbered stage lines of a fit (every stage gets its number, a skipped one says so) and its summary line."""
 
 from __future__ import annotations
 
@@ -19,3 +19,16 @@ def test_stages_run_without_gaps_and_skipped_ones_say_so() -> None:
                      f"[6/{n}] pretrain CNN trunk: skipped", f"[7/{n}] train CNN", f"[5/{n}] cross-validate CNN",
                      *(f"[{i + 1}/{n}] {STAGES[i]}: skipped" for i in range(7, n))]  # the stages never reached
     assert set(prog.timings) == {"load data", "cross-validate CNN", "train CNN"}  # skipped stages take no time
+
+
+def test_the_fit_summary_line_says_what_the_search_trained() -> None:
+    from trainer.cli import _search_line
+
+    base = {"trials_run": 1, "trials_pruned": 1, "budget_used_s": 48.2, "best_trial": None}
+    assert _search_line(base) == ("search: 1 trials (1 pruned) in 48 s, no trial finished its cross-validation: the "
+                                  "configured recipe is trained as is")
+    cut = _search_line({**base, "budget_note": "the 1 min budget did not hold one cross-validation"})
+    assert cut.endswith("no trial finished its cross-validation; the 1 min budget did not hold one cross-validation")
+    assert "None" not in cut
+    best = _search_line({**base, "best_trial": 0, "best_is_configured": True, "best_score": 0.1})
+    assert best == "search: 1 trials (1 pruned) in 48 s, best trial 0 (the configured recipe); score 0.1"
