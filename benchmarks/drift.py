@@ -86,6 +86,8 @@ EXIT_REFUSED = 2
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``spectro-bench drift``."""
+    from benchmarks.loop import add_budget_argument  # the loop's preparation trains the config
+
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--config", type=Path, help="training config to train (cached) and stream a test set of "
                                                  "(default examples/demo.toml)")
@@ -114,6 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: mosquitto when installed, else the embedded amqtt broker")
     parser.add_argument("--cache", type=Path, help="folder of trained models (default: the user cache)")
     parser.add_argument("--retrain", action="store_true", help="train the config again even when cached")
+    add_budget_argument(parser)
     parser.add_argument("--workdir", type=Path, help="keep the run's files (configs, logs, outbox) here")
     parser.add_argument("--plot", type=Path, help="PNG of the statistics along each stream (default: beside --json)")
     parser.add_argument("--json", metavar="PATH", default=None, help="write the figures as JSON (and .md beside)")

@@ -67,6 +67,13 @@ GOAL_OOD_ALARM_RATE_MAX = 0.03
 EXIT_REFUSED = 2
 
 
+def add_budget_argument(parser: argparse.ArgumentParser) -> None:
+    """``--budget-min``: the fit's recipe search budget (with ``--config``; read by :func:`_prepare`)."""
+    parser.add_argument("--budget-min", type=float, metavar="M",
+                        help="with --config: the recipe search budget in minutes (spectro-train fit --budget-min; 0 "
+                             "trains the configured recipe as is); default the config's [search]")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``spectro-bench loop``."""
     src = parser.add_mutually_exclusive_group(required=True)
@@ -94,9 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: mosquitto when installed, else the embedded amqtt broker")
     parser.add_argument("--cache", type=Path, help="folder of trained models (default: the user cache)")
     parser.add_argument("--retrain", action="store_true", help="train the config again even when cached")
-    parser.add_argument("--budget-min", type=float, metavar="M",
-                        help="with --config: the recipe search budget in minutes (spectro-train fit --budget-min; 0 "
-                             "trains the configured recipe as is); default the config's [search]")
+    add_budget_argument(parser)
     parser.add_argument("--workdir", type=Path, help="keep the run's files (configs, logs, outbox) here")
     parser.add_argument("--plot", type=Path, help="PNG of predicted vs reference (default: beside --json)")
     parser.add_argument("--json", metavar="PATH", default=None, help="write the figures as JSON (and .md beside)")
