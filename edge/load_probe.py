@@ -27,7 +27,7 @@ from typing import Final
 
 from edge.errors import RuntimeLoadError
 
-__all__ = ["PROBE_TIMEOUT_S", "probe_model_load"]
+__all__ = ["PROBE_TIMEOUT_S", "cap_tf_log_level", "probe_model_load"]
 
 #: Seconds a child may take to load and check a model (the interpreter's import included: 0.2-0.4 s on the
 #: development VM) before the model is refused; a bundle's three models at most stay under the systemd unit's 90 s
@@ -40,6 +40,13 @@ _CHILD_CODE = ("import sys\nfrom edge.runtime import ModelRuntime\n"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 #: SHA-256 of the models that loaded in a child.
 _loaded: set[str] = set()
+
+
+def cap_tf_log_level(env: dict[str, str]) -> None:
+    """Set ``TF_CPP_MIN_LOG_LEVEL`` in a child's ``env`` to at most 2 (2 when unset or not a number), so the C++
+    errors of TensorFlow / LiteRT stay in the child's output while its info and warnings are hidden."""
+    level = env.get("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["TF_CPP_MIN_LOG_LEVEL"] = str(min(int(level), 2)) if level.isdigit() else "2"
 
 
 def probe_model_load(model_content: bytes, *, num_threads: int = 1, timeout_s: float = PROBE_TIMEOUT_S) -> None:
@@ -56,8 +63,7 @@ def probe_model_load(model_content: bytes, *, num_threads: int = 1, timeout_s: f
         return
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *filter(None, [env.get("PYTHONPATH")])])
-    level = env.get("TF_CPP_MIN_LOG_LEVEL", "2")  # at most 2: the runtime's C++ errors stay for the message below
-    env["TF_CPP_MIN_LOG_LEVEL"] = str(min(int(level), 2)) if level.isdigit() else "2"
+    cap_tf_log_level(env)  # the runtime's C++ errors stay for the message below
     try:
         child = subprocess.run([sys.executable, "-c", _CHILD_CODE, str(int(num_threads))], input=model_content,
                                capture_output=True, env=env, timeout=timeout_s, check=False)

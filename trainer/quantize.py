@@ -41,6 +41,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from edge.load_probe import cap_tf_log_level
 from trainer.errors import TrainerError
 
 __all__ = [
@@ -210,8 +211,7 @@ def _convert_in_child(
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(_REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
         # Its output is logged at debug level only; C++ errors stay in it for the failure message below.
-        level = env.get("TF_CPP_MIN_LOG_LEVEL", "2")
-        env["TF_CPP_MIN_LOG_LEVEL"] = str(min(int(level), 2)) if level.isdigit() else "2"
+        cap_tf_log_level(env)
         log.info("converting in a child process (model saved in %.1f s)", time.perf_counter() - t0)
         tail: deque[str] = deque(maxlen=40)
         with _subprocess.Popen(

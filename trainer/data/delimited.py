@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from trainer.data.cells import _cell_number, _header_wavelength
+from trainer.data.cells import _HEADER_CELL, _cell_number, _header_wavelength
 from trainer.data.dataset import MIN_SAMPLES, SpectralDataset
 from trainer.data.raw import _check_unit, _finish, _Raw
 from trainer.data.references import _join_references, _parse_targets, _References
 from trainer.data.table import _read_table, _Table
 from trainer.errors import DataError, did_you_mean
-
-#: The number a header cell starts with (``944,95`` of ``944,95 mn``, ``2`` of ``2nd_derivative``).
-_NUMBER_START = re.compile(r"\s*([+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?)")
 
 
 def load_csv(
@@ -86,10 +82,10 @@ def _refuse_numbered_gaps(tab: _Table, spectral: list[tuple[int, float, str | No
     number lies outside the neighbours' (``2nd_derivative``) stay per-row columns."""
     where = {j: w for j, w, _ in spectral}
     for j in range(spectral[0][0] + 1, spectral[-1][0]):
-        m = _NUMBER_START.match(tab.header[j])
+        m = _HEADER_CELL.match(tab.header[j].strip())  # its leading number: 944,95 of 944,95 mn, 2 of 2nd_batch
         if j in where or tab.header[j] in named or m is None:
             continue
-        value = _cell_number(m.group(1), tab.comma_decimal)
+        value = _cell_number(m.group("num"), tab.comma_decimal)
         before, after = max(k for k in where if k < j), min(k for k in where if k > j)
         if value is not None and min(where[before], where[after]) < value < max(where[before], where[after]):
             raise DataError(
