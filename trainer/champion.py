@@ -8,8 +8,9 @@ The rule (documented in docs/training.md, reported in ``metrics.json`` under ``s
   by training the configured recipe (preprocessing fitted per fold, augmentation, no selection rows: the held-out
   fold is never seen, not even for choosing the kept epoch) on each fold's fitting rows (``[selection]
   cnn_cv_folds``);
-- the CNN's figure is multiplied by its int8 cost (int8 RMSE / float RMSE of the final model on the selection rows,
-  when there are any), because the int8 model is what would be deployed;
+- the CNN's figure is multiplied by its int8 cost (int8 RMSE / float RMSE of the final model on the selection rows;
+  without any, on the training rows with the int8 change of each row added to its out-of-fold residual:
+  :func:`trainer.pipeline.choose.int8_cost_on`), because the int8 model is what would be deployed;
 - the rule is applied per target: the CNN serves a target only when its figure is better than PLS's by more than
   ``tie_margin`` (CNN/PLS < 1 - ``tie_margin``); otherwise PLS, the simpler model, serves it. When the CNN wins
   every target the bundle carries the CNN, when it wins none PLS, otherwise both (``winner`` ``per_target``: a

@@ -415,7 +415,8 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
             ))
         if sel.get("int8_cost_rows"):
             rows_text = {"select": "the selection rows",
-                         "train": "the training rows ([split] names no selection rows)"}.get(
+                         "train": "the training rows, out of fold: each row's out-of-fold residual with the final "
+                                  "CNN's int8 change of that row added ([split] names no selection rows)"}.get(
                 str(sel["int8_cost_rows"]), str(sel["int8_cost_rows"]))
             parts.append(f"<p class='note'>int8 cost (int8 RMSE / float RMSE of the final CNN) measured on "
                          f"{html.escape(rows_text)}.</p>")

@@ -289,3 +289,25 @@ def test_a_blend_serves_a_target_only_where_it_beats_both_models_out_of_fold_by_
     assert lost.to_dict()["cv_rmse"]["blend"]["a"] == pytest.approx(cv["blend"]["a"])
     # forced modes never blend
     assert choose_model(NAMES, oof=(y, cnn, pls), **{**kw, "mode": "pls"}).per_target == {"a": "pls", "b": "pls"}
+
+
+def test_int8_cost_on_training_rows_adds_each_rows_int8_change_to_its_out_of_fold_residual() -> None:
+    from trainer.pipeline.choose import int8_cost_on
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(200, 2))
+    fit = y + 0.01 * rng.normal(size=y.shape)  # the final CNN on its own training rows: a tight in-sample fit
+    change = 0.02 * rng.normal(size=y.shape)  # what int8 changes of each prediction
+    oof = y + 0.1 * rng.normal(size=y.shape)  # the same rows out of fold: the error new spectra meet
+    in_sample = int8_cost_on(y, fit, fit + change)
+    assert np.all(in_sample > 1.8)  # sqrt(1 + (0.02 / 0.01)^2): the rounding dwarfs an in-sample fit
+    cost = int8_cost_on(y, fit, fit + change, oof=oof)
+    expected = np.sqrt(np.mean((oof - y + change) ** 2, axis=0) / np.mean((oof - y) ** 2, axis=0))
+    np.testing.assert_allclose(cost, expected)
+    assert np.all((cost > 1.0) & (cost < 1.05))  # about sqrt(1 + (0.02 / 0.1)^2) = 1.02
+    # Without every row's out-of-fold prediction (or on held-out rows: no oof given), the plain ratio.
+    gaps = oof.copy()
+    gaps[3, 0] = np.nan
+    np.testing.assert_allclose(int8_cost_on(y, fit, fit + change, oof=gaps), in_sample)
+    # A target with no float error costs 1.
+    np.testing.assert_allclose(int8_cost_on(y[:, :1], y[:, :1], y[:, :1] + 0.1), [1.0])

@@ -58,7 +58,7 @@ def test_a_config_without_select_writes_a_bundle_the_edge_loads_and_self_tests(f
     assert m["cnn_best_epochs"] == [3]
     html = (result.report_path).read_text()
     assert "pred_vs_ref_select.png" not in html and "pred_vs_ref_test.png" in html
-    assert "measured on the training rows ([split] names no selection rows)" in html
+    assert "measured on the training rows, out of fold" in html and "([split] names no selection rows)" in html
     assert "No selection rows: every calibration row" in html
 
 
