@@ -1,19 +1,28 @@
 """Predictions held for their ANNOTATION frame (inference thread; ``device.forward_annotations``, for test benches and
 the demo): :class:`AnnotationWait` pairs each prediction with the reference values a simulator sends under the same
-``seq``, whichever of the two arrives first, and publishes it without them when they do not come in time."""
+``seq``, whichever of the two arrives first, and publishes it without them when they do not come in time.
+
+The reference values pair with the prediction's values by position. An ANNOTATION of a regression bundle that
+carries more or fewer values than the bundle has targets cannot be paired: its values are not forwarded (the
+prediction is published without them), counted (``annotation_mismatch``) and a warning names the fix once per
+shape (a simulator sends the bundle's targets with ``spectro-sim --targets``)."""
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from edge.inference import Prediction
+from edge.metrics import Counters
 from firmware_bridge.frames import Annotation
 
 __all__ = ["AnnotationWait", "EARLY_ANNOTATIONS_MAX"]
 
 #: At most this many ANNOTATION frames that arrived before their spectrum are kept (the oldest go first).
 EARLY_ANNOTATIONS_MAX = 64
+
+log = logging.getLogger(__name__)
 
 
 class AnnotationWait:
@@ -22,11 +31,20 @@ class AnnotationWait:
     Parameters
     ----------
     publish : callable(prediction, latency_ns, reference values or None)
-        Publishes a prediction with the reference values of its ANNOTATION (None: none came).
+        Publishes a prediction with the reference values of its ANNOTATION (None: none came, or they could not be
+        paired with the bundle's targets).
+    counters : Counters, optional
+        Where ``annotation_mismatch`` is counted.
+    bundle : callable() -> the serving bundle, optional
+        Its task and targets judge an ANNOTATION's count (without it, every count is forwarded).
     """
 
-    def __init__(self, publish: Callable[[Prediction, int, Sequence[float] | None], None]) -> None:
-        self._publish = publish
+    def __init__(self, publish: Callable[[Prediction, int, Sequence[float] | None], None],
+                 counters: Counters | None = None, bundle: Callable[[], Any] | None = None) -> None:
+        self._publish_paired = publish
+        self._counters = counters
+        self._bundle = bundle
+        self._warned: set[tuple[int, tuple[str, ...]]] = set()
         self._held: tuple[Prediction, float, int] | None = None  # prediction, held since (monotonic s), latency ns
         self._early: dict[int, tuple[float, ...]] = {}
 
@@ -56,3 +74,24 @@ class AnnotationWait:
         if held is not None and (force or time.monotonic() - held[1] >= wait_s):
             self._held = None
             self._publish(held[0], held[2], None)
+
+    def _publish(self, pred: Prediction, latency_ns: int, values: Sequence[float] | None) -> None:
+        if values is not None and self._bundle is not None:
+            bundle = self._bundle()
+            names = tuple(str(t.name) for t in getattr(bundle, "targets", ()))
+            if getattr(bundle, "task", "regression") == "regression" and names and len(values) != len(names):
+                self._refuse(pred.seq, len(values), names)
+                values = None
+        self._publish_paired(pred, latency_ns, values)
+
+    def _refuse(self, seq: int, count: int, names: tuple[str, ...]) -> None:
+        if self._counters is not None:
+            self._counters.incr("annotation_mismatch")
+        if (count, names) not in self._warned:
+            self._warned.add((count, names))
+            log.warning(
+                "ANNOTATION seq %d carries %d reference value(s), expected %d, one per target of the bundle (%s), "
+                "in that order: its values are not forwarded (the message's reference pairs with its values by "
+                "position; counted as annotation_mismatch, this warning once per shape). A simulator sends the "
+                "bundle's targets with spectro-sim --targets %s", seq, count, len(names), ", ".join(names),
+                ",".join(names))

@@ -163,7 +163,8 @@ class InferenceStage:
         self._status_error: str | None = None
         self._seq_mark = seq_mark or SeqMark(None, device_id)
         self._seqs = SeqTracker(counters, self._seq_mark.resume)  # gaps, jumps and restarts of the device's seqs
-        self._annotated = AnnotationWait(self._publish_prediction)  # predictions held for their ANNOTATION
+        # predictions held for their ANNOTATION (whose count the serving bundle's targets judge)
+        self._annotated = AnnotationWait(self._publish_prediction, counters, lambda: self.engine.bundle)
         self._parked = StatusWait(counters, greeter, frames_max, self._on_parked)  # spectra waiting for STATUS
         self._line = LineInFlight()  # the LINE frame being predicted on (its spectra's messages say where they sat)
         self._collect_lines = line_publish == "line"  # one .../line_prediction per LINE frame ([lines] publish)

@@ -36,8 +36,9 @@ VALUE_ATOL = 0.0
 
 
 def _run_daemon(tmp: Path, bundle_path: Path, *, count: int, rate_hz: float = 200.0, drift_at: int | None = None,
-                forward: bool = True, faults: Any = None, **sections: Any) -> tuple[Daemon, RecordingLink, Any]:
-    sim = start_sim_thread(tmp, count=count, rate_hz=rate_hz, drift_at=drift_at, faults=faults)
+                forward: bool = True, faults: Any = None, sim_targets: tuple[str, ...] | None = None,
+                **sections: Any) -> tuple[Daemon, RecordingLink, Any]:
+    sim = start_sim_thread(tmp, count=count, rate_hz=rate_hz, drift_at=drift_at, faults=faults, targets=sim_targets)
     cfg = edge_config(tmp, port_url=sim.address, bundle_path=bundle_path, **sections)
     link = RecordingLink()
     transport = SerialTransport(sim.address, read_timeout_s=0.05, reconnect_backoff_s=(0.05, 0.5))
@@ -89,6 +90,28 @@ def test_every_spectrum_predicted_once_and_equal_to_offline(tmp_path: Path, demo
     assert metrics["latency_ms"]["p99"] >= metrics["latency_ms"]["p50"] > 0
     assert daemon.frames.dropped == 0 and metrics["counters"]["frames_dropped_queue_full"] == 0
     assert not daemon.failed
+
+
+def test_annotations_with_another_number_of_values_than_the_bundles_targets_are_not_forwarded(
+        tmp_path: Path, demo_bundles: DemoBundles, caplog: pytest.LogCaptureFixture) -> None:
+    """A simulator sending one reference value per spectrum to a three-target bundle: nothing pairs them, so the
+    predictions go out without ``reference``, each such frame is counted and one warning names the fix."""
+    n = 40
+    caplog.set_level("WARNING", logger="edge.daemon.annotations")
+    daemon, link, sim = _run_daemon(tmp_path, demo_bundles.v1, count=n, sim_targets=("analyte_b_pct",))
+    try:
+        wait_for(lambda: len(link.of_kind("prediction")) >= n, f"{n} predictions")
+    finally:
+        _stop(daemon, sim)
+    preds = link.of_kind("prediction")
+    assert len({m["seq"] for m in preds}) == n
+    assert all("reference" not in m for m in preds)
+    assert daemon.counters.get("annotation_mismatch") == n
+    assert daemon.counters.get("annotation_frames") == n
+    warnings = [r.getMessage() for r in caplog.records if "annotation_mismatch" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "carries 1 reference value(s), expected 3" in warnings[0]
+    assert "spectro-sim --targets analyte_a_pct,analyte_b_pct,analyte_c_pct" in warnings[0]
 
 
 def test_provoked_drift_raises_an_alert_and_flags_predictions(tmp_path: Path, demo_bundles: DemoBundles) -> None:

@@ -188,12 +188,12 @@ class SimThread:
 
 
 def start_sim_thread(tmp: Path, *, count: int, rate_hz: float = 0.0, drift_at: int | None = None,
-                     faults: Any = None) -> SimThread:
+                     faults: Any = None, targets: tuple[str, ...] | None = None) -> SimThread:
     from firmware_bridge.simulator import FaultConfig, ProvokedDriftConfig, PtyEndpoint, Simulator, SimulatorConfig
 
     cfg = SimulatorConfig(seed=SEED, synthetic_samples=SAMPLES, synthetic_channels=CHANNELS, count=count,
                           rate_hz=rate_hz, connect_delay_s=0.3, drift=ProvokedDriftConfig(drift_at_frame=drift_at),
-                          faults=faults if faults is not None else FaultConfig())
+                          faults=faults if faults is not None else FaultConfig(), targets=targets)
     sim = Simulator(cfg, PtyEndpoint(tmp / "spectrometer"))
     stop = threading.Event()
     ready = threading.Event()
