@@ -90,6 +90,10 @@ class Selection:
     per_target_reason: Mapping[str, str] = field(default_factory=dict)
     #: PLS's weight in each blended target (``per_target`` ``blend``): the target is (1 - w) * CNN + w * PLS.
     blend_weights: Mapping[str, float] = field(default_factory=dict)
+    #: How ``int8_cost`` was measured (:func:`trainer.pipeline.choose.int8_cost_on`): ``held_out`` (the selection
+    #: rows), ``out_of_fold`` (the training rows' out-of-fold residuals with the int8 change added), ``in_sample``
+    #: (the final CNN on its training rows, without the CNN's cross-validation); None when not measured.
+    int8_cost_basis: str | None = None
 
     @property
     def split(self) -> bool:
@@ -107,6 +111,7 @@ class Selection:
             "reason": self.reason,
             "cv_rmse": {m: dict(v) for m, v in self.cv_rmse.items()},
             "int8_cost": dict(self.int8_cost),
+            "int8_cost_basis": self.int8_cost_basis,
             "ratio_cnn_to_pls": dict(self.ratio_cnn_to_pls),
             "folds": self.folds,
         }

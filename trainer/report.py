@@ -414,12 +414,16 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
                  for t in names],
             ))
         if sel.get("int8_cost_rows"):
-            rows_text = {"select": "the selection rows",
-                         "train": "the training rows, out of fold: each row's out-of-fold residual with the final "
-                                  "CNN's int8 change of that row added ([split] names no selection rows)"}.get(
+            basis = sel.get("int8_cost_basis")
+            rows_text = {"select": "the selection rows: the final CNN's int8 RMSE / its float RMSE",
+                         "train": ("the training rows, out of fold: the RMSE of each row's out-of-fold residual "
+                                   "with the final CNN's int8 change of that row added / the out-of-fold RMSE "
+                                   if basis == "out_of_fold" else
+                                   "the training rows, in sample (the CNN was not cross-validated): the final "
+                                   "CNN's int8 RMSE / its float RMSE ")
+                         + "([split] names no selection rows)"}.get(
                 str(sel["int8_cost_rows"]), str(sel["int8_cost_rows"]))
-            parts.append(f"<p class='note'>int8 cost (int8 RMSE / float RMSE of the final CNN) measured on "
-                         f"{html.escape(rows_text)}.</p>")
+            parts.append(f"<p class='note'>int8 cost measured on {html.escape(rows_text)}.</p>")
         parts.append(_search_paragraph(m.get("search") or {}))
     parts.append("<h2>Rows</h2>")
     parts.append(_table(["role", "rows"], [[k, v] for k, v in m.get("splits", {}).items()]))
@@ -437,6 +441,7 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
                  + "; latent variables " + _per_key(m.get("pls_components"))
                  + " (grouped CV on the training rows). CNN preprocessing: "
                  + _per_key(m.get("preprocessing", {}).get("cnn")) + ".</p>")
+    parts.append(_line_paragraph(m.get("line_accuracy") or {}, key))
 
     parts.append("<h2>Model</h2>")
     pr = m.get("pruning", {})
@@ -544,3 +549,19 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
     index.write_text(doc, encoding="utf-8")
     log.info("report written to %s", index)
     return index
+
+
+def _line_paragraph(line: dict[str, Any], key: str) -> str:
+    """The deployed bundle through the declared line detector beside offline (``metrics.json`` ``line_accuracy``)."""
+    splits = line.get("splits") or {}
+    if not splits:
+        return ""
+    intro = (f"<h3>Through the line detector</h3><p>The deployed bundle on the same rows as the declared line "
+             f"detector measures them ([instrument.noise]: {line.get('averages')} scan(s) averaged, "
+             f"{line.get('copies')} noisy copies of each row), beside its figure on the spectra as stored. A "
+             "ratio well above 1 means the line's accuracy is set by the detector's noise, not by the model: "
+             "expect the line figure, which <code>spectro-bench loop</code> measures through the real daemon.</p>")
+    rows = [[s, t, v.get(key), v.get(f"offline_{key}"), v.get("ratio")]
+            for s, per in splits.items() for t, v in per.items()]
+    ratio = "error rate line / offline" if key == "accuracy" else "line / offline"
+    return intro + _table(["split", "target", f"line {key}", f"offline {key}", ratio], rows)

@@ -299,15 +299,21 @@ def test_int8_cost_on_training_rows_adds_each_rows_int8_change_to_its_out_of_fol
     fit = y + 0.01 * rng.normal(size=y.shape)  # the final CNN on its own training rows: a tight in-sample fit
     change = 0.02 * rng.normal(size=y.shape)  # what int8 changes of each prediction
     oof = y + 0.1 * rng.normal(size=y.shape)  # the same rows out of fold: the error new spectra meet
-    in_sample = int8_cost_on(y, fit, fit + change)
-    assert np.all(in_sample > 1.8)  # sqrt(1 + (0.02 / 0.01)^2): the rounding dwarfs an in-sample fit
-    cost = int8_cost_on(y, fit, fit + change, oof=oof)
+    in_sample, basis = int8_cost_on(y, fit, fit + change)
+    assert basis == "in_sample" and np.all(in_sample > 1.8)  # sqrt(1 + (0.02 / 0.01)^2): rounding dwarfs the fit
+    cost, basis = int8_cost_on(y, fit, fit + change, oof=oof)
+    assert basis == "out_of_fold"
     expected = np.sqrt(np.mean((oof - y + change) ** 2, axis=0) / np.mean((oof - y) ** 2, axis=0))
     np.testing.assert_allclose(cost, expected)
     assert np.all((cost > 1.0) & (cost < 1.05))  # about sqrt(1 + (0.02 / 0.1)^2) = 1.02
-    # Without every row's out-of-fold prediction (or on held-out rows: no oof given), the plain ratio.
+    # Without every row's out-of-fold prediction, the plain ratio; on held-out rows always the plain ratio.
     gaps = oof.copy()
     gaps[3, 0] = np.nan
-    np.testing.assert_allclose(int8_cost_on(y, fit, fit + change, oof=gaps), in_sample)
+    got, basis = int8_cost_on(y, fit, fit + change, oof=gaps)
+    assert basis == "in_sample"
+    np.testing.assert_allclose(got, in_sample)
+    got, basis = int8_cost_on(y, fit, fit + change, oof=oof, held_out=True)
+    assert basis == "held_out"
+    np.testing.assert_allclose(got, in_sample)
     # A target with no float error costs 1.
-    np.testing.assert_allclose(int8_cost_on(y[:, :1], y[:, :1], y[:, :1] + 0.1), [1.0])
+    np.testing.assert_allclose(int8_cost_on(y[:, :1], y[:, :1], y[:, :1] + 0.1)[0], [1.0])

@@ -50,6 +50,8 @@ def test_a_config_without_select_writes_a_bundle_the_edge_loads_and_self_tests(f
     assert 0 < cov["test"]["conc_pct"] <= 1
     # The champion's int8 cost and the int8 calibration variant are measured on the training rows alone.
     assert m["selection"]["int8_cost_rows"] == "train"
+    assert m["selection"]["int8_cost_basis"] == (
+        "out_of_fold" if m["selection"]["cv_rmse"].get("cnn_float") else "in_sample")
     assert np.isfinite(m["selection"]["int8_cost"]["conc_pct"])
     assert m["cnn_int8_calibration"]["rows"] == 120 and m["cnn_int8_calibration"]["roles"] == ["train"]
     assert "training rows" in m["cnn_int8_calibration"]["criterion"]

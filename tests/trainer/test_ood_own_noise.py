@@ -160,6 +160,17 @@ def test_the_pipeline_writes_a_format_3_model_with_instrument_noise(tmp_path: Pa
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["ood"]["line_noise"]["scored_under"] == "each spectrum's own detector noise"
     assert set(metrics["ood"]["alarm_rate_line"]) == set(metrics["ood"]["alarm_rate"])
+    # The deployed bundle's RMSEP through the same line copies, beside offline, for every split and target.
+    line = metrics["line_accuracy"]
+    assert (line["model"], line["copies"]) == ("deployed", 2)
+    assert set(line["splits"]) == set(metrics["ood"]["alarm_rate"])
+    offline = {(e["split"], e["target"]): e["rmsep"] for e in metrics["evaluations"] if e["model"] == "deployed"}
+    for split, per in line["splits"].items():
+        for target, v in per.items():
+            assert v["offline_rmsep"] == pytest.approx(offline[(split, target)])
+            assert v["ratio"] == pytest.approx(v["rmsep"] / v["offline_rmsep"])
+            assert v["rmsep"] > v["offline_rmsep"]  # one scan's detector noise on top of the model's error
+    assert "Through the line detector" in (tmp_path / "out" / "report" / "index.html").read_text()
 
 
 @pytest.mark.slow

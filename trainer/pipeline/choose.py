@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -91,11 +91,12 @@ def choose_deployed(
     from trainer.champion import choose_model, deployable_pls, deployable_plsda, pls_cv_rmse
 
     X, Y, tr, classify = data.ds.X, data.ds.y, data.plan.train_rows, data.classify
-    int8_cost = None
+    int8_cost, basis = None, None
     role = int8_cost_role(data)
     if not classify and role is not None:
-        int8_cost = int8_cost_on(Y[data.plan.roles()[role]], preds[(role, "cnn_float")], preds[(role, "cnn_int8")],
-                                 oof=cv.oof if role == "train" else None)
+        int8_cost, basis = int8_cost_on(Y[data.plan.roles()[role]], preds[(role, "cnn_float")],
+                                        preds[(role, "cnn_int8")], oof=cv.oof if role == "train" else None,
+                                        held_out=role != "train")
     X_cal, Y_cal, g_cal = pls_calibration_rows(cfg, data, X[tr], Y[tr].astype(np.float64), data.groups[tr])
     select_error = None
     if not classify:
@@ -121,6 +122,7 @@ def choose_deployed(
         oof=None if pls_oof is None else (Y[tr].astype(np.float64), cv.oof, pls_oof), select_error=select_error,
         class_rows=(tr.size, data.plan.select_rows.size),
     )
+    selection = replace(selection, int8_cost_basis=basis)
     log.info("deployed model: %s (%s)", selection.winner, selection.reason)
     cnn = Member("cnn", int8.tflite, recipe.steps, net.edge_pipe, int8.X_train_pre, int8.output_transform)
     if dep is None or selection.winner == "cnn":  # dep is None only for a classification forced to the CNN
@@ -157,8 +159,9 @@ def nested_pls_oof(cfg: TrainConfig, data: Prepared) -> np.ndarray:
 
 
 def int8_cost_on(y: np.ndarray, float_pred: np.ndarray, int8_pred: np.ndarray, *,
-                 oof: np.ndarray | None = None) -> np.ndarray:
-    """The CNN's int8 cost per target: the int8 RMSE over the float RMSE of the final CNN on rows ``y``.
+                 oof: np.ndarray | None = None, held_out: bool = False) -> tuple[np.ndarray, str]:
+    """The CNN's int8 cost per target and how it was measured (``held_out``, ``out_of_fold`` or ``in_sample``):
+    the int8 RMSE over the float RMSE of the final CNN on rows ``y``.
 
     On held-out rows (the selection rows) both errors are the final model's own. On the training rows (``oof``, the
     CNN's out-of-fold predictions of those same rows, given) the final model's float error is its in-sample fit,
@@ -170,11 +173,19 @@ def int8_cost_on(y: np.ndarray, float_pred: np.ndarray, int8_pred: np.ndarray, *
     """
     err_f = np.sqrt(np.mean((float_pred - y) ** 2, axis=0))
     err_q = np.sqrt(np.mean((int8_pred - y) ** 2, axis=0))
-    if oof is not None and np.shape(oof) == np.shape(y) and np.all(np.isfinite(oof)):
+    basis = "held_out" if held_out else "in_sample"
+    if held_out:
+        pass
+    elif oof is not None and np.shape(oof) == np.shape(y) and np.all(np.isfinite(oof)):
         res = np.asarray(oof, dtype=np.float64) - y
         err_f = np.sqrt(np.mean(res ** 2, axis=0))
         err_q = np.sqrt(np.mean((res + (int8_pred - float_pred)) ** 2, axis=0))
-    return np.where(err_f > 0, err_q / np.where(err_f > 0, err_f, 1.0), 1.0)
+        basis = "out_of_fold"
+    else:
+        log.info("int8 cost on the training rows in sample (final CNN, int8 RMSE / float RMSE): %s", "no out-of-fold "
+                 "predictions of the CNN (not cross-validated)" if oof is None else "its out-of-fold predictions do "
+                 "not cover every training row")
+    return np.where(err_f > 0, err_q / np.where(err_f > 0, err_f, 1.0), 1.0), basis
 
 
 def int8_cost_role(data: Prepared) -> str | None:

@@ -42,6 +42,9 @@ class Evaluation:
     #: without one.
     ae_scores: dict[str, np.ndarray] = field(default_factory=dict)
     ae_line_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    #: The deployed bundle's figure per role and target through the declared line detector beside its offline
+    #: figure (``metrics.json`` ``line_accuracy``, :func:`line_accuracy`); empty without ``[instrument.noise]``.
+    line_accuracy: dict[str, Any] = field(default_factory=dict)
 
     def metric(self, role: str, model_name: str, target: str, key: str) -> float:
         """One figure of the ``evaluations`` rows (NaN when absent)."""
@@ -88,6 +91,7 @@ def evaluate_bundle(cfg: TrainConfig, data: Prepared, bundle_path: Path, preds: 
     ood_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     ood_line_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     ae, ae_scores, ae_line_scores = bundle.autoencoder, {}, {}
+    line_preds: dict[str, np.ndarray] = {}
     for i, (role, rows) in enumerate(roles.items()):
         frames, ctx = bundle.frames_from_signal(ds.X[rows], ds.wavelengths)  # as the device sends them
         out_q = np.asarray(bundle.predict_spectra(frames, **ctx), dtype=np.float64).reshape(rows.size, -1)
@@ -103,6 +107,8 @@ def evaluate_bundle(cfg: TrainConfig, data: Prepared, bundle_path: Path, preds: 
             copies = line_copies(cfg, data, rows, seed_offset=1000 + i).reshape(-1, ds.X.shape[1])
             frames, ctx = bundle.frames_from_signal(copies, ds.wavelengths)
             pre = bundle.preprocess(frames, **ctx)
+            out_line = np.asarray(bundle.predict_spectra(frames, **ctx), dtype=np.float64)
+            line_preds[role] = out_line.reshape(cfg.instrument.noise.copies, rows.size, -1)
             ood_line_scores[role] = bundle_ood.score(pre, None if rho is None
                                                      else np.tile(rho, cfg.instrument.noise.copies))
             if ae is not None:
@@ -157,7 +163,53 @@ def evaluate_bundle(cfg: TrainConfig, data: Prepared, bundle_path: Path, preds: 
     return Evaluation(bundle=bundle, preds=preds, ood_scores=ood_scores, ood_line_scores=ood_line_scores,
                       ae_scores=ae_scores, ae_line_scores=ae_line_scores,
                       evaluations=evaluations,
-                      comparison=comparison, coverage=coverage)
+                      comparison=comparison, coverage=coverage,
+                      line_accuracy=line_accuracy(cfg, data, line_preds, evaluations))
+
+
+#: A test split whose figure through the line detector is worse than offline by more than this factor (RMSEP
+#: ratio; for a classification, error rate ratio) gets a warning in the log.
+LINE_WARN_RATIO = 1.25
+
+
+def line_accuracy(cfg: TrainConfig, data: Prepared, line_preds: dict[str, np.ndarray],
+                  evaluations: list[dict[str, Any]]) -> dict[str, Any]:
+    """The deployed bundle's figure through the declared line detector, per role and target: its predictions of
+    every line copy of the role's rows (``line_preds[role]``, (copies, n, outputs): the copies the OOD limits are
+    checked on), scored against the rows' references, beside the offline figure of the same rows.
+
+    What the line will measure when its detector, not the model, limits it: a model that meets its goal offline
+    can miss it on the line (docs/training.md, ``[instrument.noise]``); ``spectro-bench loop`` measures the same
+    through the real daemon. Empty without ``[instrument.noise]``."""
+    if cfg.instrument.noise is None or not line_preds:
+        return {}
+    classify, Y = data.classify, data.ds.y
+    key = score_key(classify)
+    roles = data.plan.roles()
+    splits: dict[str, dict[str, dict[str, float | None]]] = {}
+    for role, out in line_preds.items():
+        rows = roles[role]
+        for j, target in enumerate(data.ds.target_names):
+            y = np.tile(np.asarray(Y[rows][:, j]), out.shape[0])
+            if classify:
+                p = np.argmax(out, axis=2).reshape(-1).astype(np.float64)
+                line = classification_metrics(y, p)[key]
+            else:
+                line = regression_metrics(y, out[:, :, j].reshape(-1))[key]
+            offline = _metric(evaluations, role, "deployed", str(target), key)
+            worse = (1.0 - line) / (1.0 - offline) if classify and offline < 1.0 else (
+                line / offline if not classify and offline > 0 else None)
+            splits.setdefault(role, {})[str(target)] = {key: float(line), f"offline_{key}": float(offline),
+                                                        "ratio": None if worse is None else float(worse)}
+            if role in data.plan.tests and worse is not None and worse > LINE_WARN_RATIO:
+                log.warning("line detector: on %s the deployed model's %s of %s is %.4g through the declared line "
+                            "detector (%d scan(s) averaged) against %.4g offline (%s x %.2f): on the line the "
+                            "detector's noise limits it; more scans averaged, or training on line copies "
+                            "([instrument.noise] cnn_copies, calibration_copies), trade that back",
+                            role, key, target, line, cfg.instrument.noise.averages, offline,
+                            "error rate" if classify else "RMSEP", worse)
+    return {"model": "deployed", "averages": cfg.instrument.noise.averages, "copies": cfg.instrument.noise.copies,
+            "splits": splits}
 
 
 def pruning_cost(data: Prepared, dense_preds: dict[str, np.ndarray], ev: Evaluation) -> dict[str, Any]:

@@ -77,6 +77,8 @@ def summarise(cfg: TrainConfig, data: Prepared, recipe: Recipe, pls: Any, net: T
         "splits": {r: int(rows.size) for r, rows in data.plan.roles().items()},
         "evaluations": ev.evaluations,
         "comparison": ev.comparison,
+        # The deployed bundle through the declared line detector ([instrument.noise]) beside offline; None without.
+        "line_accuracy": ev.line_accuracy or None,
         "deployed_model": selection.winner,
         # The model serving each target (cnn, pls, or blend: selection.blend_weights), and which file carries it
         # (per_target: both, the bundle's format 4; 5 with a blend).
