@@ -79,10 +79,13 @@ def rows_from_metrics(metrics: dict[str, Any], protocol: str) -> list[dict[str, 
     """One row per test split and target: ``metric`` (rmsep or accuracy), ``pls``, ``cnn_float``, ``cnn_int8``,
     ``deployed`` (the bundle as the edge runs it) and ``deployed_model`` (``cnn``, ``pls`` or ``blend``: the model
     serving that target); for a regression also the interval ``coverage`` on the split, ``ood_flagged`` and the
-    residual shift against the calibration rows (``residual_ratio``, ``residual_shift_p``, ``residual_shifted``)."""
+    residual shift against the calibration rows (``residual_ratio``, ``residual_shift_p``, ``residual_shifted``);
+    with a declared line detector, ``deployed_line`` (the deployed bundle on line copies of the split,
+    ``metrics.json`` ``line_accuracy``) and ``ratio_line_to_offline``, else None."""
     key = "accuracy" if metrics.get("task") == "classification" else "rmsep"
     cov = metrics.get("interval_coverage") or {}
     ood = metrics.get("ood") or {}
+    line_splits = (metrics.get("line_accuracy") or {}).get("splits") or {}
     rows = []
     for c in metrics.get("comparison", []):
         split, target = c.get("split"), c.get("target")
@@ -92,6 +95,7 @@ def rows_from_metrics(metrics: dict[str, Any], protocol: str) -> list[dict[str, 
         line = bool(ood.get("alarm_rate_line"))
         alarms = (ood.get("alarm_rate_line" if line else "alarm_rate") or {}).get(split) or {}
         ae_alarms = ((ood.get("autoencoder") or {}).get("alarm_rate_line" if line else "alarm_rate") or {}).get(split)
+        on_line = (line_splits.get(split) or {}).get(target) or {}
         rows.append({
             "protocol": protocol,
             "dataset": metrics.get("dataset"),
@@ -108,6 +112,9 @@ def rows_from_metrics(metrics: dict[str, Any], protocol: str) -> list[dict[str, 
             "ratio_int8_to_pls": c.get("ratio_int8_to_pls"),
             "ratio_deployed_to_pls": c.get("ratio_deployed_to_pls"),
             "ratio_int8_to_float": c.get("ratio_int8_to_float"),
+            # The deployed bundle through the declared line detector (its line copies of the split), and / offline.
+            "deployed_line": on_line.get(key),
+            "ratio_line_to_offline": on_line.get("ratio"),
             "pls_components": (metrics.get("pls_components") or {}).get(c.get("target")),
             # The deployed bundle's interval coverage on the split (regression; nominal: interval_nominal), the
             # share of its spectra the OOD monitor flags, and its errors against the calibration rows' (regression:
@@ -207,11 +214,12 @@ def render(result: dict[str, Any]) -> str:
     """Markdown table of every row, plus failures."""
     table = markdown_table(
         ["protocol", "test split", "target", "metric", "PLS", "CNN float", "CNN int8", "deployed", "deployed/PLS",
-         "int8/PLS", "int8/float", "PLS LVs", "model bytes", "coverage", "OOD flagged", "errors vs calibration",
-         "fit s"],
+         "int8/PLS", "int8/float", "line / offline", "PLS LVs", "model bytes", "coverage", "OOD flagged",
+         "errors vs calibration", "fit s"],
         [[r["protocol"], r["split"], r["target"], r["metric"], r["pls"], r["cnn_float"], r["cnn_int8"],
           f"{r.get('deployed_model')} {r['deployed']:.4g}" if r.get("deployed") is not None else None,
-          r.get("ratio_deployed_to_pls"), r["ratio_int8_to_pls"], r["ratio_int8_to_float"], r["pls_components"],
+          r.get("ratio_deployed_to_pls"), r["ratio_int8_to_pls"], r["ratio_int8_to_float"],
+          r.get("ratio_line_to_offline"), r["pls_components"],
           r["model_bytes"], r.get("coverage"), r.get("ood_flagged"), _shift_cell(r), r.get("train_seconds")]
          for r in result["rows"]],
     )

@@ -154,3 +154,12 @@ def test_ood_flagged_counts_the_autoencoder_where_the_bundle_has_one() -> None:
     with_ae = {**REGRESSION, "ood": {**REGRESSION["ood"], "autoencoder": {
         "alarm_rate_line": {"test_inst1": {"autoencoder": 0.02, "any": 0.03}}}}}
     assert [r["ood_flagged"] for r in rows_from_metrics(with_ae, "tablets")] == [0.03, 0.99]
+
+
+def test_the_line_figure_sits_beside_the_offline_one_where_a_line_detector_is_declared() -> None:
+    line = {"model": "deployed", "averages": 64, "copies": 5,
+            "splits": {"test_inst1": {"assay_mg": {"rmsep": 6.0, "offline_rmsep": 4.8, "ratio": 1.25}}}}
+    first, second = rows_from_metrics({**REGRESSION, "line_accuracy": line}, "tablets")
+    assert (first["deployed_line"], first["ratio_line_to_offline"]) == (6.0, 1.25)
+    assert (second["deployed_line"], second["ratio_line_to_offline"]) == (None, None)  # no line copies there
+    assert all(r["deployed_line"] is None for r in rows_from_metrics(REGRESSION, "tablets"))
