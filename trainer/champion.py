@@ -4,10 +4,11 @@ made deployable through the same bundle and edge runtime.
 The rule (documented in docs/training.md, reported in ``metrics.json`` under ``selection``):
 
 - each candidate is scored per target by its out-of-fold RMSE on the training rows, grouped by the same column:
-  PLS by the RMSECV of its chosen preprocessing and latent variables (:mod:`trainer.pls`, ``[cv] folds``), the CNN
-  by training the configured recipe (preprocessing fitted per fold, augmentation, no selection rows: the held-out
-  fold is never seen, not even for choosing the kept epoch) on each fold's fitting rows (``[selection]
-  cnn_cv_folds``);
+  PLS by the out-of-fold RMSE of its chosen preprocessing and latent variables (chosen on ``[cv] folds``,
+  :mod:`trainer.pls`) on the CNN's folds (:func:`trainer.pipeline.choose.pls_on_cnn_folds`: both fitted on the
+  same rows), the CNN by training the configured recipe (preprocessing fitted per fold, augmentation, no
+  selection rows: the held-out fold is never seen, not even for choosing the kept epoch) on each fold's fitting
+  rows (``[selection] cnn_cv_folds``);
 - the CNN's figure is multiplied by its int8 cost (int8 RMSE / float RMSE of the final model on the selection rows;
   without any, on the training rows with the int8 change of each row added to its out-of-fold residual:
   :func:`trainer.pipeline.choose.int8_cost_on`), because the int8 model is what would be deployed;
@@ -251,13 +252,15 @@ def pls_cv_predictions(
     make_pre: Callable[[Sequence[Mapping[str, Any]]], Any],
     folds: int,
     seed: int,
+    fold_pairs: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> np.ndarray:
     """Out-of-fold predictions (n, n_targets) of the deployable PLS recipe (its preprocessing ``dep.steps`` and each
-    target's latent variables, on its stack branch where it has one), with grouped folds."""
+    target's latent variables, on its stack branch where it has one), with grouped folds, or on the given
+    ``fold_pairs`` (fit, held-out positions into ``X``; rows in no held-out part stay NaN)."""
     from sklearn.cross_decomposition import PLSRegression
 
     pred = np.full(Y.shape, np.nan)
-    for fit_idx, held_idx in grouped_folds(groups, folds, seed=seed):
+    for fit_idx, held_idx in (grouped_folds(groups, folds, seed=seed) if fold_pairs is None else fold_pairs):
         pre = make_pre(dep.steps).fit(X[fit_idx])
         Pf, Ph = pre.transform(X[fit_idx]), pre.transform(X[held_idx])
         for j, k in enumerate(dep.n_components.values()):
@@ -277,6 +280,7 @@ def choose_model(
     pls_rmse: np.ndarray | None,
     cnn_rmse: np.ndarray | None,
     pls_tuned_rmse: np.ndarray | None = None,
+    pls_own_folds: np.ndarray | None = None,
     int8_cost: np.ndarray | None,
     folds: int,
     classification: bool = False,
@@ -303,6 +307,8 @@ def choose_model(
         scores["pls"] = dict(zip(names, map(float, pls_rmse)))
     if pls_tuned_rmse is not None:
         scores["pls_per_target_preprocessing"] = dict(zip(names, map(float, pls_tuned_rmse)))
+    if pls_own_folds is not None:  # pls: on the CNN's folds; this: the same PLS on its own [cv] folds
+        scores["pls_own_folds"] = dict(zip(names, map(float, pls_own_folds)))
     cost = np.ones(len(names)) if int8_cost is None else np.asarray(int8_cost, dtype=np.float64)
     ratios: dict[str, float] = {}
     if cnn_rmse is not None:

@@ -404,7 +404,8 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
                       "select_error_pls_da": "error rate PLS-DA, selection rows",
                       "select_error_cnn_int8": "error rate CNN int8, selection rows",
                       "pooled_error_pls_da": "error rate PLS-DA, both (the rule's)",
-                      "pooled_error_cnn": "error rate CNN, both (the rule's)"} if classify else {})
+                      "pooled_error_cnn": "error rate CNN, both (the rule's)"} if classify else
+                     {"pls": "CV RMSE pls (the CNN's folds)", "pls_own_folds": "CV RMSE pls ([cv] folds)"})
             parts.append(_table(
                 ["target", *[heads.get(mname, f"CV RMSE {mname}") for mname in models], "int8 cost", "CNN / PLS",
                  "served by", "why"],

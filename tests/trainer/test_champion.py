@@ -317,3 +317,46 @@ def test_int8_cost_on_training_rows_adds_each_rows_int8_change_to_its_out_of_fol
     np.testing.assert_allclose(got, in_sample)
     # A target with no float error costs 1.
     np.testing.assert_allclose(int8_cost_on(y[:, :1], y[:, :1], y[:, :1] + 0.1)[0], [1.0])
+
+
+def test_pls_is_scored_on_the_cnns_folds_without_the_copies_of_its_held_out_rows() -> None:
+    """The champion rule's PLS figure: the CNN's folds (same groups and seed), each fitted on every calibration row
+    outside its held-out groups, line copies included, and scored on the measured rows only."""
+    from types import SimpleNamespace
+
+    from trainer.pipeline.choose import pls_on_cnn_folds
+    from trainer.splits import grouped_folds
+
+    rng = np.random.default_rng(3)
+    n, wl = 60, np.linspace(900.0, 1100.0, 40)
+    bands = np.stack([np.exp(-((wl - c) ** 2) / 200.0) for c in (950.0, 1000.0, 1050.0)])
+    conc = rng.uniform(0, 1, (n, 3))
+    X = conc @ bands + rng.normal(0, 0.01, (n, 1)) + rng.normal(0, 0.01, (n, 40))
+    Y = conc[:, :2] * 10
+    copies = X + 0.002 * rng.normal(size=X.shape)  # one line copy of each row, under its row's group
+    X_cal, Y_cal, g_cal = np.vstack([X, copies]), np.vstack([Y, Y]), np.tile(np.arange(n), 2)
+
+    def make(steps):
+        return make_pipeline_from_config([dict(s) for s in steps], wl)
+
+    cands = {"center": [{"op": "center"}]}
+    pls = fit_pls_baseline(X_cal, Y_cal, candidates=cands, groups=g_cal, target_names=NAMES, folds=10,
+                           max_components=6, make_preprocess=make)
+    dep = deployable_pls(pls, X_cal, Y_cal, candidates=cands, make_pre=make)
+    cfg = SimpleNamespace(selection=SimpleNamespace(cnn_cv_folds=5), seed=4)
+    data = SimpleNamespace(plan=SimpleNamespace(train_rows=np.arange(n)), groups=np.arange(n), make_pre=make,
+                           ds=SimpleNamespace(target_names=NAMES))
+    got = pls_on_cnn_folds(cfg, data, dep, X_cal, Y_cal, g_cal)
+
+    def oof(leak: bool) -> np.ndarray:
+        pred = np.full(Y.shape, np.nan)
+        for fit, held in grouped_folds(np.arange(n), 5, seed=4):  # the CNN's folds
+            rows = np.concatenate([fit, n + fit, n + held]) if leak else np.concatenate([fit, n + fit])
+            pred[held] = pls_cv_predictions(dep, X_cal, Y_cal, g_cal, make_pre=make, folds=5, seed=0,
+                                            fold_pairs=[(rows, held)])[held]
+        return np.sqrt(np.mean((pred - Y) ** 2, axis=0))
+
+    np.testing.assert_allclose(got, oof(leak=False), rtol=1e-9)
+    assert np.all(oof(leak=True) < got)  # a held-out row's own copy in the fit flatters PLS: none may be there
+    own = pls_cv_predictions(dep, X_cal, Y_cal, g_cal, make_pre=make, folds=10, seed=0)[:n]
+    assert not np.allclose(np.sqrt(np.mean((own - Y) ** 2, axis=0)), got)  # not PLS's own 10 folds

@@ -110,13 +110,20 @@ def choose_deployed(
             y_sel = Y[sel][:, 0]
             select_error = (float(np.mean(preds[("select", "pls")][:, 0] != y_sel)),
                             float(np.mean(preds[("select", "cnn_int8")][:, 0] != y_sel)))
+    pls_rmse = None if dep is None else dep.cv_rmse
+    pls_own_folds = None
+    if dep is not None and not classify and cv.rmse is not None:
+        pls_own_folds, pls_rmse = pls_rmse, pls_on_cnn_folds(cfg, data, dep, X_cal, Y_cal, g_cal)
+        log.info("PLS scored on the CNN's %d folds for the champion rule: CV RMSE %s (on its own %d folds %s)",
+                 cfg.selection.cnn_cv_folds, _per_target(data, pls_rmse), cfg.cv.folds,
+                 _per_target(data, pls_own_folds))
     pls_oof = None
     if dep is not None and not classify and cfg.selection.model == "auto" and cfg.selection.blend and \
             cv.oof is not None:
         pls_oof = nested_pls_oof(cfg, data)
     selection = choose_model(
         data.ds.target_names, mode=cfg.selection.model, tie_margin=cfg.selection.tie_margin,
-        pls_rmse=None if dep is None else dep.cv_rmse, pls_tuned_rmse=None if classify else pls_cv_rmse(pls),
+        pls_rmse=pls_rmse, pls_tuned_rmse=None if classify else pls_cv_rmse(pls), pls_own_folds=pls_own_folds,
         cnn_rmse=cv.rmse, int8_cost=int8_cost,
         folds=cfg.selection.cnn_cv_folds if cv.rmse is not None else 0, classification=classify,
         oof=None if pls_oof is None else (Y[tr].astype(np.float64), cv.oof, pls_oof), select_error=select_error,
@@ -142,6 +149,33 @@ def choose_deployed(
     log.info("per-target bundle: %s (primary %s)",
              ", ".join(f"{t} <- {m}" for t, m in zip(data.ds.target_names, serving)), primary.name)
     return _deployed(selection, dep, primary, second=second, serving=serving, pls_weights=weights, pls_oof=pls_oof)
+
+
+def pls_on_cnn_folds(cfg: TrainConfig, data: Prepared, dep: Any, X_cal: np.ndarray, Y_cal: np.ndarray,
+                     g_cal: np.ndarray) -> np.ndarray:
+    """The deployable PLS's out-of-fold RMSE per target on the CNN's cross-validation folds (``[selection]
+    cnn_cv_folds``, the same groups and seed, so the very same held-out rows), its preprocessing and latent
+    variables as chosen on ``[cv] folds``.
+
+    The champion rule compares the two models on these: with ``[cv] folds = 10`` and 5 CNN folds, PLS was scored
+    after fitting on 90 % of the rows and the CNN on 80 %, which on tens of rows favours PLS, whose error falls less
+    with more rows. ``X_cal`` / ``Y_cal`` / ``g_cal`` are the PLS's calibration rows (:func:`pls_calibration_rows`:
+    the training rows first, then their line copies under the same groups); each fold fits on every calibration row
+    outside its held-out groups and predicts its measured rows."""
+    from trainer.champion import pls_cv_predictions
+    from trainer.splits import grouped_folds
+
+    tr = data.plan.train_rows
+    groups = data.groups[tr]
+    pairs = [(np.flatnonzero(~np.isin(g_cal, groups[held])), held)
+             for _, held in grouped_folds(groups, cfg.selection.cnn_cv_folds, seed=cfg.seed)]
+    oof = pls_cv_predictions(dep, X_cal, Y_cal, g_cal, make_pre=data.make_pre, folds=cfg.selection.cnn_cv_folds,
+                             seed=cfg.seed, fold_pairs=pairs)[:tr.size]
+    return np.sqrt(np.mean((oof - Y_cal[:tr.size]) ** 2, axis=0))
+
+
+def _per_target(data: Prepared, values: np.ndarray) -> str:
+    return ", ".join(f"{t} {v:.4g}" for t, v in zip(data.ds.target_names, values))
 
 
 def nested_pls_oof(cfg: TrainConfig, data: Prepared) -> np.ndarray:
