@@ -405,7 +405,8 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
                       "select_error_cnn_int8": "error rate CNN int8, selection rows",
                       "pooled_error_pls_da": "error rate PLS-DA, both (the rule's)",
                       "pooled_error_cnn": "error rate CNN, both (the rule's)"} if classify else
-                     {"pls": "CV RMSE pls (the CNN's folds)", "pls_own_folds": "CV RMSE pls ([cv] folds)"})
+                     {"pls": "CV RMSE pls (the CNN's folds)" if "pls_own_folds" in cv else "CV RMSE pls",
+                      "pls_own_folds": "CV RMSE pls ([cv] folds)"})
             parts.append(_table(
                 ["target", *[heads.get(mname, f"CV RMSE {mname}") for mname in models], "int8 cost", "CNN / PLS",
                  "served by", "why"],
@@ -420,8 +421,9 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
                          "train": ("the training rows, out of fold: the RMSE of each row's out-of-fold residual "
                                    "with the final CNN's int8 change of that row added / the out-of-fold RMSE "
                                    if basis == "out_of_fold" else
-                                   "the training rows, in sample (the CNN was not cross-validated): the final "
-                                   "CNN's int8 RMSE / its float RMSE ")
+                                   "the training rows, in sample (the CNN was not cross-validated, or its "
+                                   "out-of-fold predictions do not cover every row): the final CNN's int8 RMSE / "
+                                   "its float RMSE ")
                          + "([split] names no selection rows)"}.get(
                 str(sel["int8_cost_rows"]), str(sel["int8_cost_rows"]))
             parts.append(f"<p class='note'>int8 cost measured on {html.escape(rows_text)}.</p>")

@@ -201,6 +201,8 @@ def line_accuracy(cfg: TrainConfig, data: Prepared, line_preds: dict[str, np.nda
                 line / offline if not classify and offline > 0 else None)
             splits.setdefault(role, {})[str(target)] = {key: float(line), f"offline_{key}": float(offline),
                                                         "ratio": None if worse is None else float(worse)}
+            if classify and offline >= 1.0 and line < 1.0:
+                worse = float("inf")  # perfect offline, errors on the line: warned; its ratio stays null
             if role in data.plan.tests and worse is not None and worse > LINE_WARN_RATIO:
                 log.warning("line detector: on %s the deployed model's %s of %s is %.4g through the declared line "
                             "detector (%d scan(s) averaged) against %.4g offline (%s x %.2f): on the line the "
