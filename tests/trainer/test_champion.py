@@ -360,3 +360,4 @@ def test_pls_is_scored_on_the_cnns_folds_without_the_copies_of_its_held_out_rows
     assert np.all(oof(leak=True) < got)  # a held-out row's own copy in the fit flatters PLS: none may be there
     own = pls_cv_predictions(dep, X_cal, Y_cal, g_cal, make_pre=make, folds=10, seed=0)[:n]
     assert not np.allclose(np.sqrt(np.mean((own - Y) ** 2, axis=0)), got)  # not PLS's own 10 folds
+
