@@ -208,14 +208,12 @@ def int8_cost_on(y: np.ndarray, float_pred: np.ndarray, int8_pred: np.ndarray, *
     err_f = np.sqrt(np.mean((float_pred - y) ** 2, axis=0))
     err_q = np.sqrt(np.mean((int8_pred - y) ** 2, axis=0))
     basis = "held_out" if held_out else "in_sample"
-    if held_out:
-        pass
-    elif oof is not None and np.shape(oof) == np.shape(y) and np.all(np.isfinite(oof)):
+    if not held_out and oof is not None and np.shape(oof) == np.shape(y) and np.all(np.isfinite(oof)):
         res = np.asarray(oof, dtype=np.float64) - y
         err_f = np.sqrt(np.mean(res ** 2, axis=0))
         err_q = np.sqrt(np.mean((res + (int8_pred - float_pred)) ** 2, axis=0))
         basis = "out_of_fold"
-    else:
+    elif not held_out:
         log.info("int8 cost on the training rows in sample (final CNN, int8 RMSE / float RMSE): %s", "no out-of-fold "
                  "predictions of the CNN (not cross-validated)" if oof is None else "its out-of-fold predictions do "
                  "not cover every training row")
