@@ -265,6 +265,10 @@ def fit_pls_baseline(
             k = int(np.argmin(curve[:, j]))
             if curve[k, j] < best_v - 1e-12:
                 best_name, best_k, best_v = name, k + 1, float(curve[k, j])
+        if best_k == K == max_components < min(smallest_fit - 1, X.shape[1]):
+            log.warning("PLS %s: cross-validation chose %d latent variables (%s), the most [cv] max_components "
+                        "allows, and a larger one was possible: the error may still fall with more; raise "
+                        "max_components and compare", ", ".join(targets), best_k, best_name)
         pre = make_preprocess(candidates[best_name]).fit(X, None)
         Xp = flatten_features(pre.transform(X))
         k_final = min(best_k, Xp.shape[0] - 1, Xp.shape[1])

@@ -96,6 +96,28 @@ def test_too_few_calibration_rows_are_refused_with_the_numbers(tmp_path: Path) -
     assert not (tmp_path / "out" / "synthetic-conc.spectrolite").exists()
 
 
+def test_too_few_rows_for_line_copy_ood_limits_are_refused_before_training(tmp_path: Path) -> None:
+    """A newcomer's 21-row calibration with the example's ``[instrument.noise]`` trained 8 minutes, then failed in
+    the OOD step: the split check now refuses it first, with the numbers and the two ways out."""
+    nine = ", ".join(f'"s{i:03d}"' for i in range(9))  # 9 samples x 3 replicates = 27 training rows
+    text = (CONFIG.replace('train = {split = "cal"}', f"train = {{sample_id = [{nine}]}}")
+            .replace("[cv]\nfolds = 5", "[instrument]\nsignal = \"counts\"\n[instrument.noise]\naverages = 64\n"
+                     "[cv]\nfolds = 5"))
+    cfg = load_config(_write(tmp_path, text))
+    assert cfg.instrument.noise is not None
+    with pytest.raises(TrainConfigError, match=r"the OOD limits on the line detector's copies \(\[instrument.noise\]\) "
+                                                r"need at least 30 training rows, got 27: add calibration rows, or "
+                                                r"remove \[instrument.noise\].* \(nothing was trained\)"):
+        fit_full(cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    from dataclasses import replace
+
+    from trainer.pipeline.prepare import prepare_data
+
+    # The selection rows count when [ood] include_select fits the OOD model on them too (27 + 30 rows).
+    prepare_data(replace(cfg, ood=replace(cfg.ood, include_select=True)), lambda _: None)
+
+
 def test_without_select_the_plan_has_no_selection_rows_and_model_cnn_cross_validates(tmp_path: Path) -> None:
     """No selection rows, and ``--model cnn`` still passes the split check: its CNN is cross-validated for the
     intervals (the folds are checked against the training groups, with the numbers)."""

@@ -84,6 +84,26 @@ def test_multi_target_gets_one_pls1_per_target() -> None:
     assert base.predict(X).shape == (80, 2)
 
 
+def test_a_choice_at_the_max_components_cap_is_warned(caplog: pytest.LogCaptureFixture) -> None:
+    """Two bands and a random baseline need about 3 latent variables: capped at 1 by [cv] max_components, the
+    choice sits at the cap and the log says to raise it; with room to spare, or when the rows cap K, it does not."""
+    X, y = _beer_lambert(60, 5)
+    caplog.set_level("WARNING", logger="trainer.pls")
+
+    def fit(max_components: int, n: int = 60) -> None:
+        fit_pls_baseline(X[:n], y[:n], candidates={"raw": [{"op": "none"}]}, groups=np.arange(n),
+                         target_names=["c1"], folds=5, max_components=max_components, make_preprocess=_Recorder)
+
+    fit(1)
+    assert [r.getMessage() for r in caplog.records] == [
+        "PLS c1: cross-validation chose 1 latent variables (raw), the most [cv] max_components allows, and a "
+        "larger one was possible: the error may still fall with more; raise max_components and compare"]
+    caplog.clear()
+    fit(10)
+    fit(20, n=6)  # 5 folds of 6 rows: K is capped at 3 by the 4 or 5 fitting rows, not by max_components
+    assert caplog.records == []
+
+
 def test_grouped_cv_uses_groups() -> None:
     X, y = _beer_lambert(60, 4)
     groups = np.repeat(np.arange(3), 20)

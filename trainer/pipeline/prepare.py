@@ -114,6 +114,7 @@ def _check_rows(cfg: TrainConfig, tr: np.ndarray, sel: np.ndarray, groups: np.nd
     """Refuse, before anything trains, a split that leaves too few rows for cross-validation, the OOD model or the
     intervals (the message gives the numbers)."""
     from trainer.conformal import min_calibration_rows
+    from trainer.drift import MIN_OOF_ROWS
 
     problems = []
     n_groups = int(np.unique(groups[tr]).size)
@@ -128,6 +129,13 @@ def _check_rows(cfg: TrainConfig, tr: np.ndarray, sel: np.ndarray, groups: np.nd
                         f"got {n_groups}")
     if tr.size < 5:
         problems.append(f"the OOD model needs at least 5 training rows, got {tr.size}")
+    ood_rows = tr.size + (sel.size if cfg.ood.include_select else 0)
+    if cfg.instrument.noise is not None and ood_rows < MIN_OOF_ROWS:
+        # trainer.drift.fit_ood sets limits on the line copies out of fold, which needs this many rows.
+        problems.append(f"the OOD limits on the line detector's copies ([instrument.noise]) need at least "
+                        f"{MIN_OOF_ROWS} training rows{' (selection rows included)' if cfg.ood.include_select else ''}"
+                        f", got {ood_rows}: add calibration rows, or remove [instrument.noise] (the limits are then "
+                        f"analytic, which alarm above the nominal rate on new spectra)")
     if not classify:
         # The intervals calibrate on the selection rows' residuals plus the training rows' out-of-fold ones, which
         # every regression has unless --model cnn with selection rows skips the CNN cross-validation
