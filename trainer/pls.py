@@ -251,10 +251,13 @@ def fit_pls_baseline(
             curves[name] = np.sqrt(np.mean((pred - Y[None]) ** 2, axis=1))
             measured[name] = np.sqrt(np.mean((pred[:, :m_rows] - Y[None, :m_rows]) ** 2, axis=1))
         log.info(
-            "PLS CV %-16s best %s",
+            "PLS CV %-16s best %s%s",
             name,
             ", ".join(f"{curves[name][:, j].min():.4g} @ {int(np.argmin(curves[name][:, j])) + 1} LV"
                       for j in range(curves[name].shape[1])),
+            "" if m_rows == X.shape[0] else " with the line copies; the measured rows alone: " + ", ".join(
+                f"{measured[name][:, j].min():.4g} @ {int(np.argmin(measured[name][:, j])) + 1} LV"
+                for j in range(measured[name].shape[1])),
         )
 
     from sklearn.cross_decomposition import PLSRegression
