@@ -120,6 +120,8 @@ def test_tablets_multi_example_has_three_targets_and_the_assay_protocol(repo_roo
         ('[model]', '[preprocessing]\ncnn = "nope"\n[model]', "preprocessing.cnn: expected 'pls_best' or a candidate"),
         ('[model]', '[intervals]\ncoverage = 1.5\n[model]', "intervals.coverage: expected a number strictly between"),
         ('[model]', '[ood]\nalpha = 0\n[model]', "ood.alpha: expected a number strictly between"),
+        ('[model]', '[ood]\nn_components = 12\nmax_components = 10\n[model]',
+         "ood.n_components: expected at most ood.max_components = 10, got 12"),
         ('[model]', '[cv]\nfolds = 1\n[model]', "cv.folds: expected an integer >= 2"),
         ('[model]', '[bundle]\nmodel_id = "a b"\n[model]', "bundle.model_id: expected 1-64 letters"),
         ('[model]', '[bundle]\nmodel_version = "1.0 beta"\n[model]', "bundle.model_version: expected 1-64 letters"),

@@ -116,6 +116,14 @@ def test_too_few_rows_for_line_copy_ood_limits_are_refused_before_training(tmp_p
 
     # The selection rows count when [ood] include_select fits the OOD model on them too (27 + 30 rows).
     prepare_data(replace(cfg, ood=replace(cfg.ood, include_select=True)), lambda _: None)
+    # So do they for a fixed component count, which the OOD model caps at its rows - 2.
+    plain = replace(cfg, instrument=replace(cfg.instrument, noise=None))
+    many = replace(plain.ood, n_components=30, max_components=40)
+    with pytest.raises(TrainConfigError, match=r"\[ood\] n_components = 30 needs at least 32 training rows for the "
+                                                r"OOD model, got 27: lower it"):
+        prepare_data(replace(plain, ood=many), lambda _: None)
+    prepare_data(replace(plain, ood=replace(many, n_components=25)), lambda _: None)
+    prepare_data(replace(plain, ood=replace(many, include_select=True)), lambda _: None)
 
 
 def test_without_select_the_plan_has_no_selection_rows_and_model_cnn_cross_validates(tmp_path: Path) -> None:

@@ -42,6 +42,8 @@ class OodConfig:
         mc = _get(d, "max_components", w, int, 20)
         if mc < 1:
             raise TrainConfigError(f"ood.max_components: expected an integer >= 1, got {mc}")
+        if nc is not None and nc > mc:
+            raise TrainConfigError(f"ood.n_components: expected at most ood.max_components = {mc}, got {nc}")
         ae = _get(d, "autoencoder", w, bool, False)
         ae_epochs = _get(d, "autoencoder_epochs", w, int, 300)
         ae_bottleneck = _get(d, "autoencoder_bottleneck", w, int, 8)

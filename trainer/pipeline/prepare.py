@@ -130,6 +130,11 @@ def _check_rows(cfg: TrainConfig, tr: np.ndarray, sel: np.ndarray, groups: np.nd
     if tr.size < 5:
         problems.append(f"the OOD model needs at least 5 training rows, got {tr.size}")
     ood_rows = tr.size + (sel.size if cfg.ood.include_select else 0)
+    if cfg.ood.n_components is not None and cfg.ood.n_components > ood_rows - 2 >= 1:
+        # trainer.drift.fit_ood keeps at most rows - 2 principal components (it would refuse after training).
+        problems.append(f"[ood] n_components = {cfg.ood.n_components} needs at least {cfg.ood.n_components + 2} "
+                        f"training rows for the OOD model, got {ood_rows}: lower it, or leave it out to choose by "
+                        f"[ood] variance")
     if cfg.instrument.noise is not None and ood_rows < MIN_OOF_ROWS:
         # trainer.drift.fit_ood sets limits on the line copies out of fold, which needs this many rows.
         problems.append(f"the OOD limits on the line detector's copies ([instrument.noise]) need at least "
