@@ -185,6 +185,7 @@ def fit_pls_baseline(
     wavelengths: np.ndarray | None = None,
     make_preprocess: PreprocessFactory | None = None,
     measured_rows: int | None = None,
+    warn_at_cap: bool = True,
 ) -> PlsBaseline:
     """Choose preprocessing and latent variables by grouped CV on the training rows, then refit on all of them.
 
@@ -210,6 +211,9 @@ def fit_pls_baseline(
         are chosen on the cross-validation error of all rows (mostly as the line measures), and the curves kept in
         the models
         (``cv_curves``, what the champion rule compares with the CNN's) are those of the measured rows alone.
+    warn_at_cap : bool
+        Warn when a choice sits at ``max_components`` while the rows allowed more (off for the nested fits inside
+        the champion rule, which would repeat the baseline's warning once per fold).
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
@@ -268,7 +272,7 @@ def fit_pls_baseline(
             k = int(np.argmin(curve[:, j]))
             if curve[k, j] < best_v - 1e-12:
                 best_name, best_k, best_v = name, k + 1, float(curve[k, j])
-        if best_k == K == max_components < min(smallest_fit - 1, X.shape[1]):
+        if warn_at_cap and best_k == K == max_components < min(smallest_fit - 1, X.shape[1]):
             log.warning("PLS %s: cross-validation chose %d latent variables (%s), the most [cv] max_components "
                         "allows, and a larger one was possible: the error may still fall with more; raise "
                         "max_components and compare", ", ".join(targets), best_k, best_name)

@@ -378,6 +378,11 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
         "under Model says so) run by the edge preprocessing and TFLite runtime; deployed "
         "figures from the written bundle, loaded and run by the edge's own code.</p>"
     )
+    warned = m.get("warnings") or []
+    if warned:  # what the log warned of during the fit, first: the log has scrolled away by the time this is read
+        parts.append(f"<h2>Warnings ({len(warned)})</h2><ul>" + "".join(
+            f"<li><b>{html.escape(str(w.get('stage') or 'setup'))}</b>: {html.escape(str(w.get('message')))}</li>"
+            for w in warned) + "</ul>")
     sel = m.get("selection") or {}
     if sel:
         parts.append("<h2>Deployed model</h2>")

@@ -64,6 +64,27 @@ def test_fit_writes_bundle_metrics_and_report(fitted: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
+def test_the_fits_warnings_reach_metrics_json_and_the_reports_first_section(tmp_path: Path) -> None:
+    """A warning logged mid-fit (here the PLS choice at a [cv] max_components of 1, which the two-band mixtures
+    outgrow) is in metrics.json ``warnings`` with its stage, in the bundle's copy of the metrics, and heads the
+    report, where a user looks after the log has scrolled away."""
+    write_synthetic(tmp_path / "synthetic.npz")
+    (tmp_path / "train.toml").write_text(CONFIG.replace("max_components = 8", "max_components = 1")
+                                         .replace("[pruning]\ntarget_sparsity = 0.5", "[pruning]\ntarget_sparsity = 0"))
+    metrics = fit(load_config(tmp_path / "train.toml"), tmp_path / "out")
+    capped = [w for w in metrics["warnings"] if "the most [cv] max_components allows" in w["message"]]
+    assert capped == [{"stage": "PLS baseline", "logger": "trainer.pls", "level": "WARNING",
+                       "message": capped[0]["message"]}]
+    assert capped[0]["message"].startswith("PLS conc_pct: cross-validation chose 1 latent variables")
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["warnings"] == metrics["warnings"]
+    assert capped[0] in load_bundle(tmp_path / "out" / "synthetic-conc.spectrolite").metrics["warnings"]
+    html = (tmp_path / "out" / "report" / "index.html").read_text()
+    head = html.split("<h2>")[1]
+    assert head.startswith(f"Warnings ({len(metrics['warnings'])})</h2>")
+    assert "<b>PLS baseline</b>: PLS conc_pct: cross-validation chose 1 latent variables" in head
+
+
+@pytest.mark.slow
 def test_metrics_schema(fitted: dict[str, Any]) -> None:
     m = fitted["metrics"]
     for key in ("evaluations", "pls_components", "preprocessing", "sparsity", "model_bytes", "bundle_bytes",

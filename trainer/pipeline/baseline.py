@@ -33,11 +33,12 @@ def pls_calibration_rows(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.
 def fit_pls_on(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> Any:
     """:func:`trainer.pls.fit_pls_baseline` on ``X`` (n, channels), ``Y`` (n, n_targets) grouped by ``groups``
     (and their line copies: :func:`pls_calibration_rows`)."""
-    return _fit_pls_baseline(cfg, data, *pls_calibration_rows(cfg, data, X, Y, groups), measured_rows=X.shape[0])
+    return _fit_pls_baseline(cfg, data, *pls_calibration_rows(cfg, data, X, Y, groups), measured_rows=X.shape[0],
+                             warn_at_cap=True)
 
 
 def _fit_pls_baseline(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.ndarray, groups: np.ndarray, *,
-                      measured_rows: int) -> Any:
+                      measured_rows: int, warn_at_cap: bool = False) -> Any:
     from trainer.pls import fit_pls_baseline
 
     return fit_pls_baseline(
@@ -52,6 +53,7 @@ def _fit_pls_baseline(cfg: TrainConfig, data: Prepared, X: np.ndarray, Y: np.nda
         seed=cfg.seed,
         make_preprocess=data.make_pre,
         measured_rows=measured_rows,
+        warn_at_cap=warn_at_cap,
     )
 
 

@@ -20,7 +20,7 @@ from trainer.pipeline.cnn import cross_validate_cnn, train_network
 from trainer.pipeline.evaluate import Evaluation, evaluate_bundle, pruning_cost
 from trainer.pipeline.int8 import convert_network, predict_roles
 from trainer.pipeline.prepare import Prepared, prepare_data
-from trainer.pipeline.progress import Progress
+from trainer.pipeline.progress import Progress, WarningLog
 from trainer.pipeline.recipe import build_model_configs, choose_recipe, configured_instead
 from trainer.pipeline.run_report import write_run_report
 from trainer.pipeline.scores import clean_json
@@ -85,50 +85,53 @@ def fit_full(
     prog = Progress(progress)
     configs = build_model_configs(cfg)  # the model sections are checked before anything expensive runs
 
-    data = prepare_data(cfg, prog.stage) if prepared is None else prepared
-    prog.stage("PLS baseline")
-    pls = _fit_pls(cfg, data)
-    recipe = choose_recipe(cfg, configs, data, pls.models[0].candidate, out, prog.stage, progress)
-    while True:
-        cv = cross_validate_cnn(cfg, data, recipe, prog.stage, progress)
-        net = train_network(cfg, data, recipe, prog.stage)
-        prog.stage("int8 conversion")
-        try:
-            int8 = convert_network(cfg, data, net, cv.rmse)
-            break
-        except QuantizeError as exc:  # e.g. a model that makes LiteRT abort (edge.load_probe)
-            instead = configured_instead(cfg, configs, data, pls.models[0].candidate, recipe, str(exc))
-            if instead is None:
-                raise
-            recipe = instead
-    preds = predict_roles(data, pls, net, int8)
-    prog.stage("choose the deployed model")
-    deployed = choose_deployed(cfg, data, pls, recipe, cv, net, int8, preds)
-    prog.stage("OOD + intervals")
-    calibration = calibrate(cfg, data, deployed, cv)
-    prog.stage("bundle")
-    written = write_fit_bundle(cfg, data, deployed, calibration, out)
-    prog.stage("evaluate through the edge runtime")
-    ev = evaluate_bundle(cfg, data, written.path, preds, calibration)
-    pruning = ({**net.pruning, "accuracy_cost": pruning_cost(data, net.dense_preds, ev)} if net.dense_preds
-               else net.pruning)
-    metrics = summarise(cfg, data, recipe, pls, net, pruning, int8, deployed, ev)
-    metrics["ood"]["autoencoder"] = autoencoder_summary(ev, calibration.autoencoder)
-    metrics["train_seconds"] = round(prog.elapsed_s, 2)
-    _rewrite_final(written, metrics, data, ev)
+    warned = WarningLog(prog)
+    with warned.attached():
+        data = prepare_data(cfg, prog.stage) if prepared is None else prepared
+        prog.stage("PLS baseline")
+        pls = _fit_pls(cfg, data)
+        recipe = choose_recipe(cfg, configs, data, pls.models[0].candidate, out, prog.stage, progress)
+        while True:
+            cv = cross_validate_cnn(cfg, data, recipe, prog.stage, progress)
+            net = train_network(cfg, data, recipe, prog.stage)
+            prog.stage("int8 conversion")
+            try:
+                int8 = convert_network(cfg, data, net, cv.rmse)
+                break
+            except QuantizeError as exc:  # e.g. a model that makes LiteRT abort (edge.load_probe)
+                instead = configured_instead(cfg, configs, data, pls.models[0].candidate, recipe, str(exc))
+                if instead is None:
+                    raise
+                recipe = instead
+        preds = predict_roles(data, pls, net, int8)
+        prog.stage("choose the deployed model")
+        deployed = choose_deployed(cfg, data, pls, recipe, cv, net, int8, preds)
+        prog.stage("OOD + intervals")
+        calibration = calibrate(cfg, data, deployed, cv)
+        prog.stage("bundle")
+        written = write_fit_bundle(cfg, data, deployed, calibration, out)
+        prog.stage("evaluate through the edge runtime")
+        ev = evaluate_bundle(cfg, data, written.path, preds, calibration)
+        pruning = ({**net.pruning, "accuracy_cost": pruning_cost(data, net.dense_preds, ev)} if net.dense_preds
+                   else net.pruning)
+        metrics = summarise(cfg, data, recipe, pls, net, pruning, int8, deployed, ev)
+        metrics["ood"]["autoencoder"] = autoencoder_summary(ev, calibration.autoencoder)
+        metrics["train_seconds"] = round(prog.elapsed_s, 2)
+        metrics["warnings"] = warned.records  # the same list: the report stage's warnings reach metrics.json too
+        _rewrite_final(written, metrics, data, ev)
 
-    report_path = None
-    if cfg.report:
-        prog.stage("report")
+        report_path = None
+        if cfg.report:
+            prog.stage("report")
+            metrics["timings_s"] = dict(prog.timings)
+            report_path = write_run_report(cfg, data, pls, net, pruning, ev, metrics, out)
+        prog.finish()
         metrics["timings_s"] = dict(prog.timings)
-        report_path = write_run_report(cfg, data, pls, net, pruning, ev, metrics, out)
-    prog.finish()
-    metrics["timings_s"] = dict(prog.timings)
-    metrics["train_seconds"] = round(prog.elapsed_s, 2)
-    metrics_path = out / "metrics.json"
-    metrics_path.write_text(json.dumps(clean_json(metrics), indent=2, allow_nan=False) + "\n")
-    log.info("wrote %s, %s%s in %.1f s", written.path.name, metrics_path.name,
-             ", report/index.html" if report_path else "", prog.elapsed_s)
+        metrics["train_seconds"] = round(prog.elapsed_s, 2)
+        metrics_path = out / "metrics.json"
+        metrics_path.write_text(json.dumps(clean_json(metrics), indent=2, allow_nan=False) + "\n")
+        log.info("wrote %s, %s%s in %.1f s", written.path.name, metrics_path.name,
+                 ", report/index.html" if report_path else "", prog.elapsed_s)
     return FitResult(metrics=clean_json(metrics), bundle_path=written.path, metrics_path=metrics_path,
                      report_path=report_path, extras={"plan": data.plan, "pls": pls, "trained": net.trained,
                                                     "preds": ev.preds, "deployable_pls": deployed.pls})

@@ -1,10 +1,13 @@
-"""Numbered stage lines of a fit on the ``trainer.pipeline`` logger (shown by the CLI), and their timings."""
+"""Numbered stage lines of a fit on the ``trainer.pipeline`` logger (shown by the CLI), their timings, and the
+warnings the fit logged (:class:`WarningLog`, for ``metrics.json`` and the report)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 #: Where the stage lines go: the package's logger, whichever stage module announces them.
 log = logging.getLogger("trainer.pipeline")
@@ -59,3 +62,35 @@ class Progress:
     @property
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.t0
+
+
+class WarningLog(logging.Handler):
+    """The WARNING (and worse) records of the ``trainer`` loggers during one fit, each with the stage it came in,
+    once per message: ``metrics.json`` ``warnings`` and the report's first section, since a user reads the report
+    long after the log has scrolled away (a newcomer's split that leaves the intervals no room, a PLS at its
+    latent-variable cap, a line detector that costs accuracy)."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__(logging.WARNING)
+        self.progress = progress
+        self.records: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed call elsewhere must not break the fit
+            message = str(record.msg)
+        entry = {"stage": self.progress.current, "logger": record.name, "level": record.levelname,
+                 "message": message}
+        if entry not in self.records:
+            self.records.append(entry)
+
+    @contextmanager
+    def attached(self, logger_name: str = "trainer") -> Iterator[WarningLog]:
+        """Collect while the block runs."""
+        logger = logging.getLogger(logger_name)
+        logger.addHandler(self)
+        try:
+            yield self
+        finally:
+            logger.removeHandler(self)
