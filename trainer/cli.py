@@ -41,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fit", help="train a bundle from a TOML config")
     f.add_argument("config", type=Path, help="training config (TOML), e.g. examples/tablets_assay.toml")
-    f.add_argument("--out", type=Path, required=True, help="output folder")
+    f.add_argument("--out", type=Path, default=None, help="output folder (required unless --check)")
+    f.add_argument("--check", action="store_true",
+                   help="check the config, the data and the split as a fit does before training, print what "
+                        "would train, and stop (seconds; writes nothing)")
     f.add_argument("--seed", type=int, default=None, help="override the config's seed")
     f.add_argument("--model", choices=("auto", "cnn", "pls"), default=None,
                    help="which model serves each target: auto (the champion rule per target, the default), "
@@ -101,10 +104,19 @@ def _limit_threads(n: int) -> None:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from trainer.config import load_config
+    from trainer.errors import TrainConfigError
     from trainer.pipeline import fit_full
 
     cfg = _apply_fit_overrides(load_config(args.config), args.seed, args.model)
     cfg = _apply_search_overrides(cfg, args.budget_min)
+    if args.check:
+        from trainer.pipeline.fit import check_fit
+
+        print(f"config: {args.config}")
+        print("\n".join(check_fit(cfg)))
+        return 0
+    if args.out is None:
+        raise TrainConfigError("fit: expected --out DIR (or --check to stop after the checks), got neither")
     res = fit_full(cfg, args.out)
     m = res.metrics
     key = "accuracy" if m["task"] == "classification" else "rmsep"

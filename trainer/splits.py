@@ -209,7 +209,8 @@ def make_split_plan(ds: SpectralDataset, cfg: SplitConfig, *, seed: int) -> Spli
         chosen = cfg.select
         if chosen is None and ds.is_classification:
             chosen = Selector(holdout_fraction=0.2)
-            log.info("split: no select for a classification: a grouped 20 %% hold-out of the training rows")
+            log.info("split: no select for a classification: a grouped %g %% hold-out of the training rows",
+                     100 * chosen.holdout_fraction)
         if chosen is None:
             select = np.zeros(0, dtype=np.int64)  # regression: everything chosen by CV on the training rows
         elif chosen.holdout_fraction is not None:

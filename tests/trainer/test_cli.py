@@ -54,3 +54,27 @@ def test_usage_error_exits_2() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["fit"])
     assert exc.value.code == 2
+
+
+def test_fit_check_runs_the_pre_training_checks_and_writes_nothing(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """``fit --check``: the config, data and split pass or fail in seconds, as the fit itself would before
+    training; nothing is trained or written, and a plain fit without ``--out`` is refused."""
+    from tests.support.tiny_fit import CONFIG, write_synthetic
+
+    write_synthetic(tmp_path / "synthetic.npz")
+    (tmp_path / "train.toml").write_text(CONFIG)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["fit", str(tmp_path / "train.toml"), "--check"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == ("data: synthetic.npz, 150 spectra x 64 channels (900-1100 nm), regression of conc_pct")
+    assert out[2] == "rows: train 90 (30 groups), select 30 (10 groups), test 30 (10 groups)"
+    assert out[-1] == "checks passed; nothing was trained"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    # The split check fails as the fit would: 5 CV folds need 5 training groups.
+    (tmp_path / "small.toml").write_text(CONFIG.replace('train = {split = "cal"}',
+                                                        'train = {sample_id = ["s000", "s001", "s002"]}'))
+    assert main(["fit", str(tmp_path / "small.toml"), "--check"]) == 1
+    assert "cross-validation with 5 folds needs at least 5 groups of training rows, got 3" in _one_error_line(capsys)
+    assert main(["fit", str(tmp_path / "train.toml")]) == 1
+    assert "fit: expected --out DIR (or --check" in _one_error_line(capsys)

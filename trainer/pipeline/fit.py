@@ -137,6 +137,34 @@ def fit_full(
                                                     "preds": ev.preds, "deployable_pls": deployed.pls})
 
 
+def check_fit(config: TrainConfig) -> list[str]:
+    """What ``spectro-train fit --check`` prints: every check a fit makes before training (the config's model
+    tables, the data file, the split and its row counts for cross-validation, the OOD model and the intervals), run
+    in seconds, and what would train. Raises the fit's own errors; trains and writes nothing."""
+    cfg = config
+    build_model_configs(cfg)
+    data = prepare_data(cfg, lambda _: None)
+    ds, plan = data.ds, data.plan
+    lines = [
+        f"data: {ds.source}, {ds.n_samples} spectra x {ds.n_channels} channels ({ds.wavelengths.min():g}-"
+        f"{ds.wavelengths.max():g} {ds.axis_unit}), {cfg.task} of {', '.join(ds.target_names)}"
+        + (f" (classes {', '.join(map(str, ds.class_names))})" if data.classify and ds.class_names else ""),
+        "rows: " + ", ".join(f"{role} {rows.size} ({np.unique(data.groups[rows]).size} groups)"
+                             for role, rows in plan.roles().items()),
+    ]
+    noise = cfg.instrument.noise
+    lines.append(f"instrument: {cfg.instrument.signal} frames"
+                 + ("" if noise is None else f"; line detector {noise.averages} scan(s) averaged, cnn_copies "
+                    f"{noise.cnn_copies}, calibration_copies {noise.calibration_copies}"))
+    srch = cfg.search
+    lines.append(f"search: {srch.budget_min:g} min, at most {srch.trials} trials" if srch.active
+                 else "search: off (the configured [model] recipe trains)")
+    lines.append(f"cross-validation: PLS {cfg.cv.folds} folds (at most {cfg.cv.max_components} latent variables); "
+                 f"champion rule {cfg.selection.model}, CNN {cfg.selection.cnn_cv_folds} folds")
+    lines.append("checks passed; nothing was trained")
+    return lines
+
+
 def _fit_pls(cfg: TrainConfig, data: Prepared) -> Any:
     """Stage "PLS baseline": PLS per preprocessing candidate, latent variables by grouped cross-validation."""
     ds, tr = data.ds, data.plan.train_rows
