@@ -62,6 +62,8 @@ MAX_REPRESENTATIVE_SAMPLES = 500
 MIN_REPRESENTATIVE_SAMPLES = 10
 #: Prefix of the child process's progress lines on its stdout, forwarded to this module's logger.
 _PROGRESS_PREFIX = "progress: "
+#: A child's WARNING (and worse) lines: the parent logs them as warnings (the fit's ``metrics.json`` ``warnings``).
+_WARNING_PREFIX = "warning: "
 #: File listing the candidates' names, in order, in the child's output folder.
 _CANDIDATE_LIST = "candidates.txt"
 _REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -182,6 +184,14 @@ def _candidates_in_process(
     return [("minmax", plain), *variants, (WIDE, wide)]
 
 
+class _ChildFormatter(logging.Formatter):
+    """A conversion child's log line for its parent: warnings marked as such, the rest as progress."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = _WARNING_PREFIX if record.levelno >= logging.WARNING else _PROGRESS_PREFIX
+        return prefix + "child: " + record.getMessage()
+
+
 def _convert_in_child(
     keras_model: Any, representative: np.ndarray | None, custom_modules: Sequence[str],
     all_rows: np.ndarray | None = None, int16x8: bool = True, headroom: float = 0.0,
@@ -223,6 +233,8 @@ def _convert_in_child(
                 tail.append(line)
                 if line.startswith(_PROGRESS_PREFIX):
                     log.info("%s", line[len(_PROGRESS_PREFIX) :])
+                elif line.startswith(_WARNING_PREFIX):
+                    log.warning("%s", line[len(_WARNING_PREFIX) :])
                 else:
                     log.debug("converter: %s", line)
             rc = child.wait()
@@ -405,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # The trainer's own log lines (the weights' fine-tuning, a left-out conversion) reach the parent's log.
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter(_PROGRESS_PREFIX + "child: %(message)s"))
+    handler.setFormatter(_ChildFormatter())
     # Run as ``python -m trainer.quantize`` this module's own logger is ``__main__``, outside ``trainer``.
     for name in ("trainer", __name__):
         trainer_log = logging.getLogger(name)

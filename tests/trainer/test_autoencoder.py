@@ -158,3 +158,31 @@ def test_bad_autoencoder_options_are_refused(line: str, message: str, tmp_path: 
 def test_the_report_shows_the_autoencoder(ae_fit: dict[str, Any]) -> None:
     html = (ae_fit["bundle"].parent / "report" / "index.html").read_text()
     assert "Autoencoder (reconstruction error" in html and "autoencoder alarm rate" in html
+
+
+def test_with_line_copies_and_include_select_the_autoencoder_fits_the_training_rows_copies(tmp_path: Path) -> None:
+    """With ``[instrument.noise]`` and ``[ood] include_select`` the PCA model's line copies hold the selection rows'
+    after the training rows'; the autoencoder, fitted on the training rows alone, takes only theirs (it failed
+    after training before: 90 spectra against 120 rows of copies)."""
+    text = AE_CONFIG.replace("autoencoder = true\n", "autoencoder = true\ninclude_select = true\n").replace(
+        "[cv]\nfolds = 5", '[instrument]\nsignal = "counts"\n[instrument.noise]\naverages = 64\n[cv]\nfolds = 5')
+    write_synthetic(tmp_path / "synthetic.npz")
+    (tmp_path / "train.toml").write_text(text)
+    cfg = load_config(tmp_path / "train.toml")
+    assert cfg.ood.include_select and cfg.ood.autoencoder and cfg.instrument.noise is not None
+    metrics = fit(cfg, tmp_path / "out")
+    bundle = load_bundle(tmp_path / "out" / "synthetic-conc.spectrolite")
+    assert bundle.autoencoder is not None and bundle.ood.scale is not None  # the line model, and the autoencoder
+    assert metrics["ood"]["autoencoder"] is not None
+
+
+def test_too_few_rows_for_the_autoencoder_are_refused_before_training(tmp_path: Path) -> None:
+    from trainer.pipeline.prepare import prepare_data
+
+    five = ", ".join(f'"s{i:03d}"' for i in range(5))  # 15 rows in 5 groups: 2 groups (6 rows) held out, 9 to fit
+    write_synthetic(tmp_path / "synthetic.npz")
+    text = AE_CONFIG.replace('train = {split = "cal"}', f"train = {{sample_id = [{five}]}}")
+    (tmp_path / "train.toml").write_text(text)
+    with pytest.raises(TrainConfigError, match=r"\[ood\] autoencoder needs at least 10 training rows to fit and 5 held "
+                                                r"out for its limit, got 9 and 6 .*\(nothing was trained\)"):
+        prepare_data(load_config(tmp_path / "train.toml"), lambda _: None)

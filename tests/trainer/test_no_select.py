@@ -106,10 +106,15 @@ def test_too_few_rows_for_line_copy_ood_limits_are_refused_before_training(tmp_p
     cfg = load_config(_write(tmp_path, text))
     assert cfg.instrument.noise is not None
     with pytest.raises(TrainConfigError, match=r"the OOD limits on the line detector's copies \(\[instrument.noise\]\) "
-                                                r"need at least 30 training rows, got 27: add calibration rows, or "
-                                                r"remove \[instrument.noise\].* \(nothing was trained\)"):
+                                                r"need at least 30 training rows, got 27: \[ood\] include_select = "
+                                                r"true \(the OOD model then fits the selection rows too\), add "
+                                                r"calibration rows, or remove \[instrument.noise\].* \(nothing was "
+                                                r"trained\)"):
         fit_full(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    alone = load_config(_write(tmp_path, text.replace('select = {split = "val"}\n', "")))  # no rows to include
+    with pytest.raises(TrainConfigError, match=r"need at least 30 training rows, got 27: add calibration rows"):
+        fit_full(alone, tmp_path / "out")
     from dataclasses import replace
 
     from trainer.pipeline.prepare import prepare_data

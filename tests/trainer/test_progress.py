@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from trainer.pipeline.progress import STAGES, Progress
 
 
@@ -32,3 +34,30 @@ def test_the_fit_summary_line_says_what_the_search_trained() -> None:
     assert "None" not in cut
     best = _search_line({**base, "best_trial": 0, "best_is_configured": True, "best_score": 0.1})
     assert best == "search: 1 trials (1 pruned) in 48 s, best trial 0 (the configured recipe); score 0.1"
+
+
+def test_warning_log_keeps_each_warning_once_with_its_stage_and_never_breaks_the_caller(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from trainer.pipeline.progress import WarningLog
+
+    prog = Progress(None)
+    name = "spectrolite-test-warnings"  # outside the configured loggers: nothing else handles it
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    warned = WarningLog(prog)
+    with warned.attached(name):
+        logger.info("not collected")
+        prog.stage("PLS baseline")
+        logger.warning("capped at %d", 20)
+        prog.stage("OOD + intervals")
+        logger.warning("capped at %d", 20)  # the same message again, in another stage: kept once, first stage
+        logger.error("bad %d", "x")  # a malformed call is reported by logging, not raised into the fit
+    logger.warning("after the block")
+    assert warned.records == [{"stage": "PLS baseline", "logger": name, "level": "WARNING",
+                               "message": "capped at 20"}]
+    assert logger.handlers == []
+    # Unconfigured logging: the warnings still reach stderr through Python's last-resort handler, as without us.
+    err = capsys.readouterr().err
+    assert "capped at 20" in err and "after the block" in err and "not collected" not in err

@@ -106,3 +106,17 @@ def test_child_failure_is_a_quantize_error(models: TinyModels) -> None:
             subprocess=True,
             custom_modules=("spectrolite_no_such_module",),
         )
+
+
+def test_a_conversion_childs_warning_is_marked_for_the_parent_to_log_as_one() -> None:
+    """The child prints its log lines for the parent to read: a warning (int16x8 left out) carries its own prefix,
+    so the parent logs it as a warning (and the fit's metrics.json ``warnings`` collects it), not as progress."""
+    from trainer.quantize import _PROGRESS_PREFIX, _WARNING_PREFIX, _ChildFormatter
+
+    def line(level: int) -> str:
+        return _ChildFormatter().format(logging.LogRecord("trainer.quantize", level, __file__, 1, "x %s", ("y",),
+                                                          None))
+
+    assert line(logging.WARNING) == _WARNING_PREFIX + "child: x y"
+    assert line(logging.INFO) == _PROGRESS_PREFIX + "child: x y"
+    assert not _WARNING_PREFIX.startswith(_PROGRESS_PREFIX) and not _PROGRESS_PREFIX.startswith(_WARNING_PREFIX)

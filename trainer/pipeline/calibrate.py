@@ -99,7 +99,10 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
 
         autoencoder = fit_autoencoder(deployed.train_pre, alpha=cfg.ood.alpha, groups=data.groups[tr], seed=cfg.seed,
                                       epochs=cfg.ood.autoencoder_epochs, bottleneck=cfg.ood.autoencoder_bottleneck,
-                                      X_pre_line=line_pre, subprocess=cfg.quantize.subprocess)
+                                      # the training rows' copies: with include_select line_pre has the
+                                      # selection rows' after them, which the autoencoder does not fit
+                                      X_pre_line=None if line_pre is None else line_pre[:, :tr.size],
+                                      subprocess=cfg.quantize.subprocess)
     if data.classify:
         return Calibration(ood=ood, autoencoder=autoencoder)
     from edge.runtime import ModelRuntime

@@ -130,17 +130,28 @@ def _check_rows(cfg: TrainConfig, tr: np.ndarray, sel: np.ndarray, groups: np.nd
     if tr.size < 5:
         problems.append(f"the OOD model needs at least 5 training rows, got {tr.size}")
     ood_rows = tr.size + (sel.size if cfg.ood.include_select else 0)
+    ood_what = "training rows" + (" (selection rows included: [ood] include_select)" if cfg.ood.include_select else "")
     if cfg.ood.n_components is not None and cfg.ood.n_components > ood_rows - 2 >= 1:
         # trainer.drift.fit_ood keeps at most rows - 2 principal components (it would refuse after training).
         problems.append(f"[ood] n_components = {cfg.ood.n_components} needs at least {cfg.ood.n_components + 2} "
-                        f"training rows for the OOD model, got {ood_rows}: lower it, or leave it out to choose by "
+                        f"{ood_what} for the OOD model, got {ood_rows}: lower it, or leave it out to choose by "
                         f"[ood] variance")
     if cfg.instrument.noise is not None and ood_rows < MIN_OOF_ROWS:
         # trainer.drift.fit_ood sets limits on the line copies out of fold, which needs this many rows.
+        with_sel = ("[ood] include_select = true (the OOD model then fits the selection rows too), "
+                    if not cfg.ood.include_select and tr.size + sel.size >= MIN_OOF_ROWS else "")
         problems.append(f"the OOD limits on the line detector's copies ([instrument.noise]) need at least "
-                        f"{MIN_OOF_ROWS} training rows{' (selection rows included)' if cfg.ood.include_select else ''}"
-                        f", got {ood_rows}: add calibration rows, or remove [instrument.noise] (the limits are then "
-                        f"analytic, which alarm above the nominal rate on new spectra)")
+                        f"{MIN_OOF_ROWS} {ood_what}, got {ood_rows}: {with_sel}add calibration rows, or remove "
+                        f"[instrument.noise] (the limits are then analytic, which alarm above the nominal rate on "
+                        f"new spectra)")
+    if cfg.ood.autoencoder:
+        from trainer.autoencoder import HOLDOUT_FRACTION, MIN_FIT_ROWS, MIN_HELD_OUT_ROWS, held_out_split
+
+        # trainer.autoencoder.fit_autoencoder splits the training rows alone this way (after training the models).
+        fit_rows, held = held_out_split(tr.size, groups[tr], HOLDOUT_FRACTION, cfg.seed)
+        if fit_rows.size < MIN_FIT_ROWS or held.size < MIN_HELD_OUT_ROWS:
+            problems.append(f"[ood] autoencoder needs at least {MIN_FIT_ROWS} training rows to fit and "
+                            f"{MIN_HELD_OUT_ROWS} held out for its limit, got {fit_rows.size} and {held.size}")
     if not classify:
         # The intervals calibrate on the selection rows' residuals plus the training rows' out-of-fold ones, which
         # every regression has unless --model cnn with selection rows skips the CNN cross-validation

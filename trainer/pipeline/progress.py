@@ -65,10 +65,10 @@ class Progress:
 
 
 class WarningLog(logging.Handler):
-    """The WARNING (and worse) records of the ``trainer`` loggers during one fit, each with the stage it came in,
-    once per message: ``metrics.json`` ``warnings`` and the report's first section, since a user reads the report
-    long after the log has scrolled away (a newcomer's split that leaves the intervals no room, a PLS at its
-    latent-variable cap, a line detector that costs accuracy)."""
+    """The WARNING (and worse) records of the ``trainer`` loggers during one fit, each with the stage it first came
+    in, once per logger and message: ``metrics.json`` ``warnings`` and the report's first section, since a user
+    reads the report long after the log has scrolled away (a PLS at its latent-variable cap, a line detector that
+    costs accuracy, a search cut short by its budget)."""
 
     def __init__(self, progress: Progress) -> None:
         super().__init__(logging.WARNING)
@@ -78,19 +78,23 @@ class WarningLog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = record.getMessage()
-        except (TypeError, ValueError):  # a malformed call elsewhere must not break the fit
-            message = str(record.msg)
-        entry = {"stage": self.progress.current, "logger": record.name, "level": record.levelname,
-                 "message": message}
-        if entry not in self.records:
-            self.records.append(entry)
+            if not any(r["logger"] == record.name and r["message"] == message for r in self.records):
+                self.records.append({"stage": self.progress.current, "logger": record.name,
+                                     "level": record.levelname, "message": message})
+        except Exception:  # as the standard handlers do: a malformed call elsewhere must not break the fit
+            self.handleError(record)
 
     @contextmanager
     def attached(self, logger_name: str = "trainer") -> Iterator[WarningLog]:
-        """Collect while the block runs."""
+        """Collect while the block runs. Where logging is not configured (a script calling ``fit`` with no handler
+        anywhere), Python's last-resort handler would print warnings on stderr; this handler would silence it, so it
+        is attached beside this one for the block."""
         logger = logging.getLogger(logger_name)
-        logger.addHandler(self)
+        extra = [] if logger.hasHandlers() or logging.lastResort is None else [logging.lastResort]
+        for handler in (self, *extra):
+            logger.addHandler(handler)
         try:
             yield self
         finally:
-            logger.removeHandler(self)
+            for handler in (self, *extra):
+                logger.removeHandler(handler)
