@@ -138,6 +138,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if srch.get("ran"):
         print(_search_line(srch))
     print(f"train_seconds: {m['train_seconds']}")
+    if m.get("warnings"):
+        print(f"warnings: {len(m['warnings'])} (metrics.json warnings; the report lists them first)")
     return 0
 
 

@@ -460,6 +460,8 @@ def test_fit_uses_the_searched_recipe_and_reports_it(tmp_path: Path) -> None:
     assert [t["rescaled"] for t in s["trials"]] == [False, True, False]  # the configured input rescaled, second
     assert "search trial 0 (configured recipe)" in m["_stderr"]
     assert "search: 3 trials" in m["_stdout"]
+    n_warned = len(m["warnings"])  # the fit's warnings, counted in the summary when there are any
+    assert (f"warnings: {n_warned} (metrics.json warnings" in m["_stdout"]) == (n_warned > 0)
 
 
 @pytest.mark.slow
