@@ -104,7 +104,6 @@ def _limit_threads(n: int) -> None:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from trainer.config import load_config
-    from trainer.errors import TrainConfigError
     from trainer.pipeline import fit_full
 
     cfg = _apply_fit_overrides(load_config(args.config), args.seed, args.model)
@@ -112,11 +111,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.check:
         from trainer.pipeline.fit import check_fit
 
-        print(f"config: {args.config}")
+        print(f"config: {args.config}" + ("" if args.out is None else f" (--out {args.out} not used: --check writes "
+                                                                       "nothing)"))
         print("\n".join(check_fit(cfg)))
         return 0
-    if args.out is None:
-        raise TrainConfigError("fit: expected --out DIR (or --check to stop after the checks), got neither")
     res = fit_full(cfg, args.out)
     m = res.metrics
     key = "accuracy" if m["task"] == "classification" else "rmsep"
@@ -139,7 +137,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(_search_line(srch))
     print(f"train_seconds: {m['train_seconds']}")
     if m.get("warnings"):
-        print(f"warnings: {len(m['warnings'])} (metrics.json warnings; the report lists them first)")
+        print(f"warnings: {len(m['warnings'])} (metrics.json warnings"
+              + ("; the report lists them first)" if res.report_path is not None else ")"))
     return 0
 
 
@@ -266,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``spectro-train``; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "fit" and args.out is None and not args.check:
+        parser.error("fit: expected --out DIR (or --check to stop after the checks), got neither")
     _configure_logging(args.verbose, args.quiet)
     if not args.verbose:  # TensorFlow's C++ log ("NodeDef mentions attribute ...") reads like errors; its failures
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # reach us as exceptions, and -v shows it all

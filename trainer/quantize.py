@@ -189,7 +189,7 @@ class _ChildFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         prefix = _WARNING_PREFIX if record.levelno >= logging.WARNING else _PROGRESS_PREFIX
-        return prefix + "child: " + record.getMessage()
+        return prefix + "child: " + super().format(record)  # the message, and a traceback where there is one
 
 
 def _convert_in_child(

@@ -69,12 +69,23 @@ def test_fit_check_runs_the_pre_training_checks_and_writes_nothing(tmp_path: Pat
     out = capsys.readouterr().out.splitlines()
     assert out[1] == ("data: synthetic.npz, 150 spectra x 64 channels (900-1100 nm), regression of conc_pct")
     assert out[2] == "rows: train 90 (30 groups), select 30 (10 groups), test 30 (10 groups)"
-    assert out[-1] == "checks passed; nothing was trained"
+    assert out[-1].startswith("checks passed; nothing was trained")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     # The split check fails as the fit would: 5 CV folds need 5 training groups.
     (tmp_path / "small.toml").write_text(CONFIG.replace('train = {split = "cal"}',
                                                         'train = {sample_id = ["s000", "s001", "s002"]}'))
     assert main(["fit", str(tmp_path / "small.toml"), "--check"]) == 1
     assert "cross-validation with 5 folds needs at least 5 groups of training rows, got 3" in _one_error_line(capsys)
-    assert main(["fit", str(tmp_path / "train.toml")]) == 1
-    assert "fit: expected --out DIR (or --check" in _one_error_line(capsys)
+    with pytest.raises(SystemExit) as usage:  # a bad command line: exit 2, before the config is read
+        main(["fit", str(tmp_path / "nope.toml")])
+    assert usage.value.code == 2
+    assert "fit: expected --out DIR (or --check" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "train.toml"), "--check", "--out", str(tmp_path / "o")]) == 0
+    assert "not used: --check writes nothing" in capsys.readouterr().out and not (tmp_path / "o").exists()
+    # What the fit would skip is said, not promised: --model pls neither searches nor cross-validates the CNN.
+    assert main(["fit", str(tmp_path / "train.toml"), "--check", "--model", "pls", "--budget-min", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "search: off (--model pls: the CNN is not deployed)" in out and "CNN not cross-validated" in out
+    assert main(["fit", str(tmp_path / "train.toml"), "--check", "--budget-min", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "search: 2 min, at most 40 trials" in out and "model auto, CNN 5 folds" in out

@@ -56,8 +56,18 @@ def test_warning_log_keeps_each_warning_once_with_its_stage_and_never_breaks_the
         logger.error("bad %d", "x")  # a malformed call is reported by logging, not raised into the fit
     logger.warning("after the block")
     assert warned.records == [{"stage": "PLS baseline", "logger": name, "level": "WARNING",
-                               "message": "capped at 20"}]
+                               "message": "capped at 20"},
+                              {"stage": "OOD + intervals", "logger": name, "level": "ERROR", "message": "bad %d"}]
     assert logger.handlers == []
     # Unconfigured logging: the warnings still reach stderr through Python's last-resort handler, as without us.
     err = capsys.readouterr().err
     assert "capped at 20" in err and "after the block" in err and "not collected" not in err
+    # Once a handler appears mid-fit (absl's first log call configures logging), each record is printed once.
+    late = logging.StreamHandler()  # on stderr, as logging.basicConfig's
+    with WarningLog(prog).attached(name):
+        logger.warning("before configuring")
+        logger.addHandler(late)
+        logger.warning("once only")
+    logger.removeHandler(late)
+    err = capsys.readouterr().err
+    assert err.count("once only") == 1 and err.count("before configuring") == 1

@@ -21,7 +21,13 @@ from trainer.pipeline.evaluate import Evaluation, evaluate_bundle, pruning_cost
 from trainer.pipeline.int8 import convert_network, predict_roles
 from trainer.pipeline.prepare import Prepared, prepare_data
 from trainer.pipeline.progress import Progress, WarningLog
-from trainer.pipeline.recipe import build_model_configs, choose_recipe, configured_instead
+from trainer.pipeline.recipe import (
+    build_model_configs,
+    choose_recipe,
+    configured_instead,
+    pretrain_plan,
+    search_off_reason,
+)
 from trainer.pipeline.run_report import write_run_report
 from trainer.pipeline.scores import clean_json
 from trainer.pipeline.summary import autoencoder_summary, summarise
@@ -156,12 +162,20 @@ def check_fit(config: TrainConfig) -> list[str]:
     lines.append(f"instrument: {cfg.instrument.signal} frames"
                  + ("" if noise is None else f"; line detector {noise.averages} scan(s) averaged, cnn_copies "
                     f"{noise.cnn_copies}, calibration_copies {noise.calibration_copies}"))
-    srch = cfg.search
-    lines.append(f"search: {srch.budget_min:g} min, at most {srch.trials} trials" if srch.active
-                 else "search: off (the configured [model] recipe trains)")
+    plan_pretrain = pretrain_plan(cfg, data)  # loads and checks the [pretrain] source's spectra
+    if plan_pretrain is not None:
+        unlabeled = plan_pretrain.unlabeled
+        lines.append(f"pretrain: {unlabeled.rows} unlabeled spectra from {unlabeled.source}")
+    srch, off = cfg.search, search_off_reason(cfg)
+    lines.append(f"search: {srch.budget_min:g} min, at most {srch.trials} trials" if off is None
+                 else f"search: off ({off}): the configured [model] recipe trains")
+    mode = cfg.selection.model
+    cnn_cv = mode == "auto" or (not data.classify and mode == "cnn" and plan.select_rows.size == 0)
     lines.append(f"cross-validation: PLS {cfg.cv.folds} folds (at most {cfg.cv.max_components} latent variables); "
-                 f"champion rule {cfg.selection.model}, CNN {cfg.selection.cnn_cv_folds} folds")
-    lines.append("checks passed; nothing was trained")
+                 f"model {mode}, " + (f"CNN {cfg.selection.cnn_cv_folds} folds" if cnn_cv
+                                      else "CNN not cross-validated"))
+    lines.append("checks passed; nothing was trained (the [search] storage and the conversions are reached by the "
+                 "fit itself)")
     return lines
 
 

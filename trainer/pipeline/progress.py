@@ -78,11 +78,12 @@ class WarningLog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = record.getMessage()
-            if not any(r["logger"] == record.name and r["message"] == message for r in self.records):
-                self.records.append({"stage": self.progress.current, "logger": record.name,
-                                     "level": record.levelname, "message": message})
         except Exception:  # as the standard handlers do: a malformed call elsewhere must not break the fit
             self.handleError(record)
+            message = str(record.msg)
+        if not any(r["logger"] == record.name and r["message"] == message for r in self.records):
+            self.records.append({"stage": self.progress.current, "logger": record.name,
+                                 "level": record.levelname, "message": message})
 
     @contextmanager
     def attached(self, logger_name: str = "trainer") -> Iterator[WarningLog]:
@@ -90,7 +91,7 @@ class WarningLog(logging.Handler):
         anywhere), Python's last-resort handler would print warnings on stderr; this handler would silence it, so it
         is attached beside this one for the block."""
         logger = logging.getLogger(logger_name)
-        extra = [] if logger.hasHandlers() or logging.lastResort is None else [logging.lastResort]
+        extra = [] if logger.hasHandlers() else [_LastResortWhileUnconfigured(logger, self)]
         for handler in (self, *extra):
             logger.addHandler(handler)
         try:
@@ -98,3 +99,22 @@ class WarningLog(logging.Handler):
         finally:
             for handler in (self, *extra):
                 logger.removeHandler(handler)
+
+
+class _LastResortWhileUnconfigured(logging.Handler):
+    """Python's last-resort stderr handler for ``logger``, for as long as no other handler on its way up would see
+    the record: something may configure logging during the fit (absl's first log call does), and the record would
+    then be printed twice."""
+
+    def __init__(self, logger: logging.Logger, collector: logging.Handler) -> None:
+        super().__init__(logging.WARNING)
+        self.logger, self.collector = logger, collector
+
+    def emit(self, record: logging.LogRecord) -> None:
+        node: logging.Logger | None = self.logger
+        while node is not None:
+            if any(h is not self and h is not self.collector for h in node.handlers):
+                return
+            node = node.parent if node.propagate else None
+        if logging.lastResort is not None:
+            logging.lastResort.handle(record)

@@ -89,6 +89,17 @@ def build_prune_config(cfg: TrainConfig) -> Any:
     return pcfg
 
 
+def search_off_reason(cfg: TrainConfig) -> str | None:
+    """Why the ``[search]`` stage will not run (the configured recipe trains), or None when it will."""
+    sc = cfg.search
+    return ("no [search] table" if not sc.enabled and "search" not in cfg.raw
+            else "enabled = false" if not sc.enabled
+            else "budget_min = 0" if sc.budget_min <= 0
+            else "trials = 0" if sc.trials <= 0
+            else "--model pls: the CNN is not deployed" if cfg.selection.model == "pls"
+            else None)
+
+
 def _run_search(
     cfg: TrainConfig, X_tr: np.ndarray, Y_tr: np.ndarray, groups_tr: np.ndarray, target_names: Sequence[str],
     cand: str, make_pre: Callable[[Sequence[Mapping[str, Any]]], Any], out: Path, stage: Callable[[str], None],
@@ -97,13 +108,7 @@ def _run_search(
     """The ``[search]`` stage (:mod:`trainer.search`): ``(metrics.json search, the best trial's out-of-fold
     predictions or None, its folds)``. Skipped (the configured recipe) when the search is off and for ``--model
     pls``; ``n_classes`` > 0 searches a classification (``Y_tr`` its class indices)."""
-    sc = cfg.search
-    why = ("no [search] table" if not sc.enabled and "search" not in cfg.raw
-           else "enabled = false" if not sc.enabled
-           else "budget_min = 0" if sc.budget_min <= 0
-           else "trials = 0" if sc.trials <= 0
-           else "--model pls: the CNN is not deployed" if cfg.selection.model == "pls"
-           else None)
+    why = search_off_reason(cfg)
     if why is not None:
         log.info("CNN recipe search off (%s): the configured recipe is trained", why)
         return {"ran": False, "reason": why}, None, 0
