@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from trainer.config import TrainConfig
-from trainer.pipeline.prepare import Prepared
+from trainer.pipeline.prepare import Prepared, cnn_cross_validated
 from trainer.pipeline.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def cross_validate_cnn(
         log.info("CNN cross-validation: the out-of-fold predictions of search trial %s",
                  recipe.search.get("best_trial"))
         cnn_oof = recipe.search_oof
-    elif mode == "auto" or (not data.classify and mode == "cnn" and data.plan.select_rows.size == 0):
+    elif cnn_cross_validated(cfg, data.classify, data.plan.select_rows.size):
         # With --model cnn and no selection rows, the out-of-fold predictions calibrate the intervals; a
         # classification's champion rule weighs the CNN's out-of-fold errors beside the selection rows'.
         stage("cross-validate CNN")

@@ -19,7 +19,7 @@ from trainer.pipeline.choose import choose_deployed
 from trainer.pipeline.cnn import cross_validate_cnn, train_network
 from trainer.pipeline.evaluate import Evaluation, evaluate_bundle, pruning_cost
 from trainer.pipeline.int8 import convert_network, predict_roles
-from trainer.pipeline.prepare import Prepared, prepare_data
+from trainer.pipeline.prepare import Prepared, cnn_cross_validated, prepare_data
 from trainer.pipeline.progress import Progress, WarningLog
 from trainer.pipeline.recipe import (
     build_model_configs,
@@ -144,9 +144,10 @@ def fit_full(
 
 
 def check_fit(config: TrainConfig) -> list[str]:
-    """What ``spectro-train fit --check`` prints: every check a fit makes before training (the config's model
-    tables, the data file, the split and its row counts for cross-validation, the OOD model and the intervals), run
-    in seconds, and what would train. Raises the fit's own errors; trains and writes nothing."""
+    """What ``spectro-train fit --check`` prints: the checks a fit makes before its first training stage (the
+    config's model tables, the data file, the split and its row counts for cross-validation, the OOD model and the
+    intervals, ``[pretrain]``'s spectra), run in seconds, and what would run. Raises the fit's own errors; trains
+    and writes nothing (the ``[search]`` storage is opened only by the fit)."""
     cfg = config
     build_model_configs(cfg)
     data = prepare_data(cfg, lambda _: None)
@@ -170,7 +171,9 @@ def check_fit(config: TrainConfig) -> list[str]:
     lines.append(f"search: {srch.budget_min:g} min, at most {srch.trials} trials" if off is None
                  else f"search: off ({off}): the configured [model] recipe trains")
     mode = cfg.selection.model
-    cnn_cv = mode == "auto" or (not data.classify and mode == "cnn" and plan.select_rows.size == 0)
+    # On its own, or the search's best trial's out-of-fold predictions when the search ran on the same folds.
+    cnn_cv = cnn_cross_validated(cfg, data.classify, plan.select_rows.size) or (
+        off is None and (srch.folds or cfg.selection.cnn_cv_folds) == cfg.selection.cnn_cv_folds)
     lines.append(f"cross-validation: PLS {cfg.cv.folds} folds (at most {cfg.cv.max_components} latent variables); "
                  f"model {mode}, " + (f"CNN {cfg.selection.cnn_cv_folds} folds" if cnn_cv
                                       else "CNN not cross-validated"))

@@ -110,6 +110,14 @@ def _check_signal(cfg: TrainConfig, X: np.ndarray, source: str) -> float:
 
 
 
+def cnn_cross_validated(cfg: TrainConfig, classify: bool, n_select: int) -> bool:
+    """Whether the fit cross-validates the CNN on its own (a search's best trial may also hand its out-of-fold
+    predictions over): the champion rule (``model = 'auto'``) needs its out-of-fold errors, and with ``model =
+    'cnn'`` a regression without selection rows calibrates its intervals on them."""
+    mode = cfg.selection.model
+    return mode == "auto" or (not classify and mode == "cnn" and n_select == 0)
+
+
 def _check_rows(cfg: TrainConfig, tr: np.ndarray, sel: np.ndarray, groups: np.ndarray, classify: bool) -> None:
     """Refuse, before anything trains, a split that leaves too few rows for cross-validation, the OOD model or the
     intervals (the message gives the numbers)."""
@@ -121,7 +129,7 @@ def _check_rows(cfg: TrainConfig, tr: np.ndarray, sel: np.ndarray, groups: np.nd
     # Without selection rows a regression's CNN is cross-validated even with model = 'cnn': its out-of-fold
     # predictions are the intervals' only calibration rows (pipeline.cnn.cross_validate_cnn).
     # A classification's CNN is cross-validated with model = 'auto' (the champion rule weighs its out-of-fold errors).
-    cnn_cv = cfg.selection.model == "auto" or (not classify and cfg.selection.model == "cnn" and sel.size == 0)
+    cnn_cv = cnn_cross_validated(cfg, classify, sel.size)
     folds = max(cfg.cv.folds, cfg.selection.cnn_cv_folds if cnn_cv else 2,
                 (cfg.search.folds or cfg.selection.cnn_cv_folds) if cfg.search.active else 2)
     if n_groups < folds:
