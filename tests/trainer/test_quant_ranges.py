@@ -190,7 +190,7 @@ def test_child_process_candidates_match_in_process(
 def test_an_elu_network_in_the_child_process_says_why_it_has_no_int16x8_and_the_choice_records_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The wheat example's recipe (ELU, docs/training.md) has no 16-bit kernels: the conversion child's reason must
+    """The Cui & Fearn recipe (ELU, docs/training.md) has no 16-bit kernels: the conversion child's reason must
     reach the fit's log (the child runs as ``__main__``, outside the ``trainer`` loggers it forwarded), and a gap
     that would have called for the wide conversion is logged and recorded, not silently passed over."""
     import keras
