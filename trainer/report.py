@@ -341,9 +341,13 @@ def _conversion(cal: Mapping[str, Any] | None) -> str:
     """The conversion the bundle's CNN got, and why (``metrics.json`` ``cnn_int8_calibration``)."""
     if not cal:
         return "int8 (plain calibration)"
-    gap = cal.get("gap_to_error")
+    gap, flips = cal.get("gap_to_error"), cal.get("flips")
     why = "" if gap is None else (f" (int8 variant {cal.get('int8_chosen')}: gap to the float network / CNN error "
                                   f"{max(gap):.3g}, limit {cal.get('max_gap')})")
+    if flips:  # classification: training/selection spectra whose class the conversion changes
+        kept, int8 = cal.get("chosen"), cal.get("int8_chosen")
+        why = (f" (int8 variant {int8} changes the float network's class on {flips.get(int8)} of {cal.get('rows')} "
+               "training/selection spectra" + (f", {kept} on {flips.get(kept)}" if kept != int8 else "") + ")")
     room = cal.get("headroom")
     return f"{cal.get('chosen')}{why}" + (f", ranges with {room:g} headroom" if room else "")
 

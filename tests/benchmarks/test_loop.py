@@ -283,6 +283,11 @@ def class_bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     assert train_main(["fit", str(base / "train.toml"), "--out", str(base / "out"), "--model", request.param]) == 0
     metrics = json.loads((base / "out" / "metrics.json").read_text())
     report = (base / "out" / "report" / "index.html").read_text()
+    # The classifier's conversion changes the float network's class on as few training/selection rows as any
+    # candidate does (trainer.pipeline.int8.choose_class_calibration); the loop below runs it through the edge.
+    cal = metrics["cnn_int8_calibration"]
+    assert cal["rows"] > 0 and {"minmax", cal["chosen"], cal["int8_chosen"]} <= set(cal["flips"])
+    assert cal["flips"][cal["chosen"]] == min(cal["flips"].values())
     # The report draws the test rows' confusion matrices: the bundle through the edge runtime and both candidates.
     assert "<img src='confusion_test.png'" in report
     assert (base / "out" / "report" / "confusion_test.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,5 +1,6 @@
 """Tests of the int8 calibration variants (trainer.quant_ranges, trainer.quantize.convert_int8_candidates) and of
-the choice among them (trainer.pipeline.int8.choose_calibration): real Keras model -> real .tflite -> real LiteRT."""
+the choice among them (trainer.pipeline.int8.choose_calibration, choose_class_calibration): real Keras model -> real
+.tflite -> real LiteRT."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from edge.runtime import ModelRuntime
 from tests.support.bundles import SEED, TinyModels, tiny_models
-from trainer.pipeline.int8 import MAX_GAP, MIN_GAIN, choose_calibration
+from trainer.pipeline.int8 import MAX_GAP, MIN_GAIN, choose_calibration, choose_class_calibration
 from trainer.quant_ranges import (
     CANDIDATES,
     WIDE,
@@ -157,6 +158,33 @@ def test_choice_takes_the_wide_conversion_only_where_the_int8_gap_is_a_visible_s
     _, entry = choose_calibration(candidates, X, ref, y_scale=[2.0], cnn_error=[2 * int8_rms / (0.9 * MAX_GAP)])
     assert entry["chosen"] == entry["int8_chosen"] != WIDE
     assert entry["gap_to_error"] == [pytest.approx(0.9 * MAX_GAP)]
+
+
+def test_a_classifier_whose_int8_model_changes_classes_gets_the_wide_conversion_and_one_that_does_not_stays_int8(
+    models: TinyModels,
+) -> None:
+    """The tiny classifier's probabilities lie near its boundary (a margin of 0.01 for half the rows), where the int8
+    model's coarser probabilities change the class (the mayonnaise newcomer's CNN lost 2 of 42 test spectra so): the
+    16-bit-activation conversion changes fewer and is chosen. Rows with a clear margin change none: int8 stays."""
+    cls = models.class_keras_model
+    P = np.ascontiguousarray(models.X_pre_train, dtype=np.float32)
+    prob = cls.predict(P[..., None], verbose=0)
+    cands = convert_int8_candidates(cls, P[:120], P, subprocess=False, seed=SEED)
+    assert cands[-1][0] == WIDE
+
+    chosen, entry = choose_class_calibration(cands, P, prob, roles=("train",))
+    flips = entry["flips"]
+    assert flips[entry["int8_chosen"]] > 0 and flips[WIDE] < flips[entry["int8_chosen"]]
+    assert entry["chosen"] == WIDE and chosen == dict(cands)[WIDE] and entry["int16x8_built"]
+    assert entry["rows"] == P.shape[0] and set(entry["rms_prob"]) == set(flips)
+    wide = np.asarray(ModelRuntime(chosen).predict(P)).reshape(P.shape[0], -1)  # the counts are the edge runtime's
+    assert flips[WIDE] == int(np.count_nonzero(np.argmax(wide, axis=1) != np.argmax(prob, axis=1)))
+
+    sure = np.abs(prob[:, 0] - prob[:, 1]) > 0.02
+    assert np.count_nonzero(sure) >= 20
+    chosen, entry = choose_class_calibration(cands, P[sure], prob[sure])
+    assert entry["chosen"] in CANDIDATES and entry["flips"][entry["chosen"]] == 0
+    assert chosen == dict(cands)[entry["chosen"]]
 
 
 def test_choice_keeps_the_plain_conversion_on_a_near_tie(

@@ -80,7 +80,7 @@ HEADROOM_MAX = 3.0
 @dataclass(frozen=True)
 class QuantizeConfig:
     """Full-integer int8 conversion: how many preprocessed training spectra form the representative set, and
-    whether a regression CNN may be converted with 16-bit activations instead (``int16x8``), and the headroom of
+    whether the CNN may be converted with 16-bit activations instead (``int16x8``), and the headroom of
     a regression CNN's int8 ranges beyond what the calibration spectra reach (:mod:`trainer.quant_ranges`)."""
 
     representative_samples: int = 200

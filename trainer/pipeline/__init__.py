@@ -40,9 +40,9 @@ train, prune), :mod:`~trainer.pipeline.int8` (conversion and the candidates' pre
   target, all ``candidates``), ``sparsity`` (share of zero kernel weights of the CNN), ``pruning``,
   ``model_bytes`` (the deployed ``.tflite``), ``cnn_model_bytes`` (the int8 CNN), ``cnn_int8_output_step``
   (target -> one int8 output step of the CNN in target units; its outputs are standardised targets, turned into
-  units in float by the bundle's ``output_transform``), ``cnn_int8_calibration`` (regression: each int8
-  calibration variant's RMS difference from the float network on the training and selection rows, and the one
-  kept; :mod:`trainer.pipeline.int8`), ``bundle_bytes``,
+  units in float by the bundle's ``output_transform``), ``cnn_int8_calibration`` (each conversion's RMS difference
+  from the float network on the training and selection rows, a classifier's also the rows whose class it changes,
+  and the one kept; :mod:`trainer.pipeline.int8`), ``bundle_bytes``,
   ``train_seconds`` (wall time of the whole fit), ``timings_s`` per stage, ``interval_coverage`` (nominal,
   ``calibration_rows`` and where they come from, ``out_of_fold`` (``nested``, ``fixed_recipe``,
   ``per_target (...)`` or ``none``), half-widths, measured coverage of the deployed model per test

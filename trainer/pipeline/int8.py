@@ -8,7 +8,14 @@ conversion is kept unless a variant is closer by more than :data:`MIN_GAIN`. The
 (:data:`trainer.quant_ranges.WIDE`) replaces the int8 model kept so where that model's RMS difference from the float
 network, in target units, exceeds :data:`MAX_GAP` of the CNN's own error on some target (its out-of-fold RMSE
 from the CNN cross-validation, else its float RMSE on the selection rows, else on the training rows) and the wide
-conversion is closer to the float network by more than :data:`MIN_GAIN`."""
+conversion is closer to the float network by more than :data:`MIN_GAIN`.
+
+Classification CNNs get the same candidates (without headroom: the softmax output's range is fixed) and
+:func:`choose_class_calibration` counts, on the same rows, the spectra whose int8 class differs from the float
+network's: the plain conversion is kept unless a variant changes fewer (or as many, with probabilities closer by
+more than :data:`MIN_GAIN`), and the 16-bit-activation conversion replaces it where it still changes any and the
+wide one changes fewer. A classifier whose int8 rounding moves no training or selection spectrum across a class
+boundary stays full int8."""
 
 from __future__ import annotations
 
@@ -62,7 +69,7 @@ class Int8Network:
 def convert_network(cfg: TrainConfig, data: Prepared, net: TrainedNetwork,
                     cv_rmse: np.ndarray | None = None) -> Int8Network:
     """Convert the (pruned) CNN to int8; ``cv_rmse`` is the CNN recipe's out-of-fold RMSE per target (or None)."""
-    from trainer.quantize import convert_int8, convert_int8_candidates
+    from trainer.quantize import convert_int8_candidates
 
     X, tr = data.ds.X, data.plan.train_rows
     X_train_pre = net.pre.transform(X[tr])  # real, un-augmented training spectra: the representative set
@@ -78,24 +85,24 @@ def convert_network(cfg: TrainConfig, data: Prepared, net: TrainedNetwork,
         to_convert = standardised_output_copy(net.model, net.trained.y_mean, net.trained.y_scale)
         cnn_transform = {"scale": [float(v) for v in np.reshape(net.trained.y_scale, -1)],
                          "offset": [float(v) for v in np.reshape(net.trained.y_mean, -1)]}
-    calibration = None
+    roles = data.plan.roles()
+    fid_roles = [r for r in FIDELITY_ROLES if r in roles]
+    rows = np.concatenate([roles[r] for r in fid_roles])
+    X_fid = net.pre.transform(X[rows])
+    headroom = 0.0 if data.classify else cfg.quantize.headroom
+    candidates = convert_int8_candidates(to_convert, rep, X_fid, subprocess=cfg.quantize.subprocess, seed=cfg.seed,
+                                         int16x8=cfg.quantize.int16x8 != "never", headroom=headroom)
+    float_out = cnn_predict(to_convert, X_fid, False)
     if data.classify:
-        tflite_int8 = convert_int8(to_convert, rep, subprocess=cfg.quantize.subprocess, seed=cfg.seed)
+        tflite_int8, calibration = choose_class_calibration(candidates, net.edge_pipe.transform(X[rows]), float_out,
+                                                            roles=fid_roles)
     else:
-        roles = data.plan.roles()
-        rows = np.concatenate([roles[r] for r in FIDELITY_ROLES if r in roles])
-        X_fid = net.pre.transform(X[rows])
-        candidates = convert_int8_candidates(to_convert, rep, X_fid, subprocess=cfg.quantize.subprocess,
-                                             seed=cfg.seed, int16x8=cfg.quantize.int16x8 != "never",
-                                             headroom=cfg.quantize.headroom)
-        float_std = cnn_predict(to_convert, X_fid, False)
         error, source = _cnn_error(data, net, cv_rmse)
-        tflite_int8, calibration = choose_calibration(candidates, net.edge_pipe.transform(X[rows]), float_std,
-                                                      roles=[r for r in FIDELITY_ROLES if r in roles],
-                                                      y_scale=net.trained.y_scale, cnn_error=error,
+        tflite_int8, calibration = choose_calibration(candidates, net.edge_pipe.transform(X[rows]), float_out,
+                                                      roles=fid_roles, y_scale=net.trained.y_scale, cnn_error=error,
                                                       error_source=source)
-        calibration["int16x8"] = cfg.quantize.int16x8
-        calibration["headroom"] = cfg.quantize.headroom
+    calibration["int16x8"] = cfg.quantize.int16x8
+    calibration["headroom"] = headroom
     rt = _runtime(tflite_int8, cnn_transform)
     output_step = rt.output_step
     if output_step is None and cnn_transform is not None:  # int16x8: the step of the tensor its output dequantises
@@ -156,23 +163,11 @@ def choose_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray, 
     """
     from trainer.quant_ranges import WIDE
 
-    rms: dict[str, float] = {}
-    per_target: dict[str, list[float]] = {}
-    refused: dict[str, str] = {}
-    for name, model_bytes in candidates:
-        try:
-            out = np.asarray(_runtime(model_bytes, None).predict(X_edge), dtype=np.float64)
-        except (RuntimeLoadError, RuntimeError, ValueError) as exc:  # e.g. XNNPACK: a requantisation scale it refuses
-            refused[name] = str(exc)
-            log.warning("int8 calibration variant %s left out: the edge runtime cannot run it (%s)", name, exc)
-            continue
-        out = out.reshape(float_std.shape)
-        rms[name] = float(np.sqrt(np.mean((out - float_std) ** 2)))
-        per_target[name] = [float(v) for v in np.sqrt(np.mean((out - float_std) ** 2, axis=0)).reshape(-1)]
+    outs, refused = _run_candidates(candidates, X_edge, float_std.shape)
+    rms = {k: float(np.sqrt(np.mean((out - float_std) ** 2))) for k, out in outs.items()}
+    per_target = {k: [float(v) for v in np.sqrt(np.mean((out - float_std) ** 2, axis=0)).reshape(-1)]
+                  for k, out in outs.items()}
     int8_rms = {k: v for k, v in rms.items() if k != WIDE}
-    if not int8_rms:
-        raise TrainerError("int8 conversion: the edge runtime cannot run any int8 conversion of the CNN ("
-                           + "; ".join(f"{k}: {v}" for k, v in refused.items()) + ")")
     plain = next(name for name, _ in candidates if name in int8_rms)  # the plain conversion, unless refused
     best = min(int8_rms, key=lambda k: int8_rms[k])
     chosen = int8_chosen = best if rms[best] < (1.0 - MIN_GAIN) * rms[plain] else plain
@@ -200,6 +195,73 @@ def choose_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray, 
              "error_source": error_source or None, "chosen": chosen, "int16x8_built": WIDE in rms,
              "refused": refused}
     return dict(candidates)[chosen], entry
+
+
+def choose_class_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray, float_prob: np.ndarray,
+                             roles: Sequence[str] = FIDELITY_ROLES) -> tuple[bytes, dict[str, Any]]:
+    """The conversion of a classification CNN (see the module): the int8 candidate that changes the float
+    network's class on the fewest fidelity rows, or the wide one where that int8 model still changes some and the
+    wide one fewer; and the ``metrics.json`` ``cnn_int8_calibration`` entry (``flips``: rows whose class differs,
+    per candidate; ``rms_prob``: RMS difference of the class probabilities).
+
+    Raises
+    ------
+    TrainerError
+        When the edge runtime runs none of the int8 candidates (as :func:`choose_calibration`).
+    """
+    from trainer.quant_ranges import WIDE
+
+    outs, refused = _run_candidates(candidates, X_edge, float_prob.shape)
+    want = np.argmax(float_prob, axis=1)
+    flips = {k: int(np.count_nonzero(np.argmax(out, axis=1) != want)) for k, out in outs.items()}
+    rms = {k: float(np.sqrt(np.mean((out - float_prob) ** 2))) for k, out in outs.items()}
+    int8 = [k for k in outs if k != WIDE]
+    plain = int8[0]  # the plain conversion, unless refused
+    best = min(int8, key=lambda k: (flips[k], rms[k]))
+    better = flips[best] < flips[plain] or (flips[best] == flips[plain] and rms[best] < (1.0 - MIN_GAIN) * rms[plain])
+    chosen = int8_chosen = best if better else plain
+    if flips[int8_chosen] and WIDE in flips and flips[WIDE] < flips[int8_chosen]:
+        chosen = WIDE
+    elif flips[int8_chosen] and WIDE not in flips:
+        log.warning("the int8 model changes the float network's class on %d of %d training/selection spectra, but no "
+                    "%s conversion was built (the reason is logged above): the int8 model is kept",
+                    flips[int8_chosen], X_edge.shape[0], WIDE)
+    where = {"train": "training", "select": "selection"}
+    on = " and ".join(where.get(r, r) for r in roles) + " rows"
+    log.info("int8 calibration variants, %s whose class differs from the float network's: %s; kept %s",
+             f"of {X_edge.shape[0]} {on}", ", ".join(f"{k} {v}" for k, v in flips.items()), chosen)
+    entry = {"criterion": f"rows whose class differs from the float network's, of the {on}", "roles": list(roles),
+             "rows": int(X_edge.shape[0]), "min_gain": MIN_GAIN, "flips": flips, "rms_prob": rms,
+             "int8_chosen": int8_chosen, "gap_to_error": None, "chosen": chosen, "int16x8_built": WIDE in flips,
+             "refused": refused}
+    return dict(candidates)[chosen], entry
+
+
+def _run_candidates(candidates: list[tuple[str, bytes]], X_edge: np.ndarray,
+                    shape: tuple[int, ...]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Each candidate's outputs on ``X_edge`` (edge runtime), and the reasons of those it cannot run.
+
+    Raises
+    ------
+    TrainerError
+        When it runs none of the int8 ones.
+    """
+    from trainer.quant_ranges import WIDE
+
+    outs: dict[str, np.ndarray] = {}
+    refused: dict[str, str] = {}
+    for name, model_bytes in candidates:
+        try:
+            out = np.asarray(_runtime(model_bytes, None).predict(X_edge), dtype=np.float64)
+        except (RuntimeLoadError, RuntimeError, ValueError) as exc:  # e.g. XNNPACK: a requantisation scale it refuses
+            refused[name] = str(exc)
+            log.warning("int8 calibration variant %s left out: the edge runtime cannot run it (%s)", name, exc)
+            continue
+        outs[name] = out.reshape(shape)
+    if not any(k != WIDE for k in outs):
+        raise TrainerError("int8 conversion: the edge runtime cannot run any int8 conversion of the CNN ("
+                           + "; ".join(f"{k}: {v}" for k, v in refused.items()) + ")")
+    return outs, refused
 
 
 def predict_roles(data: Prepared, pls: Any, net: TrainedNetwork, int8: Int8Network) -> Predictions:
