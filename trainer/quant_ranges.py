@@ -5,9 +5,10 @@ one choice among several: a range taken over more rows covers more of what the l
 high percentile spends the 256 int8 levels on the values that occur instead of on a few outliers (one unit of a
 hidden layer that fires hard on a handful of spectra sets the step of the whole tensor). Which is better depends on
 the network, so :func:`int8_candidates` builds the variants from *one* calibration pass and the trainer keeps the
-one whose int8 outputs stay closest to the float network on the training and selection rows, never on test rows
-(:mod:`trainer.pipeline.int8`). Those are the rows the ranges were calibrated on, so what a clipped range costs on
-spectra beyond them is not seen there: the headroom below is what covers those.
+one whose int8 outputs stay closest to the float network on the training and selection rows (a classifier's: that
+changes the fewest classes), never on test rows (:mod:`trainer.pipeline.int8`). Those are the rows the ranges
+were calibrated on, so what a clipped range costs on spectra beyond them is not seen there: the headroom below is
+what covers those.
 
 How: the converter calibrates only (``_experimental_calibrate_only``: a float flatbuffer whose tensors carry the
 min/max statistics), the statistics are edited here (:mod:`tensorflow.lite.tools.flatbuffer_utils`), and the

@@ -77,7 +77,8 @@ def fine_tune_rounded(model: Any, X: np.ndarray, *, epochs: int = EPOCHS, lr: fl
     Parameters
     ----------
     model : keras.Model
-        A functional regression network (one member or an averaged ensemble), not modified.
+        A functional network (one member or an averaged ensemble), not modified: a regression network's
+        standardised outputs, or a classifier's class probabilities, both reproduced by mean squared error.
     X : ndarray, shape (n, *input_shape), float32
         Spectra to reproduce the network on (real preprocessed training spectra; a seeded subset of
         :data:`MAX_ROWS` when more).

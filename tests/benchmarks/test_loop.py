@@ -286,8 +286,13 @@ def class_bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     # The classifier's conversion changes the float network's class on as few training/selection rows as any
     # candidate does (trainer.pipeline.int8.choose_class_calibration); the loop below runs it through the edge.
     cal = metrics["cnn_int8_calibration"]
-    assert cal["rows"] > 0 and {"minmax", cal["chosen"], cal["int8_chosen"]} <= set(cal["flips"])
+    assert cal["rows"] > 0 and {cal["chosen"], cal["int8_chosen"]} <= set(cal["flips"])
     assert cal["flips"][cal["chosen"]] == min(cal["flips"].values())
+    if request.param == "cnn":  # the bundle carries the conversion the entry names
+        from edge.bundle import load_bundle
+
+        arithmetic = load_bundle(base / "out" / "synthetic-grade.spectrolite").runtime.arithmetic
+        assert arithmetic == ("int16x8" if cal["chosen"] == "int16x8" else "int8")
     # The report draws the test rows' confusion matrices: the bundle through the edge runtime and both candidates.
     assert "<img src='confusion_test.png'" in report
     assert (base / "out" / "report" / "confusion_test.png").read_bytes()[:4] == b"\x89PNG"

@@ -70,3 +70,45 @@ def test_the_edge_loads_it_as_a_float_in_float_out_model_and_predicts_what_the_t
     # and the wide conversion stays close to the float network on the test rows
     flt = _rows(m, "cnn_float")
     assert abs(int8[("test", "conc_pct")] / flt[("test", "conc_pct")] - 1) < 0.01
+
+
+@pytest.fixture(scope="module")
+def fitted_classes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The three-class tiny config with the CNN deployed and its ``int16x8`` conversion taken whatever the classes
+    its int8 model changes (the choice itself: tests/trainer/test_class_calibration.py)."""
+    import trainer.pipeline.int8 as int8_stage
+    from tests.support.tiny_fit import CLASS_CONFIG, write_classes
+
+    base = tmp_path_factory.mktemp("fit16c")
+    write_classes(base / "classes.npz")
+    (base / "train.toml").write_text(CLASS_CONFIG + '[selection]\nmodel = "cnn"\n')
+    real = int8_stage.choose_class_calibration
+
+    def wide(candidates: list[tuple[str, bytes]], *args: Any, **kwargs: Any) -> tuple[bytes, dict[str, Any]]:
+        _, entry = real(candidates, *args, **kwargs)
+        return dict(candidates)[WIDE], dict(entry, chosen=WIDE)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(int8_stage, "choose_class_calibration", wide)
+    try:
+        metrics = fit(load_config(base / "train.toml"), base / "out")
+    finally:
+        mp.undo()
+    return {"metrics": metrics, "out": base / "out"}
+
+
+def test_an_int16x8_classifier_bundle_passes_its_self_test_and_serves_what_the_trainer_measured(
+    fitted_classes: dict[str, Any],
+) -> None:
+    m, out = fitted_classes["metrics"], fitted_classes["out"]
+    assert m["deployed_model"] == "cnn" and m["cnn_int8_calibration"]["chosen"] == WIDE
+    bundle = load_bundle(out / "synthetic-grade.spectrolite")
+    assert bundle.self_test is not None and bundle.self_test.summary().startswith("PASSED")
+    rt = bundle.runtime
+    assert rt.arithmetic == WIDE and rt.output_dtype == np.float32 and rt.output_affine is None
+    # golden probabilities within one 16-bit step of the softmax output (1/32768), not an int8 step (1/256)
+    assert 1e-5 <= bundle.manifest["golden"]["output_float_atol"] < 1 / 256
+    acc = {(e["model"], e["split"]): e["accuracy"] for e in m["evaluations"]}
+    for split in ("train", "select", "test"):
+        assert acc[("deployed", split)] == acc[("cnn_int8", split)], split
+    assert "int16x8 (int8 variant" in (out / "report" / "index.html").read_text()

@@ -69,7 +69,8 @@ class IntervalConfig:
         return cls(coverage=cov)
 
 
-#: ``[quantize] int16x8``: the 16-bit-activation conversion where the int8 gap calls for it, or full int8 only.
+#: ``[quantize] int16x8``: the 16-bit-activation conversion where the int8 model's rounding calls for it (the gap to
+#: the float network; a classifier's changed classes: :mod:`trainer.pipeline.int8`), or full int8 only.
 INT16X8_MODES = ("auto", "never")
 #: ``[quantize] headroom``: default and largest value (each int8 range but the input's widened by that fraction;
 #: 3 quadruples the step, two of the eight bits).

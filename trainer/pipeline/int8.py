@@ -55,8 +55,9 @@ class Int8Network:
     """The int8 CNN: ``tflite`` bytes, ``output_transform`` (regression: standardised outputs -> target units, the
     bundle's manifest entry; None for classification), ``output_step`` (one int8 output step in target units, or
     None), ``X_train_pre`` (the preprocessed, un-augmented training spectra), ``runtime`` (the edge's
-    :class:`~edge.runtime.ModelRuntime` running it) and ``calibration`` (the ``metrics.json`` ``quantize`` entry:
-    each variant's RMS difference from the float network and the one kept; None for classification)."""
+    :class:`~edge.runtime.ModelRuntime` running it) and ``calibration`` (the ``metrics.json``
+    ``cnn_int8_calibration`` entry: each candidate's RMS difference from the float network, a classifier's also
+    the rows whose class it changes, and the one kept)."""
 
     tflite: bytes
     output_transform: dict[str, list[float]] | None
@@ -90,17 +91,18 @@ def convert_network(cfg: TrainConfig, data: Prepared, net: TrainedNetwork,
     rows = np.concatenate([roles[r] for r in fid_roles])
     X_fid = net.pre.transform(X[rows])
     headroom = 0.0 if data.classify else cfg.quantize.headroom
+    wide_wanted = cfg.quantize.int16x8 != "never"
     candidates = convert_int8_candidates(to_convert, rep, X_fid, subprocess=cfg.quantize.subprocess, seed=cfg.seed,
-                                         int16x8=cfg.quantize.int16x8 != "never", headroom=headroom)
+                                         int16x8=wide_wanted, headroom=headroom)
     float_out = cnn_predict(to_convert, X_fid, False)
     if data.classify:
         tflite_int8, calibration = choose_class_calibration(candidates, net.edge_pipe.transform(X[rows]), float_out,
-                                                            roles=fid_roles)
+                                                            roles=fid_roles, wide_wanted=wide_wanted)
     else:
         error, source = _cnn_error(data, net, cv_rmse)
         tflite_int8, calibration = choose_calibration(candidates, net.edge_pipe.transform(X[rows]), float_out,
                                                       roles=fid_roles, y_scale=net.trained.y_scale, cnn_error=error,
-                                                      error_source=source)
+                                                      error_source=source, wide_wanted=wide_wanted)
     calibration["int16x8"] = cfg.quantize.int16x8
     calibration["headroom"] = headroom
     rt = _runtime(tflite_int8, cnn_transform)
@@ -129,7 +131,7 @@ def _cnn_error(data: Prepared, net: TrainedNetwork, cv_rmse: np.ndarray | None) 
 
 def choose_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray, float_std: np.ndarray,
                        roles: Sequence[str] = FIDELITY_ROLES, *, y_scale: Any = None, cnn_error: Any = None,
-                       error_source: str = "") -> tuple[bytes, dict[str, Any]]:
+                       error_source: str = "", wide_wanted: bool = True) -> tuple[bytes, dict[str, Any]]:
     """The int8 candidate closest to the float network (or the wide one, see the module), and the ``metrics.json``
     ``cnn_int8_calibration`` entry.
 
@@ -148,6 +150,8 @@ def choose_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray, 
         conversion is never taken.
     error_source : str
         Where ``cnn_error`` comes from, for the entry.
+    wide_wanted : bool
+        False for ``[quantize] int16x8 = "never"``: keeping the int8 model is then said at INFO, not warned.
 
     Returns
     -------
@@ -179,9 +183,8 @@ def choose_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray, 
         if WIDE in rms and max(gap) > MAX_GAP and rms[WIDE] < (1.0 - MIN_GAIN) * rms[int8_chosen]:
             chosen = WIDE
         elif WIDE not in rms and max(gap) > MAX_GAP:
-            log.warning("the int8 model's gap to the float network is %s of the CNN's error (limit %g), but no %s "
-                        "conversion was built (the reason is logged above): the int8 model is kept",
-                        ", ".join(f"{g:.3g}" for g in gap), MAX_GAP, WIDE)
+            _int8_kept(f"the int8 model's gap to the float network is {', '.join(f'{g:.3g}' for g in gap)} of the "
+                       f"CNN's error (limit {MAX_GAP:g})", refused, wide_wanted)
     where = {"train": "training", "select": "selection"}
     on = " and ".join(where.get(r, r) for r in roles) + " rows"
     log.info("int8 calibration variants, RMS difference from the float network (standardised, %d %s): %s; kept %s%s",
@@ -198,7 +201,8 @@ def choose_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray, 
 
 
 def choose_class_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray, float_prob: np.ndarray,
-                             roles: Sequence[str] = FIDELITY_ROLES) -> tuple[bytes, dict[str, Any]]:
+                             roles: Sequence[str] = FIDELITY_ROLES,
+                             wide_wanted: bool = True) -> tuple[bytes, dict[str, Any]]:
     """The conversion of a classification CNN (see the module): the int8 candidate that changes the float
     network's class on the fewest fidelity rows, or the wide one where that int8 model still changes some and the
     wide one fewer; and the ``metrics.json`` ``cnn_int8_calibration`` entry (``flips``: rows whose class differs,
@@ -223,9 +227,8 @@ def choose_class_calibration(candidates: list[tuple[str, bytes]], X_edge: np.nda
     if flips[int8_chosen] and WIDE in flips and flips[WIDE] < flips[int8_chosen]:
         chosen = WIDE
     elif flips[int8_chosen] and WIDE not in flips:
-        log.warning("the int8 model changes the float network's class on %d of %d training/selection spectra, but no "
-                    "%s conversion was built (the reason is logged above): the int8 model is kept",
-                    flips[int8_chosen], X_edge.shape[0], WIDE)
+        _int8_kept(f"the int8 model changes the float network's class on {flips[int8_chosen]} of {X_edge.shape[0]} "
+                   "training/selection spectra", refused, wide_wanted)
     where = {"train": "training", "select": "selection"}
     on = " and ".join(where.get(r, r) for r in roles) + " rows"
     log.info("int8 calibration variants, %s whose class differs from the float network's: %s; kept %s",
@@ -235,6 +238,21 @@ def choose_class_calibration(candidates: list[tuple[str, bytes]], X_edge: np.nda
              "int8_chosen": int8_chosen, "gap_to_error": None, "chosen": chosen, "int16x8_built": WIDE in flips,
              "refused": refused}
     return dict(candidates)[chosen], entry
+
+
+def _int8_kept(why: str, refused: dict[str, str], wide_wanted: bool) -> None:
+    """Say why the int8 model is kept where its rounding called for the wide conversion: the config asked for none
+    (INFO), the edge runtime refused it, or it was not built (the converter's reason is logged above)."""
+    from trainer.quant_ranges import WIDE
+
+    if not wide_wanted:
+        log.info('%s; [quantize] int16x8 = "never": the int8 model is kept', why)
+    elif WIDE in refused:
+        log.warning("%s, but the edge runtime cannot run the %s conversion (%s): the int8 model is kept", why, WIDE,
+                    refused[WIDE])
+    else:
+        log.warning("%s, but no %s conversion was built (the reason is logged above): the int8 model is kept", why,
+                    WIDE)
 
 
 def _run_candidates(candidates: list[tuple[str, bytes]], X_edge: np.ndarray,
