@@ -86,7 +86,7 @@ def dataset_arrays(ds: Any) -> dict[str, np.ndarray]:
 
 
 def dataset_file(path: Path, task: str = "regression", targets: Sequence[str] = ()) -> dict[str, np.ndarray]:
-    """The arrays of a dataset: an ``.npz`` as stored; a classification's, and a CSV or JCAMP-DX regression's
+    """The arrays of a dataset: an ``.npz`` as stored; a classification's, and a CSV or JCAMP-DX file's
     (``targets``: the bundle's, the columns that hold its references), read by the trainer's loader, so ``y``
     holds class indices into ``class_names`` as the fit saw them (:func:`classes_in_bundle_order`)."""
     from firmware_bridge.synthetic import SyntheticDataError, load_npz
@@ -99,14 +99,13 @@ def dataset_file(path: Path, task: str = "regression", targets: Sequence[str] = 
     from trainer.data import load_dataset
     from trainer.errors import TrainerError
 
+    # an .npz classification names its target itself; a CSV or JCAMP-DX file has the bundle's target column
+    names = None if task == "classification" and path.suffix.lower() == ".npz" else list(targets)
     try:
-        if task == "classification":
-            return dataset_arrays(load_dataset(path, task="classification"))
-        return dataset_arrays(load_dataset(path, task="regression", targets=list(targets)))
+        return dataset_arrays(load_dataset(path, task=task, targets=names))
     except TrainerError as exc:
-        also = ("" if task == "classification" else "; references in a separate file, or other [data] settings, "
-                "need the config that reads them: --config CONFIG")
-        raise HarnessError(f"cannot read {path} as a {task} data set: {exc}{also}") from exc
+        raise HarnessError(f"cannot read {path} as a {task} data set: {exc}; references in a separate file, or other "
+                           "[data] settings, need the config that reads them: --config CONFIG") from exc
 
 
 def classes_in_bundle_order(data: Mapping[str, np.ndarray], labels: Sequence[str]) -> dict[str, np.ndarray]:

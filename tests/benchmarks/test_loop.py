@@ -367,6 +367,29 @@ def test_loop_scores_a_classification_bundle_by_its_published_probabilities(
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
+def test_loop_streams_a_classification_csv_through_a_bundle_from_fit(
+        tmp_path: Path, class_bundle: tuple[Path, Path]) -> None:
+    """A newcomer's classification data as a CSV (class labels in the bundle's target column, headers with units)
+    streams as its ``.npz`` does: the bundle's target names the column to read."""
+    bundle, data = class_bundle
+    d = np.load(data)
+    names, y = [str(n) for n in d["class_names"]], np.asarray(d["y"]).reshape(len(d["X"]), -1)[:, 0]
+    head = ["sample_id", "split", "grade", *(f"{w:.4f} nm" for w in d["wavelengths"])]
+    lines = [",".join(head)] + [",".join([f"s{i}", str(d["split"][i]), names[int(y[i])],
+                                          *(repr(float(v)) for v in d["X"][i])]) for i in range(len(d["X"]))]
+    csv = tmp_path / "classes.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "loop.json"
+    rc = main(["loop", "--bundle", str(bundle), "--dataset", str(csv), "--select", "split=test", "--frames", "20",
+               "--rate", "100", "--broker", "mosquitto", "--json", str(out)])
+    assert rc in (0, 1)
+    got = json.loads(out.read_text())
+    assert (got["task"], got["sent"], got["predictions"], got["lost"]) == ("classification", 20, 20, 0)
+    assert got["with_reference"] == 20 and got["loop_vs_replay_class_agreement"] == 1.0
+    assert np.array(got["loop_confusion"]).sum() == 20
+
+
 def test_class_references_follow_the_bundles_label_order() -> None:
     from benchmarks.harness import HarnessError, classes_in_bundle_order
 
