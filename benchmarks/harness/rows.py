@@ -104,8 +104,10 @@ def dataset_file(path: Path, task: str = "regression", targets: Sequence[str] = 
     try:
         return dataset_arrays(load_dataset(path, task=task, targets=names))
     except TrainerError as exc:
-        raise HarnessError(f"cannot read {path} as a {task} data set: {exc}; references in a separate file, or other "
-                           "[data] settings, need the config that reads them: --config CONFIG") from exc
+        what = ("other [data] settings" if path.suffix.lower() == ".npz"
+                else "references in a separate file, or other [data] settings")
+        raise HarnessError(f"cannot read {path} as a {task} data set: {exc}; {what} need the config that reads them: "
+                           "--config CONFIG") from exc
 
 
 def classes_in_bundle_order(data: Mapping[str, np.ndarray], labels: Sequence[str]) -> dict[str, np.ndarray]:

@@ -381,13 +381,17 @@ def test_loop_streams_a_classification_csv_through_a_bundle_from_fit(
     csv = tmp_path / "classes.csv"
     csv.write_text("\n".join(lines) + "\n")
     out = tmp_path / "loop.json"
-    rc = main(["loop", "--bundle", str(bundle), "--dataset", str(csv), "--select", "split=test", "--frames", "20",
-               "--rate", "100", "--broker", "mosquitto", "--json", str(out)])
+    rc = main(["loop", "--bundle", str(bundle), "--dataset", str(csv), "--select", "split=test", "--rate", "100",
+               "--broker", "mosquitto", "--json", str(out)])
     assert rc in (0, 1)
     got = json.loads(out.read_text())
-    assert (got["task"], got["sent"], got["predictions"], got["lost"]) == ("classification", 20, 20, 0)
-    assert got["with_reference"] == 20 and got["loop_vs_replay_class_agreement"] == 1.0
-    assert np.array(got["loop_confusion"]).sum() == 20
+    test = np.asarray(d["split"]) == "test"
+    n_test = int(test.sum())
+    assert (got["task"], got["sent"], got["predictions"], got["lost"]) == ("classification", n_test, n_test, 0)
+    assert got["with_reference"] == n_test and got["loop_vs_replay_class_agreement"] == 1.0
+    # the CSV's labels (read in text order: high, low, mid) reached the bundle's classes (low, mid, high)
+    assert got["classes"] == ["low", "mid", "high"]
+    assert np.array(got["loop_confusion"]).sum(axis=1).tolist() == np.bincount(y[test], minlength=3).tolist()
 
 
 def test_class_references_follow_the_bundles_label_order() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 import trainer.pipeline.int8 as int8_stage
 from trainer.errors import TrainerError
-from trainer.pipeline.int8 import MIN_GAIN, choose_class_calibration
+from trainer.pipeline.int8 import MAX_GAP, MIN_GAIN, choose_calibration, choose_class_calibration
 
 #: The float network's class probabilities on 8 rows: class 0 on the first four, class 1 on the others.
 FLOAT = np.array([[0.7, 0.3]] * 4 + [[0.3, 0.7]] * 4)
@@ -47,8 +47,11 @@ def test_equal_counts_keep_the_plain_conversion_unless_a_variant_is_closer_by_mo
 
 
 def test_a_variant_that_changes_fewer_classes_wins_whatever_its_probabilities(monkeypatch: pytest.MonkeyPatch) -> None:
-    entry = _choose(monkeypatch, {"minmax": _flipped(2), "minmax_all": _flipped(1, 0.1),
+    barely = FLOAT.copy()
+    barely[:2] = [0.49, 0.51]  # two classes changed by a hair: closer in probabilities than minmax_all below
+    entry = _choose(monkeypatch, {"minmax": barely, "minmax_all": _flipped(1, 0.1),
                                   "act_p9999": _flipped(2), "int16x8": _flipped(1)})
+    assert entry["rms_prob"]["minmax"] < entry["rms_prob"]["minmax_all"]
     # minmax_all changes one class, as int16x8 does: not fewer, so the int8 variant is kept
     assert entry["int8_chosen"] == entry["chosen"] == "minmax_all"
     assert entry["flips"] == {"minmax": 2, "minmax_all": 1, "act_p9999": 2, "int16x8": 1}
@@ -84,6 +87,27 @@ def test_an_int8_model_that_changes_classes_without_a_wide_conversion_is_kept_an
         entry = _choose(monkeypatch, outs, refused, wide_wanted=wanted)
     assert entry["chosen"] == "minmax" and not entry["int16x8_built"]
     said = [r for r in caplog.records if "changes the float network's class on 1 of 8" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == level and says in said[0].getMessage()
+
+
+@pytest.mark.parametrize(("refused", "wanted", "level", "says"), [
+    ({}, True, logging.WARNING, "no int16x8 conversion was built"),
+    ({"int16x8": "no 16-bit kernel here"}, True, logging.WARNING, "cannot run the int16x8 conversion (no 16-bit"),
+    ({}, False, logging.INFO, 'int16x8 = "never"'),
+])
+def test_a_regression_int8_model_over_the_gap_without_a_wide_conversion_says_why_it_is_kept(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, refused: dict[str, str], wanted: bool,
+    level: int, says: str,
+) -> None:
+    """The same three reasons on the regression chooser (``choose_calibration``): its int8 gap is 10 x MAX_GAP."""
+    ref = np.linspace(-1.0, 1.0, 8)[:, None]
+    outs = {"minmax": ref + 0.01, "minmax_all": ref + 0.02}
+    monkeypatch.setattr(int8_stage, "_run_candidates", lambda cands, X, shape: (outs, dict(refused)))
+    with caplog.at_level(logging.INFO, logger="trainer.pipeline.int8"):
+        _, entry = choose_calibration(CANDIDATES[:2], np.zeros((8, 3)), ref, roles=("train",), y_scale=[1.0],
+                                      cnn_error=[0.01 / (10 * MAX_GAP)], wide_wanted=wanted)
+    assert entry["chosen"] == "minmax" and max(entry["gap_to_error"]) == pytest.approx(10 * MAX_GAP)
+    said = [r for r in caplog.records if "of the CNN's error (limit" in r.getMessage()]
     assert len(said) == 1 and said[0].levelno == level and says in said[0].getMessage()
 
 

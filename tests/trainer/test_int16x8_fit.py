@@ -107,7 +107,7 @@ def test_an_int16x8_classifier_bundle_passes_its_self_test_and_serves_what_the_t
     rt = bundle.runtime
     assert rt.arithmetic == WIDE and rt.output_dtype == np.float32 and rt.output_affine is None
     # golden probabilities within one 16-bit step of the softmax output (1/32768), not an int8 step (1/256)
-    assert 1e-5 <= bundle.manifest["golden"]["output_float_atol"] < 1 / 256
+    assert bundle.manifest["golden"]["output_float_atol"] == pytest.approx(1 / 32768, rel=1e-6)
     acc = {(e["model"], e["split"]): e["accuracy"] for e in m["evaluations"]}
     for split in ("train", "select", "test"):
         assert acc[("deployed", split)] == acc[("cnn_int8", split)], split

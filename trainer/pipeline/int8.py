@@ -226,11 +226,11 @@ def choose_class_calibration(candidates: list[tuple[str, bytes]], X_edge: np.nda
     chosen = int8_chosen = best if better else plain
     if flips[int8_chosen] and WIDE in flips and flips[WIDE] < flips[int8_chosen]:
         chosen = WIDE
-    elif flips[int8_chosen] and WIDE not in flips:
-        _int8_kept(f"the int8 model changes the float network's class on {flips[int8_chosen]} of {X_edge.shape[0]} "
-                   "training/selection spectra", refused, wide_wanted)
     where = {"train": "training", "select": "selection"}
     on = " and ".join(where.get(r, r) for r in roles) + " rows"
+    if flips[int8_chosen] and WIDE not in flips:
+        _int8_kept(f"the int8 model changes the float network's class on {flips[int8_chosen]} of {X_edge.shape[0]} "
+                   f"{on}", refused, wide_wanted)
     log.info("int8 calibration variants, %s whose class differs from the float network's: %s; kept %s",
              f"of {X_edge.shape[0]} {on}", ", ".join(f"{k} {v}" for k, v in flips.items()), chosen)
     entry = {"criterion": f"rows whose class differs from the float network's, of the {on}", "roles": list(roles),
