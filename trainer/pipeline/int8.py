@@ -185,8 +185,7 @@ def choose_calibration(candidates: list[tuple[str, bytes]], X_edge: np.ndarray, 
         elif WIDE not in rms and max(gap) > MAX_GAP:
             _int8_kept(f"the int8 model's gap to the float network is {', '.join(f'{g:.3g}' for g in gap)} of the "
                        f"CNN's error (limit {MAX_GAP:g})", refused, wide_wanted)
-    where = {"train": "training", "select": "selection"}
-    on = " and ".join(where.get(r, r) for r in roles) + " rows"
+    on = _rows_named(roles)
     log.info("int8 calibration variants, RMS difference from the float network (standardised, %d %s): %s; kept %s%s",
              X_edge.shape[0], on, ", ".join(f"{k} {v:.4g}" for k, v in rms.items()), chosen,
              "" if gap is None else f" (gap of {int8_chosen} / CNN error: {', '.join(f'{g:.3g}' for g in gap)}, "
@@ -226,8 +225,7 @@ def choose_class_calibration(candidates: list[tuple[str, bytes]], X_edge: np.nda
     chosen = int8_chosen = best if better else plain
     if flips[int8_chosen] and WIDE in flips and flips[WIDE] < flips[int8_chosen]:
         chosen = WIDE
-    where = {"train": "training", "select": "selection"}
-    on = " and ".join(where.get(r, r) for r in roles) + " rows"
+    on = _rows_named(roles)
     if flips[int8_chosen] and WIDE not in flips:
         _int8_kept(f"the int8 model changes the float network's class on {flips[int8_chosen]} of {X_edge.shape[0]} "
                    f"{on}", refused, wide_wanted)
@@ -238,6 +236,12 @@ def choose_class_calibration(candidates: list[tuple[str, bytes]], X_edge: np.nda
              "int8_chosen": int8_chosen, "gap_to_error": None, "chosen": chosen, "int16x8_built": WIDE in flips,
              "refused": refused}
     return dict(candidates)[chosen], entry
+
+
+def _rows_named(roles: Sequence[str]) -> str:
+    """``training and selection rows``, or ``training rows``: the fidelity rows in words."""
+    where = {"train": "training", "select": "selection"}
+    return " and ".join(where.get(r, r) for r in roles) + " rows"
 
 
 def _int8_kept(why: str, refused: dict[str, str], wide_wanted: bool) -> None:
