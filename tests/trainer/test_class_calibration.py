@@ -19,6 +19,14 @@ NAMES = ("minmax", "minmax_all", "act_p9999", "int16x8")
 CANDIDATES = [(name, name.encode()) for name in NAMES]
 
 
+#: Why an int8 model is kept where its rounding called for int16x8: (refused, int16x8 wanted, log level, words).
+KEPT_REASONS = [
+    ({}, True, logging.WARNING, "no int16x8 conversion was built"),
+    ({"int16x8": "no 16-bit kernel here"}, True, logging.WARNING, "cannot run the int16x8 conversion (no 16-bit"),
+    ({}, False, logging.INFO, 'int16x8 = "never"'),
+]
+
+
 def _flipped(k: int, shift: float = 0.0) -> np.ndarray:
     """The float probabilities with the class of the first ``k`` rows changed, every probability moved by ``shift``
     (its RMS difference from the float ones, when no class changes)."""
@@ -73,11 +81,7 @@ def test_a_refused_plain_conversion_leaves_the_next_int8_candidate_as_the_plain_
     assert entry["chosen"] == "minmax_all" and entry["refused"] == {"minmax": "XNNPACK: unsupported scale"}
 
 
-@pytest.mark.parametrize(("refused", "wanted", "level", "says"), [
-    ({}, True, logging.WARNING, "no int16x8 conversion was built"),
-    ({"int16x8": "no 16-bit kernel here"}, True, logging.WARNING, "cannot run the int16x8 conversion (no 16-bit"),
-    ({}, False, logging.INFO, 'int16x8 = "never"'),
-])
+@pytest.mark.parametrize(("refused", "wanted", "level", "says"), KEPT_REASONS)
 def test_an_int8_model_that_changes_classes_without_a_wide_conversion_is_kept_and_says_why(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, refused: dict[str, str], wanted: bool,
     level: int, says: str,
@@ -90,11 +94,7 @@ def test_an_int8_model_that_changes_classes_without_a_wide_conversion_is_kept_an
     assert len(said) == 1 and said[0].levelno == level and says in said[0].getMessage()
 
 
-@pytest.mark.parametrize(("refused", "wanted", "level", "says"), [
-    ({}, True, logging.WARNING, "no int16x8 conversion was built"),
-    ({"int16x8": "no 16-bit kernel here"}, True, logging.WARNING, "cannot run the int16x8 conversion (no 16-bit"),
-    ({}, False, logging.INFO, 'int16x8 = "never"'),
-])
+@pytest.mark.parametrize(("refused", "wanted", "level", "says"), KEPT_REASONS)
 def test_a_regression_int8_model_over_the_gap_without_a_wide_conversion_says_why_it_is_kept(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, refused: dict[str, str], wanted: bool,
     level: int, says: str,
