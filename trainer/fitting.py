@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["compile_steps", "epoch_steps", "fit_arrays"]
+__all__ = ["capped_epochs", "compile_steps", "epoch_steps", "fit_arrays"]
 
 #: Validation rows evaluated per batch (the loss is a row-weighted mean, so the batching does not change it).
 VALIDATION_BATCH = 256
@@ -36,6 +36,14 @@ def epoch_steps(rows: int, batch_size: int) -> int:
     if rows < 1 or batch_size < 1:
         raise ValueError(f"expected at least one row and a batch size >= 1, got {rows} rows, batch size {batch_size}")
     return math.ceil(rows / batch_size)
+
+
+def capped_epochs(epochs: int, rows: int, batch_size: int, max_steps: int | None) -> int:
+    """``epochs``, or fewer (at least one) so that the optimizer steps, epochs x batches per epoch, stay within
+    ``max_steps`` (None: no cap). A fit's time follows its steps, and many rows need fewer passes over them."""
+    if max_steps is None:
+        return epochs
+    return max(1, min(epochs, max_steps // epoch_steps(rows, batch_size)))
 
 
 def compile_steps(rows: int, batch_size: int) -> dict[str, int]:

@@ -9,14 +9,14 @@ Public API (stable; the orchestration in ``trainer.pipeline`` codes against it)
     edge ``Pipeline`` output without the batch axis). Regression: linear output of ``n_outputs`` targets.
     Classification: softmax over ``n_outputs`` classes.
 ``train_cnn(X_train, y_train, X_sel, y_sel, *, config, seed) -> TrainedCNN``
-    Trains ``config.ensemble_size`` networks (initialiser seeds ``seed, seed+1, ...``) *jointly in one graph*
-    (one output and one loss per member, summed; the members share no weights, so their gradients stay
-    independent, but one optimizer step serves all of them: measured here, a 3-member ensemble took about
-    1.4x the time of one network, not 3x) and returns **one** Keras model whose output is the average of the members
-    (regression: in the units of ``y``; classification: class probabilities). ``X_sel, y_sel`` drive early
-    stopping, the kept epoch (``restore_best``) and the plateau schedule; pass ``None`` for both to train a fixed
-    number of epochs. ``TrainedCNN`` carries ``model``, ``history``, ``best_epoch``, ``epochs_run``,
-    ``train_seconds``, ``config``, ``seed``, ``y_mean``, ``y_scale`` and ``n_params``.
+    Trains ``config.ensemble_size`` networks (initialiser seeds ``seed, seed+1, ...``) *jointly in one graph* (one
+    output and one loss per member, summed; the members share no weights, so their gradients stay independent, but one
+    optimizer step serves all of them: measured here, a 3-member ensemble took about 1.4x the time of one network, not
+    3x) and returns **one** Keras model whose output is the average of the members (regression: in the units of ``y``;
+    classification: class probabilities). ``X_sel, y_sel`` drive early stopping, the kept epoch (``restore_best``) and
+    the plateau schedule; pass ``None`` for both to train a fixed number of epochs (fewer where they would pass
+    ``config.max_steps`` optimizer steps). ``TrainedCNN`` carries ``model``, ``history``, ``best_epoch``,
+    ``epochs_run``, ``train_seconds``, ``config``, ``seed``, ``y_mean``, ``y_scale`` and ``n_params``.
 ``average_members(members, input_shape) -> keras.Model``
     The in-graph average used for ensembles.
 
@@ -82,6 +82,8 @@ class CNNConfig:
         Cosine decay to 1 % over ``epochs``, or halving after ``plateau_patience`` epochs without improvement of
         the monitored loss.
     epochs, batch_size : int
+    max_steps : int or None
+        At most this many optimizer steps (epochs x batches): fewer epochs on many rows (None: all ``epochs``).
     early_stopping_patience : int or None
         Epochs without improvement of the selection loss before stopping; ``None`` trains all ``epochs`` (best
         weights on the selection rows are still restored when selection rows are given and
@@ -120,6 +122,7 @@ class CNNConfig:
     lr_schedule: str = "cosine"
     epochs: int = 200
     batch_size: int = 32
+    max_steps: int | None = 20_000
     early_stopping_patience: int | None = None
     restore_best: bool = True
     plateau_patience: int = 20
@@ -143,10 +146,8 @@ class CNNConfig:
         if not self.filters:
             raise TrainConfigError("model.filters: expected at least one convolution block, got none")
         if not (len(self.filters) == len(self.kernel_sizes) == len(self.strides)):
-            raise TrainConfigError(
-                "model.filters, model.kernel_sizes, model.strides: expected equal lengths, got "
-                f"{len(self.filters)}, {len(self.kernel_sizes)}, {len(self.strides)}"
-            )
+            raise TrainConfigError("model.filters, model.kernel_sizes, model.strides: expected equal lengths, got "
+                                   f"{len(self.filters)}, {len(self.kernel_sizes)}, {len(self.strides)}")
         for name in ("filters", "kernel_sizes", "strides", "dense_units"):
             if any(v < 1 for v in getattr(self, name)):
                 raise TrainConfigError(f"model.{name}: expected positive integers, got {list(getattr(self, name))}")
@@ -165,10 +166,9 @@ class CNNConfig:
                 raise TrainConfigError(f"model.{name}: expected an integer >= 1, got {getattr(self, name)}")
         if self.n_classes is not None and self.n_classes < 2:
             raise TrainConfigError(f"model.n_classes: expected an integer >= 2 or none, got {self.n_classes}")
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            raise TrainConfigError(
-                f"model.early_stopping_patience: expected an integer >= 1 or none, got {self.early_stopping_patience}"
-            )
+        for name in ("max_steps", "early_stopping_patience"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise TrainConfigError(f"model.{name}: expected an integer >= 1 or none, got {getattr(self, name)}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CNNConfig:
@@ -195,7 +195,7 @@ class TrainedCNN:
     best_epoch : int
         1-based epoch whose weights were kept (the last one unless selection rows and ``restore_best``).
     epochs_run : int
-        Epochs actually run (fewer than ``config.epochs`` after early stopping).
+        Epochs actually run (fewer than ``config.epochs`` after early stopping or the ``max_steps`` cap).
     train_seconds : float
         Wall-clock seconds spent training all members.
     config : CNNConfig
@@ -492,7 +492,7 @@ def train_cnn(
     """
     import keras
 
-    from trainer.fitting import compile_steps, fit_arrays
+    from trainer.fitting import capped_epochs, compile_steps, fit_arrays
 
     X_train, y_train = _check_xy(X_train, y_train, "train")
     if (X_sel is None) != (y_sel is None):
@@ -539,6 +539,9 @@ def train_cnn(
         loss = keras.losses.Huber(delta=config.huber_delta) if config.loss == "huber" else "mse"
 
     steps_per_epoch = math.ceil(len(X_train) / config.batch_size)
+    epochs = capped_epochs(config.epochs, len(X_train), config.batch_size, config.max_steps)
+    if epochs < config.epochs:
+        log.info("cnn: %d epochs capped to %d by max_steps %d", config.epochs, epochs, config.max_steps)
     k = config.ensemble_size
     set_determinism(int(seed))
     t0 = time.perf_counter()
@@ -556,13 +559,13 @@ def train_cnn(
     joint = keras.Model(inputs, [m(inputs) for m in members], name="joint")
     if config.lr_schedule == "cosine":
         lr: Any = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.01
+            config.learning_rate, decay_steps=epochs * steps_per_epoch, alpha=0.01
         )
     else:
         lr = config.learning_rate
     joint.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=[loss] * k,
                   **compile_steps(len(X_train), config.batch_size))  # epoch-end callbacks only (trainer.fitting)
-    callbacks: list[Any] = [_Progress.make(k, config.epochs, config.log_every)]
+    callbacks: list[Any] = [_Progress.make(k, epochs, config.log_every)]
     best = _BestWeights.make()
     monitor = "val_loss" if X_sel is not None else "loss"
     if X_sel is not None and config.restore_best:
@@ -575,7 +578,7 @@ def train_cnn(
                                               min_lr=config.learning_rate / 100)
         )
     hist = fit_arrays(joint, X_train, [yt] * k, validation=None if X_sel is None else (X_sel, [ys] * k),
-                      epochs=config.epochs, batch_size=config.batch_size, seed=int(seed), callbacks=callbacks)
+                      epochs=epochs, batch_size=config.batch_size, seed=int(seed), callbacks=callbacks)
     n_run = len(hist.history["loss"])
     if best.weights is not None:
         joint.set_weights(best.weights)

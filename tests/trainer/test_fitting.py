@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.fitting import compile_steps, epoch_steps, fit_arrays
+from trainer.fitting import capped_epochs, compile_steps, epoch_steps, fit_arrays
 
 keras = pytest.importorskip("keras")
 
@@ -30,6 +30,13 @@ class _Batches(keras.callbacks.Callback):  # type: ignore[misc]  # keras is unty
 
     def on_train_batch_end(self, batch: int, logs: object = None) -> None:
         self.calls += 1
+
+
+def test_capped_epochs_keeps_the_steps_within_the_cap() -> None:
+    assert capped_epochs(300, 640, 16, None) == 300  # no cap
+    assert capped_epochs(300, 640, 16, 20_000) == 300  # 40 steps an epoch: 12,000 steps, under the cap
+    assert capped_epochs(300, 30_000, 16, 20_000) == 10  # 1,875 steps an epoch: 10 epochs are 18,750 steps
+    assert capped_epochs(300, 1_000_000, 16, 20_000) == 1  # one epoch passes the cap: one epoch still runs
 
 
 def test_epoch_steps_counts_the_partial_last_batch_and_refuses_nonsense() -> None:

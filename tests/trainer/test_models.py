@@ -4,6 +4,7 @@ one graph, the target scaling is folded into the output, and the model survives 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 
 import numpy as np
@@ -83,6 +84,19 @@ def test_same_seed_gives_identical_weights(data) -> None:  # type: ignore[no-unt
         np.testing.assert_array_equal(a, b)
     other = train_cnn(X, y[:, 0], Xs, ys[:, 0], config=cfg, seed=4)
     assert any(not np.array_equal(a, b) for a, b in zip(first.model.get_weights(), other.model.get_weights()))
+
+
+@pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
+def test_max_steps_caps_the_epochs_of_a_large_training_set(data, caplog) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
+    X, y, _, _ = data  # 300 rows in batches of 32: 10 steps an epoch
+    capped = dataclasses.replace(TINY, epochs=40, max_steps=35)
+    with caplog.at_level(logging.INFO, logger="trainer.models"):
+        fit = train_cnn(X, y[:, 0], None, None, config=capped, seed=3)
+    assert fit.epochs_run == 3 and len(fit.history["loss"]) == 3
+    assert "cnn: 40 epochs capped to 3 by max_steps 35" in caplog.text
+    # Without the cap every epoch runs; a cap the epochs never reach changes nothing.
+    for cfg in (dataclasses.replace(TINY, epochs=4, max_steps=None), dataclasses.replace(TINY, epochs=4, max_steps=40)):
+        assert train_cnn(X, y[:, 0], None, None, config=cfg, seed=3).epochs_run == 4
 
 
 @pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
@@ -173,6 +187,9 @@ def test_config_errors() -> None:
         with pytest.raises(TrainConfigError, match=re.escape(msg)):
             CNNConfig.from_dict(table)
     assert CNNConfig.from_dict({"l2": 0, "early_stopping_patience": 5}).early_stopping_patience == 5
+    assert CNNConfig().max_steps == 20_000 and CNNConfig.from_dict({"max_steps": 500}).max_steps == 500
+    with pytest.raises(TrainConfigError, match=re.escape("model.max_steps: expected an integer >= 1 or none, got 0")):
+        CNNConfig(max_steps=0)
 
 
 def test_input_errors(data) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
