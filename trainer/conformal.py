@@ -11,7 +11,9 @@ calibration rows' (the guarantee then no longer applies there, whatever the OOD 
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,6 +22,8 @@ import numpy as np
 from edge.intervals import IntervalModel
 from trainer.errors import CalibrationError
 from trainer.splits import grouped_folds
+
+log = logging.getLogger(__name__)
 
 __all__ = ["fit_intervals", "empirical_coverage", "min_calibration_rows", "nested_oof_predictions", "residual_shift"]
 
@@ -127,6 +131,7 @@ def nested_oof_predictions(
     fit_fn: Callable[[np.ndarray, np.ndarray, np.ndarray], Any],
     folds: int,
     seed: int,
+    progress: str | None = None,
 ) -> np.ndarray:
     """Out-of-fold predictions of a whole fitting procedure, its model selection included (nested CV).
 
@@ -147,6 +152,8 @@ def nested_oof_predictions(
         ``fit_fn(X_fit, Y_fit, groups_fit) -> model`` with ``model.predict(X) -> (m, n_targets)``.
     folds, seed : int
         Outer fold count and fold shuffling seed.
+    progress : str, optional
+        Logs a line named so after each outer fold (with the time spent and an estimate of the rest).
 
     Returns
     -------
@@ -158,10 +165,16 @@ def nested_oof_predictions(
         raise CalibrationError(f"nested CV: expected X, Y and groups with the same rows, got {X.shape[0]}, "
                                f"{Y.shape[0]} and {groups.shape[0]}")
     pred = np.full(Y.shape, np.nan)
-    for fit_idx, held_idx in grouped_folds(groups, folds, seed=seed):
+    pairs = grouped_folds(groups, folds, seed=seed)
+    t0 = time.perf_counter()
+    for i, (fit_idx, held_idx) in enumerate(pairs):
         model = fit_fn(X[fit_idx], Y[fit_idx], groups[fit_idx])
         out = np.asarray(model.predict(X[held_idx]), dtype=np.float64).reshape(held_idx.size, -1)
         if out.shape[1] != Y.shape[1]:
             raise CalibrationError(f"nested CV: expected predictions of {Y.shape[1]} targets, got {out.shape[1]}")
         pred[held_idx] = out
+        if progress is not None:
+            spent = time.perf_counter() - t0
+            log.info("%s: fold %d/%d done, %.0f s (about %.0f s to go)", progress, i + 1, len(pairs), spent,
+                     spent / (i + 1) * (len(pairs) - i - 1))
     return pred

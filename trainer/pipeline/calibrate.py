@@ -15,8 +15,7 @@ import numpy as np
 
 from trainer.config import TrainConfig
 from trainer.errors import TrainerError
-from trainer.pipeline.baseline import deployable_pls_on
-from trainer.pipeline.choose import Deployed
+from trainer.pipeline.choose import Deployed, nested_pls_oof
 from trainer.pipeline.cnn import CnnCv
 from trainer.pipeline.prepare import Prepared
 
@@ -72,7 +71,7 @@ def noise_inputs(cfg: TrainConfig, data: Prepared, rows: np.ndarray, transform: 
 
 def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -> Calibration:
     """Fit the OOD model and the intervals of the deployed model."""
-    from trainer.conformal import fit_intervals, nested_oof_predictions
+    from trainer.conformal import fit_intervals
     from trainer.drift import fit_ood
 
     X, Y, tr, sel = data.ds.X, data.ds.y, data.plan.train_rows, data.plan.select_rows
@@ -127,10 +126,7 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
     member_oof: dict[str, np.ndarray | None] = {}
     kinds = {"pls": "nested", "cnn": "fixed_recipe", "blend": "blend of both"}
     if "pls" in serving or "blend" in serving:
-        member_oof["pls"] = (deployed.pls_oof if deployed.pls_oof is not None else
-                             nested_oof_predictions(X[tr], Y[tr], data.groups[tr],
-                                                    fit_fn=partial(deployable_pls_on, cfg, data),
-                                                    folds=cfg.cv.folds, seed=cfg.seed))
+        member_oof["pls"] = deployed.pls_oof if deployed.pls_oof is not None else nested_pls_oof(cfg, data)
     if "cnn" in serving or "blend" in serving:
         member_oof["cnn"] = cv.oof
     oof, how = None, "none"
