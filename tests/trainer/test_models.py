@@ -87,13 +87,26 @@ def test_same_seed_gives_identical_weights(data) -> None:  # type: ignore[no-unt
 
 
 @pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
-def test_max_steps_caps_the_epochs_of_a_large_training_set(data, caplog) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
+def test_max_steps_caps_the_epochs_of_a_large_training_set(data, caplog, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
+    import keras
+
     X, y, _, _ = data  # 300 rows in batches of 32: 10 steps an epoch
     capped = dataclasses.replace(TINY, epochs=40, max_steps=35)
+    decay: list[int] = []
+    cosine = keras.optimizers.schedules.CosineDecay
+
+    class Recorded(cosine):  # type: ignore[misc,valid-type]  # keras is untyped
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            decay.append(int(kwargs["decay_steps"]))  # type: ignore[call-overload]  # an int, as train_cnn passes
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(keras.optimizers.schedules, "CosineDecay", Recorded)
     with caplog.at_level(logging.INFO, logger="trainer.models"):
         fit = train_cnn(X, y[:, 0], None, None, config=capped, seed=3)
     assert fit.epochs_run == 3 and len(fit.history["loss"]) == 3
     assert "cnn: 40 epochs capped to 3 by max_steps 35" in caplog.text
+    # The cosine schedule decays over the epochs that run, not the configured ones; the progress says 3, not 40.
+    assert decay == [30] and "cnn epoch 3/3 (1 member)" in caplog.text
     # Without the cap every epoch runs; a cap the epochs never reach changes nothing.
     for cfg in (dataclasses.replace(TINY, epochs=4, max_steps=None), dataclasses.replace(TINY, epochs=4, max_steps=40)):
         assert train_cnn(X, y[:, 0], None, None, config=cfg, seed=3).epochs_run == 4

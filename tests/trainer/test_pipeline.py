@@ -139,7 +139,7 @@ def test_intervals_are_calibrated_on_selection_and_nested_out_of_fold_residuals(
     from trainer.pipeline.prepare import prepare_data
 
     cov = fitted["metrics"]["interval_coverage"]
-    assert cov["out_of_fold"] == "nested"
+    assert cov["out_of_fold"] == "nested" and cov["nested_folds"] == 5  # [cv] folds: 90 rows, far below the cap
     assert cov["calibration"] == {"select": 30, "train_out_of_fold": 90} and cov["calibration_rows"] == 120
     cfg = load_config(fitted["base"] / "train.toml")
     data = prepare_data(cfg, lambda stage: None)

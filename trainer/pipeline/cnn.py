@@ -109,6 +109,7 @@ def cv_config(cnn: Any, data: Prepared) -> Any:
 
 def train_network(cfg: TrainConfig, data: Prepared, recipe: Recipe, stage: Callable[[str], None]) -> TrainedNetwork:
     """Stages "pretrain CNN trunk" (with ``[pretrain]``), "train CNN" and "prune"."""
+    from trainer.fitting import capped_epochs
     from trainer.models import train_cnn
 
     X, Y, tr, sel, classify = data.ds.X, data.ds.y, data.plan.train_rows, data.plan.select_rows, data.classify
@@ -132,7 +133,8 @@ def train_network(cfg: TrainConfig, data: Prepared, recipe: Recipe, stage: Calla
     y_sel = (Y[sel][:, 0] if classify else Y[sel]) if sel.size else None
     if sel.size == 0:
         log.info("no selection rows: the CNN trains %d epochs on all %d training rows, the last epoch kept",
-                 recipe.cnn.epochs, tr.size)
+                 capped_epochs(recipe.cnn.epochs, X_aug.shape[0], recipe.cnn.batch_size, recipe.cnn.max_steps),
+                 tr.size)
     noise = cfg.instrument.noise
     log.info("CNN input: preprocessing %s, %d training spectra (%d after augmentation%s), input shape %s",
              recipe.candidate, tr.size, X_aug.shape[0],

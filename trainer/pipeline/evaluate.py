@@ -13,6 +13,7 @@ import numpy as np
 from trainer.config import TrainConfig
 from trainer.errors import TrainerError
 from trainer.pipeline.calibrate import Calibration, line_copies
+from trainer.pipeline.choose import nested_folds
 from trainer.pipeline.int8 import Predictions
 from trainer.pipeline.prepare import Prepared
 from trainer.pipeline.scores import classification_metrics, regression_metrics
@@ -129,6 +130,7 @@ def evaluate_bundle(cfg: TrainConfig, data: Prepared, bundle_path: Path, preds: 
         assert bundle.intervals is not None
         coverage = {"nominal": cfg.intervals.coverage, "calibration_rows": sum(calibration.rows.values()),
                     "calibration": calibration.rows, "out_of_fold": calibration.out_of_fold,
+                    "nested_folds": nested_folds(cfg, plan.train_rows.size),
                     "half_widths": dict(zip(ds.target_names, bundle.intervals.q_hat.tolist()))}
         shift: dict[str, Any] = {}
         for name, rows in plan.tests.items():
