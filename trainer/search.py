@@ -40,6 +40,7 @@ import numpy as np
 from trainer.config import SearchConfig, TrainConfig
 from trainer.errors import TrainConfigError
 from trainer.search_space import _CONFIGURED, _RESCALED, configured_recipe, rescaled_recipe, suggest_recipe
+from trainer.search_storage import open_storage, resolve_storage
 
 __all__ = ["SearchInputs", "SearchResult", "SEARCH_SPACE_VERSION", "prepare_inputs", "resolve_storage", "run_search",
            "score", "class_score", "search_base_model", "study_name_for",
@@ -57,10 +58,6 @@ _PRUNER_STARTUP_TRIALS = 2
 _PRUNER_WARMUP_FOLDS = 1
 #: Trials a suggested budget is sized for, when the configured budget held the configured recipe only.
 _SUGGESTED_TRIALS = 10
-#: Seconds a SQLite writer waits for another worker's lock.
-_SQLITE_TIMEOUT_S = 60
-#: Heartbeat of running trials in an RDB storage: a worker that dies leaves a trial marked failed after 2 beats.
-_HEARTBEAT_S = 60
 #: The search's clock (seconds; tests substitute one that only the trials advance).
 _clock = time.monotonic
 
@@ -262,32 +259,6 @@ def _pretrain_fn(recipe: Mapping[str, Any], inputs: SearchInputs, cnn_cfg: Any) 
     return lambda pre, sd: pretrain_for(pre, plan, cnn_cfg, sd).trunks
 
 
-def resolve_storage(storage: str, out_dir: str | Path) -> tuple[str, str]:
-    """``(url, kind)``: a URL as given (kind = its scheme, e.g. ``postgresql``), or a SQLite file relative to
-    ``out_dir`` (kind ``sqlite``)."""
-    if "://" in storage:
-        scheme = storage.split("://", 1)[0].split("+", 1)[0].lower()
-        return storage, scheme
-    path = Path(storage)
-    if not path.is_absolute():
-        path = Path(out_dir) / path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path.resolve()}", "sqlite"
-
-
-def _open_storage(url: str) -> Any:
-    import warnings
-
-    import optuna
-
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": _SQLITE_TIMEOUT_S}}
-    with warnings.catch_warnings():  # heartbeat_interval is marked experimental; it is what fails a dead worker's trial
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, heartbeat_interval=_HEARTBEAT_S, **kwargs)
-
-
 def study_name_for(cfg: TrainConfig, inputs: SearchInputs, folds: int) -> str:
     """The default study name: the model id and a hash of everything a trial's score depends on (the config's
     data, instrument (its line copies train every trial), split, CV, preprocessing, model and augmentation tables,
@@ -359,6 +330,7 @@ def run_search(
     folds: int | None = None,
     worker: int = 0,
     spread: bool = True,
+    finish_configured: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Run (or continue) the study and return the best recipe, its out-of-fold predictions and the seed spread.
@@ -379,6 +351,10 @@ def run_search(
     spread : bool
         Cross-validate the chosen recipe with ``spread_seeds - 1`` more seeds (``spectro-train fit``); workers of
         ``spectro-train search`` skip it.
+    finish_configured : bool
+        Never cut the configured recipe's trial for the budget when it runs the folds of ``[selection]
+        cnn_cv_folds`` (``spectro-train fit`` passes it when it cross-validates the CNN anyway): its out-of-fold
+        predictions are then the fit's own CNN cross-validation, which a cut trial would make the fit run again.
     progress : callable, optional
         Called with one line per trial.
     """
@@ -389,6 +365,7 @@ def run_search(
     seed = cfg.seed  # folds, augmentation and training: the champion's cross-validation exactly
     sampler_seed = cfg.seed if sc.seed is None else sc.seed
     budget_s = 60.0 * sc.budget_min
+    finish_configured = finish_configured and folds == cfg.selection.cnn_cv_folds
     t0 = _clock()
     url, kind = resolve_storage(sc.storage, out_dir)
     name = sc.study_name or study_name_for(cfg, inputs, folds)
@@ -398,7 +375,7 @@ def run_search(
     study = None
     for attempt in range(5):  # several workers may create the same SQLite tables at once
         try:
-            study = optuna.create_study(storage=_open_storage(url), study_name=name, sampler=sampler, pruner=pruner,
+            study = optuna.create_study(storage=open_storage(url), study_name=name, sampler=sampler, pruner=pruner,
                                         direction="minimize", load_if_exists=True)
             break
         except Exception as exc:  # sqlalchemy's OperationalError etc.; retried, then raised
@@ -443,6 +420,15 @@ def run_search(
                 raise optuna.TrialPruned(f"fold {i + 1}: running score {value:.4g} worse than the median")
             per_fold_s = (_clock() - t_start) / (i + 1)
             if i + 1 < folds and remaining_s() < per_fold_s:  # the next fold would overrun the budget
+                if finish_configured and trial.user_attrs.get(_CONFIGURED):
+                    if not trial.user_attrs.get("past_budget"):
+                        trial.set_user_attr("past_budget", True)
+                        msg = (f"search: the budget ends inside the configured recipe's cross-validation (fold "
+                               f"{i + 1} of {folds}); it runs to the end, the fit reuses its out-of-fold predictions")
+                        log.info(msg)
+                        if progress is not None:
+                            progress(msg)
+                    return
                 trial.set_user_attr("stopped", "budget")
                 trial.set_user_attr("seconds_run", round(_clock() - t_start, 2))
                 raise optuna.TrialPruned(f"fold {i + 1}: budget spent")
@@ -529,6 +515,9 @@ def run_search(
         run_s = float(configured[0].user_attrs.get("seconds", 0.0))
         held = (f"held the configured recipe only ({run_s:.3g} s for its {folds} folds): no other recipe finished "
                 "its cross-validation")
+        if configured[0].user_attrs.get("past_budget") and configured[0].number in here:
+            held = (f"did not hold one cross-validation of the configured recipe ({run_s:.3g} s for its {folds} "
+                    "folds; it ran to the end, as the fit needs it): no other recipe was judged")
     if held is not None:
         want_min = math.ceil(run_s * (_SUGGESTED_TRIALS + spread_runs) / 60.0)
         result.budget_note = (f"the {sc.budget_min:g} min budget {held}; a budget of about {want_min} min "

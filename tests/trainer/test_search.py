@@ -332,6 +332,26 @@ def test_a_budget_that_ends_inside_the_configured_recipe_starts_no_other_trial(
     assert again.best_trial is not None and again.budget_note is None
 
 
+def test_the_fit_lets_the_configured_recipe_finish_past_the_budget(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same 15 s budget and 10 s folds as above, but the search runs for a fit that cross-validates the CNN with
+    # these folds anyway: cutting the configured trial would only make the fit run its folds again.
+    search = _clocked_search(monkeypatch, step_s=10.0)
+    cfg = _cfg("[search]\ntrials = 10\nbudget_min = 0.25\nfolds = 2\nspread_seeds = 3\n")  # the fit's 2 folds
+    lines: list[str] = []
+    res = search.run_search(cfg, _inputs(), tmp_path, finish_configured=True, progress=lines.append)
+    assert res.trials_run == 1 and res.trial_log[0]["stopped"] is None and res.trial_log[0]["state"] == "complete"
+    assert res.best_trial == 0 and res.oof is not None and res.oof.shape == (40, 2)  # reused by the fit
+    assert res.seed_spread is not None and res.seed_spread["seeds"] == [0]  # no budget left for other seeds
+    assert any("runs to the end" in line and "fold 1 of 2" in line for line in lines)
+    assert res.budget_note is not None and "did not hold one cross-validation of the configured recipe (20 s for " \
+        "its 2 folds; it ran to the end, as the fit needs it)" in res.budget_note
+    # Folds other than the fit's: the fit cannot reuse the trial, so the budget cuts it as before.
+    other = _cfg("[search]\ntrials = 10\nbudget_min = 0.25\nfolds = 3\nspread_seeds = 3\n")
+    cut = search.run_search(other, _inputs(), tmp_path / "other", finish_configured=True)
+    assert cut.trial_log[0]["stopped"] == "budget" and cut.oof is None
+
+
 def test_seed_spread_gets_only_the_seeds_that_fit_in_the_budget(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     search = _clocked_search(monkeypatch, step_s=0.1)

@@ -112,16 +112,24 @@ def test_the_fit_trains_the_searched_rescaled_input(monkeypatch: pytest.MonkeyPa
     steps = [{"op": "snv"}, {"op": "center"}]
     best = {"candidate": "snv~center", "steps": steps, "rescaled": True,
             "model": {k: v for k, v in cfg.raw["model"].items()}, "augment": {}}
+    kwargs: dict[str, Any] = {}
     monkeypatch.setattr(recipe_mod, "_run_search",
-                        lambda *a, **k: ({"ran": True, "best_recipe": best, "best_trial": 1}, None, 2))
+                        lambda *a, **k: (kwargs.update(k), ({"ran": True, "best_recipe": best, "best_trial": 1}, None,
+                                                             2))[1])
     monkeypatch.setattr(recipe_mod, "cnn_rows_for", lambda cfg, data: lambda aug: None)
-    data = SimpleNamespace(plan=SimpleNamespace(train_rows=np.arange(4)),
+    data = SimpleNamespace(plan=SimpleNamespace(train_rows=np.arange(4), select_rows=np.arange(0)),
                            ds=SimpleNamespace(X=np.zeros((4, 3)), y=np.zeros((4, 1)), target_names=("a",),
                                               class_names=None),
                            groups=np.arange(4), make_pre=None, classify=False)
     configs = SimpleNamespace(cnn=None, augment=None, prune=None)
     got = recipe_mod.choose_recipe(cfg, configs, data, "snv", Path("."), lambda s: None, None)
     assert got.candidate == "snv~center" and list(got.steps) == steps
+    # --model auto cross-validates the CNN anyway: the search lets the configured recipe's trial finish for it
+    assert kwargs["cross_validates"] is True
+    cfg = dataclasses.replace(cfg, selection=dataclasses.replace(cfg.selection, model="cnn"))
+    data.plan.select_rows = np.arange(4, 6)  # --model cnn with selection rows: no CNN cross-validation to reuse
+    recipe_mod.choose_recipe(cfg, configs, data, "snv", Path("."), lambda s: None, None)
+    assert kwargs["cross_validates"] is False
 
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from trainer.config import TrainConfig
 from trainer.errors import TrainConfigError
-from trainer.pipeline.prepare import Prepared
+from trainer.pipeline.prepare import Prepared, cnn_cross_validated
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,12 @@ def _run_search(
     cfg: TrainConfig, X_tr: np.ndarray, Y_tr: np.ndarray, groups_tr: np.ndarray, target_names: Sequence[str],
     cand: str, make_pre: Callable[[Sequence[Mapping[str, Any]]], Any], out: Path, stage: Callable[[str], None],
     progress: Callable[[str], None] | None, pretrain: Any = None, rows_for: Any = None, n_classes: int = 0,
+    cross_validates: bool = False,
 ) -> tuple[dict[str, Any], np.ndarray | None, int]:
     """The ``[search]`` stage (:mod:`trainer.search`): ``(metrics.json search, the best trial's out-of-fold
     predictions or None, its folds)``. Skipped (the configured recipe) when the search is off and for ``--model
-    pls``; ``n_classes`` > 0 searches a classification (``Y_tr`` its class indices)."""
+    pls``; ``n_classes`` > 0 searches a classification (``Y_tr`` its class indices); ``cross_validates``: the fit
+    cross-validates the CNN anyway, so the configured recipe's trial runs to the end whatever the budget."""
     why = search_off_reason(cfg)
     if why is not None:
         log.info("CNN recipe search off (%s): the configured recipe is trained", why)
@@ -120,7 +122,7 @@ def _run_search(
                           candidates=cfg.preprocessing.candidates, base_candidate=cand,
                           base_model=search_base_model(cfg, n_classes), base_augment=dict(cfg.augment),
                           pretrain=pretrain, rows_for=rows_for, n_classes=n_classes)
-    result = run_search(cfg, inputs, out, progress=progress)
+    result = run_search(cfg, inputs, out, progress=progress, finish_configured=cross_validates)
     return result.to_dict(), result.oof, result.folds
 
 
@@ -154,7 +156,9 @@ def choose_recipe(
     rows_for = cnn_rows_for(cfg, data)
     search_info, search_oof, search_folds = _run_search(cfg, data.ds.X[tr], data.ds.y[tr], data.groups[tr],
                                                         data.ds.target_names, cand, data.make_pre, out, stage,
-                                                        progress, plan, rows_for, n_classes=n_classes_of(data))
+                                                        progress, plan, rows_for, n_classes=n_classes_of(data),
+                                                        cross_validates=cnn_cross_validated(
+                                                            cfg, data.classify, data.plan.select_rows.size))
     pretrain, off = plan, "enabled = false"
     steps = cfg.preprocessing.candidates[cand]
     if search_info.get("best_recipe") is not None:
