@@ -424,7 +424,7 @@ def run_search(
                     if not trial.user_attrs.get("past_budget"):
                         trial.set_user_attr("past_budget", True)
                         msg = (f"search: the budget ends inside the configured recipe's cross-validation (fold "
-                               f"{i + 1} of {folds}); it runs to the end, the fit reuses its out-of-fold predictions")
+                               f"{i + 1} of {folds}); it runs to the end, as the fit would run the same folds")
                         log.info(msg)
                         if progress is not None:
                             progress(msg)
@@ -549,7 +549,8 @@ def run_search(
                                               progress=progress)
             if n_seeds < sc.spread_seeds:
                 result.seed_spread["note"] = (f"{n_seeds} of {sc.spread_seeds} seeds: one more run of the chosen "
-                                              f"recipe (about {run_s:.0f} s) did not fit in the {left:.0f} s left")
+                                              f"recipe (about {run_s:.0f} s) did not fit in the "
+                                              f"{max(0.0, left):.0f} s left")
                 log.warning("search: seed spread over %d of %d seeds (budget)", n_seeds, sc.spread_seeds)
     else:
         log.warning("search: no trial completed; the configured recipe is trained")

@@ -9,6 +9,7 @@ is 0).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -337,19 +338,37 @@ def test_the_fit_lets_the_configured_recipe_finish_past_the_budget(tmp_path: Pat
     # The same 15 s budget and 10 s folds as above, but the search runs for a fit that cross-validates the CNN with
     # these folds anyway: cutting the configured trial would only make the fit run its folds again.
     search = _clocked_search(monkeypatch, step_s=10.0)
-    cfg = _cfg("[search]\ntrials = 10\nbudget_min = 0.25\nfolds = 2\nspread_seeds = 3\n")  # the fit's 2 folds
+    base = _cfg("[search]\ntrials = 10\nbudget_min = 0.25\nfolds = 3\nspread_seeds = 3\n")
+    cfg = dataclasses.replace(base, selection=dataclasses.replace(base.selection, cnn_cv_folds=3))  # the fit's folds
     lines: list[str] = []
     res = search.run_search(cfg, _inputs(), tmp_path, finish_configured=True, progress=lines.append)
     assert res.trials_run == 1 and res.trial_log[0]["stopped"] is None and res.trial_log[0]["state"] == "complete"
     assert res.best_trial == 0 and res.oof is not None and res.oof.shape == (40, 2)  # reused by the fit
     assert res.seed_spread is not None and res.seed_spread["seeds"] == [0]  # no budget left for other seeds
-    assert any("runs to the end" in line and "fold 1 of 2" in line for line in lines)
-    assert res.budget_note is not None and "did not hold one cross-validation of the configured recipe (20 s for " \
-        "its 2 folds; it ran to the end, as the fit needs it)" in res.budget_note
+    assert "in the 0 s left" in res.seed_spread["note"]  # not a negative time
+    said = [line for line in lines if "runs to the end" in line]
+    assert len(said) == 1 and "fold 1 of 3" in said[0]  # said once, though folds 1 and 2 both passed the budget
+    assert res.budget_note is not None and "did not hold one cross-validation of the configured recipe (30 s for " \
+        "its 3 folds; it ran to the end, as the fit needs it)" in res.budget_note
+    # The study continued with a budget that cuts the next trial: that run judged nothing either, but its note is
+    # about this run's budget, not the earlier run's overrun.
+    again = search.run_search(cfg, _inputs(), tmp_path, finish_configured=True, search=cfg.search.__class__(
+        enabled=True, trials=3, budget_min=0.1, folds=3, spread_seeds=1))
+    assert [t["stopped"] for t in again.trial_log] == ["budget"]
+    assert again.budget_note is not None
+    assert "held the configured recipe only (30 s for its 3 folds)" in again.budget_note
     # Folds other than the fit's: the fit cannot reuse the trial, so the budget cuts it as before.
-    other = _cfg("[search]\ntrials = 10\nbudget_min = 0.25\nfolds = 3\nspread_seeds = 3\n")
-    cut = search.run_search(other, _inputs(), tmp_path / "other", finish_configured=True)
+    cut = search.run_search(base, _inputs(), tmp_path / "other", finish_configured=True)
     assert cut.trial_log[0]["stopped"] == "budget" and cut.oof is None
+
+
+def test_only_the_configured_recipe_runs_past_the_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    search = _clocked_search(monkeypatch, step_s=10.0)
+    # 35 s, the fit's 2 folds of 10 s: the configured trial ends at 20 s, the next one's first fold at 30 s, and its
+    # second would overrun: a sampled recipe is cut by the budget as always.
+    cfg = _cfg("[search]\ntrials = 10\nbudget_min = 0.5833\nfolds = 2\nspread_seeds = 1\n")
+    res = search.run_search(cfg, _inputs(), tmp_path, finish_configured=True)
+    assert [t["stopped"] for t in res.trial_log] == [None, "budget"]
 
 
 def test_seed_spread_gets_only_the_seeds_that_fit_in_the_budget(tmp_path: Path,

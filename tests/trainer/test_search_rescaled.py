@@ -130,6 +130,31 @@ def test_the_fit_trains_the_searched_rescaled_input(monkeypatch: pytest.MonkeyPa
     data.plan.select_rows = np.arange(4, 6)  # --model cnn with selection rows: no CNN cross-validation to reuse
     recipe_mod.choose_recipe(cfg, configs, data, "snv", Path("."), lambda s: None, None)
     assert kwargs["cross_validates"] is False
+    data.plan.select_rows = np.arange(0)  # --model cnn without selection rows: a regression's intervals need it
+    recipe_mod.choose_recipe(cfg, configs, data, "snv", Path("."), lambda s: None, None)
+    assert kwargs["cross_validates"] is True
+    data.classify = True  # ... a classification's do not
+    recipe_mod.choose_recipe(cfg, configs, data, "snv", Path("."), lambda s: None, None)
+    assert kwargs["cross_validates"] is False
+
+
+def test_the_fit_passes_whether_it_cross_validates_on_to_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainer.pipeline.recipe as recipe_mod
+    import trainer.search as search
+
+    seen: dict[str, Any] = {}
+
+    def run_search(cfg: Any, inputs: Any, out: Any, **kw: Any) -> Any:
+        seen.update(kw)
+        raise StopIteration  # nothing more is needed from the search
+
+    monkeypatch.setattr(search, "run_search", run_search)
+    cfg = _cfg("[search]\ntrials = 2\nbudget_min = 5\n")
+    for flag in (True, False):
+        with pytest.raises(StopIteration):
+            recipe_mod._run_search(cfg, np.zeros((4, 3)), np.zeros((4, 1)), np.arange(4), ("a",), "snv",
+                                   lambda steps: None, Path("."), lambda s: None, None, cross_validates=flag)
+        assert seen["finish_configured"] is flag
 
 
 
