@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["capped_epochs", "compile_steps", "epoch_steps", "fit_arrays"]
+__all__ = ["capped_epochs", "compile_steps", "epoch_steps", "fit_arrays", "forward_macs"]
 
 #: Validation rows evaluated per batch (the loss is a row-weighted mean, so the batching does not change it).
 VALIDATION_BATCH = 256
@@ -38,12 +38,34 @@ def epoch_steps(rows: int, batch_size: int) -> int:
     return math.ceil(rows / batch_size)
 
 
-def capped_epochs(epochs: int, rows: int, batch_size: int, max_steps: int | None) -> int:
+def capped_epochs(epochs: int, rows: int, batch_size: int, max_steps: int | None, *, step_macs: float = 0.0,
+                  max_gmac: float | None = None) -> int:
     """``epochs``, or fewer (at least one) so that the optimizer steps, epochs x batches per epoch, stay within
-    ``max_steps`` (None: no cap). A fit's time follows its steps, and many rows need fewer passes over them."""
-    if max_steps is None:
+    ``max_steps``, and their forward multiply-accumulates (``step_macs`` a step) within ``max_gmac`` billion (None:
+    no such cap). A fit's time follows its steps and what a step costs: many rows need fewer passes over them, and
+    a wide input makes every step dearer."""
+    caps = [] if max_steps is None else [int(max_steps)]
+    if max_gmac is not None and step_macs > 0:
+        caps.append(int(max_gmac * 1e9 // step_macs))
+    if not caps:
         return epochs
-    return max(1, min(epochs, max_steps // epoch_steps(rows, batch_size)))
+    return max(1, min(epochs, min(caps) // epoch_steps(rows, batch_size)))
+
+
+def forward_macs(model: Any) -> int:
+    """Multiply-accumulates of one input row through ``model``'s ``Conv1D`` and ``Dense`` layers, nested models
+    included (biases, activations, normalisation and dropout are left out: a few operations per output value)."""
+    total = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if hasattr(layer, "layers"):
+            total += forward_macs(layer)
+        elif kind == "Conv1D":
+            width, channels, filters = (int(v) for v in layer.kernel.shape)
+            total += int(layer.output.shape[1]) * width * channels * filters
+        elif kind == "Dense":
+            total += int(np.prod(layer.kernel.shape))
+    return total
 
 
 def compile_steps(rows: int, batch_size: int) -> dict[str, int]:

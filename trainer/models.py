@@ -84,6 +84,10 @@ class CNNConfig:
     epochs, batch_size : int
     max_steps : int or None
         At most this many optimizer steps (epochs x batches): fewer epochs on many rows (None: all ``epochs``).
+    max_gmac : float or None
+        At most this many billion multiply-accumulates in the training's forward passes (steps x the batch through
+        every member's Conv1D and Dense layers): fewer epochs for a network made dear by a wide input (None: no
+        such cap).
     early_stopping_patience : int or None
         Epochs without improvement of the selection loss before stopping; ``None`` trains all ``epochs`` (best
         weights on the selection rows are still restored when selection rows are given and
@@ -123,6 +127,7 @@ class CNNConfig:
     epochs: int = 200
     batch_size: int = 32
     max_steps: int | None = 20_000
+    max_gmac: float | None = 200.0
     early_stopping_patience: int | None = None
     restore_best: bool = True
     plateau_patience: int = 20
@@ -166,6 +171,8 @@ class CNNConfig:
                 raise TrainConfigError(f"model.{name}: expected an integer >= 1, got {getattr(self, name)}")
         if self.n_classes is not None and self.n_classes < 2:
             raise TrainConfigError(f"model.n_classes: expected an integer >= 2 or none, got {self.n_classes}")
+        if self.max_gmac is not None and not (self.max_gmac > 0 and math.isfinite(self.max_gmac)):
+            raise TrainConfigError(f"model.max_gmac: expected a positive number or none, got {self.max_gmac}")
         for name in ("max_steps", "early_stopping_patience"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise TrainConfigError(f"model.{name}: expected an integer >= 1 or none, got {getattr(self, name)}")
@@ -357,49 +364,6 @@ def load_trunk(member: Any, weights: Mapping[str, Sequence[np.ndarray]]) -> None
         layer.set_weights([np.asarray(v) for v in w])
 
 
-class _Progress:
-    """Keras callback factory that logs one line every ``every`` epochs."""
-
-    @staticmethod
-    def make(n_members: int, epochs: int, every: int) -> Any:
-        import keras
-
-        class Progress(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untyped: its Callback is Any
-            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-                logs = logs or {}
-                if (epoch + 1) % every == 0 or epoch + 1 == epochs or epoch == 0:
-                    keys = ("loss", "val_loss", "learning_rate")
-                    parts = " ".join(f"{k}={float(logs[k]):.4g}" for k in keys if k in logs)
-                    log.info("cnn epoch %d/%d (%d member%s) %s", epoch + 1, epochs, n_members,
-                             "" if n_members == 1 else "s", parts)
-
-        return Progress()
-
-
-class _BestWeights:
-    """Callback factory that remembers the weights of the epoch with the lowest ``val_loss``."""
-
-    @staticmethod
-    def make() -> Any:
-        import keras
-
-        class BestWeights(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untyped: its Callback is Any
-            def __init__(self) -> None:
-                super().__init__()
-                self.best = math.inf
-                self.best_epoch = 0
-                self.weights: list[np.ndarray] | None = None
-
-            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-                val = (logs or {}).get("val_loss")
-                if val is not None and val < self.best:
-                    self.best = float(val)
-                    self.best_epoch = epoch + 1
-                    self.weights = self.model.get_weights()
-
-        return BestWeights()
-
-
 def _check_xy(X: np.ndarray, y: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y)
@@ -492,7 +456,8 @@ def train_cnn(
     """
     import keras
 
-    from trainer.fitting import capped_epochs, compile_steps, fit_arrays
+    from trainer.fitting import capped_epochs, compile_steps, fit_arrays, forward_macs
+    from trainer.training_callbacks import best_weights_callback, progress_callback
 
     X_train, y_train = _check_xy(X_train, y_train, "train")
     if (X_sel is None) != (y_sel is None):
@@ -539,9 +504,6 @@ def train_cnn(
         loss = keras.losses.Huber(delta=config.huber_delta) if config.loss == "huber" else "mse"
 
     steps_per_epoch = math.ceil(len(X_train) / config.batch_size)
-    epochs = capped_epochs(config.epochs, len(X_train), config.batch_size, config.max_steps)
-    if epochs < config.epochs:
-        log.info("cnn: %d epochs capped to %d by max_steps %d", config.epochs, epochs, config.max_steps)
     k = config.ensemble_size
     set_determinism(int(seed))
     t0 = time.perf_counter()
@@ -555,6 +517,15 @@ def train_cnn(
             raise ValueError(f"expected {k} pretrained trunks (one per ensemble member), got {len(trunks)}")
         for member, weights in zip(members, trunks):
             load_trunk(member, weights)
+    # The batch through every member: what one step costs, beside its fixed overhead (max_gmac).
+    step_macs = float(config.batch_size * sum(forward_macs(m) for m in members))
+    epochs = capped_epochs(config.epochs, len(X_train), config.batch_size, config.max_steps,
+                           step_macs=step_macs, max_gmac=config.max_gmac)
+    if epochs < config.epochs:
+        by_steps = capped_epochs(config.epochs, len(X_train), config.batch_size, config.max_steps)
+        log.info("cnn: %d epochs capped to %d by %s", config.epochs, epochs,
+                 f"max_steps {config.max_steps}" if by_steps == epochs else
+                 f"max_gmac {config.max_gmac:g} ({step_macs / 1e6:.1f} M multiply-accumulates a step)")
     inputs = keras.Input(shape=input_shape, name="train_in")
     joint = keras.Model(inputs, [m(inputs) for m in members], name="joint")
     if config.lr_schedule == "cosine":
@@ -565,8 +536,8 @@ def train_cnn(
         lr = config.learning_rate
     joint.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=[loss] * k,
                   **compile_steps(len(X_train), config.batch_size))  # epoch-end callbacks only (trainer.fitting)
-    callbacks: list[Any] = [_Progress.make(k, epochs, config.log_every)]
-    best = _BestWeights.make()
+    callbacks: list[Any] = [progress_callback(k, epochs, config.log_every, log)]
+    best = best_weights_callback()
     monitor = "val_loss" if X_sel is not None else "loss"
     if X_sel is not None and config.restore_best:
         callbacks.append(best)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.fitting import capped_epochs, compile_steps, epoch_steps, fit_arrays
+from trainer.fitting import capped_epochs, compile_steps, epoch_steps, fit_arrays, forward_macs
 
 keras = pytest.importorskip("keras")
 
@@ -37,6 +37,30 @@ def test_capped_epochs_keeps_the_steps_within_the_cap() -> None:
     assert capped_epochs(300, 640, 16, 20_000) == 300  # 40 steps an epoch: 12,000 steps, under the cap
     assert capped_epochs(300, 30_000, 16, 20_000) == 10  # 1,875 steps an epoch: 10 epochs are 18,750 steps
     assert capped_epochs(300, 1_000_000, 16, 20_000) == 1  # one epoch passes the cap: one epoch still runs
+
+
+def test_capped_epochs_keeps_the_work_within_max_gmac() -> None:
+    # 1,000 rows in batches of 16: 63 steps an epoch. 50 M multiply-accumulates a step: 200 G are 4,000 steps.
+    assert capped_epochs(300, 1_000, 16, 20_000, step_macs=50e6, max_gmac=200) == 63
+    assert capped_epochs(300, 1_000, 16, 2_000, step_macs=50e6, max_gmac=200) == 31  # the smaller cap binds
+    assert capped_epochs(300, 1_000, 16, None, step_macs=50e6, max_gmac=200) == 63  # alone
+    assert capped_epochs(300, 1_000, 16, 20_000, step_macs=50e6, max_gmac=None) == 300  # off: 18,900 steps
+    assert capped_epochs(300, 1_000, 16, None, step_macs=0.0, max_gmac=200) == 300  # cost unknown: no cap
+    assert capped_epochs(300, 1_000, 16, None, step_macs=1e12, max_gmac=200) == 1  # at least one epoch
+
+
+def test_forward_macs_counts_convolutions_and_dense_layers_nested_models_too() -> None:
+    import keras
+
+    inputs = keras.Input(shape=(100, 1))
+    h = keras.layers.Conv1D(4, 5, strides=2, padding="valid")(inputs)  # 48 positions x 5 taps x 1 channel x 4
+    h = keras.layers.Dropout(0.1)(keras.layers.Flatten()(h))
+    h = keras.layers.Dense(8, activation="relu")(h)  # 192 x 8
+    model = keras.Model(inputs, keras.layers.Dense(1)(h))  # 8 x 1
+    assert forward_macs(model) == 48 * 5 * 4 + 192 * 8 + 8
+    outer_in = keras.Input(shape=(100, 1))
+    outer = keras.Model(outer_in, keras.layers.Dense(3)(model(outer_in)))  # a member inside a larger model
+    assert forward_macs(outer) == forward_macs(model) + 1 * 3
 
 
 def test_epoch_steps_counts_the_partial_last_batch_and_refuses_nonsense() -> None:

@@ -113,6 +113,27 @@ def test_max_steps_caps_the_epochs_of_a_large_training_set(data, caplog, monkeyp
 
 
 @pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
+def test_max_gmac_caps_the_epochs_of_a_dear_network(data, caplog) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
+    from trainer.fitting import forward_macs
+    from trainer.models import build_cnn
+
+    X, y, _, _ = data  # 300 rows in batches of 32: 10 steps an epoch
+    cfg = dataclasses.replace(TINY, epochs=40, ensemble_size=2)
+    step_macs = 32 * 2 * forward_macs(build_cnn((X.shape[1],), cfg, n_outputs=1, seed=0, name="m"))
+    capped = dataclasses.replace(cfg, max_gmac=35.5 * step_macs / 1e9)  # the work of 35 steps
+    with caplog.at_level(logging.INFO, logger="trainer.models"):
+        fit = train_cnn(X, y[:, 0], None, None, config=capped, seed=3)
+    assert fit.epochs_run == 3
+    assert f"cnn: 40 epochs capped to 3 by max_gmac {capped.max_gmac:g} ({step_macs / 1e6:.1f} M multiply-" \
+           "accumulates a step)" in caplog.text
+    # Where max_steps is the tighter cap, the log names it.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="trainer.models"):
+        train_cnn(X, y[:, 0], None, None, config=dataclasses.replace(capped, epochs=4, max_steps=15), seed=3)
+    assert "cnn: 4 epochs capped to 1 by max_steps 15" in caplog.text
+
+
+@pytest.mark.slow  # trains Keras models: seconds on an idle 2-core machine, longer under load
 def test_ensemble_is_one_model_averaging_its_members(data) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters, untyped
     X, y, Xs, _ = data
     cfg = dataclasses.replace(TINY, ensemble_size=3, epochs=10)
@@ -201,6 +222,11 @@ def test_config_errors() -> None:
             CNNConfig.from_dict(table)
     assert CNNConfig.from_dict({"l2": 0, "early_stopping_patience": 5}).early_stopping_patience == 5
     assert CNNConfig().max_steps == 20_000 and CNNConfig.from_dict({"max_steps": 500}).max_steps == 500
+    assert CNNConfig().max_gmac == 200 and CNNConfig.from_dict({"max_gmac": 50}).max_gmac == 50
+    for bad in (0, -1.0, float("inf")):
+        with pytest.raises(TrainConfigError, match=re.escape(f"model.max_gmac: expected a positive number or none, "
+                                                             f"got {bad}")):
+            CNNConfig(max_gmac=bad)
     with pytest.raises(TrainConfigError, match=re.escape("model.max_steps: expected an integer >= 1 or none, got 0")):
         CNNConfig(max_steps=0)
 

@@ -132,7 +132,8 @@ def train_network(cfg: TrainConfig, data: Prepared, recipe: Recipe, stage: Calla
     X_sel_pre = pre.transform(X[sel]) if sel.size else None
     y_sel = (Y[sel][:, 0] if classify else Y[sel]) if sel.size else None
     if sel.size == 0:
-        log.info("no selection rows: the CNN trains %d epochs on all %d training rows, the last epoch kept",
+        log.info("no selection rows: the CNN trains at most %d epochs on all %d training rows (max_gmac may cap them "
+                 "further), the last epoch kept",
                  capped_epochs(recipe.cnn.epochs, X_aug.shape[0], recipe.cnn.batch_size, recipe.cnn.max_steps),
                  tr.size)
     noise = cfg.instrument.noise
