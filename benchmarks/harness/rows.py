@@ -221,8 +221,13 @@ def check_contract(bundle: Any, stream: Stream, *, sends: str = "counts") -> Non
     (``counts`` unless told otherwise) against the contract's ``frame_signal``.
     """
     from edge.errors import InputContractError
+    from firmware_bridge.codec import max_spectrum_pixels
 
     contract = bundle.input_contract
+    most = max_spectrum_pixels(sends)
+    if stream.wavelengths.size > most:
+        raise HarnessError(f"the simulator cannot send these spectra: {stream.wavelengths.size} pixels, one SPECTRUM "
+                           f"frame of {sends} carries at most {most} (the simulator streams {stream.description})")
     try:
         contract.check(int(stream.wavelengths.size), wavelengths=stream.wavelengths)
     except InputContractError as exc:

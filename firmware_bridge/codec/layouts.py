@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from typing import Final, Union
 
-from firmware_bridge.frames import PIXEL_DTYPES
+from firmware_bridge.frames import PIXEL_DTYPES, PixelFormat
 from firmware_bridge.wire import MAX_SAMPLE_ID_BYTES, MAX_SAMPLE_TAG_FRAMES  # the SampleTag frame checks them too
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "MAX_NACK_DETAIL_BYTES",
     "MAX_PAYLOAD_BYTES",
     "MAX_PIXELS",
+    "max_spectrum_pixels",
     "MAX_WAVELENGTH_COEFFS",
     "MAX_WIRE_BYTES",
     "STATUS_AXIS_UNIT_BYTES",
@@ -93,6 +94,15 @@ _SPECTRUM = struct.Struct(
 MAX_PIXELS: Final = {
     fmt: min(0xFFFF, (MAX_PAYLOAD_BYTES - _SPECTRUM.size) // dtype.itemsize) for fmt, dtype in PIXEL_DTYPES.items()
 }
+
+
+
+def max_spectrum_pixels(signal: str) -> int:
+    """Most pixels one SPECTRUM frame carries from a device that sends ``signal``: raw ``"counts"`` as uint16, a
+    processed ``"absorbance"`` or ``"reflectance"`` as float32 (PROTOCOL.md).  A device with more pixels cannot
+    send its spectra on this protocol, so no bundle may need more."""
+    return int(MAX_PIXELS[PixelFormat.UINT16 if signal == "counts" else PixelFormat.FLOAT32])
+
 
 #: LINE: this header, then ``spectrum_count`` spectra of ``pixel_count`` pixels each in ``pixel_format``, spectrum 0
 #: first.  The same 28 bytes as :data:`_SPECTRUM` with ``saturated_count`` replaced by ``spectrum_count``.

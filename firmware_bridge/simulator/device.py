@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import numpy.typing as npt
 
+from firmware_bridge.codec.layouts import max_spectrum_pixels
 from firmware_bridge.frames import (
     Ack,
     Annotation,
@@ -96,9 +97,13 @@ class VirtualSpectrometer:
         x = np.asarray(absorbance, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] < 1:
             raise SimulatorError(f"expected absorbance of shape (n_rows, n_pixels), got {x.shape}")
-        if x.shape[1] > 65535:
-            raise SimulatorError(f"expected at most 65535 pixels, got {x.shape[1]}")
         self.absorbance = x
+        most = max_spectrum_pixels("counts" if self.config.signal is SignalKind.COUNTS else "absorbance")
+        if x.shape[1] > most:
+            raise SimulatorError(
+                f"expected at most {most} pixels for a device sending {self.config.signal.name.lower()} "
+                f"({'uint16' if self.config.signal is SignalKind.COUNTS else 'float32'} pixels: the most one SPECTRUM "
+                f"frame carries), got {x.shape[1]}")
         #: Unit of :attr:`axis` and of the polynomial the STATUS announces.
         self.axis_unit = self.config.axis_unit or AxisUnit.NM
         #: The dataset's axis in :attr:`axis_unit`; :attr:`wavelengths_nm` is the same axis in nm.

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from firmware_bridge.cli import _config, build_parser, main
+from firmware_bridge.codec import decode_frame, encode
 from firmware_bridge.frames import (
     Ack,
     Annotation,
@@ -369,6 +370,21 @@ def test_a_processed_signal_streams_intensities_that_are_no_absorbance_and_count
     with pytest.raises(SimulatorError, match=r"expected absorbance spectra that some light passes .*1st percentile "
                                              r"is 1\d{3}.*--signal absorbance"):
         VirtualSpectrometer(raman, axis, y, SimulatorConfig(signal=SignalKind.COUNTS, seed=1))
+
+
+def test_a_device_wider_than_one_spectrum_frame_is_refused_at_once() -> None:
+    """3,000 float32 pixels do not fit a SPECTRUM frame (2,807 do): refused when the device is made, not by a
+    traceback at the first frame; counts go out as uint16, up to 5,614 pixels."""
+    y = np.zeros((2, 1))
+    for kind, most in ((SignalKind.ABSORBANCE, 2807), (SignalKind.REFLECTANCE, 2807), (SignalKind.COUNTS, 5614)):
+        axis = np.linspace(900.0, 1700.0, most + 1)
+        spectra = np.full((2, most + 1), 0.5)
+        with pytest.raises(SimulatorError, match=rf"expected at most {most} pixels for a device sending "
+                                                 rf"{kind.name.lower()} .*got {most + 1}"):
+            VirtualSpectrometer(spectra, axis, y, SimulatorConfig(signal=kind, seed=1))
+        device = VirtualSpectrometer(spectra[:, :most], axis[:most], y, SimulatorConfig(signal=kind, seed=1))
+        spectrum = next(f for f in device.iter_frames(3) if isinstance(f, Spectrum))
+        assert spectrum.pixel_count == most and decode_frame(encode(spectrum)) == spectrum  # it goes on the wire
 
 
 def test_spectro_sim_streams_float32_absorbance_equal_to_the_dataset_rows(datasets_dir: Path) -> None:

@@ -68,6 +68,7 @@ def prepared_from(cfg: TrainConfig, ds: SpectralDataset, plan: SplitPlan, cv_gro
     rows to the configured data and its plan); refuses what :func:`prepare_data` refuses."""
     classify = cfg.task == "classification"
     _check_rows(cfg, plan.train_rows, plan.select_rows, cv_groups, classify)
+    _check_width(cfg, ds.n_channels, ds.source)
     min_ratio = _check_signal(cfg, ds.X, ds.source)
 
     from trainer.preprocessing import make_pipeline_from_config
@@ -83,6 +84,22 @@ def prepared_from(cfg: TrainConfig, ds: SpectralDataset, plan: SplitPlan, cv_gro
 _MAX_ABSORBANCE = 10.0
 #: Default floor of the counts ratio (absorbance at most 6); lowered to cover the training spectra.
 MIN_RATIO = 1e-6
+
+
+def _check_width(cfg: TrainConfig, n_channels: int, source: str) -> None:
+    """Refuse spectra wider than a device can send: the bundle takes at least as many pixels as the training axis,
+    and one SPECTRUM frame carries at most :func:`~firmware_bridge.codec.max_spectrum_pixels` (nothing trained)."""
+    from firmware_bridge.codec import max_spectrum_pixels
+
+    most = max_spectrum_pixels(cfg.instrument.signal)
+    if n_channels > most:
+        raise TrainConfigError(
+            f"data: expected at most {most} channels for a device that sends {cfg.instrument.signal} ([instrument] "
+            f"signal: one SPECTRUM frame carries at most {most} "
+            f"{'uint16' if cfg.instrument.signal == 'counts' else 'float32'} pixels, and the bundle takes at least as "
+            f"many pixels as the training spectra have channels), got {n_channels} in {source}: train on fewer "
+            f"channels (every second one, or the mean of neighbouring pairs, or without a range that carries "
+            f"nothing) (nothing was trained)")
 
 
 def _check_signal(cfg: TrainConfig, X: np.ndarray, source: str) -> float:

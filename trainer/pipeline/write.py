@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from firmware_bridge.codec import max_spectrum_pixels
 from trainer.bundle import (
     BundleIdentity,
     FitArtefacts,
@@ -216,8 +217,6 @@ def _line_pipeline(
     return Pipeline(tuple(steps), contract), golden
 
 
-#: Largest pixel count a device may send (uint16 pixels in the protocol's largest frame).
-_MAX_DEVICE_PIXELS = 5614
 
 
 def _line_contract(pipe: Any, cfg: TrainConfig, wavelengths: np.ndarray) -> dict[str, Any]:
@@ -225,7 +224,8 @@ def _line_contract(pipe: Any, cfg: TrainConfig, wavelengths: np.ndarray) -> dict
     many pixels as the training axis, in the signal the instrument sends."""
     return make_input_contract(
         pixel_count_min=int(len(wavelengths)),
-        pixel_count_max=max(_MAX_DEVICE_PIXELS, int(len(wavelengths))),
+        # the largest pixel count a device may send: uint16 pixels in the protocol's largest frame
+        pixel_count_max=max(max_spectrum_pixels("counts"), int(len(wavelengths))),
         wavelength_min=float(np.min(wavelengths)),
         wavelength_max=float(np.max(wavelengths)),
         frame_signal=cfg.instrument.signal,
