@@ -53,8 +53,10 @@ def capped_epochs(epochs: int, rows: int, batch_size: int, max_steps: int | None
 
 
 def forward_macs(model: Any) -> int:
-    """Multiply-accumulates of one input row through ``model``'s ``Conv1D`` and ``Dense`` layers, nested models
-    included (biases, activations, normalisation and dropout are left out: a few operations per output value)."""
+    """Multiply-accumulates of one input row through ``model``'s ``Conv1D`` and ``Dense`` layers (a ``Dense`` on a
+    sequence once per position), nested models included. Biases, activations, normalisation and dropout are left
+    out (a few operations per output value), and so is any other layer: the networks of :mod:`trainer.models` have
+    none that multiplies."""
     total = 0
     for layer in model.layers:
         kind = type(layer).__name__
@@ -64,7 +66,7 @@ def forward_macs(model: Any) -> int:
             width, channels, filters = (int(v) for v in layer.kernel.shape)
             total += int(layer.output.shape[1]) * width * channels * filters
         elif kind == "Dense":
-            total += int(np.prod(layer.kernel.shape))
+            total += int(np.prod(layer.kernel.shape)) * int(np.prod(layer.output.shape[1:-1]))
     return total
 
 

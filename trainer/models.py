@@ -202,7 +202,8 @@ class TrainedCNN:
     best_epoch : int
         1-based epoch whose weights were kept (the last one unless selection rows and ``restore_best``).
     epochs_run : int
-        Epochs actually run (fewer than ``config.epochs`` after early stopping or the ``max_steps`` cap).
+        Epochs actually run (fewer than ``config.epochs`` after early stopping or the ``max_steps`` and ``max_gmac``
+        caps).
     train_seconds : float
         Wall-clock seconds spent training all members.
     config : CNNConfig

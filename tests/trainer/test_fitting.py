@@ -52,12 +52,14 @@ def test_capped_epochs_keeps_the_work_within_max_gmac() -> None:
 def test_forward_macs_counts_convolutions_and_dense_layers_nested_models_too() -> None:
     import keras
 
-    inputs = keras.Input(shape=(100, 1))
-    h = keras.layers.Conv1D(4, 5, strides=2, padding="valid")(inputs)  # 48 positions x 5 taps x 1 channel x 4
-    h = keras.layers.Dropout(0.1)(keras.layers.Flatten()(h))
-    h = keras.layers.Dense(8, activation="relu")(h)  # 192 x 8
+    inputs = keras.Input(shape=(100, 2))  # two stacked inputs
+    h = keras.layers.Conv1D(4, 5, strides=2, padding="valid")(inputs)  # 48 positions x 5 taps x 2 channels x 4
+    h = keras.layers.Conv1D(3, 3, padding="same")(h)  # 48 positions x 3 taps x 4 channels x 3
+    per_position = keras.layers.Dense(2)(h)  # 48 positions x 3 x 2
+    h = keras.layers.Dropout(0.1)(keras.layers.Flatten()(per_position))
+    h = keras.layers.Dense(8, activation="relu")(h)  # 96 x 8
     model = keras.Model(inputs, keras.layers.Dense(1)(h))  # 8 x 1
-    assert forward_macs(model) == 48 * 5 * 4 + 192 * 8 + 8
+    assert forward_macs(model) == 48 * 5 * 2 * 4 + 48 * 3 * 4 * 3 + 48 * 3 * 2 + 96 * 8 + 8
     outer_in = keras.Input(shape=(100, 1))
     outer = keras.Model(outer_in, keras.layers.Dense(3)(model(outer_in)))  # a member inside a larger model
     assert forward_macs(outer) == forward_macs(model) + 1 * 3
