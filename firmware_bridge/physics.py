@@ -258,6 +258,13 @@ class DetectorModel:
         """A dark read-out (lamp off / shutter closed) at the given exposure, uint16."""
         return self.measure(None, integration_time_us, rng, averages=averages, lamp_scale=0.0, temp_c=temp_c)
 
+    def reference_is_scaled(self, integration_time_us: float, *, lamp_scale: float = 1.0,
+                            temp_c: float | None = None) -> bool:
+        """Whether :meth:`reference` at this exposure is a scaled float32 white (the open beam would pass 95 % of
+        full scale) rather than a plain uint16 read-out."""
+        peak = float(np.max(self.expected_counts(None, integration_time_us, lamp_scale=lamp_scale, temp_c=temp_c)))
+        return peak > _REFERENCE_HEADROOM * self.full_scale_counts
+
     def reference(
         self,
         integration_time_us: int,
@@ -276,8 +283,7 @@ class DetectorModel:
         ``(S - D) / (R - D)`` is the transmittance.
         """
         t = int(_check_time(integration_time_us))
-        peak = float(np.max(self.expected_counts(None, t, lamp_scale=lamp_scale, temp_c=temp_c)))
-        if peak <= _REFERENCE_HEADROOM * self.full_scale_counts:
+        if not self.reference_is_scaled(t, lamp_scale=lamp_scale, temp_c=temp_c):
             return self.measure(None, t, rng, averages=averages, lamp_scale=lamp_scale, temp_c=temp_c)
         t_short = self.auto_integration_time_us(0.0, lamp_scale=lamp_scale)
         short = self.measure(None, t_short, rng, averages=averages, lamp_scale=lamp_scale, temp_c=temp_c)

@@ -226,8 +226,9 @@ def check_contract(bundle: Any, stream: Stream, *, sends: str = "counts") -> Non
     contract = bundle.input_contract
     most = max_spectrum_pixels(sends)
     if stream.wavelengths.size > most:
-        raise HarnessError(f"the simulator cannot send these spectra: {stream.wavelengths.size} pixels, one SPECTRUM "
-                           f"frame of {sends} carries at most {most} (the simulator streams {stream.description})")
+        raise HarnessError(f"the simulator cannot send these spectra: expected at most {most} pixels (one SPECTRUM "
+                           f"frame of {sends} in {'uint16' if sends == 'counts' else 'float32'}), got "
+                           f"{stream.wavelengths.size} (the simulator streams {stream.description})")
     try:
         contract.check(int(stream.wavelengths.size), wavelengths=stream.wavelengths)
     except InputContractError as exc:

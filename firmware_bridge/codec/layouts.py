@@ -100,7 +100,10 @@ MAX_PIXELS: Final = {
 def max_spectrum_pixels(signal: str) -> int:
     """Most pixels one SPECTRUM frame carries from a device that sends ``signal``: raw ``"counts"`` as uint16, a
     processed ``"absorbance"`` or ``"reflectance"`` as float32 (PROTOCOL.md).  A device with more pixels cannot
-    send its spectra on this protocol, so no bundle may need more."""
+    send its spectra on this protocol, so no bundle may need more.  (A counts device whose DARK or REFERENCE goes
+    out as uint32 or float32, as the simulator's scaled white does, is held to the float32 figure.)"""
+    if signal not in ("counts", "absorbance", "reflectance"):
+        raise ValueError(f"expected a signal 'counts', 'absorbance' or 'reflectance', got {signal!r}")
     return int(MAX_PIXELS[PixelFormat.UINT16 if signal == "counts" else PixelFormat.FLOAT32])
 
 

@@ -147,6 +147,12 @@ class VirtualSpectrometer:
                     "that is not an absorbance (Raman or fluorescence intensities) with --signal absorbance")
         if not 1 <= self.integration_time_us <= MAX_INTEGRATION_TIME_US:
             raise SimulatorError(f"expected 1 to {MAX_INTEGRATION_TIME_US} us, got {self.integration_time_us}")
+        float_most = max_spectrum_pixels("absorbance")
+        if not self.processed and x.shape[1] > float_most and self.model.reference_is_scaled(self.integration_time_us):
+            raise SimulatorError(
+                f"expected at most {float_most} pixels for a counts device whose white REFERENCE goes out scaled as "
+                f"float32 (the open beam would saturate at the {self.integration_time_us} us these spectra need), got "
+                f"{x.shape[1]}: stream fewer pixels, or spectra that let more light through")
         self.averages = int(self.config.averages)
         self.streaming = bool(self.config.autostart)
         self.period_s = 0.0 if self.config.rate_hz == 0 else 1.0 / self.config.rate_hz

@@ -66,8 +66,8 @@ def test_loop_loses_nothing_and_predicts_what_the_bundle_predicts_offline(tmp_pa
     ({"n_channels": 128}, "pixels, got 128"),
     ({"n_channels": 256, "wavelength_range_nm": (1000.0, 1600.0)},
      "expected a wavelength axis covering 900-1700 nm, got 1000-1600 nm"),
-    ({"n_channels": 6000}, "the simulator cannot send these spectra: 6000 pixels, one SPECTRUM frame of counts "
-                           "carries at most 5614"),
+    ({"n_channels": 6000}, "the simulator cannot send these spectra: expected at most 5614 pixels (one SPECTRUM "
+                           "frame of counts in uint16), got 6000"),
 ], ids=["pixel-count", "wavelength-range", "wider-than-a-frame"])
 def test_loop_refuses_spectra_the_bundle_cannot_serve(tmp_path: Path, demo_bundle: Path, kwargs: dict,
                                                       message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -378,13 +378,22 @@ def test_a_device_wider_than_one_spectrum_frame_is_refused_at_once() -> None:
     y = np.zeros((2, 1))
     for kind, most in ((SignalKind.ABSORBANCE, 2807), (SignalKind.REFLECTANCE, 2807), (SignalKind.COUNTS, 5614)):
         axis = np.linspace(900.0, 1700.0, most + 1)
-        spectra = np.full((2, most + 1), 0.5)
+        spectra = np.full((2, most + 1), 0.01)  # light enough that a counts device reads its white as uint16
         with pytest.raises(SimulatorError, match=rf"expected at most {most} pixels for a device sending "
                                                  rf"{kind.name.lower()} .*got {most + 1}"):
             VirtualSpectrometer(spectra, axis, y, SimulatorConfig(signal=kind, seed=1))
         device = VirtualSpectrometer(spectra[:, :most], axis[:most], y, SimulatorConfig(signal=kind, seed=1))
-        spectrum = next(f for f in device.iter_frames(3) if isinstance(f, Spectrum))
-        assert spectrum.pixel_count == most and decode_frame(encode(spectrum)) == spectrum  # it goes on the wire
+        frames = list(device.iter_frames(3))  # STATUS, DARK and REFERENCE first for a counts device
+        assert [f.pixel_count for f in frames if isinstance(f, Spectrum)][-1] == most
+        assert all(decode_frame(encode(f)) == f for f in frames)  # every frame goes on the wire
+    # A counts device wider than a float32 frame whose white would saturate at the sample exposure sends a scaled
+    # float32 REFERENCE, which cannot carry 3,000 pixels: refused too; with light enough its white is uint16.
+    axis = np.linspace(900.0, 1700.0, 3000)
+    with pytest.raises(SimulatorError, match=r"expected at most 2807 pixels for a counts device whose white "
+                                             r"REFERENCE goes out scaled as float32 .*got 3000"):
+        VirtualSpectrometer(np.full((2, 3000), 1.0), axis, y, SimulatorConfig(signal=SignalKind.COUNTS, seed=1))
+    device = VirtualSpectrometer(np.full((2, 3000), 0.01), axis, y, SimulatorConfig(signal=SignalKind.COUNTS, seed=1))
+    assert all(decode_frame(encode(f)) == f for f in device.iter_frames(3))
 
 
 def test_spectro_sim_streams_float32_absorbance_equal_to_the_dataset_rows(datasets_dir: Path) -> None:
