@@ -47,6 +47,7 @@ from firmware_bridge.codec.layouts import (
     STATUS_AXIS_UNIT_BYTES,
     STATUS_TRAILER_BYTES,
     BytesLike,
+    max_line_spectra,
     max_spectrum_pixels,
 )
 from firmware_bridge.codec.stream import DecoderStats, FrameDecoder
@@ -59,6 +60,7 @@ __all__ = [
     "MAX_ENCODED_BYTES",
     "MAX_WIRE_BYTES",
     "MAX_PIXELS",
+    "max_line_spectra",
     "max_spectrum_pixels",
     "MAX_LINE_SPECTRA",
     "MAX_LINE_FRAME_BYTES",

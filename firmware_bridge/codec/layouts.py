@@ -36,6 +36,7 @@ __all__ = [
     "MAX_NACK_DETAIL_BYTES",
     "MAX_PAYLOAD_BYTES",
     "MAX_PIXELS",
+    "max_line_spectra",
     "max_spectrum_pixels",
     "MAX_WAVELENGTH_COEFFS",
     "MAX_WIRE_BYTES",
@@ -132,6 +133,17 @@ MAX_LINE_FRAME_BYTES: Final = 4 * 1024 * 1024
 MAX_LINE_PAYLOAD_BYTES: Final = MAX_LINE_FRAME_BYTES - _ENVELOPE.size - _CRC.size
 #: Largest COBS-encoded LINE frame without its delimiter.
 MAX_LINE_ENCODED_BYTES: Final = MAX_LINE_FRAME_BYTES + MAX_LINE_FRAME_BYTES // 254 + 1
+
+
+def max_line_spectra(pixels: int, signal: str) -> int:
+    """Most spectra one LINE frame carries at ``pixels`` pixels each from a device that sends ``signal`` (raw
+    ``"counts"`` as uint16, a processed signal as float32): :data:`MAX_LINE_SPECTRA`, or fewer where the frame's
+    4 MiB fill first (1,024 float32 spectra of 1,024 pixels do not fit)."""
+    itemsize = 2 if signal == "counts" else 4
+    max_spectrum_pixels(signal)  # refuses an unknown signal
+    return int(min(MAX_LINE_SPECTRA, (MAX_LINE_PAYLOAD_BYTES - _LINE.size) // (max(1, int(pixels)) * itemsize)))
+
+
 #: A LINE's envelope ``payload_len`` saturates here: 0xFFFF means "65,535 bytes or more, the frame's length says".
 _LINE_PAYLOAD_LEN_SATURATED: Final = 0xFFFF
 

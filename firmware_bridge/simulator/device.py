@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import numpy.typing as npt
 
-from firmware_bridge.codec.layouts import max_spectrum_pixels
+from firmware_bridge.codec.layouts import max_line_spectra, max_spectrum_pixels
 from firmware_bridge.frames import (
     Ack,
     Annotation,
@@ -147,6 +147,12 @@ class VirtualSpectrometer:
                     "that is not an absorbance (Raman or fluorescence intensities) with --signal absorbance")
         if not 1 <= self.integration_time_us <= MAX_INTEGRATION_TIME_US:
             raise SimulatorError(f"expected 1 to {MAX_INTEGRATION_TIME_US} us, got {self.integration_time_us}")
+        per_line = self.config.line_spectra
+        kind = "absorbance" if self.processed else "counts"  # float32, or measured uint16 counts
+        if per_line > max_line_spectra(x.shape[1], kind):
+            raise SimulatorError(
+                f"expected at most {max_line_spectra(x.shape[1], kind)} spectra per LINE of {x.shape[1]} "
+                f"{'float32' if self.processed else 'uint16'} pixels (one LINE frame is at most 4 MiB), got {per_line}")
         float_most = max_spectrum_pixels("absorbance")
         if not self.processed and x.shape[1] > float_most and self.model.reference_is_scaled(self.integration_time_us):
             raise SimulatorError(

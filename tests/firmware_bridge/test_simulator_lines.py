@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from firmware_bridge.codec import decode_frame, encode, max_line_spectra
 from firmware_bridge.frames import Dark, Line, Reference, SignalKind, SpectrumFlags, Status
 from firmware_bridge.physics import DetectorModel
 from firmware_bridge.simulator import SimulatorConfig, SimulatorError, VirtualSpectrometer
@@ -53,6 +55,17 @@ def test_a_processed_signal_streams_float32_lines() -> None:
 def test_the_line_size_is_bounded() -> None:
     with pytest.raises(SimulatorError, match="expected 0 \\(SPECTRUM frames\\) to 1024 spectra per line, got 1025"):
         SimulatorConfig(line_spectra=1025)
+    # 1,024 float32 spectra of 1,024 pixels pass the frame's 4 MiB by 36 bytes; 1,023 fit, and uint16 counts fit.
+    assert max_line_spectra(1024, "absorbance") == 1023 and max_line_spectra(1024, "counts") == 1024
+    axis, y = np.linspace(900.0, 1700.0, 1024), np.zeros((1024, 1))
+    config = SimulatorConfig(line_spectra=1024, signal=SignalKind.ABSORBANCE, seed=1)
+    with pytest.raises(SimulatorError, match="expected at most 1023 spectra per LINE of 1024 float32 pixels "
+                                             "\\(one LINE frame is at most 4 MiB\\), got 1024"):
+        VirtualSpectrometer(np.full((1024, 1024), 0.5), axis, y, config)
+    device = VirtualSpectrometer(np.full((1023, 1024), 0.5), axis, y[:1023],
+                                 dataclasses.replace(config, line_spectra=1023))
+    line = next(f for f in device.iter_frames() if isinstance(f, Line))
+    assert line.spectrum_count == 1023 and decode_frame(encode(line)) == line
 
 
 def test_the_detector_reads_a_line_as_rows_and_counts_saturation_over_all_of_them() -> None:
