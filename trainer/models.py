@@ -111,6 +111,9 @@ class CNNConfig:
         A linear path beside the convolutions: the flattened input is concatenated with the last hidden features
         before the output layer, so the output is a linear model of the spectrum (as PLS is) plus the network's
         nonlinear correction, and can extrapolate as PLS does. The output layer's kernel then gets the L2 penalty.
+    linear_start : {"none", "pls"}
+        Regression with a linear path only: ``"pls"`` starts the linear path at a PLS model of the CNN's input and
+        trains the network on the PLS residual (:mod:`trainer.linear_start`); the deployed graph is unchanged.
     """
 
     task: str = "regression"
@@ -138,6 +141,7 @@ class CNNConfig:
     huber_delta: float = 1.0
     n_classes: int | None = None
     linear_path: bool = False
+    linear_start: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("filters", "kernel_sizes", "strides", "dense_units"):
@@ -156,6 +160,11 @@ class CNNConfig:
         for name in ("filters", "kernel_sizes", "strides", "dense_units"):
             if any(v < 1 for v in getattr(self, name)):
                 raise TrainConfigError(f"model.{name}: expected positive integers, got {list(getattr(self, name))}")
+        if self.linear_start not in ("none", "pls"):
+            raise TrainConfigError(f"model.linear_start: expected 'none' or 'pls', got {self.linear_start!r}")
+        if self.linear_start == "pls" and not (self.linear_path and self.task == "regression"):
+            raise TrainConfigError("model.linear_start = 'pls': expected a regression with linear_path = true, got "
+                                   f"task {self.task!r}, linear_path {self.linear_path}")
         if self.loss not in _LOSSES:
             raise TrainConfigError(f"model.loss: expected one of {list(_LOSSES)}, got {self.loss!r}")
         if not (self.huber_delta > 0 and math.isfinite(self.huber_delta)):
@@ -313,8 +322,10 @@ def build_cnn(
         lin = layers.Flatten(name=f"{name}_lin_flat")(inputs) if len(input_shape) == 2 else inputs
         h = layers.Concatenate(name=f"{name}_with_linear")([h, lin])
     out_act = "softmax" if config.task == "classification" else None
+    # Started at PLS (trainer.linear_start), the network's output starts at exactly the PLS model: zero corrections.
+    head_init = keras.initializers.GlorotUniform(seed=next(seeds)) if config.linear_start == "none" else "zeros"
     outputs = layers.Dense(
-        n_outputs, activation=out_act, kernel_initializer=keras.initializers.GlorotUniform(seed=next(seeds)),
+        n_outputs, activation=out_act, kernel_initializer=head_init,
         kernel_regularizer=reg if config.linear_path else None, name=f"{name}_out",
     )(h)
     return keras.Model(inputs, outputs, name=name)
@@ -503,6 +514,13 @@ def train_cnn(
             if ys.shape[-1] != n_outputs:
                 raise ValueError(f"expected {n_outputs} targets in y_sel, got {ys.shape[-1]}")
         loss = keras.losses.Huber(delta=config.huber_delta) if config.loss == "huber" else "mse"
+    start = None
+    if config.linear_start == "pls":  # the network learns the PLS residual (trainer.linear_start)
+        from trainer.linear_start import fit_linear_start
+
+        start = fit_linear_start(X_train, yt, seed=int(seed))
+        yt = yt - start.predict(X_train)
+        ys = None if ys is None else ys - start.predict(X_sel)
 
     steps_per_epoch = math.ceil(len(X_train) / config.batch_size)
     k = config.ensemble_size
@@ -560,6 +578,8 @@ def train_cnn(
     history = {key: [float(v) for v in vals] for key, vals in hist.history.items()}
     if config.task == "regression":
         for m in members:
+            if start is not None:
+                start.add_to_head(m)
             _fold_output_scaling(m, y_mean, y_scale)
     train_seconds = time.perf_counter() - t0
     model = average_members(members, input_shape)

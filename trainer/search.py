@@ -49,7 +49,7 @@ __all__ = ["SearchInputs", "SearchResult", "SEARCH_SPACE_VERSION", "prepare_inpu
 log = logging.getLogger(__name__)
 
 #: Bumped when the search space or the score changes (part of the default study name: old studies are not mixed in).
-SEARCH_SPACE_VERSION = 5  # 4: [model] max_steps caps a trial's epochs; 5: and max_gmac
+SEARCH_SPACE_VERSION = 6  # 4: [model] max_steps caps a trial's epochs; 5: and max_gmac; 6: linear_start
 #: Random (TPE start-up) trials before TPE models the good and bad recipes.
 _TPE_STARTUP_TRIALS = 8
 #: Completed trials before the median pruner stops any (few: on two cores a budget holds only a few trials), and

@@ -96,7 +96,10 @@ def suggest_recipe(trial: Any, inputs: SearchInputs) -> dict[str, Any]:
         strides=strides,
         dense_units=[max(1, dense // 2**i) for i in range(n_dense)],
         activation=_SEARCH_ACTIVATION,
-        linear_path=trial.suggest_categorical("linear_path", (False, True)),
+        linear_path=(linear := trial.suggest_categorical("linear_path", (False, True))),
+        # A regression's linear path may start at PLS (trainer.linear_start): the network then learns its residual.
+        linear_start=trial.suggest_categorical("linear_start", ("none", "pls"))
+        if linear and not inputs.n_classes else "none",
         dropout=trial.suggest_float("dropout", *_DROPOUT),
         l2=trial.suggest_float("l2", *_L2, log=True),
         learning_rate=trial.suggest_float("learning_rate", *_LR, log=True),
