@@ -13,12 +13,18 @@ The PLS model (scikit-learn's ``PLSRegression``, one per target, centred, unscal
 on the rows the CNN trains on, augmented copies included; its latent variables are chosen per target by the
 lowest grouped ``FOLDS``-fold cross-validation RMSE over 1..``MAX_COMPONENTS``. Augmented copies of a spectrum
 share its reference values exactly, so rows are grouped by their reference values: a spectrum and its copies never
-fall on both sides of a fold (no leak into the choice).
+fall on both sides of a fold (no leak into the choice). On targets of a few discrete levels that grouping holds out
+whole levels (a conservative choice of latent variables); with fewer than 2 rows in a fold one latent variable.
+
+What is merged is a weight like any other afterwards: pruning's fine-tuning (``[pruning]``) and a transfer
+fine-tuning recompile the network with the output layer's L2, which then pulls the PLS coefficients and the
+network's corrections together towards 0, and magnitude pruning treats the PLS rows of the head as any weights.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,18 +83,24 @@ def fit_linear_start(X: np.ndarray, y: np.ndarray, *, seed: int) -> LinearStart:
         return LinearStart(coef=np.zeros((Xf.shape[1], Y.shape[1])), intercept=Y[0].copy(),
                            n_components=(0,) * Y.shape[1])
     folds = grouped_folds(groups.ravel(), min(FOLDS, n_groups), seed=seed)
-    k_max = max(1, min(MAX_COMPONENTS, Xf.shape[1], min(len(fit) for fit, _ in folds) - 1))
+    smallest_fit = min(len(fit) for fit, _ in folds)
+    k_max = max(1, min(MAX_COMPONENTS, Xf.shape[1], smallest_fit - 1))
     coefs, intercepts, chosen = [], [], []
-    for j in range(Y.shape[1]):
-        sq = np.zeros(k_max)
-        for fit, held in folds:
-            pls = PLSRegression(n_components=k_max, scale=False).fit(Xf[fit], Y[fit, j])
-            sq += np.sum((pls_predict_all_k(pls, Xf[held])[:, :, 0] - Y[held, j][None, :]) ** 2, axis=1)
-        k = int(np.argmin(sq)) + 1
-        c, b0 = linear_map(PLSRegression(n_components=k, scale=False).fit(Xf, Y[:, j]), Xf.shape[1])
-        coefs.append(c[:, 0])
-        intercepts.append(float(b0[0]))
-        chosen.append(k)
-        log.info("linear start: PLS of target %d with %d latent variables (grouped %d-fold CV RMSE %.4f sd)",
-                 j, k, len(folds), float(np.sqrt(sq[k - 1] / len(Xf))))
+    with warnings.catch_warnings():
+        # A fold (or a whole target) with one reference value: sklearn warns that y's residual is constant; its
+        # predictions are then that value, which the CV scores as any other.
+        warnings.filterwarnings("ignore", message=".*residual is constant.*")
+        for j in range(Y.shape[1]):
+            sq = np.zeros(k_max)
+            if smallest_fit >= 2:  # too few rows to cross-validate: one latent variable
+                for fit, held in folds:
+                    pls = PLSRegression(n_components=k_max, scale=False).fit(Xf[fit], Y[fit, j])
+                    sq += np.sum((pls_predict_all_k(pls, Xf[held])[:, :, 0] - Y[held, j][None, :]) ** 2, axis=1)
+            k = int(np.argmin(sq)) + 1
+            c, b0 = linear_map(PLSRegression(n_components=k, scale=False).fit(Xf, Y[:, j]), Xf.shape[1])
+            coefs.append(c[:, 0])
+            intercepts.append(float(b0[0]))
+            chosen.append(k)
+            log.info("linear start: PLS of target %d with %d latent variables (grouped %d-fold CV RMSE %.4f sd)",
+                     j, k, len(folds), float(np.sqrt(sq[k - 1] / len(Xf))))
     return LinearStart(coef=np.stack(coefs, axis=1), intercept=np.asarray(intercepts), n_components=tuple(chosen))

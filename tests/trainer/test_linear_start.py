@@ -80,6 +80,37 @@ def test_a_cnn_started_at_pls_predicts_pls_before_it_learns() -> None:
     assert np.max(np.abs(np.asarray(plain.model(X)) - expected)) > 0.1 * y_scale.min()
 
 
+def test_the_network_trains_on_the_pls_residual_of_training_and_selection_rows() -> None:
+    """Before it learns, the network's loss is the PLS residual's mean square (per member, summed), on the training
+    rows and on the selection rows: it trains on what PLS leaves, and picks its kept epoch on the same."""
+    pytest.importorskip("keras")
+    from trainer.models import train_cnn
+
+    X, y = _linear_data(n=120)
+    y = y[:, :1]  # the linear target: PLS leaves little of it
+    X_tr, y_tr, X_sel, y_sel = X[:90], y[:90], X[90:], y[90:]
+    cfg = CNNConfig(filters=(4,), kernel_sizes=(5,), strides=(2,), dense_units=(8,), linear_path=True,
+                    linear_start="pls", epochs=1, learning_rate=1e-9, lr_schedule="constant", batch_norm=False,
+                    ensemble_size=2, dropout=0.0, l2=0.0, restore_best=False)
+    trained = train_cnn(X_tr, y_tr, X_sel, y_sel, config=cfg, seed=0)
+    mean, scale = y_tr.mean(axis=0), y_tr.std(axis=0)
+    start = fit_linear_start(X_tr, (y_tr - mean) / scale, seed=0)
+    for rows, ys, key in ((X_tr, y_tr, "loss"), (X_sel, y_sel, "val_loss")):
+        residual = (ys - mean) / scale - start.predict(rows)
+        assert trained.history[key][0] == pytest.approx(2 * np.mean(residual ** 2), rel=1e-3), key
+        # Far below the loss on the targets themselves, which a network that ignored the start would see.
+        assert trained.history[key][0] < 0.5 * 2 * np.mean(((ys - mean) / scale) ** 2)
+
+
+def test_too_few_rows_to_cross_validate_take_one_latent_variable() -> None:
+    X, y = _linear_data(n=2)
+    assert fit_linear_start(X, y[:, :1], seed=0).n_components == (1,)
+    X, y = _linear_data(n=12)
+    y[:, 1] = 5.0  # a constant target: no coefficients, its value as the intercept
+    start = fit_linear_start(X, y, seed=0)
+    np.testing.assert_allclose(start.predict(X)[:, 1], 5.0, atol=1e-5)
+
+
 def test_linear_start_needs_a_regression_with_a_linear_path() -> None:
     with pytest.raises(TrainConfigError, match="linear_path = true"):
         CNNConfig(linear_start="pls")
