@@ -33,12 +33,10 @@ import numpy as np
 from trainer.pls import flatten_features, linear_map, pls_predict_all_k
 from trainer.splits import grouped_folds
 
-__all__ = ["LINEAR_STARTS", "LinearStart", "fit_linear_start"]
+__all__ = ["LinearStart", "fit_linear_start"]
 
 log = logging.getLogger(__name__)
 
-#: ``[model] linear_start`` values.
-LINEAR_STARTS = ("none", "pls")
 #: Latent variables tried per target (fewer when the rows or channels allow fewer).
 MAX_COMPONENTS = 20
 #: Folds of the grouped cross-validation that chooses them.

@@ -42,8 +42,8 @@ import numpy as np
 from trainer.config.tables import record_from_table
 from trainer.errors import TrainConfigError
 
-__all__ = ["CNNConfig", "TrainedCNN", "average_members", "build_cnn", "build_trunk", "load_trunk", "set_determinism",
-           "train_cnn", "trunk_layer_names"]
+__all__ = ["CNNConfig", "LINEAR_STARTS", "TrainedCNN", "average_members", "build_cnn", "build_trunk", "load_trunk",
+           "set_determinism", "train_cnn", "trunk_layer_names"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ _TASKS = ("regression", "classification")
 _SCHEDULES = ("constant", "cosine", "plateau")
 _LOSSES = ("mse", "huber")
 _ACTIVATIONS = ("relu", "elu", "selu", "gelu", "tanh", "swish")
+#: ``linear_start`` values (trainer.linear_start).
+LINEAR_STARTS = ("none", "pls")
 
 
 @dataclass(frozen=True)
@@ -160,8 +162,9 @@ class CNNConfig:
         for name in ("filters", "kernel_sizes", "strides", "dense_units"):
             if any(v < 1 for v in getattr(self, name)):
                 raise TrainConfigError(f"model.{name}: expected positive integers, got {list(getattr(self, name))}")
-        if self.linear_start not in ("none", "pls"):
-            raise TrainConfigError(f"model.linear_start: expected 'none' or 'pls', got {self.linear_start!r}")
+        if self.linear_start not in LINEAR_STARTS:
+            raise TrainConfigError(f"model.linear_start: expected one of {list(LINEAR_STARTS)}, "
+                                   f"got {self.linear_start!r}")
         if self.linear_start == "pls" and not (self.linear_path and self.task == "regression"):
             raise TrainConfigError("model.linear_start = 'pls': expected a regression with linear_path = true, got "
                                    f"task {self.task!r}, linear_path {self.linear_path}")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from trainer.models import LINEAR_STARTS
+
 if TYPE_CHECKING:
     from trainer.search import SearchInputs
 
@@ -98,7 +100,7 @@ def suggest_recipe(trial: Any, inputs: SearchInputs) -> dict[str, Any]:
         activation=_SEARCH_ACTIVATION,
         linear_path=(linear := trial.suggest_categorical("linear_path", (False, True))),
         # A regression's linear path may start at PLS (trainer.linear_start): the network then learns its residual.
-        linear_start=trial.suggest_categorical("linear_start", ("none", "pls"))
+        linear_start=trial.suggest_categorical("linear_start", LINEAR_STARTS)
         if linear and not inputs.n_classes else "none",
         dropout=trial.suggest_float("dropout", *_DROPOUT),
         l2=trial.suggest_float("l2", *_L2, log=True),

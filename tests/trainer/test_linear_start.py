@@ -116,7 +116,7 @@ def test_linear_start_needs_a_regression_with_a_linear_path() -> None:
         CNNConfig(linear_start="pls")
     with pytest.raises(TrainConfigError, match="regression"):
         CNNConfig(task="classification", linear_path=True, linear_start="pls")
-    with pytest.raises(TrainConfigError, match="expected 'none' or 'pls', got 'ridge'"):
+    with pytest.raises(TrainConfigError, match=r"expected one of \['none', 'pls'\], got 'ridge'"):
         CNNConfig(linear_path=True, linear_start="ridge")
     assert CNNConfig(linear_path=True, linear_start="pls").linear_start == "pls"
 
