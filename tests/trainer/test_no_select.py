@@ -170,11 +170,13 @@ def test_a_classification_without_select_keeps_a_grouped_hold_out(tmp_path: Path
     assert not set(classes.column("sample_id")[held.select_rows]) & set(classes.column("sample_id")[held.train_rows])
 
 
-def test_wheat_example_names_no_select_and_tecator_tablets_keep_their_protocol_splits(repo_root: Path) -> None:
+def test_wheat_and_tecator_examples_name_no_select_and_tablets_keeps_its_protocol_split(repo_root: Path) -> None:
     wheat = load_config(repo_root / "examples" / "wheat_protein.toml")
     assert wheat.split.select is None
-    tecator = load_config(repo_root / "examples" / "tecator_fat.toml")
-    assert tecator.split.select is not None and dict(tecator.split.select.where) == {"statlib_subset": "M_monitor"}
+    for name in ("tecator_fat.toml", "tecator_fat_moisture.toml"):
+        tecator = load_config(repo_root / "examples" / name)
+        assert tecator.split.select is None
+        assert dict(tecator.split.train.where) == {"statlib_subset": ["C_train", "M_monitor"]}
     tablets = load_config(repo_root / "examples" / "tablets_assay.toml")
     assert tablets.split.select is not None and dict(tablets.split.select.where)["split"] == "validate"
 
