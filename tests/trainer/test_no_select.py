@@ -176,6 +176,7 @@ def test_wheat_and_tecator_examples_name_no_select_and_tablets_keeps_its_protoco
     for name in ("tecator_fat.toml", "tecator_fat_moisture.toml"):
         tecator = load_config(repo_root / "examples" / name)
         assert tecator.split.select is None
+        assert tecator.split.train is not None
         assert dict(tecator.split.train.where) == {"statlib_subset": ["C_train", "M_monitor"]}
     tablets = load_config(repo_root / "examples" / "tablets_assay.toml")
     assert tablets.split.select is not None and dict(tablets.split.select.where)["split"] == "validate"
