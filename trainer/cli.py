@@ -204,6 +204,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from trainer.config import load_config
+    from trainer.pipeline.recipe import build_model_configs
     from trainer.search import prepare_inputs, run_search
 
     cfg = load_config(args.config)
@@ -218,6 +219,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         cfg = replace(cfg, search=replace(cfg.search, enabled=True))
     if not cfg.search.active:
         raise ValueError("search: nothing to do (enabled = false, budget_min = 0 or trials = 0)")
+    build_model_configs(cfg)  # [model], [augment], [pruning] checked before the data load and the first trial
     args.out.mkdir(parents=True, exist_ok=True)
     res = run_search(cfg, prepare_inputs(cfg), args.out, worker=args.worker, spread=False)
     print(f"study: {res.study_name} ({res.storage_kind})")
@@ -226,6 +228,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if res.best_value is not None:
         print(f"best: trial {res.best_trial}, score {res.best_value:.4g}, {res.error_name} "
               + ", ".join(f"{k} {v:.4g}" for k, v in (res.best_cv_rmse or {}).items()))
+    if res.trials_run and res.trials_failed == res.trials_run:
+        first = next((e["error"] for e in res.trial_log if e.get("error")), "see the log")
+        print(f"spectro-train: error: every trial this worker ran failed ({res.trials_failed}); the first: {first}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Split-conformal prediction intervals: half-widths calibrated on the selection rows' absolute residuals.
+"""Split-conformal prediction intervals: half-widths calibrated on held-out absolute residuals (the selection rows',
+and the training rows' out of fold: :mod:`trainer.pipeline.calibrate`).
 
 With ``n`` calibration residuals the half-width is their ``ceil((n + 1) * coverage)``-th smallest absolute
 value, which guarantees coverage of at least ``coverage`` on new exchangeable rows (Lei et al. 2018,

@@ -22,7 +22,8 @@ Public API (stable; the orchestration in ``trainer.pipeline`` codes against it)
 
 Regression targets are standardised for training (mean and standard deviation of ``y_train``) and the scaling is
 folded back into the last ``Dense`` layer afterwards, so the saved model maps preprocessed spectra straight to
-reference units and the int8 output tensor of a quantised model spans the real range of the target.
+reference units. The int8 conversion emits standardised targets again (:func:`standardised_output_copy`), with
+``standardize_y`` or without, so the int8 output step stays far below the model's error.
 
 Training is deterministic for a given seed (``keras.utils.set_random_seed`` and TensorFlow op determinism) and logs
 one progress line per ``config.log_every`` epochs through :mod:`logging` (logger ``trainer.models``).

@@ -435,6 +435,11 @@ def run_search(
 
         try:
             pred = cv_predictions(recipe, inputs, folds=folds, seed=seed, on_fold=on_fold)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # Optuna fails the trial and goes on; the log and the trial list say why
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
+            raise
         finally:
             _clear_keras()
         value = inputs.trial_score(pred)
@@ -463,8 +468,9 @@ def run_search(
             best_duration[0] = float(trial.user_attrs.get("seconds", elapsed))
         value = trial.value if trial.value is not None else (
             trial.intermediate_values[max(trial.intermediate_values)] if trial.intermediate_values else None)
-        why = trial.user_attrs.get("stopped", "")
-        entry = {"trial": trial.number, "state": state, "value": value, "stopped": why or None,
+        why = trial.user_attrs.get("stopped", "") or trial.user_attrs.get("error", "")
+        entry = {"trial": trial.number, "state": state, "value": value,
+                 "stopped": trial.user_attrs.get("stopped") or None, "error": trial.user_attrs.get("error"),
                  "configured": bool(trial.user_attrs.get(_CONFIGURED)),
                  "rescaled": bool(trial.user_attrs.get(_RESCALED)),
                  "seconds": round((trial.datetime_complete - trial.datetime_start).total_seconds(), 2)

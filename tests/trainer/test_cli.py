@@ -89,3 +89,35 @@ def test_fit_check_runs_the_pre_training_checks_and_writes_nothing(tmp_path: Pat
     assert main(["fit", str(tmp_path / "train.toml"), "--check", "--budget-min", "2"]) == 0
     out = capsys.readouterr().out
     assert "search: 2 min, at most 40 trials" in out and "model auto, CNN 5 folds" in out
+
+
+@pytest.mark.parametrize(("step", "said"), [
+    ('{ op = "savgol", windw = 5, polyorder = 2 }', "savgol got unknown parameter(s) windw"),
+    ('{ op = "savgol", window = 4, polyorder = 2 }', "expected an odd window, got 4"),
+    ('{ op = "crop", wavelength_min = 2000, wavelength_max = 2100 }', "holds no channel of the axis"),
+])
+def test_fit_check_refuses_a_bad_preprocessing_step_with_its_key_path(tmp_path: Path, step: str, said: str,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A candidate's step is built and fitted on the training spectra by the checks, so ``fit --check`` (and the
+    fit, before its PLS baseline) names the candidate and what is wrong with the step."""
+    from tests.support.tiny_fit import CONFIG, write_synthetic
+
+    write_synthetic(tmp_path / "synthetic.npz")
+    head, sep, tail = CONFIG.partition("[preprocessing.candidates]\n")
+    assert sep, "the tiny config has a [preprocessing.candidates] table"
+    (tmp_path / "train.toml").write_text(head + sep + f"bad = [{{ op = \"snv\" }}, {step}]\n" + tail)
+    assert main(["fit", str(tmp_path / "train.toml"), "--check"]) == 1
+    line = _one_error_line(capsys)
+    assert "preprocessing.candidates.bad: " in line and said in line, line
+
+
+def test_fit_check_refuses_a_unit_for_a_target_that_does_not_exist(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support.tiny_fit import CONFIG, write_synthetic
+
+    write_synthetic(tmp_path / "synthetic.npz")
+    assert 'units = {conc_pct = "%"}' in CONFIG
+    (tmp_path / "train.toml").write_text(CONFIG.replace('units = {conc_pct = "%"}', 'units = {conc_pc = "%"}'))
+    assert main(["fit", str(tmp_path / "train.toml"), "--check"]) == 1
+    assert "bundle.units.conc_pc: expected a target's name (conc_pct), got 'conc_pc'" in _one_error_line(capsys)
+

@@ -63,6 +63,26 @@ def test_shipped_examples_satisfy_the_model_sections(name: str, repo_root: Path)
     build_prune_config(cfg)
 
 
+@pytest.mark.parametrize(("table", "on"), [
+    ("", False), ("[pruning]\n", False), ("[pruning]\nenabled = false\ntarget_sparsity = 0.5\n", False),
+    ("[pruning]\ntarget_sparsity = 0\n", False), ("[pruning]\nepochs = 5\n", True),
+    ("[pruning]\nenabled = true\nepochs = 5\n", True), ("[pruning]\ntarget_sparsity = 0.3\n", True),
+])
+def test_what_a_pruning_table_means(table: str, on: bool) -> None:
+    from trainer.pipeline.recipe import build_prune_config
+
+    assert (build_prune_config(parse_config(GOOD + table, base_dir=".")) is not None) is on
+
+
+@pytest.mark.parametrize(("table", "got"), [("[pruning]\nenabled = true\n", "got none"),
+                                            ("[pruning]\nenabled = true\ntarget_sparsity = 0\n", "got 0")])
+def test_pruning_enabled_with_nothing_to_prune_to_is_refused(table: str, got: str) -> None:
+    from trainer.pipeline.recipe import build_prune_config
+
+    with pytest.raises(TrainConfigError, match=f"pruning.enabled = true: expected a target_sparsity above 0.*{got}"):
+        build_prune_config(parse_config(GOOD + table, base_dir="."))
+
+
 def test_tablets_example_follows_the_protocol(repo_root: Path) -> None:
     cfg = load_config(repo_root / "examples" / "tablets_assay.toml")
     assert cfg.data.targets == ("assay_mg",)

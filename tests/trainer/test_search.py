@@ -322,6 +322,39 @@ def test_a_recipe_that_cannot_train_fails_its_trial_not_the_search(tmp_path: Pat
     res = search.run_search(_cfg("[search]\ntrials = 3\nfolds = 3\nspread_seeds = 1\n"), _inputs(), tmp_path)
     assert res.trials_run == 3 and res.trials_failed == 2 and res.best_trial == 0
     assert [t["state"] for t in res.trial_log] == ["complete", "fail", "fail"]
+    assert [t["error"] for t in res.trial_log] == [None, "RuntimeError: out of memory", "RuntimeError: out of memory"]
+
+
+def test_search_cli_refuses_a_bad_model_table_before_any_trial(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainer.search as search
+    from trainer.cli import main
+
+    def never(*args: Any, **kw: Any) -> Any:
+        raise AssertionError("the search started")
+
+    monkeypatch.setattr(search, "run_search", never)
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY.replace("strides = [2]", "strides = [2, 2]") + SEARCH_TABLE, encoding="utf-8")
+    assert main(["search", str(config), "--out", str(tmp_path / "out")]) == 1
+    assert "expected equal lengths, got 1, 1, 2" in capsys.readouterr().err
+
+
+def test_search_cli_fails_when_every_trial_failed(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainer.search as search
+    from trainer.cli import main
+
+    def cv(recipe: dict[str, Any], inputs: Any, **kw: Any) -> np.ndarray:
+        raise ValueError("kernel size 99 is larger than the input")
+
+    monkeypatch.setattr(search, "cv_predictions", cv)
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY + SEARCH_TABLE, encoding="utf-8")
+    assert main(["search", str(config), "--out", str(tmp_path / "out"), "--trials", "2"]) == 1
+    out, err = capsys.readouterr()
+    assert "2 run by this worker (0 pruned, 2 failed)" in out
+    assert "every trial this worker ran failed (2)" in err and "kernel size 99 is larger" in err
 
 
 def test_study_name_follows_config_and_data() -> None:

@@ -57,7 +57,7 @@ class OodConfig:
 
 @dataclass(frozen=True)
 class IntervalConfig:
-    """Split-conformal prediction intervals calibrated on the selection rows."""
+    """Split-conformal prediction intervals calibrated on the selection rows and the training rows out of fold."""
 
     coverage: float = 0.9
 

@@ -69,7 +69,8 @@ def noise_inputs(cfg: TrainConfig, data: Prepared, rows: np.ndarray, transform: 
     return NoiseInputs(pixel_variance=var, jacobian=jac, quantity=cfg.instrument.quantity, **detector)
 
 
-def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -> Calibration:
+def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv,
+              cnn_float_train: np.ndarray | None = None) -> Calibration:
     """Fit the OOD model and the intervals of the deployed model."""
     from trainer.conformal import fit_intervals
     from trainer.drift import fit_ood
@@ -127,8 +128,10 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
     kinds = {"pls": "nested", "cnn": "fixed_recipe", "blend": "blend of both"}
     if "pls" in serving or "blend" in serving:
         member_oof["pls"] = deployed.pls_oof if deployed.pls_oof is not None else nested_pls_oof(cfg, data)
+    fitted_by = {name: np.asarray(runtimes[name].predict(m.edge_pipe.transform(X[tr])), dtype=np.float64)
+                 .reshape(tr.size, -1) for name, m in by_name.items()}
     if "cnn" in serving or "blend" in serving:
-        member_oof["cnn"] = cv.oof
+        member_oof["cnn"] = _int8_out_of_fold(cv.oof, fitted_by.get("cnn"), cnn_float_train)
     oof, how = None, "none"
     if all(v is not None for v in member_oof.values()):
         oof = per_target({k: v for k, v in member_oof.items() if v is not None})
@@ -148,8 +151,7 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
     else:
         how = "none"
     intervals = fit_intervals(resid, cfg.intervals.coverage, target_names=target_names)
-    fitted = per_target({name: np.asarray(runtimes[name].predict(m.edge_pipe.transform(X[tr])), dtype=np.float64)
-                         .reshape(tr.size, -1) for name, m in by_name.items()})
+    fitted = per_target(fitted_by)
     line = None
     if copies is not None:
         line = np.stack([per_target({name: np.asarray(runtimes[name].predict(m.edge_pipe.transform(c)),
@@ -161,6 +163,19 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv) -
              ", ".join(f"{t} +/-{q:.4g}" for t, q in zip(target_names, intervals.q_hat)))
     return Calibration(ood=ood, intervals=intervals, rows=interval_rows, autoencoder=autoencoder, out_of_fold=how,
                        predictions=predictions, residuals=resid)
+
+
+def _int8_out_of_fold(oof: np.ndarray | None, int8_train: np.ndarray | None,
+                      float_train: np.ndarray | None) -> np.ndarray | None:
+    """The CNN's out-of-fold predictions of the training rows as the deployed int8 model would make them: the
+    cross-validation trains float networks, so each row's int8 change (the final network's int8 prediction minus its
+    float one, as :func:`trainer.pipeline.choose.int8_cost_on` adds it) is added to its out-of-fold prediction. The
+    intervals then cover what the edge serves, int8 rounding included. Unchanged where either is missing."""
+    if oof is None or int8_train is None or float_train is None:
+        return oof
+    change = np.asarray(int8_train, dtype=np.float64) - np.asarray(float_train, dtype=np.float64).reshape(
+        np.shape(int8_train))
+    return oof + change if np.shape(oof) == change.shape else oof
 
 
 def _prediction_stats(fitted: np.ndarray, y_train: np.ndarray, oof: np.ndarray | None, line: np.ndarray | None,

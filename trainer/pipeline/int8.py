@@ -83,9 +83,12 @@ def convert_network(cfg: TrainConfig, data: Prepared, net: TrainedNetwork,
     if not data.classify:
         from trainer.models import standardised_output_copy
 
-        to_convert = standardised_output_copy(net.model, net.trained.y_mean, net.trained.y_scale)
-        cnn_transform = {"scale": [float(v) for v in np.reshape(net.trained.y_scale, -1)],
-                         "offset": [float(v) for v in np.reshape(net.trained.y_mean, -1)]}
+        mean, scale = np.reshape(net.trained.y_mean, -1), np.reshape(net.trained.y_scale, -1)
+        if not net.trained.config.standardize_y:  # trained in units: the int8 head is standardised all the same
+            y = np.asarray(data.ds.y[tr], dtype=np.float64).reshape(tr.size, -1)
+            mean, scale = y.mean(axis=0), np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0)
+        to_convert = standardised_output_copy(net.model, mean, scale)
+        cnn_transform = {"scale": [float(v) for v in scale], "offset": [float(v) for v in mean]}
     roles = data.plan.roles()
     fid_roles = [r for r in FIDELITY_ROLES if r in roles]
     rows = np.concatenate([roles[r] for r in fid_roles])

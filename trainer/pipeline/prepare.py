@@ -76,7 +76,25 @@ def prepared_from(cfg: TrainConfig, ds: SpectralDataset, plan: SplitPlan, cv_gro
     def make_pre(steps: Sequence[Mapping[str, Any]]) -> Any:
         return make_pipeline_from_config([dict(s) for s in steps], ds.wavelengths, unit=ds.axis_unit)
 
+    _check_candidates(cfg, make_pre, ds.X[plan.train_rows])
+    names = [str(t) for t in ds.target_names]
+    stray = [k for k in cfg.bundle.units if k not in names]
+    if stray:
+        raise TrainConfigError(f"bundle.units.{stray[0]}: expected a target's name ({', '.join(names)}), got "
+                               f"{stray[0]!r}; its unit would be written nowhere")
     return Prepared(ds=ds, plan=plan, groups=cv_groups, min_ratio=min_ratio, classify=classify, make_pre=make_pre)
+
+
+def _check_candidates(cfg: TrainConfig, make_pre: Callable[[Sequence[Mapping[str, Any]]], Any],
+                      X_train: np.ndarray) -> None:
+    """Build every preprocessing candidate and fit it on the training spectra, so that a misspelt step parameter,
+    an even Savitzky-Golay window or a crop outside the axis is refused with the candidate's key path before anything
+    trains (``fit --check`` included), not halfway through the PLS baseline."""
+    for name, steps in cfg.preprocessing.candidates.items():
+        try:
+            make_pre(steps).fit(X_train)
+        except ValueError as exc:  # SpecError and numpy's own complaints
+            raise TrainConfigError(f"preprocessing.candidates.{name}: {exc}") from exc
 
 
 #: Largest absorbance a counts -> absorbance conversion is asked to produce: 10 decades of attenuation, far beyond

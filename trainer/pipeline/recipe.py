@@ -84,6 +84,9 @@ def build_prune_config(cfg: TrainConfig) -> Any:
     from trainer.pruning import PruneConfig
 
     pcfg = PruneConfig.from_dict(p)
+    if enabled and "enabled" in cfg.pruning and (not p or pcfg.target_sparsity <= 0.0):
+        raise TrainConfigError("pruning.enabled = true: expected a target_sparsity above 0 (e.g. 0.5) to prune to, got "
+                               + (f"{pcfg.target_sparsity:g}" if p else "none"))
     if not enabled or not p or pcfg.target_sparsity <= 0.0:
         return None
     return pcfg
