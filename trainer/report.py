@@ -461,7 +461,7 @@ def write_report(report_dir: str | Path, inp: ReportInputs) -> Path:
         ["CNN parameters", m.get("cnn_params")],
         ["trunk pretraining", "on" if (m.get("pretrain") or {}).get("ran") else "off"],
         ["kernel sparsity reached", m.get("sparsity")],
-        ["pruning", "on" if pr.get("enabled") else f"off ({pr['reason']})" if pr.get("reason") else "off"],
+        ["pruning", "on" if pr.get("enabled") else f"off: {pr['reason']}" if pr.get("reason") else "off"],
         ["deployed model bytes (every model the bundle carries)", m.get("model_bytes")],
         ["CNN model bytes (as converted)", m.get("cnn_model_bytes")],
         ["CNN conversion (docs/training.md, [quantize])", _conversion(m.get("cnn_int8_calibration"))],

@@ -443,6 +443,8 @@ def run_search(
         finally:
             _clear_keras()
         value = inputs.trial_score(pred)
+        if not math.isfinite(value):  # Optuna fails the trial; the trial list says why
+            trial.set_user_attr("error", f"the cross-validation's score is not finite ({value})")
         if math.isfinite(value):
             trial.set_user_attr("oof", np.round(pred, 10).tolist())
             trial.set_user_attr("cv_rmse", inputs.cv_errors(pred))

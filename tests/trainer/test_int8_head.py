@@ -41,6 +41,12 @@ def test_a_cnn_trained_in_units_still_gets_a_standardised_int8_head(tmp_path_fac
     assert y.min() <= transform["offset"][0] <= y.max()
     step = m["cnn_int8_output_step"]["conc_pct"]
     assert 0 < step < (y.max() - y.min()) / 100
+    # The int8 gap is judged in target units: the standardised head's RMS difference times its scale.
+    cal = m["cnn_int8_calibration"]
+    error = cal["error"][0]
+    assert error > 0 and transform["scale"][0] > 1.5  # a scale of 1 would hide the bug this guards against
+    assert cal["gap_to_error"][0] == pytest.approx(
+        cal["rms_std_per_target"][cal["int8_chosen"]][0] * transform["scale"][0] / error, rel=1e-6)
     bundle = load_bundle(path)
     assert bundle.self_test is not None and bundle.self_test.summary().startswith("PASSED")
     rows = {(e["split"], e["model"]): e["rmsep"] for e in m["evaluations"] if e["target"] == "conc_pct"}
@@ -48,7 +54,7 @@ def test_a_cnn_trained_in_units_still_gets_a_standardised_int8_head(tmp_path_fac
     assert rows[("test", "cnn_int8")] / rows[("test", "cnn_float")] < 1.05
     # Pruning turned off is said with its reason in metrics.json and in the report, not only in the log.
     assert m["pruning"]["enabled"] is False and m["pruning"]["reason"] == "enabled = false"
-    assert "<td>pruning</td><td>off (enabled = false)</td>" in (base / "out" / "report" / "index.html").read_text()
+    assert "<td>pruning</td><td>off: enabled = false</td>" in (base / "out" / "report" / "index.html").read_text()
 
 
 def test_the_intervals_calibrate_on_what_the_int8_cnn_serves(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -82,10 +88,14 @@ def test_the_intervals_calibrate_on_what_the_int8_cnn_serves(tmp_path_factory: p
     tr = data.plan.train_rows  # type: ignore[attr-defined]
     y = np.asarray(data.ds.y[tr], dtype=np.float64).reshape(tr.size, -1)  # type: ignore[attr-defined]
     preds = result.extras["preds"]
-    int8_tr, float_tr = preds[("train", "cnn_int8")], preds[("train", "cnn_float")]
-    assert np.array_equal(seen["cnn_float_train"], float_tr)
-    change = int8_tr - float_tr
-    assert np.max(np.abs(change)) > 0  # int8 moves some prediction: the test could tell the two apart
+    int8_tr, pruned_tr = preds[("train", "cnn_int8")], preds[("train", "cnn_float")]
+    # The out-of-fold networks are dense, so the change is measured from the dense network: pruning and int8.
+    dense_tr = np.asarray(seen["cnn_float_train"])
+    assert result.metrics["pruning"]["enabled"] and not np.array_equal(dense_tr, pruned_tr)
+    dense_rmse = float(np.sqrt(np.mean((dense_tr[:, 0] - y[:, 0]) ** 2)))
+    assert dense_rmse == pytest.approx(result.metrics["pruning"]["accuracy_cost"]["train"]["conc_pct"]["rmsep_dense"])
+    change = int8_tr - dense_tr
+    assert np.max(np.abs(change)) > 0  # the deployed model moves some prediction: the test could tell them apart
     expected = y - (cv.oof + change)  # type: ignore[attr-defined]
     np.testing.assert_allclose(seen["calibration"].residuals, expected, rtol=0, atol=1e-9)  # type: ignore[attr-defined]
     q = fit_intervals(expected, 0.8).q_hat

@@ -168,9 +168,9 @@ def calibrate(cfg: TrainConfig, data: Prepared, deployed: Deployed, cv: CnnCv,
 def _int8_out_of_fold(oof: np.ndarray | None, int8_train: np.ndarray | None,
                       float_train: np.ndarray | None) -> np.ndarray | None:
     """The CNN's out-of-fold predictions of the training rows as the deployed int8 model would make them: the
-    cross-validation trains float networks, so each row's int8 change (the final network's int8 prediction minus its
-    float one, as :func:`trainer.pipeline.choose.int8_cost_on` adds it) is added to its out-of-fold prediction. The
-    intervals then cover what the edge serves, int8 rounding included. Unchanged where either is missing."""
+    cross-validation trains dense float networks, so each row's change (the deployed int8 prediction minus the final
+    dense float network's, ``float_train``: int8 rounding, and pruning where it ran) is added to its out-of-fold
+    prediction. The intervals then cover what the edge serves. Unchanged where either is missing."""
     if oof is None or int8_train is None or float_train is None:
         return oof
     change = np.asarray(int8_train, dtype=np.float64) - np.asarray(float_train, dtype=np.float64).reshape(

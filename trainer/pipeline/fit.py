@@ -113,7 +113,9 @@ def fit_full(
         prog.stage("choose the deployed model")
         deployed = choose_deployed(cfg, data, pls, recipe, cv, net, int8, preds)
         prog.stage("OOD + intervals")
-        calibration = calibrate(cfg, data, deployed, cv, preds.get(("train", "cnn_float")))
+        # The out-of-fold networks are dense: the change to the deployed CNN counts pruning as well as int8.
+        calibration = calibrate(cfg, data, deployed, cv,
+                                net.dense_preds.get("train", preds.get(("train", "cnn_float"))))
         prog.stage("bundle")
         written = write_fit_bundle(cfg, data, deployed, calibration, out)
         prog.stage("evaluate through the edge runtime")

@@ -104,7 +104,9 @@ def convert_network(cfg: TrainConfig, data: Prepared, net: TrainedNetwork,
     else:
         error, source = _cnn_error(data, net, cv_rmse)
         tflite_int8, calibration = choose_calibration(candidates, net.edge_pipe.transform(X[rows]), float_out,
-                                                      roles=fid_roles, y_scale=net.trained.y_scale, cnn_error=error,
+                                                      roles=fid_roles, y_scale=np.asarray(cnn_transform["scale"])
+                                                      if cnn_transform is not None else net.trained.y_scale,
+                                                      cnn_error=error,
                                                       error_source=source, wide_wanted=wide_wanted)
     calibration["int16x8"] = cfg.quantize.int16x8
     calibration["headroom"] = headroom
@@ -113,8 +115,8 @@ def convert_network(cfg: TrainConfig, data: Prepared, net: TrainedNetwork,
     if output_step is None and cnn_transform is not None:  # int16x8: the step of the tensor its output dequantises
         from trainer.quant_ranges import output_scale
 
-        scale = output_scale(tflite_int8)
-        output_step = None if scale is None else scale * np.abs(np.asarray(cnn_transform["scale"]))
+        tensor_scale = output_scale(tflite_int8)
+        output_step = None if tensor_scale is None else tensor_scale * np.abs(np.asarray(cnn_transform["scale"]))
     if output_step is not None and not data.classify:
         log.info("int8 output step: %s", ", ".join(f"{t} {v:.3g}" for t, v in zip(data.ds.target_names, output_step)))
     return Int8Network(tflite=tflite_int8, output_transform=cnn_transform, output_step=output_step,

@@ -93,7 +93,7 @@ def _check_candidates(cfg: TrainConfig, make_pre: Callable[[Sequence[Mapping[str
     for name, steps in cfg.preprocessing.candidates.items():
         try:
             make_pre(steps).fit(X_train)
-        except ValueError as exc:  # SpecError and numpy's own complaints
+        except (ValueError, TypeError) as exc:  # SpecError, numpy's own complaints, a parameter of the wrong type
             raise TrainConfigError(f"preprocessing.candidates.{name}: {exc}") from exc
 
 
