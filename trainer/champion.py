@@ -31,11 +31,10 @@ Classification: PLS-DA competes too, made deployable by a softmax of its respons
 their out-of-fold values (:func:`deployable_plsda`: class probabilities, as the CNN's softmax gives). The
 candidates are scored by their error rate over every row that can judge them (:func:`pooled_error`): the training
 rows out of fold (grouped, class-stratified folds: PLS-DA's ``[cv] folds`` of its chosen recipe, the CNN's recipe
-trained on each of ``[selection] cnn_cv_folds`` folds as for a regression) and the selection rows (a
-classification always has them: :mod:`trainer.splits`; the CNN there as its int8 model), each part weighted by its
-rows. A few dozen selection rows alone move an error rate by several points per spectrum. The CNN is deployed only
-when its error rate is lower than PLS-DA's by more than ``tie_margin`` (relative), otherwise PLS-DA, the simpler
-model, is (both perfect is a tie).
+trained on each of ``[selection] cnn_cv_folds`` folds as for a regression) and the selection rows where the split
+names them (the CNN there as its int8 model), each part weighted by its rows. A few dozen selection rows alone
+move an error rate by several points per spectrum. The CNN is deployed only when its error rate is lower than
+PLS-DA's by more than ``tie_margin`` (relative), otherwise PLS-DA, the simpler model, is (both perfect is a tie).
 
 A deployed PLS model is its preprocessing (the edge steps, as for the CNN; targets that chose different candidates
 get them stacked, :mod:`trainer.pls_deploy`) and one dense layer holding the PLS regression coefficients and

@@ -207,12 +207,8 @@ def make_split_plan(ds: SpectralDataset, cfg: SplitConfig, *, seed: int) -> Spli
         assert cfg.train is not None
         train = select_rows(ds, cfg.train, where="split.train")
         chosen = cfg.select
-        if chosen is None and ds.is_classification:
-            chosen = Selector(holdout_fraction=0.2)
-            log.info("split: no select for a classification: a grouped %g %% hold-out of the training rows",
-                     100 * chosen.holdout_fraction)
         if chosen is None:
-            select = np.zeros(0, dtype=np.int64)  # regression: everything chosen by CV on the training rows
+            select = np.zeros(0, dtype=np.int64)  # everything chosen by CV on the training rows
         elif chosen.holdout_fraction is not None:
             train, select = holdout_rows(train, groups, chosen.holdout_fraction, seed=seed)
         else:

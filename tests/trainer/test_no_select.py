@@ -150,7 +150,7 @@ def test_without_select_the_plan_has_no_selection_rows_and_model_cnn_cross_valid
                  lambda _: None)  # with selection rows, --model cnn skips the CNN cross-validation
 
 
-def test_a_classification_without_select_keeps_a_grouped_hold_out(tmp_path: Path) -> None:
+def test_a_classification_without_select_holds_nothing_out(tmp_path: Path) -> None:
     from dataclasses import replace
 
     from trainer.config import SplitConfig
@@ -162,12 +162,33 @@ def test_a_classification_without_select_keeps_a_grouped_hold_out(tmp_path: Path
     split = SplitConfig.from_dict({"group": "sample_id", "train": {"split": ["cal", "val"]},
                                    "test": {"test": {"split": "test"}}})
     assert split.select is None
-    plan = make_split_plan(ds, split, seed=0)
-    assert plan.select_rows.size == 0 and plan.train_rows.size == 120
-    classes = replace(ds, y=(ds.y > 5).astype(np.int64), class_names=("low", "high"))
-    held = make_split_plan(classes, split, seed=0)
-    assert held.select_rows.size > 0 and held.train_rows.size + held.select_rows.size == 120
-    assert not set(classes.column("sample_id")[held.select_rows]) & set(classes.column("sample_id")[held.train_rows])
+    for data in (ds, replace(ds, y=(ds.y > 5).astype(np.int64), class_names=("low", "high"))):
+        plan = make_split_plan(data, split, seed=0)
+        assert plan.select_rows.size == 0 and plan.train_rows.size == 120
+
+
+@pytest.mark.slow
+def test_a_classification_fit_without_select_is_chosen_out_of_fold_and_serves(tmp_path: Path) -> None:
+    """Issue 12, cause 2, for a classification: no rows are held out; the champion rule weighs the training rows'
+    out-of-fold error rates alone, and the bundle the fit writes passes the edge's own checks."""
+    from tests.support.tiny_fit import CLASS_CONFIG, write_classes
+
+    write_classes(tmp_path / "classes.npz")
+    text = CLASS_CONFIG.replace('train = {split = "cal"}\nselect = {split = "val"}\n',
+                                'train = {split = ["cal", "val"]}\n')
+    assert text != CLASS_CONFIG
+    (tmp_path / "train.toml").write_text(text)
+    result = fit_full(load_config(tmp_path / "train.toml"), tmp_path / "out")
+    m = result.metrics
+    assert m["splits"] == {"train": 120, "test": 30}
+    assert {e["split"] for e in m["evaluations"]} == {"train", "test"}
+    cv = m["selection"]["cv_rmse"]
+    # Without selection rows the pooled error rates are the out-of-fold ones.
+    assert cv["pooled_error_pls_da"] == pytest.approx(cv["pls"]) and cv["pooled_error_cnn"] == pytest.approx(
+        cv["cnn_float"])
+    assert "120 training rows out of fold" in m["selection"]["reason"]
+    assert m["cnn_int8_calibration"]["roles"] == ["train"]
+    assert check_command(result.bundle_path) == 0
 
 
 def test_wheat_and_tecator_examples_name_no_select_and_tablets_keeps_its_protocol_split(repo_root: Path) -> None:

@@ -64,8 +64,8 @@ class TestSet:
 class SplitConfig:
     """Which rows train, select and test.
 
-    ``method = "explicit"`` uses selectors over per-row columns (``select`` None: no selection rows for a
-    regression, a grouped 20 % hold-out of the training rows for a classification); ``"grouped_kfold"`` assigns
+    ``method = "explicit"`` uses selectors over per-row columns (``select`` None: no selection rows, everything
+    is chosen by cross-validation on the training rows); ``"grouped_kfold"`` assigns
     whole groups to ``folds`` folds (seeded) and takes fold ``test_fold`` as test and fold ``select_fold`` as
     selection rows.
     ``group`` names the column keeping replicates together (``"row"``: every row is its own group); several
@@ -114,8 +114,8 @@ class SplitConfig:
         train = Selector.from_dict(d["train"], "split.train")
         if train.holdout_fraction is not None:
             raise TrainConfigError("split.train: holdout_fraction is only allowed for split.select")
-        # Without ``select`` a regression has no selection rows (everything is chosen by cross-validation on the
-        # training rows); a classification keeps a grouped 20 % hold-out (trainer.splits.make_split_plan).
+        # Without ``select`` there are no selection rows: everything is chosen by cross-validation on the training
+        # rows (a regression's or a classification's).
         select = Selector.from_dict(d["select"], "split.select") if "select" in d else None
         tests_d = _table(d, "test", w, required=True)
         if not tests_d:
