@@ -196,13 +196,14 @@ def make_split_plan(ds: SpectralDataset, cfg: SplitConfig, *, seed: int) -> Spli
     if cfg.method == "grouped_kfold":
         y_class = ds.y[:, 0] if ds.is_classification else None
         folds = grouped_folds(groups, cfg.folds, seed=seed, y_class=y_class)
-        if len(folds) <= max(cfg.test_fold, cfg.select_fold):
+        if len(folds) <= max(cfg.test_fold, -1 if cfg.select_fold is None else cfg.select_fold):
             raise SplitError(f"split.folds: only {len(folds)} folds could be formed from the groups")
         test = np.sort(folds[cfg.test_fold][1])
-        select = np.sort(folds[cfg.select_fold][1])
+        select = (np.zeros(0, dtype=np.int64) if cfg.select_fold is None  # select_fold = false
+                  else np.sort(folds[cfg.select_fold][1]))
         train = np.setdiff1d(np.arange(ds.n_samples), np.union1d(test, select))
         tests = {"test": test}
-        with_select = True
+        with_select = cfg.select_fold is not None
     else:
         assert cfg.train is not None
         train = select_rows(ds, cfg.train, where="split.train")

@@ -9,7 +9,7 @@ import pytest
 
 from trainer.config import parse_config
 from trainer.data import SpectralDataset, load_dataset
-from trainer.errors import SplitError
+from trainer.errors import SplitError, TrainConfigError
 from trainer.splits import check_no_leak, grouped_folds, holdout_rows, make_split_plan, select_rows
 
 N_SAMPLES = 60
@@ -127,6 +127,19 @@ def test_grouped_kfold_plan_is_disjoint_and_complete(seed: int) -> None:
     assert not set(g[plan.train_rows]) & set(g[plan.tests["test"]])
     assert not set(g[plan.select_rows]) & set(g[plan.tests["test"]])
     assert not set(g[plan.train_rows]) & set(g[plan.select_rows])
+
+
+def test_grouped_kfold_without_a_selection_fold_trains_every_other_fold() -> None:
+    ds = _replicated()
+    body = '[split]\nmethod = "grouped_kfold"\ngroup = "sample_id"\nfolds = 5\n'
+    with_select = make_split_plan(ds, _split_cfg(body), seed=0)
+    plan = make_split_plan(ds, _split_cfg(body + "select_fold = false\n"), seed=0)
+    assert plan.select_rows.size == 0 and "select" not in plan.roles()
+    assert np.array_equal(plan.tests["test"], with_select.tests["test"])  # the same test fold
+    assert np.array_equal(plan.train_rows, np.sort(np.union1d(with_select.train_rows, with_select.select_rows)))
+    with pytest.raises(TrainConfigError, match=r"split.select_fold: expected an integer in \[0, 4\] \(select_fold: "
+                                               r"or false\), got 7"):
+        _split_cfg(body + "select_fold = 7\n")
 
 
 def test_tablets_protocol_plan(datasets_dir: Path, repo_root: Path) -> None:

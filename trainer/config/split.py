@@ -67,7 +67,7 @@ class SplitConfig:
     ``method = "explicit"`` uses selectors over per-row columns (``select`` None: no selection rows, everything
     is chosen by cross-validation on the training rows); ``"grouped_kfold"`` assigns
     whole groups to ``folds`` folds (seeded) and takes fold ``test_fold`` as test and fold ``select_fold`` as
-    selection rows.
+    selection rows (none with ``select_fold = false``).
     ``group`` names the column keeping replicates together (``"row"``: every row is its own group); several
     columns together form the group when given as an array or joined by ``+`` (``"meta_sample+meta_supplier"``).
     """
@@ -79,7 +79,8 @@ class SplitConfig:
     tests: tuple[TestSet, ...] = ()
     folds: int = 5
     test_fold: int = 0
-    select_fold: int = 1
+    #: None: no selection fold (``select_fold = false``), every fold but the test fold trains.
+    select_fold: int | None = 1
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SplitConfig:
@@ -91,13 +92,16 @@ class SplitConfig:
         group = _group(d, w)
         folds = _get(d, "folds", w, int, 5)
         test_fold = _get(d, "test_fold", w, int, 0)
-        select_fold = _get(d, "select_fold", w, int, 1)
+        select_fold: int | None = None
+        if d.get("select_fold") is not False:  # false: no selection fold
+            select_fold = _get(d, "select_fold", w, int, 1)
         if method == "grouped_kfold":
             if folds < 3:
                 raise TrainConfigError(f"split.folds: expected an integer >= 3, got {folds}")
             for key, v in (("test_fold", test_fold), ("select_fold", select_fold)):
-                if not 0 <= v < folds:
-                    raise TrainConfigError(f"split.{key}: expected an integer in [0, {folds - 1}], got {v}")
+                if v is not None and not 0 <= v < folds:
+                    raise TrainConfigError(f"split.{key}: expected an integer in [0, {folds - 1}] (select_fold: or "
+                                           f"false), got {v}")
             if test_fold == select_fold:
                 raise TrainConfigError(f"split.select_fold: must differ from split.test_fold ({test_fold})")
             for key in ("train", "select", "test"):
