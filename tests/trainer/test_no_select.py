@@ -201,6 +201,9 @@ def test_wheat_and_tecator_examples_name_no_select_and_tablets_keeps_its_protoco
         assert dict(tecator.split.train.where) == {"statlib_subset": ["C_train", "M_monitor"]}
     tablets = load_config(repo_root / "examples" / "tablets_assay.toml")
     assert tablets.split.select is not None and dict(tablets.split.select.where)["split"] == "validate"
+    for name in ("coffee.toml", "fruit_puree.toml", "meat_species.toml", "olive_oil.toml"):  # no protocol split
+        classes = load_config(repo_root / "examples" / name)
+        assert classes.split.method == "grouped_kfold" and classes.split.select_fold is None, name
 
 
 @pytest.mark.slow
