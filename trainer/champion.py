@@ -131,8 +131,10 @@ def rule_text(tie_margin: float) -> str:
 def classification_rule_text(tie_margin: float) -> str:
     """The champion rule of a classification in one sentence."""
     return ("error rate over the training rows out of fold (grouped, class-stratified folds) and the selection rows "
-            "(the int8 CNN there), PLS-DA (softmax of its responses) against the CNN: the CNN is deployed only if "
-            f"better than PLS-DA by more than {100 * tie_margin:g} %, otherwise PLS-DA (the simpler model wins a tie)")
+            "where the split names them (the int8 CNN there; without them, a training row whose class the int8 CNN "
+            "changes counts with its int8 class), PLS-DA (softmax of its responses) against the CNN: the CNN is "
+            f"deployed only if better than PLS-DA by more than {100 * tie_margin:g} %, otherwise PLS-DA (the simpler "
+            "model wins a tie)")
 
 
 def blend_weight(y: np.ndarray, cnn: np.ndarray, pls: np.ndarray, *, cnn_cost: float = 1.0) -> tuple[float, float]:
@@ -286,13 +288,16 @@ def choose_model(
     oof: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     select_error: tuple[float, float] | None = None,
     class_rows: tuple[int, int] = (0, 0),
+    cnn_int8_oof: float | None = None,
 ) -> Selection:
     """Apply the champion rule (module docstring) or a forced ``mode``.
 
     A classification is decided by its error rates (:func:`pooled_error`): ``pls_rmse`` and ``cnn_rmse`` are then
     PLS-DA's and the CNN's out-of-fold error rates on the training rows (each None when not computed: no deployable
     PLS-DA was built, the CNN was not cross-validated), ``select_error`` those of PLS-DA and of the int8 CNN on the
-    selection rows (None without them) and ``class_rows`` the numbers of training and selection rows.
+    selection rows (None without them) and ``class_rows`` the numbers of training and selection rows. Without
+    selection rows ``cnn_int8_oof`` (the CNN's out-of-fold error rate with its int8 model's class changes,
+    :func:`trainer.pipeline.choose.class_int8_oof_error`) judges the CNN in place of its float rate.
 
     ``oof`` (``y``, the CNN's and PLS's out-of-fold predictions of the training rows, each (n, n_targets)) lets a
     blend of the two serve a target (``auto`` only); None, or any non-finite prediction, keeps single models.
@@ -321,11 +326,18 @@ def choose_model(
     if classification:
         errors = None
         sel_pls, sel_cnn = (None, None) if select_error is None else select_error
+        if cnn_int8_oof is not None and cnn_rmse is not None and select_error is None:
+            scores["cnn_int8_oof"] = dict.fromkeys(names, float(cnn_int8_oof))
         if pls_rmse is not None and (cnn_rmse is not None or select_error is not None):
             # Out of fold only where both were cross-validated: each model is judged on the same rows.
             cv_pls, cv_cnn = (None, None) if cnn_rmse is None else (float(pls_rmse[0]), float(cnn_rmse[0]))
+            int8_oof = cv_cnn is not None and cnn_int8_oof is not None and "cnn_int8_oof" in scores
+            if int8_oof and cnn_int8_oof is not None:
+                cv_cnn = float(cnn_int8_oof)
             basis = " and ".join(
-                text for text, used in ((f"{class_rows[0]} training rows out of fold", cv_cnn is not None),
+                text for text, used in ((f"{class_rows[0]} training rows out of fold"
+                                         + (" (the CNN with its int8 class changes)" if int8_oof else ""),
+                                         cv_cnn is not None),
                                         (f"{class_rows[1]} selection rows", sel_cnn is not None and class_rows[1] > 0))
                 if used)
             errors = (pooled_error(cv_pls, sel_pls, class_rows), pooled_error(cv_cnn, sel_cnn, class_rows),

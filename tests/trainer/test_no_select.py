@@ -183,12 +183,26 @@ def test_a_classification_fit_without_select_is_chosen_out_of_fold_and_serves(tm
     assert m["splits"] == {"train": 120, "test": 30}
     assert {e["split"] for e in m["evaluations"]} == {"train", "test"}
     cv = m["selection"]["cv_rmse"]
-    # Without selection rows the pooled error rates are the out-of-fold ones.
-    assert cv["pooled_error_pls_da"] == pytest.approx(cv["pls"]) and cv["pooled_error_cnn"] == pytest.approx(
-        cv["cnn_float"])
-    assert "120 training rows out of fold" in m["selection"]["reason"]
+    # Without selection rows the pooled error rates are the out-of-fold ones, the CNN's with its int8 class changes.
+    assert cv["pooled_error_pls_da"] == pytest.approx(cv["pls"])
+    assert cv["pooled_error_cnn"] == pytest.approx(cv["cnn_int8_oof"])
+    assert "120 training rows out of fold (the CNN with its int8 class changes)" in m["selection"]["reason"]
+    assert "without them, a training row whose class the int8 CNN changes" in m["selection"]["rule"]
     assert m["cnn_int8_calibration"]["roles"] == ["train"]
     assert check_command(result.bundle_path) == 0
+
+
+def test_the_int8_class_changes_count_in_a_classification_without_selection_rows() -> None:
+    from trainer.pipeline.choose import class_int8_oof_error
+
+    y = np.array([0, 1, 2, 1])
+    oof = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1]])  # row 2 wrong out of fold
+    final_float = np.array([0, 1, 2, 1])
+    assert class_int8_oof_error(y, oof, final_float, final_float) == pytest.approx(0.25)  # int8 changes nothing
+    int8 = np.array([0, 2, 2, 1])  # int8 moves row 1 to class 2 (wrong) and leaves row 2 as the float network
+    assert class_int8_oof_error(y, oof, final_float, int8) == pytest.approx(0.5)
+    fixed = np.array([0, 1, 2, 1])
+    assert class_int8_oof_error(y, oof, np.array([0, 1, 1, 1]), fixed) == pytest.approx(0.0)  # int8 mends row 2
 
 
 def test_wheat_and_tecator_examples_name_no_select_and_tablets_keeps_its_protocol_split(repo_root: Path) -> None:

@@ -137,9 +137,12 @@ def test_grouped_kfold_without_a_selection_fold_trains_every_other_fold() -> Non
     assert plan.select_rows.size == 0 and "select" not in plan.roles()
     assert np.array_equal(plan.tests["test"], with_select.tests["test"])  # the same test fold
     assert np.array_equal(plan.train_rows, np.sort(np.union1d(with_select.train_rows, with_select.select_rows)))
-    with pytest.raises(TrainConfigError, match=r"split.select_fold: expected an integer in \[0, 4\] \(select_fold: "
-                                               r"or false\), got 7"):
+    with pytest.raises(TrainConfigError, match=r"split.select_fold: expected an integer in \[0, 4\] or false, got 7"):
         _split_cfg(body + "select_fold = 7\n")
+    with pytest.raises(TrainConfigError, match=r"split.test_fold: expected an integer in \[0, 4\], got 7"):
+        _split_cfg(body + "test_fold = 7\n")
+    with pytest.raises(TrainConfigError, match="split.select_fold: expected a fold number or false"):
+        _split_cfg(body + "select_fold = true\n")
 
 
 def test_tablets_protocol_plan(datasets_dir: Path, repo_root: Path) -> None:

@@ -93,6 +93,8 @@ class SplitConfig:
         folds = _get(d, "folds", w, int, 5)
         test_fold = _get(d, "test_fold", w, int, 0)
         select_fold: int | None = None
+        if d.get("select_fold") is True:
+            raise TrainConfigError("split.select_fold: expected a fold number or false (no selection fold), got true")
         if d.get("select_fold") is not False:  # false: no selection fold
             select_fold = _get(d, "select_fold", w, int, 1)
         if method == "grouped_kfold":
@@ -100,8 +102,8 @@ class SplitConfig:
                 raise TrainConfigError(f"split.folds: expected an integer >= 3, got {folds}")
             for key, v in (("test_fold", test_fold), ("select_fold", select_fold)):
                 if v is not None and not 0 <= v < folds:
-                    raise TrainConfigError(f"split.{key}: expected an integer in [0, {folds - 1}] (select_fold: or "
-                                           f"false), got {v}")
+                    raise TrainConfigError(f"split.{key}: expected an integer in [0, {folds - 1}]"
+                                           + (" or false" if key == "select_fold" else "") + f", got {v}")
             if test_fold == select_fold:
                 raise TrainConfigError(f"split.select_fold: must differ from split.test_fold ({test_fold})")
             for key in ("train", "select", "test"):

@@ -105,7 +105,7 @@ def choose_deployed(
                                         preds[(role, "cnn_int8")], oof=cv.oof if role == "train" else None,
                                         held_out=role != "train")
     X_cal, Y_cal, g_cal = pls_calibration_rows(cfg, data, X[tr], Y[tr].astype(np.float64), data.groups[tr])
-    select_error = None
+    select_error, cnn_int8_oof = None, None
     if not classify:
         dep = deployable_pls(pls, X_cal, Y_cal, candidates=cfg.preprocessing.candidates, make_pre=data.make_pre)
     else:  # PLS-DA competes too (trainer.champion), out of fold and on the selection rows
@@ -117,6 +117,9 @@ def choose_deployed(
             y_sel = Y[sel][:, 0]
             select_error = (float(np.mean(preds[("select", "pls")][:, 0] != y_sel)),
                             float(np.mean(preds[("select", "cnn_int8")][:, 0] != y_sel)))
+        elif not sel.size and cv.oof is not None and ("train", "cnn_int8") in preds:
+            cnn_int8_oof = class_int8_oof_error(Y[tr][:, 0], cv.oof, preds[("train", "cnn_float")][:, 0],
+                                                preds[("train", "cnn_int8")][:, 0])
     pls_rmse = None if dep is None else dep.cv_rmse
     pls_own_folds = None
     if dep is not None and not classify and cv.rmse is not None:
@@ -134,7 +137,7 @@ def choose_deployed(
         cnn_rmse=cv.rmse, int8_cost=int8_cost,
         folds=cfg.selection.cnn_cv_folds if cv.rmse is not None else 0, classification=classify,
         oof=None if pls_oof is None else (Y[tr].astype(np.float64), cv.oof, pls_oof), select_error=select_error,
-        class_rows=(tr.size, data.plan.select_rows.size),
+        class_rows=(tr.size, data.plan.select_rows.size), cnn_int8_oof=cnn_int8_oof,
     )
     selection = replace(selection, int8_cost_basis=basis)
     log.info("deployed model: %s (%s)", selection.winner, selection.reason)
@@ -238,6 +241,18 @@ def int8_cost_on(y: np.ndarray, float_pred: np.ndarray, int8_pred: np.ndarray, *
                  "predictions of the CNN (not cross-validated)" if oof is None else "its out-of-fold predictions do "
                  "not cover every training row")
     return np.where(err_f > 0, err_q / np.where(err_f > 0, err_f, 1.0), 1.0), basis
+
+
+def class_int8_oof_error(y: np.ndarray, oof_prob: np.ndarray, float_class: np.ndarray,
+                         int8_class: np.ndarray) -> float:
+    """A classification CNN's out-of-fold error rate as its int8 model would have made it, where no selection rows
+    judge the int8 model: each training row keeps its out-of-fold class unless the deployed int8 model changes the
+    final float network's class on it, where it takes the int8 class (the classes' counterpart of adding each row's
+    int8 change to its out-of-fold residual, :func:`int8_cost_on`)."""
+    oof_class = np.argmax(np.asarray(oof_prob), axis=1)
+    flipped = np.asarray(int8_class).reshape(-1) != np.asarray(float_class).reshape(-1)
+    served = np.where(flipped, np.asarray(int8_class).reshape(-1), oof_class)
+    return float(np.mean(served != np.asarray(y).reshape(-1)))
 
 
 def int8_cost_role(data: Prepared) -> str | None:

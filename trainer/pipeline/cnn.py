@@ -70,7 +70,7 @@ def cross_validate_cnn(
         cnn_oof = recipe.search_oof
     elif cnn_cross_validated(cfg, data.classify, data.plan.select_rows.size):
         # With --model cnn and no selection rows, the out-of-fold predictions calibrate the intervals; a
-        # classification's champion rule weighs the CNN's out-of-fold errors beside the selection rows'.
+        # classification's champion rule weighs the CNN's out-of-fold errors (and the selection rows' where any).
         stage("cross-validate CNN")
         cnn_oof = cnn_cv_predictions(
             X[tr], Y[tr].astype(np.float64), data.groups[tr],
