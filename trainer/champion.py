@@ -331,9 +331,9 @@ def choose_model(
         if pls_rmse is not None and (cnn_rmse is not None or select_error is not None):
             # Out of fold only where both were cross-validated: each model is judged on the same rows.
             cv_pls, cv_cnn = (None, None) if cnn_rmse is None else (float(pls_rmse[0]), float(cnn_rmse[0]))
-            int8_oof = cv_cnn is not None and cnn_int8_oof is not None and "cnn_int8_oof" in scores
-            if int8_oof and cnn_int8_oof is not None:
-                cv_cnn = float(cnn_int8_oof)
+            int8_oof = "cnn_int8_oof" in scores  # set above only with the CNN's out-of-fold rate
+            if int8_oof:
+                cv_cnn = scores["cnn_int8_oof"][names[0]]
             basis = " and ".join(
                 text for text, used in ((f"{class_rows[0]} training rows out of fold"
                                          + (" (the CNN with its int8 class changes)" if int8_oof else ""),

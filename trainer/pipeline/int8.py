@@ -104,8 +104,7 @@ def convert_network(cfg: TrainConfig, data: Prepared, net: TrainedNetwork,
     else:
         error, source = _cnn_error(data, net, cv_rmse)
         tflite_int8, calibration = choose_calibration(candidates, net.edge_pipe.transform(X[rows]), float_out,
-                                                      roles=fid_roles, y_scale=np.asarray(cnn_transform["scale"])
-                                                      if cnn_transform is not None else net.trained.y_scale,
+                                                      roles=fid_roles, y_scale=scale,  # the head's, set above
                                                       cnn_error=error,
                                                       error_source=source, wide_wanted=wide_wanted)
     calibration["int16x8"] = cfg.quantize.int16x8
