@@ -145,6 +145,25 @@ class Step(abc.ABC):
             A new array (``X`` is never modified).
         """
 
+    def transform_rows(
+        self,
+        X: FloatArray,
+        *,
+        dark: npt.ArrayLike | None = None,
+        reference: npt.ArrayLike | None = None,
+        wavelengths: npt.ArrayLike | None = None,
+    ) -> FloatArray:
+        """A batch ``X`` (shape (m, n)) whose every row gets the very bits :meth:`transform` gives that row alone.
+
+        A :attr:`row_exact` step takes the batch whole; any other goes row by row, each on a fresh copy of its row
+        (the layout of a single spectrum).  A step that can batch part of its work exactly overrides this (the
+        Savitzky-Golay filter, a stack).
+        """
+        if self.row_exact:
+            return self.transform(X, dark=dark, reference=reference, wavelengths=wavelengths)
+        return np.stack([self.transform(np.array(row), dark=dark, reference=reference, wavelengths=wavelengths)
+                         for row in X])
+
     @abc.abstractmethod
     def to_spec(self) -> dict[str, Any]:
         """JSON-ready dict with ``"op"`` and every parameter needed to rebuild the step exactly."""

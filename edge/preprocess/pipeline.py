@@ -223,8 +223,10 @@ class Pipeline:
     ) -> FloatArray:
         """Preprocess a batch so that every row gets the very bits :meth:`transform` gives it alone.
 
-        Steps that are :attr:`~edge.preprocess.base.Step.row_exact` run on the whole batch in one call; the others
-        (matrix products, convolutions) run row by row on a fresh copy of each row, as for a single spectrum.  The
+        Each step runs its :meth:`~edge.preprocess.base.Step.transform_rows`: steps that are
+        :attr:`~edge.preprocess.base.Step.row_exact` on the whole batch in one call; the Savitzky-Golay filter
+        convolves the batch in one call and computes each row's edges alone; a stack does the same per branch;
+        the others (matrix products) run row by row on a fresh copy of each row, as for a single spectrum.  The
         daemon's micro-batches use this, so a prediction does not depend on the frames it was batched with.
 
         Parameters
@@ -286,11 +288,10 @@ class Pipeline:
         tapped = out if tap and self._level_index == 0 else None
         for i, (step, on_device_axis) in enumerate(zip(self.steps, self._on_device_axis)):
             w = wavelengths if on_device_axis else None
-            if step.row_exact or not rows:
-                out = step.transform(out, dark=dark, reference=reference, wavelengths=w)
+            if rows:
+                out = step.transform_rows(out, dark=dark, reference=reference, wavelengths=w)
             else:
-                out = np.stack([step.transform(np.array(row), dark=dark, reference=reference,
-                                               wavelengths=w) for row in out])
+                out = step.transform(out, dark=dark, reference=reference, wavelengths=w)
             if tap and i + 1 == self._level_index:
                 tapped = out
         return _finished(out, arr), tapped

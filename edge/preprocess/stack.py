@@ -24,10 +24,13 @@ def run_steps(
     dark: npt.ArrayLike | None = None,
     reference: npt.ArrayLike | None = None,
     wavelengths: npt.ArrayLike | None = None,
+    rows: bool = False,
 ) -> FloatArray:
-    """Apply ``steps`` in order; ``wavelengths`` reaches a step only while the axis is still the input axis."""
+    """Apply ``steps`` in order; ``wavelengths`` reaches a step only while the axis is still the input axis.  With
+    ``rows``, ``X`` is a batch each of whose rows gets the bits it gets alone (:meth:`Step.transform_rows`)."""
     for step in steps:
-        X = step.transform(X, dark=dark, reference=reference, wavelengths=wavelengths)
+        run = step.transform_rows if rows else step.transform
+        X = run(X, dark=dark, reference=reference, wavelengths=wavelengths)
         if not step.keeps_device_axis:
             wavelengths = None
     return X
@@ -82,8 +85,22 @@ class Stack(Step):
         reference: npt.ArrayLike | None = None,
         wavelengths: npt.ArrayLike | None = None,
     ) -> FloatArray:
-        X = as_float(X)
-        outs = [run_steps(b, X) for b in self.branches]
+        return self._stacked(as_float(X), rows=False)
+
+    def transform_rows(
+        self,
+        X: FloatArray,
+        *,
+        dark: npt.ArrayLike | None = None,
+        reference: npt.ArrayLike | None = None,
+        wavelengths: npt.ArrayLike | None = None,
+    ) -> FloatArray:
+        """A batch, each row the bits it gets alone: every branch runs on the batch as a pipeline does
+        (:meth:`Step.transform_rows` of each of its steps), and stacking copies values."""
+        return self._stacked(as_float(X), rows=True)
+
+    def _stacked(self, X: FloatArray, *, rows: bool) -> FloatArray:
+        outs = [run_steps(b, X, rows=rows) for b in self.branches]
         shapes = {o.shape for o in outs}
         if len(shapes) != 1:
             raise InputContractError(f"stack branches gave different shapes {sorted(shapes)}")

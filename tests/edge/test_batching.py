@@ -87,6 +87,34 @@ def test_transform_rows_gives_every_row_its_single_spectrum_bits(n_rows: int) ->
     assert np.array_equal(batch, single)  # bit for bit, not close
 
 
+@pytest.mark.parametrize("mode", ["interp", "mirror", "nearest", "wrap"])
+@pytest.mark.parametrize("n_rows", [2, 5, 64])
+def test_a_stack_of_savitzky_golay_branches_batches_its_convolutions_and_keeps_each_rows_bits(
+        n_rows: int, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stack (several preprocessings as input channels, the demo's choice) runs its branches on the batch: the
+    Savitzky-Golay convolution once per branch for all rows, each row's edges alone; every row the bits it gets
+    alone."""
+    from edge.preprocess import savgol
+    from edge.preprocess.stack import Stack
+
+    n_ch = 333  # odd: rows start at every alignment in the batch
+    X, dark, white = _counts_batch(n_rows, n_ch, seed=11)
+    rng = np.random.default_rng(7)
+    stack = Stack(branches=((SavitzkyGolay(window=15, polyorder=2, mode=mode), Autoscale(
+        mean=rng.normal(size=n_ch), scale=rng.uniform(0.5, 2, n_ch))),
+        (SNV(), SavitzkyGolay(window=9, polyorder=3, deriv=2, delta=2.0, mode=mode)), (MeanCenter(
+            mean=rng.normal(size=n_ch)),)))
+    pipeline = Pipeline((CountsConversion(quantity="absorbance"), stack), InputContract(n_channels=n_ch))
+    single = np.stack([pipeline.transform(x, dark=dark, reference=white) for x in X])
+    calls: list[tuple[int, ...]] = []
+    convolve = savgol.convolve_rows
+    monkeypatch.setattr(savgol, "convolve_rows", lambda a, k: calls.append(a.shape) or convolve(a, k))
+    batch = pipeline.transform_rows(X, dark=dark, reference=white)
+    assert batch.shape == single.shape == (n_rows, n_ch, 3)
+    assert np.array_equal(batch, single)  # bit for bit, not close
+    assert len(calls) == 2 and all(shape[0] == n_rows for shape in calls)  # one call per filter, not per row
+
+
 @pytest.mark.parametrize("descending", [False, True])
 def test_resample_in_a_batch_gives_every_row_its_single_spectrum_bits(descending: bool) -> None:
     """Resample is batched whole (row_exact: its axis is checked once per batch, not per spectrum of a LINE frame);
