@@ -116,7 +116,8 @@ class Step(abc.ABC):
     op: ClassVar[str]
     #: True when a batch gives every row the very bits that row gives alone (elementwise arithmetic and reductions
     #: along each row); False for steps built on matrix products or convolutions, whose summation order BLAS may
-    #: change with the batch size.  :meth:`edge.preprocess.Pipeline.transform_rows` batches only the former.
+    #: change with the batch size.  :meth:`transform_rows` takes a batch whole for the former, row by row for the
+    #: latter unless the step overrides it.
     row_exact: ClassVar[bool] = False
 
     @abc.abstractmethod
@@ -157,7 +158,9 @@ class Step(abc.ABC):
 
         A :attr:`row_exact` step takes the batch whole; any other goes row by row, each on a fresh copy of its row
         (the layout of a single spectrum).  A step that can batch part of its work exactly overrides this (the
-        Savitzky-Golay filter, a stack).
+        Savitzky-Golay filter, a stack).  ``X`` is C-ordered (:meth:`edge.preprocess.Pipeline.transform_rows` sees
+        to it), and so is what this returns: a later step's sums along a row of a column-major batch would not be
+        those of the row alone.
         """
         if self.row_exact:
             return self.transform(X, dark=dark, reference=reference, wavelengths=wavelengths)

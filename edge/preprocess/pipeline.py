@@ -282,9 +282,11 @@ class Pipeline:
     def _run(self, arr: FloatArray, dark: npt.ArrayLike | None, reference: npt.ArrayLike | None,
              wavelengths: npt.ArrayLike | None, *, rows: bool,
              tap: bool = False) -> tuple[FloatArray, FloatArray | None]:
-        """The steps over the checked input ``arr`` (row by row where a step is not row-exact and ``rows``), and,
-        with ``tap``, the data after the first :attr:`level_index` steps."""
-        out = arr
+        """The steps over the checked input ``arr`` (with ``rows``, each step's
+        :meth:`~edge.preprocess.base.Step.transform_rows`, on a batch laid out row by row: a column-major batch's
+        sums along a row would not be those of the row alone), and, with ``tap``, the data after the first
+        :attr:`level_index` steps."""
+        out = np.ascontiguousarray(arr) if rows else arr
         tapped = out if tap and self._level_index == 0 else None
         for i, (step, on_device_axis) in enumerate(zip(self.steps, self._on_device_axis)):
             w = wavelengths if on_device_axis else None

@@ -88,22 +88,22 @@ def test_transform_rows_gives_every_row_its_single_spectrum_bits(n_rows: int) ->
 
 
 @pytest.mark.parametrize("mode", ["interp", "mirror", "nearest", "wrap"])
-@pytest.mark.parametrize("n_rows", [2, 5, 64])
+@pytest.mark.parametrize(("n_rows", "wide"), [(1, 15), (2, 15), (5, 41), (64, 333)])
 def test_a_stack_of_savitzky_golay_branches_batches_its_convolutions_and_keeps_each_rows_bits(
-        n_rows: int, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        n_rows: int, wide: int, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A stack (several preprocessings as input channels, the demo's choice) runs its branches on the batch: the
     Savitzky-Golay convolution once per branch for all rows, each row's edges alone; every row the bits it gets
-    alone."""
+    alone, for windows of 1, of the whole spectrum and long enough for BLAS's blocked dot product."""
     from edge.preprocess import savgol
     from edge.preprocess.stack import Stack
 
     n_ch = 333  # odd: rows start at every alignment in the batch
     X, dark, white = _counts_batch(n_rows, n_ch, seed=11)
     rng = np.random.default_rng(7)
-    stack = Stack(branches=((SavitzkyGolay(window=15, polyorder=2, mode=mode), Autoscale(
+    stack = Stack(branches=((SavitzkyGolay(window=wide, polyorder=2, mode=mode), Autoscale(
         mean=rng.normal(size=n_ch), scale=rng.uniform(0.5, 2, n_ch))),
-        (SNV(), SavitzkyGolay(window=9, polyorder=3, deriv=2, delta=2.0, mode=mode)), (MeanCenter(
-            mean=rng.normal(size=n_ch)),)))
+        (SNV(), SavitzkyGolay(window=9, polyorder=3, deriv=2, delta=2.0, mode=mode)),
+        (SavitzkyGolay(window=1, polyorder=0, mode=mode), MeanCenter(mean=rng.normal(size=n_ch)))))
     pipeline = Pipeline((CountsConversion(quantity="absorbance"), stack), InputContract(n_channels=n_ch))
     single = np.stack([pipeline.transform(x, dark=dark, reference=white) for x in X])
     calls: list[tuple[int, ...]] = []
@@ -112,7 +112,11 @@ def test_a_stack_of_savitzky_golay_branches_batches_its_convolutions_and_keeps_e
     batch = pipeline.transform_rows(X, dark=dark, reference=white)
     assert batch.shape == single.shape == (n_rows, n_ch, 3)
     assert np.array_equal(batch, single)  # bit for bit, not close
-    assert len(calls) == 2 and all(shape[0] == n_rows for shape in calls)  # one call per filter, not per row
+    assert len(calls) == 3 and all(shape[0] == n_rows for shape in calls)  # one call per filter, not per row
+    # a column-major batch (a caller's transposed array) gives the same bits
+    assert np.array_equal(pipeline.transform_rows(np.asfortranarray(X), dark=dark, reference=white), single)
+    plain = Pipeline((MeanCenter(mean=rng.normal(size=n_ch)), SNV()), InputContract(n_channels=n_ch))
+    assert np.array_equal(plain.transform_rows(np.asfortranarray(X)), np.stack([plain.transform(x) for x in X]))
 
 
 @pytest.mark.parametrize("descending", [False, True])
