@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import SpecError
+from edge.errors import InputContractError, SpecError
 from edge.preprocess.spec import FloatArray
 from edge.validation import require_mapping
 
@@ -148,20 +148,28 @@ class Step(abc.ABC):
 
     def transform_rows(
         self,
-        X: FloatArray,
+        X: npt.ArrayLike,
         *,
         dark: npt.ArrayLike | None = None,
         reference: npt.ArrayLike | None = None,
         wavelengths: npt.ArrayLike | None = None,
     ) -> FloatArray:
-        """A batch ``X`` (shape (m, n)) whose every row gets the very bits :meth:`transform` gives that row alone.
+        """A batch ``X`` (shape (m, n), m >= 1) whose every row gets the very bits :meth:`transform` gives that row
+        alone; :class:`InputContractError` for anything else.
 
-        A :attr:`row_exact` step takes the batch whole; any other goes row by row, each on a fresh copy of its row
-        (the layout of a single spectrum).  A step that can batch part of its work exactly overrides this (the
-        Savitzky-Golay filter, a stack).  ``X`` is C-ordered (:meth:`edge.preprocess.Pipeline.transform_rows` sees
-        to it), and so is what this returns: a later step's sums along a row of a column-major batch would not be
-        those of the row alone.
+        The batch is laid out row by row first (a later step's sums along a row of a column-major batch would not
+        be those of the row alone).  A :attr:`row_exact` step then takes it whole; any other goes row by row, each
+        on a fresh copy of its row (the layout of a single spectrum), unless it overrides :meth:`_batched` to batch
+        what it can exactly (the Savitzky-Golay filter, a stack).
         """
+        batch = np.ascontiguousarray(X)
+        if batch.ndim != 2 or batch.shape[0] == 0:
+            raise InputContractError(f"expected a batch of spectra, shape (m >= 1, n), got shape {batch.shape}")
+        return self._batched(batch, dark=dark, reference=reference, wavelengths=wavelengths)
+
+    def _batched(self, X: npt.NDArray[Any], *, dark: npt.ArrayLike | None, reference: npt.ArrayLike | None,
+                 wavelengths: npt.ArrayLike | None) -> FloatArray:
+        """:meth:`transform_rows` of a checked, C-ordered batch; what it returns is C-ordered too."""
         if self.row_exact:
             return self.transform(X, dark=dark, reference=reference, wavelengths=wavelengths)
         return np.stack([self.transform(np.array(row), dark=dark, reference=reference, wavelengths=wavelengths)

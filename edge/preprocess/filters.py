@@ -162,21 +162,15 @@ class SavitzkyGolay(Step):
             out[..., n - half :] = X[..., n - w :] @ self._right_t
         return out
 
-    def transform_rows(
-        self,
-        X: FloatArray,
-        *,
-        dark: npt.ArrayLike | None = None,
-        reference: npt.ArrayLike | None = None,
-        wavelengths: npt.ArrayLike | None = None,
-    ) -> FloatArray:
+    def _batched(self, X: npt.NDArray[Any], *, dark: npt.ArrayLike | None, reference: npt.ArrayLike | None,
+                 wavelengths: npt.ArrayLike | None) -> FloatArray:
         """A batch, each row the bits it gets alone: the convolution (and a padded mode's whole filter) runs on the
         batch in one call (:func:`edge.preprocess.savgol.convolve_rows`: each value the same dot product, in the
         same order, as for that row alone); the ``"interp"`` mode's edges are small matrix products, whose
         summation order BLAS may change with the number of rows, so each row's are computed on a fresh copy of
         that row, as :meth:`transform` computes them for one spectrum."""
         X = np.ascontiguousarray(X, dtype=np.float64)
-        if X.ndim != 2 or self.mode != "interp" or self.window // 2 == 0:
+        if self.mode != "interp" or self.window // 2 == 0:
             return self.transform(X)
         n = X.shape[-1]
         w, half = self.window, self.window // 2

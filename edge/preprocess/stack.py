@@ -87,16 +87,10 @@ class Stack(Step):
     ) -> FloatArray:
         return self._stacked(as_float(X), rows=False)
 
-    def transform_rows(
-        self,
-        X: FloatArray,
-        *,
-        dark: npt.ArrayLike | None = None,
-        reference: npt.ArrayLike | None = None,
-        wavelengths: npt.ArrayLike | None = None,
-    ) -> FloatArray:
-        """A batch, each row the bits it gets alone: every branch runs on the batch as a pipeline does
-        (:meth:`Step.transform_rows` of each of its steps), and stacking copies values."""
+    def _batched(self, X: npt.NDArray[Any], *, dark: npt.ArrayLike | None, reference: npt.ArrayLike | None,
+                 wavelengths: npt.ArrayLike | None) -> FloatArray:
+        """A batch, each row the bits it gets alone: every branch runs on the whole batch as a pipeline does (each
+        step's :meth:`Step.transform_rows`), and stacking copies values."""
         return self._stacked(as_float(X), rows=True)
 
     def _stacked(self, X: FloatArray, *, rows: bool) -> FloatArray:

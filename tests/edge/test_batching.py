@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,16 @@ from edge.bundle import load_bundle
 from edge.daemon import Daemon
 from edge.errors import OutboxError
 from edge.inference import InferenceEngine, Prediction, Rejection
-from edge.preprocess import SNV, Autoscale, CountsConversion, InputContract, LinearTransfer, Normalize, Pipeline
+from edge.preprocess import (
+    MSC,
+    SNV,
+    Autoscale,
+    CountsConversion,
+    InputContract,
+    LinearTransfer,
+    Normalize,
+    Pipeline,
+)
 from edge.preprocess.filters import SavitzkyGolay
 from edge.preprocess.scaling import MeanCenter
 from edge.publish.messages import Priority
@@ -117,6 +127,21 @@ def test_a_stack_of_savitzky_golay_branches_batches_its_convolutions_and_keeps_e
     assert np.array_equal(pipeline.transform_rows(np.asfortranarray(X), dark=dark, reference=white), single)
     plain = Pipeline((MeanCenter(mean=rng.normal(size=n_ch)), SNV()), InputContract(n_channels=n_ch))
     assert np.array_equal(plain.transform_rows(np.asfortranarray(X)), np.stack([plain.transform(x) for x in X]))
+
+
+def test_a_steps_transform_rows_refuses_what_is_not_a_batch() -> None:
+    """Called directly (a pipeline checks first), every step's transform_rows says what it expected: the same
+    error for the default row loop, the Savitzky-Golay filter and a stack."""
+    from edge.errors import InputContractError
+    from edge.preprocess.stack import Stack
+
+    for step in (SNV(), MSC(reference=np.linspace(1, 2, 20)), SavitzkyGolay(window=5, polyorder=2),
+                 Stack(branches=((SNV(),), ()))):
+        for bad in (np.ones(20), np.ones((0, 20)), np.ones((2, 3, 20))):
+            with pytest.raises(InputContractError, match=re.escape(
+                    f"expected a batch of spectra, shape (m >= 1, n), got shape {bad.shape}")):
+                step.transform_rows(bad)
+        assert step.transform_rows(np.linspace(1, 3, 40).reshape(2, 20) ** 2).shape[0] == 2
 
 
 @pytest.mark.parametrize("descending", [False, True])
