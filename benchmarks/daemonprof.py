@@ -6,6 +6,11 @@ daemon exits (SIGTERM included), writes ``<thread>.prof`` (for ``pstats``/snakev
 functions by own time) into ``DIR``. Profiling slows Python code down, so its figures say where the time goes, not
 how much there is; ``spectro-bench throughput --profile-daemon DIR`` runs one extra, uncounted step this way.
 
+Each profile also counts the thread's calls (Python functions and the built-in and C functions they call):
+``calls.json`` holds them per thread, and :func:`calls_per_frame` divides them by the frames of the step, a figure
+that does not depend on the machine's speed. At low rates a frame's CPU time is about proportional to it (each call
+runs with cold caches), so it says what a board's CPU per frame is made of.
+
 Note that the own time of a C call that releases the GIL (``select``, a lock ``acquire``, a socket ``send``)
 includes waiting to get the GIL back: on a busy machine that is contention, not work.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
 import pstats
 import re
 import sys
@@ -23,10 +29,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["CALLS_FILE", "calls_per_frame", "main"]
 
 #: Functions listed per thread in the text summaries.
 TOP_FUNCTIONS = 25
+#: Per-thread call counts written beside the profiles.
+CALLS_FILE = "calls.json"
+#: Threads left out of the total of :func:`calls_per_frame`: the main thread starts the daemon (imports, bundle
+#: load and self-check) and waits for a signal; neither depends on the frames.
+NOT_PER_FRAME = ("main", "signal-watcher")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,7 +76,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         _write(profiles, args.out)
 
 
+def calls_per_frame(out: Path, frames: int) -> dict[str, float]:
+    """Calls per frame of each thread profiled into ``out`` over a step of ``frames`` frames, and under ``"all"``
+    their sum over the threads that handle frames (all but :data:`NOT_PER_FRAME`); {} when ``out`` has no
+    :data:`CALLS_FILE` (the daemon did not exit cleanly) or no frames went through.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / CALLS_FILE).write_text('{"threads": {"main": {"calls": 9000}, "spectro-reader": {"calls": 1500}}}')
+    >>> calls_per_frame(d, 10)
+    {'main': 900.0, 'spectro-reader': 150.0, 'all': 150.0}
+    """
+    try:
+        threads = json.loads((out / CALLS_FILE).read_text(encoding="utf-8"))["threads"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    if frames <= 0:
+        return {}
+    per = {name: int(t["calls"]) / frames for name, t in threads.items()}
+    per["all"] = sum(v for name, v in per.items() if name not in NOT_PER_FRAME)
+    return per
+
+
 def _write(profiles: list[tuple[str, Any]], out: Path) -> None:
+    calls: dict[str, dict[str, Any]] = {}
     for i, (name, prof) in enumerate(profiles):
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or f"thread{i}"
         try:
@@ -73,8 +107,14 @@ def _write(profiles: list[tuple[str, Any]], out: Path) -> None:
             buf = io.StringIO()
             pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(TOP_FUNCTIONS)
             (out / f"{stem}.txt").write_text(buf.getvalue(), encoding="utf-8")
+            stats = pstats.Stats(prof)
+            counts = calls.setdefault(name, {"calls": 0, "primitive_calls": 0, "threads": 0})
+            counts["calls"] += int(stats.total_calls)  # type: ignore[attr-defined]  # pstats' counters, untyped
+            counts["primitive_calls"] += int(stats.prim_calls)  # type: ignore[attr-defined]
+            counts["threads"] += 1
         except (TypeError, ValueError, OSError) as exc:  # a thread that never ran has no stats
             print(f"daemonprof: no profile for {name}: {exc}", file=sys.stderr)
+    (out / CALLS_FILE).write_text(json.dumps({"threads": calls}, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import producer, throughput_line  # the producer, the line-frame steps: each its own module
+from benchmarks.daemonprof import calls_per_frame
 from benchmarks.harness import DEVICE, LINE, SITE, daemon_command
 from benchmarks.results import (
     host_facts,
@@ -63,7 +64,7 @@ from benchmarks.results import (
     publish,
     system_load,
 )
-from benchmarks.throughput_report import goals, render
+from benchmarks.throughput_report import goals, per_call, render
 
 log = logging.getLogger(__name__)
 
@@ -508,6 +509,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                                             qos=args.qos, threads=args.threads, workdir=work / "profiled",
                                             daemon_argv=profiled)
                     log.info("profiled step (figures include the profiler): %s", _one_line(profile_step))
+                    profile_step["python_calls_per_frame"] = calls_per_frame(prof_dir, profile_step["frames_sent"])
                 line_keys = throughput_line.line_steps(args, setup, broker, sub, work) if args.line_spectra else {}
             finally:
                 sub.close()
@@ -541,6 +543,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         else best["daemon_cpu_us_per_frame"] / compute_us,
         "steps": steps,
         "profiled_step": profile_step,
+        **per_call(profile_step, ref),
         "profile_dir": None if args.profile_daemon is None else str(args.profile_daemon),
         "load": {"before": load_before, "after": system_load()},
         **goals(best, ref, compute_us),

@@ -37,6 +37,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks.daemonprof import calls_per_frame
 from benchmarks.results import host_facts, jsonable, markdown_table, system_load
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ def line_steps(args: argparse.Namespace, setup: Any, broker: Any, sub: Any, work
                             workdir=work / "line-profiled", sim_args=sim_args, daemon_argv=daemon_argv,
                             sections=sections)
         log.info("profiled line step (figures include the profiler): %s", _one_line(profiled))
+        profiled["python_calls_per_frame"] = calls_per_frame(prof_dir, profiled["frames_sent"])  # per spectrum
     good = [s for s in steps if s["lost"] == 0 and s.get("delivered_fps")]
     best = max(good, key=lambda s: s["delivered_fps"]) if good else None
     limited_by = None
@@ -184,6 +186,8 @@ def render_lines(result: dict[str, Any]) -> str:
         [f"goal >= {goals['spectra_per_s_min']:g} spectra/s with lines of {goals['line_spectra_min']}+",
          "n/a" if met is None else ("met" if met else "NOT met")],
         ["daemon CPU per spectrum at that rate (us)", result["line_daemon_cpu_us_per_spectrum"]],
+        *([["Python calls per spectrum (profiled step)", calls] for calls in [
+            ((result.get("line_profiled_step") or {}).get("python_calls_per_frame") or {}).get("all")] if calls]),
         ["spectra sent / received / lost / duplicates",
          f"{result['line_spectra_sent']} / {result['line_predictions_received']} / {result['line_lost']} / "
          f"{result['line_duplicates']}"],

@@ -7,7 +7,7 @@ from typing import Any
 from benchmarks import throughput_line  # the line steps' tables, appended when the run had any
 from benchmarks.results import markdown_table
 
-__all__ = ["goals", "render"]
+__all__ = ["goals", "per_call", "render"]
 
 #: Goals of issue 6 on the development machine (``goals``).
 GOAL_SUSTAINED_FPS = 1000.0
@@ -54,6 +54,17 @@ def goals(best: dict[str, Any] | None, ref: dict[str, Any], compute_us: float | 
     }
 
 
+def per_call(profiled: dict[str, Any] | None, ref: dict[str, Any]) -> dict[str, Any]:
+    """``python_calls_per_frame`` (the profiled step's calls per frame, over the threads that handle frames) and
+    ``daemon_cpu_us_per_python_call`` (the reference step's daemon CPU per frame over them: what one call costs at
+    that rate on this machine); both None without a profiled step at the reference rate."""
+    calls = None if profiled is None else (profiled.get("python_calls_per_frame") or {}).get("all")
+    same_rate = profiled is not None and profiled.get("rate_hz") == ref.get("rate_hz")
+    cpu = ref.get("daemon_cpu_us_per_frame")
+    return {"python_calls_per_frame": calls,
+            "daemon_cpu_us_per_python_call": cpu / calls if calls and cpu and same_rate else None}
+
+
 def render(result: dict[str, Any]) -> str:
     """Markdown tables of the steps and the summary."""
     rows = []
@@ -89,6 +100,9 @@ def render(result: dict[str, Any]) -> str:
         [f"goal daemon < {g['daemon_cpu_pct_max_at_100fps']:g} % (issue 6) / <= "
          f"{g17.get('daemon_cpu_pct_max_at_100fps', 0):g} % (issue 17) at 100 fps",
          f"{verdict(g['cpu_met'])} / {verdict(g17.get('cpu_met'))}"],
+        *([["Python calls per frame (profiled step) / daemon CPU per call at the reference rate (us)",
+            f"{_num(result['python_calls_per_frame'])} / {_num(result.get('daemon_cpu_us_per_python_call'))}"]]
+          if result.get("python_calls_per_frame") else []),
         ["frames sent / received / lost / duplicates",
          f"{result['frames_sent']} / {result['predictions_received']} / {result['lost']} / {result['duplicates']}"],
         ["load average before / after", (f"{result['load']['before']['loadavg_1m']:.2f} / "

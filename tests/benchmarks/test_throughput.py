@@ -45,6 +45,14 @@ def test_throughput_delivers_every_frame_and_writes_the_schema(tmp_path: Path) -
     assert data["profiled_step"]["frames_sent"] == FRAMES
     assert (tmp_path / "prof" / "main.txt").is_file()
     assert len(list((tmp_path / "prof").glob("*.prof"))) >= 3
+    # and its calls per frame: the frame-handling threads' sum (not the main thread's start-up), and what one call
+    # cost in the unprofiled step at the same rate
+    calls = data["profiled_step"]["python_calls_per_frame"]
+    assert calls["spectro-inference"] > 50 and calls["spectro-reader"] > 10
+    assert data["python_calls_per_frame"] == calls["all"] == pytest.approx(
+        sum(v for k, v in calls.items() if k not in ("all", "main", "signal-watcher")))
+    assert data["daemon_cpu_us_per_python_call"] == pytest.approx(step["daemon_cpu_us_per_frame"] / calls["all"])
+    assert "| Python calls per frame (profiled step)" in out.with_suffix(".md").read_text()
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -109,3 +117,19 @@ def _step_ok(tmp_path: Path) -> dict:
 
     received = [(1_000_000 + 10_000 * s + 2_000, _payload(s, 1_000_000 + 10_000 * s)) for s in range(10)]
     return _step_figures(100.0, 10, 10, received, None, None, None, None, tmp_path)
+
+
+def test_calls_per_frame_reads_the_profiles_counts_and_leaves_out_the_start_up(tmp_path: Path) -> None:
+    import doctest
+
+    from benchmarks import daemonprof
+
+    assert doctest.testmod(daemonprof).failed == 0
+    assert daemonprof.calls_per_frame(tmp_path, 10) == {}  # no calls.json: the daemon did not exit cleanly
+    (tmp_path / daemonprof.CALLS_FILE).write_text(json.dumps({"threads": {
+        "main": {"calls": 50_000}, "signal-watcher": {"calls": 40}, "spectro-inference": {"calls": 6_000},
+        "spectro-reader": {"calls": 1_500}}}))
+    per = daemonprof.calls_per_frame(tmp_path, 10)
+    assert per == {"main": 5000.0, "signal-watcher": 4.0, "spectro-inference": 600.0, "spectro-reader": 150.0,
+                   "all": 750.0}
+    assert daemonprof.calls_per_frame(tmp_path, 0) == {}

@@ -23,7 +23,7 @@ def test_line_steps_deliver_every_spectrum_and_write_their_keys(tmp_path: Path) 
     out = tmp_path / "tp.json"
     rc = main(["throughput", "--bundle", str(COUNTS_BUNDLE), "--dataset", str(counts_dataset(tmp_path / "d.npz")),
                "--line-spectra", str(PER_LINE), "--line-only", "--line-rates", "2000", "--line-seconds", "0.5",
-               "--line-max-spectra", "200", "--json", str(out)])
+               "--line-max-spectra", "200", "--json", str(out), "--profile-daemon", str(tmp_path / "prof")])
     assert rc == 0
     data = json.loads(out.read_text())
     assert LINE_KEYS <= set(data)
@@ -36,6 +36,14 @@ def test_line_steps_deliver_every_spectrum_and_write_their_keys(tmp_path: Path) 
     assert all(s["predictions_received"] == s["frames_sent"] for s in data["line_steps"])
     assert data["line_goals"]["met"] is None  # lines of 32: the goal names 256+
     assert "| offered spectra/s |" in out.with_suffix(".md").read_text()
+    # the profiled line step, uncounted: its calls per spectrum, where the batch path's per-line work is shared
+    prof = data["line_profiled_step"]
+    assert prof["predictions_received"] == prof["frames_sent"] == 200
+    calls = prof["python_calls_per_frame"]
+    assert calls["all"] == pytest.approx(sum(v for k, v in calls.items() if k not in ("all", "main", "signal-watcher")))
+    assert 0 < calls["spectro-inference"] < calls["all"]
+    assert (tmp_path / "prof" / "lines" / "calls.json").is_file()
+    assert "| Python calls per spectrum (profiled step) |" in out.with_suffix(".md").read_text()
 
 
 def test_a_line_message_counts_each_of_its_predicted_spectra_by_its_own_seq(tmp_path: Path) -> None:
