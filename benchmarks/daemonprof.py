@@ -105,16 +105,19 @@ def _write(profiles: list[tuple[str, Any]], out: Path) -> None:
         try:
             prof.dump_stats(str(out / f"{stem}.prof"))
             buf = io.StringIO()
-            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(TOP_FUNCTIONS)
+            stats = pstats.Stats(prof, stream=buf)
+            stats.sort_stats("tottime").print_stats(TOP_FUNCTIONS)
             (out / f"{stem}.txt").write_text(buf.getvalue(), encoding="utf-8")
-            stats = pstats.Stats(prof)
             counts = calls.setdefault(name, {"calls": 0, "primitive_calls": 0, "threads": 0})
             counts["calls"] += int(stats.total_calls)  # type: ignore[attr-defined]  # pstats' counters, untyped
             counts["primitive_calls"] += int(stats.prim_calls)  # type: ignore[attr-defined]
             counts["threads"] += 1
         except (TypeError, ValueError, OSError) as exc:  # a thread that never ran has no stats
             print(f"daemonprof: no profile for {name}: {exc}", file=sys.stderr)
-    (out / CALLS_FILE).write_text(json.dumps({"threads": calls}, indent=1), encoding="utf-8")
+    try:
+        (out / CALLS_FILE).write_text(json.dumps({"threads": calls}, indent=1), encoding="utf-8")
+    except OSError as exc:
+        print(f"daemonprof: cannot write {out / CALLS_FILE}: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover
