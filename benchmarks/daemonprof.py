@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def calls_per_frame(out: Path, frames: int) -> dict[str, float]:
     """Calls per frame of each thread profiled into ``out`` over a step of ``frames`` frames, and under ``"all"``
-    their sum over the threads that handle frames (all but :data:`NOT_PER_FRAME`); {} when ``out`` has no
+    their sum over every thread but :data:`NOT_PER_FRAME`; {} when ``out`` has no
     :data:`CALLS_FILE` (the daemon did not exit cleanly) or no frames went through.
 
     >>> import tempfile

@@ -177,6 +177,7 @@ def render_lines(result: dict[str, Any]) -> str:
             "p50 ms", "p99 ms", "daemon CPU %", "sim CPU %", "broker CPU %"]
     goals = result["line_goals"]
     met = goals["met"]
+    line_calls = ((result.get("line_profiled_step") or {}).get("python_calls_per_frame") or {}).get("all")
     summary = [
         ["spectra per LINE frame", result["line_spectra"]],
         ["published per", result.get("line_publish", "spectrum")],
@@ -186,8 +187,7 @@ def render_lines(result: dict[str, Any]) -> str:
         [f"goal >= {goals['spectra_per_s_min']:g} spectra/s with lines of {goals['line_spectra_min']}+",
          "n/a" if met is None else ("met" if met else "NOT met")],
         ["daemon CPU per spectrum at that rate (us)", result["line_daemon_cpu_us_per_spectrum"]],
-        *([["Python calls per spectrum (profiled step)", calls] for calls in [
-            ((result.get("line_profiled_step") or {}).get("python_calls_per_frame") or {}).get("all")] if calls]),
+        *([["Python calls per spectrum (profiled step)", line_calls]] if line_calls else []),
         ["spectra sent / received / lost / duplicates",
          f"{result['line_spectra_sent']} / {result['line_predictions_received']} / {result['line_lost']} / "
          f"{result['line_duplicates']}"],

@@ -55,7 +55,8 @@ def goals(best: dict[str, Any] | None, ref: dict[str, Any], compute_us: float | 
 
 
 def per_call(profiled: dict[str, Any] | None, ref: dict[str, Any]) -> dict[str, Any]:
-    """``python_calls_per_frame`` (the profiled step's calls per frame, over the threads that handle frames) and
+    """``python_calls_per_frame`` (the profiled step's calls per frame, over every thread but the main thread's
+    start-up and the signal watcher: :func:`benchmarks.daemonprof.calls_per_frame`) and
     ``daemon_cpu_us_per_python_call`` (the reference step's daemon CPU per frame over them: what one call costs at
     that rate on this machine); both None without a profiled step at the reference rate."""
     calls = None if profiled is None else (profiled.get("python_calls_per_frame") or {}).get("all")
